@@ -1,0 +1,92 @@
+"""Appending to and reading the audit log, inside the caller's transaction.
+
+The caller writes its action and the audit entry in one transaction: if the entry cannot be
+written, the transaction rolls back and the action did not happen (fail closed, DESIGN.md step 7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from keysafe.audit.record import AuditEntry, ChainReport, entry_hash, verify_chain
+from keysafe.audit.redact import redact
+from keysafe.crypto import jcs
+from keysafe.errors import AuditWriteError
+from keysafe.store import tables as t
+
+logger = logging.getLogger(__name__)
+
+
+def append(
+    conn: Connection,
+    *,
+    time: str,
+    actor: str,
+    action: str,
+    target: str,
+    outcome: str,
+    details: Mapping[str, Any],
+    audit_key: bytes | bytearray | None,
+) -> AuditEntry:
+    clean = redact(details, audit_key)
+    try:
+        head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
+        entry = AuditEntry(head.audit_head_seq + 1, time, actor, action, target, outcome, clean)
+        digest = entry_hash(head.audit_head_hash, entry)
+        conn.execute(
+            insert(t.audit).values(
+                seq=entry.seq,
+                time=time,
+                actor=actor,
+                action=action,
+                target=target,
+                outcome=outcome,
+                details=jcs.dumps(clean).decode(),
+                prev_hash=head.audit_head_hash,
+                hash=digest,
+            )
+        )
+        conn.execute(update(t.vault).values(audit_head_seq=entry.seq, audit_head_hash=digest))
+    except SQLAlchemyError as exc:
+        logger.error("audit write failed: %s", type(exc).__name__)
+        raise AuditWriteError(
+            f"The audit log could not be written, so '{action}' was not carried out.",
+            next_step="check the disk is writable and not full, then retry.",
+        ) from None
+    return entry
+
+
+def entries(
+    conn: Connection, *, since: str | None = None, limit: int | None = None
+) -> list[AuditEntry]:
+    q = select(t.audit).order_by(t.audit.c.seq)
+    if since is not None:
+        q = q.where(t.audit.c.time >= since)
+    rows = conn.execute(q).all()
+    if limit is not None:
+        rows = rows[-limit:]
+    return [
+        AuditEntry(r.seq, r.time, r.actor, r.action, r.target, r.outcome, json.loads(r.details))
+        for r in rows
+    ]
+
+
+def verify(conn: Connection) -> ChainReport:
+    head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
+    rows = conn.execute(
+        select(
+            t.audit.c.seq, t.audit.c.time, t.audit.c.actor, t.audit.c.action, t.audit.c.target,
+            t.audit.c.outcome, t.audit.c.details, t.audit.c.prev_hash, t.audit.c.hash,
+        ).order_by(t.audit.c.seq)
+    )  # fmt: skip
+    return verify_chain(
+        (tuple(r) for r in rows),
+        head_seq=head.audit_head_seq,
+        head_hash=head.audit_head_hash,
+    )

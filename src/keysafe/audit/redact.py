@@ -1,0 +1,49 @@
+"""What an audit row may hold in plaintext, and the HMAC for everything else.
+
+As Vault/OpenBao's audit devices do, values outside a short allow-list are replaced by
+`hmac-sha256:<hex>` under an audit key derived from the master key: the owner can check whether
+two rows name the same value, a reader of a stolen database learns nothing. Secret values are
+never passed in at all; this is the second line of defence for identifiers and free text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any, Final
+
+from keysafe.crypto import jcs
+from keysafe.errors import AuditWriteError
+
+PLAINTEXT_KEYS: Final = frozenset(
+    {
+        # DESIGN.md's allow-list
+        "agent", "rule", "chain", "amount", "recipient",
+        # structure of the vault itself: names, classes and public addresses, never values
+        "kind", "name", "class", "hosts", "attach", "address", "index", "source", "format",
+        "version", "epoch", "vault_id", "reason", "code", "count", "fields", "replaced",
+        "failures", "blocked_seconds", "records", "entries", "from_empty_home",
+    }
+)  # fmt: skip
+
+
+def hmac_value(key: bytes | bytearray, value: Any) -> str:
+    digest = hmac.new(bytes(key), jcs.dumps(value), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{digest}"
+
+
+def redact(details: Mapping[str, Any], audit_key: bytes | bytearray | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        if key in PLAINTEXT_KEYS:
+            out[key] = value
+        elif audit_key is None:
+            # Fail closed: better no action than a row holding an unkeyed value.
+            raise AuditWriteError(
+                f"Audit detail '{key}' needs the audit key, which is only there when unlocked.",
+                next_step="this is a keysafe bug; please report it with the command you ran.",
+            )
+        else:
+            out[key] = hmac_value(audit_key, value)
+    return out

@@ -1,0 +1,91 @@
+"""`keysafe audit [--since …] [--json]` and `keysafe audit verify`."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from keysafe.cli import render
+from keysafe.cli.app import JsonFlag, app, home
+from keysafe.errors import IntegrityError, MalformedRequestError
+from keysafe.service import audit
+from keysafe.service.context import open_vault
+
+audit_app = typer.Typer(
+    help="The tamper-evident audit log: read it, or verify its hash chain.",
+    invoke_without_command=True,
+)
+app.add_typer(audit_app, name="audit")
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _since(text: str | None) -> str | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        when = datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise MalformedRequestError(
+                f"'{text[:40]}' is not a time.",
+                next_step="use an ISO time (2026-11-23T09:00:00Z), a date, or a duration like 30m, 24h, 7d.",
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@audit_app.callback()
+def audit_list(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only entries from this time (ISO) or this long ago (24h)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the newest N entries.", min=1)
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show the audit log, newest last. Values of secrets never appear; identifiers are HMACs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with open_vault(home()) as vault:
+        entries = audit.list_entries(vault, since=_since(since), limit=limit)
+    if json_out:
+        render.as_json([e.to_dict() for e in entries])
+        return
+    render.table(
+        "Audit log", ["seq", "time", "actor", "action", "target", "outcome", "details"],
+        [(e.seq, e.time[:19], e.actor, e.action, e.target, e.outcome,
+          json.dumps(e.details, separators=(",", ":"))[:80]) for e in entries],
+        empty="No audit entries match.",
+    )  # fmt: skip
+
+
+@audit_app.command("verify")
+def audit_verify(json_out: JsonFlag = False) -> None:
+    """Check the whole hash chain; name the first edited, missing or reordered entry (exit 1)."""
+    with open_vault(home()) as vault:
+        report = audit.verify(vault)
+    if json_out:
+        render.as_json(report.to_dict())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    if report.ok:
+        render.out.print(f"Audit chain verified: {report.entries} entries, all intact.")
+        return
+    raise IntegrityError(
+        f"The audit log was tampered with: {report.problem} (first bad entry: seq {report.first_bad_seq}).",
+        next_step="keep this copy as evidence, and compare with a backup (`keysafe backup restore` into an empty home).",
+        first_bad_seq=report.first_bad_seq or 0,
+    )

@@ -1,0 +1,93 @@
+"""Reading passphrases, phrases and secrets: from files, the environment, stdin or a hidden prompt.
+
+Order for a passphrase: `--passphrase-file`, then the environment variable, then a hidden prompt
+when a terminal is attached; otherwise a clear error (scripts must say where the secret is).
+Secrets never pass through argv, where `ps` would show them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from keysafe.errors import MalformedRequestError
+from keysafe.service.models import SecretBytes
+
+
+def _strip_newline(buf: bytearray) -> bytearray:
+    while buf and buf[-1] in (0x0A, 0x0D):
+        del buf[-1]
+    return buf
+
+
+def _from_file(path: Path) -> SecretBytes:
+    try:
+        data = bytearray(path.read_bytes())
+    except OSError as exc:
+        raise MalformedRequestError(
+            f"Cannot read the passphrase file {path} ({exc.strerror}).",
+            next_step="check the path and its permissions.",
+        ) from None
+    return SecretBytes.adopt(_strip_newline(data))
+
+
+def _prompt(label: str, *, confirm: bool) -> SecretBytes:
+    first = getpass.getpass(f"{label}: ")
+    if confirm:
+        second = getpass.getpass(f"{label} (again): ")
+        if first != second:
+            raise MalformedRequestError(
+                "The two entries do not match.", next_step="run the command again."
+            )
+    return SecretBytes(bytearray(first.encode()))
+
+
+def passphrase(
+    file: Path | None,
+    *,
+    env: tuple[str, ...] = ("KEYSAFE_PASSPHRASE",),
+    label: str = "Vault passphrase",
+    confirm: bool = False,
+) -> SecretBytes:
+    if file is not None:
+        return _from_file(file)
+    for name in env:
+        value = os.environ.get(name)
+        if value:
+            return SecretBytes(bytearray(value.encode()))
+    if sys.stdin.isatty():
+        return _prompt(label, confirm=confirm)
+    raise MalformedRequestError(
+        f"No {label.lower()} given and no terminal to ask on.",
+        next_step=f"set {env[0]} or pass --passphrase-file FILE.",
+    )
+
+
+def stdin_secret(label: str) -> SecretBytes:
+    """A secret value: the whole of stdin when piped, else a hidden prompt."""
+    if sys.stdin.isatty():
+        return _prompt(label, confirm=False)
+    data = bytearray(sys.stdin.buffer.read())
+    return SecretBytes.adopt(_strip_newline(data))
+
+
+def stdin_line(label: str) -> SecretBytes:
+    """One line from stdin when piped (the recovery phrase), else a hidden prompt."""
+    if sys.stdin.isatty():
+        return _prompt(label, confirm=False)
+    line = bytearray(sys.stdin.buffer.readline())
+    return SecretBytes.adopt(_strip_newline(line))
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise MalformedRequestError(
+            f"{question} needs confirmation and there is no terminal to ask on.",
+            next_step="pass --yes to confirm.",
+        )
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")

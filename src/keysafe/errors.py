@@ -1,0 +1,148 @@
+"""One exception tree for keysafe, each class with a stable machine code.
+
+    KeysafeError
+    ├── UserError                 (the caller can fix it: bad input, wrong state)
+    │   ├── MalformedRequestError     MALFORMED_REQUEST
+    │   ├── NotFoundError             NOT_FOUND
+    │   ├── AlreadyExistsError        ALREADY_EXISTS
+    │   ├── NotInitializedError       NOT_INITIALIZED
+    │   └── UnsafePermissionsError    UNSAFE_PERMISSIONS
+    ├── AuthError
+    │   ├── WrongPassphraseError      WRONG_PASSPHRASE
+    │   ├── UnlockThrottledError      UNLOCK_THROTTLED
+    │   └── WrongRecoveryPhraseError  WRONG_RECOVERY_PHRASE
+    ├── VaultLockedError              VAULT_LOCKED
+    ├── IntegrityError                INTEGRITY_ERROR   (ciphertext, backup or audit chain tampered)
+    ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
+    ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
+    └── InternalError                 INTERNAL          (a bug; reported with an incident id)
+
+Every error says what happened and what to do next (`next_step`). `facts` carry ids, names and
+amounts, never a secret value. `STATUS` maps each code to its HTTP status and CLI exit code and is
+the only place those numbers live; api/, mcp/ and cli/ read it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar, Final
+
+
+class ErrorCode(StrEnum):
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    NOT_INITIALIZED = "NOT_INITIALIZED"
+    UNSAFE_PERMISSIONS = "UNSAFE_PERMISSIONS"
+    WRONG_PASSPHRASE = "WRONG_PASSPHRASE"  # noqa: S105 - a code name, not a secret
+    UNLOCK_THROTTLED = "UNLOCK_THROTTLED"
+    WRONG_RECOVERY_PHRASE = "WRONG_RECOVERY_PHRASE"
+    VAULT_LOCKED = "VAULT_LOCKED"
+    INTEGRITY_ERROR = "INTEGRITY_ERROR"
+    STORE_ERROR = "STORE_ERROR"
+    AUDIT_FAILED = "AUDIT_FAILED"
+    INTERNAL = "INTERNAL"
+
+
+# (HTTP status, CLI exit code). CLI: 0 ok, 1 user-facing error, 2 usage (click's own).
+STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
+    ErrorCode.MALFORMED_REQUEST: (400, 1),
+    ErrorCode.NOT_FOUND: (404, 1),
+    ErrorCode.ALREADY_EXISTS: (409, 1),
+    ErrorCode.NOT_INITIALIZED: (409, 1),
+    ErrorCode.UNSAFE_PERMISSIONS: (500, 1),
+    ErrorCode.WRONG_PASSPHRASE: (401, 1),
+    ErrorCode.UNLOCK_THROTTLED: (429, 1),
+    ErrorCode.WRONG_RECOVERY_PHRASE: (401, 1),
+    ErrorCode.VAULT_LOCKED: (423, 1),
+    ErrorCode.INTEGRITY_ERROR: (500, 1),
+    ErrorCode.STORE_ERROR: (500, 1),
+    ErrorCode.AUDIT_FAILED: (503, 1),
+    ErrorCode.INTERNAL: (500, 1),
+}
+
+
+class KeysafeError(Exception):
+    """Base of every error keysafe reports to a person or an agent."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+
+    def __init__(self, what: str, *, next_step: str, **facts: str | int) -> None:
+        super().__init__(what)
+        self.what = what
+        self.next_step = next_step
+        self.facts = facts
+
+    def __str__(self) -> str:
+        return f"{self.what} Next: {self.next_step}" if self.next_step else self.what
+
+    @property
+    def http_status(self) -> int:
+        return STATUS[self.code][0]
+
+    @property
+    def exit_code(self) -> int:
+        return STATUS[self.code][1]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"code": str(self.code), "message": self.what, "next": self.next_step, **self.facts}
+
+
+class UserError(KeysafeError):
+    code = ErrorCode.MALFORMED_REQUEST
+
+
+class MalformedRequestError(UserError):
+    code = ErrorCode.MALFORMED_REQUEST
+
+
+class NotFoundError(UserError):
+    code = ErrorCode.NOT_FOUND
+
+
+class AlreadyExistsError(UserError):
+    code = ErrorCode.ALREADY_EXISTS
+
+
+class NotInitializedError(UserError):
+    code = ErrorCode.NOT_INITIALIZED
+
+
+class UnsafePermissionsError(UserError):
+    code = ErrorCode.UNSAFE_PERMISSIONS
+
+
+class AuthError(KeysafeError):
+    code = ErrorCode.WRONG_PASSPHRASE
+
+
+class WrongPassphraseError(AuthError):
+    code = ErrorCode.WRONG_PASSPHRASE
+
+
+class UnlockThrottledError(AuthError):
+    code = ErrorCode.UNLOCK_THROTTLED
+
+
+class WrongRecoveryPhraseError(AuthError):
+    code = ErrorCode.WRONG_RECOVERY_PHRASE
+
+
+class VaultLockedError(KeysafeError):
+    code = ErrorCode.VAULT_LOCKED
+
+
+class IntegrityError(KeysafeError):
+    code = ErrorCode.INTEGRITY_ERROR
+
+
+class StoreError(KeysafeError):
+    code = ErrorCode.STORE_ERROR
+
+
+class AuditWriteError(KeysafeError):
+    code = ErrorCode.AUDIT_FAILED
+
+
+class InternalError(KeysafeError):
+    code = ErrorCode.INTERNAL

@@ -1,0 +1,210 @@
+"""Backup and restore of the whole vault.
+
+Restore into an existing vault replaces its epochs and records with the backup's (same vault id
+only) and keeps the audit log, which is append-only and never rewound: the restore is appended to
+it. Restore into an empty home needs the recovery phrase, rebuilds the vault header under a new
+passphrase and takes the backup's audit log, after checking its hash chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from keysafe.audit.record import GENESIS_HASH, verify_chain
+from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import IntegrityError, WrongRecoveryPhraseError
+from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
+from keysafe.store import tables as t
+from keysafe.store.db import Database
+from keysafe.vault import backup as fmt
+from keysafe.vault import hierarchy
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Clock, Vault, iso, utc_now
+
+logger = logging.getLogger(__name__)
+
+_BYTES_COLS = {"dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key"}
+
+
+def _dump(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
+    out = []
+    for row in conn.execute(select(table).order_by(order)).mappings():
+        out.append({k: (v.hex() if k in _BYTES_COLS else v) for k, v in row.items()})
+    return out
+
+
+def _load(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (bytes.fromhex(v) if k in _BYTES_COLS else v) for k, v in r.items()} for r in rows]
+
+
+def _write_private(path: Path, blob: bytes) -> None:
+    """Write 0600 via a temp file, fsync, rename: a crash never leaves half a backup."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
+    key = vault.subkey("backup")
+    with key, vault.db.write() as conn:
+        head = conn.execute(select(t.vault.c.created_at)).one()
+        payload = {
+            "vault": {"id": vault.vault_id, "created_at": head.created_at},
+            "epochs": _dump(conn, t.epochs, t.epochs.c.number),
+            "records": _dump(conn, t.records, t.records.c.id),
+            "audit": _dump(conn, t.audit, t.audit.c.seq),
+        }
+        header = fmt.BackupHeader(
+            vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"])
+        )
+        blob = fmt.seal_backup(key, header, payload)
+        _write_private(path, blob)
+        # Audited in the same transaction: if this entry cannot be written, the file is removed.
+        try:
+            vault.audit(
+                conn, actor="owner", action="backup.create", target=f"vault:{vault.vault_id}",
+                outcome="success",
+                details={"records": header.records, "entries": header.entries, "file": str(path)},
+            )  # fmt: skip
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    logger.info("backup written (%d records)", header.records)
+    return header
+
+
+def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
+    rows = [
+        (a["seq"], a["time"], a["actor"], a["action"], a["target"], a["outcome"], a["details"],
+         a["prev_hash"], a["hash"])
+        for a in payload["audit"]
+    ]  # fmt: skip
+    head = rows[-1] if rows else None
+    report = verify_chain(
+        rows, head_seq=head[0] if head else 0, head_hash=head[8] if head else GENESIS_HASH
+    )
+    if not report.ok or payload["vault"]["id"] != vault_id:
+        raise IntegrityError(
+            f"The backup's audit log does not verify ({report.problem}).",
+            next_step="use another copy of the backup.",
+        )
+
+
+def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
+    conn.execute(delete(t.records))
+    conn.execute(delete(t.epochs))
+    for row in _load(payload["epochs"]):
+        conn.execute(insert(t.epochs).values(**row))
+    for row in _load(payload["records"]):
+        conn.execute(insert(t.records).values(**row))
+
+
+def _check_records_open(vault: Vault, conn: Connection) -> None:
+    for kind in {r.kind for r in _all_records(vault, conn)}:
+        for info in vault.list_records(conn, kind):
+            with vault.open_record(conn, info):
+                pass
+
+
+def _all_records(vault: Vault, conn: Connection) -> list[Any]:
+    return list(conn.execute(select(t.records.c.kind)).all())
+
+
+def restore_into(vault: Vault, path: Path) -> fmt.BackupHeader:
+    """Restore into this (unlocked) vault; the backup must come from the same vault."""
+    blob = path.read_bytes()
+    header, _, _ = fmt.read_header(blob)
+    if header.vault_id != vault.vault_id:
+        raise IntegrityError(
+            f"This backup is of vault {header.vault_id}, not of this vault ({vault.vault_id}).",
+            next_step="restore it into an empty KEYSAFE_HOME with its recovery phrase instead.",
+        )
+    key = vault.subkey("backup")
+    with key:
+        header, payload = fmt.open_backup(key, blob)
+    _check_payload(vault.vault_id, payload)
+    vault.lock_epochs()
+    with vault.db.write() as conn:
+        _replace_data(conn, payload)
+        _check_records_open(vault, conn)
+        vault.audit(
+            conn, actor="owner", action="backup.restore", target=f"vault:{vault.vault_id}",
+            outcome="success",
+            details={"records": header.records, "entries": header.entries,
+                     "from_empty_home": False},
+        )  # fmt: skip
+    logger.info("backup restored into existing vault (%d records)", header.records)
+    return header
+
+
+def restore_new(
+    home: Home,
+    path: Path,
+    phrase: SecretBytes,
+    new_passphrase: SecretBytes,
+    *,
+    kdf: Argon2Params = DEFAULT_ARGON2,
+    clock: Clock = utc_now,
+) -> tuple[Vault, fmt.BackupHeader]:
+    """Rebuild a vault in an empty home from a backup and its recovery phrase."""
+    check_new_passphrase(new_passphrase)
+    blob = path.read_bytes()
+    header, _, _ = fmt.read_header(blob)
+    with parse_phrase(phrase) as entropy:
+        master = hierarchy.master_from_entropy(entropy.reveal())
+    with master:
+        if hierarchy.vault_id_for(master) != header.vault_id:
+            raise WrongRecoveryPhraseError(
+                "That recovery phrase is not the one of the vault this backup was made from.",
+                next_step="use the phrase shown when that vault was created.",
+            )
+        with hierarchy.subkey(master, "backup") as key:
+            header, payload = fmt.open_backup(key, blob)
+        _check_payload(header.vault_id, payload)
+        home.create()
+        db = Database.open_sqlite(home.db_path, create=True)
+        try:
+            with db.write() as conn:
+                vault = Vault.create(
+                    db, master=master, passphrase=new_passphrase, kdf=kdf, clock=clock,
+                    conn=conn, with_first_epoch=False,
+                )  # fmt: skip
+                _replace_data(conn, payload)
+                for row in payload["audit"]:
+                    conn.execute(insert(t.audit).values(**row))
+                if payload["audit"]:
+                    last = payload["audit"][-1]
+                    conn.execute(
+                        update(t.vault).values(
+                            audit_head_seq=last["seq"], audit_head_hash=last["hash"],
+                            created_at=payload["vault"]["created_at"],
+                        )
+                    )  # fmt: skip
+                _check_records_open(vault, conn)
+                vault.audit(
+                    conn, actor="owner", action="backup.restore",
+                    target=f"vault:{vault.vault_id}", outcome="success",
+                    details={"records": header.records, "entries": header.entries,
+                             "from_empty_home": True},
+                )  # fmt: skip
+        except BaseException:
+            db.close()
+            for suffix in ("", "-wal", "-shm"):
+                home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+            raise
+    logger.info("vault %s rebuilt from backup (%d records)", vault.vault_id, header.records)
+    return vault, header

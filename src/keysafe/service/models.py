@@ -1,0 +1,105 @@
+"""Validated inputs and typed results shared by every surface (CLI today; HTTP and MCP later)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from keysafe.errors import MalformedRequestError
+
+NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+HOST_RE: Final = re.compile(
+    r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*(:\d{1,5})?$"
+)
+
+
+class DataClass(StrEnum):
+    STANDARD = "standard"  # may be read by agents under policy
+    SENSITIVE = "sensitive"  # read only with the owner's approval
+    CRITICAL = "critical"  # wallet keys, recovery material: never leaves the vault
+
+
+class Chain(StrEnum):
+    EVM = "evm"
+    SOLANA = "solana"
+
+
+class RecordKind(StrEnum):
+    CREDENTIAL = "credential"
+    DATA = "data"
+    WALLET = "wallet"
+    HD_SEED = "hd_seed"
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME_RE.match(name):
+        raise MalformedRequestError(
+            f"'{name[:80]}' is not a valid {what} name.",
+            next_step="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+        )
+    return name
+
+
+def check_host(host: str) -> str:
+    host = host.strip().lower()
+    if not HOST_RE.match(host) or "://" in host:
+        raise MalformedRequestError(
+            f"'{host[:100]}' is not a host name.",
+            next_step="give a bare host such as api.github.com or localhost:8080 (no scheme, no path).",
+        )
+    return host
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """How a credential is attached to an outgoing request (the secret fills `{secret}`)."""
+
+    type: str  # header | query
+    name: str
+    template: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "template": self.template}
+
+    @classmethod
+    def header(cls, spec: str) -> Attachment:
+        name, sep, template = spec.partition(":")
+        name, template = name.strip(), template.strip()
+        if not sep or not name or not re.match(r"^[A-Za-z0-9-]+$", name):
+            raise MalformedRequestError(
+                f"'{spec[:100]}' is not a header template.",
+                next_step='write it as "Name: value with {secret}", e.g. "Authorization: Bearer {secret}".',
+            )
+        if template.count("{secret}") != 1:
+            raise MalformedRequestError(
+                "A header template must contain {secret} exactly once.",
+                next_step='e.g. --header "Authorization: Bearer {secret}".',
+            )
+        return cls("header", name, template)
+
+    @classmethod
+    def bearer(cls) -> Attachment:
+        return cls("header", "Authorization", "Bearer {secret}")
+
+    @classmethod
+    def basic(cls, user: str) -> Attachment:
+        if ":" in user:
+            raise MalformedRequestError(
+                "A basic-auth user name cannot contain ':'.", next_step="give the user name alone."
+            )
+        return cls("basic", user, "{secret}")
+
+    @classmethod
+    def query(cls, param: str) -> Attachment:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", param):
+            raise MalformedRequestError(
+                f"'{param[:64]}' is not a query parameter name.",
+                next_step="use letters, digits, '_', '.' or '-'.",
+            )
+        return cls("query", param, "{secret}")
+
+
+# Surfaces handle secrets only through this type; re-exported so they never import crypto/.
+from keysafe.crypto.secret import SecretBytes as SecretBytes  # noqa: E402

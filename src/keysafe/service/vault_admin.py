@@ -1,0 +1,221 @@
+"""Creating, recovering and describing the vault itself."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from mnemonic import Mnemonic
+from sqlalchemy import func, select
+
+from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import (
+    AlreadyExistsError,
+    MalformedRequestError,
+    WrongRecoveryPhraseError,
+)
+from keysafe.service.models import DataClass, RecordKind
+from keysafe.store import tables as t
+from keysafe.store.db import Database
+from keysafe.vault import hierarchy
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Clock, Vault, utc_now
+
+logger = logging.getLogger(__name__)
+
+MIN_PASSPHRASE = 8
+_WORDS_TO_BITS = {12: 128, 15: 160, 18: 192, 21: 224, 24: 256}
+
+
+def check_new_passphrase(passphrase: SecretBytes) -> None:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise MalformedRequestError(
+            f"The new passphrase is too short (at least {MIN_PASSPHRASE} characters).",
+            next_step="choose a longer passphrase; a few random words work well.",
+        )
+
+
+def parse_phrase(phrase: SecretBytes) -> SecretBytes:
+    """Validate a BIP-39 English phrase (12-24 words) and return its entropy."""
+    m = Mnemonic("english")
+    words = bytes(phrase.reveal()).decode("utf-8", "replace").lower().split()
+    if len(words) not in _WORDS_TO_BITS:
+        raise WrongRecoveryPhraseError(
+            f"A recovery phrase has 12, 15, 18, 21 or 24 words; this one has {len(words)}.",
+            next_step="type the words from your recovery sheet, separated by spaces.",
+        )
+    known = set(m.wordlist)
+    for i, w in enumerate(words, 1):
+        if w not in known:
+            raise WrongRecoveryPhraseError(
+                f"Word {i} of the recovery phrase is not a BIP-39 English word.",
+                next_step="check the spelling of that word on your recovery sheet.",
+                word_position=i,
+            )
+    normalized = " ".join(words)
+    if not m.check(normalized):
+        raise WrongRecoveryPhraseError(
+            "The recovery phrase's checksum does not match: a word is wrong or out of order.",
+            next_step="compare each word and its position with your recovery sheet.",
+        )
+    return SecretBytes(bytearray(m.to_entropy(normalized)))
+
+
+def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
+    seed = SecretBytes(bytearray(Mnemonic.to_seed(phrase_words, passphrase="")))
+    with seed:
+        vault.put_record(
+            conn, kind=RecordKind.HD_SEED, name="default", data_class=DataClass.CRITICAL,
+            meta={"standard": "bip39"}, plaintext=seed, replace=False,
+        )  # fmt: skip
+
+
+def _create(
+    home: Home,
+    *,
+    entropy: SecretBytes,
+    passphrase: SecretBytes,
+    kdf: Argon2Params,
+    clock: Clock,
+    action: str,
+) -> Vault:
+    if home.exists():
+        raise AlreadyExistsError(
+            f"A vault already exists in {home.path}.",
+            next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
+        )
+    home.create()
+    db = Database.open_sqlite(home.db_path, create=True)
+    master = hierarchy.master_from_entropy(entropy.reveal())
+    words = Mnemonic("english").to_mnemonic(bytes(entropy.reveal()))
+    try:
+        with db.write() as conn:
+            vault = Vault.create(
+                db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn
+            )
+            _seed_record(vault, conn, words)
+            vault.audit(
+                conn, actor="owner", action=action, target=f"vault:{vault.vault_id}",
+                outcome="success", details={"vault_id": vault.vault_id, "from_empty_home": True},
+            )  # fmt: skip
+    except BaseException:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+        raise
+    finally:
+        master.wipe()
+    logger.info("vault %s created (%s)", vault.vault_id, action)
+    return vault
+
+
+def init_vault(
+    home: Home,
+    passphrase: SecretBytes,
+    *,
+    kdf: Argon2Params = DEFAULT_ARGON2,
+    clock: Clock = utc_now,
+) -> tuple[Vault, SecretBytes]:
+    """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once)."""
+    check_new_passphrase(passphrase)
+    entropy = SecretBytes(bytearray(os.urandom(32)))
+    with entropy:
+        phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())
+        vault = _create(
+            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock, action="vault.init"
+        )
+    return vault, phrase
+
+
+def recover_vault(
+    home: Home,
+    phrase: SecretBytes,
+    new_passphrase: SecretBytes,
+    *,
+    kdf: Argon2Params = DEFAULT_ARGON2,
+    clock: Clock = utc_now,
+) -> tuple[Vault, bool]:
+    """Set a new passphrase from the recovery phrase; on an empty home, rebuild the vault.
+
+    Returns the unlocked vault and whether it was rebuilt from nothing.
+    """
+    check_new_passphrase(new_passphrase)
+    entropy = parse_phrase(phrase)
+    with entropy:
+        if not home.exists():
+            return (
+                _create(home, entropy=entropy, passphrase=new_passphrase, kdf=kdf, clock=clock,
+                        action="vault.recover"),
+                True,
+            )  # fmt: skip
+        from keysafe.service.context import open_vault
+
+        vault = open_vault(home, clock=clock)
+        master = hierarchy.master_from_entropy(entropy.reveal())
+    with master:
+        vault.unlock_with_master(master)
+    with vault.db.write() as conn:
+        vault.rewrap(conn, new_passphrase, kdf)
+        vault.audit(
+            conn, actor="owner", action="vault.recover", target=f"vault:{vault.vault_id}",
+            outcome="success", details={"vault_id": vault.vault_id, "from_empty_home": False},
+        )  # fmt: skip
+    logger.info("vault %s passphrase reset from recovery phrase", vault.vault_id)
+    return vault, False
+
+
+def change_passphrase(
+    vault: Vault, new_passphrase: SecretBytes, *, kdf: Argon2Params = DEFAULT_ARGON2
+) -> None:
+    check_new_passphrase(new_passphrase)
+    with vault.db.write() as conn:
+        vault.rewrap(conn, new_passphrase, kdf)
+        vault.audit(
+            conn,
+            actor="owner",
+            action="passphrase.change",
+            target=f"vault:{vault.vault_id}",
+            outcome="success",
+        )
+    logger.info("vault %s passphrase changed", vault.vault_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    home: str
+    vault_id: str
+    created_at: str
+    records: dict[str, int]
+    audit_entries: int
+    audit_head: str
+    unlock_failures: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "initialized": True,
+            "home": self.home,
+            "vault_id": self.vault_id,
+            "created_at": self.created_at,
+            "credentials": self.records.get(RecordKind.CREDENTIAL, 0),
+            "data": self.records.get(RecordKind.DATA, 0),
+            "wallets": self.records.get(RecordKind.WALLET, 0),
+            "audit_entries": self.audit_entries,
+            "audit_head": self.audit_head,
+            "unlock_failures": self.unlock_failures,
+        }
+
+
+def status(home: Home, vault: Vault) -> Status:
+    with vault.db.read() as conn:
+        head = conn.execute(select(t.vault)).one()
+        counts: dict[str, int] = dict(
+            conn.execute(select(t.records.c.kind, func.count()).group_by(t.records.c.kind)).all()
+        )
+    return Status(
+        home=str(home.path), vault_id=vault.vault_id, created_at=head.created_at,
+        records={str(k): int(v) for k, v in counts.items()}, audit_entries=head.audit_head_seq,
+        audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
+    )  # fmt: skip

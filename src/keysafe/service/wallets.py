@@ -1,0 +1,143 @@
+"""Wallets: keys generated from the vault's HD seed (or imported) that never leave the vault.
+
+EVM wallets follow BIP-44 `m/44'/60'/0'/0/i` and Solana wallets SLIP-10 `m/44'/501'/i'/0'`, so the
+same recovery phrase gives the same addresses in MetaMask and Phantom. The private key is a
+`critical` record: no command, API or export prints it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from keysafe.chains import addresses
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import IntegrityError, MalformedRequestError
+from keysafe.service.models import Chain, DataClass, RecordKind, check_name
+from keysafe.vault.vault import RecordInfo, Vault
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletView:
+    name: str
+    chain: str
+    address: str
+    source: str
+    index: int | None
+    created_at: str
+
+    @classmethod
+    def of(cls, info: RecordInfo) -> WalletView:
+        m = info.meta
+        return cls(
+            info.name, m["chain"], m["address"], m["source"], m.get("index"), info.created_at
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "chain": self.chain, "address": self.address,
+            "source": self.source, "index": self.index, "created_at": self.created_at,
+        }  # fmt: skip
+
+
+def _address_of(chain: Chain, key: SecretBytes) -> str:
+    if chain is Chain.EVM:
+        return addresses.evm_address_from_private(key)
+    return addresses.solana_address_from_seed(key)
+
+
+def _next_index(vault: Vault, conn: Any, chain: Chain) -> int:
+    used = [
+        w.meta["index"]
+        for w in vault.list_records(conn, RecordKind.WALLET)
+        if w.meta["chain"] == chain and w.meta["source"] == "derived"
+    ]
+    return max(used) + 1 if used else 0
+
+
+def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = None) -> WalletView:
+    """Derive the next (or the given) account index of `chain` from the vault's seed."""
+    check_name(name, "wallet")
+    if index is not None and not 0 <= index < 2**31:
+        raise MalformedRequestError(
+            "A wallet index is between 0 and 2^31-1.", next_step="give --index 0, 1, 2 …"
+        )
+    with vault.db.write() as conn:
+        seed_info = vault.get_record(conn, RecordKind.HD_SEED, "default")
+        i = _next_index(vault, conn, chain) if index is None else index
+        with vault.open_record(conn, seed_info) as seed:
+            if chain is Chain.EVM:
+                key, address = addresses.derive_evm(seed.reveal(), i)
+                path = addresses.EVM_PATH.format(index=i)
+            else:
+                key, address = addresses.derive_solana(seed.reveal(), i)
+                path = addresses.SOLANA_PATH.format(index=i)
+        with key:
+            meta = {"chain": str(chain), "address": address, "source": "derived", "index": i,
+                    "path": path}  # fmt: skip
+            info = vault.put_record(
+                conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
+                meta=meta, plaintext=key, replace=False,
+            )  # fmt: skip
+        vault.audit(
+            conn, actor="owner", action="wallet.create", target=f"wallet:{name}",
+            outcome="success",
+            details={"name": name, "chain": str(chain), "address": address, "index": i,
+                     "source": "derived"},
+        )  # fmt: skip
+    logger.info("wallet %s created on %s at index %d", name, chain, i)
+    return WalletView.of(info)
+
+
+def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) -> WalletView:
+    check_name(name, "wallet")
+    text = bytes(key_text.reveal()).decode("utf-8", "replace").strip()
+    try:
+        if chain is Chain.EVM:
+            key = addresses.parse_evm_private_key(text)
+        else:
+            key = addresses.parse_solana_private_key(text)
+    except ValueError as exc:
+        raise MalformedRequestError(
+            f"That is not a {chain} private key: {exc}",
+            next_step=(
+                "for EVM give 64 hex digits (0x optional); for Solana the base58 key Phantom "
+                "exports, a solana-keygen JSON array, or 64 hex digits."
+            ),
+        ) from None
+    finally:
+        del text
+    with key, vault.db.write() as conn:
+        address = _address_of(chain, key)
+        meta = {"chain": str(chain), "address": address, "source": "imported"}
+        info = vault.put_record(
+            conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
+            meta=meta, plaintext=key, replace=False,
+        )  # fmt: skip
+        vault.audit(
+            conn, actor="owner", action="wallet.import", target=f"wallet:{name}",
+            outcome="success",
+            details={"name": name, "chain": str(chain), "address": address, "source": "imported"},
+        )  # fmt: skip
+    logger.info("wallet %s imported on %s", name, chain)
+    return WalletView.of(info)
+
+
+def list_wallets(vault: Vault, *, verify: bool = True) -> list[WalletView]:
+    """List wallets; with `verify` (needs the vault unlocked) re-derive each address from its key,
+    so an address edited in the database is caught before anyone sends funds to it."""
+    with vault.db.read() as conn:
+        infos = vault.list_records(conn, RecordKind.WALLET)
+        if verify:
+            for info in infos:
+                with vault.open_record(conn, info) as key:
+                    if _address_of(Chain(info.meta["chain"]), key) != info.meta["address"]:
+                        raise IntegrityError(
+                            f"Wallet '{info.name}' does not match its stored address.",
+                            next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                            name=info.name,
+                        )
+    return [WalletView.of(i) for i in infos]

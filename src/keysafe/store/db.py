@@ -1,0 +1,139 @@
+"""Opening the SQL store: SQLite (WAL, synchronous=FULL) by default, migrated by Alembic.
+
+Rules this module enforces:
+- Writes run in `BEGIN IMMEDIATE` transactions on SQLite, so a read-check-write sequence (the
+  audit chain head, unlock throttling) is serialised across processes.
+- The database file is created 0600 before SQLite opens it; SQLite's unix VFS gives the `-wal`
+  and `-shm` files the same mode as the database.
+- A file that is not a keysafe database, or one written by a newer keysafe, is refused with a
+  message saying what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from keysafe.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_HEAD: Final = "0001"
+_KNOWN_REVISIONS: Final = frozenset({"0001"})
+_BUSY_TIMEOUT_S: Final = 30.0
+
+
+def _not_a_vault(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"The file {path} is not a readable keysafe vault database ({why}).",
+        next_step=(
+            "check KEYSAFE_HOME points at your vault; if the file is damaged, move it aside and "
+            "rebuild with `keysafe recover` then `keysafe backup restore FILE`."
+        ),
+        path=str(path),
+    )
+
+
+class Database:
+    """One SQL store. `write()` gives a serialised transaction; `read()` a plain connection."""
+
+    def __init__(self, engine: Engine, *, path: Path | None = None) -> None:
+        self.engine = engine
+        self.path = path
+
+    @classmethod
+    def open_sqlite(cls, path: Path, *, create: bool) -> Database:
+        if create and not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        elif not path.exists():
+            raise StoreError(
+                f"No vault database at {path}.",
+                next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
+            )
+        engine = create_engine(
+            f"sqlite+pysqlite:///{path}",
+            connect_args={"timeout": _BUSY_TIMEOUT_S, "isolation_level": None},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # pysqlite's own transaction handling is off (isolation_level=None); we decide here.
+            conn.exec_driver_sql(conn.info.pop("begin", "BEGIN"))
+
+        db = cls(engine, path=path)
+        db._migrate()
+        return db
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                names = set(inspect(conn).get_table_names())
+                current = None
+                if "alembic_version" in names:
+                    current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (DatabaseError, OperationalError) as exc:
+            raise _not_a_vault(self.path or Path("?"), _short(exc)) from None
+        if current == SCHEMA_HEAD:
+            return
+        if current is not None and current not in _KNOWN_REVISIONS:
+            raise StoreError(
+                f"The vault database was written by a newer keysafe (schema {current}).",
+                next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
+            )
+        foreign = names - {"alembic_version"}
+        if current is None and foreign:
+            raise _not_a_vault(self.path or Path("?"), "it holds tables keysafe did not create")
+        self._run_alembic()
+
+    def _run_alembic(self) -> None:
+        # Imported here: Alembic is only needed when the schema changes, not on every command.
+        from alembic import command
+        from alembic.config import Config
+
+        script_dir = resources.files("keysafe.store") / "migrations"
+        cfg = Config()
+        cfg.set_main_option("script_location", str(script_dir))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        logger.info("store migrated to schema %s", SCHEMA_HEAD)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A serialised read-write transaction; committed on success, rolled back on error."""
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn.info["begin"] = "BEGIN IMMEDIATE"
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).splitlines()[0][:200]

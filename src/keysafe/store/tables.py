@@ -1,0 +1,84 @@
+"""The SQL schema (SQLAlchemy Core). Alembic migrations in `migrations/` create and evolve it.
+
+Nothing secret is stored in plaintext here: `records` holds ciphertext and wrapped data keys,
+`vault` holds the master key wrapped under the passphrase, `epochs` the epoch keys wrapped under
+the master key. `meta` columns hold public facts (hosts, addresses) that are also bound into the
+record's AEAD associated data, so editing them is detected when the record is opened.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+vault = Table(
+    "vault",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("format", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("kdf_params", Text, nullable=False),  # JSON: Argon2id cost
+    Column("kdf_salt", LargeBinary, nullable=False),
+    Column("master_nonce", LargeBinary, nullable=False),
+    Column("master_wrapped", LargeBinary, nullable=False),
+    Column("unlock_failures", Integer, nullable=False, default=0),
+    Column("unlock_blocked_until", Float, nullable=False, default=0.0),
+    # The newest audit entry, written in the same transaction as the entry: a truncated tail is
+    # then detectable even though the chain itself only links backwards.
+    Column("audit_head_seq", Integer, nullable=False, default=0),
+    Column("audit_head_hash", String(64), nullable=False),
+)
+
+epochs = Table(
+    "epochs",
+    metadata,
+    Column("number", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),  # active | retired
+    Column("created_at", String(40), nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),  # credential | data | wallet | hd_seed
+    Column("name", String(200), nullable=False),
+    Column("data_class", String(16), nullable=False),  # standard | sensitive | critical
+    Column("epoch", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("meta", Text, nullable=False),  # canonical JSON of public facts
+    Column("dek_nonce", LargeBinary, nullable=False),
+    Column("dek_wrapped", LargeBinary, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+    UniqueConstraint("kind", "name", name="uq_records_kind_name"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("time", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("details", Text, nullable=False),  # canonical JSON, redacted (audit/redact.py)
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

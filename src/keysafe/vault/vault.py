@@ -1,0 +1,409 @@
+"""The Vault: one encrypted store, locked or unlocked, with its records and audit log.
+
+A `Vault` is built from an open `Database` and a clock; nothing here is global, so tests run two
+vaults in one process and freeze time. While unlocked it holds the master key (and the epoch keys
+it opened) in wipeable buffers; `lock()` wipes them.
+
+Writes go through `db.write()` transactions owned by the caller (service/), so a record change and
+its audit entry commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from keysafe.audit import log as audit_log
+from keysafe.audit.record import GENESIS_HASH, AuditEntry
+from keysafe.crypto import aead, jcs
+from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    NotFoundError,
+    VaultLockedError,
+    WrongPassphraseError,
+)
+from keysafe.store import tables as t
+from keysafe.store.db import Database
+from keysafe.vault import hierarchy, records, unlock
+
+logger = logging.getLogger(__name__)
+
+FORMAT: Final = 1
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInfo:
+    """A record's public face: everything but the secret."""
+
+    id: str
+    kind: str
+    name: str
+    data_class: str
+    epoch: int
+    version: int
+    meta: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @property
+    def ref(self) -> records.RecordRef:
+        return records.RecordRef(
+            self.id, self.kind, self.name, self.data_class, self.version, self.meta
+        )
+
+
+def _info(row: Any) -> RecordInfo:
+    return RecordInfo(
+        row.id, row.kind, row.name, row.data_class, row.epoch, row.version,
+        json.loads(row.meta), row.created_at, row.updated_at,
+    )  # fmt: skip
+
+
+class Vault:
+    def __init__(self, db: Database, vault_id: str, *, clock: Clock = utc_now) -> None:
+        self.db = db
+        self.vault_id = vault_id
+        self.clock = clock
+        self._master: SecretBytes | None = None
+        self._epoch_keys: dict[int, SecretBytes] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db: Database, *, clock: Clock = utc_now) -> Vault:
+        with db.read() as conn:
+            row = conn.execute(select(t.vault.c.id)).first()
+        if row is None:
+            raise IntegrityError(
+                "The vault database has no vault header (it was never finished or was emptied).",
+                next_step="rebuild it with `keysafe recover`, then `keysafe backup restore FILE`.",
+            )
+        return cls(db, row.id, clock=clock)
+
+    @classmethod
+    def create(
+        cls,
+        db: Database,
+        *,
+        master: SecretBytes,
+        passphrase: SecretBytes,
+        kdf: Argon2Params = DEFAULT_ARGON2,
+        clock: Clock = utc_now,
+        conn: Connection,
+        with_first_epoch: bool = True,
+    ) -> Vault:
+        """Write a new vault header (inside the caller's transaction) and return it unlocked."""
+        vault_id = hierarchy.vault_id_for(master)
+        wrapped = hierarchy.wrap_master(master, passphrase, vault_id, kdf)
+        now = iso(clock())
+        conn.execute(
+            insert(t.vault).values(
+                id=vault_id,
+                format=FORMAT,
+                created_at=now,
+                kdf_params=jcs.dumps(kdf.to_dict()).decode(),
+                kdf_salt=wrapped.salt,
+                master_nonce=wrapped.nonce,
+                master_wrapped=wrapped.ciphertext,
+                unlock_failures=0,
+                unlock_blocked_until=0.0,
+                audit_head_seq=0,
+                audit_head_hash=GENESIS_HASH,
+            )
+        )
+        vault = cls(db, vault_id, clock=clock)
+        vault._master = SecretBytes(master.reveal())
+        if with_first_epoch:
+            vault._new_epoch(conn, 1)
+        return vault
+
+    def _new_epoch(self, conn: Connection, number: int) -> None:
+        master = self._require_master()
+        key = SecretBytes.adopt(aead.new_key())
+        nonce, wrapped = hierarchy.wrap_epoch_key(master, self.vault_id, number, key)
+        conn.execute(
+            insert(t.epochs).values(
+                number=number, state="active", created_at=iso(self.clock()),
+                nonce=nonce, wrapped_key=wrapped,
+            )
+        )  # fmt: skip
+        self._epoch_keys[number] = key
+
+    @property
+    def is_unlocked(self) -> bool:
+        return self._master is not None
+
+    def unlock(self, passphrase: SecretBytes) -> None:
+        """Open the master key with the passphrase, under the throttling rules of unlock.py."""
+        now = self.clock().timestamp()
+        with self.db.read() as conn:
+            row = conn.execute(select(t.vault)).one()
+        unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
+        wrapped = hierarchy.WrappedMaster(
+            row.kdf_salt, row.master_nonce, row.master_wrapped,
+            Argon2Params.from_dict(json.loads(row.kdf_params)),
+        )  # fmt: skip
+        try:
+            master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
+        except aead.DecryptionError:
+            self._record_failed_unlock()
+            raise WrongPassphraseError(
+                "That passphrase does not unlock this vault.",
+                next_step=(
+                    "check KEYSAFE_PASSPHRASE / --passphrase-file and retry; if it is lost, "
+                    "`keysafe recover` sets a new one from the recovery phrase."
+                ),
+            ) from None
+        if row.unlock_failures:
+            with self.db.write() as conn:
+                conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
+        self._master = master
+
+    def _record_failed_unlock(self) -> None:
+        now = self.clock().timestamp()
+        with self.db.write() as conn:
+            failures = conn.execute(select(t.vault.c.unlock_failures)).scalar_one() + 1
+            delay = unlock.delay_after(failures)
+            conn.execute(
+                update(t.vault).values(
+                    unlock_failures=failures, unlock_blocked_until=now + delay if delay else 0.0
+                )
+            )
+            self.audit(
+                conn, actor="owner", action="vault.unlock", target=f"vault:{self.vault_id}",
+                outcome="failure",
+                details={"reason": "wrong passphrase", "failures": failures,
+                         "blocked_seconds": int(delay)},
+            )  # fmt: skip
+
+    def unlock_with_master(self, master: SecretBytes) -> None:
+        """Unlock with a master key from the recovery phrase; it must open this vault's epochs."""
+        if hierarchy.vault_id_for(master) != self.vault_id:
+            raise_wrong_phrase()
+        self._master = SecretBytes(master.reveal())
+        with self.db.read() as conn:
+            first = conn.execute(select(t.epochs.c.number).order_by(t.epochs.c.number)).first()
+        if first is not None:
+            self._epoch_key(first.number)  # proves the key really opens this vault
+
+    def lock_epochs(self) -> None:
+        """Forget opened epoch keys (after a restore replaced them)."""
+        for key in self._epoch_keys.values():
+            key.wipe()
+        self._epoch_keys.clear()
+
+    def lock(self) -> None:
+        self.lock_epochs()
+        if self._master is not None:
+            self._master.wipe()
+            self._master = None
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock()
+        self.db.close()
+
+    def _require_master(self) -> SecretBytes:
+        if self._master is None:
+            raise VaultLockedError(
+                "The vault is locked, so keysafe cannot read or write secrets.",
+                next_step="unlock it with your passphrase (KEYSAFE_PASSPHRASE or the prompt).",
+            )
+        return self._master
+
+    def subkey(self, purpose: hierarchy.Subkey) -> SecretBytes:
+        return hierarchy.subkey(self._require_master(), purpose)
+
+    def rewrap(self, conn: Connection, passphrase: SecretBytes, kdf: Argon2Params) -> None:
+        wrapped = hierarchy.wrap_master(self._require_master(), passphrase, self.vault_id, kdf)
+        conn.execute(
+            update(t.vault).values(
+                kdf_params=jcs.dumps(kdf.to_dict()).decode(), kdf_salt=wrapped.salt,
+                master_nonce=wrapped.nonce, master_wrapped=wrapped.ciphertext,
+                unlock_failures=0, unlock_blocked_until=0.0,
+            )
+        )  # fmt: skip
+
+    # -- epochs ----------------------------------------------------------------------------
+
+    def _epoch_key(self, number: int, conn: Connection | None = None) -> SecretBytes:
+        if number in self._epoch_keys:
+            return self._epoch_keys[number]
+        master = self._require_master()
+        if conn is None:
+            with self.db.read() as c:
+                row = c.execute(select(t.epochs).where(t.epochs.c.number == number)).first()
+        else:
+            row = conn.execute(select(t.epochs).where(t.epochs.c.number == number)).first()
+        if row is None:
+            raise IntegrityError(
+                f"Epoch key {number} is missing from the vault.",
+                next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                epoch=number,
+            )
+        try:
+            key = hierarchy.unwrap_epoch_key(
+                master, self.vault_id, number, row.nonce, row.wrapped_key
+            )
+        except aead.DecryptionError:
+            raise IntegrityError(
+                f"Epoch key {number} does not open with this vault's master key.",
+                next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                epoch=number,
+            ) from None
+        self._epoch_keys[number] = key
+        return key
+
+    def _current_epoch(self, conn: Connection) -> int:
+        number = conn.execute(
+            select(t.epochs.c.number).where(t.epochs.c.state == "active")
+            .order_by(t.epochs.c.number.desc())
+        ).scalar()  # fmt: skip
+        if number is None:
+            raise IntegrityError(
+                "The vault has no active epoch key.",
+                next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+            )
+        return int(number)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def list_records(self, conn: Connection, kind: str) -> list[RecordInfo]:
+        rows = conn.execute(
+            select(t.records).where(t.records.c.kind == kind).order_by(t.records.c.name)
+        )
+        return [_info(r) for r in rows]
+
+    def find_record(self, conn: Connection, kind: str, name: str) -> RecordInfo | None:
+        row = conn.execute(
+            select(t.records).where(t.records.c.kind == kind, t.records.c.name == name)
+        ).first()
+        return None if row is None else _info(row)
+
+    def get_record(self, conn: Connection, kind: str, name: str) -> RecordInfo:
+        info = self.find_record(conn, kind, name)
+        if info is None:
+            raise NotFoundError(
+                f"No {kind} named '{name}' in this vault.",
+                next_step=f"list them with `keysafe {kind} list`.",
+                kind=kind,
+                name=name,
+            )
+        return info
+
+    def put_record(
+        self,
+        conn: Connection,
+        *,
+        kind: str,
+        name: str,
+        data_class: str,
+        meta: Mapping[str, Any],
+        plaintext: SecretBytes,
+        replace: bool,
+    ) -> RecordInfo:
+        existing = self.find_record(conn, kind, name)
+        if existing is not None and not replace:
+            raise AlreadyExistsError(
+                f"A {kind} named '{name}' already exists.",
+                next_step=f"choose another name, or remove it first (`keysafe {kind} remove {name}`).",
+                kind=kind,
+                name=name,
+            )
+        now = iso(self.clock())
+        epoch = self._current_epoch(conn)
+        ref = records.RecordRef(
+            id=existing.id if existing else secrets.token_hex(16),
+            kind=kind,
+            name=name,
+            data_class=data_class,
+            version=existing.version + 1 if existing else 1,
+            meta=dict(meta),
+        )
+        sealed = records.seal(self.vault_id, epoch, self._epoch_key(epoch, conn), ref, plaintext)
+        values = {
+            "kind": kind, "name": name, "data_class": data_class, "epoch": epoch,
+            "version": ref.version, "meta": jcs.dumps(ref.meta).decode(),
+            "dek_nonce": sealed.dek_nonce, "dek_wrapped": sealed.dek_wrapped,
+            "nonce": sealed.nonce, "ciphertext": sealed.ciphertext, "updated_at": now,
+        }  # fmt: skip
+        if existing is None:
+            conn.execute(insert(t.records).values(id=ref.id, created_at=now, **values))
+        else:
+            conn.execute(update(t.records).where(t.records.c.id == ref.id).values(**values))
+        return RecordInfo(
+            ref.id, kind, name, data_class, epoch, ref.version, ref.meta,
+            existing.created_at if existing else now, now,
+        )  # fmt: skip
+
+    @contextmanager
+    def open_record(self, conn: Connection, info: RecordInfo) -> Iterator[SecretBytes]:
+        """Decrypt a record for the duration of the block; the plaintext is wiped afterwards."""
+        row = conn.execute(select(t.records).where(t.records.c.id == info.id)).one()
+        fresh = _info(row)
+        sealed = records.Sealed(
+            row.epoch, row.dek_nonce, row.dek_wrapped, row.nonce, row.ciphertext
+        )
+        try:
+            key = self._epoch_key(row.epoch, conn)
+        except IntegrityError:
+            raise records.integrity_failure(fresh.ref) from None
+        with records.open_sealed(self.vault_id, key, fresh.ref, sealed) as plain:
+            yield plain
+
+    def delete_record(self, conn: Connection, info: RecordInfo) -> None:
+        conn.execute(delete(t.records).where(t.records.c.id == info.id))
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditEntry:
+        key = hierarchy.subkey(self._master, "audit-hmac") if self._master is not None else None
+        try:
+            return audit_log.append(
+                conn, time=iso(self.clock()), actor=actor, action=action, target=target,
+                outcome=outcome, details=details or {},
+                audit_key=key.reveal() if key is not None else None,
+            )  # fmt: skip
+        finally:
+            if key is not None:
+                key.wipe()
+
+
+def raise_wrong_phrase() -> None:
+    from keysafe.errors import WrongRecoveryPhraseError
+
+    raise WrongRecoveryPhraseError(
+        "That recovery phrase belongs to a different vault.",
+        next_step="check the words and their order, or point KEYSAFE_HOME at the right vault.",
+    )

@@ -1,0 +1,40 @@
+"""Access to the published known-answer vectors in `<project root>/../shared/vectors`.
+
+The vectors are never copied into this project: tests read them in place. A missing folder is a
+broken checkout, not a reason to skip, so importing this module fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VECTORS: Path = (PROJECT_ROOT / ".." / "shared" / "vectors").resolve()
+
+if not (VECTORS / "README.md").is_file():
+    raise RuntimeError(
+        f"test vectors not found at {VECTORS}; they must be checked out beside the project "
+        "(../shared/vectors). Tests never skip on missing vectors."
+    )
+
+
+def vector_path(relpath: str) -> Path:
+    """The absolute path of `relpath` inside the vectors folder; it must exist."""
+    path = (VECTORS / relpath).resolve()
+    if not path.is_relative_to(VECTORS):
+        raise ValueError(f"{relpath!r} escapes the vectors folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"missing test vector file: {path}")
+    return path
+
+
+def read_bytes(relpath: str) -> bytes:
+    """The exact bytes of a vector file (JCS outputs and word lists are byte-exact)."""
+    return vector_path(relpath).read_bytes()
+
+
+def load_json(relpath: str) -> Any:
+    """Parse a JSON vector file, e.g. `load_json("wycheproof/ed25519_test.json")`."""
+    return json.loads(read_bytes(relpath))
