@@ -7,10 +7,16 @@
     │   ├── AlreadyExistsError        ALREADY_EXISTS
     │   ├── NotInitializedError       NOT_INITIALIZED
     │   └── UnsafePermissionsError    UNSAFE_PERMISSIONS
+    │   └── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
     ├── AuthError
+    │   ├── NotAuthenticatedError     NOT_AUTHENTICATED  (unknown, revoked or badly signed agent)
+    │   ├── ReplayError               REPLAY
     │   ├── WrongPassphraseError      WRONG_PASSPHRASE
     │   ├── UnlockThrottledError      UNLOCK_THROTTLED
     │   └── WrongRecoveryPhraseError  WRONG_RECOVERY_PHRASE
+    ├── PolicyDeniedError             POLICY_DENIED     (the decision was deny)
+    │   └── BudgetExceededError       BUDGET_EXCEEDED
+    ├── ApprovalRequiredError         APPROVAL_REQUIRED (the decision was ask)
     ├── VaultLockedError              VAULT_LOCKED
     ├── IntegrityError                INTEGRITY_ERROR   (ciphertext, backup or audit chain tampered)
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
@@ -34,6 +40,12 @@ class ErrorCode(StrEnum):
     ALREADY_EXISTS = "ALREADY_EXISTS"
     NOT_INITIALIZED = "NOT_INITIALIZED"
     UNSAFE_PERMISSIONS = "UNSAFE_PERMISSIONS"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+    REPLAY = "REPLAY"
+    POLICY_DENIED = "POLICY_DENIED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     WRONG_PASSPHRASE = "WRONG_PASSPHRASE"  # noqa: S105 - a code name, not a secret
     UNLOCK_THROTTLED = "UNLOCK_THROTTLED"
     WRONG_RECOVERY_PHRASE = "WRONG_RECOVERY_PHRASE"
@@ -44,13 +56,20 @@ class ErrorCode(StrEnum):
     INTERNAL = "INTERNAL"
 
 
-# (HTTP status, CLI exit code). CLI: 0 ok, 1 user-facing error, 2 usage (click's own).
+# (HTTP status, CLI exit code). CLI: 0 ok, 1 user-facing error, 2 usage (click's own),
+# 3 the request needs approval, 4 the request is denied.
 STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.MALFORMED_REQUEST: (400, 1),
     ErrorCode.NOT_FOUND: (404, 1),
     ErrorCode.ALREADY_EXISTS: (409, 1),
     ErrorCode.NOT_INITIALIZED: (409, 1),
     ErrorCode.UNSAFE_PERMISSIONS: (500, 1),
+    ErrorCode.IDEMPOTENCY_CONFLICT: (409, 1),
+    ErrorCode.NOT_AUTHENTICATED: (401, 1),
+    ErrorCode.REPLAY: (401, 1),
+    ErrorCode.POLICY_DENIED: (403, 4),
+    ErrorCode.BUDGET_EXCEEDED: (403, 4),
+    ErrorCode.APPROVAL_REQUIRED: (202, 3),
     ErrorCode.WRONG_PASSPHRASE: (401, 1),
     ErrorCode.UNLOCK_THROTTLED: (429, 1),
     ErrorCode.WRONG_RECOVERY_PHRASE: (401, 1),
@@ -112,8 +131,32 @@ class UnsafePermissionsError(UserError):
     code = ErrorCode.UNSAFE_PERMISSIONS
 
 
+class IdempotencyConflictError(UserError):
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
 class AuthError(KeysafeError):
-    code = ErrorCode.WRONG_PASSPHRASE
+    code = ErrorCode.NOT_AUTHENTICATED
+
+
+class NotAuthenticatedError(AuthError):
+    code = ErrorCode.NOT_AUTHENTICATED
+
+
+class ReplayError(AuthError):
+    code = ErrorCode.REPLAY
+
+
+class PolicyDeniedError(KeysafeError):
+    code = ErrorCode.POLICY_DENIED
+
+
+class BudgetExceededError(PolicyDeniedError):
+    code = ErrorCode.BUDGET_EXCEEDED
+
+
+class ApprovalRequiredError(KeysafeError):
+    code = ErrorCode.APPROVAL_REQUIRED
 
 
 class WrongPassphraseError(AuthError):

@@ -22,15 +22,15 @@ from keysafe.service.context import Home
 
 logger = logging.getLogger("keysafe")
 
-HELP = """\
-keysafe keeps wallet keys, API keys and personal data for AI agents, which may [bold]use[/bold]
-them but never [bold]hold[/bold] them. Everything is encrypted at rest and every action is written
-to a tamper-evident audit log.
-
-The vault lives in KEYSAFE_HOME (default ~/.keysafe). Scripts pass the passphrase in
-KEYSAFE_PASSPHRASE or with --passphrase-file; secret values always come from stdin or a hidden
-prompt, never from the command line.
-"""
+HELP = (
+    "keysafe keeps wallet keys, API keys and personal data for AI agents, which may "
+    "[bold]use[/bold] them but never [bold]hold[/bold] them. Everything is encrypted at rest and "
+    "every action is written to a tamper-evident audit log.\n\n"
+    "The vault lives in KEYSAFE_HOME (default ~/.keysafe). Scripts pass the passphrase in "
+    "KEYSAFE_PASSPHRASE or with --passphrase-file; secret values always come from stdin or a "
+    "hidden prompt, never from the command line. Exit codes: 0 ok, 1 error (one line naming the "
+    "fix), 2 usage, 3 needs approval, 4 denied."
+)
 
 app = typer.Typer(
     help=HELP,
@@ -87,6 +87,7 @@ def _configure_logging(h: Home) -> None:
 def _register() -> None:
     # Imported for their side effect of adding commands to `app`.
     from keysafe.cli import (  # noqa: F401
+        agent_cmds,
         audit_cmds,
         backup_cmds,
         demo_cmd,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -81,4 +82,86 @@ audit = Table(
     Column("details", Text, nullable=False),  # canonical JSON, redacted (audit/redact.py)
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# -- agents, policies, budgets (schema 0002) ------------------------------------------------
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=True, unique=True),  # SHA-256 hex of the token
+    Column("public_key", String(64), nullable=True),  # Ed25519, hex, for signed requests
+    Column("status", String(16), nullable=False),  # active | paused | revoked
+    Column("created_at", String(40), nullable=False),
+    Column("last_seen", String(40), nullable=True),
+    Column("revoked_at", String(40), nullable=True),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("source", Text, nullable=False),  # the YAML as the owner wrote it
+    Column("digest", String(64), nullable=False),
+    Column("set_at", String(40), nullable=False),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+registry_chains = Table(
+    "registry_chains",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("family", String(16), nullable=False),
+    Column("chain_id", Integer, nullable=True),
+    Column("rpc", Text, nullable=True),
+)
+
+registry_assets = Table(
+    "registry_assets",
+    metadata,
+    Column("chain", String(64), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("address", String(100), nullable=True),
+    Column("decimals", Integer, nullable=False),
+)
+
+# One row per (action, rule with limits). Amounts are integer base units as text: they can exceed
+# 64 bits, and they are summed exactly in Python.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(32), nullable=False, index=True),
+    Column("agent", String(64), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("asset", String(32), nullable=True),
+    Column("units", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # reserved | committed | released
+    Column("at", Float, nullable=False),  # unix seconds
+    Index("ix_ledger_window", "agent", "rule", "at"),
+)
+
+nonces = Table(
+    "nonces",
+    metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("nonce", String(128), primary_key=True),
+    Column("expires", Float, nullable=False),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
 )

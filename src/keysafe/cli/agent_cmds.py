@@ -1,0 +1,367 @@
+"""`keysafe agent …`, `keysafe pause-all | resume-all`, `keysafe policy …`, `keysafe chain | asset …`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keysafe.cli import render
+from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.vault_cmds import unlocked
+from keysafe.errors import MalformedRequestError
+from keysafe.policy.engine import Decision
+from keysafe.policy.intent import intent_from_json
+from keysafe.service import agents, policies, registry
+from keysafe.service.context import open_vault
+
+agent_app = typer.Typer(
+    help="Agents: who may ask the vault, with what token or key.", no_args_is_help=True
+)
+policy_app = typer.Typer(
+    help="Policies: what each agent may do (YAML; deny beats ask beats allow; no match is deny).",
+    no_args_is_help=True,
+)
+chain_app = typer.Typer(help="The chain registry policies and signing use.", no_args_is_help=True)
+asset_app = typer.Typer(
+    help="The asset registry (symbols, token addresses, decimals).", no_args_is_help=True
+)
+app.add_typer(agent_app, name="agent")
+app.add_typer(policy_app, name="policy")
+app.add_typer(chain_app, name="chain")
+app.add_typer(asset_app, name="asset")
+
+PolicyFile = Annotated[Path, typer.Argument(help="Policy YAML file.", exists=True, dir_okay=False)]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MalformedRequestError(
+            f"Cannot read {path} ({exc}).", next_step="check the file."
+        ) from None
+
+
+# -- agents ---------------------------------------------------------------------------------
+
+
+@agent_app.command("add")
+def agent_add(
+    name: str,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Attach this policy file.", dir_okay=False)
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="Ed25519 public key (hex/base64) for signed requests."),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Register an agent and print its token ONCE (ks_agent_…). Store it where the agent runs."""
+    text = _read(policy) if policy else None
+    with unlocked(passphrase_file) as vault:
+        if text is not None:  # check before creating, so a bad policy leaves no half-made agent
+            policies.validated(vault, text, source=str(policy))
+        view, token = agents.add_agent(vault, name, public_key=public_key)
+        if text is not None:
+            policies.set_policy(vault, name, text, source=str(policy))
+            view = next(v for v in agents.list_agents(vault) if v.name == name)
+    tok = bytes(token.reveal()).decode() if token else None
+    if json_out:
+        render.as_json(view.to_dict() | {"token": tok})
+    else:
+        render.out.print(
+            f"Agent '{name}' added"
+            + (
+                f" with policy {view.policy_digest[:12]}."
+                if view.policy_digest
+                else " (no policy yet: it is denied everything)."
+            )
+        )
+        if tok:
+            render.out.print(f"Token (shown once): {tok}")
+    if token:
+        token.wipe()
+
+
+@agent_app.command("list")
+def agent_list(json_out: JsonFlag = False) -> None:
+    """List agents: status, policy hash, last seen."""
+    with open_vault(home()) as vault:
+        views = agents.list_agents(vault)
+    if json_out:
+        render.as_json([v.to_dict() for v in views])
+        return
+    render.table(
+        "Agents", ["name", "status", "auth", "policy", "created", "last seen"],
+        [(v.name, v.status, v.auth, (v.policy_digest or "-")[:12], v.created_at[:19], (v.last_seen or "never")[:19]) for v in views],
+        empty="No agents yet. Add one with `keysafe agent add NAME --policy FILE`.",
+    )  # fmt: skip
+
+
+def _status_cmd(name: str, status: agents.Status, passphrase_file: Path | None, verb: str) -> None:
+    with unlocked(passphrase_file) as vault:
+        agents.set_status(vault, name, status)
+    render.out.print(f"Agent '{name}' {verb}.")
+
+
+@agent_app.command("pause")
+def agent_pause(name: str, passphrase_file: PassphraseFile = None) -> None:
+    """Refuse every request of this agent until `agent resume`."""
+    _status_cmd(name, "paused", passphrase_file, "paused")
+
+
+@agent_app.command("resume")
+def agent_resume(name: str, passphrase_file: PassphraseFile = None) -> None:
+    """Let a paused agent make requests again."""
+    _status_cmd(name, "active", passphrase_file, "resumed")
+
+
+@agent_app.command("revoke")
+def agent_revoke(name: str, passphrase_file: PassphraseFile = None) -> None:
+    """Revoke an agent now and for good: its token stops working at once."""
+    _status_cmd(name, "revoked", passphrase_file, "revoked (final)")
+
+
+@agent_app.command("rotate-token")
+def agent_rotate(
+    name: str, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
+) -> None:
+    """Give the agent a new token (shown once); the old one stops working."""
+    with unlocked(passphrase_file) as vault, agents.rotate_token(vault, name) as token:
+        tok = bytes(token.reveal()).decode()
+        if json_out:
+            render.as_json({"name": name, "token": tok})
+        else:
+            render.out.print(f"New token for '{name}' (shown once): {tok}")
+
+
+@app.command("pause-all")
+def pause_all(passphrase_file: PassphraseFile = None) -> None:
+    """Kill switch: deny every agent request until `keysafe resume-all`."""
+    with unlocked(passphrase_file) as vault:
+        agents.set_paused_all(vault, True)
+    render.out.print("All agents paused: every agent request is denied until `keysafe resume-all`.")
+
+
+@app.command("resume-all")
+def resume_all(passphrase_file: PassphraseFile = None) -> None:
+    """Lift the kill switch set by `keysafe pause-all`."""
+    with unlocked(passphrase_file) as vault:
+        agents.set_paused_all(vault, False)
+    render.out.print("Agents resumed (each agent's own pause still applies).")
+
+
+# -- policies -------------------------------------------------------------------------------
+
+
+@policy_app.command("set")
+def policy_set(agent: str, file: PolicyFile, passphrase_file: PassphraseFile = None) -> None:
+    """Attach FILE as AGENT's policy. A policy with lint errors is refused."""
+    text = _read(file)
+    with unlocked(passphrase_file) as vault:
+        policy, report = policies.set_policy(vault, agent, text, source=str(file))
+    for w in report.warnings:
+        render.out.print(f"warning: {('rule ' + repr(w.rule) + ' ') if w.rule else ''}{w.message}")
+    render.out.print(
+        f"Policy {policy.digest()[:12]} set for agent '{agent}' ({len(policy.rules)} rules)."
+    )
+
+
+@policy_app.command("show")
+def policy_show(agent: str, json_out: JsonFlag = False) -> None:
+    """Print AGENT's policy as set, with its hash."""
+    with open_vault(home()) as vault:
+        view = policies.show_policy(vault, agent)
+    if json_out:
+        render.as_json(
+            None
+            if view is None
+            else {
+                "agent": view.agent,
+                "hash": view.digest,
+                "set_at": view.set_at,
+                "source": view.source,
+            }
+        )
+        return
+    if view is None:
+        render.out.print(f"Agent '{agent}' has no policy: every request is denied.")
+        return
+    render.out.print(f"# policy {view.digest} set {view.set_at}")
+    render.out.print(view.source, markup=False, highlight=False)
+
+
+@policy_app.command("lint")
+def policy_lint(file: PolicyFile, json_out: JsonFlag = False) -> None:
+    """Check a policy file: errors (exit 1) and warnings (exit 0). Uses this vault's registry if any."""
+    text = _read(file)
+    h = home()
+    if h.exists():
+        with open_vault(h) as vault:
+            _, report = policies.lint_text(vault, text, now=vault.clock(), source=str(file))
+    else:
+        from datetime import UTC, datetime
+
+        _, report = policies.lint_text(None, text, now=datetime.now(UTC), source=str(file))
+    if json_out:
+        render.as_json(report.to_dict())
+    else:
+        for f in report.findings:
+            render.out.print(
+                f"{f.level}: {('rule ' + repr(f.rule) + ': ') if f.rule else ''}{f.message}",
+                markup=False,
+            )
+        render.out.print(
+            f"{file}: {len(report.errors)} errors, {len(report.warnings)} warnings"
+            + ("" if report.errors else " — ok to set")
+        )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _print_decision(d: Decision) -> None:
+    color = {"allow": "green", "ask": "yellow", "deny": "red"}[d.outcome]
+    render.out.print(
+        f"[bold {color}]{d.outcome.upper()}[/bold {color}]"
+        + (f"  rule: {d.rule}" if d.rule else "")
+        + (f"  code: {d.code}" if d.code else "")
+    )
+    render.out.print(d.reason, markup=False)
+    if d.matched:
+        render.out.print("matched rules: " + ", ".join(d.matched), markup=False)
+    for w in d.windows:
+        unit = w.asset or "actions"
+        mark = "ok" if w.ok else "OVER"
+        render.out.print(
+            f"  {w.rule} {w.window}: used {w.used} of {w.limit} {unit}, this request {w.requested}, left {w.left} [{mark}]",
+            markup=False,
+        )
+
+
+@policy_app.command("check")
+def policy_check(
+    agent: str,
+    request: Annotated[
+        Path, typer.Argument(help="Decoded request JSON file, or - for stdin.", allow_dash=True)
+    ],
+    json_out: JsonFlag = False,
+) -> None:
+    """Dry-run a decoded request against AGENT's policy and state; reserves and records nothing.
+
+    Exit code: 0 allow, 3 ask, 4 deny, 1 malformed request file.
+    Example request: {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": "12.5", "to": "0x1111…"}
+    """
+    import sys
+
+    raw_text = sys.stdin.read() if str(request) == "-" else _read(request)
+    try:
+        raw = json.loads(raw_text)
+    except ValueError as exc:
+        raise MalformedRequestError(
+            f"The request file is not JSON ({exc.msg} at line {exc.lineno}).",  # type: ignore[attr-defined]
+            next_step="write one JSON object with at least an 'action'.",
+        ) from None
+    intent = intent_from_json(raw, source="the request file")
+    with open_vault(home()) as vault:
+        decision = policies.check(vault, agent, intent)
+    if json_out:
+        render.as_json(decision.to_dict())
+    else:
+        _print_decision(decision)
+    raise typer.Exit({"allow": 0, "ask": 3, "deny": 4}[decision.outcome])
+
+
+# -- registry -------------------------------------------------------------------------------
+
+
+@chain_app.command("add")
+def chain_add(
+    name: str,
+    chain_id: Annotated[int | None, typer.Option("--chain-id", help="EVM chain id.")] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL.")] = None,
+    family: Annotated[str, typer.Option("--family", help="evm or solana.")] = "evm",
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Add (or update) a chain: keysafe chain add arbitrum --chain-id 42161 --rpc https://…"""
+    if family not in ("evm", "solana"):
+        raise MalformedRequestError(
+            "--family is evm or solana.", next_step="pass --family evm or --family solana."
+        )
+    with unlocked(passphrase_file) as vault:
+        info = registry.add_chain(vault, name, family=family, chain_id=chain_id, rpc=rpc)  # type: ignore[arg-type]
+    render.out.print(f"Chain '{info.name}' registered.")
+
+
+@chain_app.command("list")
+def chain_list(json_out: JsonFlag = False) -> None:
+    """List built-in and added chains."""
+    from keysafe.policy.registry import Registry
+
+    h = home()
+    if h.exists():
+        with open_vault(h) as vault:
+            reg = registry.registry(vault)
+    else:
+        reg = Registry.builtin()
+    rows = [
+        {
+            "name": c.name,
+            "family": c.family,
+            "chain_id": c.chain_id,
+            "rpc": c.rpc,
+            "builtin": c.builtin,
+        }
+        for c in reg.chains
+    ]
+    if json_out:
+        render.as_json(rows)
+        return
+    render.table("Chains", ["name", "family", "chain id", "rpc", "built in"],
+                 [(r["name"], r["family"], r["chain_id"], r["rpc"], "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip
+
+
+@asset_app.command("add")
+def asset_add(
+    symbol: str,
+    chain: Annotated[str, typer.Option("--chain", help="Chain name or id.")],
+    address: Annotated[str, typer.Option("--address", help="Token contract / mint address.")],
+    decimals: Annotated[int, typer.Option("--decimals", help="Token decimals (USDC: 6).")],
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Add (or update) a token: keysafe asset add USDC --chain base --address 0x… --decimals 6"""
+    with unlocked(passphrase_file) as vault:
+        info = registry.add_asset(vault, symbol, chain=chain, address=address, decimals=decimals)
+    render.out.print(f"Asset {info.symbol} on {info.chain} registered ({info.decimals} decimals).")
+
+
+@asset_app.command("list")
+def asset_list(json_out: JsonFlag = False) -> None:
+    """List built-in and added assets."""
+    from keysafe.policy.registry import Registry
+
+    h = home()
+    if h.exists():
+        with open_vault(h) as vault:
+            reg = registry.registry(vault)
+    else:
+        reg = Registry.builtin()
+    rows = [
+        {
+            "symbol": a.symbol,
+            "chain": a.chain,
+            "address": a.address,
+            "decimals": a.decimals,
+            "builtin": a.builtin,
+        }
+        for a in reg.assets
+    ]
+    if json_out:
+        render.as_json(rows)
+        return
+    render.table("Assets", ["symbol", "chain", "address", "decimals", "built in"],
+                 [(r["symbol"], r["chain"], r["address"] or "(native)", r["decimals"], "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip

@@ -1,0 +1,375 @@
+"""The decision: allow, deny(reason, rule) or ask(approval), with the trace that explains it.
+
+Rules this module enforces (issue "Agents, policies and budgets"):
+- A revoked, paused or globally paused agent, a missing or expired policy: deny.
+- Deny overrides ask, ask overrides allow; a request no rule allows is denied.
+- A rule that covers the action but cannot be evaluated (unknown chain or asset, an amount that
+  does not fit the asset, a URL that cannot be parsed) denies, on the allow and the ask axis.
+- Every allow/ask rule that matches must hold: its per-transaction cap and its windows. A rule's
+  `approve_above` turns an allow into an ask.
+- The result does not depend on the order of rules in the file: when several rules could be
+  named, the one with the smallest name is.
+
+The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from keysafe.policy import urls
+from keysafe.policy.intent import Intent
+from keysafe.policy.registry import (
+    AssetInfo,
+    ChainInfo,
+    Registry,
+    UnknownName,
+    from_base_units,
+    parse_decimal,
+    to_base_units,
+)
+from keysafe.policy.rules import ACTIONS, Policy, Rule
+
+Outcome = Literal["allow", "ask", "deny"]
+# usage(rule_name, asset_symbol_or_None, since) -> (summed base units of that asset, action count)
+Usage = Callable[[str, str | None, datetime], tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    name: str
+    status: Literal["active", "paused", "revoked"]
+    paused_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What an allowed action books against one rule's windows."""
+
+    rule: str
+    asset: str | None
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    rule: str
+    window: str
+    kind: Literal["amount", "count"]
+    asset: str | None
+    limit: str
+    used: str
+    requested: str
+    left: str
+    ok: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "window": self.window, "kind": self.kind, "asset": self.asset,
+            "limit": self.limit, "used": self.used, "requested": self.requested,
+            "left": self.left, "ok": self.ok,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    rule: str | None
+    code: str | None
+    reason: str
+    matched: tuple[str, ...] = ()
+    windows: tuple[WindowState, ...] = ()
+    charges: tuple[Charge, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.outcome,
+            "rule": self.rule,
+            "code": self.code,
+            "reason": self.reason,
+            "matched": list(self.matched),
+            "windows": [w.to_dict() for w in self.windows],
+        }
+
+
+class Unevaluable(Exception):
+    """A condition cannot be judged; the rule that needed it denies."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    intent: Intent
+    chain: ChainInfo | None
+    asset: AssetInfo | None
+    units: int | None  # None when no amount, or unlimited
+    unlimited: bool
+    when: datetime
+
+
+def _deny(code: str, reason: str, rule: str | None = None, **kw: Any) -> Decision:
+    return Decision("deny", rule, code, reason, **kw)
+
+
+def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | Decision:
+    chain = asset = None
+    if intent.chain is not None:
+        try:
+            chain = registry.chain(intent.chain)
+        except UnknownName:
+            return _deny(
+                "UNKNOWN_CHAIN",
+                f"The chain '{str(intent.chain)[:40]}' is not in the chain registry, so no rule "
+                "can judge this request. Nothing was signed.",
+            )
+    if intent.asset is not None:
+        if chain is None:
+            return _deny("UNEVALUABLE", "The request names an asset but no chain.")
+        try:
+            asset = registry.asset(chain, intent.asset)
+        except UnknownName:
+            return _deny(
+                "UNKNOWN_ASSET",
+                f"The asset '{intent.asset[:60]}' is not known on {chain.name}, so its amount "
+                "cannot be judged. Nothing was signed.",
+            )
+    units = None
+    unlimited = intent.is_unlimited
+    if intent.amount is not None and not unlimited:
+        try:
+            amount = parse_decimal(intent.amount)
+            if asset is None:
+                raise ValueError("needs an asset to be judged")
+            units = to_base_units(amount, asset.decimals)
+        except ValueError as exc:
+            return _deny("UNEVALUABLE", f"The amount {exc}, so it cannot be judged.")
+    return _Resolved(intent, chain, asset, units, unlimited, intent.time or now)
+
+
+def _same_address(a: str, b: str) -> bool:
+    if a.startswith("0x") and b.startswith("0x"):
+        return a.lower() == b.lower()
+    return a == b
+
+
+def _in(values: Sequence[str], item: str | None) -> bool:
+    return item is not None and any(_same_address(v, item) for v in values)
+
+
+def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
+    """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell."""
+    i = r.intent
+    if rule.chains is not None:
+        if r.chain is None:
+            return False
+        try:
+            names = {registry.chain(c).name for c in rule.chains}
+        except UnknownName as exc:
+            raise Unevaluable(f"rule names an {exc}") from None
+        if r.chain.name not in names:
+            return False
+    if rule.assets is not None:
+        if r.asset is None:
+            return False
+        if r.asset.symbol.upper() not in {a.upper() for a in rule.assets}:
+            return False
+    if rule.recipients is not None and not _in(rule.recipients, i.to):
+        return False
+    if rule.contracts is not None and not _in(rule.contracts, i.contract):
+        return False
+    if rule.spenders is not None and not _in(rule.spenders, i.spender):
+        return False
+    if rule.selectors is not None and (i.selector or "").lower() not in {
+        s.lower() for s in rule.selectors
+    }:
+        return False
+    if rule.credentials is not None and i.credential not in rule.credentials:
+        return False
+    if rule.methods is not None and (i.method or "").upper() not in rule.methods:
+        return False
+    if rule.data is not None and i.data not in rule.data:
+        return False
+    if rule.urls is not None:
+        if i.url is None:
+            return False
+        try:
+            if not any(urls.url_matches(p, i.url) for p in rule.urls):
+                return False
+        except urls.BadUrl as exc:
+            raise Unevaluable(f"the URL cannot be judged ({exc})") from None
+    if rule.message_matches is not None and (
+        i.message is None or re.search(rule.message_matches, i.message) is None
+    ):
+        return False
+    if rule.when is not None and rule.when.unlimited not in (None, r.unlimited):
+        return False
+    return not (rule.outside_hours is not None and rule.outside_hours.contains(r.when))
+
+
+def _cap_units(rule: Rule, caps: dict[str, Decimal] | None, r: _Resolved) -> int | None:
+    """The rule's cap for this request's asset, in base units (None: no cap for it)."""
+    if not caps or r.asset is None:
+        return None
+    for sym, cap in caps.items():
+        if sym.upper() == r.asset.symbol.upper():
+            try:
+                return to_base_units(cap, r.asset.decimals)
+            except ValueError:
+                raise Unevaluable(f"its cap for {sym} is finer than the asset's unit") from None
+    return None
+
+
+def _fmt(units: int, r: _Resolved) -> str:
+    return from_base_units(units, r.asset.decimals) if r.asset else str(units)
+
+
+def _what(r: _Resolved) -> str:
+    if r.asset is None:
+        return "this request"
+    amount = "an unlimited amount" if r.unlimited else f"{_fmt(r.units or 0, r)} {r.asset.symbol}"
+    return amount
+
+
+def decide(
+    policy: Policy | None,
+    agent: AgentState,
+    intent: Intent,
+    *,
+    registry: Registry,
+    usage: Usage,
+    now: datetime,
+) -> Decision:
+    if agent.status == "revoked":
+        return _deny("AGENT_REVOKED", f"Agent '{agent.name}' is revoked; it can do nothing.")
+    if agent.status == "paused":
+        return _deny(
+            "AGENT_PAUSED", f"Agent '{agent.name}' is paused by the owner; nothing was signed."
+        )
+    if agent.paused_all:
+        return _deny("PAUSED_ALL", "The owner paused every agent (pause-all); nothing was signed.")
+    if policy is None:
+        return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
+    when = intent.time or now
+    if policy.expires is not None and when >= policy.expires:
+        return _deny(
+            "POLICY_EXPIRED",
+            f"The policy of agent '{agent.name}' expired at {policy.expires.isoformat()}; "
+            "everything is denied until the owner sets a new one.",
+        )
+    if intent.action not in ACTIONS:
+        return _deny("UNKNOWN_ACTION", f"'{intent.action[:64]}' is not an action keysafe knows.")
+    resolved = _resolve(intent, registry, now)
+    if isinstance(resolved, Decision):
+        return resolved
+    r = resolved
+
+    covering = sorted(
+        (rule for rule in policy.rules if rule.covers(intent.action)), key=lambda x: x.name
+    )
+    matched: list[Rule] = []
+    for rule in covering:
+        try:
+            if _scope_matches(rule, r, registry):
+                matched.append(rule)
+        except Unevaluable as exc:
+            return _deny(
+                "UNEVALUABLE",
+                f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. Nothing was signed.",
+                rule.name,
+            )
+    names = tuple(m.name for m in matched)
+
+    denies = [m for m in matched if m.verb == "deny"]
+    if denies:
+        d = denies[0]
+        return _deny(
+            "POLICY_DENIED", f"Rule '{d.name}' denies {intent.action} here.", d.name, matched=names
+        )
+
+    windows: list[WindowState] = []
+    charges: list[Charge] = []
+    violation: Decision | None = None
+    asks: list[str] = []
+    allows: list[str] = []
+    for rule in (m for m in matched if m.verb in ("allow", "ask")):
+        (allows if rule.verb == "allow" else asks).append(rule.name)
+        try:
+            cap = _cap_units(rule, rule.max_per_tx, r)
+            threshold = _cap_units(rule, rule.approve_above, r)
+        except Unevaluable as exc:
+            return _deny(
+                "UNEVALUABLE", f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
+            )
+        if cap is not None and (r.unlimited or (r.units or 0) > cap) and violation is None:
+            violation = _deny(
+                "OVER_PER_TX_LIMIT",
+                f"Agent '{agent.name}' may send at most {_fmt(cap, r)} {r.asset.symbol if r.asset else ''} "
+                f"per transaction (rule '{rule.name}'); this one sends {_what(r)}. Nothing was signed.",
+                rule.name,
+            )
+        if threshold is not None and (r.unlimited or (r.units or 0) > threshold):
+            asks.append(rule.name)
+        if rule.limits:
+            charges.append(Charge(rule.name, r.asset.symbol if r.asset else None, r.units or 0))
+            for limit in rule.limits:
+                since = when - timedelta(seconds=limit.seconds)
+                used_units, used_count = usage(
+                    rule.name, r.asset.symbol if r.asset else None, since
+                )
+                if limit.max_count is not None:
+                    ok = used_count + 1 <= limit.max_count
+                    windows.append(WindowState(
+                        rule.name, limit.window, "count", None, str(limit.max_count),
+                        str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
+                    ))  # fmt: skip
+                    if not ok and violation is None:
+                        violation = _deny(
+                            "RATE_LIMITED",
+                            f"Rule '{rule.name}' allows at most {limit.max_count} actions per "
+                            f"{limit.window}; {used_count} already used. Nothing was signed.",
+                            rule.name,
+                        )
+                lim = _cap_units(rule, limit.max, r)
+                if lim is not None:
+                    req = r.units or 0
+                    ok = not r.unlimited and used_units + req <= lim
+                    windows.append(WindowState(
+                        rule.name, limit.window, "amount", r.asset.symbol if r.asset else None,
+                        _fmt(lim, r), _fmt(used_units, r),
+                        "unlimited" if r.unlimited else _fmt(req, r),
+                        _fmt(max(lim - used_units, 0), r), ok,
+                    ))  # fmt: skip
+                    if not ok and violation is None:
+                        violation = _deny(
+                            "BUDGET_EXCEEDED",
+                            f"Over the {limit.window} {r.asset.symbol if r.asset else ''} limit of rule "
+                            f"'{rule.name}': {_fmt(max(lim - used_units, 0), r)} left, this request "
+                            f"is {_what(r)}. Nothing was signed.",
+                            rule.name,
+                        )
+    if violation is not None:
+        return Decision(
+            "deny", violation.rule, violation.code, violation.reason, names, tuple(windows)
+        )
+    if asks:
+        first = sorted(asks)[0]
+        return Decision(
+            "ask", first, "APPROVAL_REQUIRED",
+            f"Rule '{first}' needs the owner's approval for {intent.action} of {_what(r)}.",
+            names, tuple(windows), tuple(charges),
+        )  # fmt: skip
+    if allows:
+        return Decision(
+            "allow", allows[0], None, f"Allowed by rule '{allows[0]}'.", names, tuple(windows),
+            tuple(charges),
+        )  # fmt: skip
+    return _deny(
+        "NO_MATCHING_RULE",
+        f"No rule in the policy of agent '{agent.name}' allows {intent.action} with these "
+        "details, so it is denied (no match means deny). Nothing was signed.",
+        matched=names,
+    )

@@ -1,0 +1,175 @@
+"""`keysafe policy lint`: what in a policy is wrong (errors) or probably not meant (warnings).
+
+Errors refuse the policy: unknown actions, chains or assets; a rule that allows everything with
+no condition at all. Warnings: rules shadowed by an earlier-or-later broader deny/ask (order does
+not matter), caps on assets the rule does not name, `approve_above` at or over `max_per_tx`, an
+expired policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from keysafe.policy.registry import Registry, UnknownName
+from keysafe.policy.rules import ACTIONS, WILDCARD, Policy, Rule
+
+_SCOPE_LISTS = ("chains", "assets", "recipients", "contracts", "spenders", "selectors",
+                "credentials", "methods", "urls", "data")  # fmt: skip
+_SCOPE_OTHER = ("message_matches", "when", "outside_hours")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: str  # error | warning
+    rule: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "rule": self.rule, "message": self.message}
+
+
+@dataclass(slots=True)
+class LintReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": not self.errors,
+            "errors": [f.to_dict() for f in self.errors],
+            "warnings": [f.to_dict() for f in self.warnings],
+        }
+
+
+def _unconstrained(rule: Rule) -> bool:
+    return all(getattr(rule, f) is None for f in (*_SCOPE_LISTS, *_SCOPE_OTHER)) and not (
+        rule.max_per_tx or rule.limits or rule.approve_above
+    )
+
+
+def _covers(broad: Rule, narrow: Rule) -> bool:
+    """Does `broad`'s scope include every request `narrow`'s scope includes?"""
+    if WILDCARD not in broad.actions and not set(narrow.actions) <= set(broad.actions):
+        return False
+    for f in _SCOPE_LISTS:
+        b, n = getattr(broad, f), getattr(narrow, f)
+        if b is None:
+            continue
+        if n is None or not {str(x).lower() for x in n} <= {str(x).lower() for x in b}:
+            return False
+    for f in _SCOPE_OTHER:
+        b, n = getattr(broad, f), getattr(narrow, f)
+        if b is not None and b != n:
+            return False
+    return True
+
+
+def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
+    report = LintReport()
+    add = report.findings.append
+    symbols = registry.symbols()
+    for rule in policy.rules:
+        for action in rule.actions:
+            if action != WILDCARD and action not in ACTIONS:
+                add(
+                    Finding(
+                        "error",
+                        rule.name,
+                        f"unknown action '{action}' (known: {', '.join(sorted(ACTIONS))}, *)",
+                    )
+                )
+        for chain in rule.chains or []:
+            try:
+                registry.chain(chain)
+            except UnknownName:
+                add(
+                    Finding(
+                        "error",
+                        rule.name,
+                        f"unknown chain '{chain}' (add it with `keysafe chain add`)",
+                    )
+                )
+        named = [*(rule.assets or []), *(rule.max_per_tx or {}), *(rule.approve_above or {})]
+        for lim in rule.limits or []:
+            named += list(lim.max or {})
+        for sym in dict.fromkeys(named):
+            if sym.upper() not in symbols:
+                add(
+                    Finding(
+                        "error",
+                        rule.name,
+                        f"unknown asset '{sym}' (add it with `keysafe asset add`)",
+                    )
+                )
+        if rule.verb == "allow" and WILDCARD in rule.actions and _unconstrained(rule):
+            add(
+                Finding(
+                    "error",
+                    rule.name,
+                    "allows every action with no condition or limit: the policy would mean nothing",
+                )
+            )
+        elif rule.verb == "allow" and _unconstrained(rule) and rule.actions:
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    f"allows {', '.join(rule.actions)} with no condition or limit",
+                )
+            )
+        if rule.assets is not None:
+            for sym in [*(rule.max_per_tx or {}), *(rule.approve_above or {})]:
+                if sym.upper() not in {a.upper() for a in rule.assets}:
+                    add(
+                        Finding(
+                            "warning",
+                            rule.name,
+                            f"has a cap for {sym}, which its assets do not include",
+                        )
+                    )
+        for sym, threshold in (rule.approve_above or {}).items():
+            cap = (rule.max_per_tx or {}).get(sym)
+            if cap is not None and threshold >= cap:
+                add(
+                    Finding(
+                        "warning",
+                        rule.name,
+                        f"approve_above {sym} {threshold} is not below max_per_tx {cap}: it never asks",
+                    )
+                )
+    for narrow in policy.rules:
+        if narrow.verb == "deny":
+            continue
+        for broad in policy.rules:
+            if broad is narrow or broad.verb == "allow":
+                continue
+            if broad.verb == "ask" and narrow.verb == "ask":
+                continue
+            if _covers(broad, narrow):
+                effect = "denied" if broad.verb == "deny" else "asks for approval"
+                add(
+                    Finding(
+                        "warning",
+                        narrow.name,
+                        f"is shadowed by rule '{broad.name}': everything it allows is {effect}",
+                    )
+                )
+                break
+    if policy.expires is not None and policy.expires <= now:
+        add(
+            Finding(
+                "warning",
+                None,
+                f"the policy expired at {policy.expires.isoformat()}: it denies everything",
+            )
+        )
+    return report

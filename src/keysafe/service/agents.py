@@ -1,0 +1,271 @@
+"""Agents: who may ask the vault for anything, and how they prove it.
+
+- A bearer token `ks_agent_…` is shown once; only its SHA-256 is stored, and the presented token's
+  hash is compared in constant time.
+- Alternatively an agent holds an Ed25519 key: each request is signed over the RFC 8785 canonical
+  JSON of `{agent, timestamp, nonce, body}`; the timestamp must be within ±5 minutes and the nonce
+  is accepted once (a replay is refused with REPLAY).
+- Revoke is immediate and final; pause/resume and pause-all are the owner's brakes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from keysafe.crypto import jcs, signatures
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import (
+    AlreadyExistsError,
+    MalformedRequestError,
+    NotAuthenticatedError,
+    NotFoundError,
+    ReplayError,
+)
+from keysafe.service.models import check_name
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault, iso
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
+CLOCK_SKEW: Final = timedelta(minutes=5)
+Status = Literal["active", "paused", "revoked"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    name: str
+    status: Status
+    created_at: str
+    last_seen: str | None
+    policy_digest: str | None
+    auth: str  # token | ed25519 | token+ed25519
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status, "created_at": self.created_at,
+            "last_seen": self.last_seen, "policy_hash": self.policy_digest, "auth": self.auth,
+        }  # fmt: skip
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token() -> SecretBytes:
+    return SecretBytes(bytearray((TOKEN_PREFIX + secrets.token_urlsafe(32)).encode()))
+
+
+def _parse_public_key(text: str) -> str:
+    raw: bytes | None = None
+    s = text.strip()
+    try:
+        raw = bytes.fromhex(s.removeprefix("0x"))
+    except ValueError:
+        try:
+            raw = base64.b64decode(s, validate=True)
+        except ValueError:
+            raw = None
+    if raw is None or len(raw) != 32:
+        raise MalformedRequestError(
+            "An agent public key is 32 bytes of Ed25519, as hex or base64.",
+            next_step="pass the raw public key, e.g. from `nacl.signing.SigningKey.verify_key`.",
+        )
+    return raw.hex()
+
+
+def _views(conn: Connection) -> list[AgentView]:
+    digests = dict(conn.execute(select(t.policies.c.agent, t.policies.c.digest)).all())
+    out = []
+    for r in conn.execute(select(t.agents).order_by(t.agents.c.name)):
+        auth = "+".join(x for x, v in (("token", r.token_hash), ("ed25519", r.public_key)) if v)
+        out.append(
+            AgentView(
+                r.name, r.status, r.created_at, r.last_seen, digests.get(r.name), auth or "none"
+            )
+        )
+    return out
+
+
+def get_agent(conn: Connection, name: str) -> Any:
+    row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+    if row is None:
+        raise NotFoundError(
+            f"No agent named '{name}'.",
+            next_step="see `keysafe agent list`, or add it with `keysafe agent add NAME`.",
+            agent=name,
+        )
+    return row
+
+
+def add_agent(
+    vault: Vault, name: str, *, public_key: str | None = None, with_token: bool = True
+) -> tuple[AgentView, SecretBytes | None]:
+    """Register an agent; returns its view and its token (shown once), if it has one."""
+    check_name(name, "agent")
+    pub = _parse_public_key(public_key) if public_key else None
+    token = _new_token() if with_token or pub is None else None
+    with vault.db.write() as conn:
+        if conn.execute(select(t.agents.c.name).where(t.agents.c.name == name)).first():
+            raise AlreadyExistsError(
+                f"An agent named '{name}' already exists.",
+                next_step=f"pick another name, or `keysafe agent rotate-token {name}` for a new token.",
+                agent=name,
+            )
+        conn.execute(
+            insert(t.agents).values(
+                name=name,
+                token_hash=_hash_token(bytes(token.reveal()).decode()) if token else None,
+                public_key=pub, status="active", created_at=iso(vault.clock()),
+            )
+        )  # fmt: skip
+        vault.audit(
+            conn, actor="owner", action="agent.add", target=f"agent:{name}", outcome="success",
+            details={"agent": name, "kind": "ed25519" if pub else "token"},
+        )  # fmt: skip
+        view = next(v for v in _views(conn) if v.name == name)
+    logger.info("agent %s added", name)
+    return view, token
+
+
+def list_agents(vault: Vault) -> list[AgentView]:
+    with vault.db.read() as conn:
+        return _views(conn)
+
+
+def set_status(vault: Vault, name: str, status: Status) -> AgentView:
+    with vault.db.write() as conn:
+        row = get_agent(conn, name)
+        if row.status == "revoked":
+            raise MalformedRequestError(
+                f"Agent '{name}' is revoked, and revoking is final.",
+                next_step=f"add a new agent instead (`keysafe agent add {name}-2`).",
+                agent=name,
+            )
+        values: dict[str, Any] = {"status": status}
+        if status == "revoked":
+            # Drop the credentials too: nothing can bring a revoked agent back.
+            values |= {"token_hash": None, "revoked_at": iso(vault.clock())}
+        conn.execute(update(t.agents).where(t.agents.c.name == name).values(**values))
+        action = {"active": "agent.resume", "paused": "agent.pause", "revoked": "agent.revoke"}
+        vault.audit(
+            conn, actor="owner", action=action[status], target=f"agent:{name}",
+            outcome="success", details={"agent": name},
+        )  # fmt: skip
+        view = next(v for v in _views(conn) if v.name == name)
+    logger.info("agent %s is now %s", name, status)
+    return view
+
+
+def rotate_token(vault: Vault, name: str) -> SecretBytes:
+    token = _new_token()
+    with vault.db.write() as conn:
+        row = get_agent(conn, name)
+        if row.status == "revoked":
+            raise MalformedRequestError(
+                f"Agent '{name}' is revoked; it cannot get a new token.",
+                next_step="add a new agent instead.",
+                agent=name,
+            )
+        conn.execute(
+            update(t.agents)
+            .where(t.agents.c.name == name)
+            .values(token_hash=_hash_token(bytes(token.reveal()).decode()))
+        )
+        vault.audit(
+            conn, actor="owner", action="agent.rotate_token", target=f"agent:{name}",
+            outcome="success", details={"agent": name},
+        )  # fmt: skip
+    logger.info("agent %s token rotated", name)
+    return token
+
+
+def set_paused_all(vault: Vault, paused: bool) -> None:
+    with vault.db.write() as conn:
+        conn.execute(delete(t.settings).where(t.settings.c.key == "paused_all"))
+        if paused:
+            conn.execute(insert(t.settings).values(key="paused_all", value="1"))
+        vault.audit(
+            conn, actor="owner", action="agents.pause_all" if paused else "agents.resume_all",
+            target=f"vault:{vault.vault_id}", outcome="success",
+        )  # fmt: skip
+    logger.info("pause-all %s", "on" if paused else "off")
+
+
+def paused_all(conn: Connection) -> bool:
+    return (
+        conn.execute(select(t.settings.c.value).where(t.settings.c.key == "paused_all")).scalar()
+        == "1"
+    )
+
+
+def _refused() -> NotAuthenticatedError:
+    # One fixed message for every failure: which part was wrong is an oracle (STYLE §4).
+    return NotAuthenticatedError(
+        "The agent could not be authenticated.",
+        next_step="check the agent token (KEYSAFE_AGENT_TOKEN) or the request signature.",
+    )
+
+
+def authenticate_token(conn: Connection, token: str) -> Any:
+    """Return the agent row for a bearer token, or raise NOT_AUTHENTICATED (revoked included)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        raise _refused()
+    digest = _hash_token(token)
+    row = conn.execute(select(t.agents).where(t.agents.c.token_hash == digest)).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.status == "revoked":
+        raise _refused()
+    return row
+
+
+def authenticate_signed(
+    conn: Connection, envelope: dict[str, Any], signature: str, *, now: datetime
+) -> Any:
+    """Verify an Ed25519-signed request envelope {agent, timestamp, nonce, body}; burn the nonce."""
+    try:
+        name = str(envelope["agent"])
+        stamp = datetime.fromisoformat(str(envelope["timestamp"]).replace("Z", "+00:00"))
+        nonce = str(envelope["nonce"])
+        sig = base64.b64decode(signature, validate=True)
+    except (KeyError, ValueError, TypeError):
+        raise _refused() from None
+    if not 16 <= len(nonce) <= 128 or stamp.tzinfo is None:
+        raise _refused()
+    row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+    if row is None or row.public_key is None or row.status == "revoked":
+        raise _refused()
+    if not signatures.verify_ed25519(bytes.fromhex(row.public_key), jcs.dumps(envelope), sig):
+        raise _refused()
+    if abs(now - stamp) > CLOCK_SKEW:
+        raise NotAuthenticatedError(
+            "The signed request's timestamp is more than 5 minutes away from the vault's clock.",
+            next_step="sync the agent's clock (NTP) and sign a fresh request.",
+        )
+    conn.execute(delete(t.nonces).where(t.nonces.c.expires < now.timestamp()))
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(t.nonces).values(
+                    agent=name, nonce=nonce, expires=(stamp + CLOCK_SKEW).timestamp()
+                )
+            )
+    except SqlIntegrityError:
+        raise ReplayError(
+            "This signed request was already used (its nonce was seen before).",
+            next_step="sign every request with a fresh random nonce.",
+        ) from None
+    return row
+
+
+def touch(conn: Connection, name: str, now: datetime) -> None:
+    conn.execute(update(t.agents).where(t.agents.c.name == name).values(last_seen=iso(now)))

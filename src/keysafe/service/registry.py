@@ -1,0 +1,119 @@
+"""The chain and asset registry: built-ins plus what the owner added."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy import Connection, delete, insert, select
+
+from keysafe.errors import AlreadyExistsError, MalformedRequestError
+from keysafe.policy.registry import AssetInfo, ChainInfo, Family, Registry, UnknownName
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault
+
+logger = logging.getLogger(__name__)
+
+_CHAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+_SYMBOL = re.compile(r"^[A-Za-z0-9.$_-]{1,20}$")
+
+
+def load_registry(conn: Connection) -> Registry:
+    chains = [
+        ChainInfo(r.name, r.family, r.chain_id, r.rpc, builtin=False)
+        for r in conn.execute(select(t.registry_chains))
+    ]
+    reg = Registry.builtin().with_additions(chains, [])
+    assets = [
+        AssetInfo(r.symbol, r.chain, r.address, r.decimals, builtin=False)
+        for r in conn.execute(select(t.registry_assets))
+    ]
+    return reg.with_additions([], assets)
+
+
+def registry(vault: Vault) -> Registry:
+    with vault.db.read() as conn:
+        return load_registry(conn)
+
+
+def add_chain(
+    vault: Vault, name: str, *, family: Family, chain_id: int | None, rpc: str | None
+) -> ChainInfo:
+    name = name.strip().lower()
+    if not _CHAIN_NAME.match(name):
+        raise MalformedRequestError(
+            f"'{name[:40]}' is not a chain name.",
+            next_step="use lower-case letters, digits and '-', e.g. arbitrum or my-devnet.",
+        )
+    if family == "evm" and (chain_id is None or chain_id <= 0):
+        raise MalformedRequestError(
+            "An EVM chain needs its chain id.", next_step="pass --chain-id N (e.g. 42161)."
+        )
+    if rpc is not None and not re.match(r"^(https?|wss?)://", rpc):
+        raise MalformedRequestError(
+            "The RPC URL must start with http://, https://, ws:// or wss://.",
+            next_step="pass --rpc https://… (or http://127.0.0.1:PORT for a local node).",
+        )
+    with vault.db.write() as conn:
+        reg = load_registry(conn)
+        if chain_id is not None:
+            try:
+                other = reg.chain(chain_id)
+            except UnknownName:
+                other = None
+            if other is not None and other.name != name:
+                raise AlreadyExistsError(
+                    f"Chain id {chain_id} is already registered as '{other.name}'.",
+                    next_step="use that name in policies, or pick the right chain id.",
+                )
+        conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
+        conn.execute(
+            insert(t.registry_chains).values(name=name, family=family, chain_id=chain_id, rpc=rpc)
+        )
+        vault.audit(
+            conn, actor="owner", action="chain.add", target=f"chain:{name}", outcome="success",
+            details={"chain": name, "name": name},
+        )  # fmt: skip
+    logger.info("chain %s registered", name)
+    return ChainInfo(name, family, chain_id, rpc, builtin=False)
+
+
+def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: int) -> AssetInfo:
+    if not _SYMBOL.match(symbol):
+        raise MalformedRequestError(
+            f"'{symbol[:20]}' is not an asset symbol.", next_step="use e.g. USDC or WETH."
+        )
+    if not 0 <= decimals <= 36:
+        raise MalformedRequestError(
+            "Decimals must be between 0 and 36.", next_step="USDC has 6, most ERC-20s 18."
+        )
+    with vault.db.write() as conn:
+        reg = load_registry(conn)
+        try:
+            info = reg.chain(chain)
+        except UnknownName:
+            raise MalformedRequestError(
+                f"Unknown chain '{chain[:40]}'.",
+                next_step="see `keysafe chain list`, or add it with `keysafe chain add`.",
+            ) from None
+        if info.family == "evm" and not re.match(r"^0x[0-9a-fA-F]{40}$", address):
+            raise MalformedRequestError(
+                "An EVM token address is 0x followed by 40 hex digits.",
+                next_step="copy the token contract address from a block explorer.",
+            )
+        conn.execute(
+            delete(t.registry_assets).where(
+                t.registry_assets.c.chain == info.name, t.registry_assets.c.symbol == symbol
+            )
+        )
+        conn.execute(
+            insert(t.registry_assets).values(
+                chain=info.name, symbol=symbol, address=address, decimals=decimals
+            )
+        )
+        vault.audit(
+            conn, actor="owner", action="asset.add", target=f"asset:{info.name}:{symbol}",
+            outcome="success", details={"chain": info.name, "name": symbol},
+        )  # fmt: skip
+    logger.info("asset %s on %s registered", symbol, info.name)
+    return AssetInfo(symbol, info.name, address, decimals, builtin=False)

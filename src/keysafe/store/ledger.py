@@ -1,0 +1,69 @@
+"""The budget ledger: reservations, commits and releases, and the window sums the engine reads.
+
+Every function runs inside the caller's write transaction. Reserving happens in the same
+transaction as the decision that checked the windows (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+agent row is locked with SELECT … FOR UPDATE first), so two concurrent requests can never both
+fit under one limit. Reserved rows count against windows until they are released.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from keysafe.store import tables as t
+
+_LIVE = ("reserved", "committed")
+
+
+def usage_reader(
+    conn: Connection, agent: str
+) -> Callable[[str, str | None, datetime], tuple[int, int]]:
+    def usage(rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
+        rows = conn.execute(
+            select(t.ledger.c.asset, t.ledger.c.units).where(
+                t.ledger.c.agent == agent,
+                t.ledger.c.rule == rule,
+                t.ledger.c.at >= since.timestamp(),
+                t.ledger.c.state.in_(_LIVE),
+            )
+        ).all()
+        units = sum(int(r.units) for r in rows if asset is not None and r.asset == asset)
+        return units, len(rows)
+
+    return usage
+
+
+def lock_agent(conn: Connection, agent: str) -> None:
+    """Serialise budget checks per agent on databases with row locks (SQLite locks the file)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(select(t.agents.c.name).where(t.agents.c.name == agent).with_for_update())
+
+
+def reserve(
+    conn: Connection,
+    *,
+    agent: str,
+    request_id: str,
+    charges: Iterable[tuple[str, str | None, int]],
+    at: datetime,
+) -> None:
+    for rule, asset, units in charges:
+        conn.execute(
+            insert(t.ledger).values(
+                request_id=request_id, agent=agent, rule=rule, asset=asset, units=str(units),
+                state="reserved", at=at.timestamp(),
+            )
+        )  # fmt: skip
+
+
+def settle(conn: Connection, request_id: str, *, state: str) -> int:
+    """Commit or release every reservation of a request; returns the rows changed."""
+    result = conn.execute(
+        update(t.ledger)
+        .where(t.ledger.c.request_id == request_id, t.ledger.c.state == "reserved")
+        .values(state=state)
+    )
+    return int(result.rowcount or 0)
