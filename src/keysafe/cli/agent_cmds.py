@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -159,6 +160,15 @@ def resume_all(passphrase_file: PassphraseFile = None) -> None:
 # -- policies -------------------------------------------------------------------------------
 
 
+@policy_app.command("example")
+def policy_example() -> None:
+    """Print a commented example policy to start from: keysafe policy example > shopper.yaml"""
+    from importlib import resources
+
+    text = (resources.files("keysafe.policy") / "example_policy.yaml").read_text(encoding="utf-8")
+    sys.stdout.write(text)
+
+
 @policy_app.command("set")
 def policy_set(agent: str, file: PolicyFile, passphrase_file: PassphraseFile = None) -> None:
     """Attach FILE as AGENT's policy. A policy with lint errors is refused."""
@@ -256,8 +266,6 @@ def policy_check(
     Exit code: 0 allow, 3 ask, 4 deny, 1 malformed request file.
     Example request: {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": "12.5", "to": "0x1111…"}
     """
-    import sys
-
     raw_text = sys.stdin.read() if str(request) == "-" else _read(request)
     try:
         raw = json.loads(raw_text)

@@ -63,12 +63,16 @@ def audit_list(
     if json_out:
         render.as_json([e.to_dict() for e in entries])
         return
-    render.table(
-        "Audit log", ["seq", "time", "actor", "action", "target", "outcome", "details"],
-        [(e.seq, e.time[:19], e.actor, e.action, e.target, e.outcome,
-          json.dumps(e.details, separators=(",", ":"))[:80]) for e in entries],
-        empty="No audit entries match.",
-    )  # fmt: skip
+    if not entries:
+        render.out.print("No audit entries match.")
+        return
+    for e in entries:  # one line each, never truncated: the log is evidence
+        details = json.dumps(e.details, separators=(",", ":"), sort_keys=True)
+        render.out.print(
+            f"{e.seq:>6}  {e.time[:23]}Z  {e.actor}  {e.action}  {e.target}  {e.outcome}  {details}",
+            markup=False,
+            highlight=False,
+        )
 
 
 @audit_app.command("verify")

@@ -100,8 +100,31 @@ def _run(tmp: Path) -> None:
         render.out.print(f"   refused: {exc.what}")
     vault.unlock(pw)
 
+    _step(6, "Add an agent with the example policy and dry-run three payments on a Monday morning.")
+    from importlib import resources
+
+    from keysafe.policy.intent import Intent
+    from keysafe.service import agents, policies
+
+    example = (resources.files("keysafe.policy") / "example_policy.yaml").read_text(
+        encoding="utf-8"
+    )
+    _, token = agents.add_agent(vault, "shopper")
+    if token is not None:
+        token.wipe()  # the demo never uses it; a real agent keeps it in its own config
+    policies.set_policy(vault, "shopper", example, source="example policy")
+    for amount in ("5", "12.5", "30"):
+        intent = Intent.model_validate(
+            {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": amount,
+             "to": "0x1111111111111111111111111111111111111111", "time": "2026-11-23T09:00:00Z"}
+        )  # fmt: skip
+        d = policies.check(vault, "shopper", intent)
+        render.out.print(
+            f"   {amount:>5} USDC → [bold]{d.outcome}[/bold] ({d.code or d.rule}): {d.reason}"
+        )
+
     _step(
-        6,
+        7,
         "Back up everything, then rebuild the vault on an empty home from backup + recovery phrase.",
     )
     backup_file = tmp / "vault.ksbackup"
@@ -113,7 +136,7 @@ def _run(tmp: Path) -> None:
         same = [w.address for w in wallets.list_wallets(rebuilt)]
     render.out.print(f"   backup held {header.records} records; rebuilt vault has wallets {same}")
 
-    _step(7, "Verify the tamper-evident audit log (a SHA-256 hash chain over canonical JSON).")
+    _step(8, "Verify the tamper-evident audit log (a SHA-256 hash chain over canonical JSON).")
     with open_vault(home) as v:
         report = audit.verify(v)
         entries = audit.list_entries(v)

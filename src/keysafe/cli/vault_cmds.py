@@ -74,7 +74,7 @@ def status(json_out: JsonFlag = False) -> None:
     if json_out:
         render.as_json(st)
         return
-    for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets",
+    for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets", "agents",
                 "audit_entries", "audit_head"):  # fmt: skip
         render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
     if st["unlock_failures"]:

@@ -31,10 +31,17 @@ logger = logging.getLogger(__name__)
 
 _BYTES_COLS = {"dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key"}
 
+# Everything the vault holds besides its header and the audit log, in restore order. Nonces are
+# left out on purpose: they only matter for five minutes.
+_DATA_TABLES: tuple[Any, ...] = (
+    t.epochs, t.records, t.agents, t.policies, t.settings, t.registry_chains,
+    t.registry_assets, t.ledger, t.idempotency,
+)  # fmt: skip
 
-def _dump(conn: Connection, table: Any, order: Any) -> list[dict[str, Any]]:
+
+def _dump(conn: Connection, table: Any, *order: Any) -> list[dict[str, Any]]:
     out = []
-    for row in conn.execute(select(table).order_by(order)).mappings():
+    for row in conn.execute(select(table).order_by(*order)).mappings():
         out.append({k: (v.hex() if k in _BYTES_COLS else v) for k, v in row.items()})
     return out
 
@@ -64,8 +71,7 @@ def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
         head = conn.execute(select(t.vault.c.created_at)).one()
         payload = {
             "vault": {"id": vault.vault_id, "created_at": head.created_at},
-            "epochs": _dump(conn, t.epochs, t.epochs.c.number),
-            "records": _dump(conn, t.records, t.records.c.id),
+            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns) for tbl in _DATA_TABLES},
             "audit": _dump(conn, t.audit, t.audit.c.seq),
         }
         header = fmt.BackupHeader(
@@ -105,12 +111,11 @@ def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
 
 
 def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
-    conn.execute(delete(t.records))
-    conn.execute(delete(t.epochs))
-    for row in _load(payload["epochs"]):
-        conn.execute(insert(t.epochs).values(**row))
-    for row in _load(payload["records"]):
-        conn.execute(insert(t.records).values(**row))
+    for tbl in reversed(_DATA_TABLES):
+        conn.execute(delete(tbl))
+    for tbl in _DATA_TABLES:
+        for row in _load(payload.get(tbl.name, [])):
+            conn.execute(insert(tbl).values(**row))
 
 
 def _check_records_open(vault: Vault, conn: Connection) -> None:

@@ -189,6 +189,7 @@ class Status:
     vault_id: str
     created_at: str
     records: dict[str, int]
+    agents: int
     audit_entries: int
     audit_head: str
     unlock_failures: int
@@ -202,6 +203,7 @@ class Status:
             "credentials": self.records.get(RecordKind.CREDENTIAL, 0),
             "data": self.records.get(RecordKind.DATA, 0),
             "wallets": self.records.get(RecordKind.WALLET, 0),
+            "agents": self.agents,
             "audit_entries": self.audit_entries,
             "audit_head": self.audit_head,
             "unlock_failures": self.unlock_failures,
@@ -211,11 +213,13 @@ class Status:
 def status(home: Home, vault: Vault) -> Status:
     with vault.db.read() as conn:
         head = conn.execute(select(t.vault)).one()
+        agents = conn.execute(select(func.count()).select_from(t.agents)).scalar_one()
         counts: dict[str, int] = dict(
             conn.execute(select(t.records.c.kind, func.count()).group_by(t.records.c.kind)).all()
         )
     return Status(
         home=str(home.path), vault_id=vault.vault_id, created_at=head.created_at,
-        records={str(k): int(v) for k, v in counts.items()}, audit_entries=head.audit_head_seq,
+        records={str(k): int(v) for k, v in counts.items()}, agents=agents,
+        audit_entries=head.audit_head_seq,
         audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
     )  # fmt: skip

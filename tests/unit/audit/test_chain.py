@@ -121,7 +121,17 @@ def insert(pos: int, *, linked: bool) -> Callable[[list[Row]], list[Row]]:
                             "agent:bot", "success", {"agent": "bot"})  # fmt: skip
         new = _row(forged, prev) if linked else _row(forged, "1" * 64, "2" * 64)
         later = [(r[0] + 1, *r[1:]) for r in rows[pos - 1 :]]
-        return [*rows[: pos - 1], new, *later]  # type: ignore[list-item]
+        return [*rows[: pos - 1], new, *later]
+
+    return go
+
+
+def raw_details(pos: int, raw: str) -> Callable[[list[Row]], list[Row]]:
+    """Store `raw` as entry `pos`'s details text."""
+
+    def go(rows: list[Row]) -> list[Row]:
+        r = rows[pos - 1]
+        return [*rows[: pos - 1], (*r[:6], raw, *r[7:]), *rows[pos:]]
 
     return go
 
@@ -180,14 +190,8 @@ CASES = {
     "insert linked forgery as entry 1": Case(insert(1, linked=True), 2),
     "history rewritten consistently from entry 3": Case(rewrite_from(3), 6),
     "duplicate entry 2": Case(lambda rows: [*rows[:2], rows[1], *rows[2:]], 3),
-    "unreadable details in entry 2": Case(
-        lambda rows: [rows[0], (*rows[1][:6], "{not json", *rows[1][7:]), *rows[2:]],  # type: ignore[list-item]
-        2,
-    ),
-    "details that are not an object in entry 2": Case(
-        lambda rows: [rows[0], (*rows[1][:6], "[1, 2]", *rows[1][7:]), *rows[2:]],  # type: ignore[list-item]
-        2,
-    ),
+    "unreadable details in entry 2": Case(raw_details(2, "{not json"), 2),
+    "details that are not an object in entry 2": Case(raw_details(2, "[1, 2]"), 2),
 }
 
 
@@ -257,14 +261,11 @@ def chains(draw: st.DrawFn) -> list[Row]:
     def text() -> str:
         return "".join(rnd.choices(alphabet, k=rnd.randint(0, 12)))
 
-    entries = [
-        AuditEntry(
-            seq, text(), text(), text(), text(), text(),
-            {k: rnd.randint(-5, 5) for k in rnd.sample("abc", rnd.randint(0, 3))},
-        )  # fmt: skip
-        for seq in range(1, n + 1)
-    ]
-    return build(entries)
+    def entry(seq: int) -> AuditEntry:
+        details = {k: rnd.randint(-5, 5) for k in rnd.sample("abc", rnd.randint(0, 3))}
+        return AuditEntry(seq, text(), text(), text(), text(), text(), details)
+
+    return build([entry(seq) for seq in range(1, n + 1)])
 
 
 @st.composite

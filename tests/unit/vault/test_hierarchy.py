@@ -96,7 +96,9 @@ def test_unwrap_master_other_vault_id_raises_decryption_error() -> None:
         hierarchy.unwrap_master(wrapped, SecretBytes(PASSPHRASE), other_vid)
 
 
-def _params_blind_kdf(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:
+def _params_blind_kdf(
+    passphrase: bytes | bytearray, salt: bytes, params: Argon2Params
+) -> bytearray:
     """A stand-in KDF that ignores the cost parameters, so only the AAD can notice them."""
     return bytearray(hashlib.sha256(bytes(passphrase) + salt).digest())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.kdf import Argon2Params, argon2id
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import UnlockThrottledError, WrongPassphraseError
 from keysafe.service import audit
@@ -57,7 +57,9 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     phrase.wipe()
     created.lock()
     created.db.close()
-    s = Setup(home, clock, Vault.open(Database.open_sqlite(home.db_path, create=False), clock=clock))
+    s = Setup(
+        home, clock, Vault.open(Database.open_sqlite(home.db_path, create=False), clock=clock)
+    )
     yield s
     s.vault.db.close()
 
@@ -72,17 +74,23 @@ def _failures(s: Setup, vault: Vault) -> int:
     return status(s.home, vault).unlock_failures
 
 
+@dataclass
+class Argon2Spy:
+    calls: int = 0
+
+    def counting(
+        self, passphrase: bytes | bytearray, salt: bytes, params: Argon2Params
+    ) -> bytearray:
+        self.calls += 1
+        return argon2id(passphrase, salt, params)
+
+
 @pytest.fixture
-def argon2_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real = hierarchy.argon2id
-
-    def counting(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:
-        calls.append(1)
-        return real(passphrase, salt, params)
-
-    monkeypatch.setattr(hierarchy, "argon2id", counting)
-    return calls
+def argon2_spy(monkeypatch: pytest.MonkeyPatch) -> Argon2Spy:
+    """Counts Argon2 runs made by the key hierarchy (the unlock path)."""
+    spy = Argon2Spy()
+    monkeypatch.setattr(hierarchy, "argon2id", spy.counting)
+    return spy
 
 
 # -- the delay table ---------------------------------------------------------------------------
@@ -188,15 +196,13 @@ def test_unlock_failure_counter_survives_reopening_from_disk(setup: Setup) -> No
         reopened.db.close()
 
 
-def test_unlock_throttled_attempt_does_not_run_argon2(
-    setup: Setup, argon2_calls: list[int]
-) -> None:
+def test_unlock_throttled_attempt_does_not_run_argon2(setup: Setup, argon2_spy: Argon2Spy) -> None:
     _fail(setup.vault, 5)
-    assert len(argon2_calls) == 5
+    assert argon2_spy.calls == 5
     for secret in (PASSPHRASE, WRONG):
         with pytest.raises(UnlockThrottledError):
             setup.vault.unlock(SecretBytes(secret))
-    assert len(argon2_calls) == 5
+    assert argon2_spy.calls == 5
 
 
 def test_unlock_failures_are_audited_with_count_and_block(setup: Setup) -> None:
@@ -230,12 +236,11 @@ def test_unlock_failure_audit_rows_never_hold_the_passphrase(setup: Setup) -> No
     ),
 )
 def test_unlock_overlapping_wrong_attempts_get_at_most_five_argon2_runs(
-    setup: Setup, argon2_calls: list[int], monkeypatch: pytest.MonkeyPatch
+    setup: Setup, argon2_spy: Argon2Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # While one attempt is inside Argon2, the next one starts (as a second process would):
     # a deterministic model of ten overlapping `keysafe unlock` runs.
     others: list[Vault] = []
-    counting = hierarchy.argon2id
 
     def overlapping(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:
         if len(others) < 10:
@@ -243,7 +248,7 @@ def test_unlock_overlapping_wrong_attempts_get_at_most_five_argon2_runs(
             others.append(other)
             with contextlib.suppress(WrongPassphraseError, UnlockThrottledError):
                 other.unlock(SecretBytes(WRONG))
-        return counting(passphrase, salt, params)
+        return argon2_spy.counting(passphrase, salt, params)
 
     monkeypatch.setattr(hierarchy, "argon2id", overlapping)
     try:
@@ -252,4 +257,4 @@ def test_unlock_overlapping_wrong_attempts_get_at_most_five_argon2_runs(
     finally:
         for other in others:
             other.db.close()
-    assert len(argon2_calls) <= unlock.FREE_ATTEMPTS
+    assert argon2_spy.calls <= unlock.FREE_ATTEMPTS
