@@ -104,7 +104,8 @@ class KeysafeError(Exception):
         return STATUS[self.code][1]
 
     def to_dict(self) -> dict[str, object]:
-        return {"code": str(self.code), "message": self.what, "next": self.next_step, **self.facts}
+        # Facts first: a fact can never overwrite the stable code, message or next step.
+        return {**self.facts, "code": str(self.code), "message": self.what, "next": self.next_step}
 
 
 class UserError(KeysafeError):

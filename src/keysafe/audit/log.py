@@ -14,7 +14,15 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from keysafe.audit.record import AuditEntry, ChainReport, entry_hash, verify_chain
+from keysafe.audit.record import (
+    AuditEntry,
+    ChainReport,
+    Keyed,
+    checkpoint_mac,
+    entry_hash,
+    entry_mac,
+    verify_chain,
+)
 from keysafe.audit.redact import redact
 from keysafe.crypto import jcs
 from keysafe.errors import AuditWriteError
@@ -33,7 +41,9 @@ def append(
     outcome: str,
     details: Mapping[str, Any],
     audit_key: bytes | bytearray | None,
+    vault_id: str = "",
 ) -> AuditEntry:
+    """Append one entry; with the audit key, seal it and move the sealed checkpoint to it."""
     clean = redact(details, audit_key)
     try:
         head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
@@ -50,9 +60,18 @@ def append(
                 details=jcs.dumps(clean).decode(),
                 prev_hash=head.audit_head_hash,
                 hash=digest,
+                mac=entry_mac(audit_key, digest) if audit_key is not None else None,
             )
         )
-        conn.execute(update(t.vault).values(audit_head_seq=entry.seq, audit_head_hash=digest))
+        sealed: dict[str, Any] = {}
+        if audit_key is not None:
+            sealed = {
+                "audit_checkpoint_seq": entry.seq,
+                "audit_checkpoint_mac": checkpoint_mac(audit_key, vault_id, entry.seq, digest),
+            }
+        conn.execute(
+            update(t.vault).values(audit_head_seq=entry.seq, audit_head_hash=digest, **sealed)
+        )
     except SQLAlchemyError as exc:
         logger.error("audit write failed: %s", type(exc).__name__)
         raise AuditWriteError(
@@ -77,16 +96,24 @@ def entries(
     ]
 
 
-def verify(conn: Connection) -> ChainReport:
-    head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
+def verify(conn: Connection, *, audit_key: bytes | bytearray | None = None) -> ChainReport:
+    """Check the chain; with the audit key (vault unlocked) also the seals and the checkpoint."""
+    head = conn.execute(select(t.vault)).one()
     rows = conn.execute(
         select(
             t.audit.c.seq, t.audit.c.time, t.audit.c.actor, t.audit.c.action, t.audit.c.target,
             t.audit.c.outcome, t.audit.c.details, t.audit.c.prev_hash, t.audit.c.hash,
+            t.audit.c.mac,
         ).order_by(t.audit.c.seq)
     )  # fmt: skip
+    keyed = None
+    if audit_key is not None:
+        keyed = Keyed(
+            bytes(audit_key), head.id, head.audit_checkpoint_seq, head.audit_checkpoint_mac
+        )
     return verify_chain(
         (tuple(r) for r in rows),
         head_seq=head.audit_head_seq,
         head_hash=head.audit_head_hash,
+        keyed=keyed,
     )

@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from keysafe.crypto import jcs
 
@@ -67,57 +68,165 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + entry.canonical()).hexdigest()
 
 
+def entry_mac(audit_key: bytes | bytearray, digest: str) -> str:
+    """The keyed seal of one entry: only the vault's owner can make it (HMAC under the audit key)."""
+    return hmac.new(
+        bytes(audit_key), b"keysafe/v1/audit-entry" + bytes.fromhex(digest), hashlib.sha256
+    ).hexdigest()
+
+
+def checkpoint_mac(audit_key: bytes | bytearray, vault_id: str, seq: int, digest: str) -> str:
+    """The keyed seal of the chain's head: it commits, through the hash chain, to every entry."""
+    msg = jcs.dumps({"purpose": "audit-checkpoint", "vault": vault_id, "seq": seq, "hash": digest})
+    return hmac.new(bytes(audit_key), msg, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """What keyed verification needs: the audit key and the sealed checkpoint."""
+
+    audit_key: bytes
+    vault_id: str
+    checkpoint_seq: int
+    checkpoint_mac: str | None
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class ChainRow(NamedTuple):
+    seq: Any
+    time: Any
+    actor: Any
+    action: Any
+    target: Any
+    outcome: Any
+    details: Any
+    prev_hash: Any
+    hash: Any
+    mac: Any = None
+
+
 @dataclass(frozen=True, slots=True)
 class ChainReport:
     ok: bool
     entries: int
     first_bad_seq: int | None
     problem: str | None
+    keyed: bool = False  # True when the owner's key also checked the entry seals and checkpoint
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq}
+        return {
+            "ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq,
+            "keyed": self.keyed, "problem": self.problem,
+        }  # fmt: skip
 
 
 def verify_chain(
-    rows: Iterable[tuple[int, str, str, str, str, str, str, str, str]],
+    rows: Iterable[tuple[Any, ...]],
     *,
     head_seq: int,
     head_hash: str,
+    keyed: Keyed | None = None,
 ) -> ChainReport:
-    """Walk rows in seq order: (seq, time, actor, action, target, outcome, details, prev, hash)."""
+    """Walk rows in seq order: (seq, time, actor, action, target, outcome, details, prev, hash[, mac]).
+
+    Unkeyed, this catches any edit, deletion, insertion or reordering that was not followed by
+    recomputing every later hash and the head. Keyed (the owner unlocked), it also checks each
+    entry's seal and the sealed checkpoint, which an attacker without the key cannot recompute.
+    """
     expected_seq = 1
     prev = GENESIS_HASH
     count = 0
-    for seq, time, actor, action, target, outcome, details, prev_hash, stored_hash in rows:
+    hashes: dict[int, str] = {}
+    first_unsealed: int | None = None
+    k = keyed.audit_key if keyed is not None else None
+    for raw in rows:
         count += 1
+        try:
+            row = ChainRow(*raw)
+        except TypeError:
+            return ChainReport(False, count, expected_seq, f"entry {expected_seq} is malformed")
+        seq = row.seq
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return ChainReport(False, count, expected_seq, f"entry {expected_seq} is malformed")
         if seq != expected_seq:
             if seq > expected_seq:
                 why = f"entry {expected_seq} is missing (the next entry is {seq})"
             else:
                 why = f"entry {seq} appears out of order after entry {expected_seq - 1}"
             return ChainReport(False, count, expected_seq, why)
-        try:
-            parsed = json.loads(details)
-        except ValueError:
-            return ChainReport(False, count, seq, f"entry {seq} has unreadable details")
-        if not isinstance(parsed, dict):
-            return ChainReport(False, count, seq, f"entry {seq} has unreadable details")
-        entry = AuditEntry(seq, time, actor, action, target, outcome, parsed)
-        if not hmac.compare_digest(prev_hash, prev):
+        entry = _entry_of(row)
+        if entry is None or not all(
+            isinstance(h, str) and _HEX64.fullmatch(h) for h in (row.prev_hash, row.hash)
+        ):
+            return ChainReport(False, count, seq, f"entry {seq} is malformed")
+        if not hmac.compare_digest(row.prev_hash, prev):
             return ChainReport(
                 False, count, seq, f"entry {seq} does not link to entry {seq - 1} (moved or edited)"
             )
-        if not hmac.compare_digest(entry_hash(prev, entry), stored_hash):
+        if not hmac.compare_digest(entry_hash(prev, entry), row.hash):
             return ChainReport(False, count, seq, f"entry {seq} was edited after it was written")
-        prev = stored_hash
+        if k is not None:
+            if row.mac is None:
+                first_unsealed = first_unsealed or seq
+            elif not (
+                isinstance(row.mac, str) and hmac.compare_digest(entry_mac(k, row.hash), row.mac)
+            ):
+                return ChainReport(
+                    False, count, seq, f"entry {seq} was rewritten (its seal does not match)", True
+                )
+        hashes[seq] = row.hash
+        prev = row.hash
         expected_seq += 1
     last = expected_seq - 1
+    if not (isinstance(head_hash, str) and _HEX64.fullmatch(head_hash)):
+        return ChainReport(False, count, max(head_seq, 1), "the head of the chain is malformed")
     if last < head_seq:
         return ChainReport(
             False, count, last + 1, f"entries {last + 1}…{head_seq} were removed from the end"
         )
-    if last > head_seq or not hmac.compare_digest(prev, head_hash):
+    if last > head_seq:
         return ChainReport(
-            False, count, head_seq if head_seq else 1, "the newest entry does not match the head"
+            False, count, head_seq + 1, f"entries after {head_seq} were added behind the head"
         )
-    return ChainReport(True, count, None, None)
+    if not hmac.compare_digest(prev, head_hash):
+        return ChainReport(
+            False, count, max(head_seq, 1), "the newest entry does not match the head"
+        )
+    if keyed is not None and keyed.checkpoint_seq:
+        at = hashes.get(keyed.checkpoint_seq)
+        good = (
+            at is not None
+            and keyed.checkpoint_mac is not None
+            and hmac.compare_digest(
+                checkpoint_mac(keyed.audit_key, keyed.vault_id, keyed.checkpoint_seq, at),
+                keyed.checkpoint_mac,
+            )
+        )
+        if not good:
+            bad = first_unsealed or keyed.checkpoint_seq
+            return ChainReport(
+                False, count, bad,
+                f"the chain was rewritten up to entry {keyed.checkpoint_seq} (the sealed checkpoint no longer matches)",
+                True,
+            )  # fmt: skip
+    return ChainReport(True, count, None, None, keyed is not None)
+
+
+def _entry_of(row: ChainRow) -> AuditEntry | None:
+    fields = (row.time, row.actor, row.action, row.target, row.outcome, row.details)
+    if not all(isinstance(f, str) for f in fields):
+        return None
+    try:
+        parsed = json.loads(row.details)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    entry = AuditEntry(row.seq, row.time, row.actor, row.action, row.target, row.outcome, parsed)
+    try:
+        entry.canonical()
+    except Exception:  # rfc8785 refuses what JSON cannot canonicalise: treat as malformed
+        return None
+    return entry

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 
-from keysafe.cli import render
-from keysafe.cli.app import JsonFlag, app, home
+from keysafe.cli import inputs, render
+from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.service import audit
 from keysafe.service.context import open_vault
@@ -76,9 +78,25 @@ def audit_list(
 
 
 @audit_app.command("verify")
-def audit_verify(json_out: JsonFlag = False) -> None:
-    """Check the whole hash chain; name the first edited, missing or reordered entry (exit 1)."""
+def audit_verify(
+    passphrase_file: PassphraseFile = None,
+    unkeyed: Annotated[
+        bool,
+        typer.Option("--unkeyed", help="Check only the hash chain; do not ask for the passphrase."),
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Check the whole audit log; name the first edited, missing or reordered entry (exit 1).
+
+    With the passphrase (KEYSAFE_PASSPHRASE, --passphrase-file or the prompt) it also checks the
+    owner's keyed seals, which catch a chain rewritten from scratch; --unkeyed skips that.
+    """
     with open_vault(home()) as vault:
+        if not unkeyed and (
+            passphrase_file or os.environ.get("KEYSAFE_PASSPHRASE") or sys.stdin.isatty()
+        ):
+            with inputs.passphrase(passphrase_file) as secret:
+                vault.unlock(secret)
         report = audit.verify(vault)
     if json_out:
         render.as_json(report.to_dict())
@@ -86,7 +104,8 @@ def audit_verify(json_out: JsonFlag = False) -> None:
             raise typer.Exit(1)
         return
     if report.ok:
-        render.out.print(f"Audit chain verified: {report.entries} entries, all intact.")
+        how = "hash chain and owner's seals" if report.keyed else "hash chain only (unkeyed)"
+        render.out.print(f"Audit log verified: {report.entries} entries, all intact ({how}).")
         return
     raise IntegrityError(
         f"The audit log was tampered with: {report.problem} (first bad entry: seq {report.first_bad_seq}).",

@@ -151,7 +151,7 @@ def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | D
 
 
 def _same_address(a: str, b: str) -> bool:
-    if a.startswith("0x") and b.startswith("0x"):
+    if a[:2].lower() == "0x" and b[:2].lower() == "0x":
         return a.lower() == b.lower()
     return a == b
 
@@ -253,8 +253,9 @@ def decide(
         return _deny("PAUSED_ALL", "The owner paused every agent (pause-all); nothing was signed.")
     if policy is None:
         return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
-    when = intent.time or now
-    if policy.expires is not None and when >= policy.expires:
+    when = intent.time or now  # a dry run may ask "at that moment"; real requests carry no time
+    # Expiry is the agent's real state: a dry run dated before it does not revive the policy.
+    if policy.expires is not None and (now >= policy.expires or when >= policy.expires):
         return _deny(
             "POLICY_EXPIRED",
             f"The policy of agent '{agent.name}' expired at {policy.expires.isoformat()}; "

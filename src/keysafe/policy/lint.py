@@ -56,7 +56,17 @@ def _unconstrained(rule: Rule) -> bool:
     )
 
 
-def _covers(broad: Rule, narrow: Rule) -> bool:
+def _chain_names(values: list[str | int], registry: Registry) -> list[str]:
+    out = []
+    for v in values:
+        try:
+            out.append(registry.chain(v).name)
+        except UnknownName:
+            out.append(str(v))
+    return out
+
+
+def _covers(broad: Rule, narrow: Rule, registry: Registry) -> bool:
     """Does `broad`'s scope include every request `narrow`'s scope includes?"""
     if WILDCARD not in broad.actions and not set(narrow.actions) <= set(broad.actions):
         return False
@@ -64,6 +74,8 @@ def _covers(broad: Rule, narrow: Rule) -> bool:
         b, n = getattr(broad, f), getattr(narrow, f)
         if b is None:
             continue
+        if f == "chains" and n is not None:
+            b, n = _chain_names(b, registry), _chain_names(n, registry)
         if n is None or not {str(x).lower() for x in n} <= {str(x).lower() for x in b}:
             return False
     for f in _SCOPE_OTHER:
@@ -154,13 +166,13 @@ def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
                 continue
             if broad.verb == "ask" and narrow.verb == "ask":
                 continue
-            if _covers(broad, narrow):
-                effect = "denied" if broad.verb == "deny" else "asks for approval"
+            if _covers(broad, narrow, registry):
+                effect = "is denied" if broad.verb == "deny" else "asks for approval"
                 add(
                     Finding(
                         "warning",
                         narrow.name,
-                        f"is shadowed by rule '{broad.name}': everything it allows is {effect}",
+                        f"is shadowed by rule '{broad.name}': everything it allows {effect}",
                     )
                 )
                 break

@@ -7,6 +7,7 @@ base unit above is not). Money is never a float.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
@@ -111,20 +112,39 @@ def _same_address(a: str, b: str, family: Family) -> bool:
 
 
 def to_base_units(amount: Decimal, decimals: int) -> int:
-    """Exact conversion; an amount finer than the asset's smallest unit is refused."""
-    scaled = amount.scaleb(decimals)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"has more than {decimals} decimal places")
-    return int(scaled)
+    """Exact conversion; an amount finer than the asset's smallest unit is refused.
+
+    Works on the digits, not through Decimal arithmetic, whose 28-digit context would round
+    "0.0100000000000000000000000000001" onto a cap.
+    """
+    sign, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError("is not a finite number")
+    value = int("".join(map(str, digits)) or "0")
+    shift = exponent + decimals
+    units: int
+    if shift >= 0:
+        units = value * 10**shift
+    else:
+        units, rest = divmod(value, 10 ** (-shift))
+        if rest:
+            raise ValueError(f"has more than {decimals} decimal places")
+    return -units if sign else units
 
 
 def from_base_units(units: int, decimals: int) -> str:
-    d = Decimal(units).scaleb(-decimals)
-    text = format(d.normalize(), "f") if d else "0"
-    return text
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**decimals)
+    text = f"{whole}.{frac:0{decimals}d}".rstrip("0").rstrip(".") if decimals else str(whole)
+    return sign + text
+
+
+_DECIMAL = re.compile(r"\d+(\.\d+)?|\.\d+")
 
 
 def parse_decimal(text: str) -> Decimal:
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text.strip()):
+        raise ValueError("is not a plain decimal number (digits and one '.', e.g. \"12.5\")")
     try:
         d = Decimal(text.strip())
     except (InvalidOperation, AttributeError):

@@ -108,7 +108,7 @@ class Hours(_Model):
     def _days(cls, v: list[str]) -> list[str]:
         bad = [d for d in v if d.lower() not in DAYS]
         if bad:
-            raise ValueError(f"unknown day {bad[0]!r}; use mon tue wed thu fri sat sun")
+            raise ValueError("unknown day; use mon tue wed thu fri sat sun")
         return [d.lower() for d in v]
 
     @field_validator("tz")
@@ -117,7 +117,9 @@ class Hours(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
+            raise ValueError(
+                "unknown time zone; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
         return v
 
     def contains(self, when: datetime) -> bool:
@@ -171,8 +173,9 @@ class Rule(_Model):
             try:
                 re.compile(self.message_matches)
             except re.error as exc:
+                where = f" (at position {exc.pos})" if exc.pos is not None else ""
                 raise ValueError(
-                    f"message_matches is not a valid regular expression: {exc}"
+                    f"message_matches is not a valid regular expression{where}"
                 ) from None
         if self.methods:
             object.__setattr__(self, "methods", [m.upper() for m in self.methods])
@@ -247,7 +250,7 @@ def describe_errors(exc: ValidationError, raw: dict[str, Any]) -> str:
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:5]:
         loc = list(err["loc"])
-        where = ".".join(str(p) for p in loc)
+        where = ".".join(str(p) for p in loc) or "policy"
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             rules = raw.get("rules") or []
             name = (

@@ -15,5 +15,11 @@ def list_entries(
 
 
 def verify(vault: Vault) -> ChainReport:
-    with vault.db.read() as conn:
-        return audit_log.verify(conn)
+    """Verify the chain; when the vault is unlocked, the owner's seals are checked too."""
+    key = vault.subkey("audit-hmac") if vault.is_unlocked else None
+    try:
+        with vault.db.read() as conn:
+            return audit_log.verify(conn, audit_key=key.reveal() if key is not None else None)
+    finally:
+        if key is not None:
+            key.wipe()

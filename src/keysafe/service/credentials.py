@@ -13,6 +13,7 @@ from typing import Any
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
+from keysafe.vault.records import integrity_failure
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,11 @@ class CredentialView:
 
     @classmethod
     def of(cls, info: RecordInfo) -> CredentialView:
-        return cls(
-            info.name, list(info.meta["hosts"]), dict(info.meta["attach"]),
-            info.created_at, info.updated_at,
-        )  # fmt: skip
+        try:
+            hosts, attach = list(info.meta["hosts"]), dict(info.meta["attach"])
+        except (KeyError, TypeError, ValueError):
+            raise integrity_failure(info.ref) from None
+        return cls(info.name, hosts, attach, info.created_at, info.updated_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,8 +78,7 @@ def add_credential(
         vault.audit(
             conn, actor="owner", action="credential.add", target=f"credential:{name}",
             outcome="success",
-            details={"name": name, "hosts": clean_hosts, "version": info.version,
-                     "value_fingerprint": bytes(secret.reveal()).hex()},
+            details={"name": name, "hosts": clean_hosts, "version": info.version},
         )  # fmt: skip
     logger.info("credential %s stored (version %d)", name, info.version)
     return CredentialView.of(info)
@@ -89,6 +90,7 @@ def list_credentials(vault: Vault) -> list[CredentialView]:
 
 
 def remove_credential(vault: Vault, name: str) -> None:
+    vault.require_unlocked()
     with vault.db.write() as conn:
         info = vault.get_record(conn, RecordKind.CREDENTIAL, name)
         vault.delete_record(conn, info)

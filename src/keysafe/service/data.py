@@ -11,6 +11,7 @@ from typing import Any
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service.models import DataClass, RecordKind, check_name
+from keysafe.vault.records import integrity_failure
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,11 @@ class DataView:
 
     @classmethod
     def of(cls, info: RecordInfo) -> DataView:
-        return cls(
-            info.name, info.data_class, info.meta["format"], list(info.meta.get("fields", [])),
-            info.created_at, info.updated_at,
-        )  # fmt: skip
+        try:
+            fmt, fields = str(info.meta["format"]), list(info.meta.get("fields", []))
+        except (KeyError, TypeError, ValueError):
+            raise integrity_failure(info.ref) from None
+        return cls(info.name, info.data_class, fmt, fields, info.created_at, info.updated_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ def list_data(vault: Vault) -> list[DataView]:
 
 
 def remove_data(vault: Vault, name: str) -> None:
+    vault.require_unlocked()
     with vault.db.write() as conn:
         info = vault.get_record(conn, RecordKind.DATA, name)
         vault.delete_record(conn, info)

@@ -124,7 +124,7 @@ def check(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
         state, policy = _state(conn, agent)
         return engine.decide(
             policy, state, intent, registry=load_registry(conn),
-            usage=ledger.usage_reader(conn, agent), now=now,
+            usage=ledger.usage_reader(conn, agent, until=intent.time), now=now,
         )  # fmt: skip
 
 
@@ -148,6 +148,13 @@ def fingerprint(intent: Intent) -> str:
 def authorize(
     vault: Vault, agent: str, intent: Intent, *, idempotency_key: str | None = None
 ) -> Authorization:
+    if intent.time is not None:
+        # `time` is for dry runs: an agent must not date its request to escape a window,
+        # an expiry or business hours.
+        raise MalformedRequestError(
+            "A request cannot carry its own 'time'; keysafe decides at the vault's clock.",
+            next_step="drop the 'time' field (it is only for `keysafe policy check`).",
+        )
     now = vault.clock()
     fp = fingerprint(intent)
     with vault.db.write() as conn:
@@ -175,7 +182,7 @@ def authorize(
         if decision.outcome == "allow":
             ledger.reserve(
                 conn, agent=agent, request_id=request_id,
-                charges=[(c.rule, c.asset, c.units) for c in decision.charges], at=intent.time or now,
+                charges=[(c.rule, c.asset, c.units) for c in decision.charges], at=now,
             )  # fmt: skip
         auth = Authorization(decision, request_id, False)
         if idempotency_key is not None:
@@ -212,7 +219,9 @@ def _decision_from(d: dict[str, Any]) -> engine.Decision:
 def settle(vault: Vault, agent: str, request_id: str, *, success: bool) -> int:
     """Commit the reservation after the action succeeded, or release it after it failed."""
     with vault.db.write() as conn:
-        changed = ledger.settle(conn, request_id, state="committed" if success else "released")
+        changed = ledger.settle(
+            conn, agent, request_id, state="committed" if success else "released"
+        )
         if changed:
             vault.audit(
                 conn, actor=f"agent:{agent}",

@@ -19,17 +19,20 @@ _LIVE = ("reserved", "committed")
 
 
 def usage_reader(
-    conn: Connection, agent: str
+    conn: Connection, agent: str, *, until: datetime | None = None
 ) -> Callable[[str, str | None, datetime], tuple[int, int]]:
+    """Usage per rule since a moment; `until` bounds it for dry runs evaluated in the past."""
+
     def usage(rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
-        rows = conn.execute(
-            select(t.ledger.c.asset, t.ledger.c.units).where(
-                t.ledger.c.agent == agent,
-                t.ledger.c.rule == rule,
-                t.ledger.c.at >= since.timestamp(),
-                t.ledger.c.state.in_(_LIVE),
-            )
-        ).all()
+        conds = [
+            t.ledger.c.agent == agent,
+            t.ledger.c.rule == rule,
+            t.ledger.c.at >= since.timestamp(),
+            t.ledger.c.state.in_(_LIVE),
+        ]
+        if until is not None:
+            conds.append(t.ledger.c.at <= until.timestamp())
+        rows = conn.execute(select(t.ledger.c.asset, t.ledger.c.units).where(*conds)).all()
         units = sum(int(r.units) for r in rows if asset is not None and r.asset == asset)
         return units, len(rows)
 
@@ -59,11 +62,15 @@ def reserve(
         )  # fmt: skip
 
 
-def settle(conn: Connection, request_id: str, *, state: str) -> int:
-    """Commit or release every reservation of a request; returns the rows changed."""
+def settle(conn: Connection, agent: str, request_id: str, *, state: str) -> int:
+    """Commit or release every reservation of one agent's request; returns the rows changed."""
     result = conn.execute(
         update(t.ledger)
-        .where(t.ledger.c.request_id == request_id, t.ledger.c.state == "reserved")
+        .where(
+            t.ledger.c.request_id == request_id,
+            t.ledger.c.agent == agent,
+            t.ledger.c.state == "reserved",
+        )
         .values(state=state)
     )
     return int(result.rowcount or 0)

@@ -39,6 +39,10 @@ vault = Table(
     # then detectable even though the chain itself only links backwards.
     Column("audit_head_seq", Integer, nullable=False, default=0),
     Column("audit_head_hash", String(64), nullable=False),
+    # The newest entry sealed with the owner's audit key (schema 0003): rewriting history up to
+    # here is detectable by the owner even if the whole chain and head were recomputed.
+    Column("audit_checkpoint_seq", Integer, nullable=False, default=0),
+    Column("audit_checkpoint_mac", String(64), nullable=True),
 )
 
 epochs = Table(
@@ -82,6 +86,7 @@ audit = Table(
     Column("details", Text, nullable=False),  # canonical JSON, redacted (audit/redact.py)
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=True),  # HMAC seal under the audit key (schema 0003)
 )
 
 # -- agents, policies, budgets (schema 0002) ------------------------------------------------

@@ -30,6 +30,7 @@ from keysafe.errors import (
     AlreadyExistsError,
     IntegrityError,
     NotFoundError,
+    UnlockThrottledError,
     VaultLockedError,
     WrongPassphraseError,
 )
@@ -73,9 +74,17 @@ class RecordInfo:
 
 
 def _info(row: Any) -> RecordInfo:
+    try:
+        meta = json.loads(row.meta)
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not an object")
+    except ValueError:
+        raise records.integrity_failure(
+            records.RecordRef(row.id, row.kind, row.name, row.data_class, row.version, {})
+        ) from None
     return RecordInfo(
         row.id, row.kind, row.name, row.data_class, row.epoch, row.version,
-        json.loads(row.meta), row.created_at, row.updated_at,
+        meta, row.created_at, row.updated_at,
     )  # fmt: skip
 
 
@@ -156,9 +165,28 @@ class Vault:
     def unlock(self, passphrase: SecretBytes) -> None:
         """Open the master key with the passphrase, under the throttling rules of unlock.py."""
         now = self.clock().timestamp()
-        with self.db.read() as conn:
+        # The attempt is counted as a failure *before* Argon2 runs, in one serialised
+        # transaction: overlapping attempts from several processes cannot all slip under the
+        # limit. A right passphrase resets the count afterwards.
+        with self.db.write() as conn:
             row = conn.execute(select(t.vault)).one()
-        unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
+            refused: UnlockThrottledError | None = None
+            try:
+                unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
+            except UnlockThrottledError as exc:
+                refused = exc
+            else:
+                failures = row.unlock_failures + 1
+                delay = unlock.delay_after(failures)
+                conn.execute(
+                    update(t.vault).values(
+                        unlock_failures=failures,
+                        unlock_blocked_until=now + delay if delay else 0.0,
+                    )
+                )
+        if refused is not None:
+            self._audit_unlock_failure("throttled", row.unlock_failures, 0)
+            raise refused
         wrapped = hierarchy.WrappedMaster(
             row.kdf_salt, row.master_nonce, row.master_wrapped,
             Argon2Params.from_dict(json.loads(row.kdf_params)),
@@ -166,7 +194,7 @@ class Vault:
         try:
             master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
         except aead.DecryptionError:
-            self._record_failed_unlock()
+            self._audit_unlock_failure("wrong passphrase", failures, int(delay))
             raise WrongPassphraseError(
                 "That passphrase does not unlock this vault.",
                 next_step=(
@@ -174,26 +202,16 @@ class Vault:
                     "`keysafe recover` sets a new one from the recovery phrase."
                 ),
             ) from None
-        if row.unlock_failures:
-            with self.db.write() as conn:
-                conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
+        with self.db.write() as conn:
+            conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
         self._master = master
 
-    def _record_failed_unlock(self) -> None:
-        now = self.clock().timestamp()
+    def _audit_unlock_failure(self, reason: str, failures: int, blocked: int) -> None:
         with self.db.write() as conn:
-            failures = conn.execute(select(t.vault.c.unlock_failures)).scalar_one() + 1
-            delay = unlock.delay_after(failures)
-            conn.execute(
-                update(t.vault).values(
-                    unlock_failures=failures, unlock_blocked_until=now + delay if delay else 0.0
-                )
-            )
             self.audit(
                 conn, actor="owner", action="vault.unlock", target=f"vault:{self.vault_id}",
                 outcome="failure",
-                details={"reason": "wrong passphrase", "failures": failures,
-                         "blocked_seconds": int(delay)},
+                details={"reason": reason, "failures": failures, "blocked_seconds": blocked},
             )  # fmt: skip
 
     def unlock_with_master(self, master: SecretBytes) -> None:
@@ -224,6 +242,9 @@ class Vault:
     def __exit__(self, *exc: object) -> None:
         self.lock()
         self.db.close()
+
+    def require_unlocked(self) -> None:
+        self._require_master()
 
     def _require_master(self) -> SecretBytes:
         if self._master is None:
@@ -374,6 +395,7 @@ class Vault:
             yield plain
 
     def delete_record(self, conn: Connection, info: RecordInfo) -> None:
+        self._require_master()  # only the owner, who unlocked, may destroy a record
         conn.execute(delete(t.records).where(t.records.c.id == info.id))
 
     # -- audit -----------------------------------------------------------------------------
@@ -393,7 +415,7 @@ class Vault:
             return audit_log.append(
                 conn, time=iso(self.clock()), actor=actor, action=action, target=target,
                 outcome=outcome, details=details or {},
-                audit_key=key.reveal() if key is not None else None,
+                audit_key=key.reveal() if key is not None else None, vault_id=self.vault_id,
             )  # fmt: skip
         finally:
             if key is not None:

@@ -156,16 +156,6 @@ class Case:
     first_bad_seq: int
 
 
-BUG_APPEND = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: audit/record.py verify_chain, when rows go beyond the vault's head "
-        "(last > head_seq), reports first_bad_seq=head_seq, an intact entry; the first entry "
-        "the head does not cover is head_seq + 1. Fix: return `head_seq + 1` in that branch "
-        "(keep head_seq only for `last == head_seq` with a hash mismatch)."
-    ),
-)
-
 CASES = {
     "edit time of entry 3": Case(edit(3, "time"), 3),
     "edit actor of entry 3": Case(edit(3, "actor"), 3),
@@ -188,6 +178,7 @@ CASES = {
     "insert linked forgery as entry 3": Case(insert(3, linked=True), 4),
     "insert junk entry as entry 3": Case(insert(3, linked=False), 3),
     "insert linked forgery as entry 1": Case(insert(1, linked=True), 2),
+    # A consistent rewrite links up; only the vault's head disagrees, so the newest entry is named.
     "history rewritten consistently from entry 3": Case(rewrite_from(3), 6),
     "duplicate entry 2": Case(lambda rows: [*rows[:2], rows[1], *rows[2:]], 3),
     "unreadable details in entry 2": Case(raw_details(2, "{not json"), 2),
@@ -219,7 +210,7 @@ def test_verify_chain_tampered_names_first_bad_entry(case: Case) -> None:
 
 
 @pytest.mark.parametrize(
-    "linked", [pytest.param(True, marks=BUG_APPEND, id="linked"), pytest.param(False, id="junk")]
+    "linked", [pytest.param(True, id="linked"), pytest.param(False, id="junk")]
 )
 def test_verify_chain_entry_appended_after_head_names_it(linked: bool) -> None:
     original = chain()
@@ -296,7 +287,7 @@ def test_verify_chain_any_single_tamper_is_caught_near_its_position(data: st.Dat
     verify_chain is not ok, and `min(pos, head) <= first_bad_seq <= pos + 1`. The upper bound
     is `pos + 1` (not `pos`) because a forger who recomputes the changed entry's own hash, or
     inserts a correctly linked entry, is only caught where the *next* entry's link breaks. The
-    lower bound is the head entry when the change lies beyond the head (see BUG_APPEND).
+    lower bound is the head entry when the change lies beyond the head.
     """
     rows: list[Row] = data.draw(chains())
     kind, pos, mutate = data.draw(mutations(len(rows)))
@@ -311,3 +302,37 @@ def test_verify_chain_any_single_tamper_is_caught_near_its_position(data: st.Dat
     assert not ok, kind
     assert bad is not None
     assert min(pos, head[0]) <= bad <= pos + 1, (kind, pos, bad)
+
+
+# -- malformed rows (a hand-edited SQLite file can hold any type in any column) ------------------
+
+
+def set_field(pos: int, index: int, value: object) -> Callable[[list[Row]], list[Row]]:
+    def go(rows: list[Row]) -> list[Row]:
+        r = list(rows[pos - 1])
+        r[index] = value
+        return [*rows[: pos - 1], tuple(r), *rows[pos:]]  # type: ignore[list-item]
+
+    return go
+
+
+MALFORMED = {
+    "non-ascii stored hash in entry 2": set_field(2, 8, "é" * 64),
+    "non-ascii prev_hash in entry 2": set_field(2, 7, "é" * 64),
+    "bytes time in entry 2": set_field(2, 1, b"2025-01-01"),
+    "bytes prev_hash in entry 2": set_field(2, 7, b"0" * 64),
+}
+
+
+@pytest.mark.parametrize("mutate", MALFORMED.values(), ids=MALFORMED.keys())
+def test_verify_chain_malformed_row_is_reported_not_raised(
+    mutate: Callable[[list[Row]], list[Row]],
+) -> None:
+    original = chain()
+    assert check(mutate(original), head_of(original)) == (False, 2)
+
+
+def test_verify_chain_non_ascii_head_hash_is_reported_not_raised() -> None:
+    rows = chain()
+    ok, _ = check(rows, (N, "é" * 64))
+    assert not ok

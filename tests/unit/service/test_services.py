@@ -171,16 +171,6 @@ def test_add_credential_canary_never_in_vault_files_or_audit(made: Made) -> None
         assert form.decode() not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/credentials.py add_credential passes the secret itself into the audit "
-        "details ('value_fingerprint': bytes(secret.reveal()).hex()); redact() then stores its "
-        "HMAC, a keyed fingerprint of the secret value, and the hex str is an unwipeable copy. "
-        "audit/redact.py says 'Secret values are never passed in at all'. Fix: drop "
-        "value_fingerprint (or fingerprint a random per-version id, not the value)."
-    ),
-)
 def test_add_credential_audit_row_holds_no_fingerprint_of_the_value(made: Made) -> None:
     _add_github(made.vault)
     with made.vault.subkey("audit-hmac") as key:
@@ -323,16 +313,6 @@ LOCKED_OPS: dict[str, Callable[[Vault], object]] = {
     "list wallets with verification": lambda v: wallets.list_wallets(v),
     "create backup": lambda v: backup.create_backup(v, Path("/nonexistent/never-written.ksb")),
 }
-BUG_LOCKED_REMOVE = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/credentials.py remove_credential and service/data.py remove_data never "
-        "require the vault to be unlocked (delete_record and an audit row with only "
-        "allow-listed details need no key), so any surface that calls them can delete "
-        "records without the passphrase. Fix: call a public Vault.require_unlocked() "
-        "(today _require_master) at the top of both, inside the write transaction."
-    ),
-)
 LOCKED_REMOVES: dict[str, Callable[[Vault], object]] = {
     "remove credential": lambda v: credentials.remove_credential(v, "github"),
     "remove data": lambda v: data.remove_data(v, "profile"),
@@ -364,7 +344,6 @@ def test_service_op_on_locked_vault_raises_vault_locked(
     _check_locked_refusal(made, op)
 
 
-@BUG_LOCKED_REMOVE
 @pytest.mark.parametrize("op", LOCKED_REMOVES.values(), ids=LOCKED_REMOVES.keys())
 def test_remove_on_locked_vault_raises_vault_locked(
     made: Made, op: Callable[[Vault], object]

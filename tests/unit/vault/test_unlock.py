@@ -223,18 +223,6 @@ def test_unlock_failure_audit_rows_never_hold_the_passphrase(setup: Setup) -> No
         assert form not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: vault/vault.py Vault.unlock checks the throttle in a read transaction, runs "
-        "Argon2 outside any transaction and only counts the failure afterwards "
-        "(_record_failed_unlock), so attempts that overlap (several processes) all pass "
-        "check_not_throttled and get unlimited parallel guesses; store/db.py's docstring says "
-        "unlock throttling is a serialised read-check-write. Fix: in one db.write() "
-        "(BEGIN IMMEDIATE) check the throttle and count the attempt as a failure before "
-        "running Argon2, then reset the counter on success."
-    ),
-)
 def test_unlock_overlapping_wrong_attempts_get_at_most_five_argon2_runs(
     setup: Setup, argon2_spy: Argon2Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,442 @@
+"""Budgets, in process: authorize reserves in the deciding transaction, settle commits or releases,
+idempotency keys replay, and 50 concurrent requests (threads, then processes) never overspend."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import IdempotencyConflictError, MalformedRequestError
+from keysafe.policy.intent import Intent
+from keysafe.service import agents, audit, policies
+from keysafe.service.context import open_vault
+from keysafe.service.vault_admin import init_vault
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
+PASSPHRASE = b"correct horse battery staple"
+MONDAY_9AM = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
+RECIPIENT = "0x1111111111111111111111111111111111111111"
+WEI = 10**18
+LIMIT_UNITS = 5 * WEI // 100  # 0.05 ETH
+STEP_UNITS = 4 * WEI // 1000  # 0.004 ETH
+AGENT = "bot"
+
+# The 24h amount window is the only limit that can bind: no count limit, per-tx cap and
+# approval threshold above the request size.
+BUDGET_POLICY = f"""\
+version: 1
+rules:
+  - name: eth-budget
+    allow: [evm.transfer]
+    chains: [base]
+    assets: [ETH]
+    recipients: ["{RECIPIENT}"]
+    max_per_tx: {{ETH: "0.01"}}
+    limits:
+      - {{window: 24h, max: {{ETH: "0.05"}}}}
+    approve_above: {{ETH: "0.005"}}
+"""
+
+# Here the 1h count window binds first (10 actions × 0.001 ETH is far below the amount limit).
+COUNT_POLICY = f"""\
+version: 1
+rules:
+  - name: eth-count
+    allow: [evm.transfer]
+    chains: [base]
+    assets: [ETH]
+    recipients: ["{RECIPIENT}"]
+    limits:
+      - {{window: 24h, max: {{ETH: "1"}}}}
+      - {{window: 1h, max_count: 10}}
+"""
+
+
+def transfer(amount: str, to: str = RECIPIENT) -> Intent:
+    return Intent(action="evm.transfer", chain="base", asset="ETH", amount=amount, to=to)
+
+
+class FrozenClock:
+    """A picklable clock stuck on a weekday morning (so it can go to spawned processes)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Made:
+    home: Home
+    vault: Vault
+
+
+def _make(tmp_path: Path, policy: str) -> Made:
+    home = Home(tmp_path / "h")
+    vault, phrase = init_vault(
+        home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=FrozenClock(MONDAY_9AM)
+    )
+    phrase.wipe()
+    _, token = agents.add_agent(vault, AGENT)
+    if token is not None:
+        token.wipe()
+    policies.set_policy(vault, AGENT, policy)
+    return Made(home, vault)
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Iterator[Made]:
+    m = _make(tmp_path, BUDGET_POLICY)
+    yield m
+    m.vault.lock()
+    m.vault.db.close()
+
+
+def ledger_rows(home: Home) -> list[tuple[str, str, str, int, str]]:
+    """(request_id, rule, asset, units, state) for every ledger row, read straight from SQLite."""
+    con = sqlite3.connect(home.db_path)
+    try:
+        rows = con.execute(
+            "SELECT request_id, rule, asset, units, state FROM ledger ORDER BY id"
+        ).fetchall()
+    finally:
+        con.close()
+    return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+
+def live_units(home: Home) -> int:
+    return sum(r[3] for r in ledger_rows(home) if r[4] in ("reserved", "committed"))
+
+
+def fill_budget(vault: Vault) -> list[str]:
+    """Spend the whole 24h budget in 0.004 ETH steps; returns the request ids allowed."""
+    ids = []
+    for _ in range(12):
+        auth = policies.authorize(vault, AGENT, transfer("0.004"))
+        assert auth.decision.outcome == "allow", auth.decision.reason
+        ids.append(auth.request_id)
+    return ids
+
+
+# -- authorize / settle ------------------------------------------------------------------------
+
+
+def test_authorize_allowed_reserves_the_amount_in_the_ledger(made: Made) -> None:
+    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert auth.decision.outcome == "allow"
+    assert auth.replayed is False
+    assert len(auth.request_id) == 32
+    assert ledger_rows(made.home) == [
+        (auth.request_id, "eth-budget", "ETH", STEP_UNITS, "reserved")
+    ]
+
+
+def test_authorize_reservation_counts_against_the_window_before_settle(made: Made) -> None:
+    policies.authorize(made.vault, AGENT, transfer("0.004"))
+    d = policies.check(made.vault, AGENT, transfer("0.004"))
+    (window,) = d.windows
+    assert Decimal(window.used) == Decimal("0.004")
+    assert Decimal(window.left) == Decimal("0.046")
+
+
+def test_settle_success_commits_the_reservation(made: Made) -> None:
+    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert policies.settle(made.vault, AGENT, auth.request_id, success=True) == 1
+    assert [r[4] for r in ledger_rows(made.home)] == ["committed"]
+    assert live_units(made.home) == STEP_UNITS
+
+
+def test_settle_twice_changes_nothing_the_second_time(made: Made) -> None:
+    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert policies.settle(made.vault, AGENT, auth.request_id, success=True) == 1
+    assert policies.settle(made.vault, AGENT, auth.request_id, success=False) == 0
+    assert [r[4] for r in ledger_rows(made.home)] == ["committed"]
+
+
+def test_settle_unknown_request_id_changes_nothing(made: Made) -> None:
+    assert policies.settle(made.vault, AGENT, "0" * 32, success=True) == 0
+
+
+def test_settle_failure_releases_and_frees_the_budget(made: Made) -> None:
+    ids = fill_budget(made.vault)
+    over = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert (over.decision.outcome, over.decision.code) == ("deny", "BUDGET_EXCEEDED")
+    assert live_units(made.home) == 12 * STEP_UNITS
+
+    assert policies.settle(made.vault, AGENT, ids[0], success=False) == 1
+    assert live_units(made.home) == 11 * STEP_UNITS
+    again = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert again.decision.outcome == "allow"
+
+
+def test_settle_commit_keeps_the_budget_spent(made: Made) -> None:
+    ids = fill_budget(made.vault)
+    for rid in ids:
+        policies.settle(made.vault, AGENT, rid, success=True)
+    d = policies.authorize(made.vault, AGENT, transfer("0.003")).decision
+    assert (d.outcome, d.code) == ("deny", "BUDGET_EXCEEDED")
+    # 0.002 fits exactly under the limit: 0.048 + 0.002 == 0.05 is allowed.
+    assert policies.authorize(made.vault, AGENT, transfer("0.002")).decision.outcome == "allow"
+
+
+def test_settle_is_audited(made: Made) -> None:
+    a = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    b = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    policies.settle(made.vault, AGENT, a.request_id, success=True)
+    policies.settle(made.vault, AGENT, b.request_id, success=False)
+    tail = audit.list_entries(made.vault)[-2:]
+    assert [e.action for e in tail] == ["budget.commit", "budget.release"]
+    assert [e.details["request_id"] for e in tail] == [a.request_id, b.request_id]
+
+
+def test_settle_by_another_agent_changes_nothing(made: Made) -> None:
+    agents.add_agent(made.vault, "other")
+    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert policies.settle(made.vault, "other", auth.request_id, success=False) == 0
+    assert [r[4] for r in ledger_rows(made.home)] == ["reserved"]
+
+
+@pytest.mark.parametrize(
+    "intent,outcome,code",
+    [
+        pytest.param(transfer("0.006"), "ask", "APPROVAL_REQUIRED", id="ask-above-threshold"),
+        pytest.param(transfer("0.02"), "deny", "OVER_PER_TX_LIMIT", id="deny-over-per-tx"),
+        pytest.param(transfer("0.001", to="0x" + "3" * 40), "deny", "NO_MATCHING_RULE", id="deny-recipient"),
+        pytest.param(
+            Intent(action="evm.transfer", chain="base", asset="NOPE", amount="1", to=RECIPIENT),
+            "deny", "UNKNOWN_ASSET", id="deny-unknown-asset",
+        ),
+    ],
+)  # fmt: skip
+def test_authorize_ask_or_deny_reserves_nothing(
+    made: Made, intent: Intent, outcome: str, code: str
+) -> None:
+    policies.authorize(made.vault, AGENT, transfer("0.001"))
+    before = ledger_rows(made.home)
+    auth = policies.authorize(made.vault, AGENT, intent)
+    assert (auth.decision.outcome, auth.decision.code) == (outcome, code)
+    assert ledger_rows(made.home) == before
+
+
+def test_authorize_budget_exceeded_reserves_nothing(made: Made) -> None:
+    fill_budget(made.vault)
+    before = ledger_rows(made.home)
+    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    assert auth.decision.code == "BUDGET_EXCEEDED"
+    assert ledger_rows(made.home) == before
+
+
+def test_authorize_at_exactly_the_limit_allowed_one_unit_over_denied(made: Made) -> None:
+    for _ in range(5):
+        assert policies.authorize(made.vault, AGENT, transfer("0.01")).decision.outcome == "ask"
+    # approve_above turns 0.01 into an ask; use allowed steps to reach exactly 0.05.
+    for _ in range(10):
+        assert policies.authorize(made.vault, AGENT, transfer("0.005")).decision.outcome == "allow"
+    assert live_units(made.home) == LIMIT_UNITS
+    d = policies.authorize(made.vault, AGENT, transfer("0.000000000000000001")).decision
+    assert d.code == "BUDGET_EXCEEDED"
+
+
+def test_check_is_a_dry_run_and_reserves_nothing(made: Made) -> None:
+    for _ in range(20):
+        assert policies.check(made.vault, AGENT, transfer("0.004")).outcome == "allow"
+    assert ledger_rows(made.home) == []
+
+
+def test_authorize_intent_time_in_the_future_cannot_escape_the_budget(made: Made) -> None:
+    fill_budget(made.vault)
+    before = ledger_rows(made.home)
+    later = Intent(
+        action="evm.transfer", chain="base", asset="ETH", amount="0.004", to=RECIPIENT,
+        time=MONDAY_9AM + timedelta(days=2),
+    )  # fmt: skip
+    with pytest.raises(MalformedRequestError, match="cannot carry its own 'time'"):
+        policies.authorize(made.vault, AGENT, later)
+    assert live_units(made.home) <= LIMIT_UNITS
+    assert ledger_rows(made.home) == before
+
+
+# -- idempotency -------------------------------------------------------------------------------
+
+
+def test_idempotency_same_key_same_intent_replays_first_result(made: Made) -> None:
+    first = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    second = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    assert first.replayed is False
+    assert second.replayed is True
+    assert second.request_id == first.request_id
+    assert second.decision.outcome == first.decision.outcome == "allow"
+    assert second.decision.rule == first.decision.rule
+    assert len(ledger_rows(made.home)) == 1
+
+
+def test_idempotency_replay_after_budget_filled_returns_original_allow(made: Made) -> None:
+    first = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
+    for _ in range(11):
+        policies.authorize(made.vault, AGENT, transfer("0.004"))
+    again = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
+    assert (again.decision.outcome, again.replayed) == ("allow", True)
+    assert again.request_id == first.request_id
+    assert live_units(made.home) == 12 * STEP_UNITS
+
+
+def test_idempotency_replayed_deny_stays_deny_and_reserves_nothing(made: Made) -> None:
+    first = policies.authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
+    again = policies.authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
+    assert first.decision.code == again.decision.code == "OVER_PER_TX_LIMIT"
+    assert again.replayed and again.request_id == first.request_id
+    assert ledger_rows(made.home) == []
+
+
+def test_idempotency_same_key_different_intent_conflict(made: Made) -> None:
+    policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    with pytest.raises(IdempotencyConflictError):
+        policies.authorize(made.vault, AGENT, transfer("0.003"), idempotency_key="k-1")
+    assert len(ledger_rows(made.home)) == 1
+
+
+def test_idempotency_different_keys_reserve_twice(made: Made) -> None:
+    a = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="a")
+    b = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="b")
+    assert a.request_id != b.request_id
+    assert live_units(made.home) == 2 * STEP_UNITS
+
+
+def test_idempotency_keys_are_per_agent(made: Made) -> None:
+    agents.add_agent(made.vault, "other")
+    policies.set_policy(made.vault, "other", BUDGET_POLICY)
+    a = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="same")
+    b = policies.authorize(made.vault, "other", transfer("0.003"), idempotency_key="same")
+    assert (a.replayed, b.replayed) == (False, False)
+    assert a.request_id != b.request_id
+
+
+def test_idempotency_concurrent_same_key_reserves_once(made: Made) -> None:
+    results: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        with open_vault(made.home, clock=FrozenClock(MONDAY_9AM)) as v:
+            barrier.wait()
+            results.append(policies.authorize(v, AGENT, transfer("0.004"), idempotency_key="k"))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(results) == 8
+    assert len({r.request_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert len(ledger_rows(made.home)) == 1
+
+
+# -- concurrency: 50 requests that together exceed the limit -----------------------------------
+
+
+def _concurrent_threads(home: Home, n: int, amount: str) -> list[tuple[str, str | None]]:
+    barrier = threading.Barrier(n)
+    results: list[tuple[str, str | None]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            with open_vault(home, clock=FrozenClock(MONDAY_9AM)) as v:
+                barrier.wait(timeout=60)
+                d = policies.authorize(v, AGENT, transfer(amount)).decision
+            with lock:
+                results.append((d.outcome, d.code))
+        except BaseException as exc:  # reported below, so a thread failure fails the test
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not errors, errors
+    assert len(results) == n
+    return results
+
+
+def test_concurrent_50_threads_over_the_24h_limit_never_overspend(made: Made) -> None:
+    results = _concurrent_threads(made.home, 50, "0.004")
+    counts = Counter(results)
+    assert counts[("allow", None)] == 12, counts
+    assert counts[("deny", "BUDGET_EXCEEDED")] == 38, counts
+    assert live_units(made.home) == 12 * STEP_UNITS <= LIMIT_UNITS
+    assert len(ledger_rows(made.home)) == 12
+    assert audit.verify(made.vault).ok
+
+
+def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
+    tmp_path: Path,
+) -> None:
+    m = _make(tmp_path, COUNT_POLICY)
+    try:
+        results = _concurrent_threads(m.home, 50, "0.001")
+        counts = Counter(results)
+        assert counts[("allow", None)] == 10, counts
+        assert counts[("deny", "RATE_LIMITED")] == 40, counts
+        assert len(ledger_rows(m.home)) == 10
+        assert audit.verify(m.vault).ok
+    finally:
+        m.vault.lock()
+        m.vault.db.close()
+
+
+def _process_worker(
+    home_path: str, n: int, barrier: Any, out: Any
+) -> None:  # pragma: no cover - runs in a spawned child
+    try:
+        with open_vault(Home(Path(home_path)), clock=FrozenClock(MONDAY_9AM)) as v:
+            barrier.wait(timeout=120)
+            for _ in range(n):
+                d = policies.authorize(v, AGENT, transfer("0.004")).decision
+                out.put((d.outcome, d.code))
+    except BaseException as exc:
+        out.put(("error", repr(exc)))
+
+
+@pytest.mark.slow
+def test_concurrent_10_processes_x5_over_the_24h_limit_never_overspend(made: Made) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    n_proc, per_proc = 10, 5
+    barrier = ctx.Barrier(n_proc)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_worker, args=(str(made.home.path), per_proc, barrier, out))
+        for _ in range(n_proc)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=180) for _ in range(n_proc * per_proc)]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(p.exitcode == 0 for p in procs)
+    counts = Counter(results)
+    assert not [r for r in results if r[0] == "error"], results
+    assert counts[("allow", None)] == 12, counts
+    assert counts[("deny", "BUDGET_EXCEEDED")] == 38, counts
+    assert live_units(made.home) == 12 * STEP_UNITS <= LIMIT_UNITS
+    report = audit.verify(made.vault)
+    assert report.ok, report
+    decisions = [e for e in audit.list_entries(made.vault) if e.action == "decide.evm.transfer"]
+    assert len(decisions) == n_proc * per_proc
