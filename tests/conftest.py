@@ -64,9 +64,10 @@ class Cli:
 @pytest.fixture
 def keysafe(tmp_path: Path) -> Cli:
     """A CLI bound to an empty KEYSAFE_HOME; the passphrase is in KEYSAFE_PASSPHRASE."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")
-    } | {"KEYSAFE_HOME": str(tmp_path / "home"), "KEYSAFE_PASSPHRASE": PASSPHRASE}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")} | {
+        "KEYSAFE_HOME": str(tmp_path / "home"),
+        "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }
     return Cli(tmp_path / "home", env)
 
 

@@ -126,15 +126,6 @@ def test_full_session_when_canaries_stored_never_shows_them_anywhere(
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: service/credentials.py:80 puts value_fingerprint=hex(secret) into the "
-        "credential.add audit details; redact() turns it into a deterministic HMAC, so equal "
-        "secrets give equal audit values (anyone reading the audit log links them) and the audit "
-        "key confirms guesses; drop the field (DESIGN: audit rows never contain secret values)"
-    ),
-)
 def test_credential_add_when_two_credentials_share_a_secret_audit_rows_do_not_link_them(
     vault: Cli,
 ) -> None:

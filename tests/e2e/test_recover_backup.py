@@ -355,12 +355,6 @@ def test_backup_restore_of_a_non_backup_file_is_refused_as_malformed(
     assert "keysafe backup create" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: service/backup.py _write_private lets os.open's FileNotFoundError escape, so a "
-    "typo in the backup path is reported as an INTERNAL error with an incident id instead of a "
-    "user error naming the fix",
-)
 def test_backup_create_into_missing_directory_is_a_user_error(copy: Cli, tmp_path: Path) -> None:
     target = tmp_path / "no-such-dir" / "vault.ksbackup"
     line = assert_user_error(

@@ -237,14 +237,6 @@ def test_wallet_list_when_address_in_meta_redirected_fails_naming_wallet(
     _assert_integrity_error(r, "wallet", "w2")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: vault/vault.py:_info (line 78) calls json.loads(row.meta) unguarded, so a record "
-        "whose meta is not JSON crashes `wallet list` (and every list command) with INTERNAL "
-        "instead of INTEGRITY_ERROR naming the record"
-    ),
-)
 def test_wallet_list_when_meta_is_not_json_fails_integrity_naming_wallet(victim: Cli) -> None:
     _set(victim.home, "wallet", "w2", meta='{"address": "0xdead"')
 
@@ -388,7 +380,16 @@ def test_open_record_when_two_credentials_swap_ciphertexts_refuses_both(victim: 
 def test_audit_verify_when_untampered_reports_ok(victim: Cli) -> None:
     code, report = _verify_json(victim)
 
-    assert (code, report) == (0, {"ok": True, "entries": PRISTINE_ENTRIES, "first_bad_seq": None})
+    assert (code, report) == (
+        0,
+        {
+            "ok": True,
+            "entries": PRISTINE_ENTRIES,
+            "first_bad_seq": None,
+            "keyed": True,
+            "problem": None,
+        },
+    )
 
 
 def test_audit_verify_when_entry_details_edited_names_seq_3_in_json_and_text(
@@ -457,7 +458,7 @@ def test_audit_verify_when_last_entry_truncated_names_that_seq(victim: Cli) -> N
     assert (code, report["ok"], report["first_bad_seq"]) == (1, False, PRISTINE_ENTRIES)
 
 
-def test_audit_verify_when_entry_edited_and_its_hash_recomputed_names_next_seq(
+def test_audit_verify_when_entry_edited_and_its_hash_recomputed_names_it_keyed_next_unkeyed(
     victim: Cli,
 ) -> None:
     row = _audit_rows(victim.home)[2]
@@ -465,8 +466,12 @@ def test_audit_verify_when_entry_edited_and_its_hash_recomputed_names_next_seq(
     _set_audit(victim.home, 3, details=row["details"], hash=_recomputed_hash(row, row["prev_hash"]))
 
     code, report = _verify_json(victim)
+    unkeyed = victim("audit", "verify", "--json", "--unkeyed")
 
-    assert (code, report["ok"], report["first_bad_seq"]) == (1, False, 4)
+    # With the owner's key the broken seal names the edited entry itself; the bare hash chain
+    # only breaks at the next entry's link.
+    assert (code, report["ok"], report["first_bad_seq"]) == (1, False, 3)
+    assert (unkeyed.exit_code, json.loads(unkeyed.stdout)["first_bad_seq"]) == (1, 4)
 
 
 def test_audit_verify_when_last_entry_edited_and_hash_recomputed_fails_at_head(
@@ -483,15 +488,6 @@ def test_audit_verify_when_last_entry_edited_and_hash_recomputed_fails_at_head(
     assert (code, report["ok"], report["first_bad_seq"]) == (1, False, PRISTINE_ENTRIES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the audit chain is unkeyed SHA-256 (audit/record.py entry_hash) and the head "
-        "(vault.audit_head_seq/hash, store/tables.py) is stored unauthenticated in the same "
-        "database, so an attacker who edits an entry, recomputes every later hash and rewrites "
-        "the head passes `audit verify`; key the chain or MAC the head with a master-derived key"
-    ),
-)
 def test_audit_verify_when_attacker_rewrites_chain_from_entry_3_and_head_is_detected(
     victim: Cli,
 ) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import IntegrityError, WrongRecoveryPhraseError
+from keysafe.errors import IntegrityError, MalformedRequestError, WrongRecoveryPhraseError
 from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
@@ -53,7 +53,13 @@ def _load(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _write_private(path: Path, blob: bytes) -> None:
     """Write 0600 via a temp file, fsync, rename: a crash never leaves half a backup."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise MalformedRequestError(
+            f"Cannot write the backup to {path} ({exc.strerror}).",
+            next_step="check that the folder exists and is writable, or choose another path.",
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -181,6 +187,7 @@ def restore_new(
             header, payload = fmt.open_backup(key, blob)
         _check_payload(header.vault_id, payload)
         home.create()
+        home.clear_unfinished()
         db = Database.open_sqlite(home.db_path, create=True)
         try:
             with db.write() as conn:

@@ -88,6 +88,7 @@ def _create(
             next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
         )
     home.create()
+    home.clear_unfinished()
     db = Database.open_sqlite(home.db_path, create=True)
     master = hierarchy.master_from_entropy(entropy.reveal())
     words = Mnemonic("english").to_mnemonic(bytes(entropy.reveal()))

@@ -43,6 +43,46 @@ def _not_a_vault(path: Path, why: str) -> StoreError:
     )
 
 
+def probe(path: Path) -> str:
+    """What is at `path`, looked at read-only (a refused file is never modified).
+
+    Returns "missing", "empty" (zero bytes or no tables), "unfinished" (keysafe's schema but no
+    vault header: an interrupted init) or "vault". Raises StoreError for a file that is not a
+    keysafe database, is corrupted, or was written by a newer keysafe.
+    """
+    if not path.exists():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+        try:
+            names = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            current = None
+            if "alembic_version" in names:
+                current = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                current = current[0] if current else None
+            has_header = (
+                "vault" in names and conn.execute("SELECT count(*) FROM vault").fetchone()[0] > 0
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise _not_a_vault(path, str(exc).splitlines()[0][:200]) from None
+    if not names:
+        return "empty"
+    if current is None and names - {"alembic_version"}:
+        raise _not_a_vault(path, "it holds tables keysafe did not create")
+    if current is not None and current not in _KNOWN_REVISIONS:
+        raise StoreError(
+            f"The vault database was written by a newer keysafe (schema {current}).",
+            next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
+        )
+    return "vault" if has_header else "unfinished"
+
+
 class Database:
     """One SQL store. `write()` gives a serialised transaction; `read()` a plain connection."""
 
@@ -52,10 +92,11 @@ class Database:
 
     @classmethod
     def open_sqlite(cls, path: Path, *, create: bool) -> Database:
-        if create and not path.exists():
+        state = probe(path)  # refuses foreign, corrupt or newer files before touching them
+        if create and state == "missing":
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
-        elif not path.exists():
+        elif state == "missing":
             raise StoreError(
                 f"No vault database at {path}.",
                 next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",

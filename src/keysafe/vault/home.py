@@ -37,7 +37,18 @@ class Home:
         return self.path / LOG_NAME
 
     def exists(self) -> bool:
-        return self.db_path.exists()
+        """Is there a vault here? An interrupted init's empty database does not count."""
+        from keysafe.store.db import probe
+
+        return probe(self.db_path) == "vault"
+
+    def clear_unfinished(self) -> None:
+        """Remove a database an interrupted init left behind: it holds no vault, only schema."""
+        from keysafe.store.db import probe
+
+        if probe(self.db_path) in ("empty", "unfinished"):
+            for suffix in ("", "-wal", "-shm"):
+                self.db_path.with_name(self.db_path.name + suffix).unlink(missing_ok=True)
 
     def is_empty(self) -> bool:
         return not self.path.exists() or not any(self.path.iterdir())
@@ -47,9 +58,15 @@ class Home:
         os.chmod(self.path, 0o700)
 
     def require(self) -> None:
-        if not self.db_path.exists():
+        if not self.exists():
+            leftover = self.db_path.exists()
             raise NotInitializedError(
-                f"There is no vault in {self.path}.",
+                f"There is no vault in {self.path}"
+                + (
+                    " (only an empty database an interrupted init left behind)."
+                    if leftover
+                    else "."
+                ),
                 next_step=(
                     "run `keysafe init` to create one, `keysafe recover` to rebuild it from your "
                     "recovery phrase, or set KEYSAFE_HOME to where your vault is."

@@ -349,7 +349,11 @@ class Vault:
         if existing is not None and not replace:
             raise AlreadyExistsError(
                 f"A {kind} named '{name}' already exists.",
-                next_step=f"choose another name, or remove it first (`keysafe {kind} remove {name}`).",
+                next_step=(
+                    f"choose another name, or remove it first (`keysafe {kind} remove {name}`)."
+                    if kind in ("credential", "data")
+                    else "choose another name."
+                ),
                 kind=kind,
                 name=name,
             )
