@@ -26,6 +26,8 @@ PLAINTEXT_KEYS: Final = frozenset(
         "failures", "blocked_seconds", "records", "entries", "from_empty_home",
         # decisions and policy changes: hashes and ids, not values
         "request_id", "intent", "policy_hash", "previous_hash", "diff",
+        # signing: public results only
+        "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
     }
 )  # fmt: skip
 

@@ -90,6 +90,7 @@ def _register() -> None:
         agent_cmds,
         audit_cmds,
         backup_cmds,
+        chain_cmds,
         demo_cmd,
         record_cmds,
         vault_cmds,

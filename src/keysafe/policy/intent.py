@@ -32,7 +32,9 @@ class Intent(BaseModel):
     url: str | None = Field(default=None, max_length=4096)
     message: str | None = Field(default=None, max_length=65536)
     function: str | None = Field(default=None, max_length=200)  # e.g. "transfer(address,uint256)"
-    domain: dict[str, Any] | None = None  # EIP-712 domain: name, version, chainId, verifyingContract
+    domain: dict[str, Any] | None = (
+        None  # EIP-712 domain: name, version, chainId, verifyingContract
+    )
     data: str | None = Field(default=None, max_length=64)
     fields: list[str] | None = None
     unlimited: bool | None = None

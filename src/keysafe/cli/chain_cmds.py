@@ -1,0 +1,81 @@
+"""`keysafe decode` (no vault needed) and `keysafe wallet sign-message` (the owner)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keysafe.cli import render
+from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.record_cmds import wallet_app
+from keysafe.cli.vault_cmds import unlocked
+from keysafe.errors import MalformedRequestError
+from keysafe.service import decode as decoding
+from keysafe.service import signing
+from keysafe.service.context import open_vault
+from keysafe.service.registry import registry as vault_registry
+
+
+@app.command()
+def decode(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="File with the transaction or typed data, or - for stdin.", allow_dash=True
+        ),
+    ],
+    chain: Annotated[
+        str | None,
+        typer.Option("--chain", help="Chain name or id (must agree with the transaction)."),
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Decode an EVM transaction (JSON or unsigned RLP hex), EIP-712 typed data or a Solana
+    transaction (base64) into what it would do, with a one-line summary. Needs no vault."""
+    if str(source) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MalformedRequestError(
+                f"Cannot read {source} ({exc}).", next_step="check the path."
+            ) from None
+    h = home()
+    reg = None
+    if h.exists():
+        with open_vault(h) as vault:
+            reg = vault_registry(vault)
+    intent = decoding.decode_payload(text, chain=chain, registry=reg)
+    view = decoding.intent_view(intent, reg)
+    if json_out:
+        render.as_json(view)
+        return
+    render.out.print(f"[bold]{view['summary'] or view['action']}[/bold]")
+    for key, value in view.items():
+        if key != "summary" and value is not None:
+            render.out.print(f"  {key:>9}: {value}", markup=False, highlight=False)
+
+
+@wallet_app.command("sign-message")
+def wallet_sign_message(
+    name: str,
+    message: Annotated[
+        str, typer.Argument(help="The message text (EIP-191 for EVM, raw UTF-8 bytes for Solana).")
+    ],
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sign a message as the owner: EIP-191 personal_sign for EVM, Ed25519 for Solana."""
+    with unlocked(passphrase_file) as vault:
+        result = signing.sign_message(vault, None, name, message)
+    if json_out:
+        render.as_json({"signature": result.signature, "address": result.address})
+    else:
+        render.out.print(
+            f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
+            markup=False,
+        )

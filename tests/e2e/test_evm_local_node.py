@@ -1,0 +1,158 @@
+"""End to end on a real local EVM node (ganache): allowed sends land, an over-limit one does not.
+
+Acceptance (chains issue, 3): an allowed ETH send and an allowed ERC-20 transfer land on the node;
+an over-limit one is refused with nothing broadcast and no budget consumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from eth_abi import encode
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import PolicyDeniedError
+from keysafe.service import agents, audit, policies, registry, signing, wallets
+from keysafe.service.models import Chain
+from keysafe.service.vault_admin import init_vault
+from keysafe.store import tables as t
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+from tests.evm_node import Node, running_node
+
+BOB = "0x1111111111111111111111111111111111111111"
+ETH = 10**18
+TKN = 10**6
+
+POLICY = """
+version: 1
+rules:
+  - name: pay-bob
+    allow: [evm.transfer]
+    chains: [local]
+    assets: [ETH, TKN]
+    recipients: ["0x1111111111111111111111111111111111111111"]
+    max_per_tx: {ETH: "1", TKN: "100"}
+    limits:
+      - {window: 24h, max: {ETH: "1.5", TKN: "150"}}
+"""
+
+
+@dataclass
+class World:
+    node: Node
+    vault: Vault
+    address: str
+    token: str
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    with running_node() as n:
+        yield n
+
+
+@pytest.fixture
+def world(node: Node, tmp_path: Path) -> Iterator[World]:
+    vault, _ = init_vault(
+        Home(tmp_path / "home"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        clock=lambda: datetime.now(UTC),
+    )  # fmt: skip
+    w = wallets.create_wallet(vault, "main", Chain.EVM)
+    registry.add_chain(vault, "local", family="evm", chain_id=31337, rpc=node.url)
+    token = node.deploy_token("Test Token", "TKN", 6, 10**6 * TKN)
+    registry.add_asset(vault, "TKN", chain="local", address=token, decimals=6)
+    node.send_from_node({"to": w.address, "value": hex(5 * ETH)})
+    transfer = "0xa9059cbb" + encode(["address", "uint256"], [w.address, 1000 * TKN]).hex()
+    node.send_from_node({"to": token, "data": transfer, "gas": hex(200_000)})
+    agents.add_agent(vault, "payer")
+    policies.set_policy(vault, "payer", POLICY)
+    yield World(node, vault, w.address, token)
+    vault.lock()
+
+
+def live_units(vault: Vault) -> list[tuple[str, str]]:
+    with vault.db.read() as conn:
+        rows = conn.execute(
+            t.ledger.select().where(t.ledger.c.state.in_(("reserved", "committed")))
+        ).all()
+    return [(r.asset, r.units) for r in rows]
+
+
+def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
+    before = world.node.balance(BOB)
+    tx = {"to": BOB, "value": hex(ETH // 2), "chainId": 31337}  # nonce, gas, fees from the node
+
+    result = signing.send_transaction(world.vault, "payer", "main", tx)
+
+    assert result.status == "sent"
+    receipt = world.node.wait(result.tx_hash or "")
+    assert receipt["status"] == "0x1"
+    assert receipt["from"].lower() == world.address.lower()
+    assert world.node.balance(BOB) - before == ETH // 2
+    assert live_units(world.vault) == [("ETH", str(ETH // 2))]
+
+
+def test_send_allowed_erc20_transfer_lands_on_the_node(world: World) -> None:
+    before = world.node.token_balance(world.token, BOB)
+    data = "0xa9059cbb" + encode(["address", "uint256"], [BOB, 50 * TKN]).hex()
+    tx = {"to": world.token, "data": data, "value": "0x0", "chainId": 31337}
+
+    result = signing.send_transaction(
+        world.vault, "payer", "main", tx, declared={"asset": "TKN", "amount": "50", "to": BOB}
+    )
+
+    assert result.status == "sent"
+    assert world.node.wait(result.tx_hash or "")["status"] == "0x1"
+    assert world.node.token_balance(world.token, BOB) - before == 50 * TKN
+    assert "50 TKN" in result.summary
+
+
+def test_send_over_limit_is_refused_nothing_broadcast_no_budget_used(world: World) -> None:
+    nonce_before = world.node.nonce(world.address)
+    balance_before = world.node.balance(BOB)
+
+    with pytest.raises(PolicyDeniedError) as info:
+        signing.send_transaction(
+            world.vault, "payer", "main", {"to": BOB, "value": hex(2 * ETH), "chainId": 31337}
+        )
+
+    assert info.value.facts["reason_code"] == "OVER_PER_TX_LIMIT"
+    assert info.value.facts["rule"] == "pay-bob"
+    assert world.node.nonce(world.address) == nonce_before
+    assert world.node.balance(BOB) == balance_before
+    assert live_units(world.vault) == []
+    assert audit.verify(world.vault).ok
+
+
+def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) -> None:
+    signing.send_transaction(
+        world.vault, "payer", "main", {"to": BOB, "value": hex(ETH), "chainId": 31337}
+    )
+    nonce_before = world.node.nonce(world.address)
+
+    with pytest.raises(PolicyDeniedError) as info:
+        signing.send_transaction(
+            world.vault, "payer", "main", {"to": BOB, "value": hex(ETH * 6 // 10), "chainId": 31337}
+        )
+
+    assert info.value.code == "BUDGET_EXCEEDED"
+    assert world.node.nonce(world.address) == nonce_before
+    assert live_units(world.vault) == [("ETH", str(ETH))]
+
+
+def test_declared_amount_that_differs_from_the_transaction_is_refused(world: World) -> None:
+    from keysafe.errors import MalformedRequestError
+
+    with pytest.raises(MalformedRequestError, match="declares amount"):
+        signing.send_transaction(
+            world.vault, "payer", "main", {"to": BOB, "value": hex(ETH // 10), "chainId": 31337},
+            declared={"amount": "0.01"},
+        )  # fmt: skip
+    assert live_units(world.vault) == []
