@@ -15,6 +15,7 @@ from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
+from keysafe.policy.registry import Registry
 from keysafe.service import agents, policies, registry
 from keysafe.service.context import open_vault
 
@@ -305,17 +306,18 @@ def chain_add(
     render.out.print(f"Chain '{info.name}' registered.")
 
 
+def _registry() -> Registry:
+    """This vault's registry, or the built-in one when there is no vault here."""
+    h = home()
+    if not h.exists():
+        return Registry.builtin()
+    with open_vault(h) as vault:
+        return registry.registry(vault)
+
+
 @chain_app.command("list")
 def chain_list(json_out: JsonFlag = False) -> None:
     """List built-in and added chains."""
-    from keysafe.policy.registry import Registry
-
-    h = home()
-    if h.exists():
-        with open_vault(h) as vault:
-            reg = registry.registry(vault)
-    else:
-        reg = Registry.builtin()
     rows = [
         {
             "name": c.name,
@@ -324,7 +326,7 @@ def chain_list(json_out: JsonFlag = False) -> None:
             "rpc": c.rpc,
             "builtin": c.builtin,
         }
-        for c in reg.chains
+        for c in _registry().chains
     ]
     if json_out:
         render.as_json(rows)
@@ -350,14 +352,6 @@ def asset_add(
 @asset_app.command("list")
 def asset_list(json_out: JsonFlag = False) -> None:
     """List built-in and added assets."""
-    from keysafe.policy.registry import Registry
-
-    h = home()
-    if h.exists():
-        with open_vault(h) as vault:
-            reg = registry.registry(vault)
-    else:
-        reg = Registry.builtin()
     rows = [
         {
             "symbol": a.symbol,
@@ -366,7 +360,7 @@ def asset_list(json_out: JsonFlag = False) -> None:
             "decimals": a.decimals,
             "builtin": a.builtin,
         }
-        for a in reg.assets
+        for a in _registry().assets
     ]
     if json_out:
         render.as_json(rows)

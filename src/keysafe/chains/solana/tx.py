@@ -86,6 +86,7 @@ class SolanaTx:
     """A parsed, sanitised transaction. Build it with `parse_transaction`, not directly."""
 
     transaction: VersionedTransaction
+    message: Message | MessageV0
     version: Version
     message_bytes: bytes  # exactly the bytes every signer signs
     account_keys: tuple[str, ...]  # static keys, base58, in message order
@@ -94,21 +95,17 @@ class SolanaTx:
     loaded_accounts: tuple[AccountRef, ...]  # accounts loaded from those tables, in index order
 
     @property
-    def message(self) -> Message | MessageV0:
-        return self.transaction.message
-
-    @property
     def fee_payer(self) -> str:
         """The first static key: it signs and pays the fee (sanitise guarantees it exists)."""
         return self.account_keys[0]
 
     @property
     def instructions(self) -> Sequence[CompiledInstruction]:
-        return self.transaction.message.instructions
+        return self.message.instructions
 
     @property
     def recent_blockhash(self) -> str:
-        return str(self.transaction.message.recent_blockhash)
+        return str(self.message.recent_blockhash)
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
@@ -189,6 +186,24 @@ def _loaded_accounts(message: MessageV0) -> tuple[AccountRef, ...]:
     return tuple(refs)
 
 
+def _from_bytes(raw: bytes) -> VersionedTransaction | None:
+    # Legacy and v0 share one wire format, so VersionedTransaction reads both; a legacy solders
+    # `Transaction` serialises to the same bytes. solders raises several foreign exception
+    # types (some quote the input), so none of them leaves this function.
+    try:
+        return VersionedTransaction.from_bytes(raw)
+    except Exception:
+        return None
+
+
+def _sanitizes(tx: VersionedTransaction) -> bool:
+    try:
+        tx.sanitize()
+    except Exception:
+        return False
+    return True
+
+
 def parse_transaction(b64: str) -> SolanaTx:
     """Decode and check a base64 legacy or v0 transaction.
 
@@ -207,13 +222,7 @@ def parse_transaction(b64: str) -> SolanaTx:
             f"The Solana transaction is {len(raw)} bytes; validators accept at most "
             f"{MAX_TRANSACTION_SIZE}."
         )
-    tx: VersionedTransaction | None = None
-    try:
-        # Legacy and v0 share one wire format, so VersionedTransaction reads both; a legacy
-        # solders `Transaction` serialises to the same bytes.
-        tx = VersionedTransaction.from_bytes(raw)
-    except Exception:  # noqa: S110 - solders raises several foreign types; the message is ours
-        pass
+    tx = _from_bytes(raw)
     if tx is None:
         raise _malformed(
             "The bytes are not a Solana transaction (they could not be read as signatures "
@@ -223,17 +232,17 @@ def parse_transaction(b64: str) -> SolanaTx:
         raise _malformed(
             "The Solana transaction has trailing or non-canonical bytes after the message."
         )
-    sanitize_error = False
-    try:
-        tx.sanitize()
-    except Exception:
-        sanitize_error = True
-    if sanitize_error:
+    message = tx.message
+    if not isinstance(message, Message | MessageV0):
+        raise _malformed(
+            "Only legacy and v0 Solana transactions can be signed; this one uses a newer "
+            "message version."
+        )
+    if not _sanitizes(tx):
         raise _malformed(
             "The Solana transaction is inconsistent (an index is out of range, a program id is "
             "not a static key, or the number of signature slots does not match the header)."
         )
-    message = tx.message
     header = message.header
     keys = tuple(str(k) for k in message.account_keys)
     n_signers = int(header.num_required_signatures)
@@ -263,6 +272,7 @@ def parse_transaction(b64: str) -> SolanaTx:
     message_bytes = bytes(to_bytes_versioned(message))
     return SolanaTx(
         transaction=tx,
+        message=message,
         version=version,
         message_bytes=message_bytes,
         account_keys=keys,
