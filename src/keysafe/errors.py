@@ -20,6 +20,7 @@
     ├── VaultLockedError              VAULT_LOCKED
     ├── IntegrityError                INTEGRITY_ERROR   (ciphertext, backup or audit chain tampered)
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
+    ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
     ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
     └── InternalError                 INTERNAL          (a bug; reported with an incident id)
 
@@ -52,6 +53,7 @@ class ErrorCode(StrEnum):
     VAULT_LOCKED = "VAULT_LOCKED"
     INTEGRITY_ERROR = "INTEGRITY_ERROR"
     STORE_ERROR = "STORE_ERROR"
+    CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"
     AUDIT_FAILED = "AUDIT_FAILED"
     INTERNAL = "INTERNAL"
 
@@ -76,6 +78,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.VAULT_LOCKED: (423, 1),
     ErrorCode.INTEGRITY_ERROR: (500, 1),
     ErrorCode.STORE_ERROR: (500, 1),
+    ErrorCode.CHAIN_UNAVAILABLE: (503, 1),
     ErrorCode.AUDIT_FAILED: (503, 1),
     ErrorCode.INTERNAL: (500, 1),
 }
@@ -182,6 +185,10 @@ class IntegrityError(KeysafeError):
 
 class StoreError(KeysafeError):
     code = ErrorCode.STORE_ERROR
+
+
+class ChainUnavailableError(KeysafeError):
+    code = ErrorCode.CHAIN_UNAVAILABLE
 
 
 class AuditWriteError(KeysafeError):

@@ -65,7 +65,10 @@ def decode_payload(
                 next_step="pass a Solana chain (solana, solana-devnet, solana-local) or none.",
             )
         tx = sol_tx.parse_transaction(stripped)
-        return sol_intents.intent_from_tx(tx, registry=reg, chain=info, wallet_address=tx.fee_payer)
+        # No wallet is named when decoding: take the signer that is not a sponsoring fee payer.
+        signers = tx.required_signers
+        wallet = signers[1] if len(signers) == 2 else tx.fee_payer
+        return sol_intents.intent_from_tx(tx, registry=reg, chain=info, wallet_address=wallet)
     raise MalformedRequestError(
         "The input is neither JSON, hex (EVM RLP) nor base64 (Solana).",
         next_step="pass an EVM transaction as JSON or RLP hex, EIP-712 JSON, or a base64 Solana transaction.",
@@ -101,7 +104,7 @@ def _decode_evm(payload: str | dict[str, Any], chain: str | None, reg: Registry)
                 next_step="pass --chain NAME, or include chainId.",
             )
         tx = evm_tx.with_filled(tx, chain_id=requested.chain_id)
-    info = requested or _chain(reg, tx.chain_id)  # type: ignore[arg-type]
+    info = requested or _chain(reg, tx.chain_id)
     return evm_intents.intent_from_tx(tx, registry=reg, chain=info)
 
 

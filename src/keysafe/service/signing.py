@@ -97,17 +97,25 @@ def _resolve_chain(reg: Registry, ref: str | int | None, family: str) -> ChainIn
     return info
 
 
+_DECLARABLE = ("action", "asset", "amount", "to", "spender", "contract", "chain")
+
+
+def _check_declared_keys(declared: Mapping[str, Any]) -> None:
+    for key in declared:
+        if key not in _DECLARABLE:
+            raise MalformedRequestError(
+                f"'{str(key)[:40]}' cannot be declared.",
+                next_step="declare only action, asset, amount, to, spender, contract or chain.",
+            )
+
+
 def check_declared(intent: Intent, declared: Mapping[str, Any] | None) -> None:
     """No blind signing: every field the agent declared must equal the decoded one."""
     if not declared:
         return
+    _check_declared_keys(declared)
     decoded = intent.model_dump(mode="json")
     for key, value in declared.items():
-        if key not in ("action", "asset", "amount", "to", "spender", "contract", "chain"):
-            raise MalformedRequestError(
-                f"'{key[:40]}' cannot be declared.",
-                next_step="declare only action, asset, amount, to, spender, contract or chain.",
-            )
         got = decoded.get(key)
         same = str(got).lower() == str(value).lower() if got is not None else value is None
         if key == "amount" and got is not None and value is not None:
@@ -350,7 +358,10 @@ def _solana_transaction(
     intent = sol_intents.intent_from_tx(
         tx, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
     )
-    check_declared(intent, declared)
+    if declared:
+        # Solana's own check also accepts the recipient's wallet for its associated token account.
+        _check_declared_keys(declared)
+        intent = sol_intents.check_declared(intent, intent.model_copy(update=dict(declared)))
     auth = _authorize(vault, agent, intent, idempotency_key)
     if auth.decision.outcome == "ask":
         return _pending(info, chain_info.name, intent, auth)
@@ -365,7 +376,8 @@ def _solana_transaction(
                     f"Chain '{chain_info.name}' has no RPC, so keysafe cannot send.",
                     next_step="sign only, or the owner sets an RPC with `keysafe chain add`.",
                 )
-            SolanaRpc(chain_info.rpc).send_transaction(signed.base64)
+            with SolanaRpc(chain_info.rpc) as rpc:
+                rpc.send_transaction(signed.base64)
             status = "sent"
         return SignResult(
             status, info.name, info.meta["address"], chain_info.name,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_utils.crypto import keccak
 
 from keysafe.chains.addresses import to_checksum
@@ -97,7 +97,7 @@ _SPECS: Final = (
         "uint8 v",
         "bytes32 r",
         "bytes32 s",
-    ),  # fmt: skip
+    ),
     # ERC-721 (transferFrom and approve share their selectors with ERC-20)
     _spec("ERC-721", "safeTransferFrom", "address from", "address to", "uint256 tokenId"),
     _spec(
@@ -107,7 +107,7 @@ _SPECS: Final = (
         "address to",
         "uint256 tokenId",
         "bytes data",
-    ),  # fmt: skip
+    ),
     _spec("ERC-721", "setApprovalForAll", "address operator", "bool approved"),
     # ERC-1155
     _spec(
@@ -118,7 +118,7 @@ _SPECS: Final = (
         "uint256 id",
         "uint256 amount",
         "bytes data",
-    ),  # fmt: skip
+    ),
     _spec(
         "ERC-1155",
         "safeBatchTransferFrom",
@@ -127,7 +127,7 @@ _SPECS: Final = (
         "uint256[] ids",
         "uint256[] amounts",
         "bytes data",
-    ),  # fmt: skip
+    ),
     # WETH
     _spec("WETH", "deposit"),
     _spec("WETH", "withdraw", "uint256 amount"),
@@ -147,7 +147,7 @@ _SPECS: Final = (
         "address[] path",
         "address to",
         "uint256 deadline",
-    ),  # fmt: skip
+    ),
     _spec(
         "Uniswap V2",
         "swapTokensForExactTokens",
@@ -156,7 +156,7 @@ _SPECS: Final = (
         "address[] path",
         "address to",
         "uint256 deadline",
-    ),  # fmt: skip
+    ),
     _spec(
         "Uniswap V2",
         "swapExactETHForTokens",
@@ -164,7 +164,7 @@ _SPECS: Final = (
         "address[] path",
         "address to",
         "uint256 deadline",
-    ),  # fmt: skip
+    ),
     _spec(
         "Uniswap V2",
         "swapExactTokensForETH",
@@ -173,7 +173,7 @@ _SPECS: Final = (
         "address[] path",
         "address to",
         "uint256 deadline",
-    ),  # fmt: skip
+    ),
     # Uniswap V3 SwapRouter and SwapRouter02 (which dropped `deadline` from the params)
     _spec("Uniswap V3", "exactInputSingle", f"{_V3_SINGLE} params"),
     _spec("Uniswap V3", "exactInputSingle", f"{_V3_SINGLE_02} params"),
@@ -192,7 +192,7 @@ _SPECS: Final = (
         "address spender",
         "uint160 amount",
         "uint48 expiration",
-    ),  # fmt: skip
+    ),
 )
 
 

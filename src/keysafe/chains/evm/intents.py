@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
+from eth_account._utils.encode_typed_data.encoding_and_hashing import get_primary_type
 from eth_account.messages import SignableMessage, _hash_eip191_message, encode_typed_data
 from pydantic import ValidationError
 
@@ -110,7 +111,9 @@ def _asset_name(i: Intent) -> str:
 
 def _where(i: Intent) -> str:
     chain = _chain_label(i.chain)
-    return f"{_short(i.contract)} on {chain}" if i.contract else f"on {chain}"
+    if not i.contract or i.contract == i.asset:  # an unknown token is already named by address
+        return f"on {chain}"
+    return f"{_short(i.contract)} on {chain}"
 
 
 def _amount_phrase(i: Intent) -> str:
@@ -253,8 +256,6 @@ def intent_from_tx(tx: EvmTx, *, registry: Registry, chain: ChainInfo) -> Intent
     value = from_base_units(tx.value, native.decimals)
     base: dict[str, Any] = {"chain": chain.name}
     attached: dict[str, Any] = {"asset": native.symbol, "amount": value} if tx.value else {}
-    call = decode_call(tx.data)
-
     if tx.to is None:
         return _intent(
             how=f"({len(tx.data)} bytes of init code)",
@@ -263,10 +264,9 @@ def intent_from_tx(tx: EvmTx, *, registry: Registry, chain: ChainInfo) -> Intent
             **base,
             **attached,
         )
+    call = decode_call(tx.data)  # after the deploy case: init code has no selector
     if call is None:
-        return _intent(
-            action="evm.transfer", to=tx.to, asset=native.symbol, amount=value, **base
-        )
+        return _intent(action="evm.transfer", to=tx.to, asset=native.symbol, amount=value, **base)
     if tx.value == 0:
         token_intent = _token_call(call, tx.to, registry, chain)
         if token_intent is not None:
@@ -303,7 +303,9 @@ def _call_note(call: DecodedCall) -> str | None:
     return f"({len(inner)} inner calls: {', '.join(names)}{more})"
 
 
-def _token_call(call: DecodedCall, contract: str, registry: Registry, chain: ChainInfo) -> Intent | None:
+def _token_call(
+    call: DecodedCall, contract: str, registry: Registry, chain: ChainInfo
+) -> Intent | None:
     """Token transfers and approvals; None for any other call."""
     a = call.args
     common: dict[str, Any] = {
@@ -314,26 +316,42 @@ def _token_call(call: DecodedCall, contract: str, registry: Registry, chain: Cha
     if call.function == "transfer(address,uint256)":
         token = _token(registry, chain, contract)
         return _intent(
-            action="evm.transfer", to=a["to"], contract=contract, asset=token.asset,
-            amount=token.amount(a["amount"]), **common,
-        )  # fmt: skip
+            action="evm.transfer",
+            to=a["to"],
+            contract=contract,
+            asset=token.asset,
+            amount=token.amount(a["amount"]),
+            **common,
+        )
     if call.function == "transferFrom(address,address,uint256)":
         token = _token(registry, chain, contract)
         return _intent(
             how=f"taken from {_short(a['from'])} (transferFrom)",
-            action="evm.transfer", to=a["to"], contract=contract, asset=token.asset,
-            amount=token.amount(a["amount"]), **common,
-        )  # fmt: skip
+            action="evm.transfer",
+            to=a["to"],
+            contract=contract,
+            asset=token.asset,
+            amount=token.amount(a["amount"]),
+            **common,
+        )
     if call.function in ("approve(address,uint256)", "increaseAllowance(address,uint256)"):
         token = _token(registry, chain, contract)
-        how = "more (increaseAllowance)" if call.name == "increaseAllowance" else None
+        how = (
+            "more (increaseAllowance adds to the allowance)"
+            if call.name == "increaseAllowance"
+            else None
+        )
         return _approval(token, a["spender"], a["amount"], contract, how=how, **common)
     if call.function == "setApprovalForAll(address,bool)":
         approved = bool(a["approved"])
         return _intent(
-            action="evm.approve", spender=a["operator"], contract=contract,
-            amount=UNLIMITED if approved else None, unlimited=approved, **common,
-        )  # fmt: skip
+            action="evm.approve",
+            spender=a["operator"],
+            contract=contract,
+            amount=UNLIMITED if approved else None,
+            unlimited=approved,
+            **common,
+        )
     if call.function == "approve(address,address,uint160,uint48)" and contract == PERMIT2_ADDRESS:
         token = _token(registry, chain, a["token"])
         return _approval(token, a["spender"], a["amount"], a["token"], how="via Permit2", **common)
@@ -455,9 +473,7 @@ def _check_shape(doc: Any) -> None:
             and isinstance(f["type"], str)
             for f in fields
         ):
-            _bad(
-                f"typed data type '{_clean(str(name), 40)}' must be a list of {{name, type}}."
-            )
+            _bad(f"typed data type '{_clean(str(name), 40)}' must be a list of {{name, type}}.")
     domain = doc["domain"]
     allowed = dict(_DOMAIN_FIELDS)
     unknown_domain = sorted(str(k)[:40] for k in domain if k not in allowed)
@@ -556,26 +572,48 @@ def _fields(types: Mapping[str, Any], name: str) -> tuple[tuple[str, str], ...]:
 
 
 _EIP2612: Final = (
-    ("owner", "address"), ("spender", "address"), ("value", "uint256"), ("nonce", "uint256"),
+    ("owner", "address"),
+    ("spender", "address"),
+    ("value", "uint256"),
+    ("nonce", "uint256"),
     ("deadline", "uint256"),
-)  # fmt: skip
+)
 _DAI: Final = (
-    ("holder", "address"), ("spender", "address"), ("nonce", "uint256"), ("expiry", "uint256"),
+    ("holder", "address"),
+    ("spender", "address"),
+    ("nonce", "uint256"),
+    ("expiry", "uint256"),
     ("allowed", "bool"),
-)  # fmt: skip
+)
 _ERC4494: Final = (
-    ("spender", "address"), ("tokenId", "uint256"), ("nonce", "uint256"), ("deadline", "uint256"),
-)  # fmt: skip
+    ("spender", "address"),
+    ("tokenId", "uint256"),
+    ("nonce", "uint256"),
+    ("deadline", "uint256"),
+)
 _P2_DETAILS: Final = (
-    ("token", "address"), ("amount", "uint160"), ("expiration", "uint48"), ("nonce", "uint48"),
-)  # fmt: skip
+    ("token", "address"),
+    ("amount", "uint160"),
+    ("expiration", "uint48"),
+    ("nonce", "uint48"),
+)
 _P2_PERMISSIONS: Final = (("token", "address"), ("amount", "uint256"))
-_P2_SINGLE: Final = (("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256"))
-_P2_BATCH: Final = (("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256"))
+_P2_SINGLE: Final = (
+    ("details", "PermitDetails"),
+    ("spender", "address"),
+    ("sigDeadline", "uint256"),
+)
+_P2_BATCH: Final = (
+    ("details", "PermitDetails[]"),
+    ("spender", "address"),
+    ("sigDeadline", "uint256"),
+)
 _P2_TRANSFER_HEAD: Final = (("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256"))
 
 
-def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain: ChainInfo) -> Intent:
+def intent_from_typed_data(
+    doc: Mapping[str, Any], *, registry: Registry, chain: ChainInfo
+) -> Intent:
     """Decode an eth_signTypedData_v4 request.
 
     Permits become `evm.approve` (EIP-2612, DAI, ERC-4494, Permit2 PermitSingle/PermitBatch) or
@@ -592,8 +630,6 @@ def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain:
     types = {k: v for k, v in doc["types"].items() if k != "EIP712Domain"}
     primary = doc.get("primaryType")
     if primary is None:
-        from eth_account._utils.encode_typed_data.encoding_and_hashing import get_primary_type
-
         primary = get_primary_type(types)  # encode_typed succeeded, so this does too
     domain = _domain(doc, chain, chain_id)
     message = doc["message"]
@@ -608,9 +644,13 @@ def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain:
             token = _token(registry, chain, verifying)
             units = _uint("value", message.get("value"))
             return _approval(
-                token, _addr("spender", message.get("spender")), units, verifying,
-                how="by EIP-2612 permit signature", **common,
-            )  # fmt: skip
+                token,
+                _addr("spender", message.get("spender")),
+                units,
+                verifying,
+                how="by EIP-2612 permit signature",
+                **common,
+            )
         if shape == _DAI:
             allowed = message.get("allowed")
             if not isinstance(allowed, bool):
@@ -618,17 +658,25 @@ def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain:
             token = _token(registry, chain, verifying)
             return _intent(
                 how="by DAI-style permit signature",
-                action="evm.approve", spender=_addr("spender", message.get("spender")),
-                contract=verifying, asset=token.asset, amount=UNLIMITED if allowed else "0",
-                unlimited=allowed, **common,
-            )  # fmt: skip
+                action="evm.approve",
+                spender=_addr("spender", message.get("spender")),
+                contract=verifying,
+                asset=token.asset,
+                amount=UNLIMITED if allowed else "0",
+                unlimited=allowed,
+                **common,
+            )
         token_id = _uint("tokenId", message.get("tokenId"))
         spender = _addr("spender", message.get("spender"))
         return _intent(
             summary=f"approve {_short(spender)} to take NFT #{str(token_id)[:40]} of "
             f"{_short(verifying)} on {_chain_label(chain.name)} by permit signature",
-            action="evm.approve", spender=spender, contract=verifying, unlimited=False, **common,
-        )  # fmt: skip
+            action="evm.approve",
+            spender=spender,
+            contract=verifying,
+            unlimited=False,
+            **common,
+        )
 
     if primary in ("PermitSingle", "PermitBatch") and (
         shape in (_P2_SINGLE, _P2_BATCH) and _fields(types, "PermitDetails") == _P2_DETAILS
@@ -637,13 +685,18 @@ def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain:
         token_addr, units = _one_token(entries)
         token = _token(registry, chain, token_addr)
         return _approval(
-            token, _addr("spender", message.get("spender")), units, token_addr,
-            how="via Permit2 signature", **common,
-        )  # fmt: skip
+            token,
+            _addr("spender", message.get("spender")),
+            units,
+            token_addr,
+            how="via Permit2 signature",
+            **common,
+        )
 
     if (
         primary in _P2_TRANSFER_NAMES
-        and shape[:1] in ((("permitted", "TokenPermissions"),), (("permitted", "TokenPermissions[]"),))
+        and shape[:1]
+        in ((("permitted", "TokenPermissions"),), (("permitted", "TokenPermissions[]"),))
         and shape[1:4] == _P2_TRANSFER_HEAD
         and (len(shape) == 4 or (len(shape) == 5 and shape[4][0] == "witness"))
         and _fields(types, "TokenPermissions") == _P2_PERMISSIONS
@@ -655,24 +708,33 @@ def intent_from_typed_data(doc: Mapping[str, Any], *, registry: Registry, chain:
         unlimited = units >= UNLIMITED_FROM
         return _intent(
             how="by Permit2 signature transfer (the spender picks the final recipient)",
-            action="evm.transfer", to=spender, spender=spender, contract=token_addr,
-            asset=token.asset, amount=UNLIMITED if unlimited else token.amount(units),
-            unlimited=unlimited, **common,
-        )  # fmt: skip
+            action="evm.transfer",
+            to=spender,
+            spender=spender,
+            contract=token_addr,
+            asset=token.asset,
+            amount=UNLIMITED if unlimited else token.amount(units),
+            unlimited=unlimited,
+            **common,
+        )
 
     if "permit" in primary.lower() or verifying == PERMIT2_ADDRESS:
         # Something permit-like we cannot read exactly: judge it as the worst it could be.
         spender_raw = message.get("spender")
-        spender = _addr("spender", spender_raw) if isinstance(spender_raw, str) else None
+        loose_spender = _addr("spender", spender_raw) if isinstance(spender_raw, str) else None
         return _intent(
             summary=f'APPROVE UNLIMITED: unrecognised permit "{_clean(primary, 40)}" for '
             f"{_short(verifying)} on {_chain_label(chain.name)}, judged as an unlimited approval",
-            action="evm.approve", spender=spender, contract=verifying, amount=UNLIMITED,
-            unlimited=True, **common,
-        )  # fmt: skip
+            action="evm.approve",
+            spender=loose_spender,
+            contract=verifying,
+            amount=UNLIMITED,
+            unlimited=True,
+            **common,
+        )
 
     return _intent(
-        how=f'(type "{_clean(primary, 40)}")',
+        how=f'as a "{_clean(primary, 40)}" message',
         action="evm.sign_typed_data",
         contract=verifying,
         **common,

@@ -212,7 +212,7 @@ def with_filled(tx: EvmTx, **fields: int) -> EvmTx:
     for. Fields that do not apply to the type (gasPrice on type 2) are skipped, so one fee
     quote can serve every type.
     """
-    changes: dict[str, int] = {}
+    changes: dict[str, Any] = {}
     for name, value in fields.items():
         if name not in _FILLABLE:
             raise ValueError(f"{name} cannot be filled; only {', '.join(_FILLABLE)}")
@@ -232,6 +232,9 @@ def with_filled(tx: EvmTx, **fields: int) -> EvmTx:
         cap = changes.get("max_fee_per_gas", tx.max_fee_per_gas)
         assert cap is not None
         changes["max_priority_fee_per_gas"] = min(changes["max_priority_fee_per_gas"], cap)
+    if "max_fee_per_gas" in changes and tx.max_priority_fee_per_gas is not None:
+        # …and a filled cap must leave room for a tip the agent chose.
+        changes["max_fee_per_gas"] = max(changes["max_fee_per_gas"], tx.max_priority_fee_per_gas)
     return dataclasses.replace(tx, **changes) if changes else tx
 
 
@@ -314,8 +317,10 @@ def _from_dict(raw: Mapping[str, Any], chain_id: int | None) -> EvmTx:
             # Some serializers send both spellings; they must then agree.
             other = "data" if key == "input" else "gas"
             parsed = _parse_field(key, raw[key])
-            if parsed != values[attr]:
+            if parsed is not None and values[attr] is not None and parsed != values[attr]:
                 _bad(f"'{other}' and '{key}' are both given and differ; give one.")
+            if values[attr] is None:
+                values[attr] = parsed
             continue
         values[attr] = _parse_field(key, raw[key])
 
@@ -331,23 +336,26 @@ def _from_dict(raw: Mapping[str, Any], chain_id: int | None) -> EvmTx:
             "one way.",
             next_step="give gasPrice (types 0, 1) or maxFeePerGas and maxPriorityFeePerGas (type 2).",
         )
-    if type_given is None:
-        if has_legacy_fee:
-            tx_type = 1 if "access_list" in values else 0
-        else:
-            tx_type = 2  # the default of every current wallet; fees can be filled from the RPC
-    else:
-        tx_type = type_given
+    tx_type = type_given
+    if tx_type is None:
+        # Without a type, the fee fields say which; with none, EIP-1559 (what current wallets
+        # send), its fees filled from the RPC.
+        tx_type = (1 if values.get("access_list") is not None else 0) if has_legacy_fee else 2
     values["chain_id"] = _agree_chain(values.get("chain_id"), chain_id)
     values.setdefault("nonce", None)
     values.setdefault("to", None)
     values.setdefault("value", 0)
-    values.setdefault("data", b"")
+    if values.get("data") is None:
+        values["data"] = b""
     values["access_list"] = tuple(values.get("access_list") or ())
     return EvmTx(type=tx_type, **values)
 
 
 def _parse_field(key: str, value: Any) -> Any:
+    if value is None and key != "value":
+        # Serializers send null for "not set": no type or chain id given, fields to fill, no
+        # data, `to` null for contract creation. A null value is refused: it is never implied.
+        return None
     if key == "type":
         t = _quantity(key, value, UINT64_MAX)
         if t not in (0, 1, 2):
@@ -356,11 +364,7 @@ def _parse_field(key: str, value: Any) -> Any:
                 "and EIP-1559 (2) transactions."
             )
         return t
-    if key == "to":
-        if value is None:
-            return None
-        return _address(key, value)
-    if key == "from":
+    if key in ("to", "from"):
         return _address(key, value)
     if key in ("data", "input"):
         return _hex_bytes(key, value)
@@ -372,9 +376,6 @@ def _parse_field(key: str, value: Any) -> Any:
         return _quantity(key, value, NONCE_MAX)
     if key in ("gas", "gasLimit"):
         return _quantity(key, value, UINT64_MAX)
-    # value and the fee fields may be null in some serializers to mean "not set"
-    if value is None and key != "value":
-        return None
     return _quantity(key, value, UINT256_MAX)
 
 
@@ -618,7 +619,7 @@ def _typed_from_rlp(tx_type: int, items: list[Any], chain_id: int | None) -> Evm
     tx_chain = _rlp_int("chainId", items[0], UINT64_MAX)
     nonce = _rlp_int("nonce", items[1], NONCE_MAX)
     if tx_type == 1:
-        fees: dict[str, int | None] = {"gas_price": _rlp_int("gasPrice", items[2], UINT256_MAX)}
+        fees: dict[str, Any] = {"gas_price": _rlp_int("gasPrice", items[2], UINT256_MAX)}
         rest = items[3:]
     else:
         fees = {

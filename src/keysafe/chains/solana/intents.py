@@ -64,7 +64,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final, Literal
 
-from solders.message import from_bytes_versioned
+from pydantic import ValidationError
+from solders.message import Message, from_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.token.associated import get_associated_token_address
@@ -115,6 +116,8 @@ _DEFAULT_UNITS_PER_INSTRUCTION: Final = 200_000
 _MAX_COMPUTE_UNITS: Final = 1_400_000
 _MICRO_LAMPORTS: Final = 1_000_000
 _SOL_DECIMALS: Final = 9
+# The u8 in transferChecked allows 255; 64 keeps "0." + digits inside Intent.amount (100 chars).
+_MAX_DECIMALS: Final = 64
 
 _SYSTEM_NAMES: Final = (
     "createAccount", "assign", "transfer", "createAccountWithSeed", "advanceNonceAccount",
@@ -304,6 +307,27 @@ def _decode(tx: SolanaTx, n: int, wallet: str) -> _Step:
     return _Call(program, "")
 
 
+def _demote_foreign_ata(steps: list[_Step], wallet: str) -> list[_Step]:
+    """Creating a token account is a helper only for the wallet or for a transfer's recipient.
+
+    The payer funds the new account's rent and its owner can close it and keep the lamports,
+    so creating accounts for anyone else is a way to move SOL: it counts as a call.
+    """
+    destinations = {
+        s.destination.address for s in steps if isinstance(s, _Transfer) and s.destination.address
+    }
+    out: list[_Step] = []
+    for s in steps:
+        if (
+            isinstance(s, _Helper)
+            and s.program == ASSOCIATED_TOKEN_PROGRAM
+            and not (s.ata is not None and (s.ata[1] == wallet or s.ata[0] in destinations))
+        ):
+            s = _Call(ASSOCIATED_TOKEN_PROGRAM, "create")
+        out.append(s)
+    return out
+
+
 # -- fees -------------------------------------------------------------------------------------
 
 
@@ -339,6 +363,7 @@ class _Value:
     mint: str | None = None
     known: bool = False  # the asset is in the registry
     function: str = ""
+    unknown_why: str = "the transfer names no mint"  # when asset is None
 
     @property
     def amount(self) -> str:
@@ -372,6 +397,12 @@ def _asset_of(t: _Transfer, registry: Registry, chain: ChainInfo) -> tuple[tuple
     if t.program == SYSTEM_PROGRAM:
         native = _native(registry, chain)
         return ("native",), _Value(native.symbol, native.decimals, known=True, function=t.function)
+    if t.decimals is not None and t.decimals > _MAX_DECIMALS:
+        raise _refuse(
+            f"The transfer says its token has {t.decimals} decimals; keysafe judges tokens with "
+            f"at most {_MAX_DECIMALS}.",
+            next_step="check the mint's decimals; no real token uses that many.",
+        )
     if t.mint is not None and t.mint.address is not None and t.decimals is not None:
         mint = t.mint.address
         info = _by_mint(registry, chain, mint)
@@ -386,7 +417,10 @@ def _asset_of(t: _Transfer, registry: Registry, chain: ChainInfo) -> tuple[tuple
         return ("mint", t.program, mint), value
     # Plain transfer (no mint), or a mint loaded from a lookup table: the asset is unknown and
     # the amount stays in base units. Same source account → same token.
-    return ("unknown", t.program, t.source.describe()), _Value(None, None, function=t.function)
+    value = _Value(None, None, function=t.function)
+    if t.mint is not None:
+        value.unknown_why = "its mint comes from a lookup table"
+    return ("unknown", t.program, t.source.describe()), value
 
 
 def _value(transfers: Sequence[_Transfer], registry: Registry, chain: ChainInfo) -> _Value | None:
@@ -480,11 +514,11 @@ def _transfer_phrase(v: _Value, owners: dict[str, str], wallet: str) -> str:
     else:
         target = _short(to)
     phrase = f"{what} to {target}"
-    senders = {s for s in v.sources if s != wallet}
+    senders = sorted({_short(s) for s in v.sources if s != wallet})
     if senders:
-        phrase += " from " + ", ".join(_short(s) for s in senders)
+        phrase += " from " + ", ".join(senders)
     if v.asset is None:
-        phrase += " (the transfer names no mint, so the asset and decimals are unknown)"
+        phrase += f" ({v.unknown_why}, so the asset and decimals are unknown)"
     return phrase
 
 
@@ -513,7 +547,9 @@ def intent_from_tx(
     _check_signers(tx, wallet)
     if not tx.instructions:
         raise _refuse("The transaction has no instructions; there is nothing to sign.")
-    steps = [_decode(tx, n, wallet) for n in range(len(tx.instructions))]
+    steps = _demote_foreign_ata(
+        [_decode(tx, n, wallet) for n in range(len(tx.instructions))], wallet
+    )
 
     priority = _priority_fee(steps)
     if tx.fee_payer == wallet and priority > max_priority_fee_lamports:
@@ -583,16 +619,21 @@ def intent_from_tx(
     summary = "; ".join([head, *notes])
     if len(summary) > 500:
         summary = summary[:499] + "…"
-    return Intent(
-        action=action,
-        chain=chain.name,
-        asset=value.asset if value else None,
-        amount=value.amount if value else None,
-        to=value.to if value else None,
-        contract=contract,
-        function=function,
-        summary=summary,
-    )
+    try:
+        return Intent(
+            action=action,
+            chain=chain.name,
+            asset=value.asset if value else None,
+            amount=value.amount if value else None,
+            to=value.to if value else None,
+            contract=contract,
+            function=function,
+            summary=summary,
+        )
+    except ValidationError:
+        pass
+    # Outside the handler: pydantic's error quotes the values it refused.
+    raise _refuse("keysafe could not describe this transaction within its request limits.")
 
 
 # -- declared vs decoded ----------------------------------------------------------------------
@@ -682,6 +723,16 @@ def _is_transaction_message(raw: bytes) -> bool:
     """True when `raw` reads as a legacy or v0 transaction message (what a tx signature covers)."""
     try:
         message = from_bytes_versioned(raw)
+    except Exception:
+        return False
+    if not isinstance(message, Message):
+        # A version prefix (0x80 | v) that parses: never text (not a UTF-8 lead byte); refuse
+        # without further checks, whatever future version it is. The off-chain message format
+        # starts with 0xff "solana offchain" and does not parse.
+        return True
+    # Legacy messages have no prefix, so long text can occasionally parse; only a message that
+    # also passes the runtime's sanitize checks counts.
+    try:
         n = int(message.header.num_required_signatures)
         VersionedTransaction.populate(message, [Signature.default()] * n).sanitize()
     except Exception:

@@ -51,8 +51,7 @@ _MAX_LOG_LINES: Final = 5
 class SolanaRpcError(KeysafeError):
     """The Solana node could not be reached or gave an answer that is not valid JSON-RPC."""
 
-    # errors.py has no "chain unavailable" code yet; INTERNAL until one exists.
-    code = ErrorCode.INTERNAL
+    code = ErrorCode.CHAIN_UNAVAILABLE
 
 
 class TransactionRejectedError(MalformedRequestError):
@@ -73,7 +72,7 @@ def _where(url: httpx.URL) -> str:
 def _is_hash(text: str) -> bool:
     try:
         Hash.from_string(text)
-    except ValueError:
+    except Exception:  # solders' ParseHashError is not a ValueError
         return False
     return True
 

@@ -127,11 +127,11 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
         raise IntegrityError(
             "The wallet's signature did not verify with libsodium.", next_step=_INTEGRITY_NEXT
         )
-    full = _check_present_signatures(signed, tx.required_signers)
     if not signed.verify_with_results()[index]:
         raise IntegrityError(
             "The wallet's signature did not verify with solders.", next_step=_INTEGRITY_NEXT
         )
+    full = _check_present_signatures(signed, tx.required_signers)
     again = parse_transaction(b64encode(bytes(signed)).decode("ascii"))
     if again.message_bytes != tx.message_bytes or again.signatures[index] != signature:
         raise IntegrityError(
