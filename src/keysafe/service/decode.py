@@ -96,14 +96,8 @@ def _decode_evm(payload: str | dict[str, Any], chain: str | None, reg: Registry)
             f"The input is an EVM transaction but --chain {requested.name} is a Solana chain.",
             next_step="pass an EVM chain or none.",
         )
+    # parse_transaction refuses a transaction without a chain id unless one is named here.
     tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
-    if tx.chain_id is None:
-        if requested is None:
-            raise MalformedRequestError(
-                "The transaction has no chain id (a pre-EIP-155 legacy transaction).",
-                next_step="pass --chain NAME, or include chainId.",
-            )
-        tx = evm_tx.with_filled(tx, chain_id=requested.chain_id)
     info = requested or _chain(reg, tx.chain_id)
     return evm_intents.intent_from_tx(tx, registry=reg, chain=info)
 

@@ -287,10 +287,9 @@ def _evm_transaction(
     from keysafe.chains.evm.rpc import EvmRpc
 
     requested = _resolve_chain(reg, chain, "evm") if chain is not None else None
+    # parse_transaction refuses a transaction without a chain id unless one is named here.
     tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
-    chain_info = _resolve_chain(reg, tx.chain_id if tx.chain_id is not None else chain, "evm")
-    if tx.chain_id is None:
-        tx = evm_tx.with_filled(tx, chain_id=chain_info.chain_id)
+    chain_info = _resolve_chain(reg, tx.chain_id, "evm")
     if tx.missing_fields():
         if chain_info.rpc is None:
             raise MalformedRequestError(

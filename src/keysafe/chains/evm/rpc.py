@@ -25,7 +25,7 @@ from typing import Any, Final
 import httpx
 
 from keysafe.chains.evm.tx import EvmTx, with_filled
-from keysafe.errors import UserError
+from keysafe.errors import ChainUnavailableError
 
 __all__ = ["EvmRpc", "Fees", "RpcError"]
 
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 _MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
 
 
-class RpcError(UserError):
+class RpcError(ChainUnavailableError):
     """The chain's RPC could not be used: unreachable, erroring, or answering nonsense."""
 
 
