@@ -300,14 +300,43 @@ def _evm_transaction(
         tx = EvmRpc(chain_info.rpc).fill(tx, info.meta["address"])
     intent = evm_intents.intent_from_tx(tx, registry=reg, chain=chain_info)
     check_declared(intent, declared)
+
+    def sign(key: SecretBytes) -> tuple[str, str]:
+        signed = evm_signing.sign_transaction(tx, key)
+        evm_signing.verify_signed(signed, tx, info.meta["address"])
+        return signed.raw_hex, signed.tx_hash
+
+    def send(rpc_url: str, raw: str) -> None:
+        EvmRpc(rpc_url).send_raw(raw)
+
+    return _transaction_flow(
+        vault, agent, info, chain_info, intent, sign=sign, send=send, family="evm",
+        idempotency_key=idempotency_key, broadcast=broadcast,
+    )  # fmt: skip
+
+
+def _transaction_flow(
+    vault: Vault,
+    agent: str,
+    info: RecordInfo,
+    chain_info: ChainInfo,
+    intent: Intent,
+    *,
+    sign: Callable[[SecretBytes], tuple[str, str]],
+    send: Callable[[str, str], None],
+    family: str,
+    idempotency_key: str | None,
+    broadcast: bool,
+) -> SignResult:
+    """Decide and reserve; on allow open the key, sign (the chain verifies its own result),
+    broadcast when asked, and settle. `sign` returns (signed transaction, its hash or id)."""
     auth = _authorize(vault, agent, intent, idempotency_key)
     if auth.decision.outcome == "ask":
         return _pending(info, chain_info.name, intent, auth)
 
     def act() -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
-            signed = evm_signing.sign_transaction(tx, key)
-        evm_signing.verify_signed(signed, tx, info.meta["address"])
+            raw, txid = sign(key)
         status: Status = "signed"
         if broadcast:
             if chain_info.rpc is None:
@@ -315,18 +344,18 @@ def _evm_transaction(
                     f"Chain '{chain_info.name}' has no RPC, so keysafe cannot send.",
                     next_step="sign only, or the owner sets an RPC with `keysafe chain add`.",
                 )
-            EvmRpc(chain_info.rpc).send_raw(signed.raw_hex)
+            send(chain_info.rpc, raw)
             status = "sent"
         return SignResult(
             status, info.name, info.meta["address"], chain_info.name,
             intent.summary or intent.action, auth.request_id,
-            signed_transaction=signed.raw_hex, tx_hash=signed.tx_hash,
+            signed_transaction=raw, tx_hash=txid,
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
     return _finish(
         vault, agent=agent, auth=auth, idempotency_key=idempotency_key, act=act,
-        action="evm.send_transaction" if broadcast else "evm.sign_transaction",
+        action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
     )  # fmt: skip
 
 
@@ -361,33 +390,18 @@ def _solana_transaction(
         # Solana's own check also accepts the recipient's wallet for its associated token account.
         _check_declared_keys(declared)
         intent = sol_intents.check_declared(intent, intent.model_copy(update=dict(declared)))
-    auth = _authorize(vault, agent, intent, idempotency_key)
-    if auth.decision.outcome == "ask":
-        return _pending(info, chain_info.name, intent, auth)
 
-    def act() -> SignResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as seed:
-            signed = sol_signing.sign_transaction(tx, seed)
-        status: Status = "signed"
-        if broadcast:
-            if chain_info.rpc is None:
-                raise MalformedRequestError(
-                    f"Chain '{chain_info.name}' has no RPC, so keysafe cannot send.",
-                    next_step="sign only, or the owner sets an RPC with `keysafe chain add`.",
-                )
-            with SolanaRpc(chain_info.rpc) as rpc:
-                rpc.send_transaction(signed.base64)
-            status = "sent"
-        return SignResult(
-            status, info.name, info.meta["address"], chain_info.name,
-            intent.summary or intent.action, auth.request_id,
-            signed_transaction=signed.base64, tx_hash=signed.signature_b58,
-            intent=intent.model_dump(mode="json", exclude_none=True),
-        )  # fmt: skip
+    def sign(seed: SecretBytes) -> tuple[str, str]:
+        signed = sol_signing.sign_transaction(tx, seed)  # verifies every signature itself
+        return signed.base64, signed.signature_b58
 
-    return _finish(
-        vault, agent=agent, auth=auth, idempotency_key=idempotency_key, act=act,
-        action="solana.send_transaction" if broadcast else "solana.sign_transaction",
+    def send(rpc_url: str, raw: str) -> None:
+        with SolanaRpc(rpc_url) as rpc:
+            rpc.send_transaction(raw)
+
+    return _transaction_flow(
+        vault, agent, info, chain_info, intent, sign=sign, send=send, family="solana",
+        idempotency_key=idempotency_key, broadcast=broadcast,
     )  # fmt: skip
 
 
