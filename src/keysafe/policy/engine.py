@@ -242,7 +242,11 @@ def decide(
     registry: Registry,
     usage: Usage,
     now: datetime,
+    approved: bool = False,
+    granted: frozenset[str] = frozenset(),
 ) -> Decision:
+    """Decide. `approved`: the owner approved this exact request, so asks are satisfied (limits
+    and denies still hold). `granted`: rules the owner granted this agent for a while."""
     if agent.status == "revoked":
         return _deny("AGENT_REVOKED", f"Agent '{agent.name}' is revoked; it can do nothing.")
     if agent.status == "paused":
@@ -356,18 +360,23 @@ def decide(
         return Decision(
             "deny", violation.rule, violation.code, violation.reason, names, tuple(windows)
         )
-    if asks:
-        first = sorted(asks)[0]
+    pending_asks = [] if approved else sorted(set(asks) - granted)
+    if pending_asks:
+        first = pending_asks[0]
         return Decision(
             "ask", first, "APPROVAL_REQUIRED",
             f"Rule '{first}' needs the owner's approval for {intent.action} of {_what(r)}.",
             names, tuple(windows), tuple(charges),
         )  # fmt: skip
-    if allows:
-        return Decision(
-            "allow", allows[0], None, f"Allowed by rule '{allows[0]}'.", names, tuple(windows),
-            tuple(charges),
-        )  # fmt: skip
+    if allows or asks:
+        named = sorted(asks)[0] if asks else allows[0]
+        why = (
+            f"Allowed by rule '{named}'."
+            if not asks
+            else f"Rule '{named}' asked, and the owner approved"
+            + (" this request." if approved else " this kind of request for a while.")
+        )
+        return Decision("allow", named, None, why, names, tuple(windows), tuple(charges))
     return _deny(
         "NO_MATCHING_RULE",
         f"No rule in the policy of agent '{agent.name}' allows {intent.action} with these "

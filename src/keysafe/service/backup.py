@@ -35,7 +35,7 @@ _BYTES_COLS = {"dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key"}
 # left out on purpose: they only matter for five minutes.
 _DATA_TABLES: tuple[Any, ...] = (
     t.epochs, t.records, t.agents, t.policies, t.settings, t.registry_chains,
-    t.registry_assets, t.ledger, t.idempotency,
+    t.registry_assets, t.ledger, t.idempotency, t.approvals, t.grants,
 )  # fmt: skip
 
 

@@ -145,8 +145,24 @@ def fingerprint(intent: Intent) -> str:
     return hashlib.sha256(jcs.dumps(body)).hexdigest()
 
 
+def _grants(conn: Connection, agent: str, action: str, now: datetime) -> frozenset[str]:
+    rows = conn.execute(
+        select(t.grants.c.rule).where(
+            t.grants.c.agent == agent,
+            t.grants.c.action == action,
+            t.grants.c.until > now.timestamp(),
+        )
+    )
+    return frozenset(r.rule for r in rows)
+
+
 def authorize(
-    vault: Vault, agent: str, intent: Intent, *, idempotency_key: str | None = None
+    vault: Vault,
+    agent: str,
+    intent: Intent,
+    *,
+    idempotency_key: str | None = None,
+    approved: bool = False,
 ) -> Authorization:
     if intent.time is not None:
         # `time` is for dry runs: an agent must not date its request to escape a window,
@@ -176,7 +192,8 @@ def authorize(
         state, policy = _state(conn, agent)
         decision = engine.decide(
             policy, state, intent, registry=load_registry(conn),
-            usage=ledger.usage_reader(conn, agent), now=now,
+            usage=ledger.usage_reader(conn, agent), now=now, approved=approved,
+            granted=_grants(conn, agent, intent.action, now),
         )  # fmt: skip
         request_id = secrets.token_hex(16)
         if decision.outcome == "allow":

@@ -52,6 +52,8 @@ class SignResult:
     tx_hash: str | None = None
     signature: str | None = None
     rule: str | None = None
+    approval_id: str | None = None
+    expires_at: str | None = None
     intent: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,7 +61,14 @@ class SignResult:
             "status": self.status, "wallet": self.wallet, "address": self.address,
             "chain": self.chain, "summary": self.summary, "request_id": self.request_id,
         }  # fmt: skip
-        for k in ("signed_transaction", "tx_hash", "signature", "rule"):
+        for k in (
+            "signed_transaction",
+            "tx_hash",
+            "signature",
+            "rule",
+            "approval_id",
+            "expires_at",
+        ):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         return out
@@ -150,20 +159,39 @@ def _raise_for(decision: Decision, agent: str) -> None:
 
 
 def _authorize(
-    vault: Vault, agent: str, intent: Intent, idempotency_key: str | None
+    vault: Vault, agent: str, intent: Intent, idempotency_key: str | None, approved: bool = False
 ) -> policies.Authorization:
-    auth = policies.authorize(vault, agent, intent, idempotency_key=idempotency_key)
+    auth = policies.authorize(
+        vault, agent, intent, idempotency_key=idempotency_key, approved=approved
+    )
     if auth.decision.outcome == "deny":
         _raise_for(auth.decision, agent)
     return auth
 
 
 def _pending(
-    wallet: RecordInfo, chain: str | None, intent: Intent, auth: policies.Authorization
+    vault: Vault,
+    agent: str,
+    wallet: RecordInfo,
+    chain: str | None,
+    intent: Intent,
+    auth: policies.Authorization,
+    *,
+    kind: str,
+    request: dict[str, Any],
 ) -> SignResult:
+    """Park the exact request for the owner; the agent gets an approval id to wait on."""
+    from keysafe.service import approvals
+
+    summary = intent.summary or intent.action
+    parked = approvals.park(
+        vault, agent, kind, request | {"action": intent.action}, summary=summary,
+        rule=auth.decision.rule,
+    )  # fmt: skip
     return SignResult(
-        "pending_approval", wallet.name, wallet.meta["address"], chain,
-        intent.summary or intent.action, auth.request_id, rule=auth.decision.rule,
+        "pending_approval", wallet.name, wallet.meta["address"], chain, summary,
+        auth.request_id, rule=auth.decision.rule, approval_id=parked.id,
+        expires_at=parked.for_agent()["expires_at"],
         intent=intent.model_dump(mode="json", exclude_none=True),
     )  # fmt: skip
 
@@ -244,23 +272,39 @@ def sign_transaction(
     declared: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     broadcast: bool = False,
+    approved: bool = False,
 ) -> SignResult:
-    """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet."""
+    """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
+
+    `approved` is set only when an owner-approved parked request is executed (approvals.py).
+    """
     replay = _stored_result(vault, agent, idempotency_key)
     if replay is not None:
         return replay
     info = _wallet(vault, wallet)
     family = info.meta["chain"]
     reg = load_registry(vault)
-    if family == Chain.EVM:
-        return _evm_transaction(
-            vault, agent, info, payload, reg=reg, chain=chain, declared=declared,
-            idempotency_key=idempotency_key, broadcast=broadcast,
-        )  # fmt: skip
-    return _solana_transaction(
-        vault, agent, info, payload, reg=reg, chain=chain, declared=declared,
-        idempotency_key=idempotency_key, broadcast=broadcast,
+    call = _Call(
+        agent, "send_transaction" if broadcast else "sign_transaction",
+        {"wallet": wallet, "transaction": payload, "chain": chain,
+         "declared": dict(declared) if declared else None, "description": description},
+        idempotency_key, approved, broadcast,
     )  # fmt: skip
+    if family == Chain.EVM:
+        return _evm_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
+    return _solana_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Who asks for what: enough to decide, and to park the exact request for approval."""
+
+    agent: str
+    kind: str
+    request: dict[str, Any]
+    idempotency_key: str | None
+    approved: bool
+    broadcast: bool
 
 
 def send_transaction(
@@ -271,15 +315,13 @@ def send_transaction(
 
 def _evm_transaction(
     vault: Vault,
-    agent: str,
+    call: _Call,
     info: RecordInfo,
     payload: str | dict[str, Any],
     *,
     reg: Registry,
     chain: str | None,
     declared: Mapping[str, Any] | None,
-    idempotency_key: str | None,
-    broadcast: bool,
 ) -> SignResult:
     from keysafe.chains.evm import intents as evm_intents
     from keysafe.chains.evm import signing as evm_signing
@@ -310,14 +352,13 @@ def _evm_transaction(
         EvmRpc(rpc_url).send_raw(raw)
 
     return _transaction_flow(
-        vault, agent, info, chain_info, intent, sign=sign, send=send, family="evm",
-        idempotency_key=idempotency_key, broadcast=broadcast,
-    )  # fmt: skip
+        vault, call, info, chain_info, intent, sign=sign, send=send, family="evm"
+    )
 
 
 def _transaction_flow(
     vault: Vault,
-    agent: str,
+    call: _Call,
     info: RecordInfo,
     chain_info: ChainInfo,
     intent: Intent,
@@ -325,14 +366,15 @@ def _transaction_flow(
     sign: Callable[[SecretBytes], tuple[str, str]],
     send: Callable[[str, str], None],
     family: str,
-    idempotency_key: str | None,
-    broadcast: bool,
 ) -> SignResult:
     """Decide and reserve; on allow open the key, sign (the chain verifies its own result),
     broadcast when asked, and settle. `sign` returns (signed transaction, its hash or id)."""
-    auth = _authorize(vault, agent, intent, idempotency_key)
+    agent, broadcast = call.agent, call.broadcast
+    auth = _authorize(vault, agent, intent, call.idempotency_key, call.approved)
     if auth.decision.outcome == "ask":
-        return _pending(info, chain_info.name, intent, auth)
+        return _pending(
+            vault, agent, info, chain_info.name, intent, auth, kind=call.kind, request=call.request
+        )
 
     def act() -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
@@ -354,22 +396,20 @@ def _transaction_flow(
         )  # fmt: skip
 
     return _finish(
-        vault, agent=agent, auth=auth, idempotency_key=idempotency_key, act=act,
+        vault, agent=agent, auth=auth, idempotency_key=call.idempotency_key, act=act,
         action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
     )  # fmt: skip
 
 
 def _solana_transaction(
     vault: Vault,
-    agent: str,
+    call: _Call,
     info: RecordInfo,
     payload: str | dict[str, Any],
     *,
     reg: Registry,
     chain: str | None,
     declared: Mapping[str, Any] | None,
-    idempotency_key: str | None,
-    broadcast: bool,
 ) -> SignResult:
     from keysafe.chains.solana import intents as sol_intents
     from keysafe.chains.solana import signing as sol_signing
@@ -400,9 +440,8 @@ def _solana_transaction(
             rpc.send_transaction(raw)
 
     return _transaction_flow(
-        vault, agent, info, chain_info, intent, sign=sign, send=send, family="solana",
-        idempotency_key=idempotency_key, broadcast=broadcast,
-    )  # fmt: skip
+        vault, call, info, chain_info, intent, sign=sign, send=send, family="solana"
+    )
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -445,6 +484,7 @@ def sign_message(
     *,
     encoding: str = "utf8",
     idempotency_key: str | None = None,
+    approved: bool = False,
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana. `agent=None` is the owner
     (CLI, after unlocking): no policy, but audited all the same."""
@@ -467,9 +507,12 @@ def sign_message(
     replay = _stored_result(vault, agent, idempotency_key)
     if replay is not None:
         return replay
-    auth = _authorize(vault, agent, intent, idempotency_key)
+    auth = _authorize(vault, agent, intent, idempotency_key, approved)
     if auth.decision.outcome == "ask":
-        return _pending(info, None, intent, auth)
+        request = {"wallet": wallet, "message": message, "encoding": encoding}
+        return _pending(
+            vault, agent, info, None, intent, auth, kind="sign_message", request=request
+        )
 
     def act() -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
@@ -493,6 +536,7 @@ def sign_typed_data(
     typed_data: dict[str, Any],
     *,
     idempotency_key: str | None = None,
+    approved: bool = False,
 ) -> SignResult:
     from keysafe.chains.evm import intents as evm_intents
     from keysafe.chains.evm import signing as evm_signing
@@ -510,9 +554,19 @@ def sign_typed_data(
     replay = _stored_result(vault, agent, idempotency_key)
     if replay is not None:
         return replay
-    auth = _authorize(vault, agent, intent, idempotency_key)
+    auth = _authorize(vault, agent, intent, idempotency_key, approved)
     if auth.decision.outcome == "ask":
-        return _pending(info, chain_info.name, intent, auth)
+        request = {"wallet": wallet, "typed_data": typed_data}
+        return _pending(
+            vault,
+            agent,
+            info,
+            chain_info.name,
+            intent,
+            auth,
+            kind="sign_typed_data",
+            request=request,
+        )
 
     def act() -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:

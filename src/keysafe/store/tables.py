@@ -170,3 +170,33 @@ idempotency = Table(
     Column("result", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
 )
+
+# -- approvals (schema 0004) ------------------------------------------------------------------
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("agent", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),  # sign_transaction | send_transaction | …
+    Column("request", Text, nullable=False),  # the exact parked request (canonical JSON)
+    Column("fingerprint", String(64), nullable=False),
+    Column("summary", String(500), nullable=False),
+    Column("rule", String(100), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | denied | expired | failed
+    Column("decided_at", Float, nullable=True),
+    Column("result", Text, nullable=True),  # what the original call returns, once executed
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent", String(64), nullable=False, index=True),
+    Column("rule", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("until", Float, nullable=False),
+    Column("approval_id", String(32), nullable=False),
+)

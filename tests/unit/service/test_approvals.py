@@ -1,0 +1,145 @@
+"""Approvals: ask → park → approve (runs the parked request exactly) / deny / expire / grant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import MalformedRequestError, NotFoundError
+from keysafe.service import agents, approvals, policies, signing, wallets
+from keysafe.service.models import Chain
+from keysafe.service.vault_admin import init_vault
+from keysafe.store import tables as t
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+BOB = "0x1111111111111111111111111111111111111111"
+POLICY = """
+version: 1
+rules:
+  - name: pay
+    allow: [evm.transfer]
+    max_per_tx: {ETH: "1"}
+    limits: [{window: 24h, max: {ETH: "1.5"}}]
+    approve_above: {ETH: "0.1"}
+"""
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Made:
+    vault: Vault
+    clock: Clock
+    address: str
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Made:
+    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    vault, _ = init_vault(
+        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=clock,
+    )  # fmt: skip
+    w = wallets.create_wallet(vault, "main", Chain.EVM)
+    agents.add_agent(vault, "bot")
+    policies.set_policy(vault, "bot", POLICY)
+    return Made(vault, clock, w.address)
+
+
+def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:
+    return {"to": BOB, "value": hex(int(value_eth * 10**18)), "chainId": 1, "nonce": nonce,
+            "gas": 21000, "gasPrice": 10**9}  # fmt: skip
+
+
+def live(vault: Vault) -> int:
+    with vault.db.read() as conn:
+        rows = conn.execute(
+            t.ledger.select().where(t.ledger.c.state.in_(("reserved", "committed")))
+        )
+        return sum(int(r.units) for r in rows)
+
+
+def test_ask_parks_the_request_and_reserves_nothing(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    assert res.status == "pending_approval"
+    assert res.approval_id and res.approval_id.startswith("apr_")
+    assert live(made.vault) == 0
+    pending = approvals.list_approvals(made.vault)
+    assert [a.id for a in pending] == [res.approval_id]
+    assert "0.5 ETH" in pending[0].summary
+
+
+def test_approve_runs_the_parked_request_exactly_and_stores_the_result(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5, nonce=7))
+    done = approvals.approve(made.vault, res.approval_id or "")
+    assert done.status == "approved"
+    assert done.result is not None and done.result["status"] == "signed"
+    assert Account.recover_transaction(done.result["signed_transaction"]) == made.address
+    assert live(made.vault) == 5 * 10**17
+    view = approvals.get(made.vault, res.approval_id or "", agent="bot").for_agent()
+    assert view["status"] == "approved" and view["result"]["tx_hash"] == done.result["tx_hash"]
+
+
+def test_approval_is_single_use(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    approvals.approve(made.vault, res.approval_id or "")
+    with pytest.raises(MalformedRequestError, match="already approved"):
+        approvals.approve(made.vault, res.approval_id or "")
+    assert live(made.vault) == 5 * 10**17
+
+
+def test_deny_leaves_the_budget_untouched(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    assert approvals.deny(made.vault, res.approval_id or "").status == "denied"
+    assert live(made.vault) == 0
+    with pytest.raises(MalformedRequestError, match="already denied"):
+        approvals.approve(made.vault, res.approval_id or "")
+
+
+def test_expired_approval_cannot_be_approved(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    made.clock.now += timedelta(minutes=6)
+    assert approvals.get(made.vault, res.approval_id or "").status == "expired"
+    with pytest.raises(MalformedRequestError, match="already expired"):
+        approvals.approve(made.vault, res.approval_id or "")
+    assert live(made.vault) == 0
+
+
+def test_approval_rechecks_budget_at_execution(made: Made) -> None:
+    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.9))
+    second = signing.sign_transaction(made.vault, "bot", "main", tx(0.9, nonce=1))
+    assert approvals.approve(made.vault, first.approval_id or "").status == "approved"
+    late = approvals.approve(made.vault, second.approval_id or "")
+    assert late.status == "failed"
+    assert late.result is not None and late.result["error"]["code"] == "BUDGET_EXCEEDED"
+    assert live(made.vault) == 9 * 10**17
+
+
+def test_session_grant_lets_the_next_request_pass_without_asking(made: Made) -> None:
+    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.2))
+    approvals.approve(made.vault, first.approval_id or "", grant_seconds=3600)
+    again = signing.sign_transaction(made.vault, "bot", "main", tx(0.2, nonce=1))
+    assert again.status == "signed"
+    made.clock.now += timedelta(hours=2)
+    later = signing.sign_transaction(made.vault, "bot", "main", tx(0.2, nonce=2))
+    assert later.status == "pending_approval"
+
+
+def test_another_agent_cannot_read_the_approval(made: Made) -> None:
+    agents.add_agent(made.vault, "other")
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    with pytest.raises(NotFoundError):
+        approvals.get(made.vault, res.approval_id or "", agent="other")
