@@ -93,6 +93,7 @@ def _register() -> None:
         chain_cmds,
         demo_cmd,
         record_cmds,
+        server_cmds,
         vault_cmds,
     )
 

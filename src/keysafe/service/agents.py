@@ -267,5 +267,29 @@ def authenticate_signed(
     return row
 
 
+def authenticate(
+    vault: Vault,
+    *,
+    bearer: str | None = None,
+    envelope: dict[str, Any] | None = None,
+    signature: str | None = None,
+) -> str:
+    """Who is asking: a bearer token or an Ed25519-signed envelope; returns the agent's name.
+
+    A paused agent authenticates (its requests are then denied by the policy check); a revoked
+    or unknown one does not. Marks the agent as seen.
+    """
+    now = vault.clock()
+    with vault.db.write() as conn:
+        if bearer is not None:
+            row = authenticate_token(conn, bearer)
+        elif envelope is not None and signature is not None:
+            row = authenticate_signed(conn, envelope, signature, now=now)
+        else:
+            raise _refused()
+        touch(conn, row.name, now)
+    return str(row.name)
+
+
 def touch(conn: Connection, name: str, now: datetime) -> None:
     conn.execute(update(t.agents).where(t.agents.c.name == name).values(last_seen=iso(now)))

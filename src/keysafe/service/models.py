@@ -102,4 +102,55 @@ class Attachment:
 
 
 # Surfaces handle secrets only through this type; re-exported so they never import crypto/.
+# -- wire requests shared by HTTP, MCP and the relay ----------------------------------------
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
 from keysafe.crypto.secret import SecretBytes as SecretBytes  # noqa: E402
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignTransactionRequest(_Wire):
+    wallet: str = Field(max_length=64, examples=["main"])
+    transaction: dict[str, Any] | str = Field(
+        description="EVM: a JSON transaction (hex or decimal values) or unsigned RLP hex; "
+        "Solana: the serialized transaction, base64."
+    )
+    chain: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Chain name; EVM takes chainId from the transaction.",
+    )
+    description: str | None = Field(
+        default=None, max_length=500, description="Why, in the agent's words (shown to the owner)."
+    )
+    declared: dict[str, Any] | None = Field(
+        default=None,
+        description="What the agent believes the transaction does: asset, amount, to…; must match.",
+    )
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class SignMessageRequest(_Wire):
+    wallet: str = Field(max_length=64)
+    message: str = Field(max_length=65536)
+    encoding: str = Field(default="utf8", pattern="^(utf8|base64)$")
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class SignTypedDataRequest(_Wire):
+    wallet: str = Field(max_length=64)
+    typed_data: dict[str, Any]
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class LoginRequest(_Wire):
+    passphrase: str = Field(min_length=1, max_length=1024)
+
+
+class ApproveRequest(_Wire):
+    for_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="Approve for a while."
+    )

@@ -278,6 +278,7 @@ def sign_transaction(
 
     `approved` is set only when an owner-approved parked request is executed (approvals.py).
     """
+    vault.require_unlocked()  # before anything is reserved: a locked vault cannot sign
     replay = _stored_result(vault, agent, idempotency_key)
     if replay is not None:
         return replay
@@ -488,6 +489,7 @@ def sign_message(
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana. `agent=None` is the owner
     (CLI, after unlocking): no policy, but audited all the same."""
+    vault.require_unlocked()
     info = _wallet(vault, wallet)
     reg = load_registry(vault)
     intent, data = _message_intent(info, reg, message, encoding)
@@ -541,6 +543,7 @@ def sign_typed_data(
     from keysafe.chains.evm import intents as evm_intents
     from keysafe.chains.evm import signing as evm_signing
 
+    vault.require_unlocked()
     info = _wallet(vault, wallet)
     if info.meta["chain"] != Chain.EVM:
         raise MalformedRequestError(

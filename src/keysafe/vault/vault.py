@@ -249,8 +249,12 @@ class Vault:
     def _require_master(self) -> SecretBytes:
         if self._master is None:
             raise VaultLockedError(
-                "The vault is locked, so keysafe cannot read or write secrets.",
-                next_step="unlock it with your passphrase (KEYSAFE_PASSPHRASE or the prompt).",
+                "The vault is locked, so keysafe cannot sign, use credentials or read secrets; "
+                "this request was not queued.",
+                next_step=(
+                    "the owner unlocks it (`keysafe unlock`, the web page, or the passphrase "
+                    "prompt), then retry."
+                ),
             )
         return self._master
 

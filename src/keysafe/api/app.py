@@ -1,0 +1,391 @@
+"""The FastAPI application: agent routes, owner routes, the web page. Routes are thin: they
+authenticate, call one service function and shape the answer.
+
+Rules this module enforces:
+- Every owner route refuses anything but an owner session before it looks at the request: an
+  agent token or signature never works there (no self-approval).
+- Agent routes: bearer `ks_agent_…` or an Ed25519-signed envelope; per-agent rate limit (429).
+- Bodies over 1 MiB are refused (413); CORS stays closed (no CORS headers are ever sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from keysafe import __version__
+from keysafe.api import errors as api_errors
+from keysafe.api.state import ServerState
+from keysafe.errors import (
+    MalformedRequestError,
+    NotAuthenticatedError,
+    VaultLockedError,
+)
+from keysafe.service import agents, approvals, audit, capabilities, signing, vault_admin, wallets
+from keysafe.service.models import (
+    ApproveRequest,
+    LoginRequest,
+    SecretBytes,
+    SignMessageRequest,
+    SignTransactionRequest,
+    SignTypedDataRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+COOKIE = "ks_owner"
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.keysafe
+    return state
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+def agent_name(request: Request) -> str:
+    st = _state(request)
+    auth = request.headers.get("authorization", "")
+    sig = request.headers.get("x-keysafe-signature")
+    envelope_raw = request.headers.get("x-keysafe-envelope")
+    if auth.lower().startswith("bearer "):
+        name = agents.authenticate(st.vault, bearer=auth[7:].strip())
+    elif sig and envelope_raw:
+        try:
+            envelope = json.loads(envelope_raw)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict):
+            raise NotAuthenticatedError(
+                "The agent could not be authenticated.",
+                next_step="check the agent token (KEYSAFE_AGENT_TOKEN) or the request signature.",
+            )
+        name = agents.authenticate(st.vault, envelope=envelope, signature=sig)
+    else:
+        raise NotAuthenticatedError(
+            "This route needs an agent token.",
+            next_step="send `Authorization: Bearer ks_agent_…` (from `keysafe agent add`).",
+        )
+    if not st.allow(name):
+        from keysafe.errors import UnlockThrottledError
+
+        raise UnlockThrottledError(
+            f"Agent '{name}' is sending requests too fast.",
+            next_step="slow down and retry in a second.",
+            wait_seconds=1,
+        )
+    st.touch()
+    return name
+
+
+def owner(request: Request) -> None:
+    """Owner session only: bearer `ks_owner_…` (CLI) or the HttpOnly cookie plus CSRF header."""
+    st = _state(request)
+    auth = request.headers.get("authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    via_cookie = False
+    if token is None:
+        token = request.cookies.get(COOKIE)
+        via_cookie = token is not None
+    session = st.session(token) if token else None
+    if session is None:
+        raise _not_owner(token)
+    if via_cookie and request.method not in ("GET", "HEAD"):
+        import hmac
+
+        if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), session.csrf):
+            raise _not_owner("csrf")
+    st.touch()
+
+
+def _not_owner(token: str | None) -> NotAuthenticatedError:
+    if token and token.startswith("ks_agent_"):
+        msg = "Agent credentials never work on owner routes."
+    else:
+        msg = "This route is for the vault's owner."
+    return NotAuthenticatedError(
+        msg, next_step="log in as the owner (`keysafe unlock` or the web page) and retry."
+    )
+
+
+Agent = Annotated[str, Depends(agent_name)]
+Owner = Depends(owner)
+
+
+# -- app --------------------------------------------------------------------------------------
+
+
+def create_app(state: ServerState) -> FastAPI:
+    app = FastAPI(
+        title="keysafe",
+        version=__version__,
+        description="Agents use keys and credentials without holding them. Agent routes take "
+        "`Authorization: Bearer ks_agent_…`; owner routes take an owner session.",
+    )
+    app.state.keysafe = state
+    api_errors.install(app)
+
+    @app.middleware("http")
+    async def _limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse(
+                api_errors.error_body(
+                    "PAYLOAD_TOO_LARGE",
+                    "The request body is over 1 MiB.",
+                    "send a smaller request.",
+                ),
+                status_code=413,
+            )
+        response = await call_next(request)
+        response.headers["cache-control"] = "no-store"
+        response.headers["x-content-type-options"] = "nosniff"
+        return response
+
+    _agent_routes(app)
+    _owner_routes(app)
+    _web_routes(app)
+    return app
+
+
+def _result(res: signing.SignResult) -> JSONResponse:
+    if res.status == "pending_approval":
+        return JSONResponse(
+            {"status": "pending_approval", "approval_id": res.approval_id,
+             "expires_at": res.expires_at, "summary": res.summary},
+            status_code=202,
+        )  # fmt: skip
+    return JSONResponse(res.to_dict())
+
+
+def _agent_routes(app: FastAPI) -> None:
+    @app.get("/v1/health", tags=["meta"])
+    def health(request: Request) -> dict[str, Any]:
+        """Is the server up, and is the vault unlocked? (No secret, no auth.)"""
+        return {"ok": True, "unlocked": _state(request).vault.is_unlocked, "version": __version__}
+
+    @app.get("/v1/agent/capabilities", tags=["agent"])
+    def get_capabilities(request: Request, agent: Agent) -> dict[str, Any]:
+        return capabilities.capabilities(_state(request).vault, agent)
+
+    @app.get("/v1/agent/address/{wallet}", tags=["agent"])
+    def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
+        for w in capabilities.capabilities(_state(request).vault, agent)["wallets"]:
+            if w["name"] == wallet:
+                return {"wallet": wallet, "address": w["address"], "chain": w["chain"]}
+        from keysafe.errors import NotFoundError
+
+        raise NotFoundError(
+            f"No wallet named '{wallet[:64]}'.", next_step="see /v1/agent/capabilities."
+        )
+
+    @app.post(
+        "/v1/agent/sign-transaction",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
+    def sign_transaction(
+        request: Request, agent: Agent, body: SignTransactionRequest
+    ) -> JSONResponse:
+        return _result(_sign(request, agent, body, broadcast=False))
+
+    @app.post(
+        "/v1/agent/send-transaction",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
+    def send_transaction(
+        request: Request, agent: Agent, body: SignTransactionRequest
+    ) -> JSONResponse:
+        return _result(_sign(request, agent, body, broadcast=True))
+
+    @app.post(
+        "/v1/agent/sign-message",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
+    def sign_message(request: Request, agent: Agent, body: SignMessageRequest) -> JSONResponse:
+        return _result(
+            signing.sign_message(
+                _state(request).vault, agent, body.wallet, body.message, encoding=body.encoding,
+                idempotency_key=body.idempotency_key,
+            )
+        )  # fmt: skip
+
+    @app.post(
+        "/v1/agent/sign-typed-data",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
+    def sign_typed_data(request: Request, agent: Agent, body: SignTypedDataRequest) -> JSONResponse:
+        return _result(
+            signing.sign_typed_data(
+                _state(request).vault, agent, body.wallet, body.typed_data,
+                idempotency_key=body.idempotency_key,
+            )
+        )  # fmt: skip
+
+    @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"])
+    async def approval_status(
+        request: Request,
+        approval_id: str,
+        wait: Annotated[
+            int, Query(ge=0, le=60, description="Long-poll up to this many seconds.")
+        ] = 0,
+    ) -> dict[str, Any]:
+        agent = await run_in_threadpool(agent_name, request)
+        vault = _state(request).vault
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            a = await run_in_threadpool(approvals.get, vault, approval_id, agent=agent)
+            if a.status != "pending" or asyncio.get_running_loop().time() >= deadline:
+                return a.for_agent()
+            await asyncio.sleep(0.2)
+
+
+def _sign(
+    request: Request, agent: str, body: SignTransactionRequest, *, broadcast: bool
+) -> signing.SignResult:
+    return signing.sign_transaction(
+        _state(request).vault, agent, body.wallet, body.transaction, chain=body.chain,
+        description=body.description, declared=body.declared,
+        idempotency_key=body.idempotency_key, broadcast=broadcast,
+    )  # fmt: skip
+
+
+def _owner_routes(app: FastAPI) -> None:
+    @app.post("/v1/owner/login", tags=["owner"])
+    def login(request: Request, body: LoginRequest, response: Response) -> dict[str, Any]:
+        """Prove the passphrase; unlocks the vault if it is locked, and opens an owner session."""
+        st = _state(request)
+        secret = SecretBytes(bytearray(body.passphrase.encode()))
+        with secret:
+            if st.vault.is_unlocked:
+                probe = type(st.vault).open(st.vault.db, clock=st.vault.clock)
+                probe.unlock(secret)  # throttled like any unlock
+                probe.lock()
+            else:
+                st.vault.unlock(secret)
+        token, session = st.new_session()
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl)
+        )
+        st.touch()
+        return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
+
+    @app.post("/v1/owner/logout", tags=["owner"], dependencies=[Owner])
+    def logout(request: Request, response: Response) -> dict[str, Any]:
+        auth = request.headers.get("authorization", "")
+        token = (
+            auth[7:].strip()
+            if auth.lower().startswith("bearer ")
+            else request.cookies.get(COOKIE, "")
+        )
+        _state(request).end_session(token)
+        response.delete_cookie(COOKIE, path="/")
+        return {"ok": True}
+
+    @app.post("/v1/owner/lock", tags=["owner"], dependencies=[Owner])
+    def lock(request: Request) -> dict[str, Any]:
+        _state(request).vault.lock()
+        return {"locked": True}
+
+    @app.get("/v1/owner/status", tags=["owner"], dependencies=[Owner])
+    def status(request: Request) -> dict[str, Any]:
+        st = _state(request)
+        return vault_admin.status(st.home, st.vault).to_dict() | {"unlocked": st.vault.is_unlocked}
+
+    @app.get("/v1/owner/approvals", tags=["owner"], dependencies=[Owner])
+    def list_approvals(request: Request, all: bool = False) -> list[dict[str, Any]]:
+        return [
+            a.for_owner()
+            for a in approvals.list_approvals(_state(request).vault, pending_only=not all)
+        ]
+
+    @app.post("/v1/owner/approvals/{approval_id}/approve", tags=["owner"], dependencies=[Owner])
+    def approve(
+        request: Request, approval_id: str, body: ApproveRequest | None = None
+    ) -> dict[str, Any]:
+        vault = _state(request).vault
+        if not vault.is_unlocked:
+            raise VaultLockedError(
+                "The vault is locked, so the approved request cannot run.",
+                next_step="unlock first (`keysafe unlock` or the web page), then approve.",
+            )
+        seconds = body.for_seconds if body else None
+        return approvals.approve(vault, approval_id, grant_seconds=seconds).for_owner()
+
+    @app.post("/v1/owner/approvals/{approval_id}/deny", tags=["owner"], dependencies=[Owner])
+    def deny(request: Request, approval_id: str) -> dict[str, Any]:
+        return approvals.deny(_state(request).vault, approval_id).for_owner()
+
+    @app.get("/v1/owner/agents", tags=["owner"], dependencies=[Owner])
+    def list_agents(request: Request) -> list[dict[str, Any]]:
+        vault = _state(request).vault
+        out = []
+        for a in agents.list_agents(vault):
+            caps = capabilities.capabilities(vault, a.name)
+            out.append(a.to_dict() | {"rules": caps["policy"]["rules"], "budget": caps["budget"]})
+        return out
+
+    @app.post("/v1/owner/agents/{name}/{action}", tags=["owner"], dependencies=[Owner])
+    def agent_action(request: Request, name: str, action: str) -> dict[str, Any]:
+        status = {"pause": "paused", "resume": "active", "revoke": "revoked"}.get(action)
+        if status is None:
+            raise MalformedRequestError(
+                f"Unknown agent action '{action[:20]}'.", next_step="use pause, resume or revoke."
+            )
+        return agents.set_status(_state(request).vault, name, status).to_dict()  # type: ignore[arg-type]
+
+    @app.get("/v1/owner/wallets", tags=["owner"], dependencies=[Owner])
+    def list_wallets(request: Request) -> list[dict[str, Any]]:
+        vault = _state(request).vault
+        return [w.to_dict() for w in wallets.list_wallets(vault, verify=vault.is_unlocked)]
+
+    @app.get("/v1/owner/audit", tags=["owner"], dependencies=[Owner])
+    def audit_log(
+        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in audit.list_entries(_state(request).vault, limit=limit)]
+
+    @app.get("/v1/owner/audit/verify", tags=["owner"], dependencies=[Owner])
+    def audit_verify(request: Request) -> dict[str, Any]:
+        return audit.verify(_state(request).vault).to_dict()
+
+
+def _web_routes(app: FastAPI) -> None:
+    from importlib import resources
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        page = (resources.files("keysafe.api") / "web" / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(
+            page,
+            headers={
+                "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                "x-frame-options": "DENY",
+                "referrer-policy": "no-referrer",
+            },
+        )
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in ("app.js", "style.css"):
+            from keysafe.errors import NotFoundError
+
+            raise NotFoundError("No such file.", next_step="open / instead.")
+        body = (resources.files("keysafe.api") / "web" / name).read_text(encoding="utf-8")
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response(body, media_type=kind)

@@ -1,0 +1,107 @@
+"""The owner CLI talking to a running `keysafe serve` (KEYSAFE_URL, default http://127.0.0.1:8420).
+
+The owner session is cached 0600 in KEYSAFE_HOME for a few minutes, so a burst of commands asks
+for the passphrase once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from keysafe.cli import inputs
+from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
+from keysafe.service.context import Home
+
+DEFAULT_URL = "http://127.0.0.1:8420"
+CACHE_NAME = "owner-session.json"
+CACHE_SECONDS = 300
+
+
+def server_url() -> str:
+    return os.environ.get("KEYSAFE_URL", DEFAULT_URL).rstrip("/")
+
+
+def server_up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class ServerError(KeysafeError):
+    """An error the server answered with, re-raised with its own code and words."""
+
+    def __init__(self, body: dict[str, Any], status: int) -> None:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        super().__init__(
+            str(err.get("message", f"server answered {status}")), next_step=str(err.get("next", ""))
+        )
+        from keysafe.errors import ErrorCode
+
+        try:
+            self.code = ErrorCode(err.get("code", "INTERNAL"))  # type: ignore[misc]
+        except ValueError:
+            self.code = ErrorCode.INTERNAL  # type: ignore[misc]
+
+
+def _cache(home: Home) -> Path:
+    return home.path / CACHE_NAME
+
+
+def _cached(home: Home) -> str | None:
+    try:
+        data = json.loads(_cache(home).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("url") != server_url() or data.get("until", 0) < time.time():
+        return None
+    return str(data.get("session")) or None
+
+
+def login(home: Home, url: str, passphrase_file: Path | None) -> str:
+    with inputs.passphrase(passphrase_file) as secret:
+        body = {"passphrase": bytes(secret.reveal()).decode("utf-8", "replace")}
+    r = httpx.post(f"{url}/v1/owner/login", json=body, timeout=30)
+    del body
+    if r.status_code != 200:
+        raise ServerError(r.json(), r.status_code)
+    session = str(r.json()["session"])
+    if home.path.is_dir():
+        fd = os.open(_cache(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"url": url, "session": session, "until": time.time() + CACHE_SECONDS}, f)
+    return session
+
+
+def owner_call(
+    home: Home, method: str, path: str, *, passphrase_file: Path | None, json_body: Any = None
+) -> Any:
+    url = server_url()
+    session = _cached(home) or login(home, url, passphrase_file)
+    for attempt in (1, 2):
+        r = httpx.request(
+            method, f"{url}{path}", json=json_body, timeout=70,
+            headers={"authorization": f"Bearer {session}"},
+        )  # fmt: skip
+        if r.status_code == 401 and attempt == 1:
+            _cache(home).unlink(missing_ok=True)
+            session = login(home, url, passphrase_file)
+            continue
+        try:
+            body = r.json()
+        except ValueError:
+            raise MalformedRequestError(
+                f"The server at {url} did not answer JSON.", next_step="check KEYSAFE_URL."
+            ) from None
+        if r.status_code >= 400:
+            raise ServerError(body, r.status_code)
+        return body
+    raise NotAuthenticatedError(
+        "The server refused the owner session.", next_step="run `keysafe unlock`."
+    )

@@ -1,0 +1,226 @@
+"""`keysafe serve`, and the owner's live commands: unlock, lock, approvals, approve, deny."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keysafe.cli import client, inputs, render
+from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.vault_cmds import unlocked
+from keysafe.errors import MalformedRequestError
+from keysafe.service import approvals
+from keysafe.service.context import open_vault
+
+logger = logging.getLogger(__name__)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; loopback unless TLS is given.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.", min=1, max=65535)] = 8420,
+    unlock_now: Annotated[
+        bool, typer.Option("--unlock", help="Ask for the passphrase now and start unlocked.")
+    ] = False,
+    passphrase_file: PassphraseFile = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="TLS certificate (PEM).", exists=True, dir_okay=False),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", help="TLS private key (PEM).", exists=True, dir_okay=False),
+    ] = None,
+    idle_lock: Annotated[
+        int,
+        typer.Option("--idle-lock", help="Lock after this many idle seconds (0: never).", min=0),
+    ] = 900,
+    approval_ttl: Annotated[
+        int | None,
+        typer.Option(
+            "--approval-ttl",
+            help="Seconds a pending approval lives (default 300).",
+            min=10,
+            max=86400,
+        ),
+    ] = None,
+) -> None:
+    """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
+    import uvicorn
+
+    from keysafe.api import create_app
+    from keysafe.api.state import ServerState
+
+    if not _loopback(host) and not (tls_cert and tls_key):
+        raise MalformedRequestError(
+            f"Refusing to serve on {host} without TLS: agent tokens and the passphrase would cross the network in clear.",
+            next_step="bind 127.0.0.1 (the default), or pass --tls-cert FILE --tls-key FILE.",
+        )
+    h = home()
+    vault = open_vault(h)
+    if approval_ttl is not None:
+        from keysafe.service import settings
+
+        settings.set_approval_ttl(vault, approval_ttl)
+    if unlock_now:
+        with inputs.passphrase(passphrase_file) as secret:
+            vault.unlock(secret)
+    state = ServerState(h, vault, idle_lock_after=float(idle_lock) if idle_lock else None)
+    stop = threading.Event()
+
+    def idle_loop() -> None:
+        while not stop.wait(5):
+            if state.idle_check():
+                logger.info("vault locked after %d idle seconds", idle_lock)
+
+    threading.Thread(target=idle_loop, name="idle-lock", daemon=True).start()
+    scheme = "https" if tls_cert else "http"
+    render.out.print(
+        f"keysafe serving on {scheme}://{host}:{port} — vault {'unlocked' if vault.is_unlocked else 'locked'}; "
+        f"the owner's page is {scheme}://{host}:{port}/"
+    )
+    try:
+        uvicorn.run(
+            create_app(state), host=host, port=port, log_level="warning",
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        vault.lock()
+
+
+def _live() -> bool:
+    return client.server_up(client.server_url())
+
+
+def _no_server() -> MalformedRequestError:
+    return MalformedRequestError(
+        f"No keysafe server answers at {client.server_url()}.",
+        next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
+    )
+
+
+@app.command()
+def unlock(passphrase_file: PassphraseFile = None) -> None:
+    """Unlock the running server's vault (KEYSAFE_URL) with the passphrase."""
+    if not _live():
+        raise _no_server()
+    client.login(home(), client.server_url(), passphrase_file)
+    render.out.print(f"Vault unlocked on {client.server_url()}.")
+
+
+@app.command()
+def lock(passphrase_file: PassphraseFile = None) -> None:
+    """Lock the running server's vault now: the master key is wiped from its memory."""
+    if not _live():
+        raise _no_server()
+    client.owner_call(home(), "POST", "/v1/owner/lock", passphrase_file=passphrase_file)
+    render.out.print("Vault locked.")
+
+
+@app.command("approvals")
+def approvals_list(
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also show decided and expired ones.")
+    ] = False,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List requests waiting for the owner's approval (through the server when it runs)."""
+    if _live():
+        items = client.owner_call(
+            home(),
+            "GET",
+            f"/v1/owner/approvals?all={'true' if all_ else 'false'}",
+            passphrase_file=passphrase_file,
+        )
+    else:
+        with open_vault(home()) as vault:
+            items = [a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)]
+    if json_out:
+        render.as_json(items)
+        return
+    render.table(
+        "Approvals", ["id", "agent", "status", "summary", "rule", "expires"],
+        [(a["approval_id"], a["agent"], a["status"], a["summary"], a["rule"], a["expires_at"]) for a in items],
+        empty="Nothing waits for your approval.",
+    )  # fmt: skip
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _seconds(text: str) -> int:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise MalformedRequestError(
+            f"'{text[:20]}' is not a duration.", next_step="use e.g. 15m, 1h or 1d."
+        )
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+@app.command()
+def approve(
+    approval_id: str,
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for", help="Also let this agent do this kind of thing for a while, e.g. 1h."
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Approve a pending request: keysafe runs exactly that request and keeps its result for the agent."""
+    seconds = _seconds(for_) if for_ else None
+    if _live():
+        result = client.owner_call(
+            home(), "POST", f"/v1/owner/approvals/{approval_id}/approve",
+            passphrase_file=passphrase_file, json_body={"for_seconds": seconds},
+        )  # fmt: skip
+    else:
+        with unlocked(passphrase_file) as vault:
+            result = approvals.approve(vault, approval_id, grant_seconds=seconds).for_owner()
+    if json_out:
+        render.as_json(result)
+    else:
+        render.out.print(f"Approval {approval_id}: {result['status']} — {result['summary']}")
+
+
+@app.command()
+def deny(
+    approval_id: str, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
+) -> None:
+    """Deny a pending request; nothing is signed and no budget is used."""
+    if _live():
+        result = client.owner_call(
+            home(),
+            "POST",
+            f"/v1/owner/approvals/{approval_id}/deny",
+            passphrase_file=passphrase_file,
+        )
+    else:
+        with unlocked(passphrase_file) as vault:
+            result = approvals.deny(vault, approval_id).for_owner()
+    if json_out:
+        render.as_json(result)
+    else:
+        render.out.print(f"Approval {approval_id}: denied.")

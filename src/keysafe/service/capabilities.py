@@ -1,0 +1,140 @@
+"""What an agent may do, in plain words: its wallets, credentials, data, rules and budget left."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from keysafe.policy.registry import Registry, from_base_units, to_base_units
+from keysafe.policy.rules import Policy, Rule, parse_policy
+from keysafe.service.agents import get_agent
+from keysafe.service.models import RecordKind
+from keysafe.service.registry import load_registry
+from keysafe.store import ledger
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault
+
+
+def _amounts(caps: dict[str, Any]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in caps.items())
+
+
+def describe_rule(rule: Rule) -> str:
+    """One sentence per rule, for a model or a person."""
+    parts = [f"{rule.verb} {', '.join(rule.actions)}"]
+    if rule.chains:
+        parts.append("on " + ", ".join(str(c) for c in rule.chains))
+    if rule.assets:
+        parts.append("of " + ", ".join(rule.assets))
+    if rule.recipients:
+        parts.append(f"to {len(rule.recipients)} allowed recipient(s)")
+    if rule.credentials:
+        parts.append("with credential " + ", ".join(rule.credentials))
+    if rule.methods:
+        parts.append("method " + ", ".join(rule.methods))
+    if rule.urls:
+        parts.append("URLs " + ", ".join(rule.urls))
+    if rule.message_matches:
+        parts.append(f"messages matching {rule.message_matches!r}")
+    if rule.when and rule.when.unlimited:
+        parts.append("when the amount is unlimited")
+    if rule.outside_hours:
+        h = rule.outside_hours
+        parts.append(f"outside {h.from_:%H:%M}-{h.to:%H:%M} {h.tz} on {', '.join(h.days)}")
+    text = " ".join(parts)
+    if rule.max_per_tx:
+        text += f"; at most {_amounts(rule.max_per_tx)} per transaction"
+    if rule.approve_above:
+        text += f"; the owner must approve above {_amounts(rule.approve_above)}"
+    for lim in rule.limits or []:
+        caps = []
+        if lim.max:
+            caps.append(_amounts(lim.max))
+        if lim.max_count is not None:
+            caps.append(f"{lim.max_count} actions")
+        text += f"; per {lim.window}: {' and '.join(caps)}"
+    return f"{rule.name}: {text}."
+
+
+def _windows(policy: Policy, reg: Registry, usage: Any, now: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for rule in policy.rules:
+        for lim in rule.limits or []:
+            since = now - timedelta(seconds=lim.seconds)
+            if lim.max_count is not None:
+                _, used = usage(rule.name, None, since)
+                out.append({"rule": rule.name, "window": lim.window, "asset": None,
+                            "limit": str(lim.max_count), "left": str(max(lim.max_count - used, 0))})  # fmt: skip
+            for sym, cap in (lim.max or {}).items():
+                decimals = _decimals(reg, sym)
+                if decimals is None:
+                    continue
+                units, _ = usage(rule.name, sym, since)
+                left = max(to_base_units(cap, decimals) - units, 0)
+                out.append({"rule": rule.name, "window": lim.window, "asset": sym, "limit": str(cap),
+                            "left": from_base_units(left, decimals)})  # fmt: skip
+    return out
+
+
+def _decimals(reg: Registry, symbol: str) -> int | None:
+    for a in reg.assets:
+        if a.symbol.upper() == symbol.upper():
+            return a.decimals
+    return None
+
+
+def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
+    now = vault.clock()
+    with vault.db.read() as conn:
+        row = get_agent(conn, agent)
+        source = conn.execute(
+            select(t.policies.c.source).where(t.policies.c.agent == agent)
+        ).scalar()
+        policy = parse_policy(source) if source else None
+        reg = load_registry(conn)
+        wallets = [
+            {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}
+            for w in vault.list_records(conn, RecordKind.WALLET)
+        ]
+        creds = vault.list_records(conn, RecordKind.CREDENTIAL)
+        data = vault.list_records(conn, RecordKind.DATA)
+        usage = ledger.usage_reader(conn, agent)
+        windows = _windows(policy, reg, usage, now) if policy else []
+    named_creds: set[str] | None = set()
+    named_data: set[str] | None = set()
+    for rule in policy.rules if policy else []:
+        if rule.verb == "deny":
+            continue
+        if rule.covers("http.request"):
+            if rule.credentials is None or named_creds is None:
+                named_creds = None
+            else:
+                named_creds |= set(rule.credentials)
+        if rule.covers("data.read"):
+            if rule.data is None or named_data is None:
+                named_data = None
+            else:
+                named_data |= set(rule.data)
+    return {
+        "agent": agent,
+        "status": row.status,
+        "wallets": wallets,
+        "credentials": [
+            {"name": c.name, "hosts": c.meta.get("hosts", [])}
+            for c in creds
+            if named_creds is None or c.name in named_creds
+        ],
+        "data": [
+            {"name": d.name, "class": d.data_class, "fields": d.meta.get("fields", [])}
+            for d in data
+            if named_data is None or d.name in named_data
+        ],
+        "policy": {
+            "rules": [describe_rule(r) for r in policy.rules] if policy else [],
+            "expires": policy.expires.isoformat() if policy and policy.expires else None,
+            "summary": "deny beats ask beats allow; anything no rule allows is denied",
+        },
+        "budget": windows,
+    }
