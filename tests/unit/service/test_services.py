@@ -331,7 +331,7 @@ def _check_locked_refusal(made: Made, op: Callable[[Vault], object]) -> None:
     entries = _lock_with_records(made)
     with pytest.raises(VaultLockedError, match="locked") as info:
         op(made.vault)
-    assert "Next: unlock" in str(info.value)
+    assert "Next: the owner unlocks it" in str(info.value)
     assert len(audit.list_entries(made.vault)) == entries  # nothing happened, nothing audited
     assert [c.name for c in credentials.list_credentials(made.vault)] == ["github"]
     assert [d.name for d in data.list_data(made.vault)] == ["profile"]
