@@ -90,12 +90,5 @@ def list_credentials(vault: Vault) -> list[CredentialView]:
 
 
 def remove_credential(vault: Vault, name: str) -> None:
-    vault.require_unlocked()
-    with vault.db.write() as conn:
-        info = vault.get_record(conn, RecordKind.CREDENTIAL, name)
-        vault.delete_record(conn, info)
-        vault.audit(
-            conn, actor="owner", action="credential.remove", target=f"credential:{name}",
-            outcome="success", details={"name": name},
-        )  # fmt: skip
+    vault.remove_record(RecordKind.CREDENTIAL, name)
     logger.info("credential %s removed", name)

@@ -84,12 +84,5 @@ def list_data(vault: Vault) -> list[DataView]:
 
 
 def remove_data(vault: Vault, name: str) -> None:
-    vault.require_unlocked()
-    with vault.db.write() as conn:
-        info = vault.get_record(conn, RecordKind.DATA, name)
-        vault.delete_record(conn, info)
-        vault.audit(
-            conn, actor="owner", action="data.remove", target=f"data:{name}", outcome="success",
-            details={"name": name},
-        )  # fmt: skip
+    vault.remove_record(RecordKind.DATA, name)
     logger.info("data %s removed", name)

@@ -406,6 +406,17 @@ class Vault:
         self._require_master()  # only the owner, who unlocked, may destroy a record
         conn.execute(delete(t.records).where(t.records.c.id == info.id))
 
+    def remove_record(self, kind: str, name: str) -> None:
+        """Delete one record and audit it in the same transaction (the owner, unlocked)."""
+        self._require_master()
+        with self.db.write() as conn:
+            info = self.get_record(conn, kind, name)
+            self.delete_record(conn, info)
+            self.audit(
+                conn, actor="owner", action=f"{kind}.remove", target=f"{kind}:{name}",
+                outcome="success", details={"name": name},
+            )  # fmt: skip
+
     # -- audit -----------------------------------------------------------------------------
 
     def audit(

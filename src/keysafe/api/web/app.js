@@ -1,0 +1,441 @@
+// keysafe owner page: plain JavaScript, no build step, no third-party code (works offline).
+//
+// Safety rules this file keeps:
+// - Server data is only ever put into the page as text (textContent / Text nodes), never parsed
+//   as HTML, so an agent cannot inject markup through a summary, a name or an audit detail.
+// - The owner session lives in an HttpOnly cookie the page cannot read; the page only keeps the
+//   CSRF token, which every non-GET request must carry.
+// - The passphrase is read from the field, sent once, and the field is cleared right away.
+"use strict";
+
+const POLL_MS = 2000;
+const AUDIT_LIMIT = 50;
+const $ = (id) => document.getElementById(id);
+
+// The CSRF token survives a reload of this tab (sessionStorage), not the closing of the tab.
+let csrf = sessionStorage.getItem("ks_csrf");
+let pollTimer = null;
+let current = "approvals";
+const lastRendered = {}; // section -> JSON last drawn; unchanged data is not redrawn (keeps focus)
+const approvalCards = new Map(); // approval id -> its <article>, so polling never resets a card
+
+const KIND = {
+  sign_transaction: "Sign a transaction",
+  send_transaction: "Sign and send a transaction",
+  sign_message: "Sign a message",
+  sign_typed_data: "Sign typed data (EIP-712)",
+};
+const AUTH = { token: "agent token", key: "Ed25519 signed requests" };
+
+class ApiError extends Error {
+  constructor(message, status, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// -- small helpers ---------------------------------------------------------------------------
+
+// Build an element. Children that are strings become Text nodes: never interpreted as HTML.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key === "onclick") node.addEventListener("click", value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function say(text, isError = false) {
+  const box = $("message");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
+}
+
+// Server times are UTC ISO strings; show them as "2026-11-23 16:14:44" (UTC, like the CLI).
+function when(iso) {
+  if (!iso) return "never";
+  return String(iso).replace("T", " ").replace(/\.\d+/, "").replace("Z", "");
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf || "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+  });
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const err = data && data.error;
+    const text = err ? `${err.message} ${err.next ? "Next: " + err.next : ""}`.trim() : `The server answered ${res.status}.`;
+    throw new ApiError(text, res.status, err && err.code);
+  }
+  return data;
+}
+
+// One place decides what a failed call means: a lost session goes back to the unlock form.
+function fail(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    showUnlock("Your session has ended. Enter the passphrase to continue.");
+  } else {
+    say(err.message || String(err), true);
+  }
+}
+
+// -- unlock / lock -----------------------------------------------------------------------------
+
+async function showUnlock(reason) {
+  stopPolling();
+  csrf = null;
+  sessionStorage.removeItem("ks_csrf");
+  $("app").hidden = true;
+  $("lock").hidden = true;
+  $("unlock").hidden = false;
+  document.title = "keysafe — unlock";
+  say(reason || "");
+  try {
+    const health = await api("GET", "/v1/health");
+    $("vault-state").textContent = health.unlocked ? "Vault unlocked (sign in to manage it)" : "Vault locked";
+  } catch {
+    $("vault-state").textContent = "The keysafe server does not answer.";
+  }
+  $("passphrase").focus();
+}
+
+async function unlock(event) {
+  event.preventDefault();
+  const field = $("passphrase");
+  const button = $("unlock-button");
+  const passphrase = field.value;
+  field.value = ""; // do not leave the passphrase in the page
+  $("unlock-error").textContent = "";
+  button.disabled = true;
+  button.textContent = "Unlocking…";
+  try {
+    // The answer also holds a bearer session for the CLI; the page relies on the cookie instead.
+    const data = await api("POST", "/v1/owner/login", { passphrase });
+    csrf = data.csrf;
+    sessionStorage.setItem("ks_csrf", csrf);
+    showApp();
+  } catch (err) {
+    $("unlock-error").textContent = err.message;
+    field.focus();
+  } finally {
+    button.disabled = false;
+    button.textContent = "Unlock";
+  }
+}
+
+async function lockVault() {
+  try {
+    await api("POST", "/v1/owner/lock");
+    await api("POST", "/v1/owner/logout");
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) return fail(err);
+  }
+  showUnlock("Vault locked: the master key is wiped from the server's memory.");
+}
+
+function showApp() {
+  $("unlock").hidden = true;
+  $("app").hidden = false;
+  $("lock").hidden = false;
+  say("");
+  for (const key of Object.keys(lastRendered)) delete lastRendered[key];
+  route();
+  startPolling();
+}
+
+// -- navigation: #approvals, #agents, #wallets, #audit ----------------------------------------
+
+function route() {
+  const wanted = location.hash.slice(1);
+  current = ["approvals", "agents", "wallets", "audit"].includes(wanted) ? wanted : "approvals";
+  for (const section of document.querySelectorAll("[data-section]")) section.hidden = section.id !== current;
+  for (const link of document.querySelectorAll("[data-tab]")) {
+    if (link.dataset.tab === current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (!$("app").hidden) refresh(current, true).catch(fail);
+}
+
+// -- polling -----------------------------------------------------------------------------------
+
+function startPolling() {
+  stopPolling();
+  poll();
+}
+
+function stopPolling() {
+  clearTimeout(pollTimer);
+  pollTimer = null;
+}
+
+// setTimeout after each round (not setInterval), so a slow server never gets overlapping polls.
+async function poll() {
+  try {
+    const status = await api("GET", "/v1/owner/status");
+    if (!status.unlocked) {
+      showUnlock("The vault was locked (idle lock, or `keysafe lock`). Unlock to continue.");
+      return;
+    }
+    const n = (count, one, many) => `${count} ${count === 1 ? one : many}`;
+    $("vault-state").textContent = [
+      "Vault unlocked",
+      n(status.wallets, "wallet", "wallets"),
+      n(status.agents, "agent", "agents"),
+      n(status.credentials, "credential", "credentials"),
+      n(status.audit_entries, "audit entry", "audit entries"),
+    ].join(" · ");
+    await refresh("approvals");
+    // Wallet addresses are re-derived from their keys on each listing: load them on demand only.
+    if (current === "agents" || current === "audit") await refresh(current);
+  } catch (err) {
+    fail(err);
+    if (err instanceof ApiError && err.status === 401) return;
+  }
+  if (!$("app").hidden) pollTimer = setTimeout(poll, POLL_MS);
+}
+
+const SOURCES = {
+  approvals: ["/v1/owner/approvals", renderApprovals],
+  agents: ["/v1/owner/agents", renderAgents],
+  wallets: ["/v1/owner/wallets", renderWallets],
+  audit: [`/v1/owner/audit?limit=${AUDIT_LIMIT}`, renderAudit],
+};
+
+async function refresh(section, force = false) {
+  const [path, render] = SOURCES[section];
+  const data = await api("GET", path);
+  const json = JSON.stringify(data);
+  if (!force && lastRendered[section] === json) return;
+  lastRendered[section] = json;
+  render(data);
+}
+
+// -- approvals ---------------------------------------------------------------------------------
+
+function renderApprovals(items) {
+  const list = $("approval-list");
+  const pending = new Set(items.map((a) => a.approval_id));
+  for (const [id, card] of approvalCards) {
+    if (!pending.has(id)) {
+      card.remove();
+      approvalCards.delete(id);
+    }
+  }
+  for (const a of items) {
+    if (!approvalCards.has(a.approval_id)) {
+      const card = approvalCard(a);
+      approvalCards.set(a.approval_id, card);
+      list.append(card);
+    }
+  }
+  $("approvals-empty").hidden = items.length > 0;
+  $("pending-count").textContent = items.length ? `(${items.length})` : "";
+  document.title = items.length ? `(${items.length}) keysafe — approvals waiting` : "keysafe";
+}
+
+function approvalCard(a) {
+  const titleId = `t-${a.approval_id}`;
+  const selectId = `for-${a.approval_id}`;
+  const card = el("article", { class: "card approval", "aria-labelledby": titleId, "data-id": a.approval_id });
+  const durations = el("select", { id: selectId },
+    el("option", { value: "900", text: "15 minutes" }),
+    el("option", { value: "3600", text: "1 hour", selected: "" }),
+    el("option", { value: "86400", text: "1 day" }));
+  const approveFor = el("button", { type: "button", class: "secondary", "aria-describedby": titleId, text: "Approve for 1 hour" });
+  durations.addEventListener("change", () => {
+    approveFor.textContent = `Approve for ${durations.selectedOptions[0].textContent}`;
+  });
+  const buttons = [
+    el("button", { type: "button", class: "primary", "aria-describedby": titleId, text: "Approve" }),
+    approveFor,
+    el("button", { type: "button", class: "danger", "aria-describedby": titleId, text: "Deny" }),
+  ];
+  buttons[0].addEventListener("click", () => decide(a, "approve", buttons));
+  approveFor.addEventListener("click", () => decide(a, "approve", buttons, Number(durations.value)));
+  buttons[2].addEventListener("click", () => decide(a, "deny", buttons));
+
+  card.append(
+    el("h3", { id: titleId, text: a.summary }),
+    el("dl", { class: "facts" },
+      el("dt", { text: "Agent" }), el("dd", { text: a.agent }),
+      el("dt", { text: "Asks to" }), el("dd", { text: KIND[a.kind] || a.kind }),
+      el("dt", { text: "Rule" }), el("dd", { text: a.rule || "no rule (asked by default)" }),
+      el("dt", { text: "Asked at" }), el("dd", { text: `${when(a.created_at)} UTC` }),
+      el("dt", { text: "Expires at" }), el("dd", { text: `${when(a.expires_at)} UTC` })),
+    el("details", {},
+      el("summary", { text: "Raw request (exactly what will be signed)" }),
+      el("pre", { text: JSON.stringify(a.request, null, 2) })),
+    el("div", { class: "actions" },
+      buttons[0], buttons[2],
+      el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow this rule for" }), durations, approveFor)),
+  );
+  if (a.rule) {
+    card.append(el("p", { class: "hint small", text: `“Approve for” also lets ${a.agent}'s requests that rule “${a.rule}” asks about pass without asking until then (still within every limit).` }));
+  }
+  return card;
+}
+
+async function decide(a, verdict, buttons, forSeconds) {
+  for (const b of buttons) b.disabled = true;
+  say(verdict === "approve" ? `Approving: ${a.summary}…` : `Denying: ${a.summary}…`);
+  try {
+    const path = `/v1/owner/approvals/${encodeURIComponent(a.approval_id)}/${verdict}`;
+    const body = verdict === "approve" ? { for_seconds: forSeconds ?? null } : undefined;
+    const done = await api("POST", path, body);
+    if (done.status === "approved") say(`Approved: ${a.summary}. ${a.agent} gets the result.`);
+    else if (done.status === "denied") say(`Denied: ${a.summary}. Nothing was signed and no budget was used.`);
+    else {
+      const err = done.result && done.result.error;
+      say(`Approved, but it could not run: ${err ? err.message : done.status}`, true);
+    }
+  } catch (err) {
+    fail(err);
+  }
+  await refresh("approvals", true).catch(fail);
+}
+
+// -- agents ------------------------------------------------------------------------------------
+
+function renderAgents(items) {
+  const list = $("agent-list");
+  list.replaceChildren(...items.map(agentCard));
+  $("agents-empty").hidden = items.length > 0;
+}
+
+function agentCard(a) {
+  const titleId = `agent-${a.name}`;
+  const rules = a.rules.length
+    ? el("ul", { class: "rules" }, ...a.rules.map((r) => el("li", { text: r })))
+    : el("p", { class: "empty", text: "No policy: every request is denied." });
+  const budget = a.budget.length ? budgetTable(a) : el("p", { class: "empty", text: "No budget windows in this policy." });
+  const actions = el("div", { class: "actions" });
+  if (a.status !== "revoked") {
+    const pause = a.status === "paused" ? "resume" : "pause";
+    actions.append(
+      el("button", { type: "button", class: "secondary", "aria-describedby": titleId, text: pause === "pause" ? "Pause" : "Resume", onclick: () => agentAction(a.name, pause) }),
+      el("button", { type: "button", class: "danger", "aria-describedby": titleId, text: "Revoke", onclick: () => agentAction(a.name, "revoke") }),
+    );
+  }
+  return el("article", { class: "card agent", "aria-labelledby": titleId },
+    el("h3", { id: titleId }, a.name, " ", el("span", { class: `badge ${a.status}`, text: a.status })),
+    el("dl", { class: "facts" },
+      el("dt", { text: "Signs in with" }), el("dd", { text: AUTH[a.auth] || a.auth }),
+      el("dt", { text: "Last seen" }), el("dd", { text: a.last_seen ? `${when(a.last_seen)} UTC` : "never" }),
+      el("dt", { text: "Added" }), el("dd", { text: `${when(a.created_at)} UTC` }),
+      el("dt", { text: "Policy hash" }), el("dd", {}, el("code", { text: a.policy_hash ? a.policy_hash.slice(0, 16) + "…" : "none", title: a.policy_hash || "" }))),
+    el("h4", { text: "Policy" }), rules,
+    el("h4", { text: "Budget left" }), budget,
+    actions);
+}
+
+function budgetTable(a) {
+  return el("table", { class: "budget" },
+    el("caption", { class: "visually-hidden", text: `Budget windows of ${a.name}` }),
+    el("thead", {}, el("tr", {}, ...["Rule", "Window", "Limit", "Left", ""].map((h) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...a.budget.map((w) => {
+      const unit = w.asset || "actions";
+      return el("tr", {},
+        el("td", { text: w.rule }),
+        el("td", { text: `per ${w.window}` }),
+        el("td", { text: `${w.limit} ${unit}` }),
+        el("td", { text: `${w.left} ${unit}` }),
+        // The meter is only a picture; the exact decimal amounts are in the text beside it.
+        el("td", {}, el("meter", { min: "0", max: w.limit, value: w.left, "aria-hidden": "true" })));
+    })));
+}
+
+async function agentAction(name, action) {
+  if (action === "revoke" && !confirm(`Revoke agent “${name}”? Its token stops working at once, and revoking is final.`)) return;
+  try {
+    const view = await api("POST", `/v1/owner/agents/${encodeURIComponent(name)}/${action}`);
+    say(`Agent ${name} is now ${view.status}.`);
+  } catch (err) {
+    fail(err);
+  }
+  await refresh("agents", true).catch(fail);
+}
+
+// -- wallets -----------------------------------------------------------------------------------
+
+function renderWallets(items) {
+  $("wallet-rows").replaceChildren(...items.map((w) => el("tr", {},
+    el("th", { scope: "row", text: w.name }),
+    el("td", { text: w.chain === "evm" ? "EVM" : w.chain === "solana" ? "Solana" : w.chain }),
+    el("td", {}, el("code", { class: "address", text: w.address })),
+    el("td", { text: w.source === "derived" ? `recovery phrase, account ${w.index}` : w.source }),
+    el("td", { text: when(w.created_at) }))));
+  $("wallets-empty").hidden = items.length > 0;
+  $("wallet-table").hidden = items.length === 0;
+}
+
+// -- audit -------------------------------------------------------------------------------------
+
+// Long hex values (hashes) are shortened for reading; the full value stays in the tooltip.
+function detailText(details) {
+  return Object.entries(details || {}).map(([k, v]) => {
+    let text = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+    if (/^(0x)?[0-9a-f]{40,}$/i.test(text)) text = `${text.slice(0, 10)}…${text.slice(-4)}`;
+    return `${k}: ${text}`;
+  }).join(" · ");
+}
+
+function renderAudit(entries) {
+  const rows = entries.slice().reverse().map((e) => el("tr", {},
+    el("td", { text: String(e.seq) }),
+    el("td", { class: "nowrap", text: when(e.time) }),
+    el("td", { text: e.actor }),
+    el("td", { text: e.action }),
+    el("td", { text: e.target }),
+    el("td", {}, el("span", { class: `outcome ${e.outcome}`, text: e.outcome })),
+    el("td", { class: "details", text: detailText(e.details), title: JSON.stringify(e.details || {}) })));
+  $("audit-rows").replaceChildren(...rows);
+}
+
+async function verifyChain() {
+  const out = $("verify-result");
+  out.className = "verify-result";
+  out.textContent = "Verifying…";
+  try {
+    const r = await api("GET", "/v1/owner/audit/verify");
+    if (r.ok) {
+      out.textContent = `Chain OK: ${r.entries} entries, every link and signature checks out.`;
+      out.classList.add("ok");
+    } else {
+      out.textContent = `Chain broken at entry #${r.first_bad_seq}: ${r.problem || "it does not match"}.`;
+      out.classList.add("bad");
+    }
+  } catch (err) {
+    out.textContent = "";
+    fail(err);
+  }
+}
+
+// -- start -------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("unlock-form").addEventListener("submit", unlock);
+  $("lock").addEventListener("click", lockVault);
+  $("verify").addEventListener("click", verifyChain);
+  window.addEventListener("hashchange", route);
+  // Only a tab that logged in has the CSRF token; without it the owner must unlock again.
+  if (csrf) showApp();
+  else showUnlock();
+});

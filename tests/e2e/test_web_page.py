@@ -1,0 +1,436 @@
+"""The owner's web page in a real browser: Playwright (Python) drives Debian's Chromium against a
+real `keysafe serve` subprocess. An agent's request waits; the test clicks on the page like the
+owner would; the agent gets its signed transaction (or a denial, with the budget untouched).
+
+One vault and one server are built per module (per xdist worker); every test logs in through the
+page itself and touches only its own approvals and agents, so the tests do not depend on order.
+Screenshots of each section go to test-artifacts/web/ (gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import PASSPHRASE, Cli
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        "no Chromium binary (install Debian's `chromium`; scripts/test does it)",
+        allow_module_level=True,
+    )
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts" / "web"
+CANARY = "CANARY-web-7f3a9c1e-do-not-show"
+R1 = "0x1111111111111111111111111111111111111111"
+POLICY = """\
+version: 1
+rules:
+  - name: pay-eth
+    allow: [evm.transfer]
+    chains: [ethereum]
+    assets: [ETH]
+    max_per_tx: {ETH: "1"}
+    limits:
+      - {window: 24h, max: {ETH: "1.5"}}
+      - {window: 1h, max_count: 20}
+    approve_above: {ETH: "0.1"}
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    address: str  # the EVM wallet `main`
+    tokens: dict[str, str]  # agent name -> bearer token
+    log: Path
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"keysafe serve exited: {log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).json()["ok"]:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("keysafe serve did not answer /v1/health within 30 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("web")
+    home = root / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")} | {
+        "KEYSAFE_HOME": str(home),
+        "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }
+    cli = Cli(home, env)
+    cli.ok("init", "--json")
+    address = json.loads(cli.ok("wallet", "create", "main", "--chain", "evm", "--json").stdout)
+    policy = root / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    tokens = {
+        name: json.loads(cli.ok("agent", "add", name, "--policy", str(policy), "--json").stdout)[
+            "token"
+        ]
+        for name in ("bot", "granted", "spare")
+    }
+    cli.ok("credential", "add", "canary", "--host", "api.example.com", input=CANARY)
+    port = _free_port()
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [KEYSAFE, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield Server(url, home, address["address"], tokens, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """A fresh browser profile (no cookie, no CSRF token) on the server's page."""
+    context = browser.new_context(viewport={"width": 1200, "height": 860}, base_url=server.url)
+    p = context.new_page()
+    p.set_default_timeout(10_000)
+    problems: list[str] = []
+    p.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    p.on(
+        "console",
+        lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    yield p
+    context.close()
+    assert not problems, f"the page broke or hit the CSP: {problems}"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def unlock(page: Page) -> None:
+    page.goto("/")
+    page.get_by_label("Passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_role("heading", name="Pending approvals")).to_be_visible()
+
+
+def ask(server: Server, agent: str, eth: str, nonce: int) -> str:
+    """The agent asks to sign a transfer above approve_above; returns the approval id."""
+    tx = {
+        "to": R1,
+        # Hex, not a JSON integer: canonical JSON (RFC 8785) refuses integers above 2**53.
+        "value": hex(int(Decimal(eth) * 10**18)),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "gasPrice": hex(10**9),
+    }
+    r = httpx.post(
+        f"{server.url}/v1/agent/sign-transaction",
+        headers={"Authorization": f"Bearer {server.tokens[agent]}"},
+        json={"wallet": "main", "transaction": tx},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    body: dict[str, Any] = r.json()
+    assert body["status"] == "pending_approval"
+    approval_id: str = body["approval_id"]
+    return approval_id
+
+
+def agent_wait(server: Server, agent: str, approval_id: str, wait: int) -> dict[str, Any]:
+    """The agent's long poll for the owner's decision."""
+    r = httpx.get(
+        f"{server.url}/v1/agent/approvals/{approval_id}",
+        params={"wait": wait},
+        headers={"Authorization": f"Bearer {server.tokens[agent]}"},
+        timeout=wait + 30,
+    )
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def owner_get(page: Page, path: str) -> Any:
+    """An owner GET with the page's own session cookie (no second login)."""
+    return page.evaluate(
+        "async (path) => { const r = await fetch(path); return { status: r.status, "
+        "body: await r.text() }; }",
+        path,
+    )
+
+
+def live_ledger_rows(server: Server, agent: str) -> int:
+    with closing(sqlite3.connect(server.home / "vault.db")) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM ledger WHERE agent = ? AND state IN ('reserved', 'committed')",
+            (agent,),
+        ).fetchone()
+    return int(count)
+
+
+def card_of(page: Page, approval_id: str) -> Any:
+    return page.locator(f'article[data-id="{approval_id}"]')
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_page_is_served_with_a_strict_csp(server: Server) -> None:
+    r = httpx.get(f"{server.url}/")
+    assert r.status_code == 200
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    # Nothing inline that the CSP would block, and no third-party URL (works offline).
+    assert not re.search(r"<script(?![^>]*\bsrc=)", r.text)
+    assert not re.search(r"\sstyle=|\son[a-z]+=", r.text)
+    assert "http://" not in r.text and "https://" not in r.text
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        asset = httpx.get(f"{server.url}/static/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
+        assert "http://" not in asset.text and "https://" not in asset.text
+    assert httpx.get(f"{server.url}/static/index.html").status_code == 404
+
+
+def test_unlock_through_the_page(server: Server, page: Page) -> None:
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Unlock the vault")).to_be_visible()
+    expect(page.get_by_role("heading", name="Pending approvals")).to_be_hidden()
+
+    page.get_by_label("Passphrase").fill("not the passphrase")
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_role("alert")).to_contain_text("passphrase")
+    assert "not the passphrase" not in page.content()
+
+    page.get_by_label("Passphrase").fill(PASSPHRASE)
+    page.get_by_role("button", name="Unlock").click()
+    expect(page.get_by_role("heading", name="Pending approvals")).to_be_visible()
+    expect(page.locator("#vault-state")).to_contain_text("Vault unlocked")
+    assert PASSPHRASE not in page.content()
+    assert page.locator("#passphrase").input_value() == ""
+    assert httpx.get(f"{server.url}/v1/health").json()["unlocked"] is True
+
+
+def test_agent_waits_and_owner_approves_on_the_page(server: Server, page: Page) -> None:
+    unlock(page)
+    approval_id = ask(server, "bot", "0.5", nonce=1)
+    card = card_of(page, approval_id)
+    expect(card.get_by_role("heading")).to_have_text(
+        "send 0.5 ETH on Ethereum to 0x1111…1111", timeout=5000
+    )
+    expect(card).to_contain_text("pay-eth")
+    expect(card.locator("details pre")).to_be_hidden()  # raw details folded away
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(agent_wait, server, "bot", approval_id, 20)
+        time.sleep(0.3)  # the agent is now in its long poll
+        card.get_by_role("button", name="Approve", exact=True).click()
+        answer = waiting.result(timeout=40)
+
+    assert answer["status"] == "approved", answer
+    raw = answer["result"]["signed_transaction"]
+    assert Account.recover_transaction(raw) == server.address
+    expect(page.locator("#message")).to_contain_text("Approved: send 0.5 ETH")
+    expect(card).to_have_count(0)
+
+
+def test_approve_for_a_while_lets_the_next_request_pass(server: Server, page: Page) -> None:
+    unlock(page)
+    approval_id = ask(server, "granted", "0.2", nonce=1)
+    card = card_of(page, approval_id)
+    card.get_by_label("or approve and allow this rule for").select_option(label="15 minutes")
+    card.get_by_role("button", name="Approve for 15 minutes").click()
+    assert agent_wait(server, "granted", approval_id, 10)["status"] == "approved"
+
+    r = httpx.post(
+        f"{server.url}/v1/agent/sign-transaction",
+        headers={"Authorization": f"Bearer {server.tokens['granted']}"},
+        json={
+            "wallet": "main",
+            "transaction": {"to": R1, "value": hex(2 * 10**17), "chainId": 1, "nonce": 2,
+                            "gas": 21000, "gasPrice": hex(10**9)},
+        },
+        timeout=30,
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["status"] == "signed", r.text
+
+
+def test_deny_on_the_page_leaves_the_budget_untouched(server: Server, page: Page) -> None:
+    unlock(page)
+    rows_before = live_ledger_rows(server, "bot")
+    budget_before = json.loads(owner_get(page, "/v1/owner/agents")["body"])
+    approval_id = ask(server, "bot", "0.3", nonce=2)
+    card = card_of(page, approval_id)
+    expect(card.get_by_role("heading")).to_have_text("send 0.3 ETH on Ethereum to 0x1111…1111")
+    card.get_by_role("button", name="Deny").click()
+
+    answer = agent_wait(server, "bot", approval_id, 10)
+    assert answer["status"] == "denied" and "result" not in answer
+    expect(page.locator("#message")).to_contain_text("Denied: send 0.3 ETH")
+    expect(card).to_have_count(0)
+    assert live_ledger_rows(server, "bot") == rows_before
+    budget_after = json.loads(owner_get(page, "/v1/owner/agents")["body"])
+    assert [a["budget"] for a in budget_after] == [a["budget"] for a in budget_before]
+
+
+def test_agents_page_pauses_resumes_and_revokes(server: Server, page: Page) -> None:
+    unlock(page)
+    page.get_by_role("link", name="Agents").click()
+    card = page.locator("article.agent", has=page.get_by_role("heading", name=re.compile("^spare")))
+    expect(card).to_contain_text("allow evm.transfer on ethereum of ETH")
+    expect(card.get_by_role("table")).to_contain_text("1.5 ETH")
+    auth = {"Authorization": f"Bearer {server.tokens['spare']}"}
+
+    def small_transfer(nonce: int) -> httpx.Response:  # under approve_above: no approval needed
+        tx = {"to": R1, "value": hex(5 * 10**16), "chainId": 1, "nonce": nonce, "gas": 21000,
+              "gasPrice": hex(10**9)}  # fmt: skip
+        return httpx.post(
+            f"{server.url}/v1/agent/sign-transaction",
+            headers=auth,
+            json={"wallet": "main", "transaction": tx},
+            timeout=30,
+        )
+
+    card.get_by_role("button", name="Pause").click()
+    expect(card.locator(".badge")).to_have_text("paused")
+    refused = small_transfer(1)
+    assert refused.status_code == 403, refused.text
+    card.get_by_role("button", name="Resume").click()
+    expect(card.locator(".badge")).to_have_text("active")
+    assert small_transfer(2).json()["status"] == "signed"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Revoke").click()
+    expect(card.locator(".badge")).to_have_text("revoked")
+    expect(card.get_by_role("button")).to_have_count(0)
+    assert httpx.get(f"{server.url}/v1/agent/capabilities", headers=auth).status_code == 401
+
+
+def test_verify_chain_button_reports_ok(page: Page) -> None:
+    unlock(page)
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit-rows tr").first).to_be_visible()
+    page.get_by_role("button", name="Verify chain").click()
+    expect(page.locator("#verify-result")).to_contain_text("Chain OK")
+    shot(page, "audit-verified")
+
+
+def test_every_section_renders_and_never_shows_a_secret(server: Server, page: Page) -> None:
+    secrets = [CANARY, PASSPHRASE, *server.tokens.values()]
+
+    def assert_clean(where: str) -> None:
+        html = page.content()
+        for secret in secrets:
+            assert secret not in html, f"a secret is on the {where} page"
+
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Unlock the vault")).to_be_visible()
+    shot(page, "unlock")
+    assert_clean("unlock")
+
+    unlock(page)
+    approval_id = ask(server, "bot", "0.25", nonce=3)  # stays pending: shown in the screenshot
+    expect(card_of(page, approval_id)).to_be_visible()
+    shot(page, "approvals")
+    card_of(page, approval_id).get_by_text("Raw request").click()
+    expect(card_of(page, approval_id).locator("pre")).to_contain_text('"nonce": 3')
+    shot(page, "approvals-raw")
+    assert_clean("approvals")
+
+    page.get_by_role("link", name="Agents").click()
+    expect(page.get_by_role("heading", name=re.compile("^bot"))).to_be_visible()
+    shot(page, "agents")
+    assert_clean("agents")
+
+    page.get_by_role("link", name="Wallets").click()
+    expect(page.get_by_text(server.address)).to_be_visible()
+    shot(page, "wallets")
+    assert_clean("wallets")
+
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit-rows")).to_contain_text("credential.add")
+    shot(page, "audit")
+    assert_clean("audit")
+
+    # What the page reads from the server holds no secret either, nor does the server's log.
+    for path in ("/v1/owner/status", "/v1/owner/approvals?all=true", "/v1/owner/agents",
+                 "/v1/owner/wallets", "/v1/owner/audit?limit=1000"):  # fmt: skip
+        answer = owner_get(page, path)
+        assert answer["status"] == 200, answer
+        assert CANARY not in answer["body"] and PASSPHRASE not in answer["body"]
+    assert CANARY not in server.log.read_text(errors="replace")
+
+
+def test_lock_button_locks_the_vault(server: Server, page: Page) -> None:
+    unlock(page)
+    page.get_by_role("button", name="Lock vault").click()
+    expect(page.get_by_role("heading", name="Unlock the vault")).to_be_visible()
+    expect(page.locator("#message")).to_contain_text("Vault locked")
+    assert httpx.get(f"{server.url}/v1/health").json()["unlocked"] is False
+    assert owner_get(page, "/v1/owner/status")["status"] == 401  # the session ended too
+    unlock(page)  # and the page unlocks it again
+    assert httpx.get(f"{server.url}/v1/health").json()["unlocked"] is True
