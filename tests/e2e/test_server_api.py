@@ -294,9 +294,7 @@ def test_invalid_json_body_is_400_malformed_and_never_echoes_it(running: Running
     assert canary not in r.text
 
 
-def test_same_idempotency_key_same_tx_replays_and_different_tx_is_409(
-    running: Running,
-) -> None:
+def test_same_idempotency_key_same_tx_replays_the_first_result(running: Running) -> None:
     key = "idem-" + secrets.token_hex(8)
     first = running.sign(MILLI_ETH, idempotency_key=key)
     assert first.status_code == 200, first.text
@@ -304,6 +302,33 @@ def test_same_idempotency_key_same_tx_replays_and_different_tx_is_409(
     assert replay.status_code == 200, replay.text
     assert replay.json()["request_id"] == first.json()["request_id"]
     assert replay.json()["signed_transaction"] == first.json()["signed_transaction"]
+
+
+def test_idempotency_key_of_pending_request_reused_for_another_tx_is_409(
+    running: Running,
+) -> None:
+    key = "idem-" + secrets.token_hex(8)
+    _pending(running.sign(9 * MILLI_ETH, idempotency_key=key))
+    other = running.sign(3 * MILLI_ETH, idempotency_key=key)
+    assert other.status_code == 409, other.text
+    err = error_of(other)
+    assert err["code"] == "IDEMPOTENCY_CONFLICT"
+    assert "different request" in err["message"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: service/signing.py sign_transaction (line 282, also sign_message 509 and "
+    "sign_typed_data 557) returns _stored_result(key) before the fingerprint check in "
+    "policies.authorize, so a signed request's key reused for another tx replays the old "
+    "signature with 200 instead of 409 IDEMPOTENCY_CONFLICT.",
+)
+def test_idempotency_key_of_signed_request_reused_for_another_tx_is_409(
+    running: Running,
+) -> None:
+    key = "idem-" + secrets.token_hex(8)
+    first = running.sign(MILLI_ETH, idempotency_key=key)
+    assert first.status_code == 200, first.text
     other = running.sign(3 * MILLI_ETH, idempotency_key=key)
     assert other.status_code == 409, other.text
     assert error_of(other)["code"] == "IDEMPOTENCY_CONFLICT"

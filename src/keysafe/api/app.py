@@ -28,10 +28,20 @@ from keysafe.errors import (
     NotAuthenticatedError,
     VaultLockedError,
 )
-from keysafe.service import agents, approvals, audit, capabilities, signing, vault_admin, wallets
+from keysafe.service import (
+    agents,
+    approvals,
+    audit,
+    capabilities,
+    data,
+    signing,
+    vault_admin,
+    wallets,
+)
 from keysafe.service.models import (
     ApproveRequest,
     LoginRequest,
+    ReadDataRequest,
     SecretBytes,
     SignMessageRequest,
     SignTransactionRequest,
@@ -235,6 +245,15 @@ def _agent_routes(app: FastAPI) -> None:
                 idempotency_key=body.idempotency_key,
             )
         )  # fmt: skip
+
+    @app.post(
+        "/v1/agent/read-data", tags=["agent"], responses={202: {"description": "pending approval"}}
+    )
+    def read_data(request: Request, agent: Agent, body: ReadDataRequest) -> JSONResponse:
+        res = data.read_data(_state(request).vault, agent, body.name, fields=body.fields)
+        return JSONResponse(
+            res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
+        )
 
     @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"])
     async def approval_status(

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_S: Final = 300
 MAX_GRANT_S: Final = 7 * 86400
-KINDS: Final = ("sign_transaction", "send_transaction", "sign_message", "sign_typed_data")
+KINDS: Final = (
+    "sign_transaction", "send_transaction", "sign_message", "sign_typed_data", "read_data",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,12 @@ def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
             vault, a.agent, req["wallet"], req["transaction"], chain=req.get("chain"),
             declared=req.get("declared"), broadcast=a.kind == "send_transaction", approved=True,
         )  # fmt: skip
+    elif a.kind == "read_data":
+        from keysafe.service import data
+
+        return data.read_data(
+            vault, a.agent, req["name"], fields=req.get("fields"), approved=True
+        ).to_dict()
     elif a.kind == "sign_message":
         res = signing.sign_message(
             vault, a.agent, req["wallet"], req["message"], encoding=req.get("encoding", "utf8"),

@@ -86,3 +86,81 @@ def list_data(vault: Vault) -> list[DataView]:
 def remove_data(vault: Vault, name: str) -> None:
     vault.remove_record(RecordKind.DATA, name)
     logger.info("data %s removed", name)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    status: str  # value | pending_approval
+    name: str
+    value: Any = None
+    approval_id: str | None = None
+    expires_at: str | None = None
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.status == "pending_approval":
+            return {"status": self.status, "approval_id": self.approval_id,
+                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+        return {"status": "value", "name": self.name, "value": self.value}
+
+
+def read_data(
+    vault: Vault,
+    agent: str,
+    name: str,
+    *,
+    fields: list[str] | None = None,
+    approved: bool = False,
+) -> ReadResult:
+    """An agent reads a data record under its policy (`data.read`). A sensitive record is
+    released only with the owner's approval, even when a rule allows reading it."""
+    from keysafe.errors import BudgetExceededError, PolicyDeniedError
+    from keysafe.policy.intent import Intent
+    from keysafe.service import approvals, policies
+
+    vault.require_unlocked()
+    with vault.db.read() as conn:
+        info = vault.get_record(conn, RecordKind.DATA, name)
+    wanted = sorted(set(fields)) if fields else None
+    if wanted:
+        unknown = [f for f in wanted if f not in info.meta.get("fields", [])]
+        if unknown:
+            raise MalformedRequestError(
+                f"Data '{name}' has no field '{unknown[0][:40]}'.",
+                next_step="see the fields in /v1/agent/capabilities.",
+            )
+    what = f"read {name}" + (f" (fields {', '.join(wanted)})" if wanted else "")
+    intent = Intent(action="data.read", data=name, fields=wanted, summary=what)
+    auth = policies.authorize(vault, agent, intent, approved=approved)
+    d = auth.decision
+    if d.outcome == "deny":
+        err = (
+            BudgetExceededError
+            if d.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
+            else PolicyDeniedError
+        )
+        raise err(d.reason, next_step="ask the owner to allow it in your policy.",
+                  reason_code=d.code or "POLICY_DENIED", **({"rule": d.rule} if d.rule else {}))  # fmt: skip
+    if d.outcome == "ask" or (info.data_class == DataClass.SENSITIVE and not approved):
+        parked = approvals.park(
+            vault, agent, "read_data", {"name": name, "fields": wanted, "action": "data.read"},
+            summary=what + (" — sensitive" if info.data_class == DataClass.SENSITIVE else ""),
+            rule=d.rule,
+        )  # fmt: skip
+        return ReadResult("pending_approval", name, approval_id=parked.id,
+                          expires_at=parked.for_agent()["expires_at"], summary=parked.summary)  # fmt: skip
+    with vault.db.read() as conn, vault.open_record(conn, info) as plain:
+        text = bytes(plain.reveal()).decode("utf-8", "replace")
+    value: Any = json.loads(text) if info.meta.get("format") == "json" else text
+    if wanted and isinstance(value, dict):
+        value = {k: value[k] for k in wanted if k in value}
+    from keysafe.store import ledger
+
+    with vault.db.write() as conn:
+        ledger.settle(conn, agent, auth.request_id, state="committed")
+        vault.audit(
+            conn, actor=f"agent:{agent}", action="data.read", target=f"data:{name}",
+            outcome="success",
+            details={"agent": agent, "name": name, "fields": wanted, "request_id": auth.request_id},
+        )  # fmt: skip
+    return ReadResult("value", name, value=value)

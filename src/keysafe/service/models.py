@@ -146,6 +146,13 @@ class SignTypedDataRequest(_Wire):
     idempotency_key: str | None = Field(default=None, max_length=200)
 
 
+class ReadDataRequest(_Wire):
+    name: str = Field(max_length=64, examples=["profile.email"])
+    fields: list[str] | None = Field(
+        default=None, max_length=100, description="Only these fields of a JSON record."
+    )
+
+
 class LoginRequest(_Wire):
     passphrase: str = Field(min_length=1, max_length=1024)
 

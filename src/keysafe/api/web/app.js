@@ -388,11 +388,12 @@ function renderWallets(items) {
 
 // -- audit -------------------------------------------------------------------------------------
 
-// Long hex values (hashes) are shortened for reading; the full value stays in the tooltip.
+// Hashes (64 hex digits) are shortened for reading; the full value stays in the tooltip.
+// Addresses are never shortened: look-alike addresses share their first and last digits.
 function detailText(details) {
   return Object.entries(details || {}).map(([k, v]) => {
     let text = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
-    if (/^(0x)?[0-9a-f]{40,}$/i.test(text)) text = `${text.slice(0, 10)}…${text.slice(-4)}`;
+    if (/^(0x)?[0-9a-f]{64,}$/i.test(text)) text = `${text.slice(0, 10)}…${text.slice(-4)}`;
     return `${k}: ${text}`;
   }).join(" · ");
 }
@@ -402,10 +403,11 @@ function renderAudit(entries) {
     el("td", { text: String(e.seq) }),
     el("td", { class: "nowrap", text: when(e.time) }),
     el("td", { text: e.actor }),
-    el("td", { text: e.action }),
-    el("td", { text: e.target }),
-    el("td", {}, el("span", { class: `outcome ${e.outcome}`, text: e.outcome })),
-    el("td", { class: "details", text: detailText(e.details), title: JSON.stringify(e.details || {}) })));
+    // Action, target and details share one cell so the table fits a laptop screen.
+    el("td", {},
+      el("div", {}, el("strong", { text: e.action }), " ", el("span", { class: "target", text: e.target })),
+      el("div", { class: "details", text: detailText(e.details), title: JSON.stringify(e.details || {}) })),
+    el("td", {}, el("span", { class: `outcome ${e.outcome}`, text: e.outcome }))));
   $("audit-rows").replaceChildren(...rows);
 }
 

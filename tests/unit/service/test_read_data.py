@@ -1,0 +1,78 @@
+"""Agents read data under policy; sensitive records only after the owner approves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import MalformedRequestError, PolicyDeniedError
+from keysafe.service import agents, approvals, data, policies
+from keysafe.service.models import DataClass
+from keysafe.service.vault_admin import init_vault
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+POLICY = """
+version: 1
+rules:
+  - name: profile
+    allow: [data.read]
+    data: [profile, email]
+"""
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    v, _ = init_vault(
+        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+    )  # fmt: skip
+    data.set_data(
+        v,
+        "profile",
+        SecretBytes(bytearray(b'{"name": "Ada", "city": "London"}')),
+        data_class=DataClass.STANDARD,
+    )
+    data.set_data(
+        v, "email", SecretBytes(bytearray(b"ada@example.com")), data_class=DataClass.SENSITIVE
+    )
+    data.set_data(v, "diary", SecretBytes(bytearray(b"private")), data_class=DataClass.STANDARD)
+    agents.add_agent(v, "bot")
+    policies.set_policy(v, "bot", POLICY)
+    return v
+
+
+def test_standard_record_allowed_by_policy_is_returned(vault: Vault) -> None:
+    assert data.read_data(vault, "bot", "profile").value == {"name": "Ada", "city": "London"}
+
+
+def test_fields_select_part_of_a_json_record(vault: Vault) -> None:
+    assert data.read_data(vault, "bot", "profile", fields=["city"]).value == {"city": "London"}
+
+
+def test_unknown_field_is_malformed(vault: Vault) -> None:
+    with pytest.raises(MalformedRequestError, match="no field"):
+        data.read_data(vault, "bot", "profile", fields=["ssn"])
+
+
+def test_record_the_policy_does_not_name_is_denied(vault: Vault) -> None:
+    with pytest.raises(PolicyDeniedError):
+        data.read_data(vault, "bot", "diary")
+
+
+def test_sensitive_record_needs_approval_then_is_released(vault: Vault) -> None:
+    pending = data.read_data(vault, "bot", "email")
+    assert pending.status == "pending_approval" and pending.value is None
+    done = approvals.approve(vault, pending.approval_id or "")
+    assert done.result == {"status": "value", "name": "email", "value": "ada@example.com"}
+
+
+def test_denied_sensitive_read_releases_nothing(vault: Vault) -> None:
+    pending = data.read_data(vault, "bot", "email")
+    denied = approvals.deny(vault, pending.approval_id or "")
+    assert denied.status == "denied" and "result" not in denied.for_agent()
