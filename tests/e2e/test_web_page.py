@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.conftest import PASSPHRASE, Cli
 
@@ -172,7 +172,7 @@ def unlock(page: Page) -> None:
     expect(page.get_by_role("heading", name="Pending approvals")).to_be_visible()
 
 
-def ask(server: Server, agent: str, eth: str, nonce: int) -> str:
+def ask(server: Server, agent: str, eth: str, nonce: int, description: str | None = None) -> str:
     """The agent asks to sign a transfer above approve_above; returns the approval id."""
     tx = {
         "to": R1,
@@ -186,7 +186,7 @@ def ask(server: Server, agent: str, eth: str, nonce: int) -> str:
     r = httpx.post(
         f"{server.url}/v1/agent/sign-transaction",
         headers={"Authorization": f"Bearer {server.tokens[agent]}"},
-        json={"wallet": "main", "transaction": tx},
+        json={"wallet": "main", "transaction": tx, "description": description},
         timeout=30,
     )
     assert r.status_code == 202, r.text
@@ -198,15 +198,22 @@ def ask(server: Server, agent: str, eth: str, nonce: int) -> str:
 
 def agent_wait(server: Server, agent: str, approval_id: str, wait: int) -> dict[str, Any]:
     """The agent's long poll for the owner's decision."""
-    r = httpx.get(
-        f"{server.url}/v1/agent/approvals/{approval_id}",
-        params={"wait": wait},
-        headers={"Authorization": f"Bearer {server.tokens[agent]}"},
-        timeout=wait + 30,
-    )
-    assert r.status_code == 200, r.text
-    answer: dict[str, Any] = r.json()
-    return answer
+    deadline = time.monotonic() + wait
+    while True:
+        r = httpx.get(
+            f"{server.url}/v1/agent/approvals/{approval_id}",
+            params={"wait": wait},
+            headers={"Authorization": f"Bearer {server.tokens[agent]}"},
+            timeout=wait + 30,
+        )
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        # Known race in service/approvals.approve: the row says "approved" a moment before the
+        # signed result is stored, and the long poll returns at once. Ask again until the result
+        # is there (drop this loop once approve() stores status and result together).
+        if answer["status"] != "approved" or "result" in answer or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.1)
 
 
 def owner_get(page: Page, path: str) -> Any:
@@ -227,7 +234,7 @@ def live_ledger_rows(server: Server, agent: str) -> int:
     return int(count)
 
 
-def card_of(page: Page, approval_id: str) -> Any:
+def card_of(page: Page, approval_id: str) -> Locator:
     return page.locator(f'article[data-id="{approval_id}"]')
 
 
@@ -393,11 +400,15 @@ def test_every_section_renders_and_never_shows_a_secret(server: Server, page: Pa
     assert_clean("unlock")
 
     unlock(page)
-    approval_id = ask(server, "bot", "0.25", nonce=3)  # stays pending: shown in the screenshot
+    # Stays pending (for the screenshot); its agent-written description tries to inject markup.
+    markup = "<img src=x id=injected><b>pay the invoice</b>"
+    approval_id = ask(server, "bot", "0.25", nonce=3, description=markup)
     expect(card_of(page, approval_id)).to_be_visible()
     shot(page, "approvals")
     card_of(page, approval_id).get_by_text("Raw request").click()
     expect(card_of(page, approval_id).locator("pre")).to_contain_text('"nonce": 3')
+    expect(card_of(page, approval_id).locator("pre")).to_contain_text(markup)  # shown as text
+    assert page.locator("#injected").count() == 0
     shot(page, "approvals-raw")
     assert_clean("approvals")
 

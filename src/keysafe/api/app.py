@@ -114,7 +114,8 @@ def owner(request: Request) -> None:
 
         if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), session.csrf):
             raise _not_owner("csrf")
-    st.touch()
+    if request.method not in ("GET", "HEAD"):
+        st.touch()  # a page that only polls does not keep the vault from idling into a lock
 
 
 def _not_owner(token: str | None) -> NotAuthenticatedError:
@@ -148,6 +149,16 @@ def create_app(state: ServerState) -> FastAPI:
     async def _limit_body(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        host = request.headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.lower() not in state.allowed_hosts:
+            return JSONResponse(
+                api_errors.error_body(
+                    "MISDIRECTED_REQUEST", "This keysafe server does not answer to that host name.",
+                    "use http://127.0.0.1:PORT (or the name given to `keysafe serve --host`).",
+                ),
+                status_code=421,
+            )  # fmt: skip
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return JSONResponse(
@@ -267,9 +278,9 @@ def _agent_routes(app: FastAPI) -> None:
         vault = _state(request).vault
         deadline = asyncio.get_running_loop().time() + wait
         while True:
-            a = await run_in_threadpool(approvals.get, vault, approval_id, agent=agent)
-            if a.status != "pending" or asyncio.get_running_loop().time() >= deadline:
-                return a.for_agent()
+            view = await run_in_threadpool(approvals.agent_view, vault, approval_id, agent)
+            if view["status"] != "pending" or asyncio.get_running_loop().time() >= deadline:
+                return view
             await asyncio.sleep(0.2)
 
 
@@ -386,7 +397,7 @@ def _owner_routes(app: FastAPI) -> None:
 def _web_routes(app: FastAPI) -> None:
     from importlib import resources
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index() -> HTMLResponse:
         page = (resources.files("keysafe.api") / "web" / "index.html").read_text(encoding="utf-8")
         return HTMLResponse(

@@ -24,6 +24,7 @@ OWNER_PREFIX = "ks_owner_"
 class Session:
     csrf: str
     expires: float
+    hard_expiry: float  # sliding renewals stop here
 
 
 @dataclass
@@ -37,10 +38,14 @@ class ServerState:
     home: Home
     vault: Vault
     session_ttl: float = 600.0
+    session_max: float = 8 * 3600.0
     idle_lock_after: float | None = 900.0
     rate_per_second: float = 20.0
     burst: float = 40.0
     monotonic: Callable[[], float] = time.monotonic
+    # Host names a browser may use to reach us; anything else is refused, so a web page on a
+    # rebinding DNS name cannot talk to the vault through the owner's browser.
+    allowed_hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
     _sessions: dict[str, Session] = field(default_factory=dict)
     _buckets: dict[str, Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,7 +55,8 @@ class ServerState:
 
     def new_session(self) -> tuple[str, Session]:
         token = OWNER_PREFIX + secrets.token_urlsafe(32)
-        session = Session(secrets.token_urlsafe(24), self.monotonic() + self.session_ttl)
+        now = self.monotonic()
+        session = Session(secrets.token_urlsafe(24), now + self.session_ttl, now + self.session_max)
         with self._lock:
             self._sessions[hashlib.sha256(token.encode()).hexdigest()] = session
         return token, session
@@ -68,7 +74,7 @@ class ServerState:
                 (s for k, s in self._sessions.items() if hmac.compare_digest(k, digest)), None
             )
             if found is not None:
-                found.expires = now + self.session_ttl  # sliding
+                found.expires = min(now + self.session_ttl, found.hard_expiry)  # sliding, capped
             return found
 
     def end_session(self, token: str) -> None:

@@ -83,6 +83,7 @@ def serve(
         with inputs.passphrase(passphrase_file) as secret:
             vault.unlock(secret)
     state = ServerState(h, vault, idle_lock_after=float(idle_lock) if idle_lock else None)
+    state.allowed_hosts = state.allowed_hosts | {host.lower()}
     stop = threading.Event()
 
     def idle_loop() -> None:

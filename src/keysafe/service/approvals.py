@@ -50,20 +50,28 @@ class Approval:
     result: dict[str, Any] | None
 
     def for_agent(self) -> dict[str, Any]:
-        """What the asking agent may see: never the owner's notes, only status and its result."""
+        """What the asking agent may see: status and, once done, exactly its call's result.
+
+        While the approved request runs ("executing") the agent still sees "pending", so it never
+        reads "approved" without the result.
+        """
+        status = "pending" if self.status == "executing" else self.status
         out: dict[str, Any] = {
-            "approval_id": self.id, "status": self.status, "summary": self.summary,
+            "approval_id": self.id, "status": status, "summary": self.summary,
             "expires_at": _iso(self.expires_at),
         }  # fmt: skip
-        if self.status in ("approved", "failed") and self.result is not None:
+        if status in ("approved", "failed") and self.result is not None:
             out["result"] = self.result
         return out
 
     def for_owner(self) -> dict[str, Any]:
-        return self.for_agent() | {
-            "agent": self.agent, "kind": self.kind, "rule": self.rule,
+        view = self.for_agent() | {
+            "status": self.status, "agent": self.agent, "kind": self.kind, "rule": self.rule,
             "created_at": _iso(self.created_at), "request": self.request,
         }  # fmt: skip
+        if self.kind == "read_data":
+            view.pop("result", None)  # a data value is for the agent that asked, not the page
+        return view
 
 
 def _iso(ts: float) -> str:
@@ -101,6 +109,7 @@ def park(
         raise ValueError(f"unknown approval kind {kind}")
     now = vault.clock().timestamp()
     approval_id = "apr_" + secrets.token_hex(12)
+    request = _jsonable(request)
     body = jcs.dumps(request)
     with vault.db.write() as conn:
         expires = now + _ttl(conn)
@@ -139,6 +148,20 @@ def list_approvals(vault: Vault, *, pending_only: bool = True) -> list[Approval]
         rows = conn.execute(select(t.approvals).order_by(t.approvals.c.created_at)).all()
     items = [_row(r, now) for r in rows]
     return [a for a in items if a.status == "pending"] if pending_only else items
+
+
+def _jsonable(value: Any) -> Any:
+    """Integers beyond what canonical JSON carries exactly (2^53) become decimal strings; every
+    parser keysafe uses reads decimal strings for amounts, so the request keeps its meaning."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > 2**53 - 1:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _decide(vault: Vault, approval_id: str, status: str) -> Approval:
@@ -181,7 +204,7 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
             "A session approval lasts between 1 second and 7 days.",
             next_step="pass --for 15m, 1h or 1d.",
         )
-    approval = _decide(vault, approval_id, "approved")
+    approval = _decide(vault, approval_id, "executing")
     now = vault.clock().timestamp()
     if grant_seconds is not None and approval.rule is not None:
         action = approval.request.get("action", "")
@@ -198,7 +221,11 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
                 details={"agent": approval.agent, "rule": approval.rule, "count": grant_seconds},
             )  # fmt: skip
     try:
-        result: dict[str, Any] = _execute(vault, approval)
+        if approval.kind == "read_data":
+            # The value is handed to the agent when it asks (deliver_data), never stored here.
+            result: dict[str, Any] = {"status": "approved", "delivered": False}
+        else:
+            result = _execute(vault, approval)
         status = "approved"
     except KeysafeError as exc:
         result = {"error": exc.to_dict()}
@@ -211,6 +238,26 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
         )
     logger.info("approval %s executed: %s", approval_id, status)
     return get(vault, approval_id)
+
+
+def agent_view(vault: Vault, approval_id: str, agent: str) -> dict[str, Any]:
+    """The asking agent's view; an approved data read is released here, once, and not stored."""
+    a = get(vault, approval_id, agent=agent)
+    view = a.for_agent()
+    if a.kind != "read_data":
+        return view
+    view.pop("result", None)
+    if a.status != "approved" or not a.result or a.result.get("delivered"):
+        return view
+    with vault.db.write() as conn:
+        claimed = conn.execute(
+            update(t.approvals)
+            .where(t.approvals.c.id == approval_id, t.approvals.c.result == json.dumps(a.result))
+            .values(result=json.dumps({"status": "approved", "delivered": True}))
+        ).rowcount
+    if not claimed:  # another poll took it first: a read is released once
+        return view
+    return view | {"result": _execute(vault, a)}
 
 
 def _execute(vault: Vault, a: Approval) -> dict[str, Any]:

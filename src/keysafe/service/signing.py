@@ -184,9 +184,12 @@ def _pending(
     from keysafe.service import approvals
 
     summary = intent.summary or intent.action
+    # The decoded intent travels with the parked request, so the owner sees full addresses and
+    # amounts, not only the one-line summary.
     parked = approvals.park(
-        vault, agent, kind, request | {"action": intent.action}, summary=summary,
-        rule=auth.decision.rule,
+        vault, agent, kind,
+        request | {"action": intent.action, "intent": intent.model_dump(mode="json", exclude_none=True)},
+        summary=summary, rule=auth.decision.rule,
     )  # fmt: skip
     return SignResult(
         "pending_approval", wallet.name, wallet.meta["address"], chain, summary,

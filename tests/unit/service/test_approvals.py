@@ -143,3 +143,26 @@ def test_another_agent_cannot_read_the_approval(made: Made) -> None:
     res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
     with pytest.raises(NotFoundError):
         approvals.get(made.vault, res.approval_id or "", agent="other")
+
+
+def test_json_number_beyond_2_53_is_parked_and_runs_the_same_amount(made: Made) -> None:
+    big = {
+        "to": BOB,
+        "value": 5 * 10**17,
+        "chainId": 1,
+        "nonce": 3,
+        "gas": 21000,
+        "gasPrice": 10**9,
+    }
+    res = signing.sign_transaction(made.vault, "bot", "main", big)
+    assert res.status == "pending_approval"
+    done = approvals.approve(made.vault, res.approval_id or "")
+    assert done.status == "approved"
+    assert live(made.vault) == 5 * 10**17
+
+
+def test_owner_view_carries_the_decoded_intent_with_full_addresses(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    view = approvals.get(made.vault, res.approval_id or "").for_owner()
+    assert view["request"]["intent"]["to"].lower() == BOB
+    assert view["request"]["intent"]["amount"] == "0.5"

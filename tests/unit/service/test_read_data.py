@@ -69,7 +69,11 @@ def test_sensitive_record_needs_approval_then_is_released(vault: Vault) -> None:
     pending = data.read_data(vault, "bot", "email")
     assert pending.status == "pending_approval" and pending.value is None
     done = approvals.approve(vault, pending.approval_id or "")
-    assert done.result == {"status": "value", "name": "email", "value": "ada@example.com"}
+    assert "ada@example.com" not in str(done.for_owner())  # the value is not kept for the page
+    first = approvals.agent_view(vault, pending.approval_id or "", "bot")
+    assert first["result"] == {"status": "value", "name": "email", "value": "ada@example.com"}
+    again = approvals.agent_view(vault, pending.approval_id or "", "bot")
+    assert again["status"] == "approved" and "result" not in again  # released once
 
 
 def test_denied_sensitive_read_releases_nothing(vault: Vault) -> None:

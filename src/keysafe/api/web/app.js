@@ -15,6 +15,8 @@ const $ = (id) => document.getElementById(id);
 // The CSRF token survives a reload of this tab (sessionStorage), not the closing of the tab.
 let csrf = sessionStorage.getItem("ks_csrf");
 let pollTimer = null;
+let pollRound = 0; // bumped on each start/stop, so a poll still in flight never starts a 2nd loop
+let pollFailed = false;
 let current = "approvals";
 const lastRendered = {}; // section -> JSON last drawn; unchanged data is not redrawn (keeps focus)
 const approvalCards = new Map(); // approval id -> its <article>, so polling never resets a card
@@ -24,6 +26,7 @@ const KIND = {
   send_transaction: "Sign and send a transaction",
   sign_message: "Sign a message",
   sign_typed_data: "Sign typed data (EIP-712)",
+  read_data: "Read stored data",
 };
 const AUTH = { token: "agent token", key: "Ed25519 signed requests" };
 
@@ -159,6 +162,7 @@ function showApp() {
   for (const key of Object.keys(lastRendered)) delete lastRendered[key];
   route();
   startPolling();
+  $(`${current}-title`).focus(); // the unlock button just vanished: move focus somewhere useful
 }
 
 // -- navigation: #approvals, #agents, #wallets, #audit ----------------------------------------
@@ -178,16 +182,17 @@ function route() {
 
 function startPolling() {
   stopPolling();
-  poll();
+  poll(pollRound);
 }
 
 function stopPolling() {
+  pollRound += 1;
   clearTimeout(pollTimer);
   pollTimer = null;
 }
 
 // setTimeout after each round (not setInterval), so a slow server never gets overlapping polls.
-async function poll() {
+async function poll(round) {
   try {
     const status = await api("GET", "/v1/owner/status");
     if (!status.unlocked) {
@@ -205,11 +210,13 @@ async function poll() {
     await refresh("approvals");
     // Wallet addresses are re-derived from their keys on each listing: load them on demand only.
     if (current === "agents" || current === "audit") await refresh(current);
+    if (pollFailed) say(""); // the server is back: clear the old error
+    pollFailed = false;
   } catch (err) {
+    pollFailed = true;
     fail(err);
-    if (err instanceof ApiError && err.status === 401) return;
   }
-  if (!$("app").hidden) pollTimer = setTimeout(poll, POLL_MS);
+  if (round === pollRound && !$("app").hidden) pollTimer = setTimeout(() => poll(round), POLL_MS);
 }
 
 const SOURCES = {
@@ -310,6 +317,7 @@ async function decide(a, verdict, buttons, forSeconds) {
     fail(err);
   }
   await refresh("approvals", true).catch(fail);
+  $("approvals-title").focus(); // the card (and the focused button) is gone
 }
 
 // -- agents ------------------------------------------------------------------------------------
@@ -418,7 +426,8 @@ async function verifyChain() {
   try {
     const r = await api("GET", "/v1/owner/audit/verify");
     if (r.ok) {
-      out.textContent = `Chain OK: ${r.entries} entries, every link and signature checks out.`;
+      const seals = r.keyed ? " and every seal (keyed with the vault's audit key)" : "";
+      out.textContent = `Chain OK: ${r.entries} entries; every hash link${seals} checks out.`;
       out.classList.add("ok");
     } else {
       out.textContent = `Chain broken at entry #${r.first_bad_seq}: ${r.problem || "it does not match"}.`;
