@@ -7,7 +7,9 @@
     │   ├── AlreadyExistsError        ALREADY_EXISTS
     │   ├── NotInitializedError       NOT_INITIALIZED
     │   └── UnsafePermissionsError    UNSAFE_PERMISSIONS
-    │   └── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
+    │   ├── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
+    │   └── PayloadTooLargeError      PAYLOAD_TOO_LARGE
+    ├── RateLimitedError              RATE_LIMITED
     ├── AuthError
     │   ├── NotAuthenticatedError     NOT_AUTHENTICATED  (unknown, revoked or badly signed agent)
     │   ├── ReplayError               REPLAY
@@ -42,6 +44,8 @@ class ErrorCode(StrEnum):
     NOT_INITIALIZED = "NOT_INITIALIZED"
     UNSAFE_PERMISSIONS = "UNSAFE_PERMISSIONS"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
     REPLAY = "REPLAY"
     POLICY_DENIED = "POLICY_DENIED"
@@ -67,6 +71,8 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.NOT_INITIALIZED: (409, 1),
     ErrorCode.UNSAFE_PERMISSIONS: (500, 1),
     ErrorCode.IDEMPOTENCY_CONFLICT: (409, 1),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, 1),
+    ErrorCode.RATE_LIMITED: (429, 1),
     ErrorCode.NOT_AUTHENTICATED: (401, 1),
     ErrorCode.REPLAY: (401, 1),
     ErrorCode.POLICY_DENIED: (403, 4),
@@ -137,6 +143,14 @@ class UnsafePermissionsError(UserError):
 
 class IdempotencyConflictError(UserError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class PayloadTooLargeError(UserError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class RateLimitedError(KeysafeError):
+    code = ErrorCode.RATE_LIMITED
 
 
 class AuthError(KeysafeError):

@@ -16,14 +16,16 @@ import re
 import secrets
 import stat
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import rlp
+import rlp  # type: ignore[import-untyped]
 from eth_account import Account
 
 from tests.conftest import PASSPHRASE, Cli
@@ -73,12 +75,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     home = copy_home(vault, root)
     with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server, server.client() as c:
         yield Running(server, vault, c)
-
-
-@pytest.fixture
-def own_home(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
-    """A private copy of the standard vault for a test that runs its own server."""
-    return copy_home(standard_vault(tmp_path_factory), tmp_path)
 
 
 def _signed_tx(raw_hex: str) -> tuple[str, str, int]:
@@ -144,12 +140,6 @@ def test_signed_envelope_authenticates_agent_and_replay_is_401(running: Running)
     assert error_of(again)["code"] == "REPLAY"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the server never compares the signed envelope's `body` with the HTTP body "
-    "(api/app.py agent_name → service/agents.py authenticate_signed), so a signature over one "
-    "request authorises any other body sent with it.",
-)
 def test_signed_envelope_over_another_body_is_refused_with_401(running: Running) -> None:
     signer = running.vault.signers["signer"]
     signed_body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH)}
@@ -316,13 +306,6 @@ def test_idempotency_key_of_pending_request_reused_for_another_tx_is_409(
     assert "different request" in err["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: service/signing.py sign_transaction (line 282, also sign_message 509 and "
-    "sign_typed_data 557) returns _stored_result(key) before the fingerprint check in "
-    "policies.authorize, so a signed request's key reused for another tx replays the old "
-    "signature with 200 instead of 409 IDEMPOTENCY_CONFLICT.",
-)
 def test_idempotency_key_of_signed_request_reused_for_another_tx_is_409(
     running: Running,
 ) -> None:
@@ -348,11 +331,6 @@ def test_body_over_1_mib_is_413(running: Running) -> None:
     assert error_of(r)["code"] == "PAYLOAD_TOO_LARGE"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: api/app.py _limit_body only reads the Content-Length header; a chunked body "
-    "(Transfer-Encoding: chunked, no Content-Length) of any size is read and parsed.",
-)
 def test_chunked_body_over_1_mib_is_413(running: Running) -> None:
     data = _big_body()
 
@@ -373,20 +351,20 @@ def test_burst_over_40_requests_from_one_agent_is_429_then_recovers(
     running: Running,
 ) -> None:
     time.sleep(2.5)  # the bucket (burst 40, 20/s) is full again after the other tests
-    statuses = []
-    limited: httpx.Response | None = None
-    for _ in range(120):
-        r = running.client.get("/v1/agent/capabilities", headers=running.bot)
-        statuses.append(r.status_code)
-        if r.status_code == 429:
-            limited = r
-            break
-    assert limited is not None, f"no 429 in {len(statuses)} requests: {statuses}"
-    assert statuses.count(200) >= 40
+
+    def one(_: int) -> httpx.Response:
+        return running.client.get("/v1/agent/capabilities", headers=running.bot)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # well over 20 requests a second
+        answers = list(pool.map(one, range(100)))
+    statuses = Counter(r.status_code for r in answers)
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses[200] >= 40, statuses
+    limited = next(r for r in answers if r.status_code == 429)
     assert limited.headers.get("retry-after") == "1"
     assert "too fast" in error_of(limited)["message"]
     deadline = time.monotonic() + 5
-    while running.client.get("/v1/agent/capabilities", headers=running.bot).status_code == 429:
+    while one(0).status_code == 429:
         assert time.monotonic() < deadline, "the agent stays rate limited"
         time.sleep(0.2)
 
@@ -454,6 +432,7 @@ def test_revoke_while_serving_refuses_the_agents_next_request_with_401(
         assert c.get("/v1/agent/capabilities", headers=own.bot).status_code == 401
 
 
+@pytest.mark.slow
 def test_pending_approval_expires_after_approval_ttl_and_cannot_be_approved(
     own: Own, tmp_path: Path
 ) -> None:

@@ -98,19 +98,19 @@ def _body(path: str) -> dict[str, Any] | None:
     return {"for_seconds": 3600} if path.endswith("/approve") else None
 
 
-Credentials = Callable[[Setup, dict[str, Any] | None], tuple[dict[str, str], dict[str, str]]]
+Credentials = Callable[[Setup, dict[str, Any] | None], dict[str, str]]
 
 
-def _bearer(s: Setup, _: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    return agent_headers(s.vault.tokens["bot"]), {}
+def _bearer(s: Setup, _: dict[str, Any] | None) -> dict[str, str]:
+    return agent_headers(s.vault.tokens["bot"])
 
 
-def _envelope(s: Setup, body: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    return s.signer.headers(body), {}
+def _envelope(s: Setup, body: dict[str, Any] | None) -> dict[str, str]:
+    return s.signer.headers(body)
 
 
-def _cookie(s: Setup, _: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    return {"x-csrf-token": "x"}, {"ks_owner": s.vault.tokens["bot"]}
+def _cookie(s: Setup, _: dict[str, Any] | None) -> dict[str, str]:
+    return {"cookie": f"ks_owner={s.vault.tokens['bot']}", "x-csrf-token": "x"}
 
 
 CREDENTIALS: dict[str, Credentials] = {
@@ -122,11 +122,9 @@ CREDENTIALS: dict[str, Credentials] = {
 
 def _call(s: Setup, method: str, path: str, creds: Credentials, approval_id: str) -> httpx.Response:
     body = _body(path)
-    headers, cookies = creds(s, body)
-    url = _fill(path, approval_id)
-    # A fresh client per call: cookies must not leak from one attempt to the next.
-    with httpx.Client(base_url=s.server.url, cookies=cookies, timeout=30) as c:
-        return c.request(method, url, json=body, headers=headers)
+    # A fresh client per call: no cookie may carry over from one attempt to the next.
+    with httpx.Client(base_url=s.server.url, timeout=30) as c:
+        return c.request(method, _fill(path, approval_id), json=body, headers=creds(s, body))
 
 
 def _assert_nothing_happened(s: Setup) -> None:
@@ -194,13 +192,6 @@ def test_approve_own_approval_with_agent_token_says_agent_credentials_never_work
     assert "result" not in status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: api/app.py owner routes use dependencies=[Owner], which FastAPI runs after it "
-    "has read and JSON-decoded the body, so a non-owner with a broken body gets 400 "
-    "MALFORMED_REQUEST (with the parse position) instead of 401: the route looks at the "
-    "request before refusing the caller, contrary to the module's rule.",
-)
 def test_owner_route_with_agent_token_and_unparsable_body_is_401_not_400(
     setup: Setup,
 ) -> None:
@@ -244,3 +235,7 @@ def test_owner_session_itself_can_list_and_is_not_refused(setup: Setup) -> None:
     listed = _owner_get(setup, "/v1/owner/approvals")
     assert {a["agent"] for a in listed} >= {"bot", "signer"}
     assert all(a["status"] == "pending" for a in listed)
+    session = setup.owner["authorization"].removeprefix("Bearer ")
+    with httpx.Client(base_url=setup.server.url, timeout=30) as c:
+        by_cookie = c.get("/v1/owner/approvals", headers={"cookie": f"ks_owner={session}"})
+    assert by_cookie.status_code == 200, by_cookie.text

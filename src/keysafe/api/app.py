@@ -26,6 +26,8 @@ from keysafe.api.state import ServerState
 from keysafe.errors import (
     MalformedRequestError,
     NotAuthenticatedError,
+    PayloadTooLargeError,
+    RateLimitedError,
     VaultLockedError,
 )
 from keysafe.service import (
@@ -62,39 +64,62 @@ def _state(request: Request) -> ServerState:
 # -- authentication --------------------------------------------------------------------------
 
 
-def agent_name(request: Request) -> str:
+async def agent_name(request: Request) -> str:
+    """Authenticate the agent: bearer token, or an Ed25519-signed envelope whose `body` must be
+    exactly this request's JSON body (RFC 8785), so a signature cannot be moved to another body."""
     st = _state(request)
     auth = request.headers.get("authorization", "")
     sig = request.headers.get("x-keysafe-signature")
     envelope_raw = request.headers.get("x-keysafe-envelope")
     if auth.lower().startswith("bearer "):
-        name = agents.authenticate(st.vault, bearer=auth[7:].strip())
+        name = await run_in_threadpool(agents.authenticate, st.vault, bearer=auth[7:].strip())
     elif sig and envelope_raw:
-        try:
-            envelope = json.loads(envelope_raw)
-        except ValueError:
-            envelope = None
-        if not isinstance(envelope, dict):
-            raise NotAuthenticatedError(
-                "The agent could not be authenticated.",
-                next_step="check the agent token (KEYSAFE_AGENT_TOKEN) or the request signature.",
-            )
-        name = agents.authenticate(st.vault, envelope=envelope, signature=sig)
+        envelope = _json_or_none(envelope_raw)
+        raw_body = await request.body()
+        body = _json_or_none(raw_body) if raw_body else None
+        if not isinstance(envelope, dict) or not _same_json(envelope.get("body"), body):
+            raise _refused_agent()
+        name = await run_in_threadpool(
+            agents.authenticate, st.vault, envelope=envelope, signature=sig
+        )
     else:
         raise NotAuthenticatedError(
             "This route needs an agent token.",
             next_step="send `Authorization: Bearer ks_agent_…` (from `keysafe agent add`).",
         )
     if not st.allow(name):
-        from keysafe.errors import UnlockThrottledError
-
-        raise UnlockThrottledError(
+        raise RateLimitedError(
             f"Agent '{name}' is sending requests too fast.",
             next_step="slow down and retry in a second.",
             wait_seconds=1,
         )
     st.touch()
     return name
+
+
+def _json_or_none(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    import hmac
+
+    from rfc8785 import dumps
+
+    try:
+        return hmac.compare_digest(dumps(a), dumps(b))
+    except Exception:  # not canonicalisable (floats out of range, …): not the same
+        return False
+
+
+def _refused_agent() -> NotAuthenticatedError:
+    return NotAuthenticatedError(
+        "The agent could not be authenticated.",
+        next_step="check the agent token (KEYSAFE_AGENT_TOKEN) or the request signature.",
+    )
 
 
 def owner(request: Request) -> None:
@@ -135,7 +160,7 @@ Owner = Depends(owner)
 # -- app --------------------------------------------------------------------------------------
 
 
-def create_app(state: ServerState) -> FastAPI:
+def create_app(state: ServerState) -> BodyLimit:
     app = FastAPI(
         title="keysafe",
         version=__version__,
@@ -146,7 +171,7 @@ def create_app(state: ServerState) -> FastAPI:
     api_errors.install(app)
 
     @app.middleware("http")
-    async def _limit_body(
+    async def _guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         host = request.headers.get("host", "")
@@ -161,14 +186,15 @@ def create_app(state: ServerState) -> FastAPI:
             )  # fmt: skip
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse(
-                api_errors.error_body(
-                    "PAYLOAD_TOO_LARGE",
-                    "The request body is over 1 MiB.",
-                    "send a smaller request.",
-                ),
-                status_code=413,
-            )
+            return _too_large()
+        path = request.url.path
+        if path.startswith("/v1/owner/") and path != "/v1/owner/login":
+            # The owner check runs before FastAPI reads the body: nothing but an owner session
+            # gets as far as having its request looked at.
+            try:
+                owner(request)
+            except NotAuthenticatedError as exc:
+                return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
         response = await call_next(request)
         response.headers["cache-control"] = "no-store"
         response.headers["x-content-type-options"] = "nosniff"
@@ -177,7 +203,98 @@ def create_app(state: ServerState) -> FastAPI:
     _agent_routes(app)
     _owner_routes(app)
     _web_routes(app)
-    return app
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return BodyLimit(app)
+
+
+def _too_large() -> JSONResponse:
+    err = PayloadTooLargeError(
+        "The request body is over 1 MiB.", next_step="send a smaller request."
+    )
+    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+
+
+class BodyLimit:
+    """ASGI wrapper: reads the body first, whatever its framing (Content-Length or chunked), and
+    answers 413 past 1 MiB before the application parses any of it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state  # so tests and the CLI can reach app.state.keysafe
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # a disconnect: let the app see it
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                await _too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the error answers keysafe really gives (400, not 422)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "next"],
+                "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"},
+                    "next": {"type": "string"},
+                },
+                "additionalProperties": True,
+            }
+        },
+    }  # fmt: skip
+    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    codes = {
+        "400": "malformed request", "401": "not authenticated", "403": "denied by policy",
+        "404": "not found", "409": "conflict", "413": "body over 1 MiB",
+        "421": "unknown host name", "423": "vault locked", "429": "too many requests",
+        "500": "internal error", "503": "chain unavailable",
+    }  # fmt: skip
+    for methods in schema.get("paths", {}).values():
+        for op in methods.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            for code, text in codes.items():
+                responses.setdefault(code, {"description": text, **ref})
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema
 
 
 def _result(res: signing.SignResult) -> JSONResponse:
@@ -274,7 +391,7 @@ def _agent_routes(app: FastAPI) -> None:
             int, Query(ge=0, le=60, description="Long-poll up to this many seconds.")
         ] = 0,
     ) -> dict[str, Any]:
-        agent = await run_in_threadpool(agent_name, request)
+        agent = await agent_name(request)
         vault = _state(request).vault
         deadline = asyncio.get_running_loop().time() + wait
         while True:

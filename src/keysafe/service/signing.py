@@ -21,6 +21,7 @@ from sqlalchemy import update
 
 from keysafe.errors import (
     BudgetExceededError,
+    IdempotencyConflictError,
     KeysafeError,
     MalformedRequestError,
     PolicyDeniedError,
@@ -179,6 +180,7 @@ def _pending(
     *,
     kind: str,
     request: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> SignResult:
     """Park the exact request for the owner; the agent gets an approval id to wait on."""
     from keysafe.service import approvals
@@ -191,25 +193,53 @@ def _pending(
         request | {"action": intent.action, "intent": intent.model_dump(mode="json", exclude_none=True)},
         summary=summary, rule=auth.decision.rule,
     )  # fmt: skip
-    return SignResult(
+    result = SignResult(
         "pending_approval", wallet.name, wallet.meta["address"], chain, summary,
         auth.request_id, rule=auth.decision.rule, approval_id=parked.id,
         expires_at=parked.for_agent()["expires_at"],
         intent=intent.model_dump(mode="json", exclude_none=True),
     )  # fmt: skip
+    _remember(vault, agent, idempotency_key, result)
+    return result
 
 
-def _stored_result(vault: Vault, agent: str, key: str | None) -> SignResult | None:
-    if key is None:
+def _replay(
+    vault: Vault, agent: str, key: str | None, auth: policies.Authorization
+) -> SignResult | None:
+    """The first result for a repeated idempotency key (authorize already checked that the
+    intent is the same one; a different one raised IDEMPOTENCY_CONFLICT)."""
+    if key is None or not auth.replayed:
         return None
     with vault.db.read() as conn:
         row = conn.execute(
             t.idempotency.select().where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
         ).first()
-    if row is None:
-        return None
-    stored = json.loads(row.result).get("result")
-    return SignResult(**stored) if stored else None
+    stored = json.loads(row.result).get("result") if row is not None else None
+    if not stored:
+        # The first request with this key never finished: signing again now would skip the
+        # budget (a replay reserves nothing), so refuse instead.
+        raise IdempotencyConflictError(
+            f"Idempotency key '{key[:60]}' belongs to a request that did not complete.",
+            next_step="retry with a new idempotency key.",
+        )
+    return SignResult(**stored)
+
+
+def _remember(vault: Vault, agent: str, key: str | None, result: SignResult) -> None:
+    """Store the result under the request's idempotency key, for replays."""
+    if key is None:
+        return
+    with vault.db.write() as conn:
+        row = conn.execute(
+            t.idempotency.select().where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
+        ).first()
+        if row is not None:
+            stored = json.loads(row.result) | {"result": dataclasses.asdict(result)}
+            conn.execute(
+                update(t.idempotency)
+                .where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
+                .values(result=json.dumps(stored))
+            )
 
 
 def _finish(
@@ -245,19 +275,7 @@ def _finish(
                      "chain": result.chain, "tx_hash": result.tx_hash, "status": result.status,
                      "summary": result.summary},
         )  # fmt: skip
-        if idempotency_key is not None:
-            row = conn.execute(
-                t.idempotency.select().where(
-                    t.idempotency.c.agent == agent, t.idempotency.c.key == idempotency_key
-                )
-            ).first()
-            if row is not None:
-                stored = json.loads(row.result) | {"result": dataclasses.asdict(result)}
-                conn.execute(
-                    update(t.idempotency)
-                    .where(t.idempotency.c.agent == agent, t.idempotency.c.key == idempotency_key)
-                    .values(result=json.dumps(stored))
-                )
+    _remember(vault, agent, idempotency_key, result)
     return result
 
 
@@ -282,9 +300,6 @@ def sign_transaction(
     `approved` is set only when an owner-approved parked request is executed (approvals.py).
     """
     vault.require_unlocked()  # before anything is reserved: a locked vault cannot sign
-    replay = _stored_result(vault, agent, idempotency_key)
-    if replay is not None:
-        return replay
     info = _wallet(vault, wallet)
     family = info.meta["chain"]
     reg = load_registry(vault)
@@ -375,10 +390,14 @@ def _transaction_flow(
     broadcast when asked, and settle. `sign` returns (signed transaction, its hash or id)."""
     agent, broadcast = call.agent, call.broadcast
     auth = _authorize(vault, agent, intent, call.idempotency_key, call.approved)
+    replay = _replay(vault, agent, call.idempotency_key, auth)
+    if replay is not None:
+        return replay
     if auth.decision.outcome == "ask":
         return _pending(
-            vault, agent, info, chain_info.name, intent, auth, kind=call.kind, request=call.request
-        )
+            vault, agent, info, chain_info.name, intent, auth, kind=call.kind,
+            request=call.request, idempotency_key=call.idempotency_key,
+        )  # fmt: skip
 
     def act() -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
@@ -509,9 +528,6 @@ def sign_message(
             "signed", wallet, info.meta["address"], None, intent.summary or intent.action, "",
             signature=signature,
         )  # fmt: skip
-    replay = _stored_result(vault, agent, idempotency_key)
-    if replay is not None:
-        return replay
     auth = _authorize(vault, agent, intent, idempotency_key, approved)
     if auth.decision.outcome == "ask":
         request = {"wallet": wallet, "message": message, "encoding": encoding}
@@ -557,9 +573,6 @@ def sign_typed_data(
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
     chain_info = _resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
     intent = evm_intents.intent_from_typed_data(typed_data, registry=reg, chain=chain_info)
-    replay = _stored_result(vault, agent, idempotency_key)
-    if replay is not None:
-        return replay
     auth = _authorize(vault, agent, intent, idempotency_key, approved)
     if auth.decision.outcome == "ask":
         request = {"wallet": wallet, "typed_data": typed_data}
