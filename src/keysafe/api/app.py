@@ -36,12 +36,14 @@ from keysafe.service import (
     audit,
     capabilities,
     data,
+    proxy,
     signing,
     vault_admin,
     wallets,
 )
 from keysafe.service.models import (
     ApproveRequest,
+    HttpRequestRequest,
     LoginRequest,
     ReadDataRequest,
     SecretBytes,
@@ -373,6 +375,20 @@ def _agent_routes(app: FastAPI) -> None:
                 idempotency_key=body.idempotency_key,
             )
         )  # fmt: skip
+
+    @app.post(
+        "/v1/agent/http-request",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
+    def http_request(request: Request, agent: Agent, body: HttpRequestRequest) -> JSONResponse:
+        res = proxy.http_request(
+            _state(request).vault, agent, body.credential, body.method, body.url,
+            headers=body.headers, body=body.body,
+        )  # fmt: skip
+        return JSONResponse(
+            res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
+        )
 
     @app.post(
         "/v1/agent/read-data", tags=["agent"], responses={202: {"description": "pending approval"}}

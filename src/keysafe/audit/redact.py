@@ -28,6 +28,8 @@ PLAINTEXT_KEYS: Final = frozenset(
         "request_id", "intent", "policy_hash", "previous_hash", "diff",
         # signing: public results only
         "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
+        # credential use: where and how big, never the secret or the bodies
+        "method", "host", "path", "bytes", "redirects",
     }
 )  # fmt: skip
 

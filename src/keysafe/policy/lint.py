@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from keysafe.policy import urls
 from keysafe.policy.registry import Registry, UnknownName
 from keysafe.policy.rules import ACTIONS, WILDCARD, Policy, Rule
 
@@ -120,6 +121,17 @@ def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
                         "error",
                         rule.name,
                         f"unknown asset '{sym}' (add it with `keysafe asset add`)",
+                    )
+                )
+        for pattern in rule.urls or []:
+            try:
+                urls.url_matches(pattern, "https://example.com/")
+            except urls.BadUrl:
+                add(
+                    Finding(
+                        "error",
+                        rule.name,
+                        f"URL pattern {pattern[:80]!r} is not a valid http(s) URL pattern",
                     )
                 )
         if rule.verb == "allow" and WILDCARD in rule.actions and _unconstrained(rule):

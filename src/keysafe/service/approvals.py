@@ -33,6 +33,7 @@ DEFAULT_TTL_S: Final = 300
 MAX_GRANT_S: Final = 7 * 86400
 KINDS: Final = (
     "sign_transaction", "send_transaction", "sign_message", "sign_typed_data", "read_data",
+    "http_request",
 )  # fmt: skip
 
 
@@ -274,6 +275,19 @@ def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
 
         return data.read_data(
             vault, a.agent, req["name"], fields=req.get("fields"), approved=True
+        ).to_dict()
+    elif a.kind == "http_request":
+        from keysafe.service import proxy
+
+        return proxy.http_request(
+            vault,
+            a.agent,
+            req["credential"],
+            req["method"],
+            req["url"],
+            headers=req.get("headers"),
+            body=req.get("body"),
+            approved=True,
         ).to_dict()
     elif a.kind == "sign_message":
         res = signing.sign_message(

@@ -153,6 +153,16 @@ class ReadDataRequest(_Wire):
     )
 
 
+class HttpRequestRequest(_Wire):
+    credential: str = Field(max_length=64, examples=["github"])
+    method: str = Field(max_length=10, examples=["GET"])
+    url: str = Field(max_length=4096, examples=["https://api.github.com/repos/octocat/hello-world"])
+    headers: dict[str, str] | None = Field(
+        default=None, description="Extra headers (never Authorization)."
+    )
+    body: str | None = Field(default=None, max_length=512 * 1024)
+
+
 class LoginRequest(_Wire):
     passphrase: str = Field(min_length=1, max_length=1024)
 

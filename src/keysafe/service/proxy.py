@@ -1,0 +1,270 @@
+"""Use, not possession, for API keys: keysafe makes the HTTP call with the credential attached
+and returns the response with the secret scrubbed out.
+
+Rules this module enforces:
+- The credential goes only to the hosts it names (`host[:port]`), over https; plain http only to
+  loopback hosts (local services, tests). A redirect is followed, but the credential is attached
+  only on hops to an allowed host; it never follows the agent anywhere else.
+- The policy decides first (`http.request` with credential, method and URL); an `ask` parks the
+  request for the owner like any other.
+- The secret is scrubbed from the response headers and body (also in its Basic-auth, base64 and
+  URL-encoded forms) before anything returns; bodies are capped at 1 MiB; timeouts are set.
+- Every call is audited with method, host, path, status and size: never the secret or bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from keysafe.errors import (
+    BudgetExceededError,
+    ChainUnavailableError,
+    MalformedRequestError,
+    PolicyDeniedError,
+)
+from keysafe.policy.intent import Intent
+from keysafe.service.models import RecordKind, SecretBytes
+from keysafe.vault.vault import RecordInfo, Vault
+
+logger = logging.getLogger(__name__)
+
+MAX_RESPONSE: Final = 1024 * 1024
+MAX_REDIRECTS: Final = 5
+TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+_HOP_BY_HOP: Final = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
+})  # fmt: skip
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+REDACTED: Final = "[redacted by keysafe]"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    status: str  # done | pending_approval
+    status_code: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    truncated: bool = False
+    approval_id: str | None = None
+    expires_at: str | None = None
+    summary: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.status == "pending_approval":
+            return {"status": self.status, "approval_id": self.approval_id,
+                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+        return {"status_code": self.status_code, "headers": self.headers, "body": self.body,
+                "truncated": self.truncated}  # fmt: skip
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _target(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise MalformedRequestError(
+            "Only http(s) URLs with a host can be called.", next_step="pass a full https:// URL."
+        )
+    if parts.username or parts.password:
+        raise MalformedRequestError(
+            "URLs with user:password@ are refused.", next_step="the credential is attached for you."
+        )
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise MalformedRequestError(
+            "The URL's port is not a number.", next_step="fix the URL."
+        ) from None
+    return scheme, parts.hostname.lower(), port
+
+
+def _allowed(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
+    """May the secret go to scheme://host:port? Only to the credential's own hosts, and in clear
+    only on loopback."""
+    if scheme == "http" and not _is_loopback(host):
+        return False
+    default = 443 if scheme == "https" else 80
+    for entry in info.meta.get("hosts", []):
+        name, _, p = entry.partition(":")
+        want_port = int(p) if p else default
+        if want_port != port:
+            continue
+        if name == host or (name.startswith("*.") and host.endswith(name[1:]) and host != name[2:]):
+            return True
+    return False
+
+
+def _secret_forms(secret: str, attach: dict[str, Any]) -> list[str]:
+    forms = {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
+    if attach.get("type") == "basic":
+        forms.add(base64.b64encode(f"{attach['name']}:{secret}".encode()).decode())
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
+def _scrub(text: str, forms: list[str]) -> str:
+    for f in forms:
+        text = text.replace(f, REDACTED)
+    return text
+
+
+def http_request(
+    vault: Vault,
+    agent: str,
+    credential: str,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    approved: bool = False,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpResult:
+    from keysafe.service import approvals, policies
+
+    vault.require_unlocked()
+    method = method.upper()
+    if method not in METHODS:
+        raise MalformedRequestError(
+            f"'{method[:10]}' is not an HTTP method keysafe sends.",
+            next_step=f"use one of {', '.join(sorted(METHODS))}.",
+        )
+    with vault.db.read() as conn:
+        info = vault.get_record(conn, RecordKind.CREDENTIAL, credential)
+    scheme, host, port = _target(url)
+    if not _allowed(info, scheme, host, port):
+        raise PolicyDeniedError(
+            f"Credential '{credential}' is only sent to {', '.join(info.meta.get('hosts', []))}"
+            + (" over https" if scheme == "http" else "")
+            + f"; this request goes to {scheme}://{host}:{port}. Nothing was sent.",
+            next_step="call one of the credential's hosts, or ask the owner to add this host.",
+            reason_code="HOST_NOT_ALLOWED",
+        )
+    path = urlsplit(url).path or "/"
+    what = f"{method} {host}{path} with credential {credential}"
+    intent = Intent(
+        action="http.request", credential=credential, method=method, url=url, summary=what[:500]
+    )
+    auth = policies.authorize(vault, agent, intent, approved=approved)
+    d = auth.decision
+    if d.outcome == "deny":
+        err = (
+            BudgetExceededError
+            if d.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
+            else PolicyDeniedError
+        )
+        raise err(d.reason, next_step="stay within your policy, or ask the owner to change it.",
+                  reason_code=d.code or "POLICY_DENIED", **({"rule": d.rule} if d.rule else {}))  # fmt: skip
+    if d.outcome == "ask":
+        parked = approvals.park(
+            vault, agent, "http_request",
+            {"credential": credential, "method": method, "url": url, "headers": headers,
+             "body": body, "action": "http.request"},
+            summary=what, rule=d.rule,
+        )  # fmt: skip
+        return HttpResult("pending_approval", approval_id=parked.id,
+                          expires_at=parked.for_agent()["expires_at"], summary=what)  # fmt: skip
+    try:
+        with vault.db.read() as conn, vault.open_record(conn, info) as secret:
+            result, hops = _send(info, secret, method, url, headers or {}, body, transport)
+        policies.settle(vault, agent, auth.request_id, success=True)
+    except BaseException:
+        policies.settle(vault, agent, auth.request_id, success=False)
+        raise
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor=f"agent:{agent}", action="http.request", target=f"credential:{credential}",
+            outcome="success",
+            details={"agent": agent, "name": credential, "method": method, "host": host,
+                     "path": path, "status": result.status_code, "bytes": len(result.body or ""),
+                     "redirects": hops, "request_id": auth.request_id},
+        )  # fmt: skip
+    return result
+
+
+def _attach(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) -> str:
+    attach = info.meta.get("attach", {})
+    kind, name, template = (
+        attach.get("type"),
+        attach.get("name", ""),
+        attach.get("template", "{secret}"),
+    )
+    if kind == "header":
+        headers[name] = template.replace("{secret}", secret)
+    elif kind == "basic":
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
+    elif kind == "query":
+        parts = urlsplit(url)
+        extra = urlencode({name: secret})
+        url = urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+    return url
+
+
+def _send(
+    info: RecordInfo,
+    secret_buf: SecretBytes,
+    method: str,
+    url: str,
+    agent_headers: dict[str, str],
+    body: str | None,
+    transport: httpx.BaseTransport | None,
+) -> tuple[HttpResult, int]:
+    # httpx needs str headers: this copy of the secret lives only for the call (best effort).
+    secret = bytes(secret_buf.reveal()).decode("utf-8", "replace")
+    forms = _secret_forms(secret, info.meta.get("attach", {}))
+    base = {k: v for k, v in agent_headers.items() if k.lower() not in _HOP_BY_HOP}
+    hops = 0
+    current, current_method, current_body = url, method, body
+    try:
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=transport) as client:
+            while True:
+                scheme, host, port = _target(current)
+                headers = dict(base)
+                target = current
+                if _allowed(info, scheme, host, port):
+                    target = _attach(info, secret, current, headers)
+                with client.stream(current_method, target, headers=headers,
+                                   content=current_body.encode() if current_body is not None else None) as r:  # fmt: skip
+                    if r.is_redirect and hops < MAX_REDIRECTS and "location" in r.headers:
+                        hops += 1
+                        current = urljoin(current, r.headers["location"])
+                        if r.status_code in (301, 302, 303) and current_method != "HEAD":
+                            current_method, current_body = "GET", None
+                        continue
+                    raw = b""
+                    truncated = False
+                    for chunk in r.iter_bytes():
+                        raw += chunk
+                        if len(raw) > MAX_RESPONSE:
+                            raw, truncated = raw[:MAX_RESPONSE], True
+                            break
+                    text = _scrub(raw.decode("utf-8", "replace"), forms)
+                    out_headers = {
+                        k: _scrub(v, forms)
+                        for k, v in r.headers.items()
+                        if k.lower()
+                        not in ("set-cookie", "transfer-encoding", "content-length", "connection")
+                    }
+                    return HttpResult("done", r.status_code, out_headers, text, truncated), hops
+    except httpx.HTTPError as exc:
+        raise ChainUnavailableError(
+            f"The call to {urlsplit(current).hostname} failed ({type(exc).__name__}).",
+            next_step="check the service is reachable, then retry.",
+        ) from None
+    finally:
+        del secret

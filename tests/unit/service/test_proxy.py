@@ -1,0 +1,200 @@
+"""The credential proxy against real local upstreams that record what they receive.
+
+Acceptance (agent surfaces, 2): the credential arrives only at allowed hosts; a redirect to
+another host carries no credential; an upstream that echoes the credential back has it scrubbed;
+the agent-visible output never contains it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import PolicyDeniedError
+from keysafe.service import agents, approvals, credentials, policies, proxy
+from keysafe.service.models import Attachment
+from keysafe.service.vault_admin import init_vault
+from keysafe.store import tables as t
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+CANARY = "sk-CANARY-7f3e9a1c5b2d"
+
+
+@dataclass
+class Upstream:
+    port: int
+    seen: list[dict[str, str]] = field(default_factory=list)
+    other: int = 0  # the port of the *other* upstream, for cross-host redirects
+
+
+def _serve(up: Upstream) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            up.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+            if self.path.startswith("/redirect-away"):
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{up.other}/landed")
+                self.end_headers()
+                return
+            if self.path.startswith("/redirect-home"):
+                self.send_response(302)
+                self.send_header("Location", "/echo")
+                self.end_headers()
+                return
+            if self.path.startswith("/big"):
+                body = b"x" * (proxy.MAX_RESPONSE + 10)
+            else:  # /echo: a careless API that repeats the credential back
+                body = json.dumps(
+                    {"you_sent": self.headers.get("Authorization"), "path": self.path}
+                ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Echo", str(self.headers.get("Authorization")))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    up.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[Upstream, Upstream]]:
+    allowed, other = Upstream(0), Upstream(0)
+    servers = [_serve(allowed), _serve(other)]
+    allowed.other, other.other = other.port, allowed.port
+    yield allowed, other
+    for s in servers:
+        s.shutdown()
+
+
+@pytest.fixture
+def vault(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Vault:
+    allowed, _ = upstreams
+    admin = f"http://127.0.0.1:{allowed.port}/admin/**"
+    v, _ = init_vault(
+        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+    )  # fmt: skip
+    credentials.add_credential(
+        v, "api", SecretBytes(bytearray(CANARY.encode())), hosts=[f"127.0.0.1:{allowed.port}"],
+        attach=Attachment.bearer(),
+    )  # fmt: skip
+    agents.add_agent(v, "bot")
+    policies.set_policy(
+        v, "bot",
+        "version: 1\nrules:\n  - name: api\n    allow: [http.request]\n    credentials: [api]\n"
+        "    methods: [GET]\n  - name: ask-admin\n    ask: [http.request]\n"
+        f'    urls: ["{admin}"]\n',
+    )  # fmt: skip
+    return v
+
+
+def _out(result: proxy.HttpResult) -> str:
+    return json.dumps(result.to_dict())
+
+
+def test_credential_arrives_at_the_allowed_host_and_is_scrubbed_on_the_way_back(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo")
+    assert res.status_code == 200
+    assert allowed.seen[-1]["authorization"] == f"Bearer {CANARY}"
+    assert CANARY not in _out(res)
+    assert proxy.REDACTED in (res.body or "") and proxy.REDACTED in res.headers["x-echo"]
+
+
+def test_redirect_to_another_host_carries_no_credential(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, other = upstreams
+    res = proxy.http_request(
+        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-away"
+    )
+    assert res.status_code == 200
+    assert other.seen and other.seen[-1]["path"] == "/landed"
+    assert "authorization" not in other.seen[-1]
+    assert CANARY not in _out(res)
+
+
+def test_redirect_on_the_same_host_keeps_the_credential(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-home")
+    assert [s["path"] for s in allowed.seen] == ["/redirect-home", "/echo"]
+    assert all(s.get("authorization") == f"Bearer {CANARY}" for s in allowed.seen)
+
+
+def test_a_host_the_credential_does_not_name_is_refused_and_nothing_is_sent(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    _, other = upstreams
+    with pytest.raises(PolicyDeniedError, match="only sent to"):
+        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{other.port}/echo")
+    assert other.seen == []
+
+
+def test_plain_http_to_a_non_loopback_host_is_refused(vault: Vault) -> None:
+    credentials.add_credential(
+        vault, "remote", SecretBytes(bytearray(b"remote-secret")), hosts=["api.example.com"],
+        attach=Attachment.bearer(),
+    )  # fmt: skip
+    with pytest.raises(PolicyDeniedError, match="over https"):
+        proxy.http_request(vault, "bot", "remote", "GET", "http://api.example.com/x")
+
+
+def test_policy_method_rule_denies_post(vault: Vault, upstreams: tuple[Upstream, Upstream]) -> None:
+    allowed, _ = upstreams
+    with pytest.raises(PolicyDeniedError):
+        proxy.http_request(
+            vault, "bot", "api", "POST", f"http://127.0.0.1:{allowed.port}/echo", body="{}"
+        )
+
+
+def test_ask_rule_parks_then_approval_runs_it(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/admin/x")
+    assert res.status == "pending_approval" and allowed.seen == []
+    done = approvals.approve(vault, res.approval_id or "")
+    assert done.status == "approved" and done.result is not None
+    assert done.result["status_code"] == 200
+    assert CANARY not in json.dumps(done.for_owner())
+
+
+def test_response_is_capped(vault: Vault, upstreams: tuple[Upstream, Upstream]) -> None:
+    allowed, _ = upstreams
+    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/big")
+    assert res.truncated and len(res.body or "") == proxy.MAX_RESPONSE
+
+
+def test_audit_records_the_call_but_never_the_secret(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo?q=1")
+    with vault.db.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
+    calls = [r for r in rows if r["action"] == "http.request"]
+    assert calls and json.loads(calls[-1]["details"])["status"] == 200
+    assert json.loads(calls[-1]["details"])["path"] == "/echo"
+    assert CANARY not in json.dumps(rows)
