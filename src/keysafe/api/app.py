@@ -513,8 +513,17 @@ def _owner_routes(app: FastAPI) -> None:
 
     @app.get("/v1/owner/wallets", tags=["owner"], dependencies=[Owner])
     def list_wallets(request: Request) -> list[dict[str, Any]]:
-        vault = _state(request).vault
-        return [w.to_dict() for w in wallets.list_wallets(vault, verify=vault.is_unlocked)]
+        st = _state(request)
+        vault = st.vault
+        out = []
+        now = st.monotonic()
+        for w in wallets.list_wallets(vault, verify=vault.is_unlocked):
+            cached = st.balance_cache.get(w.address)
+            if cached is None or now - cached[0] > 15:
+                cached = (now, wallets.balances(vault, w))
+                st.balance_cache[w.address] = cached
+            out.append(w.to_dict() | {"balances": cached[1]})
+        return out
 
     @app.get("/v1/owner/audit", tags=["owner"], dependencies=[Owner])
     def audit_log(

@@ -50,6 +50,9 @@ class ServerState:
     _buckets: dict[str, Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     last_activity: float = field(default_factory=time.monotonic)
+    # Balances are fetched from chain nodes at most every BALANCE_TTL seconds, however often
+    # the owner's page polls.
+    balance_cache: dict[str, tuple[float, list[dict[str, object]]]] = field(default_factory=dict)
 
     # -- owner sessions: stored as SHA-256, compared in constant time ------------------------
 

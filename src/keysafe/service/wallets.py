@@ -141,3 +141,33 @@ def list_wallets(vault: Vault, *, verify: bool = True) -> list[WalletView]:
                             name=info.name,
                         )
     return [WalletView.of(i) for i in infos]
+
+
+def balances(vault: Vault, view: WalletView, *, timeout: float = 2.0) -> list[dict[str, Any]]:
+    """The wallet's native balance on every chain of its family that has an RPC configured.
+
+    A chain whose node does not answer is reported with an error, not raised: the owner's page
+    shows what it can.
+    """
+    from keysafe.policy.registry import from_base_units
+    from keysafe.service.registry import registry
+
+    out: list[dict[str, Any]] = []
+    for chain in registry(vault).chains:
+        if chain.family != view.chain or chain.rpc is None:
+            continue
+        try:
+            if chain.family == "evm":
+                from keysafe.chains.evm.rpc import EvmRpc
+
+                units = EvmRpc(chain.rpc, timeout=timeout).balance(view.address)
+                amount = from_base_units(units, 18)
+            else:
+                from keysafe.chains.solana.rpc import SolanaRpc
+
+                with SolanaRpc(chain.rpc, timeout=timeout) as rpc:
+                    amount = from_base_units(rpc.get_balance(view.address), 9)
+            out.append({"chain": chain.name, "asset": chain.native, "balance": amount})
+        except Exception:
+            out.append({"chain": chain.name, "asset": chain.native, "error": "node unavailable"})
+    return out

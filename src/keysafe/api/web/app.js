@@ -388,6 +388,9 @@ function renderWallets(items) {
     el("th", { scope: "row", text: w.name }),
     el("td", { text: w.chain === "evm" ? "EVM" : w.chain === "solana" ? "Solana" : w.chain }),
     el("td", {}, el("code", { class: "address", text: w.address })),
+    // Balances come from the chains' nodes when an RPC is configured (cached by the server).
+    el("td", { text: (w.balances || []).map((b) => b.error
+      ? `${b.chain}: ${b.error}` : `${b.chain}: ${b.balance} ${b.asset}`).join("; ") || "no RPC configured" }),
     el("td", { text: w.source === "derived" ? `recovery phrase, account ${w.index}` : w.source }),
     el("td", { text: when(w.created_at) }))));
   $("wallets-empty").hidden = items.length > 0;
