@@ -114,7 +114,6 @@ def read_data(
 ) -> ReadResult:
     """An agent reads a data record under its policy (`data.read`). A sensitive record is
     released only with the owner's approval, even when a rule allows reading it."""
-    from keysafe.errors import BudgetExceededError, PolicyDeniedError
     from keysafe.policy.intent import Intent
     from keysafe.service import approvals, policies
 
@@ -133,14 +132,7 @@ def read_data(
     intent = Intent(action="data.read", data=name, fields=wanted, summary=what)
     auth = policies.authorize(vault, agent, intent, approved=approved)
     d = auth.decision
-    if d.outcome == "deny":
-        err = (
-            BudgetExceededError
-            if d.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
-            else PolicyDeniedError
-        )
-        raise err(d.reason, next_step="ask the owner to allow it in your policy.",
-                  reason_code=d.code or "POLICY_DENIED", **({"rule": d.rule} if d.rule else {}))  # fmt: skip
+    policies.raise_if_denied(d, agent)
     if d.outcome == "ask" or (info.data_class == DataClass.SENSITIVE and not approved):
         parked = approvals.park(
             vault, agent, "read_data", {"name": name, "fields": wanted, "action": "data.read"},

@@ -247,3 +247,25 @@ def settle(vault: Vault, agent: str, request_id: str, *, success: bool) -> int:
                 details={"agent": agent, "request_id": request_id, "count": changed},
             )  # fmt: skip
     return changed
+
+
+def raise_if_denied(decision: engine.Decision, agent: str) -> None:
+    """Turn a deny into the error every surface shows: BUDGET_EXCEEDED for a window or count
+    limit, POLICY_DENIED otherwise; the decision's own code and rule ride along as facts."""
+    if decision.outcome != "deny":
+        return
+    from keysafe.errors import BudgetExceededError, PolicyDeniedError
+
+    facts: dict[str, str | int] = {"reason_code": decision.code or "POLICY_DENIED"}
+    if decision.rule:
+        facts["rule"] = decision.rule
+    err = (
+        BudgetExceededError
+        if decision.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
+        else PolicyDeniedError
+    )
+    raise err(
+        decision.reason,
+        next_step=f"stay within the policy, or ask the owner to change it (`keysafe policy show {agent}`).",
+        **facts,
+    )

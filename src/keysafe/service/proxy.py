@@ -24,7 +24,6 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 
 from keysafe.errors import (
-    BudgetExceededError,
     ChainUnavailableError,
     MalformedRequestError,
     PolicyDeniedError,
@@ -162,14 +161,7 @@ def http_request(
     )
     auth = policies.authorize(vault, agent, intent, approved=approved)
     d = auth.decision
-    if d.outcome == "deny":
-        err = (
-            BudgetExceededError
-            if d.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
-            else PolicyDeniedError
-        )
-        raise err(d.reason, next_step="stay within your policy, or ask the owner to change it.",
-                  reason_code=d.code or "POLICY_DENIED", **({"rule": d.rule} if d.rule else {}))  # fmt: skip
+    policies.raise_if_denied(d, agent)
     if d.outcome == "ask":
         parked = approvals.park(
             vault, agent, "http_request",

@@ -20,13 +20,11 @@ from typing import Any, Literal
 from sqlalchemy import update
 
 from keysafe.errors import (
-    BudgetExceededError,
     IdempotencyConflictError,
     KeysafeError,
     MalformedRequestError,
     PolicyDeniedError,
 )
-from keysafe.policy.engine import Decision
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import ChainInfo, Registry, UnknownName
 from keysafe.service import policies
@@ -38,7 +36,6 @@ from keysafe.vault.vault import RecordInfo, Vault
 logger = logging.getLogger(__name__)
 
 Status = Literal["signed", "sent", "pending_approval"]
-_BUDGET_CODES = {"BUDGET_EXCEEDED", "RATE_LIMITED"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,29 +141,13 @@ def check_declared(intent: Intent, declared: Mapping[str, Any] | None) -> None:
             )
 
 
-def _raise_for(decision: Decision, agent: str) -> None:
-    facts: dict[str, str | int] = {"reason_code": decision.code or "POLICY_DENIED"}
-    if decision.rule:
-        facts["rule"] = decision.rule
-    err = BudgetExceededError if decision.code in _BUDGET_CODES else PolicyDeniedError
-    raise err(
-        decision.reason,
-        next_step=(
-            "stay within the policy, or ask the owner to change it "
-            f"(`keysafe policy show {agent}`)."
-        ),
-        **facts,
-    )
-
-
 def _authorize(
     vault: Vault, agent: str, intent: Intent, idempotency_key: str | None, approved: bool = False
 ) -> policies.Authorization:
     auth = policies.authorize(
         vault, agent, intent, idempotency_key=idempotency_key, approved=approved
     )
-    if auth.decision.outcome == "deny":
-        _raise_for(auth.decision, agent)
+    policies.raise_if_denied(auth.decision, agent)
     return auth
 
 
