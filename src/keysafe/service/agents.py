@@ -222,6 +222,8 @@ def authenticate_token(conn: Connection, token: str) -> Any:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise _refused()
     digest = _hash_token(token)
+    # The SQL lookup is by hash (an index, not a secret comparison); the match is then
+    # confirmed in constant time.
     row = conn.execute(select(t.agents).where(t.agents.c.token_hash == digest)).first()
     if row is None or not hmac.compare_digest(row.token_hash, digest) or row.status == "revoked":
         raise _refused()
