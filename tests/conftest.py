@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +82,24 @@ def vault(keysafe: Cli) -> Cli:
 
 
 RunCli = Callable[..., Result]
+
+
+def shared_once(
+    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict[str, Any]]
+) -> tuple[Path, dict[str, Any]]:
+    """Build `name` once per test run, even across xdist workers (file lock); reuse it after.
+
+    Tests never run commands on what is built here: they copy it first.
+    """
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by all workers of this run
+    root = base / name
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = root / "info.json"
+        if not info.exists():
+            shutil.rmtree(root, ignore_errors=True)  # left half-built by a failed attempt
+            root.mkdir()
+            info.write_text(json.dumps(build(root)))
+        return root, json.loads(info.read_text())

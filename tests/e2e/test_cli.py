@@ -8,13 +8,11 @@ into each test's own KEYSAFE_HOME instead of running `keysafe init` again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import shutil
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from mnemonic import Mnemonic
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from tests.conftest import HARDHAT_ADDRESS_0, PASSPHRASE, Cli, Result
+from tests.conftest import HARDHAT_ADDRESS_0, PASSPHRASE, Cli, Result, shared_once
 
 HARDHAT_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 NEW_PASSPHRASE = "a brand new passphrase for the vault"
@@ -80,27 +78,6 @@ def assert_valid_phrase(phrase: str) -> list[str]:
     assert all(w in WORDLIST for w in words), phrase
     assert Mnemonic("english").check(phrase), "BIP-39 checksum does not match"
     return words
-
-
-def shared_once(
-    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict[str, Any]]
-) -> tuple[Path, dict[str, Any]]:
-    """Build `name` once per test run, even across xdist workers (file lock); reuse it after.
-
-    Tests never run commands on what is built here: they copy it first.
-    """
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # shared by all workers of this run
-    root = base / name
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = root / "info.json"
-        if not info.exists():
-            shutil.rmtree(root, ignore_errors=True)  # left half-built by a failed attempt
-            root.mkdir()
-            info.write_text(json.dumps(build(root)))
-        return root, json.loads(info.read_text())
 
 
 # -- fixtures ------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ never a traceback. `vault` copies one freshly initialised vault per module into 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -17,13 +16,12 @@ import sqlite3
 import stat
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import _KEYSAFE, HARDHAT_PHRASE, PASSPHRASE, Cli, Result
+from tests.conftest import _KEYSAFE, HARDHAT_PHRASE, PASSPHRASE, Cli, Result, shared_once
 
 WRONG = "not the passphrase at all"
 
@@ -76,27 +74,6 @@ def foreign_db(path: Path) -> None:
     conn.commit()
     conn.close()
     os.chmod(path, 0o600)
-
-
-def shared_once(
-    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict[str, Any]]
-) -> tuple[Path, dict[str, Any]]:
-    """Build `name` once per test run, even across xdist workers (file lock); reuse it after.
-
-    Tests never run commands on what is built here: they copy it first.
-    """
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # shared by all workers of this run
-    root = base / name
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = root / "info.json"
-        if not info.exists():
-            shutil.rmtree(root, ignore_errors=True)  # left half-built by a failed attempt
-            root.mkdir()
-            info.write_text(json.dumps(build(root)))
-        return root, json.loads(info.read_text())
 
 
 # -- fixtures ------------------------------------------------------------------------------------

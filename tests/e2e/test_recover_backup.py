@@ -10,12 +10,10 @@ module; tests copy that vault directory (modes preserved) into their own KEYSAFE
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from eth_account import Account
 from mnemonic import Mnemonic
 from solders.keypair import Keypair
 
-from tests.conftest import HARDHAT_ADDRESS_0, HARDHAT_PHRASE, PASSPHRASE, Cli, Result
+from tests.conftest import HARDHAT_ADDRESS_0, HARDHAT_PHRASE, PASSPHRASE, Cli, Result, shared_once
 
 NEW_PASSPHRASE = "another long passphrase, chosen later"
 CANARY = "canary-ghp-8d1f4e2a9c7b3e5f6a0d"
@@ -72,27 +70,6 @@ def ciphertext_offset(blob: bytes) -> int:
     """Where the AEAD ciphertext starts: magic, header line, 24-byte nonce."""
     assert blob.startswith(MAGIC)
     return blob.index(b"\n", len(MAGIC)) + 1 + NONCE_SIZE
-
-
-def shared_once(
-    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict[str, Any]]
-) -> tuple[Path, dict[str, Any]]:
-    """Build `name` once per test run, even across xdist workers (file lock); reuse it after.
-
-    Tests never run commands on what is built here: they copy it first.
-    """
-    base = factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # shared by all workers of this run
-    root = base / name
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = root / "info.json"
-        if not info.exists():
-            shutil.rmtree(root, ignore_errors=True)  # left half-built by a failed attempt
-            root.mkdir()
-            info.write_text(json.dumps(build(root)))
-        return root, json.loads(info.read_text())
 
 
 # -- fixtures ------------------------------------------------------------------------------------
