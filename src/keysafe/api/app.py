@@ -442,8 +442,9 @@ def _owner_routes(app: FastAPI) -> None:
                 st.vault.unlock(secret)
         token, session = st.new_session()
         response.set_cookie(
-            COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl)
-        )
+            COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl),
+            secure=request.url.scheme == "https",  # over TLS the cookie never travels in clear
+        )  # fmt: skip
         st.touch()
         return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
 
