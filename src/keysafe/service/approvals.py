@@ -231,6 +231,15 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
     except KeysafeError as exc:
         result = {"error": exc.to_dict()}
         status = "failed"
+    except BaseException:
+        # A bug must not leave the approval "executing" for ever: record it failed, re-raise.
+        with vault.db.write() as conn:
+            conn.execute(
+                update(t.approvals)
+                .where(t.approvals.c.id == approval_id)
+                .values(result=json.dumps({"error": {"code": "INTERNAL"}}), status="failed")
+            )
+        raise
     with vault.db.write() as conn:
         conn.execute(
             update(t.approvals)

@@ -141,9 +141,14 @@ def read_data(
         )  # fmt: skip
         return ReadResult("pending_approval", name, approval_id=parked.id,
                           expires_at=parked.for_agent()["expires_at"], summary=parked.summary)  # fmt: skip
-    with vault.db.read() as conn, vault.open_record(conn, info) as plain:
-        text = bytes(plain.reveal()).decode("utf-8", "replace")
-    value: Any = json.loads(text) if info.meta.get("format") == "json" else text
+    try:
+        with vault.db.read() as conn, vault.open_record(conn, info) as plain:
+            text = bytes(plain.reveal()).decode("utf-8", "replace")
+        value: Any = json.loads(text) if info.meta.get("format") == "json" else text
+    except BaseException:
+        # Fail closed: a read that did not happen leaves no spend behind.
+        policies.settle(vault, agent, auth.request_id, success=False)
+        raise
     if wanted and isinstance(value, dict):
         value = {k: value[k] for k in wanted if k in value}
     from keysafe.store import ledger

@@ -175,8 +175,16 @@ def http_request(
         with vault.db.read() as conn, vault.open_record(conn, info) as secret:
             result, hops = _send(info, secret, method, url, headers or {}, body, transport)
         policies.settle(vault, agent, auth.request_id, success=True)
-    except BaseException:
+    except BaseException as exc:
         policies.settle(vault, agent, auth.request_id, success=False)
+        with vault.db.write() as conn:
+            vault.audit(
+                conn, actor=f"agent:{agent}", action="http.request", target=f"credential:{credential}",
+                outcome="failure",
+                details={"agent": agent, "name": credential, "method": method, "host": host,
+                         "path": path, "request_id": auth.request_id,
+                         "code": getattr(exc, "code", "INTERNAL")},
+            )  # fmt: skip
         raise
     with vault.db.write() as conn:
         vault.audit(

@@ -166,3 +166,18 @@ def test_owner_view_carries_the_decoded_intent_with_full_addresses(made: Made) -
     view = approvals.get(made.vault, res.approval_id or "").for_owner()
     assert view["request"]["intent"]["to"].lower() == BOB
     assert view["request"]["intent"]["amount"] == "0.5"
+
+
+def test_a_bug_while_executing_marks_the_approval_failed_not_stuck(
+    made: Made, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+
+    def boom(*_: object) -> dict[str, object]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(approvals, "_execute", boom)
+    with pytest.raises(RuntimeError):
+        approvals.approve(made.vault, res.approval_id or "")
+    assert approvals.get(made.vault, res.approval_id or "").status == "failed"
+    assert live(made.vault) == 0

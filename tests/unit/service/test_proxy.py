@@ -198,3 +198,32 @@ def test_audit_records_the_call_but_never_the_secret(
     assert calls and json.loads(calls[-1]["details"])["status"] == 200
     assert json.loads(calls[-1]["details"])["path"] == "/echo"
     assert CANARY not in json.dumps(rows)
+
+
+def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
+    vault: Vault, upstreams: tuple[Upstream, Upstream], tmp_path: Path
+) -> None:
+    import socket
+
+    from keysafe.errors import ChainUnavailableError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    credentials.add_credential(
+        vault, "dead", SecretBytes(bytearray(b"dead-secret-123")), hosts=[f"127.0.0.1:{dead}"],
+        attach=Attachment.bearer(),
+    )  # fmt: skip
+    policies.set_policy(
+        vault, "bot",
+        "version: 1\nrules:\n  - name: dead\n    allow: [http.request]\n    credentials: [dead]\n"
+        "    limits: [{window: 1h, max_count: 5}]\n",
+    )  # fmt: skip
+    with pytest.raises(ChainUnavailableError):
+        proxy.http_request(vault, "bot", "dead", "GET", f"http://127.0.0.1:{dead}/x")
+    with vault.db.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
+        states = [r.state for r in conn.execute(t.ledger.select())]
+    assert states == ["released"]
+    failed = [r for r in rows if r["action"] == "http.request" and r["outcome"] == "failure"]
+    assert failed and "dead-secret-123" not in json.dumps(rows)

@@ -80,3 +80,27 @@ def test_denied_sensitive_read_releases_nothing(vault: Vault) -> None:
     pending = data.read_data(vault, "bot", "email")
     denied = approvals.deny(vault, pending.approval_id or "")
     assert denied.status == "denied" and "result" not in denied.for_agent()
+
+
+def test_read_that_fails_to_decrypt_leaves_no_spend(vault: Vault) -> None:
+    import sqlite3
+
+    from keysafe.errors import IntegrityError
+    from keysafe.store import tables as t
+
+    policies.set_policy(
+        vault, "bot",
+        "version: 1\nrules:\n  - name: profile\n    allow: [data.read]\n    data: [profile]\n"
+        "    limits: [{window: 1h, max_count: 5}]\n",
+    )  # fmt: skip
+    db = vault.db.path
+    assert db is not None
+    with sqlite3.connect(db) as c:
+        c.execute(
+            "UPDATE records SET ciphertext = zeroblob(length(ciphertext)) WHERE name = 'profile'"
+        )
+    with pytest.raises(IntegrityError):
+        data.read_data(vault, "bot", "profile")
+    with vault.db.read() as conn:
+        states = [r.state for r in conn.execute(t.ledger.select())]
+    assert states == ["released"]
