@@ -27,7 +27,7 @@ import rlp  # type: ignore[import-untyped]
 from coincurve.utils import GROUP_ORDER_INT
 from eth_account import Account
 from eth_account._utils.legacy_transactions import Transaction as _LegacyTransaction
-from eth_account.messages import encode_defunct
+from eth_account.messages import SignableMessage, encode_defunct
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
@@ -279,20 +279,8 @@ def sign_personal_message(message_bytes: bytes, key: SecretBytes) -> tuple[str, 
             "the message to sign must be non-empty bytes.",
             next_step="decode the request with intent_from_personal_message first.",
         )
-    address = _signer_address(key)
     signable = encode_defunct(primitive=bytes(message_bytes))
-    failure: str | None = None
-    try:
-        signed = Account.sign_message(signable, _key_bytes(key))
-    except Exception as exc:
-        failure = type(exc).__name__
-    if failure is not None:
-        _library_failure("message signing", failure)
-    signature, s = _signature_hex(signed.signature)
-    _check_low_s(s)
-    if Account.recover_message(signable, signature=bytes.fromhex(signature[2:])) != address:
-        _integrity("signer", "is not the wallet that was asked to sign")
-    return signature, address
+    return _sign_signable(signable, key, "message signing")
 
 
 def sign_typed_data(doc: Mapping[str, Any], key: SecretBytes) -> str:
@@ -301,17 +289,22 @@ def sign_typed_data(doc: Mapping[str, Any], key: SecretBytes) -> str:
     The document is validated again (it is what gets signed); judge it first with
     `intent_from_typed_data`, which also checks its chain.
     """
-    signable = encode_typed(doc)
+    signature, _ = _sign_signable(encode_typed(doc), key, "typed-data signing")
+    return signature
+
+
+def _sign_signable(signable: SignableMessage, key: SecretBytes, what: str) -> tuple[str, str]:
+    """Sign an EIP-191/712 message, then prove it: low-S, and it recovers to the wallet."""
     address = _signer_address(key)
     failure: str | None = None
     try:
         signed = Account.sign_message(signable, _key_bytes(key))
     except Exception as exc:
-        failure = type(exc).__name__
+        failure = type(exc).__name__  # never the message: library errors may quote the key
     if failure is not None:
-        _library_failure("typed-data signing", failure)
+        _library_failure(what, failure)
     signature, s = _signature_hex(signed.signature)
     _check_low_s(s)
     if Account.recover_message(signable, signature=bytes.fromhex(signature[2:])) != address:
         _integrity("signer", "is not the wallet that was asked to sign")
-    return signature
+    return signature, address
