@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy
+from tests.unit.policy.fake_ledger import Ledger
 
 EXAMPLE_TEXT = (Path(__file__).resolve().parents[3] / "examples" / "policy.yaml").read_text(
     encoding="utf-8"
@@ -49,23 +49,6 @@ SMALL_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
 )
-
-
-@dataclass
-class Ledger:
-    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units)."""
-
-    entries: list[tuple[datetime, str, str | None, int]] = field(default_factory=list)
-
-    def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
-        rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
-        units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
-        return units, len(rows)
-
-    def apply(self, decision: Decision, now: datetime) -> None:
-        if decision.outcome == "allow":
-            for c in decision.charges:
-                self.entries.append((now, c.rule, c.asset, c.units))
 
 
 def as_amount(units: int, asset: str) -> str:

@@ -8,7 +8,7 @@ in-memory ledger; `Ledger.apply` books an allowed decision's charges the way the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy
+from tests.unit.policy.fake_ledger import Ledger
 
 EXAMPLE_PATH = Path(__file__).resolve().parents[3] / "examples" / "policy.yaml"
 REGISTRY = Registry.builtin()
@@ -48,23 +49,6 @@ SAT_NOON = at(7)
 ACTIVE = AgentState("bot", "active")
 
 # --- the fake ledger ------------------------------------------------------------------------
-
-
-@dataclass
-class Ledger:
-    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units)."""
-
-    entries: list[tuple[datetime, str, str | None, int]] = field(default_factory=list)
-
-    def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
-        rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
-        units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
-        return units, len(rows)
-
-    def apply(self, decision: Decision, now: datetime) -> None:
-        if decision.outcome == "allow":
-            for c in decision.charges:
-                self.entries.append((now, c.rule, c.asset, c.units))
 
 
 # --- policies -------------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""An in-memory stand-in for store/ledger.py, shared by the engine's table and property tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from keysafe.policy.engine import Decision
+
+
+@dataclass
+class Ledger:
+    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units)."""
+
+    entries: list[tuple[datetime, str, str | None, int]] = field(default_factory=list)
+
+    def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
+        rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
+        units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
+        return units, len(rows)
+
+    def apply(self, decision: Decision, now: datetime) -> None:
+        if decision.outcome == "allow":
+            for c in decision.charges:
+                self.entries.append((now, c.rule, c.asset, c.units))
