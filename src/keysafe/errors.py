@@ -24,6 +24,7 @@
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
     ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
     ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
+    ├── VaultUnreachableError         VAULT_UNREACHABLE (a surface cannot reach `keysafe serve`)
     └── InternalError                 INTERNAL          (a bug; reported with an incident id)
 
 Every error says what happened and what to do next (`next_step`). `facts` carry ids, names and
@@ -59,6 +60,7 @@ class ErrorCode(StrEnum):
     STORE_ERROR = "STORE_ERROR"
     CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"
     AUDIT_FAILED = "AUDIT_FAILED"
+    VAULT_UNREACHABLE = "VAULT_UNREACHABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -86,6 +88,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.STORE_ERROR: (500, 1),
     ErrorCode.CHAIN_UNAVAILABLE: (503, 1),
     ErrorCode.AUDIT_FAILED: (503, 1),
+    ErrorCode.VAULT_UNREACHABLE: (502, 1),
     ErrorCode.INTERNAL: (500, 1),
 }
 
@@ -207,6 +210,10 @@ class ChainUnavailableError(KeysafeError):
 
 class AuditWriteError(KeysafeError):
     code = ErrorCode.AUDIT_FAILED
+
+
+class VaultUnreachableError(KeysafeError):
+    code = ErrorCode.VAULT_UNREACHABLE
 
 
 class InternalError(KeysafeError):

@@ -36,7 +36,9 @@ from keysafe.service import (
     audit,
     capabilities,
     data,
+    placeholders,
     proxy,
+    release,
     signing,
     vault_admin,
     wallets,
@@ -46,6 +48,7 @@ from keysafe.service.models import (
     HttpRequestRequest,
     LoginRequest,
     ReadDataRequest,
+    ReleaseRequest,
     SecretBytes,
     SignMessageRequest,
     SignTransactionRequest,
@@ -55,6 +58,7 @@ from keysafe.service.models import (
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+HTTP_ROUTES = ("/v1/agent/http-request", "/v1/agent/http")
 COOKIE = "ks_owner"
 
 
@@ -73,7 +77,17 @@ async def agent_name(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     sig = request.headers.get("x-keysafe-signature")
     envelope_raw = request.headers.get("x-keysafe-envelope")
-    if auth.lower().startswith("bearer "):
+    if auth.lower().startswith("bearer ") and auth[7:].strip().startswith(placeholders.PREFIX):
+        # A placeholder speaks for its agent on the credential call and nowhere else.
+        holder = await run_in_threadpool(placeholders.authenticate, st.vault, auth[7:].strip())
+        if request.url.path not in HTTP_ROUTES:
+            raise await run_in_threadpool(
+                placeholders.refuse_use, st.vault, holder, wanted=request.url.path,
+                why="not a credential call",
+            )  # fmt: skip
+        request.state.placeholder = holder
+        name = holder.agent
+    elif auth.lower().startswith("bearer "):
         name = await run_in_threadpool(agents.authenticate, st.vault, bearer=auth[7:].strip())
     elif sig and envelope_raw:
         envelope = _json_or_none(envelope_raw)
@@ -376,12 +390,28 @@ def _agent_routes(app: FastAPI) -> None:
             )
         )  # fmt: skip
 
+    @app.get("/v1/agent/whoami", tags=["agent"])
+    def whoami(agent: Agent) -> dict[str, str]:
+        """Which agent these credentials authenticate (a cheap check for surfaces in front)."""
+        return {"agent": agent}
+
     @app.post(
         "/v1/agent/http-request",
         tags=["agent"],
         responses={202: {"description": "pending approval"}},
     )
+    @app.post(
+        "/v1/agent/http",
+        tags=["agent"],
+        responses={202: {"description": "pending approval"}},
+    )
     def http_request(request: Request, agent: Agent, body: HttpRequestRequest) -> JSONResponse:
+        holder = getattr(request.state, "placeholder", None)
+        if holder is not None and body.credential != holder.credential:
+            raise placeholders.refuse_use(
+                _state(request).vault, holder, wanted=f"credential {body.credential}",
+                why="another credential",
+            )  # fmt: skip
         res = proxy.http_request(
             _state(request).vault, agent, body.credential, body.method, body.url,
             headers=body.headers, body=body.body,
@@ -398,6 +428,20 @@ def _agent_routes(app: FastAPI) -> None:
         return JSONResponse(
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )
+
+    @app.post(
+        "/v1/agent/credential-release",
+        tags=["agent"],
+        status_code=202,
+        responses={202: {"description": "pending approval (always)"}},
+    )
+    def credential_release(request: Request, agent: Agent, body: ReleaseRequest) -> JSONResponse:
+        """Ask for a credential's value for a child process (`keysafe run`); the owner always
+        decides. Collect it with GET /v1/agent/approvals/{id} once approved (released once)."""
+        res = release.request_release(
+            _state(request).vault, agent, body.credential, purpose=body.purpose or ""
+        )
+        return JSONResponse(res.to_dict(), status_code=202)
 
     @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"])
     async def approval_status(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -60,10 +61,21 @@ def agent_add(
         str | None,
         typer.Option("--public-key", help="Ed25519 public key (hex/base64) for signed requests."),
     ] = None,
+    mcp_config: Annotated[
+        bool,
+        typer.Option(
+            "--mcp-config",
+            help="Also print the MCP server entry for Claude Desktop / Cursor (holds the token).",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Register an agent and print its token ONCE (ks_agent_…). Store it where the agent runs."""
+    """Register an agent and print its token ONCE (ks_agent_…). Store it where the agent runs.
+
+    With --mcp-config the token is printed inside a ready `mcpServers` entry instead: paste it
+    into claude_desktop_config.json or .cursor/mcp.json.
+    """
     text = _read(policy) if policy else None
     with unlocked(passphrase_file) as vault:
         if text is not None:  # check before creating, so a bad policy leaves no half-made agent
@@ -73,8 +85,14 @@ def agent_add(
             policies.set_policy(vault, name, text, source=str(policy))
             view = next(v for v in agents.list_agents(vault) if v.name == name)
     tok = bytes(token.reveal()).decode() if token else None
+    snippet = _mcp_config(tok) if mcp_config and tok else None
     if json_out:
-        render.as_json(view.to_dict() | {"token": tok})
+        render.as_json(
+            view.to_dict() | {"token": tok} | ({"mcp_config": snippet} if snippet else {})
+        )
+    elif snippet is not None:
+        render.out.print(f"Agent '{name}' added. MCP server entry (holds the token; shown once):")
+        print(json.dumps(snippet, indent=2))  # plain JSON: no markup, no wrapping
     else:
         render.out.print(
             f"Agent '{name}' added"
@@ -88,6 +106,22 @@ def agent_add(
             render.out.print(f"Token (shown once): {tok}")
     if token:
         token.wipe()
+
+
+def _mcp_config(token: str) -> dict[str, Any]:
+    """The `mcpServers` entry Claude Desktop and Cursor read: they launch `keysafe mcp` (stdio)."""
+    from keysafe.remote import vault_url
+
+    exe = shutil.which("keysafe") or str(Path(sys.executable).with_name("keysafe"))
+    return {
+        "mcpServers": {
+            "keysafe": {
+                "command": exe,
+                "args": ["mcp"],
+                "env": {"KEYSAFE_URL": vault_url(), "KEYSAFE_AGENT_TOKEN": token},
+            }
+        }
+    }
 
 
 @agent_app.command("list")

@@ -94,6 +94,7 @@ def _register() -> None:
         demo_cmd,
         record_cmds,
         server_cmds,
+        surface_cmds,
         vault_cmds,
     )
 

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 
 from keysafe.cli import inputs
-from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
+from keysafe.errors import MalformedRequestError, NotAuthenticatedError
+from keysafe.remote import RemoteError
 from keysafe.service.context import Home
 
 DEFAULT_URL = "http://127.0.0.1:8420"
@@ -34,20 +35,8 @@ def server_up(url: str) -> bool:
         return False
 
 
-class ServerError(KeysafeError):
-    """An error the server answered with, re-raised with its own code and words."""
-
-    def __init__(self, body: dict[str, Any], status: int) -> None:
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        super().__init__(
-            str(err.get("message", f"server answered {status}")), next_step=str(err.get("next", ""))
-        )
-        from keysafe.errors import ErrorCode
-
-        try:
-            self.code = ErrorCode(err.get("code", "INTERNAL"))  # type: ignore[misc]
-        except ValueError:
-            self.code = ErrorCode.INTERNAL  # type: ignore[misc]
+# The owner CLI re-raises the server's errors the same way the agent surfaces do.
+ServerError = RemoteError
 
 
 def _cache(home: Home) -> Path:

@@ -110,6 +110,35 @@ def credential_remove(name: str, passphrase_file: PassphraseFile = None) -> None
     render.out.print(f"Credential '{name}' removed.")
 
 
+@credential_app.command("placeholder")
+def credential_placeholder(
+    name: str,
+    agent: Annotated[str, typer.Option("--agent", help="The only agent it will work for.")],
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Print ONCE an opaque stand-in (ksp_…) an unmodified SDK can carry as its API key.
+
+    Point the SDK at `keysafe proxy` (http://127.0.0.1:8421/NAME/…) with the placeholder as its
+    key: the proxy swaps it for the real secret on the way to the credential's hosts, for AGENT
+    only. Anywhere else the placeholder is worthless; misuse is refused and audited.
+
+    Example: keysafe credential placeholder openai --agent shopper
+    """
+    from keysafe.service import placeholders
+
+    with unlocked(passphrase_file) as vault:
+        token = placeholders.issue(vault, name, agent)
+    text = bytes(token.reveal()).decode()
+    token.wipe()
+    if json_out:
+        render.as_json({"credential": name, "agent": agent, "placeholder": text})
+        return
+    render.out.print(f"Placeholder for credential '{name}', agent '{agent}' (shown once):")
+    print(text)
+    render.out.print(f"Use it as the API key with base URL http://127.0.0.1:8421/{name}/…")
+
+
 # -- data ----------------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ ACTIONS: Final = frozenset(
     {
         "evm.transfer", "evm.approve", "evm.call", "evm.deploy", "evm.sign_message",
         "evm.sign_typed_data", "solana.transfer", "solana.call", "solana.sign_message",
-        "http.request", "data.read",
+        "http.request", "data.read", "credential.release",
     }
 )  # fmt: skip
 WILDCARD: Final = "*"

@@ -33,8 +33,11 @@ DEFAULT_TTL_S: Final = 300
 MAX_GRANT_S: Final = 7 * 86400
 KINDS: Final = (
     "sign_transaction", "send_transaction", "sign_message", "sign_typed_data", "read_data",
-    "http_request",
+    "http_request", "release_credential",
 )  # fmt: skip
+# Kinds whose result is a value for the asking agent alone: produced when that agent collects it,
+# once, and never stored in the approvals table.
+DELIVERED_ON_COLLECT: Final = frozenset({"read_data", "release_credential"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,7 @@ class Approval:
             "status": self.status, "agent": self.agent, "kind": self.kind, "rule": self.rule,
             "created_at": _iso(self.created_at), "request": self.request,
         }  # fmt: skip
-        if self.kind == "read_data":
+        if self.kind in DELIVERED_ON_COLLECT:
             view.pop("result", None)  # a data value is for the agent that asked, not the page
         return view
 
@@ -222,7 +225,7 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
                 details={"agent": approval.agent, "rule": approval.rule, "count": grant_seconds},
             )  # fmt: skip
     try:
-        if approval.kind == "read_data":
+        if approval.kind in DELIVERED_ON_COLLECT:
             # The value is handed to the agent when it asks (deliver_data), never stored here.
             result: dict[str, Any] = {"status": "approved", "delivered": False}
         else:
@@ -254,7 +257,7 @@ def agent_view(vault: Vault, approval_id: str, agent: str) -> dict[str, Any]:
     """The asking agent's view; an approved data read is released here, once, and not stored."""
     a = get(vault, approval_id, agent=agent)
     view = a.for_agent()
-    if a.kind != "read_data":
+    if a.kind not in DELIVERED_ON_COLLECT:
         return view
     view.pop("result", None)
     if a.status != "approved" or not a.result or a.result.get("delivered"):
@@ -285,6 +288,10 @@ def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
         return data.read_data(
             vault, a.agent, req["name"], fields=req.get("fields"), approved=True
         ).to_dict()
+    elif a.kind == "release_credential":
+        from keysafe.service import release
+
+        return release.release(vault, a.agent, req["credential"], purpose=req.get("purpose", ""))
     elif a.kind == "http_request":
         from keysafe.service import proxy
 

@@ -90,5 +90,9 @@ def list_credentials(vault: Vault) -> list[CredentialView]:
 
 
 def remove_credential(vault: Vault, name: str) -> None:
+    from keysafe.service import placeholders
+
     vault.remove_record(RecordKind.CREDENTIAL, name)
+    # A credential added later under the same name must not revive old placeholders.
+    placeholders.revoke_all(vault, name)
     logger.info("credential %s removed", name)

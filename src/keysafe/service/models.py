@@ -163,6 +163,13 @@ class HttpRequestRequest(_Wire):
     body: str | None = Field(default=None, max_length=512 * 1024)
 
 
+class ReleaseRequest(_Wire):
+    credential: str = Field(max_length=64, examples=["github"])
+    purpose: str | None = Field(
+        default=None, max_length=200, description="What the process is, shown to the owner."
+    )
+
+
 class LoginRequest(_Wire):
     passphrase: str = Field(min_length=1, max_length=1024)
 

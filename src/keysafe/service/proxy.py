@@ -43,6 +43,10 @@ _HOP_BY_HOP: Final = frozenset({
 })  # fmt: skip
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REDACTED: Final = "[redacted by keysafe]"
+# The body is returned decoded (httpx undoes gzip/br) and re-framed, so these would lie.
+_NOT_RETURNED: Final = frozenset(
+    {"set-cookie", "transfer-encoding", "content-length", "connection", "content-encoding"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,21 @@ def _target(url: str) -> tuple[str, str, int]:
             "The URL's port is not a number.", next_step="fix the URL."
         ) from None
     return scheme, parts.hostname.lower(), port
+
+
+def _absolute(info: RecordInfo, url: str) -> str:
+    """A bare path ("/v1/models") goes to the credential's first host: how the local proxy's
+    per-credential routes reach it without knowing the hosts themselves."""
+    if not url.startswith("/") or url.startswith("//"):
+        return url
+    host = str(info.meta.get("hosts", [""])[0])
+    if host.startswith("*."):
+        raise MalformedRequestError(
+            f"Credential '{info.name}' names a wildcard host ({host}), so a bare path has no host.",
+            next_step="pass a full https:// URL on one of its hosts.",
+        )
+    scheme = "http" if _is_loopback(host.rsplit(":", 1)[0]) else "https"
+    return f"{scheme}://{host}{url}"
 
 
 def _allowed(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
@@ -145,6 +164,7 @@ def http_request(
         )
     with vault.db.read() as conn:
         info = vault.get_record(conn, RecordKind.CREDENTIAL, credential)
+    url = _absolute(info, url)
     scheme, host, port = _target(url)
     if not _allowed(info, scheme, host, port):
         raise PolicyDeniedError(
@@ -227,7 +247,14 @@ def _send(
     # httpx needs str headers: this copy of the secret lives only for the call (best effort).
     secret = bytes(secret_buf.reveal()).decode("utf-8", "replace")
     forms = _secret_forms(secret, info.meta.get("attach", {}))
-    base = {k: v for k, v in agent_headers.items() if k.lower() not in _HOP_BY_HOP}
+    # The agent cannot set (or smuggle a second copy of) the header the credential goes in.
+    attach = info.meta.get("attach", {})
+    own = str(attach.get("name", "")).lower() if attach.get("type") == "header" else ""
+    base = {
+        k: v
+        for k, v in agent_headers.items()
+        if k.lower() not in _HOP_BY_HOP and not (k.lower() == own and own)
+    }
     hops = 0
     current, current_method, current_body = url, method, body
     try:
@@ -257,8 +284,7 @@ def _send(
                     out_headers = {
                         k: _scrub(v, forms)
                         for k, v in r.headers.items()
-                        if k.lower()
-                        not in ("set-cookie", "transfer-encoding", "content-length", "connection")
+                        if k.lower() not in _NOT_RETURNED
                     }
                     return HttpResult("done", r.status_code, out_headers, text, truncated), hops
     except httpx.HTTPError as exc:

@@ -27,8 +27,8 @@ from keysafe.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_HEAD: Final = "0004"
-_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004"})
+SCHEMA_HEAD: Final = "0005"
+_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005"})
 _BUSY_TIMEOUT_S: Final = 30.0
 
 

@@ -200,3 +200,12 @@ grants = Table(
     Column("until", Float, nullable=False),
     Column("approval_id", String(32), nullable=False),
 )
+
+placeholders = Table(
+    "placeholders",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # SHA-256 hex of the `ksp_…` token
+    Column("agent", String(64), nullable=False, index=True),  # the only agent it works for
+    Column("credential", String(64), nullable=False),  # the only credential it stands for
+    Column("created_at", String(40), nullable=False),
+)

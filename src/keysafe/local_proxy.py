@@ -1,0 +1,151 @@
+"""`keysafe proxy`: a local HTTP endpoint unmodified SDKs point at, one route per credential.
+
+    http://127.0.0.1:8421/openai/v1/chat/completions  →  https://api.openai.com/v1/chat/completions
+
+The SDK's API key is a placeholder (`ksp_…`, from `keysafe credential placeholder`). This process
+is a thin client of the vault: it finds the placeholder wherever the SDK put it (Authorization
+bearer or basic, any header, a query parameter), strips it, and forwards the call to the vault's
+`/v1/agent/http` with the placeholder as the caller's credential. The vault checks it stands for
+this route's credential and this agent, applies the policy, attaches the real secret only for the
+credential's own hosts, scrubs it from the answer and audits the call. No secret ever passes
+through here. Without a placeholder, the proxy's own `KEYSAFE_AGENT_TOKEN` (if set) is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Final
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
+from keysafe.remote import TIMEOUT, AgentClient, RemoteError, vault_url
+
+DEFAULT_PORT: Final = 8421
+MAX_BODY: Final = 512 * 1024  # what the vault accepts as a request body
+_PLACEHOLDER: Final = re.compile(r"ksp_[A-Za-z0-9_-]{20,100}")
+# Never forwarded: hop-by-hop, framing, and what the vault sets itself.
+_DROP: Final = frozenset({
+    "host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
+    "trailer", "transfer-encoding", "upgrade", "content-length", "authorization", "cookie",
+    "accept-encoding",
+})  # fmt: skip
+_DROP_BACK: Final = frozenset(
+    {"content-length", "transfer-encoding", "connection", "content-encoding"}
+)
+
+
+def _find_placeholder(request: Request) -> tuple[str | None, dict[str, str], str]:
+    """(placeholder, headers to forward, query to forward): the placeholder removed from both."""
+    found: str | None = None
+    headers: dict[str, str] = {}
+    for key, value in request.headers.items():
+        k = key.lower()
+        text = value
+        if k == "authorization" and value.lower().startswith("basic "):
+            try:
+                text = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8", "replace")
+            except ValueError:
+                text = value
+        m = _PLACEHOLDER.search(text)
+        if m:
+            found = found or m.group(0)
+            continue  # the header that carried the placeholder is the credential's slot
+        if k not in _DROP:
+            headers[key] = value
+    query: list[tuple[str, str]] = []
+    for k, v in parse_qsl(request.url.query, keep_blank_values=True):
+        m = _PLACEHOLDER.fullmatch(v)
+        if m:
+            found = found or v
+            continue
+        query.append((k, v))
+    return found, headers, urlencode(query)
+
+
+def _error(exc: KeysafeError, status: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": exc.to_dict()}, status_code=status, headers={"x-keysafe-error": str(exc.code)}
+    )
+
+
+def create_app(*, url: str | None = None, agent_token: str | None = None) -> Starlette:
+    base = url or vault_url()
+    pool: dict[str, httpx.AsyncClient] = {}
+
+    async def forward(request: Request) -> Response:
+        credential = request.path_params["credential"]
+        placeholder, headers, query = _find_placeholder(request)
+        caller = placeholder or agent_token
+        if caller is None:
+            return _error(
+                NotAuthenticatedError(
+                    "No keysafe placeholder in this request, and the proxy has no agent token.",
+                    next_step="use the placeholder from `keysafe credential placeholder "
+                    f"{credential} --agent NAME` as the SDK's API key.",
+                ),
+                401,
+            )
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return _error(MalformedRequestError(
+                "The request body is over 512 KiB.", next_step="send a smaller body."), 413)  # fmt: skip
+        try:
+            body = raw.decode("utf-8") if raw else None
+        except UnicodeDecodeError:
+            return _error(MalformedRequestError(
+                "The proxy forwards text bodies only (JSON, forms, text).",
+                next_step="send a UTF-8 body."), 400)  # fmt: skip
+        path = "/" + request.path_params["path"] + (f"?{query}" if query else "")
+        http = pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+        client = AgentClient(caller, url=base, http=http)
+        try:
+            res = await client.http_request(
+                {"credential": credential, "method": request.method, "url": path,
+                 "headers": headers, "body": body}
+            )  # fmt: skip
+        except RemoteError as exc:
+            return _error(exc, exc.status)
+        except KeysafeError as exc:
+            return _error(exc, exc.http_status)
+        if res.get("status") == "pending_approval":
+            return JSONResponse(
+                {"error": {"code": "APPROVAL_REQUIRED",
+                           "message": f"The owner must approve this call first: {res.get('summary')}.",
+                           "next": f"ask the owner to approve {res.get('approval_id')} for a while "
+                                   "(`keysafe approve ID --for 1h`), then retry.",
+                           "approval_id": res.get("approval_id")}},
+                status_code=403, headers={"x-keysafe-error": "APPROVAL_REQUIRED"},
+            )  # fmt: skip
+        out_headers = {
+            k: v for k, v in (res.get("headers") or {}).items() if k.lower() not in _DROP_BACK
+        }
+        return Response(
+            (res.get("body") or "").encode("utf-8"),
+            status_code=int(res.get("status_code") or 502),
+            headers=out_headers,
+        )
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(
+        routes=[Route("/{credential}/{path:path}", forward, methods=methods)],
+    )
+
+
+def run(
+    port: int = DEFAULT_PORT, *, url: str | None = None, agent_token: str | None = None
+) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        create_app(url=url, agent_token=agent_token),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )

@@ -1,0 +1,120 @@
+"""`keysafe mcp`: the MCP server agent hosts launch (stdio) or reach (streamable HTTP on /mcp).
+
+It is a thin client of the running vault (`KEYSAFE_URL`): it never opens the vault's files and
+holds no secret but the agent credential it passes through. Over stdio that credential is the
+host's `KEYSAFE_AGENT_TOKEN`; over HTTP every request carries its own
+`Authorization: Bearer ks_agent_…`, checked with the vault before the MCP layer sees the request,
+and the tools act as that agent only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import httpx
+from mcp.server.mcpserver import Context
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from keysafe.errors import NotAuthenticatedError
+from keysafe.mcp_server.tools import build_server
+from keysafe.remote import TIMEOUT, AgentClient, RemoteError, vault_url
+
+AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
+
+
+def run_stdio(token: str, *, url: str | None = None) -> None:
+    """Serve MCP on stdin/stdout as the agent whose token is `token`."""
+    base = url or vault_url()
+    pool: dict[str, httpx.AsyncClient] = {}
+
+    def client_for(ctx: Context) -> AgentClient:
+        # One connection pool for the process, created inside the server's event loop.
+        http = pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+        return AgentClient(token, url=base, http=http)
+
+    build_server(client_for).run("stdio")
+
+
+def _bearer(headers: Any) -> str | None:
+    auth = str(headers.get("authorization", "") if headers is not None else "")
+    if not auth.lower().startswith("bearer "):
+        return None
+    token = auth[7:].strip()
+    return token if token.startswith(AGENT_TOKEN_PREFIX) and len(token) <= 200 else None
+
+
+def http_app(*, url: str | None = None) -> ASGIApp:
+    """The streamable-HTTP MCP app on /mcp, behind a per-request agent check."""
+    base = url or vault_url()
+    pool: dict[str, httpx.AsyncClient] = {}
+
+    def http() -> httpx.AsyncClient:
+        return pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+
+    def client_for(ctx: Context) -> AgentClient:
+        token = _bearer(ctx.headers)
+        if token is None:  # the gate already refused such a request; never fall back
+            raise NotAuthenticatedError(
+                "This request carries no agent token.",
+                next_step="send `Authorization: Bearer ks_agent_…`.",
+            )
+        return AgentClient(token, url=base, http=http())
+
+    server = build_server(client_for)
+    inner = server.streamable_http_app(stateless_http=True, host="127.0.0.1")
+    return AgentGate(inner, base, http)
+
+
+class AgentGate:
+    """ASGI wrapper: every HTTP request must carry an agent token the vault accepts right now
+    (a revoked or paused-then-revoked agent is cut off on its next request, not its next session).
+    """
+
+    def __init__(self, app: ASGIApp, url: str, http: Callable[[], httpx.AsyncClient]) -> None:
+        self.app = app
+        self.url = url
+        self.http = http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # lifespan: starts the session manager
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        token = _bearer(headers)
+        status = 0
+        error: Exception | None = None
+        if token is None:
+            status, error = (
+                401,
+                NotAuthenticatedError(
+                    "The keysafe MCP endpoint needs an agent token.",
+                    next_step="send `Authorization: Bearer ks_agent_…` (from `keysafe agent add`).",
+                ),
+            )
+        else:
+            try:
+                await AgentClient(token, url=self.url, http=self.http()).whoami()
+            except RemoteError as exc:
+                status, error = exc.status, exc
+            except Exception as exc:  # VAULT_UNREACHABLE and friends
+                status, error = 502, exc
+        if error is None:
+            await self.app(scope, receive, send)
+            return
+        from starlette.responses import JSONResponse
+
+        body = error.to_dict() if hasattr(error, "to_dict") else {"code": "INTERNAL"}
+        response = JSONResponse(
+            {"error": body},
+            status_code=status,
+            headers={"www-authenticate": 'Bearer realm="keysafe"'} if status == 401 else None,
+        )
+        await response(scope, receive, send)
+
+
+def run_http(port: int, *, url: str | None = None) -> None:
+    """Serve streamable HTTP on 127.0.0.1:`port` (loopback only)."""
+    import uvicorn
+
+    uvicorn.run(http_app(url=url), host="127.0.0.1", port=port, log_level="warning")

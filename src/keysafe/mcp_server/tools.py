@@ -1,0 +1,346 @@
+"""The MCP tools an agent sees: the same agent API as HTTP, described for a model.
+
+Each tool is one call to the running vault (`keysafe serve`) through `AgentClient`; nothing here
+decides anything. A refusal comes back as a tool error (`is_error`) whose text starts with the
+stable code and says what to do next, and whose structured content is the vault's error object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field
+
+from keysafe import __version__
+from keysafe.errors import KeysafeError
+from keysafe.remote import AgentClient
+
+INSTRUCTIONS = """\
+keysafe holds this agent's wallet keys, API keys and the owner's data; you use them through
+these tools and never see a key. Start with list_capabilities: it names your wallets,
+credentials, readable data, your policy in plain words and the budget left. Some requests need
+the owner's approval: they return status "pending_approval" with an approval_id; call
+approval_status with wait_seconds (up to 60) until it is "approved" (the result is then exactly
+what the original tool returns) or "denied"/"expired" (do not retry the same request). Errors
+start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the owner's policy refuses it;
+change the request, do not repeat it."""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class WalletOut(_Out):
+    name: str
+    chain: str
+    address: str
+
+
+class CredentialOut(_Out):
+    name: str
+    hosts: list[str]
+
+
+class DataOut(_Out):
+    name: str
+    class_: str = Field(alias="class")
+    fields: list[str] = []
+
+
+class BudgetOut(_Out):
+    rule: str
+    window: str
+    asset: str | None
+    limit: str
+    left: str
+
+
+class PolicyOut(_Out):
+    rules: list[str]
+    expires: str | None
+    summary: str
+
+
+class Capabilities(_Out):
+    agent: str
+    status: str
+    wallets: list[WalletOut]
+    credentials: list[CredentialOut]
+    data: list[DataOut]
+    policy: PolicyOut
+    budget: list[BudgetOut]
+
+
+class Address(_Out):
+    wallet: str
+    address: str
+    chain: str
+
+
+class Pending(_Out):
+    """Fields present when the owner must approve first."""
+
+    approval_id: str | None = None
+    expires_at: str | None = None
+    summary: str | None = None
+
+
+class TransactionResult(Pending):
+    status: Literal["signed", "sent", "pending_approval"]
+    signed_transaction: str | None = None
+    tx_hash: str | None = None
+    wallet: str | None = None
+    address: str | None = None
+    chain: str | None = None
+
+
+class SignatureResult(Pending):
+    status: Literal["signed", "pending_approval"]
+    signature: str | None = None
+    address: str | None = None
+
+
+class HttpResult(Pending):
+    status: Literal["pending_approval"] | None = None
+    status_code: int | None = None
+    headers: dict[str, str] | None = None
+    body: str | None = None
+    truncated: bool | None = None
+
+
+class DataResult(Pending):
+    status: Literal["value", "pending_approval"]
+    name: str | None = None
+    value: Any = None
+
+
+class ApprovalResult(_Out):
+    approval_id: str
+    status: Literal["pending", "approved", "denied", "expired", "failed"]
+    summary: str | None = None
+    expires_at: str | None = None
+    result: dict[str, Any] | None = None
+
+
+# Argument types shared by several tools (module level: the SDK resolves annotations by name).
+Wallet = Annotated[str, Field(description='Wallet name, e.g. "main".', max_length=64)]
+Transaction = Annotated[
+    dict[str, Any] | str,
+    Field(
+        description="EVM: a JSON object such as "
+        '{"to": "0x1111…", "value": "0x2386f26fc10000", "chainId": 8453} (nonce, gas and '
+        "fees are filled in when an RPC is configured) or unsigned RLP hex. Solana: the "
+        "serialized transaction, base64."
+    ),
+]
+Description = Annotated[
+    str | None,
+    Field(description="Why, in one sentence; shown to the owner if approval is needed.",
+          max_length=500),
+]  # fmt: skip
+IdemKey = Annotated[
+    str | None,
+    Field(description="Reuse the same key to retry safely: the vault acts at most once.",
+          max_length=200),
+]  # fmt: skip
+ChainName = Annotated[
+    str | None,
+    Field(description='Chain name, e.g. "base" or "solana"; EVM reads chainId if omitted.',
+          max_length=64),
+]  # fmt: skip
+
+
+def _ok(data: dict[str, Any]) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(data, separators=(",", ":")))],
+        structured_content=data,
+    )
+
+
+def refusal(exc: KeysafeError) -> CallToolResult:
+    """A tool error a model can act on: code first, then what happened, then what to do."""
+    err = exc.to_dict()
+    text = f"{err['code']}: {err['message']}" + (f" Next: {err['next']}" if err["next"] else "")
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"error": err},
+        is_error=True,
+    )
+
+
+def _drop_none(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def build_server(client_for: Callable[[Context], AgentClient]) -> MCPServer:
+    """The keysafe MCP server; `client_for` gives the vault client for the calling agent."""
+    mcp = MCPServer(
+        "keysafe",
+        title="keysafe vault",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+    )
+
+    async def run(
+        ctx: Context, call: Callable[[AgentClient], Awaitable[dict[str, Any]]]
+    ) -> CallToolResult:
+        try:
+            client = client_for(ctx)
+            try:
+                return _ok(await call(client))
+            finally:
+                await client.aclose()
+        except KeysafeError as exc:
+            return refusal(exc)
+
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    acts = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+
+    @mcp.tool(annotations=read_only)
+    async def list_capabilities(ctx: Context) -> Annotated[CallToolResult, Capabilities]:
+        """What you may do: your wallets (name, chain, address), the API credentials you may
+        use (name, hosts), data you may read, your policy in plain words, and the budget left
+        per rule and window. Call this first; it costs nothing and changes nothing."""
+        return await run(ctx, lambda c: c.capabilities())
+
+    @mcp.tool(annotations=read_only)
+    async def get_address(
+        ctx: Context,
+        wallet: Annotated[str, Field(description='Wallet name, e.g. "main".', max_length=64)],
+    ) -> Annotated[CallToolResult, Address]:
+        """The public address of one of your wallets and its chain family (evm or solana)."""
+        return await run(ctx, lambda c: c.address(wallet))
+
+    async def tx_call(
+        ctx: Context,
+        send: bool,
+        wallet: str,
+        transaction: dict[str, Any] | str,
+        description: str | None,
+        idempotency_key: str | None,
+        chain: str | None,
+    ) -> CallToolResult:
+        body = _drop_none(
+            wallet=wallet, transaction=transaction, description=description,
+            idempotency_key=idempotency_key, chain=chain,
+        )  # fmt: skip
+        return await run(ctx, lambda c: c.sign_transaction(body, send=send))
+
+    @mcp.tool(annotations=acts)
+    async def sign_transaction(
+        ctx: Context,
+        wallet: Wallet,
+        transaction: Transaction,
+        description: Description = None,
+        idempotency_key: IdemKey = None,
+        chain: ChainName = None,
+    ) -> Annotated[CallToolResult, TransactionResult]:
+        """Sign a transaction with a vault wallet, if the owner's policy allows it. Returns
+        status "signed" with signed_transaction and tx_hash (not broadcast), or status
+        "pending_approval" with approval_id: then call approval_status."""
+        return await tx_call(ctx, False, wallet, transaction, description, idempotency_key, chain)
+
+    @mcp.tool(annotations=acts)
+    async def send_transaction(
+        ctx: Context,
+        wallet: Wallet,
+        transaction: Transaction,
+        description: Description = None,
+        idempotency_key: IdemKey = None,
+        chain: ChainName = None,
+    ) -> Annotated[CallToolResult, TransactionResult]:
+        """Sign and broadcast a transaction through the chain's configured RPC. Returns status
+        "sent" with tx_hash, or "pending_approval" with approval_id (then call approval_status).
+        Pass an idempotency_key so a retry never pays twice."""
+        return await tx_call(ctx, True, wallet, transaction, description, idempotency_key, chain)
+
+    @mcp.tool(annotations=acts)
+    async def sign_message(
+        ctx: Context,
+        wallet: Wallet,
+        message: Annotated[
+            str,
+            Field(description="The message, e.g. a Sign-In with Ethereum text.", max_length=65536),
+        ],
+        encoding: Annotated[
+            Literal["utf8", "base64"],
+            Field(description='"utf8" (default) or "base64" for raw bytes.'),
+        ] = "utf8",
+    ) -> Annotated[CallToolResult, SignatureResult]:
+        """Sign a message (EIP-191 personal_sign on EVM, ed25519 on Solana). Returns the
+        signature, or pending_approval with approval_id."""
+        body = {"wallet": wallet, "message": message, "encoding": encoding}
+        return await run(ctx, lambda c: c.sign_message(body))
+
+    @mcp.tool(annotations=acts)
+    async def sign_typed_data(
+        ctx: Context,
+        wallet: Wallet,
+        typed_data: Annotated[
+            dict[str, Any],
+            Field(description="EIP-712 typed data: {types, primaryType, domain, message}."),
+        ],
+    ) -> Annotated[CallToolResult, SignatureResult]:
+        """Sign EIP-712 typed data (EVM wallets). Permits and unlimited approvals are judged by
+        what they grant. Returns the signature, or pending_approval with approval_id."""
+        body = {"wallet": wallet, "typed_data": typed_data}
+        return await run(ctx, lambda c: c.sign_typed_data(body))
+
+    @mcp.tool(annotations=acts)
+    async def http_request(
+        ctx: Context,
+        credential: Annotated[
+            str, Field(description='Credential name from list_capabilities, e.g. "github".')
+        ],
+        method: Annotated[str, Field(description='"GET", "POST", …', max_length=10)],
+        url: Annotated[
+            str,
+            Field(
+                description="Full https URL on one of the credential's hosts, e.g. "
+                "https://api.github.com/repos/octocat/hello-world",
+                max_length=4096,
+            ),
+        ],
+        headers: Annotated[
+            dict[str, str] | None,
+            Field(description="Extra headers; the credential is attached for you."),
+        ] = None,
+        body: Annotated[str | None, Field(description="Request body, as text.")] = None,
+    ) -> Annotated[CallToolResult, HttpResult]:
+        """Call an API with a stored credential attached by the vault; you never see the key
+        (it is scrubbed from the response too). Returns status_code, headers and body (text,
+        at most 1 MiB), or pending_approval with approval_id."""
+        req = _drop_none(credential=credential, method=method, url=url, headers=headers, body=body)
+        return await run(ctx, lambda c: c.http_request(req))
+
+    @mcp.tool(annotations=read_only)
+    async def read_data(
+        ctx: Context,
+        name: Annotated[str, Field(description='Data name, e.g. "profile.email".')],
+        fields: Annotated[
+            list[str] | None, Field(description="Only these fields of a JSON record.")
+        ] = None,
+    ) -> Annotated[CallToolResult, DataResult]:
+        """Read a piece of the owner's data your policy allows (status "value" with the value).
+        Sensitive data always needs the owner's approval first (pending_approval)."""
+        req = _drop_none(name=name, fields=fields)
+        return await run(ctx, lambda c: c.read_data(req))
+
+    @mcp.tool(annotations=read_only)
+    async def approval_status(
+        ctx: Context,
+        approval_id: Annotated[str, Field(description='From a pending answer, "apr_…".')],
+        wait_seconds: Annotated[
+            int, Field(ge=0, le=60, description="Wait up to this long for a decision (0-60).")
+        ] = 0,
+    ) -> Annotated[CallToolResult, ApprovalResult]:
+        """Where an approval stands: pending, approved (with result: exactly what the original
+        tool returns), denied, expired, or failed. Pass wait_seconds to wait for the owner."""
+        return await run(ctx, lambda c: c.approval(approval_id, wait=wait_seconds))
+
+    return mcp

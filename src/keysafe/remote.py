@@ -1,0 +1,135 @@
+"""The agent side of the wire: a client for `keysafe serve`'s agent routes.
+
+The MCP server, the credential proxy and `keysafe run` are thin: they hold no vault files and no
+secrets of their own, only an agent credential (token or placeholder) that they pass through.
+Every answer the vault gives is either a JSON result or an error body `{code, message, next,
+…facts}`, re-raised here as `RemoteError` with the same stable code and words.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from keysafe.errors import ErrorCode, KeysafeError, VaultUnreachableError
+
+DEFAULT_URL: Final = "http://127.0.0.1:8420"
+TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
+
+
+def vault_url() -> str:
+    return os.environ.get("KEYSAFE_URL", DEFAULT_URL).rstrip("/")
+
+
+class RemoteError(KeysafeError):
+    """An error the vault answered with, carrying its own code, words and facts."""
+
+    def __init__(self, body: Any, status: int) -> None:
+        err = body.get("error") if isinstance(body, dict) else None
+        err = err if isinstance(err, dict) else {}
+        facts = {
+            str(k): v
+            for k, v in err.items()
+            if k not in ("code", "message", "next") and isinstance(v, str | int)
+        }
+        super().__init__(
+            str(err.get("message") or f"The vault answered HTTP {status}."),
+            next_step=str(err.get("next") or "check the vault server's log."),
+            **facts,
+        )
+        try:
+            self.code = ErrorCode(str(err.get("code", "INTERNAL")))  # type: ignore[misc]
+        except ValueError:
+            self.code = ErrorCode.INTERNAL  # type: ignore[misc]
+        self.status = status
+
+
+def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
+    return VaultUnreachableError(
+        f"The keysafe vault server at {url} is not reachable ({type(exc).__name__}).",
+        next_step="start it with `keysafe serve --unlock` (or set KEYSAFE_URL to where it runs).",
+    )
+
+
+def answer(r: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a vault answer; RemoteError for an error answer."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if r.status_code >= 400 or not isinstance(body, dict):
+        raise RemoteError(body, r.status_code)
+    return body
+
+
+class AgentClient:
+    """Async calls to the agent routes, authenticated by one agent credential.
+
+    `credential` is `ks_agent_…` (an agent token) or `ksp_…` (a placeholder, accepted by the vault
+    for its own credential's HTTP call only).
+    """
+
+    def __init__(
+        self, credential: str, *, url: str | None = None, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.url = (url or vault_url()).rstrip("/")
+        self._auth = {"authorization": f"Bearer {credential}"}
+        # A shared connection pool (several credentials, one process) is passed in and not closed.
+        self._owned = http is None
+        self._client = http or httpx.AsyncClient(timeout=TIMEOUT)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
+
+    async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        try:
+            r = await self._client.request(
+                method, self.url + path, json=body, headers=self._auth, timeout=TIMEOUT
+            )
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+        return answer(r)
+
+    async def whoami(self) -> str:
+        return str((await self._call("GET", "/v1/agent/whoami"))["agent"])
+
+    async def capabilities(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/agent/capabilities")
+
+    async def address(self, wallet: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/agent/address/{quote(wallet, safe='')}")
+
+    async def sign_transaction(self, body: dict[str, Any], *, send: bool) -> dict[str, Any]:
+        path = "/v1/agent/send-transaction" if send else "/v1/agent/sign-transaction"
+        return await self._call("POST", path, body)
+
+    async def sign_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/sign-message", body)
+
+    async def sign_typed_data(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/sign-typed-data", body)
+
+    async def http_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/http-request", body)
+
+    async def read_data(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/read-data", body)
+
+    async def request_release(self, credential: str, purpose: str) -> dict[str, Any]:
+        return await self._call(
+            "POST", "/v1/agent/credential-release", {"credential": credential, "purpose": purpose}
+        )
+
+    async def approval(self, approval_id: str, *, wait: int = 0) -> dict[str, Any]:
+        path = f"/v1/agent/approvals/{quote(approval_id, safe='')}?wait={max(0, min(wait, 60))}"
+        return await self._call("GET", path)

@@ -1,0 +1,120 @@
+"""Placeholders: opaque `ksp_…` tokens an unmodified SDK carries where its API key would go.
+
+Rules this module enforces:
+- A placeholder stands for one credential and works for one agent; only its SHA-256 is stored and
+  the token is shown once. It is useless anywhere but keysafe's proxy: it is not the secret.
+- Presented to the vault, it authenticates its agent for `http_request` with its own credential,
+  nothing else; any other use is refused and audited (`placeholder.refused`).
+- Revoking the agent or removing the credential ends the placeholder with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import delete, insert, select
+
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import NotAuthenticatedError, PolicyDeniedError
+from keysafe.service.agents import get_agent
+from keysafe.service.models import RecordKind, check_name
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault, iso
+
+logger = logging.getLogger(__name__)
+
+PREFIX: Final = "ksp_"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who a presented placeholder speaks for."""
+
+    agent: str
+    credential: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue(vault: Vault, credential: str, agent: str) -> SecretBytes:
+    """A new placeholder for `credential`, usable only by `agent` (returned once)."""
+    check_name(credential, "credential")
+    token = SecretBytes(bytearray((PREFIX + secrets.token_urlsafe(32)).encode()))
+    with vault.db.write() as conn:
+        vault.get_record(conn, RecordKind.CREDENTIAL, credential)  # NOT_FOUND names the fix
+        row = get_agent(conn, agent)
+        if row.status == "revoked":
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is revoked.", next_step="issue placeholders to an active agent."
+            )
+        conn.execute(
+            insert(t.placeholders).values(
+                token_hash=_digest(bytes(token.reveal()).decode()), agent=agent,
+                credential=credential, created_at=iso(vault.clock()),
+            )
+        )  # fmt: skip
+        vault.audit(
+            conn, actor="owner", action="placeholder.issue", target=f"credential:{credential}",
+            outcome="success", details={"agent": agent, "name": credential},
+        )  # fmt: skip
+    logger.info("placeholder issued for credential %s to agent %s", credential, agent)
+    return token
+
+
+def revoke_all(vault: Vault, credential: str, agent: str | None = None) -> int:
+    """Withdraw a credential's placeholders (one agent's, or everyone's); returns how many."""
+    cond = t.placeholders.c.credential == credential
+    if agent is not None:
+        cond = cond & (t.placeholders.c.agent == agent)
+    with vault.db.write() as conn:
+        n = conn.execute(delete(t.placeholders).where(cond)).rowcount
+        vault.audit(
+            conn, actor="owner", action="placeholder.revoke", target=f"credential:{credential}",
+            outcome="success", details={"agent": agent, "name": credential, "count": n},
+        )  # fmt: skip
+    return int(n)
+
+
+def authenticate(vault: Vault, token: str) -> Holder:
+    """The agent and credential a placeholder stands for; NOT_AUTHENTICATED for anything else."""
+    refused = NotAuthenticatedError(
+        "The placeholder is not valid.",
+        next_step="use the placeholder from `keysafe credential placeholder NAME --agent AGENT`.",
+    )
+    if not token.startswith(PREFIX) or len(token) > 200:
+        raise refused
+    digest = _digest(token)
+    with vault.db.write() as conn:
+        row = conn.execute(
+            select(t.placeholders).where(t.placeholders.c.token_hash == digest)
+        ).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            raise refused
+        agent = conn.execute(select(t.agents).where(t.agents.c.name == row.agent)).first()
+        if agent is None or agent.status == "revoked":
+            raise refused
+    return Holder(str(row.agent), str(row.credential))
+
+
+def refuse_use(vault: Vault, holder: Holder, *, wanted: str, why: str) -> PolicyDeniedError:
+    """Audit a placeholder presented for something it does not stand for; returns the error."""
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor=f"agent:{holder.agent}", action="placeholder.refused",
+            target=f"credential:{holder.credential}", outcome="denied",
+            details={"agent": holder.agent, "name": holder.credential, "wanted": wanted[:64],
+                     "reason": why},
+        )  # fmt: skip
+    return PolicyDeniedError(
+        f"This placeholder stands for credential '{holder.credential}' only; it was sent for "
+        f"{wanted[:64]}. Nothing was sent.",
+        next_step=f"send it only to the proxy route /{holder.credential}/….",
+        reason_code="PLACEHOLDER_MISUSED",
+    )
