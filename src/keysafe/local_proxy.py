@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
-from keysafe.remote import TIMEOUT, AgentClient, RemoteError, vault_url
+from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 DEFAULT_PORT: Final = 8421
 MAX_BODY: Final = 512 * 1024  # what the vault accepts as a request body
@@ -103,7 +103,7 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> Sta
                 "The proxy forwards text bodies only (JSON, forms, text).",
                 next_step="send a UTF-8 body."), 400)  # fmt: skip
         path = "/" + request.path_params["path"] + (f"?{query}" if query else "")
-        http = pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+        http = pooled(pool)
         client = AgentClient(caller, url=base, http=http)
         try:
             res = await client.http_request(

@@ -24,6 +24,13 @@ def vault_url() -> str:
     return os.environ.get("KEYSAFE_URL", DEFAULT_URL).rstrip("/")
 
 
+def pooled(pool: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
+    """The process's one connection pool, made on first use (inside the running event loop)."""
+    if "http" not in pool:
+        pool["http"] = httpx.AsyncClient(timeout=TIMEOUT)
+    return pool["http"]
+
+
 class RemoteError(KeysafeError):
     """An error the vault answered with, carrying its own code, words and facts."""
 

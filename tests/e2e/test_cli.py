@@ -363,7 +363,7 @@ def test_root_help_exits_0_and_lists_every_command(keysafe: Cli) -> None:
     assert "agents" in r.stdout
     for command in (
         "init", "status", "recover", "audit", "passphrase", "backup", "credential", "data",
-        "wallet",
+        "wallet", "mcp", "proxy", "run",
     ):  # fmt: skip
         assert re.search(rf"\b{command}\b", r.stdout), command
     assert not keysafe.home.exists()
@@ -385,6 +385,11 @@ HELP_CASES = [
     (("credential", "add"), "Store a credential"),
     (("credential", "list"), "List credentials"),
     (("credential", "remove"), "Delete a credential"),
+    (("credential", "placeholder"), "opaque stand-in"),
+    (("mcp",), "MCP server"),
+    (("proxy",), "local credential proxy"),
+    (("run",), "after the owner approves"),
+    (("agent", "add"), "--mcp-config"),
     (("data",), "Personal data"),
     (("data", "set"), "JSON or text"),
     (("data", "list"), "List data"),

@@ -1,24 +1,51 @@
-"""`keysafe demo`: the main job on the embedded default, on a throwaway vault in a temp dir."""
+"""`keysafe demo`: the main job on the embedded default, on a throwaway vault in a temp dir.
+
+The story is the real thing, end to end: a vault server on a loopback port, `keysafe mcp` as a
+subprocess, and the MCP SDK's own client speaking stdio to it, as Claude Desktop would. The only
+stand-in is the API upstream (a local HTTP server that records what it receives).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import secrets
+import shutil
+import socket
+import sys
 import tempfile
+import threading
+import time
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 
 from keysafe.cli import render
 from keysafe.cli.app import app
-from keysafe.errors import WrongPassphraseError
-from keysafe.service import audit, backup, credentials, data, vault_admin, wallets
-from keysafe.service.context import Home, open_vault
-from keysafe.service.models import Attachment, Chain, DataClass, SecretBytes
+from keysafe.errors import KeysafeError
+from keysafe.service import agents, approvals, audit, credentials, policies, vault_admin, wallets
+from keysafe.service.context import Home
+from keysafe.service.models import Attachment, Chain, SecretBytes
+from keysafe.vault.vault import Vault
+
+RECIPIENT = "0x1111111111111111111111111111111111111111"
+USDC_ON_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
 
 def _step(n: int, text: str) -> None:
     render.out.print(f"\n[bold cyan]{n}.[/bold cyan] {text}")
+
+
+def _say(text: str) -> None:
+    render.out.print(f"   {text}", highlight=False, markup=False)
 
 
 @app.command()
@@ -27,9 +54,13 @@ def demo(
         bool, typer.Option("--keep", help="Keep the demo vault and print where it is.")
     ] = False,
 ) -> None:
-    """Walk through keysafe on a throwaway vault: init, a credential, wallets, backup, audit verify.
+    """Watch an AI agent use a wallet and an API key through MCP without ever holding them.
 
-    Nothing touches your real vault; no prompts; the temp dir is removed afterwards.
+    A throwaway vault (SQLite in a temp dir): a wallet, an API credential, an agent under the
+    example policy; then a real MCP client (stdio) lists its capabilities, makes an allowed
+    payment, one the owner must approve, one over the limit, and an API call where the
+    upstream gets the key and the agent does not; then the agent is revoked and the audit log
+    verified. No prompts; nothing touches your real vault; the temp dir is removed afterwards.
     """
     tmp = Path(tempfile.mkdtemp(prefix="keysafe-demo-"))
     try:
@@ -40,111 +71,254 @@ def demo(
                 f"\nDemo vault kept in {tmp / 'home'} (passphrase in {tmp / 'passphrase'})."
             )
         else:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- stand-ins and plumbing -------------------------------------------------------------------
+
+
+class Upstream:
+    """A local API standing in for api.example.com: records the Authorization it receives and,
+    like a careless API might, echoes it back in its answer."""
+
+    def __init__(self) -> None:
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                auth = self.headers.get("authorization", "")
+                seen.append(auth)
+                body = json.dumps({"ok": True, "you_sent": auth}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VaultServer:
+    """`keysafe serve` in this process, on a free loopback port, over the unlocked demo vault."""
+
+    def __init__(self, home: Home, vault: Vault) -> None:
+        import uvicorn
+
+        from keysafe.api import create_app
+        from keysafe.api.state import ServerState
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(ServerState(home, vault, idle_lock_after=None)),
+            host="127.0.0.1", port=self.port, log_level="error",
+        )  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the demo's vault server did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _demo_policy(upstream_port: int) -> str:
+    """The example policy, made runnable at any hour: its business-hours rule is dropped, its
+    expiry moved a day ahead, and one rule lets the agent call the demo's local API."""
+    doc = yaml.safe_load(
+        (resources.files("keysafe.policy") / "example_policy.yaml").read_text(encoding="utf-8")
+    )
+    doc["rules"] = [r for r in doc["rules"] if r.get("name") != "business-hours-only"]
+    doc["rules"].append(
+        {"name": "demo-api", "allow": ["http.request"], "credentials": ["example-api"],
+         "methods": ["GET"], "urls": [f"http://127.0.0.1:{upstream_port}/**"]}
+    )  # fmt: skip
+    doc["expires"] = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _usdc_transfer(amount: str, nonce: int) -> dict[str, Any]:
+    """A complete EIP-1559 USDC transfer on Base: nothing left for an RPC to fill in."""
+    units = int(Decimal(amount) * 10**6)
+    data = "0xa9059cbb" + RECIPIENT[2:].lower().rjust(64, "0") + hex(units)[2:].rjust(64, "0")
+    return {
+        "to": USDC_ON_BASE, "data": data, "value": "0x0", "chainId": 8453, "nonce": nonce,
+        "gas": 80000, "maxFeePerGas": hex(2 * 10**9), "maxPriorityFeePerGas": hex(10**8),
+    }  # fmt: skip
+
+
+# -- the story ------------------------------------------------------------------------------
+
+
 def _run(tmp: Path) -> None:
+    started = time.monotonic()
     home = Home(tmp / "home")
     pw_text = "demo-" + secrets.token_urlsafe(12)
     (tmp / "passphrase").write_text(pw_text)
     pw = SecretBytes(bytearray(pw_text.encode()))
-
     render.out.print(
-        "[bold]keysafe demo[/bold]: agents use keys, never hold them. Throwaway vault in "
-        + str(home.path)
+        "[bold]keysafe demo[/bold]: an AI agent uses a wallet and an API key through MCP, "
+        f"and never holds either. Throwaway vault in {home.path}"
     )
 
-    _step(
-        1,
-        "Create the vault: Argon2id wraps a master key derived from a new 24-word recovery phrase.",
-    )
+    _step(1, "Create the vault: a new 24-word recovery phrase, wrapped under Argon2id.")
     vault, phrase = vault_admin.init_vault(home, pw)
-    render.out.print(
-        f"   vault id {vault.vault_id}; recovery phrase shown once ({len(bytes(phrase.reveal()).split())} words, not repeated here)"
-    )
-
-    _step(
-        2,
-        "Store an API key for api.example.com. It is envelope-encrypted; nobody can list its value.",
-    )
-    canary = SecretBytes(bytearray(b"sk-demo-" + secrets.token_hex(8).encode()))
-    credentials.add_credential(
-        vault, "example-api", canary, hosts=["api.example.com"], attach=Attachment.bearer()
-    )
-    for c in credentials.list_credentials(vault):
-        render.out.print(
-            f"   {c.name}: hosts {c.hosts}, attached as {c.attach['type']} {c.attach['name']}"
-        )
-
-    _step(3, "Store personal data an agent may only read with the owner's approval.")
-    data.set_data(
-        vault,
-        "profile.email",
-        SecretBytes(bytearray(b'{"email": "owner@example.com"}')),
-        data_class=DataClass.SENSITIVE,
-    )
-    render.out.print("   profile.email (sensitive, json)")
-
-    _step(4, "Create wallets from the recovery phrase (MetaMask and Phantom derivation paths).")
-    for name, chain in (("main", Chain.EVM), ("sol", Chain.SOLANA)):
-        w = wallets.create_wallet(vault, name, chain)
-        render.out.print(f"   {w.name:<5} {w.chain:<7} {w.address}")
-
-    _step(5, "A wrong passphrase is refused (and counted: 5 in a row lock unlocking for 30 s).")
-    vault.lock()
-    try:
-        vault.unlock(SecretBytes(bytearray(b"not the passphrase")))
-    except WrongPassphraseError as exc:
-        render.out.print(f"   refused: {exc.what}")
-    vault.unlock(pw)
-
-    _step(6, "Add an agent with the example policy and dry-run three payments on a Monday morning.")
-    from importlib import resources
-
-    from keysafe.policy.intent import Intent
-    from keysafe.service import agents, policies
-
-    example = (resources.files("keysafe.policy") / "example_policy.yaml").read_text(
-        encoding="utf-8"
-    )
-    _, token = agents.add_agent(vault, "shopper")
-    if token is not None:
-        token.wipe()  # the demo never uses it; a real agent keeps it in its own config
-    policies.set_policy(vault, "shopper", example, source="example policy")
-    for amount in ("5", "12.5", "30"):
-        intent = Intent.model_validate(
-            {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": amount,
-             "to": "0x1111111111111111111111111111111111111111", "time": "2026-11-23T09:00:00Z"}
-        )  # fmt: skip
-        d = policies.check(vault, "shopper", intent)
-        render.out.print(
-            f"   {amount:>5} USDC → [bold]{d.outcome}[/bold] ({d.code or d.rule}): {d.reason}"
-        )
-
-    _step(
-        7,
-        "Back up everything, then rebuild the vault on an empty home from backup + recovery phrase.",
-    )
-    backup_file = tmp / "vault.ksbackup"
-    header = backup.create_backup(vault, backup_file)
-    vault.lock()
-    home2 = Home(tmp / "rebuilt")
-    rebuilt, _ = backup.restore_new(home2, backup_file, phrase, pw)
-    with rebuilt:
-        same = [w.address for w in wallets.list_wallets(rebuilt)]
-    render.out.print(f"   backup held {header.records} records; rebuilt vault has wallets {same}")
-
-    _step(8, "Verify the tamper-evident audit log (a SHA-256 hash chain over canonical JSON).")
-    with open_vault(home) as v:
-        report = audit.verify(v)
-        entries = audit.list_entries(v)
-    for e in entries:
-        render.out.print(f"   #{e.seq:<2} {e.action:<16} {e.target:<28} {e.outcome}")
-    render.out.print(f"   chain ok: {report.ok} ({report.entries} entries)")
     phrase.wipe()
     pw.wipe()
-    render.out.print(
-        "\n[bold green]Done.[/bold green] Next: `keysafe init` creates your own vault in ~/.keysafe."
+    _say(f"vault {vault.vault_id}: SQLite, encrypted records, tamper-evident audit log")
+
+    _step(2, "Create a wallet (the key is derived inside the vault and never leaves it).")
+    w = wallets.create_wallet(vault, "main", Chain.EVM)
+    _say(f"main  evm  {w.address}")
+
+    upstream = Upstream()
+    _step(
+        3,
+        f"Store an API key for a local API on 127.0.0.1:{upstream.port} (it stands in for a real one).",
     )
+    api_key = "sk-demo-" + secrets.token_hex(12)
+    credentials.add_credential(
+        vault, "example-api", SecretBytes(bytearray(api_key.encode())),
+        hosts=[f"127.0.0.1:{upstream.port}"], attach=Attachment.bearer(),
+    )  # fmt: skip
+    _say(f"example-api → sent as 'Authorization: Bearer …' only to 127.0.0.1:{upstream.port}")
+
+    _step(4, "Add the agent 'shopper' under the example policy (business-hours rule left out).")
+    _, token = agents.add_agent(vault, "shopper")
+    assert token is not None
+    policies.set_policy(vault, "shopper", _demo_policy(upstream.port), source="example policy")
+    _say("USDC on Base: up to 25 a payment, the owner approves above 10, 100 a day")
+
+    server = VaultServer(home, vault)
+    _step(5, f"Start the vault server on {server.url}; the agent's host launches `keysafe mcp`.")
+    try:
+        token_text = bytes(token.reveal()).decode()
+        asyncio.run(_agent_session(server, vault, token_text, upstream, api_key))
+    finally:
+        token.wipe()
+        server.close()
+        upstream.close()
+
+    _step(12, "Verify the audit log: a SHA-256 chain over every action, sealed with a vault key.")
+    report = audit.verify(vault)
+    for e in audit.list_entries(vault)[-6:]:
+        _say(f"#{e.seq:<3} {e.action:<20} {e.target:<32} {e.outcome}")
+    _say(f"chain ok: {report.ok} ({report.entries} entries)")
+    vault.lock()
+    render.out.print(
+        f"\n[bold green]Done[/bold green] in {time.monotonic() - started:.0f} s. Your own vault: "
+        "`keysafe init`, `keysafe serve --unlock`, then `keysafe agent add NAME --mcp-config`."
+    )
+
+
+async def _agent_session(
+    server: VaultServer, vault: Vault, token: str, upstream: Upstream, api_key: str
+) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
+    env |= {"KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_HOME": os.devnull}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "keysafe", "mcp"], env=env)
+    async with Client(params) as mcp:
+
+        async def call(tool: str, args: dict[str, Any]) -> tuple[bool, dict[str, Any], str]:
+            r = await mcp.call_tool(tool, args)
+            text = r.content[0].text if r.content and hasattr(r.content[0], "text") else ""
+            return r.is_error, dict(r.structured_content or {}), text
+
+        tools = await mcp.list_tools()
+        _say(f"MCP client connected over stdio; {len(tools.tools)} tools")
+
+        _step(6, "The agent asks what it may do (list_capabilities).")
+        _, caps, _ = await call("list_capabilities", {})
+        for wal in caps["wallets"]:
+            _say(f"wallet {wal['name']} ({wal['chain']}) {wal['address']}")
+        for b in caps["budget"]:
+            if b["asset"]:
+                _say(
+                    f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} per {b['window']}"
+                )
+
+        _step(7, "An allowed payment: 5 USDC → signed inside the vault, key never exposed.")
+        _, res, _ = await call(
+            "sign_transaction",
+            {"wallet": "main", "transaction": _usdc_transfer("5", 0),
+             "description": "pay invoice #41"},
+        )  # fmt: skip
+        _say(f"{res['status']}: {res['summary']}; tx {res['tx_hash'][:18]}…")
+
+        _step(8, "12.5 USDC is above approve_above: the request waits for the owner.")
+        _, res, _ = await call(
+            "sign_transaction",
+            {"wallet": "main", "transaction": _usdc_transfer("12.5", 1),
+             "description": "pay invoice #42"},
+        )  # fmt: skip
+        approval_id = res["approval_id"]
+        _say(f"{res['status']}: {approval_id} — {res['summary']}")
+
+        def owner_approves() -> None:
+            time.sleep(1.0)
+            approvals.approve(vault, approval_id)
+
+        threading.Thread(target=owner_approves, daemon=True).start()
+        _say("the owner approves (here: the demo, after a second; for you: the web page or CLI)")
+        _, res, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
+        _say(f"approval_status → {res['status']}; result {res['result']['status']}, "
+             f"tx {res['result']['tx_hash'][:18]}…")  # fmt: skip
+
+        _step(
+            9, "30 USDC is over the 25-per-payment limit: refused with a reason the model can use."
+        )
+        is_error, res, _ = await call(
+            "sign_transaction", {"wallet": "main", "transaction": _usdc_transfer("30", 2)}
+        )
+        err = res.get("error", {})
+        _say(
+            f"refused={is_error}: {err.get('code')} ({err.get('reason_code')}): {err.get('message')}"
+        )
+
+        _step(10, "An API call through the credential: the upstream gets the key, the agent not.")
+        _, res, _ = await call(
+            "http_request",
+            {"credential": "example-api", "method": "GET",
+             "url": f"http://127.0.0.1:{upstream.port}/v1/me"},
+        )  # fmt: skip
+        got = upstream.seen[-1] if upstream.seen else ""
+        _say(f"upstream received: Authorization: Bearer {api_key[:10]}… (the real key)")
+        _say(f"agent received:    {res['body']}")
+        if api_key in json.dumps(res):
+            raise KeysafeError(
+                "The API key reached the agent.", next_step="report this keysafe bug."
+            )
+        if api_key not in got:
+            raise KeysafeError(
+                "The upstream did not receive the API key.", next_step="report this keysafe bug."
+            )
+
+        _step(11, "Revoke the agent: its very next call is refused.")
+        agents.set_status(vault, "shopper", "revoked")
+        is_error, res, _ = await call("list_capabilities", {})
+        err = res.get("error", {})
+        _say(f"refused={is_error}: {err.get('code')}: {err.get('message')}")

@@ -61,6 +61,14 @@ def serve(
             max=86400,
         ),
     ] = None,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            "--rate-limit",
+            help="Requests per second each agent may make (bursts of twice that); 429 beyond.",
+            min=0.1,
+        ),
+    ] = 20.0,
 ) -> None:
     """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
     import uvicorn
@@ -82,7 +90,10 @@ def serve(
     if unlock_now:
         with inputs.passphrase(passphrase_file) as secret:
             vault.unlock(secret)
-    state = ServerState(h, vault, idle_lock_after=float(idle_lock) if idle_lock else None)
+    state = ServerState(
+        h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
+        rate_per_second=rate_limit, burst=2 * rate_limit,
+    )  # fmt: skip
     state.allowed_hosts = state.allowed_hosts | {host.lower()}
     stop = threading.Event()
 

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keysafe.errors import NotAuthenticatedError
 from keysafe.mcp_server.tools import build_server
-from keysafe.remote import TIMEOUT, AgentClient, RemoteError, vault_url
+from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
 
@@ -30,7 +30,7 @@ def run_stdio(token: str, *, url: str | None = None) -> None:
 
     def client_for(ctx: Context) -> AgentClient:
         # One connection pool for the process, created inside the server's event loop.
-        http = pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+        http = pooled(pool)
         return AgentClient(token, url=base, http=http)
 
     build_server(client_for).run("stdio")
@@ -50,7 +50,7 @@ def http_app(*, url: str | None = None) -> ASGIApp:
     pool: dict[str, httpx.AsyncClient] = {}
 
     def http() -> httpx.AsyncClient:
-        return pool.setdefault("http", httpx.AsyncClient(timeout=TIMEOUT))
+        return pooled(pool)
 
     def client_for(ctx: Context) -> AgentClient:
         token = _bearer(ctx.headers)
