@@ -3,6 +3,7 @@
 - A surface (cli/, web/, mcp/, proxy/, sidecar/, relay/, api/) never imports keysafe.store or
   keysafe.crypto: it calls one service function.
 - Domain modules never import a surface or keysafe.service.
+- Agent-side processes (MCP server, local proxy, their HTTP client) import no vault code at all.
 - The bottom layer (crypto/, store/) imports nothing of keysafe but itself and keysafe.errors.
 
 Every import form counts: `import a.b`, `from a import b`, relative imports, imports inside
@@ -20,7 +21,9 @@ import pytest
 import keysafe
 
 PACKAGE_DIR = Path(keysafe.__file__).parent
-SURFACES = ("cli", "web", "mcp", "proxy", "sidecar", "relay", "api")
+SURFACES = ("cli", "web", "mcp_server", "local_proxy", "sidecar", "relay", "api")
+# Agent-side processes: thin clients of `keysafe serve` that never open the vault themselves.
+AGENT_SIDE = ("mcp_server", "local_proxy", "remote")
 DOMAIN = (
     "vault", "audit", "crypto", "store", "chains", "policy", "approvals", "agents", "mpc", "kms",
 )  # fmt: skip
@@ -72,7 +75,10 @@ def _under(name: str, package: str) -> bool:
 
 def _sources(top: str) -> list[Path]:
     folder = PACKAGE_DIR / top
-    return sorted(folder.rglob("*.py")) if folder.is_dir() else []
+    if folder.is_dir():
+        return sorted(folder.rglob("*.py"))
+    module = PACKAGE_DIR / f"{top}.py"
+    return [module] if module.is_file() else []
 
 
 def _violations(tops: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
@@ -125,6 +131,14 @@ def test_architecture_scan_finds_the_cli_sources() -> None:
 @pytest.mark.parametrize("surface", SURFACES)
 def test_surface_never_imports_store_or_crypto(surface: str) -> None:
     assert _violations((surface,), ("keysafe.store", "keysafe.crypto")) == []
+
+
+@pytest.mark.parametrize("side", AGENT_SIDE)
+def test_agent_side_never_touches_the_vault(side: str) -> None:
+    assert _sources(side), side  # not a vacuous pass
+    forbidden = ("keysafe.service", "keysafe.store", "keysafe.crypto", "keysafe.vault",
+                 "keysafe.chains", "keysafe.policy")  # fmt: skip
+    assert _violations((side,), forbidden) == []
 
 
 @pytest.mark.parametrize("domain", DOMAIN)

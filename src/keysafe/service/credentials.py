@@ -92,7 +92,9 @@ def list_credentials(vault: Vault) -> list[CredentialView]:
 def remove_credential(vault: Vault, name: str) -> None:
     from keysafe.service import placeholders
 
-    vault.remove_record(RecordKind.CREDENTIAL, name)
-    # A credential added later under the same name must not revive old placeholders.
+    with vault.db.read() as conn:
+        vault.get_record(conn, RecordKind.CREDENTIAL, name)  # NOT_FOUND before anything changes
+    # Placeholders go first: a credential added later under the same name must never revive them.
     placeholders.revoke_all(vault, name)
+    vault.remove_record(RecordKind.CREDENTIAL, name)
     logger.info("credential %s removed", name)

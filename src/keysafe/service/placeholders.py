@@ -75,6 +75,8 @@ def revoke_all(vault: Vault, credential: str, agent: str | None = None) -> int:
         cond = cond & (t.placeholders.c.agent == agent)
     with vault.db.write() as conn:
         n = conn.execute(delete(t.placeholders).where(cond)).rowcount
+        if not n:
+            return 0
         vault.audit(
             conn, actor="owner", action="placeholder.revoke", target=f"credential:{credential}",
             outcome="success", details={"agent": agent, "name": credential, "count": n},

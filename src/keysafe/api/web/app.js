@@ -27,6 +27,8 @@ const KIND = {
   sign_message: "Sign a message",
   sign_typed_data: "Sign typed data (EIP-712)",
   read_data: "Read stored data",
+  http_request: "Call an API with a stored credential",
+  release_credential: "Receive a credential's VALUE in a process (grants possession)",
 };
 const AUTH = { token: "agent token", key: "Ed25519 signed requests" };
 
