@@ -111,6 +111,15 @@ def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
                         f"unknown chain '{chain}' (add it with `keysafe chain add`)",
                     )
                 )
+        if rule.verb != "deny" and "credential.release" in rule.actions and not rule.credentials:
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    "credential.release without `credentials:` lets the agent ask for the value "
+                    "of ANY credential (each release still needs the owner's approval)",
+                )
+            )
         named = [*(rule.assets or []), *(rule.max_per_tx or {}), *(rule.approve_above or {})]
         for lim in rule.limits or []:
             named += list(lim.max or {})

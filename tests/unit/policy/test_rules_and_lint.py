@@ -530,3 +530,18 @@ def test_url_matches_pattern_and_url_gives_expected(pattern: str, url: str, matc
 def test_url_matches_unjudgeable_url_raises_bad_url(url: str) -> None:
     with pytest.raises(BadUrl):
         url_matches(GH, url)
+
+
+def test_lint_credential_release_without_credentials_warns_any_credential() -> None:
+    report = run_lint(policy_of("{name: run-anything, allow: [credential.release]}"))
+    assert report.errors == []
+    assert [(f.rule, "ANY credential" in f.message) for f in report.warnings] == [
+        ("run-anything", True)
+    ]
+
+
+def test_lint_credential_release_naming_its_credentials_is_quiet() -> None:
+    report = run_lint(
+        policy_of("{name: run-gh, allow: [credential.release], credentials: [github]}")
+    )
+    assert report.findings == []
