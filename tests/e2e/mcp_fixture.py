@@ -1,19 +1,21 @@
-"""Shared pieces of the black-box MCP tests: a vault that exercises every tool, a local upstream,
-and a synchronous handle on an MCP SDK `Client` session.
+"""Shared pieces of the black-box MCP tests (test_mcp_stdio.py, test_mcp_http.py).
 
-`build_mcp_vault` extends the standard vault (wallet `main`, agent `bot` under STANDARD_POLICY)
-with what the other tools need: the built-in chain `local` pointed at the upstream's JSON-RPC
-endpoint (so send_transaction really broadcasts), a bearer credential `echo` for the upstream, a
-standard data record `profile`, a message rule, a typed-data rule, and a second token agent
-`helper` with a policy of its own.
+The vault: wallet `main`; agent `bot` under MCP_POLICY (STANDARD_POLICY plus one allow rule for
+each other tool); agents `helper` and `doomed` (revoked by a test) under HELPER_POLICY; standard
+data `profile`. That part is built once per run (`shared_once`); each test process copies it and
+binds it to its own `Upstream`: the built-in chain `local` gets the upstream's JSON-RPC endpoint
+(so send_transaction really broadcasts) and a bearer credential `echo` (a fresh canary secret)
+gets the upstream's host:port. The session fixture `world` (imported by both test modules) runs
+`keysafe serve --unlock` on that copy.
 
 `Upstream` is a ThreadingHTTPServer on a loopback port: `POST /rpc` answers Ethereum JSON-RPC
 (eth_sendRawTransaction returns the transaction's keccak hash and records the raw bytes); any other
-request is recorded and answered with a JSON body that echoes the Authorization header it carried.
+request is recorded and answered with a JSON body, and an `x-echo-authorization` header, that echo
+the Authorization header it carried: the vault must scrub the secret from both.
 
 `McpSession` runs one `mcp.Client` in a thread with its own event loop, so plain (sync) pytest
 tests can call tools one after the other on one connection; it keeps the JSON of everything the
-client received for canary greps.
+client received for canary greps. `ToolScenarios` holds the tests both transports must pass.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,24 +34,37 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
+import httpx
+import pytest
+import rlp  # type: ignore[import-untyped]
+from eth_account import Account
+from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils.crypto import keccak
 from mcp import Client
 from mcp_types import CallToolResult
 
-from tests.conftest import Cli
+from tests.conftest import Cli, shared_once
 from tests.e2e.server_fixture import (
     KEYSAFE,
+    MILLI_ETH,
     R1,
+    R2,
+    R3,
+    R4,
     STANDARD_POLICY,
     Pristine,
+    Server,
     add_agent,
-    build_vault,
     cli_env,
+    copy_home,
+    evm_tx,
     free_port,
+    keysafe_server,
 )
 
 TOOL_NAMES = frozenset(
@@ -68,6 +84,7 @@ TOOL_NAMES = frozenset(
 LOCAL_CHAIN_ID = 31337  # the built-in chain `local`, re-pointed at the upstream's /rpc
 SIWE = "example.com wants you to sign in with your Ethereum account"
 PROFILE = {"city": "Lyon", "zip": "69001", "email": "owner@example.com"}
+MEDICAL = {"blood_type": "O-", "allergies": ["penicillin"]}  # sensitive: read only on approval
 
 HELPER_POLICY = """\
 version: 1
@@ -78,9 +95,11 @@ rules:
 """
 
 
-def mcp_policy(upstream_port: int) -> str:
-    """STANDARD_POLICY plus one allow rule for each of the other tools."""
-    return STANDARD_POLICY + f"""\
+# STANDARD_POLICY plus one allow rule for each of the other tools. It names no port: the
+# credential `echo` is bound to the upstream's host:port, which differs per test process.
+MCP_POLICY = (
+    STANDARD_POLICY
+    + f"""\
   - name: send-local
     allow: [evm.transfer]
     chains: [local]
@@ -91,10 +110,9 @@ def mcp_policy(upstream_port: int) -> str:
     allow: [http.request]
     credentials: [echo]
     methods: [GET, POST]
-    urls: ["http://127.0.0.1:{upstream_port}/**"]
   - name: read-profile
     allow: [data.read]
-    data: [profile]
+    data: [profile, medical]
   - name: sign-in
     allow: [evm.sign_message]
     message_matches: "^example.com wants you to sign in"
@@ -102,6 +120,7 @@ def mcp_policy(upstream_port: int) -> str:
     allow: [evm.sign_typed_data]
     chains: [ethereum]
 """
+)
 
 
 def local_tx(value_wei: int, *, to: str = R1, nonce: int = 0) -> dict[str, Any]:
@@ -178,10 +197,12 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-        def _answer(self, status: int, payload: Any) -> None:
+        def _answer(self, status: int, payload: Any, echo: str = "") -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
+            if echo:
+                self.send_header("x-echo-authorization", echo)
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -192,11 +213,12 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 self._rpc(json.loads(body))
                 return
             up.requests.append(Seen(self.command, self.path, dict(self.headers.items()), body))
+            auth = self.headers.get("authorization", "")
             self._answer(
                 200,
-                {"path": self.path, "method": self.command,
-                 "authorization": self.headers.get("authorization", "")},
-            )  # fmt: skip
+                {"path": self.path, "method": self.command, "authorization": auth},
+                echo=auth,
+            )
 
         def _rpc(self, req: dict[str, Any]) -> None:
             method, params = req.get("method"), req.get("params") or []
@@ -212,7 +234,7 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 return
             self._answer(200, {"jsonrpc": "2.0", "id": req.get("id"), "result": result})
 
-        do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
 
     return Handler
 
@@ -238,6 +260,8 @@ class McpVault:
     pristine: Pristine
     secret: str  # the credential `echo`'s secret: must reach the upstream, never the agent
     helper_token: str
+    doomed_token: str  # agent `doomed`: same policy as `helper`, revoked by a test
+    placeholder: str  # a real `ksp_…` placeholder of `echo` for agent `bot`
 
     @property
     def home(self) -> Path:
@@ -248,19 +272,46 @@ class McpVault:
         return self.pristine.tokens["bot"]
 
 
-def build_mcp_vault(root: Path, upstream_port: int) -> McpVault:
-    pristine = build_vault(root, mcp_policy(upstream_port))
-    cli = Cli(pristine.home, cli_env(pristine.home))
+def _build_base(root: Path) -> dict[str, Any]:
+    """What does not depend on the upstream's port, built once per test run (`shared_once`):
+    wallet `main`, data `profile` and `medical` (sensitive), agents `bot` (MCP_POLICY), `helper` and `doomed` (HELPER_POLICY).
+    """
+    home = root / "home"
+    cli = Cli(home, cli_env(home))
+    cli.ok("init", "--json")
+    created = cli.ok("wallet", "create", "main", "--chain", "evm", "--json").stdout
+    cli.ok("data", "set", "profile", "--class", "standard", input=json.dumps(PROFILE))
+    cli.ok("data", "set", "medical", "--class", "sensitive", input=json.dumps(MEDICAL))
+    (root / "policy.yaml").write_text(MCP_POLICY, encoding="utf-8")
+    (root / "helper-policy.yaml").write_text(HELPER_POLICY, encoding="utf-8")
+    tokens = {
+        name: add_agent(cli, name, root / policy)
+        for name, policy in (
+            ("bot", "policy.yaml"),
+            ("helper", "helper-policy.yaml"),
+            ("doomed", "helper-policy.yaml"),  # revoked by a test, mid-session
+        )
+    }
+    return {"address": json.loads(created)["address"], "tokens": tokens}
+
+
+def build_mcp_vault(factory: pytest.TempPathFactory, root: Path, upstream_port: int) -> McpVault:
+    """A copy of the shared base vault, bound to the upstream on `upstream_port`: chain `local`'s
+    RPC, the credential `echo` (a fresh canary secret) and a placeholder of it for `bot`."""
+    base, info = shared_once(factory, "mcp-base-vault", _build_base)
+    home = copy_home(Pristine(base / "home", info["address"], {}), root)
+    cli = Cli(home, cli_env(home))
     rpc = f"http://127.0.0.1:{upstream_port}/rpc"
     cli.ok("chain", "add", "local", "--chain-id", str(LOCAL_CHAIN_ID), "--rpc", rpc)
     secret = "canary-mcp-" + base64.b32encode(os.urandom(20)).decode().lower()
     host = f"127.0.0.1:{upstream_port}"
     cli.ok("credential", "add", "echo", "--host", host, "--bearer", input=secret)
-    cli.ok("data", "set", "profile", "--class", "standard", input=json.dumps(PROFILE))
-    helper_policy = root / "helper-policy.yaml"
-    helper_policy.write_text(HELPER_POLICY, encoding="utf-8")
-    helper = add_agent(cli, "helper", helper_policy)
-    return McpVault(pristine, secret, helper)
+    out = cli.ok("credential", "placeholder", "echo", "--agent", "bot", "--json").stdout
+    placeholder = json.loads(out)["placeholder"]
+    assert placeholder.startswith("ksp_")
+    tokens = dict(info["tokens"])
+    pristine = Pristine(home, info["address"], tokens)
+    return McpVault(pristine, secret, tokens["helper"], tokens["doomed"], placeholder)
 
 
 # -- an MCP client session, driven from sync tests -------------------------------------------------
@@ -295,11 +346,11 @@ class McpSession:
                     fn, fut = item
                     try:
                         result = await fn(client)
-                    except BaseException as exc:  # noqa: BLE001 - handed to the waiting test
+                    except BaseException as exc:
                         fut.set_exception(exc)
                     else:
                         fut.set_result(result)
-        except BaseException as exc:  # noqa: BLE001 - reported by __enter__ or close
+        except BaseException as exc:
             self._error = exc
         finally:
             self._ready.set()
@@ -407,6 +458,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def agent_side_env(nowhere: Path) -> dict[str, str]:
+    """The environment of a process on the agent's side: no passphrase, no vault home (KEYSAFE_HOME
+    points at `nowhere`, which must still not exist afterwards)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
+    return base | {"KEYSAFE_HOME": str(nowhere)}
+
+
 @contextmanager
 def mcp_http_server(env: dict[str, str], vault_url: str, log_dir: Path) -> Iterator[McpHttp]:
     """`keysafe mcp --http --port FREE` with KEYSAFE_URL=vault_url; yields once the port answers."""
@@ -433,3 +491,414 @@ def mcp_http_server(env: dict[str, str], vault_url: str, log_dir: Path) -> Itera
         yield server
     finally:
         _stop(proc)
+
+
+# -- a running world: upstream, vault, `keysafe serve` ---------------------------------------------
+
+
+@dataclass
+class McpWorld:
+    vault: McpVault
+    server: Server
+    upstream: Upstream
+    _owner: list[str] = field(default_factory=list)
+
+    def owner(self, path: str, body: Any = None) -> httpx.Response:
+        """POST an owner route with an owner session (logged in once)."""
+        if not self._owner:
+            self._owner.append(self.server.login())
+        headers = {"authorization": f"Bearer {self._owner[0]}"}
+        return httpx.post(f"{self.server.url}{path}", json=body, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="session", name="world")
+def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpWorld]:
+    """Upstream + MCP vault + `keysafe serve --unlock` on it, once per test process and shared by
+    the stdio and HTTP modules, which import it (so no test relies on ledger state another leaves)."""
+    root = tmp_path_factory.mktemp("mcp-world")
+    with upstream() as up:
+        vault = build_mcp_vault(tmp_path_factory, root, up.port)
+        with keysafe_server(cli_env(vault.home), "--unlock", log_dir=root) as server:
+            yield McpWorld(vault, server, up)
+
+
+# -- what both transports must do ------------------------------------------------------------------
+
+PENDING_KEYS = {"status", "approval_id", "expires_at", "summary"}
+
+EXPECTED_REQUIRED = {
+    "list_capabilities": set(),
+    "get_address": {"wallet"},
+    "sign_transaction": {"wallet", "transaction"},
+    "send_transaction": {"wallet", "transaction"},
+    "sign_message": {"wallet", "message"},
+    "sign_typed_data": {"wallet", "typed_data"},
+    "http_request": {"credential", "method", "url"},
+    "read_data": {"name"},
+    "approval_status": {"approval_id"},
+}
+READ_ONLY = {"list_capabilities", "get_address", "read_data", "approval_status"}
+
+
+def sample_calls(upstream_port: int) -> dict[str, dict[str, Any]]:
+    """Well-formed arguments for every tool (for sweeps where the vault refuses all of them)."""
+    return {
+        "list_capabilities": {},
+        "get_address": {"wallet": "main"},
+        "sign_transaction": {"wallet": "main", "transaction": evm_tx(MILLI_ETH)},
+        "send_transaction": {"wallet": "main", "transaction": local_tx(MILLI_ETH)},
+        "sign_message": {"wallet": "main", "message": SIWE},
+        "sign_typed_data": {"wallet": "main", "typed_data": mail_typed_data()},
+        "http_request": {
+            "credential": "echo",
+            "method": "GET",
+            "url": f"http://127.0.0.1:{upstream_port}/sweep",
+        },
+        "read_data": {"name": "profile"},
+        "approval_status": {"approval_id": "apr_000000000000000000000000"},
+    }
+
+
+def secret_forms(secret: str) -> dict[str, str]:
+    raw = secret.encode()
+    return {
+        "raw": secret,
+        "hex": raw.hex(),
+        "base64": base64.b64encode(raw).decode().rstrip("="),
+        "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "bearer basic": base64.b64encode(f"Bearer {secret}".encode()).decode().rstrip("="),
+    }
+
+
+def decode_signed(raw_hex: str) -> tuple[str, str, int, int]:
+    """(signer, recipient, value, chain id) of a signed legacy (EIP-155) transaction."""
+    fields = rlp.decode(bytes.fromhex(raw_hex.removeprefix("0x")))
+    signer = Account.recover_transaction(raw_hex)
+    v = int.from_bytes(fields[6], "big")
+    return signer, "0x" + fields[3].hex(), int.from_bytes(fields[4], "big"), (v - 35) // 2
+
+
+def tx_hash_of(raw_hex: str) -> str:
+    return "0x" + keccak(bytes.fromhex(raw_hex.removeprefix("0x"))).hex()
+
+
+class ToolScenarios:
+    """Every tool, allowed and refused, through the MCP SDK's client. A test module subclasses
+    this as `Test…` and provides module fixtures `world` (McpWorld) and `session` (McpSession,
+    agent `bot`)."""
+
+    # -- discovery ---------------------------------------------------------------------------------
+
+    def test_list_tools_is_exactly_the_nine_tools_with_descriptions_and_schemas(
+        self, session: McpSession
+    ) -> None:
+        tools = session.list_tools().tools
+        names = [t.name for t in tools]
+        assert len(names) == len(set(names)) == 9 and set(names) == TOOL_NAMES, names
+        for t in tools:
+            assert t.description and len(t.description) > 40, t.name
+            assert t.input_schema["type"] == "object", t.name
+            assert set(t.input_schema.get("required", [])) == EXPECTED_REQUIRED[t.name], t.name
+            assert t.output_schema and t.output_schema["type"] == "object", t.name
+            assert t.output_schema.get("properties"), t.name
+            assert t.annotations is not None
+            assert bool(t.annotations.read_only_hint) == (t.name in READ_ONLY), t.name
+        by_name = {t.name: t for t in tools}
+        wait = by_name["approval_status"].input_schema["properties"]["wait_seconds"]
+        assert (wait.get("minimum"), wait.get("maximum")) == (0, 60), wait
+        assert "status" in by_name["sign_transaction"].output_schema["properties"]
+
+    # -- list_capabilities / get_address -----------------------------------------------------------
+
+    def test_list_capabilities_names_the_agent_its_wallet_credential_data_and_rules(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        caps = ok(session.call("list_capabilities"))
+        assert (caps["agent"], caps["status"]) == ("bot", "active")
+        assert caps["wallets"] == [
+            {"name": "main", "chain": "evm", "address": world.vault.pristine.address}
+        ]
+        assert caps["credentials"] == [
+            {"name": "echo", "hosts": [f"127.0.0.1:{world.upstream.port}"]}
+        ]
+        data = {d["name"]: d for d in caps["data"]}
+        assert set(data) == {"profile", "medical"}
+        assert (data["profile"]["class"], data["medical"]["class"]) == ("standard", "sensitive")
+        assert sorted(data["profile"]["fields"]) == sorted(PROFILE)
+        rules = [r.split(":", 1)[0] for r in caps["policy"]["rules"]]
+        assert rules == [
+            "pay-r1", "tiny-budget-r3", "ask-r4", "send-local", "echo-api", "read-profile",
+            "sign-in", "typed-on-ethereum",
+        ]  # fmt: skip
+        budget = {(b["rule"], b["window"], b["asset"]): b["limit"] for b in caps["budget"]}
+        assert budget[("pay-r1", "24h", "ETH")] == "1"
+        assert world.vault.secret not in json.dumps(caps)
+
+    def test_get_address_of_main_is_the_vault_wallet(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        got = ok(session.call("get_address", {"wallet": "main"}))
+        assert got == {"wallet": "main", "address": world.vault.pristine.address, "chain": "evm"}
+
+    def test_get_address_of_an_unknown_wallet_is_not_found(self, session: McpSession) -> None:
+        err = refused(session.call("get_address", {"wallet": "nope"}), "NOT_FOUND")
+        assert "nope" in err["message"]
+
+    # -- sign_transaction / send_transaction -------------------------------------------------------
+
+    def test_sign_transaction_within_policy_is_signed_by_the_vault_wallet(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        args = {"wallet": "main", "transaction": evm_tx(2 * MILLI_ETH), "description": "test"}
+        got = ok(session.call("sign_transaction", args))
+        assert got["status"] == "signed"
+        assert (got["wallet"], got["address"], got["chain"]) == (
+            "main", world.vault.pristine.address, "ethereum",
+        )  # fmt: skip
+        raw = got["signed_transaction"]
+        assert decode_signed(raw) == (world.vault.pristine.address, R1, 2 * MILLI_ETH, 1)
+        assert got["tx_hash"] == tx_hash_of(raw)
+
+    def test_sign_transaction_to_a_recipient_no_rule_allows_is_policy_denied(
+        self, session: McpSession
+    ) -> None:
+        result = session.call(
+            "sign_transaction", {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R2)}
+        )
+        err = refused(result, "POLICY_DENIED")
+        assert err["reason_code"] == "NO_MATCHING_RULE"
+        assert "Nothing was signed" in err["message"]
+        assert "signed_transaction" not in result.model_dump_json()
+
+    def test_sign_transaction_over_the_per_tx_cap_is_policy_denied_naming_the_rule(
+        self, session: McpSession
+    ) -> None:
+        result = session.call(
+            "sign_transaction", {"wallet": "main", "transaction": evm_tx(20 * MILLI_ETH)}
+        )
+        err = refused(result, "POLICY_DENIED")
+        assert (err["reason_code"], err["rule"]) == ("OVER_PER_TX_LIMIT", "pay-r1")
+        assert "0.01 ETH" in err["message"]
+
+    def test_sign_transaction_spends_the_24h_budget_and_over_it_is_budget_exceeded(
+        self, session: McpSession
+    ) -> None:
+        def left() -> int:  # wei left in tiny-budget-r3's 24h window (0.002 ETH at first)
+            caps = ok(session.call("list_capabilities"))
+            (row,) = [b for b in caps["budget"] if b["rule"] == "tiny-budget-r3"]
+            return int(Decimal(row["left"]) * 10**18)
+
+        before = left()
+        assert before > 1
+        spend = before // 2
+        args = {"wallet": "main", "transaction": evm_tx(spend, to=R3)}
+        assert ok(session.call("sign_transaction", args))["status"] == "signed"
+        assert left() == before - spend
+        over = {"wallet": "main", "transaction": evm_tx(before - spend + 1, to=R3)}
+        err = refused(session.call("sign_transaction", over), "BUDGET_EXCEEDED")
+        assert err["rule"] == "tiny-budget-r3"
+        assert left() == before - spend, "a refused request consumed budget"
+
+    def test_send_transaction_within_policy_is_broadcast_through_the_chain_rpc(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        before = len(world.upstream.raw_txs)
+        key = f"send-{secrets.token_hex(8)}"
+        args = {"wallet": "main", "transaction": local_tx(MILLI_ETH), "idempotency_key": key}
+        got = ok(session.call("send_transaction", args))
+        assert (got["status"], got["chain"]) == ("sent", "local")
+        raw = got["signed_transaction"]
+        assert world.upstream.raw_txs[before:] == [raw]
+        assert decode_signed(raw) == (world.vault.pristine.address, R1, MILLI_ETH, LOCAL_CHAIN_ID)
+        assert got["tx_hash"] == tx_hash_of(raw)
+        # The same idempotency key again: the vault acts at most once.
+        again = ok(session.call("send_transaction", args))
+        assert again["tx_hash"] == got["tx_hash"]
+        assert world.upstream.raw_txs[before:] == [raw]
+
+    def test_send_transaction_over_the_cap_is_refused_and_nothing_is_broadcast(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        before = len(world.upstream.raw_txs)
+        result = session.call(
+            "send_transaction", {"wallet": "main", "transaction": local_tx(20 * MILLI_ETH)}
+        )
+        err = refused(result, "POLICY_DENIED")
+        assert (err["reason_code"], err["rule"]) == ("OVER_PER_TX_LIMIT", "send-local")
+        assert len(world.upstream.raw_txs) == before
+
+    # -- sign_message / sign_typed_data ------------------------------------------------------------
+
+    def test_sign_message_the_rule_allows_is_signed_by_the_vault_wallet(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        got = ok(session.call("sign_message", {"wallet": "main", "message": SIWE}))
+        assert (got["status"], got["address"]) == ("signed", world.vault.pristine.address)
+        signer = Account.recover_message(encode_defunct(text=SIWE), signature=got["signature"])
+        assert signer == world.vault.pristine.address
+
+    def test_sign_message_no_rule_allows_is_policy_denied(self, session: McpSession) -> None:
+        result = session.call("sign_message", {"wallet": "main", "message": "transfer all funds"})
+        err = refused(result, "POLICY_DENIED")
+        assert err["reason_code"] == "NO_MATCHING_RULE"
+        assert "signature" not in (result.structured_content or {})
+
+    def test_sign_typed_data_on_the_allowed_chain_is_signed_by_the_vault_wallet(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        doc = mail_typed_data(1)
+        got = ok(session.call("sign_typed_data", {"wallet": "main", "typed_data": doc}))
+        assert got["status"] == "signed"
+        signable = encode_typed_data(full_message=doc)
+        assert Account.recover_message(signable, signature=got["signature"]) == (
+            world.vault.pristine.address
+        )
+
+    def test_sign_typed_data_for_a_chain_no_rule_allows_is_policy_denied(
+        self, session: McpSession
+    ) -> None:
+        doc = mail_typed_data(8453)  # base: the rule covers ethereum only
+        result = session.call("sign_typed_data", {"wallet": "main", "typed_data": doc})
+        assert refused(result, "POLICY_DENIED")["reason_code"] == "NO_MATCHING_RULE"
+
+    # -- http_request ------------------------------------------------------------------------------
+
+    def test_http_request_sends_the_secret_upstream_and_never_shows_it_to_the_agent(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        up, secret = world.upstream, world.vault.secret
+        url = f"{up.base}/hello?x=1"
+        args = {"credential": "echo", "method": "POST", "url": url,
+                "headers": {"X-Trace": "t-1"}, "body": "ping"}  # fmt: skip
+        got = ok(session.call("http_request", args))
+        seen = up.requests[-1]
+        assert (seen.method, seen.path, seen.body) == ("POST", "/hello?x=1", b"ping")
+        assert seen.headers["Authorization"] == f"Bearer {secret}"
+        assert seen.headers["X-Trace"] == "t-1"
+        assert got["status_code"] == 200
+        echoed = json.loads(got["body"])
+        assert (echoed["path"], echoed["method"]) == ("/hello?x=1", "POST")
+        # The upstream echoed the secret in its body and a header; the agent gets neither.
+        assert echoed["authorization"].startswith("Bearer ") and secret not in got["body"]
+        assert "x-echo-authorization" in {k.lower() for k in got["headers"]}
+        everything = "\n".join(session.received)
+        leaks = [form for form, needle in secret_forms(secret).items() if needle in everything]
+        assert not leaks, f"the secret reached the MCP client as {leaks}"
+
+    def test_http_request_cannot_replace_the_credential_header(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        args = {"credential": "echo", "method": "GET", "url": f"{world.upstream.base}/who",
+                "headers": {"Authorization": "Bearer chosen-by-agent"}}  # fmt: skip
+        ok(session.call("http_request", args))
+        seen = world.upstream.requests[-1]
+        assert seen.path == "/who"
+        assert seen.headers["Authorization"] == f"Bearer {world.vault.secret}"
+
+    def test_http_request_to_a_host_not_of_the_credential_is_refused_and_nothing_is_sent(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        before = len(world.upstream.requests)
+        for url in ("https://evil.example/steal", f"http://localhost:{world.upstream.port}/x"):
+            args = {"credential": "echo", "method": "GET", "url": url}
+            err = refused(session.call("http_request", args), "POLICY_DENIED")
+            assert err["reason_code"] == "HOST_NOT_ALLOWED", url
+            assert "Nothing was sent" in err["message"]
+        denied = {"credential": "echo", "method": "DELETE", "url": f"{world.upstream.base}/x"}
+        err = refused(session.call("http_request", denied), "POLICY_DENIED")
+        assert err["reason_code"] == "NO_MATCHING_RULE"
+        assert len(world.upstream.requests) == before
+        assert world.vault.secret not in "\n".join(session.received)
+
+    # -- read_data ---------------------------------------------------------------------------------
+
+    def test_read_data_returns_only_the_fields_asked_for(self, session: McpSession) -> None:
+        got = ok(session.call("read_data", {"name": "profile", "fields": ["city"]}))
+        assert got == {"status": "value", "name": "profile", "value": {"city": "Lyon"}}
+        whole = ok(session.call("read_data", {"name": "profile"}))
+        assert whole["value"] == PROFILE
+
+    def test_read_data_of_sensitive_data_waits_for_the_owner_then_gives_the_value(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        pending = ok(session.call("read_data", {"name": "medical", "fields": ["blood_type"]}))
+        assert set(pending) == PENDING_KEYS, pending
+        assert "O-" not in json.dumps(pending), "a sensitive value was shown before approval"
+        approval_id = pending["approval_id"]
+        r = world.owner(f"/v1/owner/approvals/{approval_id}/approve")
+        assert r.status_code == 200, r.text
+        view = ok(session.call("approval_status", {"approval_id": approval_id, "wait_seconds": 5}))
+        assert view["status"] == "approved"
+        assert view["result"] == {"status": "value", "name": "medical",
+                                  "value": {"blood_type": "O-"}}  # fmt: skip
+
+    def test_read_data_of_unknown_data_is_not_found(self, session: McpSession) -> None:
+        err = refused(session.call("read_data", {"name": "diary"}), "NOT_FOUND")
+        assert "diary" in err["message"]
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def test_approval_status_of_an_unknown_approval_is_not_found(self, session: McpSession) -> None:
+        result = session.call("approval_status", {"approval_id": "apr_0123456789abcdef01234567"})
+        refused(result, "NOT_FOUND")
+
+    def test_approval_status_waiting_over_60_seconds_is_an_argument_error(
+        self, session: McpSession
+    ) -> None:
+        args = {"approval_id": "apr_0123456789abcdef01234567", "wait_seconds": 61}
+        result = session.call("approval_status", args)
+        assert result.is_error
+        assert "wait_seconds" in result.content[0].text  # type: ignore[union-attr]
+        assert not (result.structured_content or {}).get("status")
+
+    def test_pending_then_owner_approves_then_approval_status_returns_the_signed_result(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        direct = ok(
+            session.call("sign_transaction", {"wallet": "main", "transaction": evm_tx(MILLI_ETH)})
+        )
+        args = {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R4),
+                "description": "pay R4 for the test"}  # fmt: skip
+        pending = ok(session.call("sign_transaction", args))
+        assert set(pending) == PENDING_KEYS, pending
+        assert pending["status"] == "pending_approval"
+        approval_id = pending["approval_id"]
+        assert approval_id.startswith("apr_") and "ETH" in pending["summary"]
+        still = ok(session.call("approval_status", {"approval_id": approval_id}))
+        assert (still["status"], still.get("result")) == ("pending", None)
+
+        started = time.monotonic()
+        waiting = session.start_call(
+            "approval_status", {"approval_id": approval_id, "wait_seconds": 30}
+        )
+        time.sleep(1.0)
+        assert not waiting.done(), "approval_status did not wait for the owner"
+        r = world.owner(f"/v1/owner/approvals/{approval_id}/approve")
+        assert r.status_code == 200, r.text
+        view = ok(waiting.result(60))
+        assert time.monotonic() - started < 20, "the wait did not end when the owner approved"
+        assert (view["status"], view["approval_id"]) == ("approved", approval_id)
+        result = view["result"]
+        assert set(result) == set(direct), (result, direct)
+        assert result["status"] == "signed"
+        for key in ("wallet", "address", "chain"):
+            assert result[key] == direct[key], key
+        raw = result["signed_transaction"]
+        assert decode_signed(raw) == (world.vault.pristine.address, R4, MILLI_ETH, 1)
+        assert result["tx_hash"] == tx_hash_of(raw)
+        # Asking again gives the same result: the approved request ran once.
+        assert ok(session.call("approval_status", {"approval_id": approval_id}))["result"] == (
+            result
+        )
+
+    def test_pending_then_owner_denies_then_approval_status_is_denied_without_result(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        args = {"wallet": "main", "transaction": evm_tx(7 * MILLI_ETH)}  # above approve_above
+        pending = ok(session.call("sign_transaction", args))
+        assert pending["status"] == "pending_approval"
+        approval_id = pending["approval_id"]
+        r = world.owner(f"/v1/owner/approvals/{approval_id}/deny")
+        assert r.status_code == 200, r.text
+        view = ok(session.call("approval_status", {"approval_id": approval_id, "wait_seconds": 2}))
+        assert (view["status"], view.get("result")) == ("denied", None)
