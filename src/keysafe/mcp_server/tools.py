@@ -216,48 +216,39 @@ def build_server(client_for: Callable[[Context], AgentClient]) -> MCPServer:
         """The public address of one of your wallets and its chain family (evm or solana)."""
         return await run(ctx, lambda c: c.address(wallet))
 
-    async def tx_call(
-        ctx: Context,
-        send: bool,
-        wallet: str,
-        transaction: dict[str, Any] | str,
-        description: str | None,
-        idempotency_key: str | None,
-        chain: str | None,
-    ) -> CallToolResult:
-        body = _drop_none(
-            wallet=wallet, transaction=transaction, description=description,
-            idempotency_key=idempotency_key, chain=chain,
-        )  # fmt: skip
-        return await run(ctx, lambda c: c.sign_transaction(body, send=send))
+    def transaction_tool(send: bool) -> Callable[..., Awaitable[CallToolResult]]:
+        async def tool(
+            ctx: Context,
+            wallet: Wallet,
+            transaction: Transaction,
+            description: Description = None,
+            idempotency_key: IdemKey = None,
+            chain: ChainName = None,
+        ) -> Annotated[CallToolResult, TransactionResult]:
+            body = _drop_none(
+                wallet=wallet, transaction=transaction, description=description,
+                idempotency_key=idempotency_key, chain=chain,
+            )  # fmt: skip
+            return await run(ctx, lambda c: c.sign_transaction(body, send=send))
 
-    @mcp.tool(annotations=acts)
-    async def sign_transaction(
-        ctx: Context,
-        wallet: Wallet,
-        transaction: Transaction,
-        description: Description = None,
-        idempotency_key: IdemKey = None,
-        chain: ChainName = None,
-    ) -> Annotated[CallToolResult, TransactionResult]:
-        """Sign a transaction with a vault wallet, if the owner's policy allows it. Returns
-        status "signed" with signed_transaction and tx_hash (not broadcast), or status
-        "pending_approval" with approval_id: then call approval_status."""
-        return await tx_call(ctx, False, wallet, transaction, description, idempotency_key, chain)
+        return tool
 
-    @mcp.tool(annotations=acts)
-    async def send_transaction(
-        ctx: Context,
-        wallet: Wallet,
-        transaction: Transaction,
-        description: Description = None,
-        idempotency_key: IdemKey = None,
-        chain: ChainName = None,
-    ) -> Annotated[CallToolResult, TransactionResult]:
-        """Sign and broadcast a transaction through the chain's configured RPC. Returns status
-        "sent" with tx_hash, or "pending_approval" with approval_id (then call approval_status).
-        Pass an idempotency_key so a retry never pays twice."""
-        return await tx_call(ctx, True, wallet, transaction, description, idempotency_key, chain)
+    mcp.add_tool(
+        transaction_tool(send=False),
+        name="sign_transaction",
+        annotations=acts,
+        description="Sign a transaction with a vault wallet, if the owner's policy allows it. "
+        'Returns status "signed" with signed_transaction and tx_hash (not broadcast), or status '
+        '"pending_approval" with approval_id: then call approval_status.',
+    )
+    mcp.add_tool(
+        transaction_tool(send=True),
+        name="send_transaction",
+        annotations=acts,
+        description="Sign and broadcast a transaction through the chain's configured RPC. "
+        'Returns status "sent" with tx_hash, or "pending_approval" with approval_id (then call '
+        "approval_status). Pass an idempotency_key so a retry never pays twice.",
+    )
 
     @mcp.tool(annotations=acts)
     async def sign_message(
