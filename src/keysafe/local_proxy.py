@@ -69,6 +69,17 @@ def _find_placeholder(request: Request) -> tuple[str | None, dict[str, str], str
     return found, headers, urlencode(query)
 
 
+def _raw_path(request: Request, credential: str) -> str:
+    """The path after /CREDENTIAL exactly as the client sent it: percent-escapes (%2F, %3F, %25)
+    must reach the upstream unchanged, so the decoded route parameter will not do."""
+    raw = request.scope.get("raw_path") or b""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else ""
+    prefix = f"/{credential}/"
+    if text.startswith(prefix):
+        return text[len(prefix) - 1 :]
+    return "/" + str(request.path_params["path"])
+
+
 def _error(exc: KeysafeError, status: int) -> JSONResponse:
     return JSONResponse(
         {"error": exc.to_dict()}, status_code=status, headers={"x-keysafe-error": str(exc.code)}
@@ -102,7 +113,7 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> Sta
             return _error(MalformedRequestError(
                 "The proxy forwards text bodies only (JSON, forms, text).",
                 next_step="send a UTF-8 body."), 400)  # fmt: skip
-        path = "/" + request.path_params["path"] + (f"?{query}" if query else "")
+        path = _raw_path(request, credential) + (f"?{query}" if query else "")
         http = pooled(pool)
         client = AgentClient(caller, url=base, http=http)
         try:

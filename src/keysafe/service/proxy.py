@@ -19,7 +19,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -235,6 +235,20 @@ def _attach(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) ->
     return url
 
 
+def _without_secret(url: str, forms: list[str]) -> str | None:
+    """A redirect target with the secret taken out (a server that keeps the query string would
+    otherwise carry a query-attached key to the next host); None when the secret sits elsewhere
+    in the URL and cannot be taken out: the redirect is then not followed."""
+    parts = urlsplit(url)
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not any(f in v or f in k for f in forms)
+    ]
+    clean = urlunsplit(parts._replace(query=urlencode(query)))
+    return None if any(f in clean for f in forms) else clean
+
+
 def _send(
     info: RecordInfo,
     secret_buf: SecretBytes,
@@ -267,9 +281,14 @@ def _send(
                     target = _attach(info, secret, current, headers)
                 with client.stream(current_method, target, headers=headers,
                                    content=current_body.encode() if current_body is not None else None) as r:  # fmt: skip
-                    if r.is_redirect and hops < MAX_REDIRECTS and "location" in r.headers:
+                    following = (
+                        _without_secret(urljoin(current, r.headers["location"]), forms)
+                        if r.is_redirect and hops < MAX_REDIRECTS and "location" in r.headers
+                        else None
+                    )
+                    if following is not None:
                         hops += 1
-                        current = urljoin(current, r.headers["location"])
+                        current = following
                         if r.status_code in (301, 302, 303) and current_method != "HEAD":
                             current_method, current_body = "GET", None
                         continue
