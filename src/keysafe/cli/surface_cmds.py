@@ -24,6 +24,16 @@ TOKEN_ENV = "KEYSAFE_AGENT_TOKEN"  # noqa: S105 - the variable's name
 
 def _agent_token(required: bool = True) -> str | None:
     token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if token is not None and not token.startswith("ks_agent_"):
+        raise NotAuthenticatedError(
+            f"{TOKEN_ENV} does not hold an agent token (ks_agent_…)"
+            + (
+                ": a ksp_ placeholder only works through `keysafe proxy`."
+                if token.startswith("ksp_")
+                else "."
+            ),
+            next_step="set it to the token `keysafe agent add NAME` printed.",
+        )
     if token is None and required:
         raise NotAuthenticatedError(
             f"{TOKEN_ENV} is not set.",

@@ -102,6 +102,15 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         data = vault.list_records(conn, RecordKind.DATA)
         usage = ledger.usage_reader(conn, agent)
         windows = _windows(policy, reg, usage, now) if policy else []
+    # A wallet is listed when some allow/ask rule could use it: an action of its chain family.
+    families = {
+        fam
+        for rule in (policy.rules if policy else [])
+        if rule.verb != "deny"
+        for fam in ("evm", "solana")
+        if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
+    }
+    wallets = [w for w in wallets if w["chain"] in families]
     named_creds: set[str] | None = set()
     named_data: set[str] | None = set()
     for rule in policy.rules if policy else []:
