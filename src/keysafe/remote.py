@@ -132,6 +132,9 @@ class AgentClient:
     async def read_data(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/read-data", body)
 
+    async def threshold_commit(self, wallet: str) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/threshold/commit", {"wallet": wallet})
+
     async def request_release(self, credential: str, purpose: str) -> dict[str, Any]:
         return await self._call(
             "POST", "/v1/agent/credential-release", {"credential": credential, "purpose": purpose}

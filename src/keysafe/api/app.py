@@ -40,6 +40,7 @@ from keysafe.service import (
     proxy,
     release,
     signing,
+    threshold,
     vault_admin,
     wallets,
 )
@@ -53,6 +54,7 @@ from keysafe.service.models import (
     SignMessageRequest,
     SignTransactionRequest,
     SignTypedDataRequest,
+    ThresholdCommitRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -429,6 +431,14 @@ def _agent_routes(app: FastAPI) -> None:
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )
 
+    @app.post("/v1/agent/threshold/commit", tags=["agent"])
+    def threshold_commit(
+        request: Request, agent: Agent, body: ThresholdCommitRequest
+    ) -> dict[str, Any]:
+        """The vault's round-one commitment for one 2-of-3 signature (single use, 15 minutes).
+        keysafe's agent client (`keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE) calls this."""
+        return threshold.preprocess(_state(request).vault, agent, body.wallet)
+
     @app.post(
         "/v1/agent/credential-release",
         tags=["agent"],
@@ -467,7 +477,7 @@ def _sign(
     return signing.sign_transaction(
         _state(request).vault, agent, body.wallet, body.transaction, chain=body.chain,
         description=body.description, declared=body.declared,
-        idempotency_key=body.idempotency_key, broadcast=broadcast,
+        idempotency_key=body.idempotency_key, broadcast=broadcast, threshold=body.threshold,
     )  # fmt: skip
 
 

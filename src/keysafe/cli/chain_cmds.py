@@ -14,7 +14,7 @@ from keysafe.cli.record_cmds import wallet_app
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import decode as decoding
-from keysafe.service import signing
+from keysafe.service import signing, wallets
 from keysafe.service.context import open_vault
 from keysafe.service.registry import registry as vault_registry
 
@@ -60,16 +60,55 @@ def decode(
             render.out.print(f"  {key:>9}: {value}", markup=False, highlight=False)
 
 
+def _sign_with_recovery(
+    name: str, message: str, recovery_file: Path, passphrase_file: Path | None, json_out: bool
+) -> None:
+    from keysafe.cli import inputs
+    from keysafe.mpc import share_file
+    from keysafe.service import threshold as threshold_wallets
+
+    doc = share_file.read(recovery_file, "recovery file")
+    recovery = inputs.passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
+    )
+    with recovery, unlocked(passphrase_file) as vault:
+        signature = threshold_wallets.sign_message_with_recovery(
+            vault, name, message.encode(), doc, recovery
+        )
+        address = next(w.address for w in wallets.list_wallets(vault) if w.name == name)
+    if json_out:
+        render.as_json({"signature": signature, "address": address, "signers": "user+recovery"})
+    else:
+        render.out.print(
+            f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}", markup=False
+        )
+
+
 @wallet_app.command("sign-message")
 def wallet_sign_message(
     name: str,
     message: Annotated[
         str, typer.Argument(help="The message text (EIP-191 for EVM, raw UTF-8 bytes for Solana).")
     ],
+    recovery_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recovery-file",
+            help="For a 2-of-3 wallet: the recovery share, which signs together with the vault's.",
+            dir_okay=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Sign a message as the owner: EIP-191 personal_sign for EVM, Ed25519 for Solana."""
+    """Sign a message as the owner: EIP-191 personal_sign for EVM, Ed25519 for Solana.
+
+    A 2-of-3 wallet needs a second share: --recovery-file (its passphrase from
+    KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign.
+    """
+    if recovery_file is not None:
+        _sign_with_recovery(name, message, recovery_file, passphrase_file, json_out)
+        return
     with unlocked(passphrase_file) as vault:
         result = signing.sign_message(vault, None, name, message)
     if json_out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -196,16 +197,149 @@ def wallet_create(
     index: Annotated[
         int | None, typer.Option("--index", help="Account index to derive (default: the next one).")
     ] = None,
+    threshold: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold",
+            help="2-of-3: a FROST wallet whose key never exists (agent, vault, recovery shares).",
+        ),
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="With --threshold: the agent holding share 1.")
+    ] = None,
+    agent_share_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--agent-share-file",
+            help="With --threshold: where the agent's share goes.",
+            dir_okay=False,
+        ),
+    ] = None,
+    recovery_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recovery-file",
+            help="With --threshold: where the recovery share goes (store it offline).",
+            dir_okay=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom paths)."""
+    """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom paths).
+
+    With --threshold 2-of-3 (Solana): a distributed key generation among the agent (share 1, a
+    file encrypted under its token: KEYSAFE_AGENT_TOKEN), this vault (share 2) and a recovery
+    party (share 3, a file under a recovery passphrase: KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
+    Any two sign; the key itself never exists anywhere. Point `keysafe mcp` at the agent's file
+    with KEYSAFE_AGENT_SHARE_FILE.
+    """
+    if threshold is not None:
+        _create_threshold(
+            name, chain, threshold, agent, agent_share_file, recovery_file, passphrase_file,
+            json_out,
+        )  # fmt: skip
+        return
+    if agent or agent_share_file or recovery_file:
+        raise MalformedRequestError(
+            "--agent, --agent-share-file and --recovery-file go with --threshold 2-of-3.",
+            next_step="add --threshold 2-of-3, or drop them for an ordinary wallet.",
+        )
     with unlocked(passphrase_file) as vault:
         view = wallets.create_wallet(vault, name, chain, index=index)
     if json_out:
         render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
     else:
         render.out.print(f"Wallet '{view.name}' ({view.chain}, index {view.index}): {view.address}")
+
+
+def _create_threshold(
+    name: str,
+    chain: Chain,
+    threshold: str,
+    agent: str | None,
+    agent_share_file: Path | None,
+    recovery_file: Path | None,
+    passphrase_file: Path | None,
+    json_out: bool,
+) -> None:
+    from keysafe.service import threshold as threshold_wallets
+
+    if threshold != threshold_wallets.THRESHOLD:
+        raise MalformedRequestError(
+            f"'{threshold[:20]}' is not a supported threshold.", next_step="use --threshold 2-of-3."
+        )
+    if not (agent and agent_share_file and recovery_file):
+        raise MalformedRequestError(
+            "A 2-of-3 wallet needs --agent NAME, --agent-share-file PATH and --recovery-file PATH.",
+            next_step="add the missing options.",
+        )
+    token = inputs.passphrase(
+        None, env=("KEYSAFE_AGENT_TOKEN",), label=f"Agent '{agent}' token (ks_agent_…)"
+    )
+    recovery = inputs.passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
+    )
+    with token, recovery, unlocked(passphrase_file) as vault:
+        made = threshold_wallets.create_threshold_wallet(
+            vault, name, chain, agent=agent, agent_token=token, recovery_passphrase=recovery,
+            agent_share_path=agent_share_file, recovery_path=recovery_file,
+        )  # fmt: skip
+    if json_out:
+        render.as_json(made.to_dict())
+        return
+    render.out.print(
+        f"Wallet '{name}' (solana, 2-of-3): {made.view.address}\n"
+        f"agent share:    {made.agent_share_file} (give it to '{agent}': KEYSAFE_AGENT_SHARE_FILE)\n"
+        f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
+        markup=False,
+    )
+
+
+@wallet_app.command("refresh")
+def wallet_refresh(
+    name: str,
+    recovery_file: Annotated[
+        Path,
+        typer.Option("--recovery-file", help="The wallet's current recovery file.", dir_okay=False),
+    ],
+    agent_share_file: Annotated[
+        Path,
+        typer.Option(
+            "--agent-share-file", help="Where the agent's NEW share goes.", dir_okay=False
+        ),
+    ],
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Replace all three shares of a 2-of-3 wallet (vault + recovery reshare); same address.
+
+    Every old share stops working with the new ones. To evict a compromised agent, rotate its
+    token first (`keysafe agent rotate-token NAME`) and give the new token here
+    (KEYSAFE_AGENT_TOKEN): its old share file is useless afterwards. The recovery file is
+    rewritten in place under the same passphrase (KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
+    """
+    from keysafe.mpc import share_file
+    from keysafe.service import threshold as threshold_wallets
+
+    doc = share_file.read(recovery_file, "recovery file")
+    token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
+    recovery = inputs.passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
+    )
+    with token, recovery, unlocked(passphrase_file) as vault:
+        made = threshold_wallets.reshare_wallet(
+            vault, name, recovery=doc, recovery_passphrase=recovery, recovery_path=recovery_file,
+            agent_token=token, agent_share_path=agent_share_file,
+        )  # fmt: skip
+    if json_out:
+        render.as_json(made.to_dict())
+        return
+    render.out.print(
+        f"Wallet '{name}' reshared; address unchanged: {made.view.address}\n"
+        f"new agent share: {made.agent_share_file}\nrecovery file rewritten: {made.recovery_file}",
+        markup=False,
+    )
 
 
 @wallet_app.command("import")

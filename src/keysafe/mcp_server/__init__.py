@@ -9,6 +9,8 @@ and the tools act as that agent only.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -16,8 +18,10 @@ import httpx
 from mcp.server.mcpserver import Context
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keysafe.errors import NotAuthenticatedError
+from keysafe.errors import KeysafeError, NotAuthenticatedError
+from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
 from keysafe.mcp_server.tools import build_server
+from keysafe.mpc.frost.keys import KeyPackage
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
@@ -33,7 +37,8 @@ def run_stdio(token: str, *, url: str | None = None) -> None:
         http = pooled(pool)
         return AgentClient(token, url=base, http=http)
 
-    build_server(client_for).run("stdio")
+    shares = load_shares(token)  # a bad share file stops the server now, not mid-payment
+    build_server(client_for, lambda ctx: shares).run("stdio")
 
 
 def _bearer(headers: Any) -> str | None:
@@ -61,7 +66,22 @@ def http_app(*, url: str | None = None) -> ASGIApp:
             )
         return AgentClient(token, url=base, http=http())
 
-    server = build_server(client_for)
+    loaded: dict[str, dict[str, KeyPackage]] = {}
+
+    def shares_for(ctx: Context) -> dict[str, KeyPackage]:
+        # Each agent's shares open with its own token only; a file for another agent is skipped.
+        token = _bearer(ctx.headers)
+        if token is None or not os.environ.get(SHARE_ENV):
+            return {}
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if digest not in loaded:
+            try:
+                loaded[digest] = load_shares(token)
+            except KeysafeError:
+                loaded[digest] = {}
+        return loaded[digest]
+
+    server = build_server(client_for, shares_for)
     inner = server.streamable_http_app(stateless_http=True, host="127.0.0.1")
     return AgentGate(inner, base, http)
 

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keysafe import __version__
 from keysafe.errors import KeysafeError
+from keysafe.mcp_server import threshold
+from keysafe.mpc.frost.keys import KeyPackage
 from keysafe.remote import AgentClient
 
 INSTRUCTIONS = """\
@@ -176,8 +178,12 @@ def _drop_none(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def build_server(client_for: Callable[[Context], AgentClient]) -> MCPServer:
-    """The keysafe MCP server; `client_for` gives the vault client for the calling agent."""
+def build_server(
+    client_for: Callable[[Context], AgentClient],
+    shares_for: Callable[[Context], dict[str, KeyPackage]] = lambda ctx: {},
+) -> MCPServer:
+    """The keysafe MCP server; `client_for` gives the vault client for the calling agent,
+    `shares_for` its threshold-wallet shares (agent side of 2-of-3 wallets), by wallet name."""
     mcp = MCPServer(
         "keysafe",
         title="keysafe vault",
@@ -229,7 +235,14 @@ def build_server(client_for: Callable[[Context], AgentClient]) -> MCPServer:
                 wallet=wallet, transaction=transaction, description=description,
                 idempotency_key=idempotency_key, chain=chain,
             )  # fmt: skip
-            return await run(ctx, lambda c: c.sign_transaction(body, send=send))
+
+            async def act(c: AgentClient) -> dict[str, Any]:
+                key = shares_for(ctx).get(wallet)
+                if key is not None:  # a 2-of-3 wallet: the agent's share takes part
+                    body["threshold"] = await threshold.agent_part(c, key, wallet, transaction)
+                return await c.sign_transaction(body, send=send)
+
+            return await run(ctx, act)
 
         return tool
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from keysafe.crypto import aead, jcs
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id, hkdf_sha256
-from keysafe.crypto.secret import SecretBytes
+from keysafe.crypto.secret import SecretBytes as SecretBytes  # re-exported for the agent side
 from keysafe.errors import IntegrityError, MalformedRequestError, WrongPassphraseError
 from keysafe.mpc.frost.keys import KeyPackage, PublicKeyPackage
 

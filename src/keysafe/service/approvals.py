@@ -281,6 +281,7 @@ def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
         res = signing.sign_transaction(
             vault, a.agent, req["wallet"], req["transaction"], chain=req.get("chain"),
             declared=req.get("declared"), broadcast=a.kind == "send_transaction", approved=True,
+            threshold=req.get("threshold"),
         )  # fmt: skip
     elif a.kind == "read_data":
         from keysafe.service import data

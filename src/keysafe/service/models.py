@@ -131,6 +131,15 @@ class SignTransactionRequest(_Wire):
         description="What the agent believes the transaction does: asset, amount, to…; must match.",
     )
     idempotency_key: str | None = Field(default=None, max_length=200)
+    threshold: dict[str, str] | None = Field(
+        default=None,
+        description="For a 2-of-3 wallet: the agent's part (session_id, hiding, binding, share, "
+        "hex), built by keysafe's agent client after POST /v1/agent/threshold/commit.",
+    )
+
+
+class ThresholdCommitRequest(_Wire):
+    wallet: str = Field(max_length=64, examples=["team"])
 
 
 class SignMessageRequest(_Wire):

@@ -275,10 +275,12 @@ def sign_transaction(
     idempotency_key: str | None = None,
     broadcast: bool = False,
     approved: bool = False,
+    threshold: Mapping[str, Any] | None = None,
 ) -> SignResult:
     """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
 
     `approved` is set only when an owner-approved parked request is executed (approvals.py).
+    `threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
     """
     vault.require_unlocked()  # before anything is reserved: a locked vault cannot sign
     info = _wallet(vault, wallet)
@@ -287,9 +289,22 @@ def sign_transaction(
     call = _Call(
         agent, "send_transaction" if broadcast else "sign_transaction",
         {"wallet": wallet, "transaction": payload, "chain": chain,
-         "declared": dict(declared) if declared else None, "description": description},
+         "declared": dict(declared) if declared else None, "description": description,
+         "threshold": dict(threshold) if threshold else None},
         idempotency_key, approved, broadcast,
     )  # fmt: skip
+    from keysafe.service import threshold as threshold_wallets
+
+    if threshold_wallets.is_threshold(info) != (threshold is not None):
+        raise MalformedRequestError(
+            f"Wallet '{wallet}' is a 2-of-3 threshold wallet: the agent's share must take part."
+            if threshold is None
+            else f"Wallet '{wallet}' is not a threshold wallet; drop the 'threshold' field.",
+            next_step="use `keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE set to the agent's share "
+            "file; it adds the agent's part for you."
+            if threshold is None
+            else "send the request without 'threshold'.",
+        )
     if family == Chain.EVM:
         return _evm_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
     return _solana_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
@@ -436,7 +451,16 @@ def _solana_transaction(
         intent = sol_intents.check_declared(intent, intent.model_copy(update=dict(declared)))
 
     def sign(seed: SecretBytes) -> tuple[str, str]:
-        signed = sol_signing.sign_transaction(tx, seed)  # verifies every signature itself
+        if call.request.get("threshold"):
+            # `seed` is the vault's share here: the agent's share and this one make the signature.
+            from keysafe.service import threshold as threshold_wallets
+
+            signature = threshold_wallets.cosign(
+                vault, call.agent, info, tx.message_bytes, dict(call.request["threshold"])
+            )
+            signed = sol_signing.attach_signature(tx, info.meta["address"], signature)
+        else:
+            signed = sol_signing.sign_transaction(tx, seed)  # verifies every signature itself
         return signed.base64, signed.signature_b58
 
     def send(rpc_url: str, raw: str) -> None:
@@ -494,6 +518,13 @@ def sign_message(
     (CLI, after unlocking): no policy, but audited all the same."""
     vault.require_unlocked()
     info = _wallet(vault, wallet)
+    if info.meta.get("source") == "threshold":
+        raise MalformedRequestError(
+            f"Wallet '{wallet}' is a 2-of-3 threshold wallet; its messages are signed by two "
+            "parties.",
+            next_step=f"the owner signs with `keysafe wallet sign-message {wallet} MSG "
+            "--recovery-file FILE`; agents sign transactions through sign_transaction.",
+        )
     reg = load_registry(vault)
     intent, data = _message_intent(info, reg, message, encoding)
     if agent is None:

@@ -43,6 +43,23 @@ class WalletView:
         }  # fmt: skip
 
 
+def _stored_address(info: RecordInfo, key: SecretBytes) -> str:
+    """The address the record's secret proves: for a threshold wallet, the group key's, once the
+    user share is checked against its verifying share in the public package."""
+    if info.meta.get("source") != "threshold":
+        return _address_of(Chain(info.meta["chain"]), key)
+    from solders.pubkey import Pubkey
+
+    from keysafe.mpc.frost.groups import ED25519
+    from keysafe.mpc.frost.keys import USER, PublicKeyPackage
+
+    public = PublicKeyPackage.from_dict(info.meta["public"])
+    share = ED25519.deserialize_scalar(bytes(key.reveal()), what="user share")
+    if ED25519.base_mul(share) != public.verifying_shares.get(USER):
+        return ""
+    return str(Pubkey.from_bytes(public.group_public_key))
+
+
 def _address_of(chain: Chain, key: SecretBytes) -> str:
     if chain is Chain.EVM:
         return addresses.evm_address_from_private(key)
@@ -134,7 +151,7 @@ def list_wallets(vault: Vault, *, verify: bool = True) -> list[WalletView]:
         if verify:
             for info in infos:
                 with vault.open_record(conn, info) as key:
-                    if _address_of(Chain(info.meta["chain"]), key) != info.meta["address"]:
+                    if _stored_address(info, key) != info.meta["address"]:
                         raise IntegrityError(
                             f"Wallet '{info.name}' does not match its stored address.",
                             next_step="restore the vault from a backup (`keysafe backup restore FILE`).",

@@ -95,6 +95,9 @@ class Vault:
         self.clock = clock
         self._master: SecretBytes | None = None
         self._epoch_keys: dict[int, SecretBytes] = {}
+        # State that must die with the process and with every lock: the vault's preprocessed
+        # threshold-signing nonces (service/threshold.py). Never persisted, so never reusable.
+        self.volatile: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class Vault:
         self._epoch_keys.clear()
 
     def lock(self) -> None:
+        self.volatile.clear()
         self.lock_epochs()
         if self._master is not None:
             self._master.wipe()

@@ -141,6 +141,38 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
     return SignedSolanaTx(again.base64, str(signature), wallet, full)
 
 
+def attach_signature(tx: SolanaTx, wallet: str, signature: bytes) -> SignedSolanaTx:
+    """Put a signature made elsewhere (a threshold signature) into `wallet`'s slot and verify
+    it exactly as `sign_transaction` verifies its own."""
+    index = tx.signer_index(wallet)
+    if index is None:
+        raise MalformedRequestError(
+            f"The wallet {wallet} is not a required signer of this transaction; nothing was "
+            "signed.",
+            next_step="build the transaction with this wallet as fee payer or signer.",
+        )
+    sig = Signature.from_bytes(signature)
+    signatures = list(tx.transaction.signatures)
+    signatures[index] = sig
+    signed = VersionedTransaction.populate(tx.message, signatures)
+    if not verify_ed25519(bytes(Pubkey.from_string(wallet)), tx.message_bytes, signature):
+        raise IntegrityError(
+            "The threshold signature did not verify with libsodium.", next_step=_INTEGRITY_NEXT
+        )
+    if not signed.verify_with_results()[index]:
+        raise IntegrityError(
+            "The threshold signature did not verify with solders.", next_step=_INTEGRITY_NEXT
+        )
+    full = _check_present_signatures(signed, tx.required_signers)
+    again = parse_transaction(b64encode(bytes(signed)).decode("ascii"))
+    if again.message_bytes != tx.message_bytes or again.signatures[index] != sig:
+        raise IntegrityError(
+            "The signed transaction does not decode to the message that was judged.",
+            next_step=_INTEGRITY_NEXT,
+        )
+    return SignedSolanaTx(again.base64, str(sig), wallet, full)
+
+
 def sign_message(message: bytes, seed32: SecretBytes) -> str:
     """Ed25519-sign the exact `message` bytes; the base58 signature, verified twice.
 

@@ -1,0 +1,462 @@
+"""Threshold wallets: 2-of-3 FROST(Ed25519) Solana wallets whose private key never exists.
+
+Shares: agent (1, a file beside the agent, encrypted under a key from its token), user (2, this
+vault, a `critical` record), recovery (3, an offline file under a recovery passphrase). Any two
+sign; the owner alone (user) cannot.
+
+Rules this module enforces:
+- Key generation is a Pedersen DKG among three separate parties (`mpc/frost/dkg.py`); each
+  party's secrets stay in its own objects and every message crosses as wire bytes; the key is
+  active only when all three confirm the same public package. No code path computes the group key.
+- Agent + user signing is RFC 9591 with the vault's commitment preprocessed: the agent asks for
+  a vault commitment (`preprocess`), builds the signing package for the transaction it made
+  itself, signs its share and sends it with the transaction. The vault decodes the transaction,
+  applies the policy exactly as for any wallet (allow / ask / deny, budgets, approvals,
+  idempotency), verifies the agent's share (a bad one is named), adds its own share and returns
+  the transaction signed and verified. The vault's nonces live only in memory, are used once,
+  expire, and are dropped when the vault locks: they can never be reused, even across a crash.
+- User + recovery (the owner with the recovery file) sign messages and reshare: refresh keeps
+  the address and replaces all three shares; evicting the agent makes its old share useless.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from solders.pubkey import Pubkey
+
+from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
+from keysafe.mpc import share_file
+from keysafe.mpc.frost import dkg, reshare, session, signing
+from keysafe.mpc.frost.errors import FrostError
+from keysafe.mpc.frost.groups import ED25519
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
+from keysafe.service.agents import authenticate_token, get_agent
+from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes, check_name
+from keysafe.service.wallets import WalletView
+from keysafe.vault.vault import RecordInfo, Vault
+
+logger = logging.getLogger(__name__)
+
+THRESHOLD: Final = "2-of-3"
+NONCE_TTL_S: Final = 15 * 60  # outlives an approval (5 min by default) parked with the request
+MAX_OPEN_PER_AGENT: Final = 32
+_NONCES: Final = "frost_nonces"
+_LOCK = threading.Lock()  # guards vault.volatile's nonce table across request threads
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedWallet:
+    view: WalletView
+    agent_share_file: Path
+    recovery_file: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.view.name, "chain": str(self.view.chain), "address": self.view.address,
+            "threshold": THRESHOLD, "agent_share_file": str(self.agent_share_file),
+            "recovery_file": str(self.recovery_file),
+        }  # fmt: skip
+
+
+def is_threshold(info: RecordInfo) -> bool:
+    return info.meta.get("source") == "threshold"
+
+
+def _public(info: RecordInfo) -> PublicKeyPackage:
+    return PublicKeyPackage.from_dict(info.meta["public"])
+
+
+def _address(public: PublicKeyPackage) -> str:
+    return str(Pubkey.from_bytes(public.group_public_key))
+
+
+# -- key generation -----------------------------------------------------------------------------
+
+
+def _run_dkg() -> dict[int, KeyPackage]:
+    """The three parties' DKG, each party's state its own; messages go through their wire form."""
+    sid = secrets.token_bytes(dkg.SESSION_ID_LEN)
+    ids = (AGENT, USER, RECOVERY)
+    secrets1, r1 = {}, {}
+    for i in ids:
+        secrets1[i], pkg = dkg.part1(ED25519, i, sid)
+        r1[i] = pkg.to_bytes()
+
+    def r1_for(me: int) -> dict[int, dkg.Round1Package]:
+        return {
+            j: dkg.Round1Package.from_bytes(r1[j], suite=ED25519, session_id=sid, sender=j)
+            for j in ids
+            if j != me
+        }
+
+    secrets2, outbox = {}, {}
+    for i in ids:
+        secrets2[i], sent = dkg.part2(secrets1[i], r1_for(i))
+        outbox[i] = {k: p.to_bytes() for k, p in sent.items()}
+    keys, confirmations = {}, {}
+    for i in ids:
+        inbox = {
+            j: dkg.Round2Package.from_bytes(
+                outbox[j][i], suite=ED25519, session_id=sid, sender=j, receiver=i
+            )
+            for j in ids
+            if j != i
+        }
+        keys[i], conf = dkg.part3(secrets2[i], r1_for(i), inbox)
+        confirmations[i] = conf.to_bytes()
+    return {
+        i: dkg.finish(
+            keys[i],
+            {j: dkg.Confirmation.from_bytes(confirmations[j], suite=ED25519, session_id=sid,
+                                            sender=j) for j in ids},
+        )
+        for i in ids
+    }  # fmt: skip
+
+
+def create_threshold_wallet(
+    vault: Vault,
+    name: str,
+    chain: Chain,
+    *,
+    agent: str,
+    agent_token: SecretBytes,
+    recovery_passphrase: SecretBytes,
+    agent_share_path: Path,
+    recovery_path: Path,
+) -> CreatedWallet:
+    check_name(name, "wallet")
+    if chain is not Chain.SOLANA:
+        raise MalformedRequestError(
+            "Threshold wallets are Solana (FROST Ed25519) for now; threshold ECDSA for EVM comes "
+            "in part 2.",
+            next_step="use --chain solana with --threshold 2-of-3.",
+        )
+    vault.require_unlocked()
+    with vault.db.write() as conn:
+        row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
+        if row.name != agent or row.status != "active":
+            raise PolicyDeniedError(
+                f"That token is not active agent '{agent}''s token.",
+                next_step="give the token `keysafe agent add` printed for this agent "
+                "(KEYSAFE_AGENT_TOKEN), or `keysafe agent rotate-token` it.",
+            )
+        if vault.find_record(conn, RecordKind.WALLET, name) is not None:
+            raise MalformedRequestError(
+                f"A wallet named '{name}' already exists.", next_step="pick another name."
+            )
+    for path in (agent_share_path, recovery_path):
+        if path.exists():
+            raise MalformedRequestError(
+                f"{path} already exists; keysafe never overwrites a share file.",
+                next_step="choose another path.",
+            )
+    shares = _run_dkg()
+    public = shares[USER].public
+    address = _address(public)
+    share_file.write(
+        agent_share_path,
+        share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_token),
+    )
+    share_file.write(
+        recovery_path,
+        share_file.seal_recovery_share(name, vault.vault_id, shares[RECOVERY], recovery_passphrase),
+    )
+    meta = {
+        "chain": str(Chain.SOLANA), "address": address, "source": "threshold",
+        "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
+    }  # fmt: skip
+    info = _store_user_share(vault, name, meta, shares[USER], replace=False, action="wallet.create")
+    del shares
+    logger.info("threshold wallet %s created for agent %s", name, agent)
+    return CreatedWallet(WalletView.of(info), agent_share_path, recovery_path)
+
+
+def _store_user_share(
+    vault: Vault, name: str, meta: dict[str, Any], key: KeyPackage, *, replace: bool, action: str
+) -> RecordInfo:
+    plain = SecretBytes(bytearray(key.suite.serialize_scalar(key.signing_share)))
+    with plain, vault.db.write() as conn:
+        info = vault.put_record(
+            conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL, meta=meta,
+            plaintext=plain, replace=replace,
+        )  # fmt: skip
+        vault.audit(
+            conn, actor="owner", action=action, target=f"wallet:{name}", outcome="success",
+            details={"name": name, "chain": meta["chain"], "address": meta["address"],
+                     "source": "threshold", "agent": meta["agent"],
+                     "version": int(meta["generation"])},
+        )  # fmt: skip
+    return info
+
+
+def _user_key(vault: Vault, info: RecordInfo) -> KeyPackage:
+    with vault.db.read() as conn, vault.open_record(conn, info) as plain:
+        share = ED25519.deserialize_scalar(bytes(plain.reveal()), what="user share")
+    return KeyPackage(USER, share, _public(info))
+
+
+def _threshold_wallet(vault: Vault, name: str) -> RecordInfo:
+    with vault.db.read() as conn:
+        info = vault.get_record(conn, RecordKind.WALLET, name)
+    if not is_threshold(info):
+        raise MalformedRequestError(
+            f"Wallet '{name}' is not a threshold wallet.",
+            next_step="this command is for wallets made with --threshold 2-of-3.",
+        )
+    return info
+
+
+# -- agent + user: the vault's preprocessed commitment ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Preprocessed:
+    wallet: str
+    agent: str
+    generation: int
+    nonces: signing.SigningNonces
+    commitment: signing.SigningCommitment
+    expires: float
+
+
+def _table(vault: Vault) -> dict[bytes, _Preprocessed]:
+    table: dict[bytes, _Preprocessed] = vault.volatile.setdefault(_NONCES, {})
+    now = time.monotonic()
+    for sid in [s for s, p in table.items() if p.expires <= now]:
+        del table[sid]
+    return table
+
+
+def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
+    """The vault's round-one commitment for one future signature by `agent` with `wallet`."""
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    if info.meta.get("agent") != agent:
+        raise NotFoundError(
+            f"No threshold wallet '{wallet[:64]}' shared with this agent.",
+            next_step="see list_capabilities for the wallets you may use.",
+        )
+    with vault.db.read() as conn:
+        if get_agent(conn, agent).status != "active":
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
+            )
+    nonces, commitment = signing.commit(_user_key(vault, info))
+    sid = secrets.token_bytes(32)
+    with _LOCK:
+        table = _table(vault)
+        if sum(1 for p in table.values() if p.agent == agent) >= MAX_OPEN_PER_AGENT:
+            raise MalformedRequestError(
+                f"Agent '{agent}' already holds {MAX_OPEN_PER_AGENT} unused commitments.",
+                next_step="use them (or wait 15 minutes for them to expire).",
+            )
+        table[sid] = _Preprocessed(
+            wallet, agent, int(info.meta.get("generation", 1)), nonces, commitment,
+            time.monotonic() + NONCE_TTL_S,
+        )  # fmt: skip
+    return {
+        "session_id": sid.hex(), "wallet": wallet, "identifier": USER,
+        "hiding": commitment.hiding.hex(), "binding": commitment.binding.hex(),
+        "expires_in": NONCE_TTL_S,
+    }  # fmt: skip
+
+
+def _hex(fields: dict[str, Any], name: str) -> bytes:
+    value = fields.get(name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedRequestError(
+            f"threshold.{name} is missing or not hex.",
+            next_step="send the fields keysafe's agent client builds: session_id, hiding, "
+            "binding, share.",
+        ) from None
+
+
+def cosign(
+    vault: Vault, agent: str, info: RecordInfo, message: bytes, fields: dict[str, Any]
+) -> bytes:
+    """The vault's part, after the policy allowed the transaction: check the agent's share,
+    add the user's, aggregate; returns the verified 64-byte signature. The preprocessed nonces
+    are consumed first, whatever happens next."""
+    sid = _hex(fields, "session_id")
+    with _LOCK:
+        pre = _table(vault).pop(sid, None)
+    if pre is None or pre.agent != agent or pre.wallet != info.name:
+        raise MalformedRequestError(
+            "The threshold session is unknown, used, expired, or not this agent's.",
+            next_step="ask for a fresh vault commitment (the client does this per transaction).",
+        )
+    if pre.generation != int(info.meta.get("generation", 1)):
+        raise MalformedRequestError(
+            "The wallet's shares were refreshed since this commitment was made.",
+            next_step="ask for a fresh commitment with the new agent share.",
+        )
+    public = _public(info)
+    try:
+        agent_commitment = signing.SigningCommitment(
+            AGENT,
+            ED25519.deserialize_element(_hex(fields, "hiding"), what="hiding commitment"),
+            ED25519.deserialize_element(_hex(fields, "binding"), what="binding commitment"),
+        )
+        commitments = (agent_commitment, pre.commitment)
+        share = _hex(fields, "share")
+        signing.verify_signature_share(public, AGENT, agent_commitment, share, commitments, message)
+    except FrostError as exc:
+        raise MalformedRequestError(
+            f"The agent's part of the threshold signature is invalid: {exc.what}",
+            next_step="nothing was signed; the agent's share file may not belong to this wallet.",
+            culprit=AGENT,
+        ) from None
+    user = _user_key(vault, info)
+    mine = signing.sign(user, pre.nonces, message, commitments)
+    return signing.aggregate(public, commitments, message, {AGENT: share, USER: mine})
+
+
+# -- user + recovery (the owner, with the recovery file) ------------------------------------
+
+
+class _MemoryNonces:
+    """Nonces for a signing session that begins and ends in this process: kept in memory only,
+    single use (the NonceStore protocol without a disk)."""
+
+    def __init__(self) -> None:
+        self._records: dict[bytes, session.NonceRecord | None] = {}
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._records
+
+    def put(self, record: session.NonceRecord) -> None:
+        if record.session_id in self._records:
+            raise FrostError("this session id was seen before")
+        self._records[record.session_id] = record
+
+    def take(self, session_id: bytes) -> session.NonceRecord:
+        record = self._records.get(session_id)
+        self._records[session_id] = None
+        if record is None:
+            raise FrostError("no unused round-one state for this session")
+        return record
+
+
+def _recovery_key(
+    info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
+) -> KeyPackage:
+    key = share_file.open_recovery_share(recovery, passphrase)
+    if key.identifier != RECOVERY or key.public.group_public_key != _public(info).group_public_key:
+        raise MalformedRequestError(
+            f"That recovery file is not for wallet '{info.name}' (or is from before a reshare).",
+            next_step="use the wallet's current recovery file.",
+        )
+    if recovery.get("wallet") != info.name:
+        raise MalformedRequestError(
+            f"That recovery file is for wallet '{recovery.get('wallet')}'.",
+            next_step=f"use the recovery file written for '{info.name}'.",
+        )
+    return key
+
+
+def sign_message_with_recovery(
+    vault: Vault, wallet: str, message: bytes, recovery: dict[str, Any], passphrase: SecretBytes
+) -> str:
+    """User + recovery sign `message` (the owner's own signature; no agent involved)."""
+    from solders.signature import Signature
+
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    rec = _recovery_key(info, recovery, passphrase)
+    user = _user_key(vault, info)
+    signers = {
+        i: session.Signer(k, _MemoryNonces(), check_message=lambda r: r.message == message)
+        for i, k in ((USER, user), (RECOVERY, rec))
+    }
+    coordinator = session.Coordinator(user.public, [USER, RECOVERY], message)
+    sig = coordinator.run(signers)
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
+            outcome="success", details={"name": wallet, "signer": "user+recovery"},
+        )  # fmt: skip
+    return str(Signature.from_bytes(sig))
+
+
+def reshare_wallet(
+    vault: Vault,
+    wallet: str,
+    *,
+    recovery: dict[str, Any],
+    recovery_passphrase: SecretBytes,
+    recovery_path: Path,
+    agent_token: SecretBytes,
+    agent_share_path: Path,
+) -> CreatedWallet:
+    """User + recovery reshare to all three parties: same address, every share new. The agent's
+    new share goes to `agent_share_path` (under the agent's current token); its old share, like
+    every old share, no longer signs with anyone."""
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    agent = str(info.meta["agent"])
+    with vault.db.read() as conn:
+        row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
+    if row.name != agent:
+        raise PolicyDeniedError(
+            f"That token is not agent '{agent}''s current token.",
+            next_step=f"give `{agent}`'s token (rotate it first if the agent was compromised).",
+        )
+    if agent_share_path.exists():
+        raise MalformedRequestError(
+            f"{agent_share_path} already exists; keysafe never overwrites a share file.",
+            next_step="give a new path for the agent's new share.",
+        )
+    old_public = _public(info)
+    holders = {
+        USER: _user_key(vault, info),
+        RECOVERY: _recovery_key(info, recovery, recovery_passphrase),
+    }
+    quorum = (USER, RECOVERY)
+    sid = secrets.token_bytes(32)
+    dealt = {i: reshare.deal(k, quorum=quorum, session_id=sid) for i, k in holders.items()}
+    new_keys, confirmations = {}, {}
+    for k in (AGENT, USER, RECOVERY):
+        new_keys[k], confirmations[k] = reshare.receive(
+            k, old_public, quorum=quorum, session_id=sid,
+            commitments={i: d[0] for i, d in dealt.items()},
+            shares={i: d[1][k] for i, d in dealt.items()},
+        )  # fmt: skip
+    final = {k: reshare.finish(new_keys[k], confirmations) for k in new_keys}
+    public = final[USER].public
+    if public.group_public_key != old_public.group_public_key:
+        raise FrostError("resharing changed the group key; nothing was replaced")
+    share_file.write(
+        agent_share_path,
+        share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_token),
+    )
+    share_file.write(
+        recovery_path,
+        share_file.seal_recovery_share(
+            wallet, vault.vault_id, final[RECOVERY], recovery_passphrase
+        ),
+        replace=True,
+    )
+    meta = dict(info.meta) | {
+        "public": public.to_dict(),
+        "generation": int(info.meta.get("generation", 1)) + 1,
+    }
+    stored = _store_user_share(
+        vault, wallet, meta, final[USER], replace=True, action="wallet.reshare"
+    )
+    with _LOCK:  # commitments made for the old shares can never be used now
+        table = _table(vault)
+        for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
+            del table[sid_old]
+    return CreatedWallet(WalletView.of(stored), agent_share_path, recovery_path)
