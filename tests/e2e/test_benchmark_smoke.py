@@ -22,3 +22,18 @@ def test_mcp_overhead_benchmark_runs_and_writes_its_json(tmp_path: Path) -> None
     assert result["http"]["calls"] == result["mcp_stdio"]["calls"] == 5
     assert result["ratio_p50"] > 0
     assert "MCP / HTTP (p50)" in proc.stdout
+
+
+def test_frost_signing_benchmark_runs_and_writes_its_json(tmp_path: Path) -> None:
+    out = tmp_path / "frost.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "frost_signing.py"), "--rounds", "3",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 3
+    for figure in ("agent_cpu", "user_cpu", "coordinator_cpu", "end_to_end"):
+        assert result[figure]["p50_ms"] > 0, figure
+    assert "2-of-3 end to end" in proc.stdout
