@@ -342,6 +342,51 @@ def wallet_refresh(
     )
 
 
+@wallet_app.command("recover-sign")
+def wallet_recover_sign(
+    agent_share_file: Annotated[
+        Path, typer.Option("--agent-share-file", help="The agent's share file.", dir_okay=False)
+    ],
+    recovery_file: Annotated[
+        Path, typer.Option("--recovery-file", help="The wallet's recovery file.", dir_okay=False)
+    ],
+    message: Annotated[str | None, typer.Option("--message", help="Text to sign.")] = None,
+    transaction: Annotated[
+        str | None, typer.Option("--transaction", help="A Solana transaction, base64.")
+    ] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sign with the agent's and the recovery share when the vault is gone (no vault needed).
+
+    The agent's token (KEYSAFE_AGENT_TOKEN) opens its share, the recovery passphrase
+    (KEYSAFE_RECOVERY_PASSPHRASE) the other; the two sign together and the key is never formed.
+    Use it to move funds to a new wallet after losing the vault.
+    """
+    from keysafe.mpc import share_file
+    from keysafe.service import threshold as threshold_wallets
+
+    if (message is None) == (transaction is None):
+        raise MalformedRequestError(
+            "Give exactly one of --message and --transaction.", next_step="pick what to sign."
+        )
+    agent_doc = share_file.read(agent_share_file, "agent share file")
+    recovery_doc = share_file.read(recovery_file, "recovery file")
+    token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
+    recovery = inputs.passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
+    )
+    with token, recovery:
+        out = threshold_wallets.sign_without_vault(
+            agent_doc, token, recovery_doc, recovery,
+            message=message.encode() if message is not None else None, transaction=transaction,
+        )  # fmt: skip
+    if json_out:
+        render.as_json(out)
+    else:
+        for k, v in out.items():
+            render.out.print(f"{k}: {v}", markup=False)
+
+
 @wallet_app.command("import")
 def wallet_import(
     name: str,

@@ -460,3 +460,57 @@ def reshare_wallet(
         for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
             del table[sid_old]
     return CreatedWallet(WalletView.of(stored), agent_share_path, recovery_path)
+
+
+# -- agent + recovery: when the vault is gone ---------------------------------------------------
+
+
+def sign_without_vault(
+    agent_doc: dict[str, Any],
+    agent_token: SecretBytes,
+    recovery_doc: dict[str, Any],
+    recovery_passphrase: SecretBytes,
+    *,
+    message: bytes | None = None,
+    transaction: str | None = None,
+) -> dict[str, Any]:
+    """Agent + recovery sign a message or a Solana transaction with no vault at all (it was
+    lost): the two share files and their secrets are enough, and still no key is formed."""
+    from solders.signature import Signature
+
+    agent = share_file.open_agent_share(agent_doc, agent_token)
+    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase)
+    if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
+        agent.public.group_public_key != rec.public.group_public_key
+    ):
+        raise MalformedRequestError(
+            "These share files are not the agent's and the recovery share of one wallet (of the "
+            "same generation).",
+            next_step="use the current agent share file and recovery file of the same wallet.",
+        )
+    address = _address(agent.public)
+    tx = None
+    if transaction is not None:
+        from keysafe.chains.solana import tx as sol_tx
+
+        tx = sol_tx.parse_transaction(transaction)
+        message = tx.message_bytes
+    if message is None:
+        raise MalformedRequestError(
+            "Nothing to sign.", next_step="give a message or a transaction."
+        )
+    signers = {
+        i: session.Signer(k, _MemoryNonces(), check_message=lambda r: r.message == message)
+        for i, k in ((AGENT, agent), (RECOVERY, rec))
+    }
+    sig = session.Coordinator(agent.public, [AGENT, RECOVERY], message).run(signers)
+    out: dict[str, Any] = {
+        "wallet": agent_doc.get("wallet"), "address": address, "signers": "agent+recovery",
+        "signature": str(Signature.from_bytes(sig)),
+    }  # fmt: skip
+    if tx is not None:
+        from keysafe.chains.solana import signing as sol_signing
+
+        signed = sol_signing.attach_signature(tx, address, sig)
+        out["signed_transaction"] = signed.base64
+    return out
