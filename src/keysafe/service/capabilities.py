@@ -96,7 +96,10 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         reg = load_registry(conn)
         wallets = [
             {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}
+            | ({"threshold": w.meta["threshold"]} if w.meta.get("source") == "threshold" else {})
             for w in vault.list_records(conn, RecordKind.WALLET)
+            # a 2-of-3 wallet is usable only by the agent that holds its share
+            if w.meta.get("source") != "threshold" or w.meta.get("agent") == agent
         ]
         creds = vault.list_records(conn, RecordKind.CREDENTIAL)
         data = vault.list_records(conn, RecordKind.DATA)
