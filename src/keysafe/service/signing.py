@@ -307,7 +307,16 @@ def sign_transaction(
         )
     if family == Chain.EVM:
         return _evm_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
-    return _solana_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
+    try:
+        result = _solana_transaction(
+            vault, call, info, payload, reg=reg, chain=chain, declared=declared
+        )
+    except BaseException:
+        threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
+        raise
+    if result.status != "pending_approval":  # e.g. a replayed answer never used the commitment
+        threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -152,6 +153,11 @@ def create_threshold_wallet(
             raise MalformedRequestError(
                 f"A wallet named '{name}' already exists.", next_step="pick another name."
             )
+    if agent_share_path.resolve() == recovery_path.resolve():
+        raise MalformedRequestError(
+            "The agent share and the recovery share need two different files.",
+            next_step="give --agent-share-file and --recovery-file different paths.",
+        )
     for path in (agent_share_path, recovery_path):
         if path.exists():
             raise MalformedRequestError(
@@ -161,19 +167,31 @@ def create_threshold_wallet(
     shares = _run_dkg()
     public = shares[USER].public
     address = _address(public)
-    share_file.write(
-        agent_share_path,
-        share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_token),
-    )
-    share_file.write(
-        recovery_path,
-        share_file.seal_recovery_share(name, vault.vault_id, shares[RECOVERY], recovery_passphrase),
-    )
-    meta = {
-        "chain": str(Chain.SOLANA), "address": address, "source": "threshold",
-        "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
-    }  # fmt: skip
-    info = _store_user_share(vault, name, meta, shares[USER], replace=False, action="wallet.create")
+    written: list[Path] = []
+    try:
+        share_file.write(
+            agent_share_path,
+            share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_token),
+        )
+        written.append(agent_share_path)
+        share_file.write(
+            recovery_path,
+            share_file.seal_recovery_share(
+                name, vault.vault_id, shares[RECOVERY], recovery_passphrase
+            ),
+        )
+        written.append(recovery_path)
+        meta = {
+            "chain": str(Chain.SOLANA), "address": address, "source": "threshold",
+            "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
+        }  # fmt: skip
+        info = _store_user_share(
+            vault, name, meta, shares[USER], replace=False, action="wallet.create"
+        )
+    except BaseException:
+        for path in written:  # a refused create leaves no share file behind
+            path.unlink(missing_ok=True)
+        raise
     del shares
     logger.info("threshold wallet %s created for agent %s", name, agent)
     return CreatedWallet(WalletView.of(info), agent_share_path, recovery_path)
@@ -235,6 +253,21 @@ def _table(vault: Vault) -> dict[bytes, _Preprocessed]:
     return table
 
 
+def discard(vault: Vault, agent: str, fields: dict[str, Any] | None) -> None:
+    """Drop a commitment the agent's request will not use (it was refused before the vault's
+    part): an unused commitment must not count against the agent for its 15 minutes."""
+    if not fields or not isinstance(fields.get("session_id"), str):
+        return
+    try:
+        sid = bytes.fromhex(fields["session_id"])
+    except ValueError:
+        return
+    with _LOCK:
+        table = _table(vault)
+        if sid in table and table[sid].agent == agent:
+            del table[sid]
+
+
 def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
     """The vault's round-one commitment for one future signature by `agent` with `wallet`."""
     vault.require_unlocked()
@@ -291,8 +324,13 @@ def cosign(
     are consumed first, whatever happens next."""
     sid = _hex(fields, "session_id")
     with _LOCK:
-        pre = _table(vault).pop(sid, None)
-    if pre is None or pre.agent != agent or pre.wallet != info.name:
+        table = _table(vault)
+        pre = table.get(sid)
+        if pre is not None and pre.agent == agent and pre.wallet == info.name:
+            del table[sid]  # consumed before anything else: used once, whatever happens next
+        else:
+            pre = None
+    if pre is None:
         raise MalformedRequestError(
             "The threshold session is unknown, used, expired, or not this agent's.",
             next_step="ask for a fresh vault commitment (the client does this per transaction).",
@@ -353,10 +391,17 @@ def _recovery_key(
     info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
 ) -> KeyPackage:
     key = share_file.open_recovery_share(recovery, passphrase)
-    if key.identifier != RECOVERY or key.public.group_public_key != _public(info).group_public_key:
+    current = _public(info)
+    if key.identifier != RECOVERY or key.public.group_public_key != current.group_public_key:
         raise MalformedRequestError(
-            f"That recovery file is not for wallet '{info.name}' (or is from before a reshare).",
+            f"That recovery file is not for wallet '{info.name}'.",
             next_step="use the wallet's current recovery file.",
+        )
+    if key.public.verifying_shares != current.verifying_shares:
+        raise MalformedRequestError(
+            f"That recovery file is from before wallet '{info.name}' was refreshed; its share "
+            "no longer signs.",
+            next_step="use the recovery file the last `keysafe wallet refresh` rewrote.",
         )
     if recovery.get("wallet") != info.name:
         raise MalformedRequestError(
@@ -437,24 +482,31 @@ def reshare_wallet(
     public = final[USER].public
     if public.group_public_key != old_public.group_public_key:
         raise FrostError("resharing changed the group key; nothing was replaced")
+    # Order matters: the new recovery share waits beside the old file until the vault holds its
+    # new share, so a failure anywhere leaves the old vault share + old recovery file working.
+    staged = recovery_path.with_name(f".{recovery_path.name}.{secrets.token_hex(4)}.new")
     share_file.write(
-        agent_share_path,
-        share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_token),
-    )
-    share_file.write(
-        recovery_path,
+        staged,
         share_file.seal_recovery_share(
             wallet, vault.vault_id, final[RECOVERY], recovery_passphrase
         ),
-        replace=True,
     )
-    meta = dict(info.meta) | {
-        "public": public.to_dict(),
-        "generation": int(info.meta.get("generation", 1)) + 1,
-    }
-    stored = _store_user_share(
-        vault, wallet, meta, final[USER], replace=True, action="wallet.reshare"
-    )
+    try:
+        share_file.write(
+            agent_share_path,
+            share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_token),
+        )
+        meta = dict(info.meta) | {
+            "public": public.to_dict(), "generation": int(info.meta.get("generation", 1)) + 1,
+        }  # fmt: skip
+        stored = _store_user_share(
+            vault, wallet, meta, final[USER], replace=True, action="wallet.reshare"
+        )
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        agent_share_path.unlink(missing_ok=True)
+        raise
+    os.replace(staged, recovery_path)
     with _LOCK:  # commitments made for the old shares can never be used now
         table = _table(vault)
         for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
