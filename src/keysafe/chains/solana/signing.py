@@ -101,15 +101,8 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
         IntegrityError: the signature or the re-decoded transaction does not check out.
     """
     keypair = _keypair(seed32)
-    wallet_key = keypair.pubkey()
-    wallet = str(wallet_key)
-    index = tx.signer_index(wallet)
-    if index is None:
-        raise MalformedRequestError(
-            f"The wallet {wallet} is not a required signer of this transaction; nothing was "
-            "signed.",
-            next_step="build the transaction with this wallet as fee payer or signer.",
-        )
+    wallet = str(keypair.pubkey())
+    index = _slot(tx, wallet)
     # Foreign signatures first: refuse before the key signs anything for a transaction that
     # could never land. The wallet's own slot is overwritten, so it is not judged here.
     signatures = list(tx.transaction.signatures)
@@ -117,13 +110,35 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
     _check_present_signatures(
         VersionedTransaction.populate(tx.message, signatures), tx.required_signers
     )
-
     signature = keypair.sign_message(tx.message_bytes)
     del keypair
+    return _place(tx, index, wallet, signature)
+
+
+def attach_signature(tx: SolanaTx, wallet: str, signature: bytes) -> SignedSolanaTx:
+    """Put a signature made elsewhere (a threshold signature) into `wallet`'s slot and verify
+    it exactly as `sign_transaction` verifies its own."""
+    return _place(tx, _slot(tx, wallet), wallet, Signature.from_bytes(signature))
+
+
+def _slot(tx: SolanaTx, wallet: str) -> int:
+    index = tx.signer_index(wallet)
+    if index is None:
+        raise MalformedRequestError(
+            f"The wallet {wallet} is not a required signer of this transaction; nothing was "
+            "signed.",
+            next_step="build the transaction with this wallet as fee payer or signer.",
+        )
+    return index
+
+
+def _place(tx: SolanaTx, index: int, wallet: str, signature: Signature) -> SignedSolanaTx:
+    """The transaction with `signature` in slot `index`, verified by libsodium and by solders,
+    re-decoded to the very message that was judged."""
+    signatures = list(tx.transaction.signatures)
     signatures[index] = signature
     signed = VersionedTransaction.populate(tx.message, signatures)
-
-    if not verify_ed25519(bytes(wallet_key), tx.message_bytes, bytes(signature)):
+    if not verify_ed25519(bytes(Pubkey.from_string(wallet)), tx.message_bytes, bytes(signature)):
         raise IntegrityError(
             "The wallet's signature did not verify with libsodium.", next_step=_INTEGRITY_NEXT
         )
@@ -139,38 +154,6 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
             next_step=_INTEGRITY_NEXT,
         )
     return SignedSolanaTx(again.base64, str(signature), wallet, full)
-
-
-def attach_signature(tx: SolanaTx, wallet: str, signature: bytes) -> SignedSolanaTx:
-    """Put a signature made elsewhere (a threshold signature) into `wallet`'s slot and verify
-    it exactly as `sign_transaction` verifies its own."""
-    index = tx.signer_index(wallet)
-    if index is None:
-        raise MalformedRequestError(
-            f"The wallet {wallet} is not a required signer of this transaction; nothing was "
-            "signed.",
-            next_step="build the transaction with this wallet as fee payer or signer.",
-        )
-    sig = Signature.from_bytes(signature)
-    signatures = list(tx.transaction.signatures)
-    signatures[index] = sig
-    signed = VersionedTransaction.populate(tx.message, signatures)
-    if not verify_ed25519(bytes(Pubkey.from_string(wallet)), tx.message_bytes, signature):
-        raise IntegrityError(
-            "The threshold signature did not verify with libsodium.", next_step=_INTEGRITY_NEXT
-        )
-    if not signed.verify_with_results()[index]:
-        raise IntegrityError(
-            "The threshold signature did not verify with solders.", next_step=_INTEGRITY_NEXT
-        )
-    full = _check_present_signatures(signed, tx.required_signers)
-    again = parse_transaction(b64encode(bytes(signed)).decode("ascii"))
-    if again.message_bytes != tx.message_bytes or again.signatures[index] != sig:
-        raise IntegrityError(
-            "The signed transaction does not decode to the message that was judged.",
-            next_step=_INTEGRITY_NEXT,
-        )
-    return SignedSolanaTx(again.base64, str(sig), wallet, full)
 
 
 def sign_message(message: bytes, seed32: SecretBytes) -> str:
