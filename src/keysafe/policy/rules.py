@@ -8,6 +8,7 @@ decimal strings in token units: a YAML float is refused, because money is never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import UTC, datetime, time
@@ -219,6 +220,13 @@ class Policy(_Model):
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the parsed policy (formatting does not change it)."""
         return hashlib.sha256(jcs.dumps(self.model_dump(mode="json", by_alias=True))).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def stored_policy(text: str) -> Policy:
+    """A stored policy, parsed once per text: every request reads its agent's policy, and the
+    YAML parse was a third of a gated call. `Policy` is frozen, so sharing it is safe."""
+    return parse_policy(text)
 
 
 def parse_policy(text: str, *, source: str = "policy") -> Policy:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from keysafe.policy.registry import Registry, from_base_units, to_base_units
-from keysafe.policy.rules import Policy, Rule, parse_policy
+from keysafe.policy.rules import Policy, Rule, stored_policy
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
 from keysafe.service.registry import load_registry
@@ -92,7 +92,7 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         source = conn.execute(
             select(t.policies.c.source).where(t.policies.c.agent == agent)
         ).scalar()
-        policy = parse_policy(source) if source else None
+        policy = stored_policy(source) if source else None
         reg = load_registry(conn)
         wallets = [
             {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}

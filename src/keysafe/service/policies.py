@@ -22,7 +22,7 @@ from keysafe.errors import IdempotencyConflictError, MalformedRequestError
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
 from keysafe.policy.lint import LintReport, lint
-from keysafe.policy.rules import Policy, parse_policy
+from keysafe.policy.rules import Policy, parse_policy, stored_policy
 from keysafe.service.agents import get_agent, paused_all
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
@@ -114,7 +114,7 @@ def _state(conn: Connection, agent: str) -> tuple[engine.AgentState, Policy | No
     row = get_agent(conn, agent)
     pol = conn.execute(select(t.policies.c.source).where(t.policies.c.agent == agent)).scalar()
     state = engine.AgentState(agent, row.status, paused_all(conn))
-    return state, parse_policy(pol) if pol is not None else None
+    return state, stored_policy(pol) if pol is not None else None
 
 
 def check(vault: Vault, agent: str, intent: Intent) -> engine.Decision:

@@ -15,8 +15,10 @@ Rules this module enforces:
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -235,6 +237,13 @@ def _attach(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) ->
     return url
 
 
+@functools.lru_cache(maxsize=1)
+def _tls_context() -> ssl.SSLContext:
+    """The system's CA bundle, loaded once: building it was most of a proxied call's cost.
+    (A cache of a read-only trust store, not state: it never changes while keysafe runs.)"""
+    return httpx.create_ssl_context()
+
+
 def _without_secret(url: str, forms: list[str]) -> str | None:
     """A redirect target with the secret taken out (a server that keeps the query string would
     otherwise carry a query-attached key to the next host); None when the secret sits elsewhere
@@ -272,7 +281,9 @@ def _send(
     hops = 0
     current, current_method, current_body = url, method, body
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=transport) as client:
+        with httpx.Client(
+            timeout=TIMEOUT, follow_redirects=False, transport=transport, verify=_tls_context()
+        ) as client:
             while True:
                 scheme, host, port = _target(current)
                 headers = dict(base)
