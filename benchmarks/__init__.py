@@ -1,0 +1,1 @@
+"""keysafe's benchmarks; `benchmarks/run.py` runs them all (see RESULTS.md)."""

@@ -1,0 +1,104 @@
+"""Where the time of one policy-gated Solana `sign_transaction` goes.
+
+The service call every surface makes (`keysafe.service.signing.sign_transaction`) is run
+in-process on an unlocked copy of the benchmark vault: first timed plainly (its latency, to set
+beside the HTTP figures), then under a profiler. pyinstrument or py-spy are not dependencies of
+keysafe, so the stdlib's cProfile is used: it shows inclusive time per function (with cProfile's
+own overhead, which inflates many small calls evenly). The HTTP layer (FastAPI, uvicorn, the
+bearer-token check) is not in this profile; the whoami figure measures it.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+from typing import Any
+
+from benchmarks import common
+
+# (label, path suffix of the file, function name): inclusive time, nested items indented.
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("decode the transaction into an intent", "keysafe/chains/solana/intents.py", "intent_from_tx"),
+    ("load the chain registry from the DB (twice)", "keysafe/service/registry.py", "load_registry"),
+    ("policies.authorize (one write transaction)", "keysafe/service/policies.py", "authorize"),
+    ("  parse the policy YAML (on every request)", "keysafe/policy/rules.py", "parse_policy"),
+    ("  engine.decide (pure)", "keysafe/policy/engine.py", "decide"),
+    ("  ledger window sums", "keysafe/store/ledger.py", "usage"),
+    ("open the wallet key (AEAD)", "keysafe/vault/vault.py", "open_record"),
+    ("sign + verify (solders, PyNaCl)", "keysafe/chains/solana/signing.py", "sign_transaction"),
+    ("_finish: settle + audit (one write transaction)", "keysafe/service/signing.py", "_finish"),
+    ("audit.append (all entries of the call)", "keysafe/audit/log.py", "append"),
+    ("SQLite COMMIT (fsync, synchronous=FULL)", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
+    ("SQLAlchemy Connection.execute (all statements)", "sqlalchemy/engine/base.py", "execute"),
+)  # fmt: skip
+
+
+def _inclusive(stats: pstats.Stats, suffix: str, name: str) -> tuple[float, int]:
+    total, calls = 0.0, 0
+    for (filename, _line, func), (_cc, nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if func == name and (filename.endswith(suffix) or suffix == filename):
+            total += ct
+            calls += nc
+    return total, calls
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "src/", "lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def measure(vault_copy: common.BenchVault, *, calls: int) -> dict[str, Any]:
+    from keysafe.service import signing
+
+    txs = common.solana_transfers(vault_copy.sol_address, 64)
+    agent = common.agent_name(0)
+    with common.unlocked(vault_copy.home) as vault:
+        n = 0
+
+        def one() -> None:
+            nonlocal n
+            res = signing.sign_transaction(vault, agent, "sol", txs[n % len(txs)])
+            assert res.status == "signed", res
+            n += 1
+
+        for _ in range(5):
+            one()  # warm: imports, statement caches
+        plain = common.summary(common.time_calls(one, seconds=0, min_calls=calls))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(calls):
+            one()
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    stages = []
+    for label, suffix, name in STAGES:
+        t, c = _inclusive(stats, suffix, name)
+        stages.append({
+            "stage": label, "ms_per_call": t / calls * 1000, "share": t / total if total else 0.0,
+            "calls_per_sign": c / calls,
+        })  # fmt: skip
+    own = sorted(
+        stats.stats.items(),  # type: ignore[attr-defined]
+        key=lambda kv: kv[1][2],
+        reverse=True,
+    )[:12]
+    top = [
+        {
+            "function": f"{_short(f)}:{line}({func})" if f != "~" else func,
+            "own_ms_per_call": tt / calls * 1000,
+            "share": tt / total if total else 0.0,
+        }
+        for (f, line, func), (_cc, _nc, tt, _ct, _callers) in own
+    ]
+    return {
+        "figure": "profile of one policy-gated Solana sign_transaction (in-process, cProfile)",
+        "profiler": "cProfile (stdlib)",
+        "calls": calls,
+        "latency_unprofiled": plain,
+        "profiled_ms_per_call": total / calls * 1000,
+        "stages": stages,
+        "top_own_time": top,
+    }
