@@ -295,7 +295,7 @@ def _rows_decision(f: dict[str, Any]) -> list[common.Figure]:
     ))  # fmt: skip
     pp = d["parse_policy"]
     rows.append(common.Figure(
-        "policy_parse", "policy parse on every request, example policy / its decision",
+        "policy_parse", "policy parse (once per policy text, cached), example policy / its decision",
         _ms(pp["example"]["ms_per_parse_p50"]), _us(dd["example"]["us_per_decision_p50"]),
         pp["example"]["ms_per_parse_p50"] * 1000 / dd["example"]["us_per_decision_p50"], "—", None,
         f"200 rules: {_ms(pp['rules_200']['ms_per_parse_p50'])} per parse",
@@ -475,8 +475,9 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"transaction (it records `last_seen`), {_ms(one['whoami']['p50_ms'])} p50 at one agent. "
         f"The gated Solana call is {_ms(one['solana']['p50_ms'])} p50 over HTTP, of which "
         f"{_ms(inproc)} is the service call itself (in-process, no HTTP). The profile of that "
-        f"call (below) shows where it goes: parsing the agent's policy YAML on every request "
-        f"{parse_sh:.0%} ({_ms(parse_ms)} under the profiler), the rest of `authorize` "
+        f"call (below) shows where it goes: parsing the agent's policy YAML {parse_sh:.0%} "
+        f"({_ms(parse_ms)} under the profiler; parsed policies are cached per text since "
+        f"2026-11-23, when it was about a third), the rest of `authorize` "
         f"(decision, reservation, audit entry) {auth_sh - parse_sh:.0%}, `_finish` (settle + "
         f"audit) {fin_sh:.0%}; across both, SQLAlchemy statement execution {sql_sh:.0%}, audit "
         f"appends {app_sh:.0%}, ledger window sums {use_sh:.0%}, the engine {dec_sh:.0%}, "
@@ -490,8 +491,8 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"sleeps growing to 100 ms) instead of queueing, so who gets the lock next is luck, and "
         f"throughput under contention varies between runs (per-round figures are in "
         f"results.json).\n\n"
-        f"**Plan.** (1) Cache the parsed policy and the chain registry by digest, re-reading "
-        f"them only when `policy.set`/`chain add` changes them (removes the largest item). "
+        f"**Plan.** (1) Cache the chain registry by digest as the parsed policy now is "
+        f"(`policy.rules.stored_policy`), re-reading it only when `chain add` changes it. "
         f"(2) Fold settle + the success audit entry and the `last_seen` touch into fewer write "
         f"transactions (touch at most once a second per agent, outside the request). "
         f"(3) Precompile each policy (rules indexed by action, caps in base units) so the "
@@ -541,20 +542,20 @@ def _why_proxy(f: dict[str, Any]) -> str:
     return (
         f"**Why.** The proxied call takes {_ms(p['proxy']['p50_ms'])} p50 where the agent's "
         f"own keep-alive client takes {_ms(p['direct']['p50_ms'])}. Most of the gap is "
-        f"`proxy._send` building a new `httpx.Client` for every call: that loads the CA "
-        f"bundle into a fresh SSL context (even for an http:// upstream) and opens a new "
-        f"connection. A direct call that also builds a new client each time (`httpx.get`) "
+        f"`proxy._send` building a new `httpx.Client` for every call, which opens a new "
+        f"connection (the CA bundle, which used to cost about 20 ms a call, is loaded once "
+        f"since 2026-11-23). A direct call that also builds a new client each time (`httpx.get`) "
         f"takes {_ms(p['direct_new_connection']['p50_ms'])}, close to the whole proxied "
         f"call. The rest is the gated path the signing figure describes (token check, "
         f"policy parse, decision and audit entry in `authorize`, a second audit entry "
         f"after the call).\n\n"
-        f"**Plan.** Keep one `httpx.Client` per server (or per credential host), created "
-        f"once with its SSL context, redirects still followed by hand as now. That brings the "
+        f"**Plan.** Keep one `httpx.Client` per server (or per credential host) with its "
+        f"connections alive, redirects still followed by hand as now. That brings the "
         f"proxied call down to the gated path plus one upstream round trip. Against a "
         f"loopback upstream that answers in {_ms(p['direct']['p50_ms'])}, ≤ 2× leaves the "
         f"whole gated path that much time, while the authenticated no-op alone is "
         f"{_ms(one['whoami']['p50_ms'])} here; so the target also needs the signing plan "
-        f"(policy and registry cached, fewer write transactions, `last_seen` off the "
+        f"(registry cached, fewer write transactions, `last_seen` off the "
         f"request path). Against a real upstream (tens of ms away) the reused client "
         f"alone would meet 2×."
     )
