@@ -518,7 +518,12 @@ def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpWorld
     root = tmp_path_factory.mktemp("mcp-world")
     with upstream() as up:
         vault = build_mcp_vault(tmp_path_factory, root, up.port)
-        with keysafe_server(cli_env(vault.home), "--unlock", log_dir=root) as server:
+        # One server serves every MCP test of this process, back to back, and over HTTP each
+        # tool call costs two vault requests (the gate's token check + the call): the default
+        # 20 requests/s per agent is for real agents, not for a test suite.
+        with keysafe_server(
+            cli_env(vault.home), "--unlock", "--rate-limit", "1000", log_dir=root
+        ) as server:
             yield McpWorld(vault, server, up)
 
 

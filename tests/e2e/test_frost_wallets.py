@@ -377,7 +377,7 @@ class World:
 def world(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("frost-world")
     home = base.copy(root)
-    with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
+    with keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as server:
         yield World(base, home, server, [])
 
 
@@ -706,7 +706,7 @@ def refreshed(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     home = copy_home(Pristine(shared / "home", base.address(), {}), root)
     cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
     new_agent_file = shared / "team-agent-new.json"
-    with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
+    with keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as server:
         tx = sol_tx(base.address(), SOL // 10)
         key = open_agent(new_agent_file, new_token)
         r = sign_http(server, new_token, tx, agent_side_part(server, new_token, key, "team", tx))

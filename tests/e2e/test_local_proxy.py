@@ -378,7 +378,7 @@ def stack(
     root = tmp_path_factory.mktemp("proxy-stack")
     home = _copy(built, root)
     with (
-        keysafe_server(cli_env(home), "--unlock", log_dir=root) as server,
+        keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as server,
         running_proxies(server.url, root, {"plain": None, "bob": built.tokens["bob"]}) as px,
     ):
         yield Stack(built, server, px["plain"], px["bob"], *upstreams)
