@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -89,6 +90,11 @@ class Database:
     def __init__(self, engine: Engine, *, path: Path | None = None) -> None:
         self.engine = engine
         self.path = path
+        # SQLite has one writer at a time. Threads of this process queue here, in order, instead
+        # of sleeping in SQLite's busy handler and retrying by luck (which made the tail latency
+        # under load); other processes still meet the busy handler. Reentrant so a bug that
+        # nests writes fails in SQLite's own way rather than deadlocking here.
+        self._writers = threading.RLock()
 
     @classmethod
     def open_sqlite(cls, path: Path, *, create: bool) -> Database:
@@ -160,9 +166,12 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A serialised read-write transaction; committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
-            if self.engine.dialect.name == "sqlite":
-                conn.info["begin"] = "BEGIN IMMEDIATE"
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._writers, self.engine.connect() as conn:
+            conn.info["begin"] = "BEGIN IMMEDIATE"
             with conn.begin():
                 yield conn
 
