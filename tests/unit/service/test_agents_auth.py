@@ -478,3 +478,24 @@ def test_add_agent_bad_public_key_refused(made: Made, bad: str) -> None:
     with pytest.raises(MalformedRequestError):
         agents.add_agent(made.vault, "bad", public_key=bad)
     assert agents.list_agents(made.vault) == []
+
+
+def test_bearer_auth_records_last_seen_at_most_once_a_second(made: Made) -> None:
+    token = _add(made, "bot")
+
+    def seen() -> str | None:
+        return next(v for v in agents.list_agents(made.vault) if v.name == "bot").last_seen
+
+    assert seen() is None
+    assert agents.authenticate(made.vault, bearer=token) == "bot"
+    first = seen()
+    assert first is not None and first.startswith("2026-11-23T09:00:00")
+    made.clock.now = MONDAY_9AM + timedelta(milliseconds=500)
+    agents.authenticate(made.vault, bearer=token)
+    assert seen() == first  # within the second: no write
+    made.clock.now = MONDAY_9AM + timedelta(seconds=2)
+    agents.authenticate(made.vault, bearer=token)
+    assert seen() is not None and seen() != first and seen().startswith("2026-11-23T09:00:02")  # type: ignore[union-attr]
+    agents.set_status(made.vault, "bot", "revoked")
+    with pytest.raises(NotAuthenticatedError):
+        agents.authenticate(made.vault, bearer=token)
