@@ -471,8 +471,8 @@ def _why_gated(f: dict[str, Any]) -> str:
     com_sh = _share(prof, "SQLite COMMIT")[1]
     sign_sh = _share(prof, "sign + verify")[1]
     return (
-        f"**Why.** The no-op is not free either: whoami checks the token in a write "
-        f"transaction (it records `last_seen`), {_ms(one['whoami']['p50_ms'])} p50 at one agent. "
+        f"**Why.** The no-op is not free either: whoami reads the token's row (and writes "
+        f"`last_seen` at most once a second), {_ms(one['whoami']['p50_ms'])} p50 at one agent. "
         f"The gated Solana call is {_ms(one['solana']['p50_ms'])} p50 over HTTP, of which "
         f"{_ms(inproc)} is the service call itself (in-process, no HTTP). The profile of that "
         f"call (below) shows where it goes: parsing the agent's policy YAML {parse_sh:.0%} "
@@ -482,8 +482,8 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"audit) {fin_sh:.0%}; across both, SQLAlchemy statement execution {sql_sh:.0%}, audit "
         f"appends {app_sh:.0%}, ledger window sums {use_sh:.0%}, the engine {dec_sh:.0%}, "
         f"SQLite commits (fsync) only {com_sh:.0%} and the signature itself {sign_sh:.0%}. "
-        f"A gated call runs three serialised write transactions (token check, authorize, "
-        f"settle) where whoami runs one, and all of it is Python under one GIL, so eight agents "
+        f"A gated call runs two serialised write transactions (authorize, settle) where "
+        f"whoami runs none, and all of it is Python under one GIL, so eight agents "
         f"do not go faster than one: the server is CPU-bound on one core. Under concurrency the "
         f"tail grows with the queue (p99 {_ms(eight['solana']['p99_ms'])} at 8 agents, "
         f"{_ms(hs['levels']['32']['solana']['p99_ms'])} at 32): since 2026-11-23 the server's "
@@ -493,8 +493,8 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"varies between runs (per-round figures are in results.json).\n\n"
         f"**Plan.** (1) Cache the chain registry by digest as the parsed policy now is "
         f"(`policy.rules.stored_policy`), re-reading it only when `chain add` changes it. "
-        f"(2) Fold settle + the success audit entry and the `last_seen` touch into fewer write "
-        f"transactions (touch at most once a second per agent, outside the request). "
+        f"(2) Fold settle and the success audit entry into the authorize transaction where "
+        f"the action cannot fail after it (the token check is already read-only). "
         f"(3) Precompile each policy (rules indexed by action, caps in base units) so the "
         f"engine does set lookups, not Decimal conversions (see the decision row). "
         f"(4) Keep running window totals per (agent, rule) instead of summing ledger rows on "
@@ -552,8 +552,7 @@ def _why_proxy(f: dict[str, Any]) -> str:
         f"loopback upstream that answers in {_ms(p['direct']['p50_ms'])}, ≤ 2× leaves the "
         f"whole gated path that much time, while the authenticated no-op alone is "
         f"{_ms(one['whoami']['p50_ms'])} here; so the target also needs the signing plan "
-        f"(registry cached, fewer write transactions, `last_seen` off the "
-        f"request path). Against a real upstream (tens of ms away) the reused client "
+        f"(registry cached, fewer write transactions, a precompiled policy). Against a real upstream (tens of ms away) the reused client "
         f"alone would meet 2×."
     )
 
