@@ -21,8 +21,14 @@ class Intent(BaseModel):
 
     action: str = Field(min_length=1, max_length=64)
     chain: str | int | None = None
+    # The vault wallet that would sign (set by the service from the request, never decoded):
+    # rules scope signing actions to named wallets.
+    wallet: str | None = Field(default=None, max_length=64)
     asset: str | None = Field(default=None, max_length=100)
     amount: str | None = Field(default=None, max_length=100)  # token units, or "unlimited"
+    # The most the network fee can cost, in the chain's native units (EVM: gas × max fee per
+    # gas; Solana: base + priority fee). Charged to native caps and windows with the value.
+    fee: str | None = Field(default=None, max_length=100)
     to: str | None = Field(default=None, max_length=100)
     spender: str | None = Field(default=None, max_length=100)
     contract: str | None = Field(default=None, max_length=100)

@@ -364,7 +364,9 @@ def _evm_transaction(
                 next_step="include them, or the owner sets an RPC (`keysafe chain add NAME --chain-id N --rpc URL`).",
             )
         tx = EvmRpc(chain_info.rpc).fill(tx, info.meta["address"])
-    intent = evm_intents.intent_from_tx(tx, registry=reg, chain=chain_info)
+    intent = evm_intents.intent_from_tx(tx, registry=reg, chain=chain_info).model_copy(
+        update={"wallet": info.name}
+    )
     check_declared(intent, declared)
 
     def sign(key: SecretBytes) -> tuple[str, str]:
@@ -453,7 +455,7 @@ def _solana_transaction(
     tx = sol_tx.parse_transaction(payload)
     intent = sol_intents.intent_from_tx(
         tx, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
-    )
+    ).model_copy(update={"wallet": info.name})
     if declared:
         # Solana's own check also accepts the recipient's wallet for its associated token account.
         _check_declared_keys(declared)
@@ -536,6 +538,7 @@ def sign_message(
         )
     reg = load_registry(vault)
     intent, data = _message_intent(info, reg, message, encoding)
+    intent = intent.model_copy(update={"wallet": wallet})
     if agent is None:
         vault.require_unlocked()
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
@@ -593,7 +596,9 @@ def sign_typed_data(
     domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
     chain_info = _resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
-    intent = evm_intents.intent_from_typed_data(typed_data, registry=reg, chain=chain_info)
+    intent = evm_intents.intent_from_typed_data(
+        typed_data, registry=reg, chain=chain_info
+    ).model_copy(update={"wallet": wallet})
     auth = _authorize(vault, agent, intent, idempotency_key, approved)
     if auth.decision.outcome == "ask":
         request = {"wallet": wallet, "typed_data": typed_data}
