@@ -28,8 +28,8 @@ from keysafe.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_HEAD: Final = "0005"
-_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005"})
+SCHEMA_HEAD: Final = "0006"
+_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005", "0006"})
 _BUSY_TIMEOUT_S: Final = 30.0
 
 

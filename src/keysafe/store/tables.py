@@ -126,6 +126,7 @@ registry_chains = Table(
     Column("family", String(16), nullable=False),
     Column("chain_id", Integer, nullable=True),
     Column("rpc", Text, nullable=True),
+    Column("max_fee", Text, nullable=True),  # native units, decimal string (schema 0006)
 )
 
 registry_assets = Table(
@@ -146,7 +147,7 @@ ledger = Table(
     Column("request_id", String(32), nullable=False, index=True),
     Column("agent", String(64), nullable=False),
     Column("rule", String(100), nullable=False),
-    Column("asset", String(32), nullable=True),
+    Column("asset", String(200), nullable=True),  # asset identity: chain + contract/mint (0006)
     Column("units", Text, nullable=False),
     Column("state", String(16), nullable=False),  # reserved | committed | released
     Column("at", Float, nullable=False),  # unix seconds
@@ -199,6 +200,8 @@ grants = Table(
     Column("action", String(64), nullable=False),
     Column("until", Float, nullable=False),
     Column("approval_id", String(32), nullable=False),
+    Column("shape", String(64), nullable=True),  # SHA-256 of the request shape (schema 0006)
+    Column("summary", String(500), nullable=True),
 )
 
 placeholders = Table(
