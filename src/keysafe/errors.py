@@ -8,6 +8,7 @@
     │   ├── NotInitializedError       NOT_INITIALIZED
     │   └── UnsafePermissionsError    UNSAFE_PERMISSIONS
     │   ├── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
+    │   ├── RequestInProgressError    REQUEST_IN_PROGRESS (same key, first request still running)
     │   └── PayloadTooLargeError      PAYLOAD_TOO_LARGE
     ├── RateLimitedError              RATE_LIMITED
     ├── AuthError
@@ -45,6 +46,7 @@ class ErrorCode(StrEnum):
     NOT_INITIALIZED = "NOT_INITIALIZED"
     UNSAFE_PERMISSIONS = "UNSAFE_PERMISSIONS"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
@@ -73,6 +75,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.NOT_INITIALIZED: (409, 1),
     ErrorCode.UNSAFE_PERMISSIONS: (500, 1),
     ErrorCode.IDEMPOTENCY_CONFLICT: (409, 1),
+    ErrorCode.REQUEST_IN_PROGRESS: (409, 1),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, 1),
     ErrorCode.RATE_LIMITED: (429, 1),
     ErrorCode.NOT_AUTHENTICATED: (401, 1),
@@ -146,6 +149,10 @@ class UnsafePermissionsError(UserError):
 
 class IdempotencyConflictError(UserError):
     code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class RequestInProgressError(UserError):
+    code = ErrorCode.REQUEST_IN_PROGRESS
 
 
 class PayloadTooLargeError(UserError):

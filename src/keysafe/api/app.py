@@ -375,7 +375,7 @@ def _agent_routes(app: FastAPI) -> None:
         return _result(
             signing.sign_message(
                 _state(request).vault, agent, body.wallet, body.message, encoding=body.encoding,
-                idempotency_key=body.idempotency_key,
+                idempotency_key=body.idempotency_key, threshold=body.threshold,
             )
         )  # fmt: skip
 
@@ -448,7 +448,7 @@ def _agent_routes(app: FastAPI) -> None:
     def credential_release(request: Request, agent: Agent, body: ReleaseRequest) -> JSONResponse:
         """Ask for a credential's value for a child process (`keysafe run`); the owner always
         decides. Collect it with GET /v1/agent/approvals/{id} once approved (released once)."""
-        res = release.request_release(
+        res = release.release(
             _state(request).vault, agent, body.credential, purpose=body.purpose or ""
         )
         return JSONResponse(res.to_dict(), status_code=202)
@@ -547,6 +547,15 @@ def _owner_routes(app: FastAPI) -> None:
     @app.post("/v1/owner/approvals/{approval_id}/deny", tags=["owner"], dependencies=[Owner])
     def deny(request: Request, approval_id: str) -> dict[str, Any]:
         return approvals.deny(_state(request).vault, approval_id).for_owner()
+
+    @app.get("/v1/owner/grants", tags=["owner"], dependencies=[Owner])
+    def list_grants(request: Request) -> list[dict[str, Any]]:
+        """Active "approve for a while" grants: agent, rule, the request shape, until when."""
+        return [g.to_dict() for g in approvals.list_grants(_state(request).vault)]
+
+    @app.post("/v1/owner/grants/{grant_id}/revoke", tags=["owner"], dependencies=[Owner])
+    def revoke_grant(request: Request, grant_id: int) -> dict[str, Any]:
+        return approvals.revoke_grant(_state(request).vault, grant_id).to_dict()
 
     @app.get("/v1/owner/agents", tags=["owner"], dependencies=[Owner])
     def list_agents(request: Request) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ PLAINTEXT_KEYS: Final = frozenset(
         "version", "epoch", "vault_id", "reason", "code", "count", "fields", "replaced",
         "failures", "blocked_seconds", "records", "entries", "from_empty_home",
         # decisions and policy changes: hashes and ids, not values
-        "request_id", "intent", "policy_hash", "previous_hash", "diff",
+        "request_id", "intent", "policy_hash", "previous_hash", "diff", "seconds", "state",
+        "fee",
         # signing: public results only
         "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
         # credential use: where and how big, never the secret or the bodies

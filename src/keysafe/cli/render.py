@@ -35,3 +35,8 @@ def error_line(code: str, what: str, next_step: str) -> None:
     if next_step:
         msg += f" Next: {next_step}"
     sys.stderr.write(msg.replace("\n", " ") + "\n")
+
+
+def note(text: str) -> None:
+    """A message for the person, on stderr, so stdout stays what scripts parse."""
+    sys.stderr.write(text.replace("\n", " ") + "\n")

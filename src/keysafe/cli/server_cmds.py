@@ -15,7 +15,7 @@ from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
-from keysafe.service import approvals
+from keysafe.service import approvals, gate
 from keysafe.service.context import open_vault
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,15 @@ def serve(
         )
     h = home()
     vault = open_vault(h)
+    # Before anyone is answered: settle what a crash left open (reservations, idempotency keys,
+    # approvals that were running), so nothing stays "in progress" for ever.
+    recovered = gate.recover(vault)
+    if recovered.released or recovered.kept or recovered.approvals_failed:
+        render.note(
+            f"keysafe finished what the last run left open: {recovered.released} request(s) "
+            f"released, {recovered.kept} send(s) kept as spent, {recovered.approvals_failed} "
+            "approval(s) marked failed (see `keysafe audit`)."
+        )
     if approval_ttl is not None:
         from keysafe.service import settings
 
@@ -236,3 +245,56 @@ def deny(
         render.as_json(result)
     else:
         render.out.print(f"Approval {approval_id}: denied.")
+
+
+grants_app = typer.Typer(
+    help='"Approve for a while" grants: what each lets an agent do without asking, until when.',
+    invoke_without_command=True,
+)
+app.add_typer(grants_app, name="grants")
+
+
+@grants_app.callback()
+def grants_list(
+    ctx: typer.Context, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
+) -> None:
+    """List the active grants (through the server when it runs)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if _live():
+        items = client.owner_call(
+            home(), "GET", "/v1/owner/grants", passphrase_file=passphrase_file
+        )
+    else:
+        with open_vault(home()) as vault:
+            items = [g.to_dict() for g in approvals.list_grants(vault)]
+    if json_out:
+        render.as_json(items)
+        return
+    render.table(
+        "Grants", ["id", "agent", "rule", "covers", "until"],
+        [(str(g["id"]), g["agent"], g["rule"], g["summary"], g["until"]) for g in items],
+        empty="No active grants: every ask goes to you.",
+    )  # fmt: skip
+
+
+@grants_app.command("revoke")
+def grants_revoke(
+    grant_id: Annotated[int, typer.Argument(help="The grant's id, from `keysafe grants`.")],
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """End a grant now: that agent's requests of that shape are asked again."""
+    if _live():
+        result = client.owner_call(
+            home(), "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file=passphrase_file
+        )
+    else:
+        with unlocked(passphrase_file) as vault:
+            result = approvals.revoke_grant(vault, grant_id).to_dict()
+    if json_out:
+        render.as_json(result)
+    else:
+        render.out.print(
+            f"Grant {grant_id} revoked: agent {result['agent']}, rule {result['rule']}."
+        )

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from solders.message import to_bytes_versioned
 from solders.transaction import VersionedTransaction
 
 from keysafe.errors import MalformedRequestError
@@ -59,16 +60,26 @@ def message_of(transaction: Any) -> bytes:
             "The transaction is not a serialized Solana transaction.",
             next_step="pass bytes(VersionedTransaction) base64-encoded.",
         ) from None
-    from solders.message import to_bytes_versioned
-
     return bytes(to_bytes_versioned(tx.message))
 
 
+def message_bytes(message: str, encoding: str) -> bytes:
+    """The exact bytes a `sign_message` request signs (utf8 text, or base64 raw bytes)."""
+    if encoding == "base64":
+        try:
+            return base64.b64decode(message, validate=True)
+        except ValueError:
+            raise MalformedRequestError(
+                "The message is not valid base64.", next_step="base64-encode the raw bytes."
+            ) from None
+    return message.encode("utf-8")
+
+
 async def agent_part(
-    client: AgentClient, key: KeyPackage, wallet: str, transaction: Any
+    client: AgentClient, key: KeyPackage, wallet: str, message: bytes
 ) -> dict[str, str]:
-    """Everything the vault needs from the agent for one threshold signature."""
-    message = message_of(transaction)
+    """Everything the vault needs from the agent for one threshold signature over `message`
+    (the transaction's message bytes, or a message's own bytes), decoded here independently."""
     pre = await client.threshold_commit(wallet)
     try:
         vault_commitment = signing.SigningCommitment(

@@ -239,7 +239,8 @@ def build_server(
             async def act(c: AgentClient) -> dict[str, Any]:
                 key = shares_for(ctx).get(wallet)
                 if key is not None:  # a 2-of-3 wallet: the agent's share takes part
-                    body["threshold"] = await threshold.agent_part(c, key, wallet, transaction)
+                    message = threshold.message_of(transaction)
+                    body["threshold"] = await threshold.agent_part(c, key, wallet, message)
                 return await c.sign_transaction(body, send=send)
 
             return await run(ctx, act)
@@ -278,8 +279,16 @@ def build_server(
     ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign a message (EIP-191 personal_sign on EVM, ed25519 on Solana). Returns the
         signature, or pending_approval with approval_id."""
-        body = {"wallet": wallet, "message": message, "encoding": encoding}
-        return await run(ctx, lambda c: c.sign_message(body))
+        body: dict[str, Any] = {"wallet": wallet, "message": message, "encoding": encoding}
+
+        async def act(c: AgentClient) -> dict[str, Any]:
+            key = shares_for(ctx).get(wallet)
+            if key is not None:  # a 2-of-3 wallet: the agent's share signs the same bytes
+                data = threshold.message_bytes(message, encoding)
+                body["threshold"] = await threshold.agent_part(c, key, wallet, data)
+            return await c.sign_message(body)
+
+        return await run(ctx, act)
 
     @mcp.tool(annotations=acts)
     async def sign_typed_data(

@@ -234,6 +234,20 @@ def _what(r: _Resolved) -> str:
     return amount
 
 
+def status_refusal(agent: AgentState) -> Decision | None:
+    """The owner's brakes, judged before anything else (the gate asks this before it even looks
+    up an idempotency key, so a paused agent cannot collect stored results either)."""
+    if agent.status == "revoked":
+        return _deny("AGENT_REVOKED", f"Agent '{agent.name}' is revoked; it can do nothing.")
+    if agent.status == "paused":
+        return _deny(
+            "AGENT_PAUSED", f"Agent '{agent.name}' is paused by the owner; nothing was signed."
+        )
+    if agent.paused_all:
+        return _deny("PAUSED_ALL", "The owner paused every agent (pause-all); nothing was signed.")
+    return None
+
+
 def decide(
     policy: Policy | None,
     agent: AgentState,
@@ -247,14 +261,9 @@ def decide(
 ) -> Decision:
     """Decide. `approved`: the owner approved this exact request, so asks are satisfied (limits
     and denies still hold). `granted`: rules the owner granted this agent for a while."""
-    if agent.status == "revoked":
-        return _deny("AGENT_REVOKED", f"Agent '{agent.name}' is revoked; it can do nothing.")
-    if agent.status == "paused":
-        return _deny(
-            "AGENT_PAUSED", f"Agent '{agent.name}' is paused by the owner; nothing was signed."
-        )
-    if agent.paused_all:
-        return _deny("PAUSED_ALL", "The owner paused every agent (pause-all); nothing was signed.")
+    stopped = status_refusal(agent)
+    if stopped is not None:
+        return stopped
     if policy is None:
         return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
     when = intent.time or now  # a dry run may ask "at that moment"; real requests carry no time

@@ -1,266 +1,216 @@
-"""Approvals: requests the policy says a human must approve, parked until the owner decides.
+"""The owner's side of approvals, and the one executor that runs an approved request.
 
-Rules this module enforces (DESIGN.md step 5):
-- A pending approval binds the exact request (its canonical JSON and fingerprint); approving runs
-  *that* request, with budgets re-checked and reserved at that moment, and stores its result.
-- Approvals are single-use: only a pending, unexpired approval can be approved or denied, once.
-- They expire (default 5 minutes); an expired approval can no longer be approved.
-- "Approve for a while" also records a grant: the same agent's requests that the same rule asks
-  about pass without asking until the grant ends (still within every limit).
+Rules this module enforces (the storage rules are in keysafe/approvals):
 - Only the owner decides: the surfaces (HTTP owner routes, CLI) authenticate the owner before
-  calling approve/deny; agent credentials never reach these functions.
+  calling approve/deny/revoke_grant; agent credentials never reach these functions.
+- Approving runs the parked request again exactly as it was sent, through the gate, with
+  `approved=True`: the asks are satisfied, every deny and limit still holds at that moment. The
+  parked JSON is validated again as its kind's wire model before it runs; a kind dispatches
+  through one table, so every kind runs the same way.
+- A value (a data read, a credential release) is produced when the asking agent collects it,
+  once, and never stored in the approvals table.
+- "Approve for a while" writes a grant bound to the shape of the request the owner saw.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import update
 
-from keysafe.crypto import jcs
-from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError
+from keysafe import approvals as store
+from keysafe.approvals import (
+    DELIVERED_ON_COLLECT,
+    MAX_GRANT_S,
+    Approval,
+    Grant,
+    Kind,
+    Status,
+    shape_of,
+)
+from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.policy.intent import Intent
+from keysafe.service import data, proxy, release, signing
+from keysafe.service.models import (
+    HttpRequestRequest,
+    ReadDataRequest,
+    ReleaseRequest,
+    SignMessageRequest,
+    SignTransactionRequest,
+    SignTypedDataRequest,
+)
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TTL_S: Final = 300
-MAX_GRANT_S: Final = 7 * 86400
-KINDS: Final = (
-    "sign_transaction", "send_transaction", "sign_message", "sign_typed_data", "read_data",
-    "http_request", "release_credential",
-)  # fmt: skip
-# Kinds whose result is a value for the asking agent alone: produced when that agent collects it,
-# once, and never stored in the approvals table.
-DELIVERED_ON_COLLECT: Final = frozenset({"read_data", "release_credential"})
+__all__ = [
+    "DELIVERED_ON_COLLECT",
+    "MAX_GRANT_S",
+    "Approval",
+    "Grant",
+    "Kind",
+    "Status",
+    "agent_view",
+    "approve",
+    "deny",
+    "get",
+    "list_approvals",
+    "list_grants",
+    "revoke_grant",
+]
+
+
+# -- the executor ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Approval:
-    id: str
-    agent: str
-    kind: str
-    summary: str
-    rule: str | None
-    created_at: float
-    expires_at: float
-    status: str  # pending | approved | denied | expired | failed
-    request: dict[str, Any]
-    result: dict[str, Any] | None
-
-    def for_agent(self) -> dict[str, Any]:
-        """What the asking agent may see: status and, once done, exactly its call's result.
-
-        While the approved request runs ("executing") the agent still sees "pending", so it never
-        reads "approved" without the result.
-        """
-        status = "pending" if self.status == "executing" else self.status
-        out: dict[str, Any] = {
-            "approval_id": self.id, "status": status, "summary": self.summary,
-            "expires_at": _iso(self.expires_at),
-        }  # fmt: skip
-        if status in ("approved", "failed") and self.result is not None:
-            out["result"] = self.result
-        return out
-
-    def for_owner(self) -> dict[str, Any]:
-        view = self.for_agent() | {
-            "status": self.status, "agent": self.agent, "kind": self.kind, "rule": self.rule,
-            "created_at": _iso(self.created_at), "request": self.request,
-        }  # fmt: skip
-        if self.kind in DELIVERED_ON_COLLECT:
-            view.pop("result", None)  # a data value is for the agent that asked, not the page
-        return view
+class _Entry:
+    wire: type[BaseModel]
+    run: Callable[[Vault, str, Any], dict[str, Any]]
 
 
-def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
+def _sign_tx(send: bool) -> Callable[[Vault, str, Any], dict[str, Any]]:
+    def run(vault: Vault, agent: str, r: SignTransactionRequest) -> dict[str, Any]:
+        return signing.sign_transaction(
+            vault, agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
+            declared=r.declared, broadcast=send, approved=True, threshold=r.threshold,
+        ).to_dict()  # fmt: skip
 
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _row(r: Any, now: float) -> Approval:
-    status = "expired" if r.status == "pending" and now >= r.expires_at else r.status
-    return Approval(
-        r.id, r.agent, r.kind, r.summary, r.rule, r.created_at, r.expires_at, status,
-        json.loads(r.request), json.loads(r.result) if r.result else None,
-    )  # fmt: skip
+    return run
 
 
-def _ttl(conn: Connection) -> int:
-    value = conn.execute(
-        select(t.settings.c.value).where(t.settings.c.key == "approval_ttl")
-    ).scalar()
-    return int(value) if value else DEFAULT_TTL_S
+def _sign_message(vault: Vault, agent: str, r: SignMessageRequest) -> dict[str, Any]:
+    return signing.sign_message(
+        vault, agent, r.wallet, r.message, encoding=r.encoding, approved=True,
+        threshold=r.threshold,
+    ).to_dict()  # fmt: skip
 
 
-def park(
-    vault: Vault,
-    agent: str,
-    kind: str,
-    request: dict[str, Any],
-    *,
-    summary: str,
-    rule: str | None,
-) -> Approval:
-    """Park a request the policy asked about; returns the pending approval."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown approval kind {kind}")
-    now = vault.clock().timestamp()
-    approval_id = "apr_" + secrets.token_hex(12)
-    request = _jsonable(request)
-    body = jcs.dumps(request)
-    with vault.db.write() as conn:
-        expires = now + _ttl(conn)
-        conn.execute(
-            insert(t.approvals).values(
-                id=approval_id, agent=agent, kind=kind, request=body.decode(),
-                fingerprint=hashlib.sha256(body).hexdigest(), summary=summary[:500], rule=rule,
-                created_at=now, expires_at=expires, status="pending",
-            )
-        )  # fmt: skip
-        vault.audit(
-            conn, actor=f"agent:{agent}", action="approval.request", target=f"approval:{approval_id}",
-            outcome="pending",
-            details={"agent": agent, "rule": rule, "summary": summary[:500],
-                     "request_id": approval_id, "intent": hashlib.sha256(body).hexdigest()},
-        )  # fmt: skip
-    logger.info("approval %s parked for agent %s", approval_id, agent)
-    return Approval(approval_id, agent, kind, summary, rule, now, expires, "pending", request, None)
+def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest) -> dict[str, Any]:
+    return signing.sign_typed_data(vault, agent, r.wallet, r.typed_data, approved=True).to_dict()
+
+
+def _http(vault: Vault, agent: str, r: HttpRequestRequest) -> dict[str, Any]:
+    return proxy.http_request(
+        vault, agent, r.credential, r.method, r.url, headers=r.headers, body=r.body,
+        approved=True,
+    ).to_dict()  # fmt: skip
+
+
+def _read(vault: Vault, agent: str, r: ReadDataRequest) -> dict[str, Any]:
+    return data.read_data(vault, agent, r.name, fields=r.fields, approved=True).to_dict()
+
+
+def _release(vault: Vault, agent: str, r: ReleaseRequest) -> dict[str, Any]:
+    return release.release(
+        vault, agent, r.credential, purpose=r.purpose or "", approved=True
+    ).to_dict()
+
+
+_EXECUTORS: dict[Kind, _Entry] = {
+    Kind.SIGN_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=False)),
+    Kind.SEND_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=True)),
+    Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _sign_message),
+    Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _sign_typed),
+    Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),
+    Kind.READ_DATA: _Entry(ReadDataRequest, _read),
+    Kind.RELEASE_CREDENTIAL: _Entry(ReleaseRequest, _release),
+}
+
+
+def _parked_wire(a: Approval) -> BaseModel:
+    """The parked request, validated again as its kind's wire model (display-only fields — the
+    decoded intent the owner saw — are dropped: the request is decoded again when it runs)."""
+    entry = _EXECUTORS[a.kind]
+    fields = {k: v for k, v in a.request.items() if k not in ("action", "intent")}
+    fields.pop("idempotency_key", None)  # the approval itself is the request's one use
+    try:
+        return entry.wire.model_validate(fields)
+    except ValidationError:
+        raise MalformedRequestError(
+            f"Approval {a.id} holds a request keysafe cannot read any more.",
+            next_step="deny it; the agent can ask again.",
+        ) from None
+
+
+def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
+    return _EXECUTORS[a.kind].run(vault, a.agent, _parked_wire(a))
+
+
+# -- the owner's decisions ------------------------------------------------------------------------
 
 
 def get(vault: Vault, approval_id: str, *, agent: str | None = None) -> Approval:
-    """One approval; with `agent`, only that agent's own (others look like they do not exist)."""
     with vault.db.read() as conn:
-        r = conn.execute(select(t.approvals).where(t.approvals.c.id == approval_id)).first()
-    if r is None or (agent is not None and r.agent != agent):
-        raise NotFoundError(
-            f"No approval '{approval_id[:40]}'.",
-            next_step="use the approval_id the pending request returned.",
-        )
-    return _row(r, vault.clock().timestamp())
+        return store.get(conn, approval_id, vault.clock().timestamp(), agent=agent)
 
 
 def list_approvals(vault: Vault, *, pending_only: bool = True) -> list[Approval]:
     now = vault.clock().timestamp()
-    with vault.db.read() as conn:
-        rows = conn.execute(select(t.approvals).order_by(t.approvals.c.created_at)).all()
-    items = [_row(r, now) for r in rows]
-    return [a for a in items if a.status == "pending"] if pending_only else items
-
-
-def _jsonable(value: Any) -> Any:
-    """Integers beyond what canonical JSON carries exactly (2^53) become decimal strings; every
-    parser keysafe uses reads decimal strings for amounts, so the request keeps its meaning."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and abs(value) > 2**53 - 1:
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _decide(vault: Vault, approval_id: str, status: str) -> Approval:
-    now = vault.clock().timestamp()
     with vault.db.write() as conn:
-        r = conn.execute(select(t.approvals).where(t.approvals.c.id == approval_id)).first()
-        if r is None:
-            raise NotFoundError(
-                f"No approval '{approval_id[:40]}'.", next_step="see `keysafe approvals`."
-            )
-        current = _row(r, now)
-        if current.status != "pending":
-            raise MalformedRequestError(
-                f"Approval {approval_id} is already {current.status}; an approval is used once.",
-                next_step="the agent can ask again if it still needs this.",
-                status=current.status,
-            )
-        conn.execute(
-            update(t.approvals)
-            .where(t.approvals.c.id == approval_id, t.approvals.c.status == "pending")
-            .values(status=status, decided_at=now)
-        )
-        vault.audit(
-            conn, actor="owner", action=f"approval.{'approve' if status == 'approved' else 'deny'}",
-            target=f"approval:{approval_id}", outcome="success",
-            details={"agent": r.agent, "rule": r.rule, "request_id": approval_id},
-        )  # fmt: skip
-    return _row(r, now)
+        store.notice_expired(vault, conn, now)
+        return store.list_approvals(conn, now, pending_only=pending_only)
 
 
 def deny(vault: Vault, approval_id: str) -> Approval:
-    _decide(vault, approval_id, "denied")
+    now = vault.clock().timestamp()
+    with vault.db.write() as conn:
+        store.notice_expired(vault, conn, now)
+        store.decide(vault, conn, approval_id, Status.DENIED, now)
     return get(vault, approval_id)
 
 
 def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None) -> Approval:
-    """Approve once (or for a while), then execute the parked request exactly and store its result."""
+    """Approve once (or for a while), then run the parked request exactly and store its result."""
     if grant_seconds is not None and not 0 < grant_seconds <= MAX_GRANT_S:
         raise MalformedRequestError(
             "A session approval lasts between 1 second and 7 days.",
             next_step="pass --for 15m, 1h or 1d.",
         )
-    approval = _decide(vault, approval_id, "executing")
     now = vault.clock().timestamp()
-    if grant_seconds is not None and approval.rule is not None:
-        action = approval.request.get("action", "")
-        with vault.db.write() as conn:
-            conn.execute(
-                insert(t.grants).values(
-                    agent=approval.agent, rule=approval.rule, action=action,
-                    until=now + grant_seconds, approval_id=approval_id,
-                )
-            )  # fmt: skip
-            vault.audit(
-                conn, actor="owner", action="approval.grant", target=f"agent:{approval.agent}",
-                outcome="success",
-                details={"agent": approval.agent, "rule": approval.rule, "count": grant_seconds},
-            )  # fmt: skip
+    with vault.db.write() as conn:
+        store.notice_expired(vault, conn, now)
+        approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
+        if grant_seconds is not None:
+            intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})
+            store.add_grant(vault, conn, approval, shape_of(intent), grant_seconds, now)
+    if approval.kind in DELIVERED_ON_COLLECT:
+        # The value is handed to the agent when it asks (agent_view), never stored here.
+        _finish(vault, approval_id, Status.APPROVED, {"status": "approved", "delivered": False})
+        return get(vault, approval_id)
     try:
-        if approval.kind in DELIVERED_ON_COLLECT:
-            # The value is handed to the agent when it asks (deliver_data), never stored here.
-            result: dict[str, Any] = {"status": "approved", "delivered": False}
-        else:
-            result = _execute(vault, approval)
-        status = "approved"
+        result = _execute(vault, approval)
+        status = Status.APPROVED
     except KeysafeError as exc:
-        result = {"error": exc.to_dict()}
-        status = "failed"
+        result, status = {"error": exc.to_dict()}, Status.FAILED
     except BaseException:
         # A bug must not leave the approval "executing" for ever: record it failed, re-raise.
-        with vault.db.write() as conn:
-            conn.execute(
-                update(t.approvals)
-                .where(t.approvals.c.id == approval_id)
-                .values(result=json.dumps({"error": {"code": "INTERNAL"}}), status="failed")
-            )
+        _finish(vault, approval_id, Status.FAILED, {"error": {"code": "INTERNAL"}})
         raise
-    with vault.db.write() as conn:
-        conn.execute(
-            update(t.approvals)
-            .where(t.approvals.c.id == approval_id)
-            .values(result=json.dumps(result), status=status)
-        )
+    _finish(vault, approval_id, status, result)
     logger.info("approval %s executed: %s", approval_id, status)
     return get(vault, approval_id)
 
 
+def _finish(vault: Vault, approval_id: str, status: Status, result: dict[str, Any]) -> None:
+    with vault.db.write() as conn:
+        store.set_result(conn, approval_id, status, result)
+
+
 def agent_view(vault: Vault, approval_id: str, agent: str) -> dict[str, Any]:
-    """The asking agent's view; an approved data read is released here, once, and not stored."""
+    """The asking agent's view; an approved value is released here, once, and not stored."""
     a = get(vault, approval_id, agent=agent)
     view = a.for_agent()
     if a.kind not in DELIVERED_ON_COLLECT:
         return view
     view.pop("result", None)
-    if a.status != "approved" or not a.result or a.result.get("delivered"):
+    if a.status is not Status.APPROVED or not a.result or a.result.get("delivered"):
         return view
     with vault.db.write() as conn:
         claimed = conn.execute(
@@ -268,51 +218,19 @@ def agent_view(vault: Vault, approval_id: str, agent: str) -> dict[str, Any]:
             .where(t.approvals.c.id == approval_id, t.approvals.c.result == json.dumps(a.result))
             .values(result=json.dumps({"status": "approved", "delivered": True}))
         ).rowcount
-    if not claimed:  # another poll took it first: a read is released once
+    if not claimed:  # another poll took it first: a value is released once
         return view
     return view | {"result": _execute(vault, a)}
 
 
-def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
-    from keysafe.service import signing
+# -- grants ---------------------------------------------------------------------------------------
 
-    req = a.request
-    if a.kind in ("sign_transaction", "send_transaction"):
-        res = signing.sign_transaction(
-            vault, a.agent, req["wallet"], req["transaction"], chain=req.get("chain"),
-            declared=req.get("declared"), broadcast=a.kind == "send_transaction", approved=True,
-            threshold=req.get("threshold"),
-        )  # fmt: skip
-    elif a.kind == "read_data":
-        from keysafe.service import data
 
-        return data.read_data(
-            vault, a.agent, req["name"], fields=req.get("fields"), approved=True
-        ).to_dict()
-    elif a.kind == "release_credential":
-        from keysafe.service import release
+def list_grants(vault: Vault) -> list[Grant]:
+    with vault.db.read() as conn:
+        return store.list_grants(conn, vault.clock().timestamp())
 
-        return release.release(vault, a.agent, req["credential"], purpose=req.get("purpose", ""))
-    elif a.kind == "http_request":
-        from keysafe.service import proxy
 
-        return proxy.http_request(
-            vault,
-            a.agent,
-            req["credential"],
-            req["method"],
-            req["url"],
-            headers=req.get("headers"),
-            body=req.get("body"),
-            approved=True,
-        ).to_dict()
-    elif a.kind == "sign_message":
-        res = signing.sign_message(
-            vault, a.agent, req["wallet"], req["message"], encoding=req.get("encoding", "utf8"),
-            approved=True,
-        )  # fmt: skip
-    else:
-        res = signing.sign_typed_data(
-            vault, a.agent, req["wallet"], req["typed_data"], approved=True
-        )
-    return res.to_dict()
+def revoke_grant(vault: Vault, grant_id: int) -> Grant:
+    with vault.db.write() as conn:
+        return store.revoke_grant(vault, conn, grant_id, vault.clock().timestamp())

@@ -8,9 +8,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from keysafe.approvals import Kind
+from keysafe.crypto import jcs
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
-from keysafe.service.models import DataClass, RecordKind, check_name
+from keysafe.policy.intent import Intent
+from keysafe.service import gate
+from keysafe.service.models import DataClass, ReadDataRequest, RecordKind, check_name
 from keysafe.vault.records import integrity_failure
 from keysafe.vault.vault import RecordInfo, Vault
 
@@ -104,6 +108,19 @@ class ReadResult:
         return {"status": "value", "name": self.name, "value": self.value}
 
 
+def _read_facts(r: ReadResult) -> dict[str, Any]:
+    return {"name": r.name}
+
+
+# A value is never stored by the gate: reads carry no idempotency key, and an approved read is
+# produced when the agent collects it (service/approvals.py).
+_CODEC: gate.Codec[ReadResult] = gate.Codec(
+    dump=lambda r: {"status": r.status, "name": r.name},
+    load=lambda d: ReadResult(str(d["status"]), str(d["name"])),
+    facts=_read_facts,
+)
+
+
 def read_data(
     vault: Vault,
     agent: str,
@@ -114,9 +131,6 @@ def read_data(
 ) -> ReadResult:
     """An agent reads a data record under its policy (`data.read`). A sensitive record is
     released only with the owner's approval, even when a rule allows reading it."""
-    from keysafe.policy.intent import Intent
-    from keysafe.service import approvals, policies
-
     vault.require_unlocked()
     with vault.db.read() as conn:
         info = vault.get_record(conn, RecordKind.DATA, name)
@@ -128,36 +142,30 @@ def read_data(
                 f"Data '{name}' has no field '{unknown[0][:40]}'.",
                 next_step="see the fields in /v1/agent/capabilities.",
             )
+    sensitive = info.data_class == DataClass.SENSITIVE
     what = f"read {name}" + (f" (fields {', '.join(wanted)})" if wanted else "")
-    intent = Intent(action="data.read", data=name, fields=wanted, summary=what)
-    auth = policies.authorize(vault, agent, intent, approved=approved)
-    d = auth.decision
-    policies.raise_if_denied(d, agent)
-    if d.outcome == "ask" or (info.data_class == DataClass.SENSITIVE and not approved):
-        parked = approvals.park(
-            vault, agent, "read_data", {"name": name, "fields": wanted, "action": "data.read"},
-            summary=what + (" — sensitive" if info.data_class == DataClass.SENSITIVE else ""),
-            rule=d.rule,
-        )  # fmt: skip
-        return ReadResult("pending_approval", name, approval_id=parked.id,
-                          expires_at=parked.for_agent()["expires_at"], summary=parked.summary)  # fmt: skip
-    try:
+    intent = Intent(
+        action="data.read", data=name, fields=wanted,
+        summary=what + (" — sensitive" if sensitive else ""),
+    )  # fmt: skip
+    req = gate.Request(
+        agent=agent, kind=Kind.READ_DATA, wire=ReadDataRequest(name=name, fields=wanted),
+        intent=intent, payload=jcs.dumps({"name": name, "fields": wanted}),
+        target=f"data:{name}", audit_action="data.read", approved=approved,
+        always_ask=sensitive, facts={"name": name, "fields": wanted},
+    )  # fmt: skip
+
+    def act(_request_id: str) -> ReadResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as plain:
             text = bytes(plain.reveal()).decode("utf-8", "replace")
         value: Any = json.loads(text) if info.meta.get("format") == "json" else text
-    except BaseException:
-        # Fail closed: a read that did not happen leaves no spend behind.
-        policies.settle(vault, agent, auth.request_id, success=False)
-        raise
-    if wanted and isinstance(value, dict):
-        value = {k: value[k] for k in wanted if k in value}
-    from keysafe.store import ledger
+        if wanted and isinstance(value, dict):
+            value = {k: value[k] for k in wanted if k in value}
+        return ReadResult("value", name, value=value)
 
-    with vault.db.write() as conn:
-        ledger.settle(conn, agent, auth.request_id, state="committed")
-        vault.audit(
-            conn, actor=f"agent:{agent}", action="data.read", target=f"data:{name}",
-            outcome="success",
-            details={"agent": agent, "name": name, "fields": wanted, "request_id": auth.request_id},
-        )  # fmt: skip
-    return ReadResult("value", name, value=value)
+    out = gate.run(vault, req, act, _CODEC)
+    if isinstance(out, gate.Parked):
+        a = out.approval
+        return ReadResult("pending_approval", name, approval_id=a.id,
+                          expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+    return out

@@ -147,6 +147,11 @@ class SignMessageRequest(_Wire):
     message: str = Field(max_length=65536)
     encoding: str = Field(default="utf8", pattern="^(utf8|base64)$")
     idempotency_key: str | None = Field(default=None, max_length=200)
+    threshold: dict[str, str] | None = Field(
+        default=None,
+        description="For a 2-of-3 wallet: the agent's part over the message bytes, built by "
+        "keysafe's agent client (as for sign-transaction).",
+    )
 
 
 class SignTypedDataRequest(_Wire):

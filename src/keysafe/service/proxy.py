@@ -25,13 +25,15 @@ from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsp
 
 import httpx
 
+from keysafe.approvals import Kind
 from keysafe.errors import (
     ChainUnavailableError,
     MalformedRequestError,
     PolicyDeniedError,
 )
 from keysafe.policy.intent import Intent
-from keysafe.service.models import RecordKind, SecretBytes
+from keysafe.service import gate
+from keysafe.service.models import HttpRequestRequest, RecordKind, SecretBytes
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class HttpResult:
     approval_id: str | None = None
     expires_at: str | None = None
     summary: str = ""
+    redirects: int = 0  # hops followed (audited; not part of the agent's answer)
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
@@ -143,6 +146,25 @@ def _scrub(text: str, forms: list[str]) -> str:
     return text
 
 
+def _http_facts(r: HttpResult) -> dict[str, Any]:
+    return {"status": r.status_code, "bytes": len(r.body or ""), "redirects": r.redirects}
+
+
+# HTTP calls carry no idempotency key today; the codec still round-trips a result exactly.
+_CODEC: gate.Codec[HttpResult] = gate.Codec(
+    dump=lambda r: r.to_dict() | {"status": r.status, "redirects": r.redirects},
+    load=lambda d: HttpResult(
+        str(d["status"]),
+        d.get("status_code"),
+        dict(d.get("headers") or {}),
+        d.get("body"),
+        bool(d.get("truncated")),
+        redirects=int(d.get("redirects") or 0),
+    ),
+    facts=_http_facts,
+)
+
+
 def http_request(
     vault: Vault,
     agent: str,
@@ -155,8 +177,8 @@ def http_request(
     approved: bool = False,
     transport: httpx.BaseTransport | None = None,
 ) -> HttpResult:
-    from keysafe.service import approvals, policies
-
+    """Make `agent`'s HTTP call with `credential` attached, if its policy allows it; the answer
+    comes back with the secret scrubbed out."""
     vault.require_unlocked()
     method = method.upper()
     if method not in METHODS:
@@ -181,42 +203,26 @@ def http_request(
     intent = Intent(
         action="http.request", credential=credential, method=method, url=url, summary=what[:500]
     )
-    auth = policies.authorize(vault, agent, intent, approved=approved)
-    d = auth.decision
-    policies.raise_if_denied(d, agent)
-    if d.outcome == "ask":
-        parked = approvals.park(
-            vault, agent, "http_request",
-            {"credential": credential, "method": method, "url": url, "headers": headers,
-             "body": body, "action": "http.request"},
-            summary=what, rule=d.rule,
-        )  # fmt: skip
-        return HttpResult("pending_approval", approval_id=parked.id,
-                          expires_at=parked.for_agent()["expires_at"], summary=what)  # fmt: skip
-    try:
+    wire = HttpRequestRequest(
+        credential=credential, method=method, url=url, headers=headers, body=body
+    )
+    req = gate.Request(
+        agent=agent, kind=Kind.HTTP_REQUEST, wire=wire, intent=intent,
+        payload=gate.fingerprint_of(method, url, body or ""),  # what is sent, exactly
+        target=f"credential:{credential}", audit_action="http.request", approved=approved,
+        facts={"name": credential, "method": method, "host": host, "path": path},
+    )  # fmt: skip
+
+    def act(_request_id: str) -> HttpResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as secret:
-            result, hops = _send(info, secret, method, url, headers or {}, body, transport)
-        policies.settle(vault, agent, auth.request_id, success=True)
-    except BaseException as exc:
-        policies.settle(vault, agent, auth.request_id, success=False)
-        with vault.db.write() as conn:
-            vault.audit(
-                conn, actor=f"agent:{agent}", action="http.request", target=f"credential:{credential}",
-                outcome="failure",
-                details={"agent": agent, "name": credential, "method": method, "host": host,
-                         "path": path, "request_id": auth.request_id,
-                         "code": getattr(exc, "code", "INTERNAL")},
-            )  # fmt: skip
-        raise
-    with vault.db.write() as conn:
-        vault.audit(
-            conn, actor=f"agent:{agent}", action="http.request", target=f"credential:{credential}",
-            outcome="success",
-            details={"agent": agent, "name": credential, "method": method, "host": host,
-                     "path": path, "status": result.status_code, "bytes": len(result.body or ""),
-                     "redirects": hops, "request_id": auth.request_id},
-        )  # fmt: skip
-    return result
+            return _send(info, secret, method, url, headers or {}, body, transport)
+
+    out = gate.run(vault, req, act, _CODEC)
+    if isinstance(out, gate.Parked):
+        a = out.approval
+        return HttpResult("pending_approval", approval_id=a.id,
+                          expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+    return out
 
 
 def _attach(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) -> str:
@@ -266,7 +272,7 @@ def _send(
     agent_headers: dict[str, str],
     body: str | None,
     transport: httpx.BaseTransport | None,
-) -> tuple[HttpResult, int]:
+) -> HttpResult:
     # httpx needs str headers: this copy of the secret lives only for the call (best effort).
     secret = bytes(secret_buf.reveal()).decode("utf-8", "replace")
     forms = _secret_forms(secret, info.meta.get("attach", {}))
@@ -316,7 +322,9 @@ def _send(
                         for k, v in r.headers.items()
                         if k.lower() not in _NOT_RETURNED
                     }
-                    return HttpResult("done", r.status_code, out_headers, text, truncated), hops
+                    return HttpResult(
+                        "done", r.status_code, out_headers, text, truncated, redirects=hops
+                    )
     except httpx.HTTPError as exc:
         raise ChainUnavailableError(
             f"The call to {urlsplit(current).hostname} failed ({type(exc).__name__}).",

@@ -13,58 +13,71 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from keysafe.approvals import Kind
+from keysafe.crypto import jcs
 from keysafe.policy.intent import Intent
-from keysafe.service.models import RecordKind
+from keysafe.service import gate
+from keysafe.service.models import RecordKind, ReleaseRequest
 from keysafe.vault.vault import Vault
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseRequest:
-    approval_id: str
-    expires_at: str
-    summary: str
+class ReleaseResult:
+    status: str  # pending_approval | released
+    credential: str
+    approval_id: str | None = None
+    expires_at: str | None = None
+    summary: str = ""
+    value: str | None = None  # only when released, to the agent that collects it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": "pending_approval", "approval_id": self.approval_id,
-                "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+        if self.status == "pending_approval":
+            return {"status": self.status, "approval_id": self.approval_id,
+                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+        return {"status": self.status, "credential": self.credential, "value": self.value}
 
 
-def request_release(vault: Vault, agent: str, credential: str, *, purpose: str) -> ReleaseRequest:
-    """Ask the owner to release `credential` to the agent's process; returns the parked approval."""
-    from keysafe.service import approvals, policies
+# The value is never stored: releases carry no idempotency key and are produced on collection.
+_CODEC: gate.Codec[ReleaseResult] = gate.Codec(
+    dump=lambda r: {"status": r.status, "credential": r.credential},
+    load=lambda d: ReleaseResult(str(d["status"]), str(d["credential"])),
+    facts=lambda r: {"name": r.credential},
+)
 
+
+def release(
+    vault: Vault, agent: str, credential: str, *, purpose: str, approved: bool = False
+) -> ReleaseResult:
+    """Ask the owner to release `credential` to the agent's process (parks it, always); with
+    `approved` (the agent collects an approved release, once) produce the value.
+
+    Re-judged at collection: an agent paused or a policy tightened since the approval stops it.
+    """
     vault.require_unlocked()
-    with vault.db.read() as conn:
-        vault.get_record(conn, RecordKind.CREDENTIAL, credential)
-    purpose = " ".join(purpose.split())[:200]
-    what = f"release credential {credential} into a process" + (f": {purpose}" if purpose else "")
-    intent = Intent(action="credential.release", credential=credential, summary=what[:500])
-    decision = policies.check(vault, agent, intent)
-    policies.raise_if_denied(decision, agent)
-    parked = approvals.park(
-        vault, agent, "release_credential",
-        {"credential": credential, "purpose": purpose, "action": "credential.release"},
-        summary=what + " — grants possession of the secret", rule=decision.rule,
-    )  # fmt: skip
-    return ReleaseRequest(parked.id, parked.for_agent()["expires_at"], parked.summary)
-
-
-def release(vault: Vault, agent: str, credential: str, *, purpose: str) -> dict[str, Any]:
-    """The approved release itself (called once, when the agent collects it)."""
-    from keysafe.service import policies
-
-    vault.require_unlocked()
-    # Re-judged at collection: an agent paused or a policy tightened since the approval stops it.
-    intent = Intent(action="credential.release", credential=credential)
-    policies.raise_if_denied(policies.check(vault, agent, intent), agent)
     with vault.db.read() as conn:
         info = vault.get_record(conn, RecordKind.CREDENTIAL, credential)
-        with vault.open_record(conn, info) as plain:
+    purpose = " ".join(purpose.split())[:200]
+    what = f"release credential {credential} into a process" + (f": {purpose}" if purpose else "")
+    intent = Intent(
+        action="credential.release", credential=credential,
+        summary=(what + " — grants possession of the secret")[:500],
+    )  # fmt: skip
+    req = gate.Request(
+        agent=agent, kind=Kind.RELEASE_CREDENTIAL,
+        wire=ReleaseRequest(credential=credential, purpose=purpose or None), intent=intent,
+        payload=jcs.dumps({"credential": credential, "purpose": purpose}),
+        target=f"credential:{credential}", audit_action="credential.release",
+        approved=approved, always_ask=True, facts={"name": credential, "purpose": purpose},
+    )  # fmt: skip
+
+    def act(_request_id: str) -> ReleaseResult:
+        with vault.db.read() as conn, vault.open_record(conn, info) as plain:
             value = bytes(plain.reveal()).decode("utf-8", "replace")
-    with vault.db.write() as conn:
-        vault.audit(
-            conn, actor=f"agent:{agent}", action="credential.release",
-            target=f"credential:{credential}", outcome="success",
-            details={"agent": agent, "name": credential, "purpose": purpose},
-        )  # fmt: skip
-    return {"status": "released", "credential": credential, "value": value}
+        return ReleaseResult("released", credential, value=value)
+
+    out = gate.run(vault, req, act, _CODEC)
+    if isinstance(out, gate.Parked):
+        a = out.approval
+        return ReleaseResult("pending_approval", credential, approval_id=a.id,
+                             expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+    return out

@@ -1,39 +1,47 @@
-"""Signing for agents (and the owner): decode, decide, reserve, sign, verify, settle, audit.
+"""Signing for agents (and the owner): transactions, messages and EIP-712 typed data.
 
-One function per use case; every surface (CLI, HTTP, MCP) calls these. The order is the request
-flow of DESIGN.md: the raw material is decoded into an intent (no blind signing: what the agent
-declares must equal what is decoded), the policy decides and the spend is reserved in one
-transaction, the key is opened only for an allowed request, the result is verified (signer
-recovered, transaction re-decoded) before anything is returned, and the reservation is committed
-only when the signature (or the broadcast) succeeded; otherwise it is released.
+Each use case decodes the raw material into the intent the policy judges (no blind signing:
+what the agent declares must equal what is decoded), names the exact bytes it would sign, and
+hands both to the gate (service/gate.py), which decides, reserves, parks or runs the act below.
+The act opens the key (or, for a 2-of-3 wallet, adds the vault's share to the agent's), signs,
+and verifies the result (signer recovered, transaction re-decoded) before anything is returned;
+a send broadcasts through the chain's RPC.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from sqlalchemy import update
-
-from keysafe.errors import (
-    IdempotencyConflictError,
-    KeysafeError,
-    MalformedRequestError,
-    PolicyDeniedError,
-)
+from keysafe import approvals
+from keysafe.approvals import Kind
+from keysafe.chains.evm import intents as evm_intents
+from keysafe.chains.evm import signing as evm_signing
+from keysafe.chains.evm import tx as evm_tx
+from keysafe.chains.evm.rpc import EvmRpc
+from keysafe.chains.solana import intents as sol_intents
+from keysafe.chains.solana import signing as sol_signing
+from keysafe.chains.solana import tx as sol_tx
+from keysafe.chains.solana.rpc import SolanaRpc
+from keysafe.crypto import jcs
+from keysafe.errors import MalformedRequestError, PolicyDeniedError
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import ChainInfo, Registry, UnknownName
-from keysafe.service import policies
-from keysafe.service.models import Chain, RecordKind, SecretBytes
+from keysafe.service import gate
+from keysafe.service import threshold as threshold_wallets
+from keysafe.service.models import (
+    Chain,
+    RecordKind,
+    SecretBytes,
+    SignMessageRequest,
+    SignTransactionRequest,
+    SignTypedDataRequest,
+)
 from keysafe.service.registry import registry as load_registry
-from keysafe.store import tables as t
 from keysafe.vault.vault import RecordInfo, Vault
-
-logger = logging.getLogger(__name__)
 
 Status = Literal["signed", "sent", "pending_approval"]
 
@@ -70,6 +78,18 @@ class SignResult:
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         return out
+
+
+def _load(d: dict[str, Any]) -> SignResult:
+    return SignResult(**d)
+
+
+def _facts(r: SignResult) -> dict[str, Any]:
+    return {"wallet": r.wallet, "chain": r.chain, "tx_hash": r.tx_hash, "status": r.status,
+            "summary": r.summary}  # fmt: skip
+
+
+CODEC: gate.Codec[SignResult] = gate.Codec(dump=dataclasses.asdict, load=_load, facts=_facts)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -126,8 +146,6 @@ def check_declared(intent: Intent, declared: Mapping[str, Any] | None) -> None:
         got = decoded.get(key)
         same = str(got).lower() == str(value).lower() if got is not None else value is None
         if key == "amount" and got is not None and value is not None:
-            from decimal import Decimal, InvalidOperation
-
             try:
                 same = Decimal(str(got)) == Decimal(str(value))
             except InvalidOperation:
@@ -141,126 +159,66 @@ def check_declared(intent: Intent, declared: Mapping[str, Any] | None) -> None:
             )
 
 
-def _authorize(
-    vault: Vault, agent: str, intent: Intent, idempotency_key: str | None, approved: bool = False
-) -> policies.Authorization:
-    auth = policies.authorize(
-        vault, agent, intent, idempotency_key=idempotency_key, approved=approved
-    )
-    policies.raise_if_denied(auth.decision, agent)
-    return auth
-
-
-def _pending(
-    vault: Vault,
-    agent: str,
-    wallet: RecordInfo,
-    chain: str | None,
-    intent: Intent,
-    auth: policies.Authorization,
-    *,
-    kind: str,
-    request: dict[str, Any],
-    idempotency_key: str | None = None,
-) -> SignResult:
-    """Park the exact request for the owner; the agent gets an approval id to wait on."""
-    from keysafe.service import approvals
-
-    summary = intent.summary or intent.action
-    # The decoded intent travels with the parked request, so the owner sees full addresses and
-    # amounts, not only the one-line summary.
-    parked = approvals.park(
-        vault, agent, kind,
-        request | {"action": intent.action, "intent": intent.model_dump(mode="json", exclude_none=True)},
-        summary=summary, rule=auth.decision.rule,
+def _pending(info: RecordInfo, chain: str | None, parked: gate.Parked) -> SignResult:
+    a = parked.approval
+    return SignResult(
+        "pending_approval", info.name, info.meta["address"], chain, a.summary, "",
+        rule=a.rule, approval_id=a.id, expires_at=a.for_agent()["expires_at"],
+        intent=parked.intent.model_dump(mode="json", exclude_none=True),
     )  # fmt: skip
-    result = SignResult(
-        "pending_approval", wallet.name, wallet.meta["address"], chain, summary,
-        auth.request_id, rule=auth.decision.rule, approval_id=parked.id,
-        expires_at=parked.for_agent()["expires_at"],
-        intent=intent.model_dump(mode="json", exclude_none=True),
-    )  # fmt: skip
-    _remember(vault, agent, idempotency_key, result)
-    return result
 
 
-def _replay(
-    vault: Vault, agent: str, key: str | None, auth: policies.Authorization
-) -> SignResult | None:
-    """The first result for a repeated idempotency key (authorize already checked that the
-    intent is the same one; a different one raised IDEMPOTENCY_CONFLICT)."""
-    if key is None or not auth.replayed:
-        return None
-    with vault.db.read() as conn:
-        row = conn.execute(
-            t.idempotency.select().where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
-        ).first()
-    stored = json.loads(row.result).get("result") if row is not None else None
-    if not stored:
-        # The first request with this key never finished: signing again now would skip the
-        # budget (a replay reserves nothing), so refuse instead.
-        raise IdempotencyConflictError(
-            f"Idempotency key '{key[:60]}' belongs to a request that did not complete.",
-            next_step="retry with a new idempotency key.",
+def _threshold_fields(
+    vault: Vault, agent: str, info: RecordInfo, threshold: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """A 2-of-3 wallet signs only with the agent's part; a plain wallet never takes one."""
+    if threshold_wallets.is_threshold(info) == (threshold is not None):
+        return dict(threshold) if threshold is not None else None
+    threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
+    if threshold is None:
+        raise MalformedRequestError(
+            f"Wallet '{info.name}' is a 2-of-3 threshold wallet: the agent's share must take part.",
+            next_step="use `keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE set to the agent's share "
+            "file; it adds the agent's part for you.",
         )
-    return SignResult(**stored)
+    raise MalformedRequestError(
+        f"Wallet '{info.name}' is not a threshold wallet; drop the 'threshold' field.",
+        next_step="send the request without 'threshold'.",
+    )
 
 
-def _remember(vault: Vault, agent: str, key: str | None, result: SignResult) -> None:
-    """Store the result under the request's idempotency key, for replays."""
-    if key is None:
-        return
-    with vault.db.write() as conn:
-        row = conn.execute(
-            t.idempotency.select().where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
-        ).first()
-        if row is not None:
-            stored = json.loads(row.result) | {"result": dataclasses.asdict(result)}
-            conn.execute(
-                update(t.idempotency)
-                .where(t.idempotency.c.agent == agent, t.idempotency.c.key == key)
-                .values(result=json.dumps(stored))
-            )
-
-
-def _finish(
+def _through_gate(
     vault: Vault,
-    *,
-    agent: str,
-    auth: policies.Authorization,
-    idempotency_key: str | None,
-    act: Callable[[], SignResult],
-    action: str,
+    req: gate.Request,
+    info: RecordInfo,
+    chain: str | None,
+    act: Callable[[str], SignResult],
+    threshold: dict[str, Any] | None,
 ) -> SignResult:
-    """Run the signing step; commit the reservation on success, release it on any failure."""
+    """Run the request through the gate. A 2-of-3 wallet's vault commitment is dropped unless
+    the request is parked with it (approving then uses it while it is alive)."""
     try:
-        result = act()
-    except BaseException as exc:
-        policies.settle(vault, agent, auth.request_id, success=False)
-        with vault.db.write() as conn:
-            vault.audit(
-                conn, actor=f"agent:{agent}", action=action, target=f"agent:{agent}",
-                outcome="failure",
-                details={"agent": agent, "request_id": auth.request_id,
-                         "code": exc.code if isinstance(exc, KeysafeError) else "INTERNAL"},
-            )  # fmt: skip
+        out = gate.run(vault, req, act, CODEC)
+    except BaseException:
+        threshold_wallets.discard(vault, req.agent, threshold)
         raise
-    with vault.db.write() as conn:
-        from keysafe.store import ledger
-
-        ledger.settle(conn, agent, auth.request_id, state="committed")
-        vault.audit(
-            conn, actor=f"agent:{agent}", action=action, target=f"wallet:{result.wallet}",
-            outcome="success",
-            details={"agent": agent, "request_id": auth.request_id, "wallet": result.wallet,
-                     "chain": result.chain, "tx_hash": result.tx_hash, "status": result.status,
-                     "summary": result.summary},
-        )  # fmt: skip
-    _remember(vault, agent, idempotency_key, result)
-    return result
+    if isinstance(out, gate.Parked):
+        return _pending(info, chain, out)
+    threshold_wallets.discard(vault, req.agent, threshold)  # e.g. a replay never used it
+    return out
 
 
 # -- EVM and Solana transactions ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A transaction decoded for one wallet: what the policy judges and how to sign it."""
+
+    chain: ChainInfo
+    intent: Intent
+    sign: Callable[[SecretBytes, str], tuple[str, str]]  # (key, request id) → (raw, hash/id)
+    send: Callable[[str, str], None]  # (rpc url, raw)
 
 
 def sign_transaction(
@@ -279,56 +237,59 @@ def sign_transaction(
 ) -> SignResult:
     """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
 
-    `approved` is set only when an owner-approved parked request is executed (approvals.py).
+    `approved` is set only when an owner-approved parked request runs (service/approvals.py).
     `threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
     """
-    vault.require_unlocked()  # before anything is reserved: a locked vault cannot sign
-    info = _wallet(vault, wallet)
-    family = info.meta["chain"]
-    reg = load_registry(vault)
-    call = _Call(
-        agent, "send_transaction" if broadcast else "sign_transaction",
-        {"wallet": wallet, "transaction": payload, "chain": chain,
-         "declared": dict(declared) if declared else None, "description": description,
-         "threshold": dict(threshold) if threshold else None},
-        idempotency_key, approved, broadcast,
+    vault.require_unlocked()  # before anything is decoded or reserved
+    wire = SignTransactionRequest(
+        wallet=wallet, transaction=payload, chain=chain, description=description,
+        declared=dict(declared) if declared else None, idempotency_key=idempotency_key,
+        threshold=dict(threshold) if threshold else None,
     )  # fmt: skip
-    from keysafe.service import threshold as threshold_wallets
-
-    if threshold_wallets.is_threshold(info) != (threshold is not None):
-        raise MalformedRequestError(
-            f"Wallet '{wallet}' is a 2-of-3 threshold wallet: the agent's share must take part."
-            if threshold is None
-            else f"Wallet '{wallet}' is not a threshold wallet; drop the 'threshold' field.",
-            next_step="use `keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE set to the agent's share "
-            "file; it adds the agent's part for you."
-            if threshold is None
-            else "send the request without 'threshold'.",
-        )
-    if family == Chain.EVM:
-        return _evm_transaction(vault, call, info, payload, reg=reg, chain=chain, declared=declared)
+    info = _wallet(vault, wallet)
+    fields = _threshold_fields(vault, agent, info, threshold)
     try:
-        result = _solana_transaction(
-            vault, call, info, payload, reg=reg, chain=chain, declared=declared
+        decoded = (
+            _evm(vault, info, payload, chain=chain, declared=declared)
+            if info.meta["chain"] == Chain.EVM
+            else _solana(vault, agent, info, payload, chain=chain, declared=declared, fields=fields)
         )
     except BaseException:
-        threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
+        threshold_wallets.discard(vault, agent, fields)
         raise
-    if result.status != "pending_approval":  # e.g. a replayed answer never used the commitment
-        threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
-    return result
+    family = str(info.meta["chain"])
+    req = gate.Request(
+        agent=agent, kind=Kind.SEND_TRANSACTION if broadcast else Kind.SIGN_TRANSACTION,
+        wire=wire, intent=decoded.intent,
+        # The transaction as the agent sent it: the vault may fill nonce and fees from the chain,
+        # and a retry must match its first request even after the chain moved on.
+        payload=jcs.dumps(approvals.jsonable({"transaction": payload, "chain": chain})),
+        target=f"wallet:{wallet}",
+        audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
+        idempotency_key=idempotency_key, approved=approved,
+    )  # fmt: skip
+    chain_info = decoded.chain
 
+    def act(request_id: str) -> SignResult:
+        with vault.db.read() as conn, vault.open_record(conn, info) as key:
+            raw, txid = decoded.sign(key, request_id)
+        status: Status = "signed"
+        if broadcast:
+            if chain_info.rpc is None:
+                raise MalformedRequestError(
+                    f"Chain '{chain_info.name}' has no RPC, so keysafe cannot send.",
+                    next_step="sign only, or the owner sets an RPC with `keysafe chain add`.",
+                )
+            decoded.send(chain_info.rpc, raw)
+            status = "sent"
+        return SignResult(
+            status, info.name, info.meta["address"], chain_info.name,
+            decoded.intent.summary or decoded.intent.action, request_id,
+            signed_transaction=raw, tx_hash=txid,
+            intent=decoded.intent.model_dump(mode="json", exclude_none=True),
+        )  # fmt: skip
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """Who asks for what: enough to decide, and to park the exact request for approval."""
-
-    agent: str
-    kind: str
-    request: dict[str, Any]
-    idempotency_key: str | None
-    approved: bool
-    broadcast: bool
+    return _through_gate(vault, req, info, chain_info.name, act, fields)
 
 
 def send_transaction(
@@ -337,21 +298,15 @@ def send_transaction(
     return sign_transaction(vault, agent, wallet, payload, broadcast=True, **kw)
 
 
-def _evm_transaction(
+def _evm(
     vault: Vault,
-    call: _Call,
     info: RecordInfo,
     payload: str | dict[str, Any],
     *,
-    reg: Registry,
     chain: str | None,
     declared: Mapping[str, Any] | None,
-) -> SignResult:
-    from keysafe.chains.evm import intents as evm_intents
-    from keysafe.chains.evm import signing as evm_signing
-    from keysafe.chains.evm import tx as evm_tx
-    from keysafe.chains.evm.rpc import EvmRpc
-
+) -> _Decoded:
+    reg = load_registry(vault)
     requested = _resolve_chain(reg, chain, "evm") if chain is not None else None
     # parse_transaction refuses a transaction without a chain id unless one is named here.
     tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
@@ -368,89 +323,35 @@ def _evm_transaction(
         update={"wallet": info.name}
     )
     check_declared(intent, declared)
+    filled = tx
 
-    def sign(key: SecretBytes) -> tuple[str, str]:
-        signed = evm_signing.sign_transaction(tx, key)
-        evm_signing.verify_signed(signed, tx, info.meta["address"])
+    def sign(key: SecretBytes, _request_id: str) -> tuple[str, str]:
+        signed = evm_signing.sign_transaction(filled, key)
+        evm_signing.verify_signed(signed, filled, info.meta["address"])
         return signed.raw_hex, signed.tx_hash
 
     def send(rpc_url: str, raw: str) -> None:
         EvmRpc(rpc_url).send_raw(raw)
 
-    return _transaction_flow(
-        vault, call, info, chain_info, intent, sign=sign, send=send, family="evm"
-    )
+    return _Decoded(chain_info, intent, sign, send)
 
 
-def _transaction_flow(
+def _solana(
     vault: Vault,
-    call: _Call,
-    info: RecordInfo,
-    chain_info: ChainInfo,
-    intent: Intent,
-    *,
-    sign: Callable[[SecretBytes], tuple[str, str]],
-    send: Callable[[str, str], None],
-    family: str,
-) -> SignResult:
-    """Decide and reserve; on allow open the key, sign (the chain verifies its own result),
-    broadcast when asked, and settle. `sign` returns (signed transaction, its hash or id)."""
-    agent, broadcast = call.agent, call.broadcast
-    auth = _authorize(vault, agent, intent, call.idempotency_key, call.approved)
-    replay = _replay(vault, agent, call.idempotency_key, auth)
-    if replay is not None:
-        return replay
-    if auth.decision.outcome == "ask":
-        return _pending(
-            vault, agent, info, chain_info.name, intent, auth, kind=call.kind,
-            request=call.request, idempotency_key=call.idempotency_key,
-        )  # fmt: skip
-
-    def act() -> SignResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as key:
-            raw, txid = sign(key)
-        status: Status = "signed"
-        if broadcast:
-            if chain_info.rpc is None:
-                raise MalformedRequestError(
-                    f"Chain '{chain_info.name}' has no RPC, so keysafe cannot send.",
-                    next_step="sign only, or the owner sets an RPC with `keysafe chain add`.",
-                )
-            send(chain_info.rpc, raw)
-            status = "sent"
-        return SignResult(
-            status, info.name, info.meta["address"], chain_info.name,
-            intent.summary or intent.action, auth.request_id,
-            signed_transaction=raw, tx_hash=txid,
-            intent=intent.model_dump(mode="json", exclude_none=True),
-        )  # fmt: skip
-
-    return _finish(
-        vault, agent=agent, auth=auth, idempotency_key=call.idempotency_key, act=act,
-        action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
-    )  # fmt: skip
-
-
-def _solana_transaction(
-    vault: Vault,
-    call: _Call,
+    agent: str,
     info: RecordInfo,
     payload: str | dict[str, Any],
     *,
-    reg: Registry,
     chain: str | None,
     declared: Mapping[str, Any] | None,
-) -> SignResult:
-    from keysafe.chains.solana import intents as sol_intents
-    from keysafe.chains.solana import signing as sol_signing
-    from keysafe.chains.solana import tx as sol_tx
-    from keysafe.chains.solana.rpc import SolanaRpc
-
+    fields: dict[str, Any] | None,
+) -> _Decoded:
     if not isinstance(payload, str):
         raise MalformedRequestError(
             "A Solana transaction is given as base64 text.",
             next_step="serialize the transaction and base64-encode it.",
         )
+    reg = load_registry(vault)
     chain_info = _resolve_chain(reg, chain, "solana")
     tx = sol_tx.parse_transaction(payload)
     intent = sol_intents.intent_from_tx(
@@ -461,14 +362,10 @@ def _solana_transaction(
         _check_declared_keys(declared)
         intent = sol_intents.check_declared(intent, intent.model_copy(update=dict(declared)))
 
-    def sign(seed: SecretBytes) -> tuple[str, str]:
-        if call.request.get("threshold"):
+    def sign(seed: SecretBytes, _request_id: str) -> tuple[str, str]:
+        if fields is not None:
             # `seed` is the vault's share here: the agent's share and this one make the signature.
-            from keysafe.service import threshold as threshold_wallets
-
-            signature = threshold_wallets.cosign(
-                vault, call.agent, info, tx.message_bytes, dict(call.request["threshold"])
-            )
+            signature = threshold_wallets.cosign(vault, agent, info, tx.message_bytes, fields)
             signed = sol_signing.attach_signature(tx, info.meta["address"], signature)
         else:
             signed = sol_signing.sign_transaction(tx, seed)  # verifies every signature itself
@@ -478,9 +375,7 @@ def _solana_transaction(
         with SolanaRpc(rpc_url) as rpc:
             rpc.send_transaction(raw)
 
-    return _transaction_flow(
-        vault, call, info, chain_info, intent, sign=sign, send=send, family="solana"
-    )
+    return _Decoded(chain_info, intent, sign, send)
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -490,11 +385,7 @@ def _message_intent(
     info: RecordInfo, reg: Registry, message: str, encoding: str
 ) -> tuple[Intent, bytes]:
     if info.meta["chain"] == Chain.EVM:
-        from keysafe.chains.evm import intents as evm_intents
-
         return evm_intents.intent_from_personal_message(message, chain=reg.chain("ethereum"))
-    from keysafe.chains.solana import intents as sol_intents
-
     if encoding not in ("utf8", "base64"):
         raise MalformedRequestError(
             "encoding is utf8 or base64.", next_step="pass encoding utf8 (default) or base64."
@@ -504,15 +395,33 @@ def _message_intent(
 
 def _sign_message_bytes(info: RecordInfo, data: bytes, key: SecretBytes) -> str:
     if info.meta["chain"] == Chain.EVM:
-        from keysafe.chains.evm import signing as evm_signing
-
         signature, address = evm_signing.sign_personal_message(data, key)
         if address != info.meta["address"]:
             raise MalformedRequestError("signer mismatch", next_step="report this bug.")
         return signature
-    from keysafe.chains.solana import signing as sol_signing
-
     return sol_signing.sign_message(data, key)
+
+
+def _owner_sign_message(vault: Vault, info: RecordInfo, intent: Intent, data: bytes) -> SignResult:
+    """The owner (CLI, after unlocking) signs: no policy, but audited all the same."""
+    if threshold_wallets.is_threshold(info):
+        raise MalformedRequestError(
+            f"Wallet '{info.name}' is a 2-of-3 threshold wallet; its messages are signed by two "
+            "parties.",
+            next_step=f"the owner signs with `keysafe wallet sign-message {info.name} MSG "
+            "--recovery-file FILE`.",
+        )
+    with vault.db.read() as conn, vault.open_record(conn, info) as key:
+        signature = _sign_message_bytes(info, data, key)
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{info.name}",
+            outcome="success", details={"wallet": info.name, "summary": intent.summary},
+        )  # fmt: skip
+    return SignResult(
+        "signed", info.name, info.meta["address"], None, intent.summary or intent.action, "",
+        signature=signature,
+    )  # fmt: skip
 
 
 def sign_message(
@@ -524,54 +433,42 @@ def sign_message(
     encoding: str = "utf8",
     idempotency_key: str | None = None,
     approved: bool = False,
+    threshold: Mapping[str, Any] | None = None,
 ) -> SignResult:
-    """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana. `agent=None` is the owner
-    (CLI, after unlocking): no policy, but audited all the same."""
+    """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
+    agent's part in `threshold`). `agent=None` is the owner: no policy, audited all the same."""
     vault.require_unlocked()
     info = _wallet(vault, wallet)
-    if info.meta.get("source") == "threshold":
-        raise MalformedRequestError(
-            f"Wallet '{wallet}' is a 2-of-3 threshold wallet; its messages are signed by two "
-            "parties.",
-            next_step=f"the owner signs with `keysafe wallet sign-message {wallet} MSG "
-            "--recovery-file FILE`; agents sign transactions through sign_transaction.",
-        )
     reg = load_registry(vault)
     intent, data = _message_intent(info, reg, message, encoding)
     intent = intent.model_copy(update={"wallet": wallet})
     if agent is None:
-        vault.require_unlocked()
-        with vault.db.read() as conn, vault.open_record(conn, info) as key:
-            signature = _sign_message_bytes(info, data, key)
-        with vault.db.write() as conn:
-            vault.audit(
-                conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-                outcome="success", details={"wallet": wallet, "summary": intent.summary},
-            )  # fmt: skip
-        return SignResult(
-            "signed", wallet, info.meta["address"], None, intent.summary or intent.action, "",
-            signature=signature,
-        )  # fmt: skip
-    auth = _authorize(vault, agent, intent, idempotency_key, approved)
-    if auth.decision.outcome == "ask":
-        request = {"wallet": wallet, "message": message, "encoding": encoding}
-        return _pending(
-            vault, agent, info, None, intent, auth, kind="sign_message", request=request
-        )
+        return _owner_sign_message(vault, info, intent, data)
+    fields = _threshold_fields(vault, agent, info, threshold)
+    wire = SignMessageRequest(
+        wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key,
+        threshold=fields,
+    )  # fmt: skip
+    req = gate.Request(
+        agent=agent, kind=Kind.SIGN_MESSAGE, wire=wire, intent=intent, payload=data,
+        target=f"wallet:{wallet}", audit_action=f"{info.meta['chain']}.sign_message",
+        idempotency_key=idempotency_key, approved=approved,
+    )  # fmt: skip
 
-    def act() -> SignResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as key:
-            signature = _sign_message_bytes(info, data, key)
+    def act(request_id: str) -> SignResult:
+        if fields is not None:
+            raw = threshold_wallets.cosign(vault, agent, info, data, fields)
+            signature = sol_signing.verify_message_signature(data, info.meta["address"], raw)
+        else:
+            with vault.db.read() as conn, vault.open_record(conn, info) as key:
+                signature = _sign_message_bytes(info, data, key)
         return SignResult(
             "signed", wallet, info.meta["address"], None, intent.summary or intent.action,
-            auth.request_id, signature=signature,
+            request_id, signature=signature,
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return _finish(
-        vault, agent=agent, auth=auth, idempotency_key=idempotency_key, act=act,
-        action=f"{info.meta['chain']}.sign_message",
-    )  # fmt: skip
+    return _through_gate(vault, req, info, None, act, fields)
 
 
 def sign_typed_data(
@@ -583,9 +480,7 @@ def sign_typed_data(
     idempotency_key: str | None = None,
     approved: bool = False,
 ) -> SignResult:
-    from keysafe.chains.evm import intents as evm_intents
-    from keysafe.chains.evm import signing as evm_signing
-
+    """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …)."""
     vault.require_unlocked()
     info = _wallet(vault, wallet)
     if info.meta["chain"] != Chain.EVM:
@@ -599,30 +494,23 @@ def sign_typed_data(
     intent = evm_intents.intent_from_typed_data(
         typed_data, registry=reg, chain=chain_info
     ).model_copy(update={"wallet": wallet})
-    auth = _authorize(vault, agent, intent, idempotency_key, approved)
-    if auth.decision.outcome == "ask":
-        request = {"wallet": wallet, "typed_data": typed_data}
-        return _pending(
-            vault,
-            agent,
-            info,
-            chain_info.name,
-            intent,
-            auth,
-            kind="sign_typed_data",
-            request=request,
-        )
+    wire = SignTypedDataRequest(
+        wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key
+    )
+    req = gate.Request(
+        agent=agent, kind=Kind.SIGN_TYPED_DATA, wire=wire, intent=intent,
+        payload=evm_intents.typed_data_digest(typed_data),  # the EIP-712 digest that is signed
+        target=f"wallet:{wallet}", audit_action="evm.sign_typed_data",
+        idempotency_key=idempotency_key, approved=approved,
+    )  # fmt: skip
 
-    def act() -> SignResult:
+    def act(request_id: str) -> SignResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as key:
             signature = evm_signing.sign_typed_data(typed_data, key)
         return SignResult(
             "signed", wallet, info.meta["address"], chain_info.name,
-            intent.summary or intent.action, auth.request_id, signature=signature,
+            intent.summary or intent.action, request_id, signature=signature,
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return _finish(
-        vault, agent=agent, auth=auth, idempotency_key=idempotency_key, act=act,
-        action="evm.sign_typed_data",
-    )  # fmt: skip
+    return _through_gate(vault, req, info, chain_info.name, act, None)

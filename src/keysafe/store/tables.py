@@ -172,6 +172,18 @@ idempotency = Table(
     Column("created_at", String(40), nullable=False),
 )
 
+# Requests between their decision and their settlement (schema 0006): what a restart after a
+# crash must finish (release or keep the reservation, free the idempotency key).
+inflight = Table(
+    "inflight",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("agent", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("started_at", Float, nullable=False),
+)
+
 # -- approvals (schema 0004) ------------------------------------------------------------------
 
 approvals = Table(

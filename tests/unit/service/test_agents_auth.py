@@ -25,6 +25,7 @@ from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
+from tests.unit.service.gate_support import authorize
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
@@ -219,7 +220,7 @@ def test_rotate_token_after_revoke_refused(made: Made) -> None:
 def test_revoke_authorize_denies_agent_revoked(made: Made) -> None:
     _add(made, "bot")
     agents.set_status(made.vault, "bot", "revoked")
-    auth = policies.authorize(made.vault, "bot", SMALL)
+    auth = authorize(made.vault, "bot", SMALL)
     assert (auth.decision.outcome, auth.decision.code) == ("deny", "AGENT_REVOKED")
 
 
@@ -228,20 +229,20 @@ def test_revoke_authorize_denies_agent_revoked(made: Made) -> None:
 
 def test_pause_authorize_denies_agent_paused_resume_allows_again(made: Made) -> None:
     _add(made, "bot")
-    assert policies.authorize(made.vault, "bot", SMALL).decision.outcome == "allow"
+    assert authorize(made.vault, "bot", SMALL).decision.outcome == "allow"
     agents.set_status(made.vault, "bot", "paused")
-    auth = policies.authorize(made.vault, "bot", SMALL)
+    auth = authorize(made.vault, "bot", SMALL)
     assert (auth.decision.outcome, auth.decision.code) == ("deny", "AGENT_PAUSED")
     assert policies.check(made.vault, "bot", SMALL).code == "AGENT_PAUSED"
     agents.set_status(made.vault, "bot", "active")
-    assert policies.authorize(made.vault, "bot", SMALL).decision.outcome == "allow"
+    assert authorize(made.vault, "bot", SMALL).decision.outcome == "allow"
 
 
 def test_pause_one_agent_others_still_allowed(made: Made) -> None:
     _add(made, "a")
     _add(made, "b")
     agents.set_status(made.vault, "a", "paused")
-    assert policies.authorize(made.vault, "b", SMALL).decision.outcome == "allow"
+    assert authorize(made.vault, "b", SMALL).decision.outcome == "allow"
 
 
 def test_pause_all_every_agent_denied_paused_all_resume_all_allows(made: Made) -> None:
@@ -250,14 +251,14 @@ def test_pause_all_every_agent_denied_paused_all_resume_all_allows(made: Made) -
         _add(made, n)
     agents.set_paused_all(made.vault, True)
     for n in names:
-        d = policies.authorize(made.vault, n, SMALL).decision
+        d = authorize(made.vault, n, SMALL).decision
         assert (d.outcome, d.code) == ("deny", "PAUSED_ALL")
     # A fresh handle (another process) sees the kill switch too.
     with open_vault(made.home, clock=made.clock) as other:
-        assert policies.authorize(other, "a", SMALL).decision.code == "PAUSED_ALL"
+        assert authorize(other, "a", SMALL).decision.code == "PAUSED_ALL"
     agents.set_paused_all(made.vault, False)
     for n in names:
-        assert policies.authorize(made.vault, n, SMALL).decision.outcome == "allow"
+        assert authorize(made.vault, n, SMALL).decision.outcome == "allow"
 
 
 def test_pause_all_then_resume_all_individual_pause_still_applies(made: Made) -> None:
@@ -265,7 +266,7 @@ def test_pause_all_then_resume_all_individual_pause_still_applies(made: Made) ->
     agents.set_status(made.vault, "a", "paused")
     agents.set_paused_all(made.vault, True)
     agents.set_paused_all(made.vault, False)
-    assert policies.authorize(made.vault, "a", SMALL).decision.code == "AGENT_PAUSED"
+    assert authorize(made.vault, "a", SMALL).decision.code == "AGENT_PAUSED"
 
 
 def test_pause_all_is_audited(made: Made) -> None:

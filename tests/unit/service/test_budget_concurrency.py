@@ -18,13 +18,14 @@ import pytest
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import IdempotencyConflictError, MalformedRequestError
+from keysafe.errors import IdempotencyConflictError, MalformedRequestError, RequestInProgressError
 from keysafe.policy.intent import Intent
 from keysafe.service import agents, audit, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
+from tests.unit.service.gate_support import authorize, settle
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
@@ -127,7 +128,7 @@ def fill_budget(vault: Vault) -> list[str]:
     """Spend the whole 24h budget in 0.004 ETH steps; returns the request ids allowed."""
     ids = []
     for _ in range(12):
-        auth = policies.authorize(vault, AGENT, transfer("0.004"))
+        auth = authorize(vault, AGENT, transfer("0.004"))
         assert auth.decision.outcome == "allow", auth.decision.reason
         ids.append(auth.request_id)
     return ids
@@ -137,7 +138,7 @@ def fill_budget(vault: Vault) -> list[str]:
 
 
 def test_authorize_allowed_reserves_the_amount_in_the_ledger(made: Made) -> None:
-    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    auth = authorize(made.vault, AGENT, transfer("0.004"))
     assert auth.decision.outcome == "allow"
     assert auth.replayed is False
     assert len(auth.request_id) == 32
@@ -147,7 +148,7 @@ def test_authorize_allowed_reserves_the_amount_in_the_ledger(made: Made) -> None
 
 
 def test_authorize_reservation_counts_against_the_window_before_settle(made: Made) -> None:
-    policies.authorize(made.vault, AGENT, transfer("0.004"))
+    authorize(made.vault, AGENT, transfer("0.004"))
     d = policies.check(made.vault, AGENT, transfer("0.004"))
     (window,) = d.windows
     assert Decimal(window.used) == Decimal("0.004")
@@ -155,59 +156,63 @@ def test_authorize_reservation_counts_against_the_window_before_settle(made: Mad
 
 
 def test_settle_success_commits_the_reservation(made: Made) -> None:
-    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
-    assert policies.settle(made.vault, AGENT, auth.request_id, success=True) == 1
+    auth = authorize(made.vault, AGENT, transfer("0.004"))
+    assert settle(made.vault, AGENT, auth.request_id, success=True) == 1
     assert [r[4] for r in ledger_rows(made.home)] == ["committed"]
     assert live_units(made.home) == STEP_UNITS
 
 
 def test_settle_twice_changes_nothing_the_second_time(made: Made) -> None:
-    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
-    assert policies.settle(made.vault, AGENT, auth.request_id, success=True) == 1
-    assert policies.settle(made.vault, AGENT, auth.request_id, success=False) == 0
+    auth = authorize(made.vault, AGENT, transfer("0.004"))
+    assert settle(made.vault, AGENT, auth.request_id, success=True) == 1
+    assert settle(made.vault, AGENT, auth.request_id, success=False) == 0
     assert [r[4] for r in ledger_rows(made.home)] == ["committed"]
 
 
 def test_settle_unknown_request_id_changes_nothing(made: Made) -> None:
-    assert policies.settle(made.vault, AGENT, "0" * 32, success=True) == 0
+    assert settle(made.vault, AGENT, "0" * 32, success=True) == 0
 
 
 def test_settle_failure_releases_and_frees_the_budget(made: Made) -> None:
     ids = fill_budget(made.vault)
-    over = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    over = authorize(made.vault, AGENT, transfer("0.004"))
     assert (over.decision.outcome, over.decision.code) == ("deny", "BUDGET_EXCEEDED")
     assert live_units(made.home) == 12 * STEP_UNITS
 
-    assert policies.settle(made.vault, AGENT, ids[0], success=False) == 1
+    assert settle(made.vault, AGENT, ids[0], success=False) == 1
     assert live_units(made.home) == 11 * STEP_UNITS
-    again = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    again = authorize(made.vault, AGENT, transfer("0.004"))
     assert again.decision.outcome == "allow"
 
 
 def test_settle_commit_keeps_the_budget_spent(made: Made) -> None:
     ids = fill_budget(made.vault)
     for rid in ids:
-        policies.settle(made.vault, AGENT, rid, success=True)
-    d = policies.authorize(made.vault, AGENT, transfer("0.003")).decision
+        settle(made.vault, AGENT, rid, success=True)
+    d = authorize(made.vault, AGENT, transfer("0.003")).decision
     assert (d.outcome, d.code) == ("deny", "BUDGET_EXCEEDED")
     # 0.002 fits exactly under the limit: 0.048 + 0.002 == 0.05 is allowed.
-    assert policies.authorize(made.vault, AGENT, transfer("0.002")).decision.outcome == "allow"
+    assert authorize(made.vault, AGENT, transfer("0.002")).decision.outcome == "allow"
 
 
 def test_settle_is_audited(made: Made) -> None:
-    a = policies.authorize(made.vault, AGENT, transfer("0.004"))
-    b = policies.authorize(made.vault, AGENT, transfer("0.004"))
-    policies.settle(made.vault, AGENT, a.request_id, success=True)
-    policies.settle(made.vault, AGENT, b.request_id, success=False)
+    a = authorize(made.vault, AGENT, transfer("0.004"))
+    b = authorize(made.vault, AGENT, transfer("0.004"))
+    settle(made.vault, AGENT, a.request_id, success=True)
+    settle(made.vault, AGENT, b.request_id, success=False)
     tail = audit.list_entries(made.vault)[-2:]
-    assert [e.action for e in tail] == ["budget.commit", "budget.release"]
+    # One outcome entry per request: success commits the spend, failure releases it.
+    assert [(e.action, e.outcome) for e in tail] == [
+        ("test.act", "success"),
+        ("test.act", "failure"),
+    ]
     assert [e.details["request_id"] for e in tail] == [a.request_id, b.request_id]
 
 
 def test_settle_by_another_agent_changes_nothing(made: Made) -> None:
     agents.add_agent(made.vault, "other")
-    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
-    assert policies.settle(made.vault, "other", auth.request_id, success=False) == 0
+    auth = authorize(made.vault, AGENT, transfer("0.004"))
+    assert settle(made.vault, "other", auth.request_id, success=False) == 0
     assert [r[4] for r in ledger_rows(made.home)] == ["reserved"]
 
 
@@ -226,9 +231,9 @@ def test_settle_by_another_agent_changes_nothing(made: Made) -> None:
 def test_authorize_ask_or_deny_reserves_nothing(
     made: Made, intent: Intent, outcome: str, code: str
 ) -> None:
-    policies.authorize(made.vault, AGENT, transfer("0.001"))
+    authorize(made.vault, AGENT, transfer("0.001"))
     before = ledger_rows(made.home)
-    auth = policies.authorize(made.vault, AGENT, intent)
+    auth = authorize(made.vault, AGENT, intent)
     assert (auth.decision.outcome, auth.decision.code) == (outcome, code)
     assert ledger_rows(made.home) == before
 
@@ -236,19 +241,19 @@ def test_authorize_ask_or_deny_reserves_nothing(
 def test_authorize_budget_exceeded_reserves_nothing(made: Made) -> None:
     fill_budget(made.vault)
     before = ledger_rows(made.home)
-    auth = policies.authorize(made.vault, AGENT, transfer("0.004"))
+    auth = authorize(made.vault, AGENT, transfer("0.004"))
     assert auth.decision.code == "BUDGET_EXCEEDED"
     assert ledger_rows(made.home) == before
 
 
 def test_authorize_at_exactly_the_limit_allowed_one_unit_over_denied(made: Made) -> None:
     for _ in range(5):
-        assert policies.authorize(made.vault, AGENT, transfer("0.01")).decision.outcome == "ask"
+        assert authorize(made.vault, AGENT, transfer("0.01")).decision.outcome == "ask"
     # approve_above turns 0.01 into an ask; use allowed steps to reach exactly 0.05.
     for _ in range(10):
-        assert policies.authorize(made.vault, AGENT, transfer("0.005")).decision.outcome == "allow"
+        assert authorize(made.vault, AGENT, transfer("0.005")).decision.outcome == "allow"
     assert live_units(made.home) == LIMIT_UNITS
-    d = policies.authorize(made.vault, AGENT, transfer("0.000000000000000001")).decision
+    d = authorize(made.vault, AGENT, transfer("0.000000000000000001")).decision
     assert d.code == "BUDGET_EXCEEDED"
 
 
@@ -266,7 +271,7 @@ def test_authorize_intent_time_in_the_future_cannot_escape_the_budget(made: Made
         time=MONDAY_9AM + timedelta(days=2),
     )  # fmt: skip
     with pytest.raises(MalformedRequestError, match="cannot carry its own 'time'"):
-        policies.authorize(made.vault, AGENT, later)
+        authorize(made.vault, AGENT, later)
     assert live_units(made.home) <= LIMIT_UNITS
     assert ledger_rows(made.home) == before
 
@@ -275,44 +280,60 @@ def test_authorize_intent_time_in_the_future_cannot_escape_the_budget(made: Made
 
 
 def test_idempotency_same_key_same_intent_replays_first_result(made: Made) -> None:
-    first = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
-    second = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    first = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    settle(made.vault, AGENT, first.request_id, success=True)
+    second = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
     assert first.replayed is False
     assert second.replayed is True
     assert second.request_id == first.request_id
-    assert second.decision.outcome == first.decision.outcome == "allow"
-    assert second.decision.rule == first.decision.rule
     assert len(ledger_rows(made.home)) == 1
 
 
+def test_idempotency_same_key_while_first_in_flight_says_in_progress(made: Made) -> None:
+    first = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    with pytest.raises(RequestInProgressError, match="same idempotency key"):
+        authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    settle(made.vault, AGENT, first.request_id, success=True)
+    assert authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1").replayed
+
+
+def test_idempotency_failed_request_frees_its_key(made: Made) -> None:
+    first = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    settle(made.vault, AGENT, first.request_id, success=False)
+    again = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    assert (again.replayed, again.decision.outcome) == (False, "allow")
+    assert again.request_id != first.request_id
+
+
 def test_idempotency_replay_after_budget_filled_returns_original_allow(made: Made) -> None:
-    first = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
+    first = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
+    settle(made.vault, AGENT, first.request_id, success=True)
     for _ in range(11):
-        policies.authorize(made.vault, AGENT, transfer("0.004"))
-    again = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
-    assert (again.decision.outcome, again.replayed) == ("allow", True)
+        authorize(made.vault, AGENT, transfer("0.004"))
+    again = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="early")
+    assert again.replayed
     assert again.request_id == first.request_id
     assert live_units(made.home) == 12 * STEP_UNITS
 
 
-def test_idempotency_replayed_deny_stays_deny_and_reserves_nothing(made: Made) -> None:
-    first = policies.authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
-    again = policies.authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
+def test_idempotency_denied_request_keeps_its_key_free_and_reserves_nothing(made: Made) -> None:
+    first = authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
+    again = authorize(made.vault, AGENT, transfer("0.02"), idempotency_key="d")
     assert first.decision.code == again.decision.code == "OVER_PER_TX_LIMIT"
-    assert again.replayed and again.request_id == first.request_id
+    assert not again.replayed  # decided again: the owner may have raised the cap meanwhile
     assert ledger_rows(made.home) == []
 
 
 def test_idempotency_same_key_different_intent_conflict(made: Made) -> None:
-    policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
+    authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="k-1")
     with pytest.raises(IdempotencyConflictError):
-        policies.authorize(made.vault, AGENT, transfer("0.003"), idempotency_key="k-1")
+        authorize(made.vault, AGENT, transfer("0.003"), idempotency_key="k-1")
     assert len(ledger_rows(made.home)) == 1
 
 
 def test_idempotency_different_keys_reserve_twice(made: Made) -> None:
-    a = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="a")
-    b = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="b")
+    a = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="a")
+    b = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="b")
     assert a.request_id != b.request_id
     assert live_units(made.home) == 2 * STEP_UNITS
 
@@ -320,30 +341,32 @@ def test_idempotency_different_keys_reserve_twice(made: Made) -> None:
 def test_idempotency_keys_are_per_agent(made: Made) -> None:
     agents.add_agent(made.vault, "other")
     policies.set_policy(made.vault, "other", BUDGET_POLICY)
-    a = policies.authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="same")
-    b = policies.authorize(made.vault, "other", transfer("0.003"), idempotency_key="same")
+    a = authorize(made.vault, AGENT, transfer("0.004"), idempotency_key="same")
+    b = authorize(made.vault, "other", transfer("0.003"), idempotency_key="same")
     assert (a.replayed, b.replayed) == (False, False)
     assert a.request_id != b.request_id
 
 
 def test_idempotency_concurrent_same_key_reserves_once(made: Made) -> None:
     results: list[Any] = []
+    refused: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def worker() -> None:
         with open_vault(made.home, clock=FrozenClock(MONDAY_9AM)) as v:
             barrier.wait()
-            results.append(policies.authorize(v, AGENT, transfer("0.004"), idempotency_key="k"))
+            try:
+                results.append(authorize(v, AGENT, transfer("0.004"), idempotency_key="k"))
+            except RequestInProgressError as exc:
+                refused.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert len(results) == 8
-    assert len({r.request_id for r in results}) == 1
-    assert sum(not r.replayed for r in results) == 1
-    assert len(ledger_rows(made.home)) == 1
+    assert len(results) == 1 and len(refused) == 7
+    assert live_units(made.home) == STEP_UNITS
 
 
 # -- concurrency: 50 requests that together exceed the limit -----------------------------------
@@ -359,7 +382,7 @@ def _concurrent_threads(home: Home, n: int, amount: str) -> list[tuple[str, str 
         try:
             with open_vault(home, clock=FrozenClock(MONDAY_9AM)) as v:
                 barrier.wait(timeout=60)
-                d = policies.authorize(v, AGENT, transfer(amount)).decision
+                d = authorize(v, AGENT, transfer(amount)).decision
             with lock:
                 results.append((d.outcome, d.code))
         except BaseException as exc:  # reported below, so a thread failure fails the test
@@ -409,7 +432,7 @@ def _process_worker(
         with open_vault(Home(Path(home_path)), clock=FrozenClock(MONDAY_9AM)) as v:
             barrier.wait(timeout=120)
             for _ in range(n):
-                d = policies.authorize(v, AGENT, transfer("0.004")).decision
+                d = authorize(v, AGENT, transfer("0.004")).decision
                 out.put((d.outcome, d.code))
     except BaseException as exc:
         out.put(("error", repr(exc)))

@@ -172,3 +172,18 @@ def sign_message(message: bytes, seed32: SecretBytes) -> str:
     ):
         raise IntegrityError("The message signature did not verify.", next_step=_INTEGRITY_NEXT)
     return str(signature)
+
+
+def verify_message_signature(message: bytes, wallet: str, signature: bytes) -> str:
+    """Check a message signature made elsewhere (a 2-of-3 threshold signature) exactly as
+    `sign_message` checks its own; returns it base58.
+
+    Raises:
+        IntegrityError: it does not verify for `wallet` (with solders, then with libsodium).
+    """
+    pubkey = Pubkey.from_string(wallet)
+    data = bytes(message)
+    sig = Signature.from_bytes(signature)
+    if not sig.verify(pubkey, data) or not verify_ed25519(bytes(pubkey), data, bytes(sig)):
+        raise IntegrityError("The message signature did not verify.", next_step=_INTEGRITY_NEXT)
+    return str(sig)

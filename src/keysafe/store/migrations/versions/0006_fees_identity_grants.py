@@ -9,6 +9,8 @@ Revises: 0005
   symbol, so two tokens that share a symbol never share a budget.
 - `grants.shape` / `grants.summary`: "approve for a while" covers only requests of the shape the
   owner saw (SHA-256 of the shape's canonical JSON), and the listing says what that was.
+- `inflight`: one row per agent request between its decision and its settlement, so a restart
+  after a crash knows which reservations and idempotency keys were left open, and finishes them.
 """
 
 from __future__ import annotations
@@ -30,9 +32,18 @@ def upgrade() -> None:
     with op.batch_alter_table("grants") as batch:
         batch.add_column(sa.Column("shape", sa.String(64), nullable=True))
         batch.add_column(sa.Column("summary", sa.String(500), nullable=True))
+    op.create_table(
+        "inflight",
+        sa.Column("request_id", sa.String(32), primary_key=True),
+        sa.Column("agent", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=True),
+        sa.Column("started_at", sa.Float(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("inflight")
     with op.batch_alter_table("grants") as batch:
         batch.drop_column("summary")
         batch.drop_column("shape")

@@ -1,0 +1,451 @@
+"""The one gate every agent action passes: sign or send a transaction, sign a message or typed
+data, make an HTTP call with a credential, read data, release a credential, co-sign with a
+threshold wallet.
+
+Order (DESIGN.md "One request, end to end"), the same for every action:
+
+1. agent status: revoked, paused or pause-all refuse before anything else is looked at;
+2. idempotency: a key seen before with the same exact bytes returns the stored result (never a
+   second signature); with other bytes it is IDEMPOTENCY_CONFLICT; while the first request still
+   runs it is REQUEST_IN_PROGRESS (retry with the same key);
+3. decide (the policy engine, with the owner's grants for this request's shape);
+4. reserve the spend, in the transaction that decided, so two requests never share a limit;
+5. park on ask: an identical request already pending gets that approval back;
+6. act (the use case's own step: open the key and sign, or send the HTTP call);
+7. settle: commit the reservation, or release it on any failure;
+8. audit: one entry for the decision, one for the outcome (success or failure), per request.
+
+Use cases (service/signing.py, data.py, proxy.py, release.py) supply only the request — its
+intent, the exact bytes it would sign or send, the wire request to park — and the act. The
+idempotency record is written in the transaction that decided (state in flight) and completed in
+the transaction that commits the spend, so a crash never leaves a committed spend whose key
+advises a second payment; `recover` finishes whatever a crash left open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, delete, insert, select, update
+
+from keysafe import approvals
+from keysafe.approvals import Approval, Kind, Status
+from keysafe.crypto import jcs
+from keysafe.errors import (
+    BudgetExceededError,
+    IdempotencyConflictError,
+    KeysafeError,
+    MalformedRequestError,
+    PolicyDeniedError,
+    RequestInProgressError,
+)
+from keysafe.policy import engine
+from keysafe.policy.intent import Intent
+from keysafe.service import policies
+from keysafe.service.registry import load_registry
+from keysafe.store import ledger
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault, iso
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+# Kinds whose act may have reached a chain before a crash: their reservations are kept (counted)
+# by `recover`, because the transaction may be on its way; the others are released.
+_MAY_HAVE_LEFT: Final = frozenset({Kind.SEND_TRANSACTION})
+_IN_FLIGHT: Final = "in_flight"
+_DONE: Final = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One agent action as the gate sees it; built by a use case after decoding."""
+
+    agent: str
+    kind: Kind
+    wire: BaseModel  # the request as the agent sent it: what an approval parks and runs again
+    intent: Intent
+    payload: bytes  # the exact bytes that will be signed or sent (or their digest)
+    target: str  # what the audit names, e.g. "wallet:main", "credential:github"
+    audit_action: str  # the outcome entry's action, e.g. "evm.sign_transaction"
+    idempotency_key: str | None = None
+    approved: bool = False  # an owner-approved parked request running now
+    always_ask: bool = False  # the owner decides every time (possession of a secret)
+    facts: Mapping[str, Any] = field(default_factory=dict)  # plain audit facts of the request
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over what the action would do, never over the decoded intent: the kind (sign
+        and send differ), the target and the exact bytes."""
+        body = {"kind": str(self.kind), "target": self.target, "payload": self.payload.hex()}
+        return hashlib.sha256(jcs.dumps(body)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """The request waits for the owner (a new approval, or the identical one already pending)."""
+
+    approval: Approval
+    intent: Intent
+
+
+@dataclass(frozen=True, slots=True)
+class Codec(Generic[R]):
+    """How the gate stores a use case's result for idempotent replays, and what it audits."""
+
+    dump: Callable[[R], dict[str, Any]]
+    load: Callable[[dict[str, Any]], R]
+    facts: Callable[[R], dict[str, Any]]
+
+
+def fingerprint_of(*parts: bytes | str) -> bytes:
+    """Helper for use cases whose bytes come in pieces (HTTP: method, URL, body)."""
+    return jcs.dumps([p.hex() if isinstance(p, bytes) else p for p in parts])
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Steps 1–5 done: what the gate decided, and what was written for it.
+
+    Exactly one of these holds: `replay` (an earlier result for this idempotency key),
+    `parked` (waits for the owner), `decision.outcome == "deny"` (nothing reserved), or an allow
+    with the spend reserved under `request_id` (then `settle` must follow).
+    """
+
+    decision: engine.Decision
+    request_id: str
+    replay: dict[str, Any] | None = None
+    parked: Parked | None = None
+
+    @property
+    def replayed(self) -> bool:
+        return self.replay is not None
+
+    @property
+    def allowed(self) -> bool:
+        return self.replay is None and self.parked is None and self.decision.outcome == "allow"
+
+
+def admit(vault: Vault, req: Request) -> Admission:
+    """Steps 1–5 in one write transaction: status, idempotency, decide, reserve, park on ask.
+
+    Raises:
+        IdempotencyConflictError: the key was used before for other bytes.
+        RequestInProgressError: the key's first request has not finished yet.
+    """
+    if req.intent.time is not None:
+        # `time` is for dry runs: an agent must not date its request to escape a window,
+        # an expiry or business hours.
+        raise MalformedRequestError(
+            "A request cannot carry its own 'time'; keysafe decides at the vault's clock.",
+            next_step="drop the 'time' field (it is only for `keysafe policy check`).",
+        )
+    now = vault.clock()
+    fp = req.fingerprint
+    with vault.db.write() as conn:
+        ledger.lock_agent(conn, req.agent)
+        state, policy = policies.agent_state(conn, req.agent)
+        stopped = engine.status_refusal(state)
+        if stopped is None and req.idempotency_key is not None:
+            earlier = _earlier(conn, vault, req, fp)
+            if earlier is not None:
+                return earlier
+        decision = stopped or engine.decide(
+            policy, state, req.intent, registry=load_registry(conn),
+            usage=ledger.usage_reader(conn, req.agent), now=now, approved=req.approved,
+            granted=approvals.granted_rules(conn, req.agent, req.intent, now.timestamp()),
+        )  # fmt: skip
+        request_id = secrets.token_hex(16)
+        _audit_decision(vault, conn, req, decision, request_id, fp)
+        if decision.outcome == "deny":
+            return Admission(decision, request_id)
+        if decision.outcome == "ask" or (req.always_ask and not req.approved):
+            parked = _park(vault, conn, req, decision, fp, now.timestamp())
+            _remember(conn, req, fp, now, {"state": _DONE, "approval_id": parked.approval.id})
+            return Admission(decision, request_id, parked=parked)
+        ledger.reserve(
+            conn, agent=req.agent, request_id=request_id,
+            charges=[(c.rule, c.asset, c.units) for c in decision.charges], at=now,
+        )  # fmt: skip
+        conn.execute(
+            insert(t.inflight).values(
+                request_id=request_id, agent=req.agent, kind=str(req.kind),
+                idempotency_key=req.idempotency_key, started_at=now.timestamp(),
+            )
+        )  # fmt: skip
+        _remember(conn, req, fp, now, {"state": _IN_FLIGHT, "request_id": request_id})
+    return Admission(decision, request_id)
+
+
+def settle(
+    vault: Vault,
+    req: Request,
+    request_id: str,
+    *,
+    result: dict[str, Any] | None = None,
+    facts: Mapping[str, Any] | None = None,
+    failure: BaseException | None = None,
+) -> int:
+    """Steps 7–8 in one write transaction: commit the spend and store the result for the
+    idempotency key (success), or release it and free the key (failure); audit either way.
+    Returns how many reservation rows changed."""
+    ok = failure is None
+    with vault.db.write() as conn:
+        changed = ledger.settle(
+            conn, req.agent, request_id, state="committed" if ok else "released"
+        )
+        # The key comes from the in-flight row, so settling needs only the request id.
+        key = conn.execute(
+            select(t.inflight.c.idempotency_key).where(
+                t.inflight.c.request_id == request_id, t.inflight.c.agent == req.agent
+            )
+        ).scalar()
+        conn.execute(delete(t.inflight).where(t.inflight.c.request_id == request_id))
+        if key is not None:
+            where = (t.idempotency.c.agent == req.agent, t.idempotency.c.key == key)
+            if ok:
+                value = {"state": _DONE, "request_id": request_id, "result": result}
+                conn.execute(update(t.idempotency).where(*where).values(result=json.dumps(value)))
+            else:
+                conn.execute(delete(t.idempotency).where(*where))
+        code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
+        vault.audit(
+            conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,
+            outcome="success" if ok else "failure",
+            details={"agent": req.agent, "request_id": request_id, **req.facts,
+                     **(dict(facts or {}) if ok else {"code": code})},
+        )  # fmt: skip
+    return changed
+
+
+def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) -> R | Parked:
+    """Run one agent action through the gate; returns its result, or `Parked` on ask.
+
+    Args:
+        vault: the unlocked vault.
+        req: the decoded request.
+        act: the use case's action, given the request id; runs only on allow.
+        codec: stores and restores results for idempotency, and names their audit facts.
+
+    Raises:
+        PolicyDeniedError / BudgetExceededError: the decision was deny (audited).
+        IdempotencyConflictError: the key was used before for other bytes.
+        RequestInProgressError: the key's first request has not finished yet.
+        KeysafeError: whatever `act` raised (the reservation is released first).
+    """
+    vault.require_unlocked()  # a locked vault decides nothing: it could not act anyway
+    admission = admit(vault, req)
+    if admission.replay is not None:
+        return codec.load(admission.replay)
+    if admission.parked is not None:
+        return admission.parked
+    raise_denied(admission.decision, req.agent)
+    try:
+        result = act(admission.request_id)
+    except BaseException as exc:
+        settle(vault, req, admission.request_id, failure=exc)
+        raise
+    settle(vault, req, admission.request_id, result=codec.dump(result), facts=codec.facts(result))
+    return result
+
+
+def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission | None:
+    """The stored answer for a repeated idempotency key, or None when the key is new."""
+    row = conn.execute(
+        select(t.idempotency).where(
+            t.idempotency.c.agent == req.agent, t.idempotency.c.key == req.idempotency_key
+        )
+    ).first()
+    if row is None:
+        return None
+    key = str(req.idempotency_key)[:60]
+    if row.fingerprint != fp:
+        raise IdempotencyConflictError(
+            f"Idempotency key '{key}' was used before for a different request; nothing was "
+            "signed or sent for this one.",
+            next_step="use a new idempotency key for a new request (the same key only repeats "
+            "exactly the same request).",
+        )
+    stored = json.loads(row.result)
+    if stored.get("state") == _IN_FLIGHT:
+        raise RequestInProgressError(
+            f"The request with idempotency key '{key}' is still being processed.",
+            next_step="retry with the same idempotency key in a moment; it returns the first "
+            "request's result once that is done, and never signs twice.",
+        )
+    replayed = engine.Decision("allow", None, None, "The first request with this key.")
+    if stored.get("approval_id"):
+        now = vault.clock().timestamp()
+        parked = Parked(approvals.get(conn, stored["approval_id"], now), req.intent)
+        return Admission(replayed, "", parked=parked)
+    return Admission(replayed, str(stored.get("request_id", "")), replay=stored["result"])
+
+
+def _remember(conn: Connection, req: Request, fp: str, now: Any, value: dict[str, Any]) -> None:
+    if req.idempotency_key is None:
+        return
+    conn.execute(
+        insert(t.idempotency).values(
+            agent=req.agent, key=req.idempotency_key, fingerprint=fp,
+            result=json.dumps(value), created_at=iso(now),
+        )
+    )  # fmt: skip
+
+
+def _park(
+    vault: Vault,
+    conn: Connection,
+    req: Request,
+    decision: engine.Decision,
+    fp: str,
+    now: float,
+) -> Parked:
+    if not req.approved:
+        pending = approvals.find_pending(conn, req.agent, fp, now)
+        if pending is not None:
+            return Parked(pending, req.intent)
+    # The decoded intent travels with the parked request (as display data, never re-trusted), so
+    # the owner sees full addresses and amounts, not only the one-line summary.
+    body = req.wire.model_dump(mode="json", exclude_none=True) | {
+        "action": req.intent.action,
+        "intent": req.intent.model_dump(mode="json", exclude_none=True),
+    }
+    approval = approvals.park(
+        vault, conn, agent=req.agent, kind=req.kind, request=body, fingerprint=fp,
+        summary=req.intent.summary or req.intent.action, rule=decision.rule,
+    )  # fmt: skip
+    return Parked(approval, req.intent)
+
+
+def _audit_decision(
+    vault: Vault,
+    conn: Connection,
+    req: Request,
+    decision: engine.Decision,
+    request_id: str,
+    fp: str,
+) -> None:
+    intent = req.intent
+    vault.audit(
+        conn, actor=f"agent:{req.agent}", action=f"decide.{intent.action}",
+        target=f"agent:{req.agent}", outcome=decision.outcome,
+        details={"agent": req.agent, "rule": decision.rule, "code": decision.code,
+                 "chain": str(intent.chain) if intent.chain is not None else None,
+                 "wallet": intent.wallet, "amount": intent.amount, "fee": intent.fee,
+                 "recipient": intent.to, "request_id": request_id, "intent": fp},
+    )  # fmt: skip
+
+
+def raise_denied(decision: engine.Decision, agent: str) -> None:
+    """Turn a deny into the error every surface shows: BUDGET_EXCEEDED for a window or count
+    limit, POLICY_DENIED otherwise; the decision's own code and rule ride along as facts."""
+    if decision.outcome != "deny":
+        return
+    facts: dict[str, str | int] = {"reason_code": decision.code or "POLICY_DENIED"}
+    if decision.rule:
+        facts["rule"] = decision.rule
+    err = (
+        BudgetExceededError
+        if decision.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
+        else PolicyDeniedError
+    )
+    raise err(
+        decision.reason,
+        next_step="stay within the policy, or ask the owner to change it "
+        f"(`keysafe policy show {agent}`).",
+        **facts,
+    )
+
+
+# -- after a crash --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    released: int  # requests whose reservation was released (nothing left the vault)
+    kept: int  # requests whose reservation was kept (a transaction may have been broadcast)
+    approvals_failed: int  # approvals that were executing when the process died
+
+    def to_dict(self) -> dict[str, int]:
+        return {"released": self.released, "kept": self.kept,
+                "approvals_failed": self.approvals_failed}  # fmt: skip
+
+
+def recover(vault: Vault) -> Recovered:
+    """Finish what a crash left open; `keysafe serve` runs this before it answers anyone.
+
+    Every request between decision and settlement is settled: a send keeps its reservation (its
+    transaction may be on the chain: counting it errs on the owner's side), anything else is
+    released (its signature never left the vault). Its idempotency key is freed, so the agent's
+    retry with the same key runs again: for a transaction that is the same bytes, which a chain
+    accepts once. Approvals still `executing` fail with a message saying so. Works locked; each
+    step is audited.
+    """
+    released = kept = failed = 0
+    with vault.db.write() as conn:
+        for row in conn.execute(select(t.inflight)).all():
+            keep = row.kind in _MAY_HAVE_LEFT
+            ledger.settle(
+                conn, row.agent, row.request_id, state="committed" if keep else "released"
+            )
+            if row.idempotency_key is not None:
+                conn.execute(
+                    delete(t.idempotency).where(
+                        t.idempotency.c.agent == row.agent,
+                        t.idempotency.c.key == row.idempotency_key,
+                    )
+                )
+            conn.execute(delete(t.inflight).where(t.inflight.c.request_id == row.request_id))
+            vault.audit(
+                conn, actor="system", action="request.recover", target=f"agent:{row.agent}",
+                outcome="success",
+                details={"agent": row.agent, "request_id": row.request_id, "kind": row.kind,
+                         "state": "kept" if keep else "released"},
+            )  # fmt: skip
+            kept, released = kept + keep, released + (not keep)
+        # Reservations no in-flight row explains (written before schema 0006): nothing can finish
+        # them, so they are released rather than eating the window for ever.
+        orphans = conn.execute(
+            select(t.ledger.c.agent, t.ledger.c.request_id)
+            .where(t.ledger.c.state == "reserved")
+            .distinct()
+        ).all()
+        for o in orphans:
+            ledger.settle(conn, o.agent, o.request_id, state="released")
+            vault.audit(
+                conn, actor="system", action="request.recover", target=f"agent:{o.agent}",
+                outcome="success",
+                details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
+            )  # fmt: skip
+            released += 1
+        executing = conn.execute(
+            select(t.approvals.c.id, t.approvals.c.agent).where(
+                t.approvals.c.status == Status.EXECUTING
+            )
+        ).all()
+        for a in executing:
+            approvals.set_result(
+                conn, a.id, Status.FAILED,
+                {"error": {"code": "INTERNAL",
+                           "message": "keysafe restarted while this approved request ran; "
+                           "nothing was returned.",
+                           "next": "ask again (a transaction with the same bytes is accepted "
+                           "by its chain once)."}},
+            )  # fmt: skip
+            vault.audit(
+                conn, actor="system", action="approval.fail", target=f"approval:{a.id}",
+                outcome="failure", details={"agent": a.agent, "request_id": a.id},
+            )  # fmt: skip
+            failed += 1
+    result = Recovered(released, kept, failed)
+    if released or kept or failed:
+        logger.warning("recovered after a crash: %s", result.to_dict())
+    return result
