@@ -70,6 +70,10 @@ rules:
     assets: [SOL]
     max_per_tx: {SOL: "1"}
     approve_above: {SOL: "0.5"}
+  - name: greet
+    allow: [solana.sign_message]
+    chains: [solana]
+    message_matches: "^hello"
 """
 CREATE_KEYS = {"name", "chain", "address", "threshold", "agent_share_file", "recovery_file"}
 
@@ -174,17 +178,20 @@ def assert_signed_by(signed_b64: str, address: str, unsigned_b64: str) -> None:
     VerifyKey(bytes(Pubkey.from_string(address))).verify(message, bytes(tx.signatures[0]))
 
 
-def signed_count(home: Path) -> int:
+def signed_count(home: Path, action: str = "solana.sign_transaction") -> int:
     """Successful Solana signatures in the audit log (read-only)."""
     db = sqlite3.connect(f"file:{home / 'vault.db'}?mode=ro", uri=True)
     try:
         (n,) = db.execute(
-            "SELECT count(*) FROM audit WHERE action = 'solana.sign_transaction' "
-            "AND outcome = 'success'"
+            "SELECT count(*) FROM audit WHERE action = ? AND outcome = 'success'", (action,)
         ).fetchone()
     finally:
         db.close()
     return int(n)
+
+
+def message_count(home: Path) -> int:
+    return signed_count(home, "solana.sign_message")
 
 
 def audit_rows(home: Path) -> list[tuple[Any, ...]]:
@@ -222,7 +229,7 @@ def agent_side_part(
 
     async def go() -> dict[str, str]:
         async with AgentClient(token, url=server.url) as client:
-            return await agent_part(client, key, wallet, tx)
+            return await agent_part(client, key, wallet, message_of(tx))
 
     return asyncio.run(go())
 
@@ -406,7 +413,7 @@ def test_frost_allowed_transfer_over_mcp_is_signed_by_agent_and_vault(
         assert_signed_by(got["signed_transaction"], address, tx)
         sig = VersionedTransaction.from_bytes(base64.b64decode(got["signed_transaction"]))
         assert got["tx_hash"] == str(sig.signatures[0])
-    assert signed_count(world.home) == before + 2
+    assert message_count(world.home) == before + 2
 
 
 def test_frost_transfer_over_max_per_tx_is_denied_and_nothing_signed(
@@ -441,14 +448,27 @@ def test_frost_transfer_above_approve_above_is_signed_once_the_owner_approves(
     assert signed_count(world.home) == before + 1
 
 
-def test_frost_sign_message_on_a_threshold_wallet_is_refused_over_mcp(
-    session: McpSession,
+def test_attack_threshold_wallet_signs_messages_over_mcp_under_policy(
+    world: World, session: McpSession
 ) -> None:
-    result = session.call("sign_message", {"wallet": "team", "message": "hello"})
-    err = refused(result, "MALFORMED_REQUEST")
-    assert "2-of-3" in err["message"] and "team" in err["message"]
-    assert "--recovery-file" in err["next"]
-    assert "signature" not in (result.structured_content or {})
+    """Issue 12, hole 10: agents could not sign messages with a 2-of-3 wallet at all. Now the
+    agent's share and the vault's sign the message's bytes, under the policy like any request."""
+    before = message_count(world.home)
+    got = ok(session.call("sign_message", {"wallet": "team", "message": "hello vault"}))
+    assert got["status"] == "signed", got
+    address = world.base.address()
+    assert Signature.from_string(got["signature"]).verify(
+        Pubkey.from_string(address), b"hello vault"
+    ), "the threshold signature does not verify for the wallet's address"
+    raw = base64.b64encode(b"hello raw bytes").decode()
+    got = ok(session.call("sign_message", {"wallet": "team", "message": raw, "encoding": "base64"}))
+    assert Signature.from_string(got["signature"]).verify(
+        Pubkey.from_string(address), b"hello raw bytes"
+    )
+    denied = session.call("sign_message", {"wallet": "team", "message": "bye"})
+    refused(denied, "POLICY_DENIED")
+    assert "signature" not in (denied.structured_content or {})
+    assert signed_count(world.home) == before + 2
 
 
 def test_frost_without_the_agent_share_file_mcp_refuses_naming_the_variable(
