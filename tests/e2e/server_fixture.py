@@ -105,19 +105,29 @@ class SignedAgent:
     name: str
     seed: bytes
 
-    def headers(self, body: Any = None) -> dict[str, str]:
-        """X-Keysafe-Envelope / X-Keysafe-Signature over the RFC 8785 form of the envelope."""
-        envelope = {
+    def envelope(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A fresh version-2 envelope naming one request: method, path with query, JSON body."""
+        return {
+            "version": 2,
             "agent": self.name,
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "nonce": secrets.token_hex(16),
+            "method": method,
+            "path": path,
             "body": body,
         }
+
+    def sign(self, envelope: dict[str, Any]) -> dict[str, str]:
+        """X-Keysafe-Envelope / X-Keysafe-Signature over the RFC 8785 form of `envelope`."""
         signature = SigningKey(self.seed).sign(rfc8785.dumps(envelope)).signature
         return {
             "x-keysafe-envelope": json.dumps(envelope),
             "x-keysafe-signature": base64.b64encode(signature).decode(),
         }
+
+    def headers(self, method: str, path: str, body: Any = None) -> dict[str, str]:
+        """Signed headers for `method path` (query included, as sent) with JSON `body`."""
+        return self.sign(self.envelope(method, path, body))
 
 
 @dataclass(frozen=True)

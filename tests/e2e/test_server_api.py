@@ -48,6 +48,7 @@ from tests.e2e.server_fixture import (
 )
 
 SIGN = "/v1/agent/sign-transaction"
+SEND = "/v1/agent/send-transaction"
 PENDING_KEYS = {"status", "approval_id", "expires_at", "summary"}
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -131,7 +132,7 @@ def test_agent_route_with_unknown_token_is_401_not_authenticated(running: Runnin
 
 def test_signed_envelope_authenticates_agent_and_replay_is_401(running: Running) -> None:
     signer = running.vault.signers["signer"]
-    headers = signer.headers()
+    headers = signer.headers("GET", "/v1/agent/capabilities")
     first = running.client.get("/v1/agent/capabilities", headers=headers)
     assert first.status_code == 200, first.text
     assert first.json()["agent"] == "signer"
@@ -144,9 +145,108 @@ def test_signed_envelope_over_another_body_is_refused_with_401(running: Running)
     signer = running.vault.signers["signer"]
     signed_body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH)}
     sent_body = {"wallet": "main", "transaction": evm_tx(4 * MILLI_ETH)}
-    r = running.client.post(SIGN, json=sent_body, headers=signer.headers(signed_body))
+    r = running.client.post(SIGN, json=sent_body, headers=signer.headers("POST", SIGN, signed_body))
     assert r.status_code == 401, r.text
     assert error_of(r)["code"] == "NOT_AUTHENTICATED"
+
+
+def _signer_audit(run: Running) -> list[dict[str, Any]]:
+    """The audit entries agent `signer` caused (owner's view)."""
+    owner = {"authorization": f"Bearer {run.server.login()}"}
+    r = run.client.get("/v1/owner/audit", params={"limit": 1000}, headers=owner)
+    assert r.status_code == 200, r.text
+    return [e for e in r.json() if e["actor"] == "agent:signer"]
+
+
+def test_attack_envelope_signed_for_sign_transaction_is_refused_on_send_transaction(
+    running: Running,
+) -> None:
+    """Hole 7: the envelope bound only the body, so a captured sign-transaction envelope whose
+    nonce the vault had not seen also worked on send-transaction, which signs AND broadcasts."""
+    signer = running.vault.signers["signer"]
+    body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 7, to=R1)}
+    headers = signer.headers("POST", SIGN, body)
+    before = _signer_audit(running)
+    r = running.client.post(SEND, json=body, headers=headers)
+    assert r.status_code == 401, r.text
+    err = error_of(r)
+    assert err["code"] == "NOT_AUTHENTICATED"
+    assert err["message"] == "The agent could not be authenticated."
+    assert _signer_audit(running) == before  # nothing decided, signed or sent
+    # The envelope itself was good: on the route it names it signs (its nonce was not burnt).
+    own = running.client.post(SIGN, json=body, headers=headers)
+    assert own.status_code == 200, own.text
+    assert own.json()["status"] == "signed"
+
+
+def test_attack_envelope_signed_for_another_method_is_refused(running: Running) -> None:
+    signer = running.vault.signers["signer"]
+    body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 8, to=R1)}
+    before = _signer_audit(running)
+    r = running.client.post(SIGN, json=body, headers=signer.headers("PUT", SIGN, body))
+    assert r.status_code == 401, r.text
+    assert error_of(r)["code"] == "NOT_AUTHENTICATED"
+    assert _signer_audit(running) == before
+
+
+def test_attack_envelope_signed_for_another_query_is_refused(running: Running) -> None:
+    """The query is part of the signed path: `?wait=0` does not stand for `?wait=1`."""
+    signer = running.vault.signers["signer"]
+    body = {"wallet": "main", "transaction": evm_tx(9 * MILLI_ETH, to=R1)}
+    approval_id = _pending(
+        running.client.post(SIGN, json=body, headers=signer.headers("POST", SIGN, body))
+    )
+    path = f"/v1/agent/approvals/{approval_id}"
+    r = running.client.get(
+        path, params={"wait": 1}, headers=signer.headers("GET", path + "?wait=0")
+    )
+    assert r.status_code == 401, r.text
+    assert error_of(r)["code"] == "NOT_AUTHENTICATED"
+    own = running.client.get(
+        path, params={"wait": 0}, headers=signer.headers("GET", path + "?wait=0")
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        pytest.param(("method", "path"), id="no-method-no-path"),
+        pytest.param(("method",), id="no-method"),
+        pytest.param(("path",), id="no-path"),
+    ],
+)
+def test_attack_envelope_without_method_or_path_is_refused(
+    running: Running, drop: tuple[str, ...]
+) -> None:
+    signer = running.vault.signers["signer"]
+    body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 9, to=R1)}
+    envelope = {k: v for k, v in signer.envelope("POST", SIGN, body).items() if k not in drop}
+    before = _signer_audit(running)
+    r = running.client.post(SIGN, json=body, headers=signer.sign(envelope))
+    assert r.status_code == 401, r.text
+    assert error_of(r)["code"] == "NOT_AUTHENTICATED"
+    assert _signer_audit(running) == before
+
+
+def test_attack_old_format_envelope_is_refused_and_says_to_update_the_client(
+    running: Running,
+) -> None:
+    """Version 1 ({agent, timestamp, nonce, body}) signed the body only: refused, and said so."""
+    signer = running.vault.signers["signer"]
+    body = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 10, to=R1)}
+    v2 = signer.envelope("POST", SIGN, body)
+    v1 = {k: v2[k] for k in ("agent", "timestamp", "nonce", "body")}
+    before = _signer_audit(running)
+    r = running.client.post(SEND, json=body, headers=signer.sign(v1))
+    assert r.status_code == 401, r.text
+    err = error_of(r)
+    assert err["code"] == "NOT_AUTHENTICATED"
+    assert "old envelope format" in err["message"]
+    assert "update the agent's client" in err["next"]
+    assert "method" in err["next"] and "path" in err["next"]
+    assert _signer_audit(running) == before
 
 
 # -- allow, deny, budget ---------------------------------------------------------------------------
@@ -246,7 +346,8 @@ def test_approve_for_session_lets_a_similar_request_pass_without_asking(
 def test_approval_status_of_another_agents_approval_is_404(running: Running) -> None:
     approval_id = _pending(running.sign(8 * MILLI_ETH))
     signer = running.vault.signers["signer"]
-    r = running.client.get(f"/v1/agent/approvals/{approval_id}", headers=signer.headers())
+    path = f"/v1/agent/approvals/{approval_id}"
+    r = running.client.get(path, headers=signer.headers("GET", path))
     assert r.status_code == 404
     assert error_of(r)["code"] == "NOT_FOUND"
 

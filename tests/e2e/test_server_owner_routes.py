@@ -64,7 +64,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         r = c.post(SIGN, json=body, headers=agent_headers(vault.tokens["bot"]))
         assert r.status_code == 202, r.text
         ids["bot"] = r.json()["approval_id"]
-        r = c.post(SIGN, json=body, headers=vault.signers["signer"].headers(body))
+        r = c.post(SIGN, json=body, headers=vault.signers["signer"].headers("POST", SIGN, body))
         assert r.status_code == 202, r.text
         ids["signer"] = r.json()["approval_id"]
         owner = {"authorization": f"Bearer {server.login()}"}
@@ -98,18 +98,20 @@ def _body(path: str) -> dict[str, Any] | None:
     return {"for_seconds": 3600} if path.endswith("/approve") else None
 
 
-Credentials = Callable[[Setup, dict[str, Any] | None], dict[str, str]]
+# (setup, method, path as sent, body) -> the credential headers
+Credentials = Callable[[Setup, str, str, dict[str, Any] | None], dict[str, str]]
 
 
-def _bearer(s: Setup, _: dict[str, Any] | None) -> dict[str, str]:
+def _bearer(s: Setup, _m: str, _p: str, _b: dict[str, Any] | None) -> dict[str, str]:
     return agent_headers(s.vault.tokens["bot"])
 
 
-def _envelope(s: Setup, body: dict[str, Any] | None) -> dict[str, str]:
-    return s.signer.headers(body)
+def _envelope(s: Setup, method: str, path: str, body: dict[str, Any] | None) -> dict[str, str]:
+    # Signed for exactly this owner route: the refusal must come from the route, not a mismatch.
+    return s.signer.headers(method, path, body)
 
 
-def _cookie(s: Setup, _: dict[str, Any] | None) -> dict[str, str]:
+def _cookie(s: Setup, _m: str, _p: str, _b: dict[str, Any] | None) -> dict[str, str]:
     return {"cookie": f"ks_owner={s.vault.tokens['bot']}", "x-csrf-token": "x"}
 
 
@@ -122,9 +124,10 @@ CREDENTIALS: dict[str, Credentials] = {
 
 def _call(s: Setup, method: str, path: str, creds: Credentials, approval_id: str) -> httpx.Response:
     body = _body(path)
+    target = _fill(path, approval_id)
     # A fresh client per call: no cookie may carry over from one attempt to the next.
     with httpx.Client(base_url=s.server.url, timeout=30) as c:
-        return c.request(method, _fill(path, approval_id), json=body, headers=creds(s, body))
+        return c.request(method, target, json=body, headers=creds(s, method, target, body))
 
 
 def _assert_nothing_happened(s: Setup) -> None:
@@ -216,17 +219,16 @@ def test_owner_route_with_agent_token_and_invalid_query_is_401(setup: Setup) -> 
 
 def test_signed_envelope_that_opens_agent_routes_still_cannot_approve(setup: Setup) -> None:
     """The envelope is valid (agent routes accept it), so the owner route's refusal is real."""
-    ok = setup.client.get("/v1/agent/capabilities", headers=setup.signer.headers())
+    caps = "/v1/agent/capabilities"
+    ok = setup.client.get(caps, headers=setup.signer.headers("GET", caps))
     assert ok.status_code == 200, ok.text
     approval_id = setup.approval_ids["signer"]
     body = {"for_seconds": 3600}
-    r = setup.client.post(
-        f"/v1/owner/approvals/{approval_id}/approve", json=body, headers=setup.signer.headers(body)
-    )
+    approve = f"/v1/owner/approvals/{approval_id}/approve"
+    r = setup.client.post(approve, json=body, headers=setup.signer.headers("POST", approve, body))
     assert r.status_code in (401, 403)
-    mine = setup.client.get(
-        f"/v1/agent/approvals/{approval_id}", headers=setup.signer.headers()
-    ).json()
+    status = f"/v1/agent/approvals/{approval_id}"
+    mine = setup.client.get(status, headers=setup.signer.headers("GET", status)).json()
     assert mine["status"] == "pending"
 
 

@@ -73,8 +73,9 @@ def _state(request: Request) -> ServerState:
 
 
 async def agent_name(request: Request) -> str:
-    """Authenticate the agent: bearer token, or an Ed25519-signed envelope whose `body` must be
-    exactly this request's JSON body (RFC 8785), so a signature cannot be moved to another body."""
+    """Authenticate the agent: bearer token, or an Ed25519-signed envelope that names this
+    request's method, path (with query) and JSON body (RFC 8785), so a signature cannot be moved
+    to another route or body (service/agents.py `authenticate_signed`)."""
     st = _state(request)
     auth = request.headers.get("authorization", "")
     sig = request.headers.get("x-keysafe-signature")
@@ -95,10 +96,11 @@ async def agent_name(request: Request) -> str:
         envelope = _json_or_none(envelope_raw)
         raw_body = await request.body()
         body = _json_or_none(raw_body) if raw_body else None
-        if not isinstance(envelope, dict) or not _same_json(envelope.get("body"), body):
+        if not isinstance(envelope, dict) or (raw_body and body is None):
             raise _refused_agent()
+        signed = agents.SignedRequest(request.method, _request_target(request), body)
         name = await run_in_threadpool(
-            agents.authenticate, st.vault, envelope=envelope, signature=sig
+            agents.authenticate, st.vault, envelope=envelope, signature=sig, request=signed
         )
     else:
         raise NotAuthenticatedError(
@@ -122,15 +124,13 @@ def _json_or_none(raw: str | bytes) -> Any:
         return None
 
 
-def _same_json(a: Any, b: Any) -> bool:
-    import hmac
-
-    from rfc8785 import dumps
-
-    try:
-        return hmac.compare_digest(dumps(a), dumps(b))
-    except Exception:  # not canonicalisable (floats out of range, …): not the same
-        return False
+def _request_target(request: Request) -> str:
+    """Path and query exactly as on the request line (before percent-decoding): what the agent
+    signed. Routing decodes this same string, so one signed target reaches one route only."""
+    raw: bytes | None = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else request.url.path
+    query: bytes = request.scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def _refused_agent() -> NotAuthenticatedError:

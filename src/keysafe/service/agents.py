@@ -3,8 +3,11 @@
 - A bearer token `ks_agent_…` is shown once; only its SHA-256 is stored, and the presented token's
   hash is compared in constant time.
 - Alternatively an agent holds an Ed25519 key: each request is signed over the RFC 8785 canonical
-  JSON of `{agent, timestamp, nonce, body}`; the timestamp must be within ±5 minutes and the nonce
-  is accepted once (a replay is refused with REPLAY).
+  JSON of the envelope `{version: 2, agent, timestamp, nonce, method, path, body}`; the timestamp
+  must be within ±5 minutes and the nonce is accepted once (a replay is refused with REPLAY).
+  The envelope names the whole request (method, path with its query, body), so a signature made
+  for one route (sign-transaction) does not work on another (send-transaction). Version 1 signed
+  only the body and is refused.
 - Revoke is immediate and final; pause/resume and pause-all are the owner's brakes.
 """
 
@@ -39,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
 CLOCK_SKEW: Final = timedelta(minutes=5)
+ENVELOPE_VERSION: Final = 2
+# Exactly these keys: a missing one leaves part of the request unsigned, an unknown one is a
+# client speaking a format this vault does not know.
+ENVELOPE_KEYS: Final = frozenset(
+    {"version", "agent", "timestamp", "nonce", "method", "path", "body"}
+)
 Status = Literal["active", "paused", "revoked"]
 
 
@@ -202,6 +211,15 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
     logger.info("pause-all %s", "on" if paused else "off")
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """The HTTP request a signed envelope came with; the envelope must name exactly this one."""
+
+    method: str  # as sent, upper case: "POST"
+    path: str  # path and query as sent on the request line: "/v1/agent/approvals/apr_1?wait=5"
+    body: Any  # the parsed JSON body; None when the request has none
+
+
 def paused_all(conn: Connection) -> bool:
     return (
         conn.execute(select(t.settings.c.value).where(t.settings.c.key == "paused_all")).scalar()
@@ -230,10 +248,65 @@ def authenticate_token(conn: Connection, token: str) -> Any:
     return row
 
 
+def _old_envelope(version: object) -> NotAuthenticatedError:
+    # Not an oracle: the format is public and checked before any key is looked at.
+    if type(version) is int and version > ENVELOPE_VERSION:
+        what = (
+            f"This signed request uses envelope version {version}; this vault understands "
+            f"version {ENVELOPE_VERSION} only."
+        )
+        next_step = "update keysafe on the vault's host, or sign envelope version 2."
+    else:
+        what = (
+            "This signed request uses an old envelope format that does not sign the HTTP method "
+            f"and path; this vault accepts envelope version {ENVELOPE_VERSION} only."
+        )
+        next_step = (
+            "update the agent's client so it signs {version: 2, agent, timestamp, nonce, method, "
+            'path, body} (docs/architecture.md, "Agents").'
+        )
+    return NotAuthenticatedError(what, next_step=next_step)
+
+
+def _names_request(envelope: dict[str, Any], request: SignedRequest) -> bool:
+    """Whether the envelope names this method, path (with query) and body, byte for byte."""
+    try:
+        signed_body = jcs.dumps(envelope["body"])
+        sent_body = jcs.dumps(request.body)
+    except (ValueError, RecursionError):  # not canonicalisable (NaN, 2**60, …): not the same
+        return False
+    return (
+        envelope["method"] == request.method
+        and envelope["path"] == request.path
+        and hmac.compare_digest(signed_body, sent_body)
+    )
+
+
 def authenticate_signed(
-    conn: Connection, envelope: dict[str, Any], signature: str, *, now: datetime
+    conn: Connection,
+    envelope: dict[str, Any],
+    signature: str,
+    *,
+    request: SignedRequest,
+    now: datetime,
 ) -> Any:
-    """Verify an Ed25519-signed request envelope {agent, timestamp, nonce, body}; burn the nonce."""
+    """Verify an Ed25519-signed envelope for `request`; burn its nonce.
+
+    The envelope is `{version: 2, agent, timestamp, nonce, method, path, body}`, signed over its
+    RFC 8785 form. Method, path and body must be the request's own: a signature covers one
+    request to one route, never the same body sent elsewhere (sign-transaction's envelope on
+    send-transaction, which also broadcasts). A refused envelope does not burn its nonce.
+
+    Raises:
+        NotAuthenticatedError: an old envelope version (saying so), or anything else wrong (one
+            fixed message: which part was wrong is an oracle).
+        ReplayError: the nonce was used before.
+    """
+    version = envelope.get("version")
+    if version != ENVELOPE_VERSION or type(version) is not int:
+        raise _old_envelope(version)
+    if set(envelope) != ENVELOPE_KEYS or not _names_request(envelope, request):
+        raise _refused()
     try:
         name = str(envelope["agent"])
         stamp = datetime.fromisoformat(str(envelope["timestamp"]).replace("Z", "+00:00"))
@@ -275,6 +348,7 @@ def authenticate(
     bearer: str | None = None,
     envelope: dict[str, Any] | None = None,
     signature: str | None = None,
+    request: SignedRequest | None = None,
 ) -> str:
     """Who is asking: a bearer token or an Ed25519-signed envelope; returns the agent's name.
 
@@ -292,9 +366,9 @@ def authenticate(
                 touch(conn, row.name, now)
         return str(row.name)
     with vault.db.write() as conn:  # a signed request burns its nonce: always a write
-        if envelope is None or signature is None:
+        if envelope is None or signature is None or request is None:
             raise _refused()
-        row = authenticate_signed(conn, envelope, signature, now=now)
+        row = authenticate_signed(conn, envelope, signature, request=request, now=now)
         touch(conn, row.name, now)
     return str(row.name)
 

@@ -32,6 +32,8 @@ PASSPHRASE = b"correct horse battery staple"
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 RECIPIENT = "0x1111111111111111111111111111111111111111"
 REFUSED = "The agent could not be authenticated."
+SIGN = "/v1/agent/sign-transaction"
+SEND = "/v1/agent/send-transaction"
 
 POLICY = f"""\
 version: 1
@@ -286,11 +288,22 @@ class Signer:
     name: str
     key: SigningKey
 
-    def envelope(self, body: Any, *, at: datetime, nonce: str | None = None) -> dict[str, Any]:
+    def envelope(
+        self,
+        body: Any,
+        *,
+        at: datetime,
+        nonce: str | None = None,
+        method: str = "POST",
+        path: str = SIGN,
+    ) -> dict[str, Any]:
         return {
+            "version": 2,
             "agent": self.name,
             "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "nonce": nonce or secrets.token_hex(16),
+            "method": method,
+            "path": path,
             "body": body,
         }
 
@@ -308,9 +321,25 @@ def signer(made: Made) -> Signer:
     return Signer("signer", key)
 
 
-def _verify(made: Made, envelope: dict[str, Any], sig: str, *, now: datetime | None = None) -> Any:
+def _as_sent(envelope: dict[str, Any]) -> agents.SignedRequest:
+    """The request the envelope says it signs (what an honest client sends with it)."""
+    return agents.SignedRequest(
+        envelope.get("method", "POST"), envelope.get("path", SIGN), envelope.get("body")
+    )
+
+
+def _verify(
+    made: Made,
+    envelope: dict[str, Any],
+    sig: str,
+    *,
+    now: datetime | None = None,
+    request: agents.SignedRequest | None = None,
+) -> Any:
     with made.vault.db.write() as conn:
-        return agents.authenticate_signed(conn, envelope, sig, now=now or made.clock())
+        return agents.authenticate_signed(
+            conn, envelope, sig, request=request or _as_sent(envelope), now=now or made.clock()
+        )
 
 
 BODY = {"action": "evm.transfer", "chain": "base", "asset": "ETH", "amount": "0.001"}
@@ -345,7 +374,9 @@ def test_signed_replay_through_another_handle_raises_replay_error(
     sig = signer.sign(env)
     _verify(made, env, sig)
     with open_vault(made.home) as other, pytest.raises(ReplayError), other.db.write() as conn:
-        agents.authenticate_signed(conn, env, sig, now=made.clock() + timedelta(minutes=1))
+        agents.authenticate_signed(
+            conn, env, sig, request=_as_sent(env), now=made.clock() + timedelta(minutes=1)
+        )
 
 
 def test_signed_same_nonce_new_body_raises_replay_error(made: Made, signer: Signer) -> None:
@@ -395,6 +426,8 @@ def test_signed_skew_refusal_does_not_burn_the_nonce(made: Made, signer: Signer)
         ("agent", "someone-else"),
         ("timestamp", (MONDAY_9AM + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")),
         ("nonce", "f" * 32),
+        ("method", "GET"),
+        ("path", SEND),
     ],
 )
 def test_signed_tampered_envelope_refused_with_fixed_message(
@@ -455,6 +488,10 @@ def test_signed_revoked_agent_refused(made: Made, signer: Signer) -> None:
         pytest.param(lambda e: {**e, "nonce": "short"}, id="short-nonce"),
         pytest.param(lambda e: {**e, "timestamp": "not a time"}, id="bad-timestamp"),
         pytest.param(lambda e: {**e, "timestamp": "2026-11-23T09:00:00"}, id="naive-timestamp"),
+        pytest.param(lambda e: {k: v for k, v in e.items() if k != "method"}, id="no-method"),
+        pytest.param(lambda e: {k: v for k, v in e.items() if k != "path"}, id="no-path"),
+        pytest.param(lambda e: {k: v for k, v in e.items() if k != "body"}, id="no-body"),
+        pytest.param(lambda e: {**e, "route": "any"}, id="unknown-field-signed"),
     ],
 )
 def test_signed_malformed_envelope_refused_with_fixed_message(
@@ -464,6 +501,71 @@ def test_signed_malformed_envelope_refused_with_fixed_message(
     with pytest.raises(NotAuthenticatedError) as exc:
         _verify(made, env, signer.sign(env))
     assert exc.value.what == REFUSED
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(agents.SignedRequest("POST", SEND, BODY), id="another-route"),
+        pytest.param(agents.SignedRequest("PUT", SIGN, BODY), id="another-method"),
+        pytest.param(agents.SignedRequest("POST", SIGN + "?x=1", BODY), id="added-query"),
+        pytest.param(agents.SignedRequest("POST", SIGN, {**BODY, "amount": "1"}), id="other-body"),
+        pytest.param(agents.SignedRequest("POST", SIGN, None), id="no-body"),
+    ],
+)
+def test_signed_envelope_for_another_request_refused_and_nonce_kept(
+    made: Made, signer: Signer, sent: agents.SignedRequest
+) -> None:
+    env = signer.envelope(BODY, at=made.clock())
+    sig = signer.sign(env)
+    with pytest.raises(NotAuthenticatedError) as exc:
+        _verify(made, env, sig, request=sent)
+    assert exc.value.what == REFUSED
+    # Refused before the nonce is burnt: the request it names still goes through.
+    assert _verify(made, env, sig).name == "signer"
+
+
+def test_signed_envelope_query_must_match_exactly(made: Made, signer: Signer) -> None:
+    path = "/v1/agent/approvals/apr_1?wait=5"
+    env = signer.envelope(None, at=made.clock(), method="GET", path=path)
+    sig = signer.sign(env)
+    for other in ("/v1/agent/approvals/apr_1", "/v1/agent/approvals/apr_1?wait=60"):
+        with pytest.raises(NotAuthenticatedError):
+            _verify(made, env, sig, request=agents.SignedRequest("GET", other, None))
+    assert _verify(made, env, sig, request=agents.SignedRequest("GET", path, None))
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param(None, id="v1-no-version"),
+        pytest.param(1, id="v1"),
+        pytest.param("2", id="string-2"),
+        pytest.param(True, id="bool"),
+    ],
+)
+def test_signed_old_envelope_format_refused_saying_update_the_client(
+    made: Made, signer: Signer, version: Any
+) -> None:
+    env = signer.envelope(BODY, at=made.clock())
+    old = {k: v for k, v in env.items() if k not in ("version", "method", "path")}
+    if version is not None:
+        old["version"] = version
+    with pytest.raises(NotAuthenticatedError) as exc:
+        _verify(made, old, signer.sign(old), request=_as_sent(env))
+    assert "old envelope format" in exc.value.what
+    assert "does not sign the HTTP method and path" in exc.value.what
+    assert "update the agent's client" in exc.value.next_step
+
+
+def test_signed_newer_envelope_version_refused_saying_update_the_vault(
+    made: Made, signer: Signer
+) -> None:
+    env = {**signer.envelope(BODY, at=made.clock()), "version": 3}
+    with pytest.raises(NotAuthenticatedError) as exc:
+        _verify(made, env, signer.sign(env))
+    assert "version 3" in exc.value.what
+    assert "update keysafe on the vault's host" in exc.value.next_step
 
 
 @pytest.mark.parametrize("sig", ["not base64!!", "", base64.b64encode(b"\0" * 64).decode()])
