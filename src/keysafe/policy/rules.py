@@ -34,7 +34,8 @@ from keysafe.policy.registry import parse_decimal
 ACTIONS: Final = frozenset(
     {
         "evm.transfer", "evm.approve", "evm.call", "evm.deploy", "evm.sign_message",
-        "evm.sign_typed_data", "solana.transfer", "solana.call", "solana.sign_message",
+        "evm.sign_typed_data", "solana.transfer", "solana.approve", "solana.set_authority",
+        "solana.close_account", "solana.call", "solana.sign_message",
         "http.request", "data.read", "credential.release",
     }
 )  # fmt: skip

@@ -246,6 +246,16 @@ def test_lint_unknown_action_is_error_naming_rule() -> None:
     assert report.to_dict()["ok"] is False
 
 
+@pytest.mark.parametrize(
+    "action", ["solana.approve", "solana.set_authority", "solana.close_account"]
+)
+def test_lint_solana_value_move_actions_are_known(action: str) -> None:
+    report = run_lint(
+        policy_of(f"{{name: v, allow: [{action}], chains: [solana], when: {{unlimited: false}}}}")
+    )
+    assert report.errors == []
+
+
 @pytest.mark.parametrize("chain", ["mars", "137", 137])
 def test_lint_unknown_chain_is_error(chain: str | int) -> None:
     report = run_lint(policy_of(f"{{name: c, allow: [evm.transfer], chains: [{chain!r}]}}"))

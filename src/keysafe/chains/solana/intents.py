@@ -22,6 +22,26 @@ Instructions, one by one
     * Plain SPL `transfer` names no mint (its destination is a token account), so the asset is
       unknown: `asset` is None, `amount` stays in base units and the summary says so. The policy
       engine cannot judge an amount without an asset, so it denies ("cannot be judged").
+    * Other System instructions that move lamports are SOL transfers too: `createAccount`,
+      `createAccountWithSeed` and `createAccountAllowPrefund` (funding account → the new
+      account), `transferWithSeed` (the base key's derived account → recipient; the base key
+      signs, so it is that signer's money) and `withdrawNonceAccount` (nonce account →
+      recipient). Seeds over 32 bytes or not UTF-8, and short data, are refused.
+    * SPL `approve` ([4] + u64) and `approveChecked` ([13] + u64 + u8) → `solana.approve`:
+      `spender` = the delegate, asset and amount as for transfers (approveChecked names the mint;
+      plain approve does not, so its amount stays in base units and the engine denies it). From
+      `SPL_UNLIMITED_FROM` (2^63) base units up, including u64::MAX, the amount is `unlimited`,
+      so caps, windows and `when: {unlimited: …}` treat it like an unlimited ERC-20 approval.
+    * Handing over control → `solana.set_authority` (`contract` = the account, `to` and
+      `spender` = the new authority, None when removed; the authority type is in the summary):
+      SPL `setAuthority`, System `assign`/`assignWithSeed` (the account's new owner program can
+      take its lamports), `authorizeNonceAccount`, and `createAccountAllowPrefund` of the wallet
+      itself. Control carries everything the account holds or can mint, so the amount is
+      `unlimited` (asset SOL for System accounts, none for SPL ones): no cap can allow it.
+    * SPL `closeAccount` to anyone but the wallet → `solana.close_account` (`to` = destination):
+      the account's whole lamport balance moves (rent, and for wrapped SOL the wrapped amount),
+      but the instruction does not say how much, so it is `unlimited` SOL: only a rule that
+      names the action without a SOL cap or window allows it.
     * Compute-budget instructions set the fee: the largest priority fee the transaction can pay is
       computed, shown in the summary, and refused above `max_priority_fee_lamports` when the
       wallet pays the fee. Malformed or repeated ones are refused (the runtime would fail them).
@@ -47,6 +67,14 @@ The intent of the whole transaction
       program, carrying the transfer's asset, amount and recipient too, so caps still apply.
       Calls to several programs are refused (a policy names one contract per request).
     * Only helpers: `solana.call` to the helper's program (e.g. a memo). No instruction: refused.
+    * An approval, authority change or closing is judged alone: with any transfer, call or
+      second one beside it the transaction is refused, so no value move hides behind another.
+      Its accounts must be static keys (a lookup-table account is refused: whom it hands
+      value to could not be told).
+    * `fee`: the most the wallet pays for the network fee, in SOL: 5000 lamports per signature
+      (the transaction's and those its Ed25519/secp256k1/secp256r1 precompile instructions
+      verify) plus the priority fee (compute-unit price × limit / 10^6, rounded up). "0" when a
+      sponsor pays. The summary shows it.
 
 Messages
     Ed25519 over the exact bytes (UTF-8 text or base64 input). Bytes that read as a Solana
@@ -73,7 +101,7 @@ from solders.transaction import VersionedTransaction
 
 from keysafe.chains.solana.tx import AccountRef, SolanaTx
 from keysafe.errors import MalformedRequestError
-from keysafe.policy.intent import Intent
+from keysafe.policy.intent import UNLIMITED, Intent
 from keysafe.policy.registry import AssetInfo, ChainInfo, Registry, from_base_units, parse_decimal
 
 __all__ = [
@@ -83,6 +111,7 @@ __all__ = [
     "MAX_PRIORITY_FEE_LAMPORTS",
     "MEMO_PROGRAM",
     "MEMO_V1_PROGRAM",
+    "SPL_UNLIMITED_FROM",
     "SYSTEM_PROGRAM",
     "TOKEN_2022_PROGRAM",
     "TOKEN_PROGRAM",
@@ -119,10 +148,32 @@ _SOL_DECIMALS: Final = 9
 # The u8 in transferChecked allows 255; 64 keeps "0." + digits inside Intent.amount (100 chars).
 _MAX_DECIMALS: Final = 64
 
+# An SPL approval is a u64, so "unlimited" cannot be 2^128 as for ERC-20: wallets approve
+# u64::MAX, and from 2^63 base units up no allowance is a real, bounded amount any more (it
+# exceeds nearly every mint's whole supply). Judging too much as unlimited is the safe side:
+# caps and windows refuse unlimited amounts.
+SPL_UNLIMITED_FROM: Final = 2**63
+_MAX_SEED_LEN: Final = 32  # solana_pubkey::MAX_SEED_LEN
+# Precompiles: each signature they verify is charged like a transaction signature; the first
+# data byte is the number of signatures.
+_PRECOMPILES: Final = frozenset({
+    "Ed25519SigVerify111111111111111111111111111",
+    "KeccakSecp256k11111111111111111111111111111",
+    "Secp256r1SigVerify1111111111111111111111111",
+})  # fmt: skip
+
 _SYSTEM_NAMES: Final = (
     "createAccount", "assign", "transfer", "createAccountWithSeed", "advanceNonceAccount",
     "withdrawNonceAccount", "initializeNonceAccount", "authorizeNonceAccount", "allocate",
     "allocateWithSeed", "assignWithSeed", "transferWithSeed", "upgradeNonceAccount",
+    "createAccountAllowPrefund",
+)  # fmt: skip
+# spl-token's AuthorityType (Token knows the first four; Token-2022 all of them).
+_AUTHORITY_TYPES: Final = (
+    "MintTokens", "FreezeAccount", "AccountOwner", "CloseAccount", "TransferFeeConfig",
+    "WithheldWithdraw", "CloseMint", "InterestRate", "PermanentDelegate",
+    "ConfidentialTransferMint", "TransferHookProgramId", "ConfidentialTransferFeeConfig",
+    "MetadataPointer", "GroupPointer", "GroupMemberPointer", "ScaledUiAmount", "Pause",
 )  # fmt: skip
 _TOKEN_NAMES: Final = (
     "initializeMint", "initializeAccount", "initializeMultisig", "transfer", "approve", "revoke",
@@ -174,6 +225,7 @@ class _Transfer:
     units: int  # base units (lamports or token base units)
     mint: AccountRef | None = None  # transferChecked only
     decimals: int | None = None  # transferChecked only
+    note: str = ""  # what else the instruction does (creates an account, …), for the summary
 
     @property
     def resolved(self) -> bool:
@@ -181,7 +233,44 @@ class _Transfer:
         return all(r is None or r.resolved for r in refs)
 
 
-_Step = _Budget | _Helper | _Call | _Transfer
+@dataclass(frozen=True, slots=True)
+class _Approve:
+    """SPL approve/approveChecked: `delegate` may then move up to `units` out of `source`."""
+
+    program: str
+    function: str  # "spl-token.approve", "token-2022.approveChecked", …
+    source: AccountRef
+    delegate: AccountRef
+    owner: AccountRef
+    units: int  # base units
+    mint: AccountRef | None = None  # approveChecked only
+    decimals: int | None = None  # approveChecked only
+
+
+@dataclass(frozen=True, slots=True)
+class _Authority:
+    """Control over `account` passes to `new`: whatever the account holds or can do goes too."""
+
+    program: str
+    function: str  # "spl-token.setAuthority", "system.assign", …
+    account: AccountRef
+    kind: str  # which authority: "AccountOwner", "MintTokens", "owner program", …
+    new: str | None  # the new authority (from the instruction data); None: removed for good
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """SPL closeAccount to someone else: the account's whole lamport balance goes there."""
+
+    program: str
+    function: str
+    account: AccountRef
+    destination: AccountRef
+
+
+_Step = _Budget | _Helper | _Call | _Transfer | _Approve | _Authority | _Close
+# Value moves that are not transfers: each is judged as its own action, so each must be alone.
+_Alone = _Approve | _Authority | _Close
 
 
 def _refuse(what: str, next_step: str = _REBUILD) -> MalformedRequestError:
@@ -217,18 +306,129 @@ def _short_data(n: int, name: str) -> MalformedRequestError:
     return _refuse(f"Instruction {n} ({name}) has too few data bytes; the program would refuse it.")
 
 
-def _decode_system(tx: SolanaTx, n: int, data: bytes, accounts: bytes) -> _Step:
+class _Data:
+    """Reads an instruction's data field by field; running short means the program refuses it.
+
+    Bytes after the last field are ignored, as the System program's bincode and the SPL Token
+    unpackers ignore them, so padding cannot turn an instruction into something else.
+    """
+
+    def __init__(self, raw: bytes, n: int, name: str, start: int) -> None:
+        self._raw, self._n, self._name, self._pos = raw, n, name, start
+
+    def take(self, size: int) -> bytes:
+        if self._pos + size > len(self._raw):
+            raise _short_data(self._n, self._name)
+        out = self._raw[self._pos : self._pos + size]
+        self._pos += size
+        return out
+
+    def u64(self) -> int:
+        return int.from_bytes(self.take(8), "little")
+
+    def pubkey(self) -> str:
+        return str(Pubkey.from_bytes(self.take(32)))
+
+    def seed(self) -> str:
+        # bincode String: u64 length, then UTF-8; the runtime allows seeds of at most 32 bytes.
+        size = self.u64()
+        if size > _MAX_SEED_LEN:
+            raise _refuse(
+                f"Instruction {self._n} ({self._name}) has a seed of {size} bytes; the runtime "
+                f"allows at most {_MAX_SEED_LEN} and would refuse it."
+            )
+        try:
+            return self.take(size).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _refuse(
+                f"Instruction {self._n} ({self._name}) has a seed that is not UTF-8; the runtime "
+                "would refuse it."
+            ) from None
+
+
+def _decode_system(tx: SolanaTx, n: int, data: bytes, accounts: bytes, wallet: str) -> _Step:
     if len(data) < 4:
         raise _short_data(n, "System program")
     tag = _u(data, 0, 4)
     name = _SYSTEM_NAMES[tag] if tag < len(_SYSTEM_NAMES) else f"instruction {tag}"
-    if tag != 2:
-        return _Call(SYSTEM_PROGRAM, name)
-    # SystemInstruction::Transfer { lamports: u64 }; bincode ignores trailing bytes here.
-    if len(data) < 12:
-        raise _short_data(n, "System transfer")
-    source, destination = _accounts(tx, accounts, 2, n, "System transfer")
-    return _Transfer(SYSTEM_PROGRAM, "system.transfer", source, destination, source, _u(data, 4, 8))
+    label = f"System {name}"
+    d = _Data(data, n, label, 4)
+    if tag == 2:  # Transfer { lamports }: source, destination
+        lamports = d.u64()
+        source, destination = _accounts(tx, accounts, 2, n, label)
+        return _Transfer(SYSTEM_PROGRAM, "system.transfer", source, destination, source, lamports)
+    if tag == 0:  # CreateAccount { lamports, space, owner }: funding, new account
+        lamports, space, owner = d.u64(), d.u64(), d.pubkey()
+        source, new = _accounts(tx, accounts, 2, n, label)
+        note = f"creates account {_short(new.address)} of program {_short(owner)} ({space} bytes)"
+        return _Transfer(
+            SYSTEM_PROGRAM, "system.createAccount", source, new, source, lamports, note=note
+        )
+    if tag == 3:  # CreateAccountWithSeed { base, seed, lamports, space, owner }: funding, new
+        base, seed, lamports, space, owner = d.pubkey(), d.seed(), d.u64(), d.u64(), d.pubkey()
+        source, new = _accounts(tx, accounts, 2, n, label)
+        note = (
+            f"creates account {_short(new.address)} of program {_short(owner)} ({space} bytes, "
+            f'seed "{_printable(seed, 32)}" of {_short(base)})'
+        )
+        return _Transfer(
+            SYSTEM_PROGRAM, "system.createAccountWithSeed", source, new, source, lamports, note=note
+        )
+    if tag == 11:  # TransferWithSeed { lamports, from_seed, from_owner }: from, base, to
+        lamports, seed, _owner = d.u64(), d.seed(), d.pubkey()
+        source, signer, destination = _accounts(tx, accounts, 3, n, label)
+        # The source is derived from `signer` (the base key, which signs): the signer's money,
+        # judged as a transfer by that signer like any other.
+        note = (
+            f"from account {_short(source.address)} derived from {_short(signer.address)} "
+            f'(seed "{_printable(seed, 32)}")'
+        )
+        return _Transfer(
+            SYSTEM_PROGRAM, "system.transferWithSeed", source, destination, signer, lamports,
+            note=note,
+        )  # fmt: skip
+    if tag == 5:  # WithdrawNonceAccount(lamports): nonce, to, blockhashes, rent, authority
+        lamports = d.u64()
+        nonce, destination, _, _, authority = _accounts(tx, accounts, 5, n, label)
+        note = f"withdraws from nonce account {_short(nonce.address)}"
+        return _Transfer(
+            SYSTEM_PROGRAM, "system.withdrawNonceAccount", nonce, destination, authority,
+            lamports, note=note,
+        )  # fmt: skip
+    if tag == 13:  # CreateAccountAllowPrefund { lamports, space, owner }: new account, [funding]
+        lamports, space, owner = d.u64(), d.u64(), d.pubkey()
+        (new,) = _accounts(tx, accounts, 1, n, label)
+        if len(accounts) < 2 and lamports:
+            raise _refuse(
+                f"Instruction {n} ({label}) moves {_fmt_lamports(lamports)} but names no funding "
+                "account; the program would refuse it."
+            )
+        if new.address == wallet:
+            # The wallet's own account would belong to `owner`: that program could then take
+            # every lamport in it.
+            return _Authority(SYSTEM_PROGRAM, "system.createAccountAllowPrefund", new,
+                              "owner program", owner)  # fmt: skip
+        if len(accounts) < 2:  # no funding: moves nothing of the wallet's
+            return _Call(SYSTEM_PROGRAM, name)
+        source = tx.account_ref(accounts[1])
+        note = f"creates account {_short(new.address)} of program {_short(owner)} ({space} bytes)"
+        return _Transfer(
+            SYSTEM_PROGRAM, "system.createAccountAllowPrefund", source, new, source, lamports,
+            note=note,
+        )  # fmt: skip
+    if tag in (1, 10):  # Assign { owner }: account; AssignWithSeed { base, seed, owner }
+        if tag == 10:
+            d.pubkey(), d.seed()
+        owner = d.pubkey()
+        (account,) = _accounts(tx, accounts, 1, n, label)
+        return _Authority(SYSTEM_PROGRAM, f"system.{name}", account, "owner program", owner)
+    if tag == 7:  # AuthorizeNonceAccount(new authority): nonce, authority
+        new_authority = d.pubkey()
+        (nonce,) = _accounts(tx, accounts, 1, n, label)
+        return _Authority(
+            SYSTEM_PROGRAM, "system.authorizeNonceAccount", nonce, "nonce authority", new_authority
+        )
+    return _Call(SYSTEM_PROGRAM, name)
 
 
 def _decode_token(
@@ -239,24 +439,47 @@ def _decode_token(
         raise _short_data(n, label)
     tag = data[0]
     name = _TOKEN_NAMES[tag] if tag < len(_TOKEN_NAMES) else f"instruction {tag}"
+    what = f"{label} {name}"
+    d = _Data(data, n, what, 1)
     if tag == 3:  # Transfer { amount: u64 }: source, destination, authority
-        if len(data) < 9:
-            raise _short_data(n, f"{label} transfer")
-        src, dst, auth = _accounts(tx, accounts, 3, n, f"{label} transfer")
-        return _Transfer(program, f"{label}.transfer", src, dst, auth, _u(data, 1, 8))
+        amount = d.u64()
+        src, dst, auth = _accounts(tx, accounts, 3, n, what)
+        return _Transfer(program, f"{label}.transfer", src, dst, auth, amount)
     if tag == 12:  # TransferChecked { amount: u64, decimals: u8 }: source, mint, destination, auth
-        if len(data) < 10:
-            raise _short_data(n, f"{label} transferChecked")
-        src, mint, dst, auth = _accounts(tx, accounts, 4, n, f"{label} transferChecked")
+        amount, decimals = d.u64(), d.take(1)[0]
+        src, mint, dst, auth = _accounts(tx, accounts, 4, n, what)
         return _Transfer(
-            program, f"{label}.transferChecked", src, dst, auth, _u(data, 1, 8), mint, data[9]
+            program, f"{label}.transferChecked", src, dst, auth, amount, mint, decimals
         )
+    if tag == 4:  # Approve { amount: u64 }: source, delegate, owner
+        amount = d.u64()
+        src, delegate, owner = _accounts(tx, accounts, 3, n, what)
+        return _Approve(program, f"{label}.approve", src, delegate, owner, amount)
+    if tag == 13:  # ApproveChecked { amount: u64, decimals: u8 }: source, mint, delegate, owner
+        amount, decimals = d.u64(), d.take(1)[0]
+        src, mint, delegate, owner = _accounts(tx, accounts, 4, n, what)
+        return _Approve(
+            program, f"{label}.approveChecked", src, delegate, owner, amount, mint, decimals
+        )
+    if tag == 6:  # SetAuthority { type: u8, new: COption<Pubkey> }: account, current authority
+        kind, flag = d.take(1)[0], d.take(1)[0]
+        if flag not in (0, 1):
+            raise _refuse(
+                f"Instruction {n} ({what}) has a malformed new authority; the program would "
+                "refuse it."
+            )
+        new_authority = d.pubkey() if flag == 1 else None
+        (account,) = _accounts(tx, accounts, 2, n, what)[:1]
+        names = _AUTHORITY_TYPES if program == TOKEN_2022_PROGRAM else _AUTHORITY_TYPES[:4]
+        kind_name = names[kind] if kind < len(names) else f"authority type {kind}"
+        return _Authority(program, f"{label}.setAuthority", account, kind_name, new_authority)
     if tag == 17:
         return _Helper(program, "sync native SOL")
-    if tag == 9 and len(accounts) >= 3:  # CloseAccount: account, destination, owner
-        destination = tx.account_ref(accounts[1])
+    if tag == 9:  # CloseAccount: account, destination, owner
+        account, destination, _owner = _accounts(tx, accounts, 3, n, what)
         if destination.address == wallet:
             return _Helper(program, "close a token account (rent back to the wallet)")
+        return _Close(program, f"{label}.closeAccount", account, destination)
     return _Call(program, name)
 
 
@@ -294,7 +517,7 @@ def _decode(tx: SolanaTx, n: int, wallet: str) -> _Step:
     program = tx.program_id(ix)
     data, accounts = bytes(ix.data), bytes(ix.accounts)
     if program == SYSTEM_PROGRAM:
-        return _decode_system(tx, n, data, accounts)
+        return _decode_system(tx, n, data, accounts, wallet)
     if program in _TOKEN_PROGRAMS:
         return _decode_token(tx, program, n, data, accounts, wallet)
     if program == COMPUTE_BUDGET_PROGRAM:
@@ -350,6 +573,18 @@ def _priority_fee(steps: Sequence[_Step]) -> int:
     return math.ceil(price * min(limit, _MAX_COMPUTE_UNITS) / _MICRO_LAMPORTS)
 
 
+def _network_fee(tx: SolanaTx, priority: int) -> int:
+    """The most the fee payer can be charged, in lamports: 5000 per signature (the transaction's
+    and each one its precompile instructions verify, which the runtime charges alike) plus the
+    priority fee."""
+    signatures = len(tx.required_signers)
+    for ix in tx.instructions:
+        data = bytes(ix.data)
+        if tx.program_id(ix) in _PRECOMPILES and data:
+            signatures += data[0]
+    return _LAMPORTS_PER_SIGNATURE * signatures + priority
+
+
 # -- the value a transaction moves ------------------------------------------------------------
 
 
@@ -392,15 +627,17 @@ def _by_mint(registry: Registry, chain: ChainInfo, mint: str) -> AssetInfo | Non
     return None
 
 
-def _asset_of(t: _Transfer, registry: Registry, chain: ChainInfo) -> tuple[tuple[str, ...], _Value]:
+def _asset_of(
+    t: _Transfer | _Approve, registry: Registry, chain: ChainInfo
+) -> tuple[tuple[str, ...], _Value]:
     """The asset key (transfers are summed only within one key) and an empty _Value for it."""
     if t.program == SYSTEM_PROGRAM:
         native = _native(registry, chain)
         return ("native",), _Value(native.symbol, native.decimals, known=True, function=t.function)
     if t.decimals is not None and t.decimals > _MAX_DECIMALS:
         raise _refuse(
-            f"The transfer says its token has {t.decimals} decimals; keysafe judges tokens with "
-            f"at most {_MAX_DECIMALS}.",
+            f"Instruction {t.function} says its token has {t.decimals} decimals; keysafe judges "
+            f"tokens with at most {_MAX_DECIMALS}.",
             next_step="check the mint's decimals; no real token uses that many.",
         )
     if t.mint is not None and t.mint.address is not None and t.decimals is not None:
@@ -408,8 +645,9 @@ def _asset_of(t: _Transfer, registry: Registry, chain: ChainInfo) -> tuple[tuple
         info = _by_mint(registry, chain, mint)
         if info is not None and info.decimals != t.decimals:
             raise _refuse(
-                f"The transfer says mint {mint} has {t.decimals} decimals, but the registry "
-                f"knows it as {info.symbol} with {info.decimals}; the amount cannot be judged.",
+                f"Instruction {t.function} says mint {mint} has {t.decimals} decimals, but the "
+                f"registry knows it as {info.symbol} with {info.decimals}; the amount cannot be "
+                "judged.",
                 next_step="fix the decimals in the transaction, or correct the registry entry.",
             )
         asset = info.symbol if info is not None else mint
@@ -522,6 +760,179 @@ def _transfer_phrase(v: _Value, owners: dict[str, str], wallet: str) -> str:
     return phrase
 
 
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """What the policy judges, before the common parts (chain, fee, notes) are added."""
+
+    action: str
+    head: str  # the summary's first phrase
+    asset: str | None = None
+    amount: str | None = None
+    unlimited: bool | None = None
+    to: str | None = None
+    spender: str | None = None
+    contract: str | None = None
+    function: str | None = None
+
+
+def _token_name(v: _Value) -> str:
+    if v.mint is not None and v.known:
+        return f"{v.asset} (mint {_short(v.mint)})"
+    if v.mint is not None:
+        return f"unregistered token mint {_short(v.mint)}"
+    return str(v.asset)
+
+
+def _judge_approve(a: _Approve, registry: Registry, chain: ChainInfo) -> _Judged:
+    _, v = _asset_of(a, registry, chain)
+    v.units = a.units
+    huge = a.units >= SPL_UNLIMITED_FROM
+    source = f"token account {_short(a.source.address)}"
+    if v.asset is None:
+        # No mint, so no decimals: the amount stays in base units and is never "unlimited",
+        # so the engine cannot judge it and denies (an unlimited amount would skip that check).
+        what = (
+            f"{'UNLIMITED (' if huge else ''}{a.units} base units{')' if huge else ''} of an "
+            f"unknown token ({v.unknown_why.replace('transfer', 'approval')}, so the asset and "
+            "decimals are unknown)"
+        )
+        amount, unlimited = str(a.units), False
+    elif huge:
+        what, amount, unlimited = f"UNLIMITED {_token_name(v)}", UNLIMITED, True
+    else:
+        what, amount, unlimited = f"{v.amount} {_token_name(v)}", v.amount, False
+    return _Judged(
+        "solana.approve",
+        f"approve {_short(a.delegate.address)} to spend {what} from {source}",
+        asset=v.asset, amount=amount, unlimited=unlimited, spender=a.delegate.address,
+        contract=v.mint, function=a.function,
+    )  # fmt: skip
+
+
+def _judge_authority(a: _Authority, native: str, wallet: str) -> _Judged:
+    account = _short(a.account.address) + (" (the wallet)" if a.account.address == wallet else "")
+    if a.program == SYSTEM_PROGRAM:
+        if a.kind == "owner program":
+            head = f"hand account {account} to program {_short(a.new)}, which then controls all "
+        else:
+            head = f"hand the authority of nonce account {account} to {_short(a.new)}, who then "
+            head += "controls "
+        head += f"its {native}"
+    elif a.new is None:
+        head = f"REMOVE the {a.kind} authority of {account} for good"
+    else:
+        head = f"hand the {a.kind} authority of {account} to {_short(a.new)}"
+    # Control of an account carries everything it holds or can mint: no cap can bound it.
+    return _Judged(
+        "solana.set_authority", head + " (judged as unlimited)",
+        asset=native if a.program == SYSTEM_PROGRAM else None, amount=UNLIMITED, unlimited=True,
+        to=a.new, spender=a.new, contract=a.account.address, function=a.function,
+    )  # fmt: skip
+
+
+def _judge_close(c: _Close, native: str) -> _Judged:
+    # The instruction moves the account's whole lamport balance (rent, and for a wrapped-SOL
+    # account the wrapped SOL too) without saying how much: only a rule that allows this action
+    # with no cap can allow it.
+    head = (
+        f"close token account {_short(c.account.address)}: ALL its {native} (rent, and for "
+        f"wrapped {native} the whole balance; not stated in the instruction, so judged as "
+        f"unlimited) goes to {_short(c.destination.address)}"
+    )
+    return _Judged(
+        "solana.close_account", head, asset=native, amount=UNLIMITED, unlimited=True,
+        to=c.destination.address, contract=c.account.address, function=c.function,
+    )  # fmt: skip
+
+
+def _judge_alone(
+    steps: Sequence[_Step], registry: Registry, chain: ChainInfo, wallet: str
+) -> _Judged | None:
+    """An approval, authority change or closing: judged on its own, or the transaction refused."""
+    alone = [(n, s) for n, s in enumerate(steps) if isinstance(s, _Alone)]
+    if not alone:
+        return None
+    n, step = alone[0]
+    others = [s for s in steps if isinstance(s, _Transfer | _Call)]
+    if len(alone) > 1 or others:
+        what = [s.function for _, s in alone] + [
+            s.function if isinstance(s, _Transfer) else f"a call to program {_short(s.program)}"
+            for s in others
+        ]
+        raise _refuse(
+            f"The transaction does {len(what)} things ({', '.join(dict.fromkeys(what))}); "
+            "keysafe judges an approval, an authority change or closing an account to someone "
+            "else only on its own, so that no value move hides behind another.",
+            next_step="send it in a transaction of its own (compute-budget and memo "
+            "instructions may stay).",
+        )
+    if isinstance(step, _Approve):
+        refs = [step.source, step.delegate, step.owner, step.mint]
+    elif isinstance(step, _Authority):
+        refs = [step.account]
+    else:
+        refs = [step.account, step.destination]
+    if not all(r is None or r.resolved for r in refs):
+        raise _refuse(
+            f"Instruction {n} ({step.function}) names accounts from an address lookup table, "
+            "which keysafe cannot resolve offline, so it cannot tell what is handed to whom.",
+            next_step="list those accounts as static keys (not from a lookup table).",
+        )
+    native = _native(registry, chain).symbol
+    if isinstance(step, _Approve):
+        return _judge_approve(step, registry, chain)
+    if isinstance(step, _Authority):
+        return _judge_authority(step, native, wallet)
+    return _judge_close(step, native)
+
+
+def _judge_transfers(
+    steps: Sequence[_Step], registry: Registry, chain: ChainInfo, wallet: str, notes: list[str]
+) -> _Judged:
+    """Transfers and calls (module doc, "The intent of the whole transaction")."""
+    transfers = [s for s in steps if isinstance(s, _Transfer)]
+    programs: list[str] = []
+    for s in steps:
+        if (isinstance(s, _Call) or (isinstance(s, _Transfer) and not s.resolved)) and (
+            s.program not in programs
+        ):
+            programs.append(s.program)
+    if len(programs) > 1:
+        raise _refuse(
+            f"The transaction calls {len(programs)} programs ({', '.join(programs)}); keysafe "
+            "judges a call to one program per transaction.",
+            next_step="split the transaction, one program per transaction.",
+        )
+    value = _value(transfers, registry, chain)
+    helpers = [s for s in steps if isinstance(s, _Helper)]
+    owners = {h.ata[0]: h.ata[1] for h in helpers if h.ata is not None}
+    n = len(steps)
+    notes.extend(dict.fromkeys(t.note for t in transfers if t.note))
+    if programs or value is None:
+        if programs:
+            contract = programs[0]
+        else:  # only helpers and compute-budget instructions
+            non_budget = [s.program for s in steps if isinstance(s, _Helper)]
+            contract = non_budget[0] if non_budget else COMPUTE_BUDGET_PROGRAM
+        names = sorted({s.what for s in steps if isinstance(s, _Call) and s.what})
+        head = f"call program {_short(contract)}"
+        if names:
+            head += f" ({', '.join(names)})"
+        head += f" ({n} instruction{'s' if n != 1 else ''})"
+        if value is not None:
+            notes.insert(0, "sends " + _transfer_phrase(value, owners, wallet))
+        return _Judged(
+            "solana.call", head, asset=value.asset if value else None,
+            amount=value.amount if value else None, to=value.to if value else None,
+            contract=contract,
+        )  # fmt: skip
+    return _Judged(
+        "solana.transfer", "send " + _transfer_phrase(value, owners, wallet),
+        asset=value.asset, amount=value.amount, to=value.to, contract=value.mint,
+        function=value.function,
+    )  # fmt: skip
+
+
 def intent_from_tx(
     tx: SolanaTx,
     *,
@@ -559,27 +970,13 @@ def intent_from_tx(
             f"{_fmt_lamports(max_priority_fee_lamports)}.",
             next_step="lower the compute-unit price or the compute-unit limit.",
         )
-
-    transfers = [s for s in steps if isinstance(s, _Transfer)]
-    unresolved = [t for t in transfers if not t.resolved]
-    programs: list[str] = []
-    for s in steps:
-        if (isinstance(s, _Call) or (isinstance(s, _Transfer) and not s.resolved)) and (
-            s.program not in programs
-        ):
-            programs.append(s.program)
-    if len(programs) > 1:
-        raise _refuse(
-            f"The transaction calls {len(programs)} programs ({', '.join(programs)}); keysafe "
-            "judges a call to one program per transaction.",
-            next_step="split the transaction, one program per transaction.",
-        )
-    value = _value(transfers, registry, chain)
-    helpers = [s for s in steps if isinstance(s, _Helper)]
-    owners = {h.ata[0]: h.ata[1] for h in helpers if h.ata is not None}
-    n = len(steps)
+    fee = _network_fee(tx, priority)
 
     notes: list[str] = []
+    judged = _judge_alone(steps, registry, chain, wallet) or _judge_transfers(
+        steps, registry, chain, wallet, notes
+    )
+    unresolved = [s for s in steps if isinstance(s, _Transfer) and not s.resolved]
     if unresolved:
         notes.append(
             f"{len(unresolved)} transfer(s) use accounts from address lookup tables that "
@@ -587,47 +984,33 @@ def intent_from_tx(
         )
     elif tx.lookup_tables:
         notes.append(f"loads accounts from {len(tx.lookup_tables)} lookup table(s)")
-    memos = [h.memo for h in helpers if h.memo is not None]
+    fee_note = (
+        f"network fee up to {_fmt_lamports(fee)}"
+        if tx.fee_payer == wallet
+        else f"fee paid by {_short(tx.fee_payer)}"
+    )
+    if priority:
+        fee_note += f" (priority fee up to {_fmt_lamports(priority)})"
+    notes.append(fee_note)
+    memos = [s.memo for s in steps if isinstance(s, _Helper) and s.memo is not None]
     if memos:
         notes.append("memo " + "; ".join(f'"{_printable(m)}"' for m in memos))
-    if priority:
-        notes.append(f"priority fee up to {_fmt_lamports(priority)}")
-    if tx.fee_payer != wallet:
-        notes.append(f"fee paid by {_short(tx.fee_payer)}")
-
-    contract: str | None
-    if programs or value is None:
-        action = "solana.call"
-        if programs:
-            contract = programs[0]
-        else:  # only helpers and compute-budget instructions
-            non_budget = [s.program for s in steps if isinstance(s, _Helper)]
-            contract = non_budget[0] if non_budget else COMPUTE_BUDGET_PROGRAM
-        names = sorted({s.what for s in steps if isinstance(s, _Call) and s.what})
-        head = f"call program {_short(contract)}"
-        if names:
-            head += f" ({', '.join(names)})"
-        head += f" ({n} instruction{'s' if n != 1 else ''})"
-        if value is not None:
-            notes.insert(0, "sends " + _transfer_phrase(value, owners, wallet))
-        function = None
-    else:
-        action = "solana.transfer"
-        contract = value.mint
-        head = "send " + _transfer_phrase(value, owners, wallet)
-        function = value.function
-    summary = "; ".join([head, *notes])
+    summary = "; ".join([judged.head, *notes])
     if len(summary) > 500:
         summary = summary[:499] + "…"
     try:
         return Intent(
-            action=action,
+            action=judged.action,
             chain=chain.name,
-            asset=value.asset if value else None,
-            amount=value.amount if value else None,
-            to=value.to if value else None,
-            contract=contract,
-            function=function,
+            asset=judged.asset,
+            amount=judged.amount,
+            unlimited=judged.unlimited,
+            # The wallet pays nothing when a sponsor pays the fee.
+            fee=from_base_units(fee if tx.fee_payer == wallet else 0, _SOL_DECIMALS),
+            to=judged.to,
+            spender=judged.spender,
+            contract=judged.contract,
+            function=judged.function,
             summary=summary,
         )
     except ValidationError:
@@ -668,8 +1051,9 @@ def _owner_matches(decoded: Intent, owner: str) -> bool:
 def check_declared(decoded: Intent, declared: Intent) -> Intent:
     """Refuse unless what the agent declared is what the transaction does; return what to judge.
 
-    Compared: action; chain, asset, amount, recipient and contract when either side has one.
-    Amounts compare as decimals ("0.50" == "0.5"). Assets compare by symbol (any case) or by mint.
+    Compared: action; chain, asset, amount, recipient and contract when either side has one;
+    spender when declared. Amounts compare as decimals ("0.50" == "0.5") or as "unlimited".
+    Assets compare by symbol (any case) or by mint.
     For an SPL transfer the agent may declare the recipient's *wallet*: it is accepted when the
     decoded destination is that wallet's associated token account (derived here, not trusted),
     and the returned intent then names the wallet as `to`, so recipient rules see the person.
@@ -684,18 +1068,22 @@ def check_declared(decoded: Intent, declared: Intent) -> Intent:
     if (declared.amount is None) != (decoded.amount is None):
         raise _mismatch("amount", declared.amount or "none", decoded.amount)
     if declared.amount is not None and decoded.amount is not None:
-        try:
-            same = parse_decimal(declared.amount) == Decimal(decoded.amount)
-        except ValueError:
-            same = False
+        if UNLIMITED in (declared.amount.strip().lower(), decoded.amount):
+            same = declared.amount.strip().lower() == decoded.amount
+        else:
+            try:
+                same = parse_decimal(declared.amount) == Decimal(decoded.amount)
+            except ValueError:
+                same = False
         if not same:
             raise _mismatch("amount", declared.amount, decoded.amount)
     if declared.asset is not None or decoded.asset is not None:
         if decoded.asset is None:
             raise _refuse(
-                f"The request declares asset {declared.asset!r}, but this SPL transfer names no "
-                "mint, so keysafe cannot confirm which token it moves; nothing was signed.",
-                next_step="use transferChecked, which names the mint and its decimals.",
+                f"The request declares asset {declared.asset!r}, but this {decoded.action} names "
+                "no mint, so keysafe cannot confirm which token it moves; nothing was signed.",
+                next_step="use transferChecked or approveChecked, which name the mint and its "
+                "decimals.",
             )
         ok = declared.asset is not None and (
             declared.asset.upper() == decoded.asset.upper() or declared.asset == decoded.contract
@@ -704,6 +1092,8 @@ def check_declared(decoded: Intent, declared: Intent) -> Intent:
             raise _mismatch("asset", declared.asset or "none", decoded.asset)
     if declared.contract is not None and declared.contract != decoded.contract:
         raise _mismatch("contract", declared.contract, decoded.contract)
+    if declared.spender is not None and declared.spender != decoded.spender:
+        raise _mismatch("spender", declared.spender, decoded.spender)
     if declared.to is None and decoded.to is None:
         return decoded
     if declared.to is None:

@@ -1,8 +1,10 @@
 """Builders for Solana test transactions, shared by the tests in this folder.
 
-Transactions are built with solders; SPL Token instructions are built by hand from their
-documented layouts (Transfer = [3] + u64, TransferChecked = [12] + u64 + u8 decimals), so the
-decoder is checked against the layout, not against itself. Keys come from fixed seeds, so test
+Transactions are built with solders (System instructions too); SPL Token instructions are built
+by hand from their documented layouts (Transfer = [3] + u64, TransferChecked = [12] + u64 + u8
+decimals, Approve = [4] + u64, ApproveChecked = [13] + u64 + u8, SetAuthority = [6] + u8 type +
+COption<Pubkey>, CloseAccount = [9]), so the decoder is checked against the layout, not against
+itself. Keys come from fixed seeds, so test
 ids and failures are reproducible.
 """
 
@@ -19,7 +21,18 @@ from solders.keypair import Keypair
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.system_program import TransferParams, transfer
+from solders.system_program import (
+    CreateAccountParams,
+    CreateAccountWithSeedParams,
+    TransferParams,
+    TransferWithSeedParams,
+    WithdrawNonceAccountParams,
+    create_account,
+    create_account_with_seed,
+    transfer,
+    transfer_with_seed,
+    withdraw_nonce_account,
+)
 from solders.token.associated import get_associated_token_address
 from solders.transaction import VersionedTransaction
 
@@ -53,7 +66,11 @@ BOB_USDC = get_associated_token_address(BOB, USDC_MINT)
 WALLET_T22 = get_associated_token_address(WALLET, OTHER_MINT, TOKEN_2022)
 BOB_T22 = get_associated_token_address(BOB, OTHER_MINT, TOKEN_2022)
 
+ED25519_PROGRAM = Pubkey.from_string("Ed25519SigVerify111111111111111111111111111")
+NONCE = Keypair.from_seed(bytes([8] * 32)).pubkey()
+
 SOL = 1_000_000_000
+U64_MAX = 2**64 - 1
 
 
 def wallet_seed() -> SecretBytes:
@@ -106,13 +123,113 @@ def spl_transfer_checked(
     return Instruction(program, data, accounts)
 
 
-def close_account(account: Pubkey, destination: Pubkey, owner: Pubkey = WALLET) -> Instruction:
+def close_account(
+    account: Pubkey, destination: Pubkey, owner: Pubkey = WALLET, *, program: Pubkey = TOKEN
+) -> Instruction:
     accounts = [
         AccountMeta(account, is_signer=False, is_writable=True),
         AccountMeta(destination, is_signer=False, is_writable=True),
         AccountMeta(owner, is_signer=True, is_writable=False),
     ]
-    return Instruction(TOKEN, bytes([9]), accounts)
+    return Instruction(program, bytes([9]), accounts)
+
+
+def spl_approve(
+    source: Pubkey,
+    delegate: Pubkey,
+    amount: int,
+    *,
+    owner: Pubkey = WALLET,
+    program: Pubkey = TOKEN,
+) -> Instruction:
+    data = bytes([4]) + amount.to_bytes(8, "little")
+    accounts = [
+        AccountMeta(source, is_signer=False, is_writable=True),
+        AccountMeta(delegate, is_signer=False, is_writable=False),
+        AccountMeta(owner, is_signer=True, is_writable=False),
+    ]
+    return Instruction(program, data, accounts)
+
+
+def spl_approve_checked(
+    source: Pubkey,
+    mint: Pubkey,
+    delegate: Pubkey,
+    amount: int,
+    decimals: int,
+    *,
+    owner: Pubkey = WALLET,
+    program: Pubkey = TOKEN,
+) -> Instruction:
+    data = bytes([13]) + amount.to_bytes(8, "little") + bytes([decimals])
+    accounts = [
+        AccountMeta(source, is_signer=False, is_writable=True),
+        AccountMeta(mint, is_signer=False, is_writable=False),
+        AccountMeta(delegate, is_signer=False, is_writable=False),
+        AccountMeta(owner, is_signer=True, is_writable=False),
+    ]
+    return Instruction(program, data, accounts)
+
+
+def spl_set_authority(
+    account: Pubkey,
+    kind: int,
+    new: Pubkey | None,
+    *,
+    current: Pubkey = WALLET,
+    program: Pubkey = TOKEN,
+) -> Instruction:
+    option = bytes([0]) if new is None else bytes([1]) + bytes(new)
+    accounts = [
+        AccountMeta(account, is_signer=False, is_writable=True),
+        AccountMeta(current, is_signer=True, is_writable=False),
+    ]
+    return Instruction(program, bytes([6, kind]) + option, accounts)
+
+
+def sol_create_account(
+    new: Pubkey, lamports: int, owner: Pubkey, source: Pubkey = WALLET
+) -> Instruction:
+    return create_account(
+        CreateAccountParams(
+            from_pubkey=source, to_pubkey=new, lamports=lamports, space=0, owner=owner
+        )
+    )
+
+
+def seeded(seed: str, owner: Pubkey, base: Pubkey = WALLET) -> Pubkey:
+    return Pubkey.create_with_seed(base, seed, owner)
+
+
+def sol_create_with_seed(seed: str, lamports: int, owner: Pubkey) -> Instruction:
+    return create_account_with_seed(
+        CreateAccountWithSeedParams(
+            from_pubkey=WALLET, to_pubkey=seeded(seed, owner), base=WALLET, seed=seed,
+            lamports=lamports, space=0, owner=owner,
+        )
+    )  # fmt: skip
+
+
+def sol_transfer_with_seed(seed: str, to: Pubkey, lamports: int) -> Instruction:
+    return transfer_with_seed(
+        TransferWithSeedParams(
+            from_pubkey=seeded(seed, SYSTEM), from_base=WALLET, from_seed=seed, from_owner=SYSTEM,
+            to_pubkey=to, lamports=lamports,
+        )
+    )  # fmt: skip
+
+
+def sol_withdraw_nonce(to: Pubkey, lamports: int, nonce: Pubkey = NONCE) -> Instruction:
+    return withdraw_nonce_account(
+        WithdrawNonceAccountParams(
+            nonce_pubkey=nonce, authorized_pubkey=WALLET, to_pubkey=to, lamports=lamports
+        )
+    )
+
+
+def ed25519_verify(signatures: int) -> Instruction:
+    # Only the count (first byte) matters to the fee; the offsets are not checked offline.
+    return Instruction(ED25519_PROGRAM, bytes([signatures, 0]) + bytes(14 * signatures), [])
 
 
 def create_ata_idempotent(owner: Pubkey, mint: Pubkey, program: Pubkey = TOKEN) -> Instruction:

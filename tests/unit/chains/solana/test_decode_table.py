@@ -23,8 +23,20 @@ from solders.message import (
     TransactionConfig,
     to_bytes_versioned,
 )
+from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.system_program import AssignParams, assign
+from solders.system_program import (
+    AllocateParams,
+    AssignParams,
+    AssignWithSeedParams,
+    AuthorizeNonceAccountParams,
+    CreateAccountAllowPrefundParams,
+    allocate,
+    assign,
+    assign_with_seed,
+    authorize_nonce_account,
+    create_account_allow_prefund,
+)
 from solders.transaction import VersionedTransaction
 
 from keysafe.chains.solana import check_declared, intent_from_message, intent_from_tx
@@ -33,7 +45,7 @@ from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import ChainInfo, Registry
-from keysafe.policy.rules import parse_policy
+from keysafe.policy.rules import ACTIONS, parse_policy
 from tests.unit.chains.solana import (
     ATA_PROGRAM,
     BLOCKHASH,
@@ -45,6 +57,7 @@ from tests.unit.chains.solana import (
     JUPITER,
     MALLORY,
     MEMO,
+    NONCE,
     OTHER_MINT,
     SOL,
     SPONSOR,
@@ -52,12 +65,14 @@ from tests.unit.chains.solana import (
     TABLE,
     TOKEN,
     TOKEN_2022,
+    U64_MAX,
     USDC_MINT,
     WALLET,
     WALLET_T22,
     WALLET_USDC,
     close_account,
     create_ata_idempotent,
+    ed25519_verify,
     encode,
     legacy_b64,
     legacy_message,
@@ -66,7 +81,15 @@ from tests.unit.chains.solana import (
     price,
     program_call,
     registry_with_usdc,
+    seeded,
+    sol_create_account,
+    sol_create_with_seed,
     sol_transfer,
+    sol_transfer_with_seed,
+    sol_withdraw_nonce,
+    spl_approve,
+    spl_approve_checked,
+    spl_set_authority,
     spl_transfer,
     spl_transfer_checked,
     table,
@@ -121,6 +144,33 @@ def _v1_message() -> str:
     return encode(VersionedTransaction.populate(message, [Signature.default()]))
 
 
+def _cut(ix: Instruction, size: int) -> Instruction:
+    """The instruction with its data cut to `size` bytes."""
+    return Instruction(ix.program_id, bytes(ix.data)[:size], ix.accounts)
+
+
+def _replace(ix: Instruction, at: int, data: bytes) -> Instruction:
+    raw = bytes(ix.data)
+    return Instruction(ix.program_id, raw[:at] + data + raw[at + len(data) :], ix.accounts)
+
+
+def _seed_length(ix: Instruction, at: int, length: int) -> Instruction:
+    """Overwrite the u64 length of a bincode string at `at` (the bytes after it stay)."""
+    return _replace(ix, at, length.to_bytes(8, "little"))
+
+
+def _first_accounts(ix: Instruction, n: int) -> Instruction:
+    return Instruction(ix.program_id, bytes(ix.data), ix.accounts[:n])
+
+
+def _prefund(new: Pubkey, payer: Pubkey | None, lamports: int) -> Instruction:
+    return create_account_allow_prefund(
+        CreateAccountAllowPrefundParams(
+            new_account=new, payer=payer, lamports=lamports, space=0, owner=JUPITER
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Case:
     build: Callable[[], str]
@@ -160,10 +210,116 @@ CASES: dict[str, Case] = {
         ),
         refused="needs at least 2",
     ),
-    "system assign is a call to the system program": Case(
+    # -- System instructions that move lamports without being `transfer` ------------------------
+    "createAccount moves its lamports to the new account": Case(
+        lambda: legacy_b64([sol_create_account(SPONSOR, 100 * SOL, JUPITER)], payer=SPONSOR),
+        {"action": "solana.transfer", "asset": "SOL", "amount": "100", "to": str(SPONSOR),
+         "contract": None, "function": "system.createAccount", "fee": "0"},
+        (f"send 100 SOL to {_short(SPONSOR)}", f"creates account {_short(SPONSOR)} of program "
+         f"{_short(JUPITER)} (0 bytes)"),
+    ),
+    "createAccount with too few data bytes is refused": Case(
+        lambda: legacy_b64([_cut(sol_create_account(SPONSOR, SOL, JUPITER), 51)], payer=SPONSOR),
+        refused="(System createAccount) has too few data bytes",
+    ),
+    "createAccountWithSeed moves its lamports to the derived account": Case(
+        lambda: legacy_b64([sol_create_with_seed("vault", 100 * SOL, JUPITER)]),
+        {"action": "solana.transfer", "asset": "SOL", "amount": "100",
+         "to": str(seeded("vault", JUPITER)), "function": "system.createAccountWithSeed"},
+        ('seed "vault"', f"of program {_short(JUPITER)}"),
+    ),
+    "createAccountWithSeed with a 33-byte seed is refused": Case(
+        lambda: legacy_b64([_seed_length(sol_create_with_seed("s" * 32, 1, JUPITER), 36, 33)]),
+        refused="a seed of 33 bytes",
+    ),
+    "createAccountWithSeed with a seed that is not UTF-8 is refused": Case(
+        lambda: legacy_b64([_replace(sol_create_with_seed("ab", 1, JUPITER), 44, b"\xff")]),
+        refused="not UTF-8",
+    ),
+    "createAccountWithSeed cut inside its seed is refused": Case(
+        lambda: legacy_b64([_cut(sol_create_with_seed("vault", 1, JUPITER), 46)]),
+        refused="too few data bytes",
+    ),
+    "transferWithSeed out of the wallet's derived account is a transfer": Case(
+        lambda: legacy_b64([sol_transfer_with_seed("savings", MALLORY, 7 * SOL)]),
+        {"action": "solana.transfer", "asset": "SOL", "amount": "7", "to": str(MALLORY),
+         "function": "system.transferWithSeed"},
+        (f"send 7 SOL to {_short(MALLORY)}", f"from account {_short(seeded('savings', SYSTEM))} "
+         f"derived from {_short(WALLET)}"),
+    ),
+    "transferWithSeed with a missing account is refused": Case(
+        lambda: legacy_b64([_first_accounts(sol_transfer_with_seed("s", MALLORY, 1), 2)]),
+        refused="needs at least 3",
+    ),
+    "withdrawNonceAccount moves its lamports to the recipient": Case(
+        lambda: legacy_b64([sol_withdraw_nonce(MALLORY, 3 * SOL)]),
+        {"action": "solana.transfer", "asset": "SOL", "amount": "3", "to": str(MALLORY),
+         "function": "system.withdrawNonceAccount"},
+        (f"withdraws from nonce account {_short(NONCE)}",),
+    ),
+    "withdrawNonceAccount with too few data bytes is refused": Case(
+        lambda: legacy_b64([_cut(sol_withdraw_nonce(MALLORY, 1), 11)]),
+        refused="too few data bytes",
+    ),
+    "withdrawNonceAccount without its authority account is refused": Case(
+        lambda: legacy_b64([_first_accounts(sol_withdraw_nonce(MALLORY, 1), 4), memo("x", [WALLET])]),
+        refused="needs at least 5",
+    ),
+    "createAccount and a transfer to someone else are two recipients: refused": Case(
+        lambda: legacy_b64(
+            [sol_create_account(SPONSOR, 100 * SOL, JUPITER), sol_transfer(BOB, 1)], payer=SPONSOR
+        ),
+        refused="2 different recipients",
+    ),
+    "createAccount and a transfer to the same account add up": Case(
+        lambda: legacy_b64([sol_create_with_seed("a", SOL, SYSTEM), sol_transfer(seeded("a", SYSTEM), SOL)]),
+        {"action": "solana.transfer", "amount": "2", "function": "system.transfers"},
+    ),
+    "createAccount beside a program call is solana.call carrying the lamports": Case(
+        lambda: legacy_b64([sol_create_with_seed("a", 100 * SOL, JUPITER), program_call()]),
+        {"action": "solana.call", "contract": str(JUPITER), "asset": "SOL", "amount": "100",
+         "to": str(seeded("a", JUPITER))},
+        ("sends 100 SOL to",),
+    ),
+    "createAccountAllowPrefund funded by the wallet is a transfer": Case(
+        lambda: legacy_b64([_prefund(SPONSOR, WALLET, 2 * SOL)], payer=SPONSOR),
+        {"action": "solana.transfer", "amount": "2", "to": str(SPONSOR),
+         "function": "system.createAccountAllowPrefund"},
+    ),
+    "createAccountAllowPrefund of the wallet itself hands it to a program": Case(
+        lambda: legacy_b64([_prefund(WALLET, None, 0)]),
+        {"action": "solana.set_authority", "contract": str(WALLET), "to": str(JUPITER),
+         "asset": "SOL", "amount": "unlimited", "unlimited": True},
+    ),
+    "system assign of the wallet hands its SOL to that program": Case(
         lambda: legacy_b64([assign(AssignParams(pubkey=WALLET, owner=JUPITER))]),
+        {"action": "solana.set_authority", "contract": str(WALLET), "to": str(JUPITER),
+         "spender": str(JUPITER), "asset": "SOL", "amount": "unlimited", "unlimited": True,
+         "function": "system.assign"},
+        (f"hand account {_short(WALLET)} (the wallet) to program {_short(JUPITER)}, which then "
+         "controls all its SOL",),
+    ),
+    "system assignWithSeed is an authority change": Case(
+        lambda: legacy_b64([assign_with_seed(AssignWithSeedParams(
+            address=seeded("x", SYSTEM), base=WALLET, seed="x", owner=JUPITER))]),
+        {"action": "solana.set_authority", "contract": str(seeded("x", SYSTEM)),
+         "to": str(JUPITER), "function": "system.assignWithSeed"},
+    ),
+    "system assign with a truncated owner is refused": Case(
+        lambda: legacy_b64([_cut(assign(AssignParams(pubkey=WALLET, owner=JUPITER)), 20)]),
+        refused="too few data bytes",
+    ),
+    "authorizeNonceAccount hands the nonce account's SOL to a new authority": Case(
+        lambda: legacy_b64([authorize_nonce_account(AuthorizeNonceAccountParams(
+            nonce_pubkey=NONCE, authorized_pubkey=WALLET, new_authority=MALLORY))]),
+        {"action": "solana.set_authority", "contract": str(NONCE), "to": str(MALLORY),
+         "asset": "SOL", "amount": "unlimited", "function": "system.authorizeNonceAccount"},
+        ("nonce account",),
+    ),
+    "system allocate stays a call to the system program": Case(
+        lambda: legacy_b64([allocate(AllocateParams(pubkey=WALLET, space=10))]),
         {"action": "solana.call", "contract": str(SYSTEM), "amount": None},
-        ("assign",),
+        ("allocate",),
     ),
     # -- SPL Token ----------------------------------------------------------------------------
     "spl transfer names no mint: asset unknown, base units": Case(
@@ -232,16 +388,161 @@ CASES: dict[str, Case] = {
         lambda: legacy_b64([close_account(WALLET_USDC, WALLET), sol_transfer(BOB, 1)]),
         {"action": "solana.transfer", "to": str(BOB)},
     ),
-    "closeAccount to someone else is a token program call": Case(
+    "closeAccount to someone else sends all its SOL there: close_account, unlimited": Case(
         lambda: legacy_b64([close_account(WALLET_USDC, MALLORY)]),
-        {"action": "solana.call", "contract": str(TOKEN)},
-        ("closeAccount",),
+        {"action": "solana.close_account", "contract": str(WALLET_USDC), "to": str(MALLORY),
+         "asset": "SOL", "amount": "unlimited", "unlimited": True,
+         "function": "spl-token.closeAccount"},
+        (f"close token account {_short(WALLET_USDC)}: ALL its SOL", f"goes to {_short(MALLORY)}"),
+    ),
+    "token-2022 closeAccount to someone else": Case(
+        lambda: legacy_b64([close_account(WALLET_T22, MALLORY, program=TOKEN_2022)]),
+        {"action": "solana.close_account", "to": str(MALLORY),
+         "function": "token-2022.closeAccount"},
+    ),
+    "closeAccount with a missing account is refused": Case(
+        lambda: legacy_b64([_first_accounts(close_account(WALLET_USDC, MALLORY), 2), memo("x", [WALLET])]),
+        refused="needs at least 3",
+    ),
+    # -- SPL approvals and authorities --------------------------------------------------------
+    "approveChecked of a registered mint: spender, amount in token units": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 5_000_000, 6)]),
+        {"action": "solana.approve", "asset": "USDC", "amount": "5", "unlimited": False,
+         "spender": str(MALLORY), "to": None, "contract": str(USDC_MINT),
+         "function": "spl-token.approveChecked"},
+        (f"approve {_short(MALLORY)} to spend 5 USDC (mint {_short(USDC_MINT)}) from token "
+         f"account {_short(WALLET_USDC)}",),
+    ),
+    "approveChecked of u64::MAX is unlimited": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, U64_MAX, 6)]),
+        {"action": "solana.approve", "asset": "USDC", "amount": "unlimited", "unlimited": True,
+         "spender": str(MALLORY)},
+        ("to spend UNLIMITED USDC",),
+    ),
+    "approveChecked of 2^63 is unlimited": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 2**63, 6)]),
+        {"amount": "unlimited", "unlimited": True},
+    ),
+    "approveChecked just under 2^63 is an amount": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 2**63 - 1, 6)]),
+        {"amount": "9223372036854.775807", "unlimited": False},
+    ),
+    "approveChecked of an unknown mint names the mint as asset": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, OTHER_MINT, MALLORY, 10, 0)]),
+        {"action": "solana.approve", "asset": str(OTHER_MINT), "amount": "10",
+         "contract": str(OTHER_MINT)},
+        ("unregistered token mint",),
+    ),
+    "approveChecked with decimals the registry disagrees with is refused": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 9)]),
+        refused="registry knows it as USDC with 6",
+    ),
+    "approveChecked with too few data bytes is refused": Case(
+        lambda: legacy_b64([_cut(spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6), 9)]),
+        refused="(spl-token approveChecked) has too few data bytes",
+    ),
+    "plain approve names no mint: base units, never unlimited": Case(
+        lambda: legacy_b64([spl_approve(WALLET_USDC, MALLORY, U64_MAX)]),
+        {"action": "solana.approve", "asset": None, "amount": str(U64_MAX), "unlimited": False,
+         "spender": str(MALLORY), "function": "spl-token.approve"},
+        (f"UNLIMITED ({U64_MAX} base units) of an unknown token", "approval names no mint"),
+    ),
+    "plain approve with too few data bytes is refused": Case(
+        lambda: legacy_b64([_cut(spl_approve(WALLET_USDC, MALLORY, 1), 5)]),
+        refused="too few data bytes",
+    ),
+    "plain approve with a missing account is refused": Case(
+        lambda: legacy_b64([_first_accounts(spl_approve(WALLET_USDC, MALLORY, 1), 2), memo("x", [WALLET])]),
+        refused="needs at least 3",
+    ),
+    "token-2022 approveChecked": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_T22, OTHER_MINT, MALLORY, 3, 0, program=TOKEN_2022)]),
+        {"action": "solana.approve", "asset": str(OTHER_MINT), "amount": "3",
+         "function": "token-2022.approveChecked"},
+    ),
+    "approve beside a transfer is refused: one value move may not hide another": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6), sol_transfer(BOB, 1)]),
+        refused="does 2 things (spl-token.approveChecked, system.transfer)",
+    ),
+    "two approvals are refused": Case(
+        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6),
+                            spl_approve(WALLET_USDC, BOB, 1)]),
+        refused="judges an approval, an authority change or closing an account",
+    ),
+    "approve beside a program call is refused": Case(
+        lambda: legacy_b64([spl_approve(WALLET_USDC, MALLORY, 1), program_call()]),
+        refused=f"a call to program {_short(JUPITER)}",
+    ),
+    "approve with compute budget and a memo is still an approval": Case(
+        lambda: legacy_b64([limit(10_000), price(100), spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1_000_000, 6), memo("allowance")]),
+        {"action": "solana.approve", "amount": "1", "fee": "0.000005001"},
+        ('memo "allowance"', "network fee up to 0.000005001 SOL (priority fee up to 0.000000001 SOL)"),
+    ),
+    "approve to a delegate from a lookup table is refused": Case(
+        lambda: v0_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6)], tables=[table(MALLORY)]),
+        refused="names accounts from an address lookup table",
+    ),
+    "setAuthority AccountOwner of the wallet's token account to a stranger": Case(
+        lambda: legacy_b64([spl_set_authority(WALLET_USDC, 2, MALLORY)]),
+        {"action": "solana.set_authority", "contract": str(WALLET_USDC), "to": str(MALLORY),
+         "spender": str(MALLORY), "asset": None, "amount": "unlimited", "unlimited": True,
+         "function": "spl-token.setAuthority"},
+        (f"hand the AccountOwner authority of {_short(WALLET_USDC)} to {_short(MALLORY)}",),
+    ),
+    "setAuthority removing the mint authority": Case(
+        lambda: legacy_b64([spl_set_authority(OTHER_MINT, 0, None)]),
+        {"action": "solana.set_authority", "contract": str(OTHER_MINT), "to": None},
+        (f"REMOVE the MintTokens authority of {_short(OTHER_MINT)} for good",),
+    ),
+    "token-2022 setAuthority PermanentDelegate": Case(
+        lambda: legacy_b64([spl_set_authority(OTHER_MINT, 8, MALLORY, program=TOKEN_2022)]),
+        {"action": "solana.set_authority", "to": str(MALLORY),
+         "function": "token-2022.setAuthority"},
+        ("PermanentDelegate",),
+    ),
+    "spl-token setAuthority with a type only token-2022 knows is named by number": Case(
+        lambda: legacy_b64([spl_set_authority(OTHER_MINT, 8, MALLORY)]),
+        {"action": "solana.set_authority"},
+        ("authority type 8",),
+    ),
+    "setAuthority with a malformed option tag is refused": Case(
+        lambda: legacy_b64([_replace(spl_set_authority(WALLET_USDC, 2, MALLORY), 2, b"\x02")]),
+        refused="malformed new authority",
+    ),
+    "setAuthority with a truncated new authority is refused": Case(
+        lambda: legacy_b64([_cut(spl_set_authority(WALLET_USDC, 2, MALLORY), 20)]),
+        refused="too few data bytes",
+    ),
+    "setAuthority beside closeAccount is refused": Case(
+        lambda: legacy_b64([spl_set_authority(WALLET_USDC, 2, MALLORY), close_account(WALLET_USDC, MALLORY)]),
+        refused="spl-token.setAuthority, spl-token.closeAccount",
     ),
     # -- compute budget, memo, other programs ------------------------------------------------
     "compute budget + transfer": Case(
         lambda: legacy_b64([limit(300), price(2_000_000), sol_transfer(BOB, SOL // 2)]),
         {"action": "solana.transfer", "asset": "SOL", "amount": "0.5", "to": str(BOB)},
         ("send 0.5 SOL", "priority fee up to 0.0000006 SOL"),
+    ),
+    "a plain transfer's fee is one signature": Case(
+        lambda: legacy_b64([sol_transfer(BOB, 1)]),
+        {"fee": "0.000005"}, ("network fee up to 0.000005 SOL",),
+    ),
+    "fee = signatures + compute-unit price x limit, rounded up": Case(
+        lambda: legacy_b64([limit(300), price(2_000_001), sol_transfer(BOB, 1)]),
+        {"fee": "0.000005601"},
+        ("network fee up to 0.000005601 SOL (priority fee up to 0.000000601 SOL)",),
+    ),
+    "fee without a unit limit counts 200k units per instruction": Case(
+        lambda: legacy_b64([price(1_000_000), sol_transfer(BOB, 1), memo("m")]),
+        {"fee": "0.000405"},
+    ),
+    "fee counts the signatures a precompile verifies": Case(
+        lambda: legacy_b64([ed25519_verify(3), sol_transfer(BOB, 1)]),
+        {"fee": "0.00002", "action": "solana.call"},
+    ),
+    "a sponsored transaction costs the wallet no fee": Case(
+        lambda: legacy_b64([limit(300), price(2_000_000), sol_transfer(BOB, 1)], payer=SPONSOR),
+        {"fee": "0"}, (f"fee paid by {_short(SPONSOR)} (priority fee up to 0.0000006 SOL)",),
     ),
     "priority fee above the ceiling is refused": Case(
         lambda: legacy_b64([limit(1_400_000), price(10**9), sol_transfer(BOB, 1)]),
@@ -463,6 +764,80 @@ def test_policy_denies_a_transfer_whose_asset_it_cannot_judge(name: str, code: s
     assert (decision.outcome, decision.code) == ("deny", code)
 
 
+_VALUE_MOVES_POLICY = parse_policy("""\
+version: 1
+rules:
+  - name: programs
+    allow: [solana.call]
+    chains: [solana]
+  - name: pay
+    allow: [solana.transfer]
+    chains: [solana]
+    assets: [SOL]
+    max_per_tx: {SOL: "1"}
+  - name: limited-approvals
+    allow: [solana.approve]
+    chains: [solana]
+    when: {unlimited: false}
+    max_per_tx: {USDC: "10"}
+  - name: anything-under-a-sol-cap
+    allow: [solana.set_authority, solana.close_account]
+    chains: [solana]
+    max_per_tx: {SOL: "1"}
+""")
+
+
+def _decide_value_move(name: str) -> Decision:
+    return decide(
+        _VALUE_MOVES_POLICY, AgentState("bot", "active"), _decode(CASES[name]), registry=REGISTRY,
+        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome", "code"),
+    [
+        ("createAccount moves its lamports to the new account", "deny", "OVER_PER_TX_LIMIT"),
+        ("createAccountWithSeed moves its lamports to the derived account", "deny",
+         "OVER_PER_TX_LIMIT"),
+        ("transferWithSeed out of the wallet's derived account is a transfer", "deny",
+         "OVER_PER_TX_LIMIT"),
+        ("withdrawNonceAccount moves its lamports to the recipient", "deny", "OVER_PER_TX_LIMIT"),
+        ("approveChecked of a registered mint: spender, amount in token units", "allow", None),
+        ("approveChecked of u64::MAX is unlimited", "deny", "NO_MATCHING_RULE"),
+        ("approveChecked of an unknown mint names the mint as asset", "deny", "UNKNOWN_ASSET"),
+        ("plain approve names no mint: base units, never unlimited", "deny", "UNEVALUABLE"),
+        ("system assign of the wallet hands its SOL to that program", "deny",
+         "OVER_PER_TX_LIMIT"),
+        ("closeAccount to someone else sends all its SOL there: close_account, unlimited", "deny",
+         "OVER_PER_TX_LIMIT"),
+    ],
+    ids=["createAccount", "createAccountWithSeed", "transferWithSeed", "withdrawNonceAccount",
+         "approve 5 USDC", "approve unlimited", "approve unknown mint", "plain approve",
+         "assign", "closeAccount"],
+)  # fmt: skip
+def test_policy_judges_value_moves_by_their_amounts_not_as_calls(
+    name: str, outcome: str, code: str | None
+) -> None:
+    decision = _decide_value_move(name)
+    assert (decision.outcome, decision.code) == (outcome, code), decision.reason
+
+
+def test_policy_allows_an_unlimited_move_only_through_a_rule_without_a_cap() -> None:
+    policy = parse_policy(
+        "version: 1\nrules:\n  - name: close\n    allow: [solana.close_account]\n"
+        f'    recipients: ["{MALLORY}"]\n'
+    )
+    intent = _decode(
+        CASES["closeAccount to someone else sends all its SOL there: close_account, unlimited"]
+    )
+    decision = decide(
+        policy, AgentState("bot", "active"), intent, registry=REGISTRY,
+        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    assert (decision.outcome, decision.rule) == ("allow", "close")
+
+
 def test_summary_is_bounded_and_single_line() -> None:
     intent = _decode(Case(lambda: legacy_b64([sol_transfer(BOB, 1), memo("x\n" * 400)])))
     assert intent.summary is not None and len(intent.summary) <= 500 and "\n" not in intent.summary
@@ -520,6 +895,30 @@ def test_declared_spl_recipient_that_does_not_own_the_account_is_refused() -> No
     declared = Intent(action="solana.transfer", asset="USDC", amount="25", to=str(CAROL))
     with pytest.raises(MalformedRequestError, match="declares recipient"):
         check_declared(_usdc_to_bob(), declared)
+
+
+def test_declared_unlimited_approval_with_its_spender_is_accepted() -> None:
+    decoded = _decode(CASES["approveChecked of u64::MAX is unlimited"])
+    declared = Intent(
+        action="solana.approve", asset="USDC", amount="Unlimited", spender=str(MALLORY)
+    )
+    assert check_declared(decoded, declared) == decoded
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"spender": str(BOB)}, "declares spender"),
+        ({"amount": "5"}, "declares amount '5'"),
+    ],
+    ids=["spender", "limited amount"],
+)
+def test_declared_approval_mismatch_is_refused(change: dict[str, Any], words: str) -> None:
+    decoded = _decode(CASES["approveChecked of u64::MAX is unlimited"])
+    base = {"action": "solana.approve", "asset": "USDC", "amount": "unlimited",
+            "spender": str(MALLORY)}  # fmt: skip
+    with pytest.raises(MalformedRequestError, match=words):
+        check_declared(decoded, Intent(**{**base, **change}))
 
 
 def test_declared_asset_on_a_plain_transfer_is_refused() -> None:
@@ -629,4 +1028,4 @@ def test_mutated_transactions_decode_or_are_refused_cleanly(
     except MalformedRequestError as exc:
         assert data not in str(exc)
         return
-    assert intent.action in ("solana.transfer", "solana.call")
+    assert intent.action in ACTIONS and intent.action.startswith("solana.")
