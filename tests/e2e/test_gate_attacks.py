@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct, encode_typed_data
+from eth_account.messages import encode_defunct
 
 from tests.conftest import Cli
 from tests.e2e.server_fixture import (

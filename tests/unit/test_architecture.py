@@ -405,7 +405,6 @@ def test_every_listed_module_exists() -> None:
     assert all(_sources(t) for t in tops)
 
 
-@pytest.mark.xfail(strict=True, reason="until the gate lands")
 def test_service_modules_import_each_other_without_a_cycle() -> None:
     """Function-local imports count: deferring an import hides a cycle, it does not remove it."""
     edges = package_edges("keysafe.service")
@@ -416,7 +415,6 @@ def test_service_modules_import_each_other_without_a_cycle() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="until the gate lands")
 def test_service_modules_import_each_other_only_at_module_level() -> None:
     edges = package_edges("keysafe.service")
     assert any(not e.local for e in edges)  # not a vacuous pass

@@ -12,6 +12,7 @@ from typing import Any
 
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
+from keysafe.service import placeholders
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
 from keysafe.vault.records import integrity_failure
 from keysafe.vault.vault import RecordInfo, Vault
@@ -90,8 +91,6 @@ def list_credentials(vault: Vault) -> list[CredentialView]:
 
 
 def remove_credential(vault: Vault, name: str) -> None:
-    from keysafe.service import placeholders
-
     with vault.db.read() as conn:
         vault.get_record(conn, RecordKind.CREDENTIAL, name)  # NOT_FOUND before anything changes
     # Placeholders go first: a credential added later under the same name must never revive them.

@@ -17,6 +17,7 @@ from keysafe.errors import (
     MalformedRequestError,
     WrongRecoveryPhraseError,
 )
+from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
 from keysafe.store.db import Database
@@ -152,8 +153,6 @@ def recover_vault(
                         action="vault.recover"),
                 True,
             )  # fmt: skip
-        from keysafe.service.context import open_vault
-
         vault = open_vault(home, clock=clock)
         master = hierarchy.master_from_entropy(entropy.reveal())
     with master:

@@ -14,7 +14,9 @@ from typing import Any
 from keysafe.chains import addresses
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
+from keysafe.policy.registry import from_base_units
 from keysafe.service.models import Chain, DataClass, RecordKind, check_name
+from keysafe.service.registry import registry
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -166,9 +168,6 @@ def balances(vault: Vault, view: WalletView, *, timeout: float = 2.0) -> list[di
     A chain whose node does not answer is reported with an error, not raised: the owner's page
     shows what it can.
     """
-    from keysafe.policy.registry import from_base_units
-    from keysafe.service.registry import registry
-
     out: list[dict[str, Any]] = []
     for chain in registry(vault).chains:
         if chain.family != view.chain or chain.rpc is None:
