@@ -462,8 +462,8 @@ def _why_gated(f: dict[str, Any]) -> str:
     eight, one = hs["levels"]["8"], hs["levels"]["1"]
     inproc = prof["latency_unprofiled"]["p50_ms"]
     parse_ms, parse_sh = _share(prof, "parse the policy")
-    auth_sh = _share(prof, "policies.authorize")[1]
-    fin_sh = _share(prof, "_finish")[1]
+    auth_sh = _share(prof, "gate.admit")[1]
+    fin_sh = _share(prof, "gate.settle")[1]
     app_sh = _share(prof, "audit.append")[1]
     dec_sh = _share(prof, "engine.decide")[1]
     use_sh = _share(prof, "ledger window")[1]
@@ -477,12 +477,12 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"{_ms(inproc)} is the service call itself (in-process, no HTTP). The profile of that "
         f"call (below) shows where it goes: parsing the agent's policy YAML {parse_sh:.0%} "
         f"({_ms(parse_ms)} under the profiler; parsed policies are cached per text since "
-        f"2026-11-23, when it was about a third), the rest of `authorize` "
-        f"(decision, reservation, audit entry) {auth_sh - parse_sh:.0%}, `_finish` (settle + "
+        f"2026-11-23, when it was about a third), the rest of `gate.admit` "
+        f"(decision, reservation, audit entry) {auth_sh - parse_sh:.0%}, `gate.settle` (commit + "
         f"audit) {fin_sh:.0%}; across both, SQLAlchemy statement execution {sql_sh:.0%}, audit "
         f"appends {app_sh:.0%}, ledger window sums {use_sh:.0%}, the engine {dec_sh:.0%}, "
         f"SQLite commits (fsync) only {com_sh:.0%} and the signature itself {sign_sh:.0%}. "
-        f"A gated call runs two serialised write transactions (authorize, settle) where "
+        f"A gated call runs two serialised write transactions (admit, settle) where "
         f"whoami runs none, and all of it is Python under one GIL, so eight agents "
         f"do not go faster than one: the server is CPU-bound on one core. Under concurrency the "
         f"tail grows with the queue (p99 {_ms(eight['solana']['p99_ms'])} at 8 agents, "
@@ -493,7 +493,7 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"varies between runs (per-round figures are in results.json).\n\n"
         f"**Plan.** (1) Cache the chain registry by digest as the parsed policy now is "
         f"(`policy.rules.stored_policy`), re-reading it only when `chain add` changes it. "
-        f"(2) Fold settle and the success audit entry into the authorize transaction where "
+        f"(2) Fold settle and the success audit entry into the admit transaction where "
         f"the action cannot fail after it (the token check is already read-only). "
         f"(3) Precompile each policy (rules indexed by action, caps in base units) so the "
         f"engine does set lookups, not Decimal conversions (see the decision row). "
@@ -544,7 +544,7 @@ def _why_proxy(f: dict[str, Any]) -> str:
         f"since 2026-11-23). A direct call that also builds a new client each time (`httpx.get`) "
         f"takes {_ms(p['direct_new_connection']['p50_ms'])}, close to the whole proxied "
         f"call. The rest is the gated path the signing figure describes (token check, "
-        f"policy parse, decision and audit entry in `authorize`, a second audit entry "
+        f"policy parse, decision and audit entry in `gate.admit`, a second audit entry "
         f"after the call).\n\n"
         f"**Plan.** Keep one `httpx.Client` per server (or per credential host) with its "
         f"connections alive, redirects still followed by hand as now. That brings the "
@@ -704,7 +704,7 @@ def _profile_section(f: dict[str, Any]) -> list[str]:
     sql_sh = _share(prof, "SQLAlchemy")[1]
     crypto_sh = _share(prof, "open the wallet key")[1] + _share(prof, "sign + verify")[1]
     commit_sh = _share(prof, "SQLite COMMIT")[1]
-    containers = ("policies.authorize", "_finish", "SQLAlchemy")
+    containers = ("gate.admit", "gate.settle", "SQLAlchemy")
     leaves = sorted(
         (s for s in prof["stages"] if not s["stage"].strip().startswith(containers)),
         key=lambda s: s["share"],

@@ -309,7 +309,7 @@ def test_approve_for_a_while_lets_the_next_request_pass(server: Server, page: Pa
     unlock(page)
     approval_id = ask(server, "granted", "0.2", nonce=1)
     card = card_of(page, approval_id)
-    card.get_by_label("or approve and allow this rule for").select_option(label="15 minutes")
+    card.get_by_label("or approve and allow requests like this for").select_option(label="15 minutes")
     card.get_by_role("button", name="Approve for 15 minutes").click()
     assert agent_wait(server, "granted", approval_id, 10)["status"] == "approved"
 
@@ -324,6 +324,14 @@ def test_approve_for_a_while_lets_the_next_request_pass(server: Server, page: Pa
         timeout=30,
     )  # fmt: skip
     assert r.status_code == 200 and r.json()["status"] == "signed", r.text
+
+    # The grant is listed with what it covers, and revoking it on the page ends it.
+    row = page.locator("#grant-rows tr").filter(has_text="granted")
+    expect(row).to_contain_text(R1.lower(), timeout=5000)
+    row.get_by_role("button", name=re.compile("^Revoke grant")).click()
+    expect(page.locator("#message")).to_contain_text("Grant revoked")
+    expect(page.locator("#grant-rows tr").filter(has_text="granted")).to_have_count(0)
+    assert ask(server, "granted", "0.2", nonce=3)  # asks again (ask() checks the 202)
 
 
 def test_deny_on_the_page_leaves_the_budget_untouched(server: Server, page: Page) -> None:

@@ -210,6 +210,7 @@ async function poll(round) {
       n(status.audit_entries, "audit entry", "audit entries"),
     ].join(" · ");
     await refresh("approvals");
+    await refresh("grants");
     // Wallet addresses are re-derived from their keys on each listing: load them on demand only.
     if (current === "agents" || current === "audit") await refresh(current);
     if (pollFailed) say(""); // the server is back: clear the old error
@@ -223,6 +224,7 @@ async function poll(round) {
 
 const SOURCES = {
   approvals: ["/v1/owner/approvals", renderApprovals],
+  grants: ["/v1/owner/grants", renderGrants],
   agents: ["/v1/owner/agents", renderAgents],
   wallets: ["/v1/owner/wallets", renderWallets],
   audit: [`/v1/owner/audit?limit=${AUDIT_LIMIT}`, renderAudit],
@@ -294,10 +296,10 @@ function approvalCard(a) {
       el("pre", { text: JSON.stringify(a.request, null, 2) })),
     el("div", { class: "actions" },
       buttons[0], buttons[2],
-      el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow this rule for" }), durations, approveFor)),
+      el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow requests like this for" }), durations, approveFor)),
   );
   if (a.rule) {
-    card.append(el("p", { class: "hint small", text: `“Approve for” also lets ${a.agent}'s requests that rule “${a.rule}” asks about pass without asking until then (still within every limit).` }));
+    card.append(el("p", { class: "hint small", text: `“Approve for” also lets ${a.agent}'s requests of this same shape (same action, wallet, recipient, token, contract, function or host) pass without asking until then, still within every limit. Anything else rule “${a.rule}” asks about still comes to you.` }));
   }
   return card;
 }
@@ -319,7 +321,31 @@ async function decide(a, verdict, buttons, forSeconds) {
     fail(err);
   }
   await refresh("approvals", true).catch(fail);
+  await refresh("grants", true).catch(fail);
   $("approvals-title").focus(); // the card (and the focused button) is gone
+}
+
+// -- grants ------------------------------------------------------------------------------------
+
+function renderGrants(items) {
+  $("grant-rows").replaceChildren(...items.map((g) => el("tr", {},
+    el("td", { text: g.agent }),
+    el("td", { text: g.rule }),
+    el("td", {}, el("code", { text: g.summary })),
+    el("td", { text: when(g.until) }),
+    el("td", {}, el("button", { type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke grant ${g.id} of ${g.agent}`, onclick: () => revokeGrant(g) })))));
+  $("grant-table").hidden = items.length === 0;
+  $("grants-empty").hidden = items.length > 0;
+}
+
+async function revokeGrant(g) {
+  try {
+    await api("POST", `/v1/owner/grants/${encodeURIComponent(g.id)}/revoke`);
+    say(`Grant revoked: ${g.agent}'s requests of that shape ask you again.`);
+  } catch (err) {
+    fail(err);
+  }
+  await refresh("grants", true).catch(fail);
 }
 
 // -- agents ------------------------------------------------------------------------------------
