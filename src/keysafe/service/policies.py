@@ -266,6 +266,7 @@ def raise_if_denied(decision: engine.Decision, agent: str) -> None:
     )
     raise err(
         decision.reason,
-        next_step=decision.next_step or f"stay within the policy, or ask the owner to change it (`keysafe policy show {agent}`).",
+        next_step=decision.next_step
+        or f"stay within the policy, or ask the owner to change it (`keysafe policy show {agent}`).",
         **facts,
     )

@@ -253,7 +253,9 @@ def ledgers(draw: st.DrawFn, names: list[str]) -> Ledger:
             max_size=25,
         )
     )
-    return Ledger([(TIMES[0] - timedelta(seconds=s), r, a, u, -n) for n, (s, r, a, u) in enumerate(rows)])
+    return Ledger(
+        [(TIMES[0] - timedelta(seconds=s), r, a, u, -n) for n, (s, r, a, u) in enumerate(rows)]
+    )
 
 
 def _key(d: Decision) -> tuple[str, str | None, str | None]:
