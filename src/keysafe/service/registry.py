@@ -58,7 +58,8 @@ def add_chain(
     max_fee: str | None = None,
 ) -> ChainInfo:
     """Add or replace a chain. `max_fee`: the fee ceiling in native units (a decimal string);
-    None keeps a built-in chain's default, or the family's default for a new chain."""
+    None keeps the ceiling the chain has (a built-in's default, one set before), or the family's
+    default for a new chain."""
     name = name.strip().lower()
     ceiling: Decimal | None = None
     if max_fee is not None:
@@ -94,11 +95,15 @@ def add_chain(
                     f"Chain id {chain_id} is already registered as '{other.name}'.",
                     next_step="use that name in policies, or pick the right chain id.",
                 )
+        # Updating a chain (say, its RPC) without --max-fee keeps the ceiling the owner set.
+        kept = conn.execute(
+            select(t.registry_chains.c.max_fee).where(t.registry_chains.c.name == name)
+        ).scalar_one_or_none()
+        stored = decimal_text(ceiling) if ceiling is not None else kept
         conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
         conn.execute(
             insert(t.registry_chains).values(
-                name=name, family=family, chain_id=chain_id, rpc=rpc,
-                max_fee=decimal_text(ceiling) if ceiling is not None else None,
+                name=name, family=family, chain_id=chain_id, rpc=rpc, max_fee=stored,
             )
         )  # fmt: skip
         info = load_registry(conn).chain(name)
