@@ -50,6 +50,7 @@ from mcp_types import CallToolResult
 
 from tests.conftest import Cli, shared_once
 from tests.e2e.server_fixture import (
+    EVM_TX_FEE,
     KEYSAFE,
     MILLI_ETH,
     R1,
@@ -698,11 +699,13 @@ class ToolScenarios:
         spend = before // 2
         args = {"wallet": "main", "transaction": evm_tx(spend, to=R3)}
         assert ok(session.call("sign_transaction", args))["status"] == "signed"
-        assert left() == before - spend
-        over = {"wallet": "main", "transaction": evm_tx(before - spend + 1, to=R3)}
+        assert left() == before - spend - EVM_TX_FEE  # value + max fee are charged
+        # One wei more than what is left once this request's own fee is counted.
+        over_value = before - spend - 2 * EVM_TX_FEE + 1
+        over = {"wallet": "main", "transaction": evm_tx(over_value, to=R3)}
         err = refused(session.call("sign_transaction", over), "BUDGET_EXCEEDED")
         assert err["rule"] == "tiny-budget-r3"
-        assert left() == before - spend, "a refused request consumed budget"
+        assert left() == before - spend - EVM_TX_FEE, "a refused request consumed budget"
 
     def test_send_transaction_within_policy_is_broadcast_through_the_chain_rpc(
         self, world: McpWorld, session: McpSession

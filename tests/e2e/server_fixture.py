@@ -46,6 +46,7 @@ R4 = "0x4444444444444444444444444444444444444444"  # always asks (for session gr
 
 GWEI = 10**9
 MILLI_ETH = 10**15
+EVM_TX_FEE = 21000 * GWEI  # the max fee of `evm_tx` (gas × gasPrice): charged with its value
 
 STANDARD_POLICY = f"""\
 version: 1

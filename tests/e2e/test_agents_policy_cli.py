@@ -392,3 +392,31 @@ def test_asset_add_then_policy_check_with_that_asset(copy: Cli, tmp_path: Path) 
     over = _check(copy, tmp_path, _request(asset="DAI", amount="10.000000000000000001"))
     assert over.exit_code == 4
     assert json.loads(over.stdout)["code"] == "OVER_PER_TX_LIMIT"
+
+
+def test_chain_add_max_fee_is_listed_and_caps_the_fee(copy: Cli, tmp_path: Path) -> None:
+    listed = {c["name"]: c for c in json.loads(copy.ok("chain", "list", "--json").stdout)}
+    assert (listed["ethereum"]["max_fee"], listed["base"]["max_fee"]) == ("0.05", "0.01")
+    request = _request(asset="ETH", amount="0.001", fee="0.0002")
+    before = _check(copy, tmp_path, request)
+    assert json.loads(before.stdout)["code"] != "FEE_TOO_HIGH", before.stdout
+
+    added = copy.ok("chain", "add", "base", "--chain-id", "8453", "--max-fee", "0.0001")
+    assert "fee ceiling 0.0001 ETH" in added.stdout
+    listed = {c["name"]: c for c in json.loads(copy.ok("chain", "list", "--json").stdout)}
+    assert listed["base"]["max_fee"] == "0.0001"
+    assert "0.0001 ETH" in copy.ok("chain", "list").stdout
+    after = _check(copy, tmp_path, request)
+    assert after.exit_code == 4
+    assert json.loads(after.stdout)["code"] == "FEE_TOO_HIGH"
+    # Changing the RPC alone keeps the ceiling the owner set.
+    copy.ok("chain", "add", "base", "--chain-id", "8453", "--rpc", "https://base.example.org")
+    listed = {c["name"]: c for c in json.loads(copy.ok("chain", "list", "--json").stdout)}
+    assert (listed["base"]["max_fee"], listed["base"]["rpc"]) == (
+        "0.0001",
+        "https://base.example.org",
+    )
+
+    bad = copy("chain", "add", "base", "--chain-id", "8453", "--max-fee", "lots")
+    assert bad.exit_code == 1
+    assert "MALFORMED_REQUEST" in bad.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,11 @@ def live_units(vault: Vault) -> list[tuple[str, str]]:
     return [(r.asset, r.units) for r in rows]
 
 
+def fee_wei(result: signing.SignResult) -> int:
+    """The max fee the node filled in (gas × max fee per gas), as the intent carries it."""
+    return int(Decimal(result.intent["fee"]) * ETH)
+
+
 def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
     before = world.node.balance(BOB)
     tx = {"to": BOB, "value": hex(ETH // 2), "chainId": 31337}  # nonce, gas, fees from the node
@@ -96,7 +102,9 @@ def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
     assert receipt["status"] == "0x1"
     assert receipt["from"].lower() == world.address.lower()
     assert world.node.balance(BOB) - before == ETH // 2
-    assert live_units(world.vault) == [("ETH", str(ETH // 2))]
+    fee = fee_wei(result)
+    assert 0 < fee < ETH // 100  # the node's gas price is realistic
+    assert live_units(world.vault) == [("ETH", str(ETH // 2 + fee))]  # value + max fee
 
 
 def test_send_allowed_erc20_transfer_lands_on_the_node(world: World) -> None:
@@ -132,11 +140,12 @@ def test_send_over_limit_is_refused_nothing_broadcast_no_budget_used(world: Worl
 
 
 def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) -> None:
-    signing.send_transaction(
-        world.vault, "payer", "main", {"to": BOB, "value": hex(ETH), "chainId": 31337}
+    first = signing.send_transaction(
+        world.vault, "payer", "main", {"to": BOB, "value": hex(ETH * 9 // 10), "chainId": 31337}
     )
     nonce_before = world.node.nonce(world.address)
 
+    # 0.9 + 0.6 ETH of value is exactly the 1.5 ETH window; with the fees it is over.
     with pytest.raises(PolicyDeniedError) as info:
         signing.send_transaction(
             world.vault, "payer", "main", {"to": BOB, "value": hex(ETH * 6 // 10), "chainId": 31337}
@@ -144,7 +153,7 @@ def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) 
 
     assert info.value.code == "BUDGET_EXCEEDED"
     assert world.node.nonce(world.address) == nonce_before
-    assert live_units(world.vault) == [("ETH", str(ETH))]
+    assert live_units(world.vault) == [("ETH", str(ETH * 9 // 10 + fee_wei(first)))]
 
 
 def test_declared_amount_that_differs_from_the_transaction_is_refused(world: World) -> None:

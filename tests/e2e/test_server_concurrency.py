@@ -1,8 +1,8 @@
 """Black-box: `keysafe serve` under 8 concurrent agents signing against their budgets.
 
-Eight agents (`c0`…`c7`), each with a 24h budget of 0.03 ETH, sign 0.001 ETH transfers from two
-threads each for 8 seconds (longer, up to 25 s, until every agent has met its budget), paced
-under the per-agent rate limit. Every answer must be 200
+Eight agents (`c0`…`c7`), each with a 24h budget of 30 × (0.001 ETH + its 0.000021 ETH max
+fee), sign 0.001 ETH transfers from two threads each for 8 seconds (longer, up to 25 s, until
+every agent has met its budget), paced under the per-agent rate limit. Every answer must be 200
 signed, 403 BUDGET_EXCEEDED or 429 (rate limit): no 5xx, no other error. Afterwards no agent has
 spent more than its budget (exactly 30 signatures each, the ledger's live units within the limit,
 no reservation left open), and the audit chain verifies (`keysafe audit verify --json`).
@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ from eth_account import Account
 
 from tests.conftest import Cli
 from tests.e2e.server_fixture import (
+    EVM_TX_FEE,
     MILLI_ETH,
     R1,
     add_agent,
@@ -42,7 +44,7 @@ DURATION_S = 8.0
 HARD_STOP_S = 25.0
 SIGNATURES = 30
 PACE_S = 0.12  # per thread; two threads stay under the 20/s per-agent bucket
-LIMIT_WEI = SIGNATURES * MILLI_ETH
+LIMIT_WEI = SIGNATURES * (MILLI_ETH + EVM_TX_FEE)  # each signature books value + max fee
 BUDGET_POLICY = f"""\
 version: 1
 rules:
@@ -53,7 +55,7 @@ rules:
     recipients: ["{R1}"]
     max_per_tx: {{ETH: "0.01"}}
     limits:
-      - {{window: 24h, max: {{ETH: "0.03"}}}}
+      - {{window: 24h, max: {{ETH: "{Decimal(LIMIT_WEI) / 10**18}"}}}}
 """
 
 

@@ -309,7 +309,9 @@ def test_approve_for_a_while_lets_the_next_request_pass(server: Server, page: Pa
     unlock(page)
     approval_id = ask(server, "granted", "0.2", nonce=1)
     card = card_of(page, approval_id)
-    card.get_by_label("or approve and allow requests like this for").select_option(label="15 minutes")
+    card.get_by_label("or approve and allow requests like this for").select_option(
+        label="15 minutes"
+    )
     card.get_by_role("button", name="Approve for 15 minutes").click()
     assert agent_wait(server, "granted", approval_id, 10)["status"] == "approved"
 

@@ -328,16 +328,28 @@ def chain_add(
     chain_id: Annotated[int | None, typer.Option("--chain-id", help="EVM chain id.")] = None,
     rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL.")] = None,
     family: Annotated[str, typer.Option("--family", help="evm or solana.")] = "evm",
+    max_fee: Annotated[
+        str | None,
+        typer.Option(
+            "--max-fee",
+            help="Fee ceiling per transaction in the chain's native coin, e.g. 0.02 "
+            "(default: the built-in chain's, else 0.05 ETH / 0.01 SOL).",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Add (or update) a chain: keysafe chain add arbitrum --chain-id 42161 --rpc https://…"""
+    """Add (or update) a chain: keysafe chain add arbitrum --chain-id 42161 --rpc https://… --max-fee 0.02"""
     if family not in ("evm", "solana"):
         raise MalformedRequestError(
             "--family is evm or solana.", next_step="pass --family evm or --family solana."
         )
     with unlocked(passphrase_file) as vault:
-        info = registry.add_chain(vault, name, family=family, chain_id=chain_id, rpc=rpc)  # type: ignore[arg-type]
-    render.out.print(f"Chain '{info.name}' registered.")
+        info = registry.add_chain(
+            vault, name, family=family, chain_id=chain_id, rpc=rpc, max_fee=max_fee,  # type: ignore[arg-type]
+        )  # fmt: skip
+    render.out.print(
+        f"Chain '{info.name}' registered (fee ceiling {info.fee_ceiling_text} {info.native} per transaction)."
+    )
 
 
 def _registry() -> Registry:
@@ -359,14 +371,17 @@ def chain_list(json_out: JsonFlag = False) -> None:
             "chain_id": c.chain_id,
             "rpc": c.rpc,
             "builtin": c.builtin,
+            "max_fee": c.fee_ceiling_text,
+            "native": c.native,
         }
         for c in _registry().chains
     ]
     if json_out:
         render.as_json(rows)
         return
-    render.table("Chains", ["name", "family", "chain id", "rpc", "built in"],
-                 [(r["name"], r["family"], r["chain_id"], r["rpc"], "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip
+    render.table("Chains", ["name", "family", "chain id", "rpc", "max fee", "built in"],
+                 [(r["name"], r["family"], r["chain_id"], r["rpc"], f"{r['max_fee']} {r['native']}",
+                   "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip
 
 
 @asset_app.command("add")

@@ -9,6 +9,15 @@ Rules this module enforces (issue "Agents, policies and budgets"):
   `approve_above` turns an allow into an ask.
 - The result does not depend on the order of rules in the file: when several rules could be
   named, the one with the smallest name is.
+- A network fee over the chain's ceiling (`ChainInfo.fee_ceiling`) denies (FEE_TOO_HIGH), before
+  any rule: the fee is paid even when the transaction fails.
+- The fee is spent in the chain's native asset: when the request moves the native asset, its
+  caps, windows and `approve_above` see value + fee; otherwise the fee is a second amount in the
+  native asset, judged by whatever the rule sets for that asset (a token transfer under a rule
+  with an ETH window still charges the window its fee).
+- Typed data whose verifying contract is a registered token (on any chain) cannot be judged as
+  harmless text: an allow/ask rule covers it only if it names the primary type
+  (`primary_types`) and the contract (`contracts`).
 
 The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
 """
@@ -29,6 +38,7 @@ from keysafe.policy.registry import (
     ChainInfo,
     Registry,
     UnknownName,
+    decimal_text,
     from_base_units,
     parse_decimal,
     to_base_units,
@@ -85,6 +95,7 @@ class Decision:
     matched: tuple[str, ...] = ()
     windows: tuple[WindowState, ...] = ()
     charges: tuple[Charge, ...] = field(default=())
+    next_step: str | None = None  # what the agent or owner can do about a deny, when specific
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +113,29 @@ class Unevaluable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Spend:
+    """One asset the request spends: `units` in base units, of which `fee_units` is network fee."""
+
+    asset: AssetInfo
+    units: int
+    unlimited: bool = False
+    fee_units: int = 0
+
+    def text(self) -> str:
+        sym = self.asset.symbol
+        if self.unlimited:
+            return f"an unlimited amount of {sym}"
+        total = from_base_units(self.units, self.asset.decimals)
+        if not self.fee_units:
+            return f"{total} {sym}"
+        fee = from_base_units(self.fee_units, self.asset.decimals)
+        if self.fee_units == self.units:
+            return f"up to {fee} {sym} in network fees"
+        value = from_base_units(self.units - self.fee_units, self.asset.decimals)
+        return f"{total} {sym} ({value} {sym} + up to {fee} {sym} network fee)"
+
+
+@dataclass(frozen=True, slots=True)
 class _Resolved:
     intent: Intent
     chain: ChainInfo | None
@@ -109,6 +143,8 @@ class _Resolved:
     units: int | None  # None when no amount, or unlimited
     unlimited: bool
     when: datetime
+    fee: Decimal | None  # the most the network fee can cost, native units
+    spends: tuple[_Spend, ...]  # what caps and windows are charged, per asset
 
 
 def _deny(code: str, reason: str, rule: str | None = None, **kw: Any) -> Decision:
@@ -147,7 +183,24 @@ def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | D
             units = to_base_units(amount, asset.decimals)
         except ValueError as exc:
             return _deny("UNEVALUABLE", f"The amount {exc}, so it cannot be judged.")
-    return _Resolved(intent, chain, asset, units, unlimited, intent.time or now)
+    spends: list[_Spend] = []
+    if asset is not None:
+        spends.append(_Spend(asset, units or 0, unlimited))
+    fee = None
+    if intent.fee is not None:
+        if chain is None:
+            return _deny("UNEVALUABLE", "The request names a network fee but no chain.")
+        try:
+            native = registry.native_asset(chain)
+            fee = parse_decimal(intent.fee)
+            fee_units = to_base_units(fee, native.decimals)
+        except (UnknownName, ValueError) as exc:
+            return _deny("UNEVALUABLE", f"The network fee {exc}, so it cannot be judged.")
+        if fee_units and spends and spends[0].asset == native:
+            spends[0] = _Spend(native, spends[0].units + fee_units, unlimited, fee_units)
+        elif fee_units:
+            spends.append(_Spend(native, fee_units, False, fee_units))
+    return _Resolved(intent, chain, asset, units, unlimited, intent.time or now, fee, tuple(spends))
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -201,6 +254,8 @@ def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
                 return False
         except urls.BadUrl as exc:
             raise Unevaluable(f"the URL cannot be judged ({exc})") from None
+    if rule.primary_types is not None and i.primary_type not in rule.primary_types:
+        return False
     if rule.message_matches is not None and (
         i.message is None or re.search(rule.message_matches, i.message) is None
     ):
@@ -210,28 +265,59 @@ def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
     return not (rule.outside_hours is not None and rule.outside_hours.contains(r.when))
 
 
-def _cap_units(rule: Rule, caps: dict[str, Decimal] | None, r: _Resolved) -> int | None:
-    """The rule's cap for this request's asset, in base units (None: no cap for it)."""
-    if not caps or r.asset is None:
+def _cap_units(caps: dict[str, Decimal] | None, asset: AssetInfo) -> int | None:
+    """A rule's cap (or threshold, or window limit) for `asset`, in base units (None: none)."""
+    if not caps:
         return None
     for sym, cap in caps.items():
-        if sym.upper() == r.asset.symbol.upper():
+        if sym.upper() == asset.symbol.upper():
             try:
-                return to_base_units(cap, r.asset.decimals)
+                return to_base_units(cap, asset.decimals)
             except ValueError:
                 raise Unevaluable(f"its cap for {sym} is finer than the asset's unit") from None
     return None
 
 
-def _fmt(units: int, r: _Resolved) -> str:
-    return from_base_units(units, r.asset.decimals) if r.asset else str(units)
+def _fmt(units: int, asset: AssetInfo) -> str:
+    return from_base_units(units, asset.decimals)
 
 
 def _what(r: _Resolved) -> str:
-    if r.asset is None:
+    if not r.spends:
         return "this request"
-    amount = "an unlimited amount" if r.unlimited else f"{_fmt(r.units or 0, r)} {r.asset.symbol}"
-    return amount
+    return " and ".join(s.text() for s in r.spends)
+
+
+def _chain_label(chain: ChainInfo) -> str:
+    return chain.name.replace("-", " ").title()
+
+
+def _fee_too_high(r: _Resolved) -> Decision | None:
+    """The chain's fee ceiling: the one place a fee is refused whatever the rules say."""
+    if r.fee is None or r.chain is None or r.fee <= r.chain.fee_ceiling:
+        return None
+    ceiling, native = decimal_text(r.chain.fee_ceiling), r.chain.native
+    return _deny(
+        "FEE_TOO_HIGH",
+        f"The network fee of this request can reach {decimal_text(r.fee)} {native}, over the "
+        f"{ceiling} {native} ceiling per transaction on {_chain_label(r.chain)}. "
+        "Nothing was signed.",
+        next_step=f"lower the fee to at most {ceiling} {native} (EVM: gas × maxFeePerGas or "
+        "gasPrice; Solana: the priority fee); if such fees are expected, the owner raises the "
+        f"ceiling with `keysafe chain add {r.chain.name} … --max-fee AMOUNT`.",
+    )
+
+
+def _typed_data_asset(intent: Intent, registry: Registry) -> AssetInfo | None:
+    """The registered token an undecoded typed-data request would be signed for, if any."""
+    if intent.action != "evm.sign_typed_data" or not intent.contract:
+        return None
+    return registry.asset_contract(intent.contract)
+
+
+def _names_typed_data(rule: Rule) -> bool:
+    # Scope matching already held the request to these lists; here they must exist at all.
+    return rule.primary_types is not None and rule.contracts is not None
 
 
 def status_refusal(agent: AgentState) -> Decision | None:
@@ -280,6 +366,9 @@ def decide(
     if isinstance(resolved, Decision):
         return resolved
     r = resolved
+    too_high = _fee_too_high(r)
+    if too_high is not None:
+        return too_high
 
     covering = sorted(
         (rule for rule in policy.rules if rule.covers(intent.action)), key=lambda x: x.name
@@ -303,6 +392,24 @@ def decide(
         return _deny(
             "POLICY_DENIED", f"Rule '{d.name}' denies {intent.action} here.", d.name, matched=names
         )
+    token = _typed_data_asset(intent, registry)
+    if token is not None:
+        unnamed = [m for m in matched if not _names_typed_data(m)]
+        matched = [m for m in matched if _names_typed_data(m)]
+        if unnamed and not matched:
+            kind = (intent.primary_type or "unnamed")[:100]
+            return _deny(
+                "TYPED_DATA_ON_ASSET",
+                f'This asks to sign "{kind}" typed data for the {token.symbol} token contract '
+                f"{intent.contract} ({token.chain}). keysafe cannot tell what such a message "
+                f"does to the token, and rule '{unnamed[0].name}' does not name that type and "
+                "contract. Nothing was signed.",
+                unnamed[0].name,
+                matched=names,
+                next_step=f"if this message is expected, the owner allows it with a rule naming "
+                f"primary_types: [{kind}] and contracts: [{intent.contract}].",
+            )
+        names = tuple(m.name for m in matched)
 
     windows: list[WindowState] = []
     charges: list[Charge] = []
@@ -312,59 +419,11 @@ def decide(
     for rule in (m for m in matched if m.verb in ("allow", "ask")):
         (allows if rule.verb == "allow" else asks).append(rule.name)
         try:
-            cap = _cap_units(rule, rule.max_per_tx, r)
-            threshold = _cap_units(rule, rule.approve_above, r)
+            violation = _judge_rule(agent, rule, r, usage, when, windows, charges, asks, violation)
         except Unevaluable as exc:
             return _deny(
                 "UNEVALUABLE", f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
             )
-        if cap is not None and (r.unlimited or (r.units or 0) > cap) and violation is None:
-            violation = _deny(
-                "OVER_PER_TX_LIMIT",
-                f"Agent '{agent.name}' may send at most {_fmt(cap, r)} {r.asset.symbol if r.asset else ''} "
-                f"per transaction (rule '{rule.name}'); this one sends {_what(r)}. Nothing was signed.",
-                rule.name,
-            )
-        if threshold is not None and (r.unlimited or (r.units or 0) > threshold):
-            asks.append(rule.name)
-        if rule.limits:
-            charges.append(Charge(rule.name, r.asset.symbol if r.asset else None, r.units or 0))
-            for limit in rule.limits:
-                since = when - timedelta(seconds=limit.seconds)
-                used_units, used_count = usage(
-                    rule.name, r.asset.symbol if r.asset else None, since
-                )
-                if limit.max_count is not None:
-                    ok = used_count + 1 <= limit.max_count
-                    windows.append(WindowState(
-                        rule.name, limit.window, "count", None, str(limit.max_count),
-                        str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
-                    ))  # fmt: skip
-                    if not ok and violation is None:
-                        violation = _deny(
-                            "RATE_LIMITED",
-                            f"Rule '{rule.name}' allows at most {limit.max_count} actions per "
-                            f"{limit.window}; {used_count} already used. Nothing was signed.",
-                            rule.name,
-                        )
-                lim = _cap_units(rule, limit.max, r)
-                if lim is not None:
-                    req = r.units or 0
-                    ok = not r.unlimited and used_units + req <= lim
-                    windows.append(WindowState(
-                        rule.name, limit.window, "amount", r.asset.symbol if r.asset else None,
-                        _fmt(lim, r), _fmt(used_units, r),
-                        "unlimited" if r.unlimited else _fmt(req, r),
-                        _fmt(max(lim - used_units, 0), r), ok,
-                    ))  # fmt: skip
-                    if not ok and violation is None:
-                        violation = _deny(
-                            "BUDGET_EXCEEDED",
-                            f"Over the {limit.window} {r.asset.symbol if r.asset else ''} limit of rule "
-                            f"'{rule.name}': {_fmt(max(lim - used_units, 0), r)} left, this request "
-                            f"is {_what(r)}. Nothing was signed.",
-                            rule.name,
-                        )
     if violation is not None:
         return Decision(
             "deny", violation.rule, violation.code, violation.reason, names, tuple(windows)
@@ -392,3 +451,76 @@ def decide(
         "details, so it is denied (no match means deny). Nothing was signed.",
         matched=names,
     )
+
+
+def _judge_rule(
+    agent: AgentState,
+    rule: Rule,
+    r: _Resolved,
+    usage: Usage,
+    when: datetime,
+    windows: list[WindowState],
+    charges: list[Charge],
+    asks: list[str],
+    violation: Decision | None,
+) -> Decision | None:
+    """One matched allow/ask rule's caps, thresholds and windows, for every asset the request
+    spends (the fee included). Appends to `windows`, `charges` and `asks`; returns the first
+    violation (the one passed in, if there was one already)."""
+    for spend in r.spends:
+        cap = _cap_units(rule.max_per_tx, spend.asset)
+        threshold = _cap_units(rule.approve_above, spend.asset)
+        sym = spend.asset.symbol
+        if cap is not None and (spend.unlimited or spend.units > cap) and violation is None:
+            violation = _deny(
+                "OVER_PER_TX_LIMIT",
+                f"Agent '{agent.name}' may send at most {_fmt(cap, spend.asset)} {sym} "
+                f"per transaction (rule '{rule.name}'); this one sends {spend.text()}. "
+                "Nothing was signed.",
+                rule.name,
+            )
+        if threshold is not None and (spend.unlimited or spend.units > threshold):
+            asks.append(rule.name)
+    if not rule.limits:
+        return violation
+    if r.spends:
+        charges.extend(Charge(rule.name, s.asset.symbol, s.units) for s in r.spends)
+    else:
+        charges.append(Charge(rule.name, None, 0))  # counted by max_count windows
+    for limit in rule.limits:
+        since = when - timedelta(seconds=limit.seconds)
+        if limit.max_count is not None:
+            _, used_count = usage(rule.name, None, since)
+            ok = used_count + 1 <= limit.max_count
+            windows.append(WindowState(
+                rule.name, limit.window, "count", None, str(limit.max_count),
+                str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
+            ))  # fmt: skip
+            if not ok and violation is None:
+                violation = _deny(
+                    "RATE_LIMITED",
+                    f"Rule '{rule.name}' allows at most {limit.max_count} actions per "
+                    f"{limit.window}; {used_count} already used. Nothing was signed.",
+                    rule.name,
+                )
+        for spend in r.spends:
+            lim = _cap_units(limit.max, spend.asset)
+            if lim is None:
+                continue
+            a, sym = spend.asset, spend.asset.symbol
+            used_units, _ = usage(rule.name, sym, since)
+            ok = not spend.unlimited and used_units + spend.units <= lim
+            windows.append(WindowState(
+                rule.name, limit.window, "amount", sym, _fmt(lim, a), _fmt(used_units, a),
+                "unlimited" if spend.unlimited else _fmt(spend.units, a),
+                _fmt(max(lim - used_units, 0), a), ok,
+            ))  # fmt: skip
+            if not ok and violation is None:
+                violation = _deny(
+                    "BUDGET_EXCEEDED",
+                    f"Over the {limit.window} {sym} limit of rule '{rule.name}': "
+                    f"{_fmt(max(lim - used_units, 0), a)} {sym} left, this request is "
+                    f"{spend.text()}. Nothing was signed.",
+                    rule.name,
+                )
+    return violation

@@ -41,6 +41,8 @@ class Intent(BaseModel):
     domain: dict[str, Any] | None = (
         None  # EIP-712 domain: name, version, chainId, verifyingContract
     )
+    # EIP-712 primaryType of a typed-data request (permits too): rules can name it.
+    primary_type: str | None = Field(default=None, max_length=100)
     data: str | None = Field(default=None, max_length=64)
     fields: list[str] | None = None
     unlimited: bool | None = None

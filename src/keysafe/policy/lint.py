@@ -3,7 +3,9 @@
 Errors refuse the policy: unknown actions, chains or assets; a rule that allows everything with
 no condition at all. Warnings: rules shadowed by an earlier-or-later broader deny/ask (order does
 not matter), caps on assets the rule does not name, `approve_above` at or over `max_per_tx`, an
-expired policy.
+expired policy, `primary_types` on a rule whose actions never come from typed data, and a rule
+allowing typed data for a registered token's contract without naming `primary_types` (the
+engine refuses such typed data unless the rule names the type and the contract).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from keysafe.policy.registry import Registry, UnknownName
 from keysafe.policy.rules import ACTIONS, WILDCARD, Policy, Rule
 
 _SCOPE_LISTS = ("chains", "assets", "recipients", "contracts", "spenders", "selectors",
-                "credentials", "methods", "urls", "data")  # fmt: skip
+                "credentials", "methods", "urls", "data", "primary_types")  # fmt: skip
+# Actions an EIP-712 request can decode to (permits are approvals, EIP-3009 and Permit2 transfers
+# are transfers, forwarded calls are calls): the only ones `primary_types` can match.
+_TYPED_ACTIONS = frozenset(
+    {"evm.sign_typed_data", "evm.approve", "evm.transfer", "evm.call", WILDCARD}
+)
 _SCOPE_OTHER = ("message_matches", "when", "outside_hours")
 
 
@@ -141,6 +148,30 @@ def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
                         "error",
                         rule.name,
                         f"URL pattern {pattern[:80]!r} is not a valid http(s) URL pattern",
+                    )
+                )
+        if rule.primary_types is not None and not _TYPED_ACTIONS & set(rule.actions):
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    "primary_types only matches typed-data requests, and none of this rule's "
+                    "actions comes from typed data",
+                )
+            )
+        if (
+            rule.verb != "deny"
+            and ("evm.sign_typed_data" in rule.actions or WILDCARD in rule.actions)
+            and rule.primary_types is None
+        ):
+            tokens = [c for c in rule.contracts or [] if registry.asset_contract(c) is not None]
+            if tokens:
+                add(
+                    Finding(
+                        "warning",
+                        rule.name,
+                        f"typed data for the token contract {tokens[0]} is refused unless the "
+                        "rule also names the message types it allows (primary_types: [...])",
                     )
                 )
         if rule.verb == "allow" and WILDCARD in rule.actions and _unconstrained(rule):

@@ -3,16 +3,26 @@
 Amounts in policies and requests are decimal strings in token units; the registry's `decimals`
 turns them into integer base units, so limits compare exactly ("at the limit" is allowed, one
 base unit above is not). Money is never a float.
+
+Each chain has a fee ceiling (`max_fee`, native units): the most one transaction's network fee
+may cost there. A request over it is denied whatever the policy says, because a fee is spent
+even when the transaction fails. Built-in chains carry defaults; an added chain without
+`--max-fee` gets its family's default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
 
 Family = Literal["evm", "solana"]
+
+# The fee ceiling of a chain that names none, per family, in native units. 0.05 ETH pays
+# 500,000 gas at 100 gwei; 0.01 SOL is 2,000 base fees with a generous priority fee.
+DEFAULT_MAX_FEE: Final[dict[str, Decimal]] = {"evm": Decimal("0.05"), "solana": Decimal("0.01")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +32,21 @@ class ChainInfo:
     chain_id: int | None  # EVM chain id; None for Solana clusters
     rpc: str | None = None
     builtin: bool = True
+    # The most one transaction's network fee may cost, in native units; None: the family default.
+    max_fee: Decimal | None = None
 
     @property
     def native(self) -> str:
         return "ETH" if self.family == "evm" else "SOL"
+
+    @property
+    def fee_ceiling(self) -> Decimal:
+        return self.max_fee if self.max_fee is not None else DEFAULT_MAX_FEE[self.family]
+
+    @property
+    def fee_ceiling_text(self) -> str:
+        """The ceiling as plain digits, for people and JSON."""
+        return decimal_text(self.fee_ceiling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +58,16 @@ class AssetInfo:
     builtin: bool = True
 
 
+# Test networks get generous ceilings: their coins are free, and test gas prices swing wildly.
 BUILTIN_CHAINS: Final = (
-    ChainInfo("ethereum", "evm", 1),
-    ChainInfo("sepolia", "evm", 11155111),
-    ChainInfo("base", "evm", 8453),
-    ChainInfo("base-sepolia", "evm", 84532),
-    ChainInfo("local", "evm", 31337, "http://127.0.0.1:8545"),
-    ChainInfo("solana", "solana", None),
-    ChainInfo("solana-devnet", "solana", None),
-    ChainInfo("solana-local", "solana", None, "http://127.0.0.1:8899"),
+    ChainInfo("ethereum", "evm", 1, max_fee=Decimal("0.05")),
+    ChainInfo("sepolia", "evm", 11155111, max_fee=Decimal("1")),
+    ChainInfo("base", "evm", 8453, max_fee=Decimal("0.01")),
+    ChainInfo("base-sepolia", "evm", 84532, max_fee=Decimal("1")),
+    ChainInfo("local", "evm", 31337, "http://127.0.0.1:8545", max_fee=Decimal("10")),
+    ChainInfo("solana", "solana", None, max_fee=Decimal("0.01")),
+    ChainInfo("solana-devnet", "solana", None, max_fee=Decimal("1")),
+    ChainInfo("solana-local", "solana", None, "http://127.0.0.1:8899", max_fee=Decimal("10")),
 )
 
 BUILTIN_TOKENS: Final = (
@@ -72,6 +94,12 @@ class Registry:
         return cls(BUILTIN_CHAINS, natives + BUILTIN_TOKENS)
 
     def with_additions(self, chains: list[ChainInfo], assets: list[AssetInfo]) -> Registry:
+        # A chain re-added without its own ceiling keeps the one it had (a built-in's default).
+        previous = {c.name: c.max_fee for c in self.chains}
+        chains = [
+            dataclasses.replace(c, max_fee=previous.get(c.name)) if c.max_fee is None else c
+            for c in chains
+        ]
         names = {c.name for c in chains}
         base_chains = tuple(c for c in self.chains if c.name not in names) + tuple(chains)
         extra_natives = tuple(
@@ -106,6 +134,22 @@ class Registry:
     def symbols(self) -> frozenset[str]:
         return frozenset(a.symbol.upper() for a in self.assets)
 
+    def native_asset(self, chain: ChainInfo) -> AssetInfo:
+        """The asset a chain's fees are paid in (ETH, SOL)."""
+        for a in self.assets:
+            if a.chain == chain.name and a.address is None:
+                return a
+        raise UnknownName(f"no native asset registered for {chain.name}")
+
+    def asset_contract(self, address: str) -> AssetInfo | None:
+        """The registered EVM token at `address` on any chain, or None."""
+        for a in self.assets:
+            if a.address is not None and a.address.lower() == address.lower():
+                chain = next((c for c in self.chains if c.name == a.chain), None)
+                if chain is not None and chain.family == "evm":
+                    return a
+        return None
+
 
 def _same_address(a: str, b: str, family: Family) -> bool:
     return a.lower() == b.lower() if family == "evm" else a == b
@@ -137,6 +181,11 @@ def from_base_units(units: int, decimals: int) -> str:
     whole, frac = divmod(abs(units), 10**decimals)
     text = f"{whole}.{frac:0{decimals}d}".rstrip("0").rstrip(".") if decimals else str(whole)
     return sign + text
+
+
+def decimal_text(amount: Decimal) -> str:
+    """A Decimal as plain digits (never "1E-8"), the form `parse_decimal` reads back."""
+    return format(amount, "f")
 
 
 _DECIMAL = re.compile(r"\d+(\.\d+)?|\.\d+")

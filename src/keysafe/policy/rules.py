@@ -1,7 +1,8 @@
 """Parsing a policy file (YAML, `version: 1`) into validated rules.
 
 A rule has exactly one verb (`allow`, `ask` or `deny`) naming actions, optional scope conditions
-(chains, assets, recipients, credentials, methods, urls, message_matches, when, outside_hours, …)
+(chains, assets, recipients, credentials, methods, urls, primary_types, message_matches, when,
+outside_hours, …)
 and, for allow/ask rules, constraints (max_per_tx, limits, approve_above). Amounts are quoted
 decimal strings in token units: a YAML float is refused, because money is never a float.
 """
@@ -154,6 +155,8 @@ class Rule(_Model):
     methods: list[str] | None = None
     urls: list[str] | None = None
     data: list[str] | None = None
+    # EIP-712 primaryType names (exact, case-sensitive) of typed-data requests, permits included
+    primary_types: list[str] | None = None
     message_matches: str | None = None
     when: When | None = None
     outside_hours: Hours | None = None

@@ -119,6 +119,7 @@ def intent_view(intent: Intent, registry: Registry | None = None) -> dict[str, A
         "chain_id": chain_id,
         "asset": intent.asset,
         "amount": "unlimited" if intent.is_unlimited else intent.amount,
+        "fee": intent.fee,
         "to": intent.to,
         "spender": intent.spender,
         "contract": intent.contract,
@@ -126,6 +127,7 @@ def intent_view(intent: Intent, registry: Registry | None = None) -> dict[str, A
         "function": intent.function,
         "message": intent.message,
         "domain": intent.domain,
+        "primary_type": intent.primary_type,
         "summary": intent.summary,
     }
     return out

@@ -359,7 +359,8 @@ def raise_denied(decision: engine.Decision, agent: str) -> None:
     )
     raise err(
         decision.reason,
-        next_step="stay within the policy, or ask the owner to change it "
+        next_step=decision.next_step
+        or "stay within the policy, or ask the owner to change it "
         f"(`keysafe policy show {agent}`).",
         **facts,
     )

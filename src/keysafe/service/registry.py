@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
+from decimal import Decimal
 
 from sqlalchemy import Connection, delete, insert, select
 
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
-from keysafe.policy.registry import AssetInfo, ChainInfo, Family, Registry, UnknownName
+from keysafe.policy.registry import (
+    AssetInfo,
+    ChainInfo,
+    Family,
+    Registry,
+    UnknownName,
+    decimal_text,
+    parse_decimal,
+)
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -20,9 +29,12 @@ _SYMBOL = re.compile(r"^[A-Za-z0-9.$_-]{1,20}$")
 
 def load_registry(conn: Connection) -> Registry:
     chains = [
-        ChainInfo(r.name, r.family, r.chain_id, r.rpc, builtin=False)
+        ChainInfo(
+            r.name, r.family, r.chain_id, r.rpc, builtin=False,
+            max_fee=parse_decimal(r.max_fee) if r.max_fee is not None else None,
+        )
         for r in conn.execute(select(t.registry_chains))
-    ]
+    ]  # fmt: skip
     reg = Registry.builtin().with_additions(chains, [])
     assets = [
         AssetInfo(r.symbol, r.chain, r.address, r.decimals, builtin=False)
@@ -37,9 +49,26 @@ def registry(vault: Vault) -> Registry:
 
 
 def add_chain(
-    vault: Vault, name: str, *, family: Family, chain_id: int | None, rpc: str | None
+    vault: Vault,
+    name: str,
+    *,
+    family: Family,
+    chain_id: int | None,
+    rpc: str | None,
+    max_fee: str | None = None,
 ) -> ChainInfo:
+    """Add or replace a chain. `max_fee`: the fee ceiling in native units (a decimal string);
+    None keeps the ceiling the chain has (a built-in's default, one set before), or the family's
+    default for a new chain."""
     name = name.strip().lower()
+    ceiling: Decimal | None = None
+    if max_fee is not None:
+        try:
+            ceiling = parse_decimal(max_fee)
+        except ValueError as exc:
+            raise MalformedRequestError(
+                f"--max-fee {exc}.", next_step='pass the ceiling in native units, e.g. "0.02".'
+            ) from None
     if not _CHAIN_NAME.match(name):
         raise MalformedRequestError(
             f"'{name[:40]}' is not a chain name.",
@@ -66,16 +95,24 @@ def add_chain(
                     f"Chain id {chain_id} is already registered as '{other.name}'.",
                     next_step="use that name in policies, or pick the right chain id.",
                 )
+        # Updating a chain (say, its RPC) without --max-fee keeps the ceiling the owner set.
+        kept = conn.execute(
+            select(t.registry_chains.c.max_fee).where(t.registry_chains.c.name == name)
+        ).scalar_one_or_none()
+        stored = decimal_text(ceiling) if ceiling is not None else kept
         conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
         conn.execute(
-            insert(t.registry_chains).values(name=name, family=family, chain_id=chain_id, rpc=rpc)
-        )
+            insert(t.registry_chains).values(
+                name=name, family=family, chain_id=chain_id, rpc=rpc, max_fee=stored,
+            )
+        )  # fmt: skip
+        info = load_registry(conn).chain(name)
         vault.audit(
             conn, actor="owner", action="chain.add", target=f"chain:{name}", outcome="success",
-            details={"chain": name, "name": name},
+            details={"chain": name, "name": name, "amount": decimal_text(info.fee_ceiling)},
         )  # fmt: skip
     logger.info("chain %s registered", name)
-    return ChainInfo(name, family, chain_id, rpc, builtin=False)
+    return info
 
 
 def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: int) -> AssetInfo:

@@ -492,7 +492,7 @@ def sign_typed_data(
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
     chain_info = _resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
     intent = evm_intents.intent_from_typed_data(
-        typed_data, registry=reg, chain=chain_info
+        typed_data, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
     ).model_copy(update={"wallet": wallet})
     wire = SignTypedDataRequest(
         wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key

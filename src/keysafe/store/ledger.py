@@ -32,9 +32,13 @@ def usage_reader(
         ]
         if until is not None:
             conds.append(t.ledger.c.at <= until.timestamp())
-        rows = conn.execute(select(t.ledger.c.asset, t.ledger.c.units).where(*conds)).all()
+        rows = conn.execute(
+            select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(*conds)
+        ).all()
         units = sum(int(r.units) for r in rows if asset is not None and r.asset == asset)
-        return units, len(rows)
+        # One request may book several rows under a rule (its value and, in the native asset,
+        # its network fee); a count window counts requests.
+        return units, len({r.request_id for r in rows})
 
     return usage
 

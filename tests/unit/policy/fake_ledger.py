@@ -10,16 +10,22 @@ from keysafe.policy.engine import Decision
 
 @dataclass
 class Ledger:
-    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units)."""
+    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units, request).
 
-    entries: list[tuple[datetime, str, str | None, int]] = field(default_factory=list)
+    As in the real ledger, a request may book several rows under one rule (value and fee), and a
+    count window counts requests, not rows.
+    """
+
+    entries: list[tuple[datetime, str, str | None, int, int]] = field(default_factory=list)
+    requests: int = 0
 
     def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
         rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
         units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
-        return units, len(rows)
+        return units, len({e[4] for e in rows})
 
     def apply(self, decision: Decision, now: datetime) -> None:
         if decision.outcome == "allow":
+            self.requests += 1
             for c in decision.charges:
-                self.entries.append((now, c.rule, c.asset, c.units))
+                self.entries.append((now, c.rule, c.asset, c.units, self.requests))

@@ -96,7 +96,7 @@ def expected_outcome(ledger: Ledger, when: datetime, asset: str, units: int, hou
         return "deny"
     if units > CAP[asset]:
         return "deny"
-    used = sum(u for t, _, a, u in ledger.entries if a == asset and t >= when - DAY)
+    used = sum(u for t, _, a, u, _ in ledger.entries if a == asset and t >= when - DAY)
     count = sum(1 for t, *_ in ledger.entries if t >= when - HOUR)
     if used + units > LIMIT_24H[asset] or count + 1 > MAX_PER_HOUR:
         return "deny"
@@ -137,7 +137,7 @@ def test_decide_request_stream_never_books_over_budget_or_rate(
         assert d.outcome == expected, (now, asset, units, d.reason)
         event(f"{d.outcome} {d.code}")
         ledger.apply(d, now)
-    assert all(rule == PAY for _, rule, _, _ in ledger.entries)
+    assert all(rule == PAY for _, rule, *_ in ledger.entries)
     assert_budgets_hold(ledger)
 
 
@@ -253,7 +253,9 @@ def ledgers(draw: st.DrawFn, names: list[str]) -> Ledger:
             max_size=25,
         )
     )
-    return Ledger([(TIMES[0] - timedelta(seconds=s), r, a, u) for s, r, a, u in rows])
+    return Ledger(
+        [(TIMES[0] - timedelta(seconds=s), r, a, u, -n) for n, (s, r, a, u) in enumerate(rows)]
+    )
 
 
 def _key(d: Decision) -> tuple[str, str | None, str | None]:

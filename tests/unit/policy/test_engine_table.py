@@ -580,8 +580,8 @@ CASES: list[Case] = [
 def _run(case: Case) -> Decision:
     policy = load_policy(case.policy)
     ledger = Ledger()
-    for age, rule, asset, units in case.history:
-        ledger.entries.append((case.now - age, rule, asset, units))
+    for n, (age, rule, asset, units) in enumerate(case.history):
+        ledger.entries.append((case.now - age, rule, asset, units, -n))  # one request each
     for when, request in case.prior:
         d = decide(
             policy, case.agent, Intent.model_validate(request), registry=REGISTRY,

@@ -554,3 +554,59 @@ def test_lint_credential_release_naming_its_credentials_is_quiet() -> None:
         policy_of("{name: run-gh, allow: [credential.release], credentials: [github]}")
     )
     assert report.findings == []
+
+
+# --- primary_types (typed data) -------------------------------------------------------------
+
+USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+
+
+def test_parse_policy_primary_types_kept_exactly() -> None:
+    policy = parse_policy(
+        policy_of(
+            "{name: t, allow: [evm.sign_typed_data], primary_types: [Mail, CancelAuthorization]}"
+        )
+    )
+    assert policy.rules[0].primary_types == ["Mail", "CancelAuthorization"]
+
+
+def test_lint_primary_types_on_actions_never_from_typed_data_is_warning() -> None:
+    report = run_lint(policy_of("{name: t, allow: [evm.sign_message], primary_types: [Mail]}"))
+    assert any("primary_types only matches typed-data" in f.message for f in report.warnings)
+
+
+def test_lint_typed_data_for_a_token_contract_without_primary_types_is_warning() -> None:
+    report = run_lint(
+        policy_of(f'{{name: t, allow: [evm.sign_typed_data], contracts: ["{USDC_BASE}"]}}')
+    )
+    assert [f.message for f in report.warnings if f.rule == "t"] == [
+        f"typed data for the token contract {USDC_BASE} is refused unless the rule also names "
+        "the message types it allows (primary_types: [...])"
+    ]
+
+
+def test_lint_typed_data_rule_naming_its_types_and_token_is_quiet() -> None:
+    report = run_lint(
+        policy_of(
+            f"{{name: t, allow: [evm.sign_typed_data], primary_types: [CancelAuthorization], "
+            f'contracts: ["{USDC_BASE}"]}}'
+        )
+    )
+    assert report.findings == []
+
+
+def test_lint_primary_types_narrow_a_rule_so_a_broader_deny_still_shadows_it() -> None:
+    report = run_lint(
+        policy_of(
+            "{name: only-mail, allow: [evm.sign_typed_data], primary_types: [Mail]}",
+            "{name: no-typed, deny: [evm.sign_typed_data]}",
+        )
+    )
+    assert any("shadowed by rule 'no-typed'" in f.message for f in report.warnings)
+    narrow = run_lint(
+        policy_of(
+            "{name: all-typed, allow: [evm.sign_typed_data], chains: [base]}",
+            "{name: no-mail, deny: [evm.sign_typed_data], primary_types: [Mail]}",
+        )
+    )
+    assert not any("shadowed" in f.message for f in narrow.warnings)

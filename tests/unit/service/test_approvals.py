@@ -64,6 +64,9 @@ def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:
             "gas": 21000, "gasPrice": 10**9}  # fmt: skip
 
 
+FEE = 21000 * 10**9  # gas × gasPrice of `tx`: booked with the value (native caps see both)
+
+
 def live(vault: Vault) -> int:
     with vault.db.read() as conn:
         rows = conn.execute(
@@ -88,7 +91,7 @@ def test_approve_runs_the_parked_request_exactly_and_stores_the_result(made: Mad
     assert done.status == "approved"
     assert done.result is not None and done.result["status"] == "signed"
     assert Account.recover_transaction(done.result["signed_transaction"]) == made.address
-    assert live(made.vault) == 5 * 10**17
+    assert live(made.vault) == 5 * 10**17 + FEE
     view = approvals.get(made.vault, res.approval_id or "", agent="bot").for_agent()
     assert view["status"] == "approved" and view["result"]["tx_hash"] == done.result["tx_hash"]
 
@@ -98,7 +101,7 @@ def test_approval_is_single_use(made: Made) -> None:
     approvals.approve(made.vault, res.approval_id or "")
     with pytest.raises(MalformedRequestError, match="already approved"):
         approvals.approve(made.vault, res.approval_id or "")
-    assert live(made.vault) == 5 * 10**17
+    assert live(made.vault) == 5 * 10**17 + FEE
 
 
 def test_deny_leaves_the_budget_untouched(made: Made) -> None:
@@ -125,7 +128,7 @@ def test_approval_rechecks_budget_at_execution(made: Made) -> None:
     late = approvals.approve(made.vault, second.approval_id or "")
     assert late.status == "failed"
     assert late.result is not None and late.result["error"]["code"] == "BUDGET_EXCEEDED"
-    assert live(made.vault) == 9 * 10**17
+    assert live(made.vault) == 9 * 10**17 + FEE
 
 
 def test_session_grant_lets_the_next_request_pass_without_asking(made: Made) -> None:
@@ -158,7 +161,7 @@ def test_json_number_beyond_2_53_is_parked_and_runs_the_same_amount(made: Made) 
     assert res.status == "pending_approval"
     done = approvals.approve(made.vault, res.approval_id or "")
     assert done.status == "approved"
-    assert live(made.vault) == 5 * 10**17
+    assert live(made.vault) == 5 * 10**17 + FEE
 
 
 def test_owner_view_carries_the_decoded_intent_with_full_addresses(made: Made) -> None:

@@ -12,10 +12,22 @@ Rules this module enforces:
   and setApprovalForAll(…, true), is unlimited: `amount="unlimited"`, `unlimited=True`.
 - A token transfer or approval that also carries native value is not reduced to the token
   movement: it becomes an `evm.call` with the native amount, so no value is hidden.
+- A transaction's intent carries its most expensive network fee, gas × (maxFeePerGas or
+  gasPrice), in ETH (`fee`): the engine charges it to native caps and windows and holds it to the
+  chain's fee ceiling. An L2's L1 data fee is not in the transaction and is not counted.
 - EIP-712 typed data is validated with eth-account's encoder (the one that will sign it), its
-  domain chainId must match the chain, and permits (EIP-2612, DAI, ERC-4494, Permit2) become
-  approvals or transfers. A typed message that looks like a permit but has an unknown shape is
-  treated as an unlimited approval, never as harmless text.
+  domain chainId must match the chain, and messages that move value are judged as what they do:
+  permits (EIP-2612, DAI, ERC-4494, Permit2) become approvals or transfers; EIP-3009
+  Transfer/ReceiveWithAuthorization (USDC, x402) become transfers of the token; ERC-2771
+  ForwardRequest, MetaTransaction and Safe SafeTx become the inner call, decoded like a
+  transaction's calldata. Each names its chain (domain chainId; MetaTransaction may use the salt).
+  A typed message that looks like a permit but has an unknown shape is treated as an unlimited
+  approval, never as harmless text; a value-moving type with an unknown shape is refused.
+- Refused outright (PolicyDeniedError, UNJUDGEABLE_TYPED_DATA): Seaport orders, Safe delegatecalls
+  and Safe transactions that refund gas (an amount keysafe cannot bound). An authorization or
+  forwarded call whose `from` is not the signing wallet is refused as malformed.
+- Every typed-data intent carries its `primary_type`; the engine refuses plain typed data for a
+  registered token's contract unless a rule names that type and contract.
 - Every intent carries a one-line summary for the owner; text from the request (domain names,
   messages) is cleaned of control and bidi characters and shortened before it is shown.
 """
@@ -37,7 +49,7 @@ from pydantic import ValidationError
 from keysafe.chains.addresses import to_checksum
 from keysafe.chains.evm.abi import PERMIT2_ADDRESS, DecodedCall, decode_call, lookup
 from keysafe.chains.evm.tx import UINT256_MAX, EvmTx
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import MalformedRequestError, PolicyDeniedError
 from keysafe.policy.intent import UNLIMITED, Intent
 from keysafe.policy.registry import (
     AssetInfo,
@@ -71,6 +83,13 @@ _HEX_MESSAGE: Final = re.compile(r"0x(?:[0-9a-fA-F]{2})+")
 
 def _bad(what: str, next_step: str = "fix the request and send it again.") -> NoReturn:
     raise MalformedRequestError(what, next_step=next_step)
+
+
+def _refuse(what: str, next_step: str) -> NoReturn:
+    """Well-formed, but keysafe cannot bound what signing it would give away."""
+    raise PolicyDeniedError(
+        f"{what} Nothing was signed.", next_step=next_step, reason_code="UNJUDGEABLE_TYPED_DATA"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,9 +149,9 @@ def _amount_phrase(i: Intent) -> str:
 def summarize(intent: Intent, *, how: str | None = None) -> str:
     """A one-line description of `intent` for the owner, built from the intent's own fields.
 
-    e.g. "send 25 USDC (0x8335…2913 on Base) to 0x1111…1111", "APPROVE UNLIMITED USDC to
-    0xdead…beef (0x8335…2913 on Base)", "sign in to example.com". `how` adds a note on the
-    mechanism ("by EIP-2612 permit signature").
+    e.g. "send 25 USDC (0x8335…2913 on Base) to 0x1111…1111, max fee 0.00042 ETH", "APPROVE
+    UNLIMITED USDC to 0xdead…beef (0x8335…2913 on Base)", "sign in to example.com". `how` adds a
+    note on the mechanism ("by EIP-2612 permit signature").
     """
     i = intent
     chain = _chain_label(i.chain)
@@ -180,6 +199,8 @@ def summarize(intent: Intent, *, how: str | None = None) -> str:
         text = f"{i.action} on {chain}"
     if how:
         text = f"{text} {how}"
+    if i.fee is not None:
+        text = f"{text}, max fee {i.fee} ETH"  # EVM fees are paid in ETH on every EVM chain
     return text if len(text) <= 500 else text[:499] + "…"
 
 
@@ -253,33 +274,75 @@ def intent_from_tx(tx: EvmTx, *, registry: Registry, chain: ChainInfo) -> Intent
             next_step="sign it on the chain it was built for, or rebuild it for this chain.",
         )
     native = _native(registry, chain)
-    value = from_base_units(tx.value, native.decimals)
-    base: dict[str, Any] = {"chain": chain.name}
-    attached: dict[str, Any] = {"asset": native.symbol, "amount": value} if tx.value else {}
+    fee = _max_fee(tx, native)
     if tx.to is None:
+        attached: dict[str, Any] = (
+            {"asset": native.symbol, "amount": from_base_units(tx.value, native.decimals)}
+            if tx.value
+            else {}
+        )
         return _intent(
             how=f"({len(tx.data)} bytes of init code)",
             action="evm.deploy",
             to=None,
-            **base,
+            chain=chain.name,
+            fee=fee,
             **attached,
         )
-    call = decode_call(tx.data)  # after the deploy case: init code has no selector
+    return _call_intent(tx.to, tx.value, tx.data, registry, chain, fee=fee)
+
+
+def _max_fee(tx: EvmTx, native: AssetInfo) -> str | None:
+    """gas × (maxFeePerGas or gasPrice) in ETH: the most the transaction can cost in fees.
+    None while the RPC has yet to fill gas or the price (the signing flow fills them first)."""
+    price = tx.max_fee_per_gas if tx.type == 2 else tx.gas_price
+    if tx.gas is None or price is None:
+        return None
+    return from_base_units(tx.gas * price, native.decimals)
+
+
+def _call_intent(
+    to: str,
+    value: int,
+    data: bytes,
+    registry: Registry,
+    chain: ChainInfo,
+    *,
+    how: str | None = None,
+    **extra: Any,
+) -> Intent:
+    """What calling `to` with `value` wei and `data` does: a native or token transfer, an
+    approval, or a call. Shared by transactions and by typed data that executes a call."""
+    native = _native(registry, chain)
+    attached: dict[str, Any] = (
+        {"asset": native.symbol, "amount": from_base_units(value, native.decimals)} if value else {}
+    )
+    call = decode_call(data)
     if call is None:
-        return _intent(action="evm.transfer", to=tx.to, asset=native.symbol, amount=value, **base)
-    if tx.value == 0:
-        token_intent = _token_call(call, tx.to, registry, chain)
+        return _intent(
+            how=how,
+            action="evm.transfer",
+            to=to,
+            asset=native.symbol,
+            amount=from_base_units(value, native.decimals),
+            chain=chain.name,
+            **extra,
+        )
+    if value == 0:
+        token_intent = _token_call(call, to, registry, chain, how=how, **extra)
         if token_intent is not None:
             return token_intent
+    notes = [n for n in (_call_note(call), how) if n]
     return _intent(
-        how=_call_note(call),
+        how=" ".join(notes) or None,
         action="evm.call",
-        to=tx.to,
-        contract=tx.to,
+        to=to,
+        contract=to,
         selector=call.selector,
         function=call.function,
-        **base,
+        chain=chain.name,
         **attached,
+        **extra,
     )
 
 
@@ -304,18 +367,30 @@ def _call_note(call: DecodedCall) -> str | None:
 
 
 def _token_call(
-    call: DecodedCall, contract: str, registry: Registry, chain: ChainInfo
+    call: DecodedCall,
+    contract: str,
+    registry: Registry,
+    chain: ChainInfo,
+    *,
+    how: str | None = None,
+    **extra: Any,
 ) -> Intent | None:
-    """Token transfers and approvals; None for any other call."""
+    """Token transfers and approvals; None for any other call. `how` notes the mechanism."""
     a = call.args
     common: dict[str, Any] = {
         "chain": chain.name,
         "selector": call.selector,
         "function": call.function,
+        **extra,
     }
+
+    def note(text: str | None) -> str | None:
+        return " ".join(n for n in (text, how) if n) or None
+
     if call.function == "transfer(address,uint256)":
         token = _token(registry, chain, contract)
         return _intent(
+            how=note(None),
             action="evm.transfer",
             to=a["to"],
             contract=contract,
@@ -326,7 +401,7 @@ def _token_call(
     if call.function == "transferFrom(address,address,uint256)":
         token = _token(registry, chain, contract)
         return _intent(
-            how=f"taken from {_short(a['from'])} (transferFrom)",
+            how=note(f"taken from {_short(a['from'])} (transferFrom)"),
             action="evm.transfer",
             to=a["to"],
             contract=contract,
@@ -336,15 +411,16 @@ def _token_call(
         )
     if call.function in ("approve(address,uint256)", "increaseAllowance(address,uint256)"):
         token = _token(registry, chain, contract)
-        how = (
+        more = (
             "more (increaseAllowance adds to the allowance)"
             if call.name == "increaseAllowance"
             else None
         )
-        return _approval(token, a["spender"], a["amount"], contract, how=how, **common)
+        return _approval(token, a["spender"], a["amount"], contract, how=note(more), **common)
     if call.function == "setApprovalForAll(address,bool)":
         approved = bool(a["approved"])
         return _intent(
+            how=note(None),
             action="evm.approve",
             spender=a["operator"],
             contract=contract,
@@ -354,7 +430,9 @@ def _token_call(
         )
     if call.function == "approve(address,address,uint160,uint48)" and contract == PERMIT2_ADDRESS:
         token = _token(registry, chain, a["token"])
-        return _approval(token, a["spender"], a["amount"], a["token"], how="via Permit2", **common)
+        return _approval(
+            token, a["spender"], a["amount"], a["token"], how=note("via Permit2"), **common
+        )
     return None
 
 
@@ -612,18 +690,29 @@ _P2_TRANSFER_HEAD: Final = (("spender", "address"), ("nonce", "uint256"), ("dead
 
 
 def intent_from_typed_data(
-    doc: Mapping[str, Any], *, registry: Registry, chain: ChainInfo
+    doc: Mapping[str, Any],
+    *,
+    registry: Registry,
+    chain: ChainInfo,
+    wallet_address: str | None = None,
 ) -> Intent:
     """Decode an eth_signTypedData_v4 request.
 
     Permits become `evm.approve` (EIP-2612, DAI, ERC-4494, Permit2 PermitSingle/PermitBatch) or
     `evm.transfer` (Permit2 signature transfers, where `to` is the spender: it picks the final
-    recipient); anything else is `evm.sign_typed_data` with its domain.
+    recipient); EIP-3009 authorizations become `evm.transfer` of the token; ForwardRequest,
+    MetaTransaction and SafeTx become their inner call; anything else is `evm.sign_typed_data`
+    with its domain. Every intent carries `primary_type`.
+
+    `wallet_address` is the signing wallet's address (None when only decoding for display): an
+    authorization or forwarded call must be `from` it.
 
     Raises:
         MalformedRequestError: invalid typed data, a domain chainId for another chain, a permit
-            with unreadable values, or a Permit2 batch over several tokens (one intent judges one
-            asset; sign such batches one token at a time).
+            with unreadable values, a Permit2 batch over several tokens (one intent judges one
+            asset; sign such batches one token at a time), a value-moving type of an unknown
+            shape or without its chain, or `from` another address than the wallet's.
+        PolicyDeniedError: a Seaport order, a Safe delegatecall or a Safe gas refund.
     """
     chain_id = _require_evm(chain)
     encode_typed(doc)
@@ -631,11 +720,24 @@ def intent_from_typed_data(
     primary = doc.get("primaryType")
     if primary is None:
         primary = get_primary_type(types)  # encode_typed succeeded, so this does too
+    if not _TYPE_NAME.fullmatch(primary):
+        _bad("typed data primaryType must be a struct name of at most 100 letters, digits, _ or $.")
     domain = _domain(doc, chain, chain_id)
     message = doc["message"]
     verifying = domain.get("verifyingContract")
-    common: dict[str, Any] = {"chain": chain.name, "domain": domain}
+    common: dict[str, Any] = {"chain": chain.name, "domain": domain, "primary_type": primary}
     shape = _fields(types, primary)
+
+    if primary in ("OrderComponents", "BulkOrder") or "OrderComponents" in types:
+        _refuse(
+            "This is a Seaport order: once signed, anyone can fulfil it and take what it offers, "
+            "and keysafe does not judge orders.",
+            next_step="trade through a transaction the policy can judge, or the owner signs "
+            "the order themselves.",
+        )
+    executed = _typed_call(primary, shape, message, domain, registry, chain, wallet_address)
+    if executed is not None:
+        return executed
 
     if primary == "Permit" and shape in (_EIP2612, _DAI, _ERC4494):
         if verifying is None:
@@ -777,3 +879,201 @@ def _one_token(entries: list[Any]) -> tuple[str, int]:
         )
     ((address, units),) = tokens.items()
     return address, units
+
+
+_TYPE_NAME: Final = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]{0,99}")
+_EIP3009: Final = (
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+)
+_EIP3009_NAMES: Final = frozenset({"TransferWithAuthorization", "ReceiveWithAuthorization"})
+# ERC-2771 forwarders: OpenZeppelin's MinimalForwarder (no deadline) and ERC2771Forwarder (uint48
+# deadline before data). Compared as name → type: the order only changes the hash, which the
+# forwarder checks, not what the call does.
+_FORWARD: Final = {
+    "from": "address",
+    "to": "address",
+    "value": "uint256",
+    "gas": "uint256",
+    "nonce": "uint256",
+    "data": "bytes",
+}
+_META_TX: Final = (("nonce", "uint256"), ("from", "address"), ("functionSignature", "bytes"))
+_SAFE_TX: Final = (
+    ("to", "address"),
+    ("value", "uint256"),
+    ("data", "bytes"),
+    ("operation", "uint8"),
+    ("safeTxGas", "uint256"),
+    ("baseGas", "uint256"),
+    ("gasPrice", "uint256"),
+    ("gasToken", "address"),
+    ("refundReceiver", "address"),
+    ("nonce", "uint256"),
+)
+_EXECUTING: Final = frozenset({*_EIP3009_NAMES, "ForwardRequest", "MetaTransaction", "SafeTx"})
+
+
+def _hex_bytes(name: str, value: Any) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"0x(?:[0-9a-fA-F]{2})*", value):
+        _bad(f"typed data field {name} must be 0x-prefixed hex bytes.")
+    return bytes.fromhex(value[2:])
+
+
+def _bound_to_chain(primary: str, domain: Mapping[str, Any], chain: ChainInfo) -> None:
+    """A value-moving message must name its chain, or its signature is valid wherever the
+    contract exists at that address (Safe before 1.3 signs no chain id)."""
+    if "chainId" in domain:
+        return  # _domain already held it to the request's chain
+    salt = domain.get("salt")
+    if (
+        primary == "MetaTransaction"
+        and isinstance(salt, str)
+        and re.fullmatch(r"0x[0-9a-fA-F]{64}", salt)
+    ):
+        # Biconomy-style meta transactions put the chain id in the domain salt.
+        if int(salt, 16) != chain.chain_id:
+            _bad(
+                f"the typed data is for chain id {int(salt, 16)} (domain salt), but the request is "
+                f"for {chain.name} (chain id {chain.chain_id}).",
+                next_step="sign it on the chain it names.",
+            )
+        return
+    _bad(
+        f'the "{primary}" message names no chain (domain chainId), so its signature would be '
+        "valid on every chain where the contract exists.",
+        next_step="add domain.chainId (and the EIP712Domain field for it).",
+    )
+
+
+def _own(field: str, address: str, wallet_address: str | None, primary: str) -> None:
+    """Refuse moving value out of an account other than the signing wallet."""
+    if wallet_address is not None and address.lower() != wallet_address.lower():
+        _bad(
+            f'the "{primary}" message acts for {address} ({field}), which is not the signing '
+            f"wallet {to_checksum(wallet_address)}.",
+            next_step=f"set {field} to the wallet's own address.",
+        )
+
+
+def _typed_call(
+    primary: str,
+    shape: tuple[tuple[str, str], ...],
+    message: Mapping[str, Any],
+    domain: Mapping[str, Any],
+    registry: Registry,
+    chain: ChainInfo,
+    wallet_address: str | None,
+) -> Intent | None:
+    """Typed data that transfers or executes a call when a relayer submits it; None otherwise."""
+    if primary not in _EXECUTING:
+        return None
+    verifying = domain.get("verifyingContract")
+    label = _clean(primary, 40)
+    tag: dict[str, Any] = {"domain": dict(domain), "primary_type": primary}
+    if primary in _EIP3009_NAMES:
+        if shape != _EIP3009:
+            _bad(
+                f'"{label}" does not have the EIP-3009 fields (from, to, value, validAfter, '
+                "validBefore, nonce), so keysafe cannot tell what it moves."
+            )
+        if verifying is None:
+            _bad("a transfer authorization without domain.verifyingContract cannot name its token.")
+        _bound_to_chain(primary, domain, chain)
+        sender = _addr("from", message.get("from"))
+        _own("from", sender, wallet_address, primary)
+        token = _token(registry, chain, verifying)
+        how = f"by EIP-3009 signed authorization ({label}) from {_short(sender)}"
+        return _intent(
+            how=how,
+            action="evm.transfer",
+            to=_addr("to", message.get("to")),
+            contract=verifying,
+            asset=token.asset,
+            amount=token.amount(_uint("value", message.get("value"))),
+            chain=chain.name,
+            **tag,
+        )
+    if primary == "ForwardRequest":
+        fields = dict(shape)
+        extra = {k: v for k, v in fields.items() if k not in _FORWARD}
+        if (
+            len(fields) != len(shape)
+            or any(fields.get(k) != t for k, t in _FORWARD.items())
+            or extra not in ({}, {"deadline": "uint48"}, {"deadline": "uint256"})
+        ):
+            _bad(
+                "this ForwardRequest is not an ERC-2771 forwarder request (from, to, value, gas, "
+                "nonce, data and an optional deadline), so keysafe cannot tell what it runs."
+            )
+        _bound_to_chain(primary, domain, chain)
+        sender = _addr("from", message.get("from"))
+        _own("from", sender, wallet_address, primary)
+        return _call_intent(
+            _addr("to", message.get("to")),
+            _uint("value", message.get("value")),
+            _hex_bytes("data", message.get("data")),
+            registry,
+            chain,
+            how=f"by ERC-2771 forwarded call from {_short(sender)}",
+            **tag,
+        )
+    if primary == "MetaTransaction":
+        if shape != _META_TX:
+            _bad(
+                "this MetaTransaction does not have the fields nonce, from, functionSignature, "
+                "so keysafe cannot tell what it runs."
+            )
+        if verifying is None:
+            _bad("a MetaTransaction without domain.verifyingContract cannot name its contract.")
+        _bound_to_chain(primary, domain, chain)
+        sender = _addr("from", message.get("from"))
+        _own("from", sender, wallet_address, primary)
+        return _call_intent(
+            verifying,
+            0,
+            _hex_bytes("functionSignature", message.get("functionSignature")),
+            registry,
+            chain,
+            how=f"by meta-transaction from {_short(sender)}",
+            **tag,
+        )
+    # SafeTx: the Safe at verifyingContract runs the call with its own funds.
+    if shape != _SAFE_TX:
+        _bad(
+            "this SafeTx does not have the fields of a Safe 1.3+ transaction (to, value, data, "
+            "operation, safeTxGas, baseGas, gasPrice, gasToken, refundReceiver, nonce)."
+        )
+    if verifying is None:
+        _bad("a SafeTx without domain.verifyingContract cannot name its Safe.")
+    _bound_to_chain(primary, domain, chain)
+    operation = _uint("operation", message.get("operation"))
+    if operation not in (0, 1):
+        _bad("SafeTx operation must be 0 (call) or 1 (delegatecall).")
+    if operation == 1:
+        _refuse(
+            "This Safe transaction is a delegatecall: the target's code would run as the Safe "
+            "and could do anything with its funds and settings.",
+            next_step="send a plain call (operation 0), or the Safe's owners sign it themselves.",
+        )
+    if _uint("gasPrice", message.get("gasPrice")) != 0:
+        _refuse(
+            "This Safe transaction refunds gas (gasPrice is not 0): the Safe would pay "
+            "(gas used + baseGas) × gasPrice to the refund receiver, an amount keysafe cannot "
+            "bound.",
+            next_step="set gasPrice to 0 and pay gas from the executing account.",
+        )
+    return _call_intent(
+        _addr("to", message.get("to")),
+        _uint("value", message.get("value")),
+        _hex_bytes("data", message.get("data")),
+        registry,
+        chain,
+        how=f"by Safe transaction of Safe {_short(verifying)} (nonce "
+        f"{str(_uint('nonce', message.get('nonce')))[:20]})",
+        **tag,
+    )

@@ -22,7 +22,7 @@ from keysafe.chains.evm.intents import (
     intent_from_typed_data,
 )
 from keysafe.chains.evm.tx import parse_transaction
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import MalformedRequestError, PolicyDeniedError
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import Registry
 
@@ -202,6 +202,115 @@ MAIL = typed(
     {"name": "Ether\u202eMail\n", "version": "1", "chainId": 8453, "verifyingContract": NFT},
 )
 
+USDC_DOMAIN = {"name": "USD Coin", "version": "2", "chainId": 8453, "verifyingContract": USDC_BASE}
+EIP3009 = fields(
+    "address from",
+    "address to",
+    "uint256 value",
+    "uint256 validAfter",
+    "uint256 validBefore",
+    "bytes32 nonce",
+)
+
+
+def authorization(
+    primary: str = "TransferWithAuthorization",
+    *,
+    sender: str = ALICE,
+    value: Any = 5_000_000,
+    domain: dict[str, Any] | None = None,
+    shape: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """An EIP-3009 authorization as x402 clients sign it (USDC on Base by default)."""
+    message = {
+        "from": sender,
+        "to": BOB,
+        "value": value,
+        "validAfter": 0,
+        "validBefore": 1893456000,
+        "nonce": "0x" + "ab" * 32,
+    }
+    types = shape or EIP3009
+    message = {k: v for k, v in message.items() if k in {f["name"] for f in types}}
+    return typed(primary, {primary: types}, message, domain or USDC_DOMAIN)
+
+
+FORWARDER = "0x5555555555555555555555555555555555555555"
+SAFE = "0x6666666666666666666666666666666666666666"
+
+
+def forward(
+    to: str, data: str, value: int = 0, *, deadline: bool = False, sender: str = ALICE
+) -> dict[str, Any]:
+    """An ERC-2771 ForwardRequest: MinimalForwarder, or OZ 5's ERC2771Forwarder with deadline."""
+    names = ["address from", "address to", "uint256 value", "uint256 gas", "uint256 nonce"]
+    message: dict[str, Any] = {"from": sender, "to": to, "value": value, "gas": 100000, "nonce": 0}
+    if deadline:
+        names.append("uint48 deadline")
+        message["deadline"] = 1893456000
+    names.append("bytes data")
+    message["data"] = data
+    domain = {"name": "Forwarder", "version": "1", "chainId": 8453, "verifyingContract": FORWARDER}
+    return typed("ForwardRequest", {"ForwardRequest": fields(*names)}, message, domain)
+
+
+def meta_tx(target: str, data: str, *, salt_chain: int | None = None) -> dict[str, Any]:
+    """A MetaTransaction (executeMetaTransaction): the target contract runs `data` as `from`."""
+    doc = typed(
+        "MetaTransaction",
+        {"MetaTransaction": fields("uint256 nonce", "address from", "bytes functionSignature")},
+        {"nonce": 0, "from": ALICE, "functionSignature": data},
+        {"name": "USD Coin", "version": "1", "chainId": 8453, "verifyingContract": target},
+    )
+    if salt_chain is not None:  # Biconomy style: the chain id in the salt, no chainId
+        doc["domain"] = {"name": "USD Coin", "version": "1", "verifyingContract": target,
+                         "salt": "0x" + salt_chain.to_bytes(32, "big").hex()}  # fmt: skip
+        doc["types"]["EIP712Domain"] = fields(
+            "string name", "string version", "address verifyingContract", "bytes32 salt"
+        )
+    return doc
+
+
+SAFE_TX = fields(
+    "address to",
+    "uint256 value",
+    "bytes data",
+    "uint8 operation",
+    "uint256 safeTxGas",
+    "uint256 baseGas",
+    "uint256 gasPrice",
+    "address gasToken",
+    "address refundReceiver",
+    "uint256 nonce",
+)
+
+
+def safe_tx(
+    to: str, data: str = "0x", value: int = 0, *, operation: int = 0, gas_price: int = 0,
+    chain_id: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    domain: dict[str, Any] = {"chainId": 8453, "verifyingContract": SAFE}
+    if not chain_id:
+        del domain["chainId"]
+    message = {
+        "to": to, "value": value, "data": data, "operation": operation, "safeTxGas": 0,
+        "baseGas": 0, "gasPrice": gas_price, "gasToken": "0x" + "00" * 20,
+        "refundReceiver": "0x" + "00" * 20, "nonce": 3,
+    }  # fmt: skip
+    return typed("SafeTx", {"SafeTx": SAFE_TX}, message, domain)
+
+
+SEAPORT_ORDER = typed(
+    "OrderComponents",
+    {
+        "OrderComponents": fields("address offerer", "OfferItem[] offer", "uint256 counter"),
+        "OfferItem": fields("uint8 itemType", "address token", "uint256 startAmount"),
+    },
+    {"offerer": ALICE, "offer": [{"itemType": 2, "token": NFT, "startAmount": 1}], "counter": 0},
+    {"name": "Seaport", "version": "1.6", "chainId": 8453,
+     "verifyingContract": "0x0000000000000068F116a894984e2DB1123eB395"},
+)  # fmt: skip
+
 SIWE = (
     "example.com wants you to sign in with your Ethereum account:\n"
     "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\n\nSign in to Example.\n\nURI: https://example.com\n"
@@ -219,6 +328,8 @@ class Case:
     tx: dict[str, Any] = field(default_factory=dict)  # EvmTx fields
     summary: str | None = None  # must appear in intent.summary
     error: str | None = None  # MalformedRequestError message must contain this
+    denied: str | None = None  # PolicyDeniedError message must contain this
+    wallet: str | None = None  # the signing wallet's address, for typed data
 
 
 def native(amount: str, to: str = ALICE) -> dict[str, Any]:
@@ -702,6 +813,7 @@ CASES: dict[str, Case] = {
             "spender": SPENDER,
             "contract": USDC_BASE,
             "unlimited": False,
+            "primary_type": "Permit",
         },
         summary="approve 25 USDC to 0xDeaD…BEEf (0x8335…2913 on Base) by EIP-2612 permit",
     ),
@@ -827,6 +939,7 @@ CASES: dict[str, Case] = {
         expect={
             "action": "evm.sign_typed_data",
             "contract": NFT,
+            "primary_type": "Mail",
             "domain": {
                 "name": "Ether\u202eMail\n",
                 "version": "1",
@@ -849,6 +962,241 @@ CASES: dict[str, Case] = {
         },
         kind="typed",
         error="EIP712Domain",
+    ),
+    # ---- network fees --------------------------------------------------------------------
+    "EIP-1559 fee is gas × maxFeePerGas": Case(
+        {
+            "to": ALICE,
+            "value": 10**15,
+            "gas": 21000,
+            "maxFeePerGas": 20 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        },
+        expect=native("0.001") | {"fee": "0.00042"},
+        summary="send 0.001 ETH on Base to 0x1111…1111, max fee 0.00042 ETH",
+    ),
+    "legacy fee is gas × gasPrice, exact even when absurd": Case(
+        {"to": ALICE, "value": 10**15, "gas": 21000, "gasPrice": 2 * 10**21, "nonce": 0},
+        expect=native("0.001") | {"fee": "42000000"},
+        summary="max fee 42000000 ETH",
+    ),
+    "fee of a token transfer is in ETH": Case(
+        {
+            "to": USDC_BASE,
+            "data": call("transfer(address,uint256)", BOB, 10**6),
+            "gas": 60000,
+            "gasPrice": 10**9,
+            "nonce": 0,
+        },
+        expect={"action": "evm.transfer", "asset": "USDC", "amount": "1", "fee": "0.00006"},
+        summary="send 1 USDC (0x8335…2913 on Base) to 0x2222…2222, max fee 0.00006 ETH",
+    ),
+    "fee of a contract deployment": Case(
+        {"data": "0x6000", "gas": 100000, "gasPrice": 10**9, "nonce": 0},
+        expect={"action": "evm.deploy", "fee": "0.0001"},
+    ),
+    "the largest possible fee still fits the intent": Case(
+        {"to": ALICE, "gas": 2**64 - 1, "gasPrice": MAX256, "nonce": 0},
+        expect={
+            "fee": str((2**64 - 1) * MAX256 // 10**18)
+            + "."
+            + str((2**64 - 1) * MAX256 % 10**18).zfill(18).rstrip("0")
+        },
+    ),
+    "no fee until the RPC fills gas": Case(
+        {"to": ALICE, "value": 1, "maxFeePerGas": 10**9}, expect={"fee": None}
+    ),
+    # ---- EIP-3009 authorizations (USDC, x402) -------------------------------------------------
+    "EIP-3009 TransferWithAuthorization is a USDC transfer": Case(
+        authorization(),
+        kind="typed",
+        wallet=ALICE,
+        expect={
+            "action": "evm.transfer",
+            "asset": "USDC",
+            "amount": "5",
+            "to": BOB,
+            "contract": USDC_BASE,
+            "primary_type": "TransferWithAuthorization",
+            "fee": None,
+        },
+        summary="send 5 USDC (0x8335…2913 on Base) to 0x2222…2222 by EIP-3009 signed "
+        "authorization (TransferWithAuthorization) from 0x1111…1111",
+    ),
+    "EIP-3009 ReceiveWithAuthorization is a transfer too": Case(
+        authorization("ReceiveWithAuthorization", value="0x989680"),
+        kind="typed",
+        expect={"action": "evm.transfer", "asset": "USDC", "amount": "10", "to": BOB},
+    ),
+    "EIP-3009 on Ethereum USDC is judged on Ethereum": Case(
+        authorization(
+            domain={"name": "USD Coin", "version": "2", "chainId": 1, "verifyingContract": USDC_ETH}
+        ),
+        kind="typed",
+        chain="ethereum",
+        expect={"action": "evm.transfer", "chain": "ethereum", "asset": "USDC", "amount": "5"},
+    ),
+    "EIP-3009 of an unknown token keeps its address as asset": Case(
+        authorization(domain={"name": "X", "chainId": 8453, "verifyingContract": UNKNOWN_TOKEN}),
+        kind="typed",
+        expect={"action": "evm.transfer", "asset": UNKNOWN_TOKEN, "amount": "5000000"},
+    ),
+    "EIP-3009 from another account than the wallet is refused": Case(
+        authorization(sender=BOB),
+        kind="typed",
+        wallet=ALICE,
+        error="which is not the signing wallet",
+    ),
+    "EIP-3009 with a missing field is refused": Case(
+        authorization(shape=EIP3009[:5]), kind="typed", error="does not have the EIP-3009 fields"
+    ),
+    "EIP-3009 without a chain id is refused": Case(
+        authorization(domain={"name": "USD Coin", "version": "2", "verifyingContract": USDC_BASE}),
+        kind="typed",
+        error="names no chain",
+    ),
+    "EIP-3009 without a verifying contract is refused": Case(
+        authorization(domain={"name": "USD Coin", "version": "2", "chainId": 8453}),
+        kind="typed",
+        error="cannot name its token",
+    ),
+    "EIP-3009 CancelAuthorization stays typed data": Case(
+        typed(
+            "CancelAuthorization",
+            {"CancelAuthorization": fields("address authorizer", "bytes32 nonce")},
+            {"authorizer": ALICE, "nonce": "0x" + "ab" * 32},
+            USDC_DOMAIN,
+        ),
+        kind="typed",
+        expect={
+            "action": "evm.sign_typed_data",
+            "contract": USDC_BASE,
+            "primary_type": "CancelAuthorization",
+        },
+    ),
+    # ---- forwarded calls, meta transactions, Safe transactions ---------------------------------
+    "ERC-2771 ForwardRequest of a USDC transfer is that transfer": Case(
+        forward(USDC_BASE, call("transfer(address,uint256)", BOB, 7 * 10**6)),
+        kind="typed",
+        wallet=ALICE,
+        expect={
+            "action": "evm.transfer",
+            "asset": "USDC",
+            "amount": "7",
+            "to": BOB,
+            "contract": USDC_BASE,
+            "primary_type": "ForwardRequest",
+        },
+        summary="by ERC-2771 forwarded call from 0x1111…1111",
+    ),
+    "ERC-2771 ForwardRequest with deadline and value is a native transfer": Case(
+        forward(BOB, "0x", 10**16, deadline=True),
+        kind="typed",
+        expect={"action": "evm.transfer", "asset": "ETH", "amount": "0.01", "to": BOB},
+    ),
+    "ERC-2771 ForwardRequest of an unlimited approval": Case(
+        forward(USDC_BASE, call("approve(address,uint256)", SPENDER, MAX256)),
+        kind="typed",
+        expect={"action": "evm.approve", "unlimited": True, "spender": SPENDER},
+    ),
+    "ERC-2771 ForwardRequest of a call with value": Case(
+        forward(ROUTER_V2, "0xd0e30db0", 10**15),
+        kind="typed",
+        expect={"action": "evm.call", "asset": "ETH", "amount": "0.001", "contract": ROUTER_V2},
+    ),
+    "ERC-2771 ForwardRequest from another account is refused": Case(
+        forward(BOB, "0x", 1, sender=BOB),
+        kind="typed",
+        wallet=ALICE,
+        error="not the signing wallet",
+    ),
+    "ForwardRequest of another forwarder's shape is refused": Case(
+        typed(
+            "ForwardRequest",
+            {
+                "ForwardRequest": fields(
+                    "address from",
+                    "address to",
+                    "uint256 value",
+                    "uint256 gas",
+                    "uint256 nonce",
+                    "bytes data",
+                    "uint256 validUntilTime",
+                )
+            },
+            {
+                "from": ALICE,
+                "to": BOB,
+                "value": 0,
+                "gas": 1,
+                "nonce": 0,
+                "data": "0x",
+                "validUntilTime": 0,
+            },
+            {"name": "GSN", "chainId": 8453, "verifyingContract": FORWARDER},
+        ),
+        kind="typed",
+        error="not an ERC-2771 forwarder request",
+    ),
+    "ForwardRequest with truncated inner calldata is refused": Case(
+        forward(USDC_BASE, "0xa9059c"), kind="typed", error="shorter than a 4-byte"
+    ),
+    "MetaTransaction runs its function on the verifying contract": Case(
+        meta_tx(USDC_BASE, call("transfer(address,uint256)", BOB, 2 * 10**6)),
+        kind="typed",
+        wallet=ALICE,
+        expect={
+            "action": "evm.transfer",
+            "asset": "USDC",
+            "amount": "2",
+            "to": BOB,
+            "contract": USDC_BASE,
+            "primary_type": "MetaTransaction",
+        },
+        summary="by meta-transaction",
+    ),
+    "MetaTransaction with the chain in the salt": Case(
+        meta_tx(USDC_BASE, call("approve(address,uint256)", SPENDER, 10**6), salt_chain=8453),
+        kind="typed",
+        expect={"action": "evm.approve", "asset": "USDC", "amount": "1", "spender": SPENDER},
+    ),
+    "MetaTransaction salted for another chain is refused": Case(
+        meta_tx(USDC_BASE, "0x", salt_chain=137), kind="typed", error="chain id 137 (domain salt)"
+    ),
+    "Safe SafeTx of a USDC transfer is that transfer": Case(
+        safe_tx(USDC_BASE, call("transfer(address,uint256)", BOB, 3 * 10**6)),
+        kind="typed",
+        expect={
+            "action": "evm.transfer",
+            "asset": "USDC",
+            "amount": "3",
+            "to": BOB,
+            "primary_type": "SafeTx",
+        },
+        summary="by Safe transaction of Safe 0x6666…6666",
+    ),
+    "Safe SafeTx sending ETH": Case(
+        safe_tx(BOB, value=2 * 10**18),
+        kind="typed",
+        expect={"action": "evm.transfer", "asset": "ETH", "amount": "2", "to": BOB},
+    ),
+    "Safe SafeTx delegatecall is refused": Case(
+        safe_tx(BOB, "0xd0e30db0", operation=1), kind="typed", denied="delegatecall"
+    ),
+    "Safe SafeTx with a gas refund is refused": Case(
+        safe_tx(BOB, gas_price=10**9), kind="typed", denied="refunds gas"
+    ),
+    "Safe SafeTx without a chain id is refused": Case(
+        safe_tx(BOB, chain_id=False), kind="typed", error="names no chain"
+    ),
+    "Safe SafeTx with operation 2 is refused": Case(
+        safe_tx(BOB, operation=2), kind="typed", error="operation must be 0"
+    ),
+    "Seaport order is refused": Case(SEAPORT_ORDER, kind="typed", denied="Seaport order"),
+    "typed data primaryType that is not a struct name is refused": Case(
+        typed("Mail Box", {"Mail Box": fields("string a")}, {"a": "x"}, {"chainId": 8453}),
+        kind="typed",
+        error="primaryType must be a struct name",
     ),
     # ---- personal_sign ----------------------------------------------------------------------
     "SIWE message is a sign-in": Case(
@@ -882,7 +1230,9 @@ CASES: dict[str, Case] = {
 def decode(case: Case) -> Intent:
     chain = REG.chain(case.chain)
     if case.kind == "typed":
-        return intent_from_typed_data(case.payload, registry=REG, chain=chain)
+        return intent_from_typed_data(
+            case.payload, registry=REG, chain=chain, wallet_address=case.wallet
+        )
     if case.kind == "personal":
         return intent_from_personal_message(case.payload, chain=chain)[0]
     tx = parse_transaction(case.payload, chain_id=chain.chain_id if case.pass_chain_id else None)
@@ -898,6 +1248,12 @@ def test_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", CASES.values(), ids=list(CASES))
 def test_decode(case: Case) -> None:
+    if case.denied is not None:
+        with pytest.raises(PolicyDeniedError) as denied:
+            decode(case)
+        assert case.denied in str(denied.value)
+        assert denied.value.facts["reason_code"] == "UNJUDGEABLE_TYPED_DATA"
+        return
     if case.error is not None:
         with pytest.raises(MalformedRequestError) as info:
             decode(case)
@@ -918,7 +1274,7 @@ def test_decode(case: Case) -> None:
 
 def test_summaries_do_not_carry_control_or_bidi_characters() -> None:
     for case in CASES.values():
-        if case.error is None:
+        if case.error is None and case.denied is None:
             summary = decode(case).summary or ""
             assert not any(ch in summary for ch in "\n\r\u202e\u200f"), summary
 
