@@ -413,7 +413,7 @@ def test_frost_allowed_transfer_over_mcp_is_signed_by_agent_and_vault(
         assert_signed_by(got["signed_transaction"], address, tx)
         sig = VersionedTransaction.from_bytes(base64.b64decode(got["signed_transaction"]))
         assert got["tx_hash"] == str(sig.signatures[0])
-    assert message_count(world.home) == before + 2
+    assert signed_count(world.home) == before + 2
 
 
 def test_frost_transfer_over_max_per_tx_is_denied_and_nothing_signed(
@@ -468,7 +468,7 @@ def test_attack_threshold_wallet_signs_messages_over_mcp_under_policy(
     denied = session.call("sign_message", {"wallet": "team", "message": "bye"})
     refused(denied, "POLICY_DENIED")
     assert "signature" not in (denied.structured_content or {})
-    assert signed_count(world.home) == before + 2
+    assert message_count(world.home) == before + 2
 
 
 def test_frost_without_the_agent_share_file_mcp_refuses_naming_the_variable(
