@@ -10,13 +10,25 @@ Rules this module enforces (issue "Agents, policies and budgets"):
 - The result does not depend on the order of rules in the file: when several rules could be
   named, the one with the smallest name is.
 
+- A rule for a signing action (evm.*, solana.*) matches only the wallets its `wallets` names; an
+  allow/ask rule without `wallets` matches no wallet, so an agent signs only with wallets a rule
+  names (no covering rule: NO_MATCHING_RULE). A deny rule without `wallets` applies to every
+  wallet: deny-wide is the safe reading of a deny that says nothing about wallets.
+- Budget windows are charged per asset identity (chain + contract/mint, or chain + native), not
+  per symbol, because two tokens with one symbol may count different decimals. A window's cap
+  (`max: {USDC: "10"}`) still means token units of that symbol across everything the rule
+  covers: the rule's rows of every identity with that symbol are brought to the finest decimals
+  among them (exact integers) and summed, so 10 USDC on base plus 10 "USDC" with 18 decimals on
+  another chain is 20 USDC against the cap. Summing per identity instead would let a rule that
+  spans N chains spend N times its cap (ETH on every EVM chain shares one cap, as before).
+
 The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -33,11 +45,12 @@ from keysafe.policy.registry import (
     parse_decimal,
     to_base_units,
 )
-from keysafe.policy.rules import ACTIONS, Policy, Rule
+from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy, Rule
 
 Outcome = Literal["allow", "ask", "deny"]
-# usage(rule_name, asset_symbol_or_None, since) -> (summed base units of that asset, action count)
-Usage = Callable[[str, str | None, datetime], tuple[int, int]]
+# usage(rule_name, since) -> (live base units per ledger asset key, live action count). A key is
+# an asset identity (AssetInfo.identity); rows written before identities hold a bare symbol.
+Usage = Callable[[str, datetime], tuple[Mapping[str, int], int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +65,7 @@ class Charge:
     """What an allowed action books against one rule's windows."""
 
     rule: str
-    asset: str | None
+    asset: str | None  # the asset's identity (AssetInfo.identity), never its bare symbol
     units: int
 
 
@@ -163,6 +176,11 @@ def _in(values: Sequence[str], item: str | None) -> bool:
 def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
     """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell."""
     i = r.intent
+    if rule.wallets is not None:
+        if i.wallet is None or i.wallet not in rule.wallets:
+            return False
+    elif rule.verb != "deny" and i.action in SIGNING_ACTIONS:
+        return False  # an allow/ask rule signs only with the wallets it names
     if rule.chains is not None:
         if r.chain is None:
             return False
@@ -221,6 +239,33 @@ def _cap_units(rule: Rule, caps: dict[str, Decimal] | None, r: _Resolved) -> int
             except ValueError:
                 raise Unevaluable(f"its cap for {sym} is finer than the asset's unit") from None
     return None
+
+
+def window_spend(
+    units_by_key: Mapping[str, int], symbol: str, registry: Registry
+) -> tuple[int, int] | None:
+    """A window's spend of `symbol`: (used, decimals), summed over every asset identity with
+    that symbol in base units of the finest decimals among them, so each row is converted with
+    its own asset's decimals and the sum is exact. None when no asset has the symbol.
+
+    A row of an identity the registry no longer knows is not counted (its decimals are
+    unknown). A row keyed by a bare symbol (written before identities) is read with the
+    coarsest decimals of that symbol: the largest amount it could have been.
+    """
+    peers = registry.same_symbol(symbol)
+    if not peers:
+        return None
+    scale = max(a.decimals for a in peers)
+    decimals = {a.identity: a.decimals for a in peers}
+    coarsest = min(decimals.values())
+    used = 0
+    for key, units in units_by_key.items():
+        d = decimals.get(key)
+        if d is None and ":" not in key and key.upper() == symbol.upper():
+            d = coarsest
+        if d is not None:
+            used += units * 10 ** (scale - d)
+    return used, scale
 
 
 def _fmt(units: int, r: _Resolved) -> str:
@@ -319,12 +364,10 @@ def decide(
         if threshold is not None and (r.unlimited or (r.units or 0) > threshold):
             asks.append(rule.name)
         if rule.limits:
-            charges.append(Charge(rule.name, r.asset.symbol if r.asset else None, r.units or 0))
+            charges.append(Charge(rule.name, r.asset.identity if r.asset else None, r.units or 0))
             for limit in rule.limits:
                 since = when - timedelta(seconds=limit.seconds)
-                used_units, used_count = usage(
-                    rule.name, r.asset.symbol if r.asset else None, since
-                )
+                used_by_key, used_count = usage(rule.name, since)
                 if limit.max_count is not None:
                     ok = used_count + 1 <= limit.max_count
                     windows.append(WindowState(
@@ -339,20 +382,28 @@ def decide(
                             rule.name,
                         )
                 lim = _cap_units(rule, limit.max, r)
-                if lim is not None:
-                    req = r.units or 0
-                    ok = not r.unlimited and used_units + req <= lim
+                spend = (
+                    window_spend(used_by_key, r.asset.symbol, registry)
+                    if lim is not None and r.asset is not None
+                    else None
+                )
+                if lim is not None and r.asset is not None and spend is not None:
+                    # Cap, request and usage in base units of the finest same-symbol decimals.
+                    used, scale = spend
+                    up = 10 ** (scale - r.asset.decimals)
+                    lim, req = lim * up, (r.units or 0) * up
+                    ok = not r.unlimited and used + req <= lim
+                    left = from_base_units(max(lim - used, 0), scale)
                     windows.append(WindowState(
-                        rule.name, limit.window, "amount", r.asset.symbol if r.asset else None,
-                        _fmt(lim, r), _fmt(used_units, r),
-                        "unlimited" if r.unlimited else _fmt(req, r),
-                        _fmt(max(lim - used_units, 0), r), ok,
+                        rule.name, limit.window, "amount", r.asset.symbol,
+                        from_base_units(lim, scale), from_base_units(used, scale),
+                        "unlimited" if r.unlimited else from_base_units(req, scale), left, ok,
                     ))  # fmt: skip
                     if not ok and violation is None:
                         violation = _deny(
                             "BUDGET_EXCEEDED",
-                            f"Over the {limit.window} {r.asset.symbol if r.asset else ''} limit of rule "
-                            f"'{rule.name}': {_fmt(max(lim - used_units, 0), r)} left, this request "
+                            f"Over the {limit.window} {r.asset.symbol} limit of rule "
+                            f"'{rule.name}': {left} left, this request "
                             f"is {_what(r)}. Nothing was signed.",
                             rule.name,
                         )
@@ -377,9 +428,14 @@ def decide(
             + (" this request." if approved else " this kind of request for a while.")
         )
         return Decision("allow", named, None, why, names, tuple(windows), tuple(charges))
+    source = (
+        f" from wallet '{intent.wallet}'"
+        if intent.wallet is not None and intent.action in SIGNING_ACTIONS
+        else ""
+    )
     return _deny(
         "NO_MATCHING_RULE",
-        f"No rule in the policy of agent '{agent.name}' allows {intent.action} with these "
-        "details, so it is denied (no match means deny). Nothing was signed.",
+        f"No rule in the policy of agent '{agent.name}' allows {intent.action}{source} with "
+        "these details, so it is denied (no match means deny). Nothing was signed.",
         matched=names,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,13 +11,18 @@ from keysafe.policy.engine import Decision
 
 @dataclass
 class Ledger:
-    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units)."""
+    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset key, units),
+    where the key is an asset identity ("base:0x8335…") or, in rows older than identities, a
+    bare symbol."""
 
     entries: list[tuple[datetime, str, str | None, int]] = field(default_factory=list)
 
-    def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
+    def usage(self, rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
         rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
-        units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
+        units: dict[str, int] = {}
+        for _, _, asset, n in rows:
+            if asset is not None:
+                units[asset] = units.get(asset, 0) + n
         return units, len(rows)
 
     def apply(self, decision: Decision, now: datetime) -> None:

@@ -434,14 +434,17 @@ def test_default_compute_limit_counts_200k_per_instruction() -> None:
 
 
 _ALLOW_SOLANA_TRANSFERS = parse_policy(
-    "version: 1\nrules:\n  - name: pay\n    allow: [solana.transfer]\n    chains: [solana]\n"
+    "version: 1\nrules:\n  - name: pay\n    allow: [solana.transfer]\n    wallets: [main]\n"
+    "    chains: [solana]\n"
 )
 
 
 def _decide(intent: Intent) -> Decision:
+    # the service names the signing wallet on the decoded intent
     return decide(
-        _ALLOW_SOLANA_TRANSFERS, AgentState("bot", "active"), intent, registry=REGISTRY,
-        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+        _ALLOW_SOLANA_TRANSFERS, AgentState("bot", "active"),
+        intent.model_copy(update={"wallet": "main"}), registry=REGISTRY,
+        usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
 
 
