@@ -34,6 +34,7 @@ version: 1
 rules:
   - name: pay-bob
     allow: [evm.transfer]
+    wallets: [main]
     chains: [local]
     assets: [ETH, TKN]
     recipients: ["0x1111111111111111111111111111111111111111"]
