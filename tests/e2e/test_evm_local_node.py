@@ -97,7 +97,7 @@ def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
     assert receipt["status"] == "0x1"
     assert receipt["from"].lower() == world.address.lower()
     assert world.node.balance(BOB) - before == ETH // 2
-    assert live_units(world.vault) == [("ETH", str(ETH // 2))]
+    assert live_units(world.vault) == [("local:native", str(ETH // 2))]
 
 
 def test_send_allowed_erc20_transfer_lands_on_the_node(world: World) -> None:
@@ -145,7 +145,7 @@ def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) 
 
     assert info.value.code == "BUDGET_EXCEEDED"
     assert world.node.nonce(world.address) == nonce_before
-    assert live_units(world.vault) == [("ETH", str(ETH))]
+    assert live_units(world.vault) == [("local:native", str(ETH))]
 
 
 def test_declared_amount_that_differs_from_the_transaction_is_refused(world: World) -> None:

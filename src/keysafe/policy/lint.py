@@ -75,6 +75,8 @@ def _covers(broad: Rule, narrow: Rule, registry: Registry) -> bool:
         return False
     if broad.wallets is not None and not set(narrow.wallets or [WILDCARD]) <= set(broad.wallets):
         return False
+    if broad.wallets is None and broad.verb != "deny" and narrow.signs:
+        return False  # an ask rule naming no wallet signs with none: it shadows no signing rule
     for f in _SCOPE_LISTS:
         b, n = getattr(broad, f), getattr(narrow, f)
         if b is None:

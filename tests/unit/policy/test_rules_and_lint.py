@@ -641,3 +641,14 @@ def test_lint_deny_for_the_same_wallets_shadows() -> None:
         )
     )
     assert [(f.rule, "'stop'" in f.message) for f in report.warnings] == [("pay", True)]
+
+
+def test_lint_ask_rule_naming_no_wallet_shadows_no_signing_rule() -> None:
+    report = run_lint(
+        policy_of(
+            '{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}}',
+            "{name: review, ask: [evm.transfer]}",
+        )
+    )
+    assert [f.rule for f in report.errors] == ["review"]
+    assert [f.message for f in report.warnings if "shadowed" in f.message] == []
