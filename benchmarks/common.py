@@ -62,6 +62,7 @@ version: 1
 rules:
   - name: {SOL_RULE}
     allow: [solana.transfer]
+    wallets: [sol]
     chains: [solana]
     assets: [SOL]
     recipients: ["{sol_recipient()}"]
@@ -70,6 +71,7 @@ rules:
       - {{window: 24h, max: {{SOL: "1000000"}}}}
   - name: {EVM_RULE}
     allow: [evm.transfer]
+    wallets: [evm]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{EVM_TO}"]

@@ -18,6 +18,7 @@ request (services/policies.py `_state`), not only when the policy changes.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -46,7 +47,8 @@ def policy_200_text() -> str:
         kind = kinds[i % len(kinds)]
         name = f"gen-{i:03d}-{kind.replace('.', '-')}"
         if kind == "evm.transfer":
-            rule = (f"  - name: {name}\n    allow: [evm.transfer]\n    chains: [ethereum]\n"
+            rule = (f"  - name: {name}\n    allow: [evm.transfer]\n    wallets: [main]\n"
+                    f"    chains: [ethereum]\n"
                     f"    assets: [ETH, USDC]\n    recipients: [\"0x{i + 0x1000:040x}\"]\n"
                     f"    max_per_tx: {{ETH: \"0.5\", USDC: \"500\"}}\n"
                     f"    limits:\n      - {{window: 24h, max: {{ETH: \"2\"}}}}\n")  # fmt: skip
@@ -54,13 +56,15 @@ def policy_200_text() -> str:
             rule = (f"  - name: {name}\n    allow: [http.request]\n    credentials: [svc-{i}]\n"
                     f"    methods: [GET, POST]\n    urls: [\"https://api{i}.example.com/v1/**\"]\n")  # fmt: skip
         elif kind == "solana.transfer":
-            rule = (f"  - name: {name}\n    allow: [solana.transfer]\n    chains: [solana]\n"
+            rule = (f"  - name: {name}\n    allow: [solana.transfer]\n    wallets: [sol]\n"
+                    f"    chains: [solana]\n"
                     f"    assets: [SOL]\n    max_per_tx: {{SOL: \"{i % 7 + 1}\"}}\n")  # fmt: skip
         elif kind == "evm.call":
-            rule = (f"  - name: {name}\n    ask: [evm.call]\n    chains: [base]\n"
+            rule = (f"  - name: {name}\n    ask: [evm.call]\n    wallets: [main]\n"
+                    f"    chains: [base]\n"
                     f"    contracts: [\"0x{i + 0x2000:040x}\"]\n")  # fmt: skip
         elif kind == "evm.sign_message":
-            rule = (f"  - name: {name}\n    allow: [evm.sign_message]\n"
+            rule = (f"  - name: {name}\n    allow: [evm.sign_message]\n    wallets: [main]\n"
                     f"    message_matches: \"^app{i}.example wants you to sign in\"\n")  # fmt: skip
         else:
             rule = (f"  - name: {name}\n    deny: [evm.approve]\n"
@@ -89,12 +93,12 @@ def measure(*, seconds: float) -> dict[str, Any]:
     from keysafe.policy.rules import parse_policy
 
     registry = Registry.builtin()
-    intent = Intent(action="evm.transfer", chain="base", asset="ETH", amount="0.001", to=R1,
-                    summary="send 0.001 ETH on base")  # fmt: skip
+    intent = Intent(action="evm.transfer", chain="base", wallet="main", asset="ETH",
+                    amount="0.001", to=R1, summary="send 0.001 ETH on base")  # fmt: skip
     agent = engine.AgentState("bench", "active")
 
-    def no_usage(rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
-        return 0, 0
+    def no_usage(rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
+        return {}, 0
 
     texts = {"example": example_policy_text(), "rules_200": policy_200_text()}
     policies = {k: parse_policy(v) for k, v in texts.items()}

@@ -37,6 +37,7 @@ version: 1
 rules:
   - name: bench
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{RECIPIENT}"]

@@ -1,6 +1,6 @@
 """Shared pieces of the black-box MCP tests (test_mcp_stdio.py, test_mcp_http.py).
 
-The vault: wallet `main`; agent `bot` under MCP_POLICY (STANDARD_POLICY plus one allow rule for
+The vault: wallet `main`, and `spare` (EVM too) that no policy names; agent `bot` under MCP_POLICY (STANDARD_POLICY plus one allow rule for
 each other tool); agents `helper` and `doomed` (revoked by a test) under HELPER_POLICY; standard
 data `profile`. That part is built once per run (`shared_once`); each test process copies it and
 binds it to its own `Upstream`: the built-in chain `local` gets the upstream's JSON-RPC endpoint
@@ -103,6 +103,7 @@ MCP_POLICY = (
     + f"""\
   - name: send-local
     allow: [evm.transfer]
+    wallets: [main]
     chains: [local]
     assets: [ETH]
     recipients: ["{R1}"]
@@ -116,9 +117,11 @@ MCP_POLICY = (
     data: [profile, medical]
   - name: sign-in
     allow: [evm.sign_message]
+    wallets: [main]
     message_matches: "^example.com wants you to sign in"
   - name: typed-on-ethereum
     allow: [evm.sign_typed_data]
+    wallets: [main]
     chains: [ethereum]
 """
 )
@@ -275,12 +278,13 @@ class McpVault:
 
 def _build_base(root: Path) -> dict[str, Any]:
     """What does not depend on the upstream's port, built once per test run (`shared_once`):
-    wallet `main`, data `profile` and `medical` (sensitive), agents `bot` (MCP_POLICY), `helper` and `doomed` (HELPER_POLICY).
+    wallets `main` and `spare` (named by no rule), data `profile` and `medical` (sensitive), agents `bot` (MCP_POLICY), `helper` and `doomed` (HELPER_POLICY).
     """
     home = root / "home"
     cli = Cli(home, cli_env(home))
     cli.ok("init", "--json")
     created = cli.ok("wallet", "create", "main", "--chain", "evm", "--json").stdout
+    cli.ok("wallet", "create", "spare", "--chain", "evm")  # no rule names it: unusable by agents
     cli.ok("data", "set", "profile", "--class", "standard", input=json.dumps(PROFILE))
     cli.ok("data", "set", "medical", "--class", "sensitive", input=json.dumps(MEDICAL))
     (root / "policy.yaml").write_text(MCP_POLICY, encoding="utf-8")
@@ -649,6 +653,23 @@ class ToolScenarios:
     def test_get_address_of_an_unknown_wallet_is_not_found(self, session: McpSession) -> None:
         err = refused(session.call("get_address", {"wallet": "nope"}), "NOT_FOUND")
         assert "nope" in err["message"]
+
+    def test_attack_get_address_of_a_wallet_no_rule_names_is_not_found(
+        self, session: McpSession
+    ) -> None:
+        refused(session.call("get_address", {"wallet": "spare"}), "NOT_FOUND")
+
+    def test_attack_sign_from_a_wallet_no_rule_names_is_policy_denied(
+        self, session: McpSession
+    ) -> None:
+        # the rule pay-r1 allows this transfer, but only from wallet `main`
+        result = session.call(
+            "sign_transaction", {"wallet": "spare", "transaction": evm_tx(MILLI_ETH)}
+        )
+        err = refused(result, "POLICY_DENIED")
+        assert err["reason_code"] == "NO_MATCHING_RULE"
+        assert "from wallet 'spare'" in err["message"]
+        assert "signed_transaction" not in result.model_dump_json()
 
     # -- sign_transaction / send_transaction -------------------------------------------------------
 

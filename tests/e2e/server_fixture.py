@@ -53,6 +53,7 @@ version: 1
 rules:
   - name: pay-r1
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R1}"]
@@ -62,6 +63,7 @@ rules:
       - {{window: 24h, max: {{ETH: "1"}}}}
   - name: tiny-budget-r3
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R3}"]
@@ -70,6 +72,7 @@ rules:
       - {{window: 24h, max: {{ETH: "0.002"}}}}
   - name: ask-r4
     ask: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R4}"]

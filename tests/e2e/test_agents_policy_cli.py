@@ -35,10 +35,12 @@ version: 1
 rules:
   - name: bad-chain
     allow: [evm.transfer]
+    wallets: [main]
     chains: [no-such-chain]
     assets: [ETH]
   - name: bad-action
     allow: [evm.teleport]
+    wallets: [main]
     chains: [base]
 """
 
@@ -47,6 +49,7 @@ version: 1
 rules:
   - name: never-asks
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [ETH]
     max_per_tx: {ETH: "0.01"}
@@ -97,7 +100,8 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 def _request(**fields: Any) -> str:
     return json.dumps(
-        {"action": "evm.transfer", "chain": "base", "to": R1, "time": MONDAY_9AM} | fields
+        {"action": "evm.transfer", "chain": "base", "wallet": "main", "to": R1, "time": MONDAY_9AM}
+        | fields
     )
 
 
@@ -238,6 +242,43 @@ def test_policy_lint_warnings_only_exit_0_and_prints_warning(keysafe: Cli, tmp_p
     assert "0 errors, 1 warnings" in r.stdout
 
 
+UNSCOPED_SIGNING = """\
+version: 1
+rules:
+  - name: any-wallet
+    allow: [evm.transfer]
+    chains: [base]
+    max_per_tx: {ETH: "0.01"}
+"""
+
+
+def test_policy_lint_signing_rule_without_wallets_exit_1(keysafe: Cli, tmp_path: Path) -> None:
+    r = keysafe("policy", "lint", str(_write(tmp_path, "unscoped.yaml", UNSCOPED_SIGNING)))
+    assert r.exit_code == 1
+    assert "any-wallet" in r.stdout
+    assert "wallets:" in r.stdout
+
+
+def test_policy_set_signing_rule_without_wallets_refused(copy: Cli, tmp_path: Path) -> None:
+    before = _agents(copy)["bot"]["policy_hash"]
+    r = copy("policy", "set", "bot", str(_write(tmp_path, "unscoped.yaml", UNSCOPED_SIGNING)))
+    assert r.exit_code == 1
+    assert "MALFORMED_REQUEST" in r.stderr and "any-wallet" in r.stderr
+    assert _agents(copy)["bot"]["policy_hash"] == before
+
+
+def test_policy_lint_in_a_vault_warns_about_a_wallet_it_does_not_hold(copy: Cli) -> None:
+    r = copy("policy", "lint", str(EXAMPLE_POLICY), "--json")
+    assert r.exit_code == 0, r.stderr
+    warnings = json.loads(r.stdout)["warnings"]
+    assert {w["rule"] for w in warnings if "wallet 'main' is not in this vault" in w["message"]} == {
+        "pay-small-on-base", "sign-in-with-ethereum", "contract-calls-need-a-human",
+    }  # fmt: skip
+    copy.ok("wallet", "create", "main", "--chain", "evm")
+    r = copy("policy", "lint", str(EXAMPLE_POLICY), "--json")
+    assert json.loads(r.stdout)["warnings"] == []
+
+
 # -- policy check --------------------------------------------------------------------------------
 
 CASES = [
@@ -248,6 +289,8 @@ CASES = [
     pytest.param(_request(action="evm.teleport", asset="ETH", amount="0.001"), 4, "deny", "UNKNOWN_ACTION", None, id="deny-unknown-action"),
     pytest.param(_request(asset="USDC", amount="5", time=SATURDAY_9AM), 4, "deny", "POLICY_DENIED", "business-hours-only", id="deny-outside-hours"),
     pytest.param(_request(asset="USDC", amount="5", to="0x" + "3" * 40), 4, "deny", "NO_MATCHING_RULE", None, id="deny-other-recipient"),
+    pytest.param(_request(asset="USDC", amount="5", wallet="other"), 4, "deny", "NO_MATCHING_RULE", None, id="deny-wallet-no-rule-names"),
+    pytest.param(_request(asset="USDC", amount="5", wallet=None), 4, "deny", "NO_MATCHING_RULE", None, id="deny-no-wallet-named"),
 ]  # fmt: skip
 
 
@@ -366,6 +409,7 @@ def test_chain_add_then_policy_naming_it_lints_clean(copy: Cli, tmp_path: Path) 
         tmp_path,
         "arb.yaml",
         "version: 1\nrules:\n  - name: arb-small\n    allow: [evm.transfer]\n"
+        "    wallets: [main]\n"
         '    chains: [arbitrum]\n    assets: [ETH]\n    max_per_tx: {ETH: "0.01"}\n',
     )
     before = copy("policy", "lint", str(policy))
@@ -382,7 +426,8 @@ def test_asset_add_then_policy_check_with_that_asset(copy: Cli, tmp_path: Path) 
     policy = _write(
         tmp_path,
         "dai.yaml",
-        f"version: 1\nrules:\n  - name: dai-small\n    allow: [evm.transfer]\n    chains: [base]\n"
+        f"version: 1\nrules:\n  - name: dai-small\n    allow: [evm.transfer]\n    wallets: [main]\n"
+        f"    chains: [base]\n"
         f'    assets: [DAI]\n    recipients: ["{R1}"]\n    max_per_tx: {{DAI: "10"}}\n',
     )
     copy.ok("policy", "set", "bot", str(policy))

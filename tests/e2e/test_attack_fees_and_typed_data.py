@@ -47,12 +47,14 @@ version: 1
 rules:
   - name: eth-to-r1
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R1}"]
     max_per_tx: {{ETH: "0.01"}}
   - name: eth-window-r3
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R3}"]
@@ -61,12 +63,14 @@ rules:
       - {{window: 24h, max: {{ETH: "0.01"}}}}
   - name: usdc-to-r1
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [USDC]
     recipients: ["{R1}"]
     max_per_tx: {{USDC: "1"}}
   - name: usdc-window-r5
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [USDC]
     recipients: ["{R5}"]
@@ -75,6 +79,7 @@ rules:
       - {{window: 24h, max: {{USDC: "2"}}}}
   - name: typed-data-on-base
     allow: [evm.sign_typed_data]
+    wallets: [main]
     chains: [base]
 """
 

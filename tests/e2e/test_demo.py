@@ -32,6 +32,8 @@ def test_demo_runs_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) -> 
     assert re.search(r"pending_approval: apr_[0-9a-f]{24}", out)
     assert "approval_status → approved; result signed" in out
     assert "refused=True: POLICY_DENIED (OVER_PER_TX_LIMIT)" in out
+    assert "refused=True: POLICY_DENIED (NO_MATCHING_RULE)" in out  # from wallet savings
+    assert "wallet main (evm)" in out and "wallet savings (evm)" not in out  # capabilities
     assert "[redacted by keysafe]" in out  # the upstream's echo of the key, scrubbed
     assert "refused=True: NOT_AUTHENTICATED" in out  # after revoke
     assert "chain ok: True" in out

@@ -35,6 +35,7 @@ version: 1
 rules:
   - name: pay-bob
     allow: [evm.transfer]
+    wallets: [main]
     chains: [local]
     assets: [ETH, TKN]
     recipients: ["0x1111111111111111111111111111111111111111"]
@@ -104,7 +105,7 @@ def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
     assert world.node.balance(BOB) - before == ETH // 2
     fee = fee_wei(result)
     assert 0 < fee < ETH // 100  # the node's gas price is realistic
-    assert live_units(world.vault) == [("ETH", str(ETH // 2 + fee))]  # value + max fee
+    assert live_units(world.vault) == [("local:native", str(ETH // 2 + fee))]  # value + max fee
 
 
 def test_send_allowed_erc20_transfer_lands_on_the_node(world: World) -> None:
@@ -153,7 +154,7 @@ def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) 
 
     assert info.value.code == "BUDGET_EXCEEDED"
     assert world.node.nonce(world.address) == nonce_before
-    assert live_units(world.vault) == [("ETH", str(ETH * 9 // 10 + fee_wei(first)))]
+    assert live_units(world.vault) == [("local:native", str(ETH * 9 // 10 + fee_wei(first)))]
 
 
 def test_declared_amount_that_differs_from_the_transaction_is_refused(world: World) -> None:

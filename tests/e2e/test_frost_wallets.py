@@ -66,6 +66,7 @@ version: 1
 rules:
   - name: pay-sol
     allow: [solana.transfer]
+    wallets: [team, team2]
     chains: [solana]
     assets: [SOL]
     max_per_tx: {SOL: "1"}

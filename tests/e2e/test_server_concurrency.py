@@ -50,6 +50,7 @@ version: 1
 rules:
   - name: budget
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R1}"]

@@ -64,14 +64,17 @@ version: 1
 rules:
   - name: programs
     allow: [solana.call]
+    wallets: [sol]
     chains: [solana]
   - name: broad
     allow: ["*"]
+    wallets: [sol]
     chains: [solana]
     when: {unlimited: false}
     max_per_tx: {USDC: "10"}
   - name: pay
     allow: [solana.transfer]
+    wallets: [sol]
     chains: [solana]
     assets: [SOL]
     max_per_tx: {SOL: "1"}

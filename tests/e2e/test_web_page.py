@@ -58,6 +58,7 @@ version: 1
 rules:
   - name: pay-eth
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     max_per_tx: {ETH: "1"}

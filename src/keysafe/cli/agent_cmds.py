@@ -299,7 +299,7 @@ def policy_check(
     """Dry-run a decoded request against AGENT's policy and state; reserves and records nothing.
 
     Exit code: 0 allow, 3 ask, 4 deny, 1 malformed request file.
-    Example request: {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": "12.5", "to": "0x1111…"}
+    Example request: {"action": "evm.transfer", "chain": "base", "wallet": "main", "asset": "USDC", "amount": "12.5", "to": "0x1111…"}
     """
     raw_text = sys.stdin.read() if str(request) == "-" else _read(request)
     try:

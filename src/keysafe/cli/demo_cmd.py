@@ -56,9 +56,10 @@ def demo(
 ) -> None:
     """Watch an AI agent use a wallet and an API key through MCP without ever holding them.
 
-    A throwaway vault (SQLite in a temp dir): a wallet, an API credential, an agent under the
-    example policy; then a real MCP client (stdio) lists its capabilities, makes an allowed
-    payment, one the owner must approve, one over the limit, and an API call where the
+    A throwaway vault (SQLite in a temp dir): two wallets, an API credential, an agent under the
+    example policy (which names one wallet); then a real MCP client (stdio) lists its
+    capabilities, makes an allowed payment, one the owner must approve, one over the limit, one
+    from the wallet its policy does not name, and an API call where the
     upstream gets the key and the agent does not; then the agent is revoked and the audit log
     verified. No prompts; nothing touches your real vault; the temp dir is removed afterwards.
     """
@@ -188,9 +189,11 @@ def _run(tmp: Path) -> None:
     pw.wipe()
     _say(f"vault {vault.vault_id}: SQLite, encrypted records, tamper-evident audit log")
 
-    _step(2, "Create a wallet (the key is derived inside the vault and never leaves it).")
+    _step(2, "Create two wallets (keys derived inside the vault; they never leave it).")
     w = wallets.create_wallet(vault, "main", Chain.EVM)
-    _say(f"main  evm  {w.address}")
+    _say(f"main     evm  {w.address}")
+    savings = wallets.create_wallet(vault, "savings", Chain.EVM)
+    _say(f"savings  evm  {savings.address}  (no rule names it: no agent can use it)")
 
     upstream = Upstream()
     _step(
@@ -208,7 +211,9 @@ def _run(tmp: Path) -> None:
     _, token = agents.add_agent(vault, "shopper")
     assert token is not None
     policies.set_policy(vault, "shopper", _demo_policy(upstream.port), source="example policy")
-    _say("USDC on Base: up to 25 a payment, the owner approves above 10, 100 a day")
+    _say(
+        "USDC on Base from wallet main: up to 25 a payment, the owner approves above 10, 100 a day"
+    )
 
     server = VaultServer(home, vault)
     _step(5, f"Start the vault server on {server.url}; the agent's host launches `keysafe mcp`.")
@@ -253,7 +258,7 @@ async def _agent_session(
 
         _step(6, "The agent asks what it may do (list_capabilities).")
         _, caps, _ = await call("list_capabilities", {})
-        for wal in caps["wallets"]:
+        for wal in caps["wallets"]:  # only the wallets its rules name: `savings` is not listed
             _say(f"wallet {wal['name']} ({wal['chain']}) {wal['address']}")
         for b in caps["budget"]:
             if b["asset"]:
@@ -289,15 +294,19 @@ async def _agent_session(
              f"tx {res['result']['tx_hash'][:18]}…")  # fmt: skip
 
         _step(
-            9, "30 USDC is over the 25-per-payment limit: refused with a reason the model can use."
+            9,
+            "30 USDC is over the 25-per-payment limit, and no rule names wallet savings: "
+            "refused with a reason the model can use.",
         )
-        is_error, res, _ = await call(
-            "sign_transaction", {"wallet": "main", "transaction": _usdc_transfer("30", 2)}
-        )
-        err = res.get("error", {})
-        _say(
-            f"refused={is_error}: {err.get('code')} ({err.get('reason_code')}): {err.get('message')}"
-        )
+        for wallet, amount in (("main", "30"), ("savings", "5")):
+            is_error, res, _ = await call(
+                "sign_transaction", {"wallet": wallet, "transaction": _usdc_transfer(amount, 2)}
+            )
+            err = res.get("error", {})
+            _say(
+                f"refused={is_error}: {err.get('code')} ({err.get('reason_code')}): "
+                f"{err.get('message')}"
+            )
 
         _step(10, "An API call through the credential: the upstream gets the key, the agent not.")
         _, res, _ = await call(

@@ -19,13 +19,25 @@ Rules this module enforces (issue "Agents, policies and budgets"):
   harmless text: an allow/ask rule covers it only if it names the primary type
   (`primary_types`) and the contract (`contracts`).
 
+- A rule for a signing action (evm.*, solana.*) matches only the wallets its `wallets` names; an
+  allow/ask rule without `wallets` matches no wallet, so an agent signs only with wallets a rule
+  names (no covering rule: NO_MATCHING_RULE). A deny rule without `wallets` applies to every
+  wallet: deny-wide is the safe reading of a deny that says nothing about wallets.
+- Budget windows are charged per asset identity (chain + contract/mint, or chain + native), not
+  per symbol, because two tokens with one symbol may count different decimals. A window's cap
+  (`max: {USDC: "10"}`) still means token units of that symbol across everything the rule
+  covers: the rule's rows of every identity with that symbol are brought to the finest decimals
+  among them (exact integers) and summed, so 10 USDC on base plus 10 "USDC" with 18 decimals on
+  another chain is 20 USDC against the cap. Summing per identity instead would let a rule that
+  spans N chains spend N times its cap (ETH on every EVM chain shares one cap, as before).
+
 The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,11 +55,12 @@ from keysafe.policy.registry import (
     parse_decimal,
     to_base_units,
 )
-from keysafe.policy.rules import ACTIONS, Policy, Rule
+from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy, Rule
 
 Outcome = Literal["allow", "ask", "deny"]
-# usage(rule_name, asset_symbol_or_None, since) -> (summed base units of that asset, action count)
-Usage = Callable[[str, str | None, datetime], tuple[int, int]]
+# usage(rule_name, since) -> (live base units per ledger asset key, live action count). A key is
+# an asset identity (AssetInfo.identity); rows written before identities hold a bare symbol.
+Usage = Callable[[str, datetime], tuple[Mapping[str, int], int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +75,7 @@ class Charge:
     """What an allowed action books against one rule's windows."""
 
     rule: str
-    asset: str | None
+    asset: str | None  # the asset's identity (AssetInfo.identity), never its bare symbol
     units: int
 
 
@@ -216,6 +229,11 @@ def _in(values: Sequence[str], item: str | None) -> bool:
 def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
     """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell."""
     i = r.intent
+    if rule.wallets is not None:
+        if i.wallet is None or i.wallet not in rule.wallets:
+            return False
+    elif rule.verb != "deny" and i.action in SIGNING_ACTIONS:
+        return False  # an allow/ask rule signs only with the wallets it names
     if rule.chains is not None:
         if r.chain is None:
             return False
@@ -280,6 +298,33 @@ def _cap_units(caps: dict[str, Decimal] | None, asset: AssetInfo) -> int | None:
 
 def _fmt(units: int, asset: AssetInfo) -> str:
     return from_base_units(units, asset.decimals)
+
+
+def window_spend(
+    units_by_key: Mapping[str, int], symbol: str, registry: Registry
+) -> tuple[int, int] | None:
+    """A window's spend of `symbol`: (used, decimals), summed over every asset identity with
+    that symbol in base units of the finest decimals among them, so each row is converted with
+    its own asset's decimals and the sum is exact. None when no asset has the symbol.
+
+    A row of an identity the registry no longer knows is not counted (its decimals are
+    unknown). A row keyed by a bare symbol (written before identities) is read with the
+    coarsest decimals of that symbol: the largest amount it could have been.
+    """
+    peers = registry.same_symbol(symbol)
+    if not peers:
+        return None
+    scale = max(a.decimals for a in peers)
+    decimals = {a.identity: a.decimals for a in peers}
+    coarsest = min(decimals.values())
+    used = 0
+    for key, units in units_by_key.items():
+        d = decimals.get(key)
+        if d is None and ":" not in key and key.upper() == symbol.upper():
+            d = coarsest
+        if d is not None:
+            used += units * 10 ** (scale - d)
+    return used, scale
 
 
 def _what(r: _Resolved) -> str:
@@ -419,7 +464,9 @@ def decide(
     for rule in (m for m in matched if m.verb in ("allow", "ask")):
         (allows if rule.verb == "allow" else asks).append(rule.name)
         try:
-            violation = _judge_rule(agent, rule, r, usage, when, windows, charges, asks, violation)
+            violation = _judge_rule(
+                agent, rule, r, usage, registry, when, windows, charges, asks, violation
+            )
         except Unevaluable as exc:
             return _deny(
                 "UNEVALUABLE", f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
@@ -445,10 +492,15 @@ def decide(
             + (" this request." if approved else " this kind of request for a while.")
         )
         return Decision("allow", named, None, why, names, tuple(windows), tuple(charges))
+    source = (
+        f" from wallet '{intent.wallet}'"
+        if intent.wallet is not None and intent.action in SIGNING_ACTIONS
+        else ""
+    )
     return _deny(
         "NO_MATCHING_RULE",
-        f"No rule in the policy of agent '{agent.name}' allows {intent.action} with these "
-        "details, so it is denied (no match means deny). Nothing was signed.",
+        f"No rule in the policy of agent '{agent.name}' allows {intent.action}{source} with "
+        "these details, so it is denied (no match means deny). Nothing was signed.",
         matched=names,
     )
 
@@ -458,6 +510,7 @@ def _judge_rule(
     rule: Rule,
     r: _Resolved,
     usage: Usage,
+    registry: Registry,
     when: datetime,
     windows: list[WindowState],
     charges: list[Charge],
@@ -484,13 +537,13 @@ def _judge_rule(
     if not rule.limits:
         return violation
     if r.spends:
-        charges.extend(Charge(rule.name, s.asset.symbol, s.units) for s in r.spends)
+        charges.extend(Charge(rule.name, s.asset.identity, s.units) for s in r.spends)
     else:
         charges.append(Charge(rule.name, None, 0))  # counted by max_count windows
     for limit in rule.limits:
         since = when - timedelta(seconds=limit.seconds)
+        used_by_key, used_count = usage(rule.name, since)
         if limit.max_count is not None:
-            _, used_count = usage(rule.name, None, since)
             ok = used_count + 1 <= limit.max_count
             windows.append(WindowState(
                 rule.name, limit.window, "count", None, str(limit.max_count),
@@ -505,22 +558,27 @@ def _judge_rule(
                 )
         for spend in r.spends:
             lim = _cap_units(limit.max, spend.asset)
-            if lim is None:
+            sym = spend.asset.symbol
+            summed = window_spend(used_by_key, sym, registry) if lim is not None else None
+            if lim is None or summed is None:
                 continue
-            a, sym = spend.asset, spend.asset.symbol
-            used_units, _ = usage(rule.name, sym, since)
-            ok = not spend.unlimited and used_units + spend.units <= lim
+            # Cap, request and usage in base units of the finest decimals among the assets
+            # that share this symbol, so each row counts in its own asset's units.
+            used, scale = summed
+            up = 10 ** (scale - spend.asset.decimals)
+            cap, req = lim * up, spend.units * up
+            ok = not spend.unlimited and used + req <= cap
+            left = from_base_units(max(cap - used, 0), scale)
             windows.append(WindowState(
-                rule.name, limit.window, "amount", sym, _fmt(lim, a), _fmt(used_units, a),
-                "unlimited" if spend.unlimited else _fmt(spend.units, a),
-                _fmt(max(lim - used_units, 0), a), ok,
+                rule.name, limit.window, "amount", sym, from_base_units(cap, scale),
+                from_base_units(used, scale),
+                "unlimited" if spend.unlimited else from_base_units(req, scale), left, ok,
             ))  # fmt: skip
             if not ok and violation is None:
                 violation = _deny(
                     "BUDGET_EXCEEDED",
                     f"Over the {limit.window} {sym} limit of rule '{rule.name}': "
-                    f"{_fmt(max(lim - used_units, 0), a)} {sym} left, this request is "
-                    f"{spend.text()}. Nothing was signed.",
+                    f"{left} {sym} left, this request is {spend.text()}. Nothing was signed.",
                     rule.name,
                 )
     return violation

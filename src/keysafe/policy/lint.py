@@ -1,11 +1,14 @@
 """`keysafe policy lint`: what in a policy is wrong (errors) or probably not meant (warnings).
 
 Errors refuse the policy: unknown actions, chains or assets; a rule that allows everything with
-no condition at all. Warnings: rules shadowed by an earlier-or-later broader deny/ask (order does
+no condition at all; an allow/ask rule for a signing action that names no `wallets` (it would
+match no wallet). Warnings: rules shadowed by an earlier-or-later broader deny/ask (order does
 not matter), caps on assets the rule does not name, `approve_above` at or over `max_per_tx`, an
-expired policy, `primary_types` on a rule whose actions never come from typed data, and a rule
+expired policy, `primary_types` on a rule whose actions never come from typed data, a rule
 allowing typed data for a registered token's contract without naming `primary_types` (the
-engine refuses such typed data unless the rule names the type and the contract).
+engine refuses such typed data unless the rule names the type and the contract), a named wallet
+the vault does not hold (only when the vault's wallets are known), `wallets` on a rule that
+signs nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def _covers(broad: Rule, narrow: Rule, registry: Registry) -> bool:
     """Does `broad`'s scope include every request `narrow`'s scope includes?"""
     if WILDCARD not in broad.actions and not set(narrow.actions) <= set(broad.actions):
         return False
+    if broad.wallets is not None and not set(narrow.wallets or [WILDCARD]) <= set(broad.wallets):
+        return False
+    if broad.wallets is None and broad.verb != "deny" and narrow.signs:
+        return False  # an ask rule naming no wallet signs with none: it shadows no signing rule
     for f in _SCOPE_LISTS:
         b, n = getattr(broad, f), getattr(narrow, f)
         if b is None:
@@ -93,7 +100,14 @@ def _covers(broad: Rule, narrow: Rule, registry: Registry) -> bool:
     return True
 
 
-def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
+def lint(
+    policy: Policy,
+    registry: Registry,
+    *,
+    now: datetime,
+    wallets: frozenset[str] | None = None,
+) -> LintReport:
+    """`wallets`: the names of the vault's wallets, when a vault is at hand (None: unknown)."""
     report = LintReport()
     add = report.findings.append
     symbols = registry.symbols()
@@ -116,6 +130,32 @@ def lint(policy: Policy, registry: Registry, *, now: datetime) -> LintReport:
                         "error",
                         rule.name,
                         f"unknown chain '{chain}' (add it with `keysafe chain add`)",
+                    )
+                )
+        if rule.verb != "deny" and rule.signs and not rule.wallets:
+            add(
+                Finding(
+                    "error",
+                    rule.name,
+                    "signs with no `wallets:`, so it matches no wallet; name the wallets it may "
+                    "use, e.g. `wallets: [main]`",
+                )
+            )
+        if rule.wallets and not rule.signs:
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    "names wallets but covers no signing action: it never matches",
+                )
+            )
+        for name in dict.fromkeys(rule.wallets or []):
+            if wallets is not None and name not in wallets:
+                add(
+                    Finding(
+                        "warning",
+                        rule.name,
+                        f"wallet '{name[:64]}' is not in this vault (create it, or fix the name)",
                     )
                 )
         if rule.verb != "deny" and "credential.release" in rule.actions and not rule.credentials:

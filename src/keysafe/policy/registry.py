@@ -57,6 +57,17 @@ class AssetInfo:
     decimals: int
     builtin: bool = True
 
+    @property
+    def identity(self) -> str:
+        """What budget rows are kept by: the chain and the contract or mint ("base:0x8335…",
+        "ethereum:native"). Two tokens that share a symbol have different identities, so their
+        base units, which may count different decimals, are never added up as they are."""
+        if self.address is None:
+            return f"{self.chain}:native"
+        # EVM addresses compare without case (checksum casing varies); base58 mints with it.
+        address = self.address.lower() if self.address[:2].lower() == "0x" else self.address
+        return f"{self.chain}:{address}"
+
 
 # Test networks get generous ceilings: their coins are free, and test gas prices swing wildly.
 BUILTIN_CHAINS: Final = (
@@ -130,6 +141,11 @@ class Registry:
             if a.address is not None and _same_address(a.address, text, chain.family):
                 return a
         raise UnknownName(f"unknown asset '{text[:60]}' on {chain.name}")
+
+    def same_symbol(self, symbol: str) -> tuple[AssetInfo, ...]:
+        """Every asset named `symbol`, on any chain (a policy's caps name assets by symbol)."""
+        wanted = symbol.upper()
+        return tuple(a for a in self.assets if a.symbol.upper() == wanted)
 
     def symbols(self) -> frozenset[str]:
         return frozenset(a.symbol.upper() for a in self.assets)

@@ -1,10 +1,14 @@
 """Parsing a policy file (YAML, `version: 1`) into validated rules.
 
 A rule has exactly one verb (`allow`, `ask` or `deny`) naming actions, optional scope conditions
-(chains, assets, recipients, credentials, methods, urls, primary_types, message_matches, when,
-outside_hours, …)
-and, for allow/ask rules, constraints (max_per_tx, limits, approve_above). Amounts are quoted
-decimal strings in token units: a YAML float is refused, because money is never a float.
+(wallets, chains, assets, recipients, credentials, methods, urls, primary_types, message_matches,
+when, outside_hours, …) and, for allow/ask rules, constraints (max_per_tx, limits, approve_above).
+Amounts are quoted decimal strings in token units: a YAML float is refused, because money is
+never a float.
+
+`wallets` names the vault wallets a signing rule may use. An allow/ask rule for a signing action
+without it matches no wallet (engine), and lint refuses it; there is no wildcard, so a wallet
+the owner adds later is never usable by an agent by accident.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ ACTIONS: Final = frozenset(
         "http.request", "data.read", "credential.release",
     }
 )  # fmt: skip
+# Actions that sign with a vault wallet: their rules are scoped by `wallets`.
+SIGNING_ACTIONS: Final = frozenset(a for a in ACTIONS if a.split(".")[0] in ("evm", "solana"))
 WILDCARD: Final = "*"
 DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW_RE: Final = re.compile(r"^(\d{1,6})(s|m|h|d)$")
@@ -145,6 +151,7 @@ class Rule(_Model):
     ask: list[str] | None = None
     deny: list[str] | None = None
     # scope
+    wallets: list[str] | None = None
     chains: list[str | int] | None = None
     assets: list[str] | None = None
     recipients: list[str] | None = None
@@ -182,6 +189,12 @@ class Rule(_Model):
                 raise ValueError(
                     f"message_matches is not a valid regular expression{where}"
                 ) from None
+        if self.wallets is not None and any(
+            not w.strip() or w.strip() == WILDCARD for w in self.wallets
+        ):
+            raise ValueError(
+                "wallets lists wallet names; there is no wildcard, so name each wallet"
+            )
         if self.methods:
             object.__setattr__(self, "methods", [m.upper() for m in self.methods])
         return self
@@ -198,6 +211,11 @@ class Rule(_Model):
 
     def covers(self, action: str) -> bool:
         return WILDCARD in self.actions or action in self.actions
+
+    @property
+    def signs(self) -> bool:
+        """Does the rule cover some action that signs with a wallet?"""
+        return WILDCARD in self.actions or not SIGNING_ACTIONS.isdisjoint(self.actions)
 
 
 class Policy(_Model):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from keysafe.policy.engine import Usage, window_spend
 from keysafe.policy.registry import Registry, from_base_units, to_base_units
 from keysafe.policy.rules import Policy, Rule, stored_policy
 from keysafe.service.agents import get_agent
@@ -24,6 +25,8 @@ def _amounts(caps: dict[str, Any]) -> str:
 def describe_rule(rule: Rule) -> str:
     """One sentence per rule, for a model or a person."""
     parts = [f"{rule.verb} {', '.join(rule.actions)}"]
+    if rule.wallets:
+        parts.append("from wallet " + ", ".join(rule.wallets))
     if rule.chains:
         parts.append("on " + ", ".join(str(c) for c in rule.chains))
     if rule.assets:
@@ -58,31 +61,25 @@ def describe_rule(rule: Rule) -> str:
     return f"{rule.name}: {text}."
 
 
-def _windows(policy: Policy, reg: Registry, usage: Any, now: Any) -> list[dict[str, Any]]:
+def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for rule in policy.rules:
         for lim in rule.limits or []:
             since = now - timedelta(seconds=lim.seconds)
+            by_key, used = usage(rule.name, since)
             if lim.max_count is not None:
-                _, used = usage(rule.name, None, since)
                 out.append({"rule": rule.name, "window": lim.window, "asset": None,
                             "limit": str(lim.max_count), "left": str(max(lim.max_count - used, 0))})  # fmt: skip
             for sym, cap in (lim.max or {}).items():
-                decimals = _decimals(reg, sym)
-                if decimals is None:
+                # Summed over every asset with this symbol, as the engine judges the window.
+                spend = window_spend(by_key, sym, reg)
+                if spend is None:
                     continue
-                units, _ = usage(rule.name, sym, since)
-                left = max(to_base_units(cap, decimals) - units, 0)
+                units, scale = spend
+                left = max(to_base_units(cap, scale) - units, 0)
                 out.append({"rule": rule.name, "window": lim.window, "asset": sym, "limit": str(cap),
-                            "left": from_base_units(left, decimals)})  # fmt: skip
+                            "left": from_base_units(left, scale)})  # fmt: skip
     return out
-
-
-def _decimals(reg: Registry, symbol: str) -> int | None:
-    for a in reg.assets:
-        if a.symbol.upper() == symbol.upper():
-            return a.decimals
-    return None
 
 
 def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
@@ -105,15 +102,17 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         data = vault.list_records(conn, RecordKind.DATA)
         usage = ledger.usage_reader(conn, agent)
         windows = _windows(policy, reg, usage, now) if policy else []
-    # A wallet is listed when some allow/ask rule could use it: an action of its chain family.
-    families = {
-        fam
+    # A wallet is listed when some allow/ask rule could sign with it: the rule names the wallet
+    # and covers an action of its chain family (a signing rule without `wallets` signs nothing).
+    usable = {
+        (name, fam)
         for rule in (policy.rules if policy else [])
         if rule.verb != "deny"
         for fam in ("evm", "solana")
         if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
+        for name in rule.wallets or []
     }
-    wallets = [w for w in wallets if w["chain"] in families]
+    wallets = [w for w in wallets if (w["name"], w["chain"]) in usable]
     named_creds: set[str] | None = set()
     named_data: set[str] | None = set()
     for rule in policy.rules if policy else []:

@@ -20,6 +20,7 @@ from keysafe.policy.lint import LintReport, lint
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy, stored_policy
 from keysafe.service.agents import get_agent, paused_all
+from keysafe.service.models import RecordKind
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
 from keysafe.store import tables as t
@@ -32,12 +33,14 @@ def lint_text(
     vault: Vault | None, text: str, *, now: datetime, source: str = "policy"
 ) -> tuple[Policy, LintReport]:
     policy = parse_policy(text, source=source)
+    wallets: frozenset[str] | None = None
     if vault is None:
         reg = Registry.builtin()
     else:
         with vault.db.read() as conn:
             reg = load_registry(conn)
-    return policy, lint(policy, reg, now=now)
+            wallets = frozenset(w.name for w in vault.list_records(conn, RecordKind.WALLET))
+    return policy, lint(policy, reg, now=now, wallets=wallets)
 
 
 def _diff_summary(old: Policy | None, new: Policy) -> dict[str, Any]:

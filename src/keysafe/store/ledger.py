@@ -8,7 +8,7 @@ fit under one limit. Reserved rows count against windows until they are released
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
@@ -20,10 +20,13 @@ _LIVE = ("reserved", "committed")
 
 def usage_reader(
     conn: Connection, agent: str, *, until: datetime | None = None
-) -> Callable[[str, str | None, datetime], tuple[int, int]]:
-    """Usage per rule since a moment; `until` bounds it for dry runs evaluated in the past."""
+) -> Callable[[str, datetime], tuple[Mapping[str, int], int]]:
+    """Usage per rule since a moment: base units per asset key (an asset identity, or a bare
+    symbol in rows written before identities) and the count of actions. Units of different
+    keys are never added here: they may count different decimals (the engine converts them).
+    `until` bounds the window for dry runs evaluated in the past."""
 
-    def usage(rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
+    def usage(rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
         conds = [
             t.ledger.c.agent == agent,
             t.ledger.c.rule == rule,
@@ -35,7 +38,10 @@ def usage_reader(
         rows = conn.execute(
             select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(*conds)
         ).all()
-        units = sum(int(r.units) for r in rows if asset is not None and r.asset == asset)
+        units: dict[str, int] = {}
+        for r in rows:
+            if r.asset is not None:
+                units[r.asset] = units.get(r.asset, 0) + int(r.units)
         # One request may book several rows under a rule (its value and, in the native asset,
         # its network fee); a count window counts requests.
         return units, len({r.request_id for r in rows})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,7 +11,9 @@ from keysafe.policy.engine import Decision
 
 @dataclass
 class Ledger:
-    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset, units, request).
+    """In-memory stand-in for store/ledger.py: live entries (time, rule, asset key, units,
+    request), where the key is an asset identity ("base:0x8335…") or, in rows older than
+    identities, a bare symbol.
 
     As in the real ledger, a request may book several rows under one rule (value and fee), and a
     count window counts requests, not rows.
@@ -19,9 +22,12 @@ class Ledger:
     entries: list[tuple[datetime, str, str | None, int, int]] = field(default_factory=list)
     requests: int = 0
 
-    def usage(self, rule: str, asset: str | None, since: datetime) -> tuple[int, int]:
+    def usage(self, rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
         rows = [e for e in self.entries if e[1] == rule and e[0] >= since]
-        units = sum(e[3] for e in rows if asset is not None and e[2] == asset)
+        units: dict[str, int] = {}
+        for _, _, asset, n, _ in rows:
+            if asset is not None:
+                units[asset] = units.get(asset, 0) + n
         return units, len({e[4] for e in rows})
 
     def apply(self, decision: Decision, now: datetime) -> None:

@@ -40,29 +40,35 @@ version: 1
 rules:
   - name: eth-pay
     allow: [evm.transfer, evm.call]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     max_per_tx: {ETH: "0.01"}
     limits: [{window: 24h, max: {ETH: "0.05"}}]
   - name: ask-above
     allow: [evm.transfer]
+    wallets: [main]
     chains: [sepolia]
     approve_above: {ETH: "0.005"}
   - name: usdc-pay
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [USDC]
     max_per_tx: {USDC: "100", ETH: "0.001"}
     limits: [{window: 24h, max: {USDC: "100", ETH: "0.001"}, max_count: 2}]
   - name: calls
     allow: [evm.call]
+    wallets: [main]
     chains: [base]
     limits: [{window: 24h, max: {ETH: "0.002"}}]
   - name: local-anything
     allow: [evm.call]
+    wallets: [main]
     chains: [local]
   - name: sol-pay
     allow: [solana.transfer]
+    wallets: [main]
     assets: [SOL]
     max_per_tx: {SOL: "1"}
     limits: [{window: 24h, max: {SOL: "1.5"}}]
@@ -73,19 +79,24 @@ version: 1
 rules:
   - name: typed-on-base
     allow: [evm.sign_typed_data]
+    wallets: [main]
     chains: [base]
   - name: typed-asks
     ask: [evm.sign_typed_data]
+    wallets: [main]
     chains: [ethereum]
   - name: usdc-cancel
     allow: [evm.sign_typed_data]
+    wallets: [main]
     primary_types: [CancelAuthorization]
     contracts: ["{USDC_BASE}"]
   - name: type-without-contract
     allow: [evm.sign_typed_data]
+    wallets: [main]
     primary_types: [Vote]
   - name: permits-only
     allow: [evm.approve]
+    wallets: [main]
     primary_types: [Permit]
 """)
 
@@ -317,11 +328,11 @@ def run(case: Case) -> tuple[Decision, Ledger]:
     policy, ledger = POLICIES[case.policy], Ledger()
     for n, request in enumerate(case.prior):
         when = NOW - timedelta(minutes=len(case.prior) - n)
-        d = decide(policy, AGENT, Intent.model_validate(request), registry=REGISTRY,
+        d = decide(policy, AGENT, Intent.model_validate({"wallet": "main"} | request), registry=REGISTRY,
                    usage=ledger.usage, now=when)  # fmt: skip
         assert d.outcome == "allow", f"prior step {n}: {d.reason}"
         ledger.apply(d, when)
-    d = decide(policy, AGENT, Intent.model_validate(case.request), registry=REGISTRY,
+    d = decide(policy, AGENT, Intent.model_validate({"wallet": "main"} | case.request), registry=REGISTRY,
                usage=ledger.usage, now=NOW)  # fmt: skip
     return d, ledger
 
@@ -337,15 +348,15 @@ def test_decide_fee_and_typed_data_case(case: Case) -> None:
 def test_native_transfer_books_value_plus_fee_in_one_row() -> None:
     d, _ = run(Case(eth("0.009", "0.000021"), "allow", "eth-pay", None))
     assert [(c.rule, c.asset, c.units) for c in d.charges] == [
-        ("eth-pay", "ETH", 9 * ETH // 1000 + 21 * ETH // 10**6)
+        ("eth-pay", "ethereum:native", 9 * ETH // 1000 + 21 * ETH // 10**6)
     ]
 
 
 def test_token_transfer_books_its_value_and_its_fee_separately() -> None:
     d, _ = run(Case(usdc("5", "0.0001"), "allow", "usdc-pay", None))
     assert [(c.rule, c.asset, c.units) for c in d.charges] == [
-        ("usdc-pay", "USDC", 5 * USDC),
-        ("usdc-pay", "ETH", ETH // 10**4),
+        ("usdc-pay", f"base:{USDC_BASE.lower()}", 5 * USDC),
+        ("usdc-pay", "base:native", ETH // 10**4),
     ]
     assert {(w.asset, w.requested) for w in d.windows if w.kind == "amount"} == {
         ("USDC", "5"),
@@ -355,7 +366,9 @@ def test_token_transfer_books_its_value_and_its_fee_separately() -> None:
 
 def test_solana_transfer_books_lamports_of_value_plus_fee() -> None:
     d, _ = run(Case(sol("0.5", "0.000005"), "allow", "sol-pay", None))
-    assert [(c.rule, c.asset, c.units) for c in d.charges] == [("sol-pay", "SOL", SOL // 2 + 5000)]
+    assert [(c.rule, c.asset, c.units) for c in d.charges] == [
+        ("sol-pay", "solana:native", SOL // 2 + 5000)
+    ]
 
 
 def test_fee_too_high_says_what_to_do_next() -> None:
@@ -375,14 +388,14 @@ def test_typed_data_on_asset_names_the_rule_to_write() -> None:
 def test_builtin_chain_re_added_without_a_ceiling_keeps_its_default() -> None:
     readded = REGISTRY.with_additions([ChainInfo("ethereum", "evm", 1, "https://rpc.example")], [])
     assert readded.chain("ethereum").fee_ceiling == Decimal("0.05")
-    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06")), registry=readded,
+    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06", wallet="main")), registry=readded,
                usage=Ledger().usage, now=NOW)  # fmt: skip
     assert d.code == "FEE_TOO_HIGH"
 
 
 def test_owner_raised_ceiling_lets_the_fee_through_to_the_rules() -> None:
     raised = REGISTRY.with_additions([ChainInfo("ethereum", "evm", 1, max_fee=Decimal("0.1"))], [])
-    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06")), registry=raised,
+    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06", wallet="main")), registry=raised,
                usage=Ledger().usage, now=NOW)  # fmt: skip
     assert (d.code, d.rule) == ("OVER_PER_TX_LIMIT", "eth-pay")  # 0.061 ETH over the 0.01 cap
 

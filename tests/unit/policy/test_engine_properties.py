@@ -1,13 +1,16 @@
 """Properties of the decision engine, checked with hypothesis.
 
 (a) Budgets hold for any request stream: the booked ledger itself is scanned, the engine is not
-    trusted. (b) The decision does not depend on the order of rules in the file. (c) A policy's
+    trusted. The stream spends on two chains, and "USDC" on the local chain is a token the owner
+    registered with 18 decimals (base's has 6): the window caps token units of the symbol across
+    both, whatever each counts in base units. (b) The decision does not depend on the order of rules in the file. (c) A policy's
     digest does not depend on how its YAML is formatted.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from hypothesis import strategies as st
 
 from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
-from keysafe.policy.registry import Registry
+from keysafe.policy.registry import AssetInfo, Registry
 from keysafe.policy.rules import Policy, parse_policy
 from tests.unit.policy.fake_ledger import Ledger
 
@@ -26,7 +29,10 @@ EXAMPLE_TEXT = (Path(__file__).resolve().parents[3] / "examples" / "policy.yaml"
     encoding="utf-8"
 )
 EXAMPLE = parse_policy(EXAMPLE_TEXT)
-REGISTRY = Registry.builtin()
+USDC18_ON_LOCAL = "0x" + "18" * 20
+REGISTRY = Registry.builtin().with_additions(
+    [], [AssetInfo("USDC", "local", USDC18_ON_LOCAL, 18, builtin=False)]
+)
 AGENT = AgentState("bot", "active")
 PAY = "pay-small-on-base"
 PAY_ONLY = Policy(version=1, rules=[r for r in EXAMPLE.rules if r.name == PAY])
@@ -37,11 +43,34 @@ START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday, 08:00 UTC
 DAY = timedelta(hours=24)
 HOUR = timedelta(hours=1)
 
+# The rule's numbers in the base units of ETH (18) and of base's USDC (6): the strategy draws
+# amounts in these and scales them for local's 18-decimal USDC.
 DECIMALS = {"ETH": 18, "USDC": 6}
 CAP = {"ETH": 10**16, "USDC": 25 * 10**6}  # max_per_tx
 THRESHOLD = {"ETH": 5 * 10**15, "USDC": 10 * 10**6}  # approve_above
 LIMIT_24H = {"ETH": 5 * 10**16, "USDC": 100 * 10**6}
 MAX_PER_HOUR = 10
+# Ledger key (asset identity) -> (symbol, decimals), for the oracle's own scan.
+IDENTITIES = {
+    "base:native": ("ETH", 18),
+    "local:native": ("ETH", 18),
+    "base:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913": ("USDC", 6),
+    f"local:{USDC18_ON_LOCAL}": ("USDC", 18),
+}
+
+
+def decimals_of(asset: str, chain: str) -> int:
+    return 18 if chain == "local" else DECIMALS[asset]
+
+
+def tokens(units: int, decimals: int) -> Fraction:
+    return Fraction(units, 10**decimals)
+
+
+def reference(amount: int, asset: str) -> Fraction:
+    """One of the rule's numbers above, in token units."""
+    return tokens(amount, DECIMALS[asset])
+
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL_SETTINGS = settings(
@@ -51,8 +80,8 @@ SMALL_SETTINGS = settings(
 )
 
 
-def as_amount(units: int, asset: str) -> str:
-    d = DECIMALS[asset]
+def as_amount(units: int, asset: str, chain: str = "base") -> str:
+    d = decimals_of(asset, chain)
     whole, frac = divmod(units, 10**d)
     return f"{whole}.{frac:0{d}d}".rstrip("0").rstrip(".")
 
@@ -61,8 +90,8 @@ def as_amount(units: int, asset: str) -> str:
 
 
 @st.composite
-def spend(draw: st.DrawFn) -> tuple[int, str, int]:
-    """(seconds since the previous request, asset, amount in base units)."""
+def spend(draw: st.DrawFn) -> tuple[int, str, str, int]:
+    """(seconds since the previous request, chain, asset, amount in that asset's base units)."""
     gap = draw(
         st.one_of(
             st.integers(0, 60),
@@ -83,24 +112,41 @@ def spend(draw: st.DrawFn) -> tuple[int, str, int]:
             st.sampled_from([0, 1, t - 1, t, t, t + 1, c, c + 1]),
         )
     )
-    return gap, asset, units
+    chain = draw(st.sampled_from(["base", "local"]))
+    if asset == "USDC" and chain == "local":
+        # 18 decimals: the same token amount, give or take a sub-micro dust
+        units = units * 10**12 + draw(st.sampled_from([0, 0, 1, 10**12 - 1]))
+    return gap, chain, asset, units
 
 
 def in_business_hours(when: datetime) -> bool:
     return when.weekday() < 5 and 8 <= when.hour < 20
 
 
-def expected_outcome(ledger: Ledger, when: datetime, asset: str, units: int, hours: bool) -> str:
+def spent_tokens(entries: list[tuple[datetime, str, str | None, int, int]], asset: str) -> Fraction:
+    """Token units of `asset` in ledger rows, each converted with its own identity's decimals."""
+    total = Fraction(0)
+    for _, _, key, units, _ in entries:
+        symbol, decimals = IDENTITIES[key] if key is not None else (None, 0)
+        if symbol == asset:
+            total += tokens(units, decimals)
+    return total
+
+
+def expected_outcome(
+    ledger: Ledger, when: datetime, chain: str, asset: str, units: int, hours: bool
+) -> str:
     """An independent oracle for the pay-small-on-base rule, from a scan of the ledger."""
     if hours and not in_business_hours(when):
         return "deny"
-    if units > CAP[asset]:
+    amount = tokens(units, decimals_of(asset, chain))
+    if amount > reference(CAP[asset], asset):
         return "deny"
-    used = sum(u for t, _, a, u, _ in ledger.entries if a == asset and t >= when - DAY)
+    used = spent_tokens([e for e in ledger.entries if e[0] >= when - DAY], asset)
     count = sum(1 for t, *_ in ledger.entries if t >= when - HOUR)
-    if used + units > LIMIT_24H[asset] or count + 1 > MAX_PER_HOUR:
+    if used + amount > reference(LIMIT_24H[asset], asset) or count + 1 > MAX_PER_HOUR:
         return "deny"
-    return "ask" if units > THRESHOLD[asset] else "allow"
+    return "ask" if amount > reference(THRESHOLD[asset], asset) else "allow"
 
 
 def assert_budgets_hold(ledger: Ledger) -> None:
@@ -108,8 +154,8 @@ def assert_budgets_hold(ledger: Ledger) -> None:
     for end, *_ in ledger.entries:
         day = [e for e in ledger.entries if end - DAY <= e[0] <= end]
         for asset, limit in LIMIT_24H.items():
-            spent = sum(e[3] for e in day if e[2] == asset)
-            assert spent <= limit, f"{spent} {asset} base units booked in the 24h up to {end}"
+            spent = spent_tokens(day, asset)
+            assert spent <= reference(limit, asset), f"{spent} {asset} booked in the 24h to {end}"
         hour = [e for e in ledger.entries if end - HOUR <= e[0] <= end]
         assert len(hour) <= MAX_PER_HOUR, f"{len(hour)} actions booked in the hour up to {end}"
 
@@ -122,19 +168,20 @@ def assert_budgets_hold(ledger: Ledger) -> None:
 @SMALL_SETTINGS
 @given(stream=st.lists(spend(), min_size=20, max_size=50))
 def test_decide_request_stream_never_books_over_budget_or_rate(
-    policy: Policy, hours: bool, stream: list[tuple[int, str, int]]
+    policy: Policy, hours: bool, stream: list[tuple[int, str, str, int]]
 ) -> None:
     ledger = Ledger()
     now = START
-    for gap, asset, units in stream:
+    for gap, chain, asset, units in stream:
         now += timedelta(seconds=gap)
         to = R1 if units % 2 else R2
         intent = Intent(
-            action="evm.transfer", chain="base", asset=asset, amount=as_amount(units, asset), to=to
-        )
-        expected = expected_outcome(ledger, now, asset, units, hours)
+            action="evm.transfer", chain=chain, wallet="main", asset=asset,
+            amount=as_amount(units, asset, chain), to=to,
+        )  # fmt: skip
+        expected = expected_outcome(ledger, now, chain, asset, units, hours)
         d = decide(policy, AGENT, intent, registry=REGISTRY, usage=ledger.usage, now=now)
-        assert d.outcome == expected, (now, asset, units, d.reason)
+        assert d.outcome == expected, (now, chain, asset, units, d.reason)
         event(f"{d.outcome} {d.code}")
         ledger.apply(d, now)
     assert all(rule == PAY for _, rule, *_ in ledger.entries)
@@ -145,7 +192,9 @@ def test_decide_stream_fills_budget_then_frees_it_after_window() -> None:
     """A hand-made stream: 10 spends of 0.005 ETH, the 11th denied, the same allowed 24h later."""
     ledger = Ledger()
     now = START + timedelta(hours=1)
-    intent = Intent(action="evm.transfer", chain="base", asset="ETH", amount="0.005", to=R1)
+    intent = Intent(
+        action="evm.transfer", chain="base", wallet="main", asset="ETH", amount="0.005", to=R1
+    )
     for _ in range(10):
         d = decide(EXAMPLE, AGENT, intent, registry=REGISTRY, usage=ledger.usage, now=now)
         assert d.outcome == "allow"
@@ -185,6 +234,10 @@ def extra_rule(draw: st.DrawFn, name: str) -> dict[str, Any]:
         rule["when"] = {"unlimited": draw(st.booleans())}
     if draw(st.integers(0, 3)) == 0:
         rule["methods"] = draw(_subset(["GET", "POST"]))
+    # mostly named on allow/ask rules (lint requires it), sometimes on deny rules
+    named = draw(st.booleans()) if verb == "deny" else draw(st.integers(0, 5)) > 0
+    if named:
+        rule["wallets"] = draw(_subset(["main", "hot"]))
     if verb != "deny":
         if draw(st.booleans()):
             rule["max_per_tx"] = {a: draw(st.sampled_from(AMOUNT_POOL)) for a in ("ETH", "USDC")}
@@ -209,26 +262,31 @@ def extra_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 REQUESTS: list[dict[str, Any]] = [
     *(
-        {"action": "evm.transfer", "chain": c, "asset": a, "amount": amt, "to": to}
+        {"action": "evm.transfer", "chain": c, "wallet": "main", "asset": a, "amount": amt,
+         "to": to}
         for c in ("base", "local", "ethereum")
         for a in ("ETH", "USDC")
         for amt in ("0.001", "0.005", "0.0051", "0.01", "5", "12", "unlimited")
         for to in (R1, R3)
-        if not (a == "USDC" and c == "local")
     ),
+    {"action": "evm.transfer", "chain": "base", "wallet": "hot", "asset": "ETH",
+     "amount": "0.001", "to": R1},
+    {"action": "evm.transfer", "chain": "base", "asset": "ETH", "amount": "0.001", "to": R1},
     {"action": "http.request", "credential": "github", "method": "GET",
      "url": "https://api.github.com/repos/a/b"},
     {"action": "http.request", "credential": "github", "method": "POST",
      "url": "https://api.github.com/repos/a/b"},
     {"action": "http.request", "credential": "github", "method": "GET",
      "url": "https://api.github.com/repos%2F..%2Fadmin"},
-    {"action": "evm.sign_message", "message": "example.com wants you to sign in"},
-    {"action": "evm.sign_message", "message": "hello"},
-    {"action": "evm.call", "chain": "base", "contract": R3},
-    {"action": "evm.call", "chain": "ethereum", "contract": R3},
-    {"action": "evm.approve", "chain": "base", "asset": "USDC", "amount": "unlimited",
+    {"action": "evm.sign_message", "wallet": "main",
+     "message": "example.com wants you to sign in"},
+    {"action": "evm.sign_message", "wallet": "hot", "message": "hello"},
+    {"action": "evm.call", "chain": "base", "wallet": "main", "contract": R3},
+    {"action": "evm.call", "chain": "ethereum", "wallet": "hot", "contract": R3},
+    {"action": "evm.approve", "chain": "base", "wallet": "main", "asset": "USDC",
+     "amount": "unlimited", "spender": R2},
+    {"action": "evm.approve", "chain": "base", "wallet": "main", "asset": "USDC", "amount": "5",
      "spender": R2},
-    {"action": "evm.approve", "chain": "base", "asset": "USDC", "amount": "5", "spender": R2},
 ]  # fmt: skip
 TIMES = [
     datetime(2026, 3, 2, 12, tzinfo=UTC),
@@ -247,7 +305,7 @@ def ledgers(draw: st.DrawFn, names: list[str]) -> Ledger:
             st.tuples(
                 st.one_of(st.integers(0, 3600), st.integers(0, 30 * 3600)),
                 st.sampled_from(names),
-                st.sampled_from(["ETH", "USDC", None]),
+                st.sampled_from([*IDENTITIES, "USDC", None]),  # "USDC": a pre-identity row
                 st.sampled_from([0, 1, 10**6, 10**16, 5 * 10**16, 100 * 10**6]),
             ),
             max_size=25,

@@ -17,7 +17,7 @@ import pytest
 
 from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
-from keysafe.policy.registry import Registry
+from keysafe.policy.registry import AssetInfo, Registry
 from keysafe.policy.rules import Policy, parse_policy
 from tests.unit.policy.fake_ledger import Ledger
 
@@ -37,6 +37,13 @@ HOURS = "business-hours-only"
 
 ETH_UNIT = 10**18
 USDC_UNIT = 10**6
+# Ledger keys: budget rows are kept per asset identity (chain + contract, or chain + native).
+ETH_BASE = "base:native"
+ETH_LOCAL = "local:native"
+USDC_BASE = "base:" + USDC_ON_BASE.lower()
+# An 18-decimal token the owner registered as "USDC" on the local chain: same symbol, other units.
+USDC18_ON_LOCAL = "0x" + "18" * 20
+USDC18_LOCAL = "local:" + USDC18_ON_LOCAL
 
 
 def at(day: int, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
@@ -59,6 +66,7 @@ version: 1
 rules:
   - name: capped
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     max_per_tx: {ETH: "0.01", USDC: "25"}
 """,
@@ -67,11 +75,14 @@ version: 1
 rules:
   - name: zz-allow-transfers
     allow: [evm.transfer]
+    wallets: [main]
   - name: review-r2
     ask: [evm.transfer]
+    wallets: [main]
     recipients: ["{R2}"]
   - name: review-r3
     ask: [evm.transfer]
+    wallets: [main]
     recipients: ["{R3}"]
   - name: block-r3
     deny: [evm.transfer]
@@ -85,12 +96,16 @@ version: 1
 rules:
   - name: zeta-allow
     allow: [evm.sign_message]
+    wallets: [main]
   - name: alpha-allow
     allow: [evm.sign_message]
+    wallets: [main]
   - name: zeta-ask
     ask: [evm.call]
+    wallets: [main]
   - name: beta-ask
     ask: [evm.call]
+    wallets: [main]
   - name: omega-deny
     deny: [evm.deploy]
   - name: delta-deny
@@ -101,18 +116,22 @@ version: 1
 rules:
   - name: a-fine
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
   - name: mars-allow
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base, mars]
   - name: mars-ask
     ask: [evm.call]
+    wallets: [main]
     chains: [mars]
   - name: api-ask
     ask: [http.request]
     urls: ["https://api.example.com/**"]
   - name: sub-lamport-cap
     allow: [solana.transfer]
+    wallets: [main]
     max_per_tx: {SOL: "0.0000000001"}
 """,
     "windows": """
@@ -120,13 +139,16 @@ version: 1
 rules:
   - name: ask-with-budget
     ask: [evm.transfer]
+    wallets: [main]
     chains: [base]
     limits: [{window: 1h, max: {USDC: "10"}}]
   - name: never-twice
     allow: [evm.sign_message]
+    wallets: [main]
     limits: [{window: 1h, max_count: 0}]
   - name: eth-budget-no-cap
     allow: [evm.transfer]
+    wallets: [main]
     chains: [local]
     limits: [{window: 24h, max: {ETH: "1"}}]
 """,
@@ -135,10 +157,12 @@ version: 1
 rules:
   - name: wide
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     max_per_tx: {ETH: "1"}
   - name: narrow
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     max_per_tx: {ETH: "0.5"}
 """,
@@ -147,6 +171,7 @@ version: 1
 rules:
   - name: bounded-approvals-ok
     allow: [evm.approve]
+    wallets: [main]
     when: {unlimited: false}
 """,
     "chain-ids": """
@@ -154,6 +179,7 @@ version: 1
 rules:
   - name: by-id
     allow: [evm.transfer]
+    wallets: [main]
     chains: [8453, "31337"]
 """,
     "mixed-case": """
@@ -161,6 +187,7 @@ version: 1
 rules:
   - name: checksummed
     allow: [evm.transfer]
+    wallets: [main]
     recipients: ["0xAbCdEf0123456789aBcDeF0123456789AbCdEf01"]
 """,
     "berlin": """
@@ -168,6 +195,7 @@ version: 1
 rules:
   - name: sign
     allow: [evm.sign_message]
+    wallets: [main]
   - name: berlin-office-hours
     deny: ["*"]
     outside_hours: {from: "08:00", to: "20:00", days: [mon, tue, wed, thu, fri], tz: Europe/Berlin}
@@ -177,6 +205,7 @@ version: 1
 rules:
   - name: sign
     allow: [evm.sign_message]
+    wallets: [main]
   - name: nights-only
     deny: ["*"]
     outside_hours: {from: "22:00", to: "06:00"}
@@ -186,9 +215,26 @@ version: 1
 rules:
   - name: sign
     allow: [evm.sign_message]
+    wallets: [main]
 expires: 2026-06-01T00:00:00Z
 """,
     "empty": "version: 1\nrules: []\n",
+    "wallets": f"""
+version: 1
+rules:
+  - name: from-main-or-hot
+    allow: [evm.transfer]
+    wallets: [main, hot]
+  - name: no-hot-to-r2
+    deny: [evm.transfer]
+    wallets: [hot]
+    recipients: ["{R2}"]
+  - name: unscoped-sign
+    allow: [evm.sign_message]
+  - name: http-with-wallets
+    allow: [http.request]
+    wallets: [main]
+""",
 }
 
 
@@ -203,14 +249,17 @@ def load_policy(key: str) -> Policy | None:
 # --- request builders -----------------------------------------------------------------------
 
 
+# Signing requests come from wallet `main` (the service sets Intent.wallet) unless told.
+
+
 def eth(amount: str, *, to: str = R1, chain: str | int = "base", **extra: Any) -> dict[str, Any]:
-    return {"action": "evm.transfer", "chain": chain, "asset": "ETH", "amount": amount, "to": to,
-            **extra}  # fmt: skip
+    return {"action": "evm.transfer", "chain": chain, "wallet": "main", "asset": "ETH",
+            "amount": amount, "to": to, **extra}  # fmt: skip
 
 
 def usdc(amount: str, *, to: str = R1, chain: str | int = "base", **extra: Any) -> dict[str, Any]:
-    return {"action": "evm.transfer", "chain": chain, "asset": "USDC", "amount": amount, "to": to,
-            **extra}  # fmt: skip
+    return {"action": "evm.transfer", "chain": chain, "wallet": "main", "asset": "USDC",
+            "amount": amount, "to": to, **extra}  # fmt: skip
 
 
 def gh(
@@ -228,17 +277,17 @@ SIWE_TEXT = "example.com wants you to sign in with your Ethereum account:\n" + R
 
 
 def sign(message: str = SIWE_TEXT, **extra: Any) -> dict[str, Any]:
-    return {"action": "evm.sign_message", "message": message, **extra}
+    return {"action": "evm.sign_message", "wallet": "main", "message": message, **extra}
 
 
 def call(chain: str | int = "base", **extra: Any) -> dict[str, Any]:
-    return {"action": "evm.call", "chain": chain, "contract": "0x" + "c" * 40,
+    return {"action": "evm.call", "chain": chain, "wallet": "main", "contract": "0x" + "c" * 40,
             "selector": "0xa9059cbb", **extra}  # fmt: skip
 
 
 def approve(amount: str = "unlimited", **extra: Any) -> dict[str, Any]:
-    return {"action": "evm.approve", "chain": "base", "asset": "USDC", "amount": amount,
-            "spender": "0x" + "5" * 40, **extra}  # fmt: skip
+    return {"action": "evm.approve", "chain": "base", "wallet": "main", "asset": "USDC",
+            "amount": amount, "spender": "0x" + "5" * 40, **extra}  # fmt: skip
 
 
 def booked(
@@ -267,6 +316,7 @@ class Case:
     prior: tuple[tuple[datetime, Mapping[str, Any]], ...] = ()  # decided and booked; must allow
     windows: tuple[Window, ...] | None = None  # (window, kind, asset, limit, used, req, left, ok)
     bug: str | None = None  # a known product bug: strict xfail with this reason
+    registry: Registry = REGISTRY
 
 
 def ten_usdc_spends_from_nine() -> tuple[tuple[datetime, Mapping[str, Any]], ...]:
@@ -279,6 +329,15 @@ def ten_eth_spends_hourly() -> tuple[tuple[datetime, Mapping[str, Any]], ...]:
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(hours=24)
+WITH_USDC18 = REGISTRY.with_additions(
+    [], [AssetInfo("USDC", "local", USDC18_ON_LOCAL, 18, builtin=False)]
+)
+COUNT_OK = ("1h", "count", None, "10", "0", "1", "10", True)
+
+
+def no_wallet(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k != "wallet"}
+
 
 CASES: list[Case] = [
     # --- agent state, policy presence and expiry -------------------------------------------
@@ -384,30 +443,30 @@ CASES: list[Case] = [
          "APPROVAL_REQUIRED"),
     # --- 24h amount windows -----------------------------------------------------------------
     Case("24h ETH budget: used + request exactly at limit allowed", eth("0.005"), "allow", PAY,
-         None, history=(booked(2 * HOUR, "ETH", 45 * 10**15),),
+         None, history=(booked(2 * HOUR, ETH_BASE, 45 * 10**15),),
          windows=(("24h", "amount", "ETH", "0.05", "0.045", "0.005", "0.005", True),
                   ("1h", "count", None, "10", "0", "1", "10", True))),
     Case("24h ETH budget: one wei over denied", eth("0.005"), "deny", PAY, "BUDGET_EXCEEDED",
-         history=(booked(2 * HOUR, "ETH", 45 * 10**15 + 1),),
+         history=(booked(2 * HOUR, ETH_BASE, 45 * 10**15 + 1),),
          windows=(("24h", "amount", "ETH", "0.05", "0.045000000000000001", "0.005",
                    "0.004999999999999999", False),
                   ("1h", "count", None, "10", "0", "1", "10", True))),
     Case("over budget and above approve_above: deny beats ask", eth("0.006"), "deny", PAY,
-         "BUDGET_EXCEEDED", history=(booked(2 * HOUR, "ETH", 45 * 10**15),)),
+         "BUDGET_EXCEEDED", history=(booked(2 * HOUR, ETH_BASE, 45 * 10**15),)),
     Case("24h USDC budget: 95 used, 5 more allowed", usdc("5"), "allow", PAY, None,
-         history=(booked(3 * HOUR, "USDC", 95 * USDC_UNIT),),
+         history=(booked(3 * HOUR, USDC_BASE, 95 * USDC_UNIT),),
          windows=(("24h", "amount", "USDC", "100", "95", "5", "5", True),
                   ("1h", "count", None, "10", "0", "1", "10", True))),
     Case("24h USDC budget: 95 used, 5.000001 more denied", usdc("5.000001"), "deny", PAY,
-         "BUDGET_EXCEEDED", history=(booked(3 * HOUR, "USDC", 95 * USDC_UNIT),)),
+         "BUDGET_EXCEEDED", history=(booked(3 * HOUR, USDC_BASE, 95 * USDC_UNIT),)),
     Case("USDC spend does not count against the ETH budget", eth("0.005"), "allow", PAY, None,
-         history=(booked(2 * HOUR, "USDC", 100 * USDC_UNIT),)),
+         history=(booked(2 * HOUR, USDC_BASE, 100 * USDC_UNIT),)),
     Case("another rule's spend does not count", eth("0.005"), "allow", PAY, None,
-         history=(booked(2 * HOUR, "ETH", ETH_UNIT, rule="some-other-rule"),)),
+         history=(booked(2 * HOUR, ETH_BASE, ETH_UNIT, rule="some-other-rule"),)),
     Case("spend exactly 24h old still counts", eth("0.001"), "deny", PAY, "BUDGET_EXCEEDED",
-         history=(booked(DAY, "ETH", 5 * 10**16),)),
+         history=(booked(DAY, ETH_BASE, 5 * 10**16),)),
     Case("spend 24h and 1s old no longer counts", eth("0.001"), "allow", PAY, None,
-         history=(booked(DAY + timedelta(seconds=1), "ETH", 5 * 10**16),)),
+         history=(booked(DAY + timedelta(seconds=1), ETH_BASE, 5 * 10**16),)),
     Case("unlimited amount against a window max is over", eth("unlimited", chain="local"),
          "deny", "eth-budget-no-cap", "BUDGET_EXCEEDED", policy="windows"),
     Case("window on an ask rule: over budget denies instead of asking", usdc("10.5"), "deny",
@@ -424,6 +483,43 @@ CASES: list[Case] = [
          PAY, None, now=at(3, 9, 0, 1), prior=ten_eth_spends_hourly(),
          windows=(("24h", "amount", "ETH", "0.05", "0.045", "0.005", "0.005", True),
                   ("1h", "count", None, "10", "0", "1", "10", True))),
+    # --- one symbol, two identities: the window sums token units, each in its own decimals ---
+    Case("18-decimal USDC on local is judged by the example rule", usdc("1", chain="local"),
+         "allow", PAY, None, registry=WITH_USDC18,
+         windows=(("24h", "amount", "USDC", "100", "0", "1", "100", True), COUNT_OK)),
+    Case("100 USDC spent on base: 18-decimal USDC on local is over the same window",
+         usdc("0.000001", chain="local"), "deny", PAY, "BUDGET_EXCEEDED", registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC_BASE, 100 * USDC_UNIT),),
+         windows=(("24h", "amount", "USDC", "100", "100", "0.000001", "0", False), COUNT_OK)),
+    Case("95 USDC on base and 5 on local fill the window exactly", usdc("5", chain="local"),
+         "allow", PAY, None, registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC_BASE, 95 * USDC_UNIT),),
+         windows=(("24h", "amount", "USDC", "100", "95", "5", "5", True), COUNT_OK)),
+    Case("90 USDC spent on local (18 decimals) leaves 10 on base, not less", usdc("10"),
+         "allow", PAY, None, registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC18_LOCAL, 90 * ETH_UNIT),),
+         windows=(("24h", "amount", "USDC", "100", "90", "10", "10", True), COUNT_OK)),
+    Case("95 USDC spent on local (18 decimals): 5.000001 on base denied", usdc("5.000001"),
+         "deny", PAY, "BUDGET_EXCEEDED", registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC18_LOCAL, 95 * ETH_UNIT),)),
+    Case("a sub-micro 18-decimal spend counts exactly: 9.99999 on base fits",
+         usdc("9.99999"), "allow", PAY, None, registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC_BASE, 90 * USDC_UNIT),
+                  booked(3 * HOUR, USDC18_LOCAL, 10**13)),
+         windows=(("24h", "amount", "USDC", "100", "90.00001", "9.99999", "9.99999", True),
+                  ("1h", "count", None, "10", "0", "1", "10", True))),
+    Case("a sub-micro 18-decimal spend counts exactly: 9.999991 on base is over",
+         usdc("9.999991"), "deny", PAY, "BUDGET_EXCEEDED", registry=WITH_USDC18,
+         history=(booked(3 * HOUR, USDC_BASE, 90 * USDC_UNIT),
+                  booked(3 * HOUR, USDC18_LOCAL, 10**13))),
+    Case("ETH spent on local counts against the same ETH window on base", eth("0.005"),
+         "allow", PAY, None, history=(booked(2 * HOUR, ETH_LOCAL, 45 * 10**15),),
+         windows=(("24h", "amount", "ETH", "0.05", "0.045", "0.005", "0.005", True), COUNT_OK)),
+    Case("ETH spent on local: one wei more on base is over", eth("0.005000000000000001"),
+         "deny", PAY, "BUDGET_EXCEEDED", history=(booked(2 * HOUR, ETH_LOCAL, 45 * 10**15),)),
+    Case("a row kept by bare symbol (before identities) still counts", usdc("5.000001"),
+         "deny", PAY, "BUDGET_EXCEEDED", registry=WITH_USDC18,
+         history=(booked(3 * HOUR, "USDC", 95 * USDC_UNIT),)),
     # --- 1h count window --------------------------------------------------------------------
     Case("10 actions in the last hour: the 11th is rate limited", usdc("1"), "deny", PAY,
          "RATE_LIMITED", now=at(2, 9, 30), prior=ten_usdc_spends_from_nine(),
@@ -434,9 +530,9 @@ CASES: list[Case] = [
     Case("oldest action slid out of the 1h window: allowed again", usdc("1"), "allow", PAY,
          None, now=at(2, 10, 0, 30), prior=ten_usdc_spends_from_nine()),
     Case("9 actions in the last hour: the 10th allowed", usdc("1"), "allow", PAY, None,
-         history=tuple(booked(timedelta(minutes=m), "USDC", USDC_UNIT) for m in range(1, 10))),
+         history=tuple(booked(timedelta(minutes=m), USDC_BASE, USDC_UNIT) for m in range(1, 10))),
     Case("rate limit counts actions across assets", usdc("1"), "deny", PAY, "RATE_LIMITED",
-         history=tuple(booked(timedelta(minutes=m), "ETH" if m % 2 else "USDC", 1)
+         history=tuple(booked(timedelta(minutes=m), ETH_BASE if m % 2 else USDC_BASE, 1)
                        for m in range(1, 11))),
     Case("max_count 0 always rate limited", sign(), "deny", "never-twice", "RATE_LIMITED",
          policy="windows"),
@@ -482,7 +578,7 @@ CASES: list[Case] = [
          "deny", None, "NO_MATCHING_RULE"),
     Case("other message denied: no rule matches", sign("transfer all my tokens"), "deny", None,
          "NO_MATCHING_RULE"),
-    Case("sign_message without a message denied", {"action": "evm.sign_message"}, "deny", None,
+    Case("sign_message without a message denied", {"action": "evm.sign_message", "wallet": "main"}, "deny", None,
          "NO_MATCHING_RULE"),
     # --- contract-calls-need-a-human --------------------------------------------------------
     Case("contract call on base asks", call("base"), "ask", CALLS, "APPROVAL_REQUIRED"),
@@ -532,6 +628,29 @@ CASES: list[Case] = [
          policy="night-shift", now=at(4, 5, 59)),
     Case("hours over midnight: 06:00 outside, denied", sign(), "deny", "nights-only",
          "POLICY_DENIED", policy="night-shift", now=at(4, 6)),
+    # --- wallets: a signing rule matches only the wallets it names ---------------------------
+    Case("transfer from a wallet no rule names denied: no rule matches",
+         eth("0.001", wallet="other"), "deny", None, "NO_MATCHING_RULE"),
+    Case("signing request that names no wallet denied: no rule matches", no_wallet(eth("0.001")),
+         "deny", None, "NO_MATCHING_RULE"),
+    Case("sign-in message from a wallet no rule names denied", sign(wallet="other"), "deny",
+         None, "NO_MATCHING_RULE"),
+    Case("contract call from a wallet no rule names denied, not asked",
+         call("base", wallet="other"), "deny", None, "NO_MATCHING_RULE"),
+    Case("wallet names are matched exactly", eth("0.001", wallet="Main"), "deny", None,
+         "NO_MATCHING_RULE"),
+    Case("deny without wallets applies to every wallet", eth("0.001", wallet="other"), "deny",
+         HOURS, "POLICY_DENIED", now=SAT_NOON),
+    Case("rule naming two wallets allows the first", eth("1", wallet="main", to=R2), "allow",
+         "from-main-or-hot", None, policy="wallets"),
+    Case("rule naming two wallets allows the second", eth("1", wallet="hot"), "allow",
+         "from-main-or-hot", None, policy="wallets"),
+    Case("deny with wallets applies to the wallets it names", eth("1", wallet="hot", to=R2),
+         "deny", "no-hot-to-r2", "POLICY_DENIED", policy="wallets"),
+    Case("allow rule without wallets matches no wallet", sign(), "deny", None,
+         "NO_MATCHING_RULE", policy="wallets"),
+    Case("wallets on a rule for http.request never match", gh(), "deny", None,
+         "NO_MATCHING_RULE", policy="wallets"),
     # --- precedence and naming --------------------------------------------------------------
     Case("allow when only the allow rule matches", eth("1", to=R1), "allow",
          "zz-allow-transfers", None, policy="precedence"),
@@ -546,7 +665,7 @@ CASES: list[Case] = [
     Case("two ask rules match: the smallest name is named", call(), "ask", "beta-ask",
          "APPROVAL_REQUIRED", policy="names"),
     Case("two deny rules match: the smallest name is named",
-         {"action": "evm.deploy", "chain": "base"}, "deny", "delta-deny", "POLICY_DENIED",
+         {"action": "evm.deploy", "chain": "base", "wallet": "main"}, "deny", "delta-deny", "POLICY_DENIED",
          policy="names"),
     Case("chain ids in a rule match by name and id", eth("1", chain="local"), "allow", "by-id",
          None, policy="chain-ids"),
@@ -566,14 +685,14 @@ CASES: list[Case] = [
          {"action": "http.request", "url": "https://api.example.com/x"}, "ask", "api-ask",
          "APPROVAL_REQUIRED", policy="unevaluable"),
     Case("cap finer than the asset's unit: rule unevaluable",
-         {"action": "solana.transfer", "chain": "solana", "asset": "SOL", "amount": "1",
+         {"action": "solana.transfer", "chain": "solana", "wallet": "main", "asset": "SOL", "amount": "1",
           "to": "So11111111111111111111111111111111111111112"}, "deny", "sub-lamport-cap",
          "UNEVALUABLE", policy="unevaluable"),
     # --- a dry run dated later sees the window slid (real requests cannot carry a time:
     # service/policies.authorize refuses them, tested in test_budget_concurrency.py) ---------
     Case("a dry run dated a day ahead sees the spent budget slid out of the window",
          eth("0.005", time="2026-03-03T12:00:01Z"), "allow", PAY, None,
-         history=(booked(2 * HOUR, "ETH", 5 * 10**16),)),
+         history=(booked(2 * HOUR, ETH_BASE, 5 * 10**16),)),
 ]  # fmt: skip
 
 
@@ -584,13 +703,13 @@ def _run(case: Case) -> Decision:
         ledger.entries.append((case.now - age, rule, asset, units, -n))  # one request each
     for when, request in case.prior:
         d = decide(
-            policy, case.agent, Intent.model_validate(request), registry=REGISTRY,
+            policy, case.agent, Intent.model_validate(request), registry=case.registry,
             usage=ledger.usage, now=when,
         )  # fmt: skip
         assert d.outcome == "allow", f"prior step at {when} was {d.outcome}: {d.reason}"
         ledger.apply(d, when)
     return decide(
-        policy, case.agent, Intent.model_validate(case.request), registry=REGISTRY,
+        policy, case.agent, Intent.model_validate(case.request), registry=case.registry,
         usage=ledger.usage, now=case.now,
     )  # fmt: skip
 
@@ -635,7 +754,17 @@ def test_decide_case_gives_expected_outcome_rule_and_code(case: Case) -> None:
 
 def test_decide_allowed_decision_charges_each_windowed_rule_once() -> None:
     d = _run(Case("probe", usdc("2.5"), "allow", PAY, None))
-    assert [(c.rule, c.asset, c.units) for c in d.charges] == [(PAY, "USDC", 2_500_000)]
+    assert [(c.rule, c.asset, c.units) for c in d.charges] == [(PAY, USDC_BASE, 2_500_000)]
+
+
+def test_decide_charges_an_asset_by_identity_not_symbol() -> None:
+    d = _run(Case("probe", usdc("2.5", chain="local"), "allow", PAY, None, registry=WITH_USDC18))
+    assert [(c.rule, c.asset, c.units) for c in d.charges] == [(PAY, USDC18_LOCAL, 25 * 10**17)]
+
+
+def test_decide_no_matching_rule_names_the_wallet() -> None:
+    d = _run(Case("probe", eth("0.001", wallet="other"), "deny", None, "NO_MATCHING_RULE"))
+    assert "from wallet 'other'" in d.reason
 
 
 def test_decide_allow_without_windows_books_nothing() -> None:
@@ -651,6 +780,19 @@ def test_decide_matched_lists_every_matching_rule_sorted() -> None:
 
 def test_decide_denial_reason_names_the_deciding_rule() -> None:
     d = _run(Case("probe", eth("0.005"), "deny", PAY, "BUDGET_EXCEEDED",
-                  history=(booked(HOUR * 2, "ETH", 5 * 10**16),)))  # fmt: skip
+                  history=(booked(HOUR * 2, ETH_BASE, 5 * 10**16),)))  # fmt: skip
     assert PAY in d.reason
     assert "24h" in d.reason
+
+
+def test_asset_identity_names_the_chain_and_the_contract_or_native() -> None:
+    base = REGISTRY.chain("base")
+    assert REGISTRY.asset(base, "USDC").identity == USDC_BASE
+    assert REGISTRY.asset(base, "ETH").identity == ETH_BASE
+    mint = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
+    assert AssetInfo("BONK", "solana", mint, 5).identity == f"solana:{mint}"  # base58 keeps case
+    assert WITH_USDC18.same_symbol("usdc") == (
+        REGISTRY.asset(REGISTRY.chain("ethereum"), "USDC"),
+        REGISTRY.asset(base, "USDC"),
+        AssetInfo("USDC", "local", USDC18_ON_LOCAL, 18, builtin=False),
+    )

@@ -72,7 +72,9 @@ def test_parse_policy_unquoted_sexagesimal_time_reads_as_clock_time() -> None:
 
 
 def test_parse_policy_integer_amount_accepted_as_decimal() -> None:
-    p = parse_policy(policy_of("{name: r, allow: [evm.transfer], max_per_tx: {USDC: 25}}"))
+    p = parse_policy(
+        policy_of("{name: r, allow: [evm.transfer], wallets: [main], max_per_tx: {USDC: 25}}")
+    )
     assert p.rules[0].max_per_tx == {"USDC": Decimal(25)}
 
 
@@ -94,7 +96,9 @@ def test_parse_policy_naive_expiry_taken_as_utc() -> None:
 
 
 def test_rule_wildcard_covers_every_action() -> None:
-    p = parse_policy(policy_of('{name: r, deny: ["*"]}', "{name: s, allow: [evm.call]}"))
+    p = parse_policy(
+        policy_of('{name: r, deny: ["*"]}', "{name: s, allow: [evm.call], wallets: [main]}")
+    )
     assert p.rules[0].covers("http.request")
     assert p.rules[1].covers("evm.call")
     assert not p.rules[1].covers("evm.transfer")
@@ -117,25 +121,25 @@ def test_window_seconds_invalid_window_raises(text: str) -> None:
 
 REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     ("float amount in max_per_tx",
-     policy_of("{name: pay, allow: [evm.transfer], max_per_tx: {ETH: 0.01}}"),
+     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: 0.01}}"),
      ("rule 'pay'", "max_per_tx.ETH", "float")),
     ("float amount in a limit max",
-     policy_of("{name: pay, allow: [evm.transfer], limits: [{window: 1h, max: {ETH: 0.5}}]}"),
+     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {ETH: 0.5}}]}"),
      ("rule 'pay'", "limits.0.max.ETH", "float")),
     ("float amount in approve_above",
-     policy_of("{name: pay, allow: [evm.transfer], approve_above: {USDC: 10.5}}"),
+     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], approve_above: {USDC: 10.5}}"),
      ("rule 'pay'", "approve_above.USDC", "float")),
     ("boolean amount",
-     policy_of("{name: pay, allow: [evm.transfer], max_per_tx: {ETH: true}}"),
+     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: true}}"),
      ("rule 'pay'", "max_per_tx.ETH")),
     ("amount that is not a number",
-     policy_of(f'{{name: pay, allow: [evm.transfer], max_per_tx: {{ETH: "{CANARY}"}}}}'),
+     policy_of(f'{{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {{ETH: "{CANARY}"}}}}'),
      ("rule 'pay'", "max_per_tx.ETH", "decimal")),
     ("negative amount",
-     policy_of('{name: pay, allow: [evm.transfer], max_per_tx: {ETH: "-1"}}'),
+     policy_of('{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "-1"}}'),
      ("rule 'pay'", "max_per_tx.ETH")),
     ("two verbs in one rule",
-     policy_of("{name: both, allow: [evm.transfer], deny: [evm.call]}"),
+     policy_of("{name: both, allow: [evm.transfer], wallets: [main], deny: [evm.call]}"),
      ("rule 'both'", "exactly one of allow, ask or deny")),
     ("no verb",
      policy_of(f"{{name: none, chains: [base], recipients: ['{CANARY}']}}"),
@@ -144,22 +148,22 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
      policy_of("{name: empty, allow: []}"),
      ("rule 'empty'", "lists no actions")),
     ("unknown key",
-     policy_of(f"{{name: extra, allow: [evm.transfer], colour: '{CANARY}'}}"),
+     policy_of(f"{{name: extra, allow: [evm.transfer], wallets: [main], colour: '{CANARY}'}}"),
      ("rule 'extra'", "colour")),
     ("bad window 5x",
-     policy_of("{name: w, allow: [evm.transfer], limits: [{window: 5x, max_count: 1}]}"),
+     policy_of("{name: w, allow: [evm.transfer], wallets: [main], limits: [{window: 5x, max_count: 1}]}"),
      ("rule 'w'", "limits.0.window")),
     ("window holding a canary",
-     policy_of(f"{{name: w, allow: [evm.transfer], limits: [{{window: '5{CANARY}', max_count: 1}}]}}"),
+     policy_of(f"{{name: w, allow: [evm.transfer], wallets: [main], limits: [{{window: '5{CANARY}', max_count: 1}}]}}"),
      ("rule 'w'", "limits.0.window")),
     ("limit with neither max nor max_count",
-     policy_of("{name: lim, allow: [evm.transfer], limits: [{window: 1h}]}"),
+     policy_of("{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h}]}"),
      ("rule 'lim'", "limits.0", "max_count")),
     ("negative max_count",
-     policy_of("{name: lim, allow: [evm.transfer], limits: [{window: 1h, max_count: -1}]}"),
+     policy_of("{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max_count: -1}]}"),
      ("rule 'lim'", "limits.0.max_count")),
     ("bad regex",
-     policy_of(f"{{name: rx, allow: [evm.sign_message], message_matches: '({CANARY}'}}"),
+     policy_of(f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '({CANARY}'}}"),
      ("rule 'rx'", "message_matches")),
     ("bad tz",
      policy_of(f'{{name: tz, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", tz: "Mars/{CANARY}"}}}}'),
@@ -177,7 +181,7 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
      policy_of(f"{{name: s, allow: '{CANARY}'}}"),
      ("rule 's'", "allow")),
     ("duplicate rule names",
-     policy_of("{name: dup, allow: [evm.transfer]}", "{name: dup, deny: [evm.call]}"),
+     policy_of("{name: dup, allow: [evm.transfer], wallets: [main]}", "{name: dup, deny: [evm.call]}"),
      ("'dup'", "unique")),
     ("version 2", "version: 2\nrules: []\n", ("version",)),
     ("expires not a date",
@@ -210,7 +214,9 @@ def test_parse_policy_refused_input_never_echoes_value(label: str, text: str) ->
 
 def test_parse_policy_bad_regex_group_name_never_echoes_value() -> None:
     err = parse_error(
-        policy_of(f"{{name: rx, allow: [evm.sign_message], message_matches: '(?P={CANARY})'}}")
+        policy_of(
+            f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '(?P={CANARY})'}}"
+        )
     )
     assert "message_matches" in err.what
     assert_no_echo(err)
@@ -239,26 +245,20 @@ def test_lint_example_policy_has_no_errors_or_warnings() -> None:
 
 
 def test_lint_unknown_action_is_error_naming_rule() -> None:
-    report = run_lint(policy_of("{name: odd, allow: [evm.teleport], chains: [base]}"))
+    report = run_lint(
+        policy_of("{name: odd, allow: [evm.teleport], wallets: [main], chains: [base]}")
+    )
     assert [(f.rule, "unknown action 'evm.teleport'" in f.message) for f in report.errors] == [
         ("odd", True)
     ]
     assert report.to_dict()["ok"] is False
 
 
-@pytest.mark.parametrize(
-    "action", ["solana.approve", "solana.set_authority", "solana.close_account"]
-)
-def test_lint_solana_value_move_actions_are_known(action: str) -> None:
-    report = run_lint(
-        policy_of(f"{{name: v, allow: [{action}], chains: [solana], when: {{unlimited: false}}}}")
-    )
-    assert report.errors == []
-
-
 @pytest.mark.parametrize("chain", ["mars", "137", 137])
 def test_lint_unknown_chain_is_error(chain: str | int) -> None:
-    report = run_lint(policy_of(f"{{name: c, allow: [evm.transfer], chains: [{chain!r}]}}"))
+    report = run_lint(
+        policy_of(f"{{name: c, allow: [evm.transfer], wallets: [main], chains: [{chain!r}]}}")
+    )
     assert len(report.errors) == 1
     assert report.errors[0].rule == "c"
     assert "unknown chain" in report.errors[0].message
@@ -266,17 +266,19 @@ def test_lint_unknown_chain_is_error(chain: str | int) -> None:
 
 @pytest.mark.parametrize("chain", ["base", "8453", 8453, "BASE"])
 def test_lint_known_chain_name_or_id_is_not_error(chain: str | int) -> None:
-    report = run_lint(policy_of(f"{{name: c, allow: [evm.transfer], chains: [{chain!r}]}}"))
+    report = run_lint(
+        policy_of(f"{{name: c, allow: [evm.transfer], wallets: [main], chains: [{chain!r}]}}")
+    )
     assert report.errors == []
 
 
 @pytest.mark.parametrize(
     "rule",
     [
-        "{name: a, allow: [evm.transfer], assets: [DOGE]}",
-        '{name: a, allow: [evm.transfer], max_per_tx: {DOGE: "1"}}',
-        '{name: a, allow: [evm.transfer], approve_above: {DOGE: "1"}}',
-        '{name: a, allow: [evm.transfer], limits: [{window: 1h, max: {DOGE: "1"}}]}',
+        "{name: a, allow: [evm.transfer], wallets: [main], assets: [DOGE]}",
+        '{name: a, allow: [evm.transfer], wallets: [main], max_per_tx: {DOGE: "1"}}',
+        '{name: a, allow: [evm.transfer], wallets: [main], approve_above: {DOGE: "1"}}',
+        '{name: a, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {DOGE: "1"}}]}',
     ],
     ids=["assets", "max_per_tx", "approve_above", "limits.max"],
 )
@@ -288,20 +290,20 @@ def test_lint_unknown_asset_is_error(rule: str) -> None:
 
 
 def test_lint_allow_everything_unconditionally_is_error() -> None:
-    report = run_lint(policy_of('{name: yolo, allow: ["*"]}'))
+    report = run_lint(policy_of('{name: yolo, allow: ["*"], wallets: [main]}'))
     assert [f.rule for f in report.errors] == ["yolo"]
     assert "every action" in report.errors[0].message
 
 
 def test_lint_allow_everything_with_a_condition_is_not_error() -> None:
-    report = run_lint(policy_of('{name: base-only, allow: ["*"], chains: [base]}'))
+    report = run_lint(policy_of('{name: base-only, allow: ["*"], wallets: [main], chains: [base]}'))
     assert report.errors == []
 
 
 def test_lint_allow_shadowed_by_unconditional_deny_is_warning() -> None:
     report = run_lint(
         policy_of(
-            '{name: pay, allow: [evm.transfer], chains: [base], max_per_tx: {ETH: "1"}}',
+            '{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
             '{name: stop, deny: ["*"]}',
         )
     )
@@ -316,14 +318,15 @@ def test_lint_shadow_warning_does_not_depend_on_rule_order() -> None:
     report = run_lint(
         policy_of(
             "{name: stop, deny: [evm.transfer]}",
-            '{name: pay, allow: [evm.transfer], chains: [base], max_per_tx: {ETH: "1"}}',
+            '{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
         )
     )
     assert [f.rule for f in report.warnings if "shadowed" in f.message] == ["pay"]
 
 
 ASK_SHADOW = policy_of(
-    "{name: pay, allow: [evm.call], chains: [base]}", "{name: review, ask: [evm.call]}"
+    "{name: pay, allow: [evm.call], wallets: [main], chains: [base]}",
+    "{name: review, ask: [evm.call], wallets: [main]}",
 )
 
 
@@ -345,7 +348,7 @@ def test_lint_ask_shadow_warning_reads_as_a_sentence() -> None:
 def test_lint_deny_outside_hours_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.call], chains: [base]}",
+            "{name: pay, allow: [evm.call], wallets: [main], chains: [base]}",
             '{name: hours, deny: ["*"], outside_hours: {from: "08:00", to: "20:00"}}',
         )
     )
@@ -355,7 +358,7 @@ def test_lint_deny_outside_hours_does_not_shadow() -> None:
 def test_lint_narrower_deny_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.call], chains: [base, local]}",
+            "{name: pay, allow: [evm.call], wallets: [main], chains: [base, local]}",
             "{name: no-local, deny: [evm.call], chains: [local]}",
         )
     )
@@ -365,7 +368,7 @@ def test_lint_narrower_deny_does_not_shadow() -> None:
 def test_lint_shadow_found_when_chain_named_by_id_and_by_name() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.call], chains: [8453]}",
+            "{name: pay, allow: [evm.call], wallets: [main], chains: [8453]}",
             "{name: stop, deny: [evm.call], chains: [base]}",
         )
     )
@@ -376,7 +379,7 @@ def test_lint_shadow_found_when_chain_named_by_id_and_by_name() -> None:
 def test_lint_approve_above_not_below_max_per_tx_is_warning(threshold: str) -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.transfer], chains: [base], "
+            "{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], "
             f'max_per_tx: {{ETH: "1"}}, approve_above: {{ETH: "{threshold}"}}}}'
         )
     )
@@ -388,7 +391,7 @@ def test_lint_approve_above_not_below_max_per_tx_is_warning(threshold: str) -> N
 def test_lint_approve_above_below_max_per_tx_is_fine() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.transfer], chains: [base], "
+            "{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], "
             'max_per_tx: {ETH: "1"}, approve_above: {ETH: "0.5"}}'
         )
     )
@@ -397,7 +400,9 @@ def test_lint_approve_above_below_max_per_tx_is_fine() -> None:
 
 def test_lint_cap_on_asset_outside_rule_assets_is_warning() -> None:
     report = run_lint(
-        policy_of('{name: pay, allow: [evm.transfer], assets: [ETH], max_per_tx: {USDC: "1"}}')
+        policy_of(
+            '{name: pay, allow: [evm.transfer], wallets: [main], assets: [ETH], max_per_tx: {USDC: "1"}}'
+        )
     )
     assert [f.message for f in report.warnings] == [
         "has a cap for USDC, which its assets do not include"
@@ -556,6 +561,99 @@ def test_lint_credential_release_naming_its_credentials_is_quiet() -> None:
     assert report.findings == []
 
 
+# --- wallets: signing rules name the wallets they may use ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "{name: r, allow: [evm.transfer], chains: [base]}",
+        "{name: r, ask: [evm.call], chains: [base]}",
+        "{name: r, allow: [solana.transfer]}",
+        "{name: r, allow: [evm.sign_typed_data, http.request]}",
+        '{name: r, allow: ["*"], chains: [base]}',
+        "{name: r, allow: [evm.sign_message], wallets: []}",
+    ],
+    ids=["allow-transfer", "ask-call", "solana", "mixed-with-http", "wildcard", "empty-list"],
+)
+def test_lint_signing_rule_without_wallets_is_error(rule: str) -> None:
+    report = run_lint(policy_of(rule))
+    assert [(f.rule, "wallets:" in f.message) for f in report.errors] == [("r", True)]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "{name: r, deny: [evm.transfer], recipients: ['0x" + "2" * 40 + "']}",
+        "{name: r, allow: [http.request], credentials: [github]}",
+        "{name: r, allow: [data.read], data: [profile]}",
+    ],
+    ids=["deny-every-wallet", "http", "data"],
+)
+def test_lint_rule_that_signs_nothing_or_denies_needs_no_wallets(rule: str) -> None:
+    assert run_lint(policy_of(rule)).errors == []
+
+
+def test_parse_policy_wallets_wildcard_is_refused() -> None:
+    err = parse_error(policy_of('{name: r, allow: [evm.transfer], wallets: ["*"]}'))
+    assert "no wildcard" in err.what
+    assert "rule 'r'" in err.what
+
+
+def test_lint_named_wallet_missing_from_the_vault_is_warning() -> None:
+    text = policy_of("{name: r, allow: [evm.sign_message], wallets: [main, typo], chains: [base]}")
+    report = lint(parse_policy(text), REGISTRY, now=NOW, wallets=frozenset({"main", "other"}))
+    assert report.errors == []
+    assert [
+        (f.rule, "wallet 'typo' is not in this vault" in f.message) for f in report.warnings
+    ] == [("r", True)]
+
+
+def test_lint_without_the_vaults_wallets_does_not_guess() -> None:
+    report = run_lint(
+        policy_of("{name: r, allow: [evm.sign_message], wallets: [typo], chains: [base]}")
+    )
+    assert report.findings == []
+
+
+def test_lint_wallets_on_a_rule_that_signs_nothing_is_warning() -> None:
+    report = run_lint(
+        policy_of("{name: r, allow: [http.request], wallets: [main], credentials: [github]}")
+    )
+    assert [(f.rule, "never matches" in f.message) for f in report.warnings] == [("r", True)]
+
+
+def test_lint_deny_for_another_wallet_does_not_shadow() -> None:
+    report = run_lint(
+        policy_of(
+            '{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}}',
+            "{name: stop-hot, deny: [evm.transfer], wallets: [hot]}",
+        )
+    )
+    assert report.findings == []
+
+
+def test_lint_deny_for_the_same_wallets_shadows() -> None:
+    report = run_lint(
+        policy_of(
+            '{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}}',
+            "{name: stop, deny: [evm.transfer], wallets: [hot, main]}",
+        )
+    )
+    assert [(f.rule, "'stop'" in f.message) for f in report.warnings] == [("pay", True)]
+
+
+def test_lint_ask_rule_naming_no_wallet_shadows_no_signing_rule() -> None:
+    report = run_lint(
+        policy_of(
+            '{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}}',
+            "{name: review, ask: [evm.transfer]}",
+        )
+    )
+    assert [f.rule for f in report.errors] == ["review"]
+    assert [f.message for f in report.warnings if "shadowed" in f.message] == []
+
+
 # --- primary_types (typed data) -------------------------------------------------------------
 
 USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
@@ -564,20 +662,24 @@ USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 def test_parse_policy_primary_types_kept_exactly() -> None:
     policy = parse_policy(
         policy_of(
-            "{name: t, allow: [evm.sign_typed_data], primary_types: [Mail, CancelAuthorization]}"
+            "{name: t, allow: [evm.sign_typed_data], wallets: [main], primary_types: [Mail, CancelAuthorization]}"
         )
     )
     assert policy.rules[0].primary_types == ["Mail", "CancelAuthorization"]
 
 
 def test_lint_primary_types_on_actions_never_from_typed_data_is_warning() -> None:
-    report = run_lint(policy_of("{name: t, allow: [evm.sign_message], primary_types: [Mail]}"))
+    report = run_lint(
+        policy_of("{name: t, allow: [evm.sign_message], wallets: [main], primary_types: [Mail]}")
+    )
     assert any("primary_types only matches typed-data" in f.message for f in report.warnings)
 
 
 def test_lint_typed_data_for_a_token_contract_without_primary_types_is_warning() -> None:
     report = run_lint(
-        policy_of(f'{{name: t, allow: [evm.sign_typed_data], contracts: ["{USDC_BASE}"]}}')
+        policy_of(
+            f'{{name: t, allow: [evm.sign_typed_data], wallets: [main], contracts: ["{USDC_BASE}"]}}'
+        )
     )
     assert [f.message for f in report.warnings if f.rule == "t"] == [
         f"typed data for the token contract {USDC_BASE} is refused unless the rule also names "
@@ -588,7 +690,7 @@ def test_lint_typed_data_for_a_token_contract_without_primary_types_is_warning()
 def test_lint_typed_data_rule_naming_its_types_and_token_is_quiet() -> None:
     report = run_lint(
         policy_of(
-            f"{{name: t, allow: [evm.sign_typed_data], primary_types: [CancelAuthorization], "
+            f"{{name: t, allow: [evm.sign_typed_data], wallets: [main], primary_types: [CancelAuthorization], "
             f'contracts: ["{USDC_BASE}"]}}'
         )
     )
@@ -598,15 +700,28 @@ def test_lint_typed_data_rule_naming_its_types_and_token_is_quiet() -> None:
 def test_lint_primary_types_narrow_a_rule_so_a_broader_deny_still_shadows_it() -> None:
     report = run_lint(
         policy_of(
-            "{name: only-mail, allow: [evm.sign_typed_data], primary_types: [Mail]}",
+            "{name: only-mail, allow: [evm.sign_typed_data], wallets: [main], primary_types: [Mail]}",
             "{name: no-typed, deny: [evm.sign_typed_data]}",
         )
     )
     assert any("shadowed by rule 'no-typed'" in f.message for f in report.warnings)
     narrow = run_lint(
         policy_of(
-            "{name: all-typed, allow: [evm.sign_typed_data], chains: [base]}",
+            "{name: all-typed, allow: [evm.sign_typed_data], wallets: [main], chains: [base]}",
             "{name: no-mail, deny: [evm.sign_typed_data], primary_types: [Mail]}",
         )
     )
     assert not any("shadowed" in f.message for f in narrow.warnings)
+
+
+@pytest.mark.parametrize(
+    "action", ["solana.approve", "solana.set_authority", "solana.close_account"]
+)
+def test_lint_solana_value_move_actions_are_known(action: str) -> None:
+    report = run_lint(
+        policy_of(
+            f"{{name: v, allow: [{action}], wallets: [sol], chains: [solana], "
+            "when: {unlimited: false}}"
+        )
+    )
+    assert report.errors == []

@@ -40,13 +40,16 @@ version: 1
 rules:
   - name: small-eth
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [ETH]
     recipients: ["{RECIPIENT}"]
     max_per_tx: {{ETH: "0.01"}}
 """
 
-SMALL = Intent(action="evm.transfer", chain="base", asset="ETH", amount="0.001", to=RECIPIENT)
+SMALL = Intent(
+    action="evm.transfer", chain="base", wallet="main", asset="ETH", amount="0.001", to=RECIPIENT
+)
 
 
 class Clock:

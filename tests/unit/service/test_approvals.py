@@ -25,6 +25,7 @@ version: 1
 rules:
   - name: pay
     allow: [evm.transfer]
+    wallets: [main]
     max_per_tx: {ETH: "1"}
     limits: [{window: 24h, max: {ETH: "1.5"}}]
     approve_above: {ETH: "0.1"}

@@ -21,6 +21,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IdempotencyConflictError, MalformedRequestError, RequestInProgressError
 from keysafe.policy.intent import Intent
 from keysafe.service import agents, audit, policies
+from keysafe.service import registry as asset_registry
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
@@ -43,6 +44,7 @@ version: 1
 rules:
   - name: eth-budget
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [ETH]
     recipients: ["{RECIPIENT}"]
@@ -58,6 +60,7 @@ version: 1
 rules:
   - name: eth-count
     allow: [evm.transfer]
+    wallets: [main]
     chains: [base]
     assets: [ETH]
     recipients: ["{RECIPIENT}"]
@@ -68,7 +71,9 @@ rules:
 
 
 def transfer(amount: str, to: str = RECIPIENT) -> Intent:
-    return Intent(action="evm.transfer", chain="base", asset="ETH", amount=amount, to=to)
+    return Intent(
+        action="evm.transfer", chain="base", wallet="main", asset="ETH", amount=amount, to=to
+    )
 
 
 class FrozenClock:
@@ -134,6 +139,53 @@ def fill_budget(vault: Vault) -> list[str]:
     return ids
 
 
+# -- one symbol, two assets ---------------------------------------------------------------------
+
+USDC18 = "0x" + "18" * 20
+USDC_POLICY = """\
+version: 1
+rules:
+  - name: usdc-both-chains
+    allow: [evm.transfer]
+    wallets: [main]
+    chains: [base, local]
+    assets: [USDC]
+    limits:
+      - {window: 24h, max: {USDC: "10"}}
+"""
+
+
+def usdc(amount: str, chain: str) -> Intent:
+    return Intent(
+        action="evm.transfer", chain=chain, wallet="main", asset="USDC", amount=amount,
+        to=RECIPIENT,
+    )  # fmt: skip
+
+
+def test_authorize_same_symbol_other_decimals_shares_the_window_in_token_units(
+    tmp_path: Path,
+) -> None:
+    m = _make(tmp_path, USDC_POLICY)
+    try:
+        asset_registry.add_asset(m.vault, "USDC", chain="local", address=USDC18, decimals=18)
+        assert authorize(m.vault, AGENT, usdc("6", "base")).decision.outcome == "allow"
+        over = authorize(m.vault, AGENT, usdc("4.000000000000000001", "local")).decision
+        assert (over.outcome, over.code) == ("deny", "BUDGET_EXCEEDED"), over.reason
+        assert "4 USDC left" in over.reason
+        fits = authorize(m.vault, AGENT, usdc("4", "local")).decision
+        assert fits.outcome == "allow", fits.reason
+        # rows keep each asset's own base units under its identity, never added up raw
+        assert [(r[2], r[3]) for r in ledger_rows(m.home)] == [
+            ("base:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913", 6 * 10**6),
+            (f"local:{USDC18}", 4 * 10**18),
+        ]
+        last = policies.check(m.vault, AGENT, usdc("0.000001", "base"))
+        assert (last.outcome, last.code) == ("deny", "BUDGET_EXCEEDED")
+    finally:
+        m.vault.lock()
+        m.vault.db.close()
+
+
 # -- authorize / settle ------------------------------------------------------------------------
 
 
@@ -143,7 +195,7 @@ def test_authorize_allowed_reserves_the_amount_in_the_ledger(made: Made) -> None
     assert auth.replayed is False
     assert len(auth.request_id) == 32
     assert ledger_rows(made.home) == [
-        (auth.request_id, "eth-budget", "ETH", STEP_UNITS, "reserved")
+        (auth.request_id, "eth-budget", "base:native", STEP_UNITS, "reserved")
     ]
 
 

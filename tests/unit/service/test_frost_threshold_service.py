@@ -440,6 +440,7 @@ version: 1
 rules:
   - name: pay-sol
     allow: [solana.transfer]
+    wallets: [team]
     chains: [solana]
     assets: [SOL]
     max_per_tx: {SOL: "1"}

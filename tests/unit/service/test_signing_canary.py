@@ -37,6 +37,7 @@ version: 1
 rules:
   - name: small
     allow: [evm.transfer, evm.sign_message, evm.sign_typed_data, solana.transfer, solana.sign_message]
+    wallets: [evm, sol]
     max_per_tx: {ETH: "0.01", SOL: "0.01"}
 """
 MAIL = {

@@ -735,14 +735,17 @@ def test_default_compute_limit_counts_200k_per_instruction() -> None:
 
 
 _ALLOW_SOLANA_TRANSFERS = parse_policy(
-    "version: 1\nrules:\n  - name: pay\n    allow: [solana.transfer]\n    chains: [solana]\n"
+    "version: 1\nrules:\n  - name: pay\n    allow: [solana.transfer]\n    wallets: [main]\n"
+    "    chains: [solana]\n"
 )
 
 
 def _decide(intent: Intent) -> Decision:
+    # the service names the signing wallet on the decoded intent
     return decide(
-        _ALLOW_SOLANA_TRANSFERS, AgentState("bot", "active"), intent, registry=REGISTRY,
-        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+        _ALLOW_SOLANA_TRANSFERS, AgentState("bot", "active"),
+        intent.model_copy(update={"wallet": "main"}), registry=REGISTRY,
+        usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
 
 
@@ -769,19 +772,23 @@ version: 1
 rules:
   - name: programs
     allow: [solana.call]
+    wallets: [main]
     chains: [solana]
   - name: pay
     allow: [solana.transfer]
+    wallets: [main]
     chains: [solana]
     assets: [SOL]
     max_per_tx: {SOL: "1"}
   - name: limited-approvals
     allow: [solana.approve]
+    wallets: [main]
     chains: [solana]
     when: {unlimited: false}
     max_per_tx: {USDC: "10"}
   - name: anything-under-a-sol-cap
     allow: [solana.set_authority, solana.close_account]
+    wallets: [main]
     chains: [solana]
     max_per_tx: {SOL: "1"}
 """)
@@ -789,8 +796,9 @@ rules:
 
 def _decide_value_move(name: str) -> Decision:
     return decide(
-        _VALUE_MOVES_POLICY, AgentState("bot", "active"), _decode(CASES[name]), registry=REGISTRY,
-        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+        _VALUE_MOVES_POLICY, AgentState("bot", "active"),
+        _decode(CASES[name]).model_copy(update={"wallet": "main"}), registry=REGISTRY,
+        usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
 
 
@@ -826,14 +834,14 @@ def test_policy_judges_value_moves_by_their_amounts_not_as_calls(
 def test_policy_allows_an_unlimited_move_only_through_a_rule_without_a_cap() -> None:
     policy = parse_policy(
         "version: 1\nrules:\n  - name: close\n    allow: [solana.close_account]\n"
-        f'    recipients: ["{MALLORY}"]\n'
+        f'    wallets: [main]\n    recipients: ["{MALLORY}"]\n'
     )
     intent = _decode(
         CASES["closeAccount to someone else sends all its SOL there: close_account, unlimited"]
     )
     decision = decide(
-        policy, AgentState("bot", "active"), intent, registry=REGISTRY,
-        usage=lambda *_: (0, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
+        policy, AgentState("bot", "active"), intent.model_copy(update={"wallet": "main"}),
+        registry=REGISTRY, usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
     assert (decision.outcome, decision.rule) == ("allow", "close")
 

@@ -6,7 +6,7 @@ Revises: 0005
 - `registry_chains.max_fee`: the most one transaction's network fee may cost on that chain, in
   native units (a decimal string); NULL means the built-in default for the chain's family.
 - `ledger.asset` widens: it now holds the asset's identity (chain + contract or mint), not its
-  symbol, so two tokens that share a symbol never share a budget.
+  symbol, so two tokens that share a symbol are counted each in its own units.
 - `grants.shape` / `grants.summary`: "approve for a while" covers only requests of the shape the
   owner saw (SHA-256 of the shape's canonical JSON), and the listing says what that was.
 - `inflight`: one row per agent request between its decision and its settlement, so a restart
