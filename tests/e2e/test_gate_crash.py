@@ -3,9 +3,10 @@
 Three agents (each its own token, one policy: a 24h ETH window on R1, an always-ask rule with its
 own window on R4) send sign-transaction requests from two threads each, with idempotency keys
 that are sometimes new, sometimes an exact retry and sometimes reused for other bytes; an owner
-thread approves every pending approval as it appears. A random 20–400 ms after the load starts
-the server is killed with SIGKILL, then started again (`keysafe serve` runs `gate.recover` before
-it answers anyone). After every restart:
+thread approves every pending approval as it appears (each restart parks a few new ones first, so
+kills land while approved requests execute). A random 20–400 ms after the load starts the server
+is killed with SIGKILL, then started again (`keysafe serve` runs `gate.recover` before it answers
+anyone). After every restart:
 
 - every signature a client received (HTTP 200, or an approval the owner saw approved) is
   committed in the ledger, audited as an `evm.sign_transaction` success with its request id, and
@@ -38,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 AGENTS = ("a0", "a1", "a2")
 KILLS = 30
 PAY_WINDOW = 300 * MILLI_ETH  # per agent, rule pay-r1, 24h
-ASK_WINDOW = 30 * MILLI_ETH  # per agent, rule ask-r4, 24h
+ASK_WINDOW = 40 * MILLI_ETH  # per agent, rule ask-r4, 24h
 LIMITS = {"pay-r1": PAY_WINDOW, "ask-r4": ASK_WINDOW}
 POLICY = f"""\
 version: 1
@@ -72,7 +74,7 @@ rules:
     recipients: ["{R1}"]
     max_per_tx: {{ETH: "0.01"}}
     limits:
-      - {{window: 24h, max: {{ETH: "{PAY_WINDOW / 10**18}"}}}}
+      - {{window: 24h, max: {{ETH: "{Decimal(PAY_WINDOW) / 10**18}"}}}}
   - name: ask-r4
     ask: [evm.transfer]
     chains: [ethereum]
@@ -80,7 +82,7 @@ rules:
     recipients: ["{R4}"]
     max_per_tx: {{ETH: "0.01"}}
     limits:
-      - {{window: 24h, max: {{ETH: "{ASK_WINDOW / 10**18}"}}}}
+      - {{window: 24h, max: {{ETH: "{Decimal(ASK_WINDOW) / 10**18}"}}}}
 """
 WORKERS_PER_AGENT = 2
 REQUESTS_PER_WORKER = 40  # per cycle: bounds a cycle even if the kill comes late
@@ -160,7 +162,7 @@ class Book:
                 self.violations.append(f"{key}: parked after a signature for this key")
 
 
-# -- the server, forked from a warm interpreter ------------------------------------------------------
+# -- the server, forked from a warm interpreter -----------------------------------------------
 
 # `keysafe serve` spends seconds importing (FastAPI, uvicorn, the chain libraries) before it opens
 # the vault; thirty restarts would be spent mostly there. This zygote imports keysafe once and
@@ -341,10 +343,7 @@ class Load:
                 key = rng.choice(known)
                 return key, rng.choice(self.book.sent[key])
             key = rng.choice(known) if known and roll < 0.3 else (agent, secrets.token_hex(6))
-        to = R4 if rng.random() < 0.2 else R1
-        tx = evm_tx(rng.randint(1, 10) * MILLI_ETH, to=to, nonce=rng.randint(0, 10**6))
-        body = json.dumps({"wallet": "main", "transaction": tx, "idempotency_key": key[1]})
-        return key, body
+        return key, _fresh(key, rng, R4 if rng.random() < 0.2 else R1)
 
     def _worker(
         self, agent: str, rng: random.Random, client: httpx.Client, ready: threading.Barrier
@@ -376,6 +375,13 @@ class Load:
             except httpx.TransportError:
                 return
             time.sleep(0.01)
+
+
+def _fresh(key: Key, rng: random.Random, to: str) -> str:
+    """A new request body: 1–10 mETH to R1 (allowed), 1–2 mETH to R4 (asks)."""
+    milli = rng.randint(1, 2) if to == R4 else rng.randint(1, 10)
+    tx = evm_tx(milli * MILLI_ETH, to=to, nonce=rng.randint(0, 10**6))
+    return json.dumps({"wallet": "main", "transaction": tx, "idempotency_key": key[1]})
 
 
 def _approve_pending(
@@ -512,10 +518,18 @@ def _holds(stored: dict[str, Any] | None, answer: dict[str, Any]) -> bool:
     return stored is not None and all(stored.get(k) == v for k, v in answer.items())
 
 
-def _retry(server: Live, tokens: dict[str, str], book: Book, before: Snapshot, session: str) -> int:
-    """After a restart: retry every request the kill cut, and some answered ones, and approve a
-    few pending approvals undisturbed (so later kills have approved signatures to keep);
-    returns how many cut requests ran again under a new request id."""
+def _after_restart(
+    server: Live,
+    tokens: dict[str, str],
+    book: Book,
+    before: Snapshot,
+    session: str,
+    rng: random.Random,
+) -> int:
+    """Before the next load: retry every request the kill cut, and some answered ones; approve
+    two pending approvals undisturbed (so later kills have approved signatures to keep); park
+    two new requests per agent (so the owner thread is busy approving when the kill comes).
+    Returns how many cut requests ran again under a new request id."""
     cut_ids = {(agent, key): rid for rid, agent, key in before.inflight if key is not None}
     ran_again = 0
     with book.lock:
@@ -525,8 +539,7 @@ def _retry(server: Live, tokens: dict[str, str], book: Book, before: Snapshot, s
         todo += [(k, body) for k, (body, _) in list(book.parked.items())[-3:]]
     with server.client(timeout=20) as client:
         for key, body in todo:
-            headers = agent_headers(tokens[key[0]]) | {"content-type": "application/json"}
-            r = client.post("/v1/agent/sign-transaction", content=body, headers=headers)
+            r = _post(client, tokens, key, body)
             with book.lock:
                 book.record(key, body, r, after_restart=True)
             if key in cut_ids and r.status_code == 200:
@@ -534,7 +547,21 @@ def _retry(server: Live, tokens: dict[str, str], book: Book, before: Snapshot, s
                     book.violations.append(f"{key}: the cut request {cut_ids[key]} came back")
                 ran_again += 1
         _approve_pending(client, server.url, session, book, limit=2)
+        for agent in AGENTS:
+            for _ in range(2):
+                key = (agent, secrets.token_hex(6))
+                body = _fresh(key, rng, R4)
+                with book.lock:
+                    book.sent[key].append(body)
+                r = _post(client, tokens, key, body)
+                with book.lock:
+                    book.record(key, body, r, after_restart=True)
     return ran_again
+
+
+def _post(client: httpx.Client, tokens: dict[str, str], key: Key, body: str) -> httpx.Response:
+    headers = agent_headers(tokens[key[0]]) | {"content-type": "application/json"}
+    return client.post("/v1/agent/sign-transaction", content=body, headers=headers)
 
 
 def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
@@ -563,7 +590,7 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
                 problems = _check_restart(before, _snapshot(home), book, answered)
                 assert not problems, f"{context}: " + "\n".join(problems[:20])
                 session = server.login()
-                ran_again = _retry(server, built.tokens, book, before, session)
+                ran_again = _after_restart(server, built.tokens, book, before, session, rng)
                 stats["cut requests run again"] += ran_again
                 assert not book.violations, f"{context}: " + "\n".join(book.violations[:20])
                 if cycle == KILLS:
@@ -584,4 +611,5 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
     print(f"live units per agent/rule: {dict(_snapshot(home).spent)}")
     # The kills must have hit the gate mid-request, or the checks above proved little.
     assert stats["kills with requests in flight"] >= 3, stats
+    assert stats["kills while an approval executed"] >= 1, stats
     assert book.acked and book.approved, stats
