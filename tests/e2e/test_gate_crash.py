@@ -69,6 +69,7 @@ version: 1
 rules:
   - name: pay-r1
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R1}"]
@@ -77,6 +78,7 @@ rules:
       - {{window: 24h, max: {{ETH: "{Decimal(PAY_WINDOW) / 10**18}"}}}}
   - name: ask-r4
     ask: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{R4}"]

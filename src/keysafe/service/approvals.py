@@ -72,44 +72,46 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class _Entry:
     wire: type[BaseModel]
-    run: Callable[[Vault, str, Any], dict[str, Any]]
+    run: Callable[[Vault, Approval, Any], dict[str, Any]]
 
 
-def _sign_tx(send: bool) -> Callable[[Vault, str, Any], dict[str, Any]]:
-    def run(vault: Vault, agent: str, r: SignTransactionRequest) -> dict[str, Any]:
+def _sign_tx(send: bool) -> Callable[[Vault, Approval, Any], dict[str, Any]]:
+    def run(vault: Vault, a: Approval, r: SignTransactionRequest) -> dict[str, Any]:
         return signing.sign_transaction(
-            vault, agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
-            declared=r.declared, broadcast=send, approved=True, threshold=r.threshold,
+            vault, a.agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
+            declared=r.declared, broadcast=send, approval_id=a.id, threshold=r.threshold,
         ).to_dict()  # fmt: skip
 
     return run
 
 
-def _sign_message(vault: Vault, agent: str, r: SignMessageRequest) -> dict[str, Any]:
+def _sign_message(vault: Vault, a: Approval, r: SignMessageRequest) -> dict[str, Any]:
     return signing.sign_message(
-        vault, agent, r.wallet, r.message, encoding=r.encoding, approved=True,
+        vault, a.agent, r.wallet, r.message, encoding=r.encoding, approval_id=a.id,
         threshold=r.threshold,
     ).to_dict()  # fmt: skip
 
 
-def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest) -> dict[str, Any]:
-    return signing.sign_typed_data(vault, agent, r.wallet, r.typed_data, approved=True).to_dict()
+def _sign_typed(vault: Vault, a: Approval, r: SignTypedDataRequest) -> dict[str, Any]:
+    return signing.sign_typed_data(
+        vault, a.agent, r.wallet, r.typed_data, approval_id=a.id
+    ).to_dict()
 
 
-def _http(vault: Vault, agent: str, r: HttpRequestRequest) -> dict[str, Any]:
+def _http(vault: Vault, a: Approval, r: HttpRequestRequest) -> dict[str, Any]:
     return proxy.http_request(
-        vault, agent, r.credential, r.method, r.url, headers=r.headers, body=r.body,
-        approved=True,
+        vault, a.agent, r.credential, r.method, r.url, headers=r.headers, body=r.body,
+        approval_id=a.id,
     ).to_dict()  # fmt: skip
 
 
-def _read(vault: Vault, agent: str, r: ReadDataRequest) -> dict[str, Any]:
-    return data.read_data(vault, agent, r.name, fields=r.fields, approved=True).to_dict()
+def _read(vault: Vault, a: Approval, r: ReadDataRequest) -> dict[str, Any]:
+    return data.read_data(vault, a.agent, r.name, fields=r.fields, approval_id=a.id).to_dict()
 
 
-def _release(vault: Vault, agent: str, r: ReleaseRequest) -> dict[str, Any]:
+def _release(vault: Vault, a: Approval, r: ReleaseRequest) -> dict[str, Any]:
     return release.release(
-        vault, agent, r.credential, purpose=r.purpose or "", approved=True
+        vault, a.agent, r.credential, purpose=r.purpose or "", approval_id=a.id
     ).to_dict()
 
 
@@ -140,7 +142,7 @@ def _parked_wire(a: Approval) -> BaseModel:
 
 
 def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
-    return _EXECUTORS[a.kind].run(vault, a.agent, _parked_wire(a))
+    return _EXECUTORS[a.kind].run(vault, a, _parked_wire(a))
 
 
 # -- the owner's decisions ------------------------------------------------------------------------

@@ -118,6 +118,7 @@ _CODEC: gate.Codec[ReadResult] = gate.Codec(
     dump=lambda r: {"status": r.status, "name": r.name},
     load=lambda d: ReadResult(str(d["status"]), str(d["name"])),
     facts=_read_facts,
+    view=lambda r: {"status": r.status, "name": r.name},
 )
 
 
@@ -127,7 +128,7 @@ def read_data(
     name: str,
     *,
     fields: list[str] | None = None,
-    approved: bool = False,
+    approval_id: str | None = None,
 ) -> ReadResult:
     """An agent reads a data record under its policy (`data.read`). A sensitive record is
     released only with the owner's approval, even when a rule allows reading it."""
@@ -151,7 +152,7 @@ def read_data(
     req = gate.Request(
         agent=agent, kind=Kind.READ_DATA, wire=ReadDataRequest(name=name, fields=wanted),
         intent=intent, payload=jcs.dumps({"name": name, "fields": wanted}),
-        target=f"data:{name}", audit_action="data.read", approved=approved,
+        target=f"data:{name}", audit_action="data.read", approval_id=approval_id,
         always_ask=sensitive, facts={"name": name, "fields": wanted},
     )  # fmt: skip
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe import approvals
-from keysafe.approvals import Approval, Kind, Status
+from keysafe.approvals import DELIVERED_ON_COLLECT, Approval, Kind, Status
 from keysafe.crypto import jcs
 from keysafe.errors import (
     BudgetExceededError,
@@ -77,9 +77,13 @@ class Request:
     target: str  # what the audit names, e.g. "wallet:main", "credential:github"
     audit_action: str  # the outcome entry's action, e.g. "evm.sign_transaction"
     idempotency_key: str | None = None
-    approved: bool = False  # an owner-approved parked request running now
+    approval_id: str | None = None  # the owner approved this parked request; it runs now
     always_ask: bool = False  # the owner decides every time (possession of a secret)
     facts: Mapping[str, Any] = field(default_factory=dict)  # plain audit facts of the request
+
+    @property
+    def approved(self) -> bool:
+        return self.approval_id is not None
 
     @property
     def fingerprint(self) -> str:
@@ -101,9 +105,10 @@ class Parked:
 class Codec(Generic[R]):
     """How the gate stores a use case's result for idempotent replays, and what it audits."""
 
-    dump: Callable[[R], dict[str, Any]]
+    dump: Callable[[R], dict[str, Any]]  # everything, for idempotent replays
     load: Callable[[dict[str, Any]], R]
-    facts: Callable[[R], dict[str, Any]]
+    facts: Callable[[R], dict[str, Any]]  # plain facts for the audit entry
+    view: Callable[[R], dict[str, Any]]  # what the agent sees (an approval's stored result)
 
 
 def fingerprint_of(*parts: bytes | str) -> bytes:
@@ -192,6 +197,7 @@ def settle(
     *,
     result: dict[str, Any] | None = None,
     facts: Mapping[str, Any] | None = None,
+    view: dict[str, Any] | None = None,
     failure: BaseException | None = None,
 ) -> int:
     """Steps 7–8 in one write transaction: commit the spend and store the result for the
@@ -216,6 +222,10 @@ def settle(
                 conn.execute(update(t.idempotency).where(*where).values(result=json.dumps(value)))
             else:
                 conn.execute(delete(t.idempotency).where(*where))
+        if ok and req.approval_id is not None and req.kind not in DELIVERED_ON_COLLECT:
+            # The approval's answer commits with the spend: a crash can never leave a committed
+            # signature whose approval says it failed (a value is never stored: it is handed over).
+            approvals.set_result(conn, req.approval_id, Status.APPROVED, view)
         code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
         vault.audit(
             conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,

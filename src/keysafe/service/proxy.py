@@ -162,6 +162,7 @@ _CODEC: gate.Codec[HttpResult] = gate.Codec(
         redirects=int(d.get("redirects") or 0),
     ),
     facts=_http_facts,
+    view=HttpResult.to_dict,
 )
 
 
@@ -174,7 +175,7 @@ def http_request(
     *,
     headers: dict[str, str] | None = None,
     body: str | None = None,
-    approved: bool = False,
+    approval_id: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> HttpResult:
     """Make `agent`'s HTTP call with `credential` attached, if its policy allows it; the answer
@@ -209,7 +210,7 @@ def http_request(
     req = gate.Request(
         agent=agent, kind=Kind.HTTP_REQUEST, wire=wire, intent=intent,
         payload=gate.fingerprint_of(method, url, body or ""),  # what is sent, exactly
-        target=f"credential:{credential}", audit_action="http.request", approved=approved,
+        target=f"credential:{credential}", audit_action="http.request", approval_id=approval_id,
         facts={"name": credential, "method": method, "host": host, "path": path},
     )  # fmt: skip
 

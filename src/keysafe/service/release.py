@@ -42,14 +42,15 @@ _CODEC: gate.Codec[ReleaseResult] = gate.Codec(
     dump=lambda r: {"status": r.status, "credential": r.credential},
     load=lambda d: ReleaseResult(str(d["status"]), str(d["credential"])),
     facts=lambda r: {"name": r.credential},
+    view=lambda r: {"status": r.status, "credential": r.credential},
 )
 
 
 def release(
-    vault: Vault, agent: str, credential: str, *, purpose: str, approved: bool = False
+    vault: Vault, agent: str, credential: str, *, purpose: str, approval_id: str | None = None
 ) -> ReleaseResult:
     """Ask the owner to release `credential` to the agent's process (parks it, always); with
-    `approved` (the agent collects an approved release, once) produce the value.
+    `approval_id` (the agent collects its approved release, once) produce the value.
 
     Re-judged at collection: an agent paused or a policy tightened since the approval stops it.
     """
@@ -67,7 +68,7 @@ def release(
         wire=ReleaseRequest(credential=credential, purpose=purpose or None), intent=intent,
         payload=jcs.dumps({"credential": credential, "purpose": purpose}),
         target=f"credential:{credential}", audit_action="credential.release",
-        approved=approved, always_ask=True, facts={"name": credential, "purpose": purpose},
+        approval_id=approval_id, always_ask=True, facts={"name": credential, "purpose": purpose},
     )  # fmt: skip
 
     def act(_request_id: str) -> ReleaseResult:

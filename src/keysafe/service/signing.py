@@ -89,7 +89,9 @@ def _facts(r: SignResult) -> dict[str, Any]:
             "summary": r.summary}  # fmt: skip
 
 
-CODEC: gate.Codec[SignResult] = gate.Codec(dump=dataclasses.asdict, load=_load, facts=_facts)
+CODEC: gate.Codec[SignResult] = gate.Codec(
+    dump=dataclasses.asdict, load=_load, facts=_facts, view=SignResult.to_dict
+)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -232,12 +234,12 @@ def sign_transaction(
     declared: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
     broadcast: bool = False,
-    approved: bool = False,
+    approval_id: str | None = None,
     threshold: Mapping[str, Any] | None = None,
 ) -> SignResult:
     """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
 
-    `approved` is set only when an owner-approved parked request runs (service/approvals.py).
+    `approval_id` is set only when an owner-approved parked request runs (service/approvals.py).
     `threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
     """
     vault.require_unlocked()  # before anything is decoded or reserved
@@ -266,7 +268,7 @@ def sign_transaction(
         payload=jcs.dumps(approvals.jsonable({"transaction": payload, "chain": chain})),
         target=f"wallet:{wallet}",
         audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
-        idempotency_key=idempotency_key, approved=approved,
+        idempotency_key=idempotency_key, approval_id=approval_id,
     )  # fmt: skip
     chain_info = decoded.chain
 
@@ -432,7 +434,7 @@ def sign_message(
     *,
     encoding: str = "utf8",
     idempotency_key: str | None = None,
-    approved: bool = False,
+    approval_id: str | None = None,
     threshold: Mapping[str, Any] | None = None,
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
@@ -452,7 +454,7 @@ def sign_message(
     req = gate.Request(
         agent=agent, kind=Kind.SIGN_MESSAGE, wire=wire, intent=intent, payload=data,
         target=f"wallet:{wallet}", audit_action=f"{info.meta['chain']}.sign_message",
-        idempotency_key=idempotency_key, approved=approved,
+        idempotency_key=idempotency_key, approval_id=approval_id,
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:
@@ -478,7 +480,7 @@ def sign_typed_data(
     typed_data: dict[str, Any],
     *,
     idempotency_key: str | None = None,
-    approved: bool = False,
+    approval_id: str | None = None,
 ) -> SignResult:
     """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …)."""
     vault.require_unlocked()
@@ -501,7 +503,7 @@ def sign_typed_data(
         agent=agent, kind=Kind.SIGN_TYPED_DATA, wire=wire, intent=intent,
         payload=evm_intents.typed_data_digest(typed_data),  # the EIP-712 digest that is signed
         target=f"wallet:{wallet}", audit_action="evm.sign_typed_data",
-        idempotency_key=idempotency_key, approved=approved,
+        idempotency_key=idempotency_key, approval_id=approval_id,
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:

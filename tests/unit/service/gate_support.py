@@ -27,7 +27,7 @@ def request(
     return gate.Request(
         agent=agent, kind=Kind.SIGN_TRANSACTION, wire=Probe(intent=body), intent=intent,
         payload=jcs.dumps(body), target=f"agent:{agent}", audit_action="test.act",
-        idempotency_key=idempotency_key, approved=approved,
+        idempotency_key=idempotency_key, approval_id="apr_test" if approved else None,
     )  # fmt: skip
 
 

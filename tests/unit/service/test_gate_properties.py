@@ -69,6 +69,7 @@ version: 1
 rules:
   - name: pay
     allow: [evm.transfer]
+    wallets: [main]
     chains: [ethereum]
     assets: [ETH]
     recipients: ["{BOB}", "{CAROL}"]
@@ -77,13 +78,16 @@ rules:
     limits: [{{window: 24h, max: {{ETH: "0.6"}}}}]
   - name: hello
     allow: [evm.sign_message]
+    wallets: [main]
     message_matches: "^hello"
     limits: [{{window: 1h, max_count: {MESSAGES_PER_HOUR}}}]
   - name: please
     ask: [evm.sign_message]
+    wallets: [main]
     message_matches: "^please"
   - name: mail
     allow: [evm.sign_typed_data]
+    wallets: [main]
     limits: [{{window: 24h, max_count: {MAILS_PER_DAY}}}]
 """
 # rule -> (window seconds, max units or None, max count or None)
