@@ -28,7 +28,9 @@ def test_demo_runs_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) -> 
     positions = [out.index(f"\n{n}. ") for n in range(1, 13)]
     assert positions == sorted(positions)
     assert "MCP client connected over stdio; 9 tools" in out
-    assert re.search(r"signed: send 5 USDC .* to 0x1111…1111; tx 0x[0-9a-f]{16}", out)
+    assert re.search(
+        r"signed: send 5 USDC .* to 0x1111…1111, max fee [0-9.]+ ETH; tx 0x[0-9a-f]{16}", out
+    )  # the summary shows the fee the owner's caps are charged
     assert re.search(r"pending_approval: apr_[0-9a-f]{24}", out)
     assert "approval_status → approved; result signed" in out
     assert "refused=True: POLICY_DENIED (OVER_PER_TX_LIMIT)" in out

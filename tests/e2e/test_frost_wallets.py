@@ -73,6 +73,7 @@ rules:
     approve_above: {SOL: "0.5"}
   - name: greet
     allow: [solana.sign_message]
+    wallets: [team]
     chains: [solana]
     message_matches: "^hello"
 """
