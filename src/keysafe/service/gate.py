@@ -30,6 +30,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -48,6 +49,7 @@ from keysafe.errors import (
 )
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
+from keysafe.policy.rules import Policy
 from keysafe.service import policies
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
@@ -163,11 +165,7 @@ def admit(vault: Vault, req: Request) -> Admission:
             earlier = _earlier(conn, vault, req, fp)
             if earlier is not None:
                 return earlier
-        decision = stopped or engine.decide(
-            policy, state, req.intent, registry=load_registry(conn),
-            usage=ledger.usage_reader(conn, req.agent), now=now, approved=req.approved,
-            granted=approvals.granted_rules(conn, req.agent, req.intent, now.timestamp()),
-        )  # fmt: skip
+        decision = stopped or _decide(conn, req, policy, state, now)
         request_id = secrets.token_hex(16)
         _audit_decision(vault, conn, req, decision, request_id, fp)
         if decision.outcome == "deny":
@@ -265,6 +263,27 @@ def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) ->
         raise
     settle(vault, req, admission.request_id, result=codec.dump(result), facts=codec.facts(result))
     return result
+
+
+def _decide(
+    conn: Connection, req: Request, policy: Policy | None, state: engine.AgentState, now: datetime
+) -> engine.Decision:
+    """The engine's decision. The owner's grants can only turn an ask into an allow, so they are
+    looked up only when the decision without them is an ask (most requests never pay for it)."""
+    registry, usage = load_registry(conn), ledger.usage_reader(conn, req.agent)
+    decision = engine.decide(
+        policy, state, req.intent, registry=registry, usage=usage, now=now,
+        approved=req.approved,
+    )  # fmt: skip
+    if decision.outcome != "ask":
+        return decision
+    granted = approvals.granted_rules(conn, req.agent, req.intent, now.timestamp())
+    if not granted:
+        return decision
+    return engine.decide(
+        policy, state, req.intent, registry=registry, usage=usage, now=now,
+        approved=req.approved, granted=granted,
+    )  # fmt: skip
 
 
 def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission | None:
