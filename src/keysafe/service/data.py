@@ -166,7 +166,5 @@ def read_data(
 
     out = gate.run(vault, req, act, _CODEC)
     if isinstance(out, gate.Parked):
-        a = out.approval
-        return ReadResult("pending_approval", name, approval_id=a.id,
-                          expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+        return ReadResult("pending_approval", name, **out.pending())
     return out

@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypedDict, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, delete, insert, select, update
@@ -95,12 +95,24 @@ class Request:
         return hashlib.sha256(jcs.dumps(body)).hexdigest()
 
 
+class Pending(TypedDict):
+    approval_id: str
+    expires_at: str
+    summary: str
+
+
 @dataclass(frozen=True, slots=True)
 class Parked:
     """The request waits for the owner (a new approval, or the identical one already pending)."""
 
     approval: Approval
     intent: Intent
+
+    def pending(self) -> Pending:
+        """What every pending answer carries: the approval to wait on, until when, and what."""
+        a = self.approval
+        return {"approval_id": a.id, "expires_at": a.for_agent()["expires_at"],
+                "summary": a.summary}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,9 +220,7 @@ def http_request(
 
     out = gate.run(vault, req, act, _CODEC)
     if isinstance(out, gate.Parked):
-        a = out.approval
-        return HttpResult("pending_approval", approval_id=a.id,
-                          expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+        return HttpResult("pending_approval", **out.pending())
     return out
 
 

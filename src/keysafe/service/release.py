@@ -78,7 +78,5 @@ def release(
 
     out = gate.run(vault, req, act, _CODEC)
     if isinstance(out, gate.Parked):
-        a = out.approval
-        return ReleaseResult("pending_approval", credential, approval_id=a.id,
-                             expires_at=a.for_agent()["expires_at"], summary=a.summary)  # fmt: skip
+        return ReleaseResult("pending_approval", credential, **out.pending())
     return out
