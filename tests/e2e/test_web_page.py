@@ -288,7 +288,7 @@ def test_agent_waits_and_owner_approves_on_the_page(server: Server, page: Page) 
     approval_id = ask(server, "bot", "0.5", nonce=1)
     card = card_of(page, approval_id)
     expect(card.get_by_role("heading")).to_have_text(
-        "send 0.5 ETH on Ethereum to 0x1111…1111", timeout=5000
+        "send 0.5 ETH on Ethereum to 0x1111…1111, max fee 0.000021 ETH", timeout=5000
     )
     expect(card).to_contain_text("pay-eth")
     expect(card.locator("details pre")).to_be_hidden()  # raw details folded away
@@ -343,7 +343,9 @@ def test_deny_on_the_page_leaves_the_budget_untouched(server: Server, page: Page
     budget_before = json.loads(owner_get(page, "/v1/owner/agents")["body"])
     approval_id = ask(server, "bot", "0.3", nonce=2)
     card = card_of(page, approval_id)
-    expect(card.get_by_role("heading")).to_have_text("send 0.3 ETH on Ethereum to 0x1111…1111")
+    expect(card.get_by_role("heading")).to_have_text(
+        "send 0.3 ETH on Ethereum to 0x1111…1111, max fee 0.000021 ETH"
+    )
     card.get_by_role("button", name="Deny").click()
 
     answer = agent_wait(server, "bot", approval_id, 10)
@@ -359,7 +361,7 @@ def test_agents_page_pauses_resumes_and_revokes(server: Server, page: Page) -> N
     unlock(page)
     page.get_by_role("link", name="Agents").click()
     card = page.locator("article.agent", has=page.get_by_role("heading", name=re.compile("^spare")))
-    expect(card).to_contain_text("allow evm.transfer on ethereum of ETH")
+    expect(card).to_contain_text("allow evm.transfer from wallet main on ethereum of ETH")
     expect(card.get_by_role("table")).to_contain_text("1.5 ETH")
     auth = {"Authorization": f"Bearer {server.tokens['spare']}"}
 
