@@ -1,7 +1,7 @@
-"""Access to the published known-answer vectors in `<project root>/../shared/vectors`.
-
-The vectors are never copied into this project: tests read them in place. A missing folder is a
-broken checkout, not a reason to skip, so importing this module fails loudly instead.
+"""Access to the published known-answer vectors in `tests/vectors/` (sources and licences in its
+README.md; copied byte for byte from the project's shared vector set, so a fresh clone tests
+without anything beside it). A missing folder is a broken checkout, not a reason to skip, so
+importing this module fails loudly instead.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-VECTORS: Path = (PROJECT_ROOT / ".." / "shared" / "vectors").resolve()
+VECTORS: Path = (PROJECT_ROOT / "tests" / "vectors").resolve()
 
 if not (VECTORS / "README.md").is_file():
     raise RuntimeError(
-        f"test vectors not found at {VECTORS}; they must be checked out beside the project "
-        "(../shared/vectors). Tests never skip on missing vectors."
+        f"test vectors not found at {VECTORS}; they are part of the repository "
+        "(tests/vectors): restore them with git. Tests never skip on missing vectors."
     )
 
 

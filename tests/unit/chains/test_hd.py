@@ -1,4 +1,4 @@
-"""BIP-32 and SLIP-10 derivation against the published vectors in ../shared/vectors."""
+"""BIP-32 and SLIP-10 derivation against the published vectors in tests/vectors."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ SLIP10 = load_json("slip10/slip10_vectors.json")
 KEYSAFE_CURVES = {"secp256k1", "ed25519"}
 
 
-def test_vectors_folder_is_the_shared_one() -> None:
-    expected = Path(__file__).resolve().parents[3] / ".." / "shared" / "vectors"
+def test_vectors_folder_is_the_repositorys_own() -> None:
+    expected = Path(__file__).resolve().parents[3] / "tests" / "vectors"
     assert expected.resolve() == VECTORS
     assert len(BIP32["vectors"]) == 4
     assert len(BIP32["invalid_extended_keys"]) == 16

@@ -1,4 +1,4 @@
-"""EIP-712 against the published vectors in ../shared/vectors/eip712 (read in place, never copied).
+"""EIP-712 against the published vectors in tests/vectors/eip712.
 
 - The EIP's Mail example: every intermediate value, the digest and the exact RFC 6979 signature.
 - eth-account's own signing test: both signatures, byte for byte.
