@@ -16,10 +16,18 @@ Order (DESIGN.md "One request, end to end"), the same for every action:
 8. audit: one entry for the decision, one for the outcome (success or failure), per request.
 
 Use cases (service/signing.py, data.py, proxy.py, release.py) supply only the request — its
-intent, the exact bytes it would sign or send, the wire request to park — and the act. The
-idempotency record is written in the transaction that decided (state in flight) and completed in
-the transaction that commits the spend, so a crash never leaves a committed spend whose key
-advises a second payment; `recover` finishes whatever a crash left open.
+intent, the exact bytes it would sign or send, the wire request to park — and the act.
+
+Two ways through, chosen by `Request.reaches_out`:
+- an act that stays in this process (open a key and sign, read a record) runs inside the one
+  write transaction that decides: the spend is booked as committed, the result stored for the
+  idempotency key and both audit entries written before the answer, in one commit (one fsync).
+  A crash before that commit leaves nothing: no signature left the vault. A failing act is
+  audited in the same transaction, with nothing booked;
+- an act that reaches the network (broadcast, a proxied HTTP call) must not hold the write lock
+  while it waits, so the spend is reserved and the idempotency record written (state in flight)
+  in the deciding transaction, and settled in a second one; a crash between them never leaves a
+  committed spend whose key advises a second payment, and `recover` finishes whatever it left.
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ class Request:
     idempotency_key: str | None = None
     approval_id: str | None = None  # the owner approved this parked request; it runs now
     always_ask: bool = False  # the owner decides every time (possession of a secret)
+    reaches_out: bool = False  # the act waits on the network: reserve, act, settle (see above)
     facts: Mapping[str, Any] = field(default_factory=dict)  # plain audit facts of the request
 
     @property
@@ -155,11 +164,29 @@ class Admission:
 
 def admit(vault: Vault, req: Request) -> Admission:
     """Steps 1–5 in one write transaction: status, idempotency, decide, reserve, park on ask.
+    An allow leaves the spend reserved and the request in flight until `settle`.
 
     Raises:
         IdempotencyConflictError: the key was used before for other bytes.
         RequestInProgressError: the key's first request has not finished yet.
     """
+    _refuse_own_time(req)
+    now = vault.clock()
+    with vault.db.write() as conn:
+        admission = _admit(vault, conn, req, now)
+        if admission.allowed:
+            _book(conn, req, admission, now, state="reserved")
+            conn.execute(
+                insert(t.inflight).values(
+                    request_id=admission.request_id, agent=req.agent, kind=str(req.kind),
+                    idempotency_key=req.idempotency_key, started_at=now.timestamp(),
+                )
+            )  # fmt: skip
+            _remember(conn, req, now, {"state": _IN_FLIGHT, "request_id": admission.request_id})
+    return admission
+
+
+def _refuse_own_time(req: Request) -> None:
     if req.intent.time is not None:
         # `time` is for dry runs: an agent must not date its request to escape a window,
         # an expiry or business hours.
@@ -167,37 +194,37 @@ def admit(vault: Vault, req: Request) -> Admission:
             "A request cannot carry its own 'time'; keysafe decides at the vault's clock.",
             next_step="drop the 'time' field (it is only for `keysafe policy check`).",
         )
-    now = vault.clock()
+
+
+def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admission:
+    """Steps 1–5 inside the caller's write transaction, short of booking an allowed spend."""
     fp = req.fingerprint
-    with vault.db.write() as conn:
-        ledger.lock_agent(conn, req.agent)
-        state, policy = policies.agent_state(conn, req.agent)
-        stopped = engine.status_refusal(state)
-        if stopped is None and req.idempotency_key is not None:
-            earlier = _earlier(conn, vault, req, fp)
-            if earlier is not None:
-                return earlier
-        decision = stopped or _decide(conn, req, policy, state, now)
-        request_id = secrets.token_hex(16)
-        _audit_decision(vault, conn, req, decision, request_id, fp)
-        if decision.outcome == "deny":
-            return Admission(decision, request_id)
-        if decision.outcome == "ask" or (req.always_ask and not req.approved):
-            parked = _park(vault, conn, req, decision, fp, now.timestamp())
-            _remember(conn, req, fp, now, {"state": _DONE, "approval_id": parked.approval.id})
-            return Admission(decision, request_id, parked=parked)
-        ledger.reserve(
-            conn, agent=req.agent, request_id=request_id,
-            charges=[(c.rule, c.asset, c.units) for c in decision.charges], at=now,
-        )  # fmt: skip
-        conn.execute(
-            insert(t.inflight).values(
-                request_id=request_id, agent=req.agent, kind=str(req.kind),
-                idempotency_key=req.idempotency_key, started_at=now.timestamp(),
-            )
-        )  # fmt: skip
-        _remember(conn, req, fp, now, {"state": _IN_FLIGHT, "request_id": request_id})
+    ledger.lock_agent(conn, req.agent)
+    state, policy = policies.agent_state(conn, req.agent)
+    stopped = engine.status_refusal(state)
+    if stopped is None and req.idempotency_key is not None:
+        earlier = _earlier(conn, vault, req, fp)
+        if earlier is not None:
+            return earlier
+    decision = stopped or _decide(conn, req, policy, state, now)
+    request_id = secrets.token_hex(16)
+    _audit_decision(vault, conn, req, decision, request_id, fp)
+    if decision.outcome == "deny":
+        return Admission(decision, request_id)
+    if decision.outcome == "ask" or (req.always_ask and not req.approved):
+        parked = _park(vault, conn, req, decision, fp, now.timestamp())
+        _remember(conn, req, now, {"state": _DONE, "approval_id": parked.approval.id})
+        return Admission(decision, request_id, parked=parked)
     return Admission(decision, request_id)
+
+
+def _book(
+    conn: Connection, req: Request, admission: Admission, now: datetime, *, state: str
+) -> None:
+    ledger.reserve(
+        conn, agent=req.agent, request_id=admission.request_id, at=now, state=state,
+        charges=[(c.rule, c.asset, c.units) for c in admission.decision.charges],
+    )  # fmt: skip
 
 
 def settle(
@@ -232,18 +259,33 @@ def settle(
                 conn.execute(update(t.idempotency).where(*where).values(result=json.dumps(value)))
             else:
                 conn.execute(delete(t.idempotency).where(*where))
-        if ok and req.approval_id is not None and req.kind not in DELIVERED_ON_COLLECT:
-            # The approval's answer commits with the spend: a crash can never leave a committed
-            # signature whose approval says it failed (a value is never stored: it is handed over).
-            approvals.set_result(conn, req.approval_id, Status.APPROVED, view)
-        code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
-        vault.audit(
-            conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,
-            outcome="success" if ok else "failure",
-            details={"agent": req.agent, "request_id": request_id, **req.facts,
-                     **(dict(facts or {}) if ok else {"code": code})},
-        )  # fmt: skip
+        _outcome(vault, conn, req, request_id, facts=facts, view=view, failure=failure)
     return changed
+
+
+def _outcome(
+    vault: Vault,
+    conn: Connection,
+    req: Request,
+    request_id: str,
+    *,
+    facts: Mapping[str, Any] | None,
+    view: dict[str, Any] | None,
+    failure: BaseException | None,
+) -> None:
+    """Step 8, in the transaction that books or releases the spend."""
+    ok = failure is None
+    if ok and req.approval_id is not None and req.kind not in DELIVERED_ON_COLLECT:
+        # The approval's answer commits with the spend: a crash can never leave a committed
+        # signature whose approval says it failed (a value is never stored: it is handed over).
+        approvals.set_result(conn, req.approval_id, Status.APPROVED, view)
+    code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
+    vault.audit(
+        conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,
+        outcome="success" if ok else "failure",
+        details={"agent": req.agent, "request_id": request_id, **req.facts,
+                 **(dict(facts or {}) if ok else {"code": code})},
+    )  # fmt: skip
 
 
 def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) -> R | Parked:
@@ -262,6 +304,8 @@ def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) ->
         KeysafeError: whatever `act` raised (the reservation is released first).
     """
     vault.require_unlocked()  # a locked vault decides nothing: it could not act anyway
+    if not req.reaches_out:
+        return _run_in_one_transaction(vault, req, act, codec)
     admission = admit(vault, req)
     if admission.replay is not None:
         return codec.load(admission.replay)
@@ -275,6 +319,44 @@ def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) ->
         raise
     settle(vault, req, admission.request_id, result=codec.dump(result), facts=codec.facts(result))
     return result
+
+
+def _run_in_one_transaction(
+    vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]
+) -> R | Parked:
+    """Decide, act, book and audit in one write transaction (an act that stays in-process)."""
+    _refuse_own_time(req)
+    now = vault.clock()
+    failure: BaseException | None = None
+    with vault.db.write() as conn:
+        admission = _admit(vault, conn, req, now)
+        if admission.allowed:
+            rid = admission.request_id
+            try:
+                # The act never touches `conn` (it reads through its own connection), so a failing
+                # act leaves this transaction healthy: the failure is audited in it, nothing booked.
+                result = act(rid)
+            except BaseException as exc:
+                failure = exc
+                _outcome(vault, conn, req, rid, facts=None, view=None, failure=exc)
+            else:
+                _book(conn, req, admission, now, state="committed")
+                _remember(conn, req, now, {"state": _DONE, "request_id": rid,
+                                           "result": codec.dump(result)})  # fmt: skip
+                _outcome(
+                    vault, conn, req, rid,
+                    facts=codec.facts(result), view=codec.view(result), failure=None,
+                )  # fmt: skip
+                return result  # the block commits first: nothing is answered before it is durable
+        # A replay, a park or a deny: what `_admit` wrote commits as it is.
+    if failure is not None:
+        raise failure
+    if admission.replay is not None:
+        return codec.load(admission.replay)
+    if admission.parked is not None:
+        return admission.parked
+    raise_denied(admission.decision, req.agent)
+    raise AssertionError("an allowed request returns above")  # pragma: no cover
 
 
 def _decide(
@@ -330,12 +412,12 @@ def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission
     return Admission(replayed, str(stored.get("request_id", "")), replay=stored["result"])
 
 
-def _remember(conn: Connection, req: Request, fp: str, now: Any, value: dict[str, Any]) -> None:
+def _remember(conn: Connection, req: Request, now: datetime, value: dict[str, Any]) -> None:
     if req.idempotency_key is None:
         return
     conn.execute(
         insert(t.idempotency).values(
-            agent=req.agent, key=req.idempotency_key, fingerprint=fp,
+            agent=req.agent, key=req.idempotency_key, fingerprint=req.fingerprint,
             result=json.dumps(value), created_at=iso(now),
         )
     )  # fmt: skip

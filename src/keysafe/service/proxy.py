@@ -212,6 +212,7 @@ def http_request(
         payload=gate.fingerprint_of(method, url, body or ""),  # what is sent, exactly
         target=f"credential:{credential}", audit_action="http.request", approval_id=approval_id,
         facts={"name": credential, "method": method, "host": host, "path": path},
+        reaches_out=True,
     )  # fmt: skip
 
     def act(_request_id: str) -> HttpResult:

@@ -268,7 +268,7 @@ def sign_transaction(
         payload=jcs.dumps(approvals.jsonable({"transaction": payload, "chain": chain})),
         target=f"wallet:{wallet}",
         audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
-        idempotency_key=idempotency_key, approval_id=approval_id,
+        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=broadcast,
     )  # fmt: skip
     chain_info = decoded.chain
 

@@ -62,12 +62,15 @@ def reserve(
     request_id: str,
     charges: Iterable[tuple[str, str | None, int]],
     at: datetime,
+    state: str = "reserved",
 ) -> None:
+    """Book a request's charges: `reserved` until settled, or `committed` straight away when the
+    act ran in the transaction that decided."""
     for rule, asset, units in charges:
         conn.execute(
             insert(t.ledger).values(
                 request_id=request_id, agent=agent, rule=rule, asset=asset, units=str(units),
-                state="reserved", at=at.timestamp(),
+                state=state, at=at.timestamp(),
             )
         )  # fmt: skip
 

@@ -103,4 +103,12 @@ def test_read_that_fails_to_decrypt_leaves_no_spend(vault: Vault) -> None:
         data.read_data(vault, "bot", "profile")
     with vault.db.read() as conn:
         states = [r.state for r in conn.execute(t.ledger.select())]
-    assert states == ["released"]
+        outcomes = [
+            (r.action, r.outcome)
+            for r in conn.execute(t.audit.select().order_by(t.audit.c.seq))
+            if r.action in ("decide.data.read", "data.read")
+        ]
+    # The read ran in the transaction that decided: nothing is booked, and both the decision and
+    # the failure are audited.
+    assert states == []
+    assert outcomes == [("decide.data.read", "allow"), ("data.read", "failure")]
