@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keysafe import wire
 from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
@@ -86,7 +87,7 @@ def _error(exc: KeysafeError, status: int) -> JSONResponse:
     )
 
 
-def create_app(*, url: str | None = None, agent_token: str | None = None) -> Starlette:
+def create_app(*, url: str | None = None, agent_token: str | None = None) -> wire.BodyGuard:
     base = url or vault_url()
     pool: dict[str, httpx.AsyncClient] = {}
 
@@ -103,10 +104,7 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> Sta
                 ),
                 401,
             )
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return _error(MalformedRequestError(
-                "The request body is over 512 KiB.", next_step="send a smaller body."), 413)  # fmt: skip
+        raw = await request.body()  # size and depth already checked by wire.BodyGuard
         try:
             body = raw.decode("utf-8") if raw else None
         except UnicodeDecodeError:
@@ -144,9 +142,9 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> Sta
         )
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(
-        routes=[Route("/{credential}/{path:path}", forward, methods=methods)],
-    )
+    app = Starlette(routes=[Route("/{credential}/{path:path}", forward, methods=methods)])
+    wire.pin_recursion_limit()
+    return wire.BodyGuard(app, max_body=MAX_BODY)
 
 
 def run(

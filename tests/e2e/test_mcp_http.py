@@ -109,6 +109,17 @@ def test_a_request_with_a_valid_agent_token_reaches_mcp(world: McpWorld, mcp: Mc
     assert '"serverInfo"' in r.text and "keysafe" in r.text
 
 
+@pytest.mark.parametrize("with_token", [False, True])
+def test_attack_deeply_nested_json_is_refused_before_anything_parses_it(
+    world: McpWorld, mcp: McpHttp, with_token: bool
+) -> None:
+    auth = {"authorization": f"Bearer {world.vault.bot_token}"} if with_token else {}
+    r = httpx.post(mcp.url, content=b"[" * 400_000, headers=MCP_HEADERS | auth, timeout=30)
+    assert r.status_code == 400, r.text
+    assert error_of(r)["code"] == "MALFORMED_REQUEST"
+    assert raw_post(mcp, {"authorization": f"Bearer {world.vault.bot_token}"}).status_code == 200
+
+
 @pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
 def test_a_request_without_a_token_is_401_whatever_the_method(mcp: McpHttp, method: str) -> None:
     r = httpx.request(

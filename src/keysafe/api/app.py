@@ -5,13 +5,13 @@ Rules this module enforces:
 - Every owner route refuses anything but an owner session before it looks at the request: an
   agent token or signature never works there (no self-approval).
 - Agent routes: bearer `ks_agent_…` or an Ed25519-signed envelope; per-agent rate limit (429).
-- Bodies over 1 MiB are refused (413); CORS stays closed (no CORS headers are ever sent).
+- Bodies over 1 MiB are refused (413), JSON nested past 64 levels too (400), before any parse
+  (keysafe/wire.py); CORS stays closed (no CORS headers are ever sent).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from keysafe import __version__
+from keysafe import __version__, wire
 from keysafe.api import errors as api_errors
 from keysafe.api.state import ServerState
 from keysafe.errors import (
@@ -59,7 +59,7 @@ from keysafe.service.models import (
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = wire.MAX_BODY
 HTTP_ROUTES = ("/v1/agent/http-request", "/v1/agent/http")
 COOKIE = "ks_owner"
 
@@ -119,8 +119,8 @@ async def agent_name(request: Request) -> str:
 
 def _json_or_none(raw: str | bytes) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError:
+        return wire.loads(raw)  # the envelope header is JSON too: its depth is checked as well
+    except MalformedRequestError:
         return None
 
 
@@ -222,6 +222,7 @@ def create_app(state: ServerState) -> BodyLimit:
     _owner_routes(app)
     _web_routes(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    wire.pin_recursion_limit()  # after every import above (py_ecc raises it to 100,000)
     return BodyLimit(app)
 
 
@@ -232,44 +233,13 @@ def _too_large() -> JSONResponse:
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
 
 
-class BodyLimit:
-    """ASGI wrapper: reads the body first, whatever its framing (Content-Length or chunked), and
-    answers 413 past 1 MiB before the application parses any of it."""
+class BodyLimit(wire.BodyGuard):
+    """The app behind the body checks (keysafe/wire.py); `state` so tests and the CLI reach
+    app.state.keysafe."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.state = app.state  # so tests and the CLI can reach app.state.keysafe
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # a disconnect: let the app see it
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                await _too_large()(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        super().__init__(app, max_body=MAX_BODY)
+        self.state = app.state
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import httpx
 from mcp.server.mcpserver import Context
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from keysafe import wire
 from keysafe.errors import KeysafeError, NotAuthenticatedError
 from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
 from keysafe.mcp_server.tools import build_server
@@ -83,7 +84,8 @@ def http_app(*, url: str | None = None) -> ASGIApp:
 
     server = build_server(client_for, shares_for)
     inner = server.streamable_http_app(stateless_http=True, host="127.0.0.1")
-    return AgentGate(inner, base, http)
+    wire.pin_recursion_limit()  # after every import (py_ecc raises it to 100,000)
+    return wire.BodyGuard(AgentGate(inner, base, http))
 
 
 class AgentGate:
