@@ -39,6 +39,7 @@ from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, placeholders, policies
 from keysafe.service.models import Attachment
+from keysafe.service.proxy import MAX_RESPONSE
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE, Cli
@@ -117,6 +118,12 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 return
             if self.path == "/v1/chat/completions" and self.command == "POST":
                 out = json.dumps(CHAT_COMPLETION).encode()
+            elif self.path.startswith("/cut-at/"):
+                # The credential echoed so that keysafe's 1 MiB cut falls inside it, `n`
+                # characters from its end.
+                n = int(self.path.rsplit("/", 1)[1])
+                secret = (headers.get("authorization") or "").removeprefix("Bearer ")
+                out = b"x" * (MAX_RESPONSE - len(secret) + n) + secret.encode()
             else:  # a careless API that repeats the credential back, in the body and headers
                 out = json.dumps(
                     {
@@ -779,8 +786,27 @@ def test_a_body_over_512_kib_is_refused_before_the_vault(stack: Stack) -> None:
         "POST", "/api/echo", headers=_bearer(stack.built.ph["api"]), content=b"x" * (513 * 1024)
     )
     assert r.status_code == 413, r.text
-    assert error_of(r)["code"] == "MALFORMED_REQUEST"
+    assert error_of(r)["code"] == "PAYLOAD_TOO_LARGE"
     assert stack.allowed.seen == []
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_attack_a_secret_cut_by_the_size_cap_leaks_no_prefix(stack: Stack, n: int) -> None:
+    secret = SECRETS["api"]
+    r = stack.call("GET", f"/api/cut-at/{n}", headers=_bearer(stack.built.ph["api"]))
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.content) <= MAX_RESPONSE + len(REDACTED)
+    assert r.text.endswith(REDACTED), r.text[-80:]
+    assert secret[: len(secret) - n] not in r.text and secret[:8] not in r.text
+
+
+def test_attack_deeply_nested_json_is_refused_before_anything_parses_it(stack: Stack) -> None:
+    for headers in ({}, _bearer(stack.built.ph["api"])):
+        r = stack.call("POST", "/api/echo", headers=headers, content=b"[" * 400_000)
+        assert r.status_code == 400, r.text
+        assert error_of(r)["code"] == "MALFORMED_REQUEST"
+    assert stack.allowed.seen == []
+    assert stack.proxy.proc.poll() is None
 
 
 # -- revocation ----------------------------------------------------------------------------------

@@ -146,6 +146,30 @@ def _scrub(text: str, forms: list[str]) -> str:
     return text
 
 
+def _read_scrubbed(r: httpx.Response, forms: list[str]) -> tuple[str, bool]:
+    """The answer's body, scrubbed, cut to MAX_RESPONSE characters: (text, truncated).
+
+    The scrub runs before the cut, over enough extra bytes to hold any secret form that starts
+    before the cut whole; a tail that is still the start of a form is redacted too, so a cut never
+    leaves a secret minus its last characters.
+    """
+    margin = max((len(f.encode()) for f in forms), default=0) + 4  # + a split UTF-8 character
+    raw = bytearray()
+    for chunk in r.iter_bytes():
+        raw += chunk
+        if len(raw) > MAX_RESPONSE + margin:
+            break
+    text = _scrub(bytes(raw).decode("utf-8", "replace"), forms)
+    if len(raw) <= MAX_RESPONSE:
+        return text, False
+    text = text[:MAX_RESPONSE]
+    tail = max(
+        (k for f in forms for k in range(1, min(len(f), len(text) + 1)) if text.endswith(f[:k])),
+        default=0,
+    )
+    return (text[:-tail] + REDACTED if tail else text), True
+
+
 def _http_facts(r: HttpResult) -> dict[str, Any]:
     return {"status": r.status_code, "bytes": len(r.body or ""), "redirects": r.redirects}
 
@@ -309,14 +333,7 @@ def _send(
                         if r.status_code in (301, 302, 303) and current_method != "HEAD":
                             current_method, current_body = "GET", None
                         continue
-                    raw = b""
-                    truncated = False
-                    for chunk in r.iter_bytes():
-                        raw += chunk
-                        if len(raw) > MAX_RESPONSE:
-                            raw, truncated = raw[:MAX_RESPONSE], True
-                            break
-                    text = _scrub(raw.decode("utf-8", "replace"), forms)
+                    text, truncated = _read_scrubbed(r, forms)
                     out_headers = {
                         k: _scrub(v, forms)
                         for k, v in r.headers.items()
