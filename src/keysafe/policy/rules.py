@@ -108,7 +108,10 @@ class Hours(_Model):
     @field_validator("from_", "to", mode="before")
     @classmethod
     def _hhmm(cls, v: Any) -> Any:
-        if isinstance(v, int):  # YAML 1.1 reads 08:00 unquoted as a sexagesimal int
+        if isinstance(v, int) and not isinstance(v, bool):
+            # YAML 1.1 reads 08:00 unquoted as a sexagesimal int (minutes since midnight).
+            if not 0 <= v < 24 * 60:
+                raise ValueError("a time of day is HH:MM, from 00:00 to 23:59")
             return time(v // 60, v % 60)
         return v
 
@@ -124,8 +127,10 @@ class Hours(_Model):
     @classmethod
     def _tz(cls, v: str) -> str:
         try:
+            if len(v) > 64:  # no IANA name is this long; the file system refuses some that are
+                raise ValueError
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(
                 "unknown time zone; use an IANA name such as UTC or Europe/Berlin"
             ) from None
@@ -244,6 +249,18 @@ class Policy(_Model):
         return hashlib.sha256(jcs.dumps(self.model_dump(mode="json", by_alias=True))).hexdigest()
 
 
+class _PolicyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that dates stay text: YAML's own timestamp constructor raises
+    a bare ValueError on an impossible date (`expires: 2026-02-30`), where the model explains
+    which field is wrong and why."""
+
+
+_PolicyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 @functools.lru_cache(maxsize=256)
 def stored_policy(text: str) -> Policy:
     """A stored policy, parsed once per text: every request reads its agent's policy, and the
@@ -254,8 +271,8 @@ def stored_policy(text: str) -> Policy:
 def parse_policy(text: str, *, source: str = "policy") -> Policy:
     """Parse YAML text; errors name the rule and field, never echo values."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        raw = yaml.load(text, Loader=_PolicyLoader)  # noqa: S506 - a SafeLoader, see below
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise MalformedRequestError(
