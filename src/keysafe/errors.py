@@ -9,7 +9,8 @@
     │   └── UnsafePermissionsError    UNSAFE_PERMISSIONS
     │   ├── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
     │   ├── RequestInProgressError    REQUEST_IN_PROGRESS (same key, first request still running)
-    │   └── PayloadTooLargeError      PAYLOAD_TOO_LARGE
+    │   ├── PayloadTooLargeError      PAYLOAD_TOO_LARGE
+    │   └── MisdirectedRequestError   MISDIRECTED_REQUEST (wrong Host name, or sent by a web page)
     ├── RateLimitedError              RATE_LIMITED
     ├── AuthError
     │   ├── NotAuthenticatedError     NOT_AUTHENTICATED  (unknown, revoked or badly signed agent)
@@ -48,6 +49,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    MISDIRECTED_REQUEST = "MISDIRECTED_REQUEST"
     RATE_LIMITED = "RATE_LIMITED"
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
     REPLAY = "REPLAY"
@@ -77,6 +79,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.IDEMPOTENCY_CONFLICT: (409, 1),
     ErrorCode.REQUEST_IN_PROGRESS: (409, 1),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, 1),
+    ErrorCode.MISDIRECTED_REQUEST: (421, 1),
     ErrorCode.RATE_LIMITED: (429, 1),
     ErrorCode.NOT_AUTHENTICATED: (401, 1),
     ErrorCode.REPLAY: (401, 1),
@@ -157,6 +160,13 @@ class RequestInProgressError(UserError):
 
 class PayloadTooLargeError(UserError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class MisdirectedRequestError(UserError):
+    """The request was not meant for this server: another Host name (DNS rebinding), or a web
+    page in a browser driving a loopback service."""
+
+    code = ErrorCode.MISDIRECTED_REQUEST
 
 
 class RateLimitedError(KeysafeError):

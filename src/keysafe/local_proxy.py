@@ -8,7 +8,14 @@ bearer or basic, any header, a query parameter), strips it, and forwards the cal
 `/v1/agent/http` with the placeholder as the caller's credential. The vault checks it stands for
 this route's credential and this agent, applies the policy, attaches the real secret only for the
 credential's own hosts, scrubs it from the answer and audits the call. No secret ever passes
-through here. Without a placeholder, the proxy's own `KEYSAFE_AGENT_TOKEN` (if set) is used.
+through here.
+
+Any local process, and any web page in the owner's browser, can reach a loopback port, so:
+- only a placeholder authorises a call (the proxy has no credential of its own to fall back on);
+- the Host header must name loopback with this proxy's port (DNS rebinding gets nothing);
+- a request with a foreign `Origin` or `Sec-Fetch-Site: cross-site` is refused (a page cannot
+  drive it), and `access-control-*` and `set-cookie` never come back from upstream (a page could
+  not read the answer, and no upstream session sticks to the loopback origin).
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from keysafe import wire
-from keysafe.errors import KeysafeError, MalformedRequestError, NotAuthenticatedError
+from keysafe.errors import (
+    KeysafeError,
+    MalformedRequestError,
+    MisdirectedRequestError,
+    NotAuthenticatedError,
+)
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 DEFAULT_PORT: Final = 8421
@@ -37,8 +49,9 @@ _DROP: Final = frozenset({
     "trailer", "transfer-encoding", "upgrade", "content-length", "authorization", "cookie",
     "accept-encoding",
 })  # fmt: skip
+# Never returned: framing, and what would let a web page read the answer or keep a session.
 _DROP_BACK: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "content-encoding"}
+    {"content-length", "transfer-encoding", "connection", "content-encoding", "set-cookie"}
 )
 
 
@@ -87,23 +100,48 @@ def _error(exc: KeysafeError, status: int) -> JSONResponse:
     )
 
 
-def create_app(*, url: str | None = None, agent_token: str | None = None) -> wire.BodyGuard:
+_LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _foreign(request: Request, port: int) -> KeysafeError | None:
+    """Why a request did not come from a local program talking to this port, if it did not."""
+    allowed = {f"{name}:{port}" for name in _LOOPBACK}
+    if request.headers.get("host", "").lower() not in allowed:
+        return MisdirectedRequestError(
+            "This proxy answers only to http://127.0.0.1:PORT (or localhost) on its own port.",
+            next_step=f"point the SDK's base URL at http://127.0.0.1:{port}/CREDENTIAL/….",
+        )
+    origin = request.headers.get("origin")
+    cross = request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+    if cross or (origin is not None and origin.lower() not in {f"http://{a}" for a in allowed}):
+        return MisdirectedRequestError(
+            "The proxy does not serve web pages: this request came from a browser page.",
+            next_step="call the proxy from a program (an SDK or curl), not from a web page.",
+        )
+    return None
+
+
+def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.BodyGuard:
+    """The proxy's ASGI app for 127.0.0.1:`port`, talking to the vault at `url`."""
     base = url or vault_url()
     pool: dict[str, httpx.AsyncClient] = {}
 
     async def forward(request: Request) -> Response:
+        refused = _foreign(request, port)
+        if refused is not None:
+            return _error(refused, refused.http_status)
         credential = request.path_params["credential"]
         placeholder, headers, query = _find_placeholder(request)
-        caller = placeholder or agent_token
-        if caller is None:
+        if placeholder is None:
             return _error(
                 NotAuthenticatedError(
-                    "No keysafe placeholder in this request, and the proxy has no agent token.",
+                    "No keysafe placeholder in this request; only a placeholder authorises a call.",
                     next_step="use the placeholder from `keysafe credential placeholder "
                     f"{credential} --agent NAME` as the SDK's API key.",
                 ),
                 401,
             )
+        caller = placeholder
         raw = await request.body()  # size and depth already checked by wire.BodyGuard
         try:
             body = raw.decode("utf-8") if raw else None
@@ -133,7 +171,9 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> wir
                 status_code=403, headers={"x-keysafe-error": "APPROVAL_REQUIRED"},
             )  # fmt: skip
         out_headers = {
-            k: v for k, v in (res.get("headers") or {}).items() if k.lower() not in _DROP_BACK
+            k: v
+            for k, v in (res.get("headers") or {}).items()
+            if k.lower() not in _DROP_BACK and not k.lower().startswith("access-control-")
         }
         return Response(
             (res.get("body") or "").encode("utf-8"),
@@ -147,13 +187,11 @@ def create_app(*, url: str | None = None, agent_token: str | None = None) -> wir
     return wire.BodyGuard(app, max_body=MAX_BODY)
 
 
-def run(
-    port: int = DEFAULT_PORT, *, url: str | None = None, agent_token: str | None = None
-) -> None:
+def run(port: int = DEFAULT_PORT, *, url: str | None = None) -> None:
     import uvicorn
 
     uvicorn.run(
-        create_app(url=url, agent_token=agent_token),
+        create_app(port=port, url=url),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -80,14 +80,15 @@ def proxy_cmd(
 
     Give the SDK a placeholder as its API key (`keysafe credential placeholder NAME --agent A`)
     and this base URL, e.g. OpenAI(base_url="http://127.0.0.1:8421/openai/v1", api_key="ksp_…").
-    Requests without a placeholder use KEYSAFE_AGENT_TOKEN, if set.
+    Only a placeholder authorises a call; requests from web pages and to other host names are
+    refused.
     """
     from keysafe import local_proxy
 
     sys.stderr.write(
         f"keysafe proxy on http://127.0.0.1:{port}/CREDENTIAL/… (vault {vault_url()})\n"
     )
-    local_proxy.run(port, agent_token=_agent_token(required=False))
+    local_proxy.run(port)
 
 
 def _parse_spec(spec: str) -> tuple[str, str]:
