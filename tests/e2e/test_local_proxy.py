@@ -134,6 +134,10 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
+            if self.path.startswith("/cors"):  # what would let a web page read the answer
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Credentials", "true")
+                self.send_header("Set-Cookie", "session=upstream; Path=/")
             self.send_header("X-Echo-Auth", str(headers.get("authorization")))
             self.send_header("X-Echo-Key", str(headers.get("x-api-key")))
             self.send_header("X-Echo-Path", self.path)
@@ -173,6 +177,10 @@ rules:
   - name: asky
     ask: [http.request]
     credentials: [asky]
+  - name: no-admin
+    deny: [http.request]
+    credentials: [api]
+    urls: ["http://127.0.0.1:{allowed_port}/admin/**"]
 """
 
 
@@ -318,7 +326,7 @@ class Stack:
     built: Built
     server: Server
     proxy: Proxy  # no agent token of its own: placeholders only
-    proxy_bob: Proxy  # runs with agent bob's KEYSAFE_AGENT_TOKEN
+    proxy_bob: Proxy  # runs with agent bob's KEYSAFE_AGENT_TOKEN set, which must authorise nothing
     allowed: Upstream
     other: Upstream
     seen_by_agent: list[str] = field(default_factory=list)
@@ -576,9 +584,18 @@ def test_a_redirect_keeping_the_query_still_works_for_header_credentials(stack: 
 def test_percent_escapes_in_the_path_reach_the_upstream_as_the_sdk_sent_them(
     stack: Stack,
 ) -> None:
-    r = stack.call("GET", "/api/items/a%2Fb%3Fc%25d", headers=_bearer(stack.built.ph["api"]))
+    r = stack.call("GET", "/api/items/a%3Fb%25c%20d", headers=_bearer(stack.built.ph["api"]))
     assert r.status_code == 200, r.text
-    assert [s["path"] for s in stack.allowed.seen] == ["/items/a%2Fb%3Fc%25d"]
+    assert [s["path"] for s in stack.allowed.seen] == ["/items/a%3Fb%25c%20d"]
+
+
+def test_an_encoded_slash_in_the_path_is_refused_with_what_to_do(stack: Stack) -> None:
+    # A server may decode %2F into a separator the policy never saw: keysafe will not guess.
+    r = stack.call("GET", "/api/items/a%2Fb", headers=_bearer(stack.built.ph["api"]))
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["code"] == "MALFORMED_REQUEST" and "encoded" in err["message"]
+    assert stack.allowed.seen == []
 
 
 @pytest.mark.parametrize("trick", ["//127.0.0.1:{port}/echo", "/http://127.0.0.1:{port}/echo"])
@@ -707,16 +724,59 @@ def test_without_placeholder_or_agent_token_the_proxy_answers_401(stack: Stack) 
     assert stack.allowed.seen == []
 
 
-def test_a_placeholder_always_acts_as_the_agent_it_was_issued_to(stack: Stack) -> None:
-    # Through a proxy that runs with bob's token, bob reaches `shared` (his policy allows it)…
+def test_attack_the_proxys_own_agent_token_authorises_nothing(stack: Stack) -> None:
+    # A proxy started with KEYSAFE_AGENT_TOKEN in its environment (bob's, whose policy allows
+    # `shared`) used to spend it on any request without a placeholder: any local process could.
     r = stack.call("GET", "/shared/echo", via=stack.proxy_bob)
+    assert r.status_code == 401, r.text
+    err = error_of(r)
+    assert err["code"] == "NOT_AUTHENTICATED" and "placeholder" in err["next"]
+    assert stack.allowed.seen == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"host": "evil.example"},
+        {"host": "rebound.example:{port}"},
+        {"host": "127.0.0.1:1"},
+        {"origin": "http://evil.example"},
+        {"origin": "null"},
+        {"origin": "http://localhost:3000"},
+        {"sec-fetch-site": "cross-site"},
+    ],
+    ids=["foreign-host", "rebound-host", "other-port", "foreign-origin", "null-origin",
+         "other-local-origin", "cross-site"],
+)  # fmt: skip
+def test_attack_a_web_page_or_rebound_name_cannot_use_the_proxy(
+    stack: Stack, headers: dict[str, str]
+) -> None:
+    port = stack.proxy.url.rsplit(":", 1)[1]
+    sent = {k: v.format(port=port) for k, v in headers.items()}
+    r = stack.call("GET", "/api/echo", headers=_bearer(stack.built.ph["api"]) | sent)
+    assert r.status_code == 421, r.text
+    assert error_of(r)["code"] == "MISDIRECTED_REQUEST"
+    assert stack.allowed.seen == []
+
+
+def test_a_program_on_loopback_is_served_under_any_loopback_name(stack: Stack) -> None:
+    port = stack.proxy.url.rsplit(":", 1)[1]
+    for extra in ({"host": f"localhost:{port}"}, {"origin": f"http://127.0.0.1:{port}"}):
+        r = stack.call("GET", "/api/echo", headers=_bearer(stack.built.ph["api"]) | extra)
+        assert r.status_code == 200, r.text
+
+
+def test_attack_upstream_cors_and_cookies_never_reach_the_caller(stack: Stack) -> None:
+    r = stack.call("GET", "/api/cors", headers=_bearer(stack.built.ph["api"]))
     assert r.status_code == 200, r.text
-    _assert_no_secret(_visible(r), "bob's answer")
-    assert [s["headers"]["authorization"] for s in stack.allowed.seen] == [
-        f"Bearer {SECRETS['shared']}"
-    ]
-    stack.allowed.seen.clear()
-    # …but bot's placeholder for `shared`, through the same proxy, is judged by bot's policy.
+    assert stack.allowed.seen  # the upstream did answer with them
+    leaked = [k for k in r.headers if k.lower().startswith("access-control-") or k == "set-cookie"]
+    assert leaked == [], leaked
+
+
+def test_a_placeholder_always_acts_as_the_agent_it_was_issued_to(stack: Stack) -> None:
+    # Bot's placeholder for `shared`, through a proxy that holds bob's token, is judged by bot's
+    # policy (bob's would allow it).
     r = stack.call(
         "GET", "/shared/echo", via=stack.proxy_bob, headers=_bearer(stack.built.ph["shared"])
     )
@@ -798,6 +858,35 @@ def test_attack_a_secret_cut_by_the_size_cap_leaks_no_prefix(stack: Stack, n: in
     assert len(r.content) <= MAX_RESPONSE + len(REDACTED)
     assert r.text.endswith(REDACTED), r.text[-80:]
     assert secret[: len(secret) - n] not in r.text and secret[:8] not in r.text
+
+
+TRICKS = ["/admin/x", "//admin/x", "/%61dmin/x", "/admin;/x", "/ok/../admin/x", "/./admin/x",
+          "/%2e%2e/admin/x", "/x/%2e%2e/admin/x", "/admin%2fx", "/admin%3b/x", "/admin\\x"]  # fmt: skip
+
+
+@pytest.mark.parametrize("trick", TRICKS)
+def test_attack_a_url_deny_rule_holds_whatever_the_spelling(stack: Stack, trick: str) -> None:
+    port = stack.allowed.port
+    # Straight to the vault's route, with a full URL…
+    r = stack.vault_call(
+        "POST", "/v1/agent/http-request",
+        headers={"authorization": f"Bearer {stack.built.tokens['bot']}"},
+        json={"credential": "api", "method": "GET", "url": f"http://127.0.0.1:{port}{trick}"},
+    )  # fmt: skip
+    assert r.status_code in (400, 403), r.text
+    assert error_of(r)["code"] in ("POLICY_DENIED", "MALFORMED_REQUEST")
+    # …and through the local proxy, as an SDK would send it.
+    r = stack.call("GET", f"/api{trick}", headers=_bearer(stack.built.ph["api"]))
+    assert r.status_code in (400, 403), r.text
+    assert stack.allowed.seen == [], stack.allowed.seen
+
+
+def test_the_url_judged_is_the_url_sent(stack: Stack) -> None:
+    r = stack.call(
+        "GET", "/api/ok/./x//y/%7Euser/../z?q=%2F", headers=_bearer(stack.built.ph["api"])
+    )
+    assert r.status_code == 200, r.text
+    assert [s["path"] for s in stack.allowed.seen] == ["/ok/x/y/z?q=%2F"]
 
 
 def test_attack_deeply_nested_json_is_refused_before_anything_parses_it(stack: Stack) -> None:

@@ -31,6 +31,7 @@ from keysafe.errors import (
     MalformedRequestError,
     PolicyDeniedError,
 )
+from keysafe.policy import urls
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
 from keysafe.service.models import HttpRequestRequest, RecordKind, SecretBytes
@@ -100,6 +101,17 @@ def _target(url: str) -> tuple[str, str, int]:
             "The URL's port is not a number.", next_step="fix the URL."
         ) from None
     return scheme, parts.hostname.lower(), port
+
+
+def _canonical(url: str) -> str:
+    try:
+        return urls.canonical(url)
+    except urls.BadUrl as exc:
+        raise MalformedRequestError(
+            f"The URL cannot be judged as it is written: {exc}. Nothing was sent.",
+            next_step="send the plain path (no encoded '/', '\\' or ';'); keysafe sends exactly "
+            "the URL its policy judged.",
+        ) from None
 
 
 def _absolute(info: RecordInfo, url: str) -> str:
@@ -215,6 +227,7 @@ def http_request(
         info = vault.get_record(conn, RecordKind.CREDENTIAL, credential)
     url = _absolute(info, url)
     scheme, host, port = _target(url)
+    url = _canonical(url)  # from here on, the URL that is judged is the URL that is sent
     if not _allowed(info, scheme, host, port):
         raise PolicyDeniedError(
             f"Credential '{credential}' is only sent to {', '.join(info.meta.get('hosts', []))}"

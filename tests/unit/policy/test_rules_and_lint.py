@@ -325,7 +325,7 @@ def test_lint_shadow_warning_does_not_depend_on_rule_order() -> None:
 
 
 ASK_SHADOW = policy_of(
-    "{name: pay, allow: [evm.call], wallets: [main], chains: [base]}",
+    '{name: pay, allow: [evm.call], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
     "{name: review, ask: [evm.call], wallets: [main]}",
 )
 
@@ -348,7 +348,7 @@ def test_lint_ask_shadow_warning_reads_as_a_sentence() -> None:
 def test_lint_deny_outside_hours_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.call], wallets: [main], chains: [base]}",
+            '{name: pay, allow: [evm.call], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
             '{name: hours, deny: ["*"], outside_hours: {from: "08:00", to: "20:00"}}',
         )
     )
@@ -358,7 +358,7 @@ def test_lint_deny_outside_hours_does_not_shadow() -> None:
 def test_lint_narrower_deny_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            "{name: pay, allow: [evm.call], wallets: [main], chains: [base, local]}",
+            '{name: pay, allow: [evm.call], wallets: [main], chains: [base, local], max_per_tx: {ETH: "1"}}',
             "{name: no-local, deny: [evm.call], chains: [local]}",
         )
     )
@@ -411,7 +411,7 @@ def test_lint_cap_on_asset_outside_rule_assets_is_warning() -> None:
 
 @pytest.mark.parametrize(
     "now",
-    [datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC)],
+    [datetime(2028, 1, 1, tzinfo=UTC), datetime(2028, 6, 1, tzinfo=UTC)],
     ids=["at-expiry", "after-expiry"],
 )
 def test_lint_expired_policy_is_warning(now: datetime) -> None:
@@ -420,8 +420,18 @@ def test_lint_expired_policy_is_warning(now: datetime) -> None:
     assert [(f.rule, "expired" in f.message) for f in report.warnings] == [(None, True)]
 
 
-def test_lint_policy_before_expiry_has_no_expiry_warning() -> None:
-    report = run_lint(EXAMPLE_TEXT, now=datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC))
+@pytest.mark.parametrize(
+    ("now", "days"),
+    [(datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC), "1 day"),
+     (datetime(2027, 12, 2, 0, 0, 1, tzinfo=UTC), "29 days")],
+)  # fmt: skip
+def test_lint_policy_expiring_within_30_days_is_warning(now: datetime, days: str) -> None:
+    report = run_lint(EXAMPLE_TEXT, now=now)
+    assert [(f.rule, f"expires in {days}" in f.message) for f in report.warnings] == [(None, True)]
+
+
+def test_lint_policy_well_before_expiry_has_no_expiry_warning() -> None:
+    report = run_lint(EXAMPLE_TEXT, now=datetime(2027, 12, 1, tzinfo=UTC))
     assert report.warnings == []
 
 
@@ -441,12 +451,19 @@ def test_lint_policy_before_expiry_has_no_expiry_warning() -> None:
         ("https://h.test/a/../../../b", ("https", "h.test", 443, "/b")),
         ("https://h.test/a/b/", ("https", "h.test", 443, "/a/b/")),
         ("https://h.test/a?x=1#frag", ("https", "h.test", 443, "/a")),
+        # Escapes of unreserved characters decode (so %2E%2E is `..`), repeated slashes collapse.
+        ("https://h.test/repos/%2E%2E/admin", ("https", "h.test", 443, "/admin")),
+        ("https://h.test/repos/%2e%2e/admin", ("https", "h.test", 443, "/admin")),
+        ("https://h.test//%61dmin//x", ("https", "h.test", 443, "/admin/x")),
+        ("https://h.test/a%20b%7e", ("https", "h.test", 443, "/a%20b~")),
         ("  https://h.test/a  ", ("https", "h.test", 443, "/a")),
     ],
     ids=[
         "plain", "scheme-and-host-lower-cased-path-kept", "http-default-port-and-root",
         "explicit-default-port", "other-port", "dot-segment", "dot-dot", "dot-dot-above-root",
-        "trailing-slash-kept", "query-and-fragment-dropped", "surrounding-space",
+        "trailing-slash-kept", "query-and-fragment-dropped", "encoded-dots-decoded",
+        "encoded-dots-lower-decoded", "double-slash-and-unreserved-escape", "escapes-kept-or-decoded",
+        "surrounding-space",
     ],
 )  # fmt: skip
 def test_normalise_valid_url_gives_parts(url: str, expected: tuple[str, str, int, str]) -> None:
@@ -458,9 +475,9 @@ def test_normalise_valid_url_gives_parts(url: str, expected: tuple[str, str, int
     [
         "https://h.test/repos%2F..%2Fadmin",
         "https://h.test/repos%2f..%2fadmin",
-        "https://h.test/repos/%2E%2E/admin",
-        "https://h.test/repos/%2e%2e/admin",
         "https://h.test/repos%5Cadmin",
+        "https://h.test/admin;/x",
+        "https://h.test/admin%3B/x",
         "https://h.test/repos\\..\\admin",
         "ftp://h.test/x",
         "file:///etc/passwd",
@@ -472,8 +489,8 @@ def test_normalise_valid_url_gives_parts(url: str, expected: tuple[str, str, int
         "https://user@h.test/x",
     ],
     ids=[
-        "encoded-slash", "encoded-slash-lower", "encoded-dots", "encoded-dots-lower",
-        "encoded-backslash", "backslash", "ftp", "file", "no-host", "no-scheme", "port-too-big",
+        "encoded-slash", "encoded-slash-lower",
+        "encoded-backslash", "semicolon", "encoded-semicolon", "backslash", "ftp", "file", "no-host", "no-scheme", "port-too-big",
         "port-not-number", "user-and-password", "user-only",
     ],
 )  # fmt: skip
