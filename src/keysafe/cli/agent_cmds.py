@@ -257,10 +257,7 @@ def policy_lint(file: PolicyFile, json_out: JsonFlag = False) -> None:
         render.as_json(report.to_dict())
     else:
         for f in report.findings:
-            render.out.print(
-                f"{f.level}: {('rule ' + repr(f.rule) + ': ') if f.rule else ''}{f.message}",
-                markup=False,
-            )
+            render.out.print(f"{f.level}: {f}", markup=False)
         render.out.print(
             f"{file}: {len(report.errors)} errors, {len(report.warnings)} warnings"
             + ("" if report.errors else " — ok to set")

@@ -8,14 +8,18 @@ expired policy, `primary_types` on a rule whose actions never come from typed da
 allowing typed data for a registered token's contract without naming `primary_types` (the
 engine refuses such typed data unless the rule names the type and the contract), a named wallet
 the vault does not hold (only when the vault's wallets are known), `wallets` on a rule that
-signs nothing.
+signs nothing, a rule repeated word for word, a value-moving rule with neither a per-transaction
+cap nor a window, a policy that expires within 30 days. Findings carry the line of their rule
+when the YAML text is at hand (`rule_lines`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import yaml
 
 from keysafe.policy import urls
 from keysafe.policy.registry import Registry, UnknownName
@@ -29,6 +33,14 @@ _TYPED_ACTIONS = frozenset(
     {"evm.sign_typed_data", "evm.approve", "evm.transfer", "evm.call", WILDCARD}
 )
 _SCOPE_OTHER = ("message_matches", "when", "outside_hours")
+# Actions that can move value out of a wallet (or hand someone the power to): a rule allowing
+# them with neither `max_per_tx` nor a window with `max` lets one request spend everything.
+_VALUE_ACTIONS: Final = frozenset({
+    "evm.transfer", "evm.approve", "evm.call", "evm.deploy", "solana.transfer", "solana.approve",
+    "solana.set_authority", "solana.close_account", "solana.call", WILDCARD,
+})  # fmt: skip
+_EXPIRY_WARNING: Final = timedelta(days=30)
+_GLOB: Final = frozenset("*?[]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +48,18 @@ class Finding:
     level: str  # error | warning
     rule: str | None
     message: str
+    line: int | None = None  # of the rule in the YAML text, when known
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "rule": self.rule, "message": self.message}
+        out: dict[str, Any] = {"level": self.level, "rule": self.rule, "message": self.message}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        rule = f"rule {self.rule!r}: " if self.rule else ""
+        return f"{where}{rule}{self.message}"
 
 
 @dataclass(slots=True)
@@ -53,12 +74,51 @@ class LintReport:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
 
+    def with_lines(self, lines: dict[str, int]) -> LintReport:
+        """The same findings, each with its rule's line (from `rule_lines`)."""
+        return LintReport(
+            [replace(f, line=lines.get(f.rule)) if f.rule else f for f in self.findings]
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": not self.errors,
             "errors": [f.to_dict() for f in self.errors],
             "warnings": [f.to_dict() for f in self.warnings],
         }
+
+
+def rule_lines(text: str) -> dict[str, int]:
+    """Each rule's name → the 1-based line its entry starts on; {} when the text will not say.
+    Composes the YAML only (no values are constructed)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    lines: dict[str, int] = {}
+    for key, value in root.value:
+        if key.value != "rules" or not isinstance(value, yaml.SequenceNode):
+            continue
+        for item in value.value:
+            if not isinstance(item, yaml.MappingNode):
+                continue
+            for k, v in item.value:
+                if k.value == "name" and isinstance(v, yaml.ScalarNode):
+                    lines.setdefault(str(v.value), item.start_mark.line + 1)
+    return lines
+
+
+def _uncapped(rule: Rule) -> bool:
+    """Allows moving value with neither a per-transaction cap nor a window max (an ask rule
+    puts the owner in front of every request, so it needs neither)."""
+    return (
+        rule.verb == "allow"
+        and bool(_VALUE_ACTIONS & set(rule.actions))
+        and not rule.max_per_tx
+        and not any(lim.max for lim in rule.limits or [])
+    )
 
 
 def _unconstrained(rule: Rule) -> bool:
@@ -250,6 +310,38 @@ def lint(
                         f"approve_above {sym} {threshold} is not below max_per_tx {cap}: it never asks",
                     )
                 )
+        for name in rule.data or []:
+            if _GLOB & set(name):
+                add(
+                    Finding(
+                        "error",
+                        rule.name,
+                        f"data names are exact, so {name[:64]!r} would never match; list the "
+                        "records by name",
+                    )
+                )
+        if _uncapped(rule) and not _unconstrained(rule):  # (that one was reported above)
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    "moves value with neither max_per_tx nor a window `max`: one request can "
+                    "spend everything the wallet holds",
+                )
+            )
+    seen: dict[str, str] = {}
+    for rule in policy.rules:
+        body = rule.model_dump_json(exclude={"name"})
+        if body in seen:
+            add(
+                Finding(
+                    "warning",
+                    rule.name,
+                    f"repeats rule '{seen[body]}' word for word: one of them is redundant",
+                )
+            )
+        else:
+            seen[body] = rule.name
     for narrow in policy.rules:
         if narrow.verb == "deny":
             continue
@@ -274,6 +366,16 @@ def lint(
                 "warning",
                 None,
                 f"the policy expired at {policy.expires.isoformat()}: it denies everything",
+            )
+        )
+    elif policy.expires is not None and policy.expires - now <= _EXPIRY_WARNING:
+        days = max(1, (policy.expires - now).days)
+        add(
+            Finding(
+                "warning",
+                None,
+                f"the policy expires in {days} day{'s' if days > 1 else ''} "
+                f"({policy.expires.isoformat()}); after that it denies everything",
             )
         )
     return report

@@ -295,7 +295,7 @@ def parse_policy(text: str, *, source: str = "policy") -> Policy:
 
 def describe_errors(exc: ValidationError, raw: dict[str, Any]) -> str:
     parts = []
-    for err in exc.errors(include_input=False, include_url=False)[:5]:
+    for err in exc.errors(include_input=False, include_url=False)[:50]:  # every one, at once
         loc = list(err["loc"])
         where = ".".join(str(p) for p in loc) or "policy"
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, insert, select
 from keysafe.errors import MalformedRequestError
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
-from keysafe.policy.lint import LintReport, lint
+from keysafe.policy.lint import LintReport, lint, rule_lines
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy, stored_policy
 from keysafe.service.agents import get_agent, paused_all
@@ -40,7 +40,7 @@ def lint_text(
         with vault.db.read() as conn:
             reg = load_registry(conn)
             wallets = frozenset(w.name for w in vault.list_records(conn, RecordKind.WALLET))
-    return policy, lint(policy, reg, now=now, wallets=wallets)
+    return policy, lint(policy, reg, now=now, wallets=wallets).with_lines(rule_lines(text))
 
 
 def _diff_summary(old: Policy | None, new: Policy) -> dict[str, Any]:
@@ -54,15 +54,18 @@ def _diff_summary(old: Policy | None, new: Policy) -> dict[str, Any]:
 
 
 def validated(vault: Vault, text: str, *, source: str = "policy") -> tuple[Policy, LintReport]:
-    """Parse and lint; a policy with lint errors is refused with the first error named."""
+    """Parse and lint; a policy with lint errors is refused with every error named."""
     policy, report = lint_text(vault, text, now=vault.clock(), source=source)
     if report.errors:
-        first = report.errors[0]
-        where = f"rule '{first.rule}' " if first.rule else ""
-        more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+        each = [
+            (f"rule '{f.rule}' " if f.rule else "")
+            + f.message
+            + (f" (line {f.line})" if f.line is not None else "")
+            for f in report.errors
+        ]
         raise MalformedRequestError(
-            f"The policy was not set: {where}{first.message}{more}.",
-            next_step="run `keysafe policy lint FILE` to see every problem, fix them, then set it again.",
+            f"The policy was not set: {'; '.join(each)}.",
+            next_step="fix them (`keysafe policy lint FILE` shows warnings too), then set it again.",
         )
     return policy, report
 

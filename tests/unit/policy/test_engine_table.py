@@ -358,8 +358,8 @@ CASES: list[Case] = [
          policy="expiring", now=datetime(2026, 5, 31, 23, 59, 59, tzinfo=UTC)),
     Case("policy at its expiry instant denied", sign(), "deny", None, "POLICY_EXPIRED",
          policy="expiring", now=datetime(2026, 6, 1, tzinfo=UTC)),
-    Case("example policy expired on 2027-01-01", sign(), "deny", None, "POLICY_EXPIRED",
-         now=datetime(2027, 1, 4, 12, tzinfo=UTC)),
+    Case("example policy expired on 2028-01-01", sign(), "deny", None, "POLICY_EXPIRED",
+         now=datetime(2028, 1, 4, 12, tzinfo=UTC)),
     Case("intent time at expiry denied although now is before", sign(time="2026-06-01T00:00:00Z"),
          "deny", None, "POLICY_EXPIRED", policy="expiring", now=MON_NOON),
     Case("now after expiry denied although intent time is before",
@@ -735,7 +735,7 @@ def test_example_policy_loads_with_its_six_rules() -> None:
     policy = load_policy("example")
     assert policy is not None
     assert [r.name for r in policy.rules] == [PAY, GITHUB, SIWE, CALLS, NO_UNLIMITED, HOURS]
-    assert policy.expires == datetime(2027, 1, 1, tzinfo=UTC)
+    assert policy.expires == datetime(2028, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("case", _params())
