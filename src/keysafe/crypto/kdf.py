@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.hazmat.primitives import hashes
@@ -28,15 +29,33 @@ class Argon2Params:
 
     @classmethod
     def from_dict(cls, d: dict[str, int]) -> Argon2Params:
-        return cls(
+        """Parameters read from a file or a database row, within sane bounds: a crafted header
+        must not make an unlock allocate gigabytes or spin for hours.
+
+        Raises:
+            ValueError: a parameter is outside its bounds (BOUNDS).
+        """
+        params = cls(
             memory_kib=int(d["memory_kib"]),
             time_cost=int(d["time_cost"]),
             parallelism=int(d["parallelism"]),
             length=int(d["length"]),
         )
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(params, name)
+            if not low <= value <= high:
+                raise ValueError(f"Argon2id {name}={value} is outside {low}..{high}")
+        return params
 
 
 DEFAULT_ARGON2 = Argon2Params()
+# What keysafe accepts from a stored header (the default is 64 MiB, 3 passes, 4 lanes).
+BOUNDS: Final[dict[str, tuple[int, int]]] = {
+    "memory_kib": (8, 2 * 1024 * 1024),  # up to 2 GiB
+    "time_cost": (1, 64),
+    "parallelism": (1, 64),
+    "length": (16, 64),
+}
 
 
 def argon2id(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any, Final
 
+from keysafe import files
 from keysafe.crypto import aead, jcs
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id, hkdf_sha256
 from keysafe.crypto.secret import SecretBytes as SecretBytes  # re-exported for the agent side
@@ -119,9 +119,15 @@ def seal_recovery_share(
 def open_recovery_share(doc: dict[str, Any], passphrase: SecretBytes) -> KeyPackage:
     _check_format(doc, "recovery file")
     kdf = doc["kdf"]
-    params = Argon2Params.from_dict(
-        {k: kdf[k] for k in ("memory_kib", "time_cost", "parallelism", "length")}
-    )
+    try:
+        params = Argon2Params.from_dict(
+            {k: kdf[k] for k in ("memory_kib", "time_cost", "parallelism", "length")}
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedRequestError(
+            f"The recovery file's key derivation settings are not usable ({exc}).",
+            next_step="use the recovery file keysafe wrote; this one was altered.",
+        ) from None
     key = argon2id(passphrase.reveal(), bytes.fromhex(str(kdf["salt"])), params)
     return _open(doc, key, "recovery file")
 
@@ -135,22 +141,14 @@ def _check_format(doc: Any, what: str) -> None:
 
 
 def write(path: Path, doc: dict[str, Any], *, replace: bool = False) -> None:
-    """Write 0600 and atomically; never over an existing file unless `replace`."""
-    if path.exists() and not replace:
-        raise MalformedRequestError(
-            f"{path} already exists; keysafe never overwrites a share file.",
-            next_step="choose another path (or move the old file away deliberately).",
-        )
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write 0600 and atomically; never over an existing file unless `replace` (keysafe/files.py).
+
+    Raises:
+        AlreadyExistsError: the file exists and `replace` is False.
+    """
+    files.write_private(
+        path, json.dumps(doc, indent=2).encode("utf-8"), replace=replace, what="share file"
+    )
 
 
 def read(path: Path, what: str) -> dict[str, Any]:

@@ -9,16 +9,16 @@ passphrase and takes the backup's audit log, after checking its hash chain.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from keysafe import files
 from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import IntegrityError, MalformedRequestError, WrongRecoveryPhraseError
+from keysafe.errors import IntegrityError, WrongRecoveryPhraseError
 from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
@@ -50,27 +50,6 @@ def _load(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: (bytes.fromhex(v) if k in _BYTES_COLS else v) for k, v in r.items()} for r in rows]
 
 
-def _write_private(path: Path, blob: bytes) -> None:
-    """Write 0600 via a temp file, fsync, rename: a crash never leaves half a backup."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    except OSError as exc:
-        raise MalformedRequestError(
-            f"Cannot write the backup to {path} ({exc.strerror}).",
-            next_step="check that the folder exists and is writable, or choose another path.",
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
     key = vault.subkey("backup")
     with key, vault.db.write() as conn:
@@ -80,11 +59,13 @@ def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
             **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns) for tbl in _DATA_TABLES},
             "audit": _dump(conn, t.audit, t.audit.c.seq),
         }
+        # A tampered record must stop the backup, not travel in it: every record is opened.
+        _check_records_open(vault, conn)
         header = fmt.BackupHeader(
             vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"])
         )
         blob = fmt.seal_backup(key, header, payload)
-        _write_private(path, blob)
+        files.write_private(path, blob, what="backup")
         # Audited in the same transaction: if this entry cannot be written, the file is removed.
         try:
             vault.audit(

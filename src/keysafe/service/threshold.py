@@ -22,7 +22,6 @@ Rules this module enforces:
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any, Final
 
 from solders.pubkey import Pubkey
 
+from keysafe import files
 from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
 from keysafe.mpc.frost import dkg, reshare, session, signing
@@ -506,7 +506,7 @@ def reshare_wallet(
         staged.unlink(missing_ok=True)
         agent_share_path.unlink(missing_ok=True)
         raise
-    os.replace(staged, recovery_path)
+    files.move_over(staged, recovery_path)
     with _LOCK:  # commitments made for the old shares can never be used now
         table = _table(vault)
         for sid_old in [s for s, p in table.items() if p.wallet == wallet]:

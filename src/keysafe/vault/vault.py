@@ -190,10 +190,16 @@ class Vault:
         if refused is not None:
             self._audit_unlock_failure("throttled", row.unlock_failures, 0)
             raise refused
+        try:
+            params = Argon2Params.from_dict(json.loads(row.kdf_params))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(
+                f"The vault header's key derivation settings are not usable ({exc}).",
+                next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
+            ) from None
         wrapped = hierarchy.WrappedMaster(
-            row.kdf_salt, row.master_nonce, row.master_wrapped,
-            Argon2Params.from_dict(json.loads(row.kdf_params)),
-        )  # fmt: skip
+            row.kdf_salt, row.master_nonce, row.master_wrapped, params
+        )
         try:
             master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
         except aead.DecryptionError:
