@@ -359,7 +359,10 @@ def test_frost_create_with_one_path_for_both_files_leaves_nothing_behind(
     home = base.copy(tmp_path)
     cli = Cli(home, cli_env(home))
     same = tmp_path / "both.json"
-    env = {"KEYSAFE_AGENT_TOKEN": base.tokens["bot"], "KEYSAFE_RECOVERY_PASSPHRASE": "pp-1234"}
+    env = {
+        "KEYSAFE_AGENT_TOKEN": base.tokens["bot"],
+        "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
+    }
     r = cli(*_create_args("fresh", "bot", same, same), env=env)
     assert r.exit_code != 0
     assert not same.exists(), "a share file was left behind by a refused create"

@@ -29,8 +29,9 @@ def unlocked(passphrase_file: Path | None) -> Vault:
 def init(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
     """Create a new vault and show its 24-word recovery phrase once.
 
-    The passphrase is asked twice (or taken from KEYSAFE_PASSPHRASE / --passphrase-file). Write the
-    recovery phrase down on paper: it is the only way back if the passphrase is lost, and it
+    The passphrase is asked twice (or taken from KEYSAFE_PASSPHRASE / --passphrase-file); it needs
+    at least 12 characters and must not be easy to guess (four or more random words work well).
+    Write the recovery phrase down on paper: it is the only way back if the passphrase is lost, and it
     rebuilds the vault's wallets on a new machine.
     """
     h = home()

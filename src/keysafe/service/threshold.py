@@ -40,6 +40,7 @@ from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
 from keysafe.service.agents import authenticate_token, get_agent
 from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes, check_name
+from keysafe.service.vault_admin import check_new_passphrase
 from keysafe.service.wallets import WalletView
 from keysafe.vault.vault import RecordInfo, Vault
 
@@ -134,6 +135,7 @@ def create_threshold_wallet(
     recovery_path: Path,
 ) -> CreatedWallet:
     check_name(name, "wallet")
+    check_new_passphrase(recovery_passphrase, what="recovery-file passphrase")
     if chain is not Chain.SOLANA:
         raise MalformedRequestError(
             "Threshold wallets are Solana (FROST Ed25519) for now; threshold ECDSA for EVM comes "

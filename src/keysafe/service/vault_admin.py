@@ -9,6 +9,7 @@ from typing import Any
 
 from mnemonic import Mnemonic
 from sqlalchemy import func, select
+from zxcvbn import zxcvbn
 
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
@@ -27,15 +28,43 @@ from keysafe.vault.vault import Clock, Vault, utc_now
 
 logger = logging.getLogger(__name__)
 
-MIN_PASSPHRASE = 8
+MIN_PASSPHRASE = 12
+MIN_SCORE = 3  # zxcvbn: "safely unguessable" against a slow-hash offline attack
 _WORDS_TO_BITS = {12: 128, 15: 160, 18: 192, 21: 224, 24: 256}
 
 
-def check_new_passphrase(passphrase: SecretBytes) -> None:
-    if len(passphrase) < MIN_PASSPHRASE:
+def check_new_passphrase(passphrase: SecretBytes, *, what: str = "passphrase") -> None:
+    """A passphrase someone is choosing now (vault, new vault passphrase, recovery file): at least
+    MIN_PASSPHRASE characters and a zxcvbn score of MIN_SCORE or more. A stolen copy of the
+    vault or a recovery file is attacked offline, at the Argon2id cost per guess, so the
+    passphrase is all that stands between it and the keys.
+
+    Raises:
+        MalformedRequestError: too short or too easy to guess (the message says why, never
+            repeating the passphrase).
+    """
+    text = bytes(passphrase.reveal()).decode("utf-8", "replace")
+    try:
+        if len(text) < MIN_PASSPHRASE:
+            raise MalformedRequestError(
+                f"The new {what} is too short: it needs at least {MIN_PASSPHRASE} characters.",
+                next_step="choose a longer one; four or more random words work well.",
+            )
+        # zxcvbn's cost grows with length; past 100 characters a passphrase is long enough.
+        result = zxcvbn(text[:100])
+    finally:
+        text = ""
+    score = int(result["score"])
+    if score < MIN_SCORE:
+        feedback = result.get("feedback") or {}
+        why = str(feedback.get("warning") or "it follows a common pattern").rstrip(".")
+        tips = " ".join(str(t) for t in feedback.get("suggestions") or [])
         raise MalformedRequestError(
-            f"The new passphrase is too short (at least {MIN_PASSPHRASE} characters).",
-            next_step="choose a longer passphrase; a few random words work well.",
+            f"The new {what} is too easy to guess ({why}; strength {score} of 4, keysafe needs "
+            f"{MIN_SCORE}). Anyone with a copy of the vault files could try guesses offline.",
+            next_step=(
+                "use four or more random words, or a password manager's generator. " + tips
+            ).strip(),
         )
 
 

@@ -1,0 +1,45 @@
+"""Passphrases someone chooses must resist an offline attack on a stolen copy (issue 13, hole 7):
+at least 12 characters and a zxcvbn score of 3 or more, for the vault and for recovery files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Cli
+
+
+@pytest.mark.parametrize(
+    ("passphrase", "why"),
+    [("hunter2hunt", "too short"), ("password1234", "too easy to guess"),
+     ("aaaaaaaaaaaaaaaa", "too easy to guess"), ("qwertyuiop123", "too easy to guess")],
+)  # fmt: skip
+def test_attack_init_refuses_a_guessable_passphrase(
+    keysafe: Cli, passphrase: str, why: str
+) -> None:
+    r = keysafe("init", "--json", env={"KEYSAFE_PASSPHRASE": passphrase})
+    assert r.exit_code != 0
+    out = r.stdout + r.stderr
+    assert "MALFORMED_REQUEST" in out and why in out, out
+    assert passphrase not in out  # the reason never repeats the passphrase
+    assert not (keysafe.home / "vault.db").exists()
+
+
+def test_attack_passphrase_change_refuses_a_guessable_one(vault: Cli) -> None:
+    r = vault("passphrase", "change", env={"KEYSAFE_NEW_PASSPHRASE": "password1234"})
+    assert r.exit_code != 0 and "too easy to guess" in r.stdout + r.stderr
+    vault.ok("wallet", "list", "--json")  # the old passphrase still unlocks
+
+
+def test_attack_a_recovery_file_passphrase_is_held_to_the_same_rule(vault: Cli) -> None:
+    token = json.loads(vault.ok("agent", "add", "bot", "--json").stdout)["token"]
+    r = vault(
+        "wallet", "create", "tw", "--chain", "solana", "--threshold", "2-of-3", "--agent", "bot",
+        "--agent-share-file", str(vault.home.parent / "agent.json"),
+        "--recovery-file", str(vault.home.parent / "recovery.json"), "--json",
+        env={"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": "1234"},
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "recovery-file passphrase is too short" in r.stdout + r.stderr
+    assert not (vault.home.parent / "recovery.json").exists()
