@@ -220,15 +220,19 @@ def test_backup_file_is_0600_and_holds_no_secret_in_clear(populated: Populated) 
     assert b"o@example.com" not in blob
 
 
-def test_backup_create_over_existing_readable_file_leaves_it_0600(
+def test_backup_create_over_an_existing_file_is_refused_and_leaves_it_alone(
     copy: Cli, tmp_path: Path
 ) -> None:
     target = tmp_path / "existing.ksbackup"
     target.write_bytes(b"old contents")
     os.chmod(target, 0o644)
-    copy.ok("backup", "create", str(target))
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert target.read_bytes().startswith(MAGIC)
+    r = copy("backup", "create", str(target))
+    assert r.exit_code != 0 and "ALREADY_EXISTS" in r.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert target.read_bytes() == b"old contents"
+    fresh = tmp_path / "fresh.ksbackup"
+    copy.ok("backup", "create", str(fresh))
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600 and fresh.read_bytes().startswith(MAGIC)
 
 
 # -- backup restore ------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """Backup and restore of the whole vault.
 
-Restore into an existing vault replaces its epochs and records with the backup's (same vault id
-only) and keeps the audit log, which is append-only and never rewound: the restore is appended to
-it. Restore into an empty home needs the recovery phrase, rebuilds the vault header under a new
+Restore into an existing vault (same vault id only) brings back keys, credentials and data that
+are missing or damaged, and nothing else: every record that opens and is as new as the backup's
+(by generation, then version) stays, epochs are only added, and what records what happened or
+what is allowed — the ledger, approvals, idempotency keys, grants, agents and their tokens,
+policies, settings, the registry, the audit log — stays as it is now. A restore never rolls back
+a spent budget, a used approval or key, a revocation or an evicted threshold share. The audit
+log is append-only and never rewound: the restore is appended to it. Restore into an empty home needs the recovery phrase, rebuilds the vault header under a new
 passphrase and takes the backup's audit log, after checking its hash chain.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from keysafe import files
 from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import IntegrityError, WrongRecoveryPhraseError
+from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
 from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
@@ -105,6 +110,48 @@ def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
             conn.execute(insert(tbl).values(**row))
 
 
+def _generation(meta: str) -> int:
+    try:
+        value = json.loads(meta).get("generation", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) else 0
+
+
+def _opens(vault: Vault, conn: Connection, row: Any) -> bool:
+    try:
+        info = vault.get_record(conn, row.kind, row.name)
+        with vault.open_record(conn, info):
+            return True
+    except KeysafeError:
+        return False
+
+
+def _merge_records(vault: Vault, conn: Connection, payload: dict[str, Any]) -> int:
+    """Bring back the backup's records that are missing here, or damaged, or older here; add its
+    epochs that are missing. Returns how many records came from the backup."""
+    have = {r.number for r in conn.execute(select(t.epochs.c.number))}
+    for row in _load(payload.get("epochs", [])):
+        if row["number"] not in have:
+            conn.execute(insert(t.epochs).values(**row))
+    live = {(r.kind, r.name): r for r in conn.execute(select(t.records))}
+    restored = 0
+    for row in _load(payload.get("records", [])):
+        current = live.get((row["kind"], row["name"]))
+        if current is not None:
+            newer_here = (_generation(current.meta), current.version) >= (
+                _generation(row["meta"]),
+                row["version"],
+            )
+            if newer_here and _opens(vault, conn, current):
+                continue  # intact and as new as the backup's (an evicted share never returns)
+            conn.execute(delete(t.records).where(t.records.c.id == current.id))
+        conn.execute(delete(t.records).where(t.records.c.id == row["id"]))
+        conn.execute(insert(t.records).values(**row))
+        restored += 1
+    return restored
+
+
 def _check_records_open(vault: Vault, conn: Connection) -> None:
     for kind in {r.kind for r in _all_records(vault, conn)}:
         for info in vault.list_records(conn, kind):
@@ -131,13 +178,13 @@ def restore_into(vault: Vault, path: Path) -> fmt.BackupHeader:
     _check_payload(vault.vault_id, payload)
     vault.lock_epochs()
     with vault.db.write() as conn:
-        _replace_data(conn, payload)
+        restored = _merge_records(vault, conn, payload)
         _check_records_open(vault, conn)
         vault.audit(
             conn, actor="owner", action="backup.restore", target=f"vault:{vault.vault_id}",
             outcome="success",
             details={"records": header.records, "entries": header.entries,
-                     "from_empty_home": False},
+                     "restored": restored, "from_empty_home": False},
         )  # fmt: skip
     logger.info("backup restored into existing vault (%d records)", header.records)
     return header
