@@ -14,7 +14,7 @@ from keysafe.cli.record_cmds import wallet_app
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import decode as decoding
-from keysafe.service import signing, wallets
+from keysafe.service import wallets
 from keysafe.service.context import open_vault
 from keysafe.service.registry import registry as vault_registry
 
@@ -106,6 +106,9 @@ def wallet_sign_message(
     A 2-of-3 wallet needs a second share: --recovery-file (its passphrase from
     KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign.
     """
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import signing
+
     if recovery_file is not None:
         _sign_with_recovery(name, message, recovery_file, passphrase_file, json_out)
         return

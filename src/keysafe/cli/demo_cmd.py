@@ -31,7 +31,7 @@ import yaml
 from keysafe.cli import render
 from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
-from keysafe.service import agents, approvals, audit, credentials, policies, vault_admin, wallets
+from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
 from keysafe.service.models import Attachment, Chain, SecretBytes
 from keysafe.vault.vault import Vault
@@ -242,6 +242,9 @@ async def _agent_session(
 ) -> None:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
+
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
     env |= {"KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_HOME": os.devnull}

@@ -15,7 +15,7 @@ from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
-from keysafe.service import approvals, gate
+from keysafe.service import gate
 from keysafe.service.context import open_vault
 
 logger = logging.getLogger(__name__)
@@ -166,6 +166,9 @@ def approvals_list(
     json_out: JsonFlag = False,
 ) -> None:
     """List requests waiting for the owner's approval (through the server when it runs)."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
     if _live():
         items = client.owner_call(
             home(),
@@ -211,6 +214,9 @@ def approve(
     json_out: JsonFlag = False,
 ) -> None:
     """Approve a pending request: keysafe runs exactly that request and keeps its result for the agent."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
     seconds = _seconds(for_) if for_ else None
     if _live():
         result = client.owner_call(
@@ -231,6 +237,9 @@ def deny(
     approval_id: str, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
 ) -> None:
     """Deny a pending request; nothing is signed and no budget is used."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
     if _live():
         result = client.owner_call(
             home(),
@@ -259,6 +268,9 @@ def grants_list(
     ctx: typer.Context, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
 ) -> None:
     """List the active grants (through the server when it runs)."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
     if ctx.invoked_subcommand is not None:
         return
     if _live():
@@ -285,6 +297,9 @@ def grants_revoke(
     json_out: JsonFlag = False,
 ) -> None:
     """End a grant now: that agent's requests of that shape are asked again."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
     if _live():
         result = client.owner_call(
             home(), "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file=passphrase_file
