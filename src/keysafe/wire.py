@@ -27,6 +27,7 @@ RECURSION_LIMIT: Final = 1000  # CPython's default: every keysafe path stays far
 # Every byte that is not a bracket goes; braces become brackets (only the nesting matters).
 _SKELETON: Final = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_EXACT: Final = 4096  # brackets walked one by one; beyond this, no legitimate body goes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,12 +37,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def too_deep(body: bytes | str, limit: int = MAX_DEPTH) -> bool:
-    """True when `body`, read as JSON, nests arrays and objects more than `limit` deep, or leaves
-    one open (an unclosed `[` makes a recursive parser descend just as far).
+    """True when `body`, read as JSON, nests arrays and objects more than `limit` deep (an open
+    bracket counts as a level whether or not it is ever closed: a recursive parser descends just
+    as far). A body that is merely malformed at a shallow depth is left to the parser, so the
+    routes' own order of checks (the owner check before anything else) still holds.
 
-    Linear in the body and done in C-speed passes: escape pairs are dropped (left to right, as
-    JSON reads them), the text inside strings is dropped, everything but brackets is dropped, and
-    innermost `[]` pairs are removed `limit` times; a `[` left over is too deep.
+    Linear in the body: escape pairs are dropped (left to right, as JSON reads them), the text
+    inside strings is dropped and everything but brackets is dropped, in C-speed passes; a short
+    skeleton is then walked exactly, a long one (over _EXACT brackets) is reduced by removing
+    innermost `[]` pairs `limit` times and refused if any bracket is still open.
     """
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if b"[" not in raw and b"{" not in raw:
@@ -49,6 +53,13 @@ def too_deep(body: bytes | str, limit: int = MAX_DEPTH) -> bool:
     raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     outside = b"".join(raw.split(b'"')[0::2])  # even pieces lie outside strings
     skeleton = outside.translate(_SKELETON, _NOT_BRACKETS)
+    if len(skeleton) <= _EXACT:
+        depth = 0
+        for byte in skeleton:
+            depth += 1 if byte == 0x5B else -1  # '['
+            if depth > limit:
+                return True
+        return False
     for _ in range(limit):
         shorter = skeleton.replace(b"[]", b"")
         if shorter == skeleton:

@@ -152,7 +152,10 @@ def test_too_deep_counts_only_structure() -> None:
     assert not wire.too_deep(b'{"a": [1, 2, {"b": "[[[["}]}')
     assert not wire.too_deep(b"[" * 64 + b"]" * 64)
     assert wire.too_deep(b"[" * 65 + b"]" * 65)
-    assert wire.too_deep(b"[" * 10)  # left open: a recursive parser would descend as far
+    assert wire.too_deep(b"[" * 65)  # left open: a recursive parser descends just as far
+    assert not wire.too_deep(b'{"a": [1, ')  # shallow and malformed: the parser's to refuse
+    assert wire.too_deep(b"[" + b"[]" * 300_000)  # long and malformed: refused outright
+    assert not wire.too_deep(b"[]" * 300_000)
     # Escaped quotes do not end a string, escaped backslashes do not escape its quote.
     assert not wire.too_deep(b'["\\"' + b"[" * 100 + b'"]')
     assert wire.too_deep(b'["\\\\"' + b", [" * 100 + b"]" * 100 + b"]")
