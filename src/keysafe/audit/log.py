@@ -43,10 +43,16 @@ def append(
     audit_key: bytes | bytearray | None,
     vault_id: str = "",
 ) -> AuditEntry:
-    """Append one entry; with the audit key, seal it and move the sealed checkpoint to it."""
+    """Append one entry; with the audit key, seal it, and move the sealed checkpoint to it when
+    every entry before it is sealed. An entry written without the key (while locked, or forged
+    by someone editing the file) holds the checkpoint back until the owner has seen and sealed
+    it (`seal`): a new checkpoint never covers an unsealed entry silently."""
     clean = redact(details, audit_key)
     try:
-        head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
+        head = conn.execute(
+            select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash,
+                   t.vault.c.audit_checkpoint_seq)
+        ).one()  # fmt: skip
         entry = AuditEntry(head.audit_head_seq + 1, time, actor, action, target, outcome, clean)
         digest = entry_hash(head.audit_head_hash, entry)
         conn.execute(
@@ -64,7 +70,7 @@ def append(
             )
         )
         sealed: dict[str, Any] = {}
-        if audit_key is not None:
+        if audit_key is not None and head.audit_checkpoint_seq == head.audit_head_seq:
             sealed = {
                 "audit_checkpoint_seq": entry.seq,
                 "audit_checkpoint_mac": checkpoint_mac(audit_key, vault_id, entry.seq, digest),
@@ -117,3 +123,40 @@ def verify(conn: Connection, *, audit_key: bytes | bytearray | None = None) -> C
         head_hash=head.audit_head_hash,
         keyed=keyed,
     )
+
+
+def unsealed(conn: Connection) -> list[AuditEntry]:
+    """Entries without the owner's seal: written while the vault was locked, or forged."""
+    rows = conn.execute(select(t.audit).where(t.audit.c.mac.is_(None)).order_by(t.audit.c.seq))
+    return [
+        AuditEntry(r.seq, r.time, r.actor, r.action, r.target, r.outcome, json.loads(r.details))
+        for r in rows
+    ]
+
+
+def seal(conn: Connection, seqs: list[int], *, audit_key: bytes | bytearray, vault_id: str) -> int:
+    """Seal exactly the entries `seqs` (the ones the owner was shown) and, when no unsealed entry
+    is left, move the checkpoint to the head. Returns how many were sealed."""
+    done = 0
+    for seq in seqs:
+        row = conn.execute(
+            select(t.audit.c.hash).where(t.audit.c.seq == seq, t.audit.c.mac.is_(None))
+        ).first()
+        if row is None:
+            continue
+        conn.execute(
+            update(t.audit).where(t.audit.c.seq == seq).values(mac=entry_mac(audit_key, row.hash))
+        )
+        done += 1
+    left = conn.execute(select(t.audit.c.seq).where(t.audit.c.mac.is_(None)).limit(1)).first()
+    if left is None:
+        head = conn.execute(select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash)).one()
+        conn.execute(
+            update(t.vault).values(
+                audit_checkpoint_seq=head.audit_head_seq,
+                audit_checkpoint_mac=checkpoint_mac(
+                    audit_key, vault_id, head.audit_head_seq, head.audit_head_hash
+                ),
+            )
+        )
+    return done

@@ -194,6 +194,15 @@ def verify_chain(
         return ChainReport(
             False, count, max(head_seq, 1), "the newest entry does not match the head"
         )
+    if first_unsealed is not None:
+        # Written without the owner's key: while the vault was locked, or by someone editing the
+        # file. Either way the owner has not vouched for it (`keysafe audit seal` shows them).
+        return ChainReport(
+            False, count, first_unsealed,
+            f"entry {first_unsealed} and later ones are not sealed: written while the vault was "
+            "locked, or forged; review them with `keysafe audit seal`",
+            True,
+        )  # fmt: skip
     if keyed is not None and keyed.checkpoint_seq:
         at = hashes.get(keyed.checkpoint_seq)
         good = (
@@ -205,7 +214,7 @@ def verify_chain(
             )
         )
         if not good:
-            bad = first_unsealed or keyed.checkpoint_seq
+            bad = keyed.checkpoint_seq
             return ChainReport(
                 False, count, bad,
                 f"the chain was rewritten up to entry {keyed.checkpoint_seq} (the sealed checkpoint no longer matches)",

@@ -1,4 +1,4 @@
-"""`keysafe audit [--since …] [--json]` and `keysafe audit verify`."""
+"""`keysafe audit [--since …] [--json]`, `keysafe audit verify` and `keysafe audit seal`."""
 
 from __future__ import annotations
 
@@ -107,8 +107,59 @@ def audit_verify(
         how = "hash chain and owner's seals" if report.keyed else "hash chain only (unkeyed)"
         render.out.print(f"Audit log verified: {report.entries} entries, all intact ({how}).")
         return
+    if report.problem and "not sealed" in report.problem:
+        raise IntegrityError(
+            f"The audit log has entries the owner has not sealed: {report.problem} (first: seq "
+            f"{report.first_bad_seq}).",
+            next_step="run `keysafe audit seal` to see them; seal them if you recognise them, and "
+            "treat any you do not as evidence of tampering.",
+            first_bad_seq=report.first_bad_seq or 0,
+        )
     raise IntegrityError(
         f"The audit log was tampered with: {report.problem} (first bad entry: seq {report.first_bad_seq}).",
         next_step="keep this copy as evidence, and compare with a backup (`keysafe backup restore` into an empty home).",
         first_bad_seq=report.first_bad_seq or 0,
     )
+
+
+@audit_app.command("seal")
+def audit_seal(
+    passphrase_file: PassphraseFile = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """List the audit entries the owner has not sealed, then seal them with the owner's key.
+
+    Entries are written without the owner's seal while the vault is locked (failed unlocks,
+    refused requests, recovery after a crash) — or by someone editing the database file. Keyed
+    `audit verify` fails until you have seen and sealed them. Read the list: seal only what you
+    recognise; keep a copy of the home as evidence if anything looks forged.
+    """
+    with open_vault(home()) as vault:
+        with inputs.passphrase(passphrase_file) as secret:
+            vault.unlock(secret)
+        pending = audit.unsealed(vault)
+        if not pending:
+            if json_out:
+                render.as_json({"unsealed": [], "sealed": 0})
+            else:
+                render.out.print("Every audit entry is sealed.")
+            return
+        if not json_out:
+            render.out.print(f"{len(pending)} audit entries are not sealed:")
+            for e in pending:
+                details = json.dumps(e.details, separators=(",", ":"), sort_keys=True)
+                render.out.print(
+                    f"{e.seq:>6}  {e.time[:23]}Z  {e.actor}  {e.action}  {e.target}  {e.outcome}  "
+                    f"{details}",
+                    markup=False, highlight=False,
+                )  # fmt: skip
+        if not yes and not typer.confirm("Seal these entries?", default=False):
+            raise typer.Exit(1)
+        done = audit.seal(vault, [e.seq for e in pending])
+    if json_out:
+        render.as_json({"unsealed": [e.to_dict() for e in pending], "sealed": done})
+    else:
+        render.out.print(f"Sealed {done} entries.")

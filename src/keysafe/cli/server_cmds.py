@@ -83,6 +83,9 @@ def serve(
         )
     h = home()
     vault = open_vault(h)
+    if unlock_now:  # first, so what recovery writes to the audit log carries the owner's seal
+        with inputs.passphrase(passphrase_file) as secret:
+            vault.unlock(secret)
     # Before anyone is answered: settle what a crash left open (reservations, idempotency keys,
     # approvals that were running), so nothing stays "in progress" for ever.
     recovered = gate.recover(vault)
@@ -96,9 +99,6 @@ def serve(
         from keysafe.service import settings
 
         settings.set_approval_ttl(vault, approval_ttl)
-    if unlock_now:
-        with inputs.passphrase(passphrase_file) as secret:
-            vault.unlock(secret)
     state = ServerState(
         h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
         rate_per_second=rate_limit, burst=2 * rate_limit,

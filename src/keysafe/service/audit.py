@@ -23,3 +23,28 @@ def verify(vault: Vault) -> ChainReport:
     finally:
         if key is not None:
             key.wipe()
+
+
+def unsealed(vault: Vault) -> list[AuditEntry]:
+    """Entries the owner has not sealed: written while the vault was locked, or forged."""
+    with vault.db.read() as conn:
+        return audit_log.unsealed(conn)
+
+
+def seal(vault: Vault, seqs: list[int]) -> int:
+    """Seal the entries `seqs` after the owner has been shown them (`unsealed`); audited.
+
+    Raises:
+        VaultLockedError: sealing needs the owner's key (unlock first).
+    """
+    key = vault.subkey("audit-hmac")  # VaultLockedError when locked
+    try:
+        with vault.db.write() as conn:
+            done = audit_log.seal(conn, seqs, audit_key=key.reveal(), vault_id=vault.vault_id)
+            vault.audit(
+                conn, actor="owner", action="audit.seal", target=f"vault:{vault.vault_id}",
+                outcome="success", details={"sealed": done, "seqs": seqs[:200]},
+            )  # fmt: skip
+    finally:
+        key.wipe()
+    return done
