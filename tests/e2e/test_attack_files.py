@@ -1,5 +1,5 @@
 """Files keysafe writes or reads outside its database, attacked through the CLI (issue 13, hole 6,
-and the backup overwrite of hole 11)."""
+and from hole 11: the backup overwrite, special characters in KEYSAFE_HOME, a second server)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from keysafe import files
 from keysafe.errors import AlreadyExistsError
 from keysafe.vault.home import DB_NAME
 from tests.conftest import Cli
+from tests.e2e.server_fixture import free_port, keysafe_server
 
 
 def _error(r: object) -> str:
@@ -80,3 +81,25 @@ def test_a_private_file_never_replaces_one_that_appeared_meanwhile(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir()] == ["share.json"]  # no temporary left behind
     files.write_private(path, b"ours", replace=True)
     assert path.read_bytes() == b"ours" and (os.stat(path).st_mode & 0o777) == 0o600
+
+
+def test_attack_special_characters_in_keysafe_home_keep_the_vault_inside_it(
+    keysafe: Cli, tmp_path: Path
+) -> None:
+    # Before: '?' started an SQLite URI query, so the vault went to a file named "we" beside
+    # the home, and '#'/'%' broke the path.
+    home = tmp_path / "we?ird#home%41 x"
+    cli = Cli(home, keysafe.env | {"KEYSAFE_HOME": str(home)})
+    cli.ok("init", "--json")
+    cli.ok("wallet", "create", "main", "--chain", "evm", "--json")
+    assert (home / DB_NAME).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [home.name]
+    assert "main" in cli.ok("wallet", "list", "--json").stdout
+
+
+def test_attack_a_second_serve_on_the_same_home_is_refused(vault: Cli, tmp_path: Path) -> None:
+    with keysafe_server(vault.env, "--unlock", log_dir=tmp_path) as server:
+        r = vault("serve", "--port", str(free_port()), timeout=60)
+        assert r.exit_code != 0
+        assert "ALREADY_EXISTS" in _error(r) and "already running" in r.stderr
+        assert server.proc.poll() is None

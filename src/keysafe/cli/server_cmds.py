@@ -83,6 +83,7 @@ def serve(
         )
     h = home()
     vault = open_vault(h)
+    _lock = h.hold_serve_lock()  # held (open) until this process ends
     if unlock_now:  # first, so what recovery writes to the audit log carries the owner's seal
         with inputs.passphrase(passphrase_file) as secret:
             vault.unlock(secret)

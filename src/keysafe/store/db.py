@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from keysafe.errors import StoreError
@@ -56,7 +56,9 @@ def probe(path: Path) -> str:
     if path.stat().st_size == 0:
         return "empty"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+        # as_uri() percent-escapes the path: a '?', '#' or '%' in KEYSAFE_HOME stays in the path.
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
         try:
             names = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -108,7 +110,8 @@ class Database:
                 next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
             )
         engine = create_engine(
-            f"sqlite+pysqlite:///{path}",
+            # URL.create keeps the path a path: in a URL string '?' or '#' would start a query.
+            URL.create("sqlite+pysqlite", database=str(path)),
             connect_args={"timeout": _BUSY_TIMEOUT_S, "isolation_level": None},
         )
 

@@ -7,15 +7,17 @@ safe, but throttling state, metadata and the audit log are not meant for other l
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from keysafe.errors import NotInitializedError, UnsafePermissionsError
+from keysafe.errors import AlreadyExistsError, NotInitializedError, UnsafePermissionsError
 
 DB_NAME = "vault.db"
 LOG_NAME = "keysafe.log"
+SERVE_LOCK_NAME = "serve.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,25 @@ class Home:
     @property
     def log_path(self) -> Path:
         return self.path / LOG_NAME
+
+    def hold_serve_lock(self) -> int:
+        """Take this home's server lock for the life of the process (one `keysafe serve` per
+        home: two would each think they own the vault's in-flight requests and sessions).
+        Returns the descriptor that holds it.
+
+        Raises:
+            AlreadyExistsError: another process serves this home.
+        """
+        fd = os.open(self.path / SERVE_LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyExistsError(
+                f"keysafe serve is already running on {self.path}.",
+                next_step="use the running server (its URL is in KEYSAFE_URL), or stop it first.",
+            ) from None
+        return fd
 
     def exists(self) -> bool:
         """Is there a vault here? An interrupted init's empty database does not count."""
