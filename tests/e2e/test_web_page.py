@@ -390,12 +390,30 @@ def test_agents_page_pauses_resumes_and_revokes(server: Server, page: Page) -> N
     assert httpx.get(f"{server.url}/v1/agent/capabilities", headers=auth).status_code == 401
 
 
-def test_verify_chain_button_reports_ok(page: Page) -> None:
+def test_verify_chain_lists_entries_written_while_locked_then_seals_them(
+    server: Server, page: Page
+) -> None:
+    # A wrong passphrase is audited without the owner's key: an entry the page must show the
+    # owner before it is sealed.
+    # Lock first (an earlier test may have left it unlocked), through an owner session.
+    session = httpx.post(f"{server.url}/v1/owner/login", json={"passphrase": PASSPHRASE},
+                         timeout=60).json()["session"]  # fmt: skip
+    locked = httpx.post(f"{server.url}/v1/owner/lock",
+                        headers={"authorization": f"Bearer {session}"}, timeout=30)  # fmt: skip
+    assert locked.status_code == 200, locked.text
+    wrong = httpx.post(f"{server.url}/v1/owner/login", json={"passphrase": "not it at all"},
+                       timeout=30)  # fmt: skip
+    assert wrong.status_code == 401
     unlock(page)
     page.get_by_role("link", name="Audit").click()
     expect(page.locator("#audit-rows tr").first).to_be_visible()
     page.get_by_role("button", name="Verify chain").click()
-    expect(page.locator("#verify-result")).to_contain_text("Chain OK")
+    result = page.locator("#verify-result")
+    expect(result).to_contain_text("written while the vault was locked")
+    expect(result.locator("ul.unsealed li").first).to_be_visible()
+    shot(page, "audit-unsealed")
+    page.get_by_role("button", name=re.compile(r"Seal these \d+ entries")).click()
+    expect(result).to_contain_text("Chain OK")
     shot(page, "audit-verified")
 
 

@@ -50,6 +50,7 @@ from keysafe.service.models import (
     LoginRequest,
     ReadDataRequest,
     ReleaseRequest,
+    SealRequest,
     SecretBytes,
     SignMessageRequest,
     SignTransactionRequest,
@@ -568,6 +569,16 @@ def _owner_routes(app: FastAPI) -> None:
     @app.get("/v1/owner/audit/verify", tags=["owner"], dependencies=[Owner])
     def audit_verify(request: Request) -> dict[str, Any]:
         return audit.verify(_state(request).vault).to_dict()
+
+    @app.get("/v1/owner/audit/unsealed", tags=["owner"], dependencies=[Owner])
+    def audit_unsealed(request: Request) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in audit.unsealed(_state(request).vault)]
+
+    @app.post("/v1/owner/audit/seal", tags=["owner"], dependencies=[Owner])
+    def audit_seal(body: SealRequest, request: Request) -> dict[str, Any]:
+        # Exactly the entries the owner was shown: one written after the list was fetched
+        # stays unsealed until it is shown too.
+        return {"sealed": audit.seal(_state(request).vault, body.seqs)}
 
 
 def _web_routes(app: FastAPI) -> None:

@@ -114,11 +114,12 @@ class ChainReport:
     first_bad_seq: int | None
     problem: str | None
     keyed: bool = False  # True when the owner's key also checked the entry seals and checkpoint
+    unsealed: bool = False  # the chain is intact, but entries from first_bad_seq lack the seal
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq,
-            "keyed": self.keyed, "problem": self.problem,
+            "keyed": self.keyed, "problem": self.problem, "unsealed": self.unsealed,
         }  # fmt: skip
 
 
@@ -201,7 +202,7 @@ def verify_chain(
             False, count, first_unsealed,
             f"entry {first_unsealed} and later ones are not sealed: written while the vault was "
             "locked, or forged; review them with `keysafe audit seal`",
-            True,
+            True, True,
         )  # fmt: skip
     if keyed is not None and keyed.checkpoint_seq:
         at = hashes.get(keyed.checkpoint_seq)

@@ -107,7 +107,7 @@ def audit_verify(
         how = "hash chain and owner's seals" if report.keyed else "hash chain only (unkeyed)"
         render.out.print(f"Audit log verified: {report.entries} entries, all intact ({how}).")
         return
-    if report.problem and "not sealed" in report.problem:
+    if report.unsealed:
         raise IntegrityError(
             f"The audit log has entries the owner has not sealed: {report.problem} (first: seq "
             f"{report.first_bad_seq}).",

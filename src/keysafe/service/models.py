@@ -192,3 +192,11 @@ class ApproveRequest(_Wire):
     for_seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="Approve for a while."
     )
+
+
+class SealRequest(BaseModel):
+    """The audit entries the owner reviewed and seals (`POST /v1/owner/audit/seal`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seqs: list[int] = Field(max_length=10_000)

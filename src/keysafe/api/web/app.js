@@ -450,6 +450,30 @@ function renderAudit(entries) {
   $("audit-rows").replaceChildren(...rows);
 }
 
+// Entries written while the vault was locked (or by someone editing its file) carry no seal:
+// the owner reads them here, and seals exactly the ones shown.
+async function showUnsealed(out) {
+  const entries = await api("GET", "/v1/owner/audit/unsealed");
+  const seqs = entries.map((e) => e.seq);
+  const list = el("ul", { class: "unsealed" }, ...entries.map((e) => el("li", {
+    text: `#${e.seq} ${when(e.time)} ${e.actor} ${e.action} ${e.target} ${e.outcome} ${detailText(e.details)}`,
+  })));
+  const seal = el("button", { type: "button", id: "seal-unsealed", text: `Seal these ${seqs.length} entries` });
+  seal.addEventListener("click", async () => {
+    try {
+      await api("POST", "/v1/owner/audit/seal", { seqs });
+      await verifyChain();
+    } catch (err) {
+      fail(err);
+    }
+  });
+  out.replaceChildren(
+    el("span", { text: `${seqs.length} entries were written while the vault was locked, or by someone editing its file. ` +
+      "Seal them if you recognise them; keep a copy of the vault as evidence if you do not." }),
+    list, seal);
+  out.classList.add("warn");
+}
+
 async function verifyChain() {
   const out = $("verify-result");
   out.className = "verify-result";
@@ -460,6 +484,8 @@ async function verifyChain() {
       const seals = r.keyed ? " and every seal (keyed with the vault's audit key)" : "";
       out.textContent = `Chain OK: ${r.entries} entries; every hash link${seals} checks out.`;
       out.classList.add("ok");
+    } else if (r.unsealed) {
+      await showUnsealed(out);
     } else {
       out.textContent = `Chain broken at entry #${r.first_bad_seq}: ${r.problem || "it does not match"}.`;
       out.classList.add("bad");
