@@ -103,3 +103,12 @@ def test_attack_a_second_serve_on_the_same_home_is_refused(vault: Cli, tmp_path:
         assert r.exit_code != 0
         assert "ALREADY_EXISTS" in _error(r) and "already running" in r.stderr
         assert server.proc.poll() is None
+
+
+def test_attack_a_row_of_invalid_utf8_is_an_integrity_error_not_internal(vault: Cli) -> None:
+    with sqlite3.connect(vault.home / DB_NAME) as c:
+        c.execute("UPDATE audit SET actor = CAST(x'ff00fe' AS TEXT) WHERE seq = 1")
+    r = vault("audit", "--json")
+    assert r.exit_code != 0
+    out = _error(r)
+    assert "INTEGRITY_ERROR" in out and "INTERNAL" not in out, out

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keysafe.errors import KeysafeError
+from keysafe.service.context import known_fault
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        known = known_fault(exc)
+        if known is not None:
+            return await _keysafe(request, known)
         incident = secrets.token_hex(4)
         logger.exception("internal error, incident %s", incident)
         return JSONResponse(

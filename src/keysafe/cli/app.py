@@ -18,7 +18,7 @@ import typer
 from keysafe import __version__
 from keysafe.cli import render
 from keysafe.errors import ErrorCode, KeysafeError
-from keysafe.service.context import Home
+from keysafe.service.context import Home, known_fault
 
 logger = logging.getLogger("keysafe")
 
@@ -111,7 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted: nothing was changed by the unfinished step.\n")
         sys.exit(130)
-    except Exception:
+    except Exception as exc:
+        known = known_fault(exc)
+        if known is not None:
+            logger.info("refused: %s %s", known.code, known.what)
+            render.error_line(str(known.code), known.what, known.next_step)
+            sys.exit(known.exit_code)
         incident = secrets.token_hex(4)
         logger.exception("internal error, incident %s", incident)
         render.error_line(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from keysafe.store.db import Database
+from keysafe.errors import KeysafeError
+from keysafe.store.db import Database, translate
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -15,3 +16,9 @@ def open_vault(home: Home, *, clock: Clock = utc_now) -> Vault:
 
 
 __all__ = ["Home", "open_vault"]
+
+
+def known_fault(exc: BaseException) -> KeysafeError | None:
+    """What a database fault means to a person (a damaged row, a full disk), for the surfaces'
+    last-resort handlers; None when it is a bug. The mapping lives in store/db.py."""
+    return translate(exc)

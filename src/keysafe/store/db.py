@@ -24,7 +24,7 @@ from typing import Any, Final
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from keysafe.errors import StoreError
+from keysafe.errors import AuditWriteError, IntegrityError, KeysafeError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +190,30 @@ class Database:
 def _short(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).splitlines()[0][:200]
+
+
+def translate(exc: BaseException) -> KeysafeError | None:
+    """The KeysafeError a database fault means, for the surfaces' last-resort handlers (None: a
+    bug). Without this, damaged rows and full disks surfaced as INTERNAL."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig)
+    if (
+        isinstance(exc, DatabaseError | sqlite3.DatabaseError)
+        and "Could not decode to UTF-8" in text
+    ):
+        # Never quote the text: it is whatever bytes were written into the row.
+        return IntegrityError(
+            "The vault database holds bytes that are not text where text belongs: it was "
+            "damaged, or edited outside keysafe. Nothing was changed.",
+            next_step="restore it from a backup (`keysafe backup restore FILE`); if you did not "
+            "edit the file, treat this machine as tampered with.",
+        )
+    if isinstance(exc, OperationalError) and (
+        "database or disk is full" in text or "disk I/O error" in text
+    ):
+        return AuditWriteError(
+            "The vault database could not be written (the disk is full or failing), so nothing "
+            "was carried out.",
+            next_step="free disk space (or check the disk), then retry.",
+        )
+    return None
