@@ -385,6 +385,7 @@ def test_audit_verify_when_untampered_reports_ok(victim: Cli) -> None:
             "first_bad_seq": None,
             "keyed": True,
             "problem": None,
+            "unsealed": False,
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from keysafe.errors import MalformedRequestError
 
@@ -199,4 +199,4 @@ class SealRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seqs: list[int] = Field(max_length=10_000)
+    seqs: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(max_length=10_000)
