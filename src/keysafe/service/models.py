@@ -199,4 +199,5 @@ class SealRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seqs: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(max_length=10_000)
+    # Up to 2^53 - 1: the audit log stores them as canonical JSON (RFC 8785), which allows no more.
+    seqs: list[Annotated[int, Field(ge=1, le=2**53 - 1)]] = Field(max_length=10_000)
