@@ -386,6 +386,7 @@ def test_audit_verify_when_untampered_reports_ok(victim: Cli) -> None:
             "keyed": True,
             "problem": None,
             "unsealed": False,
+            "state": [],  # every agent, policy and setting sealed
         },
     )
 

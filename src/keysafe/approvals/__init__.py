@@ -32,15 +32,17 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe.crypto import jcs
-from keysafe.errors import MalformedRequestError, NotFoundError
+from keysafe.errors import IntegrityError, MalformedRequestError, NotFoundError
 from keysafe.policy.intent import Intent
 from keysafe.store import tables as t
+from keysafe.vault import seals
 from keysafe.vault.vault import Vault
 
 __all__ = [
     "DEFAULT_TTL_S",
     "DELIVERED_ON_COLLECT",
     "MAX_GRANT_S",
+    "TTL_SETTING",
     "Approval",
     "Grant",
     "Kind",
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 DEFAULT_TTL_S: Final = 300
+TTL_SETTING: Final = "approval_ttl"  # the settings row that overrides DEFAULT_TTL_S
 MAX_GRANT_S: Final = 7 * 86400
 
 
@@ -143,11 +146,24 @@ def _row(r: Any, now: float) -> Approval:
     )  # fmt: skip
 
 
-def _ttl(conn: Connection) -> int:
-    value = conn.execute(
-        select(t.settings.c.value).where(t.settings.c.key == "approval_ttl")
-    ).scalar()
-    return int(value) if value else DEFAULT_TTL_S
+def _ttl(vault: Vault, conn: Connection) -> int:
+    """The owner's approval lifetime. Sealed, it is honoured; unsealed (set while locked, or
+    written into the file), only as far as it is shorter than the default; edited, refused."""
+    row = conn.execute(select(t.settings).where(t.settings.c.key == TTL_SETTING)).first()
+    if row is None:
+        return DEFAULT_TTL_S
+    try:
+        value = int(row.value)
+    except ValueError:
+        value = -1
+    state = vault.check_row("settings", seals.setting_fields(row.key, row.value), row.mac)
+    if value <= 0 or state is seals.Seal.BROKEN:
+        raise IntegrityError(
+            "The vault's approval lifetime setting was changed outside keysafe.",
+            next_step="set it again (`keysafe serve --approval-ttl SECONDS` with the vault "
+            "unlocked), and keep a copy of the home as evidence.",
+        )
+    return value if state is seals.Seal.SEALED else min(value, DEFAULT_TTL_S)
 
 
 def jsonable(value: Any) -> Any:
@@ -192,7 +208,7 @@ def park(
     now = vault.clock().timestamp()
     approval_id = "apr_" + secrets.token_hex(12)
     body = jsonable(dict(request))
-    expires = now + _ttl(conn)
+    expires = now + _ttl(vault, conn)
     conn.execute(
         insert(t.approvals).values(
             id=approval_id, agent=agent, kind=str(kind), request=jcs.dumps(body).decode(),

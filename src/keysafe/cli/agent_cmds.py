@@ -17,7 +17,7 @@ from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
-from keysafe.service import agents, policies, registry
+from keysafe.service import agents, policies, registry, sealed_state
 from keysafe.service.context import open_vault
 
 agent_app = typer.Typer(
@@ -174,6 +174,46 @@ def agent_rotate(
             render.as_json({"name": name, "token": tok})
         else:
             render.out.print(f"New token for '{name}' (shown once): {tok}")
+
+
+@agent_app.command("seal")
+def agent_seal(
+    passphrase_file: PassphraseFile = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
+    ] = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """List agents, policies and settings without the owner's seal, then seal them.
+
+    Each row that decides what an agent may do carries a seal under the owner's key. Rows written
+    by a keysafe older than the seals, restored from an old backup, or written into the database
+    file by someone else have none, and the vault refuses what they grant until you have seen and
+    sealed them. Read the list: seal only what you recognise. Rows whose seal is broken (edited
+    after sealing) are listed but never sealed: fix each as its message says. With --json and
+    without --yes it only lists.
+    """
+    with unlocked(passphrase_file) as vault:
+        rows = sealed_state.review(vault)
+        open_rows = [r for r in rows if r.state != "broken"]
+        if not json_out:
+            if not rows:
+                render.out.print("Every agent, policy and setting is sealed.")
+                return
+            for r in rows:
+                render.out.print(f"{r.state:>9}  {r.summary}", markup=False, highlight=False)
+        asked = open_rows and not yes and not json_out
+        if asked and not typer.confirm(
+            f"Seal the {len(open_rows)} unsealed row(s)?", default=False
+        ):
+            raise typer.Exit(1)
+        done = sealed_state.seal(vault, open_rows) if open_rows and (yes or not json_out) else 0
+    if json_out:
+        render.as_json({"rows": [r.to_dict() for r in rows], "sealed": done})
+    else:
+        render.out.print(f"Sealed {done} row(s).")
+    if any(r.state == "broken" for r in rows):
+        raise typer.Exit(1)
 
 
 @app.command("pause-all")

@@ -14,7 +14,7 @@ import typer
 from keysafe.cli import inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.errors import IntegrityError, MalformedRequestError
-from keysafe.service import audit
+from keysafe.service import audit, sealed_state
 from keysafe.service.context import open_vault
 
 audit_app = typer.Typer(
@@ -98,15 +98,34 @@ def audit_verify(
             with inputs.passphrase(passphrase_file) as secret:
                 vault.unlock(secret)
         report = audit.verify(vault)
+        # With the key, the sealed state (agents, policies, settings) is checked too: a policy
+        # edited in the file is as much tampering as an edited entry.
+        state = sealed_state.review(vault) if report.keyed else []
     if json_out:
-        render.as_json(report.to_dict())
-        if not report.ok:
+        render.as_json(report.to_dict() | {"state": [r.to_dict() for r in state]})
+        if not report.ok or state:
             raise typer.Exit(1)
         return
-    if report.ok:
-        how = "hash chain and owner's seals" if report.keyed else "hash chain only (unkeyed)"
+    if report.ok and not state:
+        how = (
+            "hash chain, owner's seals, and every agent, policy and setting sealed"
+            if report.keyed
+            else "hash chain only (unkeyed)"
+        )
         render.out.print(f"Audit log verified: {report.entries} entries, all intact ({how}).")
         return
+    if report.ok:
+        broken = [r.summary for r in state if r.state == "broken"]
+        if broken:
+            raise IntegrityError(
+                f"The audit log is intact, but rows were edited outside keysafe: {'; '.join(broken[:5])}.",
+                next_step="keep this copy as evidence; `keysafe agent seal` lists them with what to do.",
+            )
+        raise IntegrityError(
+            f"The audit log is intact, but {len(state)} agent, policy or setting row(s) have no "
+            "owner's seal (written by an older keysafe, restored from an old backup, or edited).",
+            next_step="run `keysafe agent seal` to see them, and seal them if you recognise them.",
+        )
     if report.unsealed:
         raise IntegrityError(
             f"The audit log has entries the owner has not sealed: {report.problem} (first: seq "

@@ -34,8 +34,10 @@ from keysafe.errors import (
     NotFoundError,
     ReplayError,
 )
+from keysafe.service import sealed_state
 from keysafe.service.models import check_name
 from keysafe.store import tables as t
+from keysafe.vault.seals import PAUSED_ALL, Seal
 from keysafe.vault.vault import Vault, iso
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ def add_agent(
 ) -> tuple[AgentView, SecretBytes | None]:
     """Register an agent; returns its view and its token (shown once), if it has one."""
     check_name(name, "agent")
+    vault.require_unlocked()  # an active agent is honoured only with the owner's seal
     pub = _parse_public_key(public_key) if public_key else None
     token = _new_token() if with_token or pub is None else None
     with vault.db.write() as conn:
@@ -131,11 +134,15 @@ def add_agent(
                 next_step=f"pick another name, or `keysafe agent rotate-token {name}` for a new token.",
                 agent=name,
             )
+        row = _NewAgent(
+            name=name, status="active", public_key=pub, created_at=iso(vault.clock()),
+            token_hash=_hash_token(bytes(token.reveal()).decode()) if token else None,
+        )  # fmt: skip
         conn.execute(
             insert(t.agents).values(
-                name=name,
-                token_hash=_hash_token(bytes(token.reveal()).decode()) if token else None,
-                public_key=pub, status="active", created_at=iso(vault.clock()),
+                name=row.name, token_hash=row.token_hash, public_key=row.public_key,
+                status=row.status, created_at=row.created_at,
+                mac=sealed_state.agent_seal(vault, row),
             )
         )  # fmt: skip
         vault.audit(
@@ -153,6 +160,18 @@ def list_agents(vault: Vault) -> list[AgentView]:
 
 
 def set_status(vault: Vault, name: str, status: Status) -> AgentView:
+    """Pause, resume or revoke an agent.
+
+    Pausing and revoking work while the vault is locked (the owner's brakes must), and are
+    sealed when it is unlocked; resuming grants, so it needs the owner's key and a row whose
+    seal verifies.
+
+    Raises:
+        VaultLockedError: resuming while locked.
+        IntegrityError: resuming an agent whose row was edited or never sealed.
+    """
+    if status == "active":
+        vault.require_unlocked()
     with vault.db.write() as conn:
         row = get_agent(conn, name)
         if row.status == "revoked":
@@ -162,6 +181,16 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
                 agent=name,
             )
         values: dict[str, Any] = {"status": status}
+        if status == "active":
+            sealed_state.require_sealed_agent(vault, row)
+            values["mac"] = sealed_state.agent_seal(vault, row, status)
+        elif (
+            status == "paused" and vault.is_unlocked
+            and sealed_state.agent_seal_state(vault, row) is Seal.SEALED
+        ):  # fmt: skip
+            # Seal the pause, so an edit of the file cannot undo it. An unsealed or broken row
+            # keeps what it had: the pause applies, and nothing the owner did not see is sealed.
+            values["mac"] = sealed_state.agent_seal(vault, row, status)
         if status == "revoked":
             # Drop the credentials too: nothing can bring a revoked agent back.
             values |= {"token_hash": None, "revoked_at": iso(vault.clock())}
@@ -177,6 +206,7 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
 
 
 def rotate_token(vault: Vault, name: str) -> SecretBytes:
+    vault.require_unlocked()  # the new token is sealed into the row
     token = _new_token()
     with vault.db.write() as conn:
         row = get_agent(conn, name)
@@ -186,10 +216,15 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
                 next_step="add a new agent instead.",
                 agent=name,
             )
+        sealed_state.require_sealed_agent(vault, row)
+        new = _NewAgent(
+            name=row.name, status=row.status, public_key=row.public_key,
+            created_at=row.created_at, token_hash=_hash_token(bytes(token.reveal()).decode()),
+        )  # fmt: skip
         conn.execute(
             update(t.agents)
             .where(t.agents.c.name == name)
-            .values(token_hash=_hash_token(bytes(token.reveal()).decode()))
+            .values(token_hash=new.token_hash, mac=sealed_state.agent_seal(vault, new))
         )
         vault.audit(
             conn, actor="owner", action="agent.rotate_token", target=f"agent:{name}",
@@ -200,10 +235,15 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
 
 
 def set_paused_all(vault: Vault, paused: bool) -> None:
+    """Switch pause-all on (works while locked) or off (needs the owner's key: it grants).
+
+    Raises:
+        VaultLockedError: switching off while locked.
+    """
+    if not paused:
+        vault.require_unlocked()
     with vault.db.write() as conn:
-        conn.execute(delete(t.settings).where(t.settings.c.key == "paused_all"))
-        if paused:
-            conn.execute(insert(t.settings).values(key="paused_all", value="1"))
+        sealed_state.write_setting(vault, conn, PAUSED_ALL, "1" if paused else "0")
         vault.audit(
             conn, actor="owner", action="agents.pause_all" if paused else "agents.resume_all",
             target=f"vault:{vault.vault_id}", outcome="success",
@@ -218,13 +258,6 @@ class SignedRequest:
     method: str  # as sent, upper case: "POST"
     path: str  # path and query as sent on the request line: "/v1/agent/approvals/apr_1?wait=5"
     body: Any  # the parsed JSON body; None when the request has none
-
-
-def paused_all(conn: Connection) -> bool:
-    return (
-        conn.execute(select(t.settings.c.value).where(t.settings.c.key == "paused_all")).scalar()
-        == "1"
-    )
 
 
 def _refused() -> NotAuthenticatedError:
@@ -361,6 +394,7 @@ def authenticate(
         # so the hot path does not pay a write transaction for bookkeeping.
         with vault.db.read() as conn:
             row = authenticate_token(conn, bearer)
+        _check_sealed(vault, row)
         if _stale(row.last_seen, now):
             with vault.db.write() as conn:
                 touch(conn, row.name, now)
@@ -369,8 +403,28 @@ def authenticate(
         if envelope is None or signature is None or request is None:
             raise _refused()
         row = authenticate_signed(conn, envelope, signature, request=request, now=now)
+        _check_sealed(vault, row)
         touch(conn, row.name, now)
     return str(row.name)
+
+
+def _check_sealed(vault: Vault, row: Any) -> None:
+    # A token hash or key written into the file by someone else must not authenticate. While
+    # locked there is no key to check with, and nothing an agent asks can be done either: every
+    # act goes through the gate, which checks again with the key.
+    if vault.is_unlocked:
+        sealed_state.check_agent(vault, row)
+
+
+@dataclass(frozen=True, slots=True)
+class _NewAgent:
+    """An agent row about to be written, for its seal."""
+
+    name: str
+    status: str
+    token_hash: str | None
+    public_key: str | None
+    created_at: str
 
 
 def _stale(last_seen: str | None, now: datetime) -> bool:

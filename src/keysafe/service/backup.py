@@ -24,6 +24,7 @@ from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
+from keysafe.service import sealed_state
 from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
@@ -157,6 +158,16 @@ def _check_records_open(vault: Vault, conn: Connection) -> None:
         for info in vault.list_records(conn, kind):
             with vault.open_record(conn, info):
                 pass
+    # An edited agent, policy or setting must not travel either. Unsealed rows do (they are
+    # honoured only when they restrict, and are reviewed with `keysafe agent seal` after the
+    # restore as before it).
+    broken = [r.summary for r in sealed_state.review_in(vault, conn) if r.state == "broken"]
+    if broken:
+        raise IntegrityError(
+            f"The vault has rows edited outside keysafe, so no backup was written: "
+            f"{'; '.join(broken[:5])}.",
+            next_step="`keysafe agent seal` lists them; fix each as it says, then back up again.",
+        )
 
 
 def _all_records(vault: Vault, conn: Connection) -> list[Any]:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from keysafe.policy.engine import Usage, window_spend
 from keysafe.policy.registry import Registry, from_base_units, to_base_units
 from keysafe.policy.rules import Policy, Rule, stored_policy
+from keysafe.service import sealed_state
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
 from keysafe.service.registry import load_registry
@@ -86,10 +87,12 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
     now = vault.clock()
     with vault.db.read() as conn:
         row = get_agent(conn, agent)
-        source = conn.execute(
-            select(t.policies.c.source).where(t.policies.c.agent == agent)
-        ).scalar()
-        policy = stored_policy(source) if source else None
+        pol = conn.execute(select(t.policies).where(t.policies.c.agent == agent)).first()
+        if vault.is_unlocked:  # locked, nothing can be done, and the answer says locked
+            sealed_state.check_agent(vault, row)
+            if pol is not None:
+                sealed_state.check_policy(vault, pol)
+        policy = stored_policy(pol.source) if pol is not None else None
         reg = load_registry(conn)
         wallets = [
             {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}

@@ -200,7 +200,7 @@ def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admis
     """Steps 1–5 inside the caller's write transaction, short of booking an allowed spend."""
     fp = req.fingerprint
     ledger.lock_agent(conn, req.agent)
-    state, policy = policies.agent_state(conn, req.agent)
+    state, policy = policies.agent_state(vault, conn, req.agent, verify=True)
     stopped = engine.status_refusal(state)
     if stopped is None and req.idempotency_key is not None:
         earlier = _earlier(conn, vault, req, fp)

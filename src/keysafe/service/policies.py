@@ -19,7 +19,8 @@ from keysafe.policy.intent import Intent
 from keysafe.policy.lint import LintReport, lint, rule_lines
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy, stored_policy
-from keysafe.service.agents import get_agent, paused_all
+from keysafe.service import sealed_state
+from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
@@ -74,17 +75,20 @@ def set_policy(
     vault: Vault, agent: str, text: str, *, source: str = "policy"
 ) -> tuple[Policy, LintReport]:
     now = vault.clock()
+    vault.require_unlocked()  # a policy is honoured only with the owner's seal
     policy, report = validated(vault, text, source=source)
     with vault.db.write() as conn:
         get_agent(conn, agent)
         old_row = conn.execute(select(t.policies).where(t.policies.c.agent == agent)).first()
         old = parse_policy(old_row.source) if old_row else None
         conn.execute(delete(t.policies).where(t.policies.c.agent == agent))
+        digest, set_at = policy.digest(), iso(now)
         conn.execute(
             insert(t.policies).values(
-                agent=agent, source=text, digest=policy.digest(), set_at=iso(now)
+                agent=agent, source=text, digest=digest, set_at=set_at,
+                mac=sealed_state.policy_seal(vault, agent, text, digest, set_at),
             )
-        )
+        )  # fmt: skip
         diff = _diff_summary(old, policy)
         vault.audit(
             conn, actor="owner", action="policy.set", target=f"agent:{agent}", outcome="success",
@@ -110,19 +114,35 @@ def show_policy(vault: Vault, agent: str) -> PolicyView | None:
     return None if row is None else PolicyView(agent, row.source, row.digest, row.set_at)
 
 
-def agent_state(conn: Connection, agent: str) -> tuple[engine.AgentState, Policy | None]:
-    """The agent's status (with pause-all) and its parsed policy, as the engine takes them."""
+def agent_state(
+    vault: Vault, conn: Connection, agent: str, *, verify: bool
+) -> tuple[engine.AgentState, Policy | None]:
+    """The agent's status (with pause-all) and its parsed policy, as the engine takes them.
+
+    With `verify` every row is checked against the owner's seal first (sealed_state.py); the
+    gate always verifies. Without, the rows are read as they are: for dry runs on a locked vault.
+
+    Raises:
+        IntegrityError: a row was edited outside keysafe, or grants without a seal.
+        VaultLockedError: `verify` on a locked vault.
+    """
     row = get_agent(conn, agent)
-    pol = conn.execute(select(t.policies.c.source).where(t.policies.c.agent == agent)).scalar()
-    state = engine.AgentState(agent, row.status, paused_all(conn))
-    return state, stored_policy(pol) if pol is not None else None
+    pol = conn.execute(select(t.policies).where(t.policies.c.agent == agent)).first()
+    if verify:
+        sealed_state.check_agent(vault, row)
+        if pol is not None:
+            sealed_state.check_policy(vault, pol)
+    state = engine.AgentState(
+        agent, row.status, sealed_state.paused_all(vault, conn, verify=verify)
+    )
+    return state, stored_policy(pol.source) if pol is not None else None
 
 
 def check(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
     """Dry run: the decision with its trace; nothing is reserved or recorded."""
     now = vault.clock()
     with vault.db.read() as conn:
-        state, policy = agent_state(conn, agent)
+        state, policy = agent_state(vault, conn, agent, verify=vault.is_unlocked)
         return engine.decide(
             policy, state, intent, registry=load_registry(conn),
             usage=ledger.usage_reader(conn, agent, until=intent.time), now=now,

@@ -1,14 +1,14 @@
-"""Owner settings kept in the vault (not secret): approval lifetime."""
+"""Owner settings kept in the vault (not secret, but sealed): approval lifetime."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert
-
-from keysafe.store import tables as t
+from keysafe.approvals import TTL_SETTING
+from keysafe.service import sealed_state
 from keysafe.vault.vault import Vault
 
 
 def set_approval_ttl(vault: Vault, seconds: int) -> None:
+    """Store how long approvals wait; sealed when unlocked (unsealed, only a shorter-than-default
+    lifetime is honoured: approvals/__init__.py)."""
     with vault.db.write() as conn:
-        conn.execute(delete(t.settings).where(t.settings.c.key == "approval_ttl"))
-        conn.execute(insert(t.settings).values(key="approval_ttl", value=str(int(seconds))))
+        sealed_state.write_setting(vault, conn, TTL_SETTING, str(int(seconds)))

@@ -28,8 +28,8 @@ from keysafe.errors import AuditWriteError, IntegrityError, KeysafeError, StoreE
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_HEAD: Final = "0006"
-_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005", "0006"})
+SCHEMA_HEAD: Final = "0007"
+_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005", "0006", "0007"})
 _BUSY_TIMEOUT_S: Final = 30.0
 
 
@@ -55,6 +55,17 @@ def probe(path: Path) -> str:
         return "missing"
     if path.stat().st_size == 0:
         return "empty"
+    if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
+        # Checked before SQLite says "unable to open database file", which reads like damage:
+        # the advice for damage (rebuild) is the wrong one for a healthy read-only vault.
+        raise StoreError(
+            f"The vault database {path} is read-only (its file or folder cannot be written, or "
+            "the disk is mounted read-only). keysafe writes even to read (the database journal, "
+            "the audit log), so nothing was opened or changed; nothing suggests it is damaged.",
+            next_step="make KEYSAFE_HOME writable for this user (remount the disk read-write, "
+            "or `chmod u+w` the folder and vault.db), or copy the home somewhere writable.",
+            path=str(path),
+        )
     try:
         # as_uri() percent-escapes the path: a '?', '#' or '%' in KEYSAFE_HOME stays in the path.
         uri = f"{path.resolve().as_uri()}?mode=ro"

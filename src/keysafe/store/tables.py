@@ -3,7 +3,9 @@
 Nothing secret is stored in plaintext here: `records` holds ciphertext and wrapped data keys,
 `vault` holds the master key wrapped under the passphrase, `epochs` the epoch keys wrapped under
 the master key. `meta` columns hold public facts (hosts, addresses) that are also bound into the
-record's AEAD associated data, so editing them is detected when the record is opened.
+record's AEAD associated data, so editing them is detected when the record is opened. The rows
+that decide what an agent may do (`agents`, `policies`, `settings`) carry a `mac`: a seal under
+the owner's key (vault/seals.py), checked on every read that decides.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ agents = Table(
     Column("created_at", String(40), nullable=False),
     Column("last_seen", String(40), nullable=True),
     Column("revoked_at", String(40), nullable=True),
+    Column("mac", String(64), nullable=True),  # seal under the owner's key (schema 0007)
 )
 
 policies = Table(
@@ -110,6 +113,7 @@ policies = Table(
     Column("source", Text, nullable=False),  # the YAML as the owner wrote it
     Column("digest", String(64), nullable=False),
     Column("set_at", String(40), nullable=False),
+    Column("mac", String(64), nullable=True),  # seal under the owner's key (schema 0007)
 )
 
 settings = Table(
@@ -117,6 +121,7 @@ settings = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+    Column("mac", String(64), nullable=True),  # seal under the owner's key (schema 0007)
 )
 
 registry_chains = Table(

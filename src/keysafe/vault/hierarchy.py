@@ -5,7 +5,8 @@
                 rebuilds the same vault id, and the id reveals nothing about the key
 - passphrase  → Argon2id(salt) → key-encryption key that wraps the master key (XChaCha20-Poly1305)
 - epoch keys  random, wrapped by the master key; data keys wrapped by the current epoch key
-- subkeys     HKDF(master, info="keysafe/v1/<purpose>") for the audit HMAC and backups
+- subkeys     HKDF(master, info="keysafe/v1/<purpose>") for the audit HMAC, backups and the
+              seals on agents, policies and settings (vault/seals.py)
 
 Every wrap binds what it wraps to the vault and its purpose in the associated data, so a
 wrapped key copied into another vault or another slot does not open.
@@ -22,7 +23,7 @@ from keysafe.crypto.kdf import Argon2Params, argon2id, hkdf_sha256
 from keysafe.crypto.secret import SecretBytes
 
 SALT_SIZE: Final = 16
-Subkey = Literal["audit-hmac", "backup"]
+Subkey = Literal["audit-hmac", "backup", "state-mac"]
 
 
 def master_from_entropy(entropy: bytes | bytearray) -> SecretBytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,12 +37,15 @@ from keysafe.errors import (
 )
 from keysafe.store import tables as t
 from keysafe.store.db import Database
-from keysafe.vault import hierarchy, records, unlock
+from keysafe.vault import hierarchy, records, seals, unlock
 
 logger = logging.getLogger(__name__)
 
 FORMAT: Final = 1
 Clock = Callable[[], datetime]
+# One passphrase attempt at a time in this process (Vault.unlock): Argon2 is memory-hard, and
+# attempts counted after they finish must not overlap in the process that serves the login.
+_ATTEMPTS: Final = threading.Lock()
 
 
 def utc_now() -> datetime:
@@ -94,6 +98,7 @@ class Vault:
         self.vault_id = vault_id
         self.clock = clock
         self._master: SecretBytes | None = None
+        self._state_key: SecretBytes | None = None  # derived once per unlock: read on every request
         self._epoch_keys: dict[int, SecretBytes] = {}
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py). Never persisted, so never reusable.
@@ -104,11 +109,22 @@ class Vault:
     @classmethod
     def open(cls, db: Database, *, clock: Clock = utc_now) -> Vault:
         with db.read() as conn:
-            row = conn.execute(select(t.vault.c.id)).first()
+            row = conn.execute(select(t.vault.c.id, t.vault.c.format)).first()
         if row is None:
             raise IntegrityError(
                 "The vault database has no vault header (it was never finished or was emptied).",
                 next_step="rebuild it with `keysafe recover`, then `keysafe backup restore FILE`.",
+            )
+        if type(row.format) is int and row.format > FORMAT:
+            raise IntegrityError(
+                f"This vault was written by a newer keysafe (vault format {row.format}; this "
+                f"keysafe reads format {FORMAT}), so it was left untouched.",
+                next_step="upgrade keysafe (`pip install -U keysafe`) and run it again.",
+            )
+        if row.format != FORMAT:
+            raise IntegrityError(
+                f"The vault header names an unknown vault format ({str(row.format)[:20]!r}).",
+                next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
             )
         return cls(db, row.id, clock=clock)
 
@@ -144,7 +160,16 @@ class Vault:
             )
         )
         vault = cls(db, vault_id, clock=clock)
-        vault._master = SecretBytes(master.reveal())
+        vault._set_master(SecretBytes(master.reveal()))
+        # The pause-all switch exists from the start, sealed: deleting its row is then
+        # detectable, never a way to switch it off (service/sealed_state.py).
+        off = seals.setting_fields(seals.PAUSED_ALL, "0")
+        conn.execute(delete(t.settings).where(t.settings.c.key == seals.PAUSED_ALL))
+        conn.execute(
+            insert(t.settings).values(
+                key=seals.PAUSED_ALL, value="0", mac=vault.seal_row("settings", off)
+            )
+        )
         if with_first_epoch:
             vault._new_epoch(conn, 1)
         return vault
@@ -166,20 +191,65 @@ class Vault:
         return self._master is not None
 
     def unlock(self, passphrase: SecretBytes) -> None:
-        """Open the master key with the passphrase, under the throttling rules of unlock.py."""
-        now = self.clock().timestamp()
-        # The attempt is counted as a failure *before* Argon2 runs, in one serialised
-        # transaction: overlapping attempts from several processes cannot all slip under the
-        # limit. A right passphrase resets the count afterwards.
-        with self.db.write() as conn:
-            row = conn.execute(select(t.vault)).one()
-            refused: UnlockThrottledError | None = None
+        """Open the master key with the passphrase, under the throttling rules of unlock.py.
+
+        Attempts in one process run one at a time, each checked against the throttle before
+        Argon2 and counted after it: the server's login cannot be raced past the limit, an
+        attempt cut short (Ctrl-C, kill -9) counts as nothing because it learned nothing, and
+        right passphrases entered at the same time never throttle each other. Separate processes
+        are not serialised against each other: a process that can open the database file can
+        read the salt and the wrapped key and guess offline, so no counter in that file could
+        stop it (SECURITY.md).
+
+        Raises:
+            UnlockThrottledError: too many wrong passphrases in a row; Argon2 did not run.
+            WrongPassphraseError: the passphrase does not open the master key (counted).
+            IntegrityError: the header's key derivation settings are unusable.
+        """
+        with _ATTEMPTS:
+            now = self.clock().timestamp()
+            with self.db.read() as conn:
+                row = conn.execute(select(t.vault)).one()
             try:
                 unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
-            except UnlockThrottledError as exc:
-                refused = exc
-            else:
-                failures = row.unlock_failures + 1
+            except UnlockThrottledError:
+                self._audit_unlock_failure("throttled", counted=False, now=now)
+                raise
+            try:
+                params = Argon2Params.from_dict(json.loads(row.kdf_params))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise IntegrityError(
+                    f"The vault header's key derivation settings are not usable ({exc}).",
+                    next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
+                ) from None
+            wrapped = hierarchy.WrappedMaster(
+                row.kdf_salt, row.master_nonce, row.master_wrapped, params
+            )
+            try:
+                master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
+            except aead.DecryptionError:
+                self._audit_unlock_failure("wrong passphrase", counted=True, now=now)
+                raise WrongPassphraseError(
+                    "That passphrase does not unlock this vault.",
+                    next_step=(
+                        "check KEYSAFE_PASSPHRASE / --passphrase-file and retry; if it is lost, "
+                        "`keysafe recover` sets a new one from the recovery phrase."
+                    ),
+                ) from None
+            with self.db.write() as conn:
+                conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
+            self._set_master(master)
+
+    def _audit_unlock_failure(self, reason: str, *, counted: bool, now: float) -> None:
+        """Audit a refused attempt; a wrong passphrase is counted in the same transaction (read
+        afresh there, so a wrong attempt in another process is not lost)."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(t.vault.c.unlock_failures, t.vault.c.unlock_blocked_until)
+            ).one()
+            failures, delay = row.unlock_failures, 0.0
+            if counted:
+                failures += 1
                 delay = unlock.delay_after(failures)
                 conn.execute(
                     update(t.vault).values(
@@ -187,47 +257,17 @@ class Vault:
                         unlock_blocked_until=now + delay if delay else 0.0,
                     )
                 )
-        if refused is not None:
-            self._audit_unlock_failure("throttled", row.unlock_failures, 0)
-            raise refused
-        try:
-            params = Argon2Params.from_dict(json.loads(row.kdf_params))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IntegrityError(
-                f"The vault header's key derivation settings are not usable ({exc}).",
-                next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
-            ) from None
-        wrapped = hierarchy.WrappedMaster(
-            row.kdf_salt, row.master_nonce, row.master_wrapped, params
-        )
-        try:
-            master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
-        except aead.DecryptionError:
-            self._audit_unlock_failure("wrong passphrase", failures, int(delay))
-            raise WrongPassphraseError(
-                "That passphrase does not unlock this vault.",
-                next_step=(
-                    "check KEYSAFE_PASSPHRASE / --passphrase-file and retry; if it is lost, "
-                    "`keysafe recover` sets a new one from the recovery phrase."
-                ),
-            ) from None
-        with self.db.write() as conn:
-            conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
-        self._master = master
-
-    def _audit_unlock_failure(self, reason: str, failures: int, blocked: int) -> None:
-        with self.db.write() as conn:
             self.audit(
                 conn, actor="owner", action="vault.unlock", target=f"vault:{self.vault_id}",
                 outcome="failure",
-                details={"reason": reason, "failures": failures, "blocked_seconds": blocked},
+                details={"reason": reason, "failures": failures, "blocked_seconds": int(delay)},
             )  # fmt: skip
 
     def unlock_with_master(self, master: SecretBytes) -> None:
         """Unlock with a master key from the recovery phrase; it must open this vault's epochs."""
         if hierarchy.vault_id_for(master) != self.vault_id:
             raise_wrong_phrase()
-        self._master = SecretBytes(master.reveal())
+        self._set_master(SecretBytes(master.reveal()))
         with self.db.read() as conn:
             first = conn.execute(select(t.epochs.c.number).order_by(t.epochs.c.number)).first()
         if first is not None:
@@ -239,9 +279,16 @@ class Vault:
             key.wipe()
         self._epoch_keys.clear()
 
+    def _set_master(self, master: SecretBytes) -> None:
+        self._state_key = hierarchy.subkey(master, "state-mac")
+        self._master = master
+
     def lock(self) -> None:
         self.volatile.clear()
         self.lock_epochs()
+        if self._state_key is not None:
+            self._state_key.wipe()
+            self._state_key = None
         if self._master is not None:
             self._master.wipe()
             self._master = None
@@ -258,15 +305,25 @@ class Vault:
 
     def _require_master(self) -> SecretBytes:
         if self._master is None:
-            raise VaultLockedError(
-                "The vault is locked, so keysafe cannot sign, use credentials or read secrets; "
-                "this request was not queued.",
-                next_step=(
-                    "the owner unlocks it (`keysafe unlock`, the web page, or the passphrase "
-                    "prompt), then retry."
-                ),
-            )
+            raise _locked()
         return self._master
+
+    def seal_row(self, table: str, fields: seals.Fields) -> str | None:
+        """The seal for a state row (agents, policies, settings), or None while locked: what an
+        unsealed row may still do is the service's rule (service/state.py)."""
+        key = self._state_key
+        return None if key is None else seals.mac(key.reveal(), self.vault_id, table, fields)
+
+    def check_row(self, table: str, fields: seals.Fields, seal: str | None) -> seals.Seal:
+        """Whether a state row's seal verifies.
+
+        Raises:
+            VaultLockedError: checking needs the owner's key.
+        """
+        key = self._state_key
+        if key is None:
+            raise _locked()
+        return seals.check(key.reveal(), self.vault_id, table, fields, seal)
 
     def subkey(self, purpose: hierarchy.Subkey) -> SecretBytes:
         return hierarchy.subkey(self._require_master(), purpose)
@@ -449,6 +506,17 @@ class Vault:
         finally:
             if key is not None:
                 key.wipe()
+
+
+def _locked() -> VaultLockedError:
+    return VaultLockedError(
+        "The vault is locked, so keysafe cannot sign, use credentials or read secrets; "
+        "this request was not queued.",
+        next_step=(
+            "the owner unlocks it (`keysafe unlock`, the web page, or the passphrase prompt), "
+            "then retry."
+        ),
+    )
 
 
 def raise_wrong_phrase() -> None:

@@ -260,6 +260,7 @@ def test_pause_all_every_agent_denied_paused_all_resume_all_allows(made: Made) -
         assert (d.outcome, d.code) == ("deny", "PAUSED_ALL")
     # A fresh handle (another process) sees the kill switch too.
     with open_vault(made.home, clock=made.clock) as other:
+        other.unlock(SecretBytes(PASSPHRASE))  # the gate checks the owner's seals with the key
         assert authorize(other, "a", SMALL).decision.code == "PAUSED_ALL"
     agents.set_paused_all(made.vault, False)
     for n in names:

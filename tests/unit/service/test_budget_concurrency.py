@@ -23,7 +23,8 @@ from keysafe.policy.intent import Intent
 from keysafe.service import agents, audit, policies
 from keysafe.service import registry as asset_registry
 from keysafe.service.context import open_vault
-from keysafe.service.vault_admin import init_vault
+from keysafe.service.vault_admin import init_vault, parse_phrase
+from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize, settle
@@ -90,6 +91,7 @@ class FrozenClock:
 class Made:
     home: Home
     vault: Vault
+    phrase: str  # so racing workers open their own unlocked handles, as other processes would
 
 
 def _make(tmp_path: Path, policy: str) -> Made:
@@ -97,12 +99,22 @@ def _make(tmp_path: Path, policy: str) -> Made:
     vault, phrase = init_vault(
         home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=FrozenClock(MONDAY_9AM)
     )
+    words = bytes(phrase.reveal()).decode()
     phrase.wipe()
     _, token = agents.add_agent(vault, AGENT)
     if token is not None:
         token.wipe()
     policies.set_policy(vault, AGENT, policy)
-    return Made(home, vault)
+    return Made(home, vault, words)
+
+
+def _unlocked(home: Home, words: str) -> Vault:
+    """Another handle on the vault, unlocked: the gate checks the owner's seals with the key.
+    The recovery phrase is used rather than the passphrase, whose attempts are throttled."""
+    v = open_vault(home, clock=FrozenClock(MONDAY_9AM))
+    with parse_phrase(SecretBytes(bytearray(words.encode()))) as entropy:
+        v.unlock_with_master(hierarchy.master_from_entropy(entropy.reveal()))
+    return v
 
 
 @pytest.fixture
@@ -405,7 +417,7 @@ def test_idempotency_concurrent_same_key_reserves_once(made: Made) -> None:
     barrier = threading.Barrier(8)
 
     def worker() -> None:
-        with open_vault(made.home, clock=FrozenClock(MONDAY_9AM)) as v:
+        with _unlocked(made.home, made.phrase) as v:
             barrier.wait()
             try:
                 results.append(authorize(v, AGENT, transfer("0.004"), idempotency_key="k"))
@@ -424,14 +436,16 @@ def test_idempotency_concurrent_same_key_reserves_once(made: Made) -> None:
 # -- concurrency: 50 requests that together exceed the limit -----------------------------------
 
 
-def _chain_intact(home: Home) -> bool:
-    """The hash chain, checked by a locked vault: the racing workers decide with locked vaults
-    (gate.admit needs no key), so their entries carry no owner's seal for a keyed check."""
-    with open_vault(home, clock=FrozenClock(MONDAY_9AM)) as v:
-        return audit.verify(v).ok
+def _chain_intact(home: Home, words: str) -> bool:
+    """The hash chain and the owner's seals: the racing workers decide unlocked."""
+    with _unlocked(home, words) as v:
+        report = audit.verify(v)
+        return report.ok and report.keyed
 
 
-def _concurrent_threads(home: Home, n: int, amount: str) -> list[tuple[str, str | None]]:
+def _concurrent_threads(
+    home: Home, words: str, n: int, amount: str
+) -> list[tuple[str, str | None]]:
     barrier = threading.Barrier(n)
     results: list[tuple[str, str | None]] = []
     errors: list[BaseException] = []
@@ -439,7 +453,7 @@ def _concurrent_threads(home: Home, n: int, amount: str) -> list[tuple[str, str 
 
     def worker() -> None:
         try:
-            with open_vault(home, clock=FrozenClock(MONDAY_9AM)) as v:
+            with _unlocked(home, words) as v:
                 barrier.wait(timeout=60)
                 d = authorize(v, AGENT, transfer(amount)).decision
             with lock:
@@ -459,13 +473,13 @@ def _concurrent_threads(home: Home, n: int, amount: str) -> list[tuple[str, str 
 
 
 def test_concurrent_50_threads_over_the_24h_limit_never_overspend(made: Made) -> None:
-    results = _concurrent_threads(made.home, 50, "0.004")
+    results = _concurrent_threads(made.home, made.phrase, 50, "0.004")
     counts = Counter(results)
     assert counts[("allow", None)] == 12, counts
     assert counts[("deny", "BUDGET_EXCEEDED")] == 38, counts
     assert live_units(made.home) == 12 * STEP_UNITS <= LIMIT_UNITS
     assert len(ledger_rows(made.home)) == 12
-    assert _chain_intact(made.home)
+    assert _chain_intact(made.home, made.phrase)
 
 
 def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
@@ -473,22 +487,22 @@ def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
 ) -> None:
     m = _make(tmp_path, COUNT_POLICY)
     try:
-        results = _concurrent_threads(m.home, 50, "0.001")
+        results = _concurrent_threads(m.home, m.phrase, 50, "0.001")
         counts = Counter(results)
         assert counts[("allow", None)] == 10, counts
         assert counts[("deny", "RATE_LIMITED")] == 40, counts
         assert len(ledger_rows(m.home)) == 10
-        assert _chain_intact(m.home)
+        assert _chain_intact(m.home, m.phrase)
     finally:
         m.vault.lock()
         m.vault.db.close()
 
 
 def _process_worker(
-    home_path: str, n: int, barrier: Any, out: Any
+    home_path: str, words: str, n: int, barrier: Any, out: Any
 ) -> None:  # pragma: no cover - runs in a spawned child
     try:
-        with open_vault(Home(Path(home_path)), clock=FrozenClock(MONDAY_9AM)) as v:
+        with _unlocked(Home(Path(home_path)), words) as v:
             barrier.wait(timeout=120)
             for _ in range(n):
                 d = authorize(v, AGENT, transfer("0.004")).decision
@@ -504,7 +518,9 @@ def test_concurrent_10_processes_x5_over_the_24h_limit_never_overspend(made: Mad
     barrier = ctx.Barrier(n_proc)
     out = ctx.Queue()
     procs = [
-        ctx.Process(target=_process_worker, args=(str(made.home.path), per_proc, barrier, out))
+        ctx.Process(
+            target=_process_worker, args=(str(made.home.path), made.phrase, per_proc, barrier, out)
+        )
         for _ in range(n_proc)
     ]
     for p in procs:
@@ -518,6 +534,6 @@ def test_concurrent_10_processes_x5_over_the_24h_limit_never_overspend(made: Mad
     assert counts[("allow", None)] == 12, counts
     assert counts[("deny", "BUDGET_EXCEEDED")] == 38, counts
     assert live_units(made.home) == 12 * STEP_UNITS <= LIMIT_UNITS
-    assert _chain_intact(made.home)
+    assert _chain_intact(made.home, made.phrase)
     decisions = [e for e in audit.list_entries(made.vault) if e.action == "decide.evm.transfer"]
     assert len(decisions) == n_proc * per_proc

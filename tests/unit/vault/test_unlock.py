@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,26 +224,71 @@ def test_unlock_failure_audit_rows_never_hold_the_passphrase(setup: Setup) -> No
         assert form not in text
 
 
-def test_unlock_overlapping_wrong_attempts_get_at_most_five_argon2_runs(
-    setup: Setup, argon2_spy: Argon2Spy, monkeypatch: pytest.MonkeyPatch
+def test_unlock_concurrent_wrong_attempts_in_the_server_get_at_most_five_argon2_runs(
+    setup: Setup, argon2_spy: Argon2Spy
 ) -> None:
-    # While one attempt is inside Argon2, the next one starts (as a second process would):
-    # a deterministic model of ten overlapping `keysafe unlock` runs.
-    others: list[Vault] = []
+    # Ten logins at once, as the server's threads would take them: attempts run one at a time
+    # and each is counted before the next is checked, so the sixth on is refused unrun.
+    handles = [setup.reopen() for _ in range(10)]
+    barrier = threading.Barrier(10)
 
-    def overlapping(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:
-        if len(others) < 10:
-            other = setup.reopen()
-            others.append(other)
-            with contextlib.suppress(WrongPassphraseError, UnlockThrottledError):
-                other.unlock(SecretBytes(WRONG))
-        return argon2_spy.counting(passphrase, salt, params)
-
-    monkeypatch.setattr(hierarchy, "argon2id", overlapping)
-    try:
+    def attempt(v: Vault) -> None:
+        barrier.wait(timeout=30)
         with contextlib.suppress(WrongPassphraseError, UnlockThrottledError):
-            setup.vault.unlock(SecretBytes(WRONG))
+            v.unlock(SecretBytes(WRONG))
+
+    threads = [threading.Thread(target=attempt, args=(v,)) for v in handles]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
     finally:
-        for other in others:
-            other.db.close()
-    assert argon2_spy.calls <= unlock.FREE_ATTEMPTS
+        for v in handles:
+            v.db.close()
+    assert argon2_spy.calls == unlock.FREE_ATTEMPTS
+    assert _failures(setup, setup.vault) == unlock.FREE_ATTEMPTS
+
+
+def test_unlock_concurrent_right_passphrases_never_throttle_each_other(setup: Setup) -> None:
+    handles = [setup.reopen() for _ in range(12)]
+    barrier = threading.Barrier(12)
+    errors: list[BaseException] = []
+
+    def attempt(v: Vault) -> None:
+        barrier.wait(timeout=30)
+        try:
+            v.unlock(SecretBytes(PASSPHRASE))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(v,)) for v in handles]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        assert not errors, errors
+        assert all(v.is_unlocked for v in handles)
+    finally:
+        for v in handles:
+            v.lock()
+            v.db.close()
+    assert _failures(setup, setup.vault) == 0
+
+
+def test_unlock_interrupted_inside_argon2_counts_nothing(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail(setup.vault, 4)
+
+    def interrupted(passphrase: bytes | bytearray, salt: bytes, params: Argon2Params) -> bytearray:
+        raise KeyboardInterrupt  # Ctrl-C while the key is being derived: nothing was learned
+
+    monkeypatch.setattr(hierarchy, "argon2id", interrupted)
+    for _ in range(3):
+        with pytest.raises(KeyboardInterrupt):
+            setup.vault.unlock(SecretBytes(WRONG))
+    monkeypatch.undo()
+    assert _failures(setup, setup.vault) == 4
+    setup.vault.unlock(SecretBytes(PASSPHRASE))  # not throttled: four failures, not seven
