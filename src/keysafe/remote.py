@@ -17,6 +17,7 @@ import httpx
 from keysafe.errors import ErrorCode, KeysafeError, VaultUnreachableError
 
 DEFAULT_URL: Final = "http://127.0.0.1:8420"
+MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
 
 
@@ -139,6 +140,12 @@ class AgentClient:
         return await self._call(
             "POST", "/v1/agent/credential-release", {"credential": credential, "purpose": purpose}
         )
+
+    async def check(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/check", {"action": action, "request": request})
+
+    async def pending_approvals(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/agent/approvals")
 
     async def approval(self, approval_id: str, *, wait: int = 0) -> dict[str, Any]:
         path = f"/v1/agent/approvals/{quote(approval_id, safe='')}?wait={max(0, min(wait, 60))}"

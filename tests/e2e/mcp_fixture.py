@@ -79,6 +79,8 @@ TOOL_NAMES = frozenset(
         "http_request",
         "read_data",
         "approval_status",
+        "check_policy",
+        "list_pending_approvals",
     }
 )
 
@@ -417,11 +419,14 @@ def ok(result: CallToolResult) -> dict[str, Any]:
 
 
 def refused(result: CallToolResult, code: str) -> dict[str, Any]:
-    """The error object of a refusal, after checking text and structure agree on `code`."""
+    """The error object of a refusal, after checking its text and its JSON agree on `code`."""
     assert result.is_error, result
     text = result.content[0].text  # type: ignore[union-attr]
     assert text.startswith(f"{code}: "), text
-    data = result.structured_content
+    # No structured content on an error: TypeScript hosts check it against the output schema
+    # and drop the whole result when it does not match (test_mcp_inspector.py).
+    assert result.structured_content is None, result
+    data = json.loads(result.content[1].text)  # type: ignore[union-attr]
     assert isinstance(data, dict) and set(data) == {"error"}, data
     err = data["error"]
     assert err["code"] == code, err
@@ -546,8 +551,13 @@ EXPECTED_REQUIRED = {
     "http_request": {"credential", "method", "url"},
     "read_data": {"name"},
     "approval_status": {"approval_id"},
+    "check_policy": {"tool", "arguments"},
+    "list_pending_approvals": set(),
 }
-READ_ONLY = {"list_capabilities", "get_address", "read_data", "approval_status"}
+READ_ONLY = {
+    "list_capabilities", "get_address", "read_data", "approval_status", "check_policy",
+    "list_pending_approvals",
+}  # fmt: skip
 
 
 def sample_calls(upstream_port: int) -> dict[str, dict[str, Any]]:
@@ -566,6 +576,8 @@ def sample_calls(upstream_port: int) -> dict[str, dict[str, Any]]:
         },
         "read_data": {"name": "profile"},
         "approval_status": {"approval_id": "apr_000000000000000000000000"},
+        "check_policy": {"tool": "sign_message", "arguments": {"wallet": "main", "message": SIWE}},
+        "list_pending_approvals": {},
     }
 
 
@@ -599,12 +611,12 @@ class ToolScenarios:
 
     # -- discovery ---------------------------------------------------------------------------------
 
-    def test_list_tools_is_exactly_the_nine_tools_with_descriptions_and_schemas(
+    def test_list_tools_is_exactly_the_eleven_tools_with_descriptions_and_schemas(
         self, session: McpSession
     ) -> None:
         tools = session.list_tools().tools
         names = [t.name for t in tools]
-        assert len(names) == len(set(names)) == 9 and set(names) == TOOL_NAMES, names
+        assert len(names) == len(set(names)) == 11 and set(names) == TOOL_NAMES, names
         for t in tools:
             assert t.description and len(t.description) > 40, t.name
             assert t.input_schema["type"] == "object", t.name
@@ -814,6 +826,22 @@ class ToolScenarios:
         leaks = [form for form, needle in secret_forms(secret).items() if needle in everything]
         assert not leaks, f"the secret reached the MCP client as {leaks}"
 
+    def test_http_request_sends_a_json_body_given_as_text_or_as_a_value(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        # A model sends JSON either way; the SDK turns JSON-looking text into an object before
+        # validation, which a text-only `body` refused. Both arrive as the same JSON, once.
+        url = f"{world.upstream.base}/json"
+        for body in ('{"amount": 5, "tags": ["a"]}', {"amount": 5, "tags": ["a"]}):
+            args = {"credential": "echo", "method": "POST", "url": url, "body": body}
+            assert ok(session.call("http_request", args))["status_code"] == 200
+            seen = world.upstream.requests[-1]
+            assert json.loads(seen.body) == {"amount": 5, "tags": ["a"]}, seen.body
+        assert seen.headers["Content-Type"] == "application/json"
+        args = {"credential": "echo", "method": "POST", "url": url, "body": "plain text, [not json"}
+        ok(session.call("http_request", args))
+        assert world.upstream.requests[-1].body == b"plain text, [not json"
+
     def test_http_request_cannot_replace_the_credential_header(
         self, world: McpWorld, session: McpSession
     ) -> None:
@@ -875,10 +903,76 @@ class ToolScenarios:
         self, session: McpSession
     ) -> None:
         args = {"approval_id": "apr_0123456789abcdef01234567", "wait_seconds": 61}
-        result = session.call("approval_status", args)
-        assert result.is_error
-        assert "wait_seconds" in result.content[0].text  # type: ignore[union-attr]
-        assert not (result.structured_content or {}).get("status")
+        err = refused(session.call("approval_status", args), "MALFORMED_REQUEST")
+        # One line naming the argument and why; none of pydantic's report or links.
+        assert "'wait_seconds'" in err["message"] and "\n" not in err["message"], err
+        assert "pydantic" not in json.dumps(err) and "61" not in err["message"]
+        assert err["next"] == "fix that argument and call approval_status again."
+
+    def test_refusals_tell_a_model_what_to_do_never_a_shell_command(
+        self, session: McpSession
+    ) -> None:
+        calls = [
+            ("get_address", {"wallet": "spare"}),
+            ("sign_transaction", {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R2)}),
+            ("read_data", {"name": "diary"}),
+            ("get_address", {"wallet": "x" * 65}),
+        ]
+        for tool, args in calls:
+            result = session.call(tool, args)
+            assert result.is_error, (tool, result)
+            err = json.loads(result.content[1].text)["error"]  # type: ignore[union-attr]
+            for mark in ("`", "keysafe ", "KEYSAFE_", "--", "http"):
+                assert mark not in err["next"], (tool, err["next"])
+        denied = json.loads(session.call(*calls[1]).content[1].text)["error"]  # type: ignore[union-attr]
+        assert "list_capabilities" in denied["next"]
+
+    # -- dry runs and what is waiting -------------------------------------------------------------
+
+    def test_check_policy_answers_allow_ask_and_deny_and_changes_nothing(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        budget = ok(session.call("list_capabilities", {}))["budget"]
+        waiting = ok(session.call("list_pending_approvals", {}))["approvals"]
+        sent = len(world.upstream.requests)
+
+        def check(tool: str, args: dict[str, Any]) -> dict[str, Any]:
+            return ok(session.call("check_policy", {"tool": tool, "arguments": args}))
+
+        def tx(to: str, value: int = MILLI_ETH) -> dict[str, Any]:
+            return {"wallet": "main", "transaction": evm_tx(value, to=to)}
+
+        allowed = check("sign_transaction", tx(R1))
+        assert (allowed["decision"], allowed["rule"]) == ("allow", "pay-r1"), allowed
+        asked = check("sign_transaction", tx(R4))
+        assert (asked["decision"], asked["rule"]) == ("ask", "ask-r4"), asked
+        denied = check("sign_transaction", tx(R2))
+        assert (denied["decision"], denied["code"]) == ("deny", "NO_MATCHING_RULE"), denied
+        over = check("sign_transaction", tx(R1, MILLI_ETH * 20))
+        assert over["decision"] == "deny" and "pay-r1" in over["reason"], over
+        elsewhere = {"credential": "echo", "method": "GET", "url": "https://evil.example/x"}
+        assert check("http_request", elsewhere)["code"] == "HOST_NOT_ALLOWED"
+        json_body = {"credential": "echo", "method": "POST", "url": f"{world.upstream.base}/j",
+                     "body": {"a": 1}}  # fmt: skip
+        assert check("http_request", json_body)["decision"] == "allow"
+        # Nothing was reserved, parked or sent.
+        assert ok(session.call("list_capabilities", {}))["budget"] == budget
+        assert ok(session.call("list_pending_approvals", {}))["approvals"] == waiting
+        assert len(world.upstream.requests) == sent
+
+    def test_list_pending_approvals_shows_what_waits_for_the_owner_until_decided(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        args = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 7, to=R4)}
+        parked = ok(session.call("sign_transaction", args))
+        assert parked["status"] == "pending_approval"
+        listed = {a["approval_id"]: a for a in ok(session.call("list_pending_approvals", {}))[
+            "approvals"]}  # fmt: skip
+        mine = listed[parked["approval_id"]]
+        assert mine["status"] == "pending" and mine["summary"] == parked["summary"]
+        assert world.owner(f"/v1/owner/approvals/{parked['approval_id']}/deny").status_code == 200
+        after = ok(session.call("list_pending_approvals", {}))["approvals"]
+        assert parked["approval_id"] not in {a["approval_id"] for a in after}
 
     def test_pending_then_owner_approves_then_approval_status_returns_the_signed_result(
         self, world: McpWorld, session: McpSession

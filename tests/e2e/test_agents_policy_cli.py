@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSPHRASE, Cli, Result
+from tests.policy_examples import example_text
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_POLICY = REPO / "examples" / "policy.yaml"
@@ -77,9 +78,9 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
     home = root / "home"
     cli = Cli(home, _env(home))
     cli.ok("init", "--json")
-    added = json.loads(
-        cli.ok("agent", "add", "bot", "--policy", str(EXAMPLE_POLICY), "--json").stdout
-    )
+    full = root / "example-full.yaml"  # the example with its optional parts switched on
+    full.write_text(example_text(), encoding="utf-8")
+    added = json.loads(cli.ok("agent", "add", "bot", "--policy", str(full), "--json").stdout)
     return Pristine(cli, added, root)
 
 
@@ -130,6 +131,20 @@ def test_agent_add_with_policy_json_prints_token_and_policy_hash(pristine: Prist
     assert (a["name"], a["status"], a["auth"], a["last_seen"]) == ("bot", "active", "token", None)
 
 
+def test_agent_add_mcp_config_prints_only_the_json_entry_on_stdout(copy: Cli) -> None:
+    stdio = copy.ok("agent", "add", "desk", "--mcp-config")
+    entry = json.loads(stdio.stdout)["mcpServers"]["keysafe"]  # stdout is the JSON, nothing else
+    assert entry["args"] == ["mcp"] and entry["env"]["KEYSAFE_AGENT_TOKEN"].startswith("ks_agent_")
+    assert "added" in stdio.stderr and "ks_agent_" not in stdio.stderr
+    http = copy.ok("agent", "add", "remote-desk", "--mcp-config", "http")
+    entry = json.loads(http.stdout)["mcpServers"]["keysafe"]
+    assert entry["type"] == "http" and entry["url"] == "http://127.0.0.1:8422/mcp"
+    assert entry["headers"]["Authorization"].startswith("Bearer ks_agent_")
+    wrong = copy("agent", "add", "other", "--mcp-config", "sse")  # a usage error: no agent made
+    assert wrong.exit_code == 2 and "sse" in wrong.stderr, wrong.stderr
+    assert "other" not in {a["name"] for a in json.loads(copy.ok("agent", "list", "--json").stdout)}
+
+
 def test_agent_list_json_has_every_field_and_never_the_token(pristine: Pristine) -> None:
     r = pristine.cli.ok("agent", "list", "--json")
     (bot,) = json.loads(r.stdout)
@@ -147,7 +162,7 @@ def test_policy_show_json_hash_matches_agent_and_source_is_the_file(pristine: Pr
     shown = json.loads(pristine.cli.ok("policy", "show", "bot", "--json").stdout)
     assert shown["agent"] == "bot"
     assert shown["hash"] == pristine.added["policy_hash"]
-    assert shown["source"] == EXAMPLE_POLICY.read_text(encoding="utf-8")
+    assert shown["source"] == example_text()
 
 
 def test_agent_rotate_token_prints_a_different_token(copy: Cli, pristine: Pristine) -> None:
@@ -367,7 +382,7 @@ def test_policy_check_reserves_and_records_nothing(copy: Cli, tmp_path: Path) ->
 
 
 def test_policy_set_audited_with_policy_hash_and_diff(copy: Cli, tmp_path: Path) -> None:
-    text = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    text = example_text()
     changed = text.replace(
         'max_per_tx: {ETH: "0.01", USDC: "25"}', 'max_per_tx: {ETH: "0.01", USDC: "20"}'
     )

@@ -352,7 +352,7 @@ def invoke_in_process(args: list[str], home: Path) -> Any:
 
     from keysafe.cli import app as cli_app
 
-    cli_app._register()
+    cli_app.register([])  # every command
     env = {"KEYSAFE_HOME": str(home), "COLUMNS": "200", "TERMINAL_WIDTH": "200"}
     return CliRunner().invoke(cli_app.app, args, env=env, prog_name="keysafe")
 
@@ -432,3 +432,18 @@ def test_vault_template_files_are_private(vault_template: Path) -> None:
     assert stat.S_IMODE(vault_template.stat().st_mode) == 0o700
     for child in vault_template.iterdir():
         assert stat.S_IMODE(child.stat().st_mode) == 0o600, child
+
+
+def test_shell_completion_completes_commands_and_subcommands(keysafe: Cli) -> None:
+    assert "--install-completion" in keysafe.ok("--help").stdout
+    for words, cword, want in (("keysafe ag", "1", "agent"), ("keysafe agent pa", "2", "pause")):
+        env = {"_KEYSAFE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        assert keysafe.ok(env=env).stdout.split() == [want]
+
+
+def test_license_file_matches_pyproject() -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'license = "Apache-2.0"' in pyproject and 'license-files = ["LICENSE"]' in pyproject

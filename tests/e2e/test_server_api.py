@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 import stat
 import time
 from collections import Counter
@@ -566,3 +567,17 @@ def test_serve_on_non_loopback_host_without_tls_exits_1_with_one_line(keysafe: C
     assert "TLS" in r.stderr
     assert "serving on" not in r.stdout
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_1(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = Cli(tmp_path / "home", env)("serve", "--port", str(port), timeout=30)
+    assert r.exit_code == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error [MALFORMED_REQUEST]: "), r.stderr
+    assert f"Port {port} on 127.0.0.1 is already in use" in lines[0]
+    assert "Traceback" not in r.stderr and "Errno" not in r.stderr

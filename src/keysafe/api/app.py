@@ -35,6 +35,7 @@ from keysafe.service import (
     approvals,
     audit,
     capabilities,
+    checks,
     data,
     placeholders,
     proxy,
@@ -46,6 +47,7 @@ from keysafe.service import (
 )
 from keysafe.service.models import (
     ApproveRequest,
+    CheckRequest,
     HttpRequestRequest,
     LoginRequest,
     ReadDataRequest,
@@ -423,6 +425,18 @@ def _agent_routes(app: FastAPI) -> None:
             _state(request).vault, agent, body.credential, purpose=body.purpose or ""
         )
         return JSONResponse(res.to_dict(), status_code=202)
+
+    @app.post("/v1/agent/check", tags=["agent"])
+    def check(request: Request, agent: Agent, body: CheckRequest) -> dict[str, Any]:
+        """Dry run: the decision (allow, ask or deny, with the rule and reason) that the request
+        in `request` would get from the `action` route now. Nothing is reserved, parked, signed,
+        sent or audited."""
+        return checks.check(_state(request).vault, agent, body.action, body.request).to_dict()
+
+    @app.get("/v1/agent/approvals", tags=["agent"])
+    def pending_approvals(request: Request, agent: Agent) -> dict[str, Any]:
+        """This agent's requests still waiting for the owner (approval id, summary, expiry)."""
+        return {"approvals": approvals.agent_pending(_state(request).vault, agent)}
 
     @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"])
     async def approval_status(

@@ -239,8 +239,15 @@ def get(conn: Connection, approval_id: str, now: float, *, agent: str | None = N
     return _row(r, now)
 
 
-def list_approvals(conn: Connection, now: float, *, pending_only: bool) -> list[Approval]:
-    rows = conn.execute(select(t.approvals).order_by(t.approvals.c.created_at)).all()
+def list_approvals(
+    conn: Connection, now: float, *, pending_only: bool, agent: str | None = None
+) -> list[Approval]:
+    query = select(t.approvals).order_by(t.approvals.c.created_at)
+    if agent is not None:
+        query = query.where(t.approvals.c.agent == agent)
+    if pending_only:
+        query = query.where(t.approvals.c.status == Status.PENDING)
+    rows = conn.execute(query).all()
     items = [_row(r, now) for r in rows]
     return [a for a in items if a.status is Status.PENDING] if pending_only else items
 

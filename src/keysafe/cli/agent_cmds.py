@@ -14,6 +14,7 @@ from keysafe.cli import render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
+from keysafe.policy import examples
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
@@ -62,20 +63,29 @@ def agent_add(
         typer.Option("--public-key", help="Ed25519 public key (hex/base64) for signed requests."),
     ] = None,
     mcp_config: Annotated[
-        bool,
+        str | None,
         typer.Option(
-            "--mcp-config",
-            help="Also print the MCP server entry for Claude Desktop / Cursor (holds the token).",
+            "--mcp-config",  # given bare, it means stdio (cli/app.py _OPTIONAL_VALUES)
+            metavar="[stdio|http]",
+            help="Print only the MCP server entry (holds the token) on stdout: `stdio` (the "
+            "default) launches `keysafe mcp` (Claude Desktop, Cursor); `http` points at a "
+            "running `keysafe mcp --http` with the token in a header.",
         ),
-    ] = False,
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Register an agent and print its token ONCE (ks_agent_…). Store it where the agent runs.
 
-    With --mcp-config the token is printed inside a ready `mcpServers` entry instead: paste it
-    into claude_desktop_config.json or .cursor/mcp.json.
+    With --mcp-config the token is printed inside a ready `mcpServers` entry instead, and that
+    JSON is all that goes to stdout (`> mcp.json` works): paste it into
+    claude_desktop_config.json or .cursor/mcp.json.
     """
+    if mcp_config not in (None, "stdio", "http"):
+        raise MalformedRequestError(
+            f"--mcp-config takes stdio or http, not {mcp_config[:20]!r}.",
+            next_step="use `--mcp-config` (stdio) or `--mcp-config http`.",
+        )
     text = _read(policy) if policy else None
     with unlocked(passphrase_file) as vault:
         if text is not None:  # check before creating, so a bad policy leaves no half-made agent
@@ -85,14 +95,14 @@ def agent_add(
             policies.set_policy(vault, name, text, source=str(policy))
             view = next(v for v in agents.list_agents(vault) if v.name == name)
     tok = bytes(token.reveal()).decode() if token else None
-    snippet = _mcp_config(tok) if mcp_config and tok else None
+    snippet = _mcp_config(tok, mcp_config) if mcp_config and tok else None
     if json_out:
         render.as_json(
             view.to_dict() | {"token": tok} | ({"mcp_config": snippet} if snippet else {})
         )
     elif snippet is not None:
-        render.out.print(f"Agent '{name}' added. MCP server entry (holds the token; shown once):")
-        print(json.dumps(snippet, indent=2))  # plain JSON: no markup, no wrapping
+        render.note(f"Agent '{name}' added. Its MCP server entry (holds the token; shown once):")
+        print(json.dumps(snippet, indent=2))  # plain JSON, alone on stdout: no markup, no wrapping
     else:
         render.out.print(
             f"Agent '{name}' added"
@@ -108,20 +118,25 @@ def agent_add(
         token.wipe()
 
 
-def _mcp_config(token: str) -> dict[str, Any]:
-    """The `mcpServers` entry Claude Desktop and Cursor read: they launch `keysafe mcp` (stdio)."""
-    from keysafe.remote import vault_url
+def _mcp_config(token: str, transport: str) -> dict[str, Any]:
+    """The `mcpServers` entry MCP hosts read: over stdio they launch `keysafe mcp`; over HTTP
+    they connect to a running `keysafe mcp --http` (its default port) with the token as bearer."""
+    from keysafe.remote import MCP_HTTP_PORT, vault_url
 
-    exe = shutil.which("keysafe") or str(Path(sys.executable).with_name("keysafe"))
-    return {
-        "mcpServers": {
-            "keysafe": {
-                "command": exe,
-                "args": ["mcp"],
-                "env": {"KEYSAFE_URL": vault_url(), "KEYSAFE_AGENT_TOKEN": token},
-            }
+    if transport == "http":
+        entry: dict[str, Any] = {
+            "type": "http",
+            "url": f"http://127.0.0.1:{MCP_HTTP_PORT}/mcp",
+            "headers": {"Authorization": f"Bearer {token}"},
         }
-    }
+    else:
+        exe = shutil.which("keysafe") or str(Path(sys.executable).with_name("keysafe"))
+        entry = {
+            "command": exe,
+            "args": ["mcp"],
+            "env": {"KEYSAFE_URL": vault_url(), "KEYSAFE_AGENT_TOKEN": token},
+        }
+    return {"mcpServers": {"keysafe": entry}}
 
 
 @agent_app.command("list")
@@ -238,10 +253,7 @@ def resume_all(passphrase_file: PassphraseFile = None) -> None:
 @policy_app.command("example")
 def policy_example() -> None:
     """Print a commented example policy to start from: keysafe policy example > shopper.yaml"""
-    from importlib import resources
-
-    text = (resources.files("keysafe.policy") / "example_policy.yaml").read_text(encoding="utf-8")
-    sys.stdout.write(text)
+    sys.stdout.write(examples.example_text())
 
 
 @policy_app.command("set")

@@ -6,12 +6,13 @@ A bug is reported as INTERNAL with an incident id; its traceback goes only to th
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
@@ -38,7 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
 )
 
 PassphraseFile = Annotated[
@@ -84,26 +85,61 @@ def _configure_logging(h: Home) -> None:
     logger.propagate = False
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`.
-    from keysafe.cli import (  # noqa: F401
-        agent_cmds,
-        audit_cmds,
-        backup_cmds,
-        chain_cmds,
-        demo_cmd,
-        record_cmds,
-        server_cmds,
-        surface_cmds,
-        vault_cmds,
-    )
+# The modules that add each top-level command (and its subcommands) to `app`, in the order
+# `--help` lists them. Only those of the command being run are imported: importing all of them
+# (wallet code, the server, MCP) cost a third of every run. tests/unit/test_cli_commands.py
+# checks this table against what the modules define.
+COMMANDS: Final[dict[str, tuple[str, ...]]] = {
+    "init": ("vault_cmds",), "status": ("vault_cmds",), "recover": ("vault_cmds",),
+    "passphrase": ("vault_cmds",), "pause-all": ("agent_cmds",), "resume-all": ("agent_cmds",),
+    "agent": ("agent_cmds",), "policy": ("agent_cmds",), "chain": ("agent_cmds",),
+    "asset": ("agent_cmds",), "audit": ("audit_cmds",), "backup": ("backup_cmds",),
+    "decode": ("chain_cmds",), "demo": ("demo_cmd",), "serve": ("server_cmds",),
+    "unlock": ("server_cmds",), "lock": ("server_cmds",), "approvals": ("server_cmds",),
+    "approve": ("server_cmds",), "deny": ("server_cmds",), "grants": ("server_cmds",),
+    "mcp": ("surface_cmds",), "proxy": ("surface_cmds",), "run": ("surface_cmds",),
+    "credential": ("record_cmds",), "data": ("record_cmds",),
+    "wallet": ("record_cmds", "chain_cmds"),  # chain_cmds adds `wallet sign-message`
+}  # fmt: skip
+_ALL_MODULES: Final = (
+    "agent_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "record_cmds",
+    "server_cmds", "surface_cmds", "vault_cmds",
+)  # fmt: skip
+
+
+def register(argv: list[str] | None = None) -> None:
+    """Add to `app` the commands `argv` can reach: its command's module, or every module (for
+    --help, completion, or a name keysafe does not know, so the error lists them all)."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    for module in COMMANDS.get(words[0] if words else "", _ALL_MODULES):
+        importlib.import_module(f"keysafe.cli.{module}")
+
+
+# Options whose value may be left out, with the value that means (Typer has no such option):
+# `agent add NAME --mcp-config` is `--mcp-config stdio`.
+_OPTIONAL_VALUES: Final[dict[str, tuple[str, frozenset[str]]]] = {
+    "--mcp-config": ("stdio", frozenset({"stdio", "http"})),
+}
+
+
+def with_optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default filled in after each option of _OPTIONAL_VALUES given bare."""
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        out.append(word)
+        if word in _OPTIONAL_VALUES:
+            default, values = _OPTIONAL_VALUES[word]
+            if i + 1 == len(argv) or argv[i + 1] not in values:
+                out.append(default)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # every file keysafe creates is 0600, every directory 0700
-    _register()
+    args = with_optional_values(sys.argv[1:] if argv is None else argv)
+    register(args)
     try:
-        app(args=argv, prog_name="keysafe")
+        app(args=args, prog_name="keysafe")
     except KeysafeError as exc:
         logger.info("refused: %s %s", exc.code, exc.what)
         render.error_line(str(exc.code), exc.what, exc.next_step)

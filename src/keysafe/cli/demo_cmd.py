@@ -21,7 +21,6 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +30,7 @@ import yaml
 from keysafe.cli import render
 from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
+from keysafe.policy import examples
 from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
 from keysafe.service.models import Attachment, Chain, SecretBytes
@@ -145,12 +145,10 @@ class VaultServer:
 
 
 def _demo_policy(upstream_port: int) -> str:
-    """The example policy, made runnable at any hour: its business-hours rule is dropped, its
-    expiry moved a day ahead, and one rule lets the agent call the demo's local API."""
-    doc = yaml.safe_load(
-        (resources.files("keysafe.policy") / "example_policy.yaml").read_text(encoding="utf-8")
-    )
-    doc["rules"] = [r for r in doc["rules"] if r.get("name") != "business-hours-only"]
+    """The example policy (its optional parts stay off, so it runs at any hour), expiring a day
+    ahead (a demo's policy should not outlive it), and one rule that lets the agent call the
+    demo's local API."""
+    doc = yaml.safe_load(examples.example_text())
     doc["rules"].append(
         {"name": "demo-api", "allow": ["http.request"], "credentials": ["example-api"],
          "methods": ["GET"], "urls": [f"http://127.0.0.1:{upstream_port}/**"]}
@@ -242,6 +240,7 @@ async def _agent_session(
 ) -> None:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
+    from mcp_types import TextContent
 
     # imported here: it loads eth-account (about a second), which no other command needs
     from keysafe.service import approvals
@@ -253,8 +252,10 @@ async def _agent_session(
 
         async def call(tool: str, args: dict[str, Any]) -> tuple[bool, dict[str, Any], str]:
             r = await mcp.call_tool(tool, args)
-            text = r.content[0].text if r.content and hasattr(r.content[0], "text") else ""
-            return r.is_error, dict(r.structured_content or {}), text
+            texts = [c.text for c in r.content if isinstance(c, TextContent)]
+            if r.is_error:  # a refusal: its error object is the second text block (JSON)
+                return True, json.loads(texts[1]) if len(texts) > 1 else {}, texts[0]
+            return False, dict(r.structured_content or {}), texts[0] if texts else ""
 
         tools = await mcp.list_tools()
         _say(f"MCP client connected over stdio; {len(tools.tools)} tools")

@@ -1,7 +1,9 @@
 """Reading passphrases, phrases and secrets: from files, the environment, stdin or a hidden prompt.
 
 Order for a passphrase: `--passphrase-file`, then the environment variable, then a hidden prompt
-when a terminal is attached; otherwise a clear error (scripts must say where the secret is).
+on the terminal; otherwise a clear error (scripts must say where the secret is). The prompt asks
+on the process's terminal (/dev/tty) even when stdin is a pipe, so
+`printf %s "$TOKEN" | keysafe credential add …` can still ask for the passphrase.
 Secrets never pass through argv, where `ps` would show them.
 """
 
@@ -33,6 +35,19 @@ def _from_file(path: Path) -> SecretBytes:
     return SecretBytes.adopt(_strip_newline(data))
 
 
+def _has_terminal() -> bool:
+    """Whether a person can be asked: stdin is a terminal, or the process has one (/dev/tty),
+    which is where getpass asks even when stdin carries a piped secret."""
+    if sys.stdin.isatty():
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 def _prompt(label: str, *, confirm: bool) -> SecretBytes:
     first = getpass.getpass(f"{label}: ")
     if confirm:
@@ -57,7 +72,7 @@ def passphrase(
         value = os.environ.get(name)
         if value:
             return SecretBytes(bytearray(value.encode()))
-    if sys.stdin.isatty():
+    if _has_terminal():
         return _prompt(label, confirm=confirm)
     raise MalformedRequestError(
         f"No {label.lower()} given and no terminal to ask on.",
@@ -84,10 +99,14 @@ def stdin_line(label: str) -> SecretBytes:
 def confirm(question: str, *, assume_yes: bool) -> bool:
     if assume_yes:
         return True
-    if not sys.stdin.isatty():
+    if sys.stdin.isatty():
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    if not _has_terminal():
         raise MalformedRequestError(
             f"{question} needs confirmation and there is no terminal to ask on.",
             next_step="pass --yes to confirm.",
         )
-    answer = input(f"{question} [y/N] ").strip().lower()
-    return answer in ("y", "yes")
+    with open("/dev/tty", "r+", encoding="utf-8") as tty:  # stdin is a pipe: ask the person
+        tty.write(f"{question} [y/N] ")
+        tty.flush()
+        return tty.readline().strip().lower() in ("y", "yes")

@@ -17,7 +17,7 @@ import typer
 
 from keysafe.cli.app import app
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError, PolicyDeniedError
-from keysafe.remote import AgentClient, vault_url
+from keysafe.remote import MCP_HTTP_PORT, AgentClient, vault_url
 
 TOKEN_ENV = "KEYSAFE_AGENT_TOKEN"  # noqa: S105 - the variable's name
 
@@ -49,7 +49,9 @@ def mcp_cmd(
         bool,
         typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1:PORT/mcp, not stdio."),
     ] = False,
-    port: Annotated[int, typer.Option("--port", help="Port for --http.", min=1, max=65535)] = 8422,
+    port: Annotated[
+        int, typer.Option("--port", help="Port for --http.", min=1, max=65535)
+    ] = MCP_HTTP_PORT,
 ) -> None:
     """Run the MCP server an agent host (Claude Desktop, Cursor, an SDK client) talks to.
 

@@ -2,21 +2,22 @@
 
 Each tool is one call to the running vault (`keysafe serve`) through `AgentClient`; nothing here
 decides anything. A refusal comes back as a tool error (`is_error`) whose text starts with the
-stable code and says what to do next, and whose structured content is the vault's error object.
+stable code and says what to do next, followed by the vault's error object as JSON text.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keysafe import __version__
-from keysafe.errors import KeysafeError
+from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.mcp_server import threshold
 from keysafe.mpc.frost.keys import KeyPackage
 from keysafe.remote import AgentClient
@@ -27,7 +28,9 @@ these tools and never see a key. Start with list_capabilities: it names your wal
 credentials, readable data, your policy in plain words and the budget left. Some requests need
 the owner's approval: they return status "pending_approval" with an approval_id; call
 approval_status with wait_seconds (up to 60) until it is "approved" (the result is then exactly
-what the original tool returns) or "denied"/"expired" (do not retry the same request). Errors
+what the original tool returns) or "denied"/"expired" (do not retry the same request);
+list_pending_approvals lists those still waiting. Unsure whether a call is allowed? check_policy
+answers allow, ask or deny with the rule and reason, and changes nothing. Errors
 start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the owner's policy refuses it;
 change the request, do not repeat it."""
 
@@ -128,6 +131,24 @@ class ApprovalResult(_Out):
     result: dict[str, Any] | None = None
 
 
+class CheckResult(_Out):
+    decision: Literal["allow", "ask", "deny"]
+    rule: str | None = None
+    code: str | None = None
+    reason: str
+
+
+class PendingItem(_Out):
+    approval_id: str
+    status: str
+    summary: str | None = None
+    expires_at: str | None = None
+
+
+class PendingList(_Out):
+    approvals: list[PendingItem]
+
+
 # Argument types shared by several tools (module level: the SDK resolves annotations by name).
 Wallet = Annotated[str, Field(description='Wallet name, e.g. "main".', max_length=64)]
 Transaction = Annotated[
@@ -156,6 +177,28 @@ ChainName = Annotated[
 ]  # fmt: skip
 
 
+# A JSON value, or text. Models send a JSON body either way, and the SDK turns a string that
+# looks like JSON into an object before validation: `str` alone refused every JSON body.
+JsonValue = dict[str, Any] | list[Any] | str | int | float | bool
+Body = Annotated[
+    JsonValue | None,
+    Field(description="Request body: text is sent as it is; a JSON object or array is sent as "
+          "JSON (Content-Type application/json unless you set one)."),
+]  # fmt: skip
+
+
+def request_body(
+    body: JsonValue | None, headers: dict[str, str] | None
+) -> tuple[str | None, dict[str, str] | None]:
+    """The body as the bytes' text, serialised once; a JSON body gets its content type."""
+    if body is None or isinstance(body, str):
+        return body, headers
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    if not any(k.lower() == "content-type" for k in headers or {}):
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+    return text, headers
+
+
 def _ok(data: dict[str, Any]) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=json.dumps(data, separators=(",", ":")))],
@@ -163,13 +206,70 @@ def _ok(data: dict[str, Any]) -> CallToolResult:
     )
 
 
+# What a model should do next, by code: the vault's own next steps speak to the owner at a shell
+# ("run `keysafe unlock`"), which a model can neither run nor should suggest.
+MODEL_NEXT: Final[dict[str, str]] = {
+    "MALFORMED_REQUEST": "fix the arguments as the message says and call again; if it names "
+    "something only the user can set up, tell the user.",
+    "NOT_FOUND": "call list_capabilities for the names you may use.",
+    "POLICY_DENIED": "the owner's policy refuses this; change the request to fit it "
+    "(list_capabilities describes it) or tell the user. Do not repeat the same request.",
+    "BUDGET_EXCEEDED": "the budget for this is spent for now; list_capabilities shows what is "
+    "left per window. Tell the user; do not retry.",
+    "APPROVAL_REQUIRED": "wait for the owner with approval_status.",
+    "IDEMPOTENCY_CONFLICT": "this idempotency_key was used for a different request; use a new "
+    "key for a new request.",
+    "REQUEST_IN_PROGRESS": "the first request with this idempotency_key is still running; call "
+    "again with the same key in a few seconds.",
+    "RATE_LIMITED": "wait a few seconds, then try once more.",
+    "NOT_AUTHENTICATED": "keysafe does not accept this agent's token (wrong or revoked); tell "
+    "the user, who manages agents in keysafe.",
+    "VAULT_LOCKED": "the vault is locked; tell the user that the owner must unlock it, then "
+    "try again.",
+    "PAYLOAD_TOO_LARGE": "send less: split the request or shorten the body.",
+    "CHAIN_UNAVAILABLE": "the chain's RPC did not answer; try again later or tell the user.",
+    "VAULT_UNREACHABLE": "keysafe is not running or not reachable; tell the user.",
+}
+_GENERIC_NEXT: Final = "tell the user what happened (quote the message); do not retry blindly."
+
+
+def model_next(code: str, vault_next: str) -> str:
+    """The next step for a model: the vault's own when it names nothing a model cannot do (a
+    command, a flag, an environment variable, a URL), else the one for its code."""
+    shell = ("`", "keysafe ", "KEYSAFE_", "--", "http://", "https://", "/v1/")
+    if vault_next and not any(mark in vault_next for mark in shell):
+        return vault_next
+    return MODEL_NEXT.get(code, _GENERIC_NEXT)
+
+
+def argument_error(tool: str, exc: ValidationError) -> MalformedRequestError:
+    """One line per wrong argument (which and why); never the value sent, nor pydantic's links."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"'{where}': {err['msg']}")
+    return MalformedRequestError(
+        f"{tool} was called with a wrong argument: {'; '.join(parts)}.",
+        next_step=f"fix that argument and call {tool} again.",
+    )
+
+
 def refusal(exc: KeysafeError) -> CallToolResult:
-    """A tool error a model can act on: code first, then what happened, then what to do."""
+    """A tool error a model can act on: code first, then what happened, then what to do.
+
+    No structured content: a host built on the TypeScript SDK (Claude Desktop, Cursor, the MCP
+    Inspector) validates structured content against the tool's output schema even on an error,
+    rejects the whole result when it does not match, and the model never sees the refusal. The
+    error object travels as a second text block (JSON) for programs that want the fields.
+    """
     err = exc.to_dict()
-    text = f"{err['code']}: {err['message']}" + (f" Next: {err['next']}" if err["next"] else "")
+    err["next"] = model_next(str(err["code"]), str(err["next"]))
+    text = f"{err['code']}: {err['message']} Next: {err['next']}"
     return CallToolResult(
-        content=[TextContent(type="text", text=text)],
-        structured_content={"error": err},
+        content=[
+            TextContent(type="text", text=text),
+            TextContent(type="text", text=json.dumps({"error": err}, separators=(",", ":"))),
+        ],
         is_error=True,
     )
 
@@ -178,13 +278,28 @@ def _drop_none(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
+class _KeysafeMCP(MCPServer):
+    """The SDK's server, with argument errors answered like every other refusal: the SDK's own
+    is pydantic's multi-line report with documentation links, which a model reads poorly."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                return refusal(argument_error(name, exc.__cause__))
+            raise
+
+
 def build_server(
     client_for: Callable[[Context], AgentClient],
     shares_for: Callable[[Context], dict[str, KeyPackage]] = lambda ctx: {},
 ) -> MCPServer:
     """The keysafe MCP server; `client_for` gives the vault client for the calling agent,
     `shares_for` its threshold-wallet shares (agent side of 2-of-3 wallets), by wallet name."""
-    mcp = MCPServer(
+    mcp = _KeysafeMCP(
         "keysafe",
         title="keysafe vault",
         instructions=INSTRUCTIONS,
@@ -323,12 +438,13 @@ def build_server(
             dict[str, str] | None,
             Field(description="Extra headers; the credential is attached for you."),
         ] = None,
-        body: Annotated[str | None, Field(description="Request body, as text.")] = None,
+        body: Body = None,
     ) -> Annotated[CallToolResult, HttpResult]:
         """Call an API with a stored credential attached by the vault; you never see the key
         (it is scrubbed from the response too). Returns status_code, headers and body (text,
         at most 1 MiB), or pending_approval with approval_id."""
-        req = _drop_none(credential=credential, method=method, url=url, headers=headers, body=body)
+        text, headers = request_body(body, headers)
+        req = _drop_none(credential=credential, method=method, url=url, headers=headers, body=text)
         return await run(ctx, lambda c: c.http_request(req))
 
     @mcp.tool(annotations=read_only)
@@ -355,5 +471,36 @@ def build_server(
         """Where an approval stands: pending, approved (with result: exactly what the original
         tool returns), denied, expired, or failed. Pass wait_seconds to wait for the owner."""
         return await run(ctx, lambda c: c.approval(approval_id, wait=wait_seconds))
+
+    @mcp.tool(annotations=read_only)
+    async def check_policy(
+        ctx: Context,
+        tool: Annotated[
+            Literal[
+                "sign_transaction",
+                "send_transaction",
+                "sign_message",
+                "sign_typed_data",
+                "http_request",
+                "read_data",
+            ],
+            Field(description="The tool you are thinking of calling."),
+        ],
+        arguments: Annotated[
+            dict[str, Any], Field(description="The arguments you would call it with.")
+        ],
+    ) -> Annotated[CallToolResult, CheckResult]:
+        """Ask before you act: would this call be allowed, need the owner's approval (ask), or
+        be denied, and by which rule and why? Nothing is signed, sent, reserved or recorded."""
+        body = dict(arguments)
+        if tool == "http_request":
+            body["body"], body["headers"] = request_body(body.get("body"), body.get("headers"))
+        return await run(ctx, lambda c: c.check(tool, _drop_none(**body)))
+
+    @mcp.tool(annotations=read_only)
+    async def list_pending_approvals(ctx: Context) -> Annotated[CallToolResult, PendingList]:
+        """Your requests still waiting for the owner: approval_id, summary and expiry of each.
+        Follow one with approval_status."""
+        return await run(ctx, lambda c: c.pending_approvals())
 
     return mcp

@@ -6,7 +6,7 @@ Rules this module enforces (the storage rules are in keysafe/approvals):
 - Approving runs the parked request again exactly as it was sent, through the gate, with
   `approved=True`: the asks are satisfied, every deny and limit still holds at that moment. The
   parked JSON is validated again as its kind's wire model before it runs; a kind dispatches
-  through one table, so every kind runs the same way.
+  through one table (service/dispatch.py), so every kind runs the same way.
 - A value (a data read, a credential release) is produced when the asking agent collects it,
   once, and never stored in the approvals table.
 - "Approve for a while" writes a grant bound to the shape of the request the owner saw.
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -35,15 +33,7 @@ from keysafe.approvals import (
 )
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.policy.intent import Intent
-from keysafe.service import data, proxy, release, signing
-from keysafe.service.models import (
-    HttpRequestRequest,
-    ReadDataRequest,
-    ReleaseRequest,
-    SignMessageRequest,
-    SignTransactionRequest,
-    SignTypedDataRequest,
-)
+from keysafe.service import dispatch
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -69,71 +59,13 @@ __all__ = [
 # -- the executor ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    wire: type[BaseModel]
-    run: Callable[[Vault, Approval, Any], dict[str, Any]]
-
-
-def _sign_tx(send: bool) -> Callable[[Vault, Approval, Any], dict[str, Any]]:
-    def run(vault: Vault, a: Approval, r: SignTransactionRequest) -> dict[str, Any]:
-        return signing.sign_transaction(
-            vault, a.agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
-            declared=r.declared, broadcast=send, approval_id=a.id, threshold=r.threshold,
-        ).to_dict()  # fmt: skip
-
-    return run
-
-
-def _sign_message(vault: Vault, a: Approval, r: SignMessageRequest) -> dict[str, Any]:
-    return signing.sign_message(
-        vault, a.agent, r.wallet, r.message, encoding=r.encoding, approval_id=a.id,
-        threshold=r.threshold,
-    ).to_dict()  # fmt: skip
-
-
-def _sign_typed(vault: Vault, a: Approval, r: SignTypedDataRequest) -> dict[str, Any]:
-    return signing.sign_typed_data(
-        vault, a.agent, r.wallet, r.typed_data, approval_id=a.id
-    ).to_dict()
-
-
-def _http(vault: Vault, a: Approval, r: HttpRequestRequest) -> dict[str, Any]:
-    return proxy.http_request(
-        vault, a.agent, r.credential, r.method, r.url, headers=r.headers, body=r.body,
-        approval_id=a.id,
-    ).to_dict()  # fmt: skip
-
-
-def _read(vault: Vault, a: Approval, r: ReadDataRequest) -> dict[str, Any]:
-    return data.read_data(vault, a.agent, r.name, fields=r.fields, approval_id=a.id).to_dict()
-
-
-def _release(vault: Vault, a: Approval, r: ReleaseRequest) -> dict[str, Any]:
-    return release.release(
-        vault, a.agent, r.credential, purpose=r.purpose or "", approval_id=a.id
-    ).to_dict()
-
-
-_EXECUTORS: dict[Kind, _Entry] = {
-    Kind.SIGN_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=False)),
-    Kind.SEND_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=True)),
-    Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _sign_message),
-    Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _sign_typed),
-    Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),
-    Kind.READ_DATA: _Entry(ReadDataRequest, _read),
-    Kind.RELEASE_CREDENTIAL: _Entry(ReleaseRequest, _release),
-}
-
-
 def _parked_wire(a: Approval) -> BaseModel:
     """The parked request, validated again as its kind's wire model (display-only fields — the
     decoded intent the owner saw — are dropped: the request is decoded again when it runs)."""
-    entry = _EXECUTORS[a.kind]
     fields = {k: v for k, v in a.request.items() if k not in ("action", "intent")}
     fields.pop("idempotency_key", None)  # the approval itself is the request's one use
     try:
-        return entry.wire.model_validate(fields)
+        return dispatch.wire_of(a.kind, fields)
     except ValidationError:
         raise MalformedRequestError(
             f"Approval {a.id} holds a request keysafe cannot read any more.",
@@ -142,7 +74,7 @@ def _parked_wire(a: Approval) -> BaseModel:
 
 
 def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
-    return _EXECUTORS[a.kind].run(vault, a, _parked_wire(a))
+    return dispatch.run(vault, a.agent, a.kind, _parked_wire(a), dispatch.How(approval_id=a.id))
 
 
 # -- the owner's decisions ------------------------------------------------------------------------
@@ -158,6 +90,15 @@ def list_approvals(vault: Vault, *, pending_only: bool = True) -> list[Approval]
     with vault.db.write() as conn:
         store.notice_expired(vault, conn, now)
         return store.list_approvals(conn, now, pending_only=pending_only)
+
+
+def agent_pending(vault: Vault, agent: str) -> list[dict[str, Any]]:
+    """The asking agent's own approvals still waiting for the owner, oldest first."""
+    now = vault.clock().timestamp()
+    with vault.db.write() as conn:
+        store.notice_expired(vault, conn, now)
+        pending = store.list_approvals(conn, now, pending_only=True, agent=agent)
+    return [a.for_agent() for a in pending]
 
 
 def deny(vault: Vault, approval_id: str) -> Approval:

@@ -129,6 +129,7 @@ def read_data(
     *,
     fields: list[str] | None = None,
     approval_id: str | None = None,
+    dry_run: bool = False,
 ) -> ReadResult:
     """An agent reads a data record under its policy (`data.read`). A sensitive record is
     released only with the owner's approval, even when a rule allows reading it."""
@@ -153,7 +154,7 @@ def read_data(
         agent=agent, kind=Kind.READ_DATA, wire=ReadDataRequest(name=name, fields=wanted),
         intent=intent, payload=jcs.dumps({"name": name, "fields": wanted}),
         target=f"data:{name}", audit_action="data.read", approval_id=approval_id,
-        always_ask=sensitive, facts={"name": name, "fields": wanted},
+        always_ask=sensitive, facts={"name": name, "fields": wanted}, dry_run=dry_run,
     )  # fmt: skip
 
     def act(_request_id: str) -> ReadResult:

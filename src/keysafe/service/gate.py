@@ -32,6 +32,7 @@ Two ways through, chosen by `Request.reaches_out`:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -90,6 +91,7 @@ class Request:
     approval_id: str | None = None  # the owner approved this parked request; it runs now
     always_ask: bool = False  # the owner decides every time (possession of a secret)
     reaches_out: bool = False  # the act waits on the network: reserve, act, settle (see above)
+    dry_run: bool = False  # decide only: `run` raises DryRun with the decision (service/checks.py)
     facts: Mapping[str, Any] = field(default_factory=dict)  # plain audit facts of the request
 
     @property
@@ -288,6 +290,30 @@ def _outcome(
     )  # fmt: skip
 
 
+class DryRun(Exception):
+    """What `run` raises for a dry-run request: the decision, with nothing reserved, parked,
+    audited or done. It is raised rather than returned so that every use case runs a dry run
+    through exactly the code of a real request, up to the gate, without a second return type."""
+
+    def __init__(self, decision: engine.Decision) -> None:
+        super().__init__(decision.outcome)
+        self.decision = decision
+
+
+def _dry_run(vault: Vault, req: Request) -> engine.Decision:
+    """Steps 1 and 3 only (status, decide), read-only: what the request would get now."""
+    _refuse_own_time(req)
+    now = vault.clock()
+    with vault.db.read() as conn:
+        state, policy = policies.agent_state(vault, conn, req.agent, verify=True)
+        decision = engine.status_refusal(state) or _decide(conn, req, policy, state, now)
+    if decision.outcome == "allow" and req.always_ask:
+        return dataclasses.replace(
+            decision, outcome="ask", reason="The owner approves this every time."
+        )
+    return decision
+
+
 def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) -> R | Parked:
     """Run one agent action through the gate; returns its result, or `Parked` on ask.
 
@@ -302,8 +328,11 @@ def run(vault: Vault, req: Request, act: Callable[[str], R], codec: Codec[R]) ->
         IdempotencyConflictError: the key was used before for other bytes.
         RequestInProgressError: the key's first request has not finished yet.
         KeysafeError: whatever `act` raised (the reservation is released first).
+        DryRun: `req.dry_run`; carries the decision, and nothing was done.
     """
     vault.require_unlocked()  # a locked vault decides nothing: it could not act anyway
+    if req.dry_run:
+        raise DryRun(_dry_run(vault, req))
     if not req.reaches_out:
         return _run_in_one_transaction(vault, req, act, codec)
     admission = admit(vault, req)

@@ -177,6 +177,18 @@ class HttpRequestRequest(_Wire):
     body: str | None = Field(default=None, max_length=512 * 1024)
 
 
+class CheckRequest(_Wire):
+    """A dry run: what `request` (the body of the `action` route) would get now."""
+
+    action: str = Field(
+        max_length=32,
+        examples=["sign_transaction"],
+        description="sign_transaction, send_transaction, sign_message, "
+        "sign_typed_data, http_request, read_data or release_credential.",
+    )
+    request: dict[str, Any] = Field(description="The body that route takes, unchanged.")
+
+
 class ReleaseRequest(_Wire):
     credential: str = Field(max_length=64, examples=["github"])
     purpose: str | None = Field(

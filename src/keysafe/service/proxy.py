@@ -213,6 +213,7 @@ def http_request(
     body: str | None = None,
     approval_id: str | None = None,
     transport: httpx.BaseTransport | None = None,
+    dry_run: bool = False,
 ) -> HttpResult:
     """Make `agent`'s HTTP call with `credential` attached, if its policy allows it; the answer
     comes back with the secret scrubbed out."""
@@ -249,7 +250,7 @@ def http_request(
         payload=gate.fingerprint_of(method, url, body or ""),  # what is sent, exactly
         target=f"credential:{credential}", audit_action="http.request", approval_id=approval_id,
         facts={"name": credential, "method": method, "host": host, "path": path},
-        reaches_out=True,
+        reaches_out=True, dry_run=dry_run,
     )  # fmt: skip
 
     def act(_request_id: str) -> HttpResult:

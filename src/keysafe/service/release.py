@@ -47,7 +47,13 @@ _CODEC: gate.Codec[ReleaseResult] = gate.Codec(
 
 
 def release(
-    vault: Vault, agent: str, credential: str, *, purpose: str, approval_id: str | None = None
+    vault: Vault,
+    agent: str,
+    credential: str,
+    *,
+    purpose: str,
+    approval_id: str | None = None,
+    dry_run: bool = False,
 ) -> ReleaseResult:
     """Ask the owner to release `credential` to the agent's process (parks it, always); with
     `approval_id` (the agent collects its approved release, once) produce the value.
@@ -69,6 +75,7 @@ def release(
         payload=jcs.dumps({"credential": credential, "purpose": purpose}),
         target=f"credential:{credential}", audit_action="credential.release",
         approval_id=approval_id, always_ask=True, facts={"name": credential, "purpose": purpose},
+        dry_run=dry_run,
     )  # fmt: skip
 
     def act(_request_id: str) -> ReleaseResult:

@@ -179,7 +179,8 @@ def _threshold_fields(
     threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
     if threshold is None:
         raise MalformedRequestError(
-            f"Wallet '{info.name}' is a 2-of-3 threshold wallet: the agent's share must take part.",
+            f"Wallet '{info.name}' is a 2-of-3 threshold wallet: the agent's share must take part "
+            "(keysafe mcp adds it when KEYSAFE_AGENT_SHARE_FILE names the agent's share file).",
             next_step="use `keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE set to the agent's share "
             "file; it adds the agent's part for you.",
         )
@@ -236,6 +237,7 @@ def sign_transaction(
     broadcast: bool = False,
     approval_id: str | None = None,
     threshold: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> SignResult:
     """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
 
@@ -269,6 +271,7 @@ def sign_transaction(
         target=f"wallet:{wallet}",
         audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
         idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=broadcast,
+        dry_run=dry_run,
     )  # fmt: skip
     chain_info = decoded.chain
 
@@ -436,6 +439,7 @@ def sign_message(
     idempotency_key: str | None = None,
     approval_id: str | None = None,
     threshold: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
     agent's part in `threshold`). `agent=None` is the owner: no policy, audited all the same."""
@@ -454,7 +458,7 @@ def sign_message(
     req = gate.Request(
         agent=agent, kind=Kind.SIGN_MESSAGE, wire=wire, intent=intent, payload=data,
         target=f"wallet:{wallet}", audit_action=f"{info.meta['chain']}.sign_message",
-        idempotency_key=idempotency_key, approval_id=approval_id,
+        idempotency_key=idempotency_key, approval_id=approval_id, dry_run=dry_run,
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:
@@ -481,6 +485,7 @@ def sign_typed_data(
     *,
     idempotency_key: str | None = None,
     approval_id: str | None = None,
+    dry_run: bool = False,
 ) -> SignResult:
     """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …)."""
     vault.require_unlocked()
@@ -503,7 +508,7 @@ def sign_typed_data(
         agent=agent, kind=Kind.SIGN_TYPED_DATA, wire=wire, intent=intent,
         payload=evm_intents.typed_data_digest(typed_data),  # the EIP-712 digest that is signed
         target=f"wallet:{wallet}", audit_action="evm.sign_typed_data",
-        idempotency_key=idempotency_key, approval_id=approval_id,
+        idempotency_key=idempotency_key, approval_id=approval_id, dry_run=dry_run,
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +22,10 @@ from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import AssetInfo, Registry
 from keysafe.policy.rules import Policy, parse_policy
+from tests.policy_examples import example_text
 from tests.unit.policy.fake_ledger import Ledger
 
-EXAMPLE_TEXT = (Path(__file__).resolve().parents[3] / "examples" / "policy.yaml").read_text(
-    encoding="utf-8"
-)
+EXAMPLE_TEXT = example_text()  # with its optional parts (business hours, expiry) on
 EXAMPLE = parse_policy(EXAMPLE_TEXT)
 USDC18_ON_LOCAL = "0x" + "18" * 20
 REGISTRY = Registry.builtin().with_additions(

@@ -19,6 +19,7 @@ from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import AssetInfo, Registry
 from keysafe.policy.rules import Policy, parse_policy
+from tests.policy_examples import example_text
 from tests.unit.policy.fake_ledger import Ledger
 
 EXAMPLE_PATH = Path(__file__).resolve().parents[3] / "examples" / "policy.yaml"
@@ -242,7 +243,7 @@ def load_policy(key: str) -> Policy | None:
     if key == "none":
         return None
     if key == "example":
-        return parse_policy(EXAMPLE_PATH.read_text(encoding="utf-8"), source=str(EXAMPLE_PATH))
+        return parse_policy(example_text(), source=str(EXAMPLE_PATH))
     return parse_policy(POLICY_TEXTS[key], source=key)
 
 

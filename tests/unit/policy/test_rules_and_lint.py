@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,9 @@ from keysafe.policy.lint import LintReport, lint
 from keysafe.policy.registry import Registry
 from keysafe.policy.rules import Policy, parse_policy, window_seconds
 from keysafe.policy.urls import BadUrl, normalise, url_matches
+from tests.policy_examples import example_text
 
-EXAMPLE_TEXT = (Path(__file__).resolve().parents[3] / "examples" / "policy.yaml").read_text(
-    encoding="utf-8"
-)
+EXAMPLE_TEXT = example_text()  # with its optional parts (business hours, expiry) on
 REGISTRY = Registry.builtin()
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 CANARY = "CANARY7f3a"
@@ -742,3 +740,14 @@ def test_lint_solana_value_move_actions_are_known(action: str) -> None:
         )
     )
     assert report.errors == []
+
+
+def test_the_shipped_example_has_no_expiry_and_no_weekday_deny_switched_on() -> None:
+    shipped = parse_policy(example_text(optional=False))
+    assert shipped.expires is None
+    assert not [r.name for r in shipped.rules if r.outside_hours is not None]
+    report = run_lint(example_text(optional=False))
+    assert (report.errors, report.warnings) == ([], [])
+    # Switched on as the file says, they are what they claim to be.
+    full = parse_policy(example_text())
+    assert full.expires is not None and full.rules[-1].name == "business-hours-only"

@@ -1,0 +1,69 @@
+"""Dry runs: what an agent's request would get now, with nothing reserved, parked or done.
+
+An agent (or the model behind it) asks before it acts: `check(vault, agent, kind, request)` runs
+the request through its own use case (service/dispatch.py), decoded exactly as for real, up to
+the gate, which hands back its decision instead of acting (gate.DryRun). Nothing is audited:
+a dry run changes nothing, and what it reveals (the agent's own policy and budget) the agent may
+already read with `capabilities`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from keysafe.errors import MalformedRequestError, PolicyDeniedError
+from keysafe.policy.engine import Decision
+from keysafe.service import dispatch, gate
+from keysafe.vault.vault import Vault
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The answer to a dry run: allow, ask (the owner would be asked) or deny, and why."""
+
+    outcome: str  # allow | ask | deny
+    rule: str | None
+    code: str | None  # a deny's reason code (NO_MATCHING_RULE, BUDGET_EXCEEDED, …)
+    reason: str
+
+    @classmethod
+    def of(cls, d: Decision) -> Check:
+        return cls(d.outcome, d.rule, d.code, d.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.outcome, "rule": self.rule, "code": self.code,
+                "reason": self.reason}  # fmt: skip
+
+
+def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) -> Check:
+    """What `agent`'s request of kind `kind_name` (the route's body as `request`) would get.
+
+    Raises:
+        MalformedRequestError: an unknown kind, or a request its route would refuse as malformed.
+        NotFoundError: it names a wallet, credential or data the vault does not hold.
+        VaultLockedError: a locked vault decides nothing.
+    """
+    kind = dispatch.kind_of(kind_name)
+    try:
+        wire = dispatch.wire_of(kind, {k: v for k, v in request.items() if k != "idempotency_key"})
+    except ValidationError as exc:
+        where = ", ".join(
+            ".".join(str(p) for p in e["loc"]) or "request"
+            for e in exc.errors(include_url=False, include_input=False)[:3]
+        )
+        raise MalformedRequestError(
+            f"The request to check is not a valid {kind.value} request ({where}).",
+            next_step=f"send the body the {kind.value} route takes, as 'request'.",
+        ) from None
+    try:
+        dispatch.run(vault, agent, kind, wire, dispatch.How(dry_run=True))
+    except gate.DryRun as done:
+        return Check.of(done.decision)
+    except PolicyDeniedError as exc:  # refused before the gate (e.g. a host not of a credential)
+        code = exc.facts.get("reason_code")
+        return Check("deny", None, str(code) if code else str(exc.code), exc.what)
+    raise AssertionError("a dry run ends at the gate")  # pragma: no cover
