@@ -14,7 +14,6 @@ from keysafe.cli import render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
-from keysafe.policy import examples
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
@@ -253,7 +252,7 @@ def resume_all(passphrase_file: PassphraseFile = None) -> None:
 @policy_app.command("example")
 def policy_example() -> None:
     """Print a commented example policy to start from: keysafe policy example > shopper.yaml"""
-    sys.stdout.write(examples.example_text())
+    sys.stdout.write(policies.example())
 
 
 @policy_app.command("set")

@@ -30,7 +30,6 @@ import yaml
 from keysafe.cli import render
 from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
-from keysafe.policy import examples
 from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
 from keysafe.service.models import Attachment, Chain, SecretBytes
@@ -148,7 +147,7 @@ def _demo_policy(upstream_port: int) -> str:
     """The example policy (its optional parts stay off, so it runs at any hour), expiring a day
     ahead (a demo's policy should not outlive it), and one rule that lets the agent call the
     demo's local API."""
-    doc = yaml.safe_load(examples.example_text())
+    doc = yaml.safe_load(policies.example())
     doc["rules"].append(
         {"name": "demo-api", "allow": ["http.request"], "credentials": ["example-api"],
          "methods": ["GET"], "urls": [f"http://127.0.0.1:{upstream_port}/**"]}

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from keysafe.errors import MalformedRequestError
-from keysafe.policy import engine
+from keysafe.policy import engine, examples
 from keysafe.policy.intent import Intent
 from keysafe.policy.lint import LintReport, lint, rule_lines
 from keysafe.policy.registry import Registry
@@ -28,6 +28,12 @@ from keysafe.store import tables as t
 from keysafe.vault.vault import Vault, iso
 
 logger = logging.getLogger(__name__)
+
+
+def example(*, optional: bool = False) -> str:
+    """The example policy's YAML (`keysafe policy example`); with `optional`, its commented-out
+    parts switched on (policy/examples.py)."""
+    return examples.example_text(optional=optional)
 
 
 def lint_text(
