@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -37,6 +37,7 @@ from keysafe.service import (
     capabilities,
     checks,
     data,
+    owner_ops,
     placeholders,
     proxy,
     release,
@@ -223,6 +224,7 @@ def create_app(state: ServerState) -> BodyLimit:
 
     _agent_routes(app)
     _owner_routes(app)
+    _owner_op_route(app)
     _web_routes(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     wire.pin_recursion_limit()  # after every import above (py_ecc raises it to 100,000)
@@ -593,6 +595,15 @@ def _owner_routes(app: FastAPI) -> None:
         # Exactly the entries the owner was shown: one written after the list was fetched
         # stays unsealed until it is shown too.
         return {"sealed": audit.seal(_state(request).vault, body.seqs)}
+
+
+def _owner_op_route(app: FastAPI) -> None:
+    @app.post("/v1/owner/ops", tags=["owner"], dependencies=[Owner], response_model=None)
+    def owner_op(request: Request, op: Annotated[owner_ops.AnyOp, Body()]) -> Any:
+        """Run one owner operation (agent add/status/rotate, pause-all, policy set, credential
+        add/remove, data remove, wallet create/list) with the server's unlocked vault: how the
+        owner's CLI makes changes while `keysafe serve` runs, without asking the passphrase again."""
+        return op.run(_state(request).vault)
 
 
 def _web_routes(app: FastAPI) -> None:

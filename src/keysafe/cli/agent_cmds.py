@@ -10,14 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from keysafe.cli import render
+from keysafe.cli import owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
-from keysafe.service import agents, policies, registry, sealed_state
+from keysafe.service import agents, owner_ops, policies, registry, sealed_state
 from keysafe.service.context import open_vault
 
 agent_app = typer.Typer(
@@ -85,15 +85,14 @@ def agent_add(
             f"--mcp-config takes stdio or http, not {mcp_config[:20]!r}.",
             next_step="use `--mcp-config` (stdio) or `--mcp-config http`.",
         )
-    text = _read(policy) if policy else None
-    with unlocked(passphrase_file) as vault:
-        if text is not None:  # check before creating, so a bad policy leaves no half-made agent
-            policies.validated(vault, text, source=str(policy))
-        view, token = agents.add_agent(vault, name, public_key=public_key)
-        if text is not None:
-            policies.set_policy(vault, name, text, source=str(policy))
-            view = next(v for v in agents.list_agents(vault) if v.name == name)
-    tok = bytes(token.reveal()).decode() if token else None
+    added = owner.perform(
+        owner_ops.AddAgent(
+            name=name, public_key=public_key, policy=_read(policy) if policy else None,
+            policy_source=str(policy) if policy else None,
+        ),
+        passphrase_file,
+    )  # fmt: skip
+    view, tok = added.agent, added.token
     snippet = _mcp_config(tok, mcp_config) if mcp_config and tok else None
     if json_out:
         render.as_json(
@@ -113,8 +112,6 @@ def agent_add(
         )
         if tok:
             render.out.print(f"Token (shown once): {tok}")
-    if token:
-        token.wipe()
 
 
 def _mcp_config(token: str, transport: str) -> dict[str, Any]:
@@ -154,8 +151,7 @@ def agent_list(json_out: JsonFlag = False) -> None:
 
 
 def _status_cmd(name: str, status: agents.Status, passphrase_file: Path | None, verb: str) -> None:
-    with unlocked(passphrase_file) as vault:
-        agents.set_status(vault, name, status)
+    owner.perform(owner_ops.SetAgentStatus(name=name, status=status), passphrase_file)
     render.out.print(f"Agent '{name}' {verb}.")
 
 
@@ -182,12 +178,11 @@ def agent_rotate(
     name: str, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
 ) -> None:
     """Give the agent a new token (shown once); the old one stops working."""
-    with unlocked(passphrase_file) as vault, agents.rotate_token(vault, name) as token:
-        tok = bytes(token.reveal()).decode()
-        if json_out:
-            render.as_json({"name": name, "token": tok})
-        else:
-            render.out.print(f"New token for '{name}' (shown once): {tok}")
+    tok = owner.perform(owner_ops.RotateToken(name=name), passphrase_file).token
+    if json_out:
+        render.as_json({"name": name, "token": tok})
+    else:
+        render.out.print(f"New token for '{name}' (shown once): {tok}")
 
 
 @agent_app.command("seal")
@@ -233,16 +228,14 @@ def agent_seal(
 @app.command("pause-all")
 def pause_all(passphrase_file: PassphraseFile = None) -> None:
     """Kill switch: deny every agent request until `keysafe resume-all`."""
-    with unlocked(passphrase_file) as vault:
-        agents.set_paused_all(vault, True)
+    owner.perform(owner_ops.PauseAll(paused=True), passphrase_file)
     render.out.print("All agents paused: every agent request is denied until `keysafe resume-all`.")
 
 
 @app.command("resume-all")
 def resume_all(passphrase_file: PassphraseFile = None) -> None:
     """Lift the kill switch set by `keysafe pause-all`."""
-    with unlocked(passphrase_file) as vault:
-        agents.set_paused_all(vault, False)
+    owner.perform(owner_ops.PauseAll(paused=False), passphrase_file)
     render.out.print("Agents resumed (each agent's own pause still applies).")
 
 
@@ -258,14 +251,12 @@ def policy_example() -> None:
 @policy_app.command("set")
 def policy_set(agent: str, file: PolicyFile, passphrase_file: PassphraseFile = None) -> None:
     """Attach FILE as AGENT's policy. A policy with lint errors is refused."""
-    text = _read(file)
-    with unlocked(passphrase_file) as vault:
-        policy, report = policies.set_policy(vault, agent, text, source=str(file))
-    for w in report.warnings:
-        render.out.print(f"warning: {('rule ' + repr(w.rule) + ' ') if w.rule else ''}{w.message}")
-    render.out.print(
-        f"Policy {policy.digest()[:12]} set for agent '{agent}' ({len(policy.rules)} rules)."
+    done = owner.perform(
+        owner_ops.SetPolicy(agent=agent, text=_read(file), source=str(file)), passphrase_file
     )
+    for w in done.warnings:
+        render.out.print(f"warning: {('rule ' + repr(w.rule) + ' ') if w.rule else ''}{w.message}")
+    render.out.print(f"Policy {done.digest[:12]} set for agent '{agent}' ({done.rules} rules).")
 
 
 @policy_app.command("show")

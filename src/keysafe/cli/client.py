@@ -1,4 +1,5 @@
-"""The owner CLI talking to a running `keysafe serve` (KEYSAFE_URL, default http://127.0.0.1:8420).
+"""The owner CLI talking to a running `keysafe serve`: KEYSAFE_URL when set, else the server that
+holds this home's serve lock, else http://127.0.0.1:8420.
 
 The owner session is cached 0600 in KEYSAFE_HOME for a few minutes, so a burst of commands asks
 for the passphrase once.
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 from keysafe.cli import inputs
+from keysafe.cli.app import home
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError
 from keysafe.remote import RemoteError
 from keysafe.service.context import Home
@@ -25,7 +27,10 @@ CACHE_SECONDS = 300
 
 
 def server_url() -> str:
-    return os.environ.get("KEYSAFE_URL", DEFAULT_URL).rstrip("/")
+    """KEYSAFE_URL when set; else the server running on this home (it writes its URL into the
+    serve lock it holds); else the default address."""
+    url = os.environ.get("KEYSAFE_URL") or home().serving_url() or DEFAULT_URL
+    return url.rstrip("/")
 
 
 def server_up(url: str) -> bool:
@@ -43,12 +48,12 @@ def _cache(home: Home) -> Path:
     return home.path / CACHE_NAME
 
 
-def _cached(home: Home) -> str | None:
+def _cached(home: Home, url: str) -> str | None:
     try:
         data = json.loads(_cache(home).read_text())
     except (OSError, ValueError):
         return None
-    if data.get("url") != server_url() or data.get("until", 0) < time.time():
+    if data.get("url") != url or data.get("until", 0) < time.time():
         return None
     return str(data.get("session")) or None
 
@@ -68,11 +73,26 @@ def login(home: Home, url: str, passphrase_file: Path | None) -> str:
     return session
 
 
+def server_unlocked(url: str) -> bool | None:
+    """Is the server at `url` unlocked (True), locked (False), or not answering (None)?"""
+    try:
+        r = httpx.get(f"{url}/v1/health", timeout=2)
+        return bool(r.json().get("unlocked")) if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
 def owner_call(
-    home: Home, method: str, path: str, *, passphrase_file: Path | None, json_body: Any = None
+    home: Home,
+    method: str,
+    path: str,
+    *,
+    passphrase_file: Path | None,
+    json_body: Any = None,
+    url: str | None = None,
 ) -> Any:
-    url = server_url()
-    session = _cached(home) or login(home, url, passphrase_file)
+    url = url or server_url()
+    session = _cached(home, url) or login(home, url, passphrase_file)
     for attempt in (1, 2):
         r = httpx.request(
             method, f"{url}{path}", json=json_body, timeout=70,

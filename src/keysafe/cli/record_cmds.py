@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from keysafe.cli import inputs, render
+from keysafe.cli import inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
-from keysafe.service import credentials, data, wallets
+from keysafe.service import credentials, data, owner_ops, wallets
 from keysafe.service.context import open_vault
 from keysafe.service.models import Attachment, Chain, DataClass
 
@@ -77,10 +77,9 @@ def credential_add(
         attach = Attachment.query(query)
     else:
         attach = Attachment.bearer()
-    with unlocked(passphrase_file) as vault, inputs.stdin_secret(f"Secret for '{name}'") as secret:
-        view = credentials.add_credential(
-            vault, name, secret, hosts=host, attach=attach, replace=replace
-        )
+    with inputs.stdin_secret(f"Secret for '{name}'") as secret:
+        op = owner_ops.AddCredential.of(name, secret, hosts=host, attach=attach, replace=replace)
+    view = owner.perform(op, passphrase_file)
     if json_out:
         render.as_json(view.to_dict())
     else:
@@ -106,8 +105,7 @@ def credential_list(json_out: JsonFlag = False) -> None:
 @credential_app.command("remove")
 def credential_remove(name: str, passphrase_file: PassphraseFile = None) -> None:
     """Delete a credential."""
-    with unlocked(passphrase_file) as vault:
-        credentials.remove_credential(vault, name)
+    owner.perform(owner_ops.RemoveCredential(name=name), passphrase_file)
     render.out.print(f"Credential '{name}' removed.")
 
 
@@ -182,8 +180,7 @@ def data_list(json_out: JsonFlag = False) -> None:
 @data_app.command("remove")
 def data_remove(name: str, passphrase_file: PassphraseFile = None) -> None:
     """Delete a data record."""
-    with unlocked(passphrase_file) as vault:
-        data.remove_data(vault, name)
+    owner.perform(owner_ops.RemoveData(name=name), passphrase_file)
     render.out.print(f"Data '{name}' removed.")
 
 
@@ -245,8 +242,9 @@ def wallet_create(
             "--agent, --agent-share-file and --recovery-file go with --threshold 2-of-3.",
             next_step="add --threshold 2-of-3, or drop them for an ordinary wallet.",
         )
-    with unlocked(passphrase_file) as vault:
-        view = wallets.create_wallet(vault, name, chain, index=index)
+    view = owner.perform(
+        owner_ops.CreateWallet(name=name, chain=chain, index=index), passphrase_file
+    )
     if json_out:
         render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
     else:
@@ -406,8 +404,7 @@ def wallet_import(
 @wallet_app.command("list")
 def wallet_list(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
     """List wallets and addresses; each address is re-derived from its key before it is shown."""
-    with unlocked(passphrase_file) as vault:
-        views = wallets.list_wallets(vault)
+    views = owner.perform(owner_ops.ListWallets(), passphrase_file).wallets
     if json_out:
         render.as_json([v.to_dict() for v in views])
         return

@@ -87,6 +87,8 @@ def serve(
     h = home()
     vault = open_vault(h)
     _lock = h.hold_serve_lock()  # held (open) until this process ends
+    # Owner commands on this home send their changes here while it runs unlocked (cli/owner.py).
+    h.advertise_server(_lock, _local_url("https" if tls_cert else "http", host, port))
     if unlock_now:  # first, so what recovery writes to the audit log carries the owner's seal
         with inputs.passphrase(passphrase_file) as secret:
             vault.unlock(secret)
@@ -130,6 +132,15 @@ def serve(
     finally:
         stop.set()
         vault.lock()
+
+
+def _local_url(scheme: str, host: str, port: int) -> str:
+    """How a process on this machine reaches a server bound to `host`."""
+    if host in ("0.0.0.0", ""):  # noqa: S104  # reading the bind address, not binding
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _check_port_free(host: str, port: int) -> None:

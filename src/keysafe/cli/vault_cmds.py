@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from keysafe.cli import inputs, render
+from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.service import vault_admin
 from keysafe.service.context import open_vault
@@ -72,12 +72,29 @@ def status(json_out: JsonFlag = False) -> None:
         return
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()
+    url = h.serving_url()
+    state = None if url is None else client.server_unlocked(url)
+    st["server"] = {
+        "running": url is not None,
+        "url": url,
+        # the server's own answer; None while it starts up or if it does not answer
+        "unlocked": state,
+    }
     if json_out:
         render.as_json(st)
         return
     for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets", "agents",
                 "audit_entries", "audit_head"):  # fmt: skip
         render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
+    if url is None:
+        server = "not running (`keysafe serve` starts it)"
+    elif state is None:
+        server = f"running at {url}, not answering"
+    else:
+        server = f"running at {url}, " + (
+            "unlocked: owner commands go through it" if state else "locked (`keysafe unlock`)"
+        )
+    render.out.print(f"{'server':>14}: {server}")
     if st["unlock_failures"]:
         render.out.print(
             f"[yellow]{st['unlock_failures']} failed unlock attempts in a row.[/yellow]"

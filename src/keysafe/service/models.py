@@ -100,6 +100,31 @@ class Attachment:
             )
         return cls("query", param, "{secret}")
 
+    def checked(self) -> Attachment:
+        """This attachment built again by its type's constructor, so one that arrived over the
+        wire (an owner operation sent to the server) obeys the same rules as one typed at the CLI.
+
+        Raises:
+            MalformedRequestError: an unknown type, or parts its constructor would not make.
+        """
+        if self.type == "header":
+            made = Attachment.header(f"{self.name}: {self.template}")
+        elif self.type == "basic":
+            made = Attachment.basic(self.name)
+        elif self.type == "query":
+            made = Attachment.query(self.name)
+        else:
+            raise MalformedRequestError(
+                f"'{self.type[:20]}' is not a way to attach a credential.",
+                next_step="use header, basic or query.",
+            )
+        if made != self:
+            raise MalformedRequestError(
+                "The credential's attachment does not match its type.",
+                next_step="build it with --header, --bearer, --basic or --query.",
+            )
+        return made
+
 
 # Surfaces handle secrets only through this type; re-exported so they never import crypto/.
 # -- wire requests shared by HTTP, MCP and the relay ----------------------------------------

@@ -8,6 +8,7 @@ safe, but throttling state, metadata and the audit log are not meant for other l
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -56,6 +57,39 @@ class Home:
                 next_step="use the running server (its URL is in KEYSAFE_URL), or stop it first.",
             ) from None
         return fd
+
+    @staticmethod
+    def advertise_server(lock_fd: int, url: str) -> None:
+        """Write the running server's URL into the serve lock it holds, so the owner's commands
+        on this home find that server (and no other) while the lock is held."""
+        blob = json.dumps({"url": url, "pid": os.getpid()}).encode()
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, blob, 0)
+
+    def serving_url(self) -> str | None:
+        """The URL of the `keysafe serve` running on this home right now, or None.
+
+        A server holds the serve lock for as long as it runs, so a lock anyone can take means no
+        server, whatever the file says (a killed server leaves the file behind, never the lock).
+        """
+        try:
+            fd = os.open(self.path / SERVE_LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # held: a server runs; read where
+            else:
+                return None
+            try:
+                url = json.loads(os.pread(fd, 4096, 0)).get("url")
+            except (ValueError, AttributeError):
+                return None  # a server older than advertising, or still writing
+            return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+        finally:
+            os.close(fd)
 
     def exists(self) -> bool:
         """Is there a vault here? An interrupted init's empty database does not count."""

@@ -1,0 +1,193 @@
+"""Owner commands go through the running, unlocked `keysafe serve` of their home (issue 14, item 10).
+
+One `keysafe unlock` opens an owner session; after that the owner's changes reach the server's
+vault without the passphrase being asked again, and the server sees them at once. A locked
+server is left locked (the command opens the files itself, with the passphrase), and only the
+server that holds this home's serve lock is ever contacted: a URL left in the lock file by a dead
+server, or planted there, gets nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+
+from tests.conftest import PASSPHRASE, Cli
+from tests.e2e.server_fixture import (
+    MILLI_ETH,
+    STANDARD_POLICY,
+    Server,
+    agent_headers,
+    cli_env,
+    copy_home,
+    evm_tx,
+    keysafe_server,
+    standard_vault,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Cli, str]]:
+    pristine = standard_vault(tmp_path_factory)
+    home = copy_home(pristine, tmp_path_factory.mktemp("owner-via-server"))
+    with keysafe_server(cli_env(home)) as server:  # starts locked
+        # The owner unlocks once; every later command runs without KEYSAFE_PASSPHRASE.
+        Cli(home, cli_env(home)).ok("unlock", env={"KEYSAFE_URL": server.url})
+        no_passphrase = {k: v for k, v in cli_env(home).items() if k != "KEYSAFE_PASSPHRASE"}
+        yield server, Cli(home, no_passphrase), pristine.tokens["bot"]
+
+
+def _capabilities(server: Server, token: str) -> httpx.Response:
+    with server.client() as c:
+        return c.get("/v1/agent/capabilities", headers=agent_headers(token))
+
+
+def _dry_run(server: Server, token: str, value_wei: int = MILLI_ETH) -> str:
+    """What the server's gate would decide now for a small payment to R1 (allowed normally)."""
+    body = {
+        "action": "sign_transaction",
+        "request": {"wallet": "main", "transaction": evm_tx(value_wei)},
+    }
+    with server.client() as c:
+        r = c.post("/v1/agent/check", json=body, headers=agent_headers(token))
+    assert r.status_code == 200, r.text
+    return str(r.json()["decision"])
+
+
+def test_changes_reach_the_running_server_without_the_passphrase(
+    served: tuple[Server, Cli, str], tmp_path: Path
+) -> None:
+    server, cli, bot = served
+    assert _dry_run(server, bot) == "allow"
+
+    cli.ok("agent", "pause", "bot")
+    assert _capabilities(server, bot).json()["status"] == "paused"
+    assert _dry_run(server, bot) == "deny"
+    cli.ok("agent", "resume", "bot")
+    assert _dry_run(server, bot) == "allow"
+
+    cli.ok("pause-all")
+    assert _dry_run(server, bot) == "deny"
+    cli.ok("resume-all")
+    assert _dry_run(server, bot) == "allow"
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(STANDARD_POLICY.replace('approve_above: {ETH: "0.005"}', "", 1))
+    assert _dry_run(server, bot, 8 * MILLI_ETH) == "ask"
+    out = cli.ok("policy", "set", "bot", str(policy)).stdout
+    assert "set for agent 'bot'" in out
+    assert _dry_run(server, bot, 8 * MILLI_ETH) == "allow"  # the server holds the new policy
+
+    added = json.loads(cli.ok("agent", "add", "helper", "--policy", str(policy), "--json").stdout)
+    assert added["token"].startswith("ks_agent_") and added["policy_hash"]
+    assert _capabilities(server, added["token"]).status_code == 200
+    rotated = json.loads(cli.ok("agent", "rotate-token", "helper", "--json").stdout)["token"]
+    assert _capabilities(server, added["token"]).status_code == 401
+    assert _capabilities(server, rotated).status_code == 200
+
+    wallet = json.loads(cli.ok("wallet", "create", "second", "--chain", "evm", "--json").stdout)
+    listed = json.loads(cli.ok("wallet", "list", "--json").stdout)
+    assert wallet["address"] in {w["address"] for w in listed}
+
+    canary = "ghp_CANARYvia0server0f00d"
+    cli.ok("credential", "add", "gh", "--host", "api.github.com", "--bearer", input=canary)
+    cli.ok("credential", "remove", "gh")
+    assert all(canary not in o for o in cli.outputs)
+    assert canary not in server.log()
+
+    # It was the server that did it: the owner's changes are in its audit log, as the owner's.
+    with server.client() as c:
+        session = server.login()
+        rows = c.get("/v1/owner/audit?limit=200", headers={"authorization": f"Bearer {session}"})
+    actions = {(e["actor"], e["action"]) for e in rows.json()}
+    assert {("owner", "policy.set"), ("owner", "credential.add")} <= actions, actions
+
+    status = json.loads(cli.ok("status", "--json").stdout)["server"]
+    assert status == {"running": True, "url": server.url, "unlocked": True}
+
+
+def test_a_locked_server_stays_locked(served: tuple[Server, Cli, str]) -> None:
+    server, cli, _ = served
+    cli.ok("lock")
+    try:
+        # No session to use and no passphrase: the command must not reach into the server.
+        refused = cli("agent", "pause", "bot")
+        assert refused.exit_code != 0
+        assert "passphrase" in (refused.stderr + refused.stdout).lower()
+        # With the passphrase it opens the files itself; the server stays locked.
+        cli.ok("agent", "pause", "bot", env={"KEYSAFE_PASSPHRASE": PASSPHRASE})
+        assert httpx.get(f"{server.url}/v1/health").json()["unlocked"] is False
+        assert "locked (`keysafe unlock`)" in cli.ok("status").stdout
+        cli.ok("agent", "resume", "bot", env={"KEYSAFE_PASSPHRASE": PASSPHRASE})
+    finally:
+        cli.ok("unlock", env={"KEYSAFE_PASSPHRASE": PASSPHRASE, "KEYSAFE_URL": server.url})
+
+
+def test_attack_agent_token_on_the_owner_operation_route(served: tuple[Server, Cli, str]) -> None:
+    server, _, bot = served
+    with server.client() as c:
+        r = c.post(
+            "/v1/owner/ops", json={"kind": "pause-all", "paused": False},
+            headers=agent_headers(bot),
+        )  # fmt: skip
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "NOT_AUTHENTICATED"
+
+
+def test_attack_an_attachment_the_cli_would_not_build(served: tuple[Server, Cli, str]) -> None:
+    server, _, _ = served
+    op = {
+        "kind": "credential.add", "name": "evil", "hosts": ["api.github.com"], "secret": "eA==",
+        "attach": {"type": "header", "name": "X-Leak", "template": "{secret}{secret}"},
+    }  # fmt: skip
+    session = server.login()
+    with server.client() as c:
+        r = c.post("/v1/owner/ops", json=op, headers={"authorization": f"Bearer {session}"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "MALFORMED_REQUEST"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = b'{"ok": true, "unlocked": true}'
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_attack_a_url_left_in_the_lock_file_gets_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server that died (or someone with write access to the file) leaves a URL behind; with no
+    process holding the lock, the CLI must not send that URL a login with the passphrase."""
+    home = copy_home(standard_vault(tmp_path_factory), tmp_path_factory.mktemp("stale-lock"))
+    listener = HTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{listener.server_address[1]}"
+        (home / "serve.lock").write_text(json.dumps({"url": url, "pid": 1}))
+        (home / "serve.lock").chmod(0o600)
+        cli = Cli(home, cli_env(home))
+        cli.ok("agent", "pause", "bot")
+        assert json.loads(cli.ok("status", "--json").stdout)["server"]["running"] is False
+        assert _Recorder.seen == []
+    finally:
+        listener.shutdown()
