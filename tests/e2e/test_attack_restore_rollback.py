@@ -5,31 +5,21 @@ an idempotency key signed two different transactions, and `audit verify` still p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import Cli
 from tests.e2e.server_fixture import (
     R3,
     agent_headers,
     cli_env,
-    copy_home,
     error_of,
     evm_tx,
     keysafe_server,
-    standard_vault,
 )
 
 MILLI = 10**15
-
-
-@pytest.fixture
-def home(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    pristine = standard_vault(tmp_path_factory)
-    yield copy_home(pristine, tmp_path), pristine.tokens["bot"]
 
 
 def _sign(url: str, token: str, value: int, key: str, nonce: int) -> httpx.Response:
@@ -43,9 +33,9 @@ def _sign(url: str, token: str, value: int, key: str, nonce: int) -> httpx.Respo
 
 
 def test_attack_restore_does_not_bring_back_spent_budget_or_used_keys(
-    home: tuple[Path, str], tmp_path: Path
+    standard_home: tuple[Path, str], tmp_path: Path
 ) -> None:
-    path, token = home
+    path, token = standard_home
     env = cli_env(path)
     cli = Cli(path, env)
     backup = tmp_path / "before.ksbackup"

@@ -13,11 +13,9 @@ import hashlib
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from keysafe.policy.rules import parse_policy
 from tests.conftest import Cli
@@ -26,11 +24,9 @@ from tests.e2e.server_fixture import (
     STANDARD_POLICY,
     agent_headers,
     cli_env,
-    copy_home,
     error_of,
     evm_tx,
     keysafe_server,
-    standard_vault,
 )
 
 ETH = 10**18
@@ -38,12 +34,6 @@ ETH = 10**18
 GREEDY_POLICY = STANDARD_POLICY.replace('max_per_tx: {ETH: "0.01"}', 'max_per_tx: {ETH: "10"}')
 GREEDY_POLICY = GREEDY_POLICY.replace('approve_above: {ETH: "0.005"}', 'approve_above: {ETH: "10"}')
 GREEDY_POLICY = GREEDY_POLICY.replace('max: {ETH: "1"}', 'max: {ETH: "100"}')
-
-
-@pytest.fixture
-def home(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    pristine = standard_vault(tmp_path_factory)
-    yield copy_home(pristine, tmp_path), pristine.tokens["bot"]
 
 
 def _db(home: Path) -> sqlite3.Connection:
@@ -65,9 +55,9 @@ def _sign(url: str, token: str, value: int, nonce: int = 0) -> httpx.Response:
 
 
 def test_attack_edited_policy_is_refused_and_audit_verify_says_so(
-    home: tuple[Path, str], tmp_path: Path
+    standard_home: tuple[Path, str], tmp_path: Path
 ) -> None:
-    path, token = home
+    path, token = standard_home
     greedy = parse_policy(GREEDY_POLICY)
     _edit(path, "UPDATE policies SET source = ?, digest = ? WHERE agent = 'bot'",
           GREEDY_POLICY, greedy.digest())  # fmt: skip
@@ -99,9 +89,9 @@ def test_attack_edited_policy_is_refused_and_audit_verify_says_so(
 
 
 def test_attack_unpause_and_pause_all_off_by_editing_the_file(
-    home: tuple[Path, str], tmp_path: Path
+    standard_home: tuple[Path, str], tmp_path: Path
 ) -> None:
-    path, token = home
+    path, token = standard_home
     env = cli_env(path)
     cli = Cli(path, env)  # the owner's CLI works beside the running server (same files)
     with keysafe_server(env, "--unlock", log_dir=tmp_path) as server:
@@ -134,9 +124,9 @@ def test_attack_unpause_and_pause_all_off_by_editing_the_file(
 
 
 def test_attack_swapped_token_hash_does_not_authenticate(
-    home: tuple[Path, str], tmp_path: Path
+    standard_home: tuple[Path, str], tmp_path: Path
 ) -> None:
-    path, _ = home
+    path, _ = standard_home
     mine = "ks_agent_" + secrets.token_urlsafe(32)
     _edit(path, "UPDATE agents SET token_hash = ? WHERE name = 'bot'",
           hashlib.sha256(mine.encode()).hexdigest())  # fmt: skip
@@ -154,8 +144,10 @@ def test_attack_swapped_token_hash_does_not_authenticate(
         assert error_of(_sign(server.url, mine, ETH // 1000))["code"] == "INTEGRITY_ERROR"
 
 
-def test_locked_vault_still_takes_the_owners_brakes(home: tuple[Path, str], tmp_path: Path) -> None:
-    path, token = home
+def test_locked_vault_still_takes_the_owners_brakes(
+    standard_home: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, token = standard_home
     with keysafe_server(cli_env(path), log_dir=tmp_path) as server:
         session = server.login()  # unlocks
         owner = {"authorization": f"Bearer {session}"}
@@ -174,11 +166,11 @@ def test_locked_vault_still_takes_the_owners_brakes(home: tuple[Path, str], tmp_
 
 
 def test_vault_from_before_the_seals_is_reviewed_then_served(
-    home: tuple[Path, str], tmp_path: Path
+    standard_home: tuple[Path, str], tmp_path: Path
 ) -> None:
     """A vault at schema 0006 (no seals): after the upgrade nothing permissive is used until the
     owner has seen it and sealed it; then everything works as before."""
-    path, token = home
+    path, token = standard_home
     con = _db(path)
     try:
         con.execute("DELETE FROM settings WHERE key = 'paused_all'")

@@ -12,6 +12,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -156,11 +157,13 @@ def owner(request: Request) -> None:
     session = st.session(token) if token else None
     if session is None:
         raise _not_owner(token)
-    if via_cookie and request.method not in ("GET", "HEAD"):
-        import hmac
-
-        if not hmac.compare_digest(request.headers.get("x-csrf-token", ""), session.csrf):
-            raise _not_owner("csrf")
+    csrf = request.headers.get("x-csrf-token", "")
+    if (
+        via_cookie
+        and request.method not in ("GET", "HEAD")
+        and not hmac.compare_digest(csrf, session.csrf)
+    ):
+        raise _not_owner("csrf")
     if request.method not in ("GET", "HEAD"):
         st.touch()  # a page that only polls does not keep the vault from idling into a lock
 

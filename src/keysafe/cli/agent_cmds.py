@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from keysafe.cli import owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import Decision
@@ -188,9 +188,7 @@ def agent_rotate(
 @agent_app.command("seal")
 def agent_seal(
     passphrase_file: PassphraseFile = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
-    ] = False,
+    yes: SealYesFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """List agents, policies and settings without the owner's seal, then seal them.

@@ -51,6 +51,9 @@ PassphraseFile = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+SealYesFlag = Annotated[
+    bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
+]
 
 
 def home() -> Home:

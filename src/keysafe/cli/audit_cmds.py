@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
 from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.service import audit, sealed_state
 from keysafe.service.context import open_vault
@@ -144,9 +144,7 @@ def audit_verify(
 @audit_app.command("seal")
 def audit_seal(
     passphrase_file: PassphraseFile = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
-    ] = False,
+    yes: SealYesFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """List the audit entries the owner has not sealed, then seal them with the owner's key.
