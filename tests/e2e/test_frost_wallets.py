@@ -846,3 +846,16 @@ def test_frost_audit_log_verifies_and_holds_no_share_material(refreshed: Refresh
             assert form.encode() not in db_bytes, f"share {key.identifier} in the vault home"
         raw = key.signing_share.to_bytes(32, "little")
         assert raw not in db_bytes and raw[::-1] not in db_bytes
+
+
+def test_frost_dry_run_asks_the_policy_without_the_agents_part(
+    world: World, session: McpSession
+) -> None:
+    """check_policy signs nothing, so a 2-of-3 wallet answers it like any other wallet."""
+    before = signed_count(world.home)
+    for lamports, decision in ((SOL // 10, "allow"), (7 * SOL // 10, "ask"), (2 * SOL, "deny")):
+        tx = sol_tx(world.base.address(), lamports)
+        request = {"wallet": "team", "transaction": tx}
+        got = ok(session.call("check_policy", {"tool": "sign_transaction", "arguments": request}))
+        assert got["decision"] == decision, got
+    assert signed_count(world.home) == before

@@ -171,9 +171,17 @@ def _pending(info: RecordInfo, chain: str | None, parked: gate.Parked) -> SignRe
 
 
 def _threshold_fields(
-    vault: Vault, agent: str, info: RecordInfo, threshold: Mapping[str, Any] | None
+    vault: Vault,
+    agent: str,
+    info: RecordInfo,
+    threshold: Mapping[str, Any] | None,
+    *,
+    dry_run: bool = False,
 ) -> dict[str, Any] | None:
-    """A 2-of-3 wallet signs only with the agent's part; a plain wallet never takes one."""
+    """A 2-of-3 wallet signs only with the agent's part; a plain wallet never takes one. A dry
+    run signs nothing, so it asks the policy about a 2-of-3 wallet without the agent's part."""
+    if dry_run and threshold is None:
+        return None
     if threshold_wallets.is_threshold(info) == (threshold is not None):
         return dict(threshold) if threshold is not None else None
     threshold_wallets.discard(vault, agent, dict(threshold) if threshold else None)
@@ -251,7 +259,7 @@ def sign_transaction(
         threshold=dict(threshold) if threshold else None,
     )  # fmt: skip
     info = _wallet(vault, wallet)
-    fields = _threshold_fields(vault, agent, info, threshold)
+    fields = _threshold_fields(vault, agent, info, threshold, dry_run=dry_run)
     try:
         decoded = (
             _evm(vault, info, payload, chain=chain, declared=declared)
@@ -450,7 +458,7 @@ def sign_message(
     intent = intent.model_copy(update={"wallet": wallet})
     if agent is None:
         return _owner_sign_message(vault, info, intent, data)
-    fields = _threshold_fields(vault, agent, info, threshold)
+    fields = _threshold_fields(vault, agent, info, threshold, dry_run=dry_run)
     wire = SignMessageRequest(
         wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key,
         threshold=fields,
