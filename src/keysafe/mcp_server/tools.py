@@ -129,6 +129,7 @@ class ApprovalResult(_Out):
     summary: str | None = None
     expires_at: str | None = None
     result: dict[str, Any] | None = None
+    reason: str | None = None  # the owner's words with a denial (plain text)
 
 
 class CheckResult(_Out):
