@@ -644,7 +644,7 @@ def test_agents_page_charts_spending_per_agent_and_asset(server: Server, page: P
     day = json.loads(owner_get(page, "/v1/owner/spending?range=24h")["body"])
     [bot_day] = [s for s in day["series"] if s["agent"] == "bot"]
     expect(chart.locator("figcaption")).to_contain_text(f"{bot_day['total']} ETH")
-    docs_shot(page.locator("#agents"), "agents-spending")
+    docs_shot(card, "agents-spending")
     page.get_by_role("button", name="7 d").click()
     expect(page.get_by_role("button", name="7 d")).to_have_attribute("aria-pressed", "true")
     expect(chart.locator("rect.bar")).to_have_count(28)  # 6-hourly over 7 days

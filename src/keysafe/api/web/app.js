@@ -461,7 +461,7 @@ function svg(tag, attrs = {}, ...children) {
 // One bar per bucket. Heights use floating point for the picture only: the exact decimal
 // amounts are in the text (total, and each bar's tooltip).
 function spendChart(series, spending) {
-  const W = 480, H = 120, PAD = 18;
+  const W = 640, H = 150, PAD = 20;
   const values = series.points.map(Number);
   const top = Math.max(...values, 0);
   const n = values.length;
@@ -477,11 +477,12 @@ function spendChart(series, spending) {
   return el("figure", { class: "spend" },
     svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${label}: ${series.total} ${series.symbol} in the last ${spending.range === "7d" ? "7 days" : "24 hours"}`, class: "chart" },
       svg("line", { x1: PAD, y1: H - PAD, x2: W, y2: H - PAD, class: "axis" }),
-      svg("text", { x: PAD, y: 12, class: "tick" }, top > 0 ? `${series.points[values.indexOf(top)]} ${series.symbol}` : ""),
+      svg("text", { x: PAD, y: 14, class: "tick" }, top > 0 ? `peak ${series.points[values.indexOf(top)]} ${series.symbol}` : ""),
       svg("text", { x: PAD, y: H - 4, class: "tick" }, span),
       svg("text", { x: W, y: H - 4, class: "tick end" }, "now"),
       ...bars),
-    el("figcaption", {}, el("strong", { text: `${series.total} ${series.symbol}` }), ` ${label === series.symbol ? "" : `(${label})`} spent in the last ${spending.range === "7d" ? "7 days" : "24 hours"}`));
+    el("figcaption", {}, el("strong", { text: `${series.total} ${series.symbol}` }),
+      `${series.chain ? ` on ${series.chain}` : ""} spent in the last ${spending.range === "7d" ? "7 days" : "24 hours"}`));
 }
 
 function spendingOf(a, spending) {
