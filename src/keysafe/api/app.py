@@ -178,13 +178,6 @@ def _not_owner(token: str | None) -> NotAuthenticatedError:
 
 Agent = Annotated[str, Depends(agent_name)]
 Owner = Depends(owner)
-# The owner's audit filters (service/audit.py `Filter`): names and words, never free text.
-AgentFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-ActionFilter = Annotated[
-    str | None,
-    Query(max_length=64, pattern=r"^[a-z0-9_.-]+$", description='"approval." for all approval.*'),
-]
-OutcomeFilter = Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]+$")]
 
 
 # -- app --------------------------------------------------------------------------------------
@@ -473,6 +466,15 @@ def _sign(
         description=body.description, declared=body.declared,
         idempotency_key=body.idempotency_key, broadcast=broadcast, threshold=body.threshold,
     )  # fmt: skip
+
+
+# The owner's audit filters (service/audit.py `Filter`): names and words, never free text.
+AgentFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+ActionFilter = Annotated[
+    str | None,
+    Query(max_length=64, pattern=r"^[a-z0-9_.-]+$", description='"approval." for all approval.*'),
+]
+OutcomeFilter = Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]+$")]
 
 
 def _owner_routes(app: FastAPI) -> None:
