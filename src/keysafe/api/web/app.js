@@ -579,14 +579,12 @@ function detailText(details) {
   }).join(" · ");
 }
 
-// The audit filters, as the owner set them in the form (empty fields are left out).
+// The audit filters last applied (a half-typed action is not polled with); empty ones left out.
+let auditFilters = {};
+
 function auditQuery(extra = {}) {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(extra)) params.set(key, String(value));
-  for (const key of ["agent", "action", "outcome"]) {
-    const value = $(`filter-${key}`).value.trim();
-    if (value) params.set(key, value);
-  }
+  for (const [key, value] of Object.entries({ ...extra, ...auditFilters })) params.set(key, String(value));
   return params.toString();
 }
 
@@ -597,8 +595,13 @@ function applyAuditFilters(event) {
     say("An action is lower-case words joined by dots, like approval.deny, or approval. for all of them.", true);
     return;
   }
+  auditFilters = {};
+  for (const key of ["agent", "action", "outcome"]) {
+    const value = $(`filter-${key}`).value.trim();
+    if (value) auditFilters[key] = value;
+  }
   $("audit-export").href = `/v1/owner/audit/export?${auditQuery()}`;
-  const any = ["agent", "action", "outcome"].some((k) => $(`filter-${k}`).value.trim());
+  const any = Object.keys(auditFilters).length > 0;
   $("audit-caption").textContent = any ? `Newest ${AUDIT_LIMIT} matching entries, newest first` : `Newest ${AUDIT_LIMIT} entries, newest first`;
   refresh("audit", true).catch(fail);
 }
