@@ -336,11 +336,11 @@ def test_policy_check_allowed_5_usdc_exit_0_json_shows_rule_and_windows(
     assert (out["decision"], out["code"], out["rule"]) == ("allow", None, "pay-small-on-base")
     assert {
         "rule": "pay-small-on-base", "window": "24h", "kind": "amount", "asset": "USDC",
-        "limit": "100", "used": "0", "requested": "5", "left": "100", "ok": True,
+        "limit": "100", "used": "0", "requested": "5", "left": "100", "after": "95", "ok": True,
     } in out["windows"]  # fmt: skip
     assert {
         "rule": "pay-small-on-base", "window": "1h", "kind": "count", "asset": None,
-        "limit": "10", "used": "0", "requested": "1", "left": "10", "ok": True,
+        "limit": "10", "used": "0", "requested": "1", "left": "10", "after": "9", "ok": True,
     } in out["windows"]  # fmt: skip
 
 

@@ -363,13 +363,19 @@ def test_an_approved_release_is_delivered_once_and_only_to_the_agent_that_asked(
 
 def test_approving_for_a_while_never_skips_the_next_release_question(stack: Stack) -> None:
     first = _ask(stack, "runner")
+    # A grant could never let a release pass, so "approve for a while" is refused outright
+    # (the page does not offer it) and the approval still waits for a decision.
     r = httpx.post(
         f"{stack.server.url}/v1/owner/approvals/{first}/approve",
         json={"for_seconds": 3600},
         headers=stack.owner(),
         timeout=30,
     )
-    assert r.status_code == 200, r.text
+    assert r.status_code == 400, r.text
+    assert "cannot be approved for a while" in r.json()["error"]["message"]
+    [waiting] = [a for a in stack.approvals() if a["approval_id"] == first]
+    assert waiting["status"] == "pending" and waiting["grantable"] is False
+    stack.decide(first, "approve")
     assert _collect(stack, "runner", first).json()["result"]["value"] == SECRET
     second = _ask(stack, "runner")  # parked again, despite the grant
     assert second != first

@@ -321,12 +321,14 @@ def test_ask_then_cli_approve_gives_the_polling_agent_the_signed_result(
 
 def test_ask_then_cli_deny_agent_sees_denied_without_result(running: Running) -> None:
     approval_id = _pending(running.sign(7 * MILLI_ETH))
-    out = running.server.cli().ok("deny", approval_id, "--json")
-    assert json.loads(out.stdout)["status"] == "denied"
+    # A unique prefix names it (the answer gives the whole id); the reason reaches the agent.
+    out = running.server.cli().ok("deny", approval_id[:12], "--reason", "not today", "--json")
+    denied = json.loads(out.stdout)
+    assert (denied["status"], denied["approval_id"]) == ("denied", approval_id)
     seen = _approval(running, approval_id, wait=2)
-    assert seen["status"] == "denied"
+    assert seen["status"] == "denied" and seen["reason"] == "not today"
     assert "result" not in seen
-    again = running.server.cli()("approve", approval_id)
+    again = running.server.cli()("approve", approval_id[4:14])
     assert again.exit_code == 1
     assert "denied" in again.stderr
 

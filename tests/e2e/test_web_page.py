@@ -4,7 +4,9 @@ owner would; the agent gets its signed transaction (or a denial, with the budget
 
 One vault and one server are built per module (per xdist worker); every test logs in through the
 page itself and touches only its own approvals and agents, so the tests do not depend on order.
-Screenshots of each section go to test-artifacts/web/ (gitignored) for a person to look at.
+Screenshots of each section go to test-artifacts/web/ (gitignored) for a person to look at; the
+ones the README shows (approval card, agents with their spending charts, audit filters) are
+rewritten in docs/screenshots/ on every run, from a fixed viewport in the light colour scheme.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ CHROMIUM_ARGS = [
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"
+DOCS_SHOTS = REPO / "docs" / "screenshots"
 CANARY = "CANARY-web-7f3a9c1e-do-not-show"
 R1 = "0x1111111111111111111111111111111111111111"
 POLICY = """\
@@ -149,7 +152,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     """A fresh browser profile (no cookie, no CSRF token) on the server's page."""
-    context = browser.new_context(viewport={"width": 1200, "height": 860}, base_url=server.url)
+    context = browser.new_context(
+        viewport={"width": 1200, "height": 860}, base_url=server.url, color_scheme="light"
+    )
     p = context.new_page()
     p.set_default_timeout(10_000)
     problems: list[str] = []
@@ -171,6 +176,19 @@ def unlock(page: Page) -> None:
     page.get_by_label("Passphrase").fill(PASSPHRASE)
     page.get_by_role("button", name="Unlock").click()
     expect(page.get_by_role("heading", name="Pending approvals")).to_be_visible()
+
+
+def pay_small(server: Server, agent: str, nonce: int) -> None:
+    """0.05 ETH, under approve_above: signed at once and booked against the agent's windows."""
+    tx = {"to": R1, "value": hex(5 * 10**16), "chainId": 1, "nonce": nonce, "gas": 21000,
+          "gasPrice": hex(10**9)}  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/v1/agent/sign-transaction",
+        headers={"Authorization": f"Bearer {server.tokens[agent]}"},
+        json={"wallet": "main", "transaction": tx},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "signed", r.text
 
 
 def ask(server: Server, agent: str, eth: str, nonce: int, description: str | None = None) -> str:
@@ -242,6 +260,31 @@ def card_of(page: Page, approval_id: str) -> Locator:
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def docs_shot(part: Locator, name: str) -> None:
+    """A screenshot the README links to (docs/screenshots/NAME.png), of one part of the page."""
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    part.screenshot(path=str(DOCS_SHOTS / f"{name}.png"), animations="disabled", caret="hide")
+
+
+def owner_post(page: Page, path: str) -> Any:
+    """An owner POST with the page's own session cookie and CSRF token (no second login)."""
+    return page.evaluate(
+        "async (path) => { const r = await fetch(path, { method: 'POST', headers: "
+        "{ 'X-CSRF-Token': sessionStorage.getItem('ks_csrf') } }); "
+        "return { status: r.status, body: await r.json() }; }",
+        path,
+    )
+
+
+def budget_left(page: Page, agent: str, rule: str, window: str) -> Decimal:
+    for a in json.loads(owner_get(page, "/v1/owner/agents")["body"]):
+        if a["name"] == agent:
+            for w in a["budget"]:
+                if (w["rule"], w["window"], w["asset"]) == (rule, window, "ETH"):
+                    return Decimal(w["left"])
+    raise AssertionError(f"no {window} ETH window of rule {rule} for {agent}")
 
 
 # -- tests -----------------------------------------------------------------------------------------
@@ -476,3 +519,169 @@ def test_lock_button_locks_the_vault(server: Server, page: Page) -> None:
     assert owner_get(page, "/v1/owner/status")["status"] == 401  # the session ended too
     unlock(page)  # and the page unlocks it again
     assert httpx.get(f"{server.url}/v1/health").json()["unlocked"] is True
+
+
+# -- issue 14: the approval card, deny reasons, prefixes, spending, audit filters ------------------
+
+
+def test_approval_card_shows_what_the_owner_decides_on_and_the_reason_reaches_the_agent(
+    server: Server, page: Page
+) -> None:
+    unlock(page)
+    before = budget_left(page, "bot", "pay-eth", "24h")
+    approval_id = ask(server, "bot", "0.2", nonce=10, description="Pay invoice 42 (GPU rental)")
+    card = card_of(page, approval_id)
+    expect(card.locator("blockquote.said")).to_have_text("bot says: Pay invoice 42 (GPU rental)")
+    recipient = card.locator("dd code.address").first
+    expect(recipient).to_have_text(R1)  # whole, never shortened
+    expect(recipient.locator("strong")).to_have_text(["0x1111", "1111"])
+    expect(card).to_contain_text("up to 0.000021 ETH")  # the network fee
+    expect(card.get_by_text(approval_id, exact=True)).to_be_visible()  # the id, whole
+    # The budget from the gate's own decision: before, and after this request with its fee.
+    row = card.locator("table.effect tbody tr").filter(has_text="per 24h")
+    after = before - Decimal("0.200021")
+    expect(row.locator("td")).to_have_text(
+        [
+            "pay-eth",
+            "per 24h",
+            "1.5 ETH",
+            f"{before.normalize():f} ETH",
+            f"{after.normalize():f} ETH",
+        ]
+    )
+    expect(card.locator("summary")).to_have_text("Raw request (exactly what will be signed)")
+    expect(card.get_by_role("button", name="Approve for 1 hour")).to_be_visible()
+    docs_shot(card, "approval-card")
+
+    card.get_by_label("Reason for the agent (optional)").fill("Wrong invoice: use March's")
+    card.get_by_role("button", name="Deny").click()
+    answer = agent_wait(server, "bot", approval_id, 10)
+    assert answer["status"] == "denied" and answer["reason"] == "Wrong invoice: use March's"
+    expect(page.locator("#message")).to_contain_text("bot is told: “Wrong invoice: use March's”")
+
+
+def test_attack_hostile_description_recipient_and_reason_render_as_text(
+    server: Server, page: Page
+) -> None:
+    # The agent writes the description; the decoded intent is display data in the vault's file
+    # (someone who can edit that file can put anything there); the owner types the reason.
+    hostile = '<img src=x id=pwn-desc onerror="document.title=1">'
+    approval_id = ask(server, "granted", "0.3", nonce=11, description=hostile)
+    with closing(sqlite3.connect(server.home / "vault.db")) as conn:
+        (raw,) = conn.execute(
+            "SELECT request FROM approvals WHERE id = ?", (approval_id,)
+        ).fetchone()
+        request = json.loads(raw)
+        request["intent"]["to"] = "<svg id=pwn-to onload=alert(1)>"
+        request["intent"]["url"] = "javascript:alert(1)"
+        conn.execute(
+            "UPDATE approvals SET request = ? WHERE id = ?", (json.dumps(request), approval_id)
+        )
+        conn.commit()
+    unlock(page)
+    card = card_of(page, approval_id)
+    expect(card.locator("blockquote.said q")).to_have_text(hostile)
+    expect(card.locator("dd code.address").first).to_have_text("<svg id=pwn-to onload=alert(1)>")
+    expect(card).to_contain_text("javascript:alert(1)")
+    assert card.locator("a").count() == 0  # a URL is text, never a link
+
+    reason = "<img src=x id=pwn-reason onerror=alert(1)>\u202egnp.exe\nsecond line"
+    card.get_by_label("Reason for the agent (optional)").fill(reason)
+    card.get_by_role("button", name="Deny").click()
+    expect(page.locator("#message")).to_contain_text("<img src=x id=pwn-reason")
+    answer = agent_wait(server, "granted", approval_id, 10)
+    # The agent gets text, with the bidi override and the line break flattened to spaces.
+    assert answer["reason"] == "<img src=x id=pwn-reason onerror=alert(1)> gnp.exe second line"
+    for planted in ("#pwn-desc", "#pwn-to", "#pwn-reason"):
+        assert page.locator(planted).count() == 0, planted
+    assert page.title() != "1"
+
+
+def test_owner_routes_take_a_unique_prefix_and_the_page_shows_ids_whole(
+    server: Server, page: Page
+) -> None:
+    unlock(page)
+    approval_id = ask(server, "bot", "0.15", nonce=12)
+    # A decided approval whose id shares the first 12 characters (a collision made on purpose).
+    twin = approval_id[:12] + "".join("1" if c == "0" else "0" for c in approval_id[12:])
+    with closing(sqlite3.connect(server.home / "vault.db")) as conn:
+        conn.execute(
+            "INSERT INTO approvals (id, agent, kind, request, fingerprint, summary, rule, "
+            "created_at, expires_at, status) VALUES (?, 'bot', 'sign_transaction', '{}', ?, "
+            "'old', 'pay-eth', 0, 1, 'denied')",
+            (twin, "0" * 64),
+        )
+        conn.commit()
+    short = owner_post(page, "/v1/owner/approvals/apr_12/deny")
+    assert short["status"] == 400 and "at least 6 characters" in short["body"]["error"]["next"]
+    both = owner_post(page, f"/v1/owner/approvals/{approval_id[:12]}/deny")
+    assert both["status"] == 400, both
+    assert approval_id in both["body"]["error"]["message"]
+    assert twin in both["body"]["error"]["message"]
+    # The page lists the pending one with its whole id.
+    expect(card_of(page, approval_id).get_by_text(approval_id, exact=True)).to_be_visible()
+
+    # Deny by a prefix without "apr_": the answer names the whole id.
+    done = owner_post(page, f"/v1/owner/approvals/{approval_id[4:14]}/deny")
+    assert done["status"] == 200 and done["body"]["approval_id"] == approval_id
+    assert agent_wait(server, "bot", approval_id, 10)["status"] == "denied"
+
+
+def test_agents_page_charts_spending_per_agent_and_asset(server: Server, page: Page) -> None:
+    pay_small(server, "bot", nonce=13)
+    unlock(page)
+    week = json.loads(owner_get(page, "/v1/owner/spending?range=7d")["body"])
+    assert (week["range"], week["bucket_seconds"], len(week["buckets"])) == ("7d", 21600, 28)
+    [bot] = [s for s in week["series"] if s["agent"] == "bot"]
+    assert bot["asset"] == "ethereum:native" and Decimal(bot["total"]) >= Decimal("0.050021")
+    assert owner_get(page, "/v1/owner/spending?range=1y")["status"] == 400
+
+    page.get_by_role("link", name="Agents").click()
+    card = page.locator("article.agent", has=page.get_by_role("heading", name=re.compile("^bot")))
+    chart = card.locator("figure.spend").filter(has_text="ETH")
+    expect(chart.locator("rect.bar")).to_have_count(24)  # hourly over 24 hours
+    expect(chart.locator("rect.bar:not(.zero)").first).to_be_visible()
+    day = json.loads(owner_get(page, "/v1/owner/spending?range=24h")["body"])
+    [bot_day] = [s for s in day["series"] if s["agent"] == "bot"]
+    expect(chart.locator("figcaption")).to_contain_text(f"{bot_day['total']} ETH")
+    docs_shot(card, "agents-spending")
+    page.get_by_role("button", name="7 d").click()
+    expect(page.get_by_role("button", name="7 d")).to_have_attribute("aria-pressed", "true")
+    expect(chart.locator("rect.bar")).to_have_count(28)  # 6-hourly over 7 days
+    expect(chart.locator("figcaption")).to_contain_text(f"{bot['total']} ETH")
+
+
+def test_audit_filters_and_json_lines_export(server: Server, page: Page) -> None:
+    pay_small(server, "bot", nonce=14)
+    unlock(page)
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit-rows tr").first).to_be_visible()
+    page.get_by_label("Agent", exact=True).select_option("bot")
+    page.get_by_label("Action", exact=True).fill("decide.")
+    page.get_by_label("Outcome", exact=True).select_option("allow")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#audit-rows tr")
+    expect(rows.first).to_contain_text("decide.evm.transfer")
+    expect(page.locator("#audit-caption")).to_contain_text("matching entries")
+    for cells in rows.all():
+        expect(cells.locator("strong")).to_have_text(re.compile(r"^decide\."))
+        expect(cells.locator(".outcome")).to_have_text("allow")
+        expect(cells).to_contain_text("bot")
+    docs_shot(page.locator("#audit"), "audit-filters")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Export JSON lines").click()
+    download = info.value
+    assert download.suggested_filename == "keysafe-audit.jsonl"
+    lines = Path(download.path()).read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) >= rows.count() > 0
+    assert all(e["action"].startswith("decide.") and e["outcome"] == "allow" for e in entries)
+    assert all("bot" in (e["actor"], e["details"].get("agent")) for e in entries)
+    head = page.evaluate(
+        "async (p) => (await fetch(p)).headers.get('content-type')",
+        "/v1/owner/audit/export?outcome=deny",
+    )
+    assert head.startswith("application/x-ndjson")
+    bad = owner_get(page, "/v1/owner/audit?outcome=%3Cscript%3E")
+    assert bad["status"] == 400

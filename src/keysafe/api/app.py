@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from keysafe import __version__, wire
@@ -43,6 +43,7 @@ from keysafe.service import (
     proxy,
     release,
     signing,
+    spending,
     threshold,
     vault_admin,
     wallets,
@@ -50,6 +51,7 @@ from keysafe.service import (
 from keysafe.service.models import (
     ApproveRequest,
     CheckRequest,
+    DenyRequest,
     HttpRequestRequest,
     LoginRequest,
     ReadDataRequest,
@@ -471,6 +473,15 @@ def _sign(
     )  # fmt: skip
 
 
+# The owner's audit filters (service/audit.py `Filter`): names and words, never free text.
+AgentFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+ActionFilter = Annotated[
+    str | None,
+    Query(max_length=64, pattern=r"^[a-z0-9_.-]+$", description='"approval." for all approval.*'),
+]
+OutcomeFilter = Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]+$")]
+
+
 def _owner_routes(app: FastAPI) -> None:
     @app.post("/v1/owner/login", tags=["owner"])
     def login(request: Request, body: LoginRequest, response: Response) -> dict[str, Any]:
@@ -516,10 +527,18 @@ def _owner_routes(app: FastAPI) -> None:
 
     @app.get("/v1/owner/approvals", tags=["owner"], dependencies=[Owner])
     def list_approvals(request: Request, all: bool = False) -> list[dict[str, Any]]:
-        return [
-            a.for_owner()
-            for a in approvals.list_approvals(_state(request).vault, pending_only=not all)
-        ]
+        """Approvals (pending ones, or `all`), each with the agent's description, the decoded
+        intent and, while pending, the budget windows it would draw on (`budget`: left before
+        and after, judged as the gate would judge the approved request now)."""
+        vault = _state(request).vault
+        out = []
+        for a in approvals.list_approvals(vault, pending_only=not all):
+            view = a.for_owner()
+            if a.status is approvals.Status.PENDING:
+                windows = approvals.budget_effect(vault, a)
+                view["budget"] = [w.to_dict() for w in windows] if windows else []
+            out.append(view)
+        return out
 
     @app.post("/v1/owner/approvals/{approval_id}/approve", tags=["owner"], dependencies=[Owner])
     def approve(
@@ -535,8 +554,11 @@ def _owner_routes(app: FastAPI) -> None:
         return approvals.approve(vault, approval_id, grant_seconds=seconds).for_owner()
 
     @app.post("/v1/owner/approvals/{approval_id}/deny", tags=["owner"], dependencies=[Owner])
-    def deny(request: Request, approval_id: str) -> dict[str, Any]:
-        return approvals.deny(_state(request).vault, approval_id).for_owner()
+    def deny(request: Request, approval_id: str, body: DenyRequest | None = None) -> dict[str, Any]:
+        """Deny (the whole id or a unique prefix of at least 6 hex digits); the optional
+        `reason` is shown to the agent as plain text."""
+        reason = body.reason if body else None
+        return approvals.deny(_state(request).vault, approval_id, reason=reason).for_owner()
 
     @app.get("/v1/owner/grants", tags=["owner"], dependencies=[Owner])
     def list_grants(request: Request) -> list[dict[str, Any]]:
@@ -581,9 +603,44 @@ def _owner_routes(app: FastAPI) -> None:
 
     @app.get("/v1/owner/audit", tags=["owner"], dependencies=[Owner])
     def audit_log(
-        request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        agent: AgentFilter = None,
+        action: ActionFilter = None,
+        outcome: OutcomeFilter = None,
     ) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in audit.list_entries(_state(request).vault, limit=limit)]
+        """The newest `limit` entries that match every filter given, oldest first."""
+        where = audit.Filter(agent=agent, action=action, outcome=outcome)
+        vault = _state(request).vault
+        return [e.to_dict() for e in audit.list_entries(vault, limit=limit, where=where)]
+
+    @app.get(
+        "/v1/owner/audit/export",
+        tags=["owner"],
+        dependencies=[Owner],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}},
+                         "description": "One audit entry per line (JSON Lines)."}},
+    )  # fmt: skip
+    def audit_export(
+        request: Request,
+        agent: AgentFilter = None,
+        action: ActionFilter = None,
+        outcome: OutcomeFilter = None,
+    ) -> StreamingResponse:
+        """Every entry that matches the filters, oldest first, as a JSON Lines download."""
+        where = audit.Filter(agent=agent, action=action, outcome=outcome)
+        return StreamingResponse(
+            audit.export_lines(_state(request).vault, where=where),
+            media_type="application/x-ndjson",
+            headers={"content-disposition": 'attachment; filename="keysafe-audit.jsonl"'},
+        )
+
+    @app.get("/v1/owner/spending", tags=["owner"], dependencies=[Owner])
+    def get_spending(request: Request, range: spending.Range = "24h") -> spending.Spending:
+        """Spending per agent and asset booked against budget windows: the last 24 hours in
+        hourly buckets, or 7 days in 6-hour buckets (network fees included)."""
+        return spending.spending(_state(request).vault, range)
 
     @app.get("/v1/owner/audit/verify", tags=["owner"], dependencies=[Owner])
     def audit_verify(request: Request) -> dict[str, Any]:

@@ -11,7 +11,12 @@ Rules this package enforces (DESIGN.md step 5):
   (default 5 minutes); an expiry is audited when it is first noticed.
 - A grant covers only requests of the same *shape* the owner saw (action, chain, wallet, asset,
   contract, selector, recipient, spender, credential, host), for a bounded time, and can be
-  listed and revoked.
+  listed and revoked. A request the owner decides every time (a credential's value) or one no
+  rule asked about cannot be granted (`Approval.grantable`).
+- Ids print whole; the owner may type a unique prefix (`resolve`): at least MIN_PREFIX hex
+  digits, and an ambiguous one is refused with every candidate's whole id.
+- A deny may carry the owner's reason for the agent: untrusted display text, control
+  characters dropped and capped at MAX_REASON, stored with the decision and shown to the agent.
 
 Every function takes the caller's connection where it writes, so the gate can park a request in
 the same transaction that decided it.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,15 +45,21 @@ from keysafe.vault import seals
 from keysafe.vault.vault import Vault
 
 __all__ = [
+    "ALWAYS_ASK",
     "DEFAULT_TTL_S",
     "DELIVERED_ON_COLLECT",
+    "EVERY_TIME",
     "MAX_GRANT_S",
+    "MAX_REASON",
+    "MIN_PREFIX",
+    "SIGNING_KINDS",
     "TTL_SETTING",
     "Approval",
     "Grant",
     "Kind",
     "Status",
     "add_grant",
+    "clean_reason",
     "decide",
     "find_pending",
     "get",
@@ -57,6 +69,7 @@ __all__ = [
     "list_grants",
     "notice_expired",
     "park",
+    "resolve",
     "revoke_grant",
     "set_result",
     "shape_of",
@@ -65,6 +78,9 @@ __all__ = [
 DEFAULT_TTL_S: Final = 300
 TTL_SETTING: Final = "approval_ttl"  # the settings row that overrides DEFAULT_TTL_S
 MAX_GRANT_S: Final = 7 * 86400
+ID_PREFIX: Final = "apr_"
+MIN_PREFIX: Final = 6  # hex digits after "apr_": 16 million values, unlikely to collide by chance
+MAX_REASON: Final = 300
 
 
 class Kind(StrEnum):
@@ -91,6 +107,16 @@ class Status(StrEnum):
 # Kinds whose result is a value for the asking agent alone: produced when that agent collects it,
 # once, and never stored in the approvals table.
 DELIVERED_ON_COLLECT: Final = frozenset({Kind.READ_DATA, Kind.RELEASE_CREDENTIAL})
+# Kinds whose approval produces a signature over bytes the owner can be shown.
+SIGNING_KINDS: Final = frozenset(
+    {Kind.SIGN_TRANSACTION, Kind.SEND_TRANSACTION, Kind.SIGN_MESSAGE, Kind.SIGN_TYPED_DATA}
+)
+# Kinds the owner decides every time (service/release.py parks them with `always_ask`): a grant
+# could never let one pass, so "approve for a while" is not offered for them.
+ALWAYS_ASK: Final = frozenset({Kind.RELEASE_CREDENTIAL})
+# The parked request's marker for any other request the owner decides every time (a sensitive
+# data read); display data beside "action" and "intent", dropped before the request runs again.
+EVERY_TIME: Final = "owner_decides_every_time"
 
 
 def iso(ts: float) -> str:
@@ -108,8 +134,23 @@ class Approval:
     expires_at: float
     status: Status
     request: dict[str, Any]  # the wire request as sent; validated again before it runs
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None  # the call's answer; for a denial, the owner's reason
     fingerprint: str
+
+    @property
+    def reason(self) -> str | None:
+        """The owner's reason for a denial (untrusted display text), if one was given."""
+        if self.status is not Status.DENIED or not self.result:
+            return None
+        reason = self.result.get("reason")
+        return reason if isinstance(reason, str) and reason else None
+
+    @property
+    def grantable(self) -> bool:
+        """Can "approve for a while" apply? A grant lets a rule's asks pass for one request
+        shape; with no rule, or for a kind the owner decides every time, it never could."""
+        every_time = self.kind in ALWAYS_ASK or self.request.get(EVERY_TIME) is True
+        return self.rule is not None and not every_time
 
     def for_agent(self) -> dict[str, Any]:
         """What the asking agent may see: status and, once done, exactly its call's result.
@@ -124,12 +165,18 @@ class Approval:
         }  # fmt: skip
         if status in (Status.APPROVED, Status.FAILED) and self.result is not None:
             out["result"] = self.result
+        if self.reason is not None:
+            out["reason"] = self.reason
         return out
 
     def for_owner(self) -> dict[str, Any]:
+        # The agent's own words travel as display text: the page and the CLI never interpret them.
+        said = self.request.get("description") or self.request.get("purpose")
         view = self.for_agent() | {
             "status": str(self.status), "agent": self.agent, "kind": str(self.kind),
             "rule": self.rule, "created_at": iso(self.created_at), "request": self.request,
+            "description": said if isinstance(said, str) else None,
+            "signs": self.kind in SIGNING_KINDS, "grantable": self.grantable,
         }  # fmt: skip
         if self.kind in DELIVERED_ON_COLLECT:
             view.pop("result", None)  # a data value is for the agent that asked, not the page
@@ -239,6 +286,68 @@ def get(conn: Connection, approval_id: str, now: float, *, agent: str | None = N
     return _row(r, now)
 
 
+def resolve(conn: Connection, ref: str) -> str:
+    """The whole id of the one approval whose id starts with `ref` ("apr_" may be left off).
+
+    Raises:
+        MalformedRequestError: `ref` is not hex, is shorter than MIN_PREFIX digits, or more than
+            one approval starts with it (the message lists every candidate's whole id).
+        NotFoundError: no approval starts with it.
+    """
+    text = ref.strip().lower()
+    digits = text[len(ID_PREFIX) :] if text.startswith(ID_PREFIX) else text
+    if not digits or any(c not in "0123456789abcdef" for c in digits) or len(digits) > 64:
+        raise NotFoundError(
+            f"No approval '{ref[:40]}'.",
+            next_step="use an id from `keysafe approvals` (apr_ followed by hex digits).",
+        )
+    if len(digits) < MIN_PREFIX:
+        raise MalformedRequestError(
+            f"'{ref[:40]}' is too short to name one approval.",
+            next_step=f"give at least {MIN_PREFIX} characters after apr_ "
+            "(`keysafe approvals` lists the whole ids).",
+        )
+    rows = conn.execute(
+        select(t.approvals.c.id, t.approvals.c.status)
+        .where(t.approvals.c.id.startswith(ID_PREFIX + digits, autoescape=True))
+        .order_by(t.approvals.c.created_at)
+        .limit(11)
+    ).all()
+    if not rows:
+        raise NotFoundError(
+            f"No approval '{ref[:40]}'.",
+            next_step="use the approval_id the pending request returned (`keysafe approvals`).",
+        )
+    if len(rows) > 1:
+        shown = ", ".join(f"{r.id} ({r.status})" for r in rows[:10])
+        more = " and more" if len(rows) > 10 else ""
+        raise MalformedRequestError(
+            f"'{ref[:40]}' starts {len(rows) if len(rows) <= 10 else 'more than 10'} approval "
+            f"ids: {shown}{more}.",
+            next_step="give more characters of the id you mean.",
+        )
+    found: str = rows[0].id
+    return found
+
+
+def clean_reason(text: str | None) -> str | None:
+    """The owner's deny reason as display text: control and format characters (line breaks,
+    bidi overrides) become spaces, runs of whitespace one space (None when nothing is left).
+
+    Raises:
+        MalformedRequestError: longer than MAX_REASON characters.
+    """
+    if text is None:
+        return None
+    if len(text) > MAX_REASON:
+        raise MalformedRequestError(
+            f"The reason is {len(text)} characters long; at most {MAX_REASON} are kept.",
+            next_step="shorten the reason.",
+        )
+    flat = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text)
+    return " ".join(flat.split()) or None
+
+
 def list_approvals(
     conn: Connection, now: float, *, pending_only: bool, agent: str | None = None
 ) -> list[Approval]:
@@ -272,8 +381,17 @@ def notice_expired(vault: Vault, conn: Connection, now: float) -> list[str]:
     return [r.id for r in rows]
 
 
-def decide(vault: Vault, conn: Connection, approval_id: str, to: Status, now: float) -> Approval:
-    """The owner's decision on a pending approval: EXECUTING (approve) or DENIED; used once."""
+def decide(
+    vault: Vault,
+    conn: Connection,
+    approval_id: str,
+    to: Status,
+    now: float,
+    *,
+    reason: str | None = None,
+) -> Approval:
+    """The owner's decision on a pending approval: EXECUTING (approve) or DENIED; used once.
+    A denial's `reason` (already cleaned by `clean_reason`) is stored for the agent to read."""
     current = get(conn, approval_id, now)
     if current.status is not Status.PENDING:
         raise MalformedRequestError(
@@ -281,10 +399,13 @@ def decide(vault: Vault, conn: Connection, approval_id: str, to: Status, now: fl
             next_step="the agent can ask again if it still needs this.",
             status=str(current.status),
         )
+    said = reason if to is Status.DENIED else None
     changed = conn.execute(
         update(t.approvals)
         .where(t.approvals.c.id == approval_id, t.approvals.c.status == Status.PENDING)
-        .values(status=str(to), decided_at=now)
+        .values(
+            status=str(to), decided_at=now, result=json.dumps({"reason": said}) if said else None
+        )
     ).rowcount
     if not changed:  # decided by someone else between the read and the write
         raise MalformedRequestError(
@@ -295,7 +416,8 @@ def decide(vault: Vault, conn: Connection, approval_id: str, to: Status, now: fl
         conn, actor="owner",
         action="approval.approve" if to is Status.EXECUTING else "approval.deny",
         target=f"approval:{approval_id}", outcome="success",
-        details={"agent": current.agent, "rule": current.rule, "request_id": approval_id},
+        details={"agent": current.agent, "rule": current.rule, "request_id": approval_id}
+        | ({"reason": said} if said else {}),
     )  # fmt: skip
     return current
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from keysafe.audit.record import (
@@ -87,15 +88,59 @@ def append(
     return entry
 
 
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which entries to read; every field set must hold.
+
+    `agent`: entries by the agent, about it (target), or naming it in their details; `action`:
+    that action, or every action under it when it ends with "." ("approval." for all approval
+    entries); `outcome`: exactly that outcome.
+    """
+
+    agent: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if self.agent:
+            # Details are canonical JSON (RFC 8785): `"agent":"NAME"` is how the field is spelt.
+            named = jcs.dumps({"agent": self.agent}).decode()[1:-1]
+            conds.append(
+                or_(
+                    t.audit.c.actor == f"agent:{self.agent}",
+                    t.audit.c.target == f"agent:{self.agent}",
+                    t.audit.c.details.contains(named, autoescape=True),
+                )
+            )
+        if self.action:
+            if self.action.endswith("."):
+                conds.append(t.audit.c.action.startswith(self.action, autoescape=True))
+            else:
+                conds.append(t.audit.c.action == self.action)
+        if self.outcome:
+            conds.append(t.audit.c.outcome == self.outcome)
+        return conds
+
+
 def entries(
-    conn: Connection, *, since: str | None = None, limit: int | None = None
+    conn: Connection,
+    *,
+    since: str | None = None,
+    limit: int | None = None,
+    where: Filter | None = None,
 ) -> list[AuditEntry]:
-    q = select(t.audit).order_by(t.audit.c.seq)
+    """Entries oldest first; with `limit`, the newest `limit` of those that match."""
+    q = select(t.audit)
     if since is not None:
         q = q.where(t.audit.c.time >= since)
-    rows = conn.execute(q).all()
+    if where is not None:
+        q = q.where(*where.where())
     if limit is not None:
-        rows = rows[-limit:]
+        q = q.order_by(t.audit.c.seq.desc()).limit(limit)
+        rows = list(reversed(conn.execute(q).all()))
+    else:
+        rows = list(conn.execute(q.order_by(t.audit.c.seq)).all())
     return [
         AuditEntry(r.seq, r.time, r.actor, r.action, r.target, r.outcome, json.loads(r.details))
         for r in rows

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -17,16 +18,35 @@ def as_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    empty: str,
+    whole: Sequence[str] = ("id", "address"),
+) -> None:
+    """A table for people. Cells are text, never Rich markup (they may hold an agent's words).
+    Columns named in `whole` (ids) are never shortened or wrapped: a narrow terminal squeezes
+    the other columns instead, so an id can always be copied as printed."""
     if not rows:
         out.print(f"[dim]{empty}[/dim]")
         return
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for c in columns:
-        t.add_column(c)
+    for i, c in enumerate(columns):
+        if c in whole:
+            widest = max((len(str(r[i])) for r in rows if r[i] is not None), default=0)
+            t.add_column(c, no_wrap=True, min_width=max(widest, len(c)), overflow="ignore")
+        else:
+            t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(Text("" if v is None else str(v)) for v in r))
     out.print(t)
+
+
+def plain(text: str) -> None:
+    """One line for people, printed as text: never read as Rich markup."""
+    out.print(Text(text))
 
 
 def error_line(code: str, what: str, next_step: str) -> None:

@@ -10,6 +10,7 @@ import socket
 import threading
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -238,9 +239,18 @@ def _seconds(text: str) -> int:
     return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+ApprovalId = Annotated[
+    str,
+    typer.Argument(
+        help="The approval's id from `keysafe approvals`, or a unique prefix of it "
+        "(at least 6 characters after apr_; the apr_ may be left off)."
+    ),
+]
+
+
 @app.command()
 def approve(
-    approval_id: str,
+    approval_id: ApprovalId,
     for_: Annotated[
         str | None,
         typer.Option(
@@ -257,7 +267,7 @@ def approve(
     seconds = _seconds(for_) if for_ else None
     if _live():
         result = client.owner_call(
-            home(), "POST", f"/v1/owner/approvals/{approval_id}/approve",
+            home(), "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve",
             passphrase_file=passphrase_file, json_body={"for_seconds": seconds},
         )  # fmt: skip
     else:
@@ -266,12 +276,22 @@ def approve(
     if json_out:
         render.as_json(result)
     else:
-        render.out.print(f"Approval {approval_id}: {result['status']} — {result['summary']}")
+        # The whole id, as the server resolved the prefix typed; the summary is the agent's
+        # text, so it is printed as text (never as Rich markup).
+        render.plain(f"Approval {result['approval_id']}: {result['status']} — {result['summary']}")
 
 
 @app.command()
 def deny(
-    approval_id: str, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
+    approval_id: ApprovalId,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason", help="Why, for the agent: it reads this with the denial (300 characters)."
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Deny a pending request; nothing is signed and no budget is used."""
     # imported here: it loads eth-account (about a second), which no other command needs
@@ -279,18 +299,18 @@ def deny(
 
     if _live():
         result = client.owner_call(
-            home(),
-            "POST",
-            f"/v1/owner/approvals/{approval_id}/deny",
+            home(), "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/deny",
             passphrase_file=passphrase_file,
-        )
+            json_body={"reason": reason} if reason is not None else None,
+        )  # fmt: skip
     else:
         with unlocked(passphrase_file) as vault:
-            result = approvals.deny(vault, approval_id).for_owner()
+            result = approvals.deny(vault, approval_id, reason=reason).for_owner()
     if json_out:
         render.as_json(result)
     else:
-        render.out.print(f"Approval {approval_id}: denied.")
+        said = f" The agent is told: {result['reason']}" if result.get("reason") else ""
+        render.plain(f"Approval {result['approval_id']}: denied.{said}")
 
 
 grants_app = typer.Typer(

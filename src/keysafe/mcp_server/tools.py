@@ -28,10 +28,10 @@ these tools and never see a key. Start with list_capabilities: it names your wal
 credentials, readable data, your policy in plain words and the budget left. Some requests need
 the owner's approval: they return status "pending_approval" with an approval_id; call
 approval_status with wait_seconds (up to 60) until it is "approved" (the result is then exactly
-what the original tool returns) or "denied"/"expired" (do not retry the same request);
-list_pending_approvals lists those still waiting. Unsure whether a call is allowed? check_policy
-answers allow, ask or deny with the rule and reason, and changes nothing. Errors
-start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the owner's policy refuses it;
+what the original tool returns) or "denied" (with the owner's reason, if given) / "expired"
+(do not retry the same request); list_pending_approvals lists those still waiting. Unsure
+whether a call is allowed? check_policy answers allow, ask or deny with the rule and reason, and
+changes nothing. Errors start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the owner's policy refuses it;
 change the request, do not repeat it."""
 
 
@@ -129,6 +129,7 @@ class ApprovalResult(_Out):
     summary: str | None = None
     expires_at: str | None = None
     result: dict[str, Any] | None = None
+    reason: str | None = None  # the owner's words with a denial (plain text)
 
 
 class CheckResult(_Out):

@@ -88,14 +88,15 @@ class WindowState:
     limit: str
     used: str
     requested: str
-    left: str
+    left: str  # before this request
     ok: bool
+    after: str = ""  # left once this request is booked (0 when it does not fit)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule, "window": self.window, "kind": self.kind, "asset": self.asset,
             "limit": self.limit, "used": self.used, "requested": self.requested,
-            "left": self.left, "ok": self.ok,
+            "left": self.left, "after": self.after, "ok": self.ok,
         }  # fmt: skip
 
 
@@ -548,6 +549,7 @@ def _judge_rule(
             windows.append(WindowState(
                 rule.name, limit.window, "count", None, str(limit.max_count),
                 str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
+                str(max(limit.max_count - used_count - 1, 0)),
             ))  # fmt: skip
             if not ok and violation is None:
                 violation = _deny(
@@ -569,10 +571,11 @@ def _judge_rule(
             cap, req = lim * up, spend.units * up
             ok = not spend.unlimited and used + req <= cap
             left = from_base_units(max(cap - used, 0), scale)
+            after = from_base_units(max(cap - used - req, 0) if ok else 0, scale)
             windows.append(WindowState(
                 rule.name, limit.window, "amount", sym, from_base_units(cap, scale),
                 from_base_units(used, scale),
-                "unlimited" if spend.unlimited else from_base_units(req, scale), left, ok,
+                "unlimited" if spend.unlimited else from_base_units(req, scale), left, ok, after,
             ))  # fmt: skip
             if not ok and violation is None:
                 violation = _deny(

@@ -9,7 +9,12 @@ Rules this module enforces (the storage rules are in keysafe/approvals):
   through one table (service/dispatch.py), so every kind runs the same way.
 - A value (a data read, a credential release) is produced when the asking agent collects it,
   once, and never stored in the approvals table.
-- "Approve for a while" writes a grant bound to the shape of the request the owner saw.
+- "Approve for a while" writes a grant bound to the shape of the request the owner saw; it is
+  refused where no grant could ever apply (`Approval.grantable`), rather than silently
+  approving once.
+- The owner names an approval by its whole id or a unique prefix (keysafe/approvals `resolve`).
+- The budget an approval would use is computed by the gate's own decision (`gate.preview_approved`):
+  the card shows the same windows the approved request will be judged against.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy import update
 from keysafe import approvals as store
 from keysafe.approvals import (
     DELIVERED_ON_COLLECT,
+    EVERY_TIME,
     MAX_GRANT_S,
     Approval,
     Grant,
@@ -32,8 +38,9 @@ from keysafe.approvals import (
     shape_of,
 )
 from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.policy.engine import WindowState
 from keysafe.policy.intent import Intent
-from keysafe.service import dispatch
+from keysafe.service import dispatch, gate
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -48,10 +55,12 @@ __all__ = [
     "Status",
     "agent_view",
     "approve",
+    "budget_effect",
     "deny",
     "get",
     "list_approvals",
     "list_grants",
+    "resolve",
     "revoke_grant",
 ]
 
@@ -62,7 +71,7 @@ __all__ = [
 def _parked_wire(a: Approval) -> BaseModel:
     """The parked request, validated again as its kind's wire model (display-only fields — the
     decoded intent the owner saw — are dropped: the request is decoded again when it runs)."""
-    fields = {k: v for k, v in a.request.items() if k not in ("action", "intent")}
+    fields = {k: v for k, v in a.request.items() if k not in ("action", "intent", EVERY_TIME)}
     fields.pop("idempotency_key", None)  # the approval itself is the request's one use
     try:
         return dispatch.wire_of(a.kind, fields)
@@ -85,6 +94,35 @@ def get(vault: Vault, approval_id: str, *, agent: str | None = None) -> Approval
         return store.get(conn, approval_id, vault.clock().timestamp(), agent=agent)
 
 
+def resolve(vault: Vault, ref: str) -> str:
+    """The whole id an owner's prefix names (see keysafe/approvals `resolve`).
+
+    Raises:
+        MalformedRequestError: too short, or ambiguous (the message lists the whole ids).
+        NotFoundError: no approval starts with it.
+    """
+    with vault.db.read() as conn:
+        return store.resolve(conn, ref)
+
+
+def budget_effect(vault: Vault, approval: Approval) -> list[WindowState] | None:
+    """The agent's budget windows this approval would draw on, before and after, as the gate
+    would judge the request if approved now (None when it spends nothing the windows count, or
+    its stored intent cannot be read)."""
+    raw = approval.request.get("intent")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        intent = Intent.model_validate(raw)
+    except ValidationError:
+        return None
+    try:
+        decision = gate.preview_approved(vault, approval.agent, intent)
+    except KeysafeError:
+        return None  # a paused, revoked or edited agent: the card says nothing about budgets
+    return list(decision.windows) or None
+
+
 def list_approvals(vault: Vault, *, pending_only: bool = True) -> list[Approval]:
     now = vault.clock().timestamp()
     with vault.db.write() as conn:
@@ -101,16 +139,30 @@ def agent_pending(vault: Vault, agent: str) -> list[dict[str, Any]]:
     return [a.for_agent() for a in pending]
 
 
-def deny(vault: Vault, approval_id: str) -> Approval:
+def deny(vault: Vault, approval_id: str, *, reason: str | None = None) -> Approval:
+    """Deny a pending approval (whole id or unique prefix); `reason` goes to the agent.
+
+    Raises:
+        MalformedRequestError: not pending any more, or an ambiguous prefix.
+        NotFoundError: no such approval.
+    """
     now = vault.clock().timestamp()
+    said = store.clean_reason(reason)
     with vault.db.write() as conn:
+        approval_id = store.resolve(conn, approval_id)
         store.notice_expired(vault, conn, now)
-        store.decide(vault, conn, approval_id, Status.DENIED, now)
+        store.decide(vault, conn, approval_id, Status.DENIED, now, reason=said)
     return get(vault, approval_id)
 
 
 def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None) -> Approval:
-    """Approve once (or for a while), then run the parked request exactly and store its result."""
+    """Approve once (or for a while), then run the parked request exactly and store its result.
+
+    Raises:
+        MalformedRequestError: not pending any more, an ambiguous prefix, a grant length out of
+            range, or a grant asked for a request no grant could cover.
+        NotFoundError: no such approval.
+    """
     if grant_seconds is not None and not 0 < grant_seconds <= MAX_GRANT_S:
         raise MalformedRequestError(
             "A session approval lasts between 1 second and 7 days.",
@@ -118,7 +170,15 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
         )
     now = vault.clock().timestamp()
     with vault.db.write() as conn:
+        approval_id = store.resolve(conn, approval_id)
         store.notice_expired(vault, conn, now)
+        if grant_seconds is not None and not store.get(conn, approval_id, now).grantable:
+            raise MalformedRequestError(
+                f"Approval {approval_id} cannot be approved for a while: the owner decides "
+                "this kind of request every time (or no rule asked about it), so a grant "
+                "would never apply. Nothing was approved.",
+                next_step="approve it once (without --for), or deny it.",
+            )
         approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
         if grant_seconds is not None:
             intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})

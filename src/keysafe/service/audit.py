@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
 from keysafe.audit import log as audit_log
+from keysafe.audit.log import Filter
 from keysafe.audit.record import AuditEntry, ChainReport
 from keysafe.vault.vault import Vault
 
+__all__ = ["Filter", "export_lines", "list_entries", "seal", "unsealed", "verify"]
+
 
 def list_entries(
-    vault: Vault, *, since: str | None = None, limit: int | None = None
+    vault: Vault,
+    *,
+    since: str | None = None,
+    limit: int | None = None,
+    where: Filter | None = None,
 ) -> list[AuditEntry]:
+    """Entries oldest first: the newest `limit` of those matching `where` (every one without)."""
     with vault.db.read() as conn:
-        return audit_log.entries(conn, since=since, limit=limit)
+        return audit_log.entries(conn, since=since, limit=limit, where=where)
+
+
+def export_lines(vault: Vault, *, where: Filter | None = None) -> Iterator[str]:
+    """Every matching entry as one JSON line (JSON Lines), oldest first, for a download."""
+    for entry in list_entries(vault, where=where):
+        yield json.dumps(entry.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def verify(vault: Vault) -> ChainReport:

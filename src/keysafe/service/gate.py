@@ -393,20 +393,48 @@ def _decide(
 ) -> engine.Decision:
     """The engine's decision. The owner's grants can only turn an ask into an allow, so they are
     looked up only when the decision without them is an ask (most requests never pay for it)."""
-    registry, usage = load_registry(conn), ledger.usage_reader(conn, req.agent)
+    return _decide_intent(conn, req.agent, req.intent, req.approved, policy, state, now)
+
+
+def _decide_intent(
+    conn: Connection,
+    agent: str,
+    intent: Intent,
+    approved: bool,
+    policy: Policy | None,
+    state: engine.AgentState,
+    now: datetime,
+) -> engine.Decision:
+    registry, usage = load_registry(conn), ledger.usage_reader(conn, agent)
     decision = engine.decide(
-        policy, state, req.intent, registry=registry, usage=usage, now=now,
-        approved=req.approved,
-    )  # fmt: skip
+        policy, state, intent, registry=registry, usage=usage, now=now, approved=approved
+    )
     if decision.outcome != "ask":
         return decision
-    granted = approvals.granted_rules(conn, req.agent, req.intent, now.timestamp())
+    granted = approvals.granted_rules(conn, agent, intent, now.timestamp())
     if not granted:
         return decision
     return engine.decide(
-        policy, state, req.intent, registry=registry, usage=usage, now=now,
-        approved=req.approved, granted=granted,
+        policy, state, intent, registry=registry, usage=usage, now=now,
+        approved=approved, granted=granted,
     )  # fmt: skip
+
+
+def preview_approved(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
+    """The decision `intent` would get now if the owner approved it: its budget windows before
+    and after (`WindowState.left`, `.after`), from the same ledger and engine call as a real
+    request, read-only. For the owner's approval card; nothing is reserved or audited.
+
+    Raises:
+        NotFoundError: the agent is gone.
+        IntegrityError: its stored state or policy was edited outside keysafe.
+    """
+    now = vault.clock()
+    with vault.db.read() as conn:
+        state, policy = policies.agent_state(vault, conn, agent, verify=True)
+        return engine.status_refusal(state) or _decide_intent(
+            conn, agent, intent, True, policy, state, now
+        )
 
 
 def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission | None:
@@ -470,6 +498,10 @@ def _park(
         "action": req.intent.action,
         "intent": req.intent.model_dump(mode="json", exclude_none=True),
     }
+    if req.always_ask:
+        # Display data too: a grant can never let this request pass, so the owner is not
+        # offered one (Approval.grantable).
+        body[approvals.EVERY_TIME] = True
     approval = approvals.park(
         vault, conn, agent=req.agent, kind=req.kind, request=body, fingerprint=fp,
         summary=req.intent.summary or req.intent.action, rule=decision.rule,

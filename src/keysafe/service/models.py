@@ -231,6 +231,14 @@ class ApproveRequest(_Wire):
     )
 
 
+class DenyRequest(_Wire):
+    reason: str | None = Field(
+        default=None,
+        max_length=300,  # keysafe.approvals.MAX_REASON
+        description="Why, for the agent (shown to it as plain text).",
+    )
+
+
 class SealRequest(BaseModel):
     """The audit entries the owner reviewed and seals (`POST /v1/owner/audit/seal`)."""
 

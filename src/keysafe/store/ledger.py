@@ -9,6 +9,7 @@ fit under one limit. Reserved rows count against windows until they are released
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
@@ -87,3 +88,35 @@ def settle(conn: Connection, agent: str, request_id: str, *, state: str) -> int:
         .values(state=state)
     )
     return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """One request's live spend of one asset (committed, or reserved while it runs)."""
+
+    agent: str
+    asset: str  # asset identity (or a bare symbol in rows written before identities)
+    units: int
+    at: float  # unix seconds
+
+
+def booked_since(conn: Connection, since: datetime) -> list[Booked]:
+    """Every live spend booked since `since`, once per (request, asset).
+
+    A request books the same spend under each windowed rule it matched, so the rows are
+    de-duplicated by request and asset; count-only rows (no asset) spend nothing.
+    """
+    rows = conn.execute(
+        select(t.ledger.c.request_id, t.ledger.c.agent, t.ledger.c.asset, t.ledger.c.units,
+               t.ledger.c.at)
+        .where(t.ledger.c.at >= since.timestamp(), t.ledger.c.state.in_(_LIVE),
+               t.ledger.c.asset.is_not(None))
+        .order_by(t.ledger.c.at)
+    ).all()  # fmt: skip
+    seen: dict[tuple[str, str, str], Booked] = {}
+    for r in rows:
+        key = (r.agent, r.request_id, r.asset)
+        units = int(r.units)
+        if key not in seen or units > seen[key].units:
+            seen[key] = Booked(r.agent, r.asset, units, float(r.at))
+    return list(seen.values())

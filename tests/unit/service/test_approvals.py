@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,3 +186,121 @@ def test_a_bug_while_executing_marks_the_approval_failed_not_stuck(
         approvals.approve(made.vault, res.approval_id or "")
     assert approvals.get(made.vault, res.approval_id or "").status == "failed"
     assert live(made.vault) == 0
+
+
+# -- the owner names an approval by a unique prefix; ids print whole ------------------------------
+
+
+def _fake_approval(vault: Vault, approval_id: str) -> None:
+    """A decided approval row with a chosen id (a prefix collision cannot be waited for)."""
+    with vault.db.write() as conn:
+        conn.execute(
+            t.approvals.insert().values(
+                id=approval_id, agent="bot", kind="sign_transaction", request="{}",
+                fingerprint="0" * 64, summary="old", rule="pay", created_at=0.0,
+                expires_at=1.0, status="denied",
+            )
+        )  # fmt: skip
+
+
+def test_resolve_unique_prefix_with_or_without_apr_gives_the_whole_id(made: Made) -> None:
+    whole = signing.sign_transaction(made.vault, "bot", "main", tx(0.5)).approval_id or ""
+    assert approvals.resolve(made.vault, whole[:10]) == whole
+    assert approvals.resolve(made.vault, whole[4:12].upper()) == whole
+    assert approvals.deny(made.vault, whole[:10]).id == whole
+
+
+def test_resolve_too_short_or_unknown_prefix_is_refused(made: Made) -> None:
+    signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    with pytest.raises(MalformedRequestError, match="too short") as short:
+        approvals.resolve(made.vault, "apr_12345")
+    assert "at least 6 characters" in short.value.next_step
+    with pytest.raises(NotFoundError):
+        approvals.resolve(made.vault, "apr_ffffffffffff")
+    with pytest.raises(NotFoundError):
+        approvals.resolve(made.vault, "apr_%%%%%%")  # never a LIKE wildcard
+
+
+def test_resolve_ambiguous_prefix_lists_every_candidate_whole(made: Made) -> None:
+    whole = signing.sign_transaction(made.vault, "bot", "main", tx(0.5)).approval_id or ""
+    twin = whole[:12] + "0" * (len(whole) - 12)
+    _fake_approval(made.vault, twin if twin != whole else whole[:12] + "1" * (len(whole) - 12))
+    with pytest.raises(MalformedRequestError, match="starts 2 approval ids") as err:
+        approvals.approve(made.vault, whole[:12])
+    assert whole in err.value.what and whole[:12] in err.value.what
+    assert live(made.vault) == 0  # nothing ran
+    assert approvals.approve(made.vault, whole).status == "approved"  # the whole id still works
+
+
+# -- the owner's reason for a denial reaches the agent as plain text -----------------------------
+
+
+def test_deny_reason_is_stored_cleaned_and_shown_to_the_agent(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    hostile = "Not\nthis\u202e one\x00 <b>x</b>"
+    done = approvals.deny(made.vault, res.approval_id or "", reason=hostile)
+    assert done.reason == "Not this one <b>x</b>"  # line breaks, bidi, NUL: gone; markup: text
+    view = approvals.get(made.vault, res.approval_id or "", agent="bot").for_agent()
+    assert view["status"] == "denied" and view["reason"] == "Not this one <b>x</b>"
+    assert "result" not in view
+
+
+def test_deny_reason_over_the_cap_is_refused_and_nothing_is_decided(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    with pytest.raises(MalformedRequestError, match="at most 300"):
+        approvals.deny(made.vault, res.approval_id or "", reason="x" * 301)
+    assert approvals.get(made.vault, res.approval_id or "").status == "pending"
+
+
+def test_approve_without_reason_and_deny_without_reason_carry_none(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    done = approvals.deny(made.vault, res.approval_id or "", reason="   ")
+    assert done.reason is None and "reason" not in done.for_agent()
+
+
+# -- what the owner's card is told --------------------------------------------------------------
+
+
+def test_owner_view_says_what_is_signed_and_whether_a_grant_can_apply(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5), description="invoice 42")
+    view = approvals.get(made.vault, res.approval_id or "").for_owner()
+    assert view["description"] == "invoice 42"
+    assert view["signs"] is True and view["grantable"] is True
+    every_time = approvals.get(made.vault, res.approval_id or "")
+    release = dataclasses.replace(every_time, kind=approvals.Kind.RELEASE_CREDENTIAL)
+    assert release.grantable is False and release.for_owner()["signs"] is False
+    marked = dataclasses.replace(
+        every_time, request=every_time.request | {"owner_decides_every_time": True}
+    )
+    assert marked.grantable is False
+    assert dataclasses.replace(every_time, rule=None).grantable is False
+
+
+def test_approve_for_a_while_is_refused_where_no_grant_can_apply(made: Made) -> None:
+    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    with made.vault.db.write() as conn:  # as a request no rule asked about would be parked
+        conn.execute(
+            t.approvals.update().where(t.approvals.c.id == res.approval_id).values(rule=None)
+        )
+    with pytest.raises(MalformedRequestError, match="cannot be approved for a while"):
+        approvals.approve(made.vault, res.approval_id or "", grant_seconds=900)
+    assert approvals.get(made.vault, res.approval_id or "").status == "pending"
+    assert approvals.list_grants(made.vault) == []
+
+
+def test_budget_effect_is_the_gates_window_before_and_after(made: Made) -> None:
+    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    approvals.approve(made.vault, first.approval_id or "")
+    ask = signing.sign_transaction(made.vault, "bot", "main", tx(0.4, nonce=1))
+    windows = approvals.budget_effect(made.vault, approvals.get(made.vault, ask.approval_id or ""))
+    assert windows is not None
+    [w] = windows
+    # 1.5 ETH a day; 0.5 + fee used; this one is 0.4 + fee.
+    assert (w.rule, w.window, w.asset) == ("pay", "24h", "ETH")
+    assert (w.left, w.after, w.ok) == ("0.999979", "0.599958", True)
+    big = signing.sign_transaction(made.vault, "bot", "main", tx(0.99, nonce=2))
+    approvals.approve(made.vault, ask.approval_id or "")  # now 0.599958 left: 0.99 cannot fit
+    [over] = (
+        approvals.budget_effect(made.vault, approvals.get(made.vault, big.approval_id or "")) or []
+    )
+    assert over.ok is False and over.after == "0"

@@ -177,7 +177,9 @@ function route() {
     if (link.dataset.tab === current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (!$("app").hidden) refresh(current, true).catch(fail);
+  if ($("app").hidden) return;
+  refresh(current, true).catch(fail);
+  if (current === "audit") loadAgentFilter().catch(fail);
 }
 
 // -- polling -----------------------------------------------------------------------------------
@@ -222,17 +224,18 @@ async function poll(round) {
   if (round === pollRound && !$("app").hidden) pollTimer = setTimeout(() => poll(round), POLL_MS);
 }
 
+// Each section: a path to GET, or a function that loads its data; and how to draw it.
 const SOURCES = {
   approvals: ["/v1/owner/approvals", renderApprovals],
   grants: ["/v1/owner/grants", renderGrants],
-  agents: ["/v1/owner/agents", renderAgents],
+  agents: [loadAgents, renderAgents],
   wallets: ["/v1/owner/wallets", renderWallets],
-  audit: [`/v1/owner/audit?limit=${AUDIT_LIMIT}`, renderAudit],
+  audit: [() => api("GET", `/v1/owner/audit?${auditQuery({ limit: AUDIT_LIMIT })}`), renderAudit],
 };
 
 async function refresh(section, force = false) {
-  const [path, render] = SOURCES[section];
-  const data = await api("GET", path);
+  const [source, render] = SOURCES[section];
+  const data = typeof source === "function" ? await source() : await api("GET", source);
   const json = JSON.stringify(data);
   if (!force && lastRendered[section] === json) return;
   lastRendered[section] = json;
@@ -251,10 +254,17 @@ function renderApprovals(items) {
     }
   }
   for (const a of items) {
-    if (!approvalCards.has(a.approval_id)) {
-      const card = approvalCard(a);
-      approvalCards.set(a.approval_id, card);
-      list.append(card);
+    const card = approvalCards.get(a.approval_id);
+    if (!card) {
+      const fresh = approvalCard(a);
+      approvalCards.set(a.approval_id, fresh);
+      list.append(fresh);
+    } else {
+      // Only the budget moves while a card waits (other requests spend); the rest, and the
+      // owner's half-typed reason, stay as they are.
+      const old = card.querySelector("table.effect");
+      const now = budgetEffect(a);
+      if (old && now) old.replaceWith(now);
     }
   }
   $("approvals-empty").hidden = items.length > 0;
@@ -262,58 +272,129 @@ function renderApprovals(items) {
   document.title = items.length ? `(${items.length}) keysafe — approvals waiting` : "keysafe";
 }
 
+// Where the "raw request" fold says what approving does with it: only signing kinds sign.
+const RAW = {
+  sign_transaction: "Raw request (exactly what will be signed)",
+  send_transaction: "Raw request (exactly what will be signed and sent)",
+  sign_message: "Raw request (exactly what will be signed)",
+  sign_typed_data: "Raw request (exactly what will be signed)",
+  http_request: "Raw request (exactly what will be sent, with the credential attached)",
+};
+
+// An address in full, never shortened: look-alike addresses share their first and last
+// characters, so those are emphasised for comparing, and the middle is still all there.
+function fullAddress(address) {
+  const text = String(address);
+  const head = text.startsWith("0x") ? 6 : 4;
+  if (text.length <= head + 4) return el("code", { class: "address" }, el("strong", { text }));
+  return el("code", { class: "address", title: text },
+    el("strong", { text: text.slice(0, head) }), text.slice(head, -4), el("strong", { text: text.slice(-4) }));
+}
+
+function nativeOf(chain) {
+  return String(chain || "").startsWith("solana") ? "SOL" : "ETH";
+}
+
+// Facts decoded by keysafe from what would be signed or sent (not the agent's claims).
+function intentFacts(intent) {
+  const facts = [];
+  const add = (label, value) => facts.push(el("dt", { text: label }), el("dd", {}, value));
+  if (intent.amount && intent.asset) add("Amount", `${intent.amount} ${intent.asset}`);
+  if (intent.to) add("Recipient", fullAddress(intent.to));
+  if (intent.spender) add("Spender", fullAddress(intent.spender));
+  if (intent.contract) add("Contract", fullAddress(intent.contract));
+  if (intent.function) add("Function", intent.function);
+  if (intent.fee) add("Network fee", `up to ${intent.fee} ${nativeOf(intent.chain)}`);
+  if (intent.url) add("Calls", `${intent.method || ""} ${intent.url}`.trim());
+  if (intent.credential) add("Credential", intent.credential);
+  if (intent.data) add("Data", intent.data + (intent.fields ? ` (fields: ${intent.fields.join(", ")})` : ""));
+  return facts;
+}
+
+// Budget windows before and after, as the gate will judge the approved request (server side).
+function budgetEffect(a) {
+  if (!a.budget || a.budget.length === 0) return null;
+  return el("table", { class: "budget effect" },
+    el("caption", { text: "Budget left: before and after approving" }),
+    el("thead", {}, el("tr", {}, ...["Rule", "Window", "Limit", "Before", "After"].map((h) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...a.budget.map((w) => {
+      const unit = w.asset || "actions";
+      return el("tr", { class: w.ok ? "" : "over" },
+        el("td", { text: w.rule }),
+        el("td", { text: `per ${w.window}` }),
+        el("td", { text: `${w.limit} ${unit}` }),
+        el("td", { text: `${w.left} ${unit}` }),
+        el("td", { text: w.ok ? `${w.after} ${unit}` : `over the limit: approving will fail` }));
+    })));
+}
+
 function approvalCard(a) {
   const titleId = `t-${a.approval_id}`;
   const selectId = `for-${a.approval_id}`;
+  const reasonId = `why-${a.approval_id}`;
+  const intent = (a.request && a.request.intent) || {};
   const card = el("article", { class: "card approval", "aria-labelledby": titleId, "data-id": a.approval_id });
-  const durations = el("select", { id: selectId },
-    el("option", { value: "900", text: "15 minutes" }),
-    el("option", { value: "3600", text: "1 hour", selected: "" }),
-    el("option", { value: "86400", text: "1 day" }));
-  const approveFor = el("button", { type: "button", class: "secondary", "aria-describedby": titleId, text: "Approve for 1 hour" });
-  durations.addEventListener("change", () => {
-    approveFor.textContent = `Approve for ${durations.selectedOptions[0].textContent}`;
-  });
-  const buttons = [
-    el("button", { type: "button", class: "primary", "aria-describedby": titleId, text: "Approve" }),
-    approveFor,
-    el("button", { type: "button", class: "danger", "aria-describedby": titleId, text: "Deny" }),
-  ];
-  buttons[0].addEventListener("click", () => decide(a, "approve", buttons));
-  approveFor.addEventListener("click", () => decide(a, "approve", buttons, Number(durations.value)));
-  buttons[2].addEventListener("click", () => decide(a, "deny", buttons));
+  const reason = el("input", { id: reasonId, type: "text", maxlength: "300", autocomplete: "off", class: "reason" });
+  const approve = el("button", { type: "button", class: "primary", "aria-describedby": titleId, text: "Approve" });
+  const deny = el("button", { type: "button", class: "danger", "aria-describedby": titleId, text: "Deny" });
+  const buttons = [approve, deny];
+  approve.addEventListener("click", () => decide(a, "approve", buttons));
+  deny.addEventListener("click", () => decide(a, "deny", buttons, undefined, reason.value));
+
+  const actions = el("div", { class: "actions" }, approve, deny,
+    el("span", { class: "reason-group" }, el("label", { for: reasonId, text: "Reason for the agent (optional)" }), reason));
+  // "Approve for a while" only where a grant can ever let such a request pass (server decides).
+  if (a.grantable) {
+    const durations = el("select", { id: selectId },
+      el("option", { value: "900", text: "15 minutes" }),
+      el("option", { value: "3600", text: "1 hour", selected: "" }),
+      el("option", { value: "86400", text: "1 day" }));
+    const approveFor = el("button", { type: "button", class: "secondary", "aria-describedby": titleId, text: "Approve for 1 hour" });
+    durations.addEventListener("change", () => {
+      approveFor.textContent = `Approve for ${durations.selectedOptions[0].textContent}`;
+    });
+    approveFor.addEventListener("click", () => decide(a, "approve", buttons, Number(durations.value)));
+    buttons.push(approveFor);
+    actions.append(el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow requests like this for" }), durations, approveFor));
+  }
 
   card.append(
     el("h3", { id: titleId, text: a.summary }),
+    a.description ? el("blockquote", { class: "said" }, el("span", { class: "said-who", text: `${a.agent} says: ` }), el("q", { text: a.description })) : null,
     el("dl", { class: "facts" },
       el("dt", { text: "Agent" }), el("dd", { text: a.agent }),
       el("dt", { text: "Asks to" }), el("dd", { text: KIND[a.kind] || a.kind }),
+      ...intentFacts(intent),
       el("dt", { text: "Rule" }), el("dd", { text: a.rule || "no rule (asked by default)" }),
+      el("dt", { text: "Approval id" }), el("dd", {}, el("code", { text: a.approval_id })),
       el("dt", { text: "Asked at" }), el("dd", { text: `${when(a.created_at)} UTC` }),
       el("dt", { text: "Expires at" }), el("dd", { text: `${when(a.expires_at)} UTC` })),
+    budgetEffect(a),
     el("details", {},
-      el("summary", { text: "Raw request (exactly what will be signed)" }),
+      el("summary", { text: RAW[a.kind] || "Raw request" }),
       el("pre", { text: JSON.stringify(a.request, null, 2) })),
-    el("div", { class: "actions" },
-      buttons[0], buttons[2],
-      el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow requests like this for" }), durations, approveFor)),
+    actions,
   );
-  if (a.rule) {
+  if (a.grantable) {
     card.append(el("p", { class: "hint small", text: `“Approve for” also lets ${a.agent}'s requests of this same shape (same action, wallet, recipient, token, contract, function or host) pass without asking until then, still within every limit. Anything else rule “${a.rule}” asks about still comes to you.` }));
+  } else {
+    card.append(el("p", { class: "hint small", text: "You decide this kind of request every time: it cannot be approved for a while." }));
   }
   return card;
 }
 
-async function decide(a, verdict, buttons, forSeconds) {
+async function decide(a, verdict, buttons, forSeconds, reason) {
   for (const b of buttons) b.disabled = true;
   say(verdict === "approve" ? `Approving: ${a.summary}…` : `Denying: ${a.summary}…`);
   try {
     const path = `/v1/owner/approvals/${encodeURIComponent(a.approval_id)}/${verdict}`;
-    const body = verdict === "approve" ? { for_seconds: forSeconds ?? null } : undefined;
+    const body = verdict === "approve" ? { for_seconds: forSeconds ?? null } : { reason: (reason || "").trim() || null };
     const done = await api("POST", path, body);
     if (done.status === "approved") say(`Approved: ${a.summary}. ${a.agent} gets the result.`);
-    else if (done.status === "denied") say(`Denied: ${a.summary}. Nothing was signed and no budget was used.`);
-    else {
+    else if (done.status === "denied") {
+      const told = done.reason ? ` ${a.agent} is told: “${done.reason}”` : "";
+      say(`Denied: ${a.summary}. Nothing was signed and no budget was used.${told}`);
+    } else {
       const err = done.result && done.result.error;
       say(`Approved, but it could not run: ${err ? err.message : done.status}`, true);
     }
@@ -350,13 +431,73 @@ async function revokeGrant(g) {
 
 // -- agents ------------------------------------------------------------------------------------
 
-function renderAgents(items) {
+function renderAgents({ agents, spending }) {
   const list = $("agent-list");
-  list.replaceChildren(...items.map(agentCard));
-  $("agents-empty").hidden = items.length > 0;
+  list.replaceChildren(...agents.map((a) => agentCard(a, spending)));
+  $("agents-empty").hidden = agents.length > 0;
 }
 
-function agentCard(a) {
+let spendRange = "24h";
+
+async function loadAgents() {
+  const [agents, spending] = await Promise.all([
+    api("GET", "/v1/owner/agents"),
+    api("GET", `/v1/owner/spending?range=${spendRange}`),
+  ]);
+  return { agents, spending };
+}
+
+// The SVG namespace, taken from an <svg> the HTML parser made (no URL is written in this file).
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS($("svg-ns").namespaceURI, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+// One bar per bucket. Heights use floating point for the picture only: the exact decimal
+// amounts are in the text (total, and each bar's tooltip).
+function spendChart(series, spending) {
+  const W = 640, H = 150, PAD = 20;
+  const values = series.points.map(Number);
+  const top = Math.max(...values, 0);
+  const n = values.length;
+  const step = (W - PAD) / n;
+  const bars = values.map((v, i) => {
+    const h = top > 0 ? ((H - 2 * PAD) * v) / top : 0;
+    const x = PAD + i * step;
+    return svg("rect", { x: x.toFixed(1), y: (H - PAD - h).toFixed(1), width: Math.max(step - 2, 1).toFixed(1), height: h.toFixed(1), class: v > 0 ? "bar" : "bar zero" },
+      svg("title", {}, `${when(spending.buckets[i])} UTC: ${series.points[i]} ${series.symbol}`));
+  });
+  const span = spending.range === "7d" ? "7 days ago" : "24 hours ago";
+  const label = `${series.symbol}${series.chain ? ` on ${series.chain}` : ""}`;
+  return el("figure", { class: "spend" },
+    svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${label}: ${series.total} ${series.symbol} in the last ${spending.range === "7d" ? "7 days" : "24 hours"}`, class: "chart" },
+      svg("line", { x1: PAD, y1: H - PAD, x2: W, y2: H - PAD, class: "axis" }),
+      svg("text", { x: PAD, y: 14, class: "tick" }, top > 0 ? `peak ${series.points[values.indexOf(top)]} ${series.symbol}` : ""),
+      svg("text", { x: PAD, y: H - 4, class: "tick" }, span),
+      svg("text", { x: W, y: H - 4, class: "tick end" }, "now"),
+      ...bars),
+    el("figcaption", {}, el("strong", { text: `${series.total} ${series.symbol}` }),
+      `${series.chain ? ` on ${series.chain}` : ""} spent in the last ${spending.range === "7d" ? "7 days" : "24 hours"}`));
+}
+
+function spendingOf(a, spending) {
+  const mine = (spending && spending.series || []).filter((s) => s.agent === a.name);
+  if (mine.length === 0) return el("p", { class: "empty", text: `Nothing booked in the last ${spendRange === "7d" ? "7 days" : "24 hours"}.` });
+  return el("div", { class: "spend-list" }, ...mine.map((s) => spendChart(s, spending)));
+}
+
+function setSpendRange(range) {
+  spendRange = range;
+  for (const b of document.querySelectorAll("[data-range]")) b.setAttribute("aria-pressed", String(b.dataset.range === range));
+  refresh("agents", true).catch(fail);
+}
+
+function agentCard(a, spending) {
   const titleId = `agent-${a.name}`;
   const rules = a.rules.length
     ? el("ul", { class: "rules" }, ...a.rules.map((r) => el("li", { text: r })))
@@ -379,6 +520,7 @@ function agentCard(a) {
       el("dt", { text: "Policy hash" }), el("dd", {}, el("code", { text: a.policy_hash ? a.policy_hash.slice(0, 16) + "…" : "none", title: a.policy_hash || "" }))),
     el("h4", { text: "Policy" }), rules,
     el("h4", { text: "Budget left" }), budget,
+    el("h4", { text: "Spending" }), spendingOf(a, spending),
     actions);
 }
 
@@ -437,6 +579,43 @@ function detailText(details) {
   }).join(" · ");
 }
 
+// The audit filters last applied (a half-typed action is not polled with); empty ones left out.
+let auditFilters = {};
+
+function auditQuery(extra = {}) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries({ ...extra, ...auditFilters })) params.set(key, String(value));
+  return params.toString();
+}
+
+function applyAuditFilters(event) {
+  if (event) event.preventDefault();
+  const action = $("filter-action");
+  if (action.value && !action.checkValidity()) {
+    say("An action is lower-case words joined by dots, like approval.deny, or approval. for all of them.", true);
+    return;
+  }
+  auditFilters = {};
+  for (const key of ["agent", "action", "outcome"]) {
+    const value = $(`filter-${key}`).value.trim();
+    if (value) auditFilters[key] = value;
+  }
+  $("audit-export").href = `/v1/owner/audit/export?${auditQuery()}`;
+  const any = Object.keys(auditFilters).length > 0;
+  $("audit-caption").textContent = any ? `Newest ${AUDIT_LIMIT} matching entries, newest first` : `Newest ${AUDIT_LIMIT} entries, newest first`;
+  refresh("audit", true).catch(fail);
+}
+
+// The agent filter lists the vault's agents; refreshed whenever the audit section opens.
+async function loadAgentFilter() {
+  const select = $("filter-agent");
+  const chosen = select.value;
+  const agents = await api("GET", "/v1/owner/agents");
+  select.replaceChildren(el("option", { value: "", text: "any agent" }),
+    ...agents.map((a) => el("option", { value: a.name, text: a.name })));
+  select.value = agents.some((a) => a.name === chosen) ? chosen : "";
+}
+
 function renderAudit(entries) {
   const rows = entries.slice().reverse().map((e) => el("tr", {},
     el("td", { text: String(e.seq) }),
@@ -448,6 +627,7 @@ function renderAudit(entries) {
       el("div", { class: "details", text: detailText(e.details), title: JSON.stringify(e.details || {}) })),
     el("td", {}, el("span", { class: `outcome ${e.outcome}`, text: e.outcome }))));
   $("audit-rows").replaceChildren(...rows);
+  $("audit-empty").hidden = entries.length > 0;
 }
 
 // Entries written while the vault was locked (or by someone editing its file) carry no seal:
@@ -502,6 +682,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("unlock-form").addEventListener("submit", unlock);
   $("lock").addEventListener("click", lockVault);
   $("verify").addEventListener("click", verifyChain);
+  $("audit-filters").addEventListener("submit", applyAuditFilters);
+  $("audit-filters").addEventListener("reset", () => setTimeout(applyAuditFilters, 0));
+  for (const id of ["filter-agent", "filter-outcome"]) $(id).addEventListener("change", () => applyAuditFilters());
+  for (const b of document.querySelectorAll("[data-range]")) b.addEventListener("click", () => setSpendRange(b.dataset.range));
   window.addEventListener("hashchange", route);
   // Only a tab that logged in has the CSRF token; without it the owner must unlock again.
   if (csrf) showApp();
