@@ -62,9 +62,9 @@ rules:
     allow: [evm.transfer]
     wallets: [main]
     chains: [local, hostile]
-    assets: [ETH, TKN]
+    assets: [ETH, TKN, WIDE]
     recipients: ["{BOB}"]
-    max_per_tx: {{ETH: "1", TKN: "100"}}
+    max_per_tx: {{ETH: "1", TKN: "100", WIDE: "100"}}
     limits:
       - {{window: 24h, max: {{ETH: "1.5", TKN: "150"}}}}
   - name: ask-carol
@@ -194,6 +194,9 @@ def _vault(root: Path, evm: Node, solana: SolanaNode, hostile: Hostile) -> dict[
     registry.add_chain(vault, "solana-local", family="solana", chain_id=None, rpc=solana.url)
     tkn = evm.deploy_token("Test Token", "TKN", 6, 10**6 * TKN)
     registry.add_asset(vault, "TKN", chain="local", address=tkn, decimals=6)
+    # A 6-decimal token the owner registered with 18 decimals by mistake.
+    wide = evm.deploy_token("Wide Token", "WIDE", 6, 10**6 * TKN)
+    registry.add_asset(vault, "WIDE", chain="local", address=wide, decimals=18)
     registry.add_asset(vault, "DUP", chain="local", address=DUP_A, decimals=6)
     registry.add_asset(vault, "dup", chain="local", address=DUP_B, decimals=18)
     susd = solana.create_mint(decimals=6)
@@ -367,6 +370,14 @@ def test_attack_an_amount_written_in_base_units_is_judged_as_that_many_tokens(
                         amount="150", chain="local")  # fmt: skip
     assert err["reason_code"] == "OVER_PER_TX_LIMIT" and "150 TKN" in err["message"], err
     assert world.evm.token_balance(world.tkn, BOB) == before
+
+
+def test_attack_a_token_registered_with_the_wrong_decimals_is_refused(world: World) -> None:
+    # Registered with 18 decimals, the token counts 6: "1" WIDE would be judged as 1 WIDE and
+    # move 10^12 of them. keysafe asks the token and refuses.
+    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="WIDE", to=BOB,
+                        amount="1", chain="local")  # fmt: skip
+    assert err["field"] == "asset" and "says it has 6 decimals" in err["message"], err
 
 
 def test_attack_to_the_token_contract_or_the_zero_address_is_refused(world: World) -> None:

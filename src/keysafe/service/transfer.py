@@ -22,6 +22,9 @@ Rules enforced before anything is built or asked of the RPC (one line each, nami
   exponent, NaN or infinity; no more than the chain's amount field carries;
 - asset: "native" (or the coin's symbol, ETH or SOL), a symbol registered on the chain, or a
   registered token's address; a symbol two registered tokens share on one chain is ambiguous;
+  an ERC-20 whose own `decimals()` differs from the registry's is refused (the amount would be
+  off by powers of ten; an SPL `transferChecked` carries the decimals, which the token program
+  itself checks);
 - chain: a chain of the wallet's family; left out, the one such chain where the asset is
   registered (several: the agent must name one);
 - to: an address of the chain's family; never the zero address or a registered token contract
@@ -43,7 +46,7 @@ from typing import Final
 from keysafe.approvals import Kind
 from keysafe.chains.addresses import is_evm_address, is_solana_address, to_checksum
 from keysafe.chains.evm import transfers as evm_transfers
-from keysafe.chains.evm.rpc import EvmRpc
+from keysafe.chains.evm.rpc import EvmRpc, RpcError
 from keysafe.chains.solana import transfers as sol_transfers
 from keysafe.chains.solana.intents import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 from keysafe.chains.solana.rpc import SolanaRpc
@@ -74,6 +77,7 @@ NATIVE: Final = "native"
 _MAX_UNITS: Final = {"evm": 2**256 - 1, "solana": 2**64 - 1}
 _EVM_ZERO: Final = "0x" + "0" * 40
 _SPL_PROGRAMS: Final = frozenset({TOKEN_PROGRAM, TOKEN_2022_PROGRAM})
+_DECIMALS_CALL: Final = bytes.fromhex("313ce567")  # ERC-20 decimals()
 _FAMILY: Final = {"evm": "an EVM", "solana": "a Solana"}
 _ASSET_NEXT: Final = (
     'use an asset your policy names (list_capabilities shows your rules), or "native" for '
@@ -269,6 +273,28 @@ def _plan(reg: Registry, info: RecordInfo, wire: TransferRequest) -> _Plan:
 # -- building the transaction ---------------------------------------------------------------
 
 
+def _check_decimals(rpc: EvmRpc, plan: _Plan, token: str) -> None:
+    """Refuse when the token's own `decimals()` differs from the registry's: the policy would
+    judge "1" as 10^registry base units while the token counts 10^actual, off by powers of ten.
+    A token without `decimals()` (it is optional in EIP-20) is taken as registered."""
+    try:
+        answer = rpc.call(token, _DECIMALS_CALL)
+    except RpcError:
+        return
+    if len(answer) != 32:
+        return
+    actual = int.from_bytes(answer, "big")
+    if actual != plan.asset.decimals:
+        raise MalformedRequestError(
+            f"The {plan.asset.symbol} token on {plan.chain.name} says it has {actual} decimals, "
+            f"but keysafe's registry says {plan.asset.decimals}; the amount cannot be judged. "
+            "Nothing was signed.",
+            next_step="the owner corrects the asset (`keysafe asset add SYMBOL --chain CHAIN "
+            "--address ADDRESS --decimals N`).",
+            field="asset",
+        )
+
+
 def _evm_payload(plan: _Plan, info: RecordInfo) -> dict[str, object]:
     """The transfer as send_transaction takes it, after checking the wallet holds the amount:
     the node's gas estimate of a transfer it cannot pay fails, and would read as an RPC fault."""
@@ -276,6 +302,8 @@ def _evm_payload(plan: _Plan, info: RecordInfo) -> dict[str, object]:
     with EvmRpc(plan.chain.rpc) as rpc:
         address = info.meta["address"]
         token = plan.asset.address
+        if token is not None:
+            _check_decimals(rpc, plan, token)
         held = rpc.balance(address) if token is None else rpc.erc20_balance(token, address)
     if held < plan.units:
         raise _bad(
