@@ -407,6 +407,8 @@ def test_attack_a_chain_that_differs_from_the_wallet_or_the_asset_is_refused(
     err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB,
                         amount="0.01")  # fmt: skip
     assert err["field"] == "chain" and "'chain' is needed" in err["message"]
+    err = world.refused(404, "NOT_FOUND", wallet="main", asset="SUSD", to=BOB, amount="1")
+    assert err["field"] == "asset" and "not registered on an EVM chain" in err["message"]
     err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB,
                         amount="0.01", chain="no-such-chain")  # fmt: skip
     assert err["field"] == "chain"

@@ -154,8 +154,14 @@ def _chain(reg: Registry, family: str, ref: str | None, asset: str) -> ChainInfo
             )
         return info
     candidates = [c for c in _family_chains(reg, family) if _matches(reg, c, asset)]
-    if asset.strip().lower() == NATIVE or len(candidates) != 1:
-        where = ", ".join(c.name for c in candidates) or "no chain"
+    if not candidates:
+        raise NotFoundError(
+            f"'asset' '{asset[:40]}' is not registered on {_FAMILY[family]} chain.",
+            next_step=_ASSET_NEXT,
+            field="asset",
+        )
+    if asset.strip().lower() == NATIVE or len(candidates) > 1:
+        where = ", ".join(c.name for c in candidates)
         raise _bad(
             f"'chain' is needed: '{asset[:40]}' is on {where}.",
             "pass chain, e.g. one your policy names (list_capabilities shows your rules).",
@@ -207,7 +213,7 @@ def _units(amount: str, asset: AssetInfo, family: str) -> int:
         raise _bad("'amount' must be more than zero.", "send a positive amount.", "amount")
     if units > _MAX_UNITS[family]:
         raise _bad(
-            f"'amount' is more {asset.symbol} than a {family} transfer can carry.",
+            f"'amount' is more {asset.symbol} than {_FAMILY[family]} transfer can carry.",
             "send a smaller amount.",
             "amount",
         )
