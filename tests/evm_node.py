@@ -2,11 +2,13 @@
 
 The node listens on a free loopback port with chain id 31337 and deterministic, unlocked
 accounts; `Node.rpc(method, *params)` speaks plain JSON-RPC, and `deploy_token` compiles
-tests/tools/evm/Token.sol with solc-js and deploys it.
+tests/tools/evm/Token.sol with solc-js (once per process) and deploys it. Modules share one node
+per test process through the session fixture `evm_node` (import `evm_node_fixture`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 TOOLS = Path(__file__).resolve().parent / "tools" / "evm"
 GANACHE = TOOLS / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
@@ -68,11 +71,7 @@ class Node:
     def deploy_token(self, name: str, symbol: str, decimals: int, supply: int) -> str:
         from eth_abi import encode
 
-        compiled = json.loads(
-            subprocess.run(
-                ["node", str(TOOLS / "compile.js")], check=True, capture_output=True, timeout=120
-            ).stdout
-        )
+        compiled = _compiled_token()
         args = encode(["string", "string", "uint8", "uint256"], [name, symbol, decimals, supply])
         receipt = self.send_from_node(
             {"data": compiled["bytecode"] + args.hex(), "gas": hex(3_000_000)}
@@ -83,6 +82,15 @@ class Node:
     def token_balance(self, token: str, owner: str) -> int:
         data = "0x70a08231" + owner.lower().removeprefix("0x").rjust(64, "0")
         return int(self.rpc("eth_call", {"to": token, "data": data}, "latest"), 16)
+
+
+@functools.cache
+def _compiled_token() -> dict[str, Any]:
+    """Token.sol compiled once per test process (solc-js takes seconds)."""
+    out = subprocess.run(
+        ["node", str(TOOLS / "compile.js")], check=True, capture_output=True, timeout=120
+    ).stdout
+    return dict(json.loads(out))
 
 
 @contextmanager
@@ -116,3 +124,11 @@ def running_node() -> Iterator[Node]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session", name="evm_node")
+def evm_node_fixture() -> Iterator[Node]:
+    """One ganache per test process, shared by the modules that import this fixture; each test
+    uses fresh vault wallets, so they only share the node's pre-funded accounts."""
+    with running_node() as n:
+        yield n

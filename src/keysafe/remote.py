@@ -121,6 +121,9 @@ class AgentClient:
         path = "/v1/agent/send-transaction" if send else "/v1/agent/sign-transaction"
         return await self._call("POST", path, body)
 
+    async def transfer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/transfer", body)
+
     async def sign_message(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/sign-message", body)
 

@@ -9,7 +9,8 @@ gets the upstream's host:port. The session fixture `world` (imported by both tes
 `keysafe serve --unlock` on that copy.
 
 `Upstream` is a ThreadingHTTPServer on a loopback port: `POST /rpc` answers Ethereum JSON-RPC
-(eth_sendRawTransaction returns the transaction's keccak hash and records the raw bytes); any other
+(eth_sendRawTransaction returns the transaction's keccak hash and records the raw bytes; the
+nonce, gas price, gas estimate and balance a transfer needs are fixed values); any other
 request is recorded and answered with a JSON body, and an `x-echo-authorization` header, that echo
 the Authorization header it carried: the vault must scrub the secret from both.
 
@@ -74,6 +75,7 @@ TOOL_NAMES = frozenset(
         "get_address",
         "sign_transaction",
         "send_transaction",
+        "transfer",
         "sign_message",
         "sign_typed_data",
         "http_request",
@@ -85,6 +87,12 @@ TOOL_NAMES = frozenset(
 )
 
 LOCAL_CHAIN_ID = 31337  # the built-in chain `local`, re-pointed at the upstream's /rpc
+# What the upstream's /rpc answers besides broadcasts (eth_feeHistory is "no such method", so
+# fees fall back to the gas price): a transfer of ETH on `local` costs 21000 × 1 gwei at most.
+UPSTREAM_QUOTES: dict[str, str] = {
+    "eth_chainId": hex(LOCAL_CHAIN_ID), "eth_getTransactionCount": "0x5",
+    "eth_gasPrice": hex(10**9), "eth_estimateGas": hex(21000), "eth_getBalance": hex(10**18),
+}  # fmt: skip
 SIWE = "example.com wants you to sign in with your Ethereum account"
 PROFILE = {"city": "Lyon", "zip": "69001", "email": "owner@example.com"}
 MEDICAL = {"blood_type": "O-", "allergies": ["penicillin"]}  # sensitive: read only on approval
@@ -232,8 +240,8 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 raw = str(params[0])
                 up.raw_txs.append(raw)
                 result: Any = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
-            elif method == "eth_chainId":
-                result = hex(LOCAL_CHAIN_ID)
+            elif method in UPSTREAM_QUOTES:
+                result = UPSTREAM_QUOTES[str(method)]
             else:
                 self._answer(200, {"jsonrpc": "2.0", "id": req.get("id"),
                                    "error": {"code": -32601, "message": "no such method"}})  # fmt: skip
@@ -546,6 +554,7 @@ EXPECTED_REQUIRED = {
     "get_address": {"wallet"},
     "sign_transaction": {"wallet", "transaction"},
     "send_transaction": {"wallet", "transaction"},
+    "transfer": {"wallet", "asset", "to", "amount"},
     "sign_message": {"wallet", "message"},
     "sign_typed_data": {"wallet", "typed_data"},
     "http_request": {"credential", "method", "url"},
@@ -567,6 +576,13 @@ def sample_calls(upstream_port: int) -> dict[str, dict[str, Any]]:
         "get_address": {"wallet": "main"},
         "sign_transaction": {"wallet": "main", "transaction": evm_tx(MILLI_ETH)},
         "send_transaction": {"wallet": "main", "transaction": local_tx(MILLI_ETH)},
+        "transfer": {
+            "wallet": "main",
+            "asset": "native",
+            "to": R1,
+            "amount": "0.001",
+            "chain": "local",
+        },
         "sign_message": {"wallet": "main", "message": SIWE},
         "sign_typed_data": {"wallet": "main", "typed_data": mail_typed_data()},
         "http_request": {
@@ -611,12 +627,12 @@ class ToolScenarios:
 
     # -- discovery ---------------------------------------------------------------------------------
 
-    def test_list_tools_is_exactly_the_eleven_tools_with_descriptions_and_schemas(
+    def test_list_tools_is_exactly_the_twelve_tools_with_descriptions_and_schemas(
         self, session: McpSession
     ) -> None:
         tools = session.list_tools().tools
         names = [t.name for t in tools]
-        assert len(names) == len(set(names)) == 11 and set(names) == TOOL_NAMES, names
+        assert len(names) == len(set(names)) == 12 and set(names) == TOOL_NAMES, names
         for t in tools:
             assert t.description and len(t.description) > 40, t.name
             assert t.input_schema["type"] == "object", t.name
@@ -766,6 +782,46 @@ class ToolScenarios:
         )
         err = refused(result, "POLICY_DENIED")
         assert (err["reason_code"], err["rule"]) == ("OVER_PER_TX_LIMIT", "send-local")
+        assert len(world.upstream.raw_txs) == before
+
+    # -- transfer ----------------------------------------------------------------------------------
+
+    def test_transfer_builds_signs_and_broadcasts_what_was_asked(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        before = len(world.upstream.raw_txs)
+        args = {"wallet": "main", "asset": "ETH", "to": R1.upper().replace("0X", "0x"),
+                "amount": "0.0025", "chain": "local", "description": "pay R1"}  # fmt: skip
+        got = ok(session.call("transfer", args))
+        assert (got["status"], got["chain"], got["wallet"]) == ("sent", "local", "main")
+        raw = got["signed_transaction"]
+        assert world.upstream.raw_txs[before:] == [raw]
+        assert got["tx_hash"] == tx_hash_of(raw)
+        # An EIP-1559 transaction the vault filled from the chain: nonce, gas, fee cap.
+        typed = bytes.fromhex(raw.removeprefix("0x"))
+        assert typed[0] == 2
+        chain_id, nonce, _tip, cap, gas, to, value, data = rlp.decode(typed[1:])[:8]
+        assert int.from_bytes(chain_id, "big") == LOCAL_CHAIN_ID
+        assert (int.from_bytes(nonce, "big"), int.from_bytes(gas, "big")) == (5, 21000)
+        assert int.from_bytes(cap, "big") == 10**9
+        assert ("0x" + to.hex(), int.from_bytes(value, "big"), data) == (
+            R1, 2 * MILLI_ETH + MILLI_ETH // 2, b"",
+        )  # fmt: skip
+        assert Account.recover_transaction(raw) == world.vault.pristine.address
+
+    def test_transfer_refusals_name_the_field_and_say_what_a_model_can_do(
+        self, world: McpWorld, session: McpSession
+    ) -> None:
+        # (Policy refusals of transfers: test_transfer.py over HTTP, test_mcp_inspector.py.)
+        before = len(world.upstream.raw_txs)
+        base = {"wallet": "main", "asset": "native", "to": R1, "amount": "0.001", "chain": "local"}
+        err = refused(session.call("transfer", base | {"amount": "1e-3"}), "MALFORMED_REQUEST")
+        assert err["field"] == "amount" and "plain decimal" in err["message"]
+        err = refused(session.call("transfer", base | {"asset": "WBTC"}), "NOT_FOUND")
+        assert err["field"] == "asset"
+        assert err["next"] == "call list_capabilities for the names you may use."
+        err = refused(session.call("transfer", base | {"amount": 0.001}), "MALFORMED_REQUEST")
+        assert "'amount'" in err["message"] and "\n" not in err["message"]
         assert len(world.upstream.raw_txs) == before
 
     # -- sign_message / sign_typed_data ------------------------------------------------------------

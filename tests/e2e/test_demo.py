@@ -27,7 +27,7 @@ def test_demo_runs_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) -> 
     # every step of the story happened, in order
     positions = [out.index(f"\n{n}. ") for n in range(1, 13)]
     assert positions == sorted(positions)
-    assert "MCP client connected over stdio; 11 tools" in out
+    assert "MCP client connected over stdio; 12 tools" in out
     assert re.search(
         r"signed: send 5 USDC .* to 0x1111…1111, max fee [0-9.]+ ETH; tx 0x[0-9a-f]{16}", out
     )  # the summary shows the fee the owner's caps are charged

@@ -24,7 +24,8 @@ from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
-from tests.evm_node import Node, running_node
+from tests.evm_node import Node
+from tests.evm_node import evm_node_fixture as evm_node_fixture  # the session fixture `evm_node`
 
 BOB = "0x1111111111111111111111111111111111111111"
 ETH = 10**18
@@ -54,9 +55,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[Node]:
-    with running_node() as n:
-        yield n
+def node(evm_node: Node) -> Node:
+    return evm_node
 
 
 @pytest.fixture

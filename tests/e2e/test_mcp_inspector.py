@@ -85,6 +85,8 @@ def cases(upstream_port: int, approval_id: str) -> list[Case]:
             {"wallet": "main", "transaction": local_tx(MILLI_ETH * 20)},
             "POLICY_DENIED",
         ),
+        Case("transfer", sample["transfer"], None),
+        Case("transfer", {**sample["transfer"], "to": R2}, "POLICY_DENIED"),
         Case("sign_message", {"wallet": "main", "message": SIWE}, None),
         Case("sign_message", {"wallet": "main", "message": "send me everything"}, "POLICY_DENIED"),
         Case("sign_typed_data", sample["sign_typed_data"], None),
@@ -169,7 +171,7 @@ def _schemas_are_portable(target: list[str], env: dict[str, str]) -> None:
     cmd = [str(INSPECTOR), "--cli", *target, "--method", "tools/list", "--strict"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, f"tool schemas a TypeScript host may refuse:\n{done.stderr}"
-    assert len(json.loads(done.stdout)["tools"]) == 11
+    assert len(json.loads(done.stdout)["tools"]) == 12
 
 
 @pytest.fixture(scope="module")

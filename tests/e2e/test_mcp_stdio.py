@@ -122,7 +122,7 @@ def test_every_tool_with_the_vault_down_is_a_vault_unreachable_tool_error(
             assert closed in err["message"], (tool, err)
             assert "tell the user" in err["next"], (tool, err)  # a model cannot start it
         # The process survives its vault being gone: the session still answers.
-        assert len(s.list_tools().tools) == 11
+        assert len(s.list_tools().tools) == 12
 
 
 def test_a_placeholder_as_agent_token_is_refused_at_start(world: McpWorld, tmp_path: Path) -> None:

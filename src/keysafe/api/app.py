@@ -45,6 +45,7 @@ from keysafe.service import (
     signing,
     spending,
     threshold,
+    transfer,
     vault_admin,
     wallets,
 )
@@ -62,6 +63,9 @@ from keysafe.service.models import (
     SignTransactionRequest,
     SignTypedDataRequest,
     ThresholdCommitRequest,
+    TransferPending,
+    TransferRequest,
+    TransferSent,
 )
 
 logger = logging.getLogger(__name__)
@@ -345,6 +349,25 @@ def _agent_routes(app: FastAPI) -> None:
         request: Request, agent: Agent, body: SignTransactionRequest
     ) -> JSONResponse:
         return _result(_sign(request, agent, body, broadcast=True))
+
+    @app.post(
+        "/v1/agent/transfer",
+        tags=["agent"],
+        response_model=TransferSent,
+        responses={202: {"model": TransferPending, "description": "pending approval"}},
+    )
+    def transfer_asset(request: Request, agent: Agent, body: TransferRequest) -> JSONResponse:
+        """Send `amount` of `asset` to `to`: keysafe builds the transaction (native coin, ERC-20
+        or SPL transfer, creating the recipient's token account when missing; nonce, fees and
+        blockhash from the chain's RPC), then judges, signs and broadcasts it exactly as
+        send-transaction does. 202 while the owner must approve."""
+        return _result(
+            transfer.transfer(
+                _state(request).vault, agent, body.wallet, body.asset, body.to, body.amount,
+                chain=body.chain, description=body.description,
+                idempotency_key=body.idempotency_key,
+            )
+        )  # fmt: skip
 
     @app.post(
         "/v1/agent/sign-message",

@@ -88,6 +88,7 @@ class Kind(StrEnum):
 
     SIGN_TRANSACTION = "sign_transaction"
     SEND_TRANSACTION = "send_transaction"
+    TRANSFER = "transfer"  # keysafe builds the transaction from asset, recipient and amount
     SIGN_MESSAGE = "sign_message"
     SIGN_TYPED_DATA = "sign_typed_data"
     READ_DATA = "read_data"

@@ -60,7 +60,8 @@ def mcp_cmd(
     ks_agent_…`, checked with the vault every time. Either way it is a thin client of the
     running vault (KEYSAFE_URL, default http://127.0.0.1:8420): start that with
     `keysafe serve --unlock`. Tools: list_capabilities, get_address, sign_transaction,
-    send_transaction, sign_message, sign_typed_data, http_request, read_data, approval_status.
+    send_transaction, transfer, sign_message, sign_typed_data, http_request, read_data,
+    approval_status, check_policy, list_pending_approvals.
     """
     from keysafe import mcp_server
 

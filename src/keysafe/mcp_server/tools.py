@@ -381,6 +381,56 @@ def build_server(
     )
 
     @mcp.tool(annotations=acts)
+    async def transfer(
+        ctx: Context,
+        wallet: Wallet,
+        asset: Annotated[
+            str,
+            Field(
+                description='"native" for the chain\'s own coin (ETH, SOL), or a token symbol '
+                'your policy names, e.g. "USDC" (or the token\'s contract or mint address).',
+                max_length=64,
+            ),
+        ],
+        to: Annotated[
+            str,
+            Field(
+                description="The recipient's address. For a Solana token give the owner's "
+                "wallet address, not a token account.",
+                max_length=64,
+            ),
+        ],
+        amount: Annotated[
+            str,
+            Field(
+                description='How much, as a decimal string in whole units: "0.5" ETH, '
+                '"12.5" USDC (not base units, not a number type).',
+                max_length=100,
+            ),
+        ],
+        chain: Annotated[
+            str | None,
+            Field(
+                description='Chain name, e.g. "base" or "solana". Needed for the native coin '
+                "and for tokens on several chains.",
+                max_length=64,
+            ),
+        ] = None,
+        description: Description = None,
+        idempotency_key: IdemKey = None,
+    ) -> Annotated[CallToolResult, TransactionResult]:
+        """Send coins or tokens without building a transaction: keysafe builds it (an ERC-20
+        or SPL transfer, creating the recipient's token account if needed; nonce, fees and
+        blockhash from the chain), judges it by your policy, signs and broadcasts it. Returns
+        status "sent" with tx_hash, or "pending_approval" with approval_id (then call
+        approval_status). Pass an idempotency_key so a retry never pays twice."""
+        body = _drop_none(
+            wallet=wallet, asset=asset, to=to, amount=amount, chain=chain,
+            description=description, idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return await run(ctx, lambda c: c.transfer(body))
+
+    @mcp.tool(annotations=acts)
     async def sign_message(
         ctx: Context,
         wallet: Wallet,
@@ -480,6 +530,7 @@ def build_server(
             Literal[
                 "sign_transaction",
                 "send_transaction",
+                "transfer",
                 "sign_message",
                 "sign_typed_data",
                 "http_request",

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from keysafe.approvals import Kind
 from keysafe.errors import MalformedRequestError
-from keysafe.service import data, proxy, release, signing
+from keysafe.service import data, proxy, release, signing, transfer
 from keysafe.service.models import (
     HttpRequestRequest,
     ReadDataRequest,
@@ -24,6 +24,7 @@ from keysafe.service.models import (
     SignMessageRequest,
     SignTransactionRequest,
     SignTypedDataRequest,
+    TransferRequest,
 )
 from keysafe.vault.vault import Vault
 
@@ -54,6 +55,13 @@ def _sign_tx(send: bool) -> Runner:
         ).to_dict()  # fmt: skip
 
     return run
+
+
+def _transfer(vault: Vault, agent: str, r: TransferRequest, how: How) -> dict[str, Any]:
+    return transfer.transfer(
+        vault, agent, r.wallet, r.asset, r.to, r.amount, chain=r.chain,
+        description=r.description, approval_id=how.approval_id, dry_run=how.dry_run,
+    ).to_dict()  # fmt: skip
 
 
 def _sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> dict[str, Any]:
@@ -92,6 +100,7 @@ def _release(vault: Vault, agent: str, r: ReleaseRequest, how: How) -> dict[str,
 _ENTRIES: dict[Kind, _Entry] = {
     Kind.SIGN_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=False)),
     Kind.SEND_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=True)),
+    Kind.TRANSFER: _Entry(TransferRequest, _transfer),
     Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _sign_message),
     Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _sign_typed),
     Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),

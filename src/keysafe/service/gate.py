@@ -71,7 +71,7 @@ R = TypeVar("R")
 
 # Kinds whose act may have reached a chain before a crash: their reservations are kept (counted)
 # by `recover`, because the transaction may be on its way; the others are released.
-_MAY_HAVE_LEFT: Final = frozenset({Kind.SEND_TRANSACTION})
+_MAY_HAVE_LEFT: Final = frozenset({Kind.SEND_TRANSACTION, Kind.TRANSFER})
 _IN_FLIGHT: Final = "in_flight"
 _DONE: Final = "done"
 

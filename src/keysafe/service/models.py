@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from keysafe.errors import MalformedRequestError
 
@@ -185,6 +185,60 @@ class SignTypedDataRequest(_Wire):
     idempotency_key: str | None = Field(default=None, max_length=200)
 
 
+class TransferRequest(_Wire):
+    """Send an asset by name and amount; keysafe builds the transaction (POST /v1/agent/transfer)."""
+
+    wallet: str = Field(max_length=64, examples=["main"])
+    asset: str = Field(
+        max_length=64,
+        examples=["USDC"],
+        description='"native" for the chain\'s own coin (ETH, SOL), a token symbol registered on '
+        "the chain (e.g. USDC), or the token's contract (EVM) or mint (Solana) address.",
+    )
+    to: str = Field(
+        max_length=64,
+        description="The recipient's address; for a Solana token, the owner's wallet address "
+        "(keysafe derives its token account and creates it when missing).",
+    )
+    amount: str = Field(
+        max_length=100,
+        examples=["12.5"],
+        description='A decimal string in whole units: "0.5" ETH, "12.5" USDC (not base units).',
+    )
+    chain: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Chain name, e.g. base or solana; needed when the asset is on several chains.",
+    )
+    description: str | None = Field(
+        default=None, max_length=500, description="Why, in the agent's words (shown to the owner)."
+    )
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
+class TransferSent(BaseModel):
+    """A transfer that was signed and broadcast (HTTP 200)."""
+
+    status: Literal["sent"]
+    wallet: str
+    address: str
+    chain: str
+    summary: str = Field(description="What the transaction does, as the policy judged it.")
+    request_id: str
+    signed_transaction: str
+    tx_hash: str = Field(description="EVM transaction hash, or the Solana signature.")
+
+
+class TransferPending(BaseModel):
+    """A transfer waiting for the owner's approval (HTTP 202); follow it with GET
+    /v1/agent/approvals/{approval_id}: once approved, its result is a TransferSent."""
+
+    status: Literal["pending_approval"]
+    approval_id: str
+    expires_at: str
+    summary: str
+
+
 class ReadDataRequest(_Wire):
     name: str = Field(max_length=64, examples=["profile.email"])
     fields: list[str] | None = Field(
@@ -208,7 +262,7 @@ class CheckRequest(_Wire):
     action: str = Field(
         max_length=32,
         examples=["sign_transaction"],
-        description="sign_transaction, send_transaction, sign_message, "
+        description="sign_transaction, send_transaction, transfer, sign_message, "
         "sign_typed_data, http_request, read_data or release_credential.",
     )
     request: dict[str, Any] = Field(description="The body that route takes, unchanged.")

@@ -97,12 +97,12 @@ CODEC: gate.Codec[SignResult] = gate.Codec(
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _wallet(vault: Vault, name: str) -> RecordInfo:
+def wallet_record(vault: Vault, name: str) -> RecordInfo:
     with vault.db.read() as conn:
         return vault.get_record(conn, RecordKind.WALLET, name)
 
 
-def _resolve_chain(reg: Registry, ref: str | int | None, family: str) -> ChainInfo:
+def resolve_chain(reg: Registry, ref: str | int | None, family: str) -> ChainInfo:
     default = "solana" if family == "solana" else None
     target = ref if ref is not None else default
     if target is None:
@@ -198,7 +198,7 @@ def _threshold_fields(
     )
 
 
-def _through_gate(
+def through_gate(
     vault: Vault,
     req: gate.Request,
     info: RecordInfo,
@@ -223,7 +223,7 @@ def _through_gate(
 
 
 @dataclass(frozen=True, slots=True)
-class _Decoded:
+class Decoded:
     """A transaction decoded for one wallet: what the policy judges and how to sign it."""
 
     chain: ChainInfo
@@ -258,13 +258,11 @@ def sign_transaction(
         declared=dict(declared) if declared else None, idempotency_key=idempotency_key,
         threshold=dict(threshold) if threshold else None,
     )  # fmt: skip
-    info = _wallet(vault, wallet)
+    info = wallet_record(vault, wallet)
     fields = _threshold_fields(vault, agent, info, threshold, dry_run=dry_run)
     try:
-        decoded = (
-            _evm(vault, info, payload, chain=chain, declared=declared)
-            if info.meta["chain"] == Chain.EVM
-            else _solana(vault, agent, info, payload, chain=chain, declared=declared, fields=fields)
+        decoded = decode_transaction(
+            vault, agent, info, payload, chain=chain, declared=declared, fields=fields
         )
     except BaseException:
         threshold_wallets.discard(vault, agent, fields)
@@ -281,6 +279,15 @@ def sign_transaction(
         idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=broadcast,
         dry_run=dry_run,
     )  # fmt: skip
+    act = transaction_act(vault, info, decoded, broadcast=broadcast)
+    return through_gate(vault, req, info, decoded.chain.name, act, fields)
+
+
+def transaction_act(
+    vault: Vault, info: RecordInfo, decoded: Decoded, *, broadcast: bool
+) -> Callable[[str], SignResult]:
+    """The gate's act for a decoded transaction: open the key, sign and verify, and with
+    `broadcast` send it through the chain's RPC (send_transaction and transfer share it)."""
     chain_info = decoded.chain
 
     def act(request_id: str) -> SignResult:
@@ -302,13 +309,36 @@ def sign_transaction(
             intent=decoded.intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return _through_gate(vault, req, info, chain_info.name, act, fields)
+    return act
 
 
 def send_transaction(
     vault: Vault, agent: str, wallet: str, payload: str | dict[str, Any], **kw: Any
 ) -> SignResult:
     return sign_transaction(vault, agent, wallet, payload, broadcast=True, **kw)
+
+
+def decode_transaction(
+    vault: Vault,
+    agent: str,
+    info: RecordInfo,
+    payload: str | dict[str, Any],
+    *,
+    chain: str | None,
+    declared: Mapping[str, Any] | None,
+    fields: dict[str, Any] | None = None,
+) -> Decoded:
+    """Decode `payload` for the wallet `info` (EVM: filled from the chain's RPC first), check it
+    against what was `declared`, and say how to sign and send it.
+
+    Raises:
+        MalformedRequestError: the transaction is malformed, or does not do what was declared.
+        PolicyDeniedError: its chain is not in the registry (UNKNOWN_CHAIN).
+        ChainUnavailableError: the RPC that fills an EVM transaction failed.
+    """
+    if info.meta["chain"] == Chain.EVM:
+        return _evm(vault, info, payload, chain=chain, declared=declared)
+    return _solana(vault, agent, info, payload, chain=chain, declared=declared, fields=fields)
 
 
 def _evm(
@@ -318,12 +348,12 @@ def _evm(
     *,
     chain: str | None,
     declared: Mapping[str, Any] | None,
-) -> _Decoded:
+) -> Decoded:
     reg = load_registry(vault)
-    requested = _resolve_chain(reg, chain, "evm") if chain is not None else None
+    requested = resolve_chain(reg, chain, "evm") if chain is not None else None
     # parse_transaction refuses a transaction without a chain id unless one is named here.
     tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
-    chain_info = _resolve_chain(reg, tx.chain_id, "evm")
+    chain_info = resolve_chain(reg, tx.chain_id, "evm")
     if tx.missing_fields():
         if chain_info.rpc is None:
             raise MalformedRequestError(
@@ -346,7 +376,7 @@ def _evm(
     def send(rpc_url: str, raw: str) -> None:
         EvmRpc(rpc_url).send_raw(raw)
 
-    return _Decoded(chain_info, intent, sign, send)
+    return Decoded(chain_info, intent, sign, send)
 
 
 def _solana(
@@ -358,14 +388,14 @@ def _solana(
     chain: str | None,
     declared: Mapping[str, Any] | None,
     fields: dict[str, Any] | None,
-) -> _Decoded:
+) -> Decoded:
     if not isinstance(payload, str):
         raise MalformedRequestError(
             "A Solana transaction is given as base64 text.",
             next_step="serialize the transaction and base64-encode it.",
         )
     reg = load_registry(vault)
-    chain_info = _resolve_chain(reg, chain, "solana")
+    chain_info = resolve_chain(reg, chain, "solana")
     tx = sol_tx.parse_transaction(payload)
     intent = sol_intents.intent_from_tx(
         tx, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
@@ -388,7 +418,7 @@ def _solana(
         with SolanaRpc(rpc_url) as rpc:
             rpc.send_transaction(raw)
 
-    return _Decoded(chain_info, intent, sign, send)
+    return Decoded(chain_info, intent, sign, send)
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -452,7 +482,7 @@ def sign_message(
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
     agent's part in `threshold`). `agent=None` is the owner: no policy, audited all the same."""
     vault.require_unlocked()
-    info = _wallet(vault, wallet)
+    info = wallet_record(vault, wallet)
     reg = load_registry(vault)
     intent, data = _message_intent(info, reg, message, encoding)
     intent = intent.model_copy(update={"wallet": wallet})
@@ -482,7 +512,7 @@ def sign_message(
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return _through_gate(vault, req, info, None, act, fields)
+    return through_gate(vault, req, info, None, act, fields)
 
 
 def sign_typed_data(
@@ -497,7 +527,7 @@ def sign_typed_data(
 ) -> SignResult:
     """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …)."""
     vault.require_unlocked()
-    info = _wallet(vault, wallet)
+    info = wallet_record(vault, wallet)
     if info.meta["chain"] != Chain.EVM:
         raise MalformedRequestError(
             "EIP-712 typed data is signed by EVM wallets only.", next_step="use an EVM wallet."
@@ -505,7 +535,7 @@ def sign_typed_data(
     reg = load_registry(vault)
     domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
-    chain_info = _resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
+    chain_info = resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
     intent = evm_intents.intent_from_typed_data(
         typed_data, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
     ).model_copy(update={"wallet": wallet})
@@ -528,4 +558,4 @@ def sign_typed_data(
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return _through_gate(vault, req, info, chain_info.name, act, None)
+    return through_gate(vault, req, info, chain_info.name, act, None)

@@ -134,7 +134,8 @@ def test_a_failing_in_process_act_books_nothing_and_frees_its_key(home: Home) ->
 
 
 @pytest.mark.parametrize(
-    ("kind", "kept"), [(Kind.SEND_TRANSACTION, True), (Kind.HTTP_REQUEST, False)]
+    ("kind", "kept"),
+    [(Kind.SEND_TRANSACTION, True), (Kind.TRANSFER, True), (Kind.HTTP_REQUEST, False)],
 )
 def test_a_crash_between_reserve_and_settle_is_finished_by_recover(
     home: Home, kind: Kind, kept: bool

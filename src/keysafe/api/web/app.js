@@ -24,6 +24,7 @@ const approvalCards = new Map(); // approval id -> its <article>, so polling nev
 const KIND = {
   sign_transaction: "Sign a transaction",
   send_transaction: "Sign and send a transaction",
+  transfer: "Send a transfer (keysafe builds the transaction)",
   sign_message: "Sign a message",
   sign_typed_data: "Sign typed data (EIP-712)",
   read_data: "Read stored data",

@@ -1,4 +1,4 @@
-"""A small Solana JSON-RPC client on httpx: broadcast, latest blockhash, balance.
+"""A small Solana JSON-RPC client on httpx: broadcast, latest blockhash, balance, account owner.
 
     >>> with SolanaRpc("http://127.0.0.1:8899") as rpc:       # doctest: +SKIP
     ...     signature = rpc.send_transaction(signed.base64)
@@ -261,3 +261,29 @@ class SolanaRpc:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise self._unavailable("answered getBalance with a malformed value")
         return value
+
+    def account_owner(self, address: str, *, commitment: Commitment | None = None) -> str | None:
+        """The program that owns the account at `address`, or None when no account lives there.
+
+        Only the owner is asked for (a zero-length data slice), so a large account costs nothing.
+        """
+        try:
+            key = str(Pubkey.from_string(address))
+        except (ValueError, TypeError):
+            raise MalformedRequestError(
+                "The address is not a Solana address.", next_step="use a base58 Solana address."
+            ) from None
+        config: dict[str, Any] = {"encoding": "base64", "dataSlice": {"offset": 0, "length": 0}}
+        if commitment:
+            config["commitment"] = commitment
+        result = self._result("getAccountInfo", [key, config])
+        if not isinstance(result, dict) or "value" not in result:
+            raise self._unavailable("answered getAccountInfo with a malformed value")
+        value = result["value"]
+        if value is None:
+            return None
+        owner = value.get("owner") if isinstance(value, dict) else None
+        try:
+            return str(Pubkey.from_string(owner))  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            raise self._unavailable("answered getAccountInfo with a malformed owner") from None

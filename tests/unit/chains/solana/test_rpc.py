@@ -33,6 +33,7 @@ from tests.unit.chains.solana import (
     BOB,
     SOL,
     SPONSOR,
+    SYSTEM,
     WALLET,
     legacy_b64,
     registry_with_usdc,
@@ -94,6 +95,12 @@ def _answer(node: Node, body: dict[str, Any]) -> tuple[int, bytes]:
         return ok({"context": {"apiVersion": "2.1.0", "slot": 7}, "value": value})
     if method == "getBalance":
         return ok({"context": {"slot": 7}, "value": node.balance})
+    if method == "getAccountInfo":
+        if params[0] == str(BOB):  # no account there
+            return ok({"context": {"slot": 7}, "value": None})
+        owner = "not-base58!" if node.mode == "bad owner" else str(SYSTEM)
+        value = {"owner": owner, "lamports": 1, "data": ["", "base64"], "executable": False}
+        return ok({"context": {"slot": 7}, "value": value})
     return err(-32601, "Method not found")
 
 
@@ -221,6 +228,18 @@ def test_get_balance_request_and_answer(node: Node) -> None:
     assert node.requests[0]["params"] == [str(WALLET)]
     assert node.requests[1]["params"] == [str(WALLET), {"commitment": "finalized"}]
     assert node.requests[0]["id"] != node.requests[1]["id"]
+
+
+def test_account_owner_request_and_answer(node: Node) -> None:
+    with SolanaRpc(node.url) as rpc:
+        assert rpc.account_owner(str(WALLET)) == str(SYSTEM)
+        assert rpc.account_owner(str(BOB)) is None
+        node.mode = "bad owner"
+        with pytest.raises(SolanaRpcError, match="malformed owner"):
+            rpc.account_owner(str(WALLET))
+    # Only the owner is asked for: no account data comes back.
+    config = {"encoding": "base64", "dataSlice": {"offset": 0, "length": 0}}
+    assert node.requests[0]["params"] == [str(WALLET), config]
 
 
 def test_get_balance_of_a_non_address_is_refused_locally(node: Node) -> None:
