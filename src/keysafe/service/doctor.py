@@ -173,7 +173,13 @@ def _home(home: Home) -> Finding:
     elif mode & 0o700 != 0o700:
         problems.append(f"the folder is mode {mode:04o}, so keysafe cannot use it fully")
         fixes.append(f"chmod 700 {path}")
-    files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
+    except OSError as exc:
+        return Finding(
+            "home", Status.FAIL, f"{path} cannot be listed ({exc.strerror}).",
+            f"run `chmod 700 {path}` as its owner.",
+        )  # fmt: skip
     open_files = [p for p in files if stat.S_IMODE(p.lstat().st_mode) & 0o077]
     foreign = [p for p in files if p.lstat().st_uid != me]
     if open_files:
@@ -367,10 +373,16 @@ def _lock(home: Home) -> Finding:
 def _server(home: Home, url: str, timeout: float, *, active_agents: int) -> Finding:
     shown = where(url)
     held = _serve_lock_held(home)
+    if not url.startswith(("http://", "https://")):
+        return Finding(
+            "server", Status.WARN, "KEYSAFE_URL is not an http(s) URL, so no server can be asked.",
+            "unset KEYSAFE_URL (the default is http://127.0.0.1:8420) or set it to where "
+            "`keysafe serve` runs.",
+        )  # fmt: skip
     try:
         r = httpx.get(f"{url}/v1/health", timeout=timeout)
         body = r.json() if r.status_code == 200 else None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         if held:
             return Finding(
                 "server", Status.WARN,
@@ -446,6 +458,11 @@ def _rpc(chain: ChainInfo, timeout: float) -> Finding:
                 served = sol.genesis_hash()
             expected = GENESIS.get(chain.name)
             what = "genesis hash"
+    except httpx.InvalidURL:
+        return Finding(
+            check, Status.FAIL, f"{chain.name}'s RPC URL cannot be parsed.",
+            f"set it again: `keysafe chain add {chain.name} … --rpc https://…`.",
+        )  # fmt: skip
     except KeysafeError as exc:
         return Finding(
             check, Status.FAIL, f"{chain.name}: {exc.what}",

@@ -152,9 +152,10 @@ class Database:
         Raises:
             StoreError: the file is missing, not a keysafe database, or from a newer keysafe.
         """
-        if probe(path) == "missing":
+        if probe(path) in ("missing", "empty"):
             raise StoreError(
-                f"No vault database at {path}.",
+                f"No vault in {path}"
+                + (" (an empty file an interrupted init left behind)." if path.exists() else "."),
                 next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
             )
         uri = f"{path.resolve().as_uri()}?mode=ro"
