@@ -45,8 +45,16 @@ def _type_shown(param: typer.core._TyperParameter, ctx: _click.Context) -> str |
     return f"{shown}..." if param.nargs != 1 else shown
 
 
+def _argument_name(param: typer.core.TyperArgument) -> str:
+    return param.metavar or (param.name or "arg").upper()
+
+
+def _argument_hint(param: typer.core.TyperArgument) -> str:
+    return f"'{_argument_name(param)}'"  # "Missing argument 'NAME'.", as the usage line names it
+
+
 def _argument_usage(param: typer.core.TyperArgument) -> str:
-    name = param.metavar or (param.name or "arg").upper()
+    name = _argument_name(param)
     name = name if param.required else f"[{name}]"
     return f"{name}..." if param.nargs != 1 else name
 
@@ -55,4 +63,5 @@ def install() -> None:
     """Make every typer parameter render as click would (idempotent)."""
     typer.core.TyperOption.display_type_rich = _type_shown  # type: ignore[method-assign, assignment]
     typer.core.TyperArgument.display_type_rich = _type_shown  # type: ignore[method-assign, assignment]
+    typer.core.TyperArgument.get_error_hint = _argument_hint  # type: ignore[method-assign, assignment]
     typer.core.TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign, assignment]
