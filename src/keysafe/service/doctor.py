@@ -39,8 +39,6 @@ from sqlalchemy import Connection, func, select
 from keysafe import __version__
 from keysafe.audit import log as audit_log
 from keysafe.audit.record import ChainReport
-from keysafe.chains.evm.rpc import EvmRpc
-from keysafe.chains.solana.rpc import GENESIS, SolanaRpc
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id
 from keysafe.errors import KeysafeError
 from keysafe.policy.registry import ChainInfo
@@ -447,6 +445,11 @@ def _rpc(chain: ChainInfo, timeout: float) -> Finding:
             f"{chain.name}'s RPC is {shown}; keysafe speaks JSON-RPC over http(s) only.",
             f"give it an http(s) URL: `keysafe chain add {chain.name} … --rpc https://…`.",
         )  # fmt: skip
+    # Imported here, only when a chain has an RPC to check: the chain clients pull in eth-account
+    # and solders, half a second of every doctor run on a home that configured none.
+    from keysafe.chains.evm.rpc import EvmRpc
+    from keysafe.chains.solana.rpc import GENESIS, SolanaRpc
+
     try:
         if chain.family == "evm":
             with EvmRpc(url, timeout=timeout) as evm:
