@@ -206,7 +206,10 @@ def _home(home: Home) -> Finding:
 def _with_database(home: Home, db: Database, *, server_url: str, timeout: float) -> list[Finding]:
     revision = db.schema_revision()
     with db.read() as conn:
-        header = conn.execute(select(t.vault)).first()
+        # Only columns every schema since 0001 has: an older one is reported below, not read.
+        header = conn.execute(
+            select(t.vault.c.id, t.vault.c.format, t.vault.c.kdf_params, t.vault.c.unlock_failures)
+        ).first()
     if header is None:
         return [
             Finding(
