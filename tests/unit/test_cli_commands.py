@@ -3,11 +3,13 @@ checks that table against what the modules really define, so no command can go m
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
 
 import typer.main
+from typer.testing import CliRunner
 
 from keysafe.cli import app as cli
 
@@ -49,3 +51,52 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert "keysafe.cli.agent_cmds" in loaded
     for other in ("record_cmds", "server_cmds", "surface_cmds", "demo_cmd", "backup_cmds"):
         assert f"keysafe.cli.{other}" not in loaded, loaded
+
+
+# typer 0.29's own forms: `<str>`, `<int range>`, `<bool>` after a flag, `<stdio|http>`,
+# `<list[str]>`, and `{name}` for a required argument in the usage line. keysafe's help writes
+# them as click does (cli/metavars.py).
+_TYPER_TYPES = re.compile(
+    r"<(?:str|int|float|bool|file|dir|path|datetime|uuid|int range|float range|list\[[^\]]*\]"
+    r"|[\w.-]+(?:\|[\w.-]+)+)>"
+)
+_TYPER_USAGE_ARGUMENT = re.compile(r"Usage: .*\{[a-z_]+\}")
+
+
+def _command_paths(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [path]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        paths += _command_paths(sub, (*path, name))
+    return paths
+
+
+def _help(command: Any, path: tuple[str, ...]) -> str:
+    """`keysafe PATH --help` as a person sees it (rich, 200 columns), from the built command."""
+    with CliRunner().isolation(env={"COLUMNS": "200"}) as (out, _, _):
+        try:
+            command.main(args=[*path, "--help"], prog_name="keysafe")
+        except SystemExit as exc:
+            assert exc.code in (0, None), path
+        return out.getvalue().decode()
+
+
+def test_every_help_shows_click_metavars_and_no_typer_forms() -> None:
+    cli.register([])
+    command = typer.main.get_command(cli.app)  # built once: building it is most of the cost
+    paths = _command_paths(command)
+    assert len(paths) > 40 and ("agent", "add") in paths  # every command was walked
+    odd: list[str] = []
+    seen = ""
+    for path in paths:
+        text = _help(command, path)
+        assert "Usage: keysafe" in text, (path, text)
+        odd += [f"keysafe {' '.join(path)}: {m}" for m in _TYPER_TYPES.findall(text)]
+        odd += [f"keysafe {' '.join(path)}: {m}" for m in _TYPER_USAGE_ARGUMENT.findall(text)]
+        seen += text
+    assert odd == []
+    # The click forms are there: a required argument, a value's type, a file, a choice, a range.
+    for form in ("keysafe agent add [OPTIONS] NAME", " FILE ", " TEXT ", "[stdio|http]",
+                 "INTEGER RANGE"):  # fmt: skip
+        assert form in seen, form
+    # A flag takes no value, so nothing stands between it and its help.
+    assert re.search(r"--json\s+Print JSON for scripts", seen)

@@ -17,11 +17,12 @@ from typing import Annotated, Final
 import typer
 
 from keysafe import __version__
-from keysafe.cli import render
+from keysafe.cli import metavars, render
 from keysafe.errors import ErrorCode, KeysafeError
 from keysafe.service.context import Home, known_fault
 
 logger = logging.getLogger("keysafe")
+metavars.install()  # --help writes NAME, TEXT, FILE as click does, not typer's {name}, <str>
 
 HELP = (
     "keysafe keeps wallet keys, API keys and personal data for AI agents, which may "
@@ -103,10 +104,11 @@ COMMANDS: Final[dict[str, tuple[str, ...]]] = {
     "mcp": ("surface_cmds",), "proxy": ("surface_cmds",), "run": ("surface_cmds",),
     "credential": ("record_cmds",), "data": ("record_cmds",),
     "wallet": ("record_cmds", "chain_cmds"),  # chain_cmds adds `wallet sign-message`
+    "doctor": ("doctor_cmd",),
 }  # fmt: skip
 _ALL_MODULES: Final = (
-    "agent_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "record_cmds",
-    "server_cmds", "surface_cmds", "vault_cmds",
+    "agent_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "doctor_cmd",
+    "record_cmds", "server_cmds", "surface_cmds", "vault_cmds",
 )  # fmt: skip
 
 

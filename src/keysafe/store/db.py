@@ -143,6 +143,39 @@ class Database:
         db._migrate()
         return db
 
+    @classmethod
+    def open_sqlite_readonly(cls, path: Path) -> Database:
+        """Open an existing vault database for reading only: no migration, no journal change, no
+        write (for diagnostics, which must leave the vault as they found it). A schema an older
+        keysafe wrote stays as it is; `schema_revision` tells the caller.
+
+        Raises:
+            StoreError: the file is missing, not a keysafe database, or from a newer keysafe.
+        """
+        if probe(path) in ("missing", "empty"):
+            raise StoreError(
+                f"No vault in {path}"
+                + (" (an empty file an interrupted init left behind)." if path.exists() else "."),
+                next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
+            )
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(
+                uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+
+        return cls(create_engine("sqlite+pysqlite://", creator=connect), path=path)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None: not migrated at all)."""
+        with self.engine.connect() as conn:
+            if "alembic_version" not in inspect(conn).get_table_names():
+                return None
+            value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return None if value is None else str(value)
+
     def _migrate(self) -> None:
         try:
             with self.engine.connect() as conn:
@@ -196,6 +229,25 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def write_lock_free(path: Path, *, wait_s: float) -> bool:
+    """Can a writer start on the database at `path` within `wait_s`? False when another process
+    holds SQLite's write lock that long: every keysafe command that writes would queue behind it
+    (for _BUSY_TIMEOUT_S, then fail). Takes the lock for an instant and writes nothing."""
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=wait_s, isolation_level=None
+    )
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        conn.close()
 
 
 def _short(exc: Exception) -> str:

@@ -33,6 +33,7 @@ from keysafe.chains.solana.tx import parse_transaction
 from keysafe.errors import ErrorCode, KeysafeError, MalformedRequestError
 
 __all__ = [
+    "GENESIS",
     "Commitment",
     "LatestBlockhash",
     "SolanaRpc",
@@ -43,6 +44,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Commitment = Literal["processed", "confirmed", "finalized"]
+
+# The genesis hash of each public cluster, by the name keysafe's registry gives it.
+GENESIS: Final[dict[str, str]] = {
+    "solana": "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d",  # mainnet-beta
+    "solana-devnet": "EtWTRABZaYq6iMfeYKouRu166VU2xqa1wcaWoxPkrZBG",
+}
 
 _MAX_ERROR_TEXT: Final = 300
 _MAX_LOG_LINES: Final = 5
@@ -246,6 +253,14 @@ class SolanaRpc:
         ):
             return LatestBlockhash(blockhash, height)
         raise self._unavailable("answered getLatestBlockhash with a malformed value")
+
+    def genesis_hash(self) -> str:
+        """The cluster's genesis hash (base58): which network the node serves (GENESIS names the
+        public ones)."""
+        result = self._result("getGenesisHash", [])
+        if isinstance(result, str) and _is_hash(result):
+            return result
+        raise self._unavailable("answered getGenesisHash with a malformed value")
 
     def get_balance(self, address: str, *, commitment: Commitment | None = None) -> int:
         """The balance of `address` in lamports."""

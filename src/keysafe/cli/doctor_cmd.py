@@ -1,0 +1,53 @@
+"""`keysafe doctor`: what is wrong with this keysafe, and what to do about it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import typer
+from rich.markup import escape
+
+from keysafe.cli import client, render
+from keysafe.cli.app import JsonFlag, app, home
+from keysafe.service import doctor
+
+_STYLE: Final = {
+    doctor.Status.OK: "[green]ok  [/green]",
+    doctor.Status.WARN: "[yellow]WARN[/yellow]",
+    doctor.Status.FAIL: "[bold red]FAIL[/bold red]",
+}
+
+
+@app.command("doctor")
+def doctor_cmd(
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", help="Seconds each network check may take.", min=0.1, max=60.0),
+    ] = doctor.NETWORK_TIMEOUT_S,
+    json_out: JsonFlag = False,
+) -> None:
+    """Check this keysafe and say what to fix (no passphrase needed; nothing is changed).
+
+    Checks the home's permissions and owner, the vault database, its locks, the server at
+    KEYSAFE_URL (running? locked?), every chain RPC you configured (reachable, right network),
+    the passphrase's Argon2id cost measured on this machine, failed unlocks, pause-all, rows
+    without the owner's seal, and the audit log's hash chain. Each line is ok, WARN (works, but
+    look at it) or FAIL (does not work as it stands), with the fix. Exit 1 if any check fails.
+    """
+    report = doctor.diagnose(home(), server_url=client.server_url(), timeout=timeout)
+    if json_out:
+        render.as_json(report.to_dict())
+    else:
+        render.out.print(f"keysafe doctor: {escape(report.home)}")
+        width = max(len(f.check) for f in report.findings)
+        for f in report.findings:
+            render.out.print(f"  {_STYLE[f.status]}  {f.check:<{width}}  {escape(f.summary)}")
+            if f.fix:
+                render.out.print(f"  {'':4}  {'':<{width}}  [bold]fix:[/bold] {escape(f.fix)}")
+        counts = {s: sum(f.status is s for f in report.findings) for s in doctor.Status}
+        render.out.print(
+            f"{counts[doctor.Status.OK]} ok, {counts[doctor.Status.WARN]} warning(s), "
+            f"{counts[doctor.Status.FAIL]} failure(s)."
+        )
+    if not report.ok:
+        raise typer.Exit(1)
