@@ -20,7 +20,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -318,26 +317,8 @@ def _unsealed_rows(conn: Connection) -> list[str]:
 # -- locks --------------------------------------------------------------------------------------
 
 
-def _serve_lock_held(home: Home) -> bool:
-    """Does a live process hold this home's server lock? The lock is flock(2), which dies with
-    its process, so a lock file left behind by a stopped server holds nothing."""
-    try:
-        fd = os.open(home.path / SERVE_LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        # Shared and non-blocking: taken for an instant only, it cannot keep a server from
-        # starting for longer than that instant.
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def _lock(home: Home) -> Finding:
-    held = _serve_lock_held(home)
+    held = home.serve_lock_held()
     try:
         free = write_lock_free(home.db_path, wait_s=_WRITE_LOCK_WAIT_S)
     except Exception as exc:  # a diagnosis reports what it cannot check; it never stops
@@ -373,7 +354,7 @@ def _lock(home: Home) -> Finding:
 
 def _server(home: Home, url: str, timeout: float, *, active_agents: int) -> Finding:
     shown = where(url)
-    held = _serve_lock_held(home)
+    held = home.serve_lock_held()
     if not url.startswith(("http://", "https://")):
         return Finding(
             "server", Status.WARN, "KEYSAFE_URL is not an http(s) URL, so no server can be asked.",

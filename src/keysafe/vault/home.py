@@ -72,22 +72,32 @@ class Home:
         A server holds the serve lock for as long as it runs, so a lock anyone can take means no
         server, whatever the file says (a killed server leaves the file behind, never the lock).
         """
+        held, blob = self._serve_lock()
+        if not held:
+            return None
+        try:
+            url = json.loads(blob).get("url")
+        except (ValueError, AttributeError):
+            return None  # a server still writing it
+        return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+    def serve_lock_held(self) -> bool:
+        """Does a live process hold this home's server lock?"""
+        return self._serve_lock()[0]
+
+    def _serve_lock(self) -> tuple[bool, bytes]:
+        """(held, what the holder wrote). The lock is flock(2), which dies with its process; it is
+        tried shared and non-blocking, for an instant, so it never keeps a server from starting."""
         try:
             fd = os.open(self.path / SERVE_LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
-            return None
+            return False, b""
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pass  # held: a server runs; read where
-            else:
-                return None
-            try:
-                url = json.loads(os.pread(fd, 4096, 0)).get("url")
-            except (ValueError, AttributeError):
-                return None  # a server older than advertising, or still writing
-            return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+                return True, os.pread(fd, 4096, 0)
+            return False, b""
         finally:
             os.close(fd)
 
