@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from keysafe.client import DEFAULT_URL, ApiError, error_from_answer
-from keysafe.client._errors import unreachable
+from keysafe.errors import VaultUnreachableError
 
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
@@ -37,6 +37,15 @@ def pooled(pool: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
 # The vault's error answers are mapped once, by keysafe.client: a RemoteError is the ApiError
 # subclass of the answer's stable code (PolicyDeniedError, NotFoundError, …), with `status`.
 RemoteError = ApiError
+
+
+def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
+    # Not an ApiError: the surfaces here answer their own caller 502 for it, where an ApiError
+    # is relayed with the vault's own status.
+    return VaultUnreachableError(
+        f"The keysafe vault server at {url} is not reachable ({type(exc).__name__}).",
+        next_step="start it with `keysafe serve --unlock` (or set KEYSAFE_URL to where it runs).",
+    )
 
 
 def answer(r: httpx.Response) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from keysafe.client import (
     NotFoundError,
     PolicyDeniedError,
     SignResult,
+    VaultLockedError,
     VaultUnreachableError,
 )
 from keysafe.crypto.kdf import Argon2Params
@@ -365,6 +366,22 @@ def test_client_without_token_or_server_fails_with_what_to_do(
         assert ks.whoami() == "bot"
 
 
+def test_client_on_a_locked_vault_raises_vault_locked_until_the_owner_unlocks(
+    world: World,
+) -> None:
+    assert world.owner.post("/v1/owner/lock").status_code == 200
+    try:
+        with world.client() as ks:
+            assert ks.health().unlocked is False
+            locked = _raises(VaultLockedError, lambda: ks.sign_message("main", SIWE))
+            assert (locked.code, locked.status) == ("VAULT_LOCKED", 423)
+            assert isinstance(locked, errors.VaultLockedError)
+    finally:
+        world.server.login()  # unlocks again (the cheap KDF of this vault)
+    with world.client() as ks:
+        assert ks.sign_message("main", SIWE).signature
+
+
 # -- the OpenAPI document, as a TypeScript client sees it -----------------------------------------
 
 TS_CHECK = """\
@@ -411,14 +428,14 @@ function settled(view: View): boolean {
 }
 
 const auth: { Authorization: `Bearer ks_agent_${string}` } = { Authorization: "Bearer ks_agent_x" };
-console.log(body, handle, wallets, settled, auth);
+export const used = [body, handle, wallets, settled, auth];
 """
 
 TS_MUST_FAIL = """\
 import type { paths } from "./keysafe";
 type Signed =
   paths["/v1/agent/sign-message"]["post"]["responses"][200]["content"]["application/json"];
-const nope: number = (null as unknown as Signed).address;
+export const nope: number = (null as unknown as Signed).address;
 """
 
 TSCONFIG = {
@@ -428,7 +445,7 @@ TSCONFIG = {
         "target": "es2022",
         "module": "es2022",
         "moduleResolution": "bundler",
-        "lib": ["es2022", "dom"],
+        "lib": ["es2022"],  # no DOM: it doubles tsc's time and the check needs none of it
         "skipLibCheck": True,
     },
     "files": ["check.ts", "must_fail.ts"],
