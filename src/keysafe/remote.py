@@ -3,7 +3,9 @@
 The MCP server, the credential proxy and `keysafe run` are thin: they hold no vault files and no
 secrets of their own, only an agent credential (token or placeholder) that they pass through.
 Every answer the vault gives is either a JSON result or an error body `{code, message, next,
-…facts}`, re-raised here as `RemoteError` with the same stable code and words.
+…facts}`, re-raised here as keysafe.client's typed error (RemoteError is their base, ApiError)
+with the same stable code and words. Code outside keysafe uses keysafe.client; this module keeps
+the dict-in, dict-out calls the MCP server and the proxy pass through.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
-from keysafe.errors import ErrorCode, KeysafeError, VaultUnreachableError
+from keysafe.client import DEFAULT_URL, ApiError, error_from_answer
+from keysafe.errors import VaultUnreachableError
 
-DEFAULT_URL: Final = "http://127.0.0.1:8420"
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
 
@@ -32,30 +34,14 @@ def pooled(pool: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
     return pool["http"]
 
 
-class RemoteError(KeysafeError):
-    """An error the vault answered with, carrying its own code, words and facts."""
-
-    def __init__(self, body: Any, status: int) -> None:
-        err = body.get("error") if isinstance(body, dict) else None
-        err = err if isinstance(err, dict) else {}
-        facts = {
-            str(k): v
-            for k, v in err.items()
-            if k not in ("code", "message", "next") and isinstance(v, str | int)
-        }
-        super().__init__(
-            str(err.get("message") or f"The vault answered HTTP {status}."),
-            next_step=str(err.get("next") or "check the vault server's log."),
-            **facts,
-        )
-        try:
-            self.code = ErrorCode(str(err.get("code", "INTERNAL")))  # type: ignore[misc]
-        except ValueError:
-            self.code = ErrorCode.INTERNAL  # type: ignore[misc]
-        self.status = status
+# The vault's error answers are mapped once, by keysafe.client: a RemoteError is the ApiError
+# subclass of the answer's stable code (PolicyDeniedError, NotFoundError, …), with `status`.
+RemoteError = ApiError
 
 
 def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
+    # Not an ApiError: the surfaces here answer their own caller 502 for it, where an ApiError
+    # is relayed with the vault's own status.
     return VaultUnreachableError(
         f"The keysafe vault server at {url} is not reachable ({type(exc).__name__}).",
         next_step="start it with `keysafe serve --unlock` (or set KEYSAFE_URL to where it runs).",
@@ -63,13 +49,13 @@ def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
 
 
 def answer(r: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a vault answer; RemoteError for an error answer."""
+    """The JSON body of a vault answer; the typed ApiError for an error answer."""
     try:
         body = r.json()
     except ValueError:
         body = None
     if r.status_code >= 400 or not isinstance(body, dict):
-        raise RemoteError(body, r.status_code)
+        raise error_from_answer(body, r.status_code)
     return body
 
 

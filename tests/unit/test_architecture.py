@@ -1,6 +1,6 @@
 """Layers point downwards (DESIGN.md "Layers"), checked on the source with `ast`.
 
-- A surface (cli/, api/, mcp_server/, local_proxy, remote) never imports keysafe.store or
+- A surface (cli/, api/, mcp_server/, local_proxy, remote, client/) never imports keysafe.store or
   keysafe.crypto, nor keysafe.vault, keysafe.mpc or keysafe.policy beyond a short allow-list
   where each entry names the one thing imported and why: it calls one service function.
 - Domain modules never import a surface or keysafe.service.
@@ -27,9 +27,10 @@ import pytest
 import keysafe
 
 PACKAGE_DIR = Path(keysafe.__file__).parent
-SURFACES = ("cli", "api", "mcp_server", "local_proxy", "remote")
-# Agent-side processes: thin clients of `keysafe serve` that never open the vault themselves.
-AGENT_SIDE = ("mcp_server", "local_proxy", "remote")
+SURFACES = ("cli", "api", "mcp_server", "local_proxy", "remote", "client")
+# Agent-side processes: thin clients of `keysafe serve` that never open the vault themselves,
+# the public agent client, and the answer models it shares with the server.
+AGENT_SIDE = ("mcp_server", "local_proxy", "remote", "client", "agent_models")
 DOMAIN = ("vault", "audit", "crypto", "store", "chains", "policy", "mpc")
 BOTTOM = ("crypto", "store")
 # Domain internals a surface reaches only through keysafe.service.

@@ -19,9 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from keysafe import __version__, wire
+from keysafe import agent_models as answers
 from keysafe.api import errors as api_errors
 from keysafe.api.state import ServerState
 from keysafe.errors import (
@@ -295,8 +297,46 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 responses.setdefault(code, {"description": text, **ref})
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
+    _security(schema)
     app.openapi_schema = schema
     return schema
+
+
+def _security(schema: dict[str, Any]) -> None:
+    """Say how each route authenticates (`agent_name` and `owner` above), so generated clients
+    send the right header. The two signature headers go together: one requirement names both."""
+    schema["components"]["securitySchemes"] = {
+        "agentToken": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "ks_agent_…",
+            "description": "An agent token from `keysafe agent add` (a credential placeholder "
+            "`ksp_…` is accepted on the http-request routes only).",
+        },
+        "agentEnvelope": {
+            "type": "apiKey", "in": "header", "name": "X-Keysafe-Envelope",
+            "description": "A version-2 request envelope (JSON) naming this method, path and body.",
+        },
+        "agentSignature": {
+            "type": "apiKey", "in": "header", "name": "X-Keysafe-Signature",
+            "description": "Ed25519 signature (base64) over the envelope's RFC 8785 form.",
+        },
+        "ownerSession": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "ks_owner_…",
+            "description": "An owner session from POST /v1/owner/login (the web page uses its "
+            "HttpOnly cookie plus X-CSRF-Token instead).",
+        },
+    }  # fmt: skip
+    agent: list[dict[str, list[str]]] = [
+        {"agentToken": []}, {"agentEnvelope": [], "agentSignature": []}
+    ]  # fmt: skip
+    for path, methods in schema.get("paths", {}).items():
+        if path.startswith("/v1/agent/"):
+            needs = agent
+        elif path.startswith("/v1/owner/") and path != "/v1/owner/login":
+            needs = [{"ownerSession": []}]
+        else:
+            continue
+        for op in methods.values():
+            op["security"] = needs
 
 
 def _result(res: signing.SignResult) -> JSONResponse:
@@ -309,17 +349,31 @@ def _result(res: signing.SignResult) -> JSONResponse:
     return JSONResponse(res.to_dict())
 
 
+def _answer(model: type[BaseModel]) -> dict[str, Any]:
+    """A dict route's declared answer: checked and documented, and sent with only the fields the
+    route set (a field it leaves out stays out, rather than becoming null)."""
+    return {"response_model": model, "response_model_exclude_unset": True}
+
+
+def _or_pending(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """A route that answers 200 with `model`, or 202 while the owner decides."""
+    return {
+        200: {"model": model},
+        202: {"description": "pending approval", "model": answers.PendingApproval},
+    }
+
+
 def _agent_routes(app: FastAPI) -> None:
-    @app.get("/v1/health", tags=["meta"])
+    @app.get("/v1/health", tags=["meta"], response_model=answers.Health)
     def health(request: Request) -> dict[str, Any]:
         """Is the server up, and is the vault unlocked? (No secret, no auth.)"""
         return {"ok": True, "unlocked": _state(request).vault.is_unlocked, "version": __version__}
 
-    @app.get("/v1/agent/capabilities", tags=["agent"])
+    @app.get("/v1/agent/capabilities", tags=["agent"], **_answer(answers.Capabilities))
     def get_capabilities(request: Request, agent: Agent) -> dict[str, Any]:
         return capabilities.capabilities(_state(request).vault, agent)
 
-    @app.get("/v1/agent/address/{wallet}", tags=["agent"])
+    @app.get("/v1/agent/address/{wallet}", tags=["agent"], **_answer(answers.Address))
     def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
         for w in capabilities.capabilities(_state(request).vault, agent)["wallets"]:
             if w["name"] == wallet:
@@ -333,7 +387,7 @@ def _agent_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/agent/sign-transaction",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.SignResult),
     )
     def sign_transaction(
         request: Request, agent: Agent, body: SignTransactionRequest
@@ -343,7 +397,7 @@ def _agent_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/agent/send-transaction",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.SignResult),
     )
     def send_transaction(
         request: Request, agent: Agent, body: SignTransactionRequest
@@ -372,7 +426,7 @@ def _agent_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/agent/sign-message",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.SignResult),
     )
     def sign_message(request: Request, agent: Agent, body: SignMessageRequest) -> JSONResponse:
         return _result(
@@ -385,7 +439,7 @@ def _agent_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/agent/sign-typed-data",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.SignResult),
     )
     def sign_typed_data(request: Request, agent: Agent, body: SignTypedDataRequest) -> JSONResponse:
         return _result(
@@ -395,7 +449,7 @@ def _agent_routes(app: FastAPI) -> None:
             )
         )  # fmt: skip
 
-    @app.get("/v1/agent/whoami", tags=["agent"])
+    @app.get("/v1/agent/whoami", tags=["agent"], **_answer(answers.WhoAmI))
     def whoami(agent: Agent) -> dict[str, str]:
         """Which agent these credentials authenticate (a cheap check for surfaces in front)."""
         return {"agent": agent}
@@ -403,12 +457,12 @@ def _agent_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/agent/http-request",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.HttpResult),
     )
     @app.post(
         "/v1/agent/http",
         tags=["agent"],
-        responses={202: {"description": "pending approval"}},
+        responses=_or_pending(answers.HttpResult),
     )
     def http_request(request: Request, agent: Agent, body: HttpRequestRequest) -> JSONResponse:
         holder = getattr(request.state, "placeholder", None)
@@ -425,16 +479,14 @@ def _agent_routes(app: FastAPI) -> None:
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )
 
-    @app.post(
-        "/v1/agent/read-data", tags=["agent"], responses={202: {"description": "pending approval"}}
-    )
+    @app.post("/v1/agent/read-data", tags=["agent"], responses=_or_pending(answers.DataValue))
     def read_data(request: Request, agent: Agent, body: ReadDataRequest) -> JSONResponse:
         res = data.read_data(_state(request).vault, agent, body.name, fields=body.fields)
         return JSONResponse(
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )
 
-    @app.post("/v1/agent/threshold/commit", tags=["agent"])
+    @app.post("/v1/agent/threshold/commit", tags=["agent"], **_answer(answers.ThresholdCommitment))
     def threshold_commit(
         request: Request, agent: Agent, body: ThresholdCommitRequest
     ) -> dict[str, Any]:
@@ -446,7 +498,12 @@ def _agent_routes(app: FastAPI) -> None:
         "/v1/agent/credential-release",
         tags=["agent"],
         status_code=202,
-        responses={202: {"description": "pending approval (always)"}},
+        responses={
+            202: {
+                "description": "pending approval (always; collect the value from the approval)",
+                "model": answers.PendingApproval | answers.ReleasedCredential,
+            }
+        },
     )
     def credential_release(request: Request, agent: Agent, body: ReleaseRequest) -> JSONResponse:
         """Ask for a credential's value for a child process (`keysafe run`); the owner always
@@ -456,19 +513,19 @@ def _agent_routes(app: FastAPI) -> None:
         )
         return JSONResponse(res.to_dict(), status_code=202)
 
-    @app.post("/v1/agent/check", tags=["agent"])
+    @app.post("/v1/agent/check", tags=["agent"], **_answer(answers.CheckResult))
     def check(request: Request, agent: Agent, body: CheckRequest) -> dict[str, Any]:
         """Dry run: the decision (allow, ask or deny, with the rule and reason) that the request
         in `request` would get from the `action` route now. Nothing is reserved, parked, signed,
         sent or audited."""
         return checks.check(_state(request).vault, agent, body.action, body.request).to_dict()
 
-    @app.get("/v1/agent/approvals", tags=["agent"])
+    @app.get("/v1/agent/approvals", tags=["agent"], **_answer(answers.PendingApprovals))
     def pending_approvals(request: Request, agent: Agent) -> dict[str, Any]:
         """This agent's requests still waiting for the owner (approval id, summary, expiry)."""
         return {"approvals": approvals.agent_pending(_state(request).vault, agent)}
 
-    @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"])
+    @app.get("/v1/agent/approvals/{approval_id}", tags=["agent"], **_answer(answers.ApprovalView))
     async def approval_status(
         request: Request,
         approval_id: str,

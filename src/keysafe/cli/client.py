@@ -17,8 +17,8 @@ import httpx
 
 from keysafe.cli import inputs
 from keysafe.cli.app import home
+from keysafe.client import error_from_answer
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError
-from keysafe.remote import RemoteError
 from keysafe.service.context import Home
 
 DEFAULT_URL = "http://127.0.0.1:8420"
@@ -38,10 +38,6 @@ def server_up(url: str) -> bool:
         return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-# The owner CLI re-raises the server's errors the same way the agent surfaces do.
-ServerError = RemoteError
 
 
 def _cache(home: Home) -> Path:
@@ -64,7 +60,7 @@ def login(home: Home, url: str, passphrase_file: Path | None) -> str:
     r = httpx.post(f"{url}/v1/owner/login", json=body, timeout=30)
     del body
     if r.status_code != 200:
-        raise ServerError(r.json(), r.status_code)
+        raise error_from_answer(r.json(), r.status_code)
     session = str(r.json()["session"])
     if home.path.is_dir():
         fd = os.open(_cache(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -109,7 +105,7 @@ def owner_call(
                 f"The server at {url} did not answer JSON.", next_step="check KEYSAFE_URL."
             ) from None
         if r.status_code >= 400:
-            raise ServerError(body, r.status_code)
+            raise error_from_answer(body, r.status_code)
         return body
     raise NotAuthenticatedError(
         "The server refused the owner session.", next_step="run `keysafe unlock`."

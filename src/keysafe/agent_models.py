@@ -1,0 +1,194 @@
+"""The agent API's answers as pydantic models: one definition for both ends of the wire.
+
+The server (keysafe/api/app.py) declares them on the agent routes, so /openapi.json carries real
+response schemas (and clients generated from it, in any language, get real types); the Python
+client (keysafe.client) parses every answer into them. This module imports nothing of keysafe, so
+agent-side code can use it without any vault code.
+
+Rules the models follow:
+- Every model allows fields it does not name (`extra="allow"`): a newer server may add a field,
+  and an older client must still read the answer. The server never loses a field either.
+- A field the server leaves out when it has no value (a signature on a transaction answer, a
+  result on a pending approval) has a default and is not `required` in the schema.
+- Amounts are strings (decimal text), never floats.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Health(_Answer):
+    """GET /v1/health: is the server up, and is the vault unlocked."""
+
+    ok: bool
+    unlocked: bool
+    version: str
+
+
+class WhoAmI(_Answer):
+    """GET /v1/agent/whoami: the agent these credentials authenticate."""
+
+    agent: str
+
+
+class WalletInfo(_Answer):
+    name: str
+    chain: str = Field(description="Chain family: evm or solana.")
+    address: str
+    threshold: str | None = Field(default=None, description='"2-of-3" for a threshold wallet.')
+
+
+class CredentialInfo(_Answer):
+    name: str
+    hosts: list[str] = Field(description="The hosts the credential is attached for.")
+
+
+class DataInfo(_Answer):
+    name: str
+    data_class: str = Field(alias="class", description="standard or sensitive.")
+    fields: list[str] = Field(default_factory=list)
+
+
+class PolicyInfo(_Answer):
+    rules: list[str] = Field(description="One sentence per rule.")
+    expires: str | None
+    summary: str
+
+
+class BudgetWindow(_Answer):
+    rule: str
+    window: str
+    asset: str | None = Field(description="None for a count limit.")
+    limit: str
+    left: str
+
+
+class Capabilities(_Answer):
+    """GET /v1/agent/capabilities: what this agent may do now."""
+
+    agent: str
+    status: str
+    wallets: list[WalletInfo]
+    credentials: list[CredentialInfo]
+    data: list[DataInfo]
+    policy: PolicyInfo
+    budget: list[BudgetWindow]
+
+
+class Address(_Answer):
+    """GET /v1/agent/address/{wallet}."""
+
+    wallet: str
+    address: str
+    chain: str
+
+
+class PendingApproval(_Answer):
+    """HTTP 202: the owner must approve first. Poll GET /v1/agent/approvals/{approval_id}."""
+
+    status: Literal["pending_approval"]
+    approval_id: str
+    expires_at: str | None = None
+    summary: str = ""
+
+
+class SignResult(_Answer):
+    """A signed (or signed and sent) transaction, message or typed data."""
+
+    status: Literal["signed", "sent"]
+    wallet: str
+    address: str
+    chain: str | None
+    summary: str
+    request_id: str
+    signed_transaction: str | None = Field(default=None, description="Transactions only.")
+    tx_hash: str | None = Field(default=None, description="Transactions only.")
+    signature: str | None = Field(default=None, description="Messages and typed data.")
+    rule: str | None = Field(default=None, description="The policy rule that allowed it.")
+
+
+class HttpResult(_Answer):
+    """The upstream's answer to a credentialed HTTP call, secrets scrubbed."""
+
+    status_code: int | None
+    headers: dict[str, str]
+    body: str | None
+    truncated: bool
+
+
+class DataValue(_Answer):
+    """A personal-data value (whole, or only the asked fields)."""
+
+    status: Literal["value"]
+    name: str
+    value: Any = Field(description="Text, or the JSON value (object) of a JSON record.")
+
+
+class ReleasedCredential(_Answer):
+    """A credential's value, released once to the agent that asked (`keysafe run`)."""
+
+    status: Literal["released"]
+    credential: str
+    value: str | None
+
+
+class ThresholdCommitment(_Answer):
+    """The vault's round-one FROST commitment for one 2-of-3 signature (single use)."""
+
+    session_id: str
+    wallet: str
+    identifier: int
+    hiding: str
+    binding: str
+    expires_in: int = Field(description="Seconds the commitment stays usable.")
+
+
+class CheckResult(_Answer):
+    """POST /v1/agent/check: what the request would get now (nothing happens)."""
+
+    decision: Literal["allow", "ask", "deny"]
+    rule: str | None
+    code: str | None = Field(description="A deny's reason code, e.g. NO_MATCHING_RULE.")
+    reason: str
+
+
+class ApprovalView(_Answer):
+    """One of this agent's approvals, as the agent may see it."""
+
+    approval_id: str
+    status: Literal["pending", "approved", "denied", "expired", "failed"]
+    summary: str
+    expires_at: str
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="Once approved: exactly the answer the original route gives (collected "
+        "once for data and credential values); once failed: {error: {code, message, next}}.",
+    )
+
+
+class PendingApprovals(_Answer):
+    """GET /v1/agent/approvals: this agent's requests still waiting for the owner."""
+
+    approvals: list[ApprovalView]
+
+
+class ErrorDetail(_Answer):
+    """The error object: a stable code, what happened and what to do next, plus facts (ids,
+    names, amounts; never a secret)."""
+
+    code: str
+    message: str
+    next: str
+
+
+class ErrorAnswer(_Answer):
+    """Every 4xx and 5xx answer: `{"error": {code, message, next, …}}`."""
+
+    error: ErrorDetail
