@@ -130,6 +130,19 @@ class AgentClient:
     async def http_request(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/http-request", body)
 
+    async def http_request_stream(self, body: dict[str, Any]) -> httpx.Response:
+        """The call answered as a stream (`?stream=true`): the open response, which the caller
+        must close. The upstream's own answer carries `x-keysafe-upstream: 1`; anything else is
+        the vault's JSON (pending approval, or an error: see `answer`)."""
+        request = self._client.build_request(
+            "POST", self.url + "/v1/agent/http-request", params={"stream": "true"}, json=body,
+            headers=self._auth, timeout=TIMEOUT,
+        )  # fmt: skip
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
+
     async def read_data(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/read-data", body)
 

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from keysafe import __version__, wire
 from keysafe.api import errors as api_errors
+from keysafe.api import streaming
 from keysafe.api.state import ServerState
 from keysafe.errors import (
     MalformedRequestError,
@@ -380,17 +381,31 @@ def _agent_routes(app: FastAPI) -> None:
         tags=["agent"],
         responses={202: {"description": "pending approval"}},
     )
-    def http_request(request: Request, agent: Agent, body: HttpRequestRequest) -> JSONResponse:
+    def http_request(
+        request: Request,
+        agent: Agent,
+        body: HttpRequestRequest,
+        stream: Annotated[
+            bool,
+            Query(
+                description="Answer with the upstream's own status, headers and body, streamed "
+                "as it arrives (marked `x-keysafe-upstream: 1`), instead of a JSON result."
+            ),
+        ] = False,
+    ) -> Response:
         holder = getattr(request.state, "placeholder", None)
         if holder is not None and body.credential != holder.credential:
             raise placeholders.refuse_use(
                 _state(request).vault, holder, wanted=f"credential {body.credential}",
                 why="another credential",
             )  # fmt: skip
-        res = proxy.http_request(
+        call = proxy.http_stream if stream else proxy.http_request
+        res = call(
             _state(request).vault, agent, body.credential, body.method, body.url,
-            headers=body.headers, body=body.body,
+            headers=body.headers, body=body.body, body_base64=body.body_base64,
         )  # fmt: skip
+        if isinstance(res, proxy.HttpStream):
+            return streaming.stream_response(res)
         return JSONResponse(
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )
