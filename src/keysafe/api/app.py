@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from keysafe import __version__, wire
 from keysafe.api import errors as api_errors
@@ -192,10 +193,7 @@ def create_app(state: ServerState) -> BodyLimit:
     app.state.keysafe = state
     api_errors.install(app)
 
-    @app.middleware("http")
-    async def _guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def _refusal(request: Request) -> Response | None:
         host = request.headers.get("host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if name.lower() not in state.allowed_hosts:
@@ -217,17 +215,44 @@ def create_app(state: ServerState) -> BodyLimit:
                 owner(request)
             except NotAuthenticatedError as exc:
                 return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-        response = await call_next(request)
-        response.headers["cache-control"] = "no-store"
-        response.headers["x-content-type-options"] = "nosniff"
-        return response
+        return None
 
+    app.add_middleware(_Guard, refusal=_refusal)
     _agent_routes(app)
     _owner_routes(app)
     _web_routes(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     wire.pin_recursion_limit()  # after every import above (py_ecc raises it to 100,000)
     return BodyLimit(app)
+
+
+class _Guard:
+    """Refuses what `refusal` refuses before any route sees it, and hardens every answer's
+    headers. Plain ASGI on purpose: Starlette's BaseHTTPMiddleware (`@app.middleware`) finishes
+    a streamed answer whose body raised with a clean last chunk, so a proxied stream cut off at
+    the cap would look whole to the client (api/streaming.py)."""
+
+    def __init__(self, app: wire.ASGIApp, refusal: Callable[[Request], Response | None]) -> None:
+        self.app = app
+        self.refusal = refusal
+
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(Request(scope))
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+
+        async def hardened(message: wire.Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["cache-control"] = "no-store"
+                headers["x-content-type-options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, hardened)
 
 
 def _too_large() -> JSONResponse:
