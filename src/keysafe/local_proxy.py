@@ -8,7 +8,9 @@ bearer or basic, any header, a query parameter), strips it, and forwards the cal
 `/v1/agent/http` with the placeholder as the caller's credential. The vault checks it stands for
 this route's credential and this agent, applies the policy, attaches the real secret only for the
 credential's own hosts, scrubs it from the answer and audits the call. No secret ever passes
-through here.
+through here. Bodies go as bytes both ways, and the answer streams (`?stream=true` on the vault's
+route): server-sent events reach the SDK as the upstream sends them, and an answer the vault cuts
+off (over its response cap) reaches it as an incomplete response, not a short whole one.
 
 Any local process, and any web page in the owner's browser, can reach a loopback port, so:
 - only a placeholder authorises a call (the proxy has no credential of its own to fall back on);
