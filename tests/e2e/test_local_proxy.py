@@ -955,6 +955,20 @@ def test_attack_a_secret_reflected_split_across_stream_chunks_is_scrubbed(
     _assert_no_secret("\n".join(stack.seen_by_agent), "the streamed answer")
 
 
+def test_a_client_that_stops_reading_a_stream_is_audited_and_the_call_counts(
+    stack: Stack,
+) -> None:
+    seq = _last_seq(stack)
+    with _stream(stack, "vault", "/sse") as r:
+        assert next(r.iter_lines()) == "event: first"
+    stack.allowed.release.set()  # the upstream may finish; keysafe has stopped relaying it
+    deadline = time.monotonic() + 20
+    calls: list[dict[str, Any]] = []
+    while not calls and time.monotonic() < deadline:  # settled once the server sees the close
+        calls = [a for a in stack.audit() if a["seq"] > seq and a["action"] == "http.request"]
+    assert [(c["outcome"], c["details"]["ended"]) for c in calls] == [("success", "client_closed")]
+
+
 def test_a_binary_body_goes_up_and_comes_back_byte_for_byte(stack: Stack) -> None:
     blob = secrets.token_bytes(3000) + b"\xff\xfe\x00\x80"  # not UTF-8
     r = stack.call("POST", "/api/bytes", headers=_bearer(stack.built.ph["api"]), content=blob)

@@ -20,7 +20,7 @@ import pytest
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import PayloadTooLargeError, PolicyDeniedError
+from keysafe.errors import IntegrityError, PayloadTooLargeError, PolicyDeniedError
 from keysafe.service import agents, approvals, credentials, policies, proxy, settings
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
@@ -292,3 +292,21 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
     assert states == ["released"]
     failed = [r for r in rows if r["action"] == "http.request" and r["outcome"] == "failure"]
     assert failed and "dead-secret-123" not in json.dumps(rows)
+
+
+def test_an_unsealed_cap_is_honoured_only_downwards(vault: Vault) -> None:
+    with vault.db.write() as conn:  # as if written into the file, without the owner's seal
+        conn.execute(t.settings.insert().values(key="max_response", value=str(10**8), mac=None))
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == settings.DEFAULT_MAX_RESPONSE
+    with vault.db.write() as conn:
+        conn.execute(t.settings.update().values(value="2048"))
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == 2048
+    settings.set_max_response(vault, 10**8)  # sealed: honoured as set
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == 10**8
+    with vault.db.write() as conn:  # a sealed value edited in the file: refused, not ignored
+        conn.execute(t.settings.update().values(value=str(10**8 + 1)))
+    with vault.db.read() as conn, pytest.raises(IntegrityError, match="response cap"):
+        settings.response_cap(vault, conn)
