@@ -19,6 +19,8 @@ from keysafe.errors import ErrorCode, KeysafeError, VaultUnreachableError
 DEFAULT_URL: Final = "http://127.0.0.1:8420"
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
+# A proxied answer may be silent as long as the vault lets its upstream be (service/proxy.py).
+STREAM_TIMEOUT: Final = httpx.Timeout(150.0, connect=5.0)
 
 
 def vault_url() -> str:
@@ -136,7 +138,7 @@ class AgentClient:
         the vault's JSON (pending approval, or an error: see `answer`)."""
         request = self._client.build_request(
             "POST", self.url + "/v1/agent/http-request", params={"stream": "true"}, json=body,
-            headers=self._auth, timeout=TIMEOUT,
+            headers=self._auth, timeout=STREAM_TIMEOUT,
         )  # fmt: skip
         try:
             return await self._client.send(request, stream=True)

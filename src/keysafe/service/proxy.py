@@ -61,7 +61,9 @@ from keysafe.vault.vault import RecordInfo, Vault
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS: Final = 5
-TIMEOUT: Final = httpx.Timeout(15.0, connect=5.0)
+# Read: the longest silence between two pieces of an answer. A model that thinks before its
+# first token (or answers unstreamed) is silent for a minute and more; 15 s cut those off.
+TIMEOUT: Final = httpx.Timeout(120.0, connect=5.0)
 _HOP_BY_HOP: Final = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
@@ -357,15 +359,18 @@ class HttpStream:
         if self._settled:
             return
         self._settled = True
+        # How it ended, before the connection is closed: closing it under a reader that is still
+        # waiting (the client went away) makes that reader fail, which is not how it ended.
+        failure = self._failure
+        facts = {"status": self.status_code, "bytes": self._size, "redirects": self.redirects,
+                 "ended": self._ended}  # fmt: skip
         try:
             self._response.close()
             self._client.close()
         finally:
-            facts = {"status": self.status_code, "bytes": self._size,
-                     "redirects": self.redirects, "ended": self._ended}  # fmt: skip
-            if self._failure is not None:
+            if failure is not None:
                 gate.settle(self._vault, self._req, self._rid, facts=facts,
-                            failure=self._failure, spent=True)  # fmt: skip
+                            failure=failure, spent=True)  # fmt: skip
             elif result is not None:
                 gate.settle(self._vault, self._req, self._rid, result=_CODEC.dump(result),
                             facts=facts, view=result.to_dict())  # fmt: skip
