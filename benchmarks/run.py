@@ -10,7 +10,8 @@ of the hot path. Ratios are what the targets are about: both sides run on the sa
 the same run, so they compare across machines where absolute numbers do not.
 
 Figures (modules in benchmarks/): http_signing (sign_transaction over HTTP at 1/8/32 agents vs
-whoami and raw signing, server RSS), decision, budget, proxy, mcp_overhead, unlock, history
+whoami and raw signing, server RSS), decision, budget, proxy (and proxy_stream: first SSE event
+through the proxy vs direct), mcp_overhead, unlock, history
 (audit verify, startup and throughput with 100k audit entries), frost_signing, hot_path.
 """
 
@@ -50,8 +51,8 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
 )
 
 HERE = Path(__file__).resolve().parent
-FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "mcp", "history",
-           "hot_path")  # fmt: skip
+FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
+           "history", "hot_path")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Settings:
     budget_iterations: int = 300
     unlock_repeats: int = 5
     proxy_calls: int = 150
+    proxy_stream_calls: int = 30
     mcp_calls: int = 200
     frost_rounds: int = 200
     audit_entries: int = 100_000
@@ -77,7 +79,7 @@ class Settings:
 
 QUICK = Settings(
     warmup=0.2, duration=0.6, rounds=1, raw_seconds=0.2, decision_seconds=0.6, budget_iterations=25,
-    unlock_repeats=1, proxy_calls=10, mcp_calls=10, frost_rounds=3, audit_entries=2_000,
+    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, frost_rounds=3, audit_entries=2_000,
     ledger_rows=200, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
 )  # fmt: skip
 
@@ -204,6 +206,17 @@ def run_all(s: Settings, work: Path, *, log: Callable[[str], None]) -> dict[str,
 
         timed("proxy", run_proxy)
 
+        def run_proxy_stream() -> dict[str, Any]:
+            v = common.copy_vault(base, work / "proxy_stream")
+            placeholder = proxy.issue_placeholder(v.home, common.agent_name(0))
+            with common.serve(v.home) as server, proxy.local_proxy(server.url) as local:
+                return proxy.measure_stream(
+                    server.url, v.token(0), local, placeholder, upstream_host,
+                    calls=s.proxy_stream_calls,
+                )  # fmt: skip
+
+        timed("proxy_stream", run_proxy_stream)
+
         def run_mcp() -> dict[str, Any]:
             with mcp_overhead.throwaway_server() as (url, token):
                 return asyncio.run(mcp_overhead.measure(url, token, s.mcp_calls))
@@ -329,6 +342,20 @@ def _rows_proxy(f: dict[str, Any]) -> list[common.Figure]:
     return rows
 
 
+def _rows_proxy_stream(f: dict[str, Any]) -> list[common.Figure]:
+    p = f["proxy_stream"]
+    pt = p["timings"]
+    slower = max(("vault_route", "local_proxy"), key=lambda k: pt[k]["first_event"]["p50_ms"])
+    return [common.Figure(
+        "proxy_stream",
+        f"first SSE event through the credential proxy / direct ({p['ttft_ms']} ms TTFT upstream)",
+        _ms(pt[slower]["first_event"]["p50_ms"]), _ms(pt["direct"]["first_event"]["p50_ms"]),
+        p["ratio"], f"≤ {proxy.STREAM_TARGET}×", p["target"]["met"],
+        f"vault route {p['ratio_vault_route']:.2f}× (+{p['added_ms']['vault_route']:.1f} ms), "
+        f"local proxy {p['ratio_local_proxy']:.2f}× (+{p['added_ms']['local_proxy']:.1f} ms)",
+    )]  # fmt: skip
+
+
 def _rows_mcp(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     m = f["mcp"]
@@ -401,7 +428,7 @@ def _rows_frost(f: dict[str, Any]) -> list[common.Figure]:
 
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
     "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
-    "proxy": _rows_proxy, "mcp": _rows_mcp, "unlock": _rows_unlock, "history": _rows_history,
+    "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "unlock": _rows_unlock, "history": _rows_history,
     "frost": _rows_frost,
 }  # fmt: skip
 # Figures whose rows carry a target: a failure there counts as a missed target.

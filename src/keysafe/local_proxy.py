@@ -8,7 +8,9 @@ bearer or basic, any header, a query parameter), strips it, and forwards the cal
 `/v1/agent/http` with the placeholder as the caller's credential. The vault checks it stands for
 this route's credential and this agent, applies the policy, attaches the real secret only for the
 credential's own hosts, scrubs it from the answer and audits the call. No secret ever passes
-through here.
+through here. Bodies go as bytes both ways, and the answer streams (`?stream=true` on the vault's
+route): server-sent events reach the SDK as the upstream sends them, and an answer the vault cuts
+off (over its response cap) reaches it as an incomplete response, not a short whole one.
 
 Any local process, and any web page in the owner's browser, can reach a loopback port, so:
 - only a placeholder authorises a call (the proxy has no credential of its own to fall back on);
@@ -22,23 +24,26 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Final
+from collections.abc import AsyncIterator
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from keysafe import wire
 from keysafe.errors import (
     KeysafeError,
-    MalformedRequestError,
     MisdirectedRequestError,
     NotAuthenticatedError,
+    VaultUnreachableError,
 )
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
+from keysafe.remote import answer as remote_answer
 
 DEFAULT_PORT: Final = 8421
 MAX_BODY: Final = 512 * 1024  # what the vault accepts as a request body
@@ -49,10 +54,15 @@ _DROP: Final = frozenset({
     "trailer", "transfer-encoding", "upgrade", "content-length", "authorization", "cookie",
     "accept-encoding",
 })  # fmt: skip
+UPSTREAM_HEADER: Final = "x-keysafe-upstream"  # the vault's mark on an upstream's own answer
 # Never returned: framing, and what would let a web page read the answer or keep a session.
 _DROP_BACK: Final = frozenset(
     {"content-length", "transfer-encoding", "connection", "content-encoding", "set-cookie"}
 )
+
+
+class StreamCut(Exception):
+    """Raised into the server to end a started answer without its closing chunk."""
 
 
 def _find_placeholder(request: Request) -> tuple[str | None, dict[str, str], str]:
@@ -121,6 +131,48 @@ def _foreign(request: Request, port: int) -> KeysafeError | None:
     return None
 
 
+async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """The vault's stream, passed on chunk by chunk. A stream the vault cut off (over the cap,
+    upstream broke off) is cut off here too: the SDK sees an incomplete answer, never a short
+    one that looks whole."""
+    try:
+        async for chunk in answer.aiter_bytes():
+            yield chunk
+    except httpx.HTTPError:
+        raise StreamCut("the vault's answer broke off") from None
+    finally:
+        with anyio.CancelScope(shield=True):
+            await answer.aclose()
+
+
+async def _vault_answer(answer: httpx.Response) -> Response:
+    """The vault's own JSON answer: pending approval, or an error, in the vault's words."""
+    try:
+        await answer.aread()
+    finally:
+        await answer.aclose()
+    try:
+        res = remote_answer(answer)
+    except RemoteError as exc:
+        return _error(exc, exc.status)
+    if res.get("status") == "pending_approval":
+        return JSONResponse(
+            {"error": {"code": "APPROVAL_REQUIRED",
+                       "message": f"The owner must approve this call first: {res.get('summary')}.",
+                       "next": f"ask the owner to approve {res.get('approval_id')} for a while "
+                               "(`keysafe approve ID --for 1h`), then retry.",
+                       "approval_id": res.get("approval_id")}},
+            status_code=403, headers={"x-keysafe-error": "APPROVAL_REQUIRED"},
+        )  # fmt: skip
+    return _error(
+        VaultUnreachableError(
+            "The vault answered the proxy with something it does not understand.",
+            next_step="run the proxy and the vault server from the same keysafe version.",
+        ),
+        502,
+    )
+
+
 def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.BodyGuard:
     """The proxy's ASGI app for 127.0.0.1:`port`, talking to the vault at `url`."""
     base = url or vault_url()
@@ -143,42 +195,29 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
             )
         caller = placeholder
         raw = await request.body()  # size and depth already checked by wire.BodyGuard
-        try:
-            body = raw.decode("utf-8") if raw else None
-        except UnicodeDecodeError:
-            return _error(MalformedRequestError(
-                "The proxy forwards text bodies only (JSON, forms, text).",
-                next_step="send a UTF-8 body."), 400)  # fmt: skip
         path = _raw_path(request, credential) + (f"?{query}" if query else "")
-        http = pooled(pool)
-        client = AgentClient(caller, url=base, http=http)
+        call: dict[str, Any] = {"credential": credential, "method": request.method, "url": path,
+                                "headers": headers}  # fmt: skip
+        if raw:
+            try:
+                call["body"] = raw.decode("utf-8")  # text goes as text (the exact bytes again)
+            except UnicodeDecodeError:
+                call["body_base64"] = base64.b64encode(raw).decode()
+        client = AgentClient(caller, url=base, http=pooled(pool))
         try:
-            res = await client.http_request(
-                {"credential": credential, "method": request.method, "url": path,
-                 "headers": headers, "body": body}
-            )  # fmt: skip
-        except RemoteError as exc:
-            return _error(exc, exc.status)
+            answer = await client.http_request_stream(call)
         except KeysafeError as exc:
             return _error(exc, exc.http_status)
-        if res.get("status") == "pending_approval":
-            return JSONResponse(
-                {"error": {"code": "APPROVAL_REQUIRED",
-                           "message": f"The owner must approve this call first: {res.get('summary')}.",
-                           "next": f"ask the owner to approve {res.get('approval_id')} for a while "
-                                   "(`keysafe approve ID --for 1h`), then retry.",
-                           "approval_id": res.get("approval_id")}},
-                status_code=403, headers={"x-keysafe-error": "APPROVAL_REQUIRED"},
-            )  # fmt: skip
+        if answer.headers.get(UPSTREAM_HEADER) != "1":
+            return await _vault_answer(answer)
         out_headers = {
             k: v
-            for k, v in (res.get("headers") or {}).items()
-            if k.lower() not in _DROP_BACK and not k.lower().startswith("access-control-")
+            for k, v in answer.headers.items()
+            if k.lower() not in _DROP_BACK
+            and not k.lower().startswith(("access-control-", "x-keysafe-"))
         }
-        return Response(
-            (res.get("body") or "").encode("utf-8"),
-            status_code=int(res.get("status_code") or 502),
-            headers=out_headers,
+        return StreamingResponse(
+            _relay(answer), status_code=answer.status_code, headers=out_headers
         )
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -21,6 +21,8 @@ from keysafe.errors import VaultUnreachableError
 
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
+# A proxied answer may be silent as long as the vault lets its upstream be (service/proxy.py).
+STREAM_TIMEOUT: Final = httpx.Timeout(150.0, connect=5.0)
 
 
 def vault_url() -> str:
@@ -118,6 +120,19 @@ class AgentClient:
 
     async def http_request(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/http-request", body)
+
+    async def http_request_stream(self, body: dict[str, Any]) -> httpx.Response:
+        """The call answered as a stream (`?stream=true`): the open response, which the caller
+        must close. The upstream's own answer carries `x-keysafe-upstream: 1`; anything else is
+        the vault's JSON (pending approval, or an error: see `answer`)."""
+        request = self._client.build_request(
+            "POST", self.url + "/v1/agent/http-request", params={"stream": "true"}, json=body,
+            headers=self._auth, timeout=STREAM_TIMEOUT,
+        )  # fmt: skip
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise unreachable(self.url, exc) from None
 
     async def read_data(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/read-data", body)

@@ -18,12 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a quick run still starts several servers (about 40 s)
 
-FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "mcp", "history",
-           "hot_path")  # fmt: skip
+FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
+           "history", "hot_path")  # fmt: skip
 TABLE_KEYS = {
     "gated_vs_noop_8", "solana_vs_noop_1", "evm_vs_noop_1", "evm_vs_noop_8", "solana_vs_noop_32",
     "evm_vs_noop_32", "solana_vs_raw", "evm_vs_raw", "decision_example", "decision_200",
-    "policy_parse", "budget", "proxy", "mcp", "unlock", "audit_verify", "startup_vs_hashlib",
+    "policy_parse", "budget", "proxy", "proxy_stream", "mcp", "unlock", "audit_verify", "startup_vs_hashlib",
     "startup_history", "throughput_history", "rss", "frost",
 }  # fmt: skip
 QuickRun = tuple[dict[str, Any], str, Path]  # the JSON, what was printed, where a report would go
@@ -56,8 +56,8 @@ def test_quick_run_writes_json_with_every_figure_and_its_ratio(quick_run: QuickR
         assert row["ratio"] > 0, key
         assert row["met"] in (True, False, None), key
     # Every figure with a target says whether it was met.
-    for key in ("gated_vs_noop_8", "decision_example", "decision_200", "proxy", "mcp",
-                "throughput_history"):  # fmt: skip
+    for key in ("gated_vs_noop_8", "decision_example", "decision_200", "proxy", "proxy_stream",
+                "mcp", "throughput_history"):  # fmt: skip
         assert rows[key]["met"] in (True, False), key
     assert set(result["targets_missed"]) == {k for k, r in rows.items() if r["met"] is False}
 
@@ -78,6 +78,8 @@ def test_quick_run_measures_each_side_for_real(quick_run: QuickRun) -> None:
     assert f["history"]["audit_verify"]["entries"] >= 2000
     assert all(a["ok"] for a in f["history"]["audit_after"].values())
     assert f["hot_path"]["stages"] and f["hot_path"]["top_own_time"]
+    for path in ("direct", "vault_route", "local_proxy"):
+        assert f["proxy_stream"]["timings"][path]["first_event"]["p50_ms"] > 0, path
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["python"].count(".") == 2
 

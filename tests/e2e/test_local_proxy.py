@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,7 +39,6 @@ from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, placeholders, policies
 from keysafe.service.models import Attachment
-from keysafe.service.proxy import MAX_RESPONSE
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE, Cli
@@ -53,6 +52,7 @@ from tests.e2e.server_fixture import (
 )
 
 REDACTED = "[redacted by keysafe]"
+CAP = 64 * 1024  # the module's server runs with --max-response CAP
 FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 BASIC_USER = "apiuser"
 # One random secret per credential, fresh for each test process (alphanumeric and '-', so its
@@ -87,6 +87,9 @@ class Upstream:
     port: int = 0
     seen: list[dict[str, Any]] = field(default_factory=list)
     other: int = 0  # the other upstream's port, for cross-host redirects
+    # /sse sends its second event only once the client has seen the first (or after 10 s,
+    # saying so): a proxy that buffered the stream would make the client wait for the end.
+    release: threading.Event = field(default_factory=threading.Event)
 
     def text(self) -> str:
         return json.dumps(self.seen)
@@ -99,11 +102,19 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
 
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+            raw = self.rfile.read(length) if length else b""
+            body = raw.decode("utf-8", "replace")
             headers = {k.lower(): v for k, v in self.headers.items()}
             up.seen.append(
-                {"method": self.command, "path": self.path, "headers": headers, "body": body}
-            )
+                {"method": self.command, "path": self.path, "headers": headers, "body": body,
+                 "raw": raw.hex()}
+            )  # fmt: skip
+            if self.path.startswith("/sse"):
+                self._events(headers)
+                return
+            if self.path.startswith("/cut-at/"):
+                self._cut_at(int(self.path.rsplit("/", 1)[1]), headers)
+                return
             if self.path.startswith(("/redirect-away", "/redirect-keep-query")):
                 # A move to another host; the second kind keeps the query, as many APIs do.
                 query = urlsplit(self.path).query
@@ -118,12 +129,10 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 return
             if self.path == "/v1/chat/completions" and self.command == "POST":
                 out = json.dumps(CHAT_COMPLETION).encode()
-            elif self.path.startswith("/cut-at/"):
-                # The credential echoed so that keysafe's 1 MiB cut falls inside it, `n`
-                # characters from its end.
-                n = int(self.path.rsplit("/", 1)[1])
-                secret = (headers.get("authorization") or "").removeprefix("Bearer ")
-                out = b"x" * (MAX_RESPONSE - len(secret) + n) + secret.encode()
+            elif self.path.startswith("/bytes"):  # what came, byte for byte, and every byte
+                out = raw + bytes(range(256))
+            elif self.path.startswith("/over-cap"):  # says up front that it is too big
+                out = b"x" * (CAP + 1)
             else:  # a careless API that repeats the credential back, in the body and headers
                 out = json.dumps(
                     {
@@ -133,7 +142,8 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                     }
                 ).encode()
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            kind = "application/octet-stream" if self.path.startswith("/bytes") else "json"
+            self.send_header("Content-Type", kind.replace("json", "application/json"))
             if self.path.startswith("/cors"):  # what would let a web page read the answer
                 self.send_header("Access-Control-Allow-Origin", "*")
                 self.send_header("Access-Control-Allow-Credentials", "true")
@@ -144,6 +154,37 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
+
+        def _events(self, headers: dict[str, str]) -> None:
+            """Server-sent events, as a model API streams tokens; the caller's Authorization is
+            reflected too, cut across two writes."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()  # no length: HTTP/1.0, the body ends when the connection does
+            self._send(b"event: first\ndata: one\n\n")
+            seen_first = up.release.wait(10)
+            self._send(b"data: " + (b"released" if seen_first else b"NOT-released") + b"\n\n")
+            auth = (headers.get("authorization") or "").encode()
+            half = len(auth) // 2
+            self._send(b'data: {"echo": "' + auth[:half])
+            self._send(auth[half:] + b'"}\n\n')
+            self._send(b"data: [DONE]\n\n")
+
+        def _cut_at(self, n: int, headers: dict[str, str]) -> None:
+            """The credential echoed at the end of an unsized body, so that keysafe's cap
+            falls inside it, `n` characters from its end."""
+            secret = (headers.get("authorization") or "").removeprefix("Bearer ").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            filler = CAP - len(secret) + n
+            for start in range(0, filler, 4096):
+                self._send(b"x" * min(4096, filler - start))
+            self._send(secret)
+
+        def _send(self, data: bytes) -> None:
+            self.wfile.write(data)
+            self.wfile.flush()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
@@ -393,7 +434,15 @@ def stack(
     root = tmp_path_factory.mktemp("proxy-stack")
     home = _copy(built, root)
     with (
-        keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as server,
+        keysafe_server(
+            cli_env(home),
+            "--unlock",
+            "--rate-limit",
+            "1000",
+            "--max-response",
+            str(CAP),
+            log_dir=root,
+        ) as server,
         running_proxies(server.url, root, {"plain": None, "bob": built.tokens["bob"]}) as px,
     ):
         yield Stack(built, server, px["plain"], px["bob"], *upstreams)
@@ -403,6 +452,7 @@ def stack(
 def _fresh_records(upstreams: tuple[Upstream, Upstream]) -> None:
     for up in upstreams:
         up.seen.clear()
+        up.release.clear()
 
 
 def _secret_forms(name: str) -> list[str]:
@@ -850,14 +900,126 @@ def test_a_body_over_512_kib_is_refused_before_the_vault(stack: Stack) -> None:
     assert stack.allowed.seen == []
 
 
-@pytest.mark.parametrize("n", [1, 5, 20])
-def test_attack_a_secret_cut_by_the_size_cap_leaks_no_prefix(stack: Stack, n: int) -> None:
-    secret = SECRETS["api"]
-    r = stack.call("GET", f"/api/cut-at/{n}", headers=_bearer(stack.built.ph["api"]))
+def _stream(
+    st: Stack, via: str, path: str, *, method: str = "GET"
+) -> AbstractContextManager[httpx.Response]:
+    """A streamed call to the upstream: through the local proxy, or straight to the vault's
+    route with `?stream=true`."""
+    if via == "proxy":
+        return httpx.stream(
+            method, f"{st.proxy.url}/api{path}", headers=_bearer(st.built.ph["api"]), timeout=30
+        )
+    return httpx.stream(
+        "POST", f"{st.server.url}/v1/agent/http?stream=true",
+        headers=_bearer(st.built.tokens["bot"]), timeout=30,
+        json={"credential": "api", "method": method,
+              "url": f"http://127.0.0.1:{st.allowed.port}{path}"},
+    )  # fmt: skip
+
+
+def _read_events(st: Stack, via: str) -> tuple[httpx.Response, list[str]]:
+    """The /sse stream's data lines; the upstream is let go on once the first one is here."""
+    lines: list[str] = []
+    with _stream(st, via, "/sse") as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                lines.append(line[6:])
+                st.allowed.release.set()
+    st.seen_by_agent.append("\n".join(lines) + json.dumps(dict(r.headers)))
+    return r, lines
+
+
+@pytest.mark.parametrize("via", ["proxy", "vault"])
+def test_server_sent_events_arrive_as_the_upstream_sends_them(stack: Stack, via: str) -> None:
+    seq = _last_seq(stack)
+    r, lines = _read_events(stack, via)
+    assert r.headers["content-type"].startswith("text/event-stream")
+    # The second event is sent only after the client saw the first: streamed, not buffered.
+    assert lines[:2] == ["one", "released"], lines
+    assert lines[-1] == "[DONE]"
+    calls = [a for a in stack.audit() if a["seq"] > seq and a["action"] == "http.request"]
+    assert len(calls) == 1, calls  # one audit row for the call, with its size and ending
+    details = calls[0]["details"]
+    assert calls[0]["outcome"] == "success"
+    assert details["ended"] == "complete" and details["bytes"] > 40 and details["status"] == 200
+
+
+@pytest.mark.parametrize("via", ["proxy", "vault"])
+def test_attack_a_secret_reflected_split_across_stream_chunks_is_scrubbed(
+    stack: Stack, via: str
+) -> None:
+    _, lines = _read_events(stack, via)
+    assert json.loads(lines[2]) == {"echo": f"Bearer {REDACTED}"}, lines
+    assert SECRETS["api"] in json.dumps(stack.allowed.seen)  # it did go out
+    _assert_no_secret("\n".join(stack.seen_by_agent), "the streamed answer")
+
+
+def test_a_client_that_stops_reading_a_stream_is_audited_and_the_call_counts(
+    stack: Stack,
+) -> None:
+    seq = _last_seq(stack)
+    with _stream(stack, "vault", "/sse") as r:
+        assert next(r.iter_lines()) == "event: first"
+    stack.allowed.release.set()  # the upstream may finish; keysafe has stopped relaying it
+    deadline = time.monotonic() + 20
+    calls: list[dict[str, Any]] = []
+    while not calls and time.monotonic() < deadline:  # settled once the server sees the close
+        calls = [a for a in stack.audit() if a["seq"] > seq and a["action"] == "http.request"]
+    assert [(c["outcome"], c["details"]["ended"]) for c in calls] == [("success", "client_closed")]
+
+
+def test_a_binary_body_goes_up_and_comes_back_byte_for_byte(stack: Stack) -> None:
+    blob = secrets.token_bytes(3000) + b"\xff\xfe\x00\x80"  # not UTF-8
+    r = stack.call("POST", "/api/bytes", headers=_bearer(stack.built.ph["api"]), content=blob)
+    assert r.status_code == 200, r.text[:200]
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.content == blob + bytes(range(256))
+    assert stack.allowed.seen[-1]["raw"] == blob.hex()
+    # The JSON form of the vault's route carries the bytes as base64, both ways.
+    r = stack.vault_call(
+        "POST", "/v1/agent/http-request", headers=_bearer(stack.built.tokens["bot"]),
+        json={"credential": "api", "method": "POST",
+              "url": f"http://127.0.0.1:{stack.allowed.port}/bytes",
+              "body_base64": base64.b64encode(blob).decode()},
+    )  # fmt: skip
     assert r.status_code == 200, r.text[:300]
-    assert len(r.content) <= MAX_RESPONSE + len(REDACTED)
-    assert r.text.endswith(REDACTED), r.text[-80:]
-    assert secret[: len(secret) - n] not in r.text and secret[:8] not in r.text
+    assert base64.b64decode(r.json()["body_base64"]) == blob + bytes(range(256))
+    assert "body" not in r.json()
+
+
+@pytest.mark.parametrize("via", ["proxy", "vault"])
+def test_an_answer_declared_over_the_cap_is_refused_with_what_to_do(stack: Stack, via: str) -> None:
+    with _stream(stack, via, "/over-cap") as r:
+        r.read()
+    stack.seen_by_agent.append(_visible(r))
+    assert r.status_code == 413, r.text[:300]
+    err = error_of(r)
+    assert err["code"] == "PAYLOAD_TOO_LARGE"
+    assert "over keysafe's 64 KiB response cap" in err["message"]
+    assert "--max-response" in err["next"]
+
+
+@pytest.mark.parametrize(("via", "n"), [("vault", 1), ("proxy", 1), ("proxy", 5), ("proxy", 20)])
+def test_attack_a_stream_cut_by_the_cap_ends_in_an_error_and_leaks_no_prefix(
+    stack: Stack, via: str, n: int
+) -> None:
+    seq = _last_seq(stack)
+    got = b""
+    with (
+        pytest.raises(httpx.RemoteProtocolError),  # incomplete: never a short "whole" answer
+        _stream(stack, via, f"/cut-at/{n}") as r,
+    ):
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            got += chunk
+    secret = SECRETS["api"]
+    assert 0 < len(got) <= CAP and set(got) == {ord("x")}, got[-80:]
+    assert secret[:4].encode() not in got
+    calls = [a for a in stack.audit() if a["seq"] > seq and a["action"] == "http.request"]
+    assert [(c["outcome"], c["details"]["code"], c["details"]["ended"]) for c in calls] == [
+        ("failure", "PAYLOAD_TOO_LARGE", "cap")
+    ]
 
 
 TRICKS = ["/admin/x", "//admin/x", "/%61dmin/x", "/admin;/x", "/ok/../admin/x", "/./admin/x",

@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 from keysafe import __version__, wire
 from keysafe import agent_models as answers
 from keysafe.api import errors as api_errors
+from keysafe.api import streaming
 from keysafe.api.state import ServerState
 from keysafe.errors import (
     MalformedRequestError,
@@ -203,10 +205,7 @@ def create_app(state: ServerState) -> BodyLimit:
     app.state.keysafe = state
     api_errors.install(app)
 
-    @app.middleware("http")
-    async def _guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def _refusal(request: Request) -> Response | None:
         host = request.headers.get("host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if name.lower() not in state.allowed_hosts:
@@ -228,11 +227,9 @@ def create_app(state: ServerState) -> BodyLimit:
                 owner(request)
             except NotAuthenticatedError as exc:
                 return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-        response = await call_next(request)
-        response.headers["cache-control"] = "no-store"
-        response.headers["x-content-type-options"] = "nosniff"
-        return response
+        return None
 
+    app.add_middleware(_Guard, refusal=_refusal)
     _agent_routes(app)
     _owner_routes(app)
     _owner_op_route(app)
@@ -240,6 +237,35 @@ def create_app(state: ServerState) -> BodyLimit:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     wire.pin_recursion_limit()  # after every import above (py_ecc raises it to 100,000)
     return BodyLimit(app)
+
+
+class _Guard:
+    """Refuses what `refusal` refuses before any route sees it, and hardens every answer's
+    headers. Plain ASGI on purpose: Starlette's BaseHTTPMiddleware (`@app.middleware`) finishes
+    a streamed answer whose body raised with a clean last chunk, so a proxied stream cut off at
+    the cap would look whole to the client (api/streaming.py)."""
+
+    def __init__(self, app: wire.ASGIApp, refusal: Callable[[Request], Response | None]) -> None:
+        self.app = app
+        self.refusal = refusal
+
+    async def __call__(self, scope: wire.Scope, receive: wire.Receive, send: wire.Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(Request(scope))
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+
+        async def hardened(message: wire.Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["cache-control"] = "no-store"
+                headers["x-content-type-options"] = "nosniff"
+            await send(message)
+
+        await self.app(scope, receive, hardened)
 
 
 def _too_large() -> JSONResponse:
@@ -464,17 +490,31 @@ def _agent_routes(app: FastAPI) -> None:
         tags=["agent"],
         responses=_or_pending(answers.HttpResult),
     )
-    def http_request(request: Request, agent: Agent, body: HttpRequestRequest) -> JSONResponse:
+    def http_request(
+        request: Request,
+        agent: Agent,
+        body: HttpRequestRequest,
+        stream: Annotated[
+            bool,
+            Query(
+                description="Answer with the upstream's own status, headers and body, streamed "
+                "as it arrives (marked `x-keysafe-upstream: 1`), instead of a JSON result."
+            ),
+        ] = False,
+    ) -> Response:
         holder = getattr(request.state, "placeholder", None)
         if holder is not None and body.credential != holder.credential:
             raise placeholders.refuse_use(
                 _state(request).vault, holder, wanted=f"credential {body.credential}",
                 why="another credential",
             )  # fmt: skip
-        res = proxy.http_request(
+        call = proxy.http_stream if stream else proxy.http_request
+        res = call(
             _state(request).vault, agent, body.credential, body.method, body.url,
-            headers=body.headers, body=body.body,
+            headers=body.headers, body=body.body, body_base64=body.body_base64,
         )  # fmt: skip
+        if isinstance(res, proxy.HttpStream):
+            return streaming.stream_response(res)
         return JSONResponse(
             res.to_dict(), status_code=202 if res.status == "pending_approval" else 200
         )

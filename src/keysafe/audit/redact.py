@@ -30,7 +30,7 @@ PLAINTEXT_KEYS: Final = frozenset(
         # signing: public results only
         "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
         # credential use: where and how big, never the secret or the bodies
-        "method", "host", "path", "bytes", "redirects",
+        "method", "host", "path", "bytes", "redirects", "ended",
     }
 )  # fmt: skip
 

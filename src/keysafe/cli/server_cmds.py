@@ -64,6 +64,17 @@ def serve(
             max=86400,
         ),
     ] = None,
+    max_response: Annotated[
+        int | None,
+        typer.Option(
+            "--max-response",
+            help="Largest answer, in bytes, the credential proxy passes on from an API "
+            "(default 10 MiB = 10485760); a larger one is refused, a stream is cut off. "
+            "Kept in the vault (sealed) until set again.",
+            min=1024,
+            max=1024 * 1024 * 1024,
+        ),
+    ] = None,
     rate_limit: Annotated[
         float,
         typer.Option(
@@ -102,10 +113,13 @@ def serve(
             f"released, {recovered.kept} send(s) kept as spent, {recovered.approvals_failed} "
             "approval(s) marked failed (see `keysafe audit`)."
         )
-    if approval_ttl is not None:
+    if approval_ttl is not None or max_response is not None:
         from keysafe.service import settings
 
-        settings.set_approval_ttl(vault, approval_ttl)
+        if approval_ttl is not None:
+            settings.set_approval_ttl(vault, approval_ttl)
+        if max_response is not None:
+            settings.set_max_response(vault, max_response)
     state = ServerState(
         h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
         rate_per_second=rate_limit, burst=2 * rate_limit,

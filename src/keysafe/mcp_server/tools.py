@@ -114,7 +114,7 @@ class HttpResult(Pending):
     status_code: int | None = None
     headers: dict[str, str] | None = None
     body: str | None = None
-    truncated: bool | None = None
+    body_base64: str | None = None
 
 
 class DataResult(Pending):
@@ -492,8 +492,9 @@ def build_server(
         body: Body = None,
     ) -> Annotated[CallToolResult, HttpResult]:
         """Call an API with a stored credential attached by the vault; you never see the key
-        (it is scrubbed from the response too). Returns status_code, headers and body (text,
-        at most 1 MiB), or pending_approval with approval_id."""
+        (it is scrubbed from the response too). Returns status_code, headers and body (text;
+        body_base64 when the answer is binary), or pending_approval with approval_id. An
+        answer over the vault's response cap (10 MiB unless the owner set it) is an error."""
         text, headers = request_body(body, headers)
         req = _drop_none(credential=credential, method=method, url=url, headers=headers, body=text)
         return await run(ctx, lambda c: c.http_request(req))

@@ -238,14 +238,18 @@ def settle(
     facts: Mapping[str, Any] | None = None,
     view: dict[str, Any] | None = None,
     failure: BaseException | None = None,
+    spent: bool | None = None,
 ) -> int:
     """Steps 7–8 in one write transaction: commit the spend and store the result for the
     idempotency key (success), or release it and free the key (failure); audit either way.
-    Returns how many reservation rows changed."""
+    `spent=True` commits the spend of a failure too: the act reached out and was answered (a
+    proxied answer over the cap, cut off), so it counts. Returns how many reservation rows
+    changed."""
     ok = failure is None
+    commit = ok if spent is None else spent
     with vault.db.write() as conn:
         changed = ledger.settle(
-            conn, req.agent, request_id, state="committed" if ok else "released"
+            conn, req.agent, request_id, state="committed" if commit else "released"
         )
         # The key comes from the in-flight row, so settling needs only the request id.
         key = conn.execute(
@@ -286,7 +290,7 @@ def _outcome(
         conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,
         outcome="success" if ok else "failure",
         details={"agent": req.agent, "request_id": request_id, **req.facts,
-                 **(dict(facts or {}) if ok else {"code": code})},
+                 **dict(facts or {}), **({} if ok else {"code": code})},
     )  # fmt: skip
 
 

@@ -254,6 +254,11 @@ class HttpRequestRequest(_Wire):
         default=None, description="Extra headers (never Authorization)."
     )
     body: str | None = Field(default=None, max_length=512 * 1024)
+    body_base64: str | None = Field(
+        default=None,
+        max_length=699_052,  # 512 KiB of bytes, base64-encoded
+        description="A binary body (an image, a file), base64-encoded; instead of `body`.",
+    )
 
 
 class CheckRequest(_Wire):

@@ -7,6 +7,7 @@ the agent-visible output never contains it.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ import pytest
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import PolicyDeniedError
-from keysafe.service import agents, approvals, credentials, policies, proxy
+from keysafe.errors import IntegrityError, PayloadTooLargeError, PolicyDeniedError
+from keysafe.service import agents, approvals, credentials, policies, proxy, settings
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -28,6 +29,7 @@ from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
 CANARY = "sk-CANARY-7f3e9a1c5b2d"
+CAP = 4096  # the response cap these tests set
 
 
 @dataclass
@@ -54,8 +56,22 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 self.send_header("Location", "/echo")
                 self.end_headers()
                 return
+            if self.path.startswith("/bytes"):  # binary in, binary out (reversed)
+                got = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                up.seen[-1]["body"] = got.hex()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(got)))
+                self.end_headers()
+                self.wfile.write(got[::-1])
+                return
             if self.path.startswith("/big"):
-                body = b"x" * (proxy.MAX_RESPONSE + 10)
+                body = b"x" * (CAP + 10)
+                if self.path.startswith("/big-unsized"):  # no length: the cap finds out late
+                    self.send_response(200)
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
             else:  # /echo: a careless API that repeats the credential back
                 body = json.dumps(
                     {"you_sent": self.headers.get("Authorization"), "path": self.path}
@@ -181,10 +197,59 @@ def test_ask_rule_parks_then_approval_runs_it(
     assert CANARY not in json.dumps(done.for_owner())
 
 
-def test_response_is_capped(vault: Vault, upstreams: tuple[Upstream, Upstream]) -> None:
+@pytest.mark.parametrize("path", ["/big", "/big-unsized"])
+def test_an_answer_over_the_cap_is_an_error_and_still_counts(
+    vault: Vault, upstreams: tuple[Upstream, Upstream], path: str
+) -> None:
     allowed, _ = upstreams
-    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/big")
-    assert res.truncated and len(res.body or "") == proxy.MAX_RESPONSE
+    settings.set_max_response(vault, CAP)
+    with pytest.raises(PayloadTooLargeError, match="over keysafe's 4 KiB response cap"):
+        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}{path}")
+    with vault.db.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
+        states = [r.state for r in conn.execute(t.ledger.select())]
+    assert states in ([], ["committed"])  # the upstream answered: the call counts
+    done = [r for r in rows if r["action"] == "http.request"]
+    facts = json.loads(done[-1]["details"])
+    assert done[-1]["outcome"] == "failure" and facts["code"] == "PAYLOAD_TOO_LARGE"
+    assert facts["ended"] == "cap" and facts["status"] == 200
+
+
+def test_a_binary_body_goes_and_comes_back_byte_for_byte(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    blob = bytes(range(256)) * 4
+    res = proxy.http_request(
+        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/bytes",
+        body_base64=base64.b64encode(blob).decode(),
+    )  # fmt: skip
+    assert res.body is None and base64.b64decode(res.body_base64 or "") == blob[::-1]
+    assert allowed.seen[-1]["body"] == blob.hex()
+
+
+SPLIT_SECRET = "sk-split-0123456789abcdef"
+FORMS = proxy._secret_forms(SPLIT_SECRET, {"type": "bearer"})
+
+
+@pytest.mark.parametrize("form", FORMS, ids=["base64", "plain"])
+def test_attack_a_secret_split_at_every_point_across_chunks_never_passes(form: str) -> None:
+    text = f"data: before {form} after\n\n".encode()
+    for cut in range(1, len(text)):
+        for second in range(cut + 1, len(text) + 1):  # and a third chunk, anywhere after
+            scrub = proxy.Scrubber(FORMS)
+            out = b"".join(
+                [scrub.feed(text[:cut]), scrub.feed(text[cut:second]), scrub.feed(text[second:])]
+            )
+            out += scrub.flush()
+            assert out == f"data: before {proxy.REDACTED} after\n\n".encode(), (cut, second)
+
+
+def test_scrubber_holds_back_only_what_could_start_a_secret() -> None:
+    scrub = proxy.Scrubber(FORMS)
+    assert scrub.feed(b"data: one\n\n") == b"data: one\n\n"  # a whole event passes at once
+    assert scrub.feed(b"data: sk-spl") == b"data: "  # could be the secret: held
+    assert scrub.feed(b"endid\n\n") == b"sk-splendid\n\n"  # was not: passed on
 
 
 def test_audit_records_the_call_but_never_the_secret(
@@ -227,3 +292,21 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
     assert states == ["released"]
     failed = [r for r in rows if r["action"] == "http.request" and r["outcome"] == "failure"]
     assert failed and "dead-secret-123" not in json.dumps(rows)
+
+
+def test_an_unsealed_cap_is_honoured_only_downwards(vault: Vault) -> None:
+    with vault.db.write() as conn:  # as if written into the file, without the owner's seal
+        conn.execute(t.settings.insert().values(key="max_response", value=str(10**8), mac=None))
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == settings.DEFAULT_MAX_RESPONSE
+    with vault.db.write() as conn:
+        conn.execute(t.settings.update().values(value="2048"))
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == 2048
+    settings.set_max_response(vault, 10**8)  # sealed: honoured as set
+    with vault.db.read() as conn:
+        assert settings.response_cap(vault, conn) == 10**8
+    with vault.db.write() as conn:  # a sealed value edited in the file: refused, not ignored
+        conn.execute(t.settings.update().values(value=str(10**8 + 1)))
+    with vault.db.read() as conn, pytest.raises(IntegrityError, match="response cap"):
+        settings.response_cap(vault, conn)
