@@ -119,8 +119,10 @@ class HttpResult(_Answer):
 
     status_code: int | None
     headers: dict[str, str]
-    body: str | None
-    truncated: bool
+    body: str | None = Field(default=None, description="The body when it is UTF-8 text.")
+    body_base64: str | None = Field(
+        default=None, description="The body's bytes, base64, when it is not text (an image, a zip)."
+    )
 
 
 class DataValue(_Answer):

@@ -64,6 +64,7 @@ from tests.e2e.mcp_fixture import (
 )
 from tests.e2e.server_fixture import (
     MILLI_ETH,
+    R1,
     R2,
     R3,
     R4,
@@ -225,6 +226,14 @@ def test_client_signs_within_policy_and_raises_typed_refusals(world: World) -> N
         sent = ks.send_transaction("main", local_tx(MILLI_ETH), chain="local")
         assert sent.status == "sent" and sent.tx_hash
         assert world.up.raw_txs, "the upstream's RPC received the transaction"
+
+        paid = ks.transfer("main", "ETH", R1, "0.001", chain="local")
+        assert (paid.status, paid.chain) == ("sent", "local") and paid.tx_hash
+        assert world.up.raw_txs[-1] == paid.signed_transaction
+        inexact = _raises(
+            MalformedRequestError, lambda: ks.transfer("main", "ETH", R1, "1e-3", chain="local")
+        )
+        assert inexact.code == "MALFORMED_REQUEST"
 
         message = ks.sign_message("main", f"{SIWE}:\n0xabc")
         assert message.signature and message.address == world.vault.pristine.address

@@ -8,6 +8,7 @@ the call says `wait=`), or an error body (raised as the class `ERRORS` maps its 
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -233,6 +234,29 @@ def _sign_tx_body(
     )  # fmt: skip
 
 
+def _transfer_body(
+    wallet: str, asset: str, to: str, amount: str, chain: str | None, description: str | None,
+    idempotency_key: str | None,
+) -> Json:  # fmt: skip
+    return _body(
+        wallet=wallet, asset=asset, to=to, amount=amount, chain=chain, description=description,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+
+
+def _http_body(
+    credential: str, method: str, url: str, headers: Mapping[str, str] | None,
+    body: str | bytes | None,
+) -> Json:  # fmt: skip
+    binary = isinstance(body, bytes)
+    return _body(
+        credential=credential, method=method, url=url,
+        headers=dict(headers) if headers is not None else None,
+        body=None if binary else body,
+        body_base64=base64.b64encode(body).decode() if isinstance(body, bytes) else None,
+    )  # fmt: skip
+
+
 def _poll_seconds(deadline: float) -> int:
     return int(max(0.0, min(MAX_POLL_S, deadline - time.monotonic())))
 
@@ -352,6 +376,24 @@ class AgentClient:
         body = _sign_tx_body(wallet, transaction, chain, description, declared, idempotency_key)
         return self._run(_Routes.sign("send-transaction", body), wait)
 
+    def transfer(
+        self, wallet: str, asset: str, to: str, amount: str, *, chain: str | None = None,
+        description: str | None = None, idempotency_key: str | None = None, wait: float = 0,
+    ) -> SignResult:  # fmt: skip
+        """Send `amount` (a decimal string in whole units, e.g. "12.5") of `asset` ("native", a
+        registered symbol, or a token address) to `to`: keysafe builds, judges, signs and
+        broadcasts the transaction; the answer has tx_hash.
+
+        Raises:
+            MalformedRequestError: an amount with more decimals than the asset, a chain that does
+                not fit the wallet, or a recipient keysafe refuses (e.g. the token contract).
+            NotFoundError: the asset is not registered on the chain.
+            PolicyDeniedError: no rule allows it, or a limit would be exceeded.
+            ApprovalRequiredError: the owner must approve first.
+        """
+        body = _transfer_body(wallet, asset, to, amount, chain, description, idempotency_key)
+        return self._run(_Routes.sign("transfer", body), wait)
+
     def sign_message(
         self, wallet: str, message: str, *, encoding: Literal["utf8", "base64"] = "utf8",
         idempotency_key: str | None = None, wait: float = 0,
@@ -382,18 +424,17 @@ class AgentClient:
 
     def http_request(
         self, credential: str, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-        body: str | None = None, wait: float = 0,
+        body: str | bytes | None = None, wait: float = 0,
     ) -> HttpResult:  # fmt: skip
-        """Call an API with a credential the vault attaches (and scrubs from the answer).
+        """Call an API with a credential the vault attaches (and scrubs from the answer). A
+        `bytes` body goes as its bytes (`body_base64`); a binary answer comes back in
+        `body_base64`, text in `body`.
 
         Raises:
             PolicyDeniedError: the policy does not allow this credential, method or URL.
             ApprovalRequiredError: the owner must approve first.
         """
-        req = _body(
-            credential=credential, method=method, url=url,
-            headers=dict(headers) if headers is not None else None, body=body,
-        )  # fmt: skip
+        req = _http_body(credential, method, url, headers, body)
         return self._run(_Routes.http_request(req), wait)
 
     def read_data(
@@ -534,6 +575,13 @@ class AsyncAgentClient:
         body = _sign_tx_body(wallet, transaction, chain, description, declared, idempotency_key)
         return await self._run(_Routes.sign("send-transaction", body), wait)
 
+    async def transfer(
+        self, wallet: str, asset: str, to: str, amount: str, *, chain: str | None = None,
+        description: str | None = None, idempotency_key: str | None = None, wait: float = 0,
+    ) -> SignResult:  # fmt: skip
+        body = _transfer_body(wallet, asset, to, amount, chain, description, idempotency_key)
+        return await self._run(_Routes.sign("transfer", body), wait)
+
     async def sign_message(
         self, wallet: str, message: str, *, encoding: Literal["utf8", "base64"] = "utf8",
         idempotency_key: str | None = None, wait: float = 0,
@@ -552,12 +600,9 @@ class AsyncAgentClient:
 
     async def http_request(
         self, credential: str, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-        body: str | None = None, wait: float = 0,
+        body: str | bytes | None = None, wait: float = 0,
     ) -> HttpResult:  # fmt: skip
-        req = _body(
-            credential=credential, method=method, url=url,
-            headers=dict(headers) if headers is not None else None, body=body,
-        )  # fmt: skip
+        req = _http_body(credential, method, url, headers, body)
         return await self._run(_Routes.http_request(req), wait)
 
     async def read_data(
