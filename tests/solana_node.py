@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,13 +121,14 @@ class SolanaNode:
 
 
 @contextmanager
-def running_node() -> Iterator[SolanaNode]:
-    node = SolanaNode(LiteSVM())
+def json_rpc_server(answer: Callable[[Any], Any]) -> Iterator[str]:
+    """Serve JSON-RPC over HTTP on a free loopback port: each POST body goes to `answer`, whose
+    return value is the reply. Yields the URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            out = json.dumps(node.answer(json.loads(raw))).encode()
+            out = json.dumps(answer(json.loads(raw))).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(out)))
@@ -138,12 +139,19 @@ def running_node() -> Iterator[SolanaNode]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    node.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
-        yield node
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def running_node() -> Iterator[SolanaNode]:
+    node = SolanaNode(LiteSVM())
+    with json_rpc_server(node.answer) as url:
+        node.url = url
+        yield node

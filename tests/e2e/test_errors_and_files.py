@@ -171,10 +171,11 @@ def test_init_makes_home_0700_and_every_file_0600_after_a_write(keysafe: Cli) ->
 
 
 def test_wal_and_shm_files_are_0600_while_a_command_holds_the_vault(vault: Cli) -> None:
-    # `credential add` unlocks the vault, then waits for the secret on stdin: while it waits,
-    # SQLite's -wal and -shm files exist beside vault.db.
+    # `data set` unlocks the vault, then waits for the value on stdin: while it waits, SQLite's
+    # -wal and -shm files exist beside vault.db. (`credential add` reads its secret first now, so
+    # it can hand the change to a running server.)
     proc = subprocess.Popen(
-        [_KEYSAFE, "credential", "add", "gh", "--host", "api.github.com"],
+        [_KEYSAFE, "data", "set", "note"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=vault.env,
     )  # fmt: skip
     try:

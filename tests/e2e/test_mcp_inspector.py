@@ -42,6 +42,10 @@ from tests.e2e.server_fixture import KEYSAFE, MILLI_ETH, R2, R4, evm_tx
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / "tests" / "tools" / "mcp" / "node_modules" / ".bin" / "mcp-inspector"
 TOOL_ERROR_EXIT = 5  # the Inspector's exit code for a result with isError: true
+# The Inspector gives a server 15 s to connect by default; on a loaded 2-core machine a stdio
+# `keysafe mcp` (Python and the MCP SDK starting up) can take longer, and that is not what this
+# test is about.
+PATIENT = ("--connect-timeout", "60000")
 
 pytestmark = pytest.mark.skipif(
     not INSPECTOR.exists() or shutil.which("node") is None,
@@ -118,7 +122,7 @@ class Outcome:
 
 
 def _inspect(target: list[str], case: Case, env: dict[str, str]) -> Outcome:
-    cmd = [str(INSPECTOR), "--cli", *target, "--method", "tools/call", "--tool-name", case.tool,
+    cmd = [str(INSPECTOR), "--cli", *target, *PATIENT, "--method", "tools/call", "--tool-name", case.tool,
            "--tool-args-json", json.dumps(case.args)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     return Outcome(case, done.returncode, done.stdout, done.stderr)
@@ -168,7 +172,7 @@ def _pending_approval(world: McpWorld, session_target: list[str], env: dict[str,
 
 
 def _schemas_are_portable(target: list[str], env: dict[str, str]) -> None:
-    cmd = [str(INSPECTOR), "--cli", *target, "--method", "tools/list", "--strict"]
+    cmd = [str(INSPECTOR), "--cli", *target, *PATIENT, "--method", "tools/list", "--strict"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, f"tool schemas a TypeScript host may refuse:\n{done.stderr}"
     assert len(json.loads(done.stdout)["tools"]) == 12

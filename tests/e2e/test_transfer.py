@@ -13,13 +13,10 @@ do not meet in the budget windows.
 from __future__ import annotations
 
 import base64
-import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +38,7 @@ from tests.conftest import PASSPHRASE
 from tests.e2e.server_fixture import Server, agent_headers, cli_env, error_of, keysafe_server
 from tests.evm_node import Node
 from tests.evm_node import evm_node_fixture as evm_node_fixture  # the session fixture `evm_node`
-from tests.solana_node import SolanaNode
+from tests.solana_node import SolanaNode, json_rpc_server
 from tests.solana_node import running_node as running_solana
 
 TRANSFER = "/v1/agent/transfer"
@@ -157,27 +154,9 @@ class World:
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[Hostile]:
     state = Hostile()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            out = json.dumps(state.answer(json.loads(raw))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with json_rpc_server(state.answer) as url:
+        state.url = url
+        yield state
 
 
 def _vault(root: Path, evm: Node, solana: SolanaNode, hostile: Hostile) -> dict[str, str]:
