@@ -191,3 +191,28 @@ def test_attack_a_url_left_in_the_lock_file_gets_nothing(
         assert _Recorder.seen == []
     finally:
         listener.shutdown()
+
+
+def test_attack_the_default_address_is_never_sent_the_passphrase(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Another local user listens on 127.0.0.1:8420 while the owner's server is not running:
+    `keysafe unlock`, `approvals` and `lock` must not send it a login (or trust its answers)."""
+    home = copy_home(standard_vault(tmp_path_factory), tmp_path_factory.mktemp("default-port"))
+    try:
+        listener = HTTPServer(("127.0.0.1", 8420), _Recorder)
+    except OSError:
+        pytest.skip("127.0.0.1:8420 is in use here, so this attack cannot be staged")
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    _Recorder.seen.clear()
+    try:
+        cli = Cli(home, cli_env(home))  # KEYSAFE_URL unset, as for an owner at a terminal
+        refused = cli("unlock")
+        assert refused.exit_code == 1
+        assert "No keysafe server is running on this home" in refused.stderr
+        cli.ok("approvals")  # answered from the vault files, not by the listener
+        assert cli("lock").exit_code == 1
+        assert _Recorder.seen == []
+    finally:
+        listener.shutdown()
+        listener.server_close()

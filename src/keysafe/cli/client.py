@@ -1,5 +1,5 @@
 """The owner CLI talking to a running `keysafe serve`: KEYSAFE_URL when set, else the server that
-holds this home's serve lock, else http://127.0.0.1:8420.
+holds this home's serve lock; never a guessed address.
 
 The owner session is cached 0600 in KEYSAFE_HOME for a few minutes, so a burst of commands asks
 for the passphrase once.
@@ -26,11 +26,26 @@ CACHE_NAME = "owner-session.json"
 CACHE_SECONDS = 300
 
 
-def server_url() -> str:
+def server_url() -> str | None:
     """KEYSAFE_URL when set; else the server running on this home (it writes its URL into the
-    serve lock it holds); else the default address."""
-    url = os.environ.get("KEYSAFE_URL") or home().serving_url() or DEFAULT_URL
-    return url.rstrip("/")
+    serve lock it holds); else None. The default address is never guessed at: whatever listens
+    on 127.0.0.1:8420 when this home's server does not would be sent the owner's passphrase."""
+    url = os.environ.get("KEYSAFE_URL") or home().serving_url()
+    return url.rstrip("/") if url else None
+
+
+def no_server() -> MalformedRequestError:
+    """The error for an owner command that needs the running server when there is none."""
+    url = server_url()
+    if url is None:
+        return MalformedRequestError(
+            "No keysafe server is running on this home.",
+            next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
+        )
+    return MalformedRequestError(
+        f"No keysafe server answers at {url}.",
+        next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
+    )
 
 
 def server_up(url: str) -> bool:
@@ -88,6 +103,8 @@ def owner_call(
     url: str | None = None,
 ) -> Any:
     url = url or server_url()
+    if url is None:
+        raise no_server()
     session = _cached(home, url) or login(home, url, passphrase_file)
     for attempt in (1, 2):
         r = httpx.request(

@@ -34,7 +34,9 @@ def doctor_cmd(
     without the owner's seal, and the audit log's hash chain. Each line is ok, WARN (works, but
     look at it) or FAIL (does not work as it stands), with the fix. Exit 1 if any check fails.
     """
-    report = doctor.diagnose(home(), server_url=client.server_url(), timeout=timeout)
+    report = doctor.diagnose(
+        home(), server_url=client.server_url() or client.DEFAULT_URL, timeout=timeout
+    )
     if json_out:
         render.as_json(report.to_dict())
     else:

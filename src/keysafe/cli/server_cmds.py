@@ -181,30 +181,25 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _live() -> bool:
-    return client.server_up(client.server_url())
-
-
-def _no_server() -> MalformedRequestError:
-    return MalformedRequestError(
-        f"No keysafe server answers at {client.server_url()}.",
-        next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
-    )
+    url = client.server_url()
+    return url is not None and client.server_up(url)
 
 
 @app.command()
 def unlock(passphrase_file: PassphraseFile = None) -> None:
-    """Unlock the running server's vault (KEYSAFE_URL) with the passphrase."""
-    if not _live():
-        raise _no_server()
-    client.login(home(), client.server_url(), passphrase_file)
-    render.out.print(f"Vault unlocked on {client.server_url()}.")
+    """Unlock the running server's vault (this home's server, or KEYSAFE_URL) with the passphrase."""
+    url = client.server_url()
+    if url is None or not client.server_up(url):
+        raise client.no_server()
+    client.login(home(), url, passphrase_file)
+    render.out.print(f"Vault unlocked on {url}.")
 
 
 @app.command()
 def lock(passphrase_file: PassphraseFile = None) -> None:
     """Lock the running server's vault now: the master key is wiped from its memory."""
     if not _live():
-        raise _no_server()
+        raise client.no_server()
     client.owner_call(home(), "POST", "/v1/owner/lock", passphrase_file=passphrase_file)
     render.out.print("Vault locked.")
 

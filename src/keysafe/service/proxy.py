@@ -67,7 +67,13 @@ TIMEOUT: Final = httpx.Timeout(120.0, connect=5.0)
 _HOP_BY_HOP: Final = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
+    # keysafe chooses the encodings (ACCEPT_ENCODING): an answer in one it cannot undo would reach
+    # the agent without its secrets scrubbed.
+    "accept-encoding",
 })  # fmt: skip
+# What httpx undoes without optional packages; the scrubber must see the plain body.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+_DECODED: Final = frozenset({"identity", "gzip", "x-gzip", "deflate"})
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REDACTED: Final = "[redacted by keysafe]"
 _REDACTED_BYTES: Final = REDACTED.encode()
@@ -339,6 +345,26 @@ class HttpStream:
         encoded = self._response.headers.get("content-encoding", "identity") != "identity"
         return length.isdigit() and not encoded and int(length) > self._cap
 
+    def undecodable(self) -> str | None:
+        """A content coding of the answer keysafe cannot undo (so cannot scrub), or None."""
+        codings = self._response.headers.get("content-encoding", "")
+        for coding in (c.strip().lower() for c in codings.split(",")):
+            if coding and coding not in _DECODED:
+                return str(coding)[:20]
+        return None
+
+    def refuse_encoding(self, coding: str) -> KeysafeError:
+        return self._fail(
+            "undecodable",
+            PolicyDeniedError(
+                f"The answer from {self._host} is encoded as '{coding}', which keysafe cannot "
+                "check for the credential, so it was not passed on. The call itself was made.",
+                next_step="retry without asking for that encoding; keysafe asks for gzip or "
+                "deflate itself.",
+                reason_code="UNCHECKABLE_ANSWER",
+            ),
+        )
+
     def refuse_over_cap(self) -> KeysafeError:
         return self._fail("cap", _over_cap(self._host, self.status_code, self._cap))
 
@@ -483,9 +509,10 @@ def _admit_and_open(
         # Nothing came back from the upstream: the reservation is released.
         gate.settle(vault, call.req, admission.request_id, failure=exc)
         raise
-    if stream.declared_over_cap():
+    coding = stream.undecodable()
+    if coding is not None or stream.declared_over_cap():
         try:
-            raise stream.refuse_over_cap()
+            raise stream.refuse_encoding(coding) if coding else stream.refuse_over_cap()
         finally:
             stream.close()
     return stream
@@ -644,7 +671,7 @@ def _open(
     try:
         while True:
             scheme, host, port = _target(current)
-            headers = dict(base)
+            headers = dict(base) | {"Accept-Encoding": ACCEPT_ENCODING}
             target = current
             if _allowed(info, scheme, host, port):
                 target = _attach(info, secret, current, headers)

@@ -65,6 +65,20 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 self.end_headers()
                 self.wfile.write(got[::-1])
                 return
+            if self.path.startswith(("/cdn", "/forced-br")):
+                # A CDN that compresses as the client asks (or always, for /forced-br). No brotli
+                # codec is installed here, so the echo is only labelled br: what matters is that
+                # keysafe could not undo real br, so could not scrub what it hides.
+                wanted = self.headers.get("Accept-Encoding", "")
+                coding = "br" if "br" in wanted or self.path.startswith("/forced-br") else None
+                body = json.dumps({"you_sent": self.headers.get("Authorization")}).encode()
+                self.send_response(200)
+                if coding:
+                    self.send_header("Content-Encoding", coding)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if self.path.startswith("/big"):
                 body = b"x" * (CAP + 10)
                 if self.path.startswith("/big-unsized"):  # no length: the cap finds out late
@@ -310,3 +324,34 @@ def test_an_unsealed_cap_is_honoured_only_downwards(vault: Vault) -> None:
         conn.execute(t.settings.update().values(value=str(10**8 + 1)))
     with vault.db.read() as conn, pytest.raises(IntegrityError, match="response cap"):
         settings.response_cap(vault, conn)
+
+
+def test_attack_the_agent_cannot_ask_for_an_encoding_keysafe_cannot_undo(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    """Brotli (or zstd) bodies pass httpx undecoded when its codecs are not installed: the
+    scrubber would see compressed bytes, and the agent could decompress the echoed key."""
+    allowed, _ = upstreams
+    res = proxy.http_request(
+        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/cdn",
+        headers={"Accept-Encoding": "br, zstd"},
+    )  # fmt: skip
+    assert allowed.seen[-1]["accept-encoding"] == proxy.ACCEPT_ENCODING
+    assert CANARY not in _out(res)
+
+
+def test_attack_an_answer_keysafe_cannot_decode_is_refused_and_still_counts(
+    vault: Vault, upstreams: tuple[Upstream, Upstream]
+) -> None:
+    allowed, _ = upstreams
+    with pytest.raises(PolicyDeniedError) as caught:
+        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/forced-br")
+    assert caught.value.facts.get("reason_code") == "UNCHECKABLE_ANSWER"
+    assert "call itself was made" in str(caught.value) and CANARY not in str(caught.value)
+    with vault.db.read() as conn:
+        outcome = conn.execute(
+            t.audit.select()
+            .where(t.audit.c.action == "http.request")
+            .order_by(t.audit.c.seq.desc())
+        ).first()
+    assert outcome is not None and outcome.outcome != "success"

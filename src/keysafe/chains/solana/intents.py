@@ -141,6 +141,10 @@ MAX_MESSAGE_SIZE: Final = 65536  # Intent.message holds at most 65536 characters
 
 # Runtime constants (solana compute-budget): fee per signature, default and maximum units.
 _LAMPORTS_PER_SIGNATURE: Final = 5000
+# Rent-exempt minimum of a 165-byte SPL token account (0.00203928 SOL). Creating one for someone
+# else moves that much SOL to them (its owner can close it and keep the lamports), so it is
+# charged as part of the fee. Token-2022 accounts with extensions are larger: this is a floor.
+TOKEN_ACCOUNT_RENT_LAMPORTS: Final = 2_039_280
 _DEFAULT_UNITS_PER_INSTRUCTION: Final = 200_000
 _MAX_COMPUTE_UNITS: Final = 1_400_000
 _MICRO_LAMPORTS: Final = 1_000_000
@@ -971,6 +975,12 @@ def intent_from_tx(
             next_step="lower the compute-unit price or the compute-unit limit.",
         )
     fee = _network_fee(tx, priority)
+    # Token accounts created for someone else: their rent leaves the wallet for good. Counted
+    # even when a sponsor pays the network fee (the wallet may still fund the account).
+    gifted = sum(
+        1 for s in steps if isinstance(s, _Helper) and s.ata is not None and s.ata[1] != wallet
+    )
+    rent = gifted * TOKEN_ACCOUNT_RENT_LAMPORTS
 
     notes: list[str] = []
     judged = _judge_alone(steps, registry, chain, wallet) or _judge_transfers(
@@ -992,6 +1002,11 @@ def intent_from_tx(
     if priority:
         fee_note += f" (priority fee up to {_fmt_lamports(priority)})"
     notes.append(fee_note)
+    if rent:
+        notes.append(
+            f"creates {gifted} token account(s) for the recipient: rent {_fmt_lamports(rent)}, "
+            "counted as fee"
+        )
     memos = [s.memo for s in steps if isinstance(s, _Helper) and s.memo is not None]
     if memos:
         notes.append("memo " + "; ".join(f'"{_printable(m)}"' for m in memos))
@@ -1006,7 +1021,7 @@ def intent_from_tx(
             amount=judged.amount,
             unlimited=judged.unlimited,
             # The wallet pays nothing when a sponsor pays the fee.
-            fee=from_base_units(fee if tx.fee_payer == wallet else 0, _SOL_DECIMALS),
+            fee=from_base_units((fee if tx.fee_payer == wallet else 0) + rent, _SOL_DECIMALS),
             to=judged.to,
             spender=judged.spender,
             contract=judged.contract,
