@@ -18,6 +18,8 @@ from typing import ClassVar
 
 import httpx
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 
 from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import (
@@ -113,6 +115,59 @@ def test_changes_reach_the_running_server_without_the_passphrase(
 
     status = json.loads(cli.ok("status", "--json").stdout)["server"]
     assert status == {"running": True, "url": server.url, "unlocked": True}
+
+
+def test_the_other_owner_commands_reach_the_server_too(served: tuple[Server, Cli, str]) -> None:
+    """Data, imported keys, placeholders, chains, assets, owner signatures and sealing: none of
+    them asks for the passphrase (the CLI has none), so each went through the owner session, and
+    no secret handed over comes back in any output or the server's log."""
+    server, cli, _ = served
+    email = "canary-owner-op@example.org"
+    stored = json.loads(cli.ok("data", "set", "profile.canary", "--json", input=email).stdout)
+    assert stored["name"] == "profile.canary" and stored["format"] == "text"
+
+    key = "0x" + "7e" * 31 + "01"  # a private key handed over on stdin
+    imported = json.loads(
+        cli.ok("wallet", "import", "imported", "--chain", "evm", "--json", input=key).stdout
+    )
+    assert imported["address"] == Account.from_key(key).address
+
+    signed = json.loads(cli.ok("wallet", "sign-message", "imported", "hi", "--json").stdout)
+    assert (
+        Account.recover_message(encode_defunct(text="hi"), signature=signed["signature"])
+        == (imported["address"])
+    )
+
+    cli.ok("credential", "add", "gh2", "--host", "api.github.com", "--bearer", input="ghp_x")
+    placeholder = json.loads(
+        cli.ok("credential", "placeholder", "gh2", "--agent", "bot", "--json").stdout
+    )["placeholder"]
+    assert placeholder.startswith("ksp_")
+
+    cli.ok("chain", "add", "devnet9", "--family", "evm", "--chain-id", "9999", "--max-fee", "0.5")
+    cli.ok(
+        "asset", "add", "TOK", "--chain", "devnet9", "--decimals", "6",
+        "--address", "0x" + "ab" * 20,
+    )  # fmt: skip
+    assets = json.loads(cli.ok("asset", "list", "--json").stdout)
+    assert {"symbol": "TOK", "chain": "devnet9", "decimals": 6} in [
+        {k: a[k] for k in ("symbol", "chain", "decimals")} for a in assets
+    ]
+
+    assert "Every agent, policy and setting is sealed." in cli.ok("agent", "seal").stdout
+
+    for secret in (email, key, key[2:]):
+        assert all(secret not in o for o in cli.outputs)
+        assert secret not in server.log()
+    session = server.login()
+    with server.client() as c:
+        rows = c.get("/v1/owner/audit?limit=500", headers={"authorization": f"Bearer {session}"})
+    actions = {e["action"] for e in rows.json() if e["actor"] == "owner"}
+    assert {
+        "data.set", "wallet.import", "wallet.sign_message", "placeholder.issue", "chain.add",
+        "asset.add",
+    } <= actions  # fmt: skip
+    assert key[2:] not in rows.text and email not in rows.text
 
 
 def test_a_locked_server_stays_locked(served: tuple[Server, Cli, str]) -> None:

@@ -42,7 +42,6 @@ from keysafe.service import (
     capabilities,
     checks,
     data,
-    owner_ops,
     placeholders,
     proxy,
     release,
@@ -53,6 +52,7 @@ from keysafe.service import (
     vault_admin,
     wallets,
 )
+from keysafe.service.any_owner_op import AnyOp
 from keysafe.service.models import (
     ApproveRequest,
     CheckRequest,
@@ -779,10 +779,10 @@ def _owner_routes(app: FastAPI) -> None:
 
 def _owner_op_route(app: FastAPI) -> None:
     @app.post("/v1/owner/ops", tags=["owner"], dependencies=[Owner], response_model=None)
-    def owner_op(request: Request, op: Annotated[owner_ops.AnyOp, Body()]) -> Any:
-        """Run one owner operation (agent add/status/rotate, pause-all, policy set, credential
-        add/remove, data remove, wallet create/list) with the server's unlocked vault: how the
-        owner's CLI makes changes while `keysafe serve` runs, without asking the passphrase again."""
+    def owner_op(request: Request, op: Annotated[AnyOp, Body()]) -> Any:
+        """Run one owner operation (`service/any_owner_op.AnyOp`: agents, policies, credentials,
+        data, wallets, chains, assets, seals) with the server's unlocked vault: how the owner's
+        CLI makes changes while `keysafe serve` runs, without asking the passphrase again."""
         return op.run(_state(request).vault)
 
 

@@ -12,13 +12,13 @@ import typer
 
 from keysafe.cli import owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
-from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.engine import Decision
 from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
-from keysafe.service import agents, owner_ops, policies, registry, sealed_state
+from keysafe.service import agents, owner_ops, policies, registry
 from keysafe.service.context import open_vault
+from keysafe.service.models import Chain
 
 agent_app = typer.Typer(
     help="Agents: who may ask the vault, with what token or key.", no_args_is_help=True
@@ -200,21 +200,21 @@ def agent_seal(
     after sealing) are listed but never sealed: fix each as its message says. With --json and
     without --yes it only lists.
     """
-    with unlocked(passphrase_file) as vault:
-        rows = sealed_state.review(vault)
-        open_rows = [r for r in rows if r.state != "broken"]
-        if not json_out:
-            if not rows:
-                render.out.print("Every agent, policy and setting is sealed.")
-                return
-            for r in rows:
-                render.out.print(f"{r.state:>9}  {r.summary}", markup=False, highlight=False)
-        asked = open_rows and not yes and not json_out
-        if asked and not typer.confirm(
-            f"Seal the {len(open_rows)} unsealed row(s)?", default=False
-        ):
-            raise typer.Exit(1)
-        done = sealed_state.seal(vault, open_rows) if open_rows and (yes or not json_out) else 0
+    rows = owner.perform(owner_ops.ReviewSeals(), passphrase_file).rows
+    open_rows = [r for r in rows if r.state != "broken"]
+    if not json_out:
+        if not rows:
+            render.out.print("Every agent, policy and setting is sealed.")
+            return
+        for r in rows:
+            render.out.print(f"{r.state:>9}  {r.summary}", markup=False, highlight=False)
+    asked = open_rows and not yes and not json_out
+    if asked and not typer.confirm(f"Seal the {len(open_rows)} unsealed row(s)?", default=False):
+        raise typer.Exit(1)
+    done = 0
+    if open_rows and (yes or not json_out):
+        # Each row carries the fingerprint it was shown with: one changed in between stays open.
+        done = owner.perform(owner_ops.SealRows(rows=open_rows), passphrase_file).sealed
     if json_out:
         render.as_json({"rows": [r.to_dict() for r in rows], "sealed": done})
     else:
@@ -380,12 +380,12 @@ def chain_add(
         raise MalformedRequestError(
             "--family is evm or solana.", next_step="pass --family evm or --family solana."
         )
-    with unlocked(passphrase_file) as vault:
-        info = registry.add_chain(
-            vault, name, family=family, chain_id=chain_id, rpc=rpc, max_fee=max_fee,  # type: ignore[arg-type]
-        )  # fmt: skip
+    op = owner_ops.AddChain(
+        name=name, family=Chain(family), chain_id=chain_id, rpc=rpc, max_fee=max_fee
+    )
+    info = owner.perform(op, passphrase_file)
     render.out.print(
-        f"Chain '{info.name}' registered (fee ceiling {info.fee_ceiling_text} {info.native} per transaction)."
+        f"Chain '{info.name}' registered (fee ceiling {info.max_fee} {info.native} per transaction)."
     )
 
 
@@ -430,8 +430,8 @@ def asset_add(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Add (or update) a token: keysafe asset add USDC --chain base --address 0x… --decimals 6"""
-    with unlocked(passphrase_file) as vault:
-        info = registry.add_asset(vault, symbol, chain=chain, address=address, decimals=decimals)
+    op = owner_ops.AddAsset(symbol=symbol, chain=chain, address=address, decimals=decimals)
+    info = owner.perform(op, passphrase_file)
     render.out.print(f"Asset {info.symbol} on {info.chain} registered ({info.decimals} decimals).")
 
 

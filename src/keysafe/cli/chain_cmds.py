@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from keysafe.cli import render
+from keysafe.cli import owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.record_cmds import wallet_app
 from keysafe.cli.vault_cmds import unlocked
@@ -106,14 +106,13 @@ def wallet_sign_message(
     A 2-of-3 wallet needs a second share: --recovery-file (its passphrase from
     KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign.
     """
-    # imported here: it loads eth-account (about a second), which no other command needs
-    from keysafe.service import signing
-
     if recovery_file is not None:
         _sign_with_recovery(name, message, recovery_file, passphrase_file, json_out)
         return
-    with unlocked(passphrase_file) as vault:
-        result = signing.sign_message(vault, None, name, message)
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service.owner_signing import SignMessage
+
+    result = owner.perform(SignMessage(wallet=name, message=message), passphrase_file)
     if json_out:
         render.as_json({"signature": result.signature, "address": result.address})
     else:

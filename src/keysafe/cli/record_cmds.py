@@ -11,7 +11,7 @@ from keysafe.cli import inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
-from keysafe.service import credentials, data, owner_ops, wallets
+from keysafe.service import credentials, data, owner_ops
 from keysafe.service.context import open_vault
 from keysafe.service.models import Attachment, Chain, DataClass
 
@@ -78,7 +78,9 @@ def credential_add(
     else:
         attach = Attachment.bearer()
     with inputs.stdin_secret(f"Secret for '{name}'") as secret:
-        op = owner_ops.AddCredential.of(name, secret, hosts=host, attach=attach, replace=replace)
+        op = owner_ops.AddCredential(
+            name=name, hosts=host, attach=attach, secret=owner_ops.wire(secret), replace=replace
+        )
     view = owner.perform(op, passphrase_file)
     if json_out:
         render.as_json(view.to_dict())
@@ -124,12 +126,9 @@ def credential_placeholder(
 
     Example: keysafe credential placeholder openai --agent shopper
     """
-    from keysafe.service import placeholders
-
-    with unlocked(passphrase_file) as vault:
-        token = placeholders.issue(vault, name, agent)
-    text = bytes(token.reveal()).decode()
-    token.wipe()
+    text = owner.perform(
+        owner_ops.IssuePlaceholder(credential=name, agent=agent), passphrase_file
+    ).placeholder
     if json_out:
         render.as_json({"credential": name, "agent": agent, "placeholder": text})
         return
@@ -154,8 +153,9 @@ def data_set(
     json_out: JsonFlag = False,
 ) -> None:
     """Store a JSON or text value read from stdin (or a hidden prompt). Replaces an older value."""
-    with unlocked(passphrase_file) as vault, inputs.stdin_secret(f"Value for '{name}'") as value:
-        view = data.set_data(vault, name, value, data_class=data_class)
+    with inputs.stdin_secret(f"Value for '{name}'") as value:
+        op = owner_ops.SetData(name=name, value=owner_ops.wire(value), data_class=data_class)
+    view = owner.perform(op, passphrase_file)
     if json_out:
         render.as_json(view.to_dict())
     else:
@@ -393,8 +393,9 @@ def wallet_import(
     json_out: JsonFlag = False,
 ) -> None:
     """Import a private key read from stdin (or a hidden prompt); it never leaves the vault again."""
-    with unlocked(passphrase_file) as vault, inputs.stdin_secret("Private key") as key:
-        view = wallets.import_wallet(vault, name, chain, key)
+    with inputs.stdin_secret("Private key") as key:
+        op = owner_ops.ImportWallet(name=name, chain=chain, key=owner_ops.wire(key))
+    view = owner.perform(op, passphrase_file)
     if json_out:
         render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
     else:

@@ -5,6 +5,8 @@ runs unlocked for the same home, sends the operation to that server over the own
 passphrase is not asked for again (issue 14, item 10). Both sides call `Op.run` with an unlocked
 vault, so a command behaves the same either way: one place for each rule, and the server route is
 one line. Each operation names its result type, which is also how the CLI reads the server's answer.
+The owner's signing operation is in `owner_signing` (it loads the chains' signing libraries,
+which the CLI's other commands do not need), and `any_owner_op` names them all for the server.
 """
 
 from __future__ import annotations
@@ -13,14 +15,25 @@ import base64
 import binascii
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
 
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
-from keysafe.service import agents, credentials, data, policies, wallets
+from keysafe.service import (
+    agents,
+    credentials,
+    data,
+    placeholders,
+    policies,
+    registry,
+    sealed_state,
+    wallets,
+)
 from keysafe.service.agents import AgentView
 from keysafe.service.credentials import CredentialView
-from keysafe.service.models import Attachment, Chain
+from keysafe.service.data import DataView
+from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.sealed_state import StateRow
 from keysafe.service.wallets import WalletView
 from keysafe.vault.vault import Vault
 
@@ -61,6 +74,55 @@ class PolicySet(BaseModel):
 
 class Wallets(BaseModel):
     wallets: list[WalletView]
+
+
+class Placeholder(BaseModel):
+    credential: str
+    agent: str
+    placeholder: str  # shown once to the owner
+
+
+class ChainAdded(BaseModel):
+    name: str
+    native: str
+    max_fee: str  # the fee ceiling as plain digits, in the native coin
+
+
+class AssetAdded(BaseModel):
+    symbol: str
+    chain: str
+    decimals: int
+
+
+class SealReview(BaseModel):
+    rows: list[StateRow]
+
+
+class Sealed(BaseModel):
+    sealed: int
+
+
+# A secret the owner hands over (a credential, a data value, a private key) travels as base64 in
+# a SecretStr: never in a repr or a log line, and written out only when the operation is sent as
+# JSON to the owner's own server over its session.
+WireSecret = Annotated[
+    SecretStr, PlainSerializer(lambda v: v.get_secret_value(), return_type=str, when_used="json")
+]
+
+
+def wire(secret: SecretBytes) -> SecretStr:
+    """`secret` as a WireSecret (the caller still wipes its SecretBytes)."""
+    return SecretStr(base64.b64encode(bytes(secret.reveal())).decode())
+
+
+def _unwired(value: SecretStr, what: str) -> SecretBytes:
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedRequestError(
+            f"The {what} is not base64.", next_step=f"send the {what} base64-encoded."
+        ) from None
+    return SecretBytes.adopt(bytearray(raw))
 
 
 class Op(BaseModel, Generic[R]):
@@ -155,38 +217,30 @@ class AddCredential(Op[CredentialView]):
     name: str
     hosts: list[str]
     attach: Attachment
-    secret: SecretStr  # base64 of the secret's bytes; never in a repr
+    secret: WireSecret
     replace: bool = False
 
     result = CredentialView
 
-    @field_serializer("secret", when_used="json")
-    def _reveal(self, value: SecretStr) -> str:
-        return value.get_secret_value()  # only to the owner's own server, over its session
-
-    @classmethod
-    def of(
-        cls, name: str, secret: SecretBytes, *, hosts: list[str], attach: Attachment,
-        replace: bool,
-    ) -> AddCredential:  # fmt: skip
-        encoded = base64.b64encode(bytes(secret.reveal())).decode()
-        return cls(
-            name=name, hosts=hosts, attach=attach, secret=SecretStr(encoded), replace=replace
-        )
-
     def run(self, vault: Vault) -> CredentialView:
-        try:
-            raw = base64.b64decode(self.secret.get_secret_value(), validate=True)
-        except (binascii.Error, ValueError):
-            raise MalformedRequestError(
-                "The credential's secret is not base64.",
-                next_step="send the secret base64-encoded.",
-            ) from None
-        with SecretBytes.adopt(bytearray(raw)) as secret:
+        with _unwired(self.secret, "credential's secret") as secret:
             return credentials.add_credential(
                 vault, self.name, secret, hosts=self.hosts, attach=self.attach.checked(),
                 replace=self.replace,
             )  # fmt: skip
+
+
+class IssuePlaceholder(Op[Placeholder]):
+    kind: Literal["credential.placeholder"] = "credential.placeholder"
+    credential: str
+    agent: str
+
+    result = Placeholder
+
+    def run(self, vault: Vault) -> Placeholder:
+        with placeholders.issue(vault, self.credential, self.agent) as token:
+            text = bytes(token.reveal()).decode()
+        return Placeholder(credential=self.credential, agent=self.agent, placeholder=text)
 
 
 class RemoveCredential(Op[Done]):
@@ -198,6 +252,19 @@ class RemoveCredential(Op[Done]):
     def run(self, vault: Vault) -> Done:
         credentials.remove_credential(vault, self.name)
         return Done()
+
+
+class SetData(Op[DataView]):
+    kind: Literal["data.set"] = "data.set"
+    name: str
+    value: WireSecret
+    data_class: DataClass = DataClass.STANDARD
+
+    result = DataView
+
+    def run(self, vault: Vault) -> DataView:
+        with _unwired(self.value, "value") as value:
+            return data.set_data(vault, self.name, value, data_class=self.data_class)
 
 
 class RemoveData(Op[Done]):
@@ -223,6 +290,77 @@ class CreateWallet(Op[WalletView]):
         return wallets.create_wallet(vault, self.name, self.chain, index=self.index)
 
 
+class ImportWallet(Op[WalletView]):
+    kind: Literal["wallet.import"] = "wallet.import"
+    name: str
+    chain: Chain
+    key: WireSecret  # the private key's text, as the owner typed it
+
+    result = WalletView
+
+    def run(self, vault: Vault) -> WalletView:
+        with _unwired(self.key, "private key") as key:
+            return wallets.import_wallet(vault, self.name, self.chain, key)
+
+
+class AddChain(Op[ChainAdded]):
+    kind: Literal["chain.add"] = "chain.add"
+    name: str
+    family: Chain
+    chain_id: int | None = None
+    rpc: str | None = None
+    max_fee: str | None = None
+
+    result = ChainAdded
+
+    def run(self, vault: Vault) -> ChainAdded:
+        info = registry.add_chain(
+            vault, self.name, family="evm" if self.family is Chain.EVM else "solana",
+            chain_id=self.chain_id, rpc=self.rpc,
+            max_fee=self.max_fee,
+        )  # fmt: skip
+        return ChainAdded(name=info.name, native=info.native, max_fee=info.fee_ceiling_text)
+
+
+class AddAsset(Op[AssetAdded]):
+    kind: Literal["asset.add"] = "asset.add"
+    symbol: str
+    chain: str
+    address: str
+    decimals: int
+
+    result = AssetAdded
+
+    def run(self, vault: Vault) -> AssetAdded:
+        info = registry.add_asset(
+            vault, self.symbol, chain=self.chain, address=self.address, decimals=self.decimals
+        )
+        return AssetAdded(symbol=info.symbol, chain=info.chain, decimals=info.decimals)
+
+
+class ReviewSeals(Op[SealReview]):
+    """The agent, policy and setting rows without a valid seal, for the owner to look at."""
+
+    kind: Literal["seal.review"] = "seal.review"
+
+    result = SealReview
+
+    def run(self, vault: Vault) -> SealReview:
+        return SealReview(rows=sealed_state.review(vault))
+
+
+class SealRows(Op[Sealed]):
+    """Seal exactly the rows the owner was shown; one changed since then stays unsealed."""
+
+    kind: Literal["seal.rows"] = "seal.rows"
+    rows: list[StateRow]
+
+    result = Sealed
+
+    def run(self, vault: Vault) -> Sealed:
+        return Sealed(sealed=sealed_state.seal(vault, self.rows))
+
+
 class ListWallets(Op[Wallets]):
     kind: Literal["wallet.list"] = "wallet.list"
 
@@ -230,10 +368,3 @@ class ListWallets(Op[Wallets]):
 
     def run(self, vault: Vault) -> Wallets:
         return Wallets(wallets=wallets.list_wallets(vault))
-
-
-AnyOp = Annotated[
-    AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
-    | RemoveCredential | RemoveData | CreateWallet | ListWallets,
-    Field(discriminator="kind"),
-]  # fmt: skip

@@ -1,0 +1,35 @@
+"""Every owner operation, as the one body `POST /v1/owner/ops` accepts (by its `kind`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from keysafe.service.owner_ops import (
+    AddAgent,
+    AddAsset,
+    AddChain,
+    AddCredential,
+    CreateWallet,
+    ImportWallet,
+    IssuePlaceholder,
+    ListWallets,
+    PauseAll,
+    RemoveCredential,
+    RemoveData,
+    ReviewSeals,
+    RotateToken,
+    SealRows,
+    SetAgentStatus,
+    SetData,
+    SetPolicy,
+)
+from keysafe.service.owner_signing import SignMessage
+
+AnyOp = Annotated[
+    AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
+    | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
+    | ListWallets | SignMessage | AddChain | AddAsset | ReviewSeals | SealRows,
+    Field(discriminator="kind"),
+]  # fmt: skip
