@@ -104,6 +104,9 @@ def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
 
 
 def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
+    # The running window totals are derived from the ledger being replaced: drop them, and the
+    # first budget check of each window sums the restored ledger again.
+    conn.execute(delete(t.ledger_totals))
     for tbl in reversed(_DATA_TABLES):
         conn.execute(delete(tbl))
     for tbl in _DATA_TABLES:

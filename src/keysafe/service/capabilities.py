@@ -103,7 +103,7 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         ]
         creds = vault.list_records(conn, RecordKind.CREDENTIAL)
         data = vault.list_records(conn, RecordKind.DATA)
-        usage = ledger.usage_reader(conn, agent)
+        usage = ledger.usage_reader(conn, agent, now=now)
         windows = _windows(policy, reg, usage, now) if policy else []
     # A wallet is listed when some allow/ask rule could sign with it: the rule names the wallet
     # and covers an action of its chain family (a signing rule without `wallets` signs nothing).

@@ -208,7 +208,7 @@ def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admis
         earlier = _earlier(conn, vault, req, fp)
         if earlier is not None:
             return earlier
-    decision = stopped or _decide(conn, req, policy, state, now)
+    decision = stopped or _decide(conn, req, policy, state, now, writable=True)
     request_id = secrets.token_hex(16)
     _audit_decision(vault, conn, req, decision, request_id, fp)
     if decision.outcome == "deny":
@@ -310,7 +310,9 @@ def _dry_run(vault: Vault, req: Request) -> engine.Decision:
     now = vault.clock()
     with vault.db.read() as conn:
         state, policy = policies.agent_state(vault, conn, req.agent, verify=True)
-        decision = engine.status_refusal(state) or _decide(conn, req, policy, state, now)
+        decision = engine.status_refusal(state) or _decide(
+            conn, req, policy, state, now, writable=False
+        )
     if decision.outcome == "allow" and req.always_ask:
         return dataclasses.replace(
             decision, outcome="ask", reason="The owner approves this every time."
@@ -393,11 +395,20 @@ def _run_in_one_transaction(
 
 
 def _decide(
-    conn: Connection, req: Request, policy: Policy | None, state: engine.AgentState, now: datetime
+    conn: Connection,
+    req: Request,
+    policy: Policy | None,
+    state: engine.AgentState,
+    now: datetime,
+    *,
+    writable: bool,
 ) -> engine.Decision:
     """The engine's decision. The owner's grants can only turn an ask into an allow, so they are
-    looked up only when the decision without them is an ask (most requests never pay for it)."""
-    return _decide_intent(conn, req.agent, req.intent, req.approved, policy, state, now)
+    looked up only when the decision without them is an ask (most requests never pay for it).
+    `writable`: `conn` is the write transaction, which may keep the budget windows' totals."""
+    return _decide_intent(
+        conn, req.agent, req.intent, req.approved, policy, state, now, writable=writable
+    )
 
 
 def _decide_intent(
@@ -408,8 +419,11 @@ def _decide_intent(
     policy: Policy | None,
     state: engine.AgentState,
     now: datetime,
+    *,
+    writable: bool = False,
 ) -> engine.Decision:
-    registry, usage = load_registry(conn), ledger.usage_reader(conn, agent)
+    registry = load_registry(conn)
+    usage = ledger.usage_reader(conn, agent, now=now, writable=writable)
     decision = engine.decide(
         policy, state, intent, registry=registry, usage=usage, now=now, approved=approved
     )

@@ -151,5 +151,5 @@ def check(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
         state, policy = agent_state(vault, conn, agent, verify=vault.is_unlocked)
         return engine.decide(
             policy, state, intent, registry=load_registry(conn),
-            usage=ledger.usage_reader(conn, agent, until=intent.time), now=now,
+            usage=ledger.usage_reader(conn, agent, now=now, until=intent.time), now=now,
         )  # fmt: skip

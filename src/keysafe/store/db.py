@@ -28,8 +28,10 @@ from keysafe.errors import AuditWriteError, IntegrityError, KeysafeError, StoreE
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_HEAD: Final = "0007"
-_KNOWN_REVISIONS: Final = frozenset({"0001", "0002", "0003", "0004", "0005", "0006", "0007"})
+SCHEMA_HEAD: Final = "0008"
+_KNOWN_REVISIONS: Final = frozenset(
+    {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"}
+)
 _BUSY_TIMEOUT_S: Final = 30.0
 
 

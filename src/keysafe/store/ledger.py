@@ -11,43 +11,195 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe.store import tables as t
 
 _LIVE = ("reserved", "committed")
 
 
+Usage = tuple[Mapping[str, int], int]
+
+
 def usage_reader(
-    conn: Connection, agent: str, *, until: datetime | None = None
-) -> Callable[[str, datetime], tuple[Mapping[str, int], int]]:
+    conn: Connection,
+    agent: str,
+    *,
+    now: datetime | None = None,
+    until: datetime | None = None,
+    writable: bool = False,
+) -> Callable[[str, datetime], Usage]:
     """Usage per rule since a moment: base units per asset key (an asset identity, or a bare
     symbol in rows written before identities) and the count of actions. Units of different
     keys are never added here: they may count different decimals (the engine converts them).
-    `until` bounds the window for dry runs evaluated in the past."""
 
-    def usage(rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
-        conds = [
-            t.ledger.c.agent == agent,
-            t.ledger.c.rule == rule,
-            t.ledger.c.at >= since.timestamp(),
-            t.ledger.c.state.in_(_LIVE),
-        ]
-        if until is not None:
-            conds.append(t.ledger.c.at <= until.timestamp())
-        rows = conn.execute(
-            select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(*conds)
-        ).all()
-        units: dict[str, int] = {}
-        for r in rows:
-            if r.asset is not None:
-                units[r.asset] = units.get(r.asset, 0) + int(r.units)
-        # One request may book several rows under a rule (its value and, in the native asset,
-        # its network fee); a count window counts requests.
-        return units, len({r.request_id for r in rows})
+    With `now` (the moment the engine decides at), a window `[since, now]` is read from its
+    running totals, so the cost does not grow with the ledger: each ledger row is added to a
+    total once, when booked, and taken out once, when it leaves the window. `writable` (the
+    caller holds the write transaction) lets the read keep the totals it builds and moves;
+    without it the same exact answer is computed and nothing is written. Without `now`, or with
+    `until` (dry runs evaluated in the past), the ledger rows are summed as they are.
+    """
+
+    def usage(rule: str, since: datetime) -> Usage:
+        if now is None or until is not None:
+            return _scan(conn, agent, rule, since.timestamp(), until)
+        return _windowed(conn, agent, rule, _window_ms(now, since), since.timestamp(), writable)
 
     return usage
+
+
+def _window_ms(now: datetime, since: datetime) -> int:
+    return round((now - since).total_seconds() * 1000)
+
+
+def _scan(
+    conn: Connection, agent: str, rule: str, since: float, until: datetime | None = None
+) -> Usage:
+    """The window summed from the ledger rows themselves (the reference the totals must equal)."""
+    conds = [
+        t.ledger.c.agent == agent,
+        t.ledger.c.rule == rule,
+        t.ledger.c.at >= since,
+        t.ledger.c.state.in_(_LIVE),
+    ]
+    if until is not None:
+        conds.append(t.ledger.c.at <= until.timestamp())
+    rows = conn.execute(
+        select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(*conds)
+    ).all()
+    return _summed(rows)
+
+
+def _summed(rows: Iterable[Any]) -> Usage:
+    units: dict[str, int] = {}
+    for r in rows:
+        if r.asset is not None:
+            units[r.asset] = units.get(r.asset, 0) + int(r.units)
+    # One request may book several rows under a rule (its value and, in the native asset,
+    # its network fee), all at one moment; a count window counts requests.
+    return units, len({r.request_id for r in rows})
+
+
+_MARKER = ""  # the asset column of a window's marker row
+
+
+def _windowed(
+    conn: Connection, agent: str, rule: str, window_ms: int, since: float, writable: bool
+) -> Usage:
+    key = (
+        t.ledger_totals.c.agent == agent,
+        t.ledger_totals.c.rule == rule,
+        t.ledger_totals.c.window_ms == window_ms,
+    )
+    rows = conn.execute(
+        select(t.ledger_totals.c.asset, t.ledger_totals.c.units, t.ledger_totals.c.requests,
+               t.ledger_totals.c.horizon).where(*key)
+    ).all()  # fmt: skip
+    marker = next((r for r in rows if r.asset == _MARKER), None)
+    if marker is None or since < marker.horizon:
+        # Never read before (or the clock went back past the horizon, which would leave rows
+        # that are inside the window out of it): sum the ledger once and keep that.
+        units, count = _scan(conn, agent, rule, since)
+        if writable:
+            conn.execute(delete(t.ledger_totals).where(*key))
+            _put_totals(conn, agent, rule, window_ms, units, count, since)
+        return units, count
+    units = {r.asset: int(r.units) for r in rows if r.asset != _MARKER}
+    count = int(marker.requests)
+    leaving = conn.execute(
+        select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(
+            t.ledger.c.agent == agent,
+            t.ledger.c.rule == rule,
+            t.ledger.c.at >= marker.horizon,
+            t.ledger.c.at < since,
+            t.ledger.c.state.in_(_LIVE),
+        )
+    ).all()
+    if not leaving:
+        return units, count
+    gone_units, gone_count = _summed(leaving)
+    for asset, n in gone_units.items():
+        units[asset] = units.get(asset, 0) - n
+    count -= gone_count
+    if writable:
+        conn.execute(delete(t.ledger_totals).where(*key))
+        _put_totals(conn, agent, rule, window_ms, units, count, since)
+    return units, count
+
+
+def _put_totals(
+    conn: Connection,
+    agent: str,
+    rule: str,
+    window_ms: int,
+    units: Mapping[str, int],
+    count: int,
+    horizon: float,
+) -> None:
+    base = {"agent": agent, "rule": rule, "window_ms": window_ms, "horizon": horizon}
+    rows = [base | {"asset": _MARKER, "units": "0", "requests": count}]
+    rows += [base | {"asset": a, "units": str(n), "requests": 0} for a, n in units.items() if n]
+    conn.execute(insert(t.ledger_totals), rows)
+
+
+def _move_totals(
+    conn: Connection, agent: str, booked: Iterable[tuple[str, str | None, int, float]], sign: int
+) -> None:
+    """Add (sign 1) or take out (sign -1) ledger rows (rule, asset, units, at) of one request
+    in every kept window of their rules that they are inside of."""
+    by_rule: dict[str, list[tuple[str | None, int, float]]] = {}
+    for rule, asset, units, at in booked:
+        by_rule.setdefault(rule, []).append((asset, units, at))
+    for rule, charges in by_rule.items():
+        kept = conn.execute(
+            select(t.ledger_totals.c.window_ms, t.ledger_totals.c.asset,
+                   t.ledger_totals.c.units, t.ledger_totals.c.requests,
+                   t.ledger_totals.c.horizon)
+            .where(t.ledger_totals.c.agent == agent, t.ledger_totals.c.rule == rule)
+        ).all()  # fmt: skip
+        windows = {r.window_ms: r for r in kept if r.asset == _MARKER}
+        current = {(r.window_ms, r.asset): int(r.units) for r in kept if r.asset != _MARKER}
+        at = charges[0][2]  # a request books all its rows at one moment
+        for window_ms, marker in windows.items():
+            if at < marker.horizon:
+                continue  # already out of this window (and out of its totals)
+            where = (
+                t.ledger_totals.c.agent == agent,
+                t.ledger_totals.c.rule == rule,
+                t.ledger_totals.c.window_ms == window_ms,
+            )
+            conn.execute(
+                update(t.ledger_totals)
+                .where(*where, t.ledger_totals.c.asset == _MARKER)
+                .values(requests=t.ledger_totals.c.requests + sign)
+            )
+            for asset, units in _per_asset(charges).items():
+                old = current.get((window_ms, asset))
+                new = (old or 0) + sign * units
+                if old is None:
+                    conn.execute(
+                        insert(t.ledger_totals).values(
+                            agent=agent, rule=rule, window_ms=window_ms, asset=asset,
+                            units=str(new), requests=0, horizon=marker.horizon,
+                        )
+                    )  # fmt: skip
+                else:
+                    conn.execute(
+                        update(t.ledger_totals)
+                        .where(*where, t.ledger_totals.c.asset == asset)
+                        .values(units=str(new))
+                    )
+
+
+def _per_asset(charges: Iterable[tuple[str | None, int, float]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for asset, units, _ in charges:
+        if asset is not None:
+            out[asset] = out.get(asset, 0) + units
+    return out
 
 
 def lock_agent(conn: Connection, agent: str) -> None:
@@ -67,17 +219,29 @@ def reserve(
 ) -> None:
     """Book a request's charges: `reserved` until settled, or `committed` straight away when the
     act ran in the transaction that decided."""
-    for rule, asset, units in charges:
+    booked = [(rule, asset, units, at.timestamp()) for rule, asset, units in charges]
+    for rule, asset, units, when in booked:
         conn.execute(
             insert(t.ledger).values(
                 request_id=request_id, agent=agent, rule=rule, asset=asset, units=str(units),
-                state=state, at=at.timestamp(),
+                state=state, at=when,
             )
         )  # fmt: skip
+    _move_totals(conn, agent, booked, 1)
 
 
 def settle(conn: Connection, agent: str, request_id: str, *, state: str) -> int:
-    """Commit or release every reservation of one agent's request; returns the rows changed."""
+    """Commit or release every reservation of one agent's request; returns the rows changed.
+    A release takes the rows out of the running totals in the same transaction."""
+    if state != "committed":
+        released = conn.execute(
+            select(t.ledger.c.rule, t.ledger.c.asset, t.ledger.c.units, t.ledger.c.at).where(
+                t.ledger.c.request_id == request_id,
+                t.ledger.c.agent == agent,
+                t.ledger.c.state == "reserved",
+            )
+        ).all()
+        _move_totals(conn, agent, [(r.rule, r.asset, int(r.units), r.at) for r in released], -1)
     result = conn.execute(
         update(t.ledger)
         .where(

@@ -159,6 +159,24 @@ ledger = Table(
     Index("ix_ledger_window", "agent", "rule", "at"),
 )
 
+# Running window totals, derived from `ledger` so a budget check costs the same after a million
+# signatures as after one (0008). One marker row per (agent, rule, window) with asset "" holds the
+# live request count and `horizon`: ledger rows booked before it have been taken out of every
+# total of that window. Asset rows hold live base units per asset identity, as text (exact, may
+# exceed 64 bits). Rows appear the first time a window is read and can be dropped at any time:
+# they are rebuilt from the ledger.
+ledger_totals = Table(
+    "ledger_totals",
+    metadata,
+    Column("agent", String(64), primary_key=True),
+    Column("rule", String(100), primary_key=True),
+    Column("window_ms", Integer, primary_key=True),
+    Column("asset", String(200), primary_key=True),  # "" for the window's marker row
+    Column("units", Text, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("horizon", Float, nullable=False),  # unix seconds; meaningful on the marker row
+)
+
 nonces = Table(
     "nonces",
     metadata,
