@@ -32,6 +32,13 @@ from keysafe.store import tables as t
 logger = logging.getLogger(__name__)
 
 
+# Built once: every agent request appends entries, and building a statement costs more than
+# running it (the one-row vault table needs no WHERE).
+_HEAD = select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash, t.vault.c.audit_checkpoint_seq)
+_INSERT = insert(t.audit)
+_MOVE_HEAD = update(t.vault)
+
+
 def append(
     conn: Connection,
     *,
@@ -50,35 +57,23 @@ def append(
     it (`seal`): a new checkpoint never covers an unsealed entry silently."""
     clean = redact(details, audit_key)
     try:
-        head = conn.execute(
-            select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash,
-                   t.vault.c.audit_checkpoint_seq)
-        ).one()  # fmt: skip
+        head = conn.execute(_HEAD).one()
         entry = AuditEntry(head.audit_head_seq + 1, time, actor, action, target, outcome, clean)
         digest = entry_hash(head.audit_head_hash, entry)
         conn.execute(
-            insert(t.audit).values(
-                seq=entry.seq,
-                time=time,
-                actor=actor,
-                action=action,
-                target=target,
-                outcome=outcome,
-                details=jcs.dumps(clean).decode(),
-                prev_hash=head.audit_head_hash,
-                hash=digest,
-                mac=entry_mac(audit_key, digest) if audit_key is not None else None,
-            )
-        )
-        sealed: dict[str, Any] = {}
+            _INSERT,
+            {
+                "seq": entry.seq, "time": time, "actor": actor, "action": action,
+                "target": target, "outcome": outcome, "details": jcs.dumps(clean).decode(),
+                "prev_hash": head.audit_head_hash, "hash": digest,
+                "mac": entry_mac(audit_key, digest) if audit_key is not None else None,
+            },
+        )  # fmt: skip
+        moved: dict[str, Any] = {"audit_head_seq": entry.seq, "audit_head_hash": digest}
         if audit_key is not None and head.audit_checkpoint_seq == head.audit_head_seq:
-            sealed = {
-                "audit_checkpoint_seq": entry.seq,
-                "audit_checkpoint_mac": checkpoint_mac(audit_key, vault_id, entry.seq, digest),
-            }
-        conn.execute(
-            update(t.vault).values(audit_head_seq=entry.seq, audit_head_hash=digest, **sealed)
-        )
+            moved["audit_checkpoint_seq"] = entry.seq
+            moved["audit_checkpoint_mac"] = checkpoint_mac(audit_key, vault_id, entry.seq, digest)
+        conn.execute(_MOVE_HEAD, moved)
     except SQLAlchemyError as exc:
         logger.error("audit write failed: %s", type(exc).__name__)
         raise AuditWriteError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from decimal import Decimal
@@ -27,20 +28,49 @@ _CHAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9.$_-]{1,20}$")
 
 
+_ChainRow = tuple[str, str, int | None, str | None, str | None]
+_AssetRow = tuple[str, str, str | None, int]
+
+
 def load_registry(conn: Connection) -> Registry:
-    chains = [
+    """The registry as the database holds it now. Every request reads the owner's rows (two
+    small selects, so a `chain add` from any process counts at once); building the Registry from
+    them is cached, which also keeps one Registry object per content for the engine's caches."""
+    chains = tuple(
+        (r.name, r.family, r.chain_id, r.rpc, r.max_fee)
+        for r in conn.execute(_CHAIN_ROWS)
+    )  # fmt: skip
+    assets = tuple(
+        (r.symbol, r.chain, r.address, r.decimals)
+        for r in conn.execute(_ASSET_ROWS)
+    )  # fmt: skip
+    return _registry_of(chains, assets)
+
+
+_CHAIN_ROWS = select(
+    t.registry_chains.c.name, t.registry_chains.c.family, t.registry_chains.c.chain_id,
+    t.registry_chains.c.rpc, t.registry_chains.c.max_fee,
+)  # fmt: skip
+_ASSET_ROWS = select(
+    t.registry_assets.c.symbol, t.registry_assets.c.chain, t.registry_assets.c.address,
+    t.registry_assets.c.decimals,
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _registry_of(chains: tuple[_ChainRow, ...], assets: tuple[_AssetRow, ...]) -> Registry:
+    added = [
         ChainInfo(
-            r.name, r.family, r.chain_id, r.rpc, builtin=False,
-            max_fee=parse_decimal(r.max_fee) if r.max_fee is not None else None,
+            name, family, chain_id, rpc, builtin=False,  # type: ignore[arg-type]
+            max_fee=parse_decimal(max_fee) if max_fee is not None else None,
         )
-        for r in conn.execute(select(t.registry_chains))
+        for name, family, chain_id, rpc, max_fee in chains
     ]  # fmt: skip
-    reg = Registry.builtin().with_additions(chains, [])
-    assets = [
-        AssetInfo(r.symbol, r.chain, r.address, r.decimals, builtin=False)
-        for r in conn.execute(select(t.registry_assets))
-    ]
-    return reg.with_additions([], assets)
+    reg = Registry.builtin().with_additions(added, [])
+    return reg.with_additions(
+        [],
+        [AssetInfo(sym, chain, address, dec, builtin=False) for sym, chain, address, dec in assets],
+    )
 
 
 def registry(vault: Vault) -> Registry:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from keysafe.store import tables as t
 
@@ -85,38 +85,52 @@ def _summed(rows: Iterable[Any]) -> Usage:
 
 _MARKER = ""  # the asset column of a window's marker row
 
+# Built once, with bound parameters: they run on every request, and building a statement costs
+# more than running it.
+_T = t.ledger_totals
+_WINDOW = (
+    _T.c.agent == bindparam("k_agent"),
+    _T.c.rule == bindparam("k_rule"),
+    _T.c.window_ms == bindparam("k_window"),
+)
+_TOTALS_OF_WINDOW = select(_T.c.asset, _T.c.units, _T.c.requests, _T.c.horizon).where(*_WINDOW)
+_TOTALS_OF_RULE = select(_T.c.window_ms, _T.c.asset, _T.c.units, _T.c.horizon).where(
+    _T.c.agent == bindparam("k_agent"), _T.c.rule == bindparam("k_rule")
+)
+_DROP_WINDOW = delete(_T).where(*_WINDOW)
+_INSERT_TOTALS = insert(_T)
+_COUNT = (
+    update(_T)
+    .where(*_WINDOW, _T.c.asset == _MARKER)
+    .values(requests=_T.c.requests + bindparam("delta"))
+)
+_SET_UNITS = update(_T).where(*_WINDOW, _T.c.asset == bindparam("k_asset"))
+_LEAVING = select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(
+    t.ledger.c.agent == bindparam("k_agent"),
+    t.ledger.c.rule == bindparam("k_rule"),
+    t.ledger.c.at >= bindparam("horizon"),
+    t.ledger.c.at < bindparam("since"),
+    t.ledger.c.state.in_(_LIVE),
+)
+
 
 def _windowed(
     conn: Connection, agent: str, rule: str, window_ms: int, since: float, writable: bool
 ) -> Usage:
-    key = (
-        t.ledger_totals.c.agent == agent,
-        t.ledger_totals.c.rule == rule,
-        t.ledger_totals.c.window_ms == window_ms,
-    )
-    rows = conn.execute(
-        select(t.ledger_totals.c.asset, t.ledger_totals.c.units, t.ledger_totals.c.requests,
-               t.ledger_totals.c.horizon).where(*key)
-    ).all()  # fmt: skip
+    key = {"k_agent": agent, "k_rule": rule, "k_window": window_ms}
+    rows = conn.execute(_TOTALS_OF_WINDOW, key).all()
     marker = next((r for r in rows if r.asset == _MARKER), None)
     if marker is None or since < marker.horizon:
         # Never read before (or the clock went back past the horizon, which would leave rows
         # that are inside the window out of it): sum the ledger once and keep that.
         units, count = _scan(conn, agent, rule, since)
         if writable:
-            conn.execute(delete(t.ledger_totals).where(*key))
-            _put_totals(conn, agent, rule, window_ms, units, count, since)
+            _put_totals(conn, key, units, count, since)
         return units, count
     units = {r.asset: int(r.units) for r in rows if r.asset != _MARKER}
     count = int(marker.requests)
     leaving = conn.execute(
-        select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(
-            t.ledger.c.agent == agent,
-            t.ledger.c.rule == rule,
-            t.ledger.c.at >= marker.horizon,
-            t.ledger.c.at < since,
-            t.ledger.c.state.in_(_LIVE),
-        )
+        _LEAVING, {"k_agent": agent, "k_rule": rule, "horizon": marker.horizon, "since": since}
     ).all()
     if not leaving:
         return units, count
@@ -125,24 +139,20 @@ def _windowed(
         units[asset] = units.get(asset, 0) - n
     count -= gone_count
     if writable:
-        conn.execute(delete(t.ledger_totals).where(*key))
-        _put_totals(conn, agent, rule, window_ms, units, count, since)
+        _put_totals(conn, key, units, count, since)
     return units, count
 
 
 def _put_totals(
-    conn: Connection,
-    agent: str,
-    rule: str,
-    window_ms: int,
-    units: Mapping[str, int],
-    count: int,
-    horizon: float,
+    conn: Connection, key: dict[str, Any], units: Mapping[str, int], count: int, horizon: float
 ) -> None:
-    base = {"agent": agent, "rule": rule, "window_ms": window_ms, "horizon": horizon}
+    """Replace one window's totals: the marker with the count and horizon, and its assets."""
+    conn.execute(_DROP_WINDOW, key)
+    base = {"agent": key["k_agent"], "rule": key["k_rule"], "window_ms": key["k_window"],
+            "horizon": horizon}  # fmt: skip
     rows = [base | {"asset": _MARKER, "units": "0", "requests": count}]
     rows += [base | {"asset": a, "units": str(n), "requests": 0} for a, n in units.items() if n]
-    conn.execute(insert(t.ledger_totals), rows)
+    conn.execute(_INSERT_TOTALS, rows)
 
 
 def _move_totals(
@@ -154,44 +164,32 @@ def _move_totals(
     for rule, asset, units, at in booked:
         by_rule.setdefault(rule, []).append((asset, units, at))
     for rule, charges in by_rule.items():
-        kept = conn.execute(
-            select(t.ledger_totals.c.window_ms, t.ledger_totals.c.asset,
-                   t.ledger_totals.c.units, t.ledger_totals.c.requests,
-                   t.ledger_totals.c.horizon)
-            .where(t.ledger_totals.c.agent == agent, t.ledger_totals.c.rule == rule)
-        ).all()  # fmt: skip
+        kept = conn.execute(_TOTALS_OF_RULE, {"k_agent": agent, "k_rule": rule}).all()
+        if not kept:
+            continue  # no window of this rule read yet: its first read sums the ledger
         windows = {r.window_ms: r for r in kept if r.asset == _MARKER}
         current = {(r.window_ms, r.asset): int(r.units) for r in kept if r.asset != _MARKER}
         at = charges[0][2]  # a request books all its rows at one moment
+        spent = _per_asset(charges)
         for window_ms, marker in windows.items():
             if at < marker.horizon:
                 continue  # already out of this window (and out of its totals)
-            where = (
-                t.ledger_totals.c.agent == agent,
-                t.ledger_totals.c.rule == rule,
-                t.ledger_totals.c.window_ms == window_ms,
-            )
-            conn.execute(
-                update(t.ledger_totals)
-                .where(*where, t.ledger_totals.c.asset == _MARKER)
-                .values(requests=t.ledger_totals.c.requests + sign)
-            )
-            for asset, units in _per_asset(charges).items():
+            key = {"k_agent": agent, "k_rule": rule, "k_window": window_ms}
+            conn.execute(_COUNT, key | {"delta": sign})
+            changed, added = [], []
+            for asset, units in spent.items():
                 old = current.get((window_ms, asset))
-                new = (old or 0) + sign * units
+                new = str((old or 0) + sign * units)
                 if old is None:
-                    conn.execute(
-                        insert(t.ledger_totals).values(
-                            agent=agent, rule=rule, window_ms=window_ms, asset=asset,
-                            units=str(new), requests=0, horizon=marker.horizon,
-                        )
-                    )  # fmt: skip
+                    added.append({"agent": agent, "rule": rule, "window_ms": window_ms,
+                                  "asset": asset, "units": new, "requests": 0,
+                                  "horizon": marker.horizon})  # fmt: skip
                 else:
-                    conn.execute(
-                        update(t.ledger_totals)
-                        .where(*where, t.ledger_totals.c.asset == asset)
-                        .values(units=str(new))
-                    )
+                    changed.append(key | {"k_asset": asset, "units": new})
+            if changed:
+                conn.execute(_SET_UNITS, changed)
+            if added:
+                conn.execute(_INSERT_TOTALS, added)
 
 
 def _per_asset(charges: Iterable[tuple[str | None, int, float]]) -> dict[str, int]:
@@ -220,14 +218,20 @@ def reserve(
     """Book a request's charges: `reserved` until settled, or `committed` straight away when the
     act ran in the transaction that decided."""
     booked = [(rule, asset, units, at.timestamp()) for rule, asset, units in charges]
-    for rule, asset, units, when in booked:
-        conn.execute(
-            insert(t.ledger).values(
-                request_id=request_id, agent=agent, rule=rule, asset=asset, units=str(units),
-                state=state, at=when,
-            )
-        )  # fmt: skip
+    if not booked:
+        return
+    conn.execute(
+        _INSERT,
+        [
+            {"request_id": request_id, "agent": agent, "rule": rule, "asset": asset,
+             "units": str(units), "state": state, "at": when}
+            for rule, asset, units, when in booked
+        ],
+    )  # fmt: skip
     _move_totals(conn, agent, booked, 1)
+
+
+_INSERT = insert(t.ledger)  # built once: it runs for every allowed request
 
 
 def settle(conn: Connection, agent: str, request_id: str, *, state: str) -> int:

@@ -99,6 +99,10 @@ class Vault:
         self.clock = clock
         self._master: SecretBytes | None = None
         self._state_key: SecretBytes | None = None  # derived once per unlock: read on every request
+        self._audit_key: SecretBytes | None = None  # likewise: every request writes audit entries
+        # Rows whose seal verified under this unlock, exactly as they were (every request checks
+        # its agent's row, policy row and the pause-all switch; they rarely change).
+        self._sealed: set[tuple[str, tuple[tuple[str, str | int | None], ...], str]] = set()
         self._epoch_keys: dict[int, SecretBytes] = {}
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py). Never persisted, so never reusable.
@@ -281,14 +285,17 @@ class Vault:
 
     def _set_master(self, master: SecretBytes) -> None:
         self._state_key = hierarchy.subkey(master, "state-mac")
+        self._audit_key = hierarchy.subkey(master, "audit-hmac")
         self._master = master
 
     def lock(self) -> None:
         self.volatile.clear()
         self.lock_epochs()
-        if self._state_key is not None:
-            self._state_key.wipe()
-            self._state_key = None
+        self._sealed.clear()
+        for key in (self._state_key, self._audit_key):
+            if key is not None:
+                key.wipe()
+        self._state_key = self._audit_key = None
         if self._master is not None:
             self._master.wipe()
             self._master = None
@@ -323,7 +330,17 @@ class Vault:
         key = self._state_key
         if key is None:
             raise _locked()
-        return seals.check(key.reveal(), self.vault_id, table, fields, seal)
+        if seal is None:
+            return seals.Seal.UNSEALED
+        seen = (table, tuple(sorted(fields.items())), seal)
+        if seen in self._sealed:
+            return seals.Seal.SEALED
+        state = seals.check(key.reveal(), self.vault_id, table, fields, seal)
+        if state is seals.Seal.SEALED:
+            if len(self._sealed) >= 4096:  # bounded: many agents, many policy versions
+                self._sealed.clear()
+            self._sealed.add(seen)
+        return state
 
     def subkey(self, purpose: hierarchy.Subkey) -> SecretBytes:
         return hierarchy.subkey(self._require_master(), purpose)
@@ -496,16 +513,12 @@ class Vault:
         outcome: str,
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
-        key = hierarchy.subkey(self._master, "audit-hmac") if self._master is not None else None
-        try:
-            return audit_log.append(
-                conn, time=iso(self.clock()), actor=actor, action=action, target=target,
-                outcome=outcome, details=details or {},
-                audit_key=key.reveal() if key is not None else None, vault_id=self.vault_id,
-            )  # fmt: skip
-        finally:
-            if key is not None:
-                key.wipe()
+        key = self._audit_key
+        return audit_log.append(
+            conn, time=iso(self.clock()), actor=actor, action=action, target=target,
+            outcome=outcome, details=details or {},
+            audit_key=key.reveal() if key is not None else None, vault_id=self.vault_id,
+        )  # fmt: skip
 
 
 def _locked() -> VaultLockedError:
