@@ -153,7 +153,7 @@ def measure(
                     port = bare.port if kind == "bare" else server.port
                     out.append(common.run_load(
                         port, factories(kind, vault, port, n, sol_pool),
-                        ok_marker=None if kind == "whoami" else SIGNED,
+                        ok_marker=None if kind in ("whoami", "bare") else SIGNED,
                         warmup=warmup, duration=max(duration / rounds, MIN_WINDOW_PER_AGENT * n),
                     ))  # fmt: skip
             levels[str(n)] = {kind: common.merge(out).to_dict() for kind, out in runs.items()}
