@@ -218,7 +218,7 @@ def compare(
 def _wrk_version(wrk: str) -> str:
     proc = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     first = (proc.stdout or proc.stderr).strip().splitlines()
-    return first[0] if first else "wrk"
+    return first[0].split(" Copyright")[0] if first else "wrk"
 
 
 def keysafe_targets(v: common.BenchVault, url: str, agent: int = 0) -> tuple[Target, Target]:
