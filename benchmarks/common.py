@@ -254,7 +254,8 @@ class Served:
         return reset_peak(self.proc.pid)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s: a server the harness started ends with it."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -293,7 +294,7 @@ def serve(home: Path, *, rate_limit: float = 1_000_000.0, timeout: float = 60) -
         startup = time.perf_counter() - t0
         if healthy:
             break
-        _stop(proc)
+        stop(proc)
         text = log.read_text(errors="replace")
         if "address already in use" not in text.lower() or attempt == 2:
             raise RuntimeError(f"keysafe serve did not become healthy:\n{text[-3000:]}")
@@ -301,7 +302,7 @@ def serve(home: Path, *, rate_limit: float = 1_000_000.0, timeout: float = 60) -
     try:
         yield served
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # -- load --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """End-to-end `sign_transaction` over HTTP at 1, 8 and 32 concurrent agents, beside the
 authenticated no-op `GET /v1/agent/whoami` on the same server and raw in-process signing with the
 same libraries (solders `Keypair.sign_message`, eth-account `Account.sign_transaction`); plus
-the server's peak RSS idle and under the 32-agent load.
+the server's peak RSS idle and under the 32-agent load. At 8 agents a bare ASGI endpoint served by
+the same uvicorn call (benchmarks/bare_asgi.py) runs in the same rounds: the floor whoami is
+measured against.
 
 Each level runs whoami, then Solana, then EVM, each for the same time, closed loop (every agent
 sends its next request when the previous answer arrives, on its own keep-alive connection).
@@ -14,9 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import common
+from benchmarks import bare_asgi, common
 
 LEVELS = (1, 8, 32)
+BARE_LEVEL = 8  # the level at which the bare ASGI endpoint runs beside whoami
 SIGNED = b'"status":"signed"'
 
 
@@ -85,11 +88,12 @@ def _cycle(reqs: list[bytes], n: int) -> bytes:
 def factories(
     kind: str, vault: common.BenchVault, port: int, agents: int, sol_pool: list[str]
 ) -> list[Callable[[int], bytes]]:
-    """One request factory per agent: whoami, a Solana transfer or an EIP-1559 transfer."""
+    """One request factory per agent: whoami, a Solana transfer or an EIP-1559 transfer; "bare"
+    is the whoami request sent to the bare ASGI endpoint (listening on `port`)."""
     out: list[Callable[[int], bytes]] = []
     for a in range(agents):
         token = vault.token(a)
-        if kind == "whoami":
+        if kind in ("whoami", "bare"):
             req = common.http_request("GET", "/v1/agent/whoami", port, token)
             out.append(functools.partial(_same, req))
         elif kind == "solana":
@@ -129,7 +133,7 @@ def measure(
     `warmup`), so a passing disturbance on the machine does not land on one side only."""
     sol_pool = common.solana_transfers(vault.sol_address, 32)
     levels: dict[str, dict[str, Any]] = {}
-    with common.serve(vault.home) as server:
+    with common.serve(vault.home) as server, bare_asgi.serve(vault.home.parent) as bare:
         # One request of each kind first: imports and caches, not counted as idle memory.
         common.run_load(server.port, factories("whoami", vault, server.port, 1, sol_pool),
                         warmup=0, duration=0.2)  # fmt: skip
@@ -142,11 +146,14 @@ def measure(
             # level's own peak; where the kernel refuses, it is the peak since startup.
             peak_reset = server.reset_peak()
             runs: dict[str, list[common.LoadResult]] = {"whoami": [], "solana": [], "evm": []}
+            if n == BARE_LEVEL:
+                runs["bare"] = []
             for _ in range(rounds):
                 for kind, out in runs.items():
+                    port = bare.port if kind == "bare" else server.port
                     out.append(common.run_load(
-                        server.port, factories(kind, vault, server.port, n, sol_pool),
-                        ok_marker=None if kind == "whoami" else SIGNED,
+                        port, factories(kind, vault, port, n, sol_pool),
+                        ok_marker=None if kind in ("whoami", "bare") else SIGNED,
                         warmup=warmup, duration=max(duration / rounds, MIN_WINDOW_PER_AGENT * n),
                     ))  # fmt: skip
             levels[str(n)] = {kind: common.merge(out).to_dict() for kind, out in runs.items()}
@@ -159,6 +166,7 @@ def measure(
             row[f"{kind}_vs_whoami"] = row[kind]["throughput_rps"] / row["whoami"]["throughput_rps"]
             row[f"{kind}_vs_raw"] = row[kind]["throughput_rps"] / raw[kind]["ops_per_s"]
     eight = levels["8"]
+    eight["whoami_vs_bare"] = eight["whoami"]["throughput_rps"] / eight["bare"]["throughput_rps"]
     errors_8 = eight["solana"]["errors"] + eight["whoami"]["errors"]
     ratio = eight["solana_vs_whoami"]
     return {
@@ -176,6 +184,15 @@ def measure(
             "peak_reset_works": peak_reset,
         },
         "ratio": ratio,
+        "noop_vs_bare": {
+            "ratio": eight["whoami_vs_bare"],
+            "target": 0.25,
+            "met": bool(
+                eight["whoami_vs_bare"] >= 0.25
+                and eight["bare"]["errors"] == 0
+                and eight["whoami"]["errors"] == 0
+            ),
+        },
         "target": {
             "solana_vs_whoami_at_8": 0.5,
             "met": bool(ratio >= 0.5 and errors_8 == 0 and audit["ok"]),

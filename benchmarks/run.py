@@ -1,7 +1,8 @@
 """keysafe's benchmark harness: every figure beside its baseline, in one run, on throwaway vaults.
 
-    .venv/bin/python benchmarks/run.py           # full run (< 5 min on 2 cores): results.json + RESULTS.md
-    .venv/bin/python benchmarks/run.py --quick   # smoke (< 60 s): results.json only
+    .venv/bin/python benchmarks/run.py                  # full run (10-20 min on 2 cores): results.json + RESULTS.md
+    .venv/bin/python benchmarks/run.py --quick          # smoke (~1-2 min): results.json only
+    .venv/bin/python benchmarks/run.py --only history   # one figure (or a comma list), full settings
 
 Prints a table (figure, value, baseline, ratio, target, met) and writes the JSON to
 benchmarks/results.json (--out to change). A full run also rewrites benchmarks/RESULTS.md with
@@ -10,9 +11,14 @@ of the hot path. Ratios are what the targets are about: both sides run on the sa
 the same run, so they compare across machines where absolute numbers do not.
 
 Figures (modules in benchmarks/): http_signing (sign_transaction over HTTP at 1/8/32 agents vs
-whoami and raw signing, server RSS), decision, budget, proxy (and proxy_stream: first SSE event
-through the proxy vs direct), mcp_overhead, unlock, history
-(audit verify, startup and throughput with 100k audit entries), frost_signing, hot_path.
+whoami and raw signing, whoami vs a bare ASGI endpoint on the same uvicorn, server RSS), decision,
+budget, proxy (and proxy_stream: first SSE event through the proxy vs direct), mcp_overhead,
+unlock, history (audit verify of 100k entries, startup, and 8-agent signing throughput with
+100k prior signatures inside the agents' 24h window), frost_signing, wrk (side_by_side.py:
+keysafe's gated sign and no-op under wrk, as it is compared with another signer), hot_path (the
+profile of one gated sign, on a fresh vault and on the one with the 100k-signature past).
+A run with --only writes results.json (to --out) but never RESULTS.md: the report is always
+one full run's.
 """
 
 from __future__ import annotations
@@ -47,12 +53,13 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
     http_signing,
     mcp_overhead,
     proxy,
+    side_by_side,
     unlock,
 )
 
 HERE = Path(__file__).resolve().parent
 FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
-           "history", "hot_path")  # fmt: skip
+           "wrk", "history", "hot_path")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,17 +77,21 @@ class Settings:
     mcp_calls: int = 200
     frost_rounds: int = 200
     audit_entries: int = 100_000
-    ledger_rows: int = 10_000
+    history_signatures: int = 100_000  # prior signatures inside the measured agents' 24h window
     startup_repeats: int = 3
     history_rounds: int = 2
     history_duration: float = 4.0
     profile_calls: int = 300
+    wrk_connections: int = 8
+    wrk_seconds: float = 4.0  # per side per round
+    wrk_rounds: int = 2
 
 
 QUICK = Settings(
     warmup=0.2, duration=0.6, rounds=1, raw_seconds=0.2, decision_seconds=0.6, budget_iterations=25,
     unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, frost_rounds=3, audit_entries=2_000,
-    ledger_rows=200, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
+    history_signatures=2_000, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
+    wrk_seconds=1.0, wrk_rounds=1,
 )  # fmt: skip
 
 
@@ -165,15 +176,24 @@ class CpuWatch:
 # -- running the figures -----------------------------------------------------------------------
 
 
-def run_all(s: Settings, work: Path, *, log: Callable[[str], None]) -> dict[str, Any]:
+def run_all(
+    s: Settings, work: Path, *, log: Callable[[str], None], only: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Every figure (or those in `only`), each beside its baseline; a figure that fails leaves
+    its error and traceback under its key and the others still run."""
     figures: dict[str, Any] = {}
     timings: dict[str, float] = {}
 
     def timed(key: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if only is not None and key not in only:
+            return
         log(f"· {key} …")
         t0 = time.perf_counter()
         try:
             figures[key] = fn()
+        except side_by_side.WrkMissing as exc:  # a tool this machine lacks, said plainly
+            figures[key] = {"skipped": str(exc)}
+            log(f"  {key} SKIPPED: {exc}")
         except Exception as exc:  # one broken figure must not lose the others' numbers
             figures[key] = {"error": f"{type(exc).__name__}: {exc}",
                             "traceback": traceback.format_exc()}  # fmt: skip
@@ -222,13 +242,36 @@ def run_all(s: Settings, work: Path, *, log: Callable[[str], None]) -> dict[str,
                 return asyncio.run(mcp_overhead.measure(url, token, s.mcp_calls))
 
         timed("mcp", run_mcp)
+        timed("wrk", lambda: side_by_side.measure_keysafe(
+            common.copy_vault(base, work / "wrk"), threads=2, connections=s.wrk_connections,
+            seconds=s.wrk_seconds, rounds=s.wrk_rounds, log=log,
+        ))  # fmt: skip
         timed("history", lambda: history.measure(
-            base, work, audit_entries=s.audit_entries, ledger_rows=s.ledger_rows,
+            base, work, audit_entries=s.audit_entries, signatures=s.history_signatures,
             startup_repeats=s.startup_repeats, rounds=s.history_rounds, warmup=s.warmup,
             duration=s.history_duration,
         ))  # fmt: skip
-        timed("hot_path", lambda: hot_path.measure(common.copy_vault(base, work / "profile"),
-                                                   calls=s.profile_calls))  # fmt: skip
+
+        def run_hot_path() -> dict[str, Any]:
+            fresh = hot_path.measure(common.copy_vault(base, work / "profile"),
+                                     calls=s.profile_calls)  # fmt: skip
+            # The same profile on the vault with the long past: what grows with history shows.
+            past = history.big_copy(base, work)
+            if not isinstance(figures.get("history"), dict) or "error" in figures["history"] \
+                    or not past.home.exists():  # fmt: skip
+                past = common.copy_vault(base, work / "profile-past")
+                history.fill(past, audit_entries=s.audit_entries, signatures=s.history_signatures)
+            # Fewer calls: while the window sums grow with history, each call there is ~10× slower.
+            fresh["with_history"] = hot_path.measure(
+                common.copy_vault(past, work / "profile-history"),
+                calls=max(20, s.profile_calls // 3),
+            )
+            fresh["with_history"]["signatures_in_window_per_agent"] = s.history_signatures // (
+                history.MEASURED_AGENTS
+            )
+            return fresh
+
+        timed("hot_path", run_hot_path)
     return {"figures": figures, "seconds_per_figure": timings}
 
 
@@ -243,8 +286,12 @@ def _us(x: float) -> str:
     return f"{x:.2f} µs" if x < 10 else f"{x:.1f} µs"
 
 
+def _per_s(x: float) -> str:
+    return f"{x:.1f}/s" if x < 10 else f"{x:.0f}/s"
+
+
 def _rps(r: dict[str, Any]) -> str:
-    return f"{r['throughput_rps']:.0f}/s (p50 {_ms(r['p50_ms'])}, p99 {_ms(r['p99_ms'])})"
+    return f"{_per_s(r['throughput_rps'])} (p50 {_ms(r['p50_ms'])}, p99 {_ms(r['p99_ms'])})"
 
 
 def _rows_http_signing(f: dict[str, Any]) -> list[common.Figure]:
@@ -259,6 +306,13 @@ def _rows_http_signing(f: dict[str, Any]) -> list[common.Figure]:
         "≥ 0.50, no errors, audit verifies", hs["target"]["met"],
         f"errors {hs['target']['errors_at_8']}; audit chain after: "
         f"{'verifies' if audit_ok else 'BROKEN'} ({hs['audit_after']['entries']} entries)",
+    ))  # fmt: skip
+    nb = hs["noop_vs_bare"]
+    rows.append(common.Figure(
+        "noop_vs_bare_8",
+        "no-op (whoami) / bare ASGI endpoint on the same server stack (uvicorn, same flags), 8 agents",
+        _rps(eight["whoami"]), _rps(eight["bare"]), nb["ratio"], "≥ 0.25, no errors", nb["met"],
+        f"errors {eight['whoami']['errors']}/{eight['bare']['errors']}",
     ))  # fmt: skip
     for n in ("1", "8", "32"):
         for chain, label in (("solana", "Solana transfer"), ("evm", "EVM EIP-1559")):
@@ -394,7 +448,7 @@ def _rows_history(f: dict[str, Any]) -> list[common.Figure]:
     rows.append(common.Figure(
         "startup_vs_hashlib",
         f"startup with {hist['audit_entries_added']:,} audit entries + "
-        f"{hist['ledger_rows_added']:,} ledger rows / hashlib of the chain's bytes",
+        f"{hist['signatures_added']:,} prior signatures / hashlib of the chain's bytes",
         f"{h['startup_s']['big']:.2f} s", f"{av['hashlib_same_bytes_s'] * 1000:.0f} ms",
         h["startup_big_vs_hashlib"], "—", None,
         "startup = spawn to first healthy answer, Argon2id unlock included",
@@ -404,15 +458,39 @@ def _rows_history(f: dict[str, Any]) -> list[common.Figure]:
         f"{h['startup_s']['big']:.2f} s", f"{h['startup_s']['empty']:.2f} s",
         h["startup_ratio_big_vs_empty"], "—", None,
     ))  # fmt: skip
-    tp = h["throughput_rps"]
+    in_window = hist["signatures_in_24h_window_per_agent"]
+    decided = h["decisions_during_load"]["big"]
+    td = h["throughput_detail"]
     rows.append(common.Figure(
         "throughput_history",
-        "gated Solana throughput, 8 agents, with that history / empty vault",
-        f"{tp['big']:.0f}/s", f"{tp['empty']:.0f}/s", h["ratio"], "≥ 0.90 (within 10%)",
-        h["target"]["met"], f"errors {h['errors']}; audit after: "
+        f"gated Solana sign, 8 agents, with {hist['signatures_added']:,} prior signatures by the "
+        f"same agents inside their 24h window / empty vault",
+        _rps(td["big"]), _rps(td["empty"]), h["ratio"], "≥ 0.90, no errors, all allowed",
+        h["target"]["met"],
+        f"{min(in_window.values(), default=0):,}–{max(in_window.values(), default=0):,} "
+        f"in window per agent; errors {h['errors']}; decisions during the load "
+        + ", ".join(f"{k} {v}" for k, v in sorted(decided.items()))
+        + f"; audit after: "
         f"{'verifies' if all(a['ok'] for a in h['audit_after'].values()) else 'BROKEN'}",
     ))  # fmt: skip
     return rows
+
+
+def _rows_wrk(f: dict[str, Any]) -> list[common.Figure]:
+    w = f["wrk"]
+    st = w["settings"]
+
+    def fmt(r: dict[str, Any]) -> str:
+        return f"{r['throughput_rps']:.0f}/s (p50 {_ms(r['p50_ms'])}, p99 {_ms(r['p99_ms'])})"
+
+    return [common.Figure(
+        "wrk_sign_vs_noop",
+        f"wrk: gated Solana sign / no-op (whoami), {st['connections']} connections, one agent",
+        fmt(w["sign"]), fmt(w["noop"]), w["ratio"], "—", None,
+        f"errors {w['sign']['errors']}/{w['noop']['errors']}; {w['tool']}, "
+        f"{st['rounds']}×{st['seconds_per_round']:g} s per side; "
+        "benchmarks/side_by_side.py runs the same against another signer",
+    )]  # fmt: skip
 
 
 def _rows_frost(f: dict[str, Any]) -> list[common.Figure]:
@@ -429,18 +507,23 @@ def _rows_frost(f: dict[str, Any]) -> list[common.Figure]:
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
     "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
     "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "unlock": _rows_unlock, "history": _rows_history,
-    "frost": _rows_frost,
+    "frost": _rows_frost, "wrk": _rows_wrk,
 }  # fmt: skip
 # Figures whose rows carry a target: a failure there counts as a missed target.
 TARGETED = {"http_signing", "decision", "proxy", "mcp", "history"}
 
 
-def table(f: dict[str, Any]) -> list[common.Figure]:
-    """The rows of every figure; a figure that failed (or whose numbers are missing) gets one
-    FAILED row instead, and the others are still reported."""
+def table(f: dict[str, Any], only: frozenset[str] | None = None) -> list[common.Figure]:
+    """The rows of every figure (of those in `only`); a figure that failed (or whose numbers are
+    missing) gets one FAILED row instead, and the others are still reported. A figure skipped
+    for a missing tool (wrk) has no row: the report lists it under the skipped ones."""
     rows: list[common.Figure] = []
     for key, build in ROW_BUILDERS.items():
+        if only is not None and key not in only:
+            continue
         fig = f.get(key)
+        if isinstance(fig, dict) and "skipped" in fig:
+            continue
         error = fig.get("error") if isinstance(fig, dict) else "not run"
         if not error:
             try:
@@ -489,8 +572,8 @@ def _why_gated(f: dict[str, Any]) -> str:
     eight, one = hs["levels"]["8"], hs["levels"]["1"]
     inproc = prof["latency_unprofiled"]["p50_ms"]
     parse_ms, parse_sh = _share(prof, "parse the policy")
-    auth_sh = _share(prof, "gate.admit")[1]
-    fin_sh = _share(prof, "gate.settle")[1]
+    gate_sh = _share(prof, "gate: decide")[1]
+    admit_sh = _share(prof, "gate._admit")[1]
     app_sh = _share(prof, "audit.append")[1]
     dec_sh = _share(prof, "engine.decide")[1]
     use_sh = _share(prof, "ledger window")[1]
@@ -504,12 +587,12 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"{_ms(inproc)} is the service call itself (in-process, no HTTP). The profile of that "
         f"call (below) shows where it goes: parsing the agent's policy YAML {parse_sh:.0%} "
         f"({_ms(parse_ms)} under the profiler; parsed policies are cached per text since "
-        f"2026-11-23, when it was about a third), the rest of `gate.admit` "
-        f"(decision, reservation, audit entry) {auth_sh - parse_sh:.0%}, `gate.settle` (commit + "
-        f"audit) {fin_sh:.0%}; across both, SQLAlchemy statement execution {sql_sh:.0%}, audit "
+        f"2026-11-23, when it was about a third), the gate's one write transaction "
+        f"{gate_sh:.0%} (of which the decision step `gate._admit` {admit_sh:.0%}); across the "
+        f"call, SQLAlchemy statement execution {sql_sh:.0%}, audit "
         f"appends {app_sh:.0%}, ledger window sums {use_sh:.0%}, the engine {dec_sh:.0%}, "
         f"SQLite commits (fsync) only {com_sh:.0%} and the signature itself {sign_sh:.0%}. "
-        f"A gated call runs two serialised write transactions (admit, settle) where "
+        f"A gated call runs a serialised write transaction where "
         f"whoami runs none, and all of it is Python under one GIL, so eight agents "
         f"do not go faster than one: the server is CPU-bound on one core. Under concurrency the "
         f"tail grows with the queue (p99 {_ms(eight['solana']['p99_ms'])} at 8 agents, "
@@ -520,8 +603,8 @@ def _why_gated(f: dict[str, Any]) -> str:
         f"varies between runs (per-round figures are in results.json).\n\n"
         f"**Plan.** (1) Cache the chain registry by digest as the parsed policy now is "
         f"(`policy.rules.stored_policy`), re-reading it only when `chain add` changes it. "
-        f"(2) Fold settle and the success audit entry into the admit transaction where "
-        f"the action cannot fail after it (the token check is already read-only). "
+        f"(2) Fewer statements in the one write transaction (a signature already decides, "
+        f"signs, books and audits in one; its audit entries could be one row). "
         f"(3) Precompile each policy (rules indexed by action, caps in base units) so the "
         f"engine does set lookups, not Decimal conversions (see the decision row). "
         f"(4) Keep running window totals per (agent, rule) instead of summing ledger rows on "
@@ -594,23 +677,59 @@ def _why_mcp(f: dict[str, Any]) -> str:
 
 def _why_history(f: dict[str, Any]) -> str:
     h = f["history"]
+    hist = h["history"]
+    per_agent = max(hist["signatures_in_24h_window_per_agent"].values(), default=0)
+    td = h["throughput_detail"]
+    grown = ""
+    past = f.get("hot_path", {}).get("with_history")
+    if past:
+        fresh = {x["stage"]: x["ms_per_call"] for x in f["hot_path"]["stages"]}
+        # These hold the others (engine.decide calls the window sums): name what grew inside.
+        containers = ("gate", "SQLAlchemy", "engine.decide")
+        growth = sorted(
+            ((x["ms_per_call"] - fresh.get(x["stage"], 0.0), x["stage"].strip())
+             for x in past["stages"] if not x["stage"].strip().startswith(containers)),
+            reverse=True,
+        )[:3]  # fmt: skip
+        grown = (
+            " The profile below (fresh vs with history) shows where the time went: "
+            + "; ".join(f"{name} +{_ms(d)} per call" for d, name in growth)
+            + "."
+        )
+    denied = h.get("decisions_not_allowed", 0)
     return (
-        f"**Why.** With {h['history']['audit_entries_added']:,} audit entries and "
-        f"{h['history']['ledger_rows_added']:,} ledger rows throughput fell to "
-        f"{h['ratio']:.0%} of the empty vault's. Appends read only the chain head, but the "
-        f"ledger's window sums (`usage_reader`) fetch every live row of the agent and rule "
-        f"inside the window and sum them in Python, so the cost follows the rows in the "
-        f"window; machine noise between rounds is the other candidate (see the rounds in "
-        f"results.json).\n\n**Plan.** Keep running totals per (agent, rule, window bucket) "
-        f"updated in the reserve/settle transaction, so a check reads O(buckets) rows; "
-        f"re-run this figure with more rounds to separate noise from the trend."
+        f"**Why.** With {hist['signatures_added']:,} prior signatures by the same 8 agents "
+        f"inside their 24h window ({per_agent:,} per agent), gated signing ran at "
+        f"{_per_s(td['big']['throughput_rps'])} against {_per_s(td['empty']['throughput_rps'])} on "
+        f"the empty vault ({h['ratio']:.0%}), errors {h['errors']}, decisions not allowed "
+        f"{denied}. Every window check sums the agent's live ledger rows inside the window "
+        f"(`usage_reader` fetches them all and adds them up in Python), so its cost follows the "
+        f"rows in the window.{grown}\n\n"
+        f"**Plan.** Keep running totals per (agent, rule, asset, minute/hour bucket), updated in "
+        f"the reserve/settle transaction, so a check reads O(buckets) rows whatever the "
+        f"history; re-run `benchmarks/run.py --only history,hot_path` after the change."
+    )
+
+
+def _why_noop_vs_bare(f: dict[str, Any]) -> str:
+    eight = f["http_signing"]["levels"]["8"]
+    return (
+        f"**Why.** The bare ASGI endpoint answers {eight['bare']['throughput_rps']:.0f}/s on the "
+        f"same uvicorn call; whoami answers {eight['whoami']['throughput_rps']:.0f}/s. The "
+        f"difference is keysafe's own request path before any action: the guard middleware "
+        f"(host check, body-size limit, hardened headers), FastAPI routing and dependency "
+        f"injection, the bearer-token check run in a thread pool (a hash and a read of the "
+        f"token's row) and the per-agent rate limit.\n\n"
+        f"**Plan.** Profile whoami under load (cProfile around the app, or py-spy) and cut the "
+        f"per-request work: the token check off the thread pool (a verified-token cache for a "
+        f"second, as `last_seen` already is), the guard's header work done once."
     )
 
 
 WHY: dict[str, Callable[[dict[str, Any]], str]] = {
     "gated_vs_noop_8": _why_gated, "decision_example": _why_decision,
     "decision_200": _why_decision_200, "proxy": _why_proxy, "mcp": _why_mcp,
-    "throughput_history": _why_history,
+    "throughput_history": _why_history, "noop_vs_bare_8": _why_noop_vs_bare,
 }  # fmt: skip
 
 
@@ -685,6 +804,21 @@ def markdown(result: dict[str, Any], rows: list[common.Figure]) -> str:
         lines += ["## Figures that failed", ""]
         lines += [f"- {k}: `{v}`" for k, v in failed.items()]
         lines += [""]
+    skipped = {k: v["skipped"] for k, v in f.items() if isinstance(v, dict) and "skipped" in v}
+    if skipped:
+        lines += ["## Figures skipped", ""]
+        lines += [f"- {k}: {v}" for k, v in skipped.items()]
+        lines += [""]
+    lines += [
+        "## keysafe beside another signer",
+        "",
+        "The wrk row above is `benchmarks/side_by_side.py` run against keysafe's gated Solana "
+        "sign and its no-op. To compare keysafe with another signer on your machine, give the "
+        "script that signer's URL, method, headers and a request body; it runs wrk with the "
+        "same settings against both in alternating rounds and prints req/s, p50 and p99 for "
+        "each (see the README's Speed section).",
+        "",
+    ]
     try:
         lines += _profile_section(f)
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
@@ -715,23 +849,45 @@ def _profile_section(f: dict[str, Any]) -> list[str]:
         f"call is {_ms(hs['solana']['p50_ms'])} p50 and the authenticated no-op "
         f"{_ms(hs['whoami']['p50_ms'])}, so HTTP, FastAPI and the token check account for the "
         f"difference. Inclusive time per stage (nested stages indented; shares of the profiled "
-        f"total, {_ms(prof['profiled_ms_per_call'])} per call with profiler overhead):",
-        "",
-        "| stage | ms per call | share | calls per sign |",
-        "|---|---|---|---|",
+        f"total, {_ms(prof['profiled_ms_per_call'])} per call with profiler overhead)",
     ]
+    past = prof.get("with_history")
+    if past:
+        per_agent = past.get("signatures_in_window_per_agent", 0)
+        lines[-1] += (
+            f", fresh and on the vault with the long past (the history figure's, {past['calls']} "
+            f"calls: agent-00 then has {per_agent:,} prior signatures inside its 24h window; unprofiled "
+            f"{_ms(past['latency_unprofiled']['p50_ms'])} p50, profiled "
+            f"{_ms(past['profiled_ms_per_call'])} per call). The last column is with-history "
+            f"over fresh: a stage that grows with history stands out there:"
+        )
+        lines += ["", "| stage | ms per call | share | calls per sign | ms per call, with history "
+                  "| × fresh |", "|---|---|---|---|---|---|"]  # fmt: skip
+    else:
+        lines[-1] += ":"
+        lines += ["", "| stage | ms per call | share | calls per sign |", "|---|---|---|---|"]
+    hist_stages = {x["stage"]: x for x in past["stages"]} if past else {}
     for s in prof["stages"]:
         label = s["stage"].replace("  ", "↳ ", 1) if s["stage"].startswith("  ") else s["stage"]
-        lines.append(f"| {label} | {s['ms_per_call']:.3f} | {s['share']:.0%} | "
-                     f"{s['calls_per_sign']:.0f} |")  # fmt: skip
-    lines += ["", "Functions with the most own time:", "", "| function | ms per call | share |",
-              "|---|---|---|"]  # fmt: skip
+        row = f"| {label} | {s['ms_per_call']:.3f} | {s['share']:.0%} | {s['calls_per_sign']:.0f} |"
+        if past:
+            h = hist_stages.get(s["stage"], {"ms_per_call": 0.0})
+            grow = f"{h['ms_per_call'] / s['ms_per_call']:.2f}" if s["ms_per_call"] else "—"
+            row += f" {h['ms_per_call']:.3f} | {grow} |"
+        lines.append(row)
+    lines += ["", "Functions with the most own time (fresh vault):", "",
+              "| function | ms per call | share |", "|---|---|---|"]  # fmt: skip
     for t in prof["top_own_time"][:10]:
         lines.append(f"| `{t['function']}` | {t['own_ms_per_call']:.3f} | {t['share']:.1%} |")
+    if past:
+        lines += ["", "The same with the long past:", "", "| function | ms per call | share |",
+                  "|---|---|---|"]  # fmt: skip
+        for t in past["top_own_time"][:10]:
+            lines.append(f"| `{t['function']}` | {t['own_ms_per_call']:.3f} | {t['share']:.1%} |")
     sql_sh = _share(prof, "SQLAlchemy")[1]
     crypto_sh = _share(prof, "open the wallet key")[1] + _share(prof, "sign + verify")[1]
     commit_sh = _share(prof, "SQLite COMMIT")[1]
-    containers = ("gate.admit", "gate.settle", "SQLAlchemy")
+    containers = ("gate", "SQLAlchemy")
     leaves = sorted(
         (s for s in prof["stages"] if not s["stage"].strip().startswith(containers)),
         key=lambda s: s["share"],
@@ -781,25 +937,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the JSON (default benchmarks/results.json)")  # fmt: skip
     parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md",
                         help="where a full run writes its report (default benchmarks/RESULTS.md)")  # fmt: skip
+    parser.add_argument("--only", metavar="FIGURE[,FIGURE…]",
+                        help="run only these figures (with --quick or full settings); writes the "
+                             "JSON, never RESULTS.md. Figures: " + ", ".join(FIGURES))  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the throwaway vaults")
     args = parser.parse_args(argv)
+    only: frozenset[str] | None = None
+    if args.only:
+        only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
+        unknown = sorted(only - set(FIGURES))
+        if unknown or not only:
+            parser.error(f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(FIGURES)}")  # fmt: skip
     settings = QUICK if args.quick else Settings()
     started = time.perf_counter()
     info = machine()
     watch = CpuWatch()
     work = Path(tempfile.mkdtemp(prefix="keysafe-bench-"))
     os.chmod(work, 0o700)
-    print(f"keysafe benchmarks ({'quick' if args.quick else 'full'}) in {work}", flush=True)
+    mode = "quick" if args.quick else "full"
+    if only is not None:
+        mode += " (only " + ", ".join(sorted(only)) + ")"
+    print(f"keysafe benchmarks ({mode}) in {work}", flush=True)
     try:
-        run = run_all(settings, work, log=lambda s: print(s, flush=True))
+        run = run_all(settings, work, log=lambda s: print(s, flush=True), only=only)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     info["cpu_during_run"] = watch.report()
-    rows = table(run["figures"])
+    rows = table(run["figures"], only)
     result: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
+        "only": sorted(only) if only is not None else None,
         "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round(time.perf_counter() - started, 1),
         "machine": info,
@@ -807,15 +977,18 @@ def main(argv: list[str] | None = None) -> int:
         "table": [r.to_dict() for r in rows],
         "targets_missed": [r.key for r in rows if r.met is False],
         "figures_failed": [k for k, v in run["figures"].items() if "error" in v],
+        "figures_skipped": [k for k, v in run["figures"].items() if "skipped" in v],
         **run,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print_table(rows)
     print(f"\nJSON: {args.out}   ({result['duration_s']:.0f} s)")
-    if not args.quick:
+    if not args.quick and only is None:
         args.results_md.write_text(markdown(result, rows))
         print(f"report: {args.results_md}")
+    elif only is not None:
+        print("(--only: RESULTS.md is left as it is; only a full run writes it)")
     failed = [k for k, v in run["figures"].items() if isinstance(v, dict) and "error" in v]
     if failed:
         print(f"FAILED figures: {', '.join(failed)} (tracebacks in the JSON)", file=sys.stderr)

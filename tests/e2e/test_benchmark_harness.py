@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a quick run still starts several servers (about 40 s)
 
 FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
-           "history", "hot_path")  # fmt: skip
+           "wrk", "history", "hot_path")  # fmt: skip
 TABLE_KEYS = {
     "gated_vs_noop_8", "solana_vs_noop_1", "evm_vs_noop_1", "evm_vs_noop_8", "solana_vs_noop_32",
     "evm_vs_noop_32", "solana_vs_raw", "evm_vs_raw", "decision_example", "decision_200",
     "policy_parse", "budget", "proxy", "proxy_stream", "mcp", "unlock", "audit_verify", "startup_vs_hashlib",
-    "startup_history", "throughput_history", "rss", "frost",
+    "startup_history", "throughput_history", "rss", "frost", "noop_vs_bare_8", "wrk_sign_vs_noop",
 }  # fmt: skip
 QuickRun = tuple[dict[str, Any], str, Path]  # the JSON, what was printed, where a report would go
 
@@ -57,7 +57,7 @@ def test_quick_run_writes_json_with_every_figure_and_its_ratio(quick_run: QuickR
         assert row["met"] in (True, False, None), key
     # Every figure with a target says whether it was met.
     for key in ("gated_vs_noop_8", "decision_example", "decision_200", "proxy", "proxy_stream",
-                "mcp", "throughput_history"):  # fmt: skip
+                "mcp", "throughput_history", "noop_vs_bare_8"):  # fmt: skip
         assert rows[key]["met"] in (True, False), key
     assert set(result["targets_missed"]) == {k for k, r in rows.items() if r["met"] is False}
 
@@ -77,7 +77,17 @@ def test_quick_run_measures_each_side_for_real(quick_run: QuickRun) -> None:
     assert mem["idle_rss"] > 0 and mem["peak_under_32_agents"] > 0
     assert f["history"]["audit_verify"]["entries"] >= 2000
     assert all(a["ok"] for a in f["history"]["audit_after"].values())
+    # The past lies inside the measured agents' window, and the load was allowed, not denied.
+    built = f["history"]["history"]
+    assert sum(built["signatures_in_24h_window_per_agent"].values()) >= built["signatures_added"]
+    assert f["history"]["errors"] == 0 and f["history"]["decisions_not_allowed"] == 0
+    assert all(d.get("allow", 0) > 0 for d in f["history"]["decisions_during_load"].values())
+    assert levels["8"]["bare"]["requests"] > 0 and levels["8"]["bare"]["errors"] == 0
+    for side in ("sign", "noop"):
+        assert f["wrk"]["targets"] and f["wrk"][side]["requests"] > 0, side
+        assert f["wrk"][side]["errors"] == 0, side
     assert f["hot_path"]["stages"] and f["hot_path"]["top_own_time"]
+    assert f["hot_path"]["with_history"]["stages"]
     for path in ("direct", "vault_route", "local_proxy"):
         assert f["proxy_stream"]["timings"][path]["first_event"]["p50_ms"] > 0, path
     machine = result["machine"]
