@@ -481,9 +481,10 @@ def decide(
     and denies still hold). `granted`: rules the owner granted this agent for a while.
 
     The policy is compiled against the registry once and cached (compiled.compile_policy)."""
-    stopped = status_refusal(agent)
-    if stopped is not None:
-        return stopped
+    if agent.status != "active" or agent.paused_all:
+        stopped = status_refusal(agent)
+        if stopped is not None:
+            return stopped
     if policy is None:
         return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
     compiled = compile_policy(policy, registry)
@@ -617,7 +618,7 @@ def _judge_rule(
     """
     name = rule.name
     for spend in r.spends:
-        cap, threshold, _ = rule.plans[spend.asset.index]
+        cap, threshold = rule.plans[spend.asset.index]
         if isinstance(cap, str):
             raise Unevaluable(cap)
         if isinstance(threshold, str):
@@ -638,7 +639,7 @@ def _judge_rule(
         charges.append(Charge(name, spend.asset.identity, spend.units))
     if not r.spends:
         charges.append(Charge(name, None, 0))  # counted by max_count windows
-    for k, limit in enumerate(rule.limits):
+    for limit in rule.limits:
         used_by_key, used_count = usage(name, r.when - limit.span)
         if limit.max_count is not None:
             ok = used_count + 1 <= limit.max_count
@@ -650,9 +651,11 @@ def _judge_rule(
                     f"{limit.window}; {used_count} already used. Nothing was signed.",
                     name,
                 )
+        if limit.caps is None:
+            continue
         for spend in r.spends:
             asset = spend.asset
-            cap = rule.plans[asset.index][2][k]
+            cap = limit.caps[asset.index]
             if cap is None:
                 continue
             if isinstance(cap, str):
