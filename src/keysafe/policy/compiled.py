@@ -299,7 +299,9 @@ def _hours(hours: Hours | None) -> CompiledHours | None:
         return None
     tz: tzinfo | None
     try:
-        tz = ZoneInfo(hours.tz)
+        # The database's UTC is offset 0 forever: datetime's own UTC gives the same local time,
+        # without a zone lookup per request (the policy default, and most policies).
+        tz = UTC if hours.tz == "UTC" else ZoneInfo(hours.tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         tz = None  # judged as written, which raises as it did before compiling
     days = frozenset(DAYS.index(d) for d in hours.days if d in DAYS)

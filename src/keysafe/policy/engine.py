@@ -44,11 +44,12 @@ compare against (tests/unit/policy/reference_engine.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from keysafe.policy import urls
 from keysafe.policy.compiled import (
@@ -244,25 +245,24 @@ def _deny(code: str, reason: str, rule: str | None = None, **kw: Any) -> Decisio
     return Decision("deny", rule, code, reason, **kw)
 
 
+# An amount as most requests write it: ASCII digits, and decimals after one '.'.
+_PLAIN_AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+
+
 def _base_units(text: str, decimals: int | None) -> int:
     """An amount in base units, exactly as parse_decimal and to_base_units read it (their
-    errors, in their order). Plain amounts ("12.5": ASCII digits, at most one '.') skip the
-    Decimal round trip; anything else takes it.
+    errors, in their order). Plain amounts skip the Decimal round trip; anything else takes it.
 
     Raises:
         ValueError: not a plain decimal, no asset to judge it by, or finer than the asset's unit.
     """
-    whole, dot, frac = text.partition(".")
-    if (
-        decimals is None
-        or decimals < 0
-        or not (whole.isascii() and whole.isdigit())
-        or (dot and not (frac.isascii() and frac.isdigit()))
-    ):
+    plain = _PLAIN_AMOUNT.fullmatch(text)
+    if plain is None or decimals is None or decimals < 0:
         amount = parse_decimal(text)
         if decimals is None:
             raise ValueError("needs an asset to be judged")
         return to_base_units(amount, decimals)
+    whole, frac = plain.groups("")
     if len(frac) > decimals:
         if frac[decimals:].strip("0"):
             raise ValueError(f"has more than {decimals} decimal places")

@@ -49,7 +49,7 @@ NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)  # a Monday
 TIMES = [NOW, NOW.replace(hour=7, minute=59), NOW.replace(hour=21), NOW + timedelta(days=5)]
 
 SETTINGS = settings(
-    max_examples=120,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -250,7 +250,7 @@ def test_decide_compiled_equals_reference_engine_field_by_field(data: st.DataObj
     policy = data.draw(policies(), label="policy")
     names = [r.name for r in policy.rules]
     ledger = data.draw(ledgers(names), label="ledger")
-    for intent in data.draw(st.lists(intents(), min_size=1, max_size=6), label="requests"):
+    for intent in data.draw(st.lists(intents(), min_size=1, max_size=8), label="requests"):
         agent = data.draw(st.sampled_from(AGENTS))
         now = data.draw(st.sampled_from(TIMES))
         approved = data.draw(st.booleans())
@@ -272,7 +272,7 @@ EXAMPLE = parse_policy(example_text())
 PAY = "pay-small-on-base"
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=30)
 @given(intent=intents(), now=st.sampled_from(TIMES))
 def test_decide_cached_compiled_form_decides_as_a_fresh_compile(
     intent: Intent, now: datetime
@@ -442,7 +442,7 @@ def test_decision_windows_built_when_read_equal_the_eager_ones() -> None:
     assert Decision("deny", None, "X", "why").windows == ()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     text=st.text(alphabet="0123456789. ١e-_+x", max_size=12) | st.sampled_from(AMOUNTS),
     decimals=st.sampled_from([None, 0, 1, 6, 18]),
