@@ -21,12 +21,15 @@ Nothing here decides; engine.py does, with exactly the semantics it had before (
 it, decision by decision, with the uncompiled engine kept in tests/unit/policy/reference_engine.py).
 
 The cache: a compiled form is kept per (Policy object, registry content). A `Policy` is frozen,
-and the service shares one per stored text (rules.stored_policy), so its identity is its content;
-the cache holds the Policy itself, so its id cannot be reused while the entry lives. A registry is
-built anew for every request (service/registry.py), so it is keyed by its content: every field of
-every chain and asset, whatever fields they grow (a changed decimals, address, chain id or an
-added chain or asset is a new key, never a stale compiled form). Both caches are small and
-bounded; an evicted entry is compiled again when needed.
+and the service shares one per stored text (rules.stored_policy), so its identity stands for its
+content (a policy whose lists were mutated in place would not be seen: nothing in keysafe does
+that, and the parsed policy is shared with every request already); each entry holds the objects
+whose ids key it, so no id is reused while its entry lives. A registry is built anew for every
+request (service/registry.py), so it is keyed by its content: every field of every chain and
+asset, whatever fields they grow (a changed decimals, address, chain id or an added chain or
+asset is a new key, never a stale compiled form). A caller that passes the same registry object
+again skips even that key (a small identity map in front). All caches are small and bounded; an
+evicted entry is compiled again when needed.
 """
 
 from __future__ import annotations

@@ -122,6 +122,10 @@ class WindowState:
 _Row = tuple[str, str, str | None, int, int, int, bool, int, bool]
 
 
+class _Trace(list[_Row]):
+    """The windows one decision judged, as numbers (only the engine makes one)."""
+
+
 def _window_state(row: _Row) -> WindowState:
     rule, window, symbol, limit, used, requested, unlimited, scale, ok = row
     after = max(limit - used - requested, 0) if ok else 0
@@ -146,14 +150,14 @@ class _Windows:
     def __get__(self, obj: Decision | None, owner: type | None = None) -> tuple[WindowState, ...]:
         if obj is None:
             return ()  # the field's default
-        value = obj.__dict__["_windows"]
-        if isinstance(value, tuple):
-            return value
+        value: tuple[WindowState, ...] | _Trace = obj.__dict__["_windows"]
+        if not isinstance(value, _Trace):
+            return value  # as the constructor was given it
         built = tuple(map(_window_state, value))
         obj.__dict__["_windows"] = built  # the same value whichever thread builds it first
         return built
 
-    def __set__(self, obj: Decision, value: tuple[WindowState, ...] | list[_Row]) -> None:
+    def __set__(self, obj: Decision, value: tuple[WindowState, ...] | _Trace) -> None:
         obj.__dict__["_windows"] = value
 
 
@@ -223,7 +227,7 @@ def _decision(
     code: str | None,
     reason: str,
     matched: tuple[str, ...],
-    windows: list[_Row] | tuple[()],
+    windows: _Trace | tuple[()],
     charges: tuple[Charge, ...] = (),
 ) -> Decision:
     """`Decision(outcome, …)` for the engine's own allow, ask and budget results: the same
@@ -552,7 +556,7 @@ def decide(
             )
         names = tuple(m.name for m in matched)
 
-    windows: list[_Row] = []
+    windows = _Trace()
     charges: list[Charge] = []
     violation: Decision | None = None
     asks: list[str] = []
@@ -603,7 +607,7 @@ def _judge_rule(
     rule: CompiledRule,
     r: _Resolved,
     usage: Usage,
-    windows: list[_Row],
+    windows: _Trace,
     charges: list[Charge],
     asks: list[str],
     violation: Decision | None,

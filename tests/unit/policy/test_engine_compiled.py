@@ -440,6 +440,8 @@ def test_decision_windows_built_when_read_equal_the_eager_ones() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.outcome = "deny"  # type: ignore[misc]
     assert Decision("deny", None, "X", "why").windows == ()
+    given_as_list = Decision("deny", None, "X", "why", (), list(d.windows))  # type: ignore[arg-type]
+    assert given_as_list.windows == list(d.windows)  # kept as the caller gave it
 
 
 @settings(max_examples=200, deadline=None)
