@@ -32,30 +32,45 @@ Rules this module enforces (issue "Agents, policies and budgets"):
   spans N chains spend N times its cap (ETH on every EVM chain shares one cap, as before).
 
 The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
+
+Speed (issue "Speed"): each policy is compiled once against the registry (compiled.py: rules
+indexed by action, names resolved, caps in base units, cached per policy and registry content),
+so a decision does set lookups and integer compares. The explanation is built where it is read:
+a decision keeps its budget windows as numbers, and `Decision.windows` formats them
+(WindowState) on first access, so an allow the gate only books pays for no strings. The
+semantics are those of the engine as it was before compiling, kept as the oracle the tests
+compare against (tests/unit/policy/reference_engine.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Final, Literal, overload
 
 from keysafe.policy import urls
+from keysafe.policy.compiled import (
+    Asset,
+    Chain,
+    CompiledRegistry,
+    CompiledRule,
+    SymbolPeers,
+    address_key,
+    compile_policy,
+)
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import (
-    AssetInfo,
     ChainInfo,
     Registry,
-    UnknownName,
     decimal_text,
     from_base_units,
     parse_decimal,
     to_base_units,
 )
-from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy, Rule
+from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy
 
 Outcome = Literal["allow", "ask", "deny"]
 # usage(rule_name, since) -> (live base units per ledger asset key, live action count). A key is
@@ -100,14 +115,60 @@ class WindowState:
         }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+# A budget window as the numbers it was judged with: (rule, window, symbol (None for a count
+# window), limit, used, requested, unlimited, scale, ok), amounts in base units of `scale`
+# decimals (window_spend); a count window counts with scale 0. A plain tuple: one is made per
+# window per decision, and Decision.windows turns them into WindowState only when read.
+_Row = tuple[str, str, str | None, int, int, int, bool, int, bool]
+
+
+class _Trace(list[_Row]):
+    """The windows one decision judged, as numbers (only the engine makes one)."""
+
+
+def _window_state(row: _Row) -> WindowState:
+    rule, window, symbol, limit, used, requested, unlimited, scale, ok = row
+    after = max(limit - used - requested, 0) if ok else 0
+    return WindowState(
+        rule, window, "count" if symbol is None else "amount", symbol,
+        from_base_units(limit, scale), from_base_units(used, scale),
+        "unlimited" if unlimited else from_base_units(requested, scale),
+        from_base_units(max(limit - used, 0), scale), ok, from_base_units(after, scale),
+    )  # fmt: skip
+
+
+class _Windows:
+    """`Decision.windows`: a tuple of WindowState, made from the decision's numbers (`_Row`) the
+    first time it is read. Most allows are only booked, never shown, and the strings were a
+    large part of a decision's cost. A dataclass field with a descriptor as its default keeps
+    the constructor, `dataclasses.replace`, equality and repr as they were."""
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> tuple[WindowState, ...]: ...
+    @overload
+    def __get__(self, obj: Decision, owner: type | None = None) -> tuple[WindowState, ...]: ...
+    def __get__(self, obj: Decision | None, owner: type | None = None) -> tuple[WindowState, ...]:
+        if obj is None:
+            return ()  # the field's default
+        value: tuple[WindowState, ...] | _Trace = obj.__dict__["_windows"]
+        if not isinstance(value, _Trace):
+            return value  # as the constructor was given it
+        built = tuple(map(_window_state, value))
+        obj.__dict__["_windows"] = built  # the same value whichever thread builds it first
+        return built
+
+    def __set__(self, obj: Decision, value: tuple[WindowState, ...] | _Trace) -> None:
+        obj.__dict__["_windows"] = value
+
+
+@dataclass(frozen=True)
 class Decision:
     outcome: Outcome
     rule: str | None
     code: str | None
     reason: str
     matched: tuple[str, ...] = ()
-    windows: tuple[WindowState, ...] = ()
+    windows: _Windows = _Windows()
     charges: tuple[Charge, ...] = field(default=())
     next_step: str | None = None  # what the agent or owner can do about a deny, when specific
 
@@ -126,51 +187,98 @@ class Unevaluable(Exception):
     """A condition cannot be judged; the rule that needed it denies."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Spend:
     """One asset the request spends: `units` in base units, of which `fee_units` is network fee."""
 
-    asset: AssetInfo
+    asset: Asset
     units: int
     unlimited: bool = False
     fee_units: int = 0
 
     def text(self) -> str:
-        sym = self.asset.symbol
+        sym, decimals = self.asset.symbol, self.asset.decimals
         if self.unlimited:
             return f"an unlimited amount of {sym}"
-        total = from_base_units(self.units, self.asset.decimals)
+        total = from_base_units(self.units, decimals)
         if not self.fee_units:
             return f"{total} {sym}"
-        fee = from_base_units(self.fee_units, self.asset.decimals)
+        fee = from_base_units(self.fee_units, decimals)
         if self.fee_units == self.units:
             return f"up to {fee} {sym} in network fees"
-        value = from_base_units(self.units - self.fee_units, self.asset.decimals)
+        value = from_base_units(self.units - self.fee_units, decimals)
         return f"{total} {sym} ({value} {sym} + up to {fee} {sym} network fee)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Resolved:
     intent: Intent
-    chain: ChainInfo | None
-    asset: AssetInfo | None
-    units: int | None  # None when no amount, or unlimited
+    chain: Chain | None
+    asset: Asset | None
     unlimited: bool
     when: datetime
     fee: Decimal | None  # the most the network fee can cost, native units
-    spends: tuple[_Spend, ...]  # what caps and windows are charged, per asset
+    spends: list[_Spend]  # what caps and windows are charged, per asset
+
+
+def _decision(
+    outcome: Outcome,
+    rule: str | None,
+    code: str | None,
+    reason: str,
+    matched: tuple[str, ...],
+    windows: _Trace | tuple[()],
+    charges: tuple[Charge, ...] = (),
+) -> Decision:
+    """`Decision(outcome, …)` for the engine's own allow, ask and budget results: the same
+    object, made without the frozen dataclass's one `object.__setattr__` per field, which were a
+    tenth of an allow's cost. (A test holds it equal to the constructor's.)"""
+    made = object.__new__(Decision)
+    object.__setattr__(
+        made,
+        "__dict__",
+        {
+            "outcome": outcome, "rule": rule, "code": code, "reason": reason,
+            "matched": matched, "_windows": windows, "charges": charges, "next_step": None,
+        },
+    )  # fmt: skip
+    return made
 
 
 def _deny(code: str, reason: str, rule: str | None = None, **kw: Any) -> Decision:
     return Decision("deny", rule, code, reason, **kw)
 
 
-def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | Decision:
+# An amount as most requests write it: ASCII digits, and decimals after one '.'.
+_PLAIN_AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+
+
+def _base_units(text: str, decimals: int | None) -> int:
+    """An amount in base units, exactly as parse_decimal and to_base_units read it (their
+    errors, in their order). Plain amounts skip the Decimal round trip; anything else takes it.
+
+    Raises:
+        ValueError: not a plain decimal, no asset to judge it by, or finer than the asset's unit.
+    """
+    plain = _PLAIN_AMOUNT.fullmatch(text)
+    if plain is None or decimals is None or decimals < 0:
+        amount = parse_decimal(text)
+        if decimals is None:
+            raise ValueError("needs an asset to be judged")
+        return to_base_units(amount, decimals)
+    whole, frac = plain.groups("")
+    if len(frac) > decimals:
+        if frac[decimals:].strip("0"):
+            raise ValueError(f"has more than {decimals} decimal places")
+        frac = frac[:decimals]
+    return int(whole + frac.ljust(decimals, "0"))
+
+
+def _resolve(intent: Intent, reg: CompiledRegistry, when: datetime) -> _Resolved | Decision:
     chain = asset = None
     if intent.chain is not None:
-        try:
-            chain = registry.chain(intent.chain)
-        except UnknownName:
+        chain = reg.chain(intent.chain)
+        if chain is None:
             return _deny(
                 "UNKNOWN_CHAIN",
                 f"The chain '{str(intent.chain)[:40]}' is not in the chain registry, so no rule "
@@ -179,9 +287,8 @@ def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | D
     if intent.asset is not None:
         if chain is None:
             return _deny("UNEVALUABLE", "The request names an asset but no chain.")
-        try:
-            asset = registry.asset(chain, intent.asset)
-        except UnknownName:
+        asset = chain.asset(intent.asset)
+        if asset is None:
             return _deny(
                 "UNKNOWN_ASSET",
                 f"The asset '{intent.asset[:60]}' is not known on {chain.name}, so its amount "
@@ -191,10 +298,7 @@ def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | D
     unlimited = intent.is_unlimited
     if intent.amount is not None and not unlimited:
         try:
-            amount = parse_decimal(intent.amount)
-            if asset is None:
-                raise ValueError("needs an asset to be judged")
-            units = to_base_units(amount, asset.decimals)
+            units = _base_units(intent.amount, None if asset is None else asset.decimals)
         except ValueError as exc:
             return _deny("UNEVALUABLE", f"The amount {exc}, so it cannot be judged.")
     spends: list[_Spend] = []
@@ -204,60 +308,64 @@ def _resolve(intent: Intent, registry: Registry, now: datetime) -> _Resolved | D
     if intent.fee is not None:
         if chain is None:
             return _deny("UNEVALUABLE", "The request names a network fee but no chain.")
+        native = chain.native
+        if native is None:
+            return _deny(
+                "UNEVALUABLE",
+                f"The network fee no native asset registered for {chain.name}, so it cannot "
+                "be judged.",
+            )
         try:
-            native = registry.native_asset(chain)
             fee = parse_decimal(intent.fee)
             fee_units = to_base_units(fee, native.decimals)
-        except (UnknownName, ValueError) as exc:
+        except ValueError as exc:
             return _deny("UNEVALUABLE", f"The network fee {exc}, so it cannot be judged.")
-        if fee_units and spends and spends[0].asset == native:
+        if fee_units and spends and spends[0].asset is native:
             spends[0] = _Spend(native, spends[0].units + fee_units, unlimited, fee_units)
         elif fee_units:
             spends.append(_Spend(native, fee_units, False, fee_units))
-    return _Resolved(intent, chain, asset, units, unlimited, intent.time or now, fee, tuple(spends))
+    return _Resolved(intent, chain, asset, unlimited, when, fee, spends)
 
 
-def _same_address(a: str, b: str) -> bool:
-    if a[:2].lower() == "0x" and b[:2].lower() == "0x":
-        return a.lower() == b.lower()
-    return a == b
+def _scope_matches(rule: CompiledRule, r: _Resolved) -> bool:
+    """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell.
 
-
-def _in(values: Sequence[str], item: str | None) -> bool:
-    return item is not None and any(_same_address(v, item) for v in values)
-
-
-def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
-    """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell."""
+    The conditions are checked in the order the engine always had: a rule that cannot be
+    evaluated denies only when no earlier condition already rules it out. (Allow/ask rules
+    without `wallets` never reach here for a signing action: compiled._index.)
+    """
     i = r.intent
-    if rule.wallets is not None:
-        if i.wallet is None or i.wallet not in rule.wallets:
-            return False
-    elif rule.verb != "deny" and i.action in SIGNING_ACTIONS:
-        return False  # an allow/ask rule signs only with the wallets it names
+    if rule.wallets is not None and (i.wallet is None or i.wallet not in rule.wallets):
+        return False
     if rule.chains is not None:
         if r.chain is None:
             return False
-        try:
-            names = {registry.chain(c).name for c in rule.chains}
-        except UnknownName as exc:
-            raise Unevaluable(f"rule names an {exc}") from None
-        if r.chain.name not in names:
+        if rule.chain_error is not None:
+            raise Unevaluable(rule.chain_error)
+        if r.chain.name not in rule.chains:
             return False
-    if rule.assets is not None:
-        if r.asset is None:
-            return False
-        if r.asset.symbol.upper() not in {a.upper() for a in rule.assets}:
-            return False
-    if rule.recipients is not None and not _in(rule.recipients, i.to):
+    if rule.assets is not None and (r.asset is None or r.asset.peers.upper not in rule.assets):
         return False
-    if rule.contracts is not None and not _in(rule.contracts, i.contract):
+    if rule.recipients is not None and (i.to is None or address_key(i.to) not in rule.recipients):
         return False
-    if rule.spenders is not None and not _in(rule.spenders, i.spender):
+    if rule.rare and not _rare_conditions_hold(rule, r):
         return False
-    if rule.selectors is not None and (i.selector or "").lower() not in {
-        s.lower() for s in rule.selectors
-    }:
+    return rule.hours is None or not rule.hours.contains(r.when)
+
+
+def _rare_conditions_hold(rule: CompiledRule, r: _Resolved) -> bool:
+    """The conditions after `recipients` and before `outside_hours`, which few rules set (the
+    compiled rule says whether it sets any, so most rules skip these tests)."""
+    i = r.intent
+    if rule.contracts is not None and (
+        i.contract is None or address_key(i.contract) not in rule.contracts
+    ):
+        return False
+    if rule.spenders is not None and (
+        i.spender is None or address_key(i.spender) not in rule.spenders
+    ):
+        return False
+    if rule.selectors is not None and (i.selector or "").lower() not in rule.selectors:
         return False
     if rule.credentials is not None and i.credential not in rule.credentials:
         return False
@@ -275,29 +383,12 @@ def _scope_matches(rule: Rule, r: _Resolved, registry: Registry) -> bool:
             raise Unevaluable(f"the URL cannot be judged ({exc})") from None
     if rule.primary_types is not None and i.primary_type not in rule.primary_types:
         return False
-    if rule.message_matches is not None and (
-        i.message is None or re.search(rule.message_matches, i.message) is None
-    ):
+    if rule.message is not None and (i.message is None or rule.message.search(i.message) is None):
         return False
-    if rule.when is not None and rule.when.unlimited not in (None, r.unlimited):
-        return False
-    return not (rule.outside_hours is not None and rule.outside_hours.contains(r.when))
+    return rule.unlimited is None or rule.unlimited == r.unlimited
 
 
-def _cap_units(caps: dict[str, Decimal] | None, asset: AssetInfo) -> int | None:
-    """A rule's cap (or threshold, or window limit) for `asset`, in base units (None: none)."""
-    if not caps:
-        return None
-    for sym, cap in caps.items():
-        if sym.upper() == asset.symbol.upper():
-            try:
-                return to_base_units(cap, asset.decimals)
-            except ValueError:
-                raise Unevaluable(f"its cap for {sym} is finer than the asset's unit") from None
-    return None
-
-
-def _fmt(units: int, asset: AssetInfo) -> str:
+def _fmt(units: int, asset: Asset) -> str:
     return from_base_units(units, asset.decimals)
 
 
@@ -315,17 +406,23 @@ def window_spend(
     peers = registry.same_symbol(symbol)
     if not peers:
         return None
-    scale = max(a.decimals for a in peers)
     decimals = {a.identity: a.decimals for a in peers}
-    coarsest = min(decimals.values())
+    summed = SymbolPeers(
+        symbol.upper(), max(a.decimals for a in peers), decimals, min(decimals.values())
+    )
+    return _used(units_by_key, summed), summed.scale
+
+
+def _used(units_by_key: Mapping[str, int], peers: SymbolPeers) -> int:
+    """window_spend's sum, with the symbol's peers worked out beforehand (compiled.py)."""
     used = 0
     for key, units in units_by_key.items():
-        d = decimals.get(key)
-        if d is None and ":" not in key and key.upper() == symbol.upper():
-            d = coarsest
+        d = peers.decimals.get(key)
+        if d is None and ":" not in key and key.upper() == peers.upper:
+            d = peers.coarsest
         if d is not None:
-            used += units * 10 ** (scale - d)
-    return used, scale
+            used += units * 10 ** (peers.scale - d)
+    return used
 
 
 def _what(r: _Resolved) -> str:
@@ -338,32 +435,25 @@ def _chain_label(chain: ChainInfo) -> str:
     return chain.name.replace("-", " ").title()
 
 
-def _fee_too_high(r: _Resolved) -> Decision | None:
+def _fee_too_high(r: _Resolved, registry: Registry) -> Decision | None:
     """The chain's fee ceiling: the one place a fee is refused whatever the rules say."""
-    if r.fee is None or r.chain is None or r.fee <= r.chain.fee_ceiling:
+    if r.fee is None or r.chain is None:
         return None
-    ceiling, native = decimal_text(r.chain.fee_ceiling), r.chain.native
+    # The caller's own ChainInfo: the compiled registry may come from an equal one whose ceiling
+    # is written differently ("0.05" or "0.050"), and the message quotes it.
+    chain = registry.chains[r.chain.index]
+    if r.fee <= chain.fee_ceiling:
+        return None
+    ceiling, native = decimal_text(chain.fee_ceiling), chain.native
     return _deny(
         "FEE_TOO_HIGH",
         f"The network fee of this request can reach {decimal_text(r.fee)} {native}, over the "
-        f"{ceiling} {native} ceiling per transaction on {_chain_label(r.chain)}. "
+        f"{ceiling} {native} ceiling per transaction on {_chain_label(chain)}. "
         "Nothing was signed.",
         next_step=f"lower the fee to at most {ceiling} {native} (EVM: gas × maxFeePerGas or "
         "gasPrice; Solana: the priority fee); if such fees are expected, the owner raises the "
-        f"ceiling with `keysafe chain add {r.chain.name} … --max-fee AMOUNT`.",
+        f"ceiling with `keysafe chain add {chain.name} … --max-fee AMOUNT`.",
     )
-
-
-def _typed_data_asset(intent: Intent, registry: Registry) -> AssetInfo | None:
-    """The registered token an undecoded typed-data request would be signed for, if any."""
-    if intent.action != "evm.sign_typed_data" or not intent.contract:
-        return None
-    return registry.asset_contract(intent.contract)
-
-
-def _names_typed_data(rule: Rule) -> bool:
-    # Scope matching already held the request to these lists; here they must exist at all.
-    return rule.primary_types is not None and rule.contracts is not None
 
 
 def status_refusal(agent: AgentState) -> Decision | None:
@@ -392,56 +482,65 @@ def decide(
     granted: frozenset[str] = frozenset(),
 ) -> Decision:
     """Decide. `approved`: the owner approved this exact request, so asks are satisfied (limits
-    and denies still hold). `granted`: rules the owner granted this agent for a while."""
-    stopped = status_refusal(agent)
-    if stopped is not None:
-        return stopped
+    and denies still hold). `granted`: rules the owner granted this agent for a while.
+
+    The policy is compiled against the registry once and cached (compiled.compile_policy)."""
+    if agent.status != "active" or agent.paused_all:
+        stopped = status_refusal(agent)
+        if stopped is not None:
+            return stopped
     if policy is None:
         return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
+    compiled = compile_policy(policy, registry)
     when = intent.time or now  # a dry run may ask "at that moment"; real requests carry no time
     # Expiry is the agent's real state: a dry run dated before it does not revive the policy.
-    if policy.expires is not None and (now >= policy.expires or when >= policy.expires):
+    expires = compiled.expires  # policy.expires in UTC: compares without a zone lookup
+    if expires is not None and (now >= expires or (when is not now and when >= expires)):
         return _deny(
             "POLICY_EXPIRED",
-            f"The policy of agent '{agent.name}' expired at {policy.expires.isoformat()}; "
+            f"The policy of agent '{agent.name}' expired at {compiled.expires_text}; "
             "everything is denied until the owner sets a new one.",
         )
     if intent.action not in ACTIONS:
         return _deny("UNKNOWN_ACTION", f"'{intent.action[:64]}' is not an action keysafe knows.")
-    resolved = _resolve(intent, registry, now)
+    resolved = _resolve(intent, compiled.registry, when)
     if isinstance(resolved, Decision):
         return resolved
     r = resolved
-    too_high = _fee_too_high(r)
-    if too_high is not None:
-        return too_high
+    if r.fee is not None:
+        too_high = _fee_too_high(r, registry)
+        if too_high is not None:
+            return too_high
 
-    covering = sorted(
-        (rule for rule in policy.rules if rule.covers(intent.action)), key=lambda x: x.name
-    )
-    matched: list[Rule] = []
-    for rule in covering:
+    matched: list[CompiledRule] = []
+    matched_names: list[str] = []
+    for rule in compiled.by_action[intent.action]:  # smallest name first
         try:
-            if _scope_matches(rule, r, registry):
+            if _scope_matches(rule, r):
                 matched.append(rule)
+                matched_names.append(rule.name)
         except Unevaluable as exc:
             return _deny(
                 "UNEVALUABLE",
                 f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. Nothing was signed.",
                 rule.name,
             )
-    names = tuple(m.name for m in matched)
+    names = tuple(matched_names)
 
-    denies = [m for m in matched if m.verb == "deny"]
-    if denies:
-        d = denies[0]
-        return _deny(
-            "POLICY_DENIED", f"Rule '{d.name}' denies {intent.action} here.", d.name, matched=names
-        )
-    token = _typed_data_asset(intent, registry)
+    for d in matched:
+        if d.verb == "deny":
+            return _deny(
+                "POLICY_DENIED", f"Rule '{d.name}' denies {intent.action} here.", d.name,
+                matched=names,
+            )  # fmt: skip
+    token = (
+        compiled.registry.contracts.get(intent.contract.lower())
+        if intent.action == "evm.sign_typed_data" and intent.contract
+        else None
+    )
     if token is not None:
-        unnamed = [m for m in matched if not _names_typed_data(m)]
-        matched = [m for m in matched if _names_typed_data(m)]
+        unnamed = [m for m in matched if not m.names_typed_data]
+        matched = [m for m in matched if m.names_typed_data]
         if unnamed and not matched:
             kind = (intent.primary_type or "unnamed")[:100]
             return _deny(
@@ -457,32 +556,29 @@ def decide(
             )
         names = tuple(m.name for m in matched)
 
-    windows: list[WindowState] = []
+    windows = _Trace()
     charges: list[Charge] = []
     violation: Decision | None = None
     asks: list[str] = []
     allows: list[str] = []
-    for rule in (m for m in matched if m.verb in ("allow", "ask")):
+    for rule in matched:  # every one allows or asks: a deny returned above
         (allows if rule.verb == "allow" else asks).append(rule.name)
         try:
-            violation = _judge_rule(
-                agent, rule, r, usage, registry, when, windows, charges, asks, violation
-            )
+            violation = _judge_rule(agent, rule, r, usage, windows, charges, asks, violation)
         except Unevaluable as exc:
             return _deny(
                 "UNEVALUABLE", f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
             )
+    trace = windows or ()
     if violation is not None:
-        return Decision(
-            "deny", violation.rule, violation.code, violation.reason, names, tuple(windows)
-        )
-    pending_asks = [] if approved else sorted(set(asks) - granted)
+        return _decision("deny", violation.rule, violation.code, violation.reason, names, trace)
+    pending_asks = sorted(set(asks) - granted) if asks and not approved else []
     if pending_asks:
         first = pending_asks[0]
-        return Decision(
+        return _decision(
             "ask", first, "APPROVAL_REQUIRED",
             f"Rule '{first}' needs the owner's approval for {intent.action} of {_what(r)}.",
-            names, tuple(windows), tuple(charges),
+            names, trace, tuple(charges),
         )  # fmt: skip
     if allows or asks:
         named = sorted(asks)[0] if asks else allows[0]
@@ -492,7 +588,7 @@ def decide(
             else f"Rule '{named}' asked, and the owner approved"
             + (" this request." if approved else " this kind of request for a while.")
         )
-        return Decision("allow", named, None, why, names, tuple(windows), tuple(charges))
+        return _decision("allow", named, None, why, names, trace, tuple(charges))
     source = (
         f" from wallet '{intent.wallet}'"
         if intent.wallet is not None and intent.action in SIGNING_ACTIONS
@@ -508,80 +604,82 @@ def decide(
 
 def _judge_rule(
     agent: AgentState,
-    rule: Rule,
+    rule: CompiledRule,
     r: _Resolved,
     usage: Usage,
-    registry: Registry,
-    when: datetime,
-    windows: list[WindowState],
+    windows: _Trace,
     charges: list[Charge],
     asks: list[str],
     violation: Decision | None,
 ) -> Decision | None:
     """One matched allow/ask rule's caps, thresholds and windows, for every asset the request
     spends (the fee included). Appends to `windows`, `charges` and `asks`; returns the first
-    violation (the one passed in, if there was one already)."""
+    violation (the one passed in, if there was one already).
+
+    Raises:
+        Unevaluable: a cap the rule sets for a spent asset is finer than the asset's unit (the
+            first such cap in the order the engine always read them).
+    """
+    name = rule.name
     for spend in r.spends:
-        cap = _cap_units(rule.max_per_tx, spend.asset)
-        threshold = _cap_units(rule.approve_above, spend.asset)
-        sym = spend.asset.symbol
+        cap, threshold = rule.plans[spend.asset.index]
+        if isinstance(cap, str):
+            raise Unevaluable(cap)
+        if isinstance(threshold, str):
+            raise Unevaluable(threshold)
         if cap is not None and (spend.unlimited or spend.units > cap) and violation is None:
             violation = _deny(
                 "OVER_PER_TX_LIMIT",
-                f"Agent '{agent.name}' may send at most {_fmt(cap, spend.asset)} {sym} "
-                f"per transaction (rule '{rule.name}'); this one sends {spend.text()}. "
-                "Nothing was signed.",
-                rule.name,
+                f"Agent '{agent.name}' may send at most {_fmt(cap, spend.asset)} "
+                f"{spend.asset.symbol} per transaction (rule '{name}'); this one sends "
+                f"{spend.text()}. Nothing was signed.",
+                name,
             )
         if threshold is not None and (spend.unlimited or spend.units > threshold):
-            asks.append(rule.name)
+            asks.append(name)
     if not rule.limits:
         return violation
-    if r.spends:
-        charges.extend(Charge(rule.name, s.asset.identity, s.units) for s in r.spends)
-    else:
-        charges.append(Charge(rule.name, None, 0))  # counted by max_count windows
+    for spend in r.spends:
+        charges.append(Charge(name, spend.asset.identity, spend.units))
+    if not r.spends:
+        charges.append(Charge(name, None, 0))  # counted by max_count windows
     for limit in rule.limits:
-        since = when - timedelta(seconds=limit.seconds)
-        used_by_key, used_count = usage(rule.name, since)
+        used_by_key, used_count = usage(name, r.when - limit.span)
         if limit.max_count is not None:
             ok = used_count + 1 <= limit.max_count
-            windows.append(WindowState(
-                rule.name, limit.window, "count", None, str(limit.max_count),
-                str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
-                str(max(limit.max_count - used_count - 1, 0)),
-            ))  # fmt: skip
+            windows.append((name, limit.window, None, limit.max_count, used_count, 1, False, 0, ok))
             if not ok and violation is None:
                 violation = _deny(
                     "RATE_LIMITED",
-                    f"Rule '{rule.name}' allows at most {limit.max_count} actions per "
+                    f"Rule '{name}' allows at most {limit.max_count} actions per "
                     f"{limit.window}; {used_count} already used. Nothing was signed.",
-                    rule.name,
+                    name,
                 )
+        if limit.caps is None:
+            continue
         for spend in r.spends:
-            lim = _cap_units(limit.max, spend.asset)
-            sym = spend.asset.symbol
-            summed = window_spend(used_by_key, sym, registry) if lim is not None else None
-            if lim is None or summed is None:
+            asset = spend.asset
+            cap = limit.caps[asset.index]
+            if cap is None:
                 continue
+            if isinstance(cap, str):
+                raise Unevaluable(cap)
             # Cap, request and usage in base units of the finest decimals among the assets
             # that share this symbol, so each row counts in its own asset's units.
-            used, scale = summed
-            up = 10 ** (scale - spend.asset.decimals)
-            cap, req = lim * up, spend.units * up
+            scale = asset.peers.scale
+            used = _used(used_by_key, asset.peers) if used_by_key else 0
+            req = spend.units * asset.up
             ok = not spend.unlimited and used + req <= cap
-            left = from_base_units(max(cap - used, 0), scale)
-            after = from_base_units(max(cap - used - req, 0) if ok else 0, scale)
-            windows.append(WindowState(
-                rule.name, limit.window, "amount", sym, from_base_units(cap, scale),
-                from_base_units(used, scale),
-                "unlimited" if spend.unlimited else from_base_units(req, scale), left, ok, after,
-            ))  # fmt: skip
+            windows.append(
+                (name, limit.window, asset.symbol, cap, used, req, spend.unlimited, scale, ok)
+            )
             if not ok and violation is None:
+                left = from_base_units(max(cap - used, 0), scale)
                 violation = _deny(
                     "BUDGET_EXCEEDED",
-                    f"Over the {limit.window} {sym} limit of rule '{rule.name}': "
-                    f"{left} {sym} left, this request is {spend.text()}. Nothing was signed.",
-                    rule.name,
+                    f"Over the {limit.window} {asset.symbol} limit of rule '{name}': "
+                    f"{left} {asset.symbol} left, this request is {spend.text()}. "
+                    "Nothing was signed.",
+                    name,
                 )
     return violation
