@@ -101,7 +101,8 @@ class Vault:
         self._state_key: SecretBytes | None = None  # derived once per unlock: read on every request
         self._epoch_keys: dict[int, SecretBytes] = {}
         # State that must die with the process and with every lock: the vault's preprocessed
-        # threshold-signing nonces (service/threshold.py). Never persisted, so never reusable.
+        # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
+        # (service/agents.py), the proxy's HTTP client (closed here). Never persisted.
         self.volatile: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -284,7 +285,14 @@ class Vault:
         self._master = master
 
     def lock(self) -> None:
+        held = list(self.volatile.values())
         self.volatile.clear()
+        for value in held:
+            # A resource held for this unlock (the credential proxy's kept-alive upstream
+            # connections) is closed with it, not left to the garbage collector.
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
         self.lock_epochs()
         if self._state_key is not None:
             self._state_key.wipe()
