@@ -486,11 +486,11 @@ def _agent_routes(app: FastAPI) -> None:
         )  # fmt: skip
 
     @app.get("/v1/agent/whoami", tags=["agent"], **_answer(answers.WhoAmI))
-    async def whoami(agent: Agent) -> JSONResponse:
+    async def whoami(request: Request) -> JSONResponse:
         """Which agent these credentials authenticate (a cheap check for surfaces in front)."""
-        # On the event loop and serialised once: nothing here blocks, and the answer is the
-        # declared model's one field (the schema still comes from the decorator).
-        return JSONResponse({"agent": agent})
+        # On the event loop, no dependency to resolve, serialised once: nothing here blocks, and
+        # the answer is the declared model's one field (the schema comes from the decorator).
+        return JSONResponse({"agent": await agent_name(request)})
 
     @app.post(
         "/v1/agent/http-request",
