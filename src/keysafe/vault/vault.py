@@ -287,12 +287,6 @@ class Vault:
     def lock(self) -> None:
         held = list(self.volatile.values())
         self.volatile.clear()
-        for value in held:
-            # A resource held for this unlock (the credential proxy's kept-alive upstream
-            # connections) is closed with it, not left to the garbage collector.
-            close = getattr(value, "close", None)
-            if callable(close):
-                close()
         self.lock_epochs()
         if self._state_key is not None:
             self._state_key.wipe()
@@ -300,6 +294,13 @@ class Vault:
         if self._master is not None:
             self._master.wipe()
             self._master = None
+        for value in held:
+            # A resource held for this unlock (the credential proxy's kept-alive upstream
+            # connections) is closed with it, not left to the garbage collector; after the keys
+            # are gone, so nothing here can keep them.
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> Vault:
         return self
