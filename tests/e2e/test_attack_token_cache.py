@@ -56,6 +56,7 @@ class Stack:
     tokens: dict[str, str]
     upstream_hits: list[str]
     upstream: str  # http://127.0.0.1:PORT
+    session: str = ""  # the owner's, opened on first use
 
     def whoami(self, token: str) -> httpx.Response:
         return httpx.get(f"{self.server.url}/v1/agent/whoami", headers=agent_headers(token))
@@ -73,9 +74,9 @@ class Stack:
         )
 
     def owner(self, method: str, path: str, **kw: object) -> httpx.Response:
-        session = self.server.login()
+        self.session = self.session or self.server.login()
         return httpx.request(
-            method, f"{self.server.url}{path}", headers={"authorization": f"Bearer {session}"},
+            method, f"{self.server.url}{path}", headers={"authorization": f"Bearer {self.session}"},
             **kw,  # type: ignore[arg-type]
         )  # fmt: skip
 
