@@ -21,7 +21,8 @@ Rules this module enforces:
   a connection to its own URL's host, and whether the credential goes with it is decided per
   hop as above. The shared client keeps no cookies (its jar refuses them all); a call's own
   redirect hops carry the cookies that call received, as before, and nothing outlives the call.
-  The client is closed when the vault locks (vault.volatile) and so when the server stops.
+  Locking the vault retires the client (vault.volatile): it is closed once the calls under way
+  have ended, and the next unlock makes a new one.
 - Every call is audited once, with method, host, path, status, body size, and how it ended:
   never the secret or bodies. A call the upstream answered counts against the budget even when
   its answer was over the cap or the client stopped reading.
@@ -45,7 +46,7 @@ import ipaddress
 import logging
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -79,7 +80,7 @@ TIMEOUT: Final = httpx.Timeout(120.0, connect=5.0)
 LIMITS: Final = httpx.Limits(
     max_connections=None, max_keepalive_connections=32, keepalive_expiry=4.0
 )
-_CLIENT: Final = "proxy.client"  # vault.volatile's key: the shared client, closed on lock
+_CLIENT: Final = "proxy.client"  # vault.volatile's key: the shared client, retired on lock
 _HOP_BODY_MAX: Final = 64 * 1024  # a redirect's body read (and dropped) to keep its connection
 _CLIENT_LOCK = threading.Lock()  # one client is made, however many calls start at once
 _HOP_BY_HOP: Final = frozenset({
@@ -307,7 +308,7 @@ class HttpStream:
         vault: Vault,
         req: gate.Request,
         request_id: str,
-        client: httpx.Client | None,
+        release: Callable[[], None],
         response: httpx.Response,
         scrubber: Scrubber,
         *,
@@ -320,7 +321,7 @@ class HttpStream:
         self.headers = headers
         self.redirects = redirects
         self._vault, self._req, self._rid = vault, req, request_id
-        self._client, self._response, self._scrubber = client, response, scrubber
+        self._release, self._response, self._scrubber = release, response, scrubber
         self._host, self._cap = host, cap
         self._size = 0
         self._ended = "client_closed"  # until the body ends or fails
@@ -409,9 +410,10 @@ class HttpStream:
         facts = {"status": self.status_code, "bytes": self._size, "redirects": self.redirects,
                  "ended": self._ended}  # fmt: skip
         try:
-            self._response.close()  # back to the pool when read to its end, else dropped
-            if self._client is not None:
-                self._client.close()
+            try:
+                self._response.close()  # back to the pool when read to its end, else dropped
+            finally:
+                self._release()
         finally:
             if failure is not None:
                 gate.settle(self._vault, self._req, self._rid, facts=facts,
@@ -678,16 +680,57 @@ def _new_client(transport: httpx.BaseTransport | None) -> httpx.Client:
     )  # fmt: skip
 
 
-def _client(vault: Vault, transport: httpx.BaseTransport | None) -> tuple[httpx.Client, bool]:
-    """The client for a call and whether the call owns it (closes it at its end): the vault's
-    shared one, made on first use; a client of its own when a test passes a transport."""
-    if transport is not None:
-        return _new_client(transport), True
-    with _CLIENT_LOCK:
-        client: httpx.Client | None = vault.volatile.get(_CLIENT)
-        if client is None or client.is_closed:
-            client = vault.volatile[_CLIENT] = _new_client(None)
-    return client, False
+class _Shared:
+    """The vault's shared client and the calls using it. Locking the vault retires it
+    (`close`, from Vault.lock): no new call takes it, and it is closed, connections and all,
+    as soon as the calls already under way have ended, so a lock does not cut off a call
+    (a long stream) that was sent before it, as none was before the client was shared."""
+
+    def __init__(self) -> None:
+        self.client = _new_client(None)
+        self._calls = 0
+        self._retired = False
+        self._guard = threading.Lock()
+
+    def acquire(self) -> httpx.Client | None:
+        """The client for one more call, or None once retired."""
+        with self._guard:
+            if self._retired:
+                return None
+            self._calls += 1
+            return self.client
+
+    def release(self) -> None:
+        with self._guard:
+            self._calls -= 1
+            done = self._retired and self._calls == 0
+        if done:
+            self.client.close()
+
+    def close(self) -> None:
+        with self._guard:
+            self._retired = True
+            done = self._calls == 0
+        if done:
+            self.client.close()
+
+
+def _client(
+    vault: Vault, transport: httpx.BaseTransport | None
+) -> tuple[httpx.Client, Callable[[], None]]:
+    """The client for a call and what ends the call's use of it: the vault's shared client,
+    made on first use; a client of the call's own (closed at its end) when a test passes a
+    transport, or when the vault locked a moment ago."""
+    if transport is None:
+        with _CLIENT_LOCK:
+            shared: _Shared | None = vault.volatile.get(_CLIENT)
+            if shared is None and vault.is_unlocked:
+                shared = vault.volatile[_CLIENT] = _Shared()
+        client = shared.acquire() if shared is not None else None
+        if shared is not None and client is not None:
+            return client, shared.release
+    own = _new_client(transport)
+    return own, own.close
 
 
 def _open(
@@ -714,7 +757,7 @@ def _open(
     }
     hops = 0
     current, current_method, current_body = call.url, call.method, call.body
-    client, owned = _client(vault, transport)
+    client, release = _client(vault, transport)
     # This call's cookies: what one hop set goes to the next hop it matches (as a browser
     # would), and dies with the call; the shared client's own jar stays empty.
     jar = httpx.Cookies()
@@ -745,13 +788,13 @@ def _open(
             if r.status_code in (301, 302, 303) and current_method != "HEAD":
                 current_method, current_body = "GET", None
     except httpx.HTTPError as exc:
-        _drop(client, owned, r)
+        _drop(release, r)
         raise ChainUnavailableError(
             f"The call to {urlsplit(current).hostname} failed ({type(exc).__name__}).",
             next_step="check the service is reachable, then retry.",
         ) from None
     except BaseException:
-        _drop(client, owned, r)
+        _drop(release, r)
         raise
     finally:
         del secret
@@ -759,7 +802,7 @@ def _open(
         k: _scrub(v, forms) for k, v in final.headers.items() if k.lower() not in _NOT_RETURNED
     }
     return HttpStream(
-        vault, call.req, request_id, client if owned else None, final, Scrubber(forms),
+        vault, call.req, request_id, release, final, Scrubber(forms),
         host=str(urlsplit(current).hostname), headers=out_headers, redirects=hops, cap=call.cap,
     )  # fmt: skip
 
@@ -774,10 +817,11 @@ def _finish_hop(response: httpx.Response) -> None:
     response.close()
 
 
-def _drop(client: httpx.Client, owned: bool, response: httpx.Response | None) -> None:
-    """After a failed call: its last answer's connection is let go (never reused half-read);
-    the shared client stays open for the next call."""
-    if response is not None:
-        response.close()
-    if owned:
-        client.close()
+def _drop(release: Callable[[], None], response: httpx.Response | None) -> None:
+    """After a failed call: its last answer's connection is let go (never reused half-read),
+    and the call's use of the client ends (the shared client stays for the next call)."""
+    try:
+        if response is not None:
+            response.close()
+    finally:
+        release()

@@ -102,7 +102,7 @@ class Vault:
         self._epoch_keys: dict[int, SecretBytes] = {}
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
-        # (service/agents.py), the proxy's HTTP client (closed here). Never persisted.
+        # (service/agents.py), the proxy's HTTP client (closed on lock). Never persisted.
         self.volatile: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -295,9 +295,10 @@ class Vault:
             self._master.wipe()
             self._master = None
         for value in held:
-            # A resource held for this unlock (the credential proxy's kept-alive upstream
-            # connections) is closed with it, not left to the garbage collector; after the keys
-            # are gone, so nothing here can keep them.
+            # A resource held for this unlock is told it is over (`close`), not left to the
+            # garbage collector: the credential proxy's client closes its kept-alive upstream
+            # connections once the calls under way end. After the keys are gone, so nothing
+            # here can keep them.
             close = getattr(value, "close", None)
             if callable(close):
                 close()

@@ -45,6 +45,7 @@ class Upstream:
     port: int = 0
     other: int = 0
     seen: list[dict[str, str]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)  # for /held
 
     def connections(self) -> set[str]:
         return {s["conn"] for s in self.seen}
@@ -65,6 +66,15 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
                 "cookie": self.headers.get("Cookie", ""),
             })  # fmt: skip
             path = urlsplit(self.path)
+            if path.path == "/held":  # one chunk now, the rest once the test says so
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"6\r\nfirst \r\n")
+                self.wfile.flush()
+                up.release.wait(10)
+                self.wfile.write(b"4\r\nlast\r\n0\r\n\r\n")
+                return
             if path.path == "/redirect-away":
                 self.send_response(302)
                 self.send_header("Location", f"http://127.0.0.1:{up.other}/landed")
@@ -187,3 +197,25 @@ def test_attack_a_kept_connection_never_carries_a_request_or_credential_to_anoth
         assert all(s["host"] == f"127.0.0.1:{up.port}" for s in up.seen)
         assert all(s["authorization"] in ("", f"Bearer {secret}") for s in up.seen)
     assert b.seen[1]["authorization"] == ""  # the redirect hop carried no credential
+
+
+def test_a_call_under_way_when_the_vault_locks_still_finishes(
+    vault: Vault, hosts: tuple[Upstream, Upstream]
+) -> None:
+    """Locking retires the shared client: no new call takes it, a stream already sent reads
+    to its end (as when every call had a client of its own), then it is closed."""
+    a, _ = hosts
+    stream = proxy.http_stream(vault, "alice", "cred-a", "GET", f"http://127.0.0.1:{a.port}/held")
+    assert isinstance(stream, proxy.HttpStream)
+    try:
+        chunks = stream.chunks()
+        got = [next(chunks)]
+        vault.lock()
+        a.release.set()
+        got += list(chunks)
+    finally:
+        stream.close()
+    assert b"".join(got) == b"first last"
+    vault.unlock(SecretBytes(bytearray(b"passphrase-123")))
+    _get(vault, "alice", "cred-a", f"http://127.0.0.1:{a.port}/echo")
+    assert len(a.connections()) == 2  # a new client after the unlock
