@@ -9,8 +9,8 @@ token the upstream sends after `ttft_ms` (a model's time to first token: 200 ms 
 model; many take 300 ms to over a second), through the vault's route (`?stream=true`), through
 `keysafe proxy` with a placeholder (as an unmodified SDK), and sent directly. The ratio is the
 slower keysafe path's first event over the direct one's; since keysafe adds a fixed cost per
-call (the gated path, a new upstream connection) and not a per-token one, the ratio depends on
-the TTFT, so what keysafe adds is reported in ms beside it.
+call (the gated path; upstream connections are kept alive) and not a per-token one, the ratio
+depends on the TTFT, so what keysafe adds is reported in ms beside it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ Rules this module enforces:
 - The answer is capped (`keysafe serve --max-response`, default 10 MiB, service/settings.py):
   over the cap is an error, never a silently shortened body; a stream already under way is cut
   off (the client sees an incomplete response) and audited as such. Timeouts are set.
+- Calls share one HTTP client per unlocked vault (kept-alive connections, per upstream origin):
+  the connection pool matches scheme, host and port exactly, so a request only ever travels on
+  a connection to its own URL's host, and whether the credential goes with it is decided per
+  hop as above. The shared client keeps no cookies (its jar refuses them all); a call's own
+  redirect hops carry the cookies that call received, as before, and nothing outlives the call.
+  Locking the vault retires the client (vault.volatile): it is closed once the calls under way
+  have ended, and the next unlock makes a new one.
 - Every call is audited once, with method, host, path, status, body size, and how it ended:
   never the secret or bodies. A call the upstream answered counts against the budget even when
   its answer was over the cap or the client stopped reading.
@@ -34,10 +41,12 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import http.cookiejar
 import ipaddress
 import logging
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
@@ -64,6 +73,16 @@ MAX_REDIRECTS: Final = 5
 # Read: the longest silence between two pieces of an answer. A model that thinks before its
 # first token (or answers unstreamed) is silent for a minute and more; 15 s cut those off.
 TIMEOUT: Final = httpx.Timeout(120.0, connect=5.0)
+# Kept-alive upstream connections: no cap on how many (one agent's long streams must not make
+# another agent's call wait for a free one), a few idle ones per host kept, and an idle one
+# dropped before the 5 s many servers (Node's default) close theirs, so a kept connection is
+# rarely closed under a request.
+LIMITS: Final = httpx.Limits(
+    max_connections=None, max_keepalive_connections=32, keepalive_expiry=4.0
+)
+_CLIENT: Final = "proxy.client"  # vault.volatile's key: the shared client, retired on lock
+_HOP_BODY_MAX: Final = 64 * 1024  # a redirect's body read (and dropped) to keep its connection
+_CLIENT_LOCK = threading.Lock()  # one client is made, however many calls start at once
 _HOP_BY_HOP: Final = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
@@ -289,7 +308,7 @@ class HttpStream:
         vault: Vault,
         req: gate.Request,
         request_id: str,
-        client: httpx.Client,
+        release: Callable[[], None],
         response: httpx.Response,
         scrubber: Scrubber,
         *,
@@ -302,7 +321,7 @@ class HttpStream:
         self.headers = headers
         self.redirects = redirects
         self._vault, self._req, self._rid = vault, req, request_id
-        self._client, self._response, self._scrubber = client, response, scrubber
+        self._release, self._response, self._scrubber = release, response, scrubber
         self._host, self._cap = host, cap
         self._size = 0
         self._ended = "client_closed"  # until the body ends or fails
@@ -391,8 +410,10 @@ class HttpStream:
         facts = {"status": self.status_code, "bytes": self._size, "redirects": self.redirects,
                  "ended": self._ended}  # fmt: skip
         try:
-            self._response.close()
-            self._client.close()
+            try:
+                self._response.close()  # back to the pool when read to its end, else dropped
+            finally:
+                self._release()
         finally:
             if failure is not None:
                 gate.settle(self._vault, self._req, self._rid, facts=facts,
@@ -641,6 +662,77 @@ def _without_secret(url: str, forms: list[str]) -> str | None:
     return None if any(f in clean for f in forms) else clean
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """The shared client's jar policy: no cookie is ever stored or sent, so nothing one call
+    (one agent, one credential) received can reach another call."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def _new_client(transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(
+        timeout=TIMEOUT, follow_redirects=False, transport=transport, verify=_tls_context(),
+        limits=LIMITS, cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+    )  # fmt: skip
+
+
+class _Shared:
+    """The vault's shared client and the calls using it. Locking the vault retires it
+    (`close`, from Vault.lock): no new call takes it, and it is closed, connections and all,
+    as soon as the calls already under way have ended, so a lock does not cut off a call
+    (a long stream) that was sent before it, as none was before the client was shared."""
+
+    def __init__(self) -> None:
+        self.client = _new_client(None)
+        self._calls = 0
+        self._retired = False
+        self._guard = threading.Lock()
+
+    def acquire(self) -> httpx.Client | None:
+        """The client for one more call, or None once retired."""
+        with self._guard:
+            if self._retired:
+                return None
+            self._calls += 1
+            return self.client
+
+    def release(self) -> None:
+        with self._guard:
+            self._calls -= 1
+            done = self._retired and self._calls == 0
+        if done:
+            self.client.close()
+
+    def close(self) -> None:
+        with self._guard:
+            self._retired = True
+            done = self._calls == 0
+        if done:
+            self.client.close()
+
+
+def _client(
+    vault: Vault, transport: httpx.BaseTransport | None
+) -> tuple[httpx.Client, Callable[[], None]]:
+    """The client for a call and what ends the call's use of it: the vault's shared client,
+    made on first use; a client of the call's own (closed at its end) when a test passes a
+    transport, or when the vault locked a moment ago."""
+    if transport is None:
+        with _CLIENT_LOCK:
+            shared: _Shared | None = vault.volatile.get(_CLIENT)
+            if shared is None and vault.is_unlocked:
+                shared = vault.volatile[_CLIENT] = _Shared()
+        client = shared.acquire() if shared is not None else None
+        if shared is not None and client is not None:
+            return client, shared.release
+    own = _new_client(transport)
+    return own, own.close
+
+
 def _open(
     vault: Vault,
     call: _Call,
@@ -665,9 +757,11 @@ def _open(
     }
     hops = 0
     current, current_method, current_body = call.url, call.method, call.body
-    client = httpx.Client(
-        timeout=TIMEOUT, follow_redirects=False, transport=transport, verify=_tls_context()
-    )
+    client, release = _client(vault, transport)
+    # This call's cookies: what one hop set goes to the next hop it matches (as a browser
+    # would), and dies with the call; the shared client's own jar stays empty.
+    jar = httpx.Cookies()
+    r: httpx.Response | None = None
     try:
         while True:
             scheme, host, port = _target(current)
@@ -676,36 +770,58 @@ def _open(
             if _allowed(info, scheme, host, port):
                 target = _attach(info, secret, current, headers)
             request = client.build_request(
-                current_method, target, headers=headers, content=current_body
+                current_method, target, headers=headers, content=current_body, cookies=jar
             )
             r = client.send(request, stream=True)
+            jar.extract_cookies(r)
             following = (
                 _without_secret(urljoin(current, r.headers["location"]), forms)
                 if r.is_redirect and hops < MAX_REDIRECTS and "location" in r.headers
                 else None
             )
             if following is None:
+                final = r
                 break
-            r.close()
+            _finish_hop(r)
             hops += 1
             current = following
             if r.status_code in (301, 302, 303) and current_method != "HEAD":
                 current_method, current_body = "GET", None
     except httpx.HTTPError as exc:
-        client.close()
+        _drop(release, r)
         raise ChainUnavailableError(
             f"The call to {urlsplit(current).hostname} failed ({type(exc).__name__}).",
             next_step="check the service is reachable, then retry.",
         ) from None
     except BaseException:
-        client.close()
+        _drop(release, r)
         raise
     finally:
         del secret
     out_headers = {
-        k: _scrub(v, forms) for k, v in r.headers.items() if k.lower() not in _NOT_RETURNED
+        k: _scrub(v, forms) for k, v in final.headers.items() if k.lower() not in _NOT_RETURNED
     }
     return HttpStream(
-        vault, call.req, request_id, client, r, Scrubber(forms),
+        vault, call.req, request_id, release, final, Scrubber(forms),
         host=str(urlsplit(current).hostname), headers=out_headers, redirects=hops, cap=call.cap,
     )  # fmt: skip
+
+
+def _finish_hop(response: httpx.Response) -> None:
+    """Done with a redirect: a short body (most are empty) is read to its end so its kept-alive
+    connection can carry the next hop; anything else is closed, and the connection with it
+    (a connection is only ever reused after an answer read to its end)."""
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= _HOP_BODY_MAX:
+        response.read()
+    response.close()
+
+
+def _drop(release: Callable[[], None], response: httpx.Response | None) -> None:
+    """After a failed call: its last answer's connection is let go (never reused half-read),
+    and the call's use of the client ends (the shared client stays for the next call)."""
+    try:
+        if response is not None:
+            response.close()
+    finally:
+        release()

@@ -110,6 +110,10 @@ class Database:
         # under load); other processes still meet the busy handler. Reentrant so a bug that
         # nests writes fails in SQLite's own way rather than deadlocking here.
         self._writers = threading.RLock()
+        # `quick_read`'s connections: one per thread that asks, closed with the store.
+        self._quick = threading.local()
+        self._quick_all: list[sqlite3.Connection] = []
+        self._quick_guard = threading.Lock()
 
     @classmethod
     def open_sqlite(cls, path: Path, *, create: bool) -> Database:
@@ -229,7 +233,42 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def quick_read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]] | None:
+        """One read-only SELECT without SQLAlchemy's overhead (about 15 µs instead of 450 µs),
+        for the per-request token check, on a plain SQLite connection of this thread's own.
+
+        It reads the committed state of the file at that moment, like `read()`: every write by
+        this process or another one that committed before is seen. The statement is run to its
+        end (`fetchall`), so no read transaction stays open to hold the WAL back. It never
+        waits for a lock (a busy database, or one that is not SQLite, answers None): the caller
+        then takes its ordinary path, which may wait.
+
+        Args:
+            sql: one SELECT statement with `?` placeholders; it must not write.
+            params: the placeholders' values.
+        """
+        if self.path is None or self.engine.dialect.name != "sqlite":
+            return None
+        conn: sqlite3.Connection | None = getattr(self._quick, "conn", None)
+        try:
+            if conn is None:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                conn = sqlite3.connect(
+                    uri, uri=True, timeout=0, isolation_level=None, check_same_thread=False
+                )
+                with self._quick_guard:
+                    self._quick_all.append(conn)
+                self._quick.conn = conn
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error:
+            return None
+
     def close(self) -> None:
+        with self._quick_guard:
+            for conn in self._quick_all:
+                conn.close()
+            self._quick_all.clear()
+        self._quick = threading.local()
         self.engine.dispose()
 
 

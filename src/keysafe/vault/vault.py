@@ -105,7 +105,8 @@ class Vault:
         self._sealed: set[tuple[str, tuple[tuple[str, str | int | None], ...], str]] = set()
         self._epoch_keys: dict[int, SecretBytes] = {}
         # State that must die with the process and with every lock: the vault's preprocessed
-        # threshold-signing nonces (service/threshold.py). Never persisted, so never reusable.
+        # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
+        # (service/agents.py), the proxy's HTTP client (closed on lock). Never persisted.
         self.volatile: dict[str, Any] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -289,6 +290,7 @@ class Vault:
         self._master = master
 
     def lock(self) -> None:
+        held = list(self.volatile.values())
         self.volatile.clear()
         self.lock_epochs()
         self._sealed.clear()
@@ -299,6 +301,14 @@ class Vault:
         if self._master is not None:
             self._master.wipe()
             self._master = None
+        for value in held:
+            # A resource held for this unlock is told it is over (`close`), not left to the
+            # garbage collector: the credential proxy's client closes its kept-alive upstream
+            # connections once the calls under way end. After the keys are gone, so nothing
+            # here can keep them.
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> Vault:
         return self

@@ -606,3 +606,67 @@ def test_bearer_auth_records_last_seen_at_most_once_a_second(made: Made) -> None
     agents.set_status(made.vault, "bot", "revoked")
     with pytest.raises(NotAuthenticatedError):
         agents.authenticate(made.vault, bearer=token)
+
+
+# -- the quick bearer check (the server's event loop) --------------------------------------------
+
+
+def _other_handle(made: Made) -> Vault:
+    """The same vault file opened separately, as another process (the owner's CLI) would."""
+    other = open_vault(made.home)
+    other.unlock(SecretBytes(PASSPHRASE))
+    return other
+
+
+def test_quick_check_answers_only_for_a_row_the_full_check_verified(made: Made) -> None:
+    token = _add(made, "bot")
+    assert agents.authenticate_token_quick(made.vault, token) is None  # never verified yet
+    assert agents.authenticate(made.vault, bearer=token) == "bot"
+    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    assert agents.authenticate_token_quick(made.vault, token + "x") is None
+    made.clock.now += timedelta(seconds=2)  # last_seen is due: the full check writes it
+    assert agents.authenticate_token_quick(made.vault, token) is None
+    assert agents.authenticate(made.vault, bearer=token) == "bot"
+    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    made.vault.lock()  # what was verified goes with the unlock
+    assert agents.authenticate_token_quick(made.vault, token) is None
+    made.vault.unlock(SecretBytes(PASSPHRASE))
+    assert agents.authenticate_token_quick(made.vault, token) is None
+
+
+@pytest.mark.parametrize("change", ["revoke", "rotate"])
+def test_attack_quick_check_refuses_at_once_after_another_handle_changes_the_agent(
+    made: Made, change: str
+) -> None:
+    token = _add(made, "bot")
+    agents.authenticate(made.vault, bearer=token)
+    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    other = _other_handle(made)
+    try:
+        if change == "revoke":
+            agents.set_status(other, "bot", "revoked")
+        else:
+            agents.rotate_token(other, "bot").wipe()
+    finally:
+        other.lock()
+        other.db.close()
+    assert agents.authenticate_token_quick(made.vault, token) is None
+    with pytest.raises(NotAuthenticatedError):
+        agents.authenticate(made.vault, bearer=token)
+
+
+def test_attack_quick_check_does_not_honour_a_row_edited_after_it_was_verified(
+    made: Made,
+) -> None:
+    """Someone with write access to the file points a verified agent's row at their own token
+    (the seal unchanged): the quick check must not trust the row it remembers."""
+    token = _add(made, "bot")
+    agents.authenticate(made.vault, bearer=token)
+    forged = agents.TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with made.vault.db.write() as conn:
+        conn.exec_driver_sql(
+            "UPDATE agents SET token_hash = ? WHERE name = 'bot'",
+            (hashlib.sha256(forged.encode()).hexdigest(),),
+        )
+    assert agents.authenticate_token_quick(made.vault, forged) is None
+    assert agents.authenticate_token_quick(made.vault, token) is None
