@@ -29,6 +29,7 @@ from keysafe.crypto import jcs, signatures
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
+    KeysafeError,
     MalformedRequestError,
     NotAuthenticatedError,
     NotFoundError,
@@ -53,8 +54,6 @@ ENVELOPE_KEYS: Final = frozenset(
 Status = Literal["active", "paused", "revoked"]
 # vault.volatile's key for the agent rows whose seal was verified under this unlock (forgotten
 # on every lock with the rest of vault.volatile).
-_VERIFIED: Final = "agents.verified_rows"
-_VERIFIED_MAX: Final = 4096  # rows, not agents: a rotated token leaves its old row behind
 # The agent row as `authenticate_token_quick` reads it; the seal covers all but last_seen.
 _QUICK_SQL: Final = (
     "SELECT name, token_hash, public_key, status, created_at, mac, last_seen "
@@ -391,11 +390,11 @@ def authenticate_token_quick(vault: Vault, bearer: str) -> str | None:
 
     Nothing about the agent is trusted from memory: its row is read from the database on every
     call (committed state, whoever wrote it: this process or the owner's CLI in another one), so
-    a rotated token, a revoked agent or an edited row is refused at once. What is remembered,
-    per unlock, is only that this exact row (every sealed field and its seal) verified under the
-    owner's key: a pure function of the row, so the seal check's answer cannot go stale.
-    Answers None while locked (the full path has no key either), for a row not yet verified, and
-    when `last_seen` is due to be written (a write may wait: the full path does it).
+    a rotated token, a revoked agent or an edited row is refused at once. The seal is checked as
+    the full path checks it (`Vault.check_row` remembers, per unlock, only that an exact row and
+    seal verified: a pure function of the row, so the answer cannot go stale). Answers None
+    while locked (the full path has no key either), for a row whose seal does not verify as it
+    is, and when `last_seen` is due to be written (a write may wait: the full path does it).
     """
     if not vault.is_unlocked or not bearer.startswith(TOKEN_PREFIX) or len(bearer) > 200:
         return None
@@ -403,29 +402,30 @@ def authenticate_token_quick(vault: Vault, bearer: str) -> str | None:
     rows = vault.db.quick_read(_QUICK_SQL, (digest,))
     if not rows or len(rows) != 1:
         return None
-    name, token_hash, public_key, status, created_at, mac, last_seen = rows[0]
-    if not isinstance(token_hash, str) or not hmac.compare_digest(token_hash, digest):
+    row = _QuickRow(*rows[0])
+    if not isinstance(row.token_hash, str) or not hmac.compare_digest(row.token_hash, digest):
         return None
-    if status == "revoked" or _stale(last_seen, vault.clock()):
+    if row.status == "revoked" or _stale(row.last_seen, vault.clock()):
         return None
-    verified: set[tuple[object, ...]] = vault.volatile.get(_VERIFIED, set())
-    if (vault.vault_id, name, token_hash, public_key, status, created_at, mac) not in verified:
-        return None
-    return str(name)
+    try:
+        if sealed_state.agent_seal_state(vault, row) is not Seal.SEALED:
+            return None  # unsealed or broken: the full path decides, and says why
+    except KeysafeError:
+        return None  # locked in between: the full path refuses with the right error
+    return str(row.name)
 
 
-def _remember_verified(vault: Vault, row: Any) -> None:
-    """Note that `row` passed `_check_sealed` with the key (only when unlocked: locked, nothing
-    was checked)."""
-    if not vault.is_unlocked:
-        return
-    verified: set[tuple[object, ...]] = vault.volatile.setdefault(_VERIFIED, set())
-    if len(verified) >= _VERIFIED_MAX:
-        verified.clear()
-    verified.add(
-        (vault.vault_id, row.name, row.token_hash, row.public_key, row.status, row.created_at,
-         row.mac)
-    )  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class _QuickRow:
+    """The agents row as `_QUICK_SQL` reads it, with the attribute names the seal check reads."""
+
+    name: str
+    token_hash: str | None
+    public_key: str | None
+    status: str
+    created_at: str
+    mac: str | None
+    last_seen: str | None
 
 
 def authenticate(
@@ -448,7 +448,6 @@ def authenticate(
         with vault.db.read() as conn:
             row = authenticate_token(conn, bearer)
         _check_sealed(vault, row)
-        _remember_verified(vault, row)
         if _stale(row.last_seen, now):
             with vault.db.write() as conn:
                 touch(conn, row.name, now)

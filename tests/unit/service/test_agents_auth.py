@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
+from sqlalchemy import update
 
 from keysafe.crypto import jcs
 from keysafe.crypto.kdf import Argon2Params
@@ -23,6 +24,7 @@ from keysafe.policy.intent import Intent
 from keysafe.service import agents, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
+from keysafe.store import tables as t
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize
@@ -618,9 +620,9 @@ def _other_handle(made: Made) -> Vault:
     return other
 
 
-def test_quick_check_answers_only_for_a_row_the_full_check_verified(made: Made) -> None:
+def test_quick_check_answers_only_for_a_row_whose_seal_verifies(made: Made) -> None:
     token = _add(made, "bot")
-    assert agents.authenticate_token_quick(made.vault, token) is None  # never verified yet
+    assert agents.authenticate_token_quick(made.vault, token) is None  # last_seen never written
     assert agents.authenticate(made.vault, bearer=token) == "bot"
     assert agents.authenticate_token_quick(made.vault, token) == "bot"
     assert agents.authenticate_token_quick(made.vault, token + "x") is None
@@ -628,9 +630,12 @@ def test_quick_check_answers_only_for_a_row_the_full_check_verified(made: Made) 
     assert agents.authenticate_token_quick(made.vault, token) is None
     assert agents.authenticate(made.vault, bearer=token) == "bot"
     assert agents.authenticate_token_quick(made.vault, token) == "bot"
-    made.vault.lock()  # what was verified goes with the unlock
+    made.vault.lock()  # no key, no seal check: the full path answers (and refuses)
     assert agents.authenticate_token_quick(made.vault, token) is None
-    made.vault.unlock(SecretBytes(PASSPHRASE))
+    made.vault.unlock(SecretBytes(PASSPHRASE))  # the seal is checked again with the key
+    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    with made.vault.db.write() as conn:  # a row whose seal no longer verifies goes the full way
+        conn.execute(update(t.agents).where(t.agents.c.name == "bot").values(mac="00" * 32))
     assert agents.authenticate_token_quick(made.vault, token) is None
 
 
