@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from keysafe.audit.record import (
@@ -27,16 +27,24 @@ from keysafe.audit.record import (
 from keysafe.audit.redact import redact
 from keysafe.crypto import jcs
 from keysafe.errors import AuditWriteError
+from keysafe.store import hot
 from keysafe.store import tables as t
 
 logger = logging.getLogger(__name__)
 
 
-# Built once: every agent request appends entries, and building a statement costs more than
-# running it (the one-row vault table needs no WHERE).
-_HEAD = select(t.vault.c.audit_head_seq, t.vault.c.audit_head_hash, t.vault.c.audit_checkpoint_seq)
-_INSERT = insert(t.audit)
-_MOVE_HEAD = update(t.vault)
+# Every agent request appends entries: these run on the driver (store/hot.py). The vault
+# table has one row, so they need no WHERE.
+_HEAD = "SELECT audit_head_seq, audit_head_hash, audit_checkpoint_seq FROM vault"
+_INSERT = (
+    "INSERT INTO audit (seq, time, actor, action, target, outcome, details, prev_hash, hash, mac) "
+    "VALUES (:seq, :time, :actor, :action, :target, :outcome, :details, :prev_hash, :hash, :mac)"
+)
+_MOVE_HEAD = "UPDATE vault SET audit_head_seq = :seq, audit_head_hash = :hash"
+_MOVE_HEAD_AND_CHECKPOINT = (
+    "UPDATE vault SET audit_head_seq = :seq, audit_head_hash = :hash, "
+    "audit_checkpoint_seq = :seq, audit_checkpoint_mac = :mac"
+)
 
 
 def append(
@@ -57,23 +65,23 @@ def append(
     it (`seal`): a new checkpoint never covers an unsealed entry silently."""
     clean = redact(details, audit_key)
     try:
-        head = conn.execute(_HEAD).one()
-        entry = AuditEntry(head.audit_head_seq + 1, time, actor, action, target, outcome, clean)
-        digest = entry_hash(head.audit_head_hash, entry)
-        conn.execute(
-            _INSERT,
+        [(head_seq, head_hash, checkpoint_seq)] = hot.rows(conn, _HEAD, {})
+        entry = AuditEntry(head_seq + 1, time, actor, action, target, outcome, clean)
+        digest = entry_hash(head_hash, entry)
+        hot.run(
+            conn, _INSERT,
             {
                 "seq": entry.seq, "time": time, "actor": actor, "action": action,
                 "target": target, "outcome": outcome, "details": jcs.dumps(clean).decode(),
-                "prev_hash": head.audit_head_hash, "hash": digest,
+                "prev_hash": head_hash, "hash": digest,
                 "mac": entry_mac(audit_key, digest) if audit_key is not None else None,
             },
         )  # fmt: skip
-        moved: dict[str, Any] = {"audit_head_seq": entry.seq, "audit_head_hash": digest}
-        if audit_key is not None and head.audit_checkpoint_seq == head.audit_head_seq:
-            moved["audit_checkpoint_seq"] = entry.seq
-            moved["audit_checkpoint_mac"] = checkpoint_mac(audit_key, vault_id, entry.seq, digest)
-        conn.execute(_MOVE_HEAD, moved)
+        if audit_key is not None and checkpoint_seq == head_seq:
+            mac = checkpoint_mac(audit_key, vault_id, entry.seq, digest)
+            hot.run(conn, _MOVE_HEAD_AND_CHECKPOINT, {"seq": entry.seq, "hash": digest, "mac": mac})
+        else:
+            hot.run(conn, _MOVE_HEAD, {"seq": entry.seq, "hash": digest})
     except SQLAlchemyError as exc:
         logger.error("audit write failed: %s", type(exc).__name__)
         raise AuditWriteError(

@@ -8,13 +8,14 @@ fit under one limit. Reserved rows count against windows until they are released
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, select, update
 
+from keysafe.store import hot
 from keysafe.store import tables as t
 
 _LIVE = ("reserved", "committed")
@@ -73,7 +74,7 @@ def _scan(
     return _summed(rows)
 
 
-def _summed(rows: Iterable[Any]) -> Usage:
+def _summed(rows: Sequence[Any]) -> Usage:
     units: dict[str, int] = {}
     for r in rows:
         if r.asset is not None:
@@ -85,56 +86,67 @@ def _summed(rows: Iterable[Any]) -> Usage:
 
 _MARKER = ""  # the asset column of a window's marker row
 
-# Built once, with bound parameters: they run on every request, and building a statement costs
-# more than running it.
-_T = t.ledger_totals
-_WINDOW = (
-    _T.c.agent == bindparam("k_agent"),
-    _T.c.rule == bindparam("k_rule"),
-    _T.c.window_ms == bindparam("k_window"),
+# These run on every request, on the driver (store/hot.py). A window is (agent, rule, window_ms);
+# its marker row has the asset ''.
+_TOTALS_OF_WINDOW = (
+    "SELECT asset, units, requests, horizon FROM ledger_totals "
+    "WHERE agent = :agent AND rule = :rule AND window_ms = :window"
 )
-_TOTALS_OF_WINDOW = select(_T.c.asset, _T.c.units, _T.c.requests, _T.c.horizon).where(*_WINDOW)
-_TOTALS_OF_RULE = select(_T.c.window_ms, _T.c.asset, _T.c.units, _T.c.horizon).where(
-    _T.c.agent == bindparam("k_agent"), _T.c.rule == bindparam("k_rule")
+_TOTALS_OF_RULE = (
+    "SELECT window_ms, asset, units, horizon FROM ledger_totals "
+    "WHERE agent = :agent AND rule = :rule"
 )
-_DROP_WINDOW = delete(_T).where(*_WINDOW)
-_INSERT_TOTALS = insert(_T)
+_DROP_WINDOW = (
+    "DELETE FROM ledger_totals WHERE agent = :agent AND rule = :rule AND window_ms = :window"
+)
+_INSERT_TOTALS = (
+    "INSERT INTO ledger_totals (agent, rule, window_ms, asset, units, requests, horizon) "
+    "VALUES (:agent, :rule, :window, :asset, :units, :requests, :horizon)"
+)
 _COUNT = (
-    update(_T)
-    .where(*_WINDOW, _T.c.asset == _MARKER)
-    .values(requests=_T.c.requests + bindparam("delta"))
+    "UPDATE ledger_totals SET requests = requests + :delta "
+    "WHERE agent = :agent AND rule = :rule AND window_ms = :window AND asset = ''"
 )
-_SET_UNITS = update(_T).where(*_WINDOW, _T.c.asset == bindparam("k_asset"))
-_LEAVING = select(t.ledger.c.request_id, t.ledger.c.asset, t.ledger.c.units).where(
-    t.ledger.c.agent == bindparam("k_agent"),
-    t.ledger.c.rule == bindparam("k_rule"),
-    t.ledger.c.at >= bindparam("horizon"),
-    t.ledger.c.at < bindparam("since"),
-    t.ledger.c.state.in_(_LIVE),
+_SET_UNITS = (
+    "UPDATE ledger_totals SET units = :units "
+    "WHERE agent = :agent AND rule = :rule AND window_ms = :window AND asset = :asset"
 )
+_LEAVING = (
+    "SELECT request_id, asset, units FROM ledger WHERE agent = :agent AND rule = :rule "
+    "AND at >= :horizon AND at < :since AND state IN ('reserved', 'committed')"
+)
+_INSERT_LEDGER = (
+    "INSERT INTO ledger (request_id, agent, rule, asset, units, state, at) "
+    "VALUES (:request_id, :agent, :rule, :asset, :units, :state, :at)"
+)
+
+
+class _Row(NamedTuple):
+    request_id: str
+    asset: str | None
+    units: str
 
 
 def _windowed(
     conn: Connection, agent: str, rule: str, window_ms: int, since: float, writable: bool
 ) -> Usage:
-    key = {"k_agent": agent, "k_rule": rule, "k_window": window_ms}
-    rows = conn.execute(_TOTALS_OF_WINDOW, key).all()
-    marker = next((r for r in rows if r.asset == _MARKER), None)
-    if marker is None or since < marker.horizon:
+    key = {"agent": agent, "rule": rule, "window": window_ms}
+    rows = hot.rows(conn, _TOTALS_OF_WINDOW, key)
+    marker = next((r for r in rows if r[0] == _MARKER), None)
+    if marker is None or since < marker[3]:
         # Never read before (or the clock went back past the horizon, which would leave rows
         # that are inside the window out of it): sum the ledger once and keep that.
         units, count = _scan(conn, agent, rule, since)
         if writable:
             _put_totals(conn, key, units, count, since)
         return units, count
-    units = {r.asset: int(r.units) for r in rows if r.asset != _MARKER}
-    count = int(marker.requests)
-    leaving = conn.execute(
-        _LEAVING, {"k_agent": agent, "k_rule": rule, "horizon": marker.horizon, "since": since}
-    ).all()
+    units = {asset: int(n) for asset, n, _, _ in rows if asset != _MARKER}
+    count = int(marker[2])
+    leaving = hot.rows(conn, _LEAVING, {"agent": agent, "rule": rule, "horizon": marker[3],
+                                        "since": since})  # fmt: skip
     if not leaving:
         return units, count
-    gone_units, gone_count = _summed(leaving)
+    gone_units, gone_count = _summed([_Row._make(r) for r in leaving])
     for asset, n in gone_units.items():
         units[asset] = units.get(asset, 0) - n
     count -= gone_count
@@ -147,12 +159,14 @@ def _put_totals(
     conn: Connection, key: dict[str, Any], units: Mapping[str, int], count: int, horizon: float
 ) -> None:
     """Replace one window's totals: the marker with the count and horizon, and its assets."""
-    conn.execute(_DROP_WINDOW, key)
-    base = {"agent": key["k_agent"], "rule": key["k_rule"], "window_ms": key["k_window"],
-            "horizon": horizon}  # fmt: skip
-    rows = [base | {"asset": _MARKER, "units": "0", "requests": count}]
-    rows += [base | {"asset": a, "units": str(n), "requests": 0} for a, n in units.items() if n]
-    conn.execute(_INSERT_TOTALS, rows)
+    hot.run(conn, _DROP_WINDOW, key)
+    rows = [key | {"asset": _MARKER, "units": "0", "requests": count, "horizon": horizon}]
+    rows += [
+        key | {"asset": a, "units": str(n), "requests": 0, "horizon": horizon}
+        for a, n in units.items()
+        if n
+    ]
+    hot.run(conn, _INSERT_TOTALS, rows)
 
 
 def _move_totals(
@@ -164,32 +178,31 @@ def _move_totals(
     for rule, asset, units, at in booked:
         by_rule.setdefault(rule, []).append((asset, units, at))
     for rule, charges in by_rule.items():
-        kept = conn.execute(_TOTALS_OF_RULE, {"k_agent": agent, "k_rule": rule}).all()
+        kept = hot.rows(conn, _TOTALS_OF_RULE, {"agent": agent, "rule": rule})
         if not kept:
             continue  # no window of this rule read yet: its first read sums the ledger
-        windows = {r.window_ms: r for r in kept if r.asset == _MARKER}
-        current = {(r.window_ms, r.asset): int(r.units) for r in kept if r.asset != _MARKER}
+        horizons = {window: horizon for window, asset, _, horizon in kept if asset == _MARKER}
+        current = {(window, asset): int(n) for window, asset, n, _ in kept if asset != _MARKER}
         at = charges[0][2]  # a request books all its rows at one moment
         spent = _per_asset(charges)
-        for window_ms, marker in windows.items():
-            if at < marker.horizon:
+        for window, horizon in horizons.items():
+            if at < horizon:
                 continue  # already out of this window (and out of its totals)
-            key = {"k_agent": agent, "k_rule": rule, "k_window": window_ms}
-            conn.execute(_COUNT, key | {"delta": sign})
+            key = {"agent": agent, "rule": rule, "window": window}
+            hot.run(conn, _COUNT, key | {"delta": sign})
             changed, added = [], []
             for asset, units in spent.items():
-                old = current.get((window_ms, asset))
+                old = current.get((window, asset))
                 new = str((old or 0) + sign * units)
                 if old is None:
-                    added.append({"agent": agent, "rule": rule, "window_ms": window_ms,
-                                  "asset": asset, "units": new, "requests": 0,
-                                  "horizon": marker.horizon})  # fmt: skip
+                    added.append(key | {"asset": asset, "units": new, "requests": 0,
+                                        "horizon": horizon})  # fmt: skip
                 else:
-                    changed.append(key | {"k_asset": asset, "units": new})
+                    changed.append(key | {"asset": asset, "units": new})
             if changed:
-                conn.execute(_SET_UNITS, changed)
+                hot.run(conn, _SET_UNITS, changed)
             if added:
-                conn.execute(_INSERT_TOTALS, added)
+                hot.run(conn, _INSERT_TOTALS, added)
 
 
 def _per_asset(charges: Iterable[tuple[str | None, int, float]]) -> dict[str, int]:
@@ -220,8 +233,8 @@ def reserve(
     booked = [(rule, asset, units, at.timestamp()) for rule, asset, units in charges]
     if not booked:
         return
-    conn.execute(
-        _INSERT,
+    hot.run(
+        conn, _INSERT_LEDGER,
         [
             {"request_id": request_id, "agent": agent, "rule": rule, "asset": asset,
              "units": str(units), "state": state, "at": when}
@@ -229,9 +242,6 @@ def reserve(
         ],
     )  # fmt: skip
     _move_totals(conn, agent, booked, 1)
-
-
-_INSERT = insert(t.ledger)  # built once: it runs for every allowed request
 
 
 def settle(conn: Connection, agent: str, request_id: str, *, state: str) -> int:
