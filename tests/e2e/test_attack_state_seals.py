@@ -176,12 +176,13 @@ def test_vault_from_before_the_seals_is_reviewed_then_served(
         con.execute("DELETE FROM settings WHERE key = 'paused_all'")
         for table in ("agents", "policies", "settings"):
             con.execute(f"ALTER TABLE {table} DROP COLUMN mac")
+        con.execute("DROP TABLE ledger_totals")  # 0008 came after
         con.execute("UPDATE alembic_version SET version_num = '0006'")
     finally:
         con.close()
     env = cli_env(path)
     cli = Cli(path, env)
-    with keysafe_server(env, "--unlock", log_dir=tmp_path) as server:  # migrates to 0007
+    with keysafe_server(env, "--unlock", log_dir=tmp_path) as server:  # migrates to the head
         err = error_of(_sign(server.url, token, ETH // 1000))
         assert err["code"] == "INTEGRITY_ERROR" and "keysafe agent seal" in err["next"], err
         listed = json.loads(cli.ok("agent", "seal", "--json").stdout)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -171,23 +172,28 @@ def test_init_makes_home_0700_and_every_file_0600_after_a_write(keysafe: Cli) ->
 
 
 def test_wal_and_shm_files_are_0600_while_a_command_holds_the_vault(vault: Cli) -> None:
-    # `data set` unlocks the vault, then waits for the value on stdin: while it waits, SQLite's
-    # -wal and -shm files exist beside vault.db. (`credential add` reads its secret first now, so
-    # it can hand the change to a running server.)
+    # `keysafe serve` holds the vault open while it runs, so SQLite's -wal and -shm files exist
+    # beside vault.db. (The owner commands that used to wait on stdin with the vault open read
+    # their input first now, so they can hand the change to a running server.)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [_KEYSAFE, "data", "set", "note"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=vault.env,
+        [_KEYSAFE, "serve", "--port", str(port), "--unlock"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=vault.env,
     )  # fmt: skip
     try:
         sidecars = {vault.home / "vault.db-wal", vault.home / "vault.db-shm"}
         deadline = time.monotonic() + 60
         while not all(p.exists() for p in sidecars) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
             time.sleep(0.05)
-        modes = {p.name: mode(p) for p in vault.home.iterdir()}
+        modes = {p.name: mode(p) for p in vault.home.iterdir() if p.is_file()}
     finally:
-        _, err = proc.communicate(b"s3cret-token", timeout=60)
-    assert proc.returncode == 0, err.decode()
-    assert {"vault.db-wal", "vault.db-shm"} <= set(modes), modes
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    assert {"vault.db-wal", "vault.db-shm"} <= set(modes), (modes, err.decode()[-2000:])
     assert all(m == 0o600 for m in modes.values()), {k: f"{v:04o}" for k, v in modes.items()}
     assert mode(vault.home) == 0o700
 
