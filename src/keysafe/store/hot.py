@@ -38,23 +38,18 @@ def rows(conn: Connection, sql: str, params: Params) -> list[tuple[Any, ...]]:
 
 def run(conn: Connection, sql: str, params: Params | Sequence[Params]) -> None:
     """Run one statement that returns nothing, once or (a sequence of parameter sets) for each."""
+    values: dict[str, Any] | list[dict[str, Any]] = (
+        dict(params) if isinstance(params, Mapping) else [dict(p) for p in params]
+    )
     raw = _sqlite(conn)
-    if isinstance(params, Mapping):
-        one = dict(params)
-        if raw is None:
-            conn.execute(text(sql), one)
-            return
-        try:
-            raw.execute(sql, one)
-        except sqlite3.Error as exc:
-            raise _wrapped(sql, params, exc) from exc
-        return
-    many = [dict(p) for p in params]
     if raw is None:
-        conn.execute(text(sql), many)
+        conn.execute(text(sql), values)
         return
     try:
-        raw.executemany(sql, many)
+        if isinstance(values, list):
+            raw.executemany(sql, values)
+        else:
+            raw.execute(sql, values)
     except sqlite3.Error as exc:
         raise _wrapped(sql, params, exc) from exc
 
