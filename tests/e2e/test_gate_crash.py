@@ -3,10 +3,13 @@
 Three agents (each its own token, one policy: a 24h ETH window on R1, an always-ask rule with its
 own window on R4) send sign-transaction requests from two threads each, with idempotency keys
 that are sometimes new, sometimes an exact retry and sometimes reused for other bytes; an owner
-thread approves every pending approval as it appears (each restart parks a few new ones first, so
-kills land while approved requests execute). A random 20–400 ms after the load starts the server
-is killed with SIGKILL, then started again (`keysafe serve` runs `gate.recover` before it answers
-anyone). After every restart:
+thread approves every pending approval as it appears (each restart parks a few new ones first).
+A signature is decided, signed and booked in one transaction, so an approved one executes for a
+few milliseconds: a random kill seldom lands inside it, and never once the ask window is spent.
+So each restart also parks an API call to an upstream that answers nobody, and a second owner
+thread approves it as the load starts: it stays `executing`, its request in flight, until the
+kill. A random 20–400 ms after the load starts the server is killed with SIGKILL, then started
+again (`keysafe serve` runs `gate.recover` before it answers anyone). After every restart:
 
 - every signature a client received (HTTP 200, or an approval the owner saw approved) is
   committed in the ledger, audited as an `evm.sign_transaction` success with its request id, and
@@ -42,6 +45,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +54,8 @@ import pytest
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.service import agents, policies, wallets
-from keysafe.service.models import Chain
+from keysafe.service import agents, credentials, policies, wallets
+from keysafe.service.models import Attachment, Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import DB_NAME, Home
 from tests.conftest import PASSPHRASE, Cli
@@ -70,6 +74,9 @@ LIMITS = {"pay-r1": PAY_WINDOW, "ask-r4": ASK_WINDOW}
 POLICY = f"""\
 version: 1
 rules:
+  - name: ask-slow
+    ask: [http.request]
+    credentials: [slow]
   - name: pay-r1
     allow: [evm.transfer]
     wallets: [main]
@@ -101,22 +108,52 @@ Key = tuple[str, str]  # (agent, idempotency key)
 class Built:
     home: Path
     tokens: dict[str, str]
+    slow_url: str  # the held upstream, reached through the credential `slow`
 
 
-def _build(root: Path) -> Built:
+@pytest.fixture
+def held_upstream() -> Iterator[str]:
+    """An API that reads each request and answers nobody until the test ends: an approved call
+    to it stays `executing`, in flight, until the kill cuts it."""
+    done = threading.Event()
+
+    class Hold(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            done.wait(120)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hold)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _build(root: Path, slow_url: str) -> Built:
     home = Home(root / "home")
     vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
     phrase.wipe()
     tokens: dict[str, str] = {}
     with vault:
         wallets.create_wallet(vault, "main", Chain.EVM)
+        credentials.add_credential(
+            vault, "slow", SecretBytes(bytearray(b"sk-held-upstream")),
+            hosts=[slow_url.removeprefix("http://")], attach=Attachment.bearer(),
+        )  # fmt: skip
         for name in AGENTS:
             _, token = agents.add_agent(vault, name)
             assert token is not None
             tokens[name] = bytes(token.reveal()).decode()
             policies.set_policy(vault, name, POLICY)
     os.chmod(home.path, 0o700)
-    return Built(home.path, tokens)
+    return Built(home.path, tokens, slow_url)
 
 
 @dataclass
@@ -135,6 +172,8 @@ class Book:
     # Requests whose answer the kill cut (transport error): retried after the restart.
     cut: list[tuple[Key, str]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    # The parked call to the held upstream that the next load approves (then it waits for the kill).
+    held: str | None = None
     statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def record(self, key: Key, body: str, r: httpx.Response, *, after_restart: bool) -> None:
@@ -315,6 +354,8 @@ class Load:
                 self.threads.append(threading.Thread(target=self._guard(self._worker), args=args))
         args_owner = (session, next(clients), ready)
         self.threads.append(threading.Thread(target=self._guard(self._owner), args=args_owner))
+        args_slow = (session, next(clients), ready)
+        self.threads.append(threading.Thread(target=self._guard(self._slow_owner), args=args_slow))
         for th in self.threads:
             th.start()
         ready.wait(timeout=30)
@@ -381,6 +422,21 @@ class Load:
                 return
             time.sleep(0.01)
 
+    def _slow_owner(self, session: str, client: httpx.Client, ready: threading.Barrier) -> None:
+        """Approves the parked calls to the held upstream: each answer waits for the kill."""
+        ready.wait(timeout=30)
+        with self.book.lock:
+            approval, self.book.held = self.book.held, None
+        if approval is None:
+            return
+        url = f"{self.server.url}/v1/owner/approvals/{approval}/approve"
+        try:
+            r = client.post(url, headers={"authorization": f"Bearer {session}"})
+        except httpx.TransportError:
+            return  # the kill cut the approval while it executed, as intended
+        with self.book.lock:
+            self.book.violations.append(f"the held call {approval} was answered: {r.text[:300]}")
+
 
 def _fresh(key: Key, rng: random.Random, to: str) -> str:
     """A new request body: 1–10 mETH to R1 (allowed), 1–2 mETH to R4 (asks)."""
@@ -392,10 +448,12 @@ def _fresh(key: Key, rng: random.Random, to: str) -> str:
 def _approve_pending(
     client: httpx.Client, url: str, session: str, book: Book, limit: int | None = None
 ) -> None:
-    """The owner approves pending approvals (at most `limit`), recording what it saw approved."""
+    """The owner approves pending signatures (at most `limit`), recording what it saw approved
+    (the calls to the held upstream are left to `Load._slow_owner`)."""
     headers = {"authorization": f"Bearer {session}"}
     base = f"{url}/v1/owner/approvals"
-    for a in client.get(base, headers=headers).json()[:limit]:
+    pending = client.get(base, headers=headers).json()
+    for a in [a for a in pending if a["kind"] != "http_request"][:limit]:
         approval = a["approval_id"]
         r = client.post(f"{base}/{approval}/approve", headers=headers)
         view = r.json()
@@ -526,6 +584,7 @@ def _holds(stored: dict[str, Any] | None, answer: dict[str, Any]) -> bool:
 def _after_restart(
     server: Live,
     tokens: dict[str, str],
+    slow_url: str,
     book: Book,
     before: Snapshot,
     session: str,
@@ -533,7 +592,8 @@ def _after_restart(
 ) -> int:
     """Before the next load: retry every request the kill cut, and some answered ones; approve
     two pending approvals undisturbed (so later kills have approved signatures to keep); park
-    two new requests per agent (so the owner thread is busy approving when the kill comes).
+    a call to the held upstream, and two new requests per agent (so the owner threads are busy
+    approving when the kill comes).
     Returns how many cut requests ran again under a new request id."""
     cut_ids = {(agent, key): rid for rid, agent, key in before.inflight if key is not None}
     ran_again = 0
@@ -552,6 +612,16 @@ def _after_restart(
                     book.violations.append(f"{key}: the cut request {cut_ids[key]} came back")
                 ran_again += 1
         _approve_pending(client, server.url, session, book, limit=2)
+        held = client.post(
+            "/v1/agent/http", headers=agent_headers(tokens[AGENTS[0]]),
+            json={"credential": "slow", "method": "POST",
+                  "url": f"{slow_url}/v1/run/{secrets.token_hex(4)}"},  # a new approval each time
+        )  # fmt: skip
+        with book.lock:
+            if held.status_code == 202:
+                book.held = held.json()["approval_id"]
+            else:
+                book.violations.append(f"the call to the held upstream did not park: {held.text}")
         for agent in AGENTS:
             for _ in range(2):
                 key = (agent, secrets.token_hex(6))
@@ -570,12 +640,12 @@ def _post(client: httpx.Client, tokens: dict[str, str], key: Key, body: str) -> 
 
 
 def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, held_upstream: str
 ) -> None:
     seed = int(os.environ.get("KEYSAFE_CRASH_SEED", secrets.randbelow(10**9)))
     print(f"crash test seed: {seed} (rerun with KEYSAFE_CRASH_SEED={seed})")
     rng = random.Random(seed)
-    built = _build(tmp_path_factory.mktemp("crash-vault"))
+    built = _build(tmp_path_factory.mktemp("crash-vault"), held_upstream)
     home = tmp_path / "home"
     shutil.copytree(built.home, home)
     env = cli_env(home)
@@ -583,7 +653,7 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
     answered: dict[Key, dict[str, Any]] = {}
     stats: dict[str, int] = defaultdict(int)
     started = time.monotonic()
-    clients = [httpx.Client(timeout=20) for _ in range(len(AGENTS) * WORKERS_PER_AGENT + 1)]
+    clients = [httpx.Client(timeout=20) for _ in range(len(AGENTS) * WORKERS_PER_AGENT + 2)]
     with Zygote.running(env, tmp_path) as zygote:
         for cycle in range(MAX_KILLS + 1):
             context = f"seed {seed}, after kill {cycle}"
@@ -595,7 +665,9 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
                 problems = _check_restart(before, _snapshot(home), book, answered)
                 assert not problems, f"{context}: " + "\n".join(problems[:20])
                 session = server.login()
-                ran_again = _after_restart(server, built.tokens, book, before, session, rng)
+                ran_again = _after_restart(
+                    server, built.tokens, built.slow_url, book, before, session, rng
+                )
                 stats["cut requests run again"] += ran_again
                 assert not book.violations, f"{context}: " + "\n".join(book.violations[:20])
                 # At least KILLS kills; more (up to MAX_KILLS) until the kills have hit the
@@ -604,6 +676,7 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
                 hit = (
                     stats["kills that cut requests"] >= 3
                     and stats["kills while an approval executed"] >= 1
+                    and stats["kills with requests in flight"] >= 1
                 )
                 if (cycle >= KILLS and hit) or cycle == MAX_KILLS:
                     break
@@ -627,4 +700,5 @@ def test_sigkill_under_load_keeps_signatures_budgets_and_keys_consistent(
     # The kills must have hit the gate mid-request, or the checks above proved little.
     assert stats["kills that cut requests"] >= 3, stats
     assert stats["kills while an approval executed"] >= 1, stats
+    assert stats["kills with requests in flight"] >= 1, stats
     assert book.acked and book.approved, stats
