@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import math
 import struct
+from enum import IntEnum, StrEnum
 from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keysafe.crypto.jcs import dumps
 from tests.vectors import load_json, read_bytes
@@ -54,3 +58,75 @@ def test_es6_number_samples(ieee754_hex: str, expected: str) -> None:
     (number,) = struct.unpack(">d", bytes.fromhex(ieee754_hex.rjust(16, "0")))
     assert math.isfinite(number)
     assert dumps(number) == expected.encode("ascii")
+
+
+# -- the standard-library fast path gives rfc8785's bytes, or rfc8785 decides -----------------------
+
+_KEYS = st.one_of(
+    st.text(max_size=6),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=4),
+    st.sampled_from(["", "a", "B", "_", "\x7f", "é", "\ufb33", "\U0001f602", "\u2028"]),
+)
+_STRINGS = st.one_of(
+    st.text(max_size=12),
+    # every control character, the escapes, U+2028/9, DEL, and lone surrogates
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x2030), max_size=8),
+    st.text(alphabet=st.characters(min_codepoint=0xD7FF, max_codepoint=0xE001), max_size=3),
+)
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), _STRINGS,
+    st.integers(min_value=-(2**54), max_value=2**54),
+    st.sampled_from([2**53 - 1, -(2**53 - 1), 2**53, -(2**53)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(_KEYS, inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def _reference(value: Any) -> bytes | type[Exception]:
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        return type(exc)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_VALUES)
+def test_fast_path_gives_rfc8785_bytes_or_its_error(value: Any) -> None:
+    expected = _reference(value)
+    if isinstance(expected, bytes):
+        assert dumps(value) == expected
+    else:
+        with pytest.raises(expected):
+            dumps(value)
+
+
+class _Tag(StrEnum):
+    A = "b"
+
+
+class _Level(IntEnum):
+    HIGH = 7
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"k": _Tag.A}, [_Level.HIGH], {"z": 1, "a": [True, None, "x\u0000\u001f\"\\/"]},
+        {"\ufb33": 1, "\U0001f602": 2}, {"n": 2**53}, {"f": 1.0}, "\ud800", {1: "int key"},
+    ],
+)  # fmt: skip
+def test_fast_path_edges_match_rfc8785(value: Any) -> None:
+    expected = _reference(value)
+    if isinstance(expected, bytes):
+        assert dumps(value) == expected
+    else:
+        with pytest.raises(expected):
+            dumps(value)
