@@ -37,6 +37,7 @@ from keysafe.errors import (
 )
 from keysafe.service import sealed_state
 from keysafe.service.models import check_name
+from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.vault.seals import PAUSED_ALL, Seal
 from keysafe.vault.vault import Vault, iso
@@ -116,8 +117,16 @@ def _views(conn: Connection) -> list[AgentView]:
     return out
 
 
+# Every agent request reads its row: on the driver (store/hot.py), the columns of `t.agents`.
+_AGENT_ROW: Final = (
+    "SELECT name, token_hash, public_key, status, created_at, last_seen, revoked_at, mac "
+    "FROM agents WHERE name = :name"
+)
+
+
 def get_agent(conn: Connection, name: str) -> Any:
-    row = conn.execute(select(t.agents).where(t.agents.c.name == name)).first()
+    found = hot.named(conn, _AGENT_ROW, {"name": name})
+    row = found[0] if found else None
     if row is None:
         raise NotFoundError(
             f"No agent named '{name}'.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -23,7 +23,7 @@ from keysafe.service import sealed_state
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
 from keysafe.service.registry import load_registry
-from keysafe.store import ledger
+from keysafe.store import hot, ledger
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault, iso
 
@@ -120,6 +120,10 @@ def show_policy(vault: Vault, agent: str) -> PolicyView | None:
     return None if row is None else PolicyView(agent, row.source, row.digest, row.set_at)
 
 
+# Read on every agent request (store/hot.py): the columns of `t.policies`.
+_POLICY_ROW: Final = "SELECT agent, source, digest, set_at, mac FROM policies WHERE agent = :agent"
+
+
 def agent_state(
     vault: Vault, conn: Connection, agent: str, *, verify: bool
 ) -> tuple[engine.AgentState, Policy | None]:
@@ -133,7 +137,8 @@ def agent_state(
         VaultLockedError: `verify` on a locked vault.
     """
     row = get_agent(conn, agent)
-    pol = conn.execute(select(t.policies).where(t.policies.c.agent == agent)).first()
+    found = hot.named(conn, _POLICY_ROW, {"agent": agent})
+    pol = found[0] if found else None
     if verify:
         sealed_state.check_agent(vault, row)
         if pol is not None:

@@ -6,6 +6,7 @@ import functools
 import logging
 import re
 from decimal import Decimal
+from typing import Final
 
 from sqlalchemy import Connection, delete, insert, select
 
@@ -19,6 +20,7 @@ from keysafe.policy.registry import (
     decimal_text,
     parse_decimal,
 )
+from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -36,25 +38,19 @@ def load_registry(conn: Connection) -> Registry:
     """The registry as the database holds it now. Every request reads the owner's rows (two
     small selects, so a `chain add` from any process counts at once); building the Registry from
     them is cached, which also keeps one Registry object per content for the engine's caches."""
-    chains = tuple(
-        (r.name, r.family, r.chain_id, r.rpc, r.max_fee)
-        for r in conn.execute(_CHAIN_ROWS)
-    )  # fmt: skip
-    assets = tuple(
-        (r.symbol, r.chain, r.address, r.decimals)
-        for r in conn.execute(_ASSET_ROWS)
-    )  # fmt: skip
+    chains: tuple[_ChainRow, ...] = tuple(hot.rows(conn, _CHAIN_ROWS, {}))
+    assets: tuple[_AssetRow, ...] = tuple(hot.rows(conn, _ASSET_ROWS, {}))
     return _registry_of(chains, assets)
 
 
-_CHAIN_ROWS = select(
-    t.registry_chains.c.name, t.registry_chains.c.family, t.registry_chains.c.chain_id,
-    t.registry_chains.c.rpc, t.registry_chains.c.max_fee,
-)  # fmt: skip
-_ASSET_ROWS = select(
-    t.registry_assets.c.symbol, t.registry_assets.c.chain, t.registry_assets.c.address,
-    t.registry_assets.c.decimals,
-)  # fmt: skip
+# On the driver (store/hot.py): every request reads them. Ordered, so the same rows make the
+# same cache key whatever order SQLite happens to return them in.
+_CHAIN_ROWS: Final = (
+    "SELECT name, family, chain_id, rpc, max_fee FROM registry_chains ORDER BY name"
+)
+_ASSET_ROWS: Final = (
+    "SELECT symbol, chain, address, decimals FROM registry_assets ORDER BY chain, symbol"
+)
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from keysafe.crypto import jcs
 from keysafe.errors import IntegrityError
+from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.vault import seals
 from keysafe.vault.seals import PAUSED_ALL, Seal
@@ -123,6 +124,10 @@ def setting_seal_state(vault: Vault, row: Any) -> Seal:
     return vault.check_row("settings", seals.setting_fields(row.key, row.value), row.mac)
 
 
+# Read on every agent request (store/hot.py): the columns of `t.settings`.
+_SETTING_ROW: Final = "SELECT key, value, mac FROM settings WHERE key = :key"
+
+
 def paused_all(vault: Vault, conn: Connection, *, verify: bool) -> bool:
     """Whether pause-all is on. Switched on, it is honoured sealed or not; switched off, only
     with a seal that verifies (`verify=False` reads it without the key, for dry runs).
@@ -131,7 +136,8 @@ def paused_all(vault: Vault, conn: Connection, *, verify: bool) -> bool:
         IntegrityError: the switch is missing, or "off" without a valid seal.
         VaultLockedError: `verify` and the vault is locked.
     """
-    row = conn.execute(select(t.settings).where(t.settings.c.key == PAUSED_ALL)).first()
+    found = hot.named(conn, _SETTING_ROW, {"key": PAUSED_ALL})
+    row = found[0] if found else None
     if row is not None and row.value == "1":
         return True
     if not verify:

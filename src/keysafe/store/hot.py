@@ -15,7 +15,9 @@ and `store.db.translate` see no difference.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +36,27 @@ def rows(conn: Connection, sql: str, params: Params) -> list[tuple[Any, ...]]:
         return raw.execute(sql, params).fetchall()
     except sqlite3.Error as exc:
         raise _wrapped(sql, params, exc) from exc
+
+
+def named(conn: Connection, sql: str, params: Params) -> list[Any]:
+    """Like `rows`, each row also readable by column name (`row.status`), as Core's rows are."""
+    raw = _sqlite(conn)
+    if raw is None:
+        return list(conn.execute(text(sql), dict(params)))
+    try:
+        cursor = raw.execute(sql, params)
+        found = cursor.fetchall()
+    except sqlite3.Error as exc:
+        raise _wrapped(sql, params, exc) from exc
+    if not found:
+        return []
+    shape = _shape(tuple(column[0] for column in cursor.description))
+    return [shape._make(r) for r in found]
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns)  # one class per statement's columns
 
 
 def run(conn: Connection, sql: str, params: Params | Sequence[Params]) -> None:

@@ -35,6 +35,7 @@ from keysafe.errors import (
     VaultLockedError,
     WrongPassphraseError,
 )
+from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy, records, seals, unlock
@@ -75,6 +76,19 @@ class RecordInfo:
         return records.RecordRef(
             self.id, self.kind, self.name, self.data_class, self.version, self.meta
         )
+
+
+# What `_info` reads (not the ciphertext): on the driver (store/hot.py), as every request asks.
+_RECORD_INFO: Final = (
+    "SELECT id, kind, name, data_class, epoch, version, meta, created_at, updated_at "
+    "FROM records WHERE kind = :kind AND name = :name"
+)
+
+
+_RECORD: Final = (
+    "SELECT id, kind, name, data_class, epoch, version, meta, created_at, updated_at, "
+    "dek_nonce, dek_wrapped, nonce, ciphertext FROM records WHERE id = :id"
+)
 
 
 def _info(row: Any) -> RecordInfo:
@@ -416,10 +430,8 @@ class Vault:
         return [_info(r) for r in rows]
 
     def find_record(self, conn: Connection, kind: str, name: str) -> RecordInfo | None:
-        row = conn.execute(
-            select(t.records).where(t.records.c.kind == kind, t.records.c.name == name)
-        ).first()
-        return None if row is None else _info(row)
+        found = hot.named(conn, _RECORD_INFO, {"kind": kind, "name": name})
+        return _info(found[0]) if found else None
 
     def get_record(self, conn: Connection, kind: str, name: str) -> RecordInfo:
         info = self.find_record(conn, kind, name)
@@ -484,7 +496,14 @@ class Vault:
     @contextmanager
     def open_record(self, conn: Connection, info: RecordInfo) -> Iterator[SecretBytes]:
         """Decrypt a record for the duration of the block; the plaintext is wiped afterwards."""
-        row = conn.execute(select(t.records).where(t.records.c.id == info.id)).one()
+        found = hot.named(conn, _RECORD, {"id": info.id})
+        if not found:  # removed by the owner since `info` was read
+            raise NotFoundError(
+                f"The {info.kind} '{info.name}' was removed while this request ran.",
+                next_step=f"list them with `keysafe {info.kind} list`.",
+                kind=info.kind, name=info.name,
+            )  # fmt: skip
+        row = found[0]
         fresh = _info(row)
         sealed = records.Sealed(
             row.epoch, row.dek_nonce, row.dek_wrapped, row.nonce, row.ciphertext
