@@ -70,9 +70,13 @@ def _keypair(seed32: SecretBytes) -> Keypair:
     return Keypair.from_seed(bytes(seed32.reveal()))
 
 
-def _check_present_signatures(tx: VersionedTransaction, signers: tuple[str, ...]) -> bool:
-    """Raise on a non-empty slot that does not verify; True when every slot is filled."""
-    results = tx.verify_with_results()
+def _check_present_signatures(
+    tx: VersionedTransaction, signers: tuple[str, ...], results: list[bool] | None = None
+) -> bool:
+    """Raise on a non-empty slot that does not verify; True when every slot is filled.
+    `results`: `tx.verify_with_results()` when the caller has it already."""
+    if results is None:
+        results = tx.verify_with_results()
     full = True
     for i, (sig, ok) in enumerate(zip(tx.signatures, results, strict=True)):
         if sig == _DEFAULT_SIGNATURE:
@@ -107,9 +111,10 @@ def sign_transaction(tx: SolanaTx, seed32: SecretBytes) -> SignedSolanaTx:
     # could never land. The wallet's own slot is overwritten, so it is not judged here.
     signatures = list(tx.transaction.signatures)
     signatures[index] = _DEFAULT_SIGNATURE
-    _check_present_signatures(
-        VersionedTransaction.populate(tx.message, signatures), tx.required_signers
-    )
+    if any(sig != _DEFAULT_SIGNATURE for sig in signatures):  # a lone signer has none to judge
+        _check_present_signatures(
+            VersionedTransaction.populate(tx.message, signatures), tx.required_signers
+        )
     signature = keypair.sign_message(tx.message_bytes)
     del keypair
     return _place(tx, index, wallet, signature)
@@ -142,11 +147,12 @@ def _place(tx: SolanaTx, index: int, wallet: str, signature: Signature) -> Signe
         raise IntegrityError(
             "The wallet's signature did not verify with libsodium.", next_step=_INTEGRITY_NEXT
         )
-    if not signed.verify_with_results()[index]:
+    results = signed.verify_with_results()
+    if not results[index]:
         raise IntegrityError(
             "The wallet's signature did not verify with solders.", next_step=_INTEGRITY_NEXT
         )
-    full = _check_present_signatures(signed, tx.required_signers)
+    full = _check_present_signatures(signed, tx.required_signers, results)
     again = parse_transaction(b64encode(bytes(signed)).decode("ascii"))
     if again.message_bytes != tx.message_bytes or again.signatures[index] != signature:
         raise IntegrityError(
