@@ -40,6 +40,7 @@ from keysafe.service.models import (
     SignTransactionRequest,
     SignTypedDataRequest,
 )
+from keysafe.service.registry import load_registry as load_registry_of
 from keysafe.service.registry import registry as load_registry
 from keysafe.vault.vault import RecordInfo, Vault
 
@@ -100,6 +101,13 @@ CODEC: gate.Codec[SignResult] = gate.Codec(
 def wallet_record(vault: Vault, name: str) -> RecordInfo:
     with vault.db.read() as conn:
         return vault.get_record(conn, RecordKind.WALLET, name)
+
+
+def wallet_and_registry(vault: Vault, name: str) -> tuple[RecordInfo, Registry]:
+    """The wallet's record and the chain registry, read in one transaction (a transaction
+    costs more than either read)."""
+    with vault.db.read() as conn:
+        return vault.get_record(conn, RecordKind.WALLET, name), load_registry_of(conn)
 
 
 def resolve_chain(reg: Registry, ref: str | int | None, family: str) -> ChainInfo:
@@ -258,12 +266,13 @@ def sign_transaction(
         declared=dict(declared) if declared else None, idempotency_key=idempotency_key,
         threshold=dict(threshold) if threshold else None,
     )  # fmt: skip
-    info = wallet_record(vault, wallet)
+    info, reg = wallet_and_registry(vault, wallet)
     fields = _threshold_fields(vault, agent, info, threshold, dry_run=dry_run)
     try:
         decoded = decode_transaction(
-            vault, agent, info, payload, chain=chain, declared=declared, fields=fields
-        )
+            vault, agent, info, payload, registry=reg, chain=chain, declared=declared,
+            fields=fields,
+        )  # fmt: skip
     except BaseException:
         threshold_wallets.discard(vault, agent, fields)
         raise
@@ -324,6 +333,7 @@ def decode_transaction(
     info: RecordInfo,
     payload: str | dict[str, Any],
     *,
+    registry: Registry,
     chain: str | None,
     declared: Mapping[str, Any] | None,
     fields: dict[str, Any] | None = None,
@@ -337,19 +347,20 @@ def decode_transaction(
         ChainUnavailableError: the RPC that fills an EVM transaction failed.
     """
     if info.meta["chain"] == Chain.EVM:
-        return _evm(vault, info, payload, chain=chain, declared=declared)
-    return _solana(vault, agent, info, payload, chain=chain, declared=declared, fields=fields)
+        return _evm(info, payload, registry, chain=chain, declared=declared)
+    return _solana(
+        vault, agent, info, payload, registry, chain=chain, declared=declared, fields=fields
+    )
 
 
 def _evm(
-    vault: Vault,
     info: RecordInfo,
     payload: str | dict[str, Any],
+    reg: Registry,
     *,
     chain: str | None,
     declared: Mapping[str, Any] | None,
 ) -> Decoded:
-    reg = load_registry(vault)
     requested = resolve_chain(reg, chain, "evm") if chain is not None else None
     # parse_transaction refuses a transaction without a chain id unless one is named here.
     tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
@@ -384,6 +395,7 @@ def _solana(
     agent: str,
     info: RecordInfo,
     payload: str | dict[str, Any],
+    reg: Registry,
     *,
     chain: str | None,
     declared: Mapping[str, Any] | None,
@@ -394,7 +406,6 @@ def _solana(
             "A Solana transaction is given as base64 text.",
             next_step="serialize the transaction and base64-encode it.",
         )
-    reg = load_registry(vault)
     chain_info = resolve_chain(reg, chain, "solana")
     tx = sol_tx.parse_transaction(payload)
     intent = sol_intents.intent_from_tx(

@@ -64,7 +64,6 @@ from keysafe.policy.registry import (
 from keysafe.service import gate, signing
 from keysafe.service import threshold as threshold_wallets
 from keysafe.service.models import Chain, TransferRequest
-from keysafe.service.registry import registry as load_registry
 from keysafe.vault.vault import RecordInfo, Vault
 
 __all__ = ["NATIVE", "transfer"]
@@ -401,7 +400,7 @@ def transfer(
         wallet=wallet, asset=asset, to=to, amount=amount, chain=chain, description=description,
         idempotency_key=idempotency_key,
     )  # fmt: skip
-    info = signing.wallet_record(vault, wallet)
+    info, reg = signing.wallet_and_registry(vault, wallet)
     if threshold_wallets.is_threshold(info):
         raise _bad(
             f"Wallet '{info.name}' is a 2-of-3 threshold wallet: its share on the agent's side "
@@ -409,7 +408,7 @@ def transfer(
             "build the transaction yourself and use send_transaction for this wallet.",
             "wallet",
         )
-    plan = _plan(load_registry(vault), info, wire)
+    plan = _plan(reg, info, wire)
     family = str(info.meta["chain"])
     # The request as it will be parked and fingerprinted: resolved, so approving it later and
     # retrying it with its idempotency key both mean exactly this transfer.
@@ -428,7 +427,7 @@ def transfer(
     declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
                 "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
     decoded = signing.decode_transaction(
-        vault, agent, info, payload, chain=plan.chain.name, declared=declared
+        vault, agent, info, payload, registry=reg, chain=plan.chain.name, declared=declared
     )
     req = gate.Request(
         agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
