@@ -16,11 +16,12 @@ from typing import Any
 
 from benchmarks import common
 
-# (label, path suffix of the file, function name): inclusive time, nested items indented. A
-# stage whose function is renamed shows 0 calls per sign in the report: update its name here.
+# (label, path suffix of the file, function name or names joined by "|"): inclusive time, nested
+# items indented. A stage whose function is renamed shows 0 calls per sign in the report: update
+# its name here.
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("decode the transaction into an intent", "keysafe/chains/solana/intents.py", "intent_from_tx"),
-    ("load the chain registry from the DB (twice)", "keysafe/service/registry.py", "load_registry"),
+    ("read the wallet record and the chain registry (one read)", "keysafe/service/signing.py", "wallet_and_registry"),
     ("gate: decide, sign, book, audit (one write transaction)", "keysafe/service/gate.py", "_run_in_one_transaction"),
     ("  gate._admit: idempotency, decision, its audit entry", "keysafe/service/gate.py", "_admit"),
     ("  parse the policy YAML (cached per text)", "keysafe/policy/rules.py", "parse_policy"),
@@ -32,13 +33,16 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("audit.append (all entries of the call)", "keysafe/audit/log.py", "append"),
     ("SQLite COMMIT (fsync, synchronous=FULL)", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
     ("SQLAlchemy Connection.execute (all statements)", "sqlalchemy/engine/base.py", "execute"),
+    ("statements on the sqlite3 driver (store/hot.py)", "keysafe/store/hot.py", "rows|named|run"),
+    ("transactions opened and closed (Database.read/write)", "keysafe/store/db.py", "read|write"),
 )  # fmt: skip
 
 
 def _inclusive(stats: pstats.Stats, suffix: str, name: str) -> tuple[float, int]:
     total, calls = 0.0, 0
+    names = name.split("|")
     for (filename, _line, func), (_cc, nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if func == name and (filename.endswith(suffix) or suffix == filename):
+        if func in names and (filename.endswith(suffix) or suffix == filename):
             total += ct
             calls += nc
     return total, calls
