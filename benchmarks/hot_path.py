@@ -10,8 +10,10 @@ bearer-token check) is not in this profile; the whoami figure measures it.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import pstats
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import common
@@ -55,28 +57,56 @@ def _short(filename: str) -> str:
     return filename
 
 
-def measure(vault_copy: common.BenchVault, *, calls: int) -> dict[str, Any]:
+ROUNDS = 4  # each side's calls are split into rounds that alternate, so drift hits both
+
+
+def measure(
+    vault_copy: common.BenchVault, *, calls: int, past: common.BenchVault | None = None
+) -> dict[str, Any]:
+    """The profile of `calls` signatures on `vault_copy`; with `past` (a copy of the vault with
+    the long past), the same on it under "with_history", the two run in alternating rounds in
+    one process (a WAL checkpoint, the disk or another process then weighs on both alike)."""
     from keysafe.service import signing
 
-    txs = common.solana_transfers(vault_copy.sol_address, 64)
+    sides = {"fresh": vault_copy} | ({"past": past} if past is not None else {})
+    txs = {name: common.solana_transfers(v.sol_address, 64) for name, v in sides.items()}
     agent = common.agent_name(0)
-    with common.unlocked(vault_copy.home) as vault:
-        n = 0
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    profilers = {name: cProfile.Profile() for name in sides}
+    per_round = max(1, calls // ROUNDS)
+    with contextlib.ExitStack() as stack:
+        vaults = {name: stack.enter_context(common.unlocked(v.home)) for name, v in sides.items()}
+        count = dict.fromkeys(sides, 0)
 
-        def one() -> None:
-            nonlocal n
-            res = signing.sign_transaction(vault, agent, "sol", txs[n % len(txs)])
-            assert res.status == "signed", res
-            n += 1
+        def signer(name: str) -> Callable[[], None]:
+            def one() -> None:
+                res = signing.sign_transaction(
+                    vaults[name], agent, "sol", txs[name][count[name] % 64]
+                )
+                assert res.status == "signed", res
+                count[name] += 1
 
-        for _ in range(5):
-            one()  # warm: imports, statement caches
-        plain = common.summary(common.time_calls(one, seconds=0, min_calls=calls))
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(calls):
-            one()
-        profiler.disable()
+            return one
+
+        ones = {name: signer(name) for name in sides}
+        for one in ones.values():
+            for _ in range(5):
+                one()  # warm: imports, statement caches
+        for _ in range(ROUNDS):
+            for name, one in ones.items():
+                samples[name] += common.time_calls(one, seconds=0, min_calls=per_round)
+                profilers[name].enable()
+                for _ in range(per_round):
+                    one()
+                profilers[name].disable()
+    out = _report(profilers["fresh"], samples["fresh"], per_round * ROUNDS)
+    if past is not None:
+        out["with_history"] = _report(profilers["past"], samples["past"], per_round * ROUNDS)
+    return out
+
+
+def _report(profiler: cProfile.Profile, samples: list[float], calls: int) -> dict[str, Any]:
+    plain = common.summary(samples)
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]
     stages = []

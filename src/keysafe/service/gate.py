@@ -188,6 +188,18 @@ def admit(vault: Vault, req: Request) -> Admission:
     return admission
 
 
+def new_request_id(now: datetime) -> str:
+    """32 hex characters: `now` in milliseconds (12), then 80 random bits (20).
+
+    Each signature inserts its id into the ledger's request-id index. Random ids land on a
+    random page of an index that grows with history, so every commit wrote (and every WAL
+    checkpoint copied) one more distinct page the longer the past; ids made one after another
+    sort together and share the page the previous one dirtied. The random part keeps an id
+    unguessable; nothing orders requests by it.
+    """
+    return f"{max(0, int(now.timestamp() * 1000)):012x}{secrets.token_hex(10)}"
+
+
 def _refuse_own_time(req: Request) -> None:
     if req.intent.time is not None:
         # `time` is for dry runs: an agent must not date its request to escape a window,
@@ -209,7 +221,7 @@ def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admis
         if earlier is not None:
             return earlier
     decision = stopped or _decide(conn, req, policy, state, now, writable=True)
-    request_id = secrets.token_hex(16)
+    request_id = new_request_id(now)
     _audit_decision(vault, conn, req, decision, request_id, fp)
     if decision.outcome == "deny":
         return Admission(decision, request_id)

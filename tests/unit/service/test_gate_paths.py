@@ -9,8 +9,9 @@ crash can cut it, and the vault is reopened from its files as `keysafe serve` wo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,15 @@ def test_settle_commits_or_releases_a_reservation_once(home: Home) -> None:
         second = gate.admit(v, _request(Kind.HTTP_REQUEST, 0.3, None, reaches_out=True))
         assert gate.settle(v, req, second.request_id, failure=RuntimeError("upstream down")) == 1
         assert sorted(s for _, s, _ in _ledger(v)) == ["committed", "released"]
+
+
+def test_request_ids_sort_by_time_and_keep_80_random_bits() -> None:
+    # Ids made one after another share the ledger index page the previous one dirtied (a random
+    # id dirtied a random page of an index that grows with history); the random tail keeps an id
+    # unguessable, even among ids made in the same millisecond.
+    start = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    ids = [gate.new_request_id(start + timedelta(milliseconds=i // 3)) for i in range(300)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+    assert ids[0][:12] == f"{int(start.timestamp() * 1000):012x}"
+    assert len({i[12:] for i in ids}) == len(ids)
