@@ -39,7 +39,7 @@ from solders.transaction import VersionedTransaction
 
 from keysafe.mcp_server.threshold import agent_part, load_shares, message_of
 from keysafe.mpc import share_file
-from keysafe.mpc.frost import signing
+from keysafe.mpc.frost import cosigner, signing
 from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage
 from keysafe.mpc.share_file import SecretBytes
@@ -619,9 +619,18 @@ def test_frost_vault_commitments_die_with_the_server(base: Base, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def owner(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+def owner_server(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A running, unlocked server on a copy of the base vault: the vault's share signs there,
+    the recovery share in the owner's CLI."""
     root = tmp_path_factory.mktemp("frost-owner")
     home = base.copy(root)
+    with keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as s:
+        yield s
+
+
+@pytest.fixture
+def owner(owner_server: Server) -> Cli:
+    home = Path(owner_server.env["KEYSAFE_HOME"])
     return Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
 
 
@@ -637,6 +646,62 @@ def test_frost_owner_signs_a_message_with_the_recovery_file(base: Base, owner: C
     VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(b"I own this wallet", signature)
     with pytest.raises(BadSignatureError):
         VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(b"I own that", signature)
+
+
+def test_attack_owner_signing_never_puts_both_shares_in_one_process(
+    base: Base, tmp_path: Path
+) -> None:
+    # Without a server the CLI could only sign by opening the vault's share beside the
+    # recovery share in its own process; it refuses, before asking for the recovery passphrase,
+    # and says what to run.
+    home = base.copy(tmp_path)
+    cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
+    r = cli("wallet", "sign-message", "team", "hello", "--recovery-file", str(base.recovery_file()))
+    line = user_error(r, "MALFORMED_REQUEST")
+    assert "keysafe serve" in line and "never both in one process" in line
+    assert "signature" not in r.stdout and "Recovery passphrase" not in r.stderr
+    assert not [row for row in audit_rows(home) if "wallet.sign_message" in row]
+
+
+def test_frost_owner_signature_runs_as_two_parties_over_the_owner_api(
+    base: Base, owner_server: Server
+) -> None:
+    # The same two calls the CLI makes, by hand: the server answers a commitment and never a
+    # share; a share from the wrong party or a reused session signs nothing.
+    session = owner_server.login()
+    ops = f"{owner_server.url}/v1/owner/ops"
+    headers = {"authorization": f"Bearer {session}"}
+
+    def commit() -> dict[str, Any]:
+        r = httpx.post(ops, json={"kind": "wallet.threshold-commit", "wallet": "team"},
+                       headers=headers, timeout=30)  # fmt: skip
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        assert set(answer) == {"session_id", "wallet", "identifier", "hiding", "binding",
+                               "expires_in", "public"}  # fmt: skip
+        return answer
+
+    def cosign(answer: dict[str, Any], key: KeyPackage, message: str) -> httpx.Response:
+        fields = cosigner.part(key, answer, message.encode())
+        body = {"kind": "wallet.threshold-cosign", "wallet": "team", "message": message, **fields}
+        return httpx.post(ops, json=body, headers=headers, timeout=30)
+
+    recovery = share_file.open_recovery_share(
+        share_file.read(base.recovery_file(), "recovery file"),
+        SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())),
+    )
+    answer = commit()
+    r = cosign(answer, recovery, "two processes")
+    assert r.status_code == 200, r.text
+    VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
+        b"two processes", bytes(Signature.from_string(r.json()["signature"]))
+    )
+    again = cosign(answer, recovery, "two processes")  # the session was used
+    assert again.status_code == 400 and "unknown, used" in again.text, again.text
+    # The agent's share answering the owner's session is a wrong share for party 3: named.
+    wrong = cosign(commit(), base.agent_key(), "not the recovery share")
+    assert wrong.status_code == 400, wrong.text
+    assert error_of(wrong).get("culprit") == RECOVERY, wrong.text
 
 
 def test_frost_the_owner_alone_cannot_sign(base: Base, owner: Cli) -> None:

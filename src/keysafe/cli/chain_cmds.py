@@ -11,10 +11,8 @@ import typer
 from keysafe.cli import owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.record_cmds import wallet_app
-from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import decode as decoding
-from keysafe.service import wallets
 from keysafe.service.context import open_vault
 from keysafe.service.registry import registry as vault_registry
 
@@ -63,24 +61,44 @@ def decode(
 def _sign_with_recovery(
     name: str, message: str, recovery_file: Path, passphrase_file: Path | None, json_out: bool
 ) -> None:
+    """The owner's 2-of-3 signature as two processes: the recovery share signs here, the
+    vault's share in the running server; neither process ever holds both."""
     from keysafe.cli import inputs
     from keysafe.mpc import share_file
+    from keysafe.mpc.frost import cosigner
+    from keysafe.mpc.frost.keys import PublicKeyPackage
     from keysafe.service import threshold as threshold_wallets
+    from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign
 
     doc = share_file.read(recovery_file, "recovery file")
+    why = "the vault's share signs there and the recovery share here, never both in one process"
+    owner.require_server(why)  # before the recovery passphrase is asked for
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
-    with recovery, unlocked(passphrase_file) as vault:
-        signature = threshold_wallets.sign_message_with_recovery(
-            vault, name, message.encode(), doc, recovery
-        )
-        address = next(w.address for w in wallets.list_wallets(vault) if w.name == name)
+    with recovery:  # a wrong passphrase or an altered file fails before the vault commits
+        key = share_file.open_recovery_share(doc, recovery)
+    answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
+    current = PublicKeyPackage.from_dict(answer.public)
+    threshold_wallets.check_recovery(name, current, doc, key)
+    fields = cosigner.part(key, answer.model_dump(), message.encode())
+    del key
+    done = owner.perform_on_server(
+        ThresholdCosign(
+            wallet=name, message=message, session_id=fields["session_id"],
+            hiding=fields["hiding"], binding=fields["binding"], share=fields["share"],
+        ),
+        passphrase_file,
+        why=why,
+    )  # fmt: skip
     if json_out:
-        render.as_json({"signature": signature, "address": address, "signers": "user+recovery"})
+        render.as_json(
+            {"signature": done.signature, "address": done.address, "signers": "user+recovery"}
+        )
     else:
         render.out.print(
-            f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}", markup=False
+            f"signer:    {done.address} (2-of-3: vault + recovery)\nsignature: {done.signature}",
+            markup=False,
         )
 
 
@@ -104,7 +122,9 @@ def wallet_sign_message(
     """Sign a message as the owner: EIP-191 personal_sign for EVM, Ed25519 for Solana.
 
     A 2-of-3 wallet needs a second share: --recovery-file (its passphrase from
-    KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign.
+    KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign. The recovery share
+    signs in this process and the vault's in `keysafe serve`, which must be running and
+    unlocked: no process ever holds both shares.
     """
     if recovery_file is not None:
         _sign_with_recovery(name, message, recovery_file, passphrase_file, json_out)

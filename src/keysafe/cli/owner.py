@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from keysafe.cli import client
 from keysafe.cli.app import home
 from keysafe.cli.vault_cmds import unlocked
+from keysafe.errors import MalformedRequestError
 from keysafe.service.owner_ops import Op
 
 R = TypeVar("R")
@@ -35,10 +36,40 @@ def perform(op: Op[R], passphrase_file: Path | None) -> R:
     h = home()
     url = h.serving_url()
     if url is not None and client.server_unlocked(url):
-        raw = client.owner_call(
-            h, "POST", OPS_PATH, passphrase_file=passphrase_file,
-            json_body=op.model_dump(mode="json"), url=url,
-        )  # fmt: skip
-        return cast(R, TypeAdapter(op.result).validate_python(raw))
+        return _on(url, op, passphrase_file)
     with unlocked(passphrase_file) as vault:
         return op.run(vault)
+
+
+def perform_on_server(op: Op[R], passphrase_file: Path | None, *, why: str) -> R:
+    """Run `op` in this home's running, unlocked server, never here: for a step whose point is
+    that this process does not hold what the server holds (`why` says what, for the error).
+
+    Raises:
+        MalformedRequestError: no server runs on this home, or it is locked.
+        KeysafeError: whatever the operation raises in the server.
+    """
+    return _on(require_server(why), op, passphrase_file)
+
+
+def require_server(why: str) -> str:
+    """The URL of this home's running, unlocked server.
+
+    Raises:
+        MalformedRequestError: none runs, or it is locked; `why` says why one is needed.
+    """
+    url = home().serving_url()
+    if url is None or not client.server_unlocked(url):
+        raise MalformedRequestError(
+            f"This needs `keysafe serve` running and unlocked on this home: {why}.",
+            next_step="start it (`keysafe serve`, then `keysafe unlock`), then run this again.",
+        )
+    return url
+
+
+def _on(url: str, op: Op[R], passphrase_file: Path | None) -> R:
+    raw = client.owner_call(
+        home(), "POST", OPS_PATH, passphrase_file=passphrase_file,
+        json_body=op.model_dump(mode="json"), url=url,
+    )  # fmt: skip
+    return cast(R, TypeAdapter(op.result).validate_python(raw))

@@ -19,9 +19,8 @@ from solders.transaction import VersionedTransaction
 
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import share_file
-from keysafe.mpc.frost import signing
-from keysafe.mpc.frost.groups import ED25519
-from keysafe.mpc.frost.keys import AGENT, USER, KeyPackage
+from keysafe.mpc.frost import cosigner
+from keysafe.mpc.frost.keys import AGENT, KeyPackage
 from keysafe.mpc.share_file import SecretBytes
 from keysafe.remote import AgentClient
 
@@ -80,22 +79,4 @@ async def agent_part(
 ) -> dict[str, str]:
     """Everything the vault needs from the agent for one threshold signature over `message`
     (the transaction's message bytes, or a message's own bytes), decoded here independently."""
-    pre = await client.threshold_commit(wallet)
-    try:
-        vault_commitment = signing.SigningCommitment(
-            USER,
-            ED25519.deserialize_element(bytes.fromhex(pre["hiding"]), what="vault hiding"),
-            ED25519.deserialize_element(bytes.fromhex(pre["binding"]), what="vault binding"),
-        )
-    except (KeyError, ValueError):
-        raise MalformedRequestError(
-            "The vault's commitment is malformed.", next_step="check KEYSAFE_URL points at keysafe."
-        ) from None
-    nonces, mine = signing.commit(key)
-    commitments = (mine, vault_commitment)
-    share = signing.sign(key, nonces, message, commitments)
-    del nonces  # used once; never stored anywhere
-    return {
-        "session_id": str(pre["session_id"]), "hiding": mine.hiding.hex(),
-        "binding": mine.binding.hex(), "share": share.hex(),
-    }  # fmt: skip
+    return cosigner.part(key, await client.threshold_commit(wallet), message)

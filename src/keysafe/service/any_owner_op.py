@@ -25,11 +25,12 @@ from keysafe.service.owner_ops import (
     SetData,
     SetPolicy,
 )
-from keysafe.service.owner_signing import SignMessage
+from keysafe.service.owner_signing import SignMessage, ThresholdCommit, ThresholdCosign
 
 AnyOp = Annotated[
     AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
-    | ListWallets | SignMessage | AddChain | AddAsset | ReviewSeals | SealRows,
+    | ListWallets | SignMessage | ThresholdCommit | ThresholdCosign | AddChain | AddAsset
+    | ReviewSeals | SealRows,
     Field(discriminator="kind"),
 ]  # fmt: skip

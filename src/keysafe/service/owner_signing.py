@@ -1,4 +1,4 @@
-"""The owner's signing operation, apart from `owner_ops` because it loads eth-account.
+"""The owner's signing operations, apart from `owner_ops` because they load eth-account.
 
 Every CLI command imports `owner_ops`; only `keysafe wallet sign-message` needs the chains'
 signing code (about a second and a half to import), so it imports this module when it runs.
@@ -6,11 +6,11 @@ signing code (about a second and a half to import), so it imports this module wh
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from keysafe.service import signing
+from keysafe.service import signing, threshold, wallets
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
 
@@ -34,3 +34,55 @@ class SignMessage(Op[MessageSigned]):
         done = signing.sign_message(vault, None, self.wallet, self.message)
         assert done.signature is not None  # the owner is never asked: it signs or raises
         return MessageSigned(summary=done.summary, address=done.address, signature=done.signature)
+
+
+class VaultCommitment(BaseModel):
+    """The vault's round-one commitment for one 2-of-3 signature, and the wallet's public
+    package (the owner's side checks its recovery file against it)."""
+
+    session_id: str
+    wallet: str
+    identifier: int
+    hiding: str
+    binding: str
+    expires_in: int
+    public: dict[str, Any]
+
+
+class ThresholdCommit(Op[VaultCommitment]):
+    """First half of an owner signature with a 2-of-3 wallet: the vault commits (its share stays
+    in the server; the recovery share stays in the owner's CLI)."""
+
+    kind: Literal["wallet.threshold-commit"] = "wallet.threshold-commit"
+    wallet: str
+
+    result = VaultCommitment
+
+    def run(self, vault: Vault) -> VaultCommitment:
+        return VaultCommitment.model_validate(threshold.owner_commit(vault, self.wallet))
+
+
+class ThresholdSigned(BaseModel):
+    address: str
+    signature: str
+
+
+class ThresholdCosign(Op[ThresholdSigned]):
+    """Second half: the recovery side's commitment and signature share over `message`; the
+    vault verifies it, adds its own and returns the verified signature."""
+
+    kind: Literal["wallet.threshold-cosign"] = "wallet.threshold-cosign"
+    wallet: str
+    message: str  # the text; signed as its UTF-8 bytes, as `wallet sign-message` does
+    session_id: str
+    hiding: str
+    binding: str
+    share: str
+
+    result = ThresholdSigned
+
+    def run(self, vault: Vault) -> ThresholdSigned:
+        fields = self.model_dump(include={"session_id", "hiding", "binding", "share"})
+        signature = threshold.owner_cosign(vault, self.wallet, self.message.encode(), fields)
+        address = next(w.address for w in wallets.list_wallets(vault) if w.name == self.wallet)
+        return ThresholdSigned(address=address, signature=signature)

@@ -50,6 +50,7 @@ THRESHOLD: Final = "2-of-3"
 NONCE_TTL_S: Final = 15 * 60  # outlives an approval (5 min by default) parked with the request
 MAX_OPEN_PER_AGENT: Final = 32
 _NONCES: Final = "frost_nonces"
+_OWNER: Final = "(owner)"  # the owner's sessions in the nonce table (no agent has this name)
 _LOCK = threading.Lock()  # guards vault.volatile's nonce table across request threads
 
 
@@ -284,21 +285,28 @@ def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
             raise PolicyDeniedError(
                 f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
             )
+    return _commit(vault, info, agent)
+
+
+def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
+    """Fresh vault nonces for one signature with `holder` (an agent, or `_OWNER`), kept in
+    memory under a new session id; returns the commitment to send."""
     nonces, commitment = signing.commit(_user_key(vault, info))
     sid = secrets.token_bytes(32)
+    who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
     with _LOCK:
         table = _table(vault)
-        if sum(1 for p in table.values() if p.agent == agent) >= MAX_OPEN_PER_AGENT:
+        if sum(1 for p in table.values() if p.agent == holder) >= MAX_OPEN_PER_AGENT:
             raise MalformedRequestError(
-                f"Agent '{agent}' already holds {MAX_OPEN_PER_AGENT} unused commitments.",
+                f"{who} already holds {MAX_OPEN_PER_AGENT} unused commitments.",
                 next_step="use them (or wait 15 minutes for them to expire).",
             )
         table[sid] = _Preprocessed(
-            wallet, agent, int(info.meta.get("generation", 1)), nonces, commitment,
+            info.name, holder, int(info.meta.get("generation", 1)), nonces, commitment,
             time.monotonic() + NONCE_TTL_S,
         )  # fmt: skip
     return {
-        "session_id": sid.hex(), "wallet": wallet, "identifier": USER,
+        "session_id": sid.hex(), "wallet": info.name, "identifier": USER,
         "hiding": commitment.hiding.hex(), "binding": commitment.binding.hex(),
         "expires_in": NONCE_TTL_S,
     }  # fmt: skip
@@ -324,43 +332,86 @@ def cosign(
     """The vault's part, after the policy allowed the transaction: check the agent's share,
     add the user's, aggregate; returns the verified 64-byte signature. The preprocessed nonces
     are consumed first, whatever happens next."""
+    return _cosign(vault, agent, info, message, fields, partner=AGENT)
+
+
+def _cosign(
+    vault: Vault,
+    holder: str,
+    info: RecordInfo,
+    message: bytes,
+    fields: dict[str, Any],
+    *,
+    partner: int,
+) -> bytes:
+    """Consume `holder`'s session, verify `partner`'s share (named if bad), add the vault's."""
     sid = _hex(fields, "session_id")
+    whose = "the owner's" if holder == _OWNER else "this agent's"
     with _LOCK:
         table = _table(vault)
         pre = table.get(sid)
-        if pre is not None and pre.agent == agent and pre.wallet == info.name:
+        if pre is not None and pre.agent == holder and pre.wallet == info.name:
             del table[sid]  # consumed before anything else: used once, whatever happens next
         else:
             pre = None
     if pre is None:
         raise MalformedRequestError(
-            "The threshold session is unknown, used, expired, or not this agent's.",
-            next_step="ask for a fresh vault commitment (the client does this per transaction).",
+            f"The threshold session is unknown, used, expired, or not {whose}.",
+            next_step="ask for a fresh vault commitment (the client does this per signature).",
         )
+    party = "recovery" if partner == RECOVERY else "agent"
     if pre.generation != int(info.meta.get("generation", 1)):
         raise MalformedRequestError(
             "The wallet's shares were refreshed since this commitment was made.",
-            next_step="ask for a fresh commitment with the new agent share.",
+            next_step=f"ask for a fresh commitment with the new {party} share.",
         )
     public = _public(info)
     try:
-        agent_commitment = signing.SigningCommitment(
-            AGENT,
+        theirs = signing.SigningCommitment(
+            partner,
             ED25519.deserialize_element(_hex(fields, "hiding"), what="hiding commitment"),
             ED25519.deserialize_element(_hex(fields, "binding"), what="binding commitment"),
         )
-        commitments = (agent_commitment, pre.commitment)
+        commitments = tuple(sorted((theirs, pre.commitment), key=lambda c: c.identifier))
         share = _hex(fields, "share")
-        signing.verify_signature_share(public, AGENT, agent_commitment, share, commitments, message)
+        signing.verify_signature_share(public, partner, theirs, share, commitments, message)
     except FrostError as exc:
         raise MalformedRequestError(
-            f"The agent's part of the threshold signature is invalid: {exc.what}",
-            next_step="nothing was signed; the agent's share file may not belong to this wallet.",
-            culprit=AGENT,
+            f"The {'recovery file' if partner == RECOVERY else 'agent'}'s part of the threshold "
+            f"signature is invalid: {exc.what}",
+            next_step=f"nothing was signed; the {party} share may not belong to this wallet.",
+            culprit=partner,
         ) from None
     user = _user_key(vault, info)
     mine = signing.sign(user, pre.nonces, message, commitments)
-    return signing.aggregate(public, commitments, message, {AGENT: share, USER: mine})
+    return signing.aggregate(public, commitments, message, {partner: share, USER: mine})
+
+
+# -- user + recovery: the owner's CLI holds the recovery share, this process the vault's ------
+
+
+def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
+    """The vault's commitment for one signature the owner makes with the recovery file, with
+    the wallet's public package so the owner's side can tell a stale recovery file."""
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    return _commit(vault, info, _OWNER) | {"public": info.meta["public"]}
+
+
+def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, Any]) -> str:
+    """The vault's share beside the recovery share the owner's CLI signed with; returns the
+    base58 signature, verified, and audits it."""
+    from solders.signature import Signature
+
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    sig = _cosign(vault, _OWNER, info, message, fields, partner=RECOVERY)
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
+            outcome="success", details={"name": wallet, "signer": "user+recovery"},
+        )  # fmt: skip
+    return str(Signature.from_bytes(sig))
 
 
 # -- user + recovery (the owner, with the recovery file) ------------------------------------
@@ -392,49 +443,45 @@ class _MemoryNonces:
 def _recovery_key(
     info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
 ) -> KeyPackage:
+    return open_recovery(info.name, _public(info), recovery, passphrase)
+
+
+def open_recovery(
+    wallet: str, current: PublicKeyPackage, recovery: dict[str, Any], passphrase: SecretBytes
+) -> KeyPackage:
+    """The recovery share of `wallet` from its recovery file, checked against the wallet's
+    current public package (`current`: the vault's, or what the vault sent the owner's CLI).
+
+    Raises:
+        WrongPassphraseError / IntegrityError: the passphrase is wrong or the file was altered.
+        MalformedRequestError: the file is another wallet's, or from before a refresh.
+    """
     key = share_file.open_recovery_share(recovery, passphrase)
-    current = _public(info)
+    check_recovery(wallet, current, recovery, key)
+    return key
+
+
+def check_recovery(
+    wallet: str, current: PublicKeyPackage, recovery: dict[str, Any], key: KeyPackage
+) -> None:
+    """Raises MalformedRequestError unless `key` (opened from the `recovery` file) is the
+    current recovery share of `wallet`, whose public package is `current`."""
     if key.identifier != RECOVERY or key.public.group_public_key != current.group_public_key:
         raise MalformedRequestError(
-            f"That recovery file is not for wallet '{info.name}'.",
+            f"That recovery file is not for wallet '{wallet}'.",
             next_step="use the wallet's current recovery file.",
         )
     if key.public.verifying_shares != current.verifying_shares:
         raise MalformedRequestError(
-            f"That recovery file is from before wallet '{info.name}' was refreshed; its share "
+            f"That recovery file is from before wallet '{wallet}' was refreshed; its share "
             "no longer signs.",
             next_step="use the recovery file the last `keysafe wallet refresh` rewrote.",
         )
-    if recovery.get("wallet") != info.name:
+    if recovery.get("wallet") != wallet:
         raise MalformedRequestError(
             f"That recovery file is for wallet '{recovery.get('wallet')}'.",
-            next_step=f"use the recovery file written for '{info.name}'.",
+            next_step=f"use the recovery file written for '{wallet}'.",
         )
-    return key
-
-
-def sign_message_with_recovery(
-    vault: Vault, wallet: str, message: bytes, recovery: dict[str, Any], passphrase: SecretBytes
-) -> str:
-    """User + recovery sign `message` (the owner's own signature; no agent involved)."""
-    from solders.signature import Signature
-
-    vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
-    rec = _recovery_key(info, recovery, passphrase)
-    user = _user_key(vault, info)
-    signers = {
-        i: session.Signer(k, _MemoryNonces(), check_message=lambda r: r.message == message)
-        for i, k in ((USER, user), (RECOVERY, rec))
-    }
-    coordinator = session.Coordinator(user.public, [USER, RECOVERY], message)
-    sig = coordinator.run(signers)
-    with vault.db.write() as conn:
-        vault.audit(
-            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-            outcome="success", details={"name": wallet, "signer": "user+recovery"},
-        )  # fmt: skip
-    return str(Signature.from_bytes(sig))
 
 
 def reshare_wallet(

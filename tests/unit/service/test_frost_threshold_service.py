@@ -42,9 +42,9 @@ from keysafe.errors import (
 )
 from keysafe.mcp_server.threshold import message_of
 from keysafe.mpc import share_file
-from keysafe.mpc.frost import signing
+from keysafe.mpc.frost import cosigner, signing
 from keysafe.mpc.frost.groups import ED25519
-from keysafe.mpc.frost.keys import AGENT, USER, KeyPackage
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage
 from keysafe.service import agents, policies, threshold, wallets
 from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain, RecordKind
@@ -222,6 +222,27 @@ def test_frost_a_session_is_bound_to_its_wallet_and_agent(world: World) -> None:
     pre = world.preprocess("bob", "bobs")
     with pytest.raises(MalformedRequestError, match="not this agent's"):
         world.cosign(pre, agent="bob", wallet="team", key=world.keys["team"])
+
+
+def test_attack_owner_and_agent_sessions_do_not_cross(world: World) -> None:
+    # The owner's commitment (for user + recovery) is not an agent's to use, and an agent's is
+    # not the owner's: each session signs only with the party it was made for.
+    owner_pre = threshold.owner_commit(world.vault, "team")
+    with pytest.raises(MalformedRequestError, match="not this agent's"):
+        world.cosign(owner_pre)
+    agent_pre = world.preprocess("bot", "team")
+    recovery = share_file.open_recovery_share(
+        share_file.read(world.root / "team-recovery.json", "recovery file"),
+        _secret(RECOVERY_PASSPHRASE),
+    )
+    part = cosigner.part(recovery, agent_pre, MESSAGE)
+    with pytest.raises(MalformedRequestError, match="not the owner's"):
+        threshold.owner_cosign(world.vault, "team", MESSAGE, part)
+    # The agent's share on the owner's session is a wrong share for party 3, and is named.
+    part = cosigner.part(world.keys["team"], threshold.owner_commit(world.vault, "team"), MESSAGE)
+    with pytest.raises(MalformedRequestError) as bad:
+        threshold.owner_cosign(world.vault, "team", MESSAGE, part)
+    assert bad.value.facts.get("culprit") == RECOVERY
 
 
 def test_frost_concurrent_uses_of_one_session_sign_at_most_once(world: World) -> None:
@@ -403,10 +424,12 @@ def test_frost_a_failed_reshare_leaves_the_recovery_file_as_it_was(
         _reshare(world, world.root / "team-agent-2.json")
     assert world.info().meta["generation"] == 1  # the vault kept its old share
     # The recovery file on disk must still sign with the vault's (old) share.
-    threshold.sign_message_with_recovery(
-        world.vault, "team", b"still mine", share_file.read(recovery_path, "recovery file"),
-        _secret(RECOVERY_PASSPHRASE),
-    )  # fmt: skip
+    recovery = share_file.open_recovery_share(
+        share_file.read(recovery_path, "recovery file"), _secret(RECOVERY_PASSPHRASE)
+    )
+    answer = threshold.owner_commit(world.vault, "team")
+    part = cosigner.part(recovery, answer, b"still mine")
+    threshold.owner_cosign(world.vault, "team", b"still mine", part)
     assert recovery_path.read_bytes() == recovery_before
 
 
