@@ -15,8 +15,11 @@ Rules this module enforces:
   idempotency), verifies the agent's share (a bad one is named), adds its own share and returns
   the transaction signed and verified. The vault's nonces live only in memory, are used once,
   expire, and are dropped when the vault locks: they can never be reused, even across a crash.
-- User + recovery (the owner with the recovery file) sign messages and reshare: refresh keeps
-  the address and replaces all three shares; evicting the agent makes its old share useless.
+- User + recovery (the owner with the recovery file) sign messages as two processes: the vault
+  commits and co-signs here (`owner_commit`, `owner_cosign`), the recovery share signs in the
+  owner's CLI (`mpc/frost/cosigner.py`), exactly as the agent's side does. They also reshare:
+  refresh keeps the address and replaces all three shares; evicting the agent makes its old
+  share useless (`reshare_wallet` still holds both shares in one process: issue 16).
 """
 
 from __future__ import annotations
