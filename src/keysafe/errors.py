@@ -36,6 +36,7 @@ the only place those numbers live; api/, mcp/ and cli/ read it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import ClassVar, Final
 
@@ -235,3 +236,25 @@ class VaultUnreachableError(KeysafeError):
 
 class InternalError(KeysafeError):
     code = ErrorCode.INTERNAL
+
+
+def _classes() -> dict[str, type[KeysafeError]]:
+    found: dict[str, type[KeysafeError]] = {}
+    todo: list[type[KeysafeError]] = [KeysafeError]
+    while todo:
+        cls = todo.pop(0)
+        found[str(cls.code)] = cls  # a subclass defined later (MalformedRequestError) wins
+        # Only this module's: elsewhere a subclass may take other constructor arguments.
+        todo += [c for c in cls.__subclasses__() if c.__module__ == __name__]
+    return found
+
+
+def from_dict(data: Mapping[str, object]) -> KeysafeError:
+    """The error a `KeysafeError.to_dict()` describes, for one that crossed a process boundary
+    (an unknown code becomes INTERNAL; the facts come back as they were)."""
+    cls = _classes().get(str(data.get("code")), InternalError)
+    facts = {
+        k: v for k, v in data.items()
+        if k not in ("code", "message", "next") and isinstance(v, (str, int))
+    }  # fmt: skip
+    return cls(str(data.get("message", "")), next_step=str(data.get("next", "")), **facts)

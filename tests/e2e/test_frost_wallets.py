@@ -924,3 +924,74 @@ def test_frost_dry_run_asks_the_policy_without_the_agents_part(
         got = ok(session.call("check_policy", {"tool": "sign_transaction", "arguments": request}))
         assert got["decision"] == decision, got
     assert signed_count(world.home) == before
+
+
+# -- recover-sign: agent + recovery with no vault, as two processes -----------------------------
+
+
+def _recover_cli(base: Base, tmp_path: Path, token: str | None = None) -> Cli:
+    """The CLI on a machine where the vault is gone: an empty home, the two files, their
+    secrets in the environment."""
+    home = tmp_path / "no-vault"
+    home.mkdir(parents=True)
+    return Cli(home, cli_env(
+        home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
+        KEYSAFE_AGENT_TOKEN=token or base.tokens["bot"],
+    ))  # fmt: skip
+
+
+def test_frost_recover_sign_without_any_vault_signs_messages_and_transactions(
+    base: Base, tmp_path: Path
+) -> None:
+    cli = _recover_cli(base, tmp_path)
+    files = ("--agent-share-file", str(base.agent_file()), "--recovery-file",
+             str(base.recovery_file()))  # fmt: skip
+    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--message", "moving out",
+                            "--json").stdout)  # fmt: skip
+    assert out["address"] == base.address() and out["signers"] == "agent+recovery"
+    assert out["wallet"] == "team"
+    VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
+        b"moving out", bytes(Signature.from_string(out["signature"]))
+    )
+    tx = sol_tx(base.address(), SOL // 3)
+    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--transaction", tx,
+                            "--json").stdout)  # fmt: skip
+    assert_signed_by(out["signed_transaction"], base.address(), tx)
+
+
+def test_frost_recover_sign_refuses_a_wrong_token_or_files_of_two_wallets(
+    base: Base, tmp_path: Path
+) -> None:
+    wrong = _recover_cli(base, tmp_path, token=base.tokens["other"])
+    r = wrong("wallet", "recover-sign", "--agent-share-file", str(base.agent_file()),
+              "--recovery-file", str(base.recovery_file()), "--message", "x")  # fmt: skip
+    user_error(r, "WRONG_PASSPHRASE")
+    assert "signature" not in r.stdout
+    mixed = _recover_cli(base, tmp_path / "mixed")
+    r = mixed("wallet", "recover-sign", "--agent-share-file", str(base.agent_file()),
+              "--recovery-file", str(base.recovery_file("team2")), "--message", "x")  # fmt: skip
+    assert "not the agent's and the recovery share of one wallet" in user_error(
+        r, "MALFORMED_REQUEST"
+    )
+    assert "signature" not in r.stdout
+
+
+def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_share(
+    base: Base, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In this (the coordinating) process, opening an agent share fails; the signature still
+    # comes out, so the agent's share was opened and used only in the child process.
+    from keysafe.service import threshold
+
+    def refuse(*_: Any) -> KeyPackage:
+        raise AssertionError("the agent share was opened in the process holding the recovery share")
+
+    monkeypatch.setattr(share_file, "open_agent_share", refuse)
+    out = threshold.sign_without_vault(
+        base.agent_file(), SecretBytes(bytearray(base.tokens["bot"].encode())),
+        share_file.read(base.recovery_file(), "recovery file"),
+        SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())), message=b"separate processes",
+    )  # fmt: skip
+    VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
+        b"separate processes", bytes(Signature.from_string(out["signature"]))
+    )

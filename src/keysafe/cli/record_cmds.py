@@ -358,6 +358,7 @@ def wallet_recover_sign(
 
     The agent's token (KEYSAFE_AGENT_TOKEN) opens its share, the recovery passphrase
     (KEYSAFE_RECOVERY_PASSPHRASE) the other; the two sign together and the key is never formed.
+    The agent's share signs in a child process of its own, so no process holds both shares.
     Use it to move funds to a new wallet after losing the vault.
     """
     from keysafe.mpc import share_file
@@ -367,7 +368,7 @@ def wallet_recover_sign(
         raise MalformedRequestError(
             "Give exactly one of --message and --transaction.", next_step="pick what to sign."
         )
-    agent_doc = share_file.read(agent_share_file, "agent share file")
+    share_file.read(agent_share_file, "agent share file")  # a missing or bad file fails here
     recovery_doc = share_file.read(recovery_file, "recovery file")
     token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
     recovery = inputs.passphrase(
@@ -375,7 +376,7 @@ def wallet_recover_sign(
     )
     with token, recovery:
         out = threshold_wallets.sign_without_vault(
-            agent_doc, token, recovery_doc, recovery,
+            agent_share_file, token, recovery_doc, recovery,
             message=message.encode() if message is not None else None, transaction=transaction,
         )  # fmt: skip
     if json_out:

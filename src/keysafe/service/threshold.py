@@ -37,7 +37,7 @@ from solders.pubkey import Pubkey
 from keysafe import files
 from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
-from keysafe.mpc.frost import dkg, reshare, session, signing
+from keysafe.mpc.frost import dkg, party, reshare, session, signing
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
@@ -420,29 +420,6 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
 # -- user + recovery (the owner, with the recovery file) ------------------------------------
 
 
-class _MemoryNonces:
-    """Nonces for a signing session that begins and ends in this process: kept in memory only,
-    single use (the NonceStore protocol without a disk)."""
-
-    def __init__(self) -> None:
-        self._records: dict[bytes, session.NonceRecord | None] = {}
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._records
-
-    def put(self, record: session.NonceRecord) -> None:
-        if record.session_id in self._records:
-            raise FrostError("this session id was seen before")
-        self._records[record.session_id] = record
-
-    def take(self, session_id: bytes) -> session.NonceRecord:
-        record = self._records.get(session_id)
-        self._records[session_id] = None
-        if record is None:
-            raise FrostError("no unused round-one state for this session")
-        return record
-
-
 def _recovery_key(
     info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
 ) -> KeyPackage:
@@ -570,7 +547,7 @@ def reshare_wallet(
 
 
 def sign_without_vault(
-    agent_doc: dict[str, Any],
+    agent_share_path: Path,
     agent_token: SecretBytes,
     recovery_doc: dict[str, Any],
     recovery_passphrase: SecretBytes,
@@ -579,20 +556,11 @@ def sign_without_vault(
     transaction: str | None = None,
 ) -> dict[str, Any]:
     """Agent + recovery sign a message or a Solana transaction with no vault at all (it was
-    lost): the two share files and their secrets are enough, and still no key is formed."""
+    lost): the two share files and their secrets are enough, and still no key is formed. The
+    agent's share is opened and signs in a child process (`mpc/frost/party.py`); this process
+    holds the recovery share and coordinates, so no process holds both."""
     from solders.signature import Signature
 
-    agent = share_file.open_agent_share(agent_doc, agent_token)
-    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase)
-    if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
-        agent.public.group_public_key != rec.public.group_public_key
-    ):
-        raise MalformedRequestError(
-            "These share files are not the agent's and the recovery share of one wallet (of the "
-            "same generation).",
-            next_step="use the current agent share file and recovery file of the same wallet.",
-        )
-    address = _address(agent.public)
     tx = None
     if transaction is not None:
         from keysafe.chains.solana import tx as sol_tx
@@ -603,18 +571,31 @@ def sign_without_vault(
         raise MalformedRequestError(
             "Nothing to sign.", next_step="give a message or a transaction."
         )
-    signers = {
-        i: session.Signer(k, _MemoryNonces(), check_message=lambda r: r.message == message)
-        for i, k in ((AGENT, agent), (RECOVERY, rec))
-    }
-    sig = session.Coordinator(agent.public, [AGENT, RECOVERY], message).run(signers)
+    signed = message
+    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase)
+    with party.PipeSigner(agent_share_path, agent_token, signed) as agent:
+        if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
+            agent.public.group_public_key != rec.public.group_public_key
+        ):
+            raise MalformedRequestError(
+                "These share files are not the agent's and the recovery share of one wallet "
+                "(of the same generation).",
+                next_step="use the current agent share file and recovery file of the same wallet.",
+            )
+        address = _address(agent.public)
+        mine = session.Signer(
+            rec, session.MemoryNonceStore(), check_message=lambda r: r.message == signed
+        )
+        sig = session.Coordinator(rec.public, [AGENT, RECOVERY], signed).run(
+            {AGENT: agent, RECOVERY: mine}
+        )
+        wallet = agent.wallet
     out: dict[str, Any] = {
-        "wallet": agent_doc.get("wallet"), "address": address, "signers": "agent+recovery",
+        "wallet": wallet, "address": address, "signers": "agent+recovery",
         "signature": str(Signature.from_bytes(sig)),
     }  # fmt: skip
     if tx is not None:
         from keysafe.chains.solana import signing as sol_signing
 
-        signed = sol_signing.attach_signature(tx, address, sig)
-        out["signed_transaction"] = signed.base64
+        out["signed_transaction"] = sol_signing.attach_signature(tx, address, sig).base64
     return out

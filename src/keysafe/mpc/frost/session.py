@@ -704,6 +704,29 @@ class FileNonceStore:
 # -- signer ----------------------------------------------------------------------------------------
 
 
+class MemoryNonceStore:
+    """Nonces for a signing session that begins and ends in this process: kept in memory only,
+    single use (the NonceStore protocol without a disk)."""
+
+    def __init__(self) -> None:
+        self._records: dict[bytes, NonceRecord | None] = {}
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._records
+
+    def put(self, record: NonceRecord) -> None:
+        if record.session_id in self._records:
+            raise FrostError("this session id was seen before")
+        self._records[record.session_id] = record
+
+    def take(self, session_id: bytes) -> NonceRecord:
+        record = self._records.get(session_id)
+        self._records[session_id] = None
+        if record is None:
+            raise FrostError("no unused round-one state for this session")
+        return record
+
+
 class SignerEndpoint(Protocol):
     """How a coordinator reaches a signer: wire bytes in, wire bytes out (in-process or remote)."""
 
