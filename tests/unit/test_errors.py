@@ -85,3 +85,23 @@ def test_error_to_dict_facts_cannot_override_reserved_keys(reserved: str) -> Non
         "No credential named 'x'.",
         "list them.",
     )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.WrongPassphraseError("That passphrase is wrong.", next_step="try again."),
+        errors.MalformedRequestError("Bad share.", next_step="check the file.", culprit=3),
+        errors.IntegrityError("Altered.", next_step="restore.", record="ab12"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_an_error_crosses_a_process_boundary_as_itself(error: errors.KeysafeError) -> None:
+    back = errors.from_dict(error.to_dict())
+    assert type(back) is type(error)
+    assert (back.what, back.next_step, back.facts) == (error.what, error.next_step, error.facts)
+
+
+def test_an_unknown_code_comes_back_internal_and_facts_never_replace_the_message() -> None:
+    back = errors.from_dict({"code": "NO_SUCH_CODE", "message": "m", "next": "n", "x": [1]})
+    assert isinstance(back, errors.InternalError) and back.what == "m" and back.facts == {}
