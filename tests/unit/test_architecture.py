@@ -61,9 +61,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     ("mcp_server/tools.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.AGENT"): "the agent's FROST party id",
-    ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.USER"): "the co-signer's FROST party id",
-    ("mcp_server/threshold.py", "keysafe.mpc.frost.groups.ED25519"): "the FROST group used",
-    ("mcp_server/threshold.py", "keysafe.mpc.frost.signing"): "the agent's FROST rounds",
+    ("mcp_server/threshold.py", "keysafe.mpc.frost.cosigner"):
+        "the agent's FROST rounds (the side that is not the vault's)",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file"): "reads the agent's share file",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file.SecretBytes"):
         "the share's secret bytes as share_file hands them out",

@@ -65,8 +65,6 @@ def _sign_with_recovery(
     vault's share in the running server; neither process ever holds both."""
     from keysafe.cli import inputs
     from keysafe.mpc import share_file
-    from keysafe.mpc.frost import cosigner
-    from keysafe.mpc.frost.keys import PublicKeyPackage
     from keysafe.service import threshold as threshold_wallets
     from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign
 
@@ -79,9 +77,7 @@ def _sign_with_recovery(
     with recovery:  # a wrong passphrase or an altered file fails before the vault commits
         key = share_file.open_recovery_share(doc, recovery)
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
-    current = PublicKeyPackage.from_dict(answer.public)
-    threshold_wallets.check_recovery(name, current, doc, key)
-    fields = cosigner.part(key, answer.model_dump(), message.encode())
+    fields = threshold_wallets.recovery_part(name, answer.model_dump(), doc, key, message.encode())
     del key
     done = owner.perform_on_server(
         ThresholdCosign(

@@ -37,7 +37,7 @@ from solders.pubkey import Pubkey
 from keysafe import files
 from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
-from keysafe.mpc.frost import dkg, party, reshare, session, signing
+from keysafe.mpc.frost import cosigner, dkg, party, reshare, session, signing
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
@@ -399,6 +399,20 @@ def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
     return _commit(vault, info, _OWNER) | {"public": info.meta["public"]}
+
+
+def recovery_part(
+    wallet: str, answer: dict[str, Any], recovery: dict[str, Any], key: KeyPackage, message: bytes
+) -> dict[str, str]:
+    """The owner's side (its CLI, no vault here): check the recovery share against the public
+    package the vault sent with its commitment (`answer`), then commit and sign over `message`.
+
+    Raises:
+        MalformedRequestError: the recovery file is another wallet's or from before a refresh,
+            or the vault's commitment is malformed.
+    """
+    check_recovery(wallet, PublicKeyPackage.from_dict(answer["public"]), recovery, key)
+    return cosigner.part(key, answer, message)
 
 
 def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, Any]) -> str:
