@@ -954,9 +954,11 @@ def test_frost_recover_sign_without_any_vault_signs_messages_and_transactions(
         b"moving out", bytes(Signature.from_string(out["signature"]))
     )
     tx = sol_tx(base.address(), SOL // 3)
-    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--transaction", tx,
-                            "--json").stdout)  # fmt: skip
-    assert_signed_by(out["signed_transaction"], base.address(), tx)
+    r = cli.ok("wallet", "recover-sign", *files, "--transaction", tx, "--json")
+    assert_signed_by(json.loads(r.stdout)["signed_transaction"], base.address(), tx)
+    # The token crossed a pipe to the child; neither it nor the passphrase shows anywhere.
+    for canary in (base.tokens["bot"], RECOVERY_PASSPHRASE):
+        assert canary not in r.stdout + r.stderr
 
 
 def test_frost_recover_sign_refuses_a_wrong_token_or_files_of_two_wallets(
@@ -967,6 +969,7 @@ def test_frost_recover_sign_refuses_a_wrong_token_or_files_of_two_wallets(
               "--recovery-file", str(base.recovery_file()), "--message", "x")  # fmt: skip
     user_error(r, "WRONG_PASSPHRASE")
     assert "signature" not in r.stdout
+    assert base.tokens["other"] not in r.stdout + r.stderr
     mixed = _recover_cli(base, tmp_path / "mixed")
     r = mixed("wallet", "recover-sign", "--agent-share-file", str(base.agent_file()),
               "--recovery-file", str(base.recovery_file("team2")), "--message", "x")  # fmt: skip

@@ -41,15 +41,20 @@ class PipeSigner:
             [sys.executable, "-m", "keysafe.mpc.frost.party"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        with secret:
-            hello = {
-                "share_file": str(share_path), "secret": bytes(secret.reveal()).decode(),
-                "message": message.hex(),
-            }  # fmt: skip
-        answer = self._ask(hello)
-        self.identifier = int(answer["identifier"])
-        self.wallet = str(answer.get("wallet"))
-        self.public = PublicKeyPackage.from_dict(answer["public"])
+        try:
+            with secret:
+                hello = {
+                    "share_file": str(share_path), "secret": bytes(secret.reveal()).decode(),
+                    "message": message.hex(),
+                }  # fmt: skip
+            answer = self._ask(hello)
+            del hello
+            self.identifier = int(answer["identifier"])
+            self.wallet = str(answer.get("wallet"))
+            self.public = PublicKeyPackage.from_dict(answer["public"])
+        except BaseException:
+            self.close()  # the child is reaped whatever went wrong
+            raise
 
     def handle_round1(self, data: bytes) -> bytes:
         return bytes.fromhex(str(self._ask({"round1": data.hex()})["round1"]))
