@@ -362,11 +362,11 @@ def _cosign(
             f"The threshold session is unknown, used, expired, or not {whose}.",
             next_step="ask for a fresh vault commitment (the client does this per signature).",
         )
-    party = "recovery" if partner == RECOVERY else "agent"
+    side = "recovery" if partner == RECOVERY else "agent"
     if pre.generation != int(info.meta.get("generation", 1)):
         raise MalformedRequestError(
             "The wallet's shares were refreshed since this commitment was made.",
-            next_step=f"ask for a fresh commitment with the new {party} share.",
+            next_step=f"ask for a fresh commitment with the new {side} share.",
         )
     public = _public(info)
     try:
@@ -382,7 +382,7 @@ def _cosign(
         raise MalformedRequestError(
             f"The {'recovery file' if partner == RECOVERY else 'agent'}'s part of the threshold "
             f"signature is invalid: {exc.what}",
-            next_step=f"nothing was signed; the {party} share may not belong to this wallet.",
+            next_step=f"nothing was signed; the {side} share may not belong to this wallet.",
             culprit=partner,
         ) from None
     user = _user_key(vault, info)
