@@ -24,7 +24,7 @@ from nacl.signing import SigningKey
 
 from keysafe.mpc.frost import session
 from keysafe.mpc.frost.keys import AGENT, USER, KeyPackage
-from keysafe.service.threshold import _MemoryNonces, _run_dkg
+from keysafe.service.threshold import _run_dkg
 
 
 class _Timed:
@@ -67,7 +67,7 @@ def measure(rounds: int) -> dict[str, Any]:
             spent.append(0.0)
         endpoints = {
             i: _Timed(
-                session.Signer(keys[i], _MemoryNonces(), check_message=lambda r: True),
+                session.Signer(keys[i], session.MemoryNonceStore(), check_message=lambda r: True),
                 per_party[i],
             )
             for i in (AGENT, USER)
