@@ -702,6 +702,14 @@ def test_frost_owner_signature_runs_as_two_parties_over_the_owner_api(
     wrong = cosign(commit(), base.agent_key(), "not the recovery share")
     assert wrong.status_code == 400, wrong.text
     assert error_of(wrong).get("culprit") == RECOVERY, wrong.text
+    # Both refusals are in the audit log as failures naming the party; no share is.
+    home = Path(owner_server.env["KEYSAFE_HOME"])
+    failed = [
+        json.loads(row[6]) for row in audit_rows(home)
+        if row[3] == "wallet.sign_message" and row[5] == "failure"
+    ]  # fmt: skip
+    assert [f.get("culprit") for f in failed][-2:] == [None, RECOVERY], failed
+    assert all(set(f) <= {"name", "signer", "code", "culprit"} for f in failed), failed
 
 
 def test_frost_the_owner_alone_cannot_sign(base: Base, owner: Cli) -> None:

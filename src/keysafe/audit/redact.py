@@ -29,6 +29,7 @@ PLAINTEXT_KEYS: Final = frozenset(
         "fee",
         # signing: public results only
         "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
+        "culprit",  # a threshold party's number (1 agent, 2 vault, 3 recovery) that was refused
         # credential use: where and how big, never the secret or the bodies
         "method", "host", "path", "bytes", "redirects", "ended",
     }

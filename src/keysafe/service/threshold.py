@@ -35,7 +35,7 @@ from typing import Any, Final
 from solders.pubkey import Pubkey
 
 from keysafe import files
-from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
+from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
 from keysafe.mpc.frost import cosigner, dkg, party, reshare, session, signing
 from keysafe.mpc.frost.errors import FrostError
@@ -422,11 +422,22 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
 
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
-    sig = _cosign(vault, _OWNER, info, message, fields, partner=RECOVERY)
+    details: dict[str, Any] = {"name": wallet, "signer": "user+recovery"}
+    try:
+        sig = _cosign(vault, _OWNER, info, message, fields, partner=RECOVERY)
+    except KeysafeError as exc:
+        # A refused part (a wrong share, a reused session) is worth a trace: it is someone
+        # with the owner's session trying a share that is not the wallet's.
+        with vault.db.write() as conn:
+            vault.audit(
+                conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
+                outcome="failure", details=details | {"code": str(exc.code), **exc.facts},
+            )  # fmt: skip
+        raise
     with vault.db.write() as conn:
         vault.audit(
             conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-            outcome="success", details={"name": wallet, "signer": "user+recovery"},
+            outcome="success", details=details,
         )  # fmt: skip
     return str(Signature.from_bytes(sig))
 
