@@ -12,7 +12,7 @@ the same run, so they compare across machines where absolute numbers do not.
 
 Figures (modules in benchmarks/): http_signing (sign_transaction over HTTP at 1/8/32 agents vs
 whoami and raw signing, whoami vs a bare ASGI endpoint on the same uvicorn, server RSS), decision,
-budget, proxy (and proxy_stream: first SSE event through the proxy vs direct), mcp_overhead,
+budget, dkls_signing, proxy (and proxy_stream: first SSE event through the proxy vs direct), mcp_overhead,
 unlock, history (audit verify of 100k entries, startup, and 8-agent signing throughput with
 100k prior signatures inside the agents' 24h window), frost_signing, wrk (side_by_side.py:
 keysafe's gated sign and no-op under wrk, as it is compared with another signer), hot_path (the
@@ -47,6 +47,7 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
     budget,
     common,
     decision,
+    dkls_signing,
     frost_signing,
     history,
     hot_path,
@@ -58,7 +59,7 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
 )
 
 HERE = Path(__file__).resolve().parent
-FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
+FIGURES = ("decision", "budget", "unlock", "frost", "dkls", "http_signing", "proxy", "proxy_stream", "mcp",
            "wrk", "history", "hot_path")  # fmt: skip
 
 
@@ -76,6 +77,7 @@ class Settings:
     proxy_stream_calls: int = 30
     mcp_calls: int = 200
     frost_rounds: int = 200
+    dkls_rounds: int = 50
     audit_entries: int = 100_000
     history_signatures: int = 100_000  # prior signatures inside the measured agents' 24h window
     startup_repeats: int = 3
@@ -89,7 +91,7 @@ class Settings:
 
 QUICK = Settings(
     warmup=0.2, duration=0.6, rounds=1, raw_seconds=0.2, decision_seconds=0.6, budget_iterations=25,
-    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, frost_rounds=3, audit_entries=2_000,
+    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, frost_rounds=3, dkls_rounds=3, audit_entries=2_000,
     history_signatures=2_000, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
     wrk_seconds=1.0, wrk_rounds=1,
 )  # fmt: skip
@@ -213,6 +215,7 @@ def run_all(
         timed("unlock", lambda: unlock.measure(common.copy_vault(base, work / "unlock"),
                                                repeats=s.unlock_repeats))  # fmt: skip
         timed("frost", lambda: frost_signing.measure(s.frost_rounds))
+        timed("dkls", lambda: dkls_signing.measure(s.dkls_rounds))
         # Over HTTP, each on its own server and its own copy of the vault.
         timed("http_signing", lambda: http_signing.measure(
             common.copy_vault(base, work / "sweep"), warmup=s.warmup, duration=s.duration,
@@ -502,13 +505,26 @@ def _rows_frost(f: dict[str, Any]) -> list[common.Figure]:
     return rows
 
 
+def _rows_dkls(f: dict[str, Any]) -> list[common.Figure]:
+    d = f["dkls"]
+    return [common.Figure(
+        "dkls", "DKLs23 2-of-3 ECDSA: CPU per party per signature / coincurve ECDSA sign",
+        _ms(d["per_party_cpu_p50_ms"]), _ms(d["baseline_coincurve_sign"]["p50_ms"]),
+        d["per_party_cpu_p50_ms"] / d["baseline_coincurve_sign"]["p50_ms"],
+        f"≤ {d['target_ms']:g} ms", d["met"],
+        f"end to end (both parties, one process) {_ms(d['end_to_end']['p50_ms'])}; DKG (3 parties) "
+        f"{_ms(d['dkg_cpu_ms_three_parties'])} + pair setup {_ms(d['pair_setup_cpu_ms_one_party'])}"
+        " per party per pair",
+    )]  # fmt: skip
+
+
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
     "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
     "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "unlock": _rows_unlock, "history": _rows_history,
-    "frost": _rows_frost, "wrk": _rows_wrk,
+    "frost": _rows_frost, "dkls": _rows_dkls, "wrk": _rows_wrk,
 }  # fmt: skip
 # Figures whose rows carry a target: a failure there counts as a missed target.
-TARGETED = {"http_signing", "decision", "proxy", "mcp", "history"}
+TARGETED = {"http_signing", "decision", "proxy", "mcp", "history", "dkls"}
 
 
 def table(f: dict[str, Any], only: frozenset[str] | None = None) -> list[common.Figure]:

@@ -39,7 +39,7 @@ from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, P
 from keysafe.mpc import share_file
 from keysafe.mpc.frost import cosigner, dkg, party, reshare, session, signing
 from keysafe.mpc.frost.errors import FrostError
-from keysafe.mpc.frost.groups import ED25519
+from keysafe.mpc.frost.groups import ED25519, Suite
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
 from keysafe.service.agents import authenticate_token, get_agent
 from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes, check_name
@@ -86,18 +86,18 @@ def _address(public: PublicKeyPackage) -> str:
 # -- key generation -----------------------------------------------------------------------------
 
 
-def _run_dkg() -> dict[int, KeyPackage]:
+def _run_dkg(suite: Suite = ED25519) -> dict[int, KeyPackage]:
     """The three parties' DKG, each party's state its own; messages go through their wire form."""
     sid = secrets.token_bytes(dkg.SESSION_ID_LEN)
     ids = (AGENT, USER, RECOVERY)
     secrets1, r1 = {}, {}
     for i in ids:
-        secrets1[i], pkg = dkg.part1(ED25519, i, sid)
+        secrets1[i], pkg = dkg.part1(suite, i, sid)
         r1[i] = pkg.to_bytes()
 
     def r1_for(me: int) -> dict[int, dkg.Round1Package]:
         return {
-            j: dkg.Round1Package.from_bytes(r1[j], suite=ED25519, session_id=sid, sender=j)
+            j: dkg.Round1Package.from_bytes(r1[j], suite=suite, session_id=sid, sender=j)
             for j in ids
             if j != me
         }
@@ -110,7 +110,7 @@ def _run_dkg() -> dict[int, KeyPackage]:
     for i in ids:
         inbox = {
             j: dkg.Round2Package.from_bytes(
-                outbox[j][i], suite=ED25519, session_id=sid, sender=j, receiver=i
+                outbox[j][i], suite=suite, session_id=sid, sender=j, receiver=i
             )
             for j in ids
             if j != i
@@ -120,7 +120,7 @@ def _run_dkg() -> dict[int, KeyPackage]:
     return {
         i: dkg.finish(
             keys[i],
-            {j: dkg.Confirmation.from_bytes(confirmations[j], suite=ED25519, session_id=sid,
+            {j: dkg.Confirmation.from_bytes(confirmations[j], suite=suite, session_id=sid,
                                             sender=j) for j in ids},
         )
         for i in ids

@@ -27,7 +27,15 @@ import rlp  # type: ignore[import-untyped]
 from coincurve.utils import GROUP_ORDER_INT
 from eth_account import Account
 from eth_account._utils.legacy_transactions import Transaction as _LegacyTransaction
-from eth_account.messages import SignableMessage, encode_defunct
+from eth_account._utils.legacy_transactions import (
+    UnsignedTransaction as _UnsignedLegacy,
+)
+from eth_account._utils.legacy_transactions import (
+    encode_transaction,
+    serializable_unsigned_transaction_from_dict,
+)
+from eth_account._utils.signing import to_eth_v
+from eth_account.messages import SignableMessage, _hash_eip191_message, encode_defunct
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
@@ -40,9 +48,13 @@ from keysafe.errors import IntegrityError, InternalError, MalformedRequestError
 
 __all__ = [
     "SignedTx",
+    "assemble_message_signature",
+    "assemble_transaction",
+    "message_hash",
     "sign_personal_message",
     "sign_transaction",
     "sign_typed_data",
+    "transaction_hash",
     "verify_signed",
 ]
 
@@ -133,6 +145,70 @@ def sign_transaction(tx: EvmTx, key: SecretBytes) -> SignedTx:
     result = SignedTx("0x" + raw.hex(), "0x" + bytes(signed.hash).hex(), address)
     verify_signed(result, tx, address)
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Signatures made elsewhere (threshold wallets): the hash to sign, then the same checks
+
+
+def transaction_hash(tx: EvmTx) -> bytes:
+    """The 32-byte hash a signer signs for `tx` (keccak256 of the unsigned encoding; EIP-155
+    for legacy transactions). A threshold party computes it itself from the transaction it
+    checked, never taking a hash from someone else.
+
+    Raises:
+        MalformedRequestError: the transaction is incomplete.
+    """
+    return bytes(serializable_unsigned_transaction_from_dict(to_eth_account_dict(tx)).hash())
+
+
+def assemble_transaction(tx: EvmTx, r: int, s: int, recovery_id: int, sender: str) -> SignedTx:
+    """Encode `tx` with a signature made elsewhere and check it as `sign_transaction` checks
+    its own: it must recover to `sender`, have low S, and decode back to `tx`.
+
+    Raises:
+        IntegrityError: the signature does not fit (the result is never returned).
+    """
+    if recovery_id not in (0, 1):
+        _integrity("signature", "has a recovery id other than 0 or 1")
+    unsigned = serializable_unsigned_transaction_from_dict(to_eth_account_dict(tx))
+    if isinstance(unsigned, TypedTransaction):
+        v = recovery_id
+    else:
+        chain = None if isinstance(unsigned, _UnsignedLegacy) else tx.chain_id
+        v = to_eth_v(recovery_id, chain)
+    raw = encode_transaction(unsigned, vrs=(v, r, s))
+    result = SignedTx("0x" + raw.hex(), "0x" + keccak(raw).hex(), sender)
+    verify_signed(result, tx, sender)
+    return result
+
+
+def message_hash(signable: SignableMessage) -> bytes:
+    """The 32-byte EIP-191 hash of an encoded message (personal_sign or EIP-712)."""
+    return bytes(_hash_eip191_message(signable))
+
+
+def assemble_message_signature(
+    signable: SignableMessage, r: int, s: int, recovery_id: int, sender: str
+) -> str:
+    """ "0x" + r‖s‖v hex (v = 27/28) for a signature made elsewhere, after checking it has low S
+    and recovers to `sender`.
+
+    Raises:
+        IntegrityError: it does not (the signature is never returned).
+    """
+    if recovery_id not in (0, 1):
+        _integrity("signature", "has a recovery id other than 0 or 1")
+    _check_low_s(s)
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + recovery_id])
+    failed = False
+    try:
+        recovered = Account.recover_message(signable, signature=signature)
+    except Exception:
+        failed = True
+    if failed or recovered != sender:
+        _integrity("signer", "is not the wallet that was asked to sign")
+    return "0x" + signature.hex()
 
 
 @dataclass(frozen=True, slots=True)
