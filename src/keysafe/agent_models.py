@@ -142,14 +142,24 @@ class ReleasedCredential(_Answer):
 
 
 class ThresholdCommitment(_Answer):
-    """The vault's round-one FROST commitment for one 2-of-3 signature (single use)."""
+    """The vault's round-one FROST commitment for one 2-of-3 signature (single use); for an
+    EVM (DKLs23) wallet a fresh session only (`protocol` "dkls23", no hiding or binding)."""
 
     session_id: str
     wallet: str
     identifier: int
-    hiding: str
-    binding: str
+    protocol: Literal["frost", "dkls23"] = "frost"
+    hiding: str | None = None
+    binding: str | None = None
     expires_in: int = Field(description="Seconds the commitment stays usable.")
+
+
+class ThresholdExchange(_Answer):
+    """The vault's rounds 1 and 2 of one 2-of-3 EVM (DKLs23) signature, base64."""
+
+    session_id: str
+    round1: str
+    round2: str
 
 
 class CheckResult(_Answer):

@@ -140,6 +140,9 @@ class AgentClient:
     async def threshold_commit(self, wallet: str) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/threshold/commit", {"wallet": wallet})
 
+    async def threshold_exchange(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/v1/agent/threshold/exchange", body)
+
     async def request_release(self, credential: str, purpose: str) -> dict[str, Any]:
         return await self._call(
             "POST", "/v1/agent/credential-release", {"credential": credential, "purpose": purpose}

@@ -57,8 +57,6 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "reads the owner's recovery / agent share files from disk before a service call",
     # The MCP server is the agent's party in 2-of-3 FROST: it holds the agent's own share and runs
     # its rounds locally (the vault never sees that share).
-    ("mcp_server/__init__.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
-    ("mcp_server/tools.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.AGENT"): "the agent's FROST party id",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.cosigner"):
@@ -66,6 +64,13 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     ("mcp_server/threshold.py", "keysafe.mpc.share_file"): "reads the agent's share file",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file.SecretBytes"):
         "the share's secret bytes as share_file hands them out",
+    ("mcp_server/__init__.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares (type)",
+    ("mcp_server/tools.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares (type)",
+    ("mcp_server/threshold.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares",
+    # ... and in 2-of-3 DKLs23 (EVM): it hashes the transaction itself and runs its rounds.
+    ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.USER"): "the vault's party id (culprit)",
+    ("mcp_server/threshold.py", "keysafe.mpc.dkls.cosigner"):
+        "the agent's DKLs23 rounds (the side that is not the vault's)",
 }  # fmt: skip
 
 

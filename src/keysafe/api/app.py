@@ -67,6 +67,7 @@ from keysafe.service.models import (
     SignTransactionRequest,
     SignTypedDataRequest,
     ThresholdCommitRequest,
+    ThresholdExchangeRequest,
     TransferPending,
     TransferRequest,
     TransferSent,
@@ -545,6 +546,20 @@ def _agent_routes(app: FastAPI) -> None:
         """The vault's round-one commitment for one 2-of-3 signature (single use, 15 minutes).
         keysafe's agent client (`keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE) calls this."""
         return threshold.preprocess(_state(request).vault, agent, body.wallet)
+
+    @app.post("/v1/agent/threshold/exchange", tags=["agent"], **_answer(answers.ThresholdExchange))
+    def threshold_exchange(
+        request: Request, agent: Agent, body: ThresholdExchangeRequest
+    ) -> dict[str, Any]:
+        """Step 2 of a 2-of-3 EVM signature (DKLs23): the agent's round 1 in, the vault's rounds
+        1 and 2 out. Nothing here lets the agent sign: the vault finishes only inside the gated
+        sign request that follows. keysafe's agent client calls this."""
+        return signing.threshold_exchange(
+            _state(request).vault, agent, body.wallet,
+            {"session_id": body.session_id, "round1": body.round1},
+            transaction=body.transaction, chain=body.chain, message=body.message,
+            encoding=body.encoding,
+        )  # fmt: skip
 
     @app.post(
         "/v1/agent/credential-release",

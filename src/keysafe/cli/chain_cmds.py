@@ -75,7 +75,7 @@ def _sign_with_recovery(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
     with recovery:  # a wrong passphrase or an altered file fails before the vault commits
-        key = share_file.open_recovery_share(doc, recovery)
+        key = share_file.open_recovery_share(doc, recovery).key
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
     fields = threshold_wallets.recovery_part(name, answer.model_dump(), doc, key, message.encode())
     del key

@@ -198,7 +198,8 @@ def wallet_create(
         str | None,
         typer.Option(
             "--threshold",
-            help="2-of-3: a FROST wallet whose key never exists (agent, vault, recovery shares).",
+            help="2-of-3: a wallet whose key never exists (agent, vault, recovery shares): "
+            "FROST on Solana, DKLs23 threshold ECDSA on EVM.",
         ),
     ] = None,
     agent: Annotated[
@@ -225,7 +226,8 @@ def wallet_create(
 ) -> None:
     """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom paths).
 
-    With --threshold 2-of-3 (Solana): a distributed key generation among the agent (share 1, a
+    With --threshold 2-of-3 (Solana: FROST; EVM: DKLs23 threshold ECDSA, which signs only
+    complete transactions, nonce, gas and fees included): a distributed key generation among the agent (share 1, a
     file encrypted under its token: KEYSAFE_AGENT_TOKEN), this vault (share 2) and a recovery
     party (share 3, a file under a recovery passphrase: KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
     Any two sign; the key itself never exists anywhere. Point `keysafe mcp` at the agent's file
@@ -287,7 +289,7 @@ def _create_threshold(
         render.as_json(made.to_dict())
         return
     render.out.print(
-        f"Wallet '{name}' (solana, 2-of-3): {made.view.address}\n"
+        f"Wallet '{name}' ({made.view.chain}, 2-of-3): {made.view.address}\n"
         f"agent share:    {made.agent_share_file} (give it to '{agent}': KEYSAFE_AGENT_SHARE_FILE)\n"
         f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
         markup=False,

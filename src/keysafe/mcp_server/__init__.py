@@ -22,7 +22,7 @@ from keysafe import wire
 from keysafe.errors import KeysafeError, NotAuthenticatedError
 from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
 from keysafe.mcp_server.tools import build_server
-from keysafe.mpc.frost.keys import KeyPackage
+from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
@@ -67,9 +67,9 @@ def http_app(*, url: str | None = None) -> ASGIApp:
             )
         return AgentClient(token, url=base, http=http())
 
-    loaded: dict[str, dict[str, KeyPackage]] = {}
+    loaded: dict[str, dict[str, Share]] = {}
 
-    def shares_for(ctx: Context) -> dict[str, KeyPackage]:
+    def shares_for(ctx: Context) -> dict[str, Share]:
         # Each agent's shares open with its own token only; a file for another agent is skipped.
         token = _bearer(ctx.headers)
         if token is None or not os.environ.get(SHARE_ENV):

@@ -1,16 +1,23 @@
 """The agent's side of a 2-of-3 wallet: its share (identifier 1) and its part of each signature.
 
 The share file (`KEYSAFE_AGENT_SHARE_FILE`, several separated by ':') is opened with the agent's
-own token and held only in this process. For each transaction the agent itself decodes, it asks
-the vault for a fresh commitment, commits to fresh nonces of its own (in memory, used once and
-dropped), builds the RFC 9591 signing package for that exact message and signs its share. The
-vault then judges the transaction under the owner's policy and adds its share only if allowed.
+own token and held only in this process. For each transaction the agent itself decodes:
+
+- Solana (FROST): it asks the vault for a fresh commitment, commits to fresh nonces of its own
+  (in memory, used once and dropped), builds the RFC 9591 signing package for that exact message
+  and signs its share.
+- EVM (DKLs23): it hashes the complete transaction (or the EIP-191 message) itself, opens a
+  session, sends its round 1 with the transaction (`/v1/agent/threshold/exchange`), checks the
+  vault's rounds 1 and 2, and sends its rounds 2 and 3 with the request.
+
+The vault then judges the transaction under the owner's policy and adds its part only if allowed.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +26,37 @@ from solders.transaction import VersionedTransaction
 
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import share_file
+from keysafe.mpc.dkls import cosigner as dkls_cosigner
 from keysafe.mpc.frost import cosigner
-from keysafe.mpc.frost.keys import AGENT, KeyPackage
-from keysafe.mpc.share_file import SecretBytes
+from keysafe.mpc.frost.keys import AGENT, USER, KeyPackage
+from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 
 SHARE_ENV = "KEYSAFE_AGENT_SHARE_FILE"
 
 
-def load_shares(token: str, value: str | None = None) -> dict[str, KeyPackage]:
+def load_shares(token: str, value: str | None = None) -> dict[str, Share]:
     """The agent's shares by wallet name, from KEYSAFE_AGENT_SHARE_FILE (paths joined by ':')."""
     raw = value if value is not None else os.environ.get(SHARE_ENV, "")
-    shares: dict[str, KeyPackage] = {}
+    shares: dict[str, Share] = {}
     secret = SecretBytes(bytearray(token.encode()))
     with secret:
         for part in filter(None, raw.split(os.pathsep)):
             doc = share_file.read(Path(part), "agent share file")
-            key = share_file.open_agent_share(doc, secret)
-            if key.identifier != AGENT:
+            share = share_file.open_agent_share(doc, secret)
+            if share.key.identifier != AGENT:
                 raise MalformedRequestError(
-                    f"{part} holds share {key.identifier}, not the agent's.",
+                    f"{part} holds share {share.key.identifier}, not the agent's.",
                     next_step="point KEYSAFE_AGENT_SHARE_FILE at the agent share file.",
                 )
-            shares[str(doc["wallet"])] = key
+            if _ban_marker(Path(part)).exists():  # the vault failed a check before: refuse it
+                share.pairs[USER] = share.pairs[USER].ban()
+            shares[str(doc["wallet"])] = replace(share, origin=Path(part))
     return shares
+
+
+def _ban_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".banned")
 
 
 def message_of(transaction: Any) -> bytes:
@@ -77,6 +91,57 @@ def message_bytes(message: str, encoding: str) -> bytes:
 async def agent_part(
     client: AgentClient, key: KeyPackage, wallet: str, message: bytes
 ) -> dict[str, str]:
-    """Everything the vault needs from the agent for one threshold signature over `message`
+    """Everything the vault needs from the agent for one FROST signature over `message`
     (the transaction's message bytes, or a message's own bytes), decoded here independently."""
     return cosigner.part(key, await client.threshold_commit(wallet), message)
+
+
+async def transaction_part(
+    client: AgentClient, share: Share, wallet: str, transaction: Any, chain: str | None
+) -> dict[str, str]:
+    """The agent's part for a transaction with a 2-of-3 wallet, either protocol."""
+    if not share.pairs:  # FROST (Solana)
+        return await agent_part(client, share.key, wallet, message_of(transaction))
+    what = {"transaction": transaction, **({"chain": chain} if chain else {})}
+    digest = dkls_cosigner.transaction_digest(transaction)
+    return await _dkls_part(client, share, wallet, digest, what)
+
+
+async def message_part(
+    client: AgentClient, share: Share, wallet: str, message: str, encoding: str
+) -> dict[str, str]:
+    """The agent's part for `sign_message` with a 2-of-3 wallet, either protocol."""
+    if not share.pairs:  # FROST (Solana)
+        return await agent_part(client, share.key, wallet, message_bytes(message, encoding))
+    digest = dkls_cosigner.message_digest(message)
+    return await _dkls_part(
+        client, share, wallet, digest, {"message": message, "encoding": encoding}
+    )
+
+
+async def _dkls_part(
+    client: AgentClient, share: Share, wallet: str, digest: bytes, what: dict[str, Any]
+) -> dict[str, str]:
+    """Open a session, exchange rounds 1 and 2 with the vault, return rounds 2 and 3."""
+    if share.pairs[USER].banned:
+        raise MalformedRequestError(
+            f"Wallet '{wallet}': the vault failed a DKLs23 check with this agent share before, so "
+            "the share no longer signs with it.",
+            next_step="the owner reshares the wallet (a new share file for the agent).",
+            culprit=USER,
+        )
+    session = await client.threshold_commit(wallet)
+    state, first = dkls_cosigner.start(share.key, share.pairs, session, digest)
+    answer = await client.threshold_exchange({"wallet": wallet, **first, **what})
+    try:
+        return dkls_cosigner.finish(state, answer)
+    except MalformedRequestError as exc:
+        if exc.facts.get("banned"):
+            # A failed check may have leaked bits of this pair's OT state: never again, in this
+            # process or the next one (the marker beside the share file), until a reshare.
+            share.pairs[USER] = share.pairs[USER].ban()
+            if share.origin is not None:
+                _ban_marker(share.origin).write_text(
+                    f"the vault failed a DKLs23 check: {exc.what}\nreshare the wallet.\n"
+                )
+        raise

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from keysafe import __version__
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.mcp_server import threshold
-from keysafe.mpc.frost.keys import KeyPackage
+from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient
 
 INSTRUCTIONS = """\
@@ -296,7 +296,7 @@ class _KeysafeMCP(MCPServer):
 
 def build_server(
     client_for: Callable[[Context], AgentClient],
-    shares_for: Callable[[Context], dict[str, KeyPackage]] = lambda ctx: {},
+    shares_for: Callable[[Context], dict[str, Share]] = lambda ctx: {},
 ) -> MCPServer:
     """The keysafe MCP server; `client_for` gives the vault client for the calling agent,
     `shares_for` its threshold-wallet shares (agent side of 2-of-3 wallets), by wallet name."""
@@ -353,10 +353,11 @@ def build_server(
             )  # fmt: skip
 
             async def act(c: AgentClient) -> dict[str, Any]:
-                key = shares_for(ctx).get(wallet)
-                if key is not None:  # a 2-of-3 wallet: the agent's share takes part
-                    message = threshold.message_of(transaction)
-                    body["threshold"] = await threshold.agent_part(c, key, wallet, message)
+                share = shares_for(ctx).get(wallet)
+                if share is not None:  # a 2-of-3 wallet: the agent's share takes part
+                    body["threshold"] = await threshold.transaction_part(
+                        c, share, wallet, transaction, chain
+                    )
                 return await c.sign_transaction(body, send=send)
 
             return await run(ctx, act)
@@ -448,10 +449,11 @@ def build_server(
         body: dict[str, Any] = {"wallet": wallet, "message": message, "encoding": encoding}
 
         async def act(c: AgentClient) -> dict[str, Any]:
-            key = shares_for(ctx).get(wallet)
-            if key is not None:  # a 2-of-3 wallet: the agent's share signs the same bytes
-                data = threshold.message_bytes(message, encoding)
-                body["threshold"] = await threshold.agent_part(c, key, wallet, data)
+            share = shares_for(ctx).get(wallet)
+            if share is not None:  # a 2-of-3 wallet: the agent's share signs the same bytes
+                body["threshold"] = await threshold.message_part(
+                    c, share, wallet, message, encoding
+                )
             return await c.sign_message(body)
 
         return await run(ctx, act)

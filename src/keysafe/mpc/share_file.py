@@ -5,7 +5,8 @@
 - The recovery share (identifier 3) goes offline, encrypted under a recovery passphrase with
   Argon2id (64 MiB, t=3, p=4) — the same cost as the vault's own passphrase.
 
-Both are XChaCha20-Poly1305 over the 32-byte share; every public field of the file (format,
+Both are XChaCha20-Poly1305 over the 32-byte share, followed for a secp256k1 (DKLs23) wallet by
+the party's pair states for its two peers (`mpc/dkls/setup.py`); every public field of the file (format,
 wallet, identifier, the public key package, the KDF parameters) is the associated data, so an
 edited file is refused, not silently used with another group key. Files are written 0600,
 atomically (temp file, fsync, rename).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,11 +26,62 @@ from keysafe.crypto import aead, jcs
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id, hkdf_sha256
 from keysafe.crypto.secret import SecretBytes as SecretBytes  # re-exported for the agent side
 from keysafe.errors import IntegrityError, MalformedRequestError, WrongPassphraseError
+from keysafe.mpc.dkls.setup import PAIR_STATE_LEN, PairState
+from keysafe.mpc.frost.groups import SECP256K1
 from keysafe.mpc.frost.keys import KeyPackage, PublicKeyPackage
 
 FORMAT: Final = "keysafe-frost-share"
 VERSION: Final = 1
 _AGENT_INFO: Final = b"keysafe/frost/agent-share/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One party's whole secret for a 2-of-3 wallet: its key package and, for a secp256k1
+    (DKLs23) wallet, its pair state with each peer by the peer's identifier."""
+
+    key: KeyPackage
+    pairs: dict[int, PairState] = field(default_factory=dict)
+    origin: Path | None = None  # the file it was read from, when the reader says so
+
+    def __repr__(self) -> str:
+        return f"Share(identifier={self.key.identifier}, peers={sorted(self.pairs)})"
+
+    def secret_bytes(self) -> bytearray:
+        """share ‖ pair states in peer order: what the file (or the vault record) encrypts."""
+        out = bytearray(self.key.suite.serialize_scalar(self.key.signing_share))
+        for peer in sorted(self.pairs):
+            out += self.pairs[peer].to_bytes()
+        return out
+
+    @classmethod
+    def from_secret_bytes(cls, plain: bytes, identifier: int, public: PublicKeyPackage) -> Share:
+        """Raises:
+        IntegrityError: wrong length, a pair state for another party or key, or a share
+            that does not match its verifying share."""
+        suite = public.suite
+        n = suite.scalar_len
+        want = n + (2 * PAIR_STATE_LEN if suite is SECP256K1 else 0)
+        if len(plain) != want:
+            raise IntegrityError(
+                "The share material has the wrong length.", next_step="use an intact copy."
+            )
+        key = KeyPackage(identifier, suite.deserialize_scalar(plain[:n], what="share"), public)
+        pairs: dict[int, PairState] = {}
+        for at in range(n, len(plain), PAIR_STATE_LEN):
+            state = PairState.from_bytes(bytes(plain[at : at + PAIR_STATE_LEN]))
+            if state.me != identifier or state.public_key != public.group_public_key:
+                raise IntegrityError(
+                    "A pair state belongs to another party or wallet.",
+                    next_step="use the file written for this wallet.",
+                )
+            pairs[state.peer] = state
+        if suite.base_mul(key.signing_share) != public.verifying_shares.get(identifier):
+            raise IntegrityError(
+                "The share does not match its verifying share.",
+                next_step="use the file written for this wallet.",
+            )
+        return cls(key, pairs)
 
 
 def _header(wallet: str, vault_id: str, key: KeyPackage, kdf: dict[str, Any]) -> dict[str, Any]:
@@ -38,9 +91,9 @@ def _header(wallet: str, vault_id: str, key: KeyPackage, kdf: dict[str, Any]) ->
     }  # fmt: skip
 
 
-def _seal(header: dict[str, Any], key: bytearray, share: KeyPackage) -> dict[str, Any]:
+def _seal(header: dict[str, Any], key: bytearray, share: Share) -> dict[str, Any]:
     nonce = aead.new_nonce()
-    plain = bytearray(share.suite.serialize_scalar(share.signing_share))
+    plain = share.secret_bytes()
     try:
         ct = aead.encrypt(key, nonce, plain, jcs.dumps(header))
     finally:
@@ -52,7 +105,7 @@ def _seal(header: dict[str, Any], key: bytearray, share: KeyPackage) -> dict[str
     }
 
 
-def _open(doc: dict[str, Any], key: bytearray, what: str) -> KeyPackage:
+def _open(doc: dict[str, Any], key: bytearray, what: str) -> Share:
     header = {k: v for k, v in doc.items() if k not in ("nonce", "ciphertext")}
     try:
         nonce = base64.b64decode(doc["nonce"], validate=True)
@@ -75,16 +128,14 @@ def _open(doc: dict[str, Any], key: bytearray, what: str) -> KeyPackage:
     finally:
         key[:] = bytes(len(key))
     try:
-        share = public.suite.deserialize_scalar(bytes(plain), what="signing share")
+        return Share.from_secret_bytes(bytes(plain), identifier, public)
+    except IntegrityError as exc:
+        raise IntegrityError(
+            f"The {what} is damaged or not this wallet's: {exc.what}",
+            next_step="use the file written for this wallet.",
+        ) from None
     finally:
         plain[:] = bytes(len(plain))
-    pkg = KeyPackage(identifier, share, public)
-    if public.suite.base_mul(share) != public.verifying_shares.get(identifier):
-        raise IntegrityError(
-            f"The {what}'s share does not match its verifying share.",
-            next_step="use the file written for this wallet.",
-        )
-    return pkg
 
 
 def _agent_key(token: SecretBytes, salt: bytes) -> bytearray:
@@ -92,31 +143,33 @@ def _agent_key(token: SecretBytes, salt: bytes) -> bytearray:
 
 
 def seal_agent_share(
-    wallet: str, vault_id: str, share: KeyPackage, token: SecretBytes
+    wallet: str, vault_id: str, share: Share, token: SecretBytes
 ) -> dict[str, Any]:
     salt = secrets.token_bytes(16)
-    header = _header(wallet, vault_id, share, {"name": "hkdf-sha256", "salt": salt.hex()})
+    header = _header(wallet, vault_id, share.key, {"name": "hkdf-sha256", "salt": salt.hex()})
     return _seal(header, _agent_key(token, salt), share)
 
 
-def open_agent_share(doc: dict[str, Any], token: SecretBytes) -> KeyPackage:
+def open_agent_share(doc: dict[str, Any], token: SecretBytes) -> Share:
     _check_format(doc, "agent share file")
     salt = bytes.fromhex(str(doc["kdf"]["salt"]))
     return _open(doc, _agent_key(token, salt), "agent share file")
 
 
 def seal_recovery_share(
-    wallet: str, vault_id: str, share: KeyPackage, passphrase: SecretBytes,
+    wallet: str, vault_id: str, share: Share, passphrase: SecretBytes,
     params: Argon2Params = DEFAULT_ARGON2,
 ) -> dict[str, Any]:  # fmt: skip
     salt = secrets.token_bytes(16)
     kdf = {"name": "argon2id", "salt": salt.hex(), **params.to_dict()}
     return _seal(
-        _header(wallet, vault_id, share, kdf), argon2id(passphrase.reveal(), salt, params), share
+        _header(wallet, vault_id, share.key, kdf),
+        argon2id(passphrase.reveal(), salt, params),
+        share,
     )
 
 
-def open_recovery_share(doc: dict[str, Any], passphrase: SecretBytes) -> KeyPackage:
+def open_recovery_share(doc: dict[str, Any], passphrase: SecretBytes) -> Share:
     _check_format(doc, "recovery file")
     kdf = doc["kdf"]
     try:

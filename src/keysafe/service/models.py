@@ -167,6 +167,23 @@ class ThresholdCommitRequest(_Wire):
     wallet: str = Field(max_length=64, examples=["team"])
 
 
+class ThresholdExchangeRequest(_Wire):
+    """Step 2 of a 2-of-3 EVM (DKLs23) signature: the agent's round 1 for the session it got
+    from /v1/agent/threshold/commit, and what it is for (the vault hashes that itself)."""
+
+    wallet: str = Field(max_length=64, examples=["team"])
+    session_id: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
+    round1: str = Field(max_length=64 * 1024, description="The agent's round-one message, base64.")
+    transaction: str | dict[str, Any] | None = Field(
+        default=None, description="The complete unsigned EVM transaction to be signed."
+    )
+    chain: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(
+        default=None, max_length=65536, description="Or: the message for sign_message."
+    )
+    encoding: str = Field(default="utf8", pattern="^(utf8|base64)$")
+
+
 class SignMessageRequest(_Wire):
     wallet: str = Field(max_length=64)
     message: str = Field(max_length=65536)

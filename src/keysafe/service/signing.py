@@ -16,18 +16,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from eth_account.messages import encode_defunct
+
 from keysafe import approvals
 from keysafe.approvals import Kind
 from keysafe.chains.evm import intents as evm_intents
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm import tx as evm_tx
 from keysafe.chains.evm.rpc import EvmRpc
+from keysafe.chains.evm.tx import EvmTx
 from keysafe.chains.solana import intents as sol_intents
 from keysafe.chains.solana import signing as sol_signing
 from keysafe.chains.solana import tx as sol_tx
 from keysafe.chains.solana.rpc import SolanaRpc
 from keysafe.crypto import jcs
-from keysafe.errors import MalformedRequestError, PolicyDeniedError
+from keysafe.errors import MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import ChainInfo, Registry, UnknownName
 from keysafe.service import gate
@@ -220,6 +223,8 @@ def through_gate(
         out = gate.run(vault, req, act, CODEC)
     except BaseException:
         threshold_wallets.discard(vault, req.agent, threshold)
+        if threshold is not None:
+            threshold_wallets.persist_bans(vault)  # a failed DKLs23 check, now out of the gate
         raise
     if isinstance(out, gate.Parked):
         return _pending(info, chain, out)
@@ -347,24 +352,86 @@ def decode_transaction(
         ChainUnavailableError: the RPC that fills an EVM transaction failed.
     """
     if info.meta["chain"] == Chain.EVM:
-        return _evm(info, payload, registry, chain=chain, declared=declared)
+        return _evm(
+            vault, agent, info, payload, registry, chain=chain, declared=declared, fields=fields
+        )
     return _solana(
         vault, agent, info, payload, registry, chain=chain, declared=declared, fields=fields
     )
 
 
+def _evm_tx(
+    payload: str | dict[str, Any], reg: Registry, chain: str | None
+) -> tuple[EvmTx, ChainInfo]:
+    requested = resolve_chain(reg, chain, "evm") if chain is not None else None
+    # parse_transaction refuses a transaction without a chain id unless one is named here.
+    tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
+    return tx, resolve_chain(reg, tx.chain_id, "evm")
+
+
+def _complete_for_threshold(tx: EvmTx) -> EvmTx:
+    """A 2-of-3 wallet signs exactly the transaction both parties hashed: nothing is filled."""
+    if tx.missing_fields():
+        raise MalformedRequestError(
+            f"A 2-of-3 wallet signs exactly the transaction both parties hash, so keysafe does "
+            f"not fill it in; it lacks {', '.join(tx.missing_fields())}.",
+            next_step="include nonce, gas and the fees (and chainId) in the transaction.",
+        )
+    return tx
+
+
+def threshold_exchange(
+    vault: Vault, agent: str, wallet: str, fields: dict[str, Any], *,
+    transaction: str | dict[str, Any] | None = None, chain: str | None = None,
+    message: str | None = None, encoding: str = "utf8",
+) -> dict[str, str]:  # fmt: skip
+    """Step 2 of an EVM 2-of-3 signature (service/threshold.py): hash the transaction (or the
+    EIP-191 message) here, as the gate will, and run the vault's rounds 1 and 2 over that hash.
+
+    Raises:
+        MalformedRequestError: not a 2-of-3 EVM wallet of this agent, an incomplete or malformed
+            transaction, or an invalid agent round (culprit 1).
+    """
+    vault.require_unlocked()
+    info, reg = wallet_and_registry(vault, wallet)
+    if (
+        not threshold_wallets.is_threshold(info)
+        or info.meta.get("agent") != agent
+        or (info.meta["chain"] != Chain.EVM)
+    ):
+        raise NotFoundError(
+            f"No 2-of-3 EVM wallet '{wallet[:64]}' shared with this agent.",
+            next_step="see list_capabilities for the wallets you may use.",
+        )
+    if (transaction is None) == (message is None):
+        raise MalformedRequestError(
+            "Give the transaction or the message the session is for (one of them).",
+            next_step="send 'transaction' (with chain) or 'message' (with encoding).",
+        )
+    if transaction is not None:
+        tx = _complete_for_threshold(_evm_tx(transaction, reg, chain)[0])
+        digest = evm_signing.transaction_hash(tx)
+    else:
+        assert message is not None
+        _, data = _message_intent(info, reg, message, encoding)
+        digest = evm_signing.message_hash(encode_defunct(primitive=data))
+    return threshold_wallets.dkls_exchange(vault, agent, info, digest, fields)
+
+
 def _evm(
+    vault: Vault,
+    agent: str,
     info: RecordInfo,
     payload: str | dict[str, Any],
     reg: Registry,
     *,
     chain: str | None,
     declared: Mapping[str, Any] | None,
+    fields: dict[str, Any] | None,
 ) -> Decoded:
-    requested = resolve_chain(reg, chain, "evm") if chain is not None else None
-    # parse_transaction refuses a transaction without a chain id unless one is named here.
-    tx = evm_tx.parse_transaction(payload, chain_id=requested.chain_id if requested else None)
-    chain_info = resolve_chain(reg, tx.chain_id, "evm")
+    tx, chain_info = _evm_tx(payload, reg, chain)
+    if fields is not None:
+        tx = _complete_for_threshold(tx)
     if tx.missing_fields():
         if chain_info.rpc is None:
             raise MalformedRequestError(
@@ -380,7 +447,16 @@ def _evm(
     filled = tx
 
     def sign(key: SecretBytes, _request_id: str) -> tuple[str, str]:
-        signed = evm_signing.sign_transaction(filled, key)
+        if fields is not None:
+            # `key` is the vault's share here: the agent's rounds and the vault's make the
+            # signature, checked like any other before it is returned.
+            digest = evm_signing.transaction_hash(filled)
+            sig = threshold_wallets.cosign_ecdsa(vault, agent, info, digest, fields)
+            signed = evm_signing.assemble_transaction(
+                filled, sig.r, sig.s, sig.recovery_id, info.meta["address"]
+            )
+        else:
+            signed = evm_signing.sign_transaction(filled, key)
         evm_signing.verify_signed(signed, filled, info.meta["address"])
         return signed.raw_hex, signed.tx_hash
 
@@ -511,7 +587,14 @@ def sign_message(
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:
-        if fields is not None:
+        if fields is not None and info.meta["chain"] == Chain.EVM:
+            signable = encode_defunct(primitive=data)
+            digest = evm_signing.message_hash(signable)
+            sig = threshold_wallets.cosign_ecdsa(vault, agent, info, digest, fields)
+            signature = evm_signing.assemble_message_signature(
+                signable, sig.r, sig.s, sig.recovery_id, info.meta["address"]
+            )
+        elif fields is not None:
             raw = threshold_wallets.cosign(vault, agent, info, data, fields)
             signature = sol_signing.verify_message_signature(data, info.meta["address"], raw)
         else:

@@ -24,22 +24,28 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from solders.pubkey import Pubkey
 
 from keysafe import files
+from keysafe.chains.addresses import evm_address_from_public
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
+from keysafe.mpc.dkls import setup as dkls_setup
+from keysafe.mpc.dkls import signing as dkls_signing
+from keysafe.mpc.dkls.errors import DklsAbort
+from keysafe.mpc.dkls.setup import PairState
 from keysafe.mpc.frost import cosigner, dkg, party, reshare, session, signing
 from keysafe.mpc.frost.errors import FrostError
-from keysafe.mpc.frost.groups import ED25519, Suite
+from keysafe.mpc.frost.groups import ED25519, SECP256K1, Suite
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
 from keysafe.service.agents import authenticate_token, get_agent
 from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes, check_name
@@ -53,6 +59,8 @@ THRESHOLD: Final = "2-of-3"
 NONCE_TTL_S: Final = 15 * 60  # outlives an approval (5 min by default) parked with the request
 MAX_OPEN_PER_AGENT: Final = 32
 _NONCES: Final = "frost_nonces"
+_DKLS_SESSIONS: Final = "dkls_sessions"
+_DKLS_BANS: Final = "dkls_bans"
 _OWNER: Final = "(owner)"  # the owner's sessions in the nonce table (no agent has this name)
 _LOCK = threading.Lock()  # guards vault.volatile's nonce table across request threads
 
@@ -80,10 +88,44 @@ def _public(info: RecordInfo) -> PublicKeyPackage:
 
 
 def _address(public: PublicKeyPackage) -> str:
+    if public.suite is SECP256K1:
+        return evm_address_from_public(public.group_public_key)
     return str(Pubkey.from_bytes(public.group_public_key))
 
 
 # -- key generation -----------------------------------------------------------------------------
+
+
+def _make_shares(chain: Chain) -> dict[int, share_file.Share]:
+    """The three parties' shares: a Solana wallet is FROST(Ed25519); an EVM wallet is a
+    secp256k1 DKG plus the DKLs23 setup of every pair."""
+    return _shares_of(_run_dkg(ED25519 if chain is Chain.SOLANA else SECP256K1))
+
+
+def _shares_of(keys: dict[int, KeyPackage]) -> dict[int, share_file.Share]:
+    """Key packages as shares; secp256k1 ones with every pair set up for DKLs23 (after a DKG,
+    and again after every reshare: the old pairs' OT state dies with the old shares)."""
+    if keys[USER].suite is not SECP256K1:
+        return {i: share_file.Share(k) for i, k in keys.items()}
+    pairs = _run_pair_setups(keys)
+    return {i: share_file.Share(k, pairs[i]) for i, k in keys.items()}
+
+
+def _run_pair_setups(keys: dict[int, KeyPackage]) -> dict[int, dict[int, PairState]]:
+    """The DKLs23 setup of each pair, each party's state its own, messages as wire bytes."""
+    sid = secrets.token_bytes(32)
+    pk = keys[USER].public.group_public_key
+    out: dict[int, dict[int, PairState]] = {i: {} for i in keys}
+    for a, b in ((AGENT, USER), (AGENT, RECOVERY), (USER, RECOVERY)):
+        state_a, first_a = dkls_setup.round1(pk, sid, a, b)
+        state_b, first_b = dkls_setup.round1(pk, sid, b, a)
+        second_a, second_b = (
+            dkls_setup.round2(state_a, first_b),
+            dkls_setup.round2(state_b, first_a),
+        )
+        out[a][b] = dkls_setup.finish(state_a, second_b)
+        out[b][a] = dkls_setup.finish(state_b, second_a)
+    return out
 
 
 def _run_dkg(suite: Suite = ED25519) -> dict[int, KeyPackage]:
@@ -140,12 +182,6 @@ def create_threshold_wallet(
 ) -> CreatedWallet:
     check_name(name, "wallet")
     check_new_passphrase(recovery_passphrase, what="recovery-file passphrase")
-    if chain is not Chain.SOLANA:
-        raise MalformedRequestError(
-            "Threshold wallets are Solana (FROST Ed25519) for now; threshold ECDSA for EVM comes "
-            "in part 2.",
-            next_step="use --chain solana with --threshold 2-of-3.",
-        )
     vault.require_unlocked()
     with vault.db.write() as conn:
         row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
@@ -170,8 +206,8 @@ def create_threshold_wallet(
                 f"{path} already exists; keysafe never overwrites a share file.",
                 next_step="choose another path.",
             )
-    shares = _run_dkg()
-    public = shares[USER].public
+    shares = _make_shares(chain)
+    public = shares[USER].key.public
     address = _address(public)
     written: list[Path] = []
     try:
@@ -188,7 +224,7 @@ def create_threshold_wallet(
         )
         written.append(recovery_path)
         meta = {
-            "chain": str(Chain.SOLANA), "address": address, "source": "threshold",
+            "chain": str(chain), "address": address, "source": "threshold",
             "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
         }  # fmt: skip
         info = _store_user_share(
@@ -204,16 +240,17 @@ def create_threshold_wallet(
 
 
 def _store_user_share(
-    vault: Vault, name: str, meta: dict[str, Any], key: KeyPackage, *, replace: bool, action: str
-) -> RecordInfo:
-    plain = SecretBytes(bytearray(key.suite.serialize_scalar(key.signing_share)))
+    vault: Vault, name: str, meta: dict[str, Any], key: share_file.Share, *, replace: bool,
+    action: str, actor: str = "owner",
+) -> RecordInfo:  # fmt: skip
+    plain = SecretBytes(key.secret_bytes())
     with plain, vault.db.write() as conn:
         info = vault.put_record(
             conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL, meta=meta,
             plaintext=plain, replace=replace,
         )  # fmt: skip
         vault.audit(
-            conn, actor="owner", action=action, target=f"wallet:{name}", outcome="success",
+            conn, actor=actor, action=action, target=f"wallet:{name}", outcome="success",
             details={"name": name, "chain": meta["chain"], "address": meta["address"],
                      "source": "threshold", "agent": meta["agent"],
                      "version": int(meta["generation"])},
@@ -221,10 +258,13 @@ def _store_user_share(
     return info
 
 
-def _user_key(vault: Vault, info: RecordInfo) -> KeyPackage:
+def _user_share(vault: Vault, info: RecordInfo) -> share_file.Share:
     with vault.db.read() as conn, vault.open_record(conn, info) as plain:
-        share = ED25519.deserialize_scalar(bytes(plain.reveal()), what="user share")
-    return KeyPackage(USER, share, _public(info))
+        return share_file.Share.from_secret_bytes(bytes(plain.reveal()), USER, _public(info))
+
+
+def _user_key(vault: Vault, info: RecordInfo) -> KeyPackage:
+    return _user_share(vault, info).key
 
 
 def _threshold_wallet(vault: Vault, name: str) -> RecordInfo:
@@ -272,6 +312,9 @@ def discard(vault: Vault, agent: str, fields: dict[str, Any] | None) -> None:
         table = _table(vault)
         if sid in table and table[sid].agent == agent:
             del table[sid]
+        sessions = _dkls_table(vault)
+        if sid in sessions and sessions[sid].agent == agent:
+            del sessions[sid]
 
 
 def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
@@ -293,7 +336,10 @@ def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
 
 def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
     """Fresh vault nonces for one signature with `holder` (an agent, or `_OWNER`), kept in
-    memory under a new session id; returns the commitment to send."""
+    memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
+    wallet: a fresh session only, the protocol runs in `dkls_exchange` and `cosign_ecdsa`."""
+    if _public(info).suite is SECP256K1:
+        return _dkls_open(vault, info, holder)
     nonces, commitment = signing.commit(_user_key(vault, info))
     sid = secrets.token_bytes(32)
     who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
@@ -390,6 +436,211 @@ def _cosign(
     return signing.aggregate(public, commitments, message, {partner: share, USER: mine})
 
 
+# -- agent + user on an EVM wallet: DKLs23 over three requests ---------------------------------
+#
+#   1. POST /v1/agent/threshold/commit     → a fresh session id (the signing nonce), in memory
+#   2. POST /v1/agent/threshold/exchange   the agent's round 1 and the transaction → the vault's
+#      rounds 1 and 2 (nothing here lets the agent sign: the vault's round 3 never leaves it)
+#   3. sign_transaction through the gate with the agent's rounds 2 and 3: only where a plain
+#      wallet would open its key, `cosign_ecdsa` runs the vault's round 3 and the final check.
+#
+# The vault hashes the transaction itself in steps 2 and 3 and they must agree; the session
+# binds that hash, so the agent cannot get a signature over anything the policy did not judge.
+
+
+@dataclass(slots=True)
+class _DklsSession:
+    wallet: str
+    agent: str
+    generation: int
+    expires: float
+    message_hash: bytes = b""
+    state: dkls_signing.SigningState | None = None
+
+
+def _dkls_table(vault: Vault) -> dict[bytes, _DklsSession]:
+    table: dict[bytes, _DklsSession] = vault.volatile.setdefault(_DKLS_SESSIONS, {})
+    now = time.monotonic()
+    for sid in [s for s, p in table.items() if p.expires <= now]:
+        del table[sid]
+    return table
+
+
+def _dkls_open(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
+    persist_bans(vault)  # one a parked approval's failed check left in memory, if any
+    _refuse_banned(vault, info, AGENT if holder != _OWNER else RECOVERY)
+    sid = secrets.token_bytes(32)
+    who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
+    with _LOCK:
+        table = _dkls_table(vault)
+        if sum(1 for p in table.values() if p.agent == holder) >= MAX_OPEN_PER_AGENT:
+            raise MalformedRequestError(
+                f"{who} already holds {MAX_OPEN_PER_AGENT} unused signing sessions.",
+                next_step="use them (or wait 15 minutes for them to expire).",
+            )
+        table[sid] = _DklsSession(
+            info.name, holder, int(info.meta.get("generation", 1)),
+            time.monotonic() + NONCE_TTL_S,
+        )  # fmt: skip
+    return {
+        "session_id": sid.hex(), "wallet": info.name, "identifier": USER, "protocol": "dkls23",
+        "expires_in": NONCE_TTL_S,
+    }  # fmt: skip
+
+
+def _pending_bans(vault: Vault) -> set[tuple[str, int]]:
+    bans: set[tuple[str, int]] = vault.volatile.setdefault(_DKLS_BANS, set())
+    return bans
+
+
+def persist_bans(vault: Vault) -> None:
+    """Write the bans a failed check recorded into the wallets' records. A check can fail
+    inside the gate's write transaction, where the record cannot be rewritten, so the ban is
+    enforced from memory at once and written here, after that transaction (`through_gate`)."""
+    with _LOCK:
+        pending = sorted(_pending_bans(vault))
+    for wallet, partner in pending:
+        with vault.db.read() as conn:
+            info = vault.find_record(conn, RecordKind.WALLET, wallet)
+        if info is not None and partner not in info.meta.get("banned", []):
+            banned = sorted({*info.meta.get("banned", []), partner})
+            _store_user_share(
+                vault, wallet, dict(info.meta) | {"banned": banned}, _user_share(vault, info),
+                replace=True, action="wallet.threshold-ban", actor="system",
+            )  # fmt: skip
+        with _LOCK:
+            _pending_bans(vault).discard((wallet, partner))
+
+
+def _refuse_banned(vault: Vault, info: RecordInfo, partner: int) -> None:
+    with _LOCK:
+        pending = (info.name, partner) in _pending_bans(vault)
+    if pending or partner in info.meta.get("banned", []):
+        side = "agent" if partner == AGENT else "recovery file"
+        raise PolicyDeniedError(
+            f"Wallet '{info.name}': the {side}'s share failed a DKLs23 check with the vault "
+            "before, so the vault no longer signs with it.",
+            next_step="reshare the wallet with the other two parties (`keysafe wallet refresh`), "
+            "which gives every party a new share and new pair state.",
+        )
+
+
+def _take_session(
+    vault: Vault, sid: bytes, holder: str, wallet: str, *, exchanged: bool
+) -> _DklsSession:
+    """Remove and return `holder`'s session: each step uses it once."""
+    with _LOCK:
+        table = _dkls_table(vault)
+        session_ = table.get(sid)
+        if (
+            session_ is not None and session_.agent == holder and session_.wallet == wallet
+            and (session_.state is not None) == exchanged
+        ):  # fmt: skip
+            del table[sid]
+            return session_
+    raise MalformedRequestError(
+        "The threshold signing session is unknown, used, expired, or not this agent's.",
+        next_step="start again from a fresh session (the client does this per signature).",
+    )
+
+
+def _dkls_abort(vault: Vault, info: RecordInfo, exc: DklsAbort, partner: int) -> NoReturn:
+    """A failed check: name the partner, and if the check guards the pair's OT state, ban the
+    pair for good (a selective failure there can leak bits of it; threshold.md §2.2)."""
+    if exc.ban and exc.culprit == partner:
+        with _LOCK:
+            _pending_bans(vault).add((info.name, partner))
+        logger.warning("wallet %s: party %d banned after a failed DKLs23 check", info.name, partner)
+    side = "recovery file" if partner == RECOVERY else "agent"
+    raise MalformedRequestError(
+        f"The {side}'s part of the threshold signature is invalid: {exc.what}",
+        next_step="nothing was signed"
+        + ("; the vault will not sign with this share again until a reshare." if exc.ban else "."),
+        culprit=exc.culprit if exc.culprit is not None else partner,
+        **({"banned": True} if exc.ban else {}),
+    )
+
+
+def _b64(fields: dict[str, Any], name: str) -> bytes:
+    value = fields.get(name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise MalformedRequestError(
+            f"threshold.{name} is missing or not base64.",
+            next_step="send the fields keysafe's agent client builds.",
+        ) from None
+
+
+def dkls_exchange(
+    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any]
+) -> dict[str, str]:
+    """Step 2: the vault's rounds 1 and 2 for the session in `fields` (`session_id`, the
+    agent's `round1`), over `message_hash`, which the caller computed from the transaction.
+
+    Raises:
+        MalformedRequestError: an unknown or used session, or the agent's round 1 is invalid
+            (culprit 1; an OT-extension failure also bans the pair).
+        PolicyDeniedError: the pair is banned.
+    """
+    vault.require_unlocked()
+    sid = _hex(fields, "session_id")
+    session_ = _take_session(vault, sid, agent, info.name, exchanged=False)
+    _refuse_banned(vault, info, AGENT)
+    if session_.generation != int(info.meta.get("generation", 1)):
+        raise MalformedRequestError(
+            "The wallet's shares were refreshed since this session was opened.",
+            next_step="open a fresh session with the new agent share.",
+        )
+    share = _user_share(vault, info)
+    state, first = dkls_signing.round1(share.key, share.pairs[AGENT], message_hash, sid)
+    try:
+        second = dkls_signing.round2(state, _b64(fields, "round1"))
+    except DklsAbort as exc:
+        try:
+            _dkls_abort(vault, info, exc, AGENT)
+        finally:
+            persist_bans(vault)  # no transaction is open here
+    session_.state, session_.message_hash = state, message_hash
+    session_.expires = time.monotonic() + NONCE_TTL_S  # parked with an approval, it must live
+    with _LOCK:
+        _dkls_table(vault)[sid] = session_
+    return {
+        "session_id": sid.hex(), "round1": base64.b64encode(first).decode(),
+        "round2": base64.b64encode(second).decode(),
+    }  # fmt: skip
+
+
+def cosign_ecdsa(
+    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any]
+) -> dkls_signing.Signature:
+    """Step 3, after the policy allowed the transaction: the vault's round 3 and the final
+    combination; returns a signature that recovers the wallet's key. The session is consumed
+    first, whatever happens next.
+
+    Raises:
+        MalformedRequestError: the session is unknown or used, the transaction is not the one
+            the session was opened for, or the agent's rounds fail a check (culprit 1; the
+            multiplication, Γ and final checks also ban the pair).
+    """
+    sid = _hex(fields, "session_id")
+    session_ = _take_session(vault, sid, agent, info.name, exchanged=True)
+    if session_.message_hash != message_hash:
+        raise MalformedRequestError(
+            "This transaction is not the one the threshold session was opened for.",
+            next_step="run the whole signature again for this transaction.",
+            culprit=AGENT,
+        )
+    assert session_.state is not None
+    try:
+        dkls_signing.round3(session_.state, _b64(fields, "round2"))
+        return dkls_signing.finish(session_.state, _b64(fields, "round3"))
+    except DklsAbort as exc:
+        _dkls_abort(vault, info, exc, AGENT)
+
+
 # -- user + recovery: the owner's CLI holds the recovery share, this process the vault's ------
 
 
@@ -398,7 +649,18 @@ def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
     the wallet's public package so the owner's side can tell a stale recovery file."""
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
+    _frost_only(info, "the owner's signing with the recovery file")
     return _commit(vault, info, _OWNER) | {"public": info.meta["public"]}
+
+
+def _frost_only(info: RecordInfo, what: str) -> None:
+    if _public(info).suite is SECP256K1:
+        raise MalformedRequestError(
+            f"Wallet '{info.name}' is a 2-of-3 EVM wallet (DKLs23); {what} is built for Solana "
+            "(FROST) wallets only so far.",
+            next_step="sign with the agent and the vault (`keysafe mcp` with the agent's share "
+            "file); the EVM recovery-side signer is not built yet (issue 16).",
+        )
 
 
 def recovery_part(
@@ -461,7 +723,7 @@ def open_recovery(
         WrongPassphraseError / IntegrityError: the passphrase is wrong or the file was altered.
         MalformedRequestError: the file is another wallet's, or from before a refresh.
     """
-    key = share_file.open_recovery_share(recovery, passphrase)
+    key = share_file.open_recovery_share(recovery, passphrase).key
     check_recovery(wallet, current, recovery, key)
     return key
 
@@ -532,8 +794,8 @@ def reshare_wallet(
             commitments={i: d[0] for i, d in dealt.items()},
             shares={i: d[1][k] for i, d in dealt.items()},
         )  # fmt: skip
-    final = {k: reshare.finish(new_keys[k], confirmations) for k in new_keys}
-    public = final[USER].public
+    final = _shares_of({k: reshare.finish(new_keys[k], confirmations) for k in new_keys})
+    public = final[USER].key.public
     if public.group_public_key != old_public.group_public_key:
         raise FrostError("resharing changed the group key; nothing was replaced")
     # Order matters: the new recovery share waits beside the old file until the vault holds its
@@ -597,7 +859,12 @@ def sign_without_vault(
             "Nothing to sign.", next_step="give a message or a transaction."
         )
     signed = message
-    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase)
+    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase).key
+    if rec.suite is SECP256K1:
+        raise MalformedRequestError(
+            "recover-sign is built for Solana (FROST) 2-of-3 wallets only so far.",
+            next_step="for an EVM wallet, sign with the agent and the vault (issue 16).",
+        )
     with party.PipeSigner(agent_share_path, agent_token, signed) as agent:
         if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
             agent.public.group_public_key != rec.public.group_public_key

@@ -16,9 +16,9 @@ from eth_account.messages import encode_defunct
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm.tx import parse_transaction
-from keysafe.mpc.dkls import setup, signing
+from keysafe.mpc.dkls import multiply, ote, setup, signing
 from keysafe.mpc.dkls.errors import DklsAbort
-from keysafe.mpc.dkls.wire import HEADER_LEN, N
+from keysafe.mpc.dkls.wire import HEADER_LEN, N, hash_to_scalar
 from keysafe.mpc.frost.groups import SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
 from tests.unit.mpc.dkls_helpers import Wallet, make_wallet, run_session
@@ -79,8 +79,8 @@ def test_eip1559_legacy_and_personal_message_signatures_verify_with_eth_account(
 ROUND1 = {"commitment": 0, "ote nonce": 32, "ote u[0]": 64, "ote u[last]": 64 + 24063,
           "ote x~": 24128, "ote t~": 24160}  # fmt: skip
 ROUND2 = {"gamma u": 0, "gamma v": 33, "pk": 66, "R": 99, "psi": 132, "salt": 164,
-          "mul tau[0]": 196, "mul tau[last]": 196 + 53247, "mul r[0]": 53444,
-          "mul r[last]": 53444 + 13311, "mul u[0]": 66756, "mul u[1]": 66788 + 31}  # fmt: skip
+          "mul salt": 196, "mul tau[0]": 228, "mul tau[last]": 228 + 53247, "mul r[0]": 53476,
+          "mul r[last]": 53476 + 13311, "mul u[0]": 66788, "mul u[1]": 66820 + 31}  # fmt: skip
 ROUND3 = {"u": 0, "w": 32 + 31}
 FIELDS = (
     [(1, f, o) for f, o in ROUND1.items()]
@@ -201,3 +201,55 @@ def test_key_never_exists_in_any_message_or_pair_state(wallet: Wallet) -> None:
     blob = b"".join(captured)
     assert not leaks(blob)
     assert leaks(blob[:1000] + needles[0] + blob[1000:])  # negative control
+
+
+def test_attack_replayed_session_with_flipped_choices_does_not_reveal_the_share(
+    wallet: Wallet,
+) -> None:
+    """Found in review: the same session id run twice (a replayed request, a retry), with the
+    cheater repeating its OT-extension nonce and flipping every choice bit. The honest sender's
+    pads used to swap roles, so τ + τ' = 2·α gave away sk_i and, with ζ, the share. The sender's
+    fresh salt in the pads stops it: the sum is noise."""
+    honest, evil = AGENT, USER
+    digest, nonce = secrets.token_bytes(32), secrets.token_bytes(32)
+    ote_nonce = secrets.token_bytes(32)
+    choices = secrets.token_bytes(ote.ROW_BYTES)
+
+    def evil_rng(choice_bytes: bytes):  # type: ignore[no-untyped-def]
+        queue = [secrets.token_bytes(64), secrets.token_bytes(64), secrets.token_bytes(32),
+                 choice_bytes, ote_nonce]  # fmt: skip
+        return lambda n: queue.pop(0)
+
+    taus = []
+    for cb in (choices, bytes(b ^ 0xFF for b in choices)):
+        mine, _ = signing.round1(wallet.keys[honest], wallet.pairs[(honest, evil)], digest, nonce)
+        _, theirs = signing.round1(
+            wallet.keys[evil], wallet.pairs[(evil, honest)], digest, nonce, rng=evil_rng(cb)
+        )
+        answer = signing.round2(mine, theirs)  # the check passes: the choices are consistent
+        tau = answer[HEADER_LEN + 4 * 33 + 32 + 32 + multiply.SALT_LEN :]
+        taus.append([int.from_bytes(tau[i : i + 32], "big") for i in range(0, 4 * 32, 32)])
+    sk = (taus[0][1] + taus[1][1]) * pow(2, -1, N) % N
+    sid = signing.session_id(wallet.public_key, digest, (honest, evil), nonce)
+    zeta = hash_to_scalar(b"keysafe/dkls23/sign/zero", wallet.pairs[(evil, honest)].zero_seed, sid)
+    share = (sk - zeta) * pow(lagrange(SECP256K1, honest, (honest, evil)), -1, N) % N
+    assert share != wallet.keys[honest].signing_share
+
+
+def test_attack_an_aborted_session_refuses_every_later_round(wallet: Wallet) -> None:
+    """Found in review: after a failed check the state went on to the next round (and died
+    with an IndexError). Now an abort kills the session: every later round is refused cleanly."""
+    digest, nonce = secrets.token_bytes(32), secrets.token_bytes(32)
+    mine, first = signing.round1(wallet.keys[AGENT], wallet.pairs[(AGENT, USER)], digest, nonce)
+    theirs, their_first = signing.round1(
+        wallet.keys[USER], wallet.pairs[(USER, AGENT)], digest, nonce
+    )
+    bent = their_first[:-1] + bytes([their_first[-1] ^ 1])  # t~: the OT-extension check fails
+    with pytest.raises(DklsAbort, match="consistency check"):
+        signing.round2(mine, bent)
+    their_second = signing.round2(theirs, first)
+    with pytest.raises(DklsAbort, match="aborted"):
+        signing.round3(mine, their_second)
+    with pytest.raises(DklsAbort, match="aborted"):
+        signing.finish(mine, b"")
+    assert (mine.r_i, mine.phi, mine.sk) == (0, 0, 0)  # the secrets are dropped

@@ -163,16 +163,18 @@ def write_share_files(keys: dict[int, KeyPackage], root: Path, generation: str) 
         path = root / f"share-{generation}-{i}.json"
         secret = SecretBytes(bytearray(f"ks_agent_test-token-{generation}-{i}".encode()))
         if i == RECOVERY:
-            doc = share_file.seal_recovery_share("team", "vault-id", key, secret, params=CHEAP)
+            doc = share_file.seal_recovery_share(
+                "team", "vault-id", share_file.Share(key), secret, params=CHEAP
+            )
         else:
-            doc = share_file.seal_agent_share("team", "vault-id", key, secret)
+            doc = share_file.seal_agent_share("team", "vault-id", share_file.Share(key), secret)
         share_file.write(path, doc)
         # The file opens again to the same share: it really holds it, encrypted.
         opened = (share_file.open_recovery_share if i == RECOVERY else share_file.open_agent_share)(
             share_file.read(path, "share file"),
             SecretBytes(bytearray(f"ks_agent_test-token-{generation}-{i}".encode())),
         )
-        assert opened.signing_share == key.signing_share
+        assert opened.key.signing_share == key.signing_share
         paths.append(path)
     return paths
 

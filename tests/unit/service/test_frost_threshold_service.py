@@ -92,7 +92,7 @@ class World:
 
     def agent_key(self, path: Path, agent: str) -> KeyPackage:
         doc = share_file.read(path, "agent share file")
-        return share_file.open_agent_share(doc, _secret(self.tokens[agent]))
+        return share_file.open_agent_share(doc, _secret(self.tokens[agent])).key
 
     def info(self, wallet: str = "team") -> RecordInfo:
         with self.vault.db.read() as conn:
@@ -234,7 +234,7 @@ def test_attack_owner_and_agent_sessions_do_not_cross(world: World) -> None:
     recovery = share_file.open_recovery_share(
         share_file.read(world.root / "team-recovery.json", "recovery file"),
         _secret(RECOVERY_PASSPHRASE),
-    )
+    ).key
     part = cosigner.part(recovery, agent_pre, MESSAGE)
     with pytest.raises(MalformedRequestError, match="not the owner's"):
         threshold.owner_cosign(world.vault, "team", MESSAGE, part)
@@ -426,7 +426,7 @@ def test_frost_a_failed_reshare_leaves_the_recovery_file_as_it_was(
     # The recovery file on disk must still sign with the vault's (old) share.
     recovery = share_file.open_recovery_share(
         share_file.read(recovery_path, "recovery file"), _secret(RECOVERY_PASSPHRASE)
-    )
+    ).key
     answer = threshold.owner_commit(world.vault, "team")
     part = cosigner.part(recovery, answer, b"still mine")
     threshold.owner_cosign(world.vault, "team", b"still mine", part)

@@ -467,6 +467,30 @@ def _as_text(payload: bytes) -> str | None:
     return text
 
 
+def personal_message_bytes(message: str) -> bytes:
+    """The bytes personal_sign signs for `message`: "0x" + an even number of hex digits is
+    bytes (as MetaMask reads it), anything else UTF-8 text. The agent's side of a 2-of-3
+    wallet reads a message with this same rule.
+
+    Raises:
+        MalformedRequestError: not a string, too long, not valid Unicode, or empty.
+    """
+    if not isinstance(message, str):
+        _bad("the message to sign must be a string (text, or 0x-prefixed hex for bytes).")
+    if len(message) > MAX_MESSAGE_CHARS:
+        _bad(f"the message is longer than {MAX_MESSAGE_CHARS} characters.")
+    if _HEX_MESSAGE.fullmatch(message):
+        payload = bytes.fromhex(message[2:])
+    else:
+        try:
+            payload = message.encode("utf-8")
+        except UnicodeEncodeError:
+            _bad("the message is not valid Unicode text (it has lone surrogates).")
+    if not payload:
+        _bad("the message is empty; there is nothing to sign.")
+    return payload
+
+
 def intent_from_personal_message(message: str, *, chain: ChainInfo) -> tuple[Intent, bytes]:
     """Decode a personal_sign request.
 
@@ -479,21 +503,8 @@ def intent_from_personal_message(message: str, *, chain: ChainInfo) -> tuple[Int
         prefix "\\x19Ethereum Signed Message:\\n" + length itself.
     """
     _require_evm(chain)
-    if not isinstance(message, str):
-        _bad("the message to sign must be a string (text, or 0x-prefixed hex for bytes).")
-    if len(message) > MAX_MESSAGE_CHARS:
-        _bad(f"the message is longer than {MAX_MESSAGE_CHARS} characters.")
-    if _HEX_MESSAGE.fullmatch(message):
-        payload = bytes.fromhex(message[2:])
-        text = _as_text(payload)
-    else:
-        try:
-            payload = message.encode("utf-8")
-        except UnicodeEncodeError:
-            _bad("the message is not valid Unicode text (it has lone surrogates).")
-        text = message
-    if not payload:
-        _bad("the message is empty; there is nothing to sign.")
+    payload = personal_message_bytes(message)
+    text = _as_text(payload) if _HEX_MESSAGE.fullmatch(message) else message
     if text is not None:
         intent = _intent(action="evm.sign_message", chain=chain.name, message=text)
     else:

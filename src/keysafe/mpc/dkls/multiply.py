@@ -7,12 +7,17 @@ sender holds c and the receiver d, and neither learns the other's input.
 
     receiver: random bits β ∈ {0,1}^416 and OT-extension choices (β, padding);  b = Σ g_k·β_k
               for a public random gadget g, so b is uniform (leftover hash lemma, 2s extra bits)
-    sender:   α = (a_1..a_L, â_1..â_L) with fresh random masks â;
+    sender:   α = (a_1..a_L, â_1..â_L) with fresh random masks â; a fresh salt of its own;
               per OT k: t^A_k = pad0_k, τ_k = pad1_k − pad0_k + α        (so t^A_k + t^B_k = β_k·α)
               check: challenges χ_j, χ̂_j = H(sid, τ); r_k = Σ_j χ_j·t^A_kj + χ̂_j·t^A_k(L+j);
               u_j = χ_j·a_j + χ̂_j·â_j;  c_j = Σ_k g_k·t^A_kj                      → τ, r, u
     receiver: t^B_k = β_k·τ_k − pad_k; check r_k + Σ_j χ_j·t^B_kj + χ̂_j·t^B_k(L+j) == β_k·Σ_j u_j
               for every k (else abort and ban the sender); d_j = Σ_k g_k·t^B_kj
+
+The pads hash the sender's fresh salt with the row: were a session id ever run twice (a replay,
+or a retry), a receiver that repeats its OT-extension message with flipped choices would
+otherwise see the same pads with their roles swapped, and τ + τ' would give away 2·α, the
+sender's share (found in review; the attack test replays exactly that).
 
 The check forces the sender to use the same α in every OT: a sender that changes α in OT k is
 caught unless it guesses β_k, and what a lucky guess reveals (a few bits of β) does not reveal
@@ -34,7 +39,8 @@ from keysafe.mpc.frost.keys import transcript_hash
 L: Final = 2
 WIDTH: Final = 2 * L
 TAU_LEN: Final = ote.BATCH * WIDTH * SCALAR_LEN
-MESSAGE_LEN: Final = TAU_LEN + ote.BATCH * SCALAR_LEN + L * SCALAR_LEN
+SALT_LEN: Final = 32
+MESSAGE_LEN: Final = SALT_LEN + TAU_LEN + ote.BATCH * SCALAR_LEN + L * SCALAR_LEN
 
 
 def _gadget(session_id: bytes) -> list[int]:
@@ -49,8 +55,10 @@ class _Pads:
 
     __slots__ = ("_prefix",)
 
-    def __init__(self, session_id: bytes) -> None:
-        self._prefix = hashlib.shake_256(transcript_hash(b"keysafe/dkls23/mul/pad", session_id))
+    def __init__(self, session_id: bytes, salt: bytes) -> None:
+        self._prefix = hashlib.shake_256(
+            transcript_hash(b"keysafe/dkls23/mul/pad", session_id, salt)
+        )
 
     def __call__(self, k: int, row: int) -> list[int]:
         h = self._prefix.copy()
@@ -59,8 +67,8 @@ class _Pads:
         return [int.from_bytes(stream[i : i + 48], "big") % N for i in range(0, 48 * WIDTH, 48)]
 
 
-def _challenges(session_id: bytes, tau: bytes) -> list[int]:
-    return hash_to_scalars(WIDTH, b"keysafe/dkls23/mul/check", session_id, tau)
+def _challenges(session_id: bytes, salt: bytes, tau: bytes) -> list[int]:
+    return hash_to_scalars(WIDTH, b"keysafe/dkls23/mul/check", session_id, salt, tau)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +108,8 @@ def sender_respond(
     rows = ote.extend_sender(seeds, session_id, reader)
     alpha = [*inputs, *(random_scalar(SECP256K1, rng) for _ in range(L))]
     gadget = _gadget(session_id)
-    pads = _Pads(session_id)
+    salt = rng(SALT_LEN)
+    pads = _Pads(session_id, salt)
     t_a: list[list[int]] = []
     tau_parts: list[bytes] = []
     for k in range(ote.BATCH):
@@ -111,11 +120,13 @@ def sender_respond(
             scalar_bytes(p1 - p0 + a) for p0, p1, a in zip(pad0, pad1, alpha, strict=True)
         )
     tau = b"".join(tau_parts)
-    chi = _challenges(session_id, tau)
+    chi = _challenges(session_id, salt, tau)
     r = [sum(chi[j] * t[j] + chi[L + j] * t[L + j] for j in range(L)) % N for t in t_a]
     u = [(chi[j] * alpha[j] + chi[L + j] * alpha[L + j]) % N for j in range(L)]
     c = [sum(g * t[j] for g, t in zip(gadget, t_a, strict=True)) % N for j in range(L)]
-    message = tau + b"".join(scalar_bytes(v) for v in r) + b"".join(scalar_bytes(v) for v in u)
+    message = (
+        salt + tau + b"".join(scalar_bytes(v) for v in r) + b"".join(scalar_bytes(v) for v in u)
+    )
     return c, message
 
 
@@ -125,6 +136,7 @@ def receiver_finish(state: ReceiverState, reader: Reader) -> list[int]:
     Raises:
         DklsAbort: the multiplication check failed (ban=True), or the message was malformed.
     """
+    salt = reader.take(SALT_LEN)
     tau_raw = reader.take(TAU_LEN)
     tau = [
         int.from_bytes(tau_raw[i : i + SCALAR_LEN], "big") for i in range(0, TAU_LEN, SCALAR_LEN)
@@ -133,10 +145,10 @@ def receiver_finish(state: ReceiverState, reader: Reader) -> list[int]:
         reader.fail("sign2: a multiplication τ value is not below the group order")
     r = [reader.scalar(f"multiplication r[{k}]") for k in range(ote.BATCH)]
     u = [reader.scalar(f"multiplication u[{j}]") for j in range(L)]
-    chi = _challenges(state.session_id, tau_raw)
+    chi = _challenges(state.session_id, salt, tau_raw)
     u_sum = sum(u) % N
     gadget = _gadget(state.session_id)
-    pads = _Pads(state.session_id)
+    pads = _Pads(state.session_id, salt)
     d = [0] * L
     for k in range(ote.BATCH):
         pad = pads(k, state.rows[k])

@@ -3,8 +3,9 @@ check, turning the pair's 256 base OTs into the 752 fresh OTs one multiplication
 
 Roles. The OT-extension *sender* holds Δ ∈ {0,1}^256 and, from the base OTs where it was the
 receiver with choices Δ, one seed k_i^{Δ_i} per column. The OT-extension *receiver* holds both
-seeds (k_i^0, k_i^1) of every column. Per session (a fresh nonce, chosen by the receiver, so the
-pads of two sessions never repeat even if a session id did):
+seeds (k_i^0, k_i^1) of every column. Per session (a fresh nonce chosen by the receiver keeps
+its u from repeating; the sender's own freshness is the salt `multiply` hashes into the pads,
+since a cheating receiver can repeat its nonce):
 
     receiver: choices x ∈ {0,1}^752 (416 used + 336 random padding bits)
               t_i = PRG(k_i^0), u_i = t_i ⊕ PRG(k_i^1) ⊕ x           for each column i

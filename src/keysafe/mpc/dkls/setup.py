@@ -23,13 +23,14 @@ from keysafe.mpc.dkls import base_ot, ote
 from keysafe.mpc.dkls.errors import DklsAbort
 from keysafe.mpc.dkls.wire import POINT_LEN, SESSION_ID_LEN, G, Kind, Reader, pack, party_byte
 from keysafe.mpc.frost.dkg import Rng
-from keysafe.mpc.frost.keys import transcript_hash
+from keysafe.mpc.frost.errors import InvalidElement
+from keysafe.mpc.frost.keys import PARTIES, transcript_hash
 
 STATE_MAGIC: Final = b"KSDKLSPAIR\x01"
 _SEED_LEN: Final = 32
 ROUND1_LEN: Final = base_ot.FIRST_LEN + _SEED_LEN
 ROUND2_LEN: Final = base_ot.second_len(ote.KAPPA) + _SEED_LEN
-_STATE_LEN: Final = (
+PAIR_STATE_LEN: Final = (
     len(STATE_MAGIC) + 3 + POINT_LEN + 32 + ote.KAPPA * 32 + ote.KAPPA * 64 + _SEED_LEN
 )
 
@@ -68,12 +69,17 @@ class PairState:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PairState:
-        if len(data) != _STATE_LEN or not data.startswith(STATE_MAGIC):
+        if len(data) != PAIR_STATE_LEN or not data.startswith(STATE_MAGIC):
             raise DklsAbort("not a keysafe DKLs23 pair state (wrong length or version)")
         at = len(STATE_MAGIC)
         me, peer, banned = data[at], data[at + 1], data[at + 2]
         at += 3
-        public_key = G.deserialize_element(data[at : at + POINT_LEN], what="pair public key")
+        if me not in PARTIES or peer not in PARTIES:
+            raise DklsAbort("corrupt DKLs23 pair state (not a pair of parties)")
+        try:
+            public_key = G.deserialize_element(data[at : at + POINT_LEN], what="pair public key")
+        except InvalidElement:
+            raise DklsAbort("corrupt DKLs23 pair state (public key)") from None
         at += POINT_LEN
         delta = int.from_bytes(data[at : at + 32], "little")
         at += 32

@@ -25,6 +25,8 @@ Every state is single-use: a round run twice, or a message from another session,
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +54,7 @@ from keysafe.mpc.frost.keys import KeyPackage, lagrange, transcript_hash
 ROUND1_LEN: Final = 32 + ote.MESSAGE_LEN
 ROUND2_LEN: Final = 4 * POINT_LEN + SCALAR_LEN + 32 + multiply.MESSAGE_LEN
 ROUND3_LEN: Final = 2 * SCALAR_LEN
+_SPENT: Final = multiply.ReceiverState(b"", 0, (), 0)  # what a forgotten state holds instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +126,28 @@ class SigningState:
 
     def advance(self, step: int) -> None:
         if self.step != step:
-            raise DklsAbort("this signing state was already used for that round (replay refused)")
+            raise DklsAbort(
+                "this signing state was already used for that round, or aborted (replay refused)"
+            )
         self.step += 1
+
+    @contextmanager
+    def running(self, step: int) -> Iterator[None]:
+        """One round: refused unless it is the next one; an abort kills the state for good."""
+        self.advance(step)
+        try:
+            yield
+        except BaseException:
+            self.forget()
+            raise
+
+    def forget(self) -> None:
+        """Drop the session's secrets (best effort in Python: the ints are immutable) and make
+        every later round refuse; threshold.md: r_i, φ_i and χ die with the session."""
+        self.step = -1
+        self.r_i = self.phi = self.sk = self.u = self.w = 0
+        self.c = ()
+        self.mul = _SPENT
 
     def reader(self, message: bytes, kind: Kind, body_len: int) -> Reader:
         return Reader(
@@ -185,7 +208,11 @@ def round2(state: SigningState, message: bytes, rng: Rng = secrets.token_bytes) 
         DklsAbort: the message is malformed or from another session, or the OT-extension check
             failed (ban=True).
     """
-    state.advance(1)
+    with state.running(1):
+        return _round2(state, message, rng)
+
+
+def _round2(state: SigningState, message: bytes, rng: Rng) -> bytes:
     reader = state.reader(message, Kind.SIGN1, ROUND1_LEN)
     state.peer_commitment = reader.take(32)
     zeta = hash_to_scalar(b"keysafe/dkls23/sign/zero", state.pair.zero_seed, state.session_id)
@@ -216,7 +243,11 @@ def round3(state: SigningState, message: bytes) -> bytes:
         DklsAbort: naming the peer: the commitment does not open, the multiplication or a Γ
             check failed (ban=True), or the public key shares do not add up (ban=True).
     """
-    state.advance(2)
+    with state.running(2):
+        return _round3(state, message)
+
+
+def _round3(state: SigningState, message: bytes) -> bytes:
     reader = state.reader(message, Kind.SIGN2, ROUND2_LEN)
     gamma_u = reader.point("Γ^u")
     gamma_v = reader.point("Γ^v")
@@ -258,7 +289,13 @@ def finish(state: SigningState, message: bytes) -> Signature:
         DklsAbort: naming the peer and banning the pair if the result is not a valid signature
             by the wallet's key on this message.
     """
-    state.advance(3)
+    with state.running(3):
+        signature = _finish(state, message)
+    state.forget()  # done: nothing of the session is needed again
+    return signature
+
+
+def _finish(state: SigningState, message: bytes) -> Signature:
     reader = state.reader(message, Kind.SIGN3, ROUND3_LEN)
     u = (state.u + reader.scalar("u")) % N
     w = (state.w + reader.scalar("w")) % N

@@ -110,7 +110,7 @@ def _serve(lines: Any, out: Any) -> None:
     doc = share_file.read(Path(hello["share_file"]), "agent share file")
     message = bytes.fromhex(hello["message"])
     with SecretBytes(bytearray(str(hello["secret"]).encode())) as secret:
-        key = share_file.open_agent_share(doc, secret)
+        key = share_file.open_agent_share(doc, secret).key
     if key.identifier != AGENT:
         raise MalformedRequestError(
             "That file does not hold an agent share.", next_step="give the agent share file."

@@ -1,0 +1,255 @@
+"""2-of-3 EVM wallets (DKLs23) end to end, as three OS processes: the owner's `keysafe` CLI
+creates the wallet, `keysafe serve` holds the vault's share, `keysafe mcp` over stdio (driven
+by the MCP SDK's client) holds the agent's share and runs the agent's rounds; the transaction
+lands on a real local EVM node (ganache) with the wallet as sender.
+
+Also over HTTP by hand, with keysafe's own agent-side functions: a transaction swapped after
+the exchange is refused naming the agent; a bent final message is refused naming the agent and
+bans the pair, so the vault signs nothing more with that agent share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from keysafe.mpc import share_file
+from keysafe.mpc.dkls import cosigner
+from keysafe.mpc.share_file import SecretBytes, Share
+from keysafe.remote import AgentClient
+from tests.conftest import Cli
+from tests.e2e.mcp_fixture import McpSession, ok, refused
+from tests.e2e.server_fixture import (
+    KEYSAFE,
+    Server,
+    add_agent,
+    agent_headers,
+    cli_env,
+    error_of,
+    keysafe_server,
+)
+from tests.evm_node import Node
+from tests.evm_node import evm_node_fixture as evm_node_fixture  # the session fixture `evm_node`
+
+RECOVERY_PASSPHRASE = "dkls recovery passphrase for the e2e tests"
+BOB = "0x1111111111111111111111111111111111111111"
+ETH = 10**18
+POLICY = """\
+version: 1
+rules:
+  - name: pay-bob
+    allow: [evm.transfer]
+    wallets: [team]
+    chains: [local]
+    assets: [ETH]
+    recipients: ["0x1111111111111111111111111111111111111111"]
+    max_per_tx: {ETH: "1"}
+  - name: greet
+    allow: [evm.sign_message]
+    wallets: [team]
+    chains: [ethereum]
+    message_matches: "^hello"
+"""
+
+
+@dataclass
+class World:
+    root: Path
+    node: Node
+    server: Server
+    token: str
+    address: str
+    made: dict[str, Any]
+
+    @property
+    def agent_file(self) -> Path:
+        return self.root / "team-agent.json"
+
+    def share(self) -> Share:
+        doc = share_file.read(self.agent_file, "agent share file")
+        return share_file.open_agent_share(doc, SecretBytes(bytearray(self.token.encode())))
+
+    def tx(self, value: int, **over: Any) -> dict[str, Any]:
+        return {
+            "type": 2, "chainId": 31337, "nonce": self.node.nonce(self.address), "to": BOB,
+            "value": value, "gas": 21000, "maxFeePerGas": 3 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        } | over  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(evm_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("dkls")
+    home = root / "home"
+    cli = Cli(home, cli_env(home))
+    cli.ok("init", "--json")
+    cli.ok("chain", "add", "local", "--chain-id", "31337", "--rpc", evm_node.url)
+    policy = root / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    token = add_agent(cli, "bot", policy)
+    env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE}
+    made = json.loads(
+        cli.ok(
+            "wallet", "create", "team", "--chain", "evm", "--threshold", "2-of-3",
+            "--agent", "bot", "--agent-share-file", str(root / "team-agent.json"),
+            "--recovery-file", str(root / "team-recovery.json"), "--json", env=env,
+        ).stdout
+    )  # fmt: skip
+    evm_node.send_from_node({"to": made["address"], "value": hex(5 * ETH)})
+    with keysafe_server(cli_env(home), "--unlock", "--rate-limit", "1000", log_dir=root) as server:
+        yield World(root, evm_node, server, token, made["address"], made)
+
+
+@pytest.fixture(scope="module")
+def session(world: World) -> Iterator[McpSession]:
+    """`keysafe mcp` as agent `bot`, its share file in KEYSAFE_AGENT_SHARE_FILE."""
+    env = {
+        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_HOME": str(world.root / "no-vault-here"),
+        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file),
+    }  # fmt: skip
+    params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
+    with (
+        open(world.root / "mcp-stderr.log", "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as s,
+    ):
+        yield s
+
+
+def test_dkls_create_prints_an_evm_wallet_and_writes_two_sealed_files(world: World) -> None:
+    assert world.made["chain"] == "evm" and world.made["threshold"] == "2-of-3"
+    assert world.address.startswith("0x") and len(world.address) == 42
+    for name in ("team-agent.json", "team-recovery.json"):
+        path = world.root / name
+        assert path.stat().st_mode & 0o777 == 0o600
+        doc = json.loads(path.read_text())
+        assert doc["public"]["suite"] == "secp256k1"
+    share = world.share()
+    assert sorted(share.pairs) == [2, 3]  # the agent's pair state with the vault and recovery
+
+
+def test_dkls_eip1559_transfer_over_mcp_lands_on_the_node_from_the_wallet(
+    world: World, session: McpSession
+) -> None:
+    before = world.node.balance(BOB)
+    tx = world.tx(ETH // 10)
+    got = ok(
+        session.call("send_transaction", {"wallet": "team", "transaction": tx, "chain": "local"})
+    )
+    assert got["status"] == "sent", got
+    assert Account.recover_transaction(got["signed_transaction"]) == world.address
+    receipt = world.node.wait(got["tx_hash"])
+    assert int(receipt["status"], 16) == 1
+    assert receipt["from"].lower() == world.address.lower()
+    assert world.node.balance(BOB) == before + ETH // 10
+
+
+def test_dkls_over_limit_transfer_is_denied_and_nothing_is_sent(
+    world: World, session: McpSession
+) -> None:
+    nonce = world.node.nonce(world.address)
+    refused(
+        session.call("send_transaction", {"wallet": "team", "transaction": world.tx(2 * ETH),
+                                          "chain": "local"}),
+        "POLICY_DENIED",
+    )  # fmt: skip
+    assert world.node.nonce(world.address) == nonce
+
+
+def test_dkls_incomplete_transaction_is_refused_before_any_round(
+    world: World, session: McpSession
+) -> None:
+    tx = {"chainId": 31337, "to": BOB, "value": 1}
+    err = refused(
+        session.call("sign_transaction", {"wallet": "team", "transaction": tx}), "MALFORMED_REQUEST"
+    )
+    assert "complete" in err["message"], err
+
+
+def test_dkls_message_signature_over_mcp_recovers_to_the_wallet(
+    world: World, session: McpSession
+) -> None:
+    got = ok(session.call("sign_message", {"wallet": "team", "message": "hello from two shares"}))
+    signable = encode_defunct(text="hello from two shares")
+    assert Account.recover_message(signable, signature=got["signature"]) == world.address
+    refused(session.call("sign_message", {"wallet": "team", "message": "bye"}), "POLICY_DENIED")
+
+
+# -- by hand over HTTP: a cheating agent -------------------------------------------------------
+
+
+def _part(world: World, tx: dict[str, Any]) -> dict[str, str]:
+    """keysafe's agent side, step by step: commit, exchange, finish."""
+    share = world.share()
+
+    async def go() -> dict[str, str]:
+        async with AgentClient(world.token, url=world.server.url) as client:
+            opened = await client.threshold_commit("team")
+            state, first = cosigner.start(
+                share.key, share.pairs, opened, cosigner.transaction_digest(tx)
+            )
+            answer = await client.threshold_exchange(
+                {"wallet": "team", **first, "transaction": tx, "chain": "local"}
+            )
+            return cosigner.finish(state, answer)
+
+    return asyncio.run(go())
+
+
+def _sign(world: World, tx: dict[str, Any], part: dict[str, str]) -> httpx.Response:
+    return httpx.post(
+        f"{world.server.url}/v1/agent/sign-transaction",
+        json={"wallet": "team", "transaction": tx, "chain": "local", "threshold": part},
+        headers=agent_headers(world.token), timeout=60,
+    )  # fmt: skip
+
+
+def test_attack_transaction_swapped_after_the_exchange_is_refused_naming_the_agent(
+    world: World,
+) -> None:
+    """The vault hashes the gated transaction itself; it must be the one the session was
+    opened for, whatever the agent's rounds say. The session is then spent."""
+    tx = world.tx(ETH // 100)
+    part = _part(world, tx)
+    nonce = world.node.nonce(world.address)
+    r = _sign(world, world.tx(ETH // 50), part)  # allowed by the policy, but another amount
+    assert r.status_code == 400, r.text
+    assert error_of(r).get("culprit") == 1, r.text
+    assert "not the one the threshold session was opened for" in r.text
+    r = _sign(world, tx, part)  # the session died with the refusal
+    assert r.status_code == 400 and "used" in r.text, r.text
+    assert world.node.nonce(world.address) == nonce
+
+
+def test_attack_bent_final_round_is_refused_and_bans_the_agent_share(world: World) -> None:
+    """Runs last in this module: it bans the pair, as a failed final check must."""
+    tx = world.tx(ETH // 100)
+    part = _part(world, tx)
+    raw = bytearray(base64.b64decode(part["round3"]))
+    raw[-1] ^= 1
+    r = _sign(world, tx, part | {"round3": base64.b64encode(bytes(raw)).decode()})
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err.get("culprit") == 1 and err.get("banned") is True, err
+    assert "signed_transaction" not in r.text
+    # the vault will not open another session with that share
+    r = httpx.post(
+        f"{world.server.url}/v1/agent/threshold/commit", json={"wallet": "team"},
+        headers=agent_headers(world.token), timeout=30,
+    )  # fmt: skip
+    assert r.status_code == 403, r.text
+    assert "reshare" in error_of(r)["next"], r.text
+    assert os.path.exists(world.agent_file)
