@@ -26,6 +26,7 @@ from eth_account.messages import encode_defunct
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from keysafe.errors import MalformedRequestError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
 from keysafe.mpc.share_file import SecretBytes, Share
@@ -253,3 +254,53 @@ def test_attack_bent_final_round_is_refused_and_bans_the_agent_share(world: Worl
     assert r.status_code == 403, r.text
     assert "reshare" in error_of(r)["next"], r.text
     assert os.path.exists(world.agent_file)
+
+
+def test_dkls_refresh_after_a_ban_gives_a_new_agent_share_that_signs_again(
+    world: World, tmp_path: Path
+) -> None:
+    """Vault + recovery reshare (the owner's CLI, a fourth process, beside the running server):
+    same address, new shares, new pair state for every pair; the ban is gone with the old
+    pair state, the old agent share is dead, the new one signs a transfer that lands."""
+    home = world.root / "home"
+    new_file = world.root / "team-agent-2.json"
+    cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
+    out = json.loads(
+        cli.ok(
+            "wallet", "refresh", "team", "--recovery-file", str(world.root / "team-recovery.json"),
+            "--agent-share-file", str(new_file), "--json",
+            env={"KEYSAFE_AGENT_TOKEN": world.token},
+        ).stdout
+    )  # fmt: skip
+    assert out["address"] == world.address
+    env = {
+        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_HOME": str(tmp_path / "no-vault-here"), "KEYSAFE_AGENT_SHARE_FILE": str(new_file),
+    }  # fmt: skip
+    params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
+    with (
+        open(tmp_path / "mcp-stderr.log", "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as fresh,
+    ):
+        tx = world.tx(ETH // 20)
+        got = ok(
+            fresh.call("send_transaction", {"wallet": "team", "transaction": tx, "chain": "local"})
+        )
+        receipt = world.node.wait(got["tx_hash"])
+        assert receipt["from"].lower() == world.address.lower()
+    # the old agent share is refused as stale before the vault's OT state meets it: no ban,
+    # the new share keeps signing
+    r = httpx.post(
+        f"{world.server.url}/v1/agent/threshold/commit", json={"wallet": "team"},
+        headers=agent_headers(world.token), timeout=30,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    with pytest.raises(MalformedRequestError, match="not the wallet's current one"):
+        _part(world, world.tx(ETH // 100))
+    with (
+        open(tmp_path / "mcp-stderr-2.log", "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as fresh,
+    ):
+        got = ok(fresh.call("sign_message", {"wallet": "team", "message": "hello again"}))
+        signable = encode_defunct(text="hello again")
+        assert Account.recover_message(signable, signature=got["signature"]) == world.address

@@ -556,7 +556,8 @@ def _agent_routes(app: FastAPI) -> None:
         sign request that follows. keysafe's agent client calls this."""
         return signing.threshold_exchange(
             _state(request).vault, agent, body.wallet,
-            {"session_id": body.session_id, "round1": body.round1},
+            {"session_id": body.session_id, "round1": body.round1,
+             "verifying_share": body.verifying_share},
             transaction=body.transaction, chain=body.chain, message=body.message,
             encoding=body.encoding,
         )  # fmt: skip

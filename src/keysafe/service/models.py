@@ -174,6 +174,12 @@ class ThresholdExchangeRequest(_Wire):
     wallet: str = Field(max_length=64, examples=["team"])
     session_id: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
     round1: str = Field(max_length=64 * 1024, description="The agent's round-one message, base64.")
+    verifying_share: str = Field(
+        min_length=66,
+        max_length=66,
+        pattern="^0[23][0-9a-f]{64}$",
+        description="The agent's verifying share (which share, which generation), hex.",
+    )
     transaction: str | dict[str, Any] | None = Field(
         default=None, description="The complete unsigned EVM transaction to be signed."
     )

@@ -594,6 +594,13 @@ def dkls_exchange(
             "The wallet's shares were refreshed since this session was opened.",
             next_step="open a fresh session with the new agent share.",
         )
+    if fields.get("verifying_share") != _public(info).verifying_shares[AGENT].hex():
+        raise MalformedRequestError(
+            "The agent's share is not the wallet's current one (a share file from before a "
+            "refresh?); nothing was run with it.",
+            next_step="point KEYSAFE_AGENT_SHARE_FILE at the agent share file the last "
+            "`keysafe wallet refresh` wrote.",
+        )
     share = _user_share(vault, info)
     state, first = dkls_signing.round1(share.key, share.pairs[AGENT], message_hash, sid)
     try:
@@ -812,7 +819,8 @@ def reshare_wallet(
             agent_share_path,
             share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_token),
         )
-        meta = dict(info.meta) | {
+        # New shares, new pair state for every pair: an old ban has nothing left to protect.
+        meta = {k: v for k, v in info.meta.items() if k != "banned"} | {
             "public": public.to_dict(), "generation": int(info.meta.get("generation", 1)) + 1,
         }  # fmt: skip
         stored = _store_user_share(
@@ -823,10 +831,14 @@ def reshare_wallet(
         agent_share_path.unlink(missing_ok=True)
         raise
     files.move_over(staged, recovery_path)
-    with _LOCK:  # commitments made for the old shares can never be used now
+    with _LOCK:  # commitments and sessions made for the old shares can never be used now
         table = _table(vault)
         for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
             del table[sid_old]
+        sessions = _dkls_table(vault)
+        for sid_old in [s for s, p in sessions.items() if p.wallet == wallet]:
+            del sessions[sid_old]
+        _pending_bans(vault).difference_update({(wallet, AGENT), (wallet, RECOVERY)})
     return CreatedWallet(WalletView.of(stored), agent_share_path, recovery_path)
 
 
