@@ -38,8 +38,26 @@ def test_attack_a_recovery_file_passphrase_is_held_to_the_same_rule(vault: Cli) 
         "wallet", "create", "tw", "--chain", "solana", "--threshold", "2-of-3", "--agent", "bot",
         "--agent-share-file", str(vault.home.parent / "agent.json"),
         "--recovery-file", str(vault.home.parent / "recovery.json"), "--json",
-        env={"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": "1234"},
+        env={"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": "1234",
+             "KEYSAFE_AGENT_SHARE_KEY": "a long and unguessable agent share key"},
     )  # fmt: skip
     assert r.exit_code != 0
     assert "recovery-file passphrase is too short" in r.stdout + r.stderr
     assert not (vault.home.parent / "recovery.json").exists()
+
+
+def test_attack_an_agent_share_key_that_is_weak_or_is_the_token_is_refused(vault: Cli) -> None:
+    """The share key keeps the vault (which sees the token on every request) from opening the
+    agent's share file: it may be neither guessable nor the token itself."""
+    token = json.loads(vault.ok("agent", "add", "bot2", "--json").stdout)["token"]
+    for share_key, says in (("1234", "agent share key"), (token, "must not be its token")):
+        r = vault(
+            "wallet", "create", "tw2", "--chain", "evm", "--threshold", "2-of-3", "--agent", "bot2",
+            "--agent-share-file", str(vault.home.parent / "agent2.json"),
+            "--recovery-file", str(vault.home.parent / "recovery2.json"), "--json",
+            env={"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_AGENT_SHARE_KEY": share_key,
+                 "KEYSAFE_RECOVERY_PASSPHRASE": "a long and unguessable recovery passphrase"},
+        )  # fmt: skip
+        assert r.exit_code != 0 and says in r.stdout + r.stderr, r.stdout + r.stderr
+        assert token not in r.stdout + r.stderr
+        assert not (vault.home.parent / "agent2.json").exists()

@@ -26,7 +26,7 @@ from eth_account.messages import encode_defunct
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import MalformedRequestError, WrongPassphraseError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
 from keysafe.mpc.share_file import SecretBytes, Share
@@ -46,6 +46,7 @@ from tests.evm_node import Node
 from tests.evm_node import evm_node_fixture as evm_node_fixture  # the session fixture `evm_node`
 
 RECOVERY_PASSPHRASE = "dkls recovery passphrase for the e2e tests"
+SHARE_KEY = "dkls agent share key, on the agent host only"
 BOB = "0x1111111111111111111111111111111111111111"
 ETH = 10**18
 POLICY = """\
@@ -81,7 +82,7 @@ class World:
 
     def share(self) -> Share:
         doc = share_file.read(self.agent_file, "agent share file")
-        return share_file.open_agent_share(doc, SecretBytes(bytearray(self.token.encode())))
+        return share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode())))
 
     def tx(self, value: int, **over: Any) -> dict[str, Any]:
         return {
@@ -101,7 +102,8 @@ def world(evm_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     policy = root / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
     token = add_agent(cli, "bot", policy)
-    env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE}
+    env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
+           "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY}  # fmt: skip
     made = json.loads(
         cli.ok(
             "wallet", "create", "team", "--chain", "evm", "--threshold", "2-of-3",
@@ -120,7 +122,7 @@ def session(world: World) -> Iterator[McpSession]:
     env = {
         "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
         "KEYSAFE_HOME": str(world.root / "no-vault-here"),
-        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file),
+        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file), "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
     }  # fmt: skip
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
     with (
@@ -140,6 +142,19 @@ def test_dkls_create_prints_an_evm_wallet_and_writes_two_sealed_files(world: Wor
         assert doc["public"]["suite"] == "secp256k1"
     share = world.share()
     assert sorted(share.pairs) == [2, 3]  # the agent's pair state with the vault and recovery
+
+
+def test_attack_the_agent_token_the_vault_sees_does_not_open_the_agent_share(
+    world: World,
+) -> None:
+    """A compromised vault sees the agent's token on every request and could read the share
+    file; the share key, which the vault never receives, is what opens it."""
+    doc = share_file.read(world.agent_file, "agent share file")
+    with pytest.raises(WrongPassphraseError):
+        share_file.open_agent_share(doc, SecretBytes(bytearray(world.token.encode())))
+    logs = b"".join(p.read_bytes() for p in world.root.glob("serve-*.log"))
+    db = (world.root / "home" / "vault.db").read_bytes()
+    assert SHARE_KEY.encode() not in logs + db
 
 
 def test_dkls_eip1559_transfer_over_mcp_lands_on_the_node_from_the_wallet(
@@ -269,13 +284,14 @@ def test_dkls_refresh_after_a_ban_gives_a_new_agent_share_that_signs_again(
         cli.ok(
             "wallet", "refresh", "team", "--recovery-file", str(world.root / "team-recovery.json"),
             "--agent-share-file", str(new_file), "--json",
-            env={"KEYSAFE_AGENT_TOKEN": world.token},
+            env={"KEYSAFE_AGENT_TOKEN": world.token, "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY},
         ).stdout
     )  # fmt: skip
     assert out["address"] == world.address
     env = {
         "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
         "KEYSAFE_HOME": str(tmp_path / "no-vault-here"), "KEYSAFE_AGENT_SHARE_FILE": str(new_file),
+        "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
     }  # fmt: skip
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
     with (

@@ -59,6 +59,14 @@ from tests.e2e.server_fixture import (
 )
 
 RECOVERY_PASSPHRASE = "frost recovery passphrase for the e2e tests"
+
+
+def share_key_of(token: str) -> str:
+    """The agent's share key in these tests (KEYSAFE_AGENT_SHARE_KEY): one per token, so a
+    rotated token comes with a new share key, as an eviction should."""
+    return f"agent share key {token[-16:]} stays on the agent host"
+
+
 SOL = 10**9
 RECIPIENT = Keypair.from_seed(bytes([7] * 32)).pubkey()
 SOL_POLICY = """\
@@ -98,7 +106,8 @@ def _build(root: Path) -> dict[str, Any]:
     policy = root / "policy.yaml"
     policy.write_text(SOL_POLICY, encoding="utf-8")
     tokens = {name: add_agent(cli, name, policy) for name in ("bot", "other")}
-    env = {"KEYSAFE_AGENT_TOKEN": tokens["bot"], "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE}
+    env = {"KEYSAFE_AGENT_TOKEN": tokens["bot"], "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
+           "KEYSAFE_AGENT_SHARE_KEY": share_key_of(tokens["bot"])}  # fmt: skip
     made = {}
     for name in ("team", "team2"):
         args = _create_args(
@@ -146,7 +155,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
 
 def open_agent(path: Path, token: str) -> KeyPackage:
     doc = share_file.read(path, "agent share file")
-    return share_file.open_agent_share(doc, SecretBytes(bytearray(token.encode()))).key
+    secret = SecretBytes(bytearray(share_key_of(token).encode()))
+    return share_file.open_agent_share(doc, secret).key
 
 
 def open_recovery(path: Path, passphrase: str = RECOVERY_PASSPHRASE) -> KeyPackage:
@@ -265,6 +275,7 @@ def stdio_session(url: str, token: str, root: Path, errlog: Any, shares: str | N
     env = {
         "KEYSAFE_URL": url,
         "KEYSAFE_AGENT_TOKEN": token,
+        "KEYSAFE_AGENT_SHARE_KEY": share_key_of(token),
         "KEYSAFE_HOME": str(root / "no-vault-here"),
     }
     if shares is not None:
@@ -324,7 +335,8 @@ def test_frost_create_refusals_are_clear_and_create_nothing(base: Base, tmp_path
             "fresh", agent, paths.get("agent_file", agent_file), paths.get("recovery", recovery)
         )
         args[args.index("solana")] = chain
-        env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE}
+        env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
+               "KEYSAFE_AGENT_SHARE_KEY": share_key_of(token)}  # fmt: skip
         return cli(*args, env=env)
 
     line = user_error(create(other), "POLICY_DENIED", 4)  # another agent's token
@@ -360,6 +372,7 @@ def test_frost_create_with_one_path_for_both_files_leaves_nothing_behind(
     env = {
         "KEYSAFE_AGENT_TOKEN": base.tokens["bot"],
         "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
+        "KEYSAFE_AGENT_SHARE_KEY": share_key_of(base.tokens["bot"]),
     }
     r = cli(*_create_args("fresh", "bot", same, same), env=env)
     assert r.exit_code != 0
@@ -783,7 +796,8 @@ def _build_refreshed(base: Base) -> Callable[[Path], dict[str, Any]]:
             cli.ok(
                 "wallet", "refresh", "team", "--recovery-file", str(recovery),
                 "--agent-share-file", str(root / "team-agent-new.json"), "--json",
-                env={"KEYSAFE_AGENT_TOKEN": new_token},
+                env={"KEYSAFE_AGENT_TOKEN": new_token,
+                     "KEYSAFE_AGENT_SHARE_KEY": share_key_of(new_token)},  # fmt: skip
             ).stdout
         )  # fmt: skip
         return {"new_token": new_token, "out": out}
@@ -845,7 +859,10 @@ def test_frost_refresh_old_share_file_does_not_open_with_the_new_token(
     from keysafe.errors import WrongPassphraseError
 
     with pytest.raises(WrongPassphraseError):
-        load_shares(refreshed.new_token, str(refreshed.base.agent_file()))
+        load_shares(
+            refreshed.new_token, str(refreshed.base.agent_file()),
+            share_key=share_key_of(refreshed.new_token),
+        )  # fmt: skip
     # The old token is dead at the vault too.
     r = commit(refreshed.server, refreshed.old_token)
     assert r.status_code == 401, r.text
@@ -942,7 +959,7 @@ def _recover_cli(base: Base, tmp_path: Path, token: str | None = None) -> Cli:
     home.mkdir(parents=True)
     return Cli(home, cli_env(
         home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
-        KEYSAFE_AGENT_TOKEN=token or base.tokens["bot"],
+        KEYSAFE_AGENT_SHARE_KEY=share_key_of(token or base.tokens["bot"]),
     ))  # fmt: skip
 
 
@@ -997,7 +1014,7 @@ def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_sha
 
     monkeypatch.setattr(share_file, "open_agent_share", refuse)
     out = threshold.sign_without_vault(
-        base.agent_file(), SecretBytes(bytearray(base.tokens["bot"].encode())),
+        base.agent_file(), SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
         share_file.read(base.recovery_file(), "recovery file"),
         SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())), message=b"separate processes",
     )  # fmt: skip

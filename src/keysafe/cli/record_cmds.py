@@ -13,7 +13,7 @@ from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import credentials, data, owner_ops
 from keysafe.service.context import open_vault
-from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.models import Attachment, Chain, DataClass, SecretBytes
 
 credential_app = typer.Typer(
     help="API keys and tokens that agents use through keysafe without seeing them.",
@@ -227,8 +227,9 @@ def wallet_create(
     """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom paths).
 
     With --threshold 2-of-3 (Solana: FROST; EVM: DKLs23 threshold ECDSA, which signs only
-    complete transactions, nonce, gas and fees included): a distributed key generation among the agent (share 1, a
-    file encrypted under its token: KEYSAFE_AGENT_TOKEN), this vault (share 2) and a recovery
+    complete transactions, nonce, gas and fees included): a distributed key generation among
+    the agent (KEYSAFE_AGENT_TOKEN says which; share 1, a file encrypted under a share key only
+    the agent's host keeps: KEYSAFE_AGENT_SHARE_KEY), this vault (share 2) and a recovery
     party (share 3, a file under a recovery passphrase: KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
     Any two sign; the key itself never exists anywhere. Point `keysafe mcp` at the agent's file
     with KEYSAFE_AGENT_SHARE_FILE.
@@ -277,13 +278,15 @@ def _create_threshold(
     token = inputs.passphrase(
         None, env=("KEYSAFE_AGENT_TOKEN",), label=f"Agent '{agent}' token (ks_agent_…)"
     )
+    share_key = _share_key_input(agent)
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
     )
-    with token, recovery, unlocked(passphrase_file) as vault:
+    with token, share_key, recovery, unlocked(passphrase_file) as vault:
         made = threshold_wallets.create_threshold_wallet(
-            vault, name, chain, agent=agent, agent_token=token, recovery_passphrase=recovery,
-            agent_share_path=agent_share_file, recovery_path=recovery_file,
+            vault, name, chain, agent=agent, agent_token=token, agent_share_key=share_key,
+            recovery_passphrase=recovery, agent_share_path=agent_share_file,
+            recovery_path=recovery_file,
         )  # fmt: skip
     if json_out:
         render.as_json(made.to_dict())
@@ -294,6 +297,13 @@ def _create_threshold(
         f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
         markup=False,
     )
+
+
+def _share_key_input(agent: str) -> SecretBytes:
+    return inputs.passphrase(
+        None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=True,
+        label=f"Agent '{agent}' share key (only the agent's host keeps it: KEYSAFE_AGENT_SHARE_KEY)",
+    )  # fmt: skip
 
 
 @wallet_app.command("refresh")
@@ -316,7 +326,8 @@ def wallet_refresh(
 
     Every old share stops working with the new ones. To evict a compromised agent, rotate its
     token first (`keysafe agent rotate-token NAME`) and give the new token here
-    (KEYSAFE_AGENT_TOKEN): its old share file is useless afterwards. The recovery file is
+    (KEYSAFE_AGENT_TOKEN), with a new share key (KEYSAFE_AGENT_SHARE_KEY) for its new share
+    file: its old share file is useless afterwards. The recovery file is
     rewritten in place under the same passphrase (KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
     """
     from keysafe.mpc import share_file
@@ -324,13 +335,14 @@ def wallet_refresh(
 
     doc = share_file.read(recovery_file, "recovery file")
     token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
+    share_key = _share_key_input("the")
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
-    with token, recovery, unlocked(passphrase_file) as vault:
+    with token, share_key, recovery, unlocked(passphrase_file) as vault:
         made = threshold_wallets.reshare_wallet(
             vault, name, recovery=doc, recovery_passphrase=recovery, recovery_path=recovery_file,
-            agent_token=token, agent_share_path=agent_share_file,
+            agent_token=token, agent_share_key=share_key, agent_share_path=agent_share_file,
         )  # fmt: skip
     if json_out:
         render.as_json(made.to_dict())
@@ -358,7 +370,7 @@ def wallet_recover_sign(
 ) -> None:
     """Sign with the agent's and the recovery share when the vault is gone (no vault needed).
 
-    The agent's token (KEYSAFE_AGENT_TOKEN) opens its share, the recovery passphrase
+    The agent's share key (KEYSAFE_AGENT_SHARE_KEY) opens its share, the recovery passphrase
     (KEYSAFE_RECOVERY_PASSPHRASE) the other; the two sign together and the key is never formed.
     The agent's share signs in a child process of its own, so no process holds both shares.
     Use it to move funds to a new wallet after losing the vault.
@@ -370,9 +382,14 @@ def wallet_recover_sign(
         raise MalformedRequestError(
             "Give exactly one of --message and --transaction.", next_step="pick what to sign."
         )
-    share_file.read(agent_share_file, "agent share file")  # a missing or bad file fails here
+    agent_doc = share_file.read(agent_share_file, "agent share file")  # missing or bad: now
     recovery_doc = share_file.read(recovery_file, "recovery file")
-    token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
+    if share_file.agent_share_needs_key(agent_doc):
+        token = inputs.passphrase(None, env=("KEYSAFE_AGENT_SHARE_KEY",), label="Agent share key")
+    else:  # a share file from before share keys opens with the agent's token
+        token = inputs.passphrase(
+            None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)"
+        )
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )

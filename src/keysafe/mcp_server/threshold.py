@@ -1,7 +1,8 @@
 """The agent's side of a 2-of-3 wallet: its share (identifier 1) and its part of each signature.
 
 The share file (`KEYSAFE_AGENT_SHARE_FILE`, several separated by ':') is opened with the agent's
-own token and held only in this process. For each transaction the agent itself decodes:
+share key (`KEYSAFE_AGENT_SHARE_KEY`, which only this host holds; a file from before share keys
+opens with the agent's token) and held only in this process. For each transaction the agent itself decodes:
 
 - Solana (FROST): it asks the vault for a fresh commitment, commits to fresh nonces of its own
   (in memory, used once and dropped), builds the RFC 9591 signing package for that exact message
@@ -33,16 +34,33 @@ from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 
 SHARE_ENV = "KEYSAFE_AGENT_SHARE_FILE"
+SHARE_KEY_ENV = "KEYSAFE_AGENT_SHARE_KEY"
 
 
-def load_shares(token: str, value: str | None = None) -> dict[str, Share]:
-    """The agent's shares by wallet name, from KEYSAFE_AGENT_SHARE_FILE (paths joined by ':')."""
+def load_shares(
+    token: str, value: str | None = None, share_key: str | None = None
+) -> dict[str, Share]:
+    """The agent's shares by wallet name, from KEYSAFE_AGENT_SHARE_FILE (paths joined by ':'),
+    opened with KEYSAFE_AGENT_SHARE_KEY (`share_key`), or the token for an older file.
+
+    Raises:
+        MalformedRequestError: a file is missing, not an agent share, or needs the share key
+            and none is set.
+        WrongPassphraseError: the share key (or token) does not open a file.
+    """
     raw = value if value is not None else os.environ.get(SHARE_ENV, "")
+    key_text = share_key if share_key is not None else os.environ.get(SHARE_KEY_ENV)
     shares: dict[str, Share] = {}
-    secret = SecretBytes(bytearray(token.encode()))
-    with secret:
-        for part in filter(None, raw.split(os.pathsep)):
-            doc = share_file.read(Path(part), "agent share file")
+    for part in filter(None, raw.split(os.pathsep)):
+        doc = share_file.read(Path(part), "agent share file")
+        if share_file.agent_share_needs_key(doc) and not key_text:
+            raise MalformedRequestError(
+                f"{part} opens with the agent's share key, and {SHARE_KEY_ENV} is not set.",
+                next_step=f"set {SHARE_KEY_ENV} to the share key chosen when the wallet was "
+                "created (or last refreshed).",
+            )
+        opener = key_text if share_file.agent_share_needs_key(doc) else token
+        with SecretBytes(bytearray(str(opener).encode())) as secret:
             share = share_file.open_agent_share(doc, secret)
             if share.key.identifier != AGENT:
                 raise MalformedRequestError(

@@ -1,7 +1,9 @@
 """Encrypted files for the threshold shares that live outside the vault.
 
-- The agent's share (identifier 1) sits beside the agent, encrypted under a key derived from the
-  agent's token with HKDF-SHA256 (the token is 256 random bits; a slow KDF adds nothing).
+- The agent's share (identifier 1) sits beside the agent, encrypted under a key only the agent
+  holds (`KEYSAFE_AGENT_SHARE_KEY`, Argon2id): never its bearer token, which the vault sees on
+  every request, so a compromised vault that can read the file still cannot open it. Files
+  from before (key from the token with HKDF-SHA256) still open with the token.
 - The recovery share (identifier 3) goes offline, encrypted under a recovery passphrase with
   Argon2id (64 MiB, t=3, p=4) — the same cost as the vault's own passphrase.
 
@@ -143,17 +145,46 @@ def _agent_key(token: SecretBytes, salt: bytes) -> bytearray:
 
 
 def seal_agent_share(
-    wallet: str, vault_id: str, share: Share, token: SecretBytes
-) -> dict[str, Any]:
+    wallet: str, vault_id: str, share: Share, share_key: SecretBytes,
+    params: Argon2Params = DEFAULT_ARGON2,
+) -> dict[str, Any]:  # fmt: skip
+    """The agent's share file, under Argon2id(the agent's share key)."""
     salt = secrets.token_bytes(16)
-    header = _header(wallet, vault_id, share.key, {"name": "hkdf-sha256", "salt": salt.hex()})
-    return _seal(header, _agent_key(token, salt), share)
+    kdf = {"name": "argon2id", "salt": salt.hex(), **params.to_dict()}
+    return _seal(
+        _header(wallet, vault_id, share.key, kdf), argon2id(share_key.reveal(), salt, params),
+        share,
+    )  # fmt: skip
 
 
-def open_agent_share(doc: dict[str, Any], token: SecretBytes) -> Share:
+def agent_share_needs_key(doc: dict[str, Any]) -> bool:
+    """True when the file opens with the agent's share key; False for a file from before it,
+    which opens with the agent's token."""
+    return isinstance(doc.get("kdf"), dict) and doc["kdf"].get("name") != "hkdf-sha256"
+
+
+def open_agent_share(doc: dict[str, Any], secret: SecretBytes) -> Share:
+    """Open with the agent's share key (or, for a file from before it, the agent's token)."""
     _check_format(doc, "agent share file")
-    salt = bytes.fromhex(str(doc["kdf"]["salt"]))
-    return _open(doc, _agent_key(token, salt), "agent share file")
+    if not agent_share_needs_key(doc):
+        salt = bytes.fromhex(str(doc["kdf"]["salt"]))
+        return _open(doc, _agent_key(secret, salt), "agent share file")
+    return _open(doc, _argon2_key(doc, secret, "agent share file"), "agent share file")
+
+
+def _argon2_key(doc: dict[str, Any], secret: SecretBytes, what: str) -> bytearray:
+    kdf = doc["kdf"]
+    try:
+        params = Argon2Params.from_dict(
+            {k: kdf[k] for k in ("memory_kib", "time_cost", "parallelism", "length")}
+        )
+        salt = bytes.fromhex(str(kdf["salt"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedRequestError(
+            f"The {what}'s key derivation settings are not usable ({exc}).",
+            next_step=f"use the {what} keysafe wrote; this one was altered.",
+        ) from None
+    return argon2id(secret.reveal(), salt, params)
 
 
 def seal_recovery_share(
@@ -171,18 +202,7 @@ def seal_recovery_share(
 
 def open_recovery_share(doc: dict[str, Any], passphrase: SecretBytes) -> Share:
     _check_format(doc, "recovery file")
-    kdf = doc["kdf"]
-    try:
-        params = Argon2Params.from_dict(
-            {k: kdf[k] for k in ("memory_kib", "time_cost", "parallelism", "length")}
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedRequestError(
-            f"The recovery file's key derivation settings are not usable ({exc}).",
-            next_step="use the recovery file keysafe wrote; this one was altered.",
-        ) from None
-    key = argon2id(passphrase.reveal(), bytes.fromhex(str(kdf["salt"])), params)
-    return _open(doc, key, "recovery file")
+    return _open(doc, _argon2_key(doc, passphrase, "recovery file"), "recovery file")
 
 
 def _check_format(doc: Any, what: str) -> None:

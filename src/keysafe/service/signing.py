@@ -626,6 +626,13 @@ def sign_typed_data(
         raise MalformedRequestError(
             "EIP-712 typed data is signed by EVM wallets only.", next_step="use an EVM wallet."
         )
+    if threshold_wallets.is_threshold(info):
+        raise MalformedRequestError(
+            f"Wallet '{wallet}' is a 2-of-3 wallet; EIP-712 typed data is not signed by 2-of-3 "
+            "wallets yet.",
+            next_step="use sign_transaction or sign_message with it, or an ordinary wallet for "
+            "typed data.",
+        )
     reg = load_registry(vault)
     domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None

@@ -176,12 +176,22 @@ def create_threshold_wallet(
     *,
     agent: str,
     agent_token: SecretBytes,
+    agent_share_key: SecretBytes,
     recovery_passphrase: SecretBytes,
     agent_share_path: Path,
     recovery_path: Path,
 ) -> CreatedWallet:
+    """Create a 2-of-3 wallet (Solana: FROST; EVM: DKLs23) for `agent`, whose `agent_token`
+    proves who it is; its share file is sealed under `agent_share_key`, a key only the agent
+    holds (never the token, which the vault sees on every request).
+
+    Raises:
+        PolicyDeniedError: the token is not the active agent's.
+        MalformedRequestError: a name or path in use, a weak passphrase or share key.
+    """
     check_name(name, "wallet")
     check_new_passphrase(recovery_passphrase, what="recovery-file passphrase")
+    _check_share_key(agent_share_key, agent_token)
     vault.require_unlocked()
     with vault.db.write() as conn:
         row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
@@ -213,7 +223,7 @@ def create_threshold_wallet(
     try:
         share_file.write(
             agent_share_path,
-            share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_token),
+            share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_share_key),
         )
         written.append(agent_share_path)
         share_file.write(
@@ -237,6 +247,17 @@ def create_threshold_wallet(
     del shares
     logger.info("threshold wallet %s created for agent %s", name, agent)
     return CreatedWallet(WalletView.of(info), agent_share_path, recovery_path)
+
+
+def _check_share_key(share_key: SecretBytes, token: SecretBytes) -> None:
+    check_new_passphrase(share_key, what="agent share key (KEYSAFE_AGENT_SHARE_KEY)")
+    if bytes(share_key.reveal()) == bytes(token.reveal()):
+        raise MalformedRequestError(
+            "The agent's share key must not be its token: the vault sees the token on every "
+            "request, and the share key is what keeps the vault from opening the agent's share.",
+            next_step="choose a separate secret for KEYSAFE_AGENT_SHARE_KEY and give it only to "
+            "the agent's host.",
+        )
 
 
 def _store_user_share(
@@ -500,14 +521,24 @@ def persist_bans(vault: Vault) -> None:
     with _LOCK:
         pending = sorted(_pending_bans(vault))
     for wallet, partner in pending:
-        with vault.db.read() as conn:
+        # Read, open and rewrite in one write transaction: a refresh committing in between
+        # must not be overwritten with the old share and meta.
+        with vault.db.write() as conn:
             info = vault.find_record(conn, RecordKind.WALLET, wallet)
-        if info is not None and partner not in info.meta.get("banned", []):
-            banned = sorted({*info.meta.get("banned", []), partner})
-            _store_user_share(
-                vault, wallet, dict(info.meta) | {"banned": banned}, _user_share(vault, info),
-                replace=True, action="wallet.threshold-ban", actor="system",
-            )  # fmt: skip
+            if info is not None and partner not in info.meta.get("banned", []):
+                with vault.open_record(conn, info) as plain:
+                    material = SecretBytes(bytearray(plain.reveal()))
+                with material:
+                    vault.put_record(
+                        conn, kind=RecordKind.WALLET, name=wallet, data_class=DataClass.CRITICAL,
+                        meta=dict(info.meta) | {"banned": sorted({*info.meta.get("banned", []), partner})},
+                        plaintext=material, replace=True,
+                    )  # fmt: skip
+                vault.audit(
+                    conn, actor="system", action="wallet.threshold-ban", target=f"wallet:{wallet}",
+                    outcome="success", details={"name": wallet, "party": partner,
+                                                "version": int(info.meta.get("generation", 1))},
+                )  # fmt: skip
         with _LOCK:
             _pending_bans(vault).discard((wallet, partner))
 
@@ -550,6 +581,10 @@ def _dkls_abort(vault: Vault, info: RecordInfo, exc: DklsAbort, partner: int) ->
     if exc.ban and exc.culprit == partner:
         with _LOCK:
             _pending_bans(vault).add((info.name, partner))
+            # sessions already exchanged with that share die too: each is one more probe
+            sessions = _dkls_table(vault)
+            for sid in [s for s, p in sessions.items() if p.wallet == info.name]:
+                del sessions[sid]
         logger.warning("wallet %s: party %d banned after a failed DKLs23 check", info.name, partner)
     side = "recovery file" if partner == RECOVERY else "agent"
     raise MalformedRequestError(
@@ -588,6 +623,11 @@ def dkls_exchange(
     vault.require_unlocked()
     sid = _hex(fields, "session_id")
     session_ = _take_session(vault, sid, agent, info.name, exchanged=False)
+    with vault.db.read() as conn:
+        if get_agent(conn, agent).status != "active":
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
+            )
     _refuse_banned(vault, info, AGENT)
     if session_.generation != int(info.meta.get("generation", 1)):
         raise MalformedRequestError(
@@ -634,6 +674,12 @@ def cosign_ecdsa(
     """
     sid = _hex(fields, "session_id")
     session_ = _take_session(vault, sid, agent, info.name, exchanged=True)
+    _refuse_banned(vault, info, AGENT)
+    if session_.generation != int(info.meta.get("generation", 1)):
+        raise MalformedRequestError(
+            "The wallet's shares were refreshed since this session was opened.",
+            next_step="sign again with the new agent share.",
+        )
     if session_.message_hash != message_hash:
         raise MalformedRequestError(
             "This transaction is not the one the threshold session was opened for.",
@@ -766,11 +812,13 @@ def reshare_wallet(
     recovery_passphrase: SecretBytes,
     recovery_path: Path,
     agent_token: SecretBytes,
+    agent_share_key: SecretBytes,
     agent_share_path: Path,
 ) -> CreatedWallet:
     """User + recovery reshare to all three parties: same address, every share new. The agent's
-    new share goes to `agent_share_path` (under the agent's current token); its old share, like
-    every old share, no longer signs with anyone."""
+    new share goes to `agent_share_path`, sealed under `agent_share_key` (a new one when the
+    agent is evicted); its old share, like every old share, no longer signs with anyone."""
+    _check_share_key(agent_share_key, agent_token)
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
     agent = str(info.meta["agent"])
@@ -817,7 +865,7 @@ def reshare_wallet(
     try:
         share_file.write(
             agent_share_path,
-            share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_token),
+            share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_share_key),
         )
         # New shares, new pair state for every pair: an old ban has nothing left to protect.
         meta = {k: v for k, v in info.meta.items() if k != "banned"} | {
@@ -847,7 +895,7 @@ def reshare_wallet(
 
 def sign_without_vault(
     agent_share_path: Path,
-    agent_token: SecretBytes,
+    agent_secret: SecretBytes,
     recovery_doc: dict[str, Any],
     recovery_passphrase: SecretBytes,
     *,
@@ -877,7 +925,7 @@ def sign_without_vault(
             "recover-sign is built for Solana (FROST) 2-of-3 wallets only so far.",
             next_step="for an EVM wallet, sign with the agent and the vault (issue 16).",
         )
-    with party.PipeSigner(agent_share_path, agent_token, signed) as agent:
+    with party.PipeSigner(agent_share_path, agent_secret, signed) as agent:
         if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
             agent.public.group_public_key != rec.public.group_public_key
         ):

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 
+from keysafe.crypto.kdf import Argon2Params
 from keysafe.errors import MalformedRequestError
 from keysafe.mcp_server import threshold
 from keysafe.mpc import share_file
@@ -22,6 +23,8 @@ from keysafe.remote import AgentClient
 from tests.unit.mpc.dkls_helpers import Wallet, make_wallet
 
 TOKEN = "ks_agent_dkls-agent-side-test-token"
+SHARE_KEY = "the agent share key of the agent-side test"
+CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 TX = {"type": 2, "chainId": 31337, "nonce": 0, "to": "0x1111111111111111111111111111111111111111",
       "value": 1, "gas": 21000, "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9}  # fmt: skip
 
@@ -61,7 +64,7 @@ def wallet() -> Wallet:
 def _share_file(wallet: Wallet, path: Path) -> None:
     share = Share(wallet.keys[AGENT], {p: wallet.pairs[(AGENT, p)] for p in (USER, 3)})
     doc = share_file.seal_agent_share(
-        "team", "vault-id", share, SecretBytes(bytearray(TOKEN.encode()))
+        "team", "vault-id", share, SecretBytes(bytearray(SHARE_KEY.encode())), params=CHEAP
     )
     share_file.write(path, doc)
 
@@ -71,7 +74,7 @@ def test_attack_cheating_vault_is_named_and_banned_across_restarts(
 ) -> None:
     path = tmp_path / "team-agent.json"
     _share_file(wallet, path)
-    share = threshold.load_shares(TOKEN, str(path))["team"]
+    share = threshold.load_shares(TOKEN, str(path), share_key=SHARE_KEY)["team"]
     honest = BentVault(wallet, bend=False)
     part = asyncio.run(threshold.transaction_part(_client(honest), share, "team", TX, None))
     assert set(part) == {"session_id", "round2", "round3"}
@@ -85,7 +88,7 @@ def test_attack_cheating_vault_is_named_and_banned_across_restarts(
     assert caught.value.facts.get("culprit") == USER and caught.value.facts.get("banned")
     assert (tmp_path / "team-agent.json.banned").exists()
     # this process, and the next one (the marker): the pair is done, nothing is even asked
-    again = threshold.load_shares(TOKEN, str(path))["team"]
+    again = threshold.load_shares(TOKEN, str(path), share_key=SHARE_KEY)["team"]
     opened = honest.opened
     for which in (share, again):
         with pytest.raises(MalformedRequestError, match="no longer signs"):

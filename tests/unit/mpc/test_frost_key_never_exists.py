@@ -167,7 +167,9 @@ def write_share_files(keys: dict[int, KeyPackage], root: Path, generation: str) 
                 "team", "vault-id", share_file.Share(key), secret, params=CHEAP
             )
         else:
-            doc = share_file.seal_agent_share("team", "vault-id", share_file.Share(key), secret)
+            doc = share_file.seal_agent_share(
+                "team", "vault-id", share_file.Share(key), secret, params=CHEAP
+            )
         share_file.write(path, doc)
         # The file opens again to the same share: it really holds it, encrypted.
         opened = (share_file.open_recovery_share if i == RECOVERY else share_file.open_agent_share)(

@@ -56,6 +56,7 @@ from keysafe.vault.vault import RecordInfo
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"passphrase-123"
 RECOVERY_PASSPHRASE = b"recovery passphrase for the tests"
+SHARE_KEY = "the agent share key, kept on the agent host only"
 MESSAGE = b"a solana message the agent built"
 
 
@@ -82,7 +83,7 @@ class World:
         for wallet, agent in (("team", "bot"), ("bobs", "bob")):
             made = threshold.create_threshold_wallet(
                 self.vault, wallet, Chain.SOLANA, agent=agent,
-                agent_token=_secret(self.tokens[agent]),
+                agent_token=_secret(self.tokens[agent]), agent_share_key=_secret(SHARE_KEY),
                 recovery_passphrase=_secret(RECOVERY_PASSPHRASE),
                 agent_share_path=root / f"{wallet}-agent.json",
                 recovery_path=root / f"{wallet}-recovery.json",
@@ -92,7 +93,7 @@ class World:
 
     def agent_key(self, path: Path, agent: str) -> KeyPackage:
         doc = share_file.read(path, "agent share file")
-        return share_file.open_agent_share(doc, _secret(self.tokens[agent])).key
+        return share_file.open_agent_share(doc, _secret(SHARE_KEY)).key
 
     def info(self, wallet: str = "team") -> RecordInfo:
         with self.vault.db.read() as conn:
@@ -140,12 +141,16 @@ def assert_signs(world: World, signature: bytes, wallet: str = "team") -> None:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    real = share_file.seal_recovery_share
+    real, real_agent = share_file.seal_recovery_share, share_file.seal_agent_share
 
     def cheap_recovery(*args: Any, **kw: Any) -> dict[str, Any]:
         return real(*args, **kw, params=CHEAP)  # the 64 MiB Argon2 adds nothing here
 
+    def cheap_agent(*args: Any, **kw: Any) -> dict[str, Any]:
+        return real_agent(*args, **kw, params=CHEAP)
+
     monkeypatch.setattr(share_file, "seal_recovery_share", cheap_recovery)
+    monkeypatch.setattr(share_file, "seal_agent_share", cheap_agent)
     return World(tmp_path)
 
 
@@ -360,7 +365,8 @@ def _reshare(world: World, new_agent_path: Path) -> threshold.CreatedWallet:
     return threshold.reshare_wallet(
         world.vault, "team", recovery=share_file.read(recovery_path, "recovery file"),
         recovery_passphrase=_secret(RECOVERY_PASSPHRASE), recovery_path=recovery_path,
-        agent_token=_secret(world.tokens["bot"]), agent_share_path=new_agent_path,
+        agent_token=_secret(world.tokens["bot"]), agent_share_key=_secret(SHARE_KEY),
+        agent_share_path=new_agent_path,
     )  # fmt: skip
 
 
@@ -401,7 +407,7 @@ def test_frost_reshare_refuses_a_token_of_another_agent_and_changes_nothing(
         threshold.reshare_wallet(
             world.vault, "team", recovery=share_file.read(recovery_path, "recovery file"),
             recovery_passphrase=_secret(RECOVERY_PASSPHRASE), recovery_path=recovery_path,
-            agent_token=_secret(world.tokens["bob"]),
+            agent_token=_secret(world.tokens["bob"]), agent_share_key=_secret(SHARE_KEY),
             agent_share_path=world.root / "never.json",
         )  # fmt: skip
     assert not (world.root / "never.json").exists()
