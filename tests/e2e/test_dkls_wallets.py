@@ -204,6 +204,25 @@ def test_dkls_message_signature_over_mcp_recovers_to_the_wallet(
     refused(session.call("sign_message", {"wallet": "team", "message": "bye"}), "POLICY_DENIED")
 
 
+def test_dkls_owner_signs_a_message_with_the_recovery_file_as_two_processes(
+    world: World,
+) -> None:
+    """Vault + recovery: the owner's CLI holds the recovery share, the running server the
+    vault's; the message is hashed on both sides and the signature recovers to the wallet."""
+    home = world.root / "home"
+    cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
+                            KEYSAFE_URL=world.server.url))  # fmt: skip
+    out = json.loads(
+        cli.ok(
+            "wallet", "sign-message", "team", "owner says hi", "--recovery-file",
+            str(world.root / "team-recovery.json"), "--json",
+        ).stdout
+    )  # fmt: skip
+    assert out["address"] == world.address and out["signers"] == "user+recovery"
+    signable = encode_defunct(text="owner says hi")
+    assert Account.recover_message(signable, signature=out["signature"]) == world.address
+
+
 # -- by hand over HTTP: a cheating agent -------------------------------------------------------
 
 

@@ -792,12 +792,11 @@ def _build_refreshed(base: Base) -> Callable[[Path], dict[str, Any]]:
         shutil.copy2(base.recovery_file(), root / "team-recovery-old.json")
         cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
         new_token = json.loads(cli.ok("agent", "rotate-token", "bot", "--json").stdout)["token"]
+        env = {"KEYSAFE_AGENT_TOKEN": new_token, "KEYSAFE_AGENT_SHARE_KEY": share_key_of(new_token)}
         out = json.loads(
             cli.ok(
                 "wallet", "refresh", "team", "--recovery-file", str(recovery),
-                "--agent-share-file", str(root / "team-agent-new.json"), "--json",
-                env={"KEYSAFE_AGENT_TOKEN": new_token,
-                     "KEYSAFE_AGENT_SHARE_KEY": share_key_of(new_token)},  # fmt: skip
+                "--agent-share-file", str(root / "team-agent-new.json"), "--json", env=env,
             ).stdout
         )  # fmt: skip
         return {"new_token": new_token, "out": out}

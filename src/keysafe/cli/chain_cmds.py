@@ -66,7 +66,7 @@ def _sign_with_recovery(
     from keysafe.cli import inputs
     from keysafe.mpc import share_file
     from keysafe.service import threshold as threshold_wallets
-    from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign
+    from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign, ThresholdExchange
 
     doc = share_file.read(recovery_file, "recovery file")
     why = "the vault's share signs there and the recovery share here, never both in one process"
@@ -75,18 +75,32 @@ def _sign_with_recovery(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
     with recovery:  # a wrong passphrase or an altered file fails before the vault commits
-        key = share_file.open_recovery_share(doc, recovery).key
+        share = share_file.open_recovery_share(doc, recovery)
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
-    fields = threshold_wallets.recovery_part(name, answer.model_dump(), doc, key, message.encode())
-    del key
-    done = owner.perform_on_server(
-        ThresholdCosign(
+    if answer.protocol == "dkls23":  # an EVM wallet: three steps, the vault hashes the text too
+        state, first = threshold_wallets.recovery_start(
+            name, answer.model_dump(), doc, share, message
+        )
+        exchange = ThresholdExchange(
+            wallet=name, message=message, session_id=first["session_id"],
+            round1=first["round1"], verifying_share=first["verifying_share"],
+        )  # fmt: skip
+        rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
+        part = threshold_wallets.recovery_finish(state, rounds.model_dump())
+        cosign = ThresholdCosign(
+            wallet=name, message=message, session_id=part["session_id"], round2=part["round2"],
+            round3=part["round3"],
+        )  # fmt: skip
+    else:
+        fields = threshold_wallets.recovery_part(
+            name, answer.model_dump(), doc, share.key, message.encode()
+        )
+        cosign = ThresholdCosign(
             wallet=name, message=message, session_id=fields["session_id"],
             hiding=fields["hiding"], binding=fields["binding"], share=fields["share"],
-        ),
-        passphrase_file,
-        why=why,
-    )  # fmt: skip
+        )  # fmt: skip
+    del share
+    done = owner.perform_on_server(cosign, passphrase_file, why=why)
     if json_out:
         render.as_json(
             {"signature": done.signature, "address": done.address, "signers": "user+recovery"}

@@ -25,12 +25,18 @@ from keysafe.service.owner_ops import (
     SetData,
     SetPolicy,
 )
-from keysafe.service.owner_signing import SignMessage, ThresholdCommit, ThresholdCosign
+from keysafe.service.owner_signing import (
+    SignMessage,
+    ThresholdCommit,
+    ThresholdCosign,
+    ThresholdExchange,
+)
 
 AnyOp = Annotated[
     AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
-    | ListWallets | SignMessage | ThresholdCommit | ThresholdCosign | AddChain | AddAsset
+    | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
+    | AddAsset
     | ReviewSeals | SealRows,
     Field(discriminator="kind"),
 ]  # fmt: skip

@@ -37,14 +37,16 @@ class SignMessage(Op[MessageSigned]):
 
 
 class VaultCommitment(BaseModel):
-    """The vault's round-one commitment for one 2-of-3 signature, and the wallet's public
-    package (the owner's side checks its recovery file against it)."""
+    """The vault's round-one commitment for one 2-of-3 signature (for an EVM wallet a fresh
+    DKLs23 session only), and the wallet's public package (the owner's side checks its
+    recovery file against it)."""
 
     session_id: str
     wallet: str
     identifier: int
-    hiding: str
-    binding: str
+    protocol: Literal["frost", "dkls23"] = "frost"
+    hiding: str | None = None
+    binding: str | None = None
     expires_in: int
     public: dict[str, Any]
 
@@ -62,6 +64,34 @@ class ThresholdCommit(Op[VaultCommitment]):
         return VaultCommitment.model_validate(threshold.owner_commit(vault, self.wallet))
 
 
+class VaultRounds(BaseModel):
+    """The vault's DKLs23 rounds 1 and 2 (base64) for the owner's EVM signature."""
+
+    session_id: str
+    round1: str
+    round2: str
+
+
+class ThresholdExchange(Op[VaultRounds]):
+    """Between the halves, for an EVM wallet (DKLs23): the recovery side's round 1 in, the
+    vault's rounds 1 and 2 out; the vault hashes `message` itself."""
+
+    kind: Literal["wallet.threshold-exchange"] = "wallet.threshold-exchange"
+    wallet: str
+    message: str
+    session_id: str
+    round1: str
+    verifying_share: str
+
+    result = VaultRounds
+
+    def run(self, vault: Vault) -> VaultRounds:
+        fields = self.model_dump(include={"session_id", "round1", "verifying_share"})
+        return VaultRounds.model_validate(
+            threshold.owner_exchange(vault, self.wallet, self.message, fields)
+        )
+
+
 class ThresholdSigned(BaseModel):
     address: str
     signature: str
@@ -75,14 +105,19 @@ class ThresholdCosign(Op[ThresholdSigned]):
     wallet: str
     message: str  # the text; signed as its UTF-8 bytes, as `wallet sign-message` does
     session_id: str
-    hiding: str
-    binding: str
-    share: str
+    hiding: str | None = None  # FROST
+    binding: str | None = None
+    share: str | None = None
+    round2: str | None = None  # DKLs23 (EVM)
+    round3: str | None = None
 
     result = ThresholdSigned
 
     def run(self, vault: Vault) -> ThresholdSigned:
-        fields = self.model_dump(include={"session_id", "hiding", "binding", "share"})
+        fields = self.model_dump(
+            include={"session_id", "hiding", "binding", "share", "round2", "round3"},
+            exclude_none=True,
+        )
         signature = threshold.owner_cosign(vault, self.wallet, self.message.encode(), fields)
         address = next(w.address for w in wallets.list_wallets(vault) if w.name == self.wallet)
         return ThresholdSigned(address=address, signature=signature)

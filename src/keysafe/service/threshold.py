@@ -33,12 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from eth_account.messages import SignableMessage, encode_defunct
 from solders.pubkey import Pubkey
 
 from keysafe import files
 from keysafe.chains.addresses import evm_address_from_public
+from keysafe.chains.evm import signing as evm_signing
+from keysafe.chains.evm.intents import personal_message_bytes
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
+from keysafe.mpc.dkls import cosigner as dkls_cosigner
 from keysafe.mpc.dkls import setup as dkls_setup
 from keysafe.mpc.dkls import signing as dkls_signing
 from keysafe.mpc.dkls.errors import DklsAbort
@@ -610,10 +614,12 @@ def _b64(fields: dict[str, Any], name: str) -> bytes:
 
 
 def dkls_exchange(
-    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any]
-) -> dict[str, str]:
+    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any],
+    *, partner: int = AGENT,
+) -> dict[str, str]:  # fmt: skip
     """Step 2: the vault's rounds 1 and 2 for the session in `fields` (`session_id`, the
-    agent's `round1`), over `message_hash`, which the caller computed from the transaction.
+    partner's `round1` and `verifying_share`), over `message_hash`, which the caller computed
+    itself. `agent` holds the session: an agent's name, or the owner (partner: recovery).
 
     Raises:
         MalformedRequestError: an unknown or used session, or the agent's round 1 is invalid
@@ -623,31 +629,32 @@ def dkls_exchange(
     vault.require_unlocked()
     sid = _hex(fields, "session_id")
     session_ = _take_session(vault, sid, agent, info.name, exchanged=False)
-    with vault.db.read() as conn:
-        if get_agent(conn, agent).status != "active":
-            raise PolicyDeniedError(
-                f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
-            )
-    _refuse_banned(vault, info, AGENT)
+    if partner == AGENT:
+        with vault.db.read() as conn:
+            if get_agent(conn, agent).status != "active":
+                raise PolicyDeniedError(
+                    f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
+                )
+    _refuse_banned(vault, info, partner)
+    side = "agent share" if partner == AGENT else "recovery file"
     if session_.generation != int(info.meta.get("generation", 1)):
         raise MalformedRequestError(
             "The wallet's shares were refreshed since this session was opened.",
-            next_step="open a fresh session with the new agent share.",
+            next_step=f"open a fresh session with the new {side}.",
         )
-    if fields.get("verifying_share") != _public(info).verifying_shares[AGENT].hex():
+    if fields.get("verifying_share") != _public(info).verifying_shares[partner].hex():
         raise MalformedRequestError(
-            "The agent's share is not the wallet's current one (a share file from before a "
-            "refresh?); nothing was run with it.",
-            next_step="point KEYSAFE_AGENT_SHARE_FILE at the agent share file the last "
-            "`keysafe wallet refresh` wrote.",
+            f"The {side} is not the wallet's current one (from before a refresh?); nothing was "
+            "run with it.",
+            next_step=f"use the {side} the last `keysafe wallet refresh` wrote.",
         )
     share = _user_share(vault, info)
-    state, first = dkls_signing.round1(share.key, share.pairs[AGENT], message_hash, sid)
+    state, first = dkls_signing.round1(share.key, share.pairs[partner], message_hash, sid)
     try:
         second = dkls_signing.round2(state, _b64(fields, "round1"))
     except DklsAbort as exc:
         try:
-            _dkls_abort(vault, info, exc, AGENT)
+            _dkls_abort(vault, info, exc, partner)
         finally:
             persist_bans(vault)  # no transaction is open here
     session_.state, session_.message_hash = state, message_hash
@@ -661,8 +668,9 @@ def dkls_exchange(
 
 
 def cosign_ecdsa(
-    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any]
-) -> dkls_signing.Signature:
+    vault: Vault, agent: str, info: RecordInfo, message_hash: bytes, fields: dict[str, Any],
+    *, partner: int = AGENT,
+) -> dkls_signing.Signature:  # fmt: skip
     """Step 3, after the policy allowed the transaction: the vault's round 3 and the final
     combination; returns a signature that recovers the wallet's key. The session is consumed
     first, whatever happens next.
@@ -674,24 +682,24 @@ def cosign_ecdsa(
     """
     sid = _hex(fields, "session_id")
     session_ = _take_session(vault, sid, agent, info.name, exchanged=True)
-    _refuse_banned(vault, info, AGENT)
+    _refuse_banned(vault, info, partner)
     if session_.generation != int(info.meta.get("generation", 1)):
         raise MalformedRequestError(
             "The wallet's shares were refreshed since this session was opened.",
-            next_step="sign again with the new agent share.",
+            next_step="sign again with the new share.",
         )
     if session_.message_hash != message_hash:
         raise MalformedRequestError(
             "This transaction is not the one the threshold session was opened for.",
             next_step="run the whole signature again for this transaction.",
-            culprit=AGENT,
+            culprit=partner,
         )
     assert session_.state is not None
     try:
         dkls_signing.round3(session_.state, _b64(fields, "round2"))
         return dkls_signing.finish(session_.state, _b64(fields, "round3"))
     except DklsAbort as exc:
-        _dkls_abort(vault, info, exc, AGENT)
+        _dkls_abort(vault, info, exc, partner)
 
 
 # -- user + recovery: the owner's CLI holds the recovery share, this process the vault's ------
@@ -702,18 +710,54 @@ def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
     the wallet's public package so the owner's side can tell a stale recovery file."""
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
-    _frost_only(info, "the owner's signing with the recovery file")
     return _commit(vault, info, _OWNER) | {"public": info.meta["public"]}
 
 
-def _frost_only(info: RecordInfo, what: str) -> None:
-    if _public(info).suite is SECP256K1:
-        raise MalformedRequestError(
-            f"Wallet '{info.name}' is a 2-of-3 EVM wallet (DKLs23); {what} is built for Solana "
-            "(FROST) wallets only so far.",
-            next_step="sign with the agent and the vault (`keysafe mcp` with the agent's share "
-            "file); the EVM recovery-side signer is not built yet (issue 16).",
-        )
+def _owner_message_digest(message: str) -> tuple[SignableMessage, bytes]:
+    """What `wallet sign-message` signs on EVM: personal_sign over the text (MetaMask's rule)."""
+    signable = encode_defunct(primitive=personal_message_bytes(message))
+    return signable, evm_signing.message_hash(signable)
+
+
+def owner_exchange(
+    vault: Vault, wallet: str, message: str, fields: dict[str, Any]
+) -> dict[str, str]:
+    """Step 2 of the owner's EVM signature with the recovery file: the vault's rounds 1 and 2
+    against the recovery side's round 1, over the message hashed here."""
+    vault.require_unlocked()
+    info = _threshold_wallet(vault, wallet)
+    digest = _owner_message_digest(message)[1]
+    try:
+        return dkls_exchange(vault, _OWNER, info, digest, fields, partner=RECOVERY)
+    except KeysafeError as exc:
+        _audit_owner_failure(vault, wallet, exc)
+        raise
+
+
+def recovery_start(
+    wallet: str, answer: dict[str, Any], recovery: dict[str, Any], share: share_file.Share,
+    message: str,
+) -> tuple[dkls_signing.SigningState, dict[str, str]]:  # fmt: skip
+    """The owner's side of an EVM signature (its CLI; no vault here): check the recovery share
+    against the public package the vault sent, then round 1 over the message hashed here."""
+    check_recovery(wallet, PublicKeyPackage.from_dict(answer["public"]), recovery, share.key)
+    return dkls_cosigner.start(share.key, share.pairs, answer, _owner_message_digest(message)[1])
+
+
+def recovery_finish(state: dkls_signing.SigningState, rounds: dict[str, Any]) -> dict[str, str]:
+    """Rounds 2 and 3 against the vault's rounds 1 and 2 (its checks name the vault)."""
+    return dkls_cosigner.finish(state, rounds)
+
+
+def _audit_owner_failure(vault: Vault, wallet: str, exc: KeysafeError) -> None:
+    # A refused part (a wrong share, a reused session) is worth a trace: it is someone with the
+    # owner's session trying a share that is not the wallet's.
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
+            outcome="failure", details={"name": wallet, "signer": "user+recovery",
+                                        "code": str(exc.code), **exc.facts},
+        )  # fmt: skip
 
 
 def recovery_part(
@@ -739,22 +783,25 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
     info = _threshold_wallet(vault, wallet)
     details: dict[str, Any] = {"name": wallet, "signer": "user+recovery"}
     try:
-        sig = _cosign(vault, _OWNER, info, message, fields, partner=RECOVERY)
+        if _public(info).suite is SECP256K1:
+            signable, digest = _owner_message_digest(message.decode("utf-8"))
+            ecdsa = cosign_ecdsa(vault, _OWNER, info, digest, fields, partner=RECOVERY)
+            text = evm_signing.assemble_message_signature(
+                signable, ecdsa.r, ecdsa.s, ecdsa.recovery_id, info.meta["address"]
+            )
+        else:
+            text = str(Signature.from_bytes(
+                _cosign(vault, _OWNER, info, message, fields, partner=RECOVERY)
+            ))  # fmt: skip
     except KeysafeError as exc:
-        # A refused part (a wrong share, a reused session) is worth a trace: it is someone
-        # with the owner's session trying a share that is not the wallet's.
-        with vault.db.write() as conn:
-            vault.audit(
-                conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-                outcome="failure", details=details | {"code": str(exc.code), **exc.facts},
-            )  # fmt: skip
+        _audit_owner_failure(vault, wallet, exc)
         raise
     with vault.db.write() as conn:
         vault.audit(
             conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
             outcome="success", details=details,
         )  # fmt: skip
-    return str(Signature.from_bytes(sig))
+    return text
 
 
 # -- user + recovery (the owner, with the recovery file) ------------------------------------

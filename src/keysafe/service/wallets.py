@@ -52,13 +52,18 @@ def _stored_address(info: RecordInfo, key: SecretBytes) -> str:
         return _address_of(Chain(info.meta["chain"]), key)
     from solders.pubkey import Pubkey
 
-    from keysafe.mpc.frost.groups import ED25519
+    from keysafe.errors import IntegrityError
+    from keysafe.mpc.frost.groups import SECP256K1
     from keysafe.mpc.frost.keys import USER, PublicKeyPackage
+    from keysafe.mpc.share_file import Share
 
     public = PublicKeyPackage.from_dict(info.meta["public"])
-    share = ED25519.deserialize_scalar(bytes(key.reveal()), what="user share")
-    if ED25519.base_mul(share) != public.verifying_shares.get(USER):
+    try:  # the share (and, on EVM, its pair states) must match the public package
+        Share.from_secret_bytes(bytes(key.reveal()), USER, public)
+    except IntegrityError:
         return ""
+    if public.suite is SECP256K1:
+        return addresses.evm_address_from_public(public.group_public_key)
     return str(Pubkey.from_bytes(public.group_public_key))
 
 

@@ -21,7 +21,8 @@ from keysafe.mpc.dkls.errors import DklsAbort
 from keysafe.mpc.dkls.wire import HEADER_LEN, N, hash_to_scalar
 from keysafe.mpc.frost.groups import SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
-from tests.unit.mpc.dkls_helpers import Wallet, make_wallet, run_session
+from tests.unit.mpc.dkls_helpers import Wallet, make_wallet, run_session, set_up_pair
+from tests.unit.mpc.test_frost_dkg import run_reshare
 
 PAIRS = [(AGENT, USER), (USER, AGENT), (AGENT, RECOVERY), (RECOVERY, USER)]
 
@@ -194,6 +195,20 @@ def test_key_never_exists_in_any_message_or_pair_state(wallet: Wallet) -> None:
         outcome, _ = run_session(wallet, honest, other, secrets.token_bytes(32), wire=captured)
         assert outcome.signature is not None
     assert len(captured) == 6 + 6 + 6 * len(PAIRS)  # states, setup, every session message
+    # a reshare by user + recovery (its wire), new pair setups, and a signature with the new
+    # shares: still the same key, still nowhere
+    reshared = run_reshare({i: wallet.keys[i] for i in (USER, RECOVERY)}, (USER, RECOVERY))
+    captured += reshared.wire
+    fresh = Wallet(dict(reshared.keys), {})
+    sid = secrets.token_bytes(32)
+    for a, b in ((AGENT, USER), (AGENT, RECOVERY), (USER, RECOVERY)):
+        fresh.pairs[(a, b)], fresh.pairs[(b, a)] = set_up_pair(wallet.public_key, sid, a, b)
+    captured += [state.to_bytes() for state in fresh.pairs.values()]
+    assert fresh.public_key == wallet.public_key
+    outcome, _ = run_session(fresh, AGENT, RECOVERY, secrets.token_bytes(32), wire=captured)
+    assert outcome.signature is not None
+    for key in fresh.keys.values():
+        needles += [key.signing_share.to_bytes(32, "big"), key.signing_share.to_bytes(32, "little")]
 
     def leaks(blob: bytes) -> bool:
         return any(n in blob for n in needles)
