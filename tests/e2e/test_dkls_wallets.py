@@ -223,6 +223,32 @@ def test_dkls_owner_signs_a_message_with_the_recovery_file_as_two_processes(
     assert Account.recover_message(signable, signature=out["signature"]) == world.address
 
 
+def test_dkls_recover_sign_without_any_vault_signs_a_message_and_a_transfer_that_lands(
+    world: World, tmp_path: Path
+) -> None:
+    """Agent + recovery when the vault is gone: the CLI holds the recovery share, a child
+    process the agent's (opened with its share key), no vault anywhere."""
+    home = tmp_path / "no-vault"
+    home.mkdir()
+    cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
+                            KEYSAFE_AGENT_SHARE_KEY=SHARE_KEY))  # fmt: skip
+    files = ("--agent-share-file", str(world.agent_file),
+             "--recovery-file", str(world.root / "team-recovery.json"))  # fmt: skip
+    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--message", "moving out",
+                            "--json").stdout)  # fmt: skip
+    assert out["signers"] == "agent+recovery" and out["address"] == world.address
+    signable = encode_defunct(text="moving out")
+    assert Account.recover_message(signable, signature=out["signature"]) == world.address
+    before = world.node.balance(BOB)
+    tx = json.dumps(world.tx(ETH // 50))
+    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--transaction", tx,
+                            "--json").stdout)  # fmt: skip
+    sent = world.node.rpc("eth_sendRawTransaction", out["signed_transaction"])
+    receipt = world.node.wait(sent)
+    assert receipt["from"].lower() == world.address.lower()
+    assert world.node.balance(BOB) == before + ETH // 50
+
+
 # -- by hand over HTTP: a cheating agent -------------------------------------------------------
 
 
@@ -234,7 +260,7 @@ def _part(world: World, tx: dict[str, Any]) -> dict[str, str]:
         async with AgentClient(world.token, url=world.server.url) as client:
             opened = await client.threshold_commit("team")
             state, first = cosigner.start(
-                share.key, share.pairs, opened, cosigner.transaction_digest(tx)
+                share.key, share.pairs[2], opened, cosigner.transaction_digest(tx)
             )
             answer = await client.threshold_exchange(
                 {"wallet": "team", **first, "transaction": tx, "chain": "local"}

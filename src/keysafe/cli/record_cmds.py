@@ -364,7 +364,11 @@ def wallet_recover_sign(
     ],
     message: Annotated[str | None, typer.Option("--message", help="Text to sign.")] = None,
     transaction: Annotated[
-        str | None, typer.Option("--transaction", help="A Solana transaction, base64.")
+        str | None,
+        typer.Option(
+            "--transaction",
+            help="A Solana transaction (base64), or a complete EVM one (JSON or unsigned RLP hex).",
+        ),
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:

@@ -149,7 +149,7 @@ async def _dkls_part(
             culprit=USER,
         )
     session = await client.threshold_commit(wallet)
-    state, first = dkls_cosigner.start(share.key, share.pairs, session, digest)
+    state, first = dkls_cosigner.start(share.key, share.pairs[USER], session, digest)
     answer = await client.threshold_exchange({"wallet": wallet, **first, **what})
     try:
         return dkls_cosigner.finish(state, answer)

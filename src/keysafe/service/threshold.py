@@ -25,6 +25,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import threading
@@ -39,6 +40,7 @@ from solders.pubkey import Pubkey
 from keysafe import files
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.chains.evm import signing as evm_signing
+from keysafe.chains.evm import tx as evm_tx
 from keysafe.chains.evm.intents import personal_message_bytes
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
@@ -741,7 +743,8 @@ def recovery_start(
     """The owner's side of an EVM signature (its CLI; no vault here): check the recovery share
     against the public package the vault sent, then round 1 over the message hashed here."""
     check_recovery(wallet, PublicKeyPackage.from_dict(answer["public"]), recovery, share.key)
-    return dkls_cosigner.start(share.key, share.pairs, answer, _owner_message_digest(message)[1])
+    digest = _owner_message_digest(message)[1]
+    return dkls_cosigner.start(share.key, share.pairs[USER], answer, digest)
 
 
 def recovery_finish(state: dkls_signing.SigningState, rounds: dict[str, Any]) -> dict[str, str]:
@@ -949,10 +952,95 @@ def sign_without_vault(
     message: bytes | None = None,
     transaction: str | None = None,
 ) -> dict[str, Any]:
-    """Agent + recovery sign a message or a Solana transaction with no vault at all (it was
-    lost): the two share files and their secrets are enough, and still no key is formed. The
-    agent's share is opened and signs in a child process (`mpc/frost/party.py`); this process
-    holds the recovery share and coordinates, so no process holds both."""
+    """Agent + recovery sign a message or a transaction with no vault at all (it was lost):
+    the two share files and their secrets are enough, and still no key is formed. The agent's
+    share is opened and signs in a child process (`mpc/frost/party.py`); this process holds the
+    recovery share and coordinates, so no process holds both. Solana wallets sign with FROST,
+    EVM wallets with DKLs23 (a message as personal_sign text; a transaction complete, as JSON
+    or unsigned RLP hex)."""
+    if (message is None) == (transaction is None):
+        raise MalformedRequestError(
+            "Give a message or a transaction (one of them).", next_step="pick what to sign."
+        )
+    rec_share = share_file.open_recovery_share(recovery_doc, recovery_passphrase)
+    if rec_share.key.suite is SECP256K1:
+        return _sign_without_vault_evm(
+            agent_share_path, agent_secret, rec_share, message=message, transaction=transaction
+        )
+    return _sign_without_vault_solana(
+        agent_share_path, agent_secret, rec_share.key, message=message, transaction=transaction
+    )
+
+
+def _check_pair(agent: party.PipeSigner, rec: KeyPackage) -> None:
+    if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
+        agent.public.group_public_key != rec.public.group_public_key
+    ):
+        raise MalformedRequestError(
+            "These share files are not the agent's and the recovery share of one wallet "
+            "(of the same generation).",
+            next_step="use the current agent share file and recovery file of the same wallet.",
+        )
+
+
+def _sign_without_vault_evm(
+    agent_share_path: Path, agent_secret: SecretBytes, rec: share_file.Share, *,
+    message: bytes | None, transaction: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    what: dict[str, Any]
+    tx: evm_tx.EvmTx | None = None
+    if transaction is not None:
+        payload: Any = (
+            json.loads(transaction) if transaction.lstrip().startswith("{") else transaction
+        )
+        tx = evm_tx.parse_transaction(payload)
+        digest = dkls_cosigner.transaction_digest(payload)  # refuses an incomplete one
+        what = {"transaction": payload}
+    else:
+        text = (message or b"").decode("utf-8")
+        signable, digest = _owner_message_digest(text)
+        what = {"message": text}
+    with party.PipeSigner(agent_share_path, agent_secret, evm=what) as agent:
+        _check_pair(agent, rec.key)
+        address = _address(agent.public)
+        nonce = secrets.token_bytes(32)
+        theirs = agent.dkls_round1(nonce)
+        if theirs.get("verifying_share") != rec.key.public.verifying_shares[AGENT].hex():
+            raise MalformedRequestError(
+                "The agent share is not of the recovery file's generation.",
+                next_step="use the agent share file and recovery file of the same refresh.",
+            )
+        state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
+        try:
+            second = dkls_signing.round2(state, _b64(theirs, "round1"))
+            rest = agent.dkls_rounds({
+                "session_id": nonce.hex(), "round1": base64.b64encode(first).decode(),
+                "round2": base64.b64encode(second).decode(),
+            })  # fmt: skip
+            dkls_signing.round3(state, _b64(rest, "round2"))
+            sig = dkls_signing.finish(state, _b64(rest, "round3"))
+        except DklsAbort as exc:
+            raise MalformedRequestError(
+                f"The agent's part of the threshold signature is invalid: {exc.what}",
+                next_step="nothing was signed; check the agent share file.",
+                culprit=AGENT,
+            ) from None
+        wallet = agent.wallet
+    out: dict[str, Any] = {"wallet": wallet, "address": address, "signers": "agent+recovery"}
+    if tx is not None:
+        signed = evm_signing.assemble_transaction(tx, sig.r, sig.s, sig.recovery_id, address)
+        out |= {"signed_transaction": signed.raw_hex, "tx_hash": signed.tx_hash}
+    else:
+        out["signature"] = evm_signing.assemble_message_signature(
+            signable, sig.r, sig.s, sig.recovery_id, address
+        )
+    return out
+
+
+def _sign_without_vault_solana(
+    agent_share_path: Path, agent_secret: SecretBytes, rec: KeyPackage, *,
+    message: bytes | None, transaction: str | None,
+) -> dict[str, Any]:  # fmt: skip
     from solders.signature import Signature
 
     tx = None
@@ -961,26 +1049,10 @@ def sign_without_vault(
 
         tx = sol_tx.parse_transaction(transaction)
         message = tx.message_bytes
-    if message is None:
-        raise MalformedRequestError(
-            "Nothing to sign.", next_step="give a message or a transaction."
-        )
+    assert message is not None
     signed = message
-    rec = share_file.open_recovery_share(recovery_doc, recovery_passphrase).key
-    if rec.suite is SECP256K1:
-        raise MalformedRequestError(
-            "recover-sign is built for Solana (FROST) 2-of-3 wallets only so far.",
-            next_step="for an EVM wallet, sign with the agent and the vault (issue 16).",
-        )
     with party.PipeSigner(agent_share_path, agent_secret, signed) as agent:
-        if (agent.identifier, rec.identifier) != (AGENT, RECOVERY) or (
-            agent.public.group_public_key != rec.public.group_public_key
-        ):
-            raise MalformedRequestError(
-                "These share files are not the agent's and the recovery share of one wallet "
-                "(of the same generation).",
-                next_step="use the current agent share file and recovery file of the same wallet.",
-            )
+        _check_pair(agent, rec)
         address = _address(agent.public)
         mine = session.Signer(
             rec, session.MemoryNonceStore(), check_message=lambda r: r.message == signed

@@ -71,7 +71,7 @@ class World:
         """keysafe's agent side: open a session, exchange, rounds 2 and 3."""
         opened = threshold.preprocess(self.vault, "bot", "team")
         state, first = cosigner.start(
-            self.share.key, self.share.pairs, opened, cosigner.message_digest(message)
+            self.share.key, self.share.pairs[2], opened, cosigner.message_digest(message)
         )
         answer = sign_service.threshold_exchange(
             self.vault, "bot", "team", dict(first), message=message
@@ -159,7 +159,7 @@ def test_dkls_a_paused_agent_gets_no_vault_rounds(world: World) -> None:
     opened = threshold.preprocess(world.vault, "bot", "team")
     agents.set_status(world.vault, "bot", "paused")
     _, first = cosigner.start(
-        world.share.key, world.share.pairs, opened, cosigner.message_digest("hello")
+        world.share.key, world.share.pairs[2], opened, cosigner.message_digest("hello")
     )
     with pytest.raises(PolicyDeniedError, match="paused"):
         sign_service.threshold_exchange(world.vault, "bot", "team", dict(first), message="hello")

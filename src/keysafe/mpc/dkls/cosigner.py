@@ -67,9 +67,10 @@ def message_digest(message: str) -> bytes:
 
 
 def start(
-    key: KeyPackage, pairs: Mapping[int, PairState], session: Mapping[str, Any], message_hash: bytes
+    key: KeyPackage, pair: PairState, session: Mapping[str, Any], message_hash: bytes
 ) -> tuple[signing.SigningState, dict[str, str]]:
-    """Round 1 for the session the vault opened (`session`: its commit answer).
+    """Round 1 for the session the other party opened (`session`: the vault's commit answer),
+    with this party's pair state for that party.
 
     Raises:
         MalformedRequestError: the vault's answer is not a DKLs23 session.
@@ -84,7 +85,7 @@ def start(
             "The vault did not open a DKLs23 session for this wallet.",
             next_step="check that the share file belongs to this EVM wallet and KEYSAFE_URL.",
         )
-    state, first = signing.round1(key, pairs[USER], message_hash, sid, secrets.token_bytes)
+    state, first = signing.round1(key, pair, message_hash, sid, secrets.token_bytes)
     return state, {
         "session_id": sid.hex(), "round1": base64.b64encode(first).decode(),
         # which share this is: the vault refuses a stale one (a file from before a refresh)
@@ -104,15 +105,16 @@ def finish(state: signing.SigningState, answer: Mapping[str, Any]) -> dict[str, 
         third = signing.round3(state, _b64(answer, "round2"))
     except DklsAbort as exc:
         logger.warning("the vault failed a DKLs23 check: %s", exc.what)
+        who = "vault" if state.peer == USER else "other party"
         raise MalformedRequestError(
-            f"The vault's part of the threshold signature is invalid: {exc.what}",
+            f"The {who}'s part of the threshold signature is invalid: {exc.what}",
             next_step="nothing was signed; check KEYSAFE_URL points at your own keysafe"
             + (
                 "; this share will not sign with that vault again until a reshare."
                 if exc.ban
                 else "."
             ),
-            culprit=USER,
+            culprit=state.peer,
             **({"banned": True} if exc.ban else {}),
         ) from None
     return {
