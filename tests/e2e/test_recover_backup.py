@@ -248,6 +248,7 @@ def test_backup_restore_into_empty_home_rebuilds_everything_under_new_passphrase
         )
     )  # fmt: skip
     assert out["vault_id"] == populated.vault_id
+    assert out["agents_paused"] is True  # a token rotated after the backup must not come back
     new = {"KEYSAFE_PASSPHRASE": NEW_PASSPHRASE}
     assert as_json(keysafe.ok("credential", "list", "--json")) == populated.credentials
     assert as_json(keysafe.ok("data", "list", "--json")) == populated.data

@@ -57,6 +57,7 @@ def backup_restore(
         from keysafe.errors import NotFoundError
 
         raise NotFoundError(f"No backup file at {file}.", next_step="check the path.")
+    rebuilt = not h.exists()  # from an empty home: restore_new pauses agents, holds 2-of-3 wallets
     if h.exists():
         if not inputs.confirm(
             f"Replace the records of the vault in {h.path} with those in {file}?", assume_yes=yes
@@ -75,6 +76,14 @@ def backup_restore(
         with vault:
             vault_id = vault.vault_id
     if json_out:
-        render.as_json({"vault_id": vault_id, "records": header.records, "entries": header.entries})
+        render.as_json({"vault_id": vault_id, "records": header.records, "entries": header.entries,
+                        "agents_paused": rebuilt})  # fmt: skip
     else:
         render.out.print(f"Restored {header.records} records into vault {vault_id}.")
+        if rebuilt:
+            render.out.print(
+                "Every agent is paused: a token rotated or revoked after this backup was made "
+                "would be valid again. Resume each you trust: `keysafe agent resume NAME`. "
+                "2-of-3 wallets sign again after `keysafe wallet refresh NAME`.",
+                markup=False,
+            )

@@ -24,13 +24,14 @@ from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
-from keysafe.service import sealed_state
+from keysafe.service import sealed_state, threshold
 from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import backup as fmt
 from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
+from keysafe.vault.seals import Seal
 from keysafe.vault.vault import Clock, Vault, iso, utc_now
 
 logger = logging.getLogger(__name__)
@@ -204,6 +205,20 @@ def restore_into(vault: Vault, path: Path) -> fmt.BackupHeader:
     return header
 
 
+def _pause_agents(vault: Vault, conn: Connection) -> list[str]:
+    """Pause every active agent of a vault rebuilt from a backup: a token rotated or revoked
+    after the backup was made is valid again in it, and only the owner knows which. Resuming
+    is the owner's `keysafe agent resume NAME`, one by one."""
+    paused = []
+    for row in conn.execute(select(t.agents).where(t.agents.c.status == "active")).all():
+        values: dict[str, Any] = {"status": "paused"}
+        if sealed_state.agent_seal_state(vault, row) is Seal.SEALED:
+            values["mac"] = sealed_state.agent_seal(vault, row, "paused")
+        conn.execute(update(t.agents).where(t.agents.c.name == row.name).values(**values))
+        paused.append(str(row.name))
+    return paused
+
+
 def restore_new(
     home: Home,
     path: Path,
@@ -249,11 +264,14 @@ def restore_new(
                         )
                     )  # fmt: skip
                 _check_records_open(vault, conn)
+                paused = _pause_agents(vault, conn)
+                held = threshold.hold_restored(vault, conn)
                 vault.audit(
                     conn, actor="owner", action="backup.restore",
                     target=f"vault:{vault.vault_id}", outcome="success",
                     details={"records": header.records, "entries": header.entries,
-                             "from_empty_home": True},
+                             "from_empty_home": True, "agents_paused": ",".join(paused),
+                             "threshold_wallets_held": ",".join(held)},
                 )  # fmt: skip
         except BaseException:
             db.close()

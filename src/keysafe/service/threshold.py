@@ -36,6 +36,7 @@ from typing import Any, Final, NoReturn
 
 from eth_account.messages import SignableMessage, encode_defunct
 from solders.pubkey import Pubkey
+from sqlalchemy import Connection
 
 from keysafe import files
 from keysafe.chains.addresses import evm_address_from_public
@@ -361,10 +362,42 @@ def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
     return _commit(vault, info, agent)
 
 
+def hold_restored(vault: Vault, conn: Connection) -> list[str]:
+    """Mark every 2-of-3 wallet of a vault just rebuilt from a backup as restored: it signs
+    with nobody until a refresh. The backup may predate an eviction (a newer generation, the
+    old agent share and token valid again here), and only a refresh with the current recovery
+    file proves it does not. Runs inside the restore's transaction. Returns the wallets."""
+    held = []
+    for info in vault.list_records(conn, RecordKind.WALLET):
+        if not is_threshold(info) or info.meta.get("restored"):
+            continue
+        with vault.open_record(conn, info) as plain:
+            material = SecretBytes(bytearray(plain.reveal()))
+        with material:
+            vault.put_record(
+                conn, kind=RecordKind.WALLET, name=info.name, data_class=DataClass.CRITICAL,
+                meta=dict(info.meta) | {"restored": True}, plaintext=material, replace=True,
+            )  # fmt: skip
+        held.append(info.name)
+    return held
+
+
+def _refuse_restored(info: RecordInfo) -> None:
+    if info.meta.get("restored"):
+        raise PolicyDeniedError(
+            f"Wallet '{info.name}' was rebuilt from a backup, which may predate a refresh that "
+            "evicted a share; it signs with nobody until it is refreshed.",
+            next_step=f"run `keysafe wallet refresh {info.name}` with the current recovery file "
+            "(if the recovery file is newer than the backup, move the funds with `keysafe "
+            "wallet recover-sign` and the current agent share file instead).",
+        )
+
+
 def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
     """Fresh vault nonces for one signature with `holder` (an agent, or `_OWNER`), kept in
     memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
     wallet: a fresh session only, the protocol runs in `dkls_exchange` and `cosign_ecdsa`."""
+    _refuse_restored(info)
     if _public(info).suite is SECP256K1:
         return _dkls_open(vault, info, holder)
     nonces, commitment = signing.commit(_user_key(vault, info))
@@ -918,7 +951,7 @@ def reshare_wallet(
             share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_share_key),
         )
         # New shares, new pair state for every pair: an old ban has nothing left to protect.
-        meta = {k: v for k, v in info.meta.items() if k != "banned"} | {
+        meta = {k: v for k, v in info.meta.items() if k not in ("banned", "restored")} | {
             "public": public.to_dict(), "generation": int(info.meta.get("generation", 1)) + 1,
         }  # fmt: skip
         stored = _store_user_share(

@@ -20,12 +20,11 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, PolicyDeniedError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
-from keysafe.service import agents, policies, threshold
+from keysafe.service import agents, backup, policies, threshold
 from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
-from keysafe.vault.vault import Vault
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 SHARE_KEY = "the agent share key of the service tests"
@@ -48,10 +47,10 @@ def _secret(text: str) -> SecretBytes:
 class World:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.vault: Vault = init_vault(
+        self.vault, self.phrase = init_vault(
             Home(root / "home"), _secret("vault passphrase for tests"), kdf=CHEAP,
             clock=lambda: datetime.now(UTC),
-        )[0]  # fmt: skip
+        )  # fmt: skip
         _, token = agents.add_agent(self.vault, "bot")
         self.token = bytes(token.reveal()).decode()
         policies.set_policy(self.vault, "bot", POLICY)
@@ -163,3 +162,45 @@ def test_dkls_a_paused_agent_gets_no_vault_rounds(world: World) -> None:
     )
     with pytest.raises(PolicyDeniedError, match="paused"):
         sign_service.threshold_exchange(world.vault, "bot", "team", dict(first), message="hello")
+
+
+def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evicted_share(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 16: restoring a backup used to bring back an evicted generation silently (the old
+    token and the old vault share, which sign with the evicted agent share). A vault rebuilt
+    from a backup now pauses every agent and holds every 2-of-3 wallet until a refresh."""
+    old_backup = tmp_path / "old.ksbackup"
+    backup.create_backup(world.vault, old_backup)
+    old_recovery = tmp_path / "recovery-old.json"
+    old_recovery.write_bytes((world.root / "recovery.json").read_bytes())
+    # the eviction: a new token, a refresh (new generation); the old agent share is dead here
+    new_token = agents.rotate_token(world.vault, "bot")
+    recovery = world.root / "recovery.json"
+    threshold.reshare_wallet(
+        world.vault, "team", recovery=share_file.read(recovery, "recovery file"),
+        recovery_passphrase=_secret(RECOVERY), recovery_path=recovery, agent_token=new_token,
+        agent_share_key=_secret(SHARE_KEY + " 2"), agent_share_path=world.root / "agent-2.json",
+    )  # fmt: skip
+    # the disaster: the old backup rebuilt on a new machine
+    restored, _ = backup.restore_new(
+        Home(tmp_path / "rebuilt"), old_backup, world.phrase, _secret("another passphrase 123!"),
+        kdf=CHEAP,
+    )  # fmt: skip
+    try:
+        assert [a.status for a in agents.list_agents(restored)] == ["paused"]
+        with pytest.raises(PolicyDeniedError, match="paused"):
+            threshold.preprocess(restored, "bot", "team")
+        agents.set_status(restored, "bot", "active")  # the owner resumes it...
+        with pytest.raises(PolicyDeniedError, match="rebuilt from a backup"):
+            threshold.preprocess(restored, "bot", "team")  # ...the wallet still holds
+        # only a refresh lifts the hold (with a recovery file of the restored generation)
+        threshold.reshare_wallet(
+            restored, "team", recovery=share_file.read(old_recovery, "recovery file"),
+            recovery_passphrase=_secret(RECOVERY), recovery_path=old_recovery,
+            agent_token=_secret(world.token), agent_share_key=_secret(SHARE_KEY),
+            agent_share_path=tmp_path / "agent-3.json",
+        )  # fmt: skip
+        assert threshold.preprocess(restored, "bot", "team")["protocol"] == "dkls23"
+    finally:
+        restored.lock()
