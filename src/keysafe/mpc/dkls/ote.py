@@ -81,12 +81,41 @@ def _prg(seed: bytes, session_id: bytes, nonce: bytes, column: int) -> int:
     return int.from_bytes(stream, "little")
 
 
+def _swap_masks() -> tuple[tuple[int, int], ...]:
+    """For each j in 128, 64, ..., 1: the bits (r, c) of a 256×256 bit matrix stored row-major
+    in one int (bit r·256 + c) with r & j = 0 and c & j ≠ 0, and the distance j·255 to the bit
+    (r + j, c − j) they trade places with."""
+    out = []
+    j = KAPPA // 2
+    while j:
+        row = sum(1 << c for c in range(KAPPA) if c & j)
+        mask = sum(row << (KAPPA * r) for r in range(KAPPA) if not r & j)
+        out.append((j * (KAPPA - 1), mask))
+        j >>= 1
+    return tuple(out)
+
+
+_SWAPS: Final = _swap_masks()
+_BLOCKS: Final = -(-ROWS // KAPPA)
+_SLICE: Final = (1 << KAPPA) - 1
+
+
 def transpose(columns: list[int]) -> list[int]:
-    """KAPPA columns of ROWS bits → ROWS rows of KAPPA bits (string zip: C speed, no numpy)."""
-    texts = [format(c, f"0{ROWS}b") for c in columns]  # character p is bit ROWS-1-p
-    rows = [int("".join(bits)[::-1], 2) for bits in zip(*texts, strict=True)]
-    rows.reverse()
-    return rows
+    """KAPPA columns of ROWS bits → ROWS rows of KAPPA bits. Each 256-row block is one
+    256×256 bit matrix in a single Python int, transposed by 8 masked delta swaps (each a few
+    big-int operations, so the whole transpose costs well under a millisecond, no numpy)."""
+    rows: list[int] = []
+    for block in range(_BLOCKS):
+        x = int.from_bytes(
+            b"".join(((c >> (KAPPA * block)) & _SLICE).to_bytes(32, "little") for c in columns),
+            "little",
+        )
+        for shift, mask in _SWAPS:
+            t = (x ^ (x >> shift)) & mask
+            x ^= t ^ (t << shift)
+        data = x.to_bytes(KAPPA * 32, "little")
+        rows.extend(int.from_bytes(data[32 * k : 32 * k + 32], "little") for k in range(KAPPA))
+    return rows[:ROWS]
 
 
 def _challenge(session_id: bytes, nonce: bytes, u: bytes) -> gf2.Multiplier:
