@@ -32,6 +32,7 @@ from keysafe.mpc.dkls import cosigner
 from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 from tests.conftest import Cli
+from tests.e2e import share_audit
 from tests.e2e.mcp_fixture import McpSession, ok, refused
 from tests.e2e.server_fixture import (
     KEYSAFE,
@@ -67,13 +68,9 @@ rules:
 """
 
 
-SHARE_AUDIT = Path(__file__).resolve().parent / "share_audit"
-
-
 def audited(env: dict[str, str], root: Path) -> dict[str, str]:
-    """`env` for a keysafe process whose share loads are recorded (share_audit/sitecustomize)."""
-    path = os.pathsep.join(filter(None, (str(SHARE_AUDIT), env.get("PYTHONPATH"))))
-    return env | {"PYTHONPATH": path, "KEYSAFE_TEST_SHARE_LOG": str(root / "share-loads.log")}
+    """`env` for a keysafe process whose share loads are recorded (tests/e2e/share_audit)."""
+    return share_audit.audited(env, root / "share-loads.log")
 
 
 @dataclass
@@ -400,11 +397,7 @@ def test_attack_no_process_ever_loads_two_shares_of_the_wallet(world: World) -> 
     (the server, `keysafe mcp`, the owner's CLI, recover-sign and its child) was recorded;
     none holds two shares of the wallet, except `wallet refresh`, which still runs the
     vault's and the recovery party's parts in the owner's process (not built yet)."""
-    by_process: dict[tuple[str, str, str], set[int]] = {}
-    for line in (world.root / "share-loads.log").read_text().splitlines():
-        pid, command, group_key, identifier = line.split("\t")
-        by_process.setdefault((pid, command, group_key), set()).add(int(identifier))
-    commands = {command for _, command, _ in by_process}
+    commands, two = share_audit.two_shares_in_one_process(world.root / "share-loads.log")
     for expected in (
         "keysafe serve",
         "keysafe mcp",
@@ -413,7 +406,5 @@ def test_attack_no_process_ever_loads_two_shares_of_the_wallet(world: World) -> 
         "party.py",
     ):  # not a vacuous pass
         assert any(c.startswith(expected) for c in commands), (expected, commands)
-    assert any(parties == {1} for parties in by_process.values())  # the agent's own processes
-    two = {key: parties for key, parties in by_process.items() if len(parties) > 1}
     assert all("refresh" in command for _, command, _ in two), two
     assert two, "refresh no longer holds two shares: update this test and issue 16's note"
