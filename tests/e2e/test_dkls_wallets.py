@@ -29,6 +29,9 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from keysafe.errors import MalformedRequestError, WrongPassphraseError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
+from keysafe.mpc.dkls.wire import N
+from keysafe.mpc.frost.groups import SECP256K1
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, lagrange
 from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 from tests.conftest import Cli
@@ -408,3 +411,42 @@ def test_attack_no_process_ever_loads_two_shares_of_the_wallet(world: World) -> 
         assert any(c.startswith(expected) for c in commands), (expected, commands)
     assert all("refresh" in command for _, command, _ in two), two
     assert two, "refresh no longer holds two shares: update this test and issue 16's note"
+
+
+def test_attack_the_wallet_key_and_the_shares_appear_in_no_file_or_log(world: World) -> None:
+    """Acceptance 4 for DKLs23, over the processes of this module: the private key (computed
+    here only, from the agent's and the recovery share, outside keysafe) and those shares are
+    in none of the files they left under the module's root: the server's log, the MCP stderr,
+    the share-load record, the vault database, the share files, the policy."""
+    agent = world.share().key
+    recovery = share_file.open_recovery_share(
+        share_file.read(world.root / "team-recovery.json", "recovery file"),
+        SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())),
+    ).key
+    if agent.public.group_public_key != recovery.public.group_public_key or (
+        agent.public.verifying_shares != recovery.public.verifying_shares
+    ):  # the refresh rewrote the recovery file: take the agent share of the same generation
+        doc = share_file.read(world.root / "team-agent-2.json", "agent share file")
+        agent = share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode()))).key
+    x = (lagrange(SECP256K1, AGENT, (AGENT, RECOVERY)) * agent.signing_share
+         + lagrange(SECP256K1, RECOVERY, (AGENT, RECOVERY)) * recovery.signing_share) % N  # fmt: skip
+    assert SECP256K1.base_mul(x) == agent.public.group_public_key  # the key, from outside
+
+    def forms(s: int) -> list[bytes]:
+        be, le = s.to_bytes(32, "big"), s.to_bytes(32, "little")
+        return [be, le, be.hex().encode(), le.hex().encode(), str(s).encode()]
+
+    needles = forms(x) + forms(agent.signing_share) + forms(recovery.signing_share)
+    blobs = {p: p.read_bytes() for p in world.root.rglob("*") if p.is_file()}
+    assert len(blobs) >= 8, sorted(blobs)  # logs, the database, share files, the policy
+    assert (
+        any(p.name.startswith("serve-") for p in blobs)
+        and (world.root / "home" / "vault.db") in blobs
+    )
+
+    def scan(files: dict[Path, bytes]) -> list[tuple[str, bytes]]:
+        return [(p.name, n[:8]) for p, data in files.items() for n in needles if n in data]
+
+    assert scan(blobs) == [], scan(blobs)
+    planted = {Path("serve-planted.log"): b"log line " + x.to_bytes(32, "big").hex().encode()}
+    assert scan(planted), "negative control: the scan finds a key that is there"

@@ -30,9 +30,10 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 from eth_account.messages import SignableMessage, encode_defunct
 from solders.pubkey import Pubkey
@@ -393,6 +394,22 @@ def _refuse_restored(info: RecordInfo) -> None:
         )
 
 
+class _Held(Protocol):
+    @property
+    def agent(self) -> str:  # who holds it: an agent's name, or _OWNER
+        ...
+
+
+def _admit(held: Iterable[_Held], holder: str, what: str) -> None:
+    """Refuse a new session or commitment past the per-holder cap (call with _LOCK held)."""
+    if sum(1 for p in held if p.agent == holder) >= MAX_OPEN_PER_AGENT:
+        who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
+        raise MalformedRequestError(
+            f"{who} already holds {MAX_OPEN_PER_AGENT} {what}.",
+            next_step="use them (or wait 15 minutes for them to expire).",
+        )
+
+
 def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
     """Fresh vault nonces for one signature with `holder` (an agent, or `_OWNER`), kept in
     memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
@@ -402,14 +419,9 @@ def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
         return _dkls_open(vault, info, holder)
     nonces, commitment = signing.commit(_user_key(vault, info))
     sid = secrets.token_bytes(32)
-    who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
     with _LOCK:
         table = _table(vault)
-        if sum(1 for p in table.values() if p.agent == holder) >= MAX_OPEN_PER_AGENT:
-            raise MalformedRequestError(
-                f"{who} already holds {MAX_OPEN_PER_AGENT} unused commitments.",
-                next_step="use them (or wait 15 minutes for them to expire).",
-            )
+        _admit(table.values(), holder, "unused commitments")
         table[sid] = _Preprocessed(
             info.name, holder, int(info.meta.get("generation", 1)), nonces, commitment,
             time.monotonic() + NONCE_TTL_S,
@@ -530,14 +542,9 @@ def _dkls_open(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
     persist_bans(vault)  # one a parked approval's failed check left in memory, if any
     _refuse_banned(vault, info, AGENT if holder != _OWNER else RECOVERY)
     sid = secrets.token_bytes(32)
-    who = "The owner" if holder == _OWNER else f"Agent '{holder}'"
     with _LOCK:
         table = _dkls_table(vault)
-        if sum(1 for p in table.values() if p.agent == holder) >= MAX_OPEN_PER_AGENT:
-            raise MalformedRequestError(
-                f"{who} already holds {MAX_OPEN_PER_AGENT} unused signing sessions.",
-                next_step="use them (or wait 15 minutes for them to expire).",
-            )
+        _admit(table.values(), holder, "unused signing sessions")
         table[sid] = _DklsSession(
             info.name, holder, int(info.meta.get("generation", 1)),
             time.monotonic() + NONCE_TTL_S,
