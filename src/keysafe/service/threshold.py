@@ -25,6 +25,7 @@ Rules this module enforces:
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import secrets
@@ -259,7 +260,7 @@ def create_threshold_wallet(
 
 def _check_share_key(share_key: SecretBytes, token: SecretBytes) -> None:
     check_new_passphrase(share_key, what="agent share key (KEYSAFE_AGENT_SHARE_KEY)")
-    if bytes(share_key.reveal()) == bytes(token.reveal()):
+    if hmac.compare_digest(bytes(share_key.reveal()), bytes(token.reveal())):
         raise MalformedRequestError(
             "The agent's share key must not be its token: the vault sees the token on every "
             "request, and the share key is what keeps the vault from opening the agent's share.",

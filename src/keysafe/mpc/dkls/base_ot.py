@@ -128,16 +128,17 @@ def read_second(
     """Parse and verify the receiver's message; returns the sender's key pairs. Aborts naming
     the receiver."""
     pairs: list[tuple[bytes, bytes]] = []
+    z = secret.z  # public: the sender's first message
     for i in range(count):
         h = reader.point(f"base OT h[{i}]")
         c0, c1 = reader.scalar(f"base OT c0[{i}]"), reader.scalar(f"base OT c1[{i}]")
         z0, z1 = reader.scalar(f"base OT z0[{i}]"), reader.scalar(f"base OT z1[{i}]")
-        if h == secret.z:
+        if h == z:
             reader.fail(f"base OT h[{i}] equals z (a key everyone knows)")
-        y1 = G.sub(h, secret.z)
+        y1 = G.sub(h, z)
         a0 = G.sub(G.base_mul(z0), G.mul(c0, h))
         a1 = G.sub(G.base_mul(z1), G.mul(c1, y1))
-        if (c0 + c1) % G.order != _or_challenge(ctx, i, secret.z, h, a0, a1):
+        if (c0 + c1) % G.order != _or_challenge(ctx, i, z, h, a0, a1):
             reader.fail(f"the base OT receiver's proof for index {i} does not verify")
         pairs.append((_key(ctx, i, G.mul(secret.s, h)), _key(ctx, i, G.mul(secret.s, y1))))
     return pairs

@@ -15,6 +15,7 @@ shows up at the first signature as a failed OT-extension check, which bans the p
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from dataclasses import dataclass, replace
 from typing import Final
@@ -174,7 +175,9 @@ def finish(state: SetupState, message: bytes) -> PairState:
     ctx = base_ot.Context(state.session_id, state.me, state.peer)
     pairs = base_ot.read_second(ctx, state.base_secret, reader, ote.KAPPA)
     peer_seed = reader.take(_SEED_LEN)
-    if _commit(state.session_id, state.peer, peer_seed) != state.peer_commitment:
+    if not hmac.compare_digest(
+        _commit(state.session_id, state.peer, peer_seed), state.peer_commitment
+    ):
         reader.fail("the zero-share seed does not open its commitment")
     seeds = {state.me: state.seed, state.peer: peer_seed}
     zero_seed = transcript_hash(

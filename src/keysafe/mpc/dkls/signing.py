@@ -24,6 +24,7 @@ Every state is single-use: a round run twice, or a message from another session,
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -255,7 +256,8 @@ def _round3(state: SigningState, message: bytes) -> bytes:
     r_peer = reader.point("R")
     psi_peer = reader.scalar("ψ")
     salt_peer = reader.take(32)
-    if _commit(state.session_id, state.peer, r_peer, salt_peer) != state.peer_commitment:
+    opened = _commit(state.session_id, state.peer, r_peer, salt_peer)
+    if not hmac.compare_digest(opened, state.peer_commitment):
         reader.fail("R does not open the round-1 commitment")
     d = multiply.receiver_finish(state.mul, reader)
     chi = state.mul.b
