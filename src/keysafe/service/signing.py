@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from eth_account.messages import encode_defunct
-
 from keysafe import approvals
 from keysafe.approvals import Kind
 from keysafe.chains.evm import intents as evm_intents
@@ -414,7 +412,7 @@ def threshold_exchange(
     else:
         assert message is not None
         _, data = _message_intent(info, reg, message, encoding)
-        digest = evm_signing.message_hash(encode_defunct(primitive=data))
+        digest = evm_signing.personal_digest(data)[1]
     return threshold_wallets.dkls_exchange(vault, agent, info, digest, fields)
 
 
@@ -588,8 +586,7 @@ def sign_message(
 
     def act(request_id: str) -> SignResult:
         if fields is not None and info.meta["chain"] == Chain.EVM:
-            signable = encode_defunct(primitive=data)
-            digest = evm_signing.message_hash(signable)
+            signable, digest = evm_signing.personal_digest(data)
             sig = threshold_wallets.cosign_ecdsa(vault, agent, info, digest, fields)
             signature = evm_signing.assemble_message_signature(
                 signable, sig.r, sig.s, sig.recovery_id, info.meta["address"]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn, Protocol
 
-from eth_account.messages import SignableMessage, encode_defunct
+from eth_account.messages import SignableMessage
 from solders.pubkey import Pubkey
 from sqlalchemy import Connection
 
@@ -758,8 +758,7 @@ def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
 
 def _owner_message_digest(message: str) -> tuple[SignableMessage, bytes]:
     """What `wallet sign-message` signs on EVM: personal_sign over the text (MetaMask's rule)."""
-    signable = encode_defunct(primitive=personal_message_bytes(message))
-    return signable, evm_signing.message_hash(signable)
+    return evm_signing.personal_digest(personal_message_bytes(message))
 
 
 def owner_exchange(

@@ -51,6 +51,7 @@ __all__ = [
     "assemble_message_signature",
     "assemble_transaction",
     "message_hash",
+    "personal_digest",
     "sign_personal_message",
     "sign_transaction",
     "sign_typed_data",
@@ -186,6 +187,13 @@ def assemble_transaction(tx: EvmTx, r: int, s: int, recovery_id: int, sender: st
 def message_hash(signable: SignableMessage) -> bytes:
     """The 32-byte EIP-191 hash of an encoded message (personal_sign or EIP-712)."""
     return bytes(_hash_eip191_message(signable))
+
+
+def personal_digest(message_bytes: bytes) -> tuple[SignableMessage, bytes]:
+    """personal_sign over `message_bytes`: the encoded message and the hash a signer signs
+    (one place for every party of a 2-of-3 signature, so they cannot hash it differently)."""
+    signable = encode_defunct(primitive=bytes(message_bytes))
+    return signable, message_hash(signable)
 
 
 def assemble_message_signature(

@@ -15,8 +15,6 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from eth_account.messages import encode_defunct
-
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm.intents import personal_message_bytes
 from keysafe.chains.evm.tx import parse_transaction
@@ -63,7 +61,7 @@ def transaction_digest(transaction: Any) -> bytes:
 
 def message_digest(message: str) -> bytes:
     """The EIP-191 hash this party signs for `sign_message` (MetaMask's reading of the text)."""
-    return evm_signing.message_hash(encode_defunct(primitive=personal_message_bytes(message)))
+    return evm_signing.personal_digest(personal_message_bytes(message))[1]
 
 
 def start(
