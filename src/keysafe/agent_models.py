@@ -204,3 +204,53 @@ class ErrorAnswer(_Answer):
     """Every 4xx and 5xx answer: `{"error": {code, message, next, …}}`."""
 
     error: ErrorDetail
+
+
+# -- 2-of-3 keygen (service/keygen.py): the agent joins as party 1 --------------------------
+
+KeygenStatus = Literal["waiting", "running", "done", "failed"]
+
+
+class Sealed(_Answer):
+    """One end-to-end sealed message of round `round` from `sender` to `receiver` (base64)."""
+
+    round: int = Field(ge=1, le=16)
+    sender: int = Field(ge=1, le=3)
+    receiver: int = Field(ge=1, le=3)
+    body: str = Field(max_length=128 * 1024)
+
+
+class KeygenPost(_Answer):
+    """What a party sends: its key (once, first), for the agent the tag over it, messages from
+    it, or an abort with the reason (which ends the keygen for everyone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = Field(default=None, max_length=64)
+    tag: str | None = Field(default=None, max_length=64)
+    messages: list[Sealed] = Field(default_factory=list, max_length=4)
+    abort: str | None = Field(default=None, max_length=300)
+
+
+class KeygenView(_Answer):
+    """A keygen as one party sees it: the announced keys and the messages sealed to it."""
+
+    id: str
+    wallet: str
+    chain: str = Field(description="Chain family: evm or solana.")
+    agent: str
+    vault_id: str
+    rounds: int
+    keys: dict[int, str]
+    agent_tag: str | None
+    messages: list[Sealed]
+    status: KeygenStatus
+    failure: str | None
+    address: str | None
+    expires_in: int
+
+
+class Keygens(_Answer):
+    """GET /v1/agent/threshold/keygens: the keygens waiting for this agent to join."""
+
+    keygens: list[KeygenView]

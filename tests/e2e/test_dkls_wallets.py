@@ -1,5 +1,6 @@
-"""2-of-3 EVM wallets (DKLs23) end to end, as three OS processes: the owner's `keysafe` CLI
-creates the wallet, `keysafe serve` holds the vault's share, `keysafe mcp` over stdio (driven
+"""2-of-3 EVM wallets (DKLs23) end to end, as three OS processes: the wallet is made by a keygen
+of the owner's `keysafe wallet create` (recovery party), `keysafe serve` (the vault's) and the
+agent host's `keysafe agent threshold join`; `keysafe serve` holds the vault's share, `keysafe mcp` over stdio (driven
 by the MCP SDK's client) holds the agent's share and runs the agent's rounds; the transaction
 lands on a real local EVM node (ganache) with the wallet as sender.
 
@@ -36,6 +37,7 @@ from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 from tests.conftest import Cli
 from tests.e2e import share_audit
+from tests.e2e.keygen_fixture import create_apart
 from tests.e2e.mcp_fixture import McpSession, ok, refused
 from tests.e2e.server_fixture import (
     KEYSAFE,
@@ -111,18 +113,19 @@ def world(evm_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     policy = root / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
     token = add_agent(cli, "bot", policy)
-    env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
-           "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY}  # fmt: skip
-    made = json.loads(
-        cli.ok(
-            "wallet", "create", "team", "--chain", "evm", "--threshold", "2-of-3",
-            "--agent", "bot", "--agent-share-file", str(root / "team-agent.json"),
-            "--recovery-file", str(root / "team-recovery.json"), "--json", env=env,
-        ).stdout
-    )  # fmt: skip
-    evm_node.send_from_node({"to": made["address"], "value": hex(5 * ETH)})
     server_env = audited(cli_env(home), root)
     with keysafe_server(server_env, "--unlock", "--rate-limit", "1000", log_dir=root) as server:
+        # the agent's host: its own home (no vault), the vault's URL, its token and share key
+        agent_env = audited(cli_env(root / "agent-host"), root) | {
+            "KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token,
+            "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+        }  # fmt: skip
+        made = create_apart(
+            cli, "team", "evm", "bot", recovery_file=root / "team-recovery.json",
+            share_file=root / "team-agent.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+            agent_env=agent_env,
+        ).owner  # fmt: skip
+        evm_node.send_from_node({"to": made["address"], "value": hex(5 * ETH)})
         yield World(root, evm_node, server, token, made["address"], made)
 
 

@@ -55,6 +55,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "reads the owner's recovery share file from disk before a service call",
     ("cli/record_cmds.py", "keysafe.mpc.share_file"):
         "reads the owner's recovery / agent share files from disk before a service call",
+    ("cli/keygen.py", "keysafe.mpc.share_file"):
+        "seals and writes this process's own new share (recovery or agent) to its file",
     # The MCP server is the agent's party in 2-of-3 FROST: it holds the agent's own share and runs
     # its rounds locally (the vault never sees that share).
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",

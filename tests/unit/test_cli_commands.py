@@ -21,6 +21,19 @@ def _defining_module(obj: Any) -> str:
     raise AssertionError(f"no CLI module holds {obj!r}")
 
 
+def _modules_of(group: typer.Typer) -> set[str]:
+    """The modules that add to `group`: where it is defined, its commands, its nested groups."""
+    out = {_defining_module(group)} | {
+        c.callback.__module__.removeprefix("keysafe.cli.")
+        for c in group.registered_commands
+        if c.callback is not None
+    }
+    for nested in group.registered_groups:
+        assert nested.typer_instance is not None
+        out |= _modules_of(nested.typer_instance)
+    return out
+
+
 def test_the_command_table_names_every_command_and_the_modules_that_add_to_it() -> None:
     cli.register([])  # no command named: every module
     defined: dict[str, set[str]] = {}
@@ -32,11 +45,7 @@ def test_the_command_table_names_every_command_and_the_modules_that_add_to_it() 
         assert group.name is not None
         sub = group.typer_instance
         assert sub is not None
-        defined[group.name] = {_defining_module(sub)} | {
-            c.callback.__module__.removeprefix("keysafe.cli.")
-            for c in sub.registered_commands
-            if c.callback is not None
-        }
+        defined[group.name] = _modules_of(sub)
     assert defined == {name: set(modules) for name, modules in cli.COMMANDS.items()}
     assert set(typer.main.get_command(cli.app).commands) == set(cli.COMMANDS)  # type: ignore[attr-defined]
 

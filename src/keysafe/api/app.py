@@ -42,6 +42,7 @@ from keysafe.service import (
     capabilities,
     checks,
     data,
+    keygen,
     placeholders,
     proxy,
     release,
@@ -561,6 +562,23 @@ def _agent_routes(app: FastAPI) -> None:
             transaction=body.transaction, chain=body.chain, message=body.message,
             encoding=body.encoding,
         )  # fmt: skip
+
+    @app.get("/v1/agent/threshold/keygens", tags=["agent"], response_model=answers.Keygens)
+    def keygens(request: Request, agent: Agent) -> answers.Keygens:
+        """The 2-of-3 keygens the owner opened for this agent and it has not joined yet.
+        keysafe's agent side (`keysafe agent threshold join`) calls this."""
+        return answers.Keygens(keygens=keygen.pending(_state(request).vault, agent))
+
+    @app.post(
+        "/v1/agent/threshold/keygens/{keygen_id}", tags=["agent"], response_model=answers.KeygenView
+    )
+    def keygen_exchange(
+        request: Request, agent: Agent, keygen_id: str, body: answers.KeygenPost
+    ) -> answers.KeygenView:
+        """The agent's part of a 2-of-3 keygen: its key (tagged with the owner's join code),
+        its sealed messages; the answer holds the messages sealed to it. The vault relays what
+        it cannot read (service/keygen.py)."""
+        return keygen.agent_exchange(_state(request).vault, agent, keygen_id, body)
 
     @app.post(
         "/v1/agent/credential-release",

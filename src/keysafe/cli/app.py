@@ -96,7 +96,7 @@ def _configure_logging(h: Home) -> None:
 COMMANDS: Final[dict[str, tuple[str, ...]]] = {
     "init": ("vault_cmds",), "status": ("vault_cmds",), "recover": ("vault_cmds",),
     "passphrase": ("vault_cmds",), "pause-all": ("agent_cmds",), "resume-all": ("agent_cmds",),
-    "agent": ("agent_cmds",), "policy": ("agent_cmds",), "chain": ("agent_cmds",),
+    "agent": ("agent_cmds", "agent_threshold_cmds"), "policy": ("agent_cmds",), "chain": ("agent_cmds",),
     "asset": ("agent_cmds",), "audit": ("audit_cmds",), "backup": ("backup_cmds",),
     "decode": ("chain_cmds",), "demo": ("demo_cmd",), "serve": ("server_cmds",),
     "unlock": ("server_cmds",), "lock": ("server_cmds",), "approvals": ("server_cmds",),
@@ -107,7 +107,7 @@ COMMANDS: Final[dict[str, tuple[str, ...]]] = {
     "doctor": ("doctor_cmd",),
 }  # fmt: skip
 _ALL_MODULES: Final = (
-    "agent_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "doctor_cmd",
+    "agent_cmds", "agent_threshold_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "doctor_cmd",
     "record_cmds", "server_cmds", "surface_cmds", "vault_cmds",
 )  # fmt: skip
 

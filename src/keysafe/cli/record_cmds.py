@@ -209,7 +209,9 @@ def wallet_create(
         Path | None,
         typer.Option(
             "--agent-share-file",
-            help="With --threshold: where the agent's share goes.",
+            help="With --threshold, the old one-process way: write the agent's share here "
+            "(this process then holds all three shares for a moment; leave it out and the agent "
+            "joins from its own host instead).",
             dir_okay=False,
         ),
     ] = None,
@@ -218,6 +220,15 @@ def wallet_create(
         typer.Option(
             "--recovery-file",
             help="With --threshold: where the recovery share goes (store it offline).",
+            dir_okay=False,
+        ),
+    ] = None,
+    join_code_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--join-code-file",
+            help="With --threshold: also write the agent's join code to this file (0600), "
+            "for scripts that hand it to the agent's host.",
             dir_okay=False,
         ),
     ] = None,
@@ -233,14 +244,27 @@ def wallet_create(
     party (share 3, a file under a recovery passphrase: KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
     Any two sign; the key itself never exists anywhere. Point `keysafe mcp` at the agent's file
     with KEYSAFE_AGENT_SHARE_FILE.
+
+    Each party runs in its own process: this one is the recovery party, the running
+    `keysafe serve` the vault's, and the agent joins from its host with the code this prints
+    (`keysafe agent threshold join`); messages between them are end-to-end encrypted.
     """
     if threshold is not None:
+        if agent_share_file is None and agent and recovery_file:
+            from keysafe.cli import keygen  # the MPC code, only for this command
+
+            _check_threshold(threshold)
+            made = keygen.create_apart(
+                name, chain, agent, recovery_file, passphrase_file, join_code_file
+            )
+            keygen.show_created(made, json_out)
+            return
         _create_threshold(
             name, chain, threshold, agent, agent_share_file, recovery_file, passphrase_file,
             json_out,
         )  # fmt: skip
         return
-    if agent or agent_share_file or recovery_file:
+    if agent or agent_share_file or recovery_file or join_code_file:
         raise MalformedRequestError(
             "--agent, --agent-share-file and --recovery-file go with --threshold 2-of-3.",
             next_step="add --threshold 2-of-3, or drop them for an ordinary wallet.",
@@ -266,13 +290,10 @@ def _create_threshold(
 ) -> None:
     from keysafe.service import threshold as threshold_wallets
 
-    if threshold != threshold_wallets.THRESHOLD:
-        raise MalformedRequestError(
-            f"'{threshold[:20]}' is not a supported threshold.", next_step="use --threshold 2-of-3."
-        )
+    _check_threshold(threshold)
     if not (agent and agent_share_file and recovery_file):
         raise MalformedRequestError(
-            "A 2-of-3 wallet needs --agent NAME, --agent-share-file PATH and --recovery-file PATH.",
+            "A 2-of-3 wallet needs --agent NAME and --recovery-file PATH.",
             next_step="add the missing options.",
         )
     token = inputs.passphrase(
@@ -297,6 +318,13 @@ def _create_threshold(
         f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
         markup=False,
     )
+
+
+def _check_threshold(threshold: str) -> None:
+    if threshold != "2-of-3":
+        raise MalformedRequestError(
+            f"'{threshold[:20]}' is not a supported threshold.", next_step="use --threshold 2-of-3."
+        )
 
 
 def _share_key_input(agent: str) -> SecretBytes:

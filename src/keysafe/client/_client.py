@@ -27,6 +27,9 @@ from keysafe.agent_models import (
     DataValue,
     Health,
     HttpResult,
+    KeygenPost,
+    Keygens,
+    KeygenView,
     PendingApproval,
     PendingApprovals,
     ReleasedCredential,
@@ -204,6 +207,15 @@ class _Routes:
     def threshold_commit(wallet: str) -> _Call[ThresholdCommitment]:
         body = {"wallet": wallet}
         return _Call("POST", "/v1/agent/threshold/commit", body, _model(ThresholdCommitment))
+
+    @staticmethod
+    def keygens() -> _Call[Keygens]:
+        return _Call("GET", "/v1/agent/threshold/keygens", None, _model(Keygens))
+
+    @staticmethod
+    def keygen_exchange(keygen_id: str, post: KeygenPost) -> _Call[KeygenView]:
+        path = f"/v1/agent/threshold/keygens/{_seg(keygen_id)}"
+        return _Call("POST", path, post.model_dump(exclude_none=True), _model(KeygenView))
 
     @staticmethod
     def release_credential(body: Json) -> _Call[ReleasedCredential]:
@@ -453,6 +465,20 @@ class AgentClient:
         FROST part is computed by keysafe's MCP server, which holds the agent's share)."""
         return self._run(_Routes.threshold_commit(wallet))
 
+    def keygens(self) -> list[KeygenView]:
+        """The 2-of-3 keygens waiting for this agent to join (`keysafe agent threshold join`
+        runs the agent's side)."""
+        return self._run(_Routes.keygens()).keygens
+
+    def keygen_exchange(self, keygen_id: str, post: KeygenPost) -> KeygenView:
+        """Post the agent's part to keygen `keygen_id`; the answer holds what is there for it.
+
+        Raises:
+            NotFoundError: no such keygen open for this agent.
+            MalformedRequestError: a message out of place.
+        """
+        return self._run(_Routes.keygen_exchange(keygen_id, post))
+
     def release_credential(
         self, credential: str, *, purpose: str | None = None, wait: float = 0
     ) -> ReleasedCredential:
@@ -612,6 +638,12 @@ class AsyncAgentClient:
 
     async def threshold_commit(self, wallet: str) -> ThresholdCommitment:
         return await self._run(_Routes.threshold_commit(wallet))
+
+    async def keygens(self) -> list[KeygenView]:
+        return (await self._run(_Routes.keygens())).keygens
+
+    async def keygen_exchange(self, keygen_id: str, post: KeygenPost) -> KeygenView:
+        return await self._run(_Routes.keygen_exchange(keygen_id, post))
 
     async def release_credential(
         self, credential: str, *, purpose: str | None = None, wait: float = 0

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from keysafe.service.owner_keygen import KeygenExchange, KeygenStart
 from keysafe.service.owner_ops import (
     AddAgent,
     AddAsset,
@@ -36,7 +37,7 @@ AnyOp = Annotated[
     AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
-    | AddAsset
+    | AddAsset | KeygenStart | KeygenExchange
     | ReviewSeals | SealRows,
     Field(discriminator="kind"),
 ]  # fmt: skip

@@ -200,7 +200,7 @@ def create_threshold_wallet(
     """
     check_name(name, "wallet")
     check_new_passphrase(recovery_passphrase, what="recovery-file passphrase")
-    _check_share_key(agent_share_key, agent_token)
+    check_share_key(agent_share_key, agent_token)
     vault.require_unlocked()
     with vault.db.write() as conn:
         row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
@@ -226,8 +226,6 @@ def create_threshold_wallet(
                 next_step="choose another path.",
             )
     shares = _make_shares(chain)
-    public = shares[USER].key.public
-    address = _address(public)
     written: list[Path] = []
     try:
         share_file.write(
@@ -242,13 +240,7 @@ def create_threshold_wallet(
             ),
         )
         written.append(recovery_path)
-        meta = {
-            "chain": str(chain), "address": address, "source": "threshold",
-            "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
-        }  # fmt: skip
-        info = _store_user_share(
-            vault, name, meta, shares[USER], replace=False, action="wallet.create"
-        )
+        info = store_new_wallet(vault, name, chain, agent, shares[USER])
     except BaseException:
         for path in written:  # a refused create leaves no share file behind
             path.unlink(missing_ok=True)
@@ -258,7 +250,23 @@ def create_threshold_wallet(
     return CreatedWallet(WalletView.of(info), agent_share_path, recovery_path)
 
 
-def _check_share_key(share_key: SecretBytes, token: SecretBytes) -> None:
+def store_new_wallet(
+    vault: Vault, name: str, chain: Chain, agent: str, share: share_file.Share
+) -> RecordInfo:
+    """Keep the vault's share of a new 2-of-3 wallet (generation 1) and audit `wallet.create`.
+
+    Raises:
+        AlreadyExistsError: a wallet of that name exists.
+    """
+    public = share.key.public
+    meta = {
+        "chain": str(chain), "address": _address(public), "source": "threshold",
+        "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
+    }  # fmt: skip
+    return _store_user_share(vault, name, meta, share, replace=False, action="wallet.create")
+
+
+def check_share_key(share_key: SecretBytes, token: SecretBytes) -> None:
     check_new_passphrase(share_key, what="agent share key (KEYSAFE_AGENT_SHARE_KEY)")
     if hmac.compare_digest(bytes(share_key.reveal()), bytes(token.reveal())):
         raise MalformedRequestError(
@@ -908,7 +916,7 @@ def reshare_wallet(
     """User + recovery reshare to all three parties: same address, every share new. The agent's
     new share goes to `agent_share_path`, sealed under `agent_share_key` (a new one when the
     agent is evicted); its old share, like every old share, no longer signs with anyone."""
-    _check_share_key(agent_share_key, agent_token)
+    check_share_key(agent_share_key, agent_token)
     vault.require_unlocked()
     info = _threshold_wallet(vault, wallet)
     agent = str(info.meta["agent"])

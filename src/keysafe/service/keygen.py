@@ -1,0 +1,333 @@
+"""Creating a 2-of-3 wallet with each party in its own process: the vault relays and plays
+share 2; the owner's CLI plays the recovery party (3); the agent's host plays the agent (1).
+
+    owner CLI   start(wallet, chain, agent, recovery key) → a keygen id, the vault's key
+                prints a join code for the agent's host: the id, a hash of the recovery
+                party's key and a MAC key (never sent to the vault)
+    agent host  exchange(key, tag) → announces its key; the tag (HMAC under the code's MAC
+                key) lets the recovery party know the key is the agent's, not the relay's
+    all three   rounds of `mpc/keygen.py`, each message sealed end to end (`mpc/channel.py`)
+                and relayed here; the vault's own party runs here as its messages arrive
+    the end     each party keeps its share, then confirms the public package to the vault;
+                with both confirmations matching its own, the vault stores its share and the
+                wallet exists (audited `wallet.create`)
+
+Everything here lives in memory (`vault.volatile`) for at most ten minutes: a keygen that does
+not finish leaves nothing behind but share files the parties wrote for a wallet that does not
+exist. A failed check ends the keygen for all three, naming the party at fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from keysafe.agent_models import KeygenPost, KeygenStatus, KeygenView, Sealed
+from keysafe.errors import (
+    AlreadyExistsError,
+    KeysafeError,
+    MalformedRequestError,
+    NotFoundError,
+    PolicyDeniedError,
+)
+from keysafe.mpc import channel
+from keysafe.mpc.channel import Channel, ChannelError
+from keysafe.mpc.frost.errors import FrostError
+from keysafe.mpc.frost.groups import ED25519, SECP256K1
+from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER
+from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, public_digest
+from keysafe.service import threshold
+from keysafe.service.agents import get_agent
+from keysafe.service.models import Chain, RecordKind, check_name
+from keysafe.vault.vault import Vault
+
+__all__ = [
+    "TTL_S",
+    "agent_exchange",
+    "exchange",
+    "pending",
+    "start",
+]
+
+logger = logging.getLogger(__name__)
+
+TTL_S: Final = 10 * 60
+MAX_OPEN: Final = 4  # keygens at once per vault: each holds a party's secrets in memory
+_TABLE: Final = "keygens"
+_LOCK = threading.Lock()  # guards the table and every keygen in it across request threads
+
+
+@dataclass
+class _Keygen:
+    session_id: bytes
+    wallet: str
+    chain: Chain
+    agent: str
+    expires: float
+    vault_key: X25519PrivateKey
+    party: KeygenParty
+    keys: dict[int, bytes] = field(default_factory=dict)
+    agent_tag: bytes | None = None
+    mail: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
+    channel: Channel | None = None
+    vault_round: int = 1  # the round whose messages the vault's party waits for
+    status: KeygenStatus = "waiting"
+    failure: str | None = None
+    address: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.session_id.hex()
+
+
+def _table(vault: Vault) -> dict[str, _Keygen]:
+    table: dict[str, _Keygen] = vault.volatile.setdefault(_TABLE, {})
+    now = time.monotonic()
+    for kid in [k for k, g in table.items() if g.expires <= now]:
+        del table[kid]
+    return table
+
+
+def _b64(value: str, what: str, length: int | None = None) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedRequestError(
+            f"{what} is not base64.", next_step="send it as sent."
+        ) from None
+    if length is not None and len(raw) != length:
+        raise MalformedRequestError(f"{what} is not {length} bytes.", next_step="send it intact.")
+    return raw
+
+
+def _enc(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
+    return KeygenView(
+        id=g.id, wallet=g.wallet, chain=str(g.chain), agent=g.agent, vault_id=vault.vault_id,
+        rounds=g.party.rounds, keys={i: _enc(k) for i, k in g.keys.items()},
+        agent_tag=None if g.agent_tag is None else _enc(g.agent_tag),
+        messages=[
+            Sealed(round=r, sender=s, receiver=t, body=_enc(body))
+            for (r, s, t), body in sorted(g.mail.items())
+            if t == party
+        ],
+        status=g.status, failure=g.failure, address=g.address,
+        expires_in=max(0, int(g.expires - time.monotonic())),
+    )  # fmt: skip
+
+
+def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str) -> KeygenView:
+    """The owner opens a keygen for a new 2-of-3 wallet `wallet` shared with `agent`;
+    `recovery_key` is the recovery party's ephemeral X25519 key (base64).
+
+    Raises:
+        MalformedRequestError: a bad name or key, or too many keygens open.
+        AlreadyExistsError: a wallet of that name exists, or a keygen for it is open.
+        NotFoundError: no agent of that name.
+        PolicyDeniedError: the agent is not active.
+    """
+    check_name(wallet, "wallet")
+    key = _b64(recovery_key, "The recovery party's key", channel.KEY_LEN)
+    vault.require_unlocked()
+    with vault.db.read() as conn:
+        if get_agent(conn, agent).status != "active":
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is not active.", next_step=f"`keysafe agent resume {agent}`."
+            )
+        if vault.find_record(conn, RecordKind.WALLET, wallet) is not None:
+            raise AlreadyExistsError(
+                f"A wallet named '{wallet}' already exists.", next_step="pick another name."
+            )
+    suite = SECP256K1 if chain is Chain.EVM else ED25519
+    sid = secrets.token_bytes(SESSION_ID_LEN)
+    with _LOCK:
+        table = _table(vault)
+        if any(g.wallet == wallet and g.status in ("waiting", "running") for g in table.values()):
+            raise AlreadyExistsError(
+                f"A keygen for '{wallet}' is already open.",
+                next_step="let it finish or wait ten minutes for it to expire.",
+            )
+        if sum(g.status in ("waiting", "running") for g in table.values()) >= MAX_OPEN:
+            raise MalformedRequestError(
+                f"{MAX_OPEN} keygens are open already.",
+                next_step="let them finish or wait ten minutes for them to expire.",
+            )
+        g = _Keygen(
+            session_id=sid, wallet=wallet, chain=chain, agent=agent,
+            expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
+            party=KeygenParty(suite, USER, sid),
+        )  # fmt: skip
+        g.keys = {USER: channel.public_bytes(g.vault_key), RECOVERY: key}
+        table[g.id] = g
+        logger.info("keygen %s opened for wallet %s (agent %s)", g.id[:12], wallet, agent)
+        return _view(vault, g, RECOVERY)
+
+
+def pending(vault: Vault, agent: str) -> list[KeygenView]:
+    """The keygens waiting for `agent` to join."""
+    vault.require_unlocked()
+    with _LOCK:
+        return [
+            _view(vault, g, AGENT)
+            for g in _table(vault).values()
+            if g.agent == agent and g.status == "waiting" and AGENT not in g.keys
+        ]
+
+
+def exchange(
+    vault: Vault, keygen_id: str, party: int, post: KeygenPost, *, agent: str | None = None
+) -> KeygenView:
+    """Party `party` posts to keygen `keygen_id` and gets back what is there for it. The
+    surface authenticated the caller: the owner is the recovery party (3); an agent (`agent`,
+    its name) is party 1 of the keygens opened for it, and only while it is active.
+
+    Raises:
+        NotFoundError: no such keygen open for this caller (or it expired).
+        PolicyDeniedError: the agent is paused.
+        MalformedRequestError: a message not from `party`, out of place, or sent twice
+            differently; a key announced twice; messages before all keys are in.
+    """
+    vault.require_unlocked()
+    if party == AGENT:
+        with vault.db.read() as conn:
+            if agent is None or get_agent(conn, agent).status != "active":
+                raise PolicyDeniedError(
+                    f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
+                )
+    elif party != RECOVERY:
+        raise MalformedRequestError("Only parties 1 and 3 post here.", next_step="-")
+    with _LOCK:
+        g = _table(vault).get(keygen_id)
+        if g is None or (party == AGENT and g.agent != agent):
+            raise NotFoundError(
+                "No such keygen open; it finished, failed or expired (ten minutes).",
+                next_step="start the wallet creation again.",
+            )
+        if post.abort is not None:
+            if g.status in ("waiting", "running"):
+                _fail(vault, g, f"party {party} stopped the keygen: {post.abort}")
+            return _view(vault, g, party)
+        if post.key is not None:
+            _announce(g, party, post)
+        for m in post.messages:
+            _deliver(g, party, m)
+        _drive(vault, g)
+        return _view(vault, g, party)
+
+
+def agent_exchange(vault: Vault, agent: str, keygen_id: str, post: KeygenPost) -> KeygenView:
+    """`exchange` for the authenticated agent `agent`, which is party 1."""
+    return exchange(vault, keygen_id, AGENT, post, agent=agent)
+
+
+def _announce(g: _Keygen, party: int, post: KeygenPost) -> None:
+    assert post.key is not None
+    key = _b64(post.key, "The party's key", channel.KEY_LEN)
+    if g.keys.get(party) not in (None, key):
+        raise MalformedRequestError(
+            f"Party {party} announced another key already.", next_step="start a new keygen."
+        )
+    if party == AGENT:
+        if post.tag is None:
+            raise MalformedRequestError(
+                "The agent's key needs the tag the join code keys.",
+                next_step="join with the code the owner's CLI printed.",
+            )
+        g.agent_tag = _b64(post.tag, "The key's tag", 32)
+    g.keys[party] = key
+
+
+def _deliver(g: _Keygen, party: int, m: Sealed) -> None:
+    if g.status != "running":
+        raise MalformedRequestError(
+            f"This keygen is {g.status}; it takes no messages now.",
+            next_step="start again" if g.status == "failed" else "wait for all three keys.",
+        )
+    if m.sender != party or m.receiver == party or m.round > g.party.rounds + 1:
+        raise MalformedRequestError(
+            f"A message from party {m.sender} to {m.receiver} in round {m.round} cannot come "
+            f"from party {party}.",
+            next_step="send only your own messages.",
+        )
+    body = _b64(m.body, "A message body")
+    slot = (m.round, m.sender, m.receiver)
+    if g.mail.get(slot, body) != body:
+        raise MalformedRequestError(
+            f"Round {m.round} to party {m.receiver} was sent already, differently.",
+            next_step="start a new keygen.",
+        )
+    g.mail[slot] = body
+
+
+def _drive(vault: Vault, g: _Keygen) -> None:
+    """Run the vault's party as far as the mail allows; store the wallet when all confirm."""
+    if g.status == "waiting" and len(g.keys) == len(PARTIES):
+        g.channel = Channel(
+            g.session_id, USER, g.vault_key, {j: g.keys[j] for j in (AGENT, RECOVERY)}
+        )
+        _post(g, 1, g.party.start())
+        g.status = "running"
+    try:
+        while g.status == "running" and g.vault_round <= g.party.rounds:
+            r = g.vault_round
+            if any((r, j, USER) not in g.mail for j in (AGENT, RECOVERY)):
+                return
+            assert g.channel is not None
+            inbox = {j: g.channel.open(r, j, g.mail[(r, j, USER)]) for j in (AGENT, RECOVERY)}
+            _post(g, r + 1, g.party.step(r, inbox))
+            g.vault_round += 1
+        if g.status == "running":
+            _finish(vault, g)
+    except (ChannelError, FrostError) as exc:
+        _fail(vault, g, f"party {exc.culprit}: {exc}" if exc.culprit else str(exc))
+
+
+def _post(g: _Keygen, round_: int, out: dict[int, bytes]) -> None:
+    assert g.channel is not None
+    for j, payload in out.items():
+        g.mail[(round_, USER, j)] = g.channel.seal(round_, j, payload)
+
+
+def _finish(vault: Vault, g: _Keygen) -> None:
+    done = g.party.rounds + 1
+    if any((done, j, USER) not in g.mail for j in (AGENT, RECOVERY)):
+        return
+    share = g.party.share
+    assert share is not None and g.channel is not None
+    want = public_digest(share.key.public, g.session_id)
+    for j in (AGENT, RECOVERY):
+        if g.channel.open(done, j, g.mail[(done, j, USER)]) != want:
+            raise FrostError("confirmed another public package", culprit=j)
+    try:
+        info = threshold.store_new_wallet(vault, g.wallet, g.chain, g.agent, share)
+    except KeysafeError as exc:
+        _fail(vault, g, f"the vault could not keep its share: {exc}")
+        return
+    g.status, g.address = "done", str(info.meta["address"])
+    g.party.share = None
+    logger.info("keygen %s done: wallet %s", g.id[:12], g.wallet)
+
+
+def _fail(vault: Vault, g: _Keygen, why: str) -> None:
+    g.status, g.failure = "failed", why[:300]
+    g.party.share = None
+    g.mail.clear()
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="wallet.create", target=f"wallet:{g.wallet}",
+            outcome="failure", details={"name": g.wallet, "chain": str(g.chain),
+                                        "source": "threshold", "agent": g.agent,
+                                        "reason": g.failure},
+        )  # fmt: skip
+    logger.warning("keygen %s failed: %s", g.id[:12], g.failure)

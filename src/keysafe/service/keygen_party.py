@@ -1,0 +1,282 @@
+"""A party's side of a keygen that is not the vault's: the recovery party in the owner's CLI,
+the agent on its host. Both talk to the vault through `send` (the owner's session or the
+agent's token) and run `mpc/keygen.py` behind the end-to-end channel.
+
+The join code ties the two together without the vault: the owner's CLI makes it and shows it;
+the owner hands it to the agent's host. It carries the keygen id, a hash of the recovery party's
+key and a MAC key the vault never sees. With it the agent knows the recovery key it is shown is
+the owner's, and the recovery party knows the agent's key is the agent's (its tag): a vault that
+relays cannot put itself in the middle and end up holding two shares.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.errors import IntegrityError, MalformedRequestError
+from keysafe.mpc import channel
+from keysafe.mpc.channel import Channel, ChannelError
+from keysafe.mpc.frost.errors import FrostError
+from keysafe.mpc.frost.groups import ED25519, SECP256K1
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER
+from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, public_digest
+from keysafe.mpc.share_file import Share
+from keysafe.service.keygen import TTL_S
+from keysafe.service.models import Chain
+
+__all__ = ["JoinCode", "Party", "Send", "recovery_key"]
+
+logger = logging.getLogger(__name__)
+
+CODE_PREFIX: Final = "ksj_"
+_HASH_LEN: Final = 16
+_MAC_LEN: Final = 32
+POLL_S: Final = 0.2
+
+Send = Callable[[str, KeygenPost], KeygenView]  # (keygen id, post) → the vault's answer
+
+
+def _key_hash(public: bytes) -> bytes:
+    return hashlib.sha256(b"keysafe/keygen/recovery-key" + public).digest()[:_HASH_LEN]
+
+
+@dataclass(frozen=True)
+class JoinCode:
+    """What the agent's host needs to join, from the owner, not from the vault."""
+
+    session_id: bytes
+    recovery_key_hash: bytes
+    mac_key: bytes
+
+    def __repr__(self) -> str:
+        return f"JoinCode(id={self.session_id.hex()[:12]}…)"
+
+    @property
+    def keygen_id(self) -> str:
+        return self.session_id.hex()
+
+    def encode(self) -> str:
+        raw = self.session_id + self.recovery_key_hash + self.mac_key
+        return CODE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> JoinCode:
+        """Raises:
+        MalformedRequestError: not a join code (a typo, or cut short)."""
+        text = text.strip()
+        bad = MalformedRequestError(
+            "That is not a keygen join code (ksj_…).",
+            next_step="copy the whole code the owner's `keysafe wallet create` printed.",
+        )
+        if not text.startswith(CODE_PREFIX):
+            raise bad
+        body = text[len(CODE_PREFIX) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise bad from None
+        if len(raw) != SESSION_ID_LEN + _HASH_LEN + _MAC_LEN:
+            raise bad
+        return cls(
+            raw[:SESSION_ID_LEN], raw[SESSION_ID_LEN : SESSION_ID_LEN + _HASH_LEN],
+            raw[SESSION_ID_LEN + _HASH_LEN :],
+        )  # fmt: skip
+
+
+def _enc(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _b64(value: str) -> bytes:
+    return base64.b64decode(value, validate=True)
+
+
+def recovery_key() -> tuple[X25519PrivateKey, str]:
+    """A fresh ephemeral key for the recovery party, and its public half (base64) for the
+    vault (`KeygenStart`)."""
+    key = channel.new_key()
+    return key, _enc(channel.public_bytes(key))
+
+
+class Party:
+    """The agent's (1) or the recovery party's (3) side of one keygen.
+
+    The recovery side: `Party.recovery(send, start)` with the view `start` returned, then
+    `join_code()` for the agent's host. The agent side: `Party.agent(send, code)`. Then, on
+    either: `run()` gives this party's share; keep it (write the file), then `confirm()` tells
+    the vault, which stores its own share once both confirmed; it returns the wallet's address.
+    """
+
+    def __init__(
+        self, me: int, send: Send, keygen_id: str, key: X25519PrivateKey, code: JoinCode
+    ) -> None:
+        self.me, self._send, self.keygen_id = me, send, keygen_id
+        self._key, self._code = key, code
+        self.peer = RECOVERY if me == AGENT else AGENT
+        self._party: KeygenParty | None = None
+        self._channel: Channel | None = None
+        self.view: KeygenView | None = None
+
+    def __repr__(self) -> str:
+        return f"Party(me={self.me}, keygen={self.keygen_id[:12]}…)"
+
+    @classmethod
+    def recovery(cls, send: Send, key: X25519PrivateKey, started: KeygenView) -> Party:
+        code = JoinCode(
+            bytes.fromhex(started.id), _key_hash(channel.public_bytes(key)),
+            secrets.token_bytes(_MAC_LEN),
+        )  # fmt: skip
+        party = cls(RECOVERY, send, started.id, key, code)
+        party.view = started
+        return party
+
+    @classmethod
+    def agent(cls, send: Send, code: JoinCode) -> Party:
+        return cls(AGENT, send, code.keygen_id, channel.new_key(), code)
+
+    def join_code(self) -> str:
+        return self._code.encode()
+
+    @property
+    def chain(self) -> Chain:
+        assert self.view is not None
+        return Chain(self.view.chain)
+
+    def _post(self, post: KeygenPost) -> KeygenView:
+        self.view = self._send(self.keygen_id, post)
+        if self.view.status == "failed":
+            raise IntegrityError(
+                f"The keygen failed: {self.view.failure}.",
+                next_step="nothing was created; start `keysafe wallet create` again.",
+            )
+        return self.view
+
+    def _abort(self, why: str) -> None:
+        try:
+            self._send(self.keygen_id, KeygenPost(abort=why[:300]))
+        except Exception as exc:
+            logger.warning("could not tell the vault the keygen stopped: %s", type(exc).__name__)
+
+    def run(self, deadline: float | None = None) -> Share:
+        """Run this party's rounds to its share (not yet usable: keep it, then `confirm`).
+
+        Raises:
+            IntegrityError: a check failed here (the keygen is stopped for everyone, naming
+                the party at fault) or elsewhere, or the other parties did not come in time.
+        """
+        deadline = deadline or time.monotonic() + TTL_S
+        try:
+            return self._run(deadline)
+        except (ChannelError, FrostError) as exc:
+            self._abort(f"party {self.me} refused party {exc.culprit}'s messages")
+            raise IntegrityError(
+                f"The keygen stopped: {exc}.",
+                next_step="nothing was created; start again, and check who relays your messages.",
+                culprit=exc.culprit or 0,
+            ) from None
+
+    def _run(self, deadline: float) -> Share:
+        view = self._announce()
+        while len(view.keys) < 3:
+            view = self._wait(deadline, "the agent to join")
+        self._channel = self._open_channel(view)
+        suite = SECP256K1 if Chain(view.chain) is Chain.EVM else ED25519
+        self._party = KeygenParty(suite, self.me, bytes.fromhex(self.keygen_id))
+        self._deliver(1, self._party.start())
+        for r in range(1, self._party.rounds + 1):
+            inbox = self._collect(r, deadline)
+            self._deliver(r + 1, self._party.step(r, inbox))
+        assert self._party.share is not None
+        return self._party.share
+
+    def _announce(self) -> KeygenView:
+        if self.me == RECOVERY:
+            return self._post(KeygenPost())
+        public = channel.public_bytes(self._key)
+        tag = channel.announce_tag(self._code.mac_key, self._code.session_id, AGENT, public)
+        return self._post(
+            KeygenPost(key=base64.b64encode(public).decode(), tag=base64.b64encode(tag).decode())
+        )
+
+    def _wait(self, deadline: float, what: str) -> KeygenView:
+        if time.monotonic() > deadline:
+            self._abort(f"party {self.me} waited too long for {what}")
+            raise IntegrityError(
+                f"Gave up waiting for {what}.", next_step="start `keysafe wallet create` again."
+            )
+        time.sleep(POLL_S)
+        return self._post(KeygenPost())
+
+    def _open_channel(self, view: KeygenView) -> Channel:
+        keys = {i: _b64(k) for i, k in view.keys.items()}
+        if self.me == AGENT:
+            if not hmac.compare_digest(_key_hash(keys[RECOVERY]), self._code.recovery_key_hash):
+                raise ChannelError(
+                    "the recovery party's key is not the one the join code names", USER
+                )
+        else:
+            tag = channel.announce_tag(
+                self._code.mac_key, self._code.session_id, AGENT, keys[AGENT]
+            )
+            if view.agent_tag is None or not hmac.compare_digest(_b64(view.agent_tag), tag):
+                raise ChannelError(
+                    "the agent's key does not carry the join code's tag: not the agent's", USER
+                )
+        return Channel(
+            self._code.session_id, self.me, self._key,
+            {j: k for j, k in keys.items() if j != self.me}, {self.peer: self._code.mac_key},
+        )  # fmt: skip
+
+    def _deliver(self, round_: int, out: dict[int, bytes]) -> None:
+        assert self._channel is not None
+        sealed = [
+            Sealed(
+                round=round_,
+                sender=self.me,
+                receiver=j,
+                body=_enc(self._channel.seal(round_, j, m)),
+            )
+            for j, m in out.items()
+        ]
+        self._post(KeygenPost(messages=sealed))
+
+    def _collect(self, round_: int, deadline: float) -> dict[int, bytes]:
+        assert self._channel is not None and self.view is not None
+        view = self.view
+        while True:
+            got = {m.sender: m.body for m in view.messages if m.round == round_}
+            if set(got) >= {USER, self.peer}:
+                return {j: self._channel.open(round_, j, _b64(got[j])) for j in (USER, self.peer)}
+            view = self._wait(deadline, f"round {round_}")
+
+    def confirm(self, deadline: float | None = None) -> str:
+        """Tell the vault this party kept its share; wait until the vault keeps its own.
+
+        Returns:
+            The new wallet's address.
+
+        Raises:
+            IntegrityError: the keygen failed, or the vault did not finish in time.
+        """
+        assert self._party is not None and self._party.share is not None
+        deadline = deadline or time.monotonic() + TTL_S
+        digest = public_digest(self._party.share.key.public, self._code.session_id)
+        self._deliver(self._party.rounds + 1, {USER: digest})
+        self._party.share = None
+        view = self.view
+        while view is None or view.status != "done":
+            view = self._wait(deadline, "the other party to confirm")
+        assert view.address is not None
+        return view.address

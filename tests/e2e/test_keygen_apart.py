@@ -1,0 +1,157 @@
+"""2-of-3 wallet creation as three OS processes, for Solana (FROST) and EVM (DKLs23): the vault's
+party in `keysafe serve`, the recovery party in the owner's `keysafe wallet create`, the agent's
+in `keysafe agent threshold join` on the "agent's host" (its own KEYSAFE_HOME, no vault). Each
+process makes exactly one share (the share audit records every share made or loaded); the
+agent's share opens only under its share key; the owner's CLI never sees that key, and the
+vault's log, the outputs and the audit log show no share; then the new wallet signs (vault +
+recovery, two processes) and the same name cannot be created twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from keysafe.mpc import share_file
+from keysafe.mpc.frost.keys import AGENT, RECOVERY
+from keysafe.mpc.share_file import SecretBytes
+from tests.conftest import Cli
+from tests.e2e import share_audit
+from tests.e2e.keygen_fixture import Created, create_apart
+from tests.e2e.server_fixture import Server, add_agent, cli_env, keysafe_server
+
+RECOVERY_PASSPHRASE = "keygen apart recovery passphrase, offline"
+SHARE_KEY = "keygen apart agent share key, agent host only"
+POLICY = "version: 1\nrules: []\n"
+
+
+@dataclass
+class World:
+    root: Path
+    cli: Cli
+    server: Server
+    token: str
+    made: dict[str, Created]
+
+    def log(self) -> Path:
+        return self.root / "share-loads.log"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("keygen-apart")
+    home = root / "home"
+    env = share_audit.audited(cli_env(home), root / "share-loads.log")
+    cli = Cli(home, env)
+    cli.ok("init", "--json")
+    policy = root / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    token = add_agent(cli, "bot", policy)
+    with keysafe_server(env, "--unlock", log_dir=root) as server:
+        agent_env = share_audit.audited(
+            cli_env(root / "agent-host") | {
+                "KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token,
+                "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+            },
+            root / "share-loads.log",
+        )  # fmt: skip
+        agent_env.pop("KEYSAFE_PASSPHRASE")
+        made = {}
+        for chain in ("solana", "evm"):
+            made[chain] = create_apart(
+                cli, f"team-{chain}", chain, "bot", recovery_file=root / f"{chain}.recovery",
+                share_file=root / f"{chain}.share", recovery_passphrase=RECOVERY_PASSPHRASE,
+                agent_env=agent_env,
+            )  # fmt: skip
+        yield World(root, cli, server, token, made)
+
+
+@pytest.mark.parametrize("chain", ["solana", "evm"])
+def test_three_processes_create_one_wallet_and_each_keeps_its_own_share(
+    world: World, chain: str
+) -> None:
+    made = world.made[chain]
+    assert made.owner == {
+        "name": f"team-{chain}", "chain": chain, "address": made.owner["address"],
+        "threshold": "2-of-3", "recovery_file": str(world.root / f"{chain}.recovery"),
+    }  # fmt: skip
+    assert made.agent["address"] == made.owner["address"]
+    assert made.agent["wallet"] == f"team-{chain}"
+    assert "keysafe agent threshold join" in made.owner_stderr  # it said what to run
+    listed = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
+    row = next(w for w in listed if w["name"] == f"team-{chain}")
+    assert row["address"] == made.owner["address"]
+    agent_doc = share_file.read(world.root / f"{chain}.share", "agent share file")
+    agent = share_file.open_agent_share(agent_doc, SecretBytes(bytearray(SHARE_KEY.encode())))
+    recovery_doc = share_file.read(world.root / f"{chain}.recovery", "recovery file")
+    recovery = share_file.open_recovery_share(
+        recovery_doc, SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode()))
+    )
+    assert (agent.key.identifier, recovery.key.identifier) == (AGENT, RECOVERY)
+    assert agent.key.public.group_public_key == recovery.key.public.group_public_key
+    if chain == "evm":
+        assert sorted(agent.pairs) == [2, 3] and sorted(recovery.pairs) == [1, 2]
+
+
+def test_attack_no_process_of_the_keygen_made_or_loaded_two_shares(world: World) -> None:
+    commands, two = share_audit.two_shares_in_one_process(world.log())
+    assert not two, two
+    for who in ("keysafe serve", "keysafe wallet create", "keysafe agent threshold"):
+        assert any(c.startswith(who) for c in commands), (who, commands)
+    lines = world.log().read_text(encoding="utf-8").splitlines()
+    by_command = {(line.split("\t")[1].split()[1], line.split("\t")[3]) for line in lines}
+    # the server made share 2, the owner's CLI share 3, the agent's host share 1 (both chains)
+    assert {("serve", "2"), ("wallet", "3"), ("agent", "1")} <= by_command
+
+
+def test_attack_the_agent_share_key_and_the_shares_appear_nowhere_but_their_files(
+    world: World,
+) -> None:
+    outputs = "\n".join(world.cli.outputs)
+    logs = "\n".join(p.read_text(errors="replace") for p in world.root.glob("*.log"))
+    audit = world.cli.ok("audit", "--json").stdout
+    for secret in (SHARE_KEY, RECOVERY_PASSPHRASE):
+        assert secret not in outputs and secret not in logs and secret not in audit
+    assert world.token not in logs and world.token not in audit  # `agent add` printed it once
+    doc = share_file.read(world.root / "evm.share", "agent share file")
+    share = share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode())))
+    scalar = share.key.suite.serialize_scalar(share.key.signing_share)
+    for blob in (scalar.hex(), scalar.hex().upper()):
+        assert blob not in outputs and blob not in logs and blob not in audit
+    created = [e for e in json.loads(audit) if e["action"] == "wallet.create"]
+    assert {e["target"] for e in created if e["outcome"] == "success"} >= {
+        "wallet:team-solana", "wallet:team-evm",
+    }  # fmt: skip
+
+
+def test_new_wallet_signs_with_vault_and_recovery_as_two_processes(world: World) -> None:
+    for chain, text in (("solana", "hello from apart"), ("evm", "hello from apart")):
+        out = json.loads(
+            world.cli.ok(
+                "wallet", "sign-message", f"team-{chain}", text, "--recovery-file",
+                str(world.root / f"{chain}.recovery"), "--json",
+                env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+            ).stdout
+        )  # fmt: skip
+        assert out["address"] == world.made[chain].owner["address"]
+        assert out["signers"] == "user+recovery"
+
+
+def test_a_taken_name_or_an_unknown_agent_is_refused_before_anything_runs(world: World) -> None:
+    r = world.cli(
+        "wallet", "create", "team-evm", "--chain", "evm", "--threshold", "2-of-3", "--agent",
+        "bot", "--recovery-file", str(world.root / "again.recovery"),
+        env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+    )  # fmt: skip
+    assert r.exit_code != 0 and "already exists" in r.stderr + r.stdout
+    r = world.cli(
+        "wallet", "create", "other", "--chain", "evm", "--threshold", "2-of-3", "--agent",
+        "nobody", "--recovery-file", str(world.root / "again.recovery"),
+        env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+    )  # fmt: skip
+    assert r.exit_code != 0 and "nobody" in r.stderr + r.stdout
+    assert not (world.root / "again.recovery").exists()

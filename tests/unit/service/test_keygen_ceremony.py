@@ -1,0 +1,268 @@
+"""A 2-of-3 keygen with each party apart: the vault's party in `service/keygen.py`, the agent
+and the recovery party as `keygen_party.Party`, each in its own thread, every message through
+the vault's mailbox, sealed end to end. Attacks: a relay that swaps the agent's or the recovery
+party's key for its own (a vault in the middle would end up with two shares), a relayed message
+altered or moved to another round, a message sent as another party, a repeated round."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    KeysafeError,
+    MalformedRequestError,
+    NotFoundError,
+)
+from keysafe.mpc import channel
+from keysafe.mpc.frost.groups import ED25519, SECP256K1
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
+from keysafe.mpc.share_file import Share
+from keysafe.service import agents, audit, keygen, threshold
+from keysafe.service.keygen_party import JoinCode, Party, Send
+from keysafe.service.models import Chain
+from keysafe.service.vault_admin import init_vault
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[Vault]:
+    v, _ = init_vault(
+        Home(tmp_path / "home"), SecretBytes(bytearray(b"vault passphrase for tests")), kdf=CHEAP,
+        clock=lambda: datetime.now(UTC),
+    )  # fmt: skip
+    agents.add_agent(v, "bot")
+    yield v
+    v.volatile.clear()
+
+
+def _sender(vault: Vault, party: int) -> Send:
+    return lambda kid, post: keygen.exchange(vault, kid, party, post, agent="bot")
+
+
+@dataclass
+class Run:
+    shares: dict[int, Share] = field(default_factory=dict)
+    addresses: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, BaseException] = field(default_factory=dict)
+
+
+def _play(party: Party, run: Run, deadline: float = 30) -> None:
+    import time
+
+    try:
+        share = party.run(time.monotonic() + deadline)
+        run.shares[party.me] = share
+        run.addresses[party.me] = party.confirm(time.monotonic() + deadline)
+    except BaseException as exc:
+        run.errors[party.me] = exc
+
+
+def _keygen(
+    vault: Vault,
+    chain: Chain,
+    *,
+    agent_send: Callable[[Send], Send] = lambda s: s,
+    recovery_send: Callable[[Send], Send] = lambda s: s,
+    code: Callable[[str], str] = lambda c: c,
+    deadline: float = 30,
+) -> Run:
+    """The recovery party opens the keygen, the agent joins with the code; both run apart."""
+    key = channel.new_key()
+    started = keygen.start(
+        vault, "team", chain, "bot", base64.b64encode(channel.public_bytes(key)).decode()
+    )
+    recovery = Party.recovery(recovery_send(_sender(vault, RECOVERY)), key, started)
+    agent = Party.agent(
+        agent_send(_sender(vault, AGENT)), JoinCode.decode(code(recovery.join_code()))
+    )
+    run = Run()
+    threads = [threading.Thread(target=_play, args=(p, run, deadline)) for p in (recovery, agent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return run
+
+
+@pytest.mark.parametrize("chain", [Chain.SOLANA, Chain.EVM])
+def test_three_parties_apart_make_one_wallet_and_each_holds_only_its_share(
+    vault: Vault, chain: Chain
+) -> None:
+    run = _keygen(vault, chain)
+    assert not run.errors, run.errors
+    info = threshold._threshold_wallet(vault, "team")
+    vault_share = threshold._user_share(vault, info)
+    assert run.addresses[AGENT] == run.addresses[RECOVERY] == info.meta["address"]
+    suite = SECP256K1 if chain is Chain.EVM else ED25519
+    assert vault_share.key.suite is suite
+    shares = {AGENT: run.shares[AGENT], USER: vault_share, RECOVERY: run.shares[RECOVERY]}
+    public = vault_share.key.public
+    for i, s in shares.items():  # each share is its own, and checks out against the package
+        assert s.key.identifier == i
+        assert suite.base_mul(s.key.signing_share) == public.verifying_shares[i]
+        if chain is Chain.EVM:
+            assert sorted(s.pairs) == sorted(set(shares) - {i})
+    # any two shares interpolate to the same key: the sharing is 2-of-3 and consistent
+    secrets_ = set()
+    for pair in ((AGENT, USER), (AGENT, RECOVERY), (USER, RECOVERY)):
+        x = sum(lagrange(suite, i, pair) * shares[i].key.signing_share for i in pair) % suite.order
+        secrets_.add(x)
+    assert len(secrets_) == 1 and suite.base_mul(secrets_.pop()) == public.group_public_key
+    entries = [e for e in audit.list_entries(vault) if e.action == "wallet.create"]
+    assert [e.outcome for e in entries] == ["success"]
+
+
+def _swap_key(party: int) -> Callable[[Send], Send]:
+    """A relay that announces its own key for `party` (what a vault in the middle must do)."""
+    mine = channel.new_key()
+
+    def wrap(send: Send) -> Send:
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            view = send(kid, post)
+            if party in view.keys:
+                view.keys[party] = base64.b64encode(channel.public_bytes(mine)).decode()
+            return view
+
+        return relayed
+
+    return wrap
+
+
+def test_attack_relay_swapping_the_agent_key_is_refused_by_the_recovery_party(
+    vault: Vault,
+) -> None:
+    run = _keygen(vault, Chain.EVM, recovery_send=_swap_key(AGENT))
+    assert isinstance(run.errors.get(RECOVERY), IntegrityError)
+    assert "tag" in str(run.errors[RECOVERY])
+    assert RECOVERY not in run.shares and AGENT not in run.shares
+    # nothing stored:
+    with pytest.raises(KeysafeError):
+        threshold._threshold_wallet(vault, "team")
+
+
+def test_attack_relay_swapping_the_recovery_key_is_refused_by_the_agent(vault: Vault) -> None:
+    run = _keygen(vault, Chain.SOLANA, agent_send=_swap_key(RECOVERY))
+    assert isinstance(run.errors.get(AGENT), IntegrityError)
+    assert "join code" in str(run.errors[AGENT])
+    assert not run.shares
+
+
+def _alter(round_: int) -> Callable[[Send], Send]:
+    """A relay that flips a bit of the recovery party's message of `round_`
+    every time it hands it on."""
+
+    def wrap(send: Send) -> Send:
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            view = send(kid, post)
+            for i, m in enumerate(view.messages):
+                if m.round == round_ and m.sender == RECOVERY:
+                    body = bytearray(base64.b64decode(m.body))
+                    body[-5] ^= 1
+                    view.messages[i] = Sealed(
+                        round=m.round, sender=m.sender, receiver=m.receiver,
+                        body=base64.b64encode(bytes(body)).decode(),
+                    )  # fmt: skip
+            return view
+
+        return relayed
+
+    return wrap
+
+
+@pytest.mark.parametrize("round_", [1, 2, 3, 4, 5])
+def test_attack_altered_message_between_agent_and_recovery_stops_the_keygen(
+    vault: Vault, round_: int
+) -> None:
+    run = _keygen(vault, Chain.EVM, agent_send=_alter(round_))
+    err = run.errors.get(AGENT)
+    assert isinstance(err, IntegrityError), run.errors
+    assert err.facts.get("culprit") == RECOVERY
+    assert not run.addresses
+    assert run.errors.get(RECOVERY) is not None  # the abort reached the other party too
+    entries = [e for e in audit.list_entries(vault) if e.action == "wallet.create"]
+    assert [e.outcome for e in entries] == ["failure"]
+
+
+def test_attack_message_moved_to_another_round_does_not_open(vault: Vault) -> None:
+    # the recovery party's round-1 message shown to the agent as round 2's: same bytes, other
+    # round; HPKE's info binds the round, so it does not open
+    def wrap(send: Send) -> Send:
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            view = send(kid, post)
+            r1 = [m for m in view.messages if m.round == 1 and m.sender == RECOVERY]
+            view.messages = [m for m in view.messages if (m.round, m.sender) != (2, RECOVERY)]
+            view.messages += [m.model_copy(update={"round": 2}) for m in r1]
+            return view
+
+        return relayed
+
+    run = _keygen(vault, Chain.SOLANA, agent_send=wrap)
+    assert isinstance(run.errors.get(AGENT), IntegrityError), run.errors
+    assert not run.addresses
+
+
+def test_attack_party_cannot_send_as_another_or_twice_differently(vault: Vault) -> None:
+    key = channel.new_key()
+    started = keygen.start(
+        vault, "team", Chain.SOLANA, "bot", base64.b64encode(channel.public_bytes(key)).decode()
+    )
+    agent_key = base64.b64encode(channel.public_bytes(channel.new_key())).decode()
+    tag = base64.b64encode(bytes(32)).decode()
+    keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(key=agent_key, tag=tag))
+    as_recovery = Sealed(round=1, sender=RECOVERY, receiver=USER, body="AAAA")
+    with pytest.raises(MalformedRequestError, match="cannot come from party 1"):
+        keygen.exchange(
+            vault, started.id, AGENT, agent="bot", post=KeygenPost(messages=[as_recovery])
+        )
+    with pytest.raises(MalformedRequestError, match="another key"):
+        other = base64.b64encode(channel.public_bytes(channel.new_key())).decode()
+        keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(key=other, tag=tag))
+    once = Sealed(round=1, sender=AGENT, receiver=RECOVERY, body="AAAA")
+    keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(messages=[once]))
+    keygen.exchange(
+        vault, started.id, AGENT, agent="bot", post=KeygenPost(messages=[once])
+    )  # a retry: same
+    with pytest.raises(MalformedRequestError, match="sent already"):
+        twice = once.model_copy(update={"body": "BBBB"})
+        keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(messages=[twice]))
+    with pytest.raises(NotFoundError):
+        keygen.exchange(vault, "00" * 32, AGENT, KeygenPost(), agent="bot")
+    with pytest.raises(NotFoundError):  # another agent does not see it
+        agents.add_agent(vault, "eve")
+        keygen.exchange(vault, started.id, AGENT, KeygenPost(), agent="eve")
+
+
+def test_the_agent_must_tag_its_key_and_a_taken_name_is_refused(vault: Vault) -> None:
+    key = base64.b64encode(channel.public_bytes(channel.new_key())).decode()
+    started = keygen.start(vault, "team", Chain.SOLANA, "bot", key)
+    with pytest.raises(MalformedRequestError, match="tag"):
+        keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(key=key))
+    with pytest.raises(AlreadyExistsError, match="already open"):
+        keygen.start(vault, "team", Chain.SOLANA, "bot", key)
+    assert [v.id for v in keygen.pending(vault, "bot")] == [started.id]
+    assert keygen.pending(vault, "other") == []
+
+
+def test_wrong_join_code_is_refused_before_anything_is_sent(vault: Vault) -> None:
+    with pytest.raises(MalformedRequestError, match="join code"):
+        JoinCode.decode("ksj_short")
+    with pytest.raises(MalformedRequestError, match="join code"):
+        JoinCode.decode("not a code")
+    code = JoinCode(bytes(32), bytes(16), bytes(32))
+    assert JoinCode.decode(code.encode()) == code
+    assert "mac" not in repr(code).lower() and code.encode() not in repr(code)
