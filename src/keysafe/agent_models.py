@@ -240,6 +240,13 @@ class KeygenView(_Answer):
     chain: str = Field(description="Chain family: evm or solana.")
     agent: str
     vault_id: str
+    kind: Literal["create", "reshare"] = "create"
+    quorum: list[int] | None = Field(
+        default=None, description="A reshare's two dealers (1 agent, 2 vault, 3 recovery)."
+    )
+    public: dict[str, Any] | None = Field(
+        default=None, description="A reshare's current public package (the key it keeps)."
+    )
     rounds: int
     keys: dict[int, str]
     agent_tag: str | None

@@ -1,7 +1,8 @@
 """Create a 2-of-3 wallet as three OS processes: `keysafe serve` (the vault's party, already
 running), the owner's `keysafe wallet create --threshold 2-of-3` (the recovery party) and the
 agent's `keysafe agent threshold join` (the agent's party), which gets the join code the owner's
-CLI wrote to a file, as a script on the owner's side would hand it over."""
+CLI wrote to a file, as a script on the owner's side would hand it over. Reshares run the same
+way (`keysafe wallet refresh --with …`)."""
 
 from __future__ import annotations
 
@@ -29,20 +30,53 @@ def create_apart(
     recovery_passphrase: str, agent_env: dict[str, str], timeout: float = 120,
 ) -> Created:  # fmt: skip
     """Run the owner's create and the agent's join side by side; both must succeed."""
-    code_file = recovery_file.with_name(f".{name}.join-code")
     args = [
-        KEYSAFE, "wallet", "create", name, "--chain", chain, "--threshold", "2-of-3",
-        "--agent", agent, "--recovery-file", str(recovery_file),
-        "--join-code-file", str(code_file), "--json",
+        "wallet", "create", name, "--chain", chain, "--threshold", "2-of-3", "--agent", agent,
+        "--recovery-file", str(recovery_file),
     ]  # fmt: skip
+    return run_apart(
+        owner, args, share_file=share_file, recovery_passphrase=recovery_passphrase,
+        agent_env=agent_env, timeout=timeout,
+    )  # fmt: skip
+
+
+def reshare_apart(
+    owner: Cli, name: str, with_parties: str, *, recovery_file: Path, share_file: Path,
+    recovery_passphrase: str, agent_env: dict[str, str], timeout: float = 120,
+) -> Created:  # fmt: skip
+    """`keysafe wallet refresh NAME --with …` and the agent's join, side by side."""
+    args = [
+        "wallet",
+        "refresh",
+        name,
+        "--with",
+        with_parties,
+        "--recovery-file",
+        str(recovery_file),
+    ]
+    return run_apart(
+        owner, args, share_file=share_file, recovery_passphrase=recovery_passphrase,
+        agent_env=agent_env, timeout=timeout,
+    )  # fmt: skip
+
+
+def run_apart(
+    owner: Cli, args: list[str], *, share_file: Path, recovery_passphrase: str,
+    agent_env: dict[str, str], timeout: float = 120,
+) -> Created:  # fmt: skip
+    """The owner's ceremony command (`args`, given --join-code-file and --json here) in the
+    background; the agent's `keysafe agent threshold join` once the code is written."""
+    code_file = share_file.with_name(f".{share_file.name}.join-code")
+    code_file.unlink(missing_ok=True)
+    full = [KEYSAFE, *args, "--join-code-file", str(code_file), "--json"]
     env = owner.env | {"KEYSAFE_RECOVERY_PASSPHRASE": recovery_passphrase}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while not code_file.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 out, err = proc.communicate(timeout=10)
-                raise AssertionError(f"the owner's create did not open a keygen: {err!r}{out!r}")
+                raise AssertionError(f"the owner's command opened no ceremony: {err!r}{out!r}")
             time.sleep(0.05)
         code = code_file.read_text(encoding="utf-8")
         joined = subprocess.run(
@@ -56,7 +90,7 @@ def create_apart(
             proc.wait()
     agent_out, agent_err = joined.stdout.decode(), joined.stderr.decode()
     owner.outputs += [out.decode(), err.decode(), agent_out, agent_err]
-    assert proc.returncode == 0, f"owner's create failed: {err.decode()}{out.decode()}"
+    assert proc.returncode == 0, f"owner's {args[:2]} failed: {err.decode()}{out.decode()}"
     assert joined.returncode == 0, f"agent's join failed: {agent_err}{agent_out}"
     code_file.unlink()
     return Created(json.loads(out), json.loads(agent_out), err.decode(), agent_err)

@@ -21,7 +21,7 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY
 from keysafe.mpc.share_file import SecretBytes
 from tests.conftest import Cli
 from tests.e2e import share_audit
-from tests.e2e.keygen_fixture import Created, create_apart
+from tests.e2e.keygen_fixture import Created, create_apart, reshare_apart
 from tests.e2e.server_fixture import Server, add_agent, cli_env, keysafe_server
 
 RECOVERY_PASSPHRASE = "keygen apart recovery passphrase, offline"
@@ -36,6 +36,7 @@ class World:
     server: Server
     token: str
     made: dict[str, Created]
+    agent_env: dict[str, str]
 
     def log(self) -> Path:
         return self.root / "share-loads.log"
@@ -67,7 +68,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 share_file=root / f"{chain}.share", recovery_passphrase=RECOVERY_PASSPHRASE,
                 agent_env=agent_env,
             )  # fmt: skip
-        yield World(root, cli, server, token, made)
+        yield World(root, cli, server, token, made, agent_env)
 
 
 @pytest.mark.parametrize("chain", ["solana", "evm"])
@@ -97,37 +98,6 @@ def test_three_processes_create_one_wallet_and_each_keeps_its_own_share(
         assert sorted(agent.pairs) == [2, 3] and sorted(recovery.pairs) == [1, 2]
 
 
-def test_attack_no_process_of_the_keygen_made_or_loaded_two_shares(world: World) -> None:
-    commands, two = share_audit.two_shares_in_one_process(world.log())
-    assert not two, two
-    for who in ("keysafe serve", "keysafe wallet create", "keysafe agent threshold"):
-        assert any(c.startswith(who) for c in commands), (who, commands)
-    lines = world.log().read_text(encoding="utf-8").splitlines()
-    by_command = {(line.split("\t")[1].split()[1], line.split("\t")[3]) for line in lines}
-    # the server made share 2, the owner's CLI share 3, the agent's host share 1 (both chains)
-    assert {("serve", "2"), ("wallet", "3"), ("agent", "1")} <= by_command
-
-
-def test_attack_the_agent_share_key_and_the_shares_appear_nowhere_but_their_files(
-    world: World,
-) -> None:
-    outputs = "\n".join(world.cli.outputs)
-    logs = "\n".join(p.read_text(errors="replace") for p in world.root.glob("*.log"))
-    audit = world.cli.ok("audit", "--json").stdout
-    for secret in (SHARE_KEY, RECOVERY_PASSPHRASE):
-        assert secret not in outputs and secret not in logs and secret not in audit
-    assert world.token not in logs and world.token not in audit  # `agent add` printed it once
-    doc = share_file.read(world.root / "evm.share", "agent share file")
-    share = share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode())))
-    scalar = share.key.suite.serialize_scalar(share.key.signing_share)
-    for blob in (scalar.hex(), scalar.hex().upper()):
-        assert blob not in outputs and blob not in logs and blob not in audit
-    created = [e for e in json.loads(audit) if e["action"] == "wallet.create"]
-    assert {e["target"] for e in created if e["outcome"] == "success"} >= {
-        "wallet:team-solana", "wallet:team-evm",
-    }  # fmt: skip
-
-
 def test_new_wallet_signs_with_vault_and_recovery_as_two_processes(world: World) -> None:
     for chain, text in (("solana", "hello from apart"), ("evm", "hello from apart")):
         out = json.loads(
@@ -155,3 +125,80 @@ def test_a_taken_name_or_an_unknown_agent_is_refused_before_anything_runs(world:
     )  # fmt: skip
     assert r.exit_code != 0 and "nobody" in r.stderr + r.stdout
     assert not (world.root / "again.recovery").exists()
+
+
+@pytest.mark.parametrize("chain", ["solana", "evm"])
+def test_all_three_pairs_reshare_as_three_processes_and_the_wallet_still_signs(
+    world: World, chain: str
+) -> None:
+    """vault+recovery (refresh / evict the agent), agent+vault (the recovery file is lost: a
+    new one is made at a new path), agent+recovery (the vault's share is rebuilt); after each,
+    the owner signs with vault + recovery; the address never changes."""
+    name, address = f"team-{chain}", world.made[chain].owner["address"]
+    share, recovery = world.root / f"{chain}.share", world.root / f"{chain}.recovery"
+    lost = world.root / f"{chain}.recovery-after-loss"
+    info = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
+    for with_parties, recovery_file in (
+        ("vault,recovery", recovery), ("agent,vault", lost), ("agent,recovery", lost),
+    ):  # fmt: skip
+        old_agent = share_file.read(share, "agent share file")
+        done = reshare_apart(
+            world.cli, name, with_parties, recovery_file=recovery_file, share_file=share,
+            recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=world.agent_env,
+        )  # fmt: skip
+        assert done.owner["address"] == done.agent["address"] == address
+        assert done.agent["kind"] == "reshare"
+        assert share_file.read(share, "agent share file") != old_agent  # replaced in place
+        out = json.loads(
+            world.cli.ok(
+                "wallet", "sign-message", name, f"hello after {with_parties}", "--recovery-file",
+                str(recovery_file), "--json",
+                env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+            ).stdout
+        )  # fmt: skip
+        assert out["address"] == address
+    # the recovery file from before the loss is of a dead generation: refused, naming it
+    r = world.cli(
+        "wallet", "sign-message", name, "hello", "--recovery-file", str(recovery),
+        env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+    )  # fmt: skip
+    assert r.exit_code != 0 and "signature" not in r.stdout
+    assert info  # the listing before and after names the same wallet
+    after = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
+    assert next(w for w in after if w["name"] == name)["address"] == address
+
+
+def test_attack_no_process_of_the_keygens_or_reshares_made_or_loaded_two_shares(
+    world: World,
+) -> None:
+    """Runs last: covers both keygens, all six reshares and the owner's signatures."""
+    commands, two = share_audit.two_shares_in_one_process(world.log())
+    assert not two, two
+    for who in ("keysafe serve", "keysafe wallet create", "keysafe agent threshold"):
+        assert any(c.startswith(who) for c in commands), (who, commands)
+    lines = world.log().read_text(encoding="utf-8").splitlines()
+    by_command = {(line.split("\t")[1].split()[1], line.split("\t")[3]) for line in lines}
+    # the server made share 2, the owner's CLI share 3, the agent's host share 1 (both chains)
+    assert {("serve", "2"), ("wallet", "3"), ("agent", "1")} <= by_command
+    assert any(c.startswith("keysafe wallet refresh") for c in commands), commands
+
+
+def test_attack_the_agent_share_key_and_the_shares_appear_nowhere_but_their_files(
+    world: World,
+) -> None:
+    """Runs last: the outputs, logs and audit of every keygen and reshare."""
+    outputs = "\n".join(world.cli.outputs)
+    logs = "\n".join(p.read_text(errors="replace") for p in world.root.glob("*.log"))
+    audit = world.cli.ok("audit", "--json").stdout
+    for secret in (SHARE_KEY, RECOVERY_PASSPHRASE):
+        assert secret not in outputs and secret not in logs and secret not in audit
+    assert world.token not in logs and world.token not in audit  # `agent add` printed it once
+    doc = share_file.read(world.root / "evm.share", "agent share file")
+    share = share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode())))
+    scalar = share.key.suite.serialize_scalar(share.key.signing_share)
+    for blob in (scalar.hex(), scalar.hex().upper()):
+        assert blob not in outputs and blob not in logs and blob not in audit
+    created = [e for e in json.loads(audit) if e["action"] == "wallet.create"]
+    assert {e["target"] for e in created if e["outcome"] == "success"} >= {
+        "wallet:team-solana", "wallet:team-evm",
+    }  # fmt: skip

@@ -7,9 +7,10 @@ Imported only by the commands that run a keygen: it loads the MPC code.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from keysafe import files, remote
 from keysafe.agent_models import KeygenPost, KeygenView
@@ -18,9 +19,9 @@ from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import share_file
 from keysafe.service import keygen_party, threshold
-from keysafe.service.keygen_party import JoinCode, Party
+from keysafe.service.keygen_party import AGENT, RECOVERY, USER, JoinCode, Party, Send
 from keysafe.service.models import Chain, SecretBytes
-from keysafe.service.owner_keygen import KeygenExchange, KeygenStart
+from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
 from keysafe.service.vault_admin import check_new_passphrase
 
 _WHY = "the vault's party runs there and the recovery party here, never both in one process"
@@ -38,6 +39,26 @@ def _refuse_existing(path: Path) -> None:
             f"{path} already exists; keysafe never overwrites a share file.",
             next_step="choose another path.",
         )
+
+
+def _owner_send(passphrase_file: Path | None) -> Send:
+    def send(keygen_id: str, post: KeygenPost) -> KeygenView:
+        op = KeygenExchange(keygen_id=keygen_id, post=post)
+        return owner.perform_on_server(op, passphrase_file, why=_WHY)
+
+    return send
+
+
+def _show_join(party: Party, agent: str, name: str, join_code_file: Path | None) -> None:
+    code = party.join_code()
+    if join_code_file is not None:
+        files.write_private(join_code_file, code.encode(), replace=True, what="join code")
+    _say(
+        f"Waiting (up to 10 minutes) for agent '{agent}' to join. On the agent's host, with "
+        "KEYSAFE_URL, KEYSAFE_AGENT_TOKEN and KEYSAFE_AGENT_SHARE_KEY set, run:\n"
+        f"  KEYSAFE_JOIN_CODE={code} keysafe agent threshold join "
+        f"--share-file {agent}-{name}.share"
+    )
 
 
 def create_apart(
@@ -68,42 +89,27 @@ def create_apart(
             passphrase_file, why=_WHY,
         )  # fmt: skip
 
-        def send(keygen_id: str, post: KeygenPost) -> KeygenView:
-            op = KeygenExchange(keygen_id=keygen_id, post=post)
-            return owner.perform_on_server(op, passphrase_file, why=_WHY)
-
-        party = Party.recovery(send, key, started)
-        code = party.join_code()
-        if join_code_file is not None:
-            files.write_private(join_code_file, code.encode(), replace=True, what="join code")
-        _say(
-            f"Waiting (up to 10 minutes) for agent '{agent}' to join. On the agent's host, with "
-            "KEYSAFE_URL, KEYSAFE_AGENT_TOKEN and KEYSAFE_AGENT_SHARE_KEY set, run:\n"
-            f"  KEYSAFE_JOIN_CODE={code} keysafe agent threshold join "
-            f"--share-file {agent}-{name}.share"
-        )
+        party = Party.recovery(_owner_send(passphrase_file), key, started)
+        _show_join(party, agent, name, join_code_file)
         share = party.run()
         doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
-    share_file.write(recovery_file, doc)
-    try:
-        address = party.confirm()
-    except BaseException:
-        recovery_file.unlink(missing_ok=True)  # no wallet: the file would only mislead
-        raise
+    address = _keep_and_confirm(party, recovery_file, doc)
     return {"name": name, "chain": str(chain), "address": address, "threshold": "2-of-3",
             "recovery_file": str(recovery_file)}  # fmt: skip
 
 
 def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
-    """The agent's side: join the keygen the code names, keep the agent's share under
-    KEYSAFE_AGENT_SHARE_KEY (which never leaves this host).
+    """The agent's side: join the keygen or reshare the code names; keep the agent's new share
+    under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host). In a reshare an existing
+    --share-file is the agent's current share (it deals with it when it is in the quorum) and
+    is replaced only once the vault has its new share too.
 
     Raises:
-        MalformedRequestError: no token, share key or code; a weak share key; the file exists.
-        IntegrityError: the keygen failed (the party at fault is named) or timed out.
+        MalformedRequestError: no token, share key or code; a weak share key; a share file
+            given for a new wallet.
+        IntegrityError: the ceremony failed (the party at fault is named) or timed out.
     """
-    _refuse_existing(share_file_path)
     token_text = os.environ.get("KEYSAFE_AGENT_TOKEN", "")
     if not token_text:
         raise MalformedRequestError(
@@ -117,27 +123,110 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
     )
     with code_secret:
         code = JoinCode.decode(bytes(code_secret.reveal()).decode("utf-8", "replace"))
+    replacing = share_file_path.exists()
     share_key = inputs.passphrase(
-        None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=True,
+        None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=not replacing,
         label="Agent share key (only this host keeps it: KEYSAFE_AGENT_SHARE_KEY)",
     )  # fmt: skip
     with share_key:
         threshold.check_share_key(share_key, SecretBytes(bytearray(token_text.encode())))
+        old = None
+        if replacing:
+            doc = share_file.read(share_file_path, "agent share file")
+            old = share_file.open_agent_share(doc, share_key)
         with AgentClient(token_text, url=remote.vault_url()) as client:
-            party = Party.agent(client.keygen_exchange, code)
+            party = Party.agent(client.keygen_exchange, code, old)
+            del old
             share = party.run()
             view = party.view
             assert view is not None
             doc = share_file.seal_agent_share(view.wallet, view.vault_id, share, share_key)
             del share
-            share_file.write(share_file_path, doc)
-            try:
-                address = party.confirm()
-            except BaseException:
-                share_file_path.unlink(missing_ok=True)
-                raise
+            address = _keep_and_confirm(party, share_file_path, doc)
     return {"wallet": view.wallet, "chain": view.chain, "address": address,
-            "share_file": str(share_file_path)}  # fmt: skip
+            "share_file": str(share_file_path), "kind": view.kind}  # fmt: skip
+
+
+def _keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
+    """Keep this party's new share at `path`, then confirm to the vault. A new file appears
+    before the confirmation (the vault stores its share only after it) and goes if the
+    ceremony fails; a file being replaced keeps the old share until the vault has confirmed."""
+    if not path.exists():
+        share_file.write(path, doc)
+        try:
+            return party.confirm()
+        except BaseException:
+            path.unlink(missing_ok=True)  # no wallet, or no new generation: it would mislead
+            raise
+    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
+    share_file.write(staged, doc)
+    try:
+        address = party.confirm()
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    files.move_over(staged, path)
+    return address
+
+
+_PARTIES: Final = {"agent": AGENT, "vault": USER, "recovery": RECOVERY}
+
+
+def _quorum(with_parties: str) -> tuple[int, int]:
+    names = [w.strip() for w in with_parties.split(",") if w.strip()]
+    if len(names) != 2 or len(set(names)) != 2 or any(n not in _PARTIES for n in names):
+        raise MalformedRequestError(
+            f"--with {with_parties[:40]!r} is not two of agent, vault, recovery.",
+            next_step="use --with vault,recovery, agent,vault or agent,recovery.",
+        )
+    a, b = sorted(_PARTIES[n] for n in names)
+    return a, b
+
+
+def reshare_apart(
+    name: str, with_parties: str, recovery_file: Path, passphrase_file: Path | None,
+    join_code_file: Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
+    the recovery party here (dealing with its current file when it is one of the two, else
+    receiving a new one at `recovery_file`), the vault's in the server, the agent's on its host.
+
+    Raises:
+        MalformedRequestError: no server; a bad --with; the recovery file missing when it
+            deals, or present when a new one is made.
+        WrongPassphraseError: the recovery passphrase does not open the file.
+        IntegrityError: the reshare failed (the party at fault is named) or timed out.
+    """
+    quorum = _quorum(with_parties)
+    deals = RECOVERY in quorum
+    if not deals:
+        _refuse_existing(recovery_file)
+    doc = share_file.read(recovery_file, "recovery file") if deals else None
+    owner.require_server(_WHY)
+    recovery = inputs.passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase",
+        confirm=not deals,
+    )  # fmt: skip
+    with recovery:
+        old = None
+        if doc is not None:
+            old = share_file.open_recovery_share(doc, recovery)  # fails before anything runs
+        else:
+            check_new_passphrase(recovery, what="recovery-file passphrase")
+        key, public = keygen_party.recovery_key()
+        started = owner.perform_on_server(
+            ReshareStart(wallet=name, quorum=quorum, recovery_key=public), passphrase_file,
+            why=_WHY,
+        )  # fmt: skip
+        party = Party.recovery(_owner_send(passphrase_file), key, started, old)
+        del old
+        _show_join(party, started.agent, name, join_code_file)
+        share = party.run()
+        new_doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
+        del share
+    address = _keep_and_confirm(party, recovery_file, new_doc)
+    return {"name": name, "with": with_parties, "address": address,
+            "recovery_file": str(recovery_file)}  # fmt: skip
 
 
 def show_created(made: dict[str, Any], json_out: bool) -> None:

@@ -339,25 +339,73 @@ def wallet_refresh(
     name: str,
     recovery_file: Annotated[
         Path,
-        typer.Option("--recovery-file", help="The wallet's current recovery file.", dir_okay=False),
-    ],
-    agent_share_file: Annotated[
-        Path,
         typer.Option(
-            "--agent-share-file", help="Where the agent's NEW share goes.", dir_okay=False
+            "--recovery-file",
+            help="The wallet's recovery file: rewritten in place; with --with agent,vault (the "
+            "old one is lost) where the new one goes.",
+            dir_okay=False,
         ),
     ],
+    with_parties: Annotated[
+        str,
+        typer.Option(
+            "--with",
+            help="The two parties that deal: vault,recovery (refresh, or evict the agent), "
+            "agent,vault (replace a lost recovery file) or agent,recovery (rebuild the vault's "
+            "share). All three get new shares.",
+        ),
+    ] = "vault,recovery",
+    agent_share_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--agent-share-file",
+            help="The old one-process way (vault,recovery only): write the agent's NEW share "
+            "here; this process then holds two shares. Leave it out and the agent joins from "
+            "its host (`keysafe agent threshold join`).",
+            dir_okay=False,
+        ),
+    ] = None,
+    join_code_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--join-code-file",
+            help="Also write the agent's join code here (0600).",
+            dir_okay=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Replace all three shares of a 2-of-3 wallet (vault + recovery reshare); same address.
+    """Replace all three shares of a 2-of-3 wallet: any two parties reshare; same address.
 
-    Every old share stops working with the new ones. To evict a compromised agent, rotate its
-    token first (`keysafe agent rotate-token NAME`) and give the new token here
-    (KEYSAFE_AGENT_TOKEN), with a new share key (KEYSAFE_AGENT_SHARE_KEY) for its new share
-    file: its old share file is useless afterwards. The recovery file is
-    rewritten in place under the same passphrase (KEYSAFE_RECOVERY_PASSPHRASE or a prompt).
+    Every old share stops working with the new ones. Each party runs in its own process: this
+    one is the recovery party, the running `keysafe serve` the vault's, and the agent joins from
+    its host with the code this prints. To evict a compromised agent, rotate its token first
+    (`keysafe agent rotate-token NAME`) and reshare --with vault,recovery: the agent's host
+    joins with the new token and a new share key, and its old share file is useless. The
+    recovery file is rewritten under the same passphrase (KEYSAFE_RECOVERY_PASSPHRASE or a
+    prompt).
     """
+    if agent_share_file is None:
+        from keysafe.cli import keygen  # the MPC code, only for this command
+
+        apart = keygen.reshare_apart(
+            name, with_parties, recovery_file, passphrase_file, join_code_file
+        )
+        if json_out:
+            render.as_json(apart)
+            return
+        render.out.print(
+            f"Wallet '{name}' reshared by {apart['with']}; address unchanged: {apart['address']}\n"
+            f"recovery file: {apart['recovery_file']} (new share; store it offline)",
+            markup=False,
+        )
+        return
+    if with_parties != "vault,recovery":
+        raise MalformedRequestError(
+            "--agent-share-file works only with --with vault,recovery.",
+            next_step="leave --agent-share-file out: the agent joins from its own host.",
+        )
     from keysafe.mpc import share_file
     from keysafe.service import threshold as threshold_wallets
 

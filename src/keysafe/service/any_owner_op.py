@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from keysafe.service.owner_keygen import KeygenExchange, KeygenStart
+from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
 from keysafe.service.owner_ops import (
     AddAgent,
     AddAsset,
@@ -37,7 +37,7 @@ AnyOp = Annotated[
     AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
-    | AddAsset | KeygenStart | KeygenExchange
+    | AddAsset | KeygenStart | ReshareStart | KeygenExchange
     | ReviewSeals | SealRows,
     Field(discriminator="kind"),
 ]  # fmt: skip

@@ -43,11 +43,11 @@ from keysafe.mpc.channel import Channel, ChannelError
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER
-from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, public_digest
+from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
 from keysafe.service import threshold
 from keysafe.service.agents import get_agent
 from keysafe.service.models import Chain, RecordKind, check_name
-from keysafe.vault.vault import Vault
+from keysafe.vault.vault import RecordInfo, Vault
 
 __all__ = [
     "TTL_S",
@@ -55,6 +55,7 @@ __all__ = [
     "exchange",
     "pending",
     "start",
+    "start_reshare",
 ]
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ class _Keygen:
     agent: str
     expires: float
     vault_key: X25519PrivateKey
-    party: KeygenParty
+    party: KeygenParty | ReshareParty
+    old: RecordInfo | None = None  # a reshare's wallet record (None: rebuilding it here)
     keys: dict[int, bytes] = field(default_factory=dict)
     agent_tag: bytes | None = None
     mail: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
@@ -116,6 +118,9 @@ def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
     return KeygenView(
         id=g.id, wallet=g.wallet, chain=str(g.chain), agent=g.agent, vault_id=vault.vault_id,
         rounds=g.party.rounds, keys={i: _enc(k) for i, k in g.keys.items()},
+        kind="reshare" if isinstance(g.party, ReshareParty) else "create",
+        quorum=list(g.party.quorum) if isinstance(g.party, ReshareParty) else None,
+        public=g.party.old_public.to_dict() if isinstance(g.party, ReshareParty) else None,
         agent_tag=None if g.agent_tag is None else _enc(g.agent_tag),
         messages=[
             Sealed(round=r, sender=s, receiver=t, body=_enc(body))
@@ -151,26 +156,71 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
             )
     suite = SECP256K1 if chain is Chain.EVM else ED25519
     sid = secrets.token_bytes(SESSION_ID_LEN)
+    return _open(vault, _Keygen(
+        session_id=sid, wallet=wallet, chain=chain, agent=agent,
+        expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
+        party=KeygenParty(suite, USER, sid),
+    ), key)  # fmt: skip
+
+
+def start_reshare(
+    vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str
+) -> KeygenView:
+    """The owner opens a reshare of 2-of-3 wallet `wallet` by the two parties of `quorum`
+    (1 agent, 2 vault, 3 recovery): fresh shares for all three, same address. Vault +
+    recovery evict or refresh the agent; agent + vault replace a lost recovery file; agent +
+    recovery rebuild the vault's share. `recovery_key` is the recovery party's ephemeral key.
+
+    Raises:
+        NotFoundError: no 2-of-3 wallet of that name.
+        MalformedRequestError: not two distinct parties, a bad key, or too many open.
+        AlreadyExistsError: a ceremony for that wallet is already open.
+        PolicyDeniedError: the wallet's agent is not active.
+    """
+    q = tuple(sorted(set(quorum)))
+    if len(q) != 2 or any(i not in PARTIES for i in q):
+        raise MalformedRequestError(
+            "A reshare needs two of the three parties.",
+            next_step="use --with vault,recovery, agent,vault or agent,recovery.",
+        )
+    key = _b64(recovery_key, "The recovery party's key", channel.KEY_LEN)
+    vault.require_unlocked()
+    info = threshold.threshold_wallet(vault, wallet)
+    agent = str(info.meta["agent"])
+    with vault.db.read() as conn:
+        if get_agent(conn, agent).status != "active":
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is not active: it cannot take part in a reshare.",
+                next_step=f"`keysafe agent resume {agent}` (or rotate its token first if it "
+                "was compromised; the reshare then gives it a new share).",
+            )
+    public = threshold.public_of(info)
+    # The vault deals only what it holds: its share, loaded here (this process's only one).
+    old_key = threshold.vault_share(vault, info).key if USER in q else None
+    sid = secrets.token_bytes(SESSION_ID_LEN)
+    return _open(vault, _Keygen(
+        session_id=sid, wallet=wallet, chain=Chain(str(info.meta["chain"])), agent=agent,
+        expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
+        party=ReshareParty(USER, sid, public, q, old_key), old=info,
+    ), key)  # fmt: skip
+
+
+def _open(vault: Vault, g: _Keygen, recovery_key: bytes) -> KeygenView:
     with _LOCK:
         table = _table(vault)
-        if any(g.wallet == wallet and g.status in ("waiting", "running") for g in table.values()):
+        if any(o.wallet == g.wallet and o.status in ("waiting", "running") for o in table.values()):
             raise AlreadyExistsError(
-                f"A keygen for '{wallet}' is already open.",
+                f"A keygen or reshare for '{g.wallet}' is already open.",
                 next_step="let it finish or wait ten minutes for it to expire.",
             )
-        if sum(g.status in ("waiting", "running") for g in table.values()) >= MAX_OPEN:
+        if sum(o.status in ("waiting", "running") for o in table.values()) >= MAX_OPEN:
             raise MalformedRequestError(
                 f"{MAX_OPEN} keygens are open already.",
                 next_step="let them finish or wait ten minutes for them to expire.",
             )
-        g = _Keygen(
-            session_id=sid, wallet=wallet, chain=chain, agent=agent,
-            expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
-            party=KeygenParty(suite, USER, sid),
-        )  # fmt: skip
-        g.keys = {USER: channel.public_bytes(g.vault_key), RECOVERY: key}
+        g.keys = {USER: channel.public_bytes(g.vault_key), RECOVERY: recovery_key}
         table[g.id] = g
-        logger.info("keygen %s opened for wallet %s (agent %s)", g.id[:12], wallet, agent)
+        logger.info("ceremony %s opened for wallet %s (agent %s)", g.id[:12], g.wallet, g.agent)
         return _view(vault, g, RECOVERY)
 
 
@@ -310,13 +360,19 @@ def _finish(vault: Vault, g: _Keygen) -> None:
         if g.channel.open(done, j, g.mail[(done, j, USER)]) != want:
             raise FrostError("confirmed another public package", culprit=j)
     try:
-        info = threshold.store_new_wallet(vault, g.wallet, g.chain, g.agent, share)
-    except KeysafeError as exc:
+        if g.old is None:
+            info = threshold.store_new_wallet(vault, g.wallet, g.chain, g.agent, share)
+        else:
+            now = threshold.threshold_wallet(vault, g.wallet)
+            if now.meta.get("generation") != g.old.meta.get("generation"):
+                raise FrostError("the wallet was reshared by another run meanwhile")
+            info = threshold.replace_vault_share(vault, now, share)
+    except (KeysafeError, FrostError) as exc:
         _fail(vault, g, f"the vault could not keep its share: {exc}")
         return
     g.status, g.address = "done", str(info.meta["address"])
     g.party.share = None
-    logger.info("keygen %s done: wallet %s", g.id[:12], g.wallet)
+    logger.info("ceremony %s done: wallet %s", g.id[:12], g.wallet)
 
 
 def _fail(vault: Vault, g: _Keygen, why: str) -> None:
@@ -325,7 +381,8 @@ def _fail(vault: Vault, g: _Keygen, why: str) -> None:
     g.mail.clear()
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="wallet.create", target=f"wallet:{g.wallet}",
+            conn, actor="owner", action="wallet.create" if g.old is None else "wallet.reshare",
+            target=f"wallet:{g.wallet}",
             outcome="failure", details={"name": g.wallet, "chain": str(g.chain),
                                         "source": "threshold", "agent": g.agent,
                                         "reason": g.failure},

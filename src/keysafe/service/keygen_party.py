@@ -30,13 +30,13 @@ from keysafe.mpc import channel
 from keysafe.mpc.channel import Channel, ChannelError
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
-from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER
-from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, public_digest
+from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, PublicKeyPackage
+from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
 from keysafe.mpc.share_file import Share
 from keysafe.service.keygen import TTL_S
 from keysafe.service.models import Chain
 
-__all__ = ["JoinCode", "Party", "Send", "recovery_key"]
+__all__ = ["AGENT", "RECOVERY", "USER", "JoinCode", "Party", "Send", "recovery_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +120,14 @@ class Party:
     """
 
     def __init__(
-        self, me: int, send: Send, keygen_id: str, key: X25519PrivateKey, code: JoinCode
-    ) -> None:
+        self, me: int, send: Send, keygen_id: str, key: X25519PrivateKey, code: JoinCode,
+        old_share: Share | None = None,
+    ) -> None:  # fmt: skip
         self.me, self._send, self.keygen_id = me, send, keygen_id
         self._key, self._code = key, code
+        self._old = old_share
         self.peer = RECOVERY if me == AGENT else AGENT
-        self._party: KeygenParty | None = None
+        self._party: KeygenParty | ReshareParty | None = None
         self._channel: Channel | None = None
         self.view: KeygenView | None = None
 
@@ -133,18 +135,25 @@ class Party:
         return f"Party(me={self.me}, keygen={self.keygen_id[:12]}…)"
 
     @classmethod
-    def recovery(cls, send: Send, key: X25519PrivateKey, started: KeygenView) -> Party:
+    def recovery(
+        cls, send: Send, key: X25519PrivateKey, started: KeygenView,
+        old_share: Share | None = None,
+    ) -> Party:  # fmt: skip
+        """The recovery party of the ceremony `started` opened; in a reshare `old_share` is
+        its current share (needed when it deals; checked against the wallet either way)."""
         code = JoinCode(
             bytes.fromhex(started.id), _key_hash(channel.public_bytes(key)),
             secrets.token_bytes(_MAC_LEN),
         )  # fmt: skip
-        party = cls(RECOVERY, send, started.id, key, code)
+        party = cls(RECOVERY, send, started.id, key, code, old_share)
         party.view = started
         return party
 
     @classmethod
-    def agent(cls, send: Send, code: JoinCode) -> Party:
-        return cls(AGENT, send, code.keygen_id, channel.new_key(), code)
+    def agent(cls, send: Send, code: JoinCode, old_share: Share | None = None) -> Party:
+        """The agent's party of the ceremony `code` names; in a reshare `old_share` is its
+        current share (needed when it deals)."""
+        return cls(AGENT, send, code.keygen_id, channel.new_key(), code, old_share)
 
     def join_code(self) -> str:
         return self._code.encode()
@@ -192,14 +201,42 @@ class Party:
         while len(view.keys) < 3:
             view = self._wait(deadline, "the agent to join")
         self._channel = self._open_channel(view)
-        suite = SECP256K1 if Chain(view.chain) is Chain.EVM else ED25519
-        self._party = KeygenParty(suite, self.me, bytes.fromhex(self.keygen_id))
+        self._party = self._protocol(view)
         self._deliver(1, self._party.start())
         for r in range(1, self._party.rounds + 1):
             inbox = self._collect(r, deadline)
             self._deliver(r + 1, self._party.step(r, inbox))
         assert self._party.share is not None
         return self._party.share
+
+    def _protocol(self, view: KeygenView) -> KeygenParty | ReshareParty:
+        sid = bytes.fromhex(self.keygen_id)
+        if view.kind == "create" and self._old is not None:
+            raise MalformedRequestError(
+                "This is a new wallet's keygen, and a share was given to replace.",
+                next_step="give a new --share-file path: a keygen never overwrites a share.",
+            )
+        if view.kind == "create":
+            return KeygenParty(
+                SECP256K1 if Chain(view.chain) is Chain.EVM else ED25519, self.me, sid
+            )
+        if view.public is None or view.quorum is None or len(view.quorum) != 2:
+            raise ChannelError("the vault's reshare lacks its public package or quorum", USER)
+        public = PublicKeyPackage.from_dict(view.public)
+        quorum = (view.quorum[0], view.quorum[1])
+        if self._old is not None and self._old.key.public != public:
+            raise ChannelError(
+                "the vault reshares another key (or generation) than this party's share is of",
+                USER,
+            )
+        if self.me in quorum and self._old is None:
+            raise MalformedRequestError(
+                f"Party {self.me} deals in this reshare: it needs its current share.",
+                next_step="give this party's current share file (and its secret).",
+            )
+        old_key = self._old.key if self._old is not None and self.me in quorum else None
+        self._old = None
+        return ReshareParty(self.me, sid, public, quorum, old_key)
 
     def _announce(self) -> KeygenView:
         if self.me == RECOVERY:

@@ -29,6 +29,21 @@ class KeygenStart(Op[KeygenView]):
         return keygen.start(vault, self.wallet, self.chain, self.agent, self.recovery_key)
 
 
+class ReshareStart(Op[KeygenView]):
+    """Open a reshare of a 2-of-3 wallet by two of its parties (`quorum`: 1 agent, 2 vault,
+    3 recovery); the recovery party takes part either way, from the owner's CLI."""
+
+    kind: Literal["wallet.reshare-start"] = "wallet.reshare-start"
+    wallet: str
+    quorum: tuple[int, int]
+    recovery_key: str
+
+    result = KeygenView
+
+    def run(self, vault: Vault) -> KeygenView:
+        return keygen.start_reshare(vault, self.wallet, self.quorum, self.recovery_key)
+
+
 class KeygenExchange(Op[KeygenView]):
     """The recovery party's post to an open keygen; the answer holds what is there for it."""
 

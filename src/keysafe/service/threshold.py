@@ -92,7 +92,7 @@ def is_threshold(info: RecordInfo) -> bool:
     return info.meta.get("source") == "threshold"
 
 
-def _public(info: RecordInfo) -> PublicKeyPackage:
+def public_of(info: RecordInfo) -> PublicKeyPackage:
     return PublicKeyPackage.from_dict(info.meta["public"])
 
 
@@ -266,6 +266,34 @@ def store_new_wallet(
     return _store_user_share(vault, name, meta, share, replace=False, action="wallet.create")
 
 
+def replace_vault_share(vault: Vault, info: RecordInfo, share: share_file.Share) -> RecordInfo:
+    """Keep the vault's new share after a reshare of wallet `info` (same group key, one
+    generation up; audited `wallet.reshare`) and drop every session and ban made for the old
+    shares, which can never sign again.
+
+    Raises:
+        FrostError: the new share is for another group key.
+    """
+    wallet = info.name
+    public = share.key.public
+    if public.group_public_key != public_of(info).group_public_key:
+        raise FrostError("resharing changed the group key; nothing was replaced")
+    # New shares, new pair state for every pair: an old ban has nothing left to protect.
+    meta = {k: v for k, v in info.meta.items() if k not in ("banned", "restored")} | {
+        "public": public.to_dict(), "generation": int(info.meta.get("generation", 1)) + 1,
+    }  # fmt: skip
+    stored = _store_user_share(vault, wallet, meta, share, replace=True, action="wallet.reshare")
+    with _LOCK:  # commitments and sessions made for the old shares can never be used now
+        table = _table(vault)
+        for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
+            del table[sid_old]
+        sessions = _dkls_table(vault)
+        for sid_old in [s for s, p in sessions.items() if p.wallet == wallet]:
+            del sessions[sid_old]
+        _pending_bans(vault).difference_update({(wallet, AGENT), (wallet, RECOVERY)})
+    return stored
+
+
 def check_share_key(share_key: SecretBytes, token: SecretBytes) -> None:
     check_new_passphrase(share_key, what="agent share key (KEYSAFE_AGENT_SHARE_KEY)")
     if hmac.compare_digest(bytes(share_key.reveal()), bytes(token.reveal())):
@@ -296,16 +324,16 @@ def _store_user_share(
     return info
 
 
-def _user_share(vault: Vault, info: RecordInfo) -> share_file.Share:
+def vault_share(vault: Vault, info: RecordInfo) -> share_file.Share:
     with vault.db.read() as conn, vault.open_record(conn, info) as plain:
-        return share_file.Share.from_secret_bytes(bytes(plain.reveal()), USER, _public(info))
+        return share_file.Share.from_secret_bytes(bytes(plain.reveal()), USER, public_of(info))
 
 
 def _user_key(vault: Vault, info: RecordInfo) -> KeyPackage:
-    return _user_share(vault, info).key
+    return vault_share(vault, info).key
 
 
-def _threshold_wallet(vault: Vault, name: str) -> RecordInfo:
+def threshold_wallet(vault: Vault, name: str) -> RecordInfo:
     with vault.db.read() as conn:
         info = vault.get_record(conn, RecordKind.WALLET, name)
     if not is_threshold(info):
@@ -358,7 +386,7 @@ def discard(vault: Vault, agent: str, fields: dict[str, Any] | None) -> None:
 def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
     """The vault's round-one commitment for one future signature by `agent` with `wallet`."""
     vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
+    info = threshold_wallet(vault, wallet)
     if info.meta.get("agent") != agent:
         raise NotFoundError(
             f"No threshold wallet '{wallet[:64]}' shared with this agent.",
@@ -424,7 +452,7 @@ def _commit(vault: Vault, info: RecordInfo, holder: str) -> dict[str, Any]:
     memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
     wallet: a fresh session only, the protocol runs in `dkls_exchange` and `cosign_ecdsa`."""
     _refuse_restored(info)
-    if _public(info).suite is SECP256K1:
+    if public_of(info).suite is SECP256K1:
         return _dkls_open(vault, info, holder)
     nonces, commitment = signing.commit(_user_key(vault, info))
     sid = secrets.token_bytes(32)
@@ -495,7 +523,7 @@ def _cosign(
             "The wallet's shares were refreshed since this commitment was made.",
             next_step=f"ask for a fresh commitment with the new {side} share.",
         )
-    public = _public(info)
+    public = public_of(info)
     try:
         theirs = signing.SigningCommitment(
             partner,
@@ -693,13 +721,13 @@ def dkls_exchange(
             "The wallet's shares were refreshed since this session was opened.",
             next_step=f"open a fresh session with the new {side}.",
         )
-    if fields.get("verifying_share") != _public(info).verifying_shares[partner].hex():
+    if fields.get("verifying_share") != public_of(info).verifying_shares[partner].hex():
         raise MalformedRequestError(
             f"The {side} is not the wallet's current one (from before a refresh?); nothing was "
             "run with it.",
             next_step=f"use the {side} the last `keysafe wallet refresh` wrote.",
         )
-    share = _user_share(vault, info)
+    share = vault_share(vault, info)
     state, first = dkls_signing.round1(share.key, share.pairs[partner], message_hash, sid)
     try:
         second = dkls_signing.round2(state, _b64(fields, "round1"))
@@ -760,7 +788,7 @@ def owner_commit(vault: Vault, wallet: str) -> dict[str, Any]:
     """The vault's commitment for one signature the owner makes with the recovery file, with
     the wallet's public package so the owner's side can tell a stale recovery file."""
     vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
+    info = threshold_wallet(vault, wallet)
     return _commit(vault, info, _OWNER) | {"public": info.meta["public"]}
 
 
@@ -775,7 +803,7 @@ def owner_exchange(
     """Step 2 of the owner's EVM signature with the recovery file: the vault's rounds 1 and 2
     against the recovery side's round 1, over the message hashed here."""
     vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
+    info = threshold_wallet(vault, wallet)
     digest = _owner_message_digest(message)[1]
     try:
         return dkls_exchange(vault, _OWNER, info, digest, fields, partner=RECOVERY)
@@ -831,10 +859,10 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
     from solders.signature import Signature
 
     vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
+    info = threshold_wallet(vault, wallet)
     details: dict[str, Any] = {"name": wallet, "signer": "user+recovery"}
     try:
-        if _public(info).suite is SECP256K1:
+        if public_of(info).suite is SECP256K1:
             signable, digest = _owner_message_digest(message.decode("utf-8"))
             ecdsa = cosign_ecdsa(vault, _OWNER, info, digest, fields, partner=RECOVERY)
             text = evm_signing.assemble_message_signature(
@@ -861,7 +889,7 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
 def _recovery_key(
     info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
 ) -> KeyPackage:
-    return open_recovery(info.name, _public(info), recovery, passphrase)
+    return open_recovery(info.name, public_of(info), recovery, passphrase)
 
 
 def open_recovery(
@@ -918,7 +946,7 @@ def reshare_wallet(
     agent is evicted); its old share, like every old share, no longer signs with anyone."""
     check_share_key(agent_share_key, agent_token)
     vault.require_unlocked()
-    info = _threshold_wallet(vault, wallet)
+    info = threshold_wallet(vault, wallet)
     agent = str(info.meta["agent"])
     with vault.db.read() as conn:
         row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
@@ -932,7 +960,7 @@ def reshare_wallet(
             f"{agent_share_path} already exists; keysafe never overwrites a share file.",
             next_step="give a new path for the agent's new share.",
         )
-    old_public = _public(info)
+    old_public = public_of(info)
     holders = {
         USER: _user_key(vault, info),
         RECOVERY: _recovery_key(info, recovery, recovery_passphrase),
@@ -965,26 +993,12 @@ def reshare_wallet(
             agent_share_path,
             share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_share_key),
         )
-        # New shares, new pair state for every pair: an old ban has nothing left to protect.
-        meta = {k: v for k, v in info.meta.items() if k not in ("banned", "restored")} | {
-            "public": public.to_dict(), "generation": int(info.meta.get("generation", 1)) + 1,
-        }  # fmt: skip
-        stored = _store_user_share(
-            vault, wallet, meta, final[USER], replace=True, action="wallet.reshare"
-        )
+        stored = replace_vault_share(vault, info, final[USER])
     except BaseException:
         staged.unlink(missing_ok=True)
         agent_share_path.unlink(missing_ok=True)
         raise
     files.move_over(staged, recovery_path)
-    with _LOCK:  # commitments and sessions made for the old shares can never be used now
-        table = _table(vault)
-        for sid_old in [s for s, p in table.items() if p.wallet == wallet]:
-            del table[sid_old]
-        sessions = _dkls_table(vault)
-        for sid_old in [s for s, p in sessions.items() if p.wallet == wallet]:
-            del sessions[sid_old]
-        _pending_bans(vault).difference_update({(wallet, AGENT), (wallet, RECOVERY)})
     return CreatedWallet(WalletView.of(stored), agent_share_path, recovery_path)
 
 

@@ -113,7 +113,7 @@ def test_attack_ban_holds_for_sessions_exchanged_before_it(world: World) -> None
     with pytest.raises(MalformedRequestError) as caught:
         world.sign(messages[0], _bend(parts[0], "round3"))
     assert caught.value.facts.get("culprit") == 1 and caught.value.facts.get("banned")
-    info = threshold._threshold_wallet(world.vault, "team")
+    info = threshold.threshold_wallet(world.vault, "team")
     assert info.meta.get("banned") == [1]
     for message, part in zip(
         messages[1:], (parts[1], _bend(parts[2], "round2"), parts[3]), strict=True
@@ -137,7 +137,7 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
         agent_token=_secret(world.token), agent_share_key=_secret(SHARE_KEY),
         agent_share_path=world.root / "agent-2.json",
     )  # fmt: skip
-    assert "banned" not in threshold._threshold_wallet(world.vault, "team").meta
+    assert "banned" not in threshold.threshold_wallet(world.vault, "team").meta
     world.share = world.open_share(world.root / "agent-2.json")
     got = world.sign("hello b", world.part("hello b"))
     signable = encode_defunct(text="hello b")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,8 +105,8 @@ def test_three_parties_apart_make_one_wallet_and_each_holds_only_its_share(
 ) -> None:
     run = _keygen(vault, chain)
     assert not run.errors, run.errors
-    info = threshold._threshold_wallet(vault, "team")
-    vault_share = threshold._user_share(vault, info)
+    info = threshold.threshold_wallet(vault, "team")
+    vault_share = threshold.vault_share(vault, info)
     assert run.addresses[AGENT] == run.addresses[RECOVERY] == info.meta["address"]
     suite = SECP256K1 if chain is Chain.EVM else ED25519
     assert vault_share.key.suite is suite
@@ -152,7 +152,7 @@ def test_attack_relay_swapping_the_agent_key_is_refused_by_the_recovery_party(
     assert RECOVERY not in run.shares and AGENT not in run.shares
     # nothing stored:
     with pytest.raises(KeysafeError):
-        threshold._threshold_wallet(vault, "team")
+        threshold.threshold_wallet(vault, "team")
 
 
 def test_attack_relay_swapping_the_recovery_key_is_refused_by_the_agent(vault: Vault) -> None:
@@ -266,3 +266,105 @@ def test_wrong_join_code_is_refused_before_anything_is_sent(vault: Vault) -> Non
     code = JoinCode(bytes(32), bytes(16), bytes(32))
     assert JoinCode.decode(code.encode()) == code
     assert "mac" not in repr(code).lower() and code.encode() not in repr(code)
+
+
+# -- reshare: any two parties deal, all three get new shares, each in its own thread ----------
+
+
+def _reshare(
+    vault: Vault, quorum: tuple[int, int], old: dict[int, Share], *,
+    agent_send: Callable[[Send], Send] = lambda s: s,
+) -> Run:  # fmt: skip
+    key = channel.new_key()
+    started = keygen.start_reshare(
+        vault, "team", quorum, base64.b64encode(channel.public_bytes(key)).decode()
+    )
+    recovery = Party.recovery(_sender(vault, RECOVERY), key, started, old.get(RECOVERY))
+    agent = Party.agent(
+        agent_send(_sender(vault, AGENT)), JoinCode.decode(recovery.join_code()), old.get(AGENT)
+    )
+    run = Run()
+    threads = [threading.Thread(target=_play, args=(p, run)) for p in (recovery, agent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return run
+
+
+@pytest.mark.parametrize("chain", [Chain.SOLANA, Chain.EVM])
+def test_any_two_parties_reshare_to_three_new_shares_of_the_same_key(
+    vault: Vault, chain: Chain
+) -> None:
+    made = _keygen(vault, chain)
+    shares = dict(made.shares)
+    info = threshold.threshold_wallet(vault, "team")
+    address, pk = info.meta["address"], threshold.public_of(info).group_public_key
+    suite = SECP256K1 if chain is Chain.EVM else ED25519
+    # evict-the-agent (vault+recovery), lost recovery file (agent+vault), rebuild the vault's
+    # share (agent+recovery): the party outside the quorum gets a share without dealing one
+    for quorum in ((USER, RECOVERY), (AGENT, USER), (AGENT, RECOVERY)):
+        before = threshold.threshold_wallet(vault, "team")
+        old_vault = threshold.vault_share(vault, before)
+        old = {i: s for i, s in shares.items() if i in quorum}
+        run = _reshare(vault, quorum, old)
+        assert not run.errors, (quorum, run.errors)
+        assert run.addresses == {AGENT: address, RECOVERY: address}
+        after = threshold.threshold_wallet(vault, "team")
+        assert after.meta["generation"] == before.meta["generation"] + 1
+        new = {**run.shares, USER: threshold.vault_share(vault, after)}
+        assert new[USER].key.signing_share != old_vault.key.signing_share
+        for i in (AGENT, RECOVERY):
+            assert new[i].key.signing_share != shares[i].key.signing_share
+        for pair in ((AGENT, USER), (USER, RECOVERY)):
+            x = sum(lagrange(suite, i, pair) * new[i].key.signing_share for i in pair)
+            assert suite.base_mul(x % suite.order) == pk
+        # an old share and a new one do not combine: the old generation is dead
+        x = sum(
+            lagrange(suite, i, (AGENT, USER))
+            * (shares[i].key.signing_share if i == AGENT else new[i].key.signing_share)
+            for i in (AGENT, USER)
+        )
+        assert suite.base_mul(x % suite.order) != pk
+        shares = {AGENT: new[AGENT], RECOVERY: new[RECOVERY]}
+    outcomes = [e.outcome for e in audit.list_entries(vault) if e.action == "wallet.reshare"]
+    assert outcomes == ["success"] * 3
+
+
+def test_attack_a_dealer_with_a_stale_share_is_refused_and_nothing_changes(vault: Vault) -> None:
+    made = _keygen(vault, Chain.SOLANA)
+    first = dict(made.shares)
+    assert not _reshare(vault, (USER, RECOVERY), {RECOVERY: first[RECOVERY]}).errors
+    before = threshold.threshold_wallet(vault, "team")
+    # the agent (now holding a new share) tries to deal its share of the old generation
+    run = _reshare(vault, (AGENT, USER), {AGENT: first[AGENT]})
+    assert isinstance(run.errors.get(AGENT), IntegrityError), run.errors
+    assert "another key (or generation)" in str(run.errors[AGENT])
+    after = threshold.threshold_wallet(vault, "team")
+    assert after.meta["generation"] == before.meta["generation"]
+
+
+def test_attack_a_dealer_dealing_something_else_than_its_share_is_named(vault: Vault) -> None:
+    made = _keygen(vault, Chain.SOLANA)
+    shares = dict(made.shares)
+    bent = Share(replace(shares[AGENT].key, signing_share=shares[AGENT].key.signing_share + 1))
+    # mpc/frost/reshare.deal refuses a share that does not match its verifying share, so this
+    # dealer must lie past it: deal from a key package whose verifying share matches the lie
+    public = bent.key.public
+    lie = replace(public, verifying_shares={
+        **public.verifying_shares, AGENT: ED25519.base_mul(bent.key.signing_share)})  # fmt: skip
+    bent = Share(replace(bent.key, public=lie))
+
+    def wrap(send: Send) -> Send:
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            view = send(kid, post)
+            if view.public is not None:
+                view.public = lie.to_dict()  # so this agent's own check passes
+            return view
+
+        return relayed
+
+    run = _reshare(vault, (AGENT, USER), {AGENT: bent}, agent_send=wrap)
+    assert run.errors and not run.addresses
+    vault_failure = next(e for e in audit.list_entries(vault) if e.action == "wallet.reshare")
+    assert vault_failure.outcome == "failure" and "party 1" in str(vault_failure.details)
