@@ -37,7 +37,7 @@ from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
 from tests.conftest import Cli
 from tests.e2e import share_audit
-from tests.e2e.keygen_fixture import create_apart
+from tests.e2e.keygen_fixture import create_apart, reshare_apart
 from tests.e2e.mcp_fixture import McpSession, ok, refused
 from tests.e2e.server_fixture import (
     KEYSAFE,
@@ -350,21 +350,21 @@ def test_attack_bent_final_round_is_refused_and_bans_the_agent_share(world: Worl
 def test_dkls_refresh_after_a_ban_gives_a_new_agent_share_that_signs_again(
     world: World, tmp_path: Path
 ) -> None:
-    """Vault + recovery reshare (the owner's CLI, a fourth process, beside the running server):
-    same address, new shares, new pair state for every pair; the ban is gone with the old
-    pair state, the old agent share is dead, the new one signs a transfer that lands."""
+    """Vault + recovery reshare as three processes (the owner's `wallet refresh`, the running
+    server, the agent host's `agent threshold join` writing a new share file): same address,
+    new shares, new pair state for every pair; the ban is gone with the old pair state, the old
+    agent share is dead, the new one signs a transfer that lands."""
     home = world.root / "home"
     new_file = world.root / "team-agent-2.json"
-    cli = Cli(
-        home, audited(cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE), world.root)
-    )
-    out = json.loads(
-        cli.ok(
-            "wallet", "refresh", "team", "--recovery-file", str(world.root / "team-recovery.json"),
-            "--agent-share-file", str(new_file), "--json",
-            env={"KEYSAFE_AGENT_TOKEN": world.token, "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY},
-        ).stdout
-    )  # fmt: skip
+    cli = Cli(home, audited(cli_env(home), world.root))
+    agent_env = audited(cli_env(world.root / "agent-host"), world.root) | {
+        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+    }  # fmt: skip
+    out = reshare_apart(
+        cli, "team", "vault,recovery", recovery_file=world.root / "team-recovery.json",
+        share_file=new_file, recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
+    ).owner  # fmt: skip
     assert out["address"] == world.address
     env = {
         "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,

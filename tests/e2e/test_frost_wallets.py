@@ -46,6 +46,7 @@ from keysafe.mpc.share_file import SecretBytes
 from keysafe.remote import AgentClient
 from tests.conftest import Cli, Result, shared_once
 from tests.e2e import share_audit
+from tests.e2e.keygen_fixture import create_apart, reshare_apart
 from tests.e2e.mcp_fixture import McpSession, ok, refused
 from tests.e2e.server_fixture import (
     KEYSAFE,
@@ -86,7 +87,7 @@ rules:
     chains: [solana]
     message_matches: "^hello"
 """
-CREATE_KEYS = {"name", "chain", "address", "threshold", "agent_share_file", "recovery_file"}
+CREATE_KEYS = {"name", "chain", "address", "threshold", "recovery_file"}
 
 
 # -- the base vault ---------------------------------------------------------------------------
@@ -104,29 +105,33 @@ def share_loads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield log
 
 
-def _create_args(name: str, agent: str, agent_file: Path, recovery: Path) -> list[str]:
-    return [
-        "wallet", "create", name, "--chain", "solana", "--threshold", "2-of-3",
-        "--agent", agent, "--agent-share-file", str(agent_file), "--recovery-file", str(recovery),
-        "--json",
-    ]  # fmt: skip
+def _agent_host(root: Path, url: str, token: str) -> dict[str, str]:
+    """The environment of `keysafe agent threshold join` on the agent's host (no vault here)."""
+    env = cli_env(root / "agent-host") | {
+        "KEYSAFE_URL": url, "KEYSAFE_AGENT_TOKEN": token,
+        "KEYSAFE_AGENT_SHARE_KEY": share_key_of(token),
+    }  # fmt: skip
+    env.pop("KEYSAFE_PASSPHRASE")
+    return env
 
 
 def _build(root: Path) -> dict[str, Any]:
+    """Two 2-of-3 wallets of agent `bot`, each made by three processes: a server, the owner's
+    `wallet create` and the agent host's `agent threshold join`."""
     home = root / "home"
     cli = Cli(home, cli_env(home))
     cli.ok("init", "--json")
     policy = root / "policy.yaml"
     policy.write_text(SOL_POLICY, encoding="utf-8")
     tokens = {name: add_agent(cli, name, policy) for name in ("bot", "other")}
-    env = {"KEYSAFE_AGENT_TOKEN": tokens["bot"], "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
-           "KEYSAFE_AGENT_SHARE_KEY": share_key_of(tokens["bot"])}  # fmt: skip
     made = {}
-    for name in ("team", "team2"):
-        args = _create_args(
-            name, "bot", root / f"{name}-agent.json", root / f"{name}-recovery.json"
-        )
-        made[name] = json.loads(cli.ok(*args, env=env).stdout)
+    with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
+        for name in ("team", "team2"):
+            made[name] = create_apart(
+                cli, name, "solana", "bot", recovery_file=root / f"{name}-recovery.json",
+                share_file=root / f"{name}-agent.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+                agent_env=_agent_host(root, server.url, tokens["bot"]),
+            ).owner  # fmt: skip
     return {"tokens": tokens, "made": made}
 
 
@@ -315,7 +320,6 @@ def test_frost_create_prints_the_wallet_and_writes_two_sealed_0600_files(base: B
     made = base.made["team"]
     assert set(made) == CREATE_KEYS, made
     assert (made["name"], made["chain"], made["threshold"]) == ("team", "solana", "2-of-3")
-    assert made["agent_share_file"] == str(base.agent_file())
     assert made["recovery_file"] == str(base.recovery_file())
     agent = base.agent_key()
     recovery = open_recovery(base.recovery_file())
@@ -340,58 +344,31 @@ def test_frost_create_prints_the_wallet_and_writes_two_sealed_0600_files(base: B
 
 
 def test_frost_create_refusals_are_clear_and_create_nothing(base: Base, tmp_path: Path) -> None:
+    """Without a running server there is no vault party to run: refused before any passphrase
+    is asked; an existing recovery file is never overwritten."""
     home = base.copy(tmp_path)
-    cli = Cli(home, cli_env(home))
-    bot, other = base.tokens["bot"], base.tokens["other"]
-    agent_file, recovery = tmp_path / "new-agent.json", tmp_path / "new-recovery.json"
+    cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
+    recovery = tmp_path / "new-recovery.json"
 
-    def create(token: str, agent: str = "bot", chain: str = "solana", **paths: Path) -> Result:
-        args = _create_args(
-            "fresh", agent, paths.get("agent_file", agent_file), paths.get("recovery", recovery)
-        )
-        args[args.index("solana")] = chain
-        env = {"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
-               "KEYSAFE_AGENT_SHARE_KEY": share_key_of(token)}  # fmt: skip
-        return cli(*args, env=env)
+    def create(path: Path) -> Result:
+        return cli(
+            "wallet", "create", "fresh", "--chain", "solana", "--threshold", "2-of-3",
+            "--agent", "bot", "--recovery-file", str(path),
+        )  # fmt: skip
 
-    line = user_error(create(other), "POLICY_DENIED", 4)  # another agent's token
-    assert "'bot'" in line and "token" in line
-    line = user_error(create(bot, agent="ghost"), "POLICY_DENIED", 4)
-    assert "ghost" in line
-    assert not agent_file.exists() and not recovery.exists()
-
-    for existing in ("agent_file", "recovery"):
-        kept = tmp_path / f"existing-{existing}.json"
-        kept.write_text("keep me")
-        line = user_error(create(bot, **{existing: kept}), "MALFORMED_REQUEST")
-        assert str(kept) in line and "already exists" in line
-        assert kept.read_text() == "keep me"
-        assert not agent_file.exists() and not recovery.exists()
-
+    line = user_error(create(recovery), "MALFORMED_REQUEST")
+    assert "keysafe serve" in line and "never both in one process" in line
+    kept = tmp_path / "existing-recovery.json"
+    kept.write_text("keep me")
+    line = user_error(create(kept), "MALFORMED_REQUEST")
+    assert str(kept) in line and "already exists" in line
+    assert kept.read_text() == "keep me"
     listed = json.loads(cli.ok("wallet", "list", "--json").stdout)
     assert {w["name"]: (w["source"], w["address"]) for w in listed} == {
         "team": ("threshold", base.address()),
         "team2": ("threshold", base.address("team2")),
     }
-    assert {p.name for p in tmp_path.iterdir()} == {
-        "home", "existing-agent_file.json", "existing-recovery.json",
-    }  # fmt: skip
-
-
-def test_frost_create_with_one_path_for_both_files_leaves_nothing_behind(
-    base: Base, tmp_path: Path
-) -> None:
-    home = base.copy(tmp_path)
-    cli = Cli(home, cli_env(home))
-    same = tmp_path / "both.json"
-    env = {
-        "KEYSAFE_AGENT_TOKEN": base.tokens["bot"],
-        "KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE,
-        "KEYSAFE_AGENT_SHARE_KEY": share_key_of(base.tokens["bot"]),
-    }
-    r = cli(*_create_args("fresh", "bot", same, same), env=env)
-    assert r.exit_code != 0
-    assert not same.exists(), "a share file was left behind by a refused create"
+    assert {p.name for p in tmp_path.iterdir()} == {"home", "existing-recovery.json"}
 
 
 # -- agent + vault over MCP -------------------------------------------------------------------
@@ -807,14 +784,15 @@ def _build_refreshed(base: Base) -> Callable[[Path], dict[str, Any]]:
         shutil.copy2(base.recovery_file(), root / "team-recovery-old.json")
         cli = Cli(home, cli_env(home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE))
         new_token = json.loads(cli.ok("agent", "rotate-token", "bot", "--json").stdout)["token"]
-        env = {"KEYSAFE_AGENT_TOKEN": new_token, "KEYSAFE_AGENT_SHARE_KEY": share_key_of(new_token)}
-        out = json.loads(
-            cli.ok(
-                "wallet", "refresh", "team", "--recovery-file", str(recovery),
-                "--agent-share-file", str(root / "team-agent-new.json"), "--json", env=env,
-            ).stdout
-        )  # fmt: skip
-        return {"new_token": new_token, "out": out}
+        with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
+            # the agent's new host joins with the new token and a new share key
+            out = reshare_apart(
+                cli, "team", "vault,recovery", recovery_file=recovery,
+                share_file=root / "team-agent-new.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+                agent_env=_agent_host(root, server.url, new_token),
+            )  # fmt: skip
+        out.owner["agent_share_file"] = out.agent["share_file"]
+        return {"new_token": new_token, "out": out.owner}
 
     return build
 
@@ -845,7 +823,7 @@ def test_frost_refresh_keeps_the_address_and_the_new_share_signs_over_mcp(
     refreshed: Refreshed,
 ) -> None:
     out, address = refreshed.out, refreshed.base.address()
-    assert set(out) == CREATE_KEYS
+    assert set(out) == {"name", "with", "address", "recovery_file", "agent_share_file"}
     assert (out["address"], out["agent_share_file"]) == (address, str(refreshed.new_agent_file))
     assert refreshed.new_agent_file.stat().st_mode & 0o777 == 0o600
     assert refreshed.recovery.read_bytes() != refreshed.old_recovery.read_bytes()

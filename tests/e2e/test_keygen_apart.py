@@ -111,6 +111,20 @@ def test_new_wallet_signs_with_vault_and_recovery_as_two_processes(world: World)
         assert out["signers"] == "user+recovery"
 
 
+def test_attack_a_recovery_file_passphrase_is_held_to_the_vault_passphrase_rule(
+    world: World,
+) -> None:
+    r = world.cli(
+        "wallet", "create", "weak", "--chain", "solana", "--threshold", "2-of-3", "--agent",
+        "bot", "--recovery-file", str(world.root / "weak.recovery"),
+        env={"KEYSAFE_RECOVERY_PASSPHRASE": "1234"},
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "recovery-file passphrase is too short" in r.stdout + r.stderr
+    assert not (world.root / "weak.recovery").exists()
+    assert "weak" not in world.cli.ok("wallet", "list", "--json").stdout
+
+
 def test_a_taken_name_or_an_unknown_agent_is_refused_before_anything_runs(world: World) -> None:
     r = world.cli(
         "wallet", "create", "team-evm", "--chain", "evm", "--threshold", "2-of-3", "--agent",

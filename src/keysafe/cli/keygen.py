@@ -94,7 +94,7 @@ def create_apart(
         share = party.run()
         doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
-    address = _keep_and_confirm(party, recovery_file, doc)
+    address = keep_and_confirm(party, recovery_file, doc)
     return {"name": name, "chain": str(chain), "address": address, "threshold": "2-of-3",
             "recovery_file": str(recovery_file)}  # fmt: skip
 
@@ -142,12 +142,12 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
             assert view is not None
             doc = share_file.seal_agent_share(view.wallet, view.vault_id, share, share_key)
             del share
-            address = _keep_and_confirm(party, share_file_path, doc)
+            address = keep_and_confirm(party, share_file_path, doc)
     return {"wallet": view.wallet, "chain": view.chain, "address": address,
             "share_file": str(share_file_path), "kind": view.kind}  # fmt: skip
 
 
-def _keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
+def keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
     """Keep this party's new share at `path`, then confirm to the vault. A new file appears
     before the confirmation (the vault stores its share only after it) and goes if the
     ceremony fails; a file being replaced keeps the old share until the vault has confirmed."""
@@ -224,7 +224,7 @@ def reshare_apart(
         share = party.run()
         new_doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
-    address = _keep_and_confirm(party, recovery_file, new_doc)
+    address = keep_and_confirm(party, recovery_file, new_doc)
     return {"name": name, "with": with_parties, "address": address,
             "recovery_file": str(recovery_file)}  # fmt: skip
 

@@ -9,11 +9,10 @@ import typer
 
 from keysafe.cli import inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import credentials, data, owner_ops
 from keysafe.service.context import open_vault
-from keysafe.service.models import Attachment, Chain, DataClass, SecretBytes
+from keysafe.service.models import Attachment, Chain, DataClass
 
 credential_app = typer.Typer(
     help="API keys and tokens that agents use through keysafe without seeing them.",
@@ -205,16 +204,6 @@ def wallet_create(
     agent: Annotated[
         str | None, typer.Option("--agent", help="With --threshold: the agent holding share 1.")
     ] = None,
-    agent_share_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--agent-share-file",
-            help="With --threshold, the old one-process way: write the agent's share here "
-            "(this process then holds all three shares for a moment; leave it out and the agent "
-            "joins from its own host instead).",
-            dir_okay=False,
-        ),
-    ] = None,
     recovery_file: Annotated[
         Path | None,
         typer.Option(
@@ -250,23 +239,26 @@ def wallet_create(
     (`keysafe agent threshold join`); messages between them are end-to-end encrypted.
     """
     if threshold is not None:
-        if agent_share_file is None and agent and recovery_file:
-            from keysafe.cli import keygen  # the MPC code, only for this command
-
-            _check_threshold(threshold)
-            made = keygen.create_apart(
-                name, chain, agent, recovery_file, passphrase_file, join_code_file
+        if threshold != "2-of-3":
+            raise MalformedRequestError(
+                f"'{threshold[:20]}' is not a supported threshold.",
+                next_step="use --threshold 2-of-3.",
             )
-            keygen.show_created(made, json_out)
-            return
-        _create_threshold(
-            name, chain, threshold, agent, agent_share_file, recovery_file, passphrase_file,
-            json_out,
-        )  # fmt: skip
+        if not (agent and recovery_file):
+            raise MalformedRequestError(
+                "A 2-of-3 wallet needs --agent NAME and --recovery-file PATH.",
+                next_step="add the missing options.",
+            )
+        from keysafe.cli import keygen  # the MPC code, only for this command
+
+        made = keygen.create_apart(
+            name, chain, agent, recovery_file, passphrase_file, join_code_file
+        )
+        keygen.show_created(made, json_out)
         return
-    if agent or agent_share_file or recovery_file or join_code_file:
+    if agent or recovery_file or join_code_file:
         raise MalformedRequestError(
-            "--agent, --agent-share-file and --recovery-file go with --threshold 2-of-3.",
+            "--agent, --recovery-file and --join-code-file go with --threshold 2-of-3.",
             next_step="add --threshold 2-of-3, or drop them for an ordinary wallet.",
         )
     view = owner.perform(
@@ -276,62 +268,6 @@ def wallet_create(
         render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
     else:
         render.out.print(f"Wallet '{view.name}' ({view.chain}, index {view.index}): {view.address}")
-
-
-def _create_threshold(
-    name: str,
-    chain: Chain,
-    threshold: str,
-    agent: str | None,
-    agent_share_file: Path | None,
-    recovery_file: Path | None,
-    passphrase_file: Path | None,
-    json_out: bool,
-) -> None:
-    from keysafe.service import threshold as threshold_wallets
-
-    _check_threshold(threshold)
-    if not (agent and agent_share_file and recovery_file):
-        raise MalformedRequestError(
-            "A 2-of-3 wallet needs --agent NAME and --recovery-file PATH.",
-            next_step="add the missing options.",
-        )
-    token = inputs.passphrase(
-        None, env=("KEYSAFE_AGENT_TOKEN",), label=f"Agent '{agent}' token (ks_agent_…)"
-    )
-    share_key = _share_key_input(agent)
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
-    )
-    with token, share_key, recovery, unlocked(passphrase_file) as vault:
-        made = threshold_wallets.create_threshold_wallet(
-            vault, name, chain, agent=agent, agent_token=token, agent_share_key=share_key,
-            recovery_passphrase=recovery, agent_share_path=agent_share_file,
-            recovery_path=recovery_file,
-        )  # fmt: skip
-    if json_out:
-        render.as_json(made.to_dict())
-        return
-    render.out.print(
-        f"Wallet '{name}' ({made.view.chain}, 2-of-3): {made.view.address}\n"
-        f"agent share:    {made.agent_share_file} (give it to '{agent}': KEYSAFE_AGENT_SHARE_FILE)\n"
-        f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
-        markup=False,
-    )
-
-
-def _check_threshold(threshold: str) -> None:
-    if threshold != "2-of-3":
-        raise MalformedRequestError(
-            f"'{threshold[:20]}' is not a supported threshold.", next_step="use --threshold 2-of-3."
-        )
-
-
-def _share_key_input(agent: str) -> SecretBytes:
-    return inputs.passphrase(
-        None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=True,
-        label=f"Agent '{agent}' share key (only the agent's host keeps it: KEYSAFE_AGENT_SHARE_KEY)",
-    )  # fmt: skip
 
 
 @wallet_app.command("refresh")
@@ -355,16 +291,6 @@ def wallet_refresh(
             "share). All three get new shares.",
         ),
     ] = "vault,recovery",
-    agent_share_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--agent-share-file",
-            help="The old one-process way (vault,recovery only): write the agent's NEW share "
-            "here; this process then holds two shares. Leave it out and the agent joins from "
-            "its host (`keysafe agent threshold join`).",
-            dir_okay=False,
-        ),
-    ] = None,
     join_code_file: Annotated[
         Path | None,
         typer.Option(
@@ -386,46 +312,15 @@ def wallet_refresh(
     recovery file is rewritten under the same passphrase (KEYSAFE_RECOVERY_PASSPHRASE or a
     prompt).
     """
-    if agent_share_file is None:
-        from keysafe.cli import keygen  # the MPC code, only for this command
+    from keysafe.cli import keygen  # the MPC code, only for this command
 
-        apart = keygen.reshare_apart(
-            name, with_parties, recovery_file, passphrase_file, join_code_file
-        )
-        if json_out:
-            render.as_json(apart)
-            return
-        render.out.print(
-            f"Wallet '{name}' reshared by {apart['with']}; address unchanged: {apart['address']}\n"
-            f"recovery file: {apart['recovery_file']} (new share; store it offline)",
-            markup=False,
-        )
-        return
-    if with_parties != "vault,recovery":
-        raise MalformedRequestError(
-            "--agent-share-file works only with --with vault,recovery.",
-            next_step="leave --agent-share-file out: the agent joins from its own host.",
-        )
-    from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
-
-    doc = share_file.read(recovery_file, "recovery file")
-    token = inputs.passphrase(None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)")
-    share_key = _share_key_input("the")
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
-    )
-    with token, share_key, recovery, unlocked(passphrase_file) as vault:
-        made = threshold_wallets.reshare_wallet(
-            vault, name, recovery=doc, recovery_passphrase=recovery, recovery_path=recovery_file,
-            agent_token=token, agent_share_key=share_key, agent_share_path=agent_share_file,
-        )  # fmt: skip
+    made = keygen.reshare_apart(name, with_parties, recovery_file, passphrase_file, join_code_file)
     if json_out:
-        render.as_json(made.to_dict())
+        render.as_json(made)
         return
     render.out.print(
-        f"Wallet '{name}' reshared; address unchanged: {made.view.address}\n"
-        f"new agent share: {made.agent_share_file}\nrecovery file rewritten: {made.recovery_file}",
+        f"Wallet '{name}' reshared by {made['with']}; address unchanged: {made['address']}\n"
+        f"recovery file: {made['recovery_file']} (new share; store it offline)",
         markup=False,
     )
 

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 CODE_PREFIX: Final = "ksj_"
 _HASH_LEN: Final = 16
 _MAC_LEN: Final = 32
-POLL_S: Final = 0.2
+POLL_S: Final = 0.5
 
 Send = Callable[[str, KeygenPost], KeygenView]  # (keygen id, post) → the vault's answer
 
@@ -128,6 +128,7 @@ class Party:
         self._old = old_share
         self.peer = RECOVERY if me == AGENT else AGENT
         self._party: KeygenParty | ReshareParty | None = None
+        self._idle = 0
         self._channel: Channel | None = None
         self.view: KeygenView | None = None
 
@@ -253,8 +254,15 @@ class Party:
             raise IntegrityError(
                 f"Gave up waiting for {what}.", next_step="start `keysafe wallet create` again."
             )
-        time.sleep(POLL_S)
-        return self._post(KeygenPost())
+        # Quick at first (a round's answer is usually there within milliseconds), then backing
+        # off to POLL_S while a party is slow (a person starting the agent's side).
+        self._idle += 1
+        time.sleep(min(POLL_S, 0.01 * 1.5**self._idle))
+        seen = len(self.view.messages) if self.view else 0
+        view = self._post(KeygenPost())
+        if len(view.messages) != seen or (len(view.keys) == 3 and self._party is None):
+            self._idle = 0
+        return view
 
     def _open_channel(self, view: KeygenView) -> Channel:
         keys = {i: _b64(k) for i, k in view.keys.items()}

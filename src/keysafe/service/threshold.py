@@ -1,13 +1,14 @@
-"""Threshold wallets: 2-of-3 FROST(Ed25519) Solana wallets whose private key never exists.
+"""Threshold wallets: 2-of-3 wallets whose private key never exists: FROST(Ed25519) on Solana,
+DKLs23 threshold ECDSA on EVM.
 
-Shares: agent (1, a file beside the agent, encrypted under a key from its token), user (2, this
-vault, a `critical` record), recovery (3, an offline file under a recovery passphrase). Any two
-sign; the owner alone (user) cannot.
+Shares: agent (1, a file on the agent's host, sealed under a share key only that host holds),
+user (2, this vault, a `critical` record), recovery (3, an offline file under a recovery
+passphrase). Any two sign; the owner alone (user) cannot.
 
 Rules this module enforces:
-- Key generation is a Pedersen DKG among three separate parties (`mpc/frost/dkg.py`); each
-  party's secrets stay in its own objects and every message crosses as wire bytes; the key is
-  active only when all three confirm the same public package. No code path computes the group key.
+- Key generation and reshares run with each party in its own process (`service/keygen.py`):
+  this module only keeps the vault's share when a ceremony ends (`store_new_wallet`,
+  `replace_vault_share`). No code path computes the group key.
 - Agent + user signing is RFC 9591 with the vault's commitment preprocessed: the agent asks for
   a vault commitment (`preprocess`), builds the signing package for the transaction it made
   itself, signs its share and sends it with the transaction. The vault decodes the transaction,
@@ -15,11 +16,12 @@ Rules this module enforces:
   idempotency), verifies the agent's share (a bad one is named), adds its own share and returns
   the transaction signed and verified. The vault's nonces live only in memory, are used once,
   expire, and are dropped when the vault locks: they can never be reused, even across a crash.
-- User + recovery (the owner with the recovery file) sign messages as two processes: the vault
-  commits and co-signs here (`owner_commit`, `owner_cosign`), the recovery share signs in the
-  owner's CLI (`mpc/frost/cosigner.py`), exactly as the agent's side does. They also reshare:
-  refresh keeps the address and replaces all three shares; evicting the agent makes its old
-  share useless (`reshare_wallet` still holds both shares in one process: issue 16).
+  EVM wallets sign with DKLs23 the same way: a session (`_dkls_open`), an exchange of rounds,
+  then the vault finishes inside the gated request.
+- User + recovery (the owner with the recovery file) sign as two processes: the vault commits
+  and co-signs here (`owner_commit`, `owner_cosign`), the recovery share signs in the owner's
+  CLI, exactly as the agent's side does. Agent + recovery sign without any vault
+  (`sign_without_vault`), the agent's share in a child process.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from eth_account.messages import SignableMessage
 from solders.pubkey import Pubkey
 from sqlalchemy import Connection
 
-from keysafe import files
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm import tx as evm_tx
@@ -48,18 +49,15 @@ from keysafe.chains.evm.intents import personal_message_bytes
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError, PolicyDeniedError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner as dkls_cosigner
-from keysafe.mpc.dkls import setup as dkls_setup
 from keysafe.mpc.dkls import signing as dkls_signing
 from keysafe.mpc.dkls.errors import DklsAbort
-from keysafe.mpc.dkls.setup import PairState
-from keysafe.mpc.frost import cosigner, dkg, party, reshare, session, signing
+from keysafe.mpc.frost import cosigner, party, session, signing
 from keysafe.mpc.frost.errors import FrostError
-from keysafe.mpc.frost.groups import ED25519, SECP256K1, Suite
+from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
-from keysafe.service.agents import authenticate_token, get_agent
-from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes, check_name
+from keysafe.service.agents import get_agent
+from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes
 from keysafe.service.vault_admin import check_new_passphrase
-from keysafe.service.wallets import WalletView
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -72,20 +70,6 @@ _DKLS_SESSIONS: Final = "dkls_sessions"
 _DKLS_BANS: Final = "dkls_bans"
 _OWNER: Final = "(owner)"  # the owner's sessions in the nonce table (no agent has this name)
 _LOCK = threading.Lock()  # guards vault.volatile's nonce table across request threads
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedWallet:
-    view: WalletView
-    agent_share_file: Path
-    recovery_file: Path
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.view.name, "chain": str(self.view.chain), "address": self.view.address,
-            "threshold": THRESHOLD, "agent_share_file": str(self.agent_share_file),
-            "recovery_file": str(self.recovery_file),
-        }  # fmt: skip
 
 
 def is_threshold(info: RecordInfo) -> bool:
@@ -103,151 +87,6 @@ def _address(public: PublicKeyPackage) -> str:
 
 
 # -- key generation -----------------------------------------------------------------------------
-
-
-def _make_shares(chain: Chain) -> dict[int, share_file.Share]:
-    """The three parties' shares: a Solana wallet is FROST(Ed25519); an EVM wallet is a
-    secp256k1 DKG plus the DKLs23 setup of every pair."""
-    return _shares_of(_run_dkg(ED25519 if chain is Chain.SOLANA else SECP256K1))
-
-
-def _shares_of(keys: dict[int, KeyPackage]) -> dict[int, share_file.Share]:
-    """Key packages as shares; secp256k1 ones with every pair set up for DKLs23 (after a DKG,
-    and again after every reshare: the old pairs' OT state dies with the old shares)."""
-    if keys[USER].suite is not SECP256K1:
-        return {i: share_file.Share(k) for i, k in keys.items()}
-    pairs = _run_pair_setups(keys)
-    return {i: share_file.Share(k, pairs[i]) for i, k in keys.items()}
-
-
-def _run_pair_setups(keys: dict[int, KeyPackage]) -> dict[int, dict[int, PairState]]:
-    """The DKLs23 setup of each pair, each party's state its own, messages as wire bytes."""
-    sid = secrets.token_bytes(32)
-    pk = keys[USER].public.group_public_key
-    out: dict[int, dict[int, PairState]] = {i: {} for i in keys}
-    for a, b in ((AGENT, USER), (AGENT, RECOVERY), (USER, RECOVERY)):
-        state_a, first_a = dkls_setup.round1(pk, sid, a, b)
-        state_b, first_b = dkls_setup.round1(pk, sid, b, a)
-        second_a, second_b = (
-            dkls_setup.round2(state_a, first_b),
-            dkls_setup.round2(state_b, first_a),
-        )
-        out[a][b] = dkls_setup.finish(state_a, second_b)
-        out[b][a] = dkls_setup.finish(state_b, second_a)
-    return out
-
-
-def _run_dkg(suite: Suite = ED25519) -> dict[int, KeyPackage]:
-    """The three parties' DKG, each party's state its own; messages go through their wire form."""
-    sid = secrets.token_bytes(dkg.SESSION_ID_LEN)
-    ids = (AGENT, USER, RECOVERY)
-    secrets1, r1 = {}, {}
-    for i in ids:
-        secrets1[i], pkg = dkg.part1(suite, i, sid)
-        r1[i] = pkg.to_bytes()
-
-    def r1_for(me: int) -> dict[int, dkg.Round1Package]:
-        return {
-            j: dkg.Round1Package.from_bytes(r1[j], suite=suite, session_id=sid, sender=j)
-            for j in ids
-            if j != me
-        }
-
-    secrets2, outbox = {}, {}
-    for i in ids:
-        secrets2[i], sent = dkg.part2(secrets1[i], r1_for(i))
-        outbox[i] = {k: p.to_bytes() for k, p in sent.items()}
-    keys, confirmations = {}, {}
-    for i in ids:
-        inbox = {
-            j: dkg.Round2Package.from_bytes(
-                outbox[j][i], suite=suite, session_id=sid, sender=j, receiver=i
-            )
-            for j in ids
-            if j != i
-        }
-        keys[i], conf = dkg.part3(secrets2[i], r1_for(i), inbox)
-        confirmations[i] = conf.to_bytes()
-    return {
-        i: dkg.finish(
-            keys[i],
-            {j: dkg.Confirmation.from_bytes(confirmations[j], suite=suite, session_id=sid,
-                                            sender=j) for j in ids},
-        )
-        for i in ids
-    }  # fmt: skip
-
-
-def create_threshold_wallet(
-    vault: Vault,
-    name: str,
-    chain: Chain,
-    *,
-    agent: str,
-    agent_token: SecretBytes,
-    agent_share_key: SecretBytes,
-    recovery_passphrase: SecretBytes,
-    agent_share_path: Path,
-    recovery_path: Path,
-) -> CreatedWallet:
-    """Create a 2-of-3 wallet (Solana: FROST; EVM: DKLs23) for `agent`, whose `agent_token`
-    proves who it is; its share file is sealed under `agent_share_key`, a key only the agent
-    holds (never the token, which the vault sees on every request).
-
-    Raises:
-        PolicyDeniedError: the token is not the active agent's.
-        MalformedRequestError: a name or path in use, a weak passphrase or share key.
-    """
-    check_name(name, "wallet")
-    check_new_passphrase(recovery_passphrase, what="recovery-file passphrase")
-    check_share_key(agent_share_key, agent_token)
-    vault.require_unlocked()
-    with vault.db.write() as conn:
-        row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
-        if row.name != agent or row.status != "active":
-            raise PolicyDeniedError(
-                f"That token is not active agent '{agent}''s token.",
-                next_step="give the token `keysafe agent add` printed for this agent "
-                "(KEYSAFE_AGENT_TOKEN), or `keysafe agent rotate-token` it.",
-            )
-        if vault.find_record(conn, RecordKind.WALLET, name) is not None:
-            raise MalformedRequestError(
-                f"A wallet named '{name}' already exists.", next_step="pick another name."
-            )
-    if agent_share_path.resolve() == recovery_path.resolve():
-        raise MalformedRequestError(
-            "The agent share and the recovery share need two different files.",
-            next_step="give --agent-share-file and --recovery-file different paths.",
-        )
-    for path in (agent_share_path, recovery_path):
-        if path.exists():
-            raise MalformedRequestError(
-                f"{path} already exists; keysafe never overwrites a share file.",
-                next_step="choose another path.",
-            )
-    shares = _make_shares(chain)
-    written: list[Path] = []
-    try:
-        share_file.write(
-            agent_share_path,
-            share_file.seal_agent_share(name, vault.vault_id, shares[AGENT], agent_share_key),
-        )
-        written.append(agent_share_path)
-        share_file.write(
-            recovery_path,
-            share_file.seal_recovery_share(
-                name, vault.vault_id, shares[RECOVERY], recovery_passphrase
-            ),
-        )
-        written.append(recovery_path)
-        info = store_new_wallet(vault, name, chain, agent, shares[USER])
-    except BaseException:
-        for path in written:  # a refused create leaves no share file behind
-            path.unlink(missing_ok=True)
-        raise
-    del shares
-    logger.info("threshold wallet %s created for agent %s", name, agent)
-    return CreatedWallet(WalletView.of(info), agent_share_path, recovery_path)
 
 
 def store_new_wallet(
@@ -886,12 +725,6 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
 # -- user + recovery (the owner, with the recovery file) ------------------------------------
 
 
-def _recovery_key(
-    info: RecordInfo, recovery: dict[str, Any], passphrase: SecretBytes
-) -> KeyPackage:
-    return open_recovery(info.name, public_of(info), recovery, passphrase)
-
-
 def open_recovery(
     wallet: str, current: PublicKeyPackage, recovery: dict[str, Any], passphrase: SecretBytes
 ) -> KeyPackage:
@@ -928,78 +761,6 @@ def check_recovery(
             f"That recovery file is for wallet '{recovery.get('wallet')}'.",
             next_step=f"use the recovery file written for '{wallet}'.",
         )
-
-
-def reshare_wallet(
-    vault: Vault,
-    wallet: str,
-    *,
-    recovery: dict[str, Any],
-    recovery_passphrase: SecretBytes,
-    recovery_path: Path,
-    agent_token: SecretBytes,
-    agent_share_key: SecretBytes,
-    agent_share_path: Path,
-) -> CreatedWallet:
-    """User + recovery reshare to all three parties: same address, every share new. The agent's
-    new share goes to `agent_share_path`, sealed under `agent_share_key` (a new one when the
-    agent is evicted); its old share, like every old share, no longer signs with anyone."""
-    check_share_key(agent_share_key, agent_token)
-    vault.require_unlocked()
-    info = threshold_wallet(vault, wallet)
-    agent = str(info.meta["agent"])
-    with vault.db.read() as conn:
-        row = authenticate_token(conn, bytes(agent_token.reveal()).decode("utf-8", "replace"))
-    if row.name != agent:
-        raise PolicyDeniedError(
-            f"That token is not agent '{agent}''s current token.",
-            next_step=f"give `{agent}`'s token (rotate it first if the agent was compromised).",
-        )
-    if agent_share_path.exists():
-        raise MalformedRequestError(
-            f"{agent_share_path} already exists; keysafe never overwrites a share file.",
-            next_step="give a new path for the agent's new share.",
-        )
-    old_public = public_of(info)
-    holders = {
-        USER: _user_key(vault, info),
-        RECOVERY: _recovery_key(info, recovery, recovery_passphrase),
-    }
-    quorum = (USER, RECOVERY)
-    sid = secrets.token_bytes(32)
-    dealt = {i: reshare.deal(k, quorum=quorum, session_id=sid) for i, k in holders.items()}
-    new_keys, confirmations = {}, {}
-    for k in (AGENT, USER, RECOVERY):
-        new_keys[k], confirmations[k] = reshare.receive(
-            k, old_public, quorum=quorum, session_id=sid,
-            commitments={i: d[0] for i, d in dealt.items()},
-            shares={i: d[1][k] for i, d in dealt.items()},
-        )  # fmt: skip
-    final = _shares_of({k: reshare.finish(new_keys[k], confirmations) for k in new_keys})
-    public = final[USER].key.public
-    if public.group_public_key != old_public.group_public_key:
-        raise FrostError("resharing changed the group key; nothing was replaced")
-    # Order matters: the new recovery share waits beside the old file until the vault holds its
-    # new share, so a failure anywhere leaves the old vault share + old recovery file working.
-    staged = recovery_path.with_name(f".{recovery_path.name}.{secrets.token_hex(4)}.new")
-    share_file.write(
-        staged,
-        share_file.seal_recovery_share(
-            wallet, vault.vault_id, final[RECOVERY], recovery_passphrase
-        ),
-    )
-    try:
-        share_file.write(
-            agent_share_path,
-            share_file.seal_agent_share(wallet, vault.vault_id, final[AGENT], agent_share_key),
-        )
-        stored = replace_vault_share(vault, info, final[USER])
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        agent_share_path.unlink(missing_ok=True)
-        raise
-    files.move_over(staged, recovery_path)
-    return CreatedWallet(WalletView.of(stored), agent_share_path, recovery_path)
 
 
 # -- agent + recovery: when the vault is gone ---------------------------------------------------

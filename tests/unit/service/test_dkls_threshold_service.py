@@ -20,11 +20,14 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, PolicyDeniedError
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
+from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
+from keysafe.mpc.frost.keys import USER
 from keysafe.service import agents, backup, policies, threshold
 from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
+from tests.unit.service import ceremony_support
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 SHARE_KEY = "the agent share key of the service tests"
@@ -54,12 +57,11 @@ class World:
         _, token = agents.add_agent(self.vault, "bot")
         self.token = bytes(token.reveal()).decode()
         policies.set_policy(self.vault, "bot", POLICY)
-        made = threshold.create_threshold_wallet(
-            self.vault, "team", Chain.EVM, agent="bot", agent_token=_secret(self.token),
-            agent_share_key=_secret(SHARE_KEY), recovery_passphrase=_secret(RECOVERY),
-            agent_share_path=root / "agent.json", recovery_path=root / "recovery.json",
+        self.address = ceremony_support.create(
+            self.vault, "team", Chain.EVM, "bot", agent_file=root / "agent.json",
+            recovery_file=root / "recovery.json", share_key=SHARE_KEY,
+            recovery_passphrase=RECOVERY,
         )  # fmt: skip
-        self.address = made.view.address
         self.share = self.open_share(root / "agent.json")
 
     def open_share(self, path: Path) -> share_file.Share:
@@ -130,12 +132,10 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
     part = world.part("hello a")
     with pytest.raises(MalformedRequestError):
         world.sign("hello a", _bend(part, "round3"))
-    recovery = world.root / "recovery.json"
-    threshold.reshare_wallet(
-        world.vault, "team", recovery=share_file.read(recovery, "recovery file"),
-        recovery_passphrase=_secret(RECOVERY), recovery_path=recovery,
-        agent_token=_secret(world.token), agent_share_key=_secret(SHARE_KEY),
-        agent_share_path=world.root / "agent-2.json",
+    ceremony_support.reshare(
+        world.vault, "team", (USER, RECOVERY_ID), agent_file=world.root / "agent-2.json",
+        recovery_file=world.root / "recovery.json", share_key=SHARE_KEY,
+        recovery_passphrase=RECOVERY,
     )  # fmt: skip
     assert "banned" not in threshold.threshold_wallet(world.vault, "team").meta
     world.share = world.open_share(world.root / "agent-2.json")
@@ -175,12 +175,11 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
     old_recovery = tmp_path / "recovery-old.json"
     old_recovery.write_bytes((world.root / "recovery.json").read_bytes())
     # the eviction: a new token, a refresh (new generation); the old agent share is dead here
-    new_token = agents.rotate_token(world.vault, "bot")
-    recovery = world.root / "recovery.json"
-    threshold.reshare_wallet(
-        world.vault, "team", recovery=share_file.read(recovery, "recovery file"),
-        recovery_passphrase=_secret(RECOVERY), recovery_path=recovery, agent_token=new_token,
-        agent_share_key=_secret(SHARE_KEY + " 2"), agent_share_path=world.root / "agent-2.json",
+    agents.rotate_token(world.vault, "bot")
+    ceremony_support.reshare(
+        world.vault, "team", (USER, RECOVERY_ID), agent_file=world.root / "agent-2.json",
+        recovery_file=world.root / "recovery.json", share_key=SHARE_KEY + " 2",
+        recovery_passphrase=RECOVERY,
     )  # fmt: skip
     # the disaster: the old backup rebuilt on a new machine
     restored, _ = backup.restore_new(
@@ -195,11 +194,9 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
         with pytest.raises(PolicyDeniedError, match="rebuilt from a backup"):
             threshold.preprocess(restored, "bot", "team")  # ...the wallet still holds
         # only a refresh lifts the hold (with a recovery file of the restored generation)
-        threshold.reshare_wallet(
-            restored, "team", recovery=share_file.read(old_recovery, "recovery file"),
-            recovery_passphrase=_secret(RECOVERY), recovery_path=old_recovery,
-            agent_token=_secret(world.token), agent_share_key=_secret(SHARE_KEY),
-            agent_share_path=tmp_path / "agent-3.json",
+        ceremony_support.reshare(
+            restored, "team", (USER, RECOVERY_ID), agent_file=tmp_path / "agent-3.json",
+            recovery_file=old_recovery, share_key=SHARE_KEY, recovery_passphrase=RECOVERY,
         )  # fmt: skip
         assert threshold.preprocess(restored, "bot", "team")["protocol"] == "dkls23"
     finally:

@@ -30,6 +30,7 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 from sqlalchemy import select, update
 
+from keysafe.agent_models import KeygenPost
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
@@ -45,13 +46,14 @@ from keysafe.mpc import share_file
 from keysafe.mpc.frost import cosigner, signing
 from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage
-from keysafe.service import agents, policies, threshold, wallets
+from keysafe.service import agents, keygen, policies, threshold, wallets
 from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain, RecordKind
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.vault.home import Home
 from keysafe.vault.vault import RecordInfo
+from tests.unit.service import ceremony_support
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"passphrase-123"
@@ -81,14 +83,12 @@ class World:
         self.keys: dict[str, KeyPackage] = {}
         self.addresses: dict[str, str] = {}
         for wallet, agent in (("team", "bot"), ("bobs", "bob")):
-            made = threshold.create_threshold_wallet(
-                self.vault, wallet, Chain.SOLANA, agent=agent,
-                agent_token=_secret(self.tokens[agent]), agent_share_key=_secret(SHARE_KEY),
-                recovery_passphrase=_secret(RECOVERY_PASSPHRASE),
-                agent_share_path=root / f"{wallet}-agent.json",
-                recovery_path=root / f"{wallet}-recovery.json",
+            self.addresses[wallet] = ceremony_support.create(
+                self.vault, wallet, Chain.SOLANA, agent,
+                agent_file=root / f"{wallet}-agent.json",
+                recovery_file=root / f"{wallet}-recovery.json", share_key=SHARE_KEY,
+                recovery_passphrase=RECOVERY_PASSPHRASE,
             )  # fmt: skip
-            self.addresses[wallet] = made.view.address
             self.keys[wallet] = self.agent_key(root / f"{wallet}-agent.json", agent)
 
     def agent_key(self, path: Path, agent: str) -> KeyPackage:
@@ -360,13 +360,12 @@ def test_frost_an_ordinary_wallet_has_no_commitments(world: World) -> None:
 # -- reshare -----------------------------------------------------------------------------------
 
 
-def _reshare(world: World, new_agent_path: Path) -> threshold.CreatedWallet:
-    recovery_path = world.root / "team-recovery.json"
-    return threshold.reshare_wallet(
-        world.vault, "team", recovery=share_file.read(recovery_path, "recovery file"),
-        recovery_passphrase=_secret(RECOVERY_PASSPHRASE), recovery_path=recovery_path,
-        agent_token=_secret(world.tokens["bot"]), agent_share_key=_secret(SHARE_KEY),
-        agent_share_path=new_agent_path,
+def _reshare(world: World, new_agent_path: Path) -> str:
+    """Vault + recovery reshare `team`; the agent's new share goes to `new_agent_path`."""
+    return ceremony_support.reshare(
+        world.vault, "team", (USER, RECOVERY), agent_file=new_agent_path,
+        recovery_file=world.root / "team-recovery.json", share_key=SHARE_KEY,
+        recovery_passphrase=RECOVERY_PASSPHRASE,
     )  # fmt: skip
 
 
@@ -375,10 +374,10 @@ def test_frost_reshare_bumps_the_generation_and_voids_open_commitments(world: Wo
     assert before.meta["generation"] == 1
     open_team = [world.preprocess() for _ in range(3)]
     open_bob = world.preprocess("bob", "bobs")
-    made = _reshare(world, world.root / "team-agent-2.json")
+    address = _reshare(world, world.root / "team-agent-2.json")
     after = world.info()
     assert after.meta["generation"] == 2
-    assert made.view.address == after.meta["address"] == world.addresses["team"]
+    assert address == after.meta["address"] == world.addresses["team"]
     assert after.meta["public"]["group_public_key"] == before.meta["public"]["group_public_key"]
     assert after.meta["public"]["verifying_shares"] != before.meta["public"]["verifying_shares"]
     new_key = world.agent_key(world.root / "team-agent-2.json", "bot")
@@ -397,20 +396,14 @@ def test_frost_reshare_bumps_the_generation_and_voids_open_commitments(world: Wo
     assert_signs(world, world.cosign(world.preprocess(), key=new_key))
 
 
-def test_frost_reshare_refuses_a_token_of_another_agent_and_changes_nothing(
-    world: World,
-) -> None:
+def test_frost_another_agent_cannot_join_a_reshare_and_nothing_changes(world: World) -> None:
     recovery_path = world.root / "team-recovery.json"
     recovery_before = recovery_path.read_bytes()
     pre = world.preprocess()
-    with pytest.raises(PolicyDeniedError):
-        threshold.reshare_wallet(
-            world.vault, "team", recovery=share_file.read(recovery_path, "recovery file"),
-            recovery_passphrase=_secret(RECOVERY_PASSPHRASE), recovery_path=recovery_path,
-            agent_token=_secret(world.tokens["bob"]), agent_share_key=_secret(SHARE_KEY),
-            agent_share_path=world.root / "never.json",
-        )  # fmt: skip
-    assert not (world.root / "never.json").exists()
+    key = base64.b64encode(bytes(32)).decode()
+    started = keygen.start_reshare(world.vault, "team", (USER, RECOVERY), key)
+    with pytest.raises(NotFoundError):
+        keygen.agent_exchange(world.vault, "bob", started.id, KeygenPost(key=key, tag=key))
     assert recovery_path.read_bytes() == recovery_before
     assert world.info().meta["generation"] == 1
     assert_signs(world, world.cosign(pre))
@@ -426,8 +419,9 @@ def test_frost_a_failed_reshare_leaves_the_recovery_file_as_it_was(
         raise KeysafeError("the database write failed", next_step="retry")
 
     monkeypatch.setattr(threshold, "_store_user_share", broken_store)
-    with pytest.raises(KeysafeError):
+    with pytest.raises(KeysafeError, match="could not keep its share"):
         _reshare(world, world.root / "team-agent-2.json")
+    assert not (world.root / "team-agent-2.json").exists()  # no half-made agent share either
     assert world.info().meta["generation"] == 1  # the vault kept its old share
     # The recovery file on disk must still sign with the vault's (old) share.
     recovery = share_file.open_recovery_share(
