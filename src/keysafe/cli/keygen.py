@@ -19,6 +19,7 @@ from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import share_file
 from keysafe.service import keygen_party, threshold
+from keysafe.service.keygen import Rebuild
 from keysafe.service.keygen_party import AGENT, RECOVERY, USER, JoinCode, Party, Send
 from keysafe.service.models import Chain, SecretBytes
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
@@ -185,7 +186,7 @@ def _quorum(with_parties: str) -> tuple[int, int]:
 
 def reshare_apart(
     name: str, with_parties: str, recovery_file: Path, passphrase_file: Path | None,
-    join_code_file: Path | None,
+    join_code_file: Path | None, agent: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
     the recovery party here (dealing with its current file when it is one of the two, else
@@ -214,10 +215,17 @@ def reshare_apart(
         else:
             check_new_passphrase(recovery, what="recovery-file passphrase")
         key, public = keygen_party.recovery_key()
-        started = owner.perform_on_server(
-            ReshareStart(wallet=name, quorum=quorum, recovery_key=public), passphrase_file,
-            why=_WHY,
-        )  # fmt: skip
+        rebuild = None
+        if agent is not None:
+            if old is None or quorum != (AGENT, RECOVERY):
+                raise MalformedRequestError(
+                    "--agent goes with --with agent,recovery (rebuilding the vault's share on "
+                    "a vault with no record of the wallet).",
+                    next_step="drop --agent, or reshare --with agent,recovery.",
+                )
+            rebuild = Rebuild(public=old.key.public.to_dict(), agent=agent)
+        start = ReshareStart(wallet=name, quorum=quorum, recovery_key=public, rebuild=rebuild)
+        started = owner.perform_on_server(start, passphrase_file, why=_WHY)
         party = Party.recovery(_owner_send(passphrase_file), key, started, old)
         del old
         _show_join(party, started.agent, name, join_code_file)

@@ -299,6 +299,14 @@ def wallet_refresh(
             dir_okay=False,
         ),
     ] = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="With --with agent,recovery on a vault that has no record of the wallet (a new "
+            "vault): the agent holding share 1; the rest comes from the recovery file.",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -314,7 +322,9 @@ def wallet_refresh(
     """
     from keysafe.cli import keygen  # the MPC code, only for this command
 
-    made = keygen.reshare_apart(name, with_parties, recovery_file, passphrase_file, join_code_file)
+    made = keygen.reshare_apart(
+        name, with_parties, recovery_file, passphrase_file, join_code_file, agent
+    )
     if json_out:
         render.as_json(made)
         return

@@ -26,9 +26,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from pydantic import BaseModel, ConfigDict
 
 from keysafe.agent_models import KeygenPost, KeygenStatus, KeygenView, Sealed
 from keysafe.errors import (
@@ -42,7 +43,7 @@ from keysafe.mpc import channel
 from keysafe.mpc.channel import Channel, ChannelError
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
-from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER
+from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER, PublicKeyPackage
 from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
 from keysafe.service import threshold
 from keysafe.service.agents import get_agent
@@ -51,6 +52,7 @@ from keysafe.vault.vault import RecordInfo, Vault
 
 __all__ = [
     "TTL_S",
+    "Rebuild",
     "agent_exchange",
     "exchange",
     "pending",
@@ -64,6 +66,28 @@ TTL_S: Final = 10 * 60
 MAX_OPEN: Final = 4  # keygens at once per vault: each holds a party's secrets in memory
 _TABLE: Final = "keygens"
 _LOCK = threading.Lock()  # guards the table and every keygen in it across request threads
+
+
+class Rebuild(BaseModel):
+    """What a vault with no record of a 2-of-3 wallet needs to rebuild its share: the wallet's
+    public package (from the owner's recovery file, which the owner's CLI opened) and the agent
+    that holds share 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public: dict[str, Any]
+    agent: str
+
+    def package(self) -> PublicKeyPackage:
+        """Raises:
+        MalformedRequestError: not a public package."""
+        try:
+            return PublicKeyPackage.from_dict(self.public)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedRequestError(
+                f"That is not a wallet's public package ({type(exc).__name__}).",
+                next_step="pass the recovery file `keysafe wallet create` wrote.",
+            ) from None
 
 
 @dataclass
@@ -164,16 +188,19 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
 
 
 def start_reshare(
-    vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str
-) -> KeygenView:
+    vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str, *,
+    rebuild: Rebuild | None = None,
+) -> KeygenView:  # fmt: skip
     """The owner opens a reshare of 2-of-3 wallet `wallet` by the two parties of `quorum`
     (1 agent, 2 vault, 3 recovery): fresh shares for all three, same address. Vault +
     recovery evict or refresh the agent; agent + vault replace a lost recovery file; agent +
-    recovery rebuild the vault's share. `recovery_key` is the recovery party's ephemeral key.
+    recovery rebuild the vault's share, also on a vault with no record of the wallet: then
+    `rebuild` says what the record held (the public package, from the owner's recovery file,
+    and the agent). `recovery_key` is the recovery party's ephemeral key.
 
     Raises:
-        NotFoundError: no 2-of-3 wallet of that name.
-        MalformedRequestError: not two distinct parties, a bad key, or too many open.
+        NotFoundError: no 2-of-3 wallet of that name (and no `rebuild` for agent + recovery).
+        MalformedRequestError: not two distinct parties, a bad key or package, or too many open.
         AlreadyExistsError: a ceremony for that wallet is already open.
         PolicyDeniedError: the wallet's agent is not active.
     """
@@ -185,8 +212,28 @@ def start_reshare(
         )
     key = _b64(recovery_key, "The recovery party's key", channel.KEY_LEN)
     vault.require_unlocked()
-    info = threshold.threshold_wallet(vault, wallet)
-    agent = str(info.meta["agent"])
+    with vault.db.read() as conn:
+        found = vault.find_record(conn, RecordKind.WALLET, wallet)
+    if found is None and rebuild is None:
+        raise NotFoundError(
+            f"This vault has no wallet '{wallet[:64]}'.",
+            next_step="check the name with `keysafe wallet list`; to rebuild a 2-of-3 wallet "
+            "on this vault, reshare --with agent,recovery --agent NAME.",
+        )
+    info = None if found is None else threshold.threshold_wallet(vault, wallet)
+    if info is None:
+        assert rebuild is not None
+        if q != (AGENT, RECOVERY):
+            raise MalformedRequestError(
+                f"This vault has no wallet '{wallet}': only the agent and the recovery party "
+                "can rebuild it here.",
+                next_step="use --with agent,recovery.",
+            )
+        public, agent = rebuild.package(), rebuild.agent
+        chain = Chain.EVM if public.suite is SECP256K1 else Chain.SOLANA
+    else:
+        public, agent = threshold.public_of(info), str(info.meta["agent"])
+        chain = Chain(str(info.meta["chain"]))
     with vault.db.read() as conn:
         if get_agent(conn, agent).status != "active":
             raise PolicyDeniedError(
@@ -194,12 +241,11 @@ def start_reshare(
                 next_step=f"`keysafe agent resume {agent}` (or rotate its token first if it "
                 "was compromised; the reshare then gives it a new share).",
             )
-    public = threshold.public_of(info)
     # The vault deals only what it holds: its share, loaded here (this process's only one).
-    old_key = threshold.vault_share(vault, info).key if USER in q else None
+    old_key = threshold.vault_share(vault, info).key if info is not None and USER in q else None
     sid = secrets.token_bytes(SESSION_ID_LEN)
     return _open(vault, _Keygen(
-        session_id=sid, wallet=wallet, chain=Chain(str(info.meta["chain"])), agent=agent,
+        session_id=sid, wallet=wallet, chain=chain, agent=agent,
         expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
         party=ReshareParty(USER, sid, public, q, old_key), old=info,
     ), key)  # fmt: skip
@@ -360,8 +406,11 @@ def _finish(vault: Vault, g: _Keygen) -> None:
         if g.channel.open(done, j, g.mail[(done, j, USER)]) != want:
             raise FrostError("confirmed another public package", culprit=j)
     try:
-        if g.old is None:
-            info = threshold.store_new_wallet(vault, g.wallet, g.chain, g.agent, share)
+        if g.old is None:  # a new wallet, or one rebuilt on a vault that had no record of it
+            action = "wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create"
+            info = threshold.store_new_wallet(
+                vault, g.wallet, g.chain, g.agent, share, action=action
+            )
         else:
             now = threshold.threshold_wallet(vault, g.wallet)
             if now.meta.get("generation") != g.old.meta.get("generation"):
@@ -381,7 +430,8 @@ def _fail(vault: Vault, g: _Keygen, why: str) -> None:
     g.mail.clear()
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="wallet.create" if g.old is None else "wallet.reshare",
+            conn, actor="owner",
+            action="wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create",
             target=f"wallet:{g.wallet}",
             outcome="failure", details={"name": g.wallet, "chain": str(g.chain),
                                         "source": "threshold", "agent": g.agent,

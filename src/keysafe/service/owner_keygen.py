@@ -8,6 +8,7 @@ from typing import Literal
 from keysafe.agent_models import KeygenPost, KeygenView
 from keysafe.mpc.frost.keys import RECOVERY
 from keysafe.service import keygen
+from keysafe.service.keygen import Rebuild
 from keysafe.service.models import Chain
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
@@ -37,11 +38,14 @@ class ReshareStart(Op[KeygenView]):
     wallet: str
     quorum: tuple[int, int]
     recovery_key: str
+    rebuild: Rebuild | None = None  # agent + recovery on a vault with no record of the wallet
 
     result = KeygenView
 
     def run(self, vault: Vault) -> KeygenView:
-        return keygen.start_reshare(vault, self.wallet, self.quorum, self.recovery_key)
+        return keygen.start_reshare(
+            vault, self.wallet, self.quorum, self.recovery_key, rebuild=self.rebuild
+        )
 
 
 class KeygenExchange(Op[KeygenView]):

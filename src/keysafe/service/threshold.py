@@ -90,9 +90,11 @@ def _address(public: PublicKeyPackage) -> str:
 
 
 def store_new_wallet(
-    vault: Vault, name: str, chain: Chain, agent: str, share: share_file.Share
-) -> RecordInfo:
-    """Keep the vault's share of a new 2-of-3 wallet (generation 1) and audit `wallet.create`.
+    vault: Vault, name: str, chain: Chain, agent: str, share: share_file.Share, *,
+    action: str = "wallet.create",
+) -> RecordInfo:  # fmt: skip
+    """Keep the vault's share of a new 2-of-3 wallet (generation 1 on this vault) and audit
+    `action` (`wallet.create`, or `wallet.reshare` for a wallet rebuilt here).
 
     Raises:
         AlreadyExistsError: a wallet of that name exists.
@@ -102,7 +104,7 @@ def store_new_wallet(
         "chain": str(chain), "address": _address(public), "source": "threshold",
         "threshold": THRESHOLD, "agent": agent, "public": public.to_dict(), "generation": 1,
     }  # fmt: skip
-    return _store_user_share(vault, name, meta, share, replace=False, action="wallet.create")
+    return _store_user_share(vault, name, meta, share, replace=False, action=action)
 
 
 def replace_vault_share(vault: Vault, info: RecordInfo, share: share_file.Share) -> RecordInfo:

@@ -17,7 +17,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.mpc import channel, share_file
 from keysafe.mpc.frost.keys import AGENT, RECOVERY
 from keysafe.mpc.share_file import Share
-from keysafe.service import keygen, threshold
+from keysafe.service import keygen
 from keysafe.service.keygen_party import JoinCode, Party, Send
 from keysafe.service.models import Chain
 from keysafe.vault.vault import Vault
@@ -88,9 +88,11 @@ def reshare(
     vault: Vault, name: str, quorum: tuple[int, int], *, agent_file: Path, recovery_file: Path,
     share_key: str, recovery_passphrase: str | bytes, agent_old: Path | None = None,
     recovery_old: Path | None = None, old_share_key: str | None = None,
+    rebuild_for: str | None = None,
 ) -> str:  # fmt: skip
     """Reshare by `quorum`; each dealer's current share is read from its old file (default:
-    the file the new share goes to). The new shares go to `agent_file` and `recovery_file`."""
+    the file the new share goes to). The new shares go to `agent_file` and `recovery_file`.
+    `rebuild_for` (an agent's name): rebuild the wallet on a vault with no record of it."""
     old: dict[int, Share] = {}
     agent_old = agent_old or agent_file
     recovery_old = recovery_old or recovery_file
@@ -101,10 +103,14 @@ def reshare(
         doc = share_file.read(recovery_old, "recovery file")
         old[RECOVERY] = share_file.open_recovery_share(doc, _secret(recovery_passphrase))
     key = channel.new_key()
+    rebuild = None
+    if rebuild_for is not None:  # a vault with no record of the wallet: as `--agent NAME` does
+        rebuild = keygen.Rebuild(public=old[RECOVERY].key.public.to_dict(), agent=rebuild_for)
     started = keygen.start_reshare(
-        vault, name, quorum, base64.b64encode(channel.public_bytes(key)).decode()
-    )
-    agent = str(threshold.threshold_wallet(vault, name).meta["agent"])
+        vault, name, quorum, base64.b64encode(channel.public_bytes(key)).decode(),
+        rebuild=rebuild,
+    )  # fmt: skip
+    agent = started.agent
     return _run(
         vault, started, key, agent, old, {AGENT: agent_file, RECOVERY: recovery_file},
         share_key, recovery_passphrase,

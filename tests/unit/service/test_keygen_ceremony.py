@@ -25,7 +25,7 @@ from keysafe.errors import (
     MalformedRequestError,
     NotFoundError,
 )
-from keysafe.mpc import channel
+from keysafe.mpc import channel, share_file
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
 from keysafe.mpc.share_file import Share
@@ -35,6 +35,7 @@ from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
+from tests.unit.service import ceremony_support
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 
@@ -368,3 +369,57 @@ def test_attack_a_dealer_dealing_something_else_than_its_share_is_named(vault: V
     assert run.errors and not run.addresses
     vault_failure = next(e for e in audit.list_entries(vault) if e.action == "wallet.reshare")
     assert vault_failure.outcome == "failure" and "party 1" in str(vault_failure.details)
+
+
+@pytest.mark.parametrize("chain", [Chain.SOLANA, Chain.EVM])
+def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
+    vault: Vault, tmp_path: Path, chain: Chain
+) -> None:
+    """The vault is lost: a new vault (another home, another master key) gets a fresh share of
+    the same wallet from the agent's and the recovery file's shares; it signs with the agent."""
+    files = {"share_key": "a share key for these tests only", "recovery_passphrase": "recovery pp"}
+    address = ceremony_support.create(
+        vault, "team", chain, "bot", agent_file=tmp_path / "a.json",
+        recovery_file=tmp_path / "r.json", **files,
+    )  # fmt: skip
+    new, _ = init_vault(
+        Home(tmp_path / "new-home"), SecretBytes(bytearray(b"another vault passphrase")),
+        kdf=CHEAP, clock=lambda: datetime.now(UTC),
+    )  # fmt: skip
+    try:
+        agents.add_agent(new, "bot")
+        with pytest.raises(NotFoundError, match="--agent NAME"):
+            keygen.start_reshare(
+                new, "team", (AGENT, RECOVERY), base64.b64encode(bytes(32)).decode()
+            )
+        rebuilt = ceremony_support.reshare(
+            new, "team", (AGENT, RECOVERY), agent_file=tmp_path / "a.json",
+            recovery_file=tmp_path / "r.json", rebuild_for="bot", **files,
+        )  # fmt: skip
+        assert rebuilt == address
+        info = threshold.threshold_wallet(new, "team")
+        assert info.meta["address"] == address and info.meta["agent"] == "bot"
+        # the new vault's share and the agent's new share make the key; the old vault's share
+        # (of the dead generation) does not fit with them
+        suite = SECP256K1 if chain is Chain.EVM else ED25519
+        agent_share = share_file.open_agent_share(
+            share_file.read(tmp_path / "a.json", "agent share file"),
+            SecretBytes(bytearray(files["share_key"].encode())),
+        )
+        pair = (AGENT, USER)
+        fresh = {AGENT: agent_share.key.signing_share,
+                 USER: threshold.vault_share(new, info).key.signing_share}  # fmt: skip
+        x = sum(lagrange(suite, i, pair) * fresh[i] for i in pair) % suite.order
+        assert suite.base_mul(x) == threshold.public_of(info).group_public_key
+        old_vault = threshold.vault_share(vault, threshold.threshold_wallet(vault, "team"))
+        stale = {AGENT: fresh[AGENT], USER: old_vault.key.signing_share}
+        x = sum(lagrange(suite, i, pair) * stale[i] for i in pair) % suite.order
+        assert suite.base_mul(x) != threshold.public_of(info).group_public_key
+        with pytest.raises(MalformedRequestError, match="only the agent and the recovery"):
+            keygen.start_reshare(
+                new, "other", (USER, RECOVERY),
+                base64.b64encode(bytes(32)).decode(),
+                rebuild=keygen.Rebuild(public=info.meta["public"], agent="bot"),
+            )  # fmt: skip
+    finally:
+        new.lock()
