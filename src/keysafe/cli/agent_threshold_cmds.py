@@ -30,16 +30,18 @@ def threshold_join(
         str | None,
         typer.Option(
             "--code",
-            help="The join code the owner's `keysafe wallet create` printed (ksj_…); default: "
-            "KEYSAFE_JOIN_CODE, else a prompt.",
+            help="The join code the owner's `keysafe wallet create` or `wallet refresh` printed "
+            "(ksj_…). Default: KEYSAFE_JOIN_CODE, else a prompt (better: a code on a command "
+            "line lands in shell history and `ps`).",
         ),
     ] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Join a 2-of-3 wallet's key generation as this agent: runs the agent's party here, with
-    the vault's party in `keysafe serve` and the recovery party in the owner's CLI. The share
-    is sealed under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host) into --share-file;
-    then point `keysafe mcp` at it with KEYSAFE_AGENT_SHARE_FILE.
+    """Join a 2-of-3 wallet's key generation or reshare as this agent: runs the agent's party
+    here, with the vault's party in `keysafe serve` and the recovery party in the owner's CLI.
+    The share is sealed under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host) into
+    --share-file; then point `keysafe mcp` at it with KEYSAFE_AGENT_SHARE_FILE. In a reshare an
+    existing --share-file is the agent's current share, replaced once the vault has its new one.
     """
     from keysafe.cli import keygen  # the MPC code, only for this command
 

@@ -12,15 +12,23 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from keysafe import files, remote
+from keysafe import files, remote, wire
 from keysafe.agent_models import KeygenPost, KeygenView
 from keysafe.cli import inputs, owner, render
 from keysafe.client import AgentClient
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.mpc import share_file
 from keysafe.service import keygen_party, threshold
 from keysafe.service.keygen import Rebuild
-from keysafe.service.keygen_party import AGENT, RECOVERY, USER, JoinCode, Party, Send
+from keysafe.service.keygen_party import (
+    AGENT,
+    RECOVERY,
+    USER,
+    CeremonyFailed,
+    JoinCode,
+    Party,
+    Send,
+)
 from keysafe.service.models import Chain, SecretBytes
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
 from keysafe.service.vault_admin import check_new_passphrase
@@ -54,11 +62,13 @@ def _show_join(party: Party, agent: str, name: str, join_code_file: Path | None)
     code = party.join_code()
     if join_code_file is not None:
         files.write_private(join_code_file, code.encode(), replace=True, what="join code")
+    # The code goes to the prompt of `join`, not onto its command line (shell history, ps).
     _say(
         f"Waiting (up to 10 minutes) for agent '{agent}' to join. On the agent's host, with "
-        "KEYSAFE_URL, KEYSAFE_AGENT_TOKEN and KEYSAFE_AGENT_SHARE_KEY set, run:\n"
-        f"  KEYSAFE_JOIN_CODE={code} keysafe agent threshold join "
-        f"--share-file {agent}-{name}.share"
+        "KEYSAFE_URL, KEYSAFE_AGENT_TOKEN and KEYSAFE_AGENT_SHARE_KEY set, run\n"
+        f"  keysafe agent threshold join --share-file {agent}-{name}.share\n"
+        f"and give it this one-time join code when it asks (it is not a secret to keep, but "
+        f"hand it over yourself, not through the vault):\n  {code}"
     )
 
 
@@ -77,6 +87,7 @@ def create_apart(
         MalformedRequestError: no server, a bad name, or the recovery file exists.
         IntegrityError: the keygen failed (the party at fault is named) or timed out.
     """
+    wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     _refuse_existing(recovery_file)
     owner.require_server(_WHY)  # before the recovery passphrase is asked for
     recovery = inputs.passphrase(
@@ -111,6 +122,7 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
             given for a new wallet.
         IntegrityError: the ceremony failed (the party at fault is named) or timed out.
     """
+    wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     token_text = os.environ.get("KEYSAFE_AGENT_TOKEN", "")
     if not token_text:
         raise MalformedRequestError(
@@ -150,23 +162,34 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
 
 def keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
     """Keep this party's new share at `path`, then confirm to the vault. A new file appears
-    before the confirmation (the vault stores its share only after it) and goes if the
-    ceremony fails; a file being replaced keeps the old share until the vault has confirmed."""
-    if not path.exists():
-        share_file.write(path, doc)
-        try:
-            return party.confirm()
-        except BaseException:
-            path.unlink(missing_ok=True)  # no wallet, or no new generation: it would mislead
-            raise
-    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
-    share_file.write(staged, doc)
+    before the confirmation (the vault stores its share only after it); a file being replaced
+    keeps the old share (the new one waits beside it) until the vault has confirmed. Only a
+    definite failure from the vault removes the new share: when the outcome is unknown (a lost
+    answer, a ceremony the vault no longer knows) the new share stays, and the error says where.
+
+    Raises:
+        CeremonyFailed: the vault says it failed (the new share is gone, nothing changed).
+        IntegrityError: the outcome is unknown (the new share is kept).
+    """
+    replacing = path.exists()
+    target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if replacing else path
+    share_file.write(target, doc)
     try:
         address = party.confirm()
-    except BaseException:
-        staged.unlink(missing_ok=True)
+    except CeremonyFailed:
+        target.unlink(missing_ok=True)  # nothing changed: the new share would only mislead
         raise
-    files.move_over(staged, path)
+    except Exception as exc:
+        raise IntegrityError(
+            f"The vault's answer to this party's confirmation was lost ({type(exc).__name__}); "
+            f"the new share is kept at {target}.",
+            next_step="check `keysafe wallet list` (or sign with the new file): if the wallet "
+            "is there (or signs) the new share is the one to keep"
+            + (f" (move it over {path})" if replacing else "")
+            + "; if not, delete it.",
+        ) from None
+    if replacing:
+        files.move_over(target, path)
     return address
 
 
@@ -198,6 +221,7 @@ def reshare_apart(
         WrongPassphraseError: the recovery passphrase does not open the file.
         IntegrityError: the reshare failed (the party at fault is named) or timed out.
     """
+    wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     quorum = _quorum(with_parties)
     deals = RECOVERY in quorum
     if not deals:

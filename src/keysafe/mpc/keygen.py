@@ -123,6 +123,10 @@ class _Party:
         self.share = Share(self._key, pairs)
         return {}
 
+    def forget(self) -> None:
+        """Drop every secret this party holds (its share too); nothing more runs on it."""
+        self._forget()
+
     def _forget(self) -> None:
         self._key = None
         self._setups.clear()

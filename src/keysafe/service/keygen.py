@@ -63,6 +63,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TTL_S: Final = 10 * 60
+SETTLED_S: Final = 10 * 60  # how long a finished ceremony's outcome (no secrets) stays readable
 MAX_OPEN: Final = 4  # keygens at once per vault: each holds a party's secrets in memory
 _TABLE: Final = "keygens"
 _LOCK = threading.Lock()  # guards the table and every keygen in it across request threads
@@ -235,11 +236,12 @@ def start_reshare(
         public, agent = threshold.public_of(info), str(info.meta["agent"])
         chain = Chain(str(info.meta["chain"]))
     with vault.db.read() as conn:
-        if get_agent(conn, agent).status != "active":
+        if not _may_join(get_agent(conn, agent).status, q):
             raise PolicyDeniedError(
-                f"Agent '{agent}' is not active: it cannot take part in a reshare.",
-                next_step=f"`keysafe agent resume {agent}` (or rotate its token first if it "
-                "was compromised; the reshare then gives it a new share).",
+                f"Agent '{agent}' is {get_agent(conn, agent).status}: it cannot take part in "
+                "this reshare.",
+                next_step=f"`keysafe agent resume {agent}` first, or reshare --with "
+                "vault,recovery (a paused agent may receive a new share then, never deal).",
             )
     # The vault deals only what it holds: its share, loaded here (this process's only one).
     old_key = threshold.vault_share(vault, info).key if info is not None and USER in q else None
@@ -249,6 +251,12 @@ def start_reshare(
         expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
         party=ReshareParty(USER, sid, public, q, old_key), old=info,
     ), key)  # fmt: skip
+
+
+def _may_join(status: str, quorum: tuple[int, ...] | None) -> bool:
+    """An active agent takes part in any ceremony; a paused one only receives a new share in a
+    vault + recovery reshare (how the owner evicts it: it deals nothing and signs nothing)."""
+    return status == "active" or (status == "paused" and quorum == (USER, RECOVERY))
 
 
 def _open(vault: Vault, g: _Keygen, recovery_key: bytes) -> KeygenView:
@@ -295,12 +303,12 @@ def exchange(
             differently; a key announced twice; messages before all keys are in.
     """
     vault.require_unlocked()
+    status = None
     if party == AGENT:
+        if agent is None:
+            raise PolicyDeniedError("No agent named.", next_step="authenticate as the agent.")
         with vault.db.read() as conn:
-            if agent is None or get_agent(conn, agent).status != "active":
-                raise PolicyDeniedError(
-                    f"Agent '{agent}' is paused.", next_step="ask the owner to resume it."
-                )
+            status = get_agent(conn, agent).status
     elif party != RECOVERY:
         raise MalformedRequestError("Only parties 1 and 3 post here.", next_step="-")
     with _LOCK:
@@ -310,9 +318,15 @@ def exchange(
                 "No such keygen open; it finished, failed or expired (ten minutes).",
                 next_step="start the wallet creation again.",
             )
+        quorum = g.party.quorum if isinstance(g.party, ReshareParty) else None
+        if status is not None and not _may_join(status, quorum):
+            raise PolicyDeniedError(
+                f"Agent '{agent}' is {status}.", next_step="ask the owner to resume it."
+            )
         if post.abort is not None:
             if g.status in ("waiting", "running"):
-                _fail(vault, g, f"party {party} stopped the keygen: {post.abort}")
+                said = "".join(c for c in post.abort if c.isalnum() or c in " ,.'()-")[:120]
+                _fail(vault, g, f"party {party} stopped it, saying: {said}")
             return _view(vault, g, party)
         if post.key is not None:
             _announce(g, party, post)
@@ -387,6 +401,9 @@ def _drive(vault: Vault, g: _Keygen) -> None:
             _finish(vault, g)
     except (ChannelError, FrostError) as exc:
         _fail(vault, g, f"party {exc.culprit}: {exc}" if exc.culprit else str(exc))
+    except Exception:  # a bug or a message no check foresaw: stop the ceremony, never jam it
+        logger.exception("ceremony %s: the vault's party stopped", g.id[:12])
+        _fail(vault, g, f"the vault's party stopped in round {g.vault_round} (see its log)")
 
 
 def _post(g: _Keygen, round_: int, out: dict[int, bytes]) -> None:
@@ -420,14 +437,22 @@ def _finish(vault: Vault, g: _Keygen) -> None:
         _fail(vault, g, f"the vault could not keep its share: {exc}")
         return
     g.status, g.address = "done", str(info.meta["address"])
-    g.party.share = None
+    _settle(g)
     logger.info("ceremony %s done: wallet %s", g.id[:12], g.wallet)
+
+
+def _settle(g: _Keygen) -> None:
+    """A ceremony ended: its secrets go now; its outcome stays readable for a while, so a
+    party that confirmed and then lost an answer (or was made to wait by another party until
+    the deadline) still learns how it ended rather than finding nothing."""
+    g.party.forget()
+    g.mail.clear()
+    g.expires = max(g.expires, time.monotonic() + SETTLED_S)
 
 
 def _fail(vault: Vault, g: _Keygen, why: str) -> None:
     g.status, g.failure = "failed", why[:300]
-    g.party.share = None
-    g.mail.clear()
+    _settle(g)
     with vault.db.write() as conn:
         vault.audit(
             conn, actor="owner",

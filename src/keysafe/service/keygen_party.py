@@ -36,7 +36,16 @@ from keysafe.mpc.share_file import Share
 from keysafe.service.keygen import TTL_S
 from keysafe.service.models import Chain
 
-__all__ = ["AGENT", "RECOVERY", "USER", "JoinCode", "Party", "Send", "recovery_key"]
+__all__ = [
+    "AGENT",
+    "RECOVERY",
+    "USER",
+    "CeremonyFailed",
+    "JoinCode",
+    "Party",
+    "Send",
+    "recovery_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +55,11 @@ _MAC_LEN: Final = 32
 POLL_S: Final = 0.5
 
 Send = Callable[[str, KeygenPost], KeygenView]  # (keygen id, post) → the vault's answer
+
+
+class CeremonyFailed(IntegrityError):
+    """The vault says the ceremony failed: nothing was created or changed (a definite answer,
+    unlike a lost connection or a ceremony the vault no longer knows)."""
 
 
 def _key_hash(public: bytes) -> bytes:
@@ -167,9 +181,9 @@ class Party:
     def _post(self, post: KeygenPost) -> KeygenView:
         self.view = self._send(self.keygen_id, post)
         if self.view.status == "failed":
-            raise IntegrityError(
-                f"The keygen failed: {self.view.failure}.",
-                next_step="nothing was created; start `keysafe wallet create` again.",
+            raise CeremonyFailed(
+                f"The ceremony failed: {self.view.failure}.",
+                next_step="nothing was changed; start it again.",
             )
         return self.view
 

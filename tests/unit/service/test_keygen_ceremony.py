@@ -7,7 +7,10 @@ altered or moved to another round, a message sent as another party, a repeated r
 from __future__ import annotations
 
 import base64
+import json
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.cli.keygen import keep_and_confirm
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
@@ -24,13 +28,17 @@ from keysafe.errors import (
     KeysafeError,
     MalformedRequestError,
     NotFoundError,
+    PolicyDeniedError,
 )
 from keysafe.mpc import channel, share_file
+from keysafe.mpc.channel import Channel
+from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
+from keysafe.mpc.keygen import KeygenParty
 from keysafe.mpc.share_file import Share
 from keysafe.service import agents, audit, keygen, threshold
-from keysafe.service.keygen_party import JoinCode, Party, Send
+from keysafe.service.keygen_party import CeremonyFailed, JoinCode, Party, Send
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
@@ -91,6 +99,11 @@ def _keygen(
     agent = Party.agent(
         agent_send(_sender(vault, AGENT)), JoinCode.decode(code(recovery.join_code()))
     )
+    return _both(recovery, agent, deadline)
+
+
+def _both(recovery: Party, agent: Party, deadline: float = 30) -> Run:
+    """Run the two remote parties, each in a thread of its own, to the end."""
     run = Run()
     threads = [threading.Thread(target=_play, args=(p, run, deadline)) for p in (recovery, agent)]
     for t in threads:
@@ -284,13 +297,7 @@ def _reshare(
     agent = Party.agent(
         agent_send(_sender(vault, AGENT)), JoinCode.decode(recovery.join_code()), old.get(AGENT)
     )
-    run = Run()
-    threads = [threading.Thread(target=_play, args=(p, run)) for p in (recovery, agent)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return run
+    return _both(recovery, agent)
 
 
 @pytest.mark.parametrize("chain", [Chain.SOLANA, Chain.EVM])
@@ -423,3 +430,161 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
             )  # fmt: skip
     finally:
         new.lock()
+
+
+# -- what the attack review found (helper report, this session) --------------------------------
+
+
+def _started_with_agent(vault: Vault) -> tuple[KeygenView, Channel, Channel]:
+    """A keygen with all three keys in; the agent's end of the channel (as a malicious agent,
+    holding the join code's MAC key, would have it) and the recovery party's."""
+    rec_key, agent_key = channel.new_key(), channel.new_key()
+    started = keygen.start(
+        vault, "team", Chain.SOLANA, "bot", base64.b64encode(channel.public_bytes(rec_key)).decode()
+    )
+    code = Party.recovery(_sender(vault, RECOVERY), rec_key, started).join_code()
+    mac = JoinCode.decode(code).mac_key
+    pub = channel.public_bytes(agent_key)
+    tag = channel.announce_tag(mac, bytes.fromhex(started.id), AGENT, pub)
+    view = keygen.exchange(
+        vault, started.id, AGENT, KeygenPost(key=_b64(pub), tag=_b64(tag)), agent="bot"
+    )
+    keys = {int(i): base64.b64decode(k) for i, k in view.keys.items()}
+    sid = bytes.fromhex(started.id)
+    agent_end = Channel(
+        sid, AGENT, agent_key, {j: keys[j] for j in (USER, RECOVERY)}, {RECOVERY: mac}
+    )
+    rec_end = Channel(sid, RECOVERY, rec_key, {j: keys[j] for j in (AGENT, USER)}, {AGENT: mac})
+    return view, agent_end, rec_end
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_attack_a_deeply_nested_message_stops_the_ceremony_cleanly_naming_the_sender(
+    vault: Vault,
+) -> None:
+    """A message nested 90,000 levels deep used to crash the parties' processes (the recursion
+    limit py_ecc raises) and jam the vault's ceremony (an uncaught RecursionError): now the
+    reader refuses it, the vault fails the ceremony naming the sender, and the name is free."""
+    view, agent_end, rec_end = _started_with_agent(vault)
+    honest = KeygenParty(ED25519, RECOVERY, bytes.fromhex(view.id)).start()[USER]
+    first = Sealed(
+        round=1, sender=RECOVERY, receiver=USER, body=_b64(rec_end.seal(1, USER, honest))
+    )
+    keygen.exchange(vault, view.id, RECOVERY, KeygenPost(messages=[first]))
+    bomb = b"[" * 90_000
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # what every keysafe process pins (wire.pin_recursion_limit)
+    try:
+        sealed = Sealed(
+            round=1, sender=AGENT, receiver=USER, body=_b64(agent_end.seal(1, USER, bomb))
+        )
+        after = keygen.exchange(vault, view.id, AGENT, KeygenPost(messages=[sealed]), agent="bot")
+        # the recovery party's own reader refuses it too, naming the agent
+        sid = bytes.fromhex(view.id)
+        mine, vaults = KeygenParty(ED25519, RECOVERY, sid), KeygenParty(ED25519, USER, sid)
+        mine.start()
+        with pytest.raises(FrostError, match="nested too deep") as caught:
+            mine.step(1, {AGENT: bomb, USER: vaults.start()[RECOVERY]})
+        assert caught.value.culprit == AGENT
+    finally:
+        sys.setrecursionlimit(old_limit)
+    assert after.status == "failed" and "party 1" in (after.failure or ""), after.failure
+    assert "nested too deep" in (after.failure or "")
+    failed = [e for e in audit.list_entries(vault) if e.action == "wallet.create"]
+    assert [e.outcome for e in failed] == ["failure"]
+    # the name is free again at once
+    keygen.start(vault, "team", Chain.SOLANA, "bot", _b64(bytes(32)))
+
+
+def test_attack_a_party_held_back_to_the_deadline_still_learns_the_outcome(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished ceremony used to vanish at its fixed deadline, so an agent that held its
+    confirmation back to the last moment made the owner's CLI find nothing and throw its new
+    share away while the vault kept the wallet. Its outcome now stays readable (no secrets)
+    for SETTLED_S after it ends."""
+    monkeypatch.setattr(keygen, "TTL_S", 3)  # a deadline the test can wait out
+
+    def late(send: Send) -> Send:  # the agent confirms just before the deadline
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            if any(m.round == 4 for m in post.messages):
+                time.sleep(2.4)
+            return send(kid, post)
+
+        return relayed
+
+    def slow(send: Send) -> Send:  # the owner's CLI next asks only after the deadline
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            view = send(kid, post)
+            if any(m.round == 4 for m in post.messages):
+                time.sleep(3.2)
+            return view
+
+        return relayed
+
+    run = _keygen(vault, Chain.SOLANA, agent_send=late, recovery_send=slow)
+    assert not run.errors, run.errors
+    assert run.addresses[RECOVERY] == run.addresses[AGENT]
+    assert threshold.threshold_wallet(vault, "team").meta["address"] == run.addresses[AGENT]
+    (g,) = vault.volatile["keygens"].values()
+    assert g.status == "done" and not g.mail  # the mail went with the secrets
+
+
+def test_a_finished_or_failed_ceremony_keeps_no_secret_of_the_vaults_party(vault: Vault) -> None:
+    made = _keygen(vault, Chain.EVM)
+    assert not made.errors
+    _reshare(vault, (USER, RECOVERY), {RECOVERY: made.shares[RECOVERY]},
+             agent_send=_alter(1))  # fmt: skip
+    for g in vault.volatile["keygens"].values():
+        assert g.status in ("done", "failed")
+        party = g.party
+        assert party.share is None and party._key is None and not party._setups
+        assert getattr(party, "_old_key", None) is None and getattr(party, "_own", None) is None
+
+
+def test_a_paused_agent_receives_a_new_share_in_an_eviction_but_deals_in_nothing(
+    vault: Vault,
+) -> None:
+    made = _keygen(vault, Chain.SOLANA)
+    agents.set_status(vault, "bot", "paused")
+    with pytest.raises(PolicyDeniedError, match="paused"):
+        keygen.start_reshare(vault, "team", (AGENT, USER), _b64(bytes(32)))
+    run = _reshare(vault, (USER, RECOVERY), {RECOVERY: made.shares[RECOVERY]})
+    assert not run.errors, run.errors
+    assert threshold.threshold_wallet(vault, "team").meta["generation"] == 2
+
+
+class _Lost:
+    """A party whose confirmation's answer never comes back (or says it failed)."""
+
+    me = RECOVERY
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def confirm(self) -> str:
+        raise self.exc
+
+
+@pytest.mark.parametrize("replacing", [False, True])
+def test_an_unknown_outcome_keeps_the_new_share_and_a_definite_failure_drops_it(
+    tmp_path: Path, replacing: bool
+) -> None:
+    path = tmp_path / "share.json"
+    if replacing:
+        path.write_text("the old share")
+    lost = _Lost(ConnectionError("the answer was lost"))
+    with pytest.raises(IntegrityError, match="kept at") as caught:
+        keep_and_confirm(lost, path, {"a": "new share"})  # type: ignore[arg-type]
+    kept = Path(caught.value.what.split("kept at ")[1].rstrip("."))
+    assert json.loads(kept.read_text()) == {"a": "new share"}
+    if replacing:
+        assert path.read_text() == "the old share" and kept != path
+    kept.unlink()
+    failed = _Lost(CeremonyFailed("The ceremony failed: x.", next_step="-"))
+    with pytest.raises(CeremonyFailed):
+        keep_and_confirm(failed, path, {"a": "new share"})  # type: ignore[arg-type]
+    assert [p.name for p in tmp_path.iterdir()] == (["share.json"] if replacing else [])

@@ -191,6 +191,8 @@ class _Reader:
             obj = json.loads(data, object_pairs_hook=_reject_duplicates)
         except (ValueError, UnicodeDecodeError, TypeError):
             self.fail("not valid JSON")
+        except RecursionError:  # nested past the recursion limit: no message of ours nests
+            self.fail("nested too deep")
         if not isinstance(obj, dict):
             self.fail("not a JSON object")
         self.obj: dict[str, Any] = obj
