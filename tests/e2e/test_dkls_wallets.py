@@ -217,6 +217,40 @@ def test_dkls_message_signature_over_mcp_recovers_to_the_wallet(
     refused(session.call("sign_message", {"wallet": "team", "message": "bye"}), "POLICY_DENIED")
 
 
+def test_the_agent_hosts_own_policy_copy_refuses_what_the_vault_would_allow(
+    world: World, tmp_path: Path
+) -> None:
+    """Defence in depth: `keysafe mcp` with KEYSAFE_AGENT_POLICY_FILE, a copy of the agent's
+    policy without the `greet` rule (as if the vault's copy had been loosened behind the
+    owner's back): the message the vault's policy allows is refused on the agent's host before
+    its share is used, and logged there; a transfer both copies allow still lands."""
+    copy = tmp_path / "bot-own-copy.yaml"
+    copy.write_text(POLICY.split("  - name: greet")[0], encoding="utf-8")
+    env = {
+        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_HOME": str(tmp_path / "no-vault-here"),
+        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file), "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+        "KEYSAFE_AGENT_POLICY_FILE": str(copy),
+    }  # fmt: skip
+    params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=audited(env, world.root))
+    log = tmp_path / "mcp-stderr.log"
+    with (
+        open(log, "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as own,
+    ):
+        error = refused(
+            own.call("sign_message", {"wallet": "team", "message": "hello from the copy"}),
+            "POLICY_DENIED",
+        )
+        assert "own copy of its policy" in error["message"] and error.get("side") == "agent"
+        tx = world.tx(ETH // 50)
+        got = ok(
+            own.call("send_transaction", {"wallet": "team", "transaction": tx, "chain": "local"})
+        )
+        assert world.node.wait(got["tx_hash"])["from"].lower() == world.address.lower()
+    assert "agent-side policy" in log.read_text(encoding="utf-8")
+
+
 def test_dkls_owner_signs_a_message_with_the_recovery_file_as_two_processes(
     world: World,
 ) -> None:

@@ -62,6 +62,10 @@ def mcp_cmd(
     `keysafe serve --unlock`. Tools: list_capabilities, get_address, sign_transaction,
     send_transaction, transfer, sign_message, sign_typed_data, http_request, read_data,
     approval_status, check_policy, list_pending_approvals.
+
+    2-of-3 wallets: KEYSAFE_AGENT_SHARE_FILE (the agent's share files, ':'-separated) and
+    KEYSAFE_AGENT_SHARE_KEY open the agent's shares here; with KEYSAFE_AGENT_POLICY_FILE (a copy
+    of the agent's policy) this host refuses what that copy denies before the share is used.
     """
     from keysafe import mcp_server
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keysafe import wire
 from keysafe.errors import KeysafeError, NotAuthenticatedError
+from keysafe.mcp_server.own_policy import OwnPolicy
 from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
 from keysafe.mcp_server.tools import build_server
 from keysafe.mpc.share_file import Share
@@ -39,7 +40,8 @@ def run_stdio(token: str, *, url: str | None = None) -> None:
         return AgentClient(token, url=base, http=http)
 
     shares = load_shares(token)  # a bad share file stops the server now, not mid-payment
-    build_server(client_for, lambda ctx: shares).run("stdio")
+    own = OwnPolicy.from_env()  # so does a bad policy copy
+    build_server(client_for, lambda ctx: shares, own).run("stdio")
 
 
 def _bearer(headers: Any) -> str | None:
@@ -82,7 +84,7 @@ def http_app(*, url: str | None = None) -> ASGIApp:
                 loaded[digest] = {}
         return loaded[digest]
 
-    server = build_server(client_for, shares_for)
+    server = build_server(client_for, shares_for, OwnPolicy.from_env())
     inner = server.streamable_http_app(stateless_http=True, host="127.0.0.1")
     wire.pin_recursion_limit()  # after every import (py_ecc raises it to 100,000)
     return wire.BodyGuard(AgentGate(inner, base, http))

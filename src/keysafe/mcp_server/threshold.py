@@ -20,12 +20,13 @@ import base64
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from solders.message import to_bytes_versioned
 from solders.transaction import VersionedTransaction
 
 from keysafe.errors import MalformedRequestError
+from keysafe.mcp_server.own_policy import OwnPolicy
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner as dkls_cosigner
 from keysafe.mpc.frost import cosigner
@@ -115,9 +116,13 @@ async def agent_part(
 
 
 async def transaction_part(
-    client: AgentClient, share: Share, wallet: str, transaction: Any, chain: str | None
-) -> dict[str, str]:
-    """The agent's part for a transaction with a 2-of-3 wallet, either protocol."""
+    client: AgentClient, share: Share, wallet: str, transaction: Any, chain: str | None,
+    own: OwnPolicy | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The agent's part for a transaction with a 2-of-3 wallet, either protocol; first, when
+    this host keeps its own copy of the policy (`own`), that copy must not deny it."""
+    if own is not None:
+        own.check_transaction(share, wallet, transaction, chain)
     if not share.pairs:  # FROST (Solana)
         return await agent_part(client, share.key, wallet, message_of(transaction))
     what = {"transaction": transaction, **({"chain": chain} if chain else {})}
@@ -126,9 +131,13 @@ async def transaction_part(
 
 
 async def message_part(
-    client: AgentClient, share: Share, wallet: str, message: str, encoding: str
-) -> dict[str, str]:
-    """The agent's part for `sign_message` with a 2-of-3 wallet, either protocol."""
+    client: AgentClient, share: Share, wallet: str, message: str,
+    encoding: Literal["utf8", "base64"], own: OwnPolicy | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The agent's part for `sign_message` with a 2-of-3 wallet, either protocol; first, when
+    this host keeps its own copy of the policy (`own`), that copy must not deny it."""
+    if own is not None:
+        own.check_message(share, wallet, message, encoding)
     if not share.pairs:  # FROST (Solana)
         return await agent_part(client, share.key, wallet, message_bytes(message, encoding))
     digest = dkls_cosigner.message_digest(message)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from keysafe import __version__
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.mcp_server import threshold
+from keysafe.mcp_server.own_policy import OwnPolicy
 from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient
 
@@ -297,9 +298,12 @@ class _KeysafeMCP(MCPServer):
 def build_server(
     client_for: Callable[[Context], AgentClient],
     shares_for: Callable[[Context], dict[str, Share]] = lambda ctx: {},
+    own_policy: OwnPolicy | None = None,
 ) -> MCPServer:
     """The keysafe MCP server; `client_for` gives the vault client for the calling agent,
-    `shares_for` its threshold-wallet shares (agent side of 2-of-3 wallets), by wallet name."""
+    `shares_for` its threshold-wallet shares (agent side of 2-of-3 wallets), by wallet name;
+    `own_policy` this host's own copy of the agent's policy, which a 2-of-3 signature must pass
+    before the agent's share is used."""
     mcp = _KeysafeMCP(
         "keysafe",
         title="keysafe vault",
@@ -356,7 +360,7 @@ def build_server(
                 share = shares_for(ctx).get(wallet)
                 if share is not None:  # a 2-of-3 wallet: the agent's share takes part
                     body["threshold"] = await threshold.transaction_part(
-                        c, share, wallet, transaction, chain
+                        c, share, wallet, transaction, chain, own_policy
                     )
                 return await c.sign_transaction(body, send=send)
 
@@ -452,7 +456,7 @@ def build_server(
             share = shares_for(ctx).get(wallet)
             if share is not None:  # a 2-of-3 wallet: the agent's share signs the same bytes
                 body["threshold"] = await threshold.message_part(
-                    c, share, wallet, message, encoding
+                    c, share, wallet, message, encoding, own_policy
                 )
             return await c.sign_message(body)
 
