@@ -250,6 +250,11 @@ class KeygenView(_Answer):
     rounds: int
     keys: dict[int, str]
     agent_tag: str | None
+    recovery_tag: str | None = Field(
+        default=None,
+        description="Join-key mode: the owner's tag on the recovery key (the agent's host checks "
+        "it with the join key it shares with the owner).",
+    )
     messages: list[Sealed]
     status: KeygenStatus
     failure: str | None

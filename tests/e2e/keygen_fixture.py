@@ -94,3 +94,17 @@ def run_apart(
     assert joined.returncode == 0, f"agent's join failed: {agent_err}{agent_out}"
     code_file.unlink()
     return Created(json.loads(out), json.loads(agent_out), err.decode(), agent_err)
+
+
+def run_owner_only(
+    owner: Cli, args: list[str], *, recovery_passphrase: str, timeout: float = 120
+) -> dict[str, Any]:
+    """The owner's ceremony command alone (`--json` added): the agent's host joins by itself
+    (`keysafe mcp` with the join key)."""
+    env = owner.env | {"KEYSAFE_RECOVERY_PASSPHRASE": recovery_passphrase}
+    proc = subprocess.run([KEYSAFE, *args, "--json"], env=env, capture_output=True, timeout=timeout)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    owner.outputs += [out, err]
+    assert proc.returncode == 0, f"owner's {args[:2]} failed: {err}{out}"
+    made: dict[str, Any] = json.loads(out)
+    return made

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from keysafe.service.keygen_party import JoinCode
+from keysafe.mpc.ceremony import JoinCode
 from tests.conftest import Cli
 
 

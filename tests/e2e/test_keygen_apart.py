@@ -10,23 +10,44 @@ recovery, two processes) and the same name cannot be created twice.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from keysafe.mpc import share_file
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, lagrange
 from keysafe.mpc.share_file import SecretBytes
 from tests.conftest import Cli
 from tests.e2e import share_audit
-from tests.e2e.keygen_fixture import Created, create_apart, reshare_apart, run_apart
-from tests.e2e.server_fixture import Server, add_agent, cli_env, keysafe_server
+from tests.e2e.keygen_fixture import (
+    Created,
+    create_apart,
+    reshare_apart,
+    run_apart,
+    run_owner_only,
+)
+from tests.e2e.mcp_fixture import McpSession, ok
+from tests.e2e.server_fixture import KEYSAFE, Server, add_agent, cli_env, keysafe_server
 
 RECOVERY_PASSPHRASE = "keygen apart recovery passphrase, offline"
 SHARE_KEY = "keygen apart agent share key, agent host only"
 POLICY = "version: 1\nrules: []\n"
+AUTO_POLICY = """\
+version: 1
+rules:
+  - name: greet
+    allow: [solana.sign_message]
+    wallets: [auto]
+    chains: [solana]
+    message_matches: "^hello"
+"""
 
 
 @dataclass
@@ -180,6 +201,58 @@ def test_all_three_pairs_reshare_as_three_processes_and_the_wallet_still_signs(
     assert info  # the listing before and after names the same wallet
     after = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
     assert next(w for w in after if w["name"] == name)["address"] == address
+
+
+def test_a_running_keysafe_mcp_with_the_join_key_joins_by_itself_and_signs_at_once(
+    world: World,
+) -> None:
+    """The owner and the agent's host share a join key (the owner's `--join-key-file`; copied
+    to the agent's host, never to the vault's). `keysafe mcp` with KEYSAFE_AGENT_JOIN_KEY_FILE
+    joins the owner's keygen by itself (no code handed over) and signs with the new wallet in
+    the same session; then a refresh the owner runs is joined the same way."""
+    host = world.root / "auto-host"
+    host.mkdir()
+    key_file = host / "join.key"
+    owner_key = world.root / "owner-join.key"
+    owner_key.write_text(os.urandom(32).hex(), encoding="ascii")
+    key_file.write_bytes(owner_key.read_bytes())  # "copied to the agent's host"
+    policy = world.root / "auto-policy.yaml"
+    policy.write_text(AUTO_POLICY, encoding="utf-8")
+    world.cli.ok("policy", "set", "bot", str(policy))
+    env = world.agent_env | {
+        "KEYSAFE_HOME": str(host / "home"), "KEYSAFE_AGENT_JOIN_KEY_FILE": str(key_file),
+        "KEYSAFE_AGENT_SHARE_DIR": str(host),
+    }  # fmt: skip
+    env.pop("KEYSAFE_AGENT_SHARE_FILE", None)
+    params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
+    with (
+        open(host / "mcp-stderr.log", "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as mcp,
+    ):
+        made = run_owner_only(
+            world.cli, ["wallet", "create", "auto", "--chain", "solana", "--threshold",
+                        "2-of-3", "--agent", "bot", "--recovery-file",
+                        str(world.root / "auto.recovery"), "--join-key-file", str(owner_key)],
+            recovery_passphrase=RECOVERY_PASSPHRASE,
+        )  # fmt: skip
+        assert (host / "auto.share").exists()
+        got = ok(mcp.call("sign_message", {"wallet": "auto", "message": "hello auto"}))
+        assert Signature.from_string(got["signature"]).verify(
+            Pubkey.from_string(made["address"]), b"hello auto"
+        )
+        before = (host / "auto.share").read_bytes()
+        run_owner_only(
+            world.cli, ["wallet", "refresh", "auto", "--with", "vault,recovery",
+                        "--recovery-file", str(world.root / "auto.recovery"),
+                        "--join-key-file", str(owner_key)],
+            recovery_passphrase=RECOVERY_PASSPHRASE,
+        )  # fmt: skip
+        assert (host / "auto.share").read_bytes() != before  # replaced by the new share
+        got = ok(mcp.call("sign_message", {"wallet": "auto", "message": "hello again"}))
+        assert Signature.from_string(got["signature"]).verify(
+            Pubkey.from_string(made["address"]), b"hello again"
+        )
+    assert "auto-join" in (host / "mcp-stderr.log").read_text(encoding="utf-8")
 
 
 def test_the_vault_is_lost_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(

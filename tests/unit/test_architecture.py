@@ -57,6 +57,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "reads the owner's recovery / agent share files from disk before a service call",
     ("cli/keygen.py", "keysafe.mpc.share_file"):
         "seals and writes this process's own new share (recovery or agent) to its file",
+    ("cli/keygen.py", "keysafe.mpc.ceremony"):
+        "runs this process's own party of a key ceremony (recovery, or the agent's host)",
     # The MCP server is the agent's party in 2-of-3 FROST: it holds the agent's own share and runs
     # its rounds locally (the vault never sees that share).
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
@@ -76,6 +78,11 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     # ... and, before it adds its share, checks the agent host's own copy of its policy with the
     # same engine and decoders as the vault (issue 16: defence in depth).
     ("mcp_server/own_policy.py", "keysafe.mpc.share_file.Share"): "the share being used (type)",
+    # ... and joins its agent's key ceremonies by itself with the owner's join key.
+    ("mcp_server/auto_join.py", "keysafe.mpc.ceremony"): "the agent's party of a ceremony",
+    ("mcp_server/auto_join.py", "keysafe.mpc.share_file"): "reads back the new share file",
+    ("mcp_server/auto_join.py", "keysafe.mpc.share_file.SecretBytes"): "the share key, held",
+    ("mcp_server/auto_join.py", "keysafe.mpc.share_file.Share"): "the shares it signs with",
     ("mcp_server/own_policy.py", "keysafe.policy.engine"): "the policy engine's decision",
     ("mcp_server/own_policy.py", "keysafe.policy.intent.Intent"): "the decoded request (type)",
     ("mcp_server/own_policy.py", "keysafe.policy.lint.lint"): "the copy is checked at start",

@@ -35,6 +35,16 @@ def threshold_join(
             "line lands in shell history and `ps`).",
         ),
     ] = None,
+    join_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--join-key-file",
+            help="Instead of a code: the join key the owner shares with this host "
+            "(`--join-key-file` on the owner's side made it); waits for the owner's next "
+            "ceremony for this agent and joins it.",
+            dir_okay=False,
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Join a 2-of-3 wallet's key generation or reshare as this agent: runs the agent's party
@@ -45,7 +55,7 @@ def threshold_join(
     """
     from keysafe.cli import keygen  # the MPC code, only for this command
 
-    made = keygen.join(share_file, code)
+    made = keygen.join(share_file, code, join_key_file)
     if json_out:
         render.as_json(made)
         return

@@ -16,19 +16,10 @@ from keysafe import files, remote, wire
 from keysafe.agent_models import KeygenPost, KeygenView
 from keysafe.cli import inputs, owner, render
 from keysafe.client import AgentClient
-from keysafe.errors import IntegrityError, MalformedRequestError
-from keysafe.mpc import share_file
-from keysafe.service import keygen_party, threshold
+from keysafe.errors import MalformedRequestError
+from keysafe.mpc import ceremony, share_file
+from keysafe.service import threshold
 from keysafe.service.keygen import Rebuild
-from keysafe.service.keygen_party import (
-    AGENT,
-    RECOVERY,
-    USER,
-    CeremonyFailed,
-    JoinCode,
-    Party,
-    Send,
-)
 from keysafe.service.models import Chain, SecretBytes
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
 from keysafe.service.vault_admin import check_new_passphrase
@@ -50,7 +41,7 @@ def _refuse_existing(path: Path) -> None:
         )
 
 
-def _owner_send(passphrase_file: Path | None) -> Send:
+def _owner_send(passphrase_file: Path | None) -> ceremony.Send:
     def send(keygen_id: str, post: KeygenPost) -> KeygenView:
         op = KeygenExchange(keygen_id=keygen_id, post=post)
         return owner.perform_on_server(op, passphrase_file, why=_WHY)
@@ -58,7 +49,30 @@ def _owner_send(passphrase_file: Path | None) -> Send:
     return send
 
 
-def _show_join(party: Party, agent: str, name: str, join_code_file: Path | None) -> None:
+def _join_key(path: Path | None) -> bytes | None:
+    """The join key shared with the agent's host: read from `path`, or made there (0600) the
+    first time, for the owner to copy to the agent's host (never to the vault's)."""
+    if path is None:
+        return None
+    if not path.exists():
+        files.write_private(path, secrets.token_hex(32).encode(), what="join key")
+        _say(
+            f"Made a join key in {path}. Copy it to the agent's host (not to the vault's), and "
+            "point KEYSAFE_AGENT_JOIN_KEY_FILE at it there: `keysafe mcp` then joins by itself."
+        )
+    return ceremony.read_join_key(path)
+
+
+def _show_join(
+    party: ceremony.Party, agent: str, name: str, join_code_file: Path | None, keyed: bool
+) -> None:
+    if keyed:
+        _say(
+            f"Waiting (up to 10 minutes) for agent '{agent}' to join: its `keysafe mcp` with "
+            "KEYSAFE_AGENT_JOIN_KEY_FILE joins by itself (or run `keysafe agent threshold join "
+            f"--join-key-file FILE --share-file {agent}-{name}.share` on its host)."
+        )
+        return
     code = party.join_code()
     if join_code_file is not None:
         files.write_private(join_code_file, code.encode(), replace=True, what="join code")
@@ -79,9 +93,11 @@ def create_apart(
     recovery_file: Path,
     passphrase_file: Path | None,
     join_code_file: Path | None,
+    join_key_file: Path | None = None,
 ) -> dict[str, Any]:
     """The owner's side: open the keygen in the running server, play the recovery party here,
-    wait for the agent's host to join with the code, keep the recovery file.
+    wait for the agent's host to join (with the code, or by itself with the join key in
+    `join_key_file`), keep the recovery file.
 
     Raises:
         MalformedRequestError: no server, a bad name, or the recovery file exists.
@@ -90,28 +106,33 @@ def create_apart(
     wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     _refuse_existing(recovery_file)
     owner.require_server(_WHY)  # before the recovery passphrase is asked for
+    join_key = _join_key(join_key_file)
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
     )
     with recovery:
         check_new_passphrase(recovery, what="recovery-file passphrase")
-        key, public = keygen_party.recovery_key()
+        key, public = ceremony.recovery_key()
         started = owner.perform_on_server(
             KeygenStart(wallet=name, chain=chain, agent=agent, recovery_key=public),
             passphrase_file, why=_WHY,
         )  # fmt: skip
 
-        party = Party.recovery(_owner_send(passphrase_file), key, started)
-        _show_join(party, agent, name, join_code_file)
+        party = ceremony.Party.recovery(
+            _owner_send(passphrase_file), key, started, join_key=join_key
+        )
+        _show_join(party, agent, name, join_code_file, join_key is not None)
         share = party.run()
         doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
-    address = keep_and_confirm(party, recovery_file, doc)
+    address = ceremony.keep_and_confirm(party, recovery_file, doc)
     return {"name": name, "chain": str(chain), "address": address, "threshold": "2-of-3",
             "recovery_file": str(recovery_file)}  # fmt: skip
 
 
-def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
+def join(
+    share_file_path: Path, code_text: str | None, join_key_file: Path | None = None
+) -> dict[str, Any]:
     """The agent's side: join the keygen or reshare the code names; keep the agent's new share
     under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host). In a reshare an existing
     --share-file is the agent's current share (it deals with it when it is in the quorum) and
@@ -129,13 +150,17 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
             "KEYSAFE_AGENT_TOKEN is not set.",
             next_step="set it to the token `keysafe agent add` printed for this agent.",
         )
-    code_secret = (
-        SecretBytes(bytearray(code_text.encode()))
-        if code_text
-        else inputs.passphrase(None, env=("KEYSAFE_JOIN_CODE",), label="Join code (ksj_…)")
-    )
-    with code_secret:
-        code = JoinCode.decode(bytes(code_secret.reveal()).decode("utf-8", "replace"))
+    join_key = ceremony.read_join_key(join_key_file) if join_key_file is not None else None
+    code = None
+    if join_key is None:
+        code_secret = (
+            SecretBytes(bytearray(code_text.encode()))
+            if code_text
+            else inputs.passphrase(None, env=("KEYSAFE_JOIN_CODE",), label="Join code (ksj_…)")
+        )
+        with code_secret:
+            text = bytes(code_secret.reveal()).decode("utf-8", "replace")
+            code = ceremony.JoinCode.decode(text)
     replacing = share_file_path.exists()
     share_key = inputs.passphrase(
         None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=not replacing,
@@ -148,52 +173,18 @@ def join(share_file_path: Path, code_text: str | None) -> dict[str, Any]:
             doc = share_file.read(share_file_path, "agent share file")
             old = share_file.open_agent_share(doc, share_key)
         with AgentClient(token_text, url=remote.vault_url()) as client:
-            party = Party.agent(client.keygen_exchange, code, old)
+            if code is None:
+                assert join_key is not None
+                _say("Waiting (up to 10 minutes) for the owner to open a ceremony for this agent…")
+                code = ceremony.await_keyed(client.keygens, join_key)
+            joined = ceremony.join_as_agent(
+                client.keygen_exchange, code, share_file_path, share_key, old
+            )
             del old
-            share = party.run()
-            view = party.view
-            assert view is not None
-            doc = share_file.seal_agent_share(view.wallet, view.vault_id, share, share_key)
-            del share
-            address = keep_and_confirm(party, share_file_path, doc)
-    return {"wallet": view.wallet, "chain": view.chain, "address": address,
-            "share_file": str(share_file_path), "kind": view.kind}  # fmt: skip
+    return joined.to_dict()
 
 
-def keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
-    """Keep this party's new share at `path`, then confirm to the vault. A new file appears
-    before the confirmation (the vault stores its share only after it); a file being replaced
-    keeps the old share (the new one waits beside it) until the vault has confirmed. Only a
-    definite failure from the vault removes the new share: when the outcome is unknown (a lost
-    answer, a ceremony the vault no longer knows) the new share stays, and the error says where.
-
-    Raises:
-        CeremonyFailed: the vault says it failed (the new share is gone, nothing changed).
-        IntegrityError: the outcome is unknown (the new share is kept).
-    """
-    replacing = path.exists()
-    target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if replacing else path
-    share_file.write(target, doc)
-    try:
-        address = party.confirm()
-    except CeremonyFailed:
-        target.unlink(missing_ok=True)  # nothing changed: the new share would only mislead
-        raise
-    except Exception as exc:
-        raise IntegrityError(
-            f"The vault's answer to this party's confirmation was lost ({type(exc).__name__}); "
-            f"the new share is kept at {target}.",
-            next_step="check `keysafe wallet list` (or sign with the new file): if the wallet "
-            "is there (or signs) the new share is the one to keep"
-            + (f" (move it over {path})" if replacing else "")
-            + "; if not, delete it.",
-        ) from None
-    if replacing:
-        files.move_over(target, path)
-    return address
-
-
-_PARTIES: Final = {"agent": AGENT, "vault": USER, "recovery": RECOVERY}
+_PARTIES: Final = {"agent": ceremony.AGENT, "vault": ceremony.USER, "recovery": ceremony.RECOVERY}
 
 
 def _quorum(with_parties: str) -> tuple[int, int]:
@@ -209,7 +200,7 @@ def _quorum(with_parties: str) -> tuple[int, int]:
 
 def reshare_apart(
     name: str, with_parties: str, recovery_file: Path, passphrase_file: Path | None,
-    join_code_file: Path | None, agent: str | None = None,
+    join_code_file: Path | None, agent: str | None = None, join_key_file: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
     the recovery party here (dealing with its current file when it is one of the two, else
@@ -223,11 +214,12 @@ def reshare_apart(
     """
     wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     quorum = _quorum(with_parties)
-    deals = RECOVERY in quorum
+    deals = ceremony.RECOVERY in quorum
     if not deals:
         _refuse_existing(recovery_file)
     doc = share_file.read(recovery_file, "recovery file") if deals else None
     owner.require_server(_WHY)
+    join_key = _join_key(join_key_file)
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase",
         confirm=not deals,
@@ -238,10 +230,10 @@ def reshare_apart(
             old = share_file.open_recovery_share(doc, recovery)  # fails before anything runs
         else:
             check_new_passphrase(recovery, what="recovery-file passphrase")
-        key, public = keygen_party.recovery_key()
+        key, public = ceremony.recovery_key()
         rebuild = None
         if agent is not None:
-            if old is None or quorum != (AGENT, RECOVERY):
+            if old is None or quorum != (ceremony.AGENT, ceremony.RECOVERY):
                 raise MalformedRequestError(
                     "--agent goes with --with agent,recovery (rebuilding the vault's share on "
                     "a vault with no record of the wallet).",
@@ -250,13 +242,15 @@ def reshare_apart(
             rebuild = Rebuild(public=old.key.public.to_dict(), agent=agent)
         start = ReshareStart(wallet=name, quorum=quorum, recovery_key=public, rebuild=rebuild)
         started = owner.perform_on_server(start, passphrase_file, why=_WHY)
-        party = Party.recovery(_owner_send(passphrase_file), key, started, old)
+        party = ceremony.Party.recovery(
+            _owner_send(passphrase_file), key, started, old, join_key=join_key
+        )
         del old
-        _show_join(party, started.agent, name, join_code_file)
+        _show_join(party, started.agent, name, join_code_file, join_key is not None)
         share = party.run()
         new_doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
-    address = keep_and_confirm(party, recovery_file, new_doc)
+    address = ceremony.keep_and_confirm(party, recovery_file, new_doc)
     return {"name": name, "with": with_parties, "address": address,
             "recovery_file": str(recovery_file)}  # fmt: skip
 

@@ -221,6 +221,16 @@ def wallet_create(
             dir_okay=False,
         ),
     ] = None,
+    join_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--join-key-file",
+            help="With --threshold: a join key shared with the agent's host (made here the "
+            "first time; copy it there, never to the vault's host), so its `keysafe mcp` "
+            "joins by itself instead of taking a code.",
+            dir_okay=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -252,7 +262,7 @@ def wallet_create(
         from keysafe.cli import keygen  # the MPC code, only for this command
 
         made = keygen.create_apart(
-            name, chain, agent, recovery_file, passphrase_file, join_code_file
+            name, chain, agent, recovery_file, passphrase_file, join_code_file, join_key_file
         )
         keygen.show_created(made, json_out)
         return
@@ -307,6 +317,15 @@ def wallet_refresh(
             "vault): the agent holding share 1; the rest comes from the recovery file.",
         ),
     ] = None,
+    join_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--join-key-file",
+            help="The join key shared with the agent's host (its `keysafe mcp` then joins by "
+            "itself).",
+            dir_okay=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -323,7 +342,7 @@ def wallet_refresh(
     from keysafe.cli import keygen  # the MPC code, only for this command
 
     made = keygen.reshare_apart(
-        name, with_parties, recovery_file, passphrase_file, join_code_file, agent
+        name, with_parties, recovery_file, passphrase_file, join_code_file, agent, join_key_file
     )
     if json_out:
         render.as_json(made)

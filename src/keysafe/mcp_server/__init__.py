@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keysafe import wire
 from keysafe.errors import KeysafeError, NotAuthenticatedError
+from keysafe.mcp_server import auto_join
 from keysafe.mcp_server.own_policy import OwnPolicy
 from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
 from keysafe.mcp_server.tools import build_server
@@ -41,6 +42,7 @@ def run_stdio(token: str, *, url: str | None = None) -> None:
 
     shares = load_shares(token)  # a bad share file stops the server now, not mid-payment
     own = OwnPolicy.from_env()  # so does a bad policy copy
+    auto_join.start(token, base, shares)  # and a bad join key
     build_server(client_for, lambda ctx: shares, own).run("stdio")
 
 

@@ -39,7 +39,7 @@ from keysafe.errors import (
     NotFoundError,
     PolicyDeniedError,
 )
-from keysafe.mpc import channel
+from keysafe.mpc import ceremony, channel
 from keysafe.mpc.channel import Channel, ChannelError
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
@@ -62,7 +62,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TTL_S: Final = 10 * 60
+TTL_S: Final = ceremony.TTL_S
 SETTLED_S: Final = 10 * 60  # how long a finished ceremony's outcome (no secrets) stays readable
 MAX_OPEN: Final = 4  # keygens at once per vault: each holds a party's secrets in memory
 _TABLE: Final = "keygens"
@@ -103,6 +103,7 @@ class _Keygen:
     old: RecordInfo | None = None  # a reshare's wallet record (None: rebuilding it here)
     keys: dict[int, bytes] = field(default_factory=dict)
     agent_tag: bytes | None = None
+    recovery_tag: bytes | None = None  # join-key mode: the owner's tag on the recovery key
     mail: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
     channel: Channel | None = None
     vault_round: int = 1  # the round whose messages the vault's party waits for
@@ -147,6 +148,7 @@ def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
         quorum=list(g.party.quorum) if isinstance(g.party, ReshareParty) else None,
         public=g.party.old_public.to_dict() if isinstance(g.party, ReshareParty) else None,
         agent_tag=None if g.agent_tag is None else _enc(g.agent_tag),
+        recovery_tag=None if g.recovery_tag is None else _enc(g.recovery_tag),
         messages=[
             Sealed(round=r, sender=s, receiver=t, body=_enc(body))
             for (r, s, t), body in sorted(g.mail.items())
@@ -330,6 +332,13 @@ def exchange(
             return _view(vault, g, party)
         if post.key is not None:
             _announce(g, party, post)
+        elif party == RECOVERY and post.tag is not None:
+            tag = _b64(post.tag, "The recovery key's tag", 32)
+            if g.recovery_tag not in (None, tag) or g.status != "waiting":
+                raise MalformedRequestError(
+                    "The recovery key is tagged already.", next_step="start a new ceremony."
+                )
+            g.recovery_tag = tag
         for m in post.messages:
             _deliver(g, party, m)
         _drive(vault, g)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import threading
 import time
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
-from keysafe.cli.keygen import keep_and_confirm
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
@@ -30,7 +30,8 @@ from keysafe.errors import (
     NotFoundError,
     PolicyDeniedError,
 )
-from keysafe.mpc import channel, share_file
+from keysafe.mpc import ceremony, channel, share_file
+from keysafe.mpc.ceremony import CeremonyFailed, JoinCode, Party, Send, keep_and_confirm
 from keysafe.mpc.channel import Channel
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
@@ -38,7 +39,6 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
 from keysafe.mpc.keygen import KeygenParty
 from keysafe.mpc.share_file import Share
 from keysafe.service import agents, audit, keygen, threshold
-from keysafe.service.keygen_party import CeremonyFailed, JoinCode, Party, Send
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
@@ -588,3 +588,41 @@ def test_an_unknown_outcome_keeps_the_new_share_and_a_definite_failure_drops_it(
     with pytest.raises(CeremonyFailed):
         keep_and_confirm(failed, path, {"a": "new share"})  # type: ignore[arg-type]
     assert [p.name for p in tmp_path.iterdir()] == (["share.json"] if replacing else [])
+
+
+# -- join-key mode: the agent's host joins by itself (keysafe mcp) ------------------------------
+
+
+def _keyed(
+    vault: Vault, owner_key: bytes, agent_key: bytes, agent_send: Callable[[Send], Send]
+) -> Run:
+    key = channel.new_key()
+    started = keygen.start(vault, "team", Chain.EVM, "bot", _b64(channel.public_bytes(key)))
+    recovery = Party.recovery(_sender(vault, RECOVERY), key, started, join_key=owner_key)
+    recovery._announce()  # the owner's CLI tags its key first thing
+    (code,) = ceremony.keyed_codes(keygen.pending(vault, "bot"), agent_key)
+    agent = Party.agent(agent_send(_sender(vault, AGENT)), code)
+    return _both(recovery, agent)
+
+
+def test_with_a_shared_join_key_no_code_is_handed_over_and_the_wallet_is_made(
+    vault: Vault,
+) -> None:
+    join_key = os.urandom(32)
+    run = _keyed(vault, join_key, join_key, lambda s: s)
+    assert not run.errors, run.errors
+    assert run.addresses[AGENT] == threshold.threshold_wallet(vault, "team").meta["address"]
+
+
+def test_attack_join_key_mode_a_relay_swapping_the_recovery_key_or_a_wrong_key_is_refused(
+    vault: Vault,
+) -> None:
+    join_key = os.urandom(32)
+    swapped = _keyed(vault, join_key, join_key, _swap_key(RECOVERY))
+    assert isinstance(swapped.errors.get(AGENT), IntegrityError), swapped.errors
+    assert "join key's tag" in str(swapped.errors[AGENT])
+    assert not swapped.shares
+    vault.volatile.clear()
+    wrong = _keyed(vault, join_key, os.urandom(32), lambda s: s)  # another host's key
+    assert isinstance(wrong.errors.get(AGENT), IntegrityError), wrong.errors
+    assert not wrong.addresses

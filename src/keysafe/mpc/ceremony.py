@@ -18,23 +18,25 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from keysafe import files
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.crypto.kdf import hkdf_sha256
+from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
-from keysafe.mpc import channel
+from keysafe.mpc import channel, share_file
 from keysafe.mpc.channel import Channel, ChannelError
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, PublicKeyPackage
 from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
 from keysafe.mpc.share_file import Share
-from keysafe.service.keygen import TTL_S
-from keysafe.service.models import Chain
 
 __all__ = [
     "AGENT",
@@ -49,7 +51,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+TTL_S: Final = 10 * 60  # a ceremony's life in the vault (service/keygen.py uses this one)
+
 CODE_PREFIX: Final = "ksj_"
+JOIN_KEY_LEN: Final = 32
+_JOIN_INFO: Final = b"keysafe/ceremony/v1/join-key/"
 _HASH_LEN: Final = 16
 _MAC_LEN: Final = 32
 POLL_S: Final = 0.5
@@ -71,17 +77,27 @@ class JoinCode:
     """What the agent's host needs to join, from the owner, not from the vault."""
 
     session_id: bytes
-    recovery_key_hash: bytes
+    recovery_key_hash: bytes | None  # None: a join key's code (the recovery key comes tagged)
     mac_key: bytes
 
     def __repr__(self) -> str:
         return f"JoinCode(id={self.session_id.hex()[:12]}…)"
+
+    @classmethod
+    def from_join_key(cls, join_key: bytes, session_id: bytes) -> JoinCode:
+        """The code of ceremony `session_id` for an agent host and an owner that share a
+        long-term join key (`KEYSAFE_AGENT_JOIN_KEY_FILE`; never given to the vault): the MAC
+        key is derived from it, and the recovery party tags its key instead of the code naming
+        it, so the agent's host can join by itself (`keysafe mcp`)."""
+        mac = bytes(hkdf_sha256(join_key, info=_JOIN_INFO + session_id))
+        return cls(session_id, None, mac)
 
     @property
     def keygen_id(self) -> str:
         return self.session_id.hex()
 
     def encode(self) -> str:
+        assert self.recovery_key_hash is not None, "a join key's code is never shown"
         raw = self.session_id + self.recovery_key_hash + self.mac_key
         return CODE_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -107,6 +123,24 @@ class JoinCode:
             raw[:SESSION_ID_LEN], raw[SESSION_ID_LEN : SESSION_ID_LEN + _HASH_LEN],
             raw[SESSION_ID_LEN + _HASH_LEN :],
         )  # fmt: skip
+
+
+def read_join_key(path: Path) -> bytes:
+    """The long-term join key in `path` (hex).
+
+    Raises:
+        MalformedRequestError: missing, unreadable or not a join key.
+    """
+    try:
+        raw = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        raw = b""
+    if len(raw) != JOIN_KEY_LEN:
+        raise MalformedRequestError(
+            f"{path} does not hold a join key ({JOIN_KEY_LEN * 2} hex characters).",
+            next_step="copy the file `--join-key-file` made on the owner's side, unchanged.",
+        )
+    return raw
 
 
 def _enc(raw: bytes) -> str:
@@ -152,13 +186,15 @@ class Party:
     @classmethod
     def recovery(
         cls, send: Send, key: X25519PrivateKey, started: KeygenView,
-        old_share: Share | None = None,
+        old_share: Share | None = None, join_key: bytes | None = None,
     ) -> Party:  # fmt: skip
         """The recovery party of the ceremony `started` opened; in a reshare `old_share` is
-        its current share (needed when it deals; checked against the wallet either way)."""
-        code = JoinCode(
-            bytes.fromhex(started.id), _key_hash(channel.public_bytes(key)),
-            secrets.token_bytes(_MAC_LEN),
+        its current share (needed when it deals; checked against the wallet either way). With
+        `join_key` (shared with the agent's host) no code needs handing over."""
+        sid = bytes.fromhex(started.id)
+        code = (
+            JoinCode.from_join_key(join_key, sid) if join_key is not None
+            else JoinCode(sid, _key_hash(channel.public_bytes(key)), secrets.token_bytes(_MAC_LEN))
         )  # fmt: skip
         party = cls(RECOVERY, send, started.id, key, code, old_share)
         party.view = started
@@ -174,9 +210,9 @@ class Party:
         return self._code.encode()
 
     @property
-    def chain(self) -> Chain:
+    def chain(self) -> str:
         assert self.view is not None
-        return Chain(self.view.chain)
+        return self.view.chain
 
     def _post(self, post: KeygenPost) -> KeygenView:
         self.view = self._send(self.keygen_id, post)
@@ -232,9 +268,7 @@ class Party:
                 next_step="give a new --share-file path: a keygen never overwrites a share.",
             )
         if view.kind == "create":
-            return KeygenParty(
-                SECP256K1 if Chain(view.chain) is Chain.EVM else ED25519, self.me, sid
-            )
+            return KeygenParty(SECP256K1 if view.chain == "evm" else ED25519, self.me, sid)
         if view.public is None or view.quorum is None or len(view.quorum) != 2:
             raise ChannelError("the vault's reshare lacks its public package or quorum", USER)
         public = PublicKeyPackage.from_dict(view.public)
@@ -255,7 +289,12 @@ class Party:
 
     def _announce(self) -> KeygenView:
         if self.me == RECOVERY:
-            return self._post(KeygenPost())
+            if self._code.recovery_key_hash is not None:
+                return self._post(KeygenPost())
+            # join-key mode: the agent's host has no code naming this key; it gets a tag
+            public = channel.public_bytes(self._key)
+            tag = channel.announce_tag(self._code.mac_key, self._code.session_id, RECOVERY, public)
+            return self._post(KeygenPost(tag=_enc(tag)))
         public = channel.public_bytes(self._key)
         tag = channel.announce_tag(self._code.mac_key, self._code.session_id, AGENT, public)
         return self._post(
@@ -280,8 +319,19 @@ class Party:
 
     def _open_channel(self, view: KeygenView) -> Channel:
         keys = {i: _b64(k) for i, k in view.keys.items()}
-        if self.me == AGENT:
-            if not hmac.compare_digest(_key_hash(keys[RECOVERY]), self._code.recovery_key_hash):
+        named = self._code.recovery_key_hash
+        if self.me == AGENT and named is None:
+            tag = channel.announce_tag(
+                self._code.mac_key, self._code.session_id, RECOVERY, keys[RECOVERY]
+            )
+            if view.recovery_tag is None or not hmac.compare_digest(_b64(view.recovery_tag), tag):
+                raise ChannelError(
+                    "the recovery party's key does not carry the join key's tag: not the owner's",
+                    USER,
+                )
+        elif self.me == AGENT:
+            assert named is not None
+            if not hmac.compare_digest(_key_hash(keys[RECOVERY]), named):
                 raise ChannelError(
                     "the recovery party's key is not the one the join code names", USER
                 )
@@ -339,3 +389,104 @@ class Party:
             view = self._wait(deadline, "the other party to confirm")
         assert view.address is not None
         return view.address
+
+
+def keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
+    """Keep this party's new share at `path`, then confirm to the vault. A new file appears
+    before the confirmation (the vault stores its share only after it); a file being replaced
+    keeps the old share (the new one waits beside it) until the vault has confirmed. Only a
+    definite failure from the vault removes the new share: when the outcome is unknown (a lost
+    answer, a ceremony the vault no longer knows) the new share stays, and the error says where.
+
+    Raises:
+        ceremony.CeremonyFailed: the vault says it failed (the new share is gone, nothing changed).
+        IntegrityError: the outcome is unknown (the new share is kept).
+    """
+    replacing = path.exists()
+    target = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new") if replacing else path
+    share_file.write(target, doc)
+    try:
+        address = party.confirm()
+    except CeremonyFailed:
+        target.unlink(missing_ok=True)  # nothing changed: the new share would only mislead
+        raise
+    except Exception as exc:
+        raise IntegrityError(
+            f"The vault's answer to this party's confirmation was lost ({type(exc).__name__}); "
+            f"the new share is kept at {target}.",
+            next_step="check `keysafe wallet list` (or sign with the new file): if the wallet "
+            "is there (or signs) the new share is the one to keep"
+            + (f" (move it over {path})" if replacing else "")
+            + "; if not, delete it.",
+        ) from None
+    if replacing:
+        files.move_over(target, path)
+    return address
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What the agent's host ended a ceremony with."""
+
+    wallet: str
+    chain: str
+    address: str
+    share_file: Path
+    kind: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"wallet": self.wallet, "chain": self.chain, "address": self.address,
+                "share_file": str(self.share_file), "kind": self.kind}  # fmt: skip
+
+
+def join_as_agent(
+    send: Send, code: JoinCode, path: Path, share_key: SecretBytes, old: Share | None
+) -> Joined:
+    """The agent's side of one ceremony, start to end: run the party, seal the new share under
+    `share_key` (which never leaves this host) at `path`, confirm. In a reshare `old` is the
+    agent's current share and `path` its file, replaced once the vault has its new share.
+
+    Raises:
+        CeremonyFailed: the vault says the ceremony failed (nothing changed).
+        IntegrityError: a check failed here (the culprit named) or the outcome is unknown.
+    """
+    party = Party.agent(send, code, old)
+    share = party.run()
+    view = party.view
+    assert view is not None
+    doc = share_file.seal_agent_share(view.wallet, view.vault_id, share, share_key)
+    del share
+    address = keep_and_confirm(party, path, doc)
+    return Joined(view.wallet, view.chain, address, path, view.kind)
+
+
+def keyed_codes(pending: Sequence[KeygenView], join_key: bytes) -> list[JoinCode]:
+    """The codes of the ceremonies in `pending` (what the vault lists for this agent) that were
+    opened with a join key, derived from `join_key`. Whether a code is right (the owner's join
+    key, not someone else's) shows when the recovery key's tag is checked."""
+    return [
+        JoinCode.from_join_key(join_key, bytes.fromhex(v.id))
+        for v in pending
+        if v.recovery_tag is not None
+    ]
+
+
+def await_keyed(
+    pending: Callable[[], Sequence[KeygenView]], join_key: bytes, timeout: float = TTL_S
+) -> JoinCode:
+    """Wait for the owner to open a join-key ceremony for this agent; its code.
+
+    Raises:
+        IntegrityError: none came within `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        codes = keyed_codes(pending(), join_key)
+        if codes:
+            return codes[0]
+        time.sleep(1.0)
+    raise IntegrityError(
+        "No ceremony was opened for this agent in time.",
+        next_step="run `keysafe wallet create … --join-key-file FILE` (or `wallet refresh`) on "
+        "the owner's side first.",
+    )
