@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import replace
@@ -34,6 +35,9 @@ ENV: Final = "KEYSAFE_AGENT_JOIN_KEY_FILE"
 DIR_ENV: Final = "KEYSAFE_AGENT_SHARE_DIR"
 SHARE_KEY_ENV: Final = "KEYSAFE_AGENT_SHARE_KEY"
 POLL_S: Final = 2.0
+# keysafe's own rule for names (service/models.NAME_RE), checked again here: the name comes from
+# the vault and becomes a file name on this host.
+_WALLET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def start(token: str, url: str, shares: dict[str, Share]) -> threading.Thread | None:
@@ -91,6 +95,9 @@ def _join(
     folder: Path,
 ) -> None:  # fmt: skip
     view = client.keygen_exchange(code.keygen_id, KeygenPost())
+    if not _WALLET_NAME.fullmatch(view.wallet):  # the vault says the name: never a path
+        logger.warning("auto-join: the vault named a wallet %r; not joining", view.wallet[:80])
+        return
     old = shares.get(view.wallet) if view.kind == "reshare" else None
     path = (
         old.origin
