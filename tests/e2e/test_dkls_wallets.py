@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import encode_defunct, encode_typed_data
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -70,7 +70,16 @@ rules:
     wallets: [team]
     chains: [ethereum]
     message_matches: "^hello"
+  - name: mail
+    allow: [evm.sign_typed_data]
+    wallets: [team]
+    chains: [ethereum]
 """
+MAIL = {
+    "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
+              "Mail": [{"name": "body", "type": "string"}]},
+    "primaryType": "Mail", "domain": {"name": "keysafe e2e"}, "message": {"body": "hello"},
+}  # fmt: skip
 
 
 def audited(env: dict[str, str], root: Path) -> dict[str, str]:
@@ -249,6 +258,12 @@ def test_the_agent_hosts_own_policy_copy_refuses_what_the_vault_would_allow(
         )
         assert world.node.wait(got["tx_hash"])["from"].lower() == world.address.lower()
     assert "agent-side policy" in log.read_text(encoding="utf-8")
+
+
+def test_dkls_eip712_typed_data_over_mcp_recovers_to_the_wallet(session: McpSession) -> None:
+    got = ok(session.call("sign_typed_data", {"wallet": "team", "typed_data": MAIL}))
+    signed = encode_typed_data(full_message=MAIL)
+    assert got["address"] == Account.recover_message(signed, signature=got["signature"])
 
 
 def test_dkls_owner_signs_a_message_with_the_recovery_file_as_two_processes(

@@ -85,7 +85,14 @@ def test_what_the_copy_allows_passes_and_what_it_denies_never_reaches_the_vault(
             own.check_transaction(evm, "other-wallet", _evm_tx(BOB, 10**17), None)
         with pytest.raises(PolicyDeniedError):
             own.check_message(evm, "team", "goodbye", "utf8")
-    assert sum("agent-side policy" in r.getMessage() for r in caplog.records) == 4
+        mail = {
+            "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
+                      "Mail": [{"name": "body", "type": "string"}]},
+            "primaryType": "Mail", "domain": {"name": "x"}, "message": {"body": "hello"},
+        }  # fmt: skip
+        with pytest.raises(PolicyDeniedError):  # no rule of the copy allows typed data
+            own.check_typed_data(evm, "team", mail)
+    assert sum("agent-side policy" in r.getMessage() for r in caplog.records) == 5
 
 
 def test_solana_transfers_are_decoded_as_the_vault_decodes_them(own: OwnPolicy) -> None:

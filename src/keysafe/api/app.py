@@ -483,7 +483,7 @@ def _agent_routes(app: FastAPI) -> None:
         return _result(
             signing.sign_typed_data(
                 _state(request).vault, agent, body.wallet, body.typed_data,
-                idempotency_key=body.idempotency_key,
+                idempotency_key=body.idempotency_key, threshold=body.threshold,
             )
         )  # fmt: skip
 
@@ -560,7 +560,7 @@ def _agent_routes(app: FastAPI) -> None:
             {"session_id": body.session_id, "round1": body.round1,
              "verifying_share": body.verifying_share},
             transaction=body.transaction, chain=body.chain, message=body.message,
-            encoding=body.encoding,
+            encoding=body.encoding, typed_data=body.typed_data,
         )  # fmt: skip
 
     @app.get("/v1/agent/threshold/keygens", tags=["agent"], response_model=answers.Keygens)

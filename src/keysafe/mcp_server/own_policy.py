@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 from solders.pubkey import Pubkey
 
+from keysafe.chains.addresses import evm_address_from_public
 from keysafe.chains.evm import intents as evm_intents
 from keysafe.chains.evm.tx import parse_transaction as parse_evm
 from keysafe.chains.solana import intents as sol_intents
@@ -155,6 +156,22 @@ class OwnPolicy:
             intent, _ = sol_intents.intent_from_message(
                 message, encoding=encoding, chain=self.registry.chain("solana")
             )
+        self.check(intent.model_copy(update={"wallet": wallet}))
+
+    def check_typed_data(self, share: Share, wallet: str, typed_data: Mapping[str, Any]) -> None:
+        """Check signing EIP-712 `typed_data` with `wallet`, judged as the vault judges it (by
+        what it grants).
+
+        Raises:
+            PolicyDeniedError: denied here.
+        """
+        domain = typed_data.get("domain")
+        chain_ref = domain.get("chainId") if isinstance(domain, Mapping) else None
+        info = self._chain(chain_ref if chain_ref is not None else "ethereum")
+        address = evm_address_from_public(share.key.public.group_public_key)
+        intent = evm_intents.intent_from_typed_data(
+            typed_data, registry=self.registry, chain=info, wallet_address=address
+        )
         self.check(intent.model_copy(update={"wallet": wallet}))
 
     def _chain_id(self, chain: str | None) -> int | None:

@@ -146,6 +146,23 @@ async def message_part(
     )
 
 
+async def typed_data_part(
+    client: AgentClient, share: Share, wallet: str, typed_data: dict[str, Any],
+    own: OwnPolicy | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The agent's part for `sign_typed_data` with a 2-of-3 EVM wallet (DKLs23 over the EIP-712
+    digest, computed here); first, this host's own copy of the policy must not deny it."""
+    if not share.pairs:
+        raise MalformedRequestError(
+            f"Wallet '{wallet}' is not an EVM wallet; EIP-712 typed data is EVM only.",
+            next_step="use an EVM wallet.",
+        )
+    if own is not None:
+        own.check_typed_data(share, wallet, typed_data)
+    digest = dkls_cosigner.typed_data_digest(typed_data)
+    return await _dkls_part(client, share, wallet, digest, {"typed_data": typed_data})
+
+
 async def _dkls_part(
     client: AgentClient, share: Share, wallet: str, digest: bytes, what: dict[str, Any]
 ) -> dict[str, str]:

@@ -473,8 +473,17 @@ def build_server(
     ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign EIP-712 typed data (EVM wallets). Permits and unlimited approvals are judged by
         what they grant. Returns the signature, or pending_approval with approval_id."""
-        body = {"wallet": wallet, "typed_data": typed_data}
-        return await run(ctx, lambda c: c.sign_typed_data(body))
+        body: dict[str, Any] = {"wallet": wallet, "typed_data": typed_data}
+
+        async def act(c: AgentClient) -> dict[str, Any]:
+            share = shares_for(ctx).get(wallet)
+            if share is not None:  # a 2-of-3 wallet: the agent's rounds over the same digest
+                body["threshold"] = await threshold.typed_data_part(
+                    c, share, wallet, typed_data, own_policy
+                )
+            return await c.sign_typed_data(body)
+
+        return await run(ctx, act)
 
     @mcp.tool(annotations=acts)
     async def http_request(

@@ -188,6 +188,9 @@ class ThresholdExchangeRequest(_Wire):
         default=None, max_length=65536, description="Or: the message for sign_message."
     )
     encoding: str = Field(default="utf8", pattern="^(utf8|base64)$")
+    typed_data: dict[str, Any] | None = Field(
+        default=None, description="Or: the EIP-712 typed data for sign_typed_data."
+    )
 
 
 class SignMessageRequest(_Wire):
@@ -206,6 +209,11 @@ class SignTypedDataRequest(_Wire):
     wallet: str = Field(max_length=64)
     typed_data: dict[str, Any]
     idempotency_key: str | None = Field(default=None, max_length=200)
+    threshold: dict[str, str] | None = Field(
+        default=None,
+        description="For a 2-of-3 wallet: the agent's DKLs23 rounds over the EIP-712 digest, "
+        "built by keysafe's agent client (as for sign-message).",
+    )
 
 
 class TransferRequest(_Wire):

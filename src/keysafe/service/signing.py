@@ -382,9 +382,11 @@ def threshold_exchange(
     vault: Vault, agent: str, wallet: str, fields: dict[str, Any], *,
     transaction: str | dict[str, Any] | None = None, chain: str | None = None,
     message: str | None = None, encoding: str = "utf8",
+    typed_data: dict[str, Any] | None = None,
 ) -> dict[str, str]:  # fmt: skip
     """Step 2 of an EVM 2-of-3 signature (service/threshold.py): hash the transaction (or the
-    EIP-191 message) here, as the gate will, and run the vault's rounds 1 and 2 over that hash.
+    EIP-191 message, or the EIP-712 typed data) here, as the gate will, and run the vault's
+    rounds 1 and 2 over that hash.
 
     Raises:
         MalformedRequestError: not a 2-of-3 EVM wallet of this agent, an incomplete or malformed
@@ -401,14 +403,16 @@ def threshold_exchange(
             f"No 2-of-3 EVM wallet '{wallet[:64]}' shared with this agent.",
             next_step="see list_capabilities for the wallets you may use.",
         )
-    if (transaction is None) == (message is None):
+    if sum(x is not None for x in (transaction, message, typed_data)) != 1:
         raise MalformedRequestError(
-            "Give the transaction or the message the session is for (one of them).",
-            next_step="send 'transaction' (with chain) or 'message' (with encoding).",
+            "Give the transaction, the message or the typed data the session is for (one).",
+            next_step="send 'transaction' (with chain), 'message' (with encoding) or 'typed_data'.",
         )
     if transaction is not None:
         tx = _complete_for_threshold(_evm_tx(transaction, reg, chain)[0])
         digest = evm_signing.transaction_hash(tx)
+    elif typed_data is not None:
+        digest = evm_intents.typed_data_digest(typed_data)
     else:
         assert message is not None
         _, data = _message_intent(info, reg, message, encoding)
@@ -614,22 +618,18 @@ def sign_typed_data(
     *,
     idempotency_key: str | None = None,
     approval_id: str | None = None,
+    threshold: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> SignResult:
-    """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …)."""
+    """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …); a
+    2-of-3 wallet signs with the agent's DKLs23 rounds in `threshold`."""
     vault.require_unlocked()
     info = wallet_record(vault, wallet)
     if info.meta["chain"] != Chain.EVM:
         raise MalformedRequestError(
             "EIP-712 typed data is signed by EVM wallets only.", next_step="use an EVM wallet."
         )
-    if threshold_wallets.is_threshold(info):
-        raise MalformedRequestError(
-            f"Wallet '{wallet}' is a 2-of-3 wallet; EIP-712 typed data is not signed by 2-of-3 "
-            "wallets yet.",
-            next_step="use sign_transaction or sign_message with it, or an ordinary wallet for "
-            "typed data.",
-        )
+    fields = _threshold_fields(vault, agent, info, threshold, dry_run=dry_run)
     reg = load_registry(vault)
     domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
     chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
@@ -638,7 +638,7 @@ def sign_typed_data(
         typed_data, registry=reg, chain=chain_info, wallet_address=info.meta["address"]
     ).model_copy(update={"wallet": wallet})
     wire = SignTypedDataRequest(
-        wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key
+        wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key, threshold=fields
     )
     req = gate.Request(
         agent=agent, kind=Kind.SIGN_TYPED_DATA, wire=wire, intent=intent,
@@ -648,12 +648,20 @@ def sign_typed_data(
     )  # fmt: skip
 
     def act(request_id: str) -> SignResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as key:
-            signature = evm_signing.sign_typed_data(typed_data, key)
+        if fields is not None:  # the agent's rounds and the vault's make the signature
+            digest = evm_intents.typed_data_digest(typed_data)
+            sig = threshold_wallets.cosign_ecdsa(vault, agent, info, digest, fields)
+            signature = evm_signing.assemble_message_signature(
+                evm_intents.encode_typed(typed_data), sig.r, sig.s, sig.recovery_id,
+                info.meta["address"],
+            )  # fmt: skip
+        else:
+            with vault.db.read() as conn, vault.open_record(conn, info) as key:
+                signature = evm_signing.sign_typed_data(typed_data, key)
         return SignResult(
             "signed", wallet, info.meta["address"], chain_info.name,
             intent.summary or intent.action, request_id, signature=signature,
             intent=intent.model_dump(mode="json", exclude_none=True),
         )  # fmt: skip
 
-    return through_gate(vault, req, info, chain_info.name, act, None)
+    return through_gate(vault, req, info, chain_info.name, act, fields)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import encode_defunct, encode_typed_data
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
@@ -36,10 +36,14 @@ POLICY = """\
 version: 1
 rules:
   - name: greet
-    allow: [evm.sign_message, evm.sign_typed_data]
+    allow: [evm.sign_message]
     wallets: [team]
     chains: [ethereum]
     message_matches: "^hello"
+  - name: mail
+    allow: [evm.sign_typed_data]
+    wallets: [team]
+    chains: [ethereum]
 """
 
 
@@ -144,14 +148,42 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
     assert Account.recover_message(signable, signature=got.signature) == world.address
 
 
-def test_dkls_typed_data_is_refused_before_the_gate(world: World) -> None:
-    doc = {
-        "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
-                  "Mail": [{"name": "body", "type": "string"}]},
-        "primaryType": "Mail", "domain": {"name": "x"}, "message": {"body": "hello"},
-    }  # fmt: skip
-    with pytest.raises(MalformedRequestError, match="2-of-3"):
-        sign_service.sign_typed_data(world.vault, "bot", "team", doc)
+MAIL = {
+    "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
+              "Mail": [{"name": "body", "type": "string"}]},
+    "primaryType": "Mail", "domain": {"name": "x"}, "message": {"body": "hello"},
+}  # fmt: skip
+
+
+def _typed_part(world: World, doc: dict[str, Any]) -> dict[str, str]:
+    """keysafe's agent side for EIP-712: the digest computed here, the vault's computed there."""
+    opened = threshold.preprocess(world.vault, "bot", "team")
+    state, first = cosigner.start(
+        world.share.key, world.share.pairs[2], opened, cosigner.typed_data_digest(doc)
+    )
+    answer = sign_service.threshold_exchange(
+        world.vault, "bot", "team", dict(first), typed_data=doc
+    )
+    return cosigner.finish(state, answer)
+
+
+def test_dkls_typed_data_signature_recovers_to_the_wallet(world: World) -> None:
+    got = sign_service.sign_typed_data(
+        world.vault, "bot", "team", MAIL, threshold=_typed_part(world, MAIL)
+    )
+    signed = encode_typed_data(full_message=MAIL)
+    assert Account.recover_message(signed, signature=got.signature) == world.address
+
+
+def test_attack_typed_data_swapped_after_the_exchange_is_refused_and_nothing_signed(
+    world: World,
+) -> None:
+    part = _typed_part(world, MAIL)
+    other = MAIL | {"message": {"body": "hello, send everything"}}
+    with pytest.raises(MalformedRequestError, match="not the one the threshold session"):
+        sign_service.sign_typed_data(world.vault, "bot", "team", other, threshold=part)
+    with pytest.raises(MalformedRequestError, match="2-of-3 threshold wallet"):
+        sign_service.sign_typed_data(world.vault, "bot", "team", MAIL)  # no agent part
 
 
 def test_dkls_a_paused_agent_gets_no_vault_rounds(world: World) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm.intents import personal_message_bytes
+from keysafe.chains.evm.intents import typed_data_digest as typed_data_hash
 from keysafe.chains.evm.tx import parse_transaction
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc.dkls import signing
@@ -62,6 +63,15 @@ def transaction_digest(transaction: Any) -> bytes:
 def message_digest(message: str) -> bytes:
     """The EIP-191 hash this party signs for `sign_message` (MetaMask's reading of the text)."""
     return evm_signing.personal_digest(personal_message_bytes(message))[1]
+
+
+def typed_data_digest(typed_data: Mapping[str, Any]) -> bytes:
+    """The EIP-712 hash this party signs for `sign_typed_data`, computed here from the document.
+
+    Raises:
+        MalformedRequestError: not EIP-712 typed data keysafe signs.
+    """
+    return typed_data_hash(typed_data)
 
 
 def start(
