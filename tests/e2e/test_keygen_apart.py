@@ -203,6 +203,31 @@ def test_all_three_pairs_reshare_as_three_processes_and_the_wallet_still_signs(
     assert next(w for w in after if w["name"] == name)["address"] == address
 
 
+def test_the_owner_on_another_machine_creates_with_vault_url(world: World) -> None:
+    """The recovery party runs in an owner's CLI with no vault of its own (another home: as if
+    on a laptop), talking to the vault's server with --vault-url; the agent joins as usual."""
+    laptop = world.root / "owner-laptop"
+    cli = Cli(laptop, share_audit.audited(cli_env(laptop), world.log()))
+    done = run_apart(
+        cli, ["wallet", "create", "far", "--chain", "solana", "--threshold", "2-of-3",
+              "--agent", "bot", "--recovery-file", str(world.root / "far.recovery"),
+              "--vault-url", world.server.url],
+        share_file=world.root / "far.share", recovery_passphrase=RECOVERY_PASSPHRASE,
+        agent_env=world.agent_env,
+    )  # fmt: skip
+    assert done.owner["address"] == done.agent["address"]
+    listed = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
+    assert any(w["name"] == "far" and w["address"] == done.owner["address"] for w in listed)
+    assert not (laptop / "vault.db").exists()  # nothing of the vault on the owner's laptop
+    r = cli(
+        "wallet", "create", "far2", "--chain", "solana", "--threshold", "2-of-3", "--agent",
+        "bot", "--recovery-file", str(world.root / "far2.recovery"),
+        "--vault-url", "http://vault.example:8420",
+        env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+    )  # fmt: skip
+    assert r.exit_code != 0 and "in the clear" in r.stderr + r.stdout
+
+
 def test_a_running_keysafe_mcp_with_the_join_key_joins_by_itself_and_signs_at_once(
     world: World,
 ) -> None:

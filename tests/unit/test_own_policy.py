@@ -113,3 +113,35 @@ def test_a_copy_this_host_cannot_judge_is_refused_at_start(tmp_path: Path) -> No
     added_chain.write_text(POLICY.replace("chains: [local]", "chains: [my-l2]"), encoding="utf-8")
     with pytest.raises(MalformedRequestError, match="built-in chains"):
         OwnPolicy.load(added_chain)
+
+
+def test_attack_a_solana_cluster_label_does_not_get_a_mainnet_transfer_past_the_copy(
+    tmp_path: Path,
+) -> None:
+    """A Solana signature names no cluster, so "solana-devnet" on a mainnet transfer was only a
+    label: with devnet open and mainnet capped, the label got the share used (helper report).
+    Mainnet's rules now hold whatever the label."""
+    path = tmp_path / "clusters.yaml"
+    path.write_text(
+        """\
+version: 1
+rules:
+  - name: devnet-anything
+    allow: [solana.transfer]
+    wallets: [sol]
+    chains: [solana-devnet]
+  - name: mainnet-small
+    allow: [solana.transfer]
+    wallets: [sol]
+    chains: [solana]
+    max_per_tx: {SOL: "1"}
+""",
+        encoding="utf-8",
+    )
+    own = OwnPolicy.load(path)
+    sol = keygen(ED25519)[0][AGENT]
+    payer = Pubkey.from_bytes(sol.key.public.group_public_key)
+    big = _sol_tx(payer, SOL_BOB, 500 * 10**9)
+    with pytest.raises(PolicyDeniedError):
+        own.check_transaction(sol, "sol", big, "solana-devnet")
+    own.check_transaction(sol, "sol", _sol_tx(payer, SOL_BOB, 10**8), "solana-devnet")

@@ -59,7 +59,16 @@ def _cache(home: Home) -> Path:
     return home.path / CACHE_NAME
 
 
+# This process's own sessions, by server URL: an owner's CLI with no home folder of its own
+# (driving a vault on another machine with --vault-url) keeps its session here rather than
+# logging in again, an Argon2id check on the server, for every step of a ceremony.
+_SESSIONS: dict[str, tuple[str, float]] = {}
+
+
 def _cached(home: Home, url: str) -> str | None:
+    mine = _SESSIONS.get(url)
+    if mine is not None and mine[1] > time.time():
+        return mine[0]
     try:
         data = json.loads(_cache(home).read_text())
     except (OSError, ValueError):
@@ -77,6 +86,7 @@ def login(home: Home, url: str, passphrase_file: Path | None) -> str:
     if r.status_code != 200:
         raise error_from_answer(r.json(), r.status_code)
     session = str(r.json()["session"])
+    _SESSIONS[url] = (session, time.time() + CACHE_SECONDS)
     if home.path.is_dir():
         fd = os.open(_cache(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -113,6 +123,7 @@ def owner_call(
         )  # fmt: skip
         if r.status_code == 401 and attempt == 1:
             _cache(home).unlink(missing_ok=True)
+            _SESSIONS.pop(url, None)
             session = login(home, url, passphrase_file)
             continue
         try:

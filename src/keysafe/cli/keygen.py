@@ -41,10 +41,10 @@ def _refuse_existing(path: Path) -> None:
         )
 
 
-def _owner_send(passphrase_file: Path | None) -> ceremony.Send:
+def _owner_send(passphrase_file: Path | None, url: str | None) -> ceremony.Send:
     def send(keygen_id: str, post: KeygenPost) -> KeygenView:
         op = KeygenExchange(keygen_id=keygen_id, post=post)
-        return owner.perform_on_server(op, passphrase_file, why=_WHY)
+        return owner.perform_on_server(op, passphrase_file, why=_WHY, url=url)
 
     return send
 
@@ -94,6 +94,7 @@ def create_apart(
     passphrase_file: Path | None,
     join_code_file: Path | None,
     join_key_file: Path | None = None,
+    vault_url: str | None = None,
 ) -> dict[str, Any]:
     """The owner's side: open the keygen in the running server, play the recovery party here,
     wait for the agent's host to join (with the code, or by itself with the join key in
@@ -105,7 +106,7 @@ def create_apart(
     """
     wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
     _refuse_existing(recovery_file)
-    owner.require_server(_WHY)  # before the recovery passphrase is asked for
+    owner.require_server(_WHY, vault_url)  # before the recovery passphrase is asked for
     join_key = _join_key(join_key_file)
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
@@ -115,11 +116,11 @@ def create_apart(
         key, public = ceremony.recovery_key()
         started = owner.perform_on_server(
             KeygenStart(wallet=name, chain=chain, agent=agent, recovery_key=public),
-            passphrase_file, why=_WHY,
+            passphrase_file, why=_WHY, url=vault_url,
         )  # fmt: skip
 
         party = ceremony.Party.recovery(
-            _owner_send(passphrase_file), key, started, join_key=join_key
+            _owner_send(passphrase_file, vault_url), key, started, join_key=join_key
         )
         _show_join(party, agent, name, join_code_file, join_key is not None)
         share = party.run()
@@ -201,6 +202,7 @@ def _quorum(with_parties: str) -> tuple[int, int]:
 def reshare_apart(
     name: str, with_parties: str, recovery_file: Path, passphrase_file: Path | None,
     join_code_file: Path | None, agent: str | None = None, join_key_file: Path | None = None,
+    vault_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
     the recovery party here (dealing with its current file when it is one of the two, else
@@ -218,7 +220,7 @@ def reshare_apart(
     if not deals:
         _refuse_existing(recovery_file)
     doc = share_file.read(recovery_file, "recovery file") if deals else None
-    owner.require_server(_WHY)
+    owner.require_server(_WHY, vault_url)
     join_key = _join_key(join_key_file)
     recovery = inputs.passphrase(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase",
@@ -241,9 +243,9 @@ def reshare_apart(
                 )
             rebuild = Rebuild(public=old.key.public.to_dict(), agent=agent)
         start = ReshareStart(wallet=name, quorum=quorum, recovery_key=public, rebuild=rebuild)
-        started = owner.perform_on_server(start, passphrase_file, why=_WHY)
+        started = owner.perform_on_server(start, passphrase_file, why=_WHY, url=vault_url)
         party = ceremony.Party.recovery(
-            _owner_send(passphrase_file), key, started, old, join_key=join_key
+            _owner_send(passphrase_file, vault_url), key, started, old, join_key=join_key
         )
         del old
         _show_join(party, started.agent, name, join_code_file, join_key is not None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
@@ -41,23 +42,51 @@ def perform(op: Op[R], passphrase_file: Path | None) -> R:
         return op.run(vault)
 
 
-def perform_on_server(op: Op[R], passphrase_file: Path | None, *, why: str) -> R:
-    """Run `op` in this home's running, unlocked server, never here: for a step whose point is
-    that this process does not hold what the server holds (`why` says what, for the error).
+def perform_on_server(
+    op: Op[R], passphrase_file: Path | None, *, why: str, url: str | None = None
+) -> R:
+    """Run `op` in this home's running, unlocked server (or the one at `url`, on another
+    machine), never here: for a step whose point is that this process does not hold what the
+    server holds (`why` says what, for the error).
 
     Raises:
-        MalformedRequestError: no server runs on this home, or it is locked.
+        MalformedRequestError: no server runs on this home (or at `url`), or it is locked.
         KeysafeError: whatever the operation raises in the server.
     """
-    return _on(require_server(why), op, passphrase_file)
+    return _on(require_server(why, url), op, passphrase_file)
 
 
-def require_server(why: str) -> str:
-    """The URL of this home's running, unlocked server.
+def vault_url(url: str) -> str:
+    """A `--vault-url` the owner's passphrase may be sent to: https, or http on this machine.
+
+    Raises:
+        MalformedRequestError: anything else.
+    """
+    parts = urlsplit(url.strip())
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not local):
+        raise MalformedRequestError(
+            f"--vault-url {url[:80]!r} is neither https nor a server on this machine: the "
+            "owner's passphrase would cross the network in the clear.",
+            next_step="give the vault's https:// URL (TLS in front of `keysafe serve`).",
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def require_server(why: str, url: str | None = None) -> str:
+    """The URL of this home's running, unlocked server, or of the one at `url`.
 
     Raises:
         MalformedRequestError: none runs, or it is locked; `why` says why one is needed.
     """
+    if url is not None:
+        url = vault_url(url)
+        if not client.server_unlocked(url):
+            raise MalformedRequestError(
+                f"No unlocked keysafe server answers at {url}: {why}.",
+                next_step="check the URL, and that the server runs and is unlocked.",
+            )
+        return url
     url = home().serving_url()
     if url is None or not client.server_unlocked(url):
         raise MalformedRequestError(

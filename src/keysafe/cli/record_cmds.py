@@ -231,6 +231,14 @@ def wallet_create(
             dir_okay=False,
         ),
     ] = None,
+    vault_url: Annotated[
+        str | None,
+        typer.Option(
+            "--vault-url",
+            help="With --threshold: the vault's server when it runs on another machine "
+            "(https; the owner logs in with the vault passphrase). Default: this home's.",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -262,13 +270,21 @@ def wallet_create(
         from keysafe.cli import keygen  # the MPC code, only for this command
 
         made = keygen.create_apart(
-            name, chain, agent, recovery_file, passphrase_file, join_code_file, join_key_file
+            name,
+            chain,
+            agent,
+            recovery_file,
+            passphrase_file,
+            join_code_file,
+            join_key_file,
+            vault_url,
         )
         keygen.show_created(made, json_out)
         return
-    if agent or recovery_file or join_code_file:
+    if agent or recovery_file or join_code_file or join_key_file or vault_url:
         raise MalformedRequestError(
-            "--agent, --recovery-file and --join-code-file go with --threshold 2-of-3.",
+            "--agent, --recovery-file, --join-code-file, --join-key-file and --vault-url go "
+            "with --threshold 2-of-3.",
             next_step="add --threshold 2-of-3, or drop them for an ordinary wallet.",
         )
     view = owner.perform(
@@ -326,6 +342,14 @@ def wallet_refresh(
             dir_okay=False,
         ),
     ] = None,
+    vault_url: Annotated[
+        str | None,
+        typer.Option(
+            "--vault-url",
+            help="The vault's server when it runs on another machine "
+            "(https; the owner logs in with the vault passphrase). Default: this home's.",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -342,7 +366,14 @@ def wallet_refresh(
     from keysafe.cli import keygen  # the MPC code, only for this command
 
     made = keygen.reshare_apart(
-        name, with_parties, recovery_file, passphrase_file, join_code_file, agent, join_key_file
+        name,
+        with_parties,
+        recovery_file,
+        passphrase_file,
+        join_code_file,
+        agent,
+        join_key_file,
+        vault_url,
     )
     if json_out:
         render.as_json(made)

@@ -95,17 +95,30 @@ def _join(
     folder: Path,
 ) -> None:  # fmt: skip
     view = client.keygen_exchange(code.keygen_id, KeygenPost())
-    if not _WALLET_NAME.fullmatch(view.wallet):  # the vault says the name: never a path
-        logger.warning("auto-join: the vault named a wallet %r; not joining", view.wallet[:80])
+    try:  # the wallet, kind and key are the owner's (tagged), not the vault's say-so
+        ceremony.check_recovery_tag(code, view)
+    except ceremony.ChannelError:
+        logger.warning(
+            "auto-join: a ceremony for %r is not the owner's; not joining", view.wallet[:80]
+        )
         return
-    old = shares.get(view.wallet) if view.kind == "reshare" else None
+    if not _WALLET_NAME.fullmatch(view.wallet):  # a name from elsewhere: never a path
+        logger.warning("auto-join: the wallet name %r is not one; not joining", view.wallet[:80])
+        return
+    old = shares.get(view.wallet)
+    if view.kind == "create" and old is not None:
+        logger.warning(
+            "auto-join: %s is already a wallet here; not joining its keygen", view.wallet
+        )
+        return
+    # A reshare replaces only the file of the share it replaces; anything new is a new file.
     path = (
         old.origin
         if old is not None and old.origin is not None
         else folder / f"{view.wallet}.share"
     )
-    if view.kind == "create" and path.exists():
-        logger.warning("auto-join: %s exists; not joining the keygen of %s", path, view.wallet)
+    if old is None and path.exists():
+        logger.warning("auto-join: %s exists; not joining the ceremony of %s", path, view.wallet)
         return
     try:
         with SecretBytes(bytearray(share_key.encode())) as secret:

@@ -132,12 +132,16 @@ class OwnPolicy:
                     "A Solana transaction is given as base64 text.",
                     next_step="serialize the transaction and base64-encode it.",
                 )
-            info = self._chain(chain or "solana")
+            # A Solana signature names no cluster: the label is the caller's word. What mainnet's
+            # rules deny is refused whatever the label says (the signature would be good there).
             address = str(Pubkey.from_bytes(share.key.public.group_public_key))
-            intent = sol_intents.intent_from_tx(
-                parse_solana(transaction), registry=self.registry, chain=info,
-                wallet_address=address,
-            )  # fmt: skip
+            sol_tx = parse_solana(transaction)
+            for label in dict.fromkeys((chain or "solana", "solana")):
+                intent = sol_intents.intent_from_tx(
+                    sol_tx, registry=self.registry, chain=self._chain(label), wallet_address=address
+                )
+                self.check(intent.model_copy(update={"wallet": wallet}))
+            return
         self.check(intent.model_copy(update={"wallet": wallet}))
 
     def check_message(

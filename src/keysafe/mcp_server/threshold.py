@@ -68,14 +68,12 @@ def load_shares(
                     f"{part} holds share {share.key.identifier}, not the agent's.",
                     next_step="point KEYSAFE_AGENT_SHARE_FILE at the agent share file.",
                 )
-            if _ban_marker(Path(part)).exists():  # the vault failed a check before: refuse it
+            if share_file.ban_marker(
+                Path(part)
+            ).exists():  # the vault failed a check before: refuse it
                 share.pairs[USER] = share.pairs[USER].ban()
             shares[str(doc["wallet"])] = replace(share, origin=Path(part))
     return shares
-
-
-def _ban_marker(path: Path) -> Path:
-    return path.with_name(path.name + ".banned")
 
 
 def message_of(transaction: Any) -> bytes:
@@ -104,7 +102,12 @@ def message_bytes(message: str, encoding: str) -> bytes:
             raise MalformedRequestError(
                 "The message is not valid base64.", next_step="base64-encode the raw bytes."
             ) from None
-    return message.encode("utf-8")
+    try:
+        return message.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no text keysafe signs
+        raise MalformedRequestError(
+            "The message is not valid UTF-8 text.", next_step="send text, or base64 bytes."
+        ) from None
 
 
 async def agent_part(
@@ -185,7 +188,7 @@ async def _dkls_part(
             # process or the next one (the marker beside the share file), until a reshare.
             share.pairs[USER] = share.pairs[USER].ban()
             if share.origin is not None:
-                _ban_marker(share.origin).write_text(
+                share_file.ban_marker(share.origin).write_text(
                     f"the vault failed a DKLs23 check: {exc.what}\nreshare the wallet.\n"
                 )
         raise

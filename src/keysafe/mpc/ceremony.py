@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from keysafe import files
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.crypto import jcs
 from keysafe.crypto.kdf import hkdf_sha256
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
@@ -43,6 +44,7 @@ __all__ = [
     "RECOVERY",
     "USER",
     "CeremonyFailed",
+    "ChannelError",
     "JoinCode",
     "Party",
     "Send",
@@ -125,6 +127,41 @@ class JoinCode:
         )  # fmt: skip
 
 
+def params_digest(view: KeygenView) -> bytes:
+    """What a ceremony is about, as the vault states it: kind, wallet, chain, agent, quorum and
+    (for a reshare) the public package. The owner's recovery tag covers it, so the vault cannot
+    show the agent another wallet, kind or key than the owner started."""
+    fields = {
+        "kind": view.kind, "wallet": view.wallet, "chain": view.chain, "agent": view.agent,
+        "quorum": view.quorum, "public": view.public,
+    }  # fmt: skip
+    return hashlib.sha256(jcs.dumps(fields)).digest()
+
+
+def recovery_tag(mac_key: bytes, session_id: bytes, public: bytes, params: bytes) -> bytes:
+    """The owner's tag on its recovery key and on the ceremony's parameters (`params_digest`)."""
+    return channel.announce_tag(mac_key, session_id, RECOVERY, public + params)
+
+
+def check_recovery_tag(code: JoinCode, view: KeygenView) -> None:
+    """The agent's check of what the vault shows: the recovery key and the ceremony's
+    parameters carry the owner's tag (under the join code's or join key's MAC key).
+
+    Raises:
+        ChannelError: they do not (culprit: the vault, which relayed them).
+    """
+    keys = {i: _b64(k) for i, k in view.keys.items()}
+    if RECOVERY not in keys or view.recovery_tag is None:
+        raise ChannelError("the recovery party's key comes without the owner's tag", USER)
+    want = recovery_tag(code.mac_key, code.session_id, keys[RECOVERY], params_digest(view))
+    if not hmac.compare_digest(_b64(view.recovery_tag), want):
+        raise ChannelError(
+            "the recovery key or the ceremony's wallet, kind or key does not carry the owner's "
+            "tag: not what the owner started",
+            USER,
+        )
+
+
 def read_join_key(path: Path) -> bytes:
     """The long-term join key in `path` (hex).
 
@@ -177,6 +214,7 @@ class Party:
         self.peer = RECOVERY if me == AGENT else AGENT
         self._party: KeygenParty | ReshareParty | None = None
         self._idle = 0
+        self._pinned: bytes | None = None  # params_digest of the ceremony this party is in
         self._channel: Channel | None = None
         self.view: KeygenView | None = None
 
@@ -197,7 +235,7 @@ class Party:
             else JoinCode(sid, _key_hash(channel.public_bytes(key)), secrets.token_bytes(_MAC_LEN))
         )  # fmt: skip
         party = cls(RECOVERY, send, started.id, key, code, old_share)
-        party.view = started
+        party.view, party._pinned = started, params_digest(started)
         return party
 
     @classmethod
@@ -216,6 +254,8 @@ class Party:
 
     def _post(self, post: KeygenPost) -> KeygenView:
         self.view = self._send(self.keygen_id, post)
+        if self._pinned is not None and params_digest(self.view) != self._pinned:
+            raise ChannelError("the vault changed what the ceremony is about midway", USER)
         if self.view.status == "failed":
             raise CeremonyFailed(
                 f"The ceremony failed: {self.view.failure}.",
@@ -249,8 +289,10 @@ class Party:
 
     def _run(self, deadline: float) -> Share:
         view = self._announce()
-        while len(view.keys) < 3:
-            view = self._wait(deadline, "the agent to join")
+        # All three keys, and for the agent the owner's tag on the recovery key (posted by the
+        # owner's first request, which may come after the agent's).
+        while len(view.keys) < 3 or (self.me == AGENT and view.recovery_tag is None):
+            view = self._wait(deadline, "the other parties to join")
         self._channel = self._open_channel(view)
         self._party = self._protocol(view)
         self._deliver(1, self._party.start())
@@ -289,11 +331,11 @@ class Party:
 
     def _announce(self) -> KeygenView:
         if self.me == RECOVERY:
-            if self._code.recovery_key_hash is not None:
-                return self._post(KeygenPost())
-            # join-key mode: the agent's host has no code naming this key; it gets a tag
+            # The tag authenticates this key (with a join key, the agent's host has no code
+            # naming it) and what the ceremony is about, as this party started it.
+            assert self.view is not None and self._pinned is not None
             public = channel.public_bytes(self._key)
-            tag = channel.announce_tag(self._code.mac_key, self._code.session_id, RECOVERY, public)
+            tag = recovery_tag(self._code.mac_key, self._code.session_id, public, self._pinned)
             return self._post(KeygenPost(tag=_enc(tag)))
         public = channel.public_bytes(self._key)
         tag = channel.announce_tag(self._code.mac_key, self._code.session_id, AGENT, public)
@@ -320,21 +362,13 @@ class Party:
     def _open_channel(self, view: KeygenView) -> Channel:
         keys = {i: _b64(k) for i, k in view.keys.items()}
         named = self._code.recovery_key_hash
-        if self.me == AGENT and named is None:
-            tag = channel.announce_tag(
-                self._code.mac_key, self._code.session_id, RECOVERY, keys[RECOVERY]
-            )
-            if view.recovery_tag is None or not hmac.compare_digest(_b64(view.recovery_tag), tag):
-                raise ChannelError(
-                    "the recovery party's key does not carry the join key's tag: not the owner's",
-                    USER,
-                )
-        elif self.me == AGENT:
-            assert named is not None
-            if not hmac.compare_digest(_key_hash(keys[RECOVERY]), named):
+        if self.me == AGENT:
+            if named is not None and not hmac.compare_digest(_key_hash(keys[RECOVERY]), named):
                 raise ChannelError(
                     "the recovery party's key is not the one the join code names", USER
                 )
+            check_recovery_tag(self._code, view)
+            self._pinned = params_digest(view)
         else:
             tag = channel.announce_tag(
                 self._code.mac_key, self._code.session_id, AGENT, keys[AGENT]
@@ -421,6 +455,8 @@ def keep_and_confirm(party: Party, path: Path, doc: dict[str, Any]) -> str:
         ) from None
     if replacing:
         files.move_over(target, path)
+        # A ban belonged to the old share's pair state, which is gone: the new share signs.
+        share_file.ban_marker(path).unlink(missing_ok=True)
     return address
 
 
@@ -461,14 +497,19 @@ def join_as_agent(
 
 
 def keyed_codes(pending: Sequence[KeygenView], join_key: bytes) -> list[JoinCode]:
-    """The codes of the ceremonies in `pending` (what the vault lists for this agent) that were
-    opened with a join key, derived from `join_key`. Whether a code is right (the owner's join
-    key, not someone else's) shows when the recovery key's tag is checked."""
-    return [
-        JoinCode.from_join_key(join_key, bytes.fromhex(v.id))
-        for v in pending
-        if v.recovery_tag is not None
-    ]
+    """The codes of the ceremonies in `pending` (what the vault lists for this agent) that the
+    owner opened with this join key: each one's recovery tag checks out under the key derived
+    for it, over the ceremony as the vault shows it. Others (another host's key, a join code's
+    ceremony, anything the vault made up or changed) are left alone, never joined or stopped."""
+    codes = []
+    for view in pending:
+        code = JoinCode.from_join_key(join_key, bytes.fromhex(view.id))
+        try:
+            check_recovery_tag(code, view)
+        except ChannelError:
+            continue
+        codes.append(code)
+    return codes
 
 
 def await_keyed(

@@ -213,6 +213,12 @@ def _check_format(doc: Any, what: str) -> None:
         )
 
 
+def ban_marker(path: Path) -> Path:
+    """The file beside an agent share file that says the vault failed a DKLs23 check with it:
+    that share never signs with the vault again (a reshare's new share replaces both)."""
+    return path.with_name(path.name + ".banned")
+
+
 def write(path: Path, doc: dict[str, Any], *, replace: bool = False) -> None:
     """Write 0600 and atomically; never over an existing file unless `replace` (keysafe/files.py).
 

@@ -391,7 +391,9 @@ def _deliver(g: _Keygen, party: int, m: Sealed) -> None:
 
 def _drive(vault: Vault, g: _Keygen) -> None:
     """Run the vault's party as far as the mail allows; store the wallet when all confirm."""
-    if g.status == "waiting" and len(g.keys) == len(PARTIES):
+    # The vault's party starts once every key is in and the owner has tagged its own (which
+    # also covers what the ceremony is about): the agent checks that tag before it sends.
+    if g.status == "waiting" and len(g.keys) == len(PARTIES) and g.recovery_tag is not None:
         g.channel = Channel(
             g.session_id, USER, g.vault_key, {j: g.keys[j] for j in (AGENT, RECOVERY)}
         )

@@ -237,6 +237,7 @@ def test_attack_party_cannot_send_as_another_or_twice_differently(vault: Vault) 
     )
     agent_key = base64.b64encode(channel.public_bytes(channel.new_key())).decode()
     tag = base64.b64encode(bytes(32)).decode()
+    keygen.exchange(vault, started.id, RECOVERY, KeygenPost(tag=tag))  # the owner's tag
     keygen.exchange(vault, started.id, AGENT, agent="bot", post=KeygenPost(key=agent_key, tag=tag))
     as_recovery = Sealed(round=1, sender=RECOVERY, receiver=USER, body="AAAA")
     with pytest.raises(MalformedRequestError, match="cannot come from party 1"):
@@ -446,6 +447,7 @@ def _started_with_agent(vault: Vault) -> tuple[KeygenView, Channel, Channel]:
     mac = JoinCode.decode(code).mac_key
     pub = channel.public_bytes(agent_key)
     tag = channel.announce_tag(mac, bytes.fromhex(started.id), AGENT, pub)
+    keygen.exchange(vault, started.id, RECOVERY, KeygenPost(tag=_b64(bytes(32))))
     view = keygen.exchange(
         vault, started.id, AGENT, KeygenPost(key=_b64(pub), tag=_b64(tag)), agent="bot"
     )
@@ -600,7 +602,9 @@ def _keyed(
     started = keygen.start(vault, "team", Chain.EVM, "bot", _b64(channel.public_bytes(key)))
     recovery = Party.recovery(_sender(vault, RECOVERY), key, started, join_key=owner_key)
     recovery._announce()  # the owner's CLI tags its key first thing
-    (code,) = ceremony.keyed_codes(keygen.pending(vault, "bot"), agent_key)
+    code = ceremony.JoinCode.from_join_key(agent_key, bytes.fromhex(started.id))
+    listed = ceremony.keyed_codes(keygen.pending(vault, "bot"), agent_key)
+    assert listed == ([code] if agent_key == owner_key else [])  # others' ceremonies: left alone
     agent = Party.agent(agent_send(_sender(vault, AGENT)), code)
     return _both(recovery, agent)
 
@@ -620,9 +624,53 @@ def test_attack_join_key_mode_a_relay_swapping_the_recovery_key_or_a_wrong_key_i
     join_key = os.urandom(32)
     swapped = _keyed(vault, join_key, join_key, _swap_key(RECOVERY))
     assert isinstance(swapped.errors.get(AGENT), IntegrityError), swapped.errors
-    assert "join key's tag" in str(swapped.errors[AGENT])
+    assert "owner's tag" in str(swapped.errors[AGENT])
     assert not swapped.shares
     vault.volatile.clear()
     wrong = _keyed(vault, join_key, os.urandom(32), lambda s: s)  # another host's key
     assert isinstance(wrong.errors.get(AGENT), IntegrityError), wrong.errors
     assert not wrong.addresses
+
+
+@pytest.mark.parametrize(
+    "change", [{"wallet": "bot-other"}, {"kind": "reshare"}, {"chain": "solana"}]
+)
+def test_attack_a_vault_showing_the_agent_another_wallet_kind_or_chain_is_refused(
+    vault: Vault, change: dict[str, str]
+) -> None:
+    """The helper's break: the owner's recovery tag covered only its key, so a vault could
+    show the agent the owner's keygen as another wallet (or as a reshare) and have the agent's
+    host overwrite that wallet's share file. The tag now covers what the ceremony is about."""
+
+    def relabel(send: Send) -> Send:
+        def relayed(kid: str, post: KeygenPost) -> KeygenView:
+            return send(kid, post).model_copy(update=change)
+
+        return relayed
+
+    for join_key in (None, os.urandom(32)):
+        vault.volatile.clear()
+        if join_key is None:  # a join code's ceremony
+            run = _keygen(vault, Chain.EVM, agent_send=relabel)
+        else:
+            run = _keyed(vault, join_key, join_key, relabel)
+        assert isinstance(run.errors.get(AGENT), IntegrityError), run.errors
+        assert "owner's tag" in str(run.errors[AGENT]) and not run.addresses
+
+
+def test_a_replaced_share_file_loses_its_ban_marker(tmp_path: Path) -> None:
+    """A ban belongs to the old share's pair state; the reshare's new share must sign again
+    (the marker used to survive an in-place reshare and ban the new share at the next start)."""
+    path = tmp_path / "agent.share"
+    path.write_text("the old, banned share")
+    share_file.ban_marker(path).write_text("the vault failed a check")
+
+    class _Done:
+        me = AGENT
+
+        def confirm(self) -> str:
+            return "the address"
+
+    assert keep_and_confirm(_Done(), path, {"a": "new share"}) == "the address"  # type: ignore[arg-type]
+    assert json.loads(path.read_text()) == {"a": "new share"}
+    assert not share_file.ban_marker(path).exists()
