@@ -186,6 +186,36 @@ def data_remove(name: str, passphrase_file: PassphraseFile = None) -> None:
 # -- wallets -------------------------------------------------------------------------------
 
 
+# Options of the 2-of-3 ceremonies (`wallet create --threshold`, `wallet refresh`).
+JoinCodeFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--join-code-file",
+        help="With a 2-of-3 ceremony: also write the agent's join code to this file (0600), for "
+        "scripts that hand it to the agent's host.",
+        dir_okay=False,
+    ),
+]
+JoinKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--join-key-file",
+        help="With a 2-of-3 ceremony: a join key shared with the agent's host (made here the "
+        "first time; copy it there, never to the vault's host), so its `keysafe mcp` joins by "
+        "itself instead of taking a code.",
+        dir_okay=False,
+    ),
+]
+VaultUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--vault-url",
+        help="With a 2-of-3 ceremony: the vault's server when it runs on another machine "
+        "(https; the owner logs in with the vault passphrase). Default: this home's.",
+    ),
+]
+
+
 @wallet_app.command("create")
 def wallet_create(
     name: str,
@@ -212,33 +242,9 @@ def wallet_create(
             dir_okay=False,
         ),
     ] = None,
-    join_code_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--join-code-file",
-            help="With --threshold: also write the agent's join code to this file (0600), "
-            "for scripts that hand it to the agent's host.",
-            dir_okay=False,
-        ),
-    ] = None,
-    join_key_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--join-key-file",
-            help="With --threshold: a join key shared with the agent's host (made here the "
-            "first time; copy it there, never to the vault's host), so its `keysafe mcp` "
-            "joins by itself instead of taking a code.",
-            dir_okay=False,
-        ),
-    ] = None,
-    vault_url: Annotated[
-        str | None,
-        typer.Option(
-            "--vault-url",
-            help="With --threshold: the vault's server when it runs on another machine "
-            "(https; the owner logs in with the vault passphrase). Default: this home's.",
-        ),
-    ] = None,
+    join_code_file: JoinCodeFile = None,
+    join_key_file: JoinKeyFile = None,
+    vault_url: VaultUrl = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -317,14 +323,7 @@ def wallet_refresh(
             "share). All three get new shares.",
         ),
     ] = "vault,recovery",
-    join_code_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--join-code-file",
-            help="Also write the agent's join code here (0600).",
-            dir_okay=False,
-        ),
-    ] = None,
+    join_code_file: JoinCodeFile = None,
     agent: Annotated[
         str | None,
         typer.Option(
@@ -333,23 +332,8 @@ def wallet_refresh(
             "vault): the agent holding share 1; the rest comes from the recovery file.",
         ),
     ] = None,
-    join_key_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--join-key-file",
-            help="The join key shared with the agent's host (its `keysafe mcp` then joins by "
-            "itself).",
-            dir_okay=False,
-        ),
-    ] = None,
-    vault_url: Annotated[
-        str | None,
-        typer.Option(
-            "--vault-url",
-            help="The vault's server when it runs on another machine "
-            "(https; the owner logs in with the vault passphrase). Default: this home's.",
-        ),
-    ] = None,
+    join_key_file: JoinKeyFile = None,
+    vault_url: VaultUrl = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
