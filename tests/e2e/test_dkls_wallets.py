@@ -195,6 +195,23 @@ def test_dkls_eip1559_transfer_over_mcp_lands_on_the_node_from_the_wallet(
     assert world.node.balance(BOB) == before + ETH // 10
 
 
+def test_dkls_legacy_transfer_over_mcp_lands_on_the_node_from_the_wallet(
+    world: World, session: McpSession
+) -> None:
+    """A pre-EIP-1559 (type 0, EIP-155) transaction from the 2-of-3 wallet: same rounds, the
+    legacy signing hash; eth-account recovers the wallet and the node accepts it."""
+    before = world.node.balance(BOB)
+    tx = {"type": 0, "chainId": 31337, "nonce": world.node.nonce(world.address), "to": BOB,
+          "value": ETH // 20, "gas": 21000, "gasPrice": 3 * 10**9}  # fmt: skip
+    got = ok(
+        session.call("send_transaction", {"wallet": "team", "transaction": tx, "chain": "local"})
+    )
+    assert Account.recover_transaction(got["signed_transaction"]) == world.address
+    receipt = world.node.wait(got["tx_hash"])
+    assert int(receipt["status"], 16) == 1 and receipt["from"].lower() == world.address.lower()
+    assert world.node.balance(BOB) == before + ETH // 20
+
+
 def test_dkls_over_limit_transfer_is_denied_and_nothing_is_sent(
     world: World, session: McpSession
 ) -> None:
