@@ -12,6 +12,7 @@ the old share came from. Each ceremony is tried once; failures are logged, never
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -52,7 +53,7 @@ def start(token: str, url: str, shares: dict[str, Share]) -> threading.Thread | 
         return None
     join_key = ceremony.read_join_key(Path(value))
     share_key = os.environ.get(SHARE_KEY_ENV, "")
-    if len(share_key) < 12 or share_key == token:
+    if len(share_key) < 12 or hmac.compare_digest(share_key.encode(), token.encode()):
         raise MalformedRequestError(
             f"Joining by itself needs {SHARE_KEY_ENV}: a secret of its own (at least 12 "
             "characters, not the agent's token) that seals the shares on this host.",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import logging
 import secrets
 import threading
@@ -334,7 +335,8 @@ def exchange(
             _announce(g, party, post)
         elif party == RECOVERY and post.tag is not None:
             tag = _b64(post.tag, "The recovery key's tag", 32)
-            if g.recovery_tag not in (None, tag) or g.status != "waiting":
+            again = g.recovery_tag is not None and not hmac.compare_digest(g.recovery_tag, tag)
+            if again or g.status != "waiting":
                 raise MalformedRequestError(
                     "The recovery key is tagged already.", next_step="start a new ceremony."
                 )
