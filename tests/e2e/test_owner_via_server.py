@@ -170,6 +170,50 @@ def test_the_other_owner_commands_reach_the_server_too(served: tuple[Server, Cli
     assert key[2:] not in rows.text and email not in rows.text
 
 
+def test_backups_are_made_and_restored_by_the_server(
+    served: tuple[Server, Cli, str], tmp_path: Path
+) -> None:
+    """`backup create` and `backup restore` run in the server (the CLI has no passphrase), the
+    file is the owner's alone, and a record removed after the backup comes back from it."""
+    server, cli, _ = served
+    file = tmp_path / "vault.ksbackup"
+    cli.ok("data", "set", "kept.in.backup", input="then")
+    made = json.loads(cli.ok("backup", "create", str(file), "--json").stdout)
+    assert made["file"] == str(file) and made["records"] > 0 and "blob" not in made
+    assert file.read_bytes().startswith(b"KEYSAFE-BACKUP-1\n")
+    assert file.stat().st_mode & 0o777 == 0o600
+    refused = cli("backup", "create", str(file))  # never overwrites
+    assert refused.exit_code != 0 and file.stat().st_size > 0
+
+    cli.ok("data", "remove", "kept.in.backup")
+    assert "kept.in.backup" not in cli.ok("data", "list").stdout
+    restored = json.loads(cli.ok("backup", "restore", str(file), "--yes", "--json").stdout)
+    assert restored["records"] == made["records"] and restored["agents_paused"] is False
+    assert "kept.in.backup" in cli.ok("data", "list").stdout
+
+    session = server.login()
+    with server.client() as c:
+        rows = c.get("/v1/owner/audit?limit=500", headers={"authorization": f"Bearer {session}"})
+    actions = [e["action"] for e in rows.json() if e["actor"] == "owner"]
+    assert "backup.create" in actions and "backup.restore" in actions
+
+
+def test_attack_backup_operations_take_no_path_and_no_junk(
+    served: tuple[Server, Cli, str],
+) -> None:
+    """The server never reads or writes a file for a backup (the CLI does): an operation naming
+    a path to write is refused, and so is a restore of bytes that are not a backup."""
+    server, _, _ = served
+    session = server.login()
+    for op in ({"kind": "backup.restore", "blob": "not base64!"},
+               {"kind": "backup.restore", "blob": "a2V5c2FmZQ=="},  # base64, not a backup
+               {"kind": "backup.create", "file": "/tmp/x", "path": "/etc/cron.d/x"}):  # fmt: skip
+        with server.client() as c:
+            r = c.post("/v1/owner/ops", json=op, headers={"authorization": f"Bearer {session}"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "MALFORMED_REQUEST"
+
+
 def test_a_locked_server_stays_locked(served: tuple[Server, Cli, str]) -> None:
     server, cli, _ = served
     cli.ok("lock")

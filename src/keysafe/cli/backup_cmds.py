@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from keysafe.cli import inputs, render
+from keysafe import files, wire
+from keysafe.cli import client, inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.cli.vault_cmds import unlocked
-from keysafe.service import backup
+from keysafe.errors import AlreadyExistsError, MalformedRequestError, NotFoundError
+from keysafe.service import backup, owner_ops
 
 backup_app = typer.Typer(
     help="Encrypted, integrity-checked backups of the whole vault.", no_args_is_help=True
@@ -26,15 +28,23 @@ def backup_create(
 ) -> None:
     """Write everything (credentials, data, wallets, audit) to FILE, encrypted under the vault's key.
 
-    Opening the backup needs this vault's passphrase or its recovery phrase.
+    Opening the backup needs this vault's passphrase or its recovery phrase. While `keysafe
+    serve` runs unlocked on this home, the server seals the backup and this command writes FILE,
+    without asking the passphrase again.
     """
-    with unlocked(passphrase_file) as vault:
-        header = backup.create_backup(vault, file)
+    if file.exists() or file.is_symlink():
+        raise AlreadyExistsError(
+            f"{file} already exists; keysafe never overwrites a backup.",
+            next_step="choose another path, or move the old file away deliberately.",
+        )
+    made = owner.perform(owner_ops.CreateBackup(file=str(file.absolute())), passphrase_file)
+    assert made.blob is not None  # a new backup always carries its bytes
+    files.write_private(file, base64.b64decode(made.blob), what="backup")
     if json_out:
-        render.as_json(header.to_dict() | {"file": str(file)})
+        render.as_json(made.model_dump(exclude={"blob"}) | {"file": str(file)})
     else:
         render.out.print(
-            f"Backup of {header.records} records and {header.entries} audit entries written to {file}."
+            f"Backup of {made.records} records and {made.entries} audit entries written to {file}."
         )
 
 
@@ -54,8 +64,6 @@ def backup_restore(
     """
     h = home()
     if not file.is_file():
-        from keysafe.errors import NotFoundError
-
         raise NotFoundError(f"No backup file at {file}.", next_step="check the path.")
     rebuilt = not h.exists()  # from an empty home: restore_new pauses agents, holds 2-of-3 wallets
     if h.exists():
@@ -64,9 +72,17 @@ def backup_restore(
         ):
             render.out.print("Nothing restored.")
             raise typer.Exit(1)
-        with unlocked(passphrase_file) as vault:
-            header = backup.restore_into(vault, file)
-            vault_id = vault.vault_id
+        blob = base64.b64encode(file.read_bytes()).decode()
+        url = h.serving_url()
+        if len(blob) > wire.MAX_BODY - 1024 and url is not None and client.server_unlocked(url):
+            raise MalformedRequestError(
+                f"{file} is too large to send to the running server (its requests are capped at "
+                f"{wire.MAX_BODY // 1024} KiB).",
+                next_step="run `keysafe lock`, run this again (it restores from the files, with "
+                "the passphrase), then `keysafe unlock`.",
+            )
+        made = owner.perform(owner_ops.RestoreBackup(blob=blob), passphrase_file)
+        records, entries, vault_id = made.records, made.entries, made.vault_id
     else:
         with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
             passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
@@ -75,11 +91,12 @@ def backup_restore(
             vault, header = backup.restore_new(h, file, phrase, pw)
         with vault:
             vault_id = vault.vault_id
+        records, entries = header.records, header.entries
     if json_out:
-        render.as_json({"vault_id": vault_id, "records": header.records, "entries": header.entries,
+        render.as_json({"vault_id": vault_id, "records": records, "entries": entries,
                         "agents_paused": rebuilt})  # fmt: skip
     else:
-        render.out.print(f"Restored {header.records} records into vault {vault_id}.")
+        render.out.print(f"Restored {records} records into vault {vault_id}.")
         if rebuilt:
             render.out.print(
                 "Every agent is paused: a token rotated or revoked after this backup was made "

@@ -12,6 +12,7 @@ from keysafe.service.owner_ops import (
     AddAsset,
     AddChain,
     AddCredential,
+    CreateBackup,
     CreateWallet,
     ImportWallet,
     IssuePlaceholder,
@@ -19,6 +20,7 @@ from keysafe.service.owner_ops import (
     PauseAll,
     RemoveCredential,
     RemoveData,
+    RestoreBackup,
     ReviewSeals,
     RotateToken,
     SealRows,
@@ -38,6 +40,6 @@ AnyOp = Annotated[
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
     | AddAsset | KeygenStart | ReshareStart | KeygenExchange
-    | ReviewSeals | SealRows,
+    | ReviewSeals | SealRows | CreateBackup | RestoreBackup,
     Field(discriminator="kind"),
 ]  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,43 @@ def _load(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
+    """Write a backup of the whole vault to `path` (0600, never over an existing file).
+
+    Raises:
+        AlreadyExistsError: `path` exists.
+        IntegrityError: a record does not open, or a sealed row was edited: nothing is written.
+    """
+    written: list[Path] = []
+
+    def write(blob: bytes) -> None:
+        files.write_private(path, blob, what="backup")
+        written.append(path)
+
+    try:
+        return _seal_and_deliver(vault, str(path), write)
+    except BaseException:
+        # The audit entry could not be written after the file was: the file goes too (and a
+        # file that was there before is never touched).
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+
+
+def backup_blob(vault: Vault, file: str) -> tuple[fmt.BackupHeader, bytes]:
+    """The whole vault as one sealed backup, for the owner's CLI to write to `file` itself (the
+    server never writes outside its home). Audited as a backup made to `file`.
+
+    Raises:
+        IntegrityError: a record does not open, or a sealed row was edited.
+    """
+    out: list[bytes] = []
+    header = _seal_and_deliver(vault, file, out.append)
+    return header, out[0]
+
+
+def _seal_and_deliver(
+    vault: Vault, file: str, deliver: Callable[[bytes], None]
+) -> fmt.BackupHeader:
     key = vault.subkey("backup")
     with key, vault.db.write() as conn:
         head = conn.execute(select(t.vault.c.created_at)).one()
@@ -71,19 +109,14 @@ def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
         header = fmt.BackupHeader(
             vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"])
         )
-        blob = fmt.seal_backup(key, header, payload)
-        files.write_private(path, blob, what="backup")
-        # Audited in the same transaction: if this entry cannot be written, the file is removed.
-        try:
-            vault.audit(
-                conn, actor="owner", action="backup.create", target=f"vault:{vault.vault_id}",
-                outcome="success",
-                details={"records": header.records, "entries": header.entries, "file": str(path)},
-            )  # fmt: skip
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-    logger.info("backup written (%d records)", header.records)
+        deliver(fmt.seal_backup(key, header, payload))
+        # Audited in the same transaction as the backup was read.
+        vault.audit(
+            conn, actor="owner", action="backup.create", target=f"vault:{vault.vault_id}",
+            outcome="success",
+            details={"records": header.records, "entries": header.entries, "file": file},
+        )  # fmt: skip
+    logger.info("backup made (%d records)", header.records)
     return header
 
 
@@ -179,8 +212,19 @@ def _all_records(vault: Vault, conn: Connection) -> list[Any]:
 
 
 def restore_into(vault: Vault, path: Path) -> fmt.BackupHeader:
-    """Restore into this (unlocked) vault; the backup must come from the same vault."""
-    blob = path.read_bytes()
+    """Restore the backup in `path` into this (unlocked) vault; see `restore_blob`."""
+    return restore_blob(vault, path.read_bytes())
+
+
+def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
+    """Restore a backup into this (unlocked) vault: the backup's records that are missing here,
+    damaged, or older here come back; newer ones here stay.
+
+    Raises:
+        IntegrityError: the backup is of another vault, or does not open, or its audit log does
+            not verify.
+        MalformedRequestError: it is not a keysafe backup.
+    """
     header, _, _ = fmt.read_header(blob)
     if header.vault_id != vault.vault_id:
         raise IntegrityError(

@@ -21,6 +21,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import (
     agents,
+    backup,
     credentials,
     data,
     placeholders,
@@ -368,3 +369,50 @@ class ListWallets(Op[Wallets]):
 
     def run(self, vault: Vault) -> Wallets:
         return Wallets(wallets=wallets.list_wallets(vault))
+
+
+class BackupMade(BaseModel):
+    """A backup made (or restored): its header, and for a new one the sealed file's bytes."""
+
+    format: int
+    vault_id: str
+    created_at: str
+    records: int
+    entries: int
+    cipher: str
+    blob: str | None = None  # base64 of the sealed backup, for the CLI to write
+
+
+class CreateBackup(Op[BackupMade]):
+    """Seal a backup of the whole vault and hand it back; the owner's CLI writes it to `file`.
+    The server never writes outside its home, so the file is written by the caller."""
+
+    kind: Literal["backup.create"] = "backup.create"
+    file: str  # where the CLI will write it, for the audit log
+
+    result = BackupMade
+
+    def run(self, vault: Vault) -> BackupMade:
+        header, blob = backup.backup_blob(vault, self.file[:1024])
+        return BackupMade.model_validate(
+            header.to_dict() | {"blob": base64.b64encode(blob).decode()}
+        )
+
+
+class RestoreBackup(Op[BackupMade]):
+    """Restore a backup the owner's CLI read, into this vault (same vault only). Run in the
+    server when it is up, so its caches and open epochs see the restored records at once."""
+
+    kind: Literal["backup.restore"] = "backup.restore"
+    blob: str  # base64 of the backup file
+
+    result = BackupMade
+
+    def run(self, vault: Vault) -> BackupMade:
+        try:
+            raw = base64.b64decode(self.blob, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedRequestError(
+                "The backup is not base64.", next_step="send the backup file base64-encoded."
+            ) from None
+        return BackupMade.model_validate(backup.restore_blob(vault, raw).to_dict())
