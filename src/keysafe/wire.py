@@ -21,6 +21,9 @@ from starlette.responses import JSONResponse
 from keysafe.errors import KeysafeError, MalformedRequestError, PayloadTooLargeError
 
 MAX_BODY: Final = 1024 * 1024
+# The ASGI scope key that names a paired sidecar's agent (set only in-process, by
+# api/relay_end.py, after the envelope was opened and checked; a network request cannot set it).
+RELAYED_AGENT: Final = "keysafe.relayed_agent"
 MAX_DEPTH: Final = 64
 RECURSION_LIMIT: Final = 1000  # CPython's default: every keysafe path stays far below it
 

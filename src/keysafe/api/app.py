@@ -97,7 +97,12 @@ async def agent_name(request: Request) -> str:
     auth = request.headers.get("authorization", "")
     sig = request.headers.get("x-keysafe-signature")
     envelope_raw = request.headers.get("x-keysafe-envelope")
-    if auth.lower().startswith("bearer ") and auth[7:].strip().startswith(placeholders.PREFIX):
+    relayed = request.scope.get(wire.RELAYED_AGENT)
+    if isinstance(relayed, str):
+        # A paired sidecar's request, opened and checked by api/relay_end.py in this process
+        # (signature, freshness, the agent not revoked): no network request can set this key.
+        name = relayed
+    elif auth.lower().startswith("bearer ") and auth[7:].strip().startswith(placeholders.PREFIX):
         # A placeholder speaks for its agent on the credential call and nowhere else.
         holder = await run_in_threadpool(placeholders.authenticate, st.vault, auth[7:].strip())
         if request.url.path not in HTTP_ROUTES:
@@ -717,7 +722,8 @@ def _owner_routes(app: FastAPI) -> None:
                 next_step="unlock first (`keysafe unlock` or the web page), then approve.",
             )
         seconds = body.for_seconds if body else None
-        return approvals.approve(vault, approval_id, grant_seconds=seconds).for_owner()
+        words = body.words if body else None
+        return approvals.approve(vault, approval_id, grant_seconds=seconds, words=words).for_owner()
 
     @app.post("/v1/owner/approvals/{approval_id}/deny", tags=["owner"], dependencies=[Owner])
     def deny(request: Request, approval_id: str, body: DenyRequest | None = None) -> dict[str, Any]:

@@ -94,6 +94,7 @@ class Kind(StrEnum):
     READ_DATA = "read_data"
     HTTP_REQUEST = "http_request"
     RELEASE_CREDENTIAL = "release_credential"
+    PAIRING = "pairing"  # a remote sidecar asks to become an agent (service/pairing.py)
 
 
 class Status(StrEnum):
@@ -114,7 +115,7 @@ SIGNING_KINDS: Final = frozenset(
 )
 # Kinds the owner decides every time (service/release.py parks them with `always_ask`): a grant
 # could never let one pass, so "approve for a while" is not offered for them.
-ALWAYS_ASK: Final = frozenset({Kind.RELEASE_CREDENTIAL})
+ALWAYS_ASK: Final = frozenset({Kind.RELEASE_CREDENTIAL, Kind.PAIRING})
 # The parked request's marker for any other request the owner decides every time (a sensitive
 # data read); display data beside "action" and "intent", dropped before the request runs again.
 EVERY_TIME: Final = "owner_decides_every_time"
@@ -179,6 +180,9 @@ class Approval:
             "description": said if isinstance(said, str) else None,
             "signs": self.kind in SIGNING_KINDS, "grantable": self.grantable,
         }  # fmt: skip
+        if self.kind is Kind.PAIRING:
+            # The owner compares these with the words the sidecar shows, and types them to approve.
+            view["words"] = self.request.get("words")
         if self.kind in DELIVERED_ON_COLLECT:
             view.pop("result", None)  # a data value is for the agent that asked, not the page
         return view

@@ -185,6 +185,50 @@ def agent_rotate(
         render.out.print(f"New token for '{name}' (shown once): {tok}")
 
 
+@agent_app.command("invite")
+def agent_invite(
+    name: str,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="The new agent's policy (YAML); without it, it is denied everything."
+        ),
+    ] = None,
+    relay: Annotated[
+        str | None,
+        typer.Option(
+            "--relay",
+            help="The relay the sidecar should connect to (default: the one `keysafe serve "
+            "--relay` connects to).",
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Invite a remote agent: print a one-time invite (ksi_…, 10 minutes) for its sidecar.
+
+    On the agent's host, `keysafe sidecar pair 'ksi_…'` shows four words. The pairing then
+    appears in `keysafe approvals` (kind pairing) with the words it should show: approve it with
+    `keysafe approve ID --words '…'` only if they are the same. Needs `keysafe serve --relay URL`
+    running and unlocked on this home. The invite lets whoever holds it ask to pair, nothing more.
+    """
+    made = owner.perform_on_server(
+        owner_ops.CreateInvite(
+            agent=name, relay=relay, policy=_read(policy) if policy else None,
+            policy_source=str(policy) if policy else None,
+        ),
+        passphrase_file, why="the server holds open invites and the relay link",
+    )  # fmt: skip
+    if json_out:
+        render.as_json(made.model_dump())
+        return
+    render.note(
+        f"Invite for agent '{name}' through {made.relay} (one use, {made.expires_in // 60} "
+        "minutes). On the agent's host run:"
+    )
+    print(f"keysafe sidecar pair '{made.invite}'")
+
+
 @agent_app.command("seal")
 def agent_seal(
     passphrase_file: PassphraseFile = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
@@ -9,7 +10,7 @@ import re
 import socket
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import typer
@@ -20,6 +21,9 @@ from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service import gate
 from keysafe.service.context import open_vault
+
+if TYPE_CHECKING:
+    from keysafe.api.relay_end import VaultEnd
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,15 @@ def serve(
             min=0.1,
         ),
     ] = 20.0,
+    relay: Annotated[
+        str | None,
+        typer.Option(
+            "--relay",
+            help="Also connect OUT to this relay (wss://host:port, or ws:// on loopback) and "
+            "answer remote agents' sidecars through it (`keysafe agent invite`); nothing "
+            "listens for them here, and the relay reads none of it.",
+        ),
+    ] = None,
 ) -> None:
     """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
     import uvicorn
@@ -138,15 +151,35 @@ def serve(
         f"keysafe serving on {scheme}://{host}:{port} — vault {'unlocked' if vault.is_unlocked else 'locked'}; "
         f"the owner's page is {scheme}://{host}:{port}/"
     )
+    asgi = create_app(state)
+    config = uvicorn.Config(
+        asgi, host=host, port=port, log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )  # fmt: skip
+    if relay is not None:
+        # imported here: the relay's libraries (websockets) are for a server that uses one
+        from keysafe.api.relay_end import VaultEnd
+        from keysafe.service import pairing
+
+        pairing.set_server_relay(vault, relay)
+        render.out.print(f"keysafe connects out to the relay {relay} (once unlocked)")
     try:
-        uvicorn.run(
-            create_app(state), host=host, port=port, log_level="warning",
-            ssl_certfile=str(tls_cert) if tls_cert else None,
-            ssl_keyfile=str(tls_key) if tls_key else None,
-        )  # fmt: skip
+        asyncio.run(_serve(uvicorn.Server(config), None if relay is None else
+                           VaultEnd(vault, asgi, relay)))  # fmt: skip
     finally:
         stop.set()
         vault.lock()
+
+
+async def _serve(server: Any, end: VaultEnd | None) -> None:
+    """uvicorn's server, and beside it (with --relay) the vault's end of the relay."""
+    task = None if end is None else asyncio.create_task(end.run())
+    try:
+        await server.serve()
+    finally:
+        if task is not None:
+            task.cancel()
 
 
 def _local_url(scheme: str, host: str, port: int) -> str:
@@ -266,10 +299,21 @@ def approve(
             "--for", help="Also let this agent do this kind of thing for a while, e.g. 1h."
         ),
     ] = None,
+    words: Annotated[
+        str | None,
+        typer.Option(
+            "--words",
+            help="A pairing's four words, as the sidecar shows them: wrong words deny it.",
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Approve a pending request: keysafe runs exactly that request and keeps its result for the agent."""
+    """Approve a pending request: keysafe runs exactly that request and keeps its result for the agent.
+
+    A pairing (a remote sidecar asking to become an agent) is approved only with --words: the
+    four words the sidecar printed, which must be the ones `keysafe approvals` shows.
+    """
     # imported here: it loads eth-account (about a second), which no other command needs
     from keysafe.service import approvals
 
@@ -277,11 +321,13 @@ def approve(
     if _live():
         result = client.owner_call(
             home(), "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve",
-            passphrase_file=passphrase_file, json_body={"for_seconds": seconds},
+            passphrase_file=passphrase_file, json_body={"for_seconds": seconds, "words": words},
         )  # fmt: skip
     else:
         with unlocked(passphrase_file) as vault:
-            result = approvals.approve(vault, approval_id, grant_seconds=seconds).for_owner()
+            result = approvals.approve(
+                vault, approval_id, grant_seconds=seconds, words=words
+            ).for_owner()
     if json_out:
         render.as_json(result)
     else:

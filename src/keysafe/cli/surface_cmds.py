@@ -24,9 +24,10 @@ TOKEN_ENV = "KEYSAFE_AGENT_TOKEN"  # noqa: S105 - the variable's name
 
 def _agent_token(required: bool = True) -> str | None:
     token = os.environ.get(TOKEN_ENV, "").strip() or None
-    if token is not None and not token.startswith("ks_agent_"):
+    # ks_local_: a sidecar's local token (`keysafe sidecar pair`), for KEYSAFE_URL = the sidecar.
+    if token is not None and not token.startswith(("ks_agent_", "ks_local_")):
         raise NotAuthenticatedError(
-            f"{TOKEN_ENV} does not hold an agent token (ks_agent_…)"
+            f"{TOKEN_ENV} does not hold an agent token (ks_agent_…, or a sidecar's ks_local_…)"
             + (
                 ": a ksp_ placeholder only works through `keysafe proxy`."
                 if token.startswith("ksp_")

@@ -28,6 +28,8 @@ from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
+# A sidecar's local token (relay/sidecar.py), when KEYSAFE_URL is the sidecar on this host.
+LOCAL_TOKEN_PREFIX: Final = "ks_local_"  # noqa: S105 - a prefix, not a token
 
 
 def run_stdio(token: str, *, url: str | None = None) -> None:
@@ -51,7 +53,8 @@ def _bearer(headers: Any) -> str | None:
     if not auth.lower().startswith("bearer "):
         return None
     token = auth[7:].strip()
-    return token if token.startswith(AGENT_TOKEN_PREFIX) and len(token) <= 200 else None
+    known = token.startswith((AGENT_TOKEN_PREFIX, LOCAL_TOKEN_PREFIX))
+    return token if known and len(token) <= 200 else None
 
 
 def http_app(*, url: str | None = None) -> ASGIApp:

@@ -13,6 +13,7 @@ from keysafe.service.owner_ops import (
     AddChain,
     AddCredential,
     CreateBackup,
+    CreateInvite,
     CreateWallet,
     ImportWallet,
     IssuePlaceholder,
@@ -40,6 +41,6 @@ AnyOp = Annotated[
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
     | AddAsset | KeygenStart | ReshareStart | KeygenExchange
-    | ReviewSeals | SealRows | CreateBackup | RestoreBackup,
+    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite,
     Field(discriminator="kind"),
 ]  # fmt: skip

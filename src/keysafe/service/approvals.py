@@ -40,7 +40,7 @@ from keysafe.approvals import (
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.policy.engine import WindowState
 from keysafe.policy.intent import Intent
-from keysafe.service import dispatch, gate
+from keysafe.service import dispatch, gate, pairing
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -155,12 +155,19 @@ def deny(vault: Vault, approval_id: str, *, reason: str | None = None) -> Approv
     return get(vault, approval_id)
 
 
-def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None) -> Approval:
+def approve(
+    vault: Vault, approval_id: str, *, grant_seconds: int | None = None, words: str | None = None
+) -> Approval:
     """Approve once (or for a while), then run the parked request exactly and store its result.
+
+    A pairing is approved only with `words`, the four words the sidecar shows; other words deny
+    it (someone between the sidecar and the vault, or the wrong sidecar), and it cannot be tried
+    again.
 
     Raises:
         MalformedRequestError: not pending any more, an ambiguous prefix, a grant length out of
-            range, or a grant asked for a request no grant could cover.
+            range, a grant asked for a request no grant could cover, or a pairing's words
+            missing or wrong.
         NotFoundError: no such approval.
     """
     if grant_seconds is not None and not 0 < grant_seconds <= MAX_GRANT_S:
@@ -172,17 +179,38 @@ def approve(vault: Vault, approval_id: str, *, grant_seconds: int | None = None)
     with vault.db.write() as conn:
         approval_id = store.resolve(conn, approval_id)
         store.notice_expired(vault, conn, now)
-        if grant_seconds is not None and not store.get(conn, approval_id, now).grantable:
-            raise MalformedRequestError(
-                f"Approval {approval_id} cannot be approved for a while: the owner decides "
-                "this kind of request every time (or no rule asked about it), so a grant "
-                "would never apply. Nothing was approved.",
-                next_step="approve it once (without --for), or deny it.",
-            )
-        approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
-        if grant_seconds is not None:
-            intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})
-            store.add_grant(vault, conn, approval, shape_of(intent), grant_seconds, now)
+        pending = store.get(conn, approval_id, now)
+        wrong_words = False
+        if pending.kind is Kind.PAIRING and pending.status is Status.PENDING:
+            if words is None or not words.strip():
+                raise MalformedRequestError(
+                    f"Approval {approval_id} pairs a sidecar: type the four words it shows.",
+                    next_step=f"keysafe approve {approval_id} --words 'w1 w2 w3 w4' (or deny it).",
+                )
+            wrong_words = not pairing.check_words(pending, words)
+        if wrong_words:
+            store.decide(
+                vault, conn, approval_id, Status.DENIED, now,
+                reason="the words the owner typed do not match this pairing's",
+            )  # fmt: skip
+        else:
+            if grant_seconds is not None and not pending.grantable:
+                raise MalformedRequestError(
+                    f"Approval {approval_id} cannot be approved for a while: the owner decides "
+                    "this kind of request every time (or no rule asked about it), so a grant "
+                    "would never apply. Nothing was approved.",
+                    next_step="approve it once (without --for), or deny it.",
+                )
+            approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
+            if grant_seconds is not None:
+                intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})
+                store.add_grant(vault, conn, approval, shape_of(intent), grant_seconds, now)
+    if wrong_words:
+        raise MalformedRequestError(
+            "Those are not the words this pairing shows, so it is denied: the sidecar may be "
+            "talking to someone else, or the words were mistyped.",
+            next_step="check the sidecar's host, then invite it again (`keysafe agent invite`).",
+        )
     if approval.kind in DELIVERED_ON_COLLECT:
         # The value is handed to the agent when it asks (agent_view), never stored here.
         _finish(vault, approval_id, Status.APPROVED, {"status": "approved", "delivered": False})

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from keysafe.approvals import Kind
 from keysafe.errors import MalformedRequestError
-from keysafe.service import data, proxy, release, signing, transfer
+from keysafe.service import data, pairing, proxy, release, signing, transfer
 from keysafe.service.models import (
     HttpRequestRequest,
     ReadDataRequest,
@@ -97,6 +97,15 @@ def _release(vault: Vault, agent: str, r: ReleaseRequest, how: How) -> dict[str,
     ).to_dict()  # fmt: skip
 
 
+def _pair(vault: Vault, agent: str, r: pairing.PairingRequest, how: How) -> dict[str, Any]:
+    # Only the owner's approval makes an agent: never a dry run, never without an approval.
+    if how.dry_run or how.approval_id is None:
+        raise MalformedRequestError(
+            "A pairing is approved by the owner, not asked for.", next_step="list_capabilities."
+        )
+    return pairing.complete(vault, agent, r)
+
+
 _ENTRIES: dict[Kind, _Entry] = {
     Kind.SIGN_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=False)),
     Kind.SEND_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=True)),
@@ -106,7 +115,9 @@ _ENTRIES: dict[Kind, _Entry] = {
     Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),
     Kind.READ_DATA: _Entry(ReadDataRequest, _read),
     Kind.RELEASE_CREDENTIAL: _Entry(ReleaseRequest, _release),
+    Kind.PAIRING: _Entry(pairing.PairingRequest, _pair),
 }
+_AGENT_KINDS = tuple(k for k in Kind if k is not Kind.PAIRING)
 
 
 def wire_of(kind: Kind, fields: Mapping[str, Any]) -> BaseModel:
@@ -129,13 +140,13 @@ def kind_of(name: str) -> Kind:
     Raises:
         MalformedRequestError: no such kind.
     """
-    try:
-        return Kind(name)
-    except ValueError:
+    kind = next((k for k in _AGENT_KINDS if k.value == name), None)
+    if kind is None:
         raise MalformedRequestError(
             f"'{name[:40]}' is not a kind of request keysafe judges.",
-            next_step=f"use one of {', '.join(k.value for k in Kind)}.",
-        ) from None
+            next_step=f"use one of {', '.join(k.value for k in _AGENT_KINDS)}.",
+        )
+    return kind
 
 
 __all__ = ["How", "kind_of", "run", "wire_of"]

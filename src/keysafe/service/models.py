@@ -319,6 +319,11 @@ class ApproveRequest(_Wire):
     for_seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="Approve for a while."
     )
+    words: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A pairing's four words, as the sidecar shows them (pairings only).",
+    )
 
 
 class DenyRequest(_Wire):

@@ -24,6 +24,7 @@ from keysafe.service import (
     backup,
     credentials,
     data,
+    pairing,
     placeholders,
     policies,
     registry,
@@ -416,3 +417,32 @@ class RestoreBackup(Op[BackupMade]):
                 "The backup is not base64.", next_step="send the backup file base64-encoded."
             ) from None
         return BackupMade.model_validate(backup.restore_blob(vault, raw).to_dict())
+
+
+class Invitation(BaseModel):
+    agent: str
+    invite: str  # `ksi_…`: a one-time capability, shown to the owner once
+    relay: str
+    expires_in: int  # seconds
+
+
+class CreateInvite(Op[Invitation]):
+    """A one-time invite for a remote sidecar to pair as a new agent. Run in the server (it holds
+    the open invites and the relay link), never in the CLI."""
+
+    kind: Literal["agent.invite"] = "agent.invite"
+    agent: str
+    relay: str | None = None  # the relay the sidecar should use; default: the server's own
+    policy: str | None = None
+    policy_source: str | None = None
+
+    result = Invitation
+
+    def run(self, vault: Vault) -> Invitation:
+        relay = self.relay or pairing.server_relay(vault)
+        text = pairing.create_invite(
+            vault, self.agent, relay=relay, policy=self.policy, policy_source=self.policy_source
+        )
+        return Invitation(
+            agent=self.agent, invite=text, relay=relay, expires_in=pairing.INVITE_TTL_S
+        )

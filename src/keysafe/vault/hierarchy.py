@@ -23,7 +23,7 @@ from keysafe.crypto.kdf import Argon2Params, argon2id, hkdf_sha256
 from keysafe.crypto.secret import SecretBytes
 
 SALT_SIZE: Final = 16
-Subkey = Literal["audit-hmac", "backup", "state-mac"]
+Subkey = Literal["audit-hmac", "backup", "state-mac", "relay-sign", "relay-kem"]
 
 
 def master_from_entropy(entropy: bytes | bytearray) -> SecretBytes:

@@ -122,6 +122,9 @@ class Vault:
         # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
         # (service/agents.py), the proxy's HTTP client (closed on lock). Never persisted.
         self.volatile: dict[str, Any] = {}
+        # What the running server was told at its start and must keep across a lock: nothing
+        # secret (the relay it connects out to). Never persisted.
+        self.serving: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ const KIND = {
   read_data: "Read stored data",
   http_request: "Call an API with a stored credential",
   release_credential: "Receive a credential's VALUE in a process (grants possession)",
+  pairing: "Pair a remote sidecar: it becomes a new agent",
 };
 const AUTH = { token: "agent token", key: "Ed25519 signed requests" };
 
@@ -339,10 +340,18 @@ function approvalCard(a) {
   const approve = el("button", { type: "button", class: "primary", "aria-describedby": titleId, text: "Approve" });
   const deny = el("button", { type: "button", class: "danger", "aria-describedby": titleId, text: "Deny" });
   const buttons = [approve, deny];
-  approve.addEventListener("click", () => decide(a, "approve", buttons));
+  // A pairing is approved with the four words the sidecar printed, typed by the owner: the
+  // server checks them against its own, and other words deny the pairing.
+  const wordsId = `words-${a.approval_id}`;
+  const typed = a.kind === "pairing"
+    ? el("input", { id: wordsId, type: "text", maxlength: "200", autocomplete: "off", class: "words", spellcheck: "false" })
+    : null;
+  approve.addEventListener("click", () => decide(a, "approve", buttons, undefined, undefined, typed ? typed.value : undefined));
   deny.addEventListener("click", () => decide(a, "deny", buttons, undefined, reason.value));
 
-  const actions = el("div", { class: "actions" }, approve, deny,
+  const actions = el("div", { class: "actions" },
+    typed ? el("span", { class: "words-group" }, el("label", { for: wordsId, text: "The four words the sidecar shows" }), typed) : null,
+    approve, deny,
     el("span", { class: "reason-group" }, el("label", { for: reasonId, text: "Reason for the agent (optional)" }), reason));
   // "Approve for a while" only where a grant can ever let such a request pass (server decides).
   if (a.grantable) {
@@ -359,8 +368,13 @@ function approvalCard(a) {
     actions.append(el("span", { class: "for-group" }, el("label", { for: selectId, text: "or approve and allow requests like this for" }), durations, approveFor));
   }
 
-  card.append(
+  // DOM append() would print a null as the text "null": the optional parts are dropped first.
+  card.append(...[
     el("h3", { id: titleId, text: a.summary }),
+    a.kind === "pairing" && Array.isArray(a.words)
+      ? el("p", { class: "pairing-words" }, "This vault's words: ", el("strong", { text: a.words.join(" ") }),
+        ". Approve only if the sidecar shows exactly these, and type them below.")
+      : null,
     a.description ? el("blockquote", { class: "said" }, el("span", { class: "said-who", text: `${a.agent} says: ` }), el("q", { text: a.description })) : null,
     el("dl", { class: "facts" },
       el("dt", { text: "Agent" }), el("dd", { text: a.agent }),
@@ -375,7 +389,7 @@ function approvalCard(a) {
       el("summary", { text: RAW[a.kind] || "Raw request" }),
       el("pre", { text: JSON.stringify(a.request, null, 2) })),
     actions,
-  );
+  ].filter((part) => part !== null && part !== undefined));
   if (a.grantable) {
     card.append(el("p", { class: "hint small", text: `“Approve for” also lets ${a.agent}'s requests of this same shape (same action, wallet, recipient, token, contract, function or host) pass without asking until then, still within every limit. Anything else rule “${a.rule}” asks about still comes to you.` }));
   } else {
@@ -384,12 +398,14 @@ function approvalCard(a) {
   return card;
 }
 
-async function decide(a, verdict, buttons, forSeconds, reason) {
+async function decide(a, verdict, buttons, forSeconds, reason, words) {
   for (const b of buttons) b.disabled = true;
   say(verdict === "approve" ? `Approving: ${a.summary}…` : `Denying: ${a.summary}…`);
   try {
     const path = `/v1/owner/approvals/${encodeURIComponent(a.approval_id)}/${verdict}`;
-    const body = verdict === "approve" ? { for_seconds: forSeconds ?? null } : { reason: (reason || "").trim() || null };
+    const body = verdict === "approve"
+      ? { for_seconds: forSeconds ?? null, ...(words !== undefined ? { words } : {}) }
+      : { reason: (reason || "").trim() || null };
     const done = await api("POST", path, body);
     if (done.status === "approved") say(`Approved: ${a.summary}. ${a.agent} gets the result.`);
     else if (done.status === "denied") {

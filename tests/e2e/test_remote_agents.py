@@ -1,0 +1,298 @@
+"""Remote agents (issue 17): a vault that only connects out, two relay instances sharing routing
+through a real redis-server, and a sidecar on the "agent's host", each its own process.
+
+The vault (`keysafe serve --relay ws://A`) is on relay A; the sidecar pairs and runs through
+relay B. Through it: pairing with the words, every MCP tool (the MCP Inspector, a TypeScript-SDK
+client, over stdio), an approval round trip, a relay restart mid-session with no request lost or
+run twice, what the relays and Redis could see (logs, memory, traffic), and revoking the agent
+cutting the sidecar off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Cli
+from tests.e2e.mcp_fixture import (
+    MCP_POLICY,
+    PROFILE,
+    SIWE,
+    McpVault,
+    agent_side_env,
+    build_mcp_vault,
+    upstream,
+)
+from tests.e2e.server_fixture import (
+    KEYSAFE,
+    MILLI_ETH,
+    R4,
+    Server,
+    cli_env,
+    evm_tx,
+    free_port,
+    keysafe_server,
+)
+from tests.e2e.test_mcp_inspector import INSPECTOR, _pending_approval, _sweep, cases
+from tests.relay_fixture import RelayProcess, redis_server, relay_process
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not INSPECTOR.exists(), reason="the MCP Inspector is installed by scripts/test"
+    ),
+]
+
+SIDECAR_PASSPHRASE = "sidecar passphrase for tests 7"
+
+
+@dataclass
+class Remote:
+    vault: McpVault
+    server: Server
+    owner: Cli
+    relay_a: RelayProcess
+    relay_b: RelayProcess
+    redis_port: int
+    redis_traffic: Path
+    sidecar: subprocess.Popen[bytes]
+    sidecar_url: str
+    sidecar_log: Path
+    token: str
+    words: list[str]
+    upstream_port: int
+
+    def call(self, method: str, path: str, body: object = None, **kw: object) -> httpx.Response:
+        return httpx.request(
+            method, f"{self.sidecar_url}{path}", json=body,
+            headers={"authorization": f"Bearer {self.token}"}, timeout=180, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def _sidecar_env(home: Path) -> dict[str, str]:
+    return agent_side_env(home) | {"KEYSAFE_SIDECAR_PASSPHRASE": SIDECAR_PASSPHRASE}
+
+
+def _pair(owner: Cli, invite: str, home: Path) -> tuple[str, list[str], list[str]]:
+    """Run `keysafe sidecar pair`, read its words, approve with them as the owner; returns the
+    local token, the sidecar's words and the vault's."""
+    proc = subprocess.Popen(
+        [KEYSAFE, "sidecar", "pair", invite, "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=_sidecar_env(home),
+    )  # fmt: skip
+    assert proc.stderr is not None and proc.stdout is not None
+    line = proc.stderr.readline().decode()
+    match = re.search(r"Pairing words: ((?:[a-z]+ ){3}[a-z]+)", line)
+    assert match, line
+    sidecar_words = match.group(1).split()
+    pending = []
+    for _ in range(100):
+        pending = [a for a in json.loads(owner.ok("approvals", "--json").stdout)
+                   if a["kind"] == "pairing"]  # fmt: skip
+        if pending:
+            break
+        time.sleep(0.1)
+    assert len(pending) == 1, pending
+    vault_words = pending[0]["words"]
+    owner.ok("approve", pending[0]["approval_id"], "--words", " ".join(sidecar_words))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return json.loads(out)["local_token"], sidecar_words, vault_words
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    root = tmp_path_factory.mktemp("remote")
+    with upstream() as up, redis_server() as redis_url:
+        redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+        traffic = root / "redis-monitor.txt"
+        monitor = subprocess.Popen(
+            ["redis-cli", "-p", str(redis_port), "monitor"], stdout=open(traffic, "wb"),  # noqa: SIM115
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with relay_process(free_port(), redis_url) as a, relay_process(free_port(), redis_url) as b:
+            vault = build_mcp_vault(tmp_path_factory, root / "vault", up.port)
+            (root / "remote.yaml").write_text(MCP_POLICY, encoding="utf-8")
+            with keysafe_server(
+                cli_env(vault.home), "--unlock", "--rate-limit", "1000", "--relay", a.ws_url,
+                log_dir=root,
+            ) as server:  # fmt: skip
+                owner = Cli(vault.home, cli_env(vault.home) | {"KEYSAFE_URL": server.url})
+                invite = owner.ok(
+                    "agent", "invite", "remote", "--policy", str(root / "remote.yaml"),
+                    "--relay", b.ws_url,
+                ).stdout  # fmt: skip
+                invite = re.search(r"ksi_[A-Za-z0-9_.\-]+", invite).group(0)  # type: ignore[union-attr]
+                side_home = root / "agent-host"
+                token, words, vault_words = _pair(owner, invite, side_home)
+                assert words == vault_words
+                port = free_port()
+                log = root / "sidecar.log"
+                sidecar = subprocess.Popen(
+                    [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(log, "wb"),  # noqa: SIM115
+                    stderr=subprocess.STDOUT, env=_sidecar_env(side_home),
+                )  # fmt: skip
+                url = f"http://127.0.0.1:{port}"
+                for _ in range(200):
+                    try:
+                        if httpx.get(f"{url}/v1/health", timeout=1).json().get("relay"):
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.05)
+                try:
+                    yield Remote(vault, server, owner, a, b, redis_port, traffic, sidecar, url,
+                                 log, token, words, up.port)  # fmt: skip
+                finally:
+                    sidecar.terminate()
+                    sidecar.wait(10)
+        monitor.terminate()
+
+
+def test_the_sidecar_keeps_its_home_private_and_its_keys_encrypted(remote: Remote) -> None:
+    home = Path(_sidecar_env(remote.sidecar_log.parent / "agent-host")["KEYSAFE_HOME"])
+    assert home.stat().st_mode & 0o777 == 0o700
+    state = home / "sidecar.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    text = state.read_text()
+    assert remote.token not in text and "ks_local_" not in text
+    assert json.loads(text)["sealed"]  # the private keys, only encrypted
+
+
+def test_attack_the_sidecar_wants_its_local_token(remote: Remote) -> None:
+    for auth in ({}, {"authorization": "Bearer ks_local_guess"},
+                 {"authorization": f"Bearer {remote.vault.bot_token}"}):  # fmt: skip
+        r = httpx.get(f"{remote.sidecar_url}/v1/agent/capabilities", headers=auth, timeout=30)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "NOT_AUTHENTICATED"
+
+
+def test_every_mcp_tool_allowed_and_refused_through_the_sidecar(
+    remote: Remote, tmp_path: Path
+) -> None:
+    env = agent_side_env(tmp_path / "nowhere")
+    target = ["-e", f"KEYSAFE_URL={remote.sidecar_url}", "-e",
+              f"KEYSAFE_AGENT_TOKEN={remote.token}", "-e",
+              f"KEYSAFE_HOME={tmp_path / 'nowhere'}", KEYSAFE, "mcp"]  # fmt: skip
+    approval_id = _pending_approval(None, target, env)  # type: ignore[arg-type]
+    problems = _sweep(target, env, cases(remote.upstream_port, approval_id))
+    assert not problems, "\n".join(problems)
+    assert whoami(remote) == "remote"
+
+
+def whoami(remote: Remote) -> str:
+    r = remote.call("GET", "/v1/agent/whoami")
+    assert r.status_code == 200, r.text
+    return str(r.json()["agent"])
+
+
+def test_an_approval_round_trip_through_the_sidecar(remote: Remote) -> None:
+    asked = remote.call(
+        "POST", "/v1/agent/sign-transaction",
+        {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R4, nonce=11)},
+    )  # fmt: skip
+    assert asked.status_code == 202, asked.text
+    approval_id = asked.json()["approval_id"]
+    remote.owner.ok("approve", approval_id)
+    done = remote.call("GET", f"/v1/agent/approvals/{approval_id}")
+    assert done.status_code == 200 and done.json()["status"] == "approved", done.text
+    assert done.json()["result"]["signed_transaction"].startswith("0x")
+
+
+def _audited(remote: Remote, action: str) -> list[dict[str, object]]:
+    session = remote.server.login()
+    rows = httpx.get(
+        f"{remote.server.url}/v1/owner/audit",
+        params={"limit": 1000, "agent": "remote", "action": action, "outcome": "success"},
+        headers={"authorization": f"Bearer {session}"}, timeout=30,
+    ).json()  # fmt: skip
+    assert isinstance(rows, list), rows
+    return [r for r in rows if r["action"] == action and r["actor"] == "agent:remote"]
+
+
+def test_a_relay_killed_mid_session_loses_and_repeats_nothing(remote: Remote) -> None:
+    """kill -9 the sidecar's relay while 16 signatures are on their way, start it again: every
+    request gets its answer, and each was signed exactly once (the vault answers a request id
+    once; the sidecar resends a late one)."""
+    before = len(_audited(remote, "evm.sign_message"))
+    messages = [f"{SIWE}\nNonce: restart{i:04d}" for i in range(16)]
+    results: list[httpx.Response] = []
+
+    def sign(message: str) -> httpx.Response:
+        return remote.call("POST", "/v1/agent/sign-message", {"wallet": "main", "message": message})
+
+    killer = threading.Timer(0.05, lambda: remote.relay_b.restart(kill=True))
+    killer.start()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(sign, messages))
+    killer.join()
+    assert [r.status_code for r in results] == [200] * len(messages), [r.text for r in results]
+    signatures = {r.json()["signature"] for r in results}
+    assert len(signatures) == len(messages)
+    after = _audited(remote, "evm.sign_message")
+    assert len(after) - before == len(messages), "a request was lost or signed twice"
+
+
+def _memory(pid: int) -> bytes:
+    """Every readable, writable mapping of a live process (its heap and stacks)."""
+    out = bytearray()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("rw"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                out += mem.read(end - start)
+            except OSError:
+                continue
+    return bytes(out)
+
+
+def test_attack_the_relays_and_redis_see_no_secret_amount_or_address(remote: Remote) -> None:
+    """After every tool ran through them: the relays' logs and memory and everything Redis was
+    sent hold none of the credential's secret, the data read, the addresses or the messages."""
+    # Something for each to carry right now, so their buffers are warm with it.
+    assert remote.call("POST", "/v1/agent/read-data", {"name": "profile"}).status_code == 200
+    address = remote.vault.pristine.address  # random, and carried by every get_address
+    assert remote.call("GET", "/v1/agent/address/main").json()["address"] == address
+    canaries = [
+        remote.vault.secret,
+        PROFILE["email"],
+        address[2:],
+        address[2:].lower(),
+        "example.com wants you to sign in",
+        "Nonce: restart0003",
+    ]
+    try:
+        memories = {"relay A": _memory(remote.relay_a.pid), "relay B": _memory(remote.relay_b.pid)}
+    except PermissionError:
+        pytest.skip("this machine does not let a test read another process's memory")
+    seen = {
+        "relay A log": remote.relay_a.log().encode(),
+        "relay B log": remote.relay_b.log().encode(),
+        "redis traffic": remote.redis_traffic.read_bytes(),
+        **memories,
+    }
+    assert len(seen["redis traffic"]) > 10_000  # it did carry the session
+    found = [(where, c) for where, blob in seen.items() for c in canaries if c.encode() in blob]
+    assert not found, found
+
+
+def test_revoking_the_agent_cuts_the_sidecar_off(remote: Remote) -> None:
+    assert whoami(remote) == "remote"
+    remote.owner.ok("agent", "revoke", "remote")
+    r = remote.call("GET", "/v1/agent/whoami")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "NOT_AUTHENTICATED"
+    assert os.path.exists(remote.sidecar_log)

@@ -1,0 +1,151 @@
+"""Pairing a sidecar (service/pairing.py): the invite is signed and used once, both ends show
+the same four words, the owner's approval needs them, and the paired agent is cut off when
+revoked."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import AlreadyExistsError, MalformedRequestError
+from keysafe.relay.envelope import Identity
+from keysafe.relay.pairing import Claim, Invite, decode_invite, pairing_words
+from keysafe.service import agents, approvals, dispatch, pairing
+from keysafe.service.vault_admin import init_vault
+from keysafe.vault.home import Home
+from keysafe.vault.vault import Vault
+
+RELAY = "ws://127.0.0.1:9"
+POLICY = """
+version: 1
+rules:
+  - name: read
+    allow: [data.read]
+    data: [profile.email]
+"""
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    made, _ = init_vault(
+        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    return made
+
+
+def _invite(vault: Vault, agent: str = "remote") -> tuple[str, Invite]:
+    text = pairing.create_invite(vault, agent, relay=RELAY, policy=POLICY, policy_source="p.yaml")
+    return text, decode_invite(text, now=time.time())
+
+
+def _claim(vault: Vault, invite: Invite, sidecar: Identity) -> tuple[Claim, list[str]]:
+    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(), host="vps-1")
+    answer = pairing.claim(vault, claim, sidecar.rid)
+    assert answer.status == "pending" and answer.approval_id and answer.words
+    return claim, answer.words
+
+
+def test_both_ends_show_the_same_words_and_the_right_words_pair(vault: Vault) -> None:
+    _, invite = _invite(vault)
+    sidecar = Identity.generate()
+    claim, vault_words = _claim(vault, invite, sidecar)
+    assert vault_words == pairing_words(invite, invite.vault_keys, sidecar.public)
+    pending = approvals.list_approvals(vault)
+    assert [a.kind.value for a in pending] == ["pairing"]
+    view = pending[0].for_owner()
+    assert view["words"] == vault_words and " ".join(vault_words) in view["summary"]
+    assert view["grantable"] is False
+
+    with pytest.raises(MalformedRequestError, match="four words"):
+        approvals.approve(vault, pending[0].id)  # without the words: nothing happens
+    approvals.approve(vault, pending[0].id, words=" ".join(vault_words).upper())
+    assert pairing.claim(vault, claim, sidecar.rid).status == "paired"
+
+    bound = pairing.sidecar_agent(vault, sidecar.rid)
+    assert bound is not None and bound[0] == "remote" and bound[1] == sidecar.public
+    made = next(a for a in agents.list_agents(vault) if a.name == "remote")
+    assert made.status == "active" and made.policy_digest
+
+
+def test_attack_wrong_words_deny_the_pairing_for_good(vault: Vault) -> None:
+    """A relay that swapped in its own keys makes the vault show other words than the sidecar;
+    the owner types the sidecar's words, they do not match, and the pairing is denied."""
+    _, invite = _invite(vault)
+    in_between = Identity.generate()
+    claim, vault_words = _claim(vault, invite, in_between)
+    honest_words = pairing_words(invite, invite.vault_keys, Identity.generate().public)
+    assert honest_words != vault_words
+    approval_id = approvals.list_approvals(vault)[0].id
+    with pytest.raises(MalformedRequestError, match="not the words"):
+        approvals.approve(vault, approval_id, words=" ".join(honest_words))
+    assert approvals.get(vault, approval_id).status.value == "denied"
+    with pytest.raises(MalformedRequestError, match="already denied"):
+        approvals.approve(vault, approval_id, words=" ".join(vault_words))
+    assert pairing.claim(vault, claim, in_between.rid).status == "denied"
+    assert pairing.sidecar_agent(vault, in_between.rid) is None
+    assert "remote" not in {a.name for a in agents.list_agents(vault)}
+
+
+def test_attack_a_reused_invite_is_refused(vault: Vault) -> None:
+    _, invite = _invite(vault)
+    _claim(vault, invite, Identity.generate())
+    second = Identity.generate()
+    answer = pairing.claim(vault, Claim(invite=invite, sidecar=second.public.to_text()), second.rid)
+    assert answer.status == "refused" and "already used" in (answer.message or "")
+    assert len(approvals.list_approvals(vault)) == 1
+
+
+def test_attack_an_invite_with_a_guessed_secret_or_changed_terms_is_refused(vault: Vault) -> None:
+    _, invite = _invite(vault)
+    sidecar = Identity.generate()
+    for forged in (
+        Invite(**(invite.model_dump() | {"secret": "00" * 16})),
+        Invite(**(invite.model_dump() | {"agent": "admin"})),
+        Invite(**(invite.model_dump() | {"expires": invite.expires + 86400})),
+    ):
+        claim = Claim(invite=forged, sidecar=sidecar.public.to_text())
+        assert pairing.claim(vault, claim, sidecar.rid).status == "refused"
+    assert approvals.list_approvals(vault) == []
+
+
+def test_attack_an_altered_or_expired_invite_does_not_decode(vault: Vault) -> None:
+    text, invite = _invite(vault)
+    body, _, sig = text.partition(".")
+    flipped = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1]
+    with pytest.raises(MalformedRequestError):
+        decode_invite(flipped + "." + sig, now=time.time())
+    with pytest.raises(MalformedRequestError, match="expired"):
+        decode_invite(text, now=invite.expires + 1)
+
+
+def test_revoking_the_agent_cuts_the_sidecar_off(vault: Vault) -> None:
+    _, invite = _invite(vault)
+    sidecar = Identity.generate()
+    _, words = _claim(vault, invite, sidecar)
+    approvals.approve(vault, approvals.list_approvals(vault)[0].id, words=" ".join(words))
+    assert pairing.sidecar_agent(vault, sidecar.rid) is not None
+    agents.set_status(vault, "remote", "revoked")
+    assert pairing.sidecar_agent(vault, sidecar.rid) is None
+    assert pairing.sidecar_binding(vault, sidecar.rid) is not None  # still known, to tell it
+
+
+def test_an_invite_names_a_new_agent(vault: Vault) -> None:
+    agents.add_agent(vault, "taken")
+    with pytest.raises(AlreadyExistsError):
+        pairing.create_invite(vault, "taken", relay=RELAY, policy=None, policy_source=None)
+
+
+def test_the_vault_identity_comes_from_the_master_key(vault: Vault) -> None:
+    first = pairing.vault_identity(vault)
+    vault.volatile.clear()
+    assert pairing.vault_identity(vault).public == first.public
+
+
+def test_attack_an_agent_cannot_dry_run_a_pairing(vault: Vault) -> None:
+    with pytest.raises(MalformedRequestError):
+        dispatch.kind_of("pairing")
