@@ -54,13 +54,14 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
     http_signing,
     mcp_overhead,
     proxy,
+    relay,
     side_by_side,
     unlock,
 )
 
 HERE = Path(__file__).resolve().parent
 FIGURES = ("decision", "budget", "unlock", "frost", "dkls", "http_signing", "proxy", "proxy_stream", "mcp",
-           "wrk", "history", "hot_path")  # fmt: skip
+           "relay", "wrk", "history", "hot_path")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Settings:
     proxy_calls: int = 150
     proxy_stream_calls: int = 30
     mcp_calls: int = 200
+    relay_seconds: float = 4.0  # per side per round
+    relay_rounds: int = 3
     frost_rounds: int = 200
     dkls_rounds: int = 50
     audit_entries: int = 100_000
@@ -91,7 +94,7 @@ class Settings:
 
 QUICK = Settings(
     warmup=0.2, duration=0.6, rounds=1, raw_seconds=0.2, decision_seconds=0.6, budget_iterations=25,
-    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, frost_rounds=3, dkls_rounds=3, audit_entries=2_000,
+    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, relay_seconds=0.6, relay_rounds=1, frost_rounds=3, dkls_rounds=3, audit_entries=2_000,
     history_signatures=2_000, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
     wrk_seconds=1.0, wrk_rounds=1,
 )  # fmt: skip
@@ -245,6 +248,7 @@ def run_all(
                 return asyncio.run(mcp_overhead.measure(url, token, s.mcp_calls))
 
         timed("mcp", run_mcp)
+        timed("relay", lambda: relay.measure(s.relay_seconds, s.relay_rounds))
         timed("wrk", lambda: side_by_side.measure_keysafe(
             common.copy_vault(base, work / "wrk"), threads=2, connections=s.wrk_connections,
             seconds=s.wrk_seconds, rounds=s.wrk_rounds, log=log,
@@ -422,6 +426,20 @@ def _rows_mcp(f: dict[str, Any]) -> list[common.Figure]:
     return rows
 
 
+def _rows_relay(f: dict[str, Any]) -> list[common.Figure]:
+    r = f["relay"]
+    d, x = r["direct"], r["relayed"]
+
+    def side(v: dict[str, Any]) -> str:
+        return f"{_per_s(v['per_s'])} (p50 {_ms(v['p50_ms'])}, p99 {_ms(v['p99_ms'])}) (errors {v['errors']})"
+
+    return [common.Figure(
+        "relay", f"gated EVM sign through sidecar + relay / direct HTTP, {r['agents']} agents",
+        side(x), side(d), r["ratio_throughput"], "—", None,
+        note=f"p50 ratio {r['ratio_p50']:.2f}×",
+    )]  # fmt: skip
+
+
 def _rows_unlock(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     u = f["unlock"]
@@ -519,7 +537,7 @@ def _rows_dkls(f: dict[str, Any]) -> list[common.Figure]:
 
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
     "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
-    "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "unlock": _rows_unlock, "history": _rows_history,
+    "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "relay": _rows_relay, "unlock": _rows_unlock, "history": _rows_history,
     "frost": _rows_frost, "dkls": _rows_dkls, "wrk": _rows_wrk,
 }  # fmt: skip
 # Figures whose rows carry a target: a failure there counts as a missed target.

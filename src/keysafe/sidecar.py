@@ -48,7 +48,7 @@ from keysafe.relay.envelope import (
     seal,
 )
 from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
-from keysafe.relay.link import RelayLink
+from keysafe.relay.link import RelayLink, handed_over_in_order
 from keysafe.relay.pairing import Claim, ClaimAnswer, Invite, decode_invite, pairing_words
 from keysafe.relay.sidecar_state import SidecarState
 
@@ -70,15 +70,13 @@ class _Channel:
     sender: Sender = field(init=False)
     freshness: Freshness = field(default_factory=Freshness)
     waiting: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.sender = Sender(self.me)
 
     async def send(self, kind: Kind, request_id: str, payload: dict[str, Any]) -> None:
-        async with self.lock:  # one at a time, in order: see envelope.Freshness
-            message = self.sender.message(kind, self.vault.rid, request_id, payload)
-            await self.link.send(self.vault.rid, new_id(), seal(self.me, self.vault, message))
+        message = self.sender.message(kind, self.vault.rid, request_id, payload)
+        await handed_over_in_order(self.link, self.vault.rid, seal(self.me, self.vault, message))
 
     async def receive_forever(self) -> None:
         while True:

@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a quick run still starts several servers (about 40 s)
 
 FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
-           "wrk", "history", "hot_path")  # fmt: skip
+           "relay", "wrk", "history", "hot_path")  # fmt: skip
 TABLE_KEYS = {
     "gated_vs_noop_8", "solana_vs_noop_1", "evm_vs_noop_1", "evm_vs_noop_8", "solana_vs_noop_32",
     "evm_vs_noop_32", "solana_vs_raw", "evm_vs_raw", "decision_example", "decision_200",
-    "policy_parse", "budget", "proxy", "proxy_stream", "mcp", "unlock", "audit_verify", "startup_vs_hashlib",
+    "policy_parse", "budget", "proxy", "proxy_stream", "mcp", "relay", "unlock", "audit_verify", "startup_vs_hashlib",
     "startup_history", "throughput_history", "rss", "frost", "noop_vs_bare_8", "wrk_sign_vs_noop",
 }  # fmt: skip
 QuickRun = tuple[dict[str, Any], str, Path]  # the JSON, what was printed, where a report would go
@@ -88,6 +88,8 @@ def test_quick_run_measures_each_side_for_real(quick_run: QuickRun) -> None:
         assert f["wrk"][side]["errors"] == 0, side
     assert f["hot_path"]["stages"] and f["hot_path"]["top_own_time"]
     assert f["hot_path"]["with_history"]["stages"]
+    for side in ("direct", "relayed"):  # 8 paired sidecars through a relay, and 8 token agents
+        assert f["relay"][side]["calls"] > 0 and f["relay"][side]["errors"] == 0, side
     for path in ("direct", "vault_route", "local_proxy"):
         assert f["proxy_stream"]["timings"][path]["first_event"]["p50_ms"] > 0, path
     machine = result["machine"]

@@ -23,15 +23,22 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from tests.conftest import Cli
+from tests.e2e.keygen_fixture import create_apart, reshare_apart
 from tests.e2e.mcp_fixture import (
     MCP_POLICY,
     PROFILE,
     SIWE,
+    McpSession,
     McpVault,
     agent_side_env,
     build_mcp_vault,
+    ok,
     upstream,
 )
 from tests.e2e.server_fixture import (
@@ -55,6 +62,15 @@ pytestmark = [
 ]
 
 SIDECAR_PASSPHRASE = "sidecar passphrase for tests 7"
+RECOVERY_PASSPHRASE = "remote agent recovery passphrase, offline"
+SHARE_KEY = "remote agent share key, agent host only"
+GREET = """\
+  - name: greet
+    allow: [solana.sign_message]
+    wallets: [team]
+    chains: [solana]
+    message_matches: "^hello"
+"""
 
 
 @dataclass
@@ -288,6 +304,41 @@ def test_attack_the_relays_and_redis_see_no_secret_amount_or_address(remote: Rem
     assert len(seen["redis traffic"]) > 10_000  # it did carry the session
     found = [(where, c) for where, blob in seen.items() for c in canaries if c.encode() in blob]
     assert not found, found
+
+
+def test_a_2_of_3_wallet_is_made_reshared_and_used_through_the_sidecar(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The threshold protocols run over the same channel: the agent's party of the key ceremony
+    (`keysafe agent threshold join`) and of each signature (`keysafe mcp` with its share) talk to
+    the vault only through the sidecar and the relays."""
+    policy = tmp_path / "remote.yaml"
+    policy.write_text(MCP_POLICY + GREET, encoding="utf-8")
+    remote.owner.ok("policy", "set", "remote", str(policy))
+    agent_env = agent_side_env(tmp_path / "agent-home") | {
+        "KEYSAFE_URL": remote.sidecar_url, "KEYSAFE_AGENT_TOKEN": remote.token,
+        "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+    }  # fmt: skip
+    share, recovery = tmp_path / "team.share", tmp_path / "team.recovery"
+    made = create_apart(
+        remote.owner, "team", "solana", "remote", recovery_file=recovery, share_file=share,
+        recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
+    )  # fmt: skip
+    assert made.agent["address"] == made.owner["address"]
+    reshare_apart(
+        remote.owner, "team", "agent,vault", recovery_file=tmp_path / "team.recovery2",
+        share_file=share, recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
+    )  # fmt: skip
+    env = agent_env | {"KEYSAFE_AGENT_SHARE_FILE": str(share)}
+    params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
+    with (
+        open(tmp_path / "mcp-stderr.log", "w") as errlog,
+        McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as mcp,
+    ):
+        got = ok(mcp.call("sign_message", {"wallet": "team", "message": "hello remote"}))
+    assert Signature.from_string(got["signature"]).verify(
+        Pubkey.from_string(made.owner["address"]), b"hello remote"
+    )
 
 
 def test_revoking_the_agent_cuts_the_sidecar_off(remote: Remote) -> None:

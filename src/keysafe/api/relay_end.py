@@ -36,12 +36,11 @@ from keysafe.relay.envelope import (
     Message,
     PeerKeys,
     Sender,
-    new_id,
     open_sealed,
     seal,
 )
 from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
-from keysafe.relay.link import Delivered, RelayLink
+from keysafe.relay.link import Delivered, RelayLink, handed_over_in_order
 from keysafe.relay.pairing import Claim, ClaimAnswer
 from keysafe.service import pairing
 from keysafe.vault.vault import Vault
@@ -108,7 +107,6 @@ class VaultEnd:
         me = await asyncio.to_thread(pairing.vault_identity, self.vault)
         link = self.link_factory(self.relay, me)
         sender = Sender(me)
-        lock = asyncio.Lock()
         await link.start()
         logger.info("relay: connected out to %s as %s", self.relay, me.rid[:12])
         client = httpx.AsyncClient(
@@ -123,7 +121,7 @@ class VaultEnd:
                 await link.ack(delivered.id)
                 if message is None:
                     continue
-                task = asyncio.create_task(self._answer(message, me, link, sender, lock, client))
+                task = asyncio.create_task(self._answer(message, me, link, sender, client))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         finally:
@@ -176,7 +174,7 @@ class VaultEnd:
 
     async def _answer(
         self, message: Message, me: Identity, link: RelayLink, sender: Sender,
-        lock: asyncio.Lock, client: httpx.AsyncClient,
+        client: httpx.AsyncClient,
     ) -> None:  # fmt: skip
         key = (message.sender, message.id)
         now = time.monotonic()
@@ -200,9 +198,8 @@ class VaultEnd:
             to_keys = await asyncio.to_thread(self._keys_of, message)
         if to_keys is None:
             return  # nobody to answer: an unknown sender gets silence
-        async with lock:  # sealed and handed over one at a time: see envelope.Freshness
-            reply = sender.message(held.kind, message.sender, message.id, done["payload"])
-            await link.send(message.sender, new_id(), seal(me, to_keys, reply))
+        reply = sender.message(held.kind, message.sender, message.id, done["payload"])
+        await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
 
     def _keys_of(self, message: Message) -> PeerKeys | None:
         if message.kind is Kind.CLAIM:

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -494,3 +495,17 @@ class RelayLink:
                         self._deliver(m["from"], m["id"], m["body"])
             finally:
                 self._http = None
+
+
+async def handed_over_in_order(link: RelayLink, to: str, body: bytes) -> None:
+    """Send `body` to `to` under a fresh message id, in the order of the calls.
+
+    Messages numbered in sequence must leave in that order (relay/envelope.py `Freshness`
+    refuses one that arrives after a later one), but waiting for each one's round trip to the
+    relay before sending the next would cap a busy end at one message per round trip. asyncio
+    starts tasks in the order they are created, and a send writes its frame before it first waits
+    for the relay's answer, so sends started one after another leave in order without waiting
+    for each other. (Across a reconnect, a resent one may still arrive late: it is refused, and
+    its sender's retry, sealed anew, is not.)
+    """
+    await asyncio.create_task(link.send(to, secrets.token_hex(16), body))
