@@ -181,12 +181,20 @@ async def pair(
         await link.close()
 
 
-def _bearer_ok(state: SidecarState, request: Request) -> bool:
+_PLACEHOLDER_ROUTES: Final = ("/v1/agent/http", "/v1/agent/http-request")
+
+
+def _caller(state: SidecarState, request: Request) -> str | None:
+    """Who may call: "local" (the local token), "placeholder" (a `ksp_…` on a credential call,
+    for `keysafe proxy`: forwarded for the vault to check), or None."""
     auth = request.headers.get("authorization", "")
     if not auth.lower().startswith("bearer "):
-        return False
-    got = hashlib.sha256(auth[7:].strip().encode()).hexdigest()
-    return hmac.compare_digest(got, state.local_token_sha256)
+        return None
+    bearer = auth[7:].strip()
+    if bearer.startswith("ksp_") and request.url.path in _PLACEHOLDER_ROUTES:
+        return "placeholder"
+    got = hashlib.sha256(bearer.encode()).hexdigest()
+    return "local" if hmac.compare_digest(got, state.local_token_sha256) else None
 
 
 def _refused(status: int, code: str, message: str, next_step: str) -> JSONResponse:
@@ -199,7 +207,8 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
     """The agent API on the agent's host: every /v1/agent/ path, forwarded to the vault."""
 
     async def forward(request: Request) -> Response:
-        if not _bearer_ok(state, request):
+        caller = _caller(state, request)
+        if caller is None:
             return _refused(
                 401, "NOT_AUTHENTICATED", "This sidecar needs its local token.",
                 "send `Authorization: Bearer ks_local_…` (printed by `keysafe sidecar pair`).",
@@ -208,7 +217,9 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
         try:
             relayed = RelayedRequest(
                 method=request.method, path=request.url.path, query=request.url.query,
-                headers={k: v for k, v in request.headers.items() if k.lower() in _FORWARDED},
+                headers={k: v for k, v in request.headers.items()
+                         if k.lower() in _FORWARDED
+                         or (caller == "placeholder" and k.lower() == "authorization")},
                 body=base64.b64encode(body).decode(),
             )  # fmt: skip
         except ValidationError:

@@ -225,6 +225,32 @@ def test_an_approval_round_trip_through_the_sidecar(remote: Remote) -> None:
     assert done.json()["result"]["signed_transaction"].startswith("0x")
 
 
+def test_keysafe_proxy_placeholders_work_through_the_sidecar_for_its_agent_only(
+    remote: Remote,
+) -> None:
+    """`keysafe proxy` on the agent's host sends a `ksp_…` placeholder, not the local token: the
+    sidecar forwards it on credential calls only, and the vault takes it only for the sidecar's
+    own agent (agent `bot`'s placeholder, used through `remote`'s sidecar, is refused)."""
+    out = remote.owner.ok("credential", "placeholder", "echo", "--agent", "remote", "--json")
+    own = json.loads(out.stdout)["placeholder"]
+    call = {"credential": "echo", "method": "GET",
+            "url": f"http://127.0.0.1:{remote.upstream_port}/through-sidecar"}  # fmt: skip
+
+    def via(placeholder: str, path: str = "/v1/agent/http") -> httpx.Response:
+        return httpx.post(
+            f"{remote.sidecar_url}{path}", json=call, timeout=60,
+            headers={"authorization": f"Bearer {placeholder}"},
+        )  # fmt: skip
+
+    r = via(own)
+    assert r.status_code == 200, r.text
+    assert remote.vault.secret not in r.text
+    foreign = via(remote.vault.placeholder)  # bot's placeholder
+    assert foreign.status_code in (401, 403), foreign.text
+    elsewhere = via(own, "/v1/agent/whoami")  # a placeholder is no agent token
+    assert elsewhere.status_code == 401, elsewhere.text
+
+
 def _audited(remote: Remote, action: str) -> list[dict[str, object]]:
     session = remote.server.login()
     rows = httpx.get(

@@ -98,20 +98,27 @@ async def agent_name(request: Request) -> str:
     sig = request.headers.get("x-keysafe-signature")
     envelope_raw = request.headers.get("x-keysafe-envelope")
     relayed = request.scope.get(wire.RELAYED_AGENT)
-    if isinstance(relayed, str):
-        # A paired sidecar's request, opened and checked by api/relay_end.py in this process
-        # (signature, freshness, the agent not revoked): no network request can set this key.
-        name = relayed
-    elif auth.lower().startswith("bearer ") and auth[7:].strip().startswith(placeholders.PREFIX):
-        # A placeholder speaks for its agent on the credential call and nowhere else.
+    placeholder = auth.lower().startswith("bearer ") and auth[7:].strip().startswith(
+        placeholders.PREFIX
+    )
+    if placeholder:
+        # A placeholder speaks for its agent on the credential call and nowhere else; through a
+        # sidecar, only for the sidecar's own agent.
         holder = await run_in_threadpool(placeholders.authenticate, st.vault, auth[7:].strip())
-        if request.url.path not in HTTP_ROUTES:
+        if request.url.path not in HTTP_ROUTES or (
+            isinstance(relayed, str) and holder.agent != relayed
+        ):
             raise await run_in_threadpool(
                 placeholders.refuse_use, st.vault, holder, wanted=request.url.path,
-                why="not a credential call",
+                why="not a credential call" if request.url.path not in HTTP_ROUTES
+                else "another agent's sidecar",
             )  # fmt: skip
         request.state.placeholder = holder
         name = holder.agent
+    elif isinstance(relayed, str):
+        # A paired sidecar's request, opened and checked by api/relay_end.py in this process
+        # (signature, freshness, the agent not revoked): no network request can set this key.
+        name = relayed
     elif auth.lower().startswith("bearer "):
         token = auth[7:].strip()
         # The quick check reads the agent's row without waiting (microseconds), on the event

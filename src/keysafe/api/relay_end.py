@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 ANSWERS_KEPT_S: Final = 600.0  # a retried request id gets its first answer for this long
 MAX_AUDITED_PER_MINUTE: Final = 30  # refused envelopes audited one by one; beyond, counted
 _FORWARDED: Final = ("content-type", "accept", "idempotency-key")
+PLACEHOLDER_PREFIX: Final = "ksp_"  # service/placeholders.py PREFIX
 _RETURNED: Final = ("content-type", "retry-after", "location")
 
 Scope = MutableMapping[str, Any]
@@ -232,6 +233,10 @@ class VaultEnd:
                 None,
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+        auth = request.headers.get("authorization", "")
+        if auth.startswith(f"Bearer {PLACEHOLDER_PREFIX}"):
+            # `keysafe proxy` on the agent's host: the placeholder keeps its narrow rights.
+            headers["authorization"] = auth
         headers["x-keysafe-relayed-agent"] = agent[0]
         response = await client.request(
             request.method, request.path + (f"?{request.query}" if request.query else ""),
