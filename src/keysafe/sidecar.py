@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -49,7 +50,14 @@ from keysafe.relay.envelope import (
 )
 from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
 from keysafe.relay.link import RelayLink, handed_over_in_order
-from keysafe.relay.pairing import Claim, ClaimAnswer, Invite, decode_invite, pairing_words
+from keysafe.relay.pairing import (
+    Claim,
+    ClaimAnswer,
+    Invite,
+    commitment,
+    decode_invite,
+    pairing_words,
+)
 from keysafe.relay.sidecar_state import SidecarState
 
 logger = logging.getLogger(__name__)
@@ -58,6 +66,7 @@ RETRY_AFTER_S: Final = 4.0  # a request with no answer yet is sent again after t
 REQUEST_DEADLINE_S: Final = 120.0  # and given up after this long
 CLAIM_EVERY_S: Final = 1.0
 _FORWARDED: Final = ("content-type", "accept", "idempotency-key")
+MAX_BODY: Final = 1024 * 1024  # what the vault takes (wire.MAX_BODY)
 
 
 @dataclass
@@ -144,24 +153,30 @@ async def pair(
     invite = decode_invite(invite_text, now=time.time())
     me = Identity.generate()
     vault = invite.vault_keys
-    words = pairing_words(invite, vault, me.public)
-    on_words(words)
+    nonce = secrets.token_bytes(16)
     link = link_factory(invite.relay, me)
     await link.start()
     channel = _Channel(me, vault, link)
     receiver = asyncio.create_task(channel.receive_forever())
-    claim = Claim(invite=invite, sidecar=me.public.to_text(), host=host_label[:100])
-    request_id = new_id()
+    claim = Claim(
+        invite=invite, sidecar=me.public.to_text(), host=host_label[:100],
+        commitment=commitment(nonce),
+    )  # fmt: skip
+    words: list[str] | None = None
     try:
         while time.time() < invite.expires + 300:  # an approval may take the approval's TTL
-            answer_msg = await channel.ask(
-                Kind.CLAIM, claim.model_dump(mode="json"), request_id=request_id,
-                retry_after=CLAIM_EVERY_S, deadline=60,
-            )  # fmt: skip
-            answer = ClaimAnswer.model_validate(answer_msg.payload)
+            answer = await _claim_once(channel, claim)
+            if answer.status == "reveal" and words is None:
+                # The vault fixed its nonce before seeing ours: now ours is revealed, and both
+                # ends can say the words.
+                words = pairing_words(invite, vault, me.public, nonce, bytes.fromhex(
+                    answer.nonce or ""))  # fmt: skip
+                on_words(words)
+                claim = claim.model_copy(update={"reveal": nonce.hex()})
+                continue
             if answer.status == "paired":
                 return me, invite
-            if answer.status != "pending":
+            if answer.status not in ("pending", "reveal"):
                 raise MalformedRequestError(
                     f"The pairing was not made ({answer.status}): "
                     f"{answer.message or 'the vault refused it'}",
@@ -179,6 +194,13 @@ async def pair(
     finally:
         receiver.cancel()
         await link.close()
+
+
+async def _claim_once(channel: _Channel, claim: Claim) -> ClaimAnswer:
+    message = await channel.ask(
+        Kind.CLAIM, claim.model_dump(mode="json"), retry_after=CLAIM_EVERY_S, deadline=60
+    )
+    return ClaimAnswer.model_validate(message.payload)
 
 
 _PLACEHOLDER_ROUTES: Final = ("/v1/agent/http", "/v1/agent/http-request")
@@ -213,7 +235,16 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
                 401, "NOT_AUTHENTICATED", "This sidecar needs its local token.",
                 "send `Authorization: Bearer ks_local_…` (printed by `keysafe sidecar pair`).",
             )  # fmt: skip
-        body = await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
+            return _refused(413, "PAYLOAD_TOO_LARGE", "The request body is too large.",
+                            "send at most 1 MiB.")  # fmt: skip
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return _refused(413, "PAYLOAD_TOO_LARGE", "The request body is too large.",
+                                "send at most 1 MiB.")  # fmt: skip
         try:
             relayed = RelayedRequest(
                 method=request.method, path=request.url.path, query=request.url.query,
@@ -240,9 +271,7 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
         return Response(content, status_code=out.status, headers=out.headers)
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {"ok": True, "sidecar": True, "agent": state.agent, "relay": channel.link.connected}
-        )
+        return JSONResponse({"ok": True, "sidecar": True, "relay": channel.link.connected})
 
     return Starlette(
         routes=[

@@ -10,16 +10,21 @@ cutting the sidecar off.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +33,12 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from keysafe import sidecar
+from keysafe.crypto.secret import SecretBytes
+from keysafe.relay import sidecar_state
+from keysafe.relay.envelope import Kind, PeerKeys
+from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
+from keysafe.relay.link import RelayLink
 from tests.conftest import Cli
 from tests.e2e.keygen_fixture import create_apart, reshare_apart
 from tests.e2e.mcp_fixture import (
@@ -88,6 +99,8 @@ class Remote:
     token: str
     words: list[str]
     upstream_port: int
+    stack: ExitStack  # what a test starts anew (a restarted vault or sidecar) lives until the end
+    server_args: tuple[str, ...]
 
     def call(self, method: str, path: str, body: object = None, **kw: object) -> httpx.Response:
         return httpx.request(
@@ -144,6 +157,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                 cli_env(vault.home), "--unlock", "--rate-limit", "1000", "--relay", a.ws_url,
                 log_dir=root,
             ) as server:  # fmt: skip
+                # (a test may kill it and start another on the same home: see Remote.stack)
                 owner = Cli(vault.home, cli_env(vault.home) | {"KEYSAFE_URL": server.url})
                 invite = owner.ok(
                     "agent", "invite", "remote", "--policy", str(root / "remote.yaml"),
@@ -167,12 +181,15 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                     except httpx.HTTPError:
                         pass
                     time.sleep(0.05)
-                try:
-                    yield Remote(vault, server, owner, a, b, redis_port, traffic, sidecar, url,
-                                 log, token, words, up.port)  # fmt: skip
-                finally:
-                    sidecar.terminate()
-                    sidecar.wait(10)
+                args = ("--unlock", "--rate-limit", "1000", "--relay", a.ws_url)
+                with ExitStack() as stack:
+                    made = Remote(vault, server, owner, a, b, redis_port, traffic, sidecar, url,
+                                  log, token, words, up.port, stack, args)  # fmt: skip
+                    try:
+                        yield made
+                    finally:
+                        made.sidecar.terminate()
+                        made.sidecar.wait(10)
         monitor.terminate()
 
 
@@ -365,6 +382,112 @@ def test_a_2_of_3_wallet_is_made_reshared_and_used_through_the_sidecar(
     assert Signature.from_string(got["signature"]).verify(
         Pubkey.from_string(made.owner["address"]), b"hello remote"
     )
+
+
+def test_attack_a_relayed_path_cannot_leave_the_agent_api(remote: Remote) -> None:
+    """`/v1/agent/../owner/login` sent as is (no client normalises it here) must not reach the
+    owner's login through the sidecar and the relay: that would let a remote agent guess the
+    passphrase and lock the owner out with the unlock throttle."""
+    for path in ("/v1/agent/../owner/login", "/v1/agent/%2e%2e/owner/login", "/v1/agent/../../"):
+        with socket.create_connection(
+            ("127.0.0.1", int(remote.sidecar_url.rsplit(":", 1)[1]))
+        ) as c:
+            body = b'{"passphrase": "guess"}'
+            c.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                f"{remote.token}\r\nContent-Type: application/json\r\nContent-Length: "
+                f"{len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            answer = b""
+            while chunk := c.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        assert status in (400, 404), (path, answer[:300])
+    session = remote.server.login()  # the owner's login still works: no throttle was tripped
+    assert session
+
+
+def _sidecar_channel(remote: Remote) -> tuple[Any, Any]:
+    """This test's own end with the paired sidecar's keys (the sidecar process is stopped)."""
+    state = sidecar_state.load_state(remote.sidecar_log.parent / "agent-host")
+    with SecretBytes(bytearray(SIDECAR_PASSPHRASE.encode())) as secret:
+        me = sidecar_state.open_identity(state, secret)
+    return me, PeerKeys.from_text(state.vault)
+
+
+def _ask(
+    remote: Remote, me: Any, vault: Any, requests: list[tuple[str, dict[str, Any]]]
+) -> list[Any]:
+    async def go() -> list[Any]:
+        link = RelayLink(remote.relay_b.ws_url, me.sign)
+        await link.start()
+        channel = sidecar._Channel(me, vault, link)
+        receiver = asyncio.create_task(channel.receive_forever())
+        try:
+            out = []
+            for request_id, payload in requests:
+                answer = await channel.ask(Kind.REQUEST, payload, request_id=request_id)
+                out.append(RelayedResponse.model_validate(answer.payload))
+            return out
+        finally:
+            receiver.cancel()
+            await link.close()
+
+    return asyncio.run(go())
+
+
+def _post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return RelayedRequest(
+        method="POST", path=path, headers={"content-type": "application/json"},
+        body=base64.b64encode(json.dumps(body).encode()).decode(),
+    ).model_dump(mode="json")  # fmt: skip
+
+
+def test_attack_a_request_retried_after_the_vault_restarts_runs_once(remote: Remote) -> None:
+    """The sidecar sends a late request again under the same id. If the vault crashed in the
+    meantime, its memory of answers is gone: a signature must still be made once (the retry gets
+    the first one back), and a call that cannot say what it did is refused, not run again."""
+    remote.sidecar.terminate()
+    remote.sidecar.wait(10)
+    me, vault = _sidecar_channel(remote)
+    signed_before = len(_audited(remote, "evm.sign_message"))
+    message = f"{SIWE}\nNonce: once-across-restart"
+    sign = (
+        os.urandom(16).hex(),
+        _post("/v1/agent/sign-message", {"wallet": "main", "message": message}),
+    )
+    read = (os.urandom(16).hex(), _post("/v1/agent/read-data", {"name": "profile"}))
+    before = _ask(remote, me, vault, [sign, read])
+    assert [r.status for r in before] == [200, 200], before
+
+    remote.server.proc.kill()  # kill -9: no goodbye
+    remote.server.proc.wait(10)
+    remote.server = remote.stack.enter_context(
+        keysafe_server(cli_env(remote.vault.home), *remote.server_args)
+    )
+    remote.owner = Cli(
+        remote.vault.home, cli_env(remote.vault.home) | {"KEYSAFE_URL": remote.server.url}
+    )
+    after = _ask(remote, me, vault, [sign, read])
+    assert after[0].status == 200 and after[0].body == before[0].body  # the first signature
+    assert after[1].status == 409, after[1]
+    assert len(_audited(remote, "evm.sign_message")) - signed_before == 1  # signed once
+
+    # The sidecar again, for the tests after this one.
+    port = free_port()
+    remote.sidecar = subprocess.Popen(
+        [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(remote.sidecar_log, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, env=_sidecar_env(remote.sidecar_log.parent / "agent-host"),
+    )  # fmt: skip
+    remote.sidecar_url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{remote.sidecar_url}/v1/health", timeout=1).json().get("relay"):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
 
 
 def test_revoking_the_agent_cuts_the_sidecar_off(remote: Remote) -> None:

@@ -28,6 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from keysafe import wire
+from keysafe.errors import PayloadTooLargeError
 from keysafe.relay.envelope import (
     EnvelopeRefused,
     Freshness,
@@ -39,7 +40,7 @@ from keysafe.relay.envelope import (
     open_sealed,
     seal,
 )
-from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
+from keysafe.relay.forwarded import RelayedRequest, RelayedResponse, agent_path
 from keysafe.relay.link import Delivered, RelayLink, handed_over_in_order
 from keysafe.relay.pairing import Claim, ClaimAnswer
 from keysafe.service import pairing
@@ -48,8 +49,14 @@ from keysafe.vault.vault import Vault
 logger = logging.getLogger(__name__)
 
 ANSWERS_KEPT_S: Final = 600.0  # a retried request id gets its first answer for this long
+MAX_ANSWERS_KEPT: Final = 2048
 MAX_AUDITED_PER_MINUTE: Final = 30  # refused envelopes audited one by one; beyond, counted
 _FORWARDED: Final = ("content-type", "accept", "idempotency-key")
+# The routes whose request takes an idempotency key (its first result is kept in the database).
+IDEMPOTENT_ROUTES: Final = frozenset({
+    "/v1/agent/sign-transaction", "/v1/agent/send-transaction", "/v1/agent/sign-message",
+    "/v1/agent/sign-typed-data", "/v1/agent/transfer",
+})  # fmt: skip
 PLACEHOLDER_PREFIX: Final = "ksp_"  # service/placeholders.py PREFIX
 _RETURNED: Final = ("content-type", "retry-after", "location")
 
@@ -68,6 +75,11 @@ def as_agent(app: ASGIApp) -> ASGIApp:
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if not agent_path(str(scope.get("path", ""))):
+                # A relayed request is for the agent API and nothing else (not the owner's
+                # login, not the page): whatever a client or a decoder made of its path.
+                await _not_found(send)
+                return
             headers = [(k, v) for k, v in scope["headers"] if k != b"x-keysafe-relayed-agent"]
             agent = dict(scope["headers"]).get(b"x-keysafe-relayed-agent")
             scope = dict(scope) | {"headers": headers}
@@ -76,6 +88,14 @@ def as_agent(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return wrapped
+
+
+async def _not_found(send: Send) -> None:
+    body = json_bytes({"error": {"code": "NOT_FOUND", "message": "Not an agent API route.",
+                                 "next": "send an agent API request (/v1/agent/…)."}})  # fmt: skip
+    await send({"type": "http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 @dataclass
@@ -137,9 +157,12 @@ class VaultEnd:
         def key_of(message: Message) -> bytes | None:
             if message.kind is Kind.CLAIM:
                 try:
-                    return Claim.model_validate(message.payload).sidecar_keys.sign
+                    claim = Claim.model_validate(message.payload)
+                    keys = claim.sidecar_keys
                 except (ValidationError, ValueError):
                     return None
+                # Only a claim of an open invite is heard (and gets a place in Freshness).
+                return keys.sign if pairing.claim_admissible(self.vault, claim) else None
             if message.kind is Kind.REQUEST:
                 bound = pairing.sidecar_binding(self.vault, message.sender)
                 return None if bound is None else bound[1].sign
@@ -181,6 +204,9 @@ class VaultEnd:
         now = time.monotonic()
         for k in [k for k, a in self._answers.items() if now - a.at > ANSWERS_KEPT_S]:
             del self._answers[k]
+        while len(self._answers) >= MAX_ANSWERS_KEPT:  # oldest first (dicts keep order)
+            # A retry of a forgotten one meets its mark or its idempotency key instead.
+            del self._answers[next(iter(self._answers))]
         held = self._answers.get(key)
         if held is None or message.kind is Kind.CLAIM:
             # A claim is asked again while the owner decides: each one reads the state anew.
@@ -200,7 +226,14 @@ class VaultEnd:
         if to_keys is None:
             return  # nobody to answer: an unknown sender gets silence
         reply = sender.message(held.kind, message.sender, message.id, done["payload"])
-        await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
+        try:
+            await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
+        except PayloadTooLargeError:
+            # An answer the relay will not carry (a large API response): say so, not silence.
+            too_large = _error(413, "PAYLOAD_TOO_LARGE", "The answer is larger than the relay "
+                               "carries.")  # fmt: skip
+            reply = sender.message(Kind.RESPONSE, message.sender, message.id, too_large)
+            await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
 
     def _keys_of(self, message: Message) -> PeerKeys | None:
         if message.kind is Kind.CLAIM:
@@ -219,8 +252,9 @@ class VaultEnd:
             return Kind.RESPONSE, answer.model_dump(mode="json"), claim.sidecar_keys
         agent = await asyncio.to_thread(pairing.sidecar_agent, self.vault, message.sender)
         if agent is None:
-            # Revoked (or unpaired since): cut off, and told so once per request.
-            await asyncio.to_thread(self._audit_cut_off, message.sender)
+            # Revoked (or unpaired since): cut off, told so, and audited (at a bounded rate).
+            cut_off = EnvelopeRefused("revoked", "the sidecar's agent is revoked")
+            await asyncio.to_thread(self._audit_refused, message.sender, cut_off)
             return Kind.REFUSED, _error(401, "NOT_AUTHENTICATED", "This sidecar's agent was "
                                         "revoked or unpaired."), None  # fmt: skip
         try:
@@ -238,10 +272,21 @@ class VaultEnd:
             # `keysafe proxy` on the agent's host: the placeholder keeps its narrow rights.
             headers["authorization"] = auth
         headers["x-keysafe-relayed-agent"] = agent[0]
-        response = await client.request(
+        if request.method != "GET":
+            body, once = await self._at_most_once(request, body, agent[0], message)
+            if not once:
+                restarted = _error(
+                    409, "REQUEST_IN_PROGRESS", "The vault restarted while it ran this "
+                    "request, so it may or may not have run; it is not run again.",
+                )  # fmt: skip
+                return Kind.RESPONSE, restarted, agent[1]
+        built = client.build_request(
             request.method, request.path + (f"?{request.query}" if request.query else ""),
             content=body, headers=headers,
         )  # fmt: skip
+        if not agent_path(built.url.path):
+            return Kind.RESPONSE, _error(404, "NOT_FOUND", "Not an agent API route."), agent[1]
+        response = await client.send(built)
         out = RelayedResponse(
             status=response.status_code,
             headers={k: v for k, v in response.headers.items() if k.lower() in _RETURNED},
@@ -249,19 +294,42 @@ class VaultEnd:
         )
         return Kind.RESPONSE, out.model_dump(mode="json"), agent[1]
 
-    def _audit_cut_off(self, sender: str) -> None:
-        with self.vault.db.write() as conn:
-            self.vault.audit(
-                conn, actor=f"relay:{sender[:12]}", action="relay.refused",
-                target=f"sidecar:{sender[:12]}", outcome="denied",
-                details={"reason": "revoked", "detail": "the sidecar's agent is revoked"},
-            )  # fmt: skip
+    async def _at_most_once(
+        self, request: RelayedRequest, body: bytes, agent: str, message: Message
+    ) -> tuple[bytes, bool]:
+        """Make a request that changes something run once, across a restart of this process too
+        (the in-memory answers cover retries while it runs; a sidecar's retry after a restart
+        would otherwise run it again).
+
+        A route that takes an idempotency key gets one made of the sidecar and the request id
+        (unless the agent gave its own): the vault's idempotency table then answers a retry with
+        the first result. Any other route is marked in the database before it runs; a retry that
+        finds the mark and no answer is refused (it may have run), never run twice.
+        """
+        if request.path in IDEMPOTENT_ROUTES:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                if not parsed.get("idempotency_key"):
+                    parsed["idempotency_key"] = f"relay:{message.sender[:16]}:{message.id}"
+                return json.dumps(parsed).encode(), True
+        first = await asyncio.to_thread(
+            pairing.mark_relayed, self.vault, agent, message.sender, message.id
+        )
+        return body, first
 
 
 _NEXT: Final = {
     "NOT_AUTHENTICATED": "ask the owner to invite this host again (`keysafe agent invite`).",
     "MALFORMED_REQUEST": "send an agent API request (/v1/agent/…).",
     "INTERNAL": "retry; the owner finds the details in the vault's log.",
+    "REQUEST_IN_PROGRESS": "check what it did (list_pending_approvals, the chain), then ask "
+    "again as a new request if it is still needed.",
+    "NOT_FOUND": "send an agent API request (/v1/agent/…).",
+    "PAYLOAD_TOO_LARGE": "ask for less (a range, fewer fields), or run the agent beside the "
+    "vault for this call.",
 }
 
 

@@ -52,6 +52,7 @@ VERSION: Final = 1
 FRESH_MS: Final = 120_000  # a message more than 2 minutes from the receiver's clock is stale
 START_SKEW_MS: Final = 5_000  # how far before a receiver's start a message may have been sent
 MAX_SESSIONS: Final = 4096  # sender sessions remembered at once (each bounded by FRESH_MS)
+MAX_SESSIONS_PER_SENDER: Final = 8  # a sender's restarts within FRESH_MS; more is a flood
 _SUITE: Final = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 _SIGNED: Final = b"keysafe/relay/v1/envelope\n"
 _INFO: Final = b"keysafe/relay/v1/seal\n"
@@ -262,7 +263,10 @@ class Freshness:
         known = self._sessions.get(key)
         if known is not None and message.seq <= known.last_seq:
             raise EnvelopeRefused("reordered", "a later message of this sender came first")
-        if known is None and len(self._sessions) >= MAX_SESSIONS:
+        if known is None and (
+            len(self._sessions) >= MAX_SESSIONS
+            or sum(1 for s, _ in self._sessions if s == message.sender) >= MAX_SESSIONS_PER_SENDER
+        ):
             raise EnvelopeRefused("stale", "too many sender sessions at once")
         self._sessions[key] = _Session(message.seq, message.ts)
         self._nonces[message.nonce] = message.ts

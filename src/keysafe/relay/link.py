@@ -43,6 +43,7 @@ logger = logging.getLogger("keysafe.relay")
 Transport = Literal["auto", "ws", "poll"]
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _ATTEMPT_TIMEOUT_S = 10.0  # one try of a send; the send itself retries until its own timeout
+MAX_MESSAGE = 4 * 1024 * 1024  # the largest message body a link takes from its relay
 _ACKED_KEEP = 10_000  # ids acked recently, so a redelivery is re-acked and not handed out again
 _ACKED_FOR_S = 3600.0
 
@@ -106,6 +107,7 @@ class RelayLink:
         backoff_base: float = 0.2,
         backoff_max: float = 10.0,
         allow_insecure: bool = False,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         parts = urlsplit(url)
         secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme)
@@ -144,6 +146,10 @@ class RelayLink:
         self._ready = asyncio.Event()
         self._was_ready = False
         self._max_body: int | None = None
+        # What this end accepts, whatever the relay says its cap is: a hostile relay must not
+        # make it buffer a giant frame (one message on the WebSocket, a poll's answer over HTTP).
+        self._max_frame = 4 * (max_message + 2) // 3 + 4096
+        self._max_poll = 8 * self._max_frame
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -428,8 +434,9 @@ class RelayLink:
 
     async def _run_ws(self) -> None:
         try:
-            # max_size None: the relay bounds what it delivers by its own cap.
-            ws = await connect(self._ws_url, max_size=None, open_timeout=10, close_timeout=2)
+            ws = await connect(
+                self._ws_url, max_size=self._max_frame, open_timeout=10, close_timeout=2
+            )
         except InvalidStatus as exc:
             raise _HandshakeRefused(str(exc.response.status_code)) from None
         async with ws:
@@ -475,11 +482,26 @@ class RelayLink:
     async def _poll(self, wait: float) -> list[dict[str, str]]:
         skip = sorted(self._held)[:2000]
         content = json.dumps({"wait": wait, "skip": skip}).encode()
-        resp = await self._post(r.POLL_PATH, content, wait + _ATTEMPT_TIMEOUT_S)
-        if resp.status_code == 401:
-            raise _AuthRefused
-        resp.raise_for_status()
-        messages = resp.json()["messages"]
+        full = self._base_path + r.POLL_PATH
+        headers = {
+            r.AUTH_HEADER: r.http_auth(self._key, "POST", full, content),
+            "content-type": "application/json",
+        }
+        client = self._http
+        if client is None:
+            raise _Disconnected
+        async with client.stream(
+            "POST", full, content=content, headers=headers, timeout=wait + _ATTEMPT_TIMEOUT_S
+        ) as resp:
+            if resp.status_code == 401:
+                raise _AuthRefused
+            resp.raise_for_status()
+            raw = bytearray()
+            async for chunk in resp.aiter_bytes():
+                raw += chunk
+                if len(raw) > self._max_poll:
+                    raise _Disconnected  # a relay that sends more than this end takes
+        messages = json.loads(raw)["messages"]
         assert isinstance(messages, list)
         return messages
 

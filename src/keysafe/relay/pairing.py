@@ -5,15 +5,21 @@
    travels to the agent's host out of band (the owner copies it).
 2. The sidecar makes its own keys and sends a claim through the relay, sealed to the vault's key
    from the invite and signed by its own: the invite and the sidecar's public keys.
-3. Both ends derive four words from the transcript (the invite as signed, both ends' keys). A
-   relay, or anyone who swapped keys on the way, makes the two ends show different words; the
-   owner types the words the sidecar shows when approving, and a mismatch denies the pairing.
+3. The words come from a commit-then-reveal exchange, so nobody in between can choose keys
+   until the two ends' words match (44 bits are few enough to search offline otherwise): the
+   claim carries a commitment to a random nonce of the sidecar's; the vault answers with a nonce
+   of its own (fixed per invite); the sidecar then reveals its nonce, which must match the
+   commitment. Both ends derive four words from the transcript (the invite as signed, both ends'
+   keys, both nonces). Each side fixed its nonce before it saw the other's, and an invite is
+   claimed once, so someone who swapped keys on the way has one chance in 2^44 that the words
+   match. The owner types the words the sidecar shows when approving; other words deny it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from functools import cache
 from typing import Final, Literal
 
@@ -33,6 +39,7 @@ __all__ = [
     "ClaimAnswer",
     "ClaimStatus",
     "Invite",
+    "commitment",
     "decode_invite",
     "encode_invite",
     "normalise_words",
@@ -44,6 +51,7 @@ INVITE_TTL_S: Final = 600
 WORDS: Final = 4
 _INVITE_SIGNED: Final = b"keysafe/relay/v1/invite\n"
 _WORDS_CONTEXT: Final = b"keysafe/relay/v1/pairing-words"
+_COMMIT_CONTEXT: Final = b"keysafe/relay/v1/pairing-commit\n"
 
 
 class Invite(BaseModel):
@@ -131,13 +139,15 @@ class Claim(BaseModel):
     invite: Invite
     sidecar: str  # PeerKeys.to_text of the sidecar; it also signs the message that carries this
     host: str = Field(default="", max_length=100)  # a label for the owner, e.g. the hostname
+    commitment: str = Field(pattern=r"^[0-9a-f]{64}$")  # SHA-256 of the sidecar's nonce
+    reveal: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")  # that nonce, later
 
     @property
     def sidecar_keys(self) -> PeerKeys:
         return PeerKeys.from_text(self.sidecar)
 
 
-ClaimStatus = Literal["pending", "paired", "denied", "expired", "refused"]
+ClaimStatus = Literal["reveal", "pending", "paired", "denied", "expired", "refused"]
 
 
 class ClaimAnswer(BaseModel):
@@ -146,6 +156,7 @@ class ClaimAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     status: ClaimStatus
+    nonce: str | None = None  # "reveal": the vault's nonce; now the sidecar reveals its own
     approval_id: str | None = None
     words: list[str] | None = None  # the vault's words, so the sidecar can show a mismatch
     message: str | None = None
@@ -156,11 +167,19 @@ def _wordlist() -> list[str]:
     return list(Mnemonic("english").wordlist)
 
 
-def pairing_words(invite: Invite, vault: PeerKeys, sidecar: PeerKeys) -> list[str]:
+def commitment(nonce: bytes) -> str:
+    """The sidecar's commitment to its nonce (hex SHA-256)."""
+    return hashlib.sha256(_COMMIT_CONTEXT + nonce).hexdigest()
+
+
+def pairing_words(
+    invite: Invite, vault: PeerKeys, sidecar: PeerKeys, sidecar_nonce: bytes, vault_nonce: bytes
+) -> list[str]:
     """Four words (44 bits) from the pairing's transcript; both ends compute them alike."""
     digest = fingerprint(
-        _WORDS_CONTEXT, invite.signed_bytes(), vault.sign, vault.kem, sidecar.sign, sidecar.kem
-    )
+        _WORDS_CONTEXT, invite.signed_bytes(), vault.sign, vault.kem, sidecar.sign, sidecar.kem,
+        sidecar_nonce, vault_nonce,
+    )  # fmt: skip
     bits = int.from_bytes(digest[:8], "big") >> (64 - 11 * WORDS)
     words = _wordlist()
     return [words[(bits >> (11 * (WORDS - 1 - i))) & 0x7FF] for i in range(WORDS)]

@@ -17,12 +17,14 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keysafe import approvals as store
 from keysafe.approvals import Kind, Status
@@ -34,6 +36,7 @@ from keysafe.relay.pairing import (
     ClaimAnswer,
     ClaimStatus,
     Invite,
+    commitment,
     encode_invite,
     normalise_words,
     pairing_words,
@@ -49,8 +52,10 @@ __all__ = [
     "PairingRequest",
     "check_words",
     "claim",
+    "claim_admissible",
     "complete",
     "create_invite",
+    "mark_relayed",
     "server_relay",
     "set_server_relay",
     "sidecar_agent",
@@ -65,6 +70,7 @@ _IDENTITY: Final = "relay.identity"
 _RELAY_URL: Final = "relay.url"
 SIDECAR_SETTING: Final = "relay.sidecar:"  # + agent name: the sidecar's PeerKeys text
 MAX_OPEN_INVITES: Final = 16
+_CLAIMS: Final = threading.Lock()  # claims are answered in worker threads
 _CLAIM_STATUS: Final[dict[Status, ClaimStatus]] = {
     Status.PENDING: "pending", Status.EXECUTING: "pending", Status.APPROVED: "paired",
     Status.DENIED: "denied", Status.EXPIRED: "expired", Status.FAILED: "denied",
@@ -89,7 +95,9 @@ class _Open:
     invite: Invite
     policy: str | None
     policy_source: str | None
-    claimed_by: str | None = None
+    vault_nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    claimed_by: str | None = None  # the first claimer's keys hold the invite
+    commitment: str | None = None  # and its commitment, fixed with them
     approval_id: str | None = None
 
 
@@ -179,13 +187,34 @@ def create_invite(
     return encode_invite(identity, invite)
 
 
+def claim_admissible(vault: Vault, claimed: Claim) -> bool:
+    """Whether a claim may be heard at all: its invite is open, its secret and terms are the
+    vault's, and no other sidecar holds it. Checked before anything is remembered or written for
+    the claim, so a host that once saw an invite cannot flood the vault with claims."""
+    held = _table(vault).get(claimed.invite.id)
+    return (
+        held is not None
+        and hmac.compare_digest(held.invite.secret, claimed.invite.secret)
+        and held.invite == claimed.invite
+        and (held.claimed_by is None or (
+            held.claimed_by == claimed.sidecar and held.commitment == claimed.commitment))
+    )  # fmt: skip
+
+
 def claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
     """Answer a sidecar's claim (sent, and sent again while it waits, by `sender`).
 
-    The first valid claim of an invite parks the pairing approval; later claims by the same
-    sidecar read its state. The caller has checked that the claim's message is signed by the
-    sidecar key the claim names, and that `sender` is that key's routing id.
+    The first valid claim of an invite holds it (its keys and commitment) and is answered with
+    the vault's nonce; the claim that reveals the committed nonce parks the pairing approval with
+    the words; later claims by the same sidecar read its state. The caller has checked that the
+    claim's message is signed by the sidecar key the claim names, and that `sender` is that
+    key's routing id.
     """
+    with _CLAIMS:  # one claim at a time: the first one holds the invite
+        return _claim(vault, claimed, sender)
+
+
+def _claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
     table = _table(vault)
     held = table.get(claimed.invite.id)
     if held is None:
@@ -194,24 +223,35 @@ def claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
         held.invite != claimed.invite
     ):
         return _refuse(vault, sender, "refused", "This invite does not match the vault's.")
-    if held.claimed_by is not None and held.claimed_by != claimed.sidecar:
+    if held.claimed_by is not None and (
+        held.claimed_by != claimed.sidecar or held.commitment != claimed.commitment
+    ):
         return _refuse(vault, sender, "refused", "This invite was already used.")
-    keys = claimed.sidecar_keys
-    words = pairing_words(held.invite, vault_identity(vault).public, keys)
     if held.claimed_by is None:
-        held.claimed_by = claimed.sidecar
+        held.claimed_by, held.commitment = claimed.sidecar, claimed.commitment
+    if held.approval_id is None:
+        if claimed.reveal is None:
+            return ClaimAnswer(status="reveal", nonce=held.vault_nonce.hex())
+        sidecar_nonce = bytes.fromhex(claimed.reveal)
+        if not hmac.compare_digest(commitment(sidecar_nonce), claimed.commitment):
+            table.pop(claimed.invite.id, None)  # a wrong reveal spends the invite
+            return _refuse(vault, sender, "refused", "The revealed nonce is not the one "
+                           "committed to.")  # fmt: skip
+        words = pairing_words(
+            held.invite, vault_identity(vault).public, claimed.sidecar_keys, sidecar_nonce,
+            held.vault_nonce,
+        )  # fmt: skip
         held.approval_id = _park(vault, held, claimed, words)
     assert held.approval_id is not None
     approval = _approval(vault, held.approval_id)
     status = _CLAIM_STATUS[approval.status]
     if status != "pending":
         table.pop(claimed.invite.id, None)  # decided: the invite is spent
+    shown = approval.request.get("words")
     return ClaimAnswer(
-        status=status,
-        approval_id=approval.id,
-        words=words,
-        message=_said(approval),
-    )
+        status=status, approval_id=approval.id, message=_said(approval),
+        words=[str(w) for w in shown] if isinstance(shown, list) else None,
+    )  # fmt: skip
 
 
 def _said(approval: store.Approval) -> str | None:
@@ -279,6 +319,31 @@ def complete(vault: Vault, agent: str, request: PairingRequest) -> dict[str, Any
             details={"agent": agent, "sidecar": keys.rid, "host": request.host[:100]},
         )  # fmt: skip
     return {"agent": view.name, "sidecar": keys.rid, "status": "paired"}
+
+
+RELAYED_MARK_S: Final = 900.0  # longer than a sidecar retries one request (REQUEST_DEADLINE_S)
+
+
+def mark_relayed(vault: Vault, agent: str, sender: str, request_id: str) -> bool:
+    """Mark a sidecar's request as run (before it runs); False if it was marked already.
+
+    Kept in the database (the nonces table, as signed requests' nonces are), so a retry after
+    this process restarted is not run a second time.
+    """
+    now = vault.clock().timestamp()
+    with vault.db.write() as conn:
+        conn.execute(delete(t.nonces).where(t.nonces.c.expires < now))
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(t.nonces).values(
+                        agent=agent, nonce=f"relay:{sender[:32]}:{request_id}"[:128],
+                        expires=now + RELAYED_MARK_S,
+                    )
+                )  # fmt: skip
+        except SqlIntegrityError:
+            return False
+    return True
 
 
 def check_words(approval: store.Approval, typed: str | None) -> bool:

@@ -13,7 +13,7 @@ from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
 from keysafe.relay.envelope import Identity
-from keysafe.relay.pairing import Claim, Invite, decode_invite, pairing_words
+from keysafe.relay.pairing import Claim, Invite, commitment, decode_invite, pairing_words
 from keysafe.service import agents, approvals, dispatch, pairing
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
@@ -43,10 +43,23 @@ def _invite(vault: Vault, agent: str = "remote") -> tuple[str, Invite]:
     return text, decode_invite(text, now=time.time())
 
 
-def _claim(vault: Vault, invite: Invite, sidecar: Identity) -> tuple[Claim, list[str]]:
-    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(), host="vps-1")
+def _claim(
+    vault: Vault, invite: Invite, sidecar: Identity, nonce: bytes = b"n" * 16
+) -> tuple[Claim, list[str]]:
+    """Commit, learn the vault's nonce, reveal: the pairing is parked with its words, which are
+    the ones the sidecar computes."""
+    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(), host="vps-1",
+                  commitment=commitment(nonce))  # fmt: skip
+    first = pairing.claim(vault, claim, sidecar.rid)
+    assert first.status == "reveal" and first.nonce and first.words is None
+    assert approvals.list_approvals(vault) == []  # nothing parked before the reveal
+    claim = claim.model_copy(update={"reveal": nonce.hex()})
     answer = pairing.claim(vault, claim, sidecar.rid)
     assert answer.status == "pending" and answer.approval_id and answer.words
+    ours = pairing_words(
+        invite, invite.vault_keys, sidecar.public, nonce, bytes.fromhex(first.nonce)
+    )
+    assert answer.words == ours
     return claim, answer.words
 
 
@@ -54,7 +67,6 @@ def test_both_ends_show_the_same_words_and_the_right_words_pair(vault: Vault) ->
     _, invite = _invite(vault)
     sidecar = Identity.generate()
     claim, vault_words = _claim(vault, invite, sidecar)
-    assert vault_words == pairing_words(invite, invite.vault_keys, sidecar.public)
     pending = approvals.list_approvals(vault)
     assert [a.kind.value for a in pending] == ["pairing"]
     view = pending[0].for_owner()
@@ -78,7 +90,9 @@ def test_attack_wrong_words_deny_the_pairing_for_good(vault: Vault) -> None:
     _, invite = _invite(vault)
     in_between = Identity.generate()
     claim, vault_words = _claim(vault, invite, in_between)
-    honest_words = pairing_words(invite, invite.vault_keys, Identity.generate().public)
+    honest_words = pairing_words(
+        invite, invite.vault_keys, Identity.generate().public, b"s" * 16, b"v" * 16
+    )
     assert honest_words != vault_words
     approval_id = approvals.list_approvals(vault)[0].id
     with pytest.raises(MalformedRequestError, match="not the words"):
@@ -95,9 +109,32 @@ def test_attack_a_reused_invite_is_refused(vault: Vault) -> None:
     _, invite = _invite(vault)
     _claim(vault, invite, Identity.generate())
     second = Identity.generate()
-    answer = pairing.claim(vault, Claim(invite=invite, sidecar=second.public.to_text()), second.rid)
+    other = Claim(invite=invite, sidecar=second.public.to_text(), commitment=commitment(b"x" * 16))
+    answer = pairing.claim(vault, other, second.rid)
     assert answer.status == "refused" and "already used" in (answer.message or "")
+    assert not pairing.claim_admissible(vault, other)
     assert len(approvals.list_approvals(vault)) == 1
+
+
+def test_attack_the_first_claimer_cannot_change_its_commitment_or_reveal_another_nonce(
+    vault: Vault,
+) -> None:
+    """With the vault's nonce known, someone in between would like to pick its nonce (or keys)
+    again until the words match the honest sidecar's: the commitment is fixed by the first
+    claim, and a reveal that does not match it spends the invite."""
+    _, invite = _invite(vault)
+    sidecar = Identity.generate()
+    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(),
+                  commitment=commitment(b"a" * 16))  # fmt: skip
+    assert pairing.claim(vault, claim, sidecar.rid).status == "reveal"
+    again = claim.model_copy(update={"commitment": commitment(b"b" * 16)})
+    assert pairing.claim(vault, again, sidecar.rid).status == "refused"
+    assert not pairing.claim_admissible(vault, again)
+    lying = claim.model_copy(update={"reveal": (b"b" * 16).hex()})
+    assert pairing.claim(vault, lying, sidecar.rid).status == "refused"
+    honest = claim.model_copy(update={"reveal": (b"a" * 16).hex()})
+    assert pairing.claim(vault, honest, sidecar.rid).status == "expired"  # spent
+    assert approvals.list_approvals(vault) == []
 
 
 def test_attack_an_invite_with_a_guessed_secret_or_changed_terms_is_refused(vault: Vault) -> None:
@@ -108,7 +145,9 @@ def test_attack_an_invite_with_a_guessed_secret_or_changed_terms_is_refused(vaul
         Invite(**(invite.model_dump() | {"agent": "admin"})),
         Invite(**(invite.model_dump() | {"expires": invite.expires + 86400})),
     ):
-        claim = Claim(invite=forged, sidecar=sidecar.public.to_text())
+        claim = Claim(invite=forged, sidecar=sidecar.public.to_text(),
+                      commitment=commitment(b"c" * 16))  # fmt: skip
+        assert not pairing.claim_admissible(vault, claim)
         assert pairing.claim(vault, claim, sidecar.rid).status == "refused"
     assert approvals.list_approvals(vault) == []
 
