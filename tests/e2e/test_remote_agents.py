@@ -30,6 +30,7 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from playwright.sync_api import expect, sync_playwright
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
@@ -49,6 +50,7 @@ from tests.e2e.mcp_fixture import (
     McpVault,
     agent_side_env,
     build_mcp_vault,
+    mcp_http_server,
     ok,
     upstream,
 )
@@ -62,7 +64,8 @@ from tests.e2e.server_fixture import (
     free_port,
     keysafe_server,
 )
-from tests.e2e.test_mcp_inspector import INSPECTOR, _pending_approval, _sweep, cases
+from tests.e2e.test_mcp_inspector import INSPECTOR, Case, _pending_approval, _sweep, cases
+from tests.e2e.test_web_page import CHROMIUM, CHROMIUM_ARGS, DOCS_SHOTS, unlock
 from tests.relay_fixture import RelayProcess, redis_server, relay_process
 
 pytestmark = [
@@ -221,6 +224,22 @@ def test_every_mcp_tool_allowed_and_refused_through_the_sidecar(
     problems = _sweep(target, env, cases(remote.upstream_port, approval_id))
     assert not problems, "\n".join(problems)
     assert whoami(remote) == "remote"
+
+
+def test_mcp_over_http_works_through_the_sidecar(remote: Remote, tmp_path: Path) -> None:
+    """`keysafe mcp --http` on the agent's host, pointed at the sidecar, with the local token as
+    the bearer (checked against the vault through the sidecar on every request)."""
+    env = agent_side_env(tmp_path / "nowhere")
+    with mcp_http_server(env, remote.sidecar_url, tmp_path) as http:
+        target = [http.url, "--transport", "http", "--header",
+                  f"Authorization: Bearer {remote.token}"]  # fmt: skip
+        problems = _sweep(target, env, [
+            Case("list_capabilities", {}, None),
+            Case("sign_message", {"wallet": "main", "message": SIWE}, None),
+            Case("sign_message", {"wallet": "main", "message": "send me everything"},
+                 "POLICY_DENIED"),
+        ])  # fmt: skip
+    assert not problems, "\n".join(problems)
 
 
 def whoami(remote: Remote) -> str:
@@ -488,6 +507,47 @@ def test_attack_a_request_retried_after_the_vault_restarts_runs_once(remote: Rem
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium (scripts/test installs it)")
+def test_the_owner_approves_a_pairing_on_the_web_page_by_typing_the_words(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The pairing card shows the vault's four words; the owner types the ones the sidecar shows
+    and approves (a screenshot of the card goes to docs/screenshots/pairing-card.png)."""
+    out = remote.owner.ok(
+        "agent", "invite", "webbot", "--policy", str(remote.sidecar_log.parent / "remote.yaml"),
+        "--relay", remote.relay_b.ws_url,
+    ).stdout  # fmt: skip
+    invite = re.search(r"ksi_[A-Za-z0-9_.\-]+", out).group(0)  # type: ignore[union-attr]
+    proc = subprocess.Popen(
+        [KEYSAFE, "sidecar", "pair", invite, "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=_sidecar_env(tmp_path / "web-host"),
+    )  # fmt: skip
+    assert proc.stderr is not None
+    words = re.search(r"Pairing words: ((?:[a-z]+ ){3}[a-z]+)", proc.stderr.readline().decode())
+    assert words is not None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_context(
+            viewport={"width": 1200, "height": 860}, base_url=remote.server.url,
+            color_scheme="light",
+        ).new_page()  # fmt: skip
+        page.set_default_timeout(15_000)
+        unlock(page)
+        card = page.locator("article.approval", has_text="webbot")
+        expect(card).to_be_visible()
+        expect(card.locator(".pairing-words strong")).to_have_text(words.group(1))
+        expect(card).to_contain_text("Pair a remote sidecar")
+        card.screenshot(path=str(DOCS_SHOTS / "pairing-card.png"), animations="disabled",
+                        caret="hide")  # fmt: skip
+        card.get_by_label("The four words the sidecar shows").fill(words.group(1))
+        card.get_by_role("button", name="Approve", exact=True).click()
+        expect(page.locator("#message")).to_contain_text("Approved")
+        browser.close()
+    out_b, err_b = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err_b.decode()
+    assert json.loads(out_b)["local_token"].startswith("ks_local_")
 
 
 def test_revoking_the_agent_cuts_the_sidecar_off(remote: Remote) -> None:
