@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -305,14 +304,4 @@ async def serve(
         await link.close()
 
 
-def port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-__all__ = ["local_app", "pair", "port_free", "serve"]
+__all__ = ["local_app", "pair", "serve"]

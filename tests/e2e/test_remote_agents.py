@@ -351,6 +351,7 @@ def test_attack_the_relays_and_redis_see_no_secret_amount_or_address(remote: Rem
         address[2:],
         address[2:].lower(),
         "example.com wants you to sign in",
+        hex(MILLI_ETH),  # an amount that went through
         "Nonce: restart0003",
     ]
     try:

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
 import sys
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 
+from keysafe.cli import ports
 from keysafe.cli.app import app
-from keysafe.errors import MalformedRequestError
 from keysafe.relay import routing
 
 logger = logging.getLogger("keysafe.relay")
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a busy port in one line before uvicorn prints its own multi-line error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise MalformedRequestError(
-                    f"keysafe relay cannot listen on {host}:{port} ({exc.strerror}).",
-                    next_step="pick an address of this machine with --host, or another --port.",
-                ) from None
-            raise MalformedRequestError(
-                f"Port {port} on {host} is already in use (another relay, or another program).",
-                next_step="stop that program, or run `keysafe relay --port N`.",
-            ) from None
 
 
 def _log_to_stderr(verbose: bool) -> None:
@@ -106,7 +85,12 @@ def relay_cmd(
 
     from keysafe.relay.server import RelayConfig, make_relay_app
 
-    _check_port_free(host, port)
+    ports.check_port_free(
+        host,
+        port,
+        what="another relay",
+        next_step="stop that program, or run `keysafe relay --port N`.",
+    )
     _log_to_stderr(verbose)
     config = RelayConfig(
         max_body=max_body, ttl=ttl, rate=rate, burst=2 * rate, mailbox_cap=mailbox_cap,

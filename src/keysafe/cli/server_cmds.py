@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import re
-import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +13,7 @@ from urllib.parse import quote
 
 import typer
 
-from keysafe.cli import client, inputs, render
+from keysafe.cli import client, inputs, ports, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import MalformedRequestError
@@ -108,7 +106,11 @@ def serve(
             f"Refusing to serve on {host} without TLS: agent tokens and the passphrase would cross the network in clear.",
             next_step="bind 127.0.0.1 (the default), or pass --tls-cert FILE --tls-key FILE.",
         )
-    _check_port_free(host, port)  # before anything is opened or asked for
+    ports.check_port_free(
+        host, port, what="another `keysafe serve`",
+        next_step="stop that program, or run `keysafe serve --port N` and point agents at it "
+        "with KEYSAFE_URL=http://127.0.0.1:N.",
+    )  # fmt: skip
     h = home()
     vault = open_vault(h)
     _lock = h.hold_serve_lock()  # held (open) until this process ends
@@ -189,28 +191,6 @@ def _local_url(scheme: str, host: str, port: int) -> str:
     elif host == "::":
         host = "::1"
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Refuse a port something already listens on, in one line, before the passphrase is asked
-    for (uvicorn would print its own multi-line error after the vault was opened)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise MalformedRequestError(
-                    f"keysafe cannot listen on {host}:{port} ({exc.strerror}).",
-                    next_step="pick an address of this machine with --host, or another --port.",
-                ) from None
-            raise MalformedRequestError(
-                f"Port {port} on {host} is already in use (another `keysafe serve`, or another "
-                "program).",
-                next_step="stop that program, or run `keysafe serve --port N` and point agents "
-                "at it with KEYSAFE_URL=http://127.0.0.1:N.",
-            ) from None
 
 
 def _live() -> bool:

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 
 from keysafe import sidecar
-from keysafe.cli import inputs, render
+from keysafe.cli import inputs, ports, render
 from keysafe.cli.app import JsonFlag, app
-from keysafe.errors import AlreadyExistsError, MalformedRequestError
+from keysafe.errors import AlreadyExistsError
 from keysafe.relay import sidecar_state
 
 sidecar_app = typer.Typer(
@@ -53,11 +53,10 @@ def sidecar_serve(
         return
     home = sidecar_state.sidecar_home()
     state = sidecar_state.load_state(home)
-    if not sidecar.port_free("127.0.0.1", port):
-        raise MalformedRequestError(
-            f"Port {port} on 127.0.0.1 is already in use.",
-            next_step="stop that program, or pass --port N (and KEYSAFE_URL=http://127.0.0.1:N).",
-        )
+    ports.check_port_free(
+        "127.0.0.1", port, what="another sidecar",
+        next_step="stop that program, or pass --port N (and KEYSAFE_URL=http://127.0.0.1:N).",
+    )  # fmt: skip
     with inputs.passphrase(passphrase_file, env=_ENV, label="Sidecar passphrase") as secret:
         identity = sidecar_state.open_identity(state, secret)
 
