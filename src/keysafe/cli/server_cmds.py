@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -16,8 +17,8 @@ import typer
 from keysafe.cli import client, inputs, ports, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlocked
-from keysafe.errors import MalformedRequestError
-from keysafe.service import gate
+from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.service import epochs, gate
 from keysafe.service.context import open_vault
 
 if TYPE_CHECKING:
@@ -94,6 +95,14 @@ def serve(
             "listens for them here, and the relay reads none of it.",
         ),
     ] = None,
+    rotate_every: Annotated[
+        str,
+        typer.Option(
+            "--rotate-every",
+            help="Start a new epoch key (every record sealed again, the old key destroyed) this "
+            "often while unlocked, e.g. 7d, 12h; 0 never. Agents' revokes rotate too.",
+        ),
+    ] = "7d",
 ) -> None:
     """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
     import uvicorn
@@ -142,10 +151,16 @@ def serve(
     state.allowed_hosts = state.allowed_hosts | {host.lower()}
     stop = threading.Event()
 
+    every = None if rotate_every.strip() == "0" else timedelta(seconds=_seconds(rotate_every))
+
     def idle_loop() -> None:
         while not stop.wait(5):
             if state.idle_check():
                 logger.info("vault locked after %d idle seconds", idle_lock)
+            try:
+                epochs.keep_up(vault, every)
+            except KeysafeError as exc:  # locked meanwhile, or the disk: next round tries again
+                logger.warning("epoch rotation: %s", exc)
 
     threading.Thread(target=idle_loop, name="idle-lock", daemon=True).start()
     scheme = "https" if tls_cert else "http"

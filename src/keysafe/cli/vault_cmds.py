@@ -9,7 +9,7 @@ import typer
 
 from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.service import vault_admin
+from keysafe.service import epochs, vault_admin
 from keysafe.service.context import open_vault
 from keysafe.vault.vault import Vault
 
@@ -72,6 +72,9 @@ def status(json_out: JsonFlag = False) -> None:
         return
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()
+        ep = epochs.state(vault)
+        st["epoch"] = {"current": ep.current, "since": ep.since, "retired": list(ep.retired),
+                       "due": epochs.due(vault)}  # fmt: skip
     url = h.serving_url()
     state = None if url is None else client.server_unlocked(url)
     st["server"] = {
@@ -95,6 +98,12 @@ def status(json_out: JsonFlag = False) -> None:
             "unlocked: owner commands go through it" if state else "locked (`keysafe unlock`)"
         )
     render.out.print(f"{'server':>14}: {server}")
+    ep = st["epoch"]
+    render.out.print(
+        f"{'epoch':>14}: {ep['current']} since {ep['since']}"
+        + (" — rotation due (`keysafe rotate`)" if ep["due"] else "")
+        + (f"; re-sealing from {ep['retired']} unfinished" if ep["retired"] else "")
+    )
     if st["unlock_failures"]:
         render.out.print(
             f"[yellow]{st['unlock_failures']} failed unlock attempts in a row.[/yellow]"

@@ -23,6 +23,7 @@ from keysafe.service.owner_ops import (
     RemoveData,
     RestoreBackup,
     ReviewSeals,
+    RotateEpochs,
     RotateToken,
     SealRows,
     SetAgentStatus,
@@ -41,6 +42,6 @@ AnyOp = Annotated[
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
     | AddAsset | KeygenStart | ReshareStart | KeygenExchange
-    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite,
+    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite | RotateEpochs,
     Field(discriminator="kind"),
 ]  # fmt: skip

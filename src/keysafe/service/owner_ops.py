@@ -24,6 +24,7 @@ from keysafe.service import (
     backup,
     credentials,
     data,
+    epochs,
     pairing,
     placeholders,
     policies,
@@ -172,7 +173,12 @@ class SetAgentStatus(Op[AgentChanged]):
     result = AgentChanged
 
     def run(self, vault: Vault) -> AgentChanged:
-        return AgentChanged(agent=agents.set_status(vault, self.name, self.status))
+        view = agents.set_status(vault, self.name, self.status)
+        if self.status == "revoked" and vault.is_unlocked:
+            # What the revoked agent may have seen of the running process's keys opens nothing
+            # written from now on.
+            epochs.rotate(vault, reason="agent.revoke")
+        return AgentChanged(agent=view)
 
 
 class RotateToken(Op[AgentToken]):
@@ -446,3 +452,21 @@ class CreateInvite(Op[Invitation]):
         return Invitation(
             agent=self.agent, invite=text, relay=relay, expires_in=pairing.INVITE_TTL_S
         )
+
+
+class Rotated(BaseModel):
+    epoch: int
+    resealed: int
+    destroyed: list[int]
+
+
+class RotateEpochs(Op[Rotated]):
+    """A new epoch key, every record sealed again under it, the old keys destroyed."""
+
+    kind: Literal["epoch.rotate"] = "epoch.rotate"
+
+    result = Rotated
+
+    def run(self, vault: Vault) -> Rotated:
+        done = epochs.rotate(vault, reason="owner")
+        return Rotated(epoch=done.epoch, resealed=done.resealed, destroyed=list(done.destroyed))

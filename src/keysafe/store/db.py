@@ -139,6 +139,10 @@ class Database:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Deleted and overwritten content is zeroed in the file, not left in free pages: a
+            # record re-sealed into a new epoch leaves no old ciphertext behind (forward
+            # secrecy; the WAL's copies go at the checkpoint after an epoch is destroyed).
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -230,6 +234,14 @@ class Database:
             conn.info["begin"] = "BEGIN IMMEDIATE"
             with conn.begin():
                 yield conn
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (SQLite): what the WAL held of
+        rows since overwritten is gone from disk. No-op on other databases."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self._writers, self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

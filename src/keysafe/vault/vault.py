@@ -412,6 +412,71 @@ class Vault:
         self._epoch_keys[number] = key
         return key
 
+    def current_epoch(self, conn: Connection) -> int:
+        """The number of the active epoch (new records are sealed under it).
+
+        Raises:
+            IntegrityError: there is none.
+        """
+        return self._current_epoch(conn)
+
+    def list_records_by_id(self, conn: Connection, ids: list[str]) -> list[RecordInfo]:
+        if not ids:
+            return []
+        return [_info(r) for r in conn.execute(select(t.records).where(t.records.c.id.in_(ids)))]
+
+    def rotate_epoch(self, conn: Connection) -> int:
+        """Make a new active epoch key and retire the others (the caller's transaction); new
+        records are sealed under it at once, older ones when `reseal_record` moves them.
+
+        Raises:
+            VaultLockedError: locked.
+        """
+        current = self._current_epoch(conn)
+        top = conn.execute(select(t.epochs.c.number).order_by(t.epochs.c.number.desc())).scalar()
+        number = max(current, int(top or 0)) + 1
+        conn.execute(update(t.epochs).where(t.epochs.c.state == "active").values(state="retired"))
+        self._new_epoch(conn, number)
+        return number
+
+    def reseal_record(self, conn: Connection, info: RecordInfo) -> None:
+        """Seal a record again under the current epoch with a fresh data key (same name, version
+        and metadata): its old data key and ciphertext are gone from the row."""
+        epoch = self._current_epoch(conn)
+        if info.epoch == epoch:
+            return
+        with self.open_record(conn, info) as plain:
+            sealed = records.seal(
+                self.vault_id, epoch, self._epoch_key(epoch, conn), info.ref, plain
+            )
+        conn.execute(
+            update(t.records).where(t.records.c.id == info.id, t.records.c.epoch == info.epoch)
+            .values(epoch=epoch, dek_nonce=sealed.dek_nonce, dek_wrapped=sealed.dek_wrapped,
+                    nonce=sealed.nonce, ciphertext=sealed.ciphertext)
+        )  # fmt: skip
+
+    def destroy_epoch(self, conn: Connection, number: int) -> None:
+        """Delete a retired epoch key that no record uses any more, and forget it here.
+
+        Raises:
+            IntegrityError: it is the active epoch, or a record still uses it.
+        """
+        self._require_master()
+        row = conn.execute(select(t.epochs).where(t.epochs.c.number == number)).first()
+        users = conn.execute(
+            select(t.records.c.id).where(t.records.c.epoch == number).limit(1)
+        ).first()
+        if row is None or row.state != "retired" or users is not None:
+            raise IntegrityError(
+                f"Epoch {number} cannot be destroyed: it is active, missing, or still in use.",
+                next_step="run `keysafe rotate` again; it finishes re-sealing first.",
+                epoch=number,
+            )
+        conn.execute(delete(t.epochs).where(t.epochs.c.number == number))
+        key = self._epoch_keys.pop(number, None)
+        if key is not None:
+            key.wipe()
+
     def _current_epoch(self, conn: Connection) -> int:
         number = conn.execute(
             select(t.epochs.c.number).where(t.epochs.c.state == "active")

@@ -1,0 +1,145 @@
+"""Epoch rotation: a new epoch key, every record sealed again under it, the old key destroyed.
+
+Each record is sealed with its own data key, wrapped by the epoch key of its epoch. Rotating
+makes a new epoch key (`epoch.rotate`), then sweeps: a batch of records at a time, each in its
+own transaction, is opened and sealed again under the new key with a fresh data key, so a crash
+(kill -9) between two batches leaves every record readable under a key the vault still has, and
+the next sweep (at the next start of `keysafe serve`, or `keysafe rotate`) goes on where it
+stopped. Once no record uses a retired epoch, its key is deleted (`epoch.destroy`) and the
+database's WAL is checkpointed and truncated; with SQLite's secure_delete on, neither the old
+ciphertexts nor the old key are left in the files.
+
+What this gives: a copy of an epoch key taken before a rotation (a memory dump of the server, a
+leaked key) opens nothing written or re-sealed after it, and the current files hold no record
+under it. Not yet: epoch keys are wrapped by the master key, so an old copy of the database
+together with the current master key still opens its old records (issue 18: the epoch keys
+sealed outside the master key), and backups are sealed under a key of the master key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select, update
+
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BATCH", "Epochs", "Rotation", "due", "keep_up", "rotate", "state", "sweep"]
+
+BATCH: Final = 100  # records re-sealed per transaction
+DEFAULT_EVERY: Final = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What a rotation (or a sweep) did."""
+
+    epoch: int  # the active epoch afterwards
+    resealed: int  # records sealed again under it
+    destroyed: tuple[int, ...]  # epoch keys deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Epochs:
+    """The vault's epochs as `keysafe status` shows them."""
+
+    current: int
+    since: str  # when the current epoch began (ISO 8601)
+    retired: tuple[int, ...]  # still in use by records not yet re-sealed
+
+
+def state(vault: Vault) -> Epochs:
+    with vault.db.read() as conn:
+        rows = conn.execute(select(t.epochs).order_by(t.epochs.c.number)).all()
+    active = [r for r in rows if r.state == "active"]
+    top = active[-1] if active else rows[-1]
+    return Epochs(
+        int(top.number), str(top.created_at),
+        tuple(int(r.number) for r in rows if r.number != top.number),
+    )  # fmt: skip
+
+
+def due(vault: Vault, every: timedelta = DEFAULT_EVERY) -> bool:
+    """Whether the current epoch is older than `every`."""
+    since = datetime.fromisoformat(state(vault).since.replace("Z", "+00:00"))
+    return vault.clock() - since >= every
+
+
+def keep_up(vault: Vault, every: timedelta | None) -> Rotation | None:
+    """What the running server does every few seconds while unlocked: finish a sweep a crash
+    cut short, and rotate when the current epoch is older than `every` (None: never)."""
+    if not vault.is_unlocked:
+        return None
+    if every is not None and due(vault, every):
+        return rotate(vault, reason="schedule")
+    if state(vault).retired:
+        return sweep(vault)
+    return None
+
+
+def rotate(vault: Vault, *, reason: str) -> Rotation:
+    """Start a new epoch, re-seal every record into it and destroy the old epoch keys.
+
+    Args:
+        vault: the unlocked vault.
+        reason: why (`owner`, `schedule`, `agent.revoke`), for the audit log.
+
+    Raises:
+        VaultLockedError: locked.
+    """
+    with vault.db.write() as conn:
+        number = vault.rotate_epoch(conn)
+        vault.audit(
+            conn, actor="owner" if reason == "owner" else "keysafe", action="epoch.rotate",
+            target=f"epoch:{number}", outcome="success", details={"reason": reason},
+        )  # fmt: skip
+    logger.info("epoch %d started (%s)", number, reason)
+    return sweep(vault)
+
+
+def sweep(vault: Vault, *, batch: int = BATCH) -> Rotation:
+    """Re-seal the records still under retired epochs, a batch per transaction, then destroy the
+    retired epoch keys no record uses. Safe to run again at any time (after a crash: it resumes).
+
+    Raises:
+        VaultLockedError: locked.
+    """
+    resealed = 0
+    while True:
+        with vault.db.write() as conn:
+            current = vault.current_epoch(conn)
+            ids = [
+                r.id for r in conn.execute(
+                    select(t.records.c.id).where(t.records.c.epoch != current).limit(batch)
+                )
+            ]  # fmt: skip
+            for info in vault.list_records_by_id(conn, ids):
+                vault.reseal_record(conn, info)
+            resealed += len(ids)
+        if len(ids) < batch:
+            break
+    destroyed: list[int] = []
+    with vault.db.write() as conn:
+        current = vault.current_epoch(conn)
+        # An older epoch a restored backup brought back in is retired like any other.
+        conn.execute(update(t.epochs).where(t.epochs.c.number != current).values(state="retired"))
+        retired = conn.execute(
+            select(t.epochs.c.number).where(t.epochs.c.state == "retired")
+        ).scalars()
+        for number in list(retired):
+            vault.destroy_epoch(conn, int(number))
+            destroyed.append(int(number))
+            vault.audit(
+                conn, actor="keysafe", action="epoch.destroy", target=f"epoch:{number}",
+                outcome="success", details={"resealed": resealed, "current": current},
+            )  # fmt: skip
+    if destroyed:
+        vault.db.checkpoint()  # the WAL's copies of the old rows go too
+        logger.info("epochs %s destroyed; %d records re-sealed", destroyed, resealed)
+    return Rotation(current, resealed, tuple(destroyed))

@@ -1,0 +1,86 @@
+"""kill -9 during an epoch rotation (issue 18, acceptance 2): `keysafe rotate` is killed 20 times
+at random points of its sweep and its epoch destroy; after each kill the vault opens, every
+record decrypts and `audit verify` passes; then a rotation run to its end leaves one epoch."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from keysafe.crypto.kdf import Argon2Params
+from keysafe.crypto.secret import SecretBytes
+from keysafe.service import audit, data, epochs
+from keysafe.service.context import open_vault
+from keysafe.service.models import DataClass
+from keysafe.service.vault_admin import init_vault
+from keysafe.vault.home import Home
+from tests.conftest import PASSPHRASE
+from tests.e2e.mcp_fixture import agent_side_env
+from tests.e2e.server_fixture import KEYSAFE
+
+pytestmark = pytest.mark.slow
+
+RECORDS = 1500
+KILLS = 20
+KINDS = ("data", "wallet", "credential", "hd_seed")
+
+
+def _check(home: Home) -> tuple[int, tuple[int, ...]]:
+    """Open, unlock, decrypt every record, verify the audit chain; the current epoch and those
+    still being swept."""
+    with open_vault(home) as vault:
+        with SecretBytes(bytearray(PASSPHRASE.encode())) as secret:
+            vault.unlock(secret)
+        opened = 0
+        with vault.db.read() as conn:
+            for kind in KINDS:
+                for info in vault.list_records(conn, kind):
+                    with vault.open_record(conn, info) as plain:
+                        assert len(plain.reveal()) > 0
+                    opened += 1
+        assert opened >= RECORDS
+        report = audit.verify(vault)
+        assert report.ok, report.problem
+        state = epochs.state(vault)
+        return state.current, state.retired
+
+
+def test_kill_9_during_rotations_leaves_a_vault_that_opens_whole(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    vault, _ = init_vault(
+        home, SecretBytes(bytearray(PASSPHRASE.encode())),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    with vault:
+        for i in range(RECORDS):
+            value = SecretBytes(bytearray(f"record {i:05d}".encode()))
+            data.set_data(vault, f"r{i}", value, data_class=DataClass.STANDARD)
+    env = agent_side_env(tmp_path / "unused") | {
+        "KEYSAFE_HOME": str(home.path), "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }  # fmt: skip
+    rng = random.Random(18)
+    mid_sweep = 0
+    for _ in range(KILLS):
+        proc = subprocess.Popen(
+            [KEYSAFE, "rotate", "--json"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.6, 1.4))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        _, unfinished = _check(home)
+        mid_sweep += bool(unfinished)
+    assert mid_sweep >= 5, f"only {mid_sweep} kills landed mid-sweep: the test proves little"
+    done = subprocess.run([KEYSAFE, "rotate", "--json"], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    current, unfinished = _check(home)
+    assert json.loads(done.stdout)["epoch"] == current and unfinished == ()
+    with open_vault(home) as vault:
+        assert epochs.state(vault).retired == ()
