@@ -37,7 +37,9 @@ from keysafe.vault.vault import Clock, Vault, iso, utc_now
 
 logger = logging.getLogger(__name__)
 
-_BYTES_COLS = {"dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key"}
+_BYTES_COLS = {
+    "dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key", "sealed_pass", "sealed_phrase",
+}  # fmt: skip
 
 # Everything the vault holds besides its header and the audit log, in restore order. Nonces are
 # left out on purpose: they only matter for five minutes.
@@ -50,12 +52,16 @@ _DATA_TABLES: tuple[Any, ...] = (
 def _dump(conn: Connection, table: Any, *order: Any) -> list[dict[str, Any]]:
     out = []
     for row in conn.execute(select(table).order_by(*order)).mappings():
-        out.append({k: (v.hex() if k in _BYTES_COLS else v) for k, v in row.items()})
+        out.append({k: (v.hex() if k in _BYTES_COLS and v is not None else v)
+                    for k, v in row.items()})  # fmt: skip
     return out
 
 
 def _load(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (bytes.fromhex(v) if k in _BYTES_COLS else v) for k, v in r.items()} for r in rows]
+    return [
+        {k: (bytes.fromhex(v) if k in _BYTES_COLS and v is not None else v) for k, v in r.items()}
+        for r in rows
+    ]
 
 
 def create_backup(vault: Vault, path: Path) -> fmt.BackupHeader:
@@ -235,7 +241,6 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
     with key:
         header, payload = fmt.open_backup(key, blob)
     _check_payload(vault.vault_id, payload)
-    vault.lock_epochs()
     with vault.db.write() as conn:
         restored = _merge_records(vault, conn, payload)
         _check_records_open(vault, conn)
@@ -278,6 +283,7 @@ def restore_new(
     header, _, _ = fmt.read_header(blob)
     with parse_phrase(phrase) as entropy:
         master = hierarchy.master_from_entropy(entropy.reveal())
+        phrase_key = hierarchy.phrase_seal_key(entropy.reveal())
     with master:
         if hierarchy.vault_id_for(master) != header.vault_id:
             raise WrongRecoveryPhraseError(
@@ -295,6 +301,7 @@ def restore_new(
                 vault = Vault.create(
                     db, master=master, passphrase=new_passphrase, kdf=kdf, clock=clock,
                     conn=conn, with_first_epoch=False,
+                    phrase_pub=hierarchy.public_bytes(phrase_key),
                 )  # fmt: skip
                 _replace_data(conn, payload)
                 for row in payload["audit"]:
@@ -307,6 +314,10 @@ def restore_new(
                             created_at=payload["vault"]["created_at"],
                         )
                     )  # fmt: skip
+                # The backup's epoch keys open with the phrase; the new passphrase gets its
+                # own sealed copies.
+                vault.adopt_epochs(conn, phrase_key)
+                vault.rewrap(conn, new_passphrase, kdf)
                 _check_records_open(vault, conn)
                 paused = _pause_agents(vault, conn)
                 held = threshold.hold_restored(vault, conn)

@@ -11,9 +11,10 @@ ciphertexts nor the old key are left in the files.
 
 What this gives: a copy of an epoch key taken before a rotation (a memory dump of the server, a
 leaked key) opens nothing written or re-sealed after it, and the current files hold no record
-under it. Not yet: epoch keys are wrapped by the master key, so an old copy of the database
-together with the current master key still opens its old records (issue 18: the epoch keys
-sealed outside the master key), and backups are sealed under a key of the master key.
+under it. Epoch keys are sealed to the passphrase's and the recovery phrase's sealing keys, not
+wrapped by the master key (vault/hierarchy.py), so an old copy of the database and its WAL
+stays closed to the current master key too. Not yet: backups are sealed under a key of the
+master key, so an old backup opens with it.
 """
 
 from __future__ import annotations

@@ -124,9 +124,11 @@ def _create(
     words = Mnemonic("english").to_mnemonic(bytes(entropy.reveal()))
     try:
         with db.write() as conn:
+            phrase_pub = hierarchy.public_bytes(hierarchy.phrase_seal_key(entropy.reveal()))
             vault = Vault.create(
-                db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn
-            )
+                db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn,
+                phrase_pub=phrase_pub,
+            )  # fmt: skip
             _seed_record(vault, conn, words)
             vault.audit(
                 conn, actor="owner", action=action, target=f"vault:{vault.vault_id}",
@@ -183,9 +185,7 @@ def recover_vault(
                 True,
             )  # fmt: skip
         vault = open_vault(home, clock=clock)
-        master = hierarchy.master_from_entropy(entropy.reveal())
-    with master:
-        vault.unlock_with_master(master)
+        vault.unlock_with_phrase(entropy)
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
         vault.audit(

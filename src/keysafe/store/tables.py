@@ -45,6 +45,12 @@ vault = Table(
     # here is detectable by the owner even if the whole chain and head were recomputed.
     Column("audit_checkpoint_seq", Integer, nullable=False, default=0),
     Column("audit_checkpoint_mac", String(64), nullable=True),
+    # Epoch keys are sealed to these (schema 0009), not wrapped by the master key: an old copy
+    # of the file and the current master key open nothing (vault/hierarchy.py).
+    Column("seal_pass_pub", LargeBinary, nullable=True),
+    Column("seal_pass_nonce", LargeBinary, nullable=True),
+    Column("seal_pass_wrapped", LargeBinary, nullable=True),
+    Column("seal_phrase_pub", LargeBinary, nullable=True),
 )
 
 epochs = Table(
@@ -53,8 +59,10 @@ epochs = Table(
     Column("number", Integer, primary_key=True),
     Column("state", String(16), nullable=False),  # active | retired
     Column("created_at", String(40), nullable=False),
-    Column("nonce", LargeBinary, nullable=False),
-    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),  # legacy: empty once sealed (schema 0009)
+    Column("wrapped_key", LargeBinary, nullable=False),  # legacy: by the master key, or empty
+    Column("sealed_pass", LargeBinary, nullable=True),  # HPKE to vault.seal_pass_pub
+    Column("sealed_phrase", LargeBinary, nullable=True),  # HPKE to vault.seal_phrase_pub
 )
 
 records = Table(

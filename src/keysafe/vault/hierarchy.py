@@ -4,7 +4,13 @@
 - vault id    = HKDF-SHA256(master, info="keysafe/v1/vault-id")[:16], hex: the same phrase always
                 rebuilds the same vault id, and the id reveals nothing about the key
 - passphrase  → Argon2id(salt) → key-encryption key that wraps the master key (XChaCha20-Poly1305)
-- epoch keys  random, wrapped by the master key; data keys wrapped by the current epoch key
+- epoch keys  random, each sealed (HPKE, RFC 9180) to two X25519 public keys: the passphrase's
+              (its private half wrapped by the passphrase's key-encryption key, opened only
+              while unlocking) and the recovery phrase's (its private half derived from the
+              phrase). Not by the master key: an old copy of the database together with the
+              current master key opens no epoch key (forward secrecy). Vaults written before
+              schema 0009 wrap them by the master key until the phrase is used once.
+              Data keys are wrapped by the current epoch key.
 - subkeys     HKDF(master, info="keysafe/v1/<purpose>") for the audit HMAC, backups and the
               seals on agents, policies and settings (vault/seals.py)
 
@@ -17,6 +23,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from keysafe.crypto import aead, jcs
 from keysafe.crypto.kdf import Argon2Params, argon2id, hkdf_sha256
@@ -50,23 +60,103 @@ def _master_aad(vault_id: str, params: Argon2Params) -> bytes:
     return jcs.dumps({"purpose": "master-key", "vault": vault_id, "kdf": params.to_dict()})
 
 
+def derive_kek(passphrase: SecretBytes, salt: bytes, params: Argon2Params) -> SecretBytes:
+    """The passphrase's key-encryption key (Argon2id)."""
+    return SecretBytes.adopt(argon2id(passphrase.reveal(), salt, params))
+
+
+def wrap_master_with(
+    kek: SecretBytes, salt: bytes, master: SecretBytes, vault_id: str, params: Argon2Params
+) -> WrappedMaster:
+    nonce = aead.new_nonce()
+    ct = aead.encrypt(kek.reveal(), nonce, master.reveal(), _master_aad(vault_id, params))
+    return WrappedMaster(salt, nonce, ct, params)
+
+
 def wrap_master(
     master: SecretBytes, passphrase: SecretBytes, vault_id: str, params: Argon2Params
 ) -> WrappedMaster:
     salt = os.urandom(SALT_SIZE)
-    with SecretBytes.adopt(argon2id(passphrase.reveal(), salt, params)) as kek:
-        nonce = aead.new_nonce()
-        ct = aead.encrypt(kek.reveal(), nonce, master.reveal(), _master_aad(vault_id, params))
-    return WrappedMaster(salt, nonce, ct, params)
+    with derive_kek(passphrase, salt, params) as kek:
+        return wrap_master_with(kek, salt, master, vault_id, params)
+
+
+def unwrap_master_with(kek: SecretBytes, wrapped: WrappedMaster, vault_id: str) -> SecretBytes:
+    """Raises aead.DecryptionError when the key is wrong (or the header was edited)."""
+    plain = aead.decrypt(
+        kek.reveal(), wrapped.nonce, wrapped.ciphertext, _master_aad(vault_id, wrapped.params)
+    )
+    return SecretBytes.adopt(plain)
 
 
 def unwrap_master(wrapped: WrappedMaster, passphrase: SecretBytes, vault_id: str) -> SecretBytes:
     """Raises aead.DecryptionError when the passphrase is wrong (or the header was edited)."""
-    with SecretBytes.adopt(argon2id(passphrase.reveal(), wrapped.salt, wrapped.params)) as kek:
-        plain = aead.decrypt(
-            kek.reveal(), wrapped.nonce, wrapped.ciphertext, _master_aad(vault_id, wrapped.params)
+    with derive_kek(passphrase, wrapped.salt, wrapped.params) as kek:
+        return unwrap_master_with(kek, wrapped, vault_id)
+
+
+# -- sealing epoch keys (schema 0009) ----------------------------------------------------------
+
+_SUITE: Final = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+
+
+def phrase_seal_key(entropy: bytes | bytearray) -> X25519PrivateKey:
+    """The recovery phrase's sealing key: derived from the phrase, never stored."""
+    raw = hkdf_sha256(entropy, info=b"keysafe/v1/epoch-seal-phrase")
+    try:
+        return X25519PrivateKey.from_private_bytes(bytes(raw))
+    finally:
+        raw[:] = bytes(len(raw))
+
+
+def new_seal_key() -> X25519PrivateKey:
+    """A fresh sealing key for the passphrase (a new one at every passphrase change)."""
+    return X25519PrivateKey.generate()
+
+
+def public_bytes(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def _seal_key_aad(vault_id: str, public: bytes) -> bytes:
+    return jcs.dumps({"purpose": "epoch-seal-key", "vault": vault_id, "public": public.hex()})
+
+
+def wrap_seal_key(kek: SecretBytes, vault_id: str, key: X25519PrivateKey) -> tuple[bytes, bytes]:
+    """The passphrase's sealing key, wrapped by the passphrase's key-encryption key."""
+    nonce = aead.new_nonce()
+    raw = key.private_bytes_raw()
+    return nonce, aead.encrypt(kek.reveal(), nonce, raw, _seal_key_aad(vault_id, public_bytes(key)))
+
+
+def unwrap_seal_key(
+    kek: SecretBytes, vault_id: str, public: bytes, nonce: bytes, wrapped: bytes
+) -> X25519PrivateKey:
+    """Raises aead.DecryptionError when the key is wrong (or the header was edited)."""
+    raw = aead.decrypt(kek.reveal(), nonce, wrapped, _seal_key_aad(vault_id, public))
+    try:
+        return X25519PrivateKey.from_private_bytes(bytes(raw))
+    finally:
+        raw[:] = bytes(len(raw))
+
+
+def seal_epoch_key(public: bytes, vault_id: str, number: int, key: SecretBytes) -> bytes:
+    """`key` sealed to `public`, bound to this vault and epoch."""
+    return _SUITE.encrypt(
+        key.reveal(), X25519PublicKey.from_public_bytes(public), info=_epoch_aad(vault_id, number)
+    )
+
+
+def open_epoch_key(
+    seal_key: X25519PrivateKey, vault_id: str, number: int, sealed: bytes
+) -> SecretBytes:
+    """Raises aead.DecryptionError when `sealed` was not sealed to this key as this epoch."""
+    try:
+        return SecretBytes.adopt(
+            bytearray(_SUITE.decrypt(sealed, seal_key, info=_epoch_aad(vault_id, number)))
         )
-    return SecretBytes.adopt(plain)
+    except (InvalidTag, ValueError):
+        raise aead.DecryptionError from None
 
 
 def _epoch_aad(vault_id: str, number: int) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe.audit import log as audit_log
@@ -161,10 +163,19 @@ class Vault:
         clock: Clock = utc_now,
         conn: Connection,
         with_first_epoch: bool = True,
+        phrase_pub: bytes,
     ) -> Vault:
-        """Write a new vault header (inside the caller's transaction) and return it unlocked."""
+        """Write a new vault header (inside the caller's transaction) and return it unlocked.
+
+        `phrase_pub` is the public half of the recovery phrase's sealing key
+        (`hierarchy.phrase_seal_key`): every epoch key is sealed to it and to the passphrase's.
+        """
         vault_id = hierarchy.vault_id_for(master)
-        wrapped = hierarchy.wrap_master(master, passphrase, vault_id, kdf)
+        salt = os.urandom(hierarchy.SALT_SIZE)
+        seal_key = hierarchy.new_seal_key()
+        with hierarchy.derive_kek(passphrase, salt, kdf) as kek:
+            wrapped = hierarchy.wrap_master_with(kek, salt, master, vault_id, kdf)
+            seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
         now = iso(clock())
         conn.execute(
             insert(t.vault).values(
@@ -179,6 +190,10 @@ class Vault:
                 unlock_blocked_until=0.0,
                 audit_head_seq=0,
                 audit_head_hash=GENESIS_HASH,
+                seal_pass_pub=hierarchy.public_bytes(seal_key),
+                seal_pass_nonce=seal_nonce,
+                seal_pass_wrapped=seal_wrapped,
+                seal_phrase_pub=phrase_pub,
             )
         )
         vault = cls(db, vault_id, clock=clock)
@@ -199,11 +214,25 @@ class Vault:
     def _new_epoch(self, conn: Connection, number: int) -> None:
         master = self._require_master()
         key = SecretBytes.adopt(aead.new_key())
-        nonce, wrapped = hierarchy.wrap_epoch_key(master, self.vault_id, number, key)
+        head = conn.execute(select(t.vault.c.seal_pass_pub, t.vault.c.seal_phrase_pub)).one()
+        values: dict[str, Any] = {"nonce": b"", "wrapped_key": b""}
+        if head.seal_pass_pub:
+            values["sealed_pass"] = hierarchy.seal_epoch_key(
+                head.seal_pass_pub, self.vault_id, number, key
+            )
+        if head.seal_phrase_pub:
+            values["sealed_phrase"] = hierarchy.seal_epoch_key(
+                head.seal_phrase_pub, self.vault_id, number, key
+            )
+        else:
+            # A vault from before schema 0009 whose phrase has not been used since: the master
+            # key keeps a copy, so the phrase still opens it (no forward secrecy until then).
+            values["nonce"], values["wrapped_key"] = hierarchy.wrap_epoch_key(
+                master, self.vault_id, number, key
+            )
         conn.execute(
             insert(t.epochs).values(
-                number=number, state="active", created_at=iso(self.clock()),
-                nonce=nonce, wrapped_key=wrapped,
+                number=number, state="active", created_at=iso(self.clock()), **values
             )
         )  # fmt: skip
         self._epoch_keys[number] = key
@@ -247,9 +276,11 @@ class Vault:
             wrapped = hierarchy.WrappedMaster(
                 row.kdf_salt, row.master_nonce, row.master_wrapped, params
             )
+            kek = hierarchy.derive_kek(passphrase, wrapped.salt, params)
             try:
-                master = hierarchy.unwrap_master(wrapped, passphrase, self.vault_id)
+                master = hierarchy.unwrap_master_with(kek, wrapped, self.vault_id)
             except aead.DecryptionError:
+                kek.wipe()
                 self._audit_unlock_failure("wrong passphrase", counted=True, now=now)
                 raise WrongPassphraseError(
                     "That passphrase does not unlock this vault.",
@@ -258,9 +289,10 @@ class Vault:
                         "`keysafe recover` sets a new one from the recovery phrase."
                     ),
                 ) from None
-            with self.db.write() as conn:
+            with kek, self.db.write() as conn:
                 conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
-            self._set_master(master)
+                self._set_master(master)
+                self._open_epochs_with_passphrase(conn, kek)
 
     def _audit_unlock_failure(self, reason: str, *, counted: bool, now: float) -> None:
         """Audit a refused attempt; a wrong passphrase is counted in the same transaction (read
@@ -285,15 +317,99 @@ class Vault:
                 details={"reason": reason, "failures": failures, "blocked_seconds": int(delay)},
             )  # fmt: skip
 
-    def unlock_with_master(self, master: SecretBytes) -> None:
-        """Unlock with a master key from the recovery phrase; it must open this vault's epochs."""
+    def unlock_with_phrase(self, entropy: SecretBytes) -> None:
+        """Unlock with the recovery phrase's entropy: the master key, and every epoch key opened
+        with the phrase's sealing key (which must open them: the phrase is this vault's)."""
+        master = hierarchy.master_from_entropy(entropy.reveal())
         if hierarchy.vault_id_for(master) != self.vault_id:
+            master.wipe()
             raise_wrong_phrase()
-        self._set_master(SecretBytes(master.reveal()))
-        with self.db.read() as conn:
-            first = conn.execute(select(t.epochs.c.number).order_by(t.epochs.c.number)).first()
-        if first is not None:
-            self._epoch_key(first.number)  # proves the key really opens this vault
+        self._set_master(master)
+        with self.db.write() as conn:
+            self.adopt_epochs(conn, hierarchy.phrase_seal_key(entropy.reveal()))
+
+    def adopt_epochs(self, conn: Connection, phrase_key: X25519PrivateKey) -> None:
+        """Open every epoch key with the recovery phrase's sealing key (or, from before schema
+        0009, the master key), and set the phrase's public key if the vault has none yet. The
+        passphrase's sealed copies are made again by `rewrap`, which follows."""
+        phrase_pub = hierarchy.public_bytes(phrase_key)
+        head = conn.execute(select(t.vault.c.seal_phrase_pub)).one()
+        if head.seal_phrase_pub and head.seal_phrase_pub != phrase_pub:
+            raise_wrong_phrase()
+        for row in conn.execute(select(t.epochs).order_by(t.epochs.c.number)).all():
+            if row.sealed_phrase:
+                try:
+                    key = hierarchy.open_epoch_key(
+                        phrase_key, self.vault_id, row.number, row.sealed_phrase
+                    )
+                except aead.DecryptionError:
+                    raise_wrong_phrase()
+                self._epoch_keys[row.number] = key
+            else:
+                key = self._epoch_key(row.number, conn)  # the legacy copy, by the master key
+                conn.execute(
+                    update(t.epochs).where(t.epochs.c.number == row.number).values(
+                        sealed_phrase=hierarchy.seal_epoch_key(
+                            phrase_pub, self.vault_id, row.number, key
+                        )
+                    )
+                )  # fmt: skip
+        if not head.seal_phrase_pub:
+            conn.execute(update(t.vault).values(seal_phrase_pub=phrase_pub))
+
+    def _open_epochs_with_passphrase(self, conn: Connection, kek: SecretBytes) -> None:
+        """At unlock: open every epoch key sealed to the passphrase's sealing key, whose private
+        half is then forgotten (it is not needed again until the next unlock)."""
+        head = conn.execute(select(t.vault)).one()
+        if not head.seal_pass_pub:
+            # From before schema 0009: give the passphrase a sealing key now (the epochs are
+            # opened by the master key and sealed to it).
+            self._reseal_for_passphrase(conn, kek)
+            return
+        try:
+            seal_key = hierarchy.unwrap_seal_key(
+                kek, self.vault_id, head.seal_pass_pub, head.seal_pass_nonce,
+                head.seal_pass_wrapped,
+            )  # fmt: skip
+        except aead.DecryptionError:
+            raise IntegrityError(
+                "The passphrase's sealing key does not open: the vault header was edited.",
+                next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
+            ) from None
+        for row in conn.execute(select(t.epochs)).all():
+            if row.sealed_pass and row.number not in self._epoch_keys:
+                try:
+                    self._epoch_keys[row.number] = hierarchy.open_epoch_key(
+                        seal_key, self.vault_id, row.number, row.sealed_pass
+                    )
+                except aead.DecryptionError:
+                    raise IntegrityError(
+                        f"Epoch key {row.number} does not open with this vault's passphrase.",
+                        next_step="restore the vault from a backup (`keysafe backup restore "
+                        "FILE`), or `keysafe recover` with the recovery phrase.",
+                        epoch=row.number,
+                    ) from None
+
+    def _reseal_for_passphrase(self, conn: Connection, kek: SecretBytes) -> None:
+        """A new sealing key for the passphrase (wrapped by `kek`), and every epoch key sealed to
+        it; with the phrase's key known too, the master key's legacy copies go."""
+        seal_key = hierarchy.new_seal_key()
+        pub = hierarchy.public_bytes(seal_key)
+        nonce, wrapped = hierarchy.wrap_seal_key(kek, self.vault_id, seal_key)
+        head = conn.execute(select(t.vault.c.seal_phrase_pub)).one()
+        for row in conn.execute(select(t.epochs)).all():
+            key = self._epoch_key(row.number, conn)
+            values: dict[str, Any] = {
+                "sealed_pass": hierarchy.seal_epoch_key(pub, self.vault_id, row.number, key)
+            }
+            if head.seal_phrase_pub and row.sealed_phrase:
+                values |= {"nonce": b"", "wrapped_key": b""}
+            conn.execute(update(t.epochs).where(t.epochs.c.number == row.number).values(**values))
+        conn.execute(
+            update(t.vault).values(
+                seal_pass_pub=pub, seal_pass_nonce=nonce, seal_pass_wrapped=wrapped
+            )
+        )
 
     def lock_epochs(self) -> None:
         """Forget opened epoch keys (after a restore replaced them)."""
@@ -373,7 +489,14 @@ class Vault:
         return hierarchy.subkey(self._require_master(), purpose)
 
     def rewrap(self, conn: Connection, passphrase: SecretBytes, kdf: Argon2Params) -> None:
-        wrapped = hierarchy.wrap_master(self._require_master(), passphrase, self.vault_id, kdf)
+        """Wrap the master key under a new passphrase, with a new sealing key for it that every
+        epoch key is sealed to (the old passphrase opens no epoch key made from now on)."""
+        salt = os.urandom(hierarchy.SALT_SIZE)
+        with hierarchy.derive_kek(passphrase, salt, kdf) as kek:
+            wrapped = hierarchy.wrap_master_with(
+                kek, salt, self._require_master(), self.vault_id, kdf
+            )
+            self._reseal_for_passphrase(conn, kek)
         conn.execute(
             update(t.vault).values(
                 kdf_params=jcs.dumps(kdf.to_dict()).decode(), kdf_salt=wrapped.salt,
@@ -397,6 +520,14 @@ class Vault:
             raise IntegrityError(
                 f"Epoch key {number} is missing from the vault.",
                 next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                epoch=number,
+            )
+        if not row.wrapped_key:
+            # Sealed, not wrapped by the master key: opened at unlock. One this process has not
+            # opened was made by another process since.
+            raise IntegrityError(
+                f"Epoch key {number} was made after this process unlocked the vault.",
+                next_step="lock and unlock again (`keysafe lock`, `keysafe unlock`).",
                 epoch=number,
             )
         try:

@@ -24,7 +24,6 @@ from keysafe.service import agents, audit, policies
 from keysafe.service import registry as asset_registry
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault, parse_phrase
-from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize, settle
@@ -113,7 +112,7 @@ def _unlocked(home: Home, words: str) -> Vault:
     The recovery phrase is used rather than the passphrase, whose attempts are throttled."""
     v = open_vault(home, clock=FrozenClock(MONDAY_9AM))
     with parse_phrase(SecretBytes(bytearray(words.encode()))) as entropy:
-        v.unlock_with_master(hierarchy.master_from_entropy(entropy.reveal()))
+        v.unlock_with_phrase(entropy)
     return v
 
 

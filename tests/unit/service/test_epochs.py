@@ -3,21 +3,23 @@ key destroyed, and nothing of the old ciphertexts left in the database or its WA
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from keysafe.crypto import aead
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError
 from keysafe.service import agents, audit, data, epochs, owner_ops
 from keysafe.service.models import DataClass
-from keysafe.service.vault_admin import init_vault
+from keysafe.service.vault_admin import init_vault, parse_phrase, recover_vault
 from keysafe.store import tables as t
-from keysafe.vault import records
+from keysafe.vault import hierarchy, records
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -129,3 +131,114 @@ def test_a_rotation_is_due_after_its_interval(vault: Vault) -> None:
     assert epochs.due(vault, timedelta(seconds=0))
     assert epochs.keep_up(vault, timedelta(seconds=0)) is not None
     assert epochs.state(vault).current == 2
+
+
+def test_attack_old_copies_stay_closed_to_the_current_master_key(
+    vault: Vault, tmp_path: Path
+) -> None:
+    """Forward secrecy (issue 18): a copy of the database and its WAL at epoch 1, then two
+    rotations. With the current master key, every key derived from it, the epoch keys the
+    running process holds, and every current file, no record of the old copy opens: its epoch
+    key is sealed to the passphrase's and the phrase's keys, not wrapped by the master key."""
+    db = Path(str(vault.db.path))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for suffix in ("", "-wal"):
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy(Path(f"{db}{suffix}"), copy / f"vault.db{suffix}")
+    epochs.rotate(vault, reason="owner")
+    epochs.rotate(vault, reason="owner")
+
+    master = SecretBytes(vault._require_master().reveal())
+    reachable = [master] + [vault.subkey(p) for p in ("audit-hmac", "backup", "state-mac")]
+    reachable += [SecretBytes(k.reveal()) for k in vault._epoch_keys.values()]
+    with sqlite3.connect(copy / "vault.db") as old:
+        old_epochs = list(old.execute("SELECT number, nonce, wrapped_key FROM epochs"))
+        rows = list(old.execute(
+            "SELECT id, kind, name, data_class, epoch, version, meta, dek_nonce, dek_wrapped, "
+            "nonce, ciphertext FROM records"
+        ))  # fmt: skip
+    # The old epoch key is not wrapped by any key the attacker holds ...
+    for number, nonce, wrapped in old_epochs:
+        for key in reachable:
+            if wrapped:
+                with pytest.raises(aead.DecryptionError):
+                    hierarchy.unwrap_epoch_key(key, vault.vault_id, number, nonce, wrapped)
+    # ... and no record of the copy opens under any of them, as if it were the epoch key.
+    opened = 0
+    for (
+        rid,
+        kind,
+        name,
+        data_class,
+        epoch,
+        version,
+        meta,
+        dek_nonce,
+        dek_wrapped,
+        nonce,
+        ct,
+    ) in rows:
+        ref = records.RecordRef(rid, kind, name, data_class, version, json.loads(meta))
+        sealed = records.Sealed(epoch, dek_nonce, dek_wrapped, nonce, ct)
+        for key in reachable:
+            try:
+                records.open_sealed(vault.vault_id, key, ref, sealed)
+                opened += 1
+            except IntegrityError:
+                pass
+    assert opened == 0
+    assert len(rows) >= RECORDS
+
+
+def test_the_passphrase_and_the_phrase_each_still_open_every_epoch(tmp_path: Path) -> None:
+    made, words = init_vault(
+        Home(tmp_path / "p"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    for i in range(5):
+        data.set_data(made, f"x{i}", SecretBytes(bytearray(b"v")), data_class=DataClass.STANDARD)
+    epochs.rotate(made, reason="owner")
+    data.set_data(made, "after", SecretBytes(bytearray(b"w")), data_class=DataClass.STANDARD)
+    by_passphrase = Vault(made.db, made.vault_id)
+    with SecretBytes(bytearray(b"passphrase-123")) as secret:
+        by_passphrase.unlock(secret)
+    by_phrase = Vault(made.db, made.vault_id)
+    with parse_phrase(words) as entropy:
+        by_phrase.unlock_with_phrase(entropy)
+    assert len(_open_all(by_passphrase)) == len(_open_all(by_phrase)) == 6
+
+
+def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
+    tmp_path: Path,
+) -> None:
+    """A vault written before schema 0009 (epoch keys wrapped by the master key, no sealing
+    keys): the passphrase still opens it and gives it a sealing key; the master key's copy stays
+    until the recovery phrase is used once, which then drops it."""
+    home = Home(tmp_path / "legacy")
+    made, words = init_vault(
+        home, SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    data.set_data(made, "old", SecretBytes(bytearray(b"legacy")), data_class=DataClass.STANDARD)
+    master = made._require_master()
+    with made.db.write() as conn:  # write it as keysafe did before schema 0009
+        key = made._epoch_key(1, conn)
+        nonce, wrapped = hierarchy.wrap_epoch_key(master, made.vault_id, 1, key)
+        conn.execute(update(t.epochs).values(nonce=nonce, wrapped_key=wrapped, sealed_pass=None,
+                                             sealed_phrase=None))  # fmt: skip
+        conn.execute(update(t.vault).values(seal_pass_pub=None, seal_pass_nonce=None,
+                                            seal_pass_wrapped=None, seal_phrase_pub=None))  # fmt: skip
+    reopened = Vault(made.db, made.vault_id)
+    with SecretBytes(bytearray(b"passphrase-123")) as secret:
+        reopened.unlock(secret)
+    assert _open_all(reopened) == ["legacy"]
+    with made.db.read() as conn:
+        row = conn.execute(select(t.epochs)).one()
+        assert row.sealed_pass and row.wrapped_key  # the phrase still needs the master's copy
+    recovered, _ = recover_vault(home, words, SecretBytes(bytearray(b"passphrase-456")),
+                                 kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1))  # fmt: skip
+    with recovered.db.read() as conn:
+        row = conn.execute(select(t.epochs)).one()
+        assert row.sealed_pass and row.sealed_phrase and not row.wrapped_key
+    assert _open_all(recovered) == ["legacy"]
