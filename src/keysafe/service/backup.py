@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe import files
 from keysafe.audit.record import GENESIS_HASH, verify_chain
+from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
@@ -102,8 +104,9 @@ def backup_blob(vault: Vault, file: str) -> tuple[fmt.BackupHeader, bytes]:
 def _seal_and_deliver(
     vault: Vault, file: str, deliver: Callable[[bytes], None]
 ) -> fmt.BackupHeader:
-    key = vault.subkey("backup")
-    with key, vault.db.write() as conn:
+    with vault.db.write() as conn:
+        sealing = vault.backup_sealing(conn)
+        key = vault.subkey("backup") if sealing is None else sealing[1]
         head = conn.execute(select(t.vault.c.created_at)).one()
         payload = {
             "vault": {"id": vault.vault_id, "created_at": head.created_at},
@@ -113,9 +116,11 @@ def _seal_and_deliver(
         # A tampered record must stop the backup, not travel in it: every record is opened.
         _check_records_open(vault, conn)
         header = fmt.BackupHeader(
-            vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"])
-        )
-        deliver(fmt.seal_backup(key, header, payload))
+            vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"]),
+            None if sealing is None else sealing[0], None if sealing is None else sealing[2],
+        )  # fmt: skip
+        with key:
+            deliver(fmt.seal_backup(key, header, payload))
         # Audited in the same transaction as the backup was read.
         vault.audit(
             conn, actor="owner", action="backup.create", target=f"vault:{vault.vault_id}",
@@ -237,8 +242,7 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
             f"This backup is of vault {header.vault_id}, not of this vault ({vault.vault_id}).",
             next_step="restore it into an empty KEYSAFE_HOME with its recovery phrase instead.",
         )
-    key = vault.subkey("backup")
-    with key:
+    with vault.db.read() as conn, vault.backup_key(header.epoch, conn) as key:
         header, payload = fmt.open_backup(key, blob)
     _check_payload(vault.vault_id, payload)
     with vault.db.write() as conn:
@@ -252,6 +256,26 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
         )  # fmt: skip
     logger.info("backup restored into existing vault (%d records)", header.records)
     return header
+
+
+def _restore_key(
+    header: fmt.BackupHeader, master: SecretBytes, phrase_key: X25519PrivateKey
+) -> SecretBytes:
+    """The key of a backup, from the recovery phrase: its epoch key sealed to the phrase's key
+    (format 2), or the master key's subkey (format 1)."""
+    if header.epoch is None:
+        return hierarchy.subkey(master, "backup")
+    try:
+        epoch_key = hierarchy.open_epoch_key(
+            phrase_key, header.vault_id, header.epoch, bytes.fromhex(header.sealed_epoch or "")
+        )
+    except aead.DecryptionError:
+        raise WrongRecoveryPhraseError(
+            "That recovery phrase does not open this backup.",
+            next_step="use the phrase shown when the vault this backup came from was created.",
+        ) from None
+    with epoch_key:
+        return hierarchy.backup_key_from_epoch(epoch_key)
 
 
 def _pause_agents(vault: Vault, conn: Connection) -> list[str]:
@@ -290,7 +314,7 @@ def restore_new(
                 "That recovery phrase is not the one of the vault this backup was made from.",
                 next_step="use the phrase shown when that vault was created.",
             )
-        with hierarchy.subkey(master, "backup") as key:
+        with _restore_key(header, master, phrase_key) as key:
             header, payload = fmt.open_backup(key, blob)
         _check_payload(header.vault_id, payload)
         home.create()

@@ -13,8 +13,8 @@ What this gives: a copy of an epoch key taken before a rotation (a memory dump o
 leaked key) opens nothing written or re-sealed after it, and the current files hold no record
 under it. Epoch keys are sealed to the passphrase's and the recovery phrase's sealing keys, not
 wrapped by the master key (vault/hierarchy.py), so an old copy of the database and its WAL
-stays closed to the current master key too. Not yet: backups are sealed under a key of the
-master key, so an old backup opens with it.
+stays closed to the current master key too, and so does a backup made before (it is sealed
+under its epoch's key; only the recovery phrase opens it once that epoch is destroyed).
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
-"""The backup file format: everything in the vault, encrypted under a key from the master key.
+"""The backup file format: everything in the vault, encrypted under a key of its epoch.
 
     KEYSAFE-BACKUP-1\n
     <header: canonical JSON, one line>\n
     <24-byte nonce><XChaCha20-Poly1305 ciphertext ‖ tag>
 
 The header (format, vault id, creation time, counts) is the AEAD's associated data, so it cannot
-be edited either. The payload holds the vault header's public fields, the wrapped epoch keys,
+be edited either. The payload holds the vault header's public fields, the sealed epoch keys,
 every record row (still envelope-encrypted, so secrets are encrypted twice) and the audit log.
-Only the holder of the master key (passphrase or recovery phrase) can open it.
+
+Format 2 (forward secrecy, issue 18): the key is HKDF of the epoch key current when the backup
+was made, and the header carries that epoch key sealed to the recovery phrase's key. So the
+vault opens its backup while that epoch lives; after a rotation destroyed it, only the recovery
+phrase does (a lost vault is rebuilt from a backup with its phrase). The master key never opens
+it. Format 1 (before): a key of the master key; still read.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
 
 MAGIC: Final = b"KEYSAFE-BACKUP-1\n"
-FORMAT: Final = 1
+FORMAT: Final = 2
 MAX_HEADER: Final = 4096
 
 
@@ -31,12 +36,21 @@ class BackupHeader:
     created_at: str
     records: int
     entries: int
+    epoch: int | None = None  # format 2: the epoch whose key the backup key comes from
+    sealed_epoch: str | None = None  # format 2: that key sealed to the phrase's key (hex)
+
+    @property
+    def format(self) -> int:
+        return 1 if self.epoch is None else FORMAT
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "vault_id": self.vault_id, "created_at": self.created_at,
+        out: dict[str, Any] = {
+            "format": self.format, "vault_id": self.vault_id, "created_at": self.created_at,
             "records": self.records, "entries": self.entries, "cipher": "xchacha20poly1305",
         }  # fmt: skip
+        if self.epoch is not None:
+            out |= {"epoch": self.epoch, "sealed_epoch": self.sealed_epoch}
+        return out
 
 
 def seal_backup(key: SecretBytes, header: BackupHeader, payload: dict[str, Any]) -> bytes:
@@ -63,13 +77,16 @@ def read_header(blob: bytes) -> tuple[BackupHeader, bytes, bytes]:
     head = rest[:end]
     try:
         d = json.loads(head)
-        header = BackupHeader(
-            str(d["vault_id"]), str(d["created_at"]), int(d["records"]), int(d["entries"])
-        )
         fmt = int(d["format"])
+        header = BackupHeader(
+            str(d["vault_id"]), str(d["created_at"]), int(d["records"]), int(d["entries"]),
+            int(d["epoch"]) if fmt == 2 else None, str(d["sealed_epoch"]) if fmt == 2 else None,
+        )  # fmt: skip
+        if fmt == 2:
+            bytes.fromhex(header.sealed_epoch or "")
     except (ValueError, KeyError, TypeError):
         raise _not_a_backup("its header is unreadable") from None
-    if fmt != FORMAT:
+    if fmt not in (1, FORMAT):
         raise _not_a_backup(f"format {fmt} is not supported by this keysafe")
     return header, head, rest[end + 1 :]
 

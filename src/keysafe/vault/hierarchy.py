@@ -176,3 +176,9 @@ def unwrap_epoch_key(
     return SecretBytes.adopt(
         aead.decrypt(master.reveal(), nonce, wrapped, _epoch_aad(vault_id, number))
     )
+
+
+def backup_key_from_epoch(epoch_key: SecretBytes) -> SecretBytes:
+    """A backup's key (format 2): from the epoch key current when it was made, so destroying that
+    epoch closes the backup to everything but the recovery phrase."""
+    return SecretBytes.adopt(hkdf_sha256(epoch_key.reveal(), info=b"keysafe/v1/backup-epoch"))

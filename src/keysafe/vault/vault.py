@@ -556,6 +556,38 @@ class Vault:
             return []
         return [_info(r) for r in conn.execute(select(t.records).where(t.records.c.id.in_(ids)))]
 
+    def backup_sealing(self, conn: Connection) -> tuple[int, SecretBytes, str] | None:
+        """For a new backup: the current epoch, the backup key from its key, and its key sealed
+        to the recovery phrase's key (hex); None for a vault with no phrase key yet (from before
+        schema 0009), whose backups stay under a key of the master key."""
+        head = conn.execute(select(t.vault.c.seal_phrase_pub)).one()
+        if not head.seal_phrase_pub:
+            return None
+        number = self._current_epoch(conn)
+        key = self._epoch_key(number, conn)
+        sealed = hierarchy.seal_epoch_key(head.seal_phrase_pub, self.vault_id, number, key)
+        return number, hierarchy.backup_key_from_epoch(key), sealed.hex()
+
+    def backup_key(self, epoch: int | None, conn: Connection) -> SecretBytes:
+        """The key of a backup made at `epoch` (None: a backup under the master key's subkey).
+
+        Raises:
+            IntegrityError: that epoch's key was destroyed by a rotation here.
+        """
+        if epoch is None:
+            return self.subkey("backup")
+        try:
+            key = self._epoch_key(epoch, conn)
+        except IntegrityError:
+            raise IntegrityError(
+                f"This backup was made in epoch {epoch}, whose key a rotation destroyed: this "
+                "vault can no longer open it.",
+                next_step="only the recovery phrase opens it now: restore it into an empty "
+                "KEYSAFE_HOME (`keysafe backup restore FILE` there).",
+                epoch=epoch,
+            ) from None
+        return hierarchy.backup_key_from_epoch(key)
+
     def rotate_epoch(self, conn: Connection) -> int:
         """Make a new active epoch key and retire the others (the caller's transaction); new
         records are sealed under it at once, older ones when `reseal_record` moves them.

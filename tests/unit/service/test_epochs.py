@@ -15,10 +15,11 @@ from keysafe.crypto import aead
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError
-from keysafe.service import agents, audit, data, epochs, owner_ops
+from keysafe.service import agents, audit, backup, data, epochs, owner_ops
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault, parse_phrase, recover_vault
 from keysafe.store import tables as t
+from keysafe.vault import backup as backup_format
 from keysafe.vault import hierarchy, records
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
@@ -242,3 +243,37 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
         row = conn.execute(select(t.epochs)).one()
         assert row.sealed_pass and row.sealed_phrase and not row.wrapped_key
     assert _open_all(recovered) == ["legacy"]
+
+
+def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
+    tmp_path: Path,
+) -> None:
+    """A backup made at epoch 1 (issue 18): after two rotations, neither the vault, nor its
+    master key and subkeys, nor any epoch key it holds opens it; the recovery phrase still
+    rebuilds the vault from it on an empty home."""
+    made, words = init_vault(
+        Home(tmp_path / "v"), SecretBytes(bytearray(b"passphrase-123")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    data.set_data(made, "kept", SecretBytes(bytearray(b"value")), data_class=DataClass.STANDARD)
+    file = tmp_path / "epoch1.ksbackup"
+    assert backup.create_backup(made, file).epoch == 1
+    blob = file.read_bytes()
+    assert backup.restore_into(made, file).records >= 1  # its own epoch still lives: it opens
+    epochs.rotate(made, reason="owner")
+    epochs.rotate(made, reason="owner")
+
+    with pytest.raises(IntegrityError, match="rotation destroyed"):
+        backup.restore_into(made, file)
+    reachable = [made.subkey(p) for p in ("backup", "audit-hmac", "state-mac")]
+    reachable += [SecretBytes(k.reveal()) for k in made._epoch_keys.values()]
+    reachable += [hierarchy.backup_key_from_epoch(k) for k in list(reachable)]
+    for key in reachable:
+        with pytest.raises(IntegrityError):
+            backup_format.open_backup(key, blob)
+
+    rebuilt, header = backup.restore_new(
+        Home(tmp_path / "new"), file, words, SecretBytes(bytearray(b"passphrase-789")),
+        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+    )  # fmt: skip
+    assert header.epoch == 1 and "value" in _open_all(rebuilt)
