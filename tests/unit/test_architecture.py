@@ -70,8 +70,6 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     ("mcp_server/threshold.py", "keysafe.mpc.share_file"): "reads the agent's share file",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file.SecretBytes"):
         "the share's secret bytes as share_file hands them out",
-    ("mcp_server/__init__.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares (type)",
-    ("mcp_server/tools.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares (type)",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares",
     # ... and in 2-of-3 DKLs23 (EVM): it hashes the transaction itself and runs its rounds.
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.USER"): "the vault's party id (culprit)",
@@ -84,7 +82,6 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     ("mcp_server/auto_join.py", "keysafe.mpc.ceremony"): "the agent's party of a ceremony",
     ("mcp_server/auto_join.py", "keysafe.mpc.share_file"): "reads back the new share file",
     ("mcp_server/auto_join.py", "keysafe.mpc.share_file.SecretBytes"): "the share key, held",
-    ("mcp_server/auto_join.py", "keysafe.mpc.share_file.Share"): "the shares it signs with",
     ("mcp_server/own_policy.py", "keysafe.policy.engine"): "the policy engine's decision",
     ("mcp_server/own_policy.py", "keysafe.policy.intent.Intent"): "the decoded request (type)",
     ("mcp_server/own_policy.py", "keysafe.policy.lint.lint"): "the copy is checked at start",

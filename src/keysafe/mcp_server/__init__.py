@@ -22,9 +22,8 @@ from keysafe import wire
 from keysafe.errors import KeysafeError, NotAuthenticatedError
 from keysafe.mcp_server import auto_join
 from keysafe.mcp_server.own_policy import OwnPolicy
-from keysafe.mcp_server.threshold import SHARE_ENV, load_shares
+from keysafe.mcp_server.threshold import SHARE_ENV, ShareBook, load_shares
 from keysafe.mcp_server.tools import build_server
-from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient, RemoteError, pooled, vault_url
 
 AGENT_TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
@@ -42,7 +41,7 @@ def run_stdio(token: str, *, url: str | None = None) -> None:
         http = pooled(pool)
         return AgentClient(token, url=base, http=http)
 
-    shares = load_shares(token)  # a bad share file stops the server now, not mid-payment
+    shares = ShareBook(load_shares(token))  # a bad share file stops the server now
     own = OwnPolicy.from_env()  # so does a bad policy copy
     auto_join.start(token, base, shares)  # and a bad join key
     build_server(client_for, lambda ctx: shares, own).run("stdio")
@@ -74,19 +73,19 @@ def http_app(*, url: str | None = None) -> ASGIApp:
             )
         return AgentClient(token, url=base, http=http())
 
-    loaded: dict[str, dict[str, Share]] = {}
+    loaded: dict[str, ShareBook] = {}
 
-    def shares_for(ctx: Context) -> dict[str, Share]:
+    def shares_for(ctx: Context) -> ShareBook:
         # Each agent's shares open with its own token only; a file for another agent is skipped.
         token = _bearer(ctx.headers)
         if token is None or not os.environ.get(SHARE_ENV):
-            return {}
+            return ShareBook()
         digest = hashlib.sha256(token.encode()).hexdigest()
         if digest not in loaded:
             try:
-                loaded[digest] = load_shares(token)
+                loaded[digest] = ShareBook(load_shares(token))
             except KeysafeError:
-                loaded[digest] = {}
+                loaded[digest] = ShareBook()
         return loaded[digest]
 
     server = build_server(client_for, shares_for, OwnPolicy.from_env())

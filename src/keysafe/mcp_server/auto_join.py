@@ -25,8 +25,9 @@ from typing import Final
 from keysafe.agent_models import KeygenPost
 from keysafe.client import AgentClient
 from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.mcp_server.threshold import ShareBook
 from keysafe.mpc import ceremony, share_file
-from keysafe.mpc.share_file import SecretBytes, Share
+from keysafe.mpc.share_file import SecretBytes
 
 __all__ = ["DIR_ENV", "ENV", "start"]
 
@@ -41,7 +42,7 @@ POLL_S: Final = 2.0
 _WALLET_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def start(token: str, url: str, shares: dict[str, Share]) -> threading.Thread | None:
+def start(token: str, url: str, shares: ShareBook) -> threading.Thread | None:
     """Start joining in the background when KEYSAFE_AGENT_JOIN_KEY_FILE is set; `shares` (the
     agent's shares by wallet, which the tools sign with) gets each new share.
 
@@ -75,7 +76,7 @@ def _first_share_dir() -> Path | None:
 
 
 def _loop(
-    token: str, url: str, join_key: bytes, share_key: str, shares: dict[str, Share],
+    token: str, url: str, join_key: bytes, share_key: str, shares: ShareBook,
     folder: Path,
 ) -> None:  # fmt: skip
     tried: set[str] = set()
@@ -92,7 +93,7 @@ def _loop(
 
 
 def _join(
-    client: AgentClient, code: ceremony.JoinCode, share_key: str, shares: dict[str, Share],
+    client: AgentClient, code: ceremony.JoinCode, share_key: str, shares: ShareBook,
     folder: Path,
 ) -> None:  # fmt: skip
     view = client.keygen_exchange(code.keygen_id, KeygenPost())
@@ -106,7 +107,7 @@ def _join(
     if not _WALLET_NAME.fullmatch(view.wallet):  # a name from elsewhere: never a path
         logger.warning("auto-join: the wallet name %r is not one; not joining", view.wallet[:80])
         return
-    old = shares.get(view.wallet)
+    old = shares.peek(view.wallet)
     if view.kind == "create" and old is not None:
         logger.warning(
             "auto-join: %s is already a wallet here; not joining its keygen", view.wallet
@@ -122,10 +123,12 @@ def _join(
         logger.warning("auto-join: %s exists; not joining the ceremony of %s", path, view.wallet)
         return
     try:
-        with SecretBytes(bytearray(share_key.encode())) as secret:
+        # From the first message of the ceremony until the new share is in, signing with this
+        # wallet waits (ShareBook): the vault holds its new share before this process does.
+        with shares.replacing(view.wallet), SecretBytes(bytearray(share_key.encode())) as secret:
             joined = ceremony.join_as_agent(client.keygen_exchange, code, path, secret, old)
             doc = share_file.read(path, "agent share file")
-            shares[view.wallet] = replace(share_file.open_agent_share(doc, secret), origin=path)
+            shares.put(view.wallet, replace(share_file.open_agent_share(doc, secret), origin=path))
     except KeysafeError as exc:
         logger.warning("auto-join of %s failed: %s", view.wallet, exc.what)
         return

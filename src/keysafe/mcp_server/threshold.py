@@ -16,8 +16,13 @@ The vault then judges the transaction under the owner's policy and adds its part
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +30,7 @@ from typing import Any, Literal
 from solders.message import to_bytes_versioned
 from solders.transaction import VersionedTransaction
 
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import MalformedRequestError, RequestInProgressError
 from keysafe.mcp_server.own_policy import OwnPolicy
 from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner as dkls_cosigner
@@ -36,6 +41,64 @@ from keysafe.remote import AgentClient
 
 SHARE_ENV = "KEYSAFE_AGENT_SHARE_FILE"
 SHARE_KEY_ENV = "KEYSAFE_AGENT_SHARE_KEY"
+# How long a signature waits for a refresh of its wallet's share that is under way here.
+JOIN_WAIT_S = 60.0
+
+
+class ShareBook:
+    """The agent's shares by wallet name, as the signing tools see them while `keysafe mcp`
+    replaces one by itself (auto-join of a refresh).
+
+    A refresh gives the vault its new share before this process has opened and swapped in the
+    agent's: a signature started in between would pair the old share with the vault's new one
+    and fail ("signature share does not verify"). So a wallet being replaced is marked, and a
+    signature with it waits until the new share is in (or the ceremony failed and the old one
+    stays). Other wallets sign meanwhile.
+    """
+
+    def __init__(self, shares: dict[str, Share] | None = None) -> None:
+        self._shares = dict(shares or {})
+        self._replacing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def peek(self, wallet: str) -> Share | None:
+        """The share held now, without waiting (for the auto-join itself)."""
+        with self._lock:
+            return self._shares.get(wallet)
+
+    @contextmanager
+    def replacing(self, wallet: str) -> Iterator[None]:
+        """Marks `wallet` as being replaced for the duration (`put` the new share inside)."""
+        with self._lock:
+            self._replacing.add(wallet)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._replacing.discard(wallet)
+
+    def put(self, wallet: str, share: Share) -> None:
+        with self._lock:
+            self._shares[wallet] = share
+
+    async def current(self, wallet: str, wait_s: float = JOIN_WAIT_S) -> Share | None:
+        """The share to sign `wallet` with (None: not a 2-of-3 wallet of this agent's), once no
+        replacement of it is under way.
+
+        Raises:
+            RequestInProgressError: a replacement still runs after `wait_s` seconds.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                if wallet not in self._replacing:
+                    return self._shares.get(wallet)
+            if time.monotonic() >= deadline:
+                raise RequestInProgressError(
+                    f"The agent's share of {wallet} is being refreshed on this host.",
+                    next_step="retry in a minute; if it persists, check `keysafe mcp`'s log.",
+                )
+            await asyncio.sleep(0.05)
 
 
 def load_shares(

@@ -20,7 +20,6 @@ from keysafe import __version__
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.mcp_server import threshold
 from keysafe.mcp_server.own_policy import OwnPolicy
-from keysafe.mpc.share_file import Share
 from keysafe.remote import AgentClient
 
 INSTRUCTIONS = """\
@@ -297,7 +296,7 @@ class _KeysafeMCP(MCPServer):
 
 def build_server(
     client_for: Callable[[Context], AgentClient],
-    shares_for: Callable[[Context], dict[str, Share]] = lambda ctx: {},
+    shares_for: Callable[[Context], threshold.ShareBook] = lambda ctx: threshold.ShareBook(),
     own_policy: OwnPolicy | None = None,
 ) -> MCPServer:
     """The keysafe MCP server; `client_for` gives the vault client for the calling agent,
@@ -357,7 +356,7 @@ def build_server(
             )  # fmt: skip
 
             async def act(c: AgentClient) -> dict[str, Any]:
-                share = shares_for(ctx).get(wallet)
+                share = await shares_for(ctx).current(wallet)
                 if share is not None:  # a 2-of-3 wallet: the agent's share takes part
                     body["threshold"] = await threshold.transaction_part(
                         c, share, wallet, transaction, chain, own_policy
@@ -453,7 +452,7 @@ def build_server(
         body: dict[str, Any] = {"wallet": wallet, "message": message, "encoding": encoding}
 
         async def act(c: AgentClient) -> dict[str, Any]:
-            share = shares_for(ctx).get(wallet)
+            share = await shares_for(ctx).current(wallet)
             if share is not None:  # a 2-of-3 wallet: the agent's share signs the same bytes
                 body["threshold"] = await threshold.message_part(
                     c, share, wallet, message, encoding, own_policy
@@ -476,7 +475,7 @@ def build_server(
         body: dict[str, Any] = {"wallet": wallet, "typed_data": typed_data}
 
         async def act(c: AgentClient) -> dict[str, Any]:
-            share = shares_for(ctx).get(wallet)
+            share = await shares_for(ctx).current(wallet)
             if share is not None:  # a 2-of-3 wallet: the agent's rounds over the same digest
                 body["threshold"] = await threshold.typed_data_part(
                     c, share, wallet, typed_data, own_policy
