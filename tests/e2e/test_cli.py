@@ -447,3 +447,25 @@ def test_license_file_matches_pyproject() -> None:
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     assert 'license = "Apache-2.0"' in pyproject and 'license-files = ["LICENSE"]' in pyproject
+
+
+def test_rotation_policy_is_set_shown_and_its_due_rotations_listed_with_the_fix(
+    vault: Cli,
+) -> None:
+    vault.ok("agent", "add", "bot", "--json")
+    shown = json.loads(vault.ok("rotation-policy", "--json").stdout)
+    assert shown == {"policy": "after 90d", "due": []}
+    r = vault("rotation-policy", "--after", "1y")
+    assert r.exit_code == 1 and "30d, 12h" in r.stderr + r.stdout
+    set_ = json.loads(vault.ok("rotation-policy", "--after", "30d", "--after-uses", "0",
+                               "--json").stdout)  # fmt: skip
+    assert set_ == {"policy": "after 30d", "due": []}
+    # A use count of 0 is "none": nothing is due until the token is 30 days old.
+    status = json.loads(vault.ok("status", "--json").stdout)
+    assert status["rotations_due"] == []
+    # An hour-long policy makes the token due once it is older than that: shown by status.
+    vault.ok("rotation-policy", "--after", "1h")
+    text = vault.ok("rotation-policy").stdout
+    assert "replaced after 1h" in text and "Nothing is due." in text
+    audit = vault.ok("audit", "--json").stdout
+    assert audit.count('"rotation.policy"') == 2  # the refused 1y wrote nothing

@@ -685,3 +685,25 @@ def test_audit_filters_and_json_lines_export(server: Server, page: Page) -> None
     assert head.startswith("application/x-ndjson")
     bad = owner_get(page, "/v1/owner/audit?outcome=%3Cscript%3E")
     assert bad["status"] == 400
+
+
+def test_due_rotations_are_listed_under_the_vault_state_with_the_command(
+    server: Server, page: Page
+) -> None:
+    """The owner's rotation policy (`keysafe rotation-policy`) lists on the page what agents hold
+    that is due for replacement; the page shows none while nothing is due."""
+    unlock(page)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")} | {
+        "KEYSAFE_HOME": str(server.home), "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }  # fmt: skip
+    cli = Cli(server.home, env)
+    due = page.locator("#rotations-due")
+    try:
+        cli.ok("rotation-policy", "--after-uses", "1")  # through the unlocked server
+        pay_small(server, "spare", nonce=21)
+        expect(due).to_contain_text("agent token of spare, used 1 times", timeout=30_000)
+        expect(due.locator("code", has_text="keysafe agent rotate-token spare")).to_be_visible()
+        shot(page, "rotations-due")
+    finally:
+        cli.ok("rotation-policy", "--after-uses", "0")
+    expect(due).to_be_hidden(timeout=30_000)  # the page recomputes at most every 10 s

@@ -701,7 +701,11 @@ def _owner_routes(app: FastAPI) -> None:
     @app.get("/v1/owner/status", tags=["owner"], dependencies=[Owner])
     def status(request: Request) -> dict[str, Any]:
         st = _state(request)
-        return vault_admin.status(st.home, st.vault).to_dict() | {"unlocked": st.vault.is_unlocked}
+        status = vault_admin.status(st.home, st.vault)
+        return status.to_dict() | {
+            "unlocked": st.vault.is_unlocked,
+            "rotations_due": [d.model_dump() for d in st.rotations_due(status.audit_entries)],
+        }
 
     @app.get("/v1/owner/approvals", tags=["owner"], dependencies=[Owner])
     def list_approvals(request: Request, all: bool = False) -> list[dict[str, Any]]:

@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from keysafe.service import rotation_due
 from keysafe.service.context import Home
+from keysafe.service.rotation_due import DueRotation
 from keysafe.vault.vault import Vault
 
 OWNER_PREFIX = "ks_owner_"
+ROTATIONS_TTL = 10.0
 
 
 @dataclass
@@ -53,6 +56,20 @@ class ServerState:
     # Balances are fetched from chain nodes at most every BALANCE_TTL seconds, however often
     # the owner's page polls.
     balance_cache: dict[str, tuple[float, list[dict[str, object]]]] = field(default_factory=dict)
+    # Due rotations count uses over the audit log: on a long log that is a scan, so the page's
+    # poll (every 2 s) recomputes them only when something was audited AND at most every
+    # ROTATIONS_TTL seconds. (when, audit head seq, the list)
+    rotations_cache: tuple[float, int, list[DueRotation]] | None = None
+
+    def rotations_due(self, head: int) -> list[DueRotation]:
+        """What the rotation policy says to replace now, as the owner's page shows it; `head`
+        is the audit log's newest sequence number."""
+        now = self.monotonic()
+        cached = self.rotations_cache
+        if cached is None or (cached[1] != head and now - cached[0] >= ROTATIONS_TTL):
+            cached = (now, head, rotation_due.due(self.vault)[1])
+            self.rotations_cache = cached
+        return cached[2]
 
     # -- owner sessions: stored as SHA-256, compared in constant time ------------------------
 

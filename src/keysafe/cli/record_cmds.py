@@ -114,6 +114,13 @@ def credential_remove(name: str, passphrase_file: PassphraseFile = None) -> None
 def credential_placeholder(
     name: str,
     agent: Annotated[str, typer.Option("--agent", help="The only agent it will work for.")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Rotate: the agent's older placeholders for this credential stop working.",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -126,7 +133,7 @@ def credential_placeholder(
     Example: keysafe credential placeholder openai --agent shopper
     """
     text = owner.perform(
-        owner_ops.IssuePlaceholder(credential=name, agent=agent), passphrase_file
+        owner_ops.IssuePlaceholder(credential=name, agent=agent, replace=replace), passphrase_file
     ).placeholder
     if json_out:
         render.as_json({"credential": name, "agent": agent, "placeholder": text})

@@ -9,7 +9,7 @@ import typer
 
 from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.service import epochs, vault_admin
+from keysafe.service import epochs, rotation_due, vault_admin
 from keysafe.service.context import open_vault
 from keysafe.vault.vault import Vault
 
@@ -75,6 +75,7 @@ def status(json_out: JsonFlag = False) -> None:
         ep = epochs.state(vault)
         st["epoch"] = {"current": ep.current, "since": ep.since, "retired": list(ep.retired),
                        "due": epochs.due(vault)}  # fmt: skip
+        st["rotations_due"] = [d.model_dump() for d in rotation_due.due(vault)[1]]
     url = h.serving_url()
     state = None if url is None else client.server_unlocked(url)
     st["server"] = {
@@ -104,6 +105,9 @@ def status(json_out: JsonFlag = False) -> None:
         + (" — rotation due (`keysafe rotate`)" if ep["due"] else "")
         + (f"; re-sealing from {ep['retired']} unfinished" if ep["retired"] else "")
     )
+    for d in st["rotations_due"]:
+        whose = d["agent"] + (f" ({d['credential']})" if d["credential"] else "")
+        render.out.print(f"{'rotation due':>14}: {d['what']} of {whose}, {d['why']} — `{d['fix']}`")
     if st["unlock_failures"]:
         render.out.print(
             f"[yellow]{st['unlock_failures']} failed unlock attempts in a row.[/yellow]"

@@ -29,6 +29,7 @@ from keysafe.service.owner_ops import (
     SetAgentStatus,
     SetData,
     SetPolicy,
+    SetRotationPolicy,
 )
 from keysafe.service.owner_signing import (
     SignMessage,
@@ -42,6 +43,7 @@ AnyOp = Annotated[
     | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
     | AddAsset | KeygenStart | ReshareStart | KeygenExchange
-    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite | RotateEpochs,
+    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite | RotateEpochs
+    | SetRotationPolicy,
     Field(discriminator="kind"),
 ]  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
@@ -29,6 +30,7 @@ from keysafe.service import (
     placeholders,
     policies,
     registry,
+    rotation_due,
     sealed_state,
     wallets,
 )
@@ -36,6 +38,7 @@ from keysafe.service.agents import AgentView
 from keysafe.service.credentials import CredentialView
 from keysafe.service.data import DataView
 from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.rotation_due import DueRotation
 from keysafe.service.sealed_state import StateRow
 from keysafe.service.wallets import WalletView
 from keysafe.vault.vault import Vault
@@ -242,11 +245,12 @@ class IssuePlaceholder(Op[Placeholder]):
     kind: Literal["credential.placeholder"] = "credential.placeholder"
     credential: str
     agent: str
+    replace: bool = False  # the agent's older placeholders for it stop working
 
     result = Placeholder
 
     def run(self, vault: Vault) -> Placeholder:
-        with placeholders.issue(vault, self.credential, self.agent) as token:
+        with placeholders.issue(vault, self.credential, self.agent, replace=self.replace) as token:
             text = bytes(token.reveal()).decode()
         return Placeholder(credential=self.credential, agent=self.agent, placeholder=text)
 
@@ -458,6 +462,26 @@ class Rotated(BaseModel):
     epoch: int
     resealed: int
     destroyed: list[int]
+
+
+class RotationPolicySet(BaseModel):
+    after: str  # as RotationPolicy.describe() says it
+    due: list[DueRotation]
+
+
+class SetRotationPolicy(Op[RotationPolicySet]):
+    """When agents' tokens, keys and placeholders are due for replacement (owner settings)."""
+
+    kind: Literal["rotation.policy"] = "rotation.policy"
+    after_hours: int | None = None
+    after_uses: int | None = None  # 0: no use count
+
+    result = RotationPolicySet
+
+    def run(self, vault: Vault) -> RotationPolicySet:
+        after = None if self.after_hours is None else timedelta(hours=self.after_hours)
+        pol = rotation_due.set_policy(vault, after, self.after_uses)
+        return RotationPolicySet(after=pol.describe(), due=rotation_due.due(vault)[1])
 
 
 class RotateEpochs(Op[Rotated]):

@@ -43,8 +43,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue(vault: Vault, credential: str, agent: str) -> SecretBytes:
-    """A new placeholder for `credential`, usable only by `agent` (returned once)."""
+def issue(vault: Vault, credential: str, agent: str, *, replace: bool = False) -> SecretBytes:
+    """A new placeholder for `credential`, usable only by `agent` (returned once). With
+    `replace`, the agent's other placeholders for it stop working in the same transaction (a
+    rotation: service/rotation_due.py lists when one is due)."""
     check_name(credential, "credential")
     token = SecretBytes(bytearray((PREFIX + secrets.token_urlsafe(32)).encode()))
     with vault.db.write() as conn:
@@ -54,6 +56,14 @@ def issue(vault: Vault, credential: str, agent: str) -> SecretBytes:
             raise PolicyDeniedError(
                 f"Agent '{agent}' is revoked.", next_step="issue placeholders to an active agent."
             )
+        if replace:
+            mine = (t.placeholders.c.credential == credential) & (t.placeholders.c.agent == agent)
+            n = conn.execute(delete(t.placeholders).where(mine)).rowcount
+            vault.audit(
+                conn, actor="owner", action="placeholder.revoke",
+                target=f"credential:{credential}", outcome="success",
+                details={"agent": agent, "name": credential, "count": int(n)},
+            )  # fmt: skip
         conn.execute(
             insert(t.placeholders).values(
                 token_hash=_digest(bytes(token.reveal()).decode()), agent=agent,

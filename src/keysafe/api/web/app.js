@@ -213,6 +213,7 @@ async function poll(round) {
       n(status.credentials, "credential", "credentials"),
       n(status.audit_entries, "audit entry", "audit entries"),
     ].join(" · ");
+    renderRotationsDue(status.rotations_due || []);
     await refresh("approvals");
     await refresh("grants");
     // Wallet addresses are re-derived from their keys on each listing: load them on demand only.
@@ -224,6 +225,23 @@ async function poll(round) {
     fail(err);
   }
   if (round === pollRound && !$("app").hidden) pollTimer = setTimeout(() => poll(round), POLL_MS);
+}
+
+// What the owner's rotation policy says to replace now (service/rotation_due.py): what, whose,
+// why, and the command that does it. Nothing is replaced by itself: the agent holds it.
+function renderRotationsDue(items) {
+  const list = $("rotations-due");
+  list.replaceChildren(
+    ...items.map((d) =>
+      el(
+        "li",
+        {},
+        `Rotation due: ${d.what} of ${d.agent}${d.credential ? ` (${d.credential})` : ""}, ${d.why}. `,
+        el("code", { text: d.fix }),
+      ),
+    ),
+  );
+  list.hidden = items.length === 0;
 }
 
 // Each section: a path to GET, or a function that loads its data; and how to draw it.
