@@ -143,6 +143,25 @@ def _pair(owner: Cli, invite: str, home: Path) -> tuple[str, list[str], list[str
     return json.loads(out)["local_token"], sidecar_words, vault_words
 
 
+def _start_sidecar(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`keysafe sidecar` on a free port (its output appended to `log`), once its relay link is
+    up; the process and its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(log, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT, env=_sidecar_env(home),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).json().get("relay"):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return proc, url
+
+
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
     root = tmp_path_factory.mktemp("remote")
@@ -170,20 +189,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                 side_home = root / "agent-host"
                 token, words, vault_words = _pair(owner, invite, side_home)
                 assert words == vault_words
-                port = free_port()
                 log = root / "sidecar.log"
-                sidecar = subprocess.Popen(
-                    [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(log, "wb"),  # noqa: SIM115
-                    stderr=subprocess.STDOUT, env=_sidecar_env(side_home),
-                )  # fmt: skip
-                url = f"http://127.0.0.1:{port}"
-                for _ in range(200):
-                    try:
-                        if httpx.get(f"{url}/v1/health", timeout=1).json().get("relay"):
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.05)
+                sidecar, url = _start_sidecar(side_home, log)
                 args = ("--unlock", "--rate-limit", "1000", "--relay", a.ws_url)
                 with ExitStack() as stack:
                     made = Remote(vault, server, owner, a, b, redis_port, traffic, sidecar, url,
@@ -495,19 +502,9 @@ def test_attack_a_request_retried_after_the_vault_restarts_runs_once(remote: Rem
     assert len(_audited(remote, "evm.sign_message")) - signed_before == 1  # signed once
 
     # The sidecar again, for the tests after this one.
-    port = free_port()
-    remote.sidecar = subprocess.Popen(
-        [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(remote.sidecar_log, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, env=_sidecar_env(remote.sidecar_log.parent / "agent-host"),
-    )  # fmt: skip
-    remote.sidecar_url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{remote.sidecar_url}/v1/health", timeout=1).json().get("relay"):
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    remote.sidecar, remote.sidecar_url = _start_sidecar(
+        remote.sidecar_log.parent / "agent-host", remote.sidecar_log
+    )
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium (scripts/test installs it)")
