@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,13 @@ _DATA_TABLES: tuple[Any, ...] = (
 )  # fmt: skip
 
 
-def _dump(conn: Connection, table: Any, *order: Any) -> list[dict[str, Any]]:
+def _dump(
+    conn: Connection, table: Any, *order: Any,
+    each: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict,
+) -> list[dict[str, Any]]:  # fmt: skip
     out = []
-    for row in conn.execute(select(table).order_by(*order)).mappings():
+    for raw in conn.execute(select(table).order_by(*order)).mappings():
+        row = each(dict(raw))
         out.append({k: (v.hex() if k in _BYTES_COLS and v is not None else v)
                     for k, v in row.items()})  # fmt: skip
     return out
@@ -110,9 +114,13 @@ def _seal_and_deliver(
         head = conn.execute(select(t.vault.c.created_at)).one()
         payload = {
             "vault": {"id": vault.vault_id, "created_at": head.created_at},
-            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns) for tbl in _DATA_TABLES},
+            # Records carry their ciphertext itself, not a pointer: one kept in S3 is fetched
+            # (its hash checked), so the backup restores without the bucket.
+            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns,
+                               each=vault.inline_row if tbl is t.records else dict)
+               for tbl in _DATA_TABLES},
             "audit": _dump(conn, t.audit, t.audit.c.seq),
-        }
+        }  # fmt: skip
         # A tampered record must stop the backup, not travel in it: every record is opened.
         _check_records_open(vault, conn)
         header = fmt.BackupHeader(
@@ -196,7 +204,8 @@ def _merge_records(vault: Vault, conn: Connection, payload: dict[str, Any]) -> i
                 continue  # intact and as new as the backup's (an evicted share never returns)
             conn.execute(delete(t.records).where(t.records.c.id == current.id))
         conn.execute(delete(t.records).where(t.records.c.id == row["id"]))
-        conn.execute(insert(t.records).values(**row))
+        # Where this vault keeps ciphertext: an S3 object is put before the row is written.
+        conn.execute(insert(t.records).values(**vault.stow_row(row)))
         restored += 1
     return restored
 

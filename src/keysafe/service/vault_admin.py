@@ -23,6 +23,7 @@ from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy
+from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -111,6 +112,7 @@ def _create(
     kdf: Argon2Params,
     clock: Clock,
     action: str,
+    blobs: BlobConfig | None = None,
 ) -> Vault:
     if home.exists():
         raise AlreadyExistsError(
@@ -127,7 +129,7 @@ def _create(
             phrase_pub = hierarchy.public_bytes(hierarchy.phrase_seal_key(entropy.reveal()))
             vault = Vault.create(
                 db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn,
-                phrase_pub=phrase_pub,
+                phrase_pub=phrase_pub, blobs=blobs,
             )  # fmt: skip
             _seed_record(vault, conn, words)
             vault.audit(
@@ -151,15 +153,37 @@ def init_vault(
     *,
     kdf: Argon2Params = DEFAULT_ARGON2,
     clock: Clock = utc_now,
+    blobs_url: str | None = None,
+    blobs_endpoint: str | None = None,
 ) -> tuple[Vault, SecretBytes]:
-    """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once)."""
+    """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once).
+
+    `blobs_url` (`s3://bucket/prefix`, with `blobs_endpoint` for an S3-compatible server) keeps
+    record ciphertext in that bucket; the bucket is checked before anything is written.
+
+    Raises:
+        MalformedRequestError: a weak passphrase, or a malformed `blobs_url`.
+        StoreError: the bucket cannot be reached or used.
+    """
     check_new_passphrase(passphrase)
+    blobs = None
+    if blobs_url is not None:
+        blobs = BlobConfig.parse(blobs_url, endpoint=blobs_endpoint)
+        S3Blobs(blobs).check()  # an unusable bucket stops init before the vault exists
+    elif blobs_endpoint is not None:
+        raise MalformedRequestError(
+            "--blobs-endpoint is the address of the S3 server --blobs names; it needs --blobs.",
+            next_step="add --blobs s3://BUCKET/PREFIX, or leave --blobs-endpoint out.",
+        )
     entropy = SecretBytes(bytearray(os.urandom(32)))
     with entropy:
         phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())
         vault = _create(
-            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock, action="vault.init"
-        )
+            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock,
+            action="vault.init", blobs=blobs,
+        )  # fmt: skip
+    if blobs is not None:
+        logger.info("vault %s keeps record ciphertext in %s", vault.vault_id, blobs.url)
     return vault, phrase
 
 
