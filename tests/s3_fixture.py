@@ -43,9 +43,7 @@ class S3Server:
         s3 = self.client()
         s3.create_bucket(Bucket=name)
         if versioned:
-            s3.put_bucket_versioning(
-                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-            )
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         return name
 
     def versions(self, bucket: str, prefix: str = "") -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from keysafe.crypto import aead
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import IntegrityError, StoreError
+from keysafe.errors import IntegrityError, MalformedRequestError, StoreError
 from keysafe.service import backup, data, epochs
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
@@ -212,11 +213,11 @@ def test_init_refuses_a_missing_bucket_or_bad_url_before_writing(
     s3: S3Server, tmp_path: Path
 ) -> None:
     home = Home(tmp_path / "nope")
-    with pytest.raises(StoreError, match="NoSuchBucket|404"):
+    with pytest.raises(StoreError, match=r"NoSuchBucket|404"):
         init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
                    blobs_url="s3://no-such-bucket-here/x", blobs_endpoint=s3.endpoint)  # fmt: skip
     assert not home.exists()
-    with pytest.raises(Exception, match="s3://BUCKET/PREFIX"):
+    with pytest.raises(MalformedRequestError, match="s3://BUCKET/PREFIX"):
         init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
                    blobs_url="https://bucket/x")  # fmt: skip
 
@@ -292,7 +293,7 @@ def test_attack_old_copies_and_old_object_versions_stay_closed(
     for number, nonce, wrapped in old_epochs:
         for key in reachable:
             if wrapped:
-                with pytest.raises(Exception):
+                with pytest.raises(aead.DecryptionError):
                     hierarchy.unwrap_epoch_key(key, vault.vault_id, number, nonce, wrapped)
     opened = 0
     for rid, kind, name, cls, epoch, version, meta, dek_nonce, dek_wrapped, key, vid in rows:
