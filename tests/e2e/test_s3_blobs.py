@@ -63,6 +63,7 @@ def test_init_with_blobs_then_an_agent_reads_a_record_from_the_bucket(
     cli.ok("data", "set", "profile", "--class", "standard", input=json.dumps(profile))
     (tmp_path / "policy.yaml").write_text(POLICY)
     token = add_agent(cli, "bot", tmp_path / "policy.yaml")
+    assert json.loads(cli.ok("status", "--json").stdout)["blobs"] == made["blobs"]
 
     keys = [v["Key"] for v in s3.versions(bucket, f"team/{made['vault_id']}/data/1/")]
     assert len(keys) == 1 and keys[0].endswith(".v1.enc")

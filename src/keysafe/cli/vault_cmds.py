@@ -111,8 +111,9 @@ def status(json_out: JsonFlag = False) -> None:
         render.as_json(st)
         return
     for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets", "agents",
-                "audit_entries", "audit_head"):  # fmt: skip
-        render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
+                "audit_entries", "audit_head", "blobs"):  # fmt: skip
+        if key in st:  # `blobs` only for a vault whose ciphertext is in S3
+            render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
     if url is None:
         server = "not running (`keysafe serve` starts it)"
     elif state is None:

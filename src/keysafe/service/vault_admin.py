@@ -23,7 +23,7 @@ from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy
-from keysafe.vault.blobs import BlobConfig, S3Blobs
+from keysafe.vault.blobs import BlobConfig, InlineBlobs, S3Blobs
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -246,8 +246,11 @@ class Status:
     audit_entries: int
     audit_head: str
     unlock_failures: int
+    blobs: str | None = None  # where record ciphertext lives, when not in the database
 
     def to_dict(self) -> dict[str, Any]:
+        # A vault without a blob store shows exactly what it showed before blob stores existed.
+        extra = {} if self.blobs is None else {"blobs": self.blobs}
         return {
             "initialized": True,
             "home": self.home,
@@ -260,7 +263,7 @@ class Status:
             "audit_entries": self.audit_entries,
             "audit_head": self.audit_head,
             "unlock_failures": self.unlock_failures,
-        }
+        } | extra
 
 
 def status(home: Home, vault: Vault) -> Status:
@@ -275,4 +278,5 @@ def status(home: Home, vault: Vault) -> Status:
         records={str(k): int(v) for k, v in counts.items()}, agents=agents,
         audit_entries=head.audit_head_seq,
         audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
+        blobs=None if isinstance(vault.blobs, InlineBlobs) else vault.blobs.description,
     )  # fmt: skip

@@ -20,6 +20,7 @@ from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, StoreError
 from keysafe.service import backup, data, epochs
+from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import s3 as s3_module
@@ -345,3 +346,22 @@ def test_a_vault_without_blobs_writes_rows_and_backups_as_before(tmp_path: Path)
         assert conn.execute(select(t.vault.c.blobs)).scalar() is None
         dumped = made.inline_row(dict(conn.execute(select(t.records)).mappings().first() or {}))
     assert "blob_key" not in dumped and dumped["ciphertext"]
+
+
+def test_a_vault_at_schema_0009_migrates_and_reads_as_before(tmp_path: Path) -> None:
+    home = Home(tmp_path / "old")
+    made, _ = init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP)
+    data.set_data(made, "x", SecretBytes(bytearray(b"kept")), data_class=DataClass.STANDARD)
+    made.lock()
+    made.db.close()
+    with sqlite3.connect(home.db_path) as conn:  # as keysafe wrote it before schema 0011
+        for column in ("blob_key", "blob_version", "blob_sha256"):
+            conn.execute(f"ALTER TABLE records DROP COLUMN {column}")
+        conn.execute("ALTER TABLE vault DROP COLUMN blobs")
+        conn.execute("UPDATE alembic_version SET version_num = '0009'")
+    reopened = open_vault(home)
+    assert reopened.db.schema_revision() == "0011"
+    with SecretBytes(bytearray(b"passphrase-123")) as secret:
+        reopened.unlock(secret)
+    assert _open(reopened, "x") == b"kept" and reopened.blobs.description == "database"
+    assert _row(reopened, "x").blob_key is None
