@@ -23,7 +23,7 @@ from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy
-from keysafe.vault.blobs import BlobConfig, InlineBlobs, S3Blobs
+from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -278,5 +278,5 @@ def status(home: Home, vault: Vault) -> Status:
         records={str(k): int(v) for k, v in counts.items()}, agents=agents,
         audit_entries=head.audit_head_seq,
         audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
-        blobs=None if isinstance(vault.blobs, InlineBlobs) else vault.blobs.description,
+        blobs=vault.blobs.description if vault.blobs.remote else None,
     )  # fmt: skip

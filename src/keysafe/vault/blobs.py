@@ -169,6 +169,11 @@ class RecordBlobs(ABC):
     def description(self) -> str:
         """Where ciphertext lives, for people (status, docs, audit)."""
 
+    @property
+    def remote(self) -> bool:
+        """Is ciphertext kept outside the database (each read and write a network call)?"""
+        return False
+
 
 class InlineBlobs(RecordBlobs):
     """The default: ciphertext in the `records` row, exactly as before schema 0011."""
@@ -277,6 +282,10 @@ class S3Blobs(RecordBlobs):
         ]
         self.objects.delete_versions(doomed)
         return len(doomed)
+
+    @property
+    def remote(self) -> bool:
+        return True
 
     @property
     def description(self) -> str:

@@ -682,8 +682,9 @@ class Vault:
                                 out["nonce"], out["ciphertext"])  # fmt: skip
         return out | self._stow(out["kind"], out["id"], out["version"], sealed).columns()
 
-    def destroy_epoch(self, conn: Connection, number: int) -> None:
-        """Delete a retired epoch key that no record uses any more, and forget it here.
+    def destroy_epoch(self, conn: Connection, number: int) -> int:
+        """Delete a retired epoch key that no record uses any more, and forget it here; with a
+        blob store, every object version under that epoch first. Returns how many went.
 
         Raises:
             IntegrityError: it is the active epoch, or a record still uses it.
@@ -709,6 +710,7 @@ class Vault:
         key = self._epoch_keys.pop(number, None)
         if key is not None:
             key.wipe()
+        return gone
 
     def _current_epoch(self, conn: Connection) -> int:
         number = conn.execute(

@@ -19,7 +19,7 @@ from keysafe.crypto import aead
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, StoreError
-from keysafe.service import backup, data, epochs
+from keysafe.service import audit, backup, data, epochs
 from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
@@ -252,6 +252,9 @@ def test_rotation_moves_objects_and_destroys_every_old_version(
     assert keys and all(k.split("/")[-2] == "2" for k in keys), keys
     assert not [v for v in s3.versions(bucket, base) if "/1/" in v["Key"]]
     assert {_row(vault, f"item{i}").blob_key.split("/")[-2] for i in range(RECORDS)} == {"2"}
+    destroy = [e for e in audit.list_entries(vault, limit=100) if e.action == "epoch.destroy"]
+    # every record's v1, item5's delete marker, the orphan, the hd seed
+    assert int(destroy[-1].details["objects_deleted"]) >= RECORDS + 3
 
 
 def test_attack_old_copies_and_old_object_versions_stay_closed(
