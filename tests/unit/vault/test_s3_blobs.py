@@ -368,3 +368,28 @@ def test_a_vault_at_schema_0009_migrates_and_reads_as_before(tmp_path: Path) -> 
         reopened.unlock(secret)
     assert _open(reopened, "x") == b"kept" and reopened.blobs.description == "database"
     assert _row(reopened, "x").blob_key is None
+
+
+def test_a_crash_between_put_and_commit_keeps_the_old_record_in_any_bucket(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """The object is put before the row is committed; the version in its name means even a
+    bucket without versions never loses the object the committed row points at."""
+    bucket = s3.new_bucket(versioned=False)
+    made = _vault(s3, bucket, tmp_path / "c", records_=1)
+    with pytest.raises(RuntimeError), made.db.write() as conn:
+        made.put_record(conn, kind="data", name="item0", data_class="standard", meta={},
+                        plaintext=SecretBytes(bytearray(b"new")), replace=True)  # fmt: skip
+        raise RuntimeError("killed before the commit")
+    assert _open(made, "item0") == b"canary-value-0000"
+    keys = {v["Key"].rsplit("/", 1)[-1].split(".", 1)[-1] for v in s3.versions(bucket, "ks/")}
+    assert {"v1.enc", "v2.enc"} <= keys  # v2 is garbage until epoch 1 is destroyed
+    epochs.rotate(made, reason="owner")
+    assert not [v for v in s3.versions(bucket, "ks/") if "/1/" in v["Key"]]
+    assert _open(made, "item0") == b"canary-value-0000"
+
+
+def test_an_endpoint_without_a_bucket_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MalformedRequestError, match="needs --blobs"):
+        init_vault(Home(tmp_path / "e"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+                   blobs_endpoint="http://127.0.0.1:9")  # fmt: skip
