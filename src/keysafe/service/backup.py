@@ -28,7 +28,7 @@ from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
 from keysafe.service import sealed_state, threshold
-from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
+from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import backup as fmt
@@ -156,7 +156,12 @@ def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
         )
 
 
-def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
+def _replace_data(
+    conn: Connection, payload: dict[str, Any],
+    stow: Callable[[Mapping[str, Any]], dict[str, Any]] = dict,
+) -> None:  # fmt: skip
+    """Replace every data table with the backup's; each record row goes through `stow` (the
+    vault's blob store: an S3 object is put before its row is written)."""
     # The running window totals are derived from the ledger being replaced: drop them, and the
     # first budget check of each window sums the restored ledger again.
     conn.execute(delete(t.ledger_totals))
@@ -164,7 +169,7 @@ def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
         conn.execute(delete(tbl))
     for tbl in _DATA_TABLES:
         for row in _load(payload.get(tbl.name, [])):
-            conn.execute(insert(tbl).values(**row))
+            conn.execute(insert(tbl).values(**(stow(row) if tbl is t.records else row)))
 
 
 def _generation(meta: str) -> int:
@@ -309,9 +314,21 @@ def restore_new(
     *,
     kdf: Argon2Params = DEFAULT_ARGON2,
     clock: Clock = utc_now,
+    blobs_url: str | None = None,
+    blobs_endpoint: str | None = None,
 ) -> tuple[Vault, fmt.BackupHeader]:
-    """Rebuild a vault in an empty home from a backup and its recovery phrase."""
+    """Rebuild a vault in an empty home from a backup and its recovery phrase.
+
+    Record ciphertext goes into the database, or with `blobs_url` (`s3://bucket/prefix`, and
+    `blobs_endpoint` for an S3-compatible server) into that bucket, as `keysafe init --blobs`.
+
+    Raises:
+        WrongRecoveryPhraseError: the phrase is not this backup's vault's.
+        IntegrityError: the backup does not open or its audit log does not verify.
+        StoreError: the bucket cannot be reached or used (nothing was written).
+    """
     check_new_passphrase(new_passphrase)
+    blobs = blob_setting(blobs_url, blobs_endpoint)
     blob = path.read_bytes()
     header, _, _ = fmt.read_header(blob)
     with parse_phrase(phrase) as entropy:
@@ -334,9 +351,9 @@ def restore_new(
                 vault = Vault.create(
                     db, master=master, passphrase=new_passphrase, kdf=kdf, clock=clock,
                     conn=conn, with_first_epoch=False,
-                    phrase_pub=hierarchy.public_bytes(phrase_key),
+                    phrase_pub=hierarchy.public_bytes(phrase_key), blobs=blobs,
                 )  # fmt: skip
-                _replace_data(conn, payload)
+                _replace_data(conn, payload, stow=vault.stow_row)
                 for row in payload["audit"]:
                     conn.execute(insert(t.audit).values(**row))
                 if payload["audit"]:

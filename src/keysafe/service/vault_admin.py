@@ -147,6 +147,26 @@ def _create(
     return vault
 
 
+def blob_setting(url: str | None, endpoint: str | None) -> BlobConfig | None:
+    """The blob store a new vault is to use (None: its database), checked to answer before
+    anything is written.
+
+    Raises:
+        MalformedRequestError: a malformed URL, or an endpoint without a URL.
+        StoreError: the bucket cannot be reached or used.
+    """
+    if url is None:
+        if endpoint is not None:
+            raise MalformedRequestError(
+                "--blobs-endpoint is the address of the S3 server --blobs names; it needs --blobs.",
+                next_step="add --blobs s3://BUCKET/PREFIX, or leave --blobs-endpoint out.",
+            )
+        return None
+    config = BlobConfig.parse(url, endpoint=endpoint)
+    S3Blobs(config).check()  # an unusable bucket stops here, before the vault exists
+    return config
+
+
 def init_vault(
     home: Home,
     passphrase: SecretBytes,
@@ -166,15 +186,7 @@ def init_vault(
         StoreError: the bucket cannot be reached or used.
     """
     check_new_passphrase(passphrase)
-    blobs = None
-    if blobs_url is not None:
-        blobs = BlobConfig.parse(blobs_url, endpoint=blobs_endpoint)
-        S3Blobs(blobs).check()  # an unusable bucket stops init before the vault exists
-    elif blobs_endpoint is not None:
-        raise MalformedRequestError(
-            "--blobs-endpoint is the address of the S3 server --blobs names; it needs --blobs.",
-            next_step="add --blobs s3://BUCKET/PREFIX, or leave --blobs-endpoint out.",
-        )
+    blobs = blob_setting(blobs_url, blobs_endpoint)
     entropy = SecretBytes(bytearray(os.urandom(32)))
     with entropy:
         phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())

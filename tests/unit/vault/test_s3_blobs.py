@@ -337,6 +337,15 @@ def test_a_backup_carries_the_ciphertext_and_restores_into_the_bucket(
     )
     assert _open_all(rebuilt) == _open_all(vault)
     assert _row(rebuilt, "item6").blob_key is None
+    # ... or, asked to, into a bucket again (here another one).
+    other = s3.new_bucket()
+    into_s3, _ = backup.restore_new(
+        Home(tmp_path / "new-s3"), file, words, SecretBytes(bytearray(b"passphrase-789")),
+        kdf=CHEAP, blobs_url=f"s3://{other}/again", blobs_endpoint=s3.endpoint,
+    )  # fmt: skip
+    assert _open_all(into_s3) == _open_all(vault)
+    assert _row(into_s3, "item6").blob_key.startswith(f"again/{vault.vault_id}/data/")
+    assert len(s3.versions(other)) >= RECORDS
 
 
 def test_a_vault_without_blobs_writes_rows_and_backups_as_before(tmp_path: Path) -> None:
