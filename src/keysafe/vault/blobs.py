@@ -32,6 +32,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from keysafe.crypto import aead
 from keysafe.errors import IntegrityError, MalformedRequestError
@@ -72,12 +73,8 @@ class BlobConfig:
             prefix and not all(_PREFIX_PART.match(p) for p in prefix.split("/"))
         ):
             raise bad
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            raise MalformedRequestError(
-                f"--blobs-endpoint takes an http(s) URL; {endpoint[:200]!r} is not one.",
-                next_step="e.g. `--blobs-endpoint https://s3.example.com` (or leave it out for "
-                "AWS).",
-            )
+        if endpoint is not None:
+            _check_endpoint(endpoint)
         return cls(bucket, prefix, endpoint)
 
     @property
@@ -290,6 +287,29 @@ class S3Blobs(RecordBlobs):
     @property
     def description(self) -> str:
         return self.config.url + (f" at {self.config.endpoint}" if self.config.endpoint else "")
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """An http(s) URL with a host and nothing secret in it: it is kept in the vault header and
+    shown in messages, and credentials come from the AWS chain only."""
+    try:
+        parts = urlsplit(endpoint)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise MalformedRequestError(
+            "--blobs-endpoint takes an http(s) URL with a host; that is not one.",
+            next_step="e.g. `--blobs-endpoint https://s3.example.com` (or leave it out for AWS).",
+        )
+    if parts.username is not None or parts.password is not None or parts.query:
+        # Never quote it: the part refused is where a secret would be.
+        raise MalformedRequestError(
+            "--blobs-endpoint must not carry credentials or a query: it is stored in the vault "
+            "header and shown in messages.",
+            next_step="give the bare URL (https://host[:port]) and put the keys in "
+            "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile.",
+        )
 
 
 def _epoch_of(rest: str) -> int | None:

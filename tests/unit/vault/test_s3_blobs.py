@@ -398,7 +398,12 @@ def test_a_crash_between_put_and_commit_keeps_the_old_record_in_any_bucket(
     assert _open(made, "item0") == b"canary-value-0000"
 
 
-def test_an_endpoint_without_a_bucket_is_refused(tmp_path: Path) -> None:
+def test_an_endpoint_without_a_bucket_or_with_credentials_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MalformedRequestError, match="needs --blobs"):
         init_vault(Home(tmp_path / "e"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
                    blobs_endpoint="http://127.0.0.1:9")  # fmt: skip
+    with pytest.raises(MalformedRequestError, match="must not carry credentials") as err:
+        BlobConfig.parse("s3://bucket/x", endpoint="https://AKIA:canary-s3cret@s3.example.com")
+    assert "canary-s3cret" not in str(err.value) + err.value.next_step
+    with pytest.raises(MalformedRequestError, match="http"):
+        BlobConfig.parse("s3://bucket/x", endpoint="ftp://s3.example.com")
