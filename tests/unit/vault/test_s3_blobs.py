@@ -32,7 +32,7 @@ from keysafe.vault.vault import Vault
 from tests.s3_fixture import S3Server, free_port, moto_s3
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
-RECORDS = 30
+RECORDS = 12
 PHRASES: dict[str, SecretBytes] = {}  # each vault's recovery phrase, by vault id
 
 
