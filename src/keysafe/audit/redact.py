@@ -24,6 +24,7 @@ PLAINTEXT_KEYS: Final = frozenset(
         "kind", "name", "class", "hosts", "attach", "address", "index", "source", "format",
         "version", "epoch", "vault_id", "reason", "code", "count", "fields", "replaced",
         "failures", "blocked_seconds", "records", "entries", "from_empty_home",
+        "objects_deleted",  # object versions an epoch destroy deleted from the S3 blob store
         # decisions and policy changes: hashes and ids, not values
         "request_id", "intent", "policy_hash", "previous_hash", "diff", "seconds", "state",
         "fee",

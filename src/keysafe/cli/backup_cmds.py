@@ -54,6 +54,18 @@ def backup_restore(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
+    blobs: Annotated[
+        str | None,
+        typer.Option(
+            "--blobs",
+            help="Rebuilding on an empty home: keep record ciphertext in this S3 bucket "
+            "(s3://BUCKET/PREFIX), as `keysafe init --blobs`.",
+        ),
+    ] = None,
+    blobs_endpoint: Annotated[
+        str | None,
+        typer.Option("--blobs-endpoint", help="The URL of an S3-compatible server for --blobs."),
+    ] = None,
 ) -> None:
     """Restore FILE into this vault (same vault only), or rebuild a vault on an empty KEYSAFE_HOME.
 
@@ -67,6 +79,12 @@ def backup_restore(
         raise NotFoundError(f"No backup file at {file}.", next_step="check the path.")
     rebuilt = not h.exists()  # from an empty home: restore_new pauses agents, holds 2-of-3 wallets
     if h.exists():
+        if blobs or blobs_endpoint:
+            raise MalformedRequestError(
+                "--blobs chooses where a vault rebuilt on an empty home keeps its ciphertext; "
+                f"the vault in {h.path} keeps the setting it was made with.",
+                next_step="leave --blobs out, or restore into an empty KEYSAFE_HOME.",
+            )
         if not inputs.confirm(
             f"Replace the records of the vault in {h.path} with those in {file}?", assume_yes=yes
         ):
@@ -88,7 +106,9 @@ def backup_restore(
             passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
             label="New vault passphrase", confirm=True,
         ) as pw:  # fmt: skip
-            vault, header = backup.restore_new(h, file, phrase, pw)
+            vault, header = backup.restore_new(
+                h, file, phrase, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
+            )
         with vault:
             vault_id = vault.vault_id
         records, entries = header.records, header.entries

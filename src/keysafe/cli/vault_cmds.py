@@ -26,7 +26,25 @@ def unlocked(passphrase_file: Path | None) -> Vault:
 
 
 @app.command()
-def init(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
+def init(
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+    blobs: Annotated[
+        str | None,
+        typer.Option(
+            "--blobs",
+            help="Keep record ciphertext in this S3 bucket (s3://BUCKET/PREFIX; versioning on "
+            "is best), with only a pointer and a SHA-256 in the database. AWS credentials come "
+            "from the environment or ~/.aws, as for the aws CLI. Needs keysafe[aws].",
+        ),
+    ] = None,
+    blobs_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
+        ),
+    ] = None,
+) -> None:
     """Create a new vault and show its 24-word recovery phrase once.
 
     The passphrase is asked twice (or taken from KEYSAFE_PASSPHRASE / --passphrase-file); it needs
@@ -36,13 +54,19 @@ def init(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> 
     """
     h = home()
     with inputs.passphrase(passphrase_file, label="New vault passphrase", confirm=True) as pw:
-        vault, phrase = vault_admin.init_vault(h, pw)
+        vault, phrase = vault_admin.init_vault(
+            h, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
+        )
     with vault, phrase:
         words = bytes(phrase.reveal()).decode()
         if json_out:
-            render.as_json({"vault_id": vault.vault_id, "recovery_phrase": words})
+            out = {"vault_id": vault.vault_id, "recovery_phrase": words}
+            render.as_json(out | ({"blobs": vault.blobs.description} if blobs else {}))
             return
-        render.out.print(f"Vault [bold]{vault.vault_id}[/bold] created in {h.path}.\n")
+        render.out.print(f"Vault [bold]{vault.vault_id}[/bold] created in {h.path}.")
+        if blobs:
+            render.out.print(f"Record ciphertext is kept in {vault.blobs.description}.")
+        render.out.print("")
         render.out.print(
             "[bold yellow]Recovery phrase — shown this once, write it down:[/bold yellow]"
         )
@@ -88,8 +112,9 @@ def status(json_out: JsonFlag = False) -> None:
         render.as_json(st)
         return
     for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets", "agents",
-                "audit_entries", "audit_head"):  # fmt: skip
-        render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
+                "audit_entries", "audit_head", "blobs"):  # fmt: skip
+        if key in st:  # `blobs` only for a vault whose ciphertext is in S3
+            render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
     if url is None:
         server = "not running (`keysafe serve` starts it)"
     elif state is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
 from keysafe.service import sealed_state, threshold
-from keysafe.service.vault_admin import check_new_passphrase, parse_phrase
+from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import backup as fmt
@@ -51,9 +51,13 @@ _DATA_TABLES: tuple[Any, ...] = (
 )  # fmt: skip
 
 
-def _dump(conn: Connection, table: Any, *order: Any) -> list[dict[str, Any]]:
+def _dump(
+    conn: Connection, table: Any, *order: Any,
+    each: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict,
+) -> list[dict[str, Any]]:  # fmt: skip
     out = []
-    for row in conn.execute(select(table).order_by(*order)).mappings():
+    for raw in conn.execute(select(table).order_by(*order)).mappings():
+        row = each(dict(raw))
         out.append({k: (v.hex() if k in _BYTES_COLS and v is not None else v)
                     for k, v in row.items()})  # fmt: skip
     return out
@@ -110,9 +114,13 @@ def _seal_and_deliver(
         head = conn.execute(select(t.vault.c.created_at)).one()
         payload = {
             "vault": {"id": vault.vault_id, "created_at": head.created_at},
-            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns) for tbl in _DATA_TABLES},
+            # Records carry their ciphertext itself, not a pointer: one kept in S3 is fetched
+            # (its hash checked), so the backup restores without the bucket.
+            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns,
+                               each=vault.inline_row if tbl is t.records else dict)
+               for tbl in _DATA_TABLES},
             "audit": _dump(conn, t.audit, t.audit.c.seq),
-        }
+        }  # fmt: skip
         # A tampered record must stop the backup, not travel in it: every record is opened.
         _check_records_open(vault, conn)
         header = fmt.BackupHeader(
@@ -148,7 +156,12 @@ def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
         )
 
 
-def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
+def _replace_data(
+    conn: Connection, payload: dict[str, Any],
+    stow: Callable[[Mapping[str, Any]], dict[str, Any]] = dict,
+) -> None:  # fmt: skip
+    """Replace every data table with the backup's; each record row goes through `stow` (the
+    vault's blob store: an S3 object is put before its row is written)."""
     # The running window totals are derived from the ledger being replaced: drop them, and the
     # first budget check of each window sums the restored ledger again.
     conn.execute(delete(t.ledger_totals))
@@ -156,7 +169,7 @@ def _replace_data(conn: Connection, payload: dict[str, Any]) -> None:
         conn.execute(delete(tbl))
     for tbl in _DATA_TABLES:
         for row in _load(payload.get(tbl.name, [])):
-            conn.execute(insert(tbl).values(**row))
+            conn.execute(insert(tbl).values(**(stow(row) if tbl is t.records else row)))
 
 
 def _generation(meta: str) -> int:
@@ -196,7 +209,8 @@ def _merge_records(vault: Vault, conn: Connection, payload: dict[str, Any]) -> i
                 continue  # intact and as new as the backup's (an evicted share never returns)
             conn.execute(delete(t.records).where(t.records.c.id == current.id))
         conn.execute(delete(t.records).where(t.records.c.id == row["id"]))
-        conn.execute(insert(t.records).values(**row))
+        # Where this vault keeps ciphertext: an S3 object is put before the row is written.
+        conn.execute(insert(t.records).values(**vault.stow_row(row)))
         restored += 1
     return restored
 
@@ -300,9 +314,21 @@ def restore_new(
     *,
     kdf: Argon2Params = DEFAULT_ARGON2,
     clock: Clock = utc_now,
+    blobs_url: str | None = None,
+    blobs_endpoint: str | None = None,
 ) -> tuple[Vault, fmt.BackupHeader]:
-    """Rebuild a vault in an empty home from a backup and its recovery phrase."""
+    """Rebuild a vault in an empty home from a backup and its recovery phrase.
+
+    Record ciphertext goes into the database, or with `blobs_url` (`s3://bucket/prefix`, and
+    `blobs_endpoint` for an S3-compatible server) into that bucket, as `keysafe init --blobs`.
+
+    Raises:
+        WrongRecoveryPhraseError: the phrase is not this backup's vault's.
+        IntegrityError: the backup does not open or its audit log does not verify.
+        StoreError: the bucket cannot be reached or used (nothing was written).
+    """
     check_new_passphrase(new_passphrase)
+    blobs = blob_setting(blobs_url, blobs_endpoint)
     blob = path.read_bytes()
     header, _, _ = fmt.read_header(blob)
     with parse_phrase(phrase) as entropy:
@@ -325,9 +351,9 @@ def restore_new(
                 vault = Vault.create(
                     db, master=master, passphrase=new_passphrase, kdf=kdf, clock=clock,
                     conn=conn, with_first_epoch=False,
-                    phrase_pub=hierarchy.public_bytes(phrase_key),
+                    phrase_pub=hierarchy.public_bytes(phrase_key), blobs=blobs,
                 )  # fmt: skip
-                _replace_data(conn, payload)
+                _replace_data(conn, payload, stow=vault.stow_row)
                 for row in payload["audit"]:
                     conn.execute(insert(t.audit).values(**row))
                 if payload["audit"]:

@@ -44,6 +44,7 @@ from keysafe.policy.registry import ChainInfo
 from keysafe.service.registry import load_registry
 from keysafe.store import tables as t
 from keysafe.store.db import SCHEMA_HEAD, Database, write_lock_free
+from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import SERVE_LOCK_NAME, Home
 from keysafe.vault.seals import PAUSED_ALL
 from keysafe.vault.vault import FORMAT
@@ -66,7 +67,7 @@ class Status(StrEnum):
 class Finding:
     """One check's result: what was found, and (unless ok) the one thing to do about it."""
 
-    check: str  # home, vault, lock, server, rpc:NAME, kdf, unlock, pause-all, seals, audit
+    check: str  # home, vault, lock, server, rpc:NAME, blobs, kdf, unlock, pause-all, seals, audit
     status: Status
     summary: str
     fix: str | None = None
@@ -259,8 +260,11 @@ def _with_database(home: Home, db: Database, *, server_url: str, timeout: float)
             unsealed_entries = conn.execute(
                 select(func.count()).select_from(t.audit).where(t.audit.c.mac.is_(None))
             ).scalar_one()
+            blobs_setting = conn.execute(select(t.vault.c.blobs)).scalar()
         server = pool.submit(_server, home, server_url, timeout, active_agents=counts["active"])
         rpcs = [pool.submit(_rpc, chain, timeout) for chain in chains]
+        # Only a vault that keeps ciphertext in S3 has this check (others show what they did).
+        blobs = None if blobs_setting is None else pool.submit(_blobs, blobs_setting)
         findings.append(
             Finding(
                 "vault", Status.OK,
@@ -274,6 +278,8 @@ def _with_database(home: Home, db: Database, *, server_url: str, timeout: float)
         findings += [f.result() for f in rpcs] or [
             Finding("rpc", Status.OK, "No chain RPC is configured (`keysafe chain add … --rpc`).")
         ]
+        if blobs is not None:
+            findings.append(blobs.result())
         findings.append(_kdf(header.kdf_params))
         findings.append(_unlock_failures(header.unlock_failures))
         findings.append(_pause_all(switch))
@@ -465,6 +471,21 @@ def _rpc(chain: ChainInfo, timeout: float) -> Finding:
             "… --rpc URL`).",
         )  # fmt: skip
     return Finding(check, Status.OK, f"{chain.name}: {shown} answers, {what} {served}.")
+
+
+def _blobs(setting: str) -> Finding:
+    """Does the S3 bucket that holds the record ciphertext answer (a HEAD of the bucket: nothing
+    is read or written)? Without it no record opens."""
+    try:
+        config = BlobConfig.from_json(setting)
+        S3Blobs(config).check()
+    except KeysafeError as exc:
+        return Finding(
+            "blobs", Status.FAIL, f"Record ciphertext store: {exc.what}",
+            f"{exc.next_step} Until then no key, credential or data record can be used.",
+        )  # fmt: skip
+    shown = f" at {where(config.endpoint)}" if config.endpoint else ""
+    return Finding("blobs", Status.OK, f"Record ciphertext is in {config.url}{shown}; it answers.")
 
 
 # -- the passphrase's key derivation --------------------------------------------------------------

@@ -9,6 +9,12 @@ stopped. Once no record uses a retired epoch, its key is deleted (`epoch.destroy
 database's WAL is checkpointed and truncated; with SQLite's secure_delete on, neither the old
 ciphertexts nor the old key are left in the files.
 
+With record ciphertext in S3 (`keysafe init --blobs`, vault/blobs.py) each re-sealed record
+is a new object under the new epoch's part of the bucket, put before its row commits, and
+destroying an epoch deletes every version and delete marker under its part first, so the bucket
+keeps no old ciphertext either (docs/s3.md). Batches are smaller there: each record is a GET and
+a PUT made while the transaction holds the database's write lock.
+
 What this gives: a copy of an epoch key taken before a rotation (a memory dump of the server, a
 leaked key) opens nothing written or re-sealed after it, and the current files hold no record
 under it. Epoch keys are sealed to the passphrase's and the recovery phrase's sealing keys, not
@@ -34,6 +40,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["BATCH", "Epochs", "Rotation", "due", "keep_up", "rotate", "state", "sweep"]
 
 BATCH: Final = 100  # records re-sealed per transaction
+# With S3, per transaction: two round trips per record, while other writers wait on the lock.
+_BLOB_BATCH: Final = 20
 DEFAULT_EVERY: Final = timedelta(days=7)
 
 
@@ -104,13 +112,15 @@ def rotate(vault: Vault, *, reason: str) -> Rotation:
     return sweep(vault)
 
 
-def sweep(vault: Vault, *, batch: int = BATCH) -> Rotation:
+def sweep(vault: Vault, *, batch: int | None = None) -> Rotation:
     """Re-seal the records still under retired epochs, a batch per transaction, then destroy the
     retired epoch keys no record uses. Safe to run again at any time (after a crash: it resumes).
 
     Raises:
         VaultLockedError: locked.
     """
+    if batch is None:
+        batch = _BLOB_BATCH if vault.blobs.remote else BATCH
     resealed = 0
     while True:
         with vault.db.write() as conn:
@@ -134,11 +144,14 @@ def sweep(vault: Vault, *, batch: int = BATCH) -> Rotation:
             select(t.epochs.c.number).where(t.epochs.c.state == "retired")
         ).scalars()
         for number in list(retired):
-            vault.destroy_epoch(conn, int(number))
+            objects = vault.destroy_epoch(conn, int(number))
             destroyed.append(int(number))
+            details = {"resealed": resealed, "current": current}
+            if vault.blobs.remote:
+                details["objects_deleted"] = objects  # versions and delete markers
             vault.audit(
                 conn, actor="keysafe", action="epoch.destroy", target=f"epoch:{number}",
-                outcome="success", details={"resealed": resealed, "current": current},
+                outcome="success", details=details,
             )  # fmt: skip
     if destroyed:
         vault.db.checkpoint()  # the WAL's copies of the old rows go too

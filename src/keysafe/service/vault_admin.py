@@ -23,6 +23,7 @@ from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy
+from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -111,6 +112,7 @@ def _create(
     kdf: Argon2Params,
     clock: Clock,
     action: str,
+    blobs: BlobConfig | None = None,
 ) -> Vault:
     if home.exists():
         raise AlreadyExistsError(
@@ -127,7 +129,7 @@ def _create(
             phrase_pub = hierarchy.public_bytes(hierarchy.phrase_seal_key(entropy.reveal()))
             vault = Vault.create(
                 db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn,
-                phrase_pub=phrase_pub,
+                phrase_pub=phrase_pub, blobs=blobs,
             )  # fmt: skip
             _seed_record(vault, conn, words)
             vault.audit(
@@ -145,21 +147,55 @@ def _create(
     return vault
 
 
+def blob_setting(url: str | None, endpoint: str | None) -> BlobConfig | None:
+    """The blob store a new vault is to use (None: its database), checked to answer before
+    anything is written.
+
+    Raises:
+        MalformedRequestError: a malformed URL, or an endpoint without a URL.
+        StoreError: the bucket cannot be reached or used.
+    """
+    if url is None:
+        if endpoint is not None:
+            raise MalformedRequestError(
+                "--blobs-endpoint is the address of the S3 server --blobs names; it needs --blobs.",
+                next_step="add --blobs s3://BUCKET/PREFIX, or leave --blobs-endpoint out.",
+            )
+        return None
+    config = BlobConfig.parse(url, endpoint=endpoint)
+    S3Blobs(config).check()  # an unusable bucket stops here, before the vault exists
+    return config
+
+
 def init_vault(
     home: Home,
     passphrase: SecretBytes,
     *,
     kdf: Argon2Params = DEFAULT_ARGON2,
     clock: Clock = utc_now,
+    blobs_url: str | None = None,
+    blobs_endpoint: str | None = None,
 ) -> tuple[Vault, SecretBytes]:
-    """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once)."""
+    """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once).
+
+    `blobs_url` (`s3://bucket/prefix`, with `blobs_endpoint` for an S3-compatible server) keeps
+    record ciphertext in that bucket; the bucket is checked before anything is written.
+
+    Raises:
+        MalformedRequestError: a weak passphrase, or a malformed `blobs_url`.
+        StoreError: the bucket cannot be reached or used.
+    """
     check_new_passphrase(passphrase)
+    blobs = blob_setting(blobs_url, blobs_endpoint)
     entropy = SecretBytes(bytearray(os.urandom(32)))
     with entropy:
         phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())
         vault = _create(
-            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock, action="vault.init"
-        )
+            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock,
+            action="vault.init", blobs=blobs,
+        )  # fmt: skip
+    if blobs is not None:
+        logger.info("vault %s keeps record ciphertext in %s", vault.vault_id, blobs.url)
     return vault, phrase
 
 
@@ -222,8 +258,11 @@ class Status:
     audit_entries: int
     audit_head: str
     unlock_failures: int
+    blobs: str | None = None  # where record ciphertext lives, when not in the database
 
     def to_dict(self) -> dict[str, Any]:
+        # A vault without a blob store shows exactly what it showed before blob stores existed.
+        extra = {} if self.blobs is None else {"blobs": self.blobs}
         return {
             "initialized": True,
             "home": self.home,
@@ -236,7 +275,7 @@ class Status:
             "audit_entries": self.audit_entries,
             "audit_head": self.audit_head,
             "unlock_failures": self.unlock_failures,
-        }
+        } | extra
 
 
 def status(home: Home, vault: Vault) -> Status:
@@ -251,4 +290,5 @@ def status(home: Home, vault: Vault) -> Status:
         records={str(k): int(v) for k, v in counts.items()}, agents=agents,
         audit_entries=head.audit_head_seq,
         audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
+        blobs=vault.blobs.description if vault.blobs.remote else None,
     )  # fmt: skip

@@ -51,6 +51,9 @@ vault = Table(
     Column("seal_pass_nonce", LargeBinary, nullable=True),
     Column("seal_pass_wrapped", LargeBinary, nullable=True),
     Column("seal_phrase_pub", LargeBinary, nullable=True),
+    # Where record ciphertext lives (schema 0011): canonical JSON of the blob store's settings
+    # (vault/blobs.py), never a credential; NULL: in the `records` rows, as always.
+    Column("blobs", Text, nullable=True),
 )
 
 epochs = Table(
@@ -78,9 +81,14 @@ records = Table(
     Column("dek_nonce", LargeBinary, nullable=False),
     Column("dek_wrapped", LargeBinary, nullable=False),
     Column("nonce", LargeBinary, nullable=False),
-    Column("ciphertext", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),  # empty when it is an object (blob_key)
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
+    # The ciphertext as an object in S3 (schema 0011): its key, version id (NULL in a bucket
+    # without versions) and SHA-256 (hex), checked before decrypting. NULL: in this row.
+    Column("blob_key", String(1024), nullable=True),
+    Column("blob_version", String(1024), nullable=True),
+    Column("blob_sha256", String(64), nullable=True),
     UniqueConstraint("kind", "name", name="uq_records_kind_name"),
 )
 

@@ -41,6 +41,7 @@ from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import hierarchy, records, seals, unlock
+from keysafe.vault.blobs import BlobConfig, RecordBlobs, Stored, open_blobs
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ _RECORD_INFO: Final = (
 
 _RECORD: Final = (
     "SELECT id, kind, name, data_class, epoch, version, meta, created_at, updated_at, "
-    "dek_nonce, dek_wrapped, nonce, ciphertext FROM records WHERE id = :id"
+    "dek_nonce, dek_wrapped, nonce, ciphertext, blob_key, blob_version, blob_sha256 "
+    "FROM records WHERE id = :id"
 )
 
 
@@ -109,10 +111,20 @@ def _info(row: Any) -> RecordInfo:
 
 
 class Vault:
-    def __init__(self, db: Database, vault_id: str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        db: Database,
+        vault_id: str,
+        *,
+        clock: Clock = utc_now,
+        blobs: RecordBlobs | None = None,
+    ) -> None:
         self.db = db
         self.vault_id = vault_id
         self.clock = clock
+        # Where record ciphertext lives; None: read from the vault header at first use, so a
+        # Vault built from a database alone still finds its objects.
+        self._blobs = blobs
         self._master: SecretBytes | None = None
         self._state_key: SecretBytes | None = None  # derived once per unlock: read on every request
         self._audit_key: SecretBytes | None = None  # likewise: every request writes audit entries
@@ -164,11 +176,13 @@ class Vault:
         conn: Connection,
         with_first_epoch: bool = True,
         phrase_pub: bytes,
+        blobs: BlobConfig | None = None,
     ) -> Vault:
         """Write a new vault header (inside the caller's transaction) and return it unlocked.
 
         `phrase_pub` is the public half of the recovery phrase's sealing key
         (`hierarchy.phrase_seal_key`): every epoch key is sealed to it and to the passphrase's.
+        `blobs`: keep record ciphertext in that S3 bucket (None: in the database).
         """
         vault_id = hierarchy.vault_id_for(master)
         salt = os.urandom(hierarchy.SALT_SIZE)
@@ -194,9 +208,10 @@ class Vault:
                 seal_pass_nonce=seal_nonce,
                 seal_pass_wrapped=seal_wrapped,
                 seal_phrase_pub=phrase_pub,
+                blobs=None if blobs is None else blobs.to_json(),
             )
         )
-        vault = cls(db, vault_id, clock=clock)
+        vault = cls(db, vault_id, clock=clock, blobs=open_blobs(blobs))
         vault._set_master(SecretBytes(master.reveal()))
         # The pause-all switch exists from the start, sealed: deleting its row is then
         # detectable, never a way to switch it off (service/sealed_state.py).
@@ -236,6 +251,15 @@ class Vault:
             )
         )  # fmt: skip
         self._epoch_keys[number] = key
+
+    @property
+    def blobs(self) -> RecordBlobs:
+        """Where this vault's record ciphertext lives (the header's `blobs` setting)."""
+        if self._blobs is None:
+            with self.db.read() as conn:
+                setting = conn.execute(select(t.vault.c.blobs)).scalar()
+            self._blobs = open_blobs(None if setting is None else BlobConfig.from_json(setting))
+        return self._blobs
 
     @property
     def is_unlocked(self) -> bool:
@@ -612,14 +636,55 @@ class Vault:
             sealed = records.seal(
                 self.vault_id, epoch, self._epoch_key(epoch, conn), info.ref, plain
             )
+        stored = self._stow(info.kind, info.id, info.version, sealed)
         conn.execute(
             update(t.records).where(t.records.c.id == info.id, t.records.c.epoch == info.epoch)
             .values(epoch=epoch, dek_nonce=sealed.dek_nonce, dek_wrapped=sealed.dek_wrapped,
-                    nonce=sealed.nonce, ciphertext=sealed.ciphertext)
+                    **stored.columns())
         )  # fmt: skip
 
-    def destroy_epoch(self, conn: Connection, number: int) -> None:
-        """Delete a retired epoch key that no record uses any more, and forget it here.
+    def _stow(self, kind: str, record_id: str, version: int, sealed: records.Sealed) -> Stored:
+        """Store a sealed record's ciphertext where this vault keeps it (an S3 object is put
+        before the caller's row is written: a crash leaves garbage, never a dangling row)."""
+        return self.blobs.stow(
+            self.vault_id, kind=kind, record_id=record_id, epoch=sealed.epoch, version=version,
+            nonce=sealed.nonce, ciphertext=sealed.ciphertext,
+        )  # fmt: skip
+
+    def inline_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A `records` row with its ciphertext in the row itself (fetched and hash-checked
+        from the blob store if it lives there), for a backup that must carry it.
+
+        Raises:
+            IntegrityError: the object is missing or altered.
+            StoreError: the blob store is unreachable.
+        """
+        out = dict(row)
+        ref = records.RecordRef(out["id"], out["kind"], out["name"], out["data_class"],
+                                out["version"], {})  # fmt: skip
+        nonce, ciphertext = self.blobs.fetch(Stored(
+            out["nonce"], out["ciphertext"], out.get("blob_key"), out.get("blob_version"),
+            out.get("blob_sha256"),
+        ), ref)  # fmt: skip
+        # Without the pointer columns: the row is then exactly what a vault without a blob
+        # store writes (and what a keysafe from before schema 0011 can restore).
+        for column in ("blob_key", "blob_version", "blob_sha256"):
+            out.pop(column, None)
+        return out | {"nonce": nonce, "ciphertext": ciphertext}
+
+    def stow_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A `records` row (from a backup, ciphertext inline) as this vault keeps it: its
+        ciphertext put into the blob store first where the vault has one."""
+        out = dict(row)
+        if out.get("blob_key") is not None:
+            return out  # already a pointer (a backup never carries one; left as it is)
+        sealed = records.Sealed(out["epoch"], out["dek_nonce"], out["dek_wrapped"],
+                                out["nonce"], out["ciphertext"])  # fmt: skip
+        return out | self._stow(out["kind"], out["id"], out["version"], sealed).columns()
+
+    def destroy_epoch(self, conn: Connection, number: int) -> int:
+        """Delete a retired epoch key that no record uses any more, and forget it here; with a
+        blob store, every object version under that epoch first. Returns how many went.
 
         Raises:
             IntegrityError: it is the active epoch, or a record still uses it.
@@ -635,10 +700,17 @@ class Vault:
                 next_step="run `keysafe rotate` again; it finishes re-sealing first.",
                 epoch=number,
             )
+        # The epoch's objects (every version, and the garbage of crashed writes) go before its
+        # key, in this transaction: if the store refuses, the key stays and the next sweep tries
+        # again; no row points at them any more (checked above), so deleting is safe.
+        gone = self.blobs.destroy_epoch(self.vault_id, number)
+        if gone:
+            logger.info("epoch %d: %d object versions deleted", number, gone)
         conn.execute(delete(t.epochs).where(t.epochs.c.number == number))
         key = self._epoch_keys.pop(number, None)
         if key is not None:
             key.wipe()
+        return gone
 
     def _current_epoch(self, conn: Connection) -> int:
         number = conn.execute(
@@ -709,11 +781,12 @@ class Vault:
             meta=dict(meta),
         )
         sealed = records.seal(self.vault_id, epoch, self._epoch_key(epoch, conn), ref, plaintext)
+        stored = self._stow(kind, ref.id, ref.version, sealed)
         values = {
             "kind": kind, "name": name, "data_class": data_class, "epoch": epoch,
             "version": ref.version, "meta": jcs.dumps(ref.meta).decode(),
             "dek_nonce": sealed.dek_nonce, "dek_wrapped": sealed.dek_wrapped,
-            "nonce": sealed.nonce, "ciphertext": sealed.ciphertext, "updated_at": now,
+            "updated_at": now, **stored.columns(),
         }  # fmt: skip
         if existing is None:
             conn.execute(insert(t.records).values(id=ref.id, created_at=now, **values))
@@ -736,13 +809,12 @@ class Vault:
             )  # fmt: skip
         row = found[0]
         fresh = _info(row)
-        sealed = records.Sealed(
-            row.epoch, row.dek_nonce, row.dek_wrapped, row.nonce, row.ciphertext
-        )
         try:
             key = self._epoch_key(row.epoch, conn)
         except IntegrityError:
             raise records.integrity_failure(fresh.ref) from None
+        nonce, ciphertext = self.blobs.fetch(Stored.from_row(row), fresh.ref)
+        sealed = records.Sealed(row.epoch, row.dek_nonce, row.dek_wrapped, nonce, ciphertext)
         with records.open_sealed(self.vault_id, key, fresh.ref, sealed) as plain:
             yield plain
 
