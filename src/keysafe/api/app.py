@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -209,6 +209,9 @@ def _not_owner(token: str | None) -> NotAuthenticatedError:
     )
 
 
+# The owner routes open to anyone: logging in, and the challenge a KMS vault's owner answers.
+_BEFORE_LOGIN: Final = frozenset({"/v1/owner/login", "/v1/owner/challenge"})
+
 Agent = Annotated[str, Depends(agent_name)]
 Owner = Depends(owner)
 
@@ -244,7 +247,7 @@ def create_app(state: ServerState) -> BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _too_large()
         path = request.url.path
-        if path.startswith("/v1/owner/") and path != "/v1/owner/login":
+        if path.startswith("/v1/owner/") and path not in _BEFORE_LOGIN:
             # The owner check runs before FastAPI reads the body: nothing but an owner session
             # gets as far as having its request looked at.
             try:
@@ -381,7 +384,7 @@ def _security(schema: dict[str, Any]) -> None:
     for path, methods in schema.get("paths", {}).items():
         if path.startswith("/v1/agent/"):
             needs = agent
-        elif path.startswith("/v1/owner/") and path != "/v1/owner/login":
+        elif path.startswith("/v1/owner/") and path not in _BEFORE_LOGIN:
             needs = [{"ownerSession": []}]
         else:
             continue
