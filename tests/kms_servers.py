@@ -139,17 +139,19 @@ class Moto:
     def client(self) -> Any:
         return boto3.client(
             "kms", endpoint_url=self.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         )  # fmt: skip
 
 
-# Dummy credentials: moto accepts anything; a real AWS never sees these.
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+def aws_env() -> dict[str, str]:
+    """Dummy credentials (moto accepts any): the secret is a canary tests grep for."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "canary-aws-" + secrets.token_hex(12),
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
 @contextmanager
@@ -168,7 +170,7 @@ def moto_server() -> Iterator[Moto]:
             lambda: httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1).status_code < 500,
             proc, "moto_server", log,
         )  # fmt: skip
-        moto = Moto(port, "", dict(AWS_ENV))
+        moto = Moto(port, "", aws_env())
         moto.key_id = moto.client().create_key(Description="keysafe test")["KeyMetadata"]["KeyId"]
         yield moto
     finally:

@@ -4,7 +4,7 @@ moto's AWS KMS, both started here.
 A KMS vault is made and unlocked with no passphrase anywhere in the environment; it signs and
 reads through `keysafe serve`; with the KMS down, unlocking fails with KMS_UNAVAILABLE and a
 message that says what to do, and nothing changes; a header carrying another vault's or another
-key's wrapped key does not open; the recovery phrase rebuilds access with the KMS down; the KMS
+key's wrapped key does not open (tests/unit/vault/test_kms.py, in process); the recovery phrase rebuilds access with the KMS down; the KMS
 token appears in no output, log, audit row or database file.
 """
 
@@ -32,11 +32,14 @@ from tests.e2e.server_fixture import (
 )
 from tests.kms_servers import Moto, OpenBao, moto_server, openbao_server
 
-POLICY = STANDARD_POLICY + """\
+POLICY = (
+    STANDARD_POLICY
+    + """\
   - name: read-profile
     allow: [data.read]
     data: [profile]
 """
+)
 NEW_PASSPHRASE = "kms gone, phrase back, fresh staple"
 
 
@@ -105,7 +108,9 @@ def _everything_written(cli: Cli, *logs: Path) -> str:
     return "\n".join(seen)
 
 
-def _serve_sign_and_read(cli: Cli, address: str, bot: str, tmp_path: Path) -> Path:
+def _serve_sign_and_read(
+    cli: Cli, address: str, bot: str, tmp_path: Path, *, relock: bool = True
+) -> Path:
     """`keysafe serve --unlock` through the KMS; an agent signs and reads; the owner locks and
     unlocks again with `keysafe unlock` (a challenge, not a passphrase). Returns the server log."""
     with keysafe_server(cli.env, "--unlock", log_dir=tmp_path) as server, server.client() as c:
@@ -118,6 +123,8 @@ def _serve_sign_and_read(cli: Cli, address: str, bot: str, tmp_path: Path) -> Pa
         r = c.post("/v1/agent/read-data", headers=agent_headers(bot), json={"name": "profile"})
         assert r.status_code == 200, r.text
         assert r.json()["value"] == PROFILE
+        if not relock:
+            return server.log_path
         owner = server.cli()
         owner.env = cli.env | {"KEYSAFE_URL": server.url}
         owner.ok("lock")
@@ -148,9 +155,8 @@ def test_openbao_vault_unlocks_signs_and_reads_with_no_passphrase(
     address, bot = _stock(cli, tmp_path)
     status = _json(cli.ok("status", "--json"))
     assert status["kms"] == {"kind": "openbao", "url": bao.url, "key": bao.key}
-    assert f"openbao at {bao.url}, key {bao.key}" in cli.ok("status").stdout
     doctor = cli.ok("doctor").stdout
-    assert "kms" in doctor and "answers" in doctor and "FAIL" not in doctor
+    assert f"openbao at {bao.url}, key {bao.key} answers" in doctor and "FAIL" not in doctor
     log = _serve_sign_and_read(cli, address, bot, tmp_path)
     # canary: the token is nowhere (database, WAL, keysafe.log, server log, every output)
     assert bao.token not in _everything_written(cli, log)
@@ -165,11 +171,12 @@ def test_aws_kms_vault_unlocks_signs_and_reads_with_no_passphrase(
     cli.ok("init", "--kms", "aws-kms", "--kms-url", aws.url, "--kms-key", aws.key_id, "--json")
     assert _header(cli.home)["kms_kind"] == "aws-kms"
     address, bot = _stock(cli, tmp_path)
-    assert _json(cli.ok("status", "--json"))["kms"]["key"] == aws.key_id
-    log = _serve_sign_and_read(cli, address, bot, tmp_path)
-    assert aws.env["AWS_SECRET_ACCESS_KEY"] not in _json(cli.ok("status", "--json")).values()
-    assert "testing" not in (cli.home / "vault.db").read_bytes().decode("latin-1")
-    assert "signed" not in log.read_text()  # no request bodies in the server log
+    assert _json(cli.ok("status", "--json"))["kms"] == {
+        "kind": "aws-kms", "url": aws.url, "key": aws.key_id
+    }  # fmt: skip
+    log = _serve_sign_and_read(cli, address, bot, tmp_path, relock=False)
+    # the (dummy) AWS credentials are nowhere keysafe writes
+    assert aws.env["AWS_SECRET_ACCESS_KEY"] not in _everything_written(cli, log)
 
 
 def test_kms_down_or_refusing_unlock_fails_clearly_and_the_phrase_still_recovers(
@@ -208,38 +215,6 @@ def test_kms_down_or_refusing_unlock_fails_clearly_and_the_phrase_still_recovers
     wallets = cli.ok("wallet", "list", "--json", env={"KEYSAFE_PASSPHRASE": NEW_PASSPHRASE})
     assert [w["name"] for w in _json(wallets)] == ["main"]
     assert bao.token not in _everything_written(cli)
-
-
-def test_attack_other_vaults_wrapped_key_in_the_header_is_refused(
-    bao: OpenBao, tmp_path: Path
-) -> None:
-    """Both vaults use the same transit key; the attacker copies B's wrapped key (and B's
-    wrapped master) into A's header. The KMS opens B's key, but A's vault id is bound into the
-    master key's associated data, so nothing opens: INTEGRITY_ERROR, and no key is used."""
-    a = _cli(tmp_path / "a", KEYSAFE_KMS_TOKEN=bao.token)
-    b = _cli(tmp_path / "b", KEYSAFE_KMS_TOKEN=bao.token)
-    _init_bao(a, bao)
-    _init_bao(b, bao)
-    theirs = _header(b.home)
-    with sqlite3.connect(a.home / "vault.db") as db:
-        db.execute(
-            "UPDATE vault SET kms_blob = ?, master_nonce = ?, master_wrapped = ?",
-            (theirs["kms_blob"], theirs["master_nonce"], theirs["master_wrapped"]),
-        )
-    err = _error(a("wallet", "create", "main", "--chain", "evm"), "INTEGRITY_ERROR")
-    assert "does not open this vault's master key" in err
-
-
-def test_attack_header_pointed_at_another_kms_key_is_refused(bao: OpenBao, tmp_path: Path) -> None:
-    """The header is edited to name another transit key the token may use: transit refuses to
-    decrypt a blob its key did not make, so the vault stays shut (INTEGRITY_ERROR)."""
-    bao.create_key("other")
-    cli = _cli(tmp_path, KEYSAFE_KMS_TOKEN=bao.token)
-    _init_bao(cli, bao)
-    with sqlite3.connect(cli.home / "vault.db") as db:
-        db.execute("UPDATE vault SET kms_key = 'other'")
-    err = _error(cli("wallet", "create", "main", "--chain", "evm"), "INTEGRITY_ERROR")
-    assert "will not open this vault's wrapped key" in err
 
 
 def test_attack_plain_http_kms_on_another_host_is_refused_at_init(tmp_path: Path) -> None:
