@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -209,9 +209,6 @@ def _not_owner(token: str | None) -> NotAuthenticatedError:
     )
 
 
-# The owner routes open to anyone: logging in, and the challenge a KMS vault's owner answers.
-_BEFORE_LOGIN: Final = frozenset({"/v1/owner/login", "/v1/owner/challenge"})
-
 Agent = Annotated[str, Depends(agent_name)]
 Owner = Depends(owner)
 
@@ -247,7 +244,7 @@ def create_app(state: ServerState) -> BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _too_large()
         path = request.url.path
-        if path.startswith("/v1/owner/") and path not in _BEFORE_LOGIN:
+        if path.startswith("/v1/owner/") and path != "/v1/owner/login":
             # The owner check runs before FastAPI reads the body: nothing but an owner session
             # gets as far as having its request looked at.
             try:
@@ -384,7 +381,7 @@ def _security(schema: dict[str, Any]) -> None:
     for path, methods in schema.get("paths", {}).items():
         if path.startswith("/v1/agent/"):
             needs = agent
-        elif path.startswith("/v1/owner/") and path not in _BEFORE_LOGIN:
+        elif path.startswith("/v1/owner/") and path != "/v1/owner/login":
             needs = [{"ownerSession": []}]
         else:
             continue
@@ -700,7 +697,9 @@ def _owner_routes(app: FastAPI) -> None:
         st.touch()
         return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
 
-    @app.get("/v1/owner/challenge", tags=["owner"])
+    # Outside /v1/owner/ on purpose: every route there needs an owner session, and this one is
+    # asked before there is one (like POST /v1/owner/login, it grants nothing by itself).
+    @app.get("/v1/login-challenge", tags=["owner"])
     def challenge(request: Request) -> dict[str, Any]:
         """A one-time login challenge (60 s) for a vault a KMS wraps: the owner's CLI answers it
         with a proof only someone who can unlock the vault can compute."""

@@ -89,7 +89,7 @@ def _kms_login_body(home: Home, url: str) -> dict[str, str] | None:
     with open_vault(home) as vault:
         if vault_admin.key_provider(vault).kind is KmsKind.LOCAL:
             return None
-        r = httpx.get(f"{url}/v1/owner/challenge", timeout=30)
+        r = httpx.get(f"{url}/v1/login-challenge", timeout=30)
         if r.status_code != 200:
             raise error_from_answer(r.json(), r.status_code)
         challenge = str(r.json()["challenge"])

@@ -201,8 +201,9 @@ def recover(
     left_kms = was is not None and was.kind is not KmsKind.LOCAL
     with vault:
         if json_out:
-            render.as_json({"vault_id": vault.vault_id, "rebuilt": rebuilt,
-                            "kms": "local", "left_kms": left_kms})  # fmt: skip
+            # `left_kms` only when it did: scripts reading {vault_id, rebuilt} see no change
+            extra = {"left_kms": True} if left_kms else {}
+            render.as_json({"vault_id": vault.vault_id, "rebuilt": rebuilt} | extra)
         elif left_kms and was is not None:
             render.out.print(
                 f"Vault {vault.vault_id} opened with the recovery phrase. It was wrapped by "

@@ -313,7 +313,7 @@ class ReleaseRequest(_Wire):
 
 class LoginRequest(_Wire):
     """The passphrase; or, for a vault a KMS wraps (no passphrase), a challenge from
-    GET /v1/owner/challenge and the owner's proof over it."""
+    GET /v1/login-challenge and the owner's proof over it."""
 
     passphrase: str | None = Field(default=None, min_length=1, max_length=1024)
     challenge: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
