@@ -155,11 +155,10 @@ def test_openbao_vault_unlocks_signs_and_reads_with_no_passphrase(
     address, bot = _stock(cli, tmp_path)
     status = _json(cli.ok("status", "--json"))
     assert status["kms"] == {"kind": "openbao", "url": bao.url, "key": bao.key}
-    doctor = cli.ok("doctor").stdout
-    assert f"openbao at {bao.url}, key {bao.key} answers" in doctor and "FAIL" not in doctor
     log = _serve_sign_and_read(cli, address, bot, tmp_path)
     # canary: the token is nowhere (database, WAL, keysafe.log, server log, every output)
     assert bao.token not in _everything_written(cli, log)
+    assert _json(cli.ok("audit", "verify", "--json"))["keyed"] is True  # opened via the KMS
     refused = _error(cli("passphrase", "change"), "MALFORMED_REQUEST")
     assert "has no passphrase" in refused and "keysafe recover" in refused
 
@@ -196,9 +195,6 @@ def test_kms_down_or_refusing_unlock_fails_clearly_and_the_phrase_still_recovers
         assert "refused" in denied and "token" in denied and "keysafe recover" in denied
         assert len(_state(cli.home)[1]) == audited + 1
         before = _state(cli.home)
-        # no token at all: said so before anything is tried
-        none = cli("wallet", "create", "w2", "--chain", "evm", env={"KEYSAFE_KMS_TOKEN": ""})
-        assert "KEYSAFE_KMS_TOKEN" in _error(none, "MALFORMED_REQUEST")
         bao.stop()
 
     # the KMS is gone: "did not answer", start it or recover; nothing changed
@@ -210,8 +206,7 @@ def test_kms_down_or_refusing_unlock_fails_clearly_and_the_phrase_still_recovers
     # the recovery phrase needs no KMS: the vault comes back as a passphrase vault
     out = cli.ok("recover", input=phrase + "\n", env={"KEYSAFE_NEW_PASSPHRASE": NEW_PASSPHRASE})
     assert "no longer uses the KMS" in out.stdout
-    assert _json(cli.ok("status", "--json"))["kms"]["kind"] == "local"
-    assert _header(cli.home)["kms_blob"] is None
+    assert (_header(cli.home)["kms_kind"], _header(cli.home)["kms_blob"]) == (None, None)
     wallets = cli.ok("wallet", "list", "--json", env={"KEYSAFE_PASSPHRASE": NEW_PASSPHRASE})
     assert [w["name"] for w in _json(wallets)] == ["main"]
     assert bao.token not in _everything_written(cli)

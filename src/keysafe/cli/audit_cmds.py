@@ -15,8 +15,9 @@ from keysafe.cli import render
 from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
 from keysafe.cli.vault_cmds import unlock
 from keysafe.errors import IntegrityError, MalformedRequestError
-from keysafe.service import audit, sealed_state
+from keysafe.service import audit, sealed_state, vault_admin
 from keysafe.service.context import open_vault
+from keysafe.service.vault_admin import KmsKind
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log: read it, or verify its hash chain.",
@@ -94,7 +95,11 @@ def audit_verify(
     """
     with open_vault(home()) as vault:
         if not unkeyed and (
-            passphrase_file or os.environ.get("KEYSAFE_PASSPHRASE") or sys.stdin.isatty()
+            passphrase_file
+            or os.environ.get("KEYSAFE_PASSPHRASE")
+            or sys.stdin.isatty()
+            # a KMS vault unlocks with no person to ask: keyed unless --unkeyed says otherwise
+            or vault_admin.key_provider(vault).kind is not KmsKind.LOCAL
         ):
             unlock(vault, passphrase_file)
         report = audit.verify(vault)

@@ -285,8 +285,9 @@ class Vault:
             now = self.clock().timestamp()
             with self.db.read() as conn:
                 row = conn.execute(select(t.vault)).one()
-            if _config(row).kind is not kms.KmsKind.LOCAL:
-                raise _not_a_passphrase_vault(_config(row))
+            config = _config(row)
+            if config.kind is not kms.KmsKind.LOCAL:  # before the throttle: no guess is counted
+                raise _not_a_passphrase_vault(config)
             try:
                 unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
             except UnlockThrottledError:
@@ -378,6 +379,7 @@ class Vault:
                     self._audit_unlock_failure("kms refused", counted=False, now=now)
                 raise
             except IntegrityError:
+                self.lock()  # an epoch key that did not open: no half-unlocked vault stays
                 self._audit_unlock_failure("kms rejected the header", counted=False, now=now)
                 raise
 

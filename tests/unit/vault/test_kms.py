@@ -7,6 +7,7 @@ crypto-shreds; nothing a provider says or shows contains its token.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -14,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from keysafe.api.state import ServerState
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     IntegrityError,
     KmsUnavailableError,
     MalformedRequestError,
+    NotAuthenticatedError,
     WrongPassphraseError,
 )
-from keysafe.service import vault_admin
+from keysafe.service import doctor, vault_admin
 from keysafe.store.db import Database
 from keysafe.vault import kms
 from keysafe.vault.home import Home
@@ -309,3 +312,63 @@ def test_attack_header_moved_to_local_provider_is_refused(bao: OpenBao, tmp_path
         assert not vault.is_unlocked
     finally:
         vault.db.close()
+
+
+def test_init_with_the_kms_down_fails_and_leaves_no_vault(tmp_path: Path) -> None:
+    home = Home(tmp_path / "h")
+    config = KmsConfig.build("openbao", url=f"http://127.0.0.1:{free_port()}", key="k")
+    with pytest.raises(KmsUnavailableError, match="did not answer"):
+        vault_admin.init_vault(home, None, kms=config, kms_token=SecretBytes(b"t"))
+    assert not home.exists() and not home.db_path.exists()
+
+
+def test_owner_login_with_a_wrong_proof_is_refused_audited_and_relocks(
+    bao: OpenBao, tmp_path: Path
+) -> None:
+    """Reaching the server is not being the owner: the server unlocks through its own KMS
+    access to check the proof, and locks again when the proof is wrong."""
+    _kms_vault(bao, tmp_path / "a")
+    vault = Vault.open(Database.open_sqlite(tmp_path / "a" / "vault.db", create=False))
+    token = SecretBytes(bao.token.encode())
+    try:
+        with pytest.raises(NotAuthenticatedError, match="owner proof"):
+            vault_admin.kms_owner_login(vault, token, challenge="c" * 64, proof="0" * 64)
+        assert not vault.is_unlocked
+        with sqlite3.connect(tmp_path / "a" / "vault.db") as db:
+            last = db.execute("SELECT action, outcome FROM audit ORDER BY seq DESC").fetchone()
+        assert last == ("vault.unlock", "failure")
+        vault_admin.unlock_with_kms(vault, token)
+        proof = vault_admin.owner_proof(vault, "c" * 64)
+        vault.lock()
+        vault_admin.kms_owner_login(vault, token, challenge="c" * 64, proof=proof)
+        assert vault.is_unlocked
+    finally:
+        vault.lock()
+        vault.db.close()
+
+
+def test_login_challenges_are_single_use() -> None:
+    state = ServerState(Home(Path("/nonexistent")), vault=None)  # type: ignore[arg-type]
+    challenge = state.new_challenge()
+    assert state.take_challenge(challenge)
+    assert not state.take_challenge(challenge)
+    assert not state.take_challenge("f" * 64)
+
+
+def test_doctor_shows_the_provider_and_asks_it_without_showing_the_token(
+    bao: OpenBao, tmp_path: Path
+) -> None:
+    _kms_vault(bao, tmp_path / "a")
+    home = Home(tmp_path / "a")
+    url = f"http://127.0.0.1:{free_port()}"
+    ok = doctor.diagnose(home, server_url=url, kms_token=SecretBytes(bao.token.encode()))
+    found = {f.check: f for f in ok.findings}
+    assert "kdf" not in found  # no passphrase, no Argon2id to report
+    assert found["kms"].status is doctor.Status.OK
+    assert f"openbao at {bao.url}, key {bao.key} answers" in found["kms"].summary
+    denied = doctor.diagnose(home, server_url=url, kms_token=SecretBytes(b"s.wrong"))
+    kms_finding = next(f for f in denied.findings if f.check == "kms")
+    assert kms_finding.status is doctor.Status.FAIL and "keysafe recover" in (kms_finding.fix or "")
+    untold = doctor.diagnose(home, server_url=url)
+    assert next(f for f in untold.findings if f.check == "kms").status is doctor.Status.WARN
+    assert bao.token not in json.dumps([ok.to_dict(), denied.to_dict(), untold.to_dict()])
