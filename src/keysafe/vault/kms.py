@@ -167,9 +167,10 @@ class KmsProvider(ABC):
         return self._guard(lambda: self._unwrap(blob, context), "open the vault's key")
 
     def health(self) -> KmsHealth:
+        """Does the KMS answer, and is the key usable? Never raises for the KMS's sake."""
         try:
-            return self._health()
-        except KmsUnavailableError as exc:
+            return self._guard(self._health, "read the key")
+        except (KmsUnavailableError, IntegrityError) as exc:
             return KmsHealth(False, exc.what)
 
     def destroy(self) -> str:
@@ -216,7 +217,8 @@ class KmsProvider(ABC):
     def rejected(self) -> IntegrityError:
         return IntegrityError(
             f"The key provider ({self.config.describe()}) will not open this vault's wrapped key "
-            "with that key: the key was deleted or replaced, or the header belongs to another key or vault, or was edited.",
+            "with that key: the key was deleted or replaced, or the header belongs to another "
+            "key or vault, or was edited.",
             next_step="restore the database from a backup, " + _RECOVER + ".",
             kms=str(self.config.kind),
         )
