@@ -21,7 +21,6 @@ import pytest
 from eth_account import Account
 
 from tests.conftest import Cli, Result
-from tests.e2e.mcp_fixture import PROFILE
 from tests.e2e.server_fixture import (
     R1,
     STANDARD_POLICY,
@@ -41,6 +40,7 @@ POLICY = (
 """
 )
 NEW_PASSPHRASE = "kms gone, phrase back, fresh staple"
+PROFILE = {"city": "Lyon", "email": "owner@example.com"}
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +91,10 @@ def _state(home: Path) -> tuple[Any, ...]:
         )
 
 
-def _init_bao(cli: Cli, bao: OpenBao, key: str | None = None) -> dict[str, Any]:
+def _init_bao(cli: Cli, bao: OpenBao) -> dict[str, Any]:
     out: dict[str, Any] = _json(
-        cli.ok("init", "--kms", "openbao", "--kms-url", bao.url, "--kms-key", key or bao.key,
-               "--json")
-    )  # fmt: skip
+        cli.ok("init", "--kms", "openbao", "--kms-url", bao.url, "--kms-key", bao.key, "--json")
+    )
     return out
 
 
