@@ -25,6 +25,7 @@
     ├── IntegrityError                INTEGRITY_ERROR   (ciphertext, backup or audit chain tampered)
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
     ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
+    ├── KmsUnavailableError           KMS_UNAVAILABLE   (the vault's KMS is unreachable or refuses)
     ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
     ├── VaultUnreachableError         VAULT_UNREACHABLE (a surface cannot reach `keysafe serve`)
     └── InternalError                 INTERNAL          (a bug; reported with an incident id)
@@ -64,6 +65,7 @@ class ErrorCode(StrEnum):
     INTEGRITY_ERROR = "INTEGRITY_ERROR"
     STORE_ERROR = "STORE_ERROR"
     CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"
+    KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
     AUDIT_FAILED = "AUDIT_FAILED"
     VAULT_UNREACHABLE = "VAULT_UNREACHABLE"
     INTERNAL = "INTERNAL"
@@ -94,6 +96,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.INTEGRITY_ERROR: (500, 1),
     ErrorCode.STORE_ERROR: (500, 1),
     ErrorCode.CHAIN_UNAVAILABLE: (503, 1),
+    ErrorCode.KMS_UNAVAILABLE: (503, 1),
     ErrorCode.AUDIT_FAILED: (503, 1),
     ErrorCode.VAULT_UNREACHABLE: (502, 1),
     ErrorCode.INTERNAL: (500, 1),
@@ -224,6 +227,13 @@ class StoreError(KeysafeError):
 
 class ChainUnavailableError(KeysafeError):
     code = ErrorCode.CHAIN_UNAVAILABLE
+
+
+class KmsUnavailableError(KeysafeError):
+    """The key provider that wraps the vault's key (vault/kms.py) cannot be reached, or refuses
+    this caller; the `reason` fact says which ("unreachable" or "refused")."""
+
+    code = ErrorCode.KMS_UNAVAILABLE
 
 
 class AuditWriteError(KeysafeError):

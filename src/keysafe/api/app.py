@@ -665,14 +665,30 @@ def _owner_routes(app: FastAPI) -> None:
     def login(request: Request, body: LoginRequest, response: Response) -> dict[str, Any]:
         """Prove the passphrase; unlocks the vault if it is locked, and opens an owner session."""
         st = _state(request)
-        secret = SecretBytes(bytearray(body.passphrase.encode()))
-        with secret:
-            if st.vault.is_unlocked:
-                probe = type(st.vault).open(st.vault.db, clock=st.vault.clock)
-                probe.unlock(secret)  # throttled like any unlock
-                probe.lock()
-            else:
-                st.vault.unlock(secret)
+        if body.passphrase is None:
+            # A KMS vault's owner: a one-time challenge answered with the vault's own key.
+            if body.challenge is None or body.proof is None:
+                raise MalformedRequestError(
+                    "Log in with the passphrase, or (a KMS vault) a challenge and its proof.",
+                    next_step="run `keysafe unlock`.",
+                )
+            if not st.take_challenge(body.challenge):
+                raise NotAuthenticatedError(
+                    "That login challenge is unknown, used or expired.",
+                    next_step="run `keysafe unlock` again.",
+                )
+            vault_admin.kms_owner_login(
+                st.vault, st.kms_token, challenge=body.challenge, proof=body.proof
+            )
+        else:
+            secret = SecretBytes(bytearray(body.passphrase.encode()))
+            with secret:
+                if st.vault.is_unlocked:
+                    probe = type(st.vault).open(st.vault.db, clock=st.vault.clock)
+                    probe.unlock(secret)  # throttled like any unlock
+                    probe.lock()
+                else:
+                    st.vault.unlock(secret)
         token, session = st.new_session()
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl),
@@ -680,6 +696,14 @@ def _owner_routes(app: FastAPI) -> None:
         )  # fmt: skip
         st.touch()
         return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
+
+    # Outside /v1/owner/ on purpose: every route there needs an owner session, and this one is
+    # asked before there is one (like POST /v1/owner/login, it grants nothing by itself).
+    @app.get("/v1/login-challenge", tags=["owner"])
+    def challenge(request: Request) -> dict[str, Any]:
+        """A one-time login challenge (60 s) for a vault a KMS wraps: the owner's CLI answers it
+        with a proof only someone who can unlock the vault can compute."""
+        return {"challenge": _state(request).new_challenge(), "ttl_seconds": 60}
 
     @app.post("/v1/owner/logout", tags=["owner"], dependencies=[Owner])
     def logout(request: Request, response: Response) -> dict[str, Any]:

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 
 from keysafe.service import rotation_due
 from keysafe.service.context import Home
+from keysafe.service.models import SecretBytes
 from keysafe.service.rotation_due import DueRotation
 from keysafe.vault.vault import Vault
 
 OWNER_PREFIX = "ks_owner_"
 ROTATIONS_TTL = 10.0
+CHALLENGE_TTL_S = 60.0
+CHALLENGES_MAX = 64
 
 
 @dataclass
@@ -70,6 +73,30 @@ class ServerState:
             cached = (now, head, rotation_due.due(self.vault)[1])
             self.rotations_cache = cached
         return cached[2]
+
+    # A KMS vault's token (OpenBao), given at `keysafe serve`: the server unlocks through it
+    # again after an idle lock. Kept in memory only; never stored, logged or answered.
+    kms_token: SecretBytes | None = None
+    # Login challenges for a KMS vault's owner (no passphrase to prove): single use, short-lived.
+    _challenges: dict[str, float] = field(default_factory=dict)
+
+    def new_challenge(self) -> str:
+        challenge = secrets.token_hex(32)
+        now = self.monotonic()
+        with self._lock:
+            for key, until in list(self._challenges.items()):
+                if until <= now:
+                    del self._challenges[key]
+            if len(self._challenges) >= CHALLENGES_MAX:  # bounded: drop the oldest
+                del self._challenges[next(iter(self._challenges))]
+            self._challenges[challenge] = now + CHALLENGE_TTL_S
+        return challenge
+
+    def take_challenge(self, challenge: str) -> bool:
+        """Is `challenge` one this server issued, unexpired and unused? (It is used up now.)"""
+        with self._lock:
+            until = self._challenges.pop(challenge, None)
+        return until is not None and until > self.monotonic()
 
     # -- owner sessions: stored as SHA-256, compared in constant time ------------------------
 

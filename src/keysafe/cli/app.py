@@ -51,6 +51,15 @@ PassphraseFile = Annotated[
         dir_okay=False,
     ),
 ]
+KmsTokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--kms-token-file",
+        help="Read the KMS token (OpenBao) from this file (else KEYSAFE_KMS_TOKEN_FILE, else "
+        "KEYSAFE_KMS_TOKEN). It is never stored or printed.",
+        dir_okay=False,
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SealYesFlag = Annotated[
     bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")

@@ -11,11 +11,13 @@ from typing import Annotated
 
 import typer
 
-from keysafe.cli import inputs, render
+from keysafe.cli import render
 from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
+from keysafe.cli.vault_cmds import unlock
 from keysafe.errors import IntegrityError, MalformedRequestError
-from keysafe.service import audit, sealed_state
+from keysafe.service import audit, sealed_state, vault_admin
 from keysafe.service.context import open_vault
+from keysafe.service.vault_admin import KmsKind
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log: read it, or verify its hash chain.",
@@ -93,10 +95,13 @@ def audit_verify(
     """
     with open_vault(home()) as vault:
         if not unkeyed and (
-            passphrase_file or os.environ.get("KEYSAFE_PASSPHRASE") or sys.stdin.isatty()
+            passphrase_file
+            or os.environ.get("KEYSAFE_PASSPHRASE")
+            or sys.stdin.isatty()
+            # a KMS vault unlocks with no person to ask: keyed unless --unkeyed says otherwise
+            or vault_admin.key_provider(vault).kind is not KmsKind.LOCAL
         ):
-            with inputs.passphrase(passphrase_file) as secret:
-                vault.unlock(secret)
+            unlock(vault, passphrase_file)
         report = audit.verify(vault)
         # With the key, the sealed state (agents, policies, settings) is checked too: a policy
         # edited in the file is as much tampering as an edited entry.
@@ -155,8 +160,7 @@ def audit_seal(
     recognise; keep a copy of the home as evidence if anything looks forged.
     """
     with open_vault(home()) as vault:
-        with inputs.passphrase(passphrase_file) as secret:
-            vault.unlock(secret)
+        unlock(vault, passphrase_file)
         pending = audit.unsealed(vault)
         if not pending:
             if json_out:

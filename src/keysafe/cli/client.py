@@ -19,7 +19,9 @@ from keysafe.cli import inputs
 from keysafe.cli.app import home
 from keysafe.client import error_from_answer
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError
-from keysafe.service.context import Home
+from keysafe.service import vault_admin
+from keysafe.service.context import Home, open_vault
+from keysafe.service.vault_admin import KmsKind
 
 DEFAULT_URL = "http://127.0.0.1:8420"
 CACHE_NAME = "owner-session.json"
@@ -78,9 +80,33 @@ def _cached(home: Home, url: str) -> str | None:
     return str(data.get("session")) or None
 
 
+def _kms_login_body(home: Home, url: str) -> dict[str, str] | None:
+    """For a vault a KMS wraps (it has no passphrase): unlock this home's vault through the KMS
+    here, and answer the server's one-time challenge with the owner's proof. None for a
+    passphrase vault (or no vault here: the passphrase is asked, as for a remote server)."""
+    if not home.exists():
+        return None
+    with open_vault(home) as vault:
+        if vault_admin.key_provider(vault).kind is KmsKind.LOCAL:
+            return None
+        r = httpx.get(f"{url}/v1/login-challenge", timeout=30)
+        if r.status_code != 200:
+            raise error_from_answer(r.json(), r.status_code)
+        challenge = str(r.json()["challenge"])
+        token = inputs.kms_token(None)
+        try:
+            vault_admin.unlock_with_kms(vault, token)
+        finally:
+            if token is not None:
+                token.wipe()
+        return {"challenge": challenge, "proof": vault_admin.owner_proof(vault, challenge)}
+
+
 def login(home: Home, url: str, passphrase_file: Path | None) -> str:
-    with inputs.passphrase(passphrase_file) as secret:
-        body = {"passphrase": bytes(secret.reveal()).decode("utf-8", "replace")}
+    body = _kms_login_body(home, url)
+    if body is None:
+        with inputs.passphrase(passphrase_file) as secret:
+            body = {"passphrase": bytes(secret.reveal()).decode("utf-8", "replace")}
     r = httpx.post(f"{url}/v1/owner/login", json=body, timeout=30)
     del body
     if r.status_code != 200:

@@ -7,8 +7,8 @@ from typing import Annotated, Final
 import typer
 from rich.markup import escape
 
-from keysafe.cli import client, render
-from keysafe.cli.app import JsonFlag, app, home
+from keysafe.cli import client, inputs, render
+from keysafe.cli.app import JsonFlag, KmsTokenFile, app, home
 from keysafe.service import doctor
 
 _STYLE: Final = {
@@ -25,18 +25,26 @@ def doctor_cmd(
         typer.Option("--timeout", help="Seconds each network check may take.", min=0.1, max=60.0),
     ] = doctor.NETWORK_TIMEOUT_S,
     json_out: JsonFlag = False,
+    kms_token_file: KmsTokenFile = None,
 ) -> None:
     """Check this keysafe and say what to fix (no passphrase needed; nothing is changed).
 
     Checks the home's permissions and owner, the vault database, its locks, the server at
     KEYSAFE_URL (running? locked?), every chain RPC you configured (reachable, right network),
-    the passphrase's Argon2id cost measured on this machine, failed unlocks, pause-all, rows
+    the passphrase's Argon2id cost measured on this machine (or, for a KMS vault, whether its
+    KMS answers and its key is usable), failed unlocks, pause-all, rows
     without the owner's seal, and the audit log's hash chain. Each line is ok, WARN (works, but
     look at it) or FAIL (does not work as it stands), with the fix. Exit 1 if any check fails.
     """
-    report = doctor.diagnose(
-        home(), server_url=client.server_url() or client.DEFAULT_URL, timeout=timeout
-    )
+    token = inputs.kms_token(kms_token_file)
+    try:
+        report = doctor.diagnose(
+            home(), server_url=client.server_url() or client.DEFAULT_URL, timeout=timeout,
+            kms_token=token,
+        )  # fmt: skip
+    finally:
+        if token is not None:
+            token.wipe()
     if json_out:
         render.as_json(report.to_dict())
     else:

@@ -80,6 +80,23 @@ def passphrase(
     )
 
 
+def kms_token(file: Path | None) -> SecretBytes | None:
+    """The KMS token (OpenBao): `--kms-token-file`, then KEYSAFE_KMS_TOKEN_FILE, then
+    KEYSAFE_KMS_TOKEN; None when none is given (AWS takes boto3's own credential chain). Never
+    prompted for: a KMS vault is the one that unlocks without a person."""
+    path = file or (Path(p) if (p := os.environ.get("KEYSAFE_KMS_TOKEN_FILE")) else None)
+    if path is not None:
+        try:
+            return SecretBytes.adopt(_strip_newline(bytearray(path.read_bytes())))
+        except OSError as exc:
+            raise MalformedRequestError(
+                f"Cannot read the KMS token file {path} ({exc.strerror}).",
+                next_step="check the path and its permissions.",
+            ) from None
+    value = os.environ.get("KEYSAFE_KMS_TOKEN", "").strip()
+    return SecretBytes(bytearray(value.encode())) if value else None
+
+
 def stdin_secret(label: str) -> SecretBytes:
     """A secret value: the whole of stdin when piped, else a hidden prompt."""
     if sys.stdin.isatty():

@@ -15,7 +15,8 @@ from urllib.parse import quote
 import typer
 
 from keysafe.cli import client, inputs, ports, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.app import JsonFlag, KmsTokenFile, PassphraseFile, app, home
+from keysafe.cli.vault_cmds import unlock as unlock_vault
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.service import epochs, gate
@@ -43,9 +44,14 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.", min=1, max=65535)] = 8420,
     unlock_now: Annotated[
-        bool, typer.Option("--unlock", help="Ask for the passphrase now and start unlocked.")
+        bool,
+        typer.Option(
+            "--unlock",
+            help="Start unlocked: ask for the passphrase now, or (a KMS vault) ask the KMS.",
+        ),
     ] = False,
     passphrase_file: PassphraseFile = None,
+    kms_token_file: KmsTokenFile = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option("--tls-cert", help="TLS certificate (PEM).", exists=True, dir_okay=False),
@@ -126,8 +132,7 @@ def serve(
     # Owner commands on this home send their changes here while it runs unlocked (cli/owner.py).
     h.advertise_server(_lock, _local_url("https" if tls_cert else "http", host, port))
     if unlock_now:  # first, so what recovery writes to the audit log carries the owner's seal
-        with inputs.passphrase(passphrase_file) as secret:
-            vault.unlock(secret)
+        unlock_vault(vault, passphrase_file, kms_token_file)
     # Before anyone is answered: settle what a crash left open (reservations, idempotency keys,
     # approvals that were running), so nothing stays "in progress" for ever.
     recovered = gate.recover(vault)
@@ -147,6 +152,7 @@ def serve(
     state = ServerState(
         h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
         rate_per_second=rate_limit, burst=2 * rate_limit,
+        kms_token=inputs.kms_token(kms_token_file),
     )  # fmt: skip
     state.allowed_hosts = state.allowed_hosts | {host.lower()}
     stop = threading.Event()

@@ -8,21 +8,58 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import client, inputs, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.app import JsonFlag, KmsTokenFile, PassphraseFile, app, home
 from keysafe.service import epochs, rotation_due, vault_admin
 from keysafe.service.context import open_vault
+from keysafe.service.vault_admin import KmsConfig, KmsKind
 from keysafe.vault.vault import Vault
 
 passphrase_app = typer.Typer(help="Change the vault passphrase.", no_args_is_help=True)
 app.add_typer(passphrase_app, name="passphrase")
 
 
-def unlocked(passphrase_file: Path | None) -> Vault:
-    """Open the vault in KEYSAFE_HOME and unlock it with the owner's passphrase."""
+def unlocked(passphrase_file: Path | None, kms_token_file: Path | None = None) -> Vault:
+    """Open the vault in KEYSAFE_HOME and unlock it: through its KMS when one wraps its key,
+    else with the owner's passphrase."""
     vault = open_vault(home())
+    try:
+        unlock(vault, passphrase_file, kms_token_file)
+    except BaseException:
+        vault.db.close()
+        raise
+    return vault
+
+
+def unlock(vault: Vault, passphrase_file: Path | None, kms_token_file: Path | None = None) -> None:
+    """Unlock `vault` the way its header says: the KMS (no passphrase asked) or the passphrase."""
+    if vault_admin.key_provider(vault).kind is not KmsKind.LOCAL:
+        token = inputs.kms_token(kms_token_file)
+        try:
+            vault_admin.unlock_with_kms(vault, token)
+        finally:
+            if token is not None:
+                token.wipe()
+        return
     with inputs.passphrase(passphrase_file) as secret:
         vault.unlock(secret)
-    return vault
+
+
+KmsKindOpt = Annotated[
+    str,
+    typer.Option(
+        "--kms",
+        help="What wraps the vault's key: local (the passphrase, default), openbao (OpenBao / "
+        "Vault transit) or aws-kms. With a KMS there is no passphrase.",
+    ),
+]
+KmsUrlOpt = Annotated[
+    str | None,
+    typer.Option("--kms-url", help="The KMS's address (OpenBao; AWS: an endpoint, e.g. moto)."),
+]
+KmsKeyOpt = Annotated[
+    str | None,
+    typer.Option("--kms-key", help="The KMS key: transit key name, or AWS key id / ARN / alias."),
+]
 
 
 @app.command()
@@ -44,6 +81,10 @@ def init(
             "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
         ),
     ] = None,
+    kms: KmsKindOpt = "local",
+    kms_url: KmsUrlOpt = None,
+    kms_key: KmsKeyOpt = None,
+    kms_token_file: KmsTokenFile = None,
 ) -> None:
     """Create a new vault and show its 24-word recovery phrase once.
 
@@ -53,10 +94,22 @@ def init(
     rebuilds the vault's wallets on a new machine.
     """
     h = home()
-    with inputs.passphrase(passphrase_file, label="New vault passphrase", confirm=True) as pw:
-        vault, phrase = vault_admin.init_vault(
-            h, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
-        )
+    config = KmsConfig.build(kms, url=kms_url, key=kms_key)
+    if config.kind is KmsKind.LOCAL:
+        with inputs.passphrase(passphrase_file, label="New vault passphrase", confirm=True) as pw:
+            vault, phrase = vault_admin.init_vault(
+                h, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
+            )
+    else:
+        token = inputs.kms_token(kms_token_file)
+        try:
+            vault, phrase = vault_admin.init_vault(
+                h, None, kms=config, kms_token=token, blobs_url=blobs,
+                blobs_endpoint=blobs_endpoint,
+            )  # fmt: skip
+        finally:
+            if token is not None:
+                token.wipe()
     with vault, phrase:
         words = bytes(phrase.reveal()).decode()
         if json_out:
@@ -66,6 +119,11 @@ def init(
         render.out.print(f"Vault [bold]{vault.vault_id}[/bold] created in {h.path}.")
         if blobs:
             render.out.print(f"Record ciphertext is kept in {vault.blobs.description}.")
+        if config.kind is not KmsKind.LOCAL:
+            render.out.print(
+                f"Its key is wrapped by {config.describe()}: it unlocks through the KMS, with "
+                "no passphrase."
+            )
         render.out.print("")
         render.out.print(
             "[bold yellow]Recovery phrase — shown this once, write it down:[/bold yellow]"
@@ -96,6 +154,7 @@ def status(json_out: JsonFlag = False) -> None:
         return
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()
+        kms_line = vault_admin.key_provider(vault).describe()
         ep = epochs.state(vault)
         st["epoch"] = {"current": ep.current, "since": ep.since, "retired": list(ep.retired),
                        "due": epochs.due(vault)}  # fmt: skip
@@ -115,6 +174,7 @@ def status(json_out: JsonFlag = False) -> None:
                 "audit_entries", "audit_head", "blobs"):  # fmt: skip
         if key in st:  # `blobs` only for a vault whose ciphertext is in S3
             render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
+    render.out.print(f"{'key provider':>14}: {kms_line}")
     if url is None:
         server = "not running (`keysafe serve` starts it)"
     elif state is None:
@@ -157,14 +217,27 @@ def recover(
     to get the same addresses, and bring credentials back with `keysafe backup restore FILE`.
     """
     h = home()
+    was: KmsConfig | None = None
+    if h.exists():
+        with open_vault(h) as before:
+            was = vault_admin.key_provider(before)
     with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
         passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
         label="New vault passphrase", confirm=True,
     ) as pw:  # fmt: skip
         vault, rebuilt = vault_admin.recover_vault(h, phrase, pw)
+    left_kms = was is not None and was.kind is not KmsKind.LOCAL
     with vault:
         if json_out:
-            render.as_json({"vault_id": vault.vault_id, "rebuilt": rebuilt})
+            # `left_kms` only when it did: scripts reading {vault_id, rebuilt} see no change
+            extra = {"left_kms": True} if left_kms else {}
+            render.as_json({"vault_id": vault.vault_id, "rebuilt": rebuilt} | extra)
+        elif left_kms and was is not None:
+            render.out.print(
+                f"Vault {vault.vault_id} opened with the recovery phrase. It was wrapped by "
+                f"{was.describe()}; it now unlocks with the new passphrase instead, and no "
+                "longer uses the KMS (its key there can be retired)."
+            )
         elif rebuilt:
             render.out.print(
                 f"Vault {vault.vault_id} rebuilt in {h.path}. Create wallets again in the same "
@@ -184,7 +257,12 @@ def passphrase_change(
         ),
     ] = None,
 ) -> None:
-    """Change the passphrase (old one: KEYSAFE_PASSPHRASE; new one: KEYSAFE_NEW_PASSPHRASE)."""
+    """Change the passphrase (old one: KEYSAFE_PASSPHRASE; new one: KEYSAFE_NEW_PASSPHRASE).
+
+    A vault a KMS wraps has no passphrase: this is refused (manage access in the KMS).
+    """
+    with open_vault(home()) as probe:  # before any prompt: a KMS vault has no passphrase
+        vault_admin.require_passphrase_vault(probe)
     with unlocked(passphrase_file) as vault, inputs.passphrase(
         new_passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE",), label="New vault passphrase",
         confirm=True,

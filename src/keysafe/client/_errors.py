@@ -153,6 +153,10 @@ class ChainUnavailableError(ApiError, errors.ChainUnavailableError):
     code = ErrorCode.CHAIN_UNAVAILABLE
 
 
+class KmsUnavailableError(ApiError, errors.KmsUnavailableError):
+    code = ErrorCode.KMS_UNAVAILABLE
+
+
 class AuditWriteError(ApiError, errors.AuditWriteError):
     code = ErrorCode.AUDIT_FAILED
 
@@ -175,7 +179,7 @@ ERRORS: Final[Mapping[str, type[ApiError]]] = {
         PayloadTooLargeError, MisdirectedRequestError, RateLimitedError, NotAuthenticatedError,
         ReplayError, PolicyDeniedError, BudgetExceededError, WrongPassphraseError,
         UnlockThrottledError, WrongRecoveryPhraseError, VaultLockedError, IntegrityError,
-        StoreError, ChainUnavailableError, AuditWriteError, VaultUnreachableError, InternalError,
+        StoreError, ChainUnavailableError, KmsUnavailableError, AuditWriteError, VaultUnreachableError, InternalError,
     )
 }  # fmt: skip
 

@@ -230,6 +230,8 @@ MODEL_NEXT: Final[dict[str, str]] = {
     "PAYLOAD_TOO_LARGE": "send less: split the request or shorten the body.",
     "CHAIN_UNAVAILABLE": "the chain's RPC did not answer; try again later or tell the user.",
     "VAULT_UNREACHABLE": "keysafe is not running or not reachable; tell the user.",
+    "KMS_UNAVAILABLE": "the vault's key provider (KMS) is down or refusing, so the vault stays "
+    "locked; tell the user that the owner must fix the KMS.",
 }
 _GENERIC_NEXT: Final = "tell the user what happened (quote the message); do not retry blindly."
 

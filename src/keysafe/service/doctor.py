@@ -39,6 +39,7 @@ from keysafe import __version__
 from keysafe.audit import log as audit_log
 from keysafe.audit.record import ChainReport
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id
+from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError
 from keysafe.policy.registry import ChainInfo
 from keysafe.service.registry import load_registry
@@ -46,6 +47,7 @@ from keysafe.store import tables as t
 from keysafe.store.db import SCHEMA_HEAD, Database, write_lock_free
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import SERVE_LOCK_NAME, Home
+from keysafe.vault.kms import KmsConfig, KmsKind, provider_for
 from keysafe.vault.seals import PAUSED_ALL
 from keysafe.vault.vault import FORMAT
 
@@ -103,13 +105,21 @@ def where(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}{port}"
 
 
-def diagnose(home: Home, *, server_url: str, timeout: float = NETWORK_TIMEOUT_S) -> Report:
+def diagnose(
+    home: Home,
+    *,
+    server_url: str,
+    timeout: float = NETWORK_TIMEOUT_S,
+    kms_token: SecretBytes | None = None,
+) -> Report:
     """Run every check on `home` and the server at `server_url`; never raises for what it finds.
 
     Args:
         home: the keysafe home to look at (nothing in it is changed).
         server_url: where this home's `keysafe serve` should answer (KEYSAFE_URL).
         timeout: seconds each network check may take (the server, each chain RPC).
+        kms_token: the OpenBao token, to ask a KMS vault's key provider whether its key is
+            usable (read only; never shown).
     """
     findings = [_home(home)]
     if findings[0].status is Status.FAIL and not home.path.is_dir():
@@ -132,7 +142,9 @@ def diagnose(home: Home, *, server_url: str, timeout: float = NETWORK_TIMEOUT_S)
         findings.append(Finding("vault", Status.FAIL, exc.what, exc.next_step))
         return Report(str(home.path), tuple(findings))
     try:
-        findings += _with_database(home, db, server_url=server_url, timeout=timeout)
+        findings += _with_database(
+            home, db, server_url=server_url, timeout=timeout, kms_token=kms_token
+        )
     finally:
         db.close()
     return Report(str(home.path), tuple(findings))
@@ -203,7 +215,9 @@ def _home(home: Home) -> Finding:
 # -- the vault database -------------------------------------------------------------------------
 
 
-def _with_database(home: Home, db: Database, *, server_url: str, timeout: float) -> list[Finding]:
+def _with_database(
+    home: Home, db: Database, *, server_url: str, timeout: float, kms_token: SecretBytes | None
+) -> list[Finding]:
     revision = db.schema_revision()
     with db.read() as conn:
         # Only columns every schema since 0001 has: an older one is reported below, not read.
@@ -261,6 +275,9 @@ def _with_database(home: Home, db: Database, *, server_url: str, timeout: float)
                 select(func.count()).select_from(t.audit).where(t.audit.c.mac.is_(None))
             ).scalar_one()
             blobs_setting = conn.execute(select(t.vault.c.blobs)).scalar()
+            provider = conn.execute(
+                select(t.vault.c.kms_kind, t.vault.c.kms_url, t.vault.c.kms_key)
+            ).one()
         server = pool.submit(_server, home, server_url, timeout, active_agents=counts["active"])
         rpcs = [pool.submit(_rpc, chain, timeout) for chain in chains]
         # Only a vault that keeps ciphertext in S3 has this check (others show what they did).
@@ -280,7 +297,10 @@ def _with_database(home: Home, db: Database, *, server_url: str, timeout: float)
         ]
         if blobs is not None:
             findings.append(blobs.result())
-        findings.append(_kdf(header.kdf_params))
+        if provider.kms_kind in (None, str(KmsKind.LOCAL)):
+            findings.append(_kdf(header.kdf_params))
+        else:  # no passphrase, no Argon2id: the KMS is what unlocks it
+            findings.append(_kms(provider, kms_token))
         findings.append(_unlock_failures(header.unlock_failures))
         findings.append(_pause_all(switch))
         findings.append(_seals(unsealed))
@@ -523,6 +543,34 @@ def _kdf(stored: str) -> Finding:
             "(`keysafe serve --idle-lock SECONDS`), or run keysafe on a faster machine.",
         )  # fmt: skip
     return Finding("kdf", Status.OK, f"{cost}.")
+
+
+def _kms(row: Any, token: SecretBytes | None) -> Finding:
+    """Does the vault's KMS answer, and is its key usable? (kind, URL, key id; never a token)"""
+    try:
+        config = KmsConfig(KmsKind(row.kms_kind), row.kms_url, row.kms_key)
+    except ValueError:
+        return Finding(
+            "kms", Status.FAIL, f"The vault names an unknown key provider ({row.kms_kind!r}).",
+            "upgrade keysafe, or rebuild the vault with `keysafe recover`.",
+        )  # fmt: skip
+    try:
+        provider = provider_for(config, token=token)
+    except KeysafeError as exc:
+        return Finding(
+            "kms", Status.WARN, f"{config.describe()}: not checked ({exc.what})", exc.next_step
+        )
+    try:
+        health = provider.health()
+    finally:
+        provider.close()
+    if health.ok:
+        return Finding("kms", Status.OK, f"Key provider {health.detail}.")
+    return Finding(
+        "kms", Status.FAIL, f"Key provider {health.detail}: the vault cannot be unlocked now.",
+        "start or reach the KMS and check the token and the key; or `keysafe recover` with the "
+        "recovery phrase (it needs no KMS).",
+    )  # fmt: skip
 
 
 def _seconds_per_unlock(params: Argon2Params) -> float:

@@ -312,7 +312,12 @@ class ReleaseRequest(_Wire):
 
 
 class LoginRequest(_Wire):
-    passphrase: str = Field(min_length=1, max_length=1024)
+    """The passphrase; or, for a vault a KMS wraps (no passphrase), a challenge from
+    GET /v1/login-challenge and the owner's proof over it."""
+
+    passphrase: str | None = Field(default=None, min_length=1, max_length=1024)
+    challenge: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    proof: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ApproveRequest(_Wire):

@@ -16,6 +16,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
     MalformedRequestError,
+    NotAuthenticatedError,
     WrongRecoveryPhraseError,
 )
 from keysafe.service.context import open_vault
@@ -25,9 +26,14 @@ from keysafe.store.db import Database
 from keysafe.vault import hierarchy
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
+from keysafe.vault.kms import KmsConfig, KmsKind, provider_for
 from keysafe.vault.vault import Clock, Vault, utc_now
 
 logger = logging.getLogger(__name__)
+__all__ = [
+    "KmsConfig", "KmsKind", "change_passphrase", "init_vault", "key_provider", "kms_health", "kms_owner_login", "owner_proof",
+    "recover_vault", "require_passphrase_vault", "status", "unlock_with_kms",
+]  # fmt: skip
 
 MIN_PASSPHRASE = 12
 MIN_SCORE = 3  # zxcvbn: "safely unguessable" against a slow-hash offline attack
@@ -108,8 +114,10 @@ def _create(
     home: Home,
     *,
     entropy: SecretBytes,
-    passphrase: SecretBytes,
+    passphrase: SecretBytes | None,
     kdf: Argon2Params,
+    kms: KmsConfig | None = None,
+    kms_token: SecretBytes | None = None,
     clock: Clock,
     action: str,
     blobs: BlobConfig | None = None,
@@ -119,6 +127,11 @@ def _create(
             f"A vault already exists in {home.path}.",
             next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
         )
+    # Built (and, for AWS, boto3 loaded) before anything is written: a bad provider leaves no
+    # half-made home behind.
+    provider = (
+        None if kms is None or kms.kind is KmsKind.LOCAL else provider_for(kms, token=kms_token)
+    )
     home.create()
     home.clear_unfinished()
     db = Database.open_sqlite(home.db_path, create=True)
@@ -128,8 +141,8 @@ def _create(
         with db.write() as conn:
             phrase_pub = hierarchy.public_bytes(hierarchy.phrase_seal_key(entropy.reveal()))
             vault = Vault.create(
-                db, master=master, passphrase=passphrase, kdf=kdf, clock=clock, conn=conn,
-                phrase_pub=phrase_pub, blobs=blobs,
+                db, master=master, passphrase=passphrase, provider=provider, kdf=kdf,
+                clock=clock, conn=conn, phrase_pub=phrase_pub, blobs=blobs,
             )  # fmt: skip
             _seed_record(vault, conn, words)
             vault.audit(
@@ -138,6 +151,8 @@ def _create(
             )  # fmt: skip
     except BaseException:
         db.close()
+        if provider is not None:
+            provider.close()
         for suffix in ("", "-wal", "-shm"):
             home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
         raise
@@ -169,8 +184,10 @@ def blob_setting(url: str | None, endpoint: str | None) -> BlobConfig | None:
 
 def init_vault(
     home: Home,
-    passphrase: SecretBytes,
+    passphrase: SecretBytes | None,
     *,
+    kms: KmsConfig | None = None,
+    kms_token: SecretBytes | None = None,
     kdf: Argon2Params = DEFAULT_ARGON2,
     clock: Clock = utc_now,
     blobs_url: str | None = None,
@@ -178,25 +195,104 @@ def init_vault(
 ) -> tuple[Vault, SecretBytes]:
     """Create a vault; returns it unlocked and the 24-word recovery phrase (shown once).
 
-    `blobs_url` (`s3://bucket/prefix`, with `blobs_endpoint` for an S3-compatible server) keeps
-    record ciphertext in that bucket; the bucket is checked before anything is written.
+    With `kms` (not `local`) the vault has no passphrase: the KMS wraps its key, and
+    `kms_token` (OpenBao's; never stored) reaches it. `blobs_url` (`s3://bucket/prefix`, with
+    `blobs_endpoint` for an S3-compatible server) keeps record ciphertext in that bucket; the
+    bucket is checked before anything is written.
 
     Raises:
         MalformedRequestError: a weak passphrase, or a malformed `blobs_url`.
+        KmsUnavailableError: the KMS is unreachable or refuses; nothing was created.
         StoreError: the bucket cannot be reached or used.
     """
-    check_new_passphrase(passphrase)
+    if kms is None or kms.kind is KmsKind.LOCAL:
+        if passphrase is None:
+            raise MalformedRequestError(
+                "A vault needs a passphrase or a KMS.", next_step="give one (`keysafe init`)."
+            )
+        check_new_passphrase(passphrase)
     blobs = blob_setting(blobs_url, blobs_endpoint)
     entropy = SecretBytes(bytearray(os.urandom(32)))
     with entropy:
         phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())
         vault = _create(
             home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock,
-            action="vault.init", blobs=blobs,
+            action="vault.init", kms=kms, kms_token=kms_token, blobs=blobs,
         )  # fmt: skip
     if blobs is not None:
         logger.info("vault %s keeps record ciphertext in %s", vault.vault_id, blobs.url)
     return vault, phrase
+
+
+def key_provider(vault: Vault) -> KmsConfig:
+    """Which provider wraps the vault's key (kind, URL, key id; no token)."""
+    return vault.kms_config()
+
+
+def unlock_with_kms(vault: Vault, token: SecretBytes | None) -> None:
+    """Unlock a KMS vault through its KMS (the provider the header names).
+
+    Raises:
+        KmsUnavailableError: the KMS is unreachable or refuses (nothing was changed).
+        IntegrityError: the KMS will not open this vault's blob.
+        MalformedRequestError: a passphrase vault, or OpenBao without a token.
+    """
+    provider = provider_for(vault.kms_config(), token=token)
+    try:
+        vault.unlock_with_kms(provider)
+    finally:
+        provider.close()
+
+
+def owner_proof(vault: Vault, challenge: str) -> str:
+    """The owner's answer to a server's login challenge (a KMS vault, unlocked here)."""
+    return vault.owner_proof(challenge)
+
+
+def kms_owner_login(vault: Vault, token: SecretBytes | None, *, challenge: str, proof: str) -> None:
+    """A KMS vault's owner login at the server: unlock through the server's own KMS access if
+    locked, then check the owner's proof (`owner_proof`, computed by a CLI that unlocked the
+    vault through the KMS itself). A wrong proof is audited, and a vault unlocked only for this
+    check is locked again: reaching the server is not being the owner.
+
+    Raises:
+        KmsUnavailableError / IntegrityError: the server cannot unlock through the KMS.
+        NotAuthenticatedError: the proof is wrong.
+    """
+    opened_now = not vault.is_unlocked
+    if opened_now:
+        unlock_with_kms(vault, token)
+    if vault.check_owner_proof(challenge, proof):
+        return
+    if opened_now:
+        vault.lock()
+    with vault.db.write() as conn:
+        vault.audit(
+            conn, actor="owner", action="vault.unlock", target=f"vault:{vault.vault_id}",
+            outcome="failure", details={"reason": "wrong owner proof"},
+        )  # fmt: skip
+    raise NotAuthenticatedError(
+        "That owner proof does not match this vault.",
+        next_step="run `keysafe unlock` on the machine that holds the vault's home, with the "
+        "KMS token (KEYSAFE_KMS_TOKEN or --kms-token-file).",
+    )
+
+
+def kms_health(vault: Vault, token: SecretBytes | None) -> str | None:
+    """One line on the vault's KMS (None for a passphrase vault): does it answer, is the key
+    usable. Never raises for the KMS's sake: this is for status and doctor."""
+    config = vault.kms_config()
+    if config.kind is KmsKind.LOCAL:
+        return None
+    try:
+        provider = provider_for(config, token=token)
+    except MalformedRequestError as exc:
+        return f"not checked: {exc.what}"
+    try:
+        health = provider.health()
+    finally:
+        provider.close()
+    return ("answers: " if health.ok else "NOT usable: ") + health.detail
 
 
 def recover_vault(
@@ -222,19 +318,43 @@ def recover_vault(
             )  # fmt: skip
         vault = open_vault(home, clock=clock)
         vault.unlock_with_phrase(entropy)
+    # The phrase needs no KMS: a vault a KMS wrapped comes back as a passphrase vault (`rewrap`
+    # drops the provider), so a KMS that is down or gone never locks the owner out.
+    was = vault.kms_config()
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
         vault.audit(
             conn, actor="owner", action="vault.recover", target=f"vault:{vault.vault_id}",
-            outcome="success", details={"vault_id": vault.vault_id, "from_empty_home": False},
+            outcome="success",
+            details={"vault_id": vault.vault_id, "from_empty_home": False,
+                     "previous_kms": str(was.kind)},
         )  # fmt: skip
     logger.info("vault %s passphrase reset from recovery phrase", vault.vault_id)
     return vault, False
 
 
+def require_passphrase_vault(vault: Vault) -> None:
+    """A KMS vault has no passphrase to change: refused rather than re-wrapped, because giving it
+    one would add a second, offline-guessable way in beside the KMS. Turning it back into a
+    passphrase vault is what `keysafe recover` does, on purpose and with the phrase.
+
+    Raises:
+        MalformedRequestError: the vault's key is wrapped by a KMS.
+    """
+    config = vault.kms_config()
+    if config.kind is not KmsKind.LOCAL:
+        raise MalformedRequestError(
+            f"This vault has no passphrase: its key is wrapped by {config.describe()}.",
+            next_step="manage access in the KMS (its token and policies); to move the vault "
+            "back to a passphrase, run `keysafe recover` with the recovery phrase.",
+        )
+
+
 def change_passphrase(
     vault: Vault, new_passphrase: SecretBytes, *, kdf: Argon2Params = DEFAULT_ARGON2
 ) -> None:
+    """Raises MalformedRequestError for a KMS vault (see `require_passphrase_vault`)."""
+    require_passphrase_vault(vault)
     check_new_passphrase(new_passphrase)
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
@@ -258,6 +378,7 @@ class Status:
     audit_entries: int
     audit_head: str
     unlock_failures: int
+    kms: KmsConfig
     blobs: str | None = None  # where record ciphertext lives, when not in the database
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,6 +396,8 @@ class Status:
             "audit_entries": self.audit_entries,
             "audit_head": self.audit_head,
             "unlock_failures": self.unlock_failures,
+            # where the vault's key is wrapped: kind, URL and key id, never a token
+            "kms": {"kind": str(self.kms.kind), "url": self.kms.url, "key": self.kms.key},
         } | extra
 
 
@@ -290,5 +413,6 @@ def status(home: Home, vault: Vault) -> Status:
         records={str(k): int(v) for k, v in counts.items()}, agents=agents,
         audit_entries=head.audit_head_seq,
         audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
+        kms=vault.kms_config(),
         blobs=vault.blobs.description if vault.blobs.remote else None,
     )  # fmt: skip

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_HEAD: Final = "0011"
 _KNOWN_REVISIONS: Final = frozenset(
-    {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0011"}
+    {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"}
 )
 _BUSY_TIMEOUT_S: Final = 30.0
 

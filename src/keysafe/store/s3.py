@@ -24,10 +24,10 @@ from keysafe.errors import StoreError
 try:
     # boto3 is the optional extra `keysafe[aws]`: a vault that keeps its ciphertext in SQLite
     # must not need it installed, so its absence is reported when an S3 store is used (below),
-    # not at import time. Untyped: boto3 and botocore ship no type information.
-    import boto3  # type: ignore[import-untyped]
-    from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
+    # not at import time. (Untyped: pyproject.toml lets mypy skip them.)
+    import boto3
+    from botocore import exceptions as boto_errors
+    from botocore.config import Config
 except ImportError:  # pragma: no cover - exercised only without the extra
     boto3 = None
 

@@ -51,6 +51,13 @@ vault = Table(
     Column("seal_pass_nonce", LargeBinary, nullable=True),
     Column("seal_pass_wrapped", LargeBinary, nullable=True),
     Column("seal_phrase_pub", LargeBinary, nullable=True),
+    # The key provider (schema 0010, vault/kms.py): NULL kind is the passphrase ("local"). A KMS
+    # wraps a random key-encryption key (kms_blob) that takes the Argon2id key's place for
+    # master_wrapped and seal_pass_wrapped. Where and which key, never a token.
+    Column("kms_kind", String(32), nullable=True),
+    Column("kms_url", Text, nullable=True),
+    Column("kms_key", Text, nullable=True),
+    Column("kms_blob", LargeBinary, nullable=True),
     # Where record ciphertext lives (schema 0011): canonical JSON of the blob store's settings
     # (vault/blobs.py), never a credential; NULL: in the `records` rows, as always.
     Column("blobs", Text, nullable=True),

@@ -4,6 +4,10 @@
 - vault id    = HKDF-SHA256(master, info="keysafe/v1/vault-id")[:16], hex: the same phrase always
                 rebuilds the same vault id, and the id reveals nothing about the key
 - passphrase  → Argon2id(salt) → key-encryption key that wraps the master key (XChaCha20-Poly1305)
+- or a KMS    → a random key-encryption key, wrapped by the KMS (vault/kms.py), takes the
+              Argon2id key's place for the master key and the passphrase's sealing key; the
+              master key's associated data then names the provider and key instead of Argon2id's
+              settings, so a header moved to another provider, key or vault does not open
 - epoch keys  random, each sealed (HPKE, RFC 9180) to two X25519 public keys: the passphrase's
               (its private half wrapped by the passphrase's key-encryption key, opened only
               while unlocking) and the recovery phrase's (its private half derived from the
@@ -21,6 +25,7 @@ wrapped key copied into another vault or another slot does not open.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -33,7 +38,7 @@ from keysafe.crypto.kdf import Argon2Params, argon2id, hkdf_sha256
 from keysafe.crypto.secret import SecretBytes
 
 SALT_SIZE: Final = 16
-Subkey = Literal["audit-hmac", "backup", "state-mac", "relay-sign", "relay-kem"]
+Subkey = Literal["audit-hmac", "backup", "state-mac", "relay-sign", "relay-kem", "owner-login"]
 
 
 def master_from_entropy(entropy: bytes | bytearray) -> SecretBytes:
@@ -58,6 +63,34 @@ class WrappedMaster:
 
 def _master_aad(vault_id: str, params: Argon2Params) -> bytes:
     return jcs.dumps({"purpose": "master-key", "vault": vault_id, "kdf": params.to_dict()})
+
+
+def _kms_master_aad(vault_id: str, binding: Mapping[str, str]) -> bytes:
+    return jcs.dumps({"purpose": "master-key", "vault": vault_id, "kms": dict(binding)})
+
+
+def wrap_master_for_kms(
+    kek: SecretBytes, master: SecretBytes, vault_id: str, binding: Mapping[str, str]
+) -> tuple[bytes, bytes]:
+    """The master key under a KMS-wrapped key-encryption key: (nonce, ciphertext)."""
+    nonce = aead.new_nonce()
+    return nonce, aead.encrypt(
+        kek.reveal(), nonce, master.reveal(), _kms_master_aad(vault_id, binding)
+    )
+
+
+def unwrap_master_for_kms(
+    kek: SecretBytes, nonce: bytes, wrapped: bytes, vault_id: str, binding: Mapping[str, str]
+) -> SecretBytes:
+    """Raises aead.DecryptionError when the key is not this vault's (or the header was edited)."""
+    return SecretBytes.adopt(
+        aead.decrypt(kek.reveal(), nonce, wrapped, _kms_master_aad(vault_id, binding))
+    )
+
+
+def new_kek() -> SecretBytes:
+    """A random key-encryption key, for a KMS to wrap."""
+    return SecretBytes.adopt(aead.new_key())
 
 
 def derive_kek(passphrase: SecretBytes, salt: bytes, params: Argon2Params) -> SecretBytes:

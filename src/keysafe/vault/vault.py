@@ -10,6 +10,8 @@ its audit entry commit together or not at all.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -32,6 +34,8 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
     IntegrityError,
+    KmsUnavailableError,
+    MalformedRequestError,
     NotFoundError,
     UnlockThrottledError,
     VaultLockedError,
@@ -40,7 +44,7 @@ from keysafe.errors import (
 from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.store.db import Database
-from keysafe.vault import hierarchy, records, seals, unlock
+from keysafe.vault import hierarchy, kms, records, seals, unlock
 from keysafe.vault.blobs import BlobConfig, RecordBlobs, Stored, open_blobs
 
 logger = logging.getLogger(__name__)
@@ -170,7 +174,8 @@ class Vault:
         db: Database,
         *,
         master: SecretBytes,
-        passphrase: SecretBytes,
+        passphrase: SecretBytes | None,
+        provider: kms.KmsProvider | None = None,
         kdf: Argon2Params = DEFAULT_ARGON2,
         clock: Clock = utc_now,
         conn: Connection,
@@ -183,23 +188,42 @@ class Vault:
         `phrase_pub` is the public half of the recovery phrase's sealing key
         (`hierarchy.phrase_seal_key`): every epoch key is sealed to it and to the passphrase's.
         `blobs`: keep record ciphertext in that S3 bucket (None: in the database).
+        With a `provider` (a KMS) there is no passphrase: a random key-encryption key wrapped by
+        the KMS takes the Argon2id key's place, and the header names the provider.
         """
         vault_id = hierarchy.vault_id_for(master)
-        salt = os.urandom(hierarchy.SALT_SIZE)
         seal_key = hierarchy.new_seal_key()
-        with hierarchy.derive_kek(passphrase, salt, kdf) as kek:
-            wrapped = hierarchy.wrap_master_with(kek, salt, master, vault_id, kdf)
-            seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
+        if provider is not None:
+            binding = kms.context_for(vault_id, provider.config)
+            with hierarchy.new_kek() as kek:
+                blob = provider.wrap(kek, context=binding)
+                master_nonce, master_wrapped = hierarchy.wrap_master_for_kms(
+                    kek, master, vault_id, binding
+                )
+                seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
+            key_values: dict[str, Any] = {
+                "kdf_params": "{}", "kdf_salt": b"", "master_nonce": master_nonce,
+                "master_wrapped": master_wrapped, "kms_kind": str(provider.config.kind),
+                "kms_url": provider.config.url, "kms_key": provider.config.key, "kms_blob": blob,
+            }  # fmt: skip
+        elif passphrase is not None:
+            salt = os.urandom(hierarchy.SALT_SIZE)
+            with hierarchy.derive_kek(passphrase, salt, kdf) as kek:
+                wrapped = hierarchy.wrap_master_with(kek, salt, master, vault_id, kdf)
+                seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
+            key_values = {
+                "kdf_params": jcs.dumps(kdf.to_dict()).decode(), "kdf_salt": wrapped.salt,
+                "master_nonce": wrapped.nonce, "master_wrapped": wrapped.ciphertext,
+            }  # fmt: skip
+        else:
+            raise ValueError("Vault.create needs a passphrase or a provider")
         now = iso(clock())
         conn.execute(
             insert(t.vault).values(
                 id=vault_id,
                 format=FORMAT,
                 created_at=now,
-                kdf_params=jcs.dumps(kdf.to_dict()).decode(),
-                kdf_salt=wrapped.salt,
-                master_nonce=wrapped.nonce,
-                master_wrapped=wrapped.ciphertext,
+                **key_values,
                 unlock_failures=0,
                 unlock_blocked_until=0.0,
                 audit_head_seq=0,
@@ -285,6 +309,9 @@ class Vault:
             now = self.clock().timestamp()
             with self.db.read() as conn:
                 row = conn.execute(select(t.vault)).one()
+            config = _config(row)
+            if config.kind is not kms.KmsKind.LOCAL:  # before the throttle: no guess is counted
+                raise _not_a_passphrase_vault(config)
             try:
                 unlock.check_not_throttled(row.unlock_failures, row.unlock_blocked_until, now)
             except UnlockThrottledError:
@@ -317,6 +344,68 @@ class Vault:
                 conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
                 self._set_master(master)
                 self._open_epochs_with_passphrase(conn, kek)
+
+    def kms_config(self) -> kms.KmsConfig:
+        """The key provider the header names (`local` for a passphrase vault)."""
+        with self.db.read() as conn:
+            return _config(conn.execute(select(t.vault)).one())
+
+    def unlock_with_kms(self, provider: kms.KmsProvider) -> None:
+        """Open the master key through the vault's KMS: no passphrase, no throttle (the KMS
+        authenticates its caller). Nothing is written when the KMS cannot be reached; a refusal
+        or a blob the KMS will not open is audited.
+
+        Raises:
+            KmsUnavailableError: the KMS is unreachable or refuses this caller.
+            IntegrityError: the KMS will not open this blob (another vault's or key's, or edited),
+                or what it opened does not open the master key.
+            MalformedRequestError: this is a passphrase vault, or `provider` is not its KMS.
+        """
+        with _ATTEMPTS:
+            with self.db.read() as conn:
+                row = conn.execute(select(t.vault)).one()
+            config = _config(row)
+            if config.kind is kms.KmsKind.LOCAL:
+                raise MalformedRequestError(
+                    "This vault is unlocked with its passphrase, not a KMS.",
+                    next_step="give the passphrase (KEYSAFE_PASSPHRASE, --passphrase-file or "
+                    "the prompt).",
+                )
+            if provider.config != config:
+                raise MalformedRequestError(
+                    f"This vault's key is in {config.describe()}, not "
+                    f"{provider.config.describe()}.",
+                    next_step="unlock with the provider the vault was made with "
+                    "(`keysafe status` shows it).",
+                )
+            binding = kms.context_for(self.vault_id, config)
+            now = self.clock().timestamp()
+            try:
+                kek = provider.unwrap(row.kms_blob or b"", context=binding)
+                with kek:
+                    master = hierarchy.unwrap_master_for_kms(
+                        kek, row.master_nonce, row.master_wrapped, self.vault_id, binding
+                    )
+                    with self.db.write() as conn:
+                        self._set_master(master)
+                        self._open_epochs_with_passphrase(conn, kek)
+            except aead.DecryptionError:
+                self._audit_unlock_failure("kms key does not open the header", counted=False,
+                                           now=now)  # fmt: skip
+                raise IntegrityError(
+                    f"The key {config.describe()} returned does not open this vault's master "
+                    "key: the header was edited or belongs to another vault.",
+                    next_step="restore the database from a backup, or rebuild the vault with "
+                    "`keysafe recover` and the recovery phrase.",
+                ) from None
+            except KmsUnavailableError as exc:
+                if exc.facts.get("reason") == str(kms.KmsReason.REFUSED):
+                    self._audit_unlock_failure("kms refused", counted=False, now=now)
+                raise
+            except IntegrityError:
+                self.lock()  # an epoch key that did not open: no half-unlocked vault stays
+                self._audit_unlock_failure("kms rejected the header", counted=False, now=now)
+                raise
 
     def _audit_unlock_failure(self, reason: str, *, counted: bool, now: float) -> None:
         """Audit a refused attempt; a wrong passphrase is counted in the same transaction (read
@@ -512,6 +601,24 @@ class Vault:
     def subkey(self, purpose: hierarchy.Subkey) -> SecretBytes:
         return hierarchy.subkey(self._require_master(), purpose)
 
+    def owner_proof(self, challenge: str) -> str:
+        """The owner's answer to a server's login challenge, for a vault with no passphrase (a
+        KMS vault): an HMAC under a subkey of the master key, which only someone who could
+        unlock the vault (through the KMS, or with the phrase) can compute. Bound to this vault
+        and this challenge, so it is good for one login at one server.
+
+        Raises:
+            VaultLockedError: computing it needs the master key.
+        """
+        with self.subkey("owner-login") as key:
+            message = jcs.dumps({"purpose": "owner-login", "vault": self.vault_id,
+                                 "challenge": challenge})  # fmt: skip
+            return hmac.new(bytes(key.reveal()), message, hashlib.sha256).hexdigest()
+
+    def check_owner_proof(self, challenge: str, proof: str) -> bool:
+        """Constant-time check of `owner_proof` (the vault must be unlocked)."""
+        return hmac.compare_digest(self.owner_proof(challenge), proof)
+
     def rewrap(self, conn: Connection, passphrase: SecretBytes, kdf: Argon2Params) -> None:
         """Wrap the master key under a new passphrase, with a new sealing key for it that every
         epoch key is sealed to (the old passphrase opens no epoch key made from now on)."""
@@ -521,11 +628,14 @@ class Vault:
                 kek, salt, self._require_master(), self.vault_id, kdf
             )
             self._reseal_for_passphrase(conn, kek)
+        # A vault a KMS wrapped comes back to the passphrase here (recovery with the KMS down):
+        # the provider's columns go, so nothing keeps pointing at a key that no longer wraps it.
         conn.execute(
             update(t.vault).values(
                 kdf_params=jcs.dumps(kdf.to_dict()).decode(), kdf_salt=wrapped.salt,
                 master_nonce=wrapped.nonce, master_wrapped=wrapped.ciphertext,
                 unlock_failures=0, unlock_blocked_until=0.0,
+                kms_kind=None, kms_url=None, kms_key=None, kms_blob=None,
             )
         )  # fmt: skip
 
@@ -851,6 +961,28 @@ class Vault:
             outcome=outcome, details=details or {},
             audit_key=key.reveal() if key is not None else None, vault_id=self.vault_id,
         )  # fmt: skip
+
+
+def _config(row: Any) -> kms.KmsConfig:
+    """The provider a header row names; NULL (every vault before schema 0010) is `local`."""
+    kind = getattr(row, "kms_kind", None)
+    if kind is None or kind == kms.KmsKind.LOCAL:
+        return kms.KmsConfig.local()
+    try:
+        return kms.KmsConfig(kms.KmsKind(kind), row.kms_url, row.kms_key)
+    except ValueError:
+        raise IntegrityError(
+            f"The vault header names an unknown key provider ({str(kind)[:20]!r}).",
+            next_step="upgrade keysafe, or rebuild the vault with `keysafe recover`.",
+        ) from None
+
+
+def _not_a_passphrase_vault(config: kms.KmsConfig) -> MalformedRequestError:
+    return MalformedRequestError(
+        f"This vault has no passphrase: its key is wrapped by {config.describe()}.",
+        next_step="unlock it through the KMS (KEYSAFE_KMS_TOKEN or --kms-token-file for OpenBao; "
+        "AWS credentials for aws-kms), or `keysafe recover` with the recovery phrase.",
+    )
 
 
 def _locked() -> VaultLockedError:

@@ -1,7 +1,7 @@
 """Record ciphertext in an object store (S3), with a pointer and a hash in the row.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 
 - `vault.blobs`: where record ciphertext lives, as canonical JSON (`{"kind": "s3", "bucket",
   "prefix", "endpoint"}`); NULL (every vault before this, and every vault made without
@@ -21,8 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-# 0010 is another branch's; the chain is joined where the branches meet.
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
