@@ -18,10 +18,9 @@ from keysafe.errors import (
     MalformedRequestError,
     WrongRecoveryPhraseError,
 )
-from keysafe.service.context import open_vault
+from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
-from keysafe.store.db import Database
 from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
@@ -114,12 +113,12 @@ def _create(
 ) -> Vault:
     if home.exists():
         raise AlreadyExistsError(
-            f"A vault already exists in {home.path}.",
+            f"A vault already exists in {home.where}.",
             next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
         )
     home.create()
     home.clear_unfinished()
-    db = Database.open_sqlite(home.db_path, create=True)
+    db = open_database(home, create=True)
     master = hierarchy.master_from_entropy(entropy.reveal())
     words = Mnemonic("english").to_mnemonic(bytes(entropy.reveal()))
     try:
@@ -136,8 +135,9 @@ def _create(
             )  # fmt: skip
     except BaseException:
         db.close()
-        for suffix in ("", "-wal", "-shm"):
-            home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+        if home.database_url is None:  # PostgreSQL: the failed transaction left nothing
+            for suffix in ("", "-wal", "-shm"):
+                home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
         raise
     finally:
         master.wipe()
