@@ -114,7 +114,13 @@ def _create(
     if home.exists():
         raise AlreadyExistsError(
             f"A vault already exists in {home.where}.",
-            next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
+            next_step=(
+                "use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset "
+                "its passphrase."
+                if home.database_url is None
+                else "use it, point KEYSAFE_DATABASE_URL at another database, or `keysafe "
+                "recover` to reset its passphrase."
+            ),
         )
     home.create()
     home.clear_unfinished()
