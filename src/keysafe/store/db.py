@@ -498,7 +498,16 @@ class Database:
 
     def close(self) -> None:
         if self._presence is not None:
-            self._presence.close()  # PostgreSQL lets go of the server mark with its session
+            # Let go of the server mark at once (a killed process loses it with its session, a
+            # moment later), and close the session rather than pool it with the mark on it.
+            try:
+                self._presence.execute(
+                    text("SELECT pg_advisory_unlock_shared(:k)"), {"k": _PG_LOCK_SERVING}
+                )
+            except DatabaseError:
+                pass  # the database went away: the session, and the mark with it, are gone
+            self._presence.invalidate()
+            self._presence.close()
             self._presence = None
         with self._quick_guard:
             for conn in self._quick_all:
