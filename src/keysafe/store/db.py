@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -500,12 +500,10 @@ class Database:
         if self._presence is not None:
             # Let go of the server mark at once (a killed process loses it with its session, a
             # moment later), and close the session rather than pool it with the mark on it.
-            try:
+            with suppress(DatabaseError):  # gone: the session, and the mark, went with it
                 self._presence.execute(
                     text("SELECT pg_advisory_unlock_shared(:k)"), {"k": _PG_LOCK_SERVING}
                 )
-            except DatabaseError:
-                pass  # the database went away: the session, and the mark with it, are gone
             self._presence.invalidate()
             self._presence.close()
             self._presence = None

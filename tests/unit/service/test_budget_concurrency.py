@@ -517,6 +517,9 @@ def _process_worker(
 
 
 @pytest.mark.slow
+# SQLite only: on PostgreSQL, processes sharing one database are the two real servers of
+# tests/e2e/test_two_servers_postgresql.py (this one costs 25 s there for nothing more).
+@pytest.mark.parametrize("database_url", [None], ids=["sqlite"])
 def test_concurrent_10_processes_x5_over_the_24h_limit_never_overspend(made: Made) -> None:
     ctx = multiprocessing.get_context("spawn")
     n_proc, per_proc = 10, 5
