@@ -10,7 +10,9 @@ home of their own (their lock and log) and the same KEYSAFE_DATABASE_URL, both u
 - the same idempotency key sent to A and B at once: one signature, returned to both;
 - an approval parked through A and approved by the owner on B is executed once: one signature,
   one audited success, one committed booking, and A hands the agent B's result;
-- an epoch rotation on B while A serves: A keeps signing (it opens the new epoch key itself).
+- an epoch rotation on B while A serves: A keeps signing (it opens the new epoch key itself);
+- a third server starting while A waits on an upstream for an agent's HTTP call leaves that call
+  alone (crash recovery runs only on a server that starts alone).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,8 @@ from sqlalchemy import create_engine, func, select
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.service import agents, policies, wallets
-from keysafe.service.models import Chain
+from keysafe.service import agents, credentials, policies, wallets
+from keysafe.service.models import Attachment, Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.store.db import database_url
@@ -68,6 +71,9 @@ rules:
     max_per_tx: {{ETH: "0.01"}}
     limits:
       - {{window: 24h, max: {{ETH: "{Decimal(LIMIT_WEI) / 10**18}"}}}}
+  - name: call-held
+    allow: [http.request]
+    credentials: [held]
   - name: ask-r4
     ask: [evm.transfer]
     wallets: [main]
@@ -104,14 +110,59 @@ class Pair:
             engine.dispose()
 
 
+@dataclass(frozen=True)
+class Held:
+    """An upstream API that answers each call only once the test says so."""
+
+    url: str
+    arrived: threading.Event
+    release: threading.Event
+
+
 @pytest.fixture(scope="module")
-def pair(pg_module_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def held() -> Iterator[Held]:
+    arrived, release = threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            arrived.set()
+            release.wait(60)
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield Held(f"http://127.0.0.1:{server.server_address[1]}", arrived, release)
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def pair(
+    pg_module_url: str, held: Held, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("two-servers")
     builder = Home(root / "owner", pg_module_url)
     vault, phrase = init_vault(builder, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
     phrase.wipe()
     with vault:
         address = wallets.create_wallet(vault, "main", Chain.EVM).address
+        credentials.add_credential(
+            vault, "held", SecretBytes(bytearray(b"sk-held-upstream")),
+            hosts=[held.url.removeprefix("http://")], attach=Attachment.bearer(),
+        )  # fmt: skip
         tokens = {}
         for name in ("bot", "idem", *FORK_AGENTS):
             _, token = agents.add_agent(vault, name)
@@ -290,3 +341,40 @@ def test_rotation_on_b_while_a_serves_leaves_a_signing_under_the_new_epoch(pair:
     assert [e.state for e in epochs] == ["active"]  # the old key is gone from the database
     # A unlocked before the rotation and never saw the new epoch key; it signs with it now.
     _park_and_approve(pair, pair.b, pair.a, nonce=100)
+
+
+def test_attack_a_server_starting_leaves_another_servers_request_in_flight_alone(
+    pair: Pair, held: Held, tmp_path: Path
+) -> None:
+    """A starting server settles what a crash left open. Without the check that no other server
+    runs, it would settle A's live call while A still waits for the upstream: release its
+    reservation, free its idempotency key (a retry would run the call a second time) and audit
+    it as recovered."""
+    answer: list[httpx.Response] = []
+    body = {"credential": "held", "method": "POST", "url": f"{held.url}/v1/run"}
+
+    def call() -> None:
+        with pair.a.client(headers=agent_headers(pair.other), timeout=90) as c:
+            answer.append(c.post("/v1/agent/http", json=body))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        assert held.arrived.wait(30), "the call never reached the upstream"
+        in_flight = pair.rows(select(t.inflight.c.request_id, t.inflight.c.agent))
+        assert [r.agent for r in in_flight] == ["idem"]
+        env = cli_env(tmp_path / "home-c", KEYSAFE_DATABASE_URL=pair.url)
+        with keysafe_server(env, "--unlock", log_dir=tmp_path) as c:
+            assert "another keysafe server runs on this database" in c.log()
+            assert pair.rows(select(t.inflight.c.request_id)) == [
+                (r.request_id,) for r in in_flight
+            ]
+            retry = pair.sign(c, 0, token=pair.other)  # C serves meanwhile
+            assert retry.status_code == 200, retry.text
+    finally:
+        held.release.set()
+        caller.join(timeout=60)
+    assert answer and answer[0].status_code == 200, answer[0].text if answer else "no answer"
+    recovered = pair.rows(select(t.audit.c.seq).where(t.audit.c.action == "request.recover"))
+    assert recovered == []
+    assert pair.rows(select(t.inflight.c.request_id)) == []
