@@ -378,3 +378,11 @@ def test_attack_a_server_starting_leaves_another_servers_request_in_flight_alone
     recovered = pair.rows(select(t.audit.c.seq).where(t.audit.c.action == "request.recover"))
     assert recovered == []
     assert pair.rows(select(t.inflight.c.request_id)) == []
+
+
+def test_a_nul_character_postgresql_cannot_store_is_a_malformed_request(pair: Pair) -> None:
+    r = pair.sign(pair.a, 9, token=pair.other, idempotency_key="key-\u0000-nul")
+    assert r.status_code == 400, r.text
+    assert error_of(r)["code"] == "MALFORMED_REQUEST"
+    assert "NUL character" in error_of(r)["message"]
+    assert "Traceback" not in pair.a.log()

@@ -25,9 +25,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, OperationalError
 
-from keysafe.errors import AuditWriteError, IntegrityError, KeysafeError, StoreError
+from keysafe.errors import (
+    AuditWriteError,
+    IntegrityError,
+    KeysafeError,
+    MalformedRequestError,
+    StoreError,
+)
 from keysafe.store import hot
 
 logger = logging.getLogger(__name__)
@@ -573,6 +579,15 @@ def translate(exc: BaseException) -> KeysafeError | None:
             "damaged, or edited outside keysafe. Nothing was changed.",
             next_step="restore it from a backup (`keysafe backup restore FILE`); if you did not "
             "edit the file, treat this machine as tampered with.",
+        )
+    if isinstance(exc, DataError) and "cannot contain NUL" in text:
+        # PostgreSQL's text holds no NUL character; SQLite's does. A request carrying one (in
+        # an idempotency key, a name) must be refused as malformed there, not end as INTERNAL.
+        # Its transaction was rolled back: nothing was done, and nothing audited as done.
+        return MalformedRequestError(
+            "The request holds a NUL character (\\u0000) in a text field, which this vault's "
+            "database (PostgreSQL) cannot store, so nothing was done.",
+            next_step="remove the NUL character and send the request again.",
         )
     if isinstance(exc, OperationalError) and (
         "database or disk is full" in text
