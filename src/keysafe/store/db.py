@@ -452,6 +452,18 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read transaction: one snapshot of the database for all its statements."""
+        if self.shared:
+            # SQLite's read transaction sees one snapshot; PostgreSQL's READ COMMITTED takes a
+            # new one per statement, so a read of the audit head and then of the entries, with
+            # another server appending in between, saw a tail "added behind the head" (a false
+            # tamper alarm). REPEATABLE READ is one snapshot; a transaction that only reads
+            # never fails for it. Reads take no lock, as on SQLite.
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
 

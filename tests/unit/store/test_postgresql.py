@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select, text
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import AlreadyExistsError, StoreError
-from keysafe.service import data, epochs
+from keysafe.service import audit, data, epochs
 from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
@@ -244,3 +244,31 @@ def test_the_vault_row_is_locked_by_every_write(db: Database) -> None:
             )
         ).scalar()
     assert locks and locks >= 1
+
+
+def test_attack_audit_verify_while_another_server_appends_sees_one_consistent_chain(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`read()` is one snapshot on PostgreSQL as on SQLite: the chain head and the entries are
+    read as of one moment. Statement by statement (READ COMMITTED) an entry appended between
+    the two reads showed as a tampered tail: a false alarm whenever another server was busy."""
+    clock = Clock()
+    a, b = _two_servers(pg_url, tmp_path, clock)
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            with b.db.write() as conn:
+                b.audit(conn, actor="owner", action="test.tick", target="t", outcome="success")
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        reports = [audit.verify(a) for _ in range(40)]
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+        for server in (a, b):
+            server.lock()
+            server.db.close()
+    assert [r.problem for r in reports if not r.ok] == []
