@@ -100,14 +100,18 @@ class BenchVault:
     tokens: dict[str, str]  # agent name -> bearer token
     sol_address: str
     evm_address: str
+    database_url: str | None = None  # PostgreSQL (KEYSAFE_DATABASE_URL); None: SQLite in home
 
     def token(self, i: int) -> str:
         return self.tokens[agent_name(i)]
 
 
-def build_vault(home: Path, *, agents: int, upstream: str | None = None) -> BenchVault:
+def build_vault(
+    home: Path, *, agents: int, upstream: str | None = None, database_url: str | None = None
+) -> BenchVault:
     """init (default Argon2id cost), wallets `sol` and `evm`, `agents` token agents, the policy,
-    and the credential `upstream` when an upstream host:port is given. All in-process."""
+    and the credential `upstream` when an upstream host:port is given. All in-process. With
+    `database_url` the vault is in that PostgreSQL database (KEYSAFE_DATABASE_URL)."""
     from keysafe.crypto.secret import SecretBytes
     from keysafe.service import agents as agent_svc
     from keysafe.service import credentials, policies, wallets
@@ -115,7 +119,9 @@ def build_vault(home: Path, *, agents: int, upstream: str | None = None) -> Benc
     from keysafe.service.vault_admin import init_vault
     from keysafe.vault.home import Home
 
-    vault, phrase = init_vault(Home(home), SecretBytes(bytearray(PASSPHRASE.encode())))
+    vault, phrase = init_vault(
+        Home(home, database_url), SecretBytes(bytearray(PASSPHRASE.encode()))
+    )
     phrase.wipe()
     try:
         sol = wallets.create_wallet(vault, "sol", Chain.SOLANA)
@@ -137,7 +143,7 @@ def build_vault(home: Path, *, agents: int, upstream: str | None = None) -> Benc
     finally:
         vault.lock()
         vault.db.close()
-    return BenchVault(home, tokens, sol.address, evm.address)
+    return BenchVault(home, tokens, sol.address, evm.address, database_url)
 
 
 def copy_vault(v: BenchVault, dest: Path) -> BenchVault:
@@ -153,13 +159,14 @@ def copy_vault(v: BenchVault, dest: Path) -> BenchVault:
 
 
 @contextmanager
-def unlocked(home: Path) -> Iterator[Any]:
-    """The vault at `home`, opened in-process and unlocked; locked and closed afterwards."""
+def unlocked(home: Path, *, database_url: str | None = None) -> Iterator[Any]:
+    """The vault at `home` (or in the PostgreSQL database `database_url`), opened in-process and
+    unlocked; locked and closed afterwards."""
     from keysafe.crypto.secret import SecretBytes
     from keysafe.service.context import open_vault
     from keysafe.vault.home import Home
 
-    vault = open_vault(Home(home))
+    vault = open_vault(Home(home, database_url))
     try:
         with SecretBytes(bytearray(PASSPHRASE.encode())) as secret:
             vault.unlock(secret)
@@ -169,11 +176,11 @@ def unlocked(home: Path) -> Iterator[Any]:
         vault.db.close()
 
 
-def verify_audit(home: Path) -> dict[str, Any]:
+def verify_audit(home: Path, *, database_url: str | None = None) -> dict[str, Any]:
     """`keysafe audit verify` in-process, keyed (the owner's seals too)."""
     from keysafe.service import audit
 
-    with unlocked(home) as vault:
+    with unlocked(home, database_url=database_url) as vault:
         report: dict[str, Any] = audit.verify(vault).to_dict()
     return report
 
@@ -217,9 +224,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env(home: Path) -> dict[str, str]:
+def server_env(home: Path, database_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
-    return env | {"KEYSAFE_HOME": str(home), "KEYSAFE_PASSPHRASE": PASSPHRASE}
+    env |= {"KEYSAFE_HOME": str(home), "KEYSAFE_PASSPHRASE": PASSPHRASE}
+    return env | ({"KEYSAFE_DATABASE_URL": database_url} if database_url else {})
 
 
 def proc_memory(pid: int) -> dict[str, int]:
@@ -271,8 +279,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serve(home: Path, *, rate_limit: float = 1_000_000.0, timeout: float = 60) -> Iterator[Served]:
-    """`keysafe serve --unlock --idle-lock 0 --rate-limit N` on a free port, until healthy."""
+def serve(
+    home: Path,
+    *,
+    rate_limit: float = 1_000_000.0,
+    timeout: float = 60,
+    database_url: str | None = None,
+) -> Iterator[Served]:
+    """`keysafe serve --unlock --idle-lock 0 --rate-limit N` on a free port, until healthy (on
+    the PostgreSQL database `database_url`, with `home` for its lock and log, when given)."""
     for attempt in range(3):  # a free port can be taken between probing and binding
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -283,7 +298,7 @@ def serve(home: Path, *, rate_limit: float = 1_000_000.0, timeout: float = 60) -
                 [KEYSAFE, "serve", "--unlock", "--port", str(port), "--idle-lock", "0",
                  "--rate-limit", str(rate_limit)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=server_env(home),
+                env=server_env(home, database_url),
             )  # fmt: skip
         healthy = False
         deadline = time.monotonic() + timeout

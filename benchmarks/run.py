@@ -14,7 +14,8 @@ Figures (modules in benchmarks/): http_signing (sign_transaction over HTTP at 1/
 whoami and raw signing, whoami vs a bare ASGI endpoint on the same uvicorn, server RSS), decision,
 budget, dkls_signing, proxy (and proxy_stream: first SSE event through the proxy vs direct), mcp_overhead,
 unlock, history (audit verify of 100k entries, startup, and 8-agent signing throughput with
-100k prior signatures inside the agents' 24h window), frost_signing, wrk (side_by_side.py:
+100k prior signatures inside the agents' 24h window), postgresql (gated signing on PostgreSQL with
+one and with two servers on one database / SQLite with one), frost_signing, wrk (side_by_side.py:
 keysafe's gated sign and no-op under wrk, as it is compared with another signer), hot_path (the
 profile of one gated sign, on a fresh vault and on the one with the 100k-signature past).
 A run with --only writes results.json (to --out) but never RESULTS.md: the report is always
@@ -53,6 +54,7 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
     hot_path,
     http_signing,
     mcp_overhead,
+    postgresql,
     proxy,
     relay,
     side_by_side,
@@ -61,7 +63,7 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
 
 HERE = Path(__file__).resolve().parent
 FIGURES = ("decision", "budget", "unlock", "frost", "dkls", "http_signing", "proxy", "proxy_stream", "mcp",
-           "relay", "wrk", "history", "hot_path")  # fmt: skip
+           "relay", "wrk", "history", "hot_path", "postgresql")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ def run_all(
         t0 = time.perf_counter()
         try:
             figures[key] = fn()
-        except side_by_side.WrkMissing as exc:  # a tool this machine lacks, said plainly
+        except (side_by_side.WrkMissing, postgresql.PostgresMissing) as exc:  # a missing tool
             figures[key] = {"skipped": str(exc)}
             log(f"  {key} SKIPPED: {exc}")
         except Exception as exc:  # one broken figure must not lose the others' numbers
@@ -277,6 +279,9 @@ def run_all(
             return out
 
         timed("hot_path", run_hot_path)
+        timed("postgresql", lambda: postgresql.measure(
+            work, agents=8, warmup=s.warmup, duration=s.duration, rounds=s.rounds,
+        ))  # fmt: skip
     return {"figures": figures, "seconds_per_figure": timings}
 
 
@@ -373,6 +378,27 @@ def _rows_decision(f: dict[str, Any]) -> list[common.Figure]:
         f"200 rules: {_ms(pp['rules_200']['ms_per_parse_p50'])} per parse",
     ))  # fmt: skip
     return rows
+
+
+def _rows_postgresql(f: dict[str, Any]) -> list[common.Figure]:
+    p = f["postgresql"]
+    sides = p["sides"]
+    base = _rps(sides["sqlite_one"])
+    audit = "verifies" if p["audit_after"]["ok"] else "BROKEN"
+    return [
+        common.Figure(
+            "postgresql_one", f"gated Solana sign, PostgreSQL, one server / SQLite, one server, "
+            f"{p['agents']} agents", _rps(sides["postgresql_one"]), base, p["ratio_one"], "—",
+            None, f"errors {sides['postgresql_one']['errors']}; PostgreSQL fsync on",
+        ),
+        common.Figure(
+            "postgresql_two", f"gated Solana sign, PostgreSQL, two servers on one database / "
+            f"SQLite, one server, {p['agents']} agents", _rps(sides["postgresql_two"]), base,
+            p["ratio_two"], "—", None,
+            f"two servers / one: {p['two_vs_one']:.2f}×; errors "
+            f"{sides['postgresql_two']['errors']}; audit chain after: {audit}",
+        ),
+    ]  # fmt: skip
 
 
 def _rows_budget(f: dict[str, Any]) -> list[common.Figure]:
@@ -538,7 +564,7 @@ def _rows_dkls(f: dict[str, Any]) -> list[common.Figure]:
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
     "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
     "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "relay": _rows_relay, "unlock": _rows_unlock, "history": _rows_history,
-    "frost": _rows_frost, "dkls": _rows_dkls, "wrk": _rows_wrk,
+    "frost": _rows_frost, "dkls": _rows_dkls, "wrk": _rows_wrk, "postgresql": _rows_postgresql,
 }  # fmt: skip
 # Figures whose rows carry a target: a failure there counts as a missed target.
 TARGETED = {"http_signing", "decision", "proxy", "mcp", "history", "dkls"}

@@ -134,8 +134,17 @@ def serve(
     if unlock_now:  # first, so what recovery writes to the audit log carries the owner's seal
         unlock_vault(vault, passphrase_file, kms_token_file)
     # Before anyone is answered: settle what a crash left open (reservations, idempotency keys,
-    # approvals that were running), so nothing stays "in progress" for ever.
-    recovered = gate.recover(vault)
+    # approvals that were running), so nothing stays "in progress" for ever. On a shared
+    # database only when no other server runs: what is open may be that server's work under
+    # way, and settling it would free its idempotency keys and budget mid-request.
+    if vault.db.announce_server():
+        recovered = gate.recover(vault)
+    else:
+        recovered = gate.Recovered(0, 0, 0)
+        render.note(
+            "another keysafe server runs on this database: what a crash may have left open is "
+            "settled by the first server that starts alone (docs/postgresql.md)."
+        )
     if recovered.released or recovered.kept or recovered.approvals_failed:
         render.note(
             f"keysafe finished what the last run left open: {recovered.released} request(s) "

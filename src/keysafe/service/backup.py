@@ -28,9 +28,9 @@ from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
 from keysafe.service import sealed_state, threshold
+from keysafe.service.context import open_database
 from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
-from keysafe.store.db import Database
 from keysafe.vault import backup as fmt
 from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
@@ -345,7 +345,7 @@ def restore_new(
         _check_payload(header.vault_id, payload)
         home.create()
         home.clear_unfinished()
-        db = Database.open_sqlite(home.db_path, create=True)
+        db = open_database(home, create=True)
         try:
             with db.write() as conn:
                 vault = Vault.create(
@@ -380,8 +380,9 @@ def restore_new(
                 )  # fmt: skip
         except BaseException:
             db.close()
-            for suffix in ("", "-wal", "-shm"):
-                home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+            if home.database_url is None:  # PostgreSQL: the failed transaction left nothing
+                for suffix in ("", "-wal", "-shm"):
+                    home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
             raise
     logger.info("vault %s rebuilt from backup (%d records)", vault.vault_id, header.records)
     return vault, header

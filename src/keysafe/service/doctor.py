@@ -44,7 +44,7 @@ from keysafe.errors import KeysafeError
 from keysafe.policy.registry import ChainInfo
 from keysafe.service.registry import load_registry
 from keysafe.store import tables as t
-from keysafe.store.db import SCHEMA_HEAD, Database, write_lock_free
+from keysafe.store.db import SCHEMA_HEAD, Database, database_url
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import SERVE_LOCK_NAME, Home
 from keysafe.vault.kms import KmsConfig, KmsKind, provider_for
@@ -124,7 +124,11 @@ def diagnose(
     findings = [_home(home)]
     if findings[0].status is Status.FAIL and not home.path.is_dir():
         return Report(str(home.path), tuple(findings))
-    if home.db_path.is_file() and stat.S_IMODE(home.db_path.stat().st_mode) & 0o077:
+    if (
+        home.database_url is None
+        and home.db_path.is_file()
+        and stat.S_IMODE(home.db_path.stat().st_mode) & 0o077
+    ):
         # SQLite gives the -wal and -shm files it creates on opening the database's own mode:
         # even a read-only look would leave two more files open to other users.
         findings.append(
@@ -137,7 +141,10 @@ def diagnose(
         )  # fmt: skip
         return Report(str(home.path), tuple(findings))
     try:
-        db = Database.open_sqlite_readonly(home.db_path)
+        if home.database_url is not None:
+            db = Database.open_postgresql_readonly(database_url(home.database_url))
+        else:
+            db = Database.open_sqlite_readonly(home.db_path)
     except KeysafeError as exc:
         findings.append(Finding("vault", Status.FAIL, exc.what, exc.next_step))
         return Report(str(home.path), tuple(findings))
@@ -228,7 +235,8 @@ def _with_database(
         return [
             Finding(
                 "vault", Status.FAIL,
-                f"{home.db_path} has no vault in it (an interrupted `keysafe init`?).",
+                f"{home.where if home.database_url else home.db_path} has no vault in it "
+                "(an interrupted `keysafe init`?).",
                 "run `keysafe init` (it clears what the interrupted one left), or "
                 "`keysafe recover` to rebuild the vault from its recovery phrase.",
             )
@@ -259,7 +267,7 @@ def _with_database(
                 )
             )  # fmt: skip
             server = pool.submit(_server, home, server_url, timeout, active_agents=0)
-            findings.append(_lock(home))
+            findings.append(_lock(home, db))
             findings.append(server.result())
             findings.append(_kdf(header.kdf_params))
             return findings
@@ -290,7 +298,7 @@ def _with_database(
                 f"{counts['active']} active agent(s).",
             )
         )  # fmt: skip
-        findings.append(_lock(home))
+        findings.append(_lock(home, db))
         findings.append(server.result())
         findings += [f.result() for f in rpcs] or [
             Finding("rpc", Status.OK, "No chain RPC is configured (`keysafe chain add … --rpc`).")
@@ -343,10 +351,10 @@ def _unsealed_rows(conn: Connection) -> list[str]:
 # -- locks --------------------------------------------------------------------------------------
 
 
-def _lock(home: Home) -> Finding:
+def _lock(home: Home, db: Database) -> Finding:
     held = home.serve_lock_held()
     try:
-        free = write_lock_free(home.db_path, wait_s=_WRITE_LOCK_WAIT_S)
+        free = db.writer_free(wait_s=_WRITE_LOCK_WAIT_S)
     except Exception as exc:  # a diagnosis reports what it cannot check; it never stops
         logger.info("write lock check failed: %s", exc)
         return Finding(

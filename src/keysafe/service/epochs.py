@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
@@ -65,7 +65,11 @@ class Epochs:
 
 def state(vault: Vault) -> Epochs:
     with vault.db.read() as conn:
-        rows = conn.execute(select(t.epochs).order_by(t.epochs.c.number)).all()
+        return _state(conn)
+
+
+def _state(conn: Connection) -> Epochs:
+    rows = conn.execute(select(t.epochs).order_by(t.epochs.c.number)).all()
     active = [r for r in rows if r.state == "active"]
     top = active[-1] if active else rows[-1]
     return Epochs(
@@ -76,8 +80,12 @@ def state(vault: Vault) -> Epochs:
 
 def due(vault: Vault, every: timedelta = DEFAULT_EVERY) -> bool:
     """Whether the current epoch is older than `every`."""
-    since = datetime.fromisoformat(state(vault).since.replace("Z", "+00:00"))
-    return vault.clock() - since >= every
+    return _due(state(vault), vault.clock(), every)
+
+
+def _due(epochs: Epochs, now: datetime, every: timedelta) -> bool:
+    since = datetime.fromisoformat(epochs.since.replace("Z", "+00:00"))
+    return now - since >= every
 
 
 def keep_up(vault: Vault, every: timedelta | None) -> Rotation | None:
@@ -86,28 +94,39 @@ def keep_up(vault: Vault, every: timedelta | None) -> Rotation | None:
     if not vault.is_unlocked:
         return None
     if every is not None and due(vault, every):
-        return rotate(vault, reason="schedule")
+        return rotate(vault, reason="schedule", unless_newer_than=every)
     if state(vault).retired:
         return sweep(vault)
     return None
 
 
-def rotate(vault: Vault, *, reason: str) -> Rotation:
+def rotate(vault: Vault, *, reason: str, unless_newer_than: timedelta | None = None) -> Rotation:
     """Start a new epoch, re-seal every record into it and destroy the old epoch keys.
 
     Args:
         vault: the unlocked vault.
         reason: why (`owner`, `schedule`, `agent.revoke`), for the audit log.
+        unless_newer_than: a scheduled rotation: only if the current epoch is older than this,
+            looked at again under the write lock. Several servers on one database each run the
+            schedule; the first to find it due rotates, the others then find a new epoch and
+            only sweep (without this, each would rotate once more in turn).
 
     Raises:
         VaultLockedError: locked.
     """
     with vault.db.write() as conn:
-        number = vault.rotate_epoch(conn)
-        vault.audit(
-            conn, actor="owner" if reason == "owner" else "keysafe", action="epoch.rotate",
-            target=f"epoch:{number}", outcome="success", details={"reason": reason},
-        )  # fmt: skip
+        if unless_newer_than is not None and not _due(
+            _state(conn), vault.clock(), unless_newer_than
+        ):
+            number = None
+        else:
+            number = vault.rotate_epoch(conn)
+            vault.audit(
+                conn, actor="owner" if reason == "owner" else "keysafe", action="epoch.rotate",
+                target=f"epoch:{number}", outcome="success", details={"reason": reason},
+            )  # fmt: skip
+    if number is None:
+        return sweep(vault)
     logger.info("epoch %d started (%s)", number, reason)
     return sweep(vault)
 
@@ -154,6 +173,6 @@ def sweep(vault: Vault, *, batch: int | None = None) -> Rotation:
                 outcome="success", details=details,
             )  # fmt: skip
     if destroyed:
-        vault.db.checkpoint()  # the WAL's copies of the old rows go too
+        vault.db.checkpoint()  # the WAL's (PostgreSQL: the tables') copies of old rows go too
         logger.info("epochs %s destroyed; %d records re-sealed", destroyed, resealed)
     return Rotation(current, resealed, tuple(destroyed))

@@ -19,10 +19,9 @@ from keysafe.errors import (
     NotAuthenticatedError,
     WrongRecoveryPhraseError,
 )
-from keysafe.service.context import open_vault
+from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
-from keysafe.store.db import Database
 from keysafe.vault import hierarchy
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
@@ -124,8 +123,14 @@ def _create(
 ) -> Vault:
     if home.exists():
         raise AlreadyExistsError(
-            f"A vault already exists in {home.path}.",
-            next_step="use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset its passphrase.",
+            f"A vault already exists in {home.where}.",
+            next_step=(
+                "use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset "
+                "its passphrase."
+                if home.database_url is None
+                else "use it, point KEYSAFE_DATABASE_URL at another database, or `keysafe "
+                "recover` to reset its passphrase."
+            ),
         )
     # Built (and, for AWS, boto3 loaded) before anything is written: a bad provider leaves no
     # half-made home behind.
@@ -134,7 +139,7 @@ def _create(
     )
     home.create()
     home.clear_unfinished()
-    db = Database.open_sqlite(home.db_path, create=True)
+    db = open_database(home, create=True)
     master = hierarchy.master_from_entropy(entropy.reveal())
     words = Mnemonic("english").to_mnemonic(bytes(entropy.reveal()))
     try:
@@ -153,8 +158,9 @@ def _create(
         db.close()
         if provider is not None:
             provider.close()
-        for suffix in ("", "-wal", "-shm"):
-            home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+        if home.database_url is None:  # PostgreSQL: the failed transaction left nothing
+            for suffix in ("", "-wal", "-shm"):
+                home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
         raise
     finally:
         master.wipe()

@@ -1,8 +1,11 @@
-"""Opening the SQL store: SQLite (WAL, synchronous=FULL) by default, migrated by Alembic.
+"""Opening the SQL store: SQLite (WAL, synchronous=FULL) by default, PostgreSQL when
+`KEYSAFE_DATABASE_URL` names one (several servers on one database); migrated by Alembic.
 
 Rules this module enforces:
 - Writes run in `BEGIN IMMEDIATE` transactions on SQLite, so a read-check-write sequence (the
-  audit chain head, unlock throttling) is serialised across processes.
+  audit chain head, unlock throttling) is serialised across processes. On PostgreSQL every
+  write transaction first locks the vault header row (`SELECT … FOR UPDATE`), which gives the
+  same guarantee across processes and machines (`Database.write`).
 - The database file is created 0600 before SQLite opens it; SQLite's unix VFS gives the `-wal`
   and `-shm` files the same mode as the database.
 - A file that is not a keysafe database, or one written by a newer keysafe, is refused with a
@@ -16,15 +19,21 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, OperationalError
 
-from keysafe.errors import AuditWriteError, IntegrityError, KeysafeError, StoreError
+from keysafe.errors import (
+    AuditWriteError,
+    IntegrityError,
+    KeysafeError,
+    MalformedRequestError,
+    StoreError,
+)
 from keysafe.store import hot
 
 logger = logging.getLogger(__name__)
@@ -34,6 +43,39 @@ _KNOWN_REVISIONS: Final = frozenset(
     {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"}
 )
 _BUSY_TIMEOUT_S: Final = 30.0
+# PostgreSQL advisory lock keys (one 64-bit space per database). MIGRATE: one process at a time
+# runs Alembic (two servers starting together must not both create the tables). SERVING: every
+# `keysafe serve` holds it shared for its life, so a starting server can tell whether another
+# one is running (gate.recover must not settle another live server's requests).
+_PG_LOCK_MIGRATE: Final = 0x6B657973_61666501
+_PG_LOCK_SERVING: Final = 0x6B657973_61666502
+_PG_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
+
+
+def database_url(raw: str) -> URL:
+    """The SQLAlchemy URL of a `KEYSAFE_DATABASE_URL`: `postgresql://…` (or `postgres://…`) is
+    run with psycopg 3, whatever driver the user's URL names or leaves out.
+
+    Raises:
+        StoreError: not a PostgreSQL URL (a SQLite vault is chosen with KEYSAFE_HOME instead).
+    """
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        url = None
+    if url is None or url.drivername not in _PG_SCHEMES or not url.database:
+        raise StoreError(
+            "KEYSAFE_DATABASE_URL must be a PostgreSQL URL naming a database "
+            "(postgresql://USER@HOST:PORT/DATABASE); this one is not.",
+            next_step="fix KEYSAFE_DATABASE_URL, or unset it to keep the vault in KEYSAFE_HOME "
+            "(SQLite).",
+        )
+    return url.set(drivername="postgresql+psycopg")
+
+
+def redacted(url: URL) -> str:
+    """The URL for messages and logs, as the user wrote it (postgresql://), never the password."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
 def _not_a_vault(path: Path, why: str) -> StoreError:
@@ -100,12 +142,87 @@ def probe(path: Path) -> str:
     return "vault" if has_header else "unfinished"
 
 
+def _unreachable(url: URL, exc: Exception) -> StoreError:
+    return StoreError(
+        f"The PostgreSQL database {redacted(url)} could not be reached ({_short(exc)}).",
+        next_step="check KEYSAFE_DATABASE_URL (host, port, user, database, password via "
+        "PGPASSWORD or ~/.pgpass) and that the server is running, then retry.",
+        database=redacted(url),
+    )
+
+
+def _pg_engine(url: URL) -> Engine:
+    # READ COMMITTED (PostgreSQL's default), on purpose: every statement of a write transaction
+    # sees what the writer before it committed, because the writers are serialised on the vault
+    # row (Database.write); REPEATABLE READ would instead fail the second of two writers.
+    # No pool_pre_ping: it costs a round trip per transaction (a gated signature runs several:
+    # 17 ms instead of 10 ms per signature here). After a database restart or failover the
+    # first statement on a dead connection fails (`translate`: "could not be reached", nothing
+    # was committed) and SQLAlchemy then drops every pooled connection, so the retry reconnects.
+    engine = create_engine(
+        url, isolation_level="READ COMMITTED",
+        connect_args={"connect_timeout": 10, "application_name": "keysafe"},
+    )  # fmt: skip
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # A writer waits for the vault row at most as long as SQLite's busy handler waits for
+        # the file (then fails, as there): a stuck writer, or a bug that nests two writes in
+        # one thread, must not hang every server on the database for ever. Set per connection,
+        # not in connect_args, so `options` in the user's URL (a search_path) stay theirs.
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET lock_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        dbapi_conn.commit()
+
+    return engine
+
+
+def probe_url(url: URL) -> str:
+    """`probe` for a PostgreSQL database: "empty" (no keysafe table), "unfinished" (schema but
+    no vault header) or "vault". A database must exist before keysafe uses it (the DBA creates
+    it), so there is no "missing". Nothing is written.
+
+    Raises:
+        StoreError: unreachable, foreign tables, or a schema from a newer keysafe.
+    """
+    engine = _pg_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+            current = None
+            if "alembic_version" in names:
+                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            has_header = "vault" in names and bool(
+                conn.execute(text("SELECT count(*) FROM vault")).scalar()
+            )
+    except (DatabaseError, OperationalError) as exc:
+        raise _unreachable(url, exc) from None
+    finally:
+        engine.dispose()
+    if not names:
+        return "empty"
+    if current is None and names - {"alembic_version"}:
+        raise StoreError(
+            f"The database {redacted(url)} holds tables keysafe did not create.",
+            next_step="give keysafe a database of its own (`createdb keysafe`) and point "
+            "KEYSAFE_DATABASE_URL at it.",
+        )
+    if current is not None and current not in _KNOWN_REVISIONS:
+        raise StoreError(
+            f"The vault database was written by a newer keysafe (schema {current}).",
+            next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
+        )
+    return "vault" if has_header else "unfinished"
+
+
 class Database:
     """One SQL store. `write()` gives a serialised transaction; `read()` a plain connection."""
 
     def __init__(self, engine: Engine, *, path: Path | None = None) -> None:
         self.engine = engine
         self.path = path
+        # The connection that holds this process's share of _PG_LOCK_SERVING (announce_server).
+        self._presence: Connection | None = None
         # SQLite has one writer at a time. Threads of this process queue here, in order, instead
         # of sleeping in SQLite's busy handler and retrying by luck (which made the tail latency
         # under load); other processes still meet the busy handler. Reentrant so a bug that
@@ -157,6 +274,73 @@ class Database:
         return db
 
     @classmethod
+    def open_postgresql(cls, url: URL, *, create: bool) -> Database:
+        """Open (and migrate) the PostgreSQL database at `url` (see `database_url`).
+
+        Raises:
+            StoreError: unreachable, foreign or newer (as `probe_url`), or, without `create`,
+                no vault in it yet.
+        """
+        state = probe_url(url)
+        if not create and state != "vault":
+            raise StoreError(
+                f"No vault in the database {redacted(url)}.",
+                next_step="run `keysafe init` (or `keysafe recover`) with this "
+                "KEYSAFE_DATABASE_URL first.",
+            )
+        db = cls(_pg_engine(url))
+        try:
+            db._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @classmethod
+    def open_postgresql_readonly(cls, url: URL) -> Database:
+        """`open_sqlite_readonly` for PostgreSQL: no migration, nothing written (diagnostics).
+
+        Raises:
+            StoreError: unreachable, foreign, from a newer keysafe, or holding no vault.
+        """
+        if probe_url(url) == "empty":
+            raise StoreError(
+                f"No vault in the database {redacted(url)}.",
+                next_step="run `keysafe init` with this KEYSAFE_DATABASE_URL first.",
+            )
+        return cls(_pg_engine(url))
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may write to this store between this process's transactions
+        (PostgreSQL): what a process keeps in memory must then be checked against the rows."""
+        return self.engine.dialect.name != "sqlite"
+
+    def announce_server(self) -> bool:
+        """Mark this process as a running server for as long as it lives (PostgreSQL), and say
+        whether it is the only one. SQLite: one server per home (its serve lock), so True.
+
+        The mark is a shared session-level advisory lock on a connection kept open for the
+        process's life: PostgreSQL drops it when the process (or its connection) dies, so a
+        crashed server never looks alive. Being alone is trying the same lock exclusively on that
+        connection (a session never conflicts with itself), then letting go of the exclusive hold.
+        """
+        if not self.shared:
+            return True
+        if self._presence is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text("SELECT pg_advisory_lock_shared(:k)"), {"k": _PG_LOCK_SERVING})
+            self._presence = conn
+        alone = bool(
+            self._presence.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_SERVING}
+            ).scalar()
+        )
+        if alone:
+            self._presence.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_SERVING})
+        return alone
+
+    @classmethod
     def open_sqlite_readonly(cls, path: Path) -> Database:
         """Open an existing vault database for reading only: no migration, no journal change, no
         write (for diagnostics, which must leave the vault as they found it). A schema an older
@@ -190,6 +374,20 @@ class Database:
         return None if value is None else str(value)
 
     def _migrate(self) -> None:
+        if self.shared:
+            # Two servers starting at once: the second waits here, then finds the schema done.
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_MIGRATE})
+                try:
+                    conn.commit()
+                    self._migrate_now()
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_MIGRATE})
+                    conn.commit()
+            return
+        self._migrate_now()
+
+    def _migrate_now(self) -> None:
         try:
             with self.engine.connect() as conn:
                 names = set(inspect(conn).get_table_names())
@@ -226,8 +424,9 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A serialised read-write transaction; committed on success, rolled back on error."""
-        if self.engine.dialect.name != "sqlite":
-            with self.engine.connect() as conn, conn.begin():
+        if self.shared:
+            with self._writers, self.engine.connect() as conn, conn.begin():
+                _lock_vault_row(conn)
                 yield conn
             return
         with self._writers, self.engine.connect() as conn:
@@ -236,15 +435,35 @@ class Database:
                 yield conn
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file and truncate it (SQLite): what the WAL held of
-        rows since overwritten is gone from disk. No-op on other databases."""
-        if self.engine.dialect.name != "sqlite":
+        """After epochs were destroyed: leave no copy of the rows since overwritten in the
+        database's files. SQLite: copy the WAL into the file and truncate it (secure_delete has
+        zeroed the old pages). PostgreSQL: an UPDATE leaves the old row version in the table file
+        until it is vacuumed, so the two tables that held old ciphertext and old epoch keys are
+        rewritten (VACUUM FULL writes new files and unlinks the old ones; it locks the two
+        tables for as long, a moment for a vault's few records). PostgreSQL's WAL, archives,
+        replicas and dumps are beyond keysafe's reach (docs/postgresql.md)."""
+        if self.shared:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
+                conn.execute(text("VACUUM FULL epochs, records"))
             return
         with self._writers, self.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read transaction: one snapshot of the database for all its statements."""
+        if self.shared:
+            # SQLite's read transaction sees one snapshot; PostgreSQL's READ COMMITTED takes a
+            # new one per statement, so a read of the audit head and then of the entries, with
+            # another server appending in between, saw a tail "added behind the head" (a false
+            # tamper alarm). REPEATABLE READ is one snapshot; a transaction that only reads
+            # never fails for it. Reads take no lock, as on SQLite.
+            with self.engine.connect() as conn:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
+            return
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
@@ -255,8 +474,9 @@ class Database:
         It reads the committed state of the file at that moment, like `read()`: every write by
         this process or another one that committed before is seen. The statement is run to its
         end (`fetchall`), so no read transaction stays open to hold the WAL back. It never
-        waits for a lock (a busy database, or one that is not SQLite, answers None): the caller
-        then takes its ordinary path, which may wait.
+        waits for a lock (a busy database answers None): the caller then takes its ordinary
+        path, which may wait. PostgreSQL always answers None: a statement there is a network
+        round trip, which may wait, and the caller runs this on its event loop.
 
         Args:
             sql: one SELECT statement with `?` placeholders; it must not write.
@@ -278,13 +498,58 @@ class Database:
         except sqlite3.Error:
             return None
 
+    def writer_free(self, *, wait_s: float) -> bool:
+        """Can a writer start within `wait_s`? `write_lock_free` for this store: on PostgreSQL,
+        can the vault row be locked that soon (takes it for an instant, writes nothing)."""
+        if not self.shared:
+            assert self.path is not None
+            return write_lock_free(self.path, wait_s=wait_s)
+        with self.engine.connect() as conn, conn.begin():
+            conn.execute(text(f"SET LOCAL lock_timeout = {int(wait_s * 1000)}"))
+            try:
+                _lock_vault_row(conn)
+            except OperationalError as exc:
+                if "lock timeout" in str(exc):
+                    return False
+                raise
+        return True
+
     def close(self) -> None:
+        if self._presence is not None:
+            # Let go of the server mark at once (a killed process loses it with its session, a
+            # moment later), and close the session rather than pool it with the mark on it.
+            with suppress(DatabaseError):  # gone: the session, and the mark, went with it
+                self._presence.execute(
+                    text("SELECT pg_advisory_unlock_shared(:k)"), {"k": _PG_LOCK_SERVING}
+                )
+            self._presence.invalidate()
+            self._presence.close()
+            self._presence = None
         with self._quick_guard:
             for conn in self._quick_all:
                 conn.close()
             self._quick_all.clear()
         self._quick = threading.local()
         self.engine.dispose()
+
+
+def _lock_vault_row(conn: Connection) -> None:
+    """PostgreSQL: the first statement of every write transaction, so writers run one at a time
+    across every server on the database, as SQLite's BEGIN IMMEDIATE makes them run.
+
+    Why one lock on the vault header row, not a lock per thing written: the header carries the
+    audit chain head, and every agent action (and every owner change) appends to the audit
+    chain, so every write transaction would meet on that row anyway, only later, after it had
+    read its budgets, idempotency key or approval state (two servers could then both pass a
+    check and the second would deadlock or fork the chain). Taken first, it makes each write's
+    read-check-write sequence (budget windows, the chain head, unlock throttling, idempotency
+    keys, an approval claimed for execution) see every earlier write and finish before the next
+    begins; under READ COMMITTED each later statement reads what the previous holder committed.
+    Reads (`read()`) take no lock and never wait for it. Before the header exists (init,
+    restore into an empty database) the table itself is locked against other writers.
+    """
+    if conn.execute(text("SELECT id FROM vault FOR UPDATE")).first() is None:
+        conn.execute(text("LOCK TABLE vault IN EXCLUSIVE MODE"))
 
 
 def write_lock_free(path: Path, *, wait_s: float) -> bool:
@@ -327,12 +592,34 @@ def translate(exc: BaseException) -> KeysafeError | None:
             next_step="restore it from a backup (`keysafe backup restore FILE`); if you did not "
             "edit the file, treat this machine as tampered with.",
         )
+    if isinstance(exc, DataError) and "cannot contain NUL" in text:
+        # PostgreSQL's text holds no NUL character; SQLite's does. A request carrying one (in
+        # an idempotency key, a name) must be refused as malformed there, not end as INTERNAL.
+        # Its transaction was rolled back: nothing was done, and nothing audited as done.
+        return MalformedRequestError(
+            "The request holds a NUL character (\\u0000) in a text field, which this vault's "
+            "database (PostgreSQL) cannot store, so nothing was done.",
+            next_step="remove the NUL character and send the request again.",
+        )
     if isinstance(exc, OperationalError) and (
-        "database or disk is full" in text or "disk I/O error" in text
+        "database or disk is full" in text
+        or "disk I/O error" in text
+        or "could not extend file" in text  # PostgreSQL: its disk is full
     ):
         return AuditWriteError(
             "The vault database could not be written (the disk is full or failing), so nothing "
             "was carried out.",
             next_step="free disk space (or check the disk), then retry.",
+        )
+    if isinstance(exc, OperationalError) and (
+        exc.connection_invalidated
+        or "server closed the connection" in text
+        or "connection failed" in text
+        or "terminating connection" in text
+    ):
+        # PostgreSQL went away (restart, failover, network): nothing was committed.
+        return StoreError(
+            "The PostgreSQL database could not be reached, so nothing was carried out.",
+            next_step="check the database server and the network to it, then retry.",
         )
     return None

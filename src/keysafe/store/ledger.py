@@ -2,8 +2,9 @@
 
 Every function runs inside the caller's write transaction. Reserving happens in the same
 transaction as the decision that checked the windows (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
-agent row is locked with SELECT … FOR UPDATE first), so two concurrent requests can never both
-fit under one limit. Reserved rows count against windows until they are released.
+vault row, then the agent row, locked with SELECT … FOR UPDATE first, store/db.py), so two
+concurrent requests, on one server or on two, can never both fit under one limit. Reserved rows
+count against windows until they are released.
 """
 
 from __future__ import annotations
@@ -214,7 +215,9 @@ def _per_asset(charges: Iterable[tuple[str | None, int, float]]) -> dict[str, in
 
 
 def lock_agent(conn: Connection, agent: str) -> None:
-    """Serialise budget checks per agent on databases with row locks (SQLite locks the file)."""
+    """Serialise budget checks per agent on databases with row locks (SQLite locks the file).
+    On PostgreSQL `Database.write` already holds the vault row, which every writer takes first;
+    this lock stays as the statement of what the budget check needs, should that ever change."""
     if conn.dialect.name != "sqlite":
         conn.execute(select(t.agents.c.name).where(t.agents.c.name == agent).with_for_update())
 

@@ -10,7 +10,10 @@ the owner's key (vault/seals.py), checked on every read that decides.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -22,6 +25,24 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import TypeCompiler
+
+# SQLite's INTEGER holds 64 bits; PostgreSQL's holds 32. These columns can pass 2**31 (a 30-day
+# window is 2.6e9 ms; chain ids such as 11297108109 exist; the audit sequence and ledger ids
+# grow for ever), so on PostgreSQL they are BIGINT. On SQLite the DDL stays INTEGER as before.
+Int64 = Integer().with_variant(BigInteger(), "postgresql")
+
+
+@compiles(String, "postgresql")
+def _unbounded_varchar(element: String, compiler: TypeCompiler, **kw: Any) -> str:
+    """String(n) is VARCHAR without a length on PostgreSQL. SQLite never enforced the lengths,
+    so a value keysafe writes there (an audit target naming a long URL, say) would fail on
+    PostgreSQL: an audit entry that cannot be written stops the action (fail closed), which
+    would turn a harmless long name into a refusal on one backend only. The lengths stay in the
+    schema as documentation; validation happens in the models."""
+    return "VARCHAR"
+
 
 metadata = MetaData()
 
@@ -39,11 +60,11 @@ vault = Table(
     Column("unlock_blocked_until", Float, nullable=False, default=0.0),
     # The newest audit entry, written in the same transaction as the entry: a truncated tail is
     # then detectable even though the chain itself only links backwards.
-    Column("audit_head_seq", Integer, nullable=False, default=0),
+    Column("audit_head_seq", Int64, nullable=False, default=0),
     Column("audit_head_hash", String(64), nullable=False),
     # The newest entry sealed with the owner's audit key (schema 0003): rewriting history up to
     # here is detectable by the owner even if the whole chain and head were recomputed.
-    Column("audit_checkpoint_seq", Integer, nullable=False, default=0),
+    Column("audit_checkpoint_seq", Int64, nullable=False, default=0),
     Column("audit_checkpoint_mac", String(64), nullable=True),
     # Epoch keys are sealed to these (schema 0009), not wrapped by the master key: an old copy
     # of the file and the current master key open nothing (vault/hierarchy.py).
@@ -102,7 +123,7 @@ records = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int64, primary_key=True, autoincrement=False),
     Column("time", String(40), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("action", String(100), nullable=False),
@@ -152,7 +173,7 @@ registry_chains = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("family", String(16), nullable=False),
-    Column("chain_id", Integer, nullable=True),
+    Column("chain_id", Int64, nullable=True),
     Column("rpc", Text, nullable=True),
     Column("max_fee", Text, nullable=True),  # native units, decimal string (schema 0006)
 )
@@ -171,7 +192,7 @@ registry_assets = Table(
 ledger = Table(
     "ledger",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Int64, primary_key=True, autoincrement=True),
     Column("request_id", String(32), nullable=False, index=True),
     Column("agent", String(64), nullable=False),
     Column("rule", String(100), nullable=False),
@@ -193,7 +214,7 @@ ledger_totals = Table(
     metadata,
     Column("agent", String(64), primary_key=True),
     Column("rule", String(100), primary_key=True),
-    Column("window_ms", Integer, primary_key=True),
+    Column("window_ms", Int64, primary_key=True),
     Column("asset", String(200), primary_key=True),  # "" for the window's marker row
     Column("units", Text, nullable=False),
     Column("requests", Integer, nullable=False),

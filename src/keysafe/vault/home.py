@@ -3,6 +3,10 @@
 `KEYSAFE_HOME` (default `~/.keysafe`) is a directory of mode 0700; every file in it is 0600. A
 vault whose directory or files are readable by group or others refuses to open: the ciphertext is
 safe, but throttling state, metadata and the audit log are not meant for other local users.
+
+With `KEYSAFE_DATABASE_URL` set (PostgreSQL), the vault's rows live in that database and the home
+keeps only this machine's files: the server lock (which names the running server's URL), the log.
+Each `keysafe serve` on a shared database has a home of its own (docs/postgresql.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keysafe.errors import AlreadyExistsError, NotInitializedError, UnsafePermissionsError
+from keysafe.store.db import database_url as parse_database_url
+from keysafe.store.db import probe, probe_url, redacted
 
 DB_NAME = "vault.db"
 LOG_NAME = "keysafe.log"
@@ -24,12 +30,27 @@ SERVE_LOCK_NAME = "serve.lock"
 @dataclass(frozen=True, slots=True)
 class Home:
     path: Path
+    # KEYSAFE_DATABASE_URL as given (None: the SQLite file in `path`). Never logged as it is: it
+    # may hold a password (`where` redacts it).
+    database_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Home:
         env = dict(os.environ) if env is None else env
         raw = env.get("KEYSAFE_HOME") or str(Path.home() / ".keysafe")
-        return cls(Path(raw).expanduser().absolute())
+        return cls(Path(raw).expanduser().absolute(), env.get("KEYSAFE_DATABASE_URL") or None)
+
+    @property
+    def where(self) -> str:
+        """Where the vault is, for messages: the home, or the database (password hidden)."""
+        if self.database_url is None:
+            return str(self.path)
+        return redacted(parse_database_url(self.database_url))
+
+    def _probe(self) -> str:
+        if self.database_url is None:
+            return probe(self.db_path)
+        return probe_url(parse_database_url(self.database_url))
 
     @property
     def db_path(self) -> Path:
@@ -103,15 +124,13 @@ class Home:
 
     def exists(self) -> bool:
         """Is there a vault here? An interrupted init's empty database does not count."""
-        from keysafe.store.db import probe
-
-        return probe(self.db_path) == "vault"
+        return self._probe() == "vault"
 
     def clear_unfinished(self) -> None:
-        """Remove a database an interrupted init left behind: it holds no vault, only schema."""
-        from keysafe.store.db import probe
-
-        if probe(self.db_path) in ("empty", "unfinished"):
+        """Remove a database an interrupted init left behind: it holds no vault, only schema.
+        (PostgreSQL: an init writes its vault in one transaction, so an interrupted one left
+        only the empty schema, which the next init uses as it is.)"""
+        if self.database_url is None and probe(self.db_path) in ("empty", "unfinished"):
             for suffix in ("", "-wal", "-shm"):
                 self.db_path.with_name(self.db_path.name + suffix).unlink(missing_ok=True)
 
@@ -124,9 +143,9 @@ class Home:
 
     def require(self) -> None:
         if not self.exists():
-            leftover = self.db_path.exists()
+            leftover = self.database_url is None and self.db_path.exists()
             raise NotInitializedError(
-                f"There is no vault in {self.path}"
+                f"There is no vault in {self.where}"
                 + (
                     " (only an empty database an interrupted init left behind)."
                     if leftover
@@ -138,6 +157,10 @@ class Home:
                 ),
                 home=str(self.path),
             )
+        if self.database_url is not None:
+            # A second server's home on a shared database starts empty: it holds only this
+            # machine's lock and log, made here as keysafe makes every home.
+            self.create()
         self.check_permissions()
 
     def check_permissions(self) -> None:

@@ -136,6 +136,11 @@ class Vault:
         # its agent's row, policy row and the pause-all switch; they rarely change).
         self._sealed: set[tuple[str, tuple[tuple[str, str | int | None], ...], str]] = set()
         self._epoch_keys: dict[int, SecretBytes] = {}
+        # Shared databases only (PostgreSQL, several servers): the passphrase's sealing key, kept
+        # while unlocked so an epoch key another server made since this one unlocked can be
+        # opened (`_epoch_key`); a rotation there must not stop this server from signing. On
+        # SQLite it is forgotten at unlock, as before: one server per vault makes every epoch.
+        self._pass_seal: X25519PrivateKey | None = None
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
         # (service/agents.py), the proxy's HTTP client (closed on lock). Never persisted.
@@ -191,6 +196,13 @@ class Vault:
         With a `provider` (a KMS) there is no passphrase: a random key-encryption key wrapped by
         the KMS takes the Argon2id key's place, and the header names the provider.
         """
+        if conn.execute(select(t.vault.c.id)).first() is not None:
+            # Two inits on one shared database: the second waited for the first's lock
+            # (Database.write) and must not add a second header beside it.
+            raise AlreadyExistsError(
+                "A vault already exists in this database.",
+                next_step="use it, or point KEYSAFE_DATABASE_URL at another database.",
+            )
         vault_id = hierarchy.vault_id_for(master)
         seal_key = hierarchy.new_seal_key()
         if provider is not None:
@@ -489,6 +501,8 @@ class Vault:
                 "The passphrase's sealing key does not open: the vault header was edited.",
                 next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
             ) from None
+        if self.db.shared:
+            self._pass_seal = seal_key
         for row in conn.execute(select(t.epochs)).all():
             if row.sealed_pass and row.number not in self._epoch_keys:
                 try:
@@ -509,6 +523,8 @@ class Vault:
         seal_key = hierarchy.new_seal_key()
         pub = hierarchy.public_bytes(seal_key)
         nonce, wrapped = hierarchy.wrap_seal_key(kek, self.vault_id, seal_key)
+        if self.db.shared:
+            self._pass_seal = seal_key
         head = conn.execute(select(t.vault.c.seal_phrase_pub)).one()
         for row in conn.execute(select(t.epochs)).all():
             key = self._epoch_key(row.number, conn)
@@ -530,6 +546,13 @@ class Vault:
             key.wipe()
         self._epoch_keys.clear()
 
+    def _forget_destroyed_epochs(self, conn: Connection) -> None:
+        """Wipe the keys of epochs that are gone from the database (destroyed by another
+        server's rotation): a key this process kept would outlive the rotation's promise."""
+        live = {int(n) for n in conn.execute(select(t.epochs.c.number)).scalars()}
+        for number in [n for n in self._epoch_keys if n not in live]:
+            self._epoch_keys.pop(number).wipe()
+
     def _set_master(self, master: SecretBytes) -> None:
         self._state_key = hierarchy.subkey(master, "state-mac")
         self._audit_key = hierarchy.subkey(master, "audit-hmac")
@@ -544,6 +567,9 @@ class Vault:
             if key is not None:
                 key.wipe()
         self._state_key = self._audit_key = None
+        # cryptography's X25519 keys cannot be wiped in place: dropping the last reference is
+        # the best this can do (the same holds for the key while it is unwrapped at unlock).
+        self._pass_seal = None
         if self._master is not None:
             self._master.wipe()
             self._master = None
@@ -656,6 +682,27 @@ class Vault:
                 next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
                 epoch=number,
             )
+        if not row.wrapped_key and self._pass_seal is not None and row.sealed_pass:
+            # Made by another server since this one unlocked (a shared database): open it with
+            # the passphrase's sealing key kept for this, and drop the keys it replaced.
+            try:
+                key = hierarchy.open_epoch_key(
+                    self._pass_seal, self.vault_id, number, row.sealed_pass
+                )
+            except aead.DecryptionError:
+                raise IntegrityError(
+                    f"Epoch key {number} does not open with the passphrase this server was "
+                    "unlocked with (the passphrase was changed on another server since).",
+                    next_step="lock and unlock this server again with the new passphrase.",
+                    epoch=number,
+                ) from None
+            self._epoch_keys[number] = key
+            if conn is not None:
+                self._forget_destroyed_epochs(conn)
+            else:
+                with self.db.read() as c:
+                    self._forget_destroyed_epochs(c)
+            return key
         if not row.wrapped_key:
             # Sealed, not wrapped by the master key: opened at unlock. One this process has not
             # opened was made by another process since.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,16 +50,19 @@ class Made:
 
 
 @pytest.fixture
-def made(tmp_path: Path) -> Made:
+def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
+    """On SQLite, then on PostgreSQL (`database_url`)."""
     clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     vault, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h", database_url), SecretBytes(bytearray(b"passphrase-123")),
         kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=clock,
     )  # fmt: skip
     w = wallets.create_wallet(vault, "main", Chain.EVM)
     agents.add_agent(vault, "bot")
     policies.set_policy(vault, "bot", POLICY)
-    return Made(vault, clock, w.address)
+    yield Made(vault, clock, w.address)
+    vault.lock()
+    vault.db.close()
 
 
 def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:

@@ -1,10 +1,12 @@
 """Budgets, in process: authorize reserves in the deciding transaction, settle commits or releases,
-idempotency keys replay, and 50 concurrent requests (threads, then processes) never overspend."""
+idempotency keys replay, and 50 concurrent requests (threads, then processes) never overspend.
+
+Every test runs on both stores (the `database_url` fixture): SQLite, where BEGIN IMMEDIATE
+serialises the writers, and PostgreSQL, where the vault row lock does (store/db.py)."""
 
 from __future__ import annotations
 
 import multiprocessing
-import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
@@ -22,8 +25,9 @@ from keysafe.errors import IdempotencyConflictError, MalformedRequestError, Requ
 from keysafe.policy.intent import Intent
 from keysafe.service import agents, audit, policies
 from keysafe.service import registry as asset_registry
-from keysafe.service.context import open_vault
+from keysafe.service.context import open_database, open_vault
 from keysafe.service.vault_admin import init_vault, parse_phrase
+from keysafe.store import tables as t
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize, settle
@@ -93,8 +97,8 @@ class Made:
     phrase: str  # so racing workers open their own unlocked handles, as other processes would
 
 
-def _make(tmp_path: Path, policy: str) -> Made:
-    home = Home(tmp_path / "h")
+def _make(tmp_path: Path, policy: str, database_url: str | None) -> Made:
+    home = Home(tmp_path / "h", database_url)
     vault, phrase = init_vault(
         home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=FrozenClock(MONDAY_9AM)
     )
@@ -117,22 +121,24 @@ def _unlocked(home: Home, words: str) -> Vault:
 
 
 @pytest.fixture
-def made(tmp_path: Path) -> Iterator[Made]:
-    m = _make(tmp_path, BUDGET_POLICY)
+def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
+    m = _make(tmp_path, BUDGET_POLICY, database_url)
     yield m
     m.vault.lock()
     m.vault.db.close()
 
 
 def ledger_rows(home: Home) -> list[tuple[str, str, str, int, str]]:
-    """(request_id, rule, asset, units, state) for every ledger row, read straight from SQLite."""
-    con = sqlite3.connect(home.db_path)
+    """(request_id, rule, asset, units, state) for every ledger row, read from the store."""
+    db = open_database(home, create=False)
     try:
-        rows = con.execute(
-            "SELECT request_id, rule, asset, units, state FROM ledger ORDER BY id"
-        ).fetchall()
+        with db.read() as conn:
+            rows = conn.execute(
+                select(t.ledger.c.request_id, t.ledger.c.rule, t.ledger.c.asset,
+                       t.ledger.c.units, t.ledger.c.state).order_by(t.ledger.c.id)
+            ).all()  # fmt: skip
     finally:
-        con.close()
+        db.close()
     return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
 
 
@@ -174,9 +180,9 @@ def usdc(amount: str, chain: str) -> Intent:
 
 
 def test_authorize_same_symbol_other_decimals_shares_the_window_in_token_units(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str | None
 ) -> None:
-    m = _make(tmp_path, USDC_POLICY)
+    m = _make(tmp_path, USDC_POLICY, database_url)
     try:
         asset_registry.add_asset(m.vault, "USDC", chain="local", address=USDC18, decimals=18)
         assert authorize(m.vault, AGENT, usdc("6", "base")).decision.outcome == "allow"
@@ -482,9 +488,9 @@ def test_concurrent_50_threads_over_the_24h_limit_never_overspend(made: Made) ->
 
 
 def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str | None
 ) -> None:
-    m = _make(tmp_path, COUNT_POLICY)
+    m = _make(tmp_path, COUNT_POLICY, database_url)
     try:
         results = _concurrent_threads(m.home, m.phrase, 50, "0.001")
         counts = Counter(results)
@@ -498,10 +504,10 @@ def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
 
 
 def _process_worker(
-    home_path: str, words: str, n: int, barrier: Any, out: Any
+    home: Home, words: str, n: int, barrier: Any, out: Any
 ) -> None:  # pragma: no cover - runs in a spawned child
     try:
-        with _unlocked(Home(Path(home_path)), words) as v:
+        with _unlocked(home, words) as v:
             barrier.wait(timeout=120)
             for _ in range(n):
                 d = authorize(v, AGENT, transfer("0.004")).decision
@@ -511,15 +517,16 @@ def _process_worker(
 
 
 @pytest.mark.slow
+# SQLite only: on PostgreSQL, processes sharing one database are the two real servers of
+# tests/e2e/test_two_servers_postgresql.py (this one costs 25 s there for nothing more).
+@pytest.mark.parametrize("database_url", [None], ids=["sqlite"])
 def test_concurrent_10_processes_x5_over_the_24h_limit_never_overspend(made: Made) -> None:
     ctx = multiprocessing.get_context("spawn")
     n_proc, per_proc = 10, 5
     barrier = ctx.Barrier(n_proc)
     out = ctx.Queue()
     procs = [
-        ctx.Process(
-            target=_process_worker, args=(str(made.home.path), made.phrase, per_proc, barrier, out)
-        )
+        ctx.Process(target=_process_worker, args=(made.home, made.phrase, per_proc, barrier, out))
         for _ in range(n_proc)
     ]
     for p in procs:

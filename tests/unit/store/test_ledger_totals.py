@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, select, update
 
 from keysafe.store import ledger
 from keysafe.store import tables as t
+from keysafe.store.db import database_url
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 RULES = ("small", "daily")
@@ -27,11 +28,18 @@ WINDOWS = (timedelta(seconds=90), timedelta(hours=1), timedelta(days=1))
 HUGE = 2**200  # EVM amounts far past 64 bits stay exact
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = create_engine(f"sqlite+pysqlite:///{tmp_path / 'ledger.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The ledger's tables on SQLite, then on PostgreSQL (its statements run on the driver on
+    one, through SQLAlchemy on the other: both must keep the totals exact)."""
+    if request.param == "sqlite":
+        eng = create_engine(f"sqlite+pysqlite:///{tmp_path / 'ledger.db'}")
+    else:
+        eng = create_engine(database_url(request.getfixturevalue("pg_module_url")))
+    t.metadata.drop_all(eng)
     t.metadata.create_all(eng)
     yield eng
+    t.metadata.drop_all(eng)
     eng.dispose()
 
 

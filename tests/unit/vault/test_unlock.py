@@ -15,8 +15,8 @@ from keysafe.crypto.kdf import Argon2Params, argon2id
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import UnlockThrottledError, WrongPassphraseError
 from keysafe.service import audit
+from keysafe.service.context import open_database
 from keysafe.service.vault_admin import init_vault, status
-from keysafe.store.db import Database
 from keysafe.vault import hierarchy, unlock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
@@ -47,20 +47,20 @@ class Setup:
 
     def reopen(self) -> Vault:
         """A new Database and Vault on the same file, as another process would have."""
-        return Vault.open(Database.open_sqlite(self.home.db_path, create=False), clock=self.clock)
+        return Vault.open(open_database(self.home, create=False), clock=self.clock)
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
+    """A vault on each store: the failure counter is in the vault header, shared by every
+    process (and, on PostgreSQL, every server) that opens it."""
     clock = Clock()
-    home = Home(tmp_path / "h")
+    home = Home(tmp_path / "h", database_url)
     created, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=clock)
     phrase.wipe()
     created.lock()
     created.db.close()
-    s = Setup(
-        home, clock, Vault.open(Database.open_sqlite(home.db_path, create=False), clock=clock)
-    )
+    s = Setup(home, clock, Vault.open(open_database(home, create=False), clock=clock))
     yield s
     s.vault.db.close()
 

@@ -14,6 +14,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# 64-bit on PostgreSQL (its INTEGER is 32-bit; SQLite's is 64): INTEGER on SQLite as before.
+INT64 = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -27,7 +30,7 @@ def upgrade() -> None:
         sa.Column("master_wrapped", sa.LargeBinary, nullable=False),
         sa.Column("unlock_failures", sa.Integer, nullable=False),
         sa.Column("unlock_blocked_until", sa.Float, nullable=False),
-        sa.Column("audit_head_seq", sa.Integer, nullable=False),
+        sa.Column("audit_head_seq", INT64, nullable=False),
         sa.Column("audit_head_hash", sa.String(64), nullable=False),
     )
     op.create_table(
@@ -57,7 +60,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("seq", INT64, primary_key=True, autoincrement=False),
         sa.Column("time", sa.String(40), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("action", sa.String(100), nullable=False),

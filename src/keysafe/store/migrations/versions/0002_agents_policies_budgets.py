@@ -14,6 +14,9 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+# 64-bit on PostgreSQL (its INTEGER is 32-bit; SQLite's is 64): INTEGER on SQLite as before.
+INT64 = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 
 def upgrade() -> None:
     op.create_table(
@@ -42,7 +45,7 @@ def upgrade() -> None:
         "registry_chains",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("family", sa.String(16), nullable=False),
-        sa.Column("chain_id", sa.Integer, nullable=True),
+        sa.Column("chain_id", INT64, nullable=True),
         sa.Column("rpc", sa.Text, nullable=True),
     )
     op.create_table(
@@ -54,7 +57,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ledger",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", INT64, primary_key=True, autoincrement=True),
         sa.Column("request_id", sa.String(32), nullable=False),
         sa.Column("agent", sa.String(64), nullable=False),
         sa.Column("rule", sa.String(100), nullable=False),

@@ -14,11 +14,14 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# 64-bit on PostgreSQL (its INTEGER is 32-bit; SQLite's is 64): INTEGER on SQLite as before.
+INT64 = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 
 def upgrade() -> None:
     with op.batch_alter_table("vault") as batch:
         batch.add_column(
-            sa.Column("audit_checkpoint_seq", sa.Integer, nullable=False, server_default="0")
+            sa.Column("audit_checkpoint_seq", INT64, nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("audit_checkpoint_mac", sa.String(64), nullable=True))
     with op.batch_alter_table("audit") as batch:

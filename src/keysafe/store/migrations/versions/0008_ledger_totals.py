@@ -19,13 +19,16 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+# 64-bit on PostgreSQL (its INTEGER is 32-bit; SQLite's is 64): INTEGER on SQLite as before.
+INT64 = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 
 def upgrade() -> None:
     op.create_table(
         "ledger_totals",
         sa.Column("agent", sa.String(64), primary_key=True),
         sa.Column("rule", sa.String(100), primary_key=True),
-        sa.Column("window_ms", sa.Integer, primary_key=True),
+        sa.Column("window_ms", INT64, primary_key=True),
         sa.Column("asset", sa.String(200), primary_key=True),
         sa.Column("units", sa.Text, nullable=False),
         sa.Column("requests", sa.Integer, nullable=False),
