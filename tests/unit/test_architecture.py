@@ -51,6 +51,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "the demo holds the vault handle it passes to service calls (type only)",
     ("api/state.py", "keysafe.vault.vault.Vault"):
         "the server state holds the unlocked vault handle it passes to service calls",
+    ("api/notifier.py", "keysafe.vault.vault.Vault"):
+        "the server's notifier holds the vault handle it passes to service calls",
     ("api/relay_end.py", "keysafe.vault.vault.Vault"):
         "the relay's vault end holds the unlocked vault handle it passes to service calls",
     ("cli/chain_cmds.py", "keysafe.mpc.share_file"):

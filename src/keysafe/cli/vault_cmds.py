@@ -9,7 +9,7 @@ import typer
 
 from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.service import epochs, rotation_due, vault_admin
+from keysafe.service import epochs, notify, rotation_due, vault_admin
 from keysafe.service.context import open_vault
 from keysafe.vault.vault import Vault
 
@@ -21,7 +21,7 @@ def unlocked(passphrase_file: Path | None) -> Vault:
     """Open the vault in KEYSAFE_HOME and unlock it with the owner's passphrase."""
     vault = open_vault(home())
     with inputs.passphrase(passphrase_file) as secret:
-        vault.unlock(secret)
+        notify.unlock_watched(vault, secret)  # a refused attempt alerts the owner's channels
     return vault
 
 
