@@ -220,8 +220,7 @@ def _summary(kind: Kind, intent: Intent | None, agent: str) -> str:
     if intent.spender:
         return f"let {short_address(intent.spender)} spend {what}{wallet}{chain}"
     to = f" to {short_address(intent.to)}" if intent.to else ""
-    verb = "send" if kind in (Kind.SEND_TRANSACTION, Kind.TRANSFER) else "sign a transaction of"
-    return f"{verb} {what}{to}{wallet}{chain}"
+    return f"send {what}{to}{wallet}{chain}"
 
 
 def intent_of(approval: Approval) -> Intent | None:

@@ -101,7 +101,9 @@ async def fetch(bot: Bot, offset: int | None, timeout: int) -> tuple[list[Incomi
     updates = await bot.get_updates(
         offset=offset, timeout=timeout, allowed_updates=["message", "callback_query"]
     )
-    nxt = offset
+    # A negative offset counts from the end (it skips what came before); the next call asks
+    # from the first update after those, or for everything new when there were none.
+    nxt = offset if offset is None or offset >= 0 else None
     out: list[Incoming] = []
     for u in updates:
         nxt = max(nxt or 0, u.update_id + 1)
