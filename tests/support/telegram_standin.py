@@ -15,6 +15,7 @@ the chat as HTML, inline buttons and all (for the docs' screenshot).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import threading
@@ -233,10 +234,9 @@ class TelegramStandin:
                 self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(raw)))
                 self.end_headers()
-                try:
+                # The client may have given up (a long poll cut by its shutdown).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a long poll cut by its shutdown)
 
             def do_GET(self) -> None:
                 if self.path.startswith("/_view/"):
