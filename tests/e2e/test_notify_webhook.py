@@ -64,7 +64,7 @@ def _request(url: str, token: str, value: int, to: str) -> httpx.Response:
     )
 
 
-def test_deliveries_are_signed_private_retried_and_dead_lettered(setup: Setup) -> None:
+def test_attack_deliveries_are_signed_private_retried_and_dead_lettered(setup: Setup) -> None:
     setup.add("/ok", "approval,deny,anomaly,pause_all")
     setup.add("/flaky", "pause_all")
     setup.add("/down", "pause_all")
@@ -94,6 +94,14 @@ def test_deliveries_are_signed_private_retried_and_dead_lettered(setup: Setup) -
     assert body["notice"]["summary"].startswith("send 0.006 ETH to 0x1111…1111")
     assert body["delivery_id"] == approval.delivery_id
     assert "denied 5 times" in anomaly.json()["notice"]["summary"]
+    # An attacker's edit or a replay later than five minutes fails the same recipe.
+    verify, raw, sig = setup.hooks.verify, approval.body, approval.signature
+    assert not verify("/ok", raw.replace(b"0.006", b"0.600"), sig)
+    assert not verify("/ok", raw, sig.replace("v1=", "v1=0"))
+    assert not verify("/ok", raw, "")
+    t = int(sig.split(",")[0].removeprefix("t="))
+    assert verify("/ok", raw, sig, now=t + 299)
+    assert not verify("/ok", raw, sig, now=t + 301)  # stale: over 5 minutes
     sent = b"".join(d.body for d in everything).decode()
     for private in (CANARY, R1, R2, R4, setup.token, *setup.hooks.secrets.values()):
         assert private not in sent
@@ -101,20 +109,6 @@ def test_deliveries_are_signed_private_retried_and_dead_lettered(setup: Setup) -
     assert list(setup.hooks.ids("/flaky").values()) == [3]
     assert list(setup.hooks.ids("/down").values()) == [3]
     assert len(setup.hooks.ids("/ok")) == len(setup.hooks.on("/ok"))  # no duplicate on /ok
-
-
-def test_attack_tampered_or_stale_delivery_fails_the_docs_recipe(setup: Setup) -> None:
-    setup.add("/ok", "pause_all")
-    setup.cli().ok("pause-all")  # no server: queued in the vault, sent once one runs
-    with keysafe_server(cli_env(setup.home), "--unlock", log_dir=setup.root):
-        d = setup.hooks.wait_event("/ok", "pause_all")
-    assert d.verified
-    assert not setup.hooks.verify("/ok", d.body.replace(b"pause", b"Pause"), d.signature)
-    assert not setup.hooks.verify("/ok", d.body, d.signature.replace("v1=", "v1=0"))
-    assert not setup.hooks.verify("/ok", d.body, "")
-    t = int(d.signature.split(",")[0].removeprefix("t="))
-    assert setup.hooks.verify("/ok", d.body, d.signature, now=t + 299)
-    assert not setup.hooks.verify("/ok", d.body, d.signature, now=t + 301)  # over 5 minutes
 
 
 def test_kill_9_mid_send_delivers_exactly_once_by_delivery_id(setup: Setup) -> None:
@@ -130,7 +124,7 @@ def test_kill_9_mid_send_delivers_exactly_once_by_delivery_id(setup: Setup) -> N
     with keysafe_server(env, "--unlock", log_dir=setup.root):
         again = setup.hooks.wait_event("/hold", "deny", count=2)
         setup.hooks.wait_event("/hold", "pause_all")
-        time.sleep(3)  # time for any wrong extra send to show
+        time.sleep(2)  # time for any wrong extra send to show
     assert again.delivery_id == first.delivery_id and again.body == first.body
     counts = setup.hooks.ids("/hold")
     assert len(counts) == 2  # two notifications, each delivered under one id

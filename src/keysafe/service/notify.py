@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ANOMALY_DENIALS",
     "MAX_TRIES",
+    "SUBSCRIBABLE",
     "Cap",
     "ChannelType",
     "ChannelView",
