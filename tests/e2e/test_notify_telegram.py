@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.conftest import Cli
 from tests.e2e.notify_fixture import notify_vault
@@ -39,7 +41,10 @@ from tests.support.telegram_standin import TelegramStandin
 TOKEN = "7000001:CANARY-bot-token-AAHq9yVqXw3e5Lr2"
 OWNER = 987654321987  # the owner's chat
 STRANGER = 666  # someone else who found the bot
-CANARY = "CANARY-agent-words-5d1c9e"  # in the agent's description: must never reach the chat
+CANARY = "CANARY-agent-words-5d1c9e"
+DOCS_SHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+)  # in the agent's description: must never reach the chat
 
 
 @dataclass
@@ -224,3 +229,25 @@ def test_notify_test_reaches_the_chat(paired: Paired) -> None:
     assert "1 channel" in out
     paired.tg.wait_sent(OWNER, "Test notification")
     assert os.environ.get("KEYSAFE_TELEGRAM_API_URL") is None  # the tests set it per process
+
+
+def test_screenshot_of_an_approval_message_for_the_docs(paired: Paired) -> None:
+    """docs/screenshots/telegram-approval.png: the message as the stand-in renders it."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip("no Chromium binary (install Debian's `chromium`)")
+    msg = paired.message_for(paired.sign(6 * MILLI_ETH))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 560, "height": 400})
+            page.goto(f"{paired.tg.url}/_view/{OWNER}?message={msg.message_id}")
+            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("main").screenshot(
+                path=str(DOCS_SHOTS / "telegram-approval.png"), animations="disabled"
+            )
+            assert page.locator(".key").all_inner_texts() == ["Approve", "Deny"]
+        finally:
+            browser.close()

@@ -10,7 +10,8 @@ shapes, so python-telegram-bot talks to it exactly as it talks to api.telegram.o
 Methods: getMe, getUpdates (long poll, `offset` confirms, negative `offset` counts from the end),
 sendMessage (with `reply_markup` inline keyboards), answerCallbackQuery, editMessageText,
 editMessageReplyMarkup. A wrong token gets 401 as from Telegram. `GET /_view/<chat id>` renders
-the chat as HTML, inline buttons and all (for the docs' screenshot).
+the chat as HTML, inline buttons and all (`?message=ID`: one message), for the docs'
+screenshot.
 """
 
 from __future__ import annotations
@@ -240,8 +241,10 @@ class TelegramStandin:
 
             def do_GET(self) -> None:
                 if self.path.startswith("/_view/"):
-                    chat = int(self.path.rsplit("/", 1)[1])
-                    self._reply(200, standin.view(chat), "text/html; charset=utf-8")
+                    where, _, only = self.path.partition("?message=")
+                    chat = int(where.rsplit("/", 1)[1])
+                    page = standin.view(chat, int(only) if only else None)
+                    self._reply(200, page, "text/html; charset=utf-8")
                     return
                 self._api(b"")
 
@@ -267,9 +270,13 @@ class TelegramStandin:
 
     # -- the HTML view -------------------------------------------------------------------------
 
-    def view(self, chat_id: int) -> str:
+    def view(self, chat_id: int, message_id: int | None = None) -> str:
+        """The chat as HTML (with `message_id`, that one message only)."""
         with self._cond:
-            items = [m for m in self.messages if m.chat_id == chat_id]
+            items = [
+                m for m in self.messages
+                if m.chat_id == chat_id and message_id in (None, m.message_id)
+            ]  # fmt: skip
         bubbles = []
         for m in items:
             text = html.escape(m.text).replace("\n", "<br>")
