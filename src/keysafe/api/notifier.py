@@ -182,10 +182,12 @@ class Notifier:
                 )  # fmt: skip
 
     async def _check_rotation(self) -> None:
+        """Every ROTATION_CHECK_S: the rotation_due alert, and the outbox's old rows pruned."""
         now = time.monotonic()
         if self._rotation_checked and now - self._rotation_checked < ROTATION_CHECK_S:
             return
         self._rotation_checked = now
+        await asyncio.to_thread(notify.prune, self._vault)
         try:
             _, due = await asyncio.to_thread(rotation_due.due, self._vault)
         except KeysafeError as exc:

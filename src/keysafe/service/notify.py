@@ -33,7 +33,7 @@ from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from keysafe.approvals import Approval, Kind
 from keysafe.crypto.secret import SecretBytes
@@ -74,6 +74,7 @@ __all__ = [
     "open_channels",
     "parse_cap",
     "parse_events",
+    "prune",
     "release_claims",
     "remove_channel",
     "send_test",
@@ -88,7 +89,9 @@ BACKOFF_S: Final = 2.0  # before the 2nd try; doubled before each next one, plus
 LEASE_S: Final = 60.0  # a claimed row is not claimed again before this (unless released)
 ANOMALY_DENIALS: Final = 5
 ANOMALY_WINDOW_S: Final = 60
+ANOMALY_SCAN: Final = 500  # newest audit entries the anomaly count reads
 ROTATION_EVERY: Final = timedelta(hours=24)  # at most one rotation_due alert a day
+KEEP: Final = timedelta(days=7)  # sent and dead notifications, and used buttons, are kept this long
 
 
 class ChannelType(StrEnum):
@@ -373,24 +376,41 @@ def on_approval(vault: Vault, conn: Connection, approval: Approval) -> int:
     return emit(vault, conn, for_approval(approval))
 
 
+def _subscribed(vault: Vault, conn: Connection, event: Event) -> bool:
+    for info in vault.list_records(conn, KIND):
+        try:
+            if event in _meta(info).events:
+                return True
+        except IntegrityError:
+            return True  # `emit` queues for it; opening it to send reports the edit
+    return False
+
+
 def on_deny(
     vault: Vault, conn: Connection, agent: str, kind: Kind, intent: Intent, rule: str | None
 ) -> None:
     """Queue the notice for a denied request, and the anomaly alert when this denial is the
     ANOMALY_DENIALS-th of the agent's within ANOMALY_WINDOW_S (once per burst: the count
-    passes that number once). Runs in the deciding transaction, after its audit entry."""
+    passes that number once). Runs in the deciding transaction, after its audit entry.
+
+    The count reads only the newest ANOMALY_SCAN audit entries (the primary key, newest first):
+    the audit table has no index on agent or time, and a flood of denials must not make each
+    denial scan the whole history. A burst drowned in more entries than that is not counted.
+    """
     emit(vault, conn, for_deny(agent, kind, intent, rule))
+    if not _subscribed(vault, conn, Event.ANOMALY):
+        return
     since = iso(vault.clock() - timedelta(seconds=ANOMALY_WINDOW_S))
-    denials = conn.execute(
-        select(func.count())
-        .select_from(t.audit)
-        .where(
-            t.audit.c.actor == f"agent:{agent}",
-            t.audit.c.action.startswith("decide."),
-            t.audit.c.outcome == "deny",
-            t.audit.c.time >= since,
-        )
-    ).scalar_one()
+    recent = conn.execute(
+        select(t.audit.c.actor, t.audit.c.action, t.audit.c.outcome, t.audit.c.time)
+        .order_by(t.audit.c.seq.desc())
+        .limit(ANOMALY_SCAN)
+    ).all()
+    denials = sum(
+        1 for r in recent
+        if r.actor == f"agent:{agent}" and r.action.startswith("decide.")
+        and r.outcome == "deny" and r.time >= since
+    )  # fmt: skip
     if denials == ANOMALY_DENIALS:
         emit(vault, conn, alert(
             Event.ANOMALY,
@@ -560,3 +580,16 @@ def unlock_watched(vault: Vault, passphrase: SecretBytes) -> None:
     except (WrongPassphraseError, UnlockThrottledError) as exc:
         note_unlock_failure(vault, throttled=isinstance(exc, UnlockThrottledError))
         raise
+
+
+def prune(vault: Vault) -> int:
+    """Forget what no longer matters: notifications sent or dead, and buttons, older than
+    KEEP (the audit log keeps the dead letters). Returns how many rows went."""
+    before = (vault.clock() - KEEP).timestamp()
+    q, b = t.notify_queue, t.notify_buttons
+    with vault.db.write() as conn:
+        gone = conn.execute(
+            delete(q).where(q.c.state.in_(("sent", "dead")), q.c.created_at < before)
+        ).rowcount
+        gone += conn.execute(delete(b).where(b.c.created_at < before)).rowcount
+    return int(gone)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from keysafe.approvals import Approval, Kind, Status
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import MalformedRequestError, WrongPassphraseError
+from keysafe.errors import MalformedRequestError, NotFoundError, WrongPassphraseError
 from keysafe.notify import webhook
 from keysafe.notify.notice import Event, Notice, for_approval, for_deny, short_address
 from keysafe.policy.intent import Intent
@@ -300,3 +300,21 @@ def test_a_claim_cut_by_a_crash_is_released_at_start_and_keeps_its_id(vault: Vau
     assert isinstance(again, Claimed) and again.delivery_id == cut.delivery_id
     notify.mark_sent(vault, again.delivery_id)
     assert notify.release_claims(vault) == 0
+
+
+def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Vault) -> None:
+    clock = vault.clock
+    assert isinstance(clock, Clock)
+    keep = notify.add_webhook(vault, "https://a.example/k", [Event.PAUSE_ALL]).channel.name
+    gone = notify.add_webhook(vault, "https://b.example/k", [Event.PAUSE_ALL]).channel.name
+    agents.set_paused_all(vault, True)
+    notify.remove_channel(vault, gone)
+    assert [c.name for c in notify.list_channels(vault)] == [keep]
+    with pytest.raises(NotFoundError, match="notify list"):
+        notify.remove_channel(vault, gone)
+    (item,) = notify.claim(vault, channels={keep, gone})
+    assert item.channel == keep
+    notify.mark_sent(vault, item.delivery_id)
+    assert notify.prune(vault) == 0
+    clock.now += timedelta(days=8)
+    assert notify.prune(vault) == 2  # the sent one, and the removed channel's dropped one
