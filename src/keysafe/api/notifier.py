@@ -16,7 +16,6 @@ module only moves bytes. Rules it keeps:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -135,11 +134,7 @@ class Notifier:
         await asyncio.to_thread(notify.mark_sent, self._vault, item.delivery_id)
 
     async def _post(self, http: httpx.AsyncClient, channel: OpenChannel, item: Claimed) -> None:
-        body = json.dumps({
-            "delivery_id": item.delivery_id, "event": str(item.notice.event),
-            "created_at": int(item.created_at), "notice": item.notice.model_dump(mode="json"),
-            "text": item.notice.text(time.time()),
-        }, separators=(",", ":")).encode()  # fmt: skip
+        body = webhook.body(item.delivery_id, item.notice, item.created_at, time.time())
         secret = channel.secret.get_secret_value()
         r = await http.post(
             channel.view.target, content=body,

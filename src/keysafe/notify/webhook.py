@@ -21,17 +21,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 from typing import Final
 from urllib.parse import urlsplit
 
 from keysafe.errors import MalformedRequestError
+from keysafe.notify.notice import Notice
 
 __all__ = [
     "DELIVERY_HEADER",
     "EVENT_HEADER",
     "SIGNATURE_HEADER",
     "TOLERANCE_S",
+    "body",
     "check_url",
     "new_secret",
     "signature_header",
@@ -48,6 +51,14 @@ SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix, not a secret
 def new_secret() -> str:
     """A fresh endpoint signing secret: `whsec_` and 256 random bits."""
     return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def body(delivery_id: str, notice: Notice, created_at: float, now: float) -> bytes:
+    """A delivery's JSON: its id, event and time, the notice as a model and as text."""
+    return json.dumps({
+        "delivery_id": delivery_id, "event": str(notice.event), "created_at": int(created_at),
+        "notice": notice.model_dump(mode="json"), "text": notice.text(now),
+    }, separators=(",", ":"), ensure_ascii=False).encode()  # fmt: skip
 
 
 def _mac(secret: str, t: int, body: bytes) -> str:
