@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from keysafe import approvals as parked
@@ -98,10 +99,8 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
             hooks.wait_for(lambda: "queued" not in _queued(vault), timeout=30)
             # Locked now: the channels opened while unlocked still carry the alert.
             vault.lock()
-            try:
+            with pytest.raises(WrongPassphraseError):
                 notify.unlock_watched(vault, SecretBytes(bytearray(b"not the passphrase")))
-            except WrongPassphraseError:
-                pass
             with vault.db.write() as conn:  # an edited audit entry: verification fails
                 conn.execute(t.audit.update().where(t.audit.c.seq == 3).values(outcome="x"))
             assert not audit.verify(vault).ok
