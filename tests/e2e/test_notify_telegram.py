@@ -136,7 +136,8 @@ def test_approve_button_approves_through_the_owner_path_and_works_once(paired: P
     qid = paired.tg.press(OWNER, msg.message_id, approve)
     assert paired.tg.wait_answer(qid) == "Approved."
     assert paired.status(approval_id) == "approved"
-    paired.tg.wait_for(lambda: "Approved from Telegram" in msg.text)
+    paired.tg.wait_for(lambda: "Approved from Telegram." in msg.text)
+    assert "0x1111…1111" in msg.text and not msg.buttons  # the notice stays, its buttons go
     # The same button again (a replay), and the other button of the message: both refused.
     again = paired.tg.press(OWNER, msg.message_id, approve)
     assert "already used" in paired.tg.wait_answer(again)

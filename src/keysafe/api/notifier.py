@@ -168,7 +168,9 @@ class Notifier:
                 )
                 await telegram.answer(bot, item.callback_id, pressed.answer)
                 if pressed.edit is not None and item.message_id is not None:
-                    await telegram.edit(bot, item.chat_id, item.message_id, pressed.edit)
+                    # The notice stays readable; its buttons go, with the outcome below it.
+                    text = f"{item.message_text}\n\n{pressed.edit}".strip()
+                    await telegram.edit(bot, item.chat_id, item.message_id, text)
             elif item.kind == "message" and item.chat_id == paired:
                 await telegram.send(
                     bot, item.chat_id,

@@ -71,6 +71,7 @@ class Incoming:
     sender: str  # display name ("Alice (@alice)"), for the owner to recognise
     callback_id: str | None = None
     message_id: int | None = None  # the message the button sits under
+    message_text: str = ""  # that message's text (keysafe's own notice)
 
 
 def _incoming(u: Update) -> Incoming | None:
@@ -81,8 +82,9 @@ def _incoming(u: Update) -> Incoming | None:
             return None
         who = q.from_user
         name = who.full_name + (f" (@{who.username})" if who.username else "")
+        text = getattr(msg, "text", None) or ""  # an inaccessible message has no text
         return Incoming(
-            u.update_id, msg.chat.id, "button", q.data or "", name, q.id, msg.message_id
+            u.update_id, msg.chat.id, "button", q.data or "", name, q.id, msg.message_id, text
         )
     if u.message is not None:
         m = u.message

@@ -186,7 +186,10 @@ def press(
         return Pressed(answer="This button was already used; nothing was done.")
     if current.status is not Status.PENDING:
         _refuse(vault, chat_id, f"approval {current.status}", approval_id)
-        return Pressed(answer=f"This request is already {current.status}; nothing was done.")
+        return Pressed(
+            answer=f"This request is already {current.status}; nothing was done.",
+            edit=f"Already {current.status}.",
+        )
     if not hmac.compare_digest(_digest(current), str(button.digest)):
         _refuse(vault, chat_id, "request changed", approval_id)
         return Pressed(
@@ -195,7 +198,7 @@ def press(
         )
     if button.action == "deny":
         approvals.deny(vault, approval_id, reason="denied by the owner from Telegram")
-        return Pressed(answer="Denied.", edit=f"Denied from Telegram: {approval_id}")
+        return Pressed(answer="Denied.", edit="Denied from Telegram.")
     if not may_approve(current, cap):
         _refuse(vault, chat_id, "over the Telegram cap", approval_id)
         return Pressed(answer="Approve this on the web page or with the CLI; nothing was done.")
@@ -206,9 +209,9 @@ def press(
     if done.status is Status.FAILED:
         return Pressed(
             answer="Approved, but the request failed when it ran; see the web page.",
-            edit=f"Approved from Telegram, but it failed when it ran: {approval_id}",
+            edit="Approved from Telegram, but it failed when it ran.",
         )
-    return Pressed(answer="Approved.", edit=f"Approved from Telegram: {approval_id}")
+    return Pressed(answer="Approved.", edit="Approved from Telegram.")
 
 
 # -- pairing ------------------------------------------------------------------------------------
