@@ -130,3 +130,16 @@ def test_kill_9_mid_send_delivers_exactly_once_by_delivery_id(setup: Setup) -> N
     assert len(counts) == 2  # two notifications, each delivered under one id
     assert counts[first.delivery_id] == 2  # the cut send, and its one retry after the restart
     assert sorted(counts.values()) == [1, 2]
+
+
+def test_cli_refuses_a_webhook_in_clear_and_explains_itself(setup: Setup) -> None:
+    cli = setup.cli()
+    refused = cli("notify", "webhook", "add", "http://hooks.example/ks")
+    assert refused.exit_code == 1
+    assert "in clear" in refused.stderr and "https://" in refused.stderr
+    unknown = cli("notify", "webhook", "add", "https://hooks.example/ks", "--events", "boom")
+    assert unknown.exit_code == 1 and "approval, deny, anomaly" in unknown.stderr
+    assert "No channels" in cli.ok("notify", "list").stdout
+    helped = cli.ok("notify", "--help").stdout
+    assert "never keys, tokens" in helped and "webhook" in helped and "telegram" in helped
+    assert "NOT_FOUND" in cli("notify", "test").stderr  # nothing to test yet

@@ -114,6 +114,7 @@ def webhook_add(
     keysafe-signature header (docs/notifications.md has the recipe) and dedupes on
     keysafe-delivery."""
     chosen = notify.parse_events(events)
+    notify.check_url(url)  # before the passphrase is asked for
     added = owner.perform(
         owner_ops.AddWebhook(url=url, events=[str(e) for e in chosen]), passphrase_file
     )

@@ -63,6 +63,7 @@ __all__ = [
     "OpenChannel",
     "WebhookAdded",
     "add_webhook",
+    "check_url",
     "claim",
     "emit",
     "emit_alone",
@@ -84,6 +85,7 @@ __all__ = [
 
 KIND: Final = "notify"  # the records' kind
 TELEGRAM: Final = "telegram"  # the one Telegram channel's record name
+check_url = webhook.check_url  # for the CLI, to refuse a URL before asking for the passphrase
 MAX_TRIES: Final = 3
 BACKOFF_S: Final = 2.0  # before the 2nd try; doubled before each next one, plus up to 50% jitter
 LEASE_S: Final = 60.0  # a claimed row is not claimed again before this (unless released)
