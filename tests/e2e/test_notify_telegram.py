@@ -252,3 +252,15 @@ def test_screenshot_of_an_approval_message_for_the_docs(paired: Paired) -> None:
             assert page.locator(".key").all_inner_texts() == ["Approve", "Deny"]
         finally:
             browser.close()
+
+
+def test_pairing_the_served_bot_again_is_refused_with_the_way_out(paired: Paired) -> None:
+    token_file = paired.home.parent / "bot.token"
+    cli = paired.server.cli()
+    again = cli(
+        "notify", "telegram", "--bot-token-file", str(token_file), "--wait", "5",
+        env={"KEYSAFE_TELEGRAM_API_URL": paired.tg.url},
+    )  # fmt: skip
+    assert again.exit_code == 1
+    assert "keysafe notify remove telegram" in again.stderr
+    assert TOKEN not in again.stderr + again.stdout

@@ -11,9 +11,10 @@ import typer
 
 from keysafe.cli import inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.errors import MalformedRequestError
 from keysafe.service import notify, notify_telegram, owner_ops
 from keysafe.service.context import open_vault
-from keysafe.service.notify import ChannelView
+from keysafe.service.notify import ChannelType, ChannelView
 
 EVENTS_HELP = (
     "Comma-separated events: approval, deny, anomaly, unlock_failure, pause_all, "
@@ -36,6 +37,27 @@ def _read_code() -> str:
     if sys.stdin.isatty():
         return input("Code from the Telegram chat: ")
     return sys.stdin.readline()
+
+
+def _refuse_while_served(bot: str) -> None:
+    """Telegram gives a bot's updates to one listener: while the running server listens to
+    this bot, the pairing here would race it for the owner's message.
+
+    Raises:
+        MalformedRequestError: this home's server runs with this bot paired.
+    """
+    h = home()
+    if h.serving_url() is None:
+        return
+    with open_vault(h) as vault:
+        served = [c for c in notify.list_channels(vault) if c.type is ChannelType.TELEGRAM]
+    if any(c.target == bot for c in served):
+        raise MalformedRequestError(
+            f"The running `keysafe serve` listens to {bot}, so it would take the message this "
+            "pairing waits for; nothing was changed.",
+            next_step="run `keysafe notify remove telegram` first (the server lets go of the "
+            "bot), then pair again.",
+        )
 
 
 @notify_app.command("telegram")
@@ -78,6 +100,7 @@ def telegram_pair(
     api = notify_telegram.api_url(api_url)
     with inputs.secret_file(bot_token_file, "bot token") as token:
         bot = notify_telegram.pairing_bot(token, api)
+        _refuse_while_served(bot)
         render.note(f"Send any message to {bot} from your Telegram app (waiting {wait} s)…")
         found = notify_telegram.pairing_wait(token, api, wait)
         render.note(
