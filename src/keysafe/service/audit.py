@@ -44,7 +44,7 @@ def verify(vault: Vault) -> ChainReport:
             key.wipe()
     if not report.ok:
         where = f" at entry {report.first_bad_seq}" if report.first_bad_seq is not None else ""
-        notify.emit_alone(vault, alert(
+        notify.emit_safely(vault, alert(
             Event.AUDIT_VERIFY_FAILURE,
             f"the audit log did not verify{where}; keep a copy of the home as evidence and "
             "run keysafe audit verify",

@@ -39,6 +39,7 @@ from keysafe.approvals import Approval, Kind
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     IntegrityError,
+    KeysafeError,
     MalformedRequestError,
     NotFoundError,
     UnlockThrottledError,
@@ -67,6 +68,7 @@ __all__ = [
     "claim",
     "emit",
     "emit_alone",
+    "emit_safely",
     "list_channels",
     "mark_failed",
     "mark_sent",
@@ -373,6 +375,16 @@ def emit_alone(vault: Vault, notice: Notice) -> int:
         return emit(vault, conn, notice)
 
 
+def emit_safely(vault: Vault, notice: Notice) -> int:
+    """`emit_alone` for an alert about a failure whose own report must not be masked: a store
+    that cannot take the row (read-only, damaged) is logged, and the caller goes on."""
+    try:
+        return emit_alone(vault, notice)
+    except KeysafeError as exc:
+        logger.warning("could not queue the %s alert: %s", notice.event, exc.code)
+        return 0
+
+
 def on_approval(vault: Vault, conn: Connection, approval: Approval) -> int:
     """Queue the notice for a new pending approval (in the transaction that parked it)."""
     return emit(vault, conn, for_approval(approval))
@@ -563,7 +575,7 @@ def release_claims(vault: Vault) -> int:
 
 def note_unlock_failure(vault: Vault, *, throttled: bool) -> int:
     """Queue the unlock_failure alert for an attempt the vault refused (already audited)."""
-    return emit_alone(vault, alert(
+    return emit_safely(vault, alert(
         Event.UNLOCK_FAILURE,
         "an unlock attempt was refused: too many wrong passphrases in a row" if throttled
         else "someone typed a wrong passphrase for the vault",
