@@ -117,7 +117,7 @@ def serve(
     import uvicorn
 
     from keysafe.api import create_app
-    from keysafe.api.notifier import Notifier
+    from keysafe.api.notifier import Notifier  # python-telegram-bot: the server's alone
     from keysafe.api.state import ServerState
     from keysafe.notify import telegram
 
