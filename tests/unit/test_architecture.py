@@ -31,7 +31,7 @@ SURFACES = ("cli", "api", "mcp_server", "local_proxy", "remote", "client", "side
 # Agent-side processes: thin clients of `keysafe serve` that never open the vault themselves,
 # the public agent client, and the answer models it shares with the server.
 AGENT_SIDE = ("mcp_server", "local_proxy", "remote", "client", "agent_models", "sidecar")
-DOMAIN = ("vault", "audit", "crypto", "store", "chains", "policy", "mpc", "relay")
+DOMAIN = ("vault", "audit", "crypto", "store", "chains", "policy", "mpc", "relay", "notify")
 BOTTOM = ("crypto", "store")
 # Domain internals a surface reaches only through keysafe.service.
 BEHIND_SERVICE = ("keysafe.vault", "keysafe.mpc", "keysafe.policy")
