@@ -31,7 +31,7 @@ SURFACES = ("cli", "api", "mcp_server", "local_proxy", "remote", "client", "side
 # Agent-side processes: thin clients of `keysafe serve` that never open the vault themselves,
 # the public agent client, and the answer models it shares with the server.
 AGENT_SIDE = ("mcp_server", "local_proxy", "remote", "client", "agent_models", "sidecar")
-DOMAIN = ("vault", "audit", "crypto", "store", "chains", "policy", "mpc", "relay")
+DOMAIN = ("vault", "audit", "crypto", "store", "chains", "policy", "mpc", "relay", "notify")
 BOTTOM = ("crypto", "store")
 # Domain internals a surface reaches only through keysafe.service.
 BEHIND_SERVICE = ("keysafe.vault", "keysafe.mpc", "keysafe.policy")
@@ -51,6 +51,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "the demo holds the vault handle it passes to service calls (type only)",
     ("api/state.py", "keysafe.vault.vault.Vault"):
         "the server state holds the unlocked vault handle it passes to service calls",
+    ("api/notifier.py", "keysafe.vault.vault.Vault"):
+        "the server's notifier holds the vault handle it passes to service calls",
     ("api/relay_end.py", "keysafe.vault.vault.Vault"):
         "the relay's vault end holds the unlocked vault handle it passes to service calls",
     ("cli/chain_cmds.py", "keysafe.mpc.share_file"):

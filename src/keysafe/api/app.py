@@ -43,6 +43,7 @@ from keysafe.service import (
     checks,
     data,
     keygen,
+    notify,
     placeholders,
     proxy,
     release,
@@ -683,12 +684,13 @@ def _owner_routes(app: FastAPI) -> None:
         else:
             secret = SecretBytes(bytearray(body.passphrase.encode()))
             with secret:
+                # A refused attempt queues the unlock_failure alert (service/notify.py).
                 if st.vault.is_unlocked:
                     probe = type(st.vault).open(st.vault.db, clock=st.vault.clock)
-                    probe.unlock(secret)  # throttled like any unlock
+                    notify.unlock_watched(probe, secret)  # throttled like any unlock
                     probe.lock()
                 else:
-                    st.vault.unlock(secret)
+                    notify.unlock_watched(st.vault, secret)
         token, session = st.new_session()
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl),

@@ -115,11 +115,11 @@ COMMANDS: Final[dict[str, tuple[str, ...]]] = {
     "wallet": ("record_cmds", "chain_cmds"),  # chain_cmds adds `wallet sign-message`
     "doctor": ("doctor_cmd",), "relay": ("relay_cmd",), "sidecar": ("sidecar_cmd",),
     "rotate": ("rotate_cmd",),
-    "rotation-policy": ("rotate_cmd",),
+    "rotation-policy": ("rotate_cmd",), "notify": ("notify_cmds",),
 }  # fmt: skip
 _ALL_MODULES: Final = (
     "agent_cmds", "agent_threshold_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "doctor_cmd",
-    "record_cmds", "relay_cmd", "rotate_cmd", "server_cmds", "sidecar_cmd", "surface_cmds", "vault_cmds",
+    "notify_cmds", "record_cmds", "relay_cmd", "rotate_cmd", "server_cmds", "sidecar_cmd", "surface_cmds", "vault_cmds",
 )  # fmt: skip
 
 

@@ -35,6 +35,26 @@ def _from_file(path: Path) -> SecretBytes:
     return SecretBytes.adopt(_strip_newline(data))
 
 
+def secret_file(path: Path, what: str) -> SecretBytes:
+    """A secret kept in a file (a bot token): its bytes, surrounding whitespace dropped.
+
+    Raises:
+        MalformedRequestError: unreadable or empty.
+    """
+    try:
+        data = bytearray(path.read_bytes().strip())
+    except OSError as exc:
+        raise MalformedRequestError(
+            f"Cannot read the {what} file {path} ({exc.strerror}).",
+            next_step="check the path and its permissions.",
+        ) from None
+    if not data:
+        raise MalformedRequestError(
+            f"The {what} file {path} is empty.", next_step=f"put the {what} in it."
+        )
+    return SecretBytes.adopt(data)
+
+
 def _has_terminal() -> bool:
     """Whether a person can be asked: stdin is a terminal, or the process has one (/dev/tty),
     which is where getpass asks even when stdin carries a piped secret."""

@@ -109,12 +109,23 @@ def serve(
             "often while unlocked, e.g. 7d, 12h; 0 never. Agents' revokes rotate too.",
         ),
     ] = "7d",
+    telegram_api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--telegram-api-url",
+            hidden=True,
+            help="The Telegram Bot API's address (tests point it at a local stand-in); "
+            "default KEYSAFE_TELEGRAM_API_URL, else Telegram's.",
+        ),
+    ] = None,
 ) -> None:
     """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
     import uvicorn
 
     from keysafe.api import create_app
+    from keysafe.api.notifier import Notifier  # python-telegram-bot: the server's alone
     from keysafe.api.state import ServerState
+    from keysafe.notify import telegram
 
     if not _loopback(host) and not (tls_cert and tls_key):
         raise MalformedRequestError(
@@ -178,6 +189,8 @@ def serve(
                 logger.warning("epoch rotation: %s", exc)
 
     threading.Thread(target=idle_loop, name="idle-lock", daemon=True).start()
+    # Sends the notification outbox (webhooks, Telegram) and hears Telegram's buttons.
+    Notifier(vault, telegram_api=telegram.api_url(telegram_api_url), stop=stop).start()
     scheme = "https" if tls_cert else "http"
     render.out.print(
         f"keysafe serving on {scheme}://{host}:{port} — vault {'unlocked' if vault.is_unlocked else 'locked'}; "

@@ -9,7 +9,7 @@ import typer
 
 from keysafe.cli import client, inputs, render
 from keysafe.cli.app import JsonFlag, KmsTokenFile, PassphraseFile, app, home
-from keysafe.service import epochs, rotation_due, vault_admin
+from keysafe.service import epochs, notify, rotation_due, vault_admin
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import KmsConfig, KmsKind
 from keysafe.vault.vault import Vault
@@ -41,7 +41,7 @@ def unlock(vault: Vault, passphrase_file: Path | None, kms_token_file: Path | No
                 token.wipe()
         return
     with inputs.passphrase(passphrase_file) as secret:
-        vault.unlock(secret)
+        notify.unlock_watched(vault, secret)  # a refused attempt alerts the owner's channels
 
 
 KmsKindOpt = Annotated[

@@ -35,7 +35,8 @@ from keysafe.errors import (
     NotFoundError,
     ReplayError,
 )
-from keysafe.service import sealed_state
+from keysafe.notify.notice import Event, alert
+from keysafe.service import notify, sealed_state
 from keysafe.service.models import check_name
 from keysafe.store import hot
 from keysafe.store import tables as t
@@ -265,6 +266,11 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
             conn, actor="owner", action="agents.pause_all" if paused else "agents.resume_all",
             target=f"vault:{vault.vault_id}", outcome="success",
         )  # fmt: skip
+        notify.emit(vault, conn, alert(
+            Event.PAUSE_ALL,
+            "every agent is paused: nothing is signed or sent until resume-all" if paused
+            else "pause-all was switched off: agents act under their policies again",
+        ))  # fmt: skip
     logger.info("pause-all %s", "on" if paused else "off")
 
 

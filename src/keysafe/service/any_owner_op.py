@@ -12,6 +12,7 @@ from keysafe.service.owner_ops import (
     AddAsset,
     AddChain,
     AddCredential,
+    AddWebhook,
     CreateBackup,
     CreateInvite,
     CreateWallet,
@@ -19,6 +20,7 @@ from keysafe.service.owner_ops import (
     IssuePlaceholder,
     ListWallets,
     PauseAll,
+    RemoveChannel,
     RemoveCredential,
     RemoveData,
     RestoreBackup,
@@ -26,10 +28,12 @@ from keysafe.service.owner_ops import (
     RotateEpochs,
     RotateToken,
     SealRows,
+    SendTest,
     SetAgentStatus,
     SetData,
     SetPolicy,
     SetRotationPolicy,
+    SetTelegram,
 )
 from keysafe.service.owner_signing import (
     SignMessage,
@@ -44,6 +48,6 @@ AnyOp = Annotated[
     | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
     | AddAsset | KeygenStart | ReshareStart | KeygenExchange
     | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite | RotateEpochs
-    | SetRotationPolicy,
+    | SetRotationPolicy | AddWebhook | SetTelegram | RemoveChannel | SendTest,
     Field(discriminator="kind"),
 ]  # fmt: skip

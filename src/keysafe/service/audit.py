@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from keysafe.audit import log as audit_log
 from keysafe.audit.log import Filter
 from keysafe.audit.record import AuditEntry, ChainReport
+from keysafe.notify.notice import Event, alert
+from keysafe.service import notify
 from keysafe.vault.vault import Vault
 
 __all__ = ["Filter", "export_lines", "list_entries", "seal", "unsealed", "verify"]
@@ -36,10 +38,18 @@ def verify(vault: Vault) -> ChainReport:
     key = vault.subkey("audit-hmac") if vault.is_unlocked else None
     try:
         with vault.db.read() as conn:
-            return audit_log.verify(conn, audit_key=key.reveal() if key is not None else None)
+            report = audit_log.verify(conn, audit_key=key.reveal() if key is not None else None)
     finally:
         if key is not None:
             key.wipe()
+    if not report.ok:
+        where = f" at entry {report.first_bad_seq}" if report.first_bad_seq is not None else ""
+        notify.emit_safely(vault, alert(
+            Event.AUDIT_VERIFY_FAILURE,
+            f"the audit log did not verify{where}; keep a copy of the home as evidence and "
+            "run keysafe audit verify",
+        ))  # fmt: skip
+    return report
 
 
 def unsealed(vault: Vault) -> list[AuditEntry]:

@@ -59,7 +59,7 @@ from keysafe.errors import (
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
 from keysafe.policy.rules import Policy
-from keysafe.service import policies
+from keysafe.service import notify, policies
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
 from keysafe.store import tables as t
@@ -224,6 +224,7 @@ def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admis
     request_id = new_request_id(now)
     _audit_decision(vault, conn, req, decision, request_id, fp)
     if decision.outcome == "deny":
+        notify.on_deny(vault, conn, req.agent, req.kind, req.intent, decision.rule)
         return Admission(decision, request_id)
     if decision.outcome == "ask" or (req.always_ask and not req.approved):
         parked = _park(vault, conn, req, decision, fp, now.timestamp())
@@ -536,6 +537,7 @@ def _park(
         vault, conn, agent=req.agent, kind=req.kind, request=body, fingerprint=fp,
         summary=req.intent.summary or req.intent.action, rule=decision.rule,
     )  # fmt: skip
+    notify.on_approval(vault, conn, approval)  # queued in this transaction: sent iff parked
     return Parked(approval, req.intent)
 
 

@@ -26,6 +26,7 @@ from keysafe.service import (
     credentials,
     data,
     epochs,
+    notify,
     pairing,
     placeholders,
     policies,
@@ -38,6 +39,7 @@ from keysafe.service.agents import AgentView
 from keysafe.service.credentials import CredentialView
 from keysafe.service.data import DataView
 from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.notify import Cap, ChannelView, WebhookAdded
 from keysafe.service.rotation_due import DueRotation
 from keysafe.service.sealed_state import StateRow
 from keysafe.service.wallets import WalletView
@@ -494,3 +496,65 @@ class RotateEpochs(Op[Rotated]):
     def run(self, vault: Vault) -> Rotated:
         done = epochs.rotate(vault, reason="owner")
         return Rotated(epoch=done.epoch, resealed=done.resealed, destroyed=list(done.destroyed))
+
+
+# -- notifications (service/notify.py) ---------------------------------------------------------
+
+
+class AddWebhook(Op[WebhookAdded]):
+    """A webhook endpoint; its signing secret comes back once."""
+
+    kind: Literal["notify.webhook.add"] = "notify.webhook.add"
+    url: str
+    events: list[str]
+
+    result = WebhookAdded
+
+    def run(self, vault: Vault) -> WebhookAdded:
+        return notify.add_webhook(vault, self.url, notify.parse_events(",".join(self.events)))
+
+
+class SetTelegram(Op[ChannelView]):
+    """The Telegram chat the owner just paired (the CLI proved the chat with a code)."""
+
+    kind: Literal["notify.telegram.set"] = "notify.telegram.set"
+    token: WireSecret
+    chat_id: int
+    bot: str
+    events: list[str]
+    approve_up_to: Cap | None = None
+
+    result = ChannelView
+
+    def run(self, vault: Vault) -> ChannelView:
+        with _unwired(self.token, "bot token") as token:
+            return notify.set_telegram(
+                vault, token, self.chat_id, self.bot,
+                notify.parse_events(",".join(self.events)), self.approve_up_to,
+            )  # fmt: skip
+
+
+class RemoveChannel(Op[Done]):
+    kind: Literal["notify.remove"] = "notify.remove"
+    name: str
+
+    result = Done
+
+    def run(self, vault: Vault) -> Done:
+        notify.remove_channel(vault, self.name)
+        return Done()
+
+
+class TestQueued(BaseModel):
+    channels: int
+
+
+class SendTest(Op[TestQueued]):
+    """One harmless message to every channel."""
+
+    kind: Literal["notify.test"] = "notify.test"
+
+    result = TestQueued
+
+    def run(self, vault: Vault) -> TestQueued:
+        return TestQueued(channels=notify.send_test(vault))

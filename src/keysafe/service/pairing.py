@@ -41,7 +41,7 @@ from keysafe.relay.pairing import (
     normalise_words,
     pairing_words,
 )
-from keysafe.service import agents, policies, sealed_state
+from keysafe.service import agents, notify, policies, sealed_state
 from keysafe.service.models import check_name
 from keysafe.store import tables as t
 from keysafe.vault.seals import Seal
@@ -287,6 +287,7 @@ def _park(vault: Vault, held: _Open, claimed: Claim, words: list[str]) -> str:
             request=request.model_dump(mode="json"), fingerprint=PeerKeys.from_text(
                 claimed.sidecar).rid, summary=summary, rule=None,
         )  # fmt: skip
+        notify.on_approval(vault, conn, approval)
     logger.info("pairing %s parked for agent %s", approval.id, held.invite.agent)
     return approval.id
 

@@ -291,3 +291,39 @@ placeholders = Table(
     Column("credential", String(64), nullable=False),  # the only credential it stands for
     Column("created_at", String(40), nullable=False),
 )
+
+# -- notifications (schema 0013) ----------------------------------------------------------------
+
+# The outbox: one row per (event, channel), enqueued in the event's own transaction. `notice` is
+# the privacy-safe text model (notify/notice.py), never a secret. States: queued → sent, or dead
+# after the last try. `claimed_until` is the sender's lease: a row claimed by a sender that died
+# is sent again after it, with the same `delivery_id`.
+notify_queue = Table(
+    "notify_queue",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False, unique=True),
+    Column("channel", String(64), nullable=False),  # the channel record's name
+    Column("event", String(32), nullable=False),
+    Column("notice", Text, nullable=False),  # JSON of notify.notice.Notice
+    Column("state", String(16), nullable=False),  # queued | sent | dead
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),  # unix seconds: not sent before
+    Column("claimed_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float, nullable=True),
+    Index("ix_notify_queue_due", "state", "next_at"),
+)
+
+# Telegram's Approve / Deny buttons: the nonce travels in the button, only its hash is kept.
+notify_buttons = Table(
+    "notify_buttons",
+    metadata,
+    Column("nonce_hash", String(64), primary_key=True),
+    Column("approval_id", String(32), nullable=False),
+    Column("digest", String(64), nullable=False),  # id + fingerprint + request the owner saw
+    Column("action", String(16), nullable=False),  # approve | deny
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Index("ix_notify_buttons_approval", "approval_id"),
+)

@@ -25,6 +25,7 @@ from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import s3 as s3_module
 from keysafe.store import tables as t
+from keysafe.store.db import SCHEMA_HEAD
 from keysafe.vault import hierarchy, records
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
@@ -372,7 +373,7 @@ def test_a_vault_at_schema_0009_migrates_and_reads_as_before(tmp_path: Path) -> 
         conn.execute("ALTER TABLE vault DROP COLUMN blobs")
         conn.execute("UPDATE alembic_version SET version_num = '0009'")
     reopened = open_vault(home)
-    assert reopened.db.schema_revision() == "0011"
+    assert reopened.db.schema_revision() == SCHEMA_HEAD
     with SecretBytes(bytearray(b"passphrase-123")) as secret:
         reopened.unlock(secret)
     assert _open(reopened, "x") == b"kept" and reopened.blobs.description == "database"
