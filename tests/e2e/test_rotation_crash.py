@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,19 @@ def _check(home: Home, records: int = RECORDS) -> tuple[int, tuple[int, ...]]:
         return state.current, state.retired
 
 
+def _wait_for_sweep(home: Home, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    uri = f"{home.db_path.resolve().as_uri()}?mode=ro"
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=0.05)) as conn:
+                if conn.execute("SELECT count(*) FROM epochs").fetchone()[0] >= 2:
+                    return
+        except sqlite3.OperationalError:
+            pass  # busy: the rotation holds the write lock
+        time.sleep(0.02)
+
+
 def test_kill_9_during_rotations_leaves_a_vault_that_opens_whole(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
@@ -68,12 +83,19 @@ def test_kill_9_during_rotations_leaves_a_vault_that_opens_whole(tmp_path: Path)
     }  # fmt: skip
     rng = random.Random(18)
     mid_sweep = 0
-    for _ in range(KILLS):
+    for i in range(KILLS):
         proc = subprocess.Popen(
             [KEYSAFE, "rotate", "--json"], env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )  # fmt: skip
-        time.sleep(rng.uniform(0.6, 1.4))
+        if i % 2 == 0:
+            # Every other kill waits until the sweep is seen under way (two epochs in the
+            # file), then lands a moment into it: a loaded machine (slow start-up) cannot push
+            # them all before or after the sweep.
+            _wait_for_sweep(home, proc)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:
+            time.sleep(rng.uniform(0.6, 1.4))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
