@@ -38,9 +38,23 @@ from keysafe.store import hot
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_HEAD: Final = "0013"
+SCHEMA_HEAD: Final = "0014"
 _KNOWN_REVISIONS: Final = frozenset(
-    {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0013"}
+    {
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+        "0011",
+        "0013",
+        "0014",
+    }
 )
 _BUSY_TIMEOUT_S: Final = 30.0
 # PostgreSQL advisory lock keys (one 64-bit space per database). MIGRATE: one process at a time

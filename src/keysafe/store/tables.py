@@ -94,6 +94,8 @@ epochs = Table(
     Column("wrapped_key", LargeBinary, nullable=False),  # legacy: by the master key, or empty
     Column("sealed_pass", LargeBinary, nullable=True),  # HPKE to vault.seal_pass_pub
     Column("sealed_phrase", LargeBinary, nullable=True),  # HPKE to vault.seal_phrase_pub
+    # Wrapped under the previous current epoch's key (schema 0014), for other servers.
+    Column("sealed_prev", LargeBinary, nullable=True),
 )
 
 records = Table(

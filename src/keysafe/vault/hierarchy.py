@@ -211,6 +211,36 @@ def unwrap_epoch_key(
     )
 
 
+def _link_key(prev: SecretBytes) -> SecretBytes:
+    return SecretBytes.adopt(hkdf_sha256(prev.reveal(), info=b"keysafe/v1/epoch-link"))
+
+
+def link_epoch_key(prev_number: int, prev: SecretBytes, vault_id: str, number: int,
+                   key: SecretBytes) -> bytes:  # fmt: skip
+    """Epoch `number`'s key wrapped under a key derived from epoch `prev_number`'s: whoever holds
+    the older key (another server on the database) can open the newer one, never the reverse."""
+    nonce = aead.new_nonce()
+    with _link_key(prev) as wrap:
+        sealed = aead.encrypt(wrap.reveal(), nonce, key.reveal(), _epoch_aad(vault_id, number))
+    return prev_number.to_bytes(4, "big") + nonce + sealed
+
+
+def link_source(link: bytes) -> int:
+    """The epoch whose key opens `link`."""
+    return int.from_bytes(link[:4], "big")
+
+
+def open_linked_epoch_key(
+    prev: SecretBytes, vault_id: str, number: int, link: bytes
+) -> SecretBytes:
+    """Raises aead.DecryptionError when `prev` is not the key the link was made under."""
+    nonce, sealed = link[4 : 4 + aead.NONCE_SIZE], link[4 + aead.NONCE_SIZE :]
+    with _link_key(prev) as wrap:
+        return SecretBytes.adopt(
+            aead.decrypt(wrap.reveal(), nonce, sealed, _epoch_aad(vault_id, number))
+        )
+
+
 def backup_key_from_epoch(epoch_key: SecretBytes) -> SecretBytes:
     """A backup's key (format 2): from the epoch key current when it was made, so destroying that
     epoch closes the backup to everything but the recovery phrase."""

@@ -136,11 +136,6 @@ class Vault:
         # its agent's row, policy row and the pause-all switch; they rarely change).
         self._sealed: set[tuple[str, tuple[tuple[str, str | int | None], ...], str]] = set()
         self._epoch_keys: dict[int, SecretBytes] = {}
-        # Shared databases only (PostgreSQL, several servers): the passphrase's sealing key, kept
-        # while unlocked so an epoch key another server made since this one unlocked can be
-        # opened (`_epoch_key`); a rotation there must not stop this server from signing. On
-        # SQLite it is forgotten at unlock, as before: one server per vault makes every epoch.
-        self._pass_seal: X25519PrivateKey | None = None
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
         # (service/agents.py), the proxy's HTTP client (closed on lock). Never persisted.
@@ -262,7 +257,7 @@ class Vault:
             vault._new_epoch(conn, 1)
         return vault
 
-    def _new_epoch(self, conn: Connection, number: int) -> None:
+    def _new_epoch(self, conn: Connection, number: int, prev: int | None = None) -> None:
         master = self._require_master()
         key = SecretBytes.adopt(aead.new_key())
         head = conn.execute(select(t.vault.c.seal_pass_pub, t.vault.c.seal_phrase_pub)).one()
@@ -280,6 +275,11 @@ class Vault:
             # key keeps a copy, so the phrase still opens it (no forward secrecy until then).
             values["nonce"], values["wrapped_key"] = hierarchy.wrap_epoch_key(
                 master, self.vault_id, number, key
+            )
+        if prev is not None:
+            # Other servers on the database hold `prev`'s key and follow the rotation from it.
+            values["sealed_prev"] = hierarchy.link_epoch_key(
+                prev, self._epoch_key(prev, conn), self.vault_id, number, key
             )
         conn.execute(
             insert(t.epochs).values(
@@ -501,8 +501,6 @@ class Vault:
                 "The passphrase's sealing key does not open: the vault header was edited.",
                 next_step="restore the database from a backup, or rebuild with `keysafe recover`.",
             ) from None
-        if self.db.shared:
-            self._pass_seal = seal_key
         for row in conn.execute(select(t.epochs)).all():
             if row.sealed_pass and row.number not in self._epoch_keys:
                 try:
@@ -523,8 +521,6 @@ class Vault:
         seal_key = hierarchy.new_seal_key()
         pub = hierarchy.public_bytes(seal_key)
         nonce, wrapped = hierarchy.wrap_seal_key(kek, self.vault_id, seal_key)
-        if self.db.shared:
-            self._pass_seal = seal_key
         head = conn.execute(select(t.vault.c.seal_phrase_pub)).one()
         for row in conn.execute(select(t.epochs)).all():
             key = self._epoch_key(row.number, conn)
@@ -567,9 +563,6 @@ class Vault:
             if key is not None:
                 key.wipe()
         self._state_key = self._audit_key = None
-        # cryptography's X25519 keys cannot be wiped in place: dropping the last reference is
-        # the best this can do (the same holds for the key while it is unwrapped at unlock).
-        self._pass_seal = None
         if self._master is not None:
             self._master.wipe()
             self._master = None
@@ -682,27 +675,10 @@ class Vault:
                 next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
                 epoch=number,
             )
-        if not row.wrapped_key and self._pass_seal is not None and row.sealed_pass:
-            # Made by another server since this one unlocked (a shared database): open it with
-            # the passphrase's sealing key kept for this, and drop the keys it replaced.
-            try:
-                key = hierarchy.open_epoch_key(
-                    self._pass_seal, self.vault_id, number, row.sealed_pass
-                )
-            except aead.DecryptionError:
-                raise IntegrityError(
-                    f"Epoch key {number} does not open with the passphrase this server was "
-                    "unlocked with (the passphrase was changed on another server since).",
-                    next_step="lock and unlock this server again with the new passphrase.",
-                    epoch=number,
-                ) from None
-            self._epoch_keys[number] = key
-            if conn is not None:
-                self._forget_destroyed_epochs(conn)
-            else:
-                with self.db.read() as c:
-                    self._forget_destroyed_epochs(c)
-            return key
+        if not row.wrapped_key and row.sealed_prev:
+            key = self._follow_link(number, row.sealed_prev, conn)
+            if key is not None:
+                return key
         if not row.wrapped_key:
             # Sealed, not wrapped by the master key: opened at unlock. One this process has not
             # opened was made by another process since.
@@ -722,6 +698,37 @@ class Vault:
                 epoch=number,
             ) from None
         self._epoch_keys[number] = key
+        return key
+
+    def _follow_link(self, number: int, link: bytes, conn: Connection | None) -> SecretBytes | None:
+        """Epoch `number`'s key from the key of the epoch it succeeded, when this process holds
+        that one (made by another server since this one unlocked: a shared database). Then the
+        keys of epochs destroyed since are wiped here too. None: the older key is not held (two
+        rotations came and went since); the caller says to unlock again."""
+        source = hierarchy.link_source(link)
+        if source not in self._epoch_keys and source != number:
+            try:
+                self._epoch_key(source, conn)  # itself perhaps reached by a link
+            except IntegrityError:
+                return None
+        prev = self._epoch_keys.get(source)
+        if prev is None:
+            return None
+        try:
+            key = hierarchy.open_linked_epoch_key(prev, self.vault_id, number, link)
+        except aead.DecryptionError:
+            raise IntegrityError(
+                f"Epoch key {number} does not open from epoch {source}'s: the vault's epochs "
+                "were edited.",
+                next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                epoch=number,
+            ) from None
+        self._epoch_keys[number] = key
+        if conn is not None:
+            self._forget_destroyed_epochs(conn)
+        else:
+            with self.db.read() as c:
+                self._forget_destroyed_epochs(c)
         return key
 
     def current_epoch(self, conn: Connection) -> int:
@@ -780,7 +787,7 @@ class Vault:
         top = conn.execute(select(t.epochs.c.number).order_by(t.epochs.c.number.desc())).scalar()
         number = max(current, int(top or 0)) + 1
         conn.execute(update(t.epochs).where(t.epochs.c.state == "active").values(state="retired"))
-        self._new_epoch(conn, number)
+        self._new_epoch(conn, number, prev=current)
         return number
 
     def reseal_record(self, conn: Connection, info: RecordInfo) -> None:
