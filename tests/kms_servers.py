@@ -1,7 +1,7 @@
 """Real KMS servers for tests: OpenBao in dev mode and moto's AWS KMS, on free loopback ports.
 
     with openbao_server() as bao:            # transit enabled, key `bao.key` created
-        env = {"KEYSAFE_KMS_TOKEN": bao.token}
+        env = {"KEYSAFE_KMS_TOKEN": bao.token, "KEYSAFE_KMS_URL": bao.url}
     with moto_server() as aws:               # dummy credentials in `aws.env`, a fresh key
         env = aws.env
 

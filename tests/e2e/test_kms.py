@@ -146,7 +146,7 @@ def _stock(cli: Cli, tmp_path: Path) -> tuple[str, str]:
 def test_openbao_vault_unlocks_signs_and_reads_with_no_passphrase(
     bao: OpenBao, tmp_path: Path
 ) -> None:
-    cli = _cli(tmp_path, KEYSAFE_KMS_TOKEN=bao.token)
+    cli = _cli(tmp_path, KEYSAFE_KMS_TOKEN=bao.token, KEYSAFE_KMS_URL=bao.url)
     _init_bao(cli, bao)
     head = _header(cli.home)
     assert (head["kms_kind"], head["kms_url"], head["kms_key"]) == ("openbao", bao.url, bao.key)
@@ -181,7 +181,7 @@ def test_kms_down_or_refusing_unlock_fails_clearly_and_the_phrase_still_recovers
     tmp_path: Path,
 ) -> None:
     with openbao_server() as bao:
-        cli = _cli(tmp_path, KEYSAFE_KMS_TOKEN=bao.token)
+        cli = _cli(tmp_path, KEYSAFE_KMS_TOKEN=bao.token, KEYSAFE_KMS_URL=bao.url)
         phrase = _init_bao(cli, bao)["recovery_phrase"]
         _json(cli.ok("wallet", "create", "main", "--chain", "evm", "--json"))
         audited = len(_state(cli.home)[1])

@@ -49,7 +49,9 @@ def test_a_vault_on_postgresql_with_s3_blobs_and_openbao_serves_from_two_servers
     bucket = s3.new_bucket()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("KEYSAFE_", "BAO_", "VAULT_"))
-    } | AWS_ENV | {"KEYSAFE_DATABASE_URL": pg_url, "KEYSAFE_KMS_TOKEN": bao.token}  # fmt: skip
+    } | AWS_ENV | {
+        "KEYSAFE_DATABASE_URL": pg_url, "KEYSAFE_KMS_TOKEN": bao.token, "KEYSAFE_KMS_URL": bao.url,
+    }  # fmt: skip
 
     def cli(home: str) -> Cli:
         return Cli(tmp_path / home, env | {"KEYSAFE_HOME": str(tmp_path / home)})

@@ -679,7 +679,7 @@ def _owner_routes(app: FastAPI) -> None:
                     next_step="run `keysafe unlock` again.",
                 )
             vault_admin.kms_owner_login(
-                st.vault, st.kms_token, challenge=body.challenge, proof=body.proof
+                st.vault, st.kms_token, st.kms_url, challenge=body.challenge, proof=body.proof
             )
         else:
             secret = SecretBytes(bytearray(body.passphrase.encode()))

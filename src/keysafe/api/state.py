@@ -77,6 +77,7 @@ class ServerState:
     # A KMS vault's token (OpenBao), given at `keysafe serve`: the server unlocks through it
     # again after an idle lock. Kept in memory only; never stored, logged or answered.
     kms_token: SecretBytes | None = None
+    kms_url: str | None = None  # where the token goes: the operator's, never the header's
     # Login challenges for a KMS vault's owner (no passphrase to prove): single use, short-lived.
     _challenges: dict[str, float] = field(default_factory=dict)
 

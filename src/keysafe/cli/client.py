@@ -95,7 +95,7 @@ def _kms_login_body(home: Home, url: str) -> dict[str, str] | None:
         challenge = str(r.json()["challenge"])
         token = inputs.kms_token(None)
         try:
-            vault_admin.unlock_with_kms(vault, token)
+            vault_admin.unlock_with_kms(vault, token, inputs.kms_url())
         finally:
             if token is not None:
                 token.wipe()

@@ -40,7 +40,7 @@ def doctor_cmd(
     try:
         report = doctor.diagnose(
             home(), server_url=client.server_url() or client.DEFAULT_URL, timeout=timeout,
-            kms_token=token,
+            kms_token=token, kms_url=inputs.kms_url(),
         )  # fmt: skip
     finally:
         if token is not None:

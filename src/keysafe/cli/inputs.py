@@ -117,6 +117,12 @@ def kms_token(file: Path | None) -> SecretBytes | None:
     return SecretBytes(bytearray(value.encode())) if value else None
 
 
+def kms_url() -> str | None:
+    """Where OpenBao is, as the operator says with the token (KEYSAFE_KMS_URL): the token is sent
+    there only, never to the address the vault's database names (vault/kms.provider_for)."""
+    return os.environ.get("KEYSAFE_KMS_URL", "").strip() or None
+
+
 def stdin_secret(label: str) -> SecretBytes:
     """A secret value: the whole of stdin when piped, else a hidden prompt."""
     if sys.stdin.isatty():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import threading
@@ -19,6 +18,7 @@ from keysafe.cli.app import JsonFlag, KmsTokenFile, PassphraseFile, app, home
 from keysafe.cli.vault_cmds import unlock as unlock_vault
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.hosts import is_loopback
 from keysafe.service import epochs, gate
 from keysafe.service.context import open_vault
 
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
     from keysafe.api.relay_end import VaultEnd
 
 logger = logging.getLogger(__name__)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @app.command()
@@ -127,7 +118,7 @@ def serve(
     from keysafe.api.state import ServerState
     from keysafe.notify import telegram
 
-    if not _loopback(host) and not (tls_cert and tls_key):
+    if not is_loopback(host) and not (tls_cert and tls_key):
         raise MalformedRequestError(
             f"Refusing to serve on {host} without TLS: agent tokens and the passphrase would cross the network in clear.",
             next_step="bind 127.0.0.1 (the default), or pass --tls-cert FILE --tls-key FILE.",
@@ -172,7 +163,7 @@ def serve(
     state = ServerState(
         h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
         rate_per_second=rate_limit, burst=2 * rate_limit,
-        kms_token=inputs.kms_token(kms_token_file),
+        kms_token=inputs.kms_token(kms_token_file), kms_url=inputs.kms_url(),
     )  # fmt: skip
     state.allowed_hosts = state.allowed_hosts | {host.lower()}
     stop = threading.Event()

@@ -35,7 +35,7 @@ def unlock(vault: Vault, passphrase_file: Path | None, kms_token_file: Path | No
     if vault_admin.key_provider(vault).kind is not KmsKind.LOCAL:
         token = inputs.kms_token(kms_token_file)
         try:
-            vault_admin.unlock_with_kms(vault, token)
+            vault_admin.unlock_with_kms(vault, token, inputs.kms_url())
         finally:
             if token is not None:
                 token.wipe()

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from typing import Final
 from urllib.parse import urlsplit
 
 from keysafe.errors import MalformedRequestError
+from keysafe.hosts import is_loopback
 from keysafe.notify.notice import Notice
 
 __all__ = [
@@ -82,15 +82,6 @@ def verify(secret: str, body: bytes, header: str, *, now: float) -> bool:
     return hmac.compare_digest(_mac(secret, t, body), parts.get("v1", ""))
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str) -> str:
     """`url` if keysafe may post to it: https anywhere, http only on loopback.
 
@@ -115,7 +106,7 @@ def check_url(url: str) -> str:
             "A webhook URL must not carry a user name or password: it is shown in listings.",
             next_step="drop the user:password@ part; deliveries are signed instead.",
         )
-    if parts.scheme == "http" and not _loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise MalformedRequestError(
             f"Refusing http:// to {host}: notifications would cross the network in clear.",
             next_step="use https://, or http://127.0.0.1 for a receiver on this machine.",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import random
@@ -36,6 +35,7 @@ from keysafe.errors import (
     RateLimitedError,
     VaultUnreachableError,
 )
+from keysafe.hosts import is_loopback
 from keysafe.relay import routing as r
 
 logger = logging.getLogger("keysafe.relay")
@@ -67,15 +67,6 @@ class _HandshakeRefused(Exception):
 
 class _AuthRefused(Exception):
     """The relay refused this link's key or signature (wrong clock, for the HTTP API)."""
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RelayLink:
@@ -116,7 +107,7 @@ class RelayLink:
                 f"'{url[:100]}' is not a relay URL.",
                 next_step="give it as wss://HOST[:PORT] or https://HOST[:PORT].",
             )
-        if not secure and not _loopback(parts.hostname):
+        if not secure and not is_loopback(parts.hostname):
             if not allow_insecure:
                 raise MalformedRequestError(
                     f"Refusing plain-text {parts.scheme}:// to {parts.hostname}: the envelopes stay "

@@ -111,6 +111,7 @@ def diagnose(
     server_url: str,
     timeout: float = NETWORK_TIMEOUT_S,
     kms_token: SecretBytes | None = None,
+    kms_url: str | None = None,
 ) -> Report:
     """Run every check on `home` and the server at `server_url`; never raises for what it finds.
 
@@ -118,6 +119,7 @@ def diagnose(
         home: the keysafe home to look at (nothing in it is changed).
         server_url: where this home's `keysafe serve` should answer (KEYSAFE_URL).
         timeout: seconds each network check may take (the server, each chain RPC).
+        kms_url: where OpenBao is (the operator's KEYSAFE_KMS_URL; the token goes nowhere else).
         kms_token: the OpenBao token, to ask a KMS vault's key provider whether its key is
             usable (read only; never shown).
     """
@@ -150,7 +152,12 @@ def diagnose(
         return Report(str(home.path), tuple(findings))
     try:
         findings += _with_database(
-            home, db, server_url=server_url, timeout=timeout, kms_token=kms_token
+            home,
+            db,
+            server_url=server_url,
+            timeout=timeout,
+            kms_token=kms_token,
+            kms_url=kms_url,
         )
     finally:
         db.close()
@@ -223,7 +230,13 @@ def _home(home: Home) -> Finding:
 
 
 def _with_database(
-    home: Home, db: Database, *, server_url: str, timeout: float, kms_token: SecretBytes | None
+    home: Home,
+    db: Database,
+    *,
+    server_url: str,
+    timeout: float,
+    kms_token: SecretBytes | None,
+    kms_url: str | None,
 ) -> list[Finding]:
     revision = db.schema_revision()
     with db.read() as conn:
@@ -308,7 +321,7 @@ def _with_database(
         if provider.kms_kind in (None, str(KmsKind.LOCAL)):
             findings.append(_kdf(header.kdf_params))
         else:  # no passphrase, no Argon2id: the KMS is what unlocks it
-            findings.append(_kms(provider, kms_token))
+            findings.append(_kms(provider, kms_token, kms_url))
         findings.append(_unlock_failures(header.unlock_failures))
         findings.append(_pause_all(switch))
         findings.append(_seals(unsealed))
@@ -553,7 +566,7 @@ def _kdf(stored: str) -> Finding:
     return Finding("kdf", Status.OK, f"{cost}.")
 
 
-def _kms(row: Any, token: SecretBytes | None) -> Finding:
+def _kms(row: Any, token: SecretBytes | None, url: str | None) -> Finding:
     """Does the vault's KMS answer, and is its key usable? (kind, URL, key id; never a token)"""
     try:
         config = KmsConfig(KmsKind(row.kms_kind), row.kms_url, row.kms_key)
@@ -563,7 +576,7 @@ def _kms(row: Any, token: SecretBytes | None) -> Finding:
             "upgrade keysafe, or rebuild the vault with `keysafe recover`.",
         )  # fmt: skip
     try:
-        provider = provider_for(config, token=token)
+        provider = provider_for(config, token=token, url=url)
     except KeysafeError as exc:
         return Finding(
             "kms", Status.WARN, f"{config.describe()}: not checked ({exc.what})", exc.next_step

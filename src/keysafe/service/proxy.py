@@ -42,7 +42,6 @@ import base64
 import binascii
 import functools
 import http.cookiejar
-import ipaddress
 import logging
 import ssl
 import threading
@@ -61,6 +60,7 @@ from keysafe.errors import (
     PayloadTooLargeError,
     PolicyDeniedError,
 )
+from keysafe.hosts import is_loopback
 from keysafe.policy import urls
 from keysafe.policy.intent import Intent
 from keysafe.service import gate, settings
@@ -127,15 +127,6 @@ class HttpResult:
         return out
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _target(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -178,14 +169,14 @@ def _absolute(info: RecordInfo, url: str) -> str:
             f"Credential '{info.name}' names a wildcard host ({host}), so a bare path has no host.",
             next_step="pass a full https:// URL on one of its hosts.",
         )
-    scheme = "http" if _is_loopback(host.rsplit(":", 1)[0]) else "https"
+    scheme = "http" if is_loopback(host.rsplit(":", 1)[0]) else "https"
     return f"{scheme}://{host}{url}"
 
 
 def _allowed(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
     """May the secret go to scheme://host:port? Only to the credential's own hosts, and in clear
     only on loopback."""
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback(host):
         return False
     default = 443 if scheme == "https" else 80
     for entry in info.meta.get("hosts", []):

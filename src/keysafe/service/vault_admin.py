@@ -19,6 +19,7 @@ from keysafe.errors import (
     NotAuthenticatedError,
     WrongRecoveryPhraseError,
 )
+from keysafe.service import notify
 from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass, RecordKind
 from keysafe.store import tables as t
@@ -135,7 +136,9 @@ def _create(
     # Built (and, for AWS, boto3 loaded) before anything is written: a bad provider leaves no
     # half-made home behind.
     provider = (
-        None if kms is None or kms.kind is KmsKind.LOCAL else provider_for(kms, token=kms_token)
+        None
+        if kms is None or kms.kind is KmsKind.LOCAL
+        else provider_for(kms, token=kms_token, url=kms.url)
     )
     home.create()
     home.clear_unfinished()
@@ -235,7 +238,7 @@ def key_provider(vault: Vault) -> KmsConfig:
     return vault.kms_config()
 
 
-def unlock_with_kms(vault: Vault, token: SecretBytes | None) -> None:
+def unlock_with_kms(vault: Vault, token: SecretBytes | None, url: str | None) -> None:
     """Unlock a KMS vault through its KMS (the provider the header names).
 
     Raises:
@@ -243,7 +246,7 @@ def unlock_with_kms(vault: Vault, token: SecretBytes | None) -> None:
         IntegrityError: the KMS will not open this vault's blob.
         MalformedRequestError: a passphrase vault, or OpenBao without a token.
     """
-    provider = provider_for(vault.kms_config(), token=token)
+    provider = provider_for(vault.kms_config(), token=token, url=url)
     try:
         vault.unlock_with_kms(provider)
     finally:
@@ -255,28 +258,37 @@ def owner_proof(vault: Vault, challenge: str) -> str:
     return vault.owner_proof(challenge)
 
 
-def kms_owner_login(vault: Vault, token: SecretBytes | None, *, challenge: str, proof: str) -> None:
+def kms_owner_login(
+    vault: Vault, token: SecretBytes | None, url: str | None, *, challenge: str, proof: str
+) -> None:
     """A KMS vault's owner login at the server: unlock through the server's own KMS access if
     locked, then check the owner's proof (`owner_proof`, computed by a CLI that unlocked the
-    vault through the KMS itself). A wrong proof is audited, and a vault unlocked only for this
-    check is locked again: reaching the server is not being the owner.
+    vault through the KMS itself). A wrong proof is audited and alerted, and leaves the served
+    vault as it was: reaching the server is not being the owner.
 
     Raises:
         KmsUnavailableError / IntegrityError: the server cannot unlock through the KMS.
         NotAuthenticatedError: the proof is wrong.
     """
-    opened_now = not vault.is_unlocked
-    if opened_now:
-        unlock_with_kms(vault, token)
-    if vault.check_owner_proof(challenge, proof):
+    # The proof is checked on a vault object of its own: the served vault is never unlocked
+    # for a caller who has not proven anything (a loop of bad logins would otherwise keep a
+    # vault the owner locked unlocked part of the time, and agents' requests would run then).
+    probe = type(vault).open(vault.db, clock=vault.clock)
+    try:
+        unlock_with_kms(probe, token, url)
+        proven = probe.check_owner_proof(challenge, proof)
+    finally:
+        probe.lock()
+    if proven:
+        if not vault.is_unlocked:
+            unlock_with_kms(vault, token, url)
         return
-    if opened_now:
-        vault.lock()
     with vault.db.write() as conn:
         vault.audit(
             conn, actor="owner", action="vault.unlock", target=f"vault:{vault.vault_id}",
             outcome="failure", details={"reason": "wrong owner proof"},
         )  # fmt: skip
+    notify.note_unlock_failure(vault, throttled=False)
     raise NotAuthenticatedError(
         "That owner proof does not match this vault.",
         next_step="run `keysafe unlock` on the machine that holds the vault's home, with the "
@@ -284,14 +296,14 @@ def kms_owner_login(vault: Vault, token: SecretBytes | None, *, challenge: str, 
     )
 
 
-def kms_health(vault: Vault, token: SecretBytes | None) -> str | None:
+def kms_health(vault: Vault, token: SecretBytes | None, url: str | None) -> str | None:
     """One line on the vault's KMS (None for a passphrase vault): does it answer, is the key
     usable. Never raises for the KMS's sake: this is for status and doctor."""
     config = vault.kms_config()
     if config.kind is KmsKind.LOCAL:
         return None
     try:
-        provider = provider_for(config, token=token)
+        provider = provider_for(config, token=token, url=url)
     except MalformedRequestError as exc:
         return f"not checked: {exc.what}"
     try:

@@ -1,7 +1,7 @@
 """Key providers: what wraps the vault's key-encryption key (KEK), which wraps the master key and
 the passphrase's sealing key (vault/hierarchy.py).
 
-    provider = kms.provider_for(KmsConfig.openbao("http://127.0.0.1:8200", "keysafe"), token=tok)
+    provider = kms.provider_for(config, token=tok, url=operators_url)  # never the header's URL
     blob = provider.wrap(kek, context=kms.context_for(vault_id, provider.config))
     kek = provider.unwrap(blob, context=kms.context_for(vault_id, provider.config))
 
@@ -46,6 +46,7 @@ import httpx
 from keysafe.crypto import aead, jcs
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KmsUnavailableError, MalformedRequestError
+from keysafe.hosts import is_loopback
 
 try:  # the [aws] extra: a keysafe without it still runs every other provider
     import boto3
@@ -117,7 +118,7 @@ class KmsConfig:
                     "--kms-url must be an http(s) URL without credentials in it.",
                     next_step="pass e.g. --kms-url https://bao.example:8200.",
                 )
-            if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
                 raise MalformedRequestError(
                     "--kms-url uses plain http to another machine: the token and the wrapped "
                     "key would cross the network in clear.",
@@ -470,12 +471,19 @@ class AwsKms(KmsProvider):
         )
 
 
-def provider_for(config: KmsConfig, *, token: SecretBytes | None) -> KmsProvider:
+def provider_for(
+    config: KmsConfig, *, token: SecretBytes | None, url: str | None = None
+) -> KmsProvider:
     """The provider a vault header names. `token` is OpenBao's (ignored by AWS, whose
-    credentials come from boto3's chain).
+    credentials come from boto3's chain); `url` is where the operator says OpenBao is, given
+    with the token (KEYSAFE_KMS_URL, or `init --kms-url`): the token is sent there and nowhere
+    else. The header's URL is never trusted for that, because anyone who can write the database
+    could point it at a listener of their own and collect the token (and with it, through the
+    real OpenBao, the vault's key).
 
     Raises:
-        MalformedRequestError: `local` (it has no provider object), or OpenBao without a token.
+        MalformedRequestError: `local` (it has no provider object), OpenBao without a token or
+            without the operator's URL, or a URL that is not https (or http on loopback).
     """
     if config.kind is KmsKind.OPENBAO:
         if token is None or not len(token):
@@ -484,7 +492,15 @@ def provider_for(config: KmsConfig, *, token: SecretBytes | None) -> KmsProvider
                 next_step="put the token in KEYSAFE_KMS_TOKEN, or its file in --kms-token-file "
                 "(or KEYSAFE_KMS_TOKEN_FILE), and retry.",
             )
-        return OpenBaoTransit(config, token=token)
+        if not url:
+            raise MalformedRequestError(
+                "keysafe sends the OpenBao token only to an address you give it with the "
+                "token, never to one read from the vault's database.",
+                next_step="set KEYSAFE_KMS_URL to your OpenBao's address (https://…, as given "
+                "to `keysafe init --kms-url`), and retry.",
+            )
+        given = KmsConfig.build(str(KmsKind.OPENBAO), url=url, key=config.key)
+        return OpenBaoTransit(given, token=token)
     if config.kind is KmsKind.AWS:
         return AwsKms(config)
     raise MalformedRequestError(

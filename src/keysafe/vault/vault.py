@@ -383,7 +383,9 @@ class Vault:
                     next_step="give the passphrase (KEYSAFE_PASSPHRASE, --passphrase-file or "
                     "the prompt).",
                 )
-            if provider.config != config:
+            # The URL may differ: the operator's (KEYSAFE_KMS_URL) is the one used; OpenBao
+            # may have moved since init, and the header's is not trusted with the token.
+            if (provider.config.kind, provider.config.key) != (config.kind, config.key):
                 raise MalformedRequestError(
                     f"This vault's key is in {config.describe()}, not "
                     f"{provider.config.describe()}.",

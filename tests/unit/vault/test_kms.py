@@ -7,9 +7,12 @@ crypto-shreds; nothing a provider says or shows contains its token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +63,9 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
 
 def _bao(bao: OpenBao, *, token: str | None = None, key: str | None = None) -> kms.KmsProvider:
     config = KmsConfig.build("openbao", url=bao.url, key=key or bao.key)
-    return kms.provider_for(config, token=SecretBytes(bytearray((token or bao.token).encode())))
+    return kms.provider_for(
+        config, token=SecretBytes(bytearray((token or bao.token).encode())), url=bao.url
+    )
 
 
 def _aws(aws: Moto, key: str | None = None, url: str | None = None) -> kms.KmsProvider:
@@ -130,7 +135,7 @@ def test_openbao_wrong_token_is_refused_not_unreachable(bao: OpenBao) -> None:
 
 def test_openbao_nothing_listening_is_unreachable() -> None:
     config = KmsConfig.build("openbao", url=f"http://127.0.0.1:{free_port()}", key="k")
-    provider = kms.provider_for(config, token=SecretBytes(b"t"))
+    provider = kms.provider_for(config, token=SecretBytes(b"t"), url=config.url)
     with pytest.raises(KmsUnavailableError, match="did not answer") as caught:
         provider.unwrap(b"vault:v1:xx", context={})
     assert caught.value.facts["reason"] == KmsReason.UNREACHABLE
@@ -216,7 +221,7 @@ def test_vault_made_with_openbao_unlocks_through_it_and_refuses_passphrases(
             vault.unlock(SecretBytes(b"correct horse battery staple"))
         with pytest.raises(MalformedRequestError, match="not aws-kms"):
             vault.unlock_with_kms(kms.provider_for(KmsConfig(KmsKind.AWS, None, "x"), token=None))
-        vault_admin.unlock_with_kms(vault, token)
+        vault_admin.unlock_with_kms(vault, token, bao.url)
         assert vault.is_unlocked and vault.vault_id == vault_id
         assert vault.check_owner_proof("c" * 64, proof)
         assert not vault.check_owner_proof("d" * 64, proof)
@@ -268,7 +273,7 @@ def _header(home: Path) -> dict[str, object]:
 def _try_unlock(bao: OpenBao, home: Path) -> None:
     vault = Vault.open(Database.open_sqlite(home / "vault.db", create=False))
     try:
-        vault_admin.unlock_with_kms(vault, SecretBytes(bao.token.encode()))
+        vault_admin.unlock_with_kms(vault, SecretBytes(bao.token.encode()), bao.url)
     finally:
         vault.lock()
         vault.db.close()
@@ -332,15 +337,15 @@ def test_owner_login_with_a_wrong_proof_is_refused_audited_and_relocks(
     token = SecretBytes(bao.token.encode())
     try:
         with pytest.raises(NotAuthenticatedError, match="owner proof"):
-            vault_admin.kms_owner_login(vault, token, challenge="c" * 64, proof="0" * 64)
+            vault_admin.kms_owner_login(vault, token, bao.url, challenge="c" * 64, proof="0" * 64)
         assert not vault.is_unlocked
         with sqlite3.connect(tmp_path / "a" / "vault.db") as db:
             last = db.execute("SELECT action, outcome FROM audit ORDER BY seq DESC").fetchone()
         assert last == ("vault.unlock", "failure")
-        vault_admin.unlock_with_kms(vault, token)
+        vault_admin.unlock_with_kms(vault, token, bao.url)
         proof = vault_admin.owner_proof(vault, "c" * 64)
         vault.lock()
-        vault_admin.kms_owner_login(vault, token, challenge="c" * 64, proof=proof)
+        vault_admin.kms_owner_login(vault, token, bao.url, challenge="c" * 64, proof=proof)
         assert vault.is_unlocked
     finally:
         vault.lock()
@@ -361,14 +366,66 @@ def test_doctor_shows_the_provider_and_asks_it_without_showing_the_token(
     _kms_vault(bao, tmp_path / "a")
     home = Home(tmp_path / "a")
     url = f"http://127.0.0.1:{free_port()}"
-    ok = doctor.diagnose(home, server_url=url, kms_token=SecretBytes(bao.token.encode()))
+    ok = doctor.diagnose(
+        home, server_url=url, kms_token=SecretBytes(bao.token.encode()), kms_url=bao.url
+    )
     found = {f.check: f for f in ok.findings}
     assert "kdf" not in found  # no passphrase, no Argon2id to report
     assert found["kms"].status is doctor.Status.OK
     assert f"openbao at {bao.url}, key {bao.key} answers" in found["kms"].summary
-    denied = doctor.diagnose(home, server_url=url, kms_token=SecretBytes(b"s.wrong"))
+    denied = doctor.diagnose(
+        home, server_url=url, kms_token=SecretBytes(b"s.wrong"), kms_url=bao.url
+    )
     kms_finding = next(f for f in denied.findings if f.check == "kms")
     assert kms_finding.status is doctor.Status.FAIL and "keysafe recover" in (kms_finding.fix or "")
     untold = doctor.diagnose(home, server_url=url)
     assert next(f for f in untold.findings if f.check == "kms").status is doctor.Status.WARN
     assert bao.token not in json.dumps([ok.to_dict(), denied.to_dict(), untold.to_dict()])
+
+
+def test_attack_a_header_pointing_openbao_elsewhere_never_gets_the_token(
+    bao: OpenBao, tmp_path: Path
+) -> None:
+    """Someone who can write the database points `kms_url` at a listener of theirs. The token
+    goes only to the address the operator gives with it (KEYSAFE_KMS_URL): the listener hears
+    nothing, the unlock works through the real OpenBao, and without the operator's address
+    nothing is sent at all. (Before, the header's URL got the token: with it and the header's
+    blob, the real OpenBao opened the key that wraps the master key.)"""
+    _kms_vault(bao, tmp_path / "a")
+    heard: list[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    trap = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def listen() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    heard.append(conn.recv(65536))
+
+    stop = threading.Event()
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    with sqlite3.connect(tmp_path / "a" / "vault.db") as db:
+        db.execute("UPDATE vault SET kms_url = ?", (trap,))
+    vault = Vault.open(Database.open_sqlite(tmp_path / "a" / "vault.db", create=False))
+    token = SecretBytes(bao.token.encode())
+    try:
+        with pytest.raises(MalformedRequestError, match="KEYSAFE_KMS_URL"):
+            vault_admin.unlock_with_kms(vault, token, None)
+        vault_admin.unlock_with_kms(vault, token, bao.url)
+        assert vault.is_unlocked
+    finally:
+        vault.lock()
+        vault.db.close()
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert heard == []
