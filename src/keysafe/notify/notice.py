@@ -189,7 +189,8 @@ def _category(kind: Kind, intent: Intent | None) -> Category:
         return Category.DATA_READ
     if kind is Kind.RELEASE_CREDENTIAL:
         return Category.CREDENTIAL_RELEASE
-    if kind is Kind.SIGN_TRANSACTION and (intent is None or intent.amount is None):
+    if intent is None or intent.amount is None or not intent.action.endswith(".transfer"):
+        # A contract call with value attached is not a payment of that value.
         return Category.TRANSACTION_SIGNATURE
     return Category.PAYMENT
 
@@ -217,10 +218,23 @@ def _summary(kind: Kind, intent: Intent | None, agent: str) -> str:
     amount = _amount(intent)
     asset = _asset(intent.asset)
     what = f"{amount} {asset}".strip() if amount else (asset or "a transaction")
+    fee = _fee(intent)
     if intent.spender:
-        return f"let {short_address(intent.spender)} spend {what}{wallet}{chain}"
-    to = f" to {short_address(intent.to)}" if intent.to else ""
-    return f"send {what}{to}{wallet}{chain}"
+        return f"let {short_address(intent.spender)} spend {what}{wallet}{chain}{fee}"
+    to = short_address(intent.to) if intent.to else "a contract"
+    if intent.action.endswith(".call"):
+        # What a call does is in its data, not its value: never shown as a payment.
+        attached = f" with {what} attached" if amount else ""
+        return f"call {to} (contract code decides what moves){attached}{wallet}{chain}{fee}"
+    if intent.action.endswith(".deploy"):
+        return f"deploy a contract{wallet}{chain}{fee}"
+    return f"send {what} to {to}{wallet}{chain}{fee}"
+
+
+def _fee(intent: Intent) -> str:
+    if intent.fee is None or not _AMOUNT.match(intent.fee.strip()):
+        return ""
+    return f", network fee up to {_clean(intent.fee.strip(), 24)}"
 
 
 def intent_of(approval: Approval) -> Intent | None:

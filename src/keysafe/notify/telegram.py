@@ -75,10 +75,13 @@ class Incoming:
 
 
 def _incoming(u: Update) -> Incoming | None:
+    """The update as keysafe reads it, or None for what it ignores: anything outside a private
+    chat (in a group the bot's code and buttons are seen and pressed by every member), and a
+    press by anyone but that chat's own user."""
     if u.callback_query is not None:
         q = u.callback_query
         msg = q.message
-        if msg is None:
+        if msg is None or msg.chat.type != "private" or q.from_user.id != msg.chat.id:
             return None
         who = q.from_user
         name = who.full_name + (f" (@{who.username})" if who.username else "")
@@ -88,6 +91,8 @@ def _incoming(u: Update) -> Incoming | None:
         )
     if u.message is not None:
         m = u.message
+        if m.chat.type != "private" or m.from_user is None or m.from_user.id != m.chat.id:
+            return None
         who_m = m.from_user
         name = (
             ""

@@ -24,13 +24,14 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from pydantic import BaseModel
 from sqlalchemy import insert, select, update
 
 from keysafe import approvals as parked
-from keysafe.approvals import SIGNING_KINDS, Approval, Kind, Status
+from keysafe.approvals import Approval, Kind, Status
 from keysafe.crypto import jcs
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError
@@ -69,6 +70,12 @@ def _hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
 
+# What a cap can bound: the value of a plain transfer. A contract call, a deployment or a token
+# approval can move far more than the value attached to it (a router pulling tokens, a spender
+# allowance), so above-cap rules apply to them however small that value looks.
+_CAPPED_ACTIONS: Final = frozenset({"evm.transfer", "solana.transfer"})
+
+
 def may_approve(a: Approval, cap: Cap | None) -> bool:
     """Whether Telegram may approve `a` (otherwise it may only deny it)."""
     if a.kind is Kind.PAIRING:
@@ -78,11 +85,19 @@ def may_approve(a: Approval, cap: Cap | None) -> bool:
     intent = intent_of(a)
     if intent is None:
         return False
-    if intent.amount is not None or intent.is_unlimited:
-        return not intent.is_unlimited and cap.allows(intent.amount, intent.asset)
-    # Moves nothing keysafe can count: an API call, a data read. A signature over a message or
-    # typed data may authorise anything (a permit), so above-cap rules apply to it: web or CLI.
-    return a.kind not in SIGNING_KINDS
+    if a.kind in (Kind.HTTP_REQUEST, Kind.READ_DATA):
+        return True  # moves nothing keysafe can count; a raw credential's release is not this
+    if intent.action not in _CAPPED_ACTIONS or intent.amount is None or intent.is_unlimited:
+        # A signature over a message or typed data may authorise anything (a permit); a call
+        # or approval moves more than it shows; a released credential is worth any amount.
+        return False
+    try:
+        # The most the network fee can cost counts too (in the chain's native units: for a
+        # token transfer that makes the sum stricter than the cap, never looser).
+        total = Decimal(intent.amount) + Decimal(intent.fee or "0")
+    except InvalidOperation:
+        return False
+    return cap.allows(str(total), intent.asset)
 
 
 class Outgoing(BaseModel):

@@ -9,7 +9,7 @@ without the owner would cut the agent off. Due rotations are listed (`keysafe st
 When each was issued and how often it was used are read from the audit log, the record of both
 (`agent.add`, `agent.rotate_token`, `placeholder.issue`; the `decide.…` entry the gate writes
 for each request): no second bookkeeping to drift from it. A placeholder's uses are its agent's calls of its
-credential since it was issued.
+credential since it was issued (the entry each call writes under the credential's name).
 """
 
 from __future__ import annotations
@@ -191,8 +191,10 @@ def _uses_since(conn: Connection, agent: str, seq: int) -> int:
 
 
 def _calls_since(conn: Connection, agent: str, credential: str, since: str) -> int:
+    # The gate's decision entry names the agent, not the credential; the call's own entry
+    # (`http.request`, whatever its outcome) names the credential: one per call that ran.
     cond = and_(
-        t.audit.c.actor == f"agent:{agent}", _DECIDED,
+        t.audit.c.actor == f"agent:{agent}", ~_DECIDED,
         t.audit.c.target == f"credential:{credential}", t.audit.c.time >= since,
     )  # fmt: skip
     return int(conn.execute(select(func.count()).select_from(t.audit).where(cond)).scalar_one())

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from telegram import Update
 
 from keysafe.approvals import Approval, Kind, Status
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotFoundError, WrongPassphraseError
-from keysafe.notify import webhook
+from keysafe.notify import telegram, webhook
 from keysafe.notify.notice import Event, Notice, for_approval, for_deny, short_address
 from keysafe.policy.intent import Intent
 from keysafe.service import agents, audit, notify, notify_telegram, policies
@@ -167,6 +168,46 @@ def test_telegram_may_approve_only_within_its_cap_and_never_a_pairing() -> None:
     assert not notify_telegram.may_approve(_approval(Kind.SEND_TRANSACTION), cap)  # unlimited
     assert not notify_telegram.may_approve(_approval(Kind.SIGN_TYPED_DATA), cap)
     assert notify_telegram.may_approve(_approval(Kind.HTTP_REQUEST), cap)
+    assert not notify_telegram.may_approve(_approval(Kind.RELEASE_CREDENTIAL), cap)
+
+
+def _with_intent(kind: Kind, intent: Intent) -> Approval:
+    a = _approval(kind)
+    a.request["intent"] = intent.model_dump(exclude_none=True)
+    return a
+
+
+def test_attack_a_contract_call_with_a_little_value_is_no_payment_and_only_denied_under_a_cap() -> (
+    None
+):
+    """A call (a router pulling tokens, say) with 0.001 ETH attached was shown as "Payment: send
+    0.001 ETH" and approvable under a 0.008 ETH cap: what a call moves is in its data."""
+    cap = Cap(amount="0.008", asset="ETH")
+    call = Intent(
+        action="evm.call", chain="ethereum", wallet="main", asset="ETH", amount="0.001",
+        to=FULL, fee="0.0004",
+    )  # fmt: skip
+    a = _with_intent(Kind.SIGN_TRANSACTION, call)
+    assert not notify_telegram.may_approve(a, cap)
+    notice = for_approval(a)
+    assert notice.category.value == "transaction signature"
+    assert notice.summary.startswith("call 0xdead…ffee (contract code decides what moves)")
+    assert "0.001 ETH attached" in notice.summary and "network fee up to 0.0004" in notice.summary
+    assert notify_telegram.may_approve(a, None)  # without a cap the owner decides on the phone
+
+
+def test_the_fee_counts_against_the_cap() -> None:
+    cap = Cap(amount="0.008", asset="ETH")
+
+    def transfer(amount: str, fee: str) -> Approval:
+        return _with_intent(Kind.SIGN_TRANSACTION, Intent(
+            action="evm.transfer", chain="ethereum", wallet="main", asset="ETH",
+            amount=amount, to=FULL, fee=fee,
+        ))  # fmt: skip
+
+    assert notify_telegram.may_approve(transfer("0.005", "0.001"), cap)
+    assert not notify_telegram.may_approve(transfer("0.001", "0.5"), cap)
+    assert not notify_telegram.may_approve(transfer("0.007", "0.002"), cap)
 
 
 @pytest.mark.parametrize(
@@ -318,3 +359,25 @@ def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Va
     assert notify.prune(vault) == 0
     clock.now += timedelta(days=8)
     assert notify.prune(vault) == 2  # the sent one, and the removed channel's dropped one
+
+
+def _update(chat_type: str, chat_id: int, from_id: int, *, button: bool) -> Update:
+    user = {"id": from_id, "is_bot": False, "first_name": "Mallory"}
+    msg = {"message_id": 7, "date": 0, "text": "hi", "chat": {"id": chat_id, "type": chat_type},
+           "from": user}  # fmt: skip
+    if button:
+        body = {"callback_query": {"id": "q", "from": user, "chat_instance": "c", "data": "x",
+                                   "message": msg}}  # fmt: skip
+    else:
+        body = {"message": msg}
+    return Update.de_json({"update_id": 1, **body}, None)
+
+
+@pytest.mark.parametrize("button", [False, True])
+def test_attack_a_group_chat_or_another_member_never_pairs_or_presses(button: bool) -> None:
+    """In a group the bot's pairing code and its buttons are seen by every member: keysafe reads
+    only private chats, and only presses by that chat's own user."""
+    assert telegram._incoming(_update("private", 42, 42, button=button)) is not None
+    assert telegram._incoming(_update("group", -100, 42, button=button)) is None
+    assert telegram._incoming(_update("supergroup", -100, 42, button=button)) is None
+    assert telegram._incoming(_update("private", 42, 43, button=button)) is None

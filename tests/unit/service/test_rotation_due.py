@@ -57,9 +57,12 @@ def _used(vault: Vault, agent: str, times: int, target: str = "wallet:w") -> Non
     then the outcome (which is not a second use)."""
     with vault.db.write() as conn:
         for _ in range(times):
-            for action, outcome in (("decide.http.request", "allow"), ("http.request", "success")):
+            for action, outcome, where in (
+                ("decide.http.request", "allow", f"agent:{agent}"),  # as gate._audit_decision
+                ("http.request", "success", target),
+            ):
                 vault.audit(
-                    conn, actor=f"agent:{agent}", action=action, target=target,
+                    conn, actor=f"agent:{agent}", action=action, target=where,
                     outcome=outcome, details={"agent": agent},
                 )  # fmt: skip
 
