@@ -94,7 +94,7 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
         agents.set_paused_all(vault, True)
         notify.note_rotation_due(vault, 1, "agent token of bot")
         notify.send_test(vault)
-        Notifier(vault, telegram_api=tg.url, stop=stop).start()
+        Notifier(vault, telegram_api=tg.url, stop=stop, release_leases=True).start()
         try:
             hooks.wait_for(lambda: "queued" not in _queued(vault), timeout=30)
             # Locked now: the channels opened while unlocked still carry the alert.

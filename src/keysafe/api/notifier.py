@@ -40,8 +40,13 @@ ROTATION_CHECK_S: Final = 600.0
 class Notifier:
     """One per `keysafe serve`; `start` runs it until `stop` is set."""
 
-    def __init__(self, vault: Vault, *, telegram_api: str, stop: threading.Event) -> None:
+    def __init__(
+        self, vault: Vault, *, telegram_api: str, stop: threading.Event, release_leases: bool
+    ) -> None:
         self._vault = vault
+        # Only a server alone on its database ends the leases it finds: another server's are
+        # sends under way (they lapse by themselves if that server died).
+        self._release_leases = release_leases
         self._api = telegram_api
         self._stop = stop
         self._channels: dict[str, OpenChannel] = {}
@@ -62,7 +67,11 @@ class Notifier:
             logger.exception("the notifier stopped")
 
     async def _main(self) -> None:
-        released = await asyncio.to_thread(notify.release_claims, self._vault)
+        released = (
+            await asyncio.to_thread(notify.release_claims, self._vault)
+            if self._release_leases
+            else 0
+        )
         if released:
             logger.info("notifier: %d notification(s) cut by the last stop go out again", released)
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:

@@ -139,7 +139,8 @@ def serve(
     # approvals that were running), so nothing stays "in progress" for ever. On a shared
     # database only when no other server runs: what is open may be that server's work under
     # way, and settling it would free its idempotency keys and budget mid-request.
-    if vault.db.announce_server():
+    alone = vault.db.announce_server()
+    if alone:
         recovered = gate.recover(vault)
     else:
         recovered = gate.Recovered(0, 0, 0)
@@ -181,7 +182,9 @@ def serve(
 
     threading.Thread(target=idle_loop, name="idle-lock", daemon=True).start()
     # Sends the notification outbox (webhooks, Telegram) and hears Telegram's buttons.
-    Notifier(vault, telegram_api=telegram.api_url(telegram_api_url), stop=stop).start()
+    Notifier(
+        vault, telegram_api=telegram.api_url(telegram_api_url), stop=stop, release_leases=alone
+    ).start()
     scheme = "https" if tls_cert else "http"
     render.out.print(
         f"keysafe serving on {scheme}://{host}:{port} — vault {'unlocked' if vault.is_unlocked else 'locked'}; "
