@@ -697,12 +697,15 @@ def test_due_rotations_are_listed_under_the_vault_state_with_the_command(
         "KEYSAFE_HOME": str(server.home), "KEYSAFE_PASSPHRASE": PASSPHRASE,
     }  # fmt: skip
     cli = Cli(server.home, env)
+    policy = server.home.parent / "policy.yaml"  # its own agent: other tests pause and revoke
+    added = cli.ok("agent", "add", "rotating", "--policy", str(policy), "--json").stdout
+    server.tokens["rotating"] = json.loads(added)["token"]
     due = page.locator("#rotations-due")
     try:
         cli.ok("rotation-policy", "--after-uses", "1")  # through the unlocked server
-        pay_small(server, "spare", nonce=21)
-        expect(due).to_contain_text("agent token of spare, used 1 times", timeout=30_000)
-        expect(due.locator("code", has_text="keysafe agent rotate-token spare")).to_be_visible()
+        pay_small(server, "rotating", nonce=21)
+        expect(due).to_contain_text("agent token of rotating, used 1 times", timeout=30_000)
+        expect(due.locator("code", has_text="keysafe agent rotate-token rotating")).to_be_visible()
         shot(page, "rotations-due")
     finally:
         cli.ok("rotation-policy", "--after-uses", "0")
