@@ -16,10 +16,10 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, LargeBinary, delete, insert, select, update
 
 from keysafe import files
 from keysafe.audit.record import GENESIS_HASH, verify_chain
@@ -39,16 +39,17 @@ from keysafe.vault.vault import Clock, Vault, iso, utc_now
 
 logger = logging.getLogger(__name__)
 
-_BYTES_COLS = {
-    "dek_nonce", "dek_wrapped", "nonce", "ciphertext", "wrapped_key", "sealed_pass", "sealed_phrase",
-}  # fmt: skip
-
 # Everything the vault holds besides its header and the audit log, in restore order. Nonces are
 # left out on purpose: they only matter for five minutes.
 _DATA_TABLES: tuple[Any, ...] = (
     t.epochs, t.records, t.agents, t.policies, t.settings, t.registry_chains,
     t.registry_assets, t.ledger, t.idempotency, t.approvals, t.grants,
 )  # fmt: skip
+# Binary columns travel as hex in the backup's JSON: read off the tables themselves, so a column
+# a migration adds (epochs.sealed_prev, schema 0014) is never missed.
+_BYTES_COLS: Final = frozenset(
+    c.name for table in _DATA_TABLES for c in table.columns if isinstance(c.type, LargeBinary)
+)
 
 
 def _dump(

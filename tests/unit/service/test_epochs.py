@@ -277,3 +277,15 @@ def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
         kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
     )  # fmt: skip
     assert header.epoch == 1 and "value" in _open_all(rebuilt)
+
+
+def test_a_backup_after_rotations_is_made_and_restores(vault: Vault, tmp_path: Path) -> None:
+    """After a rotation the epochs rows carry the epoch link (schema 0014, bytes): the backup's
+    JSON once met it as raw bytes and `backup create` failed with an internal error."""
+    epochs.rotate(vault, reason="owner")
+    epochs.rotate(vault, reason="owner")
+    file = tmp_path / "after.ksbackup"
+    assert backup.create_backup(vault, file).epoch == 3
+    data.remove_data(vault, "item0")
+    assert backup.restore_into(vault, file).records >= 1
+    assert "canary-value-0000" in _open_all(vault)
