@@ -10,6 +10,7 @@
     │   ├── IdempotencyConflictError  IDEMPOTENCY_CONFLICT
     │   ├── RequestInProgressError    REQUEST_IN_PROGRESS (same key, first request still running)
     │   ├── PayloadTooLargeError      PAYLOAD_TOO_LARGE
+    │   ├── MethodNotAllowedError     METHOD_NOT_ALLOWED  (a route asked with the wrong method)
     │   └── MisdirectedRequestError   MISDIRECTED_REQUEST (wrong Host name, or sent by a web page)
     ├── RateLimitedError              RATE_LIMITED
     ├── AuthError
@@ -26,18 +27,25 @@
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
     ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
     ├── KmsUnavailableError           KMS_UNAVAILABLE   (the vault's KMS is unreachable or refuses)
+    ├── UpstreamUnavailableError      UPSTREAM_UNAVAILABLE (a proxied API call failed on the way)
     ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
     ├── VaultUnreachableError         VAULT_UNREACHABLE (a surface cannot reach `keysafe serve`)
     └── InternalError                 INTERNAL          (a bug; reported with an incident id)
 
 Every error says what happened and what to do next (`next_step`). `facts` carry ids, names and
 amounts, never a secret value. `STATUS` maps each code to its HTTP status and CLI exit code and is
-the only place those numbers live; api/, mcp/ and cli/ read it.
+the only place those numbers live; api/, mcp/, cli/, the local proxy and the sidecar read it.
+Every code any surface puts in an error body is an `ErrorCode` (tests/unit/test_error_codes.py).
+
+An exception from elsewhere (a database driver, an HTTP client) becomes a KeysafeError at the
+boundary that knows what it means, through `map_exceptions` (as httpx maps httpcore's); whatever
+is left is a bug, and a bug is INTERNAL, never a user error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import ClassVar, Final
 
@@ -51,6 +59,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
     REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     MISDIRECTED_REQUEST = "MISDIRECTED_REQUEST"
     RATE_LIMITED = "RATE_LIMITED"
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
@@ -66,6 +75,7 @@ class ErrorCode(StrEnum):
     STORE_ERROR = "STORE_ERROR"
     CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"
     KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
+    UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     AUDIT_FAILED = "AUDIT_FAILED"
     VAULT_UNREACHABLE = "VAULT_UNREACHABLE"
     INTERNAL = "INTERNAL"
@@ -82,6 +92,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.IDEMPOTENCY_CONFLICT: (409, 1),
     ErrorCode.REQUEST_IN_PROGRESS: (409, 1),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, 1),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, 1),
     ErrorCode.MISDIRECTED_REQUEST: (421, 1),
     ErrorCode.RATE_LIMITED: (429, 1),
     ErrorCode.NOT_AUTHENTICATED: (401, 1),
@@ -97,6 +108,7 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.STORE_ERROR: (500, 1),
     ErrorCode.CHAIN_UNAVAILABLE: (503, 1),
     ErrorCode.KMS_UNAVAILABLE: (503, 1),
+    ErrorCode.UPSTREAM_UNAVAILABLE: (502, 1),
     ErrorCode.AUDIT_FAILED: (503, 1),
     ErrorCode.VAULT_UNREACHABLE: (502, 1),
     ErrorCode.INTERNAL: (500, 1),
@@ -164,6 +176,10 @@ class RequestInProgressError(UserError):
 
 class PayloadTooLargeError(UserError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class MethodNotAllowedError(UserError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
 
 
 class MisdirectedRequestError(UserError):
@@ -236,6 +252,13 @@ class KmsUnavailableError(KeysafeError):
     code = ErrorCode.KMS_UNAVAILABLE
 
 
+class UpstreamUnavailableError(KeysafeError):
+    """A call the vault makes for an agent (`keysafe run`, the local proxy) could not reach the
+    API it is meant for, or the answer broke off on the way."""
+
+    code = ErrorCode.UPSTREAM_UNAVAILABLE
+
+
 class AuditWriteError(KeysafeError):
     code = ErrorCode.AUDIT_FAILED
 
@@ -264,7 +287,62 @@ def from_dict(data: Mapping[str, object]) -> KeysafeError:
     (an unknown code becomes INTERNAL; the facts come back as they were)."""
     cls = _classes().get(str(data.get("code")), InternalError)
     facts = {
-        k: v for k, v in data.items()
+        k: v
+        for k, v in data.items()
         if k not in ("code", "message", "next") and isinstance(v, (str, int))
-    }  # fmt: skip
+    }
     return cls(str(data.get("message", "")), next_step=str(data.get("next", "")), **facts)
+
+
+# For an HTTP status that comes from outside keysafe's own errors (Starlette's 404 and 405, a
+# status passed through from the vault): the code a body with that status carries.
+_CODE_FOR_STATUS: Final[dict[int, ErrorCode]] = {
+    400: ErrorCode.MALFORMED_REQUEST,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.POLICY_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.ALREADY_EXISTS,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    421: ErrorCode.MISDIRECTED_REQUEST,
+    423: ErrorCode.VAULT_LOCKED,
+    429: ErrorCode.RATE_LIMITED,
+    502: ErrorCode.VAULT_UNREACHABLE,
+}
+
+
+def code_for_status(status: int) -> ErrorCode:
+    """The code for an HTTP error status keysafe did not raise itself: the usual one for that
+    status, else MALFORMED_REQUEST for any other 4xx and INTERNAL for anything else."""
+    fallback = ErrorCode.MALFORMED_REQUEST if 400 <= status < 500 else ErrorCode.INTERNAL
+    return _CODE_FOR_STATUS.get(status, fallback)
+
+
+def codes_by_status() -> dict[int, list[ErrorCode]]:
+    """Every HTTP status an error can have, with the codes that answer with it (from STATUS)."""
+    out: dict[int, list[ErrorCode]] = {}
+    for code, (status, _) in STATUS.items():
+        out.setdefault(status, []).append(code)
+    return dict(sorted(out.items()))
+
+
+Translate = Mapping[type[BaseException], Callable[[BaseException], KeysafeError]]
+
+
+@contextmanager
+def map_exceptions(mapping: Translate) -> Iterator[None]:
+    """Re-raise a foreign exception as the KeysafeError `mapping` makes of it (the first entry
+    whose type matches, in order); a KeysafeError and anything unmapped pass through unchanged.
+
+    The original is dropped from the chain (`from None`): a driver's message may quote a URL,
+    a token or a row, and the KeysafeError already says what it means.
+    """
+    try:
+        yield
+    except KeysafeError:
+        raise
+    except BaseException as exc:
+        for kind, make in mapping.items():
+            if isinstance(exc, kind):
+                raise make(exc) from None
+        raise

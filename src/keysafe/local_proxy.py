@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from keysafe import wire
 from keysafe.errors import (
+    ApprovalRequiredError,
     KeysafeError,
     MisdirectedRequestError,
     NotAuthenticatedError,
@@ -104,7 +105,16 @@ def _raw_path(request: Request, credential: str) -> str:
     return "/" + str(request.path_params["path"])
 
 
-def _error(exc: KeysafeError, status: int) -> JSONResponse:
+# An SDK takes any 2xx for the upstream's success, so "approve first" (202 on the vault's own
+# API, where a pending approval is an answer) is a 403 here: the one status the proxy sets itself.
+APPROVAL_STATUS: Final = 403
+
+
+def _error(exc: KeysafeError, status: int | None = None) -> JSONResponse:
+    """`exc` as the proxy's answer: the vault's own status for an error the vault gave, else
+    its STATUS row (or `status`, for the one override above)."""
+    if status is None:
+        status = exc.status if isinstance(exc, RemoteError) else exc.http_status
     return JSONResponse(
         {"error": exc.to_dict()}, status_code=status, headers={"x-keysafe-error": str(exc.code)}
     )
@@ -154,22 +164,20 @@ async def _vault_answer(answer: httpx.Response) -> Response:
     try:
         res = remote_answer(answer)
     except RemoteError as exc:
-        return _error(exc, exc.status)
+        return _error(exc)
     if res.get("status") == "pending_approval":
-        return JSONResponse(
-            {"error": {"code": "APPROVAL_REQUIRED",
-                       "message": f"The owner must approve this call first: {res.get('summary')}.",
-                       "next": f"ask the owner to approve {res.get('approval_id')} for a while "
-                               "(`keysafe approve ID --for 1h`), then retry.",
-                       "approval_id": res.get("approval_id")}},
-            status_code=403, headers={"x-keysafe-error": "APPROVAL_REQUIRED"},
-        )  # fmt: skip
+        pending = ApprovalRequiredError(
+            f"The owner must approve this call first: {res.get('summary')}.",
+            next_step=f"ask the owner to approve {res.get('approval_id')} for a while "
+            "(`keysafe approve ID --for 1h`), then retry.",
+            approval_id=str(res.get("approval_id")),
+        )
+        return _error(pending, APPROVAL_STATUS)
     return _error(
         VaultUnreachableError(
             "The vault answered the proxy with something it does not understand.",
             next_step="run the proxy and the vault server from the same keysafe version.",
-        ),
-        502,
+        )
     )
 
 
@@ -181,7 +189,7 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
     async def forward(request: Request) -> Response:
         refused = _foreign(request, port)
         if refused is not None:
-            return _error(refused, refused.http_status)
+            return _error(refused)
         credential = request.path_params["credential"]
         placeholder, headers, query = _find_placeholder(request)
         if placeholder is None:
@@ -190,8 +198,7 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
                     "No keysafe placeholder in this request; only a placeholder authorises a call.",
                     next_step="use the placeholder from `keysafe credential placeholder "
                     f"{credential} --agent NAME` as the SDK's API key.",
-                ),
-                401,
+                )
             )
         caller = placeholder
         raw = await request.body()  # size and depth already checked by wire.BodyGuard
@@ -207,7 +214,7 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
         try:
             answer = await client.http_request_stream(call)
         except KeysafeError as exc:
-            return _error(exc, exc.http_status)
+            return _error(exc)
         if answer.headers.get(UPSTREAM_HEADER) != "1":
             return await _vault_answer(answer)
         out_headers = {

@@ -34,7 +34,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from keysafe.errors import MalformedRequestError, VaultUnreachableError
+from keysafe.errors import (
+    KeysafeError,
+    MalformedRequestError,
+    NotAuthenticatedError,
+    PayloadTooLargeError,
+    VaultUnreachableError,
+)
 from keysafe.relay.envelope import (
     EnvelopeRefused,
     Freshness,
@@ -218,9 +224,14 @@ def _caller(state: SidecarState, request: Request) -> str | None:
     return "local" if hmac.compare_digest(got, state.local_token_sha256) else None
 
 
-def _refused(status: int, code: str, message: str, next_step: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "next": next_step}}, status_code=status
+def _refused(exc: KeysafeError) -> JSONResponse:
+    """The sidecar's own refusal, with its STATUS code (the vault's answers pass through)."""
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+
+def _too_large() -> JSONResponse:
+    return _refused(
+        PayloadTooLargeError("The request body is too large.", next_step="send at most 1 MiB.")
     )
 
 
@@ -231,19 +242,20 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
         caller = _caller(state, request)
         if caller is None:
             return _refused(
-                401, "NOT_AUTHENTICATED", "This sidecar needs its local token.",
-                "send `Authorization: Bearer ks_local_…` (printed by `keysafe sidecar pair`).",
-            )  # fmt: skip
+                NotAuthenticatedError(
+                    "This sidecar needs its local token.",
+                    next_step="send `Authorization: Bearer ks_local_…` (printed by `keysafe "
+                    "sidecar pair`).",
+                )
+            )
         declared = request.headers.get("content-length", "")
         if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
-            return _refused(413, "PAYLOAD_TOO_LARGE", "The request body is too large.",
-                            "send at most 1 MiB.")  # fmt: skip
+            return _too_large()
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY:
-                return _refused(413, "PAYLOAD_TOO_LARGE", "The request body is too large.",
-                                "send at most 1 MiB.")  # fmt: skip
+                return _too_large()
         try:
             relayed = RelayedRequest(
                 method=request.method, path=request.url.path, query=request.url.query,
@@ -254,19 +266,21 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
             )  # fmt: skip
         except ValidationError:
             return _refused(
-                400, "MALFORMED_REQUEST", "Not an agent API request.", "check the path."
+                MalformedRequestError("Not an agent API request.", next_step="check the path.")
             )
         try:
             answer = await channel.ask(Kind.REQUEST, relayed.model_dump(mode="json"))
         except VaultUnreachableError as exc:
-            return _refused(502, "VAULT_UNREACHABLE", str(exc), exc.next_step or "retry.")
+            return _refused(exc)
         if answer.kind is Kind.REFUSED:
             logger.warning("sidecar: the vault refused this sidecar (its agent was revoked)")
         try:
             out = RelayedResponse.model_validate(answer.payload)
             content = base64.b64decode(out.body, validate=True)
         except (ValidationError, ValueError):
-            return _refused(502, "VAULT_UNREACHABLE", "The vault's answer did not read.", "retry.")
+            return _refused(
+                VaultUnreachableError("The vault's answer did not read.", next_step="retry.")
+            )
         return Response(content, status_code=out.status, headers=out.headers)
 
     async def health(request: Request) -> JSONResponse:

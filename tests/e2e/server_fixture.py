@@ -35,6 +35,7 @@ import pytest
 import rfc8785
 from nacl.signing import SigningKey
 
+from keysafe.errors import ErrorCode
 from tests.conftest import PASSPHRASE, Cli
 
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
@@ -288,11 +289,13 @@ def keysafe_server(
 
 
 def error_of(r: httpx.Response) -> dict[str, Any]:
-    """The `error` object of an error answer, after checking its shape {code, message, next}."""
+    """The `error` object of an error answer, after checking its shape {code, message, next}
+    and that its code is one of keysafe's ErrorCodes."""
     body = r.json()
     assert set(body) == {"error"}, body
     err = body["error"]
     assert isinstance(err, dict)
     for key in ("code", "message", "next"):
         assert isinstance(err.get(key), str) and err[key], (key, body)
+    assert err["code"] in set(ErrorCode), f"{err['code']} is not an ErrorCode: {body}"
     return err

@@ -48,10 +48,10 @@ def test_error_body_becomes_its_class_with_words_facts_and_status() -> None:
 
 
 def test_unknown_code_or_shape_is_a_plain_api_error_keeping_the_servers_code() -> None:
-    unknown = error_from_answer({"error": {"code": "METHOD_NOT_ALLOWED", "message": "No."}}, 405)
+    unknown = error_from_answer({"error": {"code": "FROM_A_NEWER_SERVER", "message": "No."}}, 418)
     assert type(unknown) is ApiError
-    assert (unknown.server_code, unknown.status) == ("METHOD_NOT_ALLOWED", 405)
-    assert unknown.to_dict()["code"] == "METHOD_NOT_ALLOWED"
+    assert (unknown.server_code, unknown.status) == ("FROM_A_NEWER_SERVER", 418)
+    assert unknown.to_dict()["code"] == "FROM_A_NEWER_SERVER"
     crashed = error_from_answer(None, 502)
     assert type(crashed) is keysafe.client.InternalError
     assert "HTTP 502" in str(crashed)

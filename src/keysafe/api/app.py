@@ -30,6 +30,7 @@ from keysafe.api import streaming
 from keysafe.api.state import ServerState
 from keysafe.errors import (
     MalformedRequestError,
+    MisdirectedRequestError,
     NotAuthenticatedError,
     PayloadTooLargeError,
     RateLimitedError,
@@ -234,13 +235,13 @@ def create_app(state: ServerState) -> BodyLimit:
         host = request.headers.get("host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if name.lower() not in state.allowed_hosts:
-            return JSONResponse(
-                api_errors.error_body(
-                    "MISDIRECTED_REQUEST", "This keysafe server does not answer to that host name.",
-                    "use http://127.0.0.1:PORT (or the name given to `keysafe serve --host`).",
-                ),
-                status_code=421,
-            )  # fmt: skip
+            return api_errors.error_response(
+                MisdirectedRequestError(
+                    "This keysafe server does not answer to that host name.",
+                    next_step="use http://127.0.0.1:PORT (or the name given to `keysafe serve "
+                    "--host`).",
+                )
+            )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _too_large()
@@ -251,7 +252,7 @@ def create_app(state: ServerState) -> BodyLimit:
             try:
                 owner(request)
             except NotAuthenticatedError as exc:
-                return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+                return api_errors.error_response(exc)
         return None
 
     app.add_middleware(_Guard, refusal=_refusal)
@@ -297,7 +298,7 @@ def _too_large() -> JSONResponse:
     err = PayloadTooLargeError(
         "The request body is over 1 MiB.", next_step="send a smaller request."
     )
-    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status)
+    return api_errors.error_response(err)
 
 
 class BodyLimit(wire.BodyGuard):
@@ -318,34 +319,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "next"],
-                "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"},
-                    "next": {"type": "string"},
-                },
-                "additionalProperties": True,
-            }
-        },
-    }  # fmt: skip
+    error_schema, codes = api_errors.openapi_errors()
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = error_schema
     ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    codes = {
-        "400": "malformed request", "401": "not authenticated", "403": "denied by policy",
-        "404": "not found", "409": "conflict", "413": "body over 1 MiB",
-        "421": "unknown host name", "423": "vault locked", "429": "too many requests",
-        "500": "internal error", "503": "chain unavailable",
-    }  # fmt: skip
     for methods in schema.get("paths", {}).values():
         for op in methods.values():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
             for code, text in codes.items():
-                responses.setdefault(code, {"description": text, **ref})
+                responses.setdefault(code, {"description": f"one of: {text}", **ref})
     schema["components"]["schemas"].pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
     _security(schema)

@@ -2,7 +2,8 @@
 
 FastAPI's own 422 echoes the request input, which may hold a secret; every validation error is a
 400 MALFORMED_REQUEST with only the location and the message. A bug is a 500 INTERNAL with an
-incident id; its traceback goes to the server log only.
+incident id; its traceback goes to the server log only. The OpenAPI document's error answers are
+read off the same STATUS table (`openapi_errors`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,22 +16,53 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keysafe.errors import KeysafeError
+from keysafe.errors import (
+    STATUS,
+    ErrorCode,
+    InternalError,
+    KeysafeError,
+    code_for_status,
+    codes_by_status,
+)
 from keysafe.service.context import known_fault
 
 logger = logging.getLogger(__name__)
 
 
-def error_body(code: str, message: str, next_step: str, **extra: object) -> dict[str, object]:
-    return {"error": {"code": code, "message": message, "next": next_step, **extra}}
+def error_body(code: ErrorCode, message: str, next_step: str, **extra: object) -> dict[str, object]:
+    """The JSON body of an error answer."""
+    return {"error": {"code": str(code), "message": message, "next": next_step, **extra}}
+
+
+def error_response(exc: KeysafeError) -> JSONResponse:
+    """`exc` as an HTTP answer: its STATUS code, and Retry-After when it says how long to wait."""
+    return JSONResponse(
+        {"error": exc.to_dict()}, status_code=exc.http_status, headers=_headers(exc)
+    )
+
+
+def as_keysafe_error(exc: BaseException) -> KeysafeError:
+    """What any exception means to a caller: itself, a known fault (a damaged row, a full disk),
+    or else a bug, logged here with its traceback under an incident id and answered INTERNAL."""
+    if isinstance(exc, KeysafeError):
+        return exc
+    known = known_fault(exc)
+    if known is not None:
+        return known
+    incident = secrets.token_hex(4)
+    logger.error("internal error, incident %s", incident, exc_info=exc)
+    return InternalError(
+        f"keysafe hit an internal error (incident {incident}).",
+        next_step=f"the owner finds the details in the server log under incident {incident}.",
+    )
 
 
 def install(app: FastAPI) -> None:
+    """Install the error handlers on `app`: every answer that is not a success is an error body."""
+
     @app.exception_handler(KeysafeError)
     async def _keysafe(_: Request, exc: KeysafeError) -> JSONResponse:
-        return JSONResponse(
-            {"error": exc.to_dict()}, status_code=exc.http_status, headers=_headers(exc)
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -38,38 +70,52 @@ def install(app: FastAPI) -> None:
             {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200]}
             for e in exc.errors()[:10]
         ]
-        return JSONResponse(
-            error_body(
-                "MALFORMED_REQUEST", "The request body or parameters are not valid.",
-                "fix the fields named in 'problems' (see /openapi.json).", problems=problems,
-            ),
-            status_code=400,
-        )  # fmt: skip
+        body = error_body(
+            ErrorCode.MALFORMED_REQUEST,
+            "The request body or parameters are not valid.",
+            "fix the fields named in 'problems' (see /openapi.json).",
+            problems=problems,
+        )
+        return JSONResponse(body, status_code=STATUS[ErrorCode.MALFORMED_REQUEST][0])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "NOT_AUTHENTICATED"}.get(
-            exc.status_code, "HTTP_ERROR"
-        )
+        code = code_for_status(exc.status_code)
         return JSONResponse(
             error_body(code, str(exc.detail)[:200], "see /openapi.json for the routes."),
             status_code=exc.status_code,
         )
 
     @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        known = known_fault(exc)
-        if known is not None:
-            return await _keysafe(request, known)
-        incident = secrets.token_hex(4)
-        logger.exception("internal error, incident %s", incident)
-        return JSONResponse(
-            error_body(
-                "INTERNAL", f"keysafe hit an internal error (incident {incident}).",
-                f"the owner finds the details in the server log under incident {incident}.",
-            ),
-            status_code=500,
-        )  # fmt: skip
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(as_keysafe_error(exc))
+
+
+def openapi_errors() -> tuple[dict[str, object], dict[str, str]]:
+    """The `Error` schema (its `code` an enum of every ErrorCode) and, per HTTP error status,
+    the codes that answer with it: what the OpenAPI document says a route can answer."""
+    schema: dict[str, object] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "next"],
+                "properties": {
+                    "code": {"type": "string", "enum": [str(c) for c in ErrorCode]},
+                    "message": {"type": "string"},
+                    "next": {"type": "string"},
+                },
+                "additionalProperties": True,
+            }
+        },
+    }
+    statuses = {
+        str(status): ", ".join(str(c) for c in codes)
+        for status, codes in codes_by_status().items()
+        if status >= 400
+    }
+    return schema, statuses
 
 
 def _headers(exc: KeysafeError) -> dict[str, str]:

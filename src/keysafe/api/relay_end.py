@@ -28,7 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from keysafe import wire
-from keysafe.errors import PayloadTooLargeError
+from keysafe.errors import STATUS, ErrorCode, NotFoundError, PayloadTooLargeError
 from keysafe.relay.envelope import (
     EnvelopeRefused,
     Freshness,
@@ -91,9 +91,11 @@ def as_agent(app: ASGIApp) -> ASGIApp:
 
 
 async def _not_found(send: Send) -> None:
-    body = json_bytes({"error": {"code": "NOT_FOUND", "message": "Not an agent API route.",
-                                 "next": "send an agent API request (/v1/agent/…)."}})  # fmt: skip
-    await send({"type": "http.response.start", "status": 404,
+    error = NotFoundError(
+        "Not an agent API route.", next_step="send an agent API request (/v1/agent/…)."
+    )
+    body = json_bytes({"error": error.to_dict()})
+    await send({"type": "http.response.start", "status": error.http_status,
                 "headers": [(b"content-type", b"application/json")]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
 
@@ -216,7 +218,7 @@ class VaultEnd:
                 kind, payload, to = await self._run(message, client)
             except Exception:
                 logger.exception("relay: request %s failed inside the vault", message.id[:8])
-                kind, payload, to = Kind.RESPONSE, _error(500, "INTERNAL"), None
+                kind, payload, to = Kind.RESPONSE, _error(ErrorCode.INTERNAL), None
             held.kind = kind
             held.answer.set_result({"payload": payload, "to": to})
         done = await held.answer
@@ -230,7 +232,7 @@ class VaultEnd:
             await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
         except PayloadTooLargeError:
             # An answer the relay will not carry (a large API response): say so, not silence.
-            too_large = _error(413, "PAYLOAD_TOO_LARGE", "The answer is larger than the relay "
+            too_large = _error(ErrorCode.PAYLOAD_TOO_LARGE, "The answer is larger than the relay "
                                "carries.")  # fmt: skip
             reply = sender.message(Kind.RESPONSE, message.sender, message.id, too_large)
             await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
@@ -255,7 +257,7 @@ class VaultEnd:
             # Revoked (or unpaired since): cut off, told so, and audited (at a bounded rate).
             cut_off = EnvelopeRefused("revoked", "the sidecar's agent is revoked")
             await asyncio.to_thread(self._audit_refused, message.sender, cut_off)
-            return Kind.REFUSED, _error(401, "NOT_AUTHENTICATED", "This sidecar's agent was "
+            return Kind.REFUSED, _error(ErrorCode.NOT_AUTHENTICATED, "This sidecar's agent was "
                                         "revoked or unpaired."), None  # fmt: skip
         try:
             request = RelayedRequest.model_validate(message.payload)
@@ -263,7 +265,7 @@ class VaultEnd:
         except (ValidationError, ValueError):
             return (
                 Kind.RESPONSE,
-                _error(400, "MALFORMED_REQUEST", "Not an agent API request."),
+                _error(ErrorCode.MALFORMED_REQUEST, "Not an agent API request."),
                 None,
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
@@ -276,16 +278,17 @@ class VaultEnd:
             body, once = await self._at_most_once(request, body, agent[0], message)
             if not once:
                 restarted = _error(
-                    409, "REQUEST_IN_PROGRESS", "The vault restarted while it ran this "
-                    "request, so it may or may not have run; it is not run again.",
-                )  # fmt: skip
+                    ErrorCode.REQUEST_IN_PROGRESS,
+                    "The vault restarted while it ran this request, so it may or may not have "
+                    "run; it is not run again.",
+                )
                 return Kind.RESPONSE, restarted, agent[1]
         built = client.build_request(
             request.method, request.path + (f"?{request.query}" if request.query else ""),
             content=body, headers=headers,
         )  # fmt: skip
         if not agent_path(built.url.path):
-            return Kind.RESPONSE, _error(404, "NOT_FOUND", "Not an agent API route."), agent[1]
+            return Kind.RESPONSE, _error(ErrorCode.NOT_FOUND, "Not an agent API route."), agent[1]
         response = await client.send(built)
         out = RelayedResponse(
             status=response.status_code,
@@ -321,22 +324,24 @@ class VaultEnd:
         return body, first
 
 
-_NEXT: Final = {
-    "NOT_AUTHENTICATED": "ask the owner to invite this host again (`keysafe agent invite`).",
-    "MALFORMED_REQUEST": "send an agent API request (/v1/agent/…).",
-    "INTERNAL": "retry; the owner finds the details in the vault's log.",
-    "REQUEST_IN_PROGRESS": "check what it did (list_pending_approvals, the chain), then ask "
-    "again as a new request if it is still needed.",
-    "NOT_FOUND": "send an agent API request (/v1/agent/…).",
-    "PAYLOAD_TOO_LARGE": "ask for less (a range, fewer fields), or run the agent beside the "
-    "vault for this call.",
+_NEXT: Final[dict[ErrorCode, str]] = {
+    ErrorCode.NOT_AUTHENTICATED: "ask the owner to invite this host again "
+    "(`keysafe agent invite`).",
+    ErrorCode.MALFORMED_REQUEST: "send an agent API request (/v1/agent/…).",
+    ErrorCode.INTERNAL: "retry; the owner finds the details in the vault's log.",
+    ErrorCode.REQUEST_IN_PROGRESS: "check what it did (list_pending_approvals, the chain), then "
+    "ask again as a new request if it is still needed.",
+    ErrorCode.NOT_FOUND: "send an agent API request (/v1/agent/…).",
+    ErrorCode.PAYLOAD_TOO_LARGE: "ask for less (a range, fewer fields), or run the agent beside "
+    "the vault for this call.",
 }
 
 
-def _error(status: int, code: str, message: str = "The vault could not answer.") -> dict[str, Any]:
-    body = {"error": {"code": code, "message": message, "next": _NEXT.get(code, "retry.")}}
+def _error(code: ErrorCode, message: str = "The vault could not answer.") -> dict[str, Any]:
+    """An error answer the vault end gives itself, with the code's STATUS."""
+    body = {"error": {"code": str(code), "message": message, "next": _NEXT.get(code, "retry.")}}
     return RelayedResponse(
-        status=status, headers={"content-type": "application/json"},
+        status=STATUS[code][0], headers={"content-type": "application/json"},
         body=base64.b64encode(json_bytes(body)).decode(),
     ).model_dump(mode="json")  # fmt: skip
 

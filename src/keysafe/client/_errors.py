@@ -77,6 +77,10 @@ class PayloadTooLargeError(ApiError, errors.PayloadTooLargeError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
+class MethodNotAllowedError(ApiError, errors.MethodNotAllowedError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
 class MisdirectedRequestError(ApiError, errors.MisdirectedRequestError):
     code = ErrorCode.MISDIRECTED_REQUEST
 
@@ -157,6 +161,10 @@ class KmsUnavailableError(ApiError, errors.KmsUnavailableError):
     code = ErrorCode.KMS_UNAVAILABLE
 
 
+class UpstreamUnavailableError(ApiError, errors.UpstreamUnavailableError):
+    code = ErrorCode.UPSTREAM_UNAVAILABLE
+
+
 class AuditWriteError(ApiError, errors.AuditWriteError):
     code = ErrorCode.AUDIT_FAILED
 
@@ -174,14 +182,35 @@ class InternalError(ApiError, errors.InternalError):
 ERRORS: Final[Mapping[str, type[ApiError]]] = {
     cls.code: cls
     for cls in (
-        MalformedRequestError, NotFoundError, AlreadyExistsError, NotInitializedError,
-        UnsafePermissionsError, IdempotencyConflictError, RequestInProgressError,
-        PayloadTooLargeError, MisdirectedRequestError, RateLimitedError, NotAuthenticatedError,
-        ReplayError, PolicyDeniedError, BudgetExceededError, WrongPassphraseError,
-        UnlockThrottledError, WrongRecoveryPhraseError, VaultLockedError, IntegrityError,
-        StoreError, ChainUnavailableError, KmsUnavailableError, AuditWriteError, VaultUnreachableError, InternalError,
+        MalformedRequestError,
+        NotFoundError,
+        AlreadyExistsError,
+        NotInitializedError,
+        UnsafePermissionsError,
+        IdempotencyConflictError,
+        RequestInProgressError,
+        PayloadTooLargeError,
+        MethodNotAllowedError,
+        MisdirectedRequestError,
+        RateLimitedError,
+        NotAuthenticatedError,
+        ReplayError,
+        PolicyDeniedError,
+        BudgetExceededError,
+        WrongPassphraseError,
+        UnlockThrottledError,
+        WrongRecoveryPhraseError,
+        VaultLockedError,
+        IntegrityError,
+        StoreError,
+        ChainUnavailableError,
+        KmsUnavailableError,
+        UpstreamUnavailableError,
+        AuditWriteError,
+        VaultUnreachableError,
+        InternalError,
     )
-}  # fmt: skip
+}
 
 
 def error_from_answer(body: Any, status: int) -> ApiError:

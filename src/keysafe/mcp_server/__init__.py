@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import httpx
 from mcp.server.mcpserver import Context
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keysafe import wire
@@ -110,31 +111,24 @@ class AgentGate:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         token = _bearer(headers)
-        status = 0
-        error: Exception | None = None
+        error: KeysafeError | None = None
         if token is None:
-            status, error = (
-                401,
-                NotAuthenticatedError(
-                    "The keysafe MCP endpoint needs an agent token.",
-                    next_step="send `Authorization: Bearer ks_agent_…` (from `keysafe agent add`).",
-                ),
+            error = NotAuthenticatedError(
+                "The keysafe MCP endpoint needs an agent token.",
+                next_step="send `Authorization: Bearer ks_agent_…` (from `keysafe agent add`).",
             )
         else:
             try:
                 await AgentClient(token, url=self.url, http=self.http()).whoami()
-            except RemoteError as exc:
-                status, error = exc.status, exc
-            except Exception as exc:  # VAULT_UNREACHABLE and friends
-                status, error = 502, exc
+            except KeysafeError as exc:  # the vault's refusal, or VAULT_UNREACHABLE
+                error = exc
         if error is None:
             await self.app(scope, receive, send)
             return
-        from starlette.responses import JSONResponse
-
-        body = error.to_dict() if hasattr(error, "to_dict") else {"code": "INTERNAL"}
+        # The vault's own status for its refusal; STATUS for one raised here.
+        status = error.status if isinstance(error, RemoteError) else error.http_status
         response = JSONResponse(
-            {"error": body},
+            {"error": error.to_dict()},
             status_code=status,
             headers={"www-authenticate": 'Bearer realm="keysafe"'} if status == 401 else None,
         )

@@ -229,6 +229,8 @@ MODEL_NEXT: Final[dict[str, str]] = {
     "try again.",
     "PAYLOAD_TOO_LARGE": "send less: split the request or shorten the body.",
     "CHAIN_UNAVAILABLE": "the chain's RPC did not answer; try again later or tell the user.",
+    "UPSTREAM_UNAVAILABLE": "the API the call was for did not answer or broke off; try again "
+    "later or tell the user.",
     "VAULT_UNREACHABLE": "keysafe is not running or not reachable; tell the user.",
     "KMS_UNAVAILABLE": "the vault's key provider (KMS) is down or refusing, so the vault stays "
     "locked; tell the user that the owner must fix the KMS.",

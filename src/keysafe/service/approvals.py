@@ -37,7 +37,7 @@ from keysafe.approvals import (
     Status,
     shape_of,
 )
-from keysafe.errors import KeysafeError, MalformedRequestError
+from keysafe.errors import ErrorCode, KeysafeError, MalformedRequestError
 from keysafe.policy.engine import WindowState
 from keysafe.policy.intent import Intent
 from keysafe.service import dispatch, gate, pairing
@@ -222,7 +222,7 @@ def approve(
         result, status = {"error": exc.to_dict()}, Status.FAILED
     except BaseException:
         # A bug must not leave the approval "executing" for ever: record it failed, re-raise.
-        _finish(vault, approval_id, Status.FAILED, {"error": {"code": "INTERNAL"}})
+        _finish(vault, approval_id, Status.FAILED, {"error": {"code": ErrorCode.INTERNAL}})
         raise
     _finish(vault, approval_id, status, result)
     logger.info("approval %s executed: %s", approval_id, status)

@@ -50,6 +50,7 @@ from keysafe.approvals import DELIVERED_ON_COLLECT, Approval, Kind, Status
 from keysafe.crypto import jcs
 from keysafe.errors import (
     BudgetExceededError,
+    ErrorCode,
     IdempotencyConflictError,
     KeysafeError,
     MalformedRequestError,
@@ -651,7 +652,7 @@ def recover(vault: Vault) -> Recovered:
         for a in executing:
             approvals.set_result(
                 conn, a.id, Status.FAILED,
-                {"error": {"code": "INTERNAL",
+                {"error": {"code": ErrorCode.INTERNAL,
                            "message": "keysafe restarted while this approved request ran; "
                            "nothing was returned.",
                            "next": "ask again (a transaction with the same bytes is accepted "

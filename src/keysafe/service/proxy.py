@@ -54,11 +54,11 @@ import httpx
 
 from keysafe.approvals import Kind
 from keysafe.errors import (
-    ChainUnavailableError,
     KeysafeError,
     MalformedRequestError,
     PayloadTooLargeError,
     PolicyDeniedError,
+    UpstreamUnavailableError,
 )
 from keysafe.hosts import is_loopback
 from keysafe.policy import urls
@@ -289,7 +289,7 @@ _CODEC: gate.Codec[HttpResult] = gate.Codec(
 class HttpStream:
     """An upstream answer on its way: status and headers now, the scrubbed body as it arrives.
 
-    `chunks()` yields the body and raises PayloadTooLargeError past the cap, ChainUnavailableError
+    `chunks()` yields the body and raises PayloadTooLargeError past the cap, UpstreamUnavailableError
     when the upstream breaks off; `close()` must follow (in a `finally`), whatever happened: it
     frees the connection and settles and audits the call, once.
     """
@@ -324,7 +324,7 @@ class HttpStream:
 
         Raises:
             PayloadTooLargeError: the body went past the response cap (nothing more is sent).
-            ChainUnavailableError: the upstream broke off or timed out.
+            UpstreamUnavailableError: the upstream broke off or timed out.
         """
         try:
             for chunk in self._response.iter_bytes():
@@ -339,7 +339,7 @@ class HttpStream:
         except httpx.HTTPError as exc:
             raise self._fail(
                 "upstream_failed",
-                ChainUnavailableError(
+                UpstreamUnavailableError(
                     f"The answer from {self._host} broke off ({type(exc).__name__}).",
                     next_step="retry; if it keeps happening, check the service.",
                 ),
@@ -560,7 +560,7 @@ def http_request(
     Raises:
         PolicyDeniedError: the host or the policy refuses it (nothing was sent).
         PayloadTooLargeError: the answer is over the response cap (the call was made).
-        ChainUnavailableError: the upstream could not be reached or broke off.
+        UpstreamUnavailableError: the upstream could not be reached or broke off.
     """
     call = _prepare(
         vault, agent, credential, method, url, headers=headers, body=body,
@@ -605,7 +605,7 @@ def http_stream(
     Raises:
         PolicyDeniedError: the host or the policy refuses it (nothing was sent).
         PayloadTooLargeError: the upstream declared a body over the cap (the call was made).
-        ChainUnavailableError: the upstream could not be reached.
+        UpstreamUnavailableError: the upstream could not be reached.
     """
     call = _prepare(
         vault, agent, credential, method, url, headers=headers, body=body,
@@ -780,7 +780,7 @@ def _open(
                 current_method, current_body = "GET", None
     except httpx.HTTPError as exc:
         _drop(release, r)
-        raise ChainUnavailableError(
+        raise UpstreamUnavailableError(
             f"The call to {urlsplit(current).hostname} failed ({type(exc).__name__}).",
             next_step="check the service is reachable, then retry.",
         ) from None

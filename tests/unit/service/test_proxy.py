@@ -284,7 +284,7 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
 ) -> None:
     import socket
 
-    from keysafe.errors import ChainUnavailableError
+    from keysafe.errors import UpstreamUnavailableError
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -298,7 +298,7 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
         "version: 1\nrules:\n  - name: dead\n    allow: [http.request]\n    credentials: [dead]\n"
         "    limits: [{window: 1h, max_count: 5}]\n",
     )  # fmt: skip
-    with pytest.raises(ChainUnavailableError):
+    with pytest.raises(UpstreamUnavailableError):
         proxy.http_request(vault, "bot", "dead", "GET", f"http://127.0.0.1:{dead}/x")
     with vault.db.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
