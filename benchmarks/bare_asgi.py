@@ -12,15 +12,14 @@ on top of uvicorn itself.
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+from keysafe.testing import start_server, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -71,34 +70,18 @@ def main(argv: list[str] | None = None) -> None:
 @contextmanager
 def serve(workdir: Path, *, timeout: float = 30) -> Iterator[common.Served]:
     """The bare endpoint in its own process on a free port, until it answers."""
-    port = common.free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = workdir / f"bare-asgi-{port}.log"
-    with open(log, "wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + timeout
-    healthy = False
-    with httpx.Client(timeout=2) as client:
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                healthy = client.get(url).status_code == 200
-            except httpx.HTTPError:
-                healthy = False
-            if healthy:
-                break
-            time.sleep(0.01)
-    if not healthy:
-        common.stop(proc)
-        raise RuntimeError(f"the bare ASGI server did not answer:\n{log.read_text()[-2000:]}")
-    served = common.Served(url, port, proc, time.perf_counter() - t0, log)
+    started = start_server(
+        lambda port: [sys.executable, str(Path(__file__).resolve()), "--port", str(port)],
+        os.environ,
+        workdir,
+        name="bare-asgi",
+        timeout=timeout,
+        healthy=lambda url, proc, deadline: wait_healthy(url, proc, deadline, path="/"),
+    )
     try:
-        yield served
+        yield common.Served.of(started)
     finally:
-        common.stop(proc)
+        stop_process(started.proc, grace=15)
 
 
 if __name__ == "__main__":

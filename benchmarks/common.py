@@ -18,19 +18,17 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from keysafe.testing import Started, start_server, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
@@ -128,9 +126,12 @@ def build_vault(
         evm = wallets.create_wallet(vault, "evm", Chain.EVM)
         if upstream:
             credentials.add_credential(
-                vault, CREDENTIAL, SecretBytes(bytearray(CREDENTIAL_SECRET.encode())),
-                hosts=[upstream], attach=Attachment.bearer(),
-            )  # fmt: skip
+                vault,
+                CREDENTIAL,
+                SecretBytes(bytearray(CREDENTIAL_SECRET.encode())),
+                hosts=[upstream],
+                attach=Attachment.bearer(),
+            )
         policy = bench_policy(upstream)
         tokens: dict[str, str] = {}
         for i in range(agents):
@@ -210,18 +211,18 @@ def solana_transfers(wallet: str, count: int) -> list[str]:
 def evm_transfer(nonce: int) -> dict[str, Any]:
     """A complete EIP-1559 ETH transfer on chain 1 (nothing for an RPC to fill in)."""
     return {
-        "type": 2, "to": EVM_TO, "value": hex(10**12 + nonce), "chainId": 1, "nonce": nonce,
-        "gas": 21000, "maxFeePerGas": hex(30 * 10**9), "maxPriorityFeePerGas": hex(10**9),
-    }  # fmt: skip
+        "type": 2,
+        "to": EVM_TO,
+        "value": hex(10**12 + nonce),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "maxFeePerGas": hex(30 * 10**9),
+        "maxPriorityFeePerGas": hex(10**9),
+    }
 
 
 # -- the server --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_env(home: Path, database_url: str | None = None) -> dict[str, str]:
@@ -260,22 +261,15 @@ class Served:
     startup_s: float  # from spawning the process to the first healthy answer
     log: Path
 
+    @classmethod
+    def of(cls, started: Started) -> Served:
+        return cls(started.url, started.port, started.proc, started.startup_s, started.log_path)
+
     def memory(self) -> dict[str, int]:
         return proc_memory(self.proc.pid)
 
     def reset_peak(self) -> bool:
         return reset_peak(self.proc.pid)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 15 s: a server the harness started ends with it."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextmanager
@@ -288,41 +282,27 @@ def serve(
 ) -> Iterator[Served]:
     """`keysafe serve --unlock --idle-lock 0 --rate-limit N` on a free port, until healthy (on
     the PostgreSQL database `database_url`, with `home` for its lock and log, when given)."""
-    for attempt in range(3):  # a free port can be taken between probing and binding
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = home.parent / f"serve-{home.name}-{port}.log"
-        with open(log, "wb") as out:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [KEYSAFE, "serve", "--unlock", "--port", str(port), "--idle-lock", "0",
-                 "--rate-limit", str(rate_limit)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=server_env(home, database_url),
-            )  # fmt: skip
-        healthy = False
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    if client.get(f"{url}/v1/health").status_code == 200:
-                        healthy = True
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.01)
-        startup = time.perf_counter() - t0
-        if healthy:
-            break
-        stop(proc)
-        text = log.read_text(errors="replace")
-        if "address already in use" not in text.lower() or attempt == 2:
-            raise RuntimeError(f"keysafe serve did not become healthy:\n{text[-3000:]}")
-    served = Served(url, port, proc, startup, log)
+    started = start_server(
+        lambda port: [
+            KEYSAFE,
+            "serve",
+            "--unlock",
+            "--port",
+            str(port),
+            "--idle-lock",
+            "0",
+            "--rate-limit",
+            str(rate_limit),
+        ],
+        server_env(home, database_url),
+        home.parent,
+        name=f"serve-{home.name}",
+        timeout=timeout,
+    )
     try:
-        yield served
+        yield Served.of(started)
     finally:
-        stop(proc)
+        stop_process(started.proc, grace=15)
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -343,12 +323,16 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "agents": self.agents, "seconds": round(self.seconds, 3), "requests": self.requests,
-            "errors": self.errors, "throughput_rps": round(self.throughput, 2),
-            "p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3),
+            "agents": self.agents,
+            "seconds": round(self.seconds, 3),
+            "requests": self.requests,
+            "errors": self.errors,
+            "throughput_rps": round(self.throughput, 2),
+            "p50_ms": round(self.p50_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
             "first_error": self.first_error,
             "throughput_per_round": [round(x, 2) for x in self.rounds or [self.throughput]],
-        }  # fmt: skip
+        }
 
 
 def merge(results: Sequence[LoadResult]) -> LoadResult:
@@ -358,10 +342,17 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
     stats = summary(samples)
     first = next((r.first_error for r in results if r.first_error), None)
     return LoadResult(
-        results[0].agents, seconds, len(samples), sum(r.errors for r in results),
-        len(samples) / seconds, stats["p50_ms"], stats["p99_ms"], first, samples,
+        results[0].agents,
+        seconds,
+        len(samples),
+        sum(r.errors for r in results),
+        len(samples) / seconds,
+        stats["p50_ms"],
+        stats["p99_ms"],
+        first,
+        samples,
         [r.throughput for r in results],
-    )  # fmt: skip
+    )
 
 
 def http_request(method: str, path: str, port: int, token: str, body: Any | None = None) -> bytes:
@@ -444,9 +435,16 @@ async def _load(
     await asyncio.gather(*(one_agent(f) for f in factories))
     stats = summary(samples)
     return LoadResult(
-        len(factories), duration, len(samples), errors, len(samples) / duration,
-        stats["p50_ms"], stats["p99_ms"], first_error[0] if first_error else None, samples,
-    )  # fmt: skip
+        len(factories),
+        duration,
+        len(samples),
+        errors,
+        len(samples) / duration,
+        stats["p50_ms"],
+        stats["p99_ms"],
+        first_error[0] if first_error else None,
+        samples,
+    )
 
 
 def run_load(
@@ -519,7 +517,12 @@ class Figure:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "figure": self.name, "value": self.value, "baseline": self.baseline,
-            "ratio": None if self.ratio is None else round(self.ratio, 4), "target": self.target,
-            "met": self.met, "note": self.note,
-        }  # fmt: skip
+            "key": self.key,
+            "figure": self.name,
+            "value": self.value,
+            "baseline": self.baseline,
+            "ratio": None if self.ratio is None else round(self.ratio, 4),
+            "target": self.target,
+            "met": self.met,
+            "note": self.note,
+        }

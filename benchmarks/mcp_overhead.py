@@ -16,18 +16,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from keysafe.testing import free_port
 
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
 PASSPHRASE = "benchmark passphrase, throwaway vault"  # noqa: S105 - a throwaway vault
@@ -50,12 +51,6 @@ def _tx(nonce: int) -> dict[str, Any]:
             "gas": 21000, "gasPrice": hex(10**9)}  # fmt: skip
 
 
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _ks(env: dict[str, str], *args: str) -> str:
     proc = subprocess.run([KEYSAFE, *args], env=env, capture_output=True, text=True, check=True)
     return proc.stdout
@@ -74,7 +69,7 @@ def throwaway_server() -> Iterator[tuple[str, str]]:
         (tmp / "policy.yaml").write_text(POLICY)
         token = json.loads(_ks(env, "agent", "add", "bench", "--policy", str(tmp / "policy.yaml"),
                                "--json"))["token"]  # fmt: skip
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen(
             [KEYSAFE, "serve", "--unlock", "--port", str(port), "--rate-limit", "100000"],

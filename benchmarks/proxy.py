@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from benchmarks import common
+from keysafe.testing import free_port
 
 _UPSTREAM = r"""
 import json, sys, time
@@ -158,7 +159,7 @@ def issue_placeholder(home: Path, agent: str) -> str:
 @contextmanager
 def local_proxy(vault_url: str) -> Iterator[str]:
     """`keysafe proxy` on a free port, talking to `vault_url`; yields its base URL."""
-    port = common.free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as agent_home:
         os.chmod(agent_home, 0o700)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}

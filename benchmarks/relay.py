@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.mcp_overhead import KEYSAFE, PASSPHRASE, POLICY, _free_port, _ks, _tx
+from benchmarks.mcp_overhead import KEYSAFE, PASSPHRASE, POLICY, _ks, _tx
+from keysafe.testing import free_port
 
 AGENTS = 8
 SIDECAR_PASSPHRASE = "benchmark sidecar passphrase"  # noqa: S105 - a throwaway sidecar
@@ -114,7 +115,7 @@ def world(agents: int = AGENTS) -> Iterator[tuple[list[Agent], list[Agent]]]:
                 json.loads(_ks(env, *add[:2], f"direct{i}", *add[2:]))["token"]
                 for i in range(agents)
             ]
-            relay_port, port = _free_port(), _free_port()
+            relay_port, port = free_port(), free_port()
             stack.enter_context(_process(
                 [KEYSAFE, "relay", "--port", str(relay_port), "--rate", "100000"], base,
                 f"http://127.0.0.1:{relay_port}/v1/relay/health", "keysafe relay",
@@ -131,7 +132,7 @@ def world(agents: int = AGENTS) -> Iterator[tuple[list[Agent], list[Agent]]]:
                 side_env = base | {"KEYSAFE_HOME": str(tmp / f"side{i}"),
                                    "KEYSAFE_SIDECAR_PASSPHRASE": SIDECAR_PASSPHRASE}  # fmt: skip
                 token = _pair(owner, f"remote{i}", policy, side_env)
-                side_port = _free_port()
+                side_port = free_port()
                 side_url = f"http://127.0.0.1:{side_port}"
                 stack.enter_context(_process(
                     [KEYSAFE, "sidecar", "--port", str(side_port)], side_env,

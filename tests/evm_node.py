@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,14 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
+from keysafe.testing import free_port
+
 TOOLS = Path(__file__).resolve().parent / "tools" / "evm"
 GANACHE = TOOLS / "node_modules" / "ganache" / "dist" / "node" / "cli.js"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -97,7 +92,7 @@ def _compiled_token() -> dict[str, Any]:
 def running_node() -> Iterator[Node]:
     if not GANACHE.exists():
         raise RuntimeError("ganache is not installed: run `bash scripts/test` (it runs npm ci)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         ["node", str(GANACHE), "--server.host", "127.0.0.1", "--server.port", str(port),
          "--chain.chainId", "31337", "--wallet.deterministic", "--wallet.totalAccounts", "3",

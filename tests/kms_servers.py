@@ -16,14 +16,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,26 +30,11 @@ import boto3
 import httpx
 import pytest
 
+from keysafe.testing import free_port, stop_process
+
 _BIN = Path(sys.executable).parent
 BAO = shutil.which("bao", path=str(_BIN)) or shutil.which("bao")
 MOTO = shutil.which("moto_server", path=str(_BIN)) or shutil.which("moto_server")
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _wait(probe: Any, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
@@ -65,7 +48,7 @@ def _wait(probe: Any, proc: subprocess.Popen[bytes], what: str, log: Path) -> No
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    _stop(proc)
+    stop_process(proc)
     raise RuntimeError(f"{what} did not become ready:\n{log.read_text(errors='replace')}")
 
 
@@ -110,7 +93,7 @@ class OpenBao:
         assert r.status_code in (200, 204), r.text
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
 
@@ -174,4 +157,4 @@ def moto_server() -> Iterator[Moto]:
         moto.key_id = moto.client().create_key(Description="keysafe test")["KeyMetadata"]["KeyId"]
         yield moto
     finally:
-        _stop(proc)
+        stop_process(proc)

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from keysafe.testing import free_port
 
 USER = "keysafe"
 _CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -49,13 +50,6 @@ def _run(argv: list[str]) -> None:
     done = subprocess.run(_as_owner(argv), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
-
-
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,7 @@ def postgres_cluster(root: Path | None = None, *, durable: bool = False) -> Iter
         shutil.chown(sockets, "postgres")
     _run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
           "--encoding=UTF8", "--no-sync"])  # fmt: skip
-    port = _free_port()
+    port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
         "-c max_connections=200"

@@ -17,32 +17,16 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager, nullcontext
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 
 import httpx
 
 from keysafe.relay.server import RelayConfig, make_relay_app
+from keysafe.testing import free_port, stop_process
 
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextmanager
@@ -69,13 +53,13 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.05)
         if up:
             break
-        _stop(proc)
+        stop_process(proc)
         if attempt == 2:
             raise RuntimeError("redis-server did not start")
     try:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        _stop(proc, signal.SIGKILL)
+        stop_process(proc, sig=signal.SIGKILL)
 
 
 class RelayProcess:
@@ -124,7 +108,7 @@ class RelayProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None:
-            _stop(self.proc, sig)
+            stop_process(self.proc, sig=sig)
 
     def kill(self) -> None:
         """kill -9: no shutdown, no goodbye to anyone connected."""

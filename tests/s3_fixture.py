@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from keysafe.testing import free_port
 
 MOTO = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
 AWS_ENV = {
@@ -54,13 +56,6 @@ class S3Server:
             out += [v | {"Marker": False} for v in page.get("Versions", [])]
             out += [m | {"Marker": True} for m in page.get("DeleteMarkers", [])]
         return out
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

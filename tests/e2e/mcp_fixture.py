@@ -27,8 +27,6 @@ import concurrent.futures
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -49,6 +47,7 @@ from eth_utils.crypto import keccak
 from mcp import Client
 from mcp_types import CallToolResult
 
+from keysafe.testing import start_server, stop_process, wait_listening
 from tests.conftest import Cli, shared_once
 from tests.e2e.server_fixture import (
     EVM_TX_FEE,
@@ -65,7 +64,6 @@ from tests.e2e.server_fixture import (
     cli_env,
     copy_home,
     evm_tx,
-    free_port,
     keysafe_server,
 )
 
@@ -458,24 +456,6 @@ class McpHttp:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 def agent_side_env(nowhere: Path) -> dict[str, str]:
     """The environment of a process on the agent's side: no passphrase, no vault home (KEYSAFE_HOME
     points at `nowhere`, which must still not exist afterwards)."""
@@ -486,29 +466,18 @@ def agent_side_env(nowhere: Path) -> dict[str, str]:
 @contextmanager
 def mcp_http_server(env: dict[str, str], vault_url: str, log_dir: Path) -> Iterator[McpHttp]:
     """`keysafe mcp --http --port FREE` with KEYSAFE_URL=vault_url; yields once the port answers."""
-    for attempt in range(3):
-        port = free_port()
-        log_path = log_dir / f"mcp-http-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [KEYSAFE, "mcp", "--http", "--port", str(port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env | {"KEYSAFE_URL": vault_url},
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None and not _accepts(port):
-            time.sleep(0.05)
-        if proc.poll() is None and _accepts(port):
-            break
-        _stop(proc)
-        text = log_path.read_text(errors="replace")
-        if "address already in use" not in text.lower() or attempt == 2:
-            raise RuntimeError(f"keysafe mcp --http did not start:\n{text}")
-    server = McpHttp(f"http://127.0.0.1:{port}/mcp", port, proc, log_path)
+    started = start_server(
+        lambda port: [KEYSAFE, "mcp", "--http", "--port", str(port)],
+        env | {"KEYSAFE_URL": vault_url},
+        log_dir,
+        name="mcp-http",
+        healthy=wait_listening,
+    )
+    server = McpHttp(f"{started.url}/mcp", started.port, started.proc, started.log_path)
     try:
         yield server
     finally:
-        _stop(proc)
+        stop_process(started.proc)
 
 
 # -- a running world: upstream, vault, `keysafe serve` ---------------------------------------------

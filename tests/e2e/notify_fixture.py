@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, policies, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.server_fixture import STANDARD_POLICY
 
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 _BUILT: dict[str, tuple[Path, str]] = {}
 
 
@@ -27,7 +26,7 @@ def notify_vault(factory: pytest.TempPathFactory, dest: Path) -> tuple[Path, str
     """A private copy of the notification vault's home, and agent `bot`'s token."""
     if "vault" not in _BUILT:
         home = Home(factory.mktemp("notify-vault") / "home")
-        vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+        vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
         phrase.wipe()
         with vault:
             wallets.create_wallet(vault, "main", Chain.EVM)

@@ -17,14 +17,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +33,7 @@ import rfc8785
 from nacl.signing import SigningKey
 
 from keysafe.errors import ErrorCode
+from keysafe.testing import start_server, stop_process
 from tests.conftest import PASSPHRASE, Cli
 
 KEYSAFE = shutil.which("keysafe", path=str(Path(sys.executable).parent)) or "keysafe"
@@ -191,13 +189,6 @@ def copy_home(pristine: Pristine, dest: Path) -> Path:
     return home
 
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
     """A running `keysafe serve`."""
@@ -226,29 +217,6 @@ class Server:
         return session
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @contextmanager
 def keysafe_server(
     env: Mapping[str, str],
@@ -258,34 +226,13 @@ def keysafe_server(
 ) -> Iterator[Server]:
     """Start `keysafe serve --port FREE *args` with `env`; yield once /v1/health answers."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="keysafe-serve-"))
-    for attempt in range(3):  # a free port can be taken between probing and binding
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_path = log_dir / f"serve-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [KEYSAFE, "serve", "--port", str(port), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-            )
-        try:
-            healthy = _wait_healthy(url, proc, time.monotonic() + timeout)
-        except BaseException:
-            _stop(proc)
-            raise
-        if healthy:
-            break
-        _stop(proc)
-        text = log_path.read_text(errors="replace")
-        if "address already in use" not in text.lower() or attempt == 2:
-            raise RuntimeError(f"keysafe serve did not become healthy:\n{text}")
-    server = Server(url, proc, dict(env), log_path)
+    started = start_server(
+        lambda port: [KEYSAFE, "serve", "--port", str(port), *args], env, log_dir, timeout=timeout
+    )
     try:
-        yield server
+        yield Server(started.url, started.proc, dict(env), started.log_path)
     finally:
-        _stop(proc)
+        stop_process(started.proc)
 
 
 def error_of(r: httpx.Response) -> dict[str, Any]:

@@ -43,11 +43,11 @@ from keysafe.client import (
     VaultLockedError,
     VaultUnreachableError,
 )
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, data, policies, registry, wallets
 from keysafe.service.models import Attachment, Chain, DataClass
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.mcp_fixture import (
@@ -72,14 +72,12 @@ from tests.e2e.server_fixture import (
     Server,
     cli_env,
     evm_tx,
-    free_port,
     keysafe_server,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI_TOOLS = ROOT / "tests" / "tools" / "openapi"
 T = TypeVar("T")
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 
 # The MCP tests' policy (an allow rule per tool, STANDARD_POLICY's budgets and asks), plus
 # asking for the credential's value (the owner always decides that one).
@@ -124,7 +122,7 @@ class World:
 
 def _build(root: Path, up: Upstream) -> McpVault:
     home = Home(root / "home")
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     secret = "canary-client-" + secrets.token_hex(16)
     with vault:

@@ -12,9 +12,10 @@ import pytest
 
 from keysafe import files
 from keysafe.errors import AlreadyExistsError
+from keysafe.testing import free_port
 from keysafe.vault.home import DB_NAME
 from tests.conftest import Cli
-from tests.e2e.server_fixture import free_port, keysafe_server
+from tests.e2e.server_fixture import keysafe_server
 
 
 def _error(r: object) -> str:

@@ -24,18 +24,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies
 from keysafe.service.context import open_vault
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import Server, agent_headers, cli_env, error_of, keysafe_server
 
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 AGENTS = (
     "revoke-srv", "revoke-cli", "revoke-file", "rotate-srv", "rotate-file", "pause-srv",
     "pause-file", "all-file", "edited",
@@ -101,7 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = upstream.server_address[1]
     root = tmp_path_factory.mktemp("token-cache")
     home = Home(root / "home")
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     tokens: dict[str, str] = {}
     with vault:

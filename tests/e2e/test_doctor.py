@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from keysafe.testing import free_port
 from tests.conftest import Cli, Result, shared_once
-from tests.e2e.server_fixture import cli_env, free_port, keysafe_server
+from tests.e2e.server_fixture import cli_env, keysafe_server
 from tests.e2e.test_cli import cli_at
 
 API_KEY = "doctor-canary-3c1f9a7e5d"  # in RPC URLs: must never be printed

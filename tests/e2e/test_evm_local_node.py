@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from eth_abi import encode
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, audit, policies, registry, signing, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.evm_node import Node
@@ -63,7 +63,7 @@ def node(evm_node: Node) -> Node:
 def world(node: Node, tmp_path: Path) -> Iterator[World]:
     vault, _ = init_vault(
         Home(tmp_path / "home"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
     )  # fmt: skip
     w = wallets.create_wallet(vault, "main", Chain.EVM)

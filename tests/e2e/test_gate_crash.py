@@ -52,19 +52,17 @@ from typing import Any
 import httpx
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
 from keysafe.service.models import Attachment, Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault.home import DB_NAME, Home
 from tests.conftest import PASSPHRASE, Cli
-from tests.e2e.server_fixture import MILLI_ETH, R1, R4, agent_headers, cli_env, evm_tx, free_port
+from tests.e2e.server_fixture import MILLI_ETH, R1, R4, agent_headers, cli_env, evm_tx
 
 pytestmark = pytest.mark.slow
 
-# Unlocking at every restart (and the owner's login) must not cost 64 MiB of Argon2 each time.
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 AGENTS = ("a0", "a1", "a2")
 KILLS = 30
 MAX_KILLS = 90
@@ -138,7 +136,7 @@ def held_upstream() -> Iterator[str]:
 
 def _build(root: Path, slow_url: str) -> Built:
     home = Home(root / "home")
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     tokens: dict[str, str] = {}
     with vault:

@@ -29,16 +29,15 @@ from typing import Any
 import httpx
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.server_fixture import KEYSAFE, Server, cli_env, keysafe_server
 
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 SECRET = "ghp_RUNCANARY" + os.urandom(16).hex()
 OTHER_SECRET = "sk-other-RUNCANARY" + os.urandom(16).hex()
 EXIT_CODE = 7
@@ -138,7 +137,7 @@ class Stack:
 
 def _build(root: Path) -> Built:
     home = Home(root / "home")
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     with vault:
         for name, value in (("gh", SECRET), ("other", OTHER_SECRET)):

@@ -35,25 +35,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, placeholders, policies
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF, free_port, stop_process
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE, Cli
-from tests.e2e.server_fixture import (
-    KEYSAFE,
-    Server,
-    cli_env,
-    error_of,
-    free_port,
-    keysafe_server,
-)
+from tests.e2e.server_fixture import KEYSAFE, Server, cli_env, error_of, keysafe_server
 
 REDACTED = "[redacted by keysafe]"
 CAP = 64 * 1024  # the module's server runs with --max-response CAP
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 BASIC_USER = "apiuser"
 # One random secret per credential, fresh for each test process (alphanumeric and '-', so its
 # URL-encoded form is itself).
@@ -244,7 +236,7 @@ def _seal(home: Path) -> None:
 
 def _build(root: Path, allowed: int, other: int) -> Built:
     home = Home(root / "home")
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     attach = {
         "api": Attachment.bearer(),
@@ -316,16 +308,6 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @contextmanager
 def running_proxies(
     vault_url: str, root: Path, tokens: Mapping[str, str | None]
@@ -356,7 +338,7 @@ def running_proxies(
         yield started
     finally:
         for p in started.values():
-            _stop(p.proc)
+            stop_process(p.proc)
 
 
 # -- fixtures ------------------------------------------------------------------------------------

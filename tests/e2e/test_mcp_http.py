@@ -26,6 +26,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from keysafe.testing import free_port
 from tests.e2e.mcp_fixture import (
     McpHttp,
     McpSession,
@@ -37,7 +38,7 @@ from tests.e2e.mcp_fixture import (
     refused,
     world_fixture,  # noqa: F401 - the session fixture `world`, shared with the other transport
 )
-from tests.e2e.server_fixture import MILLI_ETH, R4, error_of, evm_tx, free_port
+from tests.e2e.server_fixture import MILLI_ETH, R4, error_of, evm_tx
 
 INITIALIZE = {
     "jsonrpc": "2.0",

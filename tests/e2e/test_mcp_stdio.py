@@ -21,6 +21,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from keysafe.testing import free_port
 from tests.e2e.mcp_fixture import (
     TOOL_NAMES,
     McpSession,
@@ -30,7 +31,7 @@ from tests.e2e.mcp_fixture import (
     sample_calls,
     world_fixture,  # noqa: F401 - the session fixture `world`, shared with the other transport
 )
-from tests.e2e.server_fixture import KEYSAFE, free_port
+from tests.e2e.server_fixture import KEYSAFE
 
 
 def stdio_session(url: str, token: str, root: Path, errlog: TextIO) -> McpSession:

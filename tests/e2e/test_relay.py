@@ -13,7 +13,8 @@ import pytest
 from nacl.signing import SigningKey
 
 from keysafe.relay.link import Delivered, RelayLink, Transport
-from tests.relay_fixture import KEYSAFE, free_port, redis_server, relay_process
+from keysafe.testing import free_port
+from tests.relay_fixture import KEYSAFE, redis_server, relay_process
 
 pytestmark = pytest.mark.slow
 

@@ -40,6 +40,7 @@ from keysafe.relay import sidecar_state
 from keysafe.relay.envelope import Kind, PeerKeys
 from keysafe.relay.forwarded import RelayedRequest, RelayedResponse
 from keysafe.relay.link import RelayLink
+from keysafe.testing import free_port
 from tests.conftest import Cli
 from tests.e2e.keygen_fixture import create_apart, reshare_apart
 from tests.e2e.mcp_fixture import (
@@ -54,16 +55,7 @@ from tests.e2e.mcp_fixture import (
     ok,
     upstream,
 )
-from tests.e2e.server_fixture import (
-    KEYSAFE,
-    MILLI_ETH,
-    R4,
-    Server,
-    cli_env,
-    evm_tx,
-    free_port,
-    keysafe_server,
-)
+from tests.e2e.server_fixture import KEYSAFE, MILLI_ETH, R4, Server, cli_env, evm_tx, keysafe_server
 from tests.e2e.test_mcp_inspector import INSPECTOR, Case, _pending_approval, _sweep, cases
 from tests.e2e.test_web_page import CHROMIUM, CHROMIUM_ARGS, DOCS_SHOTS, unlock
 from tests.relay_fixture import RelayProcess, redis_server, relay_process

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import audit, data, epochs
 from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.mcp_fixture import agent_side_env
@@ -72,7 +72,7 @@ def test_kill_9_during_rotations_leaves_a_vault_that_opens_whole(tmp_path: Path)
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
         home, SecretBytes(bytearray(PASSPHRASE.encode())),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     with vault:
         for i in range(RECORDS):
@@ -147,7 +147,7 @@ def test_kill_9_during_epoch_destroys_leaves_a_vault_that_opens_whole(tmp_path: 
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
         home, SecretBytes(bytearray(PASSPHRASE.encode())),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     with vault:
         for i in range(RECORDS // 10):

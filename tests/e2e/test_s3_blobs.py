@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import epochs
 from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import KEYSAFE, add_agent, agent_headers, cli_env, keysafe_server
-from tests.s3_fixture import AWS_ENV, S3Server, free_port, moto_s3
+from tests.s3_fixture import AWS_ENV, S3Server, moto_s3
 
 # A distinctive secret key (moto takes any): it must never be written or printed by keysafe.
 AWS_CANARY = "canary-aws-secret-5f3e9d"
@@ -104,7 +104,7 @@ KILLS = 3
 def _cheap_vault(home: Home, bucket: str, s3: S3Server) -> Vault:
     made, _ = init_vault(
         home, SecretBytes(bytearray(PASSPHRASE.encode())),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         blobs_url=f"s3://{bucket}/crash", blobs_endpoint=s3.endpoint,
     )  # fmt: skip
     return made

@@ -29,6 +29,7 @@ import pytest
 import rlp  # type: ignore[import-untyped]
 from eth_account import Account
 
+from keysafe.testing import free_port
 from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import (
     MILLI_ETH,
@@ -43,7 +44,6 @@ from tests.e2e.server_fixture import (
     copy_home,
     error_of,
     evm_tx,
-    free_port,
     keysafe_server,
     standard_vault,
 )

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from keysafe.testing import free_port
 from tests.conftest import _KEYSAFE, PASSPHRASE, Cli
-from tests.e2e.server_fixture import free_port
 
 
 def _self_signed(dest: Path) -> tuple[Path, Path]:

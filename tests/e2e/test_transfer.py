@@ -28,11 +28,11 @@ from solders.pubkey import Pubkey
 from solders.token.associated import get_associated_token_address
 from solders.transaction import VersionedTransaction
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, policies, registry, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.server_fixture import Server, agent_headers, cli_env, error_of, keysafe_server
@@ -163,7 +163,7 @@ def _vault(root: Path, evm: Node, solana: SolanaNode, hostile: Hostile) -> dict[
     """The vault, built in-process with a cheap KDF (the server unlocks it the same way)."""
     vault, _ = init_vault(
         Home(root / "home"), SecretBytes(bytearray(PASSPHRASE.encode())),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
     )  # fmt: skip
     main = wallets.create_wallet(vault, "main", Chain.EVM).address

@@ -32,13 +32,13 @@ import pytest
 from eth_account import Account
 from sqlalchemy import create_engine, func, select
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
 from keysafe.service.models import Attachment, Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.store.db import database_url
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE
 from tests.e2e.server_fixture import (
@@ -55,7 +55,6 @@ from tests.e2e.server_fixture import (
 )
 
 FORK_AGENTS = ("f0", "f1", "f2", "f3")
-FAST_KDF = Argon2Params(memory_kib=8 * 1024, time_cost=1, parallelism=1)
 REQUESTS = 50
 ALLOWED = 20
 LIMIT_WEI = ALLOWED * (MILLI_ETH + EVM_TX_FEE)  # each signature books its value and max fee
@@ -155,7 +154,7 @@ def pair(
 ) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("two-servers")
     builder = Home(root / "owner", pg_module_url)
-    vault, phrase = init_vault(builder, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF)
+    vault, phrase = init_vault(builder, SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF)
     phrase.wipe()
     with vault:
         address = wallets.create_wallet(vault, "main", Chain.EVM).address

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pytest
 from eth_account import Account
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from keysafe.testing import free_port
 from tests.conftest import PASSPHRASE, Cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -81,13 +81,6 @@ class Server:
     log: Path
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -122,7 +115,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         for name in ("bot", "granted", "spare")
     }
     cli.ok("credential", "add", "canary", "--host", "api.example.com", input=CANARY)
-    port = _free_port()
+    port = free_port()
     log = root / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

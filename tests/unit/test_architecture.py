@@ -433,6 +433,25 @@ def test_surface_allow_list_has_no_stale_entry() -> None:
     assert all(any(_under(n, b) for b in BEHIND_SERVICE) for _, n in SURFACE_ALLOWED)
 
 
+# Test support ships in the wheel for the demo and the benchmarks; keysafe's own paths never
+# lean on it (a fake clock or a cheap KDF must not be one import away from a real vault).
+TESTING_USERS = ("cli/demo_cmd.py",)
+
+
+def test_only_the_demo_imports_the_test_support_package() -> None:
+    assert _sources("testing")
+    bad = [
+        f"keysafe/{path.relative_to(PACKAGE_DIR)} imports {name}"
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        if not _under(_module_name(path, PACKAGE_DIR.parent), "keysafe.testing")
+        and str(path.relative_to(PACKAGE_DIR)) not in TESTING_USERS
+        for name in sorted(imported_names(path))
+        if _under(name, "keysafe.testing")
+    ]
+    assert bad == []
+    assert _violations(("testing",), tuple(f"keysafe.{s}" for s in SURFACES)) == []
+
+
 def test_every_listed_module_exists() -> None:
     """No vacuous rule: each package or module the rules above name is really there."""
     tops = {*SURFACES, *AGENT_SIDE, *DOMAIN, *BOTTOM, "service"}

@@ -60,7 +60,8 @@ def _literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
                 found += [
                     (node.lineno, repr(a.value))
                     for a in node.args[:2]
-                    if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    if isinstance(a, ast.Constant)
+                    and isinstance(a.value, str)
                     and CODE_SHAPE.fullmatch(a.value)
                 ]
     return sorted(found)

@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.errors import MalformedRequestError
 from keysafe.mcp_server import threshold
 from keysafe.mpc import share_file
@@ -20,11 +19,11 @@ from keysafe.mpc.dkls import cosigner, signing
 from keysafe.mpc.frost.keys import AGENT, USER
 from keysafe.mpc.share_file import SecretBytes, Share
 from keysafe.remote import AgentClient
+from keysafe.testing import CHEAP_KDF
 from tests.unit.mpc.dkls_helpers import Wallet, make_wallet
 
 TOKEN = "ks_agent_dkls-agent-side-test-token"
 SHARE_KEY = "the agent share key of the agent-side test"
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 TX = {"type": 2, "chainId": 31337, "nonce": 0, "to": "0x1111111111111111111111111111111111111111",
       "value": 1, "gas": 21000, "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9}  # fmt: skip
 
@@ -64,7 +63,7 @@ def wallet() -> Wallet:
 def _share_file(wallet: Wallet, path: Path) -> None:
     share = Share(wallet.keys[AGENT], {p: wallet.pairs[(AGENT, p)] for p in (USER, 3)})
     doc = share_file.seal_agent_share(
-        "team", "vault-id", share, SecretBytes(bytearray(SHARE_KEY.encode())), params=CHEAP
+        "team", "vault-id", share, SecretBytes(bytearray(SHARE_KEY.encode())), params=CHEAP_KDF
     )
     share_file.write(path, doc)
 

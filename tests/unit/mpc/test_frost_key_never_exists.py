@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from nacl.signing import VerifyKey
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.mpc import share_file
 from keysafe.mpc.frost import dkg
 from keysafe.mpc.frost.errors import FrostError
@@ -36,10 +35,10 @@ from keysafe.mpc.frost.session import (
     SignRequest,
 )
 from keysafe.mpc.share_file import SecretBytes
+from keysafe.testing import CHEAP_KDF
 from tests.unit.mpc.test_frost_dkg import run_dkg, run_reshare
 
 SUITE = ED25519
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PAIRS = [(AGENT, USER), (AGENT, RECOVERY), (USER, RECOVERY)]
 
 
@@ -164,11 +163,11 @@ def write_share_files(keys: dict[int, KeyPackage], root: Path, generation: str) 
         secret = SecretBytes(bytearray(f"ks_agent_test-token-{generation}-{i}".encode()))
         if i == RECOVERY:
             doc = share_file.seal_recovery_share(
-                "team", "vault-id", share_file.Share(key), secret, params=CHEAP
+                "team", "vault-id", share_file.Share(key), secret, params=CHEAP_KDF
             )
         else:
             doc = share_file.seal_agent_share(
-                "team", "vault-id", share_file.Share(key), secret, params=CHEAP
+                "team", "vault-id", share_file.Share(key), secret, params=CHEAP_KDF
             )
         share_file.write(path, doc)
         # The file opens again to the same share: it really holds it, encrypted.

@@ -5,7 +5,6 @@ carries its notices, through the real service calls that emit them."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from sqlalchemy import select
 from telegram import Update
 
 from keysafe.approvals import Approval, Kind, Status
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotFoundError, WrongPassphraseError
 from keysafe.notify import telegram, webhook
@@ -25,6 +23,7 @@ from keysafe.service import agents, audit, notify, notify_telegram, policies
 from keysafe.service.notify import Cap, Claimed
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -253,14 +252,6 @@ def test_webhook_signature_verifies_and_refuses_tamper_and_staleness() -> None:
 # -- the outbox, through the service calls that emit ----------------------------------------------
 
 
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 PASS = b"passphrase-123"
 
 
@@ -268,8 +259,8 @@ PASS = b"passphrase-123"
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(PASS)),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
-        clock=Clock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC)),
+        kdf=CHEAP_KDF,
+        clock=ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC)),
     )  # fmt: skip
     agents.add_agent(v, "bot")
     policies.set_policy(v, "bot", "version: 1\nrules: []\n")
@@ -310,7 +301,7 @@ def test_attack_every_alert_through_the_outbox_carries_no_canary(vault: Vault) -
 
 def test_outbox_claims_once_retries_with_backoff_then_dead_letters(vault: Vault) -> None:
     clock = vault.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     notify.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
     agents.set_paused_all(vault, True)
     channels = {c.name for c in notify.list_channels(vault)}
@@ -345,7 +336,7 @@ def test_a_claim_cut_by_a_crash_is_released_at_start_and_keeps_its_id(vault: Vau
 
 def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Vault) -> None:
     clock = vault.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     keep = notify.add_webhook(vault, "https://a.example/k", [Event.PAUSE_ALL]).channel.name
     gone = notify.add_webhook(vault, "https://b.example/k", [Event.PAUSE_ALL]).channel.name
     agents.set_paused_all(vault, True)

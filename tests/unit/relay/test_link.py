@@ -18,7 +18,8 @@ from keysafe.errors import (
 )
 from keysafe.relay.link import RelayLink
 from keysafe.relay.server import RelayConfig
-from tests.relay_fixture import free_port, running_relay
+from keysafe.testing import free_port
+from tests.relay_fixture import running_relay
 
 
 def run(config: RelayConfig, test: Callable[[str], Awaitable[None]]) -> None:

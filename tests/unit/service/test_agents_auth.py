@@ -17,7 +17,6 @@ from nacl.signing import SigningKey
 from sqlalchemy import update
 
 from keysafe.crypto import jcs
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError, ReplayError
 from keysafe.policy.intent import Intent
@@ -25,11 +24,11 @@ from keysafe.service import agents, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 RECIPIENT = "0x1111111111111111111111111111111111111111"
@@ -54,26 +53,18 @@ SMALL = Intent(
 )
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class Made:
     home: Home
     vault: Vault
-    clock: Clock
+    clock: ManualClock
 
 
 @pytest.fixture
 def made(tmp_path: Path) -> Iterator[Made]:
-    clock = Clock(MONDAY_9AM)
+    clock = ManualClock(MONDAY_9AM)
     home = Home(tmp_path / "h")
-    vault, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=clock)
+    vault, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP_KDF, clock=clock)
     phrase.wipe()
     yield Made(home, vault, clock)
     vault.lock()

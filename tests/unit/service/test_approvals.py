@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotFoundError
 from keysafe.service import agents, approvals, policies, signing, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -35,27 +35,19 @@ rules:
 
 
 @dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
 class Made:
     vault: Vault
-    clock: Clock
+    clock: ManualClock
     address: str
 
 
 @pytest.fixture
 def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
     """On SQLite, then on PostgreSQL (`database_url`)."""
-    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    clock = ManualClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     vault, _ = init_vault(
         Home(tmp_path / "h", database_url), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=clock,
+        kdf=CHEAP_KDF, clock=clock,
     )  # fmt: skip
     w = wallets.create_wallet(vault, "main", Chain.EVM)
     agents.add_agent(vault, "bot")

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IdempotencyConflictError, MalformedRequestError, RequestInProgressError
 from keysafe.policy.intent import Intent
@@ -28,11 +27,11 @@ from keysafe.service import registry as asset_registry
 from keysafe.service.context import open_database, open_vault
 from keysafe.service.vault_admin import init_vault, parse_phrase
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import authorize, settle
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 MONDAY_9AM = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 RECIPIENT = "0x1111111111111111111111111111111111111111"
@@ -80,16 +79,6 @@ def transfer(amount: str, to: str = RECIPIENT) -> Intent:
     )
 
 
-class FrozenClock:
-    """A picklable clock stuck on a weekday morning (so it can go to spawned processes)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
 @dataclass
 class Made:
     home: Home
@@ -100,7 +89,7 @@ class Made:
 def _make(tmp_path: Path, policy: str, database_url: str | None) -> Made:
     home = Home(tmp_path / "h", database_url)
     vault, phrase = init_vault(
-        home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=FrozenClock(MONDAY_9AM)
+        home, SecretBytes(PASSPHRASE), kdf=CHEAP_KDF, clock=ManualClock(MONDAY_9AM)
     )
     words = bytes(phrase.reveal()).decode()
     phrase.wipe()
@@ -114,7 +103,7 @@ def _make(tmp_path: Path, policy: str, database_url: str | None) -> Made:
 def _unlocked(home: Home, words: str) -> Vault:
     """Another handle on the vault, unlocked: the gate checks the owner's seals with the key.
     The recovery phrase is used rather than the passphrase, whose attempts are throttled."""
-    v = open_vault(home, clock=FrozenClock(MONDAY_9AM))
+    v = open_vault(home, clock=ManualClock(MONDAY_9AM))
     with parse_phrase(SecretBytes(bytearray(words.encode()))) as entropy:
         v.unlock_with_phrase(entropy)
     return v

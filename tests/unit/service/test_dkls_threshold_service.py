@@ -15,7 +15,6 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, PolicyDeniedError
 from keysafe.mpc import share_file
@@ -26,10 +25,10 @@ from keysafe.service import agents, backup, policies, threshold
 from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.unit.service import ceremony_support
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 SHARE_KEY = "the agent share key of the service tests"
 RECOVERY = "the recovery passphrase of the service tests"
 POLICY = """\
@@ -55,7 +54,7 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.vault, self.phrase = init_vault(
-            Home(root / "home"), _secret("vault passphrase for tests"), kdf=CHEAP,
+            Home(root / "home"), _secret("vault passphrase for tests"), kdf=CHEAP_KDF,
             clock=lambda: datetime.now(UTC),
         )  # fmt: skip
         _, token = agents.add_agent(self.vault, "bot")
@@ -98,7 +97,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     for name in ("seal_recovery_share", "seal_agent_share"):
         real = getattr(share_file, name)
         monkeypatch.setattr(
-            share_file, name, lambda *a, _real=real, **k: _real(*a, **k, params=CHEAP)
+            share_file, name, lambda *a, _real=real, **k: _real(*a, **k, params=CHEAP_KDF)
         )
     w = World(tmp_path)
     yield w
@@ -216,7 +215,7 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
     # the disaster: the old backup rebuilt on a new machine
     restored, _ = backup.restore_new(
         Home(tmp_path / "rebuilt"), old_backup, world.phrase, _secret("another passphrase 123!"),
-        kdf=CHEAP,
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     try:
         assert [a.status for a in agents.list_agents(restored)] == ["paused"]

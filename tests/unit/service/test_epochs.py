@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select, update
 
 from keysafe.crypto import aead
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError
 from keysafe.service import agents, audit, backup, data, epochs, owner_ops
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault, parse_phrase, recover_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault import backup as backup_format
 from keysafe.vault import hierarchy, records
 from keysafe.vault.home import Home
@@ -31,7 +31,7 @@ RECORDS = 240
 def vault(tmp_path: Path) -> Vault:
     made, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     for i in range(RECORDS):
         value = SecretBytes(bytearray(f"canary-value-{i:04d}".encode()))
@@ -195,7 +195,7 @@ def test_attack_old_copies_stay_closed_to_the_current_master_key(
 def test_the_passphrase_and_the_phrase_each_still_open_every_epoch(tmp_path: Path) -> None:
     made, words = init_vault(
         Home(tmp_path / "p"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     for i in range(5):
         data.set_data(made, f"x{i}", SecretBytes(bytearray(b"v")), data_class=DataClass.STANDARD)
@@ -219,7 +219,7 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
     home = Home(tmp_path / "legacy")
     made, words = init_vault(
         home, SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     data.set_data(made, "old", SecretBytes(bytearray(b"legacy")), data_class=DataClass.STANDARD)
     master = made._require_master()
@@ -238,7 +238,7 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
         row = conn.execute(select(t.epochs)).one()
         assert row.sealed_pass and row.wrapped_key  # the phrase still needs the master's copy
     recovered, _ = recover_vault(home, words, SecretBytes(bytearray(b"passphrase-456")),
-                                 kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1))  # fmt: skip
+                                 kdf=CHEAP_KDF)  # fmt: skip
     with recovered.db.read() as conn:
         row = conn.execute(select(t.epochs)).one()
         assert row.sealed_pass and row.sealed_phrase and not row.wrapped_key
@@ -253,7 +253,7 @@ def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
     rebuilds the vault from it on an empty home."""
     made, words = init_vault(
         Home(tmp_path / "v"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     data.set_data(made, "kept", SecretBytes(bytearray(b"value")), data_class=DataClass.STANDARD)
     file = tmp_path / "epoch1.ksbackup"
@@ -274,7 +274,7 @@ def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
 
     rebuilt, header = backup.restore_new(
         Home(tmp_path / "new"), file, words, SecretBytes(bytearray(b"passphrase-789")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     assert header.epoch == 1 and "value" in _open_all(rebuilt)
 

@@ -31,7 +31,6 @@ from solders.transaction import VersionedTransaction
 from sqlalchemy import select, update
 
 from keysafe.agent_models import KeygenPost
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     IntegrityError,
@@ -51,11 +50,11 @@ from keysafe.service import signing as sign_service
 from keysafe.service.models import Chain, RecordKind
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import RecordInfo
 from tests.unit.service import ceremony_support
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"passphrase-123"
 RECOVERY_PASSPHRASE = b"recovery passphrase for the tests"
 SHARE_KEY = "the agent share key, kept on the agent host only"
@@ -72,7 +71,7 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.vault, _ = init_vault(
-            Home(root / "h"), _secret(PASSPHRASE), kdf=CHEAP,
+            Home(root / "h"), _secret(PASSPHRASE), kdf=CHEAP_KDF,
             clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
         )  # fmt: skip
         self.tokens: dict[str, str] = {}
@@ -144,10 +143,10 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     real, real_agent = share_file.seal_recovery_share, share_file.seal_agent_share
 
     def cheap_recovery(*args: Any, **kw: Any) -> dict[str, Any]:
-        return real(*args, **kw, params=CHEAP)  # the 64 MiB Argon2 adds nothing here
+        return real(*args, **kw, params=CHEAP_KDF)  # the 64 MiB Argon2 adds nothing here
 
     def cheap_agent(*args: Any, **kw: Any) -> dict[str, Any]:
-        return real_agent(*args, **kw, params=CHEAP)
+        return real_agent(*args, **kw, params=CHEAP_KDF)
 
     monkeypatch.setattr(share_file, "seal_recovery_share", cheap_recovery)
     monkeypatch.setattr(share_file, "seal_agent_share", cheap_agent)

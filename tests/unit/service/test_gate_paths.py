@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import select
 
 from keysafe.approvals import Kind
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import BudgetExceededError, RequestInProgressError
 from keysafe.policy.intent import Intent
@@ -26,6 +25,7 @@ from keysafe.service import agents, gate, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service.gate_support import Probe
@@ -52,7 +52,7 @@ def home(tmp_path: Path) -> Iterator[Home]:
     h = Home(tmp_path / "h")
     v, _ = init_vault(
         h, SecretBytes(bytearray(PASS)),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=lambda: NOW,
+        kdf=CHEAP_KDF, clock=lambda: NOW,
     )  # fmt: skip
     with v:
         agents.add_agent(v, "bot")

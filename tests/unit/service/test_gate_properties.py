@@ -38,7 +38,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     BudgetExceededError,
@@ -50,6 +49,7 @@ from keysafe.service.context import open_vault
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -117,14 +117,6 @@ def mail(contents: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass(frozen=True)
 class Template:
     home: Path
@@ -137,7 +129,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     home = Home(tmp_path_factory.mktemp("gate-props") / "h")
     vault, phrase = init_vault(
         home, SecretBytes(bytearray(PASSPHRASE)),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=Clock(START),
+        kdf=CHEAP_KDF, clock=ManualClock(START),
     )  # fmt: skip
     phrase.wipe()
     with vault:
@@ -324,7 +316,7 @@ def decide(vault: Vault, model: Model, index: int, *, approve: bool) -> None:
         check_signature(vault, model, req, done.result, approved=True)
 
 
-def step(vault: Vault, clock: Clock, model: Model, op: tuple[Any, ...]) -> None:
+def step(vault: Vault, clock: ManualClock, model: Model, op: tuple[Any, ...]) -> None:
     kind = op[0]
     if kind == "sign":
         sign(vault, model, op[1], op[2], op[3])
@@ -353,7 +345,7 @@ def test_gate_keeps_keys_windows_and_pauses_under_any_sequence(
 ) -> None:
     home = Path(tempfile.mkdtemp(dir=copies)) / "h"
     shutil.copytree(template.home, home)
-    clock = Clock(START)
+    clock = ManualClock(START)
     vault = open_vault(Home(home), clock=clock)
     vault.unlock(SecretBytes(bytearray(PASSPHRASE)))
     model = Model(template.address)

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -41,17 +40,16 @@ from keysafe.mpc.share_file import Share
 from keysafe.service import agents, audit, keygen, threshold
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.unit.service import ceremony_support
-
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Iterator[Vault]:
     v, _ = init_vault(
-        Home(tmp_path / "home"), SecretBytes(bytearray(b"vault passphrase for tests")), kdf=CHEAP,
+        Home(tmp_path / "home"), SecretBytes(bytearray(b"vault passphrase for tests")), kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
     )  # fmt: skip
     agents.add_agent(v, "bot")
@@ -392,7 +390,7 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
     )  # fmt: skip
     new, _ = init_vault(
         Home(tmp_path / "new-home"), SecretBytes(bytearray(b"another vault passphrase")),
-        kdf=CHEAP, clock=lambda: datetime.now(UTC),
+        kdf=CHEAP_KDF, clock=lambda: datetime.now(UTC),
     )  # fmt: skip
     try:
         agents.add_agent(new, "bot")

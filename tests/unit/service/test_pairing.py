@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
 from keysafe.relay.envelope import Identity
 from keysafe.relay.pairing import Claim, Invite, commitment, decode_invite, pairing_words
 from keysafe.service import agents, approvals, dispatch, pairing
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -33,7 +33,7 @@ rules:
 def vault(tmp_path: Path) -> Vault:
     made, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
     )  # fmt: skip
     return made
 

@@ -20,7 +20,6 @@ import pytest
 from sqlalchemy import insert, select
 
 from keysafe.audit.redact import hmac_value
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     MalformedRequestError,
@@ -33,10 +32,10 @@ from keysafe.service import agents, credentials, placeholders
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SECRET = "sk-PLACEHOLDER-CANARY-3b9f1e"
 
@@ -44,7 +43,7 @@ SECRET = "sk-PLACEHOLDER-CANARY-3b9f1e"
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
         clock=lambda: NOW,
     )  # fmt: skip
     for name in ("api", "other"):

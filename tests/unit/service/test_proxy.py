@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, PayloadTooLargeError, PolicyDeniedError
 from keysafe.service import agents, approvals, credentials, policies, proxy, settings
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -119,7 +119,7 @@ def vault(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Vault:
     admin = f"http://127.0.0.1:{allowed.port}/admin/**"
     v, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )  # fmt: skip
     credentials.add_credential(

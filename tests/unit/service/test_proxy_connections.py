@@ -20,12 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, credentials, policies, proxy
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -114,7 +114,7 @@ def vault(tmp_path: Path, hosts: tuple[Upstream, Upstream]) -> Iterator[Vault]:
     a, b = hosts
     v, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )  # fmt: skip
     for name, secret, up in (("cred-a", SECRET_A, a), ("cred-b", SECRET_B, b)):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
 from keysafe.service import agents, approvals, data, policies
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -29,7 +29,7 @@ rules:
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )  # fmt: skip
     data.set_data(

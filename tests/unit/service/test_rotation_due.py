@@ -11,35 +11,27 @@ import pytest
 from nacl.signing import SigningKey
 from sqlalchemy import update
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, VaultLockedError
 from keysafe.service import agents, credentials, owner_ops, placeholders, rotation_due
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def vault(tmp_path: Path, clock: Clock) -> Vault:
+def vault(tmp_path: Path, clock: ManualClock) -> Vault:
     made, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=clock,
+        kdf=CHEAP_KDF, clock=clock,
     )  # fmt: skip
     agents.add_agent(made, "bot")
     key = SigningKey.generate().verify_key.encode().hex()
@@ -72,7 +64,7 @@ def _due(vault: Vault) -> set[tuple[str, str]]:
 
 
 def test_nothing_is_due_until_the_default_age_then_everything_an_agent_holds_is(
-    vault: Vault, clock: Clock
+    vault: Vault, clock: ManualClock
 ) -> None:
     pol, due = rotation_due.due(vault)
     assert pol.after == rotation_due.DEFAULT_AFTER and pol.after_uses is None and due == []
@@ -84,7 +76,7 @@ def test_nothing_is_due_until_the_default_age_then_everything_an_agent_holds_is(
 
 
 def test_the_owners_age_and_use_count_decide_and_a_rotation_clears_it(
-    vault: Vault, clock: Clock
+    vault: Vault, clock: ManualClock
 ) -> None:
     rotation_due.set_policy(vault, timedelta(days=30), 100)
     clock.now += timedelta(days=10)
@@ -100,7 +92,7 @@ def test_the_owners_age_and_use_count_decide_and_a_rotation_clears_it(
 
 
 def test_a_placeholder_counts_its_credentials_calls_and_replace_rotates_it(
-    vault: Vault, clock: Clock
+    vault: Vault, clock: ManualClock
 ) -> None:
     rotation_due.set_policy(vault, None, 5)
     _used(vault, "bot", 4, target="credential:openai")
@@ -116,7 +108,7 @@ def test_a_placeholder_counts_its_credentials_calls_and_replace_rotates_it(
     assert ("placeholder", "bot") not in _due(vault)
 
 
-def test_a_revoked_agent_has_nothing_due(vault: Vault, clock: Clock) -> None:
+def test_a_revoked_agent_has_nothing_due(vault: Vault, clock: ManualClock) -> None:
     agents.set_status(vault, "bot", "revoked")
     placeholders.revoke_all(vault, "openai")
     clock.now += timedelta(days=365)
@@ -124,7 +116,7 @@ def test_a_revoked_agent_has_nothing_due(vault: Vault, clock: Clock) -> None:
 
 
 def test_attack_a_policy_edited_into_the_file_cannot_loosen_the_owners(
-    vault: Vault, clock: Clock
+    vault: Vault, clock: ManualClock
 ) -> None:
     rotation_due.set_policy(vault, timedelta(days=30), 10)
     clock.now += timedelta(days=31)

@@ -6,13 +6,12 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from keysafe.audit.redact import hmac_value
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -26,10 +25,10 @@ from keysafe.service import audit, backup, credentials, data, wallets
 from keysafe.service.context import open_vault
 from keysafe.service.models import Attachment, Chain, DataClass, RecordKind
 from keysafe.service.vault_admin import init_vault, recover_vault
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 HARDHAT_PHRASE = b"test test test test test test test test test test test junk"
 HARDHAT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -37,23 +36,12 @@ HARDHAT_1 = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 CANARY = b"CANARY-svc-51c0-ghp_do_not_leak_this"
 
 
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class Made:
     home: Home
     vault: Vault
     phrase: SecretBytes
-    clock: Clock
+    clock: ManualClock
 
 
 @pytest.fixture
@@ -61,9 +49,9 @@ def make_vault(tmp_path: Path) -> Iterator[Callable[[str], Made]]:
     opened: list[Vault] = []
 
     def make(name: str = "h") -> Made:
-        clock = Clock(datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC))
+        clock = ManualClock(datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC))
         home = Home(tmp_path / name)
-        vault, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=clock)
+        vault, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP_KDF, clock=clock)
         opened.append(vault)
         return Made(home, vault, phrase, clock)
 
@@ -235,10 +223,10 @@ def test_remove_data_removes_it(made: Made) -> None:
 
 @pytest.fixture
 def hardhat(tmp_path: Path) -> Iterator[Made]:
-    clock = Clock(datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC))
+    clock = ManualClock(datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC))
     home = Home(tmp_path / "hardhat")
     vault, rebuilt = recover_vault(
-        home, SecretBytes(HARDHAT_PHRASE), SecretBytes(PASSPHRASE), kdf=CHEAP, clock=clock
+        home, SecretBytes(HARDHAT_PHRASE), SecretBytes(PASSPHRASE), kdf=CHEAP_KDF, clock=clock
     )
     assert rebuilt
     yield Made(home, vault, SecretBytes(HARDHAT_PHRASE), clock)
@@ -438,7 +426,7 @@ def test_backup_restore_new_into_empty_home_preserves_records_and_audit(
 
     home2 = Home(tmp_path / "restored")
     restored, header2 = backup.restore_new(
-        home2, path, made.phrase, SecretBytes(b"a brand new passphrase"), kdf=CHEAP,
+        home2, path, made.phrase, SecretBytes(b"a brand new passphrase"), kdf=CHEAP_KDF,
         clock=made.clock,
     )  # fmt: skip
     try:

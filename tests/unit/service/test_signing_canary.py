@@ -23,12 +23,12 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, policies, signing, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 
 BOB = "0x1111111111111111111111111111111111111111"
@@ -76,7 +76,7 @@ def test_private_keys_never_leave_in_outputs_logs_audit_or_errors(
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
         home, SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
     )  # fmt: skip
     outputs: list[Any] = []

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, approvals, audit, policies, signing, spending, wallets
 from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
@@ -36,20 +35,12 @@ rules:
 FEE = "0.000021"  # gas 21000 × 1 gwei
 
 
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def vault(tmp_path: Path) -> tuple[Vault, Clock]:
-    clock = Clock(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))
+def vault(tmp_path: Path) -> tuple[Vault, ManualClock]:
+    clock = ManualClock(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))
     v, _ = init_vault(
         Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=Argon2Params(memory_kib=1024, time_cost=1, parallelism=1), clock=clock,
+        kdf=CHEAP_KDF, clock=clock,
     )  # fmt: skip
     wallets.create_wallet(v, "main", Chain.EVM)
     for name in ("bot", "other"):
@@ -65,7 +56,7 @@ def pay(v: Vault, agent: str, eth: str, nonce: int) -> signing.SignResult:
 
 
 def test_spending_counts_each_request_once_per_asset_in_its_hour(
-    vault: tuple[Vault, Clock],
+    vault: tuple[Vault, ManualClock],
 ) -> None:
     v, clock = vault
     pay(v, "bot", "0.5", 0)
@@ -83,7 +74,9 @@ def test_spending_counts_each_request_once_per_asset_in_its_hour(
     assert sum(1 for p in bot.points if p != "0") == 2
 
 
-def test_spending_leaves_out_denied_pending_and_old_requests(vault: tuple[Vault, Clock]) -> None:
+def test_spending_leaves_out_denied_pending_and_old_requests(
+    vault: tuple[Vault, ManualClock],
+) -> None:
     v, clock = vault
     clock.now -= timedelta(days=2)
     pay(v, "other", "0.1", 0)  # two days ago: in 7 days, not in 24 hours
@@ -98,7 +91,7 @@ def test_spending_leaves_out_denied_pending_and_old_requests(vault: tuple[Vault,
     assert other.agent == "other" and other.total == "0.100021"
 
 
-def test_audit_filter_by_agent_action_prefix_and_outcome(vault: tuple[Vault, Clock]) -> None:
+def test_audit_filter_by_agent_action_prefix_and_outcome(vault: tuple[Vault, ManualClock]) -> None:
     v, _ = vault
     pay(v, "bot", "0.5", 0)
     asked = pay(v, "other", "2", 0)
@@ -121,7 +114,7 @@ def test_audit_filter_by_agent_action_prefix_and_outcome(vault: tuple[Vault, Clo
     assert newest[-1].action == "approval.deny"
 
 
-def test_audit_export_is_one_json_object_per_line(vault: tuple[Vault, Clock]) -> None:
+def test_audit_export_is_one_json_object_per_line(vault: tuple[Vault, ManualClock]) -> None:
     v, _ = vault
     asked = pay(v, "other", "2", 0)
     approvals.deny(v, asked.approval_id or "", reason="line one\nline two")

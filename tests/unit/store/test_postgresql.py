@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select, text
 
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import AlreadyExistsError, StoreError
 from keysafe.service import audit, data, epochs
@@ -21,20 +20,12 @@ from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.store.db import Database, database_url, redacted
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000  # past 2**31: PostgreSQL's INTEGER would overflow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.mark.parametrize(
@@ -114,7 +105,7 @@ def test_announce_server_says_alone_only_while_no_other_server_lives(pg_url: str
 
 def test_writer_free_is_false_while_another_writer_holds_the_vault_row(pg_url: str) -> None:
     home = Home(Path("/nonexistent-home"), pg_url)
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP_KDF)
     phrase.wipe()
     other = open_database(home, create=False)
     try:
@@ -138,7 +129,7 @@ def test_attack_two_inits_at_once_on_one_database_make_one_vault(
         barrier.wait(timeout=30)
         try:
             vault, phrase = init_vault(
-                Home(tmp_path / name, pg_url), SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP
+                Home(tmp_path / name, pg_url), SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP_KDF
             )
             phrase.wipe()
             made.append(vault)
@@ -157,10 +148,10 @@ def test_attack_two_inits_at_once_on_one_database_make_one_vault(
     made[0].db.close()
 
 
-def _two_servers(pg_url: str, tmp_path: Path, clock: Clock) -> tuple[Vault, Vault]:
+def _two_servers(pg_url: str, tmp_path: Path, clock: ManualClock) -> tuple[Vault, Vault]:
     """A vault with a few records, and two unlocked handles on it, as two servers have."""
     home = Home(tmp_path / "owner", pg_url)
-    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP, clock=clock)
+    vault, phrase = init_vault(home, SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP_KDF, clock=clock)
     phrase.wipe()
     with vault:
         for i in range(5):
@@ -186,7 +177,7 @@ def _read_all(vault: Vault) -> list[str]:
 def test_attack_servers_that_both_found_a_rotation_due_rotate_once(
     pg_url: str, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     a, b = _two_servers(pg_url, tmp_path, clock)
     try:
         every = timedelta(days=7)
@@ -219,7 +210,7 @@ def test_attack_servers_that_both_found_a_rotation_due_rotate_once(
 def test_a_server_opens_the_epoch_another_server_made_and_forgets_the_one_it_destroyed(
     pg_url: str, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     a, b = _two_servers(pg_url, tmp_path, clock)
     try:
         before = _read_all(a)
@@ -252,7 +243,7 @@ def test_attack_audit_verify_while_another_server_appends_sees_one_consistent_ch
     """`read()` is one snapshot on PostgreSQL as on SQLite: the chain head and the entries are
     read as of one moment. Statement by statement (READ COMMITTED) an entry appended between
     the two reads showed as a tampered tail: a false alarm whenever another server was busy."""
-    clock = Clock()
+    clock = ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     a, b = _two_servers(pg_url, tmp_path, clock)
     stop = threading.Event()
 

@@ -19,19 +19,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from keysafe.crypto import aead
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError
 from keysafe.service import data, epochs
 from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault import hierarchy, records
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.s3_fixture import S3Server, moto_s3
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 RECORDS = 12
 
@@ -63,7 +62,7 @@ def test_attack_a_dump_and_old_object_versions_stay_closed_to_every_key_two_serv
 ) -> None:
     bucket = s3.new_bucket()
     vault, phrase = init_vault(
-        Home(tmp_path / "owner", pg_url), SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP,
+        Home(tmp_path / "owner", pg_url), SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP_KDF,
         blobs_url=f"s3://{bucket}/ks", blobs_endpoint=s3.endpoint,
     )  # fmt: skip
     phrase.wipe()

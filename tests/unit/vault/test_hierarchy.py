@@ -10,9 +10,9 @@ import pytest
 from keysafe.crypto import aead
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault import hierarchy
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 ENTROPY = bytes(range(32))
 OTHER_ENTROPY = bytes(range(1, 33))
 PASSPHRASE = b"correct horse battery staple"
@@ -64,7 +64,7 @@ def test_subkeys_differ_by_purpose_and_from_the_master() -> None:
 def test_wrap_master_then_unwrap_with_right_passphrase_returns_master() -> None:
     master = _master()
     vid = hierarchy.vault_id_for(master)
-    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
+    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
     assert bytes(master.reveal()) not in wrapped.ciphertext
     assert hierarchy.unwrap_master(wrapped, SecretBytes(PASSPHRASE), vid) == master
 
@@ -72,8 +72,8 @@ def test_wrap_master_then_unwrap_with_right_passphrase_returns_master() -> None:
 def test_wrap_master_twice_uses_fresh_salt_and_nonce() -> None:
     master = _master()
     vid = hierarchy.vault_id_for(master)
-    a = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
-    b = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
+    a = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
+    b = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
     assert a.salt != b.salt
     assert a.nonce != b.nonce
     assert a.ciphertext != b.ciphertext
@@ -82,7 +82,7 @@ def test_wrap_master_twice_uses_fresh_salt_and_nonce() -> None:
 def test_unwrap_master_wrong_passphrase_raises_decryption_error() -> None:
     master = _master()
     vid = hierarchy.vault_id_for(master)
-    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
+    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
     with pytest.raises(aead.DecryptionError):
         hierarchy.unwrap_master(wrapped, SecretBytes(b"correct horse battery stapler"), vid)
 
@@ -90,7 +90,7 @@ def test_unwrap_master_wrong_passphrase_raises_decryption_error() -> None:
 def test_unwrap_master_other_vault_id_raises_decryption_error() -> None:
     master = _master()
     vid = hierarchy.vault_id_for(master)
-    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
+    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
     other_vid = hierarchy.vault_id_for(_master(OTHER_ENTROPY))
     with pytest.raises(aead.DecryptionError):
         hierarchy.unwrap_master(wrapped, SecretBytes(PASSPHRASE), other_vid)
@@ -106,9 +106,9 @@ def _params_blind_kdf(
 @pytest.mark.parametrize(
     "edited",
     [
-        dataclasses.replace(CHEAP, memory_kib=2048),
-        dataclasses.replace(CHEAP, time_cost=2),
-        dataclasses.replace(CHEAP, parallelism=2),
+        dataclasses.replace(CHEAP_KDF, memory_kib=2048),
+        dataclasses.replace(CHEAP_KDF, time_cost=2),
+        dataclasses.replace(CHEAP_KDF, parallelism=2),
     ],
     ids=["memory changed", "time cost changed", "parallelism changed"],
 )
@@ -120,7 +120,7 @@ def test_unwrap_master_edited_kdf_params_raise_decryption_error(
     monkeypatch.setattr(hierarchy, "argon2id", _params_blind_kdf)
     master = _master()
     vid = hierarchy.vault_id_for(master)
-    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP)
+    wrapped = hierarchy.wrap_master(master, SecretBytes(PASSPHRASE), vid, CHEAP_KDF)
     assert hierarchy.unwrap_master(wrapped, SecretBytes(PASSPHRASE), vid) == master
     with pytest.raises(aead.DecryptionError):
         hierarchy.unwrap_master(

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from keysafe.api.state import ServerState
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     IntegrityError,
@@ -30,13 +29,13 @@ from keysafe.errors import (
 )
 from keysafe.service import doctor, vault_admin
 from keysafe.store.db import Database
+from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault import kms
 from keysafe.vault.home import Home
 from keysafe.vault.kms import KmsConfig, KmsKind, KmsReason
 from keysafe.vault.vault import Vault
-from tests.kms_servers import Moto, OpenBao, free_port, moto_server, openbao_server
+from tests.kms_servers import Moto, OpenBao, moto_server, openbao_server
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 VAULT_A = "a" * 32
 VAULT_B = "b" * 32
 
@@ -236,7 +235,7 @@ def test_wrong_passphrase_error_is_still_the_local_vaults(tmp_path: Path) -> Non
     """`local` stays today's format: the passphrase, Argon2id, no provider columns."""
     home = Home(tmp_path / "h")
     made, phrase = vault_admin.init_vault(
-        home, SecretBytes(b"correct horse battery staple"), kdf=CHEAP
+        home, SecretBytes(b"correct horse battery staple"), kdf=CHEAP_KDF
     )
     phrase.wipe()
     assert made.kms_config() == KmsConfig.local()

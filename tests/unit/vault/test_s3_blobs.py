@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select, update
 
 from keysafe.crypto import aead
-from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, StoreError
 from keysafe.service import audit, backup, data, doctor, epochs
@@ -26,13 +25,13 @@ from keysafe.service.vault_admin import init_vault
 from keysafe.store import s3 as s3_module
 from keysafe.store import tables as t
 from keysafe.store.db import SCHEMA_HEAD
+from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault import hierarchy, records
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
-from tests.s3_fixture import S3Server, free_port, moto_s3
+from tests.s3_fixture import S3Server, moto_s3
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 RECORDS = 12
 PHRASES: dict[str, SecretBytes] = {}  # each vault's recovery phrase, by vault id
 
@@ -50,7 +49,7 @@ def bucket(s3: S3Server) -> str:
 
 def _vault(s3: S3Server, bucket: str, home: Path, *, records_: int = RECORDS) -> Vault:
     made, phrase = init_vault(
-        Home(home), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+        Home(home), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
         blobs_url=f"s3://{bucket}/ks/test", blobs_endpoint=s3.endpoint,
     )  # fmt: skip
     PHRASES[made.vault_id] = phrase
@@ -216,11 +215,11 @@ def test_init_refuses_a_missing_bucket_or_bad_url_before_writing(
 ) -> None:
     home = Home(tmp_path / "nope")
     with pytest.raises(StoreError, match=r"NoSuchBucket|404"):
-        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
                    blobs_url="s3://no-such-bucket-here/x", blobs_endpoint=s3.endpoint)  # fmt: skip
     assert not home.exists()
     with pytest.raises(MalformedRequestError, match="s3://BUCKET/PREFIX"):
-        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
                    blobs_url="https://bucket/x")  # fmt: skip
 
 
@@ -334,7 +333,11 @@ def test_a_backup_carries_the_ciphertext_and_restores_into_the_bucket(
     # On an empty home the backup alone (no bucket) rebuilds every record, in the database.
     words = PHRASES[vault.vault_id]
     rebuilt, _ = backup.restore_new(
-        Home(tmp_path / "new"), file, words, SecretBytes(bytearray(b"passphrase-789")), kdf=CHEAP
+        Home(tmp_path / "new"),
+        file,
+        words,
+        SecretBytes(bytearray(b"passphrase-789")),
+        kdf=CHEAP_KDF,
     )
     assert _open_all(rebuilt) == _open_all(vault)
     assert _row(rebuilt, "item6").blob_key is None
@@ -342,7 +345,7 @@ def test_a_backup_carries_the_ciphertext_and_restores_into_the_bucket(
     other = s3.new_bucket()
     into_s3, _ = backup.restore_new(
         Home(tmp_path / "new-s3"), file, words, SecretBytes(bytearray(b"passphrase-789")),
-        kdf=CHEAP, blobs_url=f"s3://{other}/again", blobs_endpoint=s3.endpoint,
+        kdf=CHEAP_KDF, blobs_url=f"s3://{other}/again", blobs_endpoint=s3.endpoint,
     )  # fmt: skip
     assert _open_all(into_s3) == _open_all(vault)
     assert _row(into_s3, "item6").blob_key.startswith(f"again/{vault.vault_id}/data/")
@@ -351,7 +354,7 @@ def test_a_backup_carries_the_ciphertext_and_restores_into_the_bucket(
 
 def test_a_vault_without_blobs_writes_rows_and_backups_as_before(tmp_path: Path) -> None:
     made, _ = init_vault(Home(tmp_path / "plain"), SecretBytes(bytearray(b"passphrase-123")),
-                         kdf=CHEAP)  # fmt: skip
+                         kdf=CHEAP_KDF)  # fmt: skip
     data.set_data(made, "x", SecretBytes(bytearray(b"v")), data_class=DataClass.STANDARD)
     row = _row(made, "x")
     assert row.ciphertext and row.blob_key is None and row.blob_sha256 is None
@@ -363,7 +366,7 @@ def test_a_vault_without_blobs_writes_rows_and_backups_as_before(tmp_path: Path)
 
 def test_a_vault_at_schema_0009_migrates_and_reads_as_before(tmp_path: Path) -> None:
     home = Home(tmp_path / "old")
-    made, _ = init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP)
+    made, _ = init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF)
     data.set_data(made, "x", SecretBytes(bytearray(b"kept")), data_class=DataClass.STANDARD)
     made.lock()
     made.db.close()
@@ -401,7 +404,7 @@ def test_a_crash_between_put_and_commit_keeps_the_old_record_in_any_bucket(
 
 def test_an_endpoint_without_a_bucket_or_with_credentials_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MalformedRequestError, match="needs --blobs"):
-        init_vault(Home(tmp_path / "e"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP,
+        init_vault(Home(tmp_path / "e"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
                    blobs_endpoint="http://127.0.0.1:9")  # fmt: skip
     with pytest.raises(MalformedRequestError, match="must not carry credentials") as err:
         BlobConfig.parse("s3://bucket/x", endpoint="https://AKIA:canary-s3cret@s3.example.com")

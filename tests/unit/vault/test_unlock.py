@@ -6,7 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,32 +17,19 @@ from keysafe.errors import UnlockThrottledError, WrongPassphraseError
 from keysafe.service import audit
 from keysafe.service.context import open_database
 from keysafe.service.vault_admin import init_vault, status
+from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault import hierarchy, unlock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 
-CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
 PASSPHRASE = b"correct horse battery staple"
 WRONG = b"wrong horse battery staple"
-
-
-class Clock:
-    """A frozen clock that only moves when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
 class Setup:
     home: Home
-    clock: Clock
+    clock: ManualClock
     vault: Vault  # locked, opened from disk
 
     def reopen(self) -> Vault:
@@ -54,9 +41,9 @@ class Setup:
 def setup(tmp_path: Path, database_url: str | None) -> Iterator[Setup]:
     """A vault on each store: the failure counter is in the vault header, shared by every
     process (and, on PostgreSQL, every server) that opens it."""
-    clock = Clock()
+    clock = ManualClock(datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC))
     home = Home(tmp_path / "h", database_url)
-    created, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP, clock=clock)
+    created, phrase = init_vault(home, SecretBytes(PASSPHRASE), kdf=CHEAP_KDF, clock=clock)
     phrase.wipe()
     created.lock()
     created.db.close()
