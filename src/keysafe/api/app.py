@@ -1,12 +1,12 @@
-"""The FastAPI application, assembled: the guard, the error handlers, the routers, the schema.
+"""The FastAPI application, assembled: the guard, the error handlers, the routes, the schema.
 
 Routes are thin (api/routes/): they authenticate (api/auth.py), call one service function and
 shape the answer.
 
 Rules this module enforces:
-- Every request passes the guard before any route sees it: a Host that is not the server's is
-  refused (421), a declared body over 1 MiB too (413), and a request for an owner route without
-  an owner session is refused before its body is read (401).
+- The guard answers before any route sees a request: a Host that is not the server's (421), a
+  declared body over 1 MiB (413), an owner route without an owner session (401, before the
+  body is read).
 - Bodies over 1 MiB are refused (413), JSON nested past 64 levels too (400), before any parse
   (keysafe/wire.py); CORS stays closed (no CORS headers are ever sent).
 - Every answer carries `cache-control: no-store` and `x-content-type-options: nosniff`.
