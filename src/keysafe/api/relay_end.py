@@ -29,17 +29,8 @@ from pydantic import ValidationError
 
 from keysafe import wire
 from keysafe.errors import STATUS, ErrorCode, NotFoundError, PayloadTooLargeError
-from keysafe.relay.envelope import (
-    EnvelopeRefused,
-    Freshness,
-    Identity,
-    Kind,
-    Message,
-    PeerKeys,
-    Sender,
-    open_sealed,
-    seal,
-)
+from keysafe.relay import envelope
+from keysafe.relay.envelope import Freshness, Identity, Kind, Message, PeerKeys, Sender
 from keysafe.relay.forwarded import RelayedRequest, RelayedResponse, agent_path
 from keysafe.relay.link import Delivered, RelayLink, handed_over_in_order
 from keysafe.relay.pairing import Claim, ClaimAnswer
@@ -171,14 +162,16 @@ class VaultEnd:
             return None  # the vault takes only claims and requests
 
         try:
-            message = open_sealed(me, delivered.body, sender=delivered.sender, key_of=key_of)
+            message = envelope.open_sealed(
+                me, delivered.body, sender=delivered.sender, key_of=key_of
+            )
             self._freshness.check(message)
-        except EnvelopeRefused as refused:
+        except envelope.EnvelopeRefused as refused:
             self._audit_refused(delivered.sender, refused)
             return None
         return message
 
-    def _audit_refused(self, sender: str, refused: EnvelopeRefused) -> None:
+    def _audit_refused(self, sender: str, refused: envelope.EnvelopeRefused) -> None:
         now = time.monotonic()
         self._audited = [t for t in self._audited if now - t < 60]
         logger.warning("relay: refused an envelope from %s: %s", sender[:12], refused.reason)
@@ -229,13 +222,13 @@ class VaultEnd:
             return  # nobody to answer: an unknown sender gets silence
         reply = sender.message(held.kind, message.sender, message.id, done["payload"])
         try:
-            await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
+            await handed_over_in_order(link, message.sender, envelope.seal(me, to_keys, reply))
         except PayloadTooLargeError:
             # An answer the relay will not carry (a large API response): say so, not silence.
             too_large = _error(ErrorCode.PAYLOAD_TOO_LARGE, "The answer is larger than the relay "
                                "carries.")  # fmt: skip
             reply = sender.message(Kind.RESPONSE, message.sender, message.id, too_large)
-            await handed_over_in_order(link, message.sender, seal(me, to_keys, reply))
+            await handed_over_in_order(link, message.sender, envelope.seal(me, to_keys, reply))
 
     def _keys_of(self, message: Message) -> PeerKeys | None:
         if message.kind is Kind.CLAIM:
@@ -255,7 +248,7 @@ class VaultEnd:
         agent = await asyncio.to_thread(pairing.sidecar_agent, self.vault, message.sender)
         if agent is None:
             # Revoked (or unpaired since): cut off, told so, and audited (at a bounded rate).
-            cut_off = EnvelopeRefused("revoked", "the sidecar's agent is revoked")
+            cut_off = envelope.EnvelopeRefused("revoked", "the sidecar's agent is revoked")
             await asyncio.to_thread(self._audit_refused, message.sender, cut_off)
             return Kind.REFUSED, _error(ErrorCode.NOT_AUTHENTICATED, "This sidecar's agent was "
                                         "revoked or unpaired."), None  # fmt: skip

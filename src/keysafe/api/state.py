@@ -1,7 +1,7 @@
 """The running server's state: the vault handle, owner sessions, rate limits, idle lock.
 
 Nothing here is global: `create_app` builds one `ServerState` and every route reads it from
-`request.app.state.keysafe`, so tests can run two servers in one process.
+`request.app.state.keysafe` (`server_state`), so tests can run two servers in one process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from starlette.requests import Request
+
 from keysafe.service import rotation_due
+from keysafe.service.balances import BalanceCache
 from keysafe.service.context import Home
 from keysafe.service.models import SecretBytes
 from keysafe.service.rotation_due import DueRotation
@@ -56,9 +59,9 @@ class ServerState:
     _buckets: dict[str, Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     last_activity: float = field(default_factory=time.monotonic)
-    # Balances are fetched from chain nodes at most every BALANCE_TTL seconds, however often
-    # the owner's page polls.
-    balance_cache: dict[str, tuple[float, list[dict[str, object]]]] = field(default_factory=dict)
+    # Balances are fetched from chain nodes at most every BALANCE_TTL_S seconds, however often
+    # the owner's page polls (service/balances.py).
+    balances: BalanceCache = field(default_factory=BalanceCache)
     # Due rotations count uses over the audit log: on a long log that is a scan, so the page's
     # poll (every 2 s) recomputes them only when something was audited AND at most every
     # ROTATIONS_TTL seconds. (when, audit head seq, the list)
@@ -153,3 +156,9 @@ class ServerState:
             self.vault.lock()
             return True
         return False
+
+
+def server_state(request: Request) -> ServerState:
+    """The state of the server that `request` reached (`create_app` put it on the app)."""
+    state: ServerState = request.app.state.keysafe
+    return state
