@@ -112,6 +112,13 @@ def to_checksum(s: str) -> str:
     return _eth_to_checksum_address(s)
 
 
+def checksum_or_none(value: object) -> str | None:
+    """EIP-55 form of `value`, or None when it is not an EVM address string (as `to_checksum`)."""
+    if isinstance(value, str) and is_evm_address(value):
+        return _eth_to_checksum_address(value)
+    return None
+
+
 def derive_evm(seed: bytes | bytearray, index: int) -> tuple[SecretBytes, str]:
     """MetaMask-compatible account `index`: (32-byte private key, EIP-55 address)."""
     _check_index(index)

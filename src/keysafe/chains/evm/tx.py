@@ -34,7 +34,7 @@ from typing import Any, Final, NoReturn
 
 import rlp  # type: ignore[import-untyped]
 
-from keysafe.chains.addresses import to_checksum
+from keysafe.chains.addresses import checksum_or_none, to_checksum
 from keysafe.errors import MalformedRequestError
 
 __all__ = [
@@ -410,13 +410,13 @@ def _quantity(name: str, value: Any, maximum: int) -> int:
 def _address(name: str, value: Any) -> str:
     if not isinstance(value, str):
         _bad(f"{name} must be an address string (0x followed by 40 hex digits).")
-    try:
-        return to_checksum(value.strip())
-    except ValueError:
+    address = checksum_or_none(value.strip())
+    if address is None:
         _bad(
             f"{name} is not a valid address: expected 0x followed by 40 hex digits, with a "
             "valid EIP-55 checksum if mixed case."
         )
+    return address
 
 
 def _hex_bytes(name: str, value: Any) -> bytes:
