@@ -29,9 +29,22 @@ class EvmOrigin(TypedDict, total=False):
     primary_type: str | None
 
 
+class EvmFields(EvmOrigin, total=False):
+    """What an EVM transfer, approval or call may carry beside its chain."""
+
+    asset: str | None
+    amount: str | None
+    unlimited: bool | None
+    spender: str | None
+    contract: str | None
+    selector: str | None
+    function: str | None
+
+
 class SolanaMove(TypedDict, total=False):
     """What a Solana transaction moves, beside its action: the fields its decoder fills."""
 
+    fee: str | None
     asset: str | None
     amount: str | None
     unlimited: bool | None
@@ -93,87 +106,20 @@ class Intent(BaseModel):
     # -- per-action constructors (module doc) ----------------------------------------------------
 
     @classmethod
-    def evm_transfer(
-        cls,
-        *,
-        chain: str,
-        to: str | None,
-        asset: str | None,
-        amount: str | None,
-        contract: str | None = None,
-        spender: str | None = None,
-        unlimited: bool | None = None,
-        selector: str | None = None,
-        function: str | None = None,
-        **origin: Unpack[EvmOrigin],
-    ) -> Intent:
+    def evm_transfer(cls, *, chain: str, to: str | None, **fields: Unpack[EvmFields]) -> Intent:
         """Native value or tokens leave the wallet (a transfer, a transfer authorization, …)."""
-        return cls(
-            action="evm.transfer",
-            chain=chain,
-            to=to,
-            asset=asset,
-            amount=amount,
-            contract=contract,
-            spender=spender,
-            unlimited=unlimited,
-            selector=selector,
-            function=function,
-            **origin,
-        )
+        return cls(action="evm.transfer", chain=chain, to=to, **fields)
 
     @classmethod
-    def evm_approve(
-        cls,
-        *,
-        chain: str,
-        spender: str | None,
-        contract: str | None,
-        unlimited: bool | None,
-        asset: str | None = None,
-        amount: str | None = None,
-        selector: str | None = None,
-        function: str | None = None,
-        **origin: Unpack[EvmOrigin],
-    ) -> Intent:
+    def evm_approve(cls, *, chain: str, **fields: Unpack[EvmFields]) -> Intent:
         """`spender` may take tokens (or NFTs) of `contract` from the wallet later."""
-        return cls(
-            action="evm.approve",
-            chain=chain,
-            spender=spender,
-            contract=contract,
-            unlimited=unlimited,
-            asset=asset,
-            amount=amount,
-            selector=selector,
-            function=function,
-            **origin,
-        )
+        return cls(action="evm.approve", chain=chain, **fields)
 
     @classmethod
-    def evm_call(
-        cls,
-        *,
-        chain: str,
-        contract: str,
-        asset: str | None = None,
-        amount: str | None = None,
-        selector: str | None = None,
-        function: str | None = None,
-        **origin: Unpack[EvmOrigin],
-    ) -> Intent:
-        """A contract call that is not a recognised transfer or approval (`amount` attached)."""
-        return cls(
-            action="evm.call",
-            chain=chain,
-            to=contract,
-            contract=contract,
-            asset=asset,
-            amount=amount,
-            selector=selector,
-            function=function,
-            **origin,
-        )
+    def evm_call(cls, *, chain: str, **fields: Unpack[EvmFields]) -> Intent:
+        """A call of `contract` that is not a recognised transfer or approval (`amount`
+        attached)."""
+        return cls(action="evm.call", chain=chain, to=fields.get("contract"), **fields)
 
     @classmethod
     def evm_deploy(

@@ -522,7 +522,7 @@ def _message_intent(
         raise MalformedRequestError(
             "encoding is utf8 or base64.", next_step="pass encoding utf8 (default) or base64."
         )
-    return sol_intents.intent_from_message(message, encoding=encoding, chain=reg.chain("solana"))  # type: ignore[arg-type]
+    return sol_intents.intent_from_message(message, encoding=encoding, chain=reg.chain("solana"))
 
 
 def _sign_message_bytes(info: RecordInfo, data: bytes, key: SecretBytes) -> str:
