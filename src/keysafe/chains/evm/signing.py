@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
-import rlp  # type: ignore[import-untyped]
+import rlp  # type: ignore[import-untyped]  # pyrlp ships no type hints
 from coincurve.utils import GROUP_ORDER_INT
 from eth_account import Account
 from eth_account._utils.legacy_transactions import Transaction as _LegacyTransaction

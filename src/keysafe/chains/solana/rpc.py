@@ -299,6 +299,7 @@ class SolanaRpc:
             return None
         owner = value.get("owner") if isinstance(value, dict) else None
         try:
+            # A non-string owner raises TypeError, answered below like a malformed one.
             return str(Pubkey.from_string(owner))  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise self._unavailable("answered getAccountInfo with a malformed owner") from None
