@@ -20,9 +20,9 @@ from eth_utils.address import to_checksum_address as _eth_to_checksum_address
 from eth_utils.crypto import keccak
 from solders.pubkey import Pubkey
 
+from keysafe.chains.base58 import base58_decode
 from keysafe.chains.hd import (
     HARDENED,
-    base58_decode,
     bip32_derive,
     slip10_ed25519_derive,
     slip10_ed25519_public,

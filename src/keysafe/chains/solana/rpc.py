@@ -264,12 +264,7 @@ class SolanaRpc:
 
     def get_balance(self, address: str, *, commitment: Commitment | None = None) -> int:
         """The balance of `address` in lamports."""
-        try:
-            key = str(Pubkey.from_string(address))
-        except (ValueError, TypeError):
-            raise MalformedRequestError(
-                "The address is not a Solana address.", next_step="use a base58 Solana address."
-            ) from None
+        key = _pubkey(address)
         params: list[Any] = [key, {"commitment": commitment}] if commitment else [key]
         result = self._result("getBalance", params)
         value = result.get("value") if isinstance(result, dict) else None
@@ -282,12 +277,7 @@ class SolanaRpc:
 
         Only the owner is asked for (a zero-length data slice), so a large account costs nothing.
         """
-        try:
-            key = str(Pubkey.from_string(address))
-        except (ValueError, TypeError):
-            raise MalformedRequestError(
-                "The address is not a Solana address.", next_step="use a base58 Solana address."
-            ) from None
+        key = _pubkey(address)
         config: dict[str, Any] = {"encoding": "base64", "dataSlice": {"offset": 0, "length": 0}}
         if commitment:
             config["commitment"] = commitment
@@ -303,3 +293,17 @@ class SolanaRpc:
             return str(Pubkey.from_string(owner))  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise self._unavailable("answered getAccountInfo with a malformed owner") from None
+
+
+def _pubkey(address: str) -> str:
+    """`address` as a canonical base58 public key.
+
+    Raises:
+        MalformedRequestError: not a Solana address.
+    """
+    try:
+        return str(Pubkey.from_string(address))
+    except (ValueError, TypeError):
+        raise MalformedRequestError(
+            "The address is not a Solana address.", next_step="use a base58 Solana address."
+        ) from None

@@ -9,6 +9,7 @@ from solders.pubkey import Pubkey
 
 from keysafe.chains.solana.intents._common import refuse
 from keysafe.chains.solana.intents._programs import MAX_SEED_LEN
+from keysafe.chains.solana.intents._steps import Call, Step
 from keysafe.chains.solana.tx import AccountRef, SolanaTx
 from keysafe.errors import MalformedRequestError
 
@@ -93,3 +94,8 @@ class Instruction:
     def refs(self, need: int) -> list[AccountRef]:
         """The first `need` accounts (refused when there are fewer)."""
         return accounts_of(self.tx, self.accounts, need, self.n, self.what)
+
+
+def as_call(ix: Instruction) -> Step:
+    """An instruction keysafe does not decode further: a call to its program."""
+    return Call(ix.program, ix.name)

@@ -13,7 +13,13 @@ from typing import Final
 
 from keysafe.chains.solana.intents._common import fmt_lamports, printable, refuse, short
 from keysafe.chains.solana.intents._programs import SYSTEM_NAMES, SYSTEM_PROGRAM
-from keysafe.chains.solana.intents._reader import DataReader, Instruction, read_uint, short_data
+from keysafe.chains.solana.intents._reader import (
+    DataReader,
+    Instruction,
+    as_call,
+    read_uint,
+    short_data,
+)
 from keysafe.chains.solana.intents._steps import Authority, Call, Step, Transfer
 from keysafe.chains.solana.tx import SolanaTx
 
@@ -130,11 +136,7 @@ def decode_system(tx: SolanaTx, n: int, data: bytes, accounts: bytes, wallet: st
         raise short_data(n, "System program")
     tag = read_uint(data, 0, 4)
     name = SYSTEM_NAMES[tag] if tag < len(SYSTEM_NAMES) else f"instruction {tag}"
-    decoder = _DECODERS.get(tag)
-    if decoder is None:
-        return Call(SYSTEM_PROGRAM, name)
     label = f"System {name}"
     reader = DataReader(data, n, label, 4)
-    return decoder(
-        Instruction(tx, n, SYSTEM_PROGRAM, "system", name, label, accounts, reader, wallet)
-    )
+    ix = Instruction(tx, n, SYSTEM_PROGRAM, "system", name, label, accounts, reader, wallet)
+    return _DECODERS.get(tag, as_call)(ix)

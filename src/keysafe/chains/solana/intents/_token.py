@@ -18,11 +18,10 @@ from keysafe.chains.solana.intents._programs import (
     TOKEN_NAMES,
     TOKEN_PROGRAMS,
 )
-from keysafe.chains.solana.intents._reader import DataReader, Instruction, short_data
+from keysafe.chains.solana.intents._reader import DataReader, Instruction, as_call, short_data
 from keysafe.chains.solana.intents._steps import (
     Approve,
     Authority,
-    Call,
     Close,
     Helper,
     Step,
@@ -110,9 +109,7 @@ def decode_token(
         raise short_data(n, label)
     tag = data[0]
     name = TOKEN_NAMES[tag] if tag < len(TOKEN_NAMES) else f"instruction {tag}"
-    decoder = _DECODERS.get(tag)
-    if decoder is None:
-        return Call(program, name)
     what = f"{label} {name}"
     reader = DataReader(data, n, what, 1)
-    return decoder(Instruction(tx, n, program, label, name, what, accounts, reader, wallet))
+    ix = Instruction(tx, n, program, label, name, what, accounts, reader, wallet)
+    return _DECODERS.get(tag, as_call)(ix)
