@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from keysafe.chains import Chain
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, policies, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE

@@ -52,10 +52,11 @@ from typing import Any
 import httpx
 import pytest
 
+from keysafe.chains import Chain
 from keysafe.crypto.kdf import Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
-from keysafe.service.models import Attachment, Chain
+from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.vault.home import DB_NAME, Home
 from tests.conftest import PASSPHRASE, Cli
