@@ -8,31 +8,24 @@ from typing import Any
 import rlp  # type: ignore[import-untyped]  # pyrlp ships no type hints
 
 from keysafe.chains.addresses import to_checksum
-from keysafe.chains.evm._tx_model import (
-    HEX_DIGITS,
-    MAX_DATA_BYTES,
-    MAX_HEX_CHARS,
-    NONCE_MAX,
-    UINT64_MAX,
-    UINT256_MAX,
-    AccessListEntry,
-    EvmTx,
-    agree_chain,
-    bad,
-)
+from keysafe.chains.evm import _tx_model as limits
+from keysafe.chains.evm._tx_model import AccessListEntry, EvmTx, agree_chain, bad
 
 logger = logging.getLogger(__name__)
 
 
 def tx_from_rlp_hex(text: str, chain_id: int | None) -> EvmTx:
-    if len(text) > MAX_HEX_CHARS:
-        bad(f"the transaction is too large; at most {MAX_DATA_BYTES} bytes of data are accepted.")
+    if len(text) > limits.MAX_HEX_CHARS:
+        bad(
+            f"the transaction is too large; at most {limits.MAX_DATA_BYTES} bytes of data are "
+            "accepted."
+        )
     digits = text.strip()
     if digits[:2] in ("0x", "0X"):
         digits = digits[2:]
     if not digits:
         bad("the transaction hex is empty.")
-    if HEX_DIGITS.fullmatch(digits) is None:
+    if limits.HEX_DIGITS.fullmatch(digits) is None:
         bad("the transaction is neither a JSON object nor hex-encoded RLP.")
     if len(digits) % 2:
         bad("the transaction hex has an odd number of digits.")
@@ -116,7 +109,7 @@ def _rlp_access_list(item: Any) -> tuple[AccessListEntry, ...]:
 
 def _legacy_from_rlp(items: list[Any], chain_id: int | None) -> EvmTx:
     if len(items) == 9:
-        tx_chain = _rlp_int("chainId", items[6], UINT64_MAX)
+        tx_chain = _rlp_int("chainId", items[6], limits.UINT64_MAX)
         if items[7] != b"" or items[8] != b"":
             bad(
                 "this legacy transaction is already signed (or its last two EIP-155 fields are "
@@ -135,11 +128,11 @@ def _legacy_from_rlp(items: list[Any], chain_id: int | None) -> EvmTx:
     return EvmTx(
         type=0,
         chain_id=agree_chain(tx_chain, chain_id),
-        nonce=_rlp_int("nonce", items[0], NONCE_MAX),
-        gas_price=_rlp_int("gasPrice", items[1], UINT256_MAX),
-        gas=_rlp_int("gas", items[2], UINT64_MAX),
+        nonce=_rlp_int("nonce", items[0], limits.NONCE_MAX),
+        gas_price=_rlp_int("gasPrice", items[1], limits.UINT256_MAX),
+        gas=_rlp_int("gas", items[2], limits.UINT64_MAX),
         to=_rlp_to(items[3]),
-        value=_rlp_int("value", items[4], UINT256_MAX),
+        value=_rlp_int("value", items[4], limits.UINT256_MAX),
         data=_rlp_bytes("data", items[5]),
     )
 
@@ -153,24 +146,26 @@ def _typed_from_rlp(tx_type: int, items: list[Any], chain_id: int | None) -> Evm
         )
     if len(items) != unsigned:
         bad(f"a type {tx_type} transaction has {unsigned} RLP fields; this one has {len(items)}.")
-    tx_chain = _rlp_int("chainId", items[0], UINT64_MAX)
-    nonce = _rlp_int("nonce", items[1], NONCE_MAX)
+    tx_chain = _rlp_int("chainId", items[0], limits.UINT64_MAX)
+    nonce = _rlp_int("nonce", items[1], limits.NONCE_MAX)
     if tx_type == 1:
-        fees: dict[str, Any] = {"gas_price": _rlp_int("gasPrice", items[2], UINT256_MAX)}
+        fees: dict[str, Any] = {"gas_price": _rlp_int("gasPrice", items[2], limits.UINT256_MAX)}
         rest = items[3:]
     else:
         fees = {
-            "max_priority_fee_per_gas": _rlp_int("maxPriorityFeePerGas", items[2], UINT256_MAX),
-            "max_fee_per_gas": _rlp_int("maxFeePerGas", items[3], UINT256_MAX),
+            "max_priority_fee_per_gas": _rlp_int(
+                "maxPriorityFeePerGas", items[2], limits.UINT256_MAX
+            ),
+            "max_fee_per_gas": _rlp_int("maxFeePerGas", items[3], limits.UINT256_MAX),
         }
         rest = items[4:]
     return EvmTx(
         type=tx_type,
         chain_id=agree_chain(tx_chain, chain_id),
         nonce=nonce,
-        gas=_rlp_int("gas", rest[0], UINT64_MAX),
+        gas=_rlp_int("gas", rest[0], limits.UINT64_MAX),
         to=_rlp_to(rest[1]),
-        value=_rlp_int("value", rest[2], UINT256_MAX),
+        value=_rlp_int("value", rest[2], limits.UINT256_MAX),
         data=_rlp_bytes("data", rest[3]),
         access_list=_rlp_access_list(rest[4]),
         **fees,

@@ -16,7 +16,7 @@ from keysafe.chains.evm.abi import PERMIT2_ADDRESS
 from keysafe.chains.evm.intents._common import UNLIMITED_FROM, approval, bad, described, token
 from keysafe.chains.evm.intents._eip712 import Shape, TypedMessage, read_address, read_uint
 from keysafe.chains.evm.intents._summary import chain_label, short
-from keysafe.policy.intent import UNLIMITED, Intent
+from keysafe.policy.intent import UNLIMITED, EvmFields, Intent
 
 logger = logging.getLogger(__name__)
 
@@ -103,20 +103,25 @@ def _permit_intent(
     amount: str | None = None,
     how: str | None = None,
     summary: str | None = None,
+    moves: bool = False,
 ) -> Intent:
-    """An approval read from a permit of a shape without a plain token amount."""
+    """What a permit lets `spender` do: take the tokens later (an approval) or, when it `moves`
+    them now (a signature transfer), receive them."""
+    fields = EvmFields(
+        spender=spender,
+        contract=contract,
+        asset=asset,
+        amount=amount,
+        unlimited=unlimited,
+        domain=t.domain,
+        primary_type=t.primary,
+    )
+    if moves:
+        return described(
+            lambda: Intent.evm_transfer(chain=t.chain.name, to=spender, **fields), how=how
+        )
     return described(
-        lambda: Intent.evm_approve(
-            chain=t.chain.name,
-            spender=spender,
-            contract=contract,
-            asset=asset,
-            amount=amount,
-            unlimited=unlimited,
-            **t.origin,
-        ),
-        how=how,
-        summary=summary,
+        lambda: Intent.evm_approve(chain=t.chain.name, **fields), how=how, summary=summary
     )
 
 
@@ -231,20 +236,16 @@ def permit2_transfer(t: TypedMessage) -> Intent:
     many = t.shape[0][1] == "TokenPermissions[]"
     token_addr, units = _one_token(_entries(t.message.get("permitted"), many=many))
     coin = token(t.registry, t.chain, token_addr)
-    spender = t.address("spender")
     unlimited = units >= UNLIMITED_FROM
-    return described(
-        lambda: Intent.evm_transfer(
-            chain=t.chain.name,
-            to=spender,
-            spender=spender,
-            contract=token_addr,
-            asset=coin.asset,
-            amount=UNLIMITED if unlimited else coin.amount(units),
-            unlimited=unlimited,
-            **t.origin,
-        ),
+    return _permit_intent(
+        t,
+        token_addr,
+        t.address("spender"),
+        unlimited=unlimited,
+        asset=coin.asset,
+        amount=UNLIMITED if unlimited else coin.amount(units),
         how="by Permit2 signature transfer (the spender picks the final recipient)",
+        moves=True,
     )
 
 
