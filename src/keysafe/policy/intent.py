@@ -55,6 +55,8 @@ class SolanaMove(TypedDict, total=False):
 
 
 class Intent(BaseModel):
+    """What a request would do, as decoded from its raw material: what a policy judges."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action: str = Field(min_length=1, max_length=64)
@@ -96,6 +98,7 @@ class Intent(BaseModel):
 
     @property
     def is_unlimited(self) -> bool:
+        """True for an unlimited amount (flagged, or the word "unlimited")."""
         return bool(self.unlimited) or (self.amount or "").strip().lower() == UNLIMITED
 
     def with_summary(self, summary: str) -> Intent:
@@ -195,6 +198,10 @@ class Intent(BaseModel):
 
 
 def intent_from_json(raw: Any, *, source: str = "request") -> Intent:
+    """An intent from a JSON request (`keysafe policy check`).
+
+    Raises:
+        MalformedRequestError: not an object, or not a valid intent (the fields are named)."""
     if not isinstance(raw, dict):
         raise MalformedRequestError(
             f"{source} must be a JSON object with at least an 'action'.",

@@ -43,6 +43,7 @@ _DICT_KEYS: Final[dict[str, str]] = {
 
 
 def tx_from_dict(raw: Mapping[str, Any], chain_id: int | None) -> EvmTx:
+    """A transaction from an eth_sendTransaction dict; `chain_id` is the request's chain."""
     unknown = sorted(str(k)[:40] for k in raw if k not in _DICT_KEYS)
     if unknown:
         bad(

@@ -29,6 +29,7 @@ FILLABLE: Final = ("nonce", "gas", *FEE_FIELDS)
 
 
 def bad(what: str, next_step: str = "fix the transaction and send it again.") -> NoReturn:
+    """Refuse a malformed transaction (MalformedRequestError)."""
     raise MalformedRequestError(what, next_step=next_step)
 
 
@@ -118,6 +119,7 @@ _JSON_NAME: Final[dict[str, str]] = {
 
 
 def check_range(name: str, value: object, low: int, high: int) -> None:
+    """Refuse `value` unless it is an int in low..high."""
     if isinstance(value, bool) or not isinstance(value, int):
         bad(f"{name} must be an integer.")
     if value < low:
@@ -128,6 +130,7 @@ def check_range(name: str, value: object, low: int, high: int) -> None:
 
 
 def agree_chain(given: int | None, expected: int | None) -> int:
+    """The chain id: the transaction's or the request's, which must agree when both are given."""
     if given is None and expected is None:
         bad(
             "the transaction has no chainId and no chain was named.",

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 def tx_from_rlp_hex(text: str, chain_id: int | None) -> EvmTx:
+    """A transaction from unsigned RLP as hex; `chain_id` is the request's chain."""
     if len(text) > limits.MAX_HEX_CHARS:
         bad(
             f"the transaction is too large; at most {limits.MAX_DATA_BYTES} bytes of data are "

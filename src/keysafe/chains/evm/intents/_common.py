@@ -66,9 +66,11 @@ class Token:
 
     @property
     def asset(self) -> str:
+        """The registry's symbol, or the address of an unknown token."""
         return self.info.symbol if self.info else self.address
 
     def amount(self, units: int) -> str:
+        """`units` in token units, or as base units when the token is unknown."""
         return from_base_units(units, self.info.decimals) if self.info else str(units)
 
 

@@ -198,10 +198,12 @@ class TypedMessage:
 
     @property
     def shape(self) -> Shape:
+        """The (name, type) fields of the primary type."""
         return self.fields(self.primary)
 
     @property
     def verifying(self) -> str | None:
+        """The domain's verifyingContract, if it names one."""
         return self.domain.get("verifyingContract")
 
     @property
@@ -211,6 +213,7 @@ class TypedMessage:
 
     @property
     def label(self) -> str:
+        """The primary type's name, cleaned for a summary."""
         return clean(self.primary, 40)
 
     def fields(self, name: str) -> Shape:
@@ -218,12 +221,15 @@ class TypedMessage:
         return tuple((f["name"], f["type"]) for f in self.types.get(name, ()))
 
     def uint(self, name: str) -> int:
+        """Message field `name` as a uint, or refused."""
         return read_uint(name, self.message.get(name))
 
     def address(self, name: str) -> str:
+        """Message field `name` as a checksummed address, or refused."""
         return read_address(name, self.message.get(name))
 
     def bytes_of(self, name: str) -> bytes:
+        """Message field `name` as hex bytes, or refused."""
         return read_bytes(name, self.message.get(name))
 
 

@@ -162,6 +162,7 @@ _TOKEN_PERMITS: Final[dict[Shape, Callable[[TypedMessage, str], Intent]]] = {
 
 
 def is_token_permit(t: TypedMessage) -> bool:
+    """An EIP-2612, DAI or ERC-4494 `Permit`."""
     return t.primary == "Permit" and t.shape in _TOKEN_PERMITS
 
 
@@ -206,6 +207,7 @@ def _one_token(entries: list[Any]) -> tuple[str, int]:
 
 
 def is_permit2_allowance(t: TypedMessage) -> bool:
+    """A Permit2 PermitSingle or PermitBatch of the canonical shape."""
     return (
         t.primary in ("PermitSingle", "PermitBatch")
         and t.shape in (_P2_SINGLE, _P2_BATCH)
@@ -221,6 +223,7 @@ def permit2_allowance(t: TypedMessage) -> Intent:
 
 
 def is_permit2_transfer(t: TypedMessage) -> bool:
+    """A Permit2 signature transfer (with or without a witness)."""
     shape = t.shape
     return (
         t.primary in _P2_TRANSFER_NAMES
@@ -254,6 +257,7 @@ def permit2_transfer(t: TypedMessage) -> Intent:
 
 
 def looks_like_permit(t: TypedMessage) -> bool:
+    """Named like a permit, or for the Permit2 contract, whatever its shape."""
     return "permit" in t.primary.lower() or t.verifying == PERMIT2_ADDRESS
 
 

@@ -147,6 +147,7 @@ class _TokenCall:
     origin: EvmOrigin
 
     def note(self, text: str | None) -> str | None:
+        """`text` and the mechanism, as one note (None when both are empty)."""
         return " ".join(n for n in (text, self.how) if n) or None
 
 

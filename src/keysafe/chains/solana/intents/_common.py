@@ -17,10 +17,12 @@ REBUILD: Final = "rebuild the transaction with your Solana library and send it a
 
 
 def refuse(what: str, next_step: str = REBUILD) -> MalformedRequestError:
+    """The refusal of a transaction or message keysafe will not sign."""
     return MalformedRequestError(what, next_step=next_step)
 
 
 def short(address: str | None) -> str:
+    """`abcd…wxyz` for an address; a lookup-table account is named as such."""
     if address is None:
         return "an account from a lookup table"
     return f"{address[:4]}…{address[-4:]}" if len(address) > 10 else address
@@ -33,10 +35,12 @@ def printable(text: str, limit: int = 80) -> str:
 
 
 def fmt_lamports(lamports: int) -> str:
+    """`lamports` as SOL, e.g. "0.000005 SOL"."""
     return f"{from_base_units(lamports, SOL_DECIMALS)} SOL"
 
 
 def check_chain(chain: ChainInfo) -> None:
+    """Refuse a chain that is not a Solana cluster."""
     if chain.family != "solana":
         raise refuse(
             f"The chain '{chain.name}' is not a Solana cluster.",
@@ -45,6 +49,7 @@ def check_chain(chain: ChainInfo) -> None:
 
 
 def check_address(address: str, what: str) -> str:
+    """`address` as a canonical base58 public key, or refused (`what` names it)."""
     try:
         return str(Pubkey.from_string(address))
     except (ValueError, TypeError):

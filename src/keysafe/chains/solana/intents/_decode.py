@@ -55,6 +55,7 @@ def _decode_budget(n: int, data: bytes) -> Budget:
 
 
 def decode(tx: SolanaTx, n: int, wallet: str) -> Step:
+    """Instruction `n` of `tx` as a step, by its program."""
     ix = tx.instructions[n]
     program = tx.program_id(ix)
     data, accounts = bytes(ix.data), bytes(ix.accounts)

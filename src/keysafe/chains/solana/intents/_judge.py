@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 def transfer_phrase(v: Value, owners: dict[str, str], wallet: str) -> str:
+    """ "0.5 SOL to 9xQe…WdKp": what the transfers move, to whom, from whom."""
     if v.asset is None:
         what = f"{v.amount} base units of an unknown token"
     elif v.mint is not None and v.known:

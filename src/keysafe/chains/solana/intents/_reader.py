@@ -17,10 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 def read_uint(data: bytes, start: int, size: int) -> int:
+    """The little-endian uint of `size` bytes at `start`."""
     return int.from_bytes(data[start : start + size], "little")
 
 
 def accounts_of(tx: SolanaTx, indexes: bytes, need: int, n: int, name: str) -> list[AccountRef]:
+    """The first `need` accounts of instruction `n` (refused when there are fewer)."""
     if len(indexes) < need:
         raise refuse(
             f"Instruction {n} ({name}) lists {len(indexes)} accounts but needs at least {need}; "
@@ -30,6 +32,7 @@ def accounts_of(tx: SolanaTx, indexes: bytes, need: int, n: int, name: str) -> l
 
 
 def short_data(n: int, name: str) -> MalformedRequestError:
+    """The refusal of an instruction whose data runs short."""
     return refuse(f"Instruction {n} ({name}) has too few data bytes; the program would refuse it.")
 
 
@@ -44,6 +47,7 @@ class DataReader:
         self._raw, self._n, self._name, self._pos = raw, n, name, start
 
     def take(self, size: int) -> bytes:
+        """The next `size` bytes."""
         if self._pos + size > len(self._raw):
             raise short_data(self._n, self._name)
         out = self._raw[self._pos : self._pos + size]
@@ -51,13 +55,16 @@ class DataReader:
         return out
 
     def u64(self) -> int:
+        """The next little-endian u64."""
         return int.from_bytes(self.take(8), "little")
 
     def pubkey(self) -> str:
+        """The next 32 bytes as a base58 public key."""
         return str(Pubkey.from_bytes(self.take(32)))
 
     def seed(self) -> str:
         # bincode String: u64 length, then UTF-8; the runtime allows seeds of at most 32 bytes.
+        """The next bincode string: a seed of at most 32 UTF-8 bytes."""
         size = self.u64()
         if size > MAX_SEED_LEN:
             raise refuse(
@@ -89,6 +96,7 @@ class Instruction:
 
     @property
     def function(self) -> str:
+        """e.g. "system.transfer", "spl-token.approveChecked"."""
         return f"{self.family}.{self.name}"
 
     def refs(self, need: int) -> list[AccountRef]:

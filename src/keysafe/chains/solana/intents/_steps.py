@@ -13,12 +13,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Budget:
+    """A compute-budget instruction: the unit limit, the unit price, …"""
+
     kind: int  # compute-budget discriminator
     value: int
 
 
 @dataclass(frozen=True, slots=True)
 class Helper:
+    """An instruction that moves no value away from the wallet (memo, token account, …)."""
+
     program: str
     what: str  # e.g. "memo", "create token account"
     memo: str | None = None
@@ -27,12 +31,16 @@ class Helper:
 
 @dataclass(frozen=True, slots=True)
 class Call:
+    """An instruction of a program keysafe does not decode further."""
+
     program: str
     what: str  # instruction name when known, else ""
 
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
+    """Lamports or SPL tokens moving from `source` to `destination`."""
+
     program: str
     function: str  # "system.transfer", "spl-token.transferChecked", …
     source: AccountRef
@@ -45,6 +53,7 @@ class Transfer:
 
     @property
     def resolved(self) -> bool:
+        """True when no account comes from a lookup table."""
         refs = (self.source, self.destination, self.authority, self.mint)
         return all(r is None or r.resolved for r in refs)
 

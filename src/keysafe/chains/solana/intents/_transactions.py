@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def check_signers(tx: SolanaTx, wallet: str) -> None:
+    """Refuse unless the wallet signs, with at most a separate fee payer beside it."""
     if wallet not in tx.required_signers:
         raise refuse(
             f"This transaction does not need the wallet's signature ({wallet}); its signers are "

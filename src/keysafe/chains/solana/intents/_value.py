@@ -64,6 +64,8 @@ def network_fee(tx: SolanaTx, priority: int) -> int:
 
 @dataclass
 class Value:
+    """The sum of a transaction's transfers: one asset, one recipient."""
+
     asset: str | None  # symbol, mint address, or None (unknown: amount in base units)
     decimals: int | None  # None: amount is in base units
     units: int = 0
@@ -76,17 +78,20 @@ class Value:
 
     @property
     def amount(self) -> str:
+        """The summed amount in token units (base units when the decimals are unknown)."""
         if self.decimals is None:
             return str(self.units)
         return from_base_units(self.units, self.decimals)
 
     @property
     def to(self) -> str | None:
+        """The one recipient, or None when there are several or one is unresolved."""
         targets = set(self.destinations)
         return next(iter(targets)) if len(targets) == 1 else None
 
 
 def native_asset(registry: Registry, chain: ChainInfo) -> AssetInfo:
+    """The chain's native asset (SOL, 9 decimals, unless the registry says otherwise)."""
     for a in registry.assets:
         if a.chain == chain.name and a.address is None:
             return a
@@ -136,6 +141,7 @@ def asset_of(
 
 
 def value_of(transfers: Sequence[Transfer], registry: Registry, chain: ChainInfo) -> Value | None:
+    """What `transfers` move together; None when there are none."""
     if not transfers:
         return None
     key0, value = asset_of(transfers[0], registry, chain)
