@@ -66,6 +66,8 @@ _HALF_ORDER: Final = GROUP_ORDER_INT // 2
 
 @dataclass(frozen=True, slots=True)
 class SignedTx:
+    """A signed transaction, ready to send, and who signed it."""
+
     raw_hex: str  # "0x" + the signed transaction, ready for eth_sendRawTransaction
     tx_hash: str  # "0x" + keccak256(raw)
     sender: str  # EIP-55 address recovered from the signature

@@ -67,6 +67,8 @@ class TransactionRejectedError(MalformedRequestError):
 
 @dataclass(frozen=True, slots=True)
 class LatestBlockhash:
+    """A recent blockhash and the last block height at which it is still valid."""
+
     blockhash: str
     last_valid_block_height: int
 
@@ -117,6 +119,7 @@ class SolanaRpc:
         return f"SolanaRpc({self._where})"
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
     def __enter__(self) -> SolanaRpc:

@@ -73,9 +73,11 @@ class AccountRef:
 
     @property
     def resolved(self) -> bool:
+        """True when the address is known offline (a static key)."""
         return self.address is not None
 
     def describe(self) -> str:
+        """The address, or which lookup-table entry it is."""
         if self.address is not None:
             return self.address
         return f"entry {self.table_index} of lookup table {self.table}"
@@ -101,22 +103,27 @@ class SolanaTx:
 
     @property
     def instructions(self) -> Sequence[CompiledInstruction]:
+        """The message's compiled instructions."""
         return self.message.instructions
 
     @property
     def recent_blockhash(self) -> str:
+        """The blockhash the message names."""
         return str(self.message.recent_blockhash)
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
+        """The signature slots, in signer order (empty slots hold the default signature)."""
         return tuple(self.transaction.signatures)
 
     @property
     def raw(self) -> bytes:
+        """The serialised transaction."""
         return bytes(self.transaction)
 
     @property
     def base64(self) -> str:
+        """The serialised transaction as base64."""
         return base64.b64encode(bytes(self.transaction)).decode("ascii")
 
     def signer_index(self, address: str) -> int | None:
@@ -146,6 +153,7 @@ class SolanaTx:
 
     def program_id(self, ix: CompiledInstruction) -> str:
         # Sanitise guarantees program ids are static keys (never loaded from a table).
+        """The program instruction `ix` calls."""
         return self.account_keys[ix.program_id_index]
 
 
