@@ -110,10 +110,11 @@ def build_vault(
     """init (default Argon2id cost), wallets `sol` and `evm`, `agents` token agents, the policy,
     and the credential `upstream` when an upstream host:port is given. All in-process. With
     `database_url` the vault is in that PostgreSQL database (KEYSAFE_DATABASE_URL)."""
+    from keysafe.chains import Chain
     from keysafe.crypto.secret import SecretBytes
     from keysafe.service import agents as agent_svc
     from keysafe.service import credentials, policies, wallets
-    from keysafe.service.models import Attachment, Chain
+    from keysafe.service.models import Attachment
     from keysafe.service.vault_admin import init_vault
     from keysafe.vault.home import Home
 

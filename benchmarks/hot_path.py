@@ -22,7 +22,7 @@ from benchmarks import common
 # items indented. A stage whose function is renamed shows 0 calls per sign in the report: update
 # its name here.
 STAGES: tuple[tuple[str, str, str], ...] = (
-    ("decode the transaction into an intent", "keysafe/chains/solana/intents.py", "intent_from_tx"),
+    ("decode the transaction into an intent", "keysafe/chains/solana/intents/_transactions.py", "intent_from_tx"),
     ("read the wallet record and the chain registry (one read)", "keysafe/service/signing.py", "wallet_and_registry"),
     ("gate: decide, sign, book, audit (one write transaction)", "keysafe/service/gate.py", "_run_in_one_transaction"),
     ("  gate._admit: idempotency, decision, its audit entry", "keysafe/service/gate.py", "_admit"),

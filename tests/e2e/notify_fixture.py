@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, policies, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home

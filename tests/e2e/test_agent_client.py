@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from keysafe import errors
+from keysafe.chains import Chain
 from keysafe.client import (
     AgentClient,
     ApiError,
@@ -45,7 +46,7 @@ from keysafe.client import (
 )
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, data, policies, registry, wallets
-from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.models import Attachment, DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault.home import Home

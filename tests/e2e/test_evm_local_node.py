@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from eth_abi import encode
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, audit, policies, registry, signing, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF

@@ -52,9 +52,10 @@ from typing import Any
 import httpx
 import pytest
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
-from keysafe.service.models import Attachment, Chain
+from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault.home import DB_NAME, Home

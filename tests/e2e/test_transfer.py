@@ -28,9 +28,9 @@ from solders.pubkey import Pubkey
 from solders.token.associated import get_associated_token_address
 from solders.transaction import VersionedTransaction
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, policies, registry, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home

@@ -32,9 +32,10 @@ import pytest
 from eth_account import Account
 from sqlalchemy import create_engine, func, select
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
-from keysafe.service.models import Attachment, Chain
+from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.store.db import database_url

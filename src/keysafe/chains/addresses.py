@@ -20,9 +20,9 @@ from eth_utils.address import to_checksum_address as _eth_to_checksum_address
 from eth_utils.crypto import keccak
 from solders.pubkey import Pubkey
 
+from keysafe.chains.base58 import base58_decode
 from keysafe.chains.hd import (
     HARDENED,
-    base58_decode,
     bip32_derive,
     slip10_ed25519_derive,
     slip10_ed25519_public,
@@ -110,6 +110,13 @@ def to_checksum(s: str) -> str:
             "with a valid EIP-55 checksum if mixed case"
         )
     return _eth_to_checksum_address(s)
+
+
+def checksum_or_none(value: object) -> str | None:
+    """EIP-55 form of `value`, or None when it is not an EVM address string (as `to_checksum`)."""
+    if isinstance(value, str) and is_evm_address(value):
+        return _eth_to_checksum_address(value)
+    return None
 
 
 def derive_evm(seed: bytes | bytearray, index: int) -> tuple[SecretBytes, str]:

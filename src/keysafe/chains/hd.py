@@ -10,6 +10,9 @@ from `hmac`/`hashlib`, secp256k1 arithmetic from coincurve (libsecp256k1), Ed255
 
 Private keys travel as `SecretBytes`; intermediate buffers are bytearrays that are zeroed when no
 longer needed. As `SecretBytes` explains, this is best effort: the libraries copy into `bytes`.
+
+Extended keys as xprv/xpub strings are in `keysafe.chains.extended_keys`; Base58 is in
+`keysafe.chains.base58`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from coincurve import PrivateKey, PublicKey
 from coincurve.utils import GROUP_ORDER_INT
 from nacl.signing import SigningKey
 
+from keysafe.chains._buffers import wipe
 from keysafe.crypto.secret import SecretBytes
 
 __all__ = [
@@ -32,10 +36,6 @@ __all__ = [
     "DerivedPublic",
     "ExtendedPrivateKey",
     "ExtendedPublicKey",
-    "base58_decode",
-    "base58_encode",
-    "base58check_decode",
-    "base58check_encode",
     "bip32_ckd_priv",
     "bip32_ckd_pub",
     "bip32_derive",
@@ -43,12 +43,10 @@ __all__ = [
     "bip32_fingerprint",
     "bip32_master",
     "bip32_neuter",
-    "bip32_parse_extended_key",
     "bip32_public_key",
-    "bip32_serialize_private",
-    "bip32_serialize_public",
     "format_path",
     "hash160",
+    "is_valid_secp256k1_secret",
     "parse_path",
     "slip10_ed25519_derive",
     "slip10_ed25519_master",
@@ -56,6 +54,7 @@ __all__ = [
 ]
 
 HARDENED = 0x8000_0000
+_K = TypeVar("_K", SecretBytes, bytes)  # the key of an extended key: private or public
 _MAX_INDEX = 0xFFFF_FFFF
 _MAX_DEPTH = 255
 _MIN_SEED_LEN = 16  # BIP-32: the seed is 128 to 512 bits
@@ -63,18 +62,6 @@ _MAX_SEED_LEN = 64
 
 _BIP32_SEED_KEY = b"Bitcoin seed"
 _ED25519_SEED_KEY = b"ed25519 seed"
-
-# BIP-32 serialization version bytes.
-_XPRV = bytes.fromhex("0488ade4")
-_XPUB = bytes.fromhex("0488b21e")
-_TPRV = bytes.fromhex("04358394")
-_TPUB = bytes.fromhex("043587cf")
-_SERIALIZED_LEN = 78
-_MAX_EXTENDED_KEY_CHARS = 120  # 82 bytes are 111 or 112 Base58 characters
-
-
-def _wipe(buf: bytearray) -> None:
-    buf[:] = bytes(len(buf))
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,71 +135,6 @@ def _resolve_path(path: str | Sequence[int]) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Base58 / Base58Check (an encoding, not a cryptographic primitive)
-
-_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_VALUES = {ch: value for value, ch in enumerate(_B58_ALPHABET)}
-_MAX_B58_CHARS = 1024
-
-
-def base58_encode(data: bytes | bytearray) -> str:
-    """Bitcoin-alphabet Base58; each leading zero byte becomes a leading '1'."""
-    zeros = len(data) - len(bytes(data).lstrip(b"\0"))
-    number = int.from_bytes(data, "big")
-    digits: list[str] = []
-    while number:
-        number, remainder = divmod(number, 58)
-        digits.append(_B58_ALPHABET[remainder])
-    return "1" * zeros + "".join(reversed(digits))
-
-
-def base58_decode(text: str) -> bytearray:
-    """Decode Bitcoin-alphabet Base58. Errors never quote the input (it may be a secret)."""
-    if not isinstance(text, str):
-        raise ValueError("Base58 input must be a string")
-    if len(text) > _MAX_B58_CHARS:
-        raise ValueError("Base58 input is too long")
-    number = 0
-    for ch in text:
-        value = _B58_VALUES.get(ch)
-        if value is None:
-            raise ValueError("not valid Base58 (a character outside the Base58 alphabet)")
-        number = number * 58 + value
-    zeros = len(text) - len(text.lstrip("1"))
-    out = bytearray(zeros)
-    out += number.to_bytes((number.bit_length() + 7) // 8, "big")
-    return out
-
-
-def _checksum(payload: bytes | bytearray) -> bytes:
-    return hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
-
-
-def base58check_encode(payload: bytes | bytearray) -> str:
-    buf = bytearray(payload)
-    buf += _checksum(payload)
-    try:
-        return base58_encode(buf)
-    finally:
-        _wipe(buf)
-
-
-def base58check_decode(text: str) -> bytearray:
-    """Decode Base58Check and verify its 4-byte double-SHA-256 checksum."""
-    raw = base58_decode(text)
-    try:
-        if len(raw) < 4:
-            raise ValueError("Base58Check data is too short to hold a checksum")
-        payload = raw[:-4]
-        if not hmac.compare_digest(_checksum(payload), bytes(raw[-4:])):
-            _wipe(payload)
-            raise ValueError("Base58Check checksum does not match (mistyped or truncated?)")
-        return payload
-    finally:
-        _wipe(raw)
-
-
-# --------------------------------------------------------------------------------------------
 # Hashes
 
 
@@ -262,19 +184,30 @@ def _hmac_sha512(key: bytes | bytearray, data: bytes | bytearray) -> bytearray:
 
 
 @dataclass(frozen=True, slots=True)
-class ExtendedPrivateKey:
-    """A private key with its chain code. `key` is the 32-byte secret (redacted in repr)."""
+class _ExtendedKey(Generic[_K]):
+    """A key with its chain code and its place in the tree, checked when built."""
 
-    key: SecretBytes
+    key: _K
     chain_code: bytes
     depth: int
     parent_fingerprint: bytes
     child_number: int
 
     def __post_init__(self) -> None:
+        self._check_key()
+        _check_common(self.chain_code, self.depth, self.parent_fingerprint, self.child_number)
+
+    def _check_key(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedPrivateKey(_ExtendedKey[SecretBytes]):
+    """A private key with its chain code. `key` is the 32-byte secret (redacted in repr)."""
+
+    def _check_key(self) -> None:
         if not isinstance(self.key, SecretBytes) or len(self.key) != 32:
             raise ValueError("extended private key must hold a 32-byte SecretBytes key")
-        _check_common(self.chain_code, self.depth, self.parent_fingerprint, self.child_number)
 
     def wipe(self) -> None:
         """Zero the private key (the chain code is immutable bytes and stays)."""
@@ -282,19 +215,12 @@ class ExtendedPrivateKey:
 
 
 @dataclass(frozen=True, slots=True)
-class ExtendedPublicKey:
+class ExtendedPublicKey(_ExtendedKey[bytes]):
     """A compressed secp256k1 public key (33 bytes) with its chain code."""
 
-    key: bytes
-    chain_code: bytes
-    depth: int
-    parent_fingerprint: bytes
-    child_number: int
-
-    def __post_init__(self) -> None:
+    def _check_key(self) -> None:
         if not isinstance(self.key, bytes) or len(self.key) != 33:
             raise ValueError("extended public key must hold a 33-byte compressed public key")
-        _check_common(self.chain_code, self.depth, self.parent_fingerprint, self.child_number)
 
 
 def _check_common(chain_code: bytes, depth: int, fingerprint: bytes, child_number: int) -> None:
@@ -326,7 +252,8 @@ def _check_seed(seed: bytes | bytearray) -> None:
         raise ValueError(f"seed must be {_MIN_SEED_LEN} to {_MAX_SEED_LEN} bytes long")
 
 
-def _is_valid_secp256k1_secret(k: bytes | bytearray) -> bool:
+def is_valid_secp256k1_secret(k: bytes | bytearray) -> bool:
+    """True when `k` is a secp256k1 private key: 32 bytes, in 1..n-1."""
     return len(k) == 32 and 0 < int.from_bytes(k, "big") < GROUP_ORDER_INT
 
 
@@ -345,18 +272,19 @@ def bip32_master(seed: bytes | bytearray) -> ExtendedPrivateKey:
     i = _hmac_sha512(_BIP32_SEED_KEY, seed)
     try:
         il = i[:32]
-        if not _is_valid_secp256k1_secret(il):
-            _wipe(il)
+        if not is_valid_secp256k1_secret(il):
+            wipe(il)
             raise ValueError("this seed gives an invalid BIP-32 master key; use another seed")
-        return ExtendedPrivateKey(
-            key=SecretBytes(il),  # copies il into its own buffer and zeroes il
-            chain_code=bytes(i[32:]),
-            depth=0,
-            parent_fingerprint=b"\0\0\0\0",
-            child_number=0,
-        )
+        return _master(SecretBytes(il), bytes(i[32:]))  # SecretBytes copies il and zeroes it
     finally:
-        _wipe(i)
+        wipe(i)
+
+
+def _master(key: SecretBytes, chain_code: bytes) -> ExtendedPrivateKey:
+    """The root of a tree: depth 0, no parent, index 0."""
+    return ExtendedPrivateKey(
+        key=key, chain_code=chain_code, depth=0, parent_fingerprint=b"\0\0\0\0", child_number=0
+    )
 
 
 def _ckd_priv_once(k: bytearray, chain_code: bytes, index: int) -> tuple[bytearray, bytes] | None:
@@ -369,7 +297,7 @@ def _ckd_priv_once(k: bytearray, chain_code: bytes, index: int) -> tuple[bytearr
         data += _secp256k1_pub(k)
     data += index.to_bytes(4, "big")
     i = _hmac_sha512(chain_code, data)
-    _wipe(data)
+    wipe(data)
     try:
         tweak = bytes(i[:32])
         try:
@@ -379,7 +307,7 @@ def _ckd_priv_once(k: bytearray, chain_code: bytes, index: int) -> tuple[bytearr
             return None
         return bytearray(child), bytes(i[32:])
     finally:
-        _wipe(i)
+        wipe(i)
 
 
 def _next_index(index: int) -> int:
@@ -472,129 +400,6 @@ def bip32_ckd_pub(parent: ExtendedPublicKey, index: int) -> ExtendedPublicKey:
     )
 
 
-def _serialize(
-    version: bytes, depth: int, fingerprint: bytes, child: int, chain: bytes, key: bytearray
-) -> str:
-    payload = bytearray(version)
-    payload.append(depth)
-    payload += fingerprint
-    payload += child.to_bytes(4, "big")
-    payload += chain
-    payload += key
-    try:
-        return base58check_encode(payload)
-    finally:
-        _wipe(payload)
-
-
-def bip32_serialize_private(xk: ExtendedPrivateKey, *, mainnet: bool = True) -> str:
-    """Base58Check xprv (or tprv with mainnet=False). The result is a secret."""
-    key = bytearray(b"\0")
-    key += xk.key.reveal()
-    try:
-        return _serialize(
-            _XPRV if mainnet else _TPRV,
-            xk.depth,
-            xk.parent_fingerprint,
-            xk.child_number,
-            xk.chain_code,
-            key,
-        )
-    finally:
-        _wipe(key)
-
-
-def bip32_serialize_public(
-    xk: ExtendedPrivateKey | ExtendedPublicKey, *, mainnet: bool = True
-) -> str:
-    """Base58Check xpub (or tpub with mainnet=False)."""
-    pub = xk if isinstance(xk, ExtendedPublicKey) else bip32_neuter(xk)
-    return _serialize(
-        _XPUB if mainnet else _TPUB,
-        pub.depth,
-        pub.parent_fingerprint,
-        pub.child_number,
-        pub.chain_code,
-        bytearray(pub.key),
-    )
-
-
-def bip32_parse_extended_key(text: str) -> ExtendedPrivateKey | ExtendedPublicKey:
-    """Parse and validate an xprv/xpub/tprv/tpub string.
-
-    Rejects everything BIP-32 test vector 5 lists: bad checksum, unknown version, version and
-    key-prefix mismatch, zero depth with non-zero parent fingerprint or index, a private key
-    outside 1..n-1, and a public key that is not a point on the curve. Error messages never
-    quote the input, which may be a secret.
-    """
-    if not isinstance(text, str):
-        raise ValueError("extended key must be a string")
-    text = text.strip()
-    if len(text) > _MAX_EXTENDED_KEY_CHARS:
-        raise ValueError("extended key is too long")
-    try:
-        raw = base58check_decode(text)
-    except ValueError as exc:
-        raise ValueError(f"extended key is malformed: {exc}") from None
-    try:
-        if len(raw) != _SERIALIZED_LEN:
-            raise ValueError(f"extended key must decode to {_SERIALIZED_LEN} bytes")
-        version = bytes(raw[0:4])
-        depth = raw[4]
-        fingerprint = bytes(raw[5:9])
-        child_number = int.from_bytes(raw[9:13], "big")
-        chain_code = bytes(raw[13:45])
-        key = raw[45:78]
-        try:
-            if version in (_XPRV, _TPRV):
-                private = True
-            elif version in (_XPUB, _TPUB):
-                private = False
-            else:
-                raise ValueError("unknown extended key version (expected xprv, xpub, tprv, tpub)")
-            if depth == 0 and fingerprint != b"\0\0\0\0":
-                raise ValueError("extended key has zero depth but a non-zero parent fingerprint")
-            if depth == 0 and child_number != 0:
-                raise ValueError("extended key has zero depth but a non-zero child index")
-            if private:
-                if key[0] != 0:
-                    raise ValueError(
-                        "extended private key version with a key that does not start with 0x00"
-                    )
-                secret = key[1:]
-                if not _is_valid_secp256k1_secret(secret):
-                    _wipe(secret)
-                    raise ValueError("extended private key is not in 1..n-1")
-                return ExtendedPrivateKey(
-                    key=SecretBytes.adopt(secret),
-                    chain_code=chain_code,
-                    depth=depth,
-                    parent_fingerprint=fingerprint,
-                    child_number=child_number,
-                )
-            if key[0] not in (2, 3):
-                raise ValueError(
-                    "extended public key version with a key that is not a compressed point "
-                    "(prefix must be 02 or 03)"
-                )
-            pub = bytes(key)
-            try:
-                PublicKey(pub)
-            except ValueError:
-                raise ValueError("extended public key is not a valid secp256k1 point") from None
-            return ExtendedPublicKey(
-                key=pub,
-                chain_code=chain_code,
-                depth=depth,
-                parent_fingerprint=fingerprint,
-                child_number=child_number,
-            )
-        finally:
-            _wipe(key)
-    finally:
-        _wipe(raw)
-
-
 # --------------------------------------------------------------------------------------------
 # SLIP-10 ed25519
 
@@ -612,15 +417,9 @@ def slip10_ed25519_master(seed: bytes | bytearray) -> ExtendedPrivateKey:
     _check_seed(seed)
     i = _hmac_sha512(_ED25519_SEED_KEY, seed)
     try:
-        return ExtendedPrivateKey(
-            key=SecretBytes(i[:32]),
-            chain_code=bytes(i[32:]),
-            depth=0,
-            parent_fingerprint=b"\0\0\0\0",
-            child_number=0,
-        )
+        return _master(SecretBytes(i[:32]), bytes(i[32:]))
     finally:
-        _wipe(i)
+        wipe(i)
 
 
 def slip10_ed25519_derive(seed: bytes | bytearray, path: str | Sequence[int]) -> ExtendedPrivateKey:
@@ -640,7 +439,7 @@ def slip10_ed25519_derive(seed: bytes | bytearray, path: str | Sequence[int]) ->
         data += k
         data += index.to_bytes(4, "big")
         i = _hmac_sha512(xk.chain_code, data)
-        _wipe(data)
+        wipe(data)
         try:
             child = ExtendedPrivateKey(
                 key=SecretBytes(i[:32]),
@@ -650,7 +449,7 @@ def slip10_ed25519_derive(seed: bytes | bytearray, path: str | Sequence[int]) ->
                 child_number=index,
             )
         finally:
-            _wipe(i)
+            wipe(i)
         xk.wipe()
         xk = child
     return xk

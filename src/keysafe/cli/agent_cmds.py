@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from keysafe.chains import Chain
 from keysafe.cli import owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
 from keysafe.errors import MalformedRequestError
@@ -18,7 +19,6 @@ from keysafe.policy.intent import intent_from_json
 from keysafe.policy.registry import Registry
 from keysafe.service import agents, owner_ops, policies, registry
 from keysafe.service.context import open_vault
-from keysafe.service.models import Chain
 
 agent_app = typer.Typer(
     help="Agents: who may ask the vault, with what token or key.", no_args_is_help=True

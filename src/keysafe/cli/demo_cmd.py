@@ -27,12 +27,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from keysafe.chains import Chain
 from keysafe.cli import render
 from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
-from keysafe.service.models import Attachment, Chain, SecretBytes
+from keysafe.service.models import Attachment, SecretBytes
 from keysafe.vault.vault import Vault
 
 RECIPIENT = "0x1111111111111111111111111111111111111111"

@@ -14,13 +14,14 @@ from typing import Any, Final
 
 from keysafe import files, remote, wire
 from keysafe.agent_models import KeygenPost, KeygenView
+from keysafe.chains import Chain
 from keysafe.cli import inputs, owner, render
 from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import ceremony, share_file
 from keysafe.service import threshold
 from keysafe.service.keygen import Rebuild
-from keysafe.service.models import Chain, SecretBytes
+from keysafe.service.models import SecretBytes
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
 from keysafe.service.vault_admin import check_new_passphrase
 

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
+from keysafe.chains import Chain
 from keysafe.cli import inputs, owner, render
 from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
 from keysafe.errors import MalformedRequestError
 from keysafe.service import credentials, data, owner_ops
 from keysafe.service.context import open_vault
-from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.models import Attachment, DataClass
 
 credential_app = typer.Typer(
     help="API keys and tokens that agents use through keysafe without seeing them.",

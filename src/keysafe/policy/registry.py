@@ -16,9 +16,9 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Final, Literal
+from typing import Final
 
-Family = Literal["evm", "solana"]
+from keysafe.chains import Chain
 
 # The fee ceiling of a chain that names none, per family, in native units. 0.05 ETH pays
 # 500,000 gas at 100 gwei; 0.01 SOL is 2,000 base fees with a generous priority fee.
@@ -28,7 +28,7 @@ DEFAULT_MAX_FEE: Final[dict[str, Decimal]] = {"evm": Decimal("0.05"), "solana": 
 @dataclass(frozen=True, slots=True)
 class ChainInfo:
     name: str
-    family: Family
+    family: Chain
     chain_id: int | None  # EVM chain id; None for Solana clusters
     rpc: str | None = None
     builtin: bool = True
@@ -71,14 +71,14 @@ class AssetInfo:
 
 # Test networks get generous ceilings: their coins are free, and test gas prices swing wildly.
 BUILTIN_CHAINS: Final = (
-    ChainInfo("ethereum", "evm", 1, max_fee=Decimal("0.05")),
-    ChainInfo("sepolia", "evm", 11155111, max_fee=Decimal("1")),
-    ChainInfo("base", "evm", 8453, max_fee=Decimal("0.01")),
-    ChainInfo("base-sepolia", "evm", 84532, max_fee=Decimal("1")),
-    ChainInfo("local", "evm", 31337, "http://127.0.0.1:8545", max_fee=Decimal("10")),
-    ChainInfo("solana", "solana", None, max_fee=Decimal("0.01")),
-    ChainInfo("solana-devnet", "solana", None, max_fee=Decimal("1")),
-    ChainInfo("solana-local", "solana", None, "http://127.0.0.1:8899", max_fee=Decimal("10")),
+    ChainInfo("ethereum", Chain.EVM, 1, max_fee=Decimal("0.05")),
+    ChainInfo("sepolia", Chain.EVM, 11155111, max_fee=Decimal("1")),
+    ChainInfo("base", Chain.EVM, 8453, max_fee=Decimal("0.01")),
+    ChainInfo("base-sepolia", Chain.EVM, 84532, max_fee=Decimal("1")),
+    ChainInfo("local", Chain.EVM, 31337, "http://127.0.0.1:8545", max_fee=Decimal("10")),
+    ChainInfo("solana", Chain.SOLANA, None, max_fee=Decimal("0.01")),
+    ChainInfo("solana-devnet", Chain.SOLANA, None, max_fee=Decimal("1")),
+    ChainInfo("solana-local", Chain.SOLANA, None, "http://127.0.0.1:8899", max_fee=Decimal("10")),
 )
 
 BUILTIN_TOKENS: Final = (
@@ -167,7 +167,7 @@ class Registry:
         return None
 
 
-def _same_address(a: str, b: str, family: Family) -> bool:
+def _same_address(a: str, b: str, family: Chain) -> bool:
     return a.lower() == b.lower() if family == "evm" else a == b
 
 

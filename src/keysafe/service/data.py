@@ -146,9 +146,8 @@ def read_data(
             )
     sensitive = info.data_class == DataClass.SENSITIVE
     what = f"read {name}" + (f" (fields {', '.join(wanted)})" if wanted else "")
-    intent = Intent(
-        action="data.read", data=name, fields=wanted,
-        summary=what + (" — sensitive" if sensitive else ""),
+    intent = Intent.data_read(
+        data=name, fields=wanted, summary=what + (" — sensitive" if sensitive else ""),
     )  # fmt: skip
     req = gate.Request(
         agent=agent, kind=Kind.READ_DATA, wire=ReadDataRequest(name=name, fields=wanted),

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 
 from keysafe.agent_models import KeygenPost, KeygenStatus, KeygenView, Sealed
+from keysafe.chains import Chain
 from keysafe.errors import (
     AlreadyExistsError,
     KeysafeError,
@@ -48,7 +49,7 @@ from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER, PublicKeyPack
 from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
 from keysafe.service import threshold
 from keysafe.service.agents import get_agent
-from keysafe.service.models import Chain, RecordKind, check_name
+from keysafe.service.models import RecordKind, check_name
 from keysafe.vault.vault import RecordInfo, Vault
 
 __all__ = [

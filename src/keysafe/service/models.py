@@ -21,11 +21,6 @@ class DataClass(StrEnum):
     CRITICAL = "critical"  # wallet keys, recovery material: never leaves the vault
 
 
-class Chain(StrEnum):
-    EVM = "evm"
-    SOLANA = "solana"
-
-
 class RecordKind(StrEnum):
     CREDENTIAL = "credential"
     DATA = "data"

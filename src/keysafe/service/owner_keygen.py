@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Literal
 
 from keysafe.agent_models import KeygenPost, KeygenView
+from keysafe.chains import Chain
 from keysafe.mpc.frost.keys import RECOVERY
 from keysafe.service import keygen
 from keysafe.service.keygen import Rebuild
-from keysafe.service.models import Chain
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import (
@@ -38,7 +39,7 @@ from keysafe.service import (
 from keysafe.service.agents import AgentView
 from keysafe.service.credentials import CredentialView
 from keysafe.service.data import DataView
-from keysafe.service.models import Attachment, Chain, DataClass
+from keysafe.service.models import Attachment, DataClass
 from keysafe.service.notify import Cap, ChannelView, WebhookAdded
 from keysafe.service.rotation_due import DueRotation
 from keysafe.service.sealed_state import StateRow
@@ -329,7 +330,7 @@ class AddChain(Op[ChainAdded]):
 
     def run(self, vault: Vault) -> ChainAdded:
         info = registry.add_chain(
-            vault, self.name, family="evm" if self.family is Chain.EVM else "solana",
+            vault, self.name, family=self.family,
             chain_id=self.chain_id, rpc=self.rpc,
             max_fee=self.max_fee,
         )  # fmt: skip

@@ -482,9 +482,7 @@ def _prepare(
         )
     path = urlsplit(url).path or "/"
     what = f"{method} {host}{path} with credential {credential}"
-    intent = Intent(
-        action="http.request", credential=credential, method=method, url=url, summary=what[:500]
-    )
+    intent = Intent.http_request(credential=credential, method=method, url=url, summary=what[:500])
     wire = HttpRequestRequest(
         credential=credential, method=method, url=url, headers=headers, body=body,
         body_base64=body_base64,

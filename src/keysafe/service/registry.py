@@ -10,11 +10,11 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, insert, select
 
+from keysafe.chains import Chain
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
 from keysafe.policy.registry import (
     AssetInfo,
     ChainInfo,
-    Family,
     Registry,
     UnknownName,
     decimal_text,
@@ -57,7 +57,7 @@ _ASSET_ROWS: Final = (
 def _registry_of(chains: tuple[_ChainRow, ...], assets: tuple[_AssetRow, ...]) -> Registry:
     added = [
         ChainInfo(
-            name, family, chain_id, rpc, builtin=False,  # type: ignore[arg-type]
+            name, Chain(family), chain_id, rpc, builtin=False,
             max_fee=parse_decimal(max_fee) if max_fee is not None else None,
         )
         for name, family, chain_id, rpc, max_fee in chains
@@ -78,7 +78,7 @@ def add_chain(
     vault: Vault,
     name: str,
     *,
-    family: Family,
+    family: Chain,
     chain_id: int | None,
     rpc: str | None,
     max_fee: str | None = None,

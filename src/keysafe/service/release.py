@@ -65,9 +65,8 @@ def release(
         info = vault.get_record(conn, RecordKind.CREDENTIAL, credential)
     purpose = " ".join(purpose.split())[:200]
     what = f"release credential {credential} into a process" + (f": {purpose}" if purpose else "")
-    intent = Intent(
-        action="credential.release", credential=credential,
-        summary=(what + " — grants possession of the secret")[:500],
+    intent = Intent.credential_release(
+        credential=credential, summary=(what + " — grants possession of the secret")[:500],
     )  # fmt: skip
     req = gate.Request(
         agent=agent, kind=Kind.RELEASE_CREDENTIAL,

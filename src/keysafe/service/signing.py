@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from keysafe import approvals
 from keysafe.approvals import Kind
+from keysafe.chains import Chain
 from keysafe.chains.evm import intents as evm_intents
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm import tx as evm_tx
@@ -34,7 +35,6 @@ from keysafe.policy.registry import ChainInfo, Registry, UnknownName
 from keysafe.service import gate
 from keysafe.service import threshold as threshold_wallets
 from keysafe.service.models import (
-    Chain,
     RecordKind,
     SecretBytes,
     SignMessageRequest,
@@ -522,7 +522,7 @@ def _message_intent(
         raise MalformedRequestError(
             "encoding is utf8 or base64.", next_step="pass encoding utf8 (default) or base64."
         )
-    return sol_intents.intent_from_message(message, encoding=encoding, chain=reg.chain("solana"))  # type: ignore[arg-type]
+    return sol_intents.intent_from_message(message, encoding=encoding, chain=reg.chain("solana"))
 
 
 def _sign_message_bytes(info: RecordInfo, data: bytes, key: SecretBytes) -> str:

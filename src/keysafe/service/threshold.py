@@ -42,6 +42,7 @@ from eth_account.messages import SignableMessage
 from solders.pubkey import Pubkey
 from sqlalchemy import Connection
 
+from keysafe.chains import Chain
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm import tx as evm_tx
@@ -56,7 +57,7 @@ from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyPackage
 from keysafe.service.agents import get_agent
-from keysafe.service.models import Chain, DataClass, RecordKind, SecretBytes
+from keysafe.service.models import DataClass, RecordKind, SecretBytes
 from keysafe.service.vault_admin import check_new_passphrase
 from keysafe.vault.vault import RecordInfo, Vault
 

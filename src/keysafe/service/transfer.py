@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from keysafe.approvals import Kind
+from keysafe.chains import Chain
 from keysafe.chains.addresses import is_evm_address, is_solana_address, to_checksum
 from keysafe.chains.evm import transfers as evm_transfers
 from keysafe.chains.evm.rpc import EvmRpc, RpcError
@@ -63,7 +64,7 @@ from keysafe.policy.registry import (
 )
 from keysafe.service import gate, signing
 from keysafe.service import threshold as threshold_wallets
-from keysafe.service.models import Chain, TransferRequest
+from keysafe.service.models import TransferRequest
 from keysafe.vault.vault import RecordInfo, Vault
 
 __all__ = ["NATIVE", "transfer"]

@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from keysafe.chains import addresses
+from keysafe.chains import Chain, addresses
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.policy.registry import from_base_units
-from keysafe.service.models import Chain, DataClass, RecordKind, check_name
+from keysafe.service.models import DataClass, RecordKind, check_name
 from keysafe.service.registry import registry
 from keysafe.vault.vault import RecordInfo, Vault
 

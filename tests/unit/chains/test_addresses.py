@@ -33,7 +33,7 @@ from keysafe.chains.addresses import (
     solana_address_from_seed,
     to_checksum,
 )
-from keysafe.chains.hd import base58_encode
+from keysafe.chains.base58 import base58_encode
 from keysafe.crypto.secret import SecretBytes
 
 PHRASE = "test test test test test test test test test test test junk"

@@ -11,14 +11,21 @@ import pytest
 from coincurve.utils import GROUP_ORDER
 
 from keysafe.chains import hd
-from keysafe.chains.hd import (
-    HARDENED,
-    ExtendedPrivateKey,
-    ExtendedPublicKey,
+from keysafe.chains.base58 import (
     base58_decode,
     base58_encode,
     base58check_decode,
     base58check_encode,
+)
+from keysafe.chains.extended_keys import (
+    bip32_parse_extended_key,
+    bip32_serialize_private,
+    bip32_serialize_public,
+)
+from keysafe.chains.hd import (
+    HARDENED,
+    ExtendedPrivateKey,
+    ExtendedPublicKey,
     bip32_ckd_priv,
     bip32_ckd_pub,
     bip32_derive,
@@ -26,10 +33,7 @@ from keysafe.chains.hd import (
     bip32_fingerprint,
     bip32_master,
     bip32_neuter,
-    bip32_parse_extended_key,
     bip32_public_key,
-    bip32_serialize_private,
-    bip32_serialize_public,
     format_path,
     parse_path,
     slip10_ed25519_derive,

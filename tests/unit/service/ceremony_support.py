@@ -12,13 +12,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from keysafe.agent_models import KeygenView
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.mpc import channel, share_file
 from keysafe.mpc.ceremony import JoinCode, Party, Send, keep_and_confirm
 from keysafe.mpc.frost.keys import AGENT, RECOVERY
 from keysafe.mpc.share_file import Share
 from keysafe.service import keygen
-from keysafe.service.models import Chain
 from keysafe.vault.vault import Vault
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotFoundError
 from keysafe.service import agents, approvals, policies, signing, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF, ManualClock

@@ -15,6 +15,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, PolicyDeniedError
 from keysafe.mpc import share_file
@@ -23,7 +24,6 @@ from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
 from keysafe.mpc.frost.keys import USER
 from keysafe.service import agents, backup, policies, threshold
 from keysafe.service import signing as sign_service
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home

@@ -31,6 +31,7 @@ from solders.transaction import VersionedTransaction
 from sqlalchemy import select, update
 
 from keysafe.agent_models import KeygenPost
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     IntegrityError,
@@ -47,7 +48,7 @@ from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage
 from keysafe.service import agents, keygen, policies, threshold, wallets
 from keysafe.service import signing as sign_service
-from keysafe.service.models import Chain, RecordKind
+from keysafe.service.models import RecordKind
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF

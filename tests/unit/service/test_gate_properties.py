@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     BudgetExceededError,
@@ -46,7 +47,6 @@ from keysafe.errors import (
 )
 from keysafe.service import agents, approvals, policies, signing, wallets
 from keysafe.service.context import open_vault
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF, ManualClock

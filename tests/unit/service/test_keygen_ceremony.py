@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from keysafe.agent_models import KeygenPost, KeygenView, Sealed
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -38,7 +39,6 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
 from keysafe.mpc.keygen import KeygenParty
 from keysafe.mpc.share_file import Share
 from keysafe.service import agents, audit, keygen, threshold
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home

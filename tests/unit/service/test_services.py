@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from keysafe.audit.redact import hmac_value
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -23,7 +24,7 @@ from keysafe.errors import (
 )
 from keysafe.service import audit, backup, credentials, data, wallets
 from keysafe.service.context import open_vault
-from keysafe.service.models import Attachment, Chain, DataClass, RecordKind
+from keysafe.service.models import Attachment, DataClass, RecordKind
 from keysafe.service.vault_admin import init_vault, recover_vault
 from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home

@@ -23,10 +23,10 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
+from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, policies, signing, wallets
-from keysafe.service.models import Chain
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home

@@ -36,20 +36,25 @@ PERMIT2_ADDRESS: Final = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 
 @dataclass(frozen=True, slots=True)
 class FunctionSpec:
+    """A known function: its name, typed parameters and the standard it comes from."""
+
     name: str
     params: tuple[tuple[str, str], ...]  # (ABI type, argument name)
     standard: str  # where it comes from, for readers: "ERC-20", "Uniswap V3", …
 
     @property
     def types(self) -> tuple[str, ...]:
+        """The parameters' ABI types, in order."""
         return tuple(t for t, _ in self.params)
 
     @property
     def signature(self) -> str:
+        """e.g. "transfer(address,uint256)"."""
         return f"{self.name}({','.join(self.types)})"
 
     @property
     def selector(self) -> str:
+        """ "0x" + the first 4 bytes of keccak256(signature)."""
         return "0x" + keccak(text=self.signature)[:4].hex()
 
 
@@ -63,6 +68,7 @@ class DecodedCall:
 
     @property
     def name(self) -> str | None:
+        """The function's name without its parameters; None when unknown."""
         return self.function.split("(", 1)[0] if self.function else None
 
 

@@ -40,6 +40,8 @@ class RpcError(ChainUnavailableError):
 
 @dataclass(frozen=True, slots=True)
 class Fees:
+    """A fee quote for every transaction type, in wei per gas."""
+
     gas_price: int  # for types 0 and 1
     max_fee_per_gas: int  # type 2: what the sender pays at most per gas
     max_priority_fee_per_gas: int  # type 2: the tip
@@ -90,6 +92,7 @@ class EvmRpc:
         return f"EvmRpc(host={self._host!r})"  # never the URL: it may hold an API key
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
     def __enter__(self) -> EvmRpc:
@@ -150,6 +153,7 @@ class EvmRpc:
     # ----------------------------------------------------------------------------------------
 
     def chain_id(self) -> int:
+        """The node's chain id (eth_chainId)."""
         return _quantity(self.request("eth_chainId", []), "chain id")
 
     def nonce(self, address: str) -> int:
@@ -157,6 +161,7 @@ class EvmRpc:
         return _quantity(self.request("eth_getTransactionCount", [address, "pending"]), "nonce")
 
     def balance(self, address: str) -> int:
+        """The balance of `address` in wei (eth_getBalance, latest block)."""
         return _quantity(self.request("eth_getBalance", [address, "latest"]), "balance")
 
     def estimate_gas(self, tx_dict: dict[str, Any]) -> int:
@@ -164,6 +169,7 @@ class EvmRpc:
         return _quantity(self.request("eth_estimateGas", [tx_dict]), "gas estimate")
 
     def gas_price(self) -> int:
+        """The node's gas price in wei (eth_gasPrice)."""
         return _quantity(self.request("eth_gasPrice", []), "gas price")
 
     def fees(self) -> Fees:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
-import rlp  # type: ignore[import-untyped]
+import rlp  # type: ignore[import-untyped]  # pyrlp ships no type hints
 from coincurve.utils import GROUP_ORDER_INT
 from eth_account import Account
 from eth_account._utils.legacy_transactions import Transaction as _LegacyTransaction
@@ -66,6 +66,8 @@ _HALF_ORDER: Final = GROUP_ORDER_INT // 2
 
 @dataclass(frozen=True, slots=True)
 class SignedTx:
+    """A signed transaction, ready to send, and who signed it."""
+
     raw_hex: str  # "0x" + the signed transaction, ready for eth_sendRawTransaction
     tx_hash: str  # "0x" + keccak256(raw)
     sender: str  # EIP-55 address recovered from the signature

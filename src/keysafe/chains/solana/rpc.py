@@ -67,6 +67,8 @@ class TransactionRejectedError(MalformedRequestError):
 
 @dataclass(frozen=True, slots=True)
 class LatestBlockhash:
+    """A recent blockhash and the last block height at which it is still valid."""
+
     blockhash: str
     last_valid_block_height: int
 
@@ -117,6 +119,7 @@ class SolanaRpc:
         return f"SolanaRpc({self._where})"
 
     def close(self) -> None:
+        """Close the HTTP client."""
         self._client.close()
 
     def __enter__(self) -> SolanaRpc:
@@ -264,12 +267,7 @@ class SolanaRpc:
 
     def get_balance(self, address: str, *, commitment: Commitment | None = None) -> int:
         """The balance of `address` in lamports."""
-        try:
-            key = str(Pubkey.from_string(address))
-        except (ValueError, TypeError):
-            raise MalformedRequestError(
-                "The address is not a Solana address.", next_step="use a base58 Solana address."
-            ) from None
+        key = _pubkey(address)
         params: list[Any] = [key, {"commitment": commitment}] if commitment else [key]
         result = self._result("getBalance", params)
         value = result.get("value") if isinstance(result, dict) else None
@@ -282,12 +280,7 @@ class SolanaRpc:
 
         Only the owner is asked for (a zero-length data slice), so a large account costs nothing.
         """
-        try:
-            key = str(Pubkey.from_string(address))
-        except (ValueError, TypeError):
-            raise MalformedRequestError(
-                "The address is not a Solana address.", next_step="use a base58 Solana address."
-            ) from None
+        key = _pubkey(address)
         config: dict[str, Any] = {"encoding": "base64", "dataSlice": {"offset": 0, "length": 0}}
         if commitment:
             config["commitment"] = commitment
@@ -299,6 +292,21 @@ class SolanaRpc:
             return None
         owner = value.get("owner") if isinstance(value, dict) else None
         try:
+            # A non-string owner raises TypeError, answered below like a malformed one.
             return str(Pubkey.from_string(owner))  # type: ignore[arg-type]
         except (ValueError, TypeError):
             raise self._unavailable("answered getAccountInfo with a malformed owner") from None
+
+
+def _pubkey(address: str) -> str:
+    """`address` as a canonical base58 public key.
+
+    Raises:
+        MalformedRequestError: not a Solana address.
+    """
+    try:
+        return str(Pubkey.from_string(address))
+    except (ValueError, TypeError):
+        raise MalformedRequestError(
+            "The address is not a Solana address.", next_step="use a base58 Solana address."
+        ) from None

@@ -40,6 +40,8 @@ _CREATE_IDEMPOTENT: Final = 1  # spl-associated-token-account CreateIdempotent
 
 @dataclass(frozen=True, slots=True)
 class SplToken:
+    """An SPL token mint: its decimals and the token program that owns it."""
+
     mint: str
     decimals: int
     program: str  # the token program that owns the mint: Token or Token-2022

@@ -73,9 +73,11 @@ class AccountRef:
 
     @property
     def resolved(self) -> bool:
+        """True when the address is known offline (a static key)."""
         return self.address is not None
 
     def describe(self) -> str:
+        """The address, or which lookup-table entry it is."""
         if self.address is not None:
             return self.address
         return f"entry {self.table_index} of lookup table {self.table}"
@@ -101,22 +103,27 @@ class SolanaTx:
 
     @property
     def instructions(self) -> Sequence[CompiledInstruction]:
+        """The message's compiled instructions."""
         return self.message.instructions
 
     @property
     def recent_blockhash(self) -> str:
+        """The blockhash the message names."""
         return str(self.message.recent_blockhash)
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
+        """The signature slots, in signer order (empty slots hold the default signature)."""
         return tuple(self.transaction.signatures)
 
     @property
     def raw(self) -> bytes:
+        """The serialised transaction."""
         return bytes(self.transaction)
 
     @property
     def base64(self) -> str:
+        """The serialised transaction as base64."""
         return base64.b64encode(bytes(self.transaction)).decode("ascii")
 
     def signer_index(self, address: str) -> int | None:
@@ -146,6 +153,7 @@ class SolanaTx:
 
     def program_id(self, ix: CompiledInstruction) -> str:
         # Sanitise guarantees program ids are static keys (never loaded from a table).
+        """The program instruction `ix` calls."""
         return self.account_keys[ix.program_id_index]
 
 
@@ -216,7 +224,34 @@ def parse_transaction(b64: str) -> SolanaTx:
     Raises:
         MalformedRequestError: the input is not exactly one valid transaction (see module doc).
     """
-    raw = _decode_base64(b64)
+    tx, message = _read_transaction(_decode_base64(b64))
+    keys = tuple(str(k) for k in message.account_keys)
+    n_signers = _check_signers(tx, keys)
+    version: Version
+    tables: tuple[str, ...] = ()
+    loaded: tuple[AccountRef, ...] = ()
+    if isinstance(message, MessageV0):
+        if tx.version() != 0:
+            raise _malformed("Only legacy and v0 Solana transactions can be signed.")
+        version = 0
+        tables = tuple(str(lookup.account_key) for lookup in message.address_table_lookups)
+        loaded = _loaded_accounts(message)
+    else:
+        version = "legacy"
+    return SolanaTx(
+        transaction=tx,
+        message=message,
+        version=version,
+        message_bytes=bytes(to_bytes_versioned(message)),
+        account_keys=keys,
+        required_signers=keys[:n_signers],
+        lookup_tables=tables,
+        loaded_accounts=loaded,
+    )
+
+
+def _read_transaction(raw: bytes) -> tuple[VersionedTransaction, Message | MessageV0]:
+    """`raw` as exactly one canonical, sanitized legacy or v0 transaction, and its message."""
     if len(raw) > MAX_TRANSACTION_SIZE:
         raise _malformed(
             f"The Solana transaction is {len(raw)} bytes; validators accept at most "
@@ -243,9 +278,12 @@ def parse_transaction(b64: str) -> SolanaTx:
             "The Solana transaction is inconsistent (an index is out of range, a program id is "
             "not a static key, or the number of signature slots does not match the header)."
         )
-    header = message.header
-    keys = tuple(str(k) for k in message.account_keys)
-    n_signers = int(header.num_required_signatures)
+    return tx, message
+
+
+def _check_signers(tx: VersionedTransaction, keys: tuple[str, ...]) -> int:
+    """The number of required signers, which has one signature slot each."""
+    n_signers = int(tx.message.header.num_required_signatures)
     # The runtime (sanitize of a VersionedTransaction) requires exactly one slot per signer;
     # checked here too so the wallet's slot is unambiguous whatever solders version is installed.
     if len(tx.signatures) != n_signers or n_signers < 1 or n_signers > len(keys):
@@ -258,25 +296,4 @@ def parse_transaction(b64: str) -> SolanaTx:
             "The Solana transaction lists the same account twice among its static keys; the "
             "runtime refuses such a transaction."
         )
-    version: Version
-    tables: tuple[str, ...] = ()
-    loaded: tuple[AccountRef, ...] = ()
-    if isinstance(message, MessageV0):
-        if tx.version() != 0:
-            raise _malformed("Only legacy and v0 Solana transactions can be signed.")
-        version = 0
-        tables = tuple(str(lookup.account_key) for lookup in message.address_table_lookups)
-        loaded = _loaded_accounts(message)
-    else:
-        version = "legacy"
-    message_bytes = bytes(to_bytes_versioned(message))
-    return SolanaTx(
-        transaction=tx,
-        message=message,
-        version=version,
-        message_bytes=message_bytes,
-        account_keys=keys,
-        required_signers=keys[:n_signers],
-        lookup_tables=tables,
-        loaded_accounts=loaded,
-    )
+    return n_signers

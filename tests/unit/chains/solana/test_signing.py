@@ -13,7 +13,7 @@ from solders.message import to_bytes_versioned
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from keysafe.chains.hd import base58_decode, base58_encode
+from keysafe.chains.base58 import base58_decode, base58_encode
 from keysafe.chains.solana import (
     SignedSolanaTx,
     intent_from_message,
