@@ -54,7 +54,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, overload
+from operator import attrgetter
+from typing import Any, Final, Literal, overload
 
 from keysafe.policy._match import Unevaluable, scope_matches
 from keysafe.policy._resolve import Refused, Resolved, resolve
@@ -66,6 +67,7 @@ from keysafe.policy.registry import ChainInfo, Registry, decimal_text, from_base
 from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy
 
 Outcome = Literal["allow", "ask", "deny"]
+_NAME: Final = attrgetter("name")  # a rule's name, without a Python frame per rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,7 @@ def decide(
     matched = _matching_rules(compiled, r)
     if isinstance(matched, Decision):
         return matched
-    names = tuple([rule.name for rule in matched])
+    names = tuple(map(_NAME, matched))
     denied = _denied_by_rule(matched, intent, names)
     if denied is not None:
         return denied
