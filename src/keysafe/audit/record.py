@@ -182,7 +182,11 @@ def _check_entry(walk: _Walk, raw: tuple[Any, ...]) -> ChainReport | None:
             and hmac.compare_digest(entry_mac(walk.audit_key, row.hash), row.mac)
         ):
             return ChainReport(
-                False, count, seq, f"entry {seq} was rewritten (its seal does not match)", True
+                False,
+                count,
+                seq,
+                f"entry {seq} was rewritten (its seal does not match)",
+                keyed=True,
             )
     walk.hashes[seq] = walk.prev = row.hash
     walk.expected_seq += 1
@@ -238,11 +242,14 @@ def _check_sealed(walk: _Walk) -> ChainReport | None:
     # Written without the owner's key: while the vault was locked, or by someone editing the
     # file. Either way the owner has not vouched for it (`keysafe audit seal` shows them).
     return ChainReport(
-        False, walk.count, first,
+        False,
+        walk.count,
+        first,
         f"entry {first} and later ones are not sealed: written while the vault was "
         "locked, or forged; review them with `keysafe audit seal`",
-        True, True,
-    )  # fmt: skip
+        keyed=True,
+        unsealed=True,
+    )
 
 
 def _check_checkpoint(walk: _Walk, keyed: Keyed | None) -> ChainReport | None:
@@ -261,10 +268,13 @@ def _check_checkpoint(walk: _Walk, keyed: Keyed | None) -> ChainReport | None:
     if good:
         return None
     return ChainReport(
-        False, walk.count, keyed.checkpoint_seq,
-        f"the chain was rewritten up to entry {keyed.checkpoint_seq} (the sealed checkpoint no longer matches)",
-        True,
-    )  # fmt: skip
+        False,
+        walk.count,
+        keyed.checkpoint_seq,
+        f"the chain was rewritten up to entry {keyed.checkpoint_seq} "
+        "(the sealed checkpoint no longer matches)",
+        keyed=True,
+    )
 
 
 def _entry_of(row: ChainRow) -> AuditEntry | None:

@@ -337,9 +337,11 @@ def _denied_by_rule(
     for rule in matched:
         if rule.verb == "deny":
             return _deny(
-                Reason.POLICY_DENIED, f"Rule '{rule.name}' denies {intent.action} here.",
-                rule.name, matched=names,
-            )  # fmt: skip
+                Reason.POLICY_DENIED,
+                f"Rule '{rule.name}' denies {intent.action} here.",
+                rule.name,
+                matched=names,
+            )
     return None
 
 
