@@ -65,7 +65,7 @@ REGISTRY_CACHE_SIZE: Final = 32
 @dataclass(frozen=True, slots=True, eq=False)
 class SymbolPeers:
     """Every registry asset that shares one symbol, as a budget window sums them (see
-    engine.window_spend): in base units of the finest decimals among them."""
+    limits.window_spend): in base units of the finest decimals among them."""
 
     upper: str
     scale: int  # the finest decimals among them
