@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import (
     AuditEntry,
     ChainReport,
@@ -54,7 +55,7 @@ def append(
     actor: str,
     action: str,
     target: str,
-    outcome: str,
+    outcome: Outcome | str,
     details: Mapping[str, Any],
     audit_key: bytes | bytearray | None,
     vault_id: str = "",
@@ -64,6 +65,7 @@ def append(
     by someone editing the file) holds the checkpoint back until the owner has seen and sealed
     it (`seal`): a new checkpoint never covers an unsealed entry silently."""
     clean = redact(details, audit_key)
+    outcome = str(outcome)  # a plain str: canonical JSON's fast path (crypto/jcs.py)
     try:
         [(head_seq, head_hash, checkpoint_seq)] = hot.rows(conn, _HEAD, {})
         entry = AuditEntry(head_seq + 1, time, actor, action, target, outcome, clean)

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 from keysafe.crypto import jcs
@@ -33,17 +33,8 @@ class AuditEntry:
     details: dict[str, Any]
 
     def canonical(self) -> bytes:
-        return jcs.dumps(
-            {
-                "seq": self.seq,
-                "time": self.time,
-                "actor": self.actor,
-                "action": self.action,
-                "target": self.target,
-                "outcome": self.outcome,
-                "details": self.details,
-            }
-        )
+        """The bytes the entry's hash covers: RFC 8785 JSON of every field."""
+        return jcs.dumps(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,52 +126,97 @@ def verify_chain(
     Unkeyed, this catches any edit, deletion, insertion or reordering that was not followed by
     recomputing every later hash and the head. Keyed (the owner unlocked), it also checks each
     entry's seal and the sealed checkpoint, which an attacker without the key cannot recompute.
+    The checks run in this order, and the first that fails is the report: each entry in turn
+    (`_check_entry`), the head (`_check_head`), the unsealed entries (`_check_sealed`), the
+    sealed checkpoint (`_check_checkpoint`).
     """
-    expected_seq = 1
-    prev = GENESIS_HASH
-    count = 0
-    hashes: dict[int, str] = {}
-    first_unsealed: int | None = None
-    k = keyed.audit_key if keyed is not None else None
+    walk = _Walk(keyed.audit_key if keyed is not None else None)
     for raw in rows:
-        count += 1
-        try:
-            row = ChainRow(*raw)
-        except TypeError:
-            return ChainReport(False, count, expected_seq, f"entry {expected_seq} is malformed")
-        seq = row.seq
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            return ChainReport(False, count, expected_seq, f"entry {expected_seq} is malformed")
-        if seq != expected_seq:
-            if seq > expected_seq:
-                why = f"entry {expected_seq} is missing (the next entry is {seq})"
-            else:
-                why = f"entry {seq} appears out of order after entry {expected_seq - 1}"
-            return ChainReport(False, count, expected_seq, why)
-        entry = _entry_of(row)
-        if entry is None or not all(
-            isinstance(h, str) and _HEX64.fullmatch(h) for h in (row.prev_hash, row.hash)
+        broken = _check_entry(walk, raw)
+        if broken is not None:
+            return broken
+    return (
+        _check_head(walk, head_seq, head_hash)
+        or _check_sealed(walk)
+        or _check_checkpoint(walk, keyed)
+        or ChainReport(True, walk.count, None, None, keyed is not None)
+    )
+
+
+@dataclass(slots=True)
+class _Walk:
+    """Where the walk through the chain stands."""
+
+    audit_key: bytes | None  # with it, each entry's seal is checked too
+    expected_seq: int = 1
+    prev: str = GENESIS_HASH  # the hash the next entry must link to
+    count: int = 0  # rows read so far
+    hashes: dict[int, str] = field(default_factory=dict)  # seq -> hash, for the checkpoint
+    first_unsealed: int | None = None
+
+
+def _check_entry(walk: _Walk, raw: tuple[Any, ...]) -> ChainReport | None:
+    """One row: well formed, the next seq, linked to the previous hash, its own hash right
+    and, keyed, its seal right (a missing seal is remembered, not refused here)."""
+    walk.count += 1
+    row = _row_at(walk, raw)
+    if isinstance(row, ChainReport):
+        return row
+    seq, count = row.seq, walk.count
+    entry = _entry_of(row)
+    if entry is None or not all(
+        isinstance(h, str) and _HEX64.fullmatch(h) for h in (row.prev_hash, row.hash)
+    ):
+        return ChainReport(False, count, seq, f"entry {seq} is malformed")
+    if not hmac.compare_digest(row.prev_hash, walk.prev):
+        return ChainReport(
+            False, count, seq, f"entry {seq} does not link to entry {seq - 1} (moved or edited)"
+        )
+    if not hmac.compare_digest(entry_hash(walk.prev, entry), row.hash):
+        return ChainReport(False, count, seq, f"entry {seq} was edited after it was written")
+    if walk.audit_key is not None:
+        if row.mac is None:
+            walk.first_unsealed = walk.first_unsealed or seq
+        elif not (
+            isinstance(row.mac, str)
+            and hmac.compare_digest(entry_mac(walk.audit_key, row.hash), row.mac)
         ):
-            return ChainReport(False, count, seq, f"entry {seq} is malformed")
-        if not hmac.compare_digest(row.prev_hash, prev):
             return ChainReport(
-                False, count, seq, f"entry {seq} does not link to entry {seq - 1} (moved or edited)"
+                False,
+                count,
+                seq,
+                f"entry {seq} was rewritten (its seal does not match)",
+                keyed=True,
             )
-        if not hmac.compare_digest(entry_hash(prev, entry), row.hash):
-            return ChainReport(False, count, seq, f"entry {seq} was edited after it was written")
-        if k is not None:
-            if row.mac is None:
-                first_unsealed = first_unsealed or seq
-            elif not (
-                isinstance(row.mac, str) and hmac.compare_digest(entry_mac(k, row.hash), row.mac)
-            ):
-                return ChainReport(
-                    False, count, seq, f"entry {seq} was rewritten (its seal does not match)", True
-                )
-        hashes[seq] = row.hash
-        prev = row.hash
-        expected_seq += 1
-    last = expected_seq - 1
+    walk.hashes[seq] = walk.prev = row.hash
+    walk.expected_seq += 1
+    return None
+
+
+def _row_at(walk: _Walk, raw: tuple[Any, ...]) -> ChainRow | ChainReport:
+    """The row as a ChainRow, if it has the right fields and the seq the walk expects."""
+    expected, count = walk.expected_seq, walk.count
+    try:
+        row = ChainRow(*raw)
+    except TypeError:
+        return ChainReport(False, count, expected, f"entry {expected} is malformed")
+    seq = row.seq
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return ChainReport(False, count, expected, f"entry {expected} is malformed")
+    if seq > expected:
+        return ChainReport(
+            False, count, expected, f"entry {expected} is missing (the next entry is {seq})"
+        )
+    if seq < expected:
+        return ChainReport(
+            False, count, expected, f"entry {seq} appears out of order after entry {expected - 1}"
+        )
+    return row
+
+
+def _check_head(walk: _Walk, head_seq: int, head_hash: str) -> ChainReport | None:
+    """The newest entry is the head the vault remembers: nothing cut off or added behind it."""
+    last, count = walk.expected_seq - 1, walk.count
     if not (isinstance(head_hash, str) and _HEX64.fullmatch(head_hash)):
         return ChainReport(False, count, max(head_seq, 1), "the head of the chain is malformed")
     if last < head_seq:
@@ -191,37 +227,54 @@ def verify_chain(
         return ChainReport(
             False, count, head_seq + 1, f"entries after {head_seq} were added behind the head"
         )
-    if not hmac.compare_digest(prev, head_hash):
+    if not hmac.compare_digest(walk.prev, head_hash):
         return ChainReport(
             False, count, max(head_seq, 1), "the newest entry does not match the head"
         )
-    if first_unsealed is not None:
-        # Written without the owner's key: while the vault was locked, or by someone editing the
-        # file. Either way the owner has not vouched for it (`keysafe audit seal` shows them).
-        return ChainReport(
-            False, count, first_unsealed,
-            f"entry {first_unsealed} and later ones are not sealed: written while the vault was "
-            "locked, or forged; review them with `keysafe audit seal`",
-            True, True,
-        )  # fmt: skip
-    if keyed is not None and keyed.checkpoint_seq:
-        at = hashes.get(keyed.checkpoint_seq)
-        good = (
-            at is not None
-            and keyed.checkpoint_mac is not None
-            and hmac.compare_digest(
-                checkpoint_mac(keyed.audit_key, keyed.vault_id, keyed.checkpoint_seq, at),
-                keyed.checkpoint_mac,
-            )
+    return None
+
+
+def _check_sealed(walk: _Walk) -> ChainReport | None:
+    """Keyed: every entry carries the owner's seal."""
+    first = walk.first_unsealed
+    if first is None:
+        return None
+    # Written without the owner's key: while the vault was locked, or by someone editing the
+    # file. Either way the owner has not vouched for it (`keysafe audit seal` shows them).
+    return ChainReport(
+        False,
+        walk.count,
+        first,
+        f"entry {first} and later ones are not sealed: written while the vault was "
+        "locked, or forged; review them with `keysafe audit seal`",
+        keyed=True,
+        unsealed=True,
+    )
+
+
+def _check_checkpoint(walk: _Walk, keyed: Keyed | None) -> ChainReport | None:
+    """Keyed: the sealed checkpoint still matches the entry it was made at."""
+    if keyed is None or not keyed.checkpoint_seq:
+        return None
+    at = walk.hashes.get(keyed.checkpoint_seq)
+    good = (
+        at is not None
+        and keyed.checkpoint_mac is not None
+        and hmac.compare_digest(
+            checkpoint_mac(keyed.audit_key, keyed.vault_id, keyed.checkpoint_seq, at),
+            keyed.checkpoint_mac,
         )
-        if not good:
-            bad = keyed.checkpoint_seq
-            return ChainReport(
-                False, count, bad,
-                f"the chain was rewritten up to entry {keyed.checkpoint_seq} (the sealed checkpoint no longer matches)",
-                True,
-            )  # fmt: skip
-    return ChainReport(True, count, None, None, keyed is not None)
+    )
+    if good:
+        return None
+    return ChainReport(
+        False,
+        walk.count,
+        keyed.checkpoint_seq,
+        f"the chain was rewritten up to entry {keyed.checkpoint_seq} "
+        "(the sealed checkpoint no longer matches)",
+        keyed=True,
+    )
 
 
 def _entry_of(row: ChainRow) -> AuditEntry | None:

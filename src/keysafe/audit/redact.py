@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Final
 
 from keysafe.crypto import jcs
@@ -46,7 +47,9 @@ def redact(details: Mapping[str, Any], audit_key: bytes | bytearray | None) -> d
     out: dict[str, Any] = {}
     for key, value in details.items():
         if key in PLAINTEXT_KEYS:
-            out[key] = value
+            # An enum member (a reason code, a kind) as its plain string: the same JSON, and
+            # canonical JSON's fast path, which takes exact types only (crypto/jcs.py).
+            out[key] = str(value) if isinstance(value, StrEnum) else value
         elif audit_key is None:
             # Fail closed: better no action than a row holding an unkeyed value.
             raise AuditWriteError(

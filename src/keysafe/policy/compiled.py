@@ -65,7 +65,7 @@ REGISTRY_CACHE_SIZE: Final = 32
 @dataclass(frozen=True, slots=True, eq=False)
 class SymbolPeers:
     """Every registry asset that shares one symbol, as a budget window sums them (see
-    engine.window_spend): in base units of the finest decimals among them."""
+    limits.window_spend): in base units of the finest decimals among them."""
 
     upper: str
     scale: int  # the finest decimals among them
@@ -229,7 +229,7 @@ class CompiledLimit:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledRule:
-    """One rule's scope and constraints, ready for set lookups (see engine._scope_matches)."""
+    """One rule's scope and constraints, ready for set lookups (see _match.scope_matches)."""
 
     rule: Rule
     name: str
@@ -249,7 +249,7 @@ class CompiledRule:
     primary_types: frozenset[str] | None
     message: re.Pattern[str] | None
     unlimited: bool | None  # `when: {unlimited: …}`
-    rare: bool  # sets any of contracts … when (engine._rare_conditions_hold)
+    rare: bool  # sets any of contracts … when (_match.rare_conditions_hold)
     hours: CompiledHours | None
     names_typed_data: bool  # names both primary_types and contracts
     limits: tuple[CompiledLimit, ...]

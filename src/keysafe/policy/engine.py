@@ -33,6 +33,14 @@ Rules this module enforces (issue "Agents, policies and budgets"):
 
 The engine is pure: usage of the budget windows comes in through `usage`, time through `now`.
 
+`decide` is a sequence of named steps, each answering one question and either returning the
+decision or handing on: the owner's brakes (`status_refusal`), the policy (`_no_policy`,
+`_policy_expired`), the action (`_unknown_action`), the request resolved against the registry
+(_resolve.py), the fee ceiling (`_fee_too_high`), the rules that cover it (`_matching_rules`,
+_match.py), a deny among them (`_denied_by_rule`), token typed data (`_typed_data_on_asset`), the
+limits of every matched rule (`_judge_limits`, limits.py), and the answer they add up to
+(`_verdict`). The reason codes are `Reason` (reasons.py).
+
 Speed (issue "Speed"): each policy is compiled once against the registry (compiled.py: rules
 indexed by action, names resolved, caps in base units, cached per policy and registry content),
 so a decision does set lookups and integer compares. The explanation is built where it is read:
@@ -44,38 +52,22 @@ compare against (tests/unit/policy/reference_engine.py).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final, Literal, overload
 
-from keysafe.policy import urls
-from keysafe.policy.compiled import (
-    Asset,
-    Chain,
-    CompiledRegistry,
-    CompiledRule,
-    SymbolPeers,
-    address_key,
-    compile_policy,
-)
+from keysafe.policy._match import Unevaluable, scope_matches
+from keysafe.policy._resolve import Refused, Resolved, resolve
+from keysafe.policy.compiled import CompiledPolicy, CompiledRule, compile_policy
 from keysafe.policy.intent import Intent
-from keysafe.policy.registry import (
-    ChainInfo,
-    Registry,
-    decimal_text,
-    from_base_units,
-    parse_decimal,
-    to_base_units,
-)
+from keysafe.policy.limits import Charge, Tally, Trace, Usage, WindowRow, judge_rule
+from keysafe.policy.reasons import Reason
+from keysafe.policy.registry import ChainInfo, Registry, decimal_text, from_base_units
 from keysafe.policy.rules import ACTIONS, SIGNING_ACTIONS, Policy
 
 Outcome = Literal["allow", "ask", "deny"]
-# usage(rule_name, since) -> (live base units per ledger asset key, live action count). A key is
-# an asset identity (AssetInfo.identity); rows written before identities hold a bare symbol.
-Usage = Callable[[str, datetime], tuple[Mapping[str, int], int]]
+_NAME: Final = attrgetter("name")  # a rule's name, without a Python frame per rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +75,6 @@ class AgentState:
     name: str
     status: Literal["active", "paused", "revoked"]
     paused_all: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What an allowed action books against one rule's windows."""
-
-    rule: str
-    asset: str | None  # the asset's identity (AssetInfo.identity), never its bare symbol
-    units: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +98,7 @@ class WindowState:
         }  # fmt: skip
 
 
-# A budget window as the numbers it was judged with: (rule, window, symbol (None for a count
-# window), limit, used, requested, unlimited, scale, ok), amounts in base units of `scale`
-# decimals (window_spend); a count window counts with scale 0. A plain tuple: one is made per
-# window per decision, and Decision.windows turns them into WindowState only when read.
-_Row = tuple[str, str, str | None, int, int, int, bool, int, bool]
-
-
-class _Trace(list[_Row]):
-    """The windows one decision judged, as numbers (only the engine makes one)."""
-
-
-def _window_state(row: _Row) -> WindowState:
+def _window_state(row: WindowRow) -> WindowState:
     rule, window, symbol, limit, used, requested, unlimited, scale, ok = row
     after = max(limit - used - requested, 0) if ok else 0
     return WindowState(
@@ -150,14 +122,14 @@ class _Windows:
     def __get__(self, obj: Decision | None, owner: type | None = None) -> tuple[WindowState, ...]:
         if obj is None:
             return ()  # the field's default
-        value: tuple[WindowState, ...] | _Trace = obj.__dict__["_windows"]
-        if not isinstance(value, _Trace):
+        value: tuple[WindowState, ...] | Trace = obj.__dict__["_windows"]
+        if not isinstance(value, Trace):
             return value  # as the constructor was given it
         built = tuple(map(_window_state, value))
         obj.__dict__["_windows"] = built  # the same value whichever thread builds it first
         return built
 
-    def __set__(self, obj: Decision, value: tuple[WindowState, ...] | _Trace) -> None:
+    def __set__(self, obj: Decision, value: tuple[WindowState, ...] | Trace) -> None:
         obj.__dict__["_windows"] = value
 
 
@@ -165,7 +137,7 @@ class _Windows:
 class Decision:
     outcome: Outcome
     rule: str | None
-    code: str | None
+    code: Reason | None
     reason: str
     matched: tuple[str, ...] = ()
     windows: _Windows = _Windows()
@@ -183,51 +155,13 @@ class Decision:
         }
 
 
-class Unevaluable(Exception):
-    """A condition cannot be judged; the rule that needed it denies."""
-
-
-@dataclass(slots=True)
-class _Spend:
-    """One asset the request spends: `units` in base units, of which `fee_units` is network fee."""
-
-    asset: Asset
-    units: int
-    unlimited: bool = False
-    fee_units: int = 0
-
-    def text(self) -> str:
-        sym, decimals = self.asset.symbol, self.asset.decimals
-        if self.unlimited:
-            return f"an unlimited amount of {sym}"
-        total = from_base_units(self.units, decimals)
-        if not self.fee_units:
-            return f"{total} {sym}"
-        fee = from_base_units(self.fee_units, decimals)
-        if self.fee_units == self.units:
-            return f"up to {fee} {sym} in network fees"
-        value = from_base_units(self.units - self.fee_units, decimals)
-        return f"{total} {sym} ({value} {sym} + up to {fee} {sym} network fee)"
-
-
-@dataclass(slots=True)
-class _Resolved:
-    intent: Intent
-    chain: Chain | None
-    asset: Asset | None
-    unlimited: bool
-    when: datetime
-    fee: Decimal | None  # the most the network fee can cost, native units
-    spends: list[_Spend]  # what caps and windows are charged, per asset
-
-
 def _decision(
     outcome: Outcome,
     rule: str | None,
-    code: str | None,
+    code: Reason | None,
     reason: str,
     matched: tuple[str, ...],
-    windows: _Trace | tuple[()],
+    windows: Trace | tuple[()],
     charges: tuple[Charge, ...] = (),
 ) -> Decision:
     """`Decision(outcome, …)` for the engine's own allow, ask and budget results: the same
@@ -245,187 +179,11 @@ def _decision(
     return made
 
 
-def _deny(code: str, reason: str, rule: str | None = None, **kw: Any) -> Decision:
+def _deny(code: Reason, reason: str, rule: str | None = None, **kw: Any) -> Decision:
     return Decision("deny", rule, code, reason, **kw)
 
 
-# An amount as most requests write it: ASCII digits, and decimals after one '.'.
-_PLAIN_AMOUNT: Final = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
-
-
-def _base_units(text: str, decimals: int | None) -> int:
-    """An amount in base units, exactly as parse_decimal and to_base_units read it (their
-    errors, in their order). Plain amounts skip the Decimal round trip; anything else takes it.
-
-    Raises:
-        ValueError: not a plain decimal, no asset to judge it by, or finer than the asset's unit.
-    """
-    plain = _PLAIN_AMOUNT.fullmatch(text)
-    if plain is None or decimals is None or decimals < 0:
-        amount = parse_decimal(text)
-        if decimals is None:
-            raise ValueError("needs an asset to be judged")
-        return to_base_units(amount, decimals)
-    whole, frac = plain.groups("")
-    if len(frac) > decimals:
-        if frac[decimals:].strip("0"):
-            raise ValueError(f"has more than {decimals} decimal places")
-        frac = frac[:decimals]
-    return int(whole + frac.ljust(decimals, "0"))
-
-
-def _resolve(intent: Intent, reg: CompiledRegistry, when: datetime) -> _Resolved | Decision:
-    chain = asset = None
-    if intent.chain is not None:
-        chain = reg.chain(intent.chain)
-        if chain is None:
-            return _deny(
-                "UNKNOWN_CHAIN",
-                f"The chain '{str(intent.chain)[:40]}' is not in the chain registry, so no rule "
-                "can judge this request. Nothing was signed.",
-            )
-    if intent.asset is not None:
-        if chain is None:
-            return _deny("UNEVALUABLE", "The request names an asset but no chain.")
-        asset = chain.asset(intent.asset)
-        if asset is None:
-            return _deny(
-                "UNKNOWN_ASSET",
-                f"The asset '{intent.asset[:60]}' is not known on {chain.name}, so its amount "
-                "cannot be judged. Nothing was signed.",
-            )
-    units = None
-    unlimited = intent.is_unlimited
-    if intent.amount is not None and not unlimited:
-        try:
-            units = _base_units(intent.amount, None if asset is None else asset.decimals)
-        except ValueError as exc:
-            return _deny("UNEVALUABLE", f"The amount {exc}, so it cannot be judged.")
-    spends: list[_Spend] = []
-    if asset is not None:
-        spends.append(_Spend(asset, units or 0, unlimited))
-    fee = None
-    if intent.fee is not None:
-        if chain is None:
-            return _deny("UNEVALUABLE", "The request names a network fee but no chain.")
-        native = chain.native
-        if native is None:
-            return _deny(
-                "UNEVALUABLE",
-                f"The network fee no native asset registered for {chain.name}, so it cannot "
-                "be judged.",
-            )
-        try:
-            fee = parse_decimal(intent.fee)
-            fee_units = to_base_units(fee, native.decimals)
-        except ValueError as exc:
-            return _deny("UNEVALUABLE", f"The network fee {exc}, so it cannot be judged.")
-        if fee_units and spends and spends[0].asset is native:
-            spends[0] = _Spend(native, spends[0].units + fee_units, unlimited, fee_units)
-        elif fee_units:
-            spends.append(_Spend(native, fee_units, False, fee_units))
-    return _Resolved(intent, chain, asset, unlimited, when, fee, spends)
-
-
-def _scope_matches(rule: CompiledRule, r: _Resolved) -> bool:
-    """Does the rule's scope cover this request? Raises Unevaluable when it cannot tell.
-
-    The conditions are checked in the order the engine always had: a rule that cannot be
-    evaluated denies only when no earlier condition already rules it out. (Allow/ask rules
-    without `wallets` never reach here for a signing action: compiled._index.)
-    """
-    i = r.intent
-    if rule.wallets is not None and (i.wallet is None or i.wallet not in rule.wallets):
-        return False
-    if rule.chains is not None:
-        if r.chain is None:
-            return False
-        if rule.chain_error is not None:
-            raise Unevaluable(rule.chain_error)
-        if r.chain.name not in rule.chains:
-            return False
-    if rule.assets is not None and (r.asset is None or r.asset.peers.upper not in rule.assets):
-        return False
-    if rule.recipients is not None and (i.to is None or address_key(i.to) not in rule.recipients):
-        return False
-    if rule.rare and not _rare_conditions_hold(rule, r):
-        return False
-    return rule.hours is None or not rule.hours.contains(r.when)
-
-
-def _rare_conditions_hold(rule: CompiledRule, r: _Resolved) -> bool:
-    """The conditions after `recipients` and before `outside_hours`, which few rules set (the
-    compiled rule says whether it sets any, so most rules skip these tests)."""
-    i = r.intent
-    if rule.contracts is not None and (
-        i.contract is None or address_key(i.contract) not in rule.contracts
-    ):
-        return False
-    if rule.spenders is not None and (
-        i.spender is None or address_key(i.spender) not in rule.spenders
-    ):
-        return False
-    if rule.selectors is not None and (i.selector or "").lower() not in rule.selectors:
-        return False
-    if rule.credentials is not None and i.credential not in rule.credentials:
-        return False
-    if rule.methods is not None and (i.method or "").upper() not in rule.methods:
-        return False
-    if rule.data is not None and i.data not in rule.data:
-        return False
-    if rule.urls is not None:
-        if i.url is None:
-            return False
-        try:
-            if not any(urls.url_matches(p, i.url) for p in rule.urls):
-                return False
-        except urls.BadUrl as exc:
-            raise Unevaluable(f"the URL cannot be judged ({exc})") from None
-    if rule.primary_types is not None and i.primary_type not in rule.primary_types:
-        return False
-    if rule.message is not None and (i.message is None or rule.message.search(i.message) is None):
-        return False
-    return rule.unlimited is None or rule.unlimited == r.unlimited
-
-
-def _fmt(units: int, asset: Asset) -> str:
-    return from_base_units(units, asset.decimals)
-
-
-def window_spend(
-    units_by_key: Mapping[str, int], symbol: str, registry: Registry
-) -> tuple[int, int] | None:
-    """A window's spend of `symbol`: (used, decimals), summed over every asset identity with
-    that symbol in base units of the finest decimals among them, so each row is converted with
-    its own asset's decimals and the sum is exact. None when no asset has the symbol.
-
-    A row of an identity the registry no longer knows is not counted (its decimals are
-    unknown). A row keyed by a bare symbol (written before identities) is read with the
-    coarsest decimals of that symbol: the largest amount it could have been.
-    """
-    peers = registry.same_symbol(symbol)
-    if not peers:
-        return None
-    decimals = {a.identity: a.decimals for a in peers}
-    summed = SymbolPeers(
-        symbol.upper(), max(a.decimals for a in peers), decimals, min(decimals.values())
-    )
-    return _used(units_by_key, summed), summed.scale
-
-
-def _used(units_by_key: Mapping[str, int], peers: SymbolPeers) -> int:
-    """window_spend's sum, with the symbol's peers worked out beforehand (compiled.py)."""
-    used = 0
-    for key, units in units_by_key.items():
-        d = peers.decimals.get(key)
-        if d is None and ":" not in key and key.upper() == peers.upper:
-            d = peers.coarsest
-        if d is not None:
-            used += units * 10 ** (peers.scale - d)
-    return used
-
-
-def _what(r: _Resolved) -> str:
+def _what(r: Resolved) -> str:
     if not r.spends:
         return "this request"
     return " and ".join(s.text() for s in r.spends)
@@ -435,38 +193,20 @@ def _chain_label(chain: ChainInfo) -> str:
     return chain.name.replace("-", " ").title()
 
 
-def _fee_too_high(r: _Resolved, registry: Registry) -> Decision | None:
-    """The chain's fee ceiling: the one place a fee is refused whatever the rules say."""
-    if r.fee is None or r.chain is None:
-        return None
-    # The caller's own ChainInfo: the compiled registry may come from an equal one whose ceiling
-    # is written differently ("0.05" or "0.050"), and the message quotes it.
-    chain = registry.chains[r.chain.index]
-    if r.fee <= chain.fee_ceiling:
-        return None
-    ceiling, native = decimal_text(chain.fee_ceiling), chain.native
-    return _deny(
-        "FEE_TOO_HIGH",
-        f"The network fee of this request can reach {decimal_text(r.fee)} {native}, over the "
-        f"{ceiling} {native} ceiling per transaction on {_chain_label(chain)}. "
-        "Nothing was signed.",
-        next_step=f"lower the fee to at most {ceiling} {native} (EVM: gas × maxFeePerGas or "
-        "gasPrice; Solana: the priority fee); if such fees are expected, the owner raises the "
-        f"ceiling with `keysafe chain add {chain.name} … --max-fee AMOUNT`.",
-    )
-
-
 def status_refusal(agent: AgentState) -> Decision | None:
     """The owner's brakes, judged before anything else (the gate asks this before it even looks
     up an idempotency key, so a paused agent cannot collect stored results either)."""
     if agent.status == "revoked":
-        return _deny("AGENT_REVOKED", f"Agent '{agent.name}' is revoked; it can do nothing.")
+        return _deny(Reason.AGENT_REVOKED, f"Agent '{agent.name}' is revoked; it can do nothing.")
     if agent.status == "paused":
         return _deny(
-            "AGENT_PAUSED", f"Agent '{agent.name}' is paused by the owner; nothing was signed."
+            Reason.AGENT_PAUSED,
+            f"Agent '{agent.name}' is paused by the owner; nothing was signed.",
         )
     if agent.paused_all:
-        return _deny("PAUSED_ALL", "The owner paused every agent (pause-all); nothing was signed.")
+        return _deny(
+            Reason.PAUSED_ALL, "The owner paused every agent (pause-all); nothing was signed."
+        )
     return None
 
 
@@ -484,202 +224,221 @@ def decide(
     """Decide. `approved`: the owner approved this exact request, so asks are satisfied (limits
     and denies still hold). `granted`: rules the owner granted this agent for a while.
 
-    The policy is compiled against the registry once and cached (compiled.compile_policy)."""
+    The policy is compiled against the registry once and cached (compiled.compile_policy).
+    Each step returns the decision when it settles the request (module docstring: the order)."""
     if agent.status != "active" or agent.paused_all:
         stopped = status_refusal(agent)
         if stopped is not None:
             return stopped
     if policy is None:
-        return _deny("NO_POLICY", f"Agent '{agent.name}' has no policy, so everything is denied.")
+        return _no_policy(agent)
     compiled = compile_policy(policy, registry)
     when = intent.time or now  # a dry run may ask "at that moment"; real requests carry no time
-    # Expiry is the agent's real state: a dry run dated before it does not revive the policy.
-    expires = compiled.expires  # policy.expires in UTC: compares without a zone lookup
-    if expires is not None and (now >= expires or (when is not now and when >= expires)):
-        return _deny(
-            "POLICY_EXPIRED",
-            f"The policy of agent '{agent.name}' expired at {compiled.expires_text}; "
-            "everything is denied until the owner sets a new one.",
-        )
+    if compiled.expires is not None:
+        expired = _policy_expired(compiled, agent, now, when)
+        if expired is not None:
+            return expired
     if intent.action not in ACTIONS:
-        return _deny("UNKNOWN_ACTION", f"'{intent.action[:64]}' is not an action keysafe knows.")
-    resolved = _resolve(intent, compiled.registry, when)
-    if isinstance(resolved, Decision):
-        return resolved
-    r = resolved
+        return _unknown_action(intent)
+    try:
+        r = resolve(intent, compiled.registry, when)
+    except Refused as exc:
+        return _deny(exc.code, exc.reason)
     if r.fee is not None:
         too_high = _fee_too_high(r, registry)
         if too_high is not None:
             return too_high
+    matched = _matching_rules(compiled, r)
+    if isinstance(matched, Decision):
+        return matched
+    names = tuple(map(_NAME, matched))
+    denied = _denied_by_rule(matched, intent, names)
+    if denied is not None:
+        return denied
+    if intent.action == "evm.sign_typed_data" and intent.contract:
+        kept = _typed_data_on_asset(compiled, intent, matched, names)
+        if isinstance(kept, Decision):
+            return kept
+        matched, names = kept
+    tally = _judge_limits(agent, matched, r, usage)
+    if isinstance(tally, Decision):
+        return tally
+    return _verdict(tally, agent, r, names, approved=approved, granted=granted)
 
+
+def _no_policy(agent: AgentState) -> Decision:
+    """An agent without a policy may do nothing."""
+    return _deny(Reason.NO_POLICY, f"Agent '{agent.name}' has no policy, so everything is denied.")
+
+
+def _policy_expired(
+    compiled: CompiledPolicy, agent: AgentState, now: datetime, when: datetime
+) -> Decision | None:
+    """Past the policy's `expires`, everything is denied. Expiry is the agent's real state: a
+    dry run dated before it (`when`) does not revive the policy."""
+    expires = compiled.expires  # policy.expires in UTC: compares without a zone lookup
+    if expires is None or not (now >= expires or (when is not now and when >= expires)):
+        return None
+    return _deny(
+        Reason.POLICY_EXPIRED,
+        f"The policy of agent '{agent.name}' expired at {compiled.expires_text}; "
+        "everything is denied until the owner sets a new one.",
+    )
+
+
+def _unknown_action(intent: Intent) -> Decision:
+    """An action keysafe does not know (not in rules.ACTIONS) is denied before any rule is
+    read."""
+    return _deny(Reason.UNKNOWN_ACTION, f"'{intent.action[:64]}' is not an action keysafe knows.")
+
+
+def _fee_too_high(r: Resolved, registry: Registry) -> Decision | None:
+    """The chain's fee ceiling: the one place a fee is refused whatever the rules say."""
+    if r.fee is None or r.chain is None:
+        return None
+    # The caller's own ChainInfo: the compiled registry may come from an equal one whose ceiling
+    # is written differently ("0.05" or "0.050"), and the message quotes it.
+    chain = registry.chains[r.chain.index]
+    if r.fee <= chain.fee_ceiling:
+        return None
+    ceiling, native = decimal_text(chain.fee_ceiling), chain.native
+    return _deny(
+        Reason.FEE_TOO_HIGH,
+        f"The network fee of this request can reach {decimal_text(r.fee)} {native}, over the "
+        f"{ceiling} {native} ceiling per transaction on {_chain_label(chain)}. "
+        "Nothing was signed.",
+        next_step=f"lower the fee to at most {ceiling} {native} (EVM: gas × maxFeePerGas or "
+        "gasPrice; Solana: the priority fee); if such fees are expected, the owner raises the "
+        f"ceiling with `keysafe chain add {chain.name} … --max-fee AMOUNT`.",
+    )
+
+
+def _matching_rules(compiled: CompiledPolicy, r: Resolved) -> list[CompiledRule] | Decision:
+    """The rules for this action whose scope covers the request, smallest name first; the
+    first rule that cannot tell denies (UNEVALUABLE)."""
     matched: list[CompiledRule] = []
-    matched_names: list[str] = []
-    for rule in compiled.by_action[intent.action]:  # smallest name first
+    for rule in compiled.by_action[r.intent.action]:  # smallest name first
         try:
-            if _scope_matches(rule, r):
+            if scope_matches(rule, r):
                 matched.append(rule)
-                matched_names.append(rule.name)
         except Unevaluable as exc:
             return _deny(
-                "UNEVALUABLE",
+                Reason.UNEVALUABLE,
                 f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. Nothing was signed.",
                 rule.name,
             )
-    names = tuple(matched_names)
+    return matched
 
-    for d in matched:
-        if d.verb == "deny":
+
+def _denied_by_rule(
+    matched: list[CompiledRule], intent: Intent, names: tuple[str, ...]
+) -> Decision | None:
+    """Deny overrides ask and allow: the first matched deny rule (by name) decides."""
+    for rule in matched:
+        if rule.verb == "deny":
             return _deny(
-                "POLICY_DENIED", f"Rule '{d.name}' denies {intent.action} here.", d.name,
+                Reason.POLICY_DENIED,
+                f"Rule '{rule.name}' denies {intent.action} here.",
+                rule.name,
                 matched=names,
-            )  # fmt: skip
-    token = (
-        compiled.registry.contracts.get(intent.contract.lower())
-        if intent.action == "evm.sign_typed_data" and intent.contract
-        else None
-    )
-    if token is not None:
-        unnamed = [m for m in matched if not m.names_typed_data]
-        matched = [m for m in matched if m.names_typed_data]
-        if unnamed and not matched:
-            kind = (intent.primary_type or "unnamed")[:100]
-            return _deny(
-                "TYPED_DATA_ON_ASSET",
-                f'This asks to sign "{kind}" typed data for the {token.symbol} token contract '
-                f"{intent.contract} ({token.chain}). keysafe cannot tell what such a message "
-                f"does to the token, and rule '{unnamed[0].name}' does not name that type and "
-                "contract. Nothing was signed.",
-                unnamed[0].name,
-                matched=names,
-                next_step=f"if this message is expected, the owner allows it with a rule naming "
-                f"primary_types: [{kind}] and contracts: [{intent.contract}].",
             )
-        names = tuple(m.name for m in matched)
+    return None
 
-    windows = _Trace()
-    charges: list[Charge] = []
-    violation: Decision | None = None
-    asks: list[str] = []
-    allows: list[str] = []
-    for rule in matched:  # every one allows or asks: a deny returned above
-        (allows if rule.verb == "allow" else asks).append(rule.name)
+
+def _typed_data_on_asset(
+    compiled: CompiledPolicy,
+    intent: Intent,
+    matched: list[CompiledRule],
+    names: tuple[str, ...],
+) -> tuple[list[CompiledRule], tuple[str, ...]] | Decision:
+    """Typed data for a registered token's contract is covered only by rules naming its primary
+    type and contract: the matched rules that do, and their names (all of them, unchanged, when
+    the contract is no token). Denies when rules matched but none of them names it."""
+    token = compiled.registry.contracts.get((intent.contract or "").lower())
+    if token is None:
+        return matched, names
+    unnamed = [m for m in matched if not m.names_typed_data]
+    named = [m for m in matched if m.names_typed_data]
+    if unnamed and not named:
+        kind = (intent.primary_type or "unnamed")[:100]
+        return _deny(
+            Reason.TYPED_DATA_ON_ASSET,
+            f'This asks to sign "{kind}" typed data for the {token.symbol} token contract '
+            f"{intent.contract} ({token.chain}). keysafe cannot tell what such a message "
+            f"does to the token, and rule '{unnamed[0].name}' does not name that type and "
+            "contract. Nothing was signed.",
+            unnamed[0].name,
+            matched=names,
+            next_step=f"if this message is expected, the owner allows it with a rule naming "
+            f"primary_types: [{kind}] and contracts: [{intent.contract}].",
+        )
+    return named, tuple(m.name for m in named)
+
+
+def _judge_limits(
+    agent: AgentState, matched: list[CompiledRule], r: Resolved, usage: Usage
+) -> Tally | Decision:
+    """Every matched rule (each allows or asks: a deny returned before) judged against its caps
+    and windows (limits.judge_rule); a rule whose limits cannot be judged denies."""
+    tally = Tally()
+    for rule in matched:
+        (tally.allows if rule.verb == "allow" else tally.asks).append(rule.name)
         try:
-            violation = _judge_rule(agent, rule, r, usage, windows, charges, asks, violation)
+            judge_rule(agent.name, rule, r, usage, tally)
         except Unevaluable as exc:
             return _deny(
-                "UNEVALUABLE", f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
+                Reason.UNEVALUABLE, f"Rule '{rule.name}' cannot be evaluated: {exc}.", rule.name
             )
-    trace = windows or ()
-    if violation is not None:
-        return _decision("deny", violation.rule, violation.code, violation.reason, names, trace)
+    return tally
+
+
+def _verdict(
+    tally: Tally,
+    agent: AgentState,
+    r: Resolved,
+    names: tuple[str, ...],
+    *,
+    approved: bool,
+    granted: frozenset[str],
+) -> Decision:
+    """What the judged rules add up to: a broken limit denies; an ask the owner has neither
+    approved nor granted asks (the smallest such rule named); a matched rule allows; none
+    denies (no match means deny)."""
+    trace = tally.windows or ()
+    if tally.violation is not None:
+        v = tally.violation
+        return _decision("deny", v.rule, v.code, v.reason, names, trace)
+    asks, action = tally.asks, r.intent.action
     pending_asks = sorted(set(asks) - granted) if asks and not approved else []
     if pending_asks:
         first = pending_asks[0]
         return _decision(
-            "ask", first, "APPROVAL_REQUIRED",
-            f"Rule '{first}' needs the owner's approval for {intent.action} of {_what(r)}.",
-            names, trace, tuple(charges),
+            "ask", first, Reason.APPROVAL_REQUIRED,
+            f"Rule '{first}' needs the owner's approval for {action} of {_what(r)}.",
+            names, trace, tuple(tally.charges),
         )  # fmt: skip
-    if allows or asks:
-        named = sorted(asks)[0] if asks else allows[0]
+    if tally.allows or asks:
+        named = sorted(asks)[0] if asks else tally.allows[0]
         why = (
             f"Allowed by rule '{named}'."
             if not asks
             else f"Rule '{named}' asked, and the owner approved"
             + (" this request." if approved else " this kind of request for a while.")
         )
-        return _decision("allow", named, None, why, names, trace, tuple(charges))
+        return _decision("allow", named, None, why, names, trace, tuple(tally.charges))
+    return _no_matching_rule(agent, r.intent, names)
+
+
+def _no_matching_rule(agent: AgentState, intent: Intent, names: tuple[str, ...]) -> Decision:
+    """No rule allows the request: denied, naming the wallet when it is a signing action."""
     source = (
         f" from wallet '{intent.wallet}'"
         if intent.wallet is not None and intent.action in SIGNING_ACTIONS
         else ""
     )
     return _deny(
-        "NO_MATCHING_RULE",
+        Reason.NO_MATCHING_RULE,
         f"No rule in the policy of agent '{agent.name}' allows {intent.action}{source} with "
         "these details, so it is denied (no match means deny). Nothing was signed.",
         matched=names,
     )
-
-
-def _judge_rule(
-    agent: AgentState,
-    rule: CompiledRule,
-    r: _Resolved,
-    usage: Usage,
-    windows: _Trace,
-    charges: list[Charge],
-    asks: list[str],
-    violation: Decision | None,
-) -> Decision | None:
-    """One matched allow/ask rule's caps, thresholds and windows, for every asset the request
-    spends (the fee included). Appends to `windows`, `charges` and `asks`; returns the first
-    violation (the one passed in, if there was one already).
-
-    Raises:
-        Unevaluable: a cap the rule sets for a spent asset is finer than the asset's unit (the
-            first such cap in the order the engine always read them).
-    """
-    name = rule.name
-    for spend in r.spends:
-        cap, threshold = rule.plans[spend.asset.index]
-        if isinstance(cap, str):
-            raise Unevaluable(cap)
-        if isinstance(threshold, str):
-            raise Unevaluable(threshold)
-        if cap is not None and (spend.unlimited or spend.units > cap) and violation is None:
-            violation = _deny(
-                "OVER_PER_TX_LIMIT",
-                f"Agent '{agent.name}' may send at most {_fmt(cap, spend.asset)} "
-                f"{spend.asset.symbol} per transaction (rule '{name}'); this one sends "
-                f"{spend.text()}. Nothing was signed.",
-                name,
-            )
-        if threshold is not None and (spend.unlimited or spend.units > threshold):
-            asks.append(name)
-    if not rule.limits:
-        return violation
-    for spend in r.spends:
-        charges.append(Charge(name, spend.asset.identity, spend.units))
-    if not r.spends:
-        charges.append(Charge(name, None, 0))  # counted by max_count windows
-    for limit in rule.limits:
-        used_by_key, used_count = usage(name, r.when - limit.span)
-        if limit.max_count is not None:
-            ok = used_count + 1 <= limit.max_count
-            windows.append((name, limit.window, None, limit.max_count, used_count, 1, False, 0, ok))
-            if not ok and violation is None:
-                violation = _deny(
-                    "RATE_LIMITED",
-                    f"Rule '{name}' allows at most {limit.max_count} actions per "
-                    f"{limit.window}; {used_count} already used. Nothing was signed.",
-                    name,
-                )
-        if limit.caps is None:
-            continue
-        for spend in r.spends:
-            asset = spend.asset
-            cap = limit.caps[asset.index]
-            if cap is None:
-                continue
-            if isinstance(cap, str):
-                raise Unevaluable(cap)
-            # Cap, request and usage in base units of the finest decimals among the assets
-            # that share this symbol, so each row counts in its own asset's units.
-            scale = asset.peers.scale
-            used = _used(used_by_key, asset.peers) if used_by_key else 0
-            req = spend.units * asset.up
-            ok = not spend.unlimited and used + req <= cap
-            windows.append(
-                (name, limit.window, asset.symbol, cap, used, req, spend.unlimited, scale, ok)
-            )
-            if not ok and violation is None:
-                left = from_base_units(max(cap - used, 0), scale)
-                violation = _deny(
-                    "BUDGET_EXCEEDED",
-                    f"Over the {limit.window} {asset.symbol} limit of rule '{name}': "
-                    f"{left} {asset.symbol} left, this request is {spend.text()}. "
-                    "Nothing was signed.",
-                    name,
-                )
-    return violation

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from keysafe.policy.engine import Usage, window_spend
+from keysafe.policy.limits import Usage, window_spend
 from keysafe.policy.registry import Registry, from_base_units, to_base_units
 from keysafe.policy.rules import Policy, Rule, stored_policy
 from keysafe.service import sealed_state

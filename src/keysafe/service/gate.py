@@ -59,6 +59,7 @@ from keysafe.errors import (
 )
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
+from keysafe.policy.reasons import Reason
 from keysafe.policy.rules import Policy
 from keysafe.service import notify, policies
 from keysafe.service.registry import load_registry
@@ -571,7 +572,7 @@ def raise_denied(decision: engine.Decision, agent: str) -> None:
         facts["rule"] = decision.rule
     err = (
         BudgetExceededError
-        if decision.code in ("BUDGET_EXCEEDED", "RATE_LIMITED")
+        if decision.code in (Reason.BUDGET_EXCEEDED, Reason.COUNT_LIMIT_EXCEEDED)
         else PolicyDeniedError
     )
     raise err(

@@ -28,7 +28,7 @@ MAX_MAX_RESPONSE: Final = 1024 * 1024 * 1024
 
 def set_approval_ttl(vault: Vault, seconds: int) -> None:
     """Store how long approvals wait; sealed when unlocked (unsealed, only a shorter-than-default
-    lifetime is honoured: approvals/__init__.py)."""
+    lifetime is honoured: approvals/_parked.py)."""
     with vault.db.write() as conn:
         sealed_state.write_setting(vault, conn, TTL_SETTING, str(int(seconds)))
 

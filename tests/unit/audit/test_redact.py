@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from keysafe.audit.outcome import Outcome
 from keysafe.audit.redact import PLAINTEXT_KEYS, hmac_value, redact
 from keysafe.crypto import jcs
 from keysafe.errors import AuditWriteError
@@ -96,3 +97,10 @@ def test_redact_canary_in_non_allow_listed_values_never_appears() -> None:
     for form in (CANARY, CANARY.encode().hex(), CANARY.lower(), CANARY[8:]):
         assert form not in text
     assert out["name"] == "github"
+
+
+def test_redact_enum_member_kept_as_its_plain_string() -> None:
+    """A reason code or outcome enters a row as the exact str it always was (canonical JSON
+    takes its fast path on exact types only)."""
+    out = redact({"code": Outcome.SUCCESS}, None)
+    assert type(out["code"]) is str and out["code"] == "success"

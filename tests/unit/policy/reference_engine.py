@@ -560,7 +560,7 @@ def _judge_rule(
             ))  # fmt: skip
             if not ok and violation is None:
                 violation = _deny(
-                    "RATE_LIMITED",
+                    "COUNT_LIMIT_EXCEEDED",
                     f"Rule '{rule.name}' allows at most {limit.max_count} actions per "
                     f"{limit.window}; {used_count} already used. Nothing was signed.",
                     rule.name,

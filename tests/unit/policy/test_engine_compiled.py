@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from keysafe.policy import compiled, engine
+from keysafe.policy import compiled
+from keysafe.policy._resolve import base_units
 from keysafe.policy.engine import AgentState, Decision, decide
 from keysafe.policy.intent import Intent
 from keysafe.policy.registry import AssetInfo, ChainInfo, Registry, parse_decimal, to_base_units
@@ -462,7 +463,7 @@ def test_amount_in_base_units_reads_as_parse_decimal_and_to_base_units(
             return str(exc)
 
     try:
-        got: int | str = engine._base_units(text, decimals)
+        got: int | str = base_units(text, decimals)
     except ValueError as exc:
         got = str(exc)
     assert got == reference()

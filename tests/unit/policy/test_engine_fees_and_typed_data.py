@@ -195,7 +195,7 @@ CASES: dict[str, Case] = {
         usdc("5", "0.0001"),
         "deny",
         "usdc-pay",
-        "RATE_LIMITED",
+        "COUNT_LIMIT_EXCEEDED",
         prior=(usdc("5", "0.0001"), usdc("5", "0.0001")),
     ),
     "token transfer: second of two allowed requests is allowed": Case(

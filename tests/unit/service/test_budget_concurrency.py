@@ -484,7 +484,7 @@ def test_concurrent_50_threads_over_the_1h_count_limit_exactly_10_allowed(
         results = _concurrent_threads(m.home, m.phrase, 50, "0.001")
         counts = Counter(results)
         assert counts[("allow", None)] == 10, counts
-        assert counts[("deny", "RATE_LIMITED")] == 40, counts
+        assert counts[("deny", "COUNT_LIMIT_EXCEEDED")] == 40, counts
         assert len(ledger_rows(m.home)) == 10
         assert _chain_intact(m.home, m.phrase)
     finally:

@@ -1,0 +1,136 @@
+"""The owner's "approve for a while" grants: bound to one request shape, for a bounded time,
+listed and revoked by the owner (keysafe.approvals has the rules).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Connection, delete, insert, select
+
+from keysafe.approvals._approval import Approval, iso
+from keysafe.audit.outcome import Outcome
+from keysafe.crypto import jcs
+from keysafe.errors import NotFoundError
+from keysafe.policy.intent import Intent
+from keysafe.store import tables as t
+from keysafe.vault.vault import Vault
+
+
+def shape_of(intent: Intent) -> dict[str, str]:
+    """What a grant is bound to: the request's kind and parties, never its amount or payload.
+
+    Two requests of one shape differ only in how much (still capped by every limit) and in their
+    exact bytes; a different recipient, token, contract, function, wallet or host is a new
+    question for the owner.
+    """
+    host = None
+    if intent.url is not None:
+        host = (urlsplit(intent.url).hostname or "").lower()
+    fields = {
+        "action": intent.action,
+        "chain": str(intent.chain) if intent.chain is not None else None,
+        "wallet": intent.wallet,
+        "asset": intent.asset,
+        "contract": intent.contract,
+        "selector": intent.selector,
+        "to": intent.to,
+        "spender": intent.spender,
+        "credential": intent.credential,
+        "method": intent.method,
+        "host": host,
+        "data": intent.data,
+    }
+    return {k: v.lower() if k in ("to", "spender", "contract") and v and v.startswith("0x")
+            else v for k, v in fields.items() if v is not None}  # fmt: skip
+
+
+def _shape_hash(shape: Mapping[str, str]) -> str:
+    return hashlib.sha256(jcs.dumps(dict(shape))).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: int
+    agent: str
+    rule: str
+    action: str
+    until: float
+    approval_id: str
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "agent": self.agent, "rule": self.rule, "action": self.action,
+            "until": iso(self.until), "approval_id": self.approval_id, "summary": self.summary,
+        }  # fmt: skip
+
+
+def add_grant(
+    vault: Vault,
+    conn: Connection,
+    approval: Approval,
+    intent_shape: Mapping[str, str],
+    seconds: int,
+    now: float,
+) -> None:
+    """Approve-for-a-while: the same agent's requests of this shape that this rule asks about pass
+    without asking until the grant ends (within every limit)."""
+    if approval.rule is None:
+        return
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(intent_shape.items()))[:500]
+    conn.execute(
+        insert(t.grants).values(
+            agent=approval.agent, rule=approval.rule, action=intent_shape.get("action", ""),
+            until=now + seconds, approval_id=approval.id, shape=_shape_hash(intent_shape),
+            summary=summary,
+        )
+    )  # fmt: skip
+    vault.audit(
+        conn, actor="owner", action="approval.grant", target=f"agent:{approval.agent}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": approval.agent, "rule": approval.rule, "seconds": seconds,
+                 "request_id": approval.id, "summary": summary},
+    )  # fmt: skip
+
+
+def granted_rules(conn: Connection, agent: str, intent: Intent, now: float) -> frozenset[str]:
+    """Rules the owner granted this agent, for now, for requests of exactly this shape."""
+    rows = conn.execute(
+        select(t.grants.c.rule).where(
+            t.grants.c.agent == agent,
+            t.grants.c.action == intent.action,
+            t.grants.c.shape == _shape_hash(shape_of(intent)),
+            t.grants.c.until > now,
+        )
+    )
+    return frozenset(r.rule for r in rows)
+
+
+def list_grants(conn: Connection, now: float) -> list[Grant]:
+    rows = conn.execute(
+        select(t.grants).where(t.grants.c.until > now).order_by(t.grants.c.id)
+    ).all()
+    return [
+        Grant(r.id, r.agent, r.rule, r.action, r.until, r.approval_id, r.summary or "")
+        for r in rows
+    ]
+
+
+def revoke_grant(vault: Vault, conn: Connection, grant_id: int, now: float) -> Grant:
+    for g in list_grants(conn, now):
+        if g.id == grant_id:
+            conn.execute(delete(t.grants).where(t.grants.c.id == grant_id))
+            vault.audit(
+                conn, actor="owner", action="grant.revoke", target=f"agent:{g.agent}",
+                outcome=Outcome.SUCCESS,
+                details={"agent": g.agent, "rule": g.rule, "request_id": g.approval_id},
+            )  # fmt: skip
+            return g
+    raise NotFoundError(
+        f"No active grant {grant_id}.", next_step="see `keysafe grants` for the active ones."
+    )
