@@ -52,7 +52,7 @@ from keysafe.service.models import Chain, RecordKind
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.vault.home import Home
-from keysafe.vault.vault import RecordInfo
+from keysafe.vault.records import RecordInfo
 from tests.unit.service import ceremony_support
 
 CHEAP = Argon2Params(memory_kib=1024, time_cost=1, parallelism=1)
