@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from keysafe.errors import KeysafeError
-from keysafe.store.db import Database, database_url, translate
+from keysafe.store.db import Database
+from keysafe.store.faults import translate
+from keysafe.store.probe import database_url
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 

@@ -17,7 +17,7 @@ from keysafe.errors import (
     WrongRecoveryPhraseError,
 )
 from keysafe.store import tables as t
-from keysafe.vault.kms import KmsConfig, KmsKind
+from keysafe.vault.kms import KmsConfig, KmsKind, not_a_kms_vault
 
 FREE_ATTEMPTS: Final = 5
 BASE_DELAY_S: Final = 30.0
@@ -74,10 +74,7 @@ def check_provider(config: KmsConfig, given: KmsConfig) -> None:
         MalformedRequestError: a passphrase vault, or another provider or key.
     """
     if config.kind is KmsKind.LOCAL:
-        raise MalformedRequestError(
-            "This vault is unlocked with its passphrase, not a KMS.",
-            next_step="give the passphrase (KEYSAFE_PASSPHRASE, --passphrase-file or the prompt).",
-        )
+        raise not_a_kms_vault()
     # The URL may differ: the operator's (KEYSAFE_KMS_URL) is the one used; OpenBao may have
     # moved since init, and the header's is not trusted with the token.
     if (given.kind, given.key) != (config.kind, config.key):
