@@ -34,5 +34,5 @@ __all__ = ["Home", "open_database", "open_vault"]
 
 def known_fault(exc: BaseException) -> KeysafeError | None:
     """What a database fault means to a person (a damaged row, a full disk), for the surfaces'
-    last-resort handlers; None when it is a bug. The mapping lives in store/db.py."""
+    last-resort handlers; None when it is a bug. The mapping lives in store/faults.py."""
     return translate(exc)

@@ -8,7 +8,7 @@ Rules this module keeps:
 - A database holds at most one header; a second `create` on a shared database is refused.
 - A header written by a newer keysafe (a higher `format`) is left untouched, never rewritten.
 - The master key and the passphrase's sealing key are wrapped either by Argon2id(passphrase)
-  or by a random key-encryption key that a KMS wraps (vault/kms.py); never both at once.
+  or by a random key-encryption key that a KMS wraps (vault/kms/); never both at once.
 """
 
 from __future__ import annotations

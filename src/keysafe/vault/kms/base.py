@@ -6,7 +6,7 @@ the passphrase's sealing key (vault/hierarchy.py).
     kek = provider.unwrap(blob, context=kms.context_for(vault_id, provider.config))
 
 - `local` (the default): the KEK is Argon2id(passphrase); no provider object is involved and the
-  header keeps today's format (vault/vault.py). `destroy` has nothing outside the database to
+  header keeps today's format (vault/header.py). `destroy` has nothing outside the database to
   shred: deleting the vault's files is the shredding.
 - `openbao` (OpenBao or HashiCorp Vault, transit engine): the KEK is sent to
   `POST /v1/transit/encrypt/<key>` and the ciphertext (`vault:vN:…`) is stored; unwrapping calls
