@@ -140,7 +140,8 @@ class AgentClient:
         description: str | None = None, declared: calls.Json | None = None,
         idempotency_key: str | None = None, wait: float = 0,
     ) -> SignResult:  # fmt: skip
-        """Sign and broadcast a transaction; as `sign_transaction`, and the answer has tx_hash.
+        """Sign and broadcast a transaction: `sign_transaction` (same arguments, same
+        refusals), then sent to the chain; the answer has tx_hash.
 
         Raises:
             ChainUnavailableError: the chain's RPC could not take it.
