@@ -16,7 +16,9 @@ from urllib.parse import quote
 
 import httpx
 
-from keysafe.client import DEFAULT_URL, ApiError, error_from_answer
+from keysafe.client import DEFAULT_URL, ApiError
+from keysafe.client._calls import json_answer
+from keysafe.client._pool import AsyncPool
 from keysafe.errors import VaultUnreachableError
 
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
@@ -52,16 +54,10 @@ def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
 
 def answer(r: httpx.Response) -> dict[str, Any]:
     """The JSON body of a vault answer; the typed ApiError for an error answer."""
-    try:
-        body = r.json()
-    except ValueError:
-        body = None
-    if r.status_code >= 400 or not isinstance(body, dict):
-        raise error_from_answer(body, r.status_code)
-    return body
+    return json_answer(r)
 
 
-class AgentClient:
+class AgentClient(AsyncPool):
     """Async calls to the agent routes, authenticated by one agent credential.
 
     `credential` is `ks_agent_…` (an agent token) or `ksp_…` (a placeholder, accepted by the vault
@@ -71,25 +67,14 @@ class AgentClient:
     def __init__(
         self, credential: str, *, url: str | None = None, http: httpx.AsyncClient | None = None
     ) -> None:
+        # A shared connection pool (several credentials, one process) is passed in and not closed.
+        super().__init__(http, timeout=TIMEOUT)
         self.url = (url or vault_url()).rstrip("/")
         self._auth = {"authorization": f"Bearer {credential}"}
-        # A shared connection pool (several credentials, one process) is passed in and not closed.
-        self._owned = http is None
-        self._client = http or httpx.AsyncClient(timeout=TIMEOUT)
-
-    async def __aenter__(self) -> AgentClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owned:
-            await self._client.aclose()
 
     async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         try:
-            r = await self._client.request(
+            r = await self._http.request(
                 method, self.url + path, json=body, headers=self._auth, timeout=TIMEOUT
             )
         except httpx.HTTPError as exc:
@@ -125,12 +110,12 @@ class AgentClient:
         """The call answered as a stream (`?stream=true`): the open response, which the caller
         must close. The upstream's own answer carries `x-keysafe-upstream: 1`; anything else is
         the vault's JSON (pending approval, or an error: see `answer`)."""
-        request = self._client.build_request(
+        request = self._http.build_request(
             "POST", self.url + "/v1/agent/http-request", params={"stream": "true"}, json=body,
             headers=self._auth, timeout=STREAM_TIMEOUT,
         )  # fmt: skip
         try:
-            return await self._client.send(request, stream=True)
+            return await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise unreachable(self.url, exc) from None
 

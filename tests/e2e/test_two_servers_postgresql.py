@@ -38,7 +38,7 @@ from keysafe.service import agents, credentials, policies, wallets
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
-from keysafe.store.db import database_url
+from keysafe.store.probe import database_url
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from tests.conftest import PASSPHRASE

@@ -38,7 +38,9 @@ from keysafe.agent_models import (
     ThresholdCommitment,
     WalletInfo,
 )
-from keysafe.client._client import DEFAULT_URL, AgentClient, AsyncAgentClient
+from keysafe.client._async import AsyncAgentClient
+from keysafe.client._calls import DEFAULT_URL
+from keysafe.client._client import AgentClient
 from keysafe.client._errors import (
     ERRORS,
     AlreadyExistsError,

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import secrets
 import time
 from collections import OrderedDict
@@ -28,20 +27,14 @@ from nacl.signing import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from keysafe.errors import (
-    MalformedRequestError,
-    NotAuthenticatedError,
-    PayloadTooLargeError,
-    RateLimitedError,
-    VaultUnreachableError,
-)
+from keysafe.errors import MalformedRequestError
 from keysafe.hosts import is_loopback
+from keysafe.relay import link_errors
 from keysafe.relay import routing as r
 
 logger = logging.getLogger("keysafe.relay")
 
 Transport = Literal["auto", "ws", "poll"]
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _ATTEMPT_TIMEOUT_S = 10.0  # one try of a send; the send itself retries until its own timeout
 MAX_MESSAGE = 4 * 1024 * 1024  # the largest message body a link takes from its relay
 _ACKED_KEEP = 10_000  # ids acked recently, so a redelivery is re-acked and not handed out again
@@ -67,6 +60,34 @@ class _HandshakeRefused(Exception):
 
 class _AuthRefused(Exception):
     """The relay refused this link's key or signature (wrong clock, for the HTTP API)."""
+
+
+def _relay_urls(url: str, allow_insecure: bool) -> tuple[str, str, str]:
+    """The relay's WebSocket URL, its HTTP base URL and its base path, from the URL given.
+
+    Raises:
+        MalformedRequestError: not a ws(s):// or http(s):// URL, or plain text to a remote
+            host without `allow_insecure`.
+    """
+    parts = urlsplit(url)
+    secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme)
+    if secure is None or not parts.hostname:
+        raise MalformedRequestError(
+            f"'{url[:100]}' is not a relay URL.",
+            next_step="give it as wss://HOST[:PORT] or https://HOST[:PORT].",
+        )
+    if not secure and not is_loopback(parts.hostname):
+        if not allow_insecure:
+            raise MalformedRequestError(
+                f"Refusing plain-text {parts.scheme}:// to {parts.hostname}: the envelopes stay "
+                "encrypted, but who talks to whom would cross the network in clear.",
+                next_step="use wss:// (TLS in front of the relay), or allow_insecure=True.",
+            )
+        logger.warning("relay link to %s without TLS (allowed by the caller)", parts.hostname)
+    base = parts.path.rstrip("/")
+    ws_url = urlunsplit(("wss" if secure else "ws", parts.netloc, base + r.WS_PATH, "", ""))
+    http_base = urlunsplit(("https" if secure else "http", parts.netloc, base, "", ""))
+    return ws_url, http_base, base
 
 
 class RelayLink:
@@ -100,27 +121,7 @@ class RelayLink:
         allow_insecure: bool = False,
         max_message: int = MAX_MESSAGE,
     ) -> None:
-        parts = urlsplit(url)
-        secure = {"ws": False, "http": False, "wss": True, "https": True}.get(parts.scheme)
-        if secure is None or not parts.hostname:
-            raise MalformedRequestError(
-                f"'{url[:100]}' is not a relay URL.",
-                next_step="give it as wss://HOST[:PORT] or https://HOST[:PORT].",
-            )
-        if not secure and not is_loopback(parts.hostname):
-            if not allow_insecure:
-                raise MalformedRequestError(
-                    f"Refusing plain-text {parts.scheme}:// to {parts.hostname}: the envelopes stay "
-                    "encrypted, but who talks to whom would cross the network in clear.",
-                    next_step="use wss:// (TLS in front of the relay), or allow_insecure=True.",
-                )
-            logger.warning("relay link to %s without TLS (allowed by the caller)", parts.hostname)
-        base = parts.path.rstrip("/")
-        self._ws_url = urlunsplit(
-            ("wss" if secure else "ws", parts.netloc, base + r.WS_PATH, "", "")
-        )
-        self._http_base = urlunsplit(("https" if secure else "http", parts.netloc, base, "", ""))
-        self._base_path = base
+        self._ws_url, self._http_base, self._base_path = _relay_urls(url, allow_insecure)
         self._key = key
         self.rid: str = r.routing_id(key.verify_key.encode())
         self._transport: Transport = transport
@@ -196,24 +197,18 @@ class RelayLink:
             NotAuthenticatedError: the relay refuses this key (or, over HTTP, this clock).
             VaultUnreachableError: no answer from the relay within `timeout`, or the link is closed.
         """
-        if not _HEX32.match(to) or not _HEX32.match(msg_id):
-            raise MalformedRequestError(
-                "A relay recipient and message id are 32 lowercase hex characters.",
-                next_step="pass the peer's routing id and secrets.token_hex(16) as the id.",
-            )
-        self._check_size(len(body))
+        link_errors.check_address(to, msg_id)
+        link_errors.check_size(len(body), self._max_body)
         b64 = r.encode_body(body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         attempt = 0
         while True:
             if self._closed:
-                raise VaultUnreachableError(
-                    "The relay link is closed.", next_step="start a new RelayLink."
-                )
+                raise link_errors.link_closed()
             left = deadline - loop.time()
             if left <= 0:
-                raise self._no_answer(timeout)
+                raise link_errors.no_answer(timeout, self._http_base)
             if not self._ready.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._ready.wait(), left)
@@ -224,53 +219,13 @@ class RelayLink:
                 continue
             if isinstance(answer, r.Sent):
                 return
-            wait = self._refused(answer, len(body))
+            wait = link_errors.wait_after(answer, len(body))
             if wait is None:
                 wait = self._backoff(attempt)
             attempt += 1
             if loop.time() + wait > deadline:
-                raise RateLimitedError(
-                    "The relay still refused the message when the send timed out "
-                    + (
-                        "(the recipient's mailbox is full)."
-                        if answer.code == "MAILBOX_FULL"
-                        else "(rate limit)."
-                    ),
-                    next_step="send less often, or retry later (the recipient may be offline).",
-                )
+                raise link_errors.still_refused(answer)
             await asyncio.sleep(wait)
-
-    def _check_size(self, size: int) -> None:
-        if self._max_body is not None and size > self._max_body:
-            raise PayloadTooLargeError(
-                f"The message is {size} bytes; the relay takes at most {self._max_body}.",
-                next_step="send a smaller body (or raise the relay's --max-body).",
-            )
-
-    def _refused(self, answer: r.ErrorFrame, size: int) -> float | None:
-        """The wait before trying again after a refusal, or raise if trying again cannot help."""
-        if answer.code == "TOO_LARGE":
-            raise PayloadTooLargeError(
-                f"The relay refused a {size}-byte message as too large.",
-                next_step="send a smaller body (or raise the relay's --max-body).",
-            )
-        if answer.code == "NOT_AUTHENTICATED":
-            raise NotAuthenticatedError(
-                "The relay refused this link's signature.",
-                next_step="check this machine's clock (the relay allows 60 s of difference).",
-            )
-        if answer.code in ("RATE_LIMITED", "MAILBOX_FULL"):
-            return answer.retry_after
-        raise MalformedRequestError(
-            f"The relay refused the message ({answer.code}).",
-            next_step="check the relay and keysafe versions match.",
-        )
-
-    def _no_answer(self, timeout: float) -> VaultUnreachableError:
-        return VaultUnreachableError(
-            f"The relay did not confirm the message within {timeout:g} s.",
-            next_step=f"check that the relay at {self._http_base} runs and this machine reaches it.",
-        )
 
     async def _transmit(
         self, to: str, msg_id: str, b64: str, timeout: float
@@ -464,20 +419,21 @@ class RelayLink:
         if client is None:
             raise httpx.ConnectError("not connected")
         full = self._base_path + path
-        headers = {
+        headers = self._signed_headers(full, content)
+        return await client.post(full, content=content, headers=headers, timeout=timeout)
+
+    def _signed_headers(self, full: str, content: bytes) -> dict[str, str]:
+        """The HTTP API's headers for a POST of `content` to path `full`, signed by this key."""
+        return {
             r.AUTH_HEADER: r.http_auth(self._key, "POST", full, content),
             "content-type": "application/json",
         }
-        return await client.post(full, content=content, headers=headers, timeout=timeout)
 
     async def _poll(self, wait: float) -> list[dict[str, str]]:
         skip = sorted(self._held)[:2000]
         content = json.dumps({"wait": wait, "skip": skip}).encode()
         full = self._base_path + r.POLL_PATH
-        headers = {
-            r.AUTH_HEADER: r.http_auth(self._key, "POST", full, content),
-            "content-type": "application/json",
-        }
+        headers = self._signed_headers(full, content)
         client = self._http
         if client is None:
             raise _Disconnected

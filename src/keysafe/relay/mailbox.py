@@ -164,15 +164,22 @@ class MemoryMailboxes(Mailboxes):
 # Every key of one mailbox carries the routing id as a hash tag, so a script touches one slot.
 # q: ZSET id -> sequence (FIFO order); x: ZSET id -> expiry (ms); m: HASH id -> envelope JSON;
 # d:SENDER:ID: the idempotency marker, kept for the TTL after the message is acked.
-_PUT = """
-local q, x, m, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seen, id, ttl, cap = KEYS[5], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+# Both scripts first drop the mailbox's expired messages (`now` in ms, from the server's clock).
+_DROP_EXPIRED = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local old = redis.call('ZRANGEBYSCORE', x, '-inf', now)
 if #old > 0 then
   redis.call('ZREM', q, unpack(old)); redis.call('ZREM', x, unpack(old)); redis.call('HDEL', m, unpack(old))
 end
+"""
+_PUT = (
+    """
+local q, x, m, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local seen, id, ttl, cap = KEYS[5], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+"""
+    + _DROP_EXPIRED
+    + """
 if redis.call('EXISTS', seen) == 1 or redis.call('HEXISTS', m, id) == 1 then return 'duplicate' end
 if redis.call('ZCARD', q) >= cap then return 'full' end
 local exp = now + ttl
@@ -187,18 +194,18 @@ end
 redis.call('PUBLISH', ARGV[5], '1')
 return 'stored'
 """
-_PENDING = """
+)
+_PENDING = (
+    """
 local q, x, m = KEYS[1], KEYS[2], KEYS[3]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local old = redis.call('ZRANGEBYSCORE', x, '-inf', now)
-if #old > 0 then
-  redis.call('ZREM', q, unpack(old)); redis.call('ZREM', x, unpack(old)); redis.call('HDEL', m, unpack(old))
-end
+"""
+    + _DROP_EXPIRED
+    + """
 local ids = redis.call('ZRANGE', q, 0, tonumber(ARGV[1]) - 1)
 if #ids == 0 then return {} end
 return redis.call('HMGET', m, unpack(ids))
 """
+)
 _WAKE_PREFIX = "ksr:wake:"
 
 

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from keysafe.relay import routing as r
 from keysafe.relay.mailbox import (
+    Envelope,
     Mailboxes,
     MemoryMailboxes,
     PutResult,
@@ -346,6 +347,98 @@ def _parse(model: type[M], body: bytes) -> M | None:
         return None
 
 
+def _post_route(
+    path: str,
+    relay: Relay,
+    model: type[M],
+    handler: Callable[[Relay, Request, str, M], Awaitable[Response]],
+    *,
+    expected: str,
+    empty: bytes = b"",
+) -> Route:
+    """A POST route whose handler gets the caller's routing id and its request parsed as
+    `model` (an empty body read as `empty`); anything else is refused before it runs
+    (`expected`: what a good body holds)."""
+
+    async def endpoint(request: Request) -> Response:
+        authed = await _authed(relay, request)
+        if isinstance(authed, Response):
+            return authed
+        rid, body = authed
+        frame = _parse(model, body or empty)
+        if frame is None:
+            return _error(400, "BAD_FRAME", f"expected {expected}")
+        return await handler(relay, request, rid, frame)
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def _store_unavailable() -> JSONResponse:
+    return _error(503, "UNAVAILABLE", "the relay's store is unavailable; retry")
+
+
+async def _send(relay: Relay, request: Request, rid: str, frame: r.SendRequest) -> Response:
+    try:
+        refusal = await relay.accept_send(rid, frame.to, frame.id, frame.body)
+    except StoreUnavailable:
+        return _store_unavailable()
+    if refusal is not None:
+        return _error(
+            r.HTTP_STATUS[refusal.code], refusal.code, refusal.message, refusal.retry_after
+        )
+    return JSONResponse({"ok": True})
+
+
+async def _poll(relay: Relay, request: Request, rid: str, frame: r.PollRequest) -> Response:
+    try:
+        batch = await _wait_for_batch(relay, request, rid, frame)
+    except Exception as exc:
+        logger.warning("poll by %s failed: %s", _short(rid), type(exc).__name__)
+        return _store_unavailable()
+    if batch:
+        logger.debug("poll %s: %d message(s)", _short(rid), len(batch))
+    messages = [{"from": e.sender, "id": e.id, "body": r.encode_body(e.body)} for e in batch]
+    return JSONResponse({"messages": messages})
+
+
+async def _wait_for_batch(
+    relay: Relay, request: Request, rid: str, frame: r.PollRequest
+) -> list[Envelope]:
+    """The messages waiting for `rid` (less those the poll skips), up to a window's worth;
+    waits up to `frame.wait` seconds for the first, or until the caller goes away."""
+    skip = set(frame.skip)
+    deadline = time.monotonic() + frame.wait
+    sub = await relay.mailboxes.subscribe(rid)
+    try:
+        while True:
+            batch = [
+                e
+                for e in await relay.mailboxes.pending(rid, relay.config.window + len(skip))
+                if e.id not in skip
+            ]
+            left = deadline - time.monotonic()
+            if batch or left <= 0 or await request.is_disconnected():
+                break
+            await sub.wait(min(left, relay.config.recheck))
+    finally:
+        with contextlib.suppress(Exception):
+            await relay.mailboxes.unsubscribe(sub)
+    return batch[: relay.config.window]
+
+
+async def _ack(relay: Relay, request: Request, rid: str, frame: r.AckRequest) -> Response:
+    try:
+        await relay.mailboxes.ack(rid, frame.ids)
+    except Exception as exc:
+        logger.warning("ack by %s failed: %s", _short(rid), type(exc).__name__)
+        return _store_unavailable()
+    return JSONResponse({"ok": True})
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
 def make_relay_app(config: RelayConfig, *, mailboxes: Mailboxes | None = None) -> Starlette:
     """The relay as an ASGI app (run it with uvicorn, ws="websockets-sansio", and
     ws_max_size=config.ws_max_frame).
@@ -361,81 +454,6 @@ def make_relay_app(config: RelayConfig, *, mailboxes: Mailboxes | None = None) -
     )
     relay = Relay(config, store)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def send(request: Request) -> Response:
-        authed = await _authed(relay, request)
-        if isinstance(authed, Response):
-            return authed
-        rid, body = authed
-        frame = _parse(r.SendRequest, body)
-        if frame is None:
-            return _error(400, "BAD_FRAME", "expected {to, id, body}")
-        try:
-            refusal = await relay.accept_send(rid, frame.to, frame.id, frame.body)
-        except StoreUnavailable:
-            return _error(503, "UNAVAILABLE", "the relay's store is unavailable; retry")
-        if refusal is not None:
-            return _error(
-                r.HTTP_STATUS[refusal.code], refusal.code, refusal.message, refusal.retry_after
-            )
-        return JSONResponse({"ok": True})
-
-    async def poll(request: Request) -> Response:
-        authed = await _authed(relay, request)
-        if isinstance(authed, Response):
-            return authed
-        rid, body = authed
-        frame = _parse(r.PollRequest, body or b"{}")
-        if frame is None:
-            return _error(400, "BAD_FRAME", "expected {wait: 0..25}")
-        skip = set(frame.skip)
-        deadline = time.monotonic() + frame.wait
-        sub = await relay.mailboxes.subscribe(rid)
-        try:
-            while True:
-                batch = [
-                    e
-                    for e in await relay.mailboxes.pending(rid, relay.config.window + len(skip))
-                    if e.id not in skip
-                ]
-                left = deadline - time.monotonic()
-                if batch or left <= 0 or await request.is_disconnected():
-                    break
-                await sub.wait(min(left, relay.config.recheck))
-        except Exception as exc:
-            logger.warning("poll by %s failed: %s", _short(rid), type(exc).__name__)
-            return _error(503, "UNAVAILABLE", "the relay's store is unavailable; retry")
-        finally:
-            with contextlib.suppress(Exception):
-                await relay.mailboxes.unsubscribe(sub)
-        batch = batch[: relay.config.window]
-        if batch:
-            logger.debug("poll %s: %d message(s)", _short(rid), len(batch))
-        return JSONResponse(
-            {
-                "messages": [
-                    {"from": e.sender, "id": e.id, "body": r.encode_body(e.body)} for e in batch
-                ]
-            }
-        )
-
-    async def ack(request: Request) -> Response:
-        authed = await _authed(relay, request)
-        if isinstance(authed, Response):
-            return authed
-        rid, body = authed
-        frame = _parse(r.AckRequest, body)
-        if frame is None:
-            return _error(400, "BAD_FRAME", "expected {ids: [...]}")
-        try:
-            await relay.mailboxes.ack(rid, frame.ids)
-        except Exception as exc:
-            logger.warning("ack by %s failed: %s", _short(rid), type(exc).__name__)
-            return _error(503, "UNAVAILABLE", "the relay's store is unavailable; retry")
-        return JSONResponse({"ok": True})
-
     async def websocket(ws: WebSocket) -> None:
         await _ws_endpoint(relay, ws)
 
@@ -448,10 +466,12 @@ def make_relay_app(config: RelayConfig, *, mailboxes: Mailboxes | None = None) -
             await store.close()
 
     routes: list[Route | WebSocketRoute] = [
-        Route(r.HEALTH_PATH, health, methods=["GET"]),
-        Route(r.SEND_PATH, send, methods=["POST"]),
-        Route(r.POLL_PATH, poll, methods=["POST"]),
-        Route(r.ACK_PATH, ack, methods=["POST"]),
+        Route(r.HEALTH_PATH, _health, methods=["GET"]),
+        _post_route(r.SEND_PATH, relay, r.SendRequest, _send, expected="{to, id, body}"),
+        _post_route(
+            r.POLL_PATH, relay, r.PollRequest, _poll, expected="{wait: 0..25}", empty=b"{}"
+        ),
+        _post_route(r.ACK_PATH, relay, r.AckRequest, _ack, expected="{ids: [...]}"),
     ]
     if config.websocket:
         routes.append(WebSocketRoute(r.WS_PATH, websocket))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from keysafe.errors import KeysafeError
-from keysafe.store.db import Database, database_url, translate
+from keysafe.store.db import Database
+from keysafe.store.faults import translate
+from keysafe.store.probe import database_url
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Clock, Vault, utc_now
 
@@ -32,5 +34,5 @@ __all__ = ["Home", "open_database", "open_vault"]
 
 def known_fault(exc: BaseException) -> KeysafeError | None:
     """What a database fault means to a person (a damaged row, a full disk), for the surfaces'
-    last-resort handlers; None when it is a bug. The mapping lives in store/db.py."""
+    last-resort handlers; None when it is a bug. The mapping lives in store/faults.py."""
     return translate(exc)

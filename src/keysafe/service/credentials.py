@@ -14,8 +14,8 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import placeholders
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
-from keysafe.vault.records import integrity_failure
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo, integrity_failure
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from keysafe.errors import MalformedRequestError
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
 from keysafe.service.models import DataClass, ReadDataRequest, RecordKind, check_name
-from keysafe.vault.records import integrity_failure
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo, integrity_failure
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 

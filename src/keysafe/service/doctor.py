@@ -44,12 +44,13 @@ from keysafe.errors import KeysafeError
 from keysafe.policy.registry import ChainInfo
 from keysafe.service.registry import load_registry
 from keysafe.store import tables as t
-from keysafe.store.db import SCHEMA_HEAD, Database, database_url
+from keysafe.store.db import SCHEMA_HEAD, Database
+from keysafe.store.probe import database_url
 from keysafe.vault.blobs import BlobConfig, S3Blobs
+from keysafe.vault.header import FORMAT
 from keysafe.vault.home import SERVE_LOCK_NAME, Home
 from keysafe.vault.kms import KmsConfig, KmsKind, provider_for
 from keysafe.vault.seals import PAUSED_ALL
-from keysafe.vault.vault import FORMAT
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,8 @@ from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public
 from keysafe.service import threshold
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind, check_name
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 __all__ = [
     "TTL_S",

@@ -49,7 +49,8 @@ from keysafe.notify import webhook
 from keysafe.notify.notice import SUBSCRIBABLE, Event, Notice, alert, for_approval, for_deny
 from keysafe.policy.intent import Intent
 from keysafe.store import tables as t
-from keysafe.vault.vault import RecordInfo, Vault, iso
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault, iso
 
 logger = logging.getLogger(__name__)
 

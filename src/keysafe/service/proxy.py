@@ -65,7 +65,8 @@ from keysafe.policy import urls
 from keysafe.policy.intent import Intent
 from keysafe.service import gate, settings
 from keysafe.service.models import HttpRequestRequest, RecordKind, SecretBytes
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 

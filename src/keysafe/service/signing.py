@@ -43,7 +43,8 @@ from keysafe.service.models import (
 )
 from keysafe.service.registry import load_registry as load_registry_of
 from keysafe.service.registry import registry as load_registry
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 Status = Literal["signed", "sent", "pending_approval"]
 

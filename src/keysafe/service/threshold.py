@@ -59,7 +59,8 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage, PublicKeyP
 from keysafe.service.agents import get_agent
 from keysafe.service.models import DataClass, RecordKind, SecretBytes
 from keysafe.service.vault_admin import check_new_passphrase
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 

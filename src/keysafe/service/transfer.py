@@ -65,7 +65,8 @@ from keysafe.policy.registry import (
 from keysafe.service import gate, signing
 from keysafe.service import threshold as threshold_wallets
 from keysafe.service.models import TransferRequest
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 __all__ = ["NATIVE", "transfer"]
 

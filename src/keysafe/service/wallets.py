@@ -17,7 +17,8 @@ from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.policy.registry import from_base_units
 from keysafe.service.models import DataClass, RecordKind, check_name
 from keysafe.service.registry import registry
-from keysafe.vault.vault import RecordInfo, Vault
+from keysafe.vault.records import RecordInfo
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 

@@ -24,209 +24,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DatabaseError, DataError, OperationalError
+from sqlalchemy import URL, Connection, Engine, inspect, text
+from sqlalchemy.exc import DatabaseError, OperationalError
 
-from keysafe.errors import (
-    AuditWriteError,
-    IntegrityError,
-    KeysafeError,
-    MalformedRequestError,
-    StoreError,
-)
-from keysafe.store import hot
+from keysafe.errors import StoreError
+from keysafe.store.engines import pg_engine, sqlite_engine, sqlite_readonly_engine
+from keysafe.store.faults import short
+from keysafe.store.probe import check_schema, not_a_vault, probe, probe_url, redacted
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_HEAD: Final = "0014"
-_KNOWN_REVISIONS: Final = frozenset(
-    {
-        "0001",
-        "0002",
-        "0003",
-        "0004",
-        "0005",
-        "0006",
-        "0007",
-        "0008",
-        "0009",
-        "0010",
-        "0011",
-        "0013",
-        "0014",
-    }
-)
-_BUSY_TIMEOUT_S: Final = 30.0
 # PostgreSQL advisory lock keys (one 64-bit space per database). MIGRATE: one process at a time
 # runs Alembic (two servers starting together must not both create the tables). SERVING: every
 # `keysafe serve` holds it shared for its life, so a starting server can tell whether another
 # one is running (gate.recover must not settle another live server's requests).
 _PG_LOCK_MIGRATE: Final = 0x6B657973_61666501
 _PG_LOCK_SERVING: Final = 0x6B657973_61666502
-_PG_SCHEMES: Final = ("postgresql", "postgres", "postgresql+psycopg")
-
-
-def database_url(raw: str) -> URL:
-    """The SQLAlchemy URL of a `KEYSAFE_DATABASE_URL`: `postgresql://…` (or `postgres://…`) is
-    run with psycopg 3, whatever driver the user's URL names or leaves out.
-
-    Raises:
-        StoreError: not a PostgreSQL URL (a SQLite vault is chosen with KEYSAFE_HOME instead).
-    """
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        url = None
-    if url is None or url.drivername not in _PG_SCHEMES or not url.database:
-        raise StoreError(
-            "KEYSAFE_DATABASE_URL must be a PostgreSQL URL naming a database "
-            "(postgresql://USER@HOST:PORT/DATABASE); this one is not.",
-            next_step="fix KEYSAFE_DATABASE_URL, or unset it to keep the vault in KEYSAFE_HOME "
-            "(SQLite).",
-        )
-    return url.set(drivername="postgresql+psycopg")
-
-
-def redacted(url: URL) -> str:
-    """The URL for messages and logs, as the user wrote it (postgresql://), never the password."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=True)
-
-
-def _not_a_vault(path: Path, why: str) -> StoreError:
-    return StoreError(
-        f"The file {path} is not a readable keysafe vault database ({why}).",
-        next_step=(
-            "check KEYSAFE_HOME points at your vault; if the file is damaged, move it aside and "
-            "rebuild with `keysafe recover` then `keysafe backup restore FILE`."
-        ),
-        path=str(path),
-    )
-
-
-def probe(path: Path) -> str:
-    """What is at `path`, looked at read-only (a refused file is never modified).
-
-    Returns "missing", "empty" (zero bytes or no tables), "unfinished" (keysafe's schema but no
-    vault header: an interrupted init) or "vault". Raises StoreError for a file that is not a
-    keysafe database, is corrupted, or was written by a newer keysafe.
-    """
-    if not path.exists():
-        return "missing"
-    if path.stat().st_size == 0:
-        return "empty"
-    if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)):
-        # Checked before SQLite says "unable to open database file", which reads like damage:
-        # the advice for damage (rebuild) is the wrong one for a healthy read-only vault.
-        raise StoreError(
-            f"The vault database {path} is read-only (its file or folder cannot be written, or "
-            "the disk is mounted read-only). keysafe writes even to read (the database journal, "
-            "the audit log), so nothing was opened or changed; nothing suggests it is damaged.",
-            next_step="make KEYSAFE_HOME writable for this user (remount the disk read-write, "
-            "or `chmod u+w` the folder and vault.db), or copy the home somewhere writable.",
-            path=str(path),
-        )
-    try:
-        # as_uri() percent-escapes the path: a '?', '#' or '%' in KEYSAFE_HOME stays in the path.
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
-        try:
-            names = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            current = None
-            if "alembic_version" in names:
-                current = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-                current = current[0] if current else None
-            has_header = (
-                "vault" in names and conn.execute("SELECT count(*) FROM vault").fetchone()[0] > 0
-            )
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise _not_a_vault(path, str(exc).splitlines()[0][:200]) from None
-    if not names:
-        return "empty"
-    if current is None and names - {"alembic_version"}:
-        raise _not_a_vault(path, "it holds tables keysafe did not create")
-    if current is not None and current not in _KNOWN_REVISIONS:
-        raise StoreError(
-            f"The vault database was written by a newer keysafe (schema {current}).",
-            next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
-        )
-    return "vault" if has_header else "unfinished"
-
-
-def _unreachable(url: URL, exc: Exception) -> StoreError:
-    return StoreError(
-        f"The PostgreSQL database {redacted(url)} could not be reached ({_short(exc)}).",
-        next_step="check KEYSAFE_DATABASE_URL (host, port, user, database, password via "
-        "PGPASSWORD or ~/.pgpass) and that the server is running, then retry.",
-        database=redacted(url),
-    )
-
-
-def _pg_engine(url: URL) -> Engine:
-    # READ COMMITTED (PostgreSQL's default), on purpose: every statement of a write transaction
-    # sees what the writer before it committed, because the writers are serialised on the vault
-    # row (Database.write); REPEATABLE READ would instead fail the second of two writers.
-    # No pool_pre_ping: it costs a round trip per transaction (a gated signature runs several:
-    # 17 ms instead of 10 ms per signature here). After a database restart or failover the
-    # first statement on a dead connection fails (`translate`: "could not be reached", nothing
-    # was committed) and SQLAlchemy then drops every pooled connection, so the retry reconnects.
-    engine = create_engine(
-        url, isolation_level="READ COMMITTED",
-        connect_args={"connect_timeout": 10, "application_name": "keysafe"},
-    )  # fmt: skip
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # A writer waits for the vault row at most as long as SQLite's busy handler waits for
-        # the file (then fails, as there): a stuck writer, or a bug that nests two writes in
-        # one thread, must not hang every server on the database for ever. Set per connection,
-        # not in connect_args, so `options` in the user's URL (a search_path) stay theirs.
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f"SET lock_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        dbapi_conn.commit()
-
-    return engine
-
-
-def probe_url(url: URL) -> str:
-    """`probe` for a PostgreSQL database: "empty" (no keysafe table), "unfinished" (schema but
-    no vault header) or "vault". A database must exist before keysafe uses it (the DBA creates
-    it), so there is no "missing". Nothing is written.
-
-    Raises:
-        StoreError: unreachable, foreign tables, or a schema from a newer keysafe.
-    """
-    engine = _pg_engine(url)
-    try:
-        with engine.connect() as conn:
-            names = set(inspect(conn).get_table_names())
-            current = None
-            if "alembic_version" in names:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            has_header = "vault" in names and bool(
-                conn.execute(text("SELECT count(*) FROM vault")).scalar()
-            )
-    except (DatabaseError, OperationalError) as exc:
-        raise _unreachable(url, exc) from None
-    finally:
-        engine.dispose()
-    if not names:
-        return "empty"
-    if current is None and names - {"alembic_version"}:
-        raise StoreError(
-            f"The database {redacted(url)} holds tables keysafe did not create.",
-            next_step="give keysafe a database of its own (`createdb keysafe`) and point "
-            "KEYSAFE_DATABASE_URL at it.",
-        )
-    if current is not None and current not in _KNOWN_REVISIONS:
-        raise StoreError(
-            f"The vault database was written by a newer keysafe (schema {current}).",
-            next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
-        )
-    return "vault" if has_header else "unfinished"
 
 
 class Database:
@@ -258,32 +72,7 @@ class Database:
                 f"No vault database at {path}.",
                 next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
             )
-        engine = create_engine(
-            # URL.create keeps the path a path: in a URL string '?' or '#' would start a query.
-            URL.create("sqlite+pysqlite", database=str(path)),
-            connect_args={"timeout": _BUSY_TIMEOUT_S, "isolation_level": None},
-        )
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            # Deleted and overwritten content is zeroed in the file, not left in free pages: a
-            # record re-sealed into a new epoch leaves no old ciphertext behind (forward
-            # secrecy; the WAL's copies go at the checkpoint after an epoch is destroyed).
-            cur.execute("PRAGMA secure_delete=ON")
-            cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # pysqlite's own transaction handling is off (isolation_level=None); we decide here.
-            # On the driver (store/hot.py): every transaction runs it, and through
-            # exec_driver_sql it cost a tenth of a gated signature.
-            hot.run(conn, conn.info.pop("begin", "BEGIN"), {})
-
-        db = cls(engine, path=path)
+        db = cls(sqlite_engine(path), path=path)
         db._migrate()
         return db
 
@@ -302,7 +91,7 @@ class Database:
                 next_step="run `keysafe init` (or `keysafe recover`) with this "
                 "KEYSAFE_DATABASE_URL first.",
             )
-        db = cls(_pg_engine(url))
+        db = cls(pg_engine(url))
         try:
             db._migrate()
         except BaseException:
@@ -322,7 +111,7 @@ class Database:
                 f"No vault in the database {redacted(url)}.",
                 next_step="run `keysafe init` with this KEYSAFE_DATABASE_URL first.",
             )
-        return cls(_pg_engine(url))
+        return cls(pg_engine(url))
 
     @property
     def shared(self) -> bool:
@@ -369,15 +158,7 @@ class Database:
                 + (" (an empty file an interrupted init left behind)." if path.exists() else "."),
                 next_step="run `keysafe init`, or `keysafe recover` to rebuild from a phrase.",
             )
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-
-        def connect() -> sqlite3.Connection:
-            return sqlite3.connect(
-                uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
-                check_same_thread=False,
-            )  # fmt: skip
-
-        return cls(create_engine("sqlite+pysqlite://", creator=connect), path=path)
+        return cls(sqlite_readonly_engine(path), path=path)
 
     def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (None: not migrated at all)."""
@@ -409,17 +190,11 @@ class Database:
                 if "alembic_version" in names:
                     current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except (DatabaseError, OperationalError) as exc:
-            raise _not_a_vault(self.path or Path("?"), _short(exc)) from None
+            raise not_a_vault(self.path or Path("?"), short(exc)) from None
         if current == SCHEMA_HEAD:
             return
-        if current is not None and current not in _KNOWN_REVISIONS:
-            raise StoreError(
-                f"The vault database was written by a newer keysafe (schema {current}).",
-                next_step="upgrade keysafe (`pip install -U keysafe`) and try again.",
-            )
-        foreign = names - {"alembic_version"}
-        if current is None and foreign:
-            raise _not_a_vault(self.path or Path("?"), "it holds tables keysafe did not create")
+        foreign = not_a_vault(self.path or Path("?"), "it holds tables keysafe did not create")
+        check_schema(names, current, foreign=foreign)
         self._run_alembic()
 
     def _run_alembic(self) -> None:
@@ -569,7 +344,7 @@ def _lock_vault_row(conn: Connection) -> None:
 def write_lock_free(path: Path, *, wait_s: float) -> bool:
     """Can a writer start on the database at `path` within `wait_s`? False when another process
     holds SQLite's write lock that long: every keysafe command that writes would queue behind it
-    (for _BUSY_TIMEOUT_S, then fail). Takes the lock for an instant and writes nothing."""
+    (for engines.BUSY_TIMEOUT_S, then fail). Takes the lock for an instant and writes nothing."""
     conn = sqlite3.connect(
         f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=wait_s, isolation_level=None
     )
@@ -583,57 +358,3 @@ def write_lock_free(path: Path, *, wait_s: float) -> bool:
         raise
     finally:
         conn.close()
-
-
-def _short(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None)
-    return str(orig if orig is not None else exc).splitlines()[0][:200]
-
-
-def translate(exc: BaseException) -> KeysafeError | None:
-    """The KeysafeError a database fault means, for the surfaces' last-resort handlers (None: a
-    bug). Without this, damaged rows and full disks surfaced as INTERNAL."""
-    orig = getattr(exc, "orig", exc)
-    text = str(orig)
-    if (
-        isinstance(exc, DatabaseError | sqlite3.DatabaseError)
-        and "Could not decode to UTF-8" in text
-    ):
-        # Never quote the text: it is whatever bytes were written into the row.
-        return IntegrityError(
-            "The vault database holds bytes that are not text where text belongs: it was "
-            "damaged, or edited outside keysafe. Nothing was changed.",
-            next_step="restore it from a backup (`keysafe backup restore FILE`); if you did not "
-            "edit the file, treat this machine as tampered with.",
-        )
-    if isinstance(exc, DataError) and "cannot contain NUL" in text:
-        # PostgreSQL's text holds no NUL character; SQLite's does. A request carrying one (in
-        # an idempotency key, a name) must be refused as malformed there, not end as INTERNAL.
-        # Its transaction was rolled back: nothing was done, and nothing audited as done.
-        return MalformedRequestError(
-            "The request holds a NUL character (\\u0000) in a text field, which this vault's "
-            "database (PostgreSQL) cannot store, so nothing was done.",
-            next_step="remove the NUL character and send the request again.",
-        )
-    if isinstance(exc, OperationalError) and (
-        "database or disk is full" in text
-        or "disk I/O error" in text
-        or "could not extend file" in text  # PostgreSQL: its disk is full
-    ):
-        return AuditWriteError(
-            "The vault database could not be written (the disk is full or failing), so nothing "
-            "was carried out.",
-            next_step="free disk space (or check the disk), then retry.",
-        )
-    if isinstance(exc, OperationalError) and (
-        exc.connection_invalidated
-        or "server closed the connection" in text
-        or "connection failed" in text
-        or "terminating connection" in text
-    ):
-        # PostgreSQL went away (restart, failover, network): nothing was committed.
-        return StoreError(
-            "The PostgreSQL database could not be reached, so nothing was carried out.",
-            next_step="check the database server and the network to it, then retry.",
-        )
-    return None

@@ -10,7 +10,7 @@ text through SQLAlchemy (`text()`), so there is one spelling of each statement.
 
 Errors are raised as SQLAlchemy's (`DBAPIError.instance`), exactly as Core would raise them,
 so the callers' fail-closed handling (an audit entry that cannot be written stops the action)
-and `store.db.translate` see no difference.
+and `store.faults.translate` see no difference.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ vault = Table(
     Column("seal_pass_nonce", LargeBinary, nullable=True),
     Column("seal_pass_wrapped", LargeBinary, nullable=True),
     Column("seal_phrase_pub", LargeBinary, nullable=True),
-    # The key provider (schema 0010, vault/kms.py): NULL kind is the passphrase ("local"). A KMS
+    # The key provider (schema 0010, vault/kms/): NULL kind is the passphrase ("local"). A KMS
     # wraps a random key-encryption key (kms_blob) that takes the Argon2id key's place for
     # master_wrapped and seal_pass_wrapped. Where and which key, never a token.
     Column("kms_kind", String(32), nullable=True),

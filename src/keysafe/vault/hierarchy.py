@@ -4,7 +4,7 @@
 - vault id    = HKDF-SHA256(master, info="keysafe/v1/vault-id")[:16], hex: the same phrase always
                 rebuilds the same vault id, and the id reveals nothing about the key
 - passphrase  → Argon2id(salt) → key-encryption key that wraps the master key (XChaCha20-Poly1305)
-- or a KMS    → a random key-encryption key, wrapped by the KMS (vault/kms.py), takes the
+- or a KMS    → a random key-encryption key, wrapped by the KMS (vault/kms/), takes the
               Argon2id key's place for the master key and the passphrase's sealing key; the
               master key's associated data then names the provider and key instead of Argon2id's
               settings, so a header moved to another provider, key or vault does not open

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keysafe.errors import AlreadyExistsError, NotInitializedError, UnsafePermissionsError
-from keysafe.store.db import database_url as parse_database_url
-from keysafe.store.db import probe, probe_url, redacted
+from keysafe.store.probe import database_url as parse_database_url
+from keysafe.store.probe import probe, probe_url, redacted
 
 DB_NAME = "vault.db"
 LOG_NAME = "keysafe.log"

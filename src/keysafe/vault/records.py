@@ -12,6 +12,7 @@ so opening fails with INTEGRITY_ERROR instead of returning wrong plaintext.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,45 @@ class RecordRef:
     data_class: str
     version: int
     meta: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordInfo:
+    """A record's public face: everything but the secret."""
+
+    id: str
+    kind: str
+    name: str
+    data_class: str
+    epoch: int
+    version: int
+    meta: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+    @property
+    def ref(self) -> RecordRef:
+        return RecordRef(self.id, self.kind, self.name, self.data_class, self.version, self.meta)
+
+
+def info_from_row(row: Any) -> RecordInfo:
+    """A `records` row's public face, its `meta` parsed.
+
+    Raises:
+        IntegrityError: `meta` is not a JSON object (the row was edited).
+    """
+    try:
+        meta = json.loads(row.meta)
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not an object")
+    except ValueError:
+        raise integrity_failure(
+            RecordRef(row.id, row.kind, row.name, row.data_class, row.version, {})
+        ) from None
+    return RecordInfo(
+        row.id, row.kind, row.name, row.data_class, row.epoch, row.version,
+        meta, row.created_at, row.updated_at,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

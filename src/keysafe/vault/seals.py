@@ -46,6 +46,35 @@ def check(
     return Seal.SEALED if ok else Seal.BROKEN
 
 
+class VerifiedSeals:
+    """The rows whose seal verified under one unlock, exactly as they were: every request checks
+    its agent's row, policy row and the pause-all switch, and they rarely change, so each is
+    checked once. Bounded (many agents, many policy versions); cleared at lock."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._seen: set[tuple[str, tuple[tuple[str, str | int | None], ...], str]] = set()
+
+    def check(
+        self, key: bytes | bytearray, vault_id: str, table: str, fields: Fields, seal: str | None
+    ) -> Seal:
+        """Whether the row's seal verifies under `key` (`check`), remembered when it does."""
+        if seal is None:
+            return Seal.UNSEALED
+        seen = (table, tuple(sorted(fields.items())), seal)
+        if seen in self._seen:
+            return Seal.SEALED
+        state = check(key, vault_id, table, fields, seal)
+        if state is Seal.SEALED:
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
+            self._seen.add(seen)
+        return state
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
 def agent_fields(
     *, name: str, status: str, token_hash: str | None, public_key: str | None, created_at: str
 ) -> dict[str, str | int | None]:

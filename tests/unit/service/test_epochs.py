@@ -73,7 +73,7 @@ def test_attack_a_key_copied_before_rotation_opens_nothing_in_the_current_files(
     files hold none of the old data keys or ciphertexts (secure_delete, and the WAL truncated)."""
     db = Path(str(vault.db.path))
     with vault.db.read() as conn:
-        old_key = bytes(vault._epoch_key(1, conn).reveal())
+        old_key = bytes(vault._epoch_keys.key(1, conn).reveal())
     copy = tmp_path / "copy"
     copy.mkdir()
     for suffix in ("", "-wal"):
@@ -224,7 +224,7 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
     data.set_data(made, "old", SecretBytes(bytearray(b"legacy")), data_class=DataClass.STANDARD)
     master = made._require_master()
     with made.db.write() as conn:  # write it as keysafe did before schema 0009
-        key = made._epoch_key(1, conn)
+        key = made._epoch_keys.key(1, conn)
         nonce, wrapped = hierarchy.wrap_epoch_key(master, made.vault_id, 1, key)
         conn.execute(update(t.epochs).values(nonce=nonce, wrapped_key=wrapped, sealed_pass=None,
                                              sealed_phrase=None))  # fmt: skip

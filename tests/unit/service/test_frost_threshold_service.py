@@ -53,7 +53,7 @@ from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
-from keysafe.vault.vault import RecordInfo
+from keysafe.vault.records import RecordInfo
 from tests.unit.service import ceremony_support
 
 PASSPHRASE = b"passphrase-123"

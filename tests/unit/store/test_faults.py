@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keysafe.errors import AuditWriteError, IntegrityError
 from keysafe.store import hot
-from keysafe.store.db import translate
+from keysafe.store.faults import translate
 
 
 def test_a_full_database_is_audit_failed_not_internal(tmp_path: Path) -> None:

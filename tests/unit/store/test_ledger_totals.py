@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, select, update
 
 from keysafe.store import ledger
 from keysafe.store import tables as t
-from keysafe.store.db import database_url
+from keysafe.store.probe import database_url
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 RULES = ("small", "daily")

@@ -19,7 +19,8 @@ from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
-from keysafe.store.db import Database, database_url, redacted
+from keysafe.store.db import Database
+from keysafe.store.probe import database_url, redacted
 from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault

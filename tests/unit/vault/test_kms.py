@@ -1,4 +1,4 @@
-"""vault/kms.py against real KMS servers (OpenBao dev, moto), and the vault unlocking through them.
+"""vault/kms/ against real KMS servers (OpenBao dev, moto), and the vault unlocking through them.
 
 Each provider: a key wraps and unwraps; the two failures are told apart (`reason` "unreachable"
 or "refused"); a blob bound to another vault or key does not open (IntegrityError); `destroy`
