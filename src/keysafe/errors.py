@@ -28,6 +28,8 @@
     ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
     ├── KmsUnavailableError           KMS_UNAVAILABLE   (the vault's KMS is unreachable or refuses)
     ├── UpstreamUnavailableError      UPSTREAM_UNAVAILABLE (a proxied API call failed on the way)
+    ├── MailboxFullError              MAILBOX_FULL      (the relay holds all it may for a recipient)
+    ├── RelayUnavailableError         RELAY_UNAVAILABLE (the relay's mailbox store is down)
     ├── AuditWriteError               AUDIT_FAILED      (fail closed: the action did not happen)
     ├── VaultUnreachableError         VAULT_UNREACHABLE (a surface cannot reach `keysafe serve`)
     └── InternalError                 INTERNAL          (a bug; reported with an incident id)
@@ -76,6 +78,8 @@ class ErrorCode(StrEnum):
     CHAIN_UNAVAILABLE = "CHAIN_UNAVAILABLE"
     KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
     UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    MAILBOX_FULL = "MAILBOX_FULL"
+    RELAY_UNAVAILABLE = "RELAY_UNAVAILABLE"
     AUDIT_FAILED = "AUDIT_FAILED"
     VAULT_UNREACHABLE = "VAULT_UNREACHABLE"
     INTERNAL = "INTERNAL"
@@ -109,6 +113,8 @@ STATUS: Final[dict[ErrorCode, tuple[int, int]]] = {
     ErrorCode.CHAIN_UNAVAILABLE: (503, 1),
     ErrorCode.KMS_UNAVAILABLE: (503, 1),
     ErrorCode.UPSTREAM_UNAVAILABLE: (502, 1),
+    ErrorCode.MAILBOX_FULL: (507, 1),
+    ErrorCode.RELAY_UNAVAILABLE: (503, 1),
     ErrorCode.AUDIT_FAILED: (503, 1),
     ErrorCode.VAULT_UNREACHABLE: (502, 1),
     ErrorCode.INTERNAL: (500, 1),
@@ -259,6 +265,19 @@ class UpstreamUnavailableError(KeysafeError):
     code = ErrorCode.UPSTREAM_UNAVAILABLE
 
 
+class MailboxFullError(KeysafeError):
+    """The relay (`keysafe relay`) holds as many messages for the recipient as it may; the
+    sender tries again after `retry_after`."""
+
+    code = ErrorCode.MAILBOX_FULL
+
+
+class RelayUnavailableError(KeysafeError):
+    """The relay's mailbox store (Redis) did not answer; nothing was stored."""
+
+    code = ErrorCode.RELAY_UNAVAILABLE
+
+
 class AuditWriteError(KeysafeError):
     code = ErrorCode.AUDIT_FAILED
 
@@ -308,6 +327,7 @@ _CODE_FOR_STATUS: Final[dict[int, ErrorCode]] = {
     423: ErrorCode.VAULT_LOCKED,
     429: ErrorCode.RATE_LIMITED,
     502: ErrorCode.VAULT_UNREACHABLE,
+    507: ErrorCode.MAILBOX_FULL,
 }
 
 

@@ -165,6 +165,14 @@ class UpstreamUnavailableError(ApiError, errors.UpstreamUnavailableError):
     code = ErrorCode.UPSTREAM_UNAVAILABLE
 
 
+class MailboxFullError(ApiError, errors.MailboxFullError):
+    code = ErrorCode.MAILBOX_FULL
+
+
+class RelayUnavailableError(ApiError, errors.RelayUnavailableError):
+    code = ErrorCode.RELAY_UNAVAILABLE
+
+
 class AuditWriteError(ApiError, errors.AuditWriteError):
     code = ErrorCode.AUDIT_FAILED
 
@@ -206,6 +214,8 @@ ERRORS: Final[Mapping[str, type[ApiError]]] = {
         ChainUnavailableError,
         KmsUnavailableError,
         UpstreamUnavailableError,
+        MailboxFullError,
+        RelayUnavailableError,
         AuditWriteError,
         VaultUnreachableError,
         InternalError,

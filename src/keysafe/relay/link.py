@@ -27,7 +27,7 @@ from nacl.signing import SigningKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from keysafe.errors import MalformedRequestError
+from keysafe.errors import MalformedRequestError, code_for_status
 from keysafe.hosts import is_loopback
 from keysafe.relay import link_errors
 from keysafe.relay import routing as r
@@ -270,7 +270,7 @@ class RelayLink:
                 id=msg_id, code=str(error["code"]), retry_after=error.get("retry_after")
             )
         except (ValueError, KeyError, TypeError):
-            return r.ErrorFrame(id=msg_id, code=f"HTTP_{resp.status_code}")
+            return r.ErrorFrame(id=msg_id, code=code_for_status(resp.status_code))
 
     # --- receiving ------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import re
 from typing import Final
 
 from keysafe.errors import (
+    ErrorCode,
     MalformedRequestError,
     NotAuthenticatedError,
     PayloadTooLargeError,
@@ -46,16 +47,16 @@ def wait_after(answer: r.ErrorFrame, size: int) -> float | None:
         NotAuthenticatedError: the relay refused the signature (a clock too far off).
         MalformedRequestError: any other refusal: trying again cannot help.
     """
-    if answer.code == "TOO_LARGE":
+    if answer.code == ErrorCode.PAYLOAD_TOO_LARGE:
         raise PayloadTooLargeError(
             f"The relay refused a {size}-byte message as too large.", next_step=_SMALLER
         )
-    if answer.code == "NOT_AUTHENTICATED":
+    if answer.code == ErrorCode.NOT_AUTHENTICATED:
         raise NotAuthenticatedError(
             "The relay refused this link's signature.",
             next_step="check this machine's clock (the relay allows 60 s of difference).",
         )
-    if answer.code in ("RATE_LIMITED", "MAILBOX_FULL"):
+    if answer.code in (ErrorCode.RATE_LIMITED, ErrorCode.MAILBOX_FULL):
         return answer.retry_after
     raise MalformedRequestError(
         f"The relay refused the message ({answer.code}).",
@@ -68,7 +69,7 @@ def still_refused(answer: r.ErrorFrame) -> RateLimitedError:
         "The relay still refused the message when the send timed out "
         + (
             "(the recipient's mailbox is full)."
-            if answer.code == "MAILBOX_FULL"
+            if answer.code == ErrorCode.MAILBOX_FULL
             else "(rate limit)."
         ),
         next_step="send less often, or retry later (the recipient may be offline).",

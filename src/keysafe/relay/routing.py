@@ -37,15 +37,6 @@ DEFAULT_RATE: Final = 100.0
 DEFAULT_BURST: Final = 200.0
 DEFAULT_MAILBOX_CAP: Final = 1000
 
-ErrorCode = Literal["RATE_LIMITED", "TOO_LARGE", "MAILBOX_FULL", "BAD_FRAME"]
-# The HTTP status of each refusal of the long-poll API.
-HTTP_STATUS: Final[dict[str, int]] = {
-    "RATE_LIMITED": 429,
-    "TOO_LARGE": 413,
-    "MAILBOX_FULL": 507,
-    "BAD_FRAME": 400,
-    "NOT_AUTHENTICATED": 401,
-}
 
 _HEX32 = r"^[0-9a-f]{32}$"
 Rid = Annotated[str, Field(pattern=_HEX32)]

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from keysafe.errors import STATUS, ErrorCode
 from keysafe.relay import routing as r
 from keysafe.relay.mailbox import (
     Envelope,
@@ -93,7 +94,7 @@ class TokenBuckets:
 
 @dataclass(frozen=True)
 class Refusal:
-    code: str
+    code: ErrorCode
     message: str
     retry_after: float | None = None
 
@@ -124,15 +125,15 @@ class Relay:
         """
         body = r.decode_body(body_b64)
         if body is None:
-            return Refusal("BAD_FRAME", "body is not base64")
+            return Refusal(ErrorCode.MALFORMED_REQUEST, "body is not base64")
         if len(body) > self.config.max_body:
             logger.info(
                 "refused %s -> %s: %d bytes over the cap", _short(sender), _short(to), len(body)
             )
-            return Refusal("TOO_LARGE", f"body over {self.config.max_body} bytes")
+            return Refusal(ErrorCode.PAYLOAD_TOO_LARGE, f"body over {self.config.max_body} bytes")
         wait = self.buckets.take(sender)
         if wait is not None:
-            return Refusal("RATE_LIMITED", "too many messages", round(wait, 3))
+            return Refusal(ErrorCode.RATE_LIMITED, "too many messages", round(wait, 3))
         try:
             result = await self.mailboxes.put(to, sender, msg_id, body)
         except Exception as exc:
@@ -147,7 +148,7 @@ class Relay:
             result.value,
         )
         if result is PutResult.FULL:
-            return Refusal("MAILBOX_FULL", "the recipient's mailbox is full", 1.0)
+            return Refusal(ErrorCode.MAILBOX_FULL, "the recipient's mailbox is full", 1.0)
         return None
 
 
@@ -240,7 +241,7 @@ async def _session(relay: Relay, ws: WebSocket, rid: str) -> None:
                 await relay.mailboxes.ack(rid, [frame.id])
                 sub.poke()  # room in the window: the deliverer may send more
             else:
-                await send(r.dump(r.ErrorFrame(code="BAD_FRAME")))
+                await send(r.dump(r.ErrorFrame(code=ErrorCode.MALFORMED_REQUEST)))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: sent to a closed socket
         pass
     except Exception as exc:
@@ -308,13 +309,26 @@ async def _deliver(
 # --- HTTP long-poll -----------------------------------------------------------------------------
 
 
-def _error(status: int, code: str, message: str, retry_after: float | None = None) -> JSONResponse:
-    error: dict[str, object] = {"code": code, "message": message}
+# What a link (or anyone else) does about each refusal; the codes are keysafe's ErrorCodes.
+_NEXT: Final[dict[ErrorCode, str]] = {
+    ErrorCode.PAYLOAD_TOO_LARGE: "send a smaller message.",
+    ErrorCode.NOT_AUTHENTICATED: "sign the request with the link's key (and check the clock).",
+    ErrorCode.MALFORMED_REQUEST: "send the body the route expects (the relay protocol).",
+    ErrorCode.RATE_LIMITED: "wait retry_after seconds, then send again.",
+    ErrorCode.MAILBOX_FULL: "wait retry_after seconds: the recipient must collect first.",
+    ErrorCode.RELAY_UNAVAILABLE: "retry in a few seconds.",
+}
+
+
+def _error(code: ErrorCode, message: str, retry_after: float | None = None) -> JSONResponse:
+    """A refusal of the long-poll API, with the code's STATUS and, when it says how long to
+    wait, Retry-After."""
+    error: dict[str, object] = {"code": str(code), "message": message, "next": _NEXT[code]}
     headers = {}
     if retry_after is not None:
         error["retry_after"] = retry_after
         headers["retry-after"] = str(max(1, round(retry_after)))
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    return JSONResponse({"error": error}, status_code=STATUS[code][0], headers=headers)
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:
@@ -332,11 +346,13 @@ async def _authed(relay: Relay, request: Request) -> tuple[str, bytes] | Respons
     """The caller's routing id and the request body, or the refusal to answer."""
     body = await _read_capped(request, relay.config.ws_max_frame)
     if body is None:
-        return _error(413, "TOO_LARGE", "request body too large")
+        return _error(ErrorCode.PAYLOAD_TOO_LARGE, "request body too large")
     header = request.headers.get(r.AUTH_HEADER, "")
     rid = r.verify_http_auth(header, request.method, request.url.path, body)
     if rid is None:
-        return _error(401, "NOT_AUTHENTICATED", f"missing, stale or badly signed {r.AUTH_HEADER}")
+        return _error(
+            ErrorCode.NOT_AUTHENTICATED, f"missing, stale or badly signed {r.AUTH_HEADER}"
+        )
     return rid, body
 
 
@@ -367,14 +383,14 @@ def _post_route(
         rid, body = authed
         frame = _parse(model, body or empty)
         if frame is None:
-            return _error(400, "BAD_FRAME", f"expected {expected}")
+            return _error(ErrorCode.MALFORMED_REQUEST, f"expected {expected}")
         return await handler(relay, request, rid, frame)
 
     return Route(path, endpoint, methods=["POST"])
 
 
 def _store_unavailable() -> JSONResponse:
-    return _error(503, "UNAVAILABLE", "the relay's store is unavailable; retry")
+    return _error(ErrorCode.RELAY_UNAVAILABLE, "the relay's store is unavailable; retry")
 
 
 async def _send(relay: Relay, request: Request, rid: str, frame: r.SendRequest) -> Response:
@@ -383,9 +399,7 @@ async def _send(relay: Relay, request: Request, rid: str, frame: r.SendRequest) 
     except StoreUnavailable:
         return _store_unavailable()
     if refusal is not None:
-        return _error(
-            r.HTTP_STATUS[refusal.code], refusal.code, refusal.message, refusal.retry_after
-        )
+        return _error(refusal.code, refusal.message, refusal.retry_after)
     return JSONResponse({"ok": True})
 
 

@@ -154,10 +154,10 @@ def test_a_body_over_the_cap_is_refused_on_both_apis() -> None:
         a = await hello(url, alice)
         assert (await send(a, rid_of(bob), b"x" * 1000))["type"] == "sent"
         answer = await send(a, rid_of(bob), b"x" * 1001)
-        assert answer["type"] == "error" and answer["code"] == "TOO_LARGE"
+        assert answer["type"] == "error" and answer["code"] == "PAYLOAD_TOO_LARGE"
         resp = await post(url, alice, r.SEND_PATH, {"to": rid_of(bob), "id": secrets.token_hex(16),
                                                       "body": base64.b64encode(b"y" * 1001).decode()})  # fmt: skip
-        assert resp.status_code == 413 and resp.json()["error"]["code"] == "TOO_LARGE"
+        assert resp.status_code == 413 and resp.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
         b = await hello(url, bob)
         assert await next_msg(b) is not None
         assert await next_msg(b, 0.3) is None  # only the one within the cap was stored
