@@ -10,14 +10,14 @@ import typer
 
 from keysafe import files, wire
 from keysafe.cli import client, inputs, owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import AlreadyExistsError, MalformedRequestError, NotFoundError
 from keysafe.service import backup, owner_ops
 
 backup_app = typer.Typer(
     help="Encrypted, integrity-checked backups of the whole vault.", no_args_is_help=True
 )
-app.add_typer(backup_app, name="backup")
 
 FileArg = Annotated[Path, typer.Argument(help="Backup file path.", dir_okay=False)]
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from keysafe.cli import inputs
-from keysafe.cli.app import home
+from keysafe.cli.home import home
 from keysafe.client import error_from_answer
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError
 from keysafe.service import vault_admin
@@ -48,6 +48,12 @@ def no_server() -> MalformedRequestError:
         f"No keysafe server answers at {url}.",
         next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
     )
+
+
+def server_live() -> bool:
+    """Whether a server answers where owner commands would go (`server_url`)."""
+    url = server_url()
+    return url is not None and server_up(url)
 
 
 def server_up(url: str) -> bool:

@@ -28,7 +28,6 @@ import typer
 import yaml
 
 from keysafe.cli import render
-from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
@@ -47,7 +46,11 @@ def _say(text: str) -> None:
     render.out.print(f"   {text}", highlight=False, markup=False)
 
 
-@app.command()
+# mounted at the top by cli/app.py
+commands = typer.Typer()
+
+
+@commands.command()
 def demo(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the demo vault and print where it is.")

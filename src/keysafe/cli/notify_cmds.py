@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
 from keysafe.service import notify, notify_telegram, owner_ops
 from keysafe.service.context import open_vault
@@ -28,7 +29,6 @@ notify_app = typer.Typer(
     "`keysafe serve` sends them; see docs/notifications.md.",
     no_args_is_help=True,
 )
-app.add_typer(notify_app, name="notify")
 webhook_app = typer.Typer(help="Signed JSON webhooks.", no_args_is_help=True)
 notify_app.add_typer(webhook_app, name="webhook")
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import TypeAdapter
 
 from keysafe.cli import client
-from keysafe.cli.app import home
-from keysafe.cli.vault_cmds import unlocked
+from keysafe.cli.home import home
+from keysafe.cli.unlocking import unlocked
 from keysafe.errors import MalformedRequestError
 from keysafe.service.owner_ops import Op
 

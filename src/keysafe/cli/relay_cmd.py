@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import typer
 
 from keysafe.cli import ports
-from keysafe.cli.app import app
 from keysafe.relay import routing
 
 logger = logging.getLogger("keysafe.relay")
@@ -23,7 +22,11 @@ def _log_to_stderr(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-@app.command("relay")
+# mounted at the top by cli/app.py
+commands = typer.Typer()
+
+
+@commands.command("relay")
 def relay_cmd(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port.", min=1, max=65535)] = 8443,

@@ -1,0 +1,70 @@
+"""`keysafe grants …`: the "approve for a while" grants, and ending one early."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from keysafe.cli import client, render
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
+from keysafe.cli.unlocking import unlocked
+from keysafe.service.context import open_vault
+
+grants_app = typer.Typer(
+    help='"Approve for a while" grants: what each lets an agent do without asking, until when.',
+    invoke_without_command=True,
+)
+
+
+@grants_app.callback()
+def grants_list(
+    ctx: typer.Context, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
+) -> None:
+    """List the active grants (through the server when it runs)."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if client.server_live():
+        items = client.owner_call(
+            home(), "GET", "/v1/owner/grants", passphrase_file=passphrase_file
+        )
+    else:
+        with open_vault(home()) as vault:
+            items = [g.to_dict() for g in approvals.list_grants(vault)]
+    if json_out:
+        render.as_json(items)
+        return
+    render.table(
+        "Grants", ["id", "agent", "rule", "covers", "until"],
+        [(str(g["id"]), g["agent"], g["rule"], g["summary"], g["until"]) for g in items],
+        empty="No active grants: every ask goes to you.",
+    )  # fmt: skip
+
+
+@grants_app.command("revoke")
+def grants_revoke(
+    grant_id: Annotated[int, typer.Argument(help="The grant's id, from `keysafe grants`.")],
+    passphrase_file: PassphraseFile = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """End a grant now: that agent's requests of that shape are asked again."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
+    if client.server_live():
+        result = client.owner_call(
+            home(), "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file=passphrase_file
+        )
+    else:
+        with unlocked(passphrase_file) as vault:
+            result = approvals.revoke_grant(vault, grant_id).to_dict()
+    if json_out:
+        render.as_json(result)
+    else:
+        render.out.print(
+            f"Grant {grant_id} revoked: agent {result['agent']}, rule {result['rule']}."
+        )
