@@ -122,13 +122,11 @@ def agent_list(json_out: JsonFlag = False) -> None:
     """List agents: status, policy hash, last seen."""
     with open_vault(home()) as vault:
         views = agents.list_agents(vault)
-    if json_out:
-        render.as_json([v.to_dict() for v in views])
-        return
-    render.table(
+    render.listing(
         "Agents", ["name", "status", "auth", "policy", "created", "last seen"],
         [(v.name, v.status, v.auth, (v.policy_digest or "-")[:12], v.created_at[:19], (v.last_seen or "never")[:19]) for v in views],
         empty="No agents yet. Add one with `keysafe agent add NAME --policy FILE`.",
+        json_value=[v.to_dict() for v in views], json_out=json_out,
     )  # fmt: skip
 
 

@@ -48,13 +48,11 @@ def approvals_list(
     else:
         with open_vault(home()) as vault:
             items = [a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)]
-    if json_out:
-        render.as_json(items)
-        return
-    render.table(
+    render.listing(
         "Approvals", ["id", "agent", "status", "summary", "rule", "expires"],
         [(a["approval_id"], a["agent"], a["status"], a["summary"], a["rule"], a["expires_at"]) for a in items],
         empty="Nothing waits for your approval.",
+        json_value=items, json_out=json_out,
     )  # fmt: skip
 
 

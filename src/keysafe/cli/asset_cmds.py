@@ -33,18 +33,16 @@ def asset_add(
 @asset_app.command("list")
 def asset_list(json_out: JsonFlag = False) -> None:
     """List built-in and added assets."""
-    rows = [
-        {
-            "symbol": a.symbol,
-            "chain": a.chain,
-            "address": a.address,
-            "decimals": a.decimals,
-            "builtin": a.builtin,
-        }
-        for a in registry_here().assets
-    ]
-    if json_out:
-        render.as_json(rows)
-        return
-    render.table("Assets", ["symbol", "chain", "address", "decimals", "built in"],
-                 [(r["symbol"], r["chain"], r["address"] or "(native)", r["decimals"], "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip
+    assets = registry_here().assets
+    render.listing(
+        "Assets", ["symbol", "chain", "address", "decimals", "built in"],
+        [(a.symbol, a.chain, a.address or "(native)", a.decimals, "yes" if a.builtin else "no")
+         for a in assets],
+        empty="",
+        json_value=[
+            {"symbol": a.symbol, "chain": a.chain, "address": a.address, "decimals": a.decimals,
+             "builtin": a.builtin}
+            for a in assets
+        ],
+        json_out=json_out,
+    )  # fmt: skip

@@ -49,21 +49,14 @@ def chain_add(
 @chain_app.command("list")
 def chain_list(json_out: JsonFlag = False) -> None:
     """List built-in and added chains."""
-    rows = [
-        {
-            "name": c.name,
-            "family": c.family,
-            "chain_id": c.chain_id,
-            "rpc": c.rpc,
-            "builtin": c.builtin,
-            "max_fee": c.fee_ceiling_text,
-            "native": c.native,
-        }
-        for c in registry_here().chains
-    ]
-    if json_out:
-        render.as_json(rows)
-        return
-    render.table("Chains", ["name", "family", "chain id", "rpc", "max fee", "built in"],
-                 [(r["name"], r["family"], r["chain_id"], r["rpc"], f"{r['max_fee']} {r['native']}",
-                   "yes" if r["builtin"] else "no") for r in rows], empty="")  # fmt: skip
+    chains = registry_here().chains
+    render.listing(
+        "Chains", ["name", "family", "chain id", "rpc", "max fee", "built in"],
+        [(c.name, c.family, c.chain_id, c.rpc, f"{c.fee_ceiling_text} {c.native}",
+          "yes" if c.builtin else "no") for c in chains],
+        empty="",
+        json_value=[{"name": c.name, "family": c.family, "chain_id": c.chain_id, "rpc": c.rpc,
+                     "builtin": c.builtin, "max_fee": c.fee_ceiling_text, "native": c.native}
+                    for c in chains],
+        json_out=json_out,
+    )  # fmt: skip

@@ -80,14 +80,12 @@ def credential_list(json_out: JsonFlag = False) -> None:
     """List credentials: names, hosts and how they are attached. Never values."""
     with open_vault(home()) as vault:
         views = credentials.list_credentials(vault)
-    if json_out:
-        render.as_json([v.to_dict() for v in views])
-        return
-    render.table(
+    render.listing(
         "Credentials", ["name", "hosts", "attached as", "created"],
         [(v.name, ", ".join(v.hosts), f"{v.attach['type']} {v.attach['name']}", v.created_at[:19])
          for v in views],
         empty="No credentials yet. Add one with `keysafe credential add NAME --host HOST`.",
+        json_value=[v.to_dict() for v in views], json_out=json_out,
     )  # fmt: skip
 
 

@@ -45,13 +45,11 @@ def data_list(json_out: JsonFlag = False) -> None:
     """List data records: names, classes, formats. Never values."""
     with open_vault(home()) as vault:
         views = data.list_data(vault)
-    if json_out:
-        render.as_json([v.to_dict() for v in views])
-        return
-    render.table(
+    render.listing(
         "Data", ["name", "class", "format", "fields", "updated"],
         [(v.name, v.data_class, v.format, ", ".join(v.fields), v.updated_at[:19]) for v in views],
         empty="No data yet. Add some with `keysafe data set NAME`.",
+        json_value=[v.to_dict() for v in views], json_out=json_out,
     )  # fmt: skip
 
 

@@ -35,13 +35,11 @@ def grants_list(
     else:
         with open_vault(home()) as vault:
             items = [g.to_dict() for g in approvals.list_grants(vault)]
-    if json_out:
-        render.as_json(items)
-        return
-    render.table(
+    render.listing(
         "Grants", ["id", "agent", "rule", "covers", "until"],
         [(str(g["id"]), g["agent"], g["rule"], g["summary"], g["until"]) for g in items],
         empty="No active grants: every ask goes to you.",
+        json_value=items, json_out=json_out,
     )  # fmt: skip
 
 

@@ -302,14 +302,12 @@ def wallet_import(
 def wallet_list(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
     """List wallets and addresses; each address is re-derived from its key before it is shown."""
     views = owner.perform(owner_ops.ListWallets(), passphrase_file).wallets
-    if json_out:
-        render.as_json([v.to_dict() for v in views])
-        return
-    render.table(
+    render.listing(
         "Wallets", ["name", "chain", "address", "source"],
         [(v.name, v.chain, v.address, v.source if v.index is None else f"{v.source} #{v.index}")
          for v in views],
         empty="No wallets yet. Create one with `keysafe wallet create NAME --chain evm`.",
+        json_value=[v.to_dict() for v in views], json_out=json_out,
     )  # fmt: skip
 
 
