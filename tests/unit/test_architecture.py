@@ -53,6 +53,8 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "the unlocked vault handle the CLI passes to service calls (type only)",
     ("cli/audit_cmds.py", "keysafe.vault.vault.Vault"):
         "the unlocked vault handle the CLI passes to service calls (type only)",
+    ("cli/owner.py", "keysafe.vault.vault.Vault"):
+        "the unlocked vault handle the CLI passes to service calls (type only)",
     ("cli/demo_cmd.py", "keysafe.vault.vault.Vault"):
         "the demo holds the vault handle it passes to service calls (type only)",
     ("api/state.py", "keysafe.vault.vault.Vault"):

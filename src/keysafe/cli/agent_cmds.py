@@ -45,9 +45,7 @@ McpConfig = Annotated[
 @agent_app.command("add")
 def agent_add(
     name: str,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", help="Attach this policy file.", dir_okay=False)
-    ] = None,
+    policy: InvitePolicy = None,
     public_key: Annotated[
         str | None,
         typer.Option("--public-key", help="Ed25519 public key (hex/base64) for signed requests."),
@@ -159,10 +157,24 @@ def agent_rotate(
 ) -> None:
     """Give the agent a new token (shown once); the old one stops working."""
     tok = owner.perform(owner_ops.RotateToken(name=name), passphrase_file).token
-    if json_out:
-        render.as_json({"name": name, "token": tok})
-    else:
-        render.out.print(f"New token for '{name}' (shown once): {tok}")
+    render.answer(
+        {"name": name, "token": tok},
+        f"New token for '{name}' (shown once): {tok}",
+        json_out=json_out,
+    )
+
+
+InvitePolicy = Annotated[
+    Path | None, typer.Option("--policy", help="Attach this policy file.", dir_okay=False)
+]
+InviteRelay = Annotated[
+    str | None,
+    typer.Option(
+        "--relay",
+        help="The relay the sidecar should connect to (default: the one `keysafe serve "
+        "--relay` connects to).",
+    ),
+]
 
 
 @agent_app.command("invite")
@@ -174,14 +186,7 @@ def agent_invite(
             "--policy", help="The new agent's policy (YAML); without it, it is denied everything."
         ),
     ] = None,
-    relay: Annotated[
-        str | None,
-        typer.Option(
-            "--relay",
-            help="The relay the sidecar should connect to (default: the one `keysafe serve "
-            "--relay` connects to).",
-        ),
-    ] = None,
+    relay: InviteRelay = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -239,10 +244,11 @@ def agent_seal(
     if open_rows and (yes or not json_out):
         # Each row carries the fingerprint it was shown with: one changed in between stays open.
         done = owner.perform(owner_ops.SealRows(rows=open_rows), passphrase_file).sealed
-    if json_out:
-        render.as_json({"rows": [r.to_dict() for r in rows], "sealed": done})
-    else:
-        render.out.print(f"Sealed {done} row(s).")
+    render.answer(
+        {"rows": [r.to_dict() for r in rows], "sealed": done},
+        f"Sealed {done} row(s).",
+        json_out=json_out,
+    )
     if any(r.state == "broken" for r in rows):
         raise typer.Exit(1)
 

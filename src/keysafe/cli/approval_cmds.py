@@ -8,11 +8,8 @@ from urllib.parse import quote
 
 import typer
 
-from keysafe.cli import client, inputs, render
-from keysafe.cli.home import home
+from keysafe.cli import inputs, owner, render
 from keysafe.cli.options import JsonFlag, PassphraseFile
-from keysafe.cli.unlocking import unlocked
-from keysafe.service.context import open_vault
 
 # `keysafe approvals | approve | deny`, mounted at the top by cli/app.py.
 commands = typer.Typer()
@@ -26,11 +23,12 @@ ApprovalId = Annotated[
 ]
 
 
+AllFlag = Annotated[bool, typer.Option("--all", help="Also show decided and expired ones.")]
+
+
 @commands.command("approvals")
 def approvals_list(
-    all_: Annotated[
-        bool, typer.Option("--all", help="Also show decided and expired ones.")
-    ] = False,
+    all_: AllFlag = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -38,16 +36,11 @@ def approvals_list(
     # imported here: it loads eth-account (about a second), which no other command needs
     from keysafe.service import approvals
 
-    if client.server_live():
-        items = client.owner_call(
-            home(),
-            "GET",
-            f"/v1/owner/approvals?all={'true' if all_ else 'false'}",
-            passphrase_file=passphrase_file,
-        )
-    else:
-        with open_vault(home()) as vault:
-            items = [a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)]
+    items = owner.request(
+        "GET", f"/v1/owner/approvals?all={'true' if all_ else 'false'}", passphrase_file,
+        lambda vault: [a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)],
+        unlock=False,
+    )  # fmt: skip
     render.listing(
         "Approvals", ["id", "agent", "status", "summary", "rule", "expires"],
         [(a["approval_id"], a["agent"], a["status"], a["summary"], a["rule"], a["expires_at"]) for a in items],
@@ -56,22 +49,24 @@ def approvals_list(
     )  # fmt: skip
 
 
+GrantFor = Annotated[
+    str | None,
+    typer.Option("--for", help="Also let this agent do this kind of thing for a while, e.g. 1h."),
+]
+PairingWords = Annotated[
+    str | None,
+    typer.Option(
+        "--words",
+        help="A pairing's four words, as the sidecar shows them: wrong words deny it.",
+    ),
+]
+
+
 @commands.command()
 def approve(
     approval_id: ApprovalId,
-    for_: Annotated[
-        str | None,
-        typer.Option(
-            "--for", help="Also let this agent do this kind of thing for a while, e.g. 1h."
-        ),
-    ] = None,
-    words: Annotated[
-        str | None,
-        typer.Option(
-            "--words",
-            help="A pairing's four words, as the sidecar shows them: wrong words deny it.",
-        ),
-    ] = None,
+    for_: GrantFor = None,
+    words: PairingWords = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -84,16 +79,13 @@ def approve(
     from keysafe.service import approvals
 
     seconds = inputs.duration_seconds(for_) if for_ else None
-    if client.server_live():
-        result = client.owner_call(
-            home(), "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve",
-            passphrase_file=passphrase_file, json_body={"for_seconds": seconds, "words": words},
-        )  # fmt: skip
-    else:
-        with unlocked(passphrase_file) as vault:
-            result = approvals.approve(
-                vault, approval_id, grant_seconds=seconds, words=words
-            ).for_owner()
+    result = owner.request(
+        "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve", passphrase_file,
+        lambda vault: approvals.approve(
+            vault, approval_id, grant_seconds=seconds, words=words
+        ).for_owner(),
+        json_body={"for_seconds": seconds, "words": words},
+    )  # fmt: skip
     if json_out:
         render.as_json(result)
     else:
@@ -102,15 +94,18 @@ def approve(
         render.plain(f"Approval {result['approval_id']}: {result['status']} — {result['summary']}")
 
 
+DenyReason = Annotated[
+    str | None,
+    typer.Option(
+        "--reason", help="Why, for the agent: it reads this with the denial (300 characters)."
+    ),
+]
+
+
 @commands.command()
 def deny(
     approval_id: ApprovalId,
-    reason: Annotated[
-        str | None,
-        typer.Option(
-            "--reason", help="Why, for the agent: it reads this with the denial (300 characters)."
-        ),
-    ] = None,
+    reason: DenyReason = None,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
@@ -118,15 +113,11 @@ def deny(
     # imported here: it loads eth-account (about a second), which no other command needs
     from keysafe.service import approvals
 
-    if client.server_live():
-        result = client.owner_call(
-            home(), "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/deny",
-            passphrase_file=passphrase_file,
-            json_body={"reason": reason} if reason is not None else None,
-        )  # fmt: skip
-    else:
-        with unlocked(passphrase_file) as vault:
-            result = approvals.deny(vault, approval_id, reason=reason).for_owner()
+    result = owner.request(
+        "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/deny", passphrase_file,
+        lambda vault: approvals.deny(vault, approval_id, reason=reason).for_owner(),
+        json_body={"reason": reason} if reason is not None else None,
+    )  # fmt: skip
     if json_out:
         render.as_json(result)
     else:

@@ -183,10 +183,9 @@ def audit_seal(
         unlock(vault, passphrase_file)
         pending = audit.unsealed(vault)
         if not pending:
-            if json_out:
-                render.as_json({"unsealed": [], "sealed": 0})
-            else:
-                render.out.print("Every audit entry is sealed.")
+            render.answer(
+                {"unsealed": [], "sealed": 0}, "Every audit entry is sealed.", json_out=json_out
+            )
             return
         if not json_out:
             render.out.print(f"{len(pending)} audit entries are not sealed:")
@@ -195,7 +194,8 @@ def audit_seal(
         if not yes and not typer.confirm("Seal these entries?", default=False):
             raise typer.Exit(1)
         done = audit.seal(vault, [e.seq for e in pending])
-    if json_out:
-        render.as_json({"unsealed": [e.to_dict() for e in pending], "sealed": done})
-    else:
-        render.out.print(f"Sealed {done} entries.")
+    render.answer(
+        {"unsealed": [e.to_dict() for e in pending], "sealed": done},
+        f"Sealed {done} entries.",
+        json_out=json_out,
+    )

@@ -49,24 +49,28 @@ def backup_create(
         )
 
 
+RebuildBlobs = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs",
+        help="Rebuilding on an empty home: keep record ciphertext in this S3 bucket "
+        "(s3://BUCKET/PREFIX), as `keysafe init --blobs`.",
+    ),
+]
+RebuildBlobsEndpoint = Annotated[
+    str | None,
+    typer.Option("--blobs-endpoint", help="The URL of an S3-compatible server for --blobs."),
+]
+
+
 @backup_app.command("restore")
 def backup_restore(
     file: FileArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
-    blobs: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs",
-            help="Rebuilding on an empty home: keep record ciphertext in this S3 bucket "
-            "(s3://BUCKET/PREFIX), as `keysafe init --blobs`.",
-        ),
-    ] = None,
-    blobs_endpoint: Annotated[
-        str | None,
-        typer.Option("--blobs-endpoint", help="The URL of an S3-compatible server for --blobs."),
-    ] = None,
+    blobs: RebuildBlobs = None,
+    blobs_endpoint: RebuildBlobsEndpoint = None,
 ) -> None:
     """Restore FILE into this vault (same vault only), or rebuild a vault on an empty KEYSAFE_HOME.
 

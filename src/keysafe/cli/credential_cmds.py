@@ -69,10 +69,11 @@ def credential_add(
             name=name, hosts=host, attach=attach, secret=owner_ops.wire(secret), replace=replace
         )
     view = owner.perform(op, passphrase_file)
-    if json_out:
-        render.as_json(view.to_dict())
-    else:
-        render.out.print(f"Credential '{view.name}' stored for {', '.join(view.hosts)}.")
+    render.answer(
+        view.to_dict(),
+        f"Credential '{view.name}' stored for {', '.join(view.hosts)}.",
+        json_out=json_out,
+    )
 
 
 @credential_app.command("list")

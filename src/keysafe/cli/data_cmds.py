@@ -34,10 +34,11 @@ def data_set(
     with inputs.stdin_secret(f"Value for '{name}'") as value:
         op = owner_ops.SetData(name=name, value=owner_ops.wire(value), data_class=data_class)
     view = owner.perform(op, passphrase_file)
-    if json_out:
-        render.as_json(view.to_dict())
-    else:
-        render.out.print(f"Data '{view.name}' stored ({view.format}, {view.data_class}).")
+    render.answer(
+        view.to_dict(),
+        f"Data '{view.name}' stored ({view.format}, {view.data_class}).",
+        json_out=json_out,
+    )
 
 
 @data_app.command("list")

@@ -6,11 +6,8 @@ from typing import Annotated
 
 import typer
 
-from keysafe.cli import client, render
-from keysafe.cli.home import home
+from keysafe.cli import owner, render
 from keysafe.cli.options import JsonFlag, PassphraseFile
-from keysafe.cli.unlocking import unlocked
-from keysafe.service.context import open_vault
 
 grants_app = typer.Typer(
     help='"Approve for a while" grants: what each lets an agent do without asking, until when.',
@@ -28,13 +25,10 @@ def grants_list(
 
     if ctx.invoked_subcommand is not None:
         return
-    if client.server_live():
-        items = client.owner_call(
-            home(), "GET", "/v1/owner/grants", passphrase_file=passphrase_file
-        )
-    else:
-        with open_vault(home()) as vault:
-            items = [g.to_dict() for g in approvals.list_grants(vault)]
+    items = owner.request(
+        "GET", "/v1/owner/grants", passphrase_file,
+        lambda vault: [g.to_dict() for g in approvals.list_grants(vault)], unlock=False,
+    )  # fmt: skip
     render.listing(
         "Grants", ["id", "agent", "rule", "covers", "until"],
         [(str(g["id"]), g["agent"], g["rule"], g["summary"], g["until"]) for g in items],
@@ -53,13 +47,10 @@ def grants_revoke(
     # imported here: it loads eth-account (about a second), which no other command needs
     from keysafe.service import approvals
 
-    if client.server_live():
-        result = client.owner_call(
-            home(), "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file=passphrase_file
-        )
-    else:
-        with unlocked(passphrase_file) as vault:
-            result = approvals.revoke_grant(vault, grant_id).to_dict()
+    result = owner.request(
+        "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file,
+        lambda vault: approvals.revoke_grant(vault, grant_id).to_dict(),
+    )  # fmt: skip
     if json_out:
         render.as_json(result)
     else:

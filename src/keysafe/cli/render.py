@@ -76,3 +76,12 @@ def listing(
         as_json(json_value)
     else:
         table(title, columns, rows, empty=empty)
+
+
+def answer(json_value: Any, text: str, *, json_out: bool) -> None:
+    """What a command that did one thing prints: `json_value` with --json (scripts), else
+    `text` for people (Rich markup allowed: the caller's own words, never an agent's)."""
+    if json_out:
+        as_json(json_value)
+    else:
+        out.print(text)

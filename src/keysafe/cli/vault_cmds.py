@@ -40,25 +40,29 @@ KmsKeyOpt = Annotated[
 ]
 
 
+Blobs = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs",
+        help="Keep record ciphertext in this S3 bucket (s3://BUCKET/PREFIX; versioning on "
+        "is best), with only a pointer and a SHA-256 in the database. AWS credentials come "
+        "from the environment or ~/.aws, as for the aws CLI. Needs keysafe[aws].",
+    ),
+]
+BlobsEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
+    ),
+]
+
+
 @commands.command()
 def init(
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
-    blobs: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs",
-            help="Keep record ciphertext in this S3 bucket (s3://BUCKET/PREFIX; versioning on "
-            "is best), with only a pointer and a SHA-256 in the database. AWS credentials come "
-            "from the environment or ~/.aws, as for the aws CLI. Needs keysafe[aws].",
-        ),
-    ] = None,
-    blobs_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
-        ),
-    ] = None,
+    blobs: Blobs = None,
+    blobs_endpoint: BlobsEndpoint = None,
     kms: KmsKindOpt = "local",
     kms_url: KmsUrlOpt = None,
     kms_key: KmsKeyOpt = None,
@@ -139,10 +143,11 @@ def status(json_out: JsonFlag = False) -> None:
     """Show whether a vault exists here, what it holds and the audit head (no passphrase needed)."""
     h = home()
     if not h.exists():
-        if json_out:
-            render.as_json({"initialized": False, "home": str(h.path)})
-        else:
-            render.out.print(f"No vault in {h.path}. Run `keysafe init` to create one.")
+        render.answer(
+            {"initialized": False, "home": str(h.path)},
+            f"No vault in {h.path}. Run `keysafe init` to create one.",
+            json_out=json_out,
+        )
         return
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()

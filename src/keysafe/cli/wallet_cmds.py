@@ -116,10 +116,11 @@ def wallet_create(
     view = owner.perform(
         owner_ops.CreateWallet(name=name, chain=chain, index=index), passphrase_file
     )
-    if json_out:
-        render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
-    else:
-        render.out.print(f"Wallet '{view.name}' ({view.chain}, index {view.index}): {view.address}")
+    render.answer(
+        {"name": view.name, "chain": view.chain, "address": view.address},
+        f"Wallet '{view.name}' ({view.chain}, index {view.index}): {view.address}",
+        json_out=json_out,
+    )
 
 
 def _create_two_of_three(
@@ -292,10 +293,11 @@ def wallet_import(
     with inputs.stdin_secret("Private key") as key:
         op = owner_ops.ImportWallet(name=name, chain=chain, key=owner_ops.wire(key))
     view = owner.perform(op, passphrase_file)
-    if json_out:
-        render.as_json({"name": view.name, "chain": view.chain, "address": view.address})
-    else:
-        render.out.print(f"Wallet '{view.name}' ({view.chain}) imported: {view.address}")
+    render.answer(
+        {"name": view.name, "chain": view.chain, "address": view.address},
+        f"Wallet '{view.name}' ({view.chain}) imported: {view.address}",
+        json_out=json_out,
+    )
 
 
 @wallet_app.command("list")
