@@ -102,7 +102,7 @@ GROUPS: Final[dict[str, tuple[str, str]]] = {
     "grants": ("grants_cmds", "grants_app"),
     "sidecar": ("sidecar_cmd", "sidecar_app"),
 }
-_mounted: set[str] = set()  # what `mount` added to `app` already: each Typer is added once
+_mounted: set[str] = set()  # modules and groups `register` added to `app`: each only once
 
 
 def register(argv: list[str] | None = None) -> None:

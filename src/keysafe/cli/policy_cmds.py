@@ -127,9 +127,9 @@ def policy_check(
     raw_text = sys.stdin.read() if str(request) == "-" else read_text(request)
     try:
         raw = json.loads(raw_text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise MalformedRequestError(
-            f"The request file is not JSON ({exc.msg} at line {exc.lineno}).",  # type: ignore[attr-defined]
+            f"The request file is not JSON ({exc.msg} at line {exc.lineno}).",
             next_step="write one JSON object with at least an 'action'.",
         ) from None
     intent = intent_from_json(raw, source="the request file")
