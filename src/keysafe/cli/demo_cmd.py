@@ -47,7 +47,7 @@ def _say(text: str) -> None:
     render.out.print(f"   {text}", highlight=False, markup=False)
 
 
-# mounted at the top by cli/app.py
+# `keysafe demo`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
 

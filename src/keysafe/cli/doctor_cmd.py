@@ -19,7 +19,7 @@ _STYLE: Final = {
 }
 
 
-# mounted at the top by cli/app.py
+# `keysafe doctor`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
 

@@ -23,7 +23,7 @@ def _log_to_stderr(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-# mounted at the top by cli/app.py
+# `keysafe relay`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
 

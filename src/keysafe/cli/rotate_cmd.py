@@ -13,7 +13,7 @@ from keysafe.service import owner_ops, rotation_due
 from keysafe.service.context import open_vault
 from keysafe.service.rotation_due import DueRotation
 
-# mounted at the top by cli/app.py
+# `keysafe rotate | rotation-policy`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
 

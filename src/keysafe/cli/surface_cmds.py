@@ -43,7 +43,7 @@ def _agent_token(required: bool = True) -> str | None:
     return token
 
 
-# mounted at the top by cli/app.py
+# `keysafe mcp | proxy | run`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
 
