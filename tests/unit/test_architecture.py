@@ -39,13 +39,21 @@ BEHIND_SERVICE = ("keysafe.vault", "keysafe.mpc", "keysafe.policy")
 # Exact names, never a package prefix: anything new fails. Each is a candidate for a service
 # function or a re-exported type (reported to the lead, issue 12).
 SURFACE_ALLOWED: dict[tuple[str, str], str] = {
-    ("cli/agent_cmds.py", "keysafe.policy.engine.Decision"):
+    ("cli/policy_cmds.py", "keysafe.policy.engine.Decision"):
         "`keysafe policy check` prints the engine's decision (type only)",
-    ("cli/agent_cmds.py", "keysafe.policy.intent.intent_from_json"):
+    ("cli/policy_cmds.py", "keysafe.policy.intent.intent_from_json"):
         "`keysafe policy check` decodes the request file offline, without a vault",
-    ("cli/agent_cmds.py", "keysafe.policy.registry.Registry"):
+    ("cli/registries.py", "keysafe.policy.registry.Registry"):
         "`keysafe policy check` lints against the built-in registry offline",
     ("cli/vault_cmds.py", "keysafe.vault.vault.Vault"):
+        "the unlocked vault handle the CLI passes to service calls (type only)",
+    ("cli/unlocking.py", "keysafe.vault.vault.Vault"):
+        "the unlocked vault handle the CLI passes to service calls (type only)",
+    ("cli/server_cmds.py", "keysafe.vault.vault.Vault"):
+        "the unlocked vault handle the CLI passes to service calls (type only)",
+    ("cli/audit_cmds.py", "keysafe.vault.vault.Vault"):
+        "the unlocked vault handle the CLI passes to service calls (type only)",
+    ("cli/owner.py", "keysafe.vault.vault.Vault"):
         "the unlocked vault handle the CLI passes to service calls (type only)",
     ("cli/demo_cmd.py", "keysafe.vault.vault.Vault"):
         "the demo holds the vault handle it passes to service calls (type only)",
@@ -55,9 +63,7 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "the server's notifier holds the vault handle it passes to service calls",
     ("api/relay_end.py", "keysafe.vault.vault.Vault"):
         "the relay's vault end holds the unlocked vault handle it passes to service calls",
-    ("cli/chain_cmds.py", "keysafe.mpc.share_file"):
-        "reads the owner's recovery share file from disk before a service call",
-    ("cli/record_cmds.py", "keysafe.mpc.share_file"):
+    ("cli/wallet_cmds.py", "keysafe.mpc.share_file"):
         "reads the owner's recovery / agent share files from disk before a service call",
     ("cli/keygen.py", "keysafe.mpc.share_file"):
         "seals and writes this process's own new share (recovery or agent) to its file",

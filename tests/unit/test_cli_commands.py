@@ -1,11 +1,13 @@
-"""The CLI imports only the module of the command it runs (keysafe/cli/app.py COMMANDS); this
-checks that table against what the modules really define, so no command can go missing."""
+"""The CLI imports only the module of the command it runs (keysafe/cli/app.py COMMANDS, GROUPS);
+this checks those tables against what the modules really define, so no command can go missing."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer.main
@@ -14,40 +16,32 @@ from typer.testing import CliRunner
 from keysafe.cli import app as cli
 
 
-def _defining_module(obj: Any) -> str:
-    for name, module in sys.modules.items():
-        if name.startswith("keysafe.cli.") and any(v is obj for v in vars(module).values()):
-            return name.removeprefix("keysafe.cli.")
-    raise AssertionError(f"no CLI module holds {obj!r}")
+def _cli_sources() -> list[Path]:
+    return sorted(Path(cli.__file__).parent.glob("*.py"))
 
 
-def _modules_of(group: typer.Typer) -> set[str]:
-    """The modules that add to `group`: where it is defined, its commands, its nested groups."""
-    out = {_defining_module(group)} | {
-        c.callback.__module__.removeprefix("keysafe.cli.")
-        for c in group.registered_commands
-        if c.callback is not None
-    }
-    for nested in group.registered_groups:
-        assert nested.typer_instance is not None
-        out |= _modules_of(nested.typer_instance)
-    return out
-
-
-def test_the_command_table_names_every_command_and_the_modules_that_add_to_it() -> None:
+def test_the_tables_name_every_command_and_the_module_that_defines_it() -> None:
     cli.register([])  # no command named: every module
-    defined: dict[str, set[str]] = {}
-    for info in cli.app.registered_commands:
-        assert info.callback is not None, info
-        name = info.name or info.callback.__name__.replace("_", "-")  # typer's own default
-        defined[name] = {info.callback.__module__.removeprefix("keysafe.cli.")}
-    for group in cli.app.registered_groups:
-        assert group.name is not None
-        sub = group.typer_instance
-        assert sub is not None
-        defined[group.name] = _modules_of(sub)
-    assert defined == {name: set(modules) for name, modules in cli.COMMANDS.items()}
-    assert set(typer.main.get_command(cli.app).commands) == set(cli.COMMANDS)  # type: ignore[attr-defined]
+    built = typer.main.get_command(cli.app)
+    assert list(built.commands) == [*cli.COMMANDS, *cli.GROUPS]  # type: ignore[attr-defined]  # a TyperGroup
+    for name, module in cli.COMMANDS.items():
+        callback = built.commands[name].callback  # type: ignore[attr-defined]  # a TyperGroup
+        assert callback.__module__ == f"keysafe.cli.{module}", name
+    for name, (module, attribute) in cli.GROUPS.items():
+        mounted = next(g for g in cli.app.registered_groups if g.name == name)
+        assert mounted.typer_instance is getattr(sys.modules[f"keysafe.cli.{module}"], attribute)
+
+
+def test_only_the_root_mounts_commands_on_the_app() -> None:
+    """No module registers on `app` as a side effect of being imported: none imports it."""
+    for path in _cli_sources():
+        if path.name in ("app.py", "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "keysafe.cli.app", path.name
+                if node.module == "keysafe.cli":
+                    assert all(alias.name != "app" for alias in node.names), path.name
 
 
 def test_a_command_imports_only_its_own_module() -> None:
@@ -58,7 +52,7 @@ def test_a_command_imports_only_its_own_module() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = out.stdout
     assert "keysafe.cli.agent_cmds" in loaded
-    for other in ("record_cmds", "server_cmds", "surface_cmds", "demo_cmd", "backup_cmds"):
+    for other in ("wallet_cmds", "server_cmds", "surface_cmds", "demo_cmd", "backup_cmds"):
         assert f"keysafe.cli.{other}" not in loaded, loaded
 
 

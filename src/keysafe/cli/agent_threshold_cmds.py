@@ -9,13 +9,11 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import render
-from keysafe.cli.agent_cmds import agent_app
-from keysafe.cli.app import JsonFlag
+from keysafe.cli.options import JsonFlag
 
 threshold_app = typer.Typer(
     help="The agent's side of 2-of-3 wallets, run on the agent's host.", no_args_is_help=True
 )
-agent_app.add_typer(threshold_app, name="threshold")
 
 
 @threshold_app.command("join")

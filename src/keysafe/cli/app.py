@@ -11,13 +11,13 @@ import logging
 import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Annotated, Final
 
 import typer
 
 from keysafe import __version__
 from keysafe.cli import metavars, render
+from keysafe.cli.home import home
 from keysafe.errors import ErrorCode, KeysafeError
 from keysafe.service.context import Home, known_fault
 
@@ -42,32 +42,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
 )
-
-PassphraseFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--passphrase-file",
-        help="Read the vault passphrase from this file (else KEYSAFE_PASSPHRASE, else a prompt).",
-        dir_okay=False,
-    ),
-]
-KmsTokenFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--kms-token-file",
-        help="Read the KMS token (OpenBao) from this file (else KEYSAFE_KMS_TOKEN_FILE, else "
-        "KEYSAFE_KMS_TOKEN). It is never stored or printed.",
-        dir_okay=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-SealYesFlag = Annotated[
-    bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
-]
-
-
-def home() -> Home:
-    return Home.from_env()
 
 
 def _version(value: bool) -> None:
@@ -98,37 +72,73 @@ def _configure_logging(h: Home) -> None:
     logger.propagate = False
 
 
-# The modules that add each top-level command (and its subcommands) to `app`, in the order
-# `--help` lists them. Only those of the command being run are imported: importing all of them
-# (wallet code, the server, MCP) cost a third of every run. tests/unit/test_cli_commands.py
-# checks this table against what the modules define.
-COMMANDS: Final[dict[str, tuple[str, ...]]] = {
-    "init": ("vault_cmds",), "status": ("vault_cmds",), "recover": ("vault_cmds",),
-    "passphrase": ("vault_cmds",), "pause-all": ("agent_cmds",), "resume-all": ("agent_cmds",),
-    "agent": ("agent_cmds", "agent_threshold_cmds"), "policy": ("agent_cmds",), "chain": ("agent_cmds",),
-    "asset": ("agent_cmds",), "audit": ("audit_cmds",), "backup": ("backup_cmds",),
-    "decode": ("chain_cmds",), "demo": ("demo_cmd",), "serve": ("server_cmds",),
-    "unlock": ("server_cmds",), "lock": ("server_cmds",), "approvals": ("server_cmds",),
-    "approve": ("server_cmds",), "deny": ("server_cmds",), "grants": ("server_cmds",),
-    "mcp": ("surface_cmds",), "proxy": ("surface_cmds",), "run": ("surface_cmds",),
-    "credential": ("record_cmds",), "data": ("record_cmds",),
-    "wallet": ("record_cmds", "chain_cmds"),  # chain_cmds adds `wallet sign-message`
-    "doctor": ("doctor_cmd",), "relay": ("relay_cmd",), "sidecar": ("sidecar_cmd",),
-    "rotate": ("rotate_cmd",),
-    "rotation-policy": ("rotate_cmd",), "notify": ("notify_cmds",),
+# Everything `keysafe` runs, mounted here in the order --help lists it. Only the module of the
+# command being run is imported: importing all of them (wallet code, the server, MCP) cost a third
+# of every run. tests/unit/test_cli_commands.py checks these tables against the built app.
+#
+# Top-level commands (`keysafe init`): the module whose nameless `commands` Typer holds each;
+# `mount` merges that Typer into `app` without a name, so its commands sit at the top.
+COMMANDS: Final[dict[str, str]] = {
+    "init": "vault_cmds", "status": "vault_cmds", "recover": "vault_cmds",
+    "pause-all": "agent_cmds", "resume-all": "agent_cmds", "decode": "decode_cmd",
+    "demo": "demo_cmd", "doctor": "doctor_cmd", "relay": "relay_cmd", "rotate": "rotate_cmd",
+    "rotation-policy": "rotate_cmd", "serve": "server_cmds", "unlock": "server_cmds",
+    "lock": "server_cmds", "approvals": "approval_cmds", "approve": "approval_cmds",
+    "deny": "approval_cmds", "mcp": "surface_cmds", "proxy": "surface_cmds", "run": "surface_cmds",
 }  # fmt: skip
-_ALL_MODULES: Final = (
-    "agent_cmds", "agent_threshold_cmds", "audit_cmds", "backup_cmds", "chain_cmds", "demo_cmd", "doctor_cmd",
-    "notify_cmds", "record_cmds", "relay_cmd", "rotate_cmd", "server_cmds", "sidecar_cmd", "surface_cmds", "vault_cmds",
-)  # fmt: skip
+# Command groups (`keysafe agent add`): the module and the name of the Typer it owns.
+GROUPS: Final[dict[str, tuple[str, str]]] = {
+    "passphrase": ("vault_cmds", "passphrase_app"),
+    "agent": ("agent_cmds", "agent_app"),
+    "policy": ("policy_cmds", "policy_app"),
+    "chain": ("chain_cmds", "chain_app"),
+    "asset": ("asset_cmds", "asset_app"),
+    "audit": ("audit_cmds", "audit_app"),
+    "backup": ("backup_cmds", "backup_app"),
+    "credential": ("credential_cmds", "credential_app"),
+    "data": ("data_cmds", "data_app"),
+    "wallet": ("wallet_cmds", "wallet_app"),
+    "notify": ("notify_cmds", "notify_app"),
+    "grants": ("grants_cmds", "grants_app"),
+    "sidecar": ("sidecar_cmd", "sidecar_app"),
+}
+_mounted: set[str] = set()  # modules and groups `register` added to `app`: each only once
 
 
 def register(argv: list[str] | None = None) -> None:
-    """Add to `app` the commands `argv` can reach: its command's module, or every module (for
+    """Mount on `app` the commands `argv` can reach: its command's module, or every module (for
     --help, completion, or a name keysafe does not know, so the error lists them all)."""
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    for module in COMMANDS.get(words[0] if words else "", _ALL_MODULES):
-        importlib.import_module(f"keysafe.cli.{module}")
+    word = words[0] if words else ""
+    if word in COMMANDS:
+        _mount_commands(COMMANDS[word])
+    elif word in GROUPS:
+        _mount_group(word)
+    else:
+        for module in dict.fromkeys(COMMANDS.values()):  # first the top-level commands, in order
+            _mount_commands(module)
+        for group in GROUPS:
+            _mount_group(group)
+
+
+def _mount_commands(module: str) -> None:
+    """Merge `module`'s nameless `commands` Typer into `app`: its commands sit at the top."""
+    if module not in _mounted:
+        _mounted.add(module)
+        app.add_typer(_typer(module, "commands"))
+
+
+def _mount_group(name: str) -> None:
+    """Add the group `name` (`keysafe NAME …`) to `app`, from the module that owns its Typer."""
+    if name not in _mounted:
+        _mounted.add(name)
+        app.add_typer(_typer(*GROUPS[name]), name=name)
+
+
+def _typer(module: str, attribute: str) -> typer.Typer:
+    found = getattr(importlib.import_module(f"keysafe.cli.{module}"), attribute)
+    assert isinstance(found, typer.Typer), (module, attribute)
+    return found
 
 
 # Options whose value may be left out, with the value that means (Typer has no such option):

@@ -7,23 +7,27 @@ import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from keysafe.audit.record import AuditEntry, ChainReport
 from keysafe.cli import render
-from keysafe.cli.app import JsonFlag, PassphraseFile, SealYesFlag, app, home
-from keysafe.cli.vault_cmds import unlock
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile, SealYesFlag
+from keysafe.cli.unlocking import unlock
 from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.service import audit, sealed_state, vault_admin
 from keysafe.service.context import open_vault
+from keysafe.service.sealed_state import StateRow
 from keysafe.service.vault_admin import KmsKind
+from keysafe.vault.vault import Vault
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log: read it, or verify its hash chain.",
     invoke_without_command=True,
 )
-app.add_typer(audit_app, name="audit")
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -71,12 +75,16 @@ def audit_list(
         render.out.print("No audit entries match.")
         return
     for e in entries:  # one line each, never truncated: the log is evidence
-        details = json.dumps(e.details, separators=(",", ":"), sort_keys=True)
-        render.out.print(
-            f"{e.seq:>6}  {e.time[:23]}Z  {e.actor}  {e.action}  {e.target}  {e.outcome}  {details}",
-            markup=False,
-            highlight=False,
-        )
+        _print_entry(e)
+
+
+def _print_entry(e: AuditEntry) -> None:
+    details = json.dumps(e.details, separators=(",", ":"), sort_keys=True)
+    render.out.print(
+        f"{e.seq:>6}  {e.time[:23]}Z  {e.actor}  {e.action}  {e.target}  {e.outcome}  {details}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @audit_app.command("verify")
@@ -94,13 +102,7 @@ def audit_verify(
     owner's keyed seals, which catch a chain rewritten from scratch; --unkeyed skips that.
     """
     with open_vault(home()) as vault:
-        if not unkeyed and (
-            passphrase_file
-            or os.environ.get("KEYSAFE_PASSPHRASE")
-            or sys.stdin.isatty()
-            # a KMS vault unlocks with no person to ask: keyed unless --unkeyed says otherwise
-            or vault_admin.key_provider(vault).kind is not KmsKind.LOCAL
-        ):
+        if not unkeyed and _can_unlock(vault, passphrase_file):
             unlock(vault, passphrase_file)
         report = audit.verify(vault)
         # With the key, the sealed state (agents, policies, settings) is checked too: a policy
@@ -119,27 +121,45 @@ def audit_verify(
         )
         render.out.print(f"Audit log verified: {report.entries} entries, all intact ({how}).")
         return
+    raise _failure(report, state)
+
+
+def _can_unlock(vault: Vault, passphrase_file: Path | None) -> bool:
+    """Whether the passphrase can be had without surprising a script (a file, the environment,
+    a person at the terminal), or the vault needs none."""
+    return bool(
+        passphrase_file
+        or os.environ.get("KEYSAFE_PASSPHRASE")
+        or sys.stdin.isatty()
+        # a KMS vault unlocks with no person to ask: keyed unless --unkeyed says otherwise
+        or vault_admin.key_provider(vault).kind is not KmsKind.LOCAL
+    )
+
+
+def _failure(report: ChainReport, state: list[StateRow]) -> IntegrityError:
+    """The error for a verification that failed: the sealed state when the chain is intact,
+    else the entries the owner has not sealed, else tampering."""
     if report.ok:
         broken = [r.summary for r in state if r.state == "broken"]
         if broken:
-            raise IntegrityError(
+            return IntegrityError(
                 f"The audit log is intact, but rows were edited outside keysafe: {'; '.join(broken[:5])}.",
                 next_step="keep this copy as evidence; `keysafe agent seal` lists them with what to do.",
             )
-        raise IntegrityError(
+        return IntegrityError(
             f"The audit log is intact, but {len(state)} agent, policy or setting row(s) have no "
             "owner's seal (written by an older keysafe, restored from an old backup, or edited).",
             next_step="run `keysafe agent seal` to see them, and seal them if you recognise them.",
         )
     if report.unsealed:
-        raise IntegrityError(
+        return IntegrityError(
             f"The audit log has entries the owner has not sealed: {report.problem} (first: seq "
             f"{report.first_bad_seq}).",
             next_step="run `keysafe audit seal` to see them; seal them if you recognise them, and "
             "treat any you do not as evidence of tampering.",
             first_bad_seq=report.first_bad_seq or 0,
         )
-    raise IntegrityError(
+    return IntegrityError(
         f"The audit log was tampered with: {report.problem} (first bad entry: seq {report.first_bad_seq}).",
         next_step="keep this copy as evidence, and compare with a backup (`keysafe backup restore` into an empty home).",
         first_bad_seq=report.first_bad_seq or 0,
@@ -163,24 +183,19 @@ def audit_seal(
         unlock(vault, passphrase_file)
         pending = audit.unsealed(vault)
         if not pending:
-            if json_out:
-                render.as_json({"unsealed": [], "sealed": 0})
-            else:
-                render.out.print("Every audit entry is sealed.")
+            render.answer(
+                {"unsealed": [], "sealed": 0}, "Every audit entry is sealed.", json_out=json_out
+            )
             return
         if not json_out:
             render.out.print(f"{len(pending)} audit entries are not sealed:")
             for e in pending:
-                details = json.dumps(e.details, separators=(",", ":"), sort_keys=True)
-                render.out.print(
-                    f"{e.seq:>6}  {e.time[:23]}Z  {e.actor}  {e.action}  {e.target}  {e.outcome}  "
-                    f"{details}",
-                    markup=False, highlight=False,
-                )  # fmt: skip
+                _print_entry(e)
         if not yes and not typer.confirm("Seal these entries?", default=False):
             raise typer.Exit(1)
         done = audit.seal(vault, [e.seq for e in pending])
-    if json_out:
-        render.as_json({"unsealed": [e.to_dict() for e in pending], "sealed": done})
-    else:
-        render.out.print(f"Sealed {done} entries.")
+    render.answer(
+        {"unsealed": [e.to_dict() for e in pending], "sealed": done},
+        f"Sealed {done} entries.",
+        json_out=json_out,
+    )

@@ -10,14 +10,15 @@ import typer
 
 from keysafe import files, wire
 from keysafe.cli import client, inputs, owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import AlreadyExistsError, MalformedRequestError, NotFoundError
 from keysafe.service import backup, owner_ops
+from keysafe.service.context import Home
 
 backup_app = typer.Typer(
     help="Encrypted, integrity-checked backups of the whole vault.", no_args_is_help=True
 )
-app.add_typer(backup_app, name="backup")
 
 FileArg = Annotated[Path, typer.Argument(help="Backup file path.", dir_okay=False)]
 
@@ -48,24 +49,28 @@ def backup_create(
         )
 
 
+RebuildBlobs = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs",
+        help="Rebuilding on an empty home: keep record ciphertext in this S3 bucket "
+        "(s3://BUCKET/PREFIX), as `keysafe init --blobs`.",
+    ),
+]
+RebuildBlobsEndpoint = Annotated[
+    str | None,
+    typer.Option("--blobs-endpoint", help="The URL of an S3-compatible server for --blobs."),
+]
+
+
 @backup_app.command("restore")
 def backup_restore(
     file: FileArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
-    blobs: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs",
-            help="Rebuilding on an empty home: keep record ciphertext in this S3 bucket "
-            "(s3://BUCKET/PREFIX), as `keysafe init --blobs`.",
-        ),
-    ] = None,
-    blobs_endpoint: Annotated[
-        str | None,
-        typer.Option("--blobs-endpoint", help="The URL of an S3-compatible server for --blobs."),
-    ] = None,
+    blobs: RebuildBlobs = None,
+    blobs_endpoint: RebuildBlobsEndpoint = None,
 ) -> None:
     """Restore FILE into this vault (same vault only), or rebuild a vault on an empty KEYSAFE_HOME.
 
@@ -85,33 +90,9 @@ def backup_restore(
                 f"the vault in {h.path} keeps the setting it was made with.",
                 next_step="leave --blobs out, or restore into an empty KEYSAFE_HOME.",
             )
-        if not inputs.confirm(
-            f"Replace the records of the vault in {h.path} with those in {file}?", assume_yes=yes
-        ):
-            render.out.print("Nothing restored.")
-            raise typer.Exit(1)
-        blob = base64.b64encode(file.read_bytes()).decode()
-        url = h.serving_url()
-        if len(blob) > wire.MAX_BODY - 1024 and url is not None and client.server_unlocked(url):
-            raise MalformedRequestError(
-                f"{file} is too large to send to the running server (its requests are capped at "
-                f"{wire.MAX_BODY // 1024} KiB).",
-                next_step="run `keysafe lock`, run this again (it restores from the files, with "
-                "the passphrase), then `keysafe unlock`.",
-            )
-        made = owner.perform(owner_ops.RestoreBackup(blob=blob), passphrase_file)
-        records, entries, vault_id = made.records, made.entries, made.vault_id
+        records, entries, vault_id = _restore_into(h, file, passphrase_file, yes=yes)
     else:
-        with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
-            passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
-            label="New vault passphrase", confirm=True,
-        ) as pw:  # fmt: skip
-            vault, header = backup.restore_new(
-                h, file, phrase, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
-            )
-        with vault:
-            vault_id = vault.vault_id
-        records, entries = header.records, header.entries
+        records, entries, vault_id = _rebuild(h, file, passphrase_file, blobs, blobs_endpoint)
     if json_out:
         render.as_json({"vault_id": vault_id, "records": records, "entries": entries,
                         "agents_paused": rebuilt})  # fmt: skip
@@ -124,3 +105,47 @@ def backup_restore(
                 "2-of-3 wallets sign again after `keysafe wallet refresh NAME`.",
                 markup=False,
             )
+
+
+def _restore_into(
+    h: Home, file: Path, passphrase_file: Path | None, *, yes: bool
+) -> tuple[int, int, str]:
+    """Replace the records of the vault in `h` with the backup's, once the owner confirms:
+    (records, audit entries, vault id).
+
+    Raises:
+        MalformedRequestError: the backup is too large for the running server's requests.
+    """
+    if not inputs.confirm(
+        f"Replace the records of the vault in {h.path} with those in {file}?", assume_yes=yes
+    ):
+        render.out.print("Nothing restored.")
+        raise typer.Exit(1)
+    blob = base64.b64encode(file.read_bytes()).decode()
+    url = h.serving_url()
+    if len(blob) > wire.MAX_BODY - 1024 and url is not None and client.server_unlocked(url):
+        raise MalformedRequestError(
+            f"{file} is too large to send to the running server (its requests are capped at "
+            f"{wire.MAX_BODY // 1024} KiB).",
+            next_step="run `keysafe lock`, run this again (it restores from the files, with "
+            "the passphrase), then `keysafe unlock`.",
+        )
+    made = owner.perform(owner_ops.RestoreBackup(blob=blob), passphrase_file)
+    return made.records, made.entries, made.vault_id
+
+
+def _rebuild(
+    h: Home, file: Path, passphrase_file: Path | None, blobs: str | None, blobs_endpoint: str | None
+) -> tuple[int, int, str]:
+    """Rebuild a vault in the empty home `h` from the backup, the recovery phrase and a new
+    passphrase: (records, audit entries, vault id)."""
+    with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
+        passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
+        label="New vault passphrase", confirm=True,
+    ) as pw:  # fmt: skip
+        vault, header = backup.restore_new(
+            h, file, phrase, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
+        )
+    with vault:
+        vault_id = vault.vault_id
+    return header.records, header.entries, vault_id

@@ -1,152 +1,62 @@
-"""`keysafe decode` (no vault needed) and `keysafe wallet sign-message` (the owner)."""
+"""`keysafe chain …`: the chain registry policies and signing use."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from keysafe.chains import Chain
 from keysafe.cli import owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
-from keysafe.cli.record_cmds import wallet_app
+from keysafe.cli.options import JsonFlag, PassphraseFile
+from keysafe.cli.registries import registry_here
 from keysafe.errors import MalformedRequestError
-from keysafe.service import decode as decoding
-from keysafe.service.context import open_vault
-from keysafe.service.registry import registry as vault_registry
+from keysafe.service import owner_ops
+
+chain_app = typer.Typer(help="The chain registry policies and signing use.", no_args_is_help=True)
 
 
-@app.command()
-def decode(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="File with the transaction or typed data, or - for stdin.", allow_dash=True
-        ),
-    ],
-    chain: Annotated[
-        str | None,
-        typer.Option("--chain", help="Chain name or id (must agree with the transaction)."),
-    ] = None,
-    json_out: JsonFlag = False,
-) -> None:
-    """Decode an EVM transaction (JSON or unsigned RLP hex), EIP-712 typed data or a Solana
-    transaction (base64) into what it would do, with a one-line summary. Needs no vault."""
-    if str(source) == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = source.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise MalformedRequestError(
-                f"Cannot read {source} ({exc}).", next_step="check the path."
-            ) from None
-    h = home()
-    reg = None
-    if h.exists():
-        with open_vault(h) as vault:
-            reg = vault_registry(vault)
-    intent = decoding.decode_payload(text, chain=chain, registry=reg)
-    view = decoding.intent_view(intent, reg)
-    if json_out:
-        render.as_json(view)
-        return
-    render.out.print(f"[bold]{view['summary'] or view['action']}[/bold]")
-    for key, value in view.items():
-        if key != "summary" and value is not None:
-            render.out.print(f"  {key:>9}: {value}", markup=False, highlight=False)
-
-
-def _sign_with_recovery(
-    name: str, message: str, recovery_file: Path, passphrase_file: Path | None, json_out: bool
-) -> None:
-    """The owner's 2-of-3 signature as two processes: the recovery share signs here, the
-    vault's share in the running server; neither process ever holds both."""
-    from keysafe.cli import inputs
-    from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
-    from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign, ThresholdExchange
-
-    doc = share_file.read(recovery_file, "recovery file")
-    why = "the vault's share signs there and the recovery share here, never both in one process"
-    owner.require_server(why)  # before the recovery passphrase is asked for
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
-    )
-    with recovery:  # a wrong passphrase or an altered file fails before the vault commits
-        share = share_file.open_recovery_share(doc, recovery)
-    answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
-    if answer.protocol == "dkls23":  # an EVM wallet: three steps, the vault hashes the text too
-        state, first = threshold_wallets.recovery_start(
-            name, answer.model_dump(), doc, share, message
-        )
-        exchange = ThresholdExchange(
-            wallet=name, message=message, session_id=first["session_id"],
-            round1=first["round1"], verifying_share=first["verifying_share"],
-        )  # fmt: skip
-        rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
-        part = threshold_wallets.recovery_finish(state, rounds.model_dump())
-        cosign = ThresholdCosign(
-            wallet=name, message=message, session_id=part["session_id"], round2=part["round2"],
-            round3=part["round3"],
-        )  # fmt: skip
-    else:
-        fields = threshold_wallets.recovery_part(
-            name, answer.model_dump(), doc, share.key, message.encode()
-        )
-        cosign = ThresholdCosign(
-            wallet=name, message=message, session_id=fields["session_id"],
-            hiding=fields["hiding"], binding=fields["binding"], share=fields["share"],
-        )  # fmt: skip
-    del share
-    done = owner.perform_on_server(cosign, passphrase_file, why=why)
-    if json_out:
-        render.as_json(
-            {"signature": done.signature, "address": done.address, "signers": "user+recovery"}
-        )
-    else:
-        render.out.print(
-            f"signer:    {done.address} (2-of-3: vault + recovery)\nsignature: {done.signature}",
-            markup=False,
-        )
-
-
-@wallet_app.command("sign-message")
-def wallet_sign_message(
+@chain_app.command("add")
+def chain_add(
     name: str,
-    message: Annotated[
-        str, typer.Argument(help="The message text (EIP-191 for EVM, raw UTF-8 bytes for Solana).")
-    ],
-    recovery_file: Annotated[
-        Path | None,
+    chain_id: Annotated[int | None, typer.Option("--chain-id", help="EVM chain id.")] = None,
+    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL.")] = None,
+    family: Annotated[str, typer.Option("--family", help="evm or solana.")] = "evm",
+    max_fee: Annotated[
+        str | None,
         typer.Option(
-            "--recovery-file",
-            help="For a 2-of-3 wallet: the recovery share, which signs together with the vault's.",
-            dir_okay=False,
+            "--max-fee",
+            help="Fee ceiling per transaction in the chain's native coin, e.g. 0.02 "
+            "(default: the built-in chain's, else 0.05 ETH / 0.01 SOL).",
         ),
     ] = None,
     passphrase_file: PassphraseFile = None,
-    json_out: JsonFlag = False,
 ) -> None:
-    """Sign a message as the owner: EIP-191 personal_sign for EVM, Ed25519 for Solana.
-
-    A 2-of-3 wallet needs a second share: --recovery-file (its passphrase from
-    KEYSAFE_RECOVERY_PASSPHRASE or a prompt); the vault alone cannot sign. The recovery share
-    signs in this process and the vault's in `keysafe serve`, which must be running and
-    unlocked: no process ever holds both shares.
-    """
-    if recovery_file is not None:
-        _sign_with_recovery(name, message, recovery_file, passphrase_file, json_out)
-        return
-    # imported here: it loads eth-account (about a second), which no other command needs
-    from keysafe.service.owner_signing import SignMessage
-
-    result = owner.perform(SignMessage(wallet=name, message=message), passphrase_file)
-    if json_out:
-        render.as_json({"signature": result.signature, "address": result.address})
-    else:
-        render.out.print(
-            f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
-            markup=False,
+    """Add (or update) a chain: keysafe chain add arbitrum --chain-id 42161 --rpc https://… --max-fee 0.02"""
+    if family not in ("evm", "solana"):
+        raise MalformedRequestError(
+            "--family is evm or solana.", next_step="pass --family evm or --family solana."
         )
+    op = owner_ops.AddChain(
+        name=name, family=Chain(family), chain_id=chain_id, rpc=rpc, max_fee=max_fee
+    )
+    info = owner.perform(op, passphrase_file)
+    render.out.print(
+        f"Chain '{info.name}' registered (fee ceiling {info.max_fee} {info.native} per transaction)."
+    )
+
+
+@chain_app.command("list")
+def chain_list(json_out: JsonFlag = False) -> None:
+    """List built-in and added chains."""
+    chains = registry_here().chains
+    render.listing(
+        "Chains", ["name", "family", "chain id", "rpc", "max fee", "built in"],
+        [(c.name, c.family, c.chain_id, c.rpc, f"{c.fee_ceiling_text} {c.native}",
+          "yes" if c.builtin else "no") for c in chains],
+        empty="",
+        json_value=[{"name": c.name, "family": c.family, "chain_id": c.chain_id, "rpc": c.rpc,
+                     "builtin": c.builtin, "max_fee": c.fee_ceiling_text, "native": c.native}
+                    for c in chains],
+        json_out=json_out,
+    )  # fmt: skip

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from keysafe.cli import inputs
-from keysafe.cli.app import home
+from keysafe.cli.home import home
+from keysafe.cli.unlocking import unlock_with_kms
 from keysafe.client import error_from_answer
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError
 from keysafe.service import vault_admin
@@ -48,6 +49,12 @@ def no_server() -> MalformedRequestError:
         f"No keysafe server answers at {url}.",
         next_step="start it with `keysafe serve`, or set KEYSAFE_URL to where it runs.",
     )
+
+
+def server_live() -> bool:
+    """Whether a server answers where owner commands would go (`server_url`)."""
+    url = server_url()
+    return url is not None and server_up(url)
 
 
 def server_up(url: str) -> bool:
@@ -93,12 +100,7 @@ def _kms_login_body(home: Home, url: str) -> dict[str, str] | None:
         if r.status_code != 200:
             raise error_from_answer(r.json(), r.status_code)
         challenge = str(r.json()["challenge"])
-        token = inputs.kms_token(None)
-        try:
-            vault_admin.unlock_with_kms(vault, token, inputs.kms_url())
-        finally:
-            if token is not None:
-                token.wipe()
+        unlock_with_kms(vault, None)
         return {"challenge": challenge, "proof": vault_admin.owner_proof(vault, challenge)}
 
 

@@ -12,12 +12,11 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
-from contextlib import closing
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,11 +28,11 @@ import yaml
 
 from keysafe.chains import Chain
 from keysafe.cli import render
-from keysafe.cli.app import app
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, audit, credentials, policies, vault_admin, wallets
 from keysafe.service.context import Home
 from keysafe.service.models import Attachment, SecretBytes
+from keysafe.testing import free_port
 from keysafe.vault.vault import Vault
 
 RECIPIENT = "0x1111111111111111111111111111111111111111"
@@ -48,7 +47,11 @@ def _say(text: str) -> None:
     render.out.print(f"   {text}", highlight=False, markup=False)
 
 
-@app.command()
+# `keysafe demo`, mounted at the top by cli/app.py.
+commands = typer.Typer()
+
+
+@commands.command()
 def demo(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the demo vault and print where it is.")
@@ -109,12 +112,6 @@ class Upstream:
         self.server.server_close()
 
 
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class VaultServer:
     """`keysafe serve` in this process, on a free loopback port, over the unlocked demo vault."""
 
@@ -124,7 +121,7 @@ class VaultServer:
         from keysafe.api import create_app
         from keysafe.api.state import ServerState
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(ServerState(home, vault, idle_lock_after=None)),
@@ -173,6 +170,30 @@ def _usdc_transfer(amount: str, nonce: int) -> dict[str, Any]:
 def _run(tmp: Path) -> None:
     started = time.monotonic()
     home = Home(tmp / "home")
+    vault = _create_vault(tmp, home)
+    _create_wallets(vault)
+    upstream = Upstream()
+    api_key = _store_api_key(vault, upstream)
+    token = _add_agent(vault, upstream)
+    server = VaultServer(home, vault)
+    _step(5, f"Start the vault server on {server.url}; the agent's host launches `keysafe mcp`.")
+    try:
+        token_text = bytes(token.reveal()).decode()
+        asyncio.run(_agent_session(server, vault, token_text, upstream, api_key))
+    finally:
+        token.wipe()
+        server.close()
+        upstream.close()
+    _verify_audit(vault)
+    vault.lock()
+    render.out.print(
+        f"\n[bold green]Done[/bold green] in {time.monotonic() - started:.0f} s. Your own vault: "
+        "`keysafe init`, `keysafe serve --unlock`, then `keysafe agent add NAME --mcp-config`."
+    )
+
+
+def _create_vault(tmp: Path, home: Home) -> Vault:
+    """Step 1: a throwaway vault under a random passphrase (kept in `tmp` for --keep)."""
     pw_text = "demo-" + secrets.token_urlsafe(12)
     (tmp / "passphrase").write_text(pw_text)
     pw = SecretBytes(bytearray(pw_text.encode()))
@@ -180,20 +201,24 @@ def _run(tmp: Path) -> None:
         "[bold]keysafe demo[/bold]: an AI agent uses a wallet and an API key through MCP, "
         f"and never holds either. Throwaway vault in {home.path}"
     )
-
     _step(1, "Create the vault: a new 24-word recovery phrase, wrapped under Argon2id.")
     vault, phrase = vault_admin.init_vault(home, pw)
     phrase.wipe()
     pw.wipe()
     _say(f"vault {vault.vault_id}: SQLite, encrypted records, tamper-evident audit log")
+    return vault
 
+
+def _create_wallets(vault: Vault) -> None:
     _step(2, "Create two wallets (keys derived inside the vault; they never leave it).")
     w = wallets.create_wallet(vault, "main", Chain.EVM)
     _say(f"main     evm  {w.address}")
     savings = wallets.create_wallet(vault, "savings", Chain.EVM)
     _say(f"savings  evm  {savings.address}  (no rule names it: no agent can use it)")
 
-    upstream = Upstream()
+
+def _store_api_key(vault: Vault, upstream: Upstream) -> str:
+    """Step 3: a random API key for the local stand-in API; returns it, to check who saw it."""
     _step(
         3,
         f"Store an API key for a local API on 127.0.0.1:{upstream.port} (it stands in for a real one).",
@@ -204,7 +229,11 @@ def _run(tmp: Path) -> None:
         hosts=[f"127.0.0.1:{upstream.port}"], attach=Attachment.bearer(),
     )  # fmt: skip
     _say(f"example-api → sent as 'Authorization: Bearer …' only to 127.0.0.1:{upstream.port}")
+    return api_key
 
+
+def _add_agent(vault: Vault, upstream: Upstream) -> SecretBytes:
+    """Step 4: the agent 'shopper' under the demo's policy; returns its token."""
     _step(4, "Add the agent 'shopper' under the example policy (business-hours rule left out).")
     _, token = agents.add_agent(vault, "shopper")
     assert token is not None
@@ -212,38 +241,28 @@ def _run(tmp: Path) -> None:
     _say(
         "USDC on Base from wallet main: up to 25 a payment, the owner approves above 10, 100 a day"
     )
+    return token
 
-    server = VaultServer(home, vault)
-    _step(5, f"Start the vault server on {server.url}; the agent's host launches `keysafe mcp`.")
-    try:
-        token_text = bytes(token.reveal()).decode()
-        asyncio.run(_agent_session(server, vault, token_text, upstream, api_key))
-    finally:
-        token.wipe()
-        server.close()
-        upstream.close()
 
+def _verify_audit(vault: Vault) -> None:
     _step(12, "Verify the audit log: a SHA-256 chain over every action, sealed with a vault key.")
     report = audit.verify(vault)
     for e in audit.list_entries(vault)[-6:]:
         _say(f"#{e.seq:<3} {e.action:<20} {e.target:<32} {e.outcome}")
     _say(f"chain ok: {report.ok} ({report.entries} entries)")
-    vault.lock()
-    render.out.print(
-        f"\n[bold green]Done[/bold green] in {time.monotonic() - started:.0f} s. Your own vault: "
-        "`keysafe init`, `keysafe serve --unlock`, then `keysafe agent add NAME --mcp-config`."
-    )
+
+
+# An MCP tool call as the agent sees it: (refused, structured result or error object, text).
+ToolCall = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, dict[str, Any], str]]]
 
 
 async def _agent_session(
     server: VaultServer, vault: Vault, token: str, upstream: Upstream, api_key: str
 ) -> None:
+    """Steps 6 to 11: the agent, through `keysafe mcp` over stdio, uses what the vault holds."""
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
     from mcp_types import TextContent
-
-    # imported here: it loads eth-account (about a second), which no other command needs
-    from keysafe.service import approvals
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
     env |= {"KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_HOME": os.devnull}
@@ -259,79 +278,99 @@ async def _agent_session(
 
         tools = await mcp.list_tools()
         _say(f"MCP client connected over stdio; {len(tools.tools)} tools")
-
-        _step(6, "The agent asks what it may do (list_capabilities).")
-        _, caps, _ = await call("list_capabilities", {})
-        for wal in caps["wallets"]:  # only the wallets its rules name: `savings` is not listed
-            _say(f"wallet {wal['name']} ({wal['chain']}) {wal['address']}")
-        for b in caps["budget"]:
-            if b["asset"]:
-                _say(
-                    f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} per {b['window']}"
-                )
-
-        _step(7, "An allowed payment: 5 USDC → signed inside the vault, key never exposed.")
-        _, res, _ = await call(
-            "sign_transaction",
-            {"wallet": "main", "transaction": _usdc_transfer("5", 0),
-             "description": "pay invoice #41"},
-        )  # fmt: skip
-        _say(f"{res['status']}: {res['summary']}; tx {res['tx_hash'][:18]}…")
-
-        _step(8, "12.5 USDC is above approve_above: the request waits for the owner.")
-        _, res, _ = await call(
-            "sign_transaction",
-            {"wallet": "main", "transaction": _usdc_transfer("12.5", 1),
-             "description": "pay invoice #42"},
-        )  # fmt: skip
-        approval_id = res["approval_id"]
-        _say(f"{res['status']}: {approval_id} — {res['summary']}")
-
-        def owner_approves() -> None:
-            time.sleep(1.0)
-            approvals.approve(vault, approval_id)
-
-        threading.Thread(target=owner_approves, daemon=True).start()
-        _say("the owner approves (here: the demo, after a second; for you: the web page or CLI)")
-        _, res, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
-        _say(f"approval_status → {res['status']}; result {res['result']['status']}, "
-             f"tx {res['result']['tx_hash'][:18]}…")  # fmt: skip
-
-        _step(
-            9,
-            "30 USDC is over the 25-per-payment limit, and no rule names wallet savings: "
-            "refused with a reason the model can use.",
-        )
-        for wallet, amount in (("main", "30"), ("savings", "5")):
-            is_error, res, _ = await call(
-                "sign_transaction", {"wallet": wallet, "transaction": _usdc_transfer(amount, 2)}
-            )
-            err = res.get("error", {})
-            _say(
-                f"refused={is_error}: {err.get('code')} ({err.get('reason_code')}): "
-                f"{err.get('message')}"
-            )
-
-        _step(10, "An API call through the credential: the upstream gets the key, the agent not.")
-        _, res, _ = await call(
-            "http_request",
-            {"credential": "example-api", "method": "GET",
-             "url": f"http://127.0.0.1:{upstream.port}/v1/me"},
-        )  # fmt: skip
-        got = upstream.seen[-1] if upstream.seen else ""
-        _say(f"upstream received: Authorization: Bearer {api_key[:10]}… (the real key)")
-        _say(f"agent received:    {res['body']}")
-        if api_key in json.dumps(res):
-            raise KeysafeError(
-                "The API key reached the agent.", next_step="report this keysafe bug."
-            )
-        if api_key not in got:
-            raise KeysafeError(
-                "The upstream did not receive the API key.", next_step="report this keysafe bug."
-            )
-
+        await _capabilities(call)
+        await _payments(call, vault)
+        await _refusals(call)
+        await _api_call(call, upstream, api_key)
         _step(11, "Revoke the agent: its very next call is refused.")
         agents.set_status(vault, "shopper", "revoked")
         is_error, res, _ = await call("list_capabilities", {})
         err = res.get("error", {})
         _say(f"refused={is_error}: {err.get('code')}: {err.get('message')}")
+
+
+async def _capabilities(call: ToolCall) -> None:
+    _step(6, "The agent asks what it may do (list_capabilities).")
+    _, caps, _ = await call("list_capabilities", {})
+    for wal in caps["wallets"]:  # only the wallets its rules name: `savings` is not listed
+        _say(f"wallet {wal['name']} ({wal['chain']}) {wal['address']}")
+    for b in caps["budget"]:
+        if b["asset"]:
+            _say(
+                f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} per {b['window']}"
+            )
+
+
+async def _pay(call: ToolCall, amount: str, nonce: int, invoice: int) -> dict[str, Any]:
+    """The agent asks the vault to sign a USDC payment from wallet main."""
+    _, res, _ = await call(
+        "sign_transaction",
+        {"wallet": "main", "transaction": _usdc_transfer(amount, nonce),
+         "description": f"pay invoice #{invoice}"},
+    )  # fmt: skip
+    return res
+
+
+async def _payments(call: ToolCall, vault: Vault) -> None:
+    """Steps 7 and 8: a payment within the policy, and one the owner must approve."""
+    # imported here: it loads eth-account (about a second), which no other command needs
+    from keysafe.service import approvals
+
+    _step(7, "An allowed payment: 5 USDC → signed inside the vault, key never exposed.")
+    res = await _pay(call, "5", 0, 41)
+    _say(f"{res['status']}: {res['summary']}; tx {res['tx_hash'][:18]}…")
+
+    _step(8, "12.5 USDC is above approve_above: the request waits for the owner.")
+    res = await _pay(call, "12.5", 1, 42)
+    approval_id = res["approval_id"]
+    _say(f"{res['status']}: {approval_id} — {res['summary']}")
+
+    def owner_approves() -> None:
+        time.sleep(1.0)
+        approvals.approve(vault, approval_id)
+
+    threading.Thread(target=owner_approves, daemon=True).start()
+    _say("the owner approves (here: the demo, after a second; for you: the web page or CLI)")
+    _, res, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
+    _say(f"approval_status → {res['status']}; result {res['result']['status']}, "
+         f"tx {res['result']['tx_hash'][:18]}…")  # fmt: skip
+
+
+async def _refusals(call: ToolCall) -> None:
+    _step(
+        9,
+        "30 USDC is over the 25-per-payment limit, and no rule names wallet savings: "
+        "refused with a reason the model can use.",
+    )
+    for wallet, amount in (("main", "30"), ("savings", "5")):
+        is_error, res, _ = await call(
+            "sign_transaction", {"wallet": wallet, "transaction": _usdc_transfer(amount, 2)}
+        )
+        err = res.get("error", {})
+        _say(
+            f"refused={is_error}: {err.get('code')} ({err.get('reason_code')}): "
+            f"{err.get('message')}"
+        )
+
+
+async def _api_call(call: ToolCall, upstream: Upstream, api_key: str) -> None:
+    """Step 10: an API call through the credential; the key reaches the upstream, never the agent.
+
+    Raises:
+        KeysafeError: the key reached the agent, or did not reach the upstream (a bug).
+    """
+    _step(10, "An API call through the credential: the upstream gets the key, the agent not.")
+    _, res, _ = await call(
+        "http_request",
+        {"credential": "example-api", "method": "GET",
+         "url": f"http://127.0.0.1:{upstream.port}/v1/me"},
+    )  # fmt: skip
+    got = upstream.seen[-1] if upstream.seen else ""
+    _say(f"upstream received: Authorization: Bearer {api_key[:10]}… (the real key)")
+    _say(f"agent received:    {res['body']}")
+    if api_key in json.dumps(res):
+        raise KeysafeError("The API key reached the agent.", next_step="report this keysafe bug.")
+    if api_key not in got:
+        raise KeysafeError(
+            "The upstream did not receive the API key.", next_step="report this keysafe bug."
+        )

@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from keysafe.cli import client, inputs, render
-from keysafe.cli.app import JsonFlag, KmsTokenFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, KmsTokenFile
 from keysafe.service import doctor
 
 _STYLE: Final = {
@@ -18,7 +19,11 @@ _STYLE: Final = {
 }
 
 
-@app.command("doctor")
+# `keysafe doctor`, mounted at the top by cli/app.py.
+commands = typer.Typer()
+
+
+@commands.command("doctor")
 def doctor_cmd(
     timeout: Annotated[
         float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -153,3 +154,34 @@ def confirm(question: str, *, assume_yes: bool) -> bool:
         tty.write(f"{question} [y/N] ")
         tty.flush()
         return tty.readline().strip().lower() in ("y", "yes")
+
+
+def read_text(path: Path) -> str:
+    """A file the command was given (a policy), as UTF-8 text.
+
+    Raises:
+        MalformedRequestError: it cannot be read, or is not UTF-8.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MalformedRequestError(
+            f"Cannot read {path} ({exc}).", next_step="check the file."
+        ) from None
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def duration_seconds(text: str) -> int:
+    """A duration the owner typed (`15m`, `1h`, `7d`) in seconds.
+
+    Raises:
+        MalformedRequestError: it is not a number and one of s, m, h, d.
+    """
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise MalformedRequestError(
+            f"'{text[:20]}' is not a duration.", next_step="use e.g. 15m, 1h or 1d."
+        )
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]

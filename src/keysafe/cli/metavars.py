@@ -61,6 +61,8 @@ def _argument_usage(param: typer.core.TyperArgument) -> str:
 
 def install() -> None:
     """Make every typer parameter render as click would (idempotent)."""
+    # Replacing typer's methods on its classes is the point, so mypy's method-assign and the
+    # signature check (our functions take the parameter, not `self` of a bound method) are off.
     typer.core.TyperOption.display_type_rich = _type_shown  # type: ignore[method-assign, assignment]
     typer.core.TyperArgument.display_type_rich = _type_shown  # type: ignore[method-assign, assignment]
     typer.core.TyperArgument.get_error_hint = _argument_hint  # type: ignore[method-assign, assignment]

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
 from keysafe.service import notify, notify_telegram, owner_ops
 from keysafe.service.context import open_vault
@@ -28,7 +29,6 @@ notify_app = typer.Typer(
     "`keysafe serve` sends them; see docs/notifications.md.",
     no_args_is_help=True,
 )
-app.add_typer(notify_app, name="notify")
 webhook_app = typer.Typer(help="Signed JSON webhooks.", no_args_is_help=True)
 notify_app.add_typer(webhook_app, name="webhook")
 
@@ -60,26 +60,30 @@ def _refuse_while_served(bot: str) -> None:
         )
 
 
+BotTokenFile = Annotated[
+    Path,
+    typer.Option(
+        "--bot-token-file",
+        help="File holding the bot's token from @BotFather.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+ApproveUpTo = Annotated[
+    str | None,
+    typer.Option(
+        "--approve-up-to",
+        help="Telegram may approve payments up to this much of one asset, e.g. 0.1ETH; above "
+        "it, in another asset, or a message signature: deny only (approve on the web page or "
+        "CLI). Without it Telegram may approve any request but a pairing.",
+    ),
+]
+
+
 @notify_app.command("telegram")
 def telegram_pair(
-    bot_token_file: Annotated[
-        Path,
-        typer.Option(
-            "--bot-token-file",
-            help="File holding the bot's token from @BotFather.",
-            exists=True,
-            dir_okay=False,
-        ),
-    ],
-    approve_up_to: Annotated[
-        str | None,
-        typer.Option(
-            "--approve-up-to",
-            help="Telegram may approve payments up to this much of one asset, e.g. 0.1ETH; above "
-            "it, in another asset, or a message signature: deny only (approve on the web page or "
-            "CLI). Without it Telegram may approve any request but a pairing.",
-        ),
-    ] = None,
+    bot_token_file: BotTokenFile,
+    approve_up_to: ApproveUpTo = None,
     events: Annotated[str | None, typer.Option("--events", help=EVENTS_HELP)] = None,
     wait: Annotated[
         int, typer.Option("--wait", help="Seconds to wait for your message.", min=5, max=3600)
@@ -161,13 +165,11 @@ def notify_list(json_out: JsonFlag = False) -> None:
     """List the notification channels (no passphrase: nothing secret is shown)."""
     with open_vault(home()) as vault:
         channels = notify.list_channels(vault)
-    if json_out:
-        render.as_json([c.model_dump(mode="json") for c in channels])
-        return
-    render.table(
+    render.listing(
         "Notification channels", ["name", "type", "target", "events", "telegram approves up to"],
         [_row(c) for c in channels],
         empty="No channels: add one with `keysafe notify telegram` or `keysafe notify webhook add`.",
+        json_value=[c.model_dump(mode="json") for c in channels], json_out=json_out,
     )  # fmt: skip
 
 

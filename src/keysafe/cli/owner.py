@@ -9,17 +9,20 @@ always did; a locked server stays locked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
 from keysafe.cli import client
-from keysafe.cli.app import home
-from keysafe.cli.vault_cmds import unlocked
+from keysafe.cli.home import home
+from keysafe.cli.unlocking import unlocked
 from keysafe.errors import MalformedRequestError
+from keysafe.service.context import open_vault
 from keysafe.service.owner_ops import Op
+from keysafe.vault.vault import Vault
 
 R = TypeVar("R")
 
@@ -94,6 +97,31 @@ def require_server(why: str, url: str | None = None) -> str:
             next_step="start it (`keysafe serve`, then `keysafe unlock`), then run this again.",
         )
     return url
+
+
+def request(
+    method: str,
+    path: str,
+    passphrase_file: Path | None,
+    here: Callable[[Vault], Any],
+    *,
+    json_body: Any = None,
+    unlock: bool = True,
+) -> Any:
+    """The owner's request `method path` (JSON in and out) to the running server when one
+    answers; else `here` run on this home's vault, unlocked (or, with `unlock` False, only
+    opened: a read needs no passphrase), and its answer.
+
+    Raises:
+        KeysafeError: whatever either side refuses (the server's errors come back with their
+            code), or the passphrase is wrong.
+    """
+    if client.server_live():
+        return client.owner_call(
+            home(), method, path, passphrase_file=passphrase_file, json_body=json_body
+        )
+    with unlocked(passphrase_file) if unlock else open_vault(home()) as vault:
+        return here(vault)
 
 
 def _on(url: str, op: Op[R], passphrase_file: Path | None) -> R:

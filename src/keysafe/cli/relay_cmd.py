@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import typer
 
 from keysafe.cli import ports
-from keysafe.cli.app import app
+from keysafe.cli.options import Port
 from keysafe.relay import routing
 
 logger = logging.getLogger("keysafe.relay")
@@ -23,54 +23,59 @@ def _log_to_stderr(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-@app.command("relay")
+# `keysafe relay`, mounted at the top by cli/app.py.
+commands = typer.Typer()
+
+
+RelayHost = Annotated[str, typer.Option("--host", help="Address to bind.")]
+Redis = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help="Keep mailboxes in this Redis (redis://HOST:PORT/DB), shared by every relay "
+        "instance pointed at it; without it they live in this process and die with it.",
+    ),
+]
+MaxBody = Annotated[
+    int,
+    typer.Option("--max-body", help="Largest message body, in bytes.", min=1, max=64 * 1024 * 1024),
+]
+Ttl = Annotated[
+    float,
+    typer.Option("--ttl", help="Seconds an undelivered message is kept, then dropped.", min=0.1),
+]
+Rate = Annotated[
+    float,
+    typer.Option(
+        "--rate", help="Messages per second each sender may send (bursts of twice that).", min=0.1
+    ),
+]
+MailboxCap = Annotated[
+    int, typer.Option("--mailbox-cap", help="Most messages waiting for one recipient.", min=1)
+]
+NoWebsocket = Annotated[
+    bool,
+    typer.Option(
+        "--no-websocket", help="Serve only the HTTP long-poll API (links fall back to it)."
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", help="Also log each message: routing ids, size, id (never a body)."),
+]
+
+
+@commands.command("relay")
 def relay_cmd(
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port.", min=1, max=65535)] = 8443,
-    redis: Annotated[
-        str | None,
-        typer.Option(
-            "--redis",
-            help="Keep mailboxes in this Redis (redis://HOST:PORT/DB), shared by every relay "
-            "instance pointed at it; without it they live in this process and die with it.",
-        ),
-    ] = None,
-    max_body: Annotated[
-        int,
-        typer.Option(
-            "--max-body", help="Largest message body, in bytes.", min=1, max=64 * 1024 * 1024
-        ),
-    ] = routing.DEFAULT_MAX_BODY,
-    ttl: Annotated[
-        float,
-        typer.Option(
-            "--ttl", help="Seconds an undelivered message is kept, then dropped.", min=0.1
-        ),
-    ] = routing.DEFAULT_TTL_S,
-    rate: Annotated[
-        float,
-        typer.Option(
-            "--rate",
-            help="Messages per second each sender may send (bursts of twice that).",
-            min=0.1,
-        ),
-    ] = routing.DEFAULT_RATE,
-    mailbox_cap: Annotated[
-        int,
-        typer.Option("--mailbox-cap", help="Most messages waiting for one recipient.", min=1),
-    ] = routing.DEFAULT_MAILBOX_CAP,
-    no_websocket: Annotated[
-        bool,
-        typer.Option(
-            "--no-websocket", help="Serve only the HTTP long-poll API (links fall back to it)."
-        ),
-    ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose", help="Also log each message: routing ids, size, id (never a body)."
-        ),
-    ] = False,
+    host: RelayHost = "127.0.0.1",
+    port: Port = 8443,
+    redis: Redis = None,
+    max_body: MaxBody = routing.DEFAULT_MAX_BODY,
+    ttl: Ttl = routing.DEFAULT_TTL_S,
+    rate: Rate = routing.DEFAULT_RATE,
+    mailbox_cap: MailboxCap = routing.DEFAULT_MAILBOX_CAP,
+    no_websocket: NoWebsocket = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run a relay: the vault and agents on other machines both connect out to it, and it passes
     end-to-end encrypted envelopes between them by routing id.

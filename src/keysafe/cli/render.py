@@ -60,3 +60,28 @@ def error_line(code: str, what: str, next_step: str) -> None:
 def note(text: str) -> None:
     """A message for the person, on stderr, so stdout stays what scripts parse."""
     sys.stderr.write(text.replace("\n", " ") + "\n")
+
+
+def listing(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    empty: str,
+    json_value: Any,
+    json_out: bool,
+) -> None:
+    """What a `list` command prints: `json_value` with --json (scripts), else `table`."""
+    if json_out:
+        as_json(json_value)
+    else:
+        table(title, columns, rows, empty=empty)
+
+
+def answer(json_value: Any, text: str, *, json_out: bool) -> None:
+    """What a command that did one thing prints: `json_value` with --json (scripts), else
+    `text` for people (Rich markup allowed: the caller's own words, never an agent's)."""
+    if json_out:
+        as_json(json_value)
+    else:
+        out.print(text)

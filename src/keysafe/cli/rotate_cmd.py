@@ -7,13 +7,17 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import owner, render
-from keysafe.cli.app import JsonFlag, PassphraseFile, app, home
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.service import owner_ops, rotation_due
 from keysafe.service.context import open_vault
 from keysafe.service.rotation_due import DueRotation
 
+# `keysafe rotate | rotation-policy`, mounted at the top by cli/app.py.
+commands = typer.Typer()
 
-@app.command()
+
+@commands.command()
 def rotate(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
     """Start a new epoch key, seal every record again under it, and destroy the old key.
 
@@ -31,7 +35,7 @@ def rotate(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -
     )
 
 
-@app.command("rotation-policy")
+@commands.command("rotation-policy")
 def rotation_policy(
     after: Annotated[
         str | None,

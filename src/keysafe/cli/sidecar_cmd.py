@@ -13,7 +13,7 @@ import typer
 
 from keysafe import sidecar
 from keysafe.cli import inputs, ports, render
-from keysafe.cli.app import JsonFlag, app
+from keysafe.cli.options import JsonFlag
 from keysafe.errors import AlreadyExistsError
 from keysafe.relay import sidecar_state
 
@@ -22,7 +22,6 @@ sidecar_app = typer.Typer(
     "vault somewhere else. Pair first (`keysafe sidecar pair 'ksi_…'`).",
     invoke_without_command=True,
 )
-app.add_typer(sidecar_app, name="sidecar")
 
 SidecarPassphrase = Annotated[
     Path | None,

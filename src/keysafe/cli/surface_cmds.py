@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from keysafe.cli.app import app
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError, PolicyDeniedError
 from keysafe.remote import MCP_HTTP_PORT, AgentClient, vault_url
 
@@ -44,7 +43,11 @@ def _agent_token(required: bool = True) -> str | None:
     return token
 
 
-@app.command("mcp")
+# `keysafe mcp | proxy | run`, mounted at the top by cli/app.py.
+commands = typer.Typer()
+
+
+@commands.command("mcp")
 def mcp_cmd(
     http: Annotated[
         bool,
@@ -79,7 +82,7 @@ def mcp_cmd(
     mcp_server.run_stdio(token)
 
 
-@app.command("proxy")
+@commands.command("proxy")
 def proxy_cmd(
     port: Annotated[int, typer.Option("--port", help="Local port.", min=1, max=65535)] = 8421,
 ) -> None:
@@ -137,7 +140,7 @@ async def _release(
     )
 
 
-@app.command(
+@commands.command(
     "run",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )

@@ -8,40 +8,18 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import client, inputs, render
-from keysafe.cli.app import JsonFlag, KmsTokenFile, PassphraseFile, app, home
-from keysafe.service import epochs, notify, rotation_due, vault_admin
-from keysafe.service.context import open_vault
+from keysafe.cli.home import home
+from keysafe.cli.options import JsonFlag, KmsTokenFile, PassphraseFile
+from keysafe.cli.unlocking import unlocked
+from keysafe.service import epochs, rotation_due, vault_admin
+from keysafe.service.context import Home, open_vault
+from keysafe.service.models import SecretBytes
 from keysafe.service.vault_admin import KmsConfig, KmsKind
 from keysafe.vault.vault import Vault
 
+# `keysafe init | status | recover`, mounted at the top by cli/app.py.
+commands = typer.Typer()
 passphrase_app = typer.Typer(help="Change the vault passphrase.", no_args_is_help=True)
-app.add_typer(passphrase_app, name="passphrase")
-
-
-def unlocked(passphrase_file: Path | None, kms_token_file: Path | None = None) -> Vault:
-    """Open the vault in KEYSAFE_HOME and unlock it: through its KMS when one wraps its key,
-    else with the owner's passphrase."""
-    vault = open_vault(home())
-    try:
-        unlock(vault, passphrase_file, kms_token_file)
-    except BaseException:
-        vault.db.close()
-        raise
-    return vault
-
-
-def unlock(vault: Vault, passphrase_file: Path | None, kms_token_file: Path | None = None) -> None:
-    """Unlock `vault` the way its header says: the KMS (no passphrase asked) or the passphrase."""
-    if vault_admin.key_provider(vault).kind is not KmsKind.LOCAL:
-        token = inputs.kms_token(kms_token_file)
-        try:
-            vault_admin.unlock_with_kms(vault, token, inputs.kms_url())
-        finally:
-            if token is not None:
-                token.wipe()
-        return
-    with inputs.passphrase(passphrase_file) as secret:
-        notify.unlock_watched(vault, secret)  # a refused attempt alerts the owner's channels
 
 
 KmsKindOpt = Annotated[
@@ -62,25 +40,29 @@ KmsKeyOpt = Annotated[
 ]
 
 
-@app.command()
+Blobs = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs",
+        help="Keep record ciphertext in this S3 bucket (s3://BUCKET/PREFIX; versioning on "
+        "is best), with only a pointer and a SHA-256 in the database. AWS credentials come "
+        "from the environment or ~/.aws, as for the aws CLI. Needs keysafe[aws].",
+    ),
+]
+BlobsEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
+    ),
+]
+
+
+@commands.command()
 def init(
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
-    blobs: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs",
-            help="Keep record ciphertext in this S3 bucket (s3://BUCKET/PREFIX; versioning on "
-            "is best), with only a pointer and a SHA-256 in the database. AWS credentials come "
-            "from the environment or ~/.aws, as for the aws CLI. Needs keysafe[aws].",
-        ),
-    ] = None,
-    blobs_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--blobs-endpoint", help="The URL of an S3-compatible server for --blobs (not AWS)."
-        ),
-    ] = None,
+    blobs: Blobs = None,
+    blobs_endpoint: BlobsEndpoint = None,
     kms: KmsKindOpt = "local",
     kms_url: KmsUrlOpt = None,
     kms_key: KmsKeyOpt = None,
@@ -95,62 +77,77 @@ def init(
     """
     h = home()
     config = KmsConfig.build(kms, url=kms_url, key=kms_key)
-    if config.kind is KmsKind.LOCAL:
-        with inputs.passphrase(passphrase_file, label="New vault passphrase", confirm=True) as pw:
-            vault, phrase = vault_admin.init_vault(
-                h, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
-            )
-    else:
-        token = inputs.kms_token(kms_token_file)
-        try:
-            vault, phrase = vault_admin.init_vault(
-                h, None, kms=config, kms_token=token, blobs_url=blobs,
-                blobs_endpoint=blobs_endpoint,
-            )  # fmt: skip
-        finally:
-            if token is not None:
-                token.wipe()
+    vault, phrase = _create_vault(h, config, passphrase_file, kms_token_file, blobs, blobs_endpoint)
     with vault, phrase:
         words = bytes(phrase.reveal()).decode()
         if json_out:
             out = {"vault_id": vault.vault_id, "recovery_phrase": words}
             render.as_json(out | ({"blobs": vault.blobs.description} if blobs else {}))
             return
-        render.out.print(f"Vault [bold]{vault.vault_id}[/bold] created in {h.path}.")
-        if blobs:
-            render.out.print(f"Record ciphertext is kept in {vault.blobs.description}.")
-        if config.kind is not KmsKind.LOCAL:
-            render.out.print(
-                f"Its key is wrapped by {config.describe()}: it unlocks through the KMS, with "
-                "no passphrase."
-            )
-        render.out.print("")
-        render.out.print(
-            "[bold yellow]Recovery phrase — shown this once, write it down:[/bold yellow]"
+        _show_created(h, vault, config, blobs=bool(blobs))
+        _show_recovery_phrase(words)
+
+
+def _create_vault(
+    h: Home,
+    config: KmsConfig,
+    passphrase_file: Path | None,
+    kms_token_file: Path | None,
+    blobs: str | None,
+    blobs_endpoint: str | None,
+) -> tuple[Vault, SecretBytes]:
+    """A new vault in `h` and its recovery phrase: under a new passphrase (asked twice), or
+    wrapped by the KMS `config` names (its token read for this call and wiped after it)."""
+    if config.kind is KmsKind.LOCAL:
+        with inputs.passphrase(passphrase_file, label="New vault passphrase", confirm=True) as pw:
+            return vault_admin.init_vault(h, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint)
+    token = inputs.kms_token(kms_token_file)
+    try:
+        return vault_admin.init_vault(
+            h, None, kms=config, kms_token=token, blobs_url=blobs, blobs_endpoint=blobs_endpoint
         )
-        numbered = words.split()
-        for row in range(0, len(numbered), 6):
-            render.out.print(
-                "  "
-                + "  ".join(
-                    f"{i + 1:>2}. {w:<9}" for i, w in enumerate(numbered[row : row + 6], row)
-                )
-            )
+    finally:
+        if token is not None:
+            token.wipe()
+
+
+def _show_created(h: Home, vault: Vault, config: KmsConfig, *, blobs: bool) -> None:
+    render.out.print(f"Vault [bold]{vault.vault_id}[/bold] created in {h.path}.")
+    if blobs:
+        render.out.print(f"Record ciphertext is kept in {vault.blobs.description}.")
+    if config.kind is not KmsKind.LOCAL:
         render.out.print(
-            "\nAnyone with these words can open this vault. Keep them offline; "
-            "`keysafe recover` uses them to set a new passphrase or rebuild the vault."
+            f"Its key is wrapped by {config.describe()}: it unlocks through the KMS, with "
+            "no passphrase."
         )
 
 
-@app.command()
+def _show_recovery_phrase(words: str) -> None:
+    """The recovery phrase, six numbered words a row, between its warnings."""
+    render.out.print("")
+    render.out.print("[bold yellow]Recovery phrase — shown this once, write it down:[/bold yellow]")
+    numbered = words.split()
+    for row in range(0, len(numbered), 6):
+        render.out.print(
+            "  "
+            + "  ".join(f"{i + 1:>2}. {w:<9}" for i, w in enumerate(numbered[row : row + 6], row))
+        )
+    render.out.print(
+        "\nAnyone with these words can open this vault. Keep them offline; "
+        "`keysafe recover` uses them to set a new passphrase or rebuild the vault."
+    )
+
+
+@commands.command()
 def status(json_out: JsonFlag = False) -> None:
     """Show whether a vault exists here, what it holds and the audit head (no passphrase needed)."""
     h = home()
     if not h.exists():
-        if json_out:
-            render.as_json({"initialized": False, "home": str(h.path)})
-        else:
-            render.out.print(f"No vault in {h.path}. Run `keysafe init` to create one.")
+        render.answer(
+            {"initialized": False, "home": str(h.path)},
+            f"No vault in {h.path}. Run `keysafe init` to create one.",
+            json_out=json_out,
+        )
         return
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()
@@ -199,7 +196,7 @@ def status(json_out: JsonFlag = False) -> None:
         )
 
 
-@app.command()
+@commands.command()
 def recover(
     passphrase_file: Annotated[
         Path | None,
