@@ -228,7 +228,10 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
         )
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    app = Starlette(routes=[Route("/{credential}/{path:path}", forward, methods=methods)])
+    app = Starlette(
+        routes=[Route("/{credential}/{path:path}", forward, methods=methods)],
+        exception_handlers=dict(wire.EXCEPTION_HANDLERS),
+    )
     wire.pin_recursion_limit()
     return wire.BodyGuard(app, max_body=MAX_BODY)
 

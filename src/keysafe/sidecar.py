@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from keysafe import wire
 from keysafe.errors import (
     KeysafeError,
     MalformedRequestError,
@@ -292,7 +293,8 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
             Route(
                 "/v1/agent/{rest:path}", forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
-        ]
+        ],
+        exception_handlers=dict(wire.EXCEPTION_HANDLERS),
     )
 
 

@@ -16,9 +16,17 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from keysafe.errors import KeysafeError, MalformedRequestError, PayloadTooLargeError
+from keysafe.errors import (
+    KeysafeError,
+    MalformedRequestError,
+    PayloadTooLargeError,
+    code_for_status,
+    from_dict,
+)
 
 MAX_BODY: Final = 1024 * 1024
 # The ASGI scope key that names a paired sidecar's agent (set only in-process, by
@@ -101,12 +109,34 @@ def pin_recursion_limit() -> None:
     sys.setrecursionlimit(RECURSION_LIMIT)
 
 
-def error_response(err: KeysafeError) -> JSONResponse:
+def error_response(err: KeysafeError, status: int | None = None) -> JSONResponse:
+    """`err` as an error body, with its STATUS code (or `status`)."""
     return JSONResponse(
         {"error": err.to_dict()},
-        status_code=err.http_status,
+        status_code=err.http_status if status is None else status,
         headers={"x-keysafe-error": str(err.code)},
     )
+
+
+async def http_error(_: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method the route does not take) as keysafe
+    error bodies, for the surfaces built on plain Starlette; FastAPI's are in api/errors.py."""
+    if not isinstance(exc, HTTPException):  # Starlette calls this for HTTPException only
+        raise exc
+    err = from_dict(
+        {
+            "code": code_for_status(exc.status_code),
+            "message": str(exc.detail)[:200],
+            "next": "check the path and the method.",
+        }
+    )
+    answer = error_response(err, exc.status_code)
+    answer.headers.update(exc.headers or {})  # e.g. Allow, on a 405
+    return answer
+
+
+# For Starlette(exception_handlers=…): every refusal of such a surface is an error body.
+EXCEPTION_HANDLERS: Final = {HTTPException: http_error}
 
 
 class BodyGuard:

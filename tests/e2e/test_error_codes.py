@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ import pytest
 from keysafe import local_proxy
 from keysafe.errors import STATUS, ErrorCode
 from keysafe.mcp_server import http_app
+from keysafe.sidecar import local_app
 from tests.e2e.server_fixture import (
     MILLI_ETH,
     R2,
@@ -124,6 +125,33 @@ def test_the_local_proxy_refuses_with_error_codes(served: tuple[Server, Pristine
     _check(answers[0], ErrorCode.NOT_AUTHENTICATED)
     _check(answers[1], ErrorCode.MISDIRECTED_REQUEST)
     _check(answers[2], ErrorCode.NOT_AUTHENTICATED)  # the vault's own refusal, passed on
+    # Starlette's own refusals too: they were plain text.
+    (nowhere,) = _ask(app, f"http://127.0.0.1:{port}", [("/", {})])
+    _check(nowhere, ErrorCode.NOT_FOUND)
+
+
+def test_the_sidecar_refuses_unknown_routes_and_methods_with_error_codes() -> None:
+    # The refusals come from routing, before the sidecar's state or channel are touched.
+    app = local_app(cast(Any, None), cast(Any, None))
+    answers = _ask(app, "http://127.0.0.1:8423", [("/v1/owner/agents", {}), ("/v1/health", {})])
+    _check(answers[0], ErrorCode.NOT_FOUND)
+    _check(answers[1], ErrorCode.METHOD_NOT_ALLOWED)
+    assert answers[1].headers["allow"] == "GET, HEAD"
+
+
+def test_attack_the_vault_origin_serves_no_third_party_script(
+    served: tuple[Server, Pristine],
+) -> None:
+    """FastAPI's /docs and /redoc pull scripts from a CDN onto the origin that holds the
+    owner's session cookie; the server must not serve them (the schema stays at /openapi.json).
+    """
+    server, _ = served
+    with server.client() as client:
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+            r = client.get(path)
+            _check(r, ErrorCode.NOT_FOUND)
+            assert "cdn.jsdelivr.net" not in r.text
+        assert client.get("/openapi.json").status_code == 200
 
 
 def test_the_mcp_http_endpoint_refuses_with_error_codes(served: tuple[Server, Pristine]) -> None:

@@ -44,6 +44,10 @@ def create_app(state: ServerState) -> BodyLimit:
         # No OpenTelemetry: nothing about a request (paths, agents, timings) leaves the process
         # through an exporter the environment configures, and no request pays for the check.
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
+        # No Swagger UI or ReDoc: they load scripts from a CDN, on the origin that holds the
+        # owner's session cookie. The document itself stays at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.keysafe = state
     api_errors.install(app)
