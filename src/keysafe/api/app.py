@@ -536,10 +536,7 @@ def _agent_routes(app: FastAPI) -> None:
                 why="another credential",
             )  # fmt: skip
         call = proxy.http_stream if stream else proxy.http_request
-        res = call(
-            _state(request).vault, agent, body.credential, body.method, body.url,
-            headers=body.headers, body=body.body, body_base64=body.body_base64,
-        )  # fmt: skip
+        res = call(_state(request).vault, agent, body)
         if isinstance(res, proxy.HttpStream):
             return streaming.stream_response(res)
         return JSONResponse(
