@@ -19,7 +19,7 @@ from keysafe.cli.vault_cmds import unlock as unlock_vault
 from keysafe.cli.vault_cmds import unlocked
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.hosts import is_loopback
-from keysafe.service import epochs, gate
+from keysafe.service import epochs, in_flight
 from keysafe.service.context import open_vault
 
 if TYPE_CHECKING:
@@ -141,9 +141,9 @@ def serve(
     # way, and settling it would free its idempotency keys and budget mid-request.
     alone = vault.db.announce_server()
     if alone:
-        recovered = gate.recover(vault)
+        recovered = in_flight.recover(vault)
     else:
-        recovered = gate.Recovered(0, 0, 0)
+        recovered = in_flight.Recovered(0, 0, 0)
         render.note(
             "another keysafe server runs on this database: what a crash may have left open is "
             "settled by the first server that starts alone (docs/postgresql.md)."
