@@ -28,8 +28,6 @@ class SignMessage(Op[MessageSigned]):
     wallet: str
     message: str
 
-    result = MessageSigned
-
     def run(self, vault: Vault) -> MessageSigned:
         done = signing.sign_message(vault, None, self.wallet, self.message)
         assert done.signature is not None  # the owner is never asked: it signs or raises
@@ -58,8 +56,6 @@ class ThresholdCommit(Op[VaultCommitment]):
     kind: Literal["wallet.threshold-commit"] = "wallet.threshold-commit"
     wallet: str
 
-    result = VaultCommitment
-
     def run(self, vault: Vault) -> VaultCommitment:
         return VaultCommitment.model_validate(threshold.owner_commit(vault, self.wallet))
 
@@ -82,8 +78,6 @@ class ThresholdExchange(Op[VaultRounds]):
     session_id: str
     round1: str
     verifying_share: str
-
-    result = VaultRounds
 
     def run(self, vault: Vault) -> VaultRounds:
         fields = self.model_dump(include={"session_id", "round1", "verifying_share"})
@@ -110,8 +104,6 @@ class ThresholdCosign(Op[ThresholdSigned]):
     share: str | None = None
     round2: str | None = None  # DKLs23 (EVM)
     round3: str | None = None
-
-    result = ThresholdSigned
 
     def run(self, vault: Vault) -> ThresholdSigned:
         fields = self.model_dump(
