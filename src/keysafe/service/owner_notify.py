@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from keysafe.service import notify
 from keysafe.service.notify import Cap, ChannelView, WebhookAdded
-from keysafe.service.owner_ops import Done, Op, WireSecret, unwired
+from keysafe.service.owner_ops import Op, Removal, WireSecret, unwired
 from keysafe.vault.vault import Vault
 
 
@@ -42,13 +42,9 @@ class SetTelegram(Op[ChannelView]):
             )  # fmt: skip
 
 
-class RemoveChannel(Op[Done]):
+class RemoveChannel(Removal):
     kind: Literal["notify.remove"] = "notify.remove"
-    name: str
-
-    def run(self, vault: Vault) -> Done:
-        notify.remove_channel(vault, self.name)
-        return Done()
+    remove = staticmethod(notify.remove_channel)
 
 
 class TestQueued(BaseModel):

@@ -158,6 +158,22 @@ class Op(BaseModel, Generic[R]):
         raise NotImplementedError
 
 
+class Removal(Op[Done]):
+    """An operation that removes one named thing; each subclass names its `kind` and the
+    service function that does it."""
+
+    kind: str
+    name: str
+
+    def run(self, vault: Vault) -> Done:
+        self.remove(vault, self.name)
+        return Done()
+
+    @staticmethod
+    def remove(vault: Vault, name: str) -> None:
+        raise NotImplementedError
+
+
 def _token_text(token: SecretBytes | None) -> str | None:
     if token is None:
         return None
@@ -258,13 +274,9 @@ class IssuePlaceholder(Op[Placeholder]):
         return Placeholder(credential=self.credential, agent=self.agent, placeholder=text)
 
 
-class RemoveCredential(Op[Done]):
+class RemoveCredential(Removal):
     kind: Literal["credential.remove"] = "credential.remove"
-    name: str
-
-    def run(self, vault: Vault) -> Done:
-        credentials.remove_credential(vault, self.name)
-        return Done()
+    remove = staticmethod(credentials.remove_credential)
 
 
 class SetData(Op[DataView]):
@@ -278,13 +290,9 @@ class SetData(Op[DataView]):
             return data.set_data(vault, self.name, value, data_class=self.data_class)
 
 
-class RemoveData(Op[Done]):
+class RemoveData(Removal):
     kind: Literal["data.remove"] = "data.remove"
-    name: str
-
-    def run(self, vault: Vault) -> Done:
-        data.remove_data(vault, self.name)
-        return Done()
+    remove = staticmethod(data.remove_data)
 
 
 class CreateWallet(Op[WalletView]):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from keysafe.agent_models import ThresholdCommitment
 from keysafe.service import signing, threshold, wallets
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
@@ -34,18 +35,12 @@ class SignMessage(Op[MessageSigned]):
         return MessageSigned(summary=done.summary, address=done.address, signature=done.signature)
 
 
-class VaultCommitment(BaseModel):
+class VaultCommitment(ThresholdCommitment):
     """The vault's round-one commitment for one 2-of-3 signature (for an EVM wallet a fresh
-    DKLs23 session only), and the wallet's public package (the owner's side checks its
-    recovery file against it)."""
+    DKLs23 session only), as an agent gets it, and the wallet's public package (the owner's side
+    checks its recovery file against it)."""
 
-    session_id: str
-    wallet: str
-    identifier: int
-    protocol: Literal["frost", "dkls23"] = "frost"
-    hiding: str | None = None
-    binding: str | None = None
-    expires_in: int
+    model_config = ConfigDict(extra="ignore")  # as a plain model: only the fields below are kept
     public: dict[str, Any]
 
 
