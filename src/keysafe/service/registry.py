@@ -85,7 +85,12 @@ def add_chain(
 ) -> ChainInfo:
     """Add or replace a chain. `max_fee`: the fee ceiling in native units (a decimal string);
     None keeps the ceiling the chain has (a built-in's default, one set before), or the family's
-    default for a new chain."""
+    default for a new chain.
+
+    Raises:
+        MalformedRequestError: a bad fee ceiling, chain name, chain id or RPC URL.
+        AlreadyExistsError: the chain id is registered under another name.
+    """
     name = name.strip().lower()
     ceiling = _checked_chain(name, family, chain_id, rpc, max_fee)
     with vault.db.write() as conn:
