@@ -28,7 +28,7 @@ from keysafe.errors import (
     NotAuthenticatedError,
     RateLimitedError,
 )
-from keysafe.service import agents, placeholders
+from keysafe.service import agent_auth, placeholders
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ async def agent_name(request: Request) -> str:
         # The quick check reads the agent's row without waiting (microseconds), on the event
         # loop; anything it cannot answer (locked, first sight of a row, last_seen due, a
         # refusal) goes the full way in a worker thread.
-        quick = agents.authenticate_token_quick(st.vault, token)
+        quick = agent_auth.authenticate_token_quick(st.vault, token)
         if quick is None:
-            quick = await run_in_threadpool(agents.authenticate, st.vault, bearer=token)
+            quick = await run_in_threadpool(agent_auth.authenticate, st.vault, bearer=token)
         name = quick
     elif sig and envelope_raw:
         name = await _signed_agent(request, st, sig, envelope_raw)
@@ -101,9 +101,9 @@ async def _signed_agent(request: Request, st: ServerState, sig: str, envelope_ra
     body = _json_or_none(raw_body) if raw_body else None
     if not isinstance(envelope, dict) or (raw_body and body is None):
         raise _refused_agent()
-    signed = agents.SignedRequest(request.method, _request_target(request), body)
+    signed = agent_auth.SignedRequest(request.method, _request_target(request), body)
     name: str = await run_in_threadpool(
-        agents.authenticate, st.vault, envelope=envelope, signature=sig, request=signed
+        agent_auth.authenticate, st.vault, envelope=envelope, signature=sig, request=signed
     )
     return name
 

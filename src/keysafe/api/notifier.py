@@ -26,8 +26,9 @@ from telegram import Bot
 
 from keysafe.errors import KeysafeError
 from keysafe.notify import telegram, webhook
-from keysafe.service import notify, notify_telegram, rotation_due
-from keysafe.service.notify import ChannelType, Claimed, OpenChannel
+from keysafe.service import notify, notify_outbox, notify_telegram, rotation_due
+from keysafe.service.notify import ChannelType, OpenChannel
+from keysafe.service.notify_outbox import Claimed
 from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Notifier:
 
     async def _main(self) -> None:
         released = (
-            await asyncio.to_thread(notify.release_claims, self._vault)
+            await asyncio.to_thread(notify_outbox.release_claims, self._vault)
             if self._release_leases
             else 0
         )
@@ -123,7 +124,7 @@ class Notifier:
         if not self._channels:
             return
         due = await asyncio.to_thread(
-            lambda: notify.claim(self._vault, channels=set(self._channels))
+            lambda: notify_outbox.claim(self._vault, channels=set(self._channels))
         )
         await asyncio.gather(*(self._send_one(http, item) for item in due))
 
@@ -138,9 +139,9 @@ class Notifier:
                 await self._telegram_send(channel, item)
         except Exception as exc:  # any failure of one delivery is that delivery's, retried
             error = self._scrub(f"{type(exc).__name__}: {exc}")
-            await asyncio.to_thread(notify.mark_failed, self._vault, item, error)
+            await asyncio.to_thread(notify_outbox.mark_failed, self._vault, item, error)
             return
-        await asyncio.to_thread(notify.mark_sent, self._vault, item.delivery_id)
+        await asyncio.to_thread(notify_outbox.mark_sent, self._vault, item.delivery_id)
 
     async def _post(self, http: httpx.AsyncClient, channel: OpenChannel, item: Claimed) -> None:
         body = webhook.body(item.delivery_id, item.notice, item.created_at, time.time())
@@ -193,7 +194,7 @@ class Notifier:
         if self._rotation_checked and now - self._rotation_checked < ROTATION_CHECK_S:
             return
         self._rotation_checked = now
-        await asyncio.to_thread(notify.prune, self._vault)
+        await asyncio.to_thread(notify_outbox.prune, self._vault)
         try:
             _, due = await asyncio.to_thread(rotation_due.due, self._vault)
         except KeysafeError as exc:

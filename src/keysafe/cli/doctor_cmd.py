@@ -11,11 +11,12 @@ from keysafe.cli import client, inputs, render
 from keysafe.cli.home import home
 from keysafe.cli.options import JsonFlag, KmsTokenFile
 from keysafe.service import doctor
+from keysafe.service.findings import Status
 
 _STYLE: Final = {
-    doctor.Status.OK: "[green]ok  [/green]",
-    doctor.Status.WARN: "[yellow]WARN[/yellow]",
-    doctor.Status.FAIL: "[bold red]FAIL[/bold red]",
+    Status.OK: "[green]ok  [/green]",
+    Status.WARN: "[yellow]WARN[/yellow]",
+    Status.FAIL: "[bold red]FAIL[/bold red]",
 }
 
 
@@ -59,10 +60,10 @@ def doctor_cmd(
             render.out.print(f"  {_STYLE[f.status]}  {f.check:<{width}}  {escape(f.summary)}")
             if f.fix:
                 render.out.print(f"  {'':4}  {'':<{width}}  [bold]fix:[/bold] {escape(f.fix)}")
-        counts = {s: sum(f.status is s for f in report.findings) for s in doctor.Status}
+        counts = {s: sum(f.status is s for f in report.findings) for s in Status}
         render.out.print(
-            f"{counts[doctor.Status.OK]} ok, {counts[doctor.Status.WARN]} warning(s), "
-            f"{counts[doctor.Status.FAIL]} failure(s)."
+            f"{counts[Status.OK]} ok, {counts[Status.WARN]} warning(s), "
+            f"{counts[Status.FAIL]} failure(s)."
         )
     if not report.ok:
         raise typer.Exit(1)

@@ -13,7 +13,7 @@ from keysafe.cli import inputs, owner, render
 from keysafe.cli.home import home
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
-from keysafe.service import notify, notify_telegram, owner_ops
+from keysafe.service import notify, notify_telegram, owner_notify, owner_ops
 from keysafe.service.context import open_vault
 from keysafe.service.notify import ChannelType, ChannelView
 
@@ -113,7 +113,7 @@ def telegram_pair(
         )
         notify_telegram.pairing_confirm(token, api, found, _read_code())
         view = owner.perform(
-            owner_ops.SetTelegram(
+            owner_notify.SetTelegram(
                 token=owner_ops.wire(token), chat_id=found.chat_id, bot=bot,
                 events=[str(e) for e in chosen], approve_up_to=cap,
             ),
@@ -143,7 +143,7 @@ def webhook_add(
     chosen = notify.parse_events(events)
     notify.check_url(url)  # before the passphrase is asked for
     added = owner.perform(
-        owner_ops.AddWebhook(url=url, events=[str(e) for e in chosen]), passphrase_file
+        owner_notify.AddWebhook(url=url, events=[str(e) for e in chosen]), passphrase_file
     )
     if json_out:
         render.as_json(added.model_dump(mode="json"))
@@ -179,14 +179,14 @@ def notify_remove(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Remove a channel; what was queued for it is dropped (audited)."""
-    owner.perform(owner_ops.RemoveChannel(name=name), passphrase_file)
+    owner.perform(owner_notify.RemoveChannel(name=name), passphrase_file)
     render.plain(f"Channel {name} removed.")
 
 
 @notify_app.command("test")
 def notify_test(passphrase_file: PassphraseFile = None, json_out: JsonFlag = False) -> None:
     """Queue one harmless message for every channel; the running `keysafe serve` sends it."""
-    done = owner.perform(owner_ops.SendTest(), passphrase_file)
+    done = owner.perform(owner_notify.SendTest(), passphrase_file)
     if json_out:
         render.as_json(done.model_dump())
         return

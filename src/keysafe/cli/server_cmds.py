@@ -17,7 +17,7 @@ from keysafe.cli.options import KmsTokenFile, PassphraseFile, Port
 from keysafe.cli.unlocking import unlock as unlock_vault
 from keysafe.errors import KeysafeError, MalformedRequestError
 from keysafe.hosts import is_loopback
-from keysafe.service import epochs, gate
+from keysafe.service import epochs, in_flight
 from keysafe.service.context import Home, open_vault
 from keysafe.vault.vault import Vault
 
@@ -161,9 +161,9 @@ def _settle_last_run(vault: Vault) -> bool:
     runs alone on its database."""
     alone = vault.db.announce_server()
     if alone:
-        recovered = gate.recover(vault)
+        recovered = in_flight.recover(vault)
     else:
-        recovered = gate.Recovered(0, 0, 0)
+        recovered = in_flight.Recovered(0, 0, 0)
         render.note(
             "another keysafe server runs on this database: what a crash may have left open is "
             "settled by the first server that starts alone (docs/postgresql.md)."

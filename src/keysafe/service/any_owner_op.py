@@ -7,12 +7,12 @@ from typing import Annotated
 from pydantic import Field
 
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
+from keysafe.service.owner_notify import AddWebhook, RemoveChannel, SendTest, SetTelegram
 from keysafe.service.owner_ops import (
     AddAgent,
     AddAsset,
     AddChain,
     AddCredential,
-    AddWebhook,
     CreateBackup,
     CreateInvite,
     CreateWallet,
@@ -20,7 +20,6 @@ from keysafe.service.owner_ops import (
     IssuePlaceholder,
     ListWallets,
     PauseAll,
-    RemoveChannel,
     RemoveCredential,
     RemoveData,
     RestoreBackup,
@@ -28,12 +27,10 @@ from keysafe.service.owner_ops import (
     RotateEpochs,
     RotateToken,
     SealRows,
-    SendTest,
     SetAgentStatus,
     SetData,
     SetPolicy,
     SetRotationPolicy,
-    SetTelegram,
 )
 from keysafe.service.owner_signing import (
     SignMessage,

@@ -175,37 +175,8 @@ def approve(
             "A session approval lasts between 1 second and 7 days.",
             next_step="pass --for 15m, 1h or 1d.",
         )
-    now = vault.clock().timestamp()
-    with vault.db.write() as conn:
-        approval_id = store.resolve(conn, approval_id)
-        store.notice_expired(vault, conn, now)
-        pending = store.get(conn, approval_id, now)
-        wrong_words = False
-        if pending.kind is Kind.PAIRING and pending.status is Status.PENDING:
-            if words is None or not words.strip():
-                raise MalformedRequestError(
-                    f"Approval {approval_id} pairs a sidecar: type the four words it shows.",
-                    next_step=f"keysafe approve {approval_id} --words 'w1 w2 w3 w4' (or deny it).",
-                )
-            wrong_words = not pairing.check_words(pending, words)
-        if wrong_words:
-            store.decide(
-                vault, conn, approval_id, Status.DENIED, now,
-                reason="the words the owner typed do not match this pairing's",
-            )  # fmt: skip
-        else:
-            if grant_seconds is not None and not pending.grantable:
-                raise MalformedRequestError(
-                    f"Approval {approval_id} cannot be approved for a while: the owner decides "
-                    "this kind of request every time (or no rule asked about it), so a grant "
-                    "would never apply. Nothing was approved.",
-                    next_step="approve it once (without --for), or deny it.",
-                )
-            approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
-            if grant_seconds is not None:
-                intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})
-                store.add_grant(vault, conn, approval, shape_of(intent), grant_seconds, now)
-    if wrong_words:
+    approval_id, approval = _mark_executing(vault, approval_id, grant_seconds, words)
+    if approval is None:
         raise MalformedRequestError(
             "Those are not the words this pairing shows, so it is denied: the sidecar may be "
             "talking to someone else, or the words were mistyped.",
@@ -227,6 +198,54 @@ def approve(
     _finish(vault, approval_id, status, result)
     logger.info("approval %s executed: %s", approval_id, status)
     return get(vault, approval_id)
+
+
+def _mark_executing(
+    vault: Vault, approval_id: str, grant_seconds: int | None, words: str | None
+) -> tuple[str, Approval | None]:
+    """In one write transaction: the approval's whole id, and the approval marked executing
+    (with its grant, if one was asked for); None when a pairing's words were wrong (it is then
+    denied, and stays denied)."""
+    now = vault.clock().timestamp()
+    with vault.db.write() as conn:
+        approval_id = store.resolve(conn, approval_id)
+        store.notice_expired(vault, conn, now)
+        pending = store.get(conn, approval_id, now)
+        if _wrong_words(pending, approval_id, words):
+            store.decide(
+                vault, conn, approval_id, Status.DENIED, now,
+                reason="the words the owner typed do not match this pairing's",
+            )  # fmt: skip
+            return approval_id, None
+        if grant_seconds is not None and not pending.grantable:
+            raise MalformedRequestError(
+                f"Approval {approval_id} cannot be approved for a while: the owner decides "
+                "this kind of request every time (or no rule asked about it), so a grant "
+                "would never apply. Nothing was approved.",
+                next_step="approve it once (without --for), or deny it.",
+            )
+        approval = store.decide(vault, conn, approval_id, Status.EXECUTING, now)
+        if grant_seconds is not None:
+            intent = Intent.model_validate(approval.request.get("intent") or {"action": "?"})
+            store.add_grant(vault, conn, approval, shape_of(intent), grant_seconds, now)
+    return approval_id, approval
+
+
+def _wrong_words(pending: Approval, approval_id: str, words: str | None) -> bool:
+    """Whether the owner typed other words than a pending pairing shows (other approvals take
+    no words).
+
+    Raises:
+        MalformedRequestError: a pending pairing, and no words.
+    """
+    if pending.kind is not Kind.PAIRING or pending.status is not Status.PENDING:
+        return False
+    if words is None or not words.strip():
+        raise MalformedRequestError(
+            f"Approval {approval_id} pairs a sidecar: type the four words it shows.",
+            next_step=f"keysafe approve {approval_id} --words 'w1 w2 w3 w4' (or deny it).",
+        )
+    return not pairing.check_words(pending, words)
 
 
 def _finish(vault: Vault, approval_id: str, status: Status, result: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from keysafe.service import sealed_state, threshold
 from keysafe.service.context import open_database
 from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
+from keysafe.store.db import Database
 from keysafe.vault import backup as fmt
 from keysafe.vault import hierarchy
 from keysafe.vault.home import Home
@@ -336,11 +337,7 @@ def restore_new(
         master = hierarchy.master_from_entropy(entropy.reveal())
         phrase_key = hierarchy.phrase_seal_key(entropy.reveal())
     with master:
-        if hierarchy.vault_id_for(master) != header.vault_id:
-            raise WrongRecoveryPhraseError(
-                "That recovery phrase is not the one of the vault this backup was made from.",
-                next_step="use the phrase shown when that vault was created.",
-            )
+        _check_phrase_is_the_vaults(master, header)
         with _restore_key(header, master, phrase_key) as key:
             header, payload = fmt.open_backup(key, blob)
         _check_payload(header.vault_id, payload)
@@ -354,36 +351,70 @@ def restore_new(
                     conn=conn, with_first_epoch=False,
                     phrase_pub=hierarchy.public_bytes(phrase_key), blobs=blobs,
                 )  # fmt: skip
-                _replace_data(conn, payload, stow=vault.stow_row)
-                for row in payload["audit"]:
-                    conn.execute(insert(t.audit).values(**row))
-                if payload["audit"]:
-                    last = payload["audit"][-1]
-                    conn.execute(
-                        update(t.vault).values(
-                            audit_head_seq=last["seq"], audit_head_hash=last["hash"],
-                            created_at=payload["vault"]["created_at"],
-                        )
-                    )  # fmt: skip
-                # The backup's epoch keys open with the phrase; the new passphrase gets its
-                # own sealed copies.
-                vault.adopt_epochs(conn, phrase_key)
-                vault.rewrap(conn, new_passphrase, kdf)
-                _check_records_open(vault, conn)
-                paused = _pause_agents(vault, conn)
-                held = threshold.hold_restored(vault, conn)
-                vault.audit(
-                    conn, actor="owner", action="backup.restore",
-                    target=f"vault:{vault.vault_id}", outcome="success",
-                    details={"records": header.records, "entries": header.entries,
-                             "from_empty_home": True, "agents_paused": ",".join(paused),
-                             "threshold_wallets_held": ",".join(held)},
-                )  # fmt: skip
+                _fill(vault, conn, header, payload, phrase_key, new_passphrase, kdf)
         except BaseException:
-            db.close()
-            if home.database_url is None:  # PostgreSQL: the failed transaction left nothing
-                for suffix in ("", "-wal", "-shm"):
-                    home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)
+            _discard(home, db)
             raise
     logger.info("vault %s rebuilt from backup (%d records)", vault.vault_id, header.records)
     return vault, header
+
+
+def _fill(
+    vault: Vault,
+    conn: Connection,
+    header: fmt.BackupHeader,
+    payload: dict[str, Any],
+    phrase_key: X25519PrivateKey,
+    new_passphrase: SecretBytes,
+    kdf: Argon2Params,
+) -> None:
+    """A vault just made from a backup's master key gets the backup's contents, in the same
+    transaction: records, audit log, epoch keys (open with the phrase, rewrapped for the new
+    passphrase), and its agents paused."""
+    _replace_data(conn, payload, stow=vault.stow_row)
+    _restore_audit_log(conn, payload)
+    # The backup's epoch keys open with the phrase; the new passphrase gets its
+    # own sealed copies.
+    vault.adopt_epochs(conn, phrase_key)
+    vault.rewrap(conn, new_passphrase, kdf)
+    _check_records_open(vault, conn)
+    paused = _pause_agents(vault, conn)
+    held = threshold.hold_restored(vault, conn)
+    vault.audit(
+        conn, actor="owner", action="backup.restore",
+        target=f"vault:{vault.vault_id}", outcome="success",
+        details={"records": header.records, "entries": header.entries,
+                 "from_empty_home": True, "agents_paused": ",".join(paused),
+                 "threshold_wallets_held": ",".join(held)},
+    )  # fmt: skip
+
+
+def _check_phrase_is_the_vaults(master: SecretBytes, header: fmt.BackupHeader) -> None:
+    if hierarchy.vault_id_for(master) != header.vault_id:
+        raise WrongRecoveryPhraseError(
+            "That recovery phrase is not the one of the vault this backup was made from.",
+            next_step="use the phrase shown when that vault was created.",
+        )
+
+
+def _restore_audit_log(conn: Connection, payload: dict[str, Any]) -> None:
+    """The backup's audit entries as they were, and the vault's audit head and creation time
+    to match, so the restored log verifies as one chain."""
+    for row in payload["audit"]:
+        conn.execute(insert(t.audit).values(**row))
+    if payload["audit"]:
+        last = payload["audit"][-1]
+        conn.execute(
+            update(t.vault).values(
+                audit_head_seq=last["seq"], audit_head_hash=last["hash"],
+                created_at=payload["vault"]["created_at"],
+            )
+        )  # fmt: skip
+
+
+def _discard(home: Home, db: Database) -> None:
+    """A restore that failed leaves no database behind: the home stays empty."""
+    db.close()
+    if home.database_url is None:  # PostgreSQL: the failed transaction left nothing
+        for suffix in ("", "-wal", "-shm"):
+            home.db_path.with_name(home.db_path.name + suffix).unlink(missing_ok=True)

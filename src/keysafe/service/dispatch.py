@@ -79,8 +79,7 @@ def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> 
 
 def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str, Any]:
     return proxy.http_request(
-        vault, agent, r.credential, r.method, r.url, headers=r.headers, body=r.body,
-        body_base64=r.body_base64, approval_id=how.approval_id, dry_run=how.dry_run,
+        vault, agent, r, approval_id=how.approval_id, dry_run=how.dry_run
     ).to_dict()  # fmt: skip
 
 

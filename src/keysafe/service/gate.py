@@ -5,9 +5,9 @@ threshold wallet.
 Order (DESIGN.md "One request, end to end"), the same for every action:
 
 1. agent status: revoked, paused or pause-all refuse before anything else is looked at;
-2. idempotency: a key seen before with the same exact bytes returns the stored result (never a
-   second signature); with other bytes it is IDEMPOTENCY_CONFLICT; while the first request still
-   runs it is REQUEST_IN_PROGRESS (retry with the same key);
+2. idempotency (service/idempotency.py): a key seen before with the same exact bytes returns
+   the stored result (never a second signature); with other bytes it is IDEMPOTENCY_CONFLICT;
+   while the first request still runs it is REQUEST_IN_PROGRESS (retry with the same key);
 3. decide (the policy engine, with the owner's grants for this request's shape);
 4. reserve the spend, in the transaction that decided, so two requests never share a limit;
 5. park on ask: an identical request already pending gets that approval back;
@@ -27,55 +27,44 @@ Two ways through, chosen by `Request.reaches_out`:
 - an act that reaches the network (broadcast, a proxied HTTP call) must not hold the write lock
   while it waits, so the spend is reserved and the idempotency record written (state in flight)
   in the deciding transaction, and settled in a second one; a crash between them never leaves a
-  committed spend whose key advises a second payment, and `recover` finishes whatever it left.
+  committed spend whose key advises a second payment, and `in_flight.recover` finishes whatever
+  it left.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Generic, TypedDict, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection
 
 from keysafe import approvals
 from keysafe.approvals import DELIVERED_ON_COLLECT, Approval, Kind, Status
 from keysafe.crypto import jcs
 from keysafe.errors import (
     BudgetExceededError,
-    ErrorCode,
-    IdempotencyConflictError,
-    KeysafeError,
     MalformedRequestError,
     PolicyDeniedError,
-    RequestInProgressError,
 )
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
 from keysafe.policy.reasons import Reason
 from keysafe.policy.rules import Policy
-from keysafe.service import notify, policies
+from keysafe.service import idempotency, in_flight, notify, policies
 from keysafe.service.registry import load_registry
+from keysafe.service.request_audit import audit_decision, audit_outcome
 from keysafe.store import ledger
-from keysafe.store import tables as t
-from keysafe.vault.vault import Vault, iso
+from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-# Kinds whose act may have reached a chain before a crash: their reservations are kept (counted)
-# by `recover`, because the transaction may be on its way; the others are released.
-_MAY_HAVE_LEFT: Final = frozenset({Kind.SEND_TRANSACTION, Kind.TRANSFER})
-_IN_FLIGHT: Final = "in_flight"
-_DONE: Final = "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,26 +169,10 @@ def admit(vault: Vault, req: Request) -> Admission:
         admission = _admit(vault, conn, req, now)
         if admission.allowed:
             _book(conn, req, admission, now, state="reserved")
-            conn.execute(
-                insert(t.inflight).values(
-                    request_id=admission.request_id, agent=req.agent, kind=str(req.kind),
-                    idempotency_key=req.idempotency_key, started_at=now.timestamp(),
-                )
-            )  # fmt: skip
-            _remember(conn, req, now, {"state": _IN_FLIGHT, "request_id": admission.request_id})
+            rid = admission.request_id
+            in_flight.start(conn, rid, req.agent, req.kind, req.idempotency_key, now)
+            _remember(conn, req, now, {"state": idempotency.IN_FLIGHT, "request_id": rid})
     return admission
-
-
-def new_request_id(now: datetime) -> str:
-    """32 hex characters: `now` in milliseconds (12), then 80 random bits (20).
-
-    Each signature inserts its id into the ledger's request-id index. Random ids land on a
-    random page of an index that grows with history, so every commit wrote (and every WAL
-    checkpoint copied) one more distinct page the longer the past; ids made one after another
-    sort together and share the page the previous one dirtied. The random part keeps an id
-    unguessable; nothing orders requests by it.
-    """
-    return f"{max(0, int(now.timestamp() * 1000)):012x}{secrets.token_hex(10)}"
 
 
 def _refuse_own_time(req: Request) -> None:
@@ -219,18 +192,18 @@ def _admit(vault: Vault, conn: Connection, req: Request, now: datetime) -> Admis
     state, policy = policies.agent_state(vault, conn, req.agent, verify=True)
     stopped = engine.status_refusal(state)
     if stopped is None and req.idempotency_key is not None:
-        earlier = _earlier(conn, vault, req, fp)
+        earlier = _earlier(conn, vault, req, req.idempotency_key, fp)
         if earlier is not None:
             return earlier
     decision = stopped or _decide(conn, req, policy, state, now, writable=True)
-    request_id = new_request_id(now)
-    _audit_decision(vault, conn, req, decision, request_id, fp)
+    request_id = in_flight.new_request_id(now)
+    audit_decision(vault, conn, req.agent, req.intent, decision, request_id, fp)
     if decision.outcome == "deny":
         notify.on_deny(vault, conn, req.agent, req.kind, req.intent, decision.rule)
         return Admission(decision, request_id)
     if decision.outcome == "ask" or (req.always_ask and not req.approved):
         parked = _park(vault, conn, req, decision, fp, now.timestamp())
-        _remember(conn, req, now, {"state": _DONE, "approval_id": parked.approval.id})
+        _remember(conn, req, now, {"state": idempotency.DONE, "approval_id": parked.approval.id})
         return Admission(decision, request_id, parked=parked)
     return Admission(decision, request_id)
 
@@ -266,20 +239,11 @@ def settle(
         changed = ledger.settle(
             conn, req.agent, request_id, state="committed" if commit else "released"
         )
-        # The key comes from the in-flight row, so settling needs only the request id.
-        key = conn.execute(
-            select(t.inflight.c.idempotency_key).where(
-                t.inflight.c.request_id == request_id, t.inflight.c.agent == req.agent
-            )
-        ).scalar()
-        conn.execute(delete(t.inflight).where(t.inflight.c.request_id == request_id))
-        if key is not None:
-            where = (t.idempotency.c.agent == req.agent, t.idempotency.c.key == key)
-            if ok:
-                value = {"state": _DONE, "request_id": request_id, "result": result}
-                conn.execute(update(t.idempotency).where(*where).values(result=json.dumps(value)))
-            else:
-                conn.execute(delete(t.idempotency).where(*where))
+        key = in_flight.end(conn, req.agent, request_id)
+        if key is not None and ok:
+            idempotency.finish(conn, req.agent, key, request_id, result)
+        elif key is not None:
+            idempotency.forget(conn, req.agent, key)
         _outcome(vault, conn, req, request_id, facts=facts, view=view, failure=failure)
     return changed
 
@@ -300,12 +264,9 @@ def _outcome(
         # The approval's answer commits with the spend: a crash can never leave a committed
         # signature whose approval says it failed (a value is never stored: it is handed over).
         approvals.set_result(conn, req.approval_id, Status.APPROVED, view)
-    code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
-    vault.audit(
-        conn, actor=f"agent:{req.agent}", action=req.audit_action, target=req.target,
-        outcome="success" if ok else "failure",
-        details={"agent": req.agent, "request_id": request_id, **req.facts,
-                 **dict(facts or {}), **({} if ok else {"code": code})},
+    audit_outcome(
+        vault, conn, req.agent, action=req.audit_action, target=req.target,
+        facts={"request_id": request_id, **req.facts, **dict(facts or {})}, failure=failure,
     )  # fmt: skip
 
 
@@ -391,7 +352,7 @@ def _run_in_one_transaction(
                 _outcome(vault, conn, req, rid, facts=None, view=None, failure=exc)
             else:
                 _book(conn, req, admission, now, state="committed")
-                _remember(conn, req, now, {"state": _DONE, "request_id": rid,
+                _remember(conn, req, now, {"state": idempotency.DONE, "request_id": rid,
                                            "result": codec.dump(result)})  # fmt: skip
                 _outcome(
                     vault, conn, req, rid,
@@ -470,30 +431,11 @@ def preview_approved(vault: Vault, agent: str, intent: Intent) -> engine.Decisio
         )
 
 
-def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission | None:
+def _earlier(conn: Connection, vault: Vault, req: Request, key: str, fp: str) -> Admission | None:
     """The stored answer for a repeated idempotency key, or None when the key is new."""
-    row = conn.execute(
-        select(t.idempotency).where(
-            t.idempotency.c.agent == req.agent, t.idempotency.c.key == req.idempotency_key
-        )
-    ).first()
-    if row is None:
+    stored = idempotency.earlier(conn, req.agent, key, fp)
+    if stored is None:
         return None
-    key = str(req.idempotency_key)[:60]
-    if row.fingerprint != fp:
-        raise IdempotencyConflictError(
-            f"Idempotency key '{key}' was used before for a different request; nothing was "
-            "signed or sent for this one.",
-            next_step="use a new idempotency key for a new request (the same key only repeats "
-            "exactly the same request).",
-        )
-    stored = json.loads(row.result)
-    if stored.get("state") == _IN_FLIGHT:
-        raise RequestInProgressError(
-            f"The request with idempotency key '{key}' is still being processed.",
-            next_step="retry with the same idempotency key in a moment; it returns the first "
-            "request's result once that is done, and never signs twice.",
-        )
     replayed = engine.Decision("allow", None, None, "The first request with this key.")
     if stored.get("approval_id"):
         now = vault.clock().timestamp()
@@ -503,14 +445,7 @@ def _earlier(conn: Connection, vault: Vault, req: Request, fp: str) -> Admission
 
 
 def _remember(conn: Connection, req: Request, now: datetime, value: dict[str, Any]) -> None:
-    if req.idempotency_key is None:
-        return
-    conn.execute(
-        insert(t.idempotency).values(
-            agent=req.agent, key=req.idempotency_key, fingerprint=req.fingerprint,
-            result=json.dumps(value), created_at=iso(now),
-        )
-    )  # fmt: skip
+    idempotency.remember(conn, req.agent, req.idempotency_key, req.fingerprint, now, value)
 
 
 def _park(
@@ -543,25 +478,6 @@ def _park(
     return Parked(approval, req.intent)
 
 
-def _audit_decision(
-    vault: Vault,
-    conn: Connection,
-    req: Request,
-    decision: engine.Decision,
-    request_id: str,
-    fp: str,
-) -> None:
-    intent = req.intent
-    vault.audit(
-        conn, actor=f"agent:{req.agent}", action=f"decide.{intent.action}",
-        target=f"agent:{req.agent}", outcome=decision.outcome,
-        details={"agent": req.agent, "rule": decision.rule, "code": decision.code,
-                 "chain": str(intent.chain) if intent.chain is not None else None,
-                 "wallet": intent.wallet, "amount": intent.amount, "fee": intent.fee,
-                 "recipient": intent.to, "request_id": request_id, "intent": fp},
-    )  # fmt: skip
-
-
 def raise_denied(decision: engine.Decision, agent: str) -> None:
     """Turn a deny into the error every surface shows: BUDGET_EXCEEDED for a window or count
     limit, POLICY_DENIED otherwise; the decision's own code and rule ride along as facts."""
@@ -582,89 +498,3 @@ def raise_denied(decision: engine.Decision, agent: str) -> None:
         f"(`keysafe policy show {agent}`).",
         **facts,
     )
-
-
-# -- after a crash --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    released: int  # requests whose reservation was released (nothing left the vault)
-    kept: int  # requests whose reservation was kept (a transaction may have been broadcast)
-    approvals_failed: int  # approvals that were executing when the process died
-
-    def to_dict(self) -> dict[str, int]:
-        return {"released": self.released, "kept": self.kept,
-                "approvals_failed": self.approvals_failed}  # fmt: skip
-
-
-def recover(vault: Vault) -> Recovered:
-    """Finish what a crash left open; `keysafe serve` runs this before it answers anyone.
-
-    Every request between decision and settlement is settled: a send keeps its reservation (its
-    transaction may be on the chain: counting it errs on the owner's side), anything else is
-    released (its signature never left the vault). Its idempotency key is freed, so the agent's
-    retry with the same key runs again: for a transaction that is the same bytes, which a chain
-    accepts once. Approvals still `executing` fail with a message saying so. Works locked; each
-    step is audited.
-    """
-    released = kept = failed = 0
-    with vault.db.write() as conn:
-        for row in conn.execute(select(t.inflight)).all():
-            keep = row.kind in _MAY_HAVE_LEFT
-            ledger.settle(
-                conn, row.agent, row.request_id, state="committed" if keep else "released"
-            )
-            if row.idempotency_key is not None:
-                conn.execute(
-                    delete(t.idempotency).where(
-                        t.idempotency.c.agent == row.agent,
-                        t.idempotency.c.key == row.idempotency_key,
-                    )
-                )
-            conn.execute(delete(t.inflight).where(t.inflight.c.request_id == row.request_id))
-            vault.audit(
-                conn, actor="system", action="request.recover", target=f"agent:{row.agent}",
-                outcome="success",
-                details={"agent": row.agent, "request_id": row.request_id, "kind": row.kind,
-                         "state": "kept" if keep else "released"},
-            )  # fmt: skip
-            kept, released = kept + keep, released + (not keep)
-        # Reservations no in-flight row explains (written before schema 0006): nothing can finish
-        # them, so they are released rather than eating the window for ever.
-        orphans = conn.execute(
-            select(t.ledger.c.agent, t.ledger.c.request_id)
-            .where(t.ledger.c.state == "reserved")
-            .distinct()
-        ).all()
-        for o in orphans:
-            ledger.settle(conn, o.agent, o.request_id, state="released")
-            vault.audit(
-                conn, actor="system", action="request.recover", target=f"agent:{o.agent}",
-                outcome="success",
-                details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
-            )  # fmt: skip
-            released += 1
-        executing = conn.execute(
-            select(t.approvals.c.id, t.approvals.c.agent).where(
-                t.approvals.c.status == Status.EXECUTING
-            )
-        ).all()
-        for a in executing:
-            approvals.set_result(
-                conn, a.id, Status.FAILED,
-                {"error": {"code": ErrorCode.INTERNAL,
-                           "message": "keysafe restarted while this approved request ran; "
-                           "nothing was returned.",
-                           "next": "ask again (a transaction with the same bytes is accepted "
-                           "by its chain once)."}},
-            )  # fmt: skip
-            vault.audit(
-                conn, actor="system", action="approval.fail", target=f"approval:{a.id}",
-                outcome="failure", details={"agent": a.agent, "request_id": a.id},
-            )  # fmt: skip
-            failed += 1
-    result = Recovered(released, kept, failed)
-    if released or kept or failed:
-        logger.warning("recovered after a crash: %s", result.to_dict())
-    return result

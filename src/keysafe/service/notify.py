@@ -1,4 +1,4 @@
-"""Notifications: the owner's channels, the events they subscribe to, and the outbox.
+"""Notifications: the owner's channels, the events they subscribe to, and queueing them.
 
 Rules this module enforces:
 - A channel is a sealed record of kind `notify`: the webhook's signing secret, the Telegram bot
@@ -8,11 +8,8 @@ Rules this module enforces:
 - `emit` enqueues one outbox row per subscribed channel *in the caller's transaction*: a
   notification exists exactly when the event it reports was committed. A row holds only the
   `Notice` (notify/notice.py), never a secret.
-- The server's sender `claim`s due rows under a write transaction with a lease, sends, then
-  `mark_sent`s them. A send a crash cuts (kill -9) is sent again after a restart with the same
-  delivery id (receivers dedupe on it); nothing queued is ever lost. A failed send is tried
-  MAX_TRIES times in all, with exponential backoff and jitter, then recorded as a dead letter
-  in the audit log.
+- The server's sender takes queued rows from the outbox (service/notify_outbox.py), sends them
+  and marks them sent or failed.
 - Alerts are emitted where their event happens, one call each: `emit` for approvals (gate,
   pairing), `on_deny` for denials (and the anomaly: ANOMALY_DENIALS denials of one agent within
   ANOMALY_WINDOW_S), `emit_alone` for events written in their own transaction (a failed unlock,
@@ -23,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import secrets
 from dataclasses import dataclass
@@ -33,7 +29,7 @@ from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from keysafe.approvals import Approval, Kind
 from keysafe.crypto.secret import SecretBytes
@@ -56,30 +52,23 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "ANOMALY_DENIALS",
-    "MAX_TRIES",
     "SUBSCRIBABLE",
     "Cap",
     "ChannelType",
     "ChannelView",
-    "Claimed",
     "OpenChannel",
     "WebhookAdded",
     "add_webhook",
     "check_url",
-    "claim",
     "emit",
     "emit_alone",
     "emit_safely",
     "list_channels",
-    "mark_failed",
-    "mark_sent",
     "on_approval",
     "on_deny",
     "open_channels",
     "parse_cap",
     "parse_events",
-    "prune",
-    "release_claims",
     "remove_channel",
     "send_test",
     "set_telegram",
@@ -89,14 +78,10 @@ __all__ = [
 KIND: Final = "notify"  # the records' kind
 TELEGRAM: Final = "telegram"  # the one Telegram channel's record name
 check_url = webhook.check_url  # for the CLI, to refuse a URL before asking for the passphrase
-MAX_TRIES: Final = 3
-BACKOFF_S: Final = 2.0  # before the 2nd try; doubled before each next one, plus up to 50% jitter
-LEASE_S: Final = 60.0  # a claimed row is not claimed again before this (unless released)
 ANOMALY_DENIALS: Final = 5
 ANOMALY_WINDOW_S: Final = 60
 ANOMALY_SCAN: Final = 500  # newest audit entries the anomaly count reads
 ROTATION_EVERY: Final = timedelta(hours=24)  # at most one rotation_due alert a day
-KEEP: Final = timedelta(days=7)  # sent and dead notifications, and used buttons, are kept this long
 
 
 class ChannelType(StrEnum):
@@ -473,107 +458,6 @@ def note_rotation_due(vault: Vault, due: int, what: str) -> int:
         ))  # fmt: skip
 
 
-# -- the outbox --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One queued notification the sender holds the lease on."""
-
-    delivery_id: str
-    channel: str
-    notice: Notice
-    attempt: int  # 1 for the first try
-    created_at: float
-
-
-def claim(vault: Vault, *, channels: set[str], limit: int = 20) -> list[Claimed]:
-    """Take the lease on up to `limit` due rows for `channels` (the ones the sender can open),
-    under a write transaction, so two senders never hold one row at the same time."""
-    now = vault.clock().timestamp()
-    q = t.notify_queue
-    with vault.db.write() as conn:
-        rows = conn.execute(
-            select(q)
-            .where(
-                q.c.state == "queued",
-                q.c.next_at <= now,
-                q.c.channel.in_(sorted(channels)),
-                (q.c.claimed_until.is_(None)) | (q.c.claimed_until < now),
-            )
-            .order_by(q.c.id)
-            .limit(limit)
-        ).all()
-        out: list[Claimed] = []
-        for r in rows:
-            conn.execute(
-                update(q).where(q.c.id == r.id)
-                .values(claimed_until=now + LEASE_S, attempts=r.attempts + 1)
-            )  # fmt: skip
-            out.append(
-                Claimed(r.delivery_id, r.channel, Notice.model_validate_json(r.notice),
-                        r.attempts + 1, r.created_at)
-            )  # fmt: skip
-    return out
-
-
-def mark_sent(vault: Vault, delivery_id: str) -> None:
-    now = vault.clock().timestamp()
-    with vault.db.write() as conn:
-        conn.execute(
-            update(t.notify_queue)
-            .where(t.notify_queue.c.delivery_id == delivery_id)
-            .values(state="sent", sent_at=now, claimed_until=None)
-        )
-
-
-def mark_failed(vault: Vault, item: Claimed, error: str) -> bool:
-    """Record a failed try: retried later (backoff with jitter), or after MAX_TRIES a dead
-    letter in the audit log. `error` must hold no secret (the sender scrubs it). Returns True
-    when the notification is dead."""
-    now = vault.clock().timestamp()
-    dead = item.attempt >= MAX_TRIES
-    q = t.notify_queue
-    with vault.db.write() as conn:
-        if dead:
-            conn.execute(
-                update(q).where(q.c.delivery_id == item.delivery_id)
-                .values(state="dead", claimed_until=None)
-            )  # fmt: skip
-            vault.audit(
-                conn, actor="system", action="notify.dead_letter",
-                target=f"notify:{item.channel}", outcome="failure",
-                details={"delivery_id": item.delivery_id, "event": str(item.notice.event),
-                         "attempts": item.attempt, "error": error[:200]},
-            )  # fmt: skip
-        else:
-            delay = BACKOFF_S * 2 ** (item.attempt - 1) * (1 + random.random() / 2)  # noqa: S311 - jitter, not a secret
-            conn.execute(
-                update(q).where(q.c.delivery_id == item.delivery_id)
-                .values(next_at=now + delay, claimed_until=None)
-            )  # fmt: skip
-    logger.warning(
-        "notification %s to %s failed (try %d): %s", item.delivery_id, item.channel,
-        item.attempt, error[:200],
-    )  # fmt: skip
-    return dead
-
-
-def release_claims(vault: Vault) -> int:
-    """At the server's start: leases a killed sender held end now, so what it was sending goes
-    out again at once, under the same delivery id. Returns how many."""
-    with vault.db.write() as conn:
-        return int(
-            conn.execute(
-                update(t.notify_queue)
-                .where(
-                    t.notify_queue.c.state == "queued", t.notify_queue.c.claimed_until.isnot(None)
-                )
-                .values(claimed_until=None)
-            ).rowcount
-        )
-
-
 def note_unlock_failure(vault: Vault, *, throttled: bool) -> int:
     """Queue the unlock_failure alert for an attempt the vault refused (already audited)."""
     return emit_safely(vault, alert(
@@ -595,16 +479,3 @@ def unlock_watched(vault: Vault, passphrase: SecretBytes) -> None:
     except (WrongPassphraseError, UnlockThrottledError) as exc:
         note_unlock_failure(vault, throttled=isinstance(exc, UnlockThrottledError))
         raise
-
-
-def prune(vault: Vault) -> int:
-    """Forget what no longer matters: notifications sent or dead, and buttons, older than
-    KEEP (the audit log keeps the dead letters). Returns how many rows went."""
-    before = (vault.clock() - KEEP).timestamp()
-    q, b = t.notify_queue, t.notify_buttons
-    with vault.db.write() as conn:
-        gone = conn.execute(
-            delete(q).where(q.c.state.in_(("sent", "dead")), q.c.created_at < before)
-        ).rowcount
-        gone += conn.execute(delete(b).where(b.c.created_at < before)).rowcount
-    return int(gone)

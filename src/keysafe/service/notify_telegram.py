@@ -164,7 +164,6 @@ def press(
     if not data.startswith(PREFIX):
         return Pressed(answer="keysafe does not know this button.")
     nonce_hash = _hash(data[len(PREFIX) :])
-    now = vault.clock().timestamp()
     with vault.db.read() as conn:
         button = conn.execute(
             select(t.notify_buttons).where(t.notify_buttons.c.nonce_hash == nonce_hash)
@@ -179,6 +178,26 @@ def press(
             answer="The vault is locked, so nothing can be approved. Unlock it (keysafe unlock "
             "or the web page), then press Approve again."
         )
+    current = _spend(vault, nonce_hash, approval_id)
+    if current is None:
+        _refuse(vault, chat_id, "button used before", approval_id)
+        return Pressed(answer="This button was already used; nothing was done.")
+    refused = _stale(vault, chat_id, current, str(button.digest))
+    if refused is not None:
+        return refused
+    if button.action == "deny":
+        approvals.deny(vault, approval_id, reason="denied by the owner from Telegram")
+        return Pressed(answer="Denied.", edit="Denied from Telegram.")
+    if not may_approve(current, cap):
+        _refuse(vault, chat_id, "over the Telegram cap", approval_id)
+        return Pressed(answer="Approve this on the web page or with the CLI; nothing was done.")
+    return _approve(vault, approval_id)
+
+
+def _spend(vault: Vault, nonce_hash: str, approval_id: str) -> Approval | None:
+    """Use up the button (and its message's other button); returns its approval as it is now,
+    or None when the button was used before."""
+    now = vault.clock().timestamp()
     with vault.db.write() as conn:
         spent = conn.execute(
             update(t.notify_buttons)
@@ -196,27 +215,29 @@ def press(
                        t.notify_buttons.c.used_at.is_(None))
                 .values(used_at=now)
             )  # fmt: skip
-    if current is None:
-        _refuse(vault, chat_id, "button used before", approval_id)
-        return Pressed(answer="This button was already used; nothing was done.")
+    return current
+
+
+def _stale(vault: Vault, chat_id: int, current: Approval, digest: str) -> Pressed | None:
+    """The answer to a press that comes too late: the approval was decided, or its request
+    changed since the message (each audited); None when the press stands."""
+    approval_id = current.id
     if current.status is not Status.PENDING:
         _refuse(vault, chat_id, f"approval {current.status}", approval_id)
         return Pressed(
             answer=f"This request is already {current.status}; nothing was done.",
             edit=f"Already {current.status}.",
         )
-    if not hmac.compare_digest(_digest(current), str(button.digest)):
+    if not hmac.compare_digest(_digest(current), digest):
         _refuse(vault, chat_id, "request changed", approval_id)
         return Pressed(
             answer="This request changed since the message was sent; nothing was done. "
             "Decide on the web page or with the CLI."
         )
-    if button.action == "deny":
-        approvals.deny(vault, approval_id, reason="denied by the owner from Telegram")
-        return Pressed(answer="Denied.", edit="Denied from Telegram.")
-    if not may_approve(current, cap):
-        _refuse(vault, chat_id, "over the Telegram cap", approval_id)
-        return Pressed(answer="Approve this on the web page or with the CLI; nothing was done.")
+    return None
+
+
+def _approve(vault: Vault, approval_id: str) -> Pressed:
     try:
         done = approvals.approve(vault, approval_id)
     except KeysafeError as exc:

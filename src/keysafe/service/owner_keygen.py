@@ -24,8 +24,6 @@ class KeygenStart(Op[KeygenView]):
     agent: str
     recovery_key: str
 
-    result = KeygenView
-
     def run(self, vault: Vault) -> KeygenView:
         return keygen.start(vault, self.wallet, self.chain, self.agent, self.recovery_key)
 
@@ -40,8 +38,6 @@ class ReshareStart(Op[KeygenView]):
     recovery_key: str
     rebuild: Rebuild | None = None  # agent + recovery on a vault with no record of the wallet
 
-    result = KeygenView
-
     def run(self, vault: Vault) -> KeygenView:
         return keygen.start_reshare(
             vault, self.wallet, self.quorum, self.recovery_key, rebuild=self.rebuild
@@ -54,8 +50,6 @@ class KeygenExchange(Op[KeygenView]):
     kind: Literal["wallet.keygen-exchange"] = "wallet.keygen-exchange"
     keygen_id: str
     post: KeygenPost
-
-    result = KeygenView
 
     def run(self, vault: Vault) -> KeygenView:
         return keygen.exchange(vault, self.keygen_id, RECOVERY, self.post)

@@ -6,7 +6,8 @@ passphrase is not asked for again (issue 14, item 10). Both sides call `Op.run` 
 vault, so a command behaves the same either way: one place for each rule, and the server route is
 one line. Each operation names its result type, which is also how the CLI reads the server's answer.
 The owner's signing operation is in `owner_signing` (it loads the chains' signing libraries,
-which the CLI's other commands do not need), and `any_owner_op` names them all for the server.
+which the CLI's other commands do not need), the key ceremonies' in `owner_keygen`, the
+notification channels' in `owner_notify`, and `any_owner_op` names them all for the server.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from keysafe.service import (
     credentials,
     data,
     epochs,
-    notify,
     pairing,
     placeholders,
     policies,
@@ -40,7 +40,6 @@ from keysafe.service.agents import AgentView
 from keysafe.service.credentials import CredentialView
 from keysafe.service.data import DataView
 from keysafe.service.models import Attachment, DataClass
-from keysafe.service.notify import Cap, ChannelView, WebhookAdded
 from keysafe.service.rotation_due import DueRotation
 from keysafe.service.sealed_state import StateRow
 from keysafe.service.wallets import WalletView
@@ -124,7 +123,12 @@ def wire(secret: SecretBytes) -> SecretStr:
     return SecretStr(base64.b64encode(bytes(secret.reveal())).decode())
 
 
-def _unwired(value: SecretStr, what: str) -> SecretBytes:
+def unwired(value: SecretStr, what: str) -> SecretBytes:
+    """The secret a WireSecret carries, for the caller to wipe.
+
+    Raises:
+        MalformedRequestError: it is not base64.
+    """
     try:
         raw = base64.b64decode(value.get_secret_value(), validate=True)
     except (binascii.Error, ValueError):
@@ -135,12 +139,39 @@ def _unwired(value: SecretStr, what: str) -> SecretBytes:
 
 
 class Op(BaseModel, Generic[R]):
-    """One change the owner makes; `run` needs the vault unlocked."""
+    """One change the owner makes; `run` needs the vault unlocked. Its result type is the one
+    it is declared with (`class AddAgent(Op[AgentAdded])`), kept in `result` for the caller
+    that reads the answer back from the server."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     result: ClassVar[type[Any]]
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for base in cls.__mro__:
+            declared = getattr(base, "__pydantic_generic_metadata__", None)
+            if declared and declared["origin"] is Op and declared["args"]:
+                cls.result = declared["args"][0]
+                return
+
     def run(self, vault: Vault) -> R:
+        raise NotImplementedError
+
+
+class Removal(Op[Done]):
+    """An operation that removes one named thing; each subclass names its `kind` and the
+    service function that does it."""
+
+    kind: str
+    name: str
+
+    def run(self, vault: Vault) -> Done:
+        self.remove(vault, self.name)
+        return Done()
+
+    @staticmethod
+    def remove(vault: Vault, name: str) -> None:
         raise NotImplementedError
 
 
@@ -158,8 +189,6 @@ class AddAgent(Op[AgentAdded]):
     policy: str | None = None  # YAML text
     policy_source: str | None = None  # where the text came from, for the audit log
 
-    result = AgentAdded
-
     def run(self, vault: Vault) -> AgentAdded:
         source = self.policy_source or "policy"
         if self.policy is not None:  # checked first, so a bad policy leaves no half-made agent
@@ -176,8 +205,6 @@ class SetAgentStatus(Op[AgentChanged]):
     name: str
     status: agents.Status
 
-    result = AgentChanged
-
     def run(self, vault: Vault) -> AgentChanged:
         view = agents.set_status(vault, self.name, self.status)
         if self.status == "revoked" and vault.is_unlocked:
@@ -191,8 +218,6 @@ class RotateToken(Op[AgentToken]):
     kind: Literal["agent.rotate-token"] = "agent.rotate-token"
     name: str
 
-    result = AgentToken
-
     def run(self, vault: Vault) -> AgentToken:
         token = _token_text(agents.rotate_token(vault, self.name))
         assert token is not None  # rotate_token always makes one
@@ -202,8 +227,6 @@ class RotateToken(Op[AgentToken]):
 class PauseAll(Op[Done]):
     kind: Literal["pause-all"] = "pause-all"
     paused: bool
-
-    result = Done
 
     def run(self, vault: Vault) -> Done:
         agents.set_paused_all(vault, self.paused)
@@ -215,8 +238,6 @@ class SetPolicy(Op[PolicySet]):
     agent: str
     text: str
     source: str = "policy"
-
-    result = PolicySet
 
     def run(self, vault: Vault) -> PolicySet:
         policy, report = policies.set_policy(vault, self.agent, self.text, source=self.source)
@@ -234,10 +255,8 @@ class AddCredential(Op[CredentialView]):
     secret: WireSecret
     replace: bool = False
 
-    result = CredentialView
-
     def run(self, vault: Vault) -> CredentialView:
-        with _unwired(self.secret, "credential's secret") as secret:
+        with unwired(self.secret, "credential's secret") as secret:
             return credentials.add_credential(
                 vault, self.name, secret, hosts=self.hosts, attach=self.attach.checked(),
                 replace=self.replace,
@@ -250,23 +269,15 @@ class IssuePlaceholder(Op[Placeholder]):
     agent: str
     replace: bool = False  # the agent's older placeholders for it stop working
 
-    result = Placeholder
-
     def run(self, vault: Vault) -> Placeholder:
         with placeholders.issue(vault, self.credential, self.agent, replace=self.replace) as token:
             text = bytes(token.reveal()).decode()
         return Placeholder(credential=self.credential, agent=self.agent, placeholder=text)
 
 
-class RemoveCredential(Op[Done]):
+class RemoveCredential(Removal):
     kind: Literal["credential.remove"] = "credential.remove"
-    name: str
-
-    result = Done
-
-    def run(self, vault: Vault) -> Done:
-        credentials.remove_credential(vault, self.name)
-        return Done()
+    remove = staticmethod(credentials.remove_credential)
 
 
 class SetData(Op[DataView]):
@@ -275,22 +286,14 @@ class SetData(Op[DataView]):
     value: WireSecret
     data_class: DataClass = DataClass.STANDARD
 
-    result = DataView
-
     def run(self, vault: Vault) -> DataView:
-        with _unwired(self.value, "value") as value:
+        with unwired(self.value, "value") as value:
             return data.set_data(vault, self.name, value, data_class=self.data_class)
 
 
-class RemoveData(Op[Done]):
+class RemoveData(Removal):
     kind: Literal["data.remove"] = "data.remove"
-    name: str
-
-    result = Done
-
-    def run(self, vault: Vault) -> Done:
-        data.remove_data(vault, self.name)
-        return Done()
+    remove = staticmethod(data.remove_data)
 
 
 class CreateWallet(Op[WalletView]):
@@ -298,8 +301,6 @@ class CreateWallet(Op[WalletView]):
     name: str
     chain: Chain
     index: int | None = None
-
-    result = WalletView
 
     def run(self, vault: Vault) -> WalletView:
         return wallets.create_wallet(vault, self.name, self.chain, index=self.index)
@@ -311,10 +312,8 @@ class ImportWallet(Op[WalletView]):
     chain: Chain
     key: WireSecret  # the private key's text, as the owner typed it
 
-    result = WalletView
-
     def run(self, vault: Vault) -> WalletView:
-        with _unwired(self.key, "private key") as key:
+        with unwired(self.key, "private key") as key:
             return wallets.import_wallet(vault, self.name, self.chain, key)
 
 
@@ -325,8 +324,6 @@ class AddChain(Op[ChainAdded]):
     chain_id: int | None = None
     rpc: str | None = None
     max_fee: str | None = None
-
-    result = ChainAdded
 
     def run(self, vault: Vault) -> ChainAdded:
         info = registry.add_chain(
@@ -344,8 +341,6 @@ class AddAsset(Op[AssetAdded]):
     address: str
     decimals: int
 
-    result = AssetAdded
-
     def run(self, vault: Vault) -> AssetAdded:
         info = registry.add_asset(
             vault, self.symbol, chain=self.chain, address=self.address, decimals=self.decimals
@@ -358,8 +353,6 @@ class ReviewSeals(Op[SealReview]):
 
     kind: Literal["seal.review"] = "seal.review"
 
-    result = SealReview
-
     def run(self, vault: Vault) -> SealReview:
         return SealReview(rows=sealed_state.review(vault))
 
@@ -370,16 +363,12 @@ class SealRows(Op[Sealed]):
     kind: Literal["seal.rows"] = "seal.rows"
     rows: list[StateRow]
 
-    result = Sealed
-
     def run(self, vault: Vault) -> Sealed:
         return Sealed(sealed=sealed_state.seal(vault, self.rows))
 
 
 class ListWallets(Op[Wallets]):
     kind: Literal["wallet.list"] = "wallet.list"
-
-    result = Wallets
 
     def run(self, vault: Vault) -> Wallets:
         return Wallets(wallets=wallets.list_wallets(vault))
@@ -404,8 +393,6 @@ class CreateBackup(Op[BackupMade]):
     kind: Literal["backup.create"] = "backup.create"
     file: str  # where the CLI will write it, for the audit log
 
-    result = BackupMade
-
     def run(self, vault: Vault) -> BackupMade:
         header, blob = backup.backup_blob(vault, self.file[:1024])
         return BackupMade.model_validate(
@@ -419,8 +406,6 @@ class RestoreBackup(Op[BackupMade]):
 
     kind: Literal["backup.restore"] = "backup.restore"
     blob: str  # base64 of the backup file
-
-    result = BackupMade
 
     def run(self, vault: Vault) -> BackupMade:
         try:
@@ -448,8 +433,6 @@ class CreateInvite(Op[Invitation]):
     relay: str | None = None  # the relay the sidecar should use; default: the server's own
     policy: str | None = None
     policy_source: str | None = None
-
-    result = Invitation
 
     def run(self, vault: Vault) -> Invitation:
         relay = self.relay or pairing.server_relay(vault)
@@ -479,8 +462,6 @@ class SetRotationPolicy(Op[RotationPolicySet]):
     after_hours: int | None = None
     after_uses: int | None = None  # 0: no use count
 
-    result = RotationPolicySet
-
     def run(self, vault: Vault) -> RotationPolicySet:
         after = None if self.after_hours is None else timedelta(hours=self.after_hours)
         pol = rotation_due.set_policy(vault, after, self.after_uses)
@@ -492,70 +473,6 @@ class RotateEpochs(Op[Rotated]):
 
     kind: Literal["epoch.rotate"] = "epoch.rotate"
 
-    result = Rotated
-
     def run(self, vault: Vault) -> Rotated:
         done = epochs.rotate(vault, reason="owner")
         return Rotated(epoch=done.epoch, resealed=done.resealed, destroyed=list(done.destroyed))
-
-
-# -- notifications (service/notify.py) ---------------------------------------------------------
-
-
-class AddWebhook(Op[WebhookAdded]):
-    """A webhook endpoint; its signing secret comes back once."""
-
-    kind: Literal["notify.webhook.add"] = "notify.webhook.add"
-    url: str
-    events: list[str]
-
-    result = WebhookAdded
-
-    def run(self, vault: Vault) -> WebhookAdded:
-        return notify.add_webhook(vault, self.url, notify.parse_events(",".join(self.events)))
-
-
-class SetTelegram(Op[ChannelView]):
-    """The Telegram chat the owner just paired (the CLI proved the chat with a code)."""
-
-    kind: Literal["notify.telegram.set"] = "notify.telegram.set"
-    token: WireSecret
-    chat_id: int
-    bot: str
-    events: list[str]
-    approve_up_to: Cap | None = None
-
-    result = ChannelView
-
-    def run(self, vault: Vault) -> ChannelView:
-        with _unwired(self.token, "bot token") as token:
-            return notify.set_telegram(
-                vault, token, self.chat_id, self.bot,
-                notify.parse_events(",".join(self.events)), self.approve_up_to,
-            )  # fmt: skip
-
-
-class RemoveChannel(Op[Done]):
-    kind: Literal["notify.remove"] = "notify.remove"
-    name: str
-
-    result = Done
-
-    def run(self, vault: Vault) -> Done:
-        notify.remove_channel(vault, self.name)
-        return Done()
-
-
-class TestQueued(BaseModel):
-    channels: int
-
-
-class SendTest(Op[TestQueued]):
-    """One harmless message to every channel."""
-
-    kind: Literal["notify.test"] = "notify.test"
-
-    result = TestQueued
-
-    def run(self, vault: Vault) -> TestQueued:
-        return TestQueued(channels=notify.send_test(vault))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
+from keysafe.agent_models import ThresholdCommitment
 from keysafe.service import signing, threshold, wallets
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
@@ -28,26 +29,18 @@ class SignMessage(Op[MessageSigned]):
     wallet: str
     message: str
 
-    result = MessageSigned
-
     def run(self, vault: Vault) -> MessageSigned:
         done = signing.sign_message(vault, None, self.wallet, self.message)
         assert done.signature is not None  # the owner is never asked: it signs or raises
         return MessageSigned(summary=done.summary, address=done.address, signature=done.signature)
 
 
-class VaultCommitment(BaseModel):
+class VaultCommitment(ThresholdCommitment):
     """The vault's round-one commitment for one 2-of-3 signature (for an EVM wallet a fresh
-    DKLs23 session only), and the wallet's public package (the owner's side checks its
-    recovery file against it)."""
+    DKLs23 session only), as an agent gets it, and the wallet's public package (the owner's side
+    checks its recovery file against it)."""
 
-    session_id: str
-    wallet: str
-    identifier: int
-    protocol: Literal["frost", "dkls23"] = "frost"
-    hiding: str | None = None
-    binding: str | None = None
-    expires_in: int
+    model_config = ConfigDict(extra="ignore")  # as a plain model: only the fields below are kept
     public: dict[str, Any]
 
 
@@ -57,8 +50,6 @@ class ThresholdCommit(Op[VaultCommitment]):
 
     kind: Literal["wallet.threshold-commit"] = "wallet.threshold-commit"
     wallet: str
-
-    result = VaultCommitment
 
     def run(self, vault: Vault) -> VaultCommitment:
         return VaultCommitment.model_validate(threshold.owner_commit(vault, self.wallet))
@@ -82,8 +73,6 @@ class ThresholdExchange(Op[VaultRounds]):
     session_id: str
     round1: str
     verifying_share: str
-
-    result = VaultRounds
 
     def run(self, vault: Vault) -> VaultRounds:
         fields = self.model_dump(include={"session_id", "round1", "verifying_share"})
@@ -110,8 +99,6 @@ class ThresholdCosign(Op[ThresholdSigned]):
     share: str | None = None
     round2: str | None = None  # DKLs23 (EVM)
     round3: str | None = None
-
-    result = ThresholdSigned
 
     def run(self, vault: Vault) -> ThresholdSigned:
         fields = self.model_dump(

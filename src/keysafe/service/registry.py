@@ -85,8 +85,46 @@ def add_chain(
 ) -> ChainInfo:
     """Add or replace a chain. `max_fee`: the fee ceiling in native units (a decimal string);
     None keeps the ceiling the chain has (a built-in's default, one set before), or the family's
-    default for a new chain."""
+    default for a new chain.
+
+    Raises:
+        MalformedRequestError: a bad fee ceiling, chain name, chain id or RPC URL.
+        AlreadyExistsError: the chain id is registered under another name.
+    """
     name = name.strip().lower()
+    ceiling = _checked_chain(name, family, chain_id, rpc, max_fee)
+    with vault.db.write() as conn:
+        if chain_id is not None:
+            _refuse_taken_chain_id(load_registry(conn), chain_id, name)
+        # Updating a chain (say, its RPC) without --max-fee keeps the ceiling the owner set.
+        kept = conn.execute(
+            select(t.registry_chains.c.max_fee).where(t.registry_chains.c.name == name)
+        ).scalar_one_or_none()
+        stored = decimal_text(ceiling) if ceiling is not None else kept
+        conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
+        conn.execute(
+            insert(t.registry_chains).values(
+                name=name, family=family, chain_id=chain_id, rpc=rpc, max_fee=stored,
+            )
+        )  # fmt: skip
+        info = load_registry(conn).chain(name)
+        vault.audit(
+            conn, actor="owner", action="chain.add", target=f"chain:{name}", outcome="success",
+            details={"chain": name, "name": name, "amount": decimal_text(info.fee_ceiling)},
+        )  # fmt: skip
+    logger.info("chain %s registered", name)
+    return info
+
+
+def _checked_chain(
+    name: str, family: Chain, chain_id: int | None, rpc: str | None, max_fee: str | None
+) -> Decimal | None:
+    """The fee ceiling asked for (None: keep the one there is), once the chain's name, id and
+    RPC URL are checked.
+
+    Raises:
+        MalformedRequestError: a bad ceiling, name, chain id or RPC URL.
+    """
     ceiling: Decimal | None = None
     if max_fee is not None:
         try:
@@ -109,36 +147,19 @@ def add_chain(
             "The RPC URL must start with http://, https://, ws:// or wss://.",
             next_step="pass --rpc https://… (or http://127.0.0.1:PORT for a local node).",
         )
-    with vault.db.write() as conn:
-        reg = load_registry(conn)
-        if chain_id is not None:
-            try:
-                other = reg.chain(chain_id)
-            except UnknownName:
-                other = None
-            if other is not None and other.name != name:
-                raise AlreadyExistsError(
-                    f"Chain id {chain_id} is already registered as '{other.name}'.",
-                    next_step="use that name in policies, or pick the right chain id.",
-                )
-        # Updating a chain (say, its RPC) without --max-fee keeps the ceiling the owner set.
-        kept = conn.execute(
-            select(t.registry_chains.c.max_fee).where(t.registry_chains.c.name == name)
-        ).scalar_one_or_none()
-        stored = decimal_text(ceiling) if ceiling is not None else kept
-        conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
-        conn.execute(
-            insert(t.registry_chains).values(
-                name=name, family=family, chain_id=chain_id, rpc=rpc, max_fee=stored,
-            )
-        )  # fmt: skip
-        info = load_registry(conn).chain(name)
-        vault.audit(
-            conn, actor="owner", action="chain.add", target=f"chain:{name}", outcome="success",
-            details={"chain": name, "name": name, "amount": decimal_text(info.fee_ceiling)},
-        )  # fmt: skip
-    logger.info("chain %s registered", name)
-    return info
+    return ceiling
+
+
+def _refuse_taken_chain_id(reg: Registry, chain_id: int, name: str) -> None:
+    try:
+        other = reg.chain(chain_id)
+    except UnknownName:
+        return
+    if other.name != name:
+        raise AlreadyExistsError(
+            f"Chain id {chain_id} is already registered as '{other.name}'.",
+            next_step="use that name in policies, or pick the right chain id.",
+        )
 
 
 def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: int) -> AssetInfo:

@@ -19,8 +19,9 @@ from keysafe.errors import MalformedRequestError, NotFoundError, WrongPassphrase
 from keysafe.notify import telegram, webhook
 from keysafe.notify.notice import Event, Notice, for_approval, for_deny, short_address
 from keysafe.policy.intent import Intent
-from keysafe.service import agents, audit, notify, notify_telegram, policies
-from keysafe.service.notify import Cap, Claimed
+from keysafe.service import agents, audit, notify, notify_outbox, notify_telegram, policies
+from keysafe.service.notify import Cap
+from keysafe.service.notify_outbox import Claimed
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF, ManualClock
@@ -305,14 +306,14 @@ def test_outbox_claims_once_retries_with_backoff_then_dead_letters(vault: Vault)
     notify.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
     agents.set_paused_all(vault, True)
     channels = {c.name for c in notify.list_channels(vault)}
-    (item,) = notify.claim(vault, channels=channels)
-    assert notify.claim(vault, channels=channels) == []  # leased: nobody else takes it
+    (item,) = notify_outbox.claim(vault, channels=channels)
+    assert notify_outbox.claim(vault, channels=channels) == []  # leased: nobody else takes it
     for attempt in (1, 2, 3):
         assert item.attempt == attempt
-        dead = notify.mark_failed(vault, item, "HTTP 500")
+        dead = notify_outbox.mark_failed(vault, item, "HTTP 500")
         assert dead is (attempt == 3)
         clock.now += timedelta(seconds=60)
-        again = notify.claim(vault, channels=channels)
+        again = notify_outbox.claim(vault, channels=channels)
         if dead:
             assert again == []
         else:
@@ -326,12 +327,12 @@ def test_a_claim_cut_by_a_crash_is_released_at_start_and_keeps_its_id(vault: Vau
     notify.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
     agents.set_paused_all(vault, True)
     channels = {c.name for c in notify.list_channels(vault)}
-    (cut,) = notify.claim(vault, channels=channels)
-    assert notify.release_claims(vault) == 1  # the next server's start
-    (again,) = notify.claim(vault, channels=channels)
+    (cut,) = notify_outbox.claim(vault, channels=channels)
+    assert notify_outbox.release_claims(vault) == 1  # the next server's start
+    (again,) = notify_outbox.claim(vault, channels=channels)
     assert isinstance(again, Claimed) and again.delivery_id == cut.delivery_id
-    notify.mark_sent(vault, again.delivery_id)
-    assert notify.release_claims(vault) == 0
+    notify_outbox.mark_sent(vault, again.delivery_id)
+    assert notify_outbox.release_claims(vault) == 0
 
 
 def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Vault) -> None:
@@ -344,12 +345,12 @@ def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Va
     assert [c.name for c in notify.list_channels(vault)] == [keep]
     with pytest.raises(NotFoundError, match="notify list"):
         notify.remove_channel(vault, gone)
-    (item,) = notify.claim(vault, channels={keep, gone})
+    (item,) = notify_outbox.claim(vault, channels={keep, gone})
     assert item.channel == keep
-    notify.mark_sent(vault, item.delivery_id)
-    assert notify.prune(vault) == 0
+    notify_outbox.mark_sent(vault, item.delivery_id)
+    assert notify_outbox.prune(vault) == 0
     clock.now += timedelta(days=8)
-    assert notify.prune(vault) == 2  # the sent one, and the removed channel's dropped one
+    assert notify_outbox.prune(vault) == 2  # the sent one, and the removed channel's dropped one
 
 
 def _update(chat_type: str, chat_id: int, from_id: int, *, button: bool) -> Update:

@@ -20,7 +20,7 @@ from keysafe.crypto import jcs
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotAuthenticatedError, ReplayError
 from keysafe.policy.intent import Intent
-from keysafe.service import agents, policies
+from keysafe.service import agent_auth, agents, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -86,7 +86,7 @@ def _add(made: Made, name: str, *, policy: bool = True, public_key: str | None =
 
 def _auth(made: Made, token: str) -> Any:
     with made.vault.db.read() as conn:
-        return agents.authenticate_token(conn, token)
+        return agent_auth.authenticate_token(conn, token)
 
 
 def _store_bytes(home: Home) -> bytes:
@@ -122,7 +122,7 @@ def test_authenticate_token_valid_returns_agent_row(made: Made) -> None:
 def test_authenticate_token_works_from_a_fresh_locked_handle(made: Made) -> None:
     token = _add(made, "bot")
     with open_vault(made.home) as other, other.db.read() as conn:
-        assert agents.authenticate_token(conn, token).name == "bot"
+        assert agent_auth.authenticate_token(conn, token).name == "bot"
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_revoke_token_fails_immediately_with_fixed_message(made: Made) -> None:
     with open_vault(made.home) as other:  # a second handle that was open before the revoke
         agents.set_status(made.vault, "bot", "revoked")
         with pytest.raises(NotAuthenticatedError) as exc, other.db.read() as conn:
-            agents.authenticate_token(conn, token)
+            agent_auth.authenticate_token(conn, token)
     assert exc.value.what == REFUSED
     view = next(v for v in agents.list_agents(made.vault) if v.name == "bot")
     assert view.status == "revoked"
@@ -318,9 +318,9 @@ def signer(made: Made) -> Signer:
     return Signer("signer", key)
 
 
-def _as_sent(envelope: dict[str, Any]) -> agents.SignedRequest:
+def _as_sent(envelope: dict[str, Any]) -> agent_auth.SignedRequest:
     """The request the envelope says it signs (what an honest client sends with it)."""
-    return agents.SignedRequest(
+    return agent_auth.SignedRequest(
         envelope.get("method", "POST"), envelope.get("path", SIGN), envelope.get("body")
     )
 
@@ -331,10 +331,10 @@ def _verify(
     sig: str,
     *,
     now: datetime | None = None,
-    request: agents.SignedRequest | None = None,
+    request: agent_auth.SignedRequest | None = None,
 ) -> Any:
     with made.vault.db.write() as conn:
-        return agents.authenticate_signed(
+        return agent_auth.authenticate_signed(
             conn, envelope, sig, request=request or _as_sent(envelope), now=now or made.clock()
         )
 
@@ -371,7 +371,7 @@ def test_signed_replay_through_another_handle_raises_replay_error(
     sig = signer.sign(env)
     _verify(made, env, sig)
     with open_vault(made.home) as other, pytest.raises(ReplayError), other.db.write() as conn:
-        agents.authenticate_signed(
+        agent_auth.authenticate_signed(
             conn, env, sig, request=_as_sent(env), now=made.clock() + timedelta(minutes=1)
         )
 
@@ -503,15 +503,17 @@ def test_signed_malformed_envelope_refused_with_fixed_message(
 @pytest.mark.parametrize(
     "sent",
     [
-        pytest.param(agents.SignedRequest("POST", SEND, BODY), id="another-route"),
-        pytest.param(agents.SignedRequest("PUT", SIGN, BODY), id="another-method"),
-        pytest.param(agents.SignedRequest("POST", SIGN + "?x=1", BODY), id="added-query"),
-        pytest.param(agents.SignedRequest("POST", SIGN, {**BODY, "amount": "1"}), id="other-body"),
-        pytest.param(agents.SignedRequest("POST", SIGN, None), id="no-body"),
+        pytest.param(agent_auth.SignedRequest("POST", SEND, BODY), id="another-route"),
+        pytest.param(agent_auth.SignedRequest("PUT", SIGN, BODY), id="another-method"),
+        pytest.param(agent_auth.SignedRequest("POST", SIGN + "?x=1", BODY), id="added-query"),
+        pytest.param(
+            agent_auth.SignedRequest("POST", SIGN, {**BODY, "amount": "1"}), id="other-body"
+        ),
+        pytest.param(agent_auth.SignedRequest("POST", SIGN, None), id="no-body"),
     ],
 )
 def test_signed_envelope_for_another_request_refused_and_nonce_kept(
-    made: Made, signer: Signer, sent: agents.SignedRequest
+    made: Made, signer: Signer, sent: agent_auth.SignedRequest
 ) -> None:
     env = signer.envelope(BODY, at=made.clock())
     sig = signer.sign(env)
@@ -528,8 +530,8 @@ def test_signed_envelope_query_must_match_exactly(made: Made, signer: Signer) ->
     sig = signer.sign(env)
     for other in ("/v1/agent/approvals/apr_1", "/v1/agent/approvals/apr_1?wait=60"):
         with pytest.raises(NotAuthenticatedError):
-            _verify(made, env, sig, request=agents.SignedRequest("GET", other, None))
-    assert _verify(made, env, sig, request=agents.SignedRequest("GET", path, None))
+            _verify(made, env, sig, request=agent_auth.SignedRequest("GET", other, None))
+    assert _verify(made, env, sig, request=agent_auth.SignedRequest("GET", path, None))
 
 
 @pytest.mark.parametrize(
@@ -587,18 +589,18 @@ def test_bearer_auth_records_last_seen_at_most_once_a_second(made: Made) -> None
         return next(v for v in agents.list_agents(made.vault) if v.name == "bot").last_seen
 
     assert seen() is None
-    assert agents.authenticate(made.vault, bearer=token) == "bot"
+    assert agent_auth.authenticate(made.vault, bearer=token) == "bot"
     first = seen()
     assert first is not None and first.startswith("2026-11-23T09:00:00")
     made.clock.now = MONDAY_9AM + timedelta(milliseconds=500)
-    agents.authenticate(made.vault, bearer=token)
+    agent_auth.authenticate(made.vault, bearer=token)
     assert seen() == first  # within the second: no write
     made.clock.now = MONDAY_9AM + timedelta(seconds=2)
-    agents.authenticate(made.vault, bearer=token)
+    agent_auth.authenticate(made.vault, bearer=token)
     assert seen() is not None and seen() != first and seen().startswith("2026-11-23T09:00:02")  # type: ignore[union-attr]
     agents.set_status(made.vault, "bot", "revoked")
     with pytest.raises(NotAuthenticatedError):
-        agents.authenticate(made.vault, bearer=token)
+        agent_auth.authenticate(made.vault, bearer=token)
 
 
 # -- the quick bearer check (the server's event loop) --------------------------------------------
@@ -613,21 +615,21 @@ def _other_handle(made: Made) -> Vault:
 
 def test_quick_check_answers_only_for_a_row_whose_seal_verifies(made: Made) -> None:
     token = _add(made, "bot")
-    assert agents.authenticate_token_quick(made.vault, token) is None  # last_seen never written
-    assert agents.authenticate(made.vault, bearer=token) == "bot"
-    assert agents.authenticate_token_quick(made.vault, token) == "bot"
-    assert agents.authenticate_token_quick(made.vault, token + "x") is None
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None  # last_seen never written
+    assert agent_auth.authenticate(made.vault, bearer=token) == "bot"
+    assert agent_auth.authenticate_token_quick(made.vault, token) == "bot"
+    assert agent_auth.authenticate_token_quick(made.vault, token + "x") is None
     made.clock.now += timedelta(seconds=2)  # last_seen is due: the full check writes it
-    assert agents.authenticate_token_quick(made.vault, token) is None
-    assert agents.authenticate(made.vault, bearer=token) == "bot"
-    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None
+    assert agent_auth.authenticate(made.vault, bearer=token) == "bot"
+    assert agent_auth.authenticate_token_quick(made.vault, token) == "bot"
     made.vault.lock()  # no key, no seal check: the full path answers (and refuses)
-    assert agents.authenticate_token_quick(made.vault, token) is None
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None
     made.vault.unlock(SecretBytes(PASSPHRASE))  # the seal is checked again with the key
-    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    assert agent_auth.authenticate_token_quick(made.vault, token) == "bot"
     with made.vault.db.write() as conn:  # a row whose seal no longer verifies goes the full way
         conn.execute(update(t.agents).where(t.agents.c.name == "bot").values(mac="00" * 32))
-    assert agents.authenticate_token_quick(made.vault, token) is None
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None
 
 
 @pytest.mark.parametrize("change", ["revoke", "rotate"])
@@ -635,8 +637,8 @@ def test_attack_quick_check_refuses_at_once_after_another_handle_changes_the_age
     made: Made, change: str
 ) -> None:
     token = _add(made, "bot")
-    agents.authenticate(made.vault, bearer=token)
-    assert agents.authenticate_token_quick(made.vault, token) == "bot"
+    agent_auth.authenticate(made.vault, bearer=token)
+    assert agent_auth.authenticate_token_quick(made.vault, token) == "bot"
     other = _other_handle(made)
     try:
         if change == "revoke":
@@ -646,9 +648,9 @@ def test_attack_quick_check_refuses_at_once_after_another_handle_changes_the_age
     finally:
         other.lock()
         other.db.close()
-    assert agents.authenticate_token_quick(made.vault, token) is None
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None
     with pytest.raises(NotAuthenticatedError):
-        agents.authenticate(made.vault, bearer=token)
+        agent_auth.authenticate(made.vault, bearer=token)
 
 
 def test_attack_quick_check_does_not_honour_a_row_edited_after_it_was_verified(
@@ -657,12 +659,12 @@ def test_attack_quick_check_does_not_honour_a_row_edited_after_it_was_verified(
     """Someone with write access to the file points a verified agent's row at their own token
     (the seal unchanged): the quick check must not trust the row it remembers."""
     token = _add(made, "bot")
-    agents.authenticate(made.vault, bearer=token)
+    agent_auth.authenticate(made.vault, bearer=token)
     forged = agents.TOKEN_PREFIX + secrets.token_urlsafe(32)
     with made.vault.db.write() as conn:
         conn.exec_driver_sql(
             "UPDATE agents SET token_hash = ? WHERE name = 'bot'",
             (hashlib.sha256(forged.encode()).hexdigest(),),
         )
-    assert agents.authenticate_token_quick(made.vault, forged) is None
-    assert agents.authenticate_token_quick(made.vault, token) is None
+    assert agent_auth.authenticate_token_quick(made.vault, forged) is None
+    assert agent_auth.authenticate_token_quick(made.vault, token) is None

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from keysafe.crypto.kdf import DEFAULT_ARGON2
-from keysafe.service import doctor
+from keysafe.service import doctor_local
+from keysafe.service.doctor_local import key_derivation
+from keysafe.service.findings import Status, where
 
 KEY = "k3y-canary-0b9d"
 
@@ -23,8 +25,8 @@ KEY = "k3y-canary-0b9d"
     ],
 )
 def test_where_shows_scheme_host_and_port_only(url: str, shown: str) -> None:
-    assert doctor.where(url) == shown
-    assert KEY not in doctor.where(url)
+    assert where(url) == shown
+    assert KEY not in where(url)
 
 
 def _params(**changes: int) -> str:
@@ -34,9 +36,9 @@ def _params(**changes: int) -> str:
 def test_kdf_slow_at_the_default_cost_says_keep_the_server_unlocked_longer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(doctor, "_seconds_per_unlock", lambda params: 5.0)
-    found = doctor._kdf(_params())
-    assert found.status is doctor.Status.WARN
+    monkeypatch.setattr(doctor_local, "_seconds_per_unlock", lambda params: 5.0)
+    found = key_derivation(_params())
+    assert found.status is Status.WARN
     assert "5.00 s per unlock" in found.summary
     assert found.fix is not None and "--idle-lock" in found.fix
 
@@ -44,9 +46,9 @@ def test_kdf_slow_at_the_default_cost_says_keep_the_server_unlocked_longer(
 def test_kdf_slow_above_the_default_cost_says_rewrap_at_the_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(doctor, "_seconds_per_unlock", lambda params: 9.0)
-    found = doctor._kdf(_params(memory_kib=512 * 1024))
-    assert found.status is doctor.Status.WARN
+    monkeypatch.setattr(doctor_local, "_seconds_per_unlock", lambda params: 9.0)
+    found = key_derivation(_params(memory_kib=512 * 1024))
+    assert found.status is Status.WARN
     assert found.fix is not None and "keysafe passphrase change" in found.fix
 
 
@@ -54,7 +56,7 @@ def test_kdf_out_of_bounds_header_fails_without_measuring(monkeypatch: pytest.Mo
     def never(params: object) -> float:
         raise AssertionError("a header outside the bounds must not be run")
 
-    monkeypatch.setattr(doctor, "_seconds_per_unlock", never)
-    found = doctor._kdf(_params(memory_kib=64 * 1024 * 1024))
-    assert found.status is doctor.Status.FAIL
+    monkeypatch.setattr(doctor_local, "_seconds_per_unlock", never)
+    found = key_derivation(_params(memory_kib=64 * 1024 * 1024))
+    assert found.status is Status.FAIL
     assert found.fix is not None and "backup" in found.fix

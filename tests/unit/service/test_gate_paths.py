@@ -21,7 +21,7 @@ from keysafe.approvals import Kind
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import BudgetExceededError, RequestInProgressError
 from keysafe.policy.intent import Intent
-from keysafe.service import agents, gate, policies
+from keysafe.service import agents, gate, in_flight, policies
 from keysafe.service.context import open_vault
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -151,7 +151,7 @@ def test_a_crash_between_reserve_and_settle_is_finished_by_recover(
     v.db.close()  # the process is gone; nothing settled
 
     with _open(home) as again:
-        recovered = gate.recover(again)
+        recovered = in_flight.recover(again)
         assert (recovered.kept, recovered.released) == ((1, 0) if kept else (0, 1))
         state = "committed" if kept else "released"
         assert _ledger(again) == [(admission.request_id, state, 6 * ETH // 10)]
@@ -163,7 +163,7 @@ def test_a_crash_between_reserve_and_settle_is_finished_by_recover(
         retry = gate.admit(again, req)
         assert retry.allowed != kept
         # …and a retry that fits is in flight again: the next recover releases it.
-        assert gate.recover(again).released == (0 if kept else 1)
+        assert in_flight.recover(again).released == (0 if kept else 1)
 
 
 def test_settle_commits_or_releases_a_reservation_once(home: Home) -> None:
@@ -182,7 +182,7 @@ def test_request_ids_sort_by_time_and_keep_80_random_bits() -> None:
     # id dirtied a random page of an index that grows with history); the random tail keeps an id
     # unguessable, even among ids made in the same millisecond.
     start = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-    ids = [gate.new_request_id(start + timedelta(milliseconds=i // 3)) for i in range(300)]
+    ids = [in_flight.new_request_id(start + timedelta(milliseconds=i // 3)) for i in range(300)]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
     assert ids[0][:12] == f"{int(start.timestamp() * 1000):012x}"

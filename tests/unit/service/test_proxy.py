@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, PayloadTooLargeError, PolicyDeniedError
 from keysafe.service import agents, approvals, credentials, policies, proxy, settings
-from keysafe.service.models import Attachment
+from keysafe.service.models import Attachment, HttpRequestRequest
+from keysafe.service.proxy_scrub import REDACTED, Scrubber
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF
@@ -136,6 +138,14 @@ def vault(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Vault:
     return v
 
 
+def _http(
+    vault: Vault, agent: str, credential: str, method: str, url: str, **fields: Any
+) -> proxy.HttpResult:
+    """`proxy.http_request` with the request's fields given one by one."""
+    call = HttpRequestRequest(credential=credential, method=method, url=url, **fields)
+    return proxy.http_request(vault, agent, call)
+
+
 def _out(result: proxy.HttpResult) -> str:
     return json.dumps(result.to_dict())
 
@@ -144,20 +154,18 @@ def test_credential_arrives_at_the_allowed_host_and_is_scrubbed_on_the_way_back(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, _ = upstreams
-    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo")
+    res = _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo")
     assert res.status_code == 200
     assert allowed.seen[-1]["authorization"] == f"Bearer {CANARY}"
     assert CANARY not in _out(res)
-    assert proxy.REDACTED in (res.body or "") and proxy.REDACTED in res.headers["x-echo"]
+    assert REDACTED in (res.body or "") and REDACTED in res.headers["x-echo"]
 
 
 def test_redirect_to_another_host_carries_no_credential(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, other = upstreams
-    res = proxy.http_request(
-        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-away"
-    )
+    res = _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-away")
     assert res.status_code == 200
     assert other.seen and other.seen[-1]["path"] == "/landed"
     assert "authorization" not in other.seen[-1]
@@ -168,7 +176,7 @@ def test_redirect_on_the_same_host_keeps_the_credential(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, _ = upstreams
-    proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-home")
+    _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/redirect-home")
     assert [s["path"] for s in allowed.seen] == ["/redirect-home", "/echo"]
     assert all(s.get("authorization") == f"Bearer {CANARY}" for s in allowed.seen)
 
@@ -178,7 +186,7 @@ def test_a_host_the_credential_does_not_name_is_refused_and_nothing_is_sent(
 ) -> None:
     _, other = upstreams
     with pytest.raises(PolicyDeniedError, match="only sent to"):
-        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{other.port}/echo")
+        _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{other.port}/echo")
     assert other.seen == []
 
 
@@ -188,22 +196,20 @@ def test_plain_http_to_a_non_loopback_host_is_refused(vault: Vault) -> None:
         attach=Attachment.bearer(),
     )  # fmt: skip
     with pytest.raises(PolicyDeniedError, match="over https"):
-        proxy.http_request(vault, "bot", "remote", "GET", "http://api.example.com/x")
+        _http(vault, "bot", "remote", "GET", "http://api.example.com/x")
 
 
 def test_policy_method_rule_denies_post(vault: Vault, upstreams: tuple[Upstream, Upstream]) -> None:
     allowed, _ = upstreams
     with pytest.raises(PolicyDeniedError):
-        proxy.http_request(
-            vault, "bot", "api", "POST", f"http://127.0.0.1:{allowed.port}/echo", body="{}"
-        )
+        _http(vault, "bot", "api", "POST", f"http://127.0.0.1:{allowed.port}/echo", body="{}")
 
 
 def test_ask_rule_parks_then_approval_runs_it(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, _ = upstreams
-    res = proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/admin/x")
+    res = _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/admin/x")
     assert res.status == "pending_approval" and allowed.seen == []
     done = approvals.approve(vault, res.approval_id or "")
     assert done.status == "approved" and done.result is not None
@@ -218,7 +224,7 @@ def test_an_answer_over_the_cap_is_an_error_and_still_counts(
     allowed, _ = upstreams
     settings.set_max_response(vault, CAP)
     with pytest.raises(PayloadTooLargeError, match="over keysafe's 4 KiB response cap"):
-        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}{path}")
+        _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}{path}")
     with vault.db.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
         states = [r.state for r in conn.execute(t.ledger.select())]
@@ -234,7 +240,7 @@ def test_a_binary_body_goes_and_comes_back_byte_for_byte(
 ) -> None:
     allowed, _ = upstreams
     blob = bytes(range(256)) * 4
-    res = proxy.http_request(
+    res = _http(
         vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/bytes",
         body_base64=base64.b64encode(blob).decode(),
     )  # fmt: skip
@@ -251,16 +257,16 @@ def test_attack_a_secret_split_at_every_point_across_chunks_never_passes(form: s
     text = f"data: before {form} after\n\n".encode()
     for cut in range(1, len(text)):
         for second in range(cut + 1, len(text) + 1):  # and a third chunk, anywhere after
-            scrub = proxy.Scrubber(FORMS)
+            scrub = Scrubber(FORMS)
             out = b"".join(
                 [scrub.feed(text[:cut]), scrub.feed(text[cut:second]), scrub.feed(text[second:])]
             )
             out += scrub.flush()
-            assert out == f"data: before {proxy.REDACTED} after\n\n".encode(), (cut, second)
+            assert out == f"data: before {REDACTED} after\n\n".encode(), (cut, second)
 
 
 def test_scrubber_holds_back_only_what_could_start_a_secret() -> None:
-    scrub = proxy.Scrubber(FORMS)
+    scrub = Scrubber(FORMS)
     assert scrub.feed(b"data: one\n\n") == b"data: one\n\n"  # a whole event passes at once
     assert scrub.feed(b"data: sk-spl") == b"data: "  # could be the secret: held
     assert scrub.feed(b"endid\n\n") == b"sk-splendid\n\n"  # was not: passed on
@@ -270,7 +276,7 @@ def test_audit_records_the_call_but_never_the_secret(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, _ = upstreams
-    proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo?q=1")
+    _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/echo?q=1")
     with vault.db.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
     calls = [r for r in rows if r["action"] == "http.request"]
@@ -299,7 +305,7 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
         "    limits: [{window: 1h, max_count: 5}]\n",
     )  # fmt: skip
     with pytest.raises(UpstreamUnavailableError):
-        proxy.http_request(vault, "bot", "dead", "GET", f"http://127.0.0.1:{dead}/x")
+        _http(vault, "bot", "dead", "GET", f"http://127.0.0.1:{dead}/x")
     with vault.db.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(t.audit.select())]
         states = [r.state for r in conn.execute(t.ledger.select())]
@@ -332,7 +338,7 @@ def test_attack_the_agent_cannot_ask_for_an_encoding_keysafe_cannot_undo(
     """Brotli (or zstd) bodies pass httpx undecoded when its codecs are not installed: the
     scrubber would see compressed bytes, and the agent could decompress the echoed key."""
     allowed, _ = upstreams
-    res = proxy.http_request(
+    res = _http(
         vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/cdn",
         headers={"Accept-Encoding": "br, zstd"},
     )  # fmt: skip
@@ -345,7 +351,7 @@ def test_attack_an_answer_keysafe_cannot_decode_is_refused_and_still_counts(
 ) -> None:
     allowed, _ = upstreams
     with pytest.raises(PolicyDeniedError) as caught:
-        proxy.http_request(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/forced-br")
+        _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/forced-br")
     assert caught.value.facts.get("reason_code") == "UNCHECKABLE_ANSWER"
     assert "call itself was made" in str(caught.value) and CANARY not in str(caught.value)
     with vault.db.read() as conn:

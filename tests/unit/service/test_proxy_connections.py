@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -23,7 +24,7 @@ import pytest
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, credentials, policies, proxy
-from keysafe.service.models import Attachment
+from keysafe.service.models import Attachment, HttpRequestRequest
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
@@ -130,8 +131,9 @@ def vault(tmp_path: Path, hosts: tuple[Upstream, Upstream]) -> Iterator[Vault]:
     v.db.close()
 
 
-def _get(vault: Vault, agent: str, cred: str, url: str, **kw: object) -> proxy.HttpResult:
-    res = proxy.http_request(vault, agent, cred, "GET", url, **kw)  # type: ignore[arg-type]
+def _get(vault: Vault, agent: str, cred: str, url: str, **kw: Any) -> proxy.HttpResult:
+    call = HttpRequestRequest(credential=cred, method="GET", url=url, **kw)
+    res = proxy.http_request(vault, agent, call)
     assert res.status_code == 200, res
     return res
 
@@ -178,10 +180,10 @@ def test_attack_a_kept_connection_never_carries_a_request_or_credential_to_anoth
     _get(vault, "alice", "cred-a", f"http://127.0.0.1:{a.port}/echo")  # a connection to A, kept
     # cred-a aimed at B, with a Host header naming A: refused before anything is sent.
     with pytest.raises(PolicyDeniedError, match="only sent to"):
-        proxy.http_request(
-            vault, "alice", "cred-a", "GET", f"http://127.0.0.1:{b.port}/echo",
+        proxy.http_request(vault, "alice", HttpRequestRequest(
+            credential="cred-a", method="GET", url=f"http://127.0.0.1:{b.port}/echo",
             headers={"Host": f"127.0.0.1:{a.port}"},
-        )  # fmt: skip
+        ))  # fmt: skip
     # cred-b at B with a Host header naming A: goes to B, addressed to B.
     _get(
         vault, "bob", "cred-b", f"http://127.0.0.1:{b.port}/echo",
@@ -205,7 +207,10 @@ def test_a_call_under_way_when_the_vault_locks_still_finishes(
     """Locking retires the shared client: no new call takes it, a stream already sent reads
     to its end (as when every call had a client of its own), then it is closed."""
     a, _ = hosts
-    stream = proxy.http_stream(vault, "alice", "cred-a", "GET", f"http://127.0.0.1:{a.port}/held")
+    held = HttpRequestRequest(
+        credential="cred-a", method="GET", url=f"http://127.0.0.1:{a.port}/held"
+    )
+    stream = proxy.http_stream(vault, "alice", held)
     assert isinstance(stream, proxy.HttpStream)
     try:
         chunks = stream.chunks()

@@ -50,7 +50,7 @@ def _used(vault: Vault, agent: str, times: int, target: str = "wallet:w") -> Non
     with vault.db.write() as conn:
         for _ in range(times):
             for action, outcome, where in (
-                ("decide.http.request", "allow", f"agent:{agent}"),  # as gate._audit_decision
+                ("decide.http.request", "allow", f"agent:{agent}"),  # request_audit.audit_decision
                 ("http.request", "success", target),
             ):
                 vault.audit(

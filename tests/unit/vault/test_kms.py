@@ -28,6 +28,7 @@ from keysafe.errors import (
     WrongPassphraseError,
 )
 from keysafe.service import doctor, vault_admin
+from keysafe.service.findings import Status
 from keysafe.store.db import Database
 from keysafe.testing import CHEAP_KDF, free_port
 from keysafe.vault import kms
@@ -370,15 +371,15 @@ def test_doctor_shows_the_provider_and_asks_it_without_showing_the_token(
     )
     found = {f.check: f for f in ok.findings}
     assert "kdf" not in found  # no passphrase, no Argon2id to report
-    assert found["kms"].status is doctor.Status.OK
+    assert found["kms"].status is Status.OK
     assert f"openbao at {bao.url}, key {bao.key} answers" in found["kms"].summary
     denied = doctor.diagnose(
         home, server_url=url, kms_token=SecretBytes(b"s.wrong"), kms_url=bao.url
     )
     kms_finding = next(f for f in denied.findings if f.check == "kms")
-    assert kms_finding.status is doctor.Status.FAIL and "keysafe recover" in (kms_finding.fix or "")
+    assert kms_finding.status is Status.FAIL and "keysafe recover" in (kms_finding.fix or "")
     untold = doctor.diagnose(home, server_url=url)
-    assert next(f for f in untold.findings if f.check == "kms").status is doctor.Status.WARN
+    assert next(f for f in untold.findings if f.check == "kms").status is Status.WARN
     assert bao.token not in json.dumps([ok.to_dict(), denied.to_dict(), untold.to_dict()])
 
 

@@ -20,6 +20,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, StoreError
 from keysafe.service import audit, backup, data, doctor, epochs
 from keysafe.service.context import open_vault
+from keysafe.service.findings import Status
 from keysafe.service.models import DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import s3 as s3_module
@@ -417,11 +418,11 @@ def test_doctor_checks_the_bucket_answers(vault: Vault, tmp_path: Path) -> None:
     home = Home(tmp_path / "h")
     nowhere = f"http://127.0.0.1:{free_port()}"
     found = {f.check: f for f in doctor.diagnose(home, server_url=nowhere, timeout=1).findings}
-    assert found["blobs"].status is doctor.Status.OK and "answers" in found["blobs"].summary
+    assert found["blobs"].status is Status.OK and "answers" in found["blobs"].summary
     assert isinstance(vault.blobs, S3Blobs)
     dead = BlobConfig(vault.blobs.config.bucket, vault.blobs.config.prefix, nowhere)
     with vault.db.write() as conn:
         conn.execute(update(t.vault).values(blobs=dead.to_json()))
     found = {f.check: f for f in doctor.diagnose(home, server_url=nowhere, timeout=1).findings}
-    assert found["blobs"].status is doctor.Status.FAIL
+    assert found["blobs"].status is Status.FAIL
     assert "unreachable" in found["blobs"].summary and found["blobs"].fix

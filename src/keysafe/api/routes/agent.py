@@ -201,10 +201,7 @@ def http_request(
             why="another credential",
         )  # fmt: skip
     call = proxy.http_stream if stream else proxy.http_request
-    res = call(
-        server_state(request).vault, agent, body.credential, body.method, body.url,
-        headers=body.headers, body=body.body, body_base64=body.body_base64,
-    )  # fmt: skip
+    res = call(server_state(request).vault, agent, body)
     if isinstance(res, proxy.HttpStream):
         return streaming.stream_response(res)
     return _whole_or_pending(res)
