@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from keysafe.mpc.dkls import setup as dkls_setup
-from keysafe.mpc.frost import dkg, reshare
+from keysafe.mpc.frost import dkg, key_messages, reshare
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import SECP256K1, Suite
 from keysafe.mpc.frost.keys import PARTIES, KeyPackage, PublicKeyPackage
@@ -32,7 +32,7 @@ from keysafe.mpc.share_file import Share
 
 __all__ = ["SESSION_ID_LEN", "KeygenParty", "ReshareParty", "public_digest"]
 
-SESSION_ID_LEN: Final = dkg.SESSION_ID_LEN
+SESSION_ID_LEN: Final = key_messages.SESSION_ID_LEN
 _SETUP_ROUNDS: Final = 2
 _LEN: Final = 4  # the length prefix of a dealer's commitment in its round-1 message
 
