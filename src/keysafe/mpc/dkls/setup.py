@@ -149,13 +149,22 @@ def round1(
     return state, pack(Kind.SETUP1, sid, me, peer, first, _commit(sid, me, seed))
 
 
+def _from_peer(state: SetupState, message: bytes, kind: Kind, body_len: int) -> Reader:
+    """The peer's message of `kind` in this pair's setup, addressed to us."""
+    return Reader(
+        message,
+        kind=kind,
+        body_len=body_len,
+        session_id=state.session_id,
+        sender=state.peer,
+        receiver=state.me,
+    )
+
+
 def round2(state: SetupState, message: bytes, rng: Rng = secrets.token_bytes) -> bytes:
     """Answer the peer's round 1: base-OT receiver with choices Δ; open the seed half."""
     state.advance(1)
-    reader = Reader(
-        message, kind=Kind.SETUP1, body_len=ROUND1_LEN, session_id=state.session_id,
-        sender=state.peer, receiver=state.me,
-    )  # fmt: skip
+    reader = _from_peer(state, message, Kind.SETUP1, ROUND1_LEN)
     ctx = base_ot.Context(state.session_id, state.peer, state.me)
     state.peer_z = base_ot.read_first(ctx, reader)
     state.peer_commitment = reader.take(_SEED_LEN)
@@ -168,10 +177,7 @@ def round2(state: SetupState, message: bytes, rng: Rng = secrets.token_bytes) ->
 def finish(state: SetupState, message: bytes) -> PairState:
     """Verify the peer's round 2 and derive this party's `PairState`."""
     state.advance(2)
-    reader = Reader(
-        message, kind=Kind.SETUP2, body_len=ROUND2_LEN, session_id=state.session_id,
-        sender=state.peer, receiver=state.me,
-    )  # fmt: skip
+    reader = _from_peer(state, message, Kind.SETUP2, ROUND2_LEN)
     ctx = base_ot.Context(state.session_id, state.me, state.peer)
     pairs = base_ot.read_second(ctx, state.base_secret, reader, ote.KAPPA)
     peer_seed = reader.take(_SEED_LEN)

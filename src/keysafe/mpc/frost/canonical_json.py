@@ -12,7 +12,8 @@ What it refuses, each with its own `Problem` so that every protocol keeps its ow
 * a key twice in one object (`json.loads` would silently keep the last one, so two readers of
   one message could see two different messages);
 * a float, NaN or ±Infinity (no message of these protocols carries one);
-* nesting past Python's recursion limit (no message of ours nests);
+* nesting past Python's recursion limit (no message of ours nests; every keysafe surface pins
+  the limit to CPython's default, `wire.pin_recursion_limit`, so this raises, not crashes);
 * a top-level value that is not an object;
 * bytes other than `jcs.dumps` of what they parse to: one byte string per message, so nothing
   rides along in white space, key order or escapes, and a digest of a message (the DKG echo)
@@ -115,6 +116,10 @@ def read_object(data: bytes | bytearray, *, max_size: int) -> dict[str, Any]:
         raise CanonicalJsonError(Problem.INVALID) from None
     if not isinstance(obj, dict):
         raise CanonicalJsonError(Problem.NOT_OBJECT)
-    if not _is_canonical(obj, data):
+    try:
+        canonical = _is_canonical(obj, data)
+    except RecursionError:  # the pure-Python encoder spends more frames per level than json
+        raise CanonicalJsonError(Problem.TOO_DEEP) from None
+    if not canonical:
         raise CanonicalJsonError(Problem.NOT_CANONICAL, parsed=obj)
     return obj

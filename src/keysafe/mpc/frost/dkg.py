@@ -112,15 +112,13 @@ class Round1Package(KeyMessage):
     threshold: int = MIN_SIGNERS
 
     def _check_fields(self) -> None:
-        c = self.sender
         if tuple(self.participants) != PARTIES:
             self._refuse(f"participants {shown(self.participants)}, this wallet has {PARTIES}")
         if self.threshold != MIN_SIGNERS:
             self._refuse(f"threshold {shown(self.threshold)}, this wallet needs {MIN_SIGNERS}")
-        if not isinstance(self.commitments, tuple) or len(self.commitments) != MIN_SIGNERS:
-            self._refuse(f"a degree-{MIN_SIGNERS - 1} commitment has {MIN_SIGNERS} points")
-        for k, point in enumerate(self.commitments):
-            self._check_element(point, f"commitment C_{c}{k}")
+        self._check_commitment(
+            self.commitments, "C", f"a degree-{MIN_SIGNERS - 1} commitment has {MIN_SIGNERS} points"
+        )
         self._check_element(self.proof_r, "proof R")
         self._check_scalar(self.proof_mu, "proof mu")
 

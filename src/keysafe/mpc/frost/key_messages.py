@@ -18,7 +18,7 @@ from keysafe.crypto import jcs
 from keysafe.mpc.frost.canonical_json import CanonicalJsonError, Problem, read_object
 from keysafe.mpc.frost.errors import FrostError, InvalidElement, InvalidScalar
 from keysafe.mpc.frost.groups import SUITES, Suite
-from keysafe.mpc.frost.keys import PARTIES
+from keysafe.mpc.frost.keys import MIN_SIGNERS, PARTIES
 
 __all__ = [
     "DIGEST_LEN",
@@ -128,6 +128,14 @@ class KeyMessage:
 
     def _check_element(self, point: bytes, what: str) -> None:
         check_element(self.suite, point, self.KIND, what, self.sender)
+
+    def _check_commitment(self, points: object, name: str, wrong_length: str) -> None:
+        """A Feldman commitment to a degree-1 polynomial: `MIN_SIGNERS` valid points, each
+        called `{name}_{sender}{k}` in errors (`wrong_length` says what a longer one means)."""
+        if not isinstance(points, tuple) or len(points) != MIN_SIGNERS:
+            self._refuse(wrong_length)
+        for k, point in enumerate(points):
+            self._check_element(point, f"commitment {name}_{self.sender}{k}")
 
     def _check_scalar(self, s: int, what: str) -> None:
         check_scalar(self.suite, s, self.KIND, what, self.sender)

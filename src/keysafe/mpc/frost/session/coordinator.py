@@ -115,7 +115,6 @@ class Coordinator:
         self,
         cls: type[_FromSigner],
         message: _FromSigner | bytes,
-        *,
         sender: int,
         state: CoordinatorState,
         seen: Collection[int],
@@ -142,17 +141,28 @@ class Coordinator:
             raise FrostError(f"{kind} sent twice", culprit=sender)
         return msg
 
+    def _require(
+        self, state: CoordinatorState, wrong_state: str, received: Collection[int], what: str
+    ) -> None:
+        """A step the caller may take only in `state` with every participant's `what` in
+        (`received`); anything else is the caller's bug, not a participant's fault."""
+        if self._state is not state:
+            raise RuntimeError(wrong_state)
+        missing = [i for i in self.participants if i not in received]
+        if missing:
+            raise RuntimeError(f"no {what} yet from participants {missing}")
+
+    def _sent_package(self) -> SigningPackage:
+        package = self._package
+        assert package is not None  # state SHARES is only entered with a package
+        return package
+
     def add_commitments(self, message: Commitments | bytes, *, sender: int) -> None:
         """S1 from `sender`: checked, then kept; a duplicate aborts the session."""
         suite = self._public.suite
         with self._abort_on_error():
-            msg = self._admit(
-                Commitments,
-                message,
-                sender=sender,
-                state=CoordinatorState.COMMITMENTS,
-                seen=self._commitments,
-            )
+            state = CoordinatorState.COMMITMENTS
+            msg = self._admit(Commitments, message, sender, state, self._commitments)
             f = Fields("Commitments", f"participant {sender}", sender)
             self._commitments[sender] = SigningCommitment(
                 sender,
@@ -163,11 +173,12 @@ class Coordinator:
     def signing_package(self) -> SigningPackage:
         """S2, to every participant, once all S1 are in."""
         with self._abort_on_error():
-            if self._state is not CoordinatorState.COMMITMENTS:
-                raise RuntimeError(f"the signing package is built once (state {self._state.value})")
-            missing = [i for i in self.participants if i not in self._commitments]
-            if missing:
-                raise RuntimeError(f"no commitments yet from participants {missing}")
+            self._require(
+                CoordinatorState.COMMITMENTS,
+                f"the signing package is built once (state {self._state.value})",
+                self._commitments,
+                "commitments",
+            )
             self._package = SigningPackage(
                 session_id=self.session_id,
                 message=self._request.message,
@@ -180,14 +191,9 @@ class Coordinator:
         """S3 from `sender`: decoded and verified at once, so a bad share names its sender."""
         with self._abort_on_error():
             msg = self._admit(
-                SignatureShare,
-                message,
-                sender=sender,
-                state=CoordinatorState.SHARES,
-                seen=self._shares,
+                SignatureShare, message, sender, CoordinatorState.SHARES, self._shares
             )
-            package = self._package
-            assert package is not None  # state SHARES is only entered with a package
+            package = self._sent_package()
             signing.verify_signature_share(
                 self._public,
                 sender,
@@ -204,13 +210,13 @@ class Coordinator:
         if self._signature is not None:
             return self._signature
         with self._abort_on_error():
-            if self._state is not CoordinatorState.SHARES:
-                raise RuntimeError(f"no signature in state {self._state.value}")
-            missing = [i for i in self.participants if i not in self._shares]
-            if missing:
-                raise RuntimeError(f"no signature share yet from participants {missing}")
-            package = self._package
-            assert package is not None  # state SHARES is only entered with a package
+            self._require(
+                CoordinatorState.SHARES,
+                f"no signature in state {self._state.value}",
+                self._shares,
+                "signature share",
+            )
+            package = self._sent_package()
             self._signature = signing.aggregate(
                 self._public, package.commitments, package.message, self._shares
             )

@@ -249,6 +249,20 @@ class _Message:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class _FromParticipant(_Message):
+    """What a participant's message (S1, S3) adds: its sender."""
+
+    sender: int
+
+    def _checked_header(self) -> Fields:
+        """Check the header and the sender; the checks of the other fields, which blame it."""
+        f = Fields.of_participant(type(self).__name__, self.sender)
+        f.header(self)
+        f.identifier("sender", self.sender)
+        return f
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SignRequest(_Message):
     """S0, coordinator → signers: sign `message` in session `session_id` with `participants`."""
 
@@ -278,17 +292,14 @@ class SignRequest(_Message):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Commitments(_Message):
+class Commitments(_FromParticipant):
     """S1, signer → coordinator: participant `sender`'s nonce commitments (D, E)."""
 
-    sender: int
     hiding: bytes
     binding: bytes
 
     def __post_init__(self) -> None:
-        f = Fields.of_participant("Commitments", self.sender)
-        f.header(self)
-        f.identifier("sender", self.sender)
+        f = self._checked_header()
         f.blob("hiding", self.hiding, sizes=_ELEMENT_SIZES)
         f.blob("binding", self.binding, sizes=_ELEMENT_SIZES)
 
@@ -368,17 +379,13 @@ def _commitment(w: _Wire, suite: Suite, n: int, entry: object) -> SigningCommitm
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SignatureShare(_Message):
+class SignatureShare(_FromParticipant):
     """S3, signer → coordinator: participant `sender`'s signature share z_i."""
 
-    sender: int
     share: bytes
 
     def __post_init__(self) -> None:
-        f = Fields.of_participant("SignatureShare", self.sender)
-        f.header(self)
-        f.identifier("sender", self.sender)
-        f.blob("share", self.share, sizes=_SCALAR_SIZES)
+        self._checked_header().blob("share", self.share, sizes=_SCALAR_SIZES)
 
     def to_bytes(self) -> bytes:
         return self._wire(sender=self.sender, share=self.share.hex())
