@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, NoReturn, Self
+from typing import Any, ClassVar, Final, NoReturn, Self, TypeAlias
 
 from keysafe.crypto import jcs
 from keysafe.mpc.frost.canonical_json import CanonicalJsonError, Problem, read_object
@@ -26,6 +26,7 @@ __all__ = [
     "SESSION_ID_LEN",
     "VERSION",
     "KeyMessage",
+    "Known",
     "Reader",
     "check_digest",
     "check_element",
@@ -37,8 +38,12 @@ __all__ = [
 VERSION: Final = 1
 SESSION_ID_LEN: Final = 32
 DIGEST_LEN: Final = 32
-# The largest honest message (a round-1 package) is under 1 KiB.
-MAX_WIRE_SIZE: Final = 4096
+# The bound of the signing messages (session/messages.py), so that every FROST message has one;
+# an honest key-ceremony message is under 1 KiB, and deeper nesting than fits is refused as such.
+MAX_WIRE_SIZE: Final = 2 * 64 * 1024 + 4096
+
+Known: TypeAlias = int | None
+"""A participant the transport names, or None where it did not say."""
 
 _HEADER: Final = ("type", "version", "suite", "session_id", "sender")
 _LOWER_HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
@@ -163,8 +168,8 @@ class KeyMessage:
         *,
         suite: Suite,
         session_id: bytes,
-        sender: int | None = None,
-        receiver: int | None = None,
+        sender: Known = None,
+        receiver: Known = None,
     ) -> Self:
         """Parse a received message of this kind.
 

@@ -28,7 +28,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 from keysafe.errors import KeysafeError, MalformedRequestError, from_dict
@@ -112,12 +111,7 @@ class PipeSigner:
     def __enter__(self) -> PipeSigner:
         return self
 
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 

@@ -60,11 +60,11 @@ __all__ = [
     "repair_step3",
 ]
 
-logger = logging.getLogger(__name__)
-
 COMMIT: Final = "keysafe/frost/reshare/commit"
 SHARE: Final = "keysafe/frost/reshare/share"
 CONFIRM: Final = "keysafe/frost/reshare/confirm"
+
+logger = logging.getLogger(__name__)
 
 
 def _check_quorum(quorum: Sequence[int], *, kind: str, culprit: int | None) -> tuple[int, int]:

@@ -219,10 +219,7 @@ class FileNonceStore:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            _write_durably(fd, data)
             if wipe_old:
                 self._overwrite(path)
             os.replace(tmp, path)
@@ -243,6 +240,14 @@ class FileNonceStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _write_durably(fd: int, data: bytes) -> None:
+    """Write all of `data` to the new file `fd`, fsync it and close it."""
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class MemoryNonceStore:
