@@ -205,9 +205,13 @@ class ReshareParty(_Party):
     core_rounds = 2
 
     def __init__(
-        self, me: int, session_id: bytes, old_public: PublicKeyPackage, quorum: Sequence[int],
+        self,
+        me: int,
+        session_id: bytes,
+        old_public: PublicKeyPackage,
+        quorum: Sequence[int],
         old_key: KeyPackage | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(old_public.suite, me, session_id)
         self.quorum = tuple(sorted(quorum))
         if (me in self.quorum) != (old_key is not None):
@@ -258,10 +262,13 @@ class ReshareParty(_Party):
             if self._own is not None:
                 dealt[self.me] = self._own
             self._key, self._confirmation = reshare.receive(
-                self.me, self.old_public, quorum=self.quorum, session_id=sid,
+                self.me,
+                self.old_public,
+                quorum=self.quorum,
+                session_id=sid,
                 commitments={i: d[0] for i, d in dealt.items()},
                 shares={i: d[1] for i, d in dealt.items()},
-            )  # fmt: skip
+            )
             self._own = None
             return dict.fromkeys(self.peers, self._confirmation.to_bytes())
         return self._confirmed(

@@ -88,9 +88,14 @@ class Share:
 
 def _header(wallet: str, vault_id: str, key: KeyPackage, kdf: dict[str, Any]) -> dict[str, Any]:
     return {
-        "format": FORMAT, "version": VERSION, "wallet": wallet, "vault_id": vault_id,
-        "identifier": key.identifier, "public": key.public.to_dict(), "kdf": kdf,
-    }  # fmt: skip
+        "format": FORMAT,
+        "version": VERSION,
+        "wallet": wallet,
+        "vault_id": vault_id,
+        "identifier": key.identifier,
+        "public": key.public.to_dict(),
+        "kdf": kdf,
+    }
 
 
 def _seal(header: dict[str, Any], key: bytearray, share: Share) -> dict[str, Any]:
