@@ -20,11 +20,11 @@ end-to-end channel (`mpc/channel.py`) are the caller's; payloads here are plaint
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
 
 from keysafe.mpc.dkls import setup as dkls_setup
-from keysafe.mpc.frost import dkg, reshare
+from keysafe.mpc.frost import dkg, key_messages, reshare
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import SECP256K1, Suite
 from keysafe.mpc.frost.keys import PARTIES, KeyPackage, PublicKeyPackage
@@ -32,9 +32,11 @@ from keysafe.mpc.share_file import Share
 
 __all__ = ["SESSION_ID_LEN", "KeygenParty", "ReshareParty", "public_digest"]
 
-SESSION_ID_LEN: Final = dkg.SESSION_ID_LEN
+SESSION_ID_LEN: Final = key_messages.SESSION_ID_LEN
 _SETUP_ROUNDS: Final = 2
 _LEN: Final = 4  # the length prefix of a dealer's commitment in its round-1 message
+# The message of a ceremony's last core round.
+_Confirmation = TypeVar("_Confirmation", dkg.Confirmation, reshare.ReshareConfirmation)
 
 
 def public_digest(public: PublicKeyPackage, session_id: bytes) -> bytes:
@@ -101,6 +103,22 @@ class _Party:
         if self._round != round_ or self._round > self.rounds:
             raise ValueError(f"ceremony party at round {self._round} was given round {round_}")
         self._round += 1
+
+    def _confirmed(
+        self,
+        kind: type[_Confirmation],
+        finish: Callable[[KeyPackage, Mapping[int, _Confirmation]], KeyPackage],
+        own: _Confirmation | None,
+        inbox: Mapping[int, bytes],
+    ) -> dict[int, bytes]:
+        """The last core round: every peer's confirmation of `kind` and `own` go to `finish`,
+        which activates this party's key."""
+        assert self._key is not None and own is not None
+        confirmations = {
+            j: kind.from_bytes(m, suite=self.suite, session_id=self.session_id, sender=j)
+            for j, m in inbox.items()
+        } | {self.me: own}
+        return self._done(finish(self._key, confirmations))
 
     def _done(self, key: KeyPackage) -> dict[int, bytes]:
         """The core protocol gave this party its key: done, or on to the pair setup."""
@@ -172,12 +190,7 @@ class KeygenParty(_Party):
             self._key, self._confirmation = dkg.part3(self._r2_secret, self._round1, received)
             self._r2_secret = None
             return dict.fromkeys(self.peers, self._confirmation.to_bytes())
-        assert self._key is not None and self._confirmation is not None
-        confirmations = {
-            j: dkg.Confirmation.from_bytes(m, suite=suite, session_id=sid, sender=j)
-            for j, m in inbox.items()
-        } | {self.me: self._confirmation}
-        return self._done(dkg.finish(self._key, confirmations))
+        return self._confirmed(dkg.Confirmation, dkg.finish, self._confirmation, inbox)
 
     def _forget(self) -> None:
         super()._forget()
@@ -192,9 +205,13 @@ class ReshareParty(_Party):
     core_rounds = 2
 
     def __init__(
-        self, me: int, session_id: bytes, old_public: PublicKeyPackage, quorum: Sequence[int],
+        self,
+        me: int,
+        session_id: bytes,
+        old_public: PublicKeyPackage,
+        quorum: Sequence[int],
         old_key: KeyPackage | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(old_public.suite, me, session_id)
         self.quorum = tuple(sorted(quorum))
         if (me in self.quorum) != (old_key is not None):
@@ -233,7 +250,7 @@ class ReshareParty(_Party):
         return commitment, share
 
     def _core(self, round_: int, inbox: Mapping[int, bytes]) -> dict[int, bytes]:
-        suite, sid = self.suite, self.session_id
+        sid = self.session_id
         if round_ == 1:
             dealt = {}
             for j, m in inbox.items():
@@ -245,18 +262,18 @@ class ReshareParty(_Party):
             if self._own is not None:
                 dealt[self.me] = self._own
             self._key, self._confirmation = reshare.receive(
-                self.me, self.old_public, quorum=self.quorum, session_id=sid,
+                self.me,
+                self.old_public,
+                quorum=self.quorum,
+                session_id=sid,
                 commitments={i: d[0] for i, d in dealt.items()},
                 shares={i: d[1] for i, d in dealt.items()},
-            )  # fmt: skip
+            )
             self._own = None
             return dict.fromkeys(self.peers, self._confirmation.to_bytes())
-        assert self._key is not None and self._confirmation is not None
-        confirmations = {
-            j: reshare.ReshareConfirmation.from_bytes(m, suite=suite, session_id=sid, sender=j)
-            for j, m in inbox.items()
-        } | {self.me: self._confirmation}
-        return self._done(reshare.finish(self._key, confirmations))
+        return self._confirmed(
+            reshare.ReshareConfirmation, reshare.finish, self._confirmation, inbox
+        )
 
     def _forget(self) -> None:
         super()._forget()

@@ -88,9 +88,14 @@ class Share:
 
 def _header(wallet: str, vault_id: str, key: KeyPackage, kdf: dict[str, Any]) -> dict[str, Any]:
     return {
-        "format": FORMAT, "version": VERSION, "wallet": wallet, "vault_id": vault_id,
-        "identifier": key.identifier, "public": key.public.to_dict(), "kdf": kdf,
-    }  # fmt: skip
+        "format": FORMAT,
+        "version": VERSION,
+        "wallet": wallet,
+        "vault_id": vault_id,
+        "identifier": key.identifier,
+        "public": key.public.to_dict(),
+        "kdf": kdf,
+    }
 
 
 def _seal(header: dict[str, Any], key: bytearray, share: Share) -> dict[str, Any]:
@@ -144,17 +149,23 @@ def _agent_key(token: SecretBytes, salt: bytes) -> bytearray:
     return hkdf_sha256(token.reveal(), info=_AGENT_INFO, salt=salt)
 
 
-def seal_agent_share(
-    wallet: str, vault_id: str, share: Share, share_key: SecretBytes,
+def seal_share(
+    wallet: str,
+    vault_id: str,
+    share: Share,
+    secret: SecretBytes,
     params: Argon2Params = DEFAULT_ARGON2,
-) -> dict[str, Any]:  # fmt: skip
-    """The agent's share file, under Argon2id(the agent's share key)."""
+) -> dict[str, Any]:
+    """`share`'s file, under Argon2id(`secret`) with a fresh salt. The two files differ only
+    in the secret, so one function seals both under the names of their roles below."""
     salt = secrets.token_bytes(16)
     kdf = {"name": "argon2id", "salt": salt.hex(), **params.to_dict()}
-    return _seal(
-        _header(wallet, vault_id, share.key, kdf), argon2id(share_key.reveal(), salt, params),
-        share,
-    )  # fmt: skip
+    key = argon2id(secret.reveal(), salt, params)
+    return _seal(_header(wallet, vault_id, share.key, kdf), key, share)
+
+
+seal_agent_share = seal_share  # the agent's share file, under the agent's share key
+seal_recovery_share = seal_share  # the recovery party's file, under the owner's passphrase
 
 
 def agent_share_needs_key(doc: dict[str, Any]) -> bool:
@@ -185,19 +196,6 @@ def _argon2_key(doc: dict[str, Any], secret: SecretBytes, what: str) -> bytearra
             next_step=f"use the {what} keysafe wrote; this one was altered.",
         ) from None
     return argon2id(secret.reveal(), salt, params)
-
-
-def seal_recovery_share(
-    wallet: str, vault_id: str, share: Share, passphrase: SecretBytes,
-    params: Argon2Params = DEFAULT_ARGON2,
-) -> dict[str, Any]:  # fmt: skip
-    salt = secrets.token_bytes(16)
-    kdf = {"name": "argon2id", "salt": salt.hex(), **params.to_dict()}
-    return _seal(
-        _header(wallet, vault_id, share.key, kdf),
-        argon2id(passphrase.reveal(), salt, params),
-        share,
-    )
 
 
 def open_recovery_share(doc: dict[str, Any], passphrase: SecretBytes) -> Share:

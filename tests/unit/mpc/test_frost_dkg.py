@@ -24,6 +24,7 @@ import pytest
 
 from keysafe.crypto import jcs
 from keysafe.mpc.frost import dkg, reshare
+from keysafe.mpc.frost.confirmations import EchoMismatch
 from keysafe.mpc.frost.errors import FrostError, InvalidElement, InvalidScalar
 from keysafe.mpc.frost.groups import ED25519, SECP256K1, Suite
 from keysafe.mpc.frost.keys import (
@@ -698,7 +699,7 @@ def test_frost_dkg_echo_disputing_a_third_party_names_both_suspects(suite: Suite
     run = honest_run_to_round2(suite)
     bad = edit(run.round2[(1, 2)].to_bytes(), lambda o: o["echo"].update({"3": "ab" * 32}))
     err = abort_of(lambda: run.do_part3(USER, {AGENT: bad}))
-    assert isinstance(err, dkg.EchoMismatch)
+    assert isinstance(err, EchoMismatch)
     assert err.culprit is None and set(err.suspects) == {AGENT, RECOVERY}
 
 
@@ -715,7 +716,7 @@ def test_frost_dkg_equivocating_round1_is_caught_by_the_echo(suite: Suite) -> No
     assert err3.culprit == AGENT
     # 2 sees 3 report a different package from 1: 1 or 3 is lying, and 2 cannot tell which.
     err2 = abort_of(lambda: run.do_part3(USER))
-    assert isinstance(err2, dkg.EchoMismatch) and AGENT in err2.suspects
+    assert isinstance(err2, EchoMismatch) and AGENT in err2.suspects
     assert err2.culprit in (None, AGENT)
     assert not run.keys
 
@@ -735,7 +736,7 @@ def test_frost_dkg_equivocator_tailoring_its_echo_still_aborts_everyone(suite: S
     )
     for me in (USER, RECOVERY):
         err = abort_of(run.do_part3, me)
-        assert isinstance(err, dkg.EchoMismatch) and AGENT in err.suspects, err
+        assert isinstance(err, EchoMismatch) and AGENT in err.suspects, err
     assert not run.keys
 
 

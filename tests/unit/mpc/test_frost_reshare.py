@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from keysafe.mpc.frost import reshare
-from keysafe.mpc.frost.dkg import EchoMismatch
+from keysafe.mpc.frost.confirmations import EchoMismatch
 from keysafe.mpc.frost.errors import FrostError, InvalidElement
 from keysafe.mpc.frost.groups import ED25519, SECP256K1, Suite
 from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER, KeyPackage, PublicKeyPackage

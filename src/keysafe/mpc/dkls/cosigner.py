@@ -95,11 +95,12 @@ def start(
         )
     state, first = signing.round1(key, pair, message_hash, sid, secrets.token_bytes)
     return state, {
-        "session_id": sid.hex(), "round1": base64.b64encode(first).decode(),
+        "session_id": sid.hex(),
+        "round1": base64.b64encode(first).decode(),
         # which share this is: the vault refuses a stale one (a file from before a refresh)
         # before its OT state ever meets it, instead of banning the new pair
         "verifying_share": key.public.verifying_shares[key.identifier].hex(),
-    }  # fmt: skip
+    }
 
 
 def finish(state: signing.SigningState, answer: Mapping[str, Any]) -> dict[str, str]:

@@ -22,7 +22,15 @@ from typing import Final
 
 from keysafe.mpc.dkls import base_ot, ote
 from keysafe.mpc.dkls.errors import DklsAbort
-from keysafe.mpc.dkls.wire import POINT_LEN, SESSION_ID_LEN, G, Kind, Reader, pack, party_byte
+from keysafe.mpc.dkls.wire import (
+    POINT_LEN,
+    SESSION_ID_LEN,
+    G,
+    Kind,
+    pack,
+    party_byte,
+    read_from_peer,
+)
 from keysafe.mpc.frost.dkg import Rng
 from keysafe.mpc.frost.errors import InvalidElement
 from keysafe.mpc.frost.keys import PARTIES, transcript_hash
@@ -94,9 +102,14 @@ class PairState:
         if me == peer or banned not in (0, 1):
             raise DklsAbort("corrupt DKLs23 pair state")
         return cls(
-            me, peer, public_key, ote.SenderSeeds(delta, sender), ote.ReceiverSeeds(receiver),
-            data[at:], bool(banned),
-        )  # fmt: skip
+            me,
+            peer,
+            public_key,
+            ote.SenderSeeds(delta, sender),
+            ote.ReceiverSeeds(receiver),
+            data[at:],
+            bool(banned),
+        )
 
 
 def setup_session_id(public_key: bytes, session_id: bytes, a: int, b: int) -> bytes:
@@ -152,10 +165,9 @@ def round1(
 def round2(state: SetupState, message: bytes, rng: Rng = secrets.token_bytes) -> bytes:
     """Answer the peer's round 1: base-OT receiver with choices Δ; open the seed half."""
     state.advance(1)
-    reader = Reader(
-        message, kind=Kind.SETUP1, body_len=ROUND1_LEN, session_id=state.session_id,
-        sender=state.peer, receiver=state.me,
-    )  # fmt: skip
+    reader = read_from_peer(
+        message, Kind.SETUP1, ROUND1_LEN, state.session_id, state.peer, state.me
+    )
     ctx = base_ot.Context(state.session_id, state.peer, state.me)
     state.peer_z = base_ot.read_first(ctx, reader)
     state.peer_commitment = reader.take(_SEED_LEN)
@@ -168,10 +180,9 @@ def round2(state: SetupState, message: bytes, rng: Rng = secrets.token_bytes) ->
 def finish(state: SetupState, message: bytes) -> PairState:
     """Verify the peer's round 2 and derive this party's `PairState`."""
     state.advance(2)
-    reader = Reader(
-        message, kind=Kind.SETUP2, body_len=ROUND2_LEN, session_id=state.session_id,
-        sender=state.peer, receiver=state.me,
-    )  # fmt: skip
+    reader = read_from_peer(
+        message, Kind.SETUP2, ROUND2_LEN, state.session_id, state.peer, state.me
+    )
     ctx = base_ot.Context(state.session_id, state.me, state.peer)
     pairs = base_ot.read_second(ctx, state.base_secret, reader, ote.KAPPA)
     peer_seed = reader.take(_SEED_LEN)
@@ -184,7 +195,10 @@ def finish(state: SetupState, message: bytes) -> PairState:
         b"keysafe/dkls23/zero-seed", state.session_id, *(seeds[i] for i in sorted(seeds))
     )
     return PairState(
-        state.me, state.peer, state.public_key,
-        ote.SenderSeeds(state.delta, state.sender_seeds), ote.ReceiverSeeds(tuple(pairs)),
+        state.me,
+        state.peer,
+        state.public_key,
+        ote.SenderSeeds(state.delta, state.sender_seeds),
+        ote.ReceiverSeeds(tuple(pairs)),
         zero_seed,
-    )  # fmt: skip
+    )

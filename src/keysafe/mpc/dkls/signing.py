@@ -46,6 +46,7 @@ from keysafe.mpc.dkls.wire import (
     hash_to_scalar,
     pack,
     party_byte,
+    read_from_peer,
     scalar_bytes,
 )
 from keysafe.mpc.frost.dkg import Rng, random_scalar
@@ -151,10 +152,7 @@ class SigningState:
         self.mul = _SPENT
 
     def reader(self, message: bytes, kind: Kind, body_len: int) -> Reader:
-        return Reader(
-            message, kind=kind, body_len=body_len, session_id=self.session_id,
-            sender=self.peer, receiver=self.me,
-        )  # fmt: skip
+        return read_from_peer(message, kind, body_len, self.session_id, self.peer, self.me)
 
 
 def round1(
@@ -181,8 +179,9 @@ def round1(
     if pair.banned:
         raise DklsAbort(
             f"party {pair.peer} failed a check with this party before; this pair is banned",
-            culprit=pair.peer, ban=True,
-        )  # fmt: skip
+            culprit=pair.peer,
+            ban=True,
+        )
     if pair.me != key.identifier or pair.public_key != key.public.group_public_key:
         raise DklsAbort("the pair state was set up for another key or party")
     if len(message_hash) != 32 or len(nonce) != 32:
@@ -195,9 +194,17 @@ def round1(
         pair.receiver, _mul_session(sid, pair.peer, pair.me), rng
     )
     state = SigningState(
-        key, pair, sid, int.from_bytes(message_hash, "big") % N, message_hash, r_i, phi, big_r,
-        salt, mul_state,
-    )  # fmt: skip
+        key,
+        pair,
+        sid,
+        int.from_bytes(message_hash, "big") % N,
+        message_hash,
+        r_i,
+        phi,
+        big_r,
+        salt,
+        mul_state,
+    )
     commitment = _commit(sid, pair.me, big_r, salt)
     return state, pack(Kind.SIGN1, sid, pair.me, pair.peer, commitment, ote_message)
 
@@ -223,18 +230,30 @@ def _round2(state: SigningState, message: bytes, rng: Rng) -> bytes:
     state.sk = (lam * state.key.signing_share + zeta) % N
     state.pk = G.base_mul(state.sk)
     c, answer = multiply.sender_respond(
-        state.pair.sender, _mul_session(state.session_id, state.me, state.peer),
-        [state.r_i, state.sk], reader, rng,
-    )  # fmt: skip
+        state.pair.sender,
+        _mul_session(state.session_id, state.me, state.peer),
+        [state.r_i, state.sk],
+        reader,
+        rng,
+    )
     state.c = tuple(c)
     gamma_u, gamma_v = G.base_mul(c[0]), G.base_mul(c[1])
     if G.identity in (gamma_u, gamma_v, state.pk):
         raise DklsAbort("a zero value came up (probability 2^-256); start a new session")
     psi = (state.phi - state.mul.b) % N
     return pack(
-        Kind.SIGN2, state.session_id, state.me, state.peer, gamma_u, gamma_v, state.pk,
-        state.big_r, scalar_bytes(psi), state.salt, answer,
-    )  # fmt: skip
+        Kind.SIGN2,
+        state.session_id,
+        state.me,
+        state.peer,
+        gamma_u,
+        gamma_v,
+        state.pk,
+        state.big_r,
+        scalar_bytes(psi),
+        state.salt,
+        answer,
+    )
 
 
 def round3(state: SigningState, message: bytes) -> bytes:
@@ -279,9 +298,13 @@ def _round3(state: SigningState, message: bytes) -> bytes:
     v = (state.sk * phi_sum + state.c[1] + d[1]) % N
     state.w = (state.m * state.phi + r * v) % N
     return pack(
-        Kind.SIGN3, state.session_id, state.me, state.peer, scalar_bytes(state.u),
+        Kind.SIGN3,
+        state.session_id,
+        state.me,
+        state.peer,
+        scalar_bytes(state.u),
         scalar_bytes(state.w),
-    )  # fmt: skip
+    )
 
 
 def finish(state: SigningState, message: bytes) -> Signature:

@@ -106,6 +106,20 @@ class Reader:
             self.fail(exc.what)
 
 
+def read_from_peer(
+    data: bytes, kind: Kind, body_len: int, session_id: bytes, peer: int, me: int
+) -> Reader:
+    """`peer`'s message of `kind` in the pair session `session_id`, addressed to us (`me`)."""
+    return Reader(
+        data,
+        kind=kind,
+        body_len=body_len,
+        session_id=session_id,
+        sender=peer,
+        receiver=me,
+    )
+
+
 def hash_to_scalar(tag: bytes, *parts: bytes) -> int:
     """A uniform scalar from a domain-separated transcript (48 bytes reduced: bias < 2^-128)."""
     digest = hashlib.shake_256(transcript_hash(tag, *parts)).digest(48)

@@ -52,6 +52,8 @@ def part(key: KeyPackage, answer: Mapping[str, Any], message: bytes) -> dict[str
     share = signing.sign(key, nonces, message, commitments)
     del nonces  # used once; never stored anywhere
     return {
-        "session_id": str(answer["session_id"]), "hiding": mine.hiding.hex(),
-        "binding": mine.binding.hex(), "share": share.hex(),
-    }  # fmt: skip
+        "session_id": str(answer["session_id"]),
+        "hiding": mine.hiding.hex(),
+        "binding": mine.binding.hex(),
+        "share": share.hex(),
+    }

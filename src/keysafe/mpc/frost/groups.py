@@ -29,7 +29,7 @@ ED25519_L: Final = 2**252 + 27742317777372353535851937790883648493
 SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Suite:
     """One ciphersuite. Use the module constants `ED25519` and `SECP256K1`."""
 
@@ -190,6 +190,7 @@ def _hash_to_field(msg: bytes, dst: bytes, order: int) -> int:
 
 _ED_IDENTITY: Final = b"\x01" + bytes(31)
 
+# The two suites' parameters, as a table (fmt: skip keeps each row on two lines).
 ED25519: Final = Suite(
     name="ed25519", context=b"FROST-ED25519-SHA512-v1", order=ED25519_L, scalar_len=32,
     element_len=32, identity=_ED_IDENTITY,

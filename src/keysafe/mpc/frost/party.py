@@ -28,7 +28,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
 from keysafe.errors import KeysafeError, MalformedRequestError, from_dict
@@ -45,18 +44,24 @@ class PipeSigner:
     """The parent's end: a `session.SignerEndpoint` whose signer runs in a child process."""
 
     def __init__(
-        self, share_path: Path, secret: SecretBytes, message: bytes | None = None,
+        self,
+        share_path: Path,
+        secret: SecretBytes,
+        message: bytes | None = None,
         evm: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._child = subprocess.Popen(
             [sys.executable, "-m", "keysafe.mpc.frost.party"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             with secret:
                 hello: dict[str, Any] = {
-                    "share_file": str(share_path), "secret": bytes(secret.reveal()).decode(),
-                }  # fmt: skip
+                    "share_file": str(share_path),
+                    "secret": bytes(secret.reveal()).decode(),
+                }
                 hello |= {"evm": evm} if evm is not None else {"message": (message or b"").hex()}
             answer = self._ask(hello)
             del hello
@@ -112,12 +117,7 @@ class PipeSigner:
     def __enter__(self) -> PipeSigner:
         return self
 
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
 
@@ -139,8 +139,10 @@ def _serve(lines: Any, out: Any) -> None:
     signer = session.Signer(
         key, session.MemoryNonceStore(), check_message=lambda r: r.message == message
     )
-    _say(out, {"identifier": key.identifier, "wallet": doc.get("wallet"),
-               "public": key.public.to_dict()})  # fmt: skip
+    _say(
+        out,
+        {"identifier": key.identifier, "wallet": doc.get("wallet"), "public": key.public.to_dict()},
+    )
     for line in lines:
         order = json.loads(line)
         if "round1" in order:
@@ -164,8 +166,14 @@ def _serve_dkls(
         digest = dkls_cosigner.transaction_digest(what["transaction"])
     else:
         digest = dkls_cosigner.message_digest(str(what["message"]))
-    _say(out, {"identifier": share.key.identifier, "wallet": doc.get("wallet"),
-               "public": share.key.public.to_dict()})  # fmt: skip
+    _say(
+        out,
+        {
+            "identifier": share.key.identifier,
+            "wallet": doc.get("wallet"),
+            "public": share.key.public.to_dict(),
+        },
+    )
     first = json.loads(next(lines))["dkls_round1"]
     state, mine = dkls_cosigner.start(share.key, share.pairs[RECOVERY], first, digest)
     _say(out, mine)
@@ -185,10 +193,15 @@ def main() -> int:
         _say(sys.stdout, {"error": exc.to_dict()})
         return 1
     except (StopIteration, ValueError, KeyError) as exc:
-        _say(sys.stdout, {"error": MalformedRequestError(
-            f"The signing process got a malformed order ({type(exc).__name__}).",
-            next_step="this is a keysafe bug; nothing was signed.",
-        ).to_dict()})  # fmt: skip
+        _say(
+            sys.stdout,
+            {
+                "error": MalformedRequestError(
+                    f"The signing process got a malformed order ({type(exc).__name__}).",
+                    next_step="this is a keysafe bug; nothing was signed.",
+                ).to_dict()
+            },
+        )
         return 1
     return 0
 

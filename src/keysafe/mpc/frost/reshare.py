@@ -34,37 +34,19 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final, Self
 
-from keysafe.crypto import jcs
-from keysafe.mpc.frost.dkg import (
-    DIGEST_LEN,
-    Rng,
-    _check_digest,
-    _check_element,
-    _check_header,
-    _check_scalar,
-    _commitment_at,
-    _compare_echoes,
-    _confirmation_digests,
-    _confirmation_headers,
-    _echo_digest,
-    _expect,
-    _fail,
-    _header_json,
-    _Reader,
-    _shown,
-    random_scalar,
+from keysafe.mpc.frost.confirmations import (
+    check_confirmation_digests,
+    check_confirmation_headers,
+    compare_echoes,
+    echo_digest,
 )
+from keysafe.mpc.frost.dkg import Rng, commitment_at, random_scalar
 from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import Suite
-from keysafe.mpc.frost.keys import (
-    MIN_SIGNERS,
-    PARTIES,
-    KeyPackage,
-    PublicKeyPackage,
-    lagrange,
-)
+from keysafe.mpc.frost.key_messages import DIGEST_LEN, KeyMessage, Reader, check_scalar, fail, shown
+from keysafe.mpc.frost.keys import MIN_SIGNERS, PARTIES, KeyPackage, PublicKeyPackage, lagrange
 
 __all__ = [
     "ReshareCommitment",
@@ -78,19 +60,19 @@ __all__ = [
     "repair_step3",
 ]
 
-logger = logging.getLogger(__name__)
-
 COMMIT: Final = "keysafe/frost/reshare/commit"
 SHARE: Final = "keysafe/frost/reshare/share"
 CONFIRM: Final = "keysafe/frost/reshare/confirm"
+
+logger = logging.getLogger(__name__)
 
 
 def _check_quorum(quorum: Sequence[int], *, kind: str, culprit: int | None) -> tuple[int, int]:
     q = tuple(quorum)
     if len(q) != MIN_SIGNERS or len(set(q)) != len(q) or any(i not in PARTIES for i in q):
-        _fail(kind, f"quorum {_shown(q)} is not {MIN_SIGNERS} distinct participants", culprit)
+        fail(kind, f"quorum {shown(q)} is not {MIN_SIGNERS} distinct participants", culprit)
     if list(q) != sorted(q):
-        _fail(kind, f"quorum {q!r} is not in ascending order", culprit)
+        fail(kind, f"quorum {q!r} is not in ascending order", culprit)
     return q[0], q[1]
 
 
@@ -98,159 +80,107 @@ def _check_quorum(quorum: Sequence[int], *, kind: str, culprit: int | None) -> t
 
 
 @dataclass(frozen=True, slots=True)
-class ReshareCommitment:
+class ReshareCommitment(KeyMessage):
     """Broadcast by a dealer: Feldman commitments (D_i0, D_i1) to g_i."""
 
-    suite: Suite
-    session_id: bytes
-    sender: int
+    KIND: ClassVar[str] = COMMIT
+    FIELDS: ClassVar[tuple[str, ...]] = ("quorum", "threshold", "commitments")
+
     quorum: tuple[int, int]
     commitments: tuple[bytes, bytes]
     threshold: int = MIN_SIGNERS
 
-    def __post_init__(self) -> None:
-        _check_header(COMMIT, self.suite, self.session_id, self.sender)
+    def _check_fields(self) -> None:
         c = self.sender
         _check_quorum(self.quorum, kind=COMMIT, culprit=c)
         if self.sender not in self.quorum:
-            _fail(COMMIT, f"dealer {c} is not in the quorum {self.quorum}", c)
+            self._refuse(f"dealer {c} is not in the quorum {self.quorum}")
         if self.threshold != MIN_SIGNERS:
-            _fail(COMMIT, f"threshold {self.threshold!r}; resharing cannot change it", c)
-        if not isinstance(self.commitments, tuple) or len(self.commitments) != MIN_SIGNERS:
-            # A longer commitment is a higher-degree polynomial: a silent threshold change.
-            _fail(COMMIT, f"a threshold-{MIN_SIGNERS} commitment has {MIN_SIGNERS} points", c)
-        for k, point in enumerate(self.commitments):
-            _check_element(self.suite, point, COMMIT, f"commitment D_{c}{k}", c)
+            self._refuse(f"threshold {self.threshold!r}; resharing cannot change it")
+        # A longer commitment is a higher-degree polynomial: a silent threshold change.
+        self._check_commitment(
+            self.commitments, "D", f"a threshold-{MIN_SIGNERS} commitment has {MIN_SIGNERS} points"
+        )
 
     def to_bytes(self) -> bytes:
-        return jcs.dumps(
-            {
-                **_header_json(COMMIT, self.suite, self.session_id, self.sender),
-                "quorum": list(self.quorum),
-                "threshold": self.threshold,
-                "commitments": [p.hex() for p in self.commitments],
-            }
+        return self._wire(
+            quorum=list(self.quorum),
+            threshold=self.threshold,
+            commitments=[p.hex() for p in self.commitments],
         )
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, *, suite: Suite, session_id: bytes, sender: int | None = None
-    ) -> ReshareCommitment:
-        r = _Reader(
-            data,
-            kind=COMMIT,
-            fields=("quorum", "threshold", "commitments"),
-            suite=suite,
-            session_id=session_id,
-            sender=sender,
-        )
+    def _read(cls, r: Reader) -> Self:
         points = r.array("commitments", MIN_SIGNERS)
-        quorum = r.ids("quorum")
+        quorum = _check_quorum(r.ids("quorum"), kind=COMMIT, culprit=r.sender)
         return cls(
-            suite=suite,
-            session_id=session_id,
+            suite=r.suite,
+            session_id=r.session_id,
             sender=r.sender,
-            quorum=_check_quorum(quorum, kind=COMMIT, culprit=r.sender),
+            quorum=quorum,
             commitments=(r.element("commitments", points[0]), r.element("commitments", points[1])),
             threshold=r.integer("threshold"),
         )
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class ReshareShare:
+class ReshareShare(KeyMessage):
     """Sent by a dealer to one new holder over a confidential channel: g_sender(receiver)."""
 
-    suite: Suite
-    session_id: bytes
-    sender: int
+    KIND: ClassVar[str] = SHARE
+    FIELDS: ClassVar[tuple[str, ...]] = ("receiver", "share")
+
     receiver: int
     share: int
 
-    def __post_init__(self) -> None:
-        _check_header(SHARE, self.suite, self.session_id, self.sender)
+    def _check_fields(self) -> None:
         # A dealer is also a new holder, so it may address a share to itself.
         if self.receiver not in PARTIES:
-            _fail(SHARE, f"receiver {self.receiver!r} is not a participant", self.sender)
-        _check_scalar(self.suite, self.share, SHARE, "share", self.sender)
+            self._refuse(f"receiver {self.receiver!r} is not a participant")
+        self._check_scalar(self.share, "share")
 
     def __repr__(self) -> str:  # the share is secret
         return f"ReshareShare(sender={self.sender}, receiver={self.receiver}, share=<redacted>)"
 
     def to_bytes(self) -> bytes:
-        return jcs.dumps(
-            {
-                **_header_json(SHARE, self.suite, self.session_id, self.sender),
-                "receiver": self.receiver,
-                "share": self.suite.serialize_scalar(self.share).hex(),
-            }
+        return self._wire(
+            receiver=self.receiver, share=self.suite.serialize_scalar(self.share).hex()
         )
 
     @classmethod
-    def from_bytes(
-        cls,
-        data: bytes,
-        *,
-        suite: Suite,
-        session_id: bytes,
-        sender: int | None = None,
-        receiver: int | None = None,
-    ) -> ReshareShare:
-        r = _Reader(
-            data,
-            kind=SHARE,
-            fields=("receiver", "share"),
-            suite=suite,
-            session_id=session_id,
-            sender=sender,
-        )
-        to = r.integer("receiver")
-        if receiver is not None and to != receiver:
-            r.fail(f"field 'receiver' is {to}, but it was delivered to {receiver}")
-        return cls(suite, session_id, r.sender, to, r.scalar("share"))
+    def _read(cls, r: Reader) -> Self:
+        return cls(r.suite, r.session_id, r.sender, r.receiver(), r.scalar("share"))
 
 
 @dataclass(frozen=True, slots=True)
-class ReshareConfirmation:
+class ReshareConfirmation(KeyMessage):
     """Broadcast by every new holder: what it saw (echo) and what it computed (digest)."""
 
-    suite: Suite
-    session_id: bytes
-    sender: int
+    KIND: ClassVar[str] = CONFIRM
+    FIELDS: ClassVar[tuple[str, ...]] = ("echo", "digest")
+
     echo: dict[int, bytes]
     digest: bytes
 
-    def __post_init__(self) -> None:
-        _check_header(CONFIRM, self.suite, self.session_id, self.sender)
-        c = self.sender
+    def _check_fields(self) -> None:
         if not isinstance(self.echo, dict) or len(self.echo) != MIN_SIGNERS:
-            _fail(CONFIRM, f"the echo must cover the {MIN_SIGNERS} dealers", c)
-        _check_quorum(sorted(self.echo), kind=CONFIRM, culprit=c)
+            self._refuse(f"the echo must cover the {MIN_SIGNERS} dealers")
+        _check_quorum(sorted(self.echo), kind=CONFIRM, culprit=self.sender)
         for i, d in self.echo.items():
-            _check_digest(d, CONFIRM, f"echo[{i}]", c)
-        _check_digest(self.digest, CONFIRM, "digest", c)
+            self._check_digest(d, f"echo[{i}]")
+        self._check_digest(self.digest, "digest")
 
     def to_bytes(self) -> bytes:
-        return jcs.dumps(
-            {
-                **_header_json(CONFIRM, self.suite, self.session_id, self.sender),
-                "echo": {str(i): d.hex() for i, d in sorted(self.echo.items())},
-                "digest": self.digest.hex(),
-            }
+        return self._wire(
+            echo={str(i): d.hex() for i, d in sorted(self.echo.items())},
+            digest=self.digest.hex(),
         )
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, *, suite: Suite, session_id: bytes, sender: int | None = None
-    ) -> ReshareConfirmation:
-        r = _Reader(
-            data,
-            kind=CONFIRM,
-            fields=("echo", "digest"),
-            suite=suite,
-            session_id=session_id,
-            sender=sender,
+    def _read(cls, r: Reader) -> Self:
+        return cls(
+            r.suite, r.session_id, r.sender, r.digests("echo"), r.hexbytes("digest", DIGEST_LEN)
         )
-        return cls(suite, session_id, r.sender, r.digests("echo"), r.hexbytes("digest", DIGEST_LEN))
 
 
 # -- the protocol -------------------------------------------------------------------------------
@@ -309,41 +239,66 @@ def receive(
                 culprit=extra[0] if extra[0] in PARTIES else None,
             )
     for i in q:
-        if i not in commitments:
-            _fail(COMMIT, f"no commitment from dealer {i}", i)
-        if i not in shares:
-            _fail(SHARE, f"no share from dealer {i}", i)
-        c, s = commitments[i], shares[i]
-        _expect(c, kind=COMMIT, suite=suite, session_id=session_id, sender=i)
-        _expect(s, kind=SHARE, suite=suite, session_id=session_id, sender=i)
-        if c.quorum != q:
-            _fail(COMMIT, f"dealt for quorum {c.quorum}, this session's is {q}", i)
-        if s.receiver != identifier:
-            _fail(SHARE, f"addressed to {s.receiver}, delivered to {identifier}", i)
-        if c.commitments[0] != suite.mul(lagrange(suite, i, q), old_public.verifying_shares[i]):
-            _fail(COMMIT, f"dealer {i} did not re-deal its own share (D_{i}0 != λ_{i}·X_{i})", i)
-        if suite.base_mul(s.share) != _commitment_at(suite, c.commitments, identifier):
-            _fail(SHARE, f"share g_{i}({identifier}) does not match its commitment", i)
+        _check_deal(i, q, identifier, old_public, session_id, commitments, shares)
     if suite.sum([commitments[i].commitments[0] for i in q]) != old_public.group_public_key:
         # Implied by the per-dealer checks when the old verifying shares are consistent;
         # checked anyway because `old_public` comes from storage, not from this protocol.
         raise FrostError("the dealt constant terms do not add up to the group key")
+    key = _new_key(identifier, old_public, [commitments[i] for i in q], [shares[i] for i in q])
+    echo = {i: echo_digest(COMMIT, commitments[i].to_bytes()) for i in q}
+    digest = key.public.digest(session_id)
+    return key, ReshareConfirmation(suite, session_id, identifier, echo, digest)
 
-    share = sum(shares[i].share for i in q) % suite.order
+
+def _check_deal(
+    dealer: int,
+    quorum: tuple[int, int],
+    identifier: int,
+    old_public: PublicKeyPackage,
+    session_id: bytes,
+    commitments: Mapping[int, ReshareCommitment],
+    shares: Mapping[int, ReshareShare],
+) -> None:
+    """`dealer` sent a commitment and a share for this session and quorum, the share is ours
+    and matches the commitment, and the dealer re-dealt its real share: D_i0 == λ_i^Q·X_i."""
+    i, suite = dealer, old_public.suite
+    if i not in commitments:
+        fail(COMMIT, f"no commitment from dealer {i}", i)
+    if i not in shares:
+        fail(SHARE, f"no share from dealer {i}", i)
+    c, s = commitments[i], shares[i]
+    c.expect(suite=suite, session_id=session_id, sender=i)
+    s.expect(suite=suite, session_id=session_id, sender=i)
+    if c.quorum != quorum:
+        fail(COMMIT, f"dealt for quorum {c.quorum}, this session's is {quorum}", i)
+    if s.receiver != identifier:
+        fail(SHARE, f"addressed to {s.receiver}, delivered to {identifier}", i)
+    if c.commitments[0] != suite.mul(lagrange(suite, i, quorum), old_public.verifying_shares[i]):
+        fail(COMMIT, f"dealer {i} did not re-deal its own share (D_{i}0 != λ_{i}·X_{i})", i)
+    if suite.base_mul(s.share) != commitment_at(suite, c.commitments, identifier):
+        fail(SHARE, f"share g_{i}({identifier}) does not match its commitment", i)
+
+
+def _new_key(
+    identifier: int,
+    old_public: PublicKeyPackage,
+    commitments: Sequence[ReshareCommitment],
+    shares: Sequence[ReshareShare],
+) -> KeyPackage:
+    """Our new share x'_k = Σ g_i(k) and the new verifying shares X'_j = Σ (D_i0 + j·D_i1),
+    under the same group key, from the checked deals of the quorum."""
+    suite = old_public.suite
+    share = sum(s.share for s in shares) % suite.order
     verifying = {
-        k: suite.sum([_commitment_at(suite, commitments[i].commitments, k) for i in q])
-        for k in PARTIES
+        k: suite.sum([commitment_at(suite, c.commitments, k) for c in commitments]) for k in PARTIES
     }
     if suite.identity in verifying.values():
         raise FrostError("a new verifying share is the identity")
     if suite.base_mul(share) != verifying[identifier]:
         raise FrostError("our new share does not match our new verifying share")
-    public = PublicKeyPackage(suite, old_public.group_public_key, verifying)
-    echo = {i: _echo_digest(COMMIT, commitments[i].to_bytes()) for i in q}
-    confirmation = ReshareConfirmation(
-        suite, session_id, identifier, echo, public.digest(session_id)
+    return KeyPackage(
+        identifier, share, PublicKeyPackage(suite, old_public.group_public_key, verifying)
     )
-    return KeyPackage(identifier, share, public), confirmation
 
 
 def finish(
@@ -355,12 +310,12 @@ def finish(
     """Activate the new share once all three holders saw the same commitments and computed
     the same public package. Only after this returns may the old share be deleted."""
     me = new_key.identifier
-    sid = _confirmation_headers(new_key, confirmations, kind=CONFIRM, session_id=session_id)
+    sid = check_confirmation_headers(new_key, confirmations, kind=CONFIRM, session_id=session_id)
     for j in PARTIES:
         if j != me:
-            _compare_echoes(CONFIRM, confirmations[me].echo, confirmations[j].echo, me=me, peer=j)
+            compare_echoes(CONFIRM, confirmations[me].echo, confirmations[j].echo, me=me, peer=j)
     # Same commitments but a different result: the confirming party itself is at fault.
-    _confirmation_digests(new_key, confirmations, kind=CONFIRM, sid=sid)
+    check_confirmation_digests(new_key, confirmations, kind=CONFIRM, sid=sid)
     logger.info("frost reshare confirmed by all participants (%s)", new_key.suite.name)
     return new_key
 
@@ -406,7 +361,7 @@ def repair_step2(suite: Suite, deltas: Sequence[int]) -> int:
     """Helper j's σ_j: the sum of the δ it received (its own included); σ_j goes to the
     repairing participant."""
     for d in deltas:
-        _check_scalar(suite, d, "repair", "delta", None)
+        check_scalar(suite, d, "repair", "delta", None)
     return sum(deltas) % suite.order
 
 
@@ -418,7 +373,7 @@ def repair_step3(
     if public.suite is not suite:
         raise FrostError(f"public key package is for {public.suite.name}, not {suite.name}")
     for s in sigmas:
-        _check_scalar(suite, s, "repair", "sigma", None)
+        check_scalar(suite, s, "repair", "sigma", None)
     share = sum(sigmas) % suite.order
     if identifier not in public.verifying_shares:
         raise FrostError(f"no verifying share for participant {identifier!r}")
