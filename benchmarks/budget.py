@@ -41,8 +41,9 @@ def measure(vault_copy: common.BenchVault, *, iterations: int) -> dict[str, Any]
     def keysafe_reserve_commit() -> None:
         rid = common.new_request_id()
         with db.write() as conn:
-            ledger.reserve(conn, agent=agent, request_id=rid,
-                           charges=[(common.SOL_RULE, "SOL", 1000)], at=now)  # fmt: skip
+            ledger.reserve(
+                conn, agent=agent, request_id=rid, charges=[(common.SOL_RULE, "SOL", 1000)], at=now
+            )
         with db.write() as conn:
             assert ledger.settle(conn, agent, rid, state="committed") == 1
 
@@ -65,12 +66,15 @@ def measure(vault_copy: common.BenchVault, *, iterations: int) -> dict[str, Any]
         rounds = 5
         per_round = max(1, iterations // rounds)
         for _ in range(rounds):
-            samples["keysafe"] += common.time_calls(keysafe_reserve_commit, seconds=0,
-                                                    min_calls=per_round)  # fmt: skip
-            samples["bare_1_commit"] += common.time_calls(lambda: bare_insert(1), seconds=0,
-                                                          min_calls=per_round)  # fmt: skip
-            samples["bare_2_commits"] += common.time_calls(lambda: bare_insert(2), seconds=0,
-                                                           min_calls=per_round)  # fmt: skip
+            samples["keysafe"] += common.time_calls(
+                keysafe_reserve_commit, seconds=0, min_calls=per_round
+            )
+            samples["bare_1_commit"] += common.time_calls(
+                lambda: bare_insert(1), seconds=0, min_calls=per_round
+            )
+            samples["bare_2_commits"] += common.time_calls(
+                lambda: bare_insert(2), seconds=0, min_calls=per_round
+            )
     finally:
         db.close()
         bare.close()

@@ -43,35 +43,53 @@ def policy_200_text() -> str:
     signing, approval limits). Only rules for evm.transfer, and the deny-all-hours rule, cover
     the benchmark request."""
     lines = [example_policy_text().split("expires:")[0].rstrip()]
-    kinds = ("evm.transfer", "http.request", "solana.transfer", "evm.call", "evm.sign_message",
-             "evm.approve")  # fmt: skip
+    kinds = (
+        "evm.transfer",
+        "http.request",
+        "solana.transfer",
+        "evm.call",
+        "evm.sign_message",
+        "evm.approve",
+    )
     n_example = len(re.findall(r"^  - name:", lines[0], re.M))
     for i in range(200 - n_example):
         kind = kinds[i % len(kinds)]
         name = f"gen-{i:03d}-{kind.replace('.', '-')}"
         if kind == "evm.transfer":
-            rule = (f"  - name: {name}\n    allow: [evm.transfer]\n    wallets: [main]\n"
-                    f"    chains: [ethereum]\n"
-                    f"    assets: [ETH, USDC]\n    recipients: [\"0x{i + 0x1000:040x}\"]\n"
-                    f"    max_per_tx: {{ETH: \"0.5\", USDC: \"500\"}}\n"
-                    f"    limits:\n      - {{window: 24h, max: {{ETH: \"2\"}}}}\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    allow: [evm.transfer]\n    wallets: [main]\n"
+                f"    chains: [ethereum]\n"
+                f'    assets: [ETH, USDC]\n    recipients: ["0x{i + 0x1000:040x}"]\n'
+                f'    max_per_tx: {{ETH: "0.5", USDC: "500"}}\n'
+                f'    limits:\n      - {{window: 24h, max: {{ETH: "2"}}}}\n'
+            )
         elif kind == "http.request":
-            rule = (f"  - name: {name}\n    allow: [http.request]\n    credentials: [svc-{i}]\n"
-                    f"    methods: [GET, POST]\n    urls: [\"https://api{i}.example.com/v1/**\"]\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    allow: [http.request]\n    credentials: [svc-{i}]\n"
+                f'    methods: [GET, POST]\n    urls: ["https://api{i}.example.com/v1/**"]\n'
+            )
         elif kind == "solana.transfer":
-            rule = (f"  - name: {name}\n    allow: [solana.transfer]\n    wallets: [sol]\n"
-                    f"    chains: [solana]\n"
-                    f"    assets: [SOL]\n    max_per_tx: {{SOL: \"{i % 7 + 1}\"}}\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    allow: [solana.transfer]\n    wallets: [sol]\n"
+                f"    chains: [solana]\n"
+                f'    assets: [SOL]\n    max_per_tx: {{SOL: "{i % 7 + 1}"}}\n'
+            )
         elif kind == "evm.call":
-            rule = (f"  - name: {name}\n    ask: [evm.call]\n    wallets: [main]\n"
-                    f"    chains: [base]\n"
-                    f"    contracts: [\"0x{i + 0x2000:040x}\"]\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    ask: [evm.call]\n    wallets: [main]\n"
+                f"    chains: [base]\n"
+                f'    contracts: ["0x{i + 0x2000:040x}"]\n'
+            )
         elif kind == "evm.sign_message":
-            rule = (f"  - name: {name}\n    allow: [evm.sign_message]\n    wallets: [main]\n"
-                    f"    message_matches: \"^app{i}.example wants you to sign in\"\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    allow: [evm.sign_message]\n    wallets: [main]\n"
+                f'    message_matches: "^app{i}.example wants you to sign in"\n'
+            )
         else:
-            rule = (f"  - name: {name}\n    deny: [evm.approve]\n"
-                    f"    spenders: [\"0x{i + 0x3000:040x}\"]\n")  # fmt: skip
+            rule = (
+                f"  - name: {name}\n    deny: [evm.approve]\n"
+                f'    spenders: ["0x{i + 0x3000:040x}"]\n'
+            )
         lines.append(rule.rstrip())
     return "\n".join(lines) + "\nexpires: 2027-01-01T00:00:00Z\n"
 
@@ -82,11 +100,17 @@ _IndexedRule = tuple[str, frozenset[str], frozenset[str], frozenset[str], int, i
 def _baseline_index() -> dict[str, list[_IndexedRule]]:
     # pay-small-on-base, as plain data: chains, assets, recipients, cap and ask threshold (wei).
     return {
-        "evm.transfer": [(
-            "pay-small-on-base", frozenset({"base", "local"}), frozenset({"ETH", "USDC"}),
-            frozenset({R1.lower(), R2.lower()}), 10**16, 5 * 10**15,
-        )],
-    }  # fmt: skip
+        "evm.transfer": [
+            (
+                "pay-small-on-base",
+                frozenset({"base", "local"}),
+                frozenset({"ETH", "USDC"}),
+                frozenset({R1.lower(), R2.lower()}),
+                10**16,
+                5 * 10**15,
+            )
+        ],
+    }
 
 
 def measure(*, seconds: float) -> dict[str, Any]:
@@ -96,8 +120,15 @@ def measure(*, seconds: float) -> dict[str, Any]:
     from keysafe.policy.rules import parse_policy
 
     registry = Registry.builtin()
-    intent = Intent(action="evm.transfer", chain="base", wallet="main", asset="ETH",
-                    amount="0.001", to=R1, summary="send 0.001 ETH on base")  # fmt: skip
+    intent = Intent(
+        action="evm.transfer",
+        chain="base",
+        wallet="main",
+        asset="ETH",
+        amount="0.001",
+        to=R1,
+        summary="send 0.001 ETH on base",
+    )
     agent = engine.AgentState("bench", "active")
 
     def no_usage(rule: str, since: datetime) -> tuple[Mapping[str, int], int]:
@@ -126,11 +157,13 @@ def measure(*, seconds: float) -> dict[str, Any]:
     timings: dict[str, list[float]] = {"baseline": [], "example": [], "rules_200": []}
     fns: dict[str, Any] = {
         "baseline": baseline,
-        "example": lambda: engine.decide(policies["example"], agent, intent, registry=registry,
-                                         usage=no_usage, now=NOW),
-        "rules_200": lambda: engine.decide(policies["rules_200"], agent, intent,
-                                           registry=registry, usage=no_usage, now=NOW),
-    }  # fmt: skip
+        "example": lambda: engine.decide(
+            policies["example"], agent, intent, registry=registry, usage=no_usage, now=NOW
+        ),
+        "rules_200": lambda: engine.decide(
+            policies["rules_200"], agent, intent, registry=registry, usage=no_usage, now=NOW
+        ),
+    }
 
     def run_batch(fn: Any) -> None:
         for _ in range(batch):
@@ -147,8 +180,11 @@ def measure(*, seconds: float) -> dict[str, Any]:
         out[key] = {"us_per_decision_p50": s["p50_ms"] * 1000, "samples": s["count"]}
     parse: dict[str, Any] = {}
     for key, text in texts.items():
-        s = common.summary(common.time_calls(functools.partial(parse_policy, text),
-                                             seconds=seconds / 6, min_calls=3))  # fmt: skip
+        s = common.summary(
+            common.time_calls(
+                functools.partial(parse_policy, text), seconds=seconds / 6, min_calls=3
+            )
+        )
         parse[key] = {"ms_per_parse_p50": s["p50_ms"]}
     example_ratio = out["example"]["us_per_decision_p50"] / out["baseline"]["us_per_decision_p50"]
     scale_ratio = out["rules_200"]["us_per_decision_p50"] / out["example"]["us_per_decision_p50"]

@@ -105,9 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50, help="signatures (default 50)")
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("dkls_signing.json"),
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("dkls_signing.json"),
         help="where to write the JSON",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     r = measure(args.rounds)
     args.out.write_text(json.dumps(r, indent=2) + "\n")

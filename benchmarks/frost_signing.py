@@ -111,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="signatures (default 200)")
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("frost_signing.json"),
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("frost_signing.json"),
         help="where to write the JSON",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     result = measure(args.rounds)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -64,10 +64,15 @@ def fill(v: common.BenchVault, *, audit_entries: int, signatures: int) -> dict[s
                                 "allow",
                             )
                             details: dict[str, Any] = {
-                                "agent": agent, "rule": common.SOL_RULE, "code": None,
-                                "chain": "solana", "amount": "0.000001", "recipient": sol_to,
-                                "request_id": rid, "intent": secrets.token_hex(32),
-                            }  # fmt: skip
+                                "agent": agent,
+                                "rule": common.SOL_RULE,
+                                "code": None,
+                                "chain": "solana",
+                                "amount": "0.000001",
+                                "recipient": sol_to,
+                                "request_id": rid,
+                                "intent": secrets.token_hex(32),
+                            }
                         else:
                             action, target, outcome = (
                                 "solana.sign_transaction",
@@ -75,15 +80,25 @@ def fill(v: common.BenchVault, *, audit_entries: int, signatures: int) -> dict[s
                                 "success",
                             )
                             details = {
-                                "agent": agent, "request_id": rid, "wallet": "sol",
-                                "chain": "solana", "tx_hash": secrets.token_hex(32),
-                                "status": "signed", "summary": f"send 0.000001 SOL to {sol_to}",
-                            }  # fmt: skip
+                                "agent": agent,
+                                "request_id": rid,
+                                "wallet": "sol",
+                                "chain": "solana",
+                                "tx_hash": secrets.token_hex(32),
+                                "status": "signed",
+                                "summary": f"send 0.000001 SOL to {sol_to}",
+                            }
                         audit_log.append(
-                            conn, time=when, actor=f"agent:{agent}", action=action,
-                            target=target, outcome=outcome, details=details,
-                            audit_key=key.reveal(), vault_id=vault.vault_id,
-                        )  # fmt: skip
+                            conn,
+                            time=when,
+                            actor=f"agent:{agent}",
+                            action=action,
+                            target=target,
+                            outcome=outcome,
+                            details=details,
+                            audit_key=key.reveal(),
+                            vault_id=vault.vault_id,
+                        )
         finally:
             key.wipe()
         audit_s = time.perf_counter() - t0
@@ -162,10 +177,13 @@ def _rows_in_window(vault: Any, *, now: datetime) -> dict[str, int]:
     with vault.db.read() as conn:
         rows = conn.execute(
             select(t.ledger.c.agent, func.count(func.distinct(t.ledger.c.request_id)))
-            .where(t.ledger.c.rule == common.SOL_RULE, t.ledger.c.at >= since,
-                   t.ledger.c.state.in_(("reserved", "committed")))
+            .where(
+                t.ledger.c.rule == common.SOL_RULE,
+                t.ledger.c.at >= since,
+                t.ledger.c.state.in_(("reserved", "committed")),
+            )
             .group_by(t.ledger.c.agent)
-        ).all()  # fmt: skip
+        ).all()
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -211,10 +229,17 @@ def _verify_figures(v: common.BenchVault) -> dict[str, Any]:
             unkeyed = audit_log.verify(conn)
             unkeyed_s = time.perf_counter() - t0
             rows = conn.execute(
-                select(t.audit.c.seq, t.audit.c.time, t.audit.c.actor, t.audit.c.action,
-                       t.audit.c.target, t.audit.c.outcome, t.audit.c.details,
-                       t.audit.c.prev_hash).order_by(t.audit.c.seq)
-            ).all()  # fmt: skip
+                select(
+                    t.audit.c.seq,
+                    t.audit.c.time,
+                    t.audit.c.actor,
+                    t.audit.c.action,
+                    t.audit.c.target,
+                    t.audit.c.outcome,
+                    t.audit.c.details,
+                    t.audit.c.prev_hash,
+                ).order_by(t.audit.c.seq)
+            ).all()
     blobs = [
         bytes.fromhex(r.prev_hash)
         + AuditEntry(
@@ -240,8 +265,9 @@ def _verify_figures(v: common.BenchVault) -> dict[str, Any]:
 
 def big_copy(base: common.BenchVault, workdir: Path) -> common.BenchVault:
     """Where `measure` keeps the vault with the long past (the profile reuses it)."""
-    return common.BenchVault(workdir / "history-big", base.tokens, base.sol_address,
-                             base.evm_address)  # fmt: skip
+    return common.BenchVault(
+        workdir / "history-big", base.tokens, base.sol_address, base.evm_address
+    )
 
 
 def measure(
@@ -277,9 +303,12 @@ def measure(
         for _ in range(rounds):
             for name, s, v in (("empty", s_empty, empty), ("big", s_big, big)):
                 res = common.run_load(
-                    s.port, http_signing.factories("solana", v, s.port, MEASURED_AGENTS, sol_pool),
-                    ok_marker=http_signing.SIGNED, warmup=warmup, duration=duration,
-                )  # fmt: skip
+                    s.port,
+                    http_signing.factories("solana", v, s.port, MEASURED_AGENTS, sol_pool),
+                    ok_marker=http_signing.SIGNED,
+                    warmup=warmup,
+                    duration=duration,
+                )
                 throughput[name].append(res)
     after = {"empty": common.verify_audit(empty.home), "big": common.verify_audit(big.home)}
     decisions = {k: decisions_after(v.home, head[k]) for k, v in (("empty", empty), ("big", big))}

@@ -22,9 +22,21 @@ from benchmarks import common
 # items indented. A stage whose function is renamed shows 0 calls per sign in the report: update
 # its name here.
 STAGES: tuple[tuple[str, str, str], ...] = (
-    ("decode the transaction into an intent", "keysafe/chains/solana/intents/_transactions.py", "intent_from_tx"),
-    ("read the wallet record and the chain registry (one read)", "keysafe/service/signing.py", "wallet_and_registry"),
-    ("gate: decide, sign, book, audit (one write transaction)", "keysafe/service/gate.py", "_run_in_one_transaction"),
+    (
+        "decode the transaction into an intent",
+        "keysafe/chains/solana/intents/_transactions.py",
+        "intent_from_tx",
+    ),
+    (
+        "read the wallet record and the chain registry (one read)",
+        "keysafe/service/signing.py",
+        "wallet_and_registry",
+    ),
+    (
+        "gate: decide, sign, book, audit (one write transaction)",
+        "keysafe/service/gate.py",
+        "_run_in_one_transaction",
+    ),
     ("  gate._admit: idempotency, decision, its audit entry", "keysafe/service/gate.py", "_admit"),
     ("  parse the policy YAML (cached per text)", "keysafe/policy/rules.py", "parse_policy"),
     ("  engine.decide (pure)", "keysafe/policy/engine.py", "decide"),
@@ -33,11 +45,15 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("open the wallet key (AEAD)", "keysafe/vault/vault.py", "open_record"),
     ("sign + verify (solders, PyNaCl)", "keysafe/chains/solana/signing.py", "sign_transaction"),
     ("audit.append (all entries of the call)", "keysafe/audit/log.py", "append"),
-    ("SQLite COMMIT (fsync, synchronous=FULL)", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
+    (
+        "SQLite COMMIT (fsync, synchronous=FULL)",
+        "~",
+        "<method 'commit' of 'sqlite3.Connection' objects>",
+    ),
     ("SQLAlchemy Connection.execute (all statements)", "sqlalchemy/engine/base.py", "execute"),
     ("statements on the sqlite3 driver (store/hot.py)", "keysafe/store/hot.py", "rows|named|run"),
     ("transactions opened and closed (Database.read/write)", "keysafe/store/db.py", "read|write"),
-)  # fmt: skip
+)
 
 
 def _inclusive(stats: pstats.Stats, suffix: str, name: str) -> tuple[float, int]:
@@ -112,10 +128,14 @@ def _report(profiler: cProfile.Profile, samples: list[float], calls: int) -> dic
     stages = []
     for label, suffix, name in STAGES:
         t, c = _inclusive(stats, suffix, name)
-        stages.append({
-            "stage": label, "ms_per_call": t / calls * 1000, "share": t / total if total else 0.0,
-            "calls_per_sign": c / calls,
-        })  # fmt: skip
+        stages.append(
+            {
+                "stage": label,
+                "ms_per_call": t / calls * 1000,
+                "share": t / total if total else 0.0,
+                "calls_per_sign": c / calls,
+            }
+        )
     own = sorted(
         stats.stats.items(),  # type: ignore[attr-defined]
         key=lambda kv: kv[1][2],

@@ -71,10 +71,15 @@ def _b64(text: str) -> bytes:
 
 def _eth_account_dict(tx: dict[str, Any]) -> dict[str, Any]:
     return {
-        "type": 2, "to": tx["to"], "value": int(tx["value"], 16), "chainId": tx["chainId"],
-        "nonce": tx["nonce"], "gas": tx["gas"], "maxFeePerGas": int(tx["maxFeePerGas"], 16),
+        "type": 2,
+        "to": tx["to"],
+        "value": int(tx["value"], 16),
+        "chainId": tx["chainId"],
+        "nonce": tx["nonce"],
+        "gas": tx["gas"],
+        "maxFeePerGas": int(tx["maxFeePerGas"], 16),
         "maxPriorityFeePerGas": int(tx["maxPriorityFeePerGas"], 16),
-    }  # fmt: skip
+    }
 
 
 def _same(req: bytes, n: int) -> bytes:
@@ -107,9 +112,12 @@ def factories(
 
             def evm(n: int, token: str = token) -> bytes:
                 return common.http_request(
-                    "POST", "/v1/agent/sign-transaction", port, token,
+                    "POST",
+                    "/v1/agent/sign-transaction",
+                    port,
+                    token,
                     {"wallet": "evm", "transaction": common.evm_transfer(n)},
-                )  # fmt: skip
+                )
 
             out.append(evm)
     return out
@@ -135,8 +143,12 @@ def measure(
     levels: dict[str, dict[str, Any]] = {}
     with common.serve(vault.home) as server, bare_asgi.serve(vault.home.parent) as bare:
         # One request of each kind first: imports and caches, not counted as idle memory.
-        common.run_load(server.port, factories("whoami", vault, server.port, 1, sol_pool),
-                        warmup=0, duration=0.2)  # fmt: skip
+        common.run_load(
+            server.port,
+            factories("whoami", vault, server.port, 1, sol_pool),
+            warmup=0,
+            duration=0.2,
+        )
         time.sleep(0.5)
         idle = server.memory()  # VmHWM here includes the unlock (Argon2id's 64 MiB)
         startup_s = server.startup_s
@@ -151,11 +163,15 @@ def measure(
             for _ in range(rounds):
                 for kind, out in runs.items():
                     port = bare.port if kind == "bare" else server.port
-                    out.append(common.run_load(
-                        port, factories(kind, vault, port, n, sol_pool),
-                        ok_marker=None if kind in ("whoami", "bare") else SIGNED,
-                        warmup=warmup, duration=max(duration / rounds, MIN_WINDOW_PER_AGENT * n),
-                    ))  # fmt: skip
+                    out.append(
+                        common.run_load(
+                            port,
+                            factories(kind, vault, port, n, sol_pool),
+                            ok_marker=None if kind in ("whoami", "bare") else SIGNED,
+                            warmup=warmup,
+                            duration=max(duration / rounds, MIN_WINDOW_PER_AGENT * n),
+                        )
+                    )
             levels[str(n)] = {kind: common.merge(out).to_dict() for kind, out in runs.items()}
             peaks[str(n)] = server.memory().get("VmHWM")
         loaded = server.memory()

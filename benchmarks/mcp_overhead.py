@@ -47,8 +47,14 @@ rules:
 
 
 def _tx(nonce: int) -> dict[str, Any]:
-    return {"to": RECIPIENT, "value": hex(10**12), "chainId": 1, "nonce": nonce,
-            "gas": 21000, "gasPrice": hex(10**9)}  # fmt: skip
+    return {
+        "to": RECIPIENT,
+        "value": hex(10**12),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "gasPrice": hex(10**9),
+    }
 
 
 def _ks(env: dict[str, str], *args: str) -> str:
@@ -67,14 +73,17 @@ def throwaway_server() -> Iterator[tuple[str, str]]:
         _ks(env, "init", "--json")
         _ks(env, "wallet", "create", "main", "--chain", "evm", "--json")
         (tmp / "policy.yaml").write_text(POLICY)
-        token = json.loads(_ks(env, "agent", "add", "bench", "--policy", str(tmp / "policy.yaml"),
-                               "--json"))["token"]  # fmt: skip
+        token = json.loads(
+            _ks(env, "agent", "add", "bench", "--policy", str(tmp / "policy.yaml"), "--json")
+        )["token"]
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen(
             [KEYSAFE, "serve", "--unlock", "--port", str(port), "--rate-limit", "100000"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -157,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per path (default 300)")
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("mcp_overhead.json"),
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("mcp_overhead.json"),
         help="where to write the JSON",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     with throwaway_server() as (url, token):
         result = asyncio.run(measure(url, token, args.calls))

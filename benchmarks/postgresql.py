@@ -31,17 +31,27 @@ class PostgresMissing(RuntimeError):
 
 
 def _load_split(
-    servers: list[common.Served], vault: common.BenchVault, agents: int, pool: list[str],
-    *, warmup: float, duration: float,
-) -> common.LoadResult:  # fmt: skip
+    servers: list[common.Served],
+    vault: common.BenchVault,
+    agents: int,
+    pool: list[str],
+    *,
+    warmup: float,
+    duration: float,
+) -> common.LoadResult:
     """`agents` agents split over `servers`, loaded at the same time; one result for all."""
     results: list[common.LoadResult] = []
     lock = threading.Lock()
 
     def run(server: common.Served, first: int, count: int) -> None:
         every = http_signing.factories("solana", vault, server.port, agents, pool)
-        out = common.run_load(server.port, every[first : first + count], ok_marker=SIGNED,
-                              warmup=warmup, duration=duration)  # fmt: skip
+        out = common.run_load(
+            server.port,
+            every[first : first + count],
+            ok_marker=SIGNED,
+            warmup=warmup,
+            duration=duration,
+        )
         with lock:
             results.append(out)
 

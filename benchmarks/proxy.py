@@ -79,8 +79,12 @@ server.serve_forever()
 @contextmanager
 def upstream() -> Iterator[str]:
     """A local upstream on a free port; yields 'host:port'."""
-    proc = subprocess.Popen([sys.executable, "-c", _UPSTREAM], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _UPSTREAM],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().decode().strip())
@@ -165,9 +169,12 @@ def local_proxy(vault_url: str) -> Iterator[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
         env |= {"KEYSAFE_URL": vault_url, "KEYSAFE_HOME": agent_home}
         proc = subprocess.Popen(
-            [common.KEYSAFE, "proxy", "--port", str(port)], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [common.KEYSAFE, "proxy", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -203,9 +210,15 @@ def _first_and_last(
 
 
 def measure_stream(
-    server_url: str, token: str, proxy_url: str, placeholder: str, upstream_host: str, *,
-    calls: int, ttft_ms: int = 200,
-) -> dict[str, Any]:  # fmt: skip
+    server_url: str,
+    token: str,
+    proxy_url: str,
+    placeholder: str,
+    upstream_host: str,
+    *,
+    calls: int,
+    ttft_ms: int = 200,
+) -> dict[str, Any]:
     path = f"/v1/stream?ttft_ms={ttft_ms}"
     url = f"http://{upstream_host}{path}"
     body = {"credential": common.CREDENTIAL, "method": "GET", "url": url}
@@ -234,8 +247,10 @@ def measure_stream(
                     a, b = _first_and_last(fn)
                     first[key].append(a)
                     last[key].append(b)
-    out = {k: {"first_event": common.summary(first[k]), "last_event": common.summary(last[k])}
-           for k in paths}  # fmt: skip
+    out = {
+        k: {"first_event": common.summary(first[k]), "last_event": common.summary(last[k])}
+        for k in paths
+    }
     direct_p50 = out["direct"]["first_event"]["p50_ms"]
     ratio = max(out[k]["first_event"]["p50_ms"] for k in ("vault_route", "local_proxy"))
     ratio /= direct_p50

@@ -61,8 +61,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], what: str, *, key: str | None
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str], health: str, what: str,
-             key: str | None = None) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+def _process(
+    args: list[str], env: dict[str, str], health: str, what: str, key: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(health, proc, what, key=key)
@@ -80,15 +81,20 @@ def _pair(owner_env: dict[str, str], name: str, policy: Path, side_env: dict[str
     invite = re.search(r"ksi_[A-Za-z0-9_.\-]+", out)
     assert invite is not None, out
     proc = subprocess.Popen(
-        [KEYSAFE, "sidecar", "pair", invite.group(0), "--json"], env=side_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [KEYSAFE, "sidecar", "pair", invite.group(0), "--json"],
+        env=side_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     words = re.search(r"Pairing words: ((?:[a-z]+ ){3}[a-z]+)", proc.stderr.readline().decode())
     assert words is not None
     for _ in range(100):
-        pending = [a for a in json.loads(_ks(owner_env, "approvals", "--json"))
-                   if a["kind"] == "pairing" and a["agent"] == name]  # fmt: skip
+        pending = [
+            a
+            for a in json.loads(_ks(owner_env, "approvals", "--json"))
+            if a["kind"] == "pairing" and a["agent"] == name
+        ]
         if pending:
             break
         time.sleep(0.1)
@@ -116,28 +122,54 @@ def world(agents: int = AGENTS) -> Iterator[tuple[list[Agent], list[Agent]]]:
                 for i in range(agents)
             ]
             relay_port, port = free_port(), free_port()
-            stack.enter_context(_process(
-                [KEYSAFE, "relay", "--port", str(relay_port), "--rate", "100000"], base,
-                f"http://127.0.0.1:{relay_port}/v1/relay/health", "keysafe relay",
-            ))  # fmt: skip
+            stack.enter_context(
+                _process(
+                    [KEYSAFE, "relay", "--port", str(relay_port), "--rate", "100000"],
+                    base,
+                    f"http://127.0.0.1:{relay_port}/v1/relay/health",
+                    "keysafe relay",
+                )
+            )
             url = f"http://127.0.0.1:{port}"
-            stack.enter_context(_process(
-                [KEYSAFE, "serve", "--unlock", "--port", str(port), "--rate-limit", "100000",
-                 "--idle-lock", "0", "--relay", f"ws://127.0.0.1:{relay_port}"],
-                env, f"{url}/v1/health", "keysafe serve",
-            ))  # fmt: skip
+            stack.enter_context(
+                _process(
+                    [
+                        KEYSAFE,
+                        "serve",
+                        "--unlock",
+                        "--port",
+                        str(port),
+                        "--rate-limit",
+                        "100000",
+                        "--idle-lock",
+                        "0",
+                        "--relay",
+                        f"ws://127.0.0.1:{relay_port}",
+                    ],
+                    env,
+                    f"{url}/v1/health",
+                    "keysafe serve",
+                )
+            )
             owner = env | {"KEYSAFE_URL": url}
             relayed = []
             for i in range(agents):
-                side_env = base | {"KEYSAFE_HOME": str(tmp / f"side{i}"),
-                                   "KEYSAFE_SIDECAR_PASSPHRASE": SIDECAR_PASSPHRASE}  # fmt: skip
+                side_env = base | {
+                    "KEYSAFE_HOME": str(tmp / f"side{i}"),
+                    "KEYSAFE_SIDECAR_PASSPHRASE": SIDECAR_PASSPHRASE,
+                }
                 token = _pair(owner, f"remote{i}", policy, side_env)
                 side_port = free_port()
                 side_url = f"http://127.0.0.1:{side_port}"
-                stack.enter_context(_process(
-                    [KEYSAFE, "sidecar", "--port", str(side_port)], side_env,
-                    f"{side_url}/v1/health", f"keysafe sidecar {i}", key="relay",
-                ))  # fmt: skip
+                stack.enter_context(
+                    _process(
+                        [KEYSAFE, "sidecar", "--port", str(side_port)],
+                        side_env,
+                        f"{side_url}/v1/health",
+                        f"keysafe sidecar {i}",
+                        key="relay",
+                    )
+                )
                 relayed.append(Agent(side_url, token))
             yield [Agent(url, t) for t in direct_tokens], relayed
     finally:
@@ -158,8 +190,9 @@ async def _load(agents: list[Agent], seconds: float, nonce0: int) -> dict[str, A
             while time.perf_counter() < stop:
                 n += 1
                 t0 = time.perf_counter()
-                r = await http.post("/v1/agent/sign-transaction",
-                                    json={"wallet": "main", "transaction": _tx(n)})  # fmt: skip
+                r = await http.post(
+                    "/v1/agent/sign-transaction", json={"wallet": "main", "transaction": _tx(n)}
+                )
                 samples.append(time.perf_counter() - t0)
                 if r.status_code != 200 or r.json().get("status") != "signed":
                     errors += 1
@@ -169,19 +202,22 @@ async def _load(agents: list[Agent], seconds: float, nonce0: int) -> dict[str, A
     elapsed = time.perf_counter() - t0
     ordered = sorted(samples)
     return {
-        "calls": len(ordered), "errors": errors, "per_s": len(ordered) / elapsed,
+        "calls": len(ordered),
+        "errors": errors,
+        "per_s": len(ordered) / elapsed,
         "p50_ms": statistics.median(ordered) * 1000 if ordered else None,
         "p99_ms": ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000 if ordered else None,
-    }  # fmt: skip
+    }
 
 
 def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "calls": sum(r["calls"] for r in runs), "errors": sum(r["errors"] for r in runs),
+        "calls": sum(r["calls"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
         "per_s": statistics.median(r["per_s"] for r in runs),
         "p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-    }  # fmt: skip
+    }
 
 
 def measure(seconds: float = 4.0, rounds: int = 3, agents: int = AGENTS) -> dict[str, Any]:
@@ -195,11 +231,14 @@ def measure(seconds: float = 4.0, rounds: int = 3, agents: int = AGENTS) -> dict
     d, r = _merge(d_runs), _merge(r_runs)
     return {
         "figure": f"gated EVM sign through sidecar + relay vs direct HTTP, {agents} agents",
-        "agents": agents, "seconds_per_round": seconds, "rounds": rounds,
-        "direct": d, "relayed": r,
+        "agents": agents,
+        "seconds_per_round": seconds,
+        "rounds": rounds,
+        "direct": d,
+        "relayed": r,
         "ratio_throughput": r["per_s"] / d["per_s"] if d["per_s"] else None,
         "ratio_p50": r["p50_ms"] / d["p50_ms"] if d["p50_ms"] else None,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,9 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per side per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).with_name("relay.json"),
+        "--out",
+        type=Path,
+        default=Path(__file__).with_name("relay.json"),
         help="where to write the JSON",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     result = measure(args.seconds, args.rounds)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -217,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'path':<26}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, x in (("direct HTTP", d), ("sidecar + relay", r)):
         print(f"{name:<26}{x['per_s']:>9.0f}{x['p50_ms']:>9.1f}{x['p99_ms']:>9.1f}{x['errors']:>8}")
-    print(f"relayed / direct: throughput {result['ratio_throughput']:.2f}×, "
-          f"p50 {result['ratio_p50']:.2f}×")  # fmt: skip
+    print(
+        f"relayed / direct: throughput {result['ratio_throughput']:.2f}×, "
+        f"p50 {result['ratio_p50']:.2f}×"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,22 @@ from benchmarks import (  # noqa: E402 - after the path is set, when run as a sc
 )
 
 HERE = Path(__file__).resolve().parent
-FIGURES = ("decision", "budget", "unlock", "frost", "dkls", "http_signing", "proxy", "proxy_stream", "mcp",
-           "relay", "wrk", "history", "hot_path", "postgresql")  # fmt: skip
+FIGURES = (
+    "decision",
+    "budget",
+    "unlock",
+    "frost",
+    "dkls",
+    "http_signing",
+    "proxy",
+    "proxy_stream",
+    "mcp",
+    "relay",
+    "wrk",
+    "history",
+    "hot_path",
+    "postgresql",
+)
 
 
 @dataclass(frozen=True)
@@ -95,11 +109,29 @@ class Settings:
 
 
 QUICK = Settings(
-    warmup=0.2, duration=0.6, rounds=1, raw_seconds=0.2, decision_seconds=0.6, budget_iterations=25,
-    unlock_repeats=1, proxy_calls=10, proxy_stream_calls=3, mcp_calls=10, relay_seconds=0.6, relay_rounds=1, frost_rounds=3, dkls_rounds=3, audit_entries=2_000,
-    history_signatures=2_000, startup_repeats=1, history_rounds=1, history_duration=0.6, profile_calls=20,
-    wrk_seconds=1.0, wrk_rounds=1,
-)  # fmt: skip
+    warmup=0.2,
+    duration=0.6,
+    rounds=1,
+    raw_seconds=0.2,
+    decision_seconds=0.6,
+    budget_iterations=25,
+    unlock_repeats=1,
+    proxy_calls=10,
+    proxy_stream_calls=3,
+    mcp_calls=10,
+    relay_seconds=0.6,
+    relay_rounds=1,
+    frost_rounds=3,
+    dkls_rounds=3,
+    audit_entries=2_000,
+    history_signatures=2_000,
+    startup_repeats=1,
+    history_rounds=1,
+    history_duration=0.6,
+    profile_calls=20,
+    wrk_seconds=1.0,
+    wrk_rounds=1,
+)
 
 
 # -- the machine -------------------------------------------------------------------------------
@@ -202,8 +234,10 @@ def run_all(
             figures[key] = {"skipped": str(exc)}
             log(f"  {key} SKIPPED: {exc}")
         except Exception as exc:  # one broken figure must not lose the others' numbers
-            figures[key] = {"error": f"{type(exc).__name__}: {exc}",
-                            "traceback": traceback.format_exc()}  # fmt: skip
+            figures[key] = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
             log(f"  {key} FAILED: {type(exc).__name__}: {exc}")
         timings[key] = round(time.perf_counter() - t0, 2)
         log(f"  {key}: {timings[key]:.1f} s")
@@ -215,17 +249,31 @@ def run_all(
 
         # In-process figures first, on a quiet machine.
         timed("decision", lambda: decision.measure(seconds=s.decision_seconds))
-        timed("budget", lambda: budget.measure(common.copy_vault(base, work / "budget"),
-                                               iterations=s.budget_iterations))  # fmt: skip
-        timed("unlock", lambda: unlock.measure(common.copy_vault(base, work / "unlock"),
-                                               repeats=s.unlock_repeats))  # fmt: skip
+        timed(
+            "budget",
+            lambda: budget.measure(
+                common.copy_vault(base, work / "budget"), iterations=s.budget_iterations
+            ),
+        )
+        timed(
+            "unlock",
+            lambda: unlock.measure(
+                common.copy_vault(base, work / "unlock"), repeats=s.unlock_repeats
+            ),
+        )
         timed("frost", lambda: frost_signing.measure(s.frost_rounds))
         timed("dkls", lambda: dkls_signing.measure(s.dkls_rounds))
         # Over HTTP, each on its own server and its own copy of the vault.
-        timed("http_signing", lambda: http_signing.measure(
-            common.copy_vault(base, work / "sweep"), warmup=s.warmup, duration=s.duration,
-            raw_seconds=s.raw_seconds, rounds=s.rounds,
-        ))  # fmt: skip
+        timed(
+            "http_signing",
+            lambda: http_signing.measure(
+                common.copy_vault(base, work / "sweep"),
+                warmup=s.warmup,
+                duration=s.duration,
+                raw_seconds=s.raw_seconds,
+                rounds=s.rounds,
+            ),
+        )
 
         def run_proxy() -> dict[str, Any]:
             v = common.copy_vault(base, work / "proxy")
@@ -239,9 +287,13 @@ def run_all(
             placeholder = proxy.issue_placeholder(v.home, common.agent_name(0))
             with common.serve(v.home) as server, proxy.local_proxy(server.url) as local:
                 return proxy.measure_stream(
-                    server.url, v.token(0), local, placeholder, upstream_host,
+                    server.url,
+                    v.token(0),
+                    local,
+                    placeholder,
+                    upstream_host,
                     calls=s.proxy_stream_calls,
-                )  # fmt: skip
+                )
 
         timed("proxy_stream", run_proxy_stream)
 
@@ -251,37 +303,63 @@ def run_all(
 
         timed("mcp", run_mcp)
         timed("relay", lambda: relay.measure(s.relay_seconds, s.relay_rounds))
-        timed("wrk", lambda: side_by_side.measure_keysafe(
-            common.copy_vault(base, work / "wrk"), threads=2, connections=s.wrk_connections,
-            seconds=s.wrk_seconds, rounds=s.wrk_rounds, log=log,
-        ))  # fmt: skip
-        timed("history", lambda: history.measure(
-            base, work, audit_entries=s.audit_entries, signatures=s.history_signatures,
-            startup_repeats=s.startup_repeats, rounds=s.history_rounds, warmup=s.warmup,
-            duration=s.history_duration,
-        ))  # fmt: skip
+        timed(
+            "wrk",
+            lambda: side_by_side.measure_keysafe(
+                common.copy_vault(base, work / "wrk"),
+                threads=2,
+                connections=s.wrk_connections,
+                seconds=s.wrk_seconds,
+                rounds=s.wrk_rounds,
+                log=log,
+            ),
+        )
+        timed(
+            "history",
+            lambda: history.measure(
+                base,
+                work,
+                audit_entries=s.audit_entries,
+                signatures=s.history_signatures,
+                startup_repeats=s.startup_repeats,
+                rounds=s.history_rounds,
+                warmup=s.warmup,
+                duration=s.history_duration,
+            ),
+        )
 
         def run_hot_path() -> dict[str, Any]:
             # The same profile on the vault with the long past, in alternating rounds: what
             # grows with history shows.
             past = history.big_copy(base, work)
-            if not isinstance(figures.get("history"), dict) or "error" in figures["history"] \
-                    or not past.home.exists():  # fmt: skip
+            if (
+                not isinstance(figures.get("history"), dict)
+                or "error" in figures["history"]
+                or not past.home.exists()
+            ):
                 past = common.copy_vault(base, work / "profile-past")
                 history.fill(past, audit_entries=s.audit_entries, signatures=s.history_signatures)
             out = hot_path.measure(
-                common.copy_vault(base, work / "profile"), calls=s.profile_calls,
+                common.copy_vault(base, work / "profile"),
+                calls=s.profile_calls,
                 past=common.copy_vault(past, work / "profile-history"),
-            )  # fmt: skip
+            )
             out["with_history"]["signatures_in_window_per_agent"] = s.history_signatures // (
                 history.MEASURED_AGENTS
             )
             return out
 
         timed("hot_path", run_hot_path)
-        timed("postgresql", lambda: postgresql.measure(
-            work, agents=8, warmup=s.warmup, duration=s.duration, rounds=s.rounds,
-        ))  # fmt: skip
+        timed(
+            "postgresql",
+            lambda: postgresql.measure(
+                work,
+                agents=8,
+                warmup=s.warmup,
+                duration=s.duration,
+                rounds=s.rounds,
+            ),
+        )
     return {"figures": figures, "seconds_per_figure": timings}
 
 
@@ -310,49 +388,80 @@ def _rows_http_signing(f: dict[str, Any]) -> list[common.Figure]:
     lv = hs["levels"]
     eight = lv["8"]
     audit_ok = hs["audit_after"]["ok"]
-    rows.append(common.Figure(
-        "gated_vs_noop_8", "gated Solana sign / no-op (whoami), 8 agents", _rps(eight["solana"]),
-        _rps(eight["whoami"]), eight["solana_vs_whoami"],
-        "≥ 0.50, no errors, audit verifies", hs["target"]["met"],
-        f"errors {hs['target']['errors_at_8']}; audit chain after: "
-        f"{'verifies' if audit_ok else 'BROKEN'} ({hs['audit_after']['entries']} entries)",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "gated_vs_noop_8",
+            "gated Solana sign / no-op (whoami), 8 agents",
+            _rps(eight["solana"]),
+            _rps(eight["whoami"]),
+            eight["solana_vs_whoami"],
+            "≥ 0.50, no errors, audit verifies",
+            hs["target"]["met"],
+            f"errors {hs['target']['errors_at_8']}; audit chain after: "
+            f"{'verifies' if audit_ok else 'BROKEN'} ({hs['audit_after']['entries']} entries)",
+        )
+    )
     nb = hs["noop_vs_bare"]
-    rows.append(common.Figure(
-        "noop_vs_bare_8",
-        "no-op (whoami) / bare ASGI endpoint on the same server stack (uvicorn, same flags), 8 agents",
-        _rps(eight["whoami"]), _rps(eight["bare"]), nb["ratio"], "≥ 0.25, no errors", nb["met"],
-        f"errors {eight['whoami']['errors']}/{eight['bare']['errors']}",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "noop_vs_bare_8",
+            "no-op (whoami) / bare ASGI endpoint on the same server stack (uvicorn, same flags), 8 agents",
+            _rps(eight["whoami"]),
+            _rps(eight["bare"]),
+            nb["ratio"],
+            "≥ 0.25, no errors",
+            nb["met"],
+            f"errors {eight['whoami']['errors']}/{eight['bare']['errors']}",
+        )
+    )
     for n in ("1", "8", "32"):
         for chain, label in (("solana", "Solana transfer"), ("evm", "EVM EIP-1559")):
             if n == "8" and chain == "solana":
                 continue
             r = lv[n]
-            rows.append(common.Figure(
-                f"{chain}_vs_noop_{n}", f"gated {label} sign / no-op, {n} agent{'s' * (n != '1')}",
-                _rps(r[chain]), _rps(r["whoami"]), r[f"{chain}_vs_whoami"], "—", None,
-                f"errors {r[chain]['errors']}",
-            ))  # fmt: skip
+            rows.append(
+                common.Figure(
+                    f"{chain}_vs_noop_{n}",
+                    f"gated {label} sign / no-op, {n} agent{'s' * (n != '1')}",
+                    _rps(r[chain]),
+                    _rps(r["whoami"]),
+                    r[f"{chain}_vs_whoami"],
+                    "—",
+                    None,
+                    f"errors {r[chain]['errors']}",
+                )
+            )
     raw = hs["raw_in_process"]
     for chain, label in (("solana", "Solana"), ("evm", "EVM")):
         r1 = lv["1"][chain]
-        rows.append(common.Figure(
-            f"{chain}_vs_raw", f"gated {label} sign over HTTP / raw in-process signing, 1 agent",
-            _rps(r1), f"{raw[chain]['ops_per_s']:.0f}/s ({raw[chain]['library']}, "
-            f"p50 {_ms(raw[chain]['p50_ms'])})", r1["throughput_rps"] / raw[chain]["ops_per_s"],
-            "—", None,
-        ))  # fmt: skip
+        rows.append(
+            common.Figure(
+                f"{chain}_vs_raw",
+                f"gated {label} sign over HTTP / raw in-process signing, 1 agent",
+                _rps(r1),
+                f"{raw[chain]['ops_per_s']:.0f}/s ({raw[chain]['library']}, "
+                f"p50 {_ms(raw[chain]['p50_ms'])})",
+                r1["throughput_rps"] / raw[chain]["ops_per_s"],
+                "—",
+                None,
+            )
+        )
     mem = hs["memory_kib"]
-    rows.append(common.Figure(
-        "rss", "server peak RSS under the 32-agent load / idle RSS",
-        f"{mem['peak_under_32_agents'] / 1024:.0f} MiB", f"{mem['idle_rss'] / 1024:.0f} MiB",
-        mem["peak_under_32_agents"] / mem["idle_rss"], "—", None,
-        "peaks at 1/8/32 agents: "
-        + "/".join(f"{(v or 0) / 1024:.0f}" for v in mem["peak_per_level"].values())
-        + f" MiB; peak through startup (Argon2id unlock): "
-        f"{mem['peak_through_unlock'] / 1024:.0f} MiB",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "rss",
+            "server peak RSS under the 32-agent load / idle RSS",
+            f"{mem['peak_under_32_agents'] / 1024:.0f} MiB",
+            f"{mem['idle_rss'] / 1024:.0f} MiB",
+            mem["peak_under_32_agents"] / mem["idle_rss"],
+            "—",
+            None,
+            "peaks at 1/8/32 agents: "
+            + "/".join(f"{(v or 0) / 1024:.0f}" for v in mem["peak_per_level"].values())
+            + f" MiB; peak through startup (Argon2id unlock): "
+            f"{mem['peak_through_unlock'] / 1024:.0f} MiB",
+        )
+    )
     return rows
 
 
@@ -360,23 +469,41 @@ def _rows_decision(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     d = f["decision"]
     dd = d["decisions"]
-    rows.append(common.Figure(
-        "decision_example", "decision, example policy / dict-lookup loop",
-        _us(dd["example"]["us_per_decision_p50"]), _us(dd["baseline"]["us_per_decision_p50"]),
-        d["ratio_example_vs_baseline"], "≤ 20×", d["target"]["met_example"],
-    ))  # fmt: skip
-    rows.append(common.Figure(
-        "decision_200", "decision, 200-rule policy / example policy",
-        _us(dd["rules_200"]["us_per_decision_p50"]), _us(dd["example"]["us_per_decision_p50"]),
-        d["ratio_200_vs_example"], "≤ 10×", d["target"]["met_200"],
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "decision_example",
+            "decision, example policy / dict-lookup loop",
+            _us(dd["example"]["us_per_decision_p50"]),
+            _us(dd["baseline"]["us_per_decision_p50"]),
+            d["ratio_example_vs_baseline"],
+            "≤ 20×",
+            d["target"]["met_example"],
+        )
+    )
+    rows.append(
+        common.Figure(
+            "decision_200",
+            "decision, 200-rule policy / example policy",
+            _us(dd["rules_200"]["us_per_decision_p50"]),
+            _us(dd["example"]["us_per_decision_p50"]),
+            d["ratio_200_vs_example"],
+            "≤ 10×",
+            d["target"]["met_200"],
+        )
+    )
     pp = d["parse_policy"]
-    rows.append(common.Figure(
-        "policy_parse", "policy parse (once per policy text, cached), example policy / its decision",
-        _ms(pp["example"]["ms_per_parse_p50"]), _us(dd["example"]["us_per_decision_p50"]),
-        pp["example"]["ms_per_parse_p50"] * 1000 / dd["example"]["us_per_decision_p50"], "—", None,
-        f"200 rules: {_ms(pp['rules_200']['ms_per_parse_p50'])} per parse",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "policy_parse",
+            "policy parse (once per policy text, cached), example policy / its decision",
+            _ms(pp["example"]["ms_per_parse_p50"]),
+            _us(dd["example"]["us_per_decision_p50"]),
+            pp["example"]["ms_per_parse_p50"] * 1000 / dd["example"]["us_per_decision_p50"],
+            "—",
+            None,
+            f"200 rules: {_ms(pp['rules_200']['ms_per_parse_p50'])} per parse",
+        )
+    )
     return rows
 
 
@@ -387,29 +514,46 @@ def _rows_postgresql(f: dict[str, Any]) -> list[common.Figure]:
     audit = "verifies" if p["audit_after"]["ok"] else "BROKEN"
     return [
         common.Figure(
-            "postgresql_one", f"gated Solana sign, PostgreSQL, one server / SQLite, one server, "
-            f"{p['agents']} agents", _rps(sides["postgresql_one"]), base, p["ratio_one"], "—",
-            None, f"errors {sides['postgresql_one']['errors']}; PostgreSQL fsync on",
+            "postgresql_one",
+            f"gated Solana sign, PostgreSQL, one server / SQLite, one server, {p['agents']} agents",
+            _rps(sides["postgresql_one"]),
+            base,
+            p["ratio_one"],
+            "—",
+            None,
+            f"errors {sides['postgresql_one']['errors']}; PostgreSQL fsync on",
         ),
         common.Figure(
-            "postgresql_two", f"gated Solana sign, PostgreSQL, two servers on one database / "
-            f"SQLite, one server, {p['agents']} agents", _rps(sides["postgresql_two"]), base,
-            p["ratio_two"], "—", None,
+            "postgresql_two",
+            f"gated Solana sign, PostgreSQL, two servers on one database / "
+            f"SQLite, one server, {p['agents']} agents",
+            _rps(sides["postgresql_two"]),
+            base,
+            p["ratio_two"],
+            "—",
+            None,
             f"two servers / one: {p['two_vs_one']:.2f}×; errors "
             f"{sides['postgresql_two']['errors']}; audit chain after: {audit}",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _rows_budget(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     b = f["budget"]
     bt = b["timings"]
-    rows.append(common.Figure(
-        "budget", "budget reserve+commit (2 transactions) / bare SQLite insert+commit",
-        _ms(bt["keysafe"]["p50_ms"]), _ms(bt["bare_1_commit"]["p50_ms"]), b["ratio"], "—", None,
-        f"vs two bare commits: {b['ratio_vs_two_bare_commits']:.2f}×",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "budget",
+            "budget reserve+commit (2 transactions) / bare SQLite insert+commit",
+            _ms(bt["keysafe"]["p50_ms"]),
+            _ms(bt["bare_1_commit"]["p50_ms"]),
+            b["ratio"],
+            "—",
+            None,
+            f"vs two bare commits: {b['ratio_vs_two_bare_commits']:.2f}×",
+        )
+    )
     return rows
 
 
@@ -417,13 +561,19 @@ def _rows_proxy(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     p = f["proxy"]
     pt = p["timings"]
-    rows.append(common.Figure(
-        "proxy", "credential proxy http_request / direct httpx GET",
-        _ms(pt["proxy"]["p50_ms"]), _ms(pt["direct"]["p50_ms"]), p["ratio"], "≤ 2×",
-        p["target"]["met"],
-        f"direct with a new connection each time: {_ms(pt['direct_new_connection']['p50_ms'])} "
-        f"({p['ratio_vs_direct_new_connection']:.2f}×)",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "proxy",
+            "credential proxy http_request / direct httpx GET",
+            _ms(pt["proxy"]["p50_ms"]),
+            _ms(pt["direct"]["p50_ms"]),
+            p["ratio"],
+            "≤ 2×",
+            p["target"]["met"],
+            f"direct with a new connection each time: {_ms(pt['direct_new_connection']['p50_ms'])} "
+            f"({p['ratio_vs_direct_new_connection']:.2f}×)",
+        )
+    )
     return rows
 
 
@@ -431,24 +581,35 @@ def _rows_proxy_stream(f: dict[str, Any]) -> list[common.Figure]:
     p = f["proxy_stream"]
     pt = p["timings"]
     slower = max(("vault_route", "local_proxy"), key=lambda k: pt[k]["first_event"]["p50_ms"])
-    return [common.Figure(
-        "proxy_stream",
-        f"first SSE event through the credential proxy / direct ({p['ttft_ms']} ms TTFT upstream)",
-        _ms(pt[slower]["first_event"]["p50_ms"]), _ms(pt["direct"]["first_event"]["p50_ms"]),
-        p["ratio"], f"≤ {proxy.STREAM_TARGET}×", p["target"]["met"],
-        f"vault route {p['ratio_vault_route']:.2f}× (+{p['added_ms']['vault_route']:.1f} ms), "
-        f"local proxy {p['ratio_local_proxy']:.2f}× (+{p['added_ms']['local_proxy']:.1f} ms)",
-    )]  # fmt: skip
+    return [
+        common.Figure(
+            "proxy_stream",
+            f"first SSE event through the credential proxy / direct ({p['ttft_ms']} ms TTFT upstream)",
+            _ms(pt[slower]["first_event"]["p50_ms"]),
+            _ms(pt["direct"]["first_event"]["p50_ms"]),
+            p["ratio"],
+            f"≤ {proxy.STREAM_TARGET}×",
+            p["target"]["met"],
+            f"vault route {p['ratio_vault_route']:.2f}× (+{p['added_ms']['vault_route']:.1f} ms), "
+            f"local proxy {p['ratio_local_proxy']:.2f}× (+{p['added_ms']['local_proxy']:.1f} ms)",
+        )
+    ]
 
 
 def _rows_mcp(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     m = f["mcp"]
-    rows.append(common.Figure(
-        "mcp", "MCP sign_transaction over stdio / same call over HTTP",
-        _ms(m["mcp_stdio"]["p50_ms"]), _ms(m["http"]["p50_ms"]), m["ratio_p50"], "≤ 2×",
-        m["ratio_p50"] <= m["target_ratio"],
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "mcp",
+            "MCP sign_transaction over stdio / same call over HTTP",
+            _ms(m["mcp_stdio"]["p50_ms"]),
+            _ms(m["http"]["p50_ms"]),
+            m["ratio_p50"],
+            "≤ 2×",
+            m["ratio_p50"] <= m["target_ratio"],
+        )
+    )
     return rows
 
 
@@ -459,21 +620,35 @@ def _rows_relay(f: dict[str, Any]) -> list[common.Figure]:
     def side(v: dict[str, Any]) -> str:
         return f"{_per_s(v['per_s'])} (p50 {_ms(v['p50_ms'])}, p99 {_ms(v['p99_ms'])}) (errors {v['errors']})"
 
-    return [common.Figure(
-        "relay", f"gated EVM sign through sidecar + relay / direct HTTP, {r['agents']} agents",
-        side(x), side(d), r["ratio_throughput"], "—", None,
-        note=f"p50 ratio {r['ratio_p50']:.2f}×",
-    )]  # fmt: skip
+    return [
+        common.Figure(
+            "relay",
+            f"gated EVM sign through sidecar + relay / direct HTTP, {r['agents']} agents",
+            side(x),
+            side(d),
+            r["ratio_throughput"],
+            "—",
+            None,
+            note=f"p50 ratio {r['ratio_p50']:.2f}×",
+        )
+    ]
 
 
 def _rows_unlock(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     u = f["unlock"]
-    rows.append(common.Figure(
-        "unlock", "unlock / Argon2id alone (same cost)", _ms(u["unlock"]["p50_ms"]),
-        _ms(u["argon2id_alone"]["p50_ms"]), u["ratio"], "—", None,
-        "Argon2id " + ", ".join(f"{k}={v}" for k, v in u["argon2_params"].items()),
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "unlock",
+            "unlock / Argon2id alone (same cost)",
+            _ms(u["unlock"]["p50_ms"]),
+            _ms(u["argon2id_alone"]["p50_ms"]),
+            u["ratio"],
+            "—",
+            None,
+            "Argon2id " + ", ".join(f"{k}={v}" for k, v in u["argon2_params"].items()),
+        )
+    )
     return rows
 
 
@@ -482,42 +657,64 @@ def _rows_history(f: dict[str, Any]) -> list[common.Figure]:
     h = f["history"]
     av = h["audit_verify"]
     n_entries = av["entries"]
-    rows.append(common.Figure(
-        "audit_verify", f"audit verify of {n_entries:,} entries (keyed) / hashlib of the same bytes",
-        f"{av['verify_keyed_s']:.2f} s", f"{av['hashlib_same_bytes_s'] * 1000:.0f} ms",
-        av["ratio_keyed_vs_hashlib"], "—", None,
-        f"unkeyed {av['verify_unkeyed_s']:.2f} s ({av['ratio_unkeyed_vs_hashlib']:.0f}×); "
-        f"{av['bytes_hashed'] / 1e6:.1f} MB hashed",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "audit_verify",
+            f"audit verify of {n_entries:,} entries (keyed) / hashlib of the same bytes",
+            f"{av['verify_keyed_s']:.2f} s",
+            f"{av['hashlib_same_bytes_s'] * 1000:.0f} ms",
+            av["ratio_keyed_vs_hashlib"],
+            "—",
+            None,
+            f"unkeyed {av['verify_unkeyed_s']:.2f} s ({av['ratio_unkeyed_vs_hashlib']:.0f}×); "
+            f"{av['bytes_hashed'] / 1e6:.1f} MB hashed",
+        )
+    )
     hist = h["history"]
-    rows.append(common.Figure(
-        "startup_vs_hashlib",
-        f"startup with {hist['audit_entries_added']:,} audit entries + "
-        f"{hist['signatures_added']:,} prior signatures / hashlib of the chain's bytes",
-        f"{h['startup_s']['big']:.2f} s", f"{av['hashlib_same_bytes_s'] * 1000:.0f} ms",
-        h["startup_big_vs_hashlib"], "—", None,
-        "startup = spawn to first healthy answer, Argon2id unlock included",
-    ))  # fmt: skip
-    rows.append(common.Figure(
-        "startup_history", "startup with that history / empty vault",
-        f"{h['startup_s']['big']:.2f} s", f"{h['startup_s']['empty']:.2f} s",
-        h["startup_ratio_big_vs_empty"], "—", None,
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "startup_vs_hashlib",
+            f"startup with {hist['audit_entries_added']:,} audit entries + "
+            f"{hist['signatures_added']:,} prior signatures / hashlib of the chain's bytes",
+            f"{h['startup_s']['big']:.2f} s",
+            f"{av['hashlib_same_bytes_s'] * 1000:.0f} ms",
+            h["startup_big_vs_hashlib"],
+            "—",
+            None,
+            "startup = spawn to first healthy answer, Argon2id unlock included",
+        )
+    )
+    rows.append(
+        common.Figure(
+            "startup_history",
+            "startup with that history / empty vault",
+            f"{h['startup_s']['big']:.2f} s",
+            f"{h['startup_s']['empty']:.2f} s",
+            h["startup_ratio_big_vs_empty"],
+            "—",
+            None,
+        )
+    )
     in_window = hist["signatures_in_24h_window_per_agent"]
     decided = h["decisions_during_load"]["big"]
     td = h["throughput_detail"]
-    rows.append(common.Figure(
-        "throughput_history",
-        f"gated Solana sign, 8 agents, with {hist['signatures_added']:,} prior signatures by the "
-        f"same agents inside their 24h window / empty vault",
-        _rps(td["big"]), _rps(td["empty"]), h["ratio"], "≥ 0.90, no errors, all allowed",
-        h["target"]["met"],
-        f"{min(in_window.values(), default=0):,}–{max(in_window.values(), default=0):,} "
-        f"in window per agent; errors {h['errors']}; decisions during the load "
-        + ", ".join(f"{k} {v}" for k, v in sorted(decided.items()))
-        + f"; audit after: "
-        f"{'verifies' if all(a['ok'] for a in h['audit_after'].values()) else 'BROKEN'}",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "throughput_history",
+            f"gated Solana sign, 8 agents, with {hist['signatures_added']:,} prior signatures by the "
+            f"same agents inside their 24h window / empty vault",
+            _rps(td["big"]),
+            _rps(td["empty"]),
+            h["ratio"],
+            "≥ 0.90, no errors, all allowed",
+            h["target"]["met"],
+            f"{min(in_window.values(), default=0):,}–{max(in_window.values(), default=0):,} "
+            f"in window per agent; errors {h['errors']}; decisions during the load "
+            + ", ".join(f"{k} {v}" for k, v in sorted(decided.items()))
+            + f"; audit after: "
+            f"{'verifies' if all(a['ok'] for a in h['audit_after'].values()) else 'BROKEN'}",
+        )
+    )
     return rows
 
 
@@ -528,44 +725,72 @@ def _rows_wrk(f: dict[str, Any]) -> list[common.Figure]:
     def fmt(r: dict[str, Any]) -> str:
         return f"{r['throughput_rps']:.0f}/s (p50 {_ms(r['p50_ms'])}, p99 {_ms(r['p99_ms'])})"
 
-    return [common.Figure(
-        "wrk_sign_vs_noop",
-        f"wrk: gated Solana sign / no-op (whoami), {st['connections']} connections, one agent",
-        fmt(w["sign"]), fmt(w["noop"]), w["ratio"], "—", None,
-        f"errors {w['sign']['errors']}/{w['noop']['errors']}; {w['tool']}, "
-        f"{st['rounds']}×{st['seconds_per_round']:g} s per side; "
-        "benchmarks/side_by_side.py runs the same against another signer",
-    )]  # fmt: skip
+    return [
+        common.Figure(
+            "wrk_sign_vs_noop",
+            f"wrk: gated Solana sign / no-op (whoami), {st['connections']} connections, one agent",
+            fmt(w["sign"]),
+            fmt(w["noop"]),
+            w["ratio"],
+            "—",
+            None,
+            f"errors {w['sign']['errors']}/{w['noop']['errors']}; {w['tool']}, "
+            f"{st['rounds']}×{st['seconds_per_round']:g} s per side; "
+            "benchmarks/side_by_side.py runs the same against another signer",
+        )
+    ]
 
 
 def _rows_frost(f: dict[str, Any]) -> list[common.Figure]:
     rows: list[common.Figure] = []
     fr = f["frost"]
-    rows.append(common.Figure(
-        "frost", "FROST 2-of-3 signature, one process / PyNaCl Ed25519 sign",
-        _ms(fr["end_to_end"]["p50_ms"]), _ms(fr["baseline_pynacl_sign"]["p50_ms"]),
-        fr["ratio_end_to_end_vs_plain"], "—", None, f"DKG once: {_ms(fr['dkg_ms'])}",
-    ))  # fmt: skip
+    rows.append(
+        common.Figure(
+            "frost",
+            "FROST 2-of-3 signature, one process / PyNaCl Ed25519 sign",
+            _ms(fr["end_to_end"]["p50_ms"]),
+            _ms(fr["baseline_pynacl_sign"]["p50_ms"]),
+            fr["ratio_end_to_end_vs_plain"],
+            "—",
+            None,
+            f"DKG once: {_ms(fr['dkg_ms'])}",
+        )
+    )
     return rows
 
 
 def _rows_dkls(f: dict[str, Any]) -> list[common.Figure]:
     d = f["dkls"]
-    return [common.Figure(
-        "dkls", "DKLs23 2-of-3 ECDSA: CPU per party per signature / coincurve ECDSA sign",
-        _ms(d["per_party_cpu_p50_ms"]), _ms(d["baseline_coincurve_sign"]["p50_ms"]),
-        d["per_party_cpu_p50_ms"] / d["baseline_coincurve_sign"]["p50_ms"],
-        f"≤ {d['target_ms']:g} ms", d["met"],
-        f"end to end (both parties, one process) {_ms(d['end_to_end']['p50_ms'])}; keygen "
-        f"{_ms(d['keygen_cpu_ms_per_party'])} CPU per party (DKG + its two pair setups)",
-    )]  # fmt: skip
+    return [
+        common.Figure(
+            "dkls",
+            "DKLs23 2-of-3 ECDSA: CPU per party per signature / coincurve ECDSA sign",
+            _ms(d["per_party_cpu_p50_ms"]),
+            _ms(d["baseline_coincurve_sign"]["p50_ms"]),
+            d["per_party_cpu_p50_ms"] / d["baseline_coincurve_sign"]["p50_ms"],
+            f"≤ {d['target_ms']:g} ms",
+            d["met"],
+            f"end to end (both parties, one process) {_ms(d['end_to_end']['p50_ms'])}; keygen "
+            f"{_ms(d['keygen_cpu_ms_per_party'])} CPU per party (DKG + its two pair setups)",
+        )
+    ]
 
 
 ROW_BUILDERS: dict[str, Callable[[dict[str, Any]], list[common.Figure]]] = {
-    "http_signing": _rows_http_signing, "decision": _rows_decision, "budget": _rows_budget,
-    "proxy": _rows_proxy, "proxy_stream": _rows_proxy_stream, "mcp": _rows_mcp, "relay": _rows_relay, "unlock": _rows_unlock, "history": _rows_history,
-    "frost": _rows_frost, "dkls": _rows_dkls, "wrk": _rows_wrk, "postgresql": _rows_postgresql,
-}  # fmt: skip
+    "http_signing": _rows_http_signing,
+    "decision": _rows_decision,
+    "budget": _rows_budget,
+    "proxy": _rows_proxy,
+    "proxy_stream": _rows_proxy_stream,
+    "mcp": _rows_mcp,
+    "relay": _rows_relay,
+    "unlock": _rows_unlock,
+    "history": _rows_history,
+    "frost": _rows_frost,
+    "dkls": _rows_dkls,
+    "wrk": _rows_wrk,
+    "postgresql": _rows_postgresql,
+}
 # Figures whose rows carry a target: a failure there counts as a missed target.
 TARGETED = {"http_signing", "decision", "proxy", "mcp", "history", "dkls"}
 
@@ -588,11 +813,17 @@ def table(f: dict[str, Any], only: frozenset[str] | None = None) -> list[common.
                 continue
             except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
                 error = f"incomplete results: {type(exc).__name__}: {exc}"
-        rows.append(common.Figure(
-            f"{key}_failed", f"{key}: FAILED", str(error).splitlines()[0][:120], "—", None,
-            "its targets (figure failed)" if key in TARGETED else "—",
-            False if key in TARGETED else None,
-        ))  # fmt: skip
+        rows.append(
+            common.Figure(
+                f"{key}_failed",
+                f"{key}: FAILED",
+                str(error).splitlines()[0][:120],
+                "—",
+                None,
+                "its targets (figure failed)" if key in TARGETED else "—",
+                False if key in TARGETED else None,
+            )
+        )
     return rows
 
 
@@ -613,8 +844,10 @@ def print_table(rows: list[common.Figure]) -> None:
     w = max(len(r.name) for r in rows)
     print(f"\n{'figure':<{w}}  {'ratio':>8}  {'target':<34}  met  value | baseline")
     for r in rows:
-        print(f"{r.name:<{w}}  {_ratio(r.ratio):>8}  {r.target:<34}  {_met(r.met):<3}  "
-              f"{r.value} | {r.baseline}")  # fmt: skip
+        print(
+            f"{r.name:<{w}}  {_ratio(r.ratio):>8}  {r.target:<34}  {_met(r.met):<3}  "
+            f"{r.value} | {r.baseline}"
+        )
 
 
 # -- RESULTS.md --------------------------------------------------------------------------------
@@ -742,10 +975,13 @@ def _why_history(f: dict[str, Any]) -> str:
         # These hold the others (engine.decide calls the window sums): name what grew inside.
         containers = ("gate", "SQLAlchemy", "engine.decide")
         growth = sorted(
-            ((x["ms_per_call"] - fresh.get(x["stage"], 0.0), x["stage"].strip())
-             for x in past["stages"] if not x["stage"].strip().startswith(containers)),
+            (
+                (x["ms_per_call"] - fresh.get(x["stage"], 0.0), x["stage"].strip())
+                for x in past["stages"]
+                if not x["stage"].strip().startswith(containers)
+            ),
             reverse=True,
-        )[:3]  # fmt: skip
+        )[:3]
         grown = (
             " The profile below (fresh vs with history) shows where the time went: "
             + "; ".join(f"{name} +{_ms(d)} per call" for d, name in growth)
@@ -798,10 +1034,15 @@ def _why_dkls(f: dict[str, Any]) -> str:
 
 
 WHY: dict[str, Callable[[dict[str, Any]], str]] = {
-    "gated_vs_noop_8": _why_gated, "decision_example": _why_decision,
-    "decision_200": _why_decision_200, "proxy": _why_proxy, "mcp": _why_mcp,
-    "throughput_history": _why_history, "noop_vs_bare_8": _why_noop_vs_bare, "dkls": _why_dkls,
-}  # fmt: skip
+    "gated_vs_noop_8": _why_gated,
+    "decision_example": _why_decision,
+    "decision_200": _why_decision_200,
+    "proxy": _why_proxy,
+    "mcp": _why_mcp,
+    "throughput_history": _why_history,
+    "noop_vs_bare_8": _why_noop_vs_bare,
+    "dkls": _why_dkls,
+}
 
 
 def reasons(f: dict[str, Any], rows: list[common.Figure]) -> dict[str, str]:
@@ -858,8 +1099,10 @@ def markdown(result: dict[str, Any], rows: list[common.Figure]) -> str:
     ]
     for r in rows:
         note = f" ({r.note})" if r.note else ""
-        lines.append(f"| {r.name} | {r.value}{note} | {r.baseline} | {_ratio(r.ratio)} | "
-                     f"{r.target} | {_met(r.met)} |")  # fmt: skip
+        lines.append(
+            f"| {r.name} | {r.value}{note} | {r.baseline} | {_ratio(r.ratio)} | "
+            f"{r.target} | {_met(r.met)} |"
+        )
     targets = [r for r in rows if r.met is not None]
     lines += ["", "## Targets", ""]
     for r in targets:
@@ -933,8 +1176,12 @@ def _profile_section(f: dict[str, Any]) -> list[str]:
             f"{_ms(past['profiled_ms_per_call'])} per call). The last column is with-history "
             f"over fresh: a stage that grows with history stands out there:"
         )
-        lines += ["", "| stage | ms per call | share | calls per sign | ms per call, with history "
-                  "| × fresh |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| stage | ms per call | share | calls per sign | ms per call, with history "
+            "| × fresh |",
+            "|---|---|---|---|---|---|",
+        ]
     else:
         lines[-1] += ":"
         lines += ["", "| stage | ms per call | share | calls per sign |", "|---|---|---|---|"]
@@ -947,13 +1194,23 @@ def _profile_section(f: dict[str, Any]) -> list[str]:
             grow = f"{h['ms_per_call'] / s['ms_per_call']:.2f}" if s["ms_per_call"] else "—"
             row += f" {h['ms_per_call']:.3f} | {grow} |"
         lines.append(row)
-    lines += ["", "Functions with the most own time (fresh vault):", "",
-              "| function | ms per call | share |", "|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "Functions with the most own time (fresh vault):",
+        "",
+        "| function | ms per call | share |",
+        "|---|---|---|",
+    ]
     for t in prof["top_own_time"][:10]:
         lines.append(f"| `{t['function']}` | {t['own_ms_per_call']:.3f} | {t['share']:.1%} |")
     if past:
-        lines += ["", "The same with the long past:", "", "| function | ms per call | share |",
-                  "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "The same with the long past:",
+            "",
+            "| function | ms per call | share |",
+            "|---|---|---|",
+        ]
         for t in past["top_own_time"][:10]:
             lines.append(f"| `{t['function']}` | {t['own_ms_per_call']:.3f} | {t['share']:.1%} |")
     sql_sh = _share(prof, "SQLAlchemy")[1]
@@ -1007,15 +1264,29 @@ def _stage_calls(prof: dict[str, Any], label_start: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run (< 60 s): small counts, short runs; no RESULTS.md")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=HERE / "results.json",
-                        help="where to write the JSON (default benchmarks/results.json)")  # fmt: skip
-    parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md",
-                        help="where a full run writes its report (default benchmarks/RESULTS.md)")  # fmt: skip
-    parser.add_argument("--only", metavar="FIGURE[,FIGURE…]",
-                        help="run only these figures (with --quick or full settings); writes the "
-                             "JSON, never RESULTS.md. Figures: " + ", ".join(FIGURES))  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (< 60 s): small counts, short runs; no RESULTS.md",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results.json",
+        help="where to write the JSON (default benchmarks/results.json)",
+    )
+    parser.add_argument(
+        "--results-md",
+        type=Path,
+        default=HERE / "RESULTS.md",
+        help="where a full run writes its report (default benchmarks/RESULTS.md)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="FIGURE[,FIGURE…]",
+        help="run only these figures (with --quick or full settings); writes the "
+        "JSON, never RESULTS.md. Figures: " + ", ".join(FIGURES),
+    )
     parser.add_argument("--keep", action="store_true", help="keep the throwaway vaults")
     args = parser.parse_args(argv)
     only: frozenset[str] | None = None
@@ -1023,8 +1294,10 @@ def main(argv: list[str] | None = None) -> int:
         only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
         unknown = sorted(only - set(FIGURES))
         if unknown or not only:
-            parser.error(f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(FIGURES)}")  # fmt: skip
+            parser.error(
+                f"--only: unknown figure(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(FIGURES)}"
+            )
     settings = QUICK if args.quick else Settings()
     started = time.perf_counter()
     info = machine()

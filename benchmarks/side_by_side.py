@@ -93,8 +93,11 @@ def ensure_wrk(log: Callable[[str], None] = print) -> str:
         )
     log("wrk is not installed: apt-get install -y wrk …")
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "wrk"]):  # fmt: skip
+    for cmd in (
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+    ):
         subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=600)
         found = shutil.which("wrk")
         if found:
@@ -127,13 +130,16 @@ def probe(target: Target) -> None:
         RuntimeError: the side refused the request or could not be reached.
     """
     try:
-        r = httpx.request(target.method, target.url, headers=target.headers, content=target.body,
-                          timeout=30)  # fmt: skip
+        r = httpx.request(
+            target.method, target.url, headers=target.headers, content=target.body, timeout=30
+        )
     except httpx.HTTPError as exc:
         raise RuntimeError(f"{target.name}: {target.url} could not be reached: {exc}") from exc
     if not 200 <= r.status_code < 300:
-        raise RuntimeError(f"{target.name}: the probe request got {r.status_code}: "
-                           f"{r.text[:300]!r} (fix the URL, method, headers or body)")  # fmt: skip
+        raise RuntimeError(
+            f"{target.name}: the probe request got {r.status_code}: "
+            f"{r.text[:300]!r} (fix the URL, method, headers or body)"
+        )
 
 
 def run_wrk(
@@ -141,25 +147,47 @@ def run_wrk(
 ) -> dict[str, Any]:
     """One wrk run against one target; its figures (latencies in ms)."""
     body, headers = _write_request(target, workdir)
-    cmd = [wrk, "-t", str(min(threads, connections)), "-c", str(connections),
-           "-d", f"{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(LUA), target.url,
-           "--", target.method, body, headers]  # fmt: skip
+    cmd = [
+        wrk,
+        "-t",
+        str(min(threads, connections)),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA),
+        target.url,
+        "--",
+        target.method,
+        body,
+        headers,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 90, check=False)
     line = next((x for x in proc.stdout.splitlines() if x.startswith(MARKER)), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed on {target.name} ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout)[-1000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"wrk failed on {target.name} ({proc.returncode}): "
+            f"{(proc.stderr or proc.stdout)[-1000:]}"
+        )
     raw = json.loads(line[len(MARKER) :])
     seconds_run = raw["duration_us"] / 1e6
-    errors = sum(raw[k] for k in ("non_2xx_3xx", "connect_errors", "read_errors",
-                                  "write_errors", "timeouts"))  # fmt: skip
+    errors = sum(
+        raw[k] for k in ("non_2xx_3xx", "connect_errors", "read_errors", "write_errors", "timeouts")
+    )
     return {
-        "requests": raw["requests"], "seconds": round(seconds_run, 3),
+        "requests": raw["requests"],
+        "seconds": round(seconds_run, 3),
         "throughput_rps": raw["requests"] / seconds_run if seconds_run else 0.0,
-        "p50_ms": raw["p50_us"] / 1000, "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000, "max_ms": raw["max_us"] / 1000,
-        "errors": errors, "raw": raw,
-    }  # fmt: skip
+        "p50_ms": raw["p50_us"] / 1000,
+        "p90_ms": raw["p90_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "errors": errors,
+        "raw": raw,
+    }
 
 
 def compare(
@@ -185,24 +213,28 @@ def compare(
     per_round: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
     for r in range(rounds):
         for t in targets:
-            res = run_wrk(wrk, t, workdir, threads=threads, connections=connections,
-                          seconds=seconds)  # fmt: skip
+            res = run_wrk(
+                wrk, t, workdir, threads=threads, connections=connections, seconds=seconds
+            )
             per_round[t.name].append(res)
-            log(f"  round {r + 1}/{rounds} {t.name}: {res['throughput_rps']:.0f} req/s, "
-                f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, errors {res['errors']}")  # fmt: skip
+            log(
+                f"  round {r + 1}/{rounds} {t.name}: {res['throughput_rps']:.0f} req/s, "
+                f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, errors {res['errors']}"
+            )
     out: dict[str, Any] = {}
     for t in targets:
         runs = per_round[t.name]
         total_s = sum(x["seconds"] for x in runs)
         out[t.name] = {
-            "url": t.url, "method": t.method,
+            "url": t.url,
+            "method": t.method,
             "throughput_rps": sum(x["requests"] for x in runs) / total_s if total_s else 0.0,
             "p50_ms": statistics.median(x["p50_ms"] for x in runs),
             "p99_ms": statistics.median(x["p99_ms"] for x in runs),
             "errors": sum(x["errors"] for x in runs),
             "requests": sum(x["requests"] for x in runs),
             "rounds": [{k: v for k, v in x.items() if k != "raw"} for x in runs],
-        }  # fmt: skip
+        }
     return {
         "tool": _wrk_version(wrk),
         "settings": {
@@ -226,16 +258,21 @@ def keysafe_targets(v: common.BenchVault, url: str, agent: int = 0) -> tuple[Tar
     auth = {"Authorization": f"Bearer {v.token(agent)}"}
     tx = common.solana_transfers(v.sol_address, 1)[0]
     body = json.dumps({"wallet": "sol", "transaction": tx}, separators=(",", ":")).encode()
-    sign = Target("keysafe gated Solana sign", url + SIGN_PATH, "POST",
-                  auth | {"Content-Type": "application/json"}, body)  # fmt: skip
+    sign = Target(
+        "keysafe gated Solana sign",
+        url + SIGN_PATH,
+        "POST",
+        auth | {"Content-Type": "application/json"},
+        body,
+    )
     noop = Target("keysafe no-op (whoami)", url + WHOAMI_PATH, "GET", auth)
     return sign, noop
 
 
 @contextmanager
-def keysafe_server(vault: common.BenchVault | None, workdir: Path) -> Iterator[
-    tuple[common.BenchVault, common.Served]
-]:  # fmt: skip
+def keysafe_server(
+    vault: common.BenchVault | None, workdir: Path
+) -> Iterator[tuple[common.BenchVault, common.Served]]:
     """A served keysafe vault: `vault`, or a throwaway one built in `workdir`."""
     if vault is None:
         vault = common.build_vault(workdir / "keysafe", agents=1)
@@ -255,8 +292,15 @@ def measure_keysafe(
     """For benchmarks/run.py: keysafe's gated Solana sign beside its no-op, both with wrk."""
     with keysafe_server(vault, vault.home.parent) as (_, server):
         sign, noop = keysafe_targets(vault, server.url)
-        result = compare([sign, noop], vault.home.parent, threads=threads,
-                         connections=connections, seconds=seconds, rounds=rounds, log=log)  # fmt: skip
+        result = compare(
+            [sign, noop],
+            vault.home.parent,
+            threads=threads,
+            connections=connections,
+            seconds=seconds,
+            rounds=rounds,
+            log=log,
+        )
     t = result["targets"]
     result["sign"], result["noop"] = t[sign.name], t[noop.name]
     result["ratio"] = t[sign.name]["throughput_rps"] / t[noop.name]["throughput_rps"]
@@ -285,12 +329,16 @@ def print_table(result: dict[str, Any]) -> None:
     targets = result["targets"]
     w = max(len(k) for k in targets)
     s = result["settings"]
-    print(f"\n{result['tool']}: {s['threads']} threads, {s['connections']} connections, "
-          f"{s['rounds']} rounds of {s['seconds_per_round']:g} s per side")  # fmt: skip
+    print(
+        f"\n{result['tool']}: {s['threads']} threads, {s['connections']} connections, "
+        f"{s['rounds']} rounds of {s['seconds_per_round']:g} s per side"
+    )
     print(f"{'side':<{w}}  {'req/s':>9}  {'p50':>10}  {'p99':>10}  errors")
     for name, r in targets.items():
-        print(f"{name:<{w}}  {r['throughput_rps']:>9.1f}  {r['p50_ms']:>7.1f} ms  "
-              f"{r['p99_ms']:>7.1f} ms  {r['errors']}")  # fmt: skip
+        print(
+            f"{name:<{w}}  {r['throughput_rps']:>9.1f}  {r['p50_ms']:>7.1f} ms  "
+            f"{r['p99_ms']:>7.1f} ms  {r['errors']}"
+        )
     names = list(targets)
     if len(names) == 2 and targets[names[1]]["throughput_rps"]:
         ratio = targets[names[0]]["throughput_rps"] / targets[names[1]]["throughput_rps"]
@@ -305,22 +353,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--other-name", default="other", help="what to call the other side")
     parser.add_argument("--other-url", help="the other signer's full URL (http://host:port/path)")
     parser.add_argument("--other-method", default="POST", help="its HTTP method (default POST)")
-    parser.add_argument("--other-header", action="append", default=[], metavar="'NAME: VALUE'",
-                        help="a header to send it (repeatable); secrets: use --other-header-file")  # fmt: skip
-    parser.add_argument("--other-header-file", action="append", default=[], type=Path,
-                        metavar="FILE", help="headers to send it, one 'Name: value' a line")  # fmt: skip
-    parser.add_argument("--other-body", type=Path, metavar="FILE",
-                        help="the request body to send it (sent as is, every time)")  # fmt: skip
+    parser.add_argument(
+        "--other-header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header to send it (repeatable); secrets: use --other-header-file",
+    )
+    parser.add_argument(
+        "--other-header-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="headers to send it, one 'Name: value' a line",
+    )
+    parser.add_argument(
+        "--other-body",
+        type=Path,
+        metavar="FILE",
+        help="the request body to send it (sent as is, every time)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--connections", type=int, default=8,
-                        help="keep-alive connections, the same for both sides (default 8)")  # fmt: skip
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds per side per round (default 10)")  # fmt: skip
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="keep-alive connections, the same for both sides (default 8)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per side per round (default 10)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    parser.add_argument("--out", type=Path, default=HERE / "side_by_side.json",
-                        help="where to write the JSON (default benchmarks/side_by_side.json)")  # fmt: skip
-    parser.add_argument("--print-solana-tx", metavar="ADDRESS",
-                        help="print an unsigned SOL transfer (base64) from ADDRESS and exit")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "side_by_side.json",
+        help="where to write the JSON (default benchmarks/side_by_side.json)",
+    )
+    parser.add_argument(
+        "--print-solana-tx",
+        metavar="ADDRESS",
+        help="print an unsigned SOL transfer (base64) from ADDRESS and exit",
+    )
     args = parser.parse_args(argv)
     if args.print_solana_tx:
         print(common.solana_transfers(args.print_solana_tx, 1)[0])
@@ -342,14 +417,21 @@ def main(argv: list[str] | None = None) -> int:
             other = noop
             if args.other_url:
                 other = Target(
-                    args.other_name, args.other_url, args.other_method.upper(),
+                    args.other_name,
+                    args.other_url,
+                    args.other_method.upper(),
                     _headers(args.other_header, args.other_header_file),
                     args.other_body.read_bytes() if args.other_body else None,
-                )  # fmt: skip
+                )
             try:
-                result = compare([sign, other], work, threads=args.threads,
-                                 connections=args.connections, seconds=args.duration,
-                                 rounds=args.rounds)  # fmt: skip
+                result = compare(
+                    [sign, other],
+                    work,
+                    threads=args.threads,
+                    connections=args.connections,
+                    seconds=args.duration,
+                    rounds=args.rounds,
+                )
             except (RuntimeError, WrkMissing) as exc:
                 print(f"side_by_side: {exc}", file=sys.stderr)
                 return 1

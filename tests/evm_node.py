@@ -35,9 +35,10 @@ class Node:
 
     def rpc(self, method: str, *params: Any) -> Any:
         r = httpx.post(
-            self.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+            self.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
             timeout=30,
-        )  # fmt: skip
+        )
         body = r.json()
         if "error" in body:
             raise RuntimeError(f"{method}: {body['error']}")
@@ -94,11 +95,24 @@ def running_node() -> Iterator[Node]:
         raise RuntimeError("ganache is not installed: run `bash scripts/test` (it runs npm ci)")
     port = free_port()
     proc = subprocess.Popen(
-        ["node", str(GANACHE), "--server.host", "127.0.0.1", "--server.port", str(port),
-         "--chain.chainId", "31337", "--wallet.deterministic", "--wallet.totalAccounts", "3",
-         "--logging.quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"NODE_NO_WARNINGS": "1"},
-    )  # fmt: skip
+        [
+            "node",
+            str(GANACHE),
+            "--server.host",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--chain.chainId",
+            "31337",
+            "--wallet.deterministic",
+            "--wallet.totalAccounts",
+            "3",
+            "--logging.quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ | {"NODE_NO_WARNINGS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

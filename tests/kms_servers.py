@@ -66,24 +66,36 @@ class OpenBao:
 
     def api(self, method: str, path: str, body: Any = None) -> httpx.Response:
         return httpx.request(
-            method, f"{self.url}/v1/{path}", json=body, timeout=10,
+            method,
+            f"{self.url}/v1/{path}",
+            json=body,
+            timeout=10,
             headers={"X-Vault-Token": self.token},
-        )  # fmt: skip
+        )
 
     def start(self) -> None:
         """Start a dev server (in memory), enable transit and create the key."""
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(BAO), "server", "-dev", f"-dev-root-token-id={self.token}",
-                 f"-dev-listen-address=127.0.0.1:{self.port}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    str(BAO),
+                    "server",
+                    "-dev",
+                    f"-dev-root-token-id={self.token}",
+                    f"-dev-listen-address=127.0.0.1:{self.port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
                 | {"HOME": str(self.log.parent)},
-            )  # fmt: skip
+            )
         _wait(
             lambda: httpx.get(f"{self.url}/v1/sys/health", timeout=1).status_code == 200,
-            self.proc, "bao server -dev", self.log,
-        )  # fmt: skip
+            self.proc,
+            "bao server -dev",
+            self.log,
+        )
         r = self.api("POST", "sys/mounts/transit", {"type": "transit"})
         assert r.status_code in (200, 204), r.text
         self.create_key(self.key)
@@ -121,10 +133,12 @@ class Moto:
 
     def client(self) -> Any:
         return boto3.client(
-            "kms", endpoint_url=self.url, region_name="us-east-1",
+            "kms",
+            endpoint_url=self.url,
+            region_name="us-east-1",
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-        )  # fmt: skip
+        )
 
 
 def aws_env() -> dict[str, str]:
@@ -146,13 +160,17 @@ def moto_server() -> Iterator[Moto]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait(
             lambda: httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1).status_code < 500,
-            proc, "moto_server", log,
-        )  # fmt: skip
+            proc,
+            "moto_server",
+            log,
+        )
         moto = Moto(port, "", aws_env())
         moto.key_id = moto.client().create_key(Description="keysafe test")["KeyMetadata"]["KeyId"]
         yield moto

@@ -92,8 +92,18 @@ def postgres_cluster(root: Path | None = None, *, durable: bool = False) -> Iter
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
         shutil.chown(sockets, "postgres")
-    _run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
-          "--encoding=UTF8", "--no-sync"])  # fmt: skip
+    _run(
+        [
+            str(binaries / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ]
+    )
     port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets} "
@@ -105,8 +115,21 @@ def postgres_cluster(root: Path | None = None, *, durable: bool = False) -> Iter
     if os.geteuid() == 0:
         log.touch()
         shutil.chown(log, "postgres")
-    _run([str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
-          "-w", "-t", "60", "start"])  # fmt: skip
+    _run(
+        [
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     cluster = Cluster(port, sockets)
     try:
         deadline = time.monotonic() + 30
@@ -121,8 +144,7 @@ def postgres_cluster(root: Path | None = None, *, durable: bool = False) -> Iter
         yield cluster
     finally:
         subprocess.run(
-            _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                       "stop"]),
+            _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
-        )  # fmt: skip
+        )
         shutil.rmtree(base, ignore_errors=True)

@@ -35,10 +35,21 @@ def redis_server() -> Iterator[str]:
     for attempt in range(3):
         port = free_port()
         proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                REDIS_SERVER,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         up = False
         while time.monotonic() < deadline and proc.poll() is None:
@@ -91,8 +102,11 @@ class RelayProcess:
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [KEYSAFE, "relay", "--port", str(self.port), *self._args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -145,11 +159,16 @@ async def running_relay(config: RelayConfig | None = None) -> AsyncIterator[str]
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            make_relay_app(config), host="127.0.0.1", port=port, log_level="warning",
-            ws="websockets-sansio", ws_max_size=config.ws_max_frame, lifespan="on",
+            make_relay_app(config),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws="websockets-sansio",
+            ws_max_size=config.ws_max_frame,
+            lifespan="on",
             timeout_graceful_shutdown=1,
         )
-    )  # fmt: skip
+    )
     server.capture_signals = nullcontext  # type: ignore[method-assign,assignment]  # pytest keeps ^C
     task = asyncio.create_task(server.serve())
     try:

@@ -66,8 +66,10 @@ def moto_s3() -> Iterator[S3Server]:
     port = free_port()
     proc = subprocess.Popen(
         [MOTO, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | AWS_ENV,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ | AWS_ENV,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

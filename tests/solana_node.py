@@ -105,17 +105,23 @@ class SolanaNode:
                 account = self.svm.get_account(Pubkey.from_string(params[0]))
                 if account is None:
                     return ok({"context": context, "value": None})
-                info = {"owner": str(account.owner), "lamports": account.lamports,
-                        "executable": account.executable, "rentEpoch": 0,
-                        "data": ["", "base64"], "space": len(account.data)}  # fmt: skip
+                info = {
+                    "owner": str(account.owner),
+                    "lamports": account.lamports,
+                    "executable": account.executable,
+                    "rentEpoch": 0,
+                    "data": ["", "base64"],
+                    "space": len(account.data),
+                }
                 return ok({"context": context, "value": info})
             if method == "sendTransaction":
                 tx = VersionedTransaction.from_bytes(base64.b64decode(params[0]))
                 result = self.svm.send_transaction(tx)
                 if isinstance(result, FailedTransactionMetadata):
                     logs = list(result.meta().logs())[-5:]
-                    return err(-32002, f"Transaction simulation failed: {result.err()}",
-                               {"logs": logs})  # fmt: skip
+                    return err(
+                        -32002, f"Transaction simulation failed: {result.err()}", {"logs": logs}
+                    )
                 return ok(str(tx.signatures[0]))
         return err(-32601, "Method not found")
 

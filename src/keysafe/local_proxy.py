@@ -50,11 +50,23 @@ DEFAULT_PORT: Final = 8421
 MAX_BODY: Final = 512 * 1024  # what the vault accepts as a request body
 _PLACEHOLDER: Final = re.compile(r"ksp_[A-Za-z0-9_-]{20,100}")
 # Never forwarded: hop-by-hop, framing, and what the vault sets itself.
-_DROP: Final = frozenset({
-    "host", "connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
-    "trailer", "transfer-encoding", "upgrade", "content-length", "authorization", "cookie",
-    "accept-encoding",
-})  # fmt: skip
+_DROP: Final = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "authorization",
+        "cookie",
+        "accept-encoding",
+    }
+)
 UPSTREAM_HEADER: Final = "x-keysafe-upstream"  # the vault's mark on an upstream's own answer
 # Never returned: framing, and what would let a web page read the answer or keep a session.
 _DROP_BACK: Final = frozenset(
@@ -203,8 +215,12 @@ def create_app(*, port: int = DEFAULT_PORT, url: str | None = None) -> wire.Body
         caller = placeholder
         raw = await request.body()  # size and depth already checked by wire.BodyGuard
         path = _raw_path(request, credential) + (f"?{query}" if query else "")
-        call: dict[str, Any] = {"credential": credential, "method": request.method, "url": path,
-                                "headers": headers}  # fmt: skip
+        call: dict[str, Any] = {
+            "credential": credential,
+            "method": request.method,
+            "url": path,
+            "headers": headers,
+        }
         if raw:
             try:
                 call["body"] = raw.decode("utf-8")  # text goes as text (the exact bytes again)

@@ -111,9 +111,13 @@ class AgentClient(AsyncPool):
         must close. The upstream's own answer carries `x-keysafe-upstream: 1`; anything else is
         the vault's JSON (pending approval, or an error: see `answer`)."""
         request = self._http.build_request(
-            "POST", self.url + "/v1/agent/http-request", params={"stream": "true"}, json=body,
-            headers=self._auth, timeout=STREAM_TIMEOUT,
-        )  # fmt: skip
+            "POST",
+            self.url + "/v1/agent/http-request",
+            params={"stream": "true"},
+            json=body,
+            headers=self._auth,
+            timeout=STREAM_TIMEOUT,
+        )
         try:
             return await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:

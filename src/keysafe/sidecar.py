@@ -98,9 +98,11 @@ class _Channel:
             delivered = await self.link.receive()
             try:
                 message = open_sealed(
-                    self.me, delivered.body, sender=delivered.sender,
+                    self.me,
+                    delivered.body,
+                    sender=delivered.sender,
                     key_of=lambda m: self.vault.sign if m.sender == self.vault.rid else None,
-                )  # fmt: skip
+                )
                 self.freshness.check(message)
             except EnvelopeRefused as refused:
                 logger.warning("sidecar: refused an envelope: %s", refused.reason)
@@ -112,9 +114,14 @@ class _Channel:
                 future.set_result(message)
 
     async def ask(
-        self, kind: Kind, payload: dict[str, Any], *, request_id: str | None = None,
-        retry_after: float = RETRY_AFTER_S, deadline: float = REQUEST_DEADLINE_S,
-    ) -> Message:  # fmt: skip
+        self,
+        kind: Kind,
+        payload: dict[str, Any],
+        *,
+        request_id: str | None = None,
+        retry_after: float = RETRY_AFTER_S,
+        deadline: float = REQUEST_DEADLINE_S,
+    ) -> Message:
         """Send a request and wait for its answer, sending it again (same id) while none comes.
 
         Raises:
@@ -147,9 +154,12 @@ class _Channel:
 
 
 async def pair(
-    invite_text: str, *, host_label: str, on_words: Callable[[list[str]], None],
+    invite_text: str,
+    *,
+    host_label: str,
+    on_words: Callable[[list[str]], None],
     link_factory: Callable[[str, Identity], RelayLink] = lambda url, me: RelayLink(url, me.sign),
-) -> tuple[Identity, Invite]:  # fmt: skip
+) -> tuple[Identity, Invite]:
     """Claim the invite and wait until the owner approves the pairing.
 
     Raises:
@@ -165,9 +175,11 @@ async def pair(
     channel = _Channel(me, vault, link)
     receiver = asyncio.create_task(channel.receive_forever())
     claim = Claim(
-        invite=invite, sidecar=me.public.to_text(), host=host_label[:100],
+        invite=invite,
+        sidecar=me.public.to_text(),
+        host=host_label[:100],
         commitment=commitment(nonce),
-    )  # fmt: skip
+    )
     words: list[str] | None = None
     try:
         while time.time() < invite.expires + 300:  # an approval may take the approval's TTL
@@ -175,8 +187,9 @@ async def pair(
             if answer.status == "reveal" and words is None:
                 # The vault fixed its nonce before seeing ours: now ours is revealed, and both
                 # ends can say the words.
-                words = pairing_words(invite, vault, me.public, nonce, bytes.fromhex(
-                    answer.nonce or ""))  # fmt: skip
+                words = pairing_words(
+                    invite, vault, me.public, nonce, bytes.fromhex(answer.nonce or "")
+                )
                 on_words(words)
                 claim = claim.model_copy(update={"reveal": nonce.hex()})
                 continue
@@ -259,12 +272,17 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
                 return _too_large()
         try:
             relayed = RelayedRequest(
-                method=request.method, path=request.url.path, query=request.url.query,
-                headers={k: v for k, v in request.headers.items()
-                         if k.lower() in _FORWARDED
-                         or (caller == "placeholder" and k.lower() == "authorization")},
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query,
+                headers={
+                    k: v
+                    for k, v in request.headers.items()
+                    if k.lower() in _FORWARDED
+                    or (caller == "placeholder" and k.lower() == "authorization")
+                },
                 body=base64.b64encode(body).decode(),
-            )  # fmt: skip
+            )
         except ValidationError:
             return _refused(
                 MalformedRequestError("Not an agent API request.", next_step="check the path.")
@@ -299,10 +317,14 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
 
 
 async def serve(
-    state: SidecarState, identity: Identity, *, host: str, port: int,
+    state: SidecarState,
+    identity: Identity,
+    *,
+    host: str,
+    port: int,
     link_factory: Callable[[str, Identity], RelayLink] = lambda url, me: RelayLink(url, me.sign),
     ready: Callable[[], None] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Serve the local agent API until cancelled."""
     link = link_factory(state.relay, identity)
     await link.start()

@@ -26,24 +26,52 @@ class Created:
 
 
 def create_apart(
-    owner: Cli, name: str, chain: str, agent: str, *, recovery_file: Path, share_file: Path,
-    recovery_passphrase: str, agent_env: dict[str, str], timeout: float = 120,
-) -> Created:  # fmt: skip
+    owner: Cli,
+    name: str,
+    chain: str,
+    agent: str,
+    *,
+    recovery_file: Path,
+    share_file: Path,
+    recovery_passphrase: str,
+    agent_env: dict[str, str],
+    timeout: float = 120,
+) -> Created:
     """Run the owner's create and the agent's join side by side; both must succeed."""
     args = [
-        "wallet", "create", name, "--chain", chain, "--threshold", "2-of-3", "--agent", agent,
-        "--recovery-file", str(recovery_file),
-    ]  # fmt: skip
+        "wallet",
+        "create",
+        name,
+        "--chain",
+        chain,
+        "--threshold",
+        "2-of-3",
+        "--agent",
+        agent,
+        "--recovery-file",
+        str(recovery_file),
+    ]
     return run_apart(
-        owner, args, share_file=share_file, recovery_passphrase=recovery_passphrase,
-        agent_env=agent_env, timeout=timeout,
-    )  # fmt: skip
+        owner,
+        args,
+        share_file=share_file,
+        recovery_passphrase=recovery_passphrase,
+        agent_env=agent_env,
+        timeout=timeout,
+    )
 
 
 def reshare_apart(
-    owner: Cli, name: str, with_parties: str, *, recovery_file: Path, share_file: Path,
-    recovery_passphrase: str, agent_env: dict[str, str], timeout: float = 120,
-) -> Created:  # fmt: skip
+    owner: Cli,
+    name: str,
+    with_parties: str,
+    *,
+    recovery_file: Path,
+    share_file: Path,
+    recovery_passphrase: str,
+    agent_env: dict[str, str],
+    timeout: float = 120,
+) -> Created:
     """`keysafe wallet refresh NAME --with …` and the agent's join, side by side."""
     args = [
         "wallet",
@@ -55,15 +83,24 @@ def reshare_apart(
         str(recovery_file),
     ]
     return run_apart(
-        owner, args, share_file=share_file, recovery_passphrase=recovery_passphrase,
-        agent_env=agent_env, timeout=timeout,
-    )  # fmt: skip
+        owner,
+        args,
+        share_file=share_file,
+        recovery_passphrase=recovery_passphrase,
+        agent_env=agent_env,
+        timeout=timeout,
+    )
 
 
 def run_apart(
-    owner: Cli, args: list[str], *, share_file: Path, recovery_passphrase: str,
-    agent_env: dict[str, str], timeout: float = 120,
-) -> Created:  # fmt: skip
+    owner: Cli,
+    args: list[str],
+    *,
+    share_file: Path,
+    recovery_passphrase: str,
+    agent_env: dict[str, str],
+    timeout: float = 120,
+) -> Created:
     """The owner's ceremony command (`args`, given --join-code-file and --json here) in the
     background; the agent's `keysafe agent threshold join` once the code is written."""
     code_file = share_file.with_name(f".{share_file.name}.join-code")
@@ -81,8 +118,10 @@ def run_apart(
         code = code_file.read_text(encoding="utf-8")
         joined = subprocess.run(
             [KEYSAFE, "agent", "threshold", "join", "--share-file", str(share_file), "--json"],
-            env=agent_env | {"KEYSAFE_JOIN_CODE": code}, capture_output=True, timeout=timeout,
-        )  # fmt: skip
+            env=agent_env | {"KEYSAFE_JOIN_CODE": code},
+            capture_output=True,
+            timeout=timeout,
+        )
         out, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:

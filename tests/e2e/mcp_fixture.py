@@ -88,9 +88,12 @@ LOCAL_CHAIN_ID = 31337  # the built-in chain `local`, re-pointed at the upstream
 # What the upstream's /rpc answers besides broadcasts (eth_feeHistory is "no such method", so
 # fees fall back to the gas price): a transfer of ETH on `local` costs 21000 × 1 gwei at most.
 UPSTREAM_QUOTES: dict[str, str] = {
-    "eth_chainId": hex(LOCAL_CHAIN_ID), "eth_getTransactionCount": "0x5",
-    "eth_gasPrice": hex(10**9), "eth_estimateGas": hex(21000), "eth_getBalance": hex(10**18),
-}  # fmt: skip
+    "eth_chainId": hex(LOCAL_CHAIN_ID),
+    "eth_getTransactionCount": "0x5",
+    "eth_gasPrice": hex(10**9),
+    "eth_estimateGas": hex(21000),
+    "eth_getBalance": hex(10**18),
+}
 SIWE = "example.com wants you to sign in with your Ethereum account"
 PROFILE = {"city": "Lyon", "zip": "69001", "email": "owner@example.com"}
 MEDICAL = {"blood_type": "O-", "allergies": ["penicillin"]}  # sensitive: read only on approval
@@ -241,8 +244,14 @@ def _handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             elif method in UPSTREAM_QUOTES:
                 result = UPSTREAM_QUOTES[str(method)]
             else:
-                self._answer(200, {"jsonrpc": "2.0", "id": req.get("id"),
-                                   "error": {"code": -32601, "message": "no such method"}})  # fmt: skip
+                self._answer(
+                    200,
+                    {
+                        "jsonrpc": "2.0",
+                        "id": req.get("id"),
+                        "error": {"code": -32601, "message": "no such method"},
+                    },
+                )
                 return
             self._answer(200, {"jsonrpc": "2.0", "id": req.get("id"), "result": result})
 
@@ -533,9 +542,13 @@ EXPECTED_REQUIRED = {
     "list_pending_approvals": set(),
 }
 READ_ONLY = {
-    "list_capabilities", "get_address", "read_data", "approval_status", "check_policy",
+    "list_capabilities",
+    "get_address",
+    "read_data",
+    "approval_status",
+    "check_policy",
     "list_pending_approvals",
-}  # fmt: skip
+}
 
 
 def sample_calls(upstream_port: int) -> dict[str, dict[str, Any]]:
@@ -634,9 +647,15 @@ class ToolScenarios:
         assert sorted(data["profile"]["fields"]) == sorted(PROFILE)
         rules = [r.split(":", 1)[0] for r in caps["policy"]["rules"]]
         assert rules == [
-            "pay-r1", "tiny-budget-r3", "ask-r4", "send-local", "echo-api", "read-profile",
-            "sign-in", "typed-on-ethereum",
-        ]  # fmt: skip
+            "pay-r1",
+            "tiny-budget-r3",
+            "ask-r4",
+            "send-local",
+            "echo-api",
+            "read-profile",
+            "sign-in",
+            "typed-on-ethereum",
+        ]
         budget = {(b["rule"], b["window"], b["asset"]): b["limit"] for b in caps["budget"]}
         assert budget[("pay-r1", "24h", "ETH")] == "1"
         assert world.vault.secret not in json.dumps(caps)
@@ -677,8 +696,10 @@ class ToolScenarios:
         got = ok(session.call("sign_transaction", args))
         assert got["status"] == "signed"
         assert (got["wallet"], got["address"], got["chain"]) == (
-            "main", world.vault.pristine.address, "ethereum",
-        )  # fmt: skip
+            "main",
+            world.vault.pristine.address,
+            "ethereum",
+        )
         raw = got["signed_transaction"]
         assert decode_signed(raw) == (world.vault.pristine.address, R1, 2 * MILLI_ETH, 1)
         assert got["tx_hash"] == tx_hash_of(raw)
@@ -759,8 +780,14 @@ class ToolScenarios:
         self, world: McpWorld, session: McpSession
     ) -> None:
         before = len(world.upstream.raw_txs)
-        args = {"wallet": "main", "asset": "ETH", "to": R1.upper().replace("0X", "0x"),
-                "amount": "0.0025", "chain": "local", "description": "pay R1"}  # fmt: skip
+        args = {
+            "wallet": "main",
+            "asset": "ETH",
+            "to": R1.upper().replace("0X", "0x"),
+            "amount": "0.0025",
+            "chain": "local",
+            "description": "pay R1",
+        }
         got = ok(session.call("transfer", args))
         assert (got["status"], got["chain"], got["wallet"]) == ("sent", "local", "main")
         raw = got["signed_transaction"]
@@ -774,8 +801,10 @@ class ToolScenarios:
         assert (int.from_bytes(nonce, "big"), int.from_bytes(gas, "big")) == (5, 21000)
         assert int.from_bytes(cap, "big") == 10**9
         assert ("0x" + to.hex(), int.from_bytes(value, "big"), data) == (
-            R1, 2 * MILLI_ETH + MILLI_ETH // 2, b"",
-        )  # fmt: skip
+            R1,
+            2 * MILLI_ETH + MILLI_ETH // 2,
+            b"",
+        )
         assert Account.recover_transaction(raw) == world.vault.pristine.address
 
     def test_transfer_refusals_name_the_field_and_say_what_a_model_can_do(
@@ -834,8 +863,13 @@ class ToolScenarios:
     ) -> None:
         up, secret = world.upstream, world.vault.secret
         url = f"{up.base}/hello?x=1"
-        args = {"credential": "echo", "method": "POST", "url": url,
-                "headers": {"X-Trace": "t-1"}, "body": "ping"}  # fmt: skip
+        args = {
+            "credential": "echo",
+            "method": "POST",
+            "url": url,
+            "headers": {"X-Trace": "t-1"},
+            "body": "ping",
+        }
         got = ok(session.call("http_request", args))
         seen = up.requests[-1]
         assert (seen.method, seen.path, seen.body) == ("POST", "/hello?x=1", b"ping")
@@ -870,8 +904,12 @@ class ToolScenarios:
     def test_http_request_cannot_replace_the_credential_header(
         self, world: McpWorld, session: McpSession
     ) -> None:
-        args = {"credential": "echo", "method": "GET", "url": f"{world.upstream.base}/who",
-                "headers": {"Authorization": "Bearer chosen-by-agent"}}  # fmt: skip
+        args = {
+            "credential": "echo",
+            "method": "GET",
+            "url": f"{world.upstream.base}/who",
+            "headers": {"Authorization": "Bearer chosen-by-agent"},
+        }
         ok(session.call("http_request", args))
         seen = world.upstream.requests[-1]
         assert seen.path == "/who"
@@ -911,8 +949,11 @@ class ToolScenarios:
         assert r.status_code == 200, r.text
         view = ok(session.call("approval_status", {"approval_id": approval_id, "wait_seconds": 5}))
         assert view["status"] == "approved"
-        assert view["result"] == {"status": "value", "name": "medical",
-                                  "value": {"blood_type": "O-"}}  # fmt: skip
+        assert view["result"] == {
+            "status": "value",
+            "name": "medical",
+            "value": {"blood_type": "O-"},
+        }
 
     def test_read_data_of_unknown_data_is_not_found(self, session: McpSession) -> None:
         err = refused(session.call("read_data", {"name": "diary"}), "NOT_FOUND")
@@ -977,8 +1018,12 @@ class ToolScenarios:
         assert over["decision"] == "deny" and "pay-r1" in over["reason"], over
         elsewhere = {"credential": "echo", "method": "GET", "url": "https://evil.example/x"}
         assert check("http_request", elsewhere)["code"] == "HOST_NOT_ALLOWED"
-        json_body = {"credential": "echo", "method": "POST", "url": f"{world.upstream.base}/j",
-                     "body": {"a": 1}}  # fmt: skip
+        json_body = {
+            "credential": "echo",
+            "method": "POST",
+            "url": f"{world.upstream.base}/j",
+            "body": {"a": 1},
+        }
         assert check("http_request", json_body)["decision"] == "allow"
         # Nothing was reserved, parked or sent.
         assert ok(session.call("list_capabilities", {}))["budget"] == budget
@@ -991,8 +1036,9 @@ class ToolScenarios:
         args = {"wallet": "main", "transaction": evm_tx(MILLI_ETH + 7, to=R4)}
         parked = ok(session.call("sign_transaction", args))
         assert parked["status"] == "pending_approval"
-        listed = {a["approval_id"]: a for a in ok(session.call("list_pending_approvals", {}))[
-            "approvals"]}  # fmt: skip
+        listed = {
+            a["approval_id"]: a for a in ok(session.call("list_pending_approvals", {}))["approvals"]
+        }
         mine = listed[parked["approval_id"]]
         assert mine["status"] == "pending" and mine["summary"] == parked["summary"]
         assert world.owner(f"/v1/owner/approvals/{parked['approval_id']}/deny").status_code == 200
@@ -1005,8 +1051,11 @@ class ToolScenarios:
         direct = ok(
             session.call("sign_transaction", {"wallet": "main", "transaction": evm_tx(MILLI_ETH)})
         )
-        args = {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R4),
-                "description": "pay R4 for the test"}  # fmt: skip
+        args = {
+            "wallet": "main",
+            "transaction": evm_tx(MILLI_ETH, to=R4),
+            "description": "pay R4 for the test",
+        }
         pending = ok(session.call("sign_transaction", args))
         assert set(pending) == PENDING_KEYS, pending
         assert pending["status"] == "pending_approval"

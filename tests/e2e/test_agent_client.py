@@ -139,9 +139,12 @@ def _build(root: Path, up: Upstream) -> McpVault:
             vault, "local", family="evm", chain_id=LOCAL_CHAIN_ID, rpc=f"{up.base}/rpc"
         )
         credentials.add_credential(
-            vault, "echo", SecretBytes(bytearray(secret.encode())), hosts=[f"127.0.0.1:{up.port}"],
+            vault,
+            "echo",
+            SecretBytes(bytearray(secret.encode())),
+            hosts=[f"127.0.0.1:{up.port}"],
             attach=Attachment.bearer(),
-        )  # fmt: skip
+        )
         _, token = agents.add_agent(vault, "bot")
         assert token is not None
         policies.set_policy(vault, "bot", POLICY)
@@ -331,8 +334,10 @@ def test_async_client_covers_every_agent_route(world: World) -> None:
             await decided
             assert view.status == "approved"
             assert view.result == {
-                "status": "released", "credential": "echo", "value": world.vault.secret,
-            }  # fmt: skip
+                "status": "released",
+                "credential": "echo",
+                "value": world.vault.secret,
+            }
             assert (await ks.approval(ask.value.approval_id)).result is None  # handed out once
 
     asyncio.run(run())
@@ -491,17 +496,29 @@ def test_openapi_generates_typescript_types_that_type_check(world: World, tmp_pa
     # Request fields with a default stay optional (openapi-typescript makes them required by
     # default, which suits answers, not request bodies).
     gen = subprocess.run(
-        [str(_bin("openapi-typescript")), "openapi.json", "-o", "keysafe.ts",
-         "--default-non-nullable", "false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            str(_bin("openapi-typescript")),
+            "openapi.json",
+            "-o",
+            "keysafe.ts",
+            "--default-non-nullable",
+            "false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert gen.returncode == 0, gen.stderr
     # One tsc run over both files (it is slow to start): check.ts must be clean, and the one
     # error is the one planted in must_fail.ts, so the check is not passing vacuously.
     tsc = subprocess.run(
         [str(_bin("tsc")), "-p", "tsconfig.json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     errors_at = [line for line in tsc.stdout.splitlines() if "error TS" in line]
     assert tsc.returncode != 0 and len(errors_at) == 1, tsc.stdout + tsc.stderr
     assert errors_at[0].startswith("must_fail.ts(4,")

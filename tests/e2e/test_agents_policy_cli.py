@@ -286,9 +286,13 @@ def test_policy_lint_in_a_vault_warns_about_a_wallet_it_does_not_hold(copy: Cli)
     r = copy("policy", "lint", str(EXAMPLE_POLICY), "--json")
     assert r.exit_code == 0, r.stderr
     warnings = json.loads(r.stdout)["warnings"]
-    assert {w["rule"] for w in warnings if "wallet 'main' is not in this vault" in w["message"]} == {
-        "pay-small-on-base", "sign-in-with-ethereum", "contract-calls-need-a-human",
-    }  # fmt: skip
+    assert {
+        w["rule"] for w in warnings if "wallet 'main' is not in this vault" in w["message"]
+    } == {
+        "pay-small-on-base",
+        "sign-in-with-ethereum",
+        "contract-calls-need-a-human",
+    }
     copy.ok("wallet", "create", "main", "--chain", "evm")
     r = copy("policy", "lint", str(EXAMPLE_POLICY), "--json")
     assert [w for w in json.loads(r.stdout)["warnings"] if "in this vault" in w["message"]] == []
@@ -297,16 +301,79 @@ def test_policy_lint_in_a_vault_warns_about_a_wallet_it_does_not_hold(copy: Cli)
 # -- policy check --------------------------------------------------------------------------------
 
 CASES = [
-    pytest.param(_request(asset="USDC", amount="12.5"), 3, "ask", "APPROVAL_REQUIRED", "pay-small-on-base", id="ask-12.5-usdc"),
-    pytest.param(_request(asset="USDC", amount="30"), 4, "deny", "OVER_PER_TX_LIMIT", "pay-small-on-base", id="deny-30-usdc-over-per-tx"),
-    pytest.param(_request(asset="NOPE", amount="1"), 4, "deny", "UNKNOWN_ASSET", None, id="deny-unknown-asset"),
-    pytest.param(_request(chain="atlantis", asset="ETH", amount="0.001"), 4, "deny", "UNKNOWN_CHAIN", None, id="deny-unknown-chain"),
-    pytest.param(_request(action="evm.teleport", asset="ETH", amount="0.001"), 4, "deny", "UNKNOWN_ACTION", None, id="deny-unknown-action"),
-    pytest.param(_request(asset="USDC", amount="5", time=SATURDAY_9AM), 4, "deny", "POLICY_DENIED", "business-hours-only", id="deny-outside-hours"),
-    pytest.param(_request(asset="USDC", amount="5", to="0x" + "3" * 40), 4, "deny", "NO_MATCHING_RULE", None, id="deny-other-recipient"),
-    pytest.param(_request(asset="USDC", amount="5", wallet="other"), 4, "deny", "NO_MATCHING_RULE", None, id="deny-wallet-no-rule-names"),
-    pytest.param(_request(asset="USDC", amount="5", wallet=None), 4, "deny", "NO_MATCHING_RULE", None, id="deny-no-wallet-named"),
-]  # fmt: skip
+    pytest.param(
+        _request(asset="USDC", amount="12.5"),
+        3,
+        "ask",
+        "APPROVAL_REQUIRED",
+        "pay-small-on-base",
+        id="ask-12.5-usdc",
+    ),
+    pytest.param(
+        _request(asset="USDC", amount="30"),
+        4,
+        "deny",
+        "OVER_PER_TX_LIMIT",
+        "pay-small-on-base",
+        id="deny-30-usdc-over-per-tx",
+    ),
+    pytest.param(
+        _request(asset="NOPE", amount="1"),
+        4,
+        "deny",
+        "UNKNOWN_ASSET",
+        None,
+        id="deny-unknown-asset",
+    ),
+    pytest.param(
+        _request(chain="atlantis", asset="ETH", amount="0.001"),
+        4,
+        "deny",
+        "UNKNOWN_CHAIN",
+        None,
+        id="deny-unknown-chain",
+    ),
+    pytest.param(
+        _request(action="evm.teleport", asset="ETH", amount="0.001"),
+        4,
+        "deny",
+        "UNKNOWN_ACTION",
+        None,
+        id="deny-unknown-action",
+    ),
+    pytest.param(
+        _request(asset="USDC", amount="5", time=SATURDAY_9AM),
+        4,
+        "deny",
+        "POLICY_DENIED",
+        "business-hours-only",
+        id="deny-outside-hours",
+    ),
+    pytest.param(
+        _request(asset="USDC", amount="5", to="0x" + "3" * 40),
+        4,
+        "deny",
+        "NO_MATCHING_RULE",
+        None,
+        id="deny-other-recipient",
+    ),
+    pytest.param(
+        _request(asset="USDC", amount="5", wallet="other"),
+        4,
+        "deny",
+        "NO_MATCHING_RULE",
+        None,
+        id="deny-wallet-no-rule-names",
+    ),
+    pytest.param(
+        _request(asset="USDC", amount="5", wallet=None),
+        4,
+        "deny",
+        "NO_MATCHING_RULE",
+        None,
+        id="deny-no-wallet-named",
+    ),
+]
 
 
 @pytest.mark.parametrize("request_json,exit_code,decision,code,rule", CASES)
@@ -335,13 +402,29 @@ def test_policy_check_allowed_5_usdc_exit_0_json_shows_rule_and_windows(
     out = json.loads(r.stdout)
     assert (out["decision"], out["code"], out["rule"]) == ("allow", None, "pay-small-on-base")
     assert {
-        "rule": "pay-small-on-base", "window": "24h", "kind": "amount", "asset": "USDC",
-        "limit": "100", "used": "0", "requested": "5", "left": "100", "after": "95", "ok": True,
-    } in out["windows"]  # fmt: skip
+        "rule": "pay-small-on-base",
+        "window": "24h",
+        "kind": "amount",
+        "asset": "USDC",
+        "limit": "100",
+        "used": "0",
+        "requested": "5",
+        "left": "100",
+        "after": "95",
+        "ok": True,
+    } in out["windows"]
     assert {
-        "rule": "pay-small-on-base", "window": "1h", "kind": "count", "asset": None,
-        "limit": "10", "used": "0", "requested": "1", "left": "10", "after": "9", "ok": True,
-    } in out["windows"]  # fmt: skip
+        "rule": "pay-small-on-base",
+        "window": "1h",
+        "kind": "count",
+        "asset": None,
+        "limit": "10",
+        "used": "0",
+        "requested": "1",
+        "left": "10",
+        "after": "9",
+        "ok": True,
+    } in out["windows"]
 
 
 def test_policy_check_from_stdin_dash_allowed(pristine: Pristine) -> None:

@@ -22,15 +22,31 @@ def _forge(db: Path, action: str) -> int:
     """Append one well-chained, unsealed entry, as an attacker with the file but no key can."""
     with sqlite3.connect(db) as c:
         seq, prev = c.execute("SELECT audit_head_seq, audit_head_hash FROM vault").fetchone()
-        entry = AuditEntry(seq + 1, "2026-12-06T00:00:00.000000Z", "owner", action,
-                           "agent:bot", "success", {"note": "forged"})  # fmt: skip
+        entry = AuditEntry(
+            seq + 1,
+            "2026-12-06T00:00:00.000000Z",
+            "owner",
+            action,
+            "agent:bot",
+            "success",
+            {"note": "forged"},
+        )
         digest = entry_hash(prev, entry)
         c.execute(
             "INSERT INTO audit (seq, time, actor, action, target, outcome, details, prev_hash, "
             "hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (entry.seq, entry.time, entry.actor, entry.action, entry.target, entry.outcome,
-             jcs.dumps(entry.details).decode(), prev, digest),
-        )  # fmt: skip
+            (
+                entry.seq,
+                entry.time,
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.outcome,
+                jcs.dumps(entry.details).decode(),
+                prev,
+                digest,
+            ),
+        )
         c.execute("UPDATE vault SET audit_head_seq = ?, audit_head_hash = ?", (entry.seq, digest))
     return entry.seq
 

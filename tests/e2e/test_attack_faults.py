@@ -53,8 +53,10 @@ def tmpfs(tmp_path: Path) -> Iterator[Mount]:
         where.mkdir()
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()[:120]})")
         mounted.append(where)
@@ -67,8 +69,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Mount]:
 
 def _sign(url: str, token: str, nonce: int) -> httpx.Response:
     body = {"wallet": "main", "transaction": evm_tx(10**14, to=R1, nonce=nonce)}
-    return httpx.post(f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token),
-                      timeout=60)  # fmt: skip
+    return httpx.post(
+        f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token), timeout=60
+    )
 
 
 def _fill(disk: Path) -> Path:
@@ -141,8 +144,9 @@ def test_attack_killed_unlocks_do_not_lock_the_owner_out(tmp_path: Path) -> None
     vault.db.close()
     env = cli_env(home.path)
     for attempt in range(1, 7):
-        proc = subprocess.Popen([KEYSAFE, "pause-all"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)  # fmt: skip
+        proc = subprocess.Popen(
+            [KEYSAFE, "pause-all"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 60
         while _rss_kib(proc.pid) < 200 * 1024 and proc.poll() is None:
             assert time.monotonic() < deadline, "the unlock never reached Argon2"

@@ -60,8 +60,11 @@ def test_attack_deeply_nested_json_is_refused_and_the_server_stays_up(
     headers = {"content-type": "application/json"} | (agent_headers(token) if with_token else {})
     with srv.client() as c:
         # An EVM request first: it is what imported py_ecc (and its recursion limit) before.
-        ok = c.post("/v1/agent/sign-transaction", headers=agent_headers(token),
-                    json={"wallet": "main", "transaction": evm_tx(10**12)})  # fmt: skip
+        ok = c.post(
+            "/v1/agent/sign-transaction",
+            headers=agent_headers(token),
+            json={"wallet": "main", "transaction": evm_tx(10**12)},
+        )
         assert ok.status_code == 200, ok.text
         for body in (b"[" * DEEP, b'{"a":' * (DEEP // 4), b"[" * 65 + b"]" * 65):
             r = c.post("/v1/agent/sign-transaction", content=body, headers=headers)
@@ -78,10 +81,14 @@ def test_attack_a_deep_signed_envelope_header_is_refused(server: tuple[Server, s
     srv, _ = server
     with srv.client() as c:
         r = c.post(
-            "/v1/agent/sign-transaction", content=b"{}",
-            headers={"x-keysafe-signature": "00", "x-keysafe-envelope": "[" * 30_000,
-                     "content-type": "application/json"},
-        )  # fmt: skip
+            "/v1/agent/sign-transaction",
+            content=b"{}",
+            headers={
+                "x-keysafe-signature": "00",
+                "x-keysafe-envelope": "[" * 30_000,
+                "content-type": "application/json",
+            },
+        )
     assert r.status_code == 401, r.text
     _alive(srv)
 

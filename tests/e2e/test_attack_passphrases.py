@@ -13,9 +13,13 @@ from tests.conftest import Cli
 
 @pytest.mark.parametrize(
     ("passphrase", "why"),
-    [("hunter2hunt", "too short"), ("password1234", "too easy to guess"),
-     ("aaaaaaaaaaaaaaaa", "too easy to guess"), ("qwertyuiop123", "too easy to guess")],
-)  # fmt: skip
+    [
+        ("hunter2hunt", "too short"),
+        ("password1234", "too easy to guess"),
+        ("aaaaaaaaaaaaaaaa", "too easy to guess"),
+        ("qwertyuiop123", "too easy to guess"),
+    ],
+)
 def test_attack_init_refuses_a_guessable_passphrase(
     keysafe: Cli, passphrase: str, why: str
 ) -> None:
@@ -42,10 +46,18 @@ def test_attack_an_agent_share_key_that_is_weak_or_is_the_token_is_refused(vault
     code = JoinCode(bytes(32), bytes(16), bytes(32)).encode()
     for share_key, says in (("1234", "agent share key"), (token, "must not be its token")):
         r = vault(
-            "agent", "threshold", "join", "--share-file", str(vault.home.parent / "agent2.json"),
-            env={"KEYSAFE_AGENT_TOKEN": token, "KEYSAFE_AGENT_SHARE_KEY": share_key,
-                 "KEYSAFE_JOIN_CODE": code, "KEYSAFE_URL": "http://127.0.0.1:9"},
-        )  # fmt: skip
+            "agent",
+            "threshold",
+            "join",
+            "--share-file",
+            str(vault.home.parent / "agent2.json"),
+            env={
+                "KEYSAFE_AGENT_TOKEN": token,
+                "KEYSAFE_AGENT_SHARE_KEY": share_key,
+                "KEYSAFE_JOIN_CODE": code,
+                "KEYSAFE_URL": "http://127.0.0.1:9",
+            },
+        )
         assert r.exit_code != 0 and says in r.stdout + r.stderr, r.stdout + r.stderr
         assert token not in r.stdout + r.stderr
         assert not (vault.home.parent / "agent2.json").exists()

@@ -28,8 +28,9 @@ def _sign(url: str, token: str, value: int, key: str, nonce: int) -> httpx.Respo
         "transaction": evm_tx(value, to=R3, nonce=nonce),
         "idempotency_key": key,
     }
-    return httpx.post(f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token),
-                      timeout=30)  # fmt: skip
+    return httpx.post(
+        f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token), timeout=30
+    )
 
 
 def test_attack_restore_does_not_bring_back_spent_budget_or_used_keys(

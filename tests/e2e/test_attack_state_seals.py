@@ -50,8 +50,9 @@ def _edit(home: Path, sql: str, *params: object) -> None:
 
 def _sign(url: str, token: str, value: int, nonce: int = 0) -> httpx.Response:
     body = {"wallet": "main", "transaction": evm_tx(value, to=R1, nonce=nonce)}
-    return httpx.post(f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token),
-                      timeout=30)  # fmt: skip
+    return httpx.post(
+        f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token), timeout=30
+    )
 
 
 def test_attack_edited_policy_is_refused_and_audit_verify_says_so(
@@ -59,8 +60,12 @@ def test_attack_edited_policy_is_refused_and_audit_verify_says_so(
 ) -> None:
     path, token = standard_home
     greedy = parse_policy(GREEDY_POLICY)
-    _edit(path, "UPDATE policies SET source = ?, digest = ? WHERE agent = 'bot'",
-          GREEDY_POLICY, greedy.digest())  # fmt: skip
+    _edit(
+        path,
+        "UPDATE policies SET source = ?, digest = ? WHERE agent = 'bot'",
+        GREEDY_POLICY,
+        greedy.digest(),
+    )
     env = cli_env(path)
     with keysafe_server(env, "--unlock", log_dir=tmp_path) as server:
         r = _sign(server.url, token, 5 * ETH)
@@ -128,8 +133,11 @@ def test_attack_swapped_token_hash_does_not_authenticate(
 ) -> None:
     path, _ = standard_home
     mine = "ks_agent_" + secrets.token_urlsafe(32)
-    _edit(path, "UPDATE agents SET token_hash = ? WHERE name = 'bot'",
-          hashlib.sha256(mine.encode()).hexdigest())  # fmt: skip
+    _edit(
+        path,
+        "UPDATE agents SET token_hash = ? WHERE name = 'bot'",
+        hashlib.sha256(mine.encode()).hexdigest(),
+    )
     with keysafe_server(cli_env(path), "--unlock", log_dir=tmp_path) as server:
         r = _sign(server.url, mine, ETH // 1000)
         assert r.status_code >= 400, f"a token written into the file signed: {r.text}"
@@ -188,10 +196,12 @@ def test_vault_from_before_the_seals_is_reviewed_then_served(
         listed = json.loads(cli.ok("agent", "seal", "--json").stdout)
         assert listed["sealed"] == 0
         assert {(r["table"], r["key"], r["state"]) for r in listed["rows"]} == {
-            ("agents", "bot", "unsealed"), ("agents", "signer", "unsealed"),
-            ("policies", "bot", "unsealed"), ("policies", "signer", "unsealed"),
+            ("agents", "bot", "unsealed"),
+            ("agents", "signer", "unsealed"),
+            ("policies", "bot", "unsealed"),
+            ("policies", "signer", "unsealed"),
             ("settings", "paused_all", "unsealed"),
-        }  # fmt: skip
+        }
         sealed = cli.ok("agent", "seal", "--yes")
         assert "Sealed 5 row(s)." in sealed.stdout
         assert _sign(server.url, token, ETH // 1000).status_code == 200

@@ -36,9 +36,16 @@ from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import Server, agent_headers, cli_env, error_of, keysafe_server
 
 AGENTS = (
-    "revoke-srv", "revoke-cli", "revoke-file", "rotate-srv", "rotate-file", "pause-srv",
-    "pause-file", "all-file", "edited",
-)  # fmt: skip
+    "revoke-srv",
+    "revoke-cli",
+    "revoke-file",
+    "rotate-srv",
+    "rotate-file",
+    "pause-srv",
+    "pause-file",
+    "all-file",
+    "edited",
+)
 POLICY = """\
 version: 1
 rules:
@@ -75,9 +82,11 @@ class Stack:
     def owner(self, method: str, path: str, **kw: object) -> httpx.Response:
         self.session = self.session or self.server.login()
         return httpx.request(
-            method, f"{self.server.url}{path}", headers={"authorization": f"Bearer {self.session}"},
+            method,
+            f"{self.server.url}{path}",
+            headers={"authorization": f"Bearer {self.session}"},
             **kw,  # type: ignore[arg-type]
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +114,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tokens: dict[str, str] = {}
     with vault:
         credentials.add_credential(
-            vault, "api", SecretBytes(bytearray(b"sk-token-cache-test")),
-            hosts=[f"127.0.0.1:{port}"], attach=Attachment.bearer(),
-        )  # fmt: skip
+            vault,
+            "api",
+            SecretBytes(bytearray(b"sk-token-cache-test")),
+            hosts=[f"127.0.0.1:{port}"],
+            attach=Attachment.bearer(),
+        )
         for name in AGENTS:
             _, token = agents.add_agent(vault, name)
             assert token is not None

@@ -18,14 +18,47 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a quick run still starts several servers (about 40 s)
 
-FIGURES = ("decision", "budget", "unlock", "frost", "http_signing", "proxy", "proxy_stream", "mcp",
-           "relay", "wrk", "history", "hot_path")  # fmt: skip
+FIGURES = (
+    "decision",
+    "budget",
+    "unlock",
+    "frost",
+    "http_signing",
+    "proxy",
+    "proxy_stream",
+    "mcp",
+    "relay",
+    "wrk",
+    "history",
+    "hot_path",
+)
 TABLE_KEYS = {
-    "gated_vs_noop_8", "solana_vs_noop_1", "evm_vs_noop_1", "evm_vs_noop_8", "solana_vs_noop_32",
-    "evm_vs_noop_32", "solana_vs_raw", "evm_vs_raw", "decision_example", "decision_200",
-    "policy_parse", "budget", "proxy", "proxy_stream", "mcp", "relay", "unlock", "audit_verify", "startup_vs_hashlib",
-    "startup_history", "throughput_history", "rss", "frost", "noop_vs_bare_8", "wrk_sign_vs_noop",
-}  # fmt: skip
+    "gated_vs_noop_8",
+    "solana_vs_noop_1",
+    "evm_vs_noop_1",
+    "evm_vs_noop_8",
+    "solana_vs_noop_32",
+    "evm_vs_noop_32",
+    "solana_vs_raw",
+    "evm_vs_raw",
+    "decision_example",
+    "decision_200",
+    "policy_parse",
+    "budget",
+    "proxy",
+    "proxy_stream",
+    "mcp",
+    "relay",
+    "unlock",
+    "audit_verify",
+    "startup_vs_hashlib",
+    "startup_history",
+    "throughput_history",
+    "rss",
+    "frost",
+    "noop_vs_bare_8",
+    "wrk_sign_vs_noop",
+}
 QuickRun = tuple[dict[str, Any], str, Path]  # the JSON, what was printed, where a report would go
 
 
@@ -34,10 +67,20 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     md = out.with_name("RESULTS.md")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out),
-         "--results-md", str(md)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--results-md",
+            str(md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return json.loads(out.read_text()), proc.stdout, md
 
@@ -56,8 +99,16 @@ def test_quick_run_writes_json_with_every_figure_and_its_ratio(quick_run: QuickR
         assert row["ratio"] > 0, key
         assert row["met"] in (True, False, None), key
     # Every figure with a target says whether it was met.
-    for key in ("gated_vs_noop_8", "decision_example", "decision_200", "proxy", "proxy_stream",
-                "mcp", "throughput_history", "noop_vs_bare_8"):  # fmt: skip
+    for key in (
+        "gated_vs_noop_8",
+        "decision_example",
+        "decision_200",
+        "proxy",
+        "proxy_stream",
+        "mcp",
+        "throughput_history",
+        "noop_vs_bare_8",
+    ):
         assert rows[key]["met"] in (True, False), key
     assert set(result["targets_missed"]) == {k for k, r in rows.items() if r["met"] is False}
 

@@ -13,10 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_mcp_overhead_benchmark_runs_and_writes_its_json(tmp_path: Path) -> None:
     out = tmp_path / "mcp.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "mcp_overhead.py"), "--calls", "5",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "mcp_overhead.py"),
+            "--calls",
+            "5",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert result["http"]["calls"] == result["mcp_stdio"]["calls"] == 5
@@ -27,10 +35,18 @@ def test_mcp_overhead_benchmark_runs_and_writes_its_json(tmp_path: Path) -> None
 def test_frost_signing_benchmark_runs_and_writes_its_json(tmp_path: Path) -> None:
     out = tmp_path / "frost.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "frost_signing.py"), "--rounds", "3",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "frost_signing.py"),
+            "--rounds",
+            "3",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert result["rounds"] == 3

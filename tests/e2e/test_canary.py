@@ -98,9 +98,14 @@ def test_full_session_when_canaries_stored_never_shows_them_anywhere(
         ):
             cli.ok(*listing)
         wrong = cli(
-            "credential", "add", "late", "--host", HOST, input=secret,
+            "credential",
+            "add",
+            "late",
+            "--host",
+            HOST,
+            input=secret,
             env={"KEYSAFE_PASSPHRASE": canaries["wrong passphrase"].decode()},
-        )  # fmt: skip
+        )
         audit_rows = watcher.execute("SELECT * FROM audit ORDER BY seq").fetchall()
         files_live = {p.name: p.read_bytes() for p in sorted(home.iterdir()) if p.is_file()}
 

@@ -30,9 +30,17 @@ CANARY = "canary-sk-3f9c1e7a5b2d4c6e8f0a"
 WORDLIST = frozenset(Mnemonic("english").wordlist)
 
 STATUS_FIELDS = {
-    "initialized", "home", "vault_id", "created_at", "credentials", "data", "wallets",
-    "audit_entries", "audit_head", "unlock_failures",
-}  # fmt: skip
+    "initialized",
+    "home",
+    "vault_id",
+    "created_at",
+    "credentials",
+    "data",
+    "wallets",
+    "audit_entries",
+    "audit_head",
+    "unlock_failures",
+}
 CREDENTIAL_FIELDS = {"name", "hosts", "attach", "created_at", "updated_at"}
 DATA_FIELDS = {"name", "class", "format", "fields", "created_at", "updated_at"}
 WALLET_FIELDS = {"name", "chain", "address", "source", "index", "created_at"}
@@ -176,10 +184,17 @@ def test_init_with_too_short_passphrase_is_refused_and_creates_no_vault(keysafe:
 def test_credential_add_list_remove_roundtrip_never_shows_the_secret(vault: Cli) -> None:
     added = as_json(
         vault.ok(
-            "credential", "add", "github", "--host", "api.github.com",
-            "--header", "Authorization: Bearer {secret}", "--json", input=CANARY,
+            "credential",
+            "add",
+            "github",
+            "--host",
+            "api.github.com",
+            "--header",
+            "Authorization: Bearer {secret}",
+            "--json",
+            input=CANARY,
         )
-    )  # fmt: skip
+    )
     assert set(added) >= CREDENTIAL_FIELDS
     listed = as_json(vault.ok("credential", "list", "--json"))
     assert isinstance(listed, list) and len(listed) == 1
@@ -188,8 +203,10 @@ def test_credential_add_list_remove_roundtrip_never_shows_the_secret(vault: Cli)
     assert cred["name"] == "github"
     assert cred["hosts"] == ["api.github.com"]
     assert cred["attach"] == {
-        "type": "header", "name": "Authorization", "template": "Bearer {secret}",
-    }  # fmt: skip
+        "type": "header",
+        "name": "Authorization",
+        "template": "Bearer {secret}",
+    }
     assert cred == added
 
     vault.ok("credential", "remove", "github")
@@ -222,9 +239,15 @@ def test_credential_add_without_host_is_a_usage_error(keysafe: Cli) -> None:
 )
 def test_credential_add_bad_header_template_is_refused(vault: Cli, template: str) -> None:
     r = vault(
-        "credential", "add", "gh", "--host", "api.github.com", "--header", template,
+        "credential",
+        "add",
+        "gh",
+        "--host",
+        "api.github.com",
+        "--header",
+        template,
         input="s3cret-value",
-    )  # fmt: skip
+    )
     line = assert_user_error(r, "MALFORMED_REQUEST")
     assert "{secret}" in line
 
@@ -235,9 +258,13 @@ def test_credential_add_bad_header_template_is_refused(vault: Cli, template: str
 def test_data_set_json_and_text_then_list_shows_class_format_and_fields(vault: Cli) -> None:
     secret_email = "owner-canary@example.com"
     vault.ok(
-        "data", "set", "profile", "--class", "sensitive",
+        "data",
+        "set",
+        "profile",
+        "--class",
+        "sensitive",
         input=json.dumps({"email": secret_email, "name": "Ada"}),
-    )  # fmt: skip
+    )
     vault.ok("data", "set", "note", input="a plain text note, canary-text-77\n")
     listed = as_json(vault.ok("data", "list", "--json"))
     assert all(set(d) >= DATA_FIELDS for d in listed)
@@ -362,9 +389,19 @@ def test_root_help_exits_0_and_lists_every_command(keysafe: Cli) -> None:
     assert "Traceback" not in r.stderr
     assert "agents" in r.stdout
     for command in (
-        "init", "status", "recover", "audit", "passphrase", "backup", "credential", "data",
-        "wallet", "mcp", "proxy", "run",
-    ):  # fmt: skip
+        "init",
+        "status",
+        "recover",
+        "audit",
+        "passphrase",
+        "backup",
+        "credential",
+        "data",
+        "wallet",
+        "mcp",
+        "proxy",
+        "run",
+    ):
         assert re.search(rf"\b{command}\b", r.stdout), command
     assert not keysafe.home.exists()
 
@@ -457,8 +494,9 @@ def test_rotation_policy_is_set_shown_and_its_due_rotations_listed_with_the_fix(
     assert shown == {"policy": "after 90d", "due": []}
     r = vault("rotation-policy", "--after", "1y")
     assert r.exit_code == 1 and "30d, 12h" in r.stderr + r.stdout
-    set_ = json.loads(vault.ok("rotation-policy", "--after", "30d", "--after-uses", "0",
-                               "--json").stdout)  # fmt: skip
+    set_ = json.loads(
+        vault.ok("rotation-policy", "--after", "30d", "--after-uses", "0", "--json").stdout
+    )
     assert set_ == {"policy": "after 30d", "due": []}
     # A use count of 0 is "none": nothing is due until the token is 30 days old.
     status = json.loads(vault.ok("status", "--json").stdout)

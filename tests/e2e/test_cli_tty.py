@@ -53,8 +53,9 @@ def test_credential_add_with_piped_secret_asks_the_passphrase_on_the_terminal(va
     code, screen = _in_pty(
         f'printf %s "$TOKEN" | {shlex.quote(KEYSAFE)} credential add gh --host api.github.com '
         "--bearer",
-        env, [("Vault passphrase:", PASSPHRASE)],
-    )  # fmt: skip
+        env,
+        [("Vault passphrase:", PASSPHRASE)],
+    )
     assert code == 0, screen
     assert "Vault passphrase:" in screen and "no terminal" not in screen
     assert PASSPHRASE not in screen and TOKEN not in screen  # nothing echoed

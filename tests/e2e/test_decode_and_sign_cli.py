@@ -34,8 +34,16 @@ def _decode(
 
 def test_decode_usdc_transfer_on_base_without_a_vault(keysafe: Cli, tmp_path: Path) -> None:
     data = "0xa9059cbb" + encode(["address", "uint256"], [BOB, 25_000_000]).hex()
-    tx = {"to": USDC_BASE, "data": data, "value": "0x0", "chainId": 8453, "nonce": 0,
-          "gas": 60000, "maxFeePerGas": "0x3b9aca00", "maxPriorityFeePerGas": "0x1"}  # fmt: skip
+    tx = {
+        "to": USDC_BASE,
+        "data": data,
+        "value": "0x0",
+        "chainId": 8453,
+        "nonce": 0,
+        "gas": 60000,
+        "maxFeePerGas": "0x3b9aca00",
+        "maxPriorityFeePerGas": "0x1",
+    }
     code, out = _decode(keysafe, tmp_path, json.dumps(tx))
     assert code == 0, out
     assert isinstance(out, dict)
@@ -54,8 +62,15 @@ def test_decode_usdc_transfer_on_base_without_a_vault(keysafe: Cli, tmp_path: Pa
 
 def test_decode_unlimited_approval_prints_unlimited(keysafe: Cli, tmp_path: Path) -> None:
     data = "0x095ea7b3" + encode(["address", "uint256"], ["0x" + "de" * 20, 2**256 - 1]).hex()
-    tx = {"to": USDC_BASE, "data": data, "value": 0, "chainId": 8453, "nonce": 1, "gas": 60000,
-          "gasPrice": 1000}  # fmt: skip
+    tx = {
+        "to": USDC_BASE,
+        "data": data,
+        "value": 0,
+        "chainId": 8453,
+        "nonce": 1,
+        "gas": 60000,
+        "gasPrice": 1000,
+    }
     code, out = _decode(keysafe, tmp_path, json.dumps(tx))
     assert code == 0, out
     assert isinstance(out, dict)

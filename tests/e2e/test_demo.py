@@ -18,9 +18,13 @@ def test_demo_runs_the_whole_story_and_leaves_nothing_behind(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
     env |= {"KEYSAFE_HOME": str(home), "TMPDIR": str(scratch), "COLUMNS": "200"}
     proc = subprocess.run(
-        [KEYSAFE, "demo"], capture_output=True, text=True, env=env, timeout=120,
+        [KEYSAFE, "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
 
@@ -52,16 +56,22 @@ def test_demo_keep_leaves_a_vault_that_verifies(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")}
     env |= {"TMPDIR": str(tmp_path), "KEYSAFE_HOME": str(tmp_path / "unused")}
     proc = subprocess.run(
-        [KEYSAFE, "demo", "--keep"], capture_output=True, text=True, env=env, timeout=120,
+        [KEYSAFE, "demo", "--keep"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     kept = re.search(r"Demo vault kept in (\S+) \(passphrase in (\S+)\)", proc.stdout)
     assert kept, proc.stdout
     vault_home, pw_file = Path(kept.group(1)), Path(kept.group(2))
     check = subprocess.run(
         [KEYSAFE, "audit", "verify", "--passphrase-file", str(pw_file)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=env | {"KEYSAFE_HOME": str(vault_home)},
-    )  # fmt: skip
+    )
     assert check.returncode == 0, check.stdout + check.stderr

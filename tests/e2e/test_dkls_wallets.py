@@ -76,10 +76,14 @@ rules:
     chains: [ethereum]
 """
 MAIL = {
-    "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
-              "Mail": [{"name": "body", "type": "string"}]},
-    "primaryType": "Mail", "domain": {"name": "keysafe e2e"}, "message": {"body": "hello"},
-}  # fmt: skip
+    "types": {
+        "EIP712Domain": [{"name": "name", "type": "string"}],
+        "Mail": [{"name": "body", "type": "string"}],
+    },
+    "primaryType": "Mail",
+    "domain": {"name": "keysafe e2e"},
+    "message": {"body": "hello"},
+}
 
 
 def audited(env: dict[str, str], root: Path) -> dict[str, str]:
@@ -106,10 +110,15 @@ class World:
 
     def tx(self, value: int, **over: Any) -> dict[str, Any]:
         return {
-            "type": 2, "chainId": 31337, "nonce": self.node.nonce(self.address), "to": BOB,
-            "value": value, "gas": 21000, "maxFeePerGas": 3 * 10**9,
+            "type": 2,
+            "chainId": 31337,
+            "nonce": self.node.nonce(self.address),
+            "to": BOB,
+            "value": value,
+            "gas": 21000,
+            "maxFeePerGas": 3 * 10**9,
             "maxPriorityFeePerGas": 10**9,
-        } | over  # fmt: skip
+        } | over
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +135,20 @@ def world(evm_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with keysafe_server(server_env, "--unlock", "--rate-limit", "1000", log_dir=root) as server:
         # the agent's host: its own home (no vault), the vault's URL, its token and share key
         agent_env = audited(cli_env(root / "agent-host"), root) | {
-            "KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token,
+            "KEYSAFE_URL": server.url,
+            "KEYSAFE_AGENT_TOKEN": token,
             "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
-        }  # fmt: skip
+        }
         made = create_apart(
-            cli, "team", "evm", "bot", recovery_file=root / "team-recovery.json",
-            share_file=root / "team-agent.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+            cli,
+            "team",
+            "evm",
+            "bot",
+            recovery_file=root / "team-recovery.json",
+            share_file=root / "team-agent.json",
+            recovery_passphrase=RECOVERY_PASSPHRASE,
             agent_env=agent_env,
-        ).owner  # fmt: skip
+        ).owner
         evm_node.send_from_node({"to": made["address"], "value": hex(5 * ETH)})
         yield World(root, evm_node, server, token, made["address"], made)
 
@@ -142,10 +157,12 @@ def world(evm_node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def session(world: World) -> Iterator[McpSession]:
     """`keysafe mcp` as agent `bot`, its share file in KEYSAFE_AGENT_SHARE_FILE."""
     env = {
-        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_URL": world.server.url,
+        "KEYSAFE_AGENT_TOKEN": world.token,
         "KEYSAFE_HOME": str(world.root / "no-vault-here"),
-        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file), "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
-    }  # fmt: skip
+        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file),
+        "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+    }
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=audited(env, world.root))
     with (
         open(world.root / "mcp-stderr.log", "w") as errlog,
@@ -201,8 +218,15 @@ def test_dkls_legacy_transfer_over_mcp_lands_on_the_node_from_the_wallet(
     """A pre-EIP-1559 (type 0, EIP-155) transaction from the 2-of-3 wallet: same rounds, the
     legacy signing hash; eth-account recovers the wallet and the node accepts it."""
     before = world.node.balance(BOB)
-    tx = {"type": 0, "chainId": 31337, "nonce": world.node.nonce(world.address), "to": BOB,
-          "value": ETH // 20, "gas": 21000, "gasPrice": 3 * 10**9}  # fmt: skip
+    tx = {
+        "type": 0,
+        "chainId": 31337,
+        "nonce": world.node.nonce(world.address),
+        "to": BOB,
+        "value": ETH // 20,
+        "gas": 21000,
+        "gasPrice": 3 * 10**9,
+    }
     got = ok(
         session.call("send_transaction", {"wallet": "team", "transaction": tx, "chain": "local"})
     )
@@ -217,10 +241,12 @@ def test_dkls_over_limit_transfer_is_denied_and_nothing_is_sent(
 ) -> None:
     nonce = world.node.nonce(world.address)
     refused(
-        session.call("send_transaction", {"wallet": "team", "transaction": world.tx(2 * ETH),
-                                          "chain": "local"}),
+        session.call(
+            "send_transaction",
+            {"wallet": "team", "transaction": world.tx(2 * ETH), "chain": "local"},
+        ),
         "POLICY_DENIED",
-    )  # fmt: skip
+    )
     assert world.node.nonce(world.address) == nonce
 
 
@@ -253,11 +279,13 @@ def test_the_agent_hosts_own_policy_copy_refuses_what_the_vault_would_allow(
     copy = tmp_path / "bot-own-copy.yaml"
     copy.write_text(POLICY.split("  - name: greet")[0], encoding="utf-8")
     env = {
-        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_URL": world.server.url,
+        "KEYSAFE_AGENT_TOKEN": world.token,
         "KEYSAFE_HOME": str(tmp_path / "no-vault-here"),
-        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file), "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
+        "KEYSAFE_AGENT_SHARE_FILE": str(world.agent_file),
+        "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
         "KEYSAFE_AGENT_POLICY_FILE": str(copy),
-    }  # fmt: skip
+    }
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=audited(env, world.root))
     log = tmp_path / "mcp-stderr.log"
     with (
@@ -300,10 +328,15 @@ def test_dkls_owner_signs_a_message_with_the_recovery_file_as_two_processes(
     )
     out = json.loads(
         cli.ok(
-            "wallet", "sign-message", "team", "owner says hi", "--recovery-file",
-            str(world.root / "team-recovery.json"), "--json",
+            "wallet",
+            "sign-message",
+            "team",
+            "owner says hi",
+            "--recovery-file",
+            str(world.root / "team-recovery.json"),
+            "--json",
         ).stdout
-    )  # fmt: skip
+    )
     assert out["address"] == world.address and out["signers"] == "user+recovery"
     signable = encode_defunct(text="owner says hi")
     assert Account.recover_message(signable, signature=out["signature"]) == world.address
@@ -327,17 +360,21 @@ def test_dkls_recover_sign_without_any_vault_signs_a_message_and_a_transfer_that
             world.root,
         ),
     )
-    files = ("--agent-share-file", str(world.agent_file),
-             "--recovery-file", str(world.root / "team-recovery.json"))  # fmt: skip
-    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--message", "moving out",
-                            "--json").stdout)  # fmt: skip
+    files = (
+        "--agent-share-file",
+        str(world.agent_file),
+        "--recovery-file",
+        str(world.root / "team-recovery.json"),
+    )
+    out = json.loads(
+        cli.ok("wallet", "recover-sign", *files, "--message", "moving out", "--json").stdout
+    )
     assert out["signers"] == "agent+recovery" and out["address"] == world.address
     signable = encode_defunct(text="moving out")
     assert Account.recover_message(signable, signature=out["signature"]) == world.address
     before = world.node.balance(BOB)
     tx = json.dumps(world.tx(ETH // 50))
-    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--transaction", tx,
-                            "--json").stdout)  # fmt: skip
+    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--transaction", tx, "--json").stdout)
     sent = world.node.rpc("eth_sendRawTransaction", out["signed_transaction"])
     receipt = world.node.wait(sent)
     assert receipt["from"].lower() == world.address.lower()
@@ -371,8 +408,9 @@ def _sign(world: World, tx: dict[str, Any], part: dict[str, str]) -> httpx.Respo
     return httpx.post(
         f"{world.server.url}/v1/agent/sign-transaction",
         json={"wallet": "team", "transaction": tx, "chain": "local", "threshold": part},
-        headers=agent_headers(world.token), timeout=60,
-    )  # fmt: skip
+        headers=agent_headers(world.token),
+        timeout=60,
+    )
 
 
 def test_attack_transaction_swapped_after_the_exchange_is_refused_naming_the_agent(
@@ -405,9 +443,11 @@ def test_attack_bent_final_round_is_refused_and_bans_the_agent_share(world: Worl
     assert "signed_transaction" not in r.text
     # the vault will not open another session with that share
     r = httpx.post(
-        f"{world.server.url}/v1/agent/threshold/commit", json={"wallet": "team"},
-        headers=agent_headers(world.token), timeout=30,
-    )  # fmt: skip
+        f"{world.server.url}/v1/agent/threshold/commit",
+        json={"wallet": "team"},
+        headers=agent_headers(world.token),
+        timeout=30,
+    )
     assert r.status_code == 403, r.text
     assert "reshare" in error_of(r)["next"], r.text
     assert os.path.exists(world.agent_file)
@@ -424,19 +464,27 @@ def test_dkls_refresh_after_a_ban_gives_a_new_agent_share_that_signs_again(
     new_file = world.root / "team-agent-2.json"
     cli = Cli(home, audited(cli_env(home), world.root))
     agent_env = audited(cli_env(world.root / "agent-host"), world.root) | {
-        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_URL": world.server.url,
+        "KEYSAFE_AGENT_TOKEN": world.token,
         "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
-    }  # fmt: skip
+    }
     out = reshare_apart(
-        cli, "team", "vault,recovery", recovery_file=world.root / "team-recovery.json",
-        share_file=new_file, recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
-    ).owner  # fmt: skip
+        cli,
+        "team",
+        "vault,recovery",
+        recovery_file=world.root / "team-recovery.json",
+        share_file=new_file,
+        recovery_passphrase=RECOVERY_PASSPHRASE,
+        agent_env=agent_env,
+    ).owner
     assert out["address"] == world.address
     env = {
-        "KEYSAFE_URL": world.server.url, "KEYSAFE_AGENT_TOKEN": world.token,
-        "KEYSAFE_HOME": str(tmp_path / "no-vault-here"), "KEYSAFE_AGENT_SHARE_FILE": str(new_file),
+        "KEYSAFE_URL": world.server.url,
+        "KEYSAFE_AGENT_TOKEN": world.token,
+        "KEYSAFE_HOME": str(tmp_path / "no-vault-here"),
+        "KEYSAFE_AGENT_SHARE_FILE": str(new_file),
         "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
-    }  # fmt: skip
+    }
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=audited(env, world.root))
     with (
         open(tmp_path / "mcp-stderr.log", "w") as errlog,
@@ -451,9 +499,11 @@ def test_dkls_refresh_after_a_ban_gives_a_new_agent_share_that_signs_again(
     # the old agent share is refused as stale before the vault's OT state meets it: no ban,
     # the new share keeps signing
     r = httpx.post(
-        f"{world.server.url}/v1/agent/threshold/commit", json={"wallet": "team"},
-        headers=agent_headers(world.token), timeout=30,
-    )  # fmt: skip
+        f"{world.server.url}/v1/agent/threshold/commit",
+        json={"wallet": "team"},
+        headers=agent_headers(world.token),
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     with pytest.raises(MalformedRequestError, match="not the wallet's current one"):
         _part(world, world.tx(ETH // 100))
@@ -489,8 +539,10 @@ def test_attack_the_wallet_key_and_the_shares_appear_in_no_file_or_log(world: Wo
     ):  # the refresh rewrote the recovery file: take the agent share of the same generation
         doc = share_file.read(world.root / "team-agent-2.json", "agent share file")
         agent = share_file.open_agent_share(doc, SecretBytes(bytearray(SHARE_KEY.encode()))).key
-    x = (lagrange(SECP256K1, AGENT, (AGENT, RECOVERY)) * agent.signing_share
-         + lagrange(SECP256K1, RECOVERY, (AGENT, RECOVERY)) * recovery.signing_share) % N  # fmt: skip
+    x = (
+        lagrange(SECP256K1, AGENT, (AGENT, RECOVERY)) * agent.signing_share
+        + lagrange(SECP256K1, RECOVERY, (AGENT, RECOVERY)) * recovery.signing_share
+    ) % N
     assert SECP256K1.base_mul(x) == agent.public.group_public_key  # the key, from outside
 
     def forms(s: int) -> list[bytes]:

@@ -157,9 +157,12 @@ def test_doctor_checks_each_rpc_reaches_its_own_network_and_never_shows_its_key(
     with sqlite3.connect(home / "vault.db") as db:
         db.executemany(
             "INSERT INTO registry_chains (name, family, chain_id, rpc) VALUES (?, ?, ?, ?)",
-            [("arbitrum", "evm", 42161, down), ("ethereum", "evm", 1, f"{node}/v3/{API_KEY}"),
-             ("solana", "solana", None, f"{node}/?api-key={API_KEY}")],
-        )  # fmt: skip
+            [
+                ("arbitrum", "evm", 42161, down),
+                ("ethereum", "evm", 1, f"{node}/v3/{API_KEY}"),
+                ("solana", "solana", None, f"{node}/?api-key={API_KEY}"),
+            ],
+        )
     db.close()
     r = doctor(home, "--json")
     assert r.exit_code == 1

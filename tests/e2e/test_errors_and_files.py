@@ -180,8 +180,11 @@ def test_wal_and_shm_files_are_0600_while_a_command_holds_the_vault(vault: Cli) 
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [_KEYSAFE, "serve", "--port", str(port), "--unlock"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=vault.env,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=vault.env,
+    )
     try:
         sidecars = {vault.home / "vault.db-wal", vault.home / "vault.db-shm"}
         deadline = time.monotonic() + 60

@@ -62,10 +62,11 @@ def node(evm_node: Node) -> Node:
 @pytest.fixture
 def world(node: Node, tmp_path: Path) -> Iterator[World]:
     vault, _ = init_vault(
-        Home(tmp_path / "home"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "home"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
-    )  # fmt: skip
+    )
     w = wallets.create_wallet(vault, "main", Chain.EVM)
     registry.add_chain(vault, "local", family="evm", chain_id=31337, rpc=node.url)
     token = node.deploy_token("Test Token", "TKN", 6, 10**6 * TKN)
@@ -162,9 +163,12 @@ def test_declared_amount_that_differs_from_the_transaction_is_refused(world: Wor
 
     with pytest.raises(MalformedRequestError, match="declares amount"):
         signing.send_transaction(
-            world.vault, "payer", "main", {"to": BOB, "value": hex(ETH // 10), "chainId": 31337},
+            world.vault,
+            "payer",
+            "main",
+            {"to": BOB, "value": hex(ETH // 10), "chainId": 31337},
             declared={"amount": "0.01"},
-        )  # fmt: skip
+        )
     assert live_units(world.vault) == []
 
 

@@ -108,9 +108,10 @@ def share_loads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _agent_host(root: Path, url: str, token: str) -> dict[str, str]:
     """The environment of `keysafe agent threshold join` on the agent's host (no vault here)."""
     env = cli_env(root / "agent-host") | {
-        "KEYSAFE_URL": url, "KEYSAFE_AGENT_TOKEN": token,
+        "KEYSAFE_URL": url,
+        "KEYSAFE_AGENT_TOKEN": token,
         "KEYSAFE_AGENT_SHARE_KEY": share_key_of(token),
-    }  # fmt: skip
+    }
     env.pop("KEYSAFE_PASSPHRASE")
     return env
 
@@ -128,10 +129,15 @@ def _build(root: Path) -> dict[str, Any]:
     with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
         for name in ("team", "team2"):
             made[name] = create_apart(
-                cli, name, "solana", "bot", recovery_file=root / f"{name}-recovery.json",
-                share_file=root / f"{name}-agent.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+                cli,
+                name,
+                "solana",
+                "bot",
+                recovery_file=root / f"{name}-recovery.json",
+                share_file=root / f"{name}-agent.json",
+                recovery_passphrase=RECOVERY_PASSPHRASE,
                 agent_env=_agent_host(root, server.url, tokens["bot"]),
-            ).owner  # fmt: skip
+            ).owner
     return {"tokens": tokens, "made": made}
 
 
@@ -234,9 +240,11 @@ def audit_rows(home: Path) -> list[tuple[Any, ...]]:
 
 def commit(server: Server, token: str, wallet: str = "team") -> httpx.Response:
     return httpx.post(
-        f"{server.url}/v1/agent/threshold/commit", json={"wallet": wallet},
-        headers=agent_headers(token), timeout=30,
-    )  # fmt: skip
+        f"{server.url}/v1/agent/threshold/commit",
+        json={"wallet": wallet},
+        headers=agent_headers(token),
+        timeout=30,
+    )
 
 
 def part_for(pre: dict[str, Any], key: KeyPackage, transaction: str) -> dict[str, str]:
@@ -247,9 +255,11 @@ def part_for(pre: dict[str, Any], key: KeyPackage, transaction: str) -> dict[str
     nonces, mine = signing.commit(key)
     share = signing.sign(key, nonces, message_of(transaction), (mine, vault_commitment))
     return {
-        "session_id": pre["session_id"], "hiding": mine.hiding.hex(),
-        "binding": mine.binding.hex(), "share": share.hex(),
-    }  # fmt: skip
+        "session_id": pre["session_id"],
+        "hiding": mine.hiding.hex(),
+        "binding": mine.binding.hex(),
+        "share": share.hex(),
+    }
 
 
 def agent_side_part(
@@ -271,9 +281,11 @@ def sign_http(
     if part is not None:
         body["threshold"] = part
     return httpx.post(
-        f"{server.url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token),
+        f"{server.url}/v1/agent/sign-transaction",
+        json=body,
+        headers=agent_headers(token),
         timeout=60,
-    )  # fmt: skip
+    )
 
 
 def assert_refused_nothing_signed(
@@ -352,9 +364,18 @@ def test_frost_create_refusals_are_clear_and_create_nothing(base: Base, tmp_path
 
     def create(path: Path) -> Result:
         return cli(
-            "wallet", "create", "fresh", "--chain", "solana", "--threshold", "2-of-3",
-            "--agent", "bot", "--recovery-file", str(path),
-        )  # fmt: skip
+            "wallet",
+            "create",
+            "fresh",
+            "--chain",
+            "solana",
+            "--threshold",
+            "2-of-3",
+            "--agent",
+            "bot",
+            "--recovery-file",
+            str(path),
+        )
 
     line = user_error(create(recovery), "MALFORMED_REQUEST")
     assert "keysafe serve" in line and "never both in one process" in line
@@ -640,10 +661,15 @@ def owner(owner_server: Server) -> Cli:
 def test_frost_owner_signs_a_message_with_the_recovery_file(base: Base, owner: Cli) -> None:
     out = json.loads(
         owner.ok(
-            "wallet", "sign-message", "team", "I own this wallet",
-            "--recovery-file", str(base.recovery_file()), "--json",
+            "wallet",
+            "sign-message",
+            "team",
+            "I own this wallet",
+            "--recovery-file",
+            str(base.recovery_file()),
+            "--json",
         ).stdout
-    )  # fmt: skip
+    )
     assert out["address"] == base.address() and out["signers"] == "user+recovery"
     signature = bytes(Signature.from_string(out["signature"]))
     VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(b"I own this wallet", signature)
@@ -676,12 +702,24 @@ def test_frost_owner_signature_runs_as_two_parties_over_the_owner_api(
     headers = {"authorization": f"Bearer {session}"}
 
     def commit() -> dict[str, Any]:
-        r = httpx.post(ops, json={"kind": "wallet.threshold-commit", "wallet": "team"},
-                       headers=headers, timeout=30)  # fmt: skip
+        r = httpx.post(
+            ops,
+            json={"kind": "wallet.threshold-commit", "wallet": "team"},
+            headers=headers,
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         answer: dict[str, Any] = r.json()
-        assert set(answer) == {"session_id", "wallet", "identifier", "protocol", "hiding", "binding",
-                               "expires_in", "public"}  # fmt: skip
+        assert set(answer) == {
+            "session_id",
+            "wallet",
+            "identifier",
+            "protocol",
+            "hiding",
+            "binding",
+            "expires_in",
+            "public",
+        }
         return answer
 
     def cosign(answer: dict[str, Any], key: KeyPackage, message: str) -> httpx.Response:
@@ -708,9 +746,10 @@ def test_frost_owner_signature_runs_as_two_parties_over_the_owner_api(
     # Both refusals are in the audit log as failures naming the party; no share is.
     home = Path(owner_server.env["KEYSAFE_HOME"])
     failed = [
-        json.loads(row[6]) for row in audit_rows(home)
+        json.loads(row[6])
+        for row in audit_rows(home)
         if row[3] == "wallet.sign_message" and row[5] == "failure"
-    ]  # fmt: skip
+    ]
     assert [f.get("culprit") for f in failed][-2:] == [None, RECOVERY], failed
     assert all(set(f) <= {"name", "signer", "code", "culprit"} for f in failed), failed
 
@@ -720,9 +759,13 @@ def test_frost_the_owner_alone_cannot_sign(base: Base, owner: Cli) -> None:
     assert "2-of-3" in line and "--recovery-file" in line
     # Nor with another wallet's recovery file.
     r = owner(
-        "wallet", "sign-message", "team", "alone", "--recovery-file",
+        "wallet",
+        "sign-message",
+        "team",
+        "alone",
+        "--recovery-file",
         str(base.recovery_file("team2")),
-    )  # fmt: skip
+    )
     line = user_error(r, "MALFORMED_REQUEST")
     assert "not for wallet 'team'" in line
     assert "signature" not in r.stdout
@@ -730,9 +773,14 @@ def test_frost_the_owner_alone_cannot_sign(base: Base, owner: Cli) -> None:
 
 def test_frost_a_wrong_recovery_passphrase_is_refused(base: Base, owner: Cli) -> None:
     r = owner(
-        "wallet", "sign-message", "team", "hello", "--recovery-file", str(base.recovery_file()),
+        "wallet",
+        "sign-message",
+        "team",
+        "hello",
+        "--recovery-file",
+        str(base.recovery_file()),
         env={"KEYSAFE_RECOVERY_PASSPHRASE": "not the recovery passphrase"},
-    )  # fmt: skip
+    )
     user_error(r, "WRONG_PASSPHRASE")
     assert "signature" not in r.stdout
 
@@ -787,10 +835,14 @@ def _build_refreshed(base: Base) -> Callable[[Path], dict[str, Any]]:
         with keysafe_server(cli_env(home), "--unlock", log_dir=root) as server:
             # the agent's new host joins with the new token and a new share key
             out = reshare_apart(
-                cli, "team", "vault,recovery", recovery_file=recovery,
-                share_file=root / "team-agent-new.json", recovery_passphrase=RECOVERY_PASSPHRASE,
+                cli,
+                "team",
+                "vault,recovery",
+                recovery_file=recovery,
+                share_file=root / "team-agent-new.json",
+                recovery_passphrase=RECOVERY_PASSPHRASE,
                 agent_env=_agent_host(root, server.url, new_token),
-            )  # fmt: skip
+            )
         out.owner["agent_share_file"] = out.agent["share_file"]
         return {"new_token": new_token, "out": out.owner}
 
@@ -814,9 +866,18 @@ def refreshed(base: Base, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         r = sign_http(server, new_token, tx, agent_side_part(server, new_token, key, "team", tx))
         assert r.status_code == 200, r.text
         yield Refreshed(
-            base, root, home, server, base.tokens["bot"], new_token, info["out"],
-            shared / "team-recovery.json", shared / "team-recovery-old.json", new_agent_file, cli,
-        )  # fmt: skip
+            base,
+            root,
+            home,
+            server,
+            base.tokens["bot"],
+            new_token,
+            info["out"],
+            shared / "team-recovery.json",
+            shared / "team-recovery-old.json",
+            new_agent_file,
+            cli,
+        )
 
 
 def test_frost_refresh_keeps_the_address_and_the_new_share_signs_over_mcp(
@@ -852,9 +913,10 @@ def test_frost_refresh_old_share_file_does_not_open_with_the_new_token(
 
     with pytest.raises(WrongPassphraseError):
         load_shares(
-            refreshed.new_token, str(refreshed.base.agent_file()),
+            refreshed.new_token,
+            str(refreshed.base.agent_file()),
             share_key=share_key_of(refreshed.new_token),
-        )  # fmt: skip
+        )
     # The old token is dead at the vault too.
     r = commit(refreshed.server, refreshed.old_token)
     assert r.status_code == 401, r.text
@@ -884,10 +946,15 @@ def test_frost_refresh_old_recovery_copy_no_longer_signs(refreshed: Refreshed) -
     # The rewritten recovery file does sign, under the unchanged address.
     out = json.loads(
         cli.ok(
-            "wallet", "sign-message", "team", "new", "--recovery-file", str(refreshed.recovery),
+            "wallet",
+            "sign-message",
+            "team",
+            "new",
+            "--recovery-file",
+            str(refreshed.recovery),
             "--json",
         ).stdout
-    )  # fmt: skip
+    )
     VerifyKey(bytes(Pubkey.from_string(refreshed.base.address()))).verify(
         b"new", bytes(Signature.from_string(out["signature"]))
     )
@@ -949,20 +1016,29 @@ def _recover_cli(base: Base, tmp_path: Path, token: str | None = None) -> Cli:
     secrets in the environment."""
     home = tmp_path / "no-vault"
     home.mkdir(parents=True)
-    return Cli(home, cli_env(
-        home, KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
-        KEYSAFE_AGENT_SHARE_KEY=share_key_of(token or base.tokens["bot"]),
-    ))  # fmt: skip
+    return Cli(
+        home,
+        cli_env(
+            home,
+            KEYSAFE_RECOVERY_PASSPHRASE=RECOVERY_PASSPHRASE,
+            KEYSAFE_AGENT_SHARE_KEY=share_key_of(token or base.tokens["bot"]),
+        ),
+    )
 
 
 def test_frost_recover_sign_without_any_vault_signs_messages_and_transactions(
     base: Base, tmp_path: Path
 ) -> None:
     cli = _recover_cli(base, tmp_path)
-    files = ("--agent-share-file", str(base.agent_file()), "--recovery-file",
-             str(base.recovery_file()))  # fmt: skip
-    out = json.loads(cli.ok("wallet", "recover-sign", *files, "--message", "moving out",
-                            "--json").stdout)  # fmt: skip
+    files = (
+        "--agent-share-file",
+        str(base.agent_file()),
+        "--recovery-file",
+        str(base.recovery_file()),
+    )
+    out = json.loads(
+        cli.ok("wallet", "recover-sign", *files, "--message", "moving out", "--json").stdout
+    )
     assert out["address"] == base.address() and out["signers"] == "agent+recovery"
     assert out["wallet"] == "team"
     VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
@@ -980,14 +1056,30 @@ def test_frost_recover_sign_refuses_a_wrong_token_or_files_of_two_wallets(
     base: Base, tmp_path: Path
 ) -> None:
     wrong = _recover_cli(base, tmp_path, token=base.tokens["other"])
-    r = wrong("wallet", "recover-sign", "--agent-share-file", str(base.agent_file()),
-              "--recovery-file", str(base.recovery_file()), "--message", "x")  # fmt: skip
+    r = wrong(
+        "wallet",
+        "recover-sign",
+        "--agent-share-file",
+        str(base.agent_file()),
+        "--recovery-file",
+        str(base.recovery_file()),
+        "--message",
+        "x",
+    )
     user_error(r, "WRONG_PASSPHRASE")
     assert "signature" not in r.stdout
     assert base.tokens["other"] not in r.stdout + r.stderr
     mixed = _recover_cli(base, tmp_path / "mixed")
-    r = mixed("wallet", "recover-sign", "--agent-share-file", str(base.agent_file()),
-              "--recovery-file", str(base.recovery_file("team2")), "--message", "x")  # fmt: skip
+    r = mixed(
+        "wallet",
+        "recover-sign",
+        "--agent-share-file",
+        str(base.agent_file()),
+        "--recovery-file",
+        str(base.recovery_file("team2")),
+        "--message",
+        "x",
+    )
     assert "not the agent's and the recovery share of one wallet" in user_error(
         r, "MALFORMED_REQUEST"
     )
@@ -1006,10 +1098,12 @@ def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_sha
 
     monkeypatch.setattr(share_file, "open_agent_share", refuse)
     out = threshold.sign_without_vault(
-        base.agent_file(), SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
+        base.agent_file(),
+        SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
         share_file.read(base.recovery_file(), "recovery file"),
-        SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())), message=b"separate processes",
-    )  # fmt: skip
+        SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())),
+        message=b"separate processes",
+    )
     VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
         b"separate processes", bytes(Signature.from_string(out["signature"]))
     )

@@ -99,9 +99,14 @@ def permit(owner: str, nonce: int, value: int = 5_000_000) -> dict[str, Any]:
         "types": {"EIP712Domain": domain_type, "Permit": field},
         "primaryType": "Permit",
         "domain": {"name": "USD Coin", "version": "2", "chainId": 1, "verifyingContract": USDC},
-        "message": {"owner": owner, "spender": SPENDER, "value": value, "nonce": nonce,
-                    "deadline": 1893456000},
-    }  # fmt: skip
+        "message": {
+            "owner": owner,
+            "spender": SPENDER,
+            "value": value,
+            "nonce": nonce,
+            "deadline": 1893456000,
+        },
+    }
 
 
 @dataclass
@@ -119,9 +124,12 @@ class Stack:
 
     def owner(self, method: str, path: str, body: Any = None) -> httpx.Response:
         return httpx.request(
-            method, f"{self.server.url}{path}", json=body,
-            headers={"authorization": f"Bearer {self.session}"}, timeout=60,
-        )  # fmt: skip
+            method,
+            f"{self.server.url}{path}",
+            json=body,
+            headers={"authorization": f"Bearer {self.session}"},
+            timeout=60,
+        )
 
     def audit(self, action: str) -> list[dict[str, Any]]:
         db = sqlite3.connect(f"file:{self.home / 'vault.db'}?mode=ro", uri=True)
@@ -166,9 +174,12 @@ def test_attack_reused_idempotency_key_cannot_sign_a_second_permit(stack: Stack)
     for nonce in (1, 2, 3):  # new permits under the same key: never signed
         r = stack.agent(
             "/v1/agent/sign-typed-data",
-            {"wallet": "main", "typed_data": permit(stack.address, nonce),
-             "idempotency_key": "permit-k"},
-        )  # fmt: skip
+            {
+                "wallet": "main",
+                "typed_data": permit(stack.address, nonce),
+                "idempotency_key": "permit-k",
+            },
+        )
         assert r.status_code == 409, r.text
         err = error_of(r)
         assert err["code"] == "IDEMPOTENCY_CONFLICT"
@@ -265,9 +276,10 @@ def test_attack_identical_request_while_pending_gets_the_same_approval(stack: St
     again = [_ask(stack, R4, 70) for _ in range(3)]
     assert {a.json()["approval_id"] for a in again} == {first.json()["approval_id"]}
     pending = [
-        a for a in stack.owner("GET", "/v1/owner/approvals").json()
+        a
+        for a in stack.owner("GET", "/v1/owner/approvals").json()
         if a["approval_id"] == first.json()["approval_id"]
-    ]  # fmt: skip
+    ]
     assert len(pending) == 1
     other = _ask(stack, R4, 71)  # other bytes: a new question
     assert other.json()["approval_id"] != first.json()["approval_id"]
@@ -338,15 +350,17 @@ def test_attack_expired_approval_is_audited_when_noticed(tmp_path: Path) -> None
         r = httpx.post(
             f"{server.url}/v1/agent/sign-transaction",
             json={"wallet": "main", "transaction": evm_tx(2 * MILLI_ETH, to=R4)},
-            headers=agent_headers(token), timeout=30,
-        )  # fmt: skip
+            headers=agent_headers(token),
+            timeout=30,
+        )
         approval_id = r.json()["approval_id"]
         threading.Event().wait(10.5)
         session = server.login()
         listed = httpx.get(
             f"{server.url}/v1/owner/approvals?all=true",
-            headers={"authorization": f"Bearer {session}"}, timeout=30,
-        ).json()  # fmt: skip
+            headers={"authorization": f"Bearer {session}"},
+            timeout=30,
+        ).json()
         assert next(a for a in listed if a["approval_id"] == approval_id)["status"] == "expired"
         db = sqlite3.connect(f"file:{home / 'vault.db'}?mode=ro", uri=True)
         try:

@@ -143,9 +143,12 @@ def _build(root: Path, slow_url: str) -> Built:
     with vault:
         wallets.create_wallet(vault, "main", Chain.EVM)
         credentials.add_credential(
-            vault, "slow", SecretBytes(bytearray(b"sk-held-upstream")),
-            hosts=[slow_url.removeprefix("http://")], attach=Attachment.bearer(),
-        )  # fmt: skip
+            vault,
+            "slow",
+            SecretBytes(bytearray(b"sk-held-upstream")),
+            hosts=[slow_url.removeprefix("http://")],
+            attach=Attachment.bearer(),
+        )
         for name in AGENTS:
             _, token = agents.add_agent(vault, name)
             assert token is not None
@@ -285,9 +288,12 @@ class Zygote:
     @contextmanager
     def running(cls, env: dict[str, str], log_dir: Path) -> Iterator[Zygote]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            env=env, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         try:
             yield cls(proc, log_dir)
         finally:
@@ -301,8 +307,9 @@ class Zygote:
             port = free_port()
             log = self.log_dir / f"serve-{port}.log"
             assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps({"argv": ["serve", "--port", str(port), *args],
-                                              "log": str(log)}) + "\n")  # fmt: skip
+            self.proc.stdin.write(
+                json.dumps({"argv": ["serve", "--port", str(port), *args], "log": str(log)}) + "\n"
+            )
             self.proc.stdin.flush()
             live = Live(f"http://127.0.0.1:{port}", int(self.proc.stdout.readline()), log)
             if _healthy(live):
@@ -612,10 +619,14 @@ def _after_restart(
                 ran_again += 1
         _approve_pending(client, server.url, session, book, limit=2)
         held = client.post(
-            "/v1/agent/http", headers=agent_headers(tokens[AGENTS[0]]),
-            json={"credential": "slow", "method": "POST",
-                  "url": f"{slow_url}/v1/run/{secrets.token_hex(4)}"},  # a new approval each time
-        )  # fmt: skip
+            "/v1/agent/http",
+            headers=agent_headers(tokens[AGENTS[0]]),
+            json={
+                "credential": "slow",
+                "method": "POST",
+                "url": f"{slow_url}/v1/run/{secrets.token_hex(4)}",
+            },  # a new approval each time
+        )
         with book.lock:
             if held.status_code == 202:
                 book.held = held.json()["approval_id"]

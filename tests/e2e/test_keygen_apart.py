@@ -75,20 +75,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     token = add_agent(cli, "bot", policy)
     with keysafe_server(env, "--unlock", log_dir=root) as server:
         agent_env = share_audit.audited(
-            cli_env(root / "agent-host") | {
-                "KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token,
+            cli_env(root / "agent-host")
+            | {
+                "KEYSAFE_URL": server.url,
+                "KEYSAFE_AGENT_TOKEN": token,
                 "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
             },
             root / "share-loads.log",
-        )  # fmt: skip
+        )
         agent_env.pop("KEYSAFE_PASSPHRASE")
         made = {}
         for chain in ("solana", "evm"):
             made[chain] = create_apart(
-                cli, f"team-{chain}", chain, "bot", recovery_file=root / f"{chain}.recovery",
-                share_file=root / f"{chain}.share", recovery_passphrase=RECOVERY_PASSPHRASE,
+                cli,
+                f"team-{chain}",
+                chain,
+                "bot",
+                recovery_file=root / f"{chain}.recovery",
+                share_file=root / f"{chain}.share",
+                recovery_passphrase=RECOVERY_PASSPHRASE,
                 agent_env=agent_env,
-            )  # fmt: skip
+            )
         yield World(root, cli, server, token, made, agent_env)
 
 
@@ -98,9 +105,12 @@ def test_three_processes_create_one_wallet_and_each_keeps_its_own_share(
 ) -> None:
     made = world.made[chain]
     assert made.owner == {
-        "name": f"team-{chain}", "chain": chain, "address": made.owner["address"],
-        "threshold": "2-of-3", "recovery_file": str(world.root / f"{chain}.recovery"),
-    }  # fmt: skip
+        "name": f"team-{chain}",
+        "chain": chain,
+        "address": made.owner["address"],
+        "threshold": "2-of-3",
+        "recovery_file": str(world.root / f"{chain}.recovery"),
+    }
     assert made.agent["address"] == made.owner["address"]
     assert made.agent["wallet"] == f"team-{chain}"
     assert "keysafe agent threshold join" in made.owner_stderr  # it said what to run
@@ -123,11 +133,16 @@ def test_new_wallet_signs_with_vault_and_recovery_as_two_processes(world: World)
     for chain, text in (("solana", "hello from apart"), ("evm", "hello from apart")):
         out = json.loads(
             world.cli.ok(
-                "wallet", "sign-message", f"team-{chain}", text, "--recovery-file",
-                str(world.root / f"{chain}.recovery"), "--json",
+                "wallet",
+                "sign-message",
+                f"team-{chain}",
+                text,
+                "--recovery-file",
+                str(world.root / f"{chain}.recovery"),
+                "--json",
                 env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
             ).stdout
-        )  # fmt: skip
+        )
         assert out["address"] == world.made[chain].owner["address"]
         assert out["signers"] == "user+recovery"
 
@@ -136,10 +151,19 @@ def test_attack_a_recovery_file_passphrase_is_held_to_the_vault_passphrase_rule(
     world: World,
 ) -> None:
     r = world.cli(
-        "wallet", "create", "weak", "--chain", "solana", "--threshold", "2-of-3", "--agent",
-        "bot", "--recovery-file", str(world.root / "weak.recovery"),
+        "wallet",
+        "create",
+        "weak",
+        "--chain",
+        "solana",
+        "--threshold",
+        "2-of-3",
+        "--agent",
+        "bot",
+        "--recovery-file",
+        str(world.root / "weak.recovery"),
         env={"KEYSAFE_RECOVERY_PASSPHRASE": "1234"},
-    )  # fmt: skip
+    )
     assert r.exit_code != 0
     assert "recovery-file passphrase is too short" in r.stdout + r.stderr
     assert not (world.root / "weak.recovery").exists()
@@ -148,16 +172,34 @@ def test_attack_a_recovery_file_passphrase_is_held_to_the_vault_passphrase_rule(
 
 def test_a_taken_name_or_an_unknown_agent_is_refused_before_anything_runs(world: World) -> None:
     r = world.cli(
-        "wallet", "create", "team-evm", "--chain", "evm", "--threshold", "2-of-3", "--agent",
-        "bot", "--recovery-file", str(world.root / "again.recovery"),
+        "wallet",
+        "create",
+        "team-evm",
+        "--chain",
+        "evm",
+        "--threshold",
+        "2-of-3",
+        "--agent",
+        "bot",
+        "--recovery-file",
+        str(world.root / "again.recovery"),
         env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
-    )  # fmt: skip
+    )
     assert r.exit_code != 0 and "already exists" in r.stderr + r.stdout
     r = world.cli(
-        "wallet", "create", "other", "--chain", "evm", "--threshold", "2-of-3", "--agent",
-        "nobody", "--recovery-file", str(world.root / "again.recovery"),
+        "wallet",
+        "create",
+        "other",
+        "--chain",
+        "evm",
+        "--threshold",
+        "2-of-3",
+        "--agent",
+        "nobody",
+        "--recovery-file",
+        str(world.root / "again.recovery"),
         env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
-    )  # fmt: skip
+    )
     assert r.exit_code != 0 and "nobody" in r.stderr + r.stdout
     assert not (world.root / "again.recovery").exists()
 
@@ -174,29 +216,46 @@ def test_all_three_pairs_reshare_as_three_processes_and_the_wallet_still_signs(
     lost = world.root / f"{chain}.recovery-after-loss"
     info = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
     for with_parties, recovery_file in (
-        ("vault,recovery", recovery), ("agent,vault", lost), ("agent,recovery", lost),
-    ):  # fmt: skip
+        ("vault,recovery", recovery),
+        ("agent,vault", lost),
+        ("agent,recovery", lost),
+    ):
         old_agent = share_file.read(share, "agent share file")
         done = reshare_apart(
-            world.cli, name, with_parties, recovery_file=recovery_file, share_file=share,
-            recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=world.agent_env,
-        )  # fmt: skip
+            world.cli,
+            name,
+            with_parties,
+            recovery_file=recovery_file,
+            share_file=share,
+            recovery_passphrase=RECOVERY_PASSPHRASE,
+            agent_env=world.agent_env,
+        )
         assert done.owner["address"] == done.agent["address"] == address
         assert done.agent["kind"] == "reshare"
         assert share_file.read(share, "agent share file") != old_agent  # replaced in place
         out = json.loads(
             world.cli.ok(
-                "wallet", "sign-message", name, f"hello after {with_parties}", "--recovery-file",
-                str(recovery_file), "--json",
+                "wallet",
+                "sign-message",
+                name,
+                f"hello after {with_parties}",
+                "--recovery-file",
+                str(recovery_file),
+                "--json",
                 env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
             ).stdout
-        )  # fmt: skip
+        )
         assert out["address"] == address
     # the recovery file from before the loss is of a dead generation: refused, naming it
     r = world.cli(
-        "wallet", "sign-message", name, "hello", "--recovery-file", str(recovery),
+        "wallet",
+        "sign-message",
+        name,
+        "hello",
+        "--recovery-file",
+        str(recovery),
         env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
-    )  # fmt: skip
+    )
     assert r.exit_code != 0 and "signature" not in r.stdout
     assert info  # the listing before and after names the same wallet
     after = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
@@ -209,22 +268,46 @@ def test_the_owner_on_another_machine_creates_with_vault_url(world: World) -> No
     laptop = world.root / "owner-laptop"
     cli = Cli(laptop, share_audit.audited(cli_env(laptop), world.log()))
     done = run_apart(
-        cli, ["wallet", "create", "far", "--chain", "solana", "--threshold", "2-of-3",
-              "--agent", "bot", "--recovery-file", str(world.root / "far.recovery"),
-              "--vault-url", world.server.url],
-        share_file=world.root / "far.share", recovery_passphrase=RECOVERY_PASSPHRASE,
+        cli,
+        [
+            "wallet",
+            "create",
+            "far",
+            "--chain",
+            "solana",
+            "--threshold",
+            "2-of-3",
+            "--agent",
+            "bot",
+            "--recovery-file",
+            str(world.root / "far.recovery"),
+            "--vault-url",
+            world.server.url,
+        ],
+        share_file=world.root / "far.share",
+        recovery_passphrase=RECOVERY_PASSPHRASE,
         agent_env=world.agent_env,
-    )  # fmt: skip
+    )
     assert done.owner["address"] == done.agent["address"]
     listed = json.loads(world.cli.ok("wallet", "list", "--json").stdout)
     assert any(w["name"] == "far" and w["address"] == done.owner["address"] for w in listed)
     assert not (laptop / "vault.db").exists()  # nothing of the vault on the owner's laptop
     r = cli(
-        "wallet", "create", "far2", "--chain", "solana", "--threshold", "2-of-3", "--agent",
-        "bot", "--recovery-file", str(world.root / "far2.recovery"),
-        "--vault-url", "http://vault.example:8420",
+        "wallet",
+        "create",
+        "far2",
+        "--chain",
+        "solana",
+        "--threshold",
+        "2-of-3",
+        "--agent",
+        "bot",
+        "--recovery-file",
+        str(world.root / "far2.recovery"),
+        "--vault-url",
+        "http://vault.example:8420",
         env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
-    )  # fmt: skip
+    )
     assert r.exit_code != 0 and "in the clear" in r.stderr + r.stdout
 
 
@@ -245,9 +328,10 @@ def test_a_running_keysafe_mcp_with_the_join_key_joins_by_itself_and_signs_at_on
     policy.write_text(AUTO_POLICY, encoding="utf-8")
     world.cli.ok("policy", "set", "bot", str(policy))
     env = world.agent_env | {
-        "KEYSAFE_HOME": str(host / "home"), "KEYSAFE_AGENT_JOIN_KEY_FILE": str(key_file),
+        "KEYSAFE_HOME": str(host / "home"),
+        "KEYSAFE_AGENT_JOIN_KEY_FILE": str(key_file),
         "KEYSAFE_AGENT_SHARE_DIR": str(host),
-    }  # fmt: skip
+    }
     env.pop("KEYSAFE_AGENT_SHARE_FILE", None)
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
     with (
@@ -255,11 +339,24 @@ def test_a_running_keysafe_mcp_with_the_join_key_joins_by_itself_and_signs_at_on
         McpSession(lambda: Client(stdio_client(params, errlog=errlog))) as mcp,
     ):
         made = run_owner_only(
-            world.cli, ["wallet", "create", "auto", "--chain", "solana", "--threshold",
-                        "2-of-3", "--agent", "bot", "--recovery-file",
-                        str(world.root / "auto.recovery"), "--join-key-file", str(owner_key)],
+            world.cli,
+            [
+                "wallet",
+                "create",
+                "auto",
+                "--chain",
+                "solana",
+                "--threshold",
+                "2-of-3",
+                "--agent",
+                "bot",
+                "--recovery-file",
+                str(world.root / "auto.recovery"),
+                "--join-key-file",
+                str(owner_key),
+            ],
             recovery_passphrase=RECOVERY_PASSPHRASE,
-        )  # fmt: skip
+        )
         assert (host / "auto.share").exists()
         got = ok(mcp.call("sign_message", {"wallet": "auto", "message": "hello auto"}))
         assert Signature.from_string(got["signature"]).verify(
@@ -267,11 +364,20 @@ def test_a_running_keysafe_mcp_with_the_join_key_joins_by_itself_and_signs_at_on
         )
         before = (host / "auto.share").read_bytes()
         run_owner_only(
-            world.cli, ["wallet", "refresh", "auto", "--with", "vault,recovery",
-                        "--recovery-file", str(world.root / "auto.recovery"),
-                        "--join-key-file", str(owner_key)],
+            world.cli,
+            [
+                "wallet",
+                "refresh",
+                "auto",
+                "--with",
+                "vault,recovery",
+                "--recovery-file",
+                str(world.root / "auto.recovery"),
+                "--join-key-file",
+                str(owner_key),
+            ],
             recovery_passphrase=RECOVERY_PASSPHRASE,
-        )  # fmt: skip
+        )
         assert (host / "auto.share").read_bytes() != before  # replaced by the new share
         got = ok(mcp.call("sign_message", {"wallet": "auto", "message": "hello again"}))
         assert Signature.from_string(got["signature"]).verify(
@@ -299,16 +405,33 @@ def test_the_vault_is_lost_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
     with keysafe_server(env, "--unlock", log_dir=world.root) as server:
         agent_env = world.agent_env | {"KEYSAFE_URL": server.url, "KEYSAFE_AGENT_TOKEN": token}
         r = cli(
-            "wallet", "refresh", name, "--with", "agent,recovery", "--recovery-file",
-            str(recovery), env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
-        )  # fmt: skip
+            "wallet",
+            "refresh",
+            name,
+            "--with",
+            "agent,recovery",
+            "--recovery-file",
+            str(recovery),
+            env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+        )
         assert r.exit_code != 0 and "--agent NAME" in r.stderr + r.stdout
         done = run_apart(
-            cli, ["wallet", "refresh", name, "--with", "agent,recovery", "--agent", "bot",
-                  "--recovery-file", str(recovery)],
-            share_file=world.root / "solana.share", recovery_passphrase=RECOVERY_PASSPHRASE,
+            cli,
+            [
+                "wallet",
+                "refresh",
+                name,
+                "--with",
+                "agent,recovery",
+                "--agent",
+                "bot",
+                "--recovery-file",
+                str(recovery),
+            ],
+            share_file=world.root / "solana.share",
+            recovery_passphrase=RECOVERY_PASSPHRASE,
             agent_env=agent_env,
-        )  # fmt: skip
+        )
         assert done.owner["address"] == done.agent["address"] == address
         listed = json.loads(cli.ok("wallet", "list", "--json").stdout)
         assert [(w["name"], w["address"], w["source"]) for w in listed] == [
@@ -316,10 +439,16 @@ def test_the_vault_is_lost_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
         ]
         out = json.loads(
             cli.ok(
-                "wallet", "sign-message", name, "hello from the new vault", "--recovery-file",
-                str(recovery), "--json", env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
+                "wallet",
+                "sign-message",
+                name,
+                "hello from the new vault",
+                "--recovery-file",
+                str(recovery),
+                "--json",
+                env={"KEYSAFE_RECOVERY_PASSPHRASE": RECOVERY_PASSPHRASE},
             ).stdout
-        )  # fmt: skip
+        )
         assert out["address"] == address
 
 
@@ -375,5 +504,6 @@ def test_attack_the_agent_share_key_and_the_shares_appear_nowhere_but_their_file
         assert text not in outputs and text not in audit and text.encode() not in blobs
     created = [e for e in json.loads(audit) if e["action"] == "wallet.create"]
     assert {e["target"] for e in created if e["outcome"] == "success"} >= {
-        "wallet:team-solana", "wallet:team-evm",
-    }  # fmt: skip
+        "wallet:team-solana",
+        "wallet:team-evm",
+    }

@@ -142,9 +142,12 @@ def _build(root: Path) -> Built:
     with vault:
         for name, value in (("gh", SECRET), ("other", OTHER_SECRET)):
             credentials.add_credential(
-                vault, name, SecretBytes(bytearray(value.encode())), hosts=["api.github.com"],
+                vault,
+                name,
+                SecretBytes(bytearray(value.encode())),
+                hosts=["api.github.com"],
                 attach=Attachment.bearer(),
-            )  # fmt: skip
+            )
         tokens: dict[str, str] = {}
         for agent, policy in POLICIES.items():
             _, token = agents.add_agent(vault, agent)
@@ -255,9 +258,12 @@ def test_approved_release_reaches_the_child_only_and_its_exit_code_is_keysafes(
         assert not marker.exists()
 
     done = _run(
-        stack, "runner", ["--credential", "gh:GH_TOKEN", *_child(marker)],
-        decide="approve", before_decision=while_pending,
-    )  # fmt: skip
+        stack,
+        "runner",
+        ["--credential", "gh:GH_TOKEN", *_child(marker)],
+        decide="approve",
+        before_decision=while_pending,
+    )
     assert done.code == EXIT_CODE, done.stderr
     [row] = parked
     assert row["status"] == "pending" and row["kind"] == "release_credential"
@@ -308,9 +314,11 @@ def test_a_zero_exit_code_is_passed_on_too(stack: Stack, tmp_path: Path) -> None
         f"import os, pathlib; pathlib.Path({str(marker)!r}).write_text(str(len(os.environ['TOK'])))"
     )
     done = _run(
-        stack, "runner", ["--credential", "gh:TOK", "--", sys.executable, "-c", code],
+        stack,
+        "runner",
+        ["--credential", "gh:TOK", "--", sys.executable, "-c", code],
         decide="approve",
-    )  # fmt: skip
+    )
     assert done.code == 0, done.stderr
     assert marker.read_text() == str(len(SECRET))
 

@@ -58,9 +58,10 @@ def aws() -> Iterator[Moto]:
 def _cli(tmp_path: Path, **env: str) -> Cli:
     """A CLI on an empty home with NO passphrase anywhere: a KMS vault must not need one."""
     clean = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("KEYSAFE_", "AWS_", "BAO_", "VAULT_"))
-    }  # fmt: skip
+    }
     return Cli(tmp_path / "home", clean | {"KEYSAFE_HOME": str(tmp_path / "home")} | env)
 
 
@@ -114,9 +115,10 @@ def _serve_sign_and_read(
     unlocks again with `keysafe unlock` (a challenge, not a passphrase). Returns the server log."""
     with keysafe_server(cli.env, "--unlock", log_dir=tmp_path) as server, server.client() as c:
         r = c.post(
-            "/v1/agent/sign-transaction", headers=agent_headers(bot),
+            "/v1/agent/sign-transaction",
+            headers=agent_headers(bot),
             json={"wallet": "main", "transaction": evm_tx(10**15, to=R1)},
-        )  # fmt: skip
+        )
         assert r.status_code == 200, r.text
         assert Account.recover_transaction(r.json()["signed_transaction"]) == address
         r = c.post("/v1/agent/read-data", headers=agent_headers(bot), json={"name": "profile"})
@@ -170,8 +172,10 @@ def test_aws_kms_vault_unlocks_signs_and_reads_with_no_passphrase(
     assert _header(cli.home)["kms_kind"] == "aws-kms"
     address, bot = _stock(cli, tmp_path)
     assert _json(cli.ok("status", "--json"))["kms"] == {
-        "kind": "aws-kms", "url": aws.url, "key": aws.key_id
-    }  # fmt: skip
+        "kind": "aws-kms",
+        "url": aws.url,
+        "key": aws.key_id,
+    }
     log = _serve_sign_and_read(cli, address, bot, tmp_path, relock=False)
     # the (dummy) AWS credentials are nowhere keysafe writes
     assert aws.env["AWS_SECRET_ACCESS_KEY"] not in _everything_written(cli, log)

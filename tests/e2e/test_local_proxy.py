@@ -98,9 +98,14 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
             body = raw.decode("utf-8", "replace")
             headers = {k.lower(): v for k, v in self.headers.items()}
             up.seen.append(
-                {"method": self.command, "path": self.path, "headers": headers, "body": body,
-                 "raw": raw.hex()}
-            )  # fmt: skip
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": headers,
+                    "body": body,
+                    "raw": raw.hex(),
+                }
+            )
             if self.path.startswith("/sse"):
                 self._events(headers)
                 return
@@ -253,9 +258,12 @@ def _build(root: Path, allowed: int, other: int) -> Built:
         for name, how in attach.items():
             port = other if name == "other" else allowed
             credentials.add_credential(
-                vault, name, SecretBytes(bytearray(SECRETS[name].encode())),
-                hosts=[f"127.0.0.1:{port}"], attach=how,
-            )  # fmt: skip
+                vault,
+                name,
+                SecretBytes(bytearray(SECRETS[name].encode())),
+                hosts=[f"127.0.0.1:{port}"],
+                attach=how,
+            )
         tokens: dict[str, str] = {}
         for agent, policy in (("bot", _bot_policy(allowed)), ("bob", BOB_POLICY)):
             _, token = agents.add_agent(vault, agent)
@@ -324,9 +332,11 @@ def running_proxies(
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
                     [KEYSAFE, "proxy", "--port", str(port)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     env=_agent_env(agent_home, vault_url, token),
-                )  # fmt: skip
+                )
             started[label] = Proxy(f"http://127.0.0.1:{port}", proc, log_path, agent_home)
         deadline = time.monotonic() + 30
         for p in started.values():
@@ -777,9 +787,16 @@ def test_attack_the_proxys_own_agent_token_authorises_nothing(stack: Stack) -> N
         {"origin": "http://localhost:3000"},
         {"sec-fetch-site": "cross-site"},
     ],
-    ids=["foreign-host", "rebound-host", "other-port", "foreign-origin", "null-origin",
-         "other-local-origin", "cross-site"],
-)  # fmt: skip
+    ids=[
+        "foreign-host",
+        "rebound-host",
+        "other-port",
+        "foreign-origin",
+        "null-origin",
+        "other-local-origin",
+        "cross-site",
+    ],
+)
 def test_attack_a_web_page_or_rebound_name_cannot_use_the_proxy(
     stack: Stack, headers: dict[str, str]
 ) -> None:
@@ -892,11 +909,16 @@ def _stream(
             method, f"{st.proxy.url}/api{path}", headers=_bearer(st.built.ph["api"]), timeout=30
         )
     return httpx.stream(
-        "POST", f"{st.server.url}/v1/agent/http?stream=true",
-        headers=_bearer(st.built.tokens["bot"]), timeout=30,
-        json={"credential": "api", "method": method,
-              "url": f"http://127.0.0.1:{st.allowed.port}{path}"},
-    )  # fmt: skip
+        "POST",
+        f"{st.server.url}/v1/agent/http?stream=true",
+        headers=_bearer(st.built.tokens["bot"]),
+        timeout=30,
+        json={
+            "credential": "api",
+            "method": method,
+            "url": f"http://127.0.0.1:{st.allowed.port}{path}",
+        },
+    )
 
 
 def _read_events(st: Stack, via: str) -> tuple[httpx.Response, list[str]]:
@@ -960,11 +982,16 @@ def test_a_binary_body_goes_up_and_comes_back_byte_for_byte(stack: Stack) -> Non
     assert stack.allowed.seen[-1]["raw"] == blob.hex()
     # The JSON form of the vault's route carries the bytes as base64, both ways.
     r = stack.vault_call(
-        "POST", "/v1/agent/http-request", headers=_bearer(stack.built.tokens["bot"]),
-        json={"credential": "api", "method": "POST",
-              "url": f"http://127.0.0.1:{stack.allowed.port}/bytes",
-              "body_base64": base64.b64encode(blob).decode()},
-    )  # fmt: skip
+        "POST",
+        "/v1/agent/http-request",
+        headers=_bearer(stack.built.tokens["bot"]),
+        json={
+            "credential": "api",
+            "method": "POST",
+            "url": f"http://127.0.0.1:{stack.allowed.port}/bytes",
+            "body_base64": base64.b64encode(blob).decode(),
+        },
+    )
     assert r.status_code == 200, r.text[:300]
     assert base64.b64decode(r.json()["body_base64"]) == blob + bytes(range(256))
     assert "body" not in r.json()
@@ -1004,8 +1031,19 @@ def test_attack_a_stream_cut_by_the_cap_ends_in_an_error_and_leaks_no_prefix(
     ]
 
 
-TRICKS = ["/admin/x", "//admin/x", "/%61dmin/x", "/admin;/x", "/ok/../admin/x", "/./admin/x",
-          "/%2e%2e/admin/x", "/x/%2e%2e/admin/x", "/admin%2fx", "/admin%3b/x", "/admin\\x"]  # fmt: skip
+TRICKS = [
+    "/admin/x",
+    "//admin/x",
+    "/%61dmin/x",
+    "/admin;/x",
+    "/ok/../admin/x",
+    "/./admin/x",
+    "/%2e%2e/admin/x",
+    "/x/%2e%2e/admin/x",
+    "/admin%2fx",
+    "/admin%3b/x",
+    "/admin\\x",
+]
 
 
 @pytest.mark.parametrize("trick", TRICKS)
@@ -1013,10 +1051,11 @@ def test_attack_a_url_deny_rule_holds_whatever_the_spelling(stack: Stack, trick:
     port = stack.allowed.port
     # Straight to the vault's route, with a full URL…
     r = stack.vault_call(
-        "POST", "/v1/agent/http-request",
+        "POST",
+        "/v1/agent/http-request",
         headers={"authorization": f"Bearer {stack.built.tokens['bot']}"},
         json={"credential": "api", "method": "GET", "url": f"http://127.0.0.1:{port}{trick}"},
-    )  # fmt: skip
+    )
     assert r.status_code in (400, 403), r.text
     assert error_of(r)["code"] in ("POLICY_DENIED", "MALFORMED_REQUEST")
     # …and through the local proxy, as an SDK would send it.
@@ -1081,9 +1120,14 @@ def test_after_credential_remove_and_re_add_the_old_placeholder_is_dead(
     cli.ok("credential", "remove", "api")
     new_secret = f"sk-api-REPLACED-{secrets.token_hex(16)}"
     cli.ok(
-        "credential", "add", "api", "--host", f"127.0.0.1:{st.allowed.port}", "--bearer",
+        "credential",
+        "add",
+        "api",
+        "--host",
+        f"127.0.0.1:{st.allowed.port}",
+        "--bearer",
         input=new_secret,
-    )  # fmt: skip
+    )
     r = st.call("GET", "/api/echo", headers=_bearer(old))
     assert r.status_code == 401, r.text
     assert error_of(r)["code"] == "NOT_AUTHENTICATED"

@@ -124,9 +124,12 @@ def test_attack_deeply_nested_json_is_refused_before_anything_parses_it(
 @pytest.mark.parametrize("method", ["POST", "GET", "DELETE"])
 def test_a_request_without_a_token_is_401_whatever_the_method(mcp: McpHttp, method: str) -> None:
     r = httpx.request(
-        method, mcp.url, headers=MCP_HEADERS,
-        json=INITIALIZE if method == "POST" else None, timeout=30,
-    )  # fmt: skip
+        method,
+        mcp.url,
+        headers=MCP_HEADERS,
+        json=INITIALIZE if method == "POST" else None,
+        timeout=30,
+    )
     err = assert_401(r)
     assert "ks_agent_" in err["next"]
 

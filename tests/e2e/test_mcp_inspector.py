@@ -122,8 +122,18 @@ class Outcome:
 
 
 def _inspect(target: list[str], case: Case, env: dict[str, str]) -> Outcome:
-    cmd = [str(INSPECTOR), "--cli", *target, *PATIENT, "--method", "tools/call", "--tool-name", case.tool,
-           "--tool-args-json", json.dumps(case.args)]  # fmt: skip
+    cmd = [
+        str(INSPECTOR),
+        "--cli",
+        *target,
+        *PATIENT,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        case.tool,
+        "--tool-args-json",
+        json.dumps(case.args),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     return Outcome(case, done.returncode, done.stdout, done.stderr)
 
@@ -189,13 +199,26 @@ def test_every_tool_allowed_and_refused_validates_in_the_inspector_over_stdio(
     world: McpWorld, tmp_path: Path
 ) -> None:
     env = agent_side_env(tmp_path / "nowhere")
-    target = ["-e", f"KEYSAFE_URL={world.server.url}", "-e",
-              f"KEYSAFE_AGENT_TOKEN={world.vault.bot_token}", "-e",
-              f"KEYSAFE_HOME={tmp_path / 'nowhere'}", KEYSAFE, "mcp"]  # fmt: skip
+    target = [
+        "-e",
+        f"KEYSAFE_URL={world.server.url}",
+        "-e",
+        f"KEYSAFE_AGENT_TOKEN={world.vault.bot_token}",
+        "-e",
+        f"KEYSAFE_HOME={tmp_path / 'nowhere'}",
+        KEYSAFE,
+        "mcp",
+    ]
     _schemas_are_portable(target, env)
     approval_id = _pending_approval(world, target, env)
-    bad_token = ["-e", f"KEYSAFE_URL={world.server.url}", "-e",
-                 "KEYSAFE_AGENT_TOKEN=ks_agent_not-a-token", KEYSAFE, "mcp"]  # fmt: skip
+    bad_token = [
+        "-e",
+        f"KEYSAFE_URL={world.server.url}",
+        "-e",
+        "KEYSAFE_AGENT_TOKEN=ks_agent_not-a-token",
+        KEYSAFE,
+        "mcp",
+    ]
     problems = _sweep(target, env, cases(world.upstream.port, approval_id))
     for tool in ("list_capabilities", "list_pending_approvals"):  # no arguments to get wrong
         problems += _problems(_inspect(bad_token, Case(tool, {}, "NOT_AUTHENTICATED"), env))
@@ -206,18 +229,36 @@ def test_every_tool_allowed_and_refused_validates_in_the_inspector_over_http(
     world: McpWorld, http: McpHttp, tmp_path: Path
 ) -> None:
     env = agent_side_env(tmp_path / "nowhere")
-    target = [http.url, "--transport", "http", "--header",
-              f"Authorization: Bearer {world.vault.bot_token}"]  # fmt: skip
+    target = [
+        http.url,
+        "--transport",
+        "http",
+        "--header",
+        f"Authorization: Bearer {world.vault.bot_token}",
+    ]
     _schemas_are_portable(target, env)
     approval_id = _pending_approval(world, target, env)
     problems = _sweep(target, env, cases(world.upstream.port, approval_id))
     # A token the vault refuses never reaches a tool over HTTP: the gate answers 401 with
     # WWW-Authenticate, which the Inspector reports as needing authorisation.
     refused = subprocess.run(
-        [str(INSPECTOR), "--cli", http.url, "--transport", "http", "--header",
-         "Authorization: Bearer ks_agent_not-a-token", "--method", "tools/list"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            str(INSPECTOR),
+            "--cli",
+            http.url,
+            "--transport",
+            "http",
+            "--header",
+            "Authorization: Bearer ks_agent_not-a-token",
+            "--method",
+            "tools/list",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     if refused.returncode not in (3, 4):
         problems.append(f"a refused token gave exit {refused.returncode}: {refused.stderr[:300]}")
     assert not problems, "\n".join(problems)

@@ -83,8 +83,11 @@ def test_mcp_without_agent_token_exits_non_zero_with_one_line_naming_the_variabl
 
 
 def test_mcp_with_a_blank_agent_token_is_refused_like_a_missing_one(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "KEYSAFE_AGENT_TOKEN": "   ",
-           "KEYSAFE_HOME": str(tmp_path / "home")}  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KEYSAFE_AGENT_TOKEN": "   ",
+        "KEYSAFE_HOME": str(tmp_path / "home"),
+    }
     proc = subprocess.run(
         [KEYSAFE, "mcp"], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=30
     )
@@ -130,8 +133,12 @@ def test_a_placeholder_as_agent_token_is_refused_at_start(world: McpWorld, tmp_p
     """A `ksp_…` placeholder stands for one credential's HTTP call through `keysafe proxy`; as
     KEYSAFE_AGENT_TOKEN it starts no MCP session at all, and the refusal says why without
     repeating the placeholder."""
-    env = {"PATH": "/usr/bin:/bin", "KEYSAFE_URL": world.server.url,
-           "KEYSAFE_AGENT_TOKEN": world.vault.placeholder, "KEYSAFE_HOME": str(tmp_path / "home")}  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KEYSAFE_URL": world.server.url,
+        "KEYSAFE_AGENT_TOKEN": world.vault.placeholder,
+        "KEYSAFE_HOME": str(tmp_path / "home"),
+    }
     proc = subprocess.run(
         [KEYSAFE, "mcp"], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=30
     )

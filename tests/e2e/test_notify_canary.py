@@ -41,9 +41,10 @@ OWNER = 555000555000
 def _request(kind: Kind) -> dict[str, Any]:
     intent = INTENTS[kind]
     body: dict[str, Any] = {
-        "description": CANARIES["description"], "transaction": {"to": FULL,
-        "data": CANARIES["request"]}, "words": [CANARIES["pairing words"]],
-    }  # fmt: skip
+        "description": CANARIES["description"],
+        "transaction": {"to": FULL, "data": CANARIES["request"]},
+        "words": [CANARIES["pairing words"]],
+    }
     if intent is not None:
         body |= {"action": intent.action, "intent": intent.model_dump(exclude_none=True)}
     return body
@@ -61,9 +62,12 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
         Home(tmp_path / "h"), SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF
     )
     credentials.add_credential(
-        vault, "github", SecretBytes(bytearray(CANARIES["credential value"].encode())),
-        hosts=["api.github.com"], attach=Attachment.bearer(),
-    )  # fmt: skip
+        vault,
+        "github",
+        SecretBytes(bytearray(CANARIES["credential value"].encode())),
+        hosts=["api.github.com"],
+        attach=Attachment.bearer(),
+    )
     data.set_data(
         vault,
         "ssn",
@@ -75,20 +79,31 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
     stop = threading.Event()
     with TelegramStandin(TOKEN) as tg, WebhookReceiver() as hooks:
         notify.set_telegram(
-            vault, SecretBytes(bytearray(TOKEN.encode())), OWNER, "@keysafe_test_bot",
-            list(notify.SUBSCRIBABLE), None,
-        )  # fmt: skip
+            vault,
+            SecretBytes(bytearray(TOKEN.encode())),
+            OWNER,
+            "@keysafe_test_bot",
+            list(notify.SUBSCRIBABLE),
+            None,
+        )
         added = notify.add_webhook(vault, f"{hooks.url}/ok", list(notify.SUBSCRIBABLE))
         hooks.secrets["/ok"] = added.secret
         with vault.db.write() as conn:
             for i, kind in enumerate(Kind):
                 a = parked.park(
-                    vault, conn, agent="bot", kind=kind, request=_request(kind),
-                    fingerprint=f"{i:064x}", summary=CANARIES["summary"] + FULL, rule="ask-rule",
-                )  # fmt: skip
+                    vault,
+                    conn,
+                    agent="bot",
+                    kind=kind,
+                    request=_request(kind),
+                    fingerprint=f"{i:064x}",
+                    summary=CANARIES["summary"] + FULL,
+                    rule="ask-rule",
+                )
                 notify.on_approval(vault, conn, a)
-                vault.audit(conn, actor="agent:bot", action="decide.x", target="agent:bot",
-                            outcome="deny")  # fmt: skip
+                vault.audit(
+                    conn, actor="agent:bot", action="decide.x", target="agent:bot", outcome="deny"
+                )
                 intent = INTENTS[kind] or Intent(action="pairing")
                 notify.on_deny(vault, conn, "bot", kind, intent, "deny-rule")
         agents.set_paused_all(vault, True)

@@ -58,8 +58,11 @@ class Paired:
 
     def sign(self, value_wei: int, *, to: str = R1) -> str:
         """An agent request that parks for the owner; returns the approval id."""
-        body = {"wallet": "main", "transaction": evm_tx(value_wei, to=to),
-                "description": f"please pay {CANARY}"}  # fmt: skip
+        body = {
+            "wallet": "main",
+            "transaction": evm_tx(value_wei, to=to),
+            "description": f"please pay {CANARY}",
+        }
         r = self.client.post(
             "/v1/agent/sign-transaction", json=body, headers=agent_headers(self.token)
         )
@@ -85,10 +88,22 @@ def _pair(home: Path, tg: TelegramStandin, tmp: Path) -> str:
     token_file.write_text(TOKEN + "\n")
     env = cli_env(home, KEYSAFE_TELEGRAM_API_URL=tg.url)
     proc = subprocess.Popen(
-        [KEYSAFE, "notify", "telegram", "--bot-token-file", str(token_file),
-         "--approve-up-to", "0.008ETH", "--wait", "30"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        [
+            KEYSAFE,
+            "notify",
+            "telegram",
+            "--bot-token-file",
+            str(token_file),
+            "--approve-up-to",
+            "0.008ETH",
+            "--wait",
+            "30",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         tg.wait_polling()  # the CLI listens: only a message sent from now on counts
         tg.user_says(OWNER, "hello bot")
@@ -258,9 +273,14 @@ def test_pairing_the_served_bot_again_is_refused_with_the_way_out(paired: Paired
     token_file = paired.home.parent / "bot.token"
     cli = paired.server.cli()
     again = cli(
-        "notify", "telegram", "--bot-token-file", str(token_file), "--wait", "5",
+        "notify",
+        "telegram",
+        "--bot-token-file",
+        str(token_file),
+        "--wait",
+        "5",
         env={"KEYSAFE_TELEGRAM_API_URL": paired.tg.url},
-    )  # fmt: skip
+    )
     assert again.exit_code == 1
     assert "keysafe notify remove telegram" in again.stderr
     assert TOKEN not in again.stderr + again.stdout

@@ -57,8 +57,11 @@ def setup(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def _request(url: str, token: str, value: int, to: str) -> httpx.Response:
-    body = {"wallet": "main", "transaction": evm_tx(value, to=to),
-            "description": f"{CANARY} to {to}"}  # fmt: skip
+    body = {
+        "wallet": "main",
+        "transaction": evm_tx(value, to=to),
+        "description": f"{CANARY} to {to}",
+    }
     return httpx.post(
         f"{url}/v1/agent/sign-transaction", json=body, headers=agent_headers(token), timeout=30
     )

@@ -146,9 +146,16 @@ def test_the_other_owner_commands_reach_the_server_too(served: tuple[Server, Cli
 
     cli.ok("chain", "add", "devnet9", "--family", "evm", "--chain-id", "9999", "--max-fee", "0.5")
     cli.ok(
-        "asset", "add", "TOK", "--chain", "devnet9", "--decimals", "6",
-        "--address", "0x" + "ab" * 20,
-    )  # fmt: skip
+        "asset",
+        "add",
+        "TOK",
+        "--chain",
+        "devnet9",
+        "--decimals",
+        "6",
+        "--address",
+        "0x" + "ab" * 20,
+    )
     assets = json.loads(cli.ok("asset", "list", "--json").stdout)
     assert {"symbol": "TOK", "chain": "devnet9", "decimals": 6} in [
         {k: a[k] for k in ("symbol", "chain", "decimals")} for a in assets
@@ -164,9 +171,13 @@ def test_the_other_owner_commands_reach_the_server_too(served: tuple[Server, Cli
         rows = c.get("/v1/owner/audit?limit=500", headers={"authorization": f"Bearer {session}"})
     actions = {e["action"] for e in rows.json() if e["actor"] == "owner"}
     assert {
-        "data.set", "wallet.import", "wallet.sign_message", "placeholder.issue", "chain.add",
+        "data.set",
+        "wallet.import",
+        "wallet.sign_message",
+        "placeholder.issue",
+        "chain.add",
         "asset.add",
-    } <= actions  # fmt: skip
+    } <= actions
     assert key[2:] not in rows.text and email not in rows.text
 
 
@@ -205,9 +216,11 @@ def test_attack_backup_operations_take_no_path_and_no_junk(
     a path to write is refused, and so is a restore of bytes that are not a backup."""
     server, _, _ = served
     session = server.login()
-    for op in ({"kind": "backup.restore", "blob": "not base64!"},
-               {"kind": "backup.restore", "blob": "a2V5c2FmZQ=="},  # base64, not a backup
-               {"kind": "backup.create", "file": "/tmp/x", "path": "/etc/cron.d/x"}):  # fmt: skip
+    for op in (
+        {"kind": "backup.restore", "blob": "not base64!"},
+        {"kind": "backup.restore", "blob": "a2V5c2FmZQ=="},  # base64, not a backup
+        {"kind": "backup.create", "file": "/tmp/x", "path": "/etc/cron.d/x"},
+    ):
         with server.client() as c:
             r = c.post("/v1/owner/ops", json=op, headers={"authorization": f"Bearer {session}"})
         assert r.status_code == 400, r.text
@@ -235,9 +248,10 @@ def test_attack_agent_token_on_the_owner_operation_route(served: tuple[Server, C
     server, _, bot = served
     with server.client() as c:
         r = c.post(
-            "/v1/owner/ops", json={"kind": "pause-all", "paused": False},
+            "/v1/owner/ops",
+            json={"kind": "pause-all", "paused": False},
             headers=agent_headers(bot),
-        )  # fmt: skip
+        )
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "NOT_AUTHENTICATED"
 
@@ -245,9 +259,12 @@ def test_attack_agent_token_on_the_owner_operation_route(served: tuple[Server, C
 def test_attack_an_attachment_the_cli_would_not_build(served: tuple[Server, Cli, str]) -> None:
     server, _, _ = served
     op = {
-        "kind": "credential.add", "name": "evil", "hosts": ["api.github.com"], "secret": "eA==",
+        "kind": "credential.add",
+        "name": "evil",
+        "hosts": ["api.github.com"],
+        "secret": "eA==",
         "attach": {"type": "header", "name": "X-Leak", "template": "{secret}{secret}"},
-    }  # fmt: skip
+    }
     session = server.login()
     with server.client() as c:
         r = c.post("/v1/owner/ops", json=op, headers={"authorization": f"Bearer {session}"})

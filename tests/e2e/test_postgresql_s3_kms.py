@@ -47,20 +47,34 @@ def test_a_vault_on_postgresql_with_s3_blobs_and_openbao_serves_from_two_servers
     pg_url: str, s3: S3Server, bao: OpenBao, tmp_path: Path
 ) -> None:
     bucket = s3.new_bucket()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("KEYSAFE_", "BAO_", "VAULT_"))
-    } | AWS_ENV | {
-        "KEYSAFE_DATABASE_URL": pg_url, "KEYSAFE_KMS_TOKEN": bao.token, "KEYSAFE_KMS_URL": bao.url,
-    }  # fmt: skip
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith(("KEYSAFE_", "BAO_", "VAULT_"))}
+        | AWS_ENV
+        | {
+            "KEYSAFE_DATABASE_URL": pg_url,
+            "KEYSAFE_KMS_TOKEN": bao.token,
+            "KEYSAFE_KMS_URL": bao.url,
+        }
+    )
 
     def cli(home: str) -> Cli:
         return Cli(tmp_path / home, env | {"KEYSAFE_HOME": str(tmp_path / home)})
 
     owner = cli("owner")
     owner.ok(
-        "init", "--kms", "openbao", "--kms-url", bao.url, "--kms-key", bao.key,
-        "--blobs", f"s3://{bucket}/keysafe", "--blobs-endpoint", s3.endpoint, "--json",
-    )  # fmt: skip
+        "init",
+        "--kms",
+        "openbao",
+        "--kms-url",
+        bao.url,
+        "--kms-key",
+        bao.key,
+        "--blobs",
+        f"s3://{bucket}/keysafe",
+        "--blobs-endpoint",
+        s3.endpoint,
+        "--json",
+    )
     address = json.loads(owner.ok("wallet", "create", "main", "--chain", "evm", "--json").stdout)
     owner.ok("data", "set", "profile", input=json.dumps(PROFILE))
     policy = tmp_path / "policy.yaml"
@@ -85,9 +99,10 @@ def test_a_vault_on_postgresql_with_s3_blobs_and_openbao_serves_from_two_servers
                 )
                 assert r.status_code == 200 and r.json()["value"] == PROFILE, r.text
                 r = c.post(
-                    "/v1/agent/sign-transaction", headers=agent_headers(bot),
+                    "/v1/agent/sign-transaction",
+                    headers=agent_headers(bot),
                     json={"wallet": "main", "transaction": evm_tx(10**15, to=R1, nonce=nonce)},
-                )  # fmt: skip
+                )
                 assert r.status_code == 200, r.text
                 signed = r.json()["signed_transaction"]
                 assert Account.recover_transaction(signed) == address["address"]

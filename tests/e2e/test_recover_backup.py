@@ -92,13 +92,25 @@ def _populate(root: Path) -> dict[str, Any]:
     cli = cli_at(root / "home")
     init = as_json(cli.ok("init", "--json"))
     cred = cli.ok(
-        "credential", "add", "github", "--host", "api.github.com",
-        "--header", "Authorization: token {secret}", "--json", input=CANARY,
-    )  # fmt: skip
+        "credential",
+        "add",
+        "github",
+        "--host",
+        "api.github.com",
+        "--header",
+        "Authorization: token {secret}",
+        "--json",
+        input=CANARY,
+    )
     profile = cli.ok(
-        "data", "set", "profile", "--class", "sensitive", "--json",
+        "data",
+        "set",
+        "profile",
+        "--class",
+        "sensitive",
+        "--json",
         input='{"email": "o@example.com"}',
-    )  # fmt: skip
+    )
     note = cli.ok("data", "set", "note", "--json", input="remember the milk")
     main = cli.ok("wallet", "create", "main", "--chain", "evm", "--json")
     sol = cli.ok("wallet", "create", "sol", "--chain", "solana", "--json")
@@ -190,10 +202,12 @@ def test_recover_existing_vault_with_its_phrase_sets_new_passphrase(
 ) -> None:
     out = as_json(
         copy.ok(
-            "recover", "--json", input=populated.phrase + "\n",
+            "recover",
+            "--json",
+            input=populated.phrase + "\n",
             env={"KEYSAFE_NEW_PASSPHRASE": NEW_PASSPHRASE},
         )
-    )  # fmt: skip
+    )
     assert out == {"vault_id": populated.vault_id, "rebuilt": False}
     assert_user_error(copy("wallet", "list"), "WRONG_PASSPHRASE")
     wallets = wallets_of(
@@ -243,10 +257,14 @@ def test_backup_restore_into_empty_home_rebuilds_everything_under_new_passphrase
 ) -> None:
     out = as_json(
         keysafe.ok(
-            "backup", "restore", str(populated.backup), "--json", input=populated.phrase + "\n",
+            "backup",
+            "restore",
+            str(populated.backup),
+            "--json",
+            input=populated.phrase + "\n",
             env={"KEYSAFE_NEW_PASSPHRASE": NEW_PASSPHRASE},
         )
-    )  # fmt: skip
+    )
     assert out["vault_id"] == populated.vault_id
     assert out["agents_paused"] is True  # a token rotated after the backup must not come back
     new = {"KEYSAFE_PASSPHRASE": NEW_PASSPHRASE}

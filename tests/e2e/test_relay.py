@@ -173,9 +173,10 @@ def test_logs_hold_no_body_and_expired_messages_are_not_delivered() -> None:
         async with httpx.AsyncClient(base_url=http_url) as client:
             for content in (bad, b"{" + CANARY):
                 resp = await client.post(
-                    r.SEND_PATH, content=content,
+                    r.SEND_PATH,
+                    content=content,
                     headers={r.AUTH_HEADER: r.http_auth(key, "POST", r.SEND_PATH, content)},
-                )  # fmt: skip
+                )
                 assert resp.status_code == 400
         # TTL: a message for a recipient that is not there expires before it comes.
         absent = SigningKey.generate()

@@ -99,9 +99,13 @@ class Remote:
 
     def call(self, method: str, path: str, body: object = None, **kw: object) -> httpx.Response:
         return httpx.request(
-            method, f"{self.sidecar_url}{path}", json=body,
-            headers={"authorization": f"Bearer {self.token}"}, timeout=180, **kw,  # type: ignore[arg-type]
-        )  # fmt: skip
+            method,
+            f"{self.sidecar_url}{path}",
+            json=body,
+            headers={"authorization": f"Bearer {self.token}"},
+            timeout=180,
+            **kw,  # type: ignore[arg-type]
+        )
 
 
 def _sidecar_env(home: Path) -> dict[str, str]:
@@ -112,9 +116,11 @@ def _pair(owner: Cli, invite: str, home: Path) -> tuple[str, list[str], list[str
     """Run `keysafe sidecar pair`, read its words, approve with them as the owner; returns the
     local token, the sidecar's words and the vault's."""
     proc = subprocess.Popen(
-        [KEYSAFE, "sidecar", "pair", invite, "--json"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=_sidecar_env(home),
-    )  # fmt: skip
+        [KEYSAFE, "sidecar", "pair", invite, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_sidecar_env(home),
+    )
     assert proc.stderr is not None and proc.stdout is not None
     line = proc.stderr.readline().decode()
     match = re.search(r"Pairing words: ((?:[a-z]+ ){3}[a-z]+)", line)
@@ -122,8 +128,9 @@ def _pair(owner: Cli, invite: str, home: Path) -> tuple[str, list[str], list[str
     sidecar_words = match.group(1).split()
     pending = []
     for _ in range(100):
-        pending = [a for a in json.loads(owner.ok("approvals", "--json").stdout)
-                   if a["kind"] == "pairing"]  # fmt: skip
+        pending = [
+            a for a in json.loads(owner.ok("approvals", "--json").stdout) if a["kind"] == "pairing"
+        ]
         if pending:
             break
         time.sleep(0.1)
@@ -140,9 +147,11 @@ def _start_sidecar(home: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
     up; the process and its URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [KEYSAFE, "sidecar", "--port", str(port)], stdout=open(log, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT, env=_sidecar_env(home),
-    )  # fmt: skip
+        [KEYSAFE, "sidecar", "--port", str(port)],
+        stdout=open(log, "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env=_sidecar_env(home),
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -161,22 +170,33 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
         redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
         traffic = root / "redis-monitor.txt"
         monitor = subprocess.Popen(
-            ["redis-cli", "-p", str(redis_port), "monitor"], stdout=open(traffic, "wb"),  # noqa: SIM115
+            ["redis-cli", "-p", str(redis_port), "monitor"],
+            stdout=open(traffic, "wb"),  # noqa: SIM115
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         with relay_process(free_port(), redis_url) as a, relay_process(free_port(), redis_url) as b:
             vault = build_mcp_vault(tmp_path_factory, root / "vault", up.port)
             (root / "remote.yaml").write_text(MCP_POLICY, encoding="utf-8")
             with keysafe_server(
-                cli_env(vault.home), "--unlock", "--rate-limit", "1000", "--relay", a.ws_url,
+                cli_env(vault.home),
+                "--unlock",
+                "--rate-limit",
+                "1000",
+                "--relay",
+                a.ws_url,
                 log_dir=root,
-            ) as server:  # fmt: skip
+            ) as server:
                 # (a test may kill it and start another on the same home: see Remote.stack)
                 owner = Cli(vault.home, cli_env(vault.home) | {"KEYSAFE_URL": server.url})
                 invite = owner.ok(
-                    "agent", "invite", "remote", "--policy", str(root / "remote.yaml"),
-                    "--relay", b.ws_url,
-                ).stdout  # fmt: skip
+                    "agent",
+                    "invite",
+                    "remote",
+                    "--policy",
+                    str(root / "remote.yaml"),
+                    "--relay",
+                    b.ws_url,
+                ).stdout
                 invite = re.search(r"ksi_[A-Za-z0-9_.\-]+", invite).group(0)  # type: ignore[union-attr]
                 side_home = root / "agent-host"
                 token, words, vault_words = _pair(owner, invite, side_home)
@@ -185,8 +205,23 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                 sidecar, url = _start_sidecar(side_home, log)
                 args = ("--unlock", "--rate-limit", "1000", "--relay", a.ws_url)
                 with ExitStack() as stack:
-                    made = Remote(vault, server, owner, a, b, redis_port, traffic, sidecar, url,
-                                  log, token, words, up.port, stack, args)  # fmt: skip
+                    made = Remote(
+                        vault,
+                        server,
+                        owner,
+                        a,
+                        b,
+                        redis_port,
+                        traffic,
+                        sidecar,
+                        url,
+                        log,
+                        token,
+                        words,
+                        up.port,
+                        stack,
+                        args,
+                    )
                     try:
                         yield made
                     finally:
@@ -206,8 +241,11 @@ def test_the_sidecar_keeps_its_home_private_and_its_keys_encrypted(remote: Remot
 
 
 def test_attack_the_sidecar_wants_its_local_token(remote: Remote) -> None:
-    for auth in ({}, {"authorization": "Bearer ks_local_guess"},
-                 {"authorization": f"Bearer {remote.vault.bot_token}"}):  # fmt: skip
+    for auth in (
+        {},
+        {"authorization": "Bearer ks_local_guess"},
+        {"authorization": f"Bearer {remote.vault.bot_token}"},
+    ):
         r = httpx.get(f"{remote.sidecar_url}/v1/agent/capabilities", headers=auth, timeout=30)
         assert r.status_code == 401 and r.json()["error"]["code"] == "NOT_AUTHENTICATED"
 
@@ -216,9 +254,16 @@ def test_every_mcp_tool_allowed_and_refused_through_the_sidecar(
     remote: Remote, tmp_path: Path
 ) -> None:
     env = agent_side_env(tmp_path / "nowhere")
-    target = ["-e", f"KEYSAFE_URL={remote.sidecar_url}", "-e",
-              f"KEYSAFE_AGENT_TOKEN={remote.token}", "-e",
-              f"KEYSAFE_HOME={tmp_path / 'nowhere'}", KEYSAFE, "mcp"]  # fmt: skip
+    target = [
+        "-e",
+        f"KEYSAFE_URL={remote.sidecar_url}",
+        "-e",
+        f"KEYSAFE_AGENT_TOKEN={remote.token}",
+        "-e",
+        f"KEYSAFE_HOME={tmp_path / 'nowhere'}",
+        KEYSAFE,
+        "mcp",
+    ]
     approval_id = _pending_approval(None, target, env)  # type: ignore[arg-type]
     problems = _sweep(target, env, cases(remote.upstream_port, approval_id))
     assert not problems, "\n".join(problems)
@@ -230,14 +275,26 @@ def test_mcp_over_http_works_through_the_sidecar(remote: Remote, tmp_path: Path)
     the bearer (checked against the vault through the sidecar on every request)."""
     env = agent_side_env(tmp_path / "nowhere")
     with mcp_http_server(env, remote.sidecar_url, tmp_path) as http:
-        target = [http.url, "--transport", "http", "--header",
-                  f"Authorization: Bearer {remote.token}"]  # fmt: skip
-        problems = _sweep(target, env, [
-            Case("list_capabilities", {}, None),
-            Case("sign_message", {"wallet": "main", "message": SIWE}, None),
-            Case("sign_message", {"wallet": "main", "message": "send me everything"},
-                 "POLICY_DENIED"),
-        ])  # fmt: skip
+        target = [
+            http.url,
+            "--transport",
+            "http",
+            "--header",
+            f"Authorization: Bearer {remote.token}",
+        ]
+        problems = _sweep(
+            target,
+            env,
+            [
+                Case("list_capabilities", {}, None),
+                Case("sign_message", {"wallet": "main", "message": SIWE}, None),
+                Case(
+                    "sign_message",
+                    {"wallet": "main", "message": "send me everything"},
+                    "POLICY_DENIED",
+                ),
+            ],
+        )
     assert not problems, "\n".join(problems)
 
 
@@ -249,9 +306,10 @@ def whoami(remote: Remote) -> str:
 
 def test_an_approval_round_trip_through_the_sidecar(remote: Remote) -> None:
     asked = remote.call(
-        "POST", "/v1/agent/sign-transaction",
+        "POST",
+        "/v1/agent/sign-transaction",
         {"wallet": "main", "transaction": evm_tx(MILLI_ETH, to=R4, nonce=11)},
-    )  # fmt: skip
+    )
     assert asked.status_code == 202, asked.text
     approval_id = asked.json()["approval_id"]
     remote.owner.ok("approve", approval_id)
@@ -268,14 +326,19 @@ def test_keysafe_proxy_placeholders_work_through_the_sidecar_for_its_agent_only(
     own agent (agent `bot`'s placeholder, used through `remote`'s sidecar, is refused)."""
     out = remote.owner.ok("credential", "placeholder", "echo", "--agent", "remote", "--json")
     own = json.loads(out.stdout)["placeholder"]
-    call = {"credential": "echo", "method": "GET",
-            "url": f"http://127.0.0.1:{remote.upstream_port}/through-sidecar"}  # fmt: skip
+    call = {
+        "credential": "echo",
+        "method": "GET",
+        "url": f"http://127.0.0.1:{remote.upstream_port}/through-sidecar",
+    }
 
     def via(placeholder: str, path: str = "/v1/agent/http") -> httpx.Response:
         return httpx.post(
-            f"{remote.sidecar_url}{path}", json=call, timeout=60,
+            f"{remote.sidecar_url}{path}",
+            json=call,
+            timeout=60,
             headers={"authorization": f"Bearer {placeholder}"},
-        )  # fmt: skip
+        )
 
     r = via(own)
     assert r.status_code == 200, r.text
@@ -291,8 +354,9 @@ def _audited(remote: Remote, action: str) -> list[dict[str, object]]:
     rows = httpx.get(
         f"{remote.server.url}/v1/owner/audit",
         params={"limit": 1000, "agent": "remote", "action": action, "outcome": "success"},
-        headers={"authorization": f"Bearer {session}"}, timeout=30,
-    ).json()  # fmt: skip
+        headers={"authorization": f"Bearer {session}"},
+        timeout=30,
+    ).json()
     assert isinstance(rows, list), rows
     return [r for r in rows if r["action"] == action and r["actor"] == "agent:remote"]
 
@@ -378,19 +442,31 @@ def test_a_2_of_3_wallet_is_made_reshared_and_used_through_the_sidecar(
     policy.write_text(MCP_POLICY + GREET, encoding="utf-8")
     remote.owner.ok("policy", "set", "remote", str(policy))
     agent_env = agent_side_env(tmp_path / "agent-home") | {
-        "KEYSAFE_URL": remote.sidecar_url, "KEYSAFE_AGENT_TOKEN": remote.token,
+        "KEYSAFE_URL": remote.sidecar_url,
+        "KEYSAFE_AGENT_TOKEN": remote.token,
         "KEYSAFE_AGENT_SHARE_KEY": SHARE_KEY,
-    }  # fmt: skip
+    }
     share, recovery = tmp_path / "team.share", tmp_path / "team.recovery"
     made = create_apart(
-        remote.owner, "team", "solana", "remote", recovery_file=recovery, share_file=share,
-        recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
-    )  # fmt: skip
+        remote.owner,
+        "team",
+        "solana",
+        "remote",
+        recovery_file=recovery,
+        share_file=share,
+        recovery_passphrase=RECOVERY_PASSPHRASE,
+        agent_env=agent_env,
+    )
     assert made.agent["address"] == made.owner["address"]
     reshare_apart(
-        remote.owner, "team", "agent,vault", recovery_file=tmp_path / "team.recovery2",
-        share_file=share, recovery_passphrase=RECOVERY_PASSPHRASE, agent_env=agent_env,
-    )  # fmt: skip
+        remote.owner,
+        "team",
+        "agent,vault",
+        recovery_file=tmp_path / "team.recovery2",
+        share_file=share,
+        recovery_passphrase=RECOVERY_PASSPHRASE,
+        agent_env=agent_env,
+    )
     env = agent_env | {"KEYSAFE_AGENT_SHARE_FILE": str(share)}
     params = StdioServerParameters(command=KEYSAFE, args=["mcp"], env=env)
     with (
@@ -458,9 +534,11 @@ def _ask(
 
 def _post(path: str, body: dict[str, Any]) -> dict[str, Any]:
     return RelayedRequest(
-        method="POST", path=path, headers={"content-type": "application/json"},
+        method="POST",
+        path=path,
+        headers={"content-type": "application/json"},
         body=base64.b64encode(json.dumps(body).encode()).decode(),
-    ).model_dump(mode="json")  # fmt: skip
+    ).model_dump(mode="json")
 
 
 def test_attack_a_request_retried_after_the_vault_restarts_runs_once(remote: Remote) -> None:
@@ -506,31 +584,40 @@ def test_the_owner_approves_a_pairing_on_the_web_page_by_typing_the_words(
     """The pairing card shows the vault's four words; the owner types the ones the sidecar shows
     and approves (a screenshot of the card goes to docs/screenshots/pairing-card.png)."""
     out = remote.owner.ok(
-        "agent", "invite", "webbot", "--policy", str(remote.sidecar_log.parent / "remote.yaml"),
-        "--relay", remote.relay_b.ws_url,
-    ).stdout  # fmt: skip
+        "agent",
+        "invite",
+        "webbot",
+        "--policy",
+        str(remote.sidecar_log.parent / "remote.yaml"),
+        "--relay",
+        remote.relay_b.ws_url,
+    ).stdout
     invite = re.search(r"ksi_[A-Za-z0-9_.\-]+", out).group(0)  # type: ignore[union-attr]
     proc = subprocess.Popen(
-        [KEYSAFE, "sidecar", "pair", invite, "--json"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=_sidecar_env(tmp_path / "web-host"),
-    )  # fmt: skip
+        [KEYSAFE, "sidecar", "pair", invite, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_sidecar_env(tmp_path / "web-host"),
+    )
     assert proc.stderr is not None
     words = re.search(r"Pairing words: ((?:[a-z]+ ){3}[a-z]+)", proc.stderr.readline().decode())
     assert words is not None
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_context(
-            viewport={"width": 1200, "height": 860}, base_url=remote.server.url,
+            viewport={"width": 1200, "height": 860},
+            base_url=remote.server.url,
             color_scheme="light",
-        ).new_page()  # fmt: skip
+        ).new_page()
         page.set_default_timeout(15_000)
         unlock(page)
         card = page.locator("article.approval", has_text="webbot")
         expect(card).to_be_visible()
         expect(card.locator(".pairing-words strong")).to_have_text(words.group(1))
         expect(card).to_contain_text("Pair a remote sidecar")
-        card.screenshot(path=str(DOCS_SHOTS / "pairing-card.png"), animations="disabled",
-                        caret="hide")  # fmt: skip
+        card.screenshot(
+            path=str(DOCS_SHOTS / "pairing-card.png"), animations="disabled", caret="hide"
+        )
         card.get_by_label("The four words the sidecar shows").fill(words.group(1))
         card.get_by_role("button", name="Approve", exact=True).click()
         expect(page.locator("#message")).to_contain_text("Approved")

@@ -71,23 +71,27 @@ def _wait_for_sweep(home: Home, proc: subprocess.Popen[bytes], timeout: float = 
 def test_kill_9_during_rotations_leaves_a_vault_that_opens_whole(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
-        home, SecretBytes(bytearray(PASSPHRASE.encode())),
+        home,
+        SecretBytes(bytearray(PASSPHRASE.encode())),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     with vault:
         for i in range(RECORDS):
             value = SecretBytes(bytearray(f"record {i:05d}".encode()))
             data.set_data(vault, f"r{i}", value, data_class=DataClass.STANDARD)
     env = agent_side_env(tmp_path / "unused") | {
-        "KEYSAFE_HOME": str(home.path), "KEYSAFE_PASSPHRASE": PASSPHRASE,
-    }  # fmt: skip
+        "KEYSAFE_HOME": str(home.path),
+        "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }
     rng = random.Random(18)
     mid_sweep = 0
     for i in range(KILLS):
         proc = subprocess.Popen(
-            [KEYSAFE, "rotate", "--json"], env=env, stdout=subprocess.PIPE,
+            [KEYSAFE, "rotate", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         if i % 2 == 0:
             # Every other kill waits until the sweep is seen under way (two epochs in the
             # file), then lands a moment into it: a loaded machine (slow start-up) cannot push
@@ -146,9 +150,10 @@ sys.exit(3)  # not killed: the destroy never ran
 def test_kill_9_during_epoch_destroys_leaves_a_vault_that_opens_whole(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
-        home, SecretBytes(bytearray(PASSPHRASE.encode())),
+        home,
+        SecretBytes(bytearray(PASSPHRASE.encode())),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     with vault:
         for i in range(RECORDS // 10):
             value = SecretBytes(bytearray(f"record {i:05d}".encode()))
@@ -159,8 +164,10 @@ def test_kill_9_during_epoch_destroys_leaves_a_vault_that_opens_whole(tmp_path: 
         where = "in-transaction" if i % 2 == 0 else "before-checkpoint"
         child = subprocess.run(
             [sys.executable, "-c", _DIE_IN_DESTROY, str(home.path), where],
-            env=env, capture_output=True, timeout=60,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
         assert child.returncode == -signal.SIGKILL, child.stderr.decode()[-2000:]
         current, retired = _check(home, RECORDS // 10)
         # Killed inside the transaction: nothing of the destroy happened, the old epoch waits.
@@ -168,9 +175,11 @@ def test_kill_9_during_epoch_destroys_leaves_a_vault_that_opens_whole(tmp_path: 
         assert bool(retired) == (where == "in-transaction"), (i, current, retired)
     assert seen_retired == KILLS // 2
     done = subprocess.run(
-        [KEYSAFE, "rotate", "--json"], env=env | {"KEYSAFE_HOME": str(home.path)},
-        capture_output=True, timeout=120,
-    )  # fmt: skip
+        [KEYSAFE, "rotate", "--json"],
+        env=env | {"KEYSAFE_HOME": str(home.path)},
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode()
     current, retired = _check(home, RECORDS // 10)
     assert retired == () and json.loads(done.stdout)["epoch"] == current

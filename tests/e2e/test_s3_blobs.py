@@ -55,9 +55,10 @@ def test_init_with_blobs_then_an_agent_reads_a_record_from_the_bucket(
     home = tmp_path / "home"
     cli = Cli(home, _env(home))
     made = json.loads(
-        cli.ok("init", "--blobs", f"s3://{bucket}/team", "--blobs-endpoint", s3.endpoint,
-               "--json").stdout
-    )  # fmt: skip
+        cli.ok(
+            "init", "--blobs", f"s3://{bucket}/team", "--blobs-endpoint", s3.endpoint, "--json"
+        ).stdout
+    )
     assert made["blobs"].startswith(f"s3://{bucket}/team")
     profile = {"name": "Ada", "city": "canary-city-4411"}
     cli.ok("data", "set", "profile", "--class", "standard", input=json.dumps(profile))
@@ -103,10 +104,12 @@ KILLS = 3
 
 def _cheap_vault(home: Home, bucket: str, s3: S3Server) -> Vault:
     made, _ = init_vault(
-        home, SecretBytes(bytearray(PASSPHRASE.encode())),
+        home,
+        SecretBytes(bytearray(PASSPHRASE.encode())),
         kdf=CHEAP_KDF,
-        blobs_url=f"s3://{bucket}/crash", blobs_endpoint=s3.endpoint,
-    )  # fmt: skip
+        blobs_url=f"s3://{bucket}/crash",
+        blobs_endpoint=s3.endpoint,
+    )
     return made
 
 
@@ -119,8 +122,15 @@ def test_kill_9_during_an_s3_rotation_sweep_leaves_every_record_readable(
     with _cheap_vault(home, bucket, s3) as vault, vault.db.write() as conn:
         for i in range(RECORDS):
             value = SecretBytes(bytearray(f"record {i:05d}".encode()))
-            vault.put_record(conn, kind="data", name=f"r{i}", data_class=DataClass.STANDARD,
-                             meta={}, plaintext=value, replace=False)  # fmt: skip
+            vault.put_record(
+                conn,
+                kind="data",
+                name=f"r{i}",
+                data_class=DataClass.STANDARD,
+                meta={},
+                plaintext=value,
+                replace=False,
+            )
     env = _env(home.path)
     rng = random.Random(18)
     mid_sweep, longest = 0, 1.0
@@ -129,9 +139,11 @@ def test_kill_9_during_an_s3_rotation_sweep_leaves_every_record_readable(
             break
         started = _top_epoch(home)
         proc = subprocess.Popen(
-            [KEYSAFE, "rotate", "--json"], env=env, stdout=subprocess.PIPE,
+            [KEYSAFE, "rotate", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-        )  # fmt: skip
+        )
         # Kill once the new epoch is committed (the sweep has begun), at a random point of the
         # sweep: timing from the start alone misses it on a loaded machine.
         deadline = time.monotonic() + 30

@@ -34,9 +34,13 @@ from tests.e2e.server_fixture import (
 
 SIGN = "/v1/agent/sign-transaction"
 OWNER_DECISIONS = {
-    "approval.approve", "approval.deny", "approval.grant",
-    "agent.revoke", "agent.pause", "agent.resume",
-}  # fmt: skip
+    "approval.approve",
+    "approval.deny",
+    "approval.grant",
+    "agent.revoke",
+    "agent.pause",
+    "agent.resume",
+}
 
 
 @dataclass

@@ -58,8 +58,11 @@ def test_serve_with_tls_answers_https_only_and_marks_the_cookie_secure(
     port = free_port()
     proc = subprocess.Popen(
         [_KEYSAFE, "serve", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=vault.env,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=vault.env,
+    )
     trust = ssl.create_default_context(cafile=str(cert))
     try:
         url = f"https://127.0.0.1:{port}"

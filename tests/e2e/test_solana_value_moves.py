@@ -103,8 +103,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         ).stdout
     )
     assert made["address"] == str(WALLET)
-    cli.ok("asset", "add", "USDC", "--chain", "solana", "--address", str(USDC_MINT),
-           "--decimals", "6")  # fmt: skip
+    cli.ok(
+        "asset", "add", "USDC", "--chain", "solana", "--address", str(USDC_MINT), "--decimals", "6"
+    )
     policy = root / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
     token = add_agent(cli, "bot", policy)

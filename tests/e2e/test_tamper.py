@@ -135,9 +135,14 @@ def _set_audit(home: Path, seq: int, **cols: Any) -> None:
 
 def _recomputed_hash(row: dict[str, Any], prev_hash: str) -> str:
     entry = AuditEntry(
-        row["seq"], row["time"], row["actor"], row["action"], row["target"], row["outcome"],
+        row["seq"],
+        row["time"],
+        row["actor"],
+        row["action"],
+        row["target"],
+        row["outcome"],
         json.loads(row["details"]),
-    )  # fmt: skip
+    )
     return entry_hash(prev_hash, entry)
 
 
@@ -433,8 +438,14 @@ def test_audit_verify_when_forged_entry_inserted_and_rest_renumbered_is_detected
     with _db(victim.home) as c:
         for seq in range(PRISTINE_ENTRIES, 2, -1):
             c.execute("UPDATE audit SET seq=? WHERE seq=?", (seq + 1, seq))
-        forged = dict(rows[2], seq=3, action="credential.remove", target="credential:cred-a",
-                      details='{"name":"cred-a"}', prev_hash=rows[1]["hash"])  # fmt: skip
+        forged = dict(
+            rows[2],
+            seq=3,
+            action="credential.remove",
+            target="credential:cred-a",
+            details='{"name":"cred-a"}',
+            prev_hash=rows[1]["hash"],
+        )
         forged["hash"] = _recomputed_hash(forged, rows[1]["hash"])  # linked like a real entry
         c.execute(
             f"INSERT INTO audit (seq, {', '.join(AUDIT_COLS)}) VALUES (?{', ?' * len(AUDIT_COLS)})",

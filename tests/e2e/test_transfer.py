@@ -95,14 +95,21 @@ class Hostile:
         self.methods.append(method)
         huge = hex(10**15)  # 1,000,000 gwei per gas: 21000 gas costs 21 ETH
         results = {
-            "eth_chainId": hex(HOSTILE_CHAIN_ID), "eth_getTransactionCount": hex(2**64 - 2),
-            "eth_gasPrice": huge, "eth_feeHistory": {"baseFeePerGas": [huge]},
-            "eth_maxPriorityFeePerGas": huge, "eth_estimateGas": hex(21000),
-            "eth_getBalance": hex(100 * 10**18), "eth_sendRawTransaction": "0x" + "ab" * 32,
-        }  # fmt: skip
+            "eth_chainId": hex(HOSTILE_CHAIN_ID),
+            "eth_getTransactionCount": hex(2**64 - 2),
+            "eth_gasPrice": huge,
+            "eth_feeHistory": {"baseFeePerGas": [huge]},
+            "eth_maxPriorityFeePerGas": huge,
+            "eth_estimateGas": hex(21000),
+            "eth_getBalance": hex(100 * 10**18),
+            "eth_sendRawTransaction": "0x" + "ab" * 32,
+        }
         if method not in results:
-            return {"jsonrpc": "2.0", "id": body.get("id"),
-                    "error": {"code": -32601, "message": "no such method"}}  # fmt: skip
+            return {
+                "jsonrpc": "2.0",
+                "id": body.get("id"),
+                "error": {"code": -32601, "message": "no such method"},
+            }
         return {"jsonrpc": "2.0", "id": body.get("id"), "result": results[method]}
 
 
@@ -162,10 +169,11 @@ def hostile() -> Iterator[Hostile]:
 def _vault(root: Path, evm: Node, solana: SolanaNode, hostile: Hostile) -> dict[str, str]:
     """The vault, built in-process with a cheap KDF (the server unlocks it the same way)."""
     vault, _ = init_vault(
-        Home(root / "home"), SecretBytes(bytearray(PASSPHRASE.encode())),
+        Home(root / "home"),
+        SecretBytes(bytearray(PASSPHRASE.encode())),
         kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
-    )  # fmt: skip
+    )
     main = wallets.create_wallet(vault, "main", Chain.EVM).address
     sol = wallets.create_wallet(vault, "sol", Chain.SOLANA).address
     registry.add_chain(vault, "local", family="evm", chain_id=31337, rpc=evm.url)
@@ -189,8 +197,13 @@ def _vault(root: Path, evm: Node, solana: SolanaNode, hostile: Hostile) -> dict[
     evm.send_from_node({"to": tkn, "data": data, "gas": hex(200_000)})
     solana.airdrop(sol, 2 * 10**9)
     solana.fund_tokens(susd, sol, 100 * TKN)
-    out = {"token": bytes(token.reveal()).decode(), "tkn": tkn, "susd": susd, "main": main,
-           "sol": sol}  # fmt: skip
+    out = {
+        "token": bytes(token.reveal()).decode(),
+        "tkn": tkn,
+        "susd": susd,
+        "main": main,
+        "sol": sol,
+    }
     vault.lock()
     return out
 
@@ -205,8 +218,18 @@ def world(
         made = _vault(root, evm, solana, hostile)
         env = cli_env(root / "home")
         with keysafe_server(env, "--unlock", log_dir=root) as server, server.client() as c:
-            yield World(server, c, made["token"], evm, solana, hostile, made["tkn"],
-                        made["susd"], made["main"], made["sol"])  # fmt: skip
+            yield World(
+                server,
+                c,
+                made["token"],
+                evm,
+                solana,
+                hostile,
+                made["tkn"],
+                made["susd"],
+                made["main"],
+                made["sol"],
+            )
 
 
 # -- EVM on ganache -------------------------------------------------------------------------------
@@ -242,11 +265,13 @@ def test_transfer_over_the_per_transaction_cap_is_denied_and_nothing_is_sent(
     world: World,
 ) -> None:
     nonce = world.evm.nonce(world.main)
-    err = world.refused(403, "POLICY_DENIED", wallet="main", asset="ETH", to=BOB, amount="2",
-                        chain="local")  # fmt: skip
+    err = world.refused(
+        403, "POLICY_DENIED", wallet="main", asset="ETH", to=BOB, amount="2", chain="local"
+    )
     assert (err["reason_code"], err["rule"]) == ("OVER_PER_TX_LIMIT", "pay-bob")
-    err = world.refused(403, "POLICY_DENIED", wallet="main", asset="ETH", to=DAVE, amount="0.01",
-                        chain="local")  # fmt: skip
+    err = world.refused(
+        403, "POLICY_DENIED", wallet="main", asset="ETH", to=DAVE, amount="0.01", chain="local"
+    )
     assert err["reason_code"] == "NO_MATCHING_RULE"
     assert world.evm.nonce(world.main) == nonce
 
@@ -255,8 +280,14 @@ def test_transfer_the_owner_must_approve_is_built_again_and_sent_on_approval(
     world: World,
 ) -> None:
     before = world.evm.balance(CAROL)
-    body = {"wallet": "main", "asset": "native", "to": CAROL, "amount": "0.1", "chain": "local",
-            "description": "pay Carol"}  # fmt: skip
+    body = {
+        "wallet": "main",
+        "asset": "native",
+        "to": CAROL,
+        "amount": "0.1",
+        "chain": "local",
+        "description": "pay Carol",
+    }
     r = world.transfer(**body)
     assert r.status_code == 202, r.text
     pending = r.json()
@@ -268,9 +299,10 @@ def test_transfer_the_owner_must_approve_is_built_again_and_sent_on_approval(
     assert world.evm.balance(CAROL) == before
 
     card = next(
-        a for a in world.owner("GET", "/v1/owner/approvals").json()
+        a
+        for a in world.owner("GET", "/v1/owner/approvals").json()
         if a["approval_id"] == pending["approval_id"]
-    )  # fmt: skip
+    )
     assert card["kind"] == "transfer" and card["summary"] == pending["summary"]
     r = world.owner("POST", f"/v1/owner/approvals/{pending['approval_id']}/approve")
     assert r.status_code == 200, r.text
@@ -286,8 +318,14 @@ def test_transfer_the_owner_must_approve_is_built_again_and_sent_on_approval(
 
 def test_transfer_retried_with_its_idempotency_key_pays_once(world: World) -> None:
     before = world.evm.token_balance(world.tkn, BOB)
-    body = {"wallet": "main", "asset": "TKN", "to": BOB, "amount": "1", "chain": "local",
-            "idempotency_key": "pay-bob-once"}  # fmt: skip
+    body = {
+        "wallet": "main",
+        "asset": "TKN",
+        "to": BOB,
+        "amount": "1",
+        "chain": "local",
+        "idempotency_key": "pay-bob-once",
+    }
     first = world.sent(**body)
     world.evm.wait(first["tx_hash"])
     assert world.sent(**body)["tx_hash"] == first["tx_hash"]
@@ -300,8 +338,11 @@ def test_check_says_what_a_transfer_would_get_and_sends_nothing(world: World) ->
     nonce = world.evm.nonce(world.main)
 
     def check(**request: Any) -> dict[str, Any]:
-        r = world.client.post("/v1/agent/check", json={"action": "transfer", "request": request},
-                              headers=agent_headers(world.token))  # fmt: skip
+        r = world.client.post(
+            "/v1/agent/check",
+            json={"action": "transfer", "request": request},
+            headers=agent_headers(world.token),
+        )
         assert r.status_code == 200, r.text
         return dict(r.json())
 
@@ -321,13 +362,25 @@ def test_attack_amounts_that_are_not_exact_whole_units_are_refused_naming_the_fi
     nonce = world.evm.nonce(world.main)
     cases = {
         "1.0000001": "more decimal places than TKN has (6)",  # finer than the token's unit
-        "1e2": "plain decimal", "-1": "plain decimal", "NaN": "plain decimal",
-        "Infinity": "plain decimal", "0x10": "plain decimal", "1,5": "plain decimal",
-        "0": "more than zero", "0.000000": "more than zero",
-    }  # fmt: skip
+        "1e2": "plain decimal",
+        "-1": "plain decimal",
+        "NaN": "plain decimal",
+        "Infinity": "plain decimal",
+        "0x10": "plain decimal",
+        "1,5": "plain decimal",
+        "0": "more than zero",
+        "0.000000": "more than zero",
+    }
     for amount, words in cases.items():
-        err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="TKN", to=BOB,
-                            amount=amount, chain="local")  # fmt: skip
+        err = world.refused(
+            400,
+            "MALFORMED_REQUEST",
+            wallet="main",
+            asset="TKN",
+            to=BOB,
+            amount=amount,
+            chain="local",
+        )
         assert err["field"] == "amount" and words in err["message"], (amount, err)
     # A JSON number is not taken either: floats lose digits.
     r = world.transfer(wallet="main", asset="TKN", to=BOB, amount=0.1, chain="local")
@@ -342,11 +395,19 @@ def test_attack_an_amount_written_in_base_units_is_judged_as_that_many_tokens(
     # (the registry's 6 decimals), more than the wallet holds; within the balance, the policy
     # judges whole tokens too (150 TKN is over the 100 TKN cap). Nothing moves either way.
     before = world.evm.token_balance(world.tkn, BOB)
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="TKN", to=BOB,
-                        amount="5000000", chain="local")  # fmt: skip
+    err = world.refused(
+        400,
+        "MALFORMED_REQUEST",
+        wallet="main",
+        asset="TKN",
+        to=BOB,
+        amount="5000000",
+        chain="local",
+    )
     assert err["field"] == "amount" and "needs 5000000" in err["message"], err
-    err = world.refused(403, "POLICY_DENIED", wallet="main", asset="TKN", to=BOB,
-                        amount="150", chain="local")  # fmt: skip
+    err = world.refused(
+        403, "POLICY_DENIED", wallet="main", asset="TKN", to=BOB, amount="150", chain="local"
+    )
     assert err["reason_code"] == "OVER_PER_TX_LIMIT" and "150 TKN" in err["message"], err
     assert world.evm.token_balance(world.tkn, BOB) == before
 
@@ -354,48 +415,75 @@ def test_attack_an_amount_written_in_base_units_is_judged_as_that_many_tokens(
 def test_attack_a_token_registered_with_the_wrong_decimals_is_refused(world: World) -> None:
     # Registered with 18 decimals, the token counts 6: "1" WIDE would be judged as 1 WIDE and
     # move 10^12 of them. keysafe asks the token and refuses.
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="WIDE", to=BOB,
-                        amount="1", chain="local")  # fmt: skip
+    err = world.refused(
+        400, "MALFORMED_REQUEST", wallet="main", asset="WIDE", to=BOB, amount="1", chain="local"
+    )
     assert err["field"] == "asset" and "says it has 6 decimals" in err["message"], err
 
 
 def test_attack_to_the_token_contract_or_the_zero_address_is_refused(world: World) -> None:
     for to in (world.tkn, world.tkn.lower(), DUP_A, "0x" + "0" * 40):
-        err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="TKN", to=to,
-                            amount="1", chain="local")  # fmt: skip
+        err = world.refused(
+            400, "MALFORMED_REQUEST", wallet="main", asset="TKN", to=to, amount="1", chain="local"
+        )
         assert err["field"] == "to" and "lost" in err["message"], (to, err)
     # Mixed case with a wrong EIP-55 checksum: a typo, not an address.
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native",
-                        to="0xAbCdEf" + "0" * 34, amount="1", chain="local")  # fmt: skip
+    err = world.refused(
+        400,
+        "MALFORMED_REQUEST",
+        wallet="main",
+        asset="native",
+        to="0xAbCdEf" + "0" * 34,
+        amount="1",
+        chain="local",
+    )
     assert err["field"] == "to" and "checksum" in err["message"], err
 
 
 def test_attack_a_chain_that_differs_from_the_wallet_or_the_asset_is_refused(
     world: World,
 ) -> None:
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB,
-                        amount="0.01", chain="solana-local")  # fmt: skip
+    err = world.refused(
+        400,
+        "MALFORMED_REQUEST",
+        wallet="main",
+        asset="native",
+        to=BOB,
+        amount="0.01",
+        chain="solana-local",
+    )
     assert err["field"] == "chain" and "EVM wallet" in err["message"]
     # TKN lives on `local`; on ethereum that symbol names nothing (and never ethereum's USDC).
-    err = world.refused(404, "NOT_FOUND", wallet="main", asset="TKN", to=BOB, amount="1",
-                        chain="ethereum")  # fmt: skip
+    err = world.refused(
+        404, "NOT_FOUND", wallet="main", asset="TKN", to=BOB, amount="1", chain="ethereum"
+    )
     assert err["field"] == "asset" and "it is on local" in err["message"]
-    err = world.refused(404, "NOT_FOUND", wallet="sol", asset="TKN", to=SOL_BOB, amount="1",
-                        chain="solana-local")  # fmt: skip
+    err = world.refused(
+        404, "NOT_FOUND", wallet="sol", asset="TKN", to=SOL_BOB, amount="1", chain="solana-local"
+    )
     assert "list_capabilities" in err["next"]
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB,
-                        amount="0.01")  # fmt: skip
+    err = world.refused(
+        400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB, amount="0.01"
+    )
     assert err["field"] == "chain" and "'chain' is needed" in err["message"]
     err = world.refused(404, "NOT_FOUND", wallet="main", asset="SUSD", to=BOB, amount="1")
     assert err["field"] == "asset" and "not registered on an EVM chain" in err["message"]
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="native", to=BOB,
-                        amount="0.01", chain="no-such-chain")  # fmt: skip
+    err = world.refused(
+        400,
+        "MALFORMED_REQUEST",
+        wallet="main",
+        asset="native",
+        to=BOB,
+        amount="0.01",
+        chain="no-such-chain",
+    )
     assert err["field"] == "chain"
 
 
 def test_attack_a_symbol_two_tokens_share_is_refused_as_ambiguous(world: World) -> None:
-    err = world.refused(400, "MALFORMED_REQUEST", wallet="main", asset="DUP", to=BOB,
-                        amount="1", chain="local")  # fmt: skip
+    err = world.refused(
+        400, "MALFORMED_REQUEST", wallet="main", asset="DUP", to=BOB, amount="1", chain="local"
+    )
     assert err["field"] == "asset" and "2 registered assets" in err["message"]
     assert DUP_A in err["message"] and DUP_B in err["message"]
 
@@ -404,8 +492,9 @@ def test_attack_a_hostile_rpc_quoting_absurd_fees_is_refused_by_the_fee_ceiling(
     world: World,
 ) -> None:
     world.hostile.methods.clear()
-    err = world.refused(403, "POLICY_DENIED", wallet="main", asset="native", to=BOB,
-                        amount="0.01", chain="hostile")  # fmt: skip
+    err = world.refused(
+        403, "POLICY_DENIED", wallet="main", asset="native", to=BOB, amount="0.01", chain="hostile"
+    )
     assert err["reason_code"] == "FEE_TOO_HIGH"
     assert "eth_estimateGas" in world.hostile.methods
     assert "eth_sendRawTransaction" not in world.hostile.methods
@@ -433,8 +522,10 @@ def test_spl_transfer_creates_the_recipients_token_account_then_reuses_it(
     assert world.solana.token_balance(world.susd, SOL_BOB) == 2_500_000
     assert first["summary"].startswith("send 2.5 SUSD") and SOL_BOB in first["summary"]
     programs = _instructions(first["signed_transaction"], world.sol)
-    assert programs == ["ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
-                        "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"]  # fmt: skip
+    assert programs == [
+        "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
+        "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+    ]
     # The account exists now: the second transfer is the token transfer alone.
     second = world.sent(wallet="sol", asset="SUSD", to=SOL_BOB, amount="1", chain="solana-local")
     assert _instructions(second["signed_transaction"], world.sol) == [programs[1]]
@@ -448,18 +539,18 @@ def test_sol_transfer_lands_and_an_spl_transfer_over_the_cap_is_denied(world: Wo
     assert world.solana.balance(SOL_CAROL) - before == 125_000_000
 
     sent = len(world.solana.requests)
-    err = world.refused(403, "POLICY_DENIED", wallet="sol", asset="SUSD", to=SOL_CAROL,
-                        amount="10.000001")  # fmt: skip
+    err = world.refused(
+        403, "POLICY_DENIED", wallet="sol", asset="SUSD", to=SOL_CAROL, amount="10.000001"
+    )
     assert err["reason_code"] == "OVER_PER_TX_LIMIT"
     assert "sendTransaction" not in world.solana.methods()[sent:]
     assert world.solana.token_balance(world.susd, SOL_CAROL) is None
 
 
 def test_attack_spl_transfer_to_a_token_account_or_the_mint_is_refused(world: World) -> None:
-    wallet_account = str(get_associated_token_address(
-        Pubkey.from_string(world.sol), Pubkey.from_string(world.susd)
-    ))  # fmt: skip
+    wallet_account = str(
+        get_associated_token_address(Pubkey.from_string(world.sol), Pubkey.from_string(world.susd))
+    )
     for to in (wallet_account, world.susd):
-        err = world.refused(400, "MALFORMED_REQUEST", wallet="sol", asset="SUSD", to=to,
-                            amount="1")  # fmt: skip
+        err = world.refused(400, "MALFORMED_REQUEST", wallet="sol", asset="SUSD", to=to, amount="1")
         assert err["field"] == "to" and "lost" in err["message"], (to, err)

@@ -160,9 +160,12 @@ def pair(
     with vault:
         address = wallets.create_wallet(vault, "main", Chain.EVM).address
         credentials.add_credential(
-            vault, "held", SecretBytes(bytearray(b"sk-held-upstream")),
-            hosts=[held.url.removeprefix("http://")], attach=Attachment.bearer(),
-        )  # fmt: skip
+            vault,
+            "held",
+            SecretBytes(bytearray(b"sk-held-upstream")),
+            hosts=[held.url.removeprefix("http://")],
+            attach=Attachment.bearer(),
+        )
         tokens = {}
         for name in ("bot", "idem", *FORK_AGENTS):
             _, token = agents.add_agent(vault, name)

@@ -59,8 +59,15 @@ def usdc_transfer(chain: str, base_units: int, *, nonce: int) -> dict[str, Any]:
     """A complete ERC-20 transfer(R1, base_units) of the chain's USDC: no RPC fills anything."""
     token = USDC_ON_ETHEREUM if chain == "ethereum" else USDC18_ON_LOCAL
     data = "0xa9059cbb" + R1[2:].lower().rjust(64, "0") + f"{base_units:064x}"
-    return {"to": token, "value": "0x0", "data": data, "chainId": CHAIN_IDS[chain],
-            "nonce": nonce, "gas": 60000, "gasPrice": hex(GWEI)}  # fmt: skip
+    return {
+        "to": token,
+        "value": "0x0",
+        "data": data,
+        "chainId": CHAIN_IDS[chain],
+        "nonce": nonce,
+        "gas": 60000,
+        "gasPrice": hex(GWEI),
+    }
 
 
 @dataclass
@@ -123,8 +130,9 @@ def usdc_on_two_chains(
     vault = standard_vault(tmp_path_factory)
     home = copy_home(vault, tmp_path)
     cli = Cli(home, cli_env(home))
-    cli.ok("asset", "add", "USDC", "--chain", "local", "--address", USDC18_ON_LOCAL,
-           "--decimals", "18")  # fmt: skip
+    cli.ok(
+        "asset", "add", "USDC", "--chain", "local", "--address", USDC18_ON_LOCAL, "--decimals", "18"
+    )
     policy = tmp_path / "usdc.yaml"
     policy.write_text(USDC_POLICY, encoding="utf-8")
     token = add_agent(cli, "usdc-bot", policy)

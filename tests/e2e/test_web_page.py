@@ -173,8 +173,14 @@ def unlock(page: Page) -> None:
 
 def pay_small(server: Server, agent: str, nonce: int) -> None:
     """0.05 ETH, under approve_above: signed at once and booked against the agent's windows."""
-    tx = {"to": R1, "value": hex(5 * 10**16), "chainId": 1, "nonce": nonce, "gas": 21000,
-          "gasPrice": hex(10**9)}  # fmt: skip
+    tx = {
+        "to": R1,
+        "value": hex(5 * 10**16),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "gasPrice": hex(10**9),
+    }
     r = httpx.post(
         f"{server.url}/v1/agent/sign-transaction",
         headers={"Authorization": f"Bearer {server.tokens[agent]}"},
@@ -357,11 +363,17 @@ def test_approve_for_a_while_lets_the_next_request_pass(server: Server, page: Pa
         headers={"Authorization": f"Bearer {server.tokens['granted']}"},
         json={
             "wallet": "main",
-            "transaction": {"to": R1, "value": hex(2 * 10**17), "chainId": 1, "nonce": 2,
-                            "gas": 21000, "gasPrice": hex(10**9)},
+            "transaction": {
+                "to": R1,
+                "value": hex(2 * 10**17),
+                "chainId": 1,
+                "nonce": 2,
+                "gas": 21000,
+                "gasPrice": hex(10**9),
+            },
         },
         timeout=30,
-    )  # fmt: skip
+    )
     assert r.status_code == 200 and r.json()["status"] == "signed", r.text
 
     # The grant is listed with what it covers, and revoking it on the page ends it.
@@ -402,8 +414,14 @@ def test_agents_page_pauses_resumes_and_revokes(server: Server, page: Page) -> N
     auth = {"Authorization": f"Bearer {server.tokens['spare']}"}
 
     def small_transfer(nonce: int) -> httpx.Response:  # under approve_above: no approval needed
-        tx = {"to": R1, "value": hex(5 * 10**16), "chainId": 1, "nonce": nonce, "gas": 21000,
-              "gasPrice": hex(10**9)}  # fmt: skip
+        tx = {
+            "to": R1,
+            "value": hex(5 * 10**16),
+            "chainId": 1,
+            "nonce": nonce,
+            "gas": 21000,
+            "gasPrice": hex(10**9),
+        }
         return httpx.post(
             f"{server.url}/v1/agent/sign-transaction",
             headers=auth,
@@ -432,13 +450,16 @@ def test_verify_chain_lists_entries_written_while_locked_then_seals_them(
     # A wrong passphrase is audited without the owner's key: an entry the page must show the
     # owner before it is sealed.
     # Lock first (an earlier test may have left it unlocked), through an owner session.
-    session = httpx.post(f"{server.url}/v1/owner/login", json={"passphrase": PASSPHRASE},
-                         timeout=60).json()["session"]  # fmt: skip
-    locked = httpx.post(f"{server.url}/v1/owner/lock",
-                        headers={"authorization": f"Bearer {session}"}, timeout=30)  # fmt: skip
+    session = httpx.post(
+        f"{server.url}/v1/owner/login", json={"passphrase": PASSPHRASE}, timeout=60
+    ).json()["session"]
+    locked = httpx.post(
+        f"{server.url}/v1/owner/lock", headers={"authorization": f"Bearer {session}"}, timeout=30
+    )
     assert locked.status_code == 200, locked.text
-    wrong = httpx.post(f"{server.url}/v1/owner/login", json={"passphrase": "not it at all"},
-                       timeout=30)  # fmt: skip
+    wrong = httpx.post(
+        f"{server.url}/v1/owner/login", json={"passphrase": "not it at all"}, timeout=30
+    )
     assert wrong.status_code == 401
     unlock(page)
     page.get_by_role("link", name="Audit").click()
@@ -495,8 +516,13 @@ def test_every_section_renders_and_never_shows_a_secret(server: Server, page: Pa
     assert_clean("audit")
 
     # What the page reads from the server holds no secret either, nor does the server's log.
-    for path in ("/v1/owner/status", "/v1/owner/approvals?all=true", "/v1/owner/agents",
-                 "/v1/owner/wallets", "/v1/owner/audit?limit=1000"):  # fmt: skip
+    for path in (
+        "/v1/owner/status",
+        "/v1/owner/approvals?all=true",
+        "/v1/owner/agents",
+        "/v1/owner/wallets",
+        "/v1/owner/audit?limit=1000",
+    ):
         answer = owner_get(page, path)
         assert answer["status"] == 200, answer
         assert CANARY not in answer["body"] and PASSPHRASE not in answer["body"]
@@ -687,8 +713,9 @@ def test_due_rotations_are_listed_under_the_vault_state_with_the_command(
     that is due for replacement; the page shows none while nothing is due."""
     unlock(page)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYSAFE_")} | {
-        "KEYSAFE_HOME": str(server.home), "KEYSAFE_PASSPHRASE": PASSPHRASE,
-    }  # fmt: skip
+        "KEYSAFE_HOME": str(server.home),
+        "KEYSAFE_PASSPHRASE": PASSPHRASE,
+    }
     cli = Cli(server.home, env)
     policy = server.home.parent / "policy.yaml"  # its own agent: other tests pause and revoke
     added = cli.ok("agent", "add", "rotating", "--policy", str(policy), "--json").stdout

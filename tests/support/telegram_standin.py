@@ -91,21 +91,35 @@ class TelegramStandin:
         with self._cond:
             mid = self._new_message_id()
             self.messages.append(Sent(chat_id, mid, text, from_bot=False))
-            self._push({"message": {
-                "message_id": mid, "date": int(time.time()), "text": text,
-                "chat": {"id": chat_id, "type": "private", "first_name": name},
-                "from": _user(chat_id, name),
-            }})  # fmt: skip
+            self._push(
+                {
+                    "message": {
+                        "message_id": mid,
+                        "date": int(time.time()),
+                        "text": text,
+                        "chat": {"id": chat_id, "type": "private", "first_name": name},
+                        "from": _user(chat_id, name),
+                    }
+                }
+            )
 
     def press(self, chat_id: int, message_id: int, data: str, *, name: str = "Owner") -> str:
         """Press a button whose callback data is `data` under `message_id`, as `chat_id`."""
         with self._cond:
             msg = next(m for m in self.messages if m.message_id == message_id)
             qid = f"cbq{self._next_update}"
-            self._push({"callback_query": {
-                "id": qid, "from": _user(chat_id, name), "chat_instance": "ci", "data": data,
-                "message": self._message_json(msg) | {"chat": {"id": chat_id, "type": "private"}},
-            }})  # fmt: skip
+            self._push(
+                {
+                    "callback_query": {
+                        "id": qid,
+                        "from": _user(chat_id, name),
+                        "chat_instance": "ci",
+                        "data": data,
+                        "message": self._message_json(msg)
+                        | {"chat": {"id": chat_id, "type": "private"}},
+                    }
+                }
+            )
             return qid
 
     def sent_to(self, chat_id: int) -> list[Sent]:
@@ -166,11 +180,19 @@ class TelegramStandin:
 
     def _message_json(self, m: Sent) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "message_id": m.message_id, "date": int(time.time()), "text": m.text,
+            "message_id": m.message_id,
+            "date": int(time.time()),
+            "text": m.text,
             "chat": {"id": m.chat_id, "type": "private"},
-            "from": {"id": BOT_ID, "is_bot": True, "first_name": "keysafe",
-                     "username": BOT_USERNAME} if m.from_bot else _user(m.chat_id, "Owner"),
-        }  # fmt: skip
+            "from": {
+                "id": BOT_ID,
+                "is_bot": True,
+                "first_name": "keysafe",
+                "username": BOT_USERNAME,
+            }
+            if m.from_bot
+            else _user(m.chat_id, "Owner"),
+        }
         if m.buttons:
             out["reply_markup"] = {
                 "inline_keyboard": [[{"text": t, "callback_data": d} for t, d in m.buttons]]
@@ -181,11 +203,18 @@ class TelegramStandin:
         with self._cond:
             self.calls.append((method, p))
         if method == "getMe":
-            return 200, {"ok": True, "result": {
-                "id": BOT_ID, "is_bot": True, "first_name": "keysafe", "username": BOT_USERNAME,
-                "can_join_groups": False, "can_read_all_group_messages": False,
-                "supports_inline_queries": False,
-            }}  # fmt: skip
+            return 200, {
+                "ok": True,
+                "result": {
+                    "id": BOT_ID,
+                    "is_bot": True,
+                    "first_name": "keysafe",
+                    "username": BOT_USERNAME,
+                    "can_join_groups": False,
+                    "can_read_all_group_messages": False,
+                    "supports_inline_queries": False,
+                },
+            }
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(p)}
         with self._cond:
@@ -201,9 +230,10 @@ class TelegramStandin:
                 return 200, {"ok": True, "result": True}
             if method in ("editMessageText", "editMessageReplyMarkup"):
                 m = next(
-                    x for x in self.messages
+                    x
+                    for x in self.messages
                     if x.message_id == int(p["message_id"]) and x.chat_id == int(p["chat_id"])
-                )  # fmt: skip
+                )
                 if method == "editMessageText":
                     m.text = str(p["text"])
                 m.buttons = _buttons(p.get("reply_markup"))
@@ -255,9 +285,10 @@ class TelegramStandin:
                 prefix = f"/bot{standin.token}/"
                 if not self.path.startswith(prefix):
                     self._reply(
-                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"},
+                        401,
+                        {"ok": False, "error_code": 401, "description": "Unauthorized"},
                         "application/json",
-                    )  # fmt: skip
+                    )
                     return
                 method = self.path[len(prefix) :].split("?")[0]
                 status, body = standin._call(method, _params(raw, self.headers.get("content-type")))
@@ -274,9 +305,10 @@ class TelegramStandin:
         """The chat as HTML (with `message_id`, that one message only)."""
         with self._cond:
             items = [
-                m for m in self.messages
+                m
+                for m in self.messages
                 if m.chat_id == chat_id and message_id in (None, m.message_id)
-            ]  # fmt: skip
+            ]
         bubbles = []
         for m in items:
             text = html.escape(m.text).replace("\n", "<br>")

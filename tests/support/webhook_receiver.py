@@ -108,10 +108,14 @@ class WebhookReceiver:
                 path = self.path
                 sig = self.headers.get("keysafe-signature", "")
                 d = Delivery(
-                    path, self.headers.get("keysafe-delivery", ""),
-                    self.headers.get("keysafe-event", ""), sig, body,
-                    path in receiver.secrets and receiver.verify(path, body, sig), time.time(),
-                )  # fmt: skip
+                    path,
+                    self.headers.get("keysafe-delivery", ""),
+                    self.headers.get("keysafe-event", ""),
+                    sig,
+                    body,
+                    path in receiver.secrets and receiver.verify(path, body, sig),
+                    time.time(),
+                )
                 with receiver._cond:
                     tries = receiver.ids(path)[d.delivery_id]
                     receiver.deliveries.append(d)

@@ -39,50 +39,86 @@ BEHIND_SERVICE = ("keysafe.vault", "keysafe.mpc", "keysafe.policy")
 # Exact names, never a package prefix: anything new fails. Each is a candidate for a service
 # function or a re-exported type (reported to the lead, issue 12).
 SURFACE_ALLOWED: dict[tuple[str, str], str] = {
-    ("cli/policy_cmds.py", "keysafe.policy.engine.Decision"):
-        "`keysafe policy check` prints the engine's decision (type only)",
-    ("cli/policy_cmds.py", "keysafe.policy.intent.intent_from_json"):
-        "`keysafe policy check` decodes the request file offline, without a vault",
-    ("cli/registries.py", "keysafe.policy.registry.Registry"):
-        "`keysafe policy check` lints against the built-in registry offline",
-    ("cli/vault_cmds.py", "keysafe.vault.vault.Vault"):
-        "the unlocked vault handle the CLI passes to service calls (type only)",
-    ("cli/unlocking.py", "keysafe.vault.vault.Vault"):
-        "the unlocked vault handle the CLI passes to service calls (type only)",
-    ("cli/server_cmds.py", "keysafe.vault.vault.Vault"):
-        "the unlocked vault handle the CLI passes to service calls (type only)",
-    ("cli/audit_cmds.py", "keysafe.vault.vault.Vault"):
-        "the unlocked vault handle the CLI passes to service calls (type only)",
-    ("cli/owner.py", "keysafe.vault.vault.Vault"):
-        "the unlocked vault handle the CLI passes to service calls (type only)",
-    ("cli/demo_cmd.py", "keysafe.vault.vault.Vault"):
-        "the demo holds the vault handle it passes to service calls (type only)",
-    ("api/state.py", "keysafe.vault.vault.Vault"):
-        "the server state holds the unlocked vault handle it passes to service calls",
-    ("api/notifier.py", "keysafe.vault.vault.Vault"):
-        "the server's notifier holds the vault handle it passes to service calls",
-    ("api/relay_end.py", "keysafe.vault.vault.Vault"):
-        "the relay's vault end holds the unlocked vault handle it passes to service calls",
-    ("cli/wallet_cmds.py", "keysafe.mpc.share_file"):
-        "reads the owner's recovery / agent share files from disk before a service call",
-    ("cli/keygen.py", "keysafe.mpc.share_file"):
-        "seals and writes this process's own new share (recovery or agent) to its file",
-    ("cli/keygen.py", "keysafe.mpc.ceremony"):
-        "runs this process's own party of a key ceremony (recovery, or the agent's host)",
+    (
+        "cli/policy_cmds.py",
+        "keysafe.policy.engine.Decision",
+    ): "`keysafe policy check` prints the engine's decision (type only)",
+    (
+        "cli/policy_cmds.py",
+        "keysafe.policy.intent.intent_from_json",
+    ): "`keysafe policy check` decodes the request file offline, without a vault",
+    (
+        "cli/registries.py",
+        "keysafe.policy.registry.Registry",
+    ): "`keysafe policy check` lints against the built-in registry offline",
+    (
+        "cli/vault_cmds.py",
+        "keysafe.vault.vault.Vault",
+    ): "the unlocked vault handle the CLI passes to service calls (type only)",
+    (
+        "cli/unlocking.py",
+        "keysafe.vault.vault.Vault",
+    ): "the unlocked vault handle the CLI passes to service calls (type only)",
+    (
+        "cli/server_cmds.py",
+        "keysafe.vault.vault.Vault",
+    ): "the unlocked vault handle the CLI passes to service calls (type only)",
+    (
+        "cli/audit_cmds.py",
+        "keysafe.vault.vault.Vault",
+    ): "the unlocked vault handle the CLI passes to service calls (type only)",
+    (
+        "cli/owner.py",
+        "keysafe.vault.vault.Vault",
+    ): "the unlocked vault handle the CLI passes to service calls (type only)",
+    (
+        "cli/demo_cmd.py",
+        "keysafe.vault.vault.Vault",
+    ): "the demo holds the vault handle it passes to service calls (type only)",
+    (
+        "api/state.py",
+        "keysafe.vault.vault.Vault",
+    ): "the server state holds the unlocked vault handle it passes to service calls",
+    (
+        "api/notifier.py",
+        "keysafe.vault.vault.Vault",
+    ): "the server's notifier holds the vault handle it passes to service calls",
+    (
+        "api/relay_end.py",
+        "keysafe.vault.vault.Vault",
+    ): "the relay's vault end holds the unlocked vault handle it passes to service calls",
+    (
+        "cli/wallet_cmds.py",
+        "keysafe.mpc.share_file",
+    ): "reads the owner's recovery / agent share files from disk before a service call",
+    (
+        "cli/keygen.py",
+        "keysafe.mpc.share_file",
+    ): "seals and writes this process's own new share (recovery or agent) to its file",
+    (
+        "cli/keygen.py",
+        "keysafe.mpc.ceremony",
+    ): "runs this process's own party of a key ceremony (recovery, or the agent's host)",
     # The MCP server is the agent's party in 2-of-3 FROST: it holds the agent's own share and runs
     # its rounds locally (the vault never sees that share).
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.KeyPackage"): "the agent's FROST share",
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.AGENT"): "the agent's FROST party id",
-    ("mcp_server/threshold.py", "keysafe.mpc.frost.cosigner"):
-        "the agent's FROST rounds (the side that is not the vault's)",
+    (
+        "mcp_server/threshold.py",
+        "keysafe.mpc.frost.cosigner",
+    ): "the agent's FROST rounds (the side that is not the vault's)",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file"): "reads the agent's share file",
-    ("mcp_server/threshold.py", "keysafe.mpc.share_file.SecretBytes"):
-        "the share's secret bytes as share_file hands them out",
+    (
+        "mcp_server/threshold.py",
+        "keysafe.mpc.share_file.SecretBytes",
+    ): "the share's secret bytes as share_file hands them out",
     ("mcp_server/threshold.py", "keysafe.mpc.share_file.Share"): "the agent's 2-of-3 shares",
     # ... and in 2-of-3 DKLs23 (EVM): it hashes the transaction itself and runs its rounds.
     ("mcp_server/threshold.py", "keysafe.mpc.frost.keys.USER"): "the vault's party id (culprit)",
-    ("mcp_server/threshold.py", "keysafe.mpc.dkls.cosigner"):
-        "the agent's DKLs23 rounds (the side that is not the vault's)",
+    (
+        "mcp_server/threshold.py",
+        "keysafe.mpc.dkls.cosigner",
+    ): "the agent's DKLs23 rounds (the side that is not the vault's)",
     # ... and, before it adds its share, checks the agent host's own copy of its policy with the
     # same engine and decoders as the vault (issue 16: defence in depth).
     ("mcp_server/own_policy.py", "keysafe.mpc.share_file.Share"): "the share being used (type)",
@@ -97,7 +133,7 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
     ("mcp_server/own_policy.py", "keysafe.policy.registry.Registry"): "the built-in registry",
     ("mcp_server/own_policy.py", "keysafe.policy.rules.Policy"): "the parsed copy (type)",
     ("mcp_server/own_policy.py", "keysafe.policy.rules.parse_policy"): "reads the copy",
-}  # fmt: skip
+}
 # The one agent-side module that decodes requests and evaluates a policy: the agent host's own
 # check before its share is used (mcp_server/own_policy.py). Domain code only, never the vault's.
 AGENT_SIDE_DOMAIN: dict[str, tuple[str, ...]] = {
@@ -388,15 +424,23 @@ def test_surface_never_imports_store_or_crypto(surface: str) -> None:
 @pytest.mark.parametrize("side", AGENT_SIDE)
 def test_agent_side_never_touches_the_vault(side: str) -> None:
     assert _sources(side), side  # not a vacuous pass
-    forbidden = ("keysafe.service", "keysafe.store", "keysafe.crypto", "keysafe.vault",
-                 "keysafe.chains", "keysafe.policy")  # fmt: skip
+    forbidden = (
+        "keysafe.service",
+        "keysafe.store",
+        "keysafe.crypto",
+        "keysafe.vault",
+        "keysafe.chains",
+        "keysafe.policy",
+    )
     bad = [
-        v for v in _violations((side,), forbidden)
+        v
+        for v in _violations((side,), forbidden)
         if not any(
             v.startswith(f"keysafe/{rel} imports {top}")
-            for rel, tops in AGENT_SIDE_DOMAIN.items() for top in tops
+            for rel, tops in AGENT_SIDE_DOMAIN.items()
+            for top in tops
         )
-    ]  # fmt: skip
+    ]
     assert bad == []
 
 

@@ -28,10 +28,22 @@ class _Vault:
     def keygen_exchange(self, keygen_id: str, post: KeygenPost) -> KeygenView:
         self.posts.append(post)
         return KeygenView(
-            id=keygen_id, wallet=self.wallet, chain="solana", agent="bot", vault_id="v",
-            rounds=3, keys={}, agent_tag=None, recovery_tag="AA==", messages=[],
-            status="waiting", failure=None, address=None, expires_in=600, kind=self.kind,
-        )  # fmt: skip
+            id=keygen_id,
+            wallet=self.wallet,
+            chain="solana",
+            agent="bot",
+            vault_id="v",
+            rounds=3,
+            keys={},
+            agent_tag=None,
+            recovery_tag="AA==",
+            messages=[],
+            status="waiting",
+            failure=None,
+            address=None,
+            expires_in=600,
+            kind=self.kind,
+        )
 
 
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", ".hidden", "x" * 65, ""])

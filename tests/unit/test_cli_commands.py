@@ -98,8 +98,13 @@ def test_every_help_shows_click_metavars_and_no_typer_forms() -> None:
         seen += text
     assert odd == []
     # The click forms are there: a required argument, a value's type, a file, a choice, a range.
-    for form in ("keysafe agent add [OPTIONS] NAME", " FILE ", " TEXT ", "[stdio|http]",
-                 "INTEGER RANGE"):  # fmt: skip
+    for form in (
+        "keysafe agent add [OPTIONS] NAME",
+        " FILE ",
+        " TEXT ",
+        "[stdio|http]",
+        "INTEGER RANGE",
+    ):
         assert form in seen, form
     # A flag takes no value, so nothing stands between it and its help.
     assert re.search(r"--json\s+Print JSON for scripts", seen)

@@ -34,10 +34,15 @@ def test_every_error_code_maps_to_a_class_of_that_code_and_of_keysafe_errors(
 def test_error_body_becomes_its_class_with_words_facts_and_status() -> None:
     body = {
         "error": {
-            "code": "BUDGET_EXCEEDED", "message": "Over the 24h budget.", "next": "wait.",
-            "rule": "tiny", "wait_seconds": 3, "flag": True, "nested": {"x": 1},
+            "code": "BUDGET_EXCEEDED",
+            "message": "Over the 24h budget.",
+            "next": "wait.",
+            "rule": "tiny",
+            "wait_seconds": 3,
+            "flag": True,
+            "nested": {"x": 1},
         }
-    }  # fmt: skip
+    }
     exc = error_from_answer(body, 403)
     assert type(exc) is BudgetExceededError
     assert isinstance(exc, PolicyDeniedError) and isinstance(exc, errors.PolicyDeniedError)
@@ -58,8 +63,14 @@ def test_unknown_code_or_shape_is_a_plain_api_error_keeping_the_servers_code() -
 
 
 def test_proxy_form_of_a_pending_approval_is_approval_required() -> None:
-    body = {"error": {"code": "APPROVAL_REQUIRED", "message": "Approve first.",
-                      "next": "ask the owner.", "approval_id": "ap_1"}}  # fmt: skip
+    body = {
+        "error": {
+            "code": "APPROVAL_REQUIRED",
+            "message": "Approve first.",
+            "next": "ask the owner.",
+            "approval_id": "ap_1",
+        }
+    }
     exc = error_from_answer(body, 403)
     assert isinstance(exc, ApprovalRequiredError)
     assert (exc.approval_id, exc.status, exc.exit_code) == ("ap_1", 403, 3)

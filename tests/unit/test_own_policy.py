@@ -58,8 +58,16 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> OwnPolicy:
 
 
 def _evm_tx(to: str, value: int) -> dict[str, object]:
-    return {"type": 2, "chainId": 31337, "nonce": 0, "to": to, "value": value, "gas": 21000,
-            "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9}  # fmt: skip
+    return {
+        "type": 2,
+        "chainId": 31337,
+        "nonce": 0,
+        "to": to,
+        "value": value,
+        "gas": 21000,
+        "maxFeePerGas": 3 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+    }
 
 
 def _sol_tx(payer: Pubkey, to: Pubkey, lamports: int) -> str:
@@ -86,10 +94,14 @@ def test_what_the_copy_allows_passes_and_what_it_denies_never_reaches_the_vault(
         with pytest.raises(PolicyDeniedError):
             own.check_message(evm, "team", "goodbye", "utf8")
         mail = {
-            "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
-                      "Mail": [{"name": "body", "type": "string"}]},
-            "primaryType": "Mail", "domain": {"name": "x"}, "message": {"body": "hello"},
-        }  # fmt: skip
+            "types": {
+                "EIP712Domain": [{"name": "name", "type": "string"}],
+                "Mail": [{"name": "body", "type": "string"}],
+            },
+            "primaryType": "Mail",
+            "domain": {"name": "x"},
+            "message": {"body": "hello"},
+        }
         with pytest.raises(PolicyDeniedError):  # no rule of the copy allows typed data
             own.check_typed_data(evm, "team", mail)
     assert sum("agent-side policy" in r.getMessage() for r in caplog.records) == 5

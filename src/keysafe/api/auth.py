@@ -87,10 +87,14 @@ async def _placeholder_agent(request: Request, st: ServerState, token: str, rela
         isinstance(relayed, str) and holder.agent != relayed
     ):
         raise await run_in_threadpool(
-            placeholders.refuse_use, st.vault, holder, wanted=request.url.path,
-            why="not a credential call" if request.url.path not in HTTP_ROUTES
+            placeholders.refuse_use,
+            st.vault,
+            holder,
+            wanted=request.url.path,
+            why="not a credential call"
+            if request.url.path not in HTTP_ROUTES
             else "another agent's sidecar",
-        )  # fmt: skip
+        )
     request.state.placeholder = holder
     return holder.agent
 

@@ -147,14 +147,15 @@ class Notifier:
         body = webhook.body(item.delivery_id, item.notice, item.created_at, time.time())
         secret = channel.secret.get_secret_value()
         r = await http.post(
-            channel.view.target, content=body,
+            channel.view.target,
+            content=body,
             headers={
                 "content-type": "application/json",
                 webhook.SIGNATURE_HEADER: webhook.signature_header(secret, body, int(time.time())),
                 webhook.DELIVERY_HEADER: item.delivery_id,
                 webhook.EVENT_HEADER: str(item.notice.event),
             },
-        )  # fmt: skip
+        )
         if not 200 <= r.status_code < 300:
             raise RuntimeError(f"the receiver answered HTTP {r.status_code}")
 
@@ -183,10 +184,11 @@ class Notifier:
                     await telegram.edit(bot, item.chat_id, item.message_id, text)
             elif item.kind == "message" and item.chat_id == paired:
                 await telegram.send(
-                    bot, item.chat_id,
+                    bot,
+                    item.chat_id,
                     "keysafe only sends approvals and alerts here; decide with the buttons "
                     "under each approval.",
-                )  # fmt: skip
+                )
 
     async def _check_rotation(self) -> None:
         """Every ROTATION_CHECK_S: the rotation_due alert, and the outbox's old rows pruned."""

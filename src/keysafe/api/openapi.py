@@ -48,27 +48,36 @@ def _security(schema: dict[str, Any]) -> None:
     send the right header. The two signature headers go together: one requirement names both."""
     schema["components"]["securitySchemes"] = {
         "agentToken": {
-            "type": "http", "scheme": "bearer", "bearerFormat": "ks_agent_…",
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ks_agent_…",
             "description": "An agent token from `keysafe agent add` (a credential placeholder "
             "`ksp_…` is accepted on the http-request routes only).",
         },
         "agentEnvelope": {
-            "type": "apiKey", "in": "header", "name": "X-Keysafe-Envelope",
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Keysafe-Envelope",
             "description": "A version-2 request envelope (JSON) naming this method, path and body.",
         },
         "agentSignature": {
-            "type": "apiKey", "in": "header", "name": "X-Keysafe-Signature",
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Keysafe-Signature",
             "description": "Ed25519 signature (base64) over the envelope's RFC 8785 form.",
         },
         "ownerSession": {
-            "type": "http", "scheme": "bearer", "bearerFormat": "ks_owner_…",
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "ks_owner_…",
             "description": "An owner session from POST /v1/owner/login (the web page uses its "
             "HttpOnly cookie plus X-CSRF-Token instead).",
         },
-    }  # fmt: skip
+    }
     agent: list[dict[str, list[str]]] = [
-        {"agentToken": []}, {"agentEnvelope": [], "agentSignature": []}
-    ]  # fmt: skip
+        {"agentToken": []},
+        {"agentEnvelope": [], "agentSignature": []},
+    ]
     for path, methods in schema.get("paths", {}).items():
         if path.startswith("/v1/agent/"):
             needs = agent

@@ -44,10 +44,15 @@ MAX_ANSWERS_KEPT: Final = 2048
 MAX_AUDITED_PER_MINUTE: Final = 30  # refused envelopes audited one by one; beyond, counted
 _FORWARDED: Final = ("content-type", "accept", "idempotency-key")
 # The routes whose request takes an idempotency key (its first result is kept in the database).
-IDEMPOTENT_ROUTES: Final = frozenset({
-    "/v1/agent/sign-transaction", "/v1/agent/send-transaction", "/v1/agent/sign-message",
-    "/v1/agent/sign-typed-data", "/v1/agent/transfer",
-})  # fmt: skip
+IDEMPOTENT_ROUTES: Final = frozenset(
+    {
+        "/v1/agent/sign-transaction",
+        "/v1/agent/send-transaction",
+        "/v1/agent/sign-message",
+        "/v1/agent/sign-typed-data",
+        "/v1/agent/transfer",
+    }
+)
 PLACEHOLDER_PREFIX: Final = "ksp_"  # service/placeholders.py PREFIX
 _RETURNED: Final = ("content-type", "retry-after", "location")
 
@@ -86,8 +91,13 @@ async def _not_found(send: Send) -> None:
         "Not an agent API route.", next_step="send an agent API request (/v1/agent/…)."
     )
     body = json_bytes({"error": error.to_dict()})
-    await send({"type": "http.response.start", "status": error.http_status,
-                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.http_status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -125,8 +135,9 @@ class VaultEnd:
         logger.info("relay: connected out to %s as %s", self.relay, me.rid[:12])
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=as_agent(self.app)),
-            base_url="http://127.0.0.1", timeout=httpx.Timeout(120.0),
-        )  # fmt: skip
+            base_url="http://127.0.0.1",
+            timeout=httpx.Timeout(120.0),
+        )
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -185,16 +196,24 @@ class VaultEnd:
             self._suppressed = 0
         with self.vault.db.write() as conn:
             self.vault.audit(
-                conn, actor=f"relay:{sender[:12]}", action="relay.refused",
-                target=f"sidecar:{sender[:12]}", outcome="denied", details=details,
-            )  # fmt: skip
+                conn,
+                actor=f"relay:{sender[:12]}",
+                action="relay.refused",
+                target=f"sidecar:{sender[:12]}",
+                outcome="denied",
+                details=details,
+            )
 
     # -- answering ------------------------------------------------------------------------
 
     async def _answer(
-        self, message: Message, me: Identity, link: RelayLink, sender: Sender,
+        self,
+        message: Message,
+        me: Identity,
+        link: RelayLink,
+        sender: Sender,
         client: httpx.AsyncClient,
-    ) -> None:  # fmt: skip
+    ) -> None:
         key = (message.sender, message.id)
         now = time.monotonic()
         for k in [k for k, a in self._answers.items() if now - a.at > ANSWERS_KEPT_S]:
@@ -225,8 +244,9 @@ class VaultEnd:
             await handed_over_in_order(link, message.sender, envelope.seal(me, to_keys, reply))
         except PayloadTooLargeError:
             # An answer the relay will not carry (a large API response): say so, not silence.
-            too_large = _error(ErrorCode.PAYLOAD_TOO_LARGE, "The answer is larger than the relay "
-                               "carries.")  # fmt: skip
+            too_large = _error(
+                ErrorCode.PAYLOAD_TOO_LARGE, "The answer is larger than the relay carries."
+            )
             reply = sender.message(Kind.RESPONSE, message.sender, message.id, too_large)
             await handed_over_in_order(link, message.sender, envelope.seal(me, to_keys, reply))
 
@@ -250,8 +270,13 @@ class VaultEnd:
             # Revoked (or unpaired since): cut off, told so, and audited (at a bounded rate).
             cut_off = envelope.EnvelopeRefused("revoked", "the sidecar's agent is revoked")
             await asyncio.to_thread(self._audit_refused, message.sender, cut_off)
-            return Kind.REFUSED, _error(ErrorCode.NOT_AUTHENTICATED, "This sidecar's agent was "
-                                        "revoked or unpaired."), None  # fmt: skip
+            return (
+                Kind.REFUSED,
+                _error(
+                    ErrorCode.NOT_AUTHENTICATED, "This sidecar's agent was revoked or unpaired."
+                ),
+                None,
+            )
         try:
             request = RelayedRequest.model_validate(message.payload)
             body = base64.b64decode(request.body, validate=True)
@@ -277,9 +302,11 @@ class VaultEnd:
                 )
                 return Kind.RESPONSE, restarted, agent[1]
         built = client.build_request(
-            request.method, request.path + (f"?{request.query}" if request.query else ""),
-            content=body, headers=headers,
-        )  # fmt: skip
+            request.method,
+            request.path + (f"?{request.query}" if request.query else ""),
+            content=body,
+            headers=headers,
+        )
         if not agent_path(built.url.path):
             return Kind.RESPONSE, _error(ErrorCode.NOT_FOUND, "Not an agent API route."), agent[1]
         response = await client.send(built)
@@ -334,9 +361,10 @@ def _error(code: ErrorCode, message: str = "The vault could not answer.") -> dic
     """An error answer the vault end gives itself, with the code's STATUS."""
     body = {"error": {"code": str(code), "message": message, "next": _NEXT.get(code, "retry.")}}
     return RelayedResponse(
-        status=STATUS[code][0], headers={"content-type": "application/json"},
+        status=STATUS[code][0],
+        headers={"content-type": "application/json"},
         body=base64.b64encode(json_bytes(body)).decode(),
-    ).model_dump(mode="json")  # fmt: skip
+    ).model_dump(mode="json")
 
 
 def json_bytes(value: Any) -> bytes:

@@ -96,9 +96,11 @@ class Approval:
         """
         status = Status.PENDING if self.status is Status.EXECUTING else self.status
         out: dict[str, Any] = {
-            "approval_id": self.id, "status": str(status), "summary": self.summary,
+            "approval_id": self.id,
+            "status": str(status),
+            "summary": self.summary,
             "expires_at": iso(self.expires_at),
-        }  # fmt: skip
+        }
         if status in (Status.APPROVED, Status.FAILED) and self.result is not None:
             out["result"] = self.result
         if self.reason is not None:
@@ -109,11 +111,16 @@ class Approval:
         # The agent's own words travel as display text: the page and the CLI never interpret them.
         said = self.request.get("description") or self.request.get("purpose")
         view = self.for_agent() | {
-            "status": str(self.status), "agent": self.agent, "kind": str(self.kind),
-            "rule": self.rule, "created_at": iso(self.created_at), "request": self.request,
+            "status": str(self.status),
+            "agent": self.agent,
+            "kind": str(self.kind),
+            "rule": self.rule,
+            "created_at": iso(self.created_at),
+            "request": self.request,
             "description": said if isinstance(said, str) else None,
-            "signs": self.kind in SIGNING_KINDS, "grantable": self.grantable,
-        }  # fmt: skip
+            "signs": self.kind in SIGNING_KINDS,
+            "grantable": self.grantable,
+        }
         if self.kind is Kind.PAIRING:
             # The owner compares these with the words the sidecar shows, and types them to approve.
             view["words"] = self.request.get("words")

@@ -45,8 +45,11 @@ def shape_of(intent: Intent) -> dict[str, str]:
         "host": host,
         "data": intent.data,
     }
-    return {k: v.lower() if k in ("to", "spender", "contract") and v and v.startswith("0x")
-            else v for k, v in fields.items() if v is not None}  # fmt: skip
+    return {
+        k: v.lower() if k in ("to", "spender", "contract") and v and v.startswith("0x") else v
+        for k, v in fields.items()
+        if v is not None
+    }
 
 
 def _shape_hash(shape: Mapping[str, str]) -> str:
@@ -65,9 +68,14 @@ class Grant:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "agent": self.agent, "rule": self.rule, "action": self.action,
-            "until": iso(self.until), "approval_id": self.approval_id, "summary": self.summary,
-        }  # fmt: skip
+            "id": self.id,
+            "agent": self.agent,
+            "rule": self.rule,
+            "action": self.action,
+            "until": iso(self.until),
+            "approval_id": self.approval_id,
+            "summary": self.summary,
+        }
 
 
 def add_grant(
@@ -85,17 +93,29 @@ def add_grant(
     summary = ", ".join(f"{k}={v}" for k, v in sorted(intent_shape.items()))[:500]
     conn.execute(
         insert(t.grants).values(
-            agent=approval.agent, rule=approval.rule, action=intent_shape.get("action", ""),
-            until=now + seconds, approval_id=approval.id, shape=_shape_hash(intent_shape),
+            agent=approval.agent,
+            rule=approval.rule,
+            action=intent_shape.get("action", ""),
+            until=now + seconds,
+            approval_id=approval.id,
+            shape=_shape_hash(intent_shape),
             summary=summary,
         )
-    )  # fmt: skip
+    )
     vault.audit(
-        conn, actor="owner", action="approval.grant", target=f"agent:{approval.agent}",
+        conn,
+        actor="owner",
+        action="approval.grant",
+        target=f"agent:{approval.agent}",
         outcome=Outcome.SUCCESS,
-        details={"agent": approval.agent, "rule": approval.rule, "seconds": seconds,
-                 "request_id": approval.id, "summary": summary},
-    )  # fmt: skip
+        details={
+            "agent": approval.agent,
+            "rule": approval.rule,
+            "seconds": seconds,
+            "request_id": approval.id,
+            "summary": summary,
+        },
+    )
 
 
 def granted_rules(conn: Connection, agent: str, intent: Intent, now: float) -> frozenset[str]:
@@ -126,10 +146,13 @@ def revoke_grant(vault: Vault, conn: Connection, grant_id: int, now: float) -> G
         if g.id == grant_id:
             conn.execute(delete(t.grants).where(t.grants.c.id == grant_id))
             vault.audit(
-                conn, actor="owner", action="grant.revoke", target=f"agent:{g.agent}",
+                conn,
+                actor="owner",
+                action="grant.revoke",
+                target=f"agent:{g.agent}",
                 outcome=Outcome.SUCCESS,
                 details={"agent": g.agent, "rule": g.rule, "request_id": g.approval_id},
-            )  # fmt: skip
+            )
             return g
     raise NotFoundError(
         f"No active grant {grant_id}.", next_step="see `keysafe grants` for the active ones."

@@ -36,9 +36,18 @@ def _row(r: Any, now: float) -> Approval:
     if status is Status.PENDING and now >= r.expires_at:
         status = Status.EXPIRED
     return Approval(
-        r.id, r.agent, Kind(r.kind), r.summary, r.rule, r.created_at, r.expires_at, status,
-        json.loads(r.request), json.loads(r.result) if r.result else None, r.fingerprint,
-    )  # fmt: skip
+        r.id,
+        r.agent,
+        Kind(r.kind),
+        r.summary,
+        r.rule,
+        r.created_at,
+        r.expires_at,
+        status,
+        json.loads(r.request),
+        json.loads(r.result) if r.result else None,
+        r.fingerprint,
+    )
 
 
 def _ttl(vault: Vault, conn: Connection) -> int:
@@ -106,21 +115,46 @@ def park(
     expires = now + _ttl(vault, conn)
     conn.execute(
         insert(t.approvals).values(
-            id=approval_id, agent=agent, kind=str(kind), request=jcs.dumps(body).decode(),
-            fingerprint=fingerprint, summary=summary[:500], rule=rule, created_at=now,
-            expires_at=expires, status=str(Status.PENDING),
+            id=approval_id,
+            agent=agent,
+            kind=str(kind),
+            request=jcs.dumps(body).decode(),
+            fingerprint=fingerprint,
+            summary=summary[:500],
+            rule=rule,
+            created_at=now,
+            expires_at=expires,
+            status=str(Status.PENDING),
         )
-    )  # fmt: skip
+    )
     vault.audit(
-        conn, actor=f"agent:{agent}", action="approval.request", target=f"approval:{approval_id}",
+        conn,
+        actor=f"agent:{agent}",
+        action="approval.request",
+        target=f"approval:{approval_id}",
         outcome=Outcome.PENDING,
-        details={"agent": agent, "rule": rule, "kind": str(kind), "summary": summary[:500],
-                 "request_id": approval_id, "intent": fingerprint},
-    )  # fmt: skip
+        details={
+            "agent": agent,
+            "rule": rule,
+            "kind": str(kind),
+            "summary": summary[:500],
+            "request_id": approval_id,
+            "intent": fingerprint,
+        },
+    )
     return Approval(
-        approval_id, agent, kind, summary[:500], rule, now, expires, Status.PENDING, body, None,
+        approval_id,
+        agent,
+        kind,
+        summary[:500],
+        rule,
+        now,
+        expires,
+        Status.PENDING,
+        body,
+        None,
         fingerprint,
-    )  # fmt: skip
+    )
 
 
 def get(conn: Connection, approval_id: str, now: float, *, agent: str | None = None) -> Approval:
@@ -223,9 +257,13 @@ def notice_expired(vault: Vault, conn: Connection, now: float) -> list[str]:
             .values(status=str(Status.EXPIRED), decided_at=now)
         )
         vault.audit(
-            conn, actor="system", action="approval.expire", target=f"approval:{r.id}",
-            outcome=Outcome.SUCCESS, details={"agent": r.agent, "rule": r.rule, "request_id": r.id},
-        )  # fmt: skip
+            conn,
+            actor="system",
+            action="approval.expire",
+            target=f"approval:{r.id}",
+            outcome=Outcome.SUCCESS,
+            details={"agent": r.agent, "rule": r.rule, "request_id": r.id},
+        )
     return [r.id for r in rows]
 
 
@@ -261,12 +299,14 @@ def decide(
             next_step="see `keysafe approvals --all`.",
         )
     vault.audit(
-        conn, actor="owner",
+        conn,
+        actor="owner",
         action="approval.approve" if to is Status.EXECUTING else "approval.deny",
-        target=f"approval:{approval_id}", outcome=Outcome.SUCCESS,
+        target=f"approval:{approval_id}",
+        outcome=Outcome.SUCCESS,
         details={"agent": current.agent, "rule": current.rule, "request_id": approval_id}
         | ({"reason": said} if said else {}),
-    )  # fmt: skip
+    )
     return current
 
 

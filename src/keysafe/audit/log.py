@@ -71,14 +71,21 @@ def append(
         entry = AuditEntry(head_seq + 1, time, actor, action, target, outcome, clean)
         digest = entry_hash(head_hash, entry)
         hot.run(
-            conn, _INSERT,
+            conn,
+            _INSERT,
             {
-                "seq": entry.seq, "time": time, "actor": actor, "action": action,
-                "target": target, "outcome": outcome, "details": jcs.dumps(clean).decode(),
-                "prev_hash": head_hash, "hash": digest,
+                "seq": entry.seq,
+                "time": time,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "outcome": outcome,
+                "details": jcs.dumps(clean).decode(),
+                "prev_hash": head_hash,
+                "hash": digest,
                 "mac": entry_mac(audit_key, digest) if audit_key is not None else None,
             },
-        )  # fmt: skip
+        )
         if audit_key is not None and checkpoint_seq == head_seq:
             mac = checkpoint_mac(audit_key, vault_id, entry.seq, digest)
             hot.run(conn, _MOVE_HEAD_AND_CHECKPOINT, {"seq": entry.seq, "hash": digest, "mac": mac})
@@ -157,11 +164,18 @@ def verify(conn: Connection, *, audit_key: bytes | bytearray | None = None) -> C
     head = conn.execute(select(t.vault)).one()
     rows = conn.execute(
         select(
-            t.audit.c.seq, t.audit.c.time, t.audit.c.actor, t.audit.c.action, t.audit.c.target,
-            t.audit.c.outcome, t.audit.c.details, t.audit.c.prev_hash, t.audit.c.hash,
+            t.audit.c.seq,
+            t.audit.c.time,
+            t.audit.c.actor,
+            t.audit.c.action,
+            t.audit.c.target,
+            t.audit.c.outcome,
+            t.audit.c.details,
+            t.audit.c.prev_hash,
+            t.audit.c.hash,
             t.audit.c.mac,
         ).order_by(t.audit.c.seq)
-    )  # fmt: skip
+    )
     keyed = None
     if audit_key is not None:
         keyed = Keyed(

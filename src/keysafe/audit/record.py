@@ -109,9 +109,13 @@ class ChainReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "entries": self.entries, "first_bad_seq": self.first_bad_seq,
-            "keyed": self.keyed, "problem": self.problem, "unsealed": self.unsealed,
-        }  # fmt: skip
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_bad_seq": self.first_bad_seq,
+            "keyed": self.keyed,
+            "problem": self.problem,
+            "unsealed": self.unsealed,
+        }
 
 
 def verify_chain(

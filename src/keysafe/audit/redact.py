@@ -20,22 +20,63 @@ from keysafe.errors import AuditWriteError
 PLAINTEXT_KEYS: Final = frozenset(
     {
         # DESIGN.md's allow-list
-        "agent", "rule", "chain", "amount", "recipient",
+        "agent",
+        "rule",
+        "chain",
+        "amount",
+        "recipient",
         # structure of the vault itself: names, classes and public addresses, never values
-        "kind", "name", "class", "hosts", "attach", "address", "index", "source", "format",
-        "version", "epoch", "vault_id", "reason", "code", "count", "fields", "replaced",
-        "failures", "blocked_seconds", "records", "entries", "from_empty_home",
+        "kind",
+        "name",
+        "class",
+        "hosts",
+        "attach",
+        "address",
+        "index",
+        "source",
+        "format",
+        "version",
+        "epoch",
+        "vault_id",
+        "reason",
+        "code",
+        "count",
+        "fields",
+        "replaced",
+        "failures",
+        "blocked_seconds",
+        "records",
+        "entries",
+        "from_empty_home",
         "objects_deleted",  # object versions an epoch destroy deleted from the S3 blob store
         # decisions and policy changes: hashes and ids, not values
-        "request_id", "intent", "policy_hash", "previous_hash", "diff", "seconds", "state",
+        "request_id",
+        "intent",
+        "policy_hash",
+        "previous_hash",
+        "diff",
+        "seconds",
+        "state",
         "fee",
         # signing: public results only
-        "action", "asset", "tx_hash", "summary", "status", "wallet", "signer", "broadcast",
+        "action",
+        "asset",
+        "tx_hash",
+        "summary",
+        "status",
+        "wallet",
+        "signer",
+        "broadcast",
         "culprit",  # a threshold party's number (1 agent, 2 vault, 3 recovery) that was refused
         # credential use: where and how big, never the secret or the bodies
-        "method", "host", "path", "bytes", "redirects", "ended",
+        "method",
+        "host",
+        "path",
+        "bytes",
+        "redirects",
+        "ended",
     }
-)  # fmt: skip
+)
 
 
 def hmac_value(key: bytes | bytearray, value: Any) -> str:

@@ -67,11 +67,13 @@ def agent_add(
         )
     added = owner.perform(
         owner_ops.AddAgent(
-            name=name, public_key=public_key, policy=read_text(policy) if policy else None,
+            name=name,
+            public_key=public_key,
+            policy=read_text(policy) if policy else None,
             policy_source=str(policy) if policy else None,
         ),
         passphrase_file,
-    )  # fmt: skip
+    )
     view, tok = added.agent, added.token
     snippet = _mcp_config(tok, mcp_config) if mcp_config and tok else None
     if json_out:
@@ -121,11 +123,23 @@ def agent_list(json_out: JsonFlag = False) -> None:
     with open_vault(home()) as vault:
         views = agents.list_agents(vault)
     render.listing(
-        "Agents", ["name", "status", "auth", "policy", "created", "last seen"],
-        [(v.name, v.status, v.auth, (v.policy_digest or "-")[:12], v.created_at[:19], (v.last_seen or "never")[:19]) for v in views],
+        "Agents",
+        ["name", "status", "auth", "policy", "created", "last seen"],
+        [
+            (
+                v.name,
+                v.status,
+                v.auth,
+                (v.policy_digest or "-")[:12],
+                v.created_at[:19],
+                (v.last_seen or "never")[:19],
+            )
+            for v in views
+        ],
         empty="No agents yet. Add one with `keysafe agent add NAME --policy FILE`.",
-        json_value=[v.to_dict() for v in views], json_out=json_out,
-    )  # fmt: skip
+        json_value=[v.to_dict() for v in views],
+        json_out=json_out,
+    )
 
 
 def _status_cmd(name: str, status: agents.Status, passphrase_file: Path | None, verb: str) -> None:
@@ -199,11 +213,14 @@ def agent_invite(
     """
     made = owner.perform_on_server(
         owner_ops.CreateInvite(
-            agent=name, relay=relay, policy=read_text(policy) if policy else None,
+            agent=name,
+            relay=relay,
+            policy=read_text(policy) if policy else None,
             policy_source=str(policy) if policy else None,
         ),
-        passphrase_file, why="the server holds open invites and the relay link",
-    )  # fmt: skip
+        passphrase_file,
+        why="the server holds open invites and the relay link",
+    )
     if json_out:
         render.as_json(made.model_dump())
         return

@@ -79,13 +79,27 @@ def _configure_logging(h: Home) -> None:
 # Top-level commands (`keysafe init`): the module whose nameless `commands` Typer holds each;
 # `mount` merges that Typer into `app` without a name, so its commands sit at the top.
 COMMANDS: Final[dict[str, str]] = {
-    "init": "vault_cmds", "status": "vault_cmds", "recover": "vault_cmds",
-    "pause-all": "agent_cmds", "resume-all": "agent_cmds", "decode": "decode_cmd",
-    "demo": "demo_cmd", "doctor": "doctor_cmd", "relay": "relay_cmd", "rotate": "rotate_cmd",
-    "rotation-policy": "rotate_cmd", "serve": "server_cmds", "unlock": "server_cmds",
-    "lock": "server_cmds", "approvals": "approval_cmds", "approve": "approval_cmds",
-    "deny": "approval_cmds", "mcp": "surface_cmds", "proxy": "surface_cmds", "run": "surface_cmds",
-}  # fmt: skip
+    "init": "vault_cmds",
+    "status": "vault_cmds",
+    "recover": "vault_cmds",
+    "pause-all": "agent_cmds",
+    "resume-all": "agent_cmds",
+    "decode": "decode_cmd",
+    "demo": "demo_cmd",
+    "doctor": "doctor_cmd",
+    "relay": "relay_cmd",
+    "rotate": "rotate_cmd",
+    "rotation-policy": "rotate_cmd",
+    "serve": "server_cmds",
+    "unlock": "server_cmds",
+    "lock": "server_cmds",
+    "approvals": "approval_cmds",
+    "approve": "approval_cmds",
+    "deny": "approval_cmds",
+    "mcp": "surface_cmds",
+    "proxy": "surface_cmds",
+    "run": "surface_cmds",
+}
 # Command groups (`keysafe agent add`): the module and the name of the Typer it owns.
 GROUPS: Final[dict[str, tuple[str, str]]] = {
     "passphrase": ("vault_cmds", "passphrase_app"),

@@ -37,16 +37,25 @@ def approvals_list(
     from keysafe.service import approvals
 
     items = owner.request(
-        "GET", f"/v1/owner/approvals?all={'true' if all_ else 'false'}", passphrase_file,
-        lambda vault: [a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)],
+        "GET",
+        f"/v1/owner/approvals?all={'true' if all_ else 'false'}",
+        passphrase_file,
+        lambda vault: [
+            a.for_owner() for a in approvals.list_approvals(vault, pending_only=not all_)
+        ],
         unlock=False,
-    )  # fmt: skip
+    )
     render.listing(
-        "Approvals", ["id", "agent", "status", "summary", "rule", "expires"],
-        [(a["approval_id"], a["agent"], a["status"], a["summary"], a["rule"], a["expires_at"]) for a in items],
+        "Approvals",
+        ["id", "agent", "status", "summary", "rule", "expires"],
+        [
+            (a["approval_id"], a["agent"], a["status"], a["summary"], a["rule"], a["expires_at"])
+            for a in items
+        ],
         empty="Nothing waits for your approval.",
-        json_value=items, json_out=json_out,
-    )  # fmt: skip
+        json_value=items,
+        json_out=json_out,
+    )
 
 
 GrantFor = Annotated[
@@ -80,12 +89,14 @@ def approve(
 
     seconds = inputs.duration_seconds(for_) if for_ else None
     result = owner.request(
-        "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve", passphrase_file,
+        "POST",
+        f"/v1/owner/approvals/{quote(approval_id, safe='')}/approve",
+        passphrase_file,
         lambda vault: approvals.approve(
             vault, approval_id, grant_seconds=seconds, words=words
         ).for_owner(),
         json_body={"for_seconds": seconds, "words": words},
-    )  # fmt: skip
+    )
     if json_out:
         render.as_json(result)
     else:
@@ -114,10 +125,12 @@ def deny(
     from keysafe.service import approvals
 
     result = owner.request(
-        "POST", f"/v1/owner/approvals/{quote(approval_id, safe='')}/deny", passphrase_file,
+        "POST",
+        f"/v1/owner/approvals/{quote(approval_id, safe='')}/deny",
+        passphrase_file,
         lambda vault: approvals.deny(vault, approval_id, reason=reason).for_owner(),
         json_body={"reason": reason} if reason is not None else None,
-    )  # fmt: skip
+    )
     if json_out:
         render.as_json(result)
     else:

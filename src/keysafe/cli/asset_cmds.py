@@ -35,14 +35,22 @@ def asset_list(json_out: JsonFlag = False) -> None:
     """List built-in and added assets."""
     assets = registry_here().assets
     render.listing(
-        "Assets", ["symbol", "chain", "address", "decimals", "built in"],
-        [(a.symbol, a.chain, a.address or "(native)", a.decimals, "yes" if a.builtin else "no")
-         for a in assets],
+        "Assets",
+        ["symbol", "chain", "address", "decimals", "built in"],
+        [
+            (a.symbol, a.chain, a.address or "(native)", a.decimals, "yes" if a.builtin else "no")
+            for a in assets
+        ],
         empty="",
         json_value=[
-            {"symbol": a.symbol, "chain": a.chain, "address": a.address, "decimals": a.decimals,
-             "builtin": a.builtin}
+            {
+                "symbol": a.symbol,
+                "chain": a.chain,
+                "address": a.address,
+                "decimals": a.decimals,
+                "builtin": a.builtin,
+            }
             for a in assets
         ],
         json_out=json_out,
-    )  # fmt: skip
+    )

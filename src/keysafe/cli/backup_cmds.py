@@ -94,8 +94,9 @@ def backup_restore(
     else:
         records, entries, vault_id = _rebuild(h, file, passphrase_file, blobs, blobs_endpoint)
     if json_out:
-        render.as_json({"vault_id": vault_id, "records": records, "entries": entries,
-                        "agents_paused": rebuilt})  # fmt: skip
+        render.as_json(
+            {"vault_id": vault_id, "records": records, "entries": entries, "agents_paused": rebuilt}
+        )
     else:
         render.out.print(f"Restored {records} records into vault {vault_id}.")
         if rebuilt:
@@ -139,10 +140,15 @@ def _rebuild(
 ) -> tuple[int, int, str]:
     """Rebuild a vault in the empty home `h` from the backup, the recovery phrase and a new
     passphrase: (records, audit entries, vault id)."""
-    with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
-        passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
-        label="New vault passphrase", confirm=True,
-    ) as pw:  # fmt: skip
+    with (
+        inputs.stdin_line("Recovery phrase") as phrase,
+        inputs.passphrase(
+            passphrase_file,
+            env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
+            label="New vault passphrase",
+            confirm=True,
+        ) as pw,
+    ):
         vault, header = backup.restore_new(
             h, file, phrase, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
         )

@@ -51,12 +51,31 @@ def chain_list(json_out: JsonFlag = False) -> None:
     """List built-in and added chains."""
     chains = registry_here().chains
     render.listing(
-        "Chains", ["name", "family", "chain id", "rpc", "max fee", "built in"],
-        [(c.name, c.family, c.chain_id, c.rpc, f"{c.fee_ceiling_text} {c.native}",
-          "yes" if c.builtin else "no") for c in chains],
+        "Chains",
+        ["name", "family", "chain id", "rpc", "max fee", "built in"],
+        [
+            (
+                c.name,
+                c.family,
+                c.chain_id,
+                c.rpc,
+                f"{c.fee_ceiling_text} {c.native}",
+                "yes" if c.builtin else "no",
+            )
+            for c in chains
+        ],
         empty="",
-        json_value=[{"name": c.name, "family": c.family, "chain_id": c.chain_id, "rpc": c.rpc,
-                     "builtin": c.builtin, "max_fee": c.fee_ceiling_text, "native": c.native}
-                    for c in chains],
+        json_value=[
+            {
+                "name": c.name,
+                "family": c.family,
+                "chain_id": c.chain_id,
+                "rpc": c.rpc,
+                "builtin": c.builtin,
+                "max_fee": c.fee_ceiling_text,
+                "native": c.native,
+            }
+            for c in chains
+        ],
         json_out=json_out,
-    )  # fmt: skip
+    )

@@ -146,9 +146,12 @@ def owner_call(
     session = _cached(home, url) or login(home, url, passphrase_file)
     for attempt in (1, 2):
         r = httpx.request(
-            method, f"{url}{path}", json=json_body, timeout=70,
+            method,
+            f"{url}{path}",
+            json=json_body,
+            timeout=70,
             headers={"authorization": f"Bearer {session}"},
-        )  # fmt: skip
+        )
         if r.status_code == 401 and attempt == 1:
             _cache(home).unlink(missing_ok=True)
             _SESSIONS.pop(url, None)

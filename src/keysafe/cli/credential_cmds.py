@@ -82,12 +82,21 @@ def credential_list(json_out: JsonFlag = False) -> None:
     with open_vault(home()) as vault:
         views = credentials.list_credentials(vault)
     render.listing(
-        "Credentials", ["name", "hosts", "attached as", "created"],
-        [(v.name, ", ".join(v.hosts), f"{v.attach['type']} {v.attach['name']}", v.created_at[:19])
-         for v in views],
+        "Credentials",
+        ["name", "hosts", "attached as", "created"],
+        [
+            (
+                v.name,
+                ", ".join(v.hosts),
+                f"{v.attach['type']} {v.attach['name']}",
+                v.created_at[:19],
+            )
+            for v in views
+        ],
         empty="No credentials yet. Add one with `keysafe credential add NAME --host HOST`.",
-        json_value=[v.to_dict() for v in views], json_out=json_out,
-    )  # fmt: skip
+        json_value=[v.to_dict() for v in views],
+        json_out=json_out,
+    )
 
 
 @credential_app.command("remove")

@@ -47,11 +47,13 @@ def data_list(json_out: JsonFlag = False) -> None:
     with open_vault(home()) as vault:
         views = data.list_data(vault)
     render.listing(
-        "Data", ["name", "class", "format", "fields", "updated"],
+        "Data",
+        ["name", "class", "format", "fields", "updated"],
         [(v.name, v.data_class, v.format, ", ".join(v.fields), v.updated_at[:19]) for v in views],
         empty="No data yet. Add some with `keysafe data set NAME`.",
-        json_value=[v.to_dict() for v in views], json_out=json_out,
-    )  # fmt: skip
+        json_value=[v.to_dict() for v in views],
+        json_out=json_out,
+    )
 
 
 @data_app.command("remove")

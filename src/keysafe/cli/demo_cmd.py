@@ -125,8 +125,10 @@ class VaultServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(ServerState(home, vault, idle_lock_after=None)),
-            host="127.0.0.1", port=self.port, log_level="error",
-        )  # fmt: skip
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -147,9 +149,14 @@ def _demo_policy(upstream_port: int) -> str:
     demo's local API."""
     doc = yaml.safe_load(policies.example())
     doc["rules"].append(
-        {"name": "demo-api", "allow": ["http.request"], "credentials": ["example-api"],
-         "methods": ["GET"], "urls": [f"http://127.0.0.1:{upstream_port}/**"]}
-    )  # fmt: skip
+        {
+            "name": "demo-api",
+            "allow": ["http.request"],
+            "credentials": ["example-api"],
+            "methods": ["GET"],
+            "urls": [f"http://127.0.0.1:{upstream_port}/**"],
+        }
+    )
     doc["expires"] = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(yaml.safe_dump(doc, sort_keys=False))
 
@@ -159,9 +166,15 @@ def _usdc_transfer(amount: str, nonce: int) -> dict[str, Any]:
     units = int(Decimal(amount) * 10**6)
     data = "0xa9059cbb" + RECIPIENT[2:].lower().rjust(64, "0") + hex(units)[2:].rjust(64, "0")
     return {
-        "to": USDC_ON_BASE, "data": data, "value": "0x0", "chainId": 8453, "nonce": nonce,
-        "gas": 80000, "maxFeePerGas": hex(2 * 10**9), "maxPriorityFeePerGas": hex(10**8),
-    }  # fmt: skip
+        "to": USDC_ON_BASE,
+        "data": data,
+        "value": "0x0",
+        "chainId": 8453,
+        "nonce": nonce,
+        "gas": 80000,
+        "maxFeePerGas": hex(2 * 10**9),
+        "maxPriorityFeePerGas": hex(10**8),
+    }
 
 
 # -- the story ------------------------------------------------------------------------------
@@ -225,9 +238,12 @@ def _store_api_key(vault: Vault, upstream: Upstream) -> str:
     )
     api_key = "sk-demo-" + secrets.token_hex(12)
     credentials.add_credential(
-        vault, "example-api", SecretBytes(bytearray(api_key.encode())),
-        hosts=[f"127.0.0.1:{upstream.port}"], attach=Attachment.bearer(),
-    )  # fmt: skip
+        vault,
+        "example-api",
+        SecretBytes(bytearray(api_key.encode())),
+        hosts=[f"127.0.0.1:{upstream.port}"],
+        attach=Attachment.bearer(),
+    )
     _say(f"example-api → sent as 'Authorization: Bearer …' only to 127.0.0.1:{upstream.port}")
     return api_key
 
@@ -305,9 +321,12 @@ async def _pay(call: ToolCall, amount: str, nonce: int, invoice: int) -> dict[st
     """The agent asks the vault to sign a USDC payment from wallet main."""
     _, res, _ = await call(
         "sign_transaction",
-        {"wallet": "main", "transaction": _usdc_transfer(amount, nonce),
-         "description": f"pay invoice #{invoice}"},
-    )  # fmt: skip
+        {
+            "wallet": "main",
+            "transaction": _usdc_transfer(amount, nonce),
+            "description": f"pay invoice #{invoice}",
+        },
+    )
     return res
 
 
@@ -332,8 +351,10 @@ async def _payments(call: ToolCall, vault: Vault) -> None:
     threading.Thread(target=owner_approves, daemon=True).start()
     _say("the owner approves (here: the demo, after a second; for you: the web page or CLI)")
     _, res, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
-    _say(f"approval_status → {res['status']}; result {res['result']['status']}, "
-         f"tx {res['result']['tx_hash'][:18]}…")  # fmt: skip
+    _say(
+        f"approval_status → {res['status']}; result {res['result']['status']}, "
+        f"tx {res['result']['tx_hash'][:18]}…"
+    )
 
 
 async def _refusals(call: ToolCall) -> None:
@@ -362,9 +383,12 @@ async def _api_call(call: ToolCall, upstream: Upstream, api_key: str) -> None:
     _step(10, "An API call through the credential: the upstream gets the key, the agent not.")
     _, res, _ = await call(
         "http_request",
-        {"credential": "example-api", "method": "GET",
-         "url": f"http://127.0.0.1:{upstream.port}/v1/me"},
-    )  # fmt: skip
+        {
+            "credential": "example-api",
+            "method": "GET",
+            "url": f"http://127.0.0.1:{upstream.port}/v1/me",
+        },
+    )
     got = upstream.seen[-1] if upstream.seen else ""
     _say(f"upstream received: Authorization: Bearer {api_key[:10]}… (the real key)")
     _say(f"agent received:    {res['body']}")

@@ -45,9 +45,12 @@ def doctor_cmd(
     token = inputs.kms_token(kms_token_file)
     try:
         report = doctor.diagnose(
-            home(), server_url=client.server_url() or client.DEFAULT_URL, timeout=timeout,
-            kms_token=token, kms_url=inputs.kms_url(),
-        )  # fmt: skip
+            home(),
+            server_url=client.server_url() or client.DEFAULT_URL,
+            timeout=timeout,
+            kms_token=token,
+            kms_url=inputs.kms_url(),
+        )
     finally:
         if token is not None:
             token.wipe()

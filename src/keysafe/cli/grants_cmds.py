@@ -26,15 +26,20 @@ def grants_list(
     if ctx.invoked_subcommand is not None:
         return
     items = owner.request(
-        "GET", "/v1/owner/grants", passphrase_file,
-        lambda vault: [g.to_dict() for g in approvals.list_grants(vault)], unlock=False,
-    )  # fmt: skip
+        "GET",
+        "/v1/owner/grants",
+        passphrase_file,
+        lambda vault: [g.to_dict() for g in approvals.list_grants(vault)],
+        unlock=False,
+    )
     render.listing(
-        "Grants", ["id", "agent", "rule", "covers", "until"],
+        "Grants",
+        ["id", "agent", "rule", "covers", "until"],
         [(str(g["id"]), g["agent"], g["rule"], g["summary"], g["until"]) for g in items],
         empty="No active grants: every ask goes to you.",
-        json_value=items, json_out=json_out,
-    )  # fmt: skip
+        json_value=items,
+        json_out=json_out,
+    )
 
 
 @grants_app.command("revoke")
@@ -48,9 +53,11 @@ def grants_revoke(
     from keysafe.service import approvals
 
     result = owner.request(
-        "POST", f"/v1/owner/grants/{grant_id}/revoke", passphrase_file,
+        "POST",
+        f"/v1/owner/grants/{grant_id}/revoke",
+        passphrase_file,
         lambda vault: approvals.revoke_grant(vault, grant_id).to_dict(),
-    )  # fmt: skip
+    )
     if json_out:
         render.as_json(result)
     else:

@@ -117,8 +117,10 @@ def create_apart(
         key, public = ceremony.recovery_key()
         started = owner.perform_on_server(
             KeygenStart(wallet=name, chain=chain, agent=agent, recovery_key=public),
-            passphrase_file, why=_WHY, url=vault_url,
-        )  # fmt: skip
+            passphrase_file,
+            why=_WHY,
+            url=vault_url,
+        )
 
         party = ceremony.Party.recovery(
             _owner_send(passphrase_file, vault_url), key, started, join_key=join_key
@@ -128,8 +130,13 @@ def create_apart(
         doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
     address = ceremony.keep_and_confirm(party, recovery_file, doc)
-    return {"name": name, "chain": str(chain), "address": address, "threshold": "2-of-3",
-            "recovery_file": str(recovery_file)}  # fmt: skip
+    return {
+        "name": name,
+        "chain": str(chain),
+        "address": address,
+        "threshold": "2-of-3",
+        "recovery_file": str(recovery_file),
+    }
 
 
 def join(
@@ -165,9 +172,11 @@ def join(
             code = ceremony.JoinCode.decode(text)
     replacing = share_file_path.exists()
     share_key = inputs.passphrase(
-        None, env=("KEYSAFE_AGENT_SHARE_KEY",), confirm=not replacing,
+        None,
+        env=("KEYSAFE_AGENT_SHARE_KEY",),
+        confirm=not replacing,
         label="Agent share key (only this host keeps it: KEYSAFE_AGENT_SHARE_KEY)",
-    )  # fmt: skip
+    )
     with share_key:
         threshold.check_share_key(share_key, SecretBytes(bytearray(token_text.encode())))
         old = None
@@ -201,10 +210,15 @@ def _quorum(with_parties: str) -> tuple[int, int]:
 
 
 def reshare_apart(
-    name: str, with_parties: str, recovery_file: Path, passphrase_file: Path | None,
-    join_code_file: Path | None, agent: str | None = None, join_key_file: Path | None = None,
+    name: str,
+    with_parties: str,
+    recovery_file: Path,
+    passphrase_file: Path | None,
+    join_code_file: Path | None,
+    agent: str | None = None,
+    join_key_file: Path | None = None,
     vault_url: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
     the recovery party here (dealing with its current file when it is one of the two, else
     receiving a new one at `recovery_file`), the vault's in the server, the agent's on its host.
@@ -224,9 +238,11 @@ def reshare_apart(
     owner.require_server(_WHY, vault_url)
     join_key = _join_key(join_key_file)
     recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase",
+        None,
+        env=("KEYSAFE_RECOVERY_PASSPHRASE",),
+        label="Recovery passphrase",
         confirm=not deals,
-    )  # fmt: skip
+    )
     with recovery:
         old = None
         if doc is not None:
@@ -254,8 +270,12 @@ def reshare_apart(
         new_doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
         del share
     address = ceremony.keep_and_confirm(party, recovery_file, new_doc)
-    return {"name": name, "with": with_parties, "address": address,
-            "recovery_file": str(recovery_file)}  # fmt: skip
+    return {
+        "name": name,
+        "with": with_parties,
+        "address": address,
+        "recovery_file": str(recovery_file),
+    }
 
 
 def show_created(made: dict[str, Any], json_out: bool) -> None:

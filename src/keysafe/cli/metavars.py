@@ -18,10 +18,18 @@ from typer import _click
 
 # typer's type label (inside its <…>) -> click's name for the same type.
 _CLICK_NAMES: Final = {
-    "str": "TEXT", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN", "file": "FILE",
-    "dir": "DIRECTORY", "path": "PATH", "int range": "INTEGER RANGE",
-    "float range": "FLOAT RANGE", "datetime": "DATETIME", "uuid": "UUID",
-}  # fmt: skip
+    "str": "TEXT",
+    "int": "INTEGER",
+    "float": "FLOAT",
+    "bool": "BOOLEAN",
+    "file": "FILE",
+    "dir": "DIRECTORY",
+    "path": "PATH",
+    "int range": "INTEGER RANGE",
+    "float range": "FLOAT RANGE",
+    "datetime": "DATETIME",
+    "uuid": "UUID",
+}
 
 
 def click_type(label: str) -> str:

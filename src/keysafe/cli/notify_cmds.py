@@ -114,11 +114,14 @@ def telegram_pair(
         notify_telegram.pairing_confirm(token, api, found, _read_code())
         view = owner.perform(
             owner_notify.SetTelegram(
-                token=owner_ops.wire(token), chat_id=found.chat_id, bot=bot,
-                events=[str(e) for e in chosen], approve_up_to=cap,
+                token=owner_ops.wire(token),
+                chat_id=found.chat_id,
+                bot=bot,
+                events=[str(e) for e in chosen],
+                approve_up_to=cap,
             ),
             passphrase_file,
-        )  # fmt: skip
+        )
     if json_out:
         render.as_json(view.model_dump(mode="json"))
         return
@@ -166,11 +169,13 @@ def notify_list(json_out: JsonFlag = False) -> None:
     with open_vault(home()) as vault:
         channels = notify.list_channels(vault)
     render.listing(
-        "Notification channels", ["name", "type", "target", "events", "telegram approves up to"],
+        "Notification channels",
+        ["name", "type", "target", "events", "telegram approves up to"],
         [_row(c) for c in channels],
         empty="No channels: add one with `keysafe notify telegram` or `keysafe notify webhook add`.",
-        json_value=[c.model_dump(mode="json") for c in channels], json_out=json_out,
-    )  # fmt: skip
+        json_value=[c.model_dump(mode="json") for c in channels],
+        json_out=json_out,
+    )
 
 
 @notify_app.command("remove")

@@ -126,7 +126,11 @@ def request(
 
 def _on(url: str, op: Op[R], passphrase_file: Path | None) -> R:
     raw = client.owner_call(
-        home(), "POST", OPS_PATH, passphrase_file=passphrase_file,
-        json_body=op.model_dump(mode="json"), url=url,
-    )  # fmt: skip
+        home(),
+        "POST",
+        OPS_PATH,
+        passphrase_file=passphrase_file,
+        json_body=op.model_dump(mode="json"),
+        url=url,
+    )
     return cast(R, TypeAdapter(op.result).validate_python(raw))

@@ -98,19 +98,34 @@ def relay_cmd(
     )
     _log_to_stderr(verbose)
     config = RelayConfig(
-        max_body=max_body, ttl=ttl, rate=rate, burst=2 * rate, mailbox_cap=mailbox_cap,
-        redis_url=redis, websocket=not no_websocket,
-    )  # fmt: skip
+        max_body=max_body,
+        ttl=ttl,
+        rate=rate,
+        burst=2 * rate,
+        mailbox_cap=mailbox_cap,
+        redis_url=redis,
+        websocket=not no_websocket,
+    )
     where = f"[{host}]" if ":" in host else host
     store = (
         f"redis {urlsplit(redis).hostname}:{urlsplit(redis).port or 6379}" if redis else "memory"
     )
     logger.info(
         "relay listening on http://%s:%d (%s; mailboxes in %s)",
-        where, port, "websocket and long-poll" if not no_websocket else "long-poll only", store,
-    )  # fmt: skip
+        where,
+        port,
+        "websocket and long-poll" if not no_websocket else "long-poll only",
+        store,
+    )
     uvicorn.run(
-        make_relay_app(config), host=host, port=port, log_level="warning", access_log=False,
-        ws="websockets-sansio", ws_max_size=config.ws_max_frame, ws_ping_interval=20.0,
-        ws_ping_timeout=20.0, timeout_graceful_shutdown=3,
-    )  # fmt: skip
+        make_relay_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ws="websockets-sansio",
+        ws_max_size=config.ws_max_frame,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=3,
+    )

@@ -123,10 +123,12 @@ def serve(
     """Run the vault server agents talk to (HTTP API + the owner's web page). Starts locked."""
     _refuse_clear_text(host, tls_cert, tls_key)
     ports.check_port_free(
-        host, port, what="another `keysafe serve`",
+        host,
+        port,
+        what="another `keysafe serve`",
         next_step="stop that program, or run `keysafe serve --port N` and point agents at it "
         "with KEYSAFE_URL=http://127.0.0.1:N.",
-    )  # fmt: skip
+    )
     h = home()
     vault = open_vault(h)
     serve_lock = h.hold_serve_lock()  # held (open) until this process ends
@@ -195,10 +197,14 @@ def _server_state(
     from keysafe.api.state import ServerState  # the server's libraries: serve's alone
 
     state = ServerState(
-        h, vault, idle_lock_after=float(idle_lock) if idle_lock else None,
-        rate_per_second=rate_limit, burst=2 * rate_limit,
-        kms_token=inputs.kms_token(kms_token_file), kms_url=inputs.kms_url(),
-    )  # fmt: skip
+        h,
+        vault,
+        idle_lock_after=float(idle_lock) if idle_lock else None,
+        rate_per_second=rate_limit,
+        burst=2 * rate_limit,
+        kms_token=inputs.kms_token(kms_token_file),
+        kms_url=inputs.kms_url(),
+    )
     state.allowed_hosts = state.allowed_hosts | {host.lower()}
     return state
 
@@ -233,9 +239,11 @@ def _start_notifier(
     from keysafe.notify import telegram
 
     Notifier(
-        vault, telegram_api=telegram.api_url(telegram_api_url), stop=stop,
+        vault,
+        telegram_api=telegram.api_url(telegram_api_url),
+        stop=stop,
         release_leases=release_leases,
-    ).start()  # fmt: skip
+    ).start()
 
 
 def _run_server(
@@ -261,10 +269,13 @@ def _run_server(
     )
     asgi = create_app(state)
     config = uvicorn.Config(
-        asgi, host=host, port=port, log_level="warning",
+        asgi,
+        host=host,
+        port=port,
+        log_level="warning",
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
-    )  # fmt: skip
+    )
     end = None if relay is None else _relay_end(vault, asgi, relay)
     try:
         asyncio.run(_serve(uvicorn.Server(config), end))

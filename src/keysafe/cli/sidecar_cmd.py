@@ -53,9 +53,11 @@ def sidecar_serve(
     home = sidecar_state.sidecar_home()
     state = sidecar_state.load_state(home)
     ports.check_port_free(
-        "127.0.0.1", port, what="another sidecar",
+        "127.0.0.1",
+        port,
+        what="another sidecar",
         next_step="stop that program, or pass --port N (and KEYSAFE_URL=http://127.0.0.1:N).",
-    )  # fmt: skip
+    )
     with inputs.passphrase(passphrase_file, env=_ENV, label="Sidecar passphrase") as secret:
         identity = sidecar_state.open_identity(state, secret)
 

@@ -153,8 +153,12 @@ def status(json_out: JsonFlag = False) -> None:
         st = vault_admin.status(h, vault).to_dict()
         kms_line = vault_admin.key_provider(vault).describe()
         ep = epochs.state(vault)
-        st["epoch"] = {"current": ep.current, "since": ep.since, "retired": list(ep.retired),
-                       "due": epochs.due(vault)}  # fmt: skip
+        st["epoch"] = {
+            "current": ep.current,
+            "since": ep.since,
+            "retired": list(ep.retired),
+            "due": epochs.due(vault),
+        }
         st["rotations_due"] = [d.model_dump() for d in rotation_due.due(vault)[1]]
     url = h.serving_url()
     state = None if url is None else client.server_unlocked(url)
@@ -167,8 +171,18 @@ def status(json_out: JsonFlag = False) -> None:
     if json_out:
         render.as_json(st)
         return
-    for key in ("home", "vault_id", "created_at", "credentials", "data", "wallets", "agents",
-                "audit_entries", "audit_head", "blobs"):  # fmt: skip
+    for key in (
+        "home",
+        "vault_id",
+        "created_at",
+        "credentials",
+        "data",
+        "wallets",
+        "agents",
+        "audit_entries",
+        "audit_head",
+        "blobs",
+    ):
         if key in st:  # `blobs` only for a vault whose ciphertext is in S3
             render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
     render.out.print(f"{'key provider':>14}: {kms_line}")
@@ -218,10 +232,15 @@ def recover(
     if h.exists():
         with open_vault(h) as before:
             was = vault_admin.key_provider(before)
-    with inputs.stdin_line("Recovery phrase") as phrase, inputs.passphrase(
-        passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
-        label="New vault passphrase", confirm=True,
-    ) as pw:  # fmt: skip
+    with (
+        inputs.stdin_line("Recovery phrase") as phrase,
+        inputs.passphrase(
+            passphrase_file,
+            env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
+            label="New vault passphrase",
+            confirm=True,
+        ) as pw,
+    ):
         vault, rebuilt = vault_admin.recover_vault(h, phrase, pw)
     left_kms = was is not None and was.kind is not KmsKind.LOCAL
     with vault:
@@ -260,9 +279,14 @@ def passphrase_change(
     """
     with open_vault(home()) as probe:  # before any prompt: a KMS vault has no passphrase
         vault_admin.require_passphrase_vault(probe)
-    with unlocked(passphrase_file) as vault, inputs.passphrase(
-        new_passphrase_file, env=("KEYSAFE_NEW_PASSPHRASE",), label="New vault passphrase",
-        confirm=True,
-    ) as pw:  # fmt: skip
+    with (
+        unlocked(passphrase_file) as vault,
+        inputs.passphrase(
+            new_passphrase_file,
+            env=("KEYSAFE_NEW_PASSPHRASE",),
+            label="New vault passphrase",
+            confirm=True,
+        ) as pw,
+    ):
         vault_admin.change_passphrase(vault, pw)
     render.out.print("Passphrase changed.")

@@ -103,9 +103,17 @@ def wallet_create(
     """
     if threshold is not None:
         _create_two_of_three(
-            name, chain, threshold, agent, recovery_file, passphrase_file,
-            join_code_file, join_key_file, vault_url, json_out=json_out,
-        )  # fmt: skip
+            name,
+            chain,
+            threshold,
+            agent,
+            recovery_file,
+            passphrase_file,
+            join_code_file,
+            join_key_file,
+            vault_url,
+            json_out=json_out,
+        )
         return
     if agent or recovery_file or join_code_file or join_key_file or vault_url:
         raise MalformedRequestError(
@@ -155,9 +163,15 @@ def _create_two_of_three(
     from keysafe.cli import keygen  # the MPC code, only for this command
 
     made = keygen.create_apart(
-        name, chain, agent, recovery_file, passphrase_file, join_code_file, join_key_file,
+        name,
+        chain,
+        agent,
+        recovery_file,
+        passphrase_file,
+        join_code_file,
+        join_key_file,
         vault_url,
-    )  # fmt: skip
+    )
     keygen.show_created(made, json_out)
 
 
@@ -214,9 +228,15 @@ def wallet_refresh(
     from keysafe.cli import keygen  # the MPC code, only for this command
 
     made = keygen.reshare_apart(
-        name, with_parties, recovery_file, passphrase_file, join_code_file, agent,
-        join_key_file, vault_url,
-    )  # fmt: skip
+        name,
+        with_parties,
+        recovery_file,
+        passphrase_file,
+        join_code_file,
+        agent,
+        join_key_file,
+        vault_url,
+    )
     if json_out:
         render.as_json(made)
         return
@@ -272,9 +292,13 @@ def wallet_recover_sign(
     )
     with token, recovery:
         out = threshold_wallets.sign_without_vault(
-            agent_share_file, token, recovery_doc, recovery,
-            message=message.encode() if message is not None else None, transaction=transaction,
-        )  # fmt: skip
+            agent_share_file,
+            token,
+            recovery_doc,
+            recovery,
+            message=message.encode() if message is not None else None,
+            transaction=transaction,
+        )
     if json_out:
         render.as_json(out)
     else:
@@ -305,12 +329,16 @@ def wallet_list(passphrase_file: PassphraseFile = None, json_out: JsonFlag = Fal
     """List wallets and addresses; each address is re-derived from its key before it is shown."""
     views = owner.perform(owner_ops.ListWallets(), passphrase_file).wallets
     render.listing(
-        "Wallets", ["name", "chain", "address", "source"],
-        [(v.name, v.chain, v.address, v.source if v.index is None else f"{v.source} #{v.index}")
-         for v in views],
+        "Wallets",
+        ["name", "chain", "address", "source"],
+        [
+            (v.name, v.chain, v.address, v.source if v.index is None else f"{v.source} #{v.index}")
+            for v in views
+        ],
         empty="No wallets yet. Create one with `keysafe wallet create NAME --chain evm`.",
-        json_value=[v.to_dict() for v in views], json_out=json_out,
-    )  # fmt: skip
+        json_value=[v.to_dict() for v in views],
+        json_out=json_out,
+    )
 
 
 def _sign_with_recovery(
@@ -336,23 +364,33 @@ def _sign_with_recovery(
             name, answer.model_dump(), doc, share, message
         )
         exchange = ThresholdExchange(
-            wallet=name, message=message, session_id=first["session_id"],
-            round1=first["round1"], verifying_share=first["verifying_share"],
-        )  # fmt: skip
+            wallet=name,
+            message=message,
+            session_id=first["session_id"],
+            round1=first["round1"],
+            verifying_share=first["verifying_share"],
+        )
         rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
         part = threshold_wallets.recovery_finish(state, rounds.model_dump())
         cosign = ThresholdCosign(
-            wallet=name, message=message, session_id=part["session_id"], round2=part["round2"],
+            wallet=name,
+            message=message,
+            session_id=part["session_id"],
+            round2=part["round2"],
             round3=part["round3"],
-        )  # fmt: skip
+        )
     else:
         fields = threshold_wallets.recovery_part(
             name, answer.model_dump(), doc, share.key, message.encode()
         )
         cosign = ThresholdCosign(
-            wallet=name, message=message, session_id=fields["session_id"],
-            hiding=fields["hiding"], binding=fields["binding"], share=fields["share"],
-        )  # fmt: skip
+            wallet=name,
+            message=message,
+            session_id=fields["session_id"],
+            hiding=fields["hiding"],
+            binding=fields["binding"],
+            share=fields["share"],
+        )
     del share
     done = owner.perform_on_server(cosign, passphrase_file, why=why)
     if json_out:

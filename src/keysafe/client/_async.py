@@ -29,9 +29,12 @@ class AsyncAgentClient(AsyncPool):
     """
 
     def __init__(
-        self, token: str | None = None, *, url: str | None = None,
+        self,
+        token: str | None = None,
+        *,
+        url: str | None = None,
         http: httpx.AsyncClient | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.url = calls.url_from(url)
         self._token = calls.token_from(token)  # before the pool: no client is left unclosed
         super().__init__(http, timeout=calls.TIMEOUT)
@@ -68,10 +71,16 @@ class AsyncAgentClient(AsyncPool):
         return await self._run(calls.address(wallet))
 
     async def sign_transaction(
-        self, wallet: str, transaction: calls.Json | str, *, chain: str | None = None,
-        description: str | None = None, declared: calls.Json | None = None,
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> models.SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        transaction: calls.Json | str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        declared: calls.Json | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> models.SignResult:
         """Sign a transaction: as AgentClient.sign_transaction (its docstring has the details)."""
         body = calls.sign_tx_body(
             wallet, transaction, chain, description, declared, idempotency_key
@@ -79,10 +88,16 @@ class AsyncAgentClient(AsyncPool):
         return await self._run(calls.sign("sign-transaction", body), wait)
 
     async def send_transaction(
-        self, wallet: str, transaction: calls.Json | str, *, chain: str | None = None,
-        description: str | None = None, declared: calls.Json | None = None,
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> models.SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        transaction: calls.Json | str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        declared: calls.Json | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> models.SignResult:
         """Sign and broadcast a transaction: as AgentClient.send_transaction, whose docstring
         says what each argument means and what it raises; the answer has tx_hash."""
         body = calls.sign_tx_body(
@@ -91,34 +106,57 @@ class AsyncAgentClient(AsyncPool):
         return await self._run(calls.sign("send-transaction", body), wait)
 
     async def transfer(
-        self, wallet: str, asset: str, to: str, amount: str, *, chain: str | None = None,
-        description: str | None = None, idempotency_key: str | None = None, wait: float = 0,
-    ) -> models.SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        asset: str,
+        to: str,
+        amount: str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> models.SignResult:
         body = calls.transfer_body(wallet, asset, to, amount, chain, description, idempotency_key)
         return await self._run(calls.sign("transfer", body), wait)
 
     async def sign_message(
-        self, wallet: str, message: str, *, encoding: Literal["utf8", "base64"] = "utf8",
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> models.SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        message: str,
+        *,
+        encoding: Literal["utf8", "base64"] = "utf8",
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> models.SignResult:
         body = calls.json_body(
             wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key
         )
         return await self._run(calls.sign("sign-message", body), wait)
 
     async def sign_typed_data(
-        self, wallet: str, typed_data: calls.Json, *, idempotency_key: str | None = None,
+        self,
+        wallet: str,
+        typed_data: calls.Json,
+        *,
+        idempotency_key: str | None = None,
         wait: float = 0,
-    ) -> models.SignResult:  # fmt: skip
+    ) -> models.SignResult:
         body = calls.json_body(
             wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key
         )
         return await self._run(calls.sign("sign-typed-data", body), wait)
 
     async def http_request(
-        self, credential: str, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-        body: str | bytes | None = None, wait: float = 0,
-    ) -> models.HttpResult:  # fmt: skip
+        self,
+        credential: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | None = None,
+        wait: float = 0,
+    ) -> models.HttpResult:
         req = calls.http_body(credential, method, url, headers, body)
         return await self._run(calls.post("/v1/agent/http-request", req, models.HttpResult), wait)
 

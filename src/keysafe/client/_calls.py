@@ -147,9 +147,11 @@ def settle(call: Call[T], view: ApprovalView) -> T:
     """The original call's answer from its approval, or the error that says why there is none."""
     if view.status == "pending":
         pending = PendingApproval(
-            status="pending_approval", approval_id=view.approval_id,
-            expires_at=view.expires_at, summary=view.summary,
-        )  # fmt: skip
+            status="pending_approval",
+            approval_id=view.approval_id,
+            expires_at=view.expires_at,
+            summary=view.summary,
+        )
         raise ApprovalRequiredError(pending)
     if view.status == "denied":
         what = f"The owner denied approval {view.approval_id} ({view.summary}); nothing was done."
@@ -165,8 +167,9 @@ def settle(call: Call[T], view: ApprovalView) -> T:
             f"Approval {view.approval_id} was approved, but its value was already collected "
             "(a value is handed out once).",
             next_step="send the request again if you still need the value.",
-            status=200, approval_id=view.approval_id,
-        )  # fmt: skip
+            status=200,
+            approval_id=view.approval_id,
+        )
     if "error" in result:  # approved, but the request failed when it ran
         raise error_from_answer(result, 200)
     try:
@@ -214,36 +217,59 @@ def approval(approval_id: str, wait: int) -> Call[ApprovalView]:
 
 
 def sign_tx_body(
-    wallet: str, transaction: Json | str, chain: str | None, description: str | None,
-    declared: Json | None, idempotency_key: str | None,
-) -> Json:  # fmt: skip
+    wallet: str,
+    transaction: Json | str,
+    chain: str | None,
+    description: str | None,
+    declared: Json | None,
+    idempotency_key: str | None,
+) -> Json:
     return json_body(
-        wallet=wallet, transaction=transaction, chain=chain, description=description,
-        declared=declared, idempotency_key=idempotency_key,
-    )  # fmt: skip
+        wallet=wallet,
+        transaction=transaction,
+        chain=chain,
+        description=description,
+        declared=declared,
+        idempotency_key=idempotency_key,
+    )
 
 
 def transfer_body(
-    wallet: str, asset: str, to: str, amount: str, chain: str | None, description: str | None,
+    wallet: str,
+    asset: str,
+    to: str,
+    amount: str,
+    chain: str | None,
+    description: str | None,
     idempotency_key: str | None,
-) -> Json:  # fmt: skip
+) -> Json:
     return json_body(
-        wallet=wallet, asset=asset, to=to, amount=amount, chain=chain, description=description,
+        wallet=wallet,
+        asset=asset,
+        to=to,
+        amount=amount,
+        chain=chain,
+        description=description,
         idempotency_key=idempotency_key,
-    )  # fmt: skip
+    )
 
 
 def http_body(
-    credential: str, method: str, url: str, headers: Mapping[str, str] | None,
+    credential: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, str] | None,
     body: str | bytes | None,
-) -> Json:  # fmt: skip
+) -> Json:
     binary = isinstance(body, bytes)
     return json_body(
-        credential=credential, method=method, url=url,
+        credential=credential,
+        method=method,
+        url=url,
         headers=dict(headers) if headers is not None else None,
         body=None if binary else body,
         body_base64=base64.b64encode(body).decode() if isinstance(body, bytes) else None,
-    )  # fmt: skip
+    )
 
 
 def poll_seconds(deadline: float) -> int:

@@ -111,10 +111,16 @@ class AgentClient:
         return self._run(calls.address(wallet))
 
     def sign_transaction(
-        self, wallet: str, transaction: calls.Json | str, *, chain: str | None = None,
-        description: str | None = None, declared: calls.Json | None = None,
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        transaction: calls.Json | str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        declared: calls.Json | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> SignResult:
         """Sign a transaction (the vault decodes it and judges it by the policy); not sent.
 
         Args:
@@ -136,10 +142,16 @@ class AgentClient:
         return self._run(calls.sign("sign-transaction", body), wait)
 
     def send_transaction(
-        self, wallet: str, transaction: calls.Json | str, *, chain: str | None = None,
-        description: str | None = None, declared: calls.Json | None = None,
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        transaction: calls.Json | str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        declared: calls.Json | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> SignResult:
         """Sign and broadcast a transaction: `sign_transaction` (same arguments, same
         refusals), then sent to the chain; the answer has tx_hash.
 
@@ -152,9 +164,17 @@ class AgentClient:
         return self._run(calls.sign("send-transaction", body), wait)
 
     def transfer(
-        self, wallet: str, asset: str, to: str, amount: str, *, chain: str | None = None,
-        description: str | None = None, idempotency_key: str | None = None, wait: float = 0,
-    ) -> SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        asset: str,
+        to: str,
+        amount: str,
+        *,
+        chain: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> SignResult:
         """Send `amount` (a decimal string in whole units, e.g. "12.5") of `asset` ("native", a
         registered symbol, or a token address) to `to`: keysafe builds, judges, signs and
         broadcasts the transaction; the answer has tx_hash.
@@ -170,9 +190,14 @@ class AgentClient:
         return self._run(calls.sign("transfer", body), wait)
 
     def sign_message(
-        self, wallet: str, message: str, *, encoding: Literal["utf8", "base64"] = "utf8",
-        idempotency_key: str | None = None, wait: float = 0,
-    ) -> SignResult:  # fmt: skip
+        self,
+        wallet: str,
+        message: str,
+        *,
+        encoding: Literal["utf8", "base64"] = "utf8",
+        idempotency_key: str | None = None,
+        wait: float = 0,
+    ) -> SignResult:
         """Sign a message (EIP-191 on EVM); `encoding="base64"` for bytes.
 
         Raises:
@@ -185,9 +210,13 @@ class AgentClient:
         return self._run(calls.sign("sign-message", body), wait)
 
     def sign_typed_data(
-        self, wallet: str, typed_data: calls.Json, *, idempotency_key: str | None = None,
+        self,
+        wallet: str,
+        typed_data: calls.Json,
+        *,
+        idempotency_key: str | None = None,
         wait: float = 0,
-    ) -> SignResult:  # fmt: skip
+    ) -> SignResult:
         """Sign EIP-712 typed data (permits are judged as the approvals they grant).
 
         Raises:
@@ -200,9 +229,15 @@ class AgentClient:
         return self._run(calls.sign("sign-typed-data", body), wait)
 
     def http_request(
-        self, credential: str, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-        body: str | bytes | None = None, wait: float = 0,
-    ) -> HttpResult:  # fmt: skip
+        self,
+        credential: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: str | bytes | None = None,
+        wait: float = 0,
+    ) -> HttpResult:
         """Call an API with a credential the vault attaches (and scrubs from the answer). A
         `bytes` body goes as its bytes (`body_base64`); a binary answer comes back in
         `body_base64`, text in `body`.

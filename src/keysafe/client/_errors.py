@@ -245,9 +245,11 @@ def error_from_answer(body: Any, status: int) -> ApiError:
             status="pending_approval", approval_id=err["approval_id"], summary=""
         )
         return ApprovalRequiredError(
-            pending, what=str(err.get("message") or ""), next_step=str(err.get("next") or ""),
+            pending,
+            what=str(err.get("message") or ""),
+            next_step=str(err.get("next") or ""),
             status=status,
-        )  # fmt: skip
+        )
     cls = ERRORS.get(code, ApiError)
     return cls(
         str(err.get("message") or f"The vault answered HTTP {status}."),

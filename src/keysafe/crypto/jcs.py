@@ -19,9 +19,12 @@ import rfc8785
 
 _SAFE_INT: Final = 2**53 - 1  # RFC 8785 numbers are IEEE 754 doubles
 _encode: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False,
+    allow_nan=False,
+    sort_keys=True,
+    separators=(",", ":"),
     check_circular=False,
-).encode  # fmt: skip
+).encode
 
 
 def dumps(value: Any) -> bytes:

@@ -252,27 +252,37 @@ def for_approval(approval: Approval, *, approve_elsewhere: bool = False) -> Noti
     """The notice for a pending approval (`approve_elsewhere`: this channel may only deny)."""
     intent = intent_of(approval)
     return Notice(
-        event=Event.APPROVAL, category=_category(approval.kind, intent),
-        title=_TITLES[Event.APPROVAL], summary=_summary(approval.kind, intent, approval.agent),
-        agent=_clean(approval.agent, 64), rule=_clean(approval.rule) if approval.rule else None,
-        approval_id=approval.id, expires_at=approval.expires_at,
+        event=Event.APPROVAL,
+        category=_category(approval.kind, intent),
+        title=_TITLES[Event.APPROVAL],
+        summary=_summary(approval.kind, intent, approval.agent),
+        agent=_clean(approval.agent, 64),
+        rule=_clean(approval.rule) if approval.rule else None,
+        approval_id=approval.id,
+        expires_at=approval.expires_at,
         approve_elsewhere=approve_elsewhere or approval.kind is Kind.PAIRING,
-    )  # fmt: skip
+    )
 
 
 def for_deny(agent: str, kind: Kind, intent: Intent | None, rule: str | None) -> Notice:
     """The notice for a request the policy denied (the reason's text stays in the audit log)."""
     return Notice(
-        event=Event.DENY, category=_category(kind, intent), title=_TITLES[Event.DENY],
-        summary=_summary(kind, intent, agent), agent=_clean(agent, 64),
+        event=Event.DENY,
+        category=_category(kind, intent),
+        title=_TITLES[Event.DENY],
+        summary=_summary(kind, intent, agent),
+        agent=_clean(agent, 64),
         rule=_clean(rule) if rule else None,
-    )  # fmt: skip
+    )
 
 
 def alert(event: Event, summary: str, *, agent: str | None = None) -> Notice:
     """An alert; `summary` is keysafe's own sentence (counts, names), cleaned all the same."""
     category = Category.TEST if event is Event.TEST else Category.ALERT
     return Notice(
-        event=event, category=category, title=_TITLES[event], summary=_clean(summary, 300),
+        event=event,
+        category=category,
+        title=_TITLES[event],
+        summary=_clean(summary, 300),
         agent=_clean(agent, 64) if agent else None,
-    )  # fmt: skip
+    )

@@ -49,10 +49,11 @@ def api_url(override: str | None = None) -> str:
 def make_bot(token: str, api: str) -> Bot:
     """A bot for `token` at `api` (use it as `async with bot:`)."""
     return Bot(
-        token, base_url=f"{api}/bot",
+        token,
+        base_url=f"{api}/bot",
         request=HTTPXRequest(connection_pool_size=4, read_timeout=15, write_timeout=15),
         get_updates_request=HTTPXRequest(read_timeout=30),
-    )  # fmt: skip
+    )
 
 
 def scrub(text: str, token: str) -> str:
@@ -129,10 +130,12 @@ async def bot_name(bot: Bot) -> str:
 async def send(bot: Bot, chat_id: int, text: str, buttons: Sequence[tuple[str, str]] = ()) -> int:
     """Send `text` with inline buttons (label, callback data); returns the message id."""
     markup = (
-        InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
-                               for label, data in buttons]])
-        if buttons else None
-    )  # fmt: skip
+        InlineKeyboardMarkup(
+            [[InlineKeyboardButton(label, callback_data=data) for label, data in buttons]]
+        )
+        if buttons
+        else None
+    )
     msg = await bot.send_message(chat_id, text, reply_markup=markup)
     return msg.message_id
 

@@ -55,10 +55,17 @@ def new_secret() -> str:
 
 def body(delivery_id: str, notice: Notice, created_at: float, now: float) -> bytes:
     """A delivery's JSON: its id, event and time, the notice as a model and as text."""
-    return json.dumps({
-        "delivery_id": delivery_id, "event": str(notice.event), "created_at": int(created_at),
-        "notice": notice.model_dump(mode="json"), "text": notice.text(now),
-    }, separators=(",", ":"), ensure_ascii=False).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "delivery_id": delivery_id,
+            "event": str(notice.event),
+            "created_at": int(created_at),
+            "notice": notice.model_dump(mode="json"),
+            "text": notice.text(now),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
 
 
 def _mac(secret: str, t: int, body: bytes) -> str:

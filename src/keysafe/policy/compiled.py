@@ -366,9 +366,17 @@ def compile_rule(rule: Rule, registry: Registry, compiled: CompiledRegistry) -> 
         for limit in rule.limits or ()
     )
     rare = (
-        rule.contracts, rule.spenders, rule.selectors, rule.credentials, rule.methods, rule.data,
-        rule.urls, rule.primary_types, rule.message_matches, rule.when,
-    )  # fmt: skip
+        rule.contracts,
+        rule.spenders,
+        rule.selectors,
+        rule.credentials,
+        rule.methods,
+        rule.data,
+        rule.urls,
+        rule.primary_types,
+        rule.message_matches,
+        rule.when,
+    )
     return CompiledRule(
         rule=rule,
         name=rule.name,

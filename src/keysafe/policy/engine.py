@@ -92,21 +92,34 @@ class WindowState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rule": self.rule, "window": self.window, "kind": self.kind, "asset": self.asset,
-            "limit": self.limit, "used": self.used, "requested": self.requested,
-            "left": self.left, "after": self.after, "ok": self.ok,
-        }  # fmt: skip
+            "rule": self.rule,
+            "window": self.window,
+            "kind": self.kind,
+            "asset": self.asset,
+            "limit": self.limit,
+            "used": self.used,
+            "requested": self.requested,
+            "left": self.left,
+            "after": self.after,
+            "ok": self.ok,
+        }
 
 
 def _window_state(row: WindowRow) -> WindowState:
     rule, window, symbol, limit, used, requested, unlimited, scale, ok = row
     after = max(limit - used - requested, 0) if ok else 0
     return WindowState(
-        rule, window, "count" if symbol is None else "amount", symbol,
-        from_base_units(limit, scale), from_base_units(used, scale),
+        rule,
+        window,
+        "count" if symbol is None else "amount",
+        symbol,
+        from_base_units(limit, scale),
+        from_base_units(used, scale),
         "unlimited" if unlimited else from_base_units(requested, scale),
-        from_base_units(max(limit - used, 0), scale), ok, from_base_units(after, scale),
-    )  # fmt: skip
+        from_base_units(max(limit - used, 0), scale),
+        ok,
+        from_base_units(after, scale),
+    )
 
 
 class _Windows:
@@ -172,10 +185,16 @@ def _decision(
         made,
         "__dict__",
         {
-            "outcome": outcome, "rule": rule, "code": code, "reason": reason,
-            "matched": matched, "_windows": windows, "charges": charges, "next_step": None,
+            "outcome": outcome,
+            "rule": rule,
+            "code": code,
+            "reason": reason,
+            "matched": matched,
+            "_windows": windows,
+            "charges": charges,
+            "next_step": None,
         },
-    )  # fmt: skip
+    )
     return made
 
 
@@ -413,10 +432,14 @@ def _verdict(
     if pending_asks:
         first = pending_asks[0]
         return _decision(
-            "ask", first, Reason.APPROVAL_REQUIRED,
+            "ask",
+            first,
+            Reason.APPROVAL_REQUIRED,
             f"Rule '{first}' needs the owner's approval for {action} of {_what(r)}.",
-            names, trace, tuple(tally.charges),
-        )  # fmt: skip
+            names,
+            trace,
+            tuple(tally.charges),
+        )
     if tally.allows or asks:
         named = sorted(asks)[0] if asks else tally.allows[0]
         why = (

@@ -29,8 +29,19 @@ from keysafe.policy import urls
 from keysafe.policy.registry import Registry, UnknownName
 from keysafe.policy.rules import ACTIONS, WILDCARD, Policy, Rule
 
-_SCOPE_LISTS = ("chains", "assets", "recipients", "contracts", "spenders", "selectors",
-                "credentials", "methods", "urls", "data", "primary_types")  # fmt: skip
+_SCOPE_LISTS = (
+    "chains",
+    "assets",
+    "recipients",
+    "contracts",
+    "spenders",
+    "selectors",
+    "credentials",
+    "methods",
+    "urls",
+    "data",
+    "primary_types",
+)
 # Actions an EIP-712 request can decode to (permits are approvals, EIP-3009 and Permit2 transfers
 # are transfers, forwarded calls are calls): the only ones `primary_types` can match.
 _TYPED_ACTIONS = frozenset(
@@ -39,10 +50,20 @@ _TYPED_ACTIONS = frozenset(
 _SCOPE_OTHER = ("message_matches", "when", "outside_hours")
 # Actions that can move value out of a wallet (or hand someone the power to): a rule allowing
 # them with neither `max_per_tx` nor a window with `max` lets one request spend everything.
-_VALUE_ACTIONS: Final = frozenset({
-    "evm.transfer", "evm.approve", "evm.call", "evm.deploy", "solana.transfer", "solana.approve",
-    "solana.set_authority", "solana.close_account", "solana.call", WILDCARD,
-})  # fmt: skip
+_VALUE_ACTIONS: Final = frozenset(
+    {
+        "evm.transfer",
+        "evm.approve",
+        "evm.call",
+        "evm.deploy",
+        "solana.transfer",
+        "solana.approve",
+        "solana.set_authority",
+        "solana.close_account",
+        "solana.call",
+        WILDCARD,
+    }
+)
 _EXPIRY_WARNING: Final = timedelta(days=30)
 _GLOB: Final = frozenset("*?[]")
 

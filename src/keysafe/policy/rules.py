@@ -38,12 +38,23 @@ from keysafe.policy.registry import parse_decimal
 
 ACTIONS: Final = frozenset(
     {
-        "evm.transfer", "evm.approve", "evm.call", "evm.deploy", "evm.sign_message",
-        "evm.sign_typed_data", "solana.transfer", "solana.approve", "solana.set_authority",
-        "solana.close_account", "solana.call", "solana.sign_message",
-        "http.request", "data.read", "credential.release",
+        "evm.transfer",
+        "evm.approve",
+        "evm.call",
+        "evm.deploy",
+        "evm.sign_message",
+        "evm.sign_typed_data",
+        "solana.transfer",
+        "solana.approve",
+        "solana.set_authority",
+        "solana.close_account",
+        "solana.call",
+        "solana.sign_message",
+        "http.request",
+        "data.read",
+        "credential.release",
     }
-)  # fmt: skip
+)
 # Actions that sign with a vault wallet: their rules are scoped by `wallets`.
 SIGNING_ACTIONS: Final = frozenset(a for a in ACTIONS if a.split(".")[0] in ("evm", "solana"))
 WILDCARD: Final = "*"

@@ -293,9 +293,16 @@ class Sender:
     ) -> Message:
         self._seq += 1
         return Message(
-            kind=kind, sender=self.me.rid, to=to, id=request_id, ts=now_ms(), nonce=new_id(),
-            session=self.session, seq=self._seq, payload=payload,
-        )  # fmt: skip
+            kind=kind,
+            sender=self.me.rid,
+            to=to,
+            id=request_id,
+            ts=now_ms(),
+            nonce=new_id(),
+            session=self.session,
+            seq=self._seq,
+            payload=payload,
+        )
 
 
 def fingerprint(*parts: bytes) -> bytes:

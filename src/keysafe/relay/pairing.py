@@ -177,9 +177,15 @@ def pairing_words(
 ) -> list[str]:
     """Four words (44 bits) from the pairing's transcript; both ends compute them alike."""
     digest = fingerprint(
-        _WORDS_CONTEXT, invite.signed_bytes(), vault.sign, vault.kem, sidecar.sign, sidecar.kem,
-        sidecar_nonce, vault_nonce,
-    )  # fmt: skip
+        _WORDS_CONTEXT,
+        invite.signed_bytes(),
+        vault.sign,
+        vault.kem,
+        sidecar.sign,
+        sidecar.kem,
+        sidecar_nonce,
+        vault_nonce,
+    )
     bits = int.from_bytes(digest[:8], "big") >> (64 - 11 * WORDS)
     words = _wordlist()
     return [words[(bits >> (11 * (WORDS - 1 - i))) & 0x7FF] for i in range(WORDS)]

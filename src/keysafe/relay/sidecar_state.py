@@ -76,9 +76,13 @@ def _seal_identity(
 
 
 def save_state(
-    home: Path, *, identity: Identity, invite: Invite, passphrase: SecretBytes,
+    home: Path,
+    *,
+    identity: Identity,
+    invite: Invite,
+    passphrase: SecretBytes,
     kdf: Argon2Params = DEFAULT_ARGON2,
-) -> str:  # fmt: skip
+) -> str:
     """Write the sidecar's state after the owner approved the pairing; returns the local token
     (shown once: only its hash is kept).
 
@@ -88,11 +92,17 @@ def save_state(
     salt, nonce, sealed = _seal_identity(identity, passphrase, kdf)
     token = LOCAL_PREFIX + secrets.token_urlsafe(32)
     state = SidecarState(
-        agent=invite.agent, relay=invite.relay, vault=invite.vault,
-        public=identity.public.to_text(), kdf=kdf.to_dict(), salt=salt.hex(), nonce=nonce.hex(),
-        sealed=sealed.hex(), local_token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        agent=invite.agent,
+        relay=invite.relay,
+        vault=invite.vault,
+        public=identity.public.to_text(),
+        kdf=kdf.to_dict(),
+        salt=salt.hex(),
+        nonce=nonce.hex(),
+        sealed=sealed.hex(),
+        local_token_sha256=hashlib.sha256(token.encode()).hexdigest(),
         paired_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )  # fmt: skip
+    )
     files.write_private(home / STATE_FILE, state.model_dump_json().encode(), what="sidecar state")
     return token
 

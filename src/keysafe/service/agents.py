@@ -47,9 +47,13 @@ class AgentView:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "status": self.status, "created_at": self.created_at,
-            "last_seen": self.last_seen, "policy_hash": self.policy_digest, "auth": self.auth,
-        }  # fmt: skip
+            "name": self.name,
+            "status": self.status,
+            "created_at": self.created_at,
+            "last_seen": self.last_seen,
+            "policy_hash": self.policy_digest,
+            "auth": self.auth,
+        }
 
 
 def hash_token(token: str) -> str:
@@ -127,20 +131,30 @@ def add_agent(
                 agent=name,
             )
         row = _NewAgent(
-            name=name, status="active", public_key=pub, created_at=iso(vault.clock()),
+            name=name,
+            status="active",
+            public_key=pub,
+            created_at=iso(vault.clock()),
             token_hash=hash_token(bytes(token.reveal()).decode()) if token else None,
-        )  # fmt: skip
+        )
         conn.execute(
             insert(t.agents).values(
-                name=row.name, token_hash=row.token_hash, public_key=row.public_key,
-                status=row.status, created_at=row.created_at,
+                name=row.name,
+                token_hash=row.token_hash,
+                public_key=row.public_key,
+                status=row.status,
+                created_at=row.created_at,
                 mac=sealed_state.agent_seal(vault, row),
             )
-        )  # fmt: skip
+        )
         vault.audit(
-            conn, actor="owner", action="agent.add", target=f"agent:{name}", outcome="success",
+            conn,
+            actor="owner",
+            action="agent.add",
+            target=f"agent:{name}",
+            outcome="success",
             details={"agent": name, "kind": "ed25519" if pub else "token"},
-        )  # fmt: skip
+        )
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s added", name)
     return view, token
@@ -177,9 +191,10 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
             sealed_state.require_sealed_agent(vault, row)
             values["mac"] = sealed_state.agent_seal(vault, row, status)
         elif (
-            status == "paused" and vault.is_unlocked
+            status == "paused"
+            and vault.is_unlocked
             and sealed_state.agent_seal_state(vault, row) is Seal.SEALED
-        ):  # fmt: skip
+        ):
             # Seal the pause, so an edit of the file cannot undo it. An unsealed or broken row
             # keeps what it had: the pause applies, and nothing the owner did not see is sealed.
             values["mac"] = sealed_state.agent_seal(vault, row, status)
@@ -189,9 +204,13 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
         conn.execute(update(t.agents).where(t.agents.c.name == name).values(**values))
         action = {"active": "agent.resume", "paused": "agent.pause", "revoked": "agent.revoke"}
         vault.audit(
-            conn, actor="owner", action=action[status], target=f"agent:{name}",
-            outcome="success", details={"agent": name},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action=action[status],
+            target=f"agent:{name}",
+            outcome="success",
+            details={"agent": name},
+        )
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s is now %s", name, status)
     return view
@@ -210,18 +229,25 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
             )
         sealed_state.require_sealed_agent(vault, row)
         new = _NewAgent(
-            name=row.name, status=row.status, public_key=row.public_key,
-            created_at=row.created_at, token_hash=hash_token(bytes(token.reveal()).decode()),
-        )  # fmt: skip
+            name=row.name,
+            status=row.status,
+            public_key=row.public_key,
+            created_at=row.created_at,
+            token_hash=hash_token(bytes(token.reveal()).decode()),
+        )
         conn.execute(
             update(t.agents)
             .where(t.agents.c.name == name)
             .values(token_hash=new.token_hash, mac=sealed_state.agent_seal(vault, new))
         )
         vault.audit(
-            conn, actor="owner", action="agent.rotate_token", target=f"agent:{name}",
-            outcome="success", details={"agent": name},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="agent.rotate_token",
+            target=f"agent:{name}",
+            outcome="success",
+            details={"agent": name},
+        )
     logger.info("agent %s token rotated", name)
     return token
 
@@ -237,14 +263,22 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
     with vault.db.write() as conn:
         sealed_state.write_setting(vault, conn, PAUSED_ALL, "1" if paused else "0")
         vault.audit(
-            conn, actor="owner", action="agents.pause_all" if paused else "agents.resume_all",
-            target=f"vault:{vault.vault_id}", outcome="success",
-        )  # fmt: skip
-        notify.emit(vault, conn, alert(
-            Event.PAUSE_ALL,
-            "every agent is paused: nothing is signed or sent until resume-all" if paused
-            else "pause-all was switched off: agents act under their policies again",
-        ))  # fmt: skip
+            conn,
+            actor="owner",
+            action="agents.pause_all" if paused else "agents.resume_all",
+            target=f"vault:{vault.vault_id}",
+            outcome="success",
+        )
+        notify.emit(
+            vault,
+            conn,
+            alert(
+                Event.PAUSE_ALL,
+                "every agent is paused: nothing is signed or sent until resume-all"
+                if paused
+                else "pause-all was switched off: agents act under their policies again",
+            ),
+        )
     logger.info("pause-all %s", "on" if paused else "off")
 
 

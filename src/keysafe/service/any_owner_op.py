@@ -40,11 +40,38 @@ from keysafe.service.owner_signing import (
 )
 
 AnyOp = Annotated[
-    AddAgent | SetAgentStatus | RotateToken | PauseAll | SetPolicy | AddCredential
-    | IssuePlaceholder | RemoveCredential | SetData | RemoveData | CreateWallet | ImportWallet
-    | ListWallets | SignMessage | ThresholdCommit | ThresholdExchange | ThresholdCosign | AddChain
-    | AddAsset | KeygenStart | ReshareStart | KeygenExchange
-    | ReviewSeals | SealRows | CreateBackup | RestoreBackup | CreateInvite | RotateEpochs
-    | SetRotationPolicy | AddWebhook | SetTelegram | RemoveChannel | SendTest,
+    AddAgent
+    | SetAgentStatus
+    | RotateToken
+    | PauseAll
+    | SetPolicy
+    | AddCredential
+    | IssuePlaceholder
+    | RemoveCredential
+    | SetData
+    | RemoveData
+    | CreateWallet
+    | ImportWallet
+    | ListWallets
+    | SignMessage
+    | ThresholdCommit
+    | ThresholdExchange
+    | ThresholdCosign
+    | AddChain
+    | AddAsset
+    | KeygenStart
+    | ReshareStart
+    | KeygenExchange
+    | ReviewSeals
+    | SealRows
+    | CreateBackup
+    | RestoreBackup
+    | CreateInvite
+    | RotateEpochs
+    | SetRotationPolicy
+    | AddWebhook
+    | SetTelegram
+    | RemoveChannel
+    | SendTest,
     Field(discriminator="kind"),
-]  # fmt: skip
+]

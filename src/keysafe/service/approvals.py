@@ -213,9 +213,13 @@ def _mark_executing(
         pending = store.get(conn, approval_id, now)
         if _wrong_words(pending, approval_id, words):
             store.decide(
-                vault, conn, approval_id, Status.DENIED, now,
+                vault,
+                conn,
+                approval_id,
+                Status.DENIED,
+                now,
                 reason="the words the owner typed do not match this pairing's",
-            )  # fmt: skip
+            )
             return approval_id, None
         if grant_seconds is not None and not pending.grantable:
             raise MalformedRequestError(

@@ -44,11 +44,14 @@ def verify(vault: Vault) -> ChainReport:
             key.wipe()
     if not report.ok:
         where = f" at entry {report.first_bad_seq}" if report.first_bad_seq is not None else ""
-        notify.emit_safely(vault, alert(
-            Event.AUDIT_VERIFY_FAILURE,
-            f"the audit log did not verify{where}; keep a copy of the home as evidence and "
-            "run keysafe audit verify",
-        ))  # fmt: skip
+        notify.emit_safely(
+            vault,
+            alert(
+                Event.AUDIT_VERIFY_FAILURE,
+                f"the audit log did not verify{where}; keep a copy of the home as evidence and "
+                "run keysafe audit verify",
+            ),
+        )
     return report
 
 
@@ -69,9 +72,13 @@ def seal(vault: Vault, seqs: list[int]) -> int:
         with vault.db.write() as conn:
             done = audit_log.seal(conn, seqs, audit_key=key.reveal(), vault_id=vault.vault_id)
             vault.audit(
-                conn, actor="owner", action="audit.seal", target=f"vault:{vault.vault_id}",
-                outcome="success", details={"sealed": done, "seqs": seqs[:200]},
-            )  # fmt: skip
+                conn,
+                actor="owner",
+                action="audit.seal",
+                target=f"vault:{vault.vault_id}",
+                outcome="success",
+                details={"sealed": done, "seqs": seqs[:200]},
+            )
     finally:
         key.wipe()
     return done

@@ -43,9 +43,18 @@ logger = logging.getLogger(__name__)
 # Everything the vault holds besides its header and the audit log, in restore order. Nonces are
 # left out on purpose: they only matter for five minutes.
 _DATA_TABLES: tuple[Any, ...] = (
-    t.epochs, t.records, t.agents, t.policies, t.settings, t.registry_chains,
-    t.registry_assets, t.ledger, t.idempotency, t.approvals, t.grants,
-)  # fmt: skip
+    t.epochs,
+    t.records,
+    t.agents,
+    t.policies,
+    t.settings,
+    t.registry_chains,
+    t.registry_assets,
+    t.ledger,
+    t.idempotency,
+    t.approvals,
+    t.grants,
+)
 # Binary columns travel as hex in the backup's JSON: read off the tables themselves, so a column
 # a migration adds (epochs.sealed_prev, schema 0014) is never missed.
 _BYTES_COLS: Final = frozenset(
@@ -54,14 +63,17 @@ _BYTES_COLS: Final = frozenset(
 
 
 def _dump(
-    conn: Connection, table: Any, *order: Any,
+    conn: Connection,
+    table: Any,
+    *order: Any,
     each: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     out = []
     for raw in conn.execute(select(table).order_by(*order)).mappings():
         row = each(dict(raw))
-        out.append({k: (v.hex() if k in _BYTES_COLS and v is not None else v)
-                    for k, v in row.items()})  # fmt: skip
+        out.append(
+            {k: (v.hex() if k in _BYTES_COLS and v is not None else v) for k, v in row.items()}
+        )
     return out
 
 
@@ -118,35 +130,57 @@ def _seal_and_deliver(
             "vault": {"id": vault.vault_id, "created_at": head.created_at},
             # Records carry their ciphertext itself, not a pointer: one kept in S3 is fetched
             # (its hash checked), so the backup restores without the bucket.
-            **{tbl.name: _dump(conn, tbl, *tbl.primary_key.columns,
-                               each=vault.inline_row if tbl is t.records else dict)
-               for tbl in _DATA_TABLES},
+            **{
+                tbl.name: _dump(
+                    conn,
+                    tbl,
+                    *tbl.primary_key.columns,
+                    each=vault.inline_row if tbl is t.records else dict,
+                )
+                for tbl in _DATA_TABLES
+            },
             "audit": _dump(conn, t.audit, t.audit.c.seq),
-        }  # fmt: skip
+        }
         # A tampered record must stop the backup, not travel in it: every record is opened.
         _check_records_open(vault, conn)
         header = fmt.BackupHeader(
-            vault.vault_id, iso(vault.clock()), len(payload["records"]), len(payload["audit"]),
-            None if sealing is None else sealing[0], None if sealing is None else sealing[2],
-        )  # fmt: skip
+            vault.vault_id,
+            iso(vault.clock()),
+            len(payload["records"]),
+            len(payload["audit"]),
+            None if sealing is None else sealing[0],
+            None if sealing is None else sealing[2],
+        )
         with key:
             deliver(fmt.seal_backup(key, header, payload))
         # Audited in the same transaction as the backup was read.
         vault.audit(
-            conn, actor="owner", action="backup.create", target=f"vault:{vault.vault_id}",
+            conn,
+            actor="owner",
+            action="backup.create",
+            target=f"vault:{vault.vault_id}",
             outcome="success",
             details={"records": header.records, "entries": header.entries, "file": file},
-        )  # fmt: skip
+        )
     logger.info("backup made (%d records)", header.records)
     return header
 
 
 def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
     rows = [
-        (a["seq"], a["time"], a["actor"], a["action"], a["target"], a["outcome"], a["details"],
-         a["prev_hash"], a["hash"])
+        (
+            a["seq"],
+            a["time"],
+            a["actor"],
+            a["action"],
+            a["target"],
+            a["outcome"],
+            a["details"],
+            a["prev_hash"],
+            a["hash"],
+        )
         for a in payload["audit"]
-    ]  # fmt: skip
+    ]
     head = rows[-1] if rows else None
     report = verify_chain(
         rows, head_seq=head[0] if head else 0, head_hash=head[8] if head else GENESIS_HASH
@@ -159,9 +193,10 @@ def _check_payload(vault_id: str, payload: dict[str, Any]) -> None:
 
 
 def _replace_data(
-    conn: Connection, payload: dict[str, Any],
+    conn: Connection,
+    payload: dict[str, Any],
     stow: Callable[[Mapping[str, Any]], dict[str, Any]] = dict,
-) -> None:  # fmt: skip
+) -> None:
     """Replace every data table with the backup's; each record row goes through `stow` (the
     vault's blob store: an S3 object is put before its row is written)."""
     # The running window totals are derived from the ledger being replaced: drop them, and the
@@ -265,11 +300,18 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
         restored = _merge_records(vault, conn, payload)
         _check_records_open(vault, conn)
         vault.audit(
-            conn, actor="owner", action="backup.restore", target=f"vault:{vault.vault_id}",
+            conn,
+            actor="owner",
+            action="backup.restore",
+            target=f"vault:{vault.vault_id}",
             outcome="success",
-            details={"records": header.records, "entries": header.entries,
-                     "restored": restored, "from_empty_home": False},
-        )  # fmt: skip
+            details={
+                "records": header.records,
+                "entries": header.entries,
+                "restored": restored,
+                "from_empty_home": False,
+            },
+        )
     logger.info("backup restored into existing vault (%d records)", header.records)
     return header
 
@@ -347,10 +389,16 @@ def restore_new(
         try:
             with db.write() as conn:
                 vault = Vault.create(
-                    db, master=master, passphrase=new_passphrase, kdf=kdf, clock=clock,
-                    conn=conn, with_first_epoch=False,
-                    phrase_pub=hierarchy.public_bytes(phrase_key), blobs=blobs,
-                )  # fmt: skip
+                    db,
+                    master=master,
+                    passphrase=new_passphrase,
+                    kdf=kdf,
+                    clock=clock,
+                    conn=conn,
+                    with_first_epoch=False,
+                    phrase_pub=hierarchy.public_bytes(phrase_key),
+                    blobs=blobs,
+                )
                 _fill(vault, conn, header, payload, phrase_key, new_passphrase, kdf)
         except BaseException:
             _discard(home, db)
@@ -381,12 +429,19 @@ def _fill(
     paused = _pause_agents(vault, conn)
     held = threshold.hold_restored(vault, conn)
     vault.audit(
-        conn, actor="owner", action="backup.restore",
-        target=f"vault:{vault.vault_id}", outcome="success",
-        details={"records": header.records, "entries": header.entries,
-                 "from_empty_home": True, "agents_paused": ",".join(paused),
-                 "threshold_wallets_held": ",".join(held)},
-    )  # fmt: skip
+        conn,
+        actor="owner",
+        action="backup.restore",
+        target=f"vault:{vault.vault_id}",
+        outcome="success",
+        details={
+            "records": header.records,
+            "entries": header.entries,
+            "from_empty_home": True,
+            "agents_paused": ",".join(paused),
+            "threshold_wallets_held": ",".join(held),
+        },
+    )
 
 
 def _check_phrase_is_the_vaults(master: SecretBytes, header: fmt.BackupHeader) -> None:
@@ -406,10 +461,11 @@ def _restore_audit_log(conn: Connection, payload: dict[str, Any]) -> None:
         last = payload["audit"][-1]
         conn.execute(
             update(t.vault).values(
-                audit_head_seq=last["seq"], audit_head_hash=last["hash"],
+                audit_head_seq=last["seq"],
+                audit_head_hash=last["hash"],
                 created_at=payload["vault"]["created_at"],
             )
-        )  # fmt: skip
+        )
 
 
 def _discard(home: Home, db: Database) -> None:

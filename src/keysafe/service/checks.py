@@ -35,8 +35,12 @@ class Check:
         return cls(d.outcome, d.rule, d.code, d.reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.outcome, "rule": self.rule, "code": self.code,
-                "reason": self.reason}  # fmt: skip
+        return {
+            "decision": self.outcome,
+            "rule": self.rule,
+            "code": self.code,
+            "reason": self.reason,
+        }
 
 
 def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) -> Check:

@@ -80,12 +80,13 @@ def diagnose(
         # even a read-only look would leave two more files open to other users.
         findings.append(
             Finding(
-                "vault", Status.WARN,
+                "vault",
+                Status.WARN,
                 f"{home.db_path} was not opened: it is open to other users, and opening it would "
                 "create SQLite's side files just as open.",
                 "fix the permissions as the home check says, then run `keysafe doctor` again.",
             )
-        )  # fmt: skip
+        )
         return Report(str(home.path), tuple(findings))
     try:
         if home.database_url is not None:
@@ -147,8 +148,15 @@ def _with_database(
     # Everything below runs on whatever the database holds; a network check waits meanwhile.
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="doctor") as pool:
         if revision != SCHEMA_HEAD:
-            return _older_schema(pool, home, db, header, f"{name} is at schema {revision}",
-                                 server_url=server_url, timeout=timeout)  # fmt: skip
+            return _older_schema(
+                pool,
+                home,
+                db,
+                header,
+                f"{name} is at schema {revision}",
+                server_url=server_url,
+                timeout=timeout,
+            )
         got = _read_contents(db)
         server = pool.submit(
             doctor_network.server, home, server_url, timeout, active_agents=got.counts["active"]
@@ -161,9 +169,10 @@ def _with_database(
             else pool.submit(doctor_network.blob_store, got.blobs_setting)
         )
         findings = [
-            _vault_holds(name, revision, got.counts), doctor_local.write_lock(home, db),
+            _vault_holds(name, revision, got.counts),
+            doctor_local.write_lock(home, db),
             server.result(),
-        ]  # fmt: skip
+        ]
         findings += [f.result() for f in rpcs] or [
             Finding("rpc", Status.OK, "No chain RPC is configured (`keysafe chain add … --rpc`).")
         ]
@@ -185,20 +194,21 @@ def _unusable(home: Home, header: Row[Any, Any, Any, Any] | None) -> Finding:
     read."""
     if header is None:
         return Finding(
-            "vault", Status.FAIL,
+            "vault",
+            Status.FAIL,
             f"{home.where if home.database_url else home.db_path} has no vault in it "
             "(an interrupted `keysafe init`?).",
             "run `keysafe init` (it clears what the interrupted one left), or "
             "`keysafe recover` to rebuild the vault from its recovery phrase.",
-        )  # fmt: skip
+        )
     return Finding(
-        "vault", Status.FAIL,
-        f"The vault is in format {str(header.format)[:20]!r}; this keysafe reads format "
-        f"{FORMAT}.",
+        "vault",
+        Status.FAIL,
+        f"The vault is in format {str(header.format)[:20]!r}; this keysafe reads format {FORMAT}.",
         "upgrade keysafe (`pip install -U keysafe`)"
         if isinstance(header.format, int) and header.format > FORMAT
         else "restore the database from a backup, or rebuild with `keysafe recover`.",
-    )  # fmt: skip
+    )
 
 
 def _older_schema(
@@ -218,7 +228,8 @@ def _older_schema(
     )
     return [
         Finding(
-            "vault", Status.WARN,
+            "vault",
+            Status.WARN,
             f"{at}; this keysafe (schema {SCHEMA_HEAD}) upgrades it the next time a command "
             "opens it, so the checks of its contents were skipped.",
             "run `keysafe status` once (it upgrades the schema), then `keysafe doctor`.",
@@ -226,7 +237,7 @@ def _older_schema(
         doctor_local.write_lock(home, db),
         server.result(),
         doctor_local.key_derivation(header.kdf_params),
-    ]  # fmt: skip
+    ]
 
 
 def _read_contents(db: Database) -> _Contents:
@@ -251,11 +262,12 @@ def _read_contents(db: Database) -> _Contents:
 
 def _vault_holds(name: str, revision: str, counts: dict[str, int]) -> Finding:
     return Finding(
-        "vault", Status.OK,
+        "vault",
+        Status.OK,
         f"{name} (format {FORMAT}, schema {revision}): {counts['wallet']} wallet(s), "
         f"{counts['credential']} credential(s), {counts['data']} data record(s), "
         f"{counts['active']} active agent(s).",
-    )  # fmt: skip
+    )
 
 
 def _counts(conn: Connection) -> dict[str, int]:
@@ -266,9 +278,11 @@ def _counts(conn: Connection) -> dict[str, int]:
         select(func.count()).select_from(t.agents).where(t.agents.c.status == "active")
     ).scalar_one()
     return {
-        "wallet": int(kinds.get("wallet", 0)), "credential": int(kinds.get("credential", 0)),
-        "data": int(kinds.get("data", 0)), "active": int(active),
-    }  # fmt: skip
+        "wallet": int(kinds.get("wallet", 0)),
+        "credential": int(kinds.get("credential", 0)),
+        "data": int(kinds.get("data", 0)),
+        "active": int(active),
+    }
 
 
 def _unsealed_rows(conn: Connection) -> list[str]:
@@ -297,24 +311,29 @@ def _unlock_failures(failures: int) -> Finding:
     if not failures:
         return Finding("unlock", Status.OK, "No wrong passphrase since the last unlock.")
     return Finding(
-        "unlock", Status.WARN, f"{failures} wrong passphrase(s) in a row since the last unlock.",
+        "unlock",
+        Status.WARN,
+        f"{failures} wrong passphrase(s) in a row since the last unlock.",
         "if that was not you, someone is guessing: read `keysafe audit --since 7d` "
         "(the next right passphrase resets the count).",
-    )  # fmt: skip
+    )
 
 
 def _pause_all(value: str | None) -> Finding:
     if value is None:
         return Finding(
-            "pause-all", Status.FAIL,
+            "pause-all",
+            Status.FAIL,
             "The pause-all switch is missing from the database, so every agent is refused.",
             "run `keysafe agent seal`: it restores the switch as on; then `keysafe resume-all`.",
-        )  # fmt: skip
+        )
     if value == "1":
         return Finding(
-            "pause-all", Status.WARN, "Pause-all is on: every agent is refused.",
+            "pause-all",
+            Status.WARN,
+            "Pause-all is on: every agent is refused.",
             "run `keysafe resume-all` when you are sure.",
-        )  # fmt: skip
+        )
     return Finding("pause-all", Status.OK, "Pause-all is off.")
 
 
@@ -322,11 +341,12 @@ def _seals(unsealed: Sequence[str]) -> Finding:
     if unsealed:
         listed = ", ".join(unsealed[:5]) + (", …" if len(unsealed) > 5 else "")
         return Finding(
-            "seals", Status.WARN,
+            "seals",
+            Status.WARN,
             f"{len(unsealed)} row(s) have no owner's seal, so the vault will not honour what "
             f"they grant: {listed}.",
             "run `keysafe agent seal`, and seal them if you recognise them.",
-        )  # fmt: skip
+        )
     return Finding(
         "seals",
         Status.OK,
@@ -338,19 +358,21 @@ def _seals(unsealed: Sequence[str]) -> Finding:
 def _audit(report: ChainReport, unsealed: int) -> Finding:
     if not report.ok:
         return Finding(
-            "audit", Status.FAIL,
+            "audit",
+            Status.FAIL,
             f"The audit log was tampered with: {report.problem} (first bad entry: seq "
             f"{report.first_bad_seq}).",
             "keep a copy of the home as evidence, and compare with a backup "
             "(`keysafe backup restore` into an empty home).",
-        )  # fmt: skip
+        )
     if unsealed:
         return Finding(
-            "audit", Status.WARN,
+            "audit",
+            Status.WARN,
             f"Hash chain intact ({report.entries} entries); {unsealed} were written while the "
             "vault was locked and are not sealed yet.",
             "run `keysafe audit seal` to read them; seal them if you recognise them.",
-        )  # fmt: skip
+        )
     return Finding("audit", Status.OK, f"Hash chain intact, {report.entries} entries, all sealed.")
 
 

@@ -35,23 +35,28 @@ def home_folder(home: Home) -> Finding:
     path = home.path
     if not path.exists():
         return Finding(
-            "home", Status.FAIL, f"There is no keysafe home at {path}.",
+            "home",
+            Status.FAIL,
+            f"There is no keysafe home at {path}.",
             "run `keysafe init` to create a vault there, or set KEYSAFE_HOME to where yours is.",
-        )  # fmt: skip
+        )
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
         return Finding(
-            "home", Status.FAIL, f"{path} is {what}; keysafe wants a real folder of its own.",
+            "home",
+            Status.FAIL,
+            f"{path} is {what}; keysafe wants a real folder of its own.",
             "point KEYSAFE_HOME at the folder itself (or move the vault into one).",
-        )  # fmt: skip
+        )
     me = os.geteuid()
     if info.st_uid != me:
         return Finding(
-            "home", Status.FAIL,
+            "home",
+            Status.FAIL,
             f"{path} belongs to another user (uid {info.st_uid}; you are uid {me}).",
             f"run keysafe as the user who owns it, or `chown -R {me} {path}` if it is yours.",
-        )  # fmt: skip
+        )
     mode = stat.S_IMODE(info.st_mode)
     problems: list[str] = []
     fixes: list[str] = []
@@ -65,9 +70,11 @@ def home_folder(home: Home) -> Finding:
         files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
     except OSError as exc:
         return Finding(
-            "home", Status.FAIL, f"{path} cannot be listed ({exc.strerror}).",
+            "home",
+            Status.FAIL,
+            f"{path} cannot be listed ({exc.strerror}).",
             f"run `chmod 700 {path}` as its owner.",
-        )  # fmt: skip
+        )
     open_files = [p for p in files if stat.S_IMODE(p.lstat().st_mode) & 0o077]
     foreign = [p for p in files if p.lstat().st_uid != me]
     if open_files:
@@ -82,9 +89,11 @@ def home_folder(home: Home) -> Finding:
         fixes.append(f"chown {me} " + " ".join(str(p) for p in foreign))
     if problems:
         return Finding(
-            "home", Status.FAIL, f"{path}: " + "; ".join(problems) + ".",
+            "home",
+            Status.FAIL,
+            f"{path}: " + "; ".join(problems) + ".",
             "run `" + " && ".join(fixes) + "` (keysafe refuses to open the vault until then).",
-        )  # fmt: skip
+        )
     return Finding(
         "home", Status.OK, f"{path} is 0700 and yours; its {len(files)} file(s) are 0600 and yours."
     )
@@ -98,29 +107,35 @@ def write_lock(home: Home, db: Database) -> Finding:
     except Exception as exc:  # a diagnosis reports what it cannot check; it never stops
         logger.info("write lock check failed: %s", exc)
         return Finding(
-            "lock", Status.WARN,
+            "lock",
+            Status.WARN,
             f"Could not check the database's write lock ({type(exc).__name__}).",
             f"check that {home.db_path} is readable and writable by you.",
-        )  # fmt: skip
+        )
     if not free:
         return Finding(
-            "lock", Status.FAIL,
+            "lock",
+            Status.FAIL,
             f"Another process has held the vault database's write lock for over "
             f"{_WRITE_LOCK_WAIT_S:.0f} s, so every command that writes waits for it, then fails.",
             f"find it with `fuser {home.db_path}` and stop it if it hangs (a keysafe process "
             "stuck in a write); then run `keysafe doctor` again.",
-        )  # fmt: skip
+        )
     if held:
         return Finding(
             "lock", Status.OK, "A running `keysafe serve` holds this home's server lock."
         )
     stale = (home.path / SERVE_LOCK_NAME).exists()
     return Finding(
-        "lock", Status.OK,
+        "lock",
+        Status.OK,
         "No process holds the vault"
-        + (" (serve.lock is left from a server that has stopped: harmless, nothing holds it)."
-           if stale else "."),
-    )  # fmt: skip
+        + (
+            " (serve.lock is left from a server that has stopped: harmless, nothing holds it)."
+            if stale
+            else "."
+        ),
+    )
 
 
 def key_derivation(stored: str) -> Finding:
@@ -129,9 +144,11 @@ def key_derivation(stored: str) -> Finding:
         params = Argon2Params.from_dict(json.loads(stored))
     except (KeyError, TypeError, ValueError) as exc:
         return Finding(
-            "kdf", Status.FAIL, f"The vault's key derivation settings are not usable ({exc}).",
+            "kdf",
+            Status.FAIL,
+            f"The vault's key derivation settings are not usable ({exc}).",
             "restore the database from a backup, or rebuild with `keysafe recover`.",
-        )  # fmt: skip
+        )
     seconds = _seconds_per_unlock(params)
     cost = (
         f"Argon2id {params.memory_kib // 1024} MiB, {params.time_cost} pass(es), "
@@ -140,21 +157,26 @@ def key_derivation(stored: str) -> Finding:
     rewrap = "run `keysafe passphrase change`: it re-wraps the key at keysafe's default cost"
     if params.memory_kib < DEFAULT_ARGON2.memory_kib or params.time_cost < DEFAULT_ARGON2.time_cost:
         return Finding(
-            "kdf", Status.WARN,
+            "kdf",
+            Status.WARN,
             f"{cost}, below keysafe's default (64 MiB, 3 passes): a stolen copy of the vault is "
             "cheaper to guess at.",
             f"{rewrap} (the same passphrase may be kept).",
-        )  # fmt: skip
+        )
     if seconds > SLOW_UNLOCK_S:
         heavier = (
             params.memory_kib > DEFAULT_ARGON2.memory_kib
             or params.time_cost > DEFAULT_ARGON2.time_cost
         )
         return Finding(
-            "kdf", Status.WARN, f"{cost}, slow: every unlock waits that long.",
-            f"{rewrap}." if heavier else "keep the server unlocked for longer "
+            "kdf",
+            Status.WARN,
+            f"{cost}, slow: every unlock waits that long.",
+            f"{rewrap}."
+            if heavier
+            else "keep the server unlocked for longer "
             "(`keysafe serve --idle-lock SECONDS`), or run keysafe on a faster machine.",
-        )  # fmt: skip
+        )
     return Finding("kdf", Status.OK, f"{cost}.")
 
 
@@ -164,9 +186,11 @@ def key_provider(row: Any, token: SecretBytes | None, url: str | None) -> Findin
         config = KmsConfig(KmsKind(row.kms_kind), row.kms_url, row.kms_key)
     except ValueError:
         return Finding(
-            "kms", Status.FAIL, f"The vault names an unknown key provider ({row.kms_kind!r}).",
+            "kms",
+            Status.FAIL,
+            f"The vault names an unknown key provider ({row.kms_kind!r}).",
             "upgrade keysafe, or rebuild the vault with `keysafe recover`.",
-        )  # fmt: skip
+        )
     try:
         provider = provider_for(config, token=token, url=url)
     except KeysafeError as exc:
@@ -180,10 +204,12 @@ def key_provider(row: Any, token: SecretBytes | None, url: str | None) -> Findin
     if health.ok:
         return Finding("kms", Status.OK, f"Key provider {health.detail}.")
     return Finding(
-        "kms", Status.FAIL, f"Key provider {health.detail}: the vault cannot be unlocked now.",
+        "kms",
+        Status.FAIL,
+        f"Key provider {health.detail}: the vault cannot be unlocked now.",
         "start or reach the KMS and check the token and the key; or `keysafe recover` with the "
         "recovery phrase (it needs no KMS).",
-    )  # fmt: skip
+    )
 
 
 def _seconds_per_unlock(params: Argon2Params) -> float:

@@ -27,10 +27,12 @@ def server(home: Home, url: str, timeout: float, *, active_agents: int) -> Findi
     held = home.serve_lock_held()
     if not url.startswith(("http://", "https://")):
         return Finding(
-            "server", Status.WARN, "KEYSAFE_URL is not an http(s) URL, so no server can be asked.",
+            "server",
+            Status.WARN,
+            "KEYSAFE_URL is not an http(s) URL, so no server can be asked.",
             "unset KEYSAFE_URL (the default is http://127.0.0.1:8420) or set it to where "
             "`keysafe serve` runs.",
-        )  # fmt: skip
+        )
     try:
         r = httpx.get(f"{url}/v1/health", timeout=timeout)
         body = r.json() if r.status_code == 200 else None
@@ -40,31 +42,34 @@ def server(home: Home, url: str, timeout: float, *, active_agents: int) -> Findi
         body = None
     if not isinstance(body, dict) or body.get("ok") is not True:
         return Finding(
-            "server", Status.WARN,
+            "server",
+            Status.WARN,
             f"Something that is not keysafe answers at {shown} (HTTP {r.status_code}).",
             "set KEYSAFE_URL to your keysafe server, or give `keysafe serve` another --port.",
-        )  # fmt: skip
+        )
     version = str(body.get("version", "?"))[:40]
     if not held:
         return Finding(
-            "server", Status.WARN,
+            "server",
+            Status.WARN,
             f"A keysafe server answers at {shown}, but no server holds this home "
             f"({home.path}): it serves another vault.",
             "set KEYSAFE_URL to this home's server, or start one with `keysafe serve --port N`.",
-        )  # fmt: skip
+        )
     state = "unlocked" if body.get("unlocked") is True else "locked"
     if version != __version__:
         return Finding(
-            "server", Status.WARN,
-            f"keysafe serve {version} answers at {shown} ({state}); this keysafe is "
-            f"{__version__}.",
+            "server",
+            Status.WARN,
+            f"keysafe serve {version} answers at {shown} ({state}); this keysafe is {__version__}.",
             "restart the server so both run the same version.",
-        )  # fmt: skip
+        )
     return Finding(
-        "server", Status.OK,
+        "server",
+        Status.OK,
         f"keysafe serve {version} answers at {shown}, vault {state}"
         + (" (agents are refused until `keysafe unlock`)." if state == "locked" else "."),
-    )  # fmt: skip
+    )
 
 
 def _no_answer(shown: str, error: str, *, held: bool, active_agents: int) -> Finding:
@@ -72,19 +77,21 @@ def _no_answer(shown: str, error: str, *, held: bool, active_agents: int) -> Fin
     elsewhere) or agents need one; otherwise just how things are."""
     if held:
         return Finding(
-            "server", Status.WARN,
+            "server",
+            Status.WARN,
             f"A `keysafe serve` holds this home, but nothing answers at {shown} ({error}).",
             "set KEYSAFE_URL to the address `keysafe serve` printed when it started "
             "(it was started with another --port or --host).",
-        )  # fmt: skip
+        )
     if active_agents:
         return Finding(
-            "server", Status.WARN,
+            "server",
+            Status.WARN,
             f"No keysafe server answers at {shown}, so the {active_agents} active agent(s) "
             "cannot reach the vault.",
             "start it: `keysafe serve` (then `keysafe unlock`), or set KEYSAFE_URL to "
             "where it runs.",
-        )  # fmt: skip
+        )
     return Finding(
         "server",
         Status.OK,
@@ -98,10 +105,11 @@ def chain_rpc(chain: ChainInfo, timeout: float) -> Finding:
     check, shown = f"rpc:{chain.name}", where(url)
     if not url.startswith(("http://", "https://")):
         return Finding(
-            check, Status.FAIL,
+            check,
+            Status.FAIL,
             f"{chain.name}'s RPC is {shown}; keysafe speaks JSON-RPC over http(s) only.",
             f"give it an http(s) URL: `keysafe chain add {chain.name} … --rpc https://…`.",
-        )  # fmt: skip
+        )
     # Imported here, only when a chain has an RPC to check: the chain clients pull in eth-account
     # and solders, half a second of every doctor run on a home that configured none.
     from keysafe.chains.evm.rpc import EvmRpc
@@ -120,23 +128,28 @@ def chain_rpc(chain: ChainInfo, timeout: float) -> Finding:
             what = "genesis hash"
     except httpx.InvalidURL:
         return Finding(
-            check, Status.FAIL, f"{chain.name}'s RPC URL cannot be parsed.",
+            check,
+            Status.FAIL,
+            f"{chain.name}'s RPC URL cannot be parsed.",
             f"set it again: `keysafe chain add {chain.name} … --rpc https://…`.",
-        )  # fmt: skip
+        )
     except KeysafeError as exc:
         return Finding(
-            check, Status.FAIL, f"{chain.name}: {exc.what}",
+            check,
+            Status.FAIL,
+            f"{chain.name}: {exc.what}",
             f"check the node and `keysafe chain add {chain.name} … --rpc URL`; until then "
             f"sending on {chain.name} fails.",
-        )  # fmt: skip
+        )
     if expected is not None and served != expected:
         return Finding(
-            check, Status.FAIL,
+            check,
+            Status.FAIL,
             f"{chain.name}'s RPC {shown} serves {what} {served}, not {expected}: it is another "
             "network.",
             f"point {chain.name} at a node of its own network (`keysafe chain add {chain.name} "
             "… --rpc URL`).",
-        )  # fmt: skip
+        )
     return Finding(check, Status.OK, f"{chain.name}: {shown} answers, {what} {served}.")
 
 
@@ -148,8 +161,10 @@ def blob_store(setting: str) -> Finding:
         S3Blobs(config).check()
     except KeysafeError as exc:
         return Finding(
-            "blobs", Status.FAIL, f"Record ciphertext store: {exc.what}",
+            "blobs",
+            Status.FAIL,
+            f"Record ciphertext store: {exc.what}",
             f"{exc.next_step} Until then no key, credential or data record can be used.",
-        )  # fmt: skip
+        )
     shown = f" at {where(config.endpoint)}" if config.endpoint else ""
     return Finding("blobs", Status.OK, f"Record ciphertext is in {config.url}{shown}; it answers.")

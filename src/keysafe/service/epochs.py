@@ -73,9 +73,10 @@ def _state(conn: Connection) -> Epochs:
     active = [r for r in rows if r.state == "active"]
     top = active[-1] if active else rows[-1]
     return Epochs(
-        int(top.number), str(top.created_at),
+        int(top.number),
+        str(top.created_at),
         tuple(int(r.number) for r in rows if r.number != top.number),
-    )  # fmt: skip
+    )
 
 
 def due(vault: Vault, every: timedelta = DEFAULT_EVERY) -> bool:
@@ -122,9 +123,13 @@ def rotate(vault: Vault, *, reason: str, unless_newer_than: timedelta | None = N
         else:
             number = vault.rotate_epoch(conn)
             vault.audit(
-                conn, actor="owner" if reason == "owner" else "keysafe", action="epoch.rotate",
-                target=f"epoch:{number}", outcome="success", details={"reason": reason},
-            )  # fmt: skip
+                conn,
+                actor="owner" if reason == "owner" else "keysafe",
+                action="epoch.rotate",
+                target=f"epoch:{number}",
+                outcome="success",
+                details={"reason": reason},
+            )
     if number is None:
         return sweep(vault)
     logger.info("epoch %d started (%s)", number, reason)
@@ -145,10 +150,11 @@ def sweep(vault: Vault, *, batch: int | None = None) -> Rotation:
         with vault.db.write() as conn:
             current = vault.current_epoch(conn)
             ids = [
-                r.id for r in conn.execute(
+                r.id
+                for r in conn.execute(
                     select(t.records.c.id).where(t.records.c.epoch != current).limit(batch)
                 )
-            ]  # fmt: skip
+            ]
             for info in vault.list_records_by_id(conn, ids):
                 vault.reseal_record(conn, info)
             resealed += len(ids)
@@ -169,9 +175,13 @@ def sweep(vault: Vault, *, batch: int | None = None) -> Rotation:
             if vault.blobs.remote:
                 details["objects_deleted"] = objects  # versions and delete markers
             vault.audit(
-                conn, actor="keysafe", action="epoch.destroy", target=f"epoch:{number}",
-                outcome="success", details=details,
-            )  # fmt: skip
+                conn,
+                actor="keysafe",
+                action="epoch.destroy",
+                target=f"epoch:{number}",
+                outcome="success",
+                details=details,
+            )
     if destroyed:
         vault.db.checkpoint()  # the WAL's (PostgreSQL: the tables') copies of old rows go too
         logger.info("epochs %s destroyed; %d records re-sealed", destroyed, resealed)

@@ -32,8 +32,12 @@ class Finding:
     fix: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"check": self.check, "status": str(self.status), "summary": self.summary,
-                "fix": self.fix}  # fmt: skip
+        return {
+            "check": self.check,
+            "status": str(self.status),
+            "summary": self.summary,
+            "fix": self.fix,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +51,7 @@ class Report:
         return all(f.status is not Status.FAIL for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"home": self.home, "ok": self.ok,
-                "checks": [f.to_dict() for f in self.findings]}  # fmt: skip
+        return {"home": self.home, "ok": self.ok, "checks": [f.to_dict() for f in self.findings]}
 
 
 def where(url: str) -> str:

@@ -113,8 +113,11 @@ class Parked:
     def pending(self) -> Pending:
         """What every pending answer carries: the approval to wait on, until when, and what."""
         a = self.approval
-        return {"approval_id": a.id, "expires_at": a.for_agent()["expires_at"],
-                "summary": a.summary}  # fmt: skip
+        return {
+            "approval_id": a.id,
+            "expires_at": a.for_agent()["expires_at"],
+            "summary": a.summary,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +215,13 @@ def _book(
     conn: Connection, req: Request, admission: Admission, now: datetime, *, state: str
 ) -> None:
     ledger.reserve(
-        conn, agent=req.agent, request_id=admission.request_id, at=now, state=state,
+        conn,
+        agent=req.agent,
+        request_id=admission.request_id,
+        at=now,
+        state=state,
         charges=[(c.rule, c.asset, c.units) for c in admission.decision.charges],
-    )  # fmt: skip
+    )
 
 
 def settle(
@@ -265,9 +272,14 @@ def _outcome(
         # signature whose approval says it failed (a value is never stored: it is handed over).
         approvals.set_result(conn, req.approval_id, Status.APPROVED, view)
     audit_outcome(
-        vault, conn, req.agent, action=req.audit_action, target=req.target,
-        facts={"request_id": request_id, **req.facts, **dict(facts or {})}, failure=failure,
-    )  # fmt: skip
+        vault,
+        conn,
+        req.agent,
+        action=req.audit_action,
+        target=req.target,
+        facts={"request_id": request_id, **req.facts, **dict(facts or {})},
+        failure=failure,
+    )
 
 
 class DryRun(Exception):
@@ -352,12 +364,21 @@ def _run_in_one_transaction(
                 _outcome(vault, conn, req, rid, facts=None, view=None, failure=exc)
             else:
                 _book(conn, req, admission, now, state="committed")
-                _remember(conn, req, now, {"state": idempotency.DONE, "request_id": rid,
-                                           "result": codec.dump(result)})  # fmt: skip
+                _remember(
+                    conn,
+                    req,
+                    now,
+                    {"state": idempotency.DONE, "request_id": rid, "result": codec.dump(result)},
+                )
                 _outcome(
-                    vault, conn, req, rid,
-                    facts=codec.facts(result), view=codec.view(result), failure=None,
-                )  # fmt: skip
+                    vault,
+                    conn,
+                    req,
+                    rid,
+                    facts=codec.facts(result),
+                    view=codec.view(result),
+                    failure=None,
+                )
                 return result  # the block commits first: nothing is answered before it is durable
         # A replay, a park or a deny: what `_admit` wrote commits as it is.
     if failure is not None:
@@ -409,9 +430,15 @@ def _decide_intent(
     if not granted:
         return decision
     return engine.decide(
-        policy, state, intent, registry=registry, usage=usage, now=now,
-        approved=approved, granted=granted,
-    )  # fmt: skip
+        policy,
+        state,
+        intent,
+        registry=registry,
+        usage=usage,
+        now=now,
+        approved=approved,
+        granted=granted,
+    )
 
 
 def preview_approved(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
@@ -471,9 +498,15 @@ def _park(
         # offered one (Approval.grantable).
         body[approvals.EVERY_TIME] = True
     approval = approvals.park(
-        vault, conn, agent=req.agent, kind=req.kind, request=body, fingerprint=fp,
-        summary=req.intent.summary or req.intent.action, rule=decision.rule,
-    )  # fmt: skip
+        vault,
+        conn,
+        agent=req.agent,
+        kind=req.kind,
+        request=body,
+        fingerprint=fp,
+        summary=req.intent.summary or req.intent.action,
+        rule=decision.rule,
+    )
     notify.on_approval(vault, conn, approval)  # queued in this transaction: sent iff parked
     return Parked(approval, req.intent)
 

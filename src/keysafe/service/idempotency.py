@@ -70,10 +70,13 @@ def remember(
         return
     conn.execute(
         insert(t.idempotency).values(
-            agent=agent, key=key, fingerprint=fingerprint, result=json.dumps(value),
+            agent=agent,
+            key=key,
+            fingerprint=fingerprint,
+            result=json.dumps(value),
             created_at=iso(now),
         )
-    )  # fmt: skip
+    )
 
 
 def finish(

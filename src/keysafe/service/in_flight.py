@@ -40,10 +40,13 @@ def start(
     """`agent`'s request `request_id` is decided and reserved; its act is about to run."""
     conn.execute(
         insert(t.inflight).values(
-            request_id=request_id, agent=agent, kind=str(kind), idempotency_key=key,
+            request_id=request_id,
+            agent=agent,
+            kind=str(kind),
+            idempotency_key=key,
             started_at=now.timestamp(),
         )
-    )  # fmt: skip
+    )
 
 
 def end(conn: Connection, agent: str, request_id: str) -> str | None:
@@ -77,8 +80,11 @@ class Recovered:
     approvals_failed: int  # approvals that were executing when the process died
 
     def to_dict(self) -> dict[str, int]:
-        return {"released": self.released, "kept": self.kept,
-                "approvals_failed": self.approvals_failed}  # fmt: skip
+        return {
+            "released": self.released,
+            "kept": self.kept,
+            "approvals_failed": self.approvals_failed,
+        }
 
 
 def recover(vault: Vault) -> Recovered:
@@ -111,11 +117,18 @@ def _settle_in_flight(vault: Vault, conn: Connection) -> tuple[int, int]:
             idempotency.forget(conn, row.agent, row.idempotency_key)
         conn.execute(delete(t.inflight).where(t.inflight.c.request_id == row.request_id))
         vault.audit(
-            conn, actor="system", action="request.recover", target=f"agent:{row.agent}",
+            conn,
+            actor="system",
+            action="request.recover",
+            target=f"agent:{row.agent}",
             outcome="success",
-            details={"agent": row.agent, "request_id": row.request_id, "kind": row.kind,
-                     "state": "kept" if keep else "released"},
-        )  # fmt: skip
+            details={
+                "agent": row.agent,
+                "request_id": row.request_id,
+                "kind": row.kind,
+                "state": "kept" if keep else "released",
+            },
+        )
         kept, released = kept + keep, released + (not keep)
     return released, kept
 
@@ -131,10 +144,13 @@ def _release_orphans(vault: Vault, conn: Connection) -> int:
     for o in orphans:
         ledger.settle(conn, o.agent, o.request_id, state="released")
         vault.audit(
-            conn, actor="system", action="request.recover", target=f"agent:{o.agent}",
+            conn,
+            actor="system",
+            action="request.recover",
+            target=f"agent:{o.agent}",
             outcome="success",
             details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
-        )  # fmt: skip
+        )
     return len(orphans)
 
 
@@ -147,15 +163,25 @@ def _fail_executing(vault: Vault, conn: Connection) -> int:
     ).all()
     for a in executing:
         approvals.set_result(
-            conn, a.id, Status.FAILED,
-            {"error": {"code": ErrorCode.INTERNAL,
-                       "message": "keysafe restarted while this approved request ran; "
-                       "nothing was returned.",
-                       "next": "ask again (a transaction with the same bytes is accepted "
-                       "by its chain once)."}},
-        )  # fmt: skip
+            conn,
+            a.id,
+            Status.FAILED,
+            {
+                "error": {
+                    "code": ErrorCode.INTERNAL,
+                    "message": "keysafe restarted while this approved request ran; "
+                    "nothing was returned.",
+                    "next": "ask again (a transaction with the same bytes is accepted "
+                    "by its chain once).",
+                }
+            },
+        )
         vault.audit(
-            conn, actor="system", action="approval.fail", target=f"approval:{a.id}",
-            outcome="failure", details={"agent": a.agent, "request_id": a.id},
-        )  # fmt: skip
+            conn,
+            actor="system",
+            action="approval.fail",
+            target=f"approval:{a.id}",
+            outcome="failure",
+            details={"agent": a.agent, "request_id": a.id},
+        )
     return len(executing)

@@ -204,9 +204,13 @@ def _meta(info: RecordInfo) -> _ChannelMeta:
 def _view(info: RecordInfo) -> ChannelView:
     m = _meta(info)
     return ChannelView(
-        name=info.name, type=m.type, target=m.target, events=m.events,
-        approve_up_to=m.approve_up_to, created_at=info.created_at,
-    )  # fmt: skip
+        name=info.name,
+        type=m.type,
+        target=m.target,
+        events=m.events,
+        approve_up_to=m.approve_up_to,
+        created_at=info.created_at,
+    )
 
 
 def list_channels(vault: Vault) -> list[ChannelView]:
@@ -223,9 +227,14 @@ def _put(
     ).encode()
     with SecretBytes(bytearray(plain)) as secret:
         return vault.put_record(
-            conn, kind=KIND, name=name, data_class="sensitive",
-            meta=meta.model_dump(mode="json"), plaintext=secret, replace=True,
-        )  # fmt: skip
+            conn,
+            kind=KIND,
+            name=name,
+            data_class="sensitive",
+            meta=meta.model_dump(mode="json"),
+            plaintext=secret,
+            replace=True,
+        )
 
 
 def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
@@ -247,10 +256,13 @@ def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
     with vault.db.write() as conn:
         info = _put(vault, conn, name, meta, _ChannelSecret(secret=SecretStr(secret)))
         vault.audit(
-            conn, actor="owner", action="notify.add", target=f"notify:{name}",
+            conn,
+            actor="owner",
+            action="notify.add",
+            target=f"notify:{name}",
             outcome="success",
             details={"type": "webhook", "url": target[:200], "events": [str(e) for e in events]},
-        )  # fmt: skip
+        )
     return WebhookAdded(channel=_view(info), secret=secret)
 
 
@@ -275,11 +287,18 @@ def set_telegram(
     with vault.db.write() as conn:
         info = _put(vault, conn, TELEGRAM, meta, sealed)
         vault.audit(
-            conn, actor="owner", action="notify.add", target=f"notify:{TELEGRAM}",
+            conn,
+            actor="owner",
+            action="notify.add",
+            target=f"notify:{TELEGRAM}",
             outcome="success",
-            details={"type": "telegram", "bot": bot[:64], "events": [str(e) for e in events],
-                     "approve_up_to": cap.describe() if cap else None},
-        )  # fmt: skip
+            details={
+                "type": "telegram",
+                "bot": bot[:64],
+                "events": [str(e) for e in events],
+                "approve_up_to": cap.describe() if cap else None,
+            },
+        )
     return _view(info)
 
 
@@ -305,9 +324,13 @@ def remove_channel(vault: Vault, name: str) -> None:
             .values(state="dead", claimed_until=None)
         )
         vault.audit(
-            conn, actor="owner", action="notify.remove", target=f"notify:{name}",
-            outcome="success", details={"name": name},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="notify.remove",
+            target=f"notify:{name}",
+            outcome="success",
+            details={"name": name},
+        )
 
 
 def open_channels(vault: Vault) -> list[OpenChannel]:
@@ -346,11 +369,17 @@ def emit(vault: Vault, conn: Connection, notice: Notice) -> int:
             continue
         conn.execute(
             insert(t.notify_queue).values(
-                delivery_id="dlv_" + secrets.token_hex(12), channel=info.name,
-                event=str(notice.event), notice=body, state="queued", attempts=0,
-                next_at=now, claimed_until=None, created_at=now,
+                delivery_id="dlv_" + secrets.token_hex(12),
+                channel=info.name,
+                event=str(notice.event),
+                notice=body,
+                state="queued",
+                attempts=0,
+                next_at=now,
+                claimed_until=None,
+                created_at=now,
             )
-        )  # fmt: skip
+        )
         queued += 1
     return queued
 
@@ -407,17 +436,24 @@ def on_deny(
         .limit(ANOMALY_SCAN)
     ).all()
     denials = sum(
-        1 for r in recent
-        if r.actor == f"agent:{agent}" and r.action.startswith("decide.")
-        and r.outcome == "deny" and r.time >= since
-    )  # fmt: skip
+        1
+        for r in recent
+        if r.actor == f"agent:{agent}"
+        and r.action.startswith("decide.")
+        and r.outcome == "deny"
+        and r.time >= since
+    )
     if denials == ANOMALY_DENIALS:
-        emit(vault, conn, alert(
-            Event.ANOMALY,
-            f"agent '{agent}' was denied {denials} times within {ANOMALY_WINDOW_S} seconds; "
-            f"consider pausing it (keysafe agent pause {agent})",
-            agent=agent,
-        ))  # fmt: skip
+        emit(
+            vault,
+            conn,
+            alert(
+                Event.ANOMALY,
+                f"agent '{agent}' was denied {denials} times within {ANOMALY_WINDOW_S} seconds; "
+                f"consider pausing it (keysafe agent pause {agent})",
+                agent=agent,
+            ),
+        )
 
 
 def send_test(vault: Vault) -> int:
@@ -451,20 +487,28 @@ def note_rotation_due(vault: Vault, due: int, what: str) -> int:
         ).first()
         if recent is not None:
             return 0
-        return emit(vault, conn, alert(
-            Event.ROTATION_DUE,
-            f"{due} thing(s) agents hold are due for replacement ({what}); "
-            "see keysafe rotation-policy",
-        ))  # fmt: skip
+        return emit(
+            vault,
+            conn,
+            alert(
+                Event.ROTATION_DUE,
+                f"{due} thing(s) agents hold are due for replacement ({what}); "
+                "see keysafe rotation-policy",
+            ),
+        )
 
 
 def note_unlock_failure(vault: Vault, *, throttled: bool) -> int:
     """Queue the unlock_failure alert for an attempt the vault refused (already audited)."""
-    return emit_safely(vault, alert(
-        Event.UNLOCK_FAILURE,
-        "an unlock attempt was refused: too many wrong passphrases in a row" if throttled
-        else "someone typed a wrong passphrase for the vault",
-    ))  # fmt: skip
+    return emit_safely(
+        vault,
+        alert(
+            Event.UNLOCK_FAILURE,
+            "an unlock attempt was refused: too many wrong passphrases in a row"
+            if throttled
+            else "someone typed a wrong passphrase for the vault",
+        ),
+    )
 
 
 def unlock_watched(vault: Vault, passphrase: SecretBytes) -> None:

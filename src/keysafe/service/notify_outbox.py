@@ -63,13 +63,19 @@ def claim(vault: Vault, *, channels: set[str], limit: int = 20) -> list[Claimed]
         out: list[Claimed] = []
         for r in rows:
             conn.execute(
-                update(q).where(q.c.id == r.id)
+                update(q)
+                .where(q.c.id == r.id)
                 .values(claimed_until=now + LEASE_S, attempts=r.attempts + 1)
-            )  # fmt: skip
+            )
             out.append(
-                Claimed(r.delivery_id, r.channel, Notice.model_validate_json(r.notice),
-                        r.attempts + 1, r.created_at)
-            )  # fmt: skip
+                Claimed(
+                    r.delivery_id,
+                    r.channel,
+                    Notice.model_validate_json(r.notice),
+                    r.attempts + 1,
+                    r.created_at,
+                )
+            )
     return out
 
 
@@ -94,25 +100,37 @@ def mark_failed(vault: Vault, item: Claimed, error: str) -> bool:
     with vault.db.write() as conn:
         if dead:
             conn.execute(
-                update(q).where(q.c.delivery_id == item.delivery_id)
+                update(q)
+                .where(q.c.delivery_id == item.delivery_id)
                 .values(state="dead", claimed_until=None)
-            )  # fmt: skip
+            )
             vault.audit(
-                conn, actor="system", action="notify.dead_letter",
-                target=f"notify:{item.channel}", outcome="failure",
-                details={"delivery_id": item.delivery_id, "event": str(item.notice.event),
-                         "attempts": item.attempt, "error": error[:200]},
-            )  # fmt: skip
+                conn,
+                actor="system",
+                action="notify.dead_letter",
+                target=f"notify:{item.channel}",
+                outcome="failure",
+                details={
+                    "delivery_id": item.delivery_id,
+                    "event": str(item.notice.event),
+                    "attempts": item.attempt,
+                    "error": error[:200],
+                },
+            )
         else:
             delay = BACKOFF_S * 2 ** (item.attempt - 1) * (1 + random.random() / 2)  # noqa: S311 - jitter, not a secret
             conn.execute(
-                update(q).where(q.c.delivery_id == item.delivery_id)
+                update(q)
+                .where(q.c.delivery_id == item.delivery_id)
                 .values(next_at=now + delay, claimed_until=None)
-            )  # fmt: skip
+            )
     logger.warning(
-        "notification %s to %s failed (try %d): %s", item.delivery_id, item.channel,
-        item.attempt, error[:200],
-    )  # fmt: skip
+        "notification %s to %s failed (try %d): %s",
+        item.delivery_id,
+        item.channel,
+        item.attempt,
+        error[:200],
+    )
     return dead
 
 

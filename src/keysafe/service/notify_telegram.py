@@ -129,10 +129,14 @@ def compose(vault: Vault, notice: Notice, cap: Cap | None) -> Outgoing:
             nonce = secrets.token_urlsafe(16)
             conn.execute(
                 insert(t.notify_buttons).values(
-                    nonce_hash=_hash(nonce), approval_id=a.id, digest=_digest(a),
-                    action=action, created_at=now, used_at=None,
+                    nonce_hash=_hash(nonce),
+                    approval_id=a.id,
+                    digest=_digest(a),
+                    action=action,
+                    created_at=now,
+                    used_at=None,
                 )
-            )  # fmt: skip
+            )
             buttons.append((label, PREFIX + nonce))
     return Outgoing(text=shown.text(now), buttons=buttons)
 
@@ -147,10 +151,13 @@ class Pressed(BaseModel):
 def _refuse(vault: Vault, chat_id: int, reason: str, approval_id: str | None) -> None:
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor=f"telegram:{chat_id}", action="notify.telegram.button",
-            target=f"approval:{approval_id}" if approval_id else "telegram", outcome="denied",
+            conn,
+            actor=f"telegram:{chat_id}",
+            action="notify.telegram.button",
+            target=f"approval:{approval_id}" if approval_id else "telegram",
+            outcome="denied",
             details={"reason": reason, "request_id": approval_id},
-        )  # fmt: skip
+        )
 
 
 def press(
@@ -211,10 +218,12 @@ def _spend(vault: Vault, nonce_hash: str, approval_id: str) -> Approval | None:
             # Both buttons of one message go with the first press.
             conn.execute(
                 update(t.notify_buttons)
-                .where(t.notify_buttons.c.approval_id == approval_id,
-                       t.notify_buttons.c.used_at.is_(None))
+                .where(
+                    t.notify_buttons.c.approval_id == approval_id,
+                    t.notify_buttons.c.used_at.is_(None),
+                )
                 .values(used_at=now)
-            )  # fmt: skip
+            )
     return current
 
 
@@ -319,14 +328,17 @@ def pairing_wait(token: SecretBytes, api: str, timeout_s: int) -> Candidate:
                 for item in items:
                     if item.kind == "message":
                         await telegram.send(
-                            bot, item.chat_id,
+                            bot,
+                            item.chat_id,
                             f"keysafe pairing code: {code}\nType it into the terminal that is "
                             "waiting. If you did not start a pairing, ignore this message.",
-                        )  # fmt: skip
+                        )
                         return Candidate(
-                            item.chat_id, item.sender[:80], offset,
+                            item.chat_id,
+                            item.sender[:80],
+                            offset,
                             hashlib.sha256(code.encode()).hexdigest(),
-                        )  # fmt: skip
+                        )
             return None
 
     try:
@@ -358,9 +370,10 @@ def pairing_confirm(token: SecretBytes, api: str, candidate: Candidate, typed: s
     async def run() -> None:
         async with telegram.make_bot(text, api) as bot:
             await telegram.send(
-                bot, candidate.chat_id,
+                bot,
+                candidate.chat_id,
                 "Paired: keysafe sends approvals and alerts to this chat.",
-            )  # fmt: skip
+            )
             await telegram.fetch(bot, candidate.offset, 0)  # acknowledges the pairing's updates
 
     try:

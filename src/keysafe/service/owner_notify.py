@@ -37,9 +37,13 @@ class SetTelegram(Op[ChannelView]):
     def run(self, vault: Vault) -> ChannelView:
         with unwired(self.token, "bot token") as token:
             return notify.set_telegram(
-                vault, token, self.chat_id, self.bot,
-                notify.parse_events(",".join(self.events)), self.approve_up_to,
-            )  # fmt: skip
+                vault,
+                token,
+                self.chat_id,
+                self.bot,
+                notify.parse_events(",".join(self.events)),
+                self.approve_up_to,
+            )
 
 
 class RemoveChannel(Removal):

@@ -242,9 +242,11 @@ class SetPolicy(Op[PolicySet]):
     def run(self, vault: Vault) -> PolicySet:
         policy, report = policies.set_policy(vault, self.agent, self.text, source=self.source)
         return PolicySet(
-            agent=self.agent, digest=policy.digest(), rules=len(policy.rules),
+            agent=self.agent,
+            digest=policy.digest(),
+            rules=len(policy.rules),
             warnings=[PolicyWarning(rule=w.rule, message=w.message) for w in report.warnings],
-        )  # fmt: skip
+        )
 
 
 class AddCredential(Op[CredentialView]):
@@ -258,9 +260,13 @@ class AddCredential(Op[CredentialView]):
     def run(self, vault: Vault) -> CredentialView:
         with unwired(self.secret, "credential's secret") as secret:
             return credentials.add_credential(
-                vault, self.name, secret, hosts=self.hosts, attach=self.attach.checked(),
+                vault,
+                self.name,
+                secret,
+                hosts=self.hosts,
+                attach=self.attach.checked(),
                 replace=self.replace,
-            )  # fmt: skip
+            )
 
 
 class IssuePlaceholder(Op[Placeholder]):
@@ -327,10 +333,13 @@ class AddChain(Op[ChainAdded]):
 
     def run(self, vault: Vault) -> ChainAdded:
         info = registry.add_chain(
-            vault, self.name, family=self.family,
-            chain_id=self.chain_id, rpc=self.rpc,
+            vault,
+            self.name,
+            family=self.family,
+            chain_id=self.chain_id,
+            rpc=self.rpc,
             max_fee=self.max_fee,
-        )  # fmt: skip
+        )
         return ChainAdded(name=info.name, native=info.native, max_fee=info.fee_ceiling_text)
 
 

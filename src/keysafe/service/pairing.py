@@ -72,9 +72,13 @@ SIDECAR_SETTING: Final = "relay.sidecar:"  # + agent name: the sidecar's PeerKey
 MAX_OPEN_INVITES: Final = 16
 _CLAIMS: Final = threading.Lock()  # claims are answered in worker threads
 _CLAIM_STATUS: Final[dict[Status, ClaimStatus]] = {
-    Status.PENDING: "pending", Status.EXECUTING: "pending", Status.APPROVED: "paired",
-    Status.DENIED: "denied", Status.EXPIRED: "expired", Status.FAILED: "denied",
-}  # fmt: skip
+    Status.PENDING: "pending",
+    Status.EXECUTING: "pending",
+    Status.APPROVED: "paired",
+    Status.DENIED: "denied",
+    Status.EXPIRED: "expired",
+    Status.FAILED: "denied",
+}
 
 
 class PairingRequest(BaseModel):
@@ -174,16 +178,23 @@ def create_invite(
         )
     identity = vault_identity(vault)
     invite = Invite(
-        id=secrets.token_hex(16), agent=agent, vault=identity.public.to_text(), relay=relay,
-        expires=int(time.time()) + INVITE_TTL_S, secret=secrets.token_hex(16),
-    )  # fmt: skip
+        id=secrets.token_hex(16),
+        agent=agent,
+        vault=identity.public.to_text(),
+        relay=relay,
+        expires=int(time.time()) + INVITE_TTL_S,
+        secret=secrets.token_hex(16),
+    )
     table[invite.id] = _Open(invite, policy, policy_source)
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="agent.invite", target=f"agent:{agent}",
-            outcome="success", details={"agent": agent, "invite": invite.id[:8],
-                                        "expires": invite.expires},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="agent.invite",
+            target=f"agent:{agent}",
+            outcome="success",
+            details={"agent": agent, "invite": invite.id[:8], "expires": invite.expires},
+        )
     return encode_invite(identity, invite)
 
 
@@ -196,9 +207,11 @@ def claim_admissible(vault: Vault, claimed: Claim) -> bool:
         held is not None
         and hmac.compare_digest(held.invite.secret, claimed.invite.secret)
         and held.invite == claimed.invite
-        and (held.claimed_by is None or (
-            held.claimed_by == claimed.sidecar and held.commitment == claimed.commitment))
-    )  # fmt: skip
+        and (
+            held.claimed_by is None
+            or (held.claimed_by == claimed.sidecar and held.commitment == claimed.commitment)
+        )
+    )
 
 
 def claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
@@ -235,12 +248,16 @@ def _claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
         sidecar_nonce = bytes.fromhex(claimed.reveal)
         if not hmac.compare_digest(commitment(sidecar_nonce), claimed.commitment):
             table.pop(claimed.invite.id, None)  # a wrong reveal spends the invite
-            return _refuse(vault, sender, "refused", "The revealed nonce is not the one "
-                           "committed to.")  # fmt: skip
+            return _refuse(
+                vault, sender, "refused", "The revealed nonce is not the one committed to."
+            )
         words = pairing_words(
-            held.invite, vault_identity(vault).public, claimed.sidecar_keys, sidecar_nonce,
+            held.invite,
+            vault_identity(vault).public,
+            claimed.sidecar_keys,
+            sidecar_nonce,
             held.vault_nonce,
-        )  # fmt: skip
+        )
         held.approval_id = _park(vault, held, claimed, words)
     assert held.approval_id is not None
     approval = _approval(vault, held.approval_id)
@@ -249,9 +266,11 @@ def _claim(vault: Vault, claimed: Claim, sender: str) -> ClaimAnswer:
         table.pop(claimed.invite.id, None)  # decided: the invite is spent
     shown = approval.request.get("words")
     return ClaimAnswer(
-        status=status, approval_id=approval.id, message=_said(approval),
+        status=status,
+        approval_id=approval.id,
+        message=_said(approval),
         words=[str(w) for w in shown] if isinstance(shown, list) else None,
-    )  # fmt: skip
+    )
 
 
 def _said(approval: store.Approval) -> str | None:
@@ -273,9 +292,13 @@ def _approval(vault: Vault, approval_id: str) -> store.Approval:
 
 def _park(vault: Vault, held: _Open, claimed: Claim, words: list[str]) -> str:
     request = PairingRequest(
-        invite_id=held.invite.id, sidecar=claimed.sidecar, words=words, host=claimed.host,
-        policy=held.policy, policy_source=held.policy_source,
-    )  # fmt: skip
+        invite_id=held.invite.id,
+        sidecar=claimed.sidecar,
+        words=words,
+        host=claimed.host,
+        policy=held.policy,
+        policy_source=held.policy_source,
+    )
     host = f" on {claimed.host!r}" if claimed.host else ""
     summary = (
         f"pair a sidecar{host} as new agent '{held.invite.agent}': check that it shows the "
@@ -283,10 +306,15 @@ def _park(vault: Vault, held: _Open, claimed: Claim, words: list[str]) -> str:
     )
     with vault.db.write() as conn:
         approval = store.park(
-            vault, conn, agent=held.invite.agent, kind=Kind.PAIRING,
-            request=request.model_dump(mode="json"), fingerprint=PeerKeys.from_text(
-                claimed.sidecar).rid, summary=summary, rule=None,
-        )  # fmt: skip
+            vault,
+            conn,
+            agent=held.invite.agent,
+            kind=Kind.PAIRING,
+            request=request.model_dump(mode="json"),
+            fingerprint=PeerKeys.from_text(claimed.sidecar).rid,
+            summary=summary,
+            rule=None,
+        )
         notify.on_approval(vault, conn, approval)
     logger.info("pairing %s parked for agent %s", approval.id, held.invite.agent)
     return approval.id
@@ -295,9 +323,13 @@ def _park(vault: Vault, held: _Open, claimed: Claim, words: list[str]) -> str:
 def _refuse(vault: Vault, sender: str, status: ClaimStatus, message: str) -> ClaimAnswer:
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor=f"relay:{sender[:12]}", action="relay.pairing", target="invite",
-            outcome="denied", details={"reason": status, "message": message},
-        )  # fmt: skip
+            conn,
+            actor=f"relay:{sender[:12]}",
+            action="relay.pairing",
+            target="invite",
+            outcome="denied",
+            details={"reason": status, "message": message},
+        )
     return ClaimAnswer(status=status, message=message)
 
 
@@ -316,9 +348,13 @@ def complete(vault: Vault, agent: str, request: PairingRequest) -> dict[str, Any
     with vault.db.write() as conn:
         sealed_state.write_setting(vault, conn, SIDECAR_SETTING + agent, keys.to_text())
         vault.audit(
-            conn, actor="owner", action="agent.pair", target=f"agent:{agent}", outcome="success",
+            conn,
+            actor="owner",
+            action="agent.pair",
+            target=f"agent:{agent}",
+            outcome="success",
             details={"agent": agent, "sidecar": keys.rid, "host": request.host[:100]},
-        )  # fmt: skip
+        )
     return {"agent": view.name, "sidecar": keys.rid, "status": "paired"}
 
 
@@ -338,10 +374,11 @@ def mark_relayed(vault: Vault, agent: str, sender: str, request_id: str) -> bool
             with conn.begin_nested():
                 conn.execute(
                     insert(t.nonces).values(
-                        agent=agent, nonce=f"relay:{sender[:32]}:{request_id}"[:128],
+                        agent=agent,
+                        nonce=f"relay:{sender[:32]}:{request_id}"[:128],
                         expires=now + RELAYED_MARK_S,
                     )
-                )  # fmt: skip
+                )
         except SqlIntegrityError:
             return False
     return True

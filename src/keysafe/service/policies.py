@@ -91,16 +91,27 @@ def set_policy(
         digest, set_at = policy.digest(), iso(now)
         conn.execute(
             insert(t.policies).values(
-                agent=agent, source=text, digest=digest, set_at=set_at,
+                agent=agent,
+                source=text,
+                digest=digest,
+                set_at=set_at,
                 mac=sealed_state.policy_seal(vault, agent, text, digest, set_at),
             )
-        )  # fmt: skip
+        )
         diff = _diff_summary(old, policy)
         vault.audit(
-            conn, actor="owner", action="policy.set", target=f"agent:{agent}", outcome="success",
-            details={"agent": agent, "policy_hash": policy.digest(),
-                     "previous_hash": old.digest() if old else None, "diff": diff},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="policy.set",
+            target=f"agent:{agent}",
+            outcome="success",
+            details={
+                "agent": agent,
+                "policy_hash": policy.digest(),
+                "previous_hash": old.digest() if old else None,
+                "diff": diff,
+            },
+        )
     logger.info("policy %s set for agent %s", policy.digest()[:12], agent)
     return policy, report
 
@@ -155,6 +166,10 @@ def check(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
     with vault.db.read() as conn:
         state, policy = agent_state(vault, conn, agent, verify=vault.is_unlocked)
         return engine.decide(
-            policy, state, intent, registry=load_registry(conn),
-            usage=ledger.usage_reader(conn, agent, now=now, until=intent.time), now=now,
-        )  # fmt: skip
+            policy,
+            state,
+            intent,
+            registry=load_registry(conn),
+            usage=ledger.usage_reader(conn, agent, now=now, until=intent.time),
+            now=now,
+        )

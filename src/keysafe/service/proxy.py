@@ -64,13 +64,25 @@ from keysafe.vault.vault import Vault
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS: Final = 5
-_HOP_BY_HOP: Final = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length", "authorization", "cookie",
-    # keysafe chooses the encodings (ACCEPT_ENCODING): an answer in one it cannot undo would reach
-    # the agent without its secrets scrubbed.
-    "accept-encoding",
-})  # fmt: skip
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "authorization",
+        "cookie",
+        # keysafe chooses the encodings (ACCEPT_ENCODING): an answer in one it cannot undo would reach
+        # the agent without its secrets scrubbed.
+        "accept-encoding",
+    }
+)
 # What httpx undoes without optional packages; the scrubber must see the plain body.
 ACCEPT_ENCODING: Final = "gzip, deflate"
 _DECODED: Final = frozenset({"identity", "gzip", "x-gzip", "deflate"})
@@ -95,8 +107,12 @@ class HttpResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {"status": self.status, "approval_id": self.approval_id,
-                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+            return {
+                "status": self.status,
+                "approval_id": self.approval_id,
+                "expires_at": self.expires_at,
+                "summary": self.summary,
+            }
         out: dict[str, Any] = {"status_code": self.status_code, "headers": self.headers}
         if self.body_base64 is not None:
             out["body_base64"] = self.body_base64
@@ -262,8 +278,12 @@ class HttpStream:
         # How it ended, before the connection is closed: closing it under a reader that is still
         # waiting (the client went away) makes that reader fail, which is not how it ended.
         failure = self._failure
-        facts = {"status": self.status_code, "bytes": self._size, "redirects": self.redirects,
-                 "ended": self._ended}  # fmt: skip
+        facts = {
+            "status": self.status_code,
+            "bytes": self._size,
+            "redirects": self.redirects,
+            "ended": self._ended,
+        }
         try:
             try:
                 self._response.close()  # back to the pool when read to its end, else dropped
@@ -271,11 +291,18 @@ class HttpStream:
                 self._release()
         finally:
             if failure is not None:
-                gate.settle(self._vault, self._req, self._rid, facts=facts,
-                            failure=failure, spent=True)  # fmt: skip
+                gate.settle(
+                    self._vault, self._req, self._rid, facts=facts, failure=failure, spent=True
+                )
             elif result is not None:
-                gate.settle(self._vault, self._req, self._rid, result=_CODEC.dump(result),
-                            facts=facts, view=result.to_dict())  # fmt: skip
+                gate.settle(
+                    self._vault,
+                    self._req,
+                    self._rid,
+                    result=_CODEC.dump(result),
+                    facts=facts,
+                    view=result.to_dict(),
+                )
             else:
                 gate.settle(self._vault, self._req, self._rid, facts=facts)
 
@@ -349,9 +376,14 @@ def http_request(
     except UnicodeDecodeError:
         text, b64 = None, base64.b64encode(raw).decode()
     res = HttpResult(
-        "done", opened.status_code, opened.headers, text, b64,
-        redirects=opened.redirects, size=opened.size,
-    )  # fmt: skip
+        "done",
+        opened.status_code,
+        opened.headers,
+        text,
+        b64,
+        redirects=opened.redirects,
+        size=opened.size,
+    )
     opened.close(res)
     return res
 
@@ -402,9 +434,17 @@ def _open(
         k: scrub(v, forms) for k, v in final.headers.items() if k.lower() not in _NOT_RETURNED
     }
     return HttpStream(
-        vault, call.req, request_id, release, final, Scrubber(forms),
-        host=str(urlsplit(url).hostname), headers=out_headers, redirects=hops, cap=call.cap,
-    )  # fmt: skip
+        vault,
+        call.req,
+        request_id,
+        release,
+        final,
+        Scrubber(forms),
+        host=str(urlsplit(url).hostname),
+        headers=out_headers,
+        redirects=hops,
+        cap=call.cap,
+    )
 
 
 def _agent_headers(info: RecordInfo, headers: dict[str, str]) -> dict[str, str]:

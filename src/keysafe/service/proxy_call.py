@@ -111,11 +111,16 @@ def prepare(
     # fingerprint), a binary one as its bytes.
     sent: str | bytes = (raw or b"") if request.body_base64 is not None else (request.body or "")
     req = gate.Request(
-        agent=agent, kind=Kind.HTTP_REQUEST, intent=intent,
+        agent=agent,
+        kind=Kind.HTTP_REQUEST,
+        intent=intent,
         wire=request.model_copy(update={"method": method, "url": url}),
         payload=gate.fingerprint_of(method, url, sent),
-        target=f"credential:{credential}", audit_action="http.request", approval_id=approval_id,
+        target=f"credential:{credential}",
+        audit_action="http.request",
+        approval_id=approval_id,
         facts={"name": credential, "method": method, "host": host, "path": path},
-        reaches_out=True, dry_run=dry_run,
-    )  # fmt: skip
+        reaches_out=True,
+        dry_run=dry_run,
+    )
     return Call(info, req, method, url, request.headers or {}, raw, cap)

@@ -62,9 +62,13 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 
 def _new_client(transport: httpx.BaseTransport | None) -> httpx.Client:
     return httpx.Client(
-        timeout=TIMEOUT, follow_redirects=False, transport=transport, verify=_tls_context(),
-        limits=LIMITS, cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-    )  # fmt: skip
+        timeout=TIMEOUT,
+        follow_redirects=False,
+        transport=transport,
+        verify=_tls_context(),
+        limits=LIMITS,
+        cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
+    )
 
 
 class _Shared:

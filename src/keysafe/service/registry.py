@@ -57,11 +57,15 @@ _ASSET_ROWS: Final = (
 def _registry_of(chains: tuple[_ChainRow, ...], assets: tuple[_AssetRow, ...]) -> Registry:
     added = [
         ChainInfo(
-            name, Chain(family), chain_id, rpc, builtin=False,
+            name,
+            Chain(family),
+            chain_id,
+            rpc,
+            builtin=False,
             max_fee=parse_decimal(max_fee) if max_fee is not None else None,
         )
         for name, family, chain_id, rpc, max_fee in chains
-    ]  # fmt: skip
+    ]
     reg = Registry.builtin().with_additions(added, [])
     return reg.with_additions(
         [],
@@ -104,14 +108,22 @@ def add_chain(
         conn.execute(delete(t.registry_chains).where(t.registry_chains.c.name == name))
         conn.execute(
             insert(t.registry_chains).values(
-                name=name, family=family, chain_id=chain_id, rpc=rpc, max_fee=stored,
+                name=name,
+                family=family,
+                chain_id=chain_id,
+                rpc=rpc,
+                max_fee=stored,
             )
-        )  # fmt: skip
+        )
         info = load_registry(conn).chain(name)
         vault.audit(
-            conn, actor="owner", action="chain.add", target=f"chain:{name}", outcome="success",
+            conn,
+            actor="owner",
+            action="chain.add",
+            target=f"chain:{name}",
+            outcome="success",
             details={"chain": name, "name": name, "amount": decimal_text(info.fee_ceiling)},
-        )  # fmt: skip
+        )
     logger.info("chain %s registered", name)
     return info
 
@@ -196,8 +208,12 @@ def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: 
             )
         )
         vault.audit(
-            conn, actor="owner", action="asset.add", target=f"asset:{info.name}:{symbol}",
-            outcome="success", details={"chain": info.name, "name": symbol},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="asset.add",
+            target=f"asset:{info.name}:{symbol}",
+            outcome="success",
+            details={"chain": info.name, "name": symbol},
+        )
     logger.info("asset %s on %s registered", symbol, info.name)
     return AssetInfo(symbol, info.name, address, decimals, builtin=False)

@@ -32,8 +32,12 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {"status": self.status, "approval_id": self.approval_id,
-                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+            return {
+                "status": self.status,
+                "approval_id": self.approval_id,
+                "expires_at": self.expires_at,
+                "summary": self.summary,
+            }
         return {"status": self.status, "credential": self.credential, "value": self.value}
 
 
@@ -66,16 +70,22 @@ def release(
     purpose = " ".join(purpose.split())[:200]
     what = f"release credential {credential} into a process" + (f": {purpose}" if purpose else "")
     intent = Intent.credential_release(
-        credential=credential, summary=(what + " — grants possession of the secret")[:500],
-    )  # fmt: skip
+        credential=credential,
+        summary=(what + " — grants possession of the secret")[:500],
+    )
     req = gate.Request(
-        agent=agent, kind=Kind.RELEASE_CREDENTIAL,
-        wire=ReleaseRequest(credential=credential, purpose=purpose or None), intent=intent,
+        agent=agent,
+        kind=Kind.RELEASE_CREDENTIAL,
+        wire=ReleaseRequest(credential=credential, purpose=purpose or None),
+        intent=intent,
         payload=jcs.dumps({"credential": credential, "purpose": purpose}),
-        target=f"credential:{credential}", audit_action="credential.release",
-        approval_id=approval_id, always_ask=True, facts={"name": credential, "purpose": purpose},
+        target=f"credential:{credential}",
+        audit_action="credential.release",
+        approval_id=approval_id,
+        always_ask=True,
+        facts={"name": credential, "purpose": purpose},
         dry_run=dry_run,
-    )  # fmt: skip
+    )
 
     def act(_request_id: str) -> ReleaseResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as plain:

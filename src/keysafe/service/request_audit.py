@@ -31,13 +31,24 @@ def audit_decision(
 ) -> None:
     """The decision's entry: `decide.<action>`, its outcome, rule and reason code."""
     vault.audit(
-        conn, actor=f"agent:{agent}", action=f"decide.{intent.action}",
-        target=f"agent:{agent}", outcome=decision.outcome,
-        details={"agent": agent, "rule": decision.rule, "code": decision.code,
-                 "chain": str(intent.chain) if intent.chain is not None else None,
-                 "wallet": intent.wallet, "amount": intent.amount, "fee": intent.fee,
-                 "recipient": intent.to, "request_id": request_id, "intent": fp},
-    )  # fmt: skip
+        conn,
+        actor=f"agent:{agent}",
+        action=f"decide.{intent.action}",
+        target=f"agent:{agent}",
+        outcome=decision.outcome,
+        details={
+            "agent": agent,
+            "rule": decision.rule,
+            "code": decision.code,
+            "chain": str(intent.chain) if intent.chain is not None else None,
+            "wallet": intent.wallet,
+            "amount": intent.amount,
+            "fee": intent.fee,
+            "recipient": intent.to,
+            "request_id": request_id,
+            "intent": fp,
+        },
+    )
 
 
 def audit_outcome(
@@ -54,7 +65,10 @@ def audit_outcome(
     ok = failure is None
     code = failure.code if isinstance(failure, KeysafeError) else "INTERNAL"
     vault.audit(
-        conn, actor=f"agent:{agent}", action=action, target=target,
+        conn,
+        actor=f"agent:{agent}",
+        action=action,
+        target=target,
         outcome="success" if ok else "failure",
         details={"agent": agent, **facts, **({} if ok else {"code": code})},
-    )  # fmt: skip
+    )

@@ -101,10 +101,16 @@ def set_policy(vault: Vault, after: timedelta | None, after_uses: int | None) ->
         if after_uses is not None:
             sealed_state.write_setting(vault, conn, USES_SETTING, str(after_uses))
         vault.audit(
-            conn, actor="owner", action="rotation.policy", target="vault", outcome="success",
-            details={"after_s": None if after is None else int(after.total_seconds()),
-                     "after_uses": after_uses},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="rotation.policy",
+            target="vault",
+            outcome="success",
+            details={
+                "after_s": None if after is None else int(after.total_seconds()),
+                "after_uses": after_uses,
+            },
+        )
         return policy(vault, conn)
 
 
@@ -194,9 +200,11 @@ def _calls_since(conn: Connection, agent: str, credential: str, since: str) -> i
     # The gate's decision entry names the agent, not the credential; the call's own entry
     # (`http.request`, whatever its outcome) names the credential: one per call that ran.
     cond = and_(
-        t.audit.c.actor == f"agent:{agent}", ~_DECIDED,
-        t.audit.c.target == f"credential:{credential}", t.audit.c.time >= since,
-    )  # fmt: skip
+        t.audit.c.actor == f"agent:{agent}",
+        ~_DECIDED,
+        t.audit.c.target == f"credential:{credential}",
+        t.audit.c.time >= since,
+    )
     return int(conn.execute(select(func.count()).select_from(t.audit).where(cond)).scalar_one())
 
 
@@ -220,15 +228,21 @@ def _agents_due(conn: Connection, pol: RotationPolicy, now: datetime) -> list[Du
         held: list[tuple[What, tuple[str, ...], str]] = []
         if a.token_hash:
             held.append(
-                ("agent token", ("agent.add", "agent.rotate_token"),
-                 f"keysafe agent rotate-token {a.name}")
-            )  # fmt: skip
+                (
+                    "agent token",
+                    ("agent.add", "agent.rotate_token"),
+                    f"keysafe agent rotate-token {a.name}",
+                )
+            )
         if a.public_key:
             # A key is set only when the agent is added: replacing it is a new agent.
             held.append(
-                ("agent key", ("agent.add",),
-                 f"keysafe agent add {a.name}-2 --public-key NEW; then revoke {a.name}")
-            )  # fmt: skip
+                (
+                    "agent key",
+                    ("agent.add",),
+                    f"keysafe agent add {a.name}-2 --public-key NEW; then revoke {a.name}",
+                )
+            )
         for what, actions, fix in held:
             issued = _last_issue(conn, a.name, actions)
             seq, when = (issued.seq, issued.time) if issued else (0, str(a.created_at))
@@ -236,9 +250,10 @@ def _agents_due(conn: Connection, pol: RotationPolicy, now: datetime) -> list[Du
             why = _why(pol, when, uses, now)
             if why is not None:
                 found.append(
-                    DueRotation(what=what, agent=a.name, issued_at=when, uses=uses, why=why,
-                                fix=fix)
-                )  # fmt: skip
+                    DueRotation(
+                        what=what, agent=a.name, issued_at=when, uses=uses, why=why, fix=fix
+                    )
+                )
     return found
 
 
@@ -250,10 +265,14 @@ def _placeholders_due(conn: Connection, pol: RotationPolicy, now: datetime) -> l
         if why is not None:
             found.append(
                 DueRotation(
-                    what="placeholder", agent=p.agent, credential=p.credential,
-                    issued_at=str(p.created_at), uses=uses, why=why,
+                    what="placeholder",
+                    agent=p.agent,
+                    credential=p.credential,
+                    issued_at=str(p.created_at),
+                    uses=uses,
+                    why=why,
                     fix=f"keysafe credential placeholder {p.credential} --agent {p.agent} "
                     "--replace",
                 )
-            )  # fmt: skip
+            )
     return found

@@ -41,9 +41,12 @@ _STATUSES: Final = ("active", "paused")
 
 def _agent_fields(row: Any, status: str | None = None) -> seals.Fields:
     return seals.agent_fields(
-        name=row.name, status=status or row.status, token_hash=row.token_hash,
-        public_key=row.public_key, created_at=row.created_at,
-    )  # fmt: skip
+        name=row.name,
+        status=status or row.status,
+        token_hash=row.token_hash,
+        public_key=row.public_key,
+        created_at=row.created_at,
+    )
 
 
 def agent_seal(vault: Vault, row: Any, status: str | None = None) -> str | None:
@@ -86,9 +89,10 @@ def require_sealed_agent(vault: Vault, row: Any) -> None:
     state = agent_seal_state(vault, row)
     if state is not Seal.SEALED:
         raise _refused(
-            f"agent '{row.name}'", state,
+            f"agent '{row.name}'",
+            state,
             fix=f"`keysafe agent revoke {row.name}`, then add it again",
-        )  # fmt: skip
+        )
 
 
 def policy_seal(vault: Vault, agent: str, source: str, digest: str, set_at: str) -> str | None:
@@ -101,9 +105,10 @@ def check_policy(vault: Vault, row: Any) -> None:
     state = vault.check_row("policies", fields, row.mac)
     if state is not Seal.SEALED:
         raise _refused(
-            f"the policy of agent '{row.agent}'", state,
+            f"the policy of agent '{row.agent}'",
+            state,
             fix=f"set it again (`keysafe policy set {row.agent} FILE`)",
-        )  # fmt: skip
+        )
 
 
 def setting_seal(vault: Vault, key: str, value: str) -> str | None:
@@ -189,9 +194,12 @@ class StateRow:
 
     def to_dict(self) -> dict[str, str]:
         return {
-            "table": self.table, "key": self.key, "summary": self.summary, "state": self.state,
+            "table": self.table,
+            "key": self.key,
+            "summary": self.summary,
+            "state": self.state,
             "fingerprint": self.fingerprint,
-        }  # fmt: skip
+        }
 
 
 def _fingerprint(table: str, fields: seals.Fields | None) -> str:
@@ -220,21 +228,26 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
             auth = "+".join(x for x, v in (("token", a.token_hash), ("ed25519", a.public_key)) if v)
             out.append(
                 StateRow(
-                    "agents", a.name, f"agent {a.name}: {a.status}, {auth or 'no credential'}",
-                    state.value, _fingerprint("agents", _agent_fields(a)),
+                    "agents",
+                    a.name,
+                    f"agent {a.name}: {a.status}, {auth or 'no credential'}",
+                    state.value,
+                    _fingerprint("agents", _agent_fields(a)),
                 )
-            )  # fmt: skip
+            )
     for p in conn.execute(select(t.policies).order_by(t.policies.c.agent)):
         fields = seals.policy_fields(p.agent, p.source, p.digest, p.set_at)
         state = vault.check_row("policies", fields, p.mac)
         if state is not Seal.SEALED:
             out.append(
                 StateRow(
-                    "policies", p.agent,
+                    "policies",
+                    p.agent,
                     f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
-                    state.value, _fingerprint("policies", fields),
+                    state.value,
+                    _fingerprint("policies", fields),
                 )
-            )  # fmt: skip
+            )
     switch = None
     for s in conn.execute(select(t.settings).order_by(t.settings.c.key)):
         if s.key == PAUSED_ALL:
@@ -244,17 +257,23 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
             fields = seals.setting_fields(s.key, s.value)
             out.append(
                 StateRow(
-                    "settings", s.key, f"setting {s.key} = {s.value[:40]}", state.value,
+                    "settings",
+                    s.key,
+                    f"setting {s.key} = {s.value[:40]}",
+                    state.value,
                     _fingerprint("settings", fields),
                 )
-            )  # fmt: skip
+            )
     if switch is None:
         out.append(
             StateRow(
-                "settings", PAUSED_ALL, "setting paused_all is missing (it will be sealed ON)",
-                "missing", _fingerprint("settings", None),
+                "settings",
+                PAUSED_ALL,
+                "setting paused_all is missing (it will be sealed ON)",
+                "missing",
+                _fingerprint("settings", None),
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -277,15 +296,17 @@ def seal(vault: Vault, shown: list[StateRow]) -> int:
             if r.table == "agents":
                 a = conn.execute(select(t.agents).where(t.agents.c.name == r.key)).one()
                 conn.execute(
-                    update(t.agents).where(t.agents.c.name == r.key)
+                    update(t.agents)
+                    .where(t.agents.c.name == r.key)
                     .values(mac=agent_seal(vault, a))
-                )  # fmt: skip
+                )
             elif r.table == "policies":
                 p = conn.execute(select(t.policies).where(t.policies.c.agent == r.key)).one()
                 conn.execute(
-                    update(t.policies).where(t.policies.c.agent == r.key)
+                    update(t.policies)
+                    .where(t.policies.c.agent == r.key)
                     .values(mac=policy_seal(vault, p.agent, p.source, p.digest, p.set_at))
-                )  # fmt: skip
+                )
             elif r.state == "missing":
                 write_setting(vault, conn, PAUSED_ALL, "1")
             else:
@@ -294,7 +315,11 @@ def seal(vault: Vault, shown: list[StateRow]) -> int:
             done.append(r.summary)
         if done:
             vault.audit(
-                conn, actor="owner", action="state.seal", target=f"vault:{vault.vault_id}",
-                outcome="success", details={"sealed": len(done), "rows": done[:200]},
-            )  # fmt: skip
+                conn,
+                actor="owner",
+                action="state.seal",
+                target=f"vault:{vault.vault_id}",
+                outcome="success",
+                details={"sealed": len(done), "rows": done[:200]},
+            )
     return len(done)

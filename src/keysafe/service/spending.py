@@ -89,16 +89,21 @@ def spending(vault: Vault, range_: Range = "24h") -> Spending:
             continue  # an asset the registry no longer knows: its decimals are unknown
         series.append(
             SpendingSeries(
-                agent=agent, asset=key, symbol=asset.symbol,
+                agent=agent,
+                asset=key,
+                symbol=asset.symbol,
                 chain=asset.chain if ":" in key else None,
                 total=from_base_units(sum(units), asset.decimals),
                 points=[from_base_units(u, asset.decimals) for u in units],
             )
-        )  # fmt: skip
+        )
     return Spending(
-        range=range_, bucket_seconds=size,
-        buckets=[_iso(start + i * size) for i in range(count)], end=_iso(end), series=series,
-    )  # fmt: skip
+        range=range_,
+        bucket_seconds=size,
+        buckets=[_iso(start + i * size) for i in range(count)],
+        end=_iso(end),
+        series=series,
+    )
 
 
 __all__ = ["Range", "Spending", "SpendingSeries", "spending"]

@@ -31,9 +31,19 @@ from keysafe.vault.vault import Clock, Vault, utc_now
 
 logger = logging.getLogger(__name__)
 __all__ = [
-    "KmsConfig", "KmsKind", "change_passphrase", "init_vault", "key_provider", "kms_health", "kms_owner_login", "owner_proof",
-    "recover_vault", "require_passphrase_vault", "status", "unlock_with_kms",
-]  # fmt: skip
+    "KmsConfig",
+    "KmsKind",
+    "change_passphrase",
+    "init_vault",
+    "key_provider",
+    "kms_health",
+    "kms_owner_login",
+    "owner_proof",
+    "recover_vault",
+    "require_passphrase_vault",
+    "status",
+    "unlock_with_kms",
+]
 
 MIN_PASSPHRASE = 12
 MIN_SCORE = 3  # zxcvbn: "safely unguessable" against a slow-hash offline attack
@@ -105,9 +115,14 @@ def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
     seed = SecretBytes(bytearray(Mnemonic.to_seed(phrase_words, passphrase="")))
     with seed:
         vault.put_record(
-            conn, kind=RecordKind.HD_SEED, name="default", data_class=DataClass.CRITICAL,
-            meta={"standard": "bip39"}, plaintext=seed, replace=False,
-        )  # fmt: skip
+            conn,
+            kind=RecordKind.HD_SEED,
+            name="default",
+            data_class=DataClass.CRITICAL,
+            meta={"standard": "bip39"},
+            plaintext=seed,
+            replace=False,
+        )
 
 
 def _create(
@@ -149,14 +164,25 @@ def _create(
         with db.write() as conn:
             phrase_pub = hierarchy.public_bytes(hierarchy.phrase_seal_key(entropy.reveal()))
             vault = Vault.create(
-                db, master=master, passphrase=passphrase, provider=provider, kdf=kdf,
-                clock=clock, conn=conn, phrase_pub=phrase_pub, blobs=blobs,
-            )  # fmt: skip
+                db,
+                master=master,
+                passphrase=passphrase,
+                provider=provider,
+                kdf=kdf,
+                clock=clock,
+                conn=conn,
+                phrase_pub=phrase_pub,
+                blobs=blobs,
+            )
             _seed_record(vault, conn, words)
             vault.audit(
-                conn, actor="owner", action=action, target=f"vault:{vault.vault_id}",
-                outcome="success", details={"vault_id": vault.vault_id, "from_empty_home": True},
-            )  # fmt: skip
+                conn,
+                actor="owner",
+                action=action,
+                target=f"vault:{vault.vault_id}",
+                outcome="success",
+                details={"vault_id": vault.vault_id, "from_empty_home": True},
+            )
     except BaseException:
         db.close()
         if provider is not None:
@@ -225,9 +251,16 @@ def init_vault(
     with entropy:
         phrase = SecretBytes(Mnemonic("english").to_mnemonic(bytes(entropy.reveal())).encode())
         vault = _create(
-            home, entropy=entropy, passphrase=passphrase, kdf=kdf, clock=clock,
-            action="vault.init", kms=kms, kms_token=kms_token, blobs=blobs,
-        )  # fmt: skip
+            home,
+            entropy=entropy,
+            passphrase=passphrase,
+            kdf=kdf,
+            clock=clock,
+            action="vault.init",
+            kms=kms,
+            kms_token=kms_token,
+            blobs=blobs,
+        )
     if blobs is not None:
         logger.info("vault %s keeps record ciphertext in %s", vault.vault_id, blobs.url)
     return vault, phrase
@@ -285,9 +318,13 @@ def kms_owner_login(
         return
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="vault.unlock", target=f"vault:{vault.vault_id}",
-            outcome="failure", details={"reason": "wrong owner proof"},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="vault.unlock",
+            target=f"vault:{vault.vault_id}",
+            outcome="failure",
+            details={"reason": "wrong owner proof"},
+        )
     notify.note_unlock_failure(vault, throttled=False)
     raise NotAuthenticatedError(
         "That owner proof does not match this vault.",
@@ -330,10 +367,16 @@ def recover_vault(
     with entropy:
         if not home.exists():
             return (
-                _create(home, entropy=entropy, passphrase=new_passphrase, kdf=kdf, clock=clock,
-                        action="vault.recover"),
+                _create(
+                    home,
+                    entropy=entropy,
+                    passphrase=new_passphrase,
+                    kdf=kdf,
+                    clock=clock,
+                    action="vault.recover",
+                ),
                 True,
-            )  # fmt: skip
+            )
         vault = open_vault(home, clock=clock)
         vault.unlock_with_phrase(entropy)
     # The phrase needs no KMS: a vault a KMS wrapped comes back as a passphrase vault (`rewrap`
@@ -342,11 +385,17 @@ def recover_vault(
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
         vault.audit(
-            conn, actor="owner", action="vault.recover", target=f"vault:{vault.vault_id}",
+            conn,
+            actor="owner",
+            action="vault.recover",
+            target=f"vault:{vault.vault_id}",
             outcome="success",
-            details={"vault_id": vault.vault_id, "from_empty_home": False,
-                     "previous_kms": str(was.kind)},
-        )  # fmt: skip
+            details={
+                "vault_id": vault.vault_id,
+                "from_empty_home": False,
+                "previous_kms": str(was.kind),
+            },
+        )
     logger.info("vault %s passphrase reset from recovery phrase", vault.vault_id)
     return vault, False
 
@@ -427,10 +476,14 @@ def status(home: Home, vault: Vault) -> Status:
             conn.execute(select(t.records.c.kind, func.count()).group_by(t.records.c.kind)).all()
         )
     return Status(
-        home=str(home.path), vault_id=vault.vault_id, created_at=head.created_at,
-        records={str(k): int(v) for k, v in counts.items()}, agents=agents,
+        home=str(home.path),
+        vault_id=vault.vault_id,
+        created_at=head.created_at,
+        records={str(k): int(v) for k, v in counts.items()},
+        agents=agents,
         audit_entries=head.audit_head_seq,
-        audit_head=head.audit_head_hash, unlock_failures=head.unlock_failures,
+        audit_head=head.audit_head_hash,
+        unlock_failures=head.unlock_failures,
         kms=vault.kms_config(),
         blobs=vault.blobs.description if vault.blobs.remote else None,
-    )  # fmt: skip
+    )

@@ -25,9 +25,10 @@ def pg_engine(url: URL) -> Engine:
     # first statement on a dead connection fails (`translate`: "could not be reached", nothing
     # was committed) and SQLAlchemy then drops every pooled connection, so the retry reconnects.
     engine = create_engine(
-        url, isolation_level="READ COMMITTED",
+        url,
+        isolation_level="READ COMMITTED",
         connect_args={"connect_timeout": 10, "application_name": "keysafe"},
-    )  # fmt: skip
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

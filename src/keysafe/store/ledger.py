@@ -143,8 +143,9 @@ def _windowed(
         return units, count
     units = {asset: int(n) for asset, n, _, _ in rows if asset != _MARKER}
     count = int(marker[2])
-    leaving = hot.rows(conn, _LEAVING, {"agent": agent, "rule": rule, "horizon": marker[3],
-                                        "since": since})  # fmt: skip
+    leaving = hot.rows(
+        conn, _LEAVING, {"agent": agent, "rule": rule, "horizon": marker[3], "since": since}
+    )
     if not leaving:
         return units, count
     gone_units, gone_count = _summed([_Row._make(r) for r in leaving])
@@ -196,8 +197,9 @@ def _move_totals(
                 old = current.get((window, asset))
                 new = str((old or 0) + sign * units)
                 if old is None:
-                    added.append(key | {"asset": asset, "units": new, "requests": 0,
-                                        "horizon": horizon})  # fmt: skip
+                    added.append(
+                        key | {"asset": asset, "units": new, "requests": 0, "horizon": horizon}
+                    )
                 else:
                     changed.append(key | {"asset": asset, "units": new})
             if changed:
@@ -237,13 +239,21 @@ def reserve(
     if not booked:
         return
     hot.run(
-        conn, _INSERT_LEDGER,
+        conn,
+        _INSERT_LEDGER,
         [
-            {"request_id": request_id, "agent": agent, "rule": rule, "asset": asset,
-             "units": str(units), "state": state, "at": when}
+            {
+                "request_id": request_id,
+                "agent": agent,
+                "rule": rule,
+                "asset": asset,
+                "units": str(units),
+                "state": state,
+                "at": when,
+            }
             for rule, asset, units, when in booked
         ],
-    )  # fmt: skip
+    )
     _move_totals(conn, agent, booked, 1)
 
 
@@ -288,12 +298,20 @@ def booked_since(conn: Connection, since: datetime) -> list[Booked]:
     de-duplicated by request and asset; count-only rows (no asset) spend nothing.
     """
     rows = conn.execute(
-        select(t.ledger.c.request_id, t.ledger.c.agent, t.ledger.c.asset, t.ledger.c.units,
-               t.ledger.c.at)
-        .where(t.ledger.c.at >= since.timestamp(), t.ledger.c.state.in_(_LIVE),
-               t.ledger.c.asset.is_not(None))
+        select(
+            t.ledger.c.request_id,
+            t.ledger.c.agent,
+            t.ledger.c.asset,
+            t.ledger.c.units,
+            t.ledger.c.at,
+        )
+        .where(
+            t.ledger.c.at >= since.timestamp(),
+            t.ledger.c.state.in_(_LIVE),
+            t.ledger.c.asset.is_not(None),
+        )
         .order_by(t.ledger.c.at)
-    ).all()  # fmt: skip
+    ).all()
     seen: dict[tuple[str, str, str], Booked] = {}
     for r in rows:
         key = (r.agent, r.request_id, r.asset)

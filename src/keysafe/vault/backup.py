@@ -45,9 +45,13 @@ class BackupHeader:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "format": self.format, "vault_id": self.vault_id, "created_at": self.created_at,
-            "records": self.records, "entries": self.entries, "cipher": "xchacha20poly1305",
-        }  # fmt: skip
+            "format": self.format,
+            "vault_id": self.vault_id,
+            "created_at": self.created_at,
+            "records": self.records,
+            "entries": self.entries,
+            "cipher": "xchacha20poly1305",
+        }
         if self.epoch is not None:
             out |= {"epoch": self.epoch, "sealed_epoch": self.sealed_epoch}
         return out
@@ -79,9 +83,13 @@ def read_header(blob: bytes) -> tuple[BackupHeader, bytes, bytes]:
         d = json.loads(head)
         fmt = int(d["format"])
         header = BackupHeader(
-            str(d["vault_id"]), str(d["created_at"]), int(d["records"]), int(d["entries"]),
-            int(d["epoch"]) if fmt == 2 else None, str(d["sealed_epoch"]) if fmt == 2 else None,
-        )  # fmt: skip
+            str(d["vault_id"]),
+            str(d["created_at"]),
+            int(d["records"]),
+            int(d["entries"]),
+            int(d["epoch"]) if fmt == 2 else None,
+            str(d["sealed_epoch"]) if fmt == 2 else None,
+        )
         if fmt == 2:
             bytes.fromhex(header.sealed_epoch or "")
     except (ValueError, KeyError, TypeError):

@@ -83,10 +83,10 @@ class BlobConfig:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"kind": "s3", "bucket": self.bucket, "prefix": self.prefix,
-             "endpoint": self.endpoint},
-            sort_keys=True, separators=(",", ":"),
-        )  # fmt: skip
+            {"kind": "s3", "bucket": self.bucket, "prefix": self.prefix, "endpoint": self.endpoint},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> BlobConfig:
@@ -124,16 +124,17 @@ class Stored:
 
     @classmethod
     def from_row(cls, row: Any) -> Stored:
-        return cls(
-            row.nonce, row.ciphertext, row.blob_key, row.blob_version, row.blob_sha256
-        )  # fmt: skip
+        return cls(row.nonce, row.ciphertext, row.blob_key, row.blob_version, row.blob_sha256)
 
     def columns(self) -> dict[str, Any]:
         """The `records` columns to write."""
         return {
-            "nonce": self.nonce, "ciphertext": self.ciphertext, "blob_key": self.blob_key,
-            "blob_version": self.blob_version, "blob_sha256": self.blob_sha256,
-        }  # fmt: skip
+            "nonce": self.nonce,
+            "ciphertext": self.ciphertext,
+            "blob_key": self.blob_key,
+            "blob_version": self.blob_version,
+            "blob_sha256": self.blob_sha256,
+        }
 
 
 class RecordBlobs(ABC):
@@ -142,9 +143,16 @@ class RecordBlobs(ABC):
 
     @abstractmethod
     def stow(
-        self, vault_id: str, *, kind: str, record_id: str, epoch: int, version: int,
-        nonce: bytes, ciphertext: bytes,
-    ) -> Stored:  # fmt: skip
+        self,
+        vault_id: str,
+        *,
+        kind: str,
+        record_id: str,
+        epoch: int,
+        version: int,
+        nonce: bytes,
+        ciphertext: bytes,
+    ) -> Stored:
         """Store a record's ciphertext (before its row is written) and say what the row holds."""
 
     @abstractmethod
@@ -176,9 +184,16 @@ class InlineBlobs(RecordBlobs):
     """The default: ciphertext in the `records` row, exactly as before schema 0011."""
 
     def stow(
-        self, vault_id: str, *, kind: str, record_id: str, epoch: int, version: int,
-        nonce: bytes, ciphertext: bytes,
-    ) -> Stored:  # fmt: skip
+        self,
+        vault_id: str,
+        *,
+        kind: str,
+        record_id: str,
+        epoch: int,
+        version: int,
+        nonce: bytes,
+        ciphertext: bytes,
+    ) -> Stored:
         return Stored(nonce, ciphertext)
 
     def fetch(self, stored: Stored, ref: RecordRef) -> tuple[bytes, bytes]:
@@ -229,9 +244,16 @@ class S3Blobs(RecordBlobs):
         self.objects.check()
 
     def stow(
-        self, vault_id: str, *, kind: str, record_id: str, epoch: int, version: int,
-        nonce: bytes, ciphertext: bytes,
-    ) -> Stored:  # fmt: skip
+        self,
+        vault_id: str,
+        *,
+        kind: str,
+        record_id: str,
+        epoch: int,
+        version: int,
+        nonce: bytes,
+        ciphertext: bytes,
+    ) -> Stored:
         key = self.key_for(vault_id, kind=kind, epoch=epoch, record_id=record_id, version=version)
         body = nonce + ciphertext
         # Put first; the caller then commits the row that points here. A crash in between leaves

@@ -45,9 +45,10 @@ def current_epoch(conn: Connection) -> int:
         IntegrityError: there is none.
     """
     number = conn.execute(
-        select(t.epochs.c.number).where(t.epochs.c.state == "active")
+        select(t.epochs.c.number)
+        .where(t.epochs.c.state == "active")
         .order_by(t.epochs.c.number.desc())
-    ).scalar()  # fmt: skip
+    ).scalar()
     if number is None:
         raise IntegrityError("The vault has no active epoch key.", next_step=_RESTORE)
     return int(number)
@@ -191,9 +192,12 @@ class EpochKeys(Mapping[int, SecretBytes]):
             return
         try:
             seal_key = hierarchy.unwrap_seal_key(
-                kek, self._vault_id, head.seal_pass_pub, head.seal_pass_nonce,
+                kek,
+                self._vault_id,
+                head.seal_pass_pub,
+                head.seal_pass_nonce,
                 head.seal_pass_wrapped,
-            )  # fmt: skip
+            )
         except aead.DecryptionError:
             raise IntegrityError(
                 "The passphrase's sealing key does not open: the vault header was edited.",
@@ -241,9 +245,10 @@ class EpochKeys(Mapping[int, SecretBytes]):
                 key = self.key(row.number, conn)  # the legacy copy, by the master key
                 sealed = hierarchy.seal_epoch_key(phrase_pub, self._vault_id, row.number, key)
                 conn.execute(
-                    update(t.epochs).where(t.epochs.c.number == row.number)
+                    update(t.epochs)
+                    .where(t.epochs.c.number == row.number)
                     .values(sealed_phrase=sealed)
-                )  # fmt: skip
+                )
         if not head.seal_phrase_pub:
             conn.execute(update(t.vault).values(seal_phrase_pub=phrase_pub))
 

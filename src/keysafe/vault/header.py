@@ -125,9 +125,11 @@ def passphrase_columns(
         wrapped = hierarchy.wrap_master_with(kek, salt, master, vault_id, kdf)
         seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
     columns = {
-        "kdf_params": jcs.dumps(kdf.to_dict()).decode(), "kdf_salt": wrapped.salt,
-        "master_nonce": wrapped.nonce, "master_wrapped": wrapped.ciphertext,
-    }  # fmt: skip
+        "kdf_params": jcs.dumps(kdf.to_dict()).decode(),
+        "kdf_salt": wrapped.salt,
+        "master_nonce": wrapped.nonce,
+        "master_wrapped": wrapped.ciphertext,
+    }
     return columns, seal_nonce, seal_wrapped
 
 
@@ -146,10 +148,15 @@ def kms_columns(
         master_nonce, master_wrapped = hierarchy.wrap_master_for_kms(kek, master, vault_id, binding)
         seal_nonce, seal_wrapped = hierarchy.wrap_seal_key(kek, vault_id, seal_key)
     columns = {
-        "kdf_params": "{}", "kdf_salt": b"", "master_nonce": master_nonce,
-        "master_wrapped": master_wrapped, "kms_kind": str(provider.config.kind),
-        "kms_url": provider.config.url, "kms_key": provider.config.key, "kms_blob": blob,
-    }  # fmt: skip
+        "kdf_params": "{}",
+        "kdf_salt": b"",
+        "master_nonce": master_nonce,
+        "master_wrapped": master_wrapped,
+        "kms_kind": str(provider.config.kind),
+        "kms_url": provider.config.url,
+        "kms_key": provider.config.key,
+        "kms_blob": blob,
+    }
     return columns, seal_nonce, seal_wrapped
 
 
@@ -191,14 +198,21 @@ def insert_header(
         raise ValueError("Vault.create needs a passphrase or a provider")
     conn.execute(
         insert(t.vault).values(
-            id=vault_id, format=FORMAT, created_at=created_at, **key_values,
-            unlock_failures=0, unlock_blocked_until=0.0,
-            audit_head_seq=0, audit_head_hash=GENESIS_HASH,
-            seal_pass_pub=hierarchy.public_bytes(seal_key), seal_pass_nonce=seal_nonce,
-            seal_pass_wrapped=seal_wrapped, seal_phrase_pub=phrase_pub,
+            id=vault_id,
+            format=FORMAT,
+            created_at=created_at,
+            **key_values,
+            unlock_failures=0,
+            unlock_blocked_until=0.0,
+            audit_head_seq=0,
+            audit_head_hash=GENESIS_HASH,
+            seal_pass_pub=hierarchy.public_bytes(seal_key),
+            seal_pass_nonce=seal_nonce,
+            seal_pass_wrapped=seal_wrapped,
+            seal_phrase_pub=phrase_pub,
             blobs=None if blobs is None else blobs.to_json(),
         )
-    )  # fmt: skip
+    )
     return vault_id
 
 

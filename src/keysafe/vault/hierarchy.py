@@ -215,8 +215,9 @@ def _link_key(prev: SecretBytes) -> SecretBytes:
     return SecretBytes.adopt(hkdf_sha256(prev.reveal(), info=b"keysafe/v1/epoch-link"))
 
 
-def link_epoch_key(prev_number: int, prev: SecretBytes, vault_id: str, number: int,
-                   key: SecretBytes) -> bytes:  # fmt: skip
+def link_epoch_key(
+    prev_number: int, prev: SecretBytes, vault_id: str, number: int, key: SecretBytes
+) -> bytes:
     """Epoch `number`'s key wrapped under a key derived from epoch `prev_number`'s: whoever holds
     the older key (another server on the database) can open the newer one, never the reverse."""
     nonce = aead.new_nonce()

@@ -129,9 +129,16 @@ def write(
     else:
         conn.execute(update(t.records).where(t.records.c.id == ref.id).values(**values))
     return RecordInfo(
-        ref.id, ref.kind, ref.name, ref.data_class, epoch, ref.version, ref.meta,
-        created_at or now, now,
-    )  # fmt: skip
+        ref.id,
+        ref.kind,
+        ref.name,
+        ref.data_class,
+        epoch,
+        ref.version,
+        ref.meta,
+        created_at or now,
+        now,
+    )
 
 
 def already_exists(kind: str, name: str) -> AlreadyExistsError:

@@ -65,9 +65,16 @@ def info_from_row(row: Any) -> RecordInfo:
             RecordRef(row.id, row.kind, row.name, row.data_class, row.version, {})
         ) from None
     return RecordInfo(
-        row.id, row.kind, row.name, row.data_class, row.epoch, row.version,
-        meta, row.created_at, row.updated_at,
-    )  # fmt: skip
+        row.id,
+        row.kind,
+        row.name,
+        row.data_class,
+        row.epoch,
+        row.version,
+        meta,
+        row.created_at,
+        row.updated_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)

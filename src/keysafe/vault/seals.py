@@ -83,9 +83,12 @@ def agent_fields(
     `last_seen` is left out on purpose: it is bookkeeping written on every request.
     """
     return {
-        "name": name, "status": status, "token_hash": token_hash, "public_key": public_key,
+        "name": name,
+        "status": status,
+        "token_hash": token_hash,
+        "public_key": public_key,
         "created_at": created_at,
-    }  # fmt: skip
+    }
 
 
 def policy_fields(agent: str, source: str, digest: str, set_at: str) -> dict[str, str | None]:

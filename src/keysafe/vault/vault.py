@@ -117,9 +117,15 @@ class Vault:
         the KMS takes the Argon2id key's place, and the header names the provider.
         """
         vault_id = header.insert_header(
-            conn, master=master, passphrase=passphrase, provider=provider, kdf=kdf,
-            created_at=iso(clock()), phrase_pub=phrase_pub, blobs=blobs,
-        )  # fmt: skip
+            conn,
+            master=master,
+            passphrase=passphrase,
+            provider=provider,
+            kdf=kdf,
+            created_at=iso(clock()),
+            phrase_pub=phrase_pub,
+            blobs=blobs,
+        )
         vault = cls(db, vault_id, clock=clock, blobs=open_blobs(blobs))
         vault._set_master(SecretBytes(master.reveal()))
         header.insert_pause_switch(conn, vault.seal_row)
@@ -232,10 +238,13 @@ class Vault:
         with self.db.write() as conn:
             failures, delay = unlock.count_failure(conn, counted=counted, now=now)
             self.audit(
-                conn, actor="owner", action="vault.unlock", target=f"vault:{self.vault_id}",
+                conn,
+                actor="owner",
+                action="vault.unlock",
+                target=f"vault:{self.vault_id}",
                 outcome="failure",
                 details={"reason": reason, "failures": failures, "blocked_seconds": int(delay)},
-            )  # fmt: skip
+            )
 
     def unlock_with_phrase(self, entropy: SecretBytes) -> None:
         """Unlock with the recovery phrase's entropy: the master key, and every epoch key opened
@@ -342,8 +351,9 @@ class Vault:
             VaultLockedError: computing it needs the master key.
         """
         with self.subkey("owner-login") as key:
-            message = jcs.dumps({"purpose": "owner-login", "vault": self.vault_id,
-                                 "challenge": challenge})  # fmt: skip
+            message = jcs.dumps(
+                {"purpose": "owner-login", "vault": self.vault_id, "challenge": challenge}
+            )
             return hmac.new(bytes(key.reveal()), message, hashlib.sha256).hexdigest()
 
     def check_owner_proof(self, challenge: str, proof: str) -> bool:
@@ -427,9 +437,14 @@ class Vault:
         now = iso(self.clock())
         ref = record_rows.next_ref(existing, kind=kind, name=name, data_class=data_class, meta=meta)
         return record_rows.write(
-            conn, self._epoch_keys, self.blobs, ref, plaintext, now=now,
+            conn,
+            self._epoch_keys,
+            self.blobs,
+            ref,
+            plaintext,
+            now=now,
             created_at=existing.created_at if existing else None,
-        )  # fmt: skip
+        )
 
     @contextmanager
     def open_record(self, conn: Connection, info: RecordInfo) -> Iterator[SecretBytes]:
@@ -465,9 +480,13 @@ class Vault:
             info = self.get_record(conn, kind, name)
             self.delete_record(conn, info)
             self.audit(
-                conn, actor="owner", action=f"{kind}.remove", target=f"{kind}:{name}",
-                outcome="success", details={"name": name},
-            )  # fmt: skip
+                conn,
+                actor="owner",
+                action=f"{kind}.remove",
+                target=f"{kind}:{name}",
+                outcome="success",
+                details={"name": name},
+            )
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -483,10 +502,16 @@ class Vault:
     ) -> AuditEntry:
         key = self._audit_key
         return audit_log.append(
-            conn, time=iso(self.clock()), actor=actor, action=action, target=target,
-            outcome=outcome, details=details or {},
-            audit_key=key.reveal() if key is not None else None, vault_id=self.vault_id,
-        )  # fmt: skip
+            conn,
+            time=iso(self.clock()),
+            actor=actor,
+            action=action,
+            target=target,
+            outcome=outcome,
+            details=details or {},
+            audit_key=key.reveal() if key is not None else None,
+            vault_id=self.vault_id,
+        )
 
 
 def _locked() -> VaultLockedError:

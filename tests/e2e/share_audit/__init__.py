@@ -26,9 +26,15 @@ def two_shares_in_one_process(log: Path) -> tuple[set[str], dict[tuple[str, str,
     return commands, {key: parties for key, parties in loads.items() if len(parties) > 1}
 
 
-EXPECTED = ("keysafe serve", "keysafe mcp", "keysafe wallet sign-message",
-            "keysafe wallet recover-sign", "party.py", "keysafe wallet create",
-            "keysafe agent threshold")  # fmt: skip
+EXPECTED = (
+    "keysafe serve",
+    "keysafe mcp",
+    "keysafe wallet sign-message",
+    "keysafe wallet recover-sign",
+    "party.py",
+    "keysafe wallet create",
+    "keysafe agent threshold",
+)
 
 
 def assert_one_share_per_process(log: Path) -> None:

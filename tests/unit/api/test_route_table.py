@@ -33,8 +33,10 @@ def test_route_table_adds_routes_in_order_with_defaults_and_own_options_winning(
     routes.add_to(app)
     added = [r for r in app.routes if isinstance(r, APIRoute)]
     assert [(r.path, sorted(r.methods)) for r in added] == [
-        ("/b", ["GET"]), ("/a", ["GET", "HEAD"]), ("/a", ["POST"]),
-    ]  # fmt: skip
+        ("/b", ["GET"]),
+        ("/a", ["GET", "HEAD"]),
+        ("/a", ["POST"]),
+    ]
     assert [r.tags for r in added] == [["owner"], ["other"], ["owner"]]
     assert all(len(r.dependencies) == 1 for r in added)
     assert added[0].summary == "bee"

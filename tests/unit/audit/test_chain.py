@@ -22,17 +22,28 @@ N = 6
 
 def _entry(seq: int) -> AuditEntry:
     return AuditEntry(
-        seq, f"2025-01-01T00:00:{seq:02d}.000000Z", "owner", "credential.add",
-        f"credential:c{seq}", "success", {"name": f"c{seq}", "version": seq},
-    )  # fmt: skip
+        seq,
+        f"2025-01-01T00:00:{seq:02d}.000000Z",
+        "owner",
+        "credential.add",
+        f"credential:c{seq}",
+        "success",
+        {"name": f"c{seq}", "version": seq},
+    )
 
 
 def _row(entry: AuditEntry, prev: str, digest: str | None = None) -> Row:
     return (
-        entry.seq, entry.time, entry.actor, entry.action, entry.target, entry.outcome,
-        jcs.dumps(entry.details).decode(), prev,
+        entry.seq,
+        entry.time,
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.outcome,
+        jcs.dumps(entry.details).decode(),
+        prev,
         entry_hash(prev, entry) if digest is None else digest,
-    )  # fmt: skip
+    )
 
 
 def _as_entry(row: Row) -> AuditEntry:
@@ -86,8 +97,9 @@ def edit_rehash(pos: int) -> Callable[[list[Row]], list[Row]]:
 
     def go(rows: list[Row]) -> list[Row]:
         old = _as_entry(rows[pos - 1])
-        forged = AuditEntry(old.seq, old.time, old.actor, "credential.remove", old.target,
-                            old.outcome, old.details)  # fmt: skip
+        forged = AuditEntry(
+            old.seq, old.time, old.actor, "credential.remove", old.target, old.outcome, old.details
+        )
         return [*rows[: pos - 1], _row(forged, rows[pos - 1][7]), *rows[pos:]]
 
     return go
@@ -117,8 +129,15 @@ def insert(pos: int, *, linked: bool) -> Callable[[list[Row]], list[Row]]:
 
     def go(rows: list[Row]) -> list[Row]:
         prev = rows[pos - 2][8] if pos > 1 else GENESIS_HASH
-        forged = AuditEntry(pos, "2025-01-01T00:00:00.500000Z", "owner", "policy.set",
-                            "agent:bot", "success", {"agent": "bot"})  # fmt: skip
+        forged = AuditEntry(
+            pos,
+            "2025-01-01T00:00:00.500000Z",
+            "owner",
+            "policy.set",
+            "agent:bot",
+            "success",
+            {"agent": "bot"},
+        )
         new = _row(forged, prev) if linked else _row(forged, "1" * 64, "2" * 64)
         later = [(r[0] + 1, *r[1:]) for r in rows[pos - 1 :]]
         return [*rows[: pos - 1], new, *later]
@@ -143,8 +162,9 @@ def rewrite_from(pos: int) -> Callable[[list[Row]], list[Row]]:
         entries = [_as_entry(r) for r in rows]
         for i in range(pos - 1, len(entries)):
             e = entries[i]
-            entries[i] = AuditEntry(e.seq, e.time, "intruder", e.action, e.target, e.outcome,
-                                    e.details)  # fmt: skip
+            entries[i] = AuditEntry(
+                e.seq, e.time, "intruder", e.action, e.target, e.outcome, e.details
+            )
         return build(entries)
 
     return go

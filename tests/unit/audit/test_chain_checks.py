@@ -28,8 +28,18 @@ def row(seq: int, prev: str = GENESIS_HASH, *, sealed: bool = False) -> tuple[ob
     e = entry(seq)
     digest = entry_hash(prev, e)
     mac = entry_mac(KEY, digest) if sealed else None
-    return (seq, e.time, e.actor, e.action, e.target, e.outcome, jcs.dumps(e.details).decode(),
-            prev, digest, mac)  # fmt: skip
+    return (
+        seq,
+        e.time,
+        e.actor,
+        e.action,
+        e.target,
+        e.outcome,
+        jcs.dumps(e.details).decode(),
+        prev,
+        digest,
+        mac,
+    )
 
 
 def walk(keyed: bool = False) -> record._Walk:

@@ -74,11 +74,13 @@ _STRINGS = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=0xD7FF, max_codepoint=0xE001), max_size=3),
 )
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), _STRINGS,
+    st.none(),
+    st.booleans(),
+    _STRINGS,
     st.integers(min_value=-(2**54), max_value=2**54),
     st.sampled_from([2**53 - 1, -(2**53 - 1), 2**53, -(2**53)]),
     st.floats(allow_nan=True, allow_infinity=True),
-)  # fmt: skip
+)
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: st.one_of(
@@ -118,9 +120,15 @@ class _Level(IntEnum):
 @pytest.mark.parametrize(
     "value",
     [
-        {"k": _Tag.A}, [_Level.HIGH], {"z": 1, "a": [True, None, "x\u0000\u001f\"\\/"]},
-        {"\ufb33": 1, "\U0001f602": 2}, {"n": 2**53}, {"f": 1.0}, "\ud800", {1: "int key"},
+        {"k": _Tag.A},
+        [_Level.HIGH],
+        {"z": 1, "a": [True, None, 'x\u0000\u001f"\\/']},
+        {"\ufb33": 1, "\U0001f602": 2},
+        {"n": 2**53},
+        {"f": 1.0},
+        "\ud800",
+        {1: "int key"},
     ],
-)  # fmt: skip
+)
 def test_fast_path_edges_match_rfc8785(value: Any) -> None:
     _assert_like_rfc8785(value)

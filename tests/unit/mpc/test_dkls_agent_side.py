@@ -24,8 +24,16 @@ from tests.unit.mpc.dkls_helpers import Wallet, make_wallet
 
 TOKEN = "ks_agent_dkls-agent-side-test-token"
 SHARE_KEY = "the agent share key of the agent-side test"
-TX = {"type": 2, "chainId": 31337, "nonce": 0, "to": "0x1111111111111111111111111111111111111111",
-      "value": 1, "gas": 21000, "maxFeePerGas": 2 * 10**9, "maxPriorityFeePerGas": 10**9}  # fmt: skip
+TX = {
+    "type": 2,
+    "chainId": 31337,
+    "nonce": 0,
+    "to": "0x1111111111111111111111111111111111111111",
+    "value": 1,
+    "gas": 21000,
+    "maxFeePerGas": 2 * 10**9,
+    "maxPriorityFeePerGas": 10**9,
+}
 
 
 class BentVault:
@@ -47,8 +55,11 @@ class BentVault:
         second = bytearray(signing.round2(state, base64.b64decode(body["round1"])))
         if self.bend:
             second[-1] ^= 1  # the multiplication check value u[1]
-        return {"session_id": self.sid.hex(), "round1": base64.b64encode(first).decode(),
-                "round2": base64.b64encode(bytes(second)).decode()}  # fmt: skip
+        return {
+            "session_id": self.sid.hex(),
+            "round1": base64.b64encode(first).decode(),
+            "round2": base64.b64encode(bytes(second)).decode(),
+        }
 
 
 def _client(vault: BentVault) -> AgentClient:

@@ -98,9 +98,15 @@ def test_pair_state_round_trips_and_refuses_a_truncated_copy(wallet: Wallet) -> 
 
 SETUP1_FIELDS = {"z": 0, "proof commitment": 33, "proof response": 66, "seed commitment": 98}
 SETUP2_FIELDS = {
-    "h[0]": 0, "c0[0]": 33, "c1[0]": 65, "z0[0]": 97, "z1[0]": 129,
-    "h[200]": 200 * 161, "z1[255]": 255 * 161 + 129, "seed opening": 256 * 161,
-}  # fmt: skip
+    "h[0]": 0,
+    "c0[0]": 33,
+    "c1[0]": 65,
+    "z0[0]": 97,
+    "z1[0]": 129,
+    "h[200]": 200 * 161,
+    "z1[255]": 255 * 161 + 129,
+    "seed opening": 256 * 161,
+}
 
 
 def _flip(message: bytes, offset: int) -> bytes:
@@ -221,15 +227,23 @@ def test_multiplication_shares_add_up_to_the_products(wallet: Wallet) -> None:
         state, body = multiply.receiver_start(bob.receiver, sid, secrets.token_bytes)
         inputs = [secrets.randbelow(N), secrets.randbelow(N)]
         c, answer = multiply.sender_respond(
-            alice.sender, sid, inputs,
+            alice.sender,
+            sid,
+            inputs,
             _reader(pack(Kind.SIGN1, sid, 2, 1, body), Kind.SIGN1, len(body), sid),
             secrets.token_bytes,
-        )  # fmt: skip
+        )
         d = multiply.receiver_finish(
             state,
-            Reader(pack(Kind.SIGN2, sid, 1, 2, answer), kind=Kind.SIGN2, body_len=len(answer),
-                   session_id=sid, sender=1, receiver=2),
-        )  # fmt: skip
+            Reader(
+                pack(Kind.SIGN2, sid, 1, 2, answer),
+                kind=Kind.SIGN2,
+                body_len=len(answer),
+                session_id=sid,
+                sender=1,
+                receiver=2,
+            ),
+        )
         assert 0 < state.b < N
         assert [(ci + di) % N for ci, di in zip(c, d, strict=True)] == [
             a * state.b % N for a in inputs

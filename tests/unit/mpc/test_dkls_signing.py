@@ -60,9 +60,15 @@ def test_eip1559_legacy_and_personal_message_signatures_verify_with_eth_account(
         {"type": 0, "gasPrice": 2 * 10**9},
     ):
         tx = parse_transaction(
-            {"to": "0x000000000000000000000000000000000000dEaD", "value": 12345, "nonce": 7,
-             "gas": 21000, "chainId": 31337, **fields}
-        )  # fmt: skip
+            {
+                "to": "0x000000000000000000000000000000000000dEaD",
+                "value": 12345,
+                "nonce": 7,
+                "gas": 21000,
+                "chainId": 31337,
+                **fields,
+            }
+        )
         digest = evm_signing.transaction_hash(tx)
         sig = run_session(wallet, AGENT, USER, digest)[0].signature
         assert sig is not None
@@ -77,11 +83,29 @@ def test_eip1559_legacy_and_personal_message_signatures_verify_with_eth_account(
 
 # -- a cheating co-signer ----------------------------------------------------------------------
 
-ROUND1 = {"commitment": 0, "ote nonce": 32, "ote u[0]": 64, "ote u[last]": 64 + 24063,
-          "ote x~": 24128, "ote t~": 24160}  # fmt: skip
-ROUND2 = {"gamma u": 0, "gamma v": 33, "pk": 66, "R": 99, "psi": 132, "salt": 164,
-          "mul salt": 196, "mul tau[0]": 228, "mul tau[last]": 228 + 53247, "mul r[0]": 53476,
-          "mul r[last]": 53476 + 13311, "mul u[0]": 66788, "mul u[1]": 66820 + 31}  # fmt: skip
+ROUND1 = {
+    "commitment": 0,
+    "ote nonce": 32,
+    "ote u[0]": 64,
+    "ote u[last]": 64 + 24063,
+    "ote x~": 24128,
+    "ote t~": 24160,
+}
+ROUND2 = {
+    "gamma u": 0,
+    "gamma v": 33,
+    "pk": 66,
+    "R": 99,
+    "psi": 132,
+    "salt": 164,
+    "mul salt": 196,
+    "mul tau[0]": 228,
+    "mul tau[last]": 228 + 53247,
+    "mul r[0]": 53476,
+    "mul r[last]": 53476 + 13311,
+    "mul u[0]": 66788,
+    "mul u[1]": 66820 + 31,
+}
 ROUND3 = {"u": 0, "w": 32 + 31}
 FIELDS = (
     [(1, f, o) for f, o in ROUND1.items()]
@@ -231,8 +255,13 @@ def test_attack_replayed_session_with_flipped_choices_does_not_reveal_the_share(
     choices = secrets.token_bytes(ote.ROW_BYTES)
 
     def evil_rng(choice_bytes: bytes):  # type: ignore[no-untyped-def]
-        queue = [secrets.token_bytes(64), secrets.token_bytes(64), secrets.token_bytes(32),
-                 choice_bytes, ote_nonce]  # fmt: skip
+        queue = [
+            secrets.token_bytes(64),
+            secrets.token_bytes(64),
+            secrets.token_bytes(32),
+            choice_bytes,
+            ote_nonce,
+        ]
         return lambda n: queue.pop(0)
 
     taus = []

@@ -61,10 +61,13 @@ class Codec:
     def key_package(self, kp: KeyPackage) -> str:
         s = self.suite
         return _b64(
-            self.header + self.identifier(kp.identifier) + s.serialize_scalar(kp.signing_share)
-            + kp.public.verifying_shares[kp.identifier] + kp.public.group_public_key
+            self.header
+            + self.identifier(kp.identifier)
+            + s.serialize_scalar(kp.signing_share)
+            + kp.public.verifying_shares[kp.identifier]
+            + kp.public.group_public_key
             + bytes([2])  # min_signers, a one-byte varint
-        )  # fmt: skip
+        )
 
     def public_key_package(self, public: PublicKeyPackage) -> str:
         shares = sorted(public.verifying_shares.items())  # the map's order: by identifier
@@ -131,9 +134,11 @@ def test_frost_rs_signs_keysafes_shares_and_nonces_byte_for_byte(
         nonces, commitment = committed[i]
         ours[i] = signing.sign(packages[i], nonces, MESSAGE, commitments)
         theirs[codec.id_text(i)] = codec.lib.sign(
-            MESSAGE, theirs_comms, codec.nonces(nonces, commitment),
+            MESSAGE,
+            theirs_comms,
+            codec.nonces(nonces, commitment),
             codec.key_package(packages[i]),
-        )  # fmt: skip
+        )
         assert _unb64(theirs[codec.id_text(i)]) == ours[i], f"participant {i}'s share"
 
     our_sig = signing.aggregate(public, commitments, MESSAGE, ours)

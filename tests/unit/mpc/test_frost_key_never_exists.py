@@ -65,12 +65,16 @@ def scalar_forms(s: int) -> dict[str, bytes]:
     """Every spelling of a scalar the scan looks for."""
     le, be = s.to_bytes(32, "little"), s.to_bytes(32, "big")
     return {
-        "le": le, "be": be,
-        "le-hex": le.hex().encode(), "be-hex": be.hex().encode(),
-        "le-HEX": le.hex().upper().encode(), "be-HEX": be.hex().upper().encode(),
-        "le-b64": base64.b64encode(le), "be-b64": base64.b64encode(be),
+        "le": le,
+        "be": be,
+        "le-hex": le.hex().encode(),
+        "be-hex": be.hex().encode(),
+        "le-HEX": le.hex().upper().encode(),
+        "be-HEX": be.hex().upper().encode(),
+        "le-b64": base64.b64encode(le),
+        "be-b64": base64.b64encode(be),
         "decimal": str(s).encode(),
-    }  # fmt: skip
+    }
 
 
 def found(secret: int, haystack: Iterable[tuple[str, bytes]]) -> list[str]:
@@ -143,12 +147,14 @@ def sign_pair(
 ) -> bytes:
     endpoints = {
         i: RecordingEndpoint(
-            Signer(keys[i], FileNonceStore(root / f"nonces-{generation}-{i}"),
-                   check_message=approve),
-            root, sink,
+            Signer(
+                keys[i], FileNonceStore(root / f"nonces-{generation}-{i}"), check_message=approve
+            ),
+            root,
+            sink,
         )
         for i in pair
-    }  # fmt: skip
+    }
     public = keys[pair[0]].public
     sig = Coordinator(public, pair, message).run(endpoints)
     VerifyKey(public.group_public_key).verify(message, sig)  # libsodium, independently
@@ -205,10 +211,11 @@ def life(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> dict[str, object]:
     endpoints = {
         i: RecordingEndpoint(
             Signer(old[i], FileNonceStore(root / f"nonces-old-{i}"), check_message=approve),
-            root, sink,
+            root,
+            sink,
         )
         for i in (AGENT, USER)
-    }  # fmt: skip
+    }
     endpoints[AGENT].tamper_round2 = True
     with pytest.raises(FrostError) as aborted:
         Coordinator(old[AGENT].public, (AGENT, USER), b"tampered").run(endpoints)
@@ -217,9 +224,10 @@ def life(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> dict[str, object]:
     old_files = write_share_files(old, root, "old")
 
     rs = run_reshare(
-        {USER: old[USER], RECOVERY: old[RECOVERY]}, (USER, RECOVERY),
+        {USER: old[USER], RECOVERY: old[RECOVERY]},
+        (USER, RECOVERY),
         sid=bytes(range(200, 232)),
-    )  # fmt: skip
+    )
     sink += [(f"reshare message {n}", m) for n, m in enumerate(rs.wire)]
     new = rs.keys
     for n in range(4):
@@ -227,15 +235,23 @@ def life(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> dict[str, object]:
         sigs += 1
     new_files = write_share_files(new, root, "new")
 
-    files = [(f"file {p.relative_to(root)} (final)", p.read_bytes())
-             for p in sorted(root.rglob("*")) if p.is_file()]  # fmt: skip
+    files = [
+        (f"file {p.relative_to(root)} (final)", p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
     logs = [(f"log {n}", line.encode()) for n, line in enumerate(log_lines(caplog))]
     return {
-        "run": run, "old": old, "new": new, "signatures": sigs, "root": root,
+        "run": run,
+        "old": old,
+        "new": new,
+        "signatures": sigs,
+        "root": root,
         "messages": [x for x in sink if not x[0].startswith("file ")],
         "files": files + [x for x in sink if x[0].startswith("file ")],
-        "logs": logs, "share_files": old_files + new_files,
-    }  # fmt: skip
+        "logs": logs,
+        "share_files": old_files + new_files,
+    }
 
 
 def log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

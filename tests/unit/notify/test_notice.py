@@ -100,17 +100,29 @@ INTENTS: dict[Kind, Intent | None] = {
 def _approval(kind: Kind) -> Approval:
     intent = INTENTS[kind]
     request: dict[str, Any] = {
-        "description": CANARIES["description"], "purpose": CANARIES["description"],
+        "description": CANARIES["description"],
+        "purpose": CANARIES["description"],
         "transaction": {"to": FULL, "data": CANARIES["request"]},
-        "value": CANARIES["data value"], "secret": CANARIES["credential value"],
-        "words": [CANARIES["pairing words"]], "sidecar": CANARIES["request"],
-    }  # fmt: skip
+        "value": CANARIES["data value"],
+        "secret": CANARIES["credential value"],
+        "words": [CANARIES["pairing words"]],
+        "sidecar": CANARIES["request"],
+    }
     if intent is not None:
         request |= {"action": intent.action, "intent": intent.model_dump(exclude_none=True)}
     return Approval(
-        "apr_0123456789abcdef01234567", "bot", kind, CANARIES["summary"] + FULL, "ask-rule",
-        1000.0, 1300.0, Status.PENDING, request, {"value": CANARIES["result"]}, "f" * 64,
-    )  # fmt: skip
+        "apr_0123456789abcdef01234567",
+        "bot",
+        kind,
+        CANARIES["summary"] + FULL,
+        "ask-rule",
+        1000.0,
+        1300.0,
+        Status.PENDING,
+        request,
+        {"value": CANARIES["result"]},
+        "f" * 64,
+    )
 
 
 def _leaks(text: str) -> list[str]:
@@ -184,9 +196,14 @@ def test_attack_a_contract_call_with_a_little_value_is_no_payment_and_only_denie
     0.001 ETH" and approvable under a 0.008 ETH cap: what a call moves is in its data."""
     cap = Cap(amount="0.008", asset="ETH")
     call = Intent(
-        action="evm.call", chain="ethereum", wallet="main", asset="ETH", amount="0.001",
-        to=FULL, fee="0.0004",
-    )  # fmt: skip
+        action="evm.call",
+        chain="ethereum",
+        wallet="main",
+        asset="ETH",
+        amount="0.001",
+        to=FULL,
+        fee="0.0004",
+    )
     a = _with_intent(Kind.SIGN_TRANSACTION, call)
     assert not notify_telegram.may_approve(a, cap)
     notice = for_approval(a)
@@ -200,10 +217,18 @@ def test_the_fee_counts_against_the_cap() -> None:
     cap = Cap(amount="0.008", asset="ETH")
 
     def transfer(amount: str, fee: str) -> Approval:
-        return _with_intent(Kind.SIGN_TRANSACTION, Intent(
-            action="evm.transfer", chain="ethereum", wallet="main", asset="ETH",
-            amount=amount, to=FULL, fee=fee,
-        ))  # fmt: skip
+        return _with_intent(
+            Kind.SIGN_TRANSACTION,
+            Intent(
+                action="evm.transfer",
+                chain="ethereum",
+                wallet="main",
+                asset="ETH",
+                amount=amount,
+                to=FULL,
+                fee=fee,
+            ),
+        )
 
     assert notify_telegram.may_approve(transfer("0.005", "0.001"), cap)
     assert not notify_telegram.may_approve(transfer("0.001", "0.5"), cap)
@@ -233,9 +258,13 @@ def test_webhook_url_https_or_loopback_is_accepted(url: str) -> None:
 
 @pytest.mark.parametrize(
     ("url", "words"),
-    [("http://hooks.example/ks", "in clear"), ("ftp://x/y", "not a webhook URL"),
-     ("https://user:pw@hooks.example/", "password"), ("hooks.example", "not a webhook URL")],
-)  # fmt: skip
+    [
+        ("http://hooks.example/ks", "in clear"),
+        ("ftp://x/y", "not a webhook URL"),
+        ("https://user:pw@hooks.example/", "password"),
+        ("hooks.example", "not a webhook URL"),
+    ],
+)
 def test_webhook_url_refused_says_why(url: str, words: str) -> None:
     with pytest.raises(MalformedRequestError, match=words):
         webhook.check_url(url)
@@ -259,10 +288,11 @@ PASS = b"passphrase-123"
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(PASS)),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(PASS)),
         kdf=CHEAP_KDF,
         clock=ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC)),
-    )  # fmt: skip
+    )
     agents.add_agent(v, "bot")
     policies.set_policy(v, "bot", "version: 1\nrules: []\n")
     return v
@@ -279,8 +309,9 @@ def test_attack_every_alert_through_the_outbox_carries_no_canary(vault: Vault) -
     with vault.db.write() as conn:
         notify.on_approval(vault, conn, _approval(Kind.HTTP_REQUEST))
         for _ in range(notify.ANOMALY_DENIALS):
-            vault.audit(conn, actor="agent:bot", action="decide.http.request", target="x",
-                        outcome="deny")  # fmt: skip
+            vault.audit(
+                conn, actor="agent:bot", action="decide.http.request", target="x", outcome="deny"
+            )
             notify.on_deny(vault, conn, "bot", Kind.HTTP_REQUEST, INTENTS[Kind.HTTP_REQUEST], "r")
     agents.set_paused_all(vault, True)
     notify.note_rotation_due(vault, 2, "agent token of bot")
@@ -355,11 +386,23 @@ def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Va
 
 def _update(chat_type: str, chat_id: int, from_id: int, *, button: bool) -> Update:
     user = {"id": from_id, "is_bot": False, "first_name": "Mallory"}
-    msg = {"message_id": 7, "date": 0, "text": "hi", "chat": {"id": chat_id, "type": chat_type},
-           "from": user}  # fmt: skip
+    msg = {
+        "message_id": 7,
+        "date": 0,
+        "text": "hi",
+        "chat": {"id": chat_id, "type": chat_type},
+        "from": user,
+    }
     if button:
-        body = {"callback_query": {"id": "q", "from": user, "chat_instance": "c", "data": "x",
-                                   "message": msg}}  # fmt: skip
+        body = {
+            "callback_query": {
+                "id": "q",
+                "from": user,
+                "chat_instance": "c",
+                "data": "x",
+                "message": msg,
+            }
+        }
     else:
         body = {"message": msg}
     return Update.de_json({"update_id": 1, **body}, None)

@@ -101,10 +101,17 @@ class WindowState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rule": self.rule, "window": self.window, "kind": self.kind, "asset": self.asset,
-            "limit": self.limit, "used": self.used, "requested": self.requested,
-            "left": self.left, "after": self.after, "ok": self.ok,
-        }  # fmt: skip
+            "rule": self.rule,
+            "window": self.window,
+            "kind": self.kind,
+            "asset": self.asset,
+            "limit": self.limit,
+            "used": self.used,
+            "requested": self.requested,
+            "left": self.left,
+            "after": self.after,
+            "ok": self.ok,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,10 +494,14 @@ def decide(
     if pending_asks:
         first = pending_asks[0]
         return Decision(
-            "ask", first, "APPROVAL_REQUIRED",
+            "ask",
+            first,
+            "APPROVAL_REQUIRED",
             f"Rule '{first}' needs the owner's approval for {intent.action} of {_what(r)}.",
-            names, tuple(windows), tuple(charges),
-        )  # fmt: skip
+            names,
+            tuple(windows),
+            tuple(charges),
+        )
     if allows or asks:
         named = sorted(asks)[0] if asks else allows[0]
         why = (
@@ -553,11 +564,20 @@ def _judge_rule(
         used_by_key, used_count = usage(rule.name, since)
         if limit.max_count is not None:
             ok = used_count + 1 <= limit.max_count
-            windows.append(WindowState(
-                rule.name, limit.window, "count", None, str(limit.max_count),
-                str(used_count), "1", str(max(limit.max_count - used_count, 0)), ok,
-                str(max(limit.max_count - used_count - 1, 0)),
-            ))  # fmt: skip
+            windows.append(
+                WindowState(
+                    rule.name,
+                    limit.window,
+                    "count",
+                    None,
+                    str(limit.max_count),
+                    str(used_count),
+                    "1",
+                    str(max(limit.max_count - used_count, 0)),
+                    ok,
+                    str(max(limit.max_count - used_count - 1, 0)),
+                )
+            )
             if not ok and violation is None:
                 violation = _deny(
                     "COUNT_LIMIT_EXCEEDED",
@@ -579,11 +599,20 @@ def _judge_rule(
             ok = not spend.unlimited and used + req <= cap
             left = from_base_units(max(cap - used, 0), scale)
             after = from_base_units(max(cap - used - req, 0) if ok else 0, scale)
-            windows.append(WindowState(
-                rule.name, limit.window, "amount", sym, from_base_units(cap, scale),
-                from_base_units(used, scale),
-                "unlimited" if spend.unlimited else from_base_units(req, scale), left, ok, after,
-            ))  # fmt: skip
+            windows.append(
+                WindowState(
+                    rule.name,
+                    limit.window,
+                    "amount",
+                    sym,
+                    from_base_units(cap, scale),
+                    from_base_units(used, scale),
+                    "unlimited" if spend.unlimited else from_base_units(req, scale),
+                    left,
+                    ok,
+                    after,
+                )
+            )
             if not ok and violation is None:
                 violation = _deny(
                     "BUDGET_EXCEEDED",

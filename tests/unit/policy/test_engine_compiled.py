@@ -61,8 +61,18 @@ def _subset(pool: list[Any], max_size: int = 3) -> st.SearchStrategy[list[Any]]:
 
 
 AMOUNTS = ["0", "0.001", "0.005", "0.01", "1", "25", "100", "0.0000001", "0.00000000000000000001"]
-ACTIONS = ["evm.transfer", "evm.approve", "evm.call", "evm.sign_message", "evm.sign_typed_data",
-           "solana.transfer", "http.request", "data.read", "credential.release", "*"]  # fmt: skip
+ACTIONS = [
+    "evm.transfer",
+    "evm.approve",
+    "evm.call",
+    "evm.sign_message",
+    "evm.sign_typed_data",
+    "solana.transfer",
+    "http.request",
+    "data.read",
+    "credential.release",
+    "*",
+]
 
 
 @st.composite
@@ -123,8 +133,11 @@ def rule(draw: st.DrawFn, name: str) -> dict[str, Any]:
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    names = draw(st.lists(st.sampled_from(["a", "b", "m", "pay", "z", "zz"]), min_size=1,
-                          max_size=5, unique=True))  # fmt: skip
+    names = draw(
+        st.lists(
+            st.sampled_from(["a", "b", "m", "pay", "z", "zz"]), min_size=1, max_size=5, unique=True
+        )
+    )
     raw: dict[str, Any] = {"version": 1, "rules": [draw(rule(n)) for n in names]}
     if draw(st.integers(0, 5)) == 0:
         raw["expires"] = draw(
@@ -258,13 +271,25 @@ def test_decide_compiled_equals_reference_engine_field_by_field(data: st.DataObj
         granted = frozenset(data.draw(st.lists(st.sampled_from(names), max_size=2)))
         ref_agent = reference_engine.AgentState(agent.name, agent.status, agent.paused_all)
         want = reference_engine.decide(
-            policy, ref_agent, intent, registry=REGISTRY, usage=ledger.usage, now=now,
-            approved=approved, granted=granted,
-        )  # fmt: skip
+            policy,
+            ref_agent,
+            intent,
+            registry=REGISTRY,
+            usage=ledger.usage,
+            now=now,
+            approved=approved,
+            granted=granted,
+        )
         got = decide(
-            policy, agent, intent, registry=REGISTRY, usage=ledger.usage, now=now,
-            approved=approved, granted=granted,
-        )  # fmt: skip
+            policy,
+            agent,
+            intent,
+            registry=REGISTRY,
+            usage=ledger.usage,
+            now=now,
+            approved=approved,
+            granted=granted,
+        )
         assert _everything(got) == _everything(want), (intent, now)
         event(f"{got.outcome} {got.code}")
 
@@ -279,24 +304,33 @@ def test_decide_cached_compiled_form_decides_as_a_fresh_compile(
     intent: Intent, now: datetime
 ) -> None:
     ledger = Ledger()
-    first = decide(EXAMPLE, AgentState("bot", "active"), intent, registry=REGISTRY,
-                   usage=ledger.usage, now=now)  # fmt: skip
+    first = decide(
+        EXAMPLE, AgentState("bot", "active"), intent, registry=REGISTRY, usage=ledger.usage, now=now
+    )
     cached = compiled.compile_policy(EXAMPLE, REGISTRY)
     compiled.clear_caches()
-    fresh = decide(EXAMPLE, AgentState("bot", "active"), intent, registry=REGISTRY,
-                   usage=ledger.usage, now=now)  # fmt: skip
+    fresh = decide(
+        EXAMPLE, AgentState("bot", "active"), intent, registry=REGISTRY, usage=ledger.usage, now=now
+    )
     assert compiled.compile_policy(EXAMPLE, REGISTRY) is not cached
     assert _everything(first) == _everything(fresh)
 
 
 def _transfer(chain: str, asset: str, amount: str) -> Intent:
-    return Intent(action="evm.transfer", chain=chain, wallet="main", asset=asset, amount=amount,
-                  to=R1)  # fmt: skip
+    return Intent(
+        action="evm.transfer", chain=chain, wallet="main", asset=asset, amount=amount, to=R1
+    )
 
 
 def _decide(policy: Policy, registry: Registry, intent: Intent) -> Decision:
-    return decide(policy, AgentState("bot", "active"), intent, registry=registry,
-                  usage=Ledger().usage, now=NOW)  # fmt: skip
+    return decide(
+        policy,
+        AgentState("bot", "active"),
+        intent,
+        registry=registry,
+        usage=Ledger().usage,
+        now=NOW,
+    )
 
 
 MINE_POLICY = parse_policy(
@@ -341,9 +375,13 @@ def test_attack_stale_compiled_policy_survives_asset_decimals_change(decimals: i
     for amount in ("5", "5.5", "0.001"):
         request = _transfer("mine", "TOK", amount)
         ref = reference_engine.decide(
-            MINE_POLICY, reference_engine.AgentState("bot", "active"), request, registry=other,
-            usage=Ledger().usage, now=NOW,
-        )  # fmt: skip
+            MINE_POLICY,
+            reference_engine.AgentState("bot", "active"),
+            request,
+            registry=other,
+            usage=Ledger().usage,
+            now=NOW,
+        )
         assert _everything(_decide(MINE_POLICY, other, request)) == _everything(ref)
 
 
@@ -412,8 +450,15 @@ def test_fee_ceiling_is_quoted_as_the_callers_registry_writes_it() -> None:
     chains = [
         ChainInfo("mine", "evm", 777, builtin=False, max_fee=Decimal(v)) for v in ("0.05", "0.050")
     ]
-    request = Intent(action="evm.transfer", chain="mine", wallet="main", asset="ETH",
-                     amount="0.001", fee="0.2", to=R1)  # fmt: skip
+    request = Intent(
+        action="evm.transfer",
+        chain="mine",
+        wallet="main",
+        asset="ETH",
+        amount="0.001",
+        fee="0.2",
+        to=R1,
+    )
     for chain in chains:
         registry = Registry.builtin().with_additions([chain], [])
         d = _decide(MINE_POLICY, registry, request)
@@ -426,12 +471,22 @@ def test_decision_windows_built_when_read_equal_the_eager_ones() -> None:
     always gave, and the Decision still behaves as the dataclass it is (equality, replace)."""
     ledger = Ledger()
     request = _transfer("base", "USDC", "2.5")
-    d = decide(EXAMPLE, AgentState("bot", "active"), request, registry=REGISTRY,
-               usage=ledger.usage, now=NOW)  # fmt: skip
+    d = decide(
+        EXAMPLE,
+        AgentState("bot", "active"),
+        request,
+        registry=REGISTRY,
+        usage=ledger.usage,
+        now=NOW,
+    )
     ref = reference_engine.decide(
-        EXAMPLE, reference_engine.AgentState("bot", "active"), request, registry=REGISTRY,
-        usage=ledger.usage, now=NOW,
-    )  # fmt: skip
+        EXAMPLE,
+        reference_engine.AgentState("bot", "active"),
+        request,
+        registry=REGISTRY,
+        usage=ledger.usage,
+        now=NOW,
+    )
     assert [w.to_dict() for w in d.windows] == [w.to_dict() for w in ref.windows]
     assert d.windows is d.windows  # built once
     eager = Decision(d.outcome, d.rule, d.code, d.reason, d.matched, d.windows, d.charges)

@@ -102,28 +102,58 @@ rules:
 
 
 def eth(value: str, fee: str | None, *, action: str = "evm.transfer", **kw: Any) -> dict[str, Any]:
-    return {"action": action, "chain": "ethereum", "asset": "ETH", "amount": value, "to": R1,
-            "fee": fee} | kw  # fmt: skip
+    return {
+        "action": action,
+        "chain": "ethereum",
+        "asset": "ETH",
+        "amount": value,
+        "to": R1,
+        "fee": fee,
+    } | kw
 
 
 def usdc(amount: str, fee: str | None) -> dict[str, Any]:
-    return {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": amount,
-            "to": R1, "contract": USDC_BASE, "fee": fee}  # fmt: skip
+    return {
+        "action": "evm.transfer",
+        "chain": "base",
+        "asset": "USDC",
+        "amount": amount,
+        "to": R1,
+        "contract": USDC_BASE,
+        "fee": fee,
+    }
 
 
 def call(fee: str | None, *, chain: str = "base", **kw: Any) -> dict[str, Any]:
-    return {"action": "evm.call", "chain": chain, "contract": R1, "to": R1,
-            "selector": "0xd0e30db0", "fee": fee} | kw  # fmt: skip
+    return {
+        "action": "evm.call",
+        "chain": chain,
+        "contract": R1,
+        "to": R1,
+        "selector": "0xd0e30db0",
+        "fee": fee,
+    } | kw
 
 
 def sol(amount: str, fee: str | None, chain: str = "solana") -> dict[str, Any]:
-    return {"action": "solana.transfer", "chain": chain, "asset": "SOL", "amount": amount,
-            "to": SOL_TO, "fee": fee}  # fmt: skip
+    return {
+        "action": "solana.transfer",
+        "chain": chain,
+        "asset": "SOL",
+        "amount": amount,
+        "to": SOL_TO,
+        "fee": fee,
+    }
 
 
 def typed(primary: str | None, contract: str, chain: str = "base") -> dict[str, Any]:
-    return {"action": "evm.sign_typed_data", "chain": chain, "contract": contract,
-            "primary_type": primary, "domain": {"name": "x", "verifyingContract": contract}}  # fmt: skip
+    return {
+        "action": "evm.sign_typed_data",
+        "chain": chain,
+        "contract": contract,
+        "primary_type": primary,
+        "domain": {"name": "x", "verifyingContract": contract},
+    }
 
 
 @dataclass(frozen=True)
@@ -328,12 +358,24 @@ def run(case: Case) -> tuple[Decision, Ledger]:
     policy, ledger = POLICIES[case.policy], Ledger()
     for n, request in enumerate(case.prior):
         when = NOW - timedelta(minutes=len(case.prior) - n)
-        d = decide(policy, AGENT, Intent.model_validate({"wallet": "main"} | request), registry=REGISTRY,
-                   usage=ledger.usage, now=when)  # fmt: skip
+        d = decide(
+            policy,
+            AGENT,
+            Intent.model_validate({"wallet": "main"} | request),
+            registry=REGISTRY,
+            usage=ledger.usage,
+            now=when,
+        )
         assert d.outcome == "allow", f"prior step {n}: {d.reason}"
         ledger.apply(d, when)
-    d = decide(policy, AGENT, Intent.model_validate({"wallet": "main"} | case.request), registry=REGISTRY,
-               usage=ledger.usage, now=NOW)  # fmt: skip
+    d = decide(
+        policy,
+        AGENT,
+        Intent.model_validate({"wallet": "main"} | case.request),
+        registry=REGISTRY,
+        usage=ledger.usage,
+        now=NOW,
+    )
     return d, ledger
 
 
@@ -379,8 +421,15 @@ def test_fee_too_high_says_what_to_do_next() -> None:
 
 
 def test_typed_data_on_asset_names_the_rule_to_write() -> None:
-    d, _ = run(Case(typed("Transfer", USDC_BASE), "deny", "typed-on-base", "TYPED_DATA_ON_ASSET",
-                    policy="typed"))  # fmt: skip
+    d, _ = run(
+        Case(
+            typed("Transfer", USDC_BASE),
+            "deny",
+            "typed-on-base",
+            "TYPED_DATA_ON_ASSET",
+            policy="typed",
+        )
+    )
     assert d.next_step is not None
     assert f"primary_types: [Transfer] and contracts: [{USDC_BASE}]" in d.next_step
 
@@ -388,15 +437,27 @@ def test_typed_data_on_asset_names_the_rule_to_write() -> None:
 def test_builtin_chain_re_added_without_a_ceiling_keeps_its_default() -> None:
     readded = REGISTRY.with_additions([ChainInfo("ethereum", "evm", 1, "https://rpc.example")], [])
     assert readded.chain("ethereum").fee_ceiling == Decimal("0.05")
-    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06", wallet="main")), registry=readded,
-               usage=Ledger().usage, now=NOW)  # fmt: skip
+    d = decide(
+        FEES,
+        AGENT,
+        Intent.model_validate(eth("0.001", "0.06", wallet="main")),
+        registry=readded,
+        usage=Ledger().usage,
+        now=NOW,
+    )
     assert d.code == "FEE_TOO_HIGH"
 
 
 def test_owner_raised_ceiling_lets_the_fee_through_to_the_rules() -> None:
     raised = REGISTRY.with_additions([ChainInfo("ethereum", "evm", 1, max_fee=Decimal("0.1"))], [])
-    d = decide(FEES, AGENT, Intent.model_validate(eth("0.001", "0.06", wallet="main")), registry=raised,
-               usage=Ledger().usage, now=NOW)  # fmt: skip
+    d = decide(
+        FEES,
+        AGENT,
+        Intent.model_validate(eth("0.001", "0.06", wallet="main")),
+        registry=raised,
+        usage=Ledger().usage,
+        now=NOW,
+    )
     assert (d.code, d.rule) == ("OVER_PER_TX_LIMIT", "eth-pay")  # 0.061 ETH over the 0.01 cap
 
 

@@ -174,9 +174,13 @@ def test_decide_request_stream_never_books_over_budget_or_rate(
         now += timedelta(seconds=gap)
         to = R1 if units % 2 else R2
         intent = Intent(
-            action="evm.transfer", chain=chain, wallet="main", asset=asset,
-            amount=as_amount(units, asset, chain), to=to,
-        )  # fmt: skip
+            action="evm.transfer",
+            chain=chain,
+            wallet="main",
+            asset=asset,
+            amount=as_amount(units, asset, chain),
+            to=to,
+        )
         expected = expected_outcome(ledger, now, chain, asset, units, hours)
         d = decide(policy, AGENT, intent, registry=REGISTRY, usage=ledger.usage, now=now)
         assert d.outcome == expected, (now, chain, asset, units, d.reason)
@@ -260,32 +264,67 @@ def extra_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 REQUESTS: list[dict[str, Any]] = [
     *(
-        {"action": "evm.transfer", "chain": c, "wallet": "main", "asset": a, "amount": amt,
-         "to": to}
+        {
+            "action": "evm.transfer",
+            "chain": c,
+            "wallet": "main",
+            "asset": a,
+            "amount": amt,
+            "to": to,
+        }
         for c in ("base", "local", "ethereum")
         for a in ("ETH", "USDC")
         for amt in ("0.001", "0.005", "0.0051", "0.01", "5", "12", "unlimited")
         for to in (R1, R3)
     ),
-    {"action": "evm.transfer", "chain": "base", "wallet": "hot", "asset": "ETH",
-     "amount": "0.001", "to": R1},
+    {
+        "action": "evm.transfer",
+        "chain": "base",
+        "wallet": "hot",
+        "asset": "ETH",
+        "amount": "0.001",
+        "to": R1,
+    },
     {"action": "evm.transfer", "chain": "base", "asset": "ETH", "amount": "0.001", "to": R1},
-    {"action": "http.request", "credential": "github", "method": "GET",
-     "url": "https://api.github.com/repos/a/b"},
-    {"action": "http.request", "credential": "github", "method": "POST",
-     "url": "https://api.github.com/repos/a/b"},
-    {"action": "http.request", "credential": "github", "method": "GET",
-     "url": "https://api.github.com/repos%2F..%2Fadmin"},
-    {"action": "evm.sign_message", "wallet": "main",
-     "message": "example.com wants you to sign in"},
+    {
+        "action": "http.request",
+        "credential": "github",
+        "method": "GET",
+        "url": "https://api.github.com/repos/a/b",
+    },
+    {
+        "action": "http.request",
+        "credential": "github",
+        "method": "POST",
+        "url": "https://api.github.com/repos/a/b",
+    },
+    {
+        "action": "http.request",
+        "credential": "github",
+        "method": "GET",
+        "url": "https://api.github.com/repos%2F..%2Fadmin",
+    },
+    {"action": "evm.sign_message", "wallet": "main", "message": "example.com wants you to sign in"},
     {"action": "evm.sign_message", "wallet": "hot", "message": "hello"},
     {"action": "evm.call", "chain": "base", "wallet": "main", "contract": R3},
     {"action": "evm.call", "chain": "ethereum", "wallet": "hot", "contract": R3},
-    {"action": "evm.approve", "chain": "base", "wallet": "main", "asset": "USDC",
-     "amount": "unlimited", "spender": R2},
-    {"action": "evm.approve", "chain": "base", "wallet": "main", "asset": "USDC", "amount": "5",
-     "spender": R2},
-]  # fmt: skip
+    {
+        "action": "evm.approve",
+        "chain": "base",
+        "wallet": "main",
+        "asset": "USDC",
+        "amount": "unlimited",
+        "spender": R2,
+    },
+    {
+        "action": "evm.approve",
+        "chain": "base",
+        "wallet": "main",
+        "asset": "USDC",
+        "amount": "5",
+        "spender": R2,
+    },
+]
 TIMES = [
     datetime(2026, 3, 2, 12, tzinfo=UTC),
     datetime(2026, 3, 3, 9, 30, tzinfo=UTC),

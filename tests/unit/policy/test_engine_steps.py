@@ -71,9 +71,16 @@ def rule(name: str, text: str = POLICY) -> CompiledRule:
 
 def transfer(amount: str = "0.001", to: str = R1, **kw: object) -> Intent:
     return Intent.model_validate(
-        {"action": "evm.transfer", "chain": "base", "wallet": "main", "asset": "ETH",
-         "amount": amount, "to": to} | kw
-    )  # fmt: skip
+        {
+            "action": "evm.transfer",
+            "chain": "base",
+            "wallet": "main",
+            "asset": "ETH",
+            "amount": amount,
+            "to": to,
+        }
+        | kw
+    )
 
 
 def resolved(intent: Intent) -> Resolved:
@@ -220,8 +227,13 @@ def test_denied_by_rule_a_matched_deny_decides_with_its_name() -> None:
 
 def test_typed_data_on_asset_needs_a_rule_naming_type_and_contract() -> None:
     c = compiled()
-    permit = Intent(action="evm.sign_typed_data", chain="base", wallet="main",
-                    contract=USDC_ON_BASE, primary_type="Permit")  # fmt: skip
+    permit = Intent(
+        action="evm.sign_typed_data",
+        chain="base",
+        wallet="main",
+        contract=USDC_ON_BASE,
+        primary_type="Permit",
+    )
     d = engine._typed_data_on_asset(c, permit, [rule("permits")], ("permits",))
     assert isinstance(d, Decision) and d.code == Reason.TYPED_DATA_ON_ASSET
     plain = permit.model_copy(update={"contract": R1})
@@ -273,7 +285,13 @@ def test_judge_rule_books_a_charge_per_spend_only_for_a_rule_with_windows() -> N
     assert [(c.rule, c.asset, c.units) for c in tally.charges] == [("pay", "base:native", 10**15)]
     assert len(tally.windows) == 2
     calls = Tally()
-    limits.judge_rule("bot", rule("review-calls"), resolved(Intent(action="evm.call", chain="base", wallet="main")), no_usage, calls)  # fmt: skip
+    limits.judge_rule(
+        "bot",
+        rule("review-calls"),
+        resolved(Intent(action="evm.call", chain="base", wallet="main")),
+        no_usage,
+        calls,
+    )
     assert calls.charges == [] and calls.windows == []
 
 

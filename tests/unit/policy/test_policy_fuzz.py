@@ -35,23 +35,80 @@ FUZZ = settings(
     derandomize=False,
 )
 
-ACTIONS = ("evm.transfer", "evm.sign_message", "solana.transfer", "http.request", "data.read",
-           "evm.approve", "evm.sign_typed_data", "nonsense", "*")  # fmt: skip
+ACTIONS = (
+    "evm.transfer",
+    "evm.sign_message",
+    "solana.transfer",
+    "http.request",
+    "data.read",
+    "evm.approve",
+    "evm.sign_typed_data",
+    "nonsense",
+    "*",
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=True), st.text(max_size=30),
-    st.sampled_from(["2026-02-30", "2026-13-01", "9999-12-31", "0000-01-01", "24:00", "25:61",
-                     "a" * 300, "Europe/Berlin", "../../etc/passwd", "1e999", "-1", "0.0000001",
-                     "unlimited", "24h", "0s", "999999999999d", "*", "**", "[", "{"]),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "2026-02-30",
+            "2026-13-01",
+            "9999-12-31",
+            "0000-01-01",
+            "24:00",
+            "25:61",
+            "a" * 300,
+            "Europe/Berlin",
+            "../../etc/passwd",
+            "1e999",
+            "-1",
+            "0.0000001",
+            "unlimited",
+            "24h",
+            "0s",
+            "999999999999d",
+            "*",
+            "**",
+            "[",
+            "{",
+        ]
+    ),
+)
 VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
-RULE_KEYS = ("name", "allow", "ask", "deny", "wallets", "chains", "assets", "recipients",
-             "max_per_tx", "approve_above", "limits", "credentials", "urls", "methods", "data",
-             "message_matches", "outside_hours", "when", "hours", "contracts", "spenders",
-             "max_fee", "primary_types")  # fmt: skip
+)
+RULE_KEYS = (
+    "name",
+    "allow",
+    "ask",
+    "deny",
+    "wallets",
+    "chains",
+    "assets",
+    "recipients",
+    "max_per_tx",
+    "approve_above",
+    "limits",
+    "credentials",
+    "urls",
+    "methods",
+    "data",
+    "message_matches",
+    "outside_hours",
+    "when",
+    "hours",
+    "contracts",
+    "spenders",
+    "max_fee",
+    "primary_types",
+)
 
 
 @st.composite
@@ -64,9 +121,11 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
         rule[key] = draw(VALUES)
     if draw(st.booleans()):
         rule["outside_hours"] = {
-            "from": draw(SCALARS), "to": draw(SCALARS), "tz": draw(SCALARS),
+            "from": draw(SCALARS),
+            "to": draw(SCALARS),
+            "tz": draw(SCALARS),
             "days": draw(st.lists(SCALARS, max_size=3)),
-        }  # fmt: skip
+        }
     if draw(st.booleans()):
         rule["limits"] = [
             {"window": draw(SCALARS), "max": draw(VALUES), "max_count": draw(SCALARS)}
@@ -127,9 +186,13 @@ def test_any_policy_shaped_document_loads_lints_and_decides_without_raising(
     lint(policy, REGISTRY, now=NOW)
     lint(policy, REGISTRY, now=NOW, wallets=frozenset({"main"}))
     decision = decide(
-        policy, AgentState("bot", "active"), intent, registry=REGISTRY,
-        usage=lambda rule, since: ({}, 0), now=NOW,
-    )  # fmt: skip
+        policy,
+        AgentState("bot", "active"),
+        intent,
+        registry=REGISTRY,
+        usage=lambda rule, since: ({}, 0),
+        now=NOW,
+    )
     assert decision.outcome in ("allow", "ask", "deny")
 
 

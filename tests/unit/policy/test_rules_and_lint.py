@@ -118,78 +118,138 @@ def test_window_seconds_invalid_window_raises(text: str) -> None:
 # --- parse: refused forms, naming rule and field, never echoing values ----------------------
 
 REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
-    ("float amount in max_per_tx",
-     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: 0.01}}"),
-     ("rule 'pay'", "max_per_tx.ETH", "float")),
-    ("float amount in a limit max",
-     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {ETH: 0.5}}]}"),
-     ("rule 'pay'", "limits.0.max.ETH", "float")),
-    ("float amount in approve_above",
-     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], approve_above: {USDC: 10.5}}"),
-     ("rule 'pay'", "approve_above.USDC", "float")),
-    ("boolean amount",
-     policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: true}}"),
-     ("rule 'pay'", "max_per_tx.ETH")),
-    ("amount that is not a number",
-     policy_of(f'{{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {{ETH: "{CANARY}"}}}}'),
-     ("rule 'pay'", "max_per_tx.ETH", "decimal")),
-    ("negative amount",
-     policy_of('{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "-1"}}'),
-     ("rule 'pay'", "max_per_tx.ETH")),
-    ("two verbs in one rule",
-     policy_of("{name: both, allow: [evm.transfer], wallets: [main], deny: [evm.call]}"),
-     ("rule 'both'", "exactly one of allow, ask or deny")),
-    ("no verb",
-     policy_of(f"{{name: none, chains: [base], recipients: ['{CANARY}']}}"),
-     ("rule 'none'", "exactly one of allow, ask or deny")),
-    ("empty action list",
-     policy_of("{name: empty, allow: []}"),
-     ("rule 'empty'", "lists no actions")),
-    ("unknown key",
-     policy_of(f"{{name: extra, allow: [evm.transfer], wallets: [main], colour: '{CANARY}'}}"),
-     ("rule 'extra'", "colour")),
-    ("bad window 5x",
-     policy_of("{name: w, allow: [evm.transfer], wallets: [main], limits: [{window: 5x, max_count: 1}]}"),
-     ("rule 'w'", "limits.0.window")),
-    ("window holding a canary",
-     policy_of(f"{{name: w, allow: [evm.transfer], wallets: [main], limits: [{{window: '5{CANARY}', max_count: 1}}]}}"),
-     ("rule 'w'", "limits.0.window")),
-    ("limit with neither max nor max_count",
-     policy_of("{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h}]}"),
-     ("rule 'lim'", "limits.0", "max_count")),
-    ("negative max_count",
-     policy_of("{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max_count: -1}]}"),
-     ("rule 'lim'", "limits.0.max_count")),
-    ("bad regex",
-     policy_of(f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '({CANARY}'}}"),
-     ("rule 'rx'", "message_matches")),
-    ("bad tz",
-     policy_of(f'{{name: tz, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", tz: "Mars/{CANARY}"}}}}'),
-     ("rule 'tz'", "outside_hours.tz")),
-    ("bad day",
-     policy_of(f'{{name: day, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", days: [{CANARY}]}}}}'),
-     ("rule 'day'", "outside_hours.days")),
-    ("bad time of day",
-     policy_of(f'{{name: tod, deny: ["*"], outside_hours: {{from: "{CANARY}", to: "20:00"}}}}'),
-     ("rule 'tod'", "outside_hours.from")),
-    ("caps on a deny rule",
-     policy_of('{name: d, deny: [evm.transfer], max_per_tx: {ETH: "1"}}'),
-     ("rule 'd'", "allow or ask")),
-    ("actions not a list",
-     policy_of(f"{{name: s, allow: '{CANARY}'}}"),
-     ("rule 's'", "allow")),
-    ("duplicate rule names",
-     policy_of("{name: dup, allow: [evm.transfer], wallets: [main]}", "{name: dup, deny: [evm.call]}"),
-     ("'dup'", "unique")),
+    (
+        "float amount in max_per_tx",
+        policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: 0.01}}"),
+        ("rule 'pay'", "max_per_tx.ETH", "float"),
+    ),
+    (
+        "float amount in a limit max",
+        policy_of(
+            "{name: pay, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {ETH: 0.5}}]}"
+        ),
+        ("rule 'pay'", "limits.0.max.ETH", "float"),
+    ),
+    (
+        "float amount in approve_above",
+        policy_of(
+            "{name: pay, allow: [evm.transfer], wallets: [main], approve_above: {USDC: 10.5}}"
+        ),
+        ("rule 'pay'", "approve_above.USDC", "float"),
+    ),
+    (
+        "boolean amount",
+        policy_of("{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: true}}"),
+        ("rule 'pay'", "max_per_tx.ETH"),
+    ),
+    (
+        "amount that is not a number",
+        policy_of(
+            f'{{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {{ETH: "{CANARY}"}}}}'
+        ),
+        ("rule 'pay'", "max_per_tx.ETH", "decimal"),
+    ),
+    (
+        "negative amount",
+        policy_of('{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "-1"}}'),
+        ("rule 'pay'", "max_per_tx.ETH"),
+    ),
+    (
+        "two verbs in one rule",
+        policy_of("{name: both, allow: [evm.transfer], wallets: [main], deny: [evm.call]}"),
+        ("rule 'both'", "exactly one of allow, ask or deny"),
+    ),
+    (
+        "no verb",
+        policy_of(f"{{name: none, chains: [base], recipients: ['{CANARY}']}}"),
+        ("rule 'none'", "exactly one of allow, ask or deny"),
+    ),
+    (
+        "empty action list",
+        policy_of("{name: empty, allow: []}"),
+        ("rule 'empty'", "lists no actions"),
+    ),
+    (
+        "unknown key",
+        policy_of(f"{{name: extra, allow: [evm.transfer], wallets: [main], colour: '{CANARY}'}}"),
+        ("rule 'extra'", "colour"),
+    ),
+    (
+        "bad window 5x",
+        policy_of(
+            "{name: w, allow: [evm.transfer], wallets: [main], limits: [{window: 5x, max_count: 1}]}"
+        ),
+        ("rule 'w'", "limits.0.window"),
+    ),
+    (
+        "window holding a canary",
+        policy_of(
+            f"{{name: w, allow: [evm.transfer], wallets: [main], limits: [{{window: '5{CANARY}', max_count: 1}}]}}"
+        ),
+        ("rule 'w'", "limits.0.window"),
+    ),
+    (
+        "limit with neither max nor max_count",
+        policy_of("{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h}]}"),
+        ("rule 'lim'", "limits.0", "max_count"),
+    ),
+    (
+        "negative max_count",
+        policy_of(
+            "{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max_count: -1}]}"
+        ),
+        ("rule 'lim'", "limits.0.max_count"),
+    ),
+    (
+        "bad regex",
+        policy_of(
+            f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '({CANARY}'}}"
+        ),
+        ("rule 'rx'", "message_matches"),
+    ),
+    (
+        "bad tz",
+        policy_of(
+            f'{{name: tz, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", tz: "Mars/{CANARY}"}}}}'
+        ),
+        ("rule 'tz'", "outside_hours.tz"),
+    ),
+    (
+        "bad day",
+        policy_of(
+            f'{{name: day, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", days: [{CANARY}]}}}}'
+        ),
+        ("rule 'day'", "outside_hours.days"),
+    ),
+    (
+        "bad time of day",
+        policy_of(f'{{name: tod, deny: ["*"], outside_hours: {{from: "{CANARY}", to: "20:00"}}}}'),
+        ("rule 'tod'", "outside_hours.from"),
+    ),
+    (
+        "caps on a deny rule",
+        policy_of('{name: d, deny: [evm.transfer], max_per_tx: {ETH: "1"}}'),
+        ("rule 'd'", "allow or ask"),
+    ),
+    ("actions not a list", policy_of(f"{{name: s, allow: '{CANARY}'}}"), ("rule 's'", "allow")),
+    (
+        "duplicate rule names",
+        policy_of(
+            "{name: dup, allow: [evm.transfer], wallets: [main]}", "{name: dup, deny: [evm.call]}"
+        ),
+        ("'dup'", "unique"),
+    ),
     ("version 2", "version: 2\nrules: []\n", ("version",)),
-    ("expires not a date",
-     policy_of("{name: r, allow: [data.read]}", expires=f'"{CANARY}"'),
-     ("expires",)),
+    (
+        "expires not a date",
+        policy_of("{name: r, allow: [data.read]}", expires=f'"{CANARY}"'),
+        ("expires",),
+    ),
     ("not YAML", f"version: 1\nrules: [{{{{ {CANARY}\n", ("not valid YAML", "line")),
     ("a YAML list, not a mapping", f"- {CANARY}\n- b\n", ("must be a mapping",)),
     ("a YAML scalar, not a mapping", f"{CANARY}\n", ("must be a mapping",)),
     ("an empty document", "", ("must be a mapping",)),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("label", "text", "named"), [pytest.param(*r, id=r[0]) for r in REFUSED])
@@ -420,9 +480,11 @@ def test_lint_expired_policy_is_warning(now: datetime) -> None:
 
 @pytest.mark.parametrize(
     ("now", "days"),
-    [(datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC), "1 day"),
-     (datetime(2027, 12, 2, 0, 0, 1, tzinfo=UTC), "29 days")],
-)  # fmt: skip
+    [
+        (datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC), "1 day"),
+        (datetime(2027, 12, 2, 0, 0, 1, tzinfo=UTC), "29 days"),
+    ],
+)
 def test_lint_policy_expiring_within_30_days_is_warning(now: datetime, days: str) -> None:
     report = run_lint(EXAMPLE_TEXT, now=now)
     assert [(f.rule, f"expires in {days}" in f.message) for f in report.warnings] == [(None, True)]
@@ -457,13 +519,23 @@ def test_lint_policy_well_before_expiry_has_no_expiry_warning() -> None:
         ("  https://h.test/a  ", ("https", "h.test", 443, "/a")),
     ],
     ids=[
-        "plain", "scheme-and-host-lower-cased-path-kept", "http-default-port-and-root",
-        "explicit-default-port", "other-port", "dot-segment", "dot-dot", "dot-dot-above-root",
-        "trailing-slash-kept", "query-and-fragment-dropped", "encoded-dots-decoded",
-        "encoded-dots-lower-decoded", "double-slash-and-unreserved-escape", "escapes-kept-or-decoded",
+        "plain",
+        "scheme-and-host-lower-cased-path-kept",
+        "http-default-port-and-root",
+        "explicit-default-port",
+        "other-port",
+        "dot-segment",
+        "dot-dot",
+        "dot-dot-above-root",
+        "trailing-slash-kept",
+        "query-and-fragment-dropped",
+        "encoded-dots-decoded",
+        "encoded-dots-lower-decoded",
+        "double-slash-and-unreserved-escape",
+        "escapes-kept-or-decoded",
         "surrounding-space",
     ],
-)  # fmt: skip
+)
 def test_normalise_valid_url_gives_parts(url: str, expected: tuple[str, str, int, str]) -> None:
     assert normalise(url) == expected
 
@@ -487,11 +559,22 @@ def test_normalise_valid_url_gives_parts(url: str, expected: tuple[str, str, int
         "https://user@h.test/x",
     ],
     ids=[
-        "encoded-slash", "encoded-slash-lower",
-        "encoded-backslash", "semicolon", "encoded-semicolon", "backslash", "ftp", "file", "no-host", "no-scheme", "port-too-big",
-        "port-not-number", "user-and-password", "user-only",
+        "encoded-slash",
+        "encoded-slash-lower",
+        "encoded-backslash",
+        "semicolon",
+        "encoded-semicolon",
+        "backslash",
+        "ftp",
+        "file",
+        "no-host",
+        "no-scheme",
+        "port-too-big",
+        "port-not-number",
+        "user-and-password",
+        "user-only",
     ],
-)  # fmt: skip
+)
 def test_normalise_unjudgeable_url_raises_bad_url(url: str) -> None:
     with pytest.raises(BadUrl):
         normalise(url)
@@ -536,27 +619,50 @@ GH = "https://api.github.com/repos/**"
         ("https://*.h.test/**", "https://evilh.test/a", False),
     ],
     ids=[
-        "double-star-one-level", "double-star-deep", "double-star-empty-rest",
-        "dot-dot-escape", "dot-dot-escape-deep", "prefix-is-not-a-segment", "other-path",
-        "http-vs-https", "explicit-443-is-default", "other-port", "host-case-insensitive",
-        "path-case-sensitive", "other-host", "look-alike-host", "star-one-segment",
-        "star-not-two-segments", "star-in-the-middle", "star-middle-not-two-segments",
-        "double-star-in-the-middle", "literal-path", "literal-path-no-prefix-match",
-        "dot-in-pattern-is-literal", "http-explicit-80-is-default", "http-pattern-vs-https",
-        "explicit-port-pattern", "explicit-port-pattern-vs-default", "wildcard-subdomain",
-        "wildcard-subdomain-not-apex", "wildcard-subdomain-not-suffix",
+        "double-star-one-level",
+        "double-star-deep",
+        "double-star-empty-rest",
+        "dot-dot-escape",
+        "dot-dot-escape-deep",
+        "prefix-is-not-a-segment",
+        "other-path",
+        "http-vs-https",
+        "explicit-443-is-default",
+        "other-port",
+        "host-case-insensitive",
+        "path-case-sensitive",
+        "other-host",
+        "look-alike-host",
+        "star-one-segment",
+        "star-not-two-segments",
+        "star-in-the-middle",
+        "star-middle-not-two-segments",
+        "double-star-in-the-middle",
+        "literal-path",
+        "literal-path-no-prefix-match",
+        "dot-in-pattern-is-literal",
+        "http-explicit-80-is-default",
+        "http-pattern-vs-https",
+        "explicit-port-pattern",
+        "explicit-port-pattern-vs-default",
+        "wildcard-subdomain",
+        "wildcard-subdomain-not-apex",
+        "wildcard-subdomain-not-suffix",
     ],
-)  # fmt: skip
+)
 def test_url_matches_pattern_and_url_gives_expected(pattern: str, url: str, matches: bool) -> None:
     assert url_matches(pattern, url) is matches
 
 
 @pytest.mark.parametrize(
     "url",
-    ["https://api.github.com/repos%2F..%2Fadmin", "https://api.github.com:99999/repos/a",
-     "ftp://api.github.com/repos/a"],
+    [
+        "https://api.github.com/repos%2F..%2Fadmin",
+        "https://api.github.com:99999/repos/a",
+        "ftp://api.github.com/repos/a",
+    ],
     ids=["encoded-slash", "bad-port", "ftp"],
-)  # fmt: skip
+)
 def test_url_matches_unjudgeable_url_raises_bad_url(url: str) -> None:
     with pytest.raises(BadUrl):
         url_matches(GH, url)

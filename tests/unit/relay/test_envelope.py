@@ -38,9 +38,11 @@ def _open(
     vault: Identity, sidecar: Identity, sealed: bytes, *, sender: str | None = None
 ) -> Message:
     return open_sealed(
-        vault, sealed, sender=sender or sidecar.rid,
+        vault,
+        sealed,
+        sender=sender or sidecar.rid,
         key_of=lambda m: bytes(sidecar.sign.verify_key) if m.sender == sidecar.rid else None,
-    )  # fmt: skip
+    )
 
 
 def test_a_sealed_message_opens_as_itself_for_its_receiver_only(
@@ -89,9 +91,10 @@ def test_attack_anyone_can_seal_to_the_vault_but_not_sign_as_the_sidecar(
     plain = jcs.dumps(message.model_dump(mode="json"))
     signature = forger.sign.sign(b"keysafe/relay/v1/envelope\n" + plain).signature
     sealed = envelope._SUITE.encrypt(
-        signature + plain, X25519PublicKey.from_public_bytes(vault.public.kem),
+        signature + plain,
+        X25519PublicKey.from_public_bytes(vault.public.kem),
         info=envelope._info(sidecar.rid, vault.rid),
-    )  # fmt: skip
+    )
     with pytest.raises(EnvelopeRefused) as refused:
         _open(vault, sidecar, sealed)
     assert refused.value.reason == "forged"

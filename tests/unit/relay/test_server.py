@@ -155,8 +155,16 @@ def test_a_body_over_the_cap_is_refused_on_both_apis() -> None:
         assert (await send(a, rid_of(bob), b"x" * 1000))["type"] == "sent"
         answer = await send(a, rid_of(bob), b"x" * 1001)
         assert answer["type"] == "error" and answer["code"] == "PAYLOAD_TOO_LARGE"
-        resp = await post(url, alice, r.SEND_PATH, {"to": rid_of(bob), "id": secrets.token_hex(16),
-                                                      "body": base64.b64encode(b"y" * 1001).decode()})  # fmt: skip
+        resp = await post(
+            url,
+            alice,
+            r.SEND_PATH,
+            {
+                "to": rid_of(bob),
+                "id": secrets.token_hex(16),
+                "body": base64.b64encode(b"y" * 1001).decode(),
+            },
+        )
         assert resp.status_code == 413 and resp.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
         b = await hello(url, bob)
         assert await next_msg(b) is not None
@@ -232,8 +240,16 @@ def test_an_expired_message_is_dropped_not_delivered() -> None:
 def test_long_poll_reads_only_the_signers_own_mailbox() -> None:
     async def test(url: str) -> None:
         alice, bob, mallory = (SigningKey.generate() for _ in range(3))
-        resp = await post(url, alice, r.SEND_PATH, {"to": rid_of(bob), "id": secrets.token_hex(16),
-                                                      "body": base64.b64encode(b"for bob").decode()})  # fmt: skip
+        resp = await post(
+            url,
+            alice,
+            r.SEND_PATH,
+            {
+                "to": rid_of(bob),
+                "id": secrets.token_hex(16),
+                "body": base64.b64encode(b"for bob").decode(),
+            },
+        )
         assert resp.status_code == 200
         # Mallory signs a poll but names Bob's key: refused.
         resp = await post(url, mallory, r.POLL_PATH, {"wait": 0}, header_key=bob)

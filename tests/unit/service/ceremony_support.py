@@ -27,9 +27,15 @@ def _secret(text: str | bytes) -> SecretBytes:
 
 
 def _run(
-    vault: Vault, started: KeygenView, key: X25519PrivateKey, agent: str, old: dict[int, Share],
-    paths: dict[int, Path], share_key: str, recovery_passphrase: str | bytes,
-) -> str:  # fmt: skip
+    vault: Vault,
+    started: KeygenView,
+    key: X25519PrivateKey,
+    agent: str,
+    old: dict[int, Share],
+    paths: dict[int, Path],
+    share_key: str,
+    recovery_passphrase: str | bytes,
+) -> str:
     def send(party: int) -> Send:
         return lambda kid, post: keygen.exchange(vault, kid, party, post, agent=agent)
 
@@ -69,26 +75,47 @@ def _run(
 
 
 def create(
-    vault: Vault, name: str, chain: Chain, agent: str, *, agent_file: Path, recovery_file: Path,
-    share_key: str, recovery_passphrase: str | bytes,
-) -> str:  # fmt: skip
+    vault: Vault,
+    name: str,
+    chain: Chain,
+    agent: str,
+    *,
+    agent_file: Path,
+    recovery_file: Path,
+    share_key: str,
+    recovery_passphrase: str | bytes,
+) -> str:
     """A new 2-of-3 wallet; returns its address."""
     key = channel.new_key()
     started = keygen.start(
         vault, name, chain, agent, base64.b64encode(channel.public_bytes(key)).decode()
     )
     return _run(
-        vault, started, key, agent, {}, {AGENT: agent_file, RECOVERY: recovery_file},
-        share_key, recovery_passphrase,
-    )  # fmt: skip
+        vault,
+        started,
+        key,
+        agent,
+        {},
+        {AGENT: agent_file, RECOVERY: recovery_file},
+        share_key,
+        recovery_passphrase,
+    )
 
 
 def reshare(
-    vault: Vault, name: str, quorum: tuple[int, int], *, agent_file: Path, recovery_file: Path,
-    share_key: str, recovery_passphrase: str | bytes, agent_old: Path | None = None,
-    recovery_old: Path | None = None, old_share_key: str | None = None,
+    vault: Vault,
+    name: str,
+    quorum: tuple[int, int],
+    *,
+    agent_file: Path,
+    recovery_file: Path,
+    share_key: str,
+    recovery_passphrase: str | bytes,
+    agent_old: Path | None = None,
+    recovery_old: Path | None = None,
+    old_share_key: str | None = None,
     rebuild_for: str | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """Reshare by `quorum`; each dealer's current share is read from its old file (default:
     the file the new share goes to). The new shares go to `agent_file` and `recovery_file`.
     `rebuild_for` (an agent's name): rebuild the wallet on a vault with no record of it."""
@@ -106,11 +133,20 @@ def reshare(
     if rebuild_for is not None:  # a vault with no record of the wallet: as `--agent NAME` does
         rebuild = keygen.Rebuild(public=old[RECOVERY].key.public.to_dict(), agent=rebuild_for)
     started = keygen.start_reshare(
-        vault, name, quorum, base64.b64encode(channel.public_bytes(key)).decode(),
+        vault,
+        name,
+        quorum,
+        base64.b64encode(channel.public_bytes(key)).decode(),
         rebuild=rebuild,
-    )  # fmt: skip
+    )
     agent = started.agent
     return _run(
-        vault, started, key, agent, old, {AGENT: agent_file, RECOVERY: recovery_file},
-        share_key, recovery_passphrase,
-    )  # fmt: skip
+        vault,
+        started,
+        key,
+        agent,
+        old,
+        {AGENT: agent_file, RECOVERY: recovery_file},
+        share_key,
+        recovery_passphrase,
+    )

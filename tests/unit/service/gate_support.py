@@ -25,10 +25,16 @@ def request(
 ) -> gate.Request:
     body = intent.model_dump(mode="json", exclude_none=True)
     return gate.Request(
-        agent=agent, kind=Kind.SIGN_TRANSACTION, wire=Probe(intent=body), intent=intent,
-        payload=jcs.dumps(body), target=f"agent:{agent}", audit_action="test.act",
-        idempotency_key=idempotency_key, approval_id="apr_test" if approved else None,
-    )  # fmt: skip
+        agent=agent,
+        kind=Kind.SIGN_TRANSACTION,
+        wire=Probe(intent=body),
+        intent=intent,
+        payload=jcs.dumps(body),
+        target=f"agent:{agent}",
+        audit_action="test.act",
+        idempotency_key=idempotency_key,
+        approval_id="apr_test" if approved else None,
+    )
 
 
 def authorize(

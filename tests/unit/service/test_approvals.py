@@ -46,9 +46,11 @@ def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
     """On SQLite, then on PostgreSQL (`database_url`)."""
     clock = ManualClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     vault, _ = init_vault(
-        Home(tmp_path / "h", database_url), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=CHEAP_KDF, clock=clock,
-    )  # fmt: skip
+        Home(tmp_path / "h", database_url),
+        SecretBytes(bytearray(b"passphrase-123")),
+        kdf=CHEAP_KDF,
+        clock=clock,
+    )
     w = wallets.create_wallet(vault, "main", Chain.EVM)
     agents.add_agent(vault, "bot")
     policies.set_policy(vault, "bot", POLICY)
@@ -58,8 +60,14 @@ def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
 
 
 def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:
-    return {"to": BOB, "value": hex(int(value_eth * 10**18)), "chainId": 1, "nonce": nonce,
-            "gas": 21000, "gasPrice": 10**9}  # fmt: skip
+    return {
+        "to": BOB,
+        "value": hex(int(value_eth * 10**18)),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "gasPrice": 10**9,
+    }
 
 
 FEE = 21000 * 10**9  # gas × gasPrice of `tx`: booked with the value (native caps see both)
@@ -192,11 +200,18 @@ def _fake_approval(vault: Vault, approval_id: str) -> None:
     with vault.db.write() as conn:
         conn.execute(
             t.approvals.insert().values(
-                id=approval_id, agent="bot", kind="sign_transaction", request="{}",
-                fingerprint="0" * 64, summary="old", rule="pay", created_at=0.0,
-                expires_at=1.0, status="denied",
+                id=approval_id,
+                agent="bot",
+                kind="sign_transaction",
+                request="{}",
+                fingerprint="0" * 64,
+                summary="old",
+                rule="pay",
+                created_at=0.0,
+                expires_at=1.0,
+                status="denied",
             )
-        )  # fmt: skip
+        )
 
 
 def test_resolve_unique_prefix_with_or_without_apr_gives_the_whole_id(made: Made) -> None:

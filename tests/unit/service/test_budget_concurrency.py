@@ -123,9 +123,14 @@ def ledger_rows(home: Home) -> list[tuple[str, str, str, int, str]]:
     try:
         with db.read() as conn:
             rows = conn.execute(
-                select(t.ledger.c.request_id, t.ledger.c.rule, t.ledger.c.asset,
-                       t.ledger.c.units, t.ledger.c.state).order_by(t.ledger.c.id)
-            ).all()  # fmt: skip
+                select(
+                    t.ledger.c.request_id,
+                    t.ledger.c.rule,
+                    t.ledger.c.asset,
+                    t.ledger.c.units,
+                    t.ledger.c.state,
+                ).order_by(t.ledger.c.id)
+            ).all()
     finally:
         db.close()
     return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
@@ -163,9 +168,13 @@ rules:
 
 def usdc(amount: str, chain: str) -> Intent:
     return Intent(
-        action="evm.transfer", chain=chain, wallet="main", asset="USDC", amount=amount,
+        action="evm.transfer",
+        chain=chain,
+        wallet="main",
+        asset="USDC",
+        amount=amount,
         to=RECIPIENT,
-    )  # fmt: skip
+    )
 
 
 def test_authorize_same_symbol_other_decimals_shares_the_window_in_token_units(
@@ -279,13 +288,17 @@ def test_settle_by_another_agent_changes_nothing(made: Made) -> None:
     [
         pytest.param(transfer("0.006"), "ask", "APPROVAL_REQUIRED", id="ask-above-threshold"),
         pytest.param(transfer("0.02"), "deny", "OVER_PER_TX_LIMIT", id="deny-over-per-tx"),
-        pytest.param(transfer("0.001", to="0x" + "3" * 40), "deny", "NO_MATCHING_RULE", id="deny-recipient"),
+        pytest.param(
+            transfer("0.001", to="0x" + "3" * 40), "deny", "NO_MATCHING_RULE", id="deny-recipient"
+        ),
         pytest.param(
             Intent(action="evm.transfer", chain="base", asset="NOPE", amount="1", to=RECIPIENT),
-            "deny", "UNKNOWN_ASSET", id="deny-unknown-asset",
+            "deny",
+            "UNKNOWN_ASSET",
+            id="deny-unknown-asset",
         ),
     ],
-)  # fmt: skip
+)
 def test_authorize_ask_or_deny_reserves_nothing(
     made: Made, intent: Intent, outcome: str, code: str
 ) -> None:
@@ -325,9 +338,13 @@ def test_authorize_intent_time_in_the_future_cannot_escape_the_budget(made: Made
     fill_budget(made.vault)
     before = ledger_rows(made.home)
     later = Intent(
-        action="evm.transfer", chain="base", asset="ETH", amount="0.004", to=RECIPIENT,
+        action="evm.transfer",
+        chain="base",
+        asset="ETH",
+        amount="0.004",
+        to=RECIPIENT,
         time=MONDAY_9AM + timedelta(days=2),
-    )  # fmt: skip
+    )
     with pytest.raises(MalformedRequestError, match="cannot carry its own 'time'"):
         authorize(made.vault, AGENT, later)
     assert live_units(made.home) <= LIMIT_UNITS

@@ -54,17 +54,24 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.vault, self.phrase = init_vault(
-            Home(root / "home"), _secret("vault passphrase for tests"), kdf=CHEAP_KDF,
+            Home(root / "home"),
+            _secret("vault passphrase for tests"),
+            kdf=CHEAP_KDF,
             clock=lambda: datetime.now(UTC),
-        )  # fmt: skip
+        )
         _, token = agents.add_agent(self.vault, "bot")
         self.token = bytes(token.reveal()).decode()
         policies.set_policy(self.vault, "bot", POLICY)
         self.address = ceremony_support.create(
-            self.vault, "team", Chain.EVM, "bot", agent_file=root / "agent.json",
-            recovery_file=root / "recovery.json", share_key=SHARE_KEY,
+            self.vault,
+            "team",
+            Chain.EVM,
+            "bot",
+            agent_file=root / "agent.json",
+            recovery_file=root / "recovery.json",
+            share_key=SHARE_KEY,
             recovery_passphrase=RECOVERY,
-        )  # fmt: skip
+        )
         self.share = self.open_share(root / "agent.json")
 
     def open_share(self, path: Path) -> share_file.Share:
@@ -136,10 +143,14 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
     with pytest.raises(MalformedRequestError):
         world.sign("hello a", _bend(part, "round3"))
     ceremony_support.reshare(
-        world.vault, "team", (USER, RECOVERY_ID), agent_file=world.root / "agent-2.json",
-        recovery_file=world.root / "recovery.json", share_key=SHARE_KEY,
+        world.vault,
+        "team",
+        (USER, RECOVERY_ID),
+        agent_file=world.root / "agent-2.json",
+        recovery_file=world.root / "recovery.json",
+        share_key=SHARE_KEY,
         recovery_passphrase=RECOVERY,
-    )  # fmt: skip
+    )
     assert "banned" not in threshold.threshold_wallet(world.vault, "team").meta
     world.share = world.open_share(world.root / "agent-2.json")
     got = world.sign("hello b", world.part("hello b"))
@@ -148,10 +159,14 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
 
 
 MAIL = {
-    "types": {"EIP712Domain": [{"name": "name", "type": "string"}],
-              "Mail": [{"name": "body", "type": "string"}]},
-    "primaryType": "Mail", "domain": {"name": "x"}, "message": {"body": "hello"},
-}  # fmt: skip
+    "types": {
+        "EIP712Domain": [{"name": "name", "type": "string"}],
+        "Mail": [{"name": "body", "type": "string"}],
+    },
+    "primaryType": "Mail",
+    "domain": {"name": "x"},
+    "message": {"body": "hello"},
+}
 
 
 def _typed_part(world: World, doc: dict[str, Any]) -> dict[str, str]:
@@ -208,15 +223,22 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
     # the eviction: a new token, a refresh (new generation); the old agent share is dead here
     agents.rotate_token(world.vault, "bot")
     ceremony_support.reshare(
-        world.vault, "team", (USER, RECOVERY_ID), agent_file=world.root / "agent-2.json",
-        recovery_file=world.root / "recovery.json", share_key=SHARE_KEY + " 2",
+        world.vault,
+        "team",
+        (USER, RECOVERY_ID),
+        agent_file=world.root / "agent-2.json",
+        recovery_file=world.root / "recovery.json",
+        share_key=SHARE_KEY + " 2",
         recovery_passphrase=RECOVERY,
-    )  # fmt: skip
+    )
     # the disaster: the old backup rebuilt on a new machine
     restored, _ = backup.restore_new(
-        Home(tmp_path / "rebuilt"), old_backup, world.phrase, _secret("another passphrase 123!"),
+        Home(tmp_path / "rebuilt"),
+        old_backup,
+        world.phrase,
+        _secret("another passphrase 123!"),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     try:
         assert [a.status for a in agents.list_agents(restored)] == ["paused"]
         with pytest.raises(PolicyDeniedError, match="paused"):
@@ -226,9 +248,14 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
             threshold.preprocess(restored, "bot", "team")  # ...the wallet still holds
         # only a refresh lifts the hold (with a recovery file of the restored generation)
         ceremony_support.reshare(
-            restored, "team", (USER, RECOVERY_ID), agent_file=tmp_path / "agent-3.json",
-            recovery_file=old_recovery, share_key=SHARE_KEY, recovery_passphrase=RECOVERY,
-        )  # fmt: skip
+            restored,
+            "team",
+            (USER, RECOVERY_ID),
+            agent_file=tmp_path / "agent-3.json",
+            recovery_file=old_recovery,
+            share_key=SHARE_KEY,
+            recovery_passphrase=RECOVERY,
+        )
         assert threshold.preprocess(restored, "bot", "team")["protocol"] == "dkls23"
     finally:
         restored.lock()

@@ -30,9 +30,10 @@ RECORDS = 240
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     made, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     for i in range(RECORDS):
         value = SecretBytes(bytearray(f"canary-value-{i:04d}".encode()))
         data.set_data(made, f"item{i}", value, data_class=DataClass.STANDARD)
@@ -89,13 +90,16 @@ def test_attack_a_key_copied_before_rotation_opens_nothing_in_the_current_files(
     with vault.db.read() as conn:
         for info in vault.list_records(conn, "data"):
             row = conn.execute(select(t.records).where(t.records.c.id == info.id)).one()
-            sealed = records.Sealed(row.epoch, row.dek_nonce, row.dek_wrapped, row.nonce,
-                                    row.ciphertext)  # fmt: skip
+            sealed = records.Sealed(
+                row.epoch, row.dek_nonce, row.dek_wrapped, row.nonce, row.ciphertext
+            )
             with pytest.raises(IntegrityError):
-                records.open_sealed(vault.vault_id, SecretBytes(bytearray(old_key)), info.ref,
-                                    sealed)  # fmt: skip
-    on_disk = b"".join(Path(f"{db}{s}").read_bytes() for s in ("", "-wal", "-shm")
-                       if Path(f"{db}{s}").exists())  # fmt: skip
+                records.open_sealed(
+                    vault.vault_id, SecretBytes(bytearray(old_key)), info.ref, sealed
+                )
+    on_disk = b"".join(
+        Path(f"{db}{s}").read_bytes() for s in ("", "-wal", "-shm") if Path(f"{db}{s}").exists()
+    )
     leftovers = [rid for rid, dek, ct in old if dek in on_disk or ct[:32] in on_disk]
     assert leftovers == [], f"{len(leftovers)} old records still in the files"
     assert old_key not in on_disk
@@ -155,10 +159,12 @@ def test_attack_old_copies_stay_closed_to_the_current_master_key(
     reachable += [SecretBytes(k.reveal()) for k in vault._epoch_keys.values()]
     with sqlite3.connect(copy / "vault.db") as old:
         old_epochs = list(old.execute("SELECT number, nonce, wrapped_key FROM epochs"))
-        rows = list(old.execute(
-            "SELECT id, kind, name, data_class, epoch, version, meta, dek_nonce, dek_wrapped, "
-            "nonce, ciphertext FROM records"
-        ))  # fmt: skip
+        rows = list(
+            old.execute(
+                "SELECT id, kind, name, data_class, epoch, version, meta, dek_nonce, dek_wrapped, "
+                "nonce, ciphertext FROM records"
+            )
+        )
     # The old epoch key is not wrapped by any key the attacker holds ...
     for number, nonce, wrapped in old_epochs:
         for key in reachable:
@@ -194,9 +200,10 @@ def test_attack_old_copies_stay_closed_to_the_current_master_key(
 
 def test_the_passphrase_and_the_phrase_each_still_open_every_epoch(tmp_path: Path) -> None:
     made, words = init_vault(
-        Home(tmp_path / "p"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "p"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     for i in range(5):
         data.set_data(made, f"x{i}", SecretBytes(bytearray(b"v")), data_class=DataClass.STANDARD)
     epochs.rotate(made, reason="owner")
@@ -218,18 +225,28 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
     until the recovery phrase is used once, which then drops it."""
     home = Home(tmp_path / "legacy")
     made, words = init_vault(
-        home, SecretBytes(bytearray(b"passphrase-123")),
+        home,
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     data.set_data(made, "old", SecretBytes(bytearray(b"legacy")), data_class=DataClass.STANDARD)
     master = made._require_master()
     with made.db.write() as conn:  # write it as keysafe did before schema 0009
         key = made._epoch_keys.key(1, conn)
         nonce, wrapped = hierarchy.wrap_epoch_key(master, made.vault_id, 1, key)
-        conn.execute(update(t.epochs).values(nonce=nonce, wrapped_key=wrapped, sealed_pass=None,
-                                             sealed_phrase=None))  # fmt: skip
-        conn.execute(update(t.vault).values(seal_pass_pub=None, seal_pass_nonce=None,
-                                            seal_pass_wrapped=None, seal_phrase_pub=None))  # fmt: skip
+        conn.execute(
+            update(t.epochs).values(
+                nonce=nonce, wrapped_key=wrapped, sealed_pass=None, sealed_phrase=None
+            )
+        )
+        conn.execute(
+            update(t.vault).values(
+                seal_pass_pub=None,
+                seal_pass_nonce=None,
+                seal_pass_wrapped=None,
+                seal_phrase_pub=None,
+            )
+        )
     reopened = Vault(made.db, made.vault_id)
     with SecretBytes(bytearray(b"passphrase-123")) as secret:
         reopened.unlock(secret)
@@ -237,8 +254,9 @@ def test_a_vault_from_before_sealed_epochs_opens_and_gains_forward_secrecy(
     with made.db.read() as conn:
         row = conn.execute(select(t.epochs)).one()
         assert row.sealed_pass and row.wrapped_key  # the phrase still needs the master's copy
-    recovered, _ = recover_vault(home, words, SecretBytes(bytearray(b"passphrase-456")),
-                                 kdf=CHEAP_KDF)  # fmt: skip
+    recovered, _ = recover_vault(
+        home, words, SecretBytes(bytearray(b"passphrase-456")), kdf=CHEAP_KDF
+    )
     with recovered.db.read() as conn:
         row = conn.execute(select(t.epochs)).one()
         assert row.sealed_pass and row.sealed_phrase and not row.wrapped_key
@@ -252,9 +270,10 @@ def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
     master key and subkeys, nor any epoch key it holds opens it; the recovery phrase still
     rebuilds the vault from it on an empty home."""
     made, words = init_vault(
-        Home(tmp_path / "v"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "v"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     data.set_data(made, "kept", SecretBytes(bytearray(b"value")), data_class=DataClass.STANDARD)
     file = tmp_path / "epoch1.ksbackup"
     assert backup.create_backup(made, file).epoch == 1
@@ -273,9 +292,12 @@ def test_attack_a_backup_from_before_a_rotation_stays_closed_but_to_the_phrase(
             backup_format.open_backup(key, blob)
 
     rebuilt, header = backup.restore_new(
-        Home(tmp_path / "new"), file, words, SecretBytes(bytearray(b"passphrase-789")),
+        Home(tmp_path / "new"),
+        file,
+        words,
+        SecretBytes(bytearray(b"passphrase-789")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     assert header.epoch == 1 and "value" in _open_all(rebuilt)
 
 

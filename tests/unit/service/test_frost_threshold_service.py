@@ -72,9 +72,11 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.vault, _ = init_vault(
-            Home(root / "h"), _secret(PASSPHRASE), kdf=CHEAP_KDF,
+            Home(root / "h"),
+            _secret(PASSPHRASE),
+            kdf=CHEAP_KDF,
             clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
-        )  # fmt: skip
+        )
         self.tokens: dict[str, str] = {}
         for name in ("bot", "bob"):
             _, token = agents.add_agent(self.vault, name)
@@ -84,11 +86,15 @@ class World:
         self.addresses: dict[str, str] = {}
         for wallet, agent in (("team", "bot"), ("bobs", "bob")):
             self.addresses[wallet] = ceremony_support.create(
-                self.vault, wallet, Chain.SOLANA, agent,
+                self.vault,
+                wallet,
+                Chain.SOLANA,
+                agent,
                 agent_file=root / f"{wallet}-agent.json",
-                recovery_file=root / f"{wallet}-recovery.json", share_key=SHARE_KEY,
+                recovery_file=root / f"{wallet}-recovery.json",
+                share_key=SHARE_KEY,
                 recovery_passphrase=RECOVERY_PASSPHRASE,
-            )  # fmt: skip
+            )
             self.keys[wallet] = self.agent_key(root / f"{wallet}-agent.json", agent)
 
     def agent_key(self, path: Path, agent: str) -> KeyPackage:
@@ -130,9 +136,11 @@ def agent_fields(pre: dict[str, Any], key: KeyPackage, message: bytes) -> dict[s
     nonces, mine = signing.commit(key)
     share = signing.sign(key, nonces, message, (mine, vault_commitment))
     return {
-        "session_id": pre["session_id"], "hiding": mine.hiding.hex(),
-        "binding": mine.binding.hex(), "share": share.hex(),
-    }  # fmt: skip
+        "session_id": pre["session_id"],
+        "hiding": mine.hiding.hex(),
+        "binding": mine.binding.hex(),
+        "share": share.hex(),
+    }
 
 
 def assert_signs(world: World, signature: bytes, wallet: str = "team") -> None:
@@ -363,10 +371,14 @@ def test_frost_an_ordinary_wallet_has_no_commitments(world: World) -> None:
 def _reshare(world: World, new_agent_path: Path) -> str:
     """Vault + recovery reshare `team`; the agent's new share goes to `new_agent_path`."""
     return ceremony_support.reshare(
-        world.vault, "team", (USER, RECOVERY), agent_file=new_agent_path,
-        recovery_file=world.root / "team-recovery.json", share_key=SHARE_KEY,
+        world.vault,
+        "team",
+        (USER, RECOVERY),
+        agent_file=new_agent_path,
+        recovery_file=world.root / "team-recovery.json",
+        share_key=SHARE_KEY,
         recovery_passphrase=RECOVERY_PASSPHRASE,
-    )  # fmt: skip
+    )
 
 
 def test_frost_reshare_bumps_the_generation_and_voids_open_commitments(world: World) -> None:

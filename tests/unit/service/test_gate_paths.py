@@ -51,9 +51,11 @@ NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 def home(tmp_path: Path) -> Iterator[Home]:
     h = Home(tmp_path / "h")
     v, _ = init_vault(
-        h, SecretBytes(bytearray(PASS)),
-        kdf=CHEAP_KDF, clock=lambda: NOW,
-    )  # fmt: skip
+        h,
+        SecretBytes(bytearray(PASS)),
+        kdf=CHEAP_KDF,
+        clock=lambda: NOW,
+    )
     with v:
         agents.add_agent(v, "bot")
         policies.set_policy(v, "bot", POLICY)
@@ -68,14 +70,25 @@ def _open(home: Home) -> Vault:
 
 def _request(kind: Kind, eth: float, key: str | None, *, reaches_out: bool) -> gate.Request:
     intent = Intent(
-        action="evm.transfer", chain="ethereum", wallet="main", asset="ETH", amount=str(eth), to=BOB,
+        action="evm.transfer",
+        chain="ethereum",
+        wallet="main",
+        asset="ETH",
+        amount=str(eth),
+        to=BOB,
         summary=f"send {eth} ETH",
-    )  # fmt: skip
+    )
     return gate.Request(
-        agent="bot", kind=kind, wire=Probe(intent={"eth": eth}), intent=intent,
-        payload=f"{kind}:{eth}".encode(), target="wallet:main", audit_action="test.act",
-        idempotency_key=key, reaches_out=reaches_out,
-    )  # fmt: skip
+        agent="bot",
+        kind=kind,
+        wire=Probe(intent={"eth": eth}),
+        intent=intent,
+        payload=f"{kind}:{eth}".encode(),
+        target="wallet:main",
+        audit_action="test.act",
+        idempotency_key=key,
+        reaches_out=reaches_out,
+    )
 
 
 def _ledger(v: Vault) -> list[tuple[str, str, int]]:

@@ -128,9 +128,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """The vault, built once; every example works on a copy of its home."""
     home = Home(tmp_path_factory.mktemp("gate-props") / "h")
     vault, phrase = init_vault(
-        home, SecretBytes(bytearray(PASSPHRASE)),
-        kdf=CHEAP_KDF, clock=ManualClock(START),
-    )  # fmt: skip
+        home,
+        SecretBytes(bytearray(PASSPHRASE)),
+        kdf=CHEAP_KDF,
+        clock=ManualClock(START),
+    )
     phrase.wipe()
     with vault:
         address = wallets.create_wallet(vault, "main", Chain.EVM).address
@@ -157,12 +159,14 @@ key_st = st.sampled_from(KEYS)
 # signing and transactions, so windows fill, keys collide and approvals come up.
 REQUESTS = {
     "tx": st.tuples(
-        st.just("tx"), st.sampled_from((BOB, CAROL, BOB, EVE)), st.sampled_from(AMOUNTS),
+        st.just("tx"),
+        st.sampled_from((BOB, CAROL, BOB, EVE)),
+        st.sampled_from(AMOUNTS),
         st.integers(0, 2),
     ),
     "msg": st.tuples(st.just("msg"), st.sampled_from(MESSAGES)),
     "typed": st.tuples(st.just("typed"), st.sampled_from(("a", "b"))),
-}  # fmt: skip
+}
 request_st = st.sampled_from(("tx", "tx", "tx", "msg", "typed")).flatmap(REQUESTS.__getitem__)
 OPS = {
     "sign": st.tuples(st.just("sign"), agent_st, key_st, request_st),
@@ -195,8 +199,14 @@ class Model:
 def call(vault: Vault, agent: str, key: str | None, req: Request) -> signing.SignResult:
     if req[0] == "tx":
         _, to, value, nonce = req
-        tx = {"to": to, "value": hex(value), "chainId": 1, "nonce": nonce, "gas": 21000,
-              "gasPrice": 10**9}  # fmt: skip
+        tx = {
+            "to": to,
+            "value": hex(value),
+            "chainId": 1,
+            "nonce": nonce,
+            "gas": 21000,
+            "gasPrice": 10**9,
+        }
         return signing.sign_transaction(vault, agent, "main", tx, idempotency_key=key)
     if req[0] == "msg":
         return signing.sign_message(vault, agent, "main", req[1], idempotency_key=key)
@@ -214,8 +224,10 @@ def check_signature(
         assert Account.recover_transaction(raw) == model.address
         f_nonce, _price, _gas, f_to, f_value, _data, _v, _r, _s = rlp.decode(raw)
         assert ("0x" + f_to.hex(), int.from_bytes(f_value), int.from_bytes(f_nonce)) == (
-            to, value, nonce,
-        ), "the signature is over other bytes than the request named"  # fmt: skip
+            to,
+            value,
+            nonce,
+        ), "the signature is over other bytes than the request named"
         assert to in (BOB, CAROL) and value <= CAP, f"signed outside the policy: {req}"
         assert approved or value <= ASK_ABOVE, f"signed above approve_above unasked: {req}"
         action = "decide.evm.transfer"
@@ -250,11 +262,12 @@ def check_books(vault: Vault, now: datetime) -> None:
             for rule, (seconds, max_units, max_count) in WINDOWS.items():
                 rows = conn.execute(
                     select(t.ledger.c.units).where(
-                        t.ledger.c.agent == agent, t.ledger.c.rule == rule,
+                        t.ledger.c.agent == agent,
+                        t.ledger.c.rule == rule,
                         t.ledger.c.state.in_(("reserved", "committed")),
                         t.ledger.c.at >= (now - timedelta(seconds=seconds)).timestamp(),
                     )
-                ).all()  # fmt: skip
+                ).all()
                 if max_units is not None:
                     assert sum(int(r.units) for r in rows) <= max_units, (agent, rule)
                 if max_count is not None:

@@ -49,9 +49,11 @@ from tests.unit.service import ceremony_support
 @pytest.fixture
 def vault(tmp_path: Path) -> Iterator[Vault]:
     v, _ = init_vault(
-        Home(tmp_path / "home"), SecretBytes(bytearray(b"vault passphrase for tests")), kdf=CHEAP_KDF,
+        Home(tmp_path / "home"),
+        SecretBytes(bytearray(b"vault passphrase for tests")),
+        kdf=CHEAP_KDF,
         clock=lambda: datetime.now(UTC),
-    )  # fmt: skip
+    )
     agents.add_agent(v, "bot")
     yield v
     v.volatile.clear()
@@ -186,9 +188,11 @@ def _alter(round_: int) -> Callable[[Send], Send]:
                     body = bytearray(base64.b64decode(m.body))
                     body[-5] ^= 1
                     view.messages[i] = Sealed(
-                        round=m.round, sender=m.sender, receiver=m.receiver,
+                        round=m.round,
+                        sender=m.sender,
+                        receiver=m.receiver,
                         body=base64.b64encode(bytes(body)).decode(),
-                    )  # fmt: skip
+                    )
             return view
 
         return relayed
@@ -285,9 +289,12 @@ def test_wrong_join_code_is_refused_before_anything_is_sent(vault: Vault) -> Non
 
 
 def _reshare(
-    vault: Vault, quorum: tuple[int, int], old: dict[int, Share], *,
+    vault: Vault,
+    quorum: tuple[int, int],
+    old: dict[int, Share],
+    *,
     agent_send: Callable[[Send], Send] = lambda s: s,
-) -> Run:  # fmt: skip
+) -> Run:
     key = channel.new_key()
     started = keygen.start_reshare(
         vault, "team", quorum, base64.b64encode(channel.public_bytes(key)).decode()
@@ -358,8 +365,13 @@ def test_attack_a_dealer_dealing_something_else_than_its_share_is_named(vault: V
     # mpc/frost/reshare.deal refuses a share that does not match its verifying share, so this
     # dealer must lie past it: deal from a key package whose verifying share matches the lie
     public = bent.key.public
-    lie = replace(public, verifying_shares={
-        **public.verifying_shares, AGENT: ED25519.base_mul(bent.key.signing_share)})  # fmt: skip
+    lie = replace(
+        public,
+        verifying_shares={
+            **public.verifying_shares,
+            AGENT: ED25519.base_mul(bent.key.signing_share),
+        },
+    )
     bent = Share(replace(bent.key, public=lie))
 
     def wrap(send: Send) -> Send:
@@ -385,13 +397,20 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
     the same wallet from the agent's and the recovery file's shares; it signs with the agent."""
     files = {"share_key": "a share key for these tests only", "recovery_passphrase": "recovery pp"}
     address = ceremony_support.create(
-        vault, "team", chain, "bot", agent_file=tmp_path / "a.json",
-        recovery_file=tmp_path / "r.json", **files,
-    )  # fmt: skip
+        vault,
+        "team",
+        chain,
+        "bot",
+        agent_file=tmp_path / "a.json",
+        recovery_file=tmp_path / "r.json",
+        **files,
+    )
     new, _ = init_vault(
-        Home(tmp_path / "new-home"), SecretBytes(bytearray(b"another vault passphrase")),
-        kdf=CHEAP_KDF, clock=lambda: datetime.now(UTC),
-    )  # fmt: skip
+        Home(tmp_path / "new-home"),
+        SecretBytes(bytearray(b"another vault passphrase")),
+        kdf=CHEAP_KDF,
+        clock=lambda: datetime.now(UTC),
+    )
     try:
         agents.add_agent(new, "bot")
         with pytest.raises(NotFoundError, match="--agent NAME"):
@@ -399,9 +418,14 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
                 new, "team", (AGENT, RECOVERY), base64.b64encode(bytes(32)).decode()
             )
         rebuilt = ceremony_support.reshare(
-            new, "team", (AGENT, RECOVERY), agent_file=tmp_path / "a.json",
-            recovery_file=tmp_path / "r.json", rebuild_for="bot", **files,
-        )  # fmt: skip
+            new,
+            "team",
+            (AGENT, RECOVERY),
+            agent_file=tmp_path / "a.json",
+            recovery_file=tmp_path / "r.json",
+            rebuild_for="bot",
+            **files,
+        )
         assert rebuilt == address
         info = threshold.threshold_wallet(new, "team")
         assert info.meta["address"] == address and info.meta["agent"] == "bot"
@@ -413,8 +437,10 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
             SecretBytes(bytearray(files["share_key"].encode())),
         )
         pair = (AGENT, USER)
-        fresh = {AGENT: agent_share.key.signing_share,
-                 USER: threshold.vault_share(new, info).key.signing_share}  # fmt: skip
+        fresh = {
+            AGENT: agent_share.key.signing_share,
+            USER: threshold.vault_share(new, info).key.signing_share,
+        }
         x = sum(lagrange(suite, i, pair) * fresh[i] for i in pair) % suite.order
         assert suite.base_mul(x) == threshold.public_of(info).group_public_key
         old_vault = threshold.vault_share(vault, threshold.threshold_wallet(vault, "team"))
@@ -423,10 +449,12 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
         assert suite.base_mul(x) != threshold.public_of(info).group_public_key
         with pytest.raises(MalformedRequestError, match="only the agent and the recovery"):
             keygen.start_reshare(
-                new, "other", (USER, RECOVERY),
+                new,
+                "other",
+                (USER, RECOVERY),
                 base64.b64encode(bytes(32)).decode(),
                 rebuild=keygen.Rebuild(public=info.meta["public"], agent="bot"),
-            )  # fmt: skip
+            )
     finally:
         new.lock()
 
@@ -536,8 +564,7 @@ def test_attack_a_party_held_back_to_the_deadline_still_learns_the_outcome(
 def test_a_finished_or_failed_ceremony_keeps_no_secret_of_the_vaults_party(vault: Vault) -> None:
     made = _keygen(vault, Chain.EVM)
     assert not made.errors
-    _reshare(vault, (USER, RECOVERY), {RECOVERY: made.shares[RECOVERY]},
-             agent_send=_alter(1))  # fmt: skip
+    _reshare(vault, (USER, RECOVERY), {RECOVERY: made.shares[RECOVERY]}, agent_send=_alter(1))
     for g in vault.volatile["keygens"].values():
         assert g.status in ("done", "failed")
         party = g.party

@@ -35,9 +35,12 @@ def _no_challenge(challenge: str) -> bool:
 def test_prove_owner_passphrase_unlocks_a_locked_vault(vault: Vault) -> None:
     vault.lock()
     prove_owner(
-        vault, LoginRequest(passphrase=PASSPHRASE), take_challenge=_no_challenge,
-        kms_token=None, kms_url=None,
-    )  # fmt: skip
+        vault,
+        LoginRequest(passphrase=PASSPHRASE),
+        take_challenge=_no_challenge,
+        kms_token=None,
+        kms_url=None,
+    )
     assert vault.is_unlocked
 
 
@@ -45,18 +48,24 @@ def test_prove_owner_wrong_passphrase_leaves_an_unlocked_vault_unlocked(vault: V
     assert vault.is_unlocked
     with pytest.raises(WrongPassphraseError):
         prove_owner(
-            vault, LoginRequest(passphrase="not it"), take_challenge=_no_challenge,
-            kms_token=None, kms_url=None,
-        )  # fmt: skip
+            vault,
+            LoginRequest(passphrase="not it"),
+            take_challenge=_no_challenge,
+            kms_token=None,
+            kms_url=None,
+        )
     assert vault.is_unlocked
 
 
 def test_prove_owner_without_passphrase_or_proof_is_malformed(vault: Vault) -> None:
     with pytest.raises(MalformedRequestError, match="challenge and its proof"):
         prove_owner(
-            vault, LoginRequest(challenge="a" * 64), take_challenge=_no_challenge,
-            kms_token=None, kms_url=None,
-        )  # fmt: skip
+            vault,
+            LoginRequest(challenge="a" * 64),
+            take_challenge=_no_challenge,
+            kms_token=None,
+            kms_url=None,
+        )
 
 
 def test_prove_owner_unknown_challenge_is_refused_before_the_kms(vault: Vault) -> None:
@@ -68,7 +77,10 @@ def test_prove_owner_unknown_challenge_is_refused_before_the_kms(vault: Vault) -
 
     with pytest.raises(NotAuthenticatedError, match="unknown, used or expired"):
         prove_owner(
-            vault, LoginRequest(challenge="a" * 64, proof="b" * 64), take_challenge=take,
-            kms_token=None, kms_url="http://127.0.0.1:1",  # never reached
-        )  # fmt: skip
+            vault,
+            LoginRequest(challenge="a" * 64, proof="b" * 64),
+            take_challenge=take,
+            kms_token=None,
+            kms_url="http://127.0.0.1:1",  # never reached
+        )
     assert taken == ["a" * 64]

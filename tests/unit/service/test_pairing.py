@@ -32,9 +32,10 @@ rules:
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     made, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
-    )  # fmt: skip
+    )
     return made
 
 
@@ -48,8 +49,9 @@ def _claim(
 ) -> tuple[Claim, list[str]]:
     """Commit, learn the vault's nonce, reveal: the pairing is parked with its words, which are
     the ones the sidecar computes."""
-    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(), host="vps-1",
-                  commitment=commitment(nonce))  # fmt: skip
+    claim = Claim(
+        invite=invite, sidecar=sidecar.public.to_text(), host="vps-1", commitment=commitment(nonce)
+    )
     first = pairing.claim(vault, claim, sidecar.rid)
     assert first.status == "reveal" and first.nonce and first.words is None
     assert approvals.list_approvals(vault) == []  # nothing parked before the reveal
@@ -124,8 +126,7 @@ def test_attack_the_first_claimer_cannot_change_its_commitment_or_reveal_another
     claim, and a reveal that does not match it spends the invite."""
     _, invite = _invite(vault)
     sidecar = Identity.generate()
-    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(),
-                  commitment=commitment(b"a" * 16))  # fmt: skip
+    claim = Claim(invite=invite, sidecar=sidecar.public.to_text(), commitment=commitment(b"a" * 16))
     assert pairing.claim(vault, claim, sidecar.rid).status == "reveal"
     again = claim.model_copy(update={"commitment": commitment(b"b" * 16)})
     assert pairing.claim(vault, again, sidecar.rid).status == "refused"
@@ -145,8 +146,9 @@ def test_attack_an_invite_with_a_guessed_secret_or_changed_terms_is_refused(vaul
         Invite(**(invite.model_dump() | {"agent": "admin"})),
         Invite(**(invite.model_dump() | {"expires": invite.expires + 86400})),
     ):
-        claim = Claim(invite=forged, sidecar=sidecar.public.to_text(),
-                      commitment=commitment(b"c" * 16))  # fmt: skip
+        claim = Claim(
+            invite=forged, sidecar=sidecar.public.to_text(), commitment=commitment(b"c" * 16)
+        )
         assert not pairing.claim_admissible(vault, claim)
         assert pairing.claim(vault, claim, sidecar.rid).status == "refused"
     assert approvals.list_approvals(vault) == []

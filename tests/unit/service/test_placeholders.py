@@ -43,14 +43,19 @@ SECRET = "sk-PLACEHOLDER-CANARY-3b9f1e"
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
+        kdf=CHEAP_KDF,
         clock=lambda: NOW,
-    )  # fmt: skip
+    )
     for name in ("api", "other"):
         credentials.add_credential(
-            v, name, SecretBytes(bytearray(f"{SECRET}-{name}".encode())),
-            hosts=["api.example.com"], attach=Attachment.bearer(),
-        )  # fmt: skip
+            v,
+            name,
+            SecretBytes(bytearray(f"{SECRET}-{name}".encode())),
+            hosts=["api.example.com"],
+            attach=Attachment.bearer(),
+        )
     agents.add_agent(v, "bot")
     agents.add_agent(v, "bob")
     return v
@@ -84,10 +89,12 @@ def _insert(vault: Vault, token: str, agent: str = "bot", credential: str = "api
     with vault.db.write() as conn:
         conn.execute(
             insert(t.placeholders).values(
-                token_hash=hashlib.sha256(token.encode()).hexdigest(), agent=agent,
-                credential=credential, created_at=NOW.isoformat(),
+                token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                agent=agent,
+                credential=credential,
+                created_at=NOW.isoformat(),
             )
-        )  # fmt: skip
+        )
 
 
 # -- issue -----------------------------------------------------------------------------------
@@ -251,9 +258,12 @@ def test_removing_the_credential_kills_its_placeholders_and_re_adding_does_not_r
     with pytest.raises(NotAuthenticatedError):
         placeholders.authenticate(vault, old)
     credentials.add_credential(
-        vault, "api", SecretBytes(bytearray(b"sk-new-value-123")), hosts=["api.example.com"],
+        vault,
+        "api",
+        SecretBytes(bytearray(b"sk-new-value-123")),
+        hosts=["api.example.com"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
     with pytest.raises(NotAuthenticatedError):
         placeholders.authenticate(vault, old)
     new = _issue(vault, "api", "bot")

@@ -120,21 +120,26 @@ def vault(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Vault:
     allowed, _ = upstreams
     admin = f"http://127.0.0.1:{allowed.port}/admin/**"
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
-    )  # fmt: skip
+    )
     credentials.add_credential(
-        v, "api", SecretBytes(bytearray(CANARY.encode())), hosts=[f"127.0.0.1:{allowed.port}"],
+        v,
+        "api",
+        SecretBytes(bytearray(CANARY.encode())),
+        hosts=[f"127.0.0.1:{allowed.port}"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
     agents.add_agent(v, "bot")
     policies.set_policy(
-        v, "bot",
+        v,
+        "bot",
         "version: 1\nrules:\n  - name: api\n    allow: [http.request]\n    credentials: [api]\n"
         "    methods: [GET]\n  - name: ask-admin\n    ask: [http.request]\n"
         f'    urls: ["{admin}"]\n',
-    )  # fmt: skip
+    )
     return v
 
 
@@ -192,9 +197,12 @@ def test_a_host_the_credential_does_not_name_is_refused_and_nothing_is_sent(
 
 def test_plain_http_to_a_non_loopback_host_is_refused(vault: Vault) -> None:
     credentials.add_credential(
-        vault, "remote", SecretBytes(bytearray(b"remote-secret")), hosts=["api.example.com"],
+        vault,
+        "remote",
+        SecretBytes(bytearray(b"remote-secret")),
+        hosts=["api.example.com"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
     with pytest.raises(PolicyDeniedError, match="over https"):
         _http(vault, "bot", "remote", "GET", "http://api.example.com/x")
 
@@ -241,9 +249,13 @@ def test_a_binary_body_goes_and_comes_back_byte_for_byte(
     allowed, _ = upstreams
     blob = bytes(range(256)) * 4
     res = _http(
-        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/bytes",
+        vault,
+        "bot",
+        "api",
+        "GET",
+        f"http://127.0.0.1:{allowed.port}/bytes",
         body_base64=base64.b64encode(blob).decode(),
-    )  # fmt: skip
+    )
     assert res.body is None and base64.b64decode(res.body_base64 or "") == blob[::-1]
     assert allowed.seen[-1]["body"] == blob.hex()
 
@@ -296,14 +308,18 @@ def test_unreachable_upstream_is_audited_as_failure_and_leaves_no_spend(
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # closed once the block ends: nothing listens there
     credentials.add_credential(
-        vault, "dead", SecretBytes(bytearray(b"dead-secret-123")), hosts=[f"127.0.0.1:{dead}"],
+        vault,
+        "dead",
+        SecretBytes(bytearray(b"dead-secret-123")),
+        hosts=[f"127.0.0.1:{dead}"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
     policies.set_policy(
-        vault, "bot",
+        vault,
+        "bot",
         "version: 1\nrules:\n  - name: dead\n    allow: [http.request]\n    credentials: [dead]\n"
         "    limits: [{window: 1h, max_count: 5}]\n",
-    )  # fmt: skip
+    )
     with pytest.raises(UpstreamUnavailableError):
         _http(vault, "bot", "dead", "GET", f"http://127.0.0.1:{dead}/x")
     with vault.db.read() as conn:
@@ -339,9 +355,13 @@ def test_attack_the_agent_cannot_ask_for_an_encoding_keysafe_cannot_undo(
     scrubber would see compressed bytes, and the agent could decompress the echoed key."""
     allowed, _ = upstreams
     res = _http(
-        vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/cdn",
+        vault,
+        "bot",
+        "api",
+        "GET",
+        f"http://127.0.0.1:{allowed.port}/cdn",
         headers={"Accept-Encoding": "br, zstd"},
-    )  # fmt: skip
+    )
     assert allowed.seen[-1]["accept-encoding"] == proxy.ACCEPT_ENCODING
     assert CANARY not in _out(res)
 

@@ -60,12 +60,15 @@ def _serve(up: Upstream) -> ThreadingHTTPServer:
             pass
 
         def do_GET(self) -> None:
-            up.seen.append({
-                "conn": str(self.client_address[1]), "path": self.path,
-                "host": self.headers.get("Host", ""),
-                "authorization": self.headers.get("Authorization", ""),
-                "cookie": self.headers.get("Cookie", ""),
-            })  # fmt: skip
+            up.seen.append(
+                {
+                    "conn": str(self.client_address[1]),
+                    "path": self.path,
+                    "host": self.headers.get("Host", ""),
+                    "authorization": self.headers.get("Authorization", ""),
+                    "cookie": self.headers.get("Cookie", ""),
+                }
+            )
             path = urlsplit(self.path)
             if path.path == "/held":  # one chunk now, the rest once the test says so
                 self.send_response(200)
@@ -114,15 +117,19 @@ def hosts() -> Iterator[tuple[Upstream, Upstream]]:
 def vault(tmp_path: Path, hosts: tuple[Upstream, Upstream]) -> Iterator[Vault]:
     a, b = hosts
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
-    )  # fmt: skip
+    )
     for name, secret, up in (("cred-a", SECRET_A, a), ("cred-b", SECRET_B, b)):
         credentials.add_credential(
-            v, name, SecretBytes(bytearray(secret.encode())), hosts=[f"127.0.0.1:{up.port}"],
+            v,
+            name,
+            SecretBytes(bytearray(secret.encode())),
+            hosts=[f"127.0.0.1:{up.port}"],
             attach=Attachment.bearer(),
-        )  # fmt: skip
+        )
     for agent in ("alice", "bob"):
         agents.add_agent(v, agent)
         policies.set_policy(v, agent, POLICY)
@@ -180,15 +187,24 @@ def test_attack_a_kept_connection_never_carries_a_request_or_credential_to_anoth
     _get(vault, "alice", "cred-a", f"http://127.0.0.1:{a.port}/echo")  # a connection to A, kept
     # cred-a aimed at B, with a Host header naming A: refused before anything is sent.
     with pytest.raises(PolicyDeniedError, match="only sent to"):
-        proxy.http_request(vault, "alice", HttpRequestRequest(
-            credential="cred-a", method="GET", url=f"http://127.0.0.1:{b.port}/echo",
-            headers={"Host": f"127.0.0.1:{a.port}"},
-        ))  # fmt: skip
+        proxy.http_request(
+            vault,
+            "alice",
+            HttpRequestRequest(
+                credential="cred-a",
+                method="GET",
+                url=f"http://127.0.0.1:{b.port}/echo",
+                headers={"Host": f"127.0.0.1:{a.port}"},
+            ),
+        )
     # cred-b at B with a Host header naming A: goes to B, addressed to B.
     _get(
-        vault, "bob", "cred-b", f"http://127.0.0.1:{b.port}/echo",
+        vault,
+        "bob",
+        "cred-b",
+        f"http://127.0.0.1:{b.port}/echo",
         headers={"Host": f"127.0.0.1:{a.port}"},
-    )  # fmt: skip
+    )
     # A redirect from A to B: B gets the hop, without cred-a.
     _get(vault, "alice", "cred-a", f"http://127.0.0.1:{a.port}/redirect-away")
     _get(vault, "alice", "cred-a", f"http://127.0.0.1:{a.port}/echo")

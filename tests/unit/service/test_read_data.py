@@ -28,10 +28,11 @@ rules:
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
-    )  # fmt: skip
+    )
     data.set_data(
         v,
         "profile",
@@ -89,10 +90,11 @@ def test_read_that_fails_to_decrypt_leaves_no_spend(vault: Vault) -> None:
     from keysafe.store import tables as t
 
     policies.set_policy(
-        vault, "bot",
+        vault,
+        "bot",
         "version: 1\nrules:\n  - name: profile\n    allow: [data.read]\n    data: [profile]\n"
         "    limits: [{window: 1h, max_count: 5}]\n",
-    )  # fmt: skip
+    )
     db = vault.db.path
     assert db is not None
     with sqlite3.connect(db) as c:

@@ -30,16 +30,21 @@ def clock() -> ManualClock:
 @pytest.fixture
 def vault(tmp_path: Path, clock: ManualClock) -> Vault:
     made, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=CHEAP_KDF, clock=clock,
-    )  # fmt: skip
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
+        kdf=CHEAP_KDF,
+        clock=clock,
+    )
     agents.add_agent(made, "bot")
     key = SigningKey.generate().verify_key.encode().hex()
     agents.add_agent(made, "signer", public_key=key, with_token=False)
     credentials.add_credential(
-        made, "openai", SecretBytes(bytearray(b"sk-canary")), hosts=["api.openai.com"],
+        made,
+        "openai",
+        SecretBytes(bytearray(b"sk-canary")),
+        hosts=["api.openai.com"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
     placeholders.issue(made, "openai", "bot").wipe()
     return made
 
@@ -54,9 +59,13 @@ def _used(vault: Vault, agent: str, times: int, target: str = "wallet:w") -> Non
                 ("http.request", "success", target),
             ):
                 vault.audit(
-                    conn, actor=f"agent:{agent}", action=action, target=where,
-                    outcome=outcome, details={"agent": agent},
-                )  # fmt: skip
+                    conn,
+                    actor=f"agent:{agent}",
+                    action=action,
+                    target=where,
+                    outcome=outcome,
+                    details={"agent": agent},
+                )
 
 
 def _due(vault: Vault) -> set[tuple[str, str]]:

@@ -76,9 +76,12 @@ def _secret_of(vault: Vault, kind: str, name: str) -> bytes:
 
 def _add_github(vault: Vault, secret: bytes = CANARY) -> credentials.CredentialView:
     return credentials.add_credential(
-        vault, "github", SecretBytes(secret), hosts=["API.GitHub.com", "api.github.com"],
+        vault,
+        "github",
+        SecretBytes(secret),
+        hosts=["API.GitHub.com", "api.github.com"],
         attach=Attachment.bearer(),
-    )  # fmt: skip
+    )
 
 
 def _sql(home: Home, query: str, *params: object) -> list[tuple[object, ...]]:
@@ -115,9 +118,13 @@ def test_add_credential_existing_name_raises_already_exists(made: Made) -> None:
 def test_add_credential_replace_bumps_version_and_value(made: Made) -> None:
     _add_github(made.vault)
     credentials.add_credential(
-        made.vault, "github", SecretBytes(b"new-value"), hosts=["api.github.com"],
-        attach=Attachment.bearer(), replace=True,
-    )  # fmt: skip
+        made.vault,
+        "github",
+        SecretBytes(b"new-value"),
+        hosts=["api.github.com"],
+        attach=Attachment.bearer(),
+        replace=True,
+    )
     with made.vault.db.read() as conn:
         assert made.vault.get_record(conn, RecordKind.CREDENTIAL, "github").version == 2
     assert _secret_of(made.vault, RecordKind.CREDENTIAL, "github") == b"new-value"
@@ -125,10 +132,14 @@ def test_add_credential_replace_bumps_version_and_value(made: Made) -> None:
 
 @pytest.mark.parametrize(
     ("name", "hosts", "secret"),
-    [("bad name", ["a.com"], b"x"), ("ok", [], b"x"), ("ok", ["https://a.com"], b"x"),
-     ("ok", ["a.com"], b"")],
+    [
+        ("bad name", ["a.com"], b"x"),
+        ("ok", [], b"x"),
+        ("ok", ["https://a.com"], b"x"),
+        ("ok", ["a.com"], b""),
+    ],
     ids=["name with space", "no host", "host with scheme", "empty secret"],
-)  # fmt: skip
+)
 def test_add_credential_bad_input_raises_malformed_request(
     made: Made, name: str, hosts: list[str], secret: bytes
 ) -> None:
@@ -175,8 +186,10 @@ def test_set_data_json_object_extracts_sorted_field_names(made: Made) -> None:
     value = b'{"email": "me@example.com", "age": 41, "address": {"city": "Lyon"}}'
     view = data.set_data(made.vault, "profile", SecretBytes(value), data_class=DataClass.STANDARD)
     assert (view.format, view.fields, view.data_class) == (
-        "json", ["address", "age", "email"], "standard"
-    )  # fmt: skip
+        "json",
+        ["address", "age", "email"],
+        "standard",
+    )
     assert data.list_data(made.vault) == [view]
     assert _secret_of(made.vault, RecordKind.DATA, "profile") == value
     assert "me@example.com" not in json.dumps([e.to_dict() for e in audit.list_entries(made.vault)])
@@ -280,10 +293,14 @@ def test_list_wallets_key_not_matching_sealed_address_raises_integrity_error(mad
     # A record sealed correctly (valid AAD) whose key does not give its address.
     with made.vault.db.write() as conn, SecretBytes(bytes(range(1, 33))) as key:
         made.vault.put_record(
-            conn, kind=RecordKind.WALLET, name="odd", data_class=DataClass.CRITICAL,
+            conn,
+            kind=RecordKind.WALLET,
+            name="odd",
+            data_class=DataClass.CRITICAL,
             meta={"chain": "evm", "address": HARDHAT_0, "source": "imported"},
-            plaintext=key, replace=False,
-        )  # fmt: skip
+            plaintext=key,
+            replace=False,
+        )
     with pytest.raises(IntegrityError, match="does not match its stored address"):
         wallets.list_wallets(made.vault)
 
@@ -421,15 +438,21 @@ def test_backup_restore_new_into_empty_home_preserves_records_and_audit(
 
     header = backup.create_backup(made.vault, path)
     assert (header.vault_id, header.records, header.entries) == (
-        made.vault.vault_id, 5, len(before)  # hd seed + credential + data + 2 wallets
-    )  # fmt: skip
+        made.vault.vault_id,
+        5,
+        len(before),  # hd seed + credential + data + 2 wallets
+    )
     assert CANARY not in path.read_bytes()
 
     home2 = Home(tmp_path / "restored")
     restored, header2 = backup.restore_new(
-        home2, path, made.phrase, SecretBytes(b"a brand new passphrase"), kdf=CHEAP_KDF,
+        home2,
+        path,
+        made.phrase,
+        SecretBytes(b"a brand new passphrase"),
+        kdf=CHEAP_KDF,
         clock=made.clock,
-    )  # fmt: skip
+    )
     try:
         assert restored.vault_id == made.vault.vault_id
         assert header2 == header

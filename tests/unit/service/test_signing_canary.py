@@ -75,10 +75,11 @@ def test_private_keys_never_leave_in_outputs_logs_audit_or_errors(
     sol_seed = os.urandom(32)
     home = Home(tmp_path / "home")
     vault, _ = init_vault(
-        home, SecretBytes(bytearray(b"passphrase-123")),
+        home,
+        SecretBytes(bytearray(b"passphrase-123")),
         kdf=CHEAP_KDF,
         clock=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
-    )  # fmt: skip
+    )
     outputs: list[Any] = []
     with caplog.at_level(logging.DEBUG):
         evm = wallets.import_wallet(

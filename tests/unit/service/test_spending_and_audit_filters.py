@@ -39,9 +39,11 @@ FEE = "0.000021"  # gas 21000 × 1 gwei
 def vault(tmp_path: Path) -> tuple[Vault, ManualClock]:
     clock = ManualClock(datetime(2026, 11, 23, 9, 30, tzinfo=UTC))
     v, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(b"passphrase-123")),
-        kdf=CHEAP_KDF, clock=clock,
-    )  # fmt: skip
+        Home(tmp_path / "h"),
+        SecretBytes(bytearray(b"passphrase-123")),
+        kdf=CHEAP_KDF,
+        clock=clock,
+    )
     wallets.create_wallet(v, "main", Chain.EVM)
     for name in ("bot", "other"):
         agents.add_agent(v, name)
@@ -50,8 +52,14 @@ def vault(tmp_path: Path) -> tuple[Vault, ManualClock]:
 
 
 def pay(v: Vault, agent: str, eth: str, nonce: int) -> signing.SignResult:
-    tx = {"to": BOB, "value": hex(int(float(eth) * 10**18)), "chainId": 1, "nonce": nonce,
-          "gas": 21000, "gasPrice": 10**9}  # fmt: skip
+    tx = {
+        "to": BOB,
+        "value": hex(int(float(eth) * 10**18)),
+        "chainId": 1,
+        "nonce": nonce,
+        "gas": 21000,
+        "gasPrice": 10**9,
+    }
     return signing.sign_transaction(v, agent, "main", tx)
 
 
@@ -67,8 +75,12 @@ def test_spending_counts_each_request_once_per_asset_in_its_hour(
     assert (s.range, s.bucket_seconds, len(s.buckets)) == ("24h", 3600, 24)
     assert s.end == "2026-11-23T10:00:00Z" and s.buckets[-1] == "2026-11-23T09:00:00Z"
     [bot] = s.series
-    assert (bot.agent, bot.asset, bot.symbol, bot.chain) == ("bot", "ethereum:native", "ETH",
-                                                              "ethereum")  # fmt: skip
+    assert (bot.agent, bot.asset, bot.symbol, bot.chain) == (
+        "bot",
+        "ethereum:native",
+        "ETH",
+        "ethereum",
+    )
     assert bot.points[-1] == "0.500021" and bot.points[-4] == "0.250021"
     assert bot.total == "0.750042"  # value and fee, once each though two rules booked them
     assert sum(1 for p in bot.points if p != "0") == 2

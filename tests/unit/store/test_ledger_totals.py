@@ -43,8 +43,9 @@ def engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _both(conn: Connection, agent: str, rule: str, now: datetime, window: timedelta,
-          writable: bool) -> tuple[ledger.Usage, ledger.Usage]:  # fmt: skip
+def _both(
+    conn: Connection, agent: str, rule: str, now: datetime, window: timedelta, writable: bool
+) -> tuple[ledger.Usage, ledger.Usage]:
     since = now - window
     kept = ledger.usage_reader(conn, agent, now=now, writable=writable)(rule, since)
     scanned = ledger.usage_reader(conn, agent)(rule, since)
@@ -113,9 +114,13 @@ def test_a_window_read_after_a_long_history_reads_only_what_moved(engine: Engine
     with engine.begin() as conn:
         for i in range(100):
             ledger.reserve(
-                conn, agent="a", request_id=f"r{i}", charges=[("daily", "eth", HUGE + i)],
-                at=T0 + timedelta(seconds=30 * i), state="committed",
-            )  # fmt: skip
+                conn,
+                agent="a",
+                request_id=f"r{i}",
+                charges=[("daily", "eth", HUGE + i)],
+                at=T0 + timedelta(seconds=30 * i),
+                state="committed",
+            )
     now = T0 + timedelta(hours=1)
     with engine.begin() as conn:
         kept, scanned = _both(conn, "a", "daily", now, timedelta(hours=1), True)
@@ -134,8 +139,14 @@ def test_attack_the_clock_going_back_does_not_hide_spent_budget(engine: Engine) 
     """The vault's clock steps back (NTP): rows already taken out of the totals are inside the
     window again and must count, or the agent would get their budget a second time."""
     with engine.begin() as conn:
-        ledger.reserve(conn, agent="a", request_id="r1", charges=[("daily", "eth", 7)],
-                       at=T0, state="committed")  # fmt: skip
+        ledger.reserve(
+            conn,
+            agent="a",
+            request_id="r1",
+            charges=[("daily", "eth", 7)],
+            at=T0,
+            state="committed",
+        )
     later = T0 + timedelta(hours=2)
     with engine.begin() as conn:  # r1 has left the 1 h window: the horizon moves past it
         kept, _ = _both(conn, "a", "daily", later, timedelta(hours=1), True)
@@ -150,10 +161,22 @@ def test_attack_totals_never_read_below_the_ledger_after_a_release_race(engine: 
     """A reservation released after its row left a kept window is not taken out twice (which
     would hand the agent budget it has not got)."""
     with engine.begin() as conn:
-        ledger.reserve(conn, agent="a", request_id="old", charges=[("daily", "eth", 50)],
-                       at=T0, state="reserved")  # fmt: skip
-        ledger.reserve(conn, agent="a", request_id="new", charges=[("daily", "eth", 30)],
-                       at=T0 + timedelta(minutes=50), state="committed")  # fmt: skip
+        ledger.reserve(
+            conn,
+            agent="a",
+            request_id="old",
+            charges=[("daily", "eth", 50)],
+            at=T0,
+            state="reserved",
+        )
+        ledger.reserve(
+            conn,
+            agent="a",
+            request_id="new",
+            charges=[("daily", "eth", 30)],
+            at=T0 + timedelta(minutes=50),
+            state="committed",
+        )
     now = T0 + timedelta(minutes=70)  # "old" is out of the 1 h window, "new" is in
     with engine.begin() as conn:
         assert _both(conn, "a", "daily", now, timedelta(hours=1), True)[0] == ({"eth": 30}, 1)
@@ -165,8 +188,9 @@ def test_attack_totals_never_read_below_the_ledger_after_a_release_race(engine: 
 def test_dropped_totals_are_rebuilt_from_the_ledger(engine: Engine) -> None:
     """The totals are derived: deleting them (a restore does) loses nothing."""
     with engine.begin() as conn:
-        ledger.reserve(conn, agent="a", request_id="r", charges=[("daily", "eth", 9)],
-                       at=T0, state="committed")  # fmt: skip
+        ledger.reserve(
+            conn, agent="a", request_id="r", charges=[("daily", "eth", 9)], at=T0, state="committed"
+        )
         _both(conn, "a", "daily", T0, timedelta(hours=1), True)
         conn.execute(delete(t.ledger_totals))
         assert _both(conn, "a", "daily", T0, timedelta(hours=1), True)[0] == ({"eth": 9}, 1)

@@ -65,10 +65,15 @@ def test_migrations_make_64_bit_columns_where_sqlite_had_them(db: Database) -> N
     with db.write() as conn:
         conn.execute(
             insert(t.ledger_totals).values(
-                agent="a", rule="r", window_ms=THIRTY_DAYS_MS, asset="", units="0", requests=0,
+                agent="a",
+                rule="r",
+                window_ms=THIRTY_DAYS_MS,
+                asset="",
+                units="0",
+                requests=0,
                 horizon=0.0,
             )
-        )  # fmt: skip
+        )
         conn.execute(
             insert(t.registry_chains).values(name="palm", family="evm", chain_id=11297108109)
         )
@@ -82,10 +87,17 @@ def test_migrations_leave_string_lengths_unenforced_as_sqlite_does(db: Database)
     with db.write() as conn:
         conn.execute(
             insert(t.audit).values(
-                seq=1, time="t", actor="a", action="b", target=long_target, outcome="success",
-                details="{}", prev_hash="0" * 64, hash="1" * 64,
+                seq=1,
+                time="t",
+                actor="a",
+                action="b",
+                target=long_target,
+                outcome="success",
+                details="{}",
+                prev_hash="0" * 64,
+                hash="1" * 64,
             )
-        )  # fmt: skip
+        )
     with db.read() as conn:
         assert conn.execute(select(t.audit.c.target)).scalar() == long_target
 

@@ -62,9 +62,12 @@ def test_attack_a_dump_and_old_object_versions_stay_closed_to_every_key_two_serv
 ) -> None:
     bucket = s3.new_bucket()
     vault, phrase = init_vault(
-        Home(tmp_path / "owner", pg_url), SecretBytes(bytearray(PASSPHRASE)), kdf=CHEAP_KDF,
-        blobs_url=f"s3://{bucket}/ks", blobs_endpoint=s3.endpoint,
-    )  # fmt: skip
+        Home(tmp_path / "owner", pg_url),
+        SecretBytes(bytearray(PASSPHRASE)),
+        kdf=CHEAP_KDF,
+        blobs_url=f"s3://{bucket}/ks",
+        blobs_endpoint=s3.endpoint,
+    )
     phrase.wipe()
     with vault:
         for i in range(RECORDS):
@@ -80,8 +83,9 @@ def test_attack_a_dump_and_old_object_versions_stay_closed_to_every_key_two_serv
             (v["Key"], v["VersionId"]): client.get_object(
                 Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
             )["Body"].read()
-            for v in s3.versions(bucket) if not v["Marker"]
-        }  # fmt: skip
+            for v in s3.versions(bucket)
+            if not v["Marker"]
+        }
         assert len(old_records) == len(old_objects) >= RECORDS
 
         held = []

@@ -288,9 +288,11 @@ def test_attack_other_vaults_wrapped_key_in_the_header_is_refused(
     _kms_vault(bao, tmp_path / "b")
     theirs = _header(tmp_path / "b")
     _edit_header(
-        tmp_path / "a", kms_blob=theirs["kms_blob"], master_nonce=theirs["master_nonce"],
+        tmp_path / "a",
+        kms_blob=theirs["kms_blob"],
+        master_nonce=theirs["master_nonce"],
         master_wrapped=theirs["master_wrapped"],
-    )  # fmt: skip
+    )
     with pytest.raises(IntegrityError, match="does not open this vault's master key"):
         _try_unlock(bao, tmp_path / "a")
 

@@ -50,9 +50,12 @@ def bucket(s3: S3Server) -> str:
 
 def _vault(s3: S3Server, bucket: str, home: Path, *, records_: int = RECORDS) -> Vault:
     made, phrase = init_vault(
-        Home(home), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
-        blobs_url=f"s3://{bucket}/ks/test", blobs_endpoint=s3.endpoint,
-    )  # fmt: skip
+        Home(home),
+        SecretBytes(bytearray(b"passphrase-123")),
+        kdf=CHEAP_KDF,
+        blobs_url=f"s3://{bucket}/ks/test",
+        blobs_endpoint=s3.endpoint,
+    )
     PHRASES[made.vault_id] = phrase
     for i in range(records_):
         value = SecretBytes(bytearray(f"canary-value-{i:04d}".encode()))
@@ -149,8 +152,9 @@ def test_attack_an_overwrite_in_a_versioned_bucket_is_ignored_or_refused(
     put = s3.client().put_object(Bucket=bucket, Key=row.blob_key, Body=b"\x01" * 80)
     assert _open(vault, "item0") == b"canary-value-0000"
     with vault.db.write() as conn:
-        conn.execute(update(t.records).where(t.records.c.id == row.id)
-                     .values(blob_version=put["VersionId"]))  # fmt: skip
+        conn.execute(
+            update(t.records).where(t.records.c.id == row.id).values(blob_version=put["VersionId"])
+        )
     with pytest.raises(IntegrityError, match="not the one the vault wrote"):
         _open(vault, "item0")
 
@@ -161,24 +165,30 @@ def test_attack_an_object_swapped_from_another_record_is_refused(
     a, b = _row(vault, "item1"), _row(vault, "item2")
     # The pointer swapped: b's object (with its version) named in a's row.
     with vault.db.write() as conn:
-        conn.execute(update(t.records).where(t.records.c.id == a.id)
-                     .values(blob_key=b.blob_key, blob_version=b.blob_version))  # fmt: skip
+        conn.execute(
+            update(t.records)
+            .where(t.records.c.id == a.id)
+            .values(blob_key=b.blob_key, blob_version=b.blob_version)
+        )
     with pytest.raises(IntegrityError, match="not the one the vault wrote"):
         _open(vault, "item1")
     # Hash swapped too (an attacker who can edit the database): the AEAD, bound to the record
     # id, still refuses.
     with vault.db.write() as conn:
-        conn.execute(update(t.records).where(t.records.c.id == a.id)
-                     .values(blob_sha256=b.blob_sha256))  # fmt: skip
+        conn.execute(
+            update(t.records).where(t.records.c.id == a.id).values(blob_sha256=b.blob_sha256)
+        )
     with pytest.raises(IntegrityError, match="failed its integrity check"):
         _open(vault, "item1")
     # b's bytes copied onto a's own key (a new version that a's row is edited to pin).
     body = s3.client().get_object(Bucket=bucket, Key=b.blob_key)["Body"].read()
     put = s3.client().put_object(Bucket=bucket, Key=a.blob_key, Body=body)
     with vault.db.write() as conn:
-        conn.execute(update(t.records).where(t.records.c.id == a.id)
-                     .values(blob_key=a.blob_key, blob_version=put["VersionId"],
-                             blob_sha256=a.blob_sha256))  # fmt: skip
+        conn.execute(
+            update(t.records)
+            .where(t.records.c.id == a.id)
+            .values(blob_key=a.blob_key, blob_version=put["VersionId"], blob_sha256=a.blob_sha256)
+        )
     with pytest.raises(IntegrityError, match="not the one the vault wrote"):
         _open(vault, "item1")
     assert _open(vault, "item2") == b"canary-value-0002"
@@ -197,8 +207,9 @@ def test_attack_a_deleted_object_is_refused_as_missing(
 
 def test_an_unreachable_store_is_a_store_error_not_a_traceback(vault: Vault) -> None:
     assert isinstance(vault.blobs, S3Blobs)
-    dead = BlobConfig(vault.blobs.config.bucket, vault.blobs.config.prefix,
-                      f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    dead = BlobConfig(
+        vault.blobs.config.bucket, vault.blobs.config.prefix, f"http://127.0.0.1:{free_port()}"
+    )
     cut_off = Vault(vault.db, vault.vault_id, blobs=S3Blobs(dead))
     with SecretBytes(bytearray(b"passphrase-123")) as secret:
         cut_off.unlock(secret)
@@ -216,12 +227,21 @@ def test_init_refuses_a_missing_bucket_or_bad_url_before_writing(
 ) -> None:
     home = Home(tmp_path / "nope")
     with pytest.raises(StoreError, match=r"NoSuchBucket|404"):
-        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
-                   blobs_url="s3://no-such-bucket-here/x", blobs_endpoint=s3.endpoint)  # fmt: skip
+        init_vault(
+            home,
+            SecretBytes(bytearray(b"passphrase-123")),
+            kdf=CHEAP_KDF,
+            blobs_url="s3://no-such-bucket-here/x",
+            blobs_endpoint=s3.endpoint,
+        )
     assert not home.exists()
     with pytest.raises(MalformedRequestError, match="s3://BUCKET/PREFIX"):
-        init_vault(home, SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
-                   blobs_url="https://bucket/x")  # fmt: skip
+        init_vault(
+            home,
+            SecretBytes(bytearray(b"passphrase-123")),
+            kdf=CHEAP_KDF,
+            blobs_url="https://bucket/x",
+        )
 
 
 def test_without_boto3_the_error_says_how_to_install_it(
@@ -276,8 +296,9 @@ def test_attack_old_copies_and_old_object_versions_stay_closed(
         (v["Key"], v["VersionId"]): client.get_object(
             Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"]
         )["Body"].read()
-        for v in s3.versions(bucket) if not v["Marker"]
-    }  # fmt: skip
+        for v in s3.versions(bucket)
+        if not v["Marker"]
+    }
     assert len(old_objects) >= RECORDS
 
     epochs.rotate(vault, reason="owner")
@@ -291,10 +312,12 @@ def test_attack_old_copies_and_old_object_versions_stay_closed(
     reachable += held
     with sqlite3.connect(copy / "vault.db") as old:
         old_epochs = list(old.execute("SELECT number, nonce, wrapped_key FROM epochs"))
-        rows = list(old.execute(
-            "SELECT id, kind, name, data_class, epoch, version, meta, dek_nonce, dek_wrapped, "
-            "blob_key, blob_version FROM records"
-        ))  # fmt: skip
+        rows = list(
+            old.execute(
+                "SELECT id, kind, name, data_class, epoch, version, meta, dek_nonce, dek_wrapped, "
+                "blob_key, blob_version FROM records"
+            )
+        )
     for number, nonce, wrapped in old_epochs:
         for key in reachable:
             if wrapped:
@@ -345,17 +368,23 @@ def test_a_backup_carries_the_ciphertext_and_restores_into_the_bucket(
     # ... or, asked to, into a bucket again (here another one).
     other = s3.new_bucket()
     into_s3, _ = backup.restore_new(
-        Home(tmp_path / "new-s3"), file, words, SecretBytes(bytearray(b"passphrase-789")),
-        kdf=CHEAP_KDF, blobs_url=f"s3://{other}/again", blobs_endpoint=s3.endpoint,
-    )  # fmt: skip
+        Home(tmp_path / "new-s3"),
+        file,
+        words,
+        SecretBytes(bytearray(b"passphrase-789")),
+        kdf=CHEAP_KDF,
+        blobs_url=f"s3://{other}/again",
+        blobs_endpoint=s3.endpoint,
+    )
     assert _open_all(into_s3) == _open_all(vault)
     assert _row(into_s3, "item6").blob_key.startswith(f"again/{vault.vault_id}/data/")
     assert len(s3.versions(other)) >= RECORDS
 
 
 def test_a_vault_without_blobs_writes_rows_and_backups_as_before(tmp_path: Path) -> None:
-    made, _ = init_vault(Home(tmp_path / "plain"), SecretBytes(bytearray(b"passphrase-123")),
-                         kdf=CHEAP_KDF)  # fmt: skip
+    made, _ = init_vault(
+        Home(tmp_path / "plain"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF
+    )
     data.set_data(made, "x", SecretBytes(bytearray(b"v")), data_class=DataClass.STANDARD)
     row = _row(made, "x")
     assert row.ciphertext and row.blob_key is None and row.blob_sha256 is None
@@ -392,8 +421,15 @@ def test_a_crash_between_put_and_commit_keeps_the_old_record_in_any_bucket(
     bucket = s3.new_bucket(versioned=False)
     made = _vault(s3, bucket, tmp_path / "c", records_=1)
     with pytest.raises(RuntimeError), made.db.write() as conn:
-        made.put_record(conn, kind="data", name="item0", data_class="standard", meta={},
-                        plaintext=SecretBytes(bytearray(b"new")), replace=True)  # fmt: skip
+        made.put_record(
+            conn,
+            kind="data",
+            name="item0",
+            data_class="standard",
+            meta={},
+            plaintext=SecretBytes(bytearray(b"new")),
+            replace=True,
+        )
         raise RuntimeError("killed before the commit")
     assert _open(made, "item0") == b"canary-value-0000"
     keys = {v["Key"].rsplit("/", 1)[-1].split(".", 1)[-1] for v in s3.versions(bucket, "ks/")}
@@ -405,8 +441,12 @@ def test_a_crash_between_put_and_commit_keeps_the_old_record_in_any_bucket(
 
 def test_an_endpoint_without_a_bucket_or_with_credentials_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MalformedRequestError, match="needs --blobs"):
-        init_vault(Home(tmp_path / "e"), SecretBytes(bytearray(b"passphrase-123")), kdf=CHEAP_KDF,
-                   blobs_endpoint="http://127.0.0.1:9")  # fmt: skip
+        init_vault(
+            Home(tmp_path / "e"),
+            SecretBytes(bytearray(b"passphrase-123")),
+            kdf=CHEAP_KDF,
+            blobs_endpoint="http://127.0.0.1:9",
+        )
     with pytest.raises(MalformedRequestError, match="must not carry credentials") as err:
         BlobConfig.parse("s3://bucket/x", endpoint="https://AKIA:canary-s3cret@s3.example.com")
     assert "canary-s3cret" not in str(err.value) + err.value.next_step

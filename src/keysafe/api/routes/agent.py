@@ -57,10 +57,14 @@ class _MaybePending(Protocol):
 def _result(res: signing.SignResult) -> JSONResponse:
     if res.status == "pending_approval":
         return JSONResponse(
-            {"status": "pending_approval", "approval_id": res.approval_id,
-             "expires_at": res.expires_at, "summary": res.summary},
+            {
+                "status": "pending_approval",
+                "approval_id": res.approval_id,
+                "expires_at": res.expires_at,
+                "summary": res.summary,
+            },
             status_code=202,
-        )  # fmt: skip
+        )
     return JSONResponse(res.to_dict())
 
 
@@ -111,10 +115,17 @@ def _sign(
     request: Request, agent: str, body: models.SignTransactionRequest, *, broadcast: bool
 ) -> signing.SignResult:
     return signing.sign_transaction(
-        server_state(request).vault, agent, body.wallet, body.transaction, chain=body.chain,
-        description=body.description, declared=body.declared,
-        idempotency_key=body.idempotency_key, broadcast=broadcast, threshold=body.threshold,
-    )  # fmt: skip
+        server_state(request).vault,
+        agent,
+        body.wallet,
+        body.transaction,
+        chain=body.chain,
+        description=body.description,
+        declared=body.declared,
+        idempotency_key=body.idempotency_key,
+        broadcast=broadcast,
+        threshold=body.threshold,
+    )
 
 
 @routes.post("/v1/agent/sign-transaction", responses=SIGNED)
@@ -143,20 +154,32 @@ def transfer_asset(request: Request, agent: Agent, body: models.TransferRequest)
     send-transaction does. 202 while the owner must approve."""
     return _result(
         transfer.transfer(
-            server_state(request).vault, agent, body.wallet, body.asset, body.to, body.amount,
-            chain=body.chain, description=body.description, idempotency_key=body.idempotency_key,
+            server_state(request).vault,
+            agent,
+            body.wallet,
+            body.asset,
+            body.to,
+            body.amount,
+            chain=body.chain,
+            description=body.description,
+            idempotency_key=body.idempotency_key,
         )
-    )  # fmt: skip
+    )
 
 
 @routes.post("/v1/agent/sign-message", responses=SIGNED)
 def sign_message(request: Request, agent: Agent, body: models.SignMessageRequest) -> JSONResponse:
     return _result(
         signing.sign_message(
-            server_state(request).vault, agent, body.wallet, body.message, encoding=body.encoding,
-            idempotency_key=body.idempotency_key, threshold=body.threshold,
+            server_state(request).vault,
+            agent,
+            body.wallet,
+            body.message,
+            encoding=body.encoding,
+            idempotency_key=body.idempotency_key,
+            threshold=body.threshold,
         )
-    )  # fmt: skip
+    )
 
 
 @routes.post("/v1/agent/sign-typed-data", responses=SIGNED)
@@ -165,10 +188,14 @@ def sign_typed_data(
 ) -> JSONResponse:
     return _result(
         signing.sign_typed_data(
-            server_state(request).vault, agent, body.wallet, body.typed_data,
-            idempotency_key=body.idempotency_key, threshold=body.threshold,
+            server_state(request).vault,
+            agent,
+            body.wallet,
+            body.typed_data,
+            idempotency_key=body.idempotency_key,
+            threshold=body.threshold,
         )
-    )  # fmt: skip
+    )
 
 
 @routes.get("/v1/agent/whoami", **_answer(answers.WhoAmI))
@@ -197,9 +224,11 @@ def http_request(
     holder = getattr(request.state, "placeholder", None)
     if holder is not None and body.credential != holder.credential:
         raise placeholders.refuse_use(
-            server_state(request).vault, holder, wanted=f"credential {body.credential}",
+            server_state(request).vault,
+            holder,
+            wanted=f"credential {body.credential}",
             why="another credential",
-        )  # fmt: skip
+        )
     call = proxy.http_stream if stream else proxy.http_request
     res = call(server_state(request).vault, agent, body)
     if isinstance(res, proxy.HttpStream):
@@ -231,12 +260,20 @@ def threshold_exchange(
     1 and 2 out. Nothing here lets the agent sign: the vault finishes only inside the gated
     sign request that follows. keysafe's agent client calls this."""
     return signing.threshold_exchange(
-        server_state(request).vault, agent, body.wallet,
-        {"session_id": body.session_id, "round1": body.round1,
-         "verifying_share": body.verifying_share},
-        transaction=body.transaction, chain=body.chain, message=body.message,
-        encoding=body.encoding, typed_data=body.typed_data,
-    )  # fmt: skip
+        server_state(request).vault,
+        agent,
+        body.wallet,
+        {
+            "session_id": body.session_id,
+            "round1": body.round1,
+            "verifying_share": body.verifying_share,
+        },
+        transaction=body.transaction,
+        chain=body.chain,
+        message=body.message,
+        encoding=body.encoding,
+        typed_data=body.typed_data,
+    )
 
 
 @routes.get("/v1/agent/threshold/keygens", response_model=answers.Keygens)

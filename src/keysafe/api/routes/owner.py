@@ -39,8 +39,10 @@ ActionFilter = Annotated[
 OutcomeFilter = Annotated[str | None, Query(max_length=16, pattern=r"^[a-z_]+$")]
 
 _AGENT_ACTIONS: Final[dict[str, agents.Status]] = {
-    "pause": "paused", "resume": "active", "revoke": "revoked",
-}  # fmt: skip
+    "pause": "paused",
+    "resume": "active",
+    "revoke": "revoked",
+}
 
 
 @login_routes.post("/v1/owner/login")
@@ -48,14 +50,22 @@ def login(request: Request, body: LoginRequest, response: Response) -> dict[str,
     """Prove the passphrase; unlocks the vault if it is locked, and opens an owner session."""
     st = server_state(request)
     prove_owner(
-        st.vault, body, take_challenge=st.take_challenge, kms_token=st.kms_token,
+        st.vault,
+        body,
+        take_challenge=st.take_challenge,
+        kms_token=st.kms_token,
         kms_url=st.kms_url,
-    )  # fmt: skip
+    )
     token, session = st.new_session()
     response.set_cookie(
-        COOKIE, token, httponly=True, samesite="strict", path="/", max_age=int(st.session_ttl),
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        max_age=int(st.session_ttl),
         secure=request.url.scheme == "https",  # over TLS the cookie never travels in clear
-    )  # fmt: skip
+    )
     st.touch()
     return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
 
@@ -172,9 +182,13 @@ def audit_log(
 @routes.get(
     "/v1/owner/audit/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}},
-                     "description": "One audit entry per line (JSON Lines)."}},
-)  # fmt: skip
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": "One audit entry per line (JSON Lines).",
+        }
+    },
+)
 def audit_export(
     request: Request,
     agent: AgentFilter = None,

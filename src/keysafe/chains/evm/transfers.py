@@ -31,8 +31,18 @@ def transfer_tx(*, chain_id: int, to: str, units: int, token: str | None) -> dic
     `token` is None, else of the ERC-20 token at `token` (the transaction then calls the token
     and carries no value)."""
     if token is None:
-        return {"type": 2, "chainId": chain_id, "to": to_checksum(to), "value": hex(units),
-                "data": "0x"}  # fmt: skip
+        return {
+            "type": 2,
+            "chainId": chain_id,
+            "to": to_checksum(to),
+            "value": hex(units),
+            "data": "0x",
+        }
     data = erc20_transfer_data(to, units)
-    return {"type": 2, "chainId": chain_id, "to": to_checksum(token), "value": "0x0",
-            "data": "0x" + data.hex()}  # fmt: skip
+    return {
+        "type": 2,
+        "chainId": chain_id,
+        "to": to_checksum(token),
+        "value": "0x0",
+        "data": "0x" + data.hex(),
+    }

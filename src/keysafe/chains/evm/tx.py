@@ -159,16 +159,31 @@ def encode_unsigned(tx: EvmTx) -> bytes:
     ]
     if tx.type == 0:
         fields: list[Any] = [
-            tx.nonce, tx.gas_price, tx.gas, to, tx.value, tx.data, tx.chain_id, 0, 0,
-        ]  # fmt: skip
+            tx.nonce,
+            tx.gas_price,
+            tx.gas,
+            to,
+            tx.value,
+            tx.data,
+            tx.chain_id,
+            0,
+            0,
+        ]
         return bytes(rlp.encode(fields))
     if tx.type == 1:
         fields = [tx.chain_id, tx.nonce, tx.gas_price, tx.gas, to, tx.value, tx.data, access]
         return b"\x01" + bytes(rlp.encode(fields))
     fields = [
-        tx.chain_id, tx.nonce, tx.max_priority_fee_per_gas, tx.max_fee_per_gas, tx.gas, to,
-        tx.value, tx.data, access,
-    ]  # fmt: skip
+        tx.chain_id,
+        tx.nonce,
+        tx.max_priority_fee_per_gas,
+        tx.max_fee_per_gas,
+        tx.gas,
+        to,
+        tx.value,
+        tx.data,
+        access,
+    ]
     return b"\x02" + bytes(rlp.encode(fields))
 
 

@@ -51,10 +51,11 @@ def associated_account(owner: str, token: SplToken) -> str:
     """The associated token account of `owner` for `token` (a program-derived address)."""
     return str(
         get_associated_token_address(
-            Pubkey.from_string(owner), Pubkey.from_string(token.mint),
+            Pubkey.from_string(owner),
+            Pubkey.from_string(token.mint),
             Pubkey.from_string(token.program),
         )
-    )  # fmt: skip
+    )
 
 
 def _create_idempotent(payer: Pubkey, owner: Pubkey, token: SplToken) -> Instruction:

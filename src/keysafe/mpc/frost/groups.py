@@ -192,11 +192,19 @@ _ED_IDENTITY: Final = b"\x01" + bytes(31)
 
 # The two suites' parameters, as a table (fmt: skip keeps each row on two lines).
 ED25519: Final = Suite(
-    name="ed25519", context=b"FROST-ED25519-SHA512-v1", order=ED25519_L, scalar_len=32,
-    element_len=32, identity=_ED_IDENTITY,
-)  # fmt: skip
+    name="ed25519",
+    context=b"FROST-ED25519-SHA512-v1",
+    order=ED25519_L,
+    scalar_len=32,
+    element_len=32,
+    identity=_ED_IDENTITY,
+)
 SECP256K1: Final = Suite(
-    name="secp256k1", context=b"FROST-secp256k1-SHA256-v1", order=SECP256K1_N, scalar_len=32,
-    element_len=33, identity=bytes(33),
-)  # fmt: skip
+    name="secp256k1",
+    context=b"FROST-secp256k1-SHA256-v1",
+    order=SECP256K1_N,
+    scalar_len=32,
+    element_len=33,
+    identity=bytes(33),
+)
 SUITES: Final = {s.name: s for s in (ED25519, SECP256K1)}

@@ -46,11 +46,14 @@ class _AwsBlob:
     sealed: bytes
 
     def dumps(self) -> bytes:
-        return jcs.dumps({
-            "v": 1, "kms": base64.b64encode(self.kms_blob).decode(),
-            "nonce": base64.b64encode(self.nonce).decode(),
-            "sealed": base64.b64encode(self.sealed).decode(),
-        })  # fmt: skip
+        return jcs.dumps(
+            {
+                "v": 1,
+                "kms": base64.b64encode(self.kms_blob).decode(),
+                "nonce": base64.b64encode(self.nonce).decode(),
+                "sealed": base64.b64encode(self.sealed).decode(),
+            }
+        )
 
     @classmethod
     def loads(cls, raw: bytes) -> _AwsBlob:
@@ -79,11 +82,13 @@ class AwsKms(KmsProvider):
             )
         session = boto3.session.Session()
         self._client = session.client(
-            "kms", endpoint_url=config.url, region_name=region or session.region_name or "us-east-1",
+            "kms",
+            endpoint_url=config.url,
+            region_name=region or session.region_name or "us-east-1",
             config=botocore.config.Config(
                 connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, retries={"max_attempts": 2}
             ),
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -105,9 +110,14 @@ class AwsKms(KmsProvider):
             raise self.unreachable(doing) from None
 
     def _wrap(self, key: SecretBytes, context: dict[str, str]) -> bytes:
-        made = self._aws("wrap the vault's key", lambda: self._client.generate_data_key(
-            KeyId=self.config.key, KeySpec="AES_256", EncryptionContext=context,
-        ))  # fmt: skip
+        made = self._aws(
+            "wrap the vault's key",
+            lambda: self._client.generate_data_key(
+                KeyId=self.config.key,
+                KeySpec="AES_256",
+                EncryptionContext=context,
+            ),
+        )
         data_key = SecretBytes.adopt(bytearray(made["Plaintext"]))
         with data_key:
             nonce = aead.new_nonce()
@@ -119,9 +129,14 @@ class AwsKms(KmsProvider):
             parsed = _AwsBlob.loads(blob)
         except ValueError:
             raise self.rejected() from None
-        opened = self._aws("open the vault's key", lambda: self._client.decrypt(
-            CiphertextBlob=parsed.kms_blob, EncryptionContext=context, KeyId=self.config.key,
-        ))  # fmt: skip
+        opened = self._aws(
+            "open the vault's key",
+            lambda: self._client.decrypt(
+                CiphertextBlob=parsed.kms_blob,
+                EncryptionContext=context,
+                KeyId=self.config.key,
+            ),
+        )
         data_key = SecretBytes.adopt(bytearray(opened["Plaintext"]))
         with data_key:
             try:
@@ -140,9 +155,13 @@ class AwsKms(KmsProvider):
     def _destroy(self) -> str:
         doing = "destroy the KMS key"
         self._aws(doing, lambda: self._client.disable_key(KeyId=self.config.key))
-        self._aws(doing, lambda: self._client.schedule_key_deletion(
-            KeyId=self.config.key, PendingWindowInDays=7,
-        ))  # fmt: skip
+        self._aws(
+            doing,
+            lambda: self._client.schedule_key_deletion(
+                KeyId=self.config.key,
+                PendingWindowInDays=7,
+            ),
+        )
         return (
             f"KMS key {self.config.key} disabled now and scheduled for deletion in 7 days (AWS's "
             "shortest wait): from now on no blob it wrapped opens."

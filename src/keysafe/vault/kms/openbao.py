@@ -79,9 +79,10 @@ class OpenBaoTransit(KmsProvider):
     def _unwrap(self, blob: bytes, context: dict[str, str]) -> SecretBytes:
         try:
             data = self._post(
-                f"decrypt/{self._key}", {"ciphertext": blob.decode("ascii", "replace")},
+                f"decrypt/{self._key}",
+                {"ciphertext": blob.decode("ascii", "replace")},
                 "open the vault's key",
-            )  # fmt: skip
+            )
         except _BadRequest:
             # Transit answers 400 for a ciphertext its key did not make (or a mangled one).
             raise self.rejected() from None

@@ -263,8 +263,12 @@ def meta_tx(target: str, data: str, *, salt_chain: int | None = None) -> dict[st
         {"name": "USD Coin", "version": "1", "chainId": 8453, "verifyingContract": target},
     )
     if salt_chain is not None:  # Biconomy style: the chain id in the salt, no chainId
-        doc["domain"] = {"name": "USD Coin", "version": "1", "verifyingContract": target,
-                         "salt": "0x" + salt_chain.to_bytes(32, "big").hex()}  # fmt: skip
+        doc["domain"] = {
+            "name": "USD Coin",
+            "version": "1",
+            "verifyingContract": target,
+            "salt": "0x" + salt_chain.to_bytes(32, "big").hex(),
+        }
         doc["types"]["EIP712Domain"] = fields(
             "string name", "string version", "address verifyingContract", "bytes32 salt"
         )
@@ -286,17 +290,29 @@ SAFE_TX = fields(
 
 
 def safe_tx(
-    to: str, data: str = "0x", value: int = 0, *, operation: int = 0, gas_price: int = 0,
+    to: str,
+    data: str = "0x",
+    value: int = 0,
+    *,
+    operation: int = 0,
+    gas_price: int = 0,
     chain_id: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     domain: dict[str, Any] = {"chainId": 8453, "verifyingContract": SAFE}
     if not chain_id:
         del domain["chainId"]
     message = {
-        "to": to, "value": value, "data": data, "operation": operation, "safeTxGas": 0,
-        "baseGas": 0, "gasPrice": gas_price, "gasToken": "0x" + "00" * 20,
-        "refundReceiver": "0x" + "00" * 20, "nonce": 3,
-    }  # fmt: skip
+        "to": to,
+        "value": value,
+        "data": data,
+        "operation": operation,
+        "safeTxGas": 0,
+        "baseGas": 0,
+        "gasPrice": gas_price,
+        "gasToken": "0x" + "00" * 20,
+        "refundReceiver": "0x" + "00" * 20,
+        "nonce": 3,
+    }
     return typed("SafeTx", {"SafeTx": SAFE_TX}, message, domain)
 
 
@@ -307,9 +323,13 @@ SEAPORT_ORDER = typed(
         "OfferItem": fields("uint8 itemType", "address token", "uint256 startAmount"),
     },
     {"offerer": ALICE, "offer": [{"itemType": 2, "token": NFT, "startAmount": 1}], "counter": 0},
-    {"name": "Seaport", "version": "1.6", "chainId": 8453,
-     "verifyingContract": "0x0000000000000068F116a894984e2DB1123eB395"},
-)  # fmt: skip
+    {
+        "name": "Seaport",
+        "version": "1.6",
+        "chainId": 8453,
+        "verifyingContract": "0x0000000000000068F116a894984e2DB1123eB395",
+    },
+)
 
 SIWE = (
     "example.com wants you to sign in with your Ethereum account:\n"

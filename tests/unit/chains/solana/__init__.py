@@ -204,19 +204,28 @@ def seeded(seed: str, owner: Pubkey, base: Pubkey = WALLET) -> Pubkey:
 def sol_create_with_seed(seed: str, lamports: int, owner: Pubkey) -> Instruction:
     return create_account_with_seed(
         CreateAccountWithSeedParams(
-            from_pubkey=WALLET, to_pubkey=seeded(seed, owner), base=WALLET, seed=seed,
-            lamports=lamports, space=0, owner=owner,
+            from_pubkey=WALLET,
+            to_pubkey=seeded(seed, owner),
+            base=WALLET,
+            seed=seed,
+            lamports=lamports,
+            space=0,
+            owner=owner,
         )
-    )  # fmt: skip
+    )
 
 
 def sol_transfer_with_seed(seed: str, to: Pubkey, lamports: int) -> Instruction:
     return transfer_with_seed(
         TransferWithSeedParams(
-            from_pubkey=seeded(seed, SYSTEM), from_base=WALLET, from_seed=seed, from_owner=SYSTEM,
-            to_pubkey=to, lamports=lamports,
+            from_pubkey=seeded(seed, SYSTEM),
+            from_base=WALLET,
+            from_seed=seed,
+            from_owner=SYSTEM,
+            to_pubkey=to,
+            lamports=lamports,
         )
-    )  # fmt: skip
+    )
 
 
 def sol_withdraw_nonce(to: Pubkey, lamports: int, nonce: Pubkey = NONCE) -> Instruction:

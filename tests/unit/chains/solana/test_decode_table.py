@@ -184,8 +184,15 @@ CASES: dict[str, Case] = {
     # -- System transfers ---------------------------------------------------------------------
     "system transfer, legacy": Case(
         lambda: legacy_b64([sol_transfer(BOB, SOL // 2)]),
-        {"action": "solana.transfer", "chain": "solana", "asset": "SOL", "amount": "0.5",
-         "to": str(BOB), "contract": None, "function": "system.transfer"},
+        {
+            "action": "solana.transfer",
+            "chain": "solana",
+            "asset": "SOL",
+            "amount": "0.5",
+            "to": str(BOB),
+            "contract": None,
+            "function": "system.transfer",
+        },
         (f"send 0.5 SOL to {_short(BOB)}",),
     ),
     "system transfer, v0": Case(
@@ -206,17 +213,30 @@ CASES: dict[str, Case] = {
     ),
     "system transfer with a missing account is refused": Case(
         lambda: legacy_b64(
-            [Instruction(SYSTEM, bytes(sol_transfer(BOB, 1).data), [AccountMeta(WALLET, True, True)])]
+            [
+                Instruction(
+                    SYSTEM, bytes(sol_transfer(BOB, 1).data), [AccountMeta(WALLET, True, True)]
+                )
+            ]
         ),
         refused="needs at least 2",
     ),
     # -- System instructions that move lamports without being `transfer` ------------------------
     "createAccount moves its lamports to the new account": Case(
         lambda: legacy_b64([sol_create_account(SPONSOR, 100 * SOL, JUPITER)], payer=SPONSOR),
-        {"action": "solana.transfer", "asset": "SOL", "amount": "100", "to": str(SPONSOR),
-         "contract": None, "function": "system.createAccount", "fee": "0"},
-        (f"send 100 SOL to {_short(SPONSOR)}", f"creates account {_short(SPONSOR)} of program "
-         f"{_short(JUPITER)} (0 bytes)"),
+        {
+            "action": "solana.transfer",
+            "asset": "SOL",
+            "amount": "100",
+            "to": str(SPONSOR),
+            "contract": None,
+            "function": "system.createAccount",
+            "fee": "0",
+        },
+        (
+            f"send 100 SOL to {_short(SPONSOR)}",
+            f"creates account {_short(SPONSOR)} of program {_short(JUPITER)} (0 bytes)",
+        ),
     ),
     "createAccount with too few data bytes is refused": Case(
         lambda: legacy_b64([_cut(sol_create_account(SPONSOR, SOL, JUPITER), 51)], payer=SPONSOR),
@@ -224,8 +244,13 @@ CASES: dict[str, Case] = {
     ),
     "createAccountWithSeed moves its lamports to the derived account": Case(
         lambda: legacy_b64([sol_create_with_seed("vault", 100 * SOL, JUPITER)]),
-        {"action": "solana.transfer", "asset": "SOL", "amount": "100",
-         "to": str(seeded("vault", JUPITER)), "function": "system.createAccountWithSeed"},
+        {
+            "action": "solana.transfer",
+            "asset": "SOL",
+            "amount": "100",
+            "to": str(seeded("vault", JUPITER)),
+            "function": "system.createAccountWithSeed",
+        },
         ('seed "vault"', f"of program {_short(JUPITER)}"),
     ),
     "createAccountWithSeed with a 33-byte seed is refused": Case(
@@ -242,10 +267,17 @@ CASES: dict[str, Case] = {
     ),
     "transferWithSeed out of the wallet's derived account is a transfer": Case(
         lambda: legacy_b64([sol_transfer_with_seed("savings", MALLORY, 7 * SOL)]),
-        {"action": "solana.transfer", "asset": "SOL", "amount": "7", "to": str(MALLORY),
-         "function": "system.transferWithSeed"},
-        (f"send 7 SOL to {_short(MALLORY)}", f"from account {_short(seeded('savings', SYSTEM))} "
-         f"derived from {_short(WALLET)}"),
+        {
+            "action": "solana.transfer",
+            "asset": "SOL",
+            "amount": "7",
+            "to": str(MALLORY),
+            "function": "system.transferWithSeed",
+        },
+        (
+            f"send 7 SOL to {_short(MALLORY)}",
+            f"from account {_short(seeded('savings', SYSTEM))} derived from {_short(WALLET)}",
+        ),
     ),
     "transferWithSeed with a missing account is refused": Case(
         lambda: legacy_b64([_first_accounts(sol_transfer_with_seed("s", MALLORY, 1), 2)]),
@@ -253,8 +285,13 @@ CASES: dict[str, Case] = {
     ),
     "withdrawNonceAccount moves its lamports to the recipient": Case(
         lambda: legacy_b64([sol_withdraw_nonce(MALLORY, 3 * SOL)]),
-        {"action": "solana.transfer", "asset": "SOL", "amount": "3", "to": str(MALLORY),
-         "function": "system.withdrawNonceAccount"},
+        {
+            "action": "solana.transfer",
+            "asset": "SOL",
+            "amount": "3",
+            "to": str(MALLORY),
+            "function": "system.withdrawNonceAccount",
+        },
         (f"withdraws from nonce account {_short(NONCE)}",),
     ),
     "withdrawNonceAccount with too few data bytes is refused": Case(
@@ -262,7 +299,9 @@ CASES: dict[str, Case] = {
         refused="too few data bytes",
     ),
     "withdrawNonceAccount without its authority account is refused": Case(
-        lambda: legacy_b64([_first_accounts(sol_withdraw_nonce(MALLORY, 1), 4), memo("x", [WALLET])]),
+        lambda: legacy_b64(
+            [_first_accounts(sol_withdraw_nonce(MALLORY, 1), 4), memo("x", [WALLET])]
+        ),
         refused="needs at least 5",
     ),
     "createAccount and a transfer to someone else are two recipients: refused": Case(
@@ -272,48 +311,98 @@ CASES: dict[str, Case] = {
         refused="2 different recipients",
     ),
     "createAccount and a transfer to the same account add up": Case(
-        lambda: legacy_b64([sol_create_with_seed("a", SOL, SYSTEM), sol_transfer(seeded("a", SYSTEM), SOL)]),
+        lambda: legacy_b64(
+            [sol_create_with_seed("a", SOL, SYSTEM), sol_transfer(seeded("a", SYSTEM), SOL)]
+        ),
         {"action": "solana.transfer", "amount": "2", "function": "system.transfers"},
     ),
     "createAccount beside a program call is solana.call carrying the lamports": Case(
         lambda: legacy_b64([sol_create_with_seed("a", 100 * SOL, JUPITER), program_call()]),
-        {"action": "solana.call", "contract": str(JUPITER), "asset": "SOL", "amount": "100",
-         "to": str(seeded("a", JUPITER))},
+        {
+            "action": "solana.call",
+            "contract": str(JUPITER),
+            "asset": "SOL",
+            "amount": "100",
+            "to": str(seeded("a", JUPITER)),
+        },
         ("sends 100 SOL to",),
     ),
     "createAccountAllowPrefund funded by the wallet is a transfer": Case(
         lambda: legacy_b64([_prefund(SPONSOR, WALLET, 2 * SOL)], payer=SPONSOR),
-        {"action": "solana.transfer", "amount": "2", "to": str(SPONSOR),
-         "function": "system.createAccountAllowPrefund"},
+        {
+            "action": "solana.transfer",
+            "amount": "2",
+            "to": str(SPONSOR),
+            "function": "system.createAccountAllowPrefund",
+        },
     ),
     "createAccountAllowPrefund of the wallet itself hands it to a program": Case(
         lambda: legacy_b64([_prefund(WALLET, None, 0)]),
-        {"action": "solana.set_authority", "contract": str(WALLET), "to": str(JUPITER),
-         "asset": "SOL", "amount": "unlimited", "unlimited": True},
+        {
+            "action": "solana.set_authority",
+            "contract": str(WALLET),
+            "to": str(JUPITER),
+            "asset": "SOL",
+            "amount": "unlimited",
+            "unlimited": True,
+        },
     ),
     "system assign of the wallet hands its SOL to that program": Case(
         lambda: legacy_b64([assign(AssignParams(pubkey=WALLET, owner=JUPITER))]),
-        {"action": "solana.set_authority", "contract": str(WALLET), "to": str(JUPITER),
-         "spender": str(JUPITER), "asset": "SOL", "amount": "unlimited", "unlimited": True,
-         "function": "system.assign"},
-        (f"hand account {_short(WALLET)} (the wallet) to program {_short(JUPITER)}, which then "
-         "controls all its SOL",),
+        {
+            "action": "solana.set_authority",
+            "contract": str(WALLET),
+            "to": str(JUPITER),
+            "spender": str(JUPITER),
+            "asset": "SOL",
+            "amount": "unlimited",
+            "unlimited": True,
+            "function": "system.assign",
+        },
+        (
+            f"hand account {_short(WALLET)} (the wallet) to program {_short(JUPITER)}, which then "
+            "controls all its SOL",
+        ),
     ),
     "system assignWithSeed is an authority change": Case(
-        lambda: legacy_b64([assign_with_seed(AssignWithSeedParams(
-            address=seeded("x", SYSTEM), base=WALLET, seed="x", owner=JUPITER))]),
-        {"action": "solana.set_authority", "contract": str(seeded("x", SYSTEM)),
-         "to": str(JUPITER), "function": "system.assignWithSeed"},
+        lambda: legacy_b64(
+            [
+                assign_with_seed(
+                    AssignWithSeedParams(
+                        address=seeded("x", SYSTEM), base=WALLET, seed="x", owner=JUPITER
+                    )
+                )
+            ]
+        ),
+        {
+            "action": "solana.set_authority",
+            "contract": str(seeded("x", SYSTEM)),
+            "to": str(JUPITER),
+            "function": "system.assignWithSeed",
+        },
     ),
     "system assign with a truncated owner is refused": Case(
         lambda: legacy_b64([_cut(assign(AssignParams(pubkey=WALLET, owner=JUPITER)), 20)]),
         refused="too few data bytes",
     ),
     "authorizeNonceAccount hands the nonce account's SOL to a new authority": Case(
-        lambda: legacy_b64([authorize_nonce_account(AuthorizeNonceAccountParams(
-            nonce_pubkey=NONCE, authorized_pubkey=WALLET, new_authority=MALLORY))]),
-        {"action": "solana.set_authority", "contract": str(NONCE), "to": str(MALLORY),
-         "asset": "SOL", "amount": "unlimited", "function": "system.authorizeNonceAccount"},
+        lambda: legacy_b64(
+            [
+                authorize_nonce_account(
+                    AuthorizeNonceAccountParams(
+                        nonce_pubkey=NONCE, authorized_pubkey=WALLET, new_authority=MALLORY
+                    )
+                )
+            ]
+        ),
+        {
+            "action": "solana.set_authority",
+            "contract": str(NONCE),
+            "to": str(MALLORY),
+            "asset": "SOL",
+            "amount": "unlimited",
+            "function": "system.authorizeNonceAccount",
+        },
         ("nonce account",),
     ),
     "system allocate stays a call to the system program": Case(
@@ -324,20 +413,38 @@ CASES: dict[str, Case] = {
     # -- SPL Token ----------------------------------------------------------------------------
     "spl transfer names no mint: asset unknown, base units": Case(
         lambda: legacy_b64([spl_transfer(WALLET_USDC, BOB_USDC, 25_000_000)]),
-        {"action": "solana.transfer", "asset": None, "amount": "25000000", "to": str(BOB_USDC),
-         "contract": None, "function": "spl-token.transfer"},
+        {
+            "action": "solana.transfer",
+            "asset": None,
+            "amount": "25000000",
+            "to": str(BOB_USDC),
+            "contract": None,
+            "function": "spl-token.transfer",
+        },
         ("25000000 base units of an unknown token", "names no mint"),
     ),
     "transferChecked of a registered mint is in token units": Case(
         lambda: legacy_b64([spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 25_000_000, 6)]),
-        {"action": "solana.transfer", "asset": "USDC", "amount": "25", "to": str(BOB_USDC),
-         "contract": str(USDC_MINT), "function": "spl-token.transferChecked"},
+        {
+            "action": "solana.transfer",
+            "asset": "USDC",
+            "amount": "25",
+            "to": str(BOB_USDC),
+            "contract": str(USDC_MINT),
+            "function": "spl-token.transferChecked",
+        },
         (f"send 25 USDC (mint {_short(USDC_MINT)}) to token account {_short(BOB_USDC)}",),
     ),
     "transferChecked of an unknown mint names the mint as asset": Case(
-        lambda: legacy_b64([spl_transfer_checked(WALLET_USDC, OTHER_MINT, BOB_USDC, 1_500_000_000, 9)]),
-        {"action": "solana.transfer", "asset": str(OTHER_MINT), "amount": "1.5",
-         "contract": str(OTHER_MINT)},
+        lambda: legacy_b64(
+            [spl_transfer_checked(WALLET_USDC, OTHER_MINT, BOB_USDC, 1_500_000_000, 9)]
+        ),
+        {
+            "action": "solana.transfer",
+            "asset": str(OTHER_MINT),
+            "amount": "1.5",
+            "contract": str(OTHER_MINT),
+        },
         ("unregistered token mint",),
     ),
     "transferChecked with decimals the registry disagrees with is refused": Case(
@@ -349,35 +456,62 @@ CASES: dict[str, Case] = {
         refused="200 decimals",
     ),
     "token-2022 transferChecked": Case(
-        lambda: v0_b64([spl_transfer_checked(WALLET_T22, OTHER_MINT, BOB_T22, 7, 0, program=TOKEN_2022)]),
-        {"action": "solana.transfer", "asset": str(OTHER_MINT), "amount": "7", "to": str(BOB_T22),
-         "function": "token-2022.transferChecked"},
+        lambda: v0_b64(
+            [spl_transfer_checked(WALLET_T22, OTHER_MINT, BOB_T22, 7, 0, program=TOKEN_2022)]
+        ),
+        {
+            "action": "solana.transfer",
+            "asset": str(OTHER_MINT),
+            "amount": "7",
+            "to": str(BOB_T22),
+            "function": "token-2022.transferChecked",
+        },
     ),
     "token-2022 plain transfer": Case(
         lambda: legacy_b64([spl_transfer(WALLET_T22, BOB_T22, 9, program=TOKEN_2022)]),
-        {"action": "solana.transfer", "asset": None, "amount": "9",
-         "function": "token-2022.transfer"},
+        {
+            "action": "solana.transfer",
+            "asset": None,
+            "amount": "9",
+            "function": "token-2022.transfer",
+        },
     ),
     "transferChecked with too few data bytes is refused": Case(
         lambda: legacy_b64(
-            [Instruction(TOKEN, bytes([12, 1, 0]), spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1, 6).accounts)]
+            [
+                Instruction(
+                    TOKEN,
+                    bytes([12, 1, 0]),
+                    spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1, 6).accounts,
+                )
+            ]
         ),
         refused="too few data bytes",
     ),
     "transfers of two assets are refused": Case(
-        lambda: legacy_b64([sol_transfer(BOB, 1), spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1, 6)]),
+        lambda: legacy_b64(
+            [sol_transfer(BOB, 1), spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1, 6)]
+        ),
         refused="more than one asset",
     ),
     "create recipient's token account then transferChecked stays a transfer": Case(
         lambda: legacy_b64(
-            [create_ata_idempotent(BOB, USDC_MINT), spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1_000_000, 6)]
+            [
+                create_ata_idempotent(BOB, USDC_MINT),
+                spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 1_000_000, 6),
+            ]
         ),
         {"action": "solana.transfer", "asset": "USDC", "amount": "1", "to": str(BOB_USDC)},
         (f"(owner {_short(BOB)})",),
     ),
     "creating a stranger's token account is a call (its owner could close it for the rent)": Case(
         lambda: legacy_b64([create_ata_idempotent(MALLORY, USDC_MINT), sol_transfer(BOB, 1)]),
-        {"action": "solana.call", "contract": str(ATA_PROGRAM), "asset": "SOL", "amount": "0.000000001"},
+        {
+            "action": "solana.call",
+            "contract": str(ATA_PROGRAM),
+            "asset": "SOL",
+            "amount": "0.000000001",
+        },
         ("(create)",),
     ),
     "creating the wallet's own token account is a helper": Case(
@@ -390,33 +524,58 @@ CASES: dict[str, Case] = {
     ),
     "closeAccount to someone else sends all its SOL there: close_account, unlimited": Case(
         lambda: legacy_b64([close_account(WALLET_USDC, MALLORY)]),
-        {"action": "solana.close_account", "contract": str(WALLET_USDC), "to": str(MALLORY),
-         "asset": "SOL", "amount": "unlimited", "unlimited": True,
-         "function": "spl-token.closeAccount"},
+        {
+            "action": "solana.close_account",
+            "contract": str(WALLET_USDC),
+            "to": str(MALLORY),
+            "asset": "SOL",
+            "amount": "unlimited",
+            "unlimited": True,
+            "function": "spl-token.closeAccount",
+        },
         (f"close token account {_short(WALLET_USDC)}: ALL its SOL", f"goes to {_short(MALLORY)}"),
     ),
     "token-2022 closeAccount to someone else": Case(
         lambda: legacy_b64([close_account(WALLET_T22, MALLORY, program=TOKEN_2022)]),
-        {"action": "solana.close_account", "to": str(MALLORY),
-         "function": "token-2022.closeAccount"},
+        {
+            "action": "solana.close_account",
+            "to": str(MALLORY),
+            "function": "token-2022.closeAccount",
+        },
     ),
     "closeAccount with a missing account is refused": Case(
-        lambda: legacy_b64([_first_accounts(close_account(WALLET_USDC, MALLORY), 2), memo("x", [WALLET])]),
+        lambda: legacy_b64(
+            [_first_accounts(close_account(WALLET_USDC, MALLORY), 2), memo("x", [WALLET])]
+        ),
         refused="needs at least 3",
     ),
     # -- SPL approvals and authorities --------------------------------------------------------
     "approveChecked of a registered mint: spender, amount in token units": Case(
         lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 5_000_000, 6)]),
-        {"action": "solana.approve", "asset": "USDC", "amount": "5", "unlimited": False,
-         "spender": str(MALLORY), "to": None, "contract": str(USDC_MINT),
-         "function": "spl-token.approveChecked"},
-        (f"approve {_short(MALLORY)} to spend 5 USDC (mint {_short(USDC_MINT)}) from token "
-         f"account {_short(WALLET_USDC)}",),
+        {
+            "action": "solana.approve",
+            "asset": "USDC",
+            "amount": "5",
+            "unlimited": False,
+            "spender": str(MALLORY),
+            "to": None,
+            "contract": str(USDC_MINT),
+            "function": "spl-token.approveChecked",
+        },
+        (
+            f"approve {_short(MALLORY)} to spend 5 USDC (mint {_short(USDC_MINT)}) from token "
+            f"account {_short(WALLET_USDC)}",
+        ),
     ),
     "approveChecked of u64::MAX is unlimited": Case(
         lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, U64_MAX, 6)]),
-        {"action": "solana.approve", "asset": "USDC", "amount": "unlimited", "unlimited": True,
-         "spender": str(MALLORY)},
+        {
+            "action": "solana.approve",
+            "asset": "USDC",
+            "amount": "unlimited",
+            "unlimited": True,
+            "spender": str(MALLORY),
+        },
         ("to spend UNLIMITED USDC",),
     ),
     "approveChecked of 2^63 is unlimited": Case(
@@ -429,8 +588,12 @@ CASES: dict[str, Case] = {
     ),
     "approveChecked of an unknown mint names the mint as asset": Case(
         lambda: legacy_b64([spl_approve_checked(WALLET_USDC, OTHER_MINT, MALLORY, 10, 0)]),
-        {"action": "solana.approve", "asset": str(OTHER_MINT), "amount": "10",
-         "contract": str(OTHER_MINT)},
+        {
+            "action": "solana.approve",
+            "asset": str(OTHER_MINT),
+            "amount": "10",
+            "contract": str(OTHER_MINT),
+        },
         ("unregistered token mint",),
     ),
     "approveChecked with decimals the registry disagrees with is refused": Case(
@@ -443,8 +606,14 @@ CASES: dict[str, Case] = {
     ),
     "plain approve names no mint: base units, never unlimited": Case(
         lambda: legacy_b64([spl_approve(WALLET_USDC, MALLORY, U64_MAX)]),
-        {"action": "solana.approve", "asset": None, "amount": str(U64_MAX), "unlimited": False,
-         "spender": str(MALLORY), "function": "spl-token.approve"},
+        {
+            "action": "solana.approve",
+            "asset": None,
+            "amount": str(U64_MAX),
+            "unlimited": False,
+            "spender": str(MALLORY),
+            "function": "spl-token.approve",
+        },
         (f"UNLIMITED ({U64_MAX} base units) of an unknown token", "approval names no mint"),
     ),
     "plain approve with too few data bytes is refused": Case(
@@ -452,21 +621,35 @@ CASES: dict[str, Case] = {
         refused="too few data bytes",
     ),
     "plain approve with a missing account is refused": Case(
-        lambda: legacy_b64([_first_accounts(spl_approve(WALLET_USDC, MALLORY, 1), 2), memo("x", [WALLET])]),
+        lambda: legacy_b64(
+            [_first_accounts(spl_approve(WALLET_USDC, MALLORY, 1), 2), memo("x", [WALLET])]
+        ),
         refused="needs at least 3",
     ),
     "token-2022 approveChecked": Case(
-        lambda: legacy_b64([spl_approve_checked(WALLET_T22, OTHER_MINT, MALLORY, 3, 0, program=TOKEN_2022)]),
-        {"action": "solana.approve", "asset": str(OTHER_MINT), "amount": "3",
-         "function": "token-2022.approveChecked"},
+        lambda: legacy_b64(
+            [spl_approve_checked(WALLET_T22, OTHER_MINT, MALLORY, 3, 0, program=TOKEN_2022)]
+        ),
+        {
+            "action": "solana.approve",
+            "asset": str(OTHER_MINT),
+            "amount": "3",
+            "function": "token-2022.approveChecked",
+        },
     ),
     "approve beside a transfer is refused: one value move may not hide another": Case(
-        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6), sol_transfer(BOB, 1)]),
+        lambda: legacy_b64(
+            [spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6), sol_transfer(BOB, 1)]
+        ),
         refused="does 2 things (spl-token.approveChecked, system.transfer)",
     ),
     "two approvals are refused": Case(
-        lambda: legacy_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6),
-                            spl_approve(WALLET_USDC, BOB, 1)]),
+        lambda: legacy_b64(
+            [
+                spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6),
+                spl_approve(WALLET_USDC, BOB, 1),
+            ]
+        ),
         refused="judges an approval, an authority change or closing an account",
     ),
     "approve beside a program call is refused": Case(
@@ -474,19 +657,38 @@ CASES: dict[str, Case] = {
         refused=f"a call to program {_short(JUPITER)}",
     ),
     "approve with compute budget and a memo is still an approval": Case(
-        lambda: legacy_b64([limit(10_000), price(100), spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1_000_000, 6), memo("allowance")]),
+        lambda: legacy_b64(
+            [
+                limit(10_000),
+                price(100),
+                spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1_000_000, 6),
+                memo("allowance"),
+            ]
+        ),
         {"action": "solana.approve", "amount": "1", "fee": "0.000005001"},
-        ('memo "allowance"', "network fee up to 0.000005001 SOL (priority fee up to 0.000000001 SOL)"),
+        (
+            'memo "allowance"',
+            "network fee up to 0.000005001 SOL (priority fee up to 0.000000001 SOL)",
+        ),
     ),
     "approve to a delegate from a lookup table is refused": Case(
-        lambda: v0_b64([spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6)], tables=[table(MALLORY)]),
+        lambda: v0_b64(
+            [spl_approve_checked(WALLET_USDC, USDC_MINT, MALLORY, 1, 6)], tables=[table(MALLORY)]
+        ),
         refused="names accounts from an address lookup table",
     ),
     "setAuthority AccountOwner of the wallet's token account to a stranger": Case(
         lambda: legacy_b64([spl_set_authority(WALLET_USDC, 2, MALLORY)]),
-        {"action": "solana.set_authority", "contract": str(WALLET_USDC), "to": str(MALLORY),
-         "spender": str(MALLORY), "asset": None, "amount": "unlimited", "unlimited": True,
-         "function": "spl-token.setAuthority"},
+        {
+            "action": "solana.set_authority",
+            "contract": str(WALLET_USDC),
+            "to": str(MALLORY),
+            "spender": str(MALLORY),
+            "asset": None,
+            "amount": "unlimited",
+            "unlimited": True,
+            "function": "spl-token.setAuthority",
+        },
         (f"hand the AccountOwner authority of {_short(WALLET_USDC)} to {_short(MALLORY)}",),
     ),
     "setAuthority removing the mint authority": Case(
@@ -496,8 +698,11 @@ CASES: dict[str, Case] = {
     ),
     "token-2022 setAuthority PermanentDelegate": Case(
         lambda: legacy_b64([spl_set_authority(OTHER_MINT, 8, MALLORY, program=TOKEN_2022)]),
-        {"action": "solana.set_authority", "to": str(MALLORY),
-         "function": "token-2022.setAuthority"},
+        {
+            "action": "solana.set_authority",
+            "to": str(MALLORY),
+            "function": "token-2022.setAuthority",
+        },
         ("PermanentDelegate",),
     ),
     "spl-token setAuthority with a type only token-2022 knows is named by number": Case(
@@ -514,7 +719,9 @@ CASES: dict[str, Case] = {
         refused="too few data bytes",
     ),
     "setAuthority beside closeAccount is refused": Case(
-        lambda: legacy_b64([spl_set_authority(WALLET_USDC, 2, MALLORY), close_account(WALLET_USDC, MALLORY)]),
+        lambda: legacy_b64(
+            [spl_set_authority(WALLET_USDC, 2, MALLORY), close_account(WALLET_USDC, MALLORY)]
+        ),
         refused="spl-token.setAuthority, spl-token.closeAccount",
     ),
     # -- compute budget, memo, other programs ------------------------------------------------
@@ -525,7 +732,8 @@ CASES: dict[str, Case] = {
     ),
     "a plain transfer's fee is one signature": Case(
         lambda: legacy_b64([sol_transfer(BOB, 1)]),
-        {"fee": "0.000005"}, ("network fee up to 0.000005 SOL",),
+        {"fee": "0.000005"},
+        ("network fee up to 0.000005 SOL",),
     ),
     "fee = signatures + compute-unit price x limit, rounded up": Case(
         lambda: legacy_b64([limit(300), price(2_000_001), sol_transfer(BOB, 1)]),
@@ -542,7 +750,8 @@ CASES: dict[str, Case] = {
     ),
     "a sponsored transaction costs the wallet no fee": Case(
         lambda: legacy_b64([limit(300), price(2_000_000), sol_transfer(BOB, 1)], payer=SPONSOR),
-        {"fee": "0"}, (f"fee paid by {_short(SPONSOR)} (priority fee up to 0.0000006 SOL)",),
+        {"fee": "0"},
+        (f"fee paid by {_short(SPONSOR)} (priority fee up to 0.0000006 SOL)",),
     ),
     "priority fee above the ceiling is refused": Case(
         lambda: legacy_b64([limit(1_400_000), price(10**9), sol_transfer(BOB, 1)]),
@@ -573,8 +782,13 @@ CASES: dict[str, Case] = {
     ),
     "program call + SOL transfer is solana.call carrying the amount": Case(
         lambda: legacy_b64([program_call(), sol_transfer(BOB, SOL)]),
-        {"action": "solana.call", "contract": str(JUPITER), "asset": "SOL", "amount": "1",
-         "to": str(BOB)},
+        {
+            "action": "solana.call",
+            "contract": str(JUPITER),
+            "asset": "SOL",
+            "amount": "1",
+            "to": str(BOB),
+        },
         (f"sends 1 SOL to {_short(BOB)}",),
     ),
     "calls to two programs are refused": Case(
@@ -584,16 +798,27 @@ CASES: dict[str, Case] = {
     # -- address lookup tables ----------------------------------------------------------------
     "v0 transfer whose destination comes from a lookup table is solana.call": Case(
         lambda: v0_b64([sol_transfer(BOB, SOL // 2)], tables=[table(CAROL, BOB)]),
-        {"action": "solana.call", "contract": str(SYSTEM), "asset": "SOL", "amount": "0.5",
-         "to": None},
+        {
+            "action": "solana.call",
+            "contract": str(SYSTEM),
+            "asset": "SOL",
+            "amount": "0.5",
+            "to": None,
+        },
         ("lookup table", "cannot be resolved offline"),
     ),
     "v0 transferChecked whose mint comes from a lookup table has no asset": Case(
         lambda: v0_b64(
-            [spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 5, 6)], tables=[table(USDC_MINT)]
+            [spl_transfer_checked(WALLET_USDC, USDC_MINT, BOB_USDC, 5, 6)],
+            tables=[table(USDC_MINT)],
         ),
-        {"action": "solana.call", "contract": str(TOKEN), "asset": None, "amount": "5",
-         "to": str(BOB_USDC)},
+        {
+            "action": "solana.call",
+            "contract": str(TOKEN),
+            "asset": None,
+            "amount": "5",
+            "to": str(BOB_USDC),
+        },
         ("cannot be resolved offline", "its mint comes from a lookup table"),
     ),
     "v0 with a lookup table for another account keeps the static transfer": Case(
@@ -616,7 +841,9 @@ CASES: dict[str, Case] = {
         (f"fee paid by {_short(SPONSOR)}",),
     ),
     "a transfer out of the sponsor's account says whose money it is": Case(
-        lambda: legacy_b64([sol_transfer(BOB, SOL, source=SPONSOR), memo("x", [WALLET])], payer=SPONSOR),
+        lambda: legacy_b64(
+            [sol_transfer(BOB, SOL, source=SPONSOR), memo("x", [WALLET])], payer=SPONSOR
+        ),
         {"action": "solana.transfer", "amount": "1"},
         (f"from {_short(SPONSOR)}",),
     ),
@@ -638,7 +865,7 @@ CASES: dict[str, Case] = {
     "a v1 message (SIMD-0385) is refused": Case(_v1_message, refused="legacy and v0"),
     "more than 1232 bytes is refused": Case(lambda: encode(bytes(1300)), refused="1232"),
     "zero instructions are refused": Case(_zero_instructions, refused="no instructions"),
-}  # fmt: skip
+}
 
 
 def _decode(case: Case, registry: Registry = REGISTRY, chain: ChainInfo = SOLANA) -> Intent:
@@ -723,9 +950,12 @@ def test_priority_fee_ceiling_applies_only_when_the_wallet_pays() -> None:
     )
     assert sponsored.action == "solana.transfer"
     raised = intent_from_tx(
-        parse(legacy_b64(ixs)), registry=REGISTRY, chain=SOLANA, wallet_address=str(WALLET),
+        parse(legacy_b64(ixs)),
+        registry=REGISTRY,
+        chain=SOLANA,
+        wallet_address=str(WALLET),
         max_priority_fee_lamports=2 * SOL,
-    )  # fmt: skip
+    )
     assert "priority fee up to 1.4 SOL" in (raised.summary or "")
 
 
@@ -743,10 +973,13 @@ _ALLOW_SOLANA_TRANSFERS = parse_policy(
 def _decide(intent: Intent) -> Decision:
     # the service names the signing wallet on the decoded intent
     return decide(
-        _ALLOW_SOLANA_TRANSFERS, AgentState("bot", "active"),
-        intent.model_copy(update={"wallet": "main"}), registry=REGISTRY,
-        usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
-    )  # fmt: skip
+        _ALLOW_SOLANA_TRANSFERS,
+        AgentState("bot", "active"),
+        intent.model_copy(update={"wallet": "main"}),
+        registry=REGISTRY,
+        usage=lambda *_: ({}, 0),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_policy_allows_a_registered_transfer() -> None:
@@ -796,34 +1029,54 @@ rules:
 
 def _decide_value_move(name: str) -> Decision:
     return decide(
-        _VALUE_MOVES_POLICY, AgentState("bot", "active"),
-        _decode(CASES[name]).model_copy(update={"wallet": "main"}), registry=REGISTRY,
-        usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
-    )  # fmt: skip
+        _VALUE_MOVES_POLICY,
+        AgentState("bot", "active"),
+        _decode(CASES[name]).model_copy(update={"wallet": "main"}),
+        registry=REGISTRY,
+        usage=lambda *_: ({}, 0),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "outcome", "code"),
     [
         ("createAccount moves its lamports to the new account", "deny", "OVER_PER_TX_LIMIT"),
-        ("createAccountWithSeed moves its lamports to the derived account", "deny",
-         "OVER_PER_TX_LIMIT"),
-        ("transferWithSeed out of the wallet's derived account is a transfer", "deny",
-         "OVER_PER_TX_LIMIT"),
+        (
+            "createAccountWithSeed moves its lamports to the derived account",
+            "deny",
+            "OVER_PER_TX_LIMIT",
+        ),
+        (
+            "transferWithSeed out of the wallet's derived account is a transfer",
+            "deny",
+            "OVER_PER_TX_LIMIT",
+        ),
         ("withdrawNonceAccount moves its lamports to the recipient", "deny", "OVER_PER_TX_LIMIT"),
         ("approveChecked of a registered mint: spender, amount in token units", "allow", None),
         ("approveChecked of u64::MAX is unlimited", "deny", "NO_MATCHING_RULE"),
         ("approveChecked of an unknown mint names the mint as asset", "deny", "UNKNOWN_ASSET"),
         ("plain approve names no mint: base units, never unlimited", "deny", "UNEVALUABLE"),
-        ("system assign of the wallet hands its SOL to that program", "deny",
-         "OVER_PER_TX_LIMIT"),
-        ("closeAccount to someone else sends all its SOL there: close_account, unlimited", "deny",
-         "OVER_PER_TX_LIMIT"),
+        ("system assign of the wallet hands its SOL to that program", "deny", "OVER_PER_TX_LIMIT"),
+        (
+            "closeAccount to someone else sends all its SOL there: close_account, unlimited",
+            "deny",
+            "OVER_PER_TX_LIMIT",
+        ),
     ],
-    ids=["createAccount", "createAccountWithSeed", "transferWithSeed", "withdrawNonceAccount",
-         "approve 5 USDC", "approve unlimited", "approve unknown mint", "plain approve",
-         "assign", "closeAccount"],
-)  # fmt: skip
+    ids=[
+        "createAccount",
+        "createAccountWithSeed",
+        "transferWithSeed",
+        "withdrawNonceAccount",
+        "approve 5 USDC",
+        "approve unlimited",
+        "approve unknown mint",
+        "plain approve",
+        "assign",
+        "closeAccount",
+    ],
+)
 def test_policy_judges_value_moves_by_their_amounts_not_as_calls(
     name: str, outcome: str, code: str | None
 ) -> None:
@@ -840,9 +1093,13 @@ def test_policy_allows_an_unlimited_move_only_through_a_rule_without_a_cap() -> 
         CASES["closeAccount to someone else sends all its SOL there: close_account, unlimited"]
     )
     decision = decide(
-        policy, AgentState("bot", "active"), intent.model_copy(update={"wallet": "main"}),
-        registry=REGISTRY, usage=lambda *_: ({}, 0), now=datetime(2026, 1, 1, tzinfo=UTC),
-    )  # fmt: skip
+        policy,
+        AgentState("bot", "active"),
+        intent.model_copy(update={"wallet": "main"}),
+        registry=REGISTRY,
+        usage=lambda *_: ({}, 0),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     assert (decision.outcome, decision.rule) == ("allow", "close")
 
 
@@ -923,8 +1180,12 @@ def test_declared_unlimited_approval_with_its_spender_is_accepted() -> None:
 )
 def test_declared_approval_mismatch_is_refused(change: dict[str, Any], words: str) -> None:
     decoded = _decode(CASES["approveChecked of u64::MAX is unlimited"])
-    base = {"action": "solana.approve", "asset": "USDC", "amount": "unlimited",
-            "spender": str(MALLORY)}  # fmt: skip
+    base = {
+        "action": "solana.approve",
+        "asset": "USDC",
+        "amount": "unlimited",
+        "spender": str(MALLORY),
+    }
     with pytest.raises(MalformedRequestError, match=words):
         check_declared(decoded, Intent(**{**base, **change}))
 

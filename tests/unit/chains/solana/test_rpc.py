@@ -77,8 +77,10 @@ def _answer(node: Node, body: dict[str, Any]) -> tuple[int, bytes]:
         if not all(tx.verify_with_results()):
             return err(-32003, "Transaction signature verification failure")
         if node.mode == "simulation fails":
-            logs = ["Program 11111111111111111111111111111111 invoke [1]",
-                    "Transfer: insufficient lamports 0, need 1"]  # fmt: skip
+            logs = [
+                "Program 11111111111111111111111111111111 invoke [1]",
+                "Transfer: insufficient lamports 0, need 1",
+            ]
             return err(
                 -32002,
                 "Transaction simulation failed: Error processing Instruction 0: custom program "

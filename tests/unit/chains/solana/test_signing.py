@@ -167,10 +167,16 @@ assert len(CANARY) == 32
 def _forms(seed: bytes) -> list[str]:
     kp = Keypair.from_seed(seed)
     return [
-        seed.decode("latin-1"), seed.hex(), seed.hex().upper(), base58_encode(seed),
-        base58_encode(bytes(kp)), str(kp), base64.b64encode(seed).decode(), "CANARY-SEED",
+        seed.decode("latin-1"),
+        seed.hex(),
+        seed.hex().upper(),
+        base58_encode(seed),
+        base58_encode(bytes(kp)),
+        str(kp),
+        base64.b64encode(seed).decode(),
+        "CANARY-SEED",
         str(list(seed))[1:-1],
-    ]  # fmt: skip
+    ]
 
 
 def test_canary_seed_never_appears_in_results_errors_or_logs(
@@ -193,10 +199,12 @@ def test_canary_seed_never_appears_in_results_errors_or_logs(
         encode(VersionedTransaction.populate(sponsored, [bad, Signature.default()]))
     )
     failing: list[Callable[[], object]] = [
-        lambda: sign_transaction(parse_transaction(legacy_b64([sol_transfer(BOB, 1)])), SecretBytes(bytearray(CANARY))),
+        lambda: sign_transaction(
+            parse_transaction(legacy_b64([sol_transfer(BOB, 1)])), SecretBytes(bytearray(CANARY))
+        ),
         lambda: sign_transaction(forged, SecretBytes(bytearray(CANARY))),
         lambda: sign_transaction(good, SecretBytes(bytearray(CANARY[:31]))),
-    ]  # fmt: skip
+    ]
     for call in failing:
         with pytest.raises((KeysafeError, ValueError)) as info:
             call()

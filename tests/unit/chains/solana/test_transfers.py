@@ -63,9 +63,13 @@ CASES = {
 def test_built_transfer_decodes_to_what_was_asked_and_verifies(case: Case) -> None:
     units = 250_000_000 if case.token is None else 250_000
     b64 = build_transfer(
-        wallet=str(WALLET), to=str(BOB), units=units, blockhash=str(BLOCKHASH), token=case.token,
+        wallet=str(WALLET),
+        to=str(BOB),
+        units=units,
+        blockhash=str(BLOCKHASH),
+        token=case.token,
         create_account=case.create,
-    )  # fmt: skip
+    )
     tx = parse_transaction(b64)
     assert [tx.program_id(ix) for ix in tx.instructions] == case.programs
     assert tx.required_signers == (str(WALLET),) and tx.recent_blockhash == str(BLOCKHASH)
@@ -74,14 +78,17 @@ def test_built_transfer_decodes_to_what_was_asked_and_verifies(case: Case) -> No
         tx, registry=reg, chain=reg.chain("solana"), wallet_address=str(WALLET)
     )
     assert (decoded.action, decoded.asset, decoded.amount) == (
-        "solana.transfer", case.asset, case.amount,
-    )  # fmt: skip
+        "solana.transfer",
+        case.asset,
+        case.amount,
+    )
     # One signature, no priority fee; creating Bob's token account also moves its rent to him
     # (he can close it and keep the lamports), so that is charged as fee too.
     assert decoded.fee == ("0.00204428" if case.create else "0.000005")
     assert ("rent" in decoded.summary) == case.create
-    declared = Intent(action="solana.transfer", chain="solana", asset=case.asset,
-                      amount=case.amount, to=str(BOB))  # fmt: skip
+    declared = Intent(
+        action="solana.transfer", chain="solana", asset=case.asset, amount=case.amount, to=str(BOB)
+    )
     judged = check_declared(decoded, declared)
     assert judged.to == str(BOB)  # the owner's wallet, also when the account is its token account
     if case.token is not None:  # the destination is Bob's associated account for that program
@@ -96,5 +103,4 @@ def test_built_transfer_decodes_to_what_was_asked_and_verifies(case: Case) -> No
 def test_built_transfer_refuses_amounts_a_u64_cannot_carry() -> None:
     for units in (0, 2**64):
         with pytest.raises(ValueError, match="64-bit"):
-            build_transfer(wallet=str(WALLET), to=str(BOB), units=units,
-                           blockhash=str(BLOCKHASH))  # fmt: skip
+            build_transfer(wallet=str(WALLET), to=str(BOB), units=units, blockhash=str(BLOCKHASH))

@@ -37,9 +37,10 @@ def _owner_matches(decoded: Intent, owner: str) -> bool:
         return False
     try:
         derived = get_associated_token_address(
-            Pubkey.from_string(owner), Pubkey.from_string(decoded.contract),
+            Pubkey.from_string(owner),
+            Pubkey.from_string(decoded.contract),
             Pubkey.from_string(program),
-        )  # fmt: skip
+        )
     except (ValueError, TypeError):
         return False
     return str(derived) == decoded.to

@@ -109,9 +109,13 @@ def _judge_approve(a: Approve, registry: Registry, chain: ChainInfo) -> Judged:
     return Judged(
         Intent.solana_approve,
         f"approve {short(a.delegate.address)} to spend {what} from {source}",
-        asset=v.asset, amount=amount, unlimited=unlimited, spender=a.delegate.address,
-        contract=v.mint, function=a.function,
-    )  # fmt: skip
+        asset=v.asset,
+        amount=amount,
+        unlimited=unlimited,
+        spender=a.delegate.address,
+        contract=v.mint,
+        function=a.function,
+    )
 
 
 def _judge_authority(a: Authority, native: str, wallet: str) -> Judged:
@@ -129,10 +133,16 @@ def _judge_authority(a: Authority, native: str, wallet: str) -> Judged:
         head = f"hand the {a.kind} authority of {account} to {short(a.new)}"
     # Control of an account carries everything it holds or can mint: no cap can bound it.
     return Judged(
-        Intent.solana_set_authority, head + " (judged as unlimited)",
-        asset=native if a.program == SYSTEM_PROGRAM else None, amount=UNLIMITED, unlimited=True,
-        to=a.new, spender=a.new, contract=a.account.address, function=a.function,
-    )  # fmt: skip
+        Intent.solana_set_authority,
+        head + " (judged as unlimited)",
+        asset=native if a.program == SYSTEM_PROGRAM else None,
+        amount=UNLIMITED,
+        unlimited=True,
+        to=a.new,
+        spender=a.new,
+        contract=a.account.address,
+        function=a.function,
+    )
 
 
 def _judge_close(c: Close, native: str) -> Judged:
@@ -145,9 +155,15 @@ def _judge_close(c: Close, native: str) -> Judged:
         f"unlimited) goes to {short(c.destination.address)}"
     )
     return Judged(
-        Intent.solana_close_account, head, asset=native, amount=UNLIMITED, unlimited=True,
-        to=c.destination.address, contract=c.account.address, function=c.function,
-    )  # fmt: skip
+        Intent.solana_close_account,
+        head,
+        asset=native,
+        amount=UNLIMITED,
+        unlimited=True,
+        to=c.destination.address,
+        contract=c.account.address,
+        function=c.function,
+    )
 
 
 def judge_alone(
@@ -227,12 +243,19 @@ def judge_transfers(
         if value is not None:
             notes.insert(0, "sends " + transfer_phrase(value, owners, wallet))
         return Judged(
-            Intent.solana_call, head, asset=value.asset if value else None,
-            amount=value.amount if value else None, to=value.to if value else None,
+            Intent.solana_call,
+            head,
+            asset=value.asset if value else None,
+            amount=value.amount if value else None,
+            to=value.to if value else None,
             contract=contract,
-        )  # fmt: skip
+        )
     return Judged(
-        Intent.solana_transfer, "send " + transfer_phrase(value, owners, wallet),
-        asset=value.asset, amount=value.amount, to=value.to, contract=value.mint,
+        Intent.solana_transfer,
+        "send " + transfer_phrase(value, owners, wallet),
+        asset=value.asset,
+        amount=value.amount,
+        to=value.to,
+        contract=value.mint,
         function=value.function,
-    )  # fmt: skip
+    )

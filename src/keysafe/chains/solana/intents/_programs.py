@@ -46,31 +46,73 @@ SPL_UNLIMITED_FROM: Final = 2**63
 MAX_SEED_LEN: Final = 32  # solana_pubkey::MAX_SEED_LEN
 # Precompiles: each signature they verify is charged like a transaction signature; the first
 # data byte is the number of signatures.
-PRECOMPILES: Final = frozenset({
-    "Ed25519SigVerify111111111111111111111111111",
-    "KeccakSecp256k11111111111111111111111111111",
-    "Secp256r1SigVerify1111111111111111111111111",
-})  # fmt: skip
+PRECOMPILES: Final = frozenset(
+    {
+        "Ed25519SigVerify111111111111111111111111111",
+        "KeccakSecp256k11111111111111111111111111111",
+        "Secp256r1SigVerify1111111111111111111111111",
+    }
+)
 
 SYSTEM_NAMES: Final = (
-    "createAccount", "assign", "transfer", "createAccountWithSeed", "advanceNonceAccount",
-    "withdrawNonceAccount", "initializeNonceAccount", "authorizeNonceAccount", "allocate",
-    "allocateWithSeed", "assignWithSeed", "transferWithSeed", "upgradeNonceAccount",
+    "createAccount",
+    "assign",
+    "transfer",
+    "createAccountWithSeed",
+    "advanceNonceAccount",
+    "withdrawNonceAccount",
+    "initializeNonceAccount",
+    "authorizeNonceAccount",
+    "allocate",
+    "allocateWithSeed",
+    "assignWithSeed",
+    "transferWithSeed",
+    "upgradeNonceAccount",
     "createAccountAllowPrefund",
-)  # fmt: skip
+)
 # spl-token's AuthorityType (Token knows the first four; Token-2022 all of them).
 AUTHORITY_TYPES: Final = (
-    "MintTokens", "FreezeAccount", "AccountOwner", "CloseAccount", "TransferFeeConfig",
-    "WithheldWithdraw", "CloseMint", "InterestRate", "PermanentDelegate",
-    "ConfidentialTransferMint", "TransferHookProgramId", "ConfidentialTransferFeeConfig",
-    "MetadataPointer", "GroupPointer", "GroupMemberPointer", "ScaledUiAmount", "Pause",
-)  # fmt: skip
+    "MintTokens",
+    "FreezeAccount",
+    "AccountOwner",
+    "CloseAccount",
+    "TransferFeeConfig",
+    "WithheldWithdraw",
+    "CloseMint",
+    "InterestRate",
+    "PermanentDelegate",
+    "ConfidentialTransferMint",
+    "TransferHookProgramId",
+    "ConfidentialTransferFeeConfig",
+    "MetadataPointer",
+    "GroupPointer",
+    "GroupMemberPointer",
+    "ScaledUiAmount",
+    "Pause",
+)
 TOKEN_NAMES: Final = (
-    "initializeMint", "initializeAccount", "initializeMultisig", "transfer", "approve", "revoke",
-    "setAuthority", "mintTo", "burn", "closeAccount", "freezeAccount", "thawAccount",
-    "transferChecked", "approveChecked", "mintToChecked", "burnChecked", "initializeAccount2",
-    "syncNative", "initializeAccount3", "initializeMultisig2", "initializeMint2",
-)  # fmt: skip
+    "initializeMint",
+    "initializeAccount",
+    "initializeMultisig",
+    "transfer",
+    "approve",
+    "revoke",
+    "setAuthority",
+    "mintTo",
+    "burn",
+    "closeAccount",
+    "freezeAccount",
+    "thawAccount",
+    "transferChecked",
+    "approveChecked",
+    "mintToChecked",
+    "burnChecked",
+    "initializeAccount2",
+    "syncNative",
+    "initializeAccount3",
+    "initializeMultisig2",
+    "initializeMint2",
+)
 BUDGET_NAMES: Final = {
     1: "requestHeapFrame",
     2: "setComputeUnitLimit",

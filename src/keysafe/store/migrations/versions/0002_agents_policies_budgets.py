@@ -85,6 +85,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("idempotency", "nonces", "ledger", "registry_assets", "registry_chains",
-                 "settings", "policies", "agents"):  # fmt: skip
+    for name in (
+        "idempotency",
+        "nonces",
+        "ledger",
+        "registry_assets",
+        "registry_chains",
+        "settings",
+        "policies",
+        "agents",
+    ):
         op.drop_table(name)
