@@ -104,6 +104,11 @@ _AGENT_ROW: Final = (
 
 
 def get_agent(conn: Connection, name: str) -> Any:
+    """The agent's row, read in the caller's transaction.
+
+    Raises:
+        NotFoundError: no agent has that name.
+    """
     found = hot.named(conn, _AGENT_ROW, {"name": name})
     row = found[0] if found else None
     if row is None:
@@ -161,6 +166,7 @@ def add_agent(
 
 
 def list_agents(vault: Vault) -> list[AgentView]:
+    """Every agent, in name order, with its status and how it authenticates (never a secret)."""
     with vault.db.read() as conn:
         return _views(conn)
 
@@ -217,6 +223,14 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
 
 
 def rotate_token(vault: Vault, name: str) -> SecretBytes:
+    """A new token for `name`; the old one stops working at once. The token is shown once.
+
+    Raises:
+        VaultLockedError: the vault is locked (the new token's row is sealed).
+        NotFoundError: no agent has that name.
+        MalformedRequestError: the agent is revoked.
+        IntegrityError: the agent's row does not carry a seal that verifies.
+    """
     vault.require_unlocked()  # the new token is sealed into the row
     token = _new_token()
     with vault.db.write() as conn:

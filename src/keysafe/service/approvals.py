@@ -90,6 +90,11 @@ def _execute(vault: Vault, a: Approval) -> dict[str, Any]:
 
 
 def get(vault: Vault, approval_id: str, *, agent: str | None = None) -> Approval:
+    """One approval by its whole id (only the asking agent's, when `agent` is given).
+
+    Raises:
+        NotFoundError: no such approval (or not this agent's).
+    """
     with vault.db.read() as conn:
         return store.get(conn, approval_id, vault.clock().timestamp(), agent=agent)
 
@@ -124,6 +129,8 @@ def budget_effect(vault: Vault, approval: Approval) -> list[WindowState] | None:
 
 
 def list_approvals(vault: Vault, *, pending_only: bool = True) -> list[Approval]:
+    """The approvals, oldest first (only those still waiting, by default); any that expired
+    since the last look are marked and audited as expired first."""
     now = vault.clock().timestamp()
     with vault.db.write() as conn:
         store.notice_expired(vault, conn, now)
@@ -281,10 +288,16 @@ def agent_view(vault: Vault, approval_id: str, agent: str) -> dict[str, Any]:
 
 
 def list_grants(vault: Vault) -> list[Grant]:
+    """The session grants still in force (an owner's "approve for a while")."""
     with vault.db.read() as conn:
         return store.list_grants(conn, vault.clock().timestamp())
 
 
 def revoke_grant(vault: Vault, grant_id: int) -> Grant:
+    """End a session grant now; audited.
+
+    Raises:
+        NotFoundError: no grant has that id.
+    """
     with vault.db.write() as conn:
         return store.revoke_grant(vault, conn, grant_id, vault.clock().timestamp())

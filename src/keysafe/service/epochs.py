@@ -64,6 +64,7 @@ class Epochs:
 
 
 def state(vault: Vault) -> Epochs:
+    """The current epoch, when it began, and the older epochs whose keys still exist."""
     with vault.db.read() as conn:
         return _state(conn)
 

@@ -39,6 +39,12 @@ def example(*, optional: bool = False) -> str:
 def lint_text(
     vault: Vault | None, text: str, *, now: datetime, source: str = "policy"
 ) -> tuple[Policy, LintReport]:
+    """Parse and lint a policy without setting it: against the vault's chains and wallets, or
+    the built-in registry when `vault` is None.
+
+    Raises:
+        MalformedRequestError: the text is not a valid policy (the message names the line).
+    """
     policy = parse_policy(text, source=source)
     wallets: frozenset[str] | None = None
     if vault is None:
@@ -80,6 +86,13 @@ def validated(vault: Vault, text: str, *, source: str = "policy") -> tuple[Polic
 def set_policy(
     vault: Vault, agent: str, text: str, *, source: str = "policy"
 ) -> tuple[Policy, LintReport]:
+    """Set `agent`'s policy (replacing any), sealed and audited with the old and new digests.
+
+    Raises:
+        VaultLockedError: the vault is locked (a policy is honoured only with the owner's seal).
+        MalformedRequestError: the text is not a valid policy, or it lints with errors.
+        NotFoundError: no agent has that name.
+    """
     now = vault.clock()
     vault.require_unlocked()  # a policy is honoured only with the owner's seal
     policy, report = validated(vault, text, source=source)
@@ -125,6 +138,11 @@ class PolicyView:
 
 
 def show_policy(vault: Vault, agent: str) -> PolicyView | None:
+    """`agent`'s policy as it was set (None when it has none).
+
+    Raises:
+        NotFoundError: no agent has that name.
+    """
     with vault.db.read() as conn:
         get_agent(conn, agent)
         row = conn.execute(select(t.policies).where(t.policies.c.agent == agent)).first()

@@ -74,6 +74,7 @@ def _registry_of(chains: tuple[_ChainRow, ...], assets: tuple[_AssetRow, ...]) -
 
 
 def registry(vault: Vault) -> Registry:
+    """The vault's chains and assets: the built-in ones plus those the owner added."""
     with vault.db.read() as conn:
         return load_registry(conn)
 
@@ -175,6 +176,13 @@ def _refuse_taken_chain_id(reg: Registry, chain_id: int, name: str) -> None:
 
 
 def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: int) -> AssetInfo:
+    """Add a token the policy can name by `symbol` on `chain` (replacing one of that symbol
+    there); audited.
+
+    Raises:
+        MalformedRequestError: a bad symbol, decimals outside 0 to 36, an unknown chain, or an
+            EVM address that is not 0x and 40 hex digits.
+    """
     if not _SYMBOL.match(symbol):
         raise MalformedRequestError(
             f"'{symbol[:20]}' is not an asset symbol.", next_step="use e.g. USDC or WETH."

@@ -96,6 +96,7 @@ def require_sealed_agent(vault: Vault, row: Any) -> None:
 
 
 def policy_seal(vault: Vault, agent: str, source: str, digest: str, set_at: str) -> str | None:
+    """The seal of a policy row (None while the vault is locked)."""
     return vault.seal_row("policies", seals.policy_fields(agent, source, digest, set_at))
 
 
@@ -112,6 +113,7 @@ def check_policy(vault: Vault, row: Any) -> None:
 
 
 def setting_seal(vault: Vault, key: str, value: str) -> str | None:
+    """The seal of a settings row (None while the vault is locked)."""
     return vault.seal_row("settings", seals.setting_fields(key, value))
 
 
@@ -126,6 +128,7 @@ def write_setting(vault: Vault, conn: Connection, key: str, value: str) -> None:
 
 
 def setting_seal_state(vault: Vault, row: Any) -> Seal:
+    """Whether a settings row's seal verifies, is missing, or is wrong."""
     return vault.check_row("settings", seals.setting_fields(row.key, row.value), row.mac)
 
 

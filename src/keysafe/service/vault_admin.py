@@ -469,6 +469,8 @@ class Status:
 
 
 def status(home: Home, vault: Vault) -> Status:
+    """What `keysafe status` shows: the home, the vault id, counts of records and agents, the
+    audit chain's length and head, failed unlocks, the KMS and blob store (never a secret)."""
     with vault.db.read() as conn:
         head = conn.execute(select(t.vault)).one()
         agents = conn.execute(select(func.count()).select_from(t.agents)).scalar_one()
