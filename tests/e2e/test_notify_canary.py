@@ -26,10 +26,10 @@ from keysafe.service import agents, audit, credentials, data, notify, policies
 from keysafe.service.models import Attachment, DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
+from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 from keysafe.vault.vault import Vault
 from tests.conftest import PASSPHRASE
-from tests.e2e.notify_fixture import FAST_KDF
 from tests.support.telegram_standin import TelegramStandin
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.unit.notify.test_notice import CANARIES, FULL, INTENTS
@@ -59,7 +59,7 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
     tmp_path: Path,
 ) -> None:
     vault, _ = init_vault(
-        Home(tmp_path / "h"), SecretBytes(bytearray(PASSPHRASE.encode())), kdf=FAST_KDF
+        Home(tmp_path / "h"), SecretBytes(bytearray(PASSPHRASE.encode())), kdf=CHEAP_KDF
     )
     credentials.add_credential(
         vault,
