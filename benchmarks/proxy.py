@@ -30,11 +30,13 @@ import httpx
 from benchmarks import common
 from keysafe.testing import free_port
 
-_UPSTREAM = r"""
+_UPSTREAM = (
+    r"""
 import json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BODY = json.dumps({"ok": True, "items": [{"id": i, "name": f"item-{i}"} for i in range(8)]}).encode()
+BODY = json.dumps({"ok": True, "items": [{"id": i, "name": f"item-{i}"} for i in range(8)]})"""
+    r""".encode()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -74,6 +76,7 @@ server.daemon_threads = True
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
+)
 
 
 @contextmanager

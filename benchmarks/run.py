@@ -1,8 +1,10 @@
 """keysafe's benchmark harness: every figure beside its baseline, in one run, on throwaway vaults.
 
-    .venv/bin/python benchmarks/run.py                  # full run (10-20 min on 2 cores): results.json + RESULTS.md
+    .venv/bin/python benchmarks/run.py                  # full run (10-20 min on 2 cores):
+                                                          results.json + RESULTS.md
     .venv/bin/python benchmarks/run.py --quick          # smoke (~1-2 min): results.json only
-    .venv/bin/python benchmarks/run.py --only history   # one figure (or a comma list), full settings
+    .venv/bin/python benchmarks/run.py --only history   # one figure (or a comma list),
+                                                          full settings
 
 Prints a table (figure, value, baseline, ratio, target, met) and writes the JSON to
 benchmarks/results.json (--out to change). A full run also rewrites benchmarks/RESULTS.md with
@@ -12,13 +14,13 @@ the same run, so they compare across machines where absolute numbers do not.
 
 Figures (modules in benchmarks/): http_signing (sign_transaction over HTTP at 1/8/32 agents vs
 whoami and raw signing, whoami vs a bare ASGI endpoint on the same uvicorn, server RSS), decision,
-budget, dkls_signing, proxy (and proxy_stream: first SSE event through the proxy vs direct), mcp_overhead,
-unlock, history (audit verify of 100k entries, startup, and 8-agent signing throughput with
-100k prior signatures inside the agents' 24h window), postgresql (gated signing on PostgreSQL with
-one and with two servers on one database / SQLite with one), frost_signing, wrk (side_by_side.py:
-keysafe's gated sign and no-op under wrk, as it is compared with another signer), hot_path (the
-profile of one gated sign, on a fresh vault and on the one with the 100k-signature past).
-A run with --only writes results.json (to --out) but never RESULTS.md: the report is always
+budget, dkls_signing, proxy (and proxy_stream: first SSE event through the proxy vs direct),
+mcp_overhead, unlock, history (audit verify of 100k entries, startup, and 8-agent signing throughput
+with 100k prior signatures inside the agents' 24h window), postgresql (gated signing on PostgreSQL
+with one and with two servers on one database / SQLite with one), frost_signing, wrk
+(side_by_side.py: keysafe's gated sign and no-op under wrk, as it is compared with another signer),
+hot_path (the profile of one gated sign, on a fresh vault and on the one with the 100k-signature
+past). A run with --only writes results.json (to --out) but never RESULTS.md: the report is always
 one full run's.
 """
 
@@ -405,7 +407,8 @@ def _rows_http_signing(f: dict[str, Any]) -> list[common.Figure]:
     rows.append(
         common.Figure(
             "noop_vs_bare_8",
-            "no-op (whoami) / bare ASGI endpoint on the same server stack (uvicorn, same flags), 8 agents",
+            "no-op (whoami) / bare ASGI endpoint on the same server stack (uvicorn, same flags), "
+            "8 agents",
             _rps(eight["whoami"]),
             _rps(eight["bare"]),
             nb["ratio"],
@@ -584,7 +587,8 @@ def _rows_proxy_stream(f: dict[str, Any]) -> list[common.Figure]:
     return [
         common.Figure(
             "proxy_stream",
-            f"first SSE event through the credential proxy / direct ({p['ttft_ms']} ms TTFT upstream)",
+            f"first SSE event through the credential proxy / direct "
+            f"({p['ttft_ms']} ms TTFT upstream)",
             _ms(pt[slower]["first_event"]["p50_ms"]),
             _ms(pt["direct"]["first_event"]["p50_ms"]),
             p["ratio"],
@@ -618,7 +622,10 @@ def _rows_relay(f: dict[str, Any]) -> list[common.Figure]:
     d, x = r["direct"], r["relayed"]
 
     def side(v: dict[str, Any]) -> str:
-        return f"{_per_s(v['per_s'])} (p50 {_ms(v['p50_ms'])}, p99 {_ms(v['p99_ms'])}) (errors {v['errors']})"
+        return (
+            f"{_per_s(v['per_s'])} (p50 {_ms(v['p50_ms'])}, p99 {_ms(v['p99_ms'])}) "
+            f"(errors {v['errors']})"
+        )
 
     return [
         common.Figure(
@@ -701,8 +708,8 @@ def _rows_history(f: dict[str, Any]) -> list[common.Figure]:
     rows.append(
         common.Figure(
             "throughput_history",
-            f"gated Solana sign, 8 agents, with {hist['signatures_added']:,} prior signatures by the "
-            f"same agents inside their 24h window / empty vault",
+            f"gated Solana sign, 8 agents, with {hist['signatures_added']:,} prior signatures "
+            f"by the same agents inside their 24h window / empty vault",
             _rps(td["big"]),
             _rps(td["empty"]),
             h["ratio"],
@@ -1171,8 +1178,8 @@ def _profile_section(f: dict[str, Any]) -> list[str]:
         lines[-1] += (
             f", fresh and on the vault with the long past, the two in {hot_path.ROUNDS} "
             f"alternating rounds in one process (the history figure's vault, {past['calls']} "
-            f"calls: agent-00 then has {per_agent:,} prior signatures inside its 24h window; unprofiled "
-            f"{_ms(past['latency_unprofiled']['p50_ms'])} p50, profiled "
+            f"calls: agent-00 then has {per_agent:,} prior signatures inside its 24h window; "
+            f"unprofiled {_ms(past['latency_unprofiled']['p50_ms'])} p50, profiled "
             f"{_ms(past['profiled_ms_per_call'])} per call). The last column is with-history "
             f"over fresh: a stage that grows with history stands out there:"
         )

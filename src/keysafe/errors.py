@@ -25,7 +25,8 @@
     ├── VaultLockedError              VAULT_LOCKED
     ├── IntegrityError                INTEGRITY_ERROR   (ciphertext, backup or audit chain tampered)
     ├── StoreError                    STORE_ERROR       (database unreadable, foreign or newer)
-    ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers wrong)
+    ├── ChainUnavailableError         CHAIN_UNAVAILABLE (a chain's RPC is unreachable or answers
+                                                         wrong)
     ├── KmsUnavailableError           KMS_UNAVAILABLE   (the vault's KMS is unreachable or refuses)
     ├── UpstreamUnavailableError      UPSTREAM_UNAVAILABLE (a proxied API call failed on the way)
     ├── MailboxFullError              MAILBOX_FULL      (the relay holds all it may for a recipient)

@@ -1,12 +1,12 @@
 """Shared pieces of the black-box MCP tests (test_mcp_stdio.py, test_mcp_http.py).
 
-The vault: wallet `main`, and `spare` (EVM too) that no policy names; agent `bot` under MCP_POLICY (STANDARD_POLICY plus one allow rule for
-each other tool); agents `helper` and `doomed` (revoked by a test) under HELPER_POLICY; standard
-data `profile`. That part is built once per run (`shared_once`); each test process copies it and
-binds it to its own `Upstream`: the built-in chain `local` gets the upstream's JSON-RPC endpoint
-(so send_transaction really broadcasts) and a bearer credential `echo` (a fresh canary secret)
-gets the upstream's host:port. The session fixture `world` (imported by both test modules) runs
-`keysafe serve --unlock` on that copy.
+The vault: wallet `main`, and `spare` (EVM too) that no policy names; agent `bot` under MCP_POLICY
+(STANDARD_POLICY plus one allow rule for each other tool); agents `helper` and `doomed` (revoked by
+a test) under HELPER_POLICY; standard data `profile`. That part is built once per run
+(`shared_once`); each test process copies it and binds it to its own `Upstream`: the built-in chain
+`local` gets the upstream's JSON-RPC endpoint (so send_transaction really broadcasts) and a bearer
+credential `echo` (a fresh canary secret) gets the upstream's host:port. The session fixture `world`
+(imported by both test modules) runs `keysafe serve --unlock` on that copy.
 
 `Upstream` is a ThreadingHTTPServer on a loopback port: `POST /rpc` answers Ethereum JSON-RPC
 (eth_sendRawTransaction returns the transaction's keccak hash and records the raw bytes; the
@@ -295,7 +295,8 @@ class McpVault:
 
 def _build_base(root: Path) -> dict[str, Any]:
     """What does not depend on the upstream's port, built once per test run (`shared_once`):
-    wallets `main` and `spare` (named by no rule), data `profile` and `medical` (sensitive), agents `bot` (MCP_POLICY), `helper` and `doomed` (HELPER_POLICY).
+    wallets `main` and `spare` (named by no rule), data `profile` and `medical` (sensitive), agents
+    `bot` (MCP_POLICY), `helper` and `doomed` (HELPER_POLICY).
     """
     home = root / "home"
     cli = Cli(home, cli_env(home))
@@ -510,7 +511,8 @@ class McpWorld:
 @pytest.fixture(scope="session", name="world")
 def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpWorld]:
     """Upstream + MCP vault + `keysafe serve --unlock` on it, once per test process and shared by
-    the stdio and HTTP modules, which import it (so no test relies on ledger state another leaves)."""
+    the stdio and HTTP modules, which import it (so no test relies on ledger state another
+    leaves)."""
     root = tmp_path_factory.mktemp("mcp-world")
     with upstream() as up:
         vault = build_mcp_vault(tmp_path_factory, root, up.port)

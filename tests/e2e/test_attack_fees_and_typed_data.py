@@ -146,7 +146,7 @@ def transfer_authorization(
     }
 
 
-# -- hole 2: signed transfers judged as harmless typed data -----------------------------------------
+# -- hole 2: signed transfers judged as harmless typed data ----------------------------------------
 
 
 def test_attack_transfer_authorization_to_unlisted_recipient_is_refused(running: Running) -> None:

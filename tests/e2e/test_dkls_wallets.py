@@ -1,8 +1,8 @@
 """2-of-3 EVM wallets (DKLs23) end to end, as three OS processes: the wallet is made by a keygen
 of the owner's `keysafe wallet create` (recovery party), `keysafe serve` (the vault's) and the
-agent host's `keysafe agent threshold join`; `keysafe serve` holds the vault's share, `keysafe mcp` over stdio (driven
-by the MCP SDK's client) holds the agent's share and runs the agent's rounds; the transaction
-lands on a real local EVM node (ganache) with the wallet as sender.
+agent host's `keysafe agent threshold join`; `keysafe serve` holds the vault's share, `keysafe mcp`
+over stdio (driven by the MCP SDK's client) holds the agent's share and runs the agent's rounds; the
+transaction lands on a real local EVM node (ganache) with the wallet as sender.
 
 Also over HTTP by hand, with keysafe's own agent-side functions: a transaction swapped after
 the exchange is refused naming the agent; a bent final message is refused naming the agent and

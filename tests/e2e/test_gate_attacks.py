@@ -260,7 +260,7 @@ def test_attack_same_key_in_flight_is_told_to_retry_with_the_same_key(stack: Sta
     assert final.json()["signed_transaction"] in signed
 
 
-# -- pending approvals and grants -------------------------------------------------------------------
+# -- pending approvals and grants ------------------------------------------------------------------
 
 
 def _ask(stack: Stack, to: str, nonce: int) -> httpx.Response:

@@ -4,8 +4,9 @@ moto's AWS KMS, both started here.
 A KMS vault is made and unlocked with no passphrase anywhere in the environment; it signs and
 reads through `keysafe serve`; with the KMS down, unlocking fails with KMS_UNAVAILABLE and a
 message that says what to do, and nothing changes; a header carrying another vault's or another
-key's wrapped key does not open (tests/unit/vault/test_kms.py, in process); the recovery phrase rebuilds access with the KMS down; the KMS
-token appears in no output, log, audit row or database file.
+key's wrapped key does not open (tests/unit/vault/test_kms.py, in process); the recovery phrase
+rebuilds access with the KMS down; the KMS token appears in no output, log, audit row or database
+file.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Owner commands go through the running, unlocked `keysafe serve` of their home (issue 14, item 10).
+"""Owner commands go through the running, unlocked `keysafe serve` of their home (issue 14, item
+10).
 
 One `keysafe unlock` opens an owner session; after that the owner's changes reach the server's
 vault without the passphrase being asked again, and the server sees them at once. A locked

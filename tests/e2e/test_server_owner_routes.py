@@ -58,7 +58,8 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    """An unlocked server where `bot` (token) and `signer` (Ed25519) each have a pending approval."""
+    """An unlocked server where `bot` (token) and `signer` (Ed25519) each have a pending
+    approval."""
     vault = standard_vault(tmp_path_factory)
     root = tmp_path_factory.mktemp("owner-routes")
     home = copy_home(vault, root)

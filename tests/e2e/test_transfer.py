@@ -82,7 +82,7 @@ rules:
 """
 
 
-# -- a hostile EVM RPC: the right chain id, absurd fees ---------------------------------------------
+# -- a hostile EVM RPC: the right chain id, absurd fees --------------------------------------------
 
 
 @dataclass

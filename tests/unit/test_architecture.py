@@ -337,7 +337,8 @@ def import_cycles(edges: list[Edge]) -> list[Cycle]:
 
 
 def _exists(dotted: str, root: Path = PACKAGE_DIR.parent) -> bool:
-    """A real module or package (not a namespace accident): keysafe/x.py or keysafe/x/__init__.py."""
+    """A real module or package (not a namespace accident): keysafe/x.py
+    or keysafe/x/__init__.py."""
     base = root.joinpath(*dotted.split("."))
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 

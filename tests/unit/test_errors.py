@@ -1,4 +1,5 @@
-"""The error tree: every code is mapped once, every class has a known code, messages say what next."""
+"""The error tree: every code is mapped once, every class has a known code, messages say what
+next."""
 
 from __future__ import annotations
 

@@ -44,8 +44,9 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
 
 
 def _security(schema: dict[str, Any]) -> None:
-    """Say how each route authenticates (`agent_name` and `owner` in api/auth.py), so generated clients
-    send the right header. The two signature headers go together: one requirement names both."""
+    """Say how each route authenticates (`agent_name` and `owner` in api/auth.py), so generated
+    clients send the right header. The two signature headers go together: one requirement names
+    both."""
     schema["components"]["securitySchemes"] = {
         "agentToken": {
             "type": "http",

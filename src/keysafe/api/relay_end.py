@@ -1,4 +1,5 @@
-"""The vault's end of the relay (a surface: the agent API, reached through the relay): `keysafe serve --relay URL` connects out and answers sidecars.
+"""The vault's end of the relay (a surface: the agent API, reached through the relay):
+`keysafe serve --relay URL` connects out and answers sidecars.
 
 For each envelope the relay delivers, in the order delivered:
 1. open it (HPKE to the vault's key, signed by the sender: a claim by the key it carries, a

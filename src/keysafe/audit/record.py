@@ -60,7 +60,8 @@ def entry_hash(prev_hash: str, entry: AuditEntry) -> str:
 
 
 def entry_mac(audit_key: bytes | bytearray, digest: str) -> str:
-    """The keyed seal of one entry: only the vault's owner can make it (HMAC under the audit key)."""
+    """The keyed seal of one entry: only the vault's owner can make it (HMAC under the audit
+    key)."""
     return hmac.new(
         bytes(audit_key), b"keysafe/v1/audit-entry" + bytes.fromhex(digest), hashlib.sha256
     ).hexdigest()
@@ -125,7 +126,8 @@ def verify_chain(
     head_hash: str,
     keyed: Keyed | None = None,
 ) -> ChainReport:
-    """Walk rows in seq order: (seq, time, actor, action, target, outcome, details, prev, hash[, mac]).
+    """Walk rows in seq order:
+    (seq, time, actor, action, target, outcome, details, prev, hash[, mac]).
 
     Unkeyed, this catches any edit, deletion, insertion or reordering that was not followed by
     recomputing every later hash and the head. Keyed (the owner unlocked), it also checks each

@@ -79,7 +79,8 @@ def approve(
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Approve a pending request: keysafe runs exactly that request and keeps its result for the agent.
+    """Approve a pending request: keysafe runs exactly that request and keeps its result for the
+    agent.
 
     A pairing (a remote sidecar asking to become an agent) is approved only with --words: the
     four words the sidecar printed, which must be the ones `keysafe approvals` shows.

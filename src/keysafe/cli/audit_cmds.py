@@ -44,7 +44,8 @@ def _since(text: str | None) -> str | None:
         except ValueError:
             raise MalformedRequestError(
                 f"'{text[:40]}' is not a time.",
-                next_step="use an ISO time (2026-11-23T09:00:00Z), a date, or a duration like 30m, 24h, 7d.",
+                next_step="use an ISO time (2026-11-23T09:00:00Z), a date, or a duration like "
+                "30m, 24h, 7d.",
             ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -143,8 +144,10 @@ def _failure(report: ChainReport, state: list[StateRow]) -> IntegrityError:
         broken = [r.summary for r in state if r.state == "broken"]
         if broken:
             return IntegrityError(
-                f"The audit log is intact, but rows were edited outside keysafe: {'; '.join(broken[:5])}.",
-                next_step="keep this copy as evidence; `keysafe agent seal` lists them with what to do.",
+                "The audit log is intact, but rows were edited outside keysafe: "
+                f"{'; '.join(broken[:5])}.",
+                next_step="keep this copy as evidence; `keysafe agent seal` lists them with what "
+                "to do.",
             )
         return IntegrityError(
             f"The audit log is intact, but {len(state)} agent, policy or setting row(s) have no "
@@ -160,8 +163,10 @@ def _failure(report: ChainReport, state: list[StateRow]) -> IntegrityError:
             first_bad_seq=report.first_bad_seq or 0,
         )
     return IntegrityError(
-        f"The audit log was tampered with: {report.problem} (first bad entry: seq {report.first_bad_seq}).",
-        next_step="keep this copy as evidence, and compare with a backup (`keysafe backup restore` into an empty home).",
+        f"The audit log was tampered with: {report.problem} "
+        f"(first bad entry: seq {report.first_bad_seq}).",
+        next_step="keep this copy as evidence, and compare with a backup "
+        "(`keysafe backup restore` into an empty home).",
         first_bad_seq=report.first_bad_seq or 0,
     )
 

@@ -27,7 +27,8 @@ FileArg = Annotated[Path, typer.Argument(help="Backup file path.", dir_okay=Fals
 def backup_create(
     file: FileArg, passphrase_file: PassphraseFile = None, json_out: JsonFlag = False
 ) -> None:
-    """Write everything (credentials, data, wallets, audit) to FILE, encrypted under the vault's key.
+    """Write everything (credentials, data, wallets, audit) to FILE, encrypted under the vault's
+    key.
 
     Opening the backup needs this vault's passphrase or its recovery phrase. While `keysafe
     serve` runs unlocked on this home, the server seals the backup and this command writes FILE,

@@ -32,7 +32,8 @@ def chain_add(
     ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Add (or update) a chain: keysafe chain add arbitrum --chain-id 42161 --rpc https://… --max-fee 0.02"""
+    """Add (or update) a chain:
+    keysafe chain add arbitrum --chain-id 42161 --rpc https://… --max-fee 0.02"""
     if family not in ("evm", "solana"):
         raise MalformedRequestError(
             "--family is evm or solana.", next_step="pass --family evm or --family solana."
@@ -42,7 +43,8 @@ def chain_add(
     )
     info = owner.perform(op, passphrase_file)
     render.out.print(
-        f"Chain '{info.name}' registered (fee ceiling {info.max_fee} {info.native} per transaction)."
+        f"Chain '{info.name}' registered "
+        f"(fee ceiling {info.max_fee} {info.native} per transaction)."
     )
 
 

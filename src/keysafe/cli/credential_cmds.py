@@ -48,7 +48,8 @@ def credential_add(
 ) -> None:
     """Store a credential. The secret is read from stdin (piped) or a hidden prompt, never argv.
 
-    Example: printf %s "$GITHUB_TOKEN" | keysafe credential add github --host api.github.com --bearer
+    Example:
+    printf %s "$GITHUB_TOKEN" | keysafe credential add github --host api.github.com --bearer
     """
     chosen = [x for x in (header, bearer or None, basic, query) if x]
     if len(chosen) > 1:

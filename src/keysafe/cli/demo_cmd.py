@@ -234,7 +234,8 @@ def _store_api_key(vault: Vault, upstream: Upstream) -> str:
     """Step 3: a random API key for the local stand-in API; returns it, to check who saw it."""
     _step(
         3,
-        f"Store an API key for a local API on 127.0.0.1:{upstream.port} (it stands in for a real one).",
+        f"Store an API key for a local API on 127.0.0.1:{upstream.port} "
+        "(it stands in for a real one).",
     )
     api_key = "sk-demo-" + secrets.token_hex(12)
     credentials.add_credential(
@@ -313,7 +314,8 @@ async def _capabilities(call: ToolCall) -> None:
     for b in caps["budget"]:
         if b["asset"]:
             _say(
-                f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} per {b['window']}"
+                f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} "
+                f"per {b['window']}"
             )
 
 

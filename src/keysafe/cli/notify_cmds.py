@@ -172,7 +172,8 @@ def notify_list(json_out: JsonFlag = False) -> None:
         "Notification channels",
         ["name", "type", "target", "events", "telegram approves up to"],
         [_row(c) for c in channels],
-        empty="No channels: add one with `keysafe notify telegram` or `keysafe notify webhook add`.",
+        empty="No channels: add one with `keysafe notify telegram` or "
+        "`keysafe notify webhook add`.",
         json_value=[c.model_dump(mode="json") for c in channels],
         json_out=json_out,
     )

@@ -1,4 +1,5 @@
-"""`keysafe policy …`: write, lint, show and dry-run the policies that say what each agent may do."""
+"""`keysafe policy …`: write, lint, show and dry-run the policies that say what each agent may
+do."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def policy_show(agent: str, json_out: JsonFlag = False) -> None:
 
 @policy_app.command("lint")
 def policy_lint(file: PolicyFile, json_out: JsonFlag = False) -> None:
-    """Check a policy file: errors (exit 1) and warnings (exit 0). Uses this vault's registry if any."""
+    """Check a policy file: errors (exit 1) and warnings (exit 0). Uses this vault's registry if
+    any."""
     text = read_text(file)
     h = home()
     if h.exists():
@@ -106,7 +108,8 @@ def _print_decision(d: Decision) -> None:
         unit = w.asset or "actions"
         mark = "ok" if w.ok else "OVER"
         render.out.print(
-            f"  {w.rule} {w.window}: used {w.used} of {w.limit} {unit}, this request {w.requested}, left {w.left} [{mark}]",
+            f"  {w.rule} {w.window}: used {w.used} of {w.limit} {unit}, "
+            f"this request {w.requested}, left {w.left} [{mark}]",
             markup=False,
         )
 
@@ -122,7 +125,8 @@ def policy_check(
     """Dry-run a decoded request against AGENT's policy and state; reserves and records nothing.
 
     Exit code: 0 allow, 3 ask, 4 deny, 1 malformed request file.
-    Example request: {"action": "evm.transfer", "chain": "base", "wallet": "main", "asset": "USDC", "amount": "12.5", "to": "0x1111…"}
+    Example request: {"action": "evm.transfer", "chain": "base", "wallet": "main", "asset": "USDC",
+    "amount": "12.5", "to": "0x1111…"}
     """
     raw_text = sys.stdin.read() if str(request) == "-" else read_text(request)
     try:

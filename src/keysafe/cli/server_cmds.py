@@ -150,7 +150,8 @@ def _refuse_clear_text(host: str, tls_cert: Path | None, tls_key: Path | None) -
     MalformedRequestError: `host` is not loopback and no TLS certificate and key are given."""
     if not is_loopback(host) and not (tls_cert and tls_key):
         raise MalformedRequestError(
-            f"Refusing to serve on {host} without TLS: agent tokens and the passphrase would cross the network in clear.",
+            f"Refusing to serve on {host} without TLS: agent tokens and the passphrase would "
+            "cross the network in clear.",
             next_step="bind 127.0.0.1 (the default), or pass --tls-cert FILE --tls-key FILE.",
         )
 
@@ -264,7 +265,8 @@ def _run_server(
 
     scheme = "https" if tls_cert else "http"
     render.out.print(
-        f"keysafe serving on {scheme}://{host}:{port} — vault {'unlocked' if vault.is_unlocked else 'locked'}; "
+        f"keysafe serving on {scheme}://{host}:{port} — "
+        f"vault {'unlocked' if vault.is_unlocked else 'locked'}; "
         f"the owner's page is {scheme}://{host}:{port}/"
     )
     asgi = create_app(state)
@@ -316,7 +318,8 @@ def _local_url(scheme: str, host: str, port: int) -> str:
 
 @commands.command()
 def unlock(passphrase_file: PassphraseFile = None) -> None:
-    """Unlock the running server's vault (this home's server, or KEYSAFE_URL) with the passphrase."""
+    """Unlock the running server's vault (this home's server, or KEYSAFE_URL) with the
+    passphrase."""
     url = client.server_url()
     if url is None or not client.server_up(url):
         raise client.no_server()

@@ -72,8 +72,8 @@ def init(
 
     The passphrase is asked twice (or taken from KEYSAFE_PASSPHRASE / --passphrase-file); it needs
     at least 12 characters and must not be easy to guess (four or more random words work well).
-    Write the recovery phrase down on paper: it is the only way back if the passphrase is lost, and it
-    rebuilds the vault's wallets on a new machine.
+    Write the recovery phrase down on paper: it is the only way back if the passphrase is lost, and
+    it rebuilds the vault's wallets on a new machine.
     """
     h = home()
     config = KmsConfig.build(kms, url=kms_url, key=kms_key)
@@ -257,7 +257,8 @@ def recover(
         elif rebuilt:
             render.out.print(
                 f"Vault {vault.vault_id} rebuilt in {h.path}. Create wallets again in the same "
-                "order to get the same addresses; restore credentials with `keysafe backup restore`."
+                "order to get the same addresses; restore credentials with "
+                "`keysafe backup restore`."
             )
         else:
             render.out.print(f"New passphrase set for vault {vault.vault_id}.")

@@ -87,7 +87,8 @@ def wallet_create(
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom paths).
+    """Create a wallet from the vault's recovery phrase and print its address (MetaMask / Phantom
+    paths).
 
     With --threshold 2-of-3 (Solana: FROST; EVM: DKLs23 threshold ECDSA, which signs only
     complete transactions, nonce, gas and fees included): a distributed key generation among
@@ -313,7 +314,8 @@ def wallet_import(
     passphrase_file: PassphraseFile = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """Import a private key read from stdin (or a hidden prompt); it never leaves the vault again."""
+    """Import a private key read from stdin (or a hidden prompt); it never leaves the vault
+    again."""
     with inputs.stdin_secret("Private key") as key:
         op = owner_ops.ImportWallet(name=name, chain=chain, key=owner_ops.wire(key))
     view = owner.perform(op, passphrase_file)

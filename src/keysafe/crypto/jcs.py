@@ -4,8 +4,8 @@ Every signature hashes two audit entries and a request fingerprint, and `rfc8785
 (about 0.2 ms per entry). For the values keysafe writes almost always (strings, safe integers,
 booleans, null, lists, objects with ASCII keys) the standard library's C encoder with sorted keys
 and no spaces produces the same bytes: its string escapes are RFC 8785's (`\\b \\f \\n \\r \\t`,
-`\\"`, `\\\\`, other controls as lowercase `\\u00xx`, everything else raw UTF-8), and ASCII keys sort
-the same by code point as by UTF-16 code unit. Anything else (a float, an integer beyond 2^53,
+`\\"`, `\\\\`, other controls as lowercase `\\u00xx`, everything else raw UTF-8), and ASCII keys
+sort the same by code point as by UTF-16 code unit. Anything else (a float, an integer beyond 2^53,
 a non-ASCII key, a subclass of a JSON type, a lone surrogate) goes to `rfc8785`, which decides.
 tests/unit/crypto/test_jcs.py holds the two to the same bytes on generated values.
 """

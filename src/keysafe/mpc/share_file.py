@@ -8,9 +8,9 @@
   Argon2id (64 MiB, t=3, p=4) — the same cost as the vault's own passphrase.
 
 Both are XChaCha20-Poly1305 over the 32-byte share, followed for a secp256k1 (DKLs23) wallet by
-the party's pair states for its two peers (`mpc/dkls/setup.py`); every public field of the file (format,
-wallet, identifier, the public key package, the KDF parameters) is the associated data, so an
-edited file is refused, not silently used with another group key. Files are written 0600,
+the party's pair states for its two peers (`mpc/dkls/setup.py`); every public field of the file
+(format, wallet, identifier, the public key package, the KDF parameters) is the associated data, so
+an edited file is refused, not silently used with another group key. Files are written 0600,
 atomically (temp file, fsync, rename).
 """
 

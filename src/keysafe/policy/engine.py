@@ -343,7 +343,8 @@ def _matching_rules(compiled: CompiledPolicy, r: Resolved) -> list[CompiledRule]
         except Unevaluable as exc:
             return _deny(
                 Reason.UNEVALUABLE,
-                f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. Nothing was signed.",
+                f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. "
+                "Nothing was signed.",
                 rule.name,
             )
     return matched

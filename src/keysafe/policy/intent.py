@@ -205,7 +205,8 @@ def intent_from_json(raw: Any, *, source: str = "request") -> Intent:
     if not isinstance(raw, dict):
         raise MalformedRequestError(
             f"{source} must be a JSON object with at least an 'action'.",
-            next_step='e.g. {"action": "evm.transfer", "chain": "base", "asset": "USDC", "amount": "12.5", "to": "0x…"}',
+            next_step='e.g. {"action": "evm.transfer", "chain": "base", "asset": "USDC", '
+            '"amount": "12.5", "to": "0x…"}',
         )
     try:
         return Intent.model_validate(raw)

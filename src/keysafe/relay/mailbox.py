@@ -165,14 +165,17 @@ class MemoryMailboxes(Mailboxes):
 # q: ZSET id -> sequence (FIFO order); x: ZSET id -> expiry (ms); m: HASH id -> envelope JSON;
 # d:SENDER:ID: the idempotency marker, kept for the TTL after the message is acked.
 # Both scripts first drop the mailbox's expired messages (`now` in ms, from the server's clock).
-_DROP_EXPIRED = """
+_DROP_EXPIRED = (
+    """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local old = redis.call('ZRANGEBYSCORE', x, '-inf', now)
 if #old > 0 then
-  redis.call('ZREM', q, unpack(old)); redis.call('ZREM', x, unpack(old)); redis.call('HDEL', m, unpack(old))
+  redis.call('ZREM', q, unpack(old)); redis.call('ZREM', x, unpack(old));"""
+    """ redis.call('HDEL', m, unpack(old))
 end
 """
+)
 _PUT = (
     """
 local q, x, m, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

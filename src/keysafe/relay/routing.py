@@ -73,7 +73,8 @@ def _http_message(method: str, path: str, ts: str, body: bytes) -> bytes:
 def http_auth(
     key: SigningKey, method: str, path: str, body: bytes, *, now_ms: int | None = None
 ) -> str:
-    """The `x-keysafe-relay-auth` header for one long-poll request: `<pub hex>.<unix ms>.<sig hex>`."""
+    """The `x-keysafe-relay-auth` header for one long-poll request:
+    `<pub hex>.<unix ms>.<sig hex>`."""
     ts = str(int(time.time() * 1000) if now_ms is None else now_ms)
     sig = key.sign(_http_message(method, path, ts, body)).signature.hex()
     return f"{key.verify_key.encode().hex()}.{ts}.{sig}"

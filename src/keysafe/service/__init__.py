@@ -1,1 +1,2 @@
-"""Use cases: one function per thing a person or agent does. Surfaces call these and nothing below."""
+"""Use cases: one function per thing a person or agent does. Surfaces call these and nothing
+below."""

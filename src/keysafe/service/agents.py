@@ -132,7 +132,8 @@ def add_agent(
         if conn.execute(select(t.agents.c.name).where(t.agents.c.name == name)).first():
             raise AlreadyExistsError(
                 f"An agent named '{name}' already exists.",
-                next_step=f"pick another name, or `keysafe agent rotate-token {name}` for a new token.",
+                next_step=f"pick another name, or `keysafe agent rotate-token {name}` "
+                "for a new token.",
                 agent=name,
             )
         row = _NewAgent(

@@ -6,8 +6,9 @@ are missing or damaged, and nothing else: every record that opens and is as new 
 what is allowed — the ledger, approvals, idempotency keys, grants, agents and their tokens,
 policies, settings, the registry, the audit log — stays as it is now. A restore never rolls back
 a spent budget, a used approval or key, a revocation or an evicted threshold share. The audit
-log is append-only and never rewound: the restore is appended to it. Restore into an empty home needs the recovery phrase, rebuilds the vault header under a new
-passphrase and takes the backup's audit log, after checking its hash chain.
+log is append-only and never rewound: the restore is appended to it. Restore into an empty home
+needs the recovery phrase, rebuilds the vault header under a new passphrase and takes the backup's
+audit log, after checking its hash chain.
 """
 
 from __future__ import annotations

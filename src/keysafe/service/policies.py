@@ -78,7 +78,8 @@ def validated(vault: Vault, text: str, *, source: str = "policy") -> tuple[Polic
         ]
         raise MalformedRequestError(
             f"The policy was not set: {'; '.join(each)}.",
-            next_step="fix them (`keysafe policy lint FILE` shows warnings too), then set it again.",
+            next_step="fix them (`keysafe policy lint FILE` shows warnings too), "
+            "then set it again.",
         )
     return policy, report
 

@@ -78,8 +78,8 @@ _HOP_BY_HOP: Final = frozenset(
         "content-length",
         "authorization",
         "cookie",
-        # keysafe chooses the encodings (ACCEPT_ENCODING): an answer in one it cannot undo would reach
-        # the agent without its secrets scrubbed.
+        # keysafe chooses the encodings (ACCEPT_ENCODING): an answer in one it cannot undo would
+        # reach the agent without its secrets scrubbed.
         "accept-encoding",
     }
 )
@@ -169,9 +169,9 @@ _CODEC: gate.Codec[HttpResult] = gate.Codec(
 class HttpStream:
     """An upstream answer on its way: status and headers now, the scrubbed body as it arrives.
 
-    `chunks()` yields the body and raises PayloadTooLargeError past the cap, UpstreamUnavailableError
-    when the upstream breaks off; `close()` must follow (in a `finally`), whatever happened: it
-    frees the connection and settles and audits the call, once.
+    `chunks()` yields the body and raises PayloadTooLargeError past the cap,
+    UpstreamUnavailableError when the upstream breaks off; `close()` must follow (in a `finally`),
+    whatever happened: it frees the connection and settles and audits the call, once.
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""Releasing a credential's value to a process (`keysafe run`): possession, so always a human's call.
+"""Releasing a credential's value to a process (`keysafe run`): possession, so always a human's
+call.
 
 Rules this module enforces:
 - Some rule of the agent's policy must cover `credential.release` for that credential (deny wins

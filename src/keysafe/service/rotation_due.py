@@ -8,8 +8,9 @@ without the owner would cut the agent off. Due rotations are listed (`keysafe st
 
 When each was issued and how often it was used are read from the audit log, the record of both
 (`agent.add`, `agent.rotate_token`, `placeholder.issue`; the `decide.…` entry the gate writes
-for each request): no second bookkeeping to drift from it. A placeholder's uses are its agent's calls of its
-credential since it was issued (the entry each call writes under the credential's name).
+for each request): no second bookkeeping to drift from it. A placeholder's uses are its agent's
+calls of its credential since it was issued (the entry each call writes under the credential's
+name).
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def check_provider(config: KmsConfig, given: KmsConfig) -> None:
     if (given.kind, given.key) != (config.kind, config.key):
         raise MalformedRequestError(
             f"This vault's key is in {config.describe()}, not {given.describe()}.",
-            next_step="unlock with the provider the vault was made with (`keysafe status` shows it).",
+            next_step="unlock with the provider the vault was made with "
+            "(`keysafe status` shows it).",
         )
 
 

@@ -60,7 +60,7 @@ def test_es6_number_samples(ieee754_hex: str, expected: str) -> None:
     assert dumps(number) == expected.encode("ascii")
 
 
-# -- the standard-library fast path gives rfc8785's bytes, or rfc8785 decides -----------------------
+# -- the standard-library fast path gives rfc8785's bytes, or rfc8785 decides ----------------------
 
 _KEYS = st.one_of(
     st.text(max_size=6),

@@ -187,7 +187,7 @@ def test_frost_solana_v0_transfer_signed_2_of_3_passes_solders_verification(tmp_
     VerifyKey(bytes(wallet)).verify(parsed.message_bytes, sig)
 
 
-# -- the policy hook ----------------------------------------------------------------------------------
+# -- the policy hook -------------------------------------------------------------------------------
 
 
 def test_frost_policy_refusal_stops_round_one_before_any_nonce(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_frost_signer_signs_only_the_message_it_approved(keys: Keys, tmp_path: P
     assert e.value.culprit is None
 
 
-# -- nonce single use --------------------------------------------------------------------------------
+# -- nonce single use ------------------------------------------------------------------------------
 
 
 def _round_one(
@@ -717,7 +717,7 @@ def test_frost_duplicate_share_names_the_sender(keys: Keys, tmp_path: Path) -> N
     assert e.value.culprit == AGENT
 
 
-# -- typed messages are validated when built ----------------------------------------------------------
+# -- typed messages are validated when built -------------------------------------------------------
 
 SID: Final = bytes(range(32))
 
@@ -786,7 +786,7 @@ def test_frost_typed_message_with_bad_field_is_refused_when_built(name: str) -> 
         build()
 
 
-# -- invalid points and scalars -----------------------------------------------------------------------
+# -- invalid points and scalars --------------------------------------------------------------------
 
 _ED_ORDER_2 = bytes.fromhex("ec" + "ff" * 30 + "7f")  # (0, −1)
 INVALID_POINTS: Final = {
@@ -920,7 +920,7 @@ def test_frost_nonce_generate_needs_32_random_bytes() -> None:
         signing.nonce_generate(ED25519, 1, bytes(31))
 
 
-# -- property: random messages, random pairs ----------------------------------------------------------
+# -- property: random messages, random pairs -------------------------------------------------------
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])

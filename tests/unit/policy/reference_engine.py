@@ -441,7 +441,8 @@ def decide(
         except Unevaluable as exc:
             return _deny(
                 "UNEVALUABLE",
-                f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. Nothing was signed.",
+                f"Rule '{rule.name}' cannot be evaluated for this request: {exc}. "
+                "Nothing was signed.",
                 rule.name,
             )
     names = tuple(m.name for m in matched)

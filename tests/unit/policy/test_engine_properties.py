@@ -3,8 +3,8 @@
 (a) Budgets hold for any request stream: the booked ledger itself is scanned, the engine is not
     trusted. The stream spends on two chains, and "USDC" on the local chain is a token the owner
     registered with 18 decimals (base's has 6): the window caps token units of the symbol across
-    both, whatever each counts in base units. (b) The decision does not depend on the order of rules in the file. (c) A policy's
-    digest does not depend on how its YAML is formatted.
+    both, whatever each counts in base units. (b) The decision does not depend on the order of rules
+    in the file. (c) A policy's digest does not depend on how its YAML is formatted.
 """
 
 from __future__ import annotations

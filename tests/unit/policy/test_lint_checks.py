@@ -93,7 +93,8 @@ CASES = [
     Case(
         "token_typed_data_unnamed",
         (
-            f"{{name: r, allow: [evm.sign_typed_data], wallets: [main], contracts: ['{USDC_ON_BASE}']}}",
+            f"{{name: r, allow: [evm.sign_typed_data], wallets: [main], "
+            f"contracts: ['{USDC_ON_BASE}']}}",
         ),
         "warning",
         "is refused unless the rule also names the message types",
@@ -107,7 +108,8 @@ CASES = [
     Case(
         "caps_outside_assets",
         (
-            '{name: r, allow: [evm.transfer], wallets: [main], assets: [USDC], max_per_tx: {ETH: "1", USDC: "1"}}',
+            "{name: r, allow: [evm.transfer], wallets: [main], assets: [USDC], "
+            'max_per_tx: {ETH: "1", USDC: "1"}}',
         ),
         "warning",
         "has a cap for ETH, which its assets do not include",
@@ -115,7 +117,8 @@ CASES = [
     Case(
         "approve_above_never_asks",
         (
-            '{name: r, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}, approve_above: {ETH: "1"}}',
+            '{name: r, allow: [evm.transfer], wallets: [main], max_per_tx: {ETH: "1"}, '
+            'approve_above: {ETH: "1"}}',
         ),
         "warning",
         "is not below max_per_tx",

@@ -126,7 +126,8 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "float amount in a limit max",
         policy_of(
-            "{name: pay, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {ETH: 0.5}}]}"
+            "{name: pay, allow: [evm.transfer], wallets: [main], "
+            "limits: [{window: 1h, max: {ETH: 0.5}}]}"
         ),
         ("rule 'pay'", "limits.0.max.ETH", "float"),
     ),
@@ -145,7 +146,8 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "amount that is not a number",
         policy_of(
-            f'{{name: pay, allow: [evm.transfer], wallets: [main], max_per_tx: {{ETH: "{CANARY}"}}}}'
+            f"{{name: pay, allow: [evm.transfer], wallets: [main], "
+            f'max_per_tx: {{ETH: "{CANARY}"}}}}'
         ),
         ("rule 'pay'", "max_per_tx.ETH", "decimal"),
     ),
@@ -177,14 +179,16 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "bad window 5x",
         policy_of(
-            "{name: w, allow: [evm.transfer], wallets: [main], limits: [{window: 5x, max_count: 1}]}"
+            "{name: w, allow: [evm.transfer], wallets: [main], "
+            "limits: [{window: 5x, max_count: 1}]}"
         ),
         ("rule 'w'", "limits.0.window"),
     ),
     (
         "window holding a canary",
         policy_of(
-            f"{{name: w, allow: [evm.transfer], wallets: [main], limits: [{{window: '5{CANARY}', max_count: 1}}]}}"
+            f"{{name: w, allow: [evm.transfer], wallets: [main], "
+            f"limits: [{{window: '5{CANARY}', max_count: 1}}]}}"
         ),
         ("rule 'w'", "limits.0.window"),
     ),
@@ -196,28 +200,32 @@ REFUSED: list[tuple[str, str, tuple[str, ...]]] = [
     (
         "negative max_count",
         policy_of(
-            "{name: lim, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max_count: -1}]}"
+            "{name: lim, allow: [evm.transfer], wallets: [main], "
+            "limits: [{window: 1h, max_count: -1}]}"
         ),
         ("rule 'lim'", "limits.0.max_count"),
     ),
     (
         "bad regex",
         policy_of(
-            f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '({CANARY}'}}"
+            f"{{name: rx, allow: [evm.sign_message], wallets: [main], "
+            f"message_matches: '({CANARY}'}}"
         ),
         ("rule 'rx'", "message_matches"),
     ),
     (
         "bad tz",
         policy_of(
-            f'{{name: tz, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", tz: "Mars/{CANARY}"}}}}'
+            f'{{name: tz, deny: ["*"], '
+            f'outside_hours: {{from: "08:00", to: "20:00", tz: "Mars/{CANARY}"}}}}'
         ),
         ("rule 'tz'", "outside_hours.tz"),
     ),
     (
         "bad day",
         policy_of(
-            f'{{name: day, deny: ["*"], outside_hours: {{from: "08:00", to: "20:00", days: [{CANARY}]}}}}'
+            f'{{name: day, deny: ["*"], '
+            f'outside_hours: {{from: "08:00", to: "20:00", days: [{CANARY}]}}}}'
         ),
         ("rule 'day'", "outside_hours.days"),
     ),
@@ -273,7 +281,8 @@ def test_parse_policy_refused_input_never_echoes_value(label: str, text: str) ->
 def test_parse_policy_bad_regex_group_name_never_echoes_value() -> None:
     err = parse_error(
         policy_of(
-            f"{{name: rx, allow: [evm.sign_message], wallets: [main], message_matches: '(?P={CANARY})'}}"
+            f"{{name: rx, allow: [evm.sign_message], wallets: [main], "
+            f"message_matches: '(?P={CANARY})'}}"
         )
     )
     assert "message_matches" in err.what
@@ -336,7 +345,8 @@ def test_lint_known_chain_name_or_id_is_not_error(chain: str | int) -> None:
         "{name: a, allow: [evm.transfer], wallets: [main], assets: [DOGE]}",
         '{name: a, allow: [evm.transfer], wallets: [main], max_per_tx: {DOGE: "1"}}',
         '{name: a, allow: [evm.transfer], wallets: [main], approve_above: {DOGE: "1"}}',
-        '{name: a, allow: [evm.transfer], wallets: [main], limits: [{window: 1h, max: {DOGE: "1"}}]}',
+        "{name: a, allow: [evm.transfer], wallets: [main], "
+        'limits: [{window: 1h, max: {DOGE: "1"}}]}',
     ],
     ids=["assets", "max_per_tx", "approve_above", "limits.max"],
 )
@@ -361,7 +371,8 @@ def test_lint_allow_everything_with_a_condition_is_not_error() -> None:
 def test_lint_allow_shadowed_by_unconditional_deny_is_warning() -> None:
     report = run_lint(
         policy_of(
-            '{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
+            "{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], "
+            'max_per_tx: {ETH: "1"}}',
             '{name: stop, deny: ["*"]}',
         )
     )
@@ -376,7 +387,8 @@ def test_lint_shadow_warning_does_not_depend_on_rule_order() -> None:
     report = run_lint(
         policy_of(
             "{name: stop, deny: [evm.transfer]}",
-            '{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
+            "{name: pay, allow: [evm.transfer], wallets: [main], chains: [base], "
+            'max_per_tx: {ETH: "1"}}',
         )
     )
     assert [f.rule for f in report.warnings if "shadowed" in f.message] == ["pay"]
@@ -406,7 +418,8 @@ def test_lint_ask_shadow_warning_reads_as_a_sentence() -> None:
 def test_lint_deny_outside_hours_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            '{name: pay, allow: [evm.call], wallets: [main], chains: [base], max_per_tx: {ETH: "1"}}',
+            "{name: pay, allow: [evm.call], wallets: [main], chains: [base], "
+            'max_per_tx: {ETH: "1"}}',
             '{name: hours, deny: ["*"], outside_hours: {from: "08:00", to: "20:00"}}',
         )
     )
@@ -416,7 +429,8 @@ def test_lint_deny_outside_hours_does_not_shadow() -> None:
 def test_lint_narrower_deny_does_not_shadow() -> None:
     report = run_lint(
         policy_of(
-            '{name: pay, allow: [evm.call], wallets: [main], chains: [base, local], max_per_tx: {ETH: "1"}}',
+            "{name: pay, allow: [evm.call], wallets: [main], chains: [base, local], "
+            'max_per_tx: {ETH: "1"}}',
             "{name: no-local, deny: [evm.call], chains: [local]}",
         )
     )
@@ -459,7 +473,8 @@ def test_lint_approve_above_below_max_per_tx_is_fine() -> None:
 def test_lint_cap_on_asset_outside_rule_assets_is_warning() -> None:
     report = run_lint(
         policy_of(
-            '{name: pay, allow: [evm.transfer], wallets: [main], assets: [ETH], max_per_tx: {USDC: "1"}}'
+            "{name: pay, allow: [evm.transfer], wallets: [main], assets: [ETH], "
+            'max_per_tx: {USDC: "1"}}'
         )
     )
     assert [f.message for f in report.warnings] == [
@@ -783,7 +798,8 @@ USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 def test_parse_policy_primary_types_kept_exactly() -> None:
     policy = parse_policy(
         policy_of(
-            "{name: t, allow: [evm.sign_typed_data], wallets: [main], primary_types: [Mail, CancelAuthorization]}"
+            "{name: t, allow: [evm.sign_typed_data], wallets: [main], "
+            "primary_types: [Mail, CancelAuthorization]}"
         )
     )
     assert policy.rules[0].primary_types == ["Mail", "CancelAuthorization"]
@@ -799,7 +815,8 @@ def test_lint_primary_types_on_actions_never_from_typed_data_is_warning() -> Non
 def test_lint_typed_data_for_a_token_contract_without_primary_types_is_warning() -> None:
     report = run_lint(
         policy_of(
-            f'{{name: t, allow: [evm.sign_typed_data], wallets: [main], contracts: ["{USDC_BASE}"]}}'
+            f"{{name: t, allow: [evm.sign_typed_data], wallets: [main], "
+            f'contracts: ["{USDC_BASE}"]}}'
         )
     )
     assert [f.message for f in report.warnings if f.rule == "t"] == [
@@ -811,7 +828,8 @@ def test_lint_typed_data_for_a_token_contract_without_primary_types_is_warning()
 def test_lint_typed_data_rule_naming_its_types_and_token_is_quiet() -> None:
     report = run_lint(
         policy_of(
-            f"{{name: t, allow: [evm.sign_typed_data], wallets: [main], primary_types: [CancelAuthorization], "
+            f"{{name: t, allow: [evm.sign_typed_data], wallets: [main], "
+            f"primary_types: [CancelAuthorization], "
             f'contracts: ["{USDC_BASE}"]}}'
         )
     )
@@ -821,7 +839,8 @@ def test_lint_typed_data_rule_naming_its_types_and_token_is_quiet() -> None:
 def test_lint_primary_types_narrow_a_rule_so_a_broader_deny_still_shadows_it() -> None:
     report = run_lint(
         policy_of(
-            "{name: only-mail, allow: [evm.sign_typed_data], wallets: [main], primary_types: [Mail]}",
+            "{name: only-mail, allow: [evm.sign_typed_data], wallets: [main], "
+            "primary_types: [Mail]}",
             "{name: no-typed, deny: [evm.sign_typed_data]}",
         )
     )

@@ -67,7 +67,8 @@ def _secret(value: str | bytes) -> SecretBytes:
 
 
 class World:
-    """An unlocked vault with agents `bot` (wallet `team`) and `bob` (wallet `bobs`), both 2-of-3."""
+    """An unlocked vault with agents `bot` (wallet `team`) and `bob` (wallet `bobs`), both
+    2-of-3."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

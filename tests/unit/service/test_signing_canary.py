@@ -32,14 +32,17 @@ from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
 
 BOB = "0x1111111111111111111111111111111111111111"
-POLICY = """
+POLICY = (
+    """
 version: 1
 rules:
   - name: small
-    allow: [evm.transfer, evm.sign_message, evm.sign_typed_data, solana.transfer, solana.sign_message]
+    allow: [evm.transfer, evm.sign_message, evm.sign_typed_data, solana.transfer, """
+    """solana.sign_message]
     wallets: [evm, sol]
     max_per_tx: {ETH: "0.01", SOL: "0.01"}
 """
+)
 MAIL = {
     "types": {
         "EIP712Domain": [

@@ -3,9 +3,9 @@
 Why not FastAPI's `APIRouter`: FastAPI 0.165's `include_router` mounts a router as one nested
 routing layer that re-matches its routes with extra bookkeeping on every request; in process,
 that took a refused whoami from 67 to 80 µs, a later route or a miss (404, 405) paid 40-50 µs
-more, and whoami is the no-op the HTTP benchmarks divide by (benchmarks/RESULTS.md). A `RouteTable` only remembers what its
-decorators were given, and `add_to` calls `app.add_api_route` with exactly that, in declaration
-order: the app's routes are the ones `@app.get(…)` would have made.
+more, and whoami is the no-op the HTTP benchmarks divide by (benchmarks/RESULTS.md). A `RouteTable`
+only remembers what its decorators were given, and `add_to` calls `app.add_api_route` with exactly
+that, in declaration order: the app's routes are the ones `@app.get(…)` would have made.
 
     routes = RouteTable(tags=["owner"])
 

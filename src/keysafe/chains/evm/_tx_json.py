@@ -75,7 +75,8 @@ def tx_from_dict(raw: Mapping[str, Any], chain_id: int | None) -> EvmTx:
         bad(
             "gasPrice and maxFeePerGas/maxPriorityFeePerGas are both given; a transaction pays "
             "one way.",
-            next_step="give gasPrice (types 0, 1) or maxFeePerGas and maxPriorityFeePerGas (type 2).",
+            next_step="give gasPrice (types 0, 1) or maxFeePerGas and maxPriorityFeePerGas "
+            "(type 2).",
         )
     tx_type = type_given
     if tx_type is None:

@@ -102,7 +102,8 @@ class EvmTx:
             bad("a legacy (type 0) transaction cannot carry an access list; use type 1 or 2.")
 
     def missing_fields(self) -> tuple[str, ...]:
-        """Names (JSON spelling) of the fields still to fill before the transaction can be signed."""
+        """Names (JSON spelling) of the fields still to fill before the transaction can be
+        signed."""
         fees = ("max_fee_per_gas", "max_priority_fee_per_gas") if self.type == 2 else ("gas_price",)
         return tuple(
             _JSON_NAME[name] for name in ("nonce", "gas", *fees) if getattr(self, name) is None

@@ -259,7 +259,8 @@ def decode_call(data: bytes) -> DecodedCall | None:
     if len(data) < 4:
         raise MalformedRequestError(
             f"the calldata is {len(data)} byte(s), shorter than a 4-byte function selector.",
-            next_step="send the full calldata (selector and arguments), or none for a plain transfer.",
+            next_step="send the full calldata (selector and arguments), or none for a plain "
+            "transfer.",
         )
     selector = "0x" + data[:4].hex()
     spec = FUNCTIONS.get(selector)

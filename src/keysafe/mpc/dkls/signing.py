@@ -4,8 +4,8 @@
 
     round 1  i → j  com_i = H(sid, i, R_i, salt_i); OT-extension message for the multiplication
                     in which i receives χ_ij                          (r_i, φ_i fresh; R_i = r_i·G)
-    round 2  i → j  sk_i = λ_i·x_i + ζ_i (ζ from the pair's zero seed, ζ_i + ζ_j = 0), pk_i = sk_i·G;
-                    multiply (r_i, sk_i) against j's χ_ji → c^u, c^v;
+    round 2  i → j  sk_i = λ_i·x_i + ζ_i (ζ from the pair's zero seed, ζ_i + ζ_j = 0),
+                    pk_i = sk_i·G; multiply (r_i, sk_i) against j's χ_ji → c^u, c^v;
                     Γ^u_i = c^u·G, Γ^v_i = c^v·G, ψ_i = φ_i − χ_ij, pk_i, R_i, salt_i, the answer
     round 3  i → j  check com_j opens, finish the multiplication (d^u, d^v), then the Γ checks
                     χ_ij·R_j = d^u·G + Γ^u_j and χ_ij·pk_j = d^v·G + Γ^v_j, and pk_i + pk_j = PK;

@@ -1,4 +1,5 @@
-"""A threshold signer in a process of its own, reached over a pipe: `python -m keysafe.mpc.frost.party`.
+"""A threshold signer in a process of its own, reached over a pipe:
+`python -m keysafe.mpc.frost.party`.
 
 Where two shares of one wallet meet without a vault (`keysafe wallet recover-sign`), the agent's
 share is opened and signs in a child process and the parent holds the recovery share and

@@ -1,5 +1,5 @@
-"""Key providers, the common part: what wraps the vault's key-encryption key (KEK), which wraps the master key and
-the passphrase's sealing key (vault/hierarchy.py).
+"""Key providers, the common part: what wraps the vault's key-encryption key (KEK), which wraps the
+master key and the passphrase's sealing key (vault/hierarchy.py).
 
     provider = kms.provider_for(config, token=tok, url=operators_url)  # never the header's URL
     blob = provider.wrap(kek, context=kms.context_for(vault_id, provider.config))
