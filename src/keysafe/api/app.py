@@ -397,7 +397,7 @@ def _result(res: signing.SignResult) -> JSONResponse:
              "expires_at": res.expires_at, "summary": res.summary},
             status_code=202,
         )  # fmt: skip
-    return JSONResponse(res.to_dict())
+    return JSONResponse(res.model_dump(mode="json"))
 
 
 def _answer(model: type[BaseModel]) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def _sign_with_recovery(
     vault's share in the running server; neither process ever holds both."""
     from keysafe.cli import inputs
     from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
+    from keysafe.service import threshold_owner
     from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign, ThresholdExchange
 
     doc = share_file.read(recovery_file, "recovery file")
@@ -78,7 +78,7 @@ def _sign_with_recovery(
         share = share_file.open_recovery_share(doc, recovery)
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
     if answer.protocol == "dkls23":  # an EVM wallet: three steps, the vault hashes the text too
-        state, first = threshold_wallets.recovery_start(
+        state, first = threshold_owner.recovery_start(
             name, answer.model_dump(), doc, share, message
         )
         exchange = ThresholdExchange(
@@ -86,13 +86,13 @@ def _sign_with_recovery(
             round1=first["round1"], verifying_share=first["verifying_share"],
         )  # fmt: skip
         rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
-        part = threshold_wallets.recovery_finish(state, rounds.model_dump())
+        part = threshold_owner.recovery_finish(state, rounds.model_dump())
         cosign = ThresholdCosign(
             wallet=name, message=message, session_id=part["session_id"], round2=part["round2"],
             round3=part["round3"],
         )  # fmt: skip
     else:
-        fields = threshold_wallets.recovery_part(
+        fields = threshold_owner.recovery_part(
             name, answer.model_dump(), doc, share.key, message.encode()
         )
         cosign = ThresholdCosign(

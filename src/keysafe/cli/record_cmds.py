@@ -402,7 +402,7 @@ def wallet_recover_sign(
     Use it to move funds to a new wallet after losing the vault.
     """
     from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
+    from keysafe.service import threshold_offline
 
     if (message is None) == (transaction is None):
         raise MalformedRequestError(
@@ -420,7 +420,7 @@ def wallet_recover_sign(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
     with token, recovery:
-        out = threshold_wallets.sign_without_vault(
+        out = threshold_offline.sign_without_vault(
             agent_share_file, token, recovery_doc, recovery,
             message=message.encode() if message is not None else None, transaction=transaction,
         )  # fmt: skip

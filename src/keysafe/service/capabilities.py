@@ -13,6 +13,7 @@ from keysafe.policy.rules import Policy, Rule, stored_policy
 from keysafe.service import sealed_state
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
+from keysafe.service.record_meta import Wallet, credential_meta, data_meta
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
 from keysafe.store import tables as t
@@ -83,6 +84,11 @@ def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list
     return out
 
 
+def _wallet_entry(wallet: Wallet) -> dict[str, str]:
+    entry = {"name": wallet.name, "chain": str(wallet.chain), "address": wallet.address}
+    return entry | ({"threshold": wallet.threshold.threshold} if wallet.threshold else {})
+
+
 def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
     now = vault.clock()
     with vault.db.read() as conn:
@@ -95,11 +101,10 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         policy = stored_policy(pol.source) if pol is not None else None
         reg = load_registry(conn)
         wallets = [
-            {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}
-            | ({"threshold": w.meta["threshold"]} if w.meta.get("source") == "threshold" else {})
-            for w in vault.list_records(conn, RecordKind.WALLET)
+            _wallet_entry(w)
+            for w in map(Wallet.of, vault.list_records(conn, RecordKind.WALLET))
             # a 2-of-3 wallet is usable only by the agent that holds its share
-            if w.meta.get("source") != "threshold" or w.meta.get("agent") == agent
+            if w.threshold is None or w.threshold.agent == agent
         ]
         creds = vault.list_records(conn, RecordKind.CREDENTIAL)
         data = vault.list_records(conn, RecordKind.DATA)
@@ -136,12 +141,12 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         "status": row.status,
         "wallets": wallets,
         "credentials": [
-            {"name": c.name, "hosts": c.meta.get("hosts", [])}
+            {"name": c.name, "hosts": credential_meta(c).hosts}
             for c in creds
             if named_creds is None or c.name in named_creds
         ],
         "data": [
-            {"name": d.name, "class": d.data_class, "fields": d.meta.get("fields", [])}
+            {"name": d.name, "class": d.data_class, "fields": data_meta(d).fields}
             for d in data
             if named_data is None or d.name in named_data
         ],

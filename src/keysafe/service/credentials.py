@@ -14,7 +14,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import placeholders
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
-from keysafe.vault.records import integrity_failure
+from keysafe.service.record_meta import CredentialMeta, credential_meta
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -32,11 +32,8 @@ class CredentialView:
 
     @classmethod
     def of(cls, info: RecordInfo) -> CredentialView:
-        try:
-            hosts, attach = list(info.meta["hosts"]), dict(info.meta["attach"])
-        except (KeyError, TypeError, ValueError):
-            raise integrity_failure(info.ref) from None
-        return cls(info.name, hosts, attach, info.created_at, info.updated_at)
+        meta = credential_meta(info)
+        return cls(info.name, meta.hosts, meta.attach, info.created_at, info.updated_at)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +67,7 @@ def add_credential(
             f"The secret is over {MAX_SECRET_BYTES // 1024} KiB.",
             next_step="store large documents with `keysafe data set` instead.",
         )
-    meta = {"hosts": clean_hosts, "attach": attach.to_dict()}
+    meta = CredentialMeta(hosts=clean_hosts, attach=attach.to_dict()).stored()
     with vault.db.write() as conn:
         info = vault.put_record(
             conn, kind=RecordKind.CREDENTIAL, name=name, data_class=DataClass.SENSITIVE,

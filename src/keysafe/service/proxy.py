@@ -65,6 +65,7 @@ from keysafe.policy import urls
 from keysafe.policy.intent import Intent
 from keysafe.service import gate, settings
 from keysafe.service.models import HttpRequestRequest, RecordKind, SecretBytes
+from keysafe.service.record_meta import credential_meta
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def _absolute(info: RecordInfo, url: str) -> str:
     per-credential routes reach it without knowing the hosts themselves."""
     if not url.startswith("/") or url.startswith("//"):
         return url
-    host = str(info.meta.get("hosts", [""])[0])
+    host = credential_meta(info).hosts[0]
     if host.startswith("*."):
         raise MalformedRequestError(
             f"Credential '{info.name}' names a wildcard host ({host}), so a bare path has no host.",
@@ -179,7 +180,7 @@ def _allowed(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
     if scheme == "http" and not is_loopback(host):
         return False
     default = 443 if scheme == "https" else 80
-    for entry in info.meta.get("hosts", []):
+    for entry in credential_meta(info).hosts:
         name, _, p = entry.partition(":")
         want_port = int(p) if p else default
         if want_port != port:
@@ -474,7 +475,7 @@ def _prepare(
     url = _canonical(url)  # from here on, the URL that is judged is the URL that is sent
     if not _allowed(info, scheme, host, port):
         raise PolicyDeniedError(
-            f"Credential '{credential}' is only sent to {', '.join(info.meta.get('hosts', []))}"
+            f"Credential '{credential}' is only sent to {', '.join(credential_meta(info).hosts)}"
             + (" over https" if scheme == "http" else "")
             + f"; this request goes to {scheme}://{host}:{port}. Nothing was sent.",
             next_step="call one of the credential's hosts, or ask the owner to add this host.",
@@ -615,7 +616,7 @@ def http_stream(
 
 
 def _attach(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) -> str:
-    attach = info.meta.get("attach", {})
+    attach = credential_meta(info).attach
     kind, name, template = (
         attach.get("type"),
         attach.get("name", ""),
@@ -737,9 +738,9 @@ def _open(
     # httpx needs str headers: this copy of the secret lives only while the call is sent (best
     # effort); the scrubber keeps its forms for as long as the answer streams.
     secret = bytes(secret_buf.reveal()).decode("utf-8", "replace")
-    forms = _secret_forms(secret, info.meta.get("attach", {}))
+    forms = _secret_forms(secret, credential_meta(info).attach)
     # The agent cannot set (or smuggle a second copy of) the header the credential goes in.
-    attach = info.meta.get("attach", {})
+    attach = credential_meta(info).attach
     own = str(attach.get("name", "")).lower() if attach.get("type") == "header" else ""
     base = {
         k: v
