@@ -807,7 +807,7 @@ def _owner_routes(app: FastAPI) -> None:
             if cached is None or now - cached[0] > 15:
                 cached = (now, wallets.balances(vault, w))
                 st.balance_cache[w.address] = cached
-            out.append(w.to_dict() | {"balances": cached[1]})
+            out.append(w.model_dump(mode="json") | {"balances": cached[1]})
         return out
 
     @app.get("/v1/owner/audit", tags=["owner"], dependencies=[Owner])

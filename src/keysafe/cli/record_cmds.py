@@ -82,7 +82,7 @@ def credential_add(
         )
     view = owner.perform(op, passphrase_file)
     if json_out:
-        render.as_json(view.to_dict())
+        render.as_json(view.model_dump(mode="json"))
     else:
         render.out.print(f"Credential '{view.name}' stored for {', '.join(view.hosts)}.")
 
@@ -93,7 +93,7 @@ def credential_list(json_out: JsonFlag = False) -> None:
     with open_vault(home()) as vault:
         views = credentials.list_credentials(vault)
     if json_out:
-        render.as_json([v.to_dict() for v in views])
+        render.as_json([v.model_dump(mode="json") for v in views])
         return
     render.table(
         "Credentials", ["name", "hosts", "attached as", "created"],
@@ -453,7 +453,7 @@ def wallet_list(passphrase_file: PassphraseFile = None, json_out: JsonFlag = Fal
     """List wallets and addresses; each address is re-derived from its key before it is shown."""
     views = owner.perform(owner_ops.ListWallets(), passphrase_file).wallets
     if json_out:
-        render.as_json([v.to_dict() for v in views])
+        render.as_json([v.model_dump(mode="json") for v in views])
         return
     render.table(
         "Wallets", ["name", "chain", "address", "source"],

@@ -16,6 +16,7 @@ from keysafe.policy.intent import Intent
 from keysafe.service import gate
 from keysafe.service.models import DataClass, ReadDataRequest, RecordKind, check_name
 from keysafe.service.record_meta import DataMeta, data_meta
+from keysafe.service.record_writes import put_audited
 from keysafe.vault.vault import RecordInfo, Vault
 
 logger = logging.getLogger(__name__)
@@ -69,14 +70,12 @@ def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataCla
             fields = sorted(str(k) for k in parsed)
     del parsed
     with vault.db.write() as conn:
-        info = vault.put_record(
-            conn, kind=RecordKind.DATA, name=name, data_class=data_class,
+        info = put_audited(
+            vault, conn, kind=RecordKind.DATA, name=name, data_class=data_class,
             meta=DataMeta(format=fmt, fields=fields).stored(), plaintext=value, replace=True,
-        )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="data.set", target=f"data:{name}", outcome="success",
-            details={"name": name, "class": str(data_class), "format": fmt,
-                     "version": info.version},
+            action="data.set",
+            details=lambda made: {"name": name, "class": str(data_class), "format": fmt,
+                                  "version": made.version},
         )  # fmt: skip
     logger.info("data %s stored (version %d)", name, info.version)
     return DataView.of(info)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from keysafe.agent_models import ThresholdCommitment
 from keysafe.service import signing, threshold_owner, wallets
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
@@ -36,18 +37,11 @@ class SignMessage(Op[MessageSigned]):
         return MessageSigned(summary=done.summary, address=done.address, signature=done.signature)
 
 
-class VaultCommitment(BaseModel):
+class VaultCommitment(ThresholdCommitment):
     """The vault's round-one commitment for one 2-of-3 signature (for an EVM wallet a fresh
     DKLs23 session only), and the wallet's public package (the owner's side checks its
     recovery file against it)."""
 
-    session_id: str
-    wallet: str
-    identifier: int
-    protocol: Literal["frost", "dkls23"] = "frost"
-    hiding: str | None = None
-    binding: str | None = None
-    expires_in: int
     public: dict[str, Any]
 
 

@@ -155,19 +155,10 @@ class Wallet:
 
 
 @dataclass(frozen=True, slots=True)
-class ThresholdWallet:
+class ThresholdWallet(Wallet):
     """A 2-of-3 wallet record, its metadata parsed once."""
 
-    info: RecordInfo
     meta: ThresholdMeta
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def address(self) -> str:
-        return self.meta.address
 
     def public(self) -> PublicKeyPackage:
         return self.meta.public_package()

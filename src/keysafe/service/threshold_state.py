@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -134,23 +134,30 @@ def forget_wallet(vault: Vault, wallet: str, *, parties: Iterable[int] = ()) -> 
         pending_bans(vault).difference_update({(wallet, party) for party in parties})
 
 
+def _field(
+    fields: dict[str, Any], name: str, decode: Callable[[str], bytes], form: str, next_step: str
+) -> bytes:
+    value = fields.get(name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return decode(value)
+    except ValueError:
+        raise MalformedRequestError(
+            f"threshold.{name} is missing or not {form}.", next_step=next_step
+        ) from None
+
+
 def hex_field(fields: dict[str, Any], name: str) -> bytes:
     """`fields[name]` as bytes from hex.
 
     Raises:
         MalformedRequestError: it is missing or not hex.
     """
-    value = fields.get(name)
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return bytes.fromhex(value)
-    except ValueError:
-        raise MalformedRequestError(
-            f"threshold.{name} is missing or not hex.",
-            next_step="send the fields keysafe's agent client builds: session_id, hiding, "
-            "binding, share.",
-        ) from None
+    return _field(
+        fields, name, bytes.fromhex, "hex",
+        "send the fields keysafe's agent client builds: session_id, hiding, binding, share.",
+    )  # fmt: skip
 
 
 def b64_field(fields: dict[str, Any], name: str) -> bytes:
@@ -159,13 +166,7 @@ def b64_field(fields: dict[str, Any], name: str) -> bytes:
     Raises:
         MalformedRequestError: it is missing or not base64.
     """
-    value = fields.get(name)
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise MalformedRequestError(
-            f"threshold.{name} is missing or not base64.",
-            next_step="send the fields keysafe's agent client builds.",
-        ) from None
+    return _field(
+        fields, name, lambda v: base64.b64decode(v, validate=True), "base64",
+        "send the fields keysafe's agent client builds.",
+    )  # fmt: skip

@@ -8,8 +8,10 @@ same recovery phrase gives the same addresses in MetaMask and Phantom. The priva
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection
 
 from keysafe.chains import addresses
 from keysafe.crypto.secret import SecretBytes
@@ -19,6 +21,7 @@ from keysafe.mpc.share_file import Share
 from keysafe.policy.registry import from_base_units
 from keysafe.service.models import Chain, DataClass, RecordKind, check_name
 from keysafe.service.record_meta import Wallet, WalletMeta
+from keysafe.service.record_writes import put_audited
 from keysafe.service.registry import registry
 from keysafe.service.threshold_records import group_address
 from keysafe.vault.vault import RecordInfo, Vault
@@ -26,8 +29,11 @@ from keysafe.vault.vault import RecordInfo, Vault
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class WalletView:
+class WalletView(BaseModel):
+    """A wallet as the owner sees it: never its key."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     chain: str
     address: str
@@ -39,13 +45,10 @@ class WalletView:
     def of(cls, info: RecordInfo) -> WalletView:
         m = Wallet.of(info).meta
         index = m.index if isinstance(m, WalletMeta) else None
-        return cls(info.name, m.chain, m.address, m.source, index, info.created_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "chain": self.chain, "address": self.address,
-            "source": self.source, "index": self.index, "created_at": self.created_at,
-        }  # fmt: skip
+        return cls(
+            name=info.name, chain=str(m.chain), address=m.address, source=m.source, index=index,
+            created_at=info.created_at,
+        )  # fmt: skip
 
 
 def _stored_address(wallet: Wallet, key: SecretBytes) -> str:
@@ -79,6 +82,18 @@ def _next_index(vault: Vault, conn: Any, chain: Chain) -> int:
     return max(used) + 1 if used else 0
 
 
+def _put_wallet(
+    vault: Vault, conn: Connection, name: str, meta: WalletMeta, key: SecretBytes, *,
+    action: str, details: dict[str, Any],
+) -> RecordInfo:  # fmt: skip
+    """Keep a new single-key wallet's key as a `critical` record, audited."""
+    return put_audited(
+        vault, conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
+        meta=meta.stored(), plaintext=key, replace=False, action=action,
+        details=lambda _info: details,
+    )  # fmt: skip
+
+
 def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = None) -> WalletView:
     """Derive the next (or the given) account index of `chain` from the vault's seed."""
     check_name(name, "wallet")
@@ -98,16 +113,11 @@ def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = 
                 path = addresses.SOLANA_PATH.format(index=i)
         with key:
             meta = WalletMeta(chain=chain, address=address, source="derived", index=i, path=path)
-            info = vault.put_record(
-                conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
-                meta=meta.stored(), plaintext=key, replace=False,
+            info = _put_wallet(
+                vault, conn, name, meta, key, action="wallet.create",
+                details={"name": name, "chain": str(chain), "address": address, "index": i,
+                         "source": "derived"},
             )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="wallet.create", target=f"wallet:{name}",
-            outcome="success",
-            details={"name": name, "chain": str(chain), "address": address, "index": i,
-                     "source": "derived"},
-        )  # fmt: skip
     logger.info("wallet %s created on %s at index %d", name, chain, i)
     return WalletView.of(info)
 
@@ -133,13 +143,8 @@ def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) 
     with key, vault.db.write() as conn:
         address = _address_of(chain, key)
         meta = WalletMeta(chain=chain, address=address, source="imported")
-        info = vault.put_record(
-            conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
-            meta=meta.stored(), plaintext=key, replace=False,
-        )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="wallet.import", target=f"wallet:{name}",
-            outcome="success",
+        info = _put_wallet(
+            vault, conn, name, meta, key, action="wallet.import",
             details={"name": name, "chain": str(chain), "address": address, "source": "imported"},
         )  # fmt: skip
     logger.info("wallet %s imported on %s", name, chain)
