@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,34 @@ def _wallet_entry(wallet: Wallet) -> dict[str, str]:
     return entry | ({"threshold": wallet.threshold.threshold} if wallet.threshold else {})
 
 
+def _signing_wallets(policy: Policy | None) -> set[tuple[str, str]]:
+    """(wallet, chain family) pairs some allow/ask rule could sign with: the rule names the
+    wallet and covers an action of its family (a signing rule without `wallets` signs nothing)."""
+    return {
+        (name, fam)
+        for rule in (policy.rules if policy else [])
+        if rule.verb != "deny"
+        for fam in ("evm", "solana")
+        if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
+        for name in rule.wallets or []
+    }
+
+
+def _named(
+    policy: Policy | None, action: str, names: Callable[[Rule], list[str] | None]
+) -> set[str] | None:
+    """The names allow/ask rules covering `action` grant, or None when one grants them all."""
+    named: set[str] = set()
+    for rule in policy.rules if policy else []:
+        if rule.verb == "deny" or not rule.covers(action):
+            continue
+        granted = names(rule)
+        if granted is None:
+            return None
+        named |= set(granted)
+    return named
+
+
 def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
     now = vault.clock()
     with vault.db.read() as conn:
@@ -110,32 +139,10 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         data = vault.list_records(conn, RecordKind.DATA)
         usage = ledger.usage_reader(conn, agent, now=now)
         windows = _windows(policy, reg, usage, now) if policy else []
-    # A wallet is listed when some allow/ask rule could sign with it: the rule names the wallet
-    # and covers an action of its chain family (a signing rule without `wallets` signs nothing).
-    usable = {
-        (name, fam)
-        for rule in (policy.rules if policy else [])
-        if rule.verb != "deny"
-        for fam in ("evm", "solana")
-        if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
-        for name in rule.wallets or []
-    }
+    usable = _signing_wallets(policy)
     wallets = [w for w in wallets if (w["name"], w["chain"]) in usable]
-    named_creds: set[str] | None = set()
-    named_data: set[str] | None = set()
-    for rule in policy.rules if policy else []:
-        if rule.verb == "deny":
-            continue
-        if rule.covers("http.request"):
-            if rule.credentials is None or named_creds is None:
-                named_creds = None
-            else:
-                named_creds |= set(rule.credentials)
-        if rule.covers("data.read"):
-            if rule.data is None or named_data is None:
-                named_data = None
-            else:
-                named_data |= set(rule.data)
+    named_creds = _named(policy, "http.request", lambda rule: rule.credentials)
+    named_data = _named(policy, "data.read", lambda rule: rule.data)
     return {
         "agent": agent,
         "status": row.status,

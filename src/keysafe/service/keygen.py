@@ -192,6 +192,33 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
     ), key)  # fmt: skip
 
 
+def _reshared(
+    vault: Vault, wallet: str, q: tuple[int, ...], rebuild: Rebuild | None
+) -> tuple[ThresholdWallet | None, PublicKeyPackage, str, Chain]:
+    """The wallet a reshare keeps: its record (None when rebuilt on a vault without one),
+    public package, agent and chain."""
+    with vault.db.read() as conn:
+        found = vault.find_record(conn, RecordKind.WALLET, wallet)
+    if found is None and rebuild is None:
+        raise NotFoundError(
+            f"This vault has no wallet '{wallet[:64]}'.",
+            next_step="check the name with `keysafe wallet list`; to rebuild a 2-of-3 wallet "
+            "on this vault, reshare --with agent,recovery --agent NAME.",
+        )
+    if found is not None:
+        info = threshold_records.threshold_wallet(vault, wallet)
+        return info, info.public(), info.meta.agent, info.meta.chain
+    assert rebuild is not None
+    if q != (AGENT, RECOVERY):
+        raise MalformedRequestError(
+            f"This vault has no wallet '{wallet}': only the agent and the recovery party "
+            "can rebuild it here.",
+            next_step="use --with agent,recovery.",
+        )
+    public = rebuild.package()
+    return None, public, rebuild.agent, Chain.EVM if public.suite is SECP256K1 else Chain.SOLANA
+
+
 def start_reshare(
     vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str, *,
     rebuild: Rebuild | None = None,
@@ -217,27 +244,7 @@ def start_reshare(
         )
     key = _b64(recovery_key, "The recovery party's key", channel.KEY_LEN)
     vault.require_unlocked()
-    with vault.db.read() as conn:
-        found = vault.find_record(conn, RecordKind.WALLET, wallet)
-    if found is None and rebuild is None:
-        raise NotFoundError(
-            f"This vault has no wallet '{wallet[:64]}'.",
-            next_step="check the name with `keysafe wallet list`; to rebuild a 2-of-3 wallet "
-            "on this vault, reshare --with agent,recovery --agent NAME.",
-        )
-    info = None if found is None else threshold_records.threshold_wallet(vault, wallet)
-    if info is None:
-        assert rebuild is not None
-        if q != (AGENT, RECOVERY):
-            raise MalformedRequestError(
-                f"This vault has no wallet '{wallet}': only the agent and the recovery party "
-                "can rebuild it here.",
-                next_step="use --with agent,recovery.",
-            )
-        public, agent = rebuild.package(), rebuild.agent
-        chain = Chain.EVM if public.suite is SECP256K1 else Chain.SOLANA
-    else:
-        public, agent, chain = info.public(), info.meta.agent, info.meta.chain
+    info, public, agent, chain = _reshared(vault, wallet, q, rebuild)
     with vault.db.read() as conn:
         if not _may_join(get_agent(conn, agent).status, q):
             raise PolicyDeniedError(

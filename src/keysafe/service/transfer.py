@@ -64,7 +64,7 @@ from keysafe.policy.registry import (
 from keysafe.service import gate, signing
 from keysafe.service.models import Chain, TransferRequest
 from keysafe.service.record_meta import Wallet
-from keysafe.service.transactions import decode_transaction
+from keysafe.service.transactions import Decoded, decode_transaction
 from keysafe.vault.vault import Vault
 
 __all__ = ["NATIVE", "transfer"]
@@ -360,6 +360,48 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
 # -- the use case ---------------------------------------------------------------------------
 
 
+def _decode_plan(vault: Vault, agent: str, found: Wallet, reg: Registry, plan: _Plan) -> Decoded:
+    """Build the planned transfer's transaction and decode it as any agent's would be."""
+    payload = (
+        _evm_payload(plan, found) if found.chain == Chain.EVM
+        else _solana_payload(plan, found.address)
+    )  # fmt: skip
+    family = str(found.chain)
+    # What was asked, as the decoded transaction must say it (no blind signing, even of our own
+    # bytes). A Solana token's recipient decodes as its token account; declaring the owner's
+    # wallet is accepted when that account is the wallet's associated one, and the intent then
+    # names the wallet, so recipient rules see the person, as for send_transaction.
+    declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
+                "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
+    return decode_transaction(
+        vault, agent, found, payload, registry=reg, chain=plan.chain.name, declared=declared
+    )
+
+
+def _gate_request(
+    agent: str, found: Wallet, wire: TransferRequest, plan: _Plan, decoded: Decoded, *,
+    idempotency_key: str | None, approval_id: str | None, dry_run: bool,
+) -> gate.Request:  # fmt: skip
+    """The transfer as the gate judges, parks and fingerprints it."""
+    family = str(found.chain)
+    # The request as it will be parked and fingerprinted: resolved, so approving it later and
+    # retrying it with its idempotency key both mean exactly this transfer.
+    resolved = wire.model_copy(
+        update={"asset": plan.asset_ref, "to": plan.to, "amount": plan.amount,
+                "chain": plan.chain.name}
+    )  # fmt: skip
+    return gate.Request(
+        agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
+        payload=jcs.dumps({"transfer": {
+            "wallet": found.name, "chain": plan.chain.name, "asset": plan.asset.identity,
+            "to": plan.to, "units": str(plan.units),
+        }}),
+        target=f"wallet:{found.name}", audit_action=f"{family}.transfer",
+        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=True,
+        dry_run=dry_run,
+    )  # fmt: skip
+
+
 def transfer(
     vault: Vault,
     agent: str,
@@ -410,35 +452,10 @@ def transfer(
             "wallet",
         )
     plan = _plan(reg, found, wire)
-    family = str(found.chain)
-    # The request as it will be parked and fingerprinted: resolved, so approving it later and
-    # retrying it with its idempotency key both mean exactly this transfer.
-    resolved = wire.model_copy(
-        update={"asset": plan.asset_ref, "to": plan.to, "amount": plan.amount,
-                "chain": plan.chain.name}
-    )  # fmt: skip
-    payload = (
-        _evm_payload(plan, found) if found.chain == Chain.EVM
-        else _solana_payload(plan, found.address)
-    )  # fmt: skip
-    # What was asked, as the decoded transaction must say it (no blind signing, even of our own
-    # bytes). A Solana token's recipient decodes as its token account; declaring the owner's
-    # wallet is accepted when that account is the wallet's associated one, and the intent then
-    # names the wallet, so recipient rules see the person, as for send_transaction.
-    declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
-                "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
-    decoded = decode_transaction(
-        vault, agent, found, payload, registry=reg, chain=plan.chain.name, declared=declared
-    )
-    req = gate.Request(
-        agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
-        payload=jcs.dumps({"transfer": {
-            "wallet": found.name, "chain": plan.chain.name, "asset": plan.asset.identity,
-            "to": plan.to, "units": str(plan.units),
-        }}),
-        target=f"wallet:{found.name}", audit_action=f"{family}.transfer",
-        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=True,
-        dry_run=dry_run,
+    decoded = _decode_plan(vault, agent, found, reg, plan)
+    req = _gate_request(
+        agent, found, wire, plan, decoded, idempotency_key=idempotency_key,
+        approval_id=approval_id, dry_run=dry_run,
     )  # fmt: skip
     act = signing.transaction_act(vault, found, decoded, broadcast=True)
     return signing.through_gate(vault, req, found, plan.chain.name, act, None)
