@@ -7,7 +7,7 @@ annotations by name to build its input schema.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,37 @@ ChainName = Annotated[
     Field(description='Chain name, e.g. "base" or "solana"; EVM reads chainId if omitted.',
           max_length=64),
 ]  # fmt: skip
+
+
+# transfer's arguments
+_ASSET = (
+    '"native" for the chain\'s own coin (ETH, SOL), or a token symbol your policy names, e.g. '
+    '"USDC" (or the token\'s contract or mint address).'
+)
+_RECIPIENT = (
+    "The recipient's address. For a Solana token give the owner's wallet address, not a token "
+    "account."
+)
+_AMOUNT = (
+    'How much, as a decimal string in whole units: "0.5" ETH, "12.5" USDC (not base units, '
+    "not a number type)."
+)
+_CHAIN = (
+    'Chain name, e.g. "base" or "solana". Needed for the native coin and for tokens on several '
+    "chains."
+)
+Asset = Annotated[str, Field(description=_ASSET, max_length=64)]
+Recipient = Annotated[str, Field(description=_RECIPIENT, max_length=64)]
+Amount = Annotated[str, Field(description=_AMOUNT, max_length=100)]
+TransferChain = Annotated[str | None, Field(description=_CHAIN, max_length=64)]
+
+# sign_message's arguments
+Message = Annotated[
+    str, Field(description="The message, e.g. a Sign-In with Ethereum text.", max_length=65536)
+]
+Encoding = Annotated[
+    Literal["utf8", "base64"], Field(description='"utf8" (default) or "base64" for raw bytes.')
+]
 
 
 # A JSON value, or text. Models send a JSON body either way, and the SDK turns a string that

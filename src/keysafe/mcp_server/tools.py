@@ -22,11 +22,17 @@ from keysafe import agent_models as answers
 from keysafe.errors import KeysafeError
 from keysafe.mcp_server import threshold
 from keysafe.mcp_server.arguments import (
+    Amount,
+    Asset,
     Body,
     ChainName,
     Description,
+    Encoding,
     IdemKey,
+    Message,
+    Recipient,
     Transaction,
+    TransferChain,
     Wallet,
     drop_none,
     request_body,
@@ -202,38 +208,10 @@ def _add_transfer_tool(mcp: MCPServer, vault: _Vault) -> None:
     async def transfer(
         ctx: Context,
         wallet: Wallet,
-        asset: Annotated[
-            str,
-            Field(
-                description='"native" for the chain\'s own coin (ETH, SOL), or a token symbol '
-                'your policy names, e.g. "USDC" (or the token\'s contract or mint address).',
-                max_length=64,
-            ),
-        ],
-        to: Annotated[
-            str,
-            Field(
-                description="The recipient's address. For a Solana token give the owner's "
-                "wallet address, not a token account.",
-                max_length=64,
-            ),
-        ],
-        amount: Annotated[
-            str,
-            Field(
-                description='How much, as a decimal string in whole units: "0.5" ETH, '
-                '"12.5" USDC (not base units, not a number type).',
-                max_length=100,
-            ),
-        ],
-        chain: Annotated[
-            str | None,
-            Field(
-                description='Chain name, e.g. "base" or "solana". Needed for the native coin '
-                "and for tokens on several chains.",
-                max_length=64,
-            ),
-        ] = None,
+        asset: Asset,
+        to: Recipient,
+        amount: Amount,
+        chain: TransferChain = None,
         description: Description = None,
         idempotency_key: IdemKey = None,
     ) -> Annotated[CallToolResult, TransactionResult]:
@@ -254,14 +232,8 @@ def _add_message_tools(mcp: MCPServer, vault: _Vault) -> None:
     async def sign_message(
         ctx: Context,
         wallet: Wallet,
-        message: Annotated[
-            str,
-            Field(description="The message, e.g. a Sign-In with Ethereum text.", max_length=65536),
-        ],
-        encoding: Annotated[
-            Literal["utf8", "base64"],
-            Field(description='"utf8" (default) or "base64" for raw bytes.'),
-        ] = "utf8",
+        message: Message,
+        encoding: Encoding = "utf8",
     ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign a message (EIP-191 personal_sign on EVM, ed25519 on Solana). Returns the
         signature, or pending_approval with approval_id."""

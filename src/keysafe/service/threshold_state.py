@@ -26,9 +26,6 @@ NONCE_TTL_S: Final = 15 * 60  # outlives an approval (5 min by default) parked w
 MAX_OPEN_PER_AGENT: Final = 32
 OWNER: Final = "(owner)"  # the owner's sessions in the nonce table (no agent has this name)
 LOCK = threading.Lock()  # guards vault.volatile's nonce table across request threads
-_NONCES: Final = "frost_nonces"
-_DKLS_SESSIONS: Final = "dkls_sessions"
-_DKLS_BANS: Final = "dkls_bans"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +52,10 @@ class DklsSession:
     state: dkls_signing.SigningState | None = None
 
 
+# The tables' keys in vault.volatile.
+_NONCES: Final = "frost_nonces"
+_DKLS_SESSIONS: Final = "dkls_sessions"
+_DKLS_BANS: Final = "dkls_bans"
 _Entry = TypeVar("_Entry", Preprocessed, DklsSession)
 
 

@@ -135,16 +135,9 @@ class _ToDecode:
 
 
 def decode_transaction(
-    vault: Vault,
-    agent: str,
-    wallet: Wallet,
-    payload: str | dict[str, Any],
-    *,
-    registry: Registry,
-    chain: str | None,
-    declared: Mapping[str, Any] | None,
-    fields: dict[str, Any] | None = None,
-) -> Decoded:
+    vault: Vault, agent: str, wallet: Wallet, payload: str | dict[str, Any], registry: Registry,
+    *, chain: str | None, declared: Mapping[str, Any] | None, fields: dict[str, Any] | None = None,
+) -> Decoded:  # fmt: skip
     """Decode `payload` for `wallet` (EVM: filled from the chain's RPC first), check it against
     what was `declared`, and say how to sign and send it.
 
