@@ -1091,15 +1091,14 @@ def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_sha
 ) -> None:
     # In this (the coordinating) process, opening an agent share fails; the signature still
     # comes out, so the agent's share was opened and used only in the child process.
-    from keysafe.service import threshold
+    from keysafe.service import threshold_offline
 
     def refuse(*_: Any) -> KeyPackage:
         raise AssertionError("the agent share was opened in the process holding the recovery share")
 
     monkeypatch.setattr(share_file, "open_agent_share", refuse)
-    out = threshold.sign_without_vault(
-        base.agent_file(),
-        SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
+    out = threshold_offline.sign_without_vault(
+        base.agent_file(), SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
         share_file.read(base.recovery_file(), "recovery file"),
         SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())),
         message=b"separate processes",

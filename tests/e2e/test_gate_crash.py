@@ -583,7 +583,7 @@ def _check_restart(
 
 
 def _holds(stored: dict[str, Any] | None, answer: dict[str, Any]) -> bool:
-    """The HTTP answer is SignResult.to_dict(); the key stores the whole dataclass (more fields)."""
+    """The HTTP answer is SignResult's JSON; the key stores every field (more fields)."""
     return stored is not None and all(stored.get(k) == v for k, v in answer.items())
 
 

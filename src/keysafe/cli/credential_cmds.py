@@ -71,7 +71,7 @@ def credential_add(
         )
     view = owner.perform(op, passphrase_file)
     render.answer(
-        view.to_dict(),
+        view.model_dump(mode="json"),
         f"Credential '{view.name}' stored for {', '.join(view.hosts)}.",
         json_out=json_out,
     )
@@ -95,7 +95,7 @@ def credential_list(json_out: JsonFlag = False) -> None:
             for v in views
         ],
         empty="No credentials yet. Add one with `keysafe credential add NAME --host HOST`.",
-        json_value=[v.to_dict() for v in views],
+        json_value=[v.model_dump(mode="json") for v in views],
         json_out=json_out,
     )
 

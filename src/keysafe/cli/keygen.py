@@ -19,7 +19,7 @@ from keysafe.cli import inputs, owner, render
 from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import ceremony, share_file
-from keysafe.service import threshold
+from keysafe.service import threshold_records
 from keysafe.service.keygen import Rebuild
 from keysafe.service.models import SecretBytes
 from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareStart
@@ -178,7 +178,7 @@ def join(
         label="Agent share key (only this host keeps it: KEYSAFE_AGENT_SHARE_KEY)",
     )
     with share_key:
-        threshold.check_share_key(share_key, SecretBytes(bytearray(token_text.encode())))
+        threshold_records.check_share_key(share_key, SecretBytes(bytearray(token_text.encode())))
         old = None
         if replacing:
             doc = share_file.read(share_file_path, "agent share file")

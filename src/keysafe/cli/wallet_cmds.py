@@ -274,7 +274,7 @@ def wallet_recover_sign(
     Use it to move funds to a new wallet after losing the vault.
     """
     from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
+    from keysafe.service import threshold_offline
 
     if (message is None) == (transaction is None):
         raise MalformedRequestError(
@@ -292,7 +292,7 @@ def wallet_recover_sign(
         None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
     )
     with token, recovery:
-        out = threshold_wallets.sign_without_vault(
+        out = threshold_offline.sign_without_vault(
             agent_share_file,
             token,
             recovery_doc,
@@ -338,7 +338,7 @@ def wallet_list(passphrase_file: PassphraseFile = None, json_out: JsonFlag = Fal
             for v in views
         ],
         empty="No wallets yet. Create one with `keysafe wallet create NAME --chain evm`.",
-        json_value=[v.to_dict() for v in views],
+        json_value=[v.model_dump(mode="json") for v in views],
         json_out=json_out,
     )
 
@@ -349,7 +349,7 @@ def _sign_with_recovery(
     """The owner's 2-of-3 signature as two processes: the recovery share signs here, the
     vault's share in the running server; neither process ever holds both."""
     from keysafe.mpc import share_file
-    from keysafe.service import threshold as threshold_wallets
+    from keysafe.service import threshold_owner
     from keysafe.service.owner_signing import ThresholdCommit, ThresholdCosign, ThresholdExchange
 
     doc = share_file.read(recovery_file, "recovery file")
@@ -362,7 +362,7 @@ def _sign_with_recovery(
         share = share_file.open_recovery_share(doc, recovery)
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
     if answer.protocol == "dkls23":  # an EVM wallet: three steps, the vault hashes the text too
-        state, first = threshold_wallets.recovery_start(
+        state, first = threshold_owner.recovery_start(
             name, answer.model_dump(), doc, share, message
         )
         exchange = ThresholdExchange(
@@ -373,7 +373,7 @@ def _sign_with_recovery(
             verifying_share=first["verifying_share"],
         )
         rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
-        part = threshold_wallets.recovery_finish(state, rounds.model_dump())
+        part = threshold_owner.recovery_finish(state, rounds.model_dump())
         cosign = ThresholdCosign(
             wallet=name,
             message=message,
@@ -382,7 +382,7 @@ def _sign_with_recovery(
             round3=part["round3"],
         )
     else:
-        fields = threshold_wallets.recovery_part(
+        fields = threshold_owner.recovery_part(
             name, answer.model_dump(), doc, share.key, message.encode()
         )
         cosign = ThresholdCosign(

@@ -21,7 +21,7 @@ import base64
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +43,9 @@ SHARE_ENV = "KEYSAFE_AGENT_SHARE_FILE"
 SHARE_KEY_ENV = "KEYSAFE_AGENT_SHARE_KEY"
 # How long a signature waits for a refresh of its wallet's share that is under way here.
 JOIN_WAIT_S = 60.0
+
+# The agent's part of one signature with a 2-of-3 wallet, given the vault client and its share.
+Part = Callable[[AgentClient, Share], Awaitable[dict[str, str]]]
 
 
 class ShareBook:

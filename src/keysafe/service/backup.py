@@ -28,7 +28,7 @@ from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
-from keysafe.service import sealed_state, threshold
+from keysafe.service import sealed_state, threshold_records
 from keysafe.service.context import open_database
 from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
@@ -428,7 +428,7 @@ def _fill(
     vault.rewrap(conn, new_passphrase, kdf)
     _check_records_open(vault, conn)
     paused = _pause_agents(vault, conn)
-    held = threshold.hold_restored(vault, conn)
+    held = threshold_records.hold_restored(vault, conn)
     vault.audit(
         conn,
         actor="owner",

@@ -49,6 +49,6 @@ def wallets_with_balances(vault: Vault, cache: BalanceCache, *, now: float) -> l
         IntegrityError: a wallet does not match its stored address.
     """
     return [
-        view.to_dict() | {"balances": cache.balances(vault, view, now=now)}
+        view.model_dump(mode="json") | {"balances": cache.balances(vault, view, now=now)}
         for view in wallets.list_wallets(vault, verify=vault.is_unlocked)
     ]

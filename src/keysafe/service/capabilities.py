@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from keysafe.policy.rules import Policy, Rule, stored_policy
 from keysafe.service import sealed_state
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind
+from keysafe.service.record_meta import Wallet, credential_meta, data_meta
 from keysafe.service.registry import load_registry
 from keysafe.store import ledger
 from keysafe.store import tables as t
@@ -83,6 +85,39 @@ def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list
     return out
 
 
+def _wallet_entry(wallet: Wallet) -> dict[str, str]:
+    entry = {"name": wallet.name, "chain": str(wallet.chain), "address": wallet.address}
+    return entry | ({"threshold": wallet.threshold.threshold} if wallet.threshold else {})
+
+
+def _signing_wallets(policy: Policy | None) -> set[tuple[str, str]]:
+    """(wallet, chain family) pairs some allow/ask rule could sign with: the rule names the
+    wallet and covers an action of its family (a signing rule without `wallets` signs nothing)."""
+    return {
+        (name, fam)
+        for rule in (policy.rules if policy else [])
+        if rule.verb != "deny"
+        for fam in ("evm", "solana")
+        if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
+        for name in rule.wallets or []
+    }
+
+
+def _named(
+    policy: Policy | None, action: str, names: Callable[[Rule], list[str] | None]
+) -> set[str] | None:
+    """The names allow/ask rules covering `action` grant, or None when one grants them all."""
+    named: set[str] = set()
+    for rule in policy.rules if policy else []:
+        if rule.verb == "deny" or not rule.covers(action):
+            continue
+        granted = names(rule)
+        if granted is None:
+            return None
+        named |= set(granted)
+    return named
+
+
 def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
     now = vault.clock()
     with vault.db.read() as conn:
@@ -95,53 +130,30 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         policy = stored_policy(pol.source) if pol is not None else None
         reg = load_registry(conn)
         wallets = [
-            {"name": w.name, "chain": w.meta["chain"], "address": w.meta["address"]}
-            | ({"threshold": w.meta["threshold"]} if w.meta.get("source") == "threshold" else {})
-            for w in vault.list_records(conn, RecordKind.WALLET)
+            _wallet_entry(w)
+            for w in map(Wallet.of, vault.list_records(conn, RecordKind.WALLET))
             # a 2-of-3 wallet is usable only by the agent that holds its share
-            if w.meta.get("source") != "threshold" or w.meta.get("agent") == agent
+            if w.threshold is None or w.threshold.agent == agent
         ]
         creds = vault.list_records(conn, RecordKind.CREDENTIAL)
         data = vault.list_records(conn, RecordKind.DATA)
         usage = ledger.usage_reader(conn, agent, now=now)
         windows = _windows(policy, reg, usage, now) if policy else []
-    # A wallet is listed when some allow/ask rule could sign with it: the rule names the wallet
-    # and covers an action of its chain family (a signing rule without `wallets` signs nothing).
-    usable = {
-        (name, fam)
-        for rule in (policy.rules if policy else [])
-        if rule.verb != "deny"
-        for fam in ("evm", "solana")
-        if any(a == "*" or a.startswith(f"{fam}.") for a in rule.actions)
-        for name in rule.wallets or []
-    }
+    usable = _signing_wallets(policy)
     wallets = [w for w in wallets if (w["name"], w["chain"]) in usable]
-    named_creds: set[str] | None = set()
-    named_data: set[str] | None = set()
-    for rule in policy.rules if policy else []:
-        if rule.verb == "deny":
-            continue
-        if rule.covers("http.request"):
-            if rule.credentials is None or named_creds is None:
-                named_creds = None
-            else:
-                named_creds |= set(rule.credentials)
-        if rule.covers("data.read"):
-            if rule.data is None or named_data is None:
-                named_data = None
-            else:
-                named_data |= set(rule.data)
+    named_creds = _named(policy, "http.request", lambda rule: rule.credentials)
+    named_data = _named(policy, "data.read", lambda rule: rule.data)
     return {
         "agent": agent,
         "status": row.status,
         "wallets": wallets,
         "credentials": [
-            {"name": c.name, "hosts": c.meta.get("hosts", [])}
+            {"name": c.name, "hosts": credential_meta(c).hosts}
             for c in creds
             if named_creds is None or c.name in named_creds
         ],
         "data": [
-            {"name": d.name, "class": d.data_class, "fields": d.meta.get("fields", [])}
+            {"name": d.name, "class": d.data_class, "fields": data_meta(d).fields}
             for d in data
             if named_data is None or d.name in named_data
         ],

@@ -7,14 +7,16 @@ the secret is attached.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import placeholders
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
-from keysafe.vault.records import RecordInfo, integrity_failure
+from keysafe.service.record_meta import CredentialMeta, credential_meta
+from keysafe.service.record_writes import put_audited
+from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -22,27 +24,24 @@ logger = logging.getLogger(__name__)
 MAX_SECRET_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class CredentialView:
+class CredentialView(BaseModel):
+    """A credential as the owner sees it: where it goes and how, never its value."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     hosts: list[str]
-    attach: dict[str, Any]
+    attach: dict[str, str]
     created_at: str
     updated_at: str
 
     @classmethod
     def of(cls, info: RecordInfo) -> CredentialView:
-        try:
-            hosts, attach = list(info.meta["hosts"]), dict(info.meta["attach"])
-        except (KeyError, TypeError, ValueError):
-            raise integrity_failure(info.ref) from None
-        return cls(info.name, hosts, attach, info.created_at, info.updated_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "hosts": self.hosts, "attach": self.attach,
-            "created_at": self.created_at, "updated_at": self.updated_at,
-        }  # fmt: skip
+        meta = credential_meta(info)
+        return cls(
+            name=info.name, hosts=meta.hosts, attach=meta.attach, created_at=info.created_at,
+            updated_at=info.updated_at,
+        )  # fmt: skip
 
 
 def add_credential(
@@ -70,16 +69,12 @@ def add_credential(
             f"The secret is over {MAX_SECRET_BYTES // 1024} KiB.",
             next_step="store large documents with `keysafe data set` instead.",
         )
-    meta = {"hosts": clean_hosts, "attach": attach.to_dict()}
+    meta = CredentialMeta(hosts=clean_hosts, attach=attach.model_dump()).stored()
     with vault.db.write() as conn:
-        info = vault.put_record(
-            conn, kind=RecordKind.CREDENTIAL, name=name, data_class=DataClass.SENSITIVE,
-            meta=meta, plaintext=secret, replace=replace,
-        )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="credential.add", target=f"credential:{name}",
-            outcome="success",
-            details={"name": name, "hosts": clean_hosts, "version": info.version},
+        info = put_audited(
+            vault, conn, kind=RecordKind.CREDENTIAL, name=name, data_class=DataClass.SENSITIVE,
+            meta=meta, plaintext=secret, replace=replace, action="credential.add",
+            details=lambda made: {"name": name, "hosts": clean_hosts, "version": made.version},
         )  # fmt: skip
     logger.info("credential %s stored (version %d)", name, info.version)
     return CredentialView.of(info)

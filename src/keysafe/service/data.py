@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from keysafe.approvals import Kind
 from keysafe.crypto import jcs
@@ -15,7 +15,9 @@ from keysafe.errors import MalformedRequestError
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
 from keysafe.service.models import DataClass, ReadDataRequest, RecordKind, check_name
-from keysafe.vault.records import RecordInfo, integrity_failure
+from keysafe.service.record_meta import DataMeta, data_meta
+from keysafe.service.record_writes import put_audited
+from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -34,11 +36,10 @@ class DataView:
 
     @classmethod
     def of(cls, info: RecordInfo) -> DataView:
-        try:
-            fmt, fields = str(info.meta["format"]), list(info.meta.get("fields", []))
-        except (KeyError, TypeError, ValueError):
-            raise integrity_failure(info.ref) from None
-        return cls(info.name, info.data_class, fmt, fields, info.created_at, info.updated_at)
+        meta = data_meta(info)
+        return cls(
+            info.name, info.data_class, meta.format, meta.fields, info.created_at, info.updated_at
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,7 +58,8 @@ def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataCla
         )
     if len(value) > MAX_DATA_BYTES:
         raise MalformedRequestError("The value is over 1 MiB.", next_step="store a smaller value.")
-    fmt, fields = "text", []
+    fmt: Literal["text", "json"] = "text"
+    fields: list[str] = []
     try:
         parsed = json.loads(bytes(value.reveal()))
     except (ValueError, UnicodeDecodeError):
@@ -69,14 +71,12 @@ def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataCla
             fields = sorted(str(k) for k in parsed)
     del parsed
     with vault.db.write() as conn:
-        info = vault.put_record(
-            conn, kind=RecordKind.DATA, name=name, data_class=data_class,
-            meta={"format": fmt, "fields": fields}, plaintext=value, replace=True,
-        )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="data.set", target=f"data:{name}", outcome="success",
-            details={"name": name, "class": str(data_class), "format": fmt,
-                     "version": info.version},
+        info = put_audited(
+            vault, conn, kind=RecordKind.DATA, name=name, data_class=data_class,
+            meta=DataMeta(format=fmt, fields=fields).stored(), plaintext=value, replace=True,
+            action="data.set",
+            details=lambda made: {"name": name, "class": str(data_class), "format": fmt,
+                                  "version": made.version},
         )  # fmt: skip
     logger.info("data %s stored (version %d)", name, info.version)
     return DataView.of(info)
@@ -136,9 +136,10 @@ def read_data(
     vault.require_unlocked()
     with vault.db.read() as conn:
         info = vault.get_record(conn, RecordKind.DATA, name)
+    meta = data_meta(info)
     wanted = sorted(set(fields)) if fields else None
     if wanted:
-        unknown = [f for f in wanted if f not in info.meta.get("fields", [])]
+        unknown = [f for f in wanted if f not in meta.fields]
         if unknown:
             raise MalformedRequestError(
                 f"Data '{name}' has no field '{unknown[0][:40]}'.",
@@ -159,7 +160,7 @@ def read_data(
     def act(_request_id: str) -> ReadResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as plain:
             text = bytes(plain.reveal()).decode("utf-8", "replace")
-        value: Any = json.loads(text) if info.meta.get("format") == "json" else text
+        value: Any = json.loads(text) if meta.format == "json" else text
         if wanted and isinstance(value, dict):
             value = {k: value[k] for k in wanted if k in value}
         return ReadResult("value", name, value=value)

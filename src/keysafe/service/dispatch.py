@@ -52,7 +52,7 @@ def _sign_tx(send: bool) -> Runner:
             vault, agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
             declared=r.declared, broadcast=send, approval_id=how.approval_id,
             threshold=r.threshold, dry_run=how.dry_run,
-        ).to_dict()  # fmt: skip
+        ).model_dump(mode="json")  # fmt: skip
 
     return run
 
@@ -61,20 +61,20 @@ def _transfer(vault: Vault, agent: str, r: TransferRequest, how: How) -> dict[st
     return transfer.transfer(
         vault, agent, r.wallet, r.asset, r.to, r.amount, chain=r.chain,
         description=r.description, approval_id=how.approval_id, dry_run=how.dry_run,
-    ).to_dict()  # fmt: skip
+    ).model_dump(mode="json")  # fmt: skip
 
 
 def _sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> dict[str, Any]:
     return signing.sign_message(
         vault, agent, r.wallet, r.message, encoding=r.encoding, approval_id=how.approval_id,
         threshold=r.threshold, dry_run=how.dry_run,
-    ).to_dict()  # fmt: skip
+    ).model_dump(mode="json")  # fmt: skip
 
 
 def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> dict[str, Any]:
     return signing.sign_typed_data(
         vault, agent, r.wallet, r.typed_data, approval_id=how.approval_id, dry_run=how.dry_run
-    ).to_dict()
+    ).model_dump(mode="json")
 
 
 def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str, Any]:

@@ -47,10 +47,10 @@ from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER, PublicKeyPackage
 from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
-from keysafe.service import threshold
+from keysafe.service import threshold_records
 from keysafe.service.agents import get_agent
 from keysafe.service.models import RecordKind, check_name
-from keysafe.vault.records import RecordInfo
+from keysafe.service.record_meta import ThresholdWallet
 from keysafe.vault.vault import Vault
 
 __all__ = [
@@ -103,7 +103,7 @@ class _Keygen:
     expires: float
     vault_key: X25519PrivateKey
     party: KeygenParty | ReshareParty
-    old: RecordInfo | None = None  # a reshare's wallet record (None: rebuilding it here)
+    old: ThresholdWallet | None = None  # a reshare's wallet (None: rebuilding it here)
     keys: dict[int, bytes] = field(default_factory=dict)
     agent_tag: bytes | None = None
     recovery_tag: bytes | None = None  # join-key mode: the owner's tag on the recovery key
@@ -193,6 +193,33 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
     ), key)  # fmt: skip
 
 
+def _reshared(
+    vault: Vault, wallet: str, q: tuple[int, ...], rebuild: Rebuild | None
+) -> tuple[ThresholdWallet | None, PublicKeyPackage, str, Chain]:
+    """The wallet a reshare keeps: its record (None when rebuilt on a vault without one),
+    public package, agent and chain."""
+    with vault.db.read() as conn:
+        found = vault.find_record(conn, RecordKind.WALLET, wallet)
+    if found is None and rebuild is None:
+        raise NotFoundError(
+            f"This vault has no wallet '{wallet[:64]}'.",
+            next_step="check the name with `keysafe wallet list`; to rebuild a 2-of-3 wallet "
+            "on this vault, reshare --with agent,recovery --agent NAME.",
+        )
+    if found is not None:
+        info = threshold_records.threshold_wallet(vault, wallet)
+        return info, info.public(), info.meta.agent, info.meta.chain
+    assert rebuild is not None
+    if q != (AGENT, RECOVERY):
+        raise MalformedRequestError(
+            f"This vault has no wallet '{wallet}': only the agent and the recovery party "
+            "can rebuild it here.",
+            next_step="use --with agent,recovery.",
+        )
+    public = rebuild.package()
+    return None, public, rebuild.agent, Chain.EVM if public.suite is SECP256K1 else Chain.SOLANA
+
+
 def start_reshare(
     vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str, *,
     rebuild: Rebuild | None = None,
@@ -218,28 +245,7 @@ def start_reshare(
         )
     key = _b64(recovery_key, "The recovery party's key", channel.KEY_LEN)
     vault.require_unlocked()
-    with vault.db.read() as conn:
-        found = vault.find_record(conn, RecordKind.WALLET, wallet)
-    if found is None and rebuild is None:
-        raise NotFoundError(
-            f"This vault has no wallet '{wallet[:64]}'.",
-            next_step="check the name with `keysafe wallet list`; to rebuild a 2-of-3 wallet "
-            "on this vault, reshare --with agent,recovery --agent NAME.",
-        )
-    info = None if found is None else threshold.threshold_wallet(vault, wallet)
-    if info is None:
-        assert rebuild is not None
-        if q != (AGENT, RECOVERY):
-            raise MalformedRequestError(
-                f"This vault has no wallet '{wallet}': only the agent and the recovery party "
-                "can rebuild it here.",
-                next_step="use --with agent,recovery.",
-            )
-        public, agent = rebuild.package(), rebuild.agent
-        chain = Chain.EVM if public.suite is SECP256K1 else Chain.SOLANA
-    else:
-        public, agent = threshold.public_of(info), str(info.meta["agent"])
-        chain = Chain(str(info.meta["chain"]))
+    info, public, agent, chain = _reshared(vault, wallet, q, rebuild)
     with vault.db.read() as conn:
         if not _may_join(get_agent(conn, agent).status, q):
             raise PolicyDeniedError(
@@ -249,7 +255,9 @@ def start_reshare(
                 "vault,recovery (a paused agent may receive a new share then, never deal).",
             )
     # The vault deals only what it holds: its share, loaded here (this process's only one).
-    old_key = threshold.vault_share(vault, info).key if info is not None and USER in q else None
+    old_key = (
+        threshold_records.vault_share(vault, info).key if info is not None and USER in q else None
+    )
     sid = secrets.token_bytes(SESSION_ID_LEN)
     return _open(vault, _Keygen(
         session_id=sid, wallet=wallet, chain=chain, agent=agent,
@@ -440,18 +448,18 @@ def _finish(vault: Vault, g: _Keygen) -> None:
     try:
         if g.old is None:  # a new wallet, or one rebuilt on a vault that had no record of it
             action = "wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create"
-            info = threshold.store_new_wallet(
+            info = threshold_records.store_new_wallet(
                 vault, g.wallet, g.chain, g.agent, share, action=action
             )
         else:
-            now = threshold.threshold_wallet(vault, g.wallet)
-            if now.meta.get("generation") != g.old.meta.get("generation"):
+            now = threshold_records.threshold_wallet(vault, g.wallet)
+            if now.meta.generation != g.old.meta.generation:
                 raise FrostError("the wallet was reshared by another run meanwhile")
-            info = threshold.replace_vault_share(vault, now, share)
+            info = threshold_records.replace_vault_share(vault, now, share)
     except (KeysafeError, FrostError) as exc:
         _fail(vault, g, f"the vault could not keep its share: {exc}")
         return
-    g.status, g.address = "done", str(info.meta["address"])
+    g.status, g.address = "done", info.address
     _settle(g)
     logger.info("ceremony %s done: wallet %s", g.id[:12], g.wallet)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from keysafe.crypto.secret import SecretBytes as SecretBytes  # surfaces never import crypto/
 from keysafe.errors import MalformedRequestError
 
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -47,16 +49,15 @@ def check_host(host: str) -> str:
     return host
 
 
-@dataclass(frozen=True, slots=True)
-class Attachment:
+class Attachment(BaseModel):
     """How a credential is attached to an outgoing request (the secret fills `{secret}`)."""
 
-    type: str  # header | query
+    # forbid: an owner operation carries it over the wire, and an unknown field is a mistake.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str  # header | basic | query
     name: str
     template: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "template": self.template}
 
     @classmethod
     def header(cls, spec: str) -> Attachment:
@@ -72,11 +73,11 @@ class Attachment:
                 "A header template must contain {secret} exactly once.",
                 next_step='e.g. --header "Authorization: Bearer {secret}".',
             )
-        return cls("header", name, template)
+        return cls(type="header", name=name, template=template)
 
     @classmethod
     def bearer(cls) -> Attachment:
-        return cls("header", "Authorization", "Bearer {secret}")
+        return cls(type="header", name="Authorization", template="Bearer {secret}")
 
     @classmethod
     def basic(cls, user: str) -> Attachment:
@@ -84,7 +85,7 @@ class Attachment:
             raise MalformedRequestError(
                 "A basic-auth user name cannot contain ':'.", next_step="give the user name alone."
             )
-        return cls("basic", user, "{secret}")
+        return cls(type="basic", name=user, template="{secret}")
 
     @classmethod
     def query(cls, param: str) -> Attachment:
@@ -93,7 +94,7 @@ class Attachment:
                 f"'{param[:64]}' is not a query parameter name.",
                 next_step="use letters, digits, '_', '.' or '-'.",
             )
-        return cls("query", param, "{secret}")
+        return cls(type="query", name=param, template="{secret}")
 
     def checked(self) -> Attachment:
         """This attachment built again by its type's constructor, so one that arrived over the
@@ -121,11 +122,7 @@ class Attachment:
         return made
 
 
-# Surfaces handle secrets only through this type; re-exported so they never import crypto/.
 # -- wire requests shared by HTTP, MCP and the relay ----------------------------------------
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
-from keysafe.crypto.secret import SecretBytes as SecretBytes  # noqa: E402
 
 
 class _Wire(BaseModel):

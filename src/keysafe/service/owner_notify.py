@@ -48,7 +48,10 @@ class SetTelegram(Op[ChannelView]):
 
 class RemoveChannel(Removal):
     kind: Literal["notify.remove"] = "notify.remove"
-    remove = staticmethod(notify.remove_channel)
+
+    @staticmethod
+    def remove(vault: Vault, name: str) -> None:
+        notify.remove_channel(vault, name)
 
 
 class TestQueued(BaseModel):

@@ -283,7 +283,10 @@ class IssuePlaceholder(Op[Placeholder]):
 
 class RemoveCredential(Removal):
     kind: Literal["credential.remove"] = "credential.remove"
-    remove = staticmethod(credentials.remove_credential)
+
+    @staticmethod
+    def remove(vault: Vault, name: str) -> None:
+        credentials.remove_credential(vault, name)
 
 
 class SetData(Op[DataView]):
@@ -299,7 +302,10 @@ class SetData(Op[DataView]):
 
 class RemoveData(Removal):
     kind: Literal["data.remove"] = "data.remove"
-    remove = staticmethod(data.remove_data)
+
+    @staticmethod
+    def remove(vault: Vault, name: str) -> None:
+        data.remove_data(vault, name)
 
 
 class CreateWallet(Op[WalletView]):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from keysafe.agent_models import ThresholdCommitment
-from keysafe.service import signing, threshold, wallets
+from keysafe.service import signing, threshold_owner, wallets
 from keysafe.service.owner_ops import Op
 from keysafe.vault.vault import Vault
 
@@ -52,7 +52,7 @@ class ThresholdCommit(Op[VaultCommitment]):
     wallet: str
 
     def run(self, vault: Vault) -> VaultCommitment:
-        return VaultCommitment.model_validate(threshold.owner_commit(vault, self.wallet))
+        return VaultCommitment.model_validate(threshold_owner.owner_commit(vault, self.wallet))
 
 
 class VaultRounds(BaseModel):
@@ -77,7 +77,7 @@ class ThresholdExchange(Op[VaultRounds]):
     def run(self, vault: Vault) -> VaultRounds:
         fields = self.model_dump(include={"session_id", "round1", "verifying_share"})
         return VaultRounds.model_validate(
-            threshold.owner_exchange(vault, self.wallet, self.message, fields)
+            threshold_owner.owner_exchange(vault, self.wallet, self.message, fields)
         )
 
 
@@ -105,6 +105,6 @@ class ThresholdCosign(Op[ThresholdSigned]):
             include={"session_id", "hiding", "binding", "share", "round2", "round3"},
             exclude_none=True,
         )
-        signature = threshold.owner_cosign(vault, self.wallet, self.message.encode(), fields)
+        signature = threshold_owner.owner_cosign(vault, self.wallet, self.message.encode(), fields)
         address = next(w.address for w in wallets.list_wallets(vault) if w.name == self.wallet)
         return ThresholdSigned(address=address, signature=signature)

@@ -58,6 +58,7 @@ from keysafe.service.proxy_call import Call, prepare
 from keysafe.service.proxy_client import client_for, finish_hop
 from keysafe.service.proxy_hosts import attach_secret, may_carry, url_target, without_secret
 from keysafe.service.proxy_scrub import Scrubber, scrub
+from keysafe.service.record_meta import credential_meta
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
 
@@ -421,7 +422,7 @@ def _open(
     # httpx needs str headers: this copy of the secret lives only while the call is sent (best
     # effort); the scrubber keeps its forms for as long as the answer streams.
     secret = bytes(secret_buf.reveal()).decode("utf-8", "replace")
-    forms = _secret_forms(secret, info.meta.get("attach", {}))
+    forms = _secret_forms(secret, credential_meta(info).attach)
     client, release = client_for(vault, transport)
     try:
         final, url, hops = _follow(client, call, secret, forms)
@@ -450,7 +451,7 @@ def _open(
 def _agent_headers(info: RecordInfo, headers: dict[str, str]) -> dict[str, str]:
     """The agent's headers that are passed on: no hop-by-hop one, and not the credential's own."""
     # The agent cannot set (or smuggle a second copy of) the header the credential goes in.
-    attach = info.meta.get("attach", {})
+    attach = credential_meta(info).attach
     own = str(attach.get("name", "")).lower() if attach.get("type") == "header" else ""
     return {
         k: v

@@ -24,6 +24,7 @@ from keysafe.policy.intent import Intent
 from keysafe.service import gate, settings
 from keysafe.service.models import HttpRequestRequest, RecordKind
 from keysafe.service.proxy_hosts import absolute_url, canonical_url, may_carry, url_target
+from keysafe.service.record_meta import credential_meta
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
 
@@ -98,7 +99,7 @@ def prepare(
     url = canonical_url(url)  # from here on, the URL that is judged is the URL that is sent
     if not may_carry(info, scheme, host, port):
         raise PolicyDeniedError(
-            f"Credential '{credential}' is only sent to {', '.join(info.meta.get('hosts', []))}"
+            f"Credential '{credential}' is only sent to {', '.join(credential_meta(info).hosts)}"
             + (" over https" if scheme == "http" else "")
             + f"; this request goes to {scheme}://{host}:{port}. Nothing was sent.",
             next_step="call one of the credential's hosts, or ask the owner to add this host.",

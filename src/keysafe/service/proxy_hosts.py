@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from keysafe.errors import MalformedRequestError
 from keysafe.hosts import is_loopback
 from keysafe.policy import urls
+from keysafe.service.record_meta import credential_meta
 from keysafe.vault.records import RecordInfo
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def absolute_url(info: RecordInfo, url: str) -> str:
     """
     if not url.startswith("/") or url.startswith("//"):
         return url
-    host = str(info.meta.get("hosts", [""])[0])
+    host = credential_meta(info).hosts[0]
     if host.startswith("*."):
         raise MalformedRequestError(
             f"Credential '{info.name}' names a wildcard host ({host}), so a bare path has no host.",
@@ -89,7 +90,7 @@ def may_carry(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
     if scheme == "http" and not is_loopback(host):
         return False
     default = 443 if scheme == "https" else 80
-    for entry in info.meta.get("hosts", []):
+    for entry in credential_meta(info).hosts:
         name, _, p = entry.partition(":")
         want_port = int(p) if p else default
         if want_port != port:
@@ -102,7 +103,7 @@ def may_carry(info: RecordInfo, scheme: str, host: str, port: int) -> bool:
 def attach_secret(info: RecordInfo, secret: str, url: str, headers: dict[str, str]) -> str:
     """Put the secret where the credential says (a header, Basic auth, or the query): `headers`
     gains it in place, and the returned URL carries it for a query credential."""
-    attach = info.meta.get("attach", {})
+    attach = credential_meta(info).attach
     kind, name, template = (
         attach.get("type"),
         attach.get("name", ""),

@@ -63,9 +63,9 @@ from keysafe.policy.registry import (
     to_base_units,
 )
 from keysafe.service import gate, signing
-from keysafe.service import threshold as threshold_wallets
 from keysafe.service.models import TransferRequest
-from keysafe.vault.records import RecordInfo
+from keysafe.service.record_meta import Wallet
+from keysafe.service.transactions import Decoded, decode_transaction
 from keysafe.vault.vault import Vault
 
 __all__ = ["NATIVE", "transfer"]
@@ -262,8 +262,8 @@ def _recipient(reg: Registry, chain: ChainInfo, to: str) -> str:
     return address
 
 
-def _plan(reg: Registry, info: RecordInfo, wire: TransferRequest) -> _Plan:
-    family = str(info.meta["chain"])
+def _plan(reg: Registry, found: Wallet, wire: TransferRequest) -> _Plan:
+    family = str(found.chain)
     chain = _chain(reg, family, wire.chain, wire.asset)
     asset = _asset(reg, chain, wire.asset)
     units = _units(wire.amount, asset, family)
@@ -302,19 +302,19 @@ def _check_decimals(rpc: EvmRpc, plan: _Plan, token: str) -> None:
         )
 
 
-def _evm_payload(plan: _Plan, info: RecordInfo) -> dict[str, object]:
+def _evm_payload(plan: _Plan, found: Wallet) -> dict[str, object]:
     """The transfer as send_transaction takes it, after checking the wallet holds the amount:
     the node's gas estimate of a transfer it cannot pay fails, and would read as an RPC fault."""
     assert plan.chain.chain_id is not None and plan.chain.rpc is not None  # checked in _plan
     with EvmRpc(plan.chain.rpc) as rpc:
-        address = info.meta["address"]
+        address = found.address
         token = plan.asset.address
         if token is not None:
             _check_decimals(rpc, plan, token)
         held = rpc.balance(address) if token is None else rpc.erc20_balance(token, address)
     if held < plan.units:
         raise _bad(
-            f"Wallet '{info.name}' holds {from_base_units(held, plan.asset.decimals)} "
+            f"Wallet '{found.name}' holds {from_base_units(held, plan.asset.decimals)} "
             f"{plan.asset.symbol} on {plan.chain.name}; this transfer needs {plan.amount}.",
             "send less, or ask the user to fund the wallet.",
             "amount",
@@ -361,6 +361,48 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
 # -- the use case ---------------------------------------------------------------------------
 
 
+def _decode_plan(vault: Vault, agent: str, found: Wallet, reg: Registry, plan: _Plan) -> Decoded:
+    """Build the planned transfer's transaction and decode it as any agent's would be."""
+    payload = (
+        _evm_payload(plan, found) if found.chain == Chain.EVM
+        else _solana_payload(plan, found.address)
+    )  # fmt: skip
+    family = str(found.chain)
+    # What was asked, as the decoded transaction must say it (no blind signing, even of our own
+    # bytes). A Solana token's recipient decodes as its token account; declaring the owner's
+    # wallet is accepted when that account is the wallet's associated one, and the intent then
+    # names the wallet, so recipient rules see the person, as for send_transaction.
+    declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
+                "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
+    return decode_transaction(
+        vault, agent, found, payload, registry=reg, chain=plan.chain.name, declared=declared
+    )
+
+
+def _gate_request(
+    agent: str, found: Wallet, wire: TransferRequest, plan: _Plan, decoded: Decoded, *,
+    idempotency_key: str | None, approval_id: str | None, dry_run: bool,
+) -> gate.Request:  # fmt: skip
+    """The transfer as the gate judges, parks and fingerprints it."""
+    family = str(found.chain)
+    # The request as it will be parked and fingerprinted: resolved, so approving it later and
+    # retrying it with its idempotency key both mean exactly this transfer.
+    resolved = wire.model_copy(
+        update={"asset": plan.asset_ref, "to": plan.to, "amount": plan.amount,
+                "chain": plan.chain.name}
+    )  # fmt: skip
+    return gate.Request(
+        agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
+        payload=jcs.dumps({"transfer": {
+            "wallet": found.name, "chain": plan.chain.name, "asset": plan.asset.identity,
+            "to": plan.to, "units": str(plan.units),
+        }}),
+        target=f"wallet:{found.name}", audit_action=f"{family}.transfer",
+        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=True,
+        dry_run=dry_run,
+    )  # fmt: skip
+
+
 def transfer(
     vault: Vault,
     agent: str,
@@ -402,44 +444,19 @@ def transfer(
         wallet=wallet, asset=asset, to=to, amount=amount, chain=chain, description=description,
         idempotency_key=idempotency_key,
     )  # fmt: skip
-    info, reg = signing.wallet_and_registry(vault, wallet)
-    if threshold_wallets.is_threshold(info):
+    found, reg = signing.wallet_and_registry(vault, wallet)
+    if found.threshold is not None:
         raise _bad(
-            f"Wallet '{info.name}' is a 2-of-3 threshold wallet: its share on the agent's side "
+            f"Wallet '{found.name}' is a 2-of-3 threshold wallet: its share on the agent's side "
             "must sign the exact transaction, which transfer builds inside the vault.",
             "build the transaction yourself and use send_transaction for this wallet.",
             "wallet",
         )
-    plan = _plan(reg, info, wire)
-    family = str(info.meta["chain"])
-    # The request as it will be parked and fingerprinted: resolved, so approving it later and
-    # retrying it with its idempotency key both mean exactly this transfer.
-    resolved = wire.model_copy(
-        update={"asset": plan.asset_ref, "to": plan.to, "amount": plan.amount,
-                "chain": plan.chain.name}
+    plan = _plan(reg, found, wire)
+    decoded = _decode_plan(vault, agent, found, reg, plan)
+    req = _gate_request(
+        agent, found, wire, plan, decoded, idempotency_key=idempotency_key,
+        approval_id=approval_id, dry_run=dry_run,
     )  # fmt: skip
-    payload = (
-        _evm_payload(plan, info) if info.meta["chain"] == Chain.EVM
-        else _solana_payload(plan, info.meta["address"])
-    )  # fmt: skip
-    # What was asked, as the decoded transaction must say it (no blind signing, even of our own
-    # bytes). A Solana token's recipient decodes as its token account; declaring the owner's
-    # wallet is accepted when that account is the wallet's associated one, and the intent then
-    # names the wallet, so recipient rules see the person, as for send_transaction.
-    declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
-                "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
-    decoded = signing.decode_transaction(
-        vault, agent, info, payload, registry=reg, chain=plan.chain.name, declared=declared
-    )
-    req = gate.Request(
-        agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
-        payload=jcs.dumps({"transfer": {
-            "wallet": info.name, "chain": plan.chain.name, "asset": plan.asset.identity,
-            "to": plan.to, "units": str(plan.units),
-        }}),
-        target=f"wallet:{info.name}", audit_action=f"{family}.transfer",
-        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=True,
-        dry_run=dry_run,
-    )  # fmt: skip
-    act = signing.transaction_act(vault, info, decoded, broadcast=True)
-    return signing.through_gate(vault, req, info, plan.chain.name, act, None)
+    act = signing.transaction_act(vault, found, decoded, broadcast=True)
+    return signing.through_gate(vault, req, found, plan.chain.name, act, None)

@@ -8,23 +8,33 @@ same recovery phrase gives the same addresses in MetaMask and Phantom. The priva
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection
 
 from keysafe.chains import Chain, addresses
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError
+from keysafe.mpc.frost.keys import USER
+from keysafe.mpc.share_file import Share
 from keysafe.policy.registry import from_base_units
 from keysafe.service.models import DataClass, RecordKind, check_name
+from keysafe.service.record_meta import Wallet, WalletMeta
+from keysafe.service.record_writes import put_audited
 from keysafe.service.registry import registry
+from keysafe.service.threshold_records import group_address
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class WalletView:
+class WalletView(BaseModel):
+    """A wallet as the owner sees it: never its key."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     chain: str
     address: str
@@ -34,38 +44,26 @@ class WalletView:
 
     @classmethod
     def of(cls, info: RecordInfo) -> WalletView:
-        m = info.meta
+        m = Wallet.of(info).meta
+        index = m.index if isinstance(m, WalletMeta) else None
         return cls(
-            info.name, m["chain"], m["address"], m["source"], m.get("index"), info.created_at
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "chain": self.chain, "address": self.address,
-            "source": self.source, "index": self.index, "created_at": self.created_at,
-        }  # fmt: skip
+            name=info.name, chain=str(m.chain), address=m.address, source=m.source, index=index,
+            created_at=info.created_at,
+        )  # fmt: skip
 
 
-def _stored_address(info: RecordInfo, key: SecretBytes) -> str:
+def _stored_address(wallet: Wallet, key: SecretBytes) -> str:
     """The address the record's secret proves: for a threshold wallet, the group key's, once the
     user share is checked against its verifying share in the public package."""
-    if info.meta.get("source") != "threshold":
-        return _address_of(Chain(info.meta["chain"]), key)
-    from solders.pubkey import Pubkey
-
-    from keysafe.errors import IntegrityError
-    from keysafe.mpc.frost.groups import SECP256K1
-    from keysafe.mpc.frost.keys import USER, PublicKeyPackage
-    from keysafe.mpc.share_file import Share
-
-    public = PublicKeyPackage.from_dict(info.meta["public"])
+    shared = wallet.as_threshold()
+    if shared is None:
+        return _address_of(wallet.chain, key)
+    public = shared.public()
     try:  # the share (and, on EVM, its pair states) must match the public package
         Share.from_secret_bytes(bytes(key.reveal()), USER, public)
     except IntegrityError:
         return ""
-    if public.suite is SECP256K1:
-        return addresses.evm_address_from_public(public.group_public_key)
-    return str(Pubkey.from_bytes(public.group_public_key))
+    return group_address(public)
 
 
 def _address_of(chain: Chain, key: SecretBytes) -> str:
@@ -75,12 +73,26 @@ def _address_of(chain: Chain, key: SecretBytes) -> str:
 
 
 def _next_index(vault: Vault, conn: Any, chain: Chain) -> int:
+    metas = [Wallet.of(w).meta for w in vault.list_records(conn, RecordKind.WALLET)]
     used = [
-        w.meta["index"]
-        for w in vault.list_records(conn, RecordKind.WALLET)
-        if w.meta["chain"] == chain and w.meta["source"] == "derived"
-    ]
+        m.index
+        for m in metas
+        if isinstance(m, WalletMeta) and m.chain == chain and m.source == "derived"
+        and m.index is not None
+    ]  # fmt: skip
     return max(used) + 1 if used else 0
+
+
+def _put_wallet(
+    vault: Vault, conn: Connection, name: str, meta: WalletMeta, key: SecretBytes, *,
+    action: str, details: dict[str, Any],
+) -> RecordInfo:  # fmt: skip
+    """Keep a new single-key wallet's key as a `critical` record, audited."""
+    return put_audited(
+        vault, conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
+        meta=meta.stored(), plaintext=key, replace=False, action=action,
+        details=lambda _info: details,
+    )  # fmt: skip
 
 
 def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = None) -> WalletView:
@@ -101,18 +113,12 @@ def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = 
                 key, address = addresses.derive_solana(seed.reveal(), i)
                 path = addresses.SOLANA_PATH.format(index=i)
         with key:
-            meta = {"chain": str(chain), "address": address, "source": "derived", "index": i,
-                    "path": path}  # fmt: skip
-            info = vault.put_record(
-                conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
-                meta=meta, plaintext=key, replace=False,
+            meta = WalletMeta(chain=chain, address=address, source="derived", index=i, path=path)
+            info = _put_wallet(
+                vault, conn, name, meta, key, action="wallet.create",
+                details={"name": name, "chain": str(chain), "address": address, "index": i,
+                         "source": "derived"},
             )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="wallet.create", target=f"wallet:{name}",
-            outcome="success",
-            details={"name": name, "chain": str(chain), "address": address, "index": i,
-                     "source": "derived"},
-        )  # fmt: skip
     logger.info("wallet %s created on %s at index %d", name, chain, i)
     return WalletView.of(info)
 
@@ -137,14 +143,9 @@ def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) 
         del text
     with key, vault.db.write() as conn:
         address = _address_of(chain, key)
-        meta = {"chain": str(chain), "address": address, "source": "imported"}
-        info = vault.put_record(
-            conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
-            meta=meta, plaintext=key, replace=False,
-        )  # fmt: skip
-        vault.audit(
-            conn, actor="owner", action="wallet.import", target=f"wallet:{name}",
-            outcome="success",
+        meta = WalletMeta(chain=chain, address=address, source="imported")
+        info = _put_wallet(
+            vault, conn, name, meta, key, action="wallet.import",
             details={"name": name, "chain": str(chain), "address": address, "source": "imported"},
         )  # fmt: skip
     logger.info("wallet %s imported on %s", name, chain)
@@ -158,8 +159,9 @@ def list_wallets(vault: Vault, *, verify: bool = True) -> list[WalletView]:
         infos = vault.list_records(conn, RecordKind.WALLET)
         if verify:
             for info in infos:
+                wallet = Wallet.of(info)
                 with vault.open_record(conn, info) as key:
-                    if _stored_address(info, key) != info.meta["address"]:
+                    if _stored_address(wallet, key) != wallet.address:
                         raise IntegrityError(
                             f"Wallet '{info.name}' does not match its stored address.",
                             next_step="restore the vault from a backup (`keysafe backup restore FILE`).",

@@ -22,7 +22,7 @@ from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
 from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
 from keysafe.mpc.frost.keys import USER
-from keysafe.service import agents, backup, policies, threshold
+from keysafe.service import agents, backup, policies, threshold, threshold_records
 from keysafe.service import signing as sign_service
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
@@ -125,8 +125,8 @@ def test_attack_ban_holds_for_sessions_exchanged_before_it(world: World) -> None
     with pytest.raises(MalformedRequestError) as caught:
         world.sign(messages[0], _bend(parts[0], "round3"))
     assert caught.value.facts.get("culprit") == 1 and caught.value.facts.get("banned")
-    info = threshold.threshold_wallet(world.vault, "team")
-    assert info.meta.get("banned") == [1]
+    info = threshold_records.threshold_wallet(world.vault, "team")
+    assert info.info.meta.get("banned") == [1]
     for message, part in zip(
         messages[1:], (parts[1], _bend(parts[2], "round2"), parts[3]), strict=True
     ):
@@ -151,7 +151,7 @@ def test_dkls_refresh_lifts_the_ban_with_new_pair_state(world: World) -> None:
         share_key=SHARE_KEY,
         recovery_passphrase=RECOVERY,
     )
-    assert "banned" not in threshold.threshold_wallet(world.vault, "team").meta
+    assert "banned" not in threshold_records.threshold_wallet(world.vault, "team").info.meta
     world.share = world.open_share(world.root / "agent-2.json")
     got = world.sign("hello b", world.part("hello b"))
     signable = encode_defunct(text="hello b")

@@ -46,14 +46,22 @@ from keysafe.mpc import share_file
 from keysafe.mpc.frost import cosigner, signing
 from keysafe.mpc.frost.groups import ED25519
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, KeyPackage
-from keysafe.service import agents, keygen, policies, threshold, wallets
+from keysafe.service import (
+    agents,
+    keygen,
+    policies,
+    threshold,
+    threshold_owner,
+    threshold_records,
+    threshold_state,
+    wallets,
+)
 from keysafe.service import signing as sign_service
-from keysafe.service.models import RecordKind
+from keysafe.service.record_meta import ThresholdWallet
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
-from keysafe.vault.records import RecordInfo
 from tests.unit.service import ceremony_support
 
 PASSPHRASE = b"passphrase-123"
@@ -102,9 +110,8 @@ class World:
         doc = share_file.read(path, "agent share file")
         return share_file.open_agent_share(doc, _secret(SHARE_KEY)).key
 
-    def info(self, wallet: str = "team") -> RecordInfo:
-        with self.vault.db.read() as conn:
-            return self.vault.get_record(conn, RecordKind.WALLET, wallet)
+    def info(self, wallet: str = "team") -> ThresholdWallet:
+        return threshold_records.threshold_wallet(self.vault, wallet)
 
     def preprocess(self, agent: str = "bot", wallet: str = "team") -> dict[str, Any]:
         return threshold.preprocess(self.vault, agent, wallet)
@@ -241,7 +248,7 @@ def test_frost_a_session_is_bound_to_its_wallet_and_agent(world: World) -> None:
 def test_attack_owner_and_agent_sessions_do_not_cross(world: World) -> None:
     # The owner's commitment (for user + recovery) is not an agent's to use, and an agent's is
     # not the owner's: each session signs only with the party it was made for.
-    owner_pre = threshold.owner_commit(world.vault, "team")
+    owner_pre = threshold_owner.owner_commit(world.vault, "team")
     with pytest.raises(MalformedRequestError, match="not this agent's"):
         world.cosign(owner_pre)
     agent_pre = world.preprocess("bot", "team")
@@ -251,11 +258,13 @@ def test_attack_owner_and_agent_sessions_do_not_cross(world: World) -> None:
     ).key
     part = cosigner.part(recovery, agent_pre, MESSAGE)
     with pytest.raises(MalformedRequestError, match="not the owner's"):
-        threshold.owner_cosign(world.vault, "team", MESSAGE, part)
+        threshold_owner.owner_cosign(world.vault, "team", MESSAGE, part)
     # The agent's share on the owner's session is a wrong share for party 3, and is named.
-    part = cosigner.part(world.keys["team"], threshold.owner_commit(world.vault, "team"), MESSAGE)
+    part = cosigner.part(
+        world.keys["team"], threshold_owner.owner_commit(world.vault, "team"), MESSAGE
+    )
     with pytest.raises(MalformedRequestError) as bad:
-        threshold.owner_cosign(world.vault, "team", MESSAGE, part)
+        threshold_owner.owner_cosign(world.vault, "team", MESSAGE, part)
     assert bad.value.facts.get("culprit") == RECOVERY
 
 
@@ -297,9 +306,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def test_frost_a_commitment_expires_after_its_ttl(world: World, clock: list[float]) -> None:
     early, late = world.preprocess(), world.preprocess()
-    clock[0] = threshold.NONCE_TTL_S - 5
+    clock[0] = threshold_state.NONCE_TTL_S - 5
     assert_signs(world, world.cosign(early))  # still within 15 minutes
-    clock[0] = threshold.NONCE_TTL_S + 1
+    clock[0] = threshold_state.NONCE_TTL_S + 1
     with pytest.raises(MalformedRequestError, match="expired"):
         world.cosign(late)
     assert world.open_sessions() == {}, "an expired commitment was kept"
@@ -308,19 +317,19 @@ def test_frost_a_commitment_expires_after_its_ttl(world: World, clock: list[floa
 def test_frost_expired_commitments_no_longer_count_against_the_cap(
     world: World, clock: list[float]
 ) -> None:
-    for _ in range(threshold.MAX_OPEN_PER_AGENT):
+    for _ in range(threshold_state.MAX_OPEN_PER_AGENT):
         world.preprocess()
     with pytest.raises(MalformedRequestError, match="unused commitments"):
         world.preprocess()
-    clock[0] = threshold.NONCE_TTL_S + 1
+    clock[0] = threshold_state.NONCE_TTL_S + 1
     assert_signs(world, world.cosign(world.preprocess()))
 
 
 def test_frost_open_commitments_are_capped_per_agent(world: World) -> None:
-    pres = [world.preprocess() for _ in range(threshold.MAX_OPEN_PER_AGENT)]
-    with pytest.raises(MalformedRequestError, match=f"{threshold.MAX_OPEN_PER_AGENT} unused"):
+    pres = [world.preprocess() for _ in range(threshold_state.MAX_OPEN_PER_AGENT)]
+    with pytest.raises(MalformedRequestError, match=f"{threshold_state.MAX_OPEN_PER_AGENT} unused"):
         world.preprocess()
-    assert len(world.open_sessions()) == threshold.MAX_OPEN_PER_AGENT
+    assert len(world.open_sessions()) == threshold_state.MAX_OPEN_PER_AGENT
     world.preprocess("bob", "bobs")  # another agent's cap is its own
     assert_signs(world, world.cosign(pres[0]))  # using one frees a place
     world.preprocess()
@@ -384,15 +393,21 @@ def _reshare(world: World, new_agent_path: Path) -> str:
 
 def test_frost_reshare_bumps_the_generation_and_voids_open_commitments(world: World) -> None:
     before = world.info()
-    assert before.meta["generation"] == 1
+    assert before.info.meta["generation"] == 1
     open_team = [world.preprocess() for _ in range(3)]
     open_bob = world.preprocess("bob", "bobs")
     address = _reshare(world, world.root / "team-agent-2.json")
     after = world.info()
-    assert after.meta["generation"] == 2
-    assert address == after.meta["address"] == world.addresses["team"]
-    assert after.meta["public"]["group_public_key"] == before.meta["public"]["group_public_key"]
-    assert after.meta["public"]["verifying_shares"] != before.meta["public"]["verifying_shares"]
+    assert after.info.meta["generation"] == 2
+    assert address == after.info.meta["address"] == world.addresses["team"]
+    assert (
+        after.info.meta["public"]["group_public_key"]
+        == before.info.meta["public"]["group_public_key"]
+    )
+    assert (
+        after.info.meta["public"]["verifying_shares"]
+        != before.info.meta["public"]["verifying_shares"]
+    )
     new_key = world.agent_key(world.root / "team-agent-2.json", "bot")
     # Every commitment made for `team` before the reshare is dropped; none signs, even with the
     # new share.
@@ -418,7 +433,7 @@ def test_frost_another_agent_cannot_join_a_reshare_and_nothing_changes(world: Wo
     with pytest.raises(NotFoundError):
         keygen.agent_exchange(world.vault, "bob", started.id, KeygenPost(key=key, tag=key))
     assert recovery_path.read_bytes() == recovery_before
-    assert world.info().meta["generation"] == 1
+    assert world.info().info.meta["generation"] == 1
     assert_signs(world, world.cosign(pre))
 
 
@@ -428,21 +443,21 @@ def test_frost_a_failed_reshare_leaves_the_recovery_file_as_it_was(
     recovery_path = world.root / "team-recovery.json"
     recovery_before = recovery_path.read_bytes()
 
-    def broken_store(*args: Any, **kw: Any) -> RecordInfo:
+    def broken_store(*args: Any, **kw: Any) -> ThresholdWallet:
         raise KeysafeError("the database write failed", next_step="retry")
 
-    monkeypatch.setattr(threshold, "_store_user_share", broken_store)
+    monkeypatch.setattr(threshold_records, "_store_user_share", broken_store)
     with pytest.raises(KeysafeError, match="could not keep its share"):
         _reshare(world, world.root / "team-agent-2.json")
     assert not (world.root / "team-agent-2.json").exists()  # no half-made agent share either
-    assert world.info().meta["generation"] == 1  # the vault kept its old share
+    assert world.info().info.meta["generation"] == 1  # the vault kept its old share
     # The recovery file on disk must still sign with the vault's (old) share.
     recovery = share_file.open_recovery_share(
         share_file.read(recovery_path, "recovery file"), _secret(RECOVERY_PASSPHRASE)
     ).key
-    answer = threshold.owner_commit(world.vault, "team")
+    answer = threshold_owner.owner_commit(world.vault, "team")
     part = cosigner.part(recovery, answer, b"still mine")
-    threshold.owner_cosign(world.vault, "team", b"still mine", part)
+    threshold_owner.owner_cosign(world.vault, "team", b"still mine", part)
     assert recovery_path.read_bytes() == recovery_before
 
 
@@ -519,7 +534,7 @@ def test_frost_sign_transaction_applies_the_policy_before_the_vault_signs(
 
 def test_frost_denied_requests_do_not_lock_the_agent_out(with_policy: World) -> None:
     world = with_policy
-    for _ in range(threshold.MAX_OPEN_PER_AGENT):
+    for _ in range(threshold_state.MAX_OPEN_PER_AGENT):
         with pytest.raises(PolicyDeniedError):
             _sign(world, 2 * 10**9)
     assert _sign(world, 10**8).status == "signed"

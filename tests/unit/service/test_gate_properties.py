@@ -278,7 +278,7 @@ def sign(vault: Vault, model: Model, agent: str, key: str | None, req: Request) 
     model.calls.append((agent, key, req))
     bound = model.bound.get((agent, key)) if key is not None else None
     try:
-        res = call(vault, agent, key, req).to_dict()
+        res = call(vault, agent, key, req).model_dump(mode="json")
     except (PolicyDeniedError, BudgetExceededError) as exc:
         if agent in model.paused:
             assert exc.facts.get("reason_code") == "AGENT_PAUSED", exc.to_dict()

@@ -38,7 +38,7 @@ from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, RECOVERY, USER, lagrange
 from keysafe.mpc.keygen import KeygenParty
 from keysafe.mpc.share_file import Share
-from keysafe.service import agents, audit, keygen, threshold
+from keysafe.service import agents, audit, keygen, threshold_records
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
@@ -119,9 +119,9 @@ def test_three_parties_apart_make_one_wallet_and_each_holds_only_its_share(
 ) -> None:
     run = _keygen(vault, chain)
     assert not run.errors, run.errors
-    info = threshold.threshold_wallet(vault, "team")
-    vault_share = threshold.vault_share(vault, info)
-    assert run.addresses[AGENT] == run.addresses[RECOVERY] == info.meta["address"]
+    info = threshold_records.threshold_wallet(vault, "team")
+    vault_share = threshold_records.vault_share(vault, info)
+    assert run.addresses[AGENT] == run.addresses[RECOVERY] == info.info.meta["address"]
     suite = SECP256K1 if chain is Chain.EVM else ED25519
     assert vault_share.key.suite is suite
     shares = {AGENT: run.shares[AGENT], USER: vault_share, RECOVERY: run.shares[RECOVERY]}
@@ -166,7 +166,7 @@ def test_attack_relay_swapping_the_agent_key_is_refused_by_the_recovery_party(
     assert RECOVERY not in run.shares and AGENT not in run.shares
     # nothing stored:
     with pytest.raises(KeysafeError):
-        threshold.threshold_wallet(vault, "team")
+        threshold_records.threshold_wallet(vault, "team")
 
 
 def test_attack_relay_swapping_the_recovery_key_is_refused_by_the_agent(vault: Vault) -> None:
@@ -312,21 +312,21 @@ def test_any_two_parties_reshare_to_three_new_shares_of_the_same_key(
 ) -> None:
     made = _keygen(vault, chain)
     shares = dict(made.shares)
-    info = threshold.threshold_wallet(vault, "team")
-    address, pk = info.meta["address"], threshold.public_of(info).group_public_key
+    info = threshold_records.threshold_wallet(vault, "team")
+    address, pk = info.info.meta["address"], info.public().group_public_key
     suite = SECP256K1 if chain is Chain.EVM else ED25519
     # evict-the-agent (vault+recovery), lost recovery file (agent+vault), rebuild the vault's
     # share (agent+recovery): the party outside the quorum gets a share without dealing one
     for quorum in ((USER, RECOVERY), (AGENT, USER), (AGENT, RECOVERY)):
-        before = threshold.threshold_wallet(vault, "team")
-        old_vault = threshold.vault_share(vault, before)
+        before = threshold_records.threshold_wallet(vault, "team")
+        old_vault = threshold_records.vault_share(vault, before)
         old = {i: s for i, s in shares.items() if i in quorum}
         run = _reshare(vault, quorum, old)
         assert not run.errors, (quorum, run.errors)
         assert run.addresses == {AGENT: address, RECOVERY: address}
-        after = threshold.threshold_wallet(vault, "team")
-        assert after.meta["generation"] == before.meta["generation"] + 1
-        new = {**run.shares, USER: threshold.vault_share(vault, after)}
+        after = threshold_records.threshold_wallet(vault, "team")
+        assert after.info.meta["generation"] == before.info.meta["generation"] + 1
+        new = {**run.shares, USER: threshold_records.vault_share(vault, after)}
         assert new[USER].key.signing_share != old_vault.key.signing_share
         for i in (AGENT, RECOVERY):
             assert new[i].key.signing_share != shares[i].key.signing_share
@@ -349,13 +349,13 @@ def test_attack_a_dealer_with_a_stale_share_is_refused_and_nothing_changes(vault
     made = _keygen(vault, Chain.SOLANA)
     first = dict(made.shares)
     assert not _reshare(vault, (USER, RECOVERY), {RECOVERY: first[RECOVERY]}).errors
-    before = threshold.threshold_wallet(vault, "team")
+    before = threshold_records.threshold_wallet(vault, "team")
     # the agent (now holding a new share) tries to deal its share of the old generation
     run = _reshare(vault, (AGENT, USER), {AGENT: first[AGENT]})
     assert isinstance(run.errors.get(AGENT), IntegrityError), run.errors
     assert "another key (or generation)" in str(run.errors[AGENT])
-    after = threshold.threshold_wallet(vault, "team")
-    assert after.meta["generation"] == before.meta["generation"]
+    after = threshold_records.threshold_wallet(vault, "team")
+    assert after.info.meta["generation"] == before.info.meta["generation"]
 
 
 def test_attack_a_dealer_dealing_something_else_than_its_share_is_named(vault: Vault) -> None:
@@ -427,8 +427,8 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
             **files,
         )
         assert rebuilt == address
-        info = threshold.threshold_wallet(new, "team")
-        assert info.meta["address"] == address and info.meta["agent"] == "bot"
+        info = threshold_records.threshold_wallet(new, "team")
+        assert info.info.meta["address"] == address and info.info.meta["agent"] == "bot"
         # the new vault's share and the agent's new share make the key; the old vault's share
         # (of the dead generation) does not fit with them
         suite = SECP256K1 if chain is Chain.EVM else ED25519
@@ -437,23 +437,23 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
             SecretBytes(bytearray(files["share_key"].encode())),
         )
         pair = (AGENT, USER)
-        fresh = {
-            AGENT: agent_share.key.signing_share,
-            USER: threshold.vault_share(new, info).key.signing_share,
-        }
+        fresh = {AGENT: agent_share.key.signing_share,
+                 USER: threshold_records.vault_share(new, info).key.signing_share}
         x = sum(lagrange(suite, i, pair) * fresh[i] for i in pair) % suite.order
-        assert suite.base_mul(x) == threshold.public_of(info).group_public_key
-        old_vault = threshold.vault_share(vault, threshold.threshold_wallet(vault, "team"))
+        assert suite.base_mul(x) == info.public().group_public_key
+        old_vault = threshold_records.vault_share(
+            vault, threshold_records.threshold_wallet(vault, "team")
+        )
         stale = {AGENT: fresh[AGENT], USER: old_vault.key.signing_share}
         x = sum(lagrange(suite, i, pair) * stale[i] for i in pair) % suite.order
-        assert suite.base_mul(x) != threshold.public_of(info).group_public_key
+        assert suite.base_mul(x) != info.public().group_public_key
         with pytest.raises(MalformedRequestError, match="only the agent and the recovery"):
             keygen.start_reshare(
                 new,
                 "other",
                 (USER, RECOVERY),
                 base64.b64encode(bytes(32)).decode(),
-                rebuild=keygen.Rebuild(public=info.meta["public"], agent="bot"),
+                rebuild=keygen.Rebuild(public=info.info.meta["public"], agent="bot"),
             )
     finally:
         new.lock()
@@ -556,7 +556,10 @@ def test_attack_a_party_held_back_to_the_deadline_still_learns_the_outcome(
     run = _keygen(vault, Chain.SOLANA, agent_send=late, recovery_send=slow)
     assert not run.errors, run.errors
     assert run.addresses[RECOVERY] == run.addresses[AGENT]
-    assert threshold.threshold_wallet(vault, "team").meta["address"] == run.addresses[AGENT]
+    assert (
+        threshold_records.threshold_wallet(vault, "team").info.meta["address"]
+        == run.addresses[AGENT]
+    )
     (g,) = vault.volatile["keygens"].values()
     assert g.status == "done" and not g.mail  # the mail went with the secrets
 
@@ -581,7 +584,7 @@ def test_a_paused_agent_receives_a_new_share_in_an_eviction_but_deals_in_nothing
         keygen.start_reshare(vault, "team", (AGENT, USER), _b64(bytes(32)))
     run = _reshare(vault, (USER, RECOVERY), {RECOVERY: made.shares[RECOVERY]})
     assert not run.errors, run.errors
-    assert threshold.threshold_wallet(vault, "team").meta["generation"] == 2
+    assert threshold_records.threshold_wallet(vault, "team").info.meta["generation"] == 2
 
 
 class _Lost:
@@ -640,7 +643,10 @@ def test_with_a_shared_join_key_no_code_is_handed_over_and_the_wallet_is_made(
     join_key = os.urandom(32)
     run = _keyed(vault, join_key, join_key, lambda s: s)
     assert not run.errors, run.errors
-    assert run.addresses[AGENT] == threshold.threshold_wallet(vault, "team").meta["address"]
+    assert (
+        run.addresses[AGENT]
+        == threshold_records.threshold_wallet(vault, "team").info.meta["address"]
+    )
 
 
 def test_attack_join_key_mode_a_relay_swapping_the_recovery_key_or_a_wrong_key_is_refused(

@@ -118,7 +118,7 @@ def test_private_keys_never_leave_in_outputs_logs_audit_or_errors(
         calls.append(lambda: signing.sign_transaction(vault, "bot", "sol", sol_b64))
         for call in calls:
             try:
-                outputs.append(call().to_dict())
+                outputs.append(call().model_dump(mode="json"))
             except KeysafeError as exc:
                 outputs.append({"error": exc.to_dict(), "str": str(exc), "repr": repr(exc)})
     assert any("error" not in o for o in outputs), outputs

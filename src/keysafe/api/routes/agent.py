@@ -65,7 +65,7 @@ def _result(res: signing.SignResult) -> JSONResponse:
             },
             status_code=202,
         )
-    return JSONResponse(res.to_dict())
+    return JSONResponse(res.model_dump(mode="json"))
 
 
 def _whole_or_pending(res: _MaybePending) -> JSONResponse:
