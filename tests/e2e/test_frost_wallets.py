@@ -1098,7 +1098,8 @@ def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_sha
 
     monkeypatch.setattr(share_file, "open_agent_share", refuse)
     out = threshold_offline.sign_without_vault(
-        base.agent_file(), SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
+        base.agent_file(),
+        SecretBytes(bytearray(share_key_of(base.tokens["bot"]).encode())),
         share_file.read(base.recovery_file(), "recovery file"),
         SecretBytes(bytearray(RECOVERY_PASSPHRASE.encode())),
         message=b"separate processes",

@@ -24,19 +24,25 @@ Transaction = Annotated[
 ]
 Description = Annotated[
     str | None,
-    Field(description="Why, in one sentence; shown to the owner if approval is needed.",
-          max_length=500),
-]  # fmt: skip
+    Field(
+        description="Why, in one sentence; shown to the owner if approval is needed.",
+        max_length=500,
+    ),
+]
 IdemKey = Annotated[
     str | None,
-    Field(description="Reuse the same key to retry safely: the vault acts at most once.",
-          max_length=200),
-]  # fmt: skip
+    Field(
+        description="Reuse the same key to retry safely: the vault acts at most once.",
+        max_length=200,
+    ),
+]
 ChainName = Annotated[
     str | None,
-    Field(description='Chain name, e.g. "base" or "solana"; EVM reads chainId if omitted.',
-          max_length=64),
-]  # fmt: skip
+    Field(
+        description='Chain name, e.g. "base" or "solana"; EVM reads chainId if omitted.',
+        max_length=64,
+    ),
+]
 
 
 # transfer's arguments
@@ -75,9 +81,11 @@ Encoding = Annotated[
 JsonValue = dict[str, Any] | list[Any] | str | int | float | bool
 Body = Annotated[
     JsonValue | None,
-    Field(description="Request body: text is sent as it is; a JSON object or array is sent as "
-          "JSON (Content-Type application/json unless you set one)."),
-]  # fmt: skip
+    Field(
+        description="Request body: text is sent as it is; a JSON object or array is sent as "
+        "JSON (Content-Type application/json unless you set one)."
+    ),
+]
 
 
 def request_body(

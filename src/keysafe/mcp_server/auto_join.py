@@ -62,9 +62,11 @@ def start(token: str, url: str, shares: ShareBook) -> threading.Thread | None:
         )
     folder = Path(os.environ.get(DIR_ENV) or _first_share_dir() or Path.cwd())
     thread = threading.Thread(
-        target=_loop, args=(token, url, join_key, share_key, shares, folder),
-        name="keysafe-auto-join", daemon=True,
-    )  # fmt: skip
+        target=_loop,
+        args=(token, url, join_key, share_key, shares, folder),
+        name="keysafe-auto-join",
+        daemon=True,
+    )
     thread.start()
     logger.info("joining this agent's 2-of-3 ceremonies by itself (shares in %s)", folder)
     return thread
@@ -76,9 +78,13 @@ def _first_share_dir() -> Path | None:
 
 
 def _loop(
-    token: str, url: str, join_key: bytes, share_key: str, shares: ShareBook,
+    token: str,
+    url: str,
+    join_key: bytes,
+    share_key: str,
+    shares: ShareBook,
     folder: Path,
-) -> None:  # fmt: skip
+) -> None:
     tried: set[str] = set()
     with AgentClient(token, url=url) as client:
         while True:
@@ -93,9 +99,12 @@ def _loop(
 
 
 def _join(
-    client: AgentClient, code: ceremony.JoinCode, share_key: str, shares: ShareBook,
+    client: AgentClient,
+    code: ceremony.JoinCode,
+    share_key: str,
+    shares: ShareBook,
     folder: Path,
-) -> None:  # fmt: skip
+) -> None:
     view = client.keygen_exchange(code.keygen_id, KeygenPost())
     try:  # the wallet, kind and key are the owner's (tagged), not the vault's say-so
         ceremony.check_recovery_tag(code, view)
@@ -133,6 +142,9 @@ def _join(
         logger.warning("auto-join of %s failed: %s", view.wallet, exc.what)
         return
     logger.warning(
-        "auto-join: %s of wallet %s done (%s); share in %s", joined.kind, joined.wallet,
-        joined.address, path,
-    )  # fmt: skip
+        "auto-join: %s of wallet %s done (%s); share in %s",
+        joined.kind,
+        joined.wallet,
+        joined.address,
+        path,
+    )

@@ -95,15 +95,22 @@ class OwnPolicy:
             PolicyDeniedError: denied here (logged on this host).
         """
         decision = engine.decide(
-            self.policy, engine.AgentState(_AGENT, "active"), intent, registry=self.registry,
-            usage=_no_usage, now=datetime.now(UTC),
-        )  # fmt: skip
+            self.policy,
+            engine.AgentState(_AGENT, "active"),
+            intent,
+            registry=self.registry,
+            usage=_no_usage,
+            now=datetime.now(UTC),
+        )
         if decision.outcome != "deny":
             return
         logger.warning(
-            "agent-side policy (%s) refused %s with wallet %s: %s", self.path, intent.action,
-            intent.wallet, decision.reason,
-        )  # fmt: skip
+            "agent-side policy (%s) refused %s with wallet %s: %s",
+            self.path,
+            intent.action,
+            intent.wallet,
+            decision.reason,
+        )
         raise PolicyDeniedError(
             f"This agent's own copy of its policy refuses this: {decision.reason}",
             next_step="the agent's share was not used; ask the owner if the request is meant "

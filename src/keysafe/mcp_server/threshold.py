@@ -2,7 +2,8 @@
 
 The share file (`KEYSAFE_AGENT_SHARE_FILE`, several separated by ':') is opened with the agent's
 share key (`KEYSAFE_AGENT_SHARE_KEY`, which only this host holds; a file from before share keys
-opens with the agent's token) and held only in this process. For each transaction the agent itself decodes:
+opens with the agent's token) and held only in this process. For each transaction the agent
+itself decodes:
 
 - Solana (FROST): it asks the vault for a fresh commitment, commits to fresh nonces of its own
   (in memory, used once and dropped), builds the RFC 9591 signing package for that exact message
@@ -185,9 +186,13 @@ async def agent_part(
 
 
 async def transaction_part(
-    client: AgentClient, share: Share, wallet: str, transaction: Any, chain: str | None,
+    client: AgentClient,
+    share: Share,
+    wallet: str,
+    transaction: Any,
+    chain: str | None,
     own: OwnPolicy | None = None,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """The agent's part for a transaction with a 2-of-3 wallet, either protocol; first, when
     this host keeps its own copy of the policy (`own`), that copy must not deny it."""
     if own is not None:
@@ -200,9 +205,13 @@ async def transaction_part(
 
 
 async def message_part(
-    client: AgentClient, share: Share, wallet: str, message: str,
-    encoding: Literal["utf8", "base64"], own: OwnPolicy | None = None,
-) -> dict[str, str]:  # fmt: skip
+    client: AgentClient,
+    share: Share,
+    wallet: str,
+    message: str,
+    encoding: Literal["utf8", "base64"],
+    own: OwnPolicy | None = None,
+) -> dict[str, str]:
     """The agent's part for `sign_message` with a 2-of-3 wallet, either protocol; first, when
     this host keeps its own copy of the policy (`own`), that copy must not deny it."""
     if own is not None:
@@ -216,9 +225,12 @@ async def message_part(
 
 
 async def typed_data_part(
-    client: AgentClient, share: Share, wallet: str, typed_data: dict[str, Any],
+    client: AgentClient,
+    share: Share,
+    wallet: str,
+    typed_data: dict[str, Any],
     own: OwnPolicy | None = None,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """The agent's part for `sign_typed_data` with a 2-of-3 EVM wallet (DKLs23 over the EIP-712
     digest, computed here); first, this host's own copy of the policy must not deny it."""
     if not share.pairs:

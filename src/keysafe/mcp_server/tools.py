@@ -51,8 +51,8 @@ approval_status with wait_seconds (up to 60) until it is "approved" (the result 
 what the original tool returns) or "denied" (with the owner's reason, if given) / "expired"
 (do not retry the same request); list_pending_approvals lists those still waiting. Unsure
 whether a call is allowed? check_policy answers allow, ask or deny with the rule and reason, and
-changes nothing. Errors start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the owner's policy refuses it;
-change the request, do not repeat it."""
+changes nothing. Errors start with a stable code: POLICY_DENIED and BUDGET_EXCEEDED mean the
+owner's policy refuses it; change the request, do not repeat it."""
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 ACTS = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
@@ -103,9 +103,13 @@ class _Vault:
             return refusal(exc)
 
     async def sign(
-        self, ctx: Context, wallet: str, body: dict[str, Any], part: threshold.Part,
+        self,
+        ctx: Context,
+        wallet: str,
+        body: dict[str, Any],
+        part: threshold.Part,
         send: Callable[[AgentClient, dict[str, Any]], Awaitable[dict[str, Any]]],
-    ) -> CallToolResult:  # fmt: skip
+    ) -> CallToolResult:
         """A signing call: with a 2-of-3 wallet the agent's share takes part (`part`), over
         exactly what is sent."""
 
@@ -172,16 +176,21 @@ def _add_transaction_tools(mcp: MCPServer, vault: _Vault) -> None:
             chain: ChainName = None,
         ) -> Annotated[CallToolResult, TransactionResult]:
             body = drop_none(
-                wallet=wallet, transaction=transaction, description=description,
-                idempotency_key=idempotency_key, chain=chain,
-            )  # fmt: skip
+                wallet=wallet,
+                transaction=transaction,
+                description=description,
+                idempotency_key=idempotency_key,
+                chain=chain,
+            )
             return await vault.sign(
-                ctx, wallet, body,
+                ctx,
+                wallet,
+                body,
                 lambda c, share: threshold.transaction_part(
                     c, share, wallet, transaction, chain, vault.own_policy
                 ),
                 lambda c, b: c.sign_transaction(b, send=send),
-            )  # fmt: skip
+            )
 
         return tool
 
@@ -221,9 +230,14 @@ def _add_transfer_tool(mcp: MCPServer, vault: _Vault) -> None:
         status "sent" with tx_hash, or "pending_approval" with approval_id (then call
         approval_status). Pass an idempotency_key so a retry never pays twice."""
         body = drop_none(
-            wallet=wallet, asset=asset, to=to, amount=amount, chain=chain,
-            description=description, idempotency_key=idempotency_key,
-        )  # fmt: skip
+            wallet=wallet,
+            asset=asset,
+            to=to,
+            amount=amount,
+            chain=chain,
+            description=description,
+            idempotency_key=idempotency_key,
+        )
         return await vault.run(ctx, lambda c: c.transfer(body))
 
 
@@ -238,12 +252,14 @@ def _add_message_tools(mcp: MCPServer, vault: _Vault) -> None:
         """Sign a message (EIP-191 personal_sign on EVM, ed25519 on Solana). Returns the
         signature, or pending_approval with approval_id."""
         return await vault.sign(
-            ctx, wallet, {"wallet": wallet, "message": message, "encoding": encoding},
+            ctx,
+            wallet,
+            {"wallet": wallet, "message": message, "encoding": encoding},
             lambda c, share: threshold.message_part(
                 c, share, wallet, message, encoding, vault.own_policy
             ),
             lambda c, body: c.sign_message(body),
-        )  # fmt: skip
+        )
 
     @mcp.tool(annotations=ACTS)
     async def sign_typed_data(
@@ -257,12 +273,14 @@ def _add_message_tools(mcp: MCPServer, vault: _Vault) -> None:
         """Sign EIP-712 typed data (EVM wallets). Permits and unlimited approvals are judged by
         what they grant. Returns the signature, or pending_approval with approval_id."""
         return await vault.sign(
-            ctx, wallet, {"wallet": wallet, "typed_data": typed_data},
+            ctx,
+            wallet,
+            {"wallet": wallet, "typed_data": typed_data},
             lambda c, share: threshold.typed_data_part(
                 c, share, wallet, typed_data, vault.own_policy
             ),
             lambda c, body: c.sign_typed_data(body),
-        )  # fmt: skip
+        )
 
 
 def _add_http_and_data_tools(mcp: MCPServer, vault: _Vault) -> None:

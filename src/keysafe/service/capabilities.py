@@ -71,8 +71,15 @@ def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list
             since = now - timedelta(seconds=lim.seconds)
             by_key, used = usage(rule.name, since)
             if lim.max_count is not None:
-                out.append({"rule": rule.name, "window": lim.window, "asset": None,
-                            "limit": str(lim.max_count), "left": str(max(lim.max_count - used, 0))})  # fmt: skip
+                out.append(
+                    {
+                        "rule": rule.name,
+                        "window": lim.window,
+                        "asset": None,
+                        "limit": str(lim.max_count),
+                        "left": str(max(lim.max_count - used, 0)),
+                    }
+                )
             for sym, cap in (lim.max or {}).items():
                 # Summed over every asset with this symbol, as the engine judges the window.
                 spend = window_spend(by_key, sym, reg)
@@ -80,8 +87,15 @@ def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list
                     continue
                 units, scale = spend
                 left = max(to_base_units(cap, scale) - units, 0)
-                out.append({"rule": rule.name, "window": lim.window, "asset": sym, "limit": str(cap),
-                            "left": from_base_units(left, scale)})  # fmt: skip
+                out.append(
+                    {
+                        "rule": rule.name,
+                        "window": lim.window,
+                        "asset": sym,
+                        "limit": str(cap),
+                        "left": from_base_units(left, scale),
+                    }
+                )
     return out
 
 
@@ -119,6 +133,13 @@ def _named(
 
 
 def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
+    """What `agent` may do, as it asks with list_capabilities: its wallets, credentials and
+    readable data, its policy in plain words and the budget left per window (never a secret).
+
+    Raises:
+        NotFoundError: no agent has that name.
+        IntegrityError: the agent's or its policy's seal does not verify (vault unlocked).
+    """
     now = vault.clock()
     with vault.db.read() as conn:
         row = get_agent(conn, agent)

@@ -39,9 +39,12 @@ class CredentialView(BaseModel):
     def of(cls, info: RecordInfo) -> CredentialView:
         meta = credential_meta(info)
         return cls(
-            name=info.name, hosts=meta.hosts, attach=meta.attach, created_at=info.created_at,
+            name=info.name,
+            hosts=meta.hosts,
+            attach=meta.attach,
+            created_at=info.created_at,
             updated_at=info.updated_at,
-        )  # fmt: skip
+        )
 
 
 def add_credential(
@@ -53,6 +56,14 @@ def add_credential(
     attach: Attachment,
     replace: bool = False,
 ) -> CredentialView:
+    """Store an API key that agents use through keysafe, only towards `hosts`, attached as
+    `attach` says; audited. The secret is never shown again.
+
+    Raises:
+        MalformedRequestError: a bad name or host, no host, an empty or oversized secret.
+        AlreadyExistsError: the name is taken and `replace` is False.
+        VaultLockedError: the vault is locked.
+    """
     check_name(name, "credential")
     if not hosts:
         raise MalformedRequestError(
@@ -72,20 +83,33 @@ def add_credential(
     meta = CredentialMeta(hosts=clean_hosts, attach=attach.model_dump()).stored()
     with vault.db.write() as conn:
         info = put_audited(
-            vault, conn, kind=RecordKind.CREDENTIAL, name=name, data_class=DataClass.SENSITIVE,
-            meta=meta, plaintext=secret, replace=replace, action="credential.add",
+            vault,
+            conn,
+            kind=RecordKind.CREDENTIAL,
+            name=name,
+            data_class=DataClass.SENSITIVE,
+            meta=meta,
+            plaintext=secret,
+            replace=replace,
+            action="credential.add",
             details=lambda made: {"name": name, "hosts": clean_hosts, "version": made.version},
-        )  # fmt: skip
+        )
     logger.info("credential %s stored (version %d)", name, info.version)
     return CredentialView.of(info)
 
 
 def list_credentials(vault: Vault) -> list[CredentialView]:
+    """Every credential with its hosts and how it is attached (never the secret)."""
     with vault.db.read() as conn:
         return [CredentialView.of(i) for i in vault.list_records(conn, RecordKind.CREDENTIAL)]
 
 
 def remove_credential(vault: Vault, name: str) -> None:
+    """Remove a credential and revoke every placeholder of it first; audited.
+
+    Raises:
+        NotFoundError: no credential has that name.
+    """
     with vault.db.read() as conn:
         vault.get_record(conn, RecordKind.CREDENTIAL, name)  # NOT_FOUND before anything changes
     # Placeholders go first: a credential added later under the same name must never revive them.

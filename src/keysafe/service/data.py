@@ -43,12 +43,23 @@ class DataView:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "class": self.data_class, "format": self.format,
-            "fields": self.fields, "created_at": self.created_at, "updated_at": self.updated_at,
-        }  # fmt: skip
+            "name": self.name,
+            "class": self.data_class,
+            "format": self.format,
+            "fields": self.fields,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataClass) -> DataView:
+    """Store (or replace) a piece of the owner's data, standard or sensitive, for agents to
+    read as the policy allows; audited.
+
+    Raises:
+        MalformedRequestError: a bad name, the `critical` class, or a value over 1 MiB.
+        VaultLockedError: the vault is locked.
+    """
     check_name(name, "data")
     if data_class is DataClass.CRITICAL:
         raise MalformedRequestError(
@@ -72,22 +83,38 @@ def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataCla
     del parsed
     with vault.db.write() as conn:
         info = put_audited(
-            vault, conn, kind=RecordKind.DATA, name=name, data_class=data_class,
-            meta=DataMeta(format=fmt, fields=fields).stored(), plaintext=value, replace=True,
+            vault,
+            conn,
+            kind=RecordKind.DATA,
+            name=name,
+            data_class=data_class,
+            meta=DataMeta(format=fmt, fields=fields).stored(),
+            plaintext=value,
+            replace=True,
             action="data.set",
-            details=lambda made: {"name": name, "class": str(data_class), "format": fmt,
-                                  "version": made.version},
-        )  # fmt: skip
+            details=lambda made: {
+                "name": name,
+                "class": str(data_class),
+                "format": fmt,
+                "version": made.version,
+            },
+        )
     logger.info("data %s stored (version %d)", name, info.version)
     return DataView.of(info)
 
 
 def list_data(vault: Vault) -> list[DataView]:
+    """Every data record's name, class and version (never its value)."""
     with vault.db.read() as conn:
         return [DataView.of(i) for i in vault.list_records(conn, RecordKind.DATA)]
 
 
 def remove_data(vault: Vault, name: str) -> None:
+    """Remove a data record; audited.
+
+    Raises:
+        NotFoundError: no data record has that name.
+    """
     vault.remove_record(RecordKind.DATA, name)
     logger.info("data %s removed", name)
 
@@ -103,8 +130,12 @@ class ReadResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {"status": self.status, "approval_id": self.approval_id,
-                    "expires_at": self.expires_at, "summary": self.summary}  # fmt: skip
+            return {
+                "status": self.status,
+                "approval_id": self.approval_id,
+                "expires_at": self.expires_at,
+                "summary": self.summary,
+            }
         return {"status": "value", "name": self.name, "value": self.value}
 
 
@@ -148,14 +179,23 @@ def read_data(
     sensitive = info.data_class == DataClass.SENSITIVE
     what = f"read {name}" + (f" (fields {', '.join(wanted)})" if wanted else "")
     intent = Intent.data_read(
-        data=name, fields=wanted, summary=what + (" — sensitive" if sensitive else ""),
-    )  # fmt: skip
+        data=name,
+        fields=wanted,
+        summary=what + (" — sensitive" if sensitive else ""),
+    )
     req = gate.Request(
-        agent=agent, kind=Kind.READ_DATA, wire=ReadDataRequest(name=name, fields=wanted),
-        intent=intent, payload=jcs.dumps({"name": name, "fields": wanted}),
-        target=f"data:{name}", audit_action="data.read", approval_id=approval_id,
-        always_ask=sensitive, facts={"name": name, "fields": wanted}, dry_run=dry_run,
-    )  # fmt: skip
+        agent=agent,
+        kind=Kind.READ_DATA,
+        wire=ReadDataRequest(name=name, fields=wanted),
+        intent=intent,
+        payload=jcs.dumps({"name": name, "fields": wanted}),
+        target=f"data:{name}",
+        audit_action="data.read",
+        approval_id=approval_id,
+        always_ask=sensitive,
+        facts={"name": name, "fields": wanted},
+        dry_run=dry_run,
+    )
 
     def act(_request_id: str) -> ReadResult:
         with vault.db.read() as conn, vault.open_record(conn, info) as plain:

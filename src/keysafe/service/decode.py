@@ -32,6 +32,12 @@ def _chain(reg: Registry, ref: str | int) -> ChainInfo:
 def decode_payload(
     text: str, *, chain: str | None = None, registry: Registry | None = None
 ) -> Intent:
+    """What a transaction (EVM JSON or RLP hex, Solana base64) or EIP-712 typed data would
+    do, as the policy engine sees it; needs no vault (the built-in registry by default).
+
+    Raises:
+        MalformedRequestError: the text is none of those, or does not decode.
+    """
     reg = registry or Registry.builtin()
     stripped = text.strip()
     if not stripped:
@@ -71,7 +77,8 @@ def decode_payload(
         return sol_intents.intent_from_tx(tx, registry=reg, chain=info, wallet_address=wallet)
     raise MalformedRequestError(
         "The input is neither JSON, hex (EVM RLP) nor base64 (Solana).",
-        next_step="pass an EVM transaction as JSON or RLP hex, EIP-712 JSON, or a base64 Solana transaction.",
+        next_step="pass an EVM transaction as JSON or RLP hex, EIP-712 JSON, or a base64 Solana "
+        "transaction.",
     )
 
 

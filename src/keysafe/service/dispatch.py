@@ -49,26 +49,48 @@ class _Entry:
 def _sign_tx(send: bool) -> Runner:
     def run(vault: Vault, agent: str, r: SignTransactionRequest, how: How) -> dict[str, Any]:
         return signing.sign_transaction(
-            vault, agent, r.wallet, r.transaction, chain=r.chain, description=r.description,
-            declared=r.declared, broadcast=send, approval_id=how.approval_id,
-            threshold=r.threshold, dry_run=how.dry_run,
-        ).model_dump(mode="json")  # fmt: skip
+            vault,
+            agent,
+            r.wallet,
+            r.transaction,
+            chain=r.chain,
+            description=r.description,
+            declared=r.declared,
+            broadcast=send,
+            approval_id=how.approval_id,
+            threshold=r.threshold,
+            dry_run=how.dry_run,
+        ).model_dump(mode="json")
 
     return run
 
 
 def _transfer(vault: Vault, agent: str, r: TransferRequest, how: How) -> dict[str, Any]:
     return transfer.transfer(
-        vault, agent, r.wallet, r.asset, r.to, r.amount, chain=r.chain,
-        description=r.description, approval_id=how.approval_id, dry_run=how.dry_run,
-    ).model_dump(mode="json")  # fmt: skip
+        vault,
+        agent,
+        r.wallet,
+        r.asset,
+        r.to,
+        r.amount,
+        chain=r.chain,
+        description=r.description,
+        approval_id=how.approval_id,
+        dry_run=how.dry_run,
+    ).model_dump(mode="json")
 
 
 def _sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> dict[str, Any]:
     return signing.sign_message(
-        vault, agent, r.wallet, r.message, encoding=r.encoding, approval_id=how.approval_id,
-        threshold=r.threshold, dry_run=how.dry_run,
-    ).model_dump(mode="json")  # fmt: skip
+        vault,
+        agent,
+        r.wallet,
+        r.message,
+        encoding=r.encoding,
+        approval_id=how.approval_id,
+        threshold=r.threshold,
+        dry_run=how.dry_run,
+    ).model_dump(mode="json")
 
 
 def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> dict[str, Any]:
@@ -80,7 +102,7 @@ def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> 
 def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str, Any]:
     return proxy.http_request(
         vault, agent, r, approval_id=how.approval_id, dry_run=how.dry_run
-    ).to_dict()  # fmt: skip
+    ).to_dict()
 
 
 def _read(vault: Vault, agent: str, r: ReadDataRequest, how: How) -> dict[str, Any]:
@@ -91,9 +113,13 @@ def _read(vault: Vault, agent: str, r: ReadDataRequest, how: How) -> dict[str, A
 
 def _release(vault: Vault, agent: str, r: ReleaseRequest, how: How) -> dict[str, Any]:
     return release.release(
-        vault, agent, r.credential, purpose=r.purpose or "", approval_id=how.approval_id,
+        vault,
+        agent,
+        r.credential,
+        purpose=r.purpose or "",
+        approval_id=how.approval_id,
         dry_run=how.dry_run,
-    ).to_dict()  # fmt: skip
+    ).to_dict()
 
 
 def _pair(vault: Vault, agent: str, r: pairing.PairingRequest, how: How) -> dict[str, Any]:

@@ -145,8 +145,13 @@ def _enc(raw: bytes) -> str:
 
 def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
     return KeygenView(
-        id=g.id, wallet=g.wallet, chain=str(g.chain), agent=g.agent, vault_id=vault.vault_id,
-        rounds=g.party.rounds, keys={i: _enc(k) for i, k in g.keys.items()},
+        id=g.id,
+        wallet=g.wallet,
+        chain=str(g.chain),
+        agent=g.agent,
+        vault_id=vault.vault_id,
+        rounds=g.party.rounds,
+        keys={i: _enc(k) for i, k in g.keys.items()},
         kind="reshare" if isinstance(g.party, ReshareParty) else "create",
         quorum=list(g.party.quorum) if isinstance(g.party, ReshareParty) else None,
         public=g.party.old_public.to_dict() if isinstance(g.party, ReshareParty) else None,
@@ -157,9 +162,11 @@ def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
             for (r, s, t), body in sorted(g.mail.items())
             if t == party
         ],
-        status=g.status, failure=g.failure, address=g.address,
+        status=g.status,
+        failure=g.failure,
+        address=g.address,
         expires_in=max(0, int(g.expires - time.monotonic())),
-    )  # fmt: skip
+    )
 
 
 def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str) -> KeygenView:
@@ -186,11 +193,19 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
             )
     suite = SECP256K1 if chain is Chain.EVM else ED25519
     sid = secrets.token_bytes(SESSION_ID_LEN)
-    return _open(vault, _Keygen(
-        session_id=sid, wallet=wallet, chain=chain, agent=agent,
-        expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
-        party=KeygenParty(suite, USER, sid),
-    ), key)  # fmt: skip
+    return _open(
+        vault,
+        _Keygen(
+            session_id=sid,
+            wallet=wallet,
+            chain=chain,
+            agent=agent,
+            expires=time.monotonic() + TTL_S,
+            vault_key=channel.new_key(),
+            party=KeygenParty(suite, USER, sid),
+        ),
+        key,
+    )
 
 
 def _reshared(
@@ -221,9 +236,13 @@ def _reshared(
 
 
 def start_reshare(
-    vault: Vault, wallet: str, quorum: tuple[int, int], recovery_key: str, *,
+    vault: Vault,
+    wallet: str,
+    quorum: tuple[int, int],
+    recovery_key: str,
+    *,
     rebuild: Rebuild | None = None,
-) -> KeygenView:  # fmt: skip
+) -> KeygenView:
     """The owner opens a reshare of 2-of-3 wallet `wallet` by the two parties of `quorum`
     (1 agent, 2 vault, 3 recovery): fresh shares for all three, same address. Vault +
     recovery evict or refresh the agent; agent + vault replace a lost recovery file; agent +
@@ -259,11 +278,20 @@ def start_reshare(
         threshold_records.vault_share(vault, info).key if info is not None and USER in q else None
     )
     sid = secrets.token_bytes(SESSION_ID_LEN)
-    return _open(vault, _Keygen(
-        session_id=sid, wallet=wallet, chain=chain, agent=agent,
-        expires=time.monotonic() + TTL_S, vault_key=channel.new_key(),
-        party=ReshareParty(USER, sid, public, q, old_key), old=info,
-    ), key)  # fmt: skip
+    return _open(
+        vault,
+        _Keygen(
+            session_id=sid,
+            wallet=wallet,
+            chain=chain,
+            agent=agent,
+            expires=time.monotonic() + TTL_S,
+            vault_key=channel.new_key(),
+            party=ReshareParty(USER, sid, public, q, old_key),
+            old=info,
+        ),
+        key,
+    )
 
 
 def _may_join(status: str, quorum: tuple[int, ...] | None) -> bool:
@@ -478,11 +506,17 @@ def _fail(vault: Vault, g: _Keygen, why: str) -> None:
     _settle(g)
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner",
+            conn,
+            actor="owner",
             action="wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create",
             target=f"wallet:{g.wallet}",
-            outcome="failure", details={"name": g.wallet, "chain": str(g.chain),
-                                        "source": "threshold", "agent": g.agent,
-                                        "reason": g.failure},
-        )  # fmt: skip
+            outcome="failure",
+            details={
+                "name": g.wallet,
+                "chain": str(g.chain),
+                "source": "threshold",
+                "agent": g.agent,
+                "reason": g.failure,
+            },
+        )
     logger.warning("keygen %s failed: %s", g.id[:12], g.failure)

@@ -31,6 +31,11 @@ class RecordKind(StrEnum):
 
 
 def check_name(name: str, what: str) -> str:
+    """`name`, if it is a valid name for a `what` (1-64 letters, digits, '.', '_', '-').
+
+    Raises:
+        MalformedRequestError: it is not.
+    """
     if not NAME_RE.match(name):
         raise MalformedRequestError(
             f"'{name[:80]}' is not a valid {what} name.",
@@ -40,11 +45,17 @@ def check_name(name: str, what: str) -> str:
 
 
 def check_host(host: str) -> str:
+    """`host` lower-cased, if it is a bare host name (with an optional port).
+
+    Raises:
+        MalformedRequestError: it has a scheme or a path, or is not a host name.
+    """
     host = host.strip().lower()
     if not HOST_RE.match(host) or "://" in host:
         raise MalformedRequestError(
             f"'{host[:100]}' is not a host name.",
-            next_step="give a bare host such as api.github.com or localhost:8080 (no scheme, no path).",
+            next_step="give a bare host such as api.github.com or localhost:8080 (no scheme, "
+            "no path).",
         )
     return host
 
@@ -66,7 +77,8 @@ class Attachment(BaseModel):
         if not sep or not name or not re.match(r"^[A-Za-z0-9-]+$", name):
             raise MalformedRequestError(
                 f"'{spec[:100]}' is not a header template.",
-                next_step='write it as "Name: value with {secret}", e.g. "Authorization: Bearer {secret}".',
+                next_step='write it as "Name: value with {secret}", e.g. '
+                '"Authorization: Bearer {secret}".',
             )
         if template.count("{secret}") != 1:
             raise MalformedRequestError(
@@ -209,7 +221,7 @@ class SignTypedDataRequest(_Wire):
 
 
 class TransferRequest(_Wire):
-    """Send an asset by name and amount; keysafe builds the transaction (POST /v1/agent/transfer)."""
+    """Send an asset by name and amount; keysafe builds the transaction (POST /v1/agent/transfer)."""  # noqa: E501 - the OpenAPI description, kept on one line
 
     wallet: str = Field(max_length=64, examples=["main"])
     asset: str = Field(

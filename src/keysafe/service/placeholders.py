@@ -60,20 +60,29 @@ def issue(vault: Vault, credential: str, agent: str, *, replace: bool = False) -
             mine = (t.placeholders.c.credential == credential) & (t.placeholders.c.agent == agent)
             n = conn.execute(delete(t.placeholders).where(mine)).rowcount
             vault.audit(
-                conn, actor="owner", action="placeholder.revoke",
-                target=f"credential:{credential}", outcome="success",
+                conn,
+                actor="owner",
+                action="placeholder.revoke",
+                target=f"credential:{credential}",
+                outcome="success",
                 details={"agent": agent, "name": credential, "count": int(n)},
-            )  # fmt: skip
+            )
         conn.execute(
             insert(t.placeholders).values(
-                token_hash=_digest(bytes(token.reveal()).decode()), agent=agent,
-                credential=credential, created_at=iso(vault.clock()),
+                token_hash=_digest(bytes(token.reveal()).decode()),
+                agent=agent,
+                credential=credential,
+                created_at=iso(vault.clock()),
             )
-        )  # fmt: skip
+        )
         vault.audit(
-            conn, actor="owner", action="placeholder.issue", target=f"credential:{credential}",
-            outcome="success", details={"agent": agent, "name": credential},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="placeholder.issue",
+            target=f"credential:{credential}",
+            outcome="success",
+            details={"agent": agent, "name": credential},
+        )
     logger.info("placeholder issued for credential %s to agent %s", credential, agent)
     return token
 
@@ -88,9 +97,13 @@ def revoke_all(vault: Vault, credential: str, agent: str | None = None) -> int:
         if not n:
             return 0
         vault.audit(
-            conn, actor="owner", action="placeholder.revoke", target=f"credential:{credential}",
-            outcome="success", details={"agent": agent, "name": credential, "count": n},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="placeholder.revoke",
+            target=f"credential:{credential}",
+            outcome="success",
+            details={"agent": agent, "name": credential, "count": n},
+        )
     return int(n)
 
 
@@ -119,11 +132,18 @@ def refuse_use(vault: Vault, holder: Holder, *, wanted: str, why: str) -> Policy
     """Audit a placeholder presented for something it does not stand for; returns the error."""
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor=f"agent:{holder.agent}", action="placeholder.refused",
-            target=f"credential:{holder.credential}", outcome="denied",
-            details={"agent": holder.agent, "name": holder.credential, "wanted": wanted[:64],
-                     "reason": why},
-        )  # fmt: skip
+            conn,
+            actor=f"agent:{holder.agent}",
+            action="placeholder.refused",
+            target=f"credential:{holder.credential}",
+            outcome="denied",
+            details={
+                "agent": holder.agent,
+                "name": holder.credential,
+                "wanted": wanted[:64],
+                "reason": why,
+            },
+        )
     return PolicyDeniedError(
         f"This placeholder stands for credential '{holder.credential}' only; it was sent for "
         f"{wanted[:64]}. Nothing was sent.",

@@ -17,10 +17,18 @@ from keysafe.vault.vault import Vault
 
 
 def put_audited(
-    vault: Vault, conn: Connection, *, kind: RecordKind, name: str, data_class: DataClass,
-    meta: dict[str, Any], plaintext: SecretBytes, replace: bool, action: str,
+    vault: Vault,
+    conn: Connection,
+    *,
+    kind: RecordKind,
+    name: str,
+    data_class: DataClass,
+    meta: dict[str, Any],
+    plaintext: SecretBytes,
+    replace: bool,
+    action: str,
     details: Callable[[RecordInfo], dict[str, Any]],
-) -> RecordInfo:  # fmt: skip
+) -> RecordInfo:
     """Seal `plaintext` as record `kind`/`name` inside `conn`'s write transaction and audit
     `action` by the owner, with the `details` of the stored record (its version, say).
 
@@ -28,11 +36,20 @@ def put_audited(
         AlreadyExistsError: the record exists and `replace` is false.
     """
     info = vault.put_record(
-        conn, kind=kind, name=name, data_class=data_class, meta=meta, plaintext=plaintext,
+        conn,
+        kind=kind,
+        name=name,
+        data_class=data_class,
+        meta=meta,
+        plaintext=plaintext,
         replace=replace,
-    )  # fmt: skip
+    )
     vault.audit(
-        conn, actor="owner", action=action, target=f"{kind}:{name}", outcome="success",
+        conn,
+        actor="owner",
+        action=action,
+        target=f"{kind}:{name}",
+        outcome="success",
         details=details(info),
-    )  # fmt: skip
+    )
     return info

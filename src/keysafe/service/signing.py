@@ -83,8 +83,13 @@ class SignResult(BaseModel):
 
 
 def _facts(r: SignResult) -> dict[str, Any]:
-    return {"wallet": r.wallet, "chain": r.chain, "tx_hash": r.tx_hash, "status": r.status,
-            "summary": r.summary}  # fmt: skip
+    return {
+        "wallet": r.wallet,
+        "chain": r.chain,
+        "tx_hash": r.tx_hash,
+        "status": r.status,
+        "summary": r.summary,
+    }
 
 
 def _view(r: SignResult) -> dict[str, Any]:
@@ -125,17 +130,29 @@ def _shared(found: Wallet) -> ThresholdWallet:
 
 
 def _done(
-    status: Status, found: Wallet, chain: str | None, intent: Intent, request_id: str, *,
-    signed_transaction: str | None = None, tx_hash: str | None = None,
+    status: Status,
+    found: Wallet,
+    chain: str | None,
+    intent: Intent,
+    request_id: str,
+    *,
+    signed_transaction: str | None = None,
+    tx_hash: str | None = None,
     signature: str | None = None,
-) -> SignResult:  # fmt: skip
+) -> SignResult:
     """What an act returns: the signature or signed transaction, and what it does."""
     return SignResult(
-        status=status, wallet=found.name, address=found.address, chain=chain,
-        summary=intent.summary or intent.action, request_id=request_id,
-        signed_transaction=signed_transaction, tx_hash=tx_hash, signature=signature,
+        status=status,
+        wallet=found.name,
+        address=found.address,
+        chain=chain,
+        summary=intent.summary or intent.action,
+        request_id=request_id,
+        signed_transaction=signed_transaction,
+        tx_hash=tx_hash,
+        signature=signature,
         intent=intent.model_dump(mode="json", exclude_none=True),
-    )  # fmt: skip
+    )
 
 
 def _pending(found: Wallet, chain: str | None, parked: gate.Parked) -> SignResult:
@@ -227,32 +244,46 @@ def sign_transaction(
     """
     vault.require_unlocked()  # before anything is decoded or reserved
     wire = SignTransactionRequest(
-        wallet=wallet, transaction=payload, chain=chain, description=description,
-        declared=dict(declared) if declared else None, idempotency_key=idempotency_key,
+        wallet=wallet,
+        transaction=payload,
+        chain=chain,
+        description=description,
+        declared=dict(declared) if declared else None,
+        idempotency_key=idempotency_key,
         threshold=dict(threshold) if threshold else None,
-    )  # fmt: skip
+    )
     found, reg = wallet_and_registry(vault, wallet)
     fields = _threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
     try:
         decoded = decode_transaction(
-            vault, agent, found, payload, registry=reg, chain=chain, declared=declared,
+            vault,
+            agent,
+            found,
+            payload,
+            registry=reg,
+            chain=chain,
+            declared=declared,
             fields=fields,
-        )  # fmt: skip
+        )
     except BaseException:
         discard(vault, agent, fields)
         raise
     family = str(found.chain)
     req = gate.Request(
-        agent=agent, kind=Kind.SEND_TRANSACTION if broadcast else Kind.SIGN_TRANSACTION,
-        wire=wire, intent=decoded.intent,
+        agent=agent,
+        kind=Kind.SEND_TRANSACTION if broadcast else Kind.SIGN_TRANSACTION,
+        wire=wire,
+        intent=decoded.intent,
         # The transaction as the agent sent it: the vault may fill nonce and fees from the chain,
         # and a retry must match its first request even after the chain moved on.
         payload=jcs.dumps(approvals.jsonable({"transaction": payload, "chain": chain})),
         target=f"wallet:{wallet}",
         audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
-        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=broadcast,
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        reaches_out=broadcast,
         dry_run=dry_run,
-    )  # fmt: skip
+    )
     act = transaction_act(vault, found, decoded, broadcast=broadcast)
     return through_gate(vault, req, found, decoded.chain.name, act, fields)
 
@@ -277,9 +308,14 @@ def transaction_act(
             decoded.send(chain_info.rpc, raw)
             status = "sent"
         return _done(
-            status, found, chain_info.name, decoded.intent, request_id,
-            signed_transaction=raw, tx_hash=txid,
-        )  # fmt: skip
+            status,
+            found,
+            chain_info.name,
+            decoded.intent,
+            request_id,
+            signed_transaction=raw,
+            tx_hash=txid,
+        )
 
     return act
 
@@ -287,15 +323,23 @@ def transaction_act(
 def send_transaction(
     vault: Vault, agent: str, wallet: str, payload: str | dict[str, Any], **kw: Any
 ) -> SignResult:
+    """`sign_transaction`, then broadcast it through the chain's RPC (same arguments and
+    errors, plus ChainUnavailableError when the RPC does not take it)."""
     return sign_transaction(vault, agent, wallet, payload, broadcast=True, **kw)
 
 
 def threshold_exchange(
-    vault: Vault, agent: str, wallet: str, fields: dict[str, Any], *,
-    transaction: str | dict[str, Any] | None = None, chain: str | None = None,
-    message: str | None = None, encoding: str = "utf8",
+    vault: Vault,
+    agent: str,
+    wallet: str,
+    fields: dict[str, Any],
+    *,
+    transaction: str | dict[str, Any] | None = None,
+    chain: str | None = None,
+    message: str | None = None,
+    encoding: str = "utf8",
     typed_data: dict[str, Any] | None = None,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """Step 2 of an EVM 2-of-3 signature (service/threshold.py): hash the transaction (or the
     EIP-191 message, or the EIP-712 typed data) here, as the gate will, and run the vault's
     rounds 1 and 2 over that hash.
@@ -366,13 +410,22 @@ def _owner_sign_message(vault: Vault, found: Wallet, intent: Intent, data: bytes
         signature = _sign_message_bytes(found, data, key)
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{found.name}",
-            outcome="success", details={"wallet": found.name, "summary": intent.summary},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="wallet.sign_message",
+            target=f"wallet:{found.name}",
+            outcome="success",
+            details={"wallet": found.name, "summary": intent.summary},
+        )
     return SignResult(
-        status="signed", wallet=found.name, address=found.address, chain=None,
-        summary=intent.summary or intent.action, request_id="", signature=signature,
-    )  # fmt: skip
+        status="signed",
+        wallet=found.name,
+        address=found.address,
+        chain=None,
+        summary=intent.summary or intent.action,
+        request_id="",
+        signature=signature,
+    )
 
 
 def sign_message(
@@ -398,14 +451,24 @@ def sign_message(
         return _owner_sign_message(vault, found, intent, data)
     fields = _threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
     wire = SignMessageRequest(
-        wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key,
+        wallet=wallet,
+        message=message,
+        encoding=encoding,
+        idempotency_key=idempotency_key,
         threshold=fields,
-    )  # fmt: skip
+    )
     req = gate.Request(
-        agent=agent, kind=Kind.SIGN_MESSAGE, wire=wire, intent=intent, payload=data,
-        target=f"wallet:{wallet}", audit_action=f"{found.chain}.sign_message",
-        idempotency_key=idempotency_key, approval_id=approval_id, dry_run=dry_run,
-    )  # fmt: skip
+        agent=agent,
+        kind=Kind.SIGN_MESSAGE,
+        wire=wire,
+        intent=intent,
+        payload=data,
+        target=f"wallet:{wallet}",
+        audit_action=f"{found.chain}.sign_message",
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        dry_run=dry_run,
+    )
 
     def act(request_id: str) -> SignResult:
         if fields is not None and found.chain == Chain.EVM:
@@ -456,20 +519,29 @@ def sign_typed_data(
         wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key, threshold=fields
     )
     req = gate.Request(
-        agent=agent, kind=Kind.SIGN_TYPED_DATA, wire=wire, intent=intent,
+        agent=agent,
+        kind=Kind.SIGN_TYPED_DATA,
+        wire=wire,
+        intent=intent,
         payload=evm_intents.typed_data_digest(typed_data),  # the EIP-712 digest that is signed
-        target=f"wallet:{wallet}", audit_action="evm.sign_typed_data",
-        idempotency_key=idempotency_key, approval_id=approval_id, dry_run=dry_run,
-    )  # fmt: skip
+        target=f"wallet:{wallet}",
+        audit_action="evm.sign_typed_data",
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        dry_run=dry_run,
+    )
 
     def act(request_id: str) -> SignResult:
         if fields is not None:  # the agent's rounds and the vault's make the signature
             digest = evm_intents.typed_data_digest(typed_data)
             sig = cosign_ecdsa(vault, agent, _shared(found), digest, fields)
             signature = evm_signing.assemble_message_signature(
-                evm_intents.encode_typed(typed_data), sig.r, sig.s, sig.recovery_id,
+                evm_intents.encode_typed(typed_data),
+                sig.r,
+                sig.s,
+                sig.recovery_id,
                 found.address,
-            )  # fmt: skip
+            )
         else:
             with vault.db.read() as conn, vault.open_record(conn, found.info) as key:
                 signature = evm_signing.sign_typed_data(typed_data, key)

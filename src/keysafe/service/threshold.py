@@ -71,14 +71,21 @@ def commit(vault: Vault, wallet: ThresholdWallet, holder: str) -> dict[str, Any]
         table = state.frost_table(vault)
         state.admit(table.values(), holder, "unused commitments")
         table[sid] = state.Preprocessed(
-            wallet.name, holder, wallet.meta.generation, nonces, commitment,
+            wallet.name,
+            holder,
+            wallet.meta.generation,
+            nonces,
+            commitment,
             time.monotonic() + state.NONCE_TTL_S,
-        )  # fmt: skip
+        )
     return {
-        "session_id": sid.hex(), "wallet": wallet.name, "identifier": USER,
-        "hiding": commitment.hiding.hex(), "binding": commitment.binding.hex(),
+        "session_id": sid.hex(),
+        "wallet": wallet.name,
+        "identifier": USER,
+        "hiding": commitment.hiding.hex(),
+        "binding": commitment.binding.hex(),
         "expires_in": state.NONCE_TTL_S,
-    }  # fmt: skip
+    }
 
 
 def cosign(

@@ -44,9 +44,12 @@ def dkls_open(vault: Vault, wallet: ThresholdWallet, holder: str) -> dict[str, A
             wallet.name, holder, wallet.meta.generation, time.monotonic() + state.NONCE_TTL_S
         )
     return {
-        "session_id": sid.hex(), "wallet": wallet.name, "identifier": USER, "protocol": "dkls23",
+        "session_id": sid.hex(),
+        "wallet": wallet.name,
+        "identifier": USER,
+        "protocol": "dkls23",
         "expires_in": state.NONCE_TTL_S,
-    }  # fmt: skip
+    }
 
 
 def persist_bans(vault: Vault) -> None:
@@ -66,10 +69,13 @@ def persist_bans(vault: Vault) -> None:
                     vault, conn, wallet, {"banned": sorted({*wallet.meta.banned, partner})}
                 )
                 vault.audit(
-                    conn, actor="system", action="wallet.threshold-ban", target=f"wallet:{name}",
-                    outcome="success", details={"name": name, "party": partner,
-                                                "version": wallet.meta.generation},
-                )  # fmt: skip
+                    conn,
+                    actor="system",
+                    action="wallet.threshold-ban",
+                    target=f"wallet:{name}",
+                    outcome="success",
+                    details={"name": name, "party": partner, "version": wallet.meta.generation},
+                )
         with state.LOCK:
             state.pending_bans(vault).discard((name, partner))
 
@@ -95,9 +101,11 @@ def _take_session(
         table = state.dkls_table(vault)
         session_ = table.get(sid)
         if (
-            session_ is not None and session_.agent == holder and session_.wallet == wallet
+            session_ is not None
+            and session_.agent == holder
+            and session_.wallet == wallet
             and (session_.state is not None) == exchanged
-        ):  # fmt: skip
+        ):
             del table[sid]
             return session_
     raise MalformedRequestError(
@@ -130,9 +138,14 @@ def _dkls_abort(vault: Vault, wallet: ThresholdWallet, exc: DklsAbort, partner: 
 
 
 def dkls_exchange(
-    vault: Vault, agent: str, wallet: ThresholdWallet, message_hash: bytes,
-    fields: dict[str, Any], *, partner: int = AGENT,
-) -> dict[str, str]:  # fmt: skip
+    vault: Vault,
+    agent: str,
+    wallet: ThresholdWallet,
+    message_hash: bytes,
+    fields: dict[str, Any],
+    *,
+    partner: int = AGENT,
+) -> dict[str, str]:
     """Step 2: the vault's rounds 1 and 2 for the session in `fields` (`session_id`, the
     partner's `round1` and `verifying_share`), over `message_hash`, which the caller computed
     itself. `agent` holds the session: an agent's name, or the owner (partner: recovery).
@@ -174,15 +187,21 @@ def dkls_exchange(
     with state.LOCK:
         state.dkls_table(vault)[sid] = session_
     return {
-        "session_id": sid.hex(), "round1": base64.b64encode(first).decode(),
+        "session_id": sid.hex(),
+        "round1": base64.b64encode(first).decode(),
         "round2": base64.b64encode(second).decode(),
-    }  # fmt: skip
+    }
 
 
 def cosign_ecdsa(
-    vault: Vault, agent: str, wallet: ThresholdWallet, message_hash: bytes,
-    fields: dict[str, Any], *, partner: int = AGENT,
-) -> dkls_signing.Signature:  # fmt: skip
+    vault: Vault,
+    agent: str,
+    wallet: ThresholdWallet,
+    message_hash: bytes,
+    fields: dict[str, Any],
+    *,
+    partner: int = AGENT,
+) -> dkls_signing.Signature:
     """Step 3, after the policy allowed the transaction: the vault's round 3 and the final
     combination; returns a signature that recovers the wallet's key. The session is consumed
     first, whatever happens next.

@@ -75,9 +75,13 @@ def _check_pair(agent: party.PipeSigner, rec: KeyPackage) -> None:
 
 
 def _sign_without_vault_evm(
-    agent_share_path: Path, agent_secret: SecretBytes, rec: share_file.Share, *,
-    message: bytes | None, transaction: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    agent_share_path: Path,
+    agent_secret: SecretBytes,
+    rec: share_file.Share,
+    *,
+    message: bytes | None,
+    transaction: str | None,
+) -> dict[str, Any]:
     what: dict[str, Any]
     tx: evm_tx.EvmTx | None = None
     if transaction is not None:
@@ -104,10 +108,13 @@ def _sign_without_vault_evm(
         state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
         try:
             second = dkls_signing.round2(state, b64_field(theirs, "round1"))
-            rest = agent.dkls_rounds({
-                "session_id": nonce.hex(), "round1": base64.b64encode(first).decode(),
-                "round2": base64.b64encode(second).decode(),
-            })  # fmt: skip
+            rest = agent.dkls_rounds(
+                {
+                    "session_id": nonce.hex(),
+                    "round1": base64.b64encode(first).decode(),
+                    "round2": base64.b64encode(second).decode(),
+                }
+            )
             dkls_signing.round3(state, b64_field(rest, "round2"))
             sig = dkls_signing.finish(state, b64_field(rest, "round3"))
         except DklsAbort as exc:
@@ -129,9 +136,13 @@ def _sign_without_vault_evm(
 
 
 def _sign_without_vault_solana(
-    agent_share_path: Path, agent_secret: SecretBytes, rec: KeyPackage, *,
-    message: bytes | None, transaction: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    agent_share_path: Path,
+    agent_secret: SecretBytes,
+    rec: KeyPackage,
+    *,
+    message: bytes | None,
+    transaction: str | None,
+) -> dict[str, Any]:
     tx = None
     if transaction is not None:
         tx = sol_tx.parse_transaction(transaction)
@@ -149,9 +160,11 @@ def _sign_without_vault_solana(
         )
         wallet = agent.wallet
     out: dict[str, Any] = {
-        "wallet": wallet, "address": address, "signers": "agent+recovery",
+        "wallet": wallet,
+        "address": address,
+        "signers": "agent+recovery",
         "signature": str(Signature.from_bytes(sig)),
-    }  # fmt: skip
+    }
     if tx is not None:
         out["signed_transaction"] = sol_signing.attach_signature(tx, address, sig).base64
     return out

@@ -59,9 +59,12 @@ def owner_exchange(
 
 
 def recovery_start(
-    wallet: str, answer: dict[str, Any], recovery: dict[str, Any], share: share_file.Share,
+    wallet: str,
+    answer: dict[str, Any],
+    recovery: dict[str, Any],
+    share: share_file.Share,
     message: str,
-) -> tuple[dkls_signing.SigningState, dict[str, str]]:  # fmt: skip
+) -> tuple[dkls_signing.SigningState, dict[str, str]]:
     """The owner's side of an EVM signature (its CLI; no vault here): check the recovery share
     against the public package the vault sent, then round 1 over the message hashed here."""
     check_recovery(wallet, PublicKeyPackage.from_dict(answer["public"]), recovery, share.key)
@@ -79,10 +82,13 @@ def _audit_owner_failure(vault: Vault, wallet: str, exc: KeysafeError) -> None:
     # owner's session trying a share that is not the wallet's.
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-            outcome="failure", details={"name": wallet, "signer": "user+recovery",
-                                        "code": str(exc.code), **exc.facts},
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="wallet.sign_message",
+            target=f"wallet:{wallet}",
+            outcome="failure",
+            details={"name": wallet, "signer": "user+recovery", "code": str(exc.code), **exc.facts},
+        )
 
 
 def recovery_part(
@@ -113,17 +119,23 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
                 signable, ecdsa.r, ecdsa.s, ecdsa.recovery_id, found.address
             )
         else:
-            text = str(Signature.from_bytes(
-                frost_cosign(vault, state.OWNER, found, message, fields, partner=RECOVERY)
-            ))  # fmt: skip
+            text = str(
+                Signature.from_bytes(
+                    frost_cosign(vault, state.OWNER, found, message, fields, partner=RECOVERY)
+                )
+            )
     except KeysafeError as exc:
         _audit_owner_failure(vault, wallet, exc)
         raise
     with vault.db.write() as conn:
         vault.audit(
-            conn, actor="owner", action="wallet.sign_message", target=f"wallet:{wallet}",
-            outcome="success", details=details,
-        )  # fmt: skip
+            conn,
+            actor="owner",
+            action="wallet.sign_message",
+            target=f"wallet:{wallet}",
+            outcome="success",
+            details=details,
+        )
     return text
 
 

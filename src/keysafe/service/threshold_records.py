@@ -44,9 +44,14 @@ def group_address(public: PublicKeyPackage) -> str:
 
 
 def store_new_wallet(
-    vault: Vault, name: str, chain: Chain, agent: str, share: share_file.Share, *,
+    vault: Vault,
+    name: str,
+    chain: Chain,
+    agent: str,
+    share: share_file.Share,
+    *,
     action: str = "wallet.create",
-) -> ThresholdWallet:  # fmt: skip
+) -> ThresholdWallet:
     """Keep the vault's share of a new 2-of-3 wallet (generation 1 on this vault) and audit
     `action` (`wallet.create`, or `wallet.reshare` for a wallet rebuilt here).
 
@@ -55,9 +60,14 @@ def store_new_wallet(
     """
     public = share.key.public
     meta = ThresholdMeta(
-        chain=chain, address=group_address(public), source="threshold", threshold=THRESHOLD,
-        agent=agent, public=public.to_dict(), generation=1,
-    )  # fmt: skip
+        chain=chain,
+        address=group_address(public),
+        source="threshold",
+        threshold=THRESHOLD,
+        agent=agent,
+        public=public.to_dict(),
+        generation=1,
+    )
     return _store_user_share(vault, name, meta.stored(), share, replace=False, action=action)
 
 
@@ -76,8 +86,9 @@ def replace_vault_share(
         raise FrostError("resharing changed the group key; nothing was replaced")
     # New shares, new pair state for every pair: an old ban has nothing left to protect.
     meta = {k: v for k, v in wallet.info.meta.items() if k not in ("banned", "restored")} | {
-        "public": public.to_dict(), "generation": wallet.meta.generation + 1,
-    }  # fmt: skip
+        "public": public.to_dict(),
+        "generation": wallet.meta.generation + 1,
+    }
     stored = _store_user_share(
         vault, wallet.name, meta, share, replace=True, action="wallet.reshare"
     )
@@ -105,22 +116,42 @@ def _as_threshold(info: RecordInfo) -> ThresholdWallet:
 
 
 def _store_user_share(
-    vault: Vault, name: str, meta: dict[str, Any], key: share_file.Share, *, replace: bool,
-    action: str, actor: str = "owner",
-) -> ThresholdWallet:  # fmt: skip
+    vault: Vault,
+    name: str,
+    meta: dict[str, Any],
+    key: share_file.Share,
+    *,
+    replace: bool,
+    action: str,
+    actor: str = "owner",
+) -> ThresholdWallet:
     plain = SecretBytes(key.secret_bytes())
     with plain, vault.db.write() as conn:
         info = vault.put_record(
-            conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL, meta=meta,
-            plaintext=plain, replace=replace,
-        )  # fmt: skip
+            conn,
+            kind=RecordKind.WALLET,
+            name=name,
+            data_class=DataClass.CRITICAL,
+            meta=meta,
+            plaintext=plain,
+            replace=replace,
+        )
         stored = _as_threshold(info)
         vault.audit(
-            conn, actor=actor, action=action, target=f"wallet:{name}", outcome="success",
-            details={"name": name, "chain": str(stored.meta.chain), "address": stored.address,
-                     "source": "threshold", "agent": stored.meta.agent,
-                     "version": stored.meta.generation},
-        )  # fmt: skip
+            conn,
+            actor=actor,
+            action=action,
+            target=f"wallet:{name}",
+            outcome="success",
+            details={
+                "name": name,
+                "chain": str(stored.meta.chain),
+                "address": stored.address,
+                "source": "threshold",
+                "agent": stored.meta.agent,
+                "version": stored.meta.generation,
+            },
+        )
     return stored
 
 
@@ -156,9 +187,14 @@ def rewrite_meta(
         material = SecretBytes(bytearray(plain.reveal()))
     with material:
         vault.put_record(
-            conn, kind=RecordKind.WALLET, name=wallet.name, data_class=DataClass.CRITICAL,
-            meta=dict(wallet.info.meta) | changes, plaintext=material, replace=True,
-        )  # fmt: skip
+            conn,
+            kind=RecordKind.WALLET,
+            name=wallet.name,
+            data_class=DataClass.CRITICAL,
+            meta=dict(wallet.info.meta) | changes,
+            plaintext=material,
+            replace=True,
+        )
 
 
 def hold_restored(vault: Vault, conn: Connection) -> list[str]:

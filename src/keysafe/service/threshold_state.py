@@ -156,9 +156,12 @@ def hex_field(fields: dict[str, Any], name: str) -> bytes:
         MalformedRequestError: it is missing or not hex.
     """
     return _field(
-        fields, name, bytes.fromhex, "hex",
+        fields,
+        name,
+        bytes.fromhex,
+        "hex",
         "send the fields keysafe's agent client builds: session_id, hiding, binding, share.",
-    )  # fmt: skip
+    )
 
 
 def b64_field(fields: dict[str, Any], name: str) -> bytes:
@@ -168,6 +171,9 @@ def b64_field(fields: dict[str, Any], name: str) -> bytes:
         MalformedRequestError: it is missing or not base64.
     """
     return _field(
-        fields, name, lambda v: base64.b64decode(v, validate=True), "base64",
+        fields,
+        name,
+        lambda v: base64.b64decode(v, validate=True),
+        "base64",
         "send the fields keysafe's agent client builds.",
-    )  # fmt: skip
+    )

@@ -136,9 +136,16 @@ class _ToDecode:
 
 
 def decode_transaction(
-    vault: Vault, agent: str, wallet: Wallet, payload: str | dict[str, Any], registry: Registry,
-    *, chain: str | None, declared: Mapping[str, Any] | None, fields: dict[str, Any] | None = None,
-) -> Decoded:  # fmt: skip
+    vault: Vault,
+    agent: str,
+    wallet: Wallet,
+    payload: str | dict[str, Any],
+    registry: Registry,
+    *,
+    chain: str | None,
+    declared: Mapping[str, Any] | None,
+    fields: dict[str, Any] | None = None,
+) -> Decoded:
     """Decode `payload` for `wallet` (EVM: filled from the chain's RPC first), check it against
     what was `declared`, and say how to sign and send it.
 
@@ -186,7 +193,8 @@ def _evm(job: _ToDecode) -> Decoded:
             raise MalformedRequestError(
                 f"The transaction lacks {', '.join(tx.missing_fields())} and chain "
                 f"'{chain_info.name}' has no RPC to fill them in.",
-                next_step="include them, or the owner sets an RPC (`keysafe chain add NAME --chain-id N --rpc URL`).",
+                next_step="include them, or the owner sets an RPC (`keysafe chain add NAME "
+                "--chain-id N --rpc URL`).",
             )
         tx = EvmRpc(chain_info.rpc).fill(tx, address)
     intent = evm_intents.intent_from_tx(tx, registry=job.registry, chain=chain_info).model_copy(

@@ -247,14 +247,23 @@ def _recipient(reg: Registry, chain: ChainInfo, to: str) -> str:
             )
         address = text
     token = next(
-        (a for a in reg.assets if a.chain == chain.name and a.address is not None
-         and (a.address.lower() == address.lower() if chain.family == "evm"
-              else a.address == address)),
+        (
+            a
+            for a in reg.assets
+            if a.chain == chain.name
+            and a.address is not None
+            and (
+                a.address.lower() == address.lower()
+                if chain.family == "evm"
+                else a.address == address
+            )
+        ),
         None,
-    )  # fmt: skip
+    )
     if token is not None:
         raise _bad(
-            f"'to' is the {token.symbol} token's own {'contract' if chain.family == 'evm' else 'mint'}"
+            f"'to' is the {token.symbol} token's own "
+            f"{'contract' if chain.family == 'evm' else 'mint'}"
             "; what is sent there is lost.",
             "pass the recipient's wallet address.",
             "to",
@@ -353,9 +362,13 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
             create = rpc.account_owner(destination) is None
         blockhash = rpc.latest_blockhash().blockhash
     return sol_transfers.build_transfer(
-        wallet=wallet_address, to=plan.to, units=plan.units, blockhash=blockhash, token=token,
+        wallet=wallet_address,
+        to=plan.to,
+        units=plan.units,
+        blockhash=blockhash,
+        token=token,
         create_account=create,
-    )  # fmt: skip
+    )
 
 
 # -- the use case ---------------------------------------------------------------------------
@@ -364,43 +377,73 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
 def _decode_plan(vault: Vault, agent: str, found: Wallet, reg: Registry, plan: _Plan) -> Decoded:
     """Build the planned transfer's transaction and decode it as any agent's would be."""
     payload = (
-        _evm_payload(plan, found) if found.chain == Chain.EVM
+        _evm_payload(plan, found)
+        if found.chain == Chain.EVM
         else _solana_payload(plan, found.address)
-    )  # fmt: skip
+    )
     family = str(found.chain)
     # What was asked, as the decoded transaction must say it (no blind signing, even of our own
     # bytes). A Solana token's recipient decodes as its token account; declaring the owner's
     # wallet is accepted when that account is the wallet's associated one, and the intent then
     # names the wallet, so recipient rules see the person, as for send_transaction.
-    declared = {"action": f"{family}.transfer", "asset": plan.asset.symbol,
-                "amount": plan.amount, "to": plan.to, "chain": plan.chain.name}  # fmt: skip
+    declared = {
+        "action": f"{family}.transfer",
+        "asset": plan.asset.symbol,
+        "amount": plan.amount,
+        "to": plan.to,
+        "chain": plan.chain.name,
+    }
     return decode_transaction(
         vault, agent, found, payload, registry=reg, chain=plan.chain.name, declared=declared
     )
 
 
 def _gate_request(
-    agent: str, found: Wallet, wire: TransferRequest, plan: _Plan, decoded: Decoded, *,
-    idempotency_key: str | None, approval_id: str | None, dry_run: bool,
-) -> gate.Request:  # fmt: skip
+    agent: str,
+    found: Wallet,
+    wire: TransferRequest,
+    plan: _Plan,
+    decoded: Decoded,
+    *,
+    idempotency_key: str | None,
+    approval_id: str | None,
+    dry_run: bool,
+) -> gate.Request:
     """The transfer as the gate judges, parks and fingerprints it."""
     family = str(found.chain)
     # The request as it will be parked and fingerprinted: resolved, so approving it later and
     # retrying it with its idempotency key both mean exactly this transfer.
     resolved = wire.model_copy(
-        update={"asset": plan.asset_ref, "to": plan.to, "amount": plan.amount,
-                "chain": plan.chain.name}
-    )  # fmt: skip
+        update={
+            "asset": plan.asset_ref,
+            "to": plan.to,
+            "amount": plan.amount,
+            "chain": plan.chain.name,
+        }
+    )
     return gate.Request(
-        agent=agent, kind=Kind.TRANSFER, wire=resolved, intent=decoded.intent,
-        payload=jcs.dumps({"transfer": {
-            "wallet": found.name, "chain": plan.chain.name, "asset": plan.asset.identity,
-            "to": plan.to, "units": str(plan.units),
-        }}),
-        target=f"wallet:{found.name}", audit_action=f"{family}.transfer",
-        idempotency_key=idempotency_key, approval_id=approval_id, reaches_out=True,
+        agent=agent,
+        kind=Kind.TRANSFER,
+        wire=resolved,
+        intent=decoded.intent,
+        payload=jcs.dumps(
+            {
+                "transfer": {
+                    "wallet": found.name,
+                    "chain": plan.chain.name,
+                    "asset": plan.asset.identity,
+                    "to": plan.to,
+                    "units": str(plan.units),
+                }
+            }
+        ),
+        target=f"wallet:{found.name}",
+        audit_action=f"{family}.transfer",
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        reaches_out=True,
         dry_run=dry_run,
-    )  # fmt: skip
+    )
 
 
 def transfer(
@@ -441,9 +484,14 @@ def transfer(
     """
     vault.require_unlocked()
     wire = TransferRequest(
-        wallet=wallet, asset=asset, to=to, amount=amount, chain=chain, description=description,
+        wallet=wallet,
+        asset=asset,
+        to=to,
+        amount=amount,
+        chain=chain,
+        description=description,
         idempotency_key=idempotency_key,
-    )  # fmt: skip
+    )
     found, reg = signing.wallet_and_registry(vault, wallet)
     if found.threshold is not None:
         raise _bad(
@@ -455,8 +503,14 @@ def transfer(
     plan = _plan(reg, found, wire)
     decoded = _decode_plan(vault, agent, found, reg, plan)
     req = _gate_request(
-        agent, found, wire, plan, decoded, idempotency_key=idempotency_key,
-        approval_id=approval_id, dry_run=dry_run,
-    )  # fmt: skip
+        agent,
+        found,
+        wire,
+        plan,
+        decoded,
+        idempotency_key=idempotency_key,
+        approval_id=approval_id,
+        dry_run=dry_run,
+    )
     act = signing.transaction_act(vault, found, decoded, broadcast=True)
     return signing.through_gate(vault, req, found, plan.chain.name, act, None)

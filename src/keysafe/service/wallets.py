@@ -47,9 +47,13 @@ class WalletView(BaseModel):
         m = Wallet.of(info).meta
         index = m.index if isinstance(m, WalletMeta) else None
         return cls(
-            name=info.name, chain=str(m.chain), address=m.address, source=m.source, index=index,
+            name=info.name,
+            chain=str(m.chain),
+            address=m.address,
+            source=m.source,
+            index=index,
             created_at=info.created_at,
-        )  # fmt: skip
+        )
 
 
 def _stored_address(wallet: Wallet, key: SecretBytes) -> str:
@@ -77,22 +81,37 @@ def _next_index(vault: Vault, conn: Any, chain: Chain) -> int:
     used = [
         m.index
         for m in metas
-        if isinstance(m, WalletMeta) and m.chain == chain and m.source == "derived"
+        if isinstance(m, WalletMeta)
+        and m.chain == chain
+        and m.source == "derived"
         and m.index is not None
-    ]  # fmt: skip
+    ]
     return max(used) + 1 if used else 0
 
 
 def _put_wallet(
-    vault: Vault, conn: Connection, name: str, meta: WalletMeta, key: SecretBytes, *,
-    action: str, details: dict[str, Any],
-) -> RecordInfo:  # fmt: skip
+    vault: Vault,
+    conn: Connection,
+    name: str,
+    meta: WalletMeta,
+    key: SecretBytes,
+    *,
+    action: str,
+    details: dict[str, Any],
+) -> RecordInfo:
     """Keep a new single-key wallet's key as a `critical` record, audited."""
     return put_audited(
-        vault, conn, kind=RecordKind.WALLET, name=name, data_class=DataClass.CRITICAL,
-        meta=meta.stored(), plaintext=key, replace=False, action=action,
+        vault,
+        conn,
+        kind=RecordKind.WALLET,
+        name=name,
+        data_class=DataClass.CRITICAL,
+        meta=meta.stored(),
+        plaintext=key,
+        replace=False,
+        action=action,
         details=lambda _info: details,
-    )  # fmt: skip
+    )
 
 
 def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = None) -> WalletView:
@@ -115,15 +134,33 @@ def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = 
         with key:
             meta = WalletMeta(chain=chain, address=address, source="derived", index=i, path=path)
             info = _put_wallet(
-                vault, conn, name, meta, key, action="wallet.create",
-                details={"name": name, "chain": str(chain), "address": address, "index": i,
-                         "source": "derived"},
-            )  # fmt: skip
+                vault,
+                conn,
+                name,
+                meta,
+                key,
+                action="wallet.create",
+                details={
+                    "name": name,
+                    "chain": str(chain),
+                    "address": address,
+                    "index": i,
+                    "source": "derived",
+                },
+            )
     logger.info("wallet %s created on %s at index %d", name, chain, i)
     return WalletView.of(info)
 
 
 def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) -> WalletView:
+    """Import an existing private key as wallet `name` on `chain`; audited. The key text is
+    never shown again.
+
+    Raises:
+        MalformedRequestError: a bad name, or the text is not a private key of that chain.
+        AlreadyExistsError: the name is taken.
+        VaultLockedError: the vault is locked.
+    """
     check_name(name, "wallet")
     text = bytes(key_text.reveal()).decode("utf-8", "replace").strip()
     try:
@@ -145,9 +182,14 @@ def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) 
         address = _address_of(chain, key)
         meta = WalletMeta(chain=chain, address=address, source="imported")
         info = _put_wallet(
-            vault, conn, name, meta, key, action="wallet.import",
+            vault,
+            conn,
+            name,
+            meta,
+            key,
+            action="wallet.import",
             details={"name": name, "chain": str(chain), "address": address, "source": "imported"},
-        )  # fmt: skip
+        )
     logger.info("wallet %s imported on %s", name, chain)
     return WalletView.of(info)
 
@@ -164,7 +206,8 @@ def list_wallets(vault: Vault, *, verify: bool = True) -> list[WalletView]:
                     if _stored_address(wallet, key) != wallet.address:
                         raise IntegrityError(
                             f"Wallet '{info.name}' does not match its stored address.",
-                            next_step="restore the vault from a backup (`keysafe backup restore FILE`).",
+                            next_step="restore the vault from a backup "
+                            "(`keysafe backup restore FILE`).",
                             name=info.name,
                         )
     return [WalletView.of(i) for i in infos]

@@ -12,7 +12,14 @@ from keysafe.service.wallets import WalletView
 from keysafe.vault.vault import Vault
 
 VAULT = cast(Vault, object())  # passed through to the fetch, which is counted instead
-WALLET = WalletView("main", "evm", "0xabc", "hd", 0, "2025-03-01T09:00:00Z")
+WALLET = WalletView(
+    name="main",
+    chain="evm",
+    address="0xabc",
+    source="hd",
+    index=0,
+    created_at="2025-03-01T09:00:00Z",
+)
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def test_balance_cache_answers_from_cache_until_the_ttl_has_passed(fetches: list
 
 def test_balance_cache_keeps_each_address_apart(fetches: list[str]) -> None:
     cache = BalanceCache()
-    other = WalletView("spare", "evm", "0xdef", "hd", 1, "2025-03-01T09:00:00Z")
+    other = WALLET.model_copy(update={"name": "spare", "address": "0xdef", "index": 1})
     cache.balances(VAULT, WALLET, now=1.0)
     cache.balances(VAULT, other, now=1.0)
     cache.balances(VAULT, WALLET, now=2.0)

@@ -437,8 +437,10 @@ def test_agent_and_recovery_rebuild_the_wallet_on_a_new_vault(
             SecretBytes(bytearray(files["share_key"].encode())),
         )
         pair = (AGENT, USER)
-        fresh = {AGENT: agent_share.key.signing_share,
-                 USER: threshold_records.vault_share(new, info).key.signing_share}
+        fresh = {
+            AGENT: agent_share.key.signing_share,
+            USER: threshold_records.vault_share(new, info).key.signing_share,
+        }
         x = sum(lagrange(suite, i, pair) * fresh[i] for i in pair) % suite.order
         assert suite.base_mul(x) == info.public().group_public_key
         old_vault = threshold_records.vault_share(
