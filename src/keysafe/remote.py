@@ -19,7 +19,7 @@ import httpx
 from keysafe.client import DEFAULT_URL, ApiError
 from keysafe.client._calls import json_answer
 from keysafe.client._pool import AsyncPool
-from keysafe.errors import VaultUnreachableError
+from keysafe.errors import Translate, VaultUnreachableError, map_exceptions
 
 MCP_HTTP_PORT: Final = 8422  # `keysafe mcp --http`'s default port
 TIMEOUT: Final = httpx.Timeout(90.0, connect=5.0)  # approvals long-poll for up to 60 s
@@ -43,7 +43,7 @@ def pooled(pool: dict[str, httpx.AsyncClient]) -> httpx.AsyncClient:
 RemoteError = ApiError
 
 
-def unreachable(url: str, exc: Exception) -> VaultUnreachableError:
+def unreachable(url: str, exc: BaseException) -> VaultUnreachableError:
     # Not an ApiError: the surfaces here answer their own caller 502 for it, where an ApiError
     # is relayed with the vault's own status.
     return VaultUnreachableError(
@@ -73,13 +73,16 @@ class AgentClient(AsyncPool):
         self._auth = {"authorization": f"Bearer {credential}"}
 
     async def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        try:
+        with map_exceptions(self._unreachable):
             r = await self._http.request(
                 method, self.url + path, json=body, headers=self._auth, timeout=TIMEOUT
             )
-        except httpx.HTTPError as exc:
-            raise unreachable(self.url, exc) from None
         return answer(r)
+
+    @property
+    def _unreachable(self) -> Translate:
+        """httpx's failures to reach the vault, as VAULT_UNREACHABLE naming its URL."""
+        return {httpx.HTTPError: lambda exc: unreachable(self.url, exc)}
 
     async def whoami(self) -> str:
         return str((await self._call("GET", "/v1/agent/whoami"))["agent"])
@@ -118,10 +121,8 @@ class AgentClient(AsyncPool):
             headers=self._auth,
             timeout=STREAM_TIMEOUT,
         )
-        try:
+        with map_exceptions(self._unreachable):
             return await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise unreachable(self.url, exc) from None
 
     async def read_data(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/read-data", body)

@@ -58,7 +58,7 @@ def _asset_of(key: str, registry: Registry) -> AssetInfo | None:
         if a.identity == key:
             return a
     # A row written before identities holds a bare symbol: read with that symbol's coarsest
-    # decimals, as the windows do (engine.window_spend).
+    # decimals, as the windows do (limits.window_spend).
     peers = registry.same_symbol(key) if ":" not in key else ()
     return min(peers, key=lambda a: a.decimals) if peers else None
 

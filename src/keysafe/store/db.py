@@ -38,7 +38,7 @@ SCHEMA_HEAD: Final = "0014"
 # PostgreSQL advisory lock keys (one 64-bit space per database). MIGRATE: one process at a time
 # runs Alembic (two servers starting together must not both create the tables). SERVING: every
 # `keysafe serve` holds it shared for its life, so a starting server can tell whether another
-# one is running (gate.recover must not settle another live server's requests).
+# one is running (in_flight.recover must not settle another live server's requests).
 _PG_LOCK_MIGRATE: Final = 0x6B657973_61666501
 _PG_LOCK_SERVING: Final = 0x6B657973_61666502
 

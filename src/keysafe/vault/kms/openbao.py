@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from keysafe.crypto.secret import SecretBytes
+from keysafe.errors import map_exceptions
 from keysafe.vault.kms.base import TIMEOUT_S, KmsConfig, KmsHealth, KmsProvider
 
 
@@ -40,9 +41,8 @@ class OpenBaoTransit(KmsProvider):
         # object outlives this function.
         headers = {"X-Vault-Token": bytes(self._token.reveal()).decode("ascii", "replace")}
         try:
-            r = self._http.request(method, f"{self._base}/{path}", json=body, headers=headers)
-        except httpx.HTTPError:
-            raise self.unreachable(doing) from None
+            with map_exceptions({httpx.HTTPError: lambda _: self.unreachable(doing)}):
+                r = self._http.request(method, f"{self._base}/{path}", json=body, headers=headers)
         finally:
             headers.clear()
         if r.status_code in (401, 403):
