@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import time
+from pathlib import Path
 from typing import Any, Final
 
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params, argon2id
@@ -41,31 +42,11 @@ def home_folder(home: Home) -> Finding:
             "run `keysafe init` to create a vault there, or set KEYSAFE_HOME to where yours is.",
         )
     info = path.lstat()
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
-        return Finding(
-            "home",
-            Status.FAIL,
-            f"{path} is {what}; keysafe wants a real folder of its own.",
-            "point KEYSAFE_HOME at the folder itself (or move the vault into one).",
-        )
     me = os.geteuid()
-    if info.st_uid != me:
-        return Finding(
-            "home",
-            Status.FAIL,
-            f"{path} belongs to another user (uid {info.st_uid}; you are uid {me}).",
-            f"run keysafe as the user who owns it, or `chown -R {me} {path}` if it is yours.",
-        )
-    mode = stat.S_IMODE(info.st_mode)
-    problems: list[str] = []
-    fixes: list[str] = []
-    if mode & 0o077:
-        problems.append(f"the folder is open to other users (mode {mode:04o})")
-        fixes.append(f"chmod 700 {path}")
-    elif mode & 0o700 != 0o700:
-        problems.append(f"the folder is mode {mode:04o}, so keysafe cannot use it fully")
-        fixes.append(f"chmod 700 {path}")
+    refused = _not_my_folder(path, info, me)
+    if refused is not None:
+        return refused
+    problems, fixes = _folder_mode_problems(path, stat.S_IMODE(info.st_mode))
     try:
         files = sorted(p for p in path.iterdir() if p.is_file() or p.is_symlink())
     except OSError as exc:
@@ -75,6 +56,56 @@ def home_folder(home: Home) -> Finding:
             f"{path} cannot be listed ({exc.strerror}).",
             f"run `chmod 700 {path}` as its owner.",
         )
+    _add_file_problems(files, me, problems, fixes)
+    if problems:
+        return Finding(
+            "home",
+            Status.FAIL,
+            f"{path}: " + "; ".join(problems) + ".",
+            "run `" + " && ".join(fixes) + "` (keysafe refuses to open the vault until then).",
+        )
+    return Finding(
+        "home", Status.OK, f"{path} is 0700 and yours; its {len(files)} file(s) are 0600 and yours."
+    )
+
+
+def _not_my_folder(path: Path, info: os.stat_result, me: int) -> Finding | None:
+    """The failure when the home is a link, not a folder, or another user's (checked first:
+    its modes mean nothing then), or None."""
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a folder"
+        return Finding(
+            "home",
+            Status.FAIL,
+            f"{path} is {what}; keysafe wants a real folder of its own.",
+            "point KEYSAFE_HOME at the folder itself (or move the vault into one).",
+        )
+    if info.st_uid != me:
+        return Finding(
+            "home",
+            Status.FAIL,
+            f"{path} belongs to another user (uid {info.st_uid}; you are uid {me}).",
+            f"run keysafe as the user who owns it, or `chown -R {me} {path}` if it is yours.",
+        )
+    return None
+
+
+def _folder_mode_problems(path: Path, mode: int) -> tuple[list[str], list[str]]:
+    """What is wrong with the folder's own mode, and the commands that fix it."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    if mode & 0o077:
+        problems.append(f"the folder is open to other users (mode {mode:04o})")
+        fixes.append(f"chmod 700 {path}")
+    elif mode & 0o700 != 0o700:
+        problems.append(f"the folder is mode {mode:04o}, so keysafe cannot use it fully")
+        fixes.append(f"chmod 700 {path}")
+    return problems, fixes
+
+
+def _add_file_problems(files: list[Path], me: int, problems: list[str], fixes: list[str]) -> None:
+    """Add what is wrong with the home's files (open to others, another user's) and the fixes,
+    after the folder's own, so the owner reads them in that order."""
     open_files = [p for p in files if stat.S_IMODE(p.lstat().st_mode) & 0o077]
     foreign = [p for p in files if p.lstat().st_uid != me]
     if open_files:
@@ -87,16 +118,6 @@ def home_folder(home: Home) -> Finding:
     if foreign:
         problems.append(f"{len(foreign)} file(s) belong to another user ({foreign[0].name}, …)")
         fixes.append(f"chown {me} " + " ".join(str(p) for p in foreign))
-    if problems:
-        return Finding(
-            "home",
-            Status.FAIL,
-            f"{path}: " + "; ".join(problems) + ".",
-            "run `" + " && ".join(fixes) + "` (keysafe refuses to open the vault until then).",
-        )
-    return Finding(
-        "home", Status.OK, f"{path} is 0700 and yours; its {len(files)} file(s) are 0600 and yours."
-    )
 
 
 def write_lock(home: Home, db: Database) -> Finding:

@@ -8,7 +8,8 @@ Order (DESIGN.md "One request, end to end"), the same for every action:
 2. idempotency (service/idempotency.py): a key seen before with the same exact bytes returns
    the stored result (never a second signature); with other bytes it is IDEMPOTENCY_CONFLICT;
    while the first request still runs it is REQUEST_IN_PROGRESS (retry with the same key);
-3. decide (the policy engine, with the owner's grants for this request's shape);
+3. decide (the policy engine, with the owner's grants for this request's shape:
+   service/gate_decision.py);
 4. reserve the spend, in the transaction that decided, so two requests never share a limit;
 5. park on ask: an identical request already pending gets that approval back;
 6. act (the use case's own step: open the key and sign, or send the HTTP call);
@@ -57,7 +58,8 @@ from keysafe.policy.intent import Intent
 from keysafe.policy.reasons import Reason
 from keysafe.policy.rules import Policy
 from keysafe.service import idempotency, in_flight, notify, policies
-from keysafe.service.registry import load_registry
+from keysafe.service.gate_decision import decide_intent
+from keysafe.service.gate_decision import preview_approved as preview_approved
 from keysafe.service.request_audit import audit_decision, audit_outcome
 from keysafe.store import ledger
 from keysafe.vault.vault import Vault
@@ -403,59 +405,9 @@ def _decide(
     """The engine's decision. The owner's grants can only turn an ask into an allow, so they are
     looked up only when the decision without them is an ask (most requests never pay for it).
     `writable`: `conn` is the write transaction, which may keep the budget windows' totals."""
-    return _decide_intent(
+    return decide_intent(
         conn, req.agent, req.intent, req.approved, policy, state, now, writable=writable
     )
-
-
-def _decide_intent(
-    conn: Connection,
-    agent: str,
-    intent: Intent,
-    approved: bool,
-    policy: Policy | None,
-    state: engine.AgentState,
-    now: datetime,
-    *,
-    writable: bool = False,
-) -> engine.Decision:
-    registry = load_registry(conn)
-    usage = ledger.usage_reader(conn, agent, now=now, writable=writable)
-    decision = engine.decide(
-        policy, state, intent, registry=registry, usage=usage, now=now, approved=approved
-    )
-    if decision.outcome != "ask":
-        return decision
-    granted = approvals.granted_rules(conn, agent, intent, now.timestamp())
-    if not granted:
-        return decision
-    return engine.decide(
-        policy,
-        state,
-        intent,
-        registry=registry,
-        usage=usage,
-        now=now,
-        approved=approved,
-        granted=granted,
-    )
-
-
-def preview_approved(vault: Vault, agent: str, intent: Intent) -> engine.Decision:
-    """The decision `intent` would get now if the owner approved it: its budget windows before
-    and after (`WindowState.left`, `.after`), from the same ledger and engine call as a real
-    request, read-only. For the owner's approval card; nothing is reserved or audited.
-
-    Raises:
-        NotFoundError: the agent is gone.
-        IntegrityError: its stored state or policy was edited outside keysafe.
-    """
-    now = vault.clock()
-    with vault.db.read() as conn:
-        state, policy = policies.agent_state(vault, conn, agent, verify=True)
-        return engine.status_refusal(state) or _decide_intent(
-            conn, agent, intent, True, policy, state, now
-        )
 
 
 def _earlier(conn: Connection, vault: Vault, req: Request, key: str, fp: str) -> Admission | None:

@@ -26,29 +26,25 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 
-from keysafe.agent_models import KeygenPost, KeygenStatus, KeygenView, Sealed
+from keysafe.agent_models import KeygenPost, KeygenView, Sealed
 from keysafe.chains import Chain
 from keysafe.errors import (
     AlreadyExistsError,
-    KeysafeError,
     MalformedRequestError,
     NotFoundError,
     PolicyDeniedError,
 )
 from keysafe.mpc import ceremony, channel
-from keysafe.mpc.channel import Channel, ChannelError
-from keysafe.mpc.frost.errors import FrostError
 from keysafe.mpc.frost.groups import ED25519, SECP256K1
 from keysafe.mpc.frost.keys import AGENT, PARTIES, RECOVERY, USER, PublicKeyPackage
-from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty, public_digest
+from keysafe.mpc.keygen import SESSION_ID_LEN, KeygenParty, ReshareParty
 from keysafe.service import threshold_records
 from keysafe.service.agents import get_agent
+from keysafe.service.keygen_ceremony import Keygen, drive, fail
 from keysafe.service.models import RecordKind, check_name
 from keysafe.service.record_meta import ThresholdWallet
 from keysafe.vault.vault import Vault
@@ -66,7 +62,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TTL_S: Final = ceremony.TTL_S
-SETTLED_S: Final = 10 * 60  # how long a finished ceremony's outcome (no secrets) stays readable
 MAX_OPEN: Final = 4  # keygens at once per vault: each holds a party's secrets in memory
 _TABLE: Final = "keygens"
 _LOCK = threading.Lock()  # guards the table and every keygen in it across request threads
@@ -94,33 +89,8 @@ class Rebuild(BaseModel):
             ) from None
 
 
-@dataclass
-class _Keygen:
-    session_id: bytes
-    wallet: str
-    chain: Chain
-    agent: str
-    expires: float
-    vault_key: X25519PrivateKey
-    party: KeygenParty | ReshareParty
-    old: ThresholdWallet | None = None  # a reshare's wallet (None: rebuilding it here)
-    keys: dict[int, bytes] = field(default_factory=dict)
-    agent_tag: bytes | None = None
-    recovery_tag: bytes | None = None  # join-key mode: the owner's tag on the recovery key
-    mail: dict[tuple[int, int, int], bytes] = field(default_factory=dict)
-    channel: Channel | None = None
-    vault_round: int = 1  # the round whose messages the vault's party waits for
-    status: KeygenStatus = "waiting"
-    failure: str | None = None
-    address: str | None = None
-
-    @property
-    def id(self) -> str:
-        return self.session_id.hex()
-
-
-def _table(vault: Vault) -> dict[str, _Keygen]:
-    table: dict[str, _Keygen] = vault.volatile.setdefault(_TABLE, {})
+def _table(vault: Vault) -> dict[str, Keygen]:
+    table: dict[str, Keygen] = vault.volatile.setdefault(_TABLE, {})
     now = time.monotonic()
     for kid in [k for k, g in table.items() if g.expires <= now]:
         del table[kid]
@@ -143,7 +113,7 @@ def _enc(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def _view(vault: Vault, g: _Keygen, party: int) -> KeygenView:
+def _view(vault: Vault, g: Keygen, party: int) -> KeygenView:
     return KeygenView(
         id=g.id,
         wallet=g.wallet,
@@ -195,7 +165,7 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
     sid = secrets.token_bytes(SESSION_ID_LEN)
     return _open(
         vault,
-        _Keygen(
+        Keygen(
             session_id=sid,
             wallet=wallet,
             chain=chain,
@@ -280,7 +250,7 @@ def start_reshare(
     sid = secrets.token_bytes(SESSION_ID_LEN)
     return _open(
         vault,
-        _Keygen(
+        Keygen(
             session_id=sid,
             wallet=wallet,
             chain=chain,
@@ -300,7 +270,7 @@ def _may_join(status: str, quorum: tuple[int, ...] | None) -> bool:
     return status == "active" or (status == "paused" and quorum == (USER, RECOVERY))
 
 
-def _open(vault: Vault, g: _Keygen, recovery_key: bytes) -> KeygenView:
+def _open(vault: Vault, g: Keygen, recovery_key: bytes) -> KeygenView:
     with _LOCK:
         table = _table(vault)
         if any(o.wallet == g.wallet and o.status in ("waiting", "running") for o in table.values()):
@@ -367,7 +337,7 @@ def exchange(
         if post.abort is not None:
             if g.status in ("waiting", "running"):
                 said = "".join(c for c in post.abort if c.isalnum() or c in " ,.'()-")[:120]
-                _fail(vault, g, f"party {party} stopped it, saying: {said}")
+                fail(vault, g, f"party {party} stopped it, saying: {said}")
             return _view(vault, g, party)
         if post.key is not None:
             _announce(g, party, post)
@@ -381,7 +351,7 @@ def exchange(
             g.recovery_tag = tag
         for m in post.messages:
             _deliver(g, party, m)
-        _drive(vault, g)
+        drive(vault, g)
         return _view(vault, g, party)
 
 
@@ -390,7 +360,7 @@ def agent_exchange(vault: Vault, agent: str, keygen_id: str, post: KeygenPost) -
     return exchange(vault, keygen_id, AGENT, post, agent=agent)
 
 
-def _announce(g: _Keygen, party: int, post: KeygenPost) -> None:
+def _announce(g: Keygen, party: int, post: KeygenPost) -> None:
     assert post.key is not None
     key = _b64(post.key, "The party's key", channel.KEY_LEN)
     if g.keys.get(party) not in (None, key):
@@ -407,7 +377,7 @@ def _announce(g: _Keygen, party: int, post: KeygenPost) -> None:
     g.keys[party] = key
 
 
-def _deliver(g: _Keygen, party: int, m: Sealed) -> None:
+def _deliver(g: Keygen, party: int, m: Sealed) -> None:
     if g.status != "running":
         raise MalformedRequestError(
             f"This keygen is {g.status}; it takes no messages now.",
@@ -427,96 +397,3 @@ def _deliver(g: _Keygen, party: int, m: Sealed) -> None:
             next_step="start a new keygen.",
         )
     g.mail[slot] = body
-
-
-def _drive(vault: Vault, g: _Keygen) -> None:
-    """Run the vault's party as far as the mail allows; store the wallet when all confirm."""
-    # The vault's party starts once every key is in and the owner has tagged its own (which
-    # also covers what the ceremony is about): the agent checks that tag before it sends.
-    if g.status == "waiting" and len(g.keys) == len(PARTIES) and g.recovery_tag is not None:
-        g.channel = Channel(
-            g.session_id, USER, g.vault_key, {j: g.keys[j] for j in (AGENT, RECOVERY)}
-        )
-        _post(g, 1, g.party.start())
-        g.status = "running"
-    try:
-        while g.status == "running" and g.vault_round <= g.party.rounds:
-            r = g.vault_round
-            if any((r, j, USER) not in g.mail for j in (AGENT, RECOVERY)):
-                return
-            assert g.channel is not None
-            inbox = {j: g.channel.open(r, j, g.mail[(r, j, USER)]) for j in (AGENT, RECOVERY)}
-            _post(g, r + 1, g.party.step(r, inbox))
-            g.vault_round += 1
-        if g.status == "running":
-            _finish(vault, g)
-    except (ChannelError, FrostError) as exc:
-        _fail(vault, g, f"party {exc.culprit}: {exc}" if exc.culprit else str(exc))
-    except Exception:  # a bug or a message no check foresaw: stop the ceremony, never jam it
-        logger.exception("ceremony %s: the vault's party stopped", g.id[:12])
-        _fail(vault, g, f"the vault's party stopped in round {g.vault_round} (see its log)")
-
-
-def _post(g: _Keygen, round_: int, out: dict[int, bytes]) -> None:
-    assert g.channel is not None
-    for j, payload in out.items():
-        g.mail[(round_, USER, j)] = g.channel.seal(round_, j, payload)
-
-
-def _finish(vault: Vault, g: _Keygen) -> None:
-    done = g.party.rounds + 1
-    if any((done, j, USER) not in g.mail for j in (AGENT, RECOVERY)):
-        return
-    share = g.party.share
-    assert share is not None and g.channel is not None
-    want = public_digest(share.key.public, g.session_id)
-    for j in (AGENT, RECOVERY):
-        if g.channel.open(done, j, g.mail[(done, j, USER)]) != want:
-            raise FrostError("confirmed another public package", culprit=j)
-    try:
-        if g.old is None:  # a new wallet, or one rebuilt on a vault that had no record of it
-            action = "wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create"
-            info = threshold_records.store_new_wallet(
-                vault, g.wallet, g.chain, g.agent, share, action=action
-            )
-        else:
-            now = threshold_records.threshold_wallet(vault, g.wallet)
-            if now.meta.generation != g.old.meta.generation:
-                raise FrostError("the wallet was reshared by another run meanwhile")
-            info = threshold_records.replace_vault_share(vault, now, share)
-    except (KeysafeError, FrostError) as exc:
-        _fail(vault, g, f"the vault could not keep its share: {exc}")
-        return
-    g.status, g.address = "done", info.address
-    _settle(g)
-    logger.info("ceremony %s done: wallet %s", g.id[:12], g.wallet)
-
-
-def _settle(g: _Keygen) -> None:
-    """A ceremony ended: its secrets go now; its outcome stays readable for a while, so a
-    party that confirmed and then lost an answer (or was made to wait by another party until
-    the deadline) still learns how it ended rather than finding nothing."""
-    g.party.forget()
-    g.mail.clear()
-    g.expires = max(g.expires, time.monotonic() + SETTLED_S)
-
-
-def _fail(vault: Vault, g: _Keygen, why: str) -> None:
-    g.status, g.failure = "failed", why[:300]
-    _settle(g)
-    with vault.db.write() as conn:
-        vault.audit(
-            conn,
-            actor="owner",
-            action="wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create",
-            target=f"wallet:{g.wallet}",
-            outcome="failure",
-            details={
-                "name": g.wallet,
-                "chain": str(g.chain),
-                "source": "threshold",
-                "agent": g.agent,
-                "reason": g.failure,
-            },
-        )
-    logger.warning("keygen %s failed: %s", g.id[:12], g.failure)

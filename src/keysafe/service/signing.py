@@ -11,9 +11,7 @@ a send broadcasts through the chain's RPC.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from keysafe import approvals
 from keysafe.approvals import Kind
@@ -25,7 +23,7 @@ from keysafe.chains.solana import signing as sol_signing
 from keysafe.crypto import jcs
 from keysafe.errors import MalformedRequestError, NotFoundError
 from keysafe.policy.intent import Intent
-from keysafe.policy.registry import Registry
+from keysafe.policy.registry import ChainInfo, Registry
 from keysafe.service import gate
 from keysafe.service import threshold as threshold_frost
 from keysafe.service.models import (
@@ -35,10 +33,20 @@ from keysafe.service.models import (
     SignTransactionRequest,
     SignTypedDataRequest,
 )
-from keysafe.service.record_meta import ThresholdWallet, Wallet
+from keysafe.service.record_meta import Wallet
 from keysafe.service.registry import load_registry as load_registry_of
 from keysafe.service.registry import registry as load_registry
-from keysafe.service.threshold_dkls import cosign_ecdsa, dkls_exchange, persist_bans
+from keysafe.service.signing_gate import (
+    SignResult as SignResult,
+)
+from keysafe.service.signing_gate import (
+    Status,
+    shared_wallet,
+    signed_result,
+    threshold_fields,
+    through_gate,
+)
+from keysafe.service.threshold_dkls import cosign_ecdsa, dkls_exchange
 from keysafe.service.threshold_state import discard
 from keysafe.service.transactions import (
     Decoded,
@@ -48,58 +56,6 @@ from keysafe.service.transactions import (
     resolve_chain,
 )
 from keysafe.vault.vault import Vault
-
-Status = Literal["signed", "sent", "pending_approval"]
-
-
-def _absent(value: object) -> bool:
-    return value is None
-
-
-class SignResult(BaseModel):
-    """A signature, a signed (and sent) transaction, or a request parked for the owner. Its
-    JSON is the agent's answer: the fields a result has no value for are left out (all but
-    `chain`, which is null for a message), and `intent` is never shown (the gate audits it)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Status
-    wallet: str
-    address: str
-    chain: str | None
-    summary: str
-    request_id: str
-    signed_transaction: str | None = Field(default=None, exclude_if=_absent)
-    tx_hash: str | None = Field(default=None, exclude_if=_absent)
-    signature: str | None = Field(default=None, exclude_if=_absent)
-    rule: str | None = Field(default=None, exclude_if=_absent)
-    approval_id: str | None = Field(default=None, exclude_if=_absent)
-    expires_at: str | None = Field(default=None, exclude_if=_absent)
-    intent: dict[str, Any] = Field(default_factory=dict, exclude=True)
-
-    def stored(self) -> dict[str, Any]:
-        """Every field, `intent` and the empty ones included: what an idempotent replay loads."""
-        return {name: getattr(self, name) for name in type(self).model_fields}
-
-
-def _facts(r: SignResult) -> dict[str, Any]:
-    return {
-        "wallet": r.wallet,
-        "chain": r.chain,
-        "tx_hash": r.tx_hash,
-        "status": r.status,
-        "summary": r.summary,
-    }
-
-
-def _view(r: SignResult) -> dict[str, Any]:
-    return r.model_dump(mode="json")
-
-
-CODEC: gate.Codec[SignResult] = gate.Codec(
-    dump=SignResult.stored, load=SignResult.model_validate, facts=_facts, view=_view
-)
-
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -119,107 +75,6 @@ def wallet_and_registry(vault: Vault, name: str) -> tuple[Wallet, Registry]:
     costs more than either read)."""
     with vault.db.read() as conn:
         return Wallet.of(vault.get_record(conn, RecordKind.WALLET, name)), load_registry_of(conn)
-
-
-def _shared(found: Wallet) -> ThresholdWallet:
-    """The 2-of-3 wallet whose share signs beside the agent's part (`_threshold_fields` let
-    the part in only for such a wallet)."""
-    shared = found.as_threshold()
-    assert shared is not None, "an agent's part was accepted for a single-key wallet"
-    return shared
-
-
-def _done(
-    status: Status,
-    found: Wallet,
-    chain: str | None,
-    intent: Intent,
-    request_id: str,
-    *,
-    signed_transaction: str | None = None,
-    tx_hash: str | None = None,
-    signature: str | None = None,
-) -> SignResult:
-    """What an act returns: the signature or signed transaction, and what it does."""
-    return SignResult(
-        status=status,
-        wallet=found.name,
-        address=found.address,
-        chain=chain,
-        summary=intent.summary or intent.action,
-        request_id=request_id,
-        signed_transaction=signed_transaction,
-        tx_hash=tx_hash,
-        signature=signature,
-        intent=intent.model_dump(mode="json", exclude_none=True),
-    )
-
-
-def _pending(found: Wallet, chain: str | None, parked: gate.Parked) -> SignResult:
-    a = parked.approval
-    return SignResult(
-        status="pending_approval",
-        wallet=found.name,
-        address=found.address,
-        chain=chain,
-        summary=a.summary,
-        request_id="",
-        rule=a.rule,
-        approval_id=a.id,
-        expires_at=a.for_agent()["expires_at"],
-        intent=parked.intent.model_dump(mode="json", exclude_none=True),
-    )
-
-
-def _threshold_fields(
-    vault: Vault,
-    agent: str,
-    found: Wallet,
-    threshold: Mapping[str, Any] | None,
-    *,
-    dry_run: bool = False,
-) -> dict[str, Any] | None:
-    """A 2-of-3 wallet signs only with the agent's part; a plain wallet never takes one. A dry
-    run signs nothing, so it asks the policy about a 2-of-3 wallet without the agent's part."""
-    if dry_run and threshold is None:
-        return None
-    if (found.threshold is not None) == (threshold is not None):
-        return dict(threshold) if threshold is not None else None
-    discard(vault, agent, dict(threshold) if threshold else None)
-    if threshold is None:
-        raise MalformedRequestError(
-            f"Wallet '{found.name}' is a 2-of-3 threshold wallet: the agent's share must take part "
-            "(keysafe mcp adds it when KEYSAFE_AGENT_SHARE_FILE names the agent's share file).",
-            next_step="use `keysafe mcp` with KEYSAFE_AGENT_SHARE_FILE set to the agent's share "
-            "file; it adds the agent's part for you.",
-        )
-    raise MalformedRequestError(
-        f"Wallet '{found.name}' is not a threshold wallet; drop the 'threshold' field.",
-        next_step="send the request without 'threshold'.",
-    )
-
-
-def through_gate(
-    vault: Vault,
-    req: gate.Request,
-    found: Wallet,
-    chain: str | None,
-    act: Callable[[str], SignResult],
-    threshold: dict[str, Any] | None,
-) -> SignResult:
-    """Run the request through the gate. A 2-of-3 wallet's vault commitment is dropped unless
-    the request is parked with it (approving then uses it while it is alive)."""
-    try:
-        out = gate.run(vault, req, act, CODEC)
-    except BaseException:
-        discard(vault, req.agent, threshold)
-        if threshold is not None:
-            persist_bans(vault)  # a failed DKLs23 check, now out of the gate
-        raise
-    if isinstance(out, gate.Parked):
-        return _pending(found, chain, out)
-    discard(vault, req.agent, threshold)  # e.g. a replay never used it
-    return out
 
 
 def sign_transaction(
@@ -253,20 +108,13 @@ def sign_transaction(
         threshold=dict(threshold) if threshold else None,
     )
     found, reg = wallet_and_registry(vault, wallet)
-    fields = _threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
+    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
     try:
         decoded = decode_transaction(
-            vault,
-            agent,
-            found,
-            payload,
-            registry=reg,
-            chain=chain,
-            declared=declared,
-            fields=fields,
+            vault, agent, found, payload, reg, chain=chain, declared=declared, fields=fields
         )
     except BaseException:
-        discard(vault, agent, fields)
+        discard(vault, agent, fields)  # never reaches the gate: its 2-of-3 commitment goes now
         raise
     family = str(found.chain)
     req = gate.Request(
@@ -307,7 +155,7 @@ def transaction_act(
                 )
             decoded.send(chain_info.rpc, raw)
             status = "sent"
-        return _done(
+        return signed_result(
             status,
             found,
             chain_info.name,
@@ -449,7 +297,7 @@ def sign_message(
     intent = intent.model_copy(update={"wallet": wallet})
     if agent is None:
         return _owner_sign_message(vault, found, intent, data)
-    fields = _threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
+    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
     wire = SignMessageRequest(
         wallet=wallet,
         message=message,
@@ -473,19 +321,34 @@ def sign_message(
     def act(request_id: str) -> SignResult:
         if fields is not None and found.chain == Chain.EVM:
             signable, digest = evm_signing.personal_digest(data)
-            sig = cosign_ecdsa(vault, agent, _shared(found), digest, fields)
+            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
             signature = evm_signing.assemble_message_signature(
                 signable, sig.r, sig.s, sig.recovery_id, found.address
             )
         elif fields is not None:
-            raw = threshold_frost.cosign(vault, agent, _shared(found), data, fields)
+            raw = threshold_frost.cosign(vault, agent, shared_wallet(found), data, fields)
             signature = sol_signing.verify_message_signature(data, found.address, raw)
         else:
             with vault.db.read() as conn, vault.open_record(conn, found.info) as key:
                 signature = _sign_message_bytes(found, data, key)
-        return _done("signed", found, None, intent, request_id, signature=signature)
+        return signed_result("signed", found, None, intent, request_id, signature=signature)
 
     return through_gate(vault, req, found, None, act, fields)
+
+
+def _typed_data_intent(
+    vault: Vault, wallet: str, found: Wallet, typed_data: dict[str, Any]
+) -> tuple[ChainInfo, Intent]:
+    """The chain the typed data names in its domain (Ethereum when it names none), and the
+    intent it is judged by."""
+    reg = load_registry(vault)
+    domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
+    chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
+    chain_info = resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
+    intent = evm_intents.intent_from_typed_data(
+        typed_data, registry=reg, chain=chain_info, wallet_address=found.address
+    ).model_copy(update={"wallet": wallet})
+    return chain_info, intent
 
 
 def sign_typed_data(
@@ -507,14 +370,8 @@ def sign_typed_data(
         raise MalformedRequestError(
             "EIP-712 typed data is signed by EVM wallets only.", next_step="use an EVM wallet."
         )
-    fields = _threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
-    reg = load_registry(vault)
-    domain = typed_data.get("domain") if isinstance(typed_data, dict) else None
-    chain_ref = domain.get("chainId") if isinstance(domain, dict) else None
-    chain_info = resolve_chain(reg, chain_ref if chain_ref is not None else "ethereum", "evm")
-    intent = evm_intents.intent_from_typed_data(
-        typed_data, registry=reg, chain=chain_info, wallet_address=found.address
-    ).model_copy(update={"wallet": wallet})
+    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
+    chain_info, intent = _typed_data_intent(vault, wallet, found, typed_data)
     wire = SignTypedDataRequest(
         wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key, threshold=fields
     )
@@ -534,7 +391,7 @@ def sign_typed_data(
     def act(request_id: str) -> SignResult:
         if fields is not None:  # the agent's rounds and the vault's make the signature
             digest = evm_intents.typed_data_digest(typed_data)
-            sig = cosign_ecdsa(vault, agent, _shared(found), digest, fields)
+            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
             signature = evm_signing.assemble_message_signature(
                 evm_intents.encode_typed(typed_data),
                 sig.r,
@@ -545,6 +402,8 @@ def sign_typed_data(
         else:
             with vault.db.read() as conn, vault.open_record(conn, found.info) as key:
                 signature = evm_signing.sign_typed_data(typed_data, key)
-        return _done("signed", found, chain_info.name, intent, request_id, signature=signature)
+        return signed_result(
+            "signed", found, chain_info.name, intent, request_id, signature=signature
+        )
 
     return through_gate(vault, req, found, chain_info.name, act, fields)

@@ -40,256 +40,37 @@ fields, so a retry with the same key replays the first answer instead of sending
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Final
 
 from keysafe.approvals import Kind
 from keysafe.chains import Chain
-from keysafe.chains.addresses import is_evm_address, is_solana_address, to_checksum
 from keysafe.chains.evm import transfers as evm_transfers
 from keysafe.chains.evm.rpc import EvmRpc, RpcError
 from keysafe.chains.solana import transfers as sol_transfers
 from keysafe.chains.solana.intents import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 from keysafe.chains.solana.rpc import SolanaRpc
 from keysafe.crypto import jcs
-from keysafe.errors import MalformedRequestError, NotFoundError
-from keysafe.policy.registry import (
-    AssetInfo,
-    ChainInfo,
-    Registry,
-    UnknownName,
-    from_base_units,
-    parse_decimal,
-    to_base_units,
-)
-from keysafe.service import gate, signing
+from keysafe.errors import MalformedRequestError
+from keysafe.policy.registry import Registry, from_base_units
+from keysafe.service import gate, signing, signing_gate
 from keysafe.service.models import TransferRequest
 from keysafe.service.record_meta import Wallet
 from keysafe.service.transactions import Decoded, decode_transaction
+from keysafe.service.transfer_plan import NATIVE, Plan, field_error, plan_transfer
 from keysafe.vault.vault import Vault
 
 __all__ = ["NATIVE", "transfer"]
 
 logger = logging.getLogger(__name__)
 
-NATIVE: Final = "native"
-# The widest amount each family's transfer carries: ERC-20 and ETH values are uint256, SOL and
-# SPL amounts u64.
-_MAX_UNITS: Final = {"evm": 2**256 - 1, "solana": 2**64 - 1}
-_EVM_ZERO: Final = "0x" + "0" * 40
 _SPL_PROGRAMS: Final = frozenset({TOKEN_PROGRAM, TOKEN_2022_PROGRAM})
 _DECIMALS_CALL: Final = bytes.fromhex("313ce567")  # ERC-20 decimals()
-_FAMILY: Final = {"evm": "an EVM", "solana": "a Solana"}
-_ASSET_NEXT: Final = (
-    'use an asset your policy names (list_capabilities shows your rules), or "native" for '
-    "the chain's own coin; the owner registers a token with `keysafe asset add`."
-)
-
-
-def _bad(what: str, next_step: str, field: str) -> MalformedRequestError:
-    return MalformedRequestError(what, next_step=next_step, field=field)
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """A transfer resolved against the registry, before anything is asked of the chain."""
-
-    chain: ChainInfo
-    asset: AssetInfo
-    to: str  # EVM: EIP-55; Solana: base58
-    units: int
-
-    @property
-    def amount(self) -> str:
-        return from_base_units(self.units, self.asset.decimals)
-
-    @property
-    def asset_ref(self) -> str:
-        """How the parked request names the asset: never a symbol the owner might re-register."""
-        return self.asset.address if self.asset.address is not None else NATIVE
-
-
-# -- resolving the request ------------------------------------------------------------------
-
-
-def _family_chains(reg: Registry, family: str) -> list[ChainInfo]:
-    return [c for c in reg.chains if c.family == family]
-
-
-def _matches(reg: Registry, chain: ChainInfo, ref: str) -> list[AssetInfo]:
-    """The registered assets on `chain` that `ref` names (a symbol in any case, an address, or
-    "native"), each once."""
-    text = ref.strip()
-    if text.lower() == NATIVE:
-        return [a for a in reg.assets if a.chain == chain.name and a.address is None][:1]
-    found: dict[str, AssetInfo] = {}
-    for a in reg.assets:
-        if a.chain != chain.name:
-            continue
-        by_symbol = a.symbol.upper() == text.upper()
-        by_address = a.address is not None and (
-            a.address.lower() == text.lower() if chain.family == "evm" else a.address == text
-        )
-        if by_symbol or by_address:
-            found.setdefault(a.identity, a)
-    return list(found.values())
-
-
-def _chain(reg: Registry, family: str, ref: str | None, asset: str) -> ChainInfo:
-    if ref is not None:
-        try:
-            info = reg.chain(ref)
-        except UnknownName:
-            names = ", ".join(c.name for c in _family_chains(reg, family))
-            raise _bad(
-                f"'chain' names no chain keysafe knows ('{ref[:40]}').",
-                f"use one of {names}.",
-                "chain",
-            ) from None
-        if info.family != family:
-            raise _bad(
-                f"'chain' is {info.name}, {_FAMILY[info.family]} chain, but wallet is "
-                f"{_FAMILY[family]} wallet.",
-                f"use {_FAMILY[family]} chain, or {_FAMILY[info.family]} wallet.",
-                "chain",
-            )
-        return info
-    candidates = [c for c in _family_chains(reg, family) if _matches(reg, c, asset)]
-    if not candidates:
-        raise NotFoundError(
-            f"'asset' '{asset[:40]}' is not registered on {_FAMILY[family]} chain.",
-            next_step=_ASSET_NEXT,
-            field="asset",
-        )
-    if asset.strip().lower() == NATIVE or len(candidates) > 1:
-        where = ", ".join(c.name for c in candidates)
-        raise _bad(
-            f"'chain' is needed: '{asset[:40]}' is on {where}.",
-            "pass chain, e.g. one your policy names (list_capabilities shows your rules).",
-            "chain",
-        )
-    return candidates[0]
-
-
-def _asset(reg: Registry, chain: ChainInfo, ref: str) -> AssetInfo:
-    found = _matches(reg, chain, ref)
-    if len(found) > 1:
-        addresses = ", ".join(a.address or NATIVE for a in found)
-        raise _bad(
-            f"'asset' '{ref[:40]}' names {len(found)} registered assets on {chain.name} "
-            f"({addresses}).",
-            "pass the token's address as asset.",
-            "asset",
-        )
-    if not found:
-        elsewhere = sorted(
-            {c.name for c in _family_chains(reg, chain.family) if _matches(reg, c, ref)}
-        )
-        where = f" (it is on {', '.join(elsewhere)})" if elsewhere else ""
-        raise NotFoundError(
-            f"'asset' '{ref[:40]}' is not registered on {chain.name}{where}.",
-            next_step=_ASSET_NEXT,
-            field="asset",
-        )
-    return found[0]
-
-
-def _units(amount: str, asset: AssetInfo, family: str) -> int:
-    what = f"'amount' must be a plain decimal string in whole {asset.symbol}, e.g. \"0.5\""
-    try:
-        value = parse_decimal(amount)
-    except ValueError:
-        raise _bad(
-            f"{what}: no sign, exponent, NaN or infinity.", "send the amount as digits.", "amount"
-        ) from None
-    try:
-        units = to_base_units(value, asset.decimals)
-    except ValueError:
-        raise _bad(
-            f"'amount' has more decimal places than {asset.symbol} has ({asset.decimals}).",
-            f"round the amount to {asset.decimals} decimal places.",
-            "amount",
-        ) from None
-    if units <= 0:
-        raise _bad("'amount' must be more than zero.", "send a positive amount.", "amount")
-    if units > _MAX_UNITS[family]:
-        raise _bad(
-            f"'amount' is more {asset.symbol} than {_FAMILY[family]} transfer can carry.",
-            "send a smaller amount.",
-            "amount",
-        )
-    return units
-
-
-def _recipient(reg: Registry, chain: ChainInfo, to: str) -> str:
-    text = to.strip()
-    if chain.family == "evm":
-        if not is_evm_address(text):
-            raise _bad(
-                "'to' is not an EVM address (0x and 40 hex digits, a valid EIP-55 checksum if "
-                "mixed case).",
-                "pass the recipient's address.",
-                "to",
-            )
-        address = to_checksum(text)
-        if address.lower() == _EVM_ZERO:
-            raise _bad(
-                "'to' is the zero address; what is sent there is lost.",
-                "pass the recipient's address.",
-                "to",
-            )
-    else:
-        if not is_solana_address(text):
-            raise _bad(
-                "'to' is not a Solana address (base58 for 32 bytes).",
-                "pass the recipient's wallet address.",
-                "to",
-            )
-        address = text
-    token = next(
-        (
-            a
-            for a in reg.assets
-            if a.chain == chain.name
-            and a.address is not None
-            and (
-                a.address.lower() == address.lower()
-                if chain.family == "evm"
-                else a.address == address
-            )
-        ),
-        None,
-    )
-    if token is not None:
-        raise _bad(
-            f"'to' is the {token.symbol} token's own "
-            f"{'contract' if chain.family == 'evm' else 'mint'}"
-            "; what is sent there is lost.",
-            "pass the recipient's wallet address.",
-            "to",
-        )
-    return address
-
-
-def _plan(reg: Registry, found: Wallet, wire: TransferRequest) -> _Plan:
-    family = str(found.chain)
-    chain = _chain(reg, family, wire.chain, wire.asset)
-    asset = _asset(reg, chain, wire.asset)
-    units = _units(wire.amount, asset, family)
-    to = _recipient(reg, chain, wire.to)
-    if chain.rpc is None:
-        raise _bad(
-            f"Chain '{chain.name}' has no RPC, so keysafe cannot build or send a transfer there.",
-            "the owner sets one with `keysafe chain add NAME --rpc URL`.",
-            "chain",
-        )
-    return _Plan(chain, asset, to, units)
 
 
 # -- building the transaction ---------------------------------------------------------------
 
 
-def _check_decimals(rpc: EvmRpc, plan: _Plan, token: str) -> None:
+def _check_decimals(rpc: EvmRpc, plan: Plan, token: str) -> None:
     """Refuse when the token's own `decimals()` differs from the registry's: the policy would
     judge "1" as 10^registry base units while the token counts 10^actual, off by powers of ten.
     A token without `decimals()` (it is optional in EIP-20) is taken as registered."""
@@ -311,7 +92,7 @@ def _check_decimals(rpc: EvmRpc, plan: _Plan, token: str) -> None:
         )
 
 
-def _evm_payload(plan: _Plan, found: Wallet) -> dict[str, object]:
+def _evm_payload(plan: Plan, found: Wallet) -> dict[str, object]:
     """The transfer as send_transaction takes it, after checking the wallet holds the amount:
     the node's gas estimate of a transfer it cannot pay fails, and would read as an RPC fault."""
     assert plan.chain.chain_id is not None and plan.chain.rpc is not None  # checked in _plan
@@ -322,7 +103,7 @@ def _evm_payload(plan: _Plan, found: Wallet) -> dict[str, object]:
             _check_decimals(rpc, plan, token)
         held = rpc.balance(address) if token is None else rpc.erc20_balance(token, address)
     if held < plan.units:
-        raise _bad(
+        raise field_error(
             f"Wallet '{found.name}' holds {from_base_units(held, plan.asset.decimals)} "
             f"{plan.asset.symbol} on {plan.chain.name}; this transfer needs {plan.amount}.",
             "send less, or ask the user to fund the wallet.",
@@ -333,7 +114,7 @@ def _evm_payload(plan: _Plan, found: Wallet) -> dict[str, object]:
     )
 
 
-def _solana_payload(plan: _Plan, wallet_address: str) -> str:
+def _solana_payload(plan: Plan, wallet_address: str) -> str:
     """Ask the RPC for a blockhash, the mint's token program and whether the recipient's token
     account exists, then build. A lying RPC can only make the transfer fail on chain: the
     accounts are derived here, and the account is created idempotently."""
@@ -341,7 +122,7 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
     with SolanaRpc(plan.chain.rpc) as rpc:
         recipient_owner = rpc.account_owner(plan.to)
         if recipient_owner in _SPL_PROGRAMS:
-            raise _bad(
+            raise field_error(
                 "'to' is a token account or mint, not a wallet; tokens sent to it are lost.",
                 "pass the recipient's wallet address (keysafe derives its token account).",
                 "to",
@@ -374,7 +155,7 @@ def _solana_payload(plan: _Plan, wallet_address: str) -> str:
 # -- the use case ---------------------------------------------------------------------------
 
 
-def _decode_plan(vault: Vault, agent: str, found: Wallet, reg: Registry, plan: _Plan) -> Decoded:
+def _decode_plan(vault: Vault, agent: str, found: Wallet, reg: Registry, plan: Plan) -> Decoded:
     """Build the planned transfer's transaction and decode it as any agent's would be."""
     payload = (
         _evm_payload(plan, found)
@@ -402,14 +183,14 @@ def _gate_request(
     agent: str,
     found: Wallet,
     wire: TransferRequest,
-    plan: _Plan,
+    plan: Plan,
     decoded: Decoded,
     *,
-    idempotency_key: str | None,
     approval_id: str | None,
     dry_run: bool,
 ) -> gate.Request:
-    """The transfer as the gate judges, parks and fingerprints it."""
+    """The transfer as the gate judges, parks and fingerprints it (its idempotency key is the
+    one in `wire`)."""
     family = str(found.chain)
     # The request as it will be parked and fingerprinted: resolved, so approving it later and
     # retrying it with its idempotency key both mean exactly this transfer.
@@ -439,7 +220,7 @@ def _gate_request(
         ),
         target=f"wallet:{found.name}",
         audit_action=f"{family}.transfer",
-        idempotency_key=idempotency_key,
+        idempotency_key=wire.idempotency_key,
         approval_id=approval_id,
         reaches_out=True,
         dry_run=dry_run,
@@ -493,24 +274,8 @@ def transfer(
         idempotency_key=idempotency_key,
     )
     found, reg = signing.wallet_and_registry(vault, wallet)
-    if found.threshold is not None:
-        raise _bad(
-            f"Wallet '{found.name}' is a 2-of-3 threshold wallet: its share on the agent's side "
-            "must sign the exact transaction, which transfer builds inside the vault.",
-            "build the transaction yourself and use send_transaction for this wallet.",
-            "wallet",
-        )
-    plan = _plan(reg, found, wire)
+    plan = plan_transfer(reg, found, wire)
     decoded = _decode_plan(vault, agent, found, reg, plan)
-    req = _gate_request(
-        agent,
-        found,
-        wire,
-        plan,
-        decoded,
-        idempotency_key=idempotency_key,
-        approval_id=approval_id,
-        dry_run=dry_run,
-    )
+    req = _gate_request(agent, found, wire, plan, decoded, approval_id=approval_id, dry_run=dry_run)
     act = signing.transaction_act(vault, found, decoded, broadcast=True)
-    return signing.through_gate(vault, req, found, plan.chain.name, act, None)
+    return signing_gate.through_gate(vault, req, found, plan.chain.name, act, None)

@@ -137,17 +137,7 @@ def _create(
     action: str,
     blobs: BlobConfig | None = None,
 ) -> Vault:
-    if home.exists():
-        raise AlreadyExistsError(
-            f"A vault already exists in {home.where}.",
-            next_step=(
-                "use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset "
-                "its passphrase."
-                if home.database_url is None
-                else "use it, point KEYSAFE_DATABASE_URL at another database, or `keysafe "
-                "recover` to reset its passphrase."
-            ),
-        )
+    _refuse_existing(home)
     # Built (and, for AWS, boto3 loaded) before anything is written: a bad provider leaves no
     # half-made home behind.
     provider = (
@@ -195,6 +185,21 @@ def _create(
         master.wipe()
     logger.info("vault %s created (%s)", vault.vault_id, action)
     return vault
+
+
+def _refuse_existing(home: Home) -> None:
+    """A new vault never replaces one: its records would be lost with their keys."""
+    if home.exists():
+        raise AlreadyExistsError(
+            f"A vault already exists in {home.where}.",
+            next_step=(
+                "use it, set KEYSAFE_HOME to another directory, or `keysafe recover` to reset "
+                "its passphrase."
+                if home.database_url is None
+                else "use it, point KEYSAFE_DATABASE_URL at another database, or `keysafe "
+                "recover` to reset its passphrase."
+            ),
+        )
 
 
 def blob_setting(url: str | None, endpoint: str | None) -> BlobConfig | None:
