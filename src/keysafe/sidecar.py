@@ -249,6 +249,53 @@ def _too_large() -> JSONResponse:
     )
 
 
+async def _capped_body(request: Request) -> bytearray | None:
+    """The request's body, or None when it declares or turns out more than MAX_BODY."""
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return body
+
+
+def _to_relay(request: Request, caller: str, body: bytearray) -> RelayedRequest:
+    """The local request as the vault gets it: the forwarded headers only (a placeholder
+    caller's bearer too, for the vault to check), never the local token.
+
+    Raises:
+        ValidationError: not an agent API request.
+    """
+    return RelayedRequest(
+        method=request.method,
+        path=request.url.path,
+        query=request.url.query,
+        headers={
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in _FORWARDED or (caller == "placeholder" and k.lower() == "authorization")
+        },
+        body=base64.b64encode(body).decode(),
+    )
+
+
+def _from_vault(answer: Message) -> Response:
+    """The vault's answer to a forwarded request, passed through as it came."""
+    if answer.kind is Kind.REFUSED:
+        logger.warning("sidecar: the vault refused this sidecar (its agent was revoked)")
+    try:
+        out = RelayedResponse.model_validate(answer.payload)
+        content = base64.b64decode(out.body, validate=True)
+    except (ValidationError, ValueError):
+        return _refused(
+            VaultUnreachableError("The vault's answer did not read.", next_step="retry.")
+        )
+    return Response(content, status_code=out.status, headers=out.headers)
+
+
 def local_app(state: SidecarState, channel: _Channel) -> Starlette:
     """The agent API on the agent's host: every /v1/agent/ path, forwarded to the vault."""
 
@@ -262,27 +309,11 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
                     "sidecar pair`).",
                 )
             )
-        declared = request.headers.get("content-length", "")
-        if declared and (not declared.isdigit() or int(declared) > MAX_BODY):
+        body = await _capped_body(request)
+        if body is None:
             return _too_large()
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return _too_large()
         try:
-            relayed = RelayedRequest(
-                method=request.method,
-                path=request.url.path,
-                query=request.url.query,
-                headers={
-                    k: v
-                    for k, v in request.headers.items()
-                    if k.lower() in _FORWARDED
-                    or (caller == "placeholder" and k.lower() == "authorization")
-                },
-                body=base64.b64encode(body).decode(),
-            )
+            relayed = _to_relay(request, caller, body)
         except ValidationError:
             return _refused(
                 MalformedRequestError("Not an agent API request.", next_step="check the path.")
@@ -291,16 +322,7 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
             answer = await channel.ask(Kind.REQUEST, relayed.model_dump(mode="json"))
         except VaultUnreachableError as exc:
             return _refused(exc)
-        if answer.kind is Kind.REFUSED:
-            logger.warning("sidecar: the vault refused this sidecar (its agent was revoked)")
-        try:
-            out = RelayedResponse.model_validate(answer.payload)
-            content = base64.b64decode(out.body, validate=True)
-        except (ValidationError, ValueError):
-            return _refused(
-                VaultUnreachableError("The vault's answer did not read.", next_step="retry.")
-            )
-        return Response(content, status_code=out.status, headers=out.headers)
+        return _from_vault(answer)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "sidecar": True, "relay": channel.link.connected})

@@ -209,6 +209,39 @@ def _quorum(with_parties: str) -> tuple[int, int]:
     return a, b
 
 
+def _open_old_share(doc: dict[str, Any] | None, recovery: SecretBytes) -> share_file.Share | None:
+    """The recovery party's current share when it deals (`doc`: its file), opened with the
+    recovery passphrase; else None, after checking the passphrase will do for a new file.
+
+    Raises:
+        WrongPassphraseError: the passphrase does not open `doc`.
+    """
+    if doc is None:
+        check_new_passphrase(recovery, what="recovery-file passphrase")
+        return None
+    return share_file.open_recovery_share(doc, recovery)
+
+
+def _vault_share_rebuild(
+    agent: str | None, old: share_file.Share | None, quorum: tuple[int, int]
+) -> Rebuild | None:
+    """What the vault needs to rebuild its share (`--agent`, on a vault with no record of the
+    wallet), or None without --agent.
+
+    Raises:
+        MalformedRequestError: --agent with another quorum than agent,recovery.
+    """
+    if agent is None:
+        return None
+    if old is None or quorum != (ceremony.AGENT, ceremony.RECOVERY):
+        raise MalformedRequestError(
+            "--agent goes with --with agent,recovery (rebuilding the vault's share on "
+            "a vault with no record of the wallet).",
+            next_step="drop --agent, or reshare --with agent,recovery.",
+        )
+    return Rebuild(public=old.key.public.to_dict(), agent=agent)
+
+
 def reshare_apart(
     name: str,
     with_parties: str,
@@ -244,21 +277,9 @@ def reshare_apart(
         confirm=not deals,
     )
     with recovery:
-        old = None
-        if doc is not None:
-            old = share_file.open_recovery_share(doc, recovery)  # fails before anything runs
-        else:
-            check_new_passphrase(recovery, what="recovery-file passphrase")
+        old = _open_old_share(doc, recovery)  # fails before anything runs
         key, public = ceremony.recovery_key()
-        rebuild = None
-        if agent is not None:
-            if old is None or quorum != (ceremony.AGENT, ceremony.RECOVERY):
-                raise MalformedRequestError(
-                    "--agent goes with --with agent,recovery (rebuilding the vault's share on "
-                    "a vault with no record of the wallet).",
-                    next_step="drop --agent, or reshare --with agent,recovery.",
-                )
-            rebuild = Rebuild(public=old.key.public.to_dict(), agent=agent)
+        rebuild = _vault_share_rebuild(agent, old, quorum)
         start = ReshareStart(wallet=name, quorum=quorum, recovery_key=public, rebuild=rebuild)
         started = owner.perform_on_server(start, passphrase_file, why=_WHY, url=vault_url)
         party = ceremony.Party.recovery(

@@ -23,6 +23,21 @@ def _log_to_stderr(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def _log_listening(host: str, port: int, redis: str | None, *, websocket: bool) -> None:
+    """Say where the relay listens, what it serves and where its mailboxes live."""
+    where = f"[{host}]" if ":" in host else host
+    store = (
+        f"redis {urlsplit(redis).hostname}:{urlsplit(redis).port or 6379}" if redis else "memory"
+    )
+    logger.info(
+        "relay listening on http://%s:%d (%s; mailboxes in %s)",
+        where,
+        port,
+        "websocket and long-poll" if websocket else "long-poll only",
+        store,
+    )
+
+
 # `keysafe relay`, mounted at the top by cli/app.py.
 commands = typer.Typer()
 
@@ -106,17 +121,7 @@ def relay_cmd(
         redis_url=redis,
         websocket=not no_websocket,
     )
-    where = f"[{host}]" if ":" in host else host
-    store = (
-        f"redis {urlsplit(redis).hostname}:{urlsplit(redis).port or 6379}" if redis else "memory"
-    )
-    logger.info(
-        "relay listening on http://%s:%d (%s; mailboxes in %s)",
-        where,
-        port,
-        "websocket and long-poll" if not no_websocket else "long-poll only",
-        store,
-    )
+    _log_listening(host, port, redis, websocket=not no_websocket)
     uvicorn.run(
         make_relay_app(config),
         host=host,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -152,13 +152,7 @@ def status(json_out: JsonFlag = False) -> None:
     with open_vault(h) as vault:
         st = vault_admin.status(h, vault).to_dict()
         kms_line = vault_admin.key_provider(vault).describe()
-        ep = epochs.state(vault)
-        st["epoch"] = {
-            "current": ep.current,
-            "since": ep.since,
-            "retired": list(ep.retired),
-            "due": epochs.due(vault),
-        }
+        st["epoch"] = _epoch_status(vault)
         st["rotations_due"] = [d.model_dump() for d in rotation_due.due(vault)[1]]
     url = h.serving_url()
     state = None if url is None else client.server_unlocked(url)
@@ -171,6 +165,35 @@ def status(json_out: JsonFlag = False) -> None:
     if json_out:
         render.as_json(st)
         return
+    _show_status(st, kms_line, _server_line(url, state))
+
+
+def _epoch_status(vault: Vault) -> dict[str, Any]:
+    """The current epoch, since when, the retired ones not yet re-sealed, and whether a rotation
+    is due."""
+    ep = epochs.state(vault)
+    return {
+        "current": ep.current,
+        "since": ep.since,
+        "retired": list(ep.retired),
+        "due": epochs.due(vault),
+    }
+
+
+def _server_line(url: str | None, state: bool | None) -> str:
+    """The server this home serves from, as `status` says it (`state`: its unlocked answer)."""
+    if url is None:
+        return "not running (`keysafe serve` starts it)"
+    if state is None:
+        return f"running at {url}, not answering"
+    return f"running at {url}, " + (
+        "unlocked: owner commands go through it" if state else "locked (`keysafe unlock`)"
+    )
+
+
+def _show_status(st: dict[str, Any], kms_line: str, server: str) -> None:
+    """`status` for people: one aligned line a field, then the due rotations and failed
+    unlocks."""
     for key in (
         "home",
         "vault_id",
@@ -186,14 +209,6 @@ def status(json_out: JsonFlag = False) -> None:
         if key in st:  # `blobs` only for a vault whose ciphertext is in S3
             render.out.print(f"{key.replace('_', ' '):>14}: {st[key]}")
     render.out.print(f"{'key provider':>14}: {kms_line}")
-    if url is None:
-        server = "not running (`keysafe serve` starts it)"
-    elif state is None:
-        server = f"running at {url}, not answering"
-    else:
-        server = f"running at {url}, " + (
-            "unlocked: owner commands go through it" if state else "locked (`keysafe unlock`)"
-        )
     render.out.print(f"{'server':>14}: {server}")
     ep = st["epoch"]
     render.out.print(

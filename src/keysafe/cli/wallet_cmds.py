@@ -395,13 +395,16 @@ def _sign_with_recovery(
         )
     del share
     done = owner.perform_on_server(cosign, passphrase_file, why=why)
+    _show_cosigned(done.address, done.signature, json_out=json_out)
+
+
+def _show_cosigned(address: str, signature: str, *, json_out: bool) -> None:
+    """The vault's and the recovery share's signature, for a script or a person."""
     if json_out:
-        render.as_json(
-            {"signature": done.signature, "address": done.address, "signers": "user+recovery"}
-        )
+        render.as_json({"signature": signature, "address": address, "signers": "user+recovery"})
     else:
         render.out.print(
-            f"signer:    {done.address} (2-of-3: vault + recovery)\nsignature: {done.signature}",
+            f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}",
             markup=False,
         )
 

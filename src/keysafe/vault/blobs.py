@@ -141,7 +141,6 @@ class RecordBlobs(ABC):
     """Where record ciphertext goes. Every method runs inside the caller's SQL transaction; none
     commits anything itself."""
 
-    @abstractmethod
     def stow(
         self,
         vault_id: str,
@@ -154,6 +153,13 @@ class RecordBlobs(ABC):
         ciphertext: bytes,
     ) -> Stored:
         """Store a record's ciphertext (before its row is written) and say what the row holds."""
+        name = _layout_name(kind=kind, epoch=epoch, record_id=record_id, version=version)
+        return self._keep(vault_id, name, nonce, ciphertext)
+
+    @abstractmethod
+    def _keep(self, vault_id: str, name: str, nonce: bytes, ciphertext: bytes) -> Stored:
+        """`stow`'s step for this store: keep the ciphertext of the record that the layout
+        names `name` (`<kind>/<epoch>/<record id>.v<version>.enc`) within `vault_id`'s part."""
 
     @abstractmethod
     def fetch(self, stored: Stored, ref: RecordRef) -> tuple[bytes, bytes]:
@@ -183,17 +189,7 @@ class RecordBlobs(ABC):
 class InlineBlobs(RecordBlobs):
     """The default: ciphertext in the `records` row, exactly as before schema 0011."""
 
-    def stow(
-        self,
-        vault_id: str,
-        *,
-        kind: str,
-        record_id: str,
-        epoch: int,
-        version: int,
-        nonce: bytes,
-        ciphertext: bytes,
-    ) -> Stored:
+    def _keep(self, vault_id: str, name: str, nonce: bytes, ciphertext: bytes) -> Stored:
         return Stored(nonce, ciphertext)
 
     def fetch(self, stored: Stored, ref: RecordRef) -> tuple[bytes, bytes]:
@@ -236,25 +232,12 @@ class S3Blobs(RecordBlobs):
     def vault_prefix(self, vault_id: str) -> str:
         return f"{self._base}{vault_id}/"
 
-    def key_for(self, vault_id: str, *, kind: str, epoch: int, record_id: str, version: int) -> str:
-        return f"{self.vault_prefix(vault_id)}{kind}/{epoch}/{record_id}.v{version}.enc"
-
     def check(self) -> None:
         """Raises StoreError when the bucket cannot be reached or used."""
         self.objects.check()
 
-    def stow(
-        self,
-        vault_id: str,
-        *,
-        kind: str,
-        record_id: str,
-        epoch: int,
-        version: int,
-        nonce: bytes,
-        ciphertext: bytes,
-    ) -> Stored:
-        key = self.key_for(vault_id, kind=kind, epoch=epoch, record_id=record_id, version=version)
+    def _keep(self, vault_id: str, name: str, nonce: bytes, ciphertext: bytes) -> Stored:
+        key = self.vault_prefix(vault_id) + name
         body = nonce + ciphertext
         # Put first; the caller then commits the row that points here. A crash in between leaves
         # an object no row names (garbage, deleted with its epoch), never a row without its object.
@@ -332,6 +315,11 @@ def _check_endpoint(endpoint: str) -> None:
             next_step="give the bare URL (https://host[:port]) and put the keys in "
             "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile.",
         )
+
+
+def _layout_name(*, kind: str, epoch: int, record_id: str, version: int) -> str:
+    """A record's object name below its vault's prefix (the layout above)."""
+    return f"{kind}/{epoch}/{record_id}.v{version}.enc"
 
 
 def _epoch_of(rest: str) -> int | None:

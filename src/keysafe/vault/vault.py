@@ -8,13 +8,11 @@ Writes go through `db.write()` transactions owned by the caller (service/), so a
 its audit entry commit together or not at all.
 
 The class keeps one unlock's state; its steps live in vault/header.py, epochs.py, record_rows.py
-and unlock.py.
+and unlock.py, and the keys one unlock holds in unlocked_keys.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -27,21 +25,17 @@ from sqlalchemy import Connection, delete, update
 
 from keysafe.audit import log as audit_log
 from keysafe.audit.record import AuditEntry
-from keysafe.crypto import aead, jcs
+from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
-from keysafe.errors import (
-    IntegrityError,
-    KmsUnavailableError,
-    UnlockThrottledError,
-    VaultLockedError,
-)
+from keysafe.errors import IntegrityError, KmsUnavailableError, UnlockThrottledError
 from keysafe.store import tables as t
 from keysafe.store.db import Database
 from keysafe.vault import header, hierarchy, kms, record_rows, seals, unlock
 from keysafe.vault.blobs import BlobConfig, RecordBlobs, open_blobs
 from keysafe.vault.epochs import EpochKeys, current_epoch
 from keysafe.vault.records import RecordInfo
+from keysafe.vault.unlocked_keys import UnlockedKeys
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +68,7 @@ class Vault:
         # Where record ciphertext lives; None: read from the vault header at first use, so a
         # Vault built from a database alone still finds its objects.
         self._blobs = blobs
-        self._master: SecretBytes | None = None
-        self._state_key: SecretBytes | None = None  # derived once per unlock: read on every request
-        self._audit_key: SecretBytes | None = None  # likewise: every request writes audit entries
-        self._sealed = seals.VerifiedSeals()
+        self._keys = UnlockedKeys(vault_id)  # the master key and its subkeys, while unlocked
         self._epoch_keys = EpochKeys(db, vault_id, master=self._require_master)
         # State that must die with the process and with every lock: the vault's preprocessed
         # threshold-signing nonces (service/threshold.py), the agent rows whose seals verified
@@ -127,7 +118,7 @@ class Vault:
             blobs=blobs,
         )
         vault = cls(db, vault_id, clock=clock, blobs=open_blobs(blobs))
-        vault._set_master(SecretBytes(master.reveal()))
+        vault._keys.hold(SecretBytes(master.reveal()))
         header.insert_pause_switch(conn, vault.seal_row)
         if with_first_epoch:
             vault._epoch_keys.new(conn, 1, created_at=iso(clock()))
@@ -142,7 +133,7 @@ class Vault:
 
     @property
     def is_unlocked(self) -> bool:
-        return self._master is not None
+        return self._keys.master is not None
 
     # -- unlocking -------------------------------------------------------------------------
 
@@ -183,7 +174,7 @@ class Vault:
                 raise unlock.wrong_passphrase() from None
             with kek, self.db.write() as conn:
                 conn.execute(update(t.vault).values(unlock_failures=0, unlock_blocked_until=0.0))
-                self._set_master(master)
+                self._keys.hold(master)
                 self._epoch_keys.open_with_passphrase(conn, kek)
 
     def kms_config(self) -> kms.KmsConfig:
@@ -229,7 +220,7 @@ class Vault:
                 kek, row.master_nonce, row.master_wrapped, self.vault_id, binding
             )
             with self.db.write() as conn:
-                self._set_master(master)
+                self._keys.hold(master)
                 self._epoch_keys.open_with_passphrase(conn, kek)
 
     def _audit_unlock_failure(self, reason: str, *, counted: bool, now: float) -> None:
@@ -257,7 +248,7 @@ class Vault:
         if hierarchy.vault_id_for(master) != self.vault_id:
             master.wipe()
             raise unlock.wrong_phrase()
-        self._set_master(master)
+        self._keys.hold(master)
         with self.db.write() as conn:
             self.adopt_epochs(conn, hierarchy.phrase_seal_key(entropy.reveal()))
 
@@ -278,23 +269,11 @@ class Vault:
 
     # -- locking ---------------------------------------------------------------------------
 
-    def _set_master(self, master: SecretBytes) -> None:
-        self._state_key = hierarchy.subkey(master, "state-mac")
-        self._audit_key = hierarchy.subkey(master, "audit-hmac")
-        self._master = master
-
     def lock(self) -> None:
         held = list(self.volatile.values())
         self.volatile.clear()
         self._epoch_keys.wipe()
-        self._sealed.clear()
-        for key in (self._state_key, self._audit_key):
-            if key is not None:
-                key.wipe()
-        self._state_key = self._audit_key = None
-        if self._master is not None:
-            self._master.wipe()
-            self._master = None
+        self._keys.wipe()
         for value in held:
             # A resource held for this unlock is told it is over (`close`), not left to the
             # garbage collector: the credential proxy's client closes its kept-alive upstream
@@ -315,17 +294,14 @@ class Vault:
         self._require_master()
 
     def _require_master(self) -> SecretBytes:
-        if self._master is None:
-            raise _locked()
-        return self._master
+        return self._keys.require_master()
 
     # -- seals and subkeys -----------------------------------------------------------------
 
     def seal_row(self, table: str, fields: seals.Fields) -> str | None:
         """The seal for a state row (agents, policies, settings), or None while locked: what an
         unsealed row may still do is the service's rule (service/state.py)."""
-        key = self._state_key
-        return None if key is None else seals.mac(key.reveal(), self.vault_id, table, fields)
+        return self._keys.seal_row(table, fields)
 
     def check_row(self, table: str, fields: seals.Fields, seal: str | None) -> seals.Seal:
         """Whether a state row's seal verifies.
@@ -333,13 +309,10 @@ class Vault:
         Raises:
             VaultLockedError: checking needs the owner's key.
         """
-        key = self._state_key
-        if key is None:
-            raise _locked()
-        return self._sealed.check(key.reveal(), self.vault_id, table, fields, seal)
+        return self._keys.check_row(table, fields, seal)
 
     def subkey(self, purpose: hierarchy.Subkey) -> SecretBytes:
-        return hierarchy.subkey(self._require_master(), purpose)
+        return self._keys.subkey(purpose)
 
     def owner_proof(self, challenge: str) -> str:
         """The owner's answer to a server's login challenge, for a vault with no passphrase (a
@@ -350,15 +323,11 @@ class Vault:
         Raises:
             VaultLockedError: computing it needs the master key.
         """
-        with self.subkey("owner-login") as key:
-            message = jcs.dumps(
-                {"purpose": "owner-login", "vault": self.vault_id, "challenge": challenge}
-            )
-            return hmac.new(bytes(key.reveal()), message, hashlib.sha256).hexdigest()
+        return self._keys.owner_proof(challenge)
 
     def check_owner_proof(self, challenge: str, proof: str) -> bool:
         """Constant-time check of `owner_proof` (the vault must be unlocked)."""
-        return hmac.compare_digest(self.owner_proof(challenge), proof)
+        return self._keys.check_owner_proof(challenge, proof)
 
     # -- epochs (vault/epochs.py) ----------------------------------------------------------
 
@@ -500,7 +469,7 @@ class Vault:
         outcome: str,
         details: Mapping[str, Any] | None = None,
     ) -> AuditEntry:
-        key = self._audit_key
+        key = self._keys.audit_key
         return audit_log.append(
             conn,
             time=iso(self.clock()),
@@ -512,14 +481,3 @@ class Vault:
             audit_key=key.reveal() if key is not None else None,
             vault_id=self.vault_id,
         )
-
-
-def _locked() -> VaultLockedError:
-    return VaultLockedError(
-        "The vault is locked, so keysafe cannot sign, use credentials or read secrets; "
-        "this request was not queued.",
-        next_step=(
-            "the owner unlocks it (`keysafe unlock`, the web page, or the passphrase prompt), "
-            "then retry."
-        ),
-    )
