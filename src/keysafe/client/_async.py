@@ -82,10 +82,10 @@ class AsyncAgentClient(AsyncPool):
         wait: float = 0,
     ) -> models.SignResult:
         """Sign a transaction: as AgentClient.sign_transaction (its docstring has the details)."""
-        body = calls.sign_tx_body(
-            wallet, transaction, chain, description, declared, idempotency_key
+        call = calls.sign_transaction(
+            "sign-transaction", wallet, transaction, chain, description, declared, idempotency_key
         )
-        return await self._run(calls.sign("sign-transaction", body), wait)
+        return await self._run(call, wait)
 
     async def send_transaction(
         self,
@@ -100,10 +100,10 @@ class AsyncAgentClient(AsyncPool):
     ) -> models.SignResult:
         """Sign and broadcast a transaction: as AgentClient.send_transaction, whose docstring
         says what each argument means and what it raises; the answer has tx_hash."""
-        body = calls.sign_tx_body(
-            wallet, transaction, chain, description, declared, idempotency_key
+        call = calls.sign_transaction(
+            "send-transaction", wallet, transaction, chain, description, declared, idempotency_key
         )
-        return await self._run(calls.sign("send-transaction", body), wait)
+        return await self._run(call, wait)
 
     async def transfer(
         self,
@@ -117,8 +117,8 @@ class AsyncAgentClient(AsyncPool):
         idempotency_key: str | None = None,
         wait: float = 0,
     ) -> models.SignResult:
-        body = calls.transfer_body(wallet, asset, to, amount, chain, description, idempotency_key)
-        return await self._run(calls.sign("transfer", body), wait)
+        call = calls.transfer(wallet, asset, to, amount, chain, description, idempotency_key)
+        return await self._run(call, wait)
 
     async def sign_message(
         self,
@@ -129,10 +129,8 @@ class AsyncAgentClient(AsyncPool):
         idempotency_key: str | None = None,
         wait: float = 0,
     ) -> models.SignResult:
-        body = calls.json_body(
-            wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key
-        )
-        return await self._run(calls.sign("sign-message", body), wait)
+        call = calls.sign_message(wallet, message, encoding, idempotency_key)
+        return await self._run(call, wait)
 
     async def sign_typed_data(
         self,
@@ -142,10 +140,8 @@ class AsyncAgentClient(AsyncPool):
         idempotency_key: str | None = None,
         wait: float = 0,
     ) -> models.SignResult:
-        body = calls.json_body(
-            wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key
-        )
-        return await self._run(calls.sign("sign-typed-data", body), wait)
+        call = calls.sign_typed_data(wallet, typed_data, idempotency_key)
+        return await self._run(call, wait)
 
     async def http_request(
         self,
@@ -157,25 +153,15 @@ class AsyncAgentClient(AsyncPool):
         body: str | bytes | None = None,
         wait: float = 0,
     ) -> models.HttpResult:
-        req = calls.http_body(credential, method, url, headers, body)
-        return await self._run(calls.post("/v1/agent/http-request", req, models.HttpResult), wait)
+        return await self._run(calls.http_request(credential, method, url, headers, body), wait)
 
     async def read_data(
         self, name: str, *, fields: list[str] | None = None, wait: float = 0
     ) -> models.DataValue:
-        return await self._run(
-            calls.post(
-                "/v1/agent/read-data",
-                calls.json_body(name=name, fields=fields),
-                models.DataValue,
-            ),
-            wait,
-        )
+        return await self._run(calls.read_data(name, fields), wait)
 
     async def threshold_commit(self, wallet: str) -> models.ThresholdCommitment:
-        return await self._run(
-            calls.post("/v1/agent/threshold/commit", {"wallet": wallet}, models.ThresholdCommitment)
-        )
+        return await self._run(calls.threshold_commit(wallet))
 
     async def keygens(self) -> list[models.KeygenView]:
         return (await self._run(calls.KEYGENS)).keygens
@@ -186,12 +172,7 @@ class AsyncAgentClient(AsyncPool):
     async def release_credential(
         self, credential: str, *, purpose: str | None = None, wait: float = 0
     ) -> models.ReleasedCredential:
-        call = calls.post(
-            "/v1/agent/credential-release",
-            calls.json_body(credential=credential, purpose=purpose),
-            models.ReleasedCredential,
-        )
-        return await self._run(call, wait)
+        return await self._run(calls.release_credential(credential, purpose), wait)
 
     async def check(self, action: str, request: Mapping[str, Any]) -> models.CheckResult:
         return await self._run(calls.check(action, request))

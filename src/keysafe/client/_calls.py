@@ -25,13 +25,17 @@ from keysafe.agent_models import (
     ApprovalView,
     Capabilities,
     CheckResult,
+    DataValue,
     Health,
+    HttpResult,
     KeygenPost,
     Keygens,
     KeygenView,
     PendingApproval,
     PendingApprovals,
+    ReleasedCredential,
     SignResult,
+    ThresholdCommitment,
     WhoAmI,
 )
 from keysafe.client._errors import (
@@ -216,15 +220,17 @@ def approval(approval_id: str, wait: int) -> Call[ApprovalView]:
     return get(path, ApprovalView)
 
 
-def sign_tx_body(
+def sign_transaction(
+    route: str,
     wallet: str,
     transaction: Json | str,
     chain: str | None,
     description: str | None,
     declared: Json | None,
     idempotency_key: str | None,
-) -> Json:
-    return json_body(
+) -> Call[SignResult]:
+    """sign-transaction or send-transaction (`route`): the two take the same body."""
+    body = json_body(
         wallet=wallet,
         transaction=transaction,
         chain=chain,
@@ -232,9 +238,10 @@ def sign_tx_body(
         declared=declared,
         idempotency_key=idempotency_key,
     )
+    return sign(route, body)
 
 
-def transfer_body(
+def transfer(
     wallet: str,
     asset: str,
     to: str,
@@ -242,8 +249,8 @@ def transfer_body(
     chain: str | None,
     description: str | None,
     idempotency_key: str | None,
-) -> Json:
-    return json_body(
+) -> Call[SignResult]:
+    body = json_body(
         wallet=wallet,
         asset=asset,
         to=to,
@@ -252,17 +259,32 @@ def transfer_body(
         description=description,
         idempotency_key=idempotency_key,
     )
+    return sign("transfer", body)
 
 
-def http_body(
+def sign_message(
+    wallet: str, message: str, encoding: str, idempotency_key: str | None
+) -> Call[SignResult]:
+    body = json_body(
+        wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key
+    )
+    return sign("sign-message", body)
+
+
+def sign_typed_data(wallet: str, typed_data: Json, idempotency_key: str | None) -> Call[SignResult]:
+    body = json_body(wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key)
+    return sign("sign-typed-data", body)
+
+
+def http_request(
     credential: str,
     method: str,
     url: str,
     headers: Mapping[str, str] | None,
     body: str | bytes | None,
-) -> Json:
+) -> Call[HttpResult]:
     binary = isinstance(body, bytes)
-    return json_body(
+    req = json_body(
         credential=credential,
         method=method,
         url=url,
@@ -270,6 +292,20 @@ def http_body(
         body=None if binary else body,
         body_base64=base64.b64encode(body).decode() if isinstance(body, bytes) else None,
     )
+    return post("/v1/agent/http-request", req, HttpResult)
+
+
+def read_data(name: str, fields: list[str] | None) -> Call[DataValue]:
+    return post("/v1/agent/read-data", json_body(name=name, fields=fields), DataValue)
+
+
+def threshold_commit(wallet: str) -> Call[ThresholdCommitment]:
+    return post("/v1/agent/threshold/commit", {"wallet": wallet}, ThresholdCommitment)
+
+
+def release_credential(credential: str, purpose: str | None) -> Call[ReleasedCredential]:
+    body = json_body(credential=credential, purpose=purpose)
+    return post("/v1/agent/credential-release", body, ReleasedCredential)
 
 
 def poll_seconds(deadline: float) -> int:

@@ -136,10 +136,10 @@ class AgentClient:
             PolicyDeniedError, BudgetExceededError: the policy refuses it (nothing is signed).
             ApprovalRequiredError: the owner must approve (and `wait` ran out or was 0).
         """
-        body = calls.sign_tx_body(
-            wallet, transaction, chain, description, declared, idempotency_key
+        call = calls.sign_transaction(
+            "sign-transaction", wallet, transaction, chain, description, declared, idempotency_key
         )
-        return self._run(calls.sign("sign-transaction", body), wait)
+        return self._run(call, wait)
 
     def send_transaction(
         self,
@@ -158,10 +158,10 @@ class AgentClient:
         Raises:
             ChainUnavailableError: the chain's RPC could not take it.
         """
-        body = calls.sign_tx_body(
-            wallet, transaction, chain, description, declared, idempotency_key
+        call = calls.sign_transaction(
+            "send-transaction", wallet, transaction, chain, description, declared, idempotency_key
         )
-        return self._run(calls.sign("send-transaction", body), wait)
+        return self._run(call, wait)
 
     def transfer(
         self,
@@ -186,8 +186,8 @@ class AgentClient:
             PolicyDeniedError: no rule allows it, or a limit would be exceeded.
             ApprovalRequiredError: the owner must approve first.
         """
-        body = calls.transfer_body(wallet, asset, to, amount, chain, description, idempotency_key)
-        return self._run(calls.sign("transfer", body), wait)
+        call = calls.transfer(wallet, asset, to, amount, chain, description, idempotency_key)
+        return self._run(call, wait)
 
     def sign_message(
         self,
@@ -204,10 +204,8 @@ class AgentClient:
             PolicyDeniedError: no rule allows this message from this wallet.
             ApprovalRequiredError: the owner must approve first.
         """
-        body = calls.json_body(
-            wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key
-        )
-        return self._run(calls.sign("sign-message", body), wait)
+        call = calls.sign_message(wallet, message, encoding, idempotency_key)
+        return self._run(call, wait)
 
     def sign_typed_data(
         self,
@@ -223,10 +221,8 @@ class AgentClient:
             PolicyDeniedError: no rule allows it.
             ApprovalRequiredError: the owner must approve first.
         """
-        body = calls.json_body(
-            wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key
-        )
-        return self._run(calls.sign("sign-typed-data", body), wait)
+        call = calls.sign_typed_data(wallet, typed_data, idempotency_key)
+        return self._run(call, wait)
 
     def http_request(
         self,
@@ -246,8 +242,7 @@ class AgentClient:
             PolicyDeniedError: the policy does not allow this credential, method or URL.
             ApprovalRequiredError: the owner must approve first.
         """
-        req = calls.http_body(credential, method, url, headers, body)
-        return self._run(calls.post("/v1/agent/http-request", req, HttpResult), wait)
+        return self._run(calls.http_request(credential, method, url, headers, body), wait)
 
     def read_data(
         self, name: str, *, fields: list[str] | None = None, wait: float = 0
@@ -258,21 +253,12 @@ class AgentClient:
             PolicyDeniedError: no rule lets this agent read it.
             ApprovalRequiredError: sensitive data; the owner must approve first.
         """
-        return self._run(
-            calls.post(
-                "/v1/agent/read-data",
-                calls.json_body(name=name, fields=fields),
-                DataValue,
-            ),
-            wait,
-        )
+        return self._run(calls.read_data(name, fields), wait)
 
     def threshold_commit(self, wallet: str) -> ThresholdCommitment:
         """The vault's round-one commitment for a 2-of-3 wallet's signature (the agent's own
         FROST part is computed by keysafe's MCP server, which holds the agent's share)."""
-        return self._run(
-            calls.post("/v1/agent/threshold/commit", {"wallet": wallet}, ThresholdCommitment)
-        )
+        return self._run(calls.threshold_commit(wallet))
 
     def keygens(self) -> list[KeygenView]:
         """The 2-of-3 keygens waiting for this agent to join (`keysafe agent threshold join`
@@ -298,12 +284,7 @@ class AgentClient:
             ApprovalRequiredError: the owner has not approved (yet).
             PolicyDeniedError: the owner denied it, or no rule allows asking.
         """
-        call = calls.post(
-            "/v1/agent/credential-release",
-            calls.json_body(credential=credential, purpose=purpose),
-            ReleasedCredential,
-        )
-        return self._run(call, wait)
+        return self._run(calls.release_credential(credential, purpose), wait)
 
     def check(self, action: str, request: Mapping[str, Any]) -> CheckResult:
         """Dry run: the decision `request` (the body of the `action` route) would get now.

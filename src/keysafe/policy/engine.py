@@ -146,6 +146,11 @@ class _Windows:
         obj.__dict__["_windows"] = value
 
 
+def verdict_fields(outcome: str, rule: str | None, code: str | None, reason: str) -> dict[str, Any]:
+    """A decision's verdict as every answer shows it (a decision's, a dry run's)."""
+    return {"decision": outcome, "rule": rule, "code": code, "reason": reason}
+
+
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome
@@ -159,10 +164,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "decision": self.outcome,
-            "rule": self.rule,
-            "code": self.code,
-            "reason": self.reason,
+            **verdict_fields(self.outcome, self.rule, self.code, self.reason),
             "matched": list(self.matched),
             "windows": [w.to_dict() for w in self.windows],
         }

@@ -300,21 +300,23 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
     with vault.db.write() as conn:
         restored = _merge_records(vault, conn, payload)
         _check_records_open(vault, conn)
-        vault.audit(
-            conn,
-            actor="owner",
-            action="backup.restore",
-            target=f"vault:{vault.vault_id}",
-            outcome="success",
-            details={
-                "records": header.records,
-                "entries": header.entries,
-                "restored": restored,
-                "from_empty_home": False,
-            },
-        )
+        _audit_restore(vault, conn, header, restored=restored, from_empty_home=False)
     logger.info("backup restored into existing vault (%d records)", header.records)
     return header
+
+
+def _audit_restore(
+    vault: Vault, conn: Connection, header: fmt.BackupHeader, **details: Any
+) -> None:
+    """Audit a restore, in either form (into this vault, or a new vault from the backup)."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action="backup.restore",
+        target=f"vault:{vault.vault_id}",
+        outcome="success",
+        details={"records": header.records, "entries": header.entries, **details},
+    )
 
 
 def _restore_key(
@@ -429,19 +431,13 @@ def _fill(
     _check_records_open(vault, conn)
     paused = _pause_agents(vault, conn)
     held = threshold_records.hold_restored(vault, conn)
-    vault.audit(
+    _audit_restore(
+        vault,
         conn,
-        actor="owner",
-        action="backup.restore",
-        target=f"vault:{vault.vault_id}",
-        outcome="success",
-        details={
-            "records": header.records,
-            "entries": header.entries,
-            "from_empty_home": True,
-            "agents_paused": ",".join(paused),
-            "threshold_wallets_held": ",".join(held),
-        },
+        header,
+        from_empty_home=True,
+        agents_paused=",".join(paused),
+        threshold_wallets_held=",".join(held),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
-from keysafe.policy.engine import Decision
+from keysafe.policy.engine import Decision, verdict_fields
 from keysafe.service import dispatch, gate
 from keysafe.vault.vault import Vault
 
@@ -35,12 +35,7 @@ class Check:
         return cls(d.outcome, d.rule, d.code, d.reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "decision": self.outcome,
-            "rule": self.rule,
-            "code": self.code,
-            "reason": self.reason,
-        }
+        return verdict_fields(self.outcome, self.rule, self.code, self.reason)
 
 
 def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) -> Check:

@@ -14,7 +14,13 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
-from keysafe.service.models import DataClass, ReadDataRequest, RecordKind, check_name
+from keysafe.service.models import (
+    DataClass,
+    ReadDataRequest,
+    RecordKind,
+    check_name,
+    pending_answer,
+)
 from keysafe.service.record_meta import DataMeta, data_meta
 from keysafe.service.record_writes import put_audited
 from keysafe.vault.records import RecordInfo
@@ -130,12 +136,7 @@ class ReadResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {
-                "status": self.status,
-                "approval_id": self.approval_id,
-                "expires_at": self.expires_at,
-                "summary": self.summary,
-            }
+            return pending_answer(self.approval_id, self.expires_at, self.summary)
         return {"status": "value", "name": self.name, "value": self.value}
 
 

@@ -264,6 +264,16 @@ class TransferSent(BaseModel):
     tx_hash: str = Field(description="EVM transaction hash, or the Solana signature.")
 
 
+def pending_answer(approval_id: str | None, expires_at: str | None, summary: str) -> dict[str, Any]:
+    """The wire form of a use case's answer that waits on the owner's approval."""
+    return {
+        "status": "pending_approval",
+        "approval_id": approval_id,
+        "expires_at": expires_at,
+        "summary": summary,
+    }
+
+
 class TransferPending(BaseModel):
     """A transfer waiting for the owner's approval (HTTP 202); follow it with GET
     /v1/agent/approvals/{approval_id}: once approved, its result is a TransferSent."""

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import NotAuthenticatedError, PolicyDeniedError
@@ -59,14 +59,7 @@ def issue(vault: Vault, credential: str, agent: str, *, replace: bool = False) -
         if replace:
             mine = (t.placeholders.c.credential == credential) & (t.placeholders.c.agent == agent)
             n = conn.execute(delete(t.placeholders).where(mine)).rowcount
-            vault.audit(
-                conn,
-                actor="owner",
-                action="placeholder.revoke",
-                target=f"credential:{credential}",
-                outcome="success",
-                details={"agent": agent, "name": credential, "count": int(n)},
-            )
+            _audit_revoke(vault, conn, credential, agent, int(n))
         conn.execute(
             insert(t.placeholders).values(
                 token_hash=_digest(bytes(token.reveal()).decode()),
@@ -96,14 +89,7 @@ def revoke_all(vault: Vault, credential: str, agent: str | None = None) -> int:
         n = conn.execute(delete(t.placeholders).where(cond)).rowcount
         if not n:
             return 0
-        vault.audit(
-            conn,
-            actor="owner",
-            action="placeholder.revoke",
-            target=f"credential:{credential}",
-            outcome="success",
-            details={"agent": agent, "name": credential, "count": n},
-        )
+        _audit_revoke(vault, conn, credential, agent, n)
     return int(n)
 
 
@@ -149,4 +135,18 @@ def refuse_use(vault: Vault, holder: Holder, *, wanted: str, why: str) -> Policy
         f"{wanted[:64]}. Nothing was sent.",
         next_step=f"send it only to the proxy route /{holder.credential}/….",
         reason_code="PLACEHOLDER_MISUSED",
+    )
+
+
+def _audit_revoke(
+    vault: Vault, conn: Connection, credential: str, agent: str | None, count: int
+) -> None:
+    """Audit withdrawn placeholders: `count` of `credential`'s, one agent's or everyone's."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action="placeholder.revoke",
+        target=f"credential:{credential}",
+        outcome="success",
+        details={"agent": agent, "name": credential, "count": count},
     )

@@ -18,7 +18,7 @@ from keysafe.approvals import Kind
 from keysafe.crypto import jcs
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
-from keysafe.service.models import RecordKind, ReleaseRequest
+from keysafe.service.models import RecordKind, ReleaseRequest, pending_answer
 from keysafe.vault.vault import Vault
 
 
@@ -33,12 +33,7 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {
-                "status": self.status,
-                "approval_id": self.approval_id,
-                "expires_at": self.expires_at,
-                "summary": self.summary,
-            }
+            return pending_answer(self.approval_id, self.expires_at, self.summary)
         return {"status": self.status, "credential": self.credential, "value": self.value}
 
 

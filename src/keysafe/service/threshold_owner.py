@@ -54,7 +54,7 @@ def owner_exchange(
     try:
         return dkls_exchange(vault, state.OWNER, found, digest, fields, partner=RECOVERY)
     except KeysafeError as exc:
-        _audit_owner_failure(vault, wallet, exc)
+        _audit_owner_sign(vault, wallet, exc)
         raise
 
 
@@ -77,17 +77,21 @@ def recovery_finish(state: dkls_signing.SigningState, rounds: dict[str, Any]) ->
     return dkls_cosigner.finish(state, rounds)
 
 
-def _audit_owner_failure(vault: Vault, wallet: str, exc: KeysafeError) -> None:
-    # A refused part (a wrong share, a reused session) is worth a trace: it is someone with the
-    # owner's session trying a share that is not the wallet's.
+def _audit_owner_sign(vault: Vault, wallet: str, exc: KeysafeError | None = None) -> None:
+    """Audit the owner's recovery signature: its success, or a refused part (a wrong share, a
+    reused session), worth a trace as someone with the owner's session trying a share that is
+    not the wallet's."""
+    details: dict[str, Any] = {"name": wallet, "signer": "user+recovery"}
+    if exc is not None:
+        details |= {"code": str(exc.code), **exc.facts}
     with vault.db.write() as conn:
         vault.audit(
             conn,
             actor="owner",
             action="wallet.sign_message",
             target=f"wallet:{wallet}",
-            outcome="failure",
-            details={"name": wallet, "signer": "user+recovery", "code": str(exc.code), **exc.facts},
+            outcome="success" if exc is None else "failure",
+            details=details,
         )
 
 
@@ -110,7 +114,6 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
     base58 signature, verified, and audits it."""
     vault.require_unlocked()
     found = threshold_wallet(vault, wallet)
-    details: dict[str, Any] = {"name": wallet, "signer": "user+recovery"}
     try:
         if found.public().suite is SECP256K1:
             signable, digest = owner_message_digest(message.decode("utf-8"))
@@ -125,17 +128,9 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
                 )
             )
     except KeysafeError as exc:
-        _audit_owner_failure(vault, wallet, exc)
+        _audit_owner_sign(vault, wallet, exc)
         raise
-    with vault.db.write() as conn:
-        vault.audit(
-            conn,
-            actor="owner",
-            action="wallet.sign_message",
-            target=f"wallet:{wallet}",
-            outcome="success",
-            details=details,
-        )
+    _audit_owner_sign(vault, wallet)
     return text
 
 

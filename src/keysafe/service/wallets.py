@@ -97,9 +97,17 @@ def _put_wallet(
     key: SecretBytes,
     *,
     action: str,
-    details: dict[str, Any],
 ) -> RecordInfo:
-    """Keep a new single-key wallet's key as a `critical` record, audited."""
+    """Keep a new single-key wallet's key as a `critical` record, audited with what `meta` says
+    of it (its chain, address, source and, when derived, index)."""
+    index = {} if meta.index is None else {"index": meta.index}
+    details = {
+        "name": name,
+        "chain": str(meta.chain),
+        "address": meta.address,
+        **index,
+        "source": meta.source,
+    }
     return put_audited(
         vault,
         conn,
@@ -133,21 +141,7 @@ def create_wallet(vault: Vault, name: str, chain: Chain, *, index: int | None = 
                 path = addresses.SOLANA_PATH.format(index=i)
         with key:
             meta = WalletMeta(chain=chain, address=address, source="derived", index=i, path=path)
-            info = _put_wallet(
-                vault,
-                conn,
-                name,
-                meta,
-                key,
-                action="wallet.create",
-                details={
-                    "name": name,
-                    "chain": str(chain),
-                    "address": address,
-                    "index": i,
-                    "source": "derived",
-                },
-            )
+            info = _put_wallet(vault, conn, name, meta, key, action="wallet.create")
     logger.info("wallet %s created on %s at index %d", name, chain, i)
     return WalletView.of(info)
 
@@ -181,15 +175,7 @@ def import_wallet(vault: Vault, name: str, chain: Chain, key_text: SecretBytes) 
     with key, vault.db.write() as conn:
         address = _address_of(chain, key)
         meta = WalletMeta(chain=chain, address=address, source="imported")
-        info = _put_wallet(
-            vault,
-            conn,
-            name,
-            meta,
-            key,
-            action="wallet.import",
-            details={"name": name, "chain": str(chain), "address": address, "source": "imported"},
-        )
+        info = _put_wallet(vault, conn, name, meta, key, action="wallet.import")
     logger.info("wallet %s imported on %s", name, chain)
     return WalletView.of(info)
 
