@@ -29,6 +29,7 @@ import httpx
 from pydantic import ValidationError
 
 from keysafe import wire
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import STATUS, ErrorCode, NotFoundError, PayloadTooLargeError
 from keysafe.relay import envelope
 from keysafe.relay.envelope import Freshness, Identity, Kind, Message, PeerKeys, Sender
@@ -201,7 +202,7 @@ class VaultEnd:
                 actor=f"relay:{sender[:12]}",
                 action="relay.refused",
                 target=f"sidecar:{sender[:12]}",
-                outcome="denied",
+                outcome=Outcome.DENIED,
                 details=details,
             )
 

@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -158,7 +159,7 @@ def add_agent(
             actor="owner",
             action="agent.add",
             target=f"agent:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": name, "kind": "ed25519" if pub else "token"},
         )
         view = next(v for v in _views(conn) if v.name == name)
@@ -215,7 +216,7 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
             actor="owner",
             action=action[status],
             target=f"agent:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": name},
         )
         view = next(v for v in _views(conn) if v.name == name)
@@ -260,7 +261,7 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
             actor="owner",
             action="agent.rotate_token",
             target=f"agent:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": name},
         )
     logger.info("agent %s token rotated", name)
@@ -282,7 +283,7 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
             actor="owner",
             action="agents.pause_all" if paused else "agents.resume_all",
             target=f"vault:{vault.vault_id}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
         )
         notify.emit(
             vault,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from keysafe.audit import log as audit_log
 from keysafe.audit.log import Filter
+from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import AuditEntry, ChainReport
 from keysafe.notify.notice import Event, alert
 from keysafe.service import notify
@@ -76,7 +77,7 @@ def seal(vault: Vault, seqs: list[int]) -> int:
                 actor="owner",
                 action="audit.seal",
                 target=f"vault:{vault.vault_id}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details={"sealed": done, "seqs": seqs[:200]},
             )
     finally:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Connection, LargeBinary, delete, insert, select, update
 
 from keysafe import files
+from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
@@ -160,7 +161,7 @@ def _seal_and_deliver(
             actor="owner",
             action="backup.create",
             target=f"vault:{vault.vault_id}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"records": header.records, "entries": header.entries, "file": file},
         )
     logger.info("backup made (%d records)", header.records)
@@ -314,7 +315,7 @@ def _audit_restore(
         actor="owner",
         action="backup.restore",
         target=f"vault:{vault.vault_id}",
-        outcome="success",
+        outcome=Outcome.SUCCESS,
         details={"records": header.records, "entries": header.entries, **details},
     )
 

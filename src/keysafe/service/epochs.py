@@ -32,6 +32,7 @@ from typing import Final
 
 from sqlalchemy import Connection, select, update
 
+from keysafe.audit.outcome import Outcome
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -128,7 +129,7 @@ def rotate(vault: Vault, *, reason: str, unless_newer_than: timedelta | None = N
                 actor="owner" if reason == "owner" else "keysafe",
                 action="epoch.rotate",
                 target=f"epoch:{number}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details={"reason": reason},
             )
     if number is None:
@@ -180,7 +181,7 @@ def sweep(vault: Vault, *, batch: int | None = None) -> Rotation:
                 actor="keysafe",
                 action="epoch.destroy",
                 target=f"epoch:{number}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details=details,
             )
     if destroyed:

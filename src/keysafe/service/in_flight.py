@@ -21,6 +21,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from keysafe import approvals
 from keysafe.approvals import Kind, Status
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import ErrorCode
 from keysafe.service import idempotency
 from keysafe.store import ledger
@@ -121,7 +122,7 @@ def _settle_in_flight(vault: Vault, conn: Connection) -> tuple[int, int]:
             actor="system",
             action="request.recover",
             target=f"agent:{row.agent}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "agent": row.agent,
                 "request_id": row.request_id,
@@ -148,7 +149,7 @@ def _release_orphans(vault: Vault, conn: Connection) -> int:
             actor="system",
             action="request.recover",
             target=f"agent:{o.agent}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
         )
     return len(orphans)
@@ -181,7 +182,7 @@ def _fail_executing(vault: Vault, conn: Connection) -> int:
             actor="system",
             action="approval.fail",
             target=f"approval:{a.id}",
-            outcome="failure",
+            outcome=Outcome.FAILURE,
             details={"agent": a.agent, "request_id": a.id},
         )
     return len(executing)

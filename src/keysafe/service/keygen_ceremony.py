@@ -17,6 +17,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from keysafe.agent_models import KeygenStatus
+from keysafe.audit.outcome import Outcome
 from keysafe.chains import Chain
 from keysafe.errors import KeysafeError
 from keysafe.mpc.channel import Channel, ChannelError
@@ -144,7 +145,7 @@ def fail(vault: Vault, g: Keygen, why: str) -> None:
             actor="owner",
             action="wallet.reshare" if isinstance(g.party, ReshareParty) else "wallet.create",
             target=f"wallet:{g.wallet}",
-            outcome="failure",
+            outcome=Outcome.FAILURE,
             details={
                 "name": g.wallet,
                 "chain": str(g.chain),

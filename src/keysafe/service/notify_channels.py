@@ -19,6 +19,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sqlalchemy import Connection, update
 
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, NotFoundError
 from keysafe.notify import webhook
@@ -212,7 +213,7 @@ def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
             actor="owner",
             action="notify.add",
             target=f"notify:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"type": "webhook", "url": target[:200], "events": [str(e) for e in events]},
         )
     return WebhookAdded(channel=_view(info), secret=secret)
@@ -243,7 +244,7 @@ def set_telegram(
             actor="owner",
             action="notify.add",
             target=f"notify:{TELEGRAM}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "type": "telegram",
                 "bot": bot[:64],
@@ -280,7 +281,7 @@ def remove_channel(vault: Vault, name: str) -> None:
             actor="owner",
             action="notify.remove",
             target=f"notify:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"name": name},
         )
 

@@ -20,6 +20,7 @@ from typing import Final
 
 from sqlalchemy import delete, select, update
 
+from keysafe.audit.outcome import Outcome
 from keysafe.notify.notice import Notice
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
@@ -109,7 +110,7 @@ def mark_failed(vault: Vault, item: Claimed, error: str) -> bool:
                 actor="system",
                 action="notify.dead_letter",
                 target=f"notify:{item.channel}",
-                outcome="failure",
+                outcome=Outcome.FAILURE,
                 details={
                     "delivery_id": item.delivery_id,
                     "event": str(item.notice.event),

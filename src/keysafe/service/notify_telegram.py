@@ -32,6 +32,7 @@ from sqlalchemy import insert, select, update
 
 from keysafe import approvals as parked
 from keysafe.approvals import Approval, Kind, Status
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto import jcs
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError
@@ -155,7 +156,7 @@ def _refuse(vault: Vault, chat_id: int, reason: str, approval_id: str | None) ->
             actor=f"telegram:{chat_id}",
             action="notify.telegram.button",
             target=f"approval:{approval_id}" if approval_id else "telegram",
-            outcome="denied",
+            outcome=Outcome.DENIED,
             details={"reason": reason, "request_id": approval_id},
         )
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keysafe import approvals as store
 from keysafe.approvals import Kind, Status
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
 from keysafe.relay.envelope import Identity, PeerKeys
 from keysafe.relay.pairing import (
@@ -192,7 +193,7 @@ def create_invite(
             actor="owner",
             action="agent.invite",
             target=f"agent:{agent}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": agent, "invite": invite.id[:8], "expires": invite.expires},
         )
     return encode_invite(identity, invite)
@@ -327,7 +328,7 @@ def _refuse(vault: Vault, sender: str, status: ClaimStatus, message: str) -> Cla
             actor=f"relay:{sender[:12]}",
             action="relay.pairing",
             target="invite",
-            outcome="denied",
+            outcome=Outcome.DENIED,
             details={"reason": status, "message": message},
         )
     return ClaimAnswer(status=status, message=message)
@@ -352,7 +353,7 @@ def complete(vault: Vault, agent: str, request: PairingRequest) -> dict[str, Any
             actor="owner",
             action="agent.pair",
             target=f"agent:{agent}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": agent, "sidecar": keys.rid, "host": request.host[:100]},
         )
     return {"agent": view.name, "sidecar": keys.rid, "status": "paired"}

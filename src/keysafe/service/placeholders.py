@@ -19,6 +19,7 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, insert, select
 
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import NotAuthenticatedError, PolicyDeniedError
 from keysafe.service.agents import get_agent
@@ -73,7 +74,7 @@ def issue(vault: Vault, credential: str, agent: str, *, replace: bool = False) -
             actor="owner",
             action="placeholder.issue",
             target=f"credential:{credential}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"agent": agent, "name": credential},
         )
     logger.info("placeholder issued for credential %s to agent %s", credential, agent)
@@ -122,7 +123,7 @@ def refuse_use(vault: Vault, holder: Holder, *, wanted: str, why: str) -> Policy
             actor=f"agent:{holder.agent}",
             action="placeholder.refused",
             target=f"credential:{holder.credential}",
-            outcome="denied",
+            outcome=Outcome.DENIED,
             details={
                 "agent": holder.agent,
                 "name": holder.credential,
@@ -147,6 +148,6 @@ def _audit_revoke(
         actor="owner",
         action="placeholder.revoke",
         target=f"credential:{credential}",
-        outcome="success",
+        outcome=Outcome.SUCCESS,
         details={"agent": agent, "name": credential, "count": count},
     )

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, delete, insert, select
 
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import MalformedRequestError
 from keysafe.policy import engine, examples
 from keysafe.policy.intent import Intent
@@ -118,7 +119,7 @@ def set_policy(
             actor="owner",
             action="policy.set",
             target=f"agent:{agent}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "agent": agent,
                 "policy_hash": policy.digest(),

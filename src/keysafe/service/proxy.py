@@ -53,7 +53,7 @@ from keysafe.errors import (
     UpstreamUnavailableError,
 )
 from keysafe.service import gate
-from keysafe.service.models import HttpRequestRequest, SecretBytes
+from keysafe.service.models import HttpRequestRequest, SecretBytes, pending_answer
 from keysafe.service.proxy_call import Call, prepare
 from keysafe.service.proxy_client import client_for
 from keysafe.service.proxy_scrub import Scrubber, scrub
@@ -88,12 +88,7 @@ class HttpResult:
 
     def to_dict(self) -> dict[str, Any]:
         if self.status == "pending_approval":
-            return {
-                "status": self.status,
-                "approval_id": self.approval_id,
-                "expires_at": self.expires_at,
-                "summary": self.summary,
-            }
+            return pending_answer(self.approval_id, self.expires_at, self.summary)
         out: dict[str, Any] = {"status_code": self.status_code, "headers": self.headers}
         if self.body_base64 is not None:
             out["body_base64"] = self.body_base64

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from keysafe.audit.outcome import Outcome
 from keysafe.service.models import DataClass, RecordKind, SecretBytes
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -49,7 +50,7 @@ def put_audited(
         actor="owner",
         action=action,
         target=f"{kind}:{name}",
-        outcome="success",
+        outcome=Outcome.SUCCESS,
         details=details(info),
     )
     return info

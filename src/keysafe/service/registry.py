@@ -10,6 +10,7 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, insert, select
 
+from keysafe.audit.outcome import Outcome
 from keysafe.chains import Chain
 from keysafe.errors import AlreadyExistsError, MalformedRequestError
 from keysafe.policy.registry import (
@@ -122,7 +123,7 @@ def add_chain(
             actor="owner",
             action="chain.add",
             target=f"chain:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"chain": name, "name": name, "amount": decimal_text(info.fee_ceiling)},
         )
     logger.info("chain %s registered", name)
@@ -220,7 +221,7 @@ def add_asset(vault: Vault, symbol: str, *, chain: str, address: str, decimals: 
             actor="owner",
             action="asset.add",
             target=f"asset:{info.name}:{symbol}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"chain": info.name, "name": symbol},
         )
     logger.info("asset %s on %s registered", symbol, info.name)

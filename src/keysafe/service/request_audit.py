@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import KeysafeError
 from keysafe.policy import engine
 from keysafe.policy.intent import Intent
@@ -69,6 +70,6 @@ def audit_outcome(
         actor=f"agent:{agent}",
         action=action,
         target=target,
-        outcome="success" if ok else "failure",
+        outcome=Outcome.SUCCESS if ok else "failure",
         details={"agent": agent, **facts, **({} if ok else {"code": code})},
     )

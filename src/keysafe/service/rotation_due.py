@@ -23,6 +23,7 @@ from typing import Final, Literal
 from pydantic import BaseModel
 from sqlalchemy import Connection, and_, func, select
 
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import IntegrityError, MalformedRequestError
 from keysafe.service import sealed_state
 from keysafe.store import tables as t
@@ -106,7 +107,7 @@ def set_policy(vault: Vault, after: timedelta | None, after_uses: int | None) ->
             actor="owner",
             action="rotation.policy",
             target="vault",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "after_s": None if after is None else int(after.total_seconds()),
                 "after_uses": after_uses,

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto import jcs
 from keysafe.errors import IntegrityError
 from keysafe.store import hot
@@ -322,7 +323,7 @@ def seal(vault: Vault, shown: list[StateRow]) -> int:
                 actor="owner",
                 action="state.seal",
                 target=f"vault:{vault.vault_id}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details={"sealed": len(done), "rows": done[:200]},
             )
     return len(done)

@@ -15,6 +15,7 @@ from typing import Any
 
 from keysafe import approvals
 from keysafe.approvals import Kind
+from keysafe.audit.outcome import Outcome
 from keysafe.chains import Chain
 from keysafe.chains.evm import intents as evm_intents
 from keysafe.chains.evm import signing as evm_signing
@@ -262,7 +263,7 @@ def _owner_sign_message(vault: Vault, found: Wallet, intent: Intent, data: bytes
             actor="owner",
             action="wallet.sign_message",
             target=f"wallet:{found.name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={"wallet": found.name, "summary": intent.summary},
         )
     return SignResult(

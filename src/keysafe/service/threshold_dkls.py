@@ -19,6 +19,7 @@ import secrets
 import time
 from typing import Any, NoReturn
 
+from keysafe.audit.outcome import Outcome
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
 from keysafe.mpc.dkls import signing as dkls_signing
 from keysafe.mpc.dkls.errors import DklsAbort
@@ -73,7 +74,7 @@ def persist_bans(vault: Vault) -> None:
                     actor="system",
                     action="wallet.threshold-ban",
                     target=f"wallet:{name}",
-                    outcome="success",
+                    outcome=Outcome.SUCCESS,
                     details={"name": name, "party": partner, "version": wallet.meta.generation},
                 )
         with state.LOCK:

@@ -13,6 +13,7 @@ from typing import Any
 from eth_account.messages import SignableMessage
 from solders.signature import Signature
 
+from keysafe.audit.outcome import Outcome
 from keysafe.chains.evm import signing as evm_signing
 from keysafe.chains.evm.intents import personal_message_bytes
 from keysafe.errors import KeysafeError, MalformedRequestError
@@ -90,7 +91,7 @@ def _audit_owner_sign(vault: Vault, wallet: str, exc: KeysafeError | None = None
             actor="owner",
             action="wallet.sign_message",
             target=f"wallet:{wallet}",
-            outcome="success" if exc is None else "failure",
+            outcome=Outcome.SUCCESS if exc is None else "failure",
             details=details,
         )
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 from solders.pubkey import Pubkey
 from sqlalchemy import Connection
 
+from keysafe.audit.outcome import Outcome
 from keysafe.chains import Chain
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
@@ -142,7 +143,7 @@ def _store_user_share(
             actor=actor,
             action=action,
             target=f"wallet:{name}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "name": name,
                 "chain": str(stored.meta.chain),

@@ -11,6 +11,7 @@ from mnemonic import Mnemonic
 from sqlalchemy import func, select
 from zxcvbn import zxcvbn
 
+from keysafe.audit.outcome import Outcome
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
@@ -170,7 +171,7 @@ def _create(
                 actor="owner",
                 action=action,
                 target=f"vault:{vault.vault_id}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details={"vault_id": vault.vault_id, "from_empty_home": True},
             )
     except BaseException:
@@ -327,7 +328,7 @@ def kms_owner_login(
             actor="owner",
             action="vault.unlock",
             target=f"vault:{vault.vault_id}",
-            outcome="failure",
+            outcome=Outcome.FAILURE,
             details={"reason": "wrong owner proof"},
         )
     notify.note_unlock_failure(vault, throttled=False)
@@ -394,7 +395,7 @@ def recover_vault(
             actor="owner",
             action="vault.recover",
             target=f"vault:{vault.vault_id}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
             details={
                 "vault_id": vault.vault_id,
                 "from_empty_home": False,
@@ -435,7 +436,7 @@ def change_passphrase(
             actor="owner",
             action="passphrase.change",
             target=f"vault:{vault.vault_id}",
-            outcome="success",
+            outcome=Outcome.SUCCESS,
         )
     logger.info("vault %s passphrase changed", vault.vault_id)
 

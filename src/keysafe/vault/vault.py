@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Connection, delete, update
 
 from keysafe.audit import log as audit_log
+from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import AuditEntry
 from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
@@ -233,7 +234,7 @@ class Vault:
                 actor="owner",
                 action="vault.unlock",
                 target=f"vault:{self.vault_id}",
-                outcome="failure",
+                outcome=Outcome.FAILURE,
                 details={"reason": reason, "failures": failures, "blocked_seconds": int(delay)},
             )
 
@@ -453,7 +454,7 @@ class Vault:
                 actor="owner",
                 action=f"{kind}.remove",
                 target=f"{kind}:{name}",
-                outcome="success",
+                outcome=Outcome.SUCCESS,
                 details={"name": name},
             )
 
