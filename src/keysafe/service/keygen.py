@@ -26,6 +26,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
@@ -162,19 +163,8 @@ def start(vault: Vault, wallet: str, chain: Chain, agent: str, recovery_key: str
                 f"A wallet named '{wallet}' already exists.", next_step="pick another name."
             )
     suite = SECP256K1 if chain is Chain.EVM else ED25519
-    sid = secrets.token_bytes(SESSION_ID_LEN)
     return _open(
-        vault,
-        Keygen(
-            session_id=sid,
-            wallet=wallet,
-            chain=chain,
-            agent=agent,
-            expires=time.monotonic() + TTL_S,
-            vault_key=channel.new_key(),
-            party=KeygenParty(suite, USER, sid),
-        ),
-        key,
+        vault, _keygen(wallet, chain, agent, lambda sid: KeygenParty(suite, USER, sid)), key
     )
 
 
@@ -247,27 +237,39 @@ def start_reshare(
     old_key = (
         threshold_records.vault_share(vault, info).key if info is not None and USER in q else None
     )
-    sid = secrets.token_bytes(SESSION_ID_LEN)
-    return _open(
-        vault,
-        Keygen(
-            session_id=sid,
-            wallet=wallet,
-            chain=chain,
-            agent=agent,
-            expires=time.monotonic() + TTL_S,
-            vault_key=channel.new_key(),
-            party=ReshareParty(USER, sid, public, q, old_key),
-            old=info,
-        ),
-        key,
-    )
+
+    def party(sid: bytes) -> ReshareParty:
+        return ReshareParty(USER, sid, public, q, old_key)
+
+    return _open(vault, _keygen(wallet, chain, agent, party, old=info), key)
 
 
 def _may_join(status: str, quorum: tuple[int, ...] | None) -> bool:
     """An active agent takes part in any ceremony; a paused one only receives a new share in a
     vault + recovery reshare (how the owner evicts it: it deals nothing and signs nothing)."""
     return status == "active" or (status == "paused" and quorum == (USER, RECOVERY))
+
+
+def _keygen(
+    wallet: str,
+    chain: Chain,
+    agent: str,
+    party: Callable[[bytes], KeygenParty | ReshareParty],
+    old: ThresholdWallet | None = None,
+) -> Keygen:
+    """A new ceremony for `wallet`: a fresh session id (its `party` is made for it), the vault's
+    own transport key, and the deadline."""
+    sid = secrets.token_bytes(SESSION_ID_LEN)
+    return Keygen(
+        session_id=sid,
+        wallet=wallet,
+        chain=chain,
+        agent=agent,
+        expires=time.monotonic() + TTL_S,
+        vault_key=channel.new_key(),
+        party=party(sid),
+        old=old,
+    )
 
 
 def _open(vault: Vault, g: Keygen, recovery_key: bytes) -> KeygenView:
