@@ -50,6 +50,8 @@ class SecretBytes:
             return NotImplemented
         return hmac.compare_digest(bytes(self._buf), bytes(other._buf))
 
+    # Equal secrets must not become dict keys or set members (a hash would be a side channel,
+    # and a secret's buffer changes when wiped); mypy types __hash__ as a method, hence ignore.
     __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self) -> NoReturn:

@@ -47,10 +47,14 @@ def decode_payload(
     if stripped[0] in "{[":
         try:
             doc: Any = json.loads(stripped)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise MalformedRequestError(
-                f"The input looks like JSON but does not parse ({exc.msg} at line {exc.lineno}).",  # type: ignore[attr-defined]
+                f"The input looks like JSON but does not parse ({exc.msg} at line {exc.lineno}).",
                 next_step="fix the JSON.",
+            ) from None
+        except ValueError:  # e.g. an integer longer than Python converts
+            raise MalformedRequestError(
+                "The input looks like JSON but does not parse.", next_step="fix the JSON."
             ) from None
         if not isinstance(doc, dict):
             raise MalformedRequestError(
