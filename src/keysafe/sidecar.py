@@ -73,6 +73,9 @@ REQUEST_DEADLINE_S: Final = 120.0  # and given up after this long
 CLAIM_EVERY_S: Final = 1.0
 _FORWARDED: Final = ("content-type", "accept", "idempotency-key")
 MAX_BODY: Final = 1024 * 1024  # what the vault takes (wire.MAX_BODY)
+# Refusals that sending the same sealed message again cannot change (relay/link_errors.py); a
+# rate limit, a full mailbox or a relay that is away are worth the next round.
+_FINAL_REFUSALS: Final = (PayloadTooLargeError, MalformedRequestError, NotAuthenticatedError)
 
 
 @dataclass
@@ -126,6 +129,9 @@ class _Channel:
 
         Raises:
             VaultUnreachableError: no answer before the deadline.
+            PayloadTooLargeError: the sealed request is over the relay's --max-body.
+            MalformedRequestError: the relay refused the frame.
+            NotAuthenticatedError: the relay refused this end's signature (its clock).
         """
         request_id = request_id or new_id()
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -135,6 +141,8 @@ class _Channel:
             while True:
                 try:
                     await self.send(kind, request_id, payload)
+                except _FINAL_REFUSALS:
+                    raise  # sent again, it would be refused again: say so now
                 except Exception as exc:  # the relay is away: the next round tries again
                     logger.info("sidecar: could not hand the request to the relay (%s)", exc)
                 left = give_up - time.monotonic()
@@ -320,7 +328,7 @@ def local_app(state: SidecarState, channel: _Channel) -> Starlette:
             )
         try:
             answer = await channel.ask(Kind.REQUEST, relayed.model_dump(mode="json"))
-        except VaultUnreachableError as exc:
+        except KeysafeError as exc:  # unreachable, or one of _FINAL_REFUSALS
             return _refused(exc)
         return _from_vault(answer)
 
