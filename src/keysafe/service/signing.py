@@ -38,9 +38,7 @@ from keysafe.service.record_meta import Wallet
 from keysafe.service.registry import load_registry as load_registry_of
 from keysafe.service.registry import registry as load_registry
 from keysafe.service.signing_gate import (
-    SignResult as SignResult,
-)
-from keysafe.service.signing_gate import (
+    SignResult,
     Status,
     shared_wallet,
     signed_result,

@@ -38,6 +38,7 @@ from keysafe.service import (
     threshold,
     transfer,
 )
+from keysafe.service.signing_gate import SignResult
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _MaybePending(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def _result(res: signing.SignResult) -> JSONResponse:
+def _result(res: SignResult) -> JSONResponse:
     if res.status == "pending_approval":
         return JSONResponse(
             {
@@ -113,7 +114,7 @@ def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
 
 def _sign(
     request: Request, agent: str, body: models.SignTransactionRequest, *, broadcast: bool
-) -> signing.SignResult:
+) -> SignResult:
     return signing.sign_transaction(
         server_state(request).vault,
         agent,
@@ -152,19 +153,7 @@ def transfer_asset(request: Request, agent: Agent, body: models.TransferRequest)
     or SPL transfer, creating the recipient's token account when missing; nonce, fees and
     blockhash from the chain's RPC), then judges, signs and broadcasts it exactly as
     send-transaction does. 202 while the owner must approve."""
-    return _result(
-        transfer.transfer(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.asset,
-            body.to,
-            body.amount,
-            chain=body.chain,
-            description=body.description,
-            idempotency_key=body.idempotency_key,
-        )
-    )
+    return _result(transfer.transfer(server_state(request).vault, agent, body))
 
 
 @routes.post("/v1/agent/sign-message", responses=SIGNED)
