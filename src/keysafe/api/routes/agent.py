@@ -248,21 +248,7 @@ def threshold_exchange(
     """Step 2 of a 2-of-3 EVM signature (DKLs23): the agent's round 1 in, the vault's rounds
     1 and 2 out. Nothing here lets the agent sign: the vault finishes only inside the gated
     sign request that follows. keysafe's agent client calls this."""
-    return signing.threshold_exchange(
-        server_state(request).vault,
-        agent,
-        body.wallet,
-        {
-            "session_id": body.session_id,
-            "round1": body.round1,
-            "verifying_share": body.verifying_share,
-        },
-        transaction=body.transaction,
-        chain=body.chain,
-        message=body.message,
-        encoding=body.encoding,
-        typed_data=body.typed_data,
-    )
+    return signing.threshold_exchange(server_state(request).vault, agent, body)
 
 
 @routes.get("/v1/agent/threshold/keygens", response_model=answers.Keygens)
