@@ -19,6 +19,7 @@ from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, audit, policies, registry, signing, wallets
+from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF
@@ -88,7 +89,7 @@ def live_units(vault: Vault) -> list[tuple[str, str]]:
     return [(r.asset, r.units) for r in rows]
 
 
-def fee_wei(result: signing.SignResult) -> int:
+def fee_wei(result: SignResult) -> int:
     """The max fee the node filled in (gas × max fee per gas), as the intent carries it."""
     return int(Decimal(result.intent["fee"]) * ETH)
 

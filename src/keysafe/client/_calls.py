@@ -1,43 +1,24 @@
-"""What both agent clients share: the token, the routes as `_Call`s, and reading an answer.
+"""What both agent clients share: the token, a route's `Call`, and reading an answer.
 
-Each client method builds one `_Call` (route, JSON body, the model its answer parses into); the
-two clients (_client.py, _async.py) differ only in how they send it. An answer is one of three
-things: the route's model (HTTP 200), a pending approval (HTTP 202: raised as
-ApprovalRequiredError, or waited for when the call says `wait=`), or an error body (raised as the
-class `ERRORS` maps its code to).
+Each client method builds one `Call` (route, JSON body, how its answer parses, how long to wait
+for the owner) with its builder in _routes.py; the two clients (_client.py, _async.py) differ
+only in how they send it. An answer is one of three things: the route's model (HTTP 200), a
+pending approval (HTTP 202: raised as ApprovalRequiredError, or waited for when the call says
+`wait=`), or an error body (raised as the class `ERRORS` maps its code to).
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from keysafe.agent_models import (
-    Address,
-    ApprovalView,
-    Capabilities,
-    CheckResult,
-    DataValue,
-    Health,
-    HttpResult,
-    KeygenPost,
-    Keygens,
-    KeygenView,
-    PendingApproval,
-    PendingApprovals,
-    ReleasedCredential,
-    SignResult,
-    ThresholdCommitment,
-    WhoAmI,
-)
+from keysafe.agent_models import ApprovalView, PendingApproval
 from keysafe.client._errors import (
     ApprovalRequiredError,
     InternalError,
@@ -92,19 +73,18 @@ def url_from(url: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
+    """One agent route's request, and what its answer becomes."""
+
     method: str
     path: str
     body: Json | None
     parse: Callable[[Json], T]
+    wait: float = 0  # seconds to wait for the owner when the vault asks first (0: raise at once)
 
 
 def json_body(**fields: Any) -> Json:
     """A request body without the options left unset (the server applies its defaults)."""
     return {k: v for k, v in fields.items() if v is not None}
-
-
-def _seg(value: str) -> str:
-    return quote(value, safe="")
 
 
 def build_request(
@@ -186,126 +166,8 @@ def get(path: str, model: type[M]) -> Call[M]:
     return Call("GET", path, None, model.model_validate)
 
 
-def post(path: str, body: Json, model: type[M]) -> Call[M]:
-    return Call("POST", path, body, model.model_validate)
-
-
-# The agent routes (shared by the sync and async clients).
-HEALTH: Final = get("/v1/health", Health)
-WHOAMI: Final = get("/v1/agent/whoami", WhoAmI)
-CAPABILITIES: Final = get("/v1/agent/capabilities", Capabilities)
-KEYGENS: Final = get("/v1/agent/threshold/keygens", Keygens)
-PENDING_APPROVALS: Final = get("/v1/agent/approvals", PendingApprovals)
-
-
-def address(wallet: str) -> Call[Address]:
-    return get(f"/v1/agent/address/{_seg(wallet)}", Address)
-
-
-def sign(route: str, body: Json) -> Call[SignResult]:
-    return post(f"/v1/agent/{route}", body, SignResult)
-
-
-def keygen_exchange(keygen_id: str, message: KeygenPost) -> Call[KeygenView]:
-    path = f"/v1/agent/threshold/keygens/{_seg(keygen_id)}"
-    return post(path, message.model_dump(exclude_none=True), KeygenView)
-
-
-def check(action: str, request: Mapping[str, Any]) -> Call[CheckResult]:
-    return post("/v1/agent/check", {"action": action, "request": dict(request)}, CheckResult)
-
-
-def approval(approval_id: str, wait: int) -> Call[ApprovalView]:
-    path = f"/v1/agent/approvals/{_seg(approval_id)}?wait={max(0, min(wait, MAX_POLL_S))}"
-    return get(path, ApprovalView)
-
-
-def sign_transaction(
-    route: str,
-    wallet: str,
-    transaction: Json | str,
-    chain: str | None,
-    description: str | None,
-    declared: Json | None,
-    idempotency_key: str | None,
-) -> Call[SignResult]:
-    """sign-transaction or send-transaction (`route`): the two take the same body."""
-    body = json_body(
-        wallet=wallet,
-        transaction=transaction,
-        chain=chain,
-        description=description,
-        declared=declared,
-        idempotency_key=idempotency_key,
-    )
-    return sign(route, body)
-
-
-def transfer(
-    wallet: str,
-    asset: str,
-    to: str,
-    amount: str,
-    chain: str | None,
-    description: str | None,
-    idempotency_key: str | None,
-) -> Call[SignResult]:
-    body = json_body(
-        wallet=wallet,
-        asset=asset,
-        to=to,
-        amount=amount,
-        chain=chain,
-        description=description,
-        idempotency_key=idempotency_key,
-    )
-    return sign("transfer", body)
-
-
-def sign_message(
-    wallet: str, message: str, encoding: str, idempotency_key: str | None
-) -> Call[SignResult]:
-    body = json_body(
-        wallet=wallet, message=message, encoding=encoding, idempotency_key=idempotency_key
-    )
-    return sign("sign-message", body)
-
-
-def sign_typed_data(wallet: str, typed_data: Json, idempotency_key: str | None) -> Call[SignResult]:
-    body = json_body(wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key)
-    return sign("sign-typed-data", body)
-
-
-def http_request(
-    credential: str,
-    method: str,
-    url: str,
-    headers: Mapping[str, str] | None,
-    body: str | bytes | None,
-) -> Call[HttpResult]:
-    binary = isinstance(body, bytes)
-    req = json_body(
-        credential=credential,
-        method=method,
-        url=url,
-        headers=dict(headers) if headers is not None else None,
-        body=None if binary else body,
-        body_base64=base64.b64encode(body).decode() if isinstance(body, bytes) else None,
-    )
-    return post("/v1/agent/http-request", req, HttpResult)
-
-
-def read_data(name: str, fields: list[str] | None) -> Call[DataValue]:
-    return post("/v1/agent/read-data", json_body(name=name, fields=fields), DataValue)
-
-
-def threshold_commit(wallet: str) -> Call[ThresholdCommitment]:
-    return post("/v1/agent/threshold/commit", {"wallet": wallet}, ThresholdCommitment)
-
-
-def release_credential(credential: str, purpose: str | None) -> Call[ReleasedCredential]:
-    body = json_body(credential=credential, purpose=purpose)
-    return post("/v1/agent/credential-release", body, ReleasedCredential)
+def post(path: str, body: Json, model: type[M], wait: float = 0) -> Call[M]:
+    return Call("POST", path, body, model.model_validate, wait)
 
 
 def poll_seconds(deadline: float) -> int:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from keysafe.client._calls import Call
+
 # Argument types shared by several tools (module level: the SDK resolves annotations by name).
 Wallet = Annotated[str, Field(description='Wallet name, e.g. "main".', max_length=64)]
 Transaction = Annotated[
@@ -98,6 +100,13 @@ def request_body(
     if not any(k.lower() == "content-type" for k in headers or {}):
         headers = {**(headers or {}), "Content-Type": "application/json"}
     return text, headers
+
+
+def body_of(call: Call[Any]) -> dict[str, Any]:
+    """The JSON body keysafe.client posts for a tool's arguments: a signing tool builds its body
+    with the client's route builder, so the two agent-side callers send the same request."""
+    assert call.body is not None  # every route a tool posts to takes a body
+    return call.body
 
 
 def drop_none(**kw: Any) -> dict[str, Any]:

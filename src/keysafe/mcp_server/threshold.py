@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from solders.message import to_bytes_versioned
 from solders.transaction import VersionedTransaction
@@ -47,6 +47,17 @@ JOIN_WAIT_S = 60.0
 
 # The agent's part of one signature with a 2-of-3 wallet, given the vault client and its share.
 Part = Callable[[AgentClient, Share], Awaitable[dict[str, str]]]
+
+
+class _Subject(TypedDict, total=False):
+    """What a DKLs23 session signs, as /v1/agent/threshold/exchange names it (the vault hashes
+    it itself): a transaction (and its chain), a message (and its encoding), or typed data."""
+
+    transaction: Any
+    chain: str
+    message: str
+    encoding: Literal["utf8", "base64"]
+    typed_data: dict[str, Any]
 
 
 class ShareBook:
@@ -199,7 +210,9 @@ async def transaction_part(
         own.check_transaction(share, wallet, transaction, chain)
     if not share.pairs:  # FROST (Solana)
         return await agent_part(client, share.key, wallet, message_of(transaction))
-    what = {"transaction": transaction, **({"chain": chain} if chain else {})}
+    what: _Subject = {"transaction": transaction}
+    if chain:
+        what["chain"] = chain
     digest = dkls_cosigner.transaction_digest(transaction)
     return await _dkls_part(client, share, wallet, digest, what)
 
@@ -245,7 +258,7 @@ async def typed_data_part(
 
 
 async def _dkls_part(
-    client: AgentClient, share: Share, wallet: str, digest: bytes, what: dict[str, Any]
+    client: AgentClient, share: Share, wallet: str, digest: bytes, what: _Subject
 ) -> dict[str, str]:
     """Open a session, exchange rounds 1 and 2 with the vault, return rounds 2 and 3."""
     if share.pairs[USER].banned:

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError
 
 from keysafe import __version__
 from keysafe import agent_models as answers
+from keysafe.client import _routes as routes
 from keysafe.errors import KeysafeError
 from keysafe.mcp_server import threshold
 from keysafe.mcp_server.arguments import (
@@ -34,6 +35,7 @@ from keysafe.mcp_server.arguments import (
     Transaction,
     TransferChain,
     Wallet,
+    body_of,
     drop_none,
     request_body,
 )
@@ -175,17 +177,17 @@ def _add_transaction_tools(mcp: MCPServer, vault: _Vault) -> None:
             idempotency_key: IdemKey = None,
             chain: ChainName = None,
         ) -> Annotated[CallToolResult, TransactionResult]:
-            body = drop_none(
-                wallet=wallet,
-                transaction=transaction,
+            ask = routes.sign_transaction(
+                wallet,
+                transaction,
+                chain=chain,
                 description=description,
                 idempotency_key=idempotency_key,
-                chain=chain,
             )
             return await vault.sign(
                 ctx,
                 wallet,
-                body,
+                body_of(ask),
                 lambda c, share: threshold.transaction_part(
                     c, share, wallet, transaction, chain, vault.own_policy
                 ),
@@ -229,16 +231,16 @@ def _add_transfer_tool(mcp: MCPServer, vault: _Vault) -> None:
         blockhash from the chain), judges it by your policy, signs and broadcasts it. Returns
         status "sent" with tx_hash, or "pending_approval" with approval_id (then call
         approval_status). Pass an idempotency_key so a retry never pays twice."""
-        body = drop_none(
-            wallet=wallet,
-            asset=asset,
-            to=to,
-            amount=amount,
+        ask = routes.transfer(
+            wallet,
+            asset,
+            to,
+            amount,
             chain=chain,
             description=description,
             idempotency_key=idempotency_key,
         )
-        return await vault.run(ctx, lambda c: c.transfer(body))
+        return await vault.run(ctx, lambda c: c.transfer(body_of(ask)))
 
 
 def _add_message_tools(mcp: MCPServer, vault: _Vault) -> None:

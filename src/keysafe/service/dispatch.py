@@ -66,17 +66,10 @@ def _sign_tx(send: bool) -> Runner:
 
 
 def _transfer(vault: Vault, agent: str, r: TransferRequest, how: How) -> dict[str, Any]:
+    # Without its idempotency key, as every kind here: this run is not the agent's retry.
+    request = r.model_copy(update={"idempotency_key": None})
     return transfer.transfer(
-        vault,
-        agent,
-        r.wallet,
-        r.asset,
-        r.to,
-        r.amount,
-        chain=r.chain,
-        description=r.description,
-        approval_id=how.approval_id,
-        dry_run=how.dry_run,
+        vault, agent, request, approval_id=how.approval_id, dry_run=how.dry_run
     ).model_dump(mode="json")
 
 

@@ -33,14 +33,13 @@ from keysafe.service.models import (
     SignMessageRequest,
     SignTransactionRequest,
     SignTypedDataRequest,
+    ThresholdExchangeRequest,
 )
 from keysafe.service.record_meta import Wallet
 from keysafe.service.registry import load_registry as load_registry_of
 from keysafe.service.registry import registry as load_registry
 from keysafe.service.signing_gate import (
-    SignResult as SignResult,
-)
-from keysafe.service.signing_gate import (
+    SignResult,
     Status,
     shared_wallet,
     signed_result,
@@ -178,26 +177,19 @@ def send_transaction(
 
 
 def threshold_exchange(
-    vault: Vault,
-    agent: str,
-    wallet: str,
-    fields: dict[str, Any],
-    *,
-    transaction: str | dict[str, Any] | None = None,
-    chain: str | None = None,
-    message: str | None = None,
-    encoding: str = "utf8",
-    typed_data: dict[str, Any] | None = None,
+    vault: Vault, agent: str, request: ThresholdExchangeRequest
 ) -> dict[str, str]:
-    """Step 2 of an EVM 2-of-3 signature (service/threshold.py): hash the transaction (or the
-    EIP-191 message, or the EIP-712 typed data) here, as the gate will, and run the vault's
-    rounds 1 and 2 over that hash.
+    """Step 2 of an EVM 2-of-3 signature (service/threshold.py): hash what `request` says the
+    session is for (the transaction, the EIP-191 message or the EIP-712 typed data) here, as
+    the gate will, and run the vault's rounds 1 and 2 over that hash with the agent's round 1.
 
     Raises:
-        MalformedRequestError: not a 2-of-3 EVM wallet of this agent, an incomplete or malformed
+        NotFoundError: not a 2-of-3 EVM wallet of this agent.
+        MalformedRequestError: not exactly one thing to sign, an incomplete or malformed
             transaction, or an invalid agent round (culprit 1).
     """
     vault.require_unlocked()
+    wallet = request.wallet
     found, reg = wallet_and_registry(vault, wallet)
     shared = found.as_threshold()
     if shared is None or shared.meta.agent != agent or shared.meta.chain is not Chain.EVM:
@@ -205,21 +197,27 @@ def threshold_exchange(
             f"No 2-of-3 EVM wallet '{wallet[:64]}' shared with this agent.",
             next_step="see list_capabilities for the wallets you may use.",
         )
+    digest = _exchange_digest(found, reg, request)
+    rounds = request.model_dump(include={"session_id", "round1", "verifying_share"})
+    return dkls_exchange(vault, agent, shared, digest, rounds)
+
+
+def _exchange_digest(found: Wallet, reg: Registry, request: ThresholdExchangeRequest) -> bytes:
+    """The hash a 2-of-3 EVM session signs: of the transaction, typed data or message (one)."""
+    transaction, message, typed_data = request.transaction, request.message, request.typed_data
     if sum(x is not None for x in (transaction, message, typed_data)) != 1:
         raise MalformedRequestError(
             "Give the transaction, the message or the typed data the session is for (one).",
             next_step="send 'transaction' (with chain), 'message' (with encoding) or 'typed_data'.",
         )
     if transaction is not None:
-        tx = complete_for_threshold(evm_tx_of(transaction, reg, chain)[0])
-        digest = evm_signing.transaction_hash(tx)
-    elif typed_data is not None:
-        digest = evm_intents.typed_data_digest(typed_data)
-    else:
-        assert message is not None
-        _, data = _message_intent(found, reg, message, encoding)
-        digest = evm_signing.personal_digest(data)[1]
-    return dkls_exchange(vault, agent, shared, digest, fields)
+        tx = complete_for_threshold(evm_tx_of(transaction, reg, request.chain)[0])
+        return evm_signing.transaction_hash(tx)
+    if typed_data is not None:
+        return evm_intents.typed_data_digest(typed_data)
+    assert message is not None
+    _, data = _message_intent(found, reg, message, request.encoding)
+    return evm_signing.personal_digest(data)[1]
 
 
 # -- messages ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Transfers asked for in plain terms: wallet, asset, recipient, amount (and chain).
 
-    >>> transfer(vault, "bot", "main", "USDC", BOB, "12.5", chain="base")   # doctest: +SKIP
+    >>> ask = TransferRequest(wallet="main", asset="USDC", to=BOB, amount="12.5", chain="base")
+    >>> transfer(vault, "bot", ask)   # doctest: +SKIP
     SignResult(status='sent', …, summary='send 12.5 USDC to 0x1111…1111 on base; …')
 
 keysafe builds the transaction itself, so a model never hand-encodes calldata:
@@ -55,6 +56,7 @@ from keysafe.policy.registry import Registry, from_base_units
 from keysafe.service import gate, signing, signing_gate
 from keysafe.service.models import TransferRequest
 from keysafe.service.record_meta import Wallet
+from keysafe.service.signing_gate import SignResult
 from keysafe.service.transactions import Decoded, decode_transaction
 from keysafe.service.transfer_plan import NATIVE, Plan, field_error, plan_transfer
 from keysafe.vault.vault import Vault
@@ -230,29 +232,19 @@ def _gate_request(
 def transfer(
     vault: Vault,
     agent: str,
-    wallet: str,
-    asset: str,
-    to: str,
-    amount: str,
+    request: TransferRequest,
     *,
-    chain: str | None = None,
-    description: str | None = None,
-    idempotency_key: str | None = None,
     approval_id: str | None = None,
     dry_run: bool = False,
-) -> signing.SignResult:
-    """Build, judge, sign and broadcast a transfer of `amount` `asset` from `wallet` to `to`.
+) -> SignResult:
+    """Build, judge, sign and broadcast the transfer `request` asks for: its `amount` of `asset`
+    from the vault wallet `wallet` to `to` (service/models.py says what each field takes); a
+    retry with the same `idempotency_key` replays the first answer.
 
     Args:
         vault: the unlocked vault.
         agent: the asking agent.
-        wallet: the vault wallet that pays.
-        asset: "native", a registered symbol, or a registered token's address.
-        to: the recipient's address (for a Solana token: the owner's wallet).
-        amount: a decimal string in whole units.
-        chain: the chain's name; optional when the asset is on one chain of the wallet's family.
-        description: why, shown to the owner on an approval.
-        idempotency_key: a retry with the same key replays the first answer.
+        request: the transfer as the agent asked for it.
         approval_id: set only when an owner-approved parked transfer runs (service/approvals.py).
         dry_run: decide only (service/checks.py).
 
@@ -264,18 +256,11 @@ def transfer(
         ChainUnavailableError: the chain's RPC failed (nothing was signed).
     """
     vault.require_unlocked()
-    wire = TransferRequest(
-        wallet=wallet,
-        asset=asset,
-        to=to,
-        amount=amount,
-        chain=chain,
-        description=description,
-        idempotency_key=idempotency_key,
-    )
-    found, reg = signing.wallet_and_registry(vault, wallet)
-    plan = plan_transfer(reg, found, wire)
+    found, reg = signing.wallet_and_registry(vault, request.wallet)
+    plan = plan_transfer(reg, found, request)
     decoded = _decode_plan(vault, agent, found, reg, plan)
-    req = _gate_request(agent, found, wire, plan, decoded, approval_id=approval_id, dry_run=dry_run)
+    req = _gate_request(
+        agent, found, request, plan, decoded, approval_id=approval_id, dry_run=dry_run
+    )
     act = signing.transaction_act(vault, found, decoded, broadcast=True)
     return signing_gate.through_gate(vault, req, found, plan.chain.name, act, None)

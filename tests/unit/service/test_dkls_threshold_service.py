@@ -24,6 +24,7 @@ from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
 from keysafe.mpc.frost.keys import USER
 from keysafe.service import agents, backup, policies, threshold, threshold_records
 from keysafe.service import signing as sign_service
+from keysafe.service.models import ThresholdExchangeRequest
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
@@ -84,9 +85,8 @@ class World:
         state, first = cosigner.start(
             self.share.key, self.share.pairs[2], opened, cosigner.message_digest(message)
         )
-        answer = sign_service.threshold_exchange(
-            self.vault, "bot", "team", dict(first), message=message
-        )
+        ask = ThresholdExchangeRequest(wallet="team", **first, message=message)
+        answer = sign_service.threshold_exchange(self.vault, "bot", ask)
         return cosigner.finish(state, answer)
 
     def sign(self, message: str, part: dict[str, str]) -> Any:
@@ -175,9 +175,8 @@ def _typed_part(world: World, doc: dict[str, Any]) -> dict[str, str]:
     state, first = cosigner.start(
         world.share.key, world.share.pairs[2], opened, cosigner.typed_data_digest(doc)
     )
-    answer = sign_service.threshold_exchange(
-        world.vault, "bot", "team", dict(first), typed_data=doc
-    )
+    ask = ThresholdExchangeRequest(wallet="team", **first, typed_data=doc)
+    answer = sign_service.threshold_exchange(world.vault, "bot", ask)
     return cosigner.finish(state, answer)
 
 
@@ -207,7 +206,8 @@ def test_dkls_a_paused_agent_gets_no_vault_rounds(world: World) -> None:
         world.share.key, world.share.pairs[2], opened, cosigner.message_digest("hello")
     )
     with pytest.raises(PolicyDeniedError, match="paused"):
-        sign_service.threshold_exchange(world.vault, "bot", "team", dict(first), message="hello")
+        ask = ThresholdExchangeRequest(wallet="team", **first, message="hello")
+        sign_service.threshold_exchange(world.vault, "bot", ask)
 
 
 def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evicted_share(

@@ -47,6 +47,7 @@ from keysafe.errors import (
 )
 from keysafe.service import agents, approvals, policies, signing, wallets
 from keysafe.service.context import open_vault
+from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF, ManualClock
@@ -196,7 +197,7 @@ class Model:
     approvals: dict[str, tuple[str, Request]] = field(default_factory=dict)  # id -> agent, req
 
 
-def call(vault: Vault, agent: str, key: str | None, req: Request) -> signing.SignResult:
+def call(vault: Vault, agent: str, key: str | None, req: Request) -> SignResult:
     if req[0] == "tx":
         _, to, value, nonce = req
         tx = {

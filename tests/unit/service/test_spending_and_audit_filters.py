@@ -11,6 +11,7 @@ import pytest
 from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, approvals, audit, policies, signing, spending, wallets
+from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault.home import Home
@@ -51,7 +52,7 @@ def vault(tmp_path: Path) -> tuple[Vault, ManualClock]:
     return v, clock
 
 
-def pay(v: Vault, agent: str, eth: str, nonce: int) -> signing.SignResult:
+def pay(v: Vault, agent: str, eth: str, nonce: int) -> SignResult:
     tx = {
         "to": BOB,
         "value": hex(int(float(eth) * 10**18)),

@@ -38,6 +38,7 @@ from keysafe.service import (
     threshold,
     transfer,
 )
+from keysafe.service.signing_gate import SignResult
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _MaybePending(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def _result(res: signing.SignResult) -> JSONResponse:
+def _result(res: SignResult) -> JSONResponse:
     if res.status == "pending_approval":
         return JSONResponse(
             {
@@ -113,7 +114,7 @@ def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
 
 def _sign(
     request: Request, agent: str, body: models.SignTransactionRequest, *, broadcast: bool
-) -> signing.SignResult:
+) -> SignResult:
     return signing.sign_transaction(
         server_state(request).vault,
         agent,
@@ -152,19 +153,7 @@ def transfer_asset(request: Request, agent: Agent, body: models.TransferRequest)
     or SPL transfer, creating the recipient's token account when missing; nonce, fees and
     blockhash from the chain's RPC), then judges, signs and broadcasts it exactly as
     send-transaction does. 202 while the owner must approve."""
-    return _result(
-        transfer.transfer(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.asset,
-            body.to,
-            body.amount,
-            chain=body.chain,
-            description=body.description,
-            idempotency_key=body.idempotency_key,
-        )
-    )
+    return _result(transfer.transfer(server_state(request).vault, agent, body))
 
 
 @routes.post("/v1/agent/sign-message", responses=SIGNED)
@@ -259,21 +248,7 @@ def threshold_exchange(
     """Step 2 of a 2-of-3 EVM signature (DKLs23): the agent's round 1 in, the vault's rounds
     1 and 2 out. Nothing here lets the agent sign: the vault finishes only inside the gated
     sign request that follows. keysafe's agent client calls this."""
-    return signing.threshold_exchange(
-        server_state(request).vault,
-        agent,
-        body.wallet,
-        {
-            "session_id": body.session_id,
-            "round1": body.round1,
-            "verifying_share": body.verifying_share,
-        },
-        transaction=body.transaction,
-        chain=body.chain,
-        message=body.message,
-        encoding=body.encoding,
-        typed_data=body.typed_data,
-    )
+    return signing.threshold_exchange(server_state(request).vault, agent, body)
 
 
 @routes.get("/v1/agent/threshold/keygens", response_model=answers.Keygens)

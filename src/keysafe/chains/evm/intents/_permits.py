@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from keysafe.chains.evm.abi import PERMIT2_ADDRESS
 from keysafe.chains.evm.intents._common import UNLIMITED_FROM, approval, bad, described, token
@@ -95,33 +95,21 @@ def _eip2612(t: TypedMessage, verifying: str) -> Intent:
 
 def _permit_intent(
     t: TypedMessage,
-    contract: str | None,
-    spender: str | None,
     *,
-    unlimited: bool,
-    asset: str | None = None,
-    amount: str | None = None,
     how: str | None = None,
     summary: str | None = None,
     moves: bool = False,
+    **fields: Unpack[EvmFields],
 ) -> Intent:
-    """What a permit lets `spender` do: take the tokens later (an approval) or, when it `moves`
-    them now (a signature transfer), receive them."""
-    fields = EvmFields(
-        spender=spender,
-        contract=contract,
-        asset=asset,
-        amount=amount,
-        unlimited=unlimited,
-        domain=t.domain,
-        primary_type=t.primary,
-    )
+    """What a permit lets its `spender` do with the tokens of `contract` (the `fields`): take
+    them later (an approval) or, when it `moves` them now (a signature transfer), receive them.
+    The intent also carries the message's domain and primary type."""
+    every: EvmFields = {**fields, **t.origin}
     if moves:
-        return described(
-            lambda: Intent.evm_transfer(chain=t.chain.name, to=spender, **fields), how=how
-        )
+        to = fields.get("spender")
+        return described(lambda: Intent.evm_transfer(chain=t.chain.name, to=to, **every), how=how)
     return described(
-        lambda: Intent.evm_approve(chain=t.chain.name, **fields), how=how, summary=summary
+        lambda: Intent.evm_approve(chain=t.chain.name, **every), how=how, summary=summary
     )
 
 
@@ -132,8 +120,8 @@ def _dai(t: TypedMessage, verifying: str) -> Intent:
     coin = token(t.registry, t.chain, verifying)
     return _permit_intent(
         t,
-        verifying,
-        t.address("spender"),
+        contract=verifying,
+        spender=t.address("spender"),
         unlimited=allowed,
         asset=coin.asset,
         amount=UNLIMITED if allowed else "0",
@@ -146,8 +134,8 @@ def _erc4494(t: TypedMessage, verifying: str) -> Intent:
     spender = t.address("spender")
     return _permit_intent(
         t,
-        verifying,
-        spender,
+        contract=verifying,
+        spender=spender,
         unlimited=False,
         summary=f"approve {short(spender)} to take NFT #{str(token_id)[:40]} of "
         f"{short(verifying)} on {chain_label(t.chain.name)} by permit signature",
@@ -242,8 +230,8 @@ def permit2_transfer(t: TypedMessage) -> Intent:
     unlimited = units >= UNLIMITED_FROM
     return _permit_intent(
         t,
-        token_addr,
-        t.address("spender"),
+        contract=token_addr,
+        spender=t.address("spender"),
         unlimited=unlimited,
         asset=coin.asset,
         amount=UNLIMITED if unlimited else coin.amount(units),
@@ -267,8 +255,8 @@ def loose_permit(t: TypedMessage) -> Intent:
     spender = read_address("spender", spender_raw) if isinstance(spender_raw, str) else None
     return _permit_intent(
         t,
-        t.verifying,
-        spender,
+        contract=t.verifying,
+        spender=spender,
         unlimited=True,
         amount=UNLIMITED,
         summary=f'APPROVE UNLIMITED: unrecognised permit "{t.label}" for '
