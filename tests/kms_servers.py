@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,26 +29,11 @@ import boto3
 import httpx
 import pytest
 
-from keysafe.testing import free_port, stop_process
+from keysafe.testing import free_port, start_server, stop_process, wait_healthy
 
 _BIN = Path(sys.executable).parent
 BAO = shutil.which("bao", path=str(_BIN)) or shutil.which("bao")
 MOTO = shutil.which("moto_server", path=str(_BIN)) or shutil.which("moto_server")
-
-
-def _wait(probe: Any, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited:\n{log.read_text(errors='replace')}")
-        try:
-            if probe():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop_process(proc)
-    raise RuntimeError(f"{what} did not become ready:\n{log.read_text(errors='replace')}")
 
 
 @dataclass
@@ -58,7 +42,7 @@ class OpenBao:
     token: str
     key: str = "keysafe"
     proc: subprocess.Popen[bytes] | None = None
-    log: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bao-")) / "bao.log")
+    logs: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bao-")))
 
     @property
     def url(self) -> str:
@@ -74,31 +58,30 @@ class OpenBao:
         )
 
     def start(self) -> None:
-        """Start a dev server (in memory), enable transit and create the key."""
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(BAO),
-                    "server",
-                    "-dev",
-                    f"-dev-root-token-id={self.token}",
-                    f"-dev-listen-address=127.0.0.1:{self.port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
-                | {"HOME": str(self.log.parent)},
-            )
-        _wait(
-            lambda: httpx.get(f"{self.url}/v1/sys/health", timeout=1).status_code == 200,
-            self.proc,
-            "bao server -dev",
-            self.log,
-        )
+        """Start a dev server (in memory) on `port`, enable transit and create the key."""
+        self.proc = start_server(
+            self._argv,
+            {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
+            | {"HOME": str(self.logs)},
+            self.logs,
+            name="bao",
+            port=self.port,
+            healthy=lambda url, proc, deadline: wait_healthy(
+                url, proc, deadline, path="/v1/sys/health"
+            ),
+        ).proc
         r = self.api("POST", "sys/mounts/transit", {"type": "transit"})
         assert r.status_code in (200, 204), r.text
         self.create_key(self.key)
+
+    def _argv(self, port: int) -> list[str]:
+        return [
+            str(BAO),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={self.token}",
+            f"-dev-listen-address=127.0.0.1:{port}",
+        ]
 
     def create_key(self, name: str) -> None:
         r = self.api("POST", f"transit/keys/{name}", {"type": "aes256-gcm96"})
@@ -155,24 +138,16 @@ def aws_env() -> dict[str, str]:
 def moto_server() -> Iterator[Moto]:
     if MOTO is None:
         pytest.skip("moto_server (moto[server]) is not installed")
-    port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="moto-")) / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    started = start_server(
+        lambda port: [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+        os.environ,
+        Path(tempfile.mkdtemp(prefix="moto-")),
+        name="moto",
+        healthy=lambda url, proc, deadline: wait_healthy(url, proc, deadline, path="/moto-api/"),
+    )
     try:
-        _wait(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1).status_code < 500,
-            proc,
-            "moto_server",
-            log,
-        )
-        moto = Moto(port, "", aws_env())
+        moto = Moto(started.port, "", aws_env())
         moto.key_id = moto.client().create_key(Description="keysafe test")["KeyMetadata"]["KeyId"]
         yield moto
     finally:
-        stop_process(proc)
+        stop_process(started.proc)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from keysafe.testing import free_port
+from keysafe.testing import free_port, wait_until
 
 USER = "keysafe"
 _CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -58,6 +58,14 @@ class Cluster:
 
     port: int
     socket_dir: Path
+
+    def accepts(self) -> bool:
+        """A connection to the cluster succeeds now."""
+        try:
+            psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
 
     def url(self, database: str) -> str:
         """The URL a user would put in KEYSAFE_DATABASE_URL."""
@@ -132,15 +140,9 @@ def postgres_cluster(root: Path | None = None, *, durable: bool = False) -> Iter
     )
     cluster = Cluster(port, sockets)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(cluster.url("postgres"), connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text()}") from None
-                time.sleep(0.1)
+        # pg_ctl -w has seen the server ready; wait until a client connects over loopback too.
+        if not wait_until(cluster.accepts, time.monotonic() + 30, every=0.1):
+            raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text()}")
         yield cluster
     finally:
         subprocess.run(

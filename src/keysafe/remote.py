@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from keysafe.agent_models import PendingApproval
 from keysafe.client import DEFAULT_URL, ApiError
 from keysafe.client._calls import json_answer
 from keysafe.client._pool import AsyncPool
@@ -133,10 +134,12 @@ class AgentClient(AsyncPool):
     async def threshold_exchange(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/threshold/exchange", body)
 
-    async def request_release(self, credential: str, purpose: str) -> dict[str, Any]:
-        return await self._call(
-            "POST", "/v1/agent/credential-release", {"credential": credential, "purpose": purpose}
-        )
+    async def request_release(self, credential: str, purpose: str) -> PendingApproval:
+        """Ask for `credential`'s value (`keysafe run`): a release always waits for the owner,
+        so the answer is the approval to wait on."""
+        body = {"credential": credential, "purpose": purpose}
+        asked = await self._call("POST", "/v1/agent/credential-release", body)
+        return PendingApproval.model_validate(asked)
 
     async def check(self, action: str, request: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/v1/agent/check", {"action": action, "request": request})

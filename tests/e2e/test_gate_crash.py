@@ -57,7 +57,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, credentials, policies, wallets
 from keysafe.service.models import Attachment
 from keysafe.service.vault_admin import init_vault
-from keysafe.testing import CHEAP_KDF, free_port
+from keysafe.testing import CHEAP_KDF, answers_ok, free_port, wait_until
 from keysafe.vault.home import DB_NAME, Home
 from tests.conftest import PASSPHRASE, Cli
 from tests.e2e.server_fixture import MILLI_ETH, R1, R4, agent_headers, cli_env, evm_tx
@@ -270,13 +270,14 @@ class Live:
         session: str = r.json()["session"]
         return session
 
+    def running(self) -> bool:
+        return _alive(self.pid)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if _alive(self.pid):
+        if self.running():
             os.kill(self.pid, sig)
-        deadline = time.monotonic() + 20
-        while _alive(self.pid):
-            assert time.monotonic() < deadline, f"keysafe serve {self.pid} did not die"
-            time.sleep(0.005)
+        gone = wait_until(lambda: not self.running(), time.monotonic() + 20, every=0.005)
+        assert gone, f"keysafe serve {self.pid} did not die"
 
 
 @dataclass
@@ -325,15 +326,10 @@ class Zygote:
 
 
 def _healthy(live: Live) -> bool:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _alive(live.pid):
-        try:
-            if httpx.get(f"{live.url}/v1/health", timeout=1).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    return False
+    health = f"{live.url}/v1/health"
+    return wait_until(
+        lambda: answers_ok(health), time.monotonic() + 60, running=live.running, every=0.02
+    )
 
 
 @dataclass

@@ -5,12 +5,20 @@ from __future__ import annotations
 import pickle
 import socket
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from keysafe.testing import ManualClock, free_port, start_server, stop_process, wait_listening
+from keysafe.testing import (
+    ManualClock,
+    free_port,
+    start_server,
+    stop_process,
+    wait_listening,
+    wait_until,
+)
 
 START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -51,3 +59,24 @@ def test_a_server_that_exits_fails_with_its_log(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="no luck on"):
         start_server(argv, {}, tmp_path, name="broken", healthy=wait_listening, timeout=10)
+
+
+def test_start_server_on_a_given_port_uses_that_port(tmp_path: Path) -> None:
+    port = free_port()
+    started = start_server(_http_server, {}, tmp_path, healthy=wait_listening, port=port)
+    try:
+        assert (started.port, started.url) == (port, f"http://127.0.0.1:{port}")
+    finally:
+        stop_process(started.proc)
+
+
+def test_wait_until_stops_early_when_the_server_is_gone() -> None:
+    asked: list[bool] = []
+
+    def ready() -> bool:
+        asked.append(True)
+        return False
+
+    assert not wait_until(ready, time.monotonic() + 60, running=lambda: False)
+    assert asked == []  # an exited server is not asked at all
+    assert wait_until(lambda: True, time.monotonic() + 60)

@@ -19,6 +19,7 @@ from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import (
     AuditEntry,
     ChainReport,
+    ChainRow,
     Keyed,
     checkpoint_mac,
     entry_hash,
@@ -162,20 +163,9 @@ def entries(
 def verify(conn: Connection, *, audit_key: bytes | bytearray | None = None) -> ChainReport:
     """Check the chain; with the audit key (vault unlocked) also the seals and the checkpoint."""
     head = conn.execute(select(t.vault)).one()
-    rows = conn.execute(
-        select(
-            t.audit.c.seq,
-            t.audit.c.time,
-            t.audit.c.actor,
-            t.audit.c.action,
-            t.audit.c.target,
-            t.audit.c.outcome,
-            t.audit.c.details,
-            t.audit.c.prev_hash,
-            t.audit.c.hash,
-            t.audit.c.mac,
-        ).order_by(t.audit.c.seq)
-    )
+    # The columns named by ChainRow's fields, in its order: the row shape verify_chain reads.
+    columns = [t.audit.c[name] for name in ChainRow._fields]
+    rows = conn.execute(select(*columns).order_by(t.audit.c.seq))
     keyed = None
     if audit_key is not None:
         keyed = Keyed(

@@ -116,7 +116,7 @@ async def _release(
     client: AgentClient, credential: str, purpose: str, wait_s: int
 ) -> dict[str, Any]:
     asked = await client.request_release(credential, purpose)
-    approval_id = str(asked["approval_id"])
+    approval_id = asked.approval_id
     sys.stderr.write(
         f"keysafe: waiting for the owner to approve releasing '{credential}' ({approval_id}); "
         f"the owner runs `keysafe approve {approval_id}` or uses the web page.\n"

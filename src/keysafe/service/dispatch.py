@@ -95,7 +95,7 @@ def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> 
 def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str, Any]:
     return proxy.http_request(
         vault, agent, r, approval_id=how.approval_id, dry_run=how.dry_run
-    ).to_dict()
+    ).model_dump(mode="json")
 
 
 def _read(vault: Vault, agent: str, r: ReadDataRequest, how: How) -> dict[str, Any]:

@@ -40,12 +40,13 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
+from keysafe.agent_models import PendingApproval
 from keysafe.errors import (
     KeysafeError,
     PayloadTooLargeError,
@@ -53,11 +54,10 @@ from keysafe.errors import (
     UpstreamUnavailableError,
 )
 from keysafe.service import gate
-from keysafe.service.models import HttpRequestRequest, SecretBytes, pending_answer
+from keysafe.service.models import HttpRequestRequest, SecretBytes
 from keysafe.service.proxy_call import Call, prepare
 from keysafe.service.proxy_client import client_for
 from keysafe.service.proxy_scrub import Scrubber, scrub
-from keysafe.service.proxy_send import ACCEPT_ENCODING as ACCEPT_ENCODING
 from keysafe.service.proxy_send import follow
 from keysafe.service.record_meta import credential_meta
 from keysafe.vault.vault import Vault
@@ -73,28 +73,29 @@ _NOT_RETURNED: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResult:
-    status: str  # done | pending_approval
-    status_code: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None  # the body when it is UTF-8 text
-    body_base64: str | None = None  # the body when it is not (an image, a zip): its bytes
-    approval_id: str | None = None
-    expires_at: str | None = None
-    summary: str = ""
-    redirects: int = 0  # hops followed (audited; not part of the agent's answer)
-    size: int = 0  # bytes the upstream sent (audited; not part of the agent's answer)
+def _absent(value: object) -> bool:
+    return value is None
 
-    def to_dict(self) -> dict[str, Any]:
-        if self.status == "pending_approval":
-            return pending_answer(self.approval_id, self.expires_at, self.summary)
-        out: dict[str, Any] = {"status_code": self.status_code, "headers": self.headers}
-        if self.body_base64 is not None:
-            out["body_base64"] = self.body_base64
-        else:
-            out["body"] = self.body
-        return out
+
+class HttpResult(BaseModel):
+    """The upstream's answer to the call, the secret scrubbed out. Its JSON is the agent's
+    answer (`agent_models.HttpResult`): the status code, the headers, and the body as text or,
+    when it is not UTF-8 (an image, a zip), as base64. How the call went (redirects, size) is
+    audited, never shown; `status` tells it from a `PendingApproval` and is not shown either."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["done"] = Field(default="done", exclude=True)
+    status_code: int
+    headers: dict[str, str]
+    body: str | None = Field(default=None, exclude_if=_absent)  # the body when it is UTF-8 text
+    body_base64: str | None = Field(default=None, exclude_if=_absent)  # else its bytes
+    redirects: int = Field(default=0, exclude=True)  # hops followed
+    size: int = Field(default=0, exclude=True)  # bytes the upstream sent
+
+    def stored(self) -> dict[str, Any]:
+        """Every field, the ones not shown included: what an idempotent replay loads."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
 
 def _secret_forms(secret: str, attach: dict[str, Any]) -> list[str]:
@@ -125,20 +126,13 @@ def _http_facts(r: HttpResult) -> dict[str, Any]:
     return {"status": r.status_code, "bytes": r.size, "redirects": r.redirects}
 
 
+def _http_view(r: HttpResult) -> dict[str, Any]:
+    return r.model_dump(mode="json")
+
+
 # HTTP calls carry no idempotency key today; the codec still round-trips a result exactly.
 _CODEC: gate.Codec[HttpResult] = gate.Codec(
-    dump=lambda r: r.to_dict() | {"status": r.status, "redirects": r.redirects, "size": r.size},
-    load=lambda d: HttpResult(
-        str(d["status"]),
-        d.get("status_code"),
-        dict(d.get("headers") or {}),
-        d.get("body"),
-        d.get("body_base64"),
-        redirects=int(d.get("redirects") or 0),
-        size=int(d.get("size") or 0),
-    ),
-    facts=_http_facts,
-    view=HttpResult.to_dict,
+    dump=HttpResult.stored, load=HttpResult.model_validate, facts=_http_facts, view=_http_view
 )
 
 
@@ -277,7 +271,7 @@ class HttpStream:
                     self._rid,
                     result=_CODEC.dump(result),
                     facts=facts,
-                    view=result.to_dict(),
+                    view=_http_view(result),
                 )
             else:
                 gate.settle(self._vault, self._req, self._rid, facts=facts)
@@ -285,7 +279,7 @@ class HttpStream:
 
 def _admit_and_open(
     vault: Vault, call: Call, transport: httpx.BaseTransport | None
-) -> HttpResult | HttpStream:
+) -> HttpResult | PendingApproval | HttpStream:
     """Steps 1–5 of the gate, then the call up to the upstream's headers."""
     if call.req.dry_run:
         gate.run(vault, call.req, _never, _CODEC)  # raises DryRun with the decision
@@ -293,7 +287,7 @@ def _admit_and_open(
     if admission.replay is not None:
         return _CODEC.load(admission.replay)
     if admission.parked is not None:
-        return HttpResult("pending_approval", **admission.parked.pending())
+        return PendingApproval(status="pending_approval", **admission.parked.pending())
     gate.raise_denied(admission.decision, call.req.agent)
     try:
         with vault.db.read() as conn, vault.open_record(conn, call.info) as secret:
@@ -323,7 +317,7 @@ def http_request(
     approval_id: str | None = None,
     transport: httpx.BaseTransport | None = None,
     dry_run: bool = False,
-) -> HttpResult:
+) -> HttpResult | PendingApproval:
     """Make `agent`'s HTTP call with `request.credential` attached, if its policy allows it; the
     whole answer comes back with the secret scrubbed out (the MCP tool, JSON clients, approvals).
 
@@ -340,7 +334,7 @@ def http_request(
     """
     call = prepare(vault, agent, request, approval_id=approval_id, dry_run=dry_run)
     opened = _admit_and_open(vault, call, transport)
-    if isinstance(opened, HttpResult):
+    if not isinstance(opened, HttpStream):
         return opened
     try:
         raw = b"".join(opened.chunks())
@@ -352,11 +346,10 @@ def http_request(
     except UnicodeDecodeError:
         text, b64 = None, base64.b64encode(raw).decode()
     res = HttpResult(
-        "done",
-        opened.status_code,
-        opened.headers,
-        text,
-        b64,
+        status_code=opened.status_code,
+        headers=opened.headers,
+        body=text,
+        body_base64=b64,
         redirects=opened.redirects,
         size=opened.size,
     )
@@ -370,10 +363,10 @@ def http_stream(
     request: HttpRequestRequest,
     *,
     transport: httpx.BaseTransport | None = None,
-) -> HttpResult | HttpStream:
+) -> HttpResult | PendingApproval | HttpStream:
     """The same call as `http_request`, answered as a stream: an HttpStream once the upstream's
-    headers are in (the caller iterates `chunks()` and must `close()` it), or the
-    pending_approval HttpResult when the owner must approve first.
+    headers are in (the caller iterates `chunks()` and must `close()` it), or a PendingApproval
+    when the owner must approve first.
 
     Raises:
         PolicyDeniedError: the host or the policy refuses it (nothing was sent).

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from keysafe.agent_models import PendingApproval
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, PayloadTooLargeError, PolicyDeniedError
 from keysafe.service import agents, approvals, credentials, policies, proxy, settings
 from keysafe.service.models import Attachment, HttpRequestRequest
 from keysafe.service.proxy_scrub import REDACTED, Scrubber
+from keysafe.service.proxy_send import ACCEPT_ENCODING
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF
@@ -143,16 +145,25 @@ def vault(tmp_path: Path, upstreams: tuple[Upstream, Upstream]) -> Vault:
     return v
 
 
-def _http(
+def _call(
     vault: Vault, agent: str, credential: str, method: str, url: str, **fields: Any
-) -> proxy.HttpResult:
+) -> proxy.HttpResult | PendingApproval:
     """`proxy.http_request` with the request's fields given one by one."""
     call = HttpRequestRequest(credential=credential, method=method, url=url, **fields)
     return proxy.http_request(vault, agent, call)
 
 
+def _http(
+    vault: Vault, agent: str, credential: str, method: str, url: str, **fields: Any
+) -> proxy.HttpResult:
+    """`_call` that the policy allows: the upstream's answer, not a parked request."""
+    res = _call(vault, agent, credential, method, url, **fields)
+    assert isinstance(res, proxy.HttpResult), res
+    return res
+
+
 def _out(result: proxy.HttpResult) -> str:
-    return json.dumps(result.to_dict())
+    return json.dumps(result.model_dump(mode="json"))
 
 
 def test_credential_arrives_at_the_allowed_host_and_is_scrubbed_on_the_way_back(
@@ -217,9 +228,9 @@ def test_ask_rule_parks_then_approval_runs_it(
     vault: Vault, upstreams: tuple[Upstream, Upstream]
 ) -> None:
     allowed, _ = upstreams
-    res = _http(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/admin/x")
-    assert res.status == "pending_approval" and allowed.seen == []
-    done = approvals.approve(vault, res.approval_id or "")
+    res = _call(vault, "bot", "api", "GET", f"http://127.0.0.1:{allowed.port}/admin/x")
+    assert isinstance(res, PendingApproval) and allowed.seen == []
+    done = approvals.approve(vault, res.approval_id)
     assert done.status == "approved" and done.result is not None
     assert done.result["status_code"] == 200
     assert CANARY not in json.dumps(done.for_owner())
@@ -362,7 +373,7 @@ def test_attack_the_agent_cannot_ask_for_an_encoding_keysafe_cannot_undo(
         f"http://127.0.0.1:{allowed.port}/cdn",
         headers={"Accept-Encoding": "br, zstd"},
     )
-    assert allowed.seen[-1]["accept-encoding"] == proxy.ACCEPT_ENCODING
+    assert allowed.seen[-1]["accept-encoding"] == ACCEPT_ENCODING
     assert CANARY not in _out(res)
 
 

@@ -141,7 +141,7 @@ def vault(tmp_path: Path, hosts: tuple[Upstream, Upstream]) -> Iterator[Vault]:
 def _get(vault: Vault, agent: str, cred: str, url: str, **kw: Any) -> proxy.HttpResult:
     call = HttpRequestRequest(credential=cred, method="GET", url=url, **kw)
     res = proxy.http_request(vault, agent, call)
-    assert res.status_code == 200, res
+    assert isinstance(res, proxy.HttpResult) and res.status_code == 200, res
     return res
 
 

@@ -222,7 +222,8 @@ def http_request(
     res = call(server_state(request).vault, agent, body)
     if isinstance(res, proxy.HttpStream):
         return streaming.stream_response(res)
-    return _whole_or_pending(res)
+    pending = isinstance(res, answers.PendingApproval)
+    return JSONResponse(res.model_dump(mode="json"), status_code=202 if pending else 200)
 
 
 @routes.post("/v1/agent/read-data", responses=_or_pending(answers.DataValue))

@@ -81,6 +81,10 @@ def _spec(standard: str, name: str, *params: str) -> FunctionSpec:
     return FunctionSpec(name, tuple(pairs), standard)
 
 
+# The Uniswap V2 router's swaps take their amounts first (most of them an exact input and a
+# minimum output) and all end in the same route: the token path, the recipient, the deadline.
+_V2_EXACT_IN: Final = ("uint256 amountIn", "uint256 amountOutMin")
+_V2_ROUTE: Final = ("address[] path", "address to", "uint256 deadline")
 _V3_SINGLE: Final = "(address,address,uint24,address,uint256,uint256,uint256,uint160)"
 _V3_SINGLE_02: Final = "(address,address,uint24,address,uint256,uint256,uint160)"
 
@@ -145,41 +149,16 @@ _SPECS: Final = (
     _spec("Multicall", "aggregate3", "(address,bool,bytes)[] calls"),
     _spec("Multicall", "tryAggregate", "bool requireSuccess", "(address,bytes)[] calls"),
     # Uniswap V2 router
-    _spec(
-        "Uniswap V2",
-        "swapExactTokensForTokens",
-        "uint256 amountIn",
-        "uint256 amountOutMin",
-        "address[] path",
-        "address to",
-        "uint256 deadline",
-    ),
+    _spec("Uniswap V2", "swapExactTokensForTokens", *_V2_EXACT_IN, *_V2_ROUTE),
     _spec(
         "Uniswap V2",
         "swapTokensForExactTokens",
         "uint256 amountOut",
         "uint256 amountInMax",
-        "address[] path",
-        "address to",
-        "uint256 deadline",
+        *_V2_ROUTE,
     ),
-    _spec(
-        "Uniswap V2",
-        "swapExactETHForTokens",
-        "uint256 amountOutMin",
-        "address[] path",
-        "address to",
-        "uint256 deadline",
-    ),
-    _spec(
-        "Uniswap V2",
-        "swapExactTokensForETH",
-        "uint256 amountIn",
-        "uint256 amountOutMin",
-        "address[] path",
-        "address to",
-        "uint256 deadline",
-    ),
+    _spec("Uniswap V2", "swapExactETHForTokens", "uint256 amountOutMin", *_V2_ROUTE),
+    _spec("Uniswap V2", "swapExactTokensForETH", *_V2_EXACT_IN, *_V2_ROUTE),
     # Uniswap V3 SwapRouter and SwapRouter02 (which dropped `deadline` from the params)
     _spec("Uniswap V3", "exactInputSingle", f"{_V3_SINGLE} params"),
     _spec("Uniswap V3", "exactInputSingle", f"{_V3_SINGLE_02} params"),

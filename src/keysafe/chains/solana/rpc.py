@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Literal
 
 import httpx
@@ -125,12 +124,7 @@ class SolanaRpc:
     def __enter__(self) -> SolanaRpc:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- transport ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ whole transaction is judged."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from keysafe.chains.solana.tx import AccountRef
 
@@ -38,18 +38,30 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
-    """Lamports or SPL tokens moving from `source` to `destination`."""
+class _Amount:
+    """What a transfer and an approval share: up to `units` of one asset out of `source`.
+
+    The amount is keyword-only, so the accounts each kind adds stay positional, in the
+    instruction's account order.
+    """
 
     program: str
-    function: str  # "system.transfer", "spl-token.transferChecked", …
+    function: str  # "system.transfer", "spl-token.approveChecked", …
     source: AccountRef
+    _: KW_ONLY
+    units: int  # base units (lamports or token base units)
+    mint: AccountRef | None = None  # the Checked forms only
+    decimals: int | None = None  # the Checked forms only
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(_Amount):
+    """Lamports or SPL tokens moving from `source` to `destination`."""
+
     destination: AccountRef
     authority: AccountRef
-    units: int  # base units (lamports or token base units)
-    mint: AccountRef | None = None  # transferChecked only
-    decimals: int | None = None  # transferChecked only
-    note: str = ""  # what else the instruction does (creates an account, …), for the summary
+    # What else the instruction does (creates an account, …), for the summary.
+    note: str = field(default="", kw_only=True)
 
     @property
     def resolved(self) -> bool:
@@ -59,17 +71,11 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class Approve:
+class Approve(_Amount):
     """SPL approve/approveChecked: `delegate` may then move up to `units` out of `source`."""
 
-    program: str
-    function: str  # "spl-token.approve", "token-2022.approveChecked", …
-    source: AccountRef
     delegate: AccountRef
     owner: AccountRef
-    units: int  # base units
-    mint: AccountRef | None = None  # approveChecked only
-    decimals: int | None = None  # approveChecked only
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ def _transfer(ix: Instruction) -> Step:
     """Transfer { lamports }: source, destination."""
     lamports = ix.data.u64()
     source, destination = ix.refs(2)
-    return Transfer(SYSTEM_PROGRAM, ix.function, source, destination, source, lamports)
+    return Transfer(SYSTEM_PROGRAM, ix.function, source, destination, source, units=lamports)
 
 
 def _create_account(ix: Instruction) -> Step:
@@ -42,7 +42,7 @@ def _create_account(ix: Instruction) -> Step:
     lamports, space, owner = ix.data.u64(), ix.data.u64(), ix.data.pubkey()
     source, new = ix.refs(2)
     note = _created(new.address, owner, space) + ")"
-    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, lamports, note=note)
+    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, units=lamports, note=note)
 
 
 def _create_account_with_seed(ix: Instruction) -> Step:
@@ -51,7 +51,7 @@ def _create_account_with_seed(ix: Instruction) -> Step:
     base, seed, lamports, space, owner = d.pubkey(), d.seed(), d.u64(), d.u64(), d.pubkey()
     source, new = ix.refs(2)
     note = f'{_created(new.address, owner, space)}, seed "{printable(seed, 32)}" of {short(base)})'
-    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, lamports, note=note)
+    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, units=lamports, note=note)
 
 
 def _transfer_with_seed(ix: Instruction) -> Step:
@@ -64,7 +64,9 @@ def _transfer_with_seed(ix: Instruction) -> Step:
         f"from account {short(source.address)} derived from {short(signer.address)} "
         f'(seed "{printable(seed, 32)}")'
     )
-    return Transfer(SYSTEM_PROGRAM, ix.function, source, destination, signer, lamports, note=note)
+    return Transfer(
+        SYSTEM_PROGRAM, ix.function, source, destination, signer, units=lamports, note=note
+    )
 
 
 def _withdraw_nonce(ix: Instruction) -> Step:
@@ -72,7 +74,9 @@ def _withdraw_nonce(ix: Instruction) -> Step:
     lamports = ix.data.u64()
     nonce, destination, _, _, authority = ix.refs(5)
     note = f"withdraws from nonce account {short(nonce.address)}"
-    return Transfer(SYSTEM_PROGRAM, ix.function, nonce, destination, authority, lamports, note=note)
+    return Transfer(
+        SYSTEM_PROGRAM, ix.function, nonce, destination, authority, units=lamports, note=note
+    )
 
 
 def _create_allow_prefund(ix: Instruction) -> Step:
@@ -92,7 +96,7 @@ def _create_allow_prefund(ix: Instruction) -> Step:
         return Call(SYSTEM_PROGRAM, ix.name)
     source = ix.tx.account_ref(ix.accounts[1])
     note = _created(new.address, owner, space) + ")"
-    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, lamports, note=note)
+    return Transfer(SYSTEM_PROGRAM, ix.function, source, new, source, units=lamports, note=note)
 
 
 def _assign(ix: Instruction) -> Step:

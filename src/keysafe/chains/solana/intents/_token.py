@@ -47,13 +47,17 @@ def _transfer(ix: Instruction) -> Step:
     """Transfer: source, destination, authority; TransferChecked: source, mint, destination,
     authority."""
     amount, decimals, mint, (src, dst, auth) = _amount(ix)
-    return Transfer(ix.program, ix.function, src, dst, auth, amount, mint, decimals)
+    return Transfer(
+        ix.program, ix.function, src, dst, auth, units=amount, mint=mint, decimals=decimals
+    )
 
 
 def _approve(ix: Instruction) -> Step:
     """Approve: source, delegate, owner; ApproveChecked: source, mint, delegate, owner."""
     amount, decimals, mint, (src, delegate, owner) = _amount(ix)
-    return Approve(ix.program, ix.function, src, delegate, owner, amount, mint, decimals)
+    return Approve(
+        ix.program, ix.function, src, delegate, owner, units=amount, mint=mint, decimals=decimals
+    )
 
 
 def _set_authority(ix: Instruction) -> Step:
