@@ -157,7 +157,7 @@ def dkls_exchange(
         PolicyDeniedError: the pair is banned.
     """
     vault.require_unlocked()
-    sid = state.hex_field(fields, "session_id")
+    sid = state.HEX.read(fields, "session_id")
     session_ = _take_session(vault, sid, agent, wallet.name, exchanged=False)
     if partner == AGENT:
         require_active_agent(vault, agent)
@@ -177,7 +177,7 @@ def dkls_exchange(
     share = vault_share(vault, wallet)
     run, first = dkls_signing.round1(share.key, share.pairs[partner], message_hash, sid)
     try:
-        second = dkls_signing.round2(run, state.b64_field(fields, "round1"))
+        second = dkls_signing.round2(run, state.BASE64.read(fields, "round1"))
     except DklsAbort as exc:
         try:
             _dkls_abort(vault, wallet, exc, partner)
@@ -212,7 +212,7 @@ def cosign_ecdsa(
             the session was opened for, or the agent's rounds fail a check (culprit 1; the
             multiplication, Γ and final checks also ban the pair).
     """
-    sid = state.hex_field(fields, "session_id")
+    sid = state.HEX.read(fields, "session_id")
     session_ = _take_session(vault, sid, agent, wallet.name, exchanged=True)
     _refuse_banned(vault, wallet, partner)
     if session_.generation != wallet.meta.generation:
@@ -228,7 +228,7 @@ def cosign_ecdsa(
         )
     assert session_.state is not None
     try:
-        dkls_signing.round3(session_.state, state.b64_field(fields, "round2"))
-        return dkls_signing.finish(session_.state, state.b64_field(fields, "round3"))
+        dkls_signing.round3(session_.state, state.BASE64.read(fields, "round2"))
+        return dkls_signing.finish(session_.state, state.BASE64.read(fields, "round3"))
     except DklsAbort as exc:
         _dkls_abort(vault, wallet, exc, partner)

@@ -31,7 +31,7 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY, KeyPackage
 from keysafe.service.models import SecretBytes
 from keysafe.service.threshold_owner import owner_message_digest
 from keysafe.service.threshold_records import group_address
-from keysafe.service.threshold_state import b64_field
+from keysafe.service.threshold_state import BASE64
 
 
 def sign_without_vault(
@@ -107,7 +107,7 @@ def _sign_without_vault_evm(
             )
         state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
         try:
-            second = dkls_signing.round2(state, b64_field(theirs, "round1"))
+            second = dkls_signing.round2(state, BASE64.read(theirs, "round1"))
             rest = agent.dkls_rounds(
                 {
                     "session_id": nonce.hex(),
@@ -115,8 +115,8 @@ def _sign_without_vault_evm(
                     "round2": base64.b64encode(second).decode(),
                 }
             )
-            dkls_signing.round3(state, b64_field(rest, "round2"))
-            sig = dkls_signing.finish(state, b64_field(rest, "round3"))
+            dkls_signing.round3(state, BASE64.read(rest, "round2"))
+            sig = dkls_signing.finish(state, BASE64.read(rest, "round3"))
         except DklsAbort as exc:
             raise MalformedRequestError(
                 f"The agent's part of the threshold signature is invalid: {exc.what}",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnemonic import Mnemonic
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from zxcvbn import zxcvbn
 
 from keysafe.audit.outcome import Outcome
@@ -112,7 +112,7 @@ def parse_phrase(phrase: SecretBytes) -> SecretBytes:
     return SecretBytes(bytearray(m.to_entropy(normalized)))
 
 
-def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
+def _seed_record(vault: Vault, conn: Connection, phrase_words: str) -> None:
     seed = SecretBytes(bytearray(Mnemonic.to_seed(phrase_words, passphrase="")))
     with seed:
         vault.put_record(
@@ -124,6 +124,25 @@ def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
             plaintext=seed,
             replace=False,
         )
+
+
+def _audit_vault(
+    vault: Vault,
+    conn: Connection,
+    action: str,
+    details: dict[str, Any] | None = None,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+) -> None:
+    """Audit `action` by the owner on the vault itself (its creation, recovery, passphrase)."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"vault:{vault.vault_id}",
+        outcome=outcome,
+        details=details,
+    )
 
 
 def _create(
@@ -166,14 +185,7 @@ def _create(
                 blobs=blobs,
             )
             _seed_record(vault, conn, words)
-            vault.audit(
-                conn,
-                actor="owner",
-                action=action,
-                target=f"vault:{vault.vault_id}",
-                outcome=Outcome.SUCCESS,
-                details={"vault_id": vault.vault_id, "from_empty_home": True},
-            )
+            _audit_vault(vault, conn, action, {"vault_id": vault.vault_id, "from_empty_home": True})
     except BaseException:
         db.close()
         if provider is not None:
@@ -323,13 +335,8 @@ def kms_owner_login(
             unlock_with_kms(vault, token, url)
         return
     with vault.db.write() as conn:
-        vault.audit(
-            conn,
-            actor="owner",
-            action="vault.unlock",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.FAILURE,
-            details={"reason": "wrong owner proof"},
+        _audit_vault(
+            vault, conn, "vault.unlock", {"reason": "wrong owner proof"}, outcome=Outcome.FAILURE
         )
     notify.note_unlock_failure(vault, throttled=False)
     raise NotAuthenticatedError(
@@ -390,17 +397,11 @@ def recover_vault(
     was = vault.kms_config()
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
-        vault.audit(
+        _audit_vault(
+            vault,
             conn,
-            actor="owner",
-            action="vault.recover",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "vault_id": vault.vault_id,
-                "from_empty_home": False,
-                "previous_kms": str(was.kind),
-            },
+            "vault.recover",
+            {"vault_id": vault.vault_id, "from_empty_home": False, "previous_kms": str(was.kind)},
         )
     logger.info("vault %s passphrase reset from recovery phrase", vault.vault_id)
     return vault, False
@@ -431,13 +432,7 @@ def change_passphrase(
     check_new_passphrase(new_passphrase)
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
-        vault.audit(
-            conn,
-            actor="owner",
-            action="passphrase.change",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
-        )
+        _audit_vault(vault, conn, "passphrase.change")
     logger.info("vault %s passphrase changed", vault.vault_id)
 
 
