@@ -22,7 +22,7 @@ from keysafe.service.models import (
     RecordKind,
     check_name,
 )
-from keysafe.service.record_meta import DataMeta, data_meta
+from keysafe.service.record_meta import DataMeta, data_meta, record_stamps
 from keysafe.service.record_writes import put_audited
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -51,12 +51,10 @@ class DataView(BaseModel):
     def of(cls, info: RecordInfo) -> DataView:
         meta = data_meta(info)
         return cls(
-            name=info.name,
             data_class=info.data_class,
             format=meta.format,
             fields=meta.fields,
-            created_at=info.created_at,
-            updated_at=info.updated_at,
+            **record_stamps(info),
         )
 
 
