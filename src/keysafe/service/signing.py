@@ -47,7 +47,7 @@ from keysafe.service.signing_gate import (
     threshold_fields,
     through_gate,
 )
-from keysafe.service.threshold_dkls import cosign_ecdsa, dkls_exchange
+from keysafe.service.threshold_dkls import DklsCosigner
 from keysafe.service.threshold_state import discard
 from keysafe.service.transactions import (
     Decoded,
@@ -219,7 +219,7 @@ def threshold_exchange(
         assert message is not None
         _, data = _message_intent(found, reg, message, encoding)
         digest = evm_signing.personal_digest(data)[1]
-    return dkls_exchange(vault, agent, shared, digest, fields)
+    return DklsCosigner(vault, agent, shared).exchange(digest, fields)
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def sign_message(
     def act(request_id: str) -> SignResult:
         if fields is not None and found.chain == Chain.EVM:
             signable, digest = evm_signing.personal_digest(data)
-            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
+            sig = DklsCosigner(vault, agent, shared_wallet(found)).cosign(digest, fields)
             signature = evm_signing.assemble_message_signature(
                 signable, sig.r, sig.s, sig.recovery_id, found.address
             )
@@ -392,7 +392,7 @@ def sign_typed_data(
     def act(request_id: str) -> SignResult:
         if fields is not None:  # the agent's rounds and the vault's make the signature
             digest = evm_intents.typed_data_digest(typed_data)
-            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
+            sig = DklsCosigner(vault, agent, shared_wallet(found)).cosign(digest, fields)
             signature = evm_signing.assemble_message_signature(
                 evm_intents.encode_typed(typed_data),
                 sig.r,

@@ -61,7 +61,7 @@ def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
 def commit(vault: Vault, wallet: ThresholdWallet, holder: str) -> dict[str, Any]:
     """Fresh vault nonces for one signature with `holder` (an agent, or the owner), kept in
     memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
-    wallet: a fresh session only, the protocol runs in `dkls_exchange` and `cosign_ecdsa`."""
+    wallet: a fresh session only, the protocol runs in `DklsCosigner`."""
     refuse_restored(wallet)
     if wallet.public().suite is SECP256K1:
         return dkls_open(vault, wallet, holder)
