@@ -1,14 +1,14 @@
-"""Creating, recovering and describing the vault itself."""
+"""Creating, unlocking and recovering the vault itself (what `keysafe status` shows of it is in
+`vault_status`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from mnemonic import Mnemonic
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 from zxcvbn import zxcvbn
 
 from keysafe.audit.outcome import Outcome
@@ -23,7 +23,6 @@ from keysafe.errors import (
 from keysafe.service import notify
 from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass, RecordKind
-from keysafe.store import tables as t
 from keysafe.vault import hierarchy
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
@@ -42,7 +41,6 @@ __all__ = [
     "owner_proof",
     "recover_vault",
     "require_passphrase_vault",
-    "status",
     "unlock_with_kms",
 ]
 
@@ -434,59 +432,3 @@ def change_passphrase(
         vault.rewrap(conn, new_passphrase, kdf)
         _audit_vault(vault, conn, "passphrase.change")
     logger.info("vault %s passphrase changed", vault.vault_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    home: str
-    vault_id: str
-    created_at: str
-    records: dict[str, int]
-    agents: int
-    audit_entries: int
-    audit_head: str
-    unlock_failures: int
-    kms: KmsConfig
-    blobs: str | None = None  # where record ciphertext lives, when not in the database
-
-    def to_dict(self) -> dict[str, Any]:
-        # A vault without a blob store shows exactly what it showed before blob stores existed.
-        extra = {} if self.blobs is None else {"blobs": self.blobs}
-        return {
-            "initialized": True,
-            "home": self.home,
-            "vault_id": self.vault_id,
-            "created_at": self.created_at,
-            "credentials": self.records.get(RecordKind.CREDENTIAL, 0),
-            "data": self.records.get(RecordKind.DATA, 0),
-            "wallets": self.records.get(RecordKind.WALLET, 0),
-            "agents": self.agents,
-            "audit_entries": self.audit_entries,
-            "audit_head": self.audit_head,
-            "unlock_failures": self.unlock_failures,
-            # where the vault's key is wrapped: kind, URL and key id, never a token
-            "kms": {"kind": str(self.kms.kind), "url": self.kms.url, "key": self.kms.key},
-        } | extra
-
-
-def status(home: Home, vault: Vault) -> Status:
-    """What `keysafe status` shows: the home, the vault id, counts of records and agents, the
-    audit chain's length and head, failed unlocks, the KMS and blob store (never a secret)."""
-    with vault.db.read() as conn:
-        head = conn.execute(select(t.vault)).one()
-        agents = conn.execute(select(func.count()).select_from(t.agents)).scalar_one()
-        counts: dict[str, int] = dict(
-            conn.execute(select(t.records.c.kind, func.count()).group_by(t.records.c.kind)).all()
-        )
-    return Status(
-        home=str(home.path),
-        vault_id=vault.vault_id,
-        created_at=head.created_at,
-        records={str(k): int(v) for k, v in counts.items()},
-        agents=agents,
-        audit_entries=head.audit_head_seq,
-        audit_head=head.audit_head_hash,
-        unlock_failures=head.unlock_failures,
-        kms=vault.kms_config(),
-        blobs=vault.blobs.description if vault.blobs.remote else None,
-    )
