@@ -12,8 +12,9 @@ import base64
 import json
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
 from solders.signature import Signature
 
 from keysafe.chains.evm import signing as evm_signing
@@ -34,6 +35,21 @@ from keysafe.service.threshold_records import group_address
 from keysafe.service.threshold_state import BASE64
 
 
+class OfflineSignature(BaseModel):
+    """What the agent and recovery shares signed with no vault: the wallet, its address, and
+    the message's signature or the signed transaction (only the fields that apply are set;
+    the CLI prints them in this order)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    wallet: str
+    address: str
+    signers: Literal["agent+recovery"] = "agent+recovery"
+    signature: str | None = None
+    signed_transaction: str | None = None
+    tx_hash: str | None = None
+
+
 def sign_without_vault(
     agent_share_path: Path,
     agent_secret: SecretBytes,
@@ -42,7 +58,7 @@ def sign_without_vault(
     *,
     message: bytes | None = None,
     transaction: str | None = None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     """Agent + recovery sign a message or a transaction with no vault at all (it was lost):
     the two share files and their secrets are enough, and still no key is formed. The agent's
     share is opened and signs in a child process (`mpc/frost/party.py`); this process holds the
@@ -81,7 +97,7 @@ def _sign_without_vault_evm(
     *,
     message: bytes | None,
     transaction: str | None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     what: dict[str, Any]
     tx: evm_tx.EvmTx | None = None
     if transaction is not None:
@@ -124,15 +140,21 @@ def _sign_without_vault_evm(
                 culprit=AGENT,
             ) from None
         wallet = agent.wallet
-    out: dict[str, Any] = {"wallet": wallet, "address": address, "signers": "agent+recovery"}
     if tx is not None:
         signed = evm_signing.assemble_transaction(tx, sig.r, sig.s, sig.recovery_id, address)
-        out |= {"signed_transaction": signed.raw_hex, "tx_hash": signed.tx_hash}
-    else:
-        out["signature"] = evm_signing.assemble_message_signature(
-            signable, sig.r, sig.s, sig.recovery_id, address
+        return OfflineSignature(
+            wallet=wallet,
+            address=address,
+            signed_transaction=signed.raw_hex,
+            tx_hash=signed.tx_hash,
         )
-    return out
+    return OfflineSignature(
+        wallet=wallet,
+        address=address,
+        signature=evm_signing.assemble_message_signature(
+            signable, sig.r, sig.s, sig.recovery_id, address
+        ),
+    )
 
 
 def _sign_without_vault_solana(
@@ -142,7 +164,7 @@ def _sign_without_vault_solana(
     *,
     message: bytes | None,
     transaction: str | None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     tx = None
     if transaction is not None:
         tx = sol_tx.parse_transaction(transaction)
@@ -159,12 +181,11 @@ def _sign_without_vault_solana(
             {AGENT: agent, RECOVERY: mine}
         )
         wallet = agent.wallet
-    out: dict[str, Any] = {
-        "wallet": wallet,
-        "address": address,
-        "signers": "agent+recovery",
-        "signature": str(Signature.from_bytes(sig)),
-    }
-    if tx is not None:
-        out["signed_transaction"] = sol_signing.attach_signature(tx, address, sig).base64
-    return out
+    return OfflineSignature(
+        wallet=wallet,
+        address=address,
+        signature=str(Signature.from_bytes(sig)),
+        signed_transaction=(
+            None if tx is None else sol_signing.attach_signature(tx, address, sig).base64
+        ),
+    )
