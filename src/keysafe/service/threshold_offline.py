@@ -114,31 +114,7 @@ def _sign_without_vault_evm(
     with party.PipeSigner(agent_share_path, agent_secret, evm=what) as agent:
         _check_pair(agent, rec.key)
         address = group_address(agent.public)
-        nonce = secrets.token_bytes(32)
-        theirs = agent.dkls_round1(nonce)
-        if theirs.get("verifying_share") != rec.key.public.verifying_shares[AGENT].hex():
-            raise MalformedRequestError(
-                "The agent share is not of the recovery file's generation.",
-                next_step="use the agent share file and recovery file of the same refresh.",
-            )
-        state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
-        try:
-            second = dkls_signing.round2(state, BASE64.read(theirs, "round1"))
-            rest = agent.dkls_rounds(
-                {
-                    "session_id": nonce.hex(),
-                    "round1": base64.b64encode(first).decode(),
-                    "round2": base64.b64encode(second).decode(),
-                }
-            )
-            dkls_signing.round3(state, BASE64.read(rest, "round2"))
-            sig = dkls_signing.finish(state, BASE64.read(rest, "round3"))
-        except DklsAbort as exc:
-            raise MalformedRequestError(
-                f"The agent's part of the threshold signature is invalid: {exc.what}",
-                next_step="nothing was signed; check the agent share file.",
-                culprit=AGENT,
-            ) from None
+        sig = _dkls_rounds_with_agent(agent, rec, digest)
         wallet = agent.wallet
     if tx is not None:
         signed = evm_signing.assemble_transaction(tx, sig.r, sig.s, sig.recovery_id, address)
@@ -155,6 +131,43 @@ def _sign_without_vault_evm(
             signable, sig.r, sig.s, sig.recovery_id, address
         ),
     )
+
+
+def _dkls_rounds_with_agent(
+    agent: party.PipeSigner, rec: share_file.Share, digest: bytes
+) -> dkls_signing.Signature:
+    """The recovery share's DKLs23 rounds against the agent's child process, over `digest`.
+
+    Raises:
+        MalformedRequestError: the agent share is of another generation, or its part of the
+            signature fails a check (culprit 1).
+    """
+    nonce = secrets.token_bytes(32)
+    theirs = agent.dkls_round1(nonce)
+    if theirs.get("verifying_share") != rec.key.public.verifying_shares[AGENT].hex():
+        raise MalformedRequestError(
+            "The agent share is not of the recovery file's generation.",
+            next_step="use the agent share file and recovery file of the same refresh.",
+        )
+    state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
+    try:
+        second = dkls_signing.round2(state, BASE64.read(theirs, "round1"))
+        rest = agent.dkls_rounds(
+            {
+                "session_id": nonce.hex(),
+                "round1": base64.b64encode(first).decode(),
+                "round2": base64.b64encode(second).decode(),
+            }
+        )
+        dkls_signing.round3(state, BASE64.read(rest, "round2"))
+        sig = dkls_signing.finish(state, BASE64.read(rest, "round3"))
+    except DklsAbort as exc:
+        raise MalformedRequestError(
+            f"The agent's part of the threshold signature is invalid: {exc.what}",
+            next_step="nothing was signed; check the agent share file.",
+            culprit=AGENT,
+        ) from None
+    return sig
 
 
 def _sign_without_vault_solana(
