@@ -1105,7 +1105,7 @@ def test_attack_recover_sign_never_opens_the_agent_share_beside_the_recovery_sha
         message=b"separate processes",
     )
     VerifyKey(bytes(Pubkey.from_string(base.address()))).verify(
-        b"separate processes", bytes(Signature.from_string(out["signature"]))
+        b"separate processes", bytes(Signature.from_string(out.signature or ""))
     )
 
 

@@ -35,7 +35,7 @@ def data_set(
         op = owner_ops.SetData(name=name, value=owner_ops.wire(value), data_class=data_class)
     view = owner.perform(op, passphrase_file)
     render.answer(
-        view.to_dict(),
+        view.model_dump(mode="json"),
         f"Data '{view.name}' stored ({view.format}, {view.data_class}).",
         json_out=json_out,
     )
@@ -51,7 +51,7 @@ def data_list(json_out: JsonFlag = False) -> None:
         ["name", "class", "format", "fields", "updated"],
         [(v.name, v.data_class, v.format, ", ".join(v.fields), v.updated_at[:19]) for v in views],
         empty="No data yet. Add some with `keysafe data set NAME`.",
-        json_value=[v.to_dict() for v in views],
+        json_value=[v.model_dump(mode="json") for v in views],
         json_out=json_out,
     )
 

@@ -11,7 +11,7 @@ from keysafe.cli import client, inputs, render
 from keysafe.cli.home import home
 from keysafe.cli.options import JsonFlag, KmsTokenFile, PassphraseFile
 from keysafe.cli.unlocking import unlocked
-from keysafe.service import epochs, rotation_due, vault_admin
+from keysafe.service import epochs, rotation_due, vault_admin, vault_status
 from keysafe.service.context import Home, open_vault
 from keysafe.service.models import SecretBytes
 from keysafe.service.vault_admin import KmsConfig, KmsKind
@@ -150,7 +150,7 @@ def status(json_out: JsonFlag = False) -> None:
         )
         return
     with open_vault(h) as vault:
-        st = vault_admin.status(h, vault).to_dict()
+        st = vault_status.status(h, vault).model_dump(mode="json")
         kms_line = vault_admin.key_provider(vault).describe()
         st["epoch"] = _epoch_status(vault)
         st["rotations_due"] = [d.model_dump() for d in rotation_due.due(vault)[1]]

@@ -299,7 +299,7 @@ def wallet_recover_sign(
             recovery,
             message=message.encode() if message is not None else None,
             transaction=transaction,
-        )
+        ).model_dump(exclude_none=True)
     if json_out:
         render.as_json(out)
     else:

@@ -14,7 +14,7 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.service import placeholders
 from keysafe.service.models import Attachment, DataClass, RecordKind, check_host, check_name
-from keysafe.service.record_meta import CredentialMeta, credential_meta
+from keysafe.service.record_meta import CredentialMeta, credential_meta, record_stamps
 from keysafe.service.record_writes import put_audited
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -38,13 +38,7 @@ class CredentialView(BaseModel):
     @classmethod
     def of(cls, info: RecordInfo) -> CredentialView:
         meta = credential_meta(info)
-        return cls(
-            name=info.name,
-            hosts=meta.hosts,
-            attach=meta.attach,
-            created_at=info.created_at,
-            updated_at=info.updated_at,
-        )
+        return cls(hosts=meta.hosts, attach=meta.attach, **record_stamps(info))
 
 
 def add_credential(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from keysafe.approvals import Kind
 from keysafe.crypto import jcs
@@ -14,14 +15,14 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
+from keysafe.service.gated_value import MaybePending, open_through_gate
 from keysafe.service.models import (
     DataClass,
     ReadDataRequest,
     RecordKind,
     check_name,
-    pending_answer,
 )
-from keysafe.service.record_meta import DataMeta, data_meta
+from keysafe.service.record_meta import DataMeta, data_meta, record_stamps
 from keysafe.service.record_writes import put_audited
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -31,10 +32,16 @@ logger = logging.getLogger(__name__)
 MAX_DATA_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class DataView:
+class DataView(BaseModel):
+    """A data record as the owner sees it: its class, format and field names, never its value."""
+
+    # `class` on the wire, a Python keyword: the field is `data_class` in code.
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     name: str
-    data_class: str
+    data_class: str = Field(alias="class")
     format: str
     fields: list[str]
     created_at: str
@@ -44,18 +51,11 @@ class DataView:
     def of(cls, info: RecordInfo) -> DataView:
         meta = data_meta(info)
         return cls(
-            info.name, info.data_class, meta.format, meta.fields, info.created_at, info.updated_at
+            data_class=info.data_class,
+            format=meta.format,
+            fields=meta.fields,
+            **record_stamps(info),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "class": self.data_class,
-            "format": self.format,
-            "fields": self.fields,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
 
 def set_data(vault: Vault, name: str, value: SecretBytes, *, data_class: DataClass) -> DataView:
@@ -125,19 +125,12 @@ def remove_data(vault: Vault, name: str) -> None:
     logger.info("data %s removed", name)
 
 
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    status: str  # value | pending_approval
+class ReadResult(MaybePending):
+    """An agent's read of a data record: its value (`status` "value"), or the approval the
+    owner must give first ("pending_approval")."""
+
     name: str
     value: Any = None
-    approval_id: str | None = None
-    expires_at: str | None = None
-    summary: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.status == "pending_approval":
-            return pending_answer(self.approval_id, self.expires_at, self.summary)
-        return {"status": "value", "name": self.name, "value": self.value}
 
 
 def _read_facts(r: ReadResult) -> dict[str, Any]:
@@ -148,7 +141,7 @@ def _read_facts(r: ReadResult) -> dict[str, Any]:
 # produced when the agent collects it (service/approvals.py).
 _CODEC: gate.Codec[ReadResult] = gate.Codec(
     dump=lambda r: {"status": r.status, "name": r.name},
-    load=lambda d: ReadResult(str(d["status"]), str(d["name"])),
+    load=lambda d: ReadResult(status=str(d["status"]), name=str(d["name"])),
     facts=_read_facts,
     view=lambda r: {"status": r.status, "name": r.name},
 )
@@ -198,15 +191,17 @@ def read_data(
         dry_run=dry_run,
     )
 
-    def act(_request_id: str) -> ReadResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as plain:
-            text = bytes(plain.reveal()).decode("utf-8", "replace")
+    def value_of(text: str) -> ReadResult:
         value: Any = json.loads(text) if meta.format == "json" else text
         if wanted and isinstance(value, dict):
             value = {k: value[k] for k in wanted if k in value}
-        return ReadResult("value", name, value=value)
+        return ReadResult(status="value", name=name, value=value)
 
-    out = gate.run(vault, req, act, _CODEC)
-    if isinstance(out, gate.Parked):
-        return ReadResult("pending_approval", name, **out.pending())
-    return out
+    return open_through_gate(
+        vault,
+        req,
+        info,
+        _CODEC,
+        done=value_of,
+        parked=lambda pending: ReadResult(status="pending_approval", name=name, **pending),
+    )

@@ -101,7 +101,7 @@ def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str
 def _read(vault: Vault, agent: str, r: ReadDataRequest, how: How) -> dict[str, Any]:
     return data.read_data(
         vault, agent, r.name, fields=r.fields, approval_id=how.approval_id, dry_run=how.dry_run
-    ).to_dict()
+    ).model_dump(mode="json")
 
 
 def _release(vault: Vault, agent: str, r: ReleaseRequest, how: How) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def _release(vault: Vault, agent: str, r: ReleaseRequest, how: How) -> dict[str,
         purpose=r.purpose or "",
         approval_id=how.approval_id,
         dry_run=how.dry_run,
-    ).to_dict()
+    ).model_dump(mode="json")
 
 
 def _pair(vault: Vault, agent: str, r: pairing.PairingRequest, how: How) -> dict[str, Any]:

@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -112,6 +112,20 @@ def data_meta(info: RecordInfo) -> DataMeta:
 
 _CREDENTIAL_META: TypeAdapter[CredentialMeta] = TypeAdapter(CredentialMeta)
 _DATA_META: TypeAdapter[DataMeta] = TypeAdapter(DataMeta)
+
+
+class RecordStamps(TypedDict):
+    """What every owner's view of a record takes from its row, beside the metadata: its name
+    and when it was first and last written."""
+
+    name: str
+    created_at: str
+    updated_at: str
+
+
+def record_stamps(info: RecordInfo) -> RecordStamps:
+    """The record's name and write times, for a view to take as keywords."""
+    return {"name": info.name, "created_at": info.created_at, "updated_at": info.updated_at}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The owner's writes of wallet, credential and data records, each audited in its transaction.
+"""The writes of wallet, credential and data records, each audited in its transaction.
 
 A record and the audit entry that says who wrote it commit together or not at all: an entry
 for a record that was never kept, or a record no entry accounts for, cannot happen.
@@ -29,9 +29,11 @@ def put_audited(
     replace: bool,
     action: str,
     details: Callable[[RecordInfo], dict[str, Any]],
+    actor: str = "owner",
 ) -> RecordInfo:
     """Seal `plaintext` as record `kind`/`name` inside `conn`'s write transaction and audit
-    `action` by the owner, with the `details` of the stored record (its version, say).
+    `action` by `actor` (the owner, or an agent joining a keygen), with the `details` of the
+    stored record (its version, say).
 
     Raises:
         AlreadyExistsError: the record exists and `replace` is false.
@@ -47,7 +49,7 @@ def put_audited(
     )
     vault.audit(
         conn,
-        actor="owner",
+        actor=actor,
         action=action,
         target=f"{kind}:{name}",
         outcome=Outcome.SUCCESS,

@@ -11,36 +11,27 @@ Rules this module enforces:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from keysafe.approvals import Kind
 from keysafe.crypto import jcs
 from keysafe.policy.intent import Intent
 from keysafe.service import gate
-from keysafe.service.models import RecordKind, ReleaseRequest, pending_answer
+from keysafe.service.gated_value import MaybePending, open_through_gate
+from keysafe.service.models import RecordKind, ReleaseRequest
 from keysafe.vault.vault import Vault
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseResult:
-    status: str  # pending_approval | released
-    credential: str
-    approval_id: str | None = None
-    expires_at: str | None = None
-    summary: str = ""
-    value: str | None = None  # only when released, to the agent that collects it
+class ReleaseResult(MaybePending):
+    """A credential release: waiting for the owner ("pending_approval"), or its value
+    ("released"), only to the agent that collects it."""
 
-    def to_dict(self) -> dict[str, Any]:
-        if self.status == "pending_approval":
-            return pending_answer(self.approval_id, self.expires_at, self.summary)
-        return {"status": self.status, "credential": self.credential, "value": self.value}
+    credential: str
+    value: str | None = None
 
 
 # The value is never stored: releases carry no idempotency key and are produced on collection.
 _CODEC: gate.Codec[ReleaseResult] = gate.Codec(
     dump=lambda r: {"status": r.status, "credential": r.credential},
-    load=lambda d: ReleaseResult(str(d["status"]), str(d["credential"])),
+    load=lambda d: ReleaseResult(status=str(d["status"]), credential=str(d["credential"])),
     facts=lambda r: {"name": r.credential},
     view=lambda r: {"status": r.status, "credential": r.credential},
 )
@@ -83,12 +74,13 @@ def release(
         dry_run=dry_run,
     )
 
-    def act(_request_id: str) -> ReleaseResult:
-        with vault.db.read() as conn, vault.open_record(conn, info) as plain:
-            value = bytes(plain.reveal()).decode("utf-8", "replace")
-        return ReleaseResult("released", credential, value=value)
-
-    out = gate.run(vault, req, act, _CODEC)
-    if isinstance(out, gate.Parked):
-        return ReleaseResult("pending_approval", credential, **out.pending())
-    return out
+    return open_through_gate(
+        vault,
+        req,
+        info,
+        _CODEC,
+        done=lambda value: ReleaseResult(status="released", credential=credential, value=value),
+        parked=lambda pending: ReleaseResult(
+            status="pending_approval", credential=credential, **pending
+        ),
+    )

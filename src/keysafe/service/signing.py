@@ -46,7 +46,7 @@ from keysafe.service.signing_gate import (
     threshold_fields,
     through_gate,
 )
-from keysafe.service.threshold_dkls import cosign_ecdsa, dkls_exchange
+from keysafe.service.threshold_dkls import DklsCosigner
 from keysafe.service.threshold_state import discard
 from keysafe.service.transactions import (
     Decoded,
@@ -199,7 +199,7 @@ def threshold_exchange(
         )
     digest = _exchange_digest(found, reg, request)
     rounds = request.model_dump(include={"session_id", "round1", "verifying_share"})
-    return dkls_exchange(vault, agent, shared, digest, rounds)
+    return DklsCosigner(vault, agent, shared).exchange(digest, rounds)
 
 
 def _exchange_digest(found: Wallet, reg: Registry, request: ThresholdExchangeRequest) -> bytes:
@@ -320,7 +320,7 @@ def sign_message(
     def act(request_id: str) -> SignResult:
         if fields is not None and found.chain == Chain.EVM:
             signable, digest = evm_signing.personal_digest(data)
-            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
+            sig = DklsCosigner(vault, agent, shared_wallet(found)).cosign(digest, fields)
             signature = evm_signing.assemble_message_signature(
                 signable, sig.r, sig.s, sig.recovery_id, found.address
             )
@@ -390,7 +390,7 @@ def sign_typed_data(
     def act(request_id: str) -> SignResult:
         if fields is not None:  # the agent's rounds and the vault's make the signature
             digest = evm_intents.typed_data_digest(typed_data)
-            sig = cosign_ecdsa(vault, agent, shared_wallet(found), digest, fields)
+            sig = DklsCosigner(vault, agent, shared_wallet(found)).cosign(digest, fields)
             signature = evm_signing.assemble_message_signature(
                 evm_intents.encode_typed(typed_data),
                 sig.r,

@@ -61,7 +61,7 @@ def preprocess(vault: Vault, agent: str, wallet: str) -> dict[str, Any]:
 def commit(vault: Vault, wallet: ThresholdWallet, holder: str) -> dict[str, Any]:
     """Fresh vault nonces for one signature with `holder` (an agent, or the owner), kept in
     memory under a new session id; returns the commitment to send. For an EVM (DKLs23)
-    wallet: a fresh session only, the protocol runs in `dkls_exchange` and `cosign_ecdsa`."""
+    wallet: a fresh session only, the protocol runs in `DklsCosigner`."""
     refuse_restored(wallet)
     if wallet.public().suite is SECP256K1:
         return dkls_open(vault, wallet, holder)
@@ -107,7 +107,7 @@ def frost_cosign(
     partner: int,
 ) -> bytes:
     """Consume `holder`'s session, verify `partner`'s share (named if bad), add the vault's."""
-    sid = state.hex_field(fields, "session_id")
+    sid = state.HEX.read(fields, "session_id")
     whose = "the owner's" if holder == state.OWNER else "this agent's"
     with state.LOCK:
         table = state.frost_table(vault)
@@ -131,15 +131,13 @@ def frost_cosign(
     try:
         theirs = signing.SigningCommitment(
             partner,
+            ED25519.deserialize_element(state.HEX.read(fields, "hiding"), what="hiding commitment"),
             ED25519.deserialize_element(
-                state.hex_field(fields, "hiding"), what="hiding commitment"
-            ),
-            ED25519.deserialize_element(
-                state.hex_field(fields, "binding"), what="binding commitment"
+                state.HEX.read(fields, "binding"), what="binding commitment"
             ),
         )
         commitments = tuple(sorted((theirs, pre.commitment), key=lambda c: c.identifier))
-        share = state.hex_field(fields, "share")
+        share = state.HEX.read(fields, "share")
         signing.verify_signature_share(public, partner, theirs, share, commitments, message)
     except FrostError as exc:
         raise MalformedRequestError(

@@ -4,7 +4,7 @@
   2. POST /v1/agent/threshold/exchange   the agent's round 1 and the transaction → the vault's
      rounds 1 and 2 (nothing here lets the agent sign: the vault's round 3 never leaves it)
   3. sign_transaction through the gate with the agent's rounds 2 and 3: only where a plain
-     wallet would open its key, `cosign_ecdsa` runs the vault's round 3 and the final check.
+     wallet would open its key, `DklsCosigner.cosign` runs the vault's round 3 and the final check.
 
 The vault hashes the transaction itself in steps 2 and 3 and they must agree; the session binds
 that hash, so the agent cannot get a signature over anything the policy did not judge. A failed
@@ -17,6 +17,7 @@ import base64
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from keysafe.audit.outcome import Outcome
@@ -138,97 +139,93 @@ def _dkls_abort(vault: Vault, wallet: ThresholdWallet, exc: DklsAbort, partner: 
     )
 
 
-def dkls_exchange(
-    vault: Vault,
-    agent: str,
-    wallet: ThresholdWallet,
-    message_hash: bytes,
-    fields: dict[str, Any],
-    *,
-    partner: int = AGENT,
-) -> dict[str, str]:
-    """Step 2: the vault's rounds 1 and 2 for the session in `fields` (`session_id`, the
-    partner's `round1` and `verifying_share`), over `message_hash`, which the caller computed
-    itself. `agent` holds the session: an agent's name, or the owner (partner: recovery).
+@dataclass(frozen=True, slots=True)
+class DklsCosigner:
+    """The vault's side of one DKLs23 signature on `wallet`, steps 2 and 3. `holder` holds the
+    session: an agent (partner AGENT, its agent share), or the owner (partner RECOVERY, the
+    recovery file)."""
 
-    Raises:
-        MalformedRequestError: an unknown or used session, or the agent's round 1 is invalid
-            (culprit 1; an OT-extension failure also bans the pair).
-        PolicyDeniedError: the pair is banned.
-    """
-    vault.require_unlocked()
-    sid = state.hex_field(fields, "session_id")
-    session_ = _take_session(vault, sid, agent, wallet.name, exchanged=False)
-    if partner == AGENT:
-        require_active_agent(vault, agent)
-    _refuse_banned(vault, wallet, partner)
-    side = "agent share" if partner == AGENT else "recovery file"
-    if session_.generation != wallet.meta.generation:
-        raise MalformedRequestError(
-            "The wallet's shares were refreshed since this session was opened.",
-            next_step=f"open a fresh session with the new {side}.",
-        )
-    if fields.get("verifying_share") != wallet.public().verifying_shares[partner].hex():
-        raise MalformedRequestError(
-            f"The {side} is not the wallet's current one (from before a refresh?); nothing was "
-            "run with it.",
-            next_step=f"use the {side} the last `keysafe wallet refresh` wrote.",
-        )
-    share = vault_share(vault, wallet)
-    run, first = dkls_signing.round1(share.key, share.pairs[partner], message_hash, sid)
-    try:
-        second = dkls_signing.round2(run, state.b64_field(fields, "round1"))
-    except DklsAbort as exc:
+    vault: Vault
+    holder: str
+    wallet: ThresholdWallet
+    partner: int = AGENT
+
+    def exchange(self, message_hash: bytes, fields: dict[str, Any]) -> dict[str, str]:
+        """Step 2: the vault's rounds 1 and 2 for the session in `fields` (`session_id`, the
+        partner's `round1` and `verifying_share`), over `message_hash`, which the caller
+        computed itself.
+
+        Raises:
+            MalformedRequestError: an unknown or used session, or the agent's round 1 is
+                invalid (culprit 1; an OT-extension failure also bans the pair).
+            PolicyDeniedError: the pair is banned.
+        """
+        vault, wallet, partner = self.vault, self.wallet, self.partner
+        vault.require_unlocked()
+        sid = state.HEX.read(fields, "session_id")
+        session_ = _take_session(vault, sid, self.holder, wallet.name, exchanged=False)
+        if partner == AGENT:
+            require_active_agent(vault, self.holder)
+        _refuse_banned(vault, wallet, partner)
+        side = "agent share" if partner == AGENT else "recovery file"
+        if session_.generation != wallet.meta.generation:
+            raise MalformedRequestError(
+                "The wallet's shares were refreshed since this session was opened.",
+                next_step=f"open a fresh session with the new {side}.",
+            )
+        if fields.get("verifying_share") != wallet.public().verifying_shares[partner].hex():
+            raise MalformedRequestError(
+                f"The {side} is not the wallet's current one (from before a refresh?); nothing "
+                "was run with it.",
+                next_step=f"use the {side} the last `keysafe wallet refresh` wrote.",
+            )
+        share = vault_share(vault, wallet)
+        run, first = dkls_signing.round1(share.key, share.pairs[partner], message_hash, sid)
         try:
+            second = dkls_signing.round2(run, state.BASE64.read(fields, "round1"))
+        except DklsAbort as exc:
+            try:
+                _dkls_abort(vault, wallet, exc, partner)
+            finally:
+                persist_bans(vault)  # no transaction is open here
+        session_.state, session_.message_hash = run, message_hash
+        session_.expires = time.monotonic() + state.NONCE_TTL_S  # parked with an approval
+        with state.LOCK:
+            state.dkls_table(vault)[sid] = session_
+        return {
+            "session_id": sid.hex(),
+            "round1": base64.b64encode(first).decode(),
+            "round2": base64.b64encode(second).decode(),
+        }
+
+    def cosign(self, message_hash: bytes, fields: dict[str, Any]) -> dkls_signing.Signature:
+        """Step 3, after the policy allowed the transaction: the vault's round 3 and the final
+        combination; returns a signature that recovers the wallet's key. The session is
+        consumed first, whatever happens next.
+
+        Raises:
+            MalformedRequestError: the session is unknown or used, the transaction is not the
+                one the session was opened for, or the agent's rounds fail a check (culprit 1;
+                the multiplication, Γ and final checks also ban the pair).
+        """
+        vault, wallet, partner = self.vault, self.wallet, self.partner
+        sid = state.HEX.read(fields, "session_id")
+        session_ = _take_session(vault, sid, self.holder, wallet.name, exchanged=True)
+        _refuse_banned(vault, wallet, partner)
+        if session_.generation != wallet.meta.generation:
+            raise MalformedRequestError(
+                "The wallet's shares were refreshed since this session was opened.",
+                next_step="sign again with the new share.",
+            )
+        if session_.message_hash != message_hash:
+            raise MalformedRequestError(
+                "This transaction is not the one the threshold session was opened for.",
+                next_step="run the whole signature again for this transaction.",
+                culprit=partner,
+            )
+        assert session_.state is not None
+        try:
+            dkls_signing.round3(session_.state, state.BASE64.read(fields, "round2"))
+            return dkls_signing.finish(session_.state, state.BASE64.read(fields, "round3"))
+        except DklsAbort as exc:
             _dkls_abort(vault, wallet, exc, partner)
-        finally:
-            persist_bans(vault)  # no transaction is open here
-    session_.state, session_.message_hash = run, message_hash
-    session_.expires = time.monotonic() + state.NONCE_TTL_S  # parked with an approval
-    with state.LOCK:
-        state.dkls_table(vault)[sid] = session_
-    return {
-        "session_id": sid.hex(),
-        "round1": base64.b64encode(first).decode(),
-        "round2": base64.b64encode(second).decode(),
-    }
-
-
-def cosign_ecdsa(
-    vault: Vault,
-    agent: str,
-    wallet: ThresholdWallet,
-    message_hash: bytes,
-    fields: dict[str, Any],
-    *,
-    partner: int = AGENT,
-) -> dkls_signing.Signature:
-    """Step 3, after the policy allowed the transaction: the vault's round 3 and the final
-    combination; returns a signature that recovers the wallet's key. The session is consumed
-    first, whatever happens next.
-
-    Raises:
-        MalformedRequestError: the session is unknown or used, the transaction is not the one
-            the session was opened for, or the agent's rounds fail a check (culprit 1; the
-            multiplication, Γ and final checks also ban the pair).
-    """
-    sid = state.hex_field(fields, "session_id")
-    session_ = _take_session(vault, sid, agent, wallet.name, exchanged=True)
-    _refuse_banned(vault, wallet, partner)
-    if session_.generation != wallet.meta.generation:
-        raise MalformedRequestError(
-            "The wallet's shares were refreshed since this session was opened.",
-            next_step="sign again with the new share.",
-        )
-    if session_.message_hash != message_hash:
-        raise MalformedRequestError(
-            "This transaction is not the one the threshold session was opened for.",
-            next_step="run the whole signature again for this transaction.",
-            culprit=partner,
-        )
-    assert session_.state is not None
-    try:
-        dkls_signing.round3(session_.state, state.b64_field(fields, "round2"))
-        return dkls_signing.finish(session_.state, state.b64_field(fields, "round3"))
-    except DklsAbort as exc:
-        _dkls_abort(vault, wallet, exc, partner)

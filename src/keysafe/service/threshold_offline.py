@@ -12,8 +12,9 @@ import base64
 import json
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
 from solders.signature import Signature
 
 from keysafe.chains.evm import signing as evm_signing
@@ -31,7 +32,22 @@ from keysafe.mpc.frost.keys import AGENT, RECOVERY, KeyPackage
 from keysafe.service.models import SecretBytes
 from keysafe.service.threshold_owner import owner_message_digest
 from keysafe.service.threshold_records import group_address
-from keysafe.service.threshold_state import b64_field
+from keysafe.service.threshold_state import BASE64
+
+
+class OfflineSignature(BaseModel):
+    """What the agent and recovery shares signed with no vault: the wallet, its address, and
+    the message's signature or the signed transaction (only the fields that apply are set;
+    the CLI prints them in this order)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    wallet: str
+    address: str
+    signers: Literal["agent+recovery"] = "agent+recovery"
+    signature: str | None = None
+    signed_transaction: str | None = None
+    tx_hash: str | None = None
 
 
 def sign_without_vault(
@@ -42,7 +58,7 @@ def sign_without_vault(
     *,
     message: bytes | None = None,
     transaction: str | None = None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     """Agent + recovery sign a message or a transaction with no vault at all (it was lost):
     the two share files and their secrets are enough, and still no key is formed. The agent's
     share is opened and signs in a child process (`mpc/frost/party.py`); this process holds the
@@ -81,7 +97,7 @@ def _sign_without_vault_evm(
     *,
     message: bytes | None,
     transaction: str | None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     what: dict[str, Any]
     tx: evm_tx.EvmTx | None = None
     if transaction is not None:
@@ -98,41 +114,60 @@ def _sign_without_vault_evm(
     with party.PipeSigner(agent_share_path, agent_secret, evm=what) as agent:
         _check_pair(agent, rec.key)
         address = group_address(agent.public)
-        nonce = secrets.token_bytes(32)
-        theirs = agent.dkls_round1(nonce)
-        if theirs.get("verifying_share") != rec.key.public.verifying_shares[AGENT].hex():
-            raise MalformedRequestError(
-                "The agent share is not of the recovery file's generation.",
-                next_step="use the agent share file and recovery file of the same refresh.",
-            )
-        state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
-        try:
-            second = dkls_signing.round2(state, b64_field(theirs, "round1"))
-            rest = agent.dkls_rounds(
-                {
-                    "session_id": nonce.hex(),
-                    "round1": base64.b64encode(first).decode(),
-                    "round2": base64.b64encode(second).decode(),
-                }
-            )
-            dkls_signing.round3(state, b64_field(rest, "round2"))
-            sig = dkls_signing.finish(state, b64_field(rest, "round3"))
-        except DklsAbort as exc:
-            raise MalformedRequestError(
-                f"The agent's part of the threshold signature is invalid: {exc.what}",
-                next_step="nothing was signed; check the agent share file.",
-                culprit=AGENT,
-            ) from None
+        sig = _dkls_rounds_with_agent(agent, rec, digest)
         wallet = agent.wallet
-    out: dict[str, Any] = {"wallet": wallet, "address": address, "signers": "agent+recovery"}
     if tx is not None:
         signed = evm_signing.assemble_transaction(tx, sig.r, sig.s, sig.recovery_id, address)
-        out |= {"signed_transaction": signed.raw_hex, "tx_hash": signed.tx_hash}
-    else:
-        out["signature"] = evm_signing.assemble_message_signature(
-            signable, sig.r, sig.s, sig.recovery_id, address
+        return OfflineSignature(
+            wallet=wallet,
+            address=address,
+            signed_transaction=signed.raw_hex,
+            tx_hash=signed.tx_hash,
         )
-    return out
+    return OfflineSignature(
+        wallet=wallet,
+        address=address,
+        signature=evm_signing.assemble_message_signature(
+            signable, sig.r, sig.s, sig.recovery_id, address
+        ),
+    )
+
+
+def _dkls_rounds_with_agent(
+    agent: party.PipeSigner, rec: share_file.Share, digest: bytes
+) -> dkls_signing.Signature:
+    """The recovery share's DKLs23 rounds against the agent's child process, over `digest`.
+
+    Raises:
+        MalformedRequestError: the agent share is of another generation, or its part of the
+            signature fails a check (culprit 1).
+    """
+    nonce = secrets.token_bytes(32)
+    theirs = agent.dkls_round1(nonce)
+    if theirs.get("verifying_share") != rec.key.public.verifying_shares[AGENT].hex():
+        raise MalformedRequestError(
+            "The agent share is not of the recovery file's generation.",
+            next_step="use the agent share file and recovery file of the same refresh.",
+        )
+    state, first = dkls_signing.round1(rec.key, rec.pairs[AGENT], digest, nonce)
+    try:
+        second = dkls_signing.round2(state, BASE64.read(theirs, "round1"))
+        rest = agent.dkls_rounds(
+            {
+                "session_id": nonce.hex(),
+                "round1": base64.b64encode(first).decode(),
+                "round2": base64.b64encode(second).decode(),
+            }
+        )
+        dkls_signing.round3(state, BASE64.read(rest, "round2"))
+        sig = dkls_signing.finish(state, BASE64.read(rest, "round3"))
+    except DklsAbort as exc:
+        raise MalformedRequestError(
+            f"The agent's part of the threshold signature is invalid: {exc.what}",
+            next_step="nothing was signed; check the agent share file.",
+            culprit=AGENT,
+        ) from None
+    return sig
 
 
 def _sign_without_vault_solana(
@@ -142,7 +177,7 @@ def _sign_without_vault_solana(
     *,
     message: bytes | None,
     transaction: str | None,
-) -> dict[str, Any]:
+) -> OfflineSignature:
     tx = None
     if transaction is not None:
         tx = sol_tx.parse_transaction(transaction)
@@ -159,12 +194,11 @@ def _sign_without_vault_solana(
             {AGENT: agent, RECOVERY: mine}
         )
         wallet = agent.wallet
-    out: dict[str, Any] = {
-        "wallet": wallet,
-        "address": address,
-        "signers": "agent+recovery",
-        "signature": str(Signature.from_bytes(sig)),
-    }
-    if tx is not None:
-        out["signed_transaction"] = sol_signing.attach_signature(tx, address, sig).base64
-    return out
+    return OfflineSignature(
+        wallet=wallet,
+        address=address,
+        signature=str(Signature.from_bytes(sig)),
+        signed_transaction=(
+            None if tx is None else sol_signing.attach_signature(tx, address, sig).base64
+        ),
+    )

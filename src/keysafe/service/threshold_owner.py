@@ -26,7 +26,7 @@ from keysafe.mpc.frost.keys import RECOVERY, USER, KeyPackage, PublicKeyPackage
 from keysafe.service import threshold_state as state
 from keysafe.service.models import SecretBytes
 from keysafe.service.threshold import commit, frost_cosign
-from keysafe.service.threshold_dkls import cosign_ecdsa, dkls_exchange
+from keysafe.service.threshold_dkls import DklsCosigner
 from keysafe.service.threshold_records import threshold_wallet
 from keysafe.vault.vault import Vault
 
@@ -53,7 +53,7 @@ def owner_exchange(
     found = threshold_wallet(vault, wallet)
     digest = owner_message_digest(message)[1]
     try:
-        return dkls_exchange(vault, state.OWNER, found, digest, fields, partner=RECOVERY)
+        return DklsCosigner(vault, state.OWNER, found, RECOVERY).exchange(digest, fields)
     except KeysafeError as exc:
         _audit_owner_sign(vault, wallet, exc)
         raise
@@ -118,7 +118,7 @@ def owner_cosign(vault: Vault, wallet: str, message: bytes, fields: dict[str, An
     try:
         if found.public().suite is SECP256K1:
             signable, digest = owner_message_digest(message.decode("utf-8"))
-            ecdsa = cosign_ecdsa(vault, state.OWNER, found, digest, fields, partner=RECOVERY)
+            ecdsa = DklsCosigner(vault, state.OWNER, found, RECOVERY).cosign(digest, fields)
             text = evm_signing.assemble_message_signature(
                 signable, ecdsa.r, ecdsa.s, ecdsa.recovery_id, found.address
             )

@@ -18,7 +18,6 @@ from typing import Any, Final
 from solders.pubkey import Pubkey
 from sqlalchemy import Connection
 
-from keysafe.audit.outcome import Outcome
 from keysafe.chains import Chain
 from keysafe.chains.addresses import evm_address_from_public
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
@@ -30,6 +29,7 @@ from keysafe.service import threshold_state
 from keysafe.service.agents import get_agent
 from keysafe.service.models import DataClass, RecordKind, SecretBytes
 from keysafe.service.record_meta import ThresholdMeta, ThresholdWallet, Wallet
+from keysafe.service.record_writes import put_audited
 from keysafe.service.vault_admin import check_new_passphrase
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -128,7 +128,8 @@ def _store_user_share(
 ) -> ThresholdWallet:
     plain = SecretBytes(key.secret_bytes())
     with plain, vault.db.write() as conn:
-        info = vault.put_record(
+        info = put_audited(
+            vault,
             conn,
             kind=RecordKind.WALLET,
             name=name,
@@ -136,24 +137,23 @@ def _store_user_share(
             meta=meta,
             plaintext=plain,
             replace=replace,
-        )
-        stored = _as_threshold(info)
-        vault.audit(
-            conn,
-            actor=actor,
             action=action,
-            target=f"wallet:{name}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "name": name,
-                "chain": str(stored.meta.chain),
-                "address": stored.address,
-                "source": "threshold",
-                "agent": stored.meta.agent,
-                "version": stored.meta.generation,
-            },
+            details=lambda made: _share_details(_as_threshold(made)),
+            actor=actor,
         )
-    return stored
+    return _as_threshold(info)
+
+
+def _share_details(stored: ThresholdWallet) -> dict[str, Any]:
+    """What the audit says of a stored 2-of-3 wallet: where it signs, with whom, which shares."""
+    return {
+        "name": stored.name,
+        "chain": str(stored.meta.chain),
+        "address": stored.address,
+        "source": "threshold",
+        "agent": stored.meta.agent,
+        "version": stored.meta.generation,
+    }
 
 
 def vault_share(vault: Vault, wallet: ThresholdWallet) -> share_file.Share:

@@ -135,45 +135,39 @@ def forget_wallet(vault: Vault, wallet: str, *, parties: Iterable[int] = ()) -> 
         pending_bans(vault).difference_update({(wallet, party) for party in parties})
 
 
-def _field(
-    fields: dict[str, Any], name: str, decode: Callable[[str], bytes], form: str, next_step: str
-) -> bytes:
-    value = fields.get(name)
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return decode(value)
-    except ValueError:
-        raise MalformedRequestError(
-            f"threshold.{name} is missing or not {form}.", next_step=next_step
-        ) from None
+@dataclass(frozen=True, slots=True)
+class FieldEncoding:
+    """How a threshold request writes its bytes fields, and what to tell a caller who got one
+    wrong."""
+
+    form: str  # the word the error uses: "hex", "base64"
+    decode: Callable[[str], bytes]
+    next_step: str
+
+    def read(self, fields: dict[str, Any], name: str) -> bytes:
+        """`fields[name]` decoded to bytes.
+
+        Raises:
+            MalformedRequestError: it is missing or not in this encoding.
+        """
+        value = fields.get(name)
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            return self.decode(value)
+        except ValueError:  # binascii.Error is one too
+            raise MalformedRequestError(
+                f"threshold.{name} is missing or not {self.form}.", next_step=self.next_step
+            ) from None
 
 
-def hex_field(fields: dict[str, Any], name: str) -> bytes:
-    """`fields[name]` as bytes from hex.
-
-    Raises:
-        MalformedRequestError: it is missing or not hex.
-    """
-    return _field(
-        fields,
-        name,
-        bytes.fromhex,
-        "hex",
-        "send the fields keysafe's agent client builds: session_id, hiding, binding, share.",
-    )
-
-
-def b64_field(fields: dict[str, Any], name: str) -> bytes:
-    """`fields[name]` as bytes from base64.
-
-    Raises:
-        MalformedRequestError: it is missing or not base64.
-    """
-    return _field(
-        fields,
-        name,
-        lambda v: base64.b64decode(v, validate=True),
-        "base64",
-        "send the fields keysafe's agent client builds.",
-    )
+HEX: Final = FieldEncoding(
+    "hex",
+    bytes.fromhex,
+    "send the fields keysafe's agent client builds: session_id, hiding, binding, share.",
+)
+BASE64: Final = FieldEncoding(
+    "base64",
+    lambda v: base64.b64decode(v, validate=True),
+    "send the fields keysafe's agent client builds.",
+)

@@ -29,7 +29,7 @@ from keysafe.policy.registry import ChainInfo, Registry, UnknownName
 from keysafe.service import threshold as threshold_frost
 from keysafe.service.models import SecretBytes
 from keysafe.service.record_meta import ThresholdWallet, Wallet
-from keysafe.service.threshold_dkls import cosign_ecdsa
+from keysafe.service.threshold_dkls import DklsCosigner
 from keysafe.vault.vault import Vault
 
 
@@ -208,7 +208,7 @@ def _evm(job: _ToDecode) -> Decoded:
             # `key` is the vault's share here: the agent's rounds and the vault's make the
             # signature, checked like any other before it is returned.
             digest = evm_signing.transaction_hash(filled)
-            sig = cosign_ecdsa(job.vault, job.agent, job.shared(), digest, job.fields)
+            sig = DklsCosigner(job.vault, job.agent, job.shared()).cosign(digest, job.fields)
             signed = evm_signing.assemble_transaction(
                 filled, sig.r, sig.s, sig.recovery_id, address
             )

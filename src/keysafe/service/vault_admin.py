@@ -1,14 +1,14 @@
-"""Creating, recovering and describing the vault itself."""
+"""Creating, unlocking and recovering the vault itself (what `keysafe status` shows of it is in
+`vault_status`)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from mnemonic import Mnemonic
-from sqlalchemy import func, select
+from sqlalchemy import Connection
 from zxcvbn import zxcvbn
 
 from keysafe.audit.outcome import Outcome
@@ -23,7 +23,6 @@ from keysafe.errors import (
 from keysafe.service import notify
 from keysafe.service.context import open_database, open_vault
 from keysafe.service.models import DataClass, RecordKind
-from keysafe.store import tables as t
 from keysafe.vault import hierarchy
 from keysafe.vault.blobs import BlobConfig, S3Blobs
 from keysafe.vault.home import Home
@@ -42,7 +41,6 @@ __all__ = [
     "owner_proof",
     "recover_vault",
     "require_passphrase_vault",
-    "status",
     "unlock_with_kms",
 ]
 
@@ -112,7 +110,7 @@ def parse_phrase(phrase: SecretBytes) -> SecretBytes:
     return SecretBytes(bytearray(m.to_entropy(normalized)))
 
 
-def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
+def _seed_record(vault: Vault, conn: Connection, phrase_words: str) -> None:
     seed = SecretBytes(bytearray(Mnemonic.to_seed(phrase_words, passphrase="")))
     with seed:
         vault.put_record(
@@ -124,6 +122,25 @@ def _seed_record(vault: Vault, conn: Any, phrase_words: str) -> None:
             plaintext=seed,
             replace=False,
         )
+
+
+def _audit_vault(
+    vault: Vault,
+    conn: Connection,
+    action: str,
+    details: dict[str, Any] | None = None,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+) -> None:
+    """Audit `action` by the owner on the vault itself (its creation, recovery, passphrase)."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"vault:{vault.vault_id}",
+        outcome=outcome,
+        details=details,
+    )
 
 
 def _create(
@@ -166,14 +183,7 @@ def _create(
                 blobs=blobs,
             )
             _seed_record(vault, conn, words)
-            vault.audit(
-                conn,
-                actor="owner",
-                action=action,
-                target=f"vault:{vault.vault_id}",
-                outcome=Outcome.SUCCESS,
-                details={"vault_id": vault.vault_id, "from_empty_home": True},
-            )
+            _audit_vault(vault, conn, action, {"vault_id": vault.vault_id, "from_empty_home": True})
     except BaseException:
         db.close()
         if provider is not None:
@@ -323,13 +333,8 @@ def kms_owner_login(
             unlock_with_kms(vault, token, url)
         return
     with vault.db.write() as conn:
-        vault.audit(
-            conn,
-            actor="owner",
-            action="vault.unlock",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.FAILURE,
-            details={"reason": "wrong owner proof"},
+        _audit_vault(
+            vault, conn, "vault.unlock", {"reason": "wrong owner proof"}, outcome=Outcome.FAILURE
         )
     notify.note_unlock_failure(vault, throttled=False)
     raise NotAuthenticatedError(
@@ -390,17 +395,11 @@ def recover_vault(
     was = vault.kms_config()
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
-        vault.audit(
+        _audit_vault(
+            vault,
             conn,
-            actor="owner",
-            action="vault.recover",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "vault_id": vault.vault_id,
-                "from_empty_home": False,
-                "previous_kms": str(was.kind),
-            },
+            "vault.recover",
+            {"vault_id": vault.vault_id, "from_empty_home": False, "previous_kms": str(was.kind)},
         )
     logger.info("vault %s passphrase reset from recovery phrase", vault.vault_id)
     return vault, False
@@ -431,67 +430,5 @@ def change_passphrase(
     check_new_passphrase(new_passphrase)
     with vault.db.write() as conn:
         vault.rewrap(conn, new_passphrase, kdf)
-        vault.audit(
-            conn,
-            actor="owner",
-            action="passphrase.change",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
-        )
+        _audit_vault(vault, conn, "passphrase.change")
     logger.info("vault %s passphrase changed", vault.vault_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    home: str
-    vault_id: str
-    created_at: str
-    records: dict[str, int]
-    agents: int
-    audit_entries: int
-    audit_head: str
-    unlock_failures: int
-    kms: KmsConfig
-    blobs: str | None = None  # where record ciphertext lives, when not in the database
-
-    def to_dict(self) -> dict[str, Any]:
-        # A vault without a blob store shows exactly what it showed before blob stores existed.
-        extra = {} if self.blobs is None else {"blobs": self.blobs}
-        return {
-            "initialized": True,
-            "home": self.home,
-            "vault_id": self.vault_id,
-            "created_at": self.created_at,
-            "credentials": self.records.get(RecordKind.CREDENTIAL, 0),
-            "data": self.records.get(RecordKind.DATA, 0),
-            "wallets": self.records.get(RecordKind.WALLET, 0),
-            "agents": self.agents,
-            "audit_entries": self.audit_entries,
-            "audit_head": self.audit_head,
-            "unlock_failures": self.unlock_failures,
-            # where the vault's key is wrapped: kind, URL and key id, never a token
-            "kms": {"kind": str(self.kms.kind), "url": self.kms.url, "key": self.kms.key},
-        } | extra
-
-
-def status(home: Home, vault: Vault) -> Status:
-    """What `keysafe status` shows: the home, the vault id, counts of records and agents, the
-    audit chain's length and head, failed unlocks, the KMS and blob store (never a secret)."""
-    with vault.db.read() as conn:
-        head = conn.execute(select(t.vault)).one()
-        agents = conn.execute(select(func.count()).select_from(t.agents)).scalar_one()
-        counts: dict[str, int] = dict(
-            conn.execute(select(t.records.c.kind, func.count()).group_by(t.records.c.kind)).all()
-        )
-    return Status(
-        home=str(home.path),
-        vault_id=vault.vault_id,
-        created_at=head.created_at,
-        records={str(k): int(v) for k, v in counts.items()},
-        agents=agents,
-        audit_entries=head.audit_head_seq,
-        audit_head=head.audit_head_hash,
-        unlock_failures=head.unlock_failures,
-        kms=vault.kms_config(),
-        blobs=vault.blobs.description if vault.blobs.remote else None,
-    )

@@ -16,7 +16,8 @@ from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import UnlockThrottledError, WrongPassphraseError
 from keysafe.service import audit
 from keysafe.service.context import open_database
-from keysafe.service.vault_admin import init_vault, status
+from keysafe.service.vault_admin import init_vault
+from keysafe.service.vault_status import status
 from keysafe.testing import CHEAP_KDF, ManualClock
 from keysafe.vault import hierarchy, unlock
 from keysafe.vault.home import Home

@@ -228,9 +228,8 @@ def http_request(
 
 @routes.post("/v1/agent/read-data", responses=_or_pending(answers.DataValue))
 def read_data(request: Request, agent: Agent, body: models.ReadDataRequest) -> JSONResponse:
-    return _whole_or_pending(
-        data.read_data(server_state(request).vault, agent, body.name, fields=body.fields)
-    )
+    res = data.read_data(server_state(request).vault, agent, body.name, fields=body.fields)
+    return JSONResponse(res.model_dump(mode="json"), status_code=202 if res.pending else 200)
 
 
 @routes.post("/v1/agent/threshold/commit", **_answer(answers.ThresholdCommitment))
@@ -285,7 +284,7 @@ def credential_release(request: Request, agent: Agent, body: models.ReleaseReque
     res = release.release(
         server_state(request).vault, agent, body.credential, purpose=body.purpose or ""
     )
-    return JSONResponse(res.to_dict(), status_code=202)
+    return JSONResponse(res.model_dump(mode="json"), status_code=202)
 
 
 @routes.post("/v1/agent/check", **_answer(answers.CheckResult))

@@ -18,7 +18,7 @@ from keysafe.api.auth import COOKIE, Owner, owner_token
 from keysafe.api.routes.table import RouteTable
 from keysafe.api.state import server_state
 from keysafe.errors import MalformedRequestError, VaultLockedError
-from keysafe.service import agents, approvals, audit, spending, vault_admin
+from keysafe.service import agents, approvals, audit, spending, vault_status
 from keysafe.service.any_owner_op import AnyOp
 from keysafe.service.balances import wallets_with_balances
 from keysafe.service.models import ApproveRequest, DenyRequest, LoginRequest, SealRequest
@@ -95,8 +95,8 @@ def lock(request: Request) -> dict[str, Any]:
 @routes.get("/v1/owner/status")
 def status(request: Request) -> dict[str, Any]:
     st = server_state(request)
-    status = vault_admin.status(st.home, st.vault)
-    return status.to_dict() | {
+    status = vault_status.status(st.home, st.vault)
+    return status.model_dump(mode="json") | {
         "unlocked": st.vault.is_unlocked,
         "rotations_due": [d.model_dump() for d in st.rotations_due(status.audit_entries)],
     }
