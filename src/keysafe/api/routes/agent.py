@@ -29,6 +29,7 @@ from keysafe.service import (
     capabilities,
     checks,
     data,
+    dispatch,
     keygen,
     models,
     placeholders,
@@ -36,7 +37,6 @@ from keysafe.service import (
     release,
     signing,
     threshold,
-    transfer,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,35 +111,32 @@ def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
     )
 
 
+def _how(
+    body: models.SignTransactionRequest | models.TransferRequest | models.SignMessageRequest,
+) -> dispatch.How:
+    """A route's run: only the agent's idempotency key sets it apart."""
+    return dispatch.How(idempotency_key=body.idempotency_key)
+
+
 def _sign(
     request: Request, agent: str, body: models.SignTransactionRequest, *, broadcast: bool
-) -> signing.SignResult:
-    return signing.sign_transaction(
-        server_state(request).vault,
-        agent,
-        body.wallet,
-        body.transaction,
-        chain=body.chain,
-        description=body.description,
-        declared=body.declared,
-        idempotency_key=body.idempotency_key,
-        broadcast=broadcast,
-        threshold=body.threshold,
-    )
+) -> JSONResponse:
+    vault = server_state(request).vault
+    return _result(dispatch.sign_transaction(vault, agent, body, _how(body), broadcast=broadcast))
 
 
 @routes.post("/v1/agent/sign-transaction", responses=SIGNED)
 def sign_transaction(
     request: Request, agent: Agent, body: models.SignTransactionRequest
 ) -> JSONResponse:
-    return _result(_sign(request, agent, body, broadcast=False))
+    return _sign(request, agent, body, broadcast=False)
 
 
 @routes.post("/v1/agent/send-transaction", responses=SIGNED)
 def send_transaction(
     request: Request, agent: Agent, body: models.SignTransactionRequest
 ) -> JSONResponse:
-    return _result(_sign(request, agent, body, broadcast=True))
+    return _sign(request, agent, body, broadcast=True)
 
 
 @routes.post(
@@ -152,34 +149,14 @@ def transfer_asset(request: Request, agent: Agent, body: models.TransferRequest)
     or SPL transfer, creating the recipient's token account when missing; nonce, fees and
     blockhash from the chain's RPC), then judges, signs and broadcasts it exactly as
     send-transaction does. 202 while the owner must approve."""
-    return _result(
-        transfer.transfer(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.asset,
-            body.to,
-            body.amount,
-            chain=body.chain,
-            description=body.description,
-            idempotency_key=body.idempotency_key,
-        )
-    )
+    vault = server_state(request).vault
+    return _result(dispatch.transfer_asset(vault, agent, body, _how(body)))
 
 
 @routes.post("/v1/agent/sign-message", responses=SIGNED)
 def sign_message(request: Request, agent: Agent, body: models.SignMessageRequest) -> JSONResponse:
-    return _result(
-        signing.sign_message(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.message,
-            encoding=body.encoding,
-            idempotency_key=body.idempotency_key,
-            threshold=body.threshold,
-        )
-    )
+    vault = server_state(request).vault
+    return _result(dispatch.sign_message(vault, agent, body, _how(body)))
 
 
 @routes.post("/v1/agent/sign-typed-data", responses=SIGNED)
