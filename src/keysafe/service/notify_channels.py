@@ -17,13 +17,14 @@ from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, NotFoundError
 from keysafe.notify import webhook
 from keysafe.notify.notice import SUBSCRIBABLE, Event
+from keysafe.service import notify_outbox
 from keysafe.store import tables as t
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -271,11 +272,8 @@ def remove_channel(vault: Vault, name: str) -> None:
                 next_step="see `keysafe notify list` for the names.",
             )
         vault.delete_record(conn, info)
-        conn.execute(
-            update(t.notify_queue)
-            .where(t.notify_queue.c.channel == name, t.notify_queue.c.state == "queued")
-            .values(state="dead", claimed_until=None)
-        )
+        q = t.notify_queue
+        notify_outbox.make_dead(conn, q.c.channel == name, q.c.state == "queued")
         vault.audit(
             conn,
             actor="owner",

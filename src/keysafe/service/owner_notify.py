@@ -48,10 +48,7 @@ class SetTelegram(Op[ChannelView]):
 
 class RemoveChannel(Removal):
     kind: Literal["notify.remove"] = "notify.remove"
-
-    @staticmethod
-    def remove(vault: Vault, name: str) -> None:
-        notify.remove_channel(vault, name)
+    remover = notify.remove_channel
 
 
 class TestQueued(BaseModel):
