@@ -21,9 +21,9 @@ unlocked change to that agent. A pause made while unlocked is sealed as "paused"
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, insert, select, update
 
 from keysafe.audit.outcome import Outcome
@@ -186,24 +186,17 @@ def _refused(what: str, state: Seal, *, fix: str) -> IntegrityError:
 # -- review and seal (`keysafe agent seal`) -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StateRow:
+class StateRow(BaseModel):
     """One state row the owner has to look at: unsealed (can be sealed) or broken (cannot)."""
+
+    # The owner sends rows back to seal them (owner_ops.SealRows): a row with more is not one.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     table: Literal["agents", "policies", "settings"]
     key: str  # agent name, or setting name
     summary: str
     state: str  # unsealed | broken | missing
     fingerprint: str  # of the row as shown: a row changed since the listing is not sealed
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "table": self.table,
-            "key": self.key,
-            "summary": self.summary,
-            "state": self.state,
-            "fingerprint": self.fingerprint,
-        }
 
 
 def _fingerprint(table: str, fields: seals.Fields | None) -> str:
@@ -232,11 +225,11 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
             auth = "+".join(x for x, v in (("token", a.token_hash), ("ed25519", a.public_key)) if v)
             out.append(
                 StateRow(
-                    "agents",
-                    a.name,
-                    f"agent {a.name}: {a.status}, {auth or 'no credential'}",
-                    state.value,
-                    _fingerprint("agents", _agent_fields(a)),
+                    table="agents",
+                    key=a.name,
+                    summary=f"agent {a.name}: {a.status}, {auth or 'no credential'}",
+                    state=state.value,
+                    fingerprint=_fingerprint("agents", _agent_fields(a)),
                 )
             )
     for p in conn.execute(select(t.policies).order_by(t.policies.c.agent)):
@@ -245,11 +238,11 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         if state is not Seal.SEALED:
             out.append(
                 StateRow(
-                    "policies",
-                    p.agent,
-                    f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
-                    state.value,
-                    _fingerprint("policies", fields),
+                    table="policies",
+                    key=p.agent,
+                    summary=f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
+                    state=state.value,
+                    fingerprint=_fingerprint("policies", fields),
                 )
             )
     switch = None
@@ -261,21 +254,21 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
             fields = seals.setting_fields(s.key, s.value)
             out.append(
                 StateRow(
-                    "settings",
-                    s.key,
-                    f"setting {s.key} = {s.value[:40]}",
-                    state.value,
-                    _fingerprint("settings", fields),
+                    table="settings",
+                    key=s.key,
+                    summary=f"setting {s.key} = {s.value[:40]}",
+                    state=state.value,
+                    fingerprint=_fingerprint("settings", fields),
                 )
             )
     if switch is None:
         out.append(
             StateRow(
-                "settings",
-                PAUSED_ALL,
-                "setting paused_all is missing (it will be sealed ON)",
-                "missing",
-                _fingerprint("settings", None),
+                table="settings",
+                key=PAUSED_ALL,
+                summary="setting paused_all is missing (it will be sealed ON)",
+                state="missing",
+                fingerprint=_fingerprint("settings", None),
             )
         )
     return out
