@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import Connection, delete, insert, select
 
 from keysafe.approvals._approval import Approval, iso
@@ -56,26 +56,19 @@ def _shape_hash(shape: Mapping[str, str]) -> str:
     return hashlib.sha256(jcs.dumps(dict(shape))).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(BaseModel):
+    """An active "approve for a while" grant: `agent` may pass `rule` for requests of one shape
+    until `until` (a POSIX time, shown as ISO 8601 UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: int
     agent: str
     rule: str
     action: str
-    until: float
+    until: Annotated[float, PlainSerializer(iso, return_type=str, when_used="json")]
     approval_id: str
     summary: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "agent": self.agent,
-            "rule": self.rule,
-            "action": self.action,
-            "until": iso(self.until),
-            "approval_id": self.approval_id,
-            "summary": self.summary,
-        }
 
 
 def add_grant(
@@ -136,7 +129,15 @@ def list_grants(conn: Connection, now: float) -> list[Grant]:
         select(t.grants).where(t.grants.c.until > now).order_by(t.grants.c.id)
     ).all()
     return [
-        Grant(r.id, r.agent, r.rule, r.action, r.until, r.approval_id, r.summary or "")
+        Grant(
+            id=r.id,
+            agent=r.agent,
+            rule=r.rule,
+            action=r.action,
+            until=r.until,
+            approval_id=r.approval_id,
+            summary=r.summary or "",
+        )
         for r in rows
     ]
 

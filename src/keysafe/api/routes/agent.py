@@ -290,11 +290,11 @@ def credential_release(request: Request, agent: Agent, body: models.ReleaseReque
 
 
 @routes.post("/v1/agent/check", **_answer(answers.CheckResult))
-def check(request: Request, agent: Agent, body: models.CheckRequest) -> dict[str, Any]:
+def check(request: Request, agent: Agent, body: models.CheckRequest) -> answers.CheckResult:
     """Dry run: the decision (allow, ask or deny, with the rule and reason) that the request
     in `request` would get from the `action` route now. Nothing is reserved, parked, signed,
     sent or audited."""
-    return checks.check(server_state(request).vault, agent, body.action, body.request).to_dict()
+    return checks.check(server_state(request).vault, agent, body.action, body.request)
 
 
 @routes.get("/v1/agent/approvals", **_answer(answers.PendingApprovals))

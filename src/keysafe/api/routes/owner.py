@@ -136,12 +136,12 @@ def deny(request: Request, approval_id: str, body: DenyRequest | None = None) ->
 @routes.get("/v1/owner/grants")
 def list_grants(request: Request) -> list[dict[str, Any]]:
     """Active "approve for a while" grants: agent, rule, the request shape, until when."""
-    return [g.to_dict() for g in approvals.list_grants(server_state(request).vault)]
+    return [g.model_dump(mode="json") for g in approvals.list_grants(server_state(request).vault)]
 
 
 @routes.post("/v1/owner/grants/{grant_id}/revoke")
 def revoke_grant(request: Request, grant_id: int) -> dict[str, Any]:
-    return approvals.revoke_grant(server_state(request).vault, grant_id).to_dict()
+    return approvals.revoke_grant(server_state(request).vault, grant_id).model_dump(mode="json")
 
 
 @routes.get("/v1/owner/agents")
