@@ -128,18 +128,8 @@ def list_grants(conn: Connection, now: float) -> list[Grant]:
     rows = conn.execute(
         select(t.grants).where(t.grants.c.until > now).order_by(t.grants.c.id)
     ).all()
-    return [
-        Grant(
-            id=r.id,
-            agent=r.agent,
-            rule=r.rule,
-            action=r.action,
-            until=r.until,
-            approval_id=r.approval_id,
-            summary=r.summary or "",
-        )
-        for r in rows
-    ]
+    # The row's other columns (the request shape's hash) are not part of a grant's view.
+    return [Grant.model_validate({**r._mapping, "summary": r.summary or ""}) for r in rows]
 
 
 def revoke_grant(vault: Vault, conn: Connection, grant_id: int, now: float) -> Grant:
