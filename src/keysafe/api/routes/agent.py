@@ -91,9 +91,10 @@ SIGNED = _or_pending(answers.SignResult)
 
 
 @meta.get("/v1/health", response_model=answers.Health)
-def health(request: Request) -> dict[str, Any]:
+def health(request: Request) -> answers.Health:
     """Is the server up, and is the vault unlocked? (No secret, no auth.)"""
-    return {"ok": True, "unlocked": server_state(request).vault.is_unlocked, "version": __version__}
+    unlocked = server_state(request).vault.is_unlocked
+    return answers.Health(ok=True, unlocked=unlocked, version=__version__)
 
 
 @routes.get("/v1/agent/capabilities", **_answer(answers.Capabilities))
@@ -102,10 +103,10 @@ def get_capabilities(request: Request, agent: Agent) -> dict[str, Any]:
 
 
 @routes.get("/v1/agent/address/{wallet}", **_answer(answers.Address))
-def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
+def get_address(request: Request, agent: Agent, wallet: str) -> answers.Address:
     for w in capabilities.capabilities(server_state(request).vault, agent)["wallets"]:
         if w["name"] == wallet:
-            return {"wallet": wallet, "address": w["address"], "chain": w["chain"]}
+            return answers.Address(wallet=wallet, address=w["address"], chain=w["chain"])
     raise NotFoundError(
         f"No wallet named '{wallet[:64]}'.", next_step="see /v1/agent/capabilities."
     )
