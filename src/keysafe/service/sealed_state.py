@@ -199,6 +199,18 @@ class StateRow(BaseModel):
     fingerprint: str  # of the row as shown: a row changed since the listing is not sealed
 
 
+def _row(
+    table: Literal["agents", "policies", "settings"],
+    key: str,
+    summary: str,
+    state: str,
+    fields: seals.Fields | None,
+) -> StateRow:
+    """A row to show, fingerprinted from its table and its sealed `fields` as they are now."""
+    fingerprint = _fingerprint(table, fields)
+    return StateRow(table=table, key=key, summary=summary, state=state, fingerprint=fingerprint)
+
+
 def _fingerprint(table: str, fields: seals.Fields | None) -> str:
     return hashlib.sha256(jcs.dumps({"table": table, "row": fields})).hexdigest()
 
@@ -224,12 +236,12 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         if state is not Seal.SEALED:
             auth = "+".join(x for x, v in (("token", a.token_hash), ("ed25519", a.public_key)) if v)
             out.append(
-                StateRow(
-                    table="agents",
-                    key=a.name,
-                    summary=f"agent {a.name}: {a.status}, {auth or 'no credential'}",
-                    state=state.value,
-                    fingerprint=_fingerprint("agents", _agent_fields(a)),
+                _row(
+                    "agents",
+                    a.name,
+                    f"agent {a.name}: {a.status}, {auth or 'no credential'}",
+                    state.value,
+                    _agent_fields(a),
                 )
             )
     for p in conn.execute(select(t.policies).order_by(t.policies.c.agent)):
@@ -237,12 +249,12 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         state = vault.check_row("policies", fields, p.mac)
         if state is not Seal.SEALED:
             out.append(
-                StateRow(
-                    table="policies",
-                    key=p.agent,
-                    summary=f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
-                    state=state.value,
-                    fingerprint=_fingerprint("policies", fields),
+                _row(
+                    "policies",
+                    p.agent,
+                    f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
+                    state.value,
+                    fields,
                 )
             )
     switch = None
@@ -253,22 +265,22 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         if state is not Seal.SEALED:
             fields = seals.setting_fields(s.key, s.value)
             out.append(
-                StateRow(
-                    table="settings",
-                    key=s.key,
-                    summary=f"setting {s.key} = {s.value[:40]}",
-                    state=state.value,
-                    fingerprint=_fingerprint("settings", fields),
+                _row(
+                    "settings",
+                    s.key,
+                    f"setting {s.key} = {s.value[:40]}",
+                    state.value,
+                    fields,
                 )
             )
     if switch is None:
         out.append(
-            StateRow(
-                table="settings",
-                key=PAUSED_ALL,
-                summary="setting paused_all is missing (it will be sealed ON)",
-                state="missing",
-                fingerprint=_fingerprint("settings", None),
+            _row(
+                "settings",
+                PAUSED_ALL,
+                "setting paused_all is missing (it will be sealed ON)",
+                "missing",
+                None,
             )
         )
     return out
