@@ -71,6 +71,27 @@ class Grant(BaseModel):
     summary: str
 
 
+def _audit(
+    vault: Vault,
+    conn: Connection,
+    action: str,
+    agent: str,
+    rule: str,
+    request_id: str,
+    **more: str | int,
+) -> None:
+    """Audit the owner's grant to `agent` (made or revoked), naming the rule and the approved
+    request it came from."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"agent:{agent}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": agent, "rule": rule, "request_id": request_id, **more},
+    )
+
+
 def add_grant(
     vault: Vault,
     conn: Connection,
@@ -95,19 +116,15 @@ def add_grant(
             summary=summary,
         )
     )
-    vault.audit(
+    _audit(
+        vault,
         conn,
-        actor="owner",
-        action="approval.grant",
-        target=f"agent:{approval.agent}",
-        outcome=Outcome.SUCCESS,
-        details={
-            "agent": approval.agent,
-            "rule": approval.rule,
-            "seconds": seconds,
-            "request_id": approval.id,
-            "summary": summary,
-        },
+        "approval.grant",
+        approval.agent,
+        approval.rule,
+        approval.id,
+        seconds=seconds,
+        summary=summary,
     )
 
 
@@ -136,14 +153,7 @@ def revoke_grant(vault: Vault, conn: Connection, grant_id: int, now: float) -> G
     for g in list_grants(conn, now):
         if g.id == grant_id:
             conn.execute(delete(t.grants).where(t.grants.c.id == grant_id))
-            vault.audit(
-                conn,
-                actor="owner",
-                action="grant.revoke",
-                target=f"agent:{g.agent}",
-                outcome=Outcome.SUCCESS,
-                details={"agent": g.agent, "rule": g.rule, "request_id": g.approval_id},
-            )
+            _audit(vault, conn, "grant.revoke", g.agent, g.rule, g.approval_id)
             return g
     raise NotFoundError(
         f"No active grant {grant_id}.", next_step="see `keysafe grants` for the active ones."

@@ -57,6 +57,19 @@ class AgentView:
         }
 
 
+def _audit_change(vault: Vault, conn: Connection, action: str, name: str, **more: str) -> None:
+    """Audit the owner's change to agent `name`: each entry is about the agent and names it, so
+    `keysafe audit --agent NAME` finds it."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"agent:{name}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": name, **more},
+    )
+
+
 def hash_token(token: str) -> str:
     """The SHA-256 of an agent token, as stored (the token itself never is)."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -154,14 +167,7 @@ def add_agent(
                 mac=sealed_state.agent_seal(vault, row),
             )
         )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agent.add",
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name, "kind": "ed25519" if pub else "token"},
-        )
+        _audit_change(vault, conn, "agent.add", name, kind="ed25519" if pub else "token")
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s added", name)
     return view, token
@@ -211,14 +217,7 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
             values |= {"token_hash": None, "revoked_at": iso(vault.clock())}
         conn.execute(update(t.agents).where(t.agents.c.name == name).values(**values))
         action = {"active": "agent.resume", "paused": "agent.pause", "revoked": "agent.revoke"}
-        vault.audit(
-            conn,
-            actor="owner",
-            action=action[status],
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name},
-        )
+        _audit_change(vault, conn, action[status], name)
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s is now %s", name, status)
     return view
@@ -256,14 +255,7 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
             .where(t.agents.c.name == name)
             .values(token_hash=new.token_hash, mac=sealed_state.agent_seal(vault, new))
         )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agent.rotate_token",
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name},
-        )
+        _audit_change(vault, conn, "agent.rotate_token", name)
     logger.info("agent %s token rotated", name)
     return token
 

@@ -113,21 +113,24 @@ def _settle_in_flight(vault: Vault, conn: Connection) -> tuple[int, int]:
         if row.idempotency_key is not None:
             idempotency.forget(conn, row.agent, row.idempotency_key)
         conn.execute(delete(t.inflight).where(t.inflight.c.request_id == row.request_id))
-        vault.audit(
-            conn,
-            actor="system",
-            action="request.recover",
-            target=f"agent:{row.agent}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "agent": row.agent,
-                "request_id": row.request_id,
-                "kind": row.kind,
-                "state": "kept" if keep else "released",
-            },
-        )
+        state = "kept" if keep else "released"
+        _audit_recovered(vault, conn, row.agent, row.request_id, state, kind=row.kind)
         kept, released = kept + keep, released + (not keep)
     return released, kept
+
+
+def _audit_recovered(
+    vault: Vault, conn: Connection, agent: str, request_id: str, state: str, **more: str
+) -> None:
+    """Audit one request settled after a crash: its reservation `state` (kept or released)."""
+    vault.audit(
+        conn,
+        actor="system",
+        action="request.recover",
+        target=f"agent:{agent}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": agent, "request_id": request_id, "state": state, **more},
+    )
 
 
 def _release_orphans(vault: Vault, conn: Connection) -> int:
@@ -140,14 +143,7 @@ def _release_orphans(vault: Vault, conn: Connection) -> int:
     ).all()
     for o in orphans:
         ledger.settle(conn, o.agent, o.request_id, state="released")
-        vault.audit(
-            conn,
-            actor="system",
-            action="request.recover",
-            target=f"agent:{o.agent}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
-        )
+        _audit_recovered(vault, conn, o.agent, o.request_id, "released")
     return len(orphans)
 
 
