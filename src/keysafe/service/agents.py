@@ -24,7 +24,7 @@ from keysafe.errors import (
     NotFoundError,
 )
 from keysafe.notify.notice import Event, alert
-from keysafe.service import notify, sealed_state
+from keysafe.service import notify, owner_audit, sealed_state
 from keysafe.service.models import check_name
 from keysafe.store import hot
 from keysafe.store import tables as t
@@ -270,12 +270,8 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
         vault.require_unlocked()
     with vault.db.write() as conn:
         sealed_state.write_setting(vault, conn, PAUSED_ALL, "1" if paused else "0")
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agents.pause_all" if paused else "agents.resume_all",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
+        owner_audit.vault_changed(
+            vault, conn, "agents.pause_all" if paused else "agents.resume_all"
         )
         notify.emit(
             vault,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -174,13 +175,20 @@ def list_channels(vault: Vault) -> list[ChannelView]:
 
 
 def _put(
-    vault: Vault, conn: Connection, name: str, meta: _ChannelMeta, sealed: _ChannelSecret
+    vault: Vault,
+    conn: Connection,
+    name: str,
+    meta: _ChannelMeta,
+    sealed: _ChannelSecret,
+    **shown: str | None,
 ) -> RecordInfo:
+    """Store channel `name` (replacing one of that name) and audit it as added: its type, its
+    events and what else of it may be `shown` (never its secret)."""
     plain = json.dumps(
         {"secret": sealed.secret.get_secret_value(), "chat_id": sealed.chat_id}
     ).encode()
     with SecretBytes(bytearray(plain)) as secret:
-        return vault.put_record(
+        info = vault.put_record(
             conn,
             kind=KIND,
             name=name,
@@ -189,6 +197,23 @@ def _put(
             plaintext=secret,
             replace=True,
         )
+    events = [str(e) for e in meta.events]
+    _audit(vault, conn, "notify.add", name, {"type": str(meta.type), **shown, "events": events})
+    return info
+
+
+def _audit(
+    vault: Vault, conn: Connection, action: str, name: str, details: Mapping[str, object]
+) -> None:
+    """Audit the owner's change to channel `name`."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"notify:{name}",
+        outcome=Outcome.SUCCESS,
+        details=details,
+    )
 
 
 def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
@@ -208,15 +233,8 @@ def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
     name = f"webhook-{secrets.token_hex(3)}"
     meta = _ChannelMeta(type=ChannelType.WEBHOOK, target=target, events=events)
     with vault.db.write() as conn:
-        info = _put(vault, conn, name, meta, _ChannelSecret(secret=SecretStr(secret)))
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.add",
-            target=f"notify:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"type": "webhook", "url": target[:200], "events": [str(e) for e in events]},
-        )
+        sealed = _ChannelSecret(secret=SecretStr(secret))
+        info = _put(vault, conn, name, meta, sealed, url=target[:200])
     return WebhookAdded(channel=_view(info), secret=secret)
 
 
@@ -239,20 +257,8 @@ def set_telegram(
     )
     sealed = _ChannelSecret(secret=SecretStr(bytes(token.reveal()).decode()), chat_id=chat_id)
     with vault.db.write() as conn:
-        info = _put(vault, conn, TELEGRAM, meta, sealed)
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.add",
-            target=f"notify:{TELEGRAM}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "type": "telegram",
-                "bot": bot[:64],
-                "events": [str(e) for e in events],
-                "approve_up_to": cap.describe() if cap else None,
-            },
-        )
+        shown_cap = cap.describe() if cap else None
+        info = _put(vault, conn, TELEGRAM, meta, sealed, bot=bot[:64], approve_up_to=shown_cap)
     return _view(info)
 
 
@@ -274,14 +280,7 @@ def remove_channel(vault: Vault, name: str) -> None:
         vault.delete_record(conn, info)
         q = t.notify_queue
         notify_outbox.make_dead(conn, q.c.channel == name, q.c.state == "queued")
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.remove",
-            target=f"notify:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"name": name},
-        )
+        _audit(vault, conn, "notify.remove", name, {"name": name})
 
 
 def open_channels(vault: Vault) -> list[OpenChannel]:

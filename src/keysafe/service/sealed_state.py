@@ -26,9 +26,9 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, insert, select, update
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto import jcs
 from keysafe.errors import IntegrityError
+from keysafe.service import owner_audit
 from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.vault import seals
@@ -323,12 +323,6 @@ def seal(vault: Vault, shown: list[StateRow]) -> int:
                 write_setting(vault, conn, s.key, s.value)
             done.append(r.summary)
         if done:
-            vault.audit(
-                conn,
-                actor="owner",
-                action="state.seal",
-                target=f"vault:{vault.vault_id}",
-                outcome=Outcome.SUCCESS,
-                details={"sealed": len(done), "rows": done[:200]},
-            )
+            facts = {"sealed": len(done), "rows": done[:200]}
+            owner_audit.vault_changed(vault, conn, "state.seal", facts)
     return len(done)
