@@ -16,7 +16,6 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -60,14 +59,7 @@ class AgentView:
 def _audit_change(vault: Vault, conn: Connection, action: str, name: str, **more: str) -> None:
     """Audit the owner's change to agent `name`: each entry is about the agent and names it, so
     `keysafe audit --agent NAME` finds it."""
-    vault.audit(
-        conn,
-        actor="owner",
-        action=action,
-        target=f"agent:{name}",
-        outcome=Outcome.SUCCESS,
-        details={"agent": name, **more},
-    )
+    owner_audit.changed(vault, conn, action, f"agent:{name}", {"agent": name, **more})
 
 
 def hash_token(token: str) -> str:

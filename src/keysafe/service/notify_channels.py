@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -20,12 +19,11 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sqlalchemy import Connection
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, NotFoundError
 from keysafe.notify import webhook
 from keysafe.notify.notice import SUBSCRIBABLE, Event
-from keysafe.service import notify_outbox
+from keysafe.service import notify_outbox, owner_audit
 from keysafe.store import tables as t
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -198,22 +196,9 @@ def _put(
             replace=True,
         )
     events = [str(e) for e in meta.events]
-    _audit(vault, conn, "notify.add", name, {"type": str(meta.type), **shown, "events": events})
+    details = {"type": str(meta.type), **shown, "events": events}
+    owner_audit.changed(vault, conn, "notify.add", f"notify:{name}", details)
     return info
-
-
-def _audit(
-    vault: Vault, conn: Connection, action: str, name: str, details: Mapping[str, object]
-) -> None:
-    """Audit the owner's change to channel `name`."""
-    vault.audit(
-        conn,
-        actor="owner",
-        action=action,
-        target=f"notify:{name}",
-        outcome=Outcome.SUCCESS,
-        details=details,
-    )
 
 
 def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
@@ -280,7 +265,7 @@ def remove_channel(vault: Vault, name: str) -> None:
         vault.delete_record(conn, info)
         q = t.notify_queue
         notify_outbox.make_dead(conn, q.c.channel == name, q.c.state == "queued")
-        _audit(vault, conn, "notify.remove", name, {"name": name})
+        owner_audit.changed(vault, conn, "notify.remove", f"notify:{name}", {"name": name})
 
 
 def open_channels(vault: Vault) -> list[OpenChannel]:
