@@ -22,7 +22,7 @@ from keysafe.approvals import Kind
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import WrongPassphraseError
 from keysafe.policy.intent import Intent
-from keysafe.service import agents, audit, credentials, data, notify, policies
+from keysafe.service import agents, audit, credentials, data, notify, notify_channels, policies
 from keysafe.service.models import Attachment, DataClass
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -78,7 +78,7 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
     policies.set_policy(vault, "bot", "version: 1\nrules: []\n")
     stop = threading.Event()
     with TelegramStandin(TOKEN) as tg, WebhookReceiver() as hooks:
-        notify.set_telegram(
+        notify_channels.set_telegram(
             vault,
             SecretBytes(bytearray(TOKEN.encode())),
             OWNER,
@@ -86,7 +86,7 @@ def test_attack_every_kind_and_alert_through_both_channels_carries_no_canary(
             list(notify.SUBSCRIBABLE),
             None,
         )
-        added = notify.add_webhook(vault, f"{hooks.url}/ok", list(notify.SUBSCRIBABLE))
+        added = notify_channels.add_webhook(vault, f"{hooks.url}/ok", list(notify.SUBSCRIBABLE))
         hooks.secrets["/ok"] = added.secret
         with vault.db.write() as conn:
             for i, kind in enumerate(Kind):

@@ -26,8 +26,8 @@ from telegram import Bot
 
 from keysafe.errors import KeysafeError
 from keysafe.notify import telegram, webhook
-from keysafe.service import notify, notify_outbox, notify_telegram, rotation_due
-from keysafe.service.notify import ChannelType, OpenChannel
+from keysafe.service import notify, notify_channels, notify_outbox, notify_telegram, rotation_due
+from keysafe.service.notify_channels import ChannelType, OpenChannel
 from keysafe.service.notify_outbox import Claimed
 from keysafe.vault.vault import Vault
 
@@ -98,13 +98,13 @@ class Notifier:
         return telegram.scrub(text, self._bot_token)
 
     def _telegram(self) -> OpenChannel | None:
-        return self._channels.get(notify.TELEGRAM)
+        return self._channels.get(notify_channels.TELEGRAM)
 
     async def _refresh(self) -> None:
         if not self._vault.is_unlocked:
             return  # keep what was opened while unlocked
         try:
-            opened = await asyncio.to_thread(notify.open_channels, self._vault)
+            opened = await asyncio.to_thread(notify_channels.open_channels, self._vault)
         except KeysafeError as exc:  # locked meanwhile, or a channel edited outside keysafe
             logger.warning("notifier: channels not opened: %s", exc)
             return

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 from sqlalchemy import Connection, delete, insert, select
 
 from keysafe.approvals._approval import Approval, iso
@@ -56,26 +56,40 @@ def _shape_hash(shape: Mapping[str, str]) -> str:
     return hashlib.sha256(jcs.dumps(dict(shape))).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(BaseModel):
+    """An active "approve for a while" grant: `agent` may pass `rule` for requests of one shape
+    until `until` (a POSIX time, shown as ISO 8601 UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: int
     agent: str
     rule: str
     action: str
-    until: float
+    until: Annotated[float, PlainSerializer(iso, return_type=str, when_used="json")]
     approval_id: str
     summary: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "agent": self.agent,
-            "rule": self.rule,
-            "action": self.action,
-            "until": iso(self.until),
-            "approval_id": self.approval_id,
-            "summary": self.summary,
-        }
+
+def _audit(
+    vault: Vault,
+    conn: Connection,
+    action: str,
+    agent: str,
+    rule: str,
+    request_id: str,
+    **more: str | int,
+) -> None:
+    """Audit the owner's grant to `agent` (made or revoked), naming the rule and the approved
+    request it came from."""
+    vault.audit(
+        conn,
+        actor="owner",
+        action=action,
+        target=f"agent:{agent}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": agent, "rule": rule, "request_id": request_id, **more},
+    )
 
 
 def add_grant(
@@ -102,19 +116,15 @@ def add_grant(
             summary=summary,
         )
     )
-    vault.audit(
+    _audit(
+        vault,
         conn,
-        actor="owner",
-        action="approval.grant",
-        target=f"agent:{approval.agent}",
-        outcome=Outcome.SUCCESS,
-        details={
-            "agent": approval.agent,
-            "rule": approval.rule,
-            "seconds": seconds,
-            "request_id": approval.id,
-            "summary": summary,
-        },
+        "approval.grant",
+        approval.agent,
+        approval.rule,
+        approval.id,
+        seconds=seconds,
+        summary=summary,
     )
 
 
@@ -135,24 +145,15 @@ def list_grants(conn: Connection, now: float) -> list[Grant]:
     rows = conn.execute(
         select(t.grants).where(t.grants.c.until > now).order_by(t.grants.c.id)
     ).all()
-    return [
-        Grant(r.id, r.agent, r.rule, r.action, r.until, r.approval_id, r.summary or "")
-        for r in rows
-    ]
+    # The row's other columns (the request shape's hash) are not part of a grant's view.
+    return [Grant.model_validate({**r._mapping, "summary": r.summary or ""}) for r in rows]
 
 
 def revoke_grant(vault: Vault, conn: Connection, grant_id: int, now: float) -> Grant:
     for g in list_grants(conn, now):
         if g.id == grant_id:
             conn.execute(delete(t.grants).where(t.grants.c.id == grant_id))
-            vault.audit(
-                conn,
-                actor="owner",
-                action="grant.revoke",
-                target=f"agent:{g.agent}",
-                outcome=Outcome.SUCCESS,
-                details={"agent": g.agent, "rule": g.rule, "request_id": g.approval_id},
-            )
+            _audit(vault, conn, "grant.revoke", g.agent, g.rule, g.approval_id)
             return g
     raise NotFoundError(
         f"No active grant {grant_id}.", next_step="see `keysafe grants` for the active ones."

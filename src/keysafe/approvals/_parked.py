@@ -31,6 +31,30 @@ from keysafe.vault import seals
 from keysafe.vault.vault import Vault
 
 
+def _audit(
+    vault: Vault,
+    conn: Connection,
+    actor: str,
+    action: str,
+    approval_id: str,
+    agent: str,
+    rule: str | None,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+    more: Mapping[str, str] | None = None,
+) -> None:
+    """Audit one step of approval `approval_id` (asked, expired, approved, denied). Every entry
+    names the agent, the rule and the request id, so one request's trail can be followed."""
+    vault.audit(
+        conn,
+        actor=actor,
+        action=action,
+        target=f"approval:{approval_id}",
+        outcome=outcome,
+        details={"agent": agent, "rule": rule, "request_id": approval_id, **(more or {})},
+    )
+
+
 def _row(r: Any, now: float) -> Approval:
     status = Status(r.status)
     if status is Status.PENDING and now >= r.expires_at:
@@ -127,20 +151,16 @@ def park(
             status=str(Status.PENDING),
         )
     )
-    vault.audit(
+    _audit(
+        vault,
         conn,
-        actor=f"agent:{agent}",
-        action="approval.request",
-        target=f"approval:{approval_id}",
+        f"agent:{agent}",
+        "approval.request",
+        approval_id,
+        agent,
+        rule,
         outcome=Outcome.PENDING,
-        details={
-            "agent": agent,
-            "rule": rule,
-            "kind": str(kind),
-            "summary": summary[:500],
-            "request_id": approval_id,
-            "intent": fingerprint,
-        },
+        more={"kind": str(kind), "summary": summary[:500], "intent": fingerprint},
     )
     return Approval(
         approval_id,
@@ -256,14 +276,7 @@ def notice_expired(vault: Vault, conn: Connection, now: float) -> list[str]:
             .where(t.approvals.c.id == r.id, t.approvals.c.status == Status.PENDING)
             .values(status=str(Status.EXPIRED), decided_at=now)
         )
-        vault.audit(
-            conn,
-            actor="system",
-            action="approval.expire",
-            target=f"approval:{r.id}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": r.agent, "rule": r.rule, "request_id": r.id},
-        )
+        _audit(vault, conn, "system", "approval.expire", r.id, r.agent, r.rule)
     return [r.id for r in rows]
 
 
@@ -298,15 +311,9 @@ def decide(
             f"Approval {approval_id} was just decided elsewhere.",
             next_step="see `keysafe approvals --all`.",
         )
-    vault.audit(
-        conn,
-        actor="owner",
-        action="approval.approve" if to is Status.EXECUTING else "approval.deny",
-        target=f"approval:{approval_id}",
-        outcome=Outcome.SUCCESS,
-        details={"agent": current.agent, "rule": current.rule, "request_id": approval_id}
-        | ({"reason": said} if said else {}),
-    )
+    action = "approval.approve" if to is Status.EXECUTING else "approval.deny"
+    given = {"reason": said} if said else None
+    _audit(vault, conn, "owner", action, approval_id, current.agent, current.rule, more=given)
     return current
 
 

@@ -262,7 +262,7 @@ def agent_seal(
         # Each row carries the fingerprint it was shown with: one changed in between stays open.
         done = owner.perform(owner_ops.SealRows(rows=open_rows), passphrase_file).sealed
     render.answer(
-        {"rows": [r.to_dict() for r in rows], "sealed": done},
+        {"rows": [r.model_dump() for r in rows], "sealed": done},
         f"Sealed {done} row(s).",
         json_out=json_out,
     )

@@ -110,7 +110,7 @@ def audit_verify(
         # edited in the file is as much tampering as an edited entry.
         state = sealed_state.review(vault) if report.keyed else []
     if json_out:
-        render.as_json(report.to_dict() | {"state": [r.to_dict() for r in state]})
+        render.as_json(report.to_dict() | {"state": [r.model_dump() for r in state]})
         if not report.ok or state:
             raise typer.Exit(1)
         return

@@ -55,7 +55,7 @@ def doctor_cmd(
         if token is not None:
             token.wipe()
     if json_out:
-        render.as_json(report.to_dict())
+        render.as_json(report.model_dump(mode="json", by_alias=True))
     else:
         render.out.print(f"keysafe doctor: {escape(report.home)}")
         width = max(len(f.check) for f in report.findings)

@@ -29,7 +29,7 @@ def grants_list(
         "GET",
         "/v1/owner/grants",
         passphrase_file,
-        lambda vault: [g.to_dict() for g in approvals.list_grants(vault)],
+        lambda vault: [g.model_dump(mode="json") for g in approvals.list_grants(vault)],
         unlock=False,
     )
     render.listing(
@@ -56,7 +56,7 @@ def grants_revoke(
         "POST",
         f"/v1/owner/grants/{grant_id}/revoke",
         passphrase_file,
-        lambda vault: approvals.revoke_grant(vault, grant_id).to_dict(),
+        lambda vault: approvals.revoke_grant(vault, grant_id).model_dump(mode="json"),
     )
     if json_out:
         render.as_json(result)

@@ -13,9 +13,9 @@ from keysafe.cli import inputs, owner, render
 from keysafe.cli.home import home
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
-from keysafe.service import notify, notify_telegram, owner_notify, owner_ops
+from keysafe.service import notify, notify_channels, notify_telegram, owner_notify, owner_ops
 from keysafe.service.context import open_vault
-from keysafe.service.notify import ChannelType, ChannelView
+from keysafe.service.notify_channels import ChannelType, ChannelView
 
 EVENTS_HELP = (
     "Comma-separated events: approval, deny, anomaly, unlock_failure, pause_all, "
@@ -50,7 +50,7 @@ def _refuse_while_served(bot: str) -> None:
     if h.serving_url() is None:
         return
     with open_vault(h) as vault:
-        served = [c for c in notify.list_channels(vault) if c.type is ChannelType.TELEGRAM]
+        served = [c for c in notify_channels.list_channels(vault) if c.type is ChannelType.TELEGRAM]
     if any(c.target == bot for c in served):
         raise MalformedRequestError(
             f"The running `keysafe serve` listens to {bot}, so it would take the message this "
@@ -99,8 +99,8 @@ def telegram_pair(
     and Deny buttons; each button works once, only from the paired chat, and only while the
     request is pending and unchanged. Pairing a chat again replaces the earlier one.
     """
-    cap = notify.parse_cap(approve_up_to) if approve_up_to is not None else None
-    chosen = notify.parse_events(events)
+    cap = notify_channels.parse_cap(approve_up_to) if approve_up_to is not None else None
+    chosen = notify_channels.parse_events(events)
     api = notify_telegram.api_url(api_url)
     with inputs.secret_file(bot_token_file, "bot token") as token:
         bot = notify_telegram.pairing_bot(token, api)
@@ -143,7 +143,7 @@ def webhook_add(
     is printed once: give it to the receiver, which verifies every delivery's
     keysafe-signature header (docs/notifications.md has the recipe) and dedupes on
     keysafe-delivery."""
-    chosen = notify.parse_events(events)
+    chosen = notify_channels.parse_events(events)
     notify.check_url(url)  # before the passphrase is asked for
     added = owner.perform(
         owner_notify.AddWebhook(url=url, events=[str(e) for e in chosen]), passphrase_file
@@ -167,7 +167,7 @@ def _row(c: ChannelView) -> tuple[str, str, str, str, str]:
 def notify_list(json_out: JsonFlag = False) -> None:
     """List the notification channels (no passphrase: nothing secret is shown)."""
     with open_vault(home()) as vault:
-        channels = notify.list_channels(vault)
+        channels = notify_channels.list_channels(vault)
     render.listing(
         "Notification channels",
         ["name", "type", "target", "events", "telegram approves up to"],

@@ -166,7 +166,7 @@ def _settle_last_run(vault: Vault) -> bool:
     if alone:
         recovered = in_flight.recover(vault)
     else:
-        recovered = in_flight.Recovered(0, 0, 0)
+        recovered = in_flight.Recovered(released=0, kept=0, approvals_failed=0)
         render.note(
             "another keysafe server runs on this database: what a crash may have left open is "
             "settled by the first server that starts alone (docs/postgresql.md)."

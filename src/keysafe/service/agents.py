@@ -16,7 +16,6 @@ from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import (
     AlreadyExistsError,
@@ -24,7 +23,7 @@ from keysafe.errors import (
     NotFoundError,
 )
 from keysafe.notify.notice import Event, alert
-from keysafe.service import notify, sealed_state
+from keysafe.service import notify, owner_audit, sealed_state
 from keysafe.service.models import check_name
 from keysafe.store import hot
 from keysafe.store import tables as t
@@ -55,6 +54,12 @@ class AgentView:
             "policy_hash": self.policy_digest,
             "auth": self.auth,
         }
+
+
+def _audit_change(vault: Vault, conn: Connection, action: str, name: str, **more: str) -> None:
+    """Audit the owner's change to agent `name`: each entry is about the agent and names it, so
+    `keysafe audit --agent NAME` finds it."""
+    owner_audit.changed(vault, conn, action, f"agent:{name}", {"agent": name, **more})
 
 
 def hash_token(token: str) -> str:
@@ -154,14 +159,7 @@ def add_agent(
                 mac=sealed_state.agent_seal(vault, row),
             )
         )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agent.add",
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name, "kind": "ed25519" if pub else "token"},
-        )
+        _audit_change(vault, conn, "agent.add", name, kind="ed25519" if pub else "token")
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s added", name)
     return view, token
@@ -211,14 +209,7 @@ def set_status(vault: Vault, name: str, status: Status) -> AgentView:
             values |= {"token_hash": None, "revoked_at": iso(vault.clock())}
         conn.execute(update(t.agents).where(t.agents.c.name == name).values(**values))
         action = {"active": "agent.resume", "paused": "agent.pause", "revoked": "agent.revoke"}
-        vault.audit(
-            conn,
-            actor="owner",
-            action=action[status],
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name},
-        )
+        _audit_change(vault, conn, action[status], name)
         view = next(v for v in _views(conn) if v.name == name)
     logger.info("agent %s is now %s", name, status)
     return view
@@ -256,14 +247,7 @@ def rotate_token(vault: Vault, name: str) -> SecretBytes:
             .where(t.agents.c.name == name)
             .values(token_hash=new.token_hash, mac=sealed_state.agent_seal(vault, new))
         )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agent.rotate_token",
-            target=f"agent:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": name},
-        )
+        _audit_change(vault, conn, "agent.rotate_token", name)
     logger.info("agent %s token rotated", name)
     return token
 
@@ -278,12 +262,8 @@ def set_paused_all(vault: Vault, paused: bool) -> None:
         vault.require_unlocked()
     with vault.db.write() as conn:
         sealed_state.write_setting(vault, conn, PAUSED_ALL, "1" if paused else "0")
-        vault.audit(
-            conn,
-            actor="owner",
-            action="agents.pause_all" if paused else "agents.resume_all",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
+        owner_audit.vault_changed(
+            vault, conn, "agents.pause_all" if paused else "agents.resume_all"
         )
         notify.emit(
             vault,

@@ -13,8 +13,9 @@ Rules this module enforces (the storage rules are in keysafe/approvals):
   refused where no grant could ever apply (`Approval.grantable`), rather than silently
   approving once.
 - The owner names an approval by its whole id or a unique prefix (keysafe/approvals `resolve`).
-- The budget an approval would use is computed by the gate's own decision (`gate.preview_approved`):
-  the card shows the same windows the approved request will be judged against.
+- The budget an approval would use is computed by the gate's own decision
+  (`gate_decision.preview_approved`): the card shows the same windows the approved request will
+  be judged against.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from keysafe.approvals import (
 from keysafe.errors import ErrorCode, KeysafeError, MalformedRequestError
 from keysafe.policy.engine import WindowState
 from keysafe.policy.intent import Intent
-from keysafe.service import dispatch, gate, pairing
+from keysafe.service import dispatch, gate_decision, pairing
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
@@ -122,7 +123,7 @@ def budget_effect(vault: Vault, approval: Approval) -> list[WindowState] | None:
     except ValidationError:
         return None
     try:
-        decision = gate.preview_approved(vault, approval.agent, intent)
+        decision = gate_decision.preview_approved(vault, approval.agent, intent)
     except KeysafeError:
         return None  # a paused, revoked or edited agent: the card says nothing about budgets
     return list(decision.windows) or None

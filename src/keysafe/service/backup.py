@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import Connection, LargeBinary, delete, insert, select, update
 
 from keysafe import files
-from keysafe.audit.outcome import Outcome
 from keysafe.audit.record import GENESIS_HASH, verify_chain
 from keysafe.crypto import aead
 from keysafe.crypto.kdf import DEFAULT_ARGON2, Argon2Params
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, KeysafeError, WrongRecoveryPhraseError
-from keysafe.service import sealed_state, threshold_records
+from keysafe.service import owner_audit, sealed_state, threshold_records
 from keysafe.service.context import open_database
 from keysafe.service.vault_admin import blob_setting, check_new_passphrase, parse_phrase
 from keysafe.store import tables as t
@@ -156,14 +155,7 @@ def _seal_and_deliver(
         with key:
             deliver(fmt.seal_backup(key, header, payload))
         # Audited in the same transaction as the backup was read.
-        vault.audit(
-            conn,
-            actor="owner",
-            action="backup.create",
-            target=f"vault:{vault.vault_id}",
-            outcome=Outcome.SUCCESS,
-            details={"records": header.records, "entries": header.entries, "file": file},
-        )
+        _audit(vault, conn, "backup.create", header, file=file)
     logger.info("backup made (%d records)", header.records)
     return header
 
@@ -301,23 +293,18 @@ def restore_blob(vault: Vault, blob: bytes) -> fmt.BackupHeader:
     with vault.db.write() as conn:
         restored = _merge_records(vault, conn, payload)
         _check_records_open(vault, conn)
-        _audit_restore(vault, conn, header, restored=restored, from_empty_home=False)
+        _audit(vault, conn, "backup.restore", header, restored=restored, from_empty_home=False)
     logger.info("backup restored into existing vault (%d records)", header.records)
     return header
 
 
-def _audit_restore(
-    vault: Vault, conn: Connection, header: fmt.BackupHeader, **details: Any
+def _audit(
+    vault: Vault, conn: Connection, action: str, header: fmt.BackupHeader, **details: Any
 ) -> None:
-    """Audit a restore, in either form (into this vault, or a new vault from the backup)."""
-    vault.audit(
-        conn,
-        actor="owner",
-        action="backup.restore",
-        target=f"vault:{vault.vault_id}",
-        outcome=Outcome.SUCCESS,
-        details={"records": header.records, "entries": header.entries, **details},
-    )
+    """Audit a backup made or restored (a restore in either form: into this vault, or a new
+    vault from the backup), with the backup's counts of records and audit entries."""
+    counts = {"records": header.records, "entries": header.entries}
+    owner_audit.vault_changed(vault, conn, action, counts | details)
 
 
 def _restore_key(
@@ -432,9 +419,10 @@ def _fill(
     _check_records_open(vault, conn)
     paused = _pause_agents(vault, conn)
     held = threshold_records.hold_restored(vault, conn)
-    _audit_restore(
+    _audit(
         vault,
         conn,
+        "backup.restore",
         header,
         from_empty_home=True,
         agents_paused=",".join(paused),

@@ -10,35 +10,24 @@ already read with `capabilities`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from keysafe.agent_models import CheckResult
 from keysafe.errors import MalformedRequestError, PolicyDeniedError
-from keysafe.policy.engine import Decision, verdict_fields
+from keysafe.policy.engine import verdict_fields
 from keysafe.service import dispatch, gate
 from keysafe.vault.vault import Vault
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """The answer to a dry run: allow, ask (the owner would be asked) or deny, and why."""
-
-    outcome: str  # allow | ask | deny
-    rule: str | None
-    code: str | None  # a deny's reason code (NO_MATCHING_RULE, BUDGET_EXCEEDED, …)
-    reason: str
-
-    @classmethod
-    def of(cls, d: Decision) -> Check:
-        return cls(d.outcome, d.rule, d.code, d.reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        return verdict_fields(self.outcome, self.rule, self.code, self.reason)
+def _verdict(outcome: str, rule: str | None, code: str | None, reason: str) -> CheckResult:
+    """A dry run's answer: allow, ask (the owner would be asked) or deny, and why; the keys are
+    those of every verdict (`verdict_fields`)."""
+    return CheckResult.model_validate(verdict_fields(outcome, rule, code, reason))
 
 
-def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) -> Check:
+def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) -> CheckResult:
     """What `agent`'s request of kind `kind_name` (the route's body as `request`) would get.
 
     Raises:
@@ -61,8 +50,9 @@ def check(vault: Vault, agent: str, kind_name: str, request: Mapping[str, Any]) 
     try:
         dispatch.run(vault, agent, kind, wire, dispatch.How(dry_run=True))
     except gate.DryRun as done:
-        return Check.of(done.decision)
+        d = done.decision
+        return _verdict(d.outcome, d.rule, d.code, d.reason)
     except PolicyDeniedError as exc:  # refused before the gate (e.g. a host not of a credential)
         code = exc.facts.get("reason_code")
-        return Check("deny", None, str(code) if code else str(exc.code), exc.what)
+        return _verdict("deny", None, str(code) if code else str(exc.code), exc.what)
     raise AssertionError("a dry run ends at the gate")  # pragma: no cover

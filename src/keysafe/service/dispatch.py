@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypedDict
 
 from pydantic import BaseModel
 
@@ -26,15 +27,34 @@ from keysafe.service.models import (
     SignTypedDataRequest,
     TransferRequest,
 )
+from keysafe.service.signing_gate import SignResult
 from keysafe.vault.vault import Vault
+
+
+class _Options(TypedDict):
+    """The keyword options every agent use case takes (see `How`)."""
+
+    approval_id: str | None
+    dry_run: bool
+    idempotency_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class How:
-    """How this run differs from the route's: an approved request, or a dry run."""
+    """How this run differs from a plain one: an approved request, a dry run, or (from a route)
+    the idempotency key the agent sent."""
 
     approval_id: str | None = None
     dry_run: bool = False
+    idempotency_key: str | None = None
+
+    def options(self) -> _Options:
+        """These as the keyword arguments of a use case."""
+        return {
+            "approval_id": self.approval_id,
+            "dry_run": self.dry_run,
+            "idempotency_key": self.idempotency_key,
+        }
 
 
 Runner = Callable[[Vault, str, Any, How], dict[str, Any]]
@@ -46,44 +66,49 @@ class _Entry:
     run: Runner
 
 
-def _sign_tx(send: bool) -> Runner:
-    def run(vault: Vault, agent: str, r: SignTransactionRequest, how: How) -> dict[str, Any]:
-        return signing.sign_transaction(
-            vault,
-            agent,
-            r.wallet,
-            r.transaction,
-            chain=r.chain,
-            description=r.description,
-            declared=r.declared,
-            broadcast=send,
-            approval_id=how.approval_id,
-            threshold=r.threshold,
-            dry_run=how.dry_run,
-        ).model_dump(mode="json")
+def sign_transaction(
+    vault: Vault, agent: str, r: SignTransactionRequest, how: How, *, broadcast: bool
+) -> SignResult:
+    """Sign (with `broadcast`, and send) the transaction in `r` as `agent`."""
+    return signing.sign_transaction(
+        vault,
+        agent,
+        r.wallet,
+        r.transaction,
+        chain=r.chain,
+        description=r.description,
+        declared=r.declared,
+        broadcast=broadcast,
+        threshold=r.threshold,
+        **how.options(),
+    )
 
-    return run
 
-
-def _transfer(vault: Vault, agent: str, r: TransferRequest, how: How) -> dict[str, Any]:
-    # Without its idempotency key, as every kind here: this run is not the agent's retry.
-    request = r.model_copy(update={"idempotency_key": None})
+def transfer_asset(vault: Vault, agent: str, r: TransferRequest, how: How) -> SignResult:
+    """Build, judge, sign and send the transfer in `r` as `agent` (the idempotency key is the
+    one `how` carries: a route's, or none when an approved or dry run repeats the request)."""
+    request = r.model_copy(update={"idempotency_key": how.idempotency_key})
     return transfer.transfer(
         vault, agent, request, approval_id=how.approval_id, dry_run=how.dry_run
-    ).model_dump(mode="json")
+    )
 
 
-def _sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> dict[str, Any]:
+def sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> SignResult:
+    """Sign the message in `r` as `agent`."""
     return signing.sign_message(
         vault,
         agent,
         r.wallet,
         r.message,
         encoding=r.encoding,
-        approval_id=how.approval_id,
         threshold=r.threshold,
-        dry_run=how.dry_run,
-    ).model_dump(mode="json")
+        **how.options(),
+    )
+
+
+def _dumped(run: Callable[[Vault, str, Any, How], SignResult]) -> Runner:
+    """`run`, answering its result as JSON."""
+    return lambda vault, agent, r, how: run(vault, agent, r, how).model_dump(mode="json")
 
 
 def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> dict[str, Any]:
@@ -125,10 +150,14 @@ def _pair(vault: Vault, agent: str, r: pairing.PairingRequest, how: How) -> dict
 
 
 _ENTRIES: dict[Kind, _Entry] = {
-    Kind.SIGN_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=False)),
-    Kind.SEND_TRANSACTION: _Entry(SignTransactionRequest, _sign_tx(send=True)),
-    Kind.TRANSFER: _Entry(TransferRequest, _transfer),
-    Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _sign_message),
+    Kind.SIGN_TRANSACTION: _Entry(
+        SignTransactionRequest, _dumped(partial(sign_transaction, broadcast=False))
+    ),
+    Kind.SEND_TRANSACTION: _Entry(
+        SignTransactionRequest, _dumped(partial(sign_transaction, broadcast=True))
+    ),
+    Kind.TRANSFER: _Entry(TransferRequest, _dumped(transfer_asset)),
+    Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _dumped(sign_message)),
     Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _sign_typed),
     Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),
     Kind.READ_DATA: _Entry(ReadDataRequest, _read),
@@ -167,4 +196,12 @@ def kind_of(name: str) -> Kind:
     return kind
 
 
-__all__ = ["How", "kind_of", "run", "wire_of"]
+__all__ = [
+    "How",
+    "kind_of",
+    "run",
+    "sign_message",
+    "sign_transaction",
+    "transfer_asset",
+    "wire_of",
+]

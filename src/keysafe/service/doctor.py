@@ -70,7 +70,7 @@ def diagnose(
     """
     findings = [doctor_local.home_folder(home)]
     if findings[0].status is Status.FAIL and not home.path.is_dir():
-        return Report(str(home.path), tuple(findings))
+        return Report.of(str(home.path), findings)
     if (
         home.database_url is None
         and home.db_path.is_file()
@@ -87,7 +87,7 @@ def diagnose(
                 "fix the permissions as the home check says, then run `keysafe doctor` again.",
             )
         )
-        return Report(str(home.path), tuple(findings))
+        return Report.of(str(home.path), findings)
     try:
         if home.database_url is not None:
             db = Database.open_postgresql_readonly(database_url(home.database_url))
@@ -95,7 +95,7 @@ def diagnose(
             db = Database.open_sqlite_readonly(home.db_path)
     except KeysafeError as exc:
         findings.append(Finding("vault", Status.FAIL, exc.what, exc.next_step))
-        return Report(str(home.path), tuple(findings))
+        return Report.of(str(home.path), findings)
     try:
         findings += _with_database(
             home,
@@ -107,7 +107,7 @@ def diagnose(
         )
     finally:
         db.close()
-    return Report(str(home.path), tuple(findings))
+    return Report.of(str(home.path), findings)
 
 
 # -- the vault database -------------------------------------------------------------------------

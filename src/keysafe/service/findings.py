@@ -7,11 +7,12 @@ A finding never holds a secret: a URL is shown only as scheme://host:port (`wher
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = logging.getLogger(__name__)
 
@@ -31,27 +32,21 @@ class Finding:
     summary: str
     fix: str | None = None
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
-            "check": self.check,
-            "status": str(self.status),
-            "summary": self.summary,
-            "fix": self.fix,
-        }
 
+class Report(BaseModel):
+    """Every check's finding for one keysafe home; `ok` unless one failed (warnings allowed)."""
 
-@dataclass(frozen=True, slots=True)
-class Report:
+    model_config = ConfigDict(frozen=True)
+
     home: str
-    findings: tuple[Finding, ...]
+    ok: bool
+    findings: tuple[Finding, ...] = Field(serialization_alias="checks")
 
-    @property
-    def ok(self) -> bool:
-        """No check failed (warnings allowed)."""
-        return all(f.status is not Status.FAIL for f in self.findings)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"home": self.home, "ok": self.ok, "checks": [f.to_dict() for f in self.findings]}
+    @classmethod
+    def of(cls, home: str, findings: Iterable[Finding]) -> Report:
+        """The report of `findings`, in the order the checks ran."""
+        found = tuple(findings)
+        return cls(home=home, ok=all(f.status is not Status.FAIL for f in found), findings=found)
 
 
 def where(url: str) -> str:

@@ -59,7 +59,6 @@ from keysafe.policy.reasons import Reason
 from keysafe.policy.rules import Policy
 from keysafe.service import idempotency, in_flight, notify, policies
 from keysafe.service.gate_decision import decide_intent
-from keysafe.service.gate_decision import preview_approved as preview_approved
 from keysafe.service.request_audit import audit_decision, audit_outcome
 from keysafe.store import ledger
 from keysafe.vault.vault import Vault

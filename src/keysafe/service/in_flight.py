@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, delete, insert, select
 
 from keysafe import approvals
@@ -74,18 +74,14 @@ def new_request_id(now: datetime) -> str:
     return f"{max(0, int(now.timestamp() * 1000)):012x}{secrets.token_hex(10)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Recovered:
+class Recovered(BaseModel):
+    """What `recover` finished: how many requests it released or kept, and approvals it failed."""
+
+    model_config = ConfigDict(frozen=True)
+
     released: int  # requests whose reservation was released (nothing left the vault)
     kept: int  # requests whose reservation was kept (a transaction may have been broadcast)
     approvals_failed: int  # approvals that were executing when the process died
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "released": self.released,
-            "kept": self.kept,
-            "approvals_failed": self.approvals_failed,
-        }
 
 
 def recover(vault: Vault) -> Recovered:
@@ -102,9 +98,9 @@ def recover(vault: Vault) -> Recovered:
         released, kept = _settle_in_flight(vault, conn)
         released += _release_orphans(vault, conn)
         failed = _fail_executing(vault, conn)
-    result = Recovered(released, kept, failed)
+    result = Recovered(released=released, kept=kept, approvals_failed=failed)
     if released or kept or failed:
-        logger.warning("recovered after a crash: %s", result.to_dict())
+        logger.warning("recovered after a crash: %s", result.model_dump())
     return result
 
 
@@ -117,21 +113,24 @@ def _settle_in_flight(vault: Vault, conn: Connection) -> tuple[int, int]:
         if row.idempotency_key is not None:
             idempotency.forget(conn, row.agent, row.idempotency_key)
         conn.execute(delete(t.inflight).where(t.inflight.c.request_id == row.request_id))
-        vault.audit(
-            conn,
-            actor="system",
-            action="request.recover",
-            target=f"agent:{row.agent}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "agent": row.agent,
-                "request_id": row.request_id,
-                "kind": row.kind,
-                "state": "kept" if keep else "released",
-            },
-        )
+        state = "kept" if keep else "released"
+        _audit_recovered(vault, conn, row.agent, row.request_id, state, kind=row.kind)
         kept, released = kept + keep, released + (not keep)
     return released, kept
+
+
+def _audit_recovered(
+    vault: Vault, conn: Connection, agent: str, request_id: str, state: str, **more: str
+) -> None:
+    """Audit one request settled after a crash: its reservation `state` (kept or released)."""
+    vault.audit(
+        conn,
+        actor="system",
+        action="request.recover",
+        target=f"agent:{agent}",
+        outcome=Outcome.SUCCESS,
+        details={"agent": agent, "request_id": request_id, "state": state, **more},
+    )
 
 
 def _release_orphans(vault: Vault, conn: Connection) -> int:
@@ -144,14 +143,7 @@ def _release_orphans(vault: Vault, conn: Connection) -> int:
     ).all()
     for o in orphans:
         ledger.settle(conn, o.agent, o.request_id, state="released")
-        vault.audit(
-            conn,
-            actor="system",
-            action="request.recover",
-            target=f"agent:{o.agent}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": o.agent, "request_id": o.request_id, "state": "released"},
-        )
+        _audit_recovered(vault, conn, o.agent, o.request_id, "released")
     return len(orphans)
 
 

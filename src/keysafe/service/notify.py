@@ -40,20 +40,7 @@ from keysafe.notify.notice import SUBSCRIBABLE, Event, Notice, alert, for_approv
 from keysafe.policy.intent import Intent
 from keysafe.service.notify_channels import (
     KIND,
-    TELEGRAM,
-    Cap,
-    ChannelType,
-    ChannelView,
-    OpenChannel,
-    WebhookAdded,
-    add_webhook,
     channel_meta,
-    list_channels,
-    open_channels,
-    parse_cap,
-    parse_events,
-    remove_channel,
-    set_telegram,
 )
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault, iso
@@ -63,26 +50,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ANOMALY_DENIALS",
     "SUBSCRIBABLE",
-    "TELEGRAM",
-    "Cap",
-    "ChannelType",
-    "ChannelView",
-    "OpenChannel",
-    "WebhookAdded",
-    "add_webhook",
     "check_url",
     "emit",
     "emit_alone",
     "emit_safely",
-    "list_channels",
     "on_approval",
     "on_deny",
-    "open_channels",
-    "parse_cap",
-    "parse_events",
-    "remove_channel",
     "send_test",
-    "set_telegram",
     "unlock_watched",
 ]
 

@@ -17,13 +17,13 @@ from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import IntegrityError, MalformedRequestError, NotFoundError
 from keysafe.notify import webhook
 from keysafe.notify.notice import SUBSCRIBABLE, Event
+from keysafe.service import notify_outbox, owner_audit
 from keysafe.store import tables as t
 from keysafe.vault.records import RecordInfo
 from keysafe.vault.vault import Vault
@@ -173,13 +173,20 @@ def list_channels(vault: Vault) -> list[ChannelView]:
 
 
 def _put(
-    vault: Vault, conn: Connection, name: str, meta: _ChannelMeta, sealed: _ChannelSecret
+    vault: Vault,
+    conn: Connection,
+    name: str,
+    meta: _ChannelMeta,
+    sealed: _ChannelSecret,
+    **shown: str | None,
 ) -> RecordInfo:
+    """Store channel `name` (replacing one of that name) and audit it as added: its type, its
+    events and what else of it may be `shown` (never its secret)."""
     plain = json.dumps(
         {"secret": sealed.secret.get_secret_value(), "chat_id": sealed.chat_id}
     ).encode()
     with SecretBytes(bytearray(plain)) as secret:
-        return vault.put_record(
+        info = vault.put_record(
             conn,
             kind=KIND,
             name=name,
@@ -188,6 +195,10 @@ def _put(
             plaintext=secret,
             replace=True,
         )
+    events = [str(e) for e in meta.events]
+    details = {"type": str(meta.type), **shown, "events": events}
+    owner_audit.changed(vault, conn, "notify.add", f"notify:{name}", details)
+    return info
 
 
 def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
@@ -207,15 +218,8 @@ def add_webhook(vault: Vault, url: str, events: list[Event]) -> WebhookAdded:
     name = f"webhook-{secrets.token_hex(3)}"
     meta = _ChannelMeta(type=ChannelType.WEBHOOK, target=target, events=events)
     with vault.db.write() as conn:
-        info = _put(vault, conn, name, meta, _ChannelSecret(secret=SecretStr(secret)))
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.add",
-            target=f"notify:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"type": "webhook", "url": target[:200], "events": [str(e) for e in events]},
-        )
+        sealed = _ChannelSecret(secret=SecretStr(secret))
+        info = _put(vault, conn, name, meta, sealed, url=target[:200])
     return WebhookAdded(channel=_view(info), secret=secret)
 
 
@@ -238,20 +242,8 @@ def set_telegram(
     )
     sealed = _ChannelSecret(secret=SecretStr(bytes(token.reveal()).decode()), chat_id=chat_id)
     with vault.db.write() as conn:
-        info = _put(vault, conn, TELEGRAM, meta, sealed)
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.add",
-            target=f"notify:{TELEGRAM}",
-            outcome=Outcome.SUCCESS,
-            details={
-                "type": "telegram",
-                "bot": bot[:64],
-                "events": [str(e) for e in events],
-                "approve_up_to": cap.describe() if cap else None,
-            },
-        )
+        shown_cap = cap.describe() if cap else None
+        info = _put(vault, conn, TELEGRAM, meta, sealed, bot=bot[:64], approve_up_to=shown_cap)
     return _view(info)
 
 
@@ -271,19 +263,9 @@ def remove_channel(vault: Vault, name: str) -> None:
                 next_step="see `keysafe notify list` for the names.",
             )
         vault.delete_record(conn, info)
-        conn.execute(
-            update(t.notify_queue)
-            .where(t.notify_queue.c.channel == name, t.notify_queue.c.state == "queued")
-            .values(state="dead", claimed_until=None)
-        )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="notify.remove",
-            target=f"notify:{name}",
-            outcome=Outcome.SUCCESS,
-            details={"name": name},
-        )
+        q = t.notify_queue
+        notify_outbox.make_dead(conn, q.c.channel == name, q.c.state == "queued")
+        owner_audit.changed(vault, conn, "notify.remove", f"notify:{name}", {"name": name})
 
 
 def open_channels(vault: Vault) -> list[OpenChannel]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, Connection, delete, select, update
 
 from keysafe.audit.outcome import Outcome
 from keysafe.notify.notice import Notice
@@ -91,6 +91,12 @@ def mark_sent(vault: Vault, delivery_id: str) -> None:
         )
 
 
+def make_dead(conn: Connection, *where: ColumnElement[bool]) -> None:
+    """The notifications that match `where` become dead letters: never claimed or sent again.
+    The caller audits why."""
+    conn.execute(update(t.notify_queue).where(*where).values(state="dead", claimed_until=None))
+
+
 def mark_failed(vault: Vault, item: Claimed, error: str) -> bool:
     """Record a failed try: retried later (backoff with jitter), or after MAX_TRIES a dead
     letter in the audit log. `error` must hold no secret (the sender scrubs it). Returns True
@@ -100,11 +106,7 @@ def mark_failed(vault: Vault, item: Claimed, error: str) -> bool:
     q = t.notify_queue
     with vault.db.write() as conn:
         if dead:
-            conn.execute(
-                update(q)
-                .where(q.c.delivery_id == item.delivery_id)
-                .values(state="dead", claimed_until=None)
-            )
+            make_dead(conn, q.c.delivery_id == item.delivery_id)
             vault.audit(
                 conn,
                 actor="system",

@@ -39,7 +39,7 @@ from keysafe.errors import KeysafeError, MalformedRequestError, NotFoundError
 from keysafe.notify import telegram
 from keysafe.notify.notice import Event, Notice, for_approval, intent_of
 from keysafe.service import approvals
-from keysafe.service.notify import Cap
+from keysafe.service.notify_channels import Cap
 from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from keysafe.service import notify
-from keysafe.service.notify import Cap, ChannelView, WebhookAdded
+from keysafe.service import notify, notify_channels
+from keysafe.service.notify_channels import Cap, ChannelView, WebhookAdded
 from keysafe.service.owner_ops import Op, Removal, WireSecret, unwired
 from keysafe.vault.vault import Vault
 
@@ -21,7 +21,9 @@ class AddWebhook(Op[WebhookAdded]):
     events: list[str]
 
     def run(self, vault: Vault) -> WebhookAdded:
-        return notify.add_webhook(vault, self.url, notify.parse_events(",".join(self.events)))
+        return notify_channels.add_webhook(
+            vault, self.url, notify_channels.parse_events(",".join(self.events))
+        )
 
 
 class SetTelegram(Op[ChannelView]):
@@ -36,22 +38,19 @@ class SetTelegram(Op[ChannelView]):
 
     def run(self, vault: Vault) -> ChannelView:
         with unwired(self.token, "bot token") as token:
-            return notify.set_telegram(
+            return notify_channels.set_telegram(
                 vault,
                 token,
                 self.chat_id,
                 self.bot,
-                notify.parse_events(",".join(self.events)),
+                notify_channels.parse_events(",".join(self.events)),
                 self.approve_up_to,
             )
 
 
 class RemoveChannel(Removal):
     kind: Literal["notify.remove"] = "notify.remove"
-
-    @staticmethod
-    def remove(vault: Vault, name: str) -> None:
-        notify.remove_channel(vault, name)
+    remover = notify_channels.remove_channel
 
 
 class TestQueued(BaseModel):

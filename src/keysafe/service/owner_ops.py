@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -161,18 +162,16 @@ class Op(BaseModel, Generic[R]):
 
 class Removal(Op[Done]):
     """An operation that removes one named thing; each subclass names its `kind` and the
-    service function that does it."""
+    service function that does it (`remover`)."""
 
     kind: str
     name: str
+    # Read through the class, so the plain function is not bound as a method.
+    remover: ClassVar[Callable[[Vault, str], None]]
 
     def run(self, vault: Vault) -> Done:
-        self.remove(vault, self.name)
+        type(self).remover(vault, self.name)
         return Done()
-
-    @staticmethod
-    def remove(vault: Vault, name: str) -> None:
-        raise NotImplementedError
 
 
 def _token_text(token: SecretBytes | None) -> str | None:
@@ -283,10 +282,7 @@ class IssuePlaceholder(Op[Placeholder]):
 
 class RemoveCredential(Removal):
     kind: Literal["credential.remove"] = "credential.remove"
-
-    @staticmethod
-    def remove(vault: Vault, name: str) -> None:
-        credentials.remove_credential(vault, name)
+    remover = credentials.remove_credential
 
 
 class SetData(Op[DataView]):
@@ -302,10 +298,7 @@ class SetData(Op[DataView]):
 
 class RemoveData(Removal):
     kind: Literal["data.remove"] = "data.remove"
-
-    @staticmethod
-    def remove(vault: Vault, name: str) -> None:
-        data.remove_data(vault, name)
+    remover = data.remove_data
 
 
 class CreateWallet(Op[WalletView]):

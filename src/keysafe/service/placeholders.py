@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,14 +70,7 @@ def issue(vault: Vault, credential: str, agent: str, *, replace: bool = False) -
                 created_at=iso(vault.clock()),
             )
         )
-        vault.audit(
-            conn,
-            actor="owner",
-            action="placeholder.issue",
-            target=f"credential:{credential}",
-            outcome=Outcome.SUCCESS,
-            details={"agent": agent, "name": credential},
-        )
+        _audit(vault, conn, "owner", "placeholder.issue", credential, agent)
     logger.info("placeholder issued for credential %s to agent %s", credential, agent)
     return token
 
@@ -118,18 +112,15 @@ def authenticate(vault: Vault, token: str) -> Holder:
 def refuse_use(vault: Vault, holder: Holder, *, wanted: str, why: str) -> PolicyDeniedError:
     """Audit a placeholder presented for something it does not stand for; returns the error."""
     with vault.db.write() as conn:
-        vault.audit(
+        _audit(
+            vault,
             conn,
-            actor=f"agent:{holder.agent}",
-            action="placeholder.refused",
-            target=f"credential:{holder.credential}",
+            f"agent:{holder.agent}",
+            "placeholder.refused",
+            holder.credential,
+            holder.agent,
             outcome=Outcome.DENIED,
-            details={
-                "agent": holder.agent,
-                "name": holder.credential,
-                "wanted": wanted[:64],
-                "reason": why,
-            },
+            more={"wanted": wanted[:64], "reason": why},
         )
     return PolicyDeniedError(
         f"This placeholder stands for credential '{holder.credential}' only; it was sent for "
@@ -143,11 +134,27 @@ def _audit_revoke(
     vault: Vault, conn: Connection, credential: str, agent: str | None, count: int
 ) -> None:
     """Audit withdrawn placeholders: `count` of `credential`'s, one agent's or everyone's."""
+    _audit(vault, conn, "owner", "placeholder.revoke", credential, agent, more={"count": count})
+
+
+def _audit(
+    vault: Vault,
+    conn: Connection,
+    actor: str,
+    action: str,
+    credential: str,
+    agent: str | None,
+    *,
+    outcome: Outcome = Outcome.SUCCESS,
+    more: Mapping[str, str | int] | None = None,
+) -> None:
+    """Audit a step in the life of `credential`'s placeholders (issued, refused, withdrawn):
+    about the credential, naming it and the agent (None: every agent's)."""
     vault.audit(
         conn,
-        actor="owner",
-        action="placeholder.revoke",
+        actor=actor,
+        action=action,
         target=f"credential:{credential}",
-        outcome=Outcome.SUCCESS,
-        details={"agent": agent, "name": credential, "count": count},
+        outcome=outcome,
+        details={"agent": agent, "name": credential, **(more or {})},
     )

@@ -21,14 +21,14 @@ unlocked change to that agent. A pause made while unlocked is sealed as "paused"
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, insert, select, update
 
-from keysafe.audit.outcome import Outcome
 from keysafe.crypto import jcs
 from keysafe.errors import IntegrityError
+from keysafe.service import owner_audit
 from keysafe.store import hot
 from keysafe.store import tables as t
 from keysafe.vault import seals
@@ -186,9 +186,11 @@ def _refused(what: str, state: Seal, *, fix: str) -> IntegrityError:
 # -- review and seal (`keysafe agent seal`) -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StateRow:
+class StateRow(BaseModel):
     """One state row the owner has to look at: unsealed (can be sealed) or broken (cannot)."""
+
+    # The owner sends rows back to seal them (owner_ops.SealRows): a row with more is not one.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     table: Literal["agents", "policies", "settings"]
     key: str  # agent name, or setting name
@@ -196,14 +198,17 @@ class StateRow:
     state: str  # unsealed | broken | missing
     fingerprint: str  # of the row as shown: a row changed since the listing is not sealed
 
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "table": self.table,
-            "key": self.key,
-            "summary": self.summary,
-            "state": self.state,
-            "fingerprint": self.fingerprint,
-        }
+
+def _row(
+    table: Literal["agents", "policies", "settings"],
+    key: str,
+    summary: str,
+    state: str,
+    fields: seals.Fields | None,
+) -> StateRow:
+    """A row to show, fingerprinted from its table and its sealed `fields` as they are now."""
+    fingerprint = _fingerprint(table, fields)
+    return StateRow(table=table, key=key, summary=summary, state=state, fingerprint=fingerprint)
 
 
 def _fingerprint(table: str, fields: seals.Fields | None) -> str:
@@ -231,12 +236,12 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         if state is not Seal.SEALED:
             auth = "+".join(x for x, v in (("token", a.token_hash), ("ed25519", a.public_key)) if v)
             out.append(
-                StateRow(
+                _row(
                     "agents",
                     a.name,
                     f"agent {a.name}: {a.status}, {auth or 'no credential'}",
                     state.value,
-                    _fingerprint("agents", _agent_fields(a)),
+                    _agent_fields(a),
                 )
             )
     for p in conn.execute(select(t.policies).order_by(t.policies.c.agent)):
@@ -244,12 +249,12 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         state = vault.check_row("policies", fields, p.mac)
         if state is not Seal.SEALED:
             out.append(
-                StateRow(
+                _row(
                     "policies",
                     p.agent,
                     f"policy of {p.agent}: sha256 {p.digest[:16]}…, set {p.set_at[:19]}",
                     state.value,
-                    _fingerprint("policies", fields),
+                    fields,
                 )
             )
     switch = None
@@ -260,22 +265,22 @@ def review_in(vault: Vault, conn: Connection) -> list[StateRow]:
         if state is not Seal.SEALED:
             fields = seals.setting_fields(s.key, s.value)
             out.append(
-                StateRow(
+                _row(
                     "settings",
                     s.key,
                     f"setting {s.key} = {s.value[:40]}",
                     state.value,
-                    _fingerprint("settings", fields),
+                    fields,
                 )
             )
     if switch is None:
         out.append(
-            StateRow(
+            _row(
                 "settings",
                 PAUSED_ALL,
                 "setting paused_all is missing (it will be sealed ON)",
                 "missing",
-                _fingerprint("settings", None),
+                None,
             )
         )
     return out
@@ -318,12 +323,6 @@ def seal(vault: Vault, shown: list[StateRow]) -> int:
                 write_setting(vault, conn, s.key, s.value)
             done.append(r.summary)
         if done:
-            vault.audit(
-                conn,
-                actor="owner",
-                action="state.seal",
-                target=f"vault:{vault.vault_id}",
-                outcome=Outcome.SUCCESS,
-                details={"sealed": len(done), "rows": done[:200]},
-            )
+            facts = {"sealed": len(done), "rows": done[:200]}
+            owner_audit.vault_changed(vault, conn, "state.seal", facts)
     return len(done)

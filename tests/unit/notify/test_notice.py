@@ -19,8 +19,16 @@ from keysafe.errors import MalformedRequestError, NotFoundError, WrongPassphrase
 from keysafe.notify import telegram, webhook
 from keysafe.notify.notice import Event, Notice, for_approval, for_deny, short_address
 from keysafe.policy.intent import Intent
-from keysafe.service import agents, audit, notify, notify_outbox, notify_telegram, policies
-from keysafe.service.notify import Cap
+from keysafe.service import (
+    agents,
+    audit,
+    notify,
+    notify_channels,
+    notify_outbox,
+    notify_telegram,
+    policies,
+)
+from keysafe.service.notify_channels import Cap
 from keysafe.service.notify_outbox import Claimed
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -239,13 +247,13 @@ def test_the_fee_counts_against_the_cap() -> None:
     ("text", "cap"), [("0.1ETH", "0.1 ETH"), (" 25 usdc ", "25 USDC"), ("1 SOL", "1 SOL")]
 )
 def test_parse_cap(text: str, cap: str) -> None:
-    assert notify.parse_cap(text).describe() == cap
+    assert notify_channels.parse_cap(text).describe() == cap
 
 
 @pytest.mark.parametrize("text", ["ETH", "0.1", "-1ETH", "1,5ETH", "0.1 ETH extra"])
 def test_parse_cap_refuses_what_is_not_an_amount_and_asset(text: str) -> None:
     with pytest.raises(MalformedRequestError, match="approval cap"):
-        notify.parse_cap(text)
+        notify_channels.parse_cap(text)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +312,7 @@ def _queued(v: Vault) -> list[tuple[str, str]]:
 
 
 def test_attack_every_alert_through_the_outbox_carries_no_canary(vault: Vault) -> None:
-    added = notify.add_webhook(vault, "http://127.0.0.1:9/hook", list(notify.SUBSCRIBABLE))
+    added = notify_channels.add_webhook(vault, "http://127.0.0.1:9/hook", list(notify.SUBSCRIBABLE))
     assert added.secret.startswith("whsec_")
     with vault.db.write() as conn:
         notify.on_approval(vault, conn, _approval(Kind.HTTP_REQUEST))
@@ -334,9 +342,9 @@ def test_attack_every_alert_through_the_outbox_carries_no_canary(vault: Vault) -
 def test_outbox_claims_once_retries_with_backoff_then_dead_letters(vault: Vault) -> None:
     clock = vault.clock
     assert isinstance(clock, ManualClock)
-    notify.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
+    notify_channels.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
     agents.set_paused_all(vault, True)
-    channels = {c.name for c in notify.list_channels(vault)}
+    channels = {c.name for c in notify_channels.list_channels(vault)}
     (item,) = notify_outbox.claim(vault, channels=channels)
     assert notify_outbox.claim(vault, channels=channels) == []  # leased: nobody else takes it
     for attempt in (1, 2, 3):
@@ -355,9 +363,9 @@ def test_outbox_claims_once_retries_with_backoff_then_dead_letters(vault: Vault)
 
 
 def test_a_claim_cut_by_a_crash_is_released_at_start_and_keeps_its_id(vault: Vault) -> None:
-    notify.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
+    notify_channels.add_webhook(vault, "https://hooks.example/k", [Event.PAUSE_ALL])
     agents.set_paused_all(vault, True)
-    channels = {c.name for c in notify.list_channels(vault)}
+    channels = {c.name for c in notify_channels.list_channels(vault)}
     (cut,) = notify_outbox.claim(vault, channels=channels)
     assert notify_outbox.release_claims(vault) == 1  # the next server's start
     (again,) = notify_outbox.claim(vault, channels=channels)
@@ -369,13 +377,13 @@ def test_a_claim_cut_by_a_crash_is_released_at_start_and_keeps_its_id(vault: Vau
 def test_removing_a_channel_drops_its_queue_and_prune_forgets_old_rows(vault: Vault) -> None:
     clock = vault.clock
     assert isinstance(clock, ManualClock)
-    keep = notify.add_webhook(vault, "https://a.example/k", [Event.PAUSE_ALL]).channel.name
-    gone = notify.add_webhook(vault, "https://b.example/k", [Event.PAUSE_ALL]).channel.name
+    keep = notify_channels.add_webhook(vault, "https://a.example/k", [Event.PAUSE_ALL]).channel.name
+    gone = notify_channels.add_webhook(vault, "https://b.example/k", [Event.PAUSE_ALL]).channel.name
     agents.set_paused_all(vault, True)
-    notify.remove_channel(vault, gone)
-    assert [c.name for c in notify.list_channels(vault)] == [keep]
+    notify_channels.remove_channel(vault, gone)
+    assert [c.name for c in notify_channels.list_channels(vault)] == [keep]
     with pytest.raises(NotFoundError, match="notify list"):
-        notify.remove_channel(vault, gone)
+        notify_channels.remove_channel(vault, gone)
     (item,) = notify_outbox.claim(vault, channels={keep, gone})
     assert item.channel == keep
     notify_outbox.mark_sent(vault, item.delivery_id)

@@ -382,7 +382,9 @@ def test_doctor_shows_the_provider_and_asks_it_without_showing_the_token(
     assert kms_finding.status is Status.FAIL and "keysafe recover" in (kms_finding.fix or "")
     untold = doctor.diagnose(home, server_url=url)
     assert next(f for f in untold.findings if f.check == "kms").status is Status.WARN
-    assert bao.token not in json.dumps([ok.to_dict(), denied.to_dict(), untold.to_dict()])
+    assert bao.token not in json.dumps(
+        [r.model_dump(mode="json", by_alias=True) for r in (ok, denied, untold)]
+    )
 
 
 def test_attack_a_header_pointing_openbao_elsewhere_never_gets_the_token(

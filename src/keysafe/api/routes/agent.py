@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from keysafe.service import (
     capabilities,
     checks,
     data,
+    dispatch,
     keygen,
     models,
     placeholders,
@@ -36,7 +37,6 @@ from keysafe.service import (
     release,
     signing,
     threshold,
-    transfer,
 )
 from keysafe.service.signing_gate import SignResult
 
@@ -44,15 +44,6 @@ logger = logging.getLogger(__name__)
 
 meta = RouteTable(tags=["meta"])
 routes = RouteTable(tags=["agent"])
-
-
-class _MaybePending(Protocol):
-    """A service result that may be waiting for the owner instead of done."""
-
-    @property
-    def status(self) -> str: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 def _result(res: SignResult) -> JSONResponse:
@@ -69,9 +60,9 @@ def _result(res: SignResult) -> JSONResponse:
     return JSONResponse(res.model_dump(mode="json"))
 
 
-def _whole_or_pending(res: _MaybePending) -> JSONResponse:
+def _whole_or_pending(res: BaseModel, *, pending: bool) -> JSONResponse:
     """The whole result, 202 while it waits for the owner."""
-    return JSONResponse(res.to_dict(), status_code=202 if res.status == "pending_approval" else 200)
+    return JSONResponse(res.model_dump(mode="json"), status_code=202 if pending else 200)
 
 
 def _answer(model: type[BaseModel]) -> dict[str, Any]:
@@ -92,9 +83,10 @@ SIGNED = _or_pending(answers.SignResult)
 
 
 @meta.get("/v1/health", response_model=answers.Health)
-def health(request: Request) -> dict[str, Any]:
+def health(request: Request) -> answers.Health:
     """Is the server up, and is the vault unlocked? (No secret, no auth.)"""
-    return {"ok": True, "unlocked": server_state(request).vault.is_unlocked, "version": __version__}
+    unlocked = server_state(request).vault.is_unlocked
+    return answers.Health(ok=True, unlocked=unlocked, version=__version__)
 
 
 @routes.get("/v1/agent/capabilities", **_answer(answers.Capabilities))
@@ -103,44 +95,41 @@ def get_capabilities(request: Request, agent: Agent) -> dict[str, Any]:
 
 
 @routes.get("/v1/agent/address/{wallet}", **_answer(answers.Address))
-def get_address(request: Request, agent: Agent, wallet: str) -> dict[str, Any]:
+def get_address(request: Request, agent: Agent, wallet: str) -> answers.Address:
     for w in capabilities.capabilities(server_state(request).vault, agent)["wallets"]:
         if w["name"] == wallet:
-            return {"wallet": wallet, "address": w["address"], "chain": w["chain"]}
+            return answers.Address(wallet=wallet, address=w["address"], chain=w["chain"])
     raise NotFoundError(
         f"No wallet named '{wallet[:64]}'.", next_step="see /v1/agent/capabilities."
     )
 
 
+def _how(
+    body: models.SignTransactionRequest | models.TransferRequest | models.SignMessageRequest,
+) -> dispatch.How:
+    """A route's run: only the agent's idempotency key sets it apart."""
+    return dispatch.How(idempotency_key=body.idempotency_key)
+
+
 def _sign(
     request: Request, agent: str, body: models.SignTransactionRequest, *, broadcast: bool
-) -> SignResult:
-    return signing.sign_transaction(
-        server_state(request).vault,
-        agent,
-        body.wallet,
-        body.transaction,
-        chain=body.chain,
-        description=body.description,
-        declared=body.declared,
-        idempotency_key=body.idempotency_key,
-        broadcast=broadcast,
-        threshold=body.threshold,
-    )
+) -> JSONResponse:
+    vault = server_state(request).vault
+    return _result(dispatch.sign_transaction(vault, agent, body, _how(body), broadcast=broadcast))
 
 
 @routes.post("/v1/agent/sign-transaction", responses=SIGNED)
 def sign_transaction(
     request: Request, agent: Agent, body: models.SignTransactionRequest
 ) -> JSONResponse:
-    return _result(_sign(request, agent, body, broadcast=False))
+    return _sign(request, agent, body, broadcast=False)
 
 
 @routes.post("/v1/agent/send-transaction", responses=SIGNED)
 def send_transaction(
     request: Request, agent: Agent, body: models.SignTransactionRequest
 ) -> JSONResponse:
-    return _result(_sign(request, agent, body, broadcast=True))
+    return _sign(request, agent, body, broadcast=True)
 
 
 @routes.post(
@@ -153,22 +142,14 @@ def transfer_asset(request: Request, agent: Agent, body: models.TransferRequest)
     or SPL transfer, creating the recipient's token account when missing; nonce, fees and
     blockhash from the chain's RPC), then judges, signs and broadcasts it exactly as
     send-transaction does. 202 while the owner must approve."""
-    return _result(transfer.transfer(server_state(request).vault, agent, body))
+    vault = server_state(request).vault
+    return _result(dispatch.transfer_asset(vault, agent, body, _how(body)))
 
 
 @routes.post("/v1/agent/sign-message", responses=SIGNED)
 def sign_message(request: Request, agent: Agent, body: models.SignMessageRequest) -> JSONResponse:
-    return _result(
-        signing.sign_message(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.message,
-            encoding=body.encoding,
-            idempotency_key=body.idempotency_key,
-            threshold=body.threshold,
-        )
-    )
+    vault = server_state(request).vault
+    return _result(dispatch.sign_message(vault, agent, body, _how(body)))
 
 
 @routes.post("/v1/agent/sign-typed-data", responses=SIGNED)
@@ -222,14 +203,13 @@ def http_request(
     res = call(server_state(request).vault, agent, body)
     if isinstance(res, proxy.HttpStream):
         return streaming.stream_response(res)
-    pending = isinstance(res, answers.PendingApproval)
-    return JSONResponse(res.model_dump(mode="json"), status_code=202 if pending else 200)
+    return _whole_or_pending(res, pending=isinstance(res, answers.PendingApproval))
 
 
 @routes.post("/v1/agent/read-data", responses=_or_pending(answers.DataValue))
 def read_data(request: Request, agent: Agent, body: models.ReadDataRequest) -> JSONResponse:
     res = data.read_data(server_state(request).vault, agent, body.name, fields=body.fields)
-    return JSONResponse(res.model_dump(mode="json"), status_code=202 if res.pending else 200)
+    return _whole_or_pending(res, pending=res.pending)
 
 
 @routes.post("/v1/agent/threshold/commit", **_answer(answers.ThresholdCommitment))
@@ -288,11 +268,11 @@ def credential_release(request: Request, agent: Agent, body: models.ReleaseReque
 
 
 @routes.post("/v1/agent/check", **_answer(answers.CheckResult))
-def check(request: Request, agent: Agent, body: models.CheckRequest) -> dict[str, Any]:
+def check(request: Request, agent: Agent, body: models.CheckRequest) -> answers.CheckResult:
     """Dry run: the decision (allow, ask or deny, with the rule and reason) that the request
     in `request` would get from the `action` route now. Nothing is reserved, parked, signed,
     sent or audited."""
-    return checks.check(server_state(request).vault, agent, body.action, body.request).to_dict()
+    return checks.check(server_state(request).vault, agent, body.action, body.request)
 
 
 @routes.get("/v1/agent/approvals", **_answer(answers.PendingApprovals))

@@ -9,10 +9,11 @@ themselves.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import Body, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from keysafe.api.auth import COOKIE, Owner, owner_token
 from keysafe.api.routes.table import RouteTable
@@ -23,12 +24,42 @@ from keysafe.service.any_owner_op import AnyOp
 from keysafe.service.balances import wallets_with_balances
 from keysafe.service.models import ApproveRequest, DenyRequest, LoginRequest, SealRequest
 from keysafe.service.owner_login import prove_owner
+from keysafe.service.owner_ops import Done
 from keysafe.service.owner_views import agents_for_owner, approvals_for_owner
 
 logger = logging.getLogger(__name__)
 
 login_routes = RouteTable(tags=["owner"])
 routes = RouteTable(tags=["owner"], dependencies=[Owner])
+
+
+class Session(BaseModel):
+    """POST /v1/owner/login: the session token (also set as a cookie), its CSRF token, and how
+    long it lasts without use."""
+
+    session: str
+    csrf: str
+    ttl_seconds: int
+
+
+class LoginChallenge(BaseModel):
+    """GET /v1/login-challenge: a one-time challenge, and how long it may be answered."""
+
+    challenge: str
+    ttl_seconds: int
+
+
+class Locked(BaseModel):
+    """POST /v1/owner/lock: the vault is locked."""
+
+    locked: Literal[True] = True
+
+
+class AuditSealed(BaseModel):
+    """POST /v1/owner/audit/seal: how many entries were sealed."""
+
+    sealed: int
+
 
 # The owner's audit filters (service/audit.py `Filter`): names and words, never free text.
 AgentFilter = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -46,7 +77,7 @@ _AGENT_ACTIONS: Final[dict[str, agents.Status]] = {
 
 
 @login_routes.post("/v1/owner/login")
-def login(request: Request, body: LoginRequest, response: Response) -> dict[str, Any]:
+def login(request: Request, body: LoginRequest, response: Response) -> Session:
     """Prove the passphrase; unlocks the vault if it is locked, and opens an owner session."""
     st = server_state(request)
     prove_owner(
@@ -67,29 +98,29 @@ def login(request: Request, body: LoginRequest, response: Response) -> dict[str,
         secure=request.url.scheme == "https",  # over TLS the cookie never travels in clear
     )
     st.touch()
-    return {"session": token, "csrf": session.csrf, "ttl_seconds": int(st.session_ttl)}
+    return Session(session=token, csrf=session.csrf, ttl_seconds=int(st.session_ttl))
 
 
 # Outside /v1/owner/ on purpose: every route there needs an owner session, and this one is
 # asked before there is one (like POST /v1/owner/login, it grants nothing by itself).
 @login_routes.get("/v1/login-challenge")
-def challenge(request: Request) -> dict[str, Any]:
+def challenge(request: Request) -> LoginChallenge:
     """A one-time login challenge (60 s) for a vault a KMS wraps: the owner's CLI answers it
     with a proof only someone who can unlock the vault can compute."""
-    return {"challenge": server_state(request).new_challenge(), "ttl_seconds": 60}
+    return LoginChallenge(challenge=server_state(request).new_challenge(), ttl_seconds=60)
 
 
 @routes.post("/v1/owner/logout")
-def logout(request: Request, response: Response) -> dict[str, Any]:
+def logout(request: Request, response: Response) -> Done:
     server_state(request).end_session(owner_token(request))
     response.delete_cookie(COOKIE, path="/")
-    return {"ok": True}
+    return Done()
 
 
 @routes.post("/v1/owner/lock")
-def lock(request: Request) -> dict[str, Any]:
+def lock(request: Request) -> Locked:
     server_state(request).vault.lock()
-    return {"locked": True}
+    return Locked()
 
 
 @routes.get("/v1/owner/status")
@@ -136,12 +167,12 @@ def deny(request: Request, approval_id: str, body: DenyRequest | None = None) ->
 @routes.get("/v1/owner/grants")
 def list_grants(request: Request) -> list[dict[str, Any]]:
     """Active "approve for a while" grants: agent, rule, the request shape, until when."""
-    return [g.to_dict() for g in approvals.list_grants(server_state(request).vault)]
+    return [g.model_dump(mode="json") for g in approvals.list_grants(server_state(request).vault)]
 
 
 @routes.post("/v1/owner/grants/{grant_id}/revoke")
 def revoke_grant(request: Request, grant_id: int) -> dict[str, Any]:
-    return approvals.revoke_grant(server_state(request).vault, grant_id).to_dict()
+    return approvals.revoke_grant(server_state(request).vault, grant_id).model_dump(mode="json")
 
 
 @routes.get("/v1/owner/agents")
@@ -222,10 +253,10 @@ def audit_unsealed(request: Request) -> list[dict[str, Any]]:
 
 
 @routes.post("/v1/owner/audit/seal")
-def audit_seal(body: SealRequest, request: Request) -> dict[str, Any]:
+def audit_seal(body: SealRequest, request: Request) -> AuditSealed:
     # Exactly the entries the owner was shown: one written after the list was fetched
     # stays unsealed until it is shown too.
-    return {"sealed": audit.seal(server_state(request).vault, body.seqs)}
+    return AuditSealed(sealed=audit.seal(server_state(request).vault, body.seqs))
 
 
 @routes.post("/v1/owner/ops", response_model=None)
