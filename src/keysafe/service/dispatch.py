@@ -112,8 +112,16 @@ def _dumped(run: Callable[[Vault, str, Any, How], SignResult]) -> Runner:
 
 
 def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> dict[str, Any]:
+    # The agent's DKLs23 part travels with the request, as for transactions and messages: an
+    # approved 2-of-3 signature cannot run without it.
     return signing.sign_typed_data(
-        vault, agent, r.wallet, r.typed_data, approval_id=how.approval_id, dry_run=how.dry_run
+        vault,
+        agent,
+        r.wallet,
+        r.typed_data,
+        threshold=r.threshold,
+        approval_id=how.approval_id,
+        dry_run=how.dry_run,
     ).model_dump(mode="json")
 
 

@@ -15,6 +15,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 
+from keysafe.approvals import Status
 from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError, MalformedRequestError, PolicyDeniedError
@@ -22,7 +23,7 @@ from keysafe.mpc import share_file
 from keysafe.mpc.dkls import cosigner
 from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
 from keysafe.mpc.frost.keys import USER
-from keysafe.service import agents, backup, policies, threshold, threshold_records
+from keysafe.service import agents, approvals, backup, policies, threshold, threshold_records
 from keysafe.service import signing as sign_service
 from keysafe.service.models import ThresholdExchangeRequest
 from keysafe.service.vault_admin import init_vault
@@ -259,3 +260,24 @@ def test_attack_an_old_backup_restored_into_an_empty_home_does_not_revive_an_evi
         assert threshold.preprocess(restored, "bot", "team")["protocol"] == "dkls23"
     finally:
         restored.lock()
+
+
+ASK_FOR_MAIL = POLICY.replace("allow: [evm.sign_typed_data]", "ask: [evm.sign_typed_data]")
+
+
+def test_an_approved_2_of_3_typed_data_signature_runs_with_the_agents_part(
+    world: World,
+) -> None:
+    """The parked request keeps the agent's DKLs23 part, and the approval runs it with that part
+    (it once dropped it, so every approved 2-of-3 EIP-712 signature failed as 'needs the agent's
+    share')."""
+    policies.set_policy(world.vault, "bot", ASK_FOR_MAIL)
+    asked = sign_service.sign_typed_data(
+        world.vault, "bot", "team", MAIL, threshold=_typed_part(world, MAIL)
+    )
+    assert asked.status == "pending_approval" and asked.approval_id is not None
+    done = approvals.approve(world.vault, asked.approval_id)
+    assert done.status is Status.APPROVED, done.result
+    assert done.result is not None
+    signed = encode_typed_data(full_message=MAIL)
+    assert Account.recover_message(signed, signature=done.result["signature"]) == world.address
