@@ -55,10 +55,10 @@ def threshold_join(
 
     made = keygen.join(share_file, code, join_key_file)
     if json_out:
-        render.as_json(made)
+        render.as_json(made.to_dict())
         return
     render.out.print(
-        f"Joined wallet '{made['wallet']}' ({made['chain']}, 2-of-3): {made['address']}\n"
-        f"agent share: {made['share_file']} (KEYSAFE_AGENT_SHARE_FILE for `keysafe mcp`)",
+        f"Joined wallet '{made.wallet}' ({made.chain}, 2-of-3): {made.address}\n"
+        f"agent share: {made.share_file} (KEYSAFE_AGENT_SHARE_FILE for `keysafe mcp`)",
         markup=False,
     )
