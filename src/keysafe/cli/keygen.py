@@ -298,11 +298,10 @@ def reshare_apart(
 
 def show_created(made: Created, json_out: bool) -> None:
     """A new 2-of-3 wallet, for a script (`json_out`) or a person."""
-    if json_out:
-        render.as_json(made.model_dump())
-        return
-    render.out.print(
+    render.answer(
+        made.model_dump(),
         f"Wallet '{made.name}' ({made.chain}, 2-of-3): {made.address}\n"
         f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
+        json_out=json_out,
         markup=False,
     )

@@ -206,12 +206,11 @@ def wallet_refresh(
 
     side = OwnerCeremony(recovery_file, passphrase_file, join_code_file, join_key_file, vault_url)
     made = keygen.reshare_apart(name, with_parties, side, agent)
-    if json_out:
-        render.as_json(made.model_dump(by_alias=True))
-        return
-    render.out.print(
+    render.answer(
+        made.model_dump(by_alias=True),
         f"Wallet '{name}' reshared by {made.with_}; address unchanged: {made.address}\n"
         f"recovery file: {made.recovery_file} (new share; store it offline)",
+        json_out=json_out,
         markup=False,
     )
 
@@ -350,13 +349,12 @@ def _recovery_step(op: type[Step], wallet: str, message: str, part: dict[str, st
 
 def _show_cosigned(address: str, signature: str, *, json_out: bool) -> None:
     """The vault's and the recovery share's signature, for a script or a person."""
-    if json_out:
-        render.as_json({"signature": signature, "address": address, "signers": "user+recovery"})
-    else:
-        render.out.print(
-            f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}",
-            markup=False,
-        )
+    render.answer(
+        {"signature": signature, "address": address, "signers": "user+recovery"},
+        f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}",
+        json_out=json_out,
+        markup=False,
+    )
 
 
 @wallet_app.command("sign-message")
@@ -390,10 +388,9 @@ def wallet_sign_message(
     from keysafe.service.owner_signing import SignMessage
 
     result = owner.perform(SignMessage(wallet=name, message=message), passphrase_file)
-    if json_out:
-        render.as_json({"signature": result.signature, "address": result.address})
-    else:
-        render.out.print(
-            f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
-            markup=False,
-        )
+    render.answer(
+        {"signature": result.signature, "address": result.address},
+        f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
+        json_out=json_out,
+        markup=False,
+    )
