@@ -22,7 +22,6 @@ from keysafe.cli.options import OwnerCeremony
 from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import ceremony, share_file
-from keysafe.mpc.ceremony.agent_host import Joined
 from keysafe.service import threshold_records
 from keysafe.service.keygen import Rebuild
 from keysafe.service.models import SecretBytes
@@ -157,7 +156,9 @@ def create_apart(name: str, chain: Chain, agent: str, side: OwnerCeremony) -> Cr
     )
 
 
-def join(share_file_path: Path, code_text: str | None, join_key_file: Path | None = None) -> Joined:
+def join(
+    share_file_path: Path, code_text: str | None, join_key_file: Path | None = None
+) -> ceremony.Joined:
     """The agent's side: join the keygen or reshare the code names; keep the agent's new share
     under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host). In a reshare an existing
     --share-file is the agent's current share (it deals with it when it is in the quorum) and
