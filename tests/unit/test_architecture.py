@@ -72,6 +72,10 @@ SURFACE_ALLOWED: dict[tuple[str, str], str] = {
         "keysafe.vault.vault.Vault",
     ): "the unlocked vault handle the CLI passes to service calls (type only)",
     (
+        "cli/home.py",
+        "keysafe.vault.vault.Vault",
+    ): "the opened vault handle `read_vault` passes to service calls (type only)",
+    (
         "cli/demo_cmd.py",
         "keysafe.vault.vault.Vault",
     ): "the demo holds the vault handle it passes to service calls (type only)",

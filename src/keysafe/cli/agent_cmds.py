@@ -12,12 +12,11 @@ import typer
 
 from keysafe.cli import owner, render
 from keysafe.cli.agent_threshold_cmds import threshold_app
-from keysafe.cli.home import home
+from keysafe.cli.home import read_vault
 from keysafe.cli.inputs import read_text
 from keysafe.cli.options import JsonFlag, PassphraseFile, SealYesFlag
 from keysafe.errors import MalformedRequestError
 from keysafe.service import agents, owner_ops
-from keysafe.service.context import open_vault
 
 agent_app = typer.Typer(
     help="Agents: who may ask the vault, with what token or key.", no_args_is_help=True
@@ -65,13 +64,9 @@ def agent_add(
             f"--mcp-config takes stdio or http, not {mcp_config[:20]!r}.",
             next_step="use `--mcp-config` (stdio) or `--mcp-config http`.",
         )
+    text, source = _policy_file(policy)
     added = owner.perform(
-        owner_ops.AddAgent(
-            name=name,
-            public_key=public_key,
-            policy=read_text(policy) if policy else None,
-            policy_source=str(policy) if policy else None,
-        ),
+        owner_ops.AddAgent(name=name, public_key=public_key, policy=text, policy_source=source),
         passphrase_file,
     )
     view, tok = added.agent, added.token
@@ -94,6 +89,18 @@ def agent_add(
         )
         if tok:
             render.out.print(f"Token (shown once): {tok}")
+
+
+def _policy_file(path: Path | None) -> tuple[str | None, str | None]:
+    """The policy a new agent starts with: the YAML text of `path`, and where it came from (for
+    the audit log); (None, None) without --policy.
+
+    Raises:
+        MalformedRequestError: the file cannot be read as UTF-8 text.
+    """
+    if path is None:
+        return None, None
+    return read_text(path), str(path)
 
 
 def _mcp_config(token: str, transport: str) -> dict[str, Any]:
@@ -120,8 +127,7 @@ def _mcp_config(token: str, transport: str) -> dict[str, Any]:
 @agent_app.command("list")
 def agent_list(json_out: JsonFlag = False) -> None:
     """List agents: status, policy hash, last seen."""
-    with open_vault(home()) as vault:
-        views = agents.list_agents(vault)
+    views = read_vault(agents.list_agents)
     render.listing(
         "Agents",
         ["name", "status", "auth", "policy", "created", "last seen"],
@@ -211,13 +217,9 @@ def agent_invite(
     `keysafe approve ID --words '…'` only if they are the same. Needs `keysafe serve --relay URL`
     running and unlocked on this home. The invite lets whoever holds it ask to pair, nothing more.
     """
+    text, source = _policy_file(policy)
     made = owner.perform_on_server(
-        owner_ops.CreateInvite(
-            agent=name,
-            relay=relay,
-            policy=read_text(policy) if policy else None,
-            policy_source=str(policy) if policy else None,
-        ),
+        owner_ops.CreateInvite(agent=name, relay=relay, policy=text, policy_source=source),
         passphrase_file,
         why="the server holds open invites and the relay link",
     )

@@ -54,11 +54,10 @@ def threshold_join(
     from keysafe.cli import keygen  # the MPC code, only for this command
 
     made = keygen.join(share_file, code, join_key_file)
-    if json_out:
-        render.as_json(made)
-        return
-    render.out.print(
-        f"Joined wallet '{made['wallet']}' ({made['chain']}, 2-of-3): {made['address']}\n"
-        f"agent share: {made['share_file']} (KEYSAFE_AGENT_SHARE_FILE for `keysafe mcp`)",
+    render.answer(
+        made.to_dict(),
+        f"Joined wallet '{made.wallet}' ({made.chain}, 2-of-3): {made.address}\n"
+        f"agent share: {made.share_file} (KEYSAFE_AGENT_SHARE_FILE for `keysafe mcp`)",
+        json_out=json_out,
         markup=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -42,15 +43,6 @@ def asset_list(json_out: JsonFlag = False) -> None:
             for a in assets
         ],
         empty="",
-        json_value=[
-            {
-                "symbol": a.symbol,
-                "chain": a.chain,
-                "address": a.address,
-                "decimals": a.decimals,
-                "builtin": a.builtin,
-            }
-            for a in assets
-        ],
+        json_value=[dataclasses.asdict(a) for a in assets],
         json_out=json_out,
     )

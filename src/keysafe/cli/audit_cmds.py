@@ -14,7 +14,7 @@ import typer
 
 from keysafe.audit.record import AuditEntry, ChainReport
 from keysafe.cli import render
-from keysafe.cli.home import home
+from keysafe.cli.home import home, read_vault
 from keysafe.cli.options import JsonFlag, PassphraseFile, SealYesFlag
 from keysafe.cli.unlocking import unlock
 from keysafe.errors import IntegrityError, MalformedRequestError
@@ -67,8 +67,7 @@ def audit_list(
     """Show the audit log, newest last. Values of secrets never appear; identifiers are HMACs."""
     if ctx.invoked_subcommand is not None:
         return
-    with open_vault(home()) as vault:
-        entries = audit.list_entries(vault, since=_since(since), limit=limit)
+    entries = read_vault(lambda vault: audit.list_entries(vault, since=_since(since), limit=limit))
     if json_out:
         render.as_json([e.to_dict() for e in entries])
         return

@@ -141,15 +141,7 @@ def _rebuild(
 ) -> tuple[int, int, str]:
     """Rebuild a vault in the empty home `h` from the backup, the recovery phrase and a new
     passphrase: (records, audit entries, vault id)."""
-    with (
-        inputs.stdin_line("Recovery phrase") as phrase,
-        inputs.passphrase(
-            passphrase_file,
-            env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
-            label="New vault passphrase",
-            confirm=True,
-        ) as pw,
-    ):
+    with inputs.phrase_and_new_passphrase(passphrase_file) as (phrase, pw):
         vault, header = backup.restore_new(
             h, file, phrase, pw, blobs_url=blobs, blobs_endpoint=blobs_endpoint
         )

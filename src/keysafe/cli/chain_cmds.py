@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -67,16 +68,10 @@ def chain_list(json_out: JsonFlag = False) -> None:
             for c in chains
         ],
         empty="",
+        # The record as it is, with its fee ceiling as digits (the family default filled in)
+        # where the record keeps a Decimal or None, and the coin that ceiling is counted in.
         json_value=[
-            {
-                "name": c.name,
-                "family": c.family,
-                "chain_id": c.chain_id,
-                "rpc": c.rpc,
-                "builtin": c.builtin,
-                "max_fee": c.fee_ceiling_text,
-                "native": c.native,
-            }
+            dataclasses.asdict(c) | {"max_fee": c.fee_ceiling_text, "native": c.native}
             for c in chains
         ],
         json_out=json_out,

@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.home import home
+from keysafe.cli.home import read_vault
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
 from keysafe.service import credentials, owner_ops
-from keysafe.service.context import open_vault
 from keysafe.service.models import Attachment
 
 credential_app = typer.Typer(
@@ -80,8 +79,7 @@ def credential_add(
 @credential_app.command("list")
 def credential_list(json_out: JsonFlag = False) -> None:
     """List credentials: names, hosts and how they are attached. Never values."""
-    with open_vault(home()) as vault:
-        views = credentials.list_credentials(vault)
+    views = read_vault(credentials.list_credentials)
     render.listing(
         "Credentials",
         ["name", "hosts", "attached as", "created"],

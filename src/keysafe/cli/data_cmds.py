@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.home import home
+from keysafe.cli.home import read_vault
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.service import data, owner_ops
-from keysafe.service.context import open_vault
 from keysafe.service.models import DataClass
 
 data_app = typer.Typer(
@@ -44,8 +43,7 @@ def data_set(
 @data_app.command("list")
 def data_list(json_out: JsonFlag = False) -> None:
     """List data records: names, classes, formats. Never values."""
-    with open_vault(home()) as vault:
-        views = data.list_data(vault)
+    views = read_vault(data.list_data)
     render.listing(
         "Data",
         ["name", "class", "format", "fields", "updated"],

@@ -21,11 +21,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
 import yaml
+from pydantic import BaseModel
 
+from keysafe.agent_models import ApprovalView, Capabilities, HttpResult, PendingApproval, SignResult
 from keysafe.chains import Chain
 from keysafe.cli import render
 from keysafe.errors import KeysafeError
@@ -161,7 +163,20 @@ def _demo_policy(upstream_port: int) -> str:
     return str(yaml.safe_dump(doc, sort_keys=False))
 
 
-def _usdc_transfer(amount: str, nonce: int) -> dict[str, Any]:
+class _Eip1559Json(TypedDict):
+    """An EIP-1559 transaction as the sign_transaction tool takes it (JSON-RPC field names)."""
+
+    to: str
+    data: str
+    value: str
+    chainId: int
+    nonce: int
+    gas: int
+    maxFeePerGas: str
+    maxPriorityFeePerGas: str
+
+
+def _usdc_transfer(amount: str, nonce: int) -> _Eip1559Json:
     """A complete EIP-1559 USDC transfer on Base: nothing left for an RPC to fill in."""
     units = int(Decimal(amount) * 10**6)
     data = "0xa9059cbb" + RECIPIENT[2:].lower().rjust(64, "0") + hex(units)[2:].rjust(64, "0")
@@ -270,6 +285,7 @@ def _verify_audit(vault: Vault) -> None:
 
 
 # An MCP tool call as the agent sees it: (refused, structured result or error object, text).
+# The result is the tool's JSON as it came; each step reads it as the answer model it expects.
 ToolCall = Callable[[str, dict[str, Any]], Awaitable[tuple[bool, dict[str, Any], str]]]
 
 
@@ -308,19 +324,23 @@ async def _agent_session(
 
 async def _capabilities(call: ToolCall) -> None:
     _step(6, "The agent asks what it may do (list_capabilities).")
-    _, caps, _ = await call("list_capabilities", {})
-    for wal in caps["wallets"]:  # only the wallets its rules name: `savings` is not listed
-        _say(f"wallet {wal['name']} ({wal['chain']}) {wal['address']}")
-    for b in caps["budget"]:
-        if b["asset"]:
-            _say(
-                f"budget {b['rule']}: {b['left']} {b['asset']} left of {b['limit']} "
-                f"per {b['window']}"
-            )
+    _, answer, _ = await call("list_capabilities", {})
+    caps = Capabilities.model_validate(answer)
+    for wal in caps.wallets:  # only the wallets its rules name: `savings` is not listed
+        _say(f"wallet {wal.name} ({wal.chain}) {wal.address}")
+    for b in caps.budget:
+        if b.asset:
+            _say(f"budget {b.rule}: {b.left} {b.asset} left of {b.limit} per {b.window}")
 
 
-async def _pay(call: ToolCall, amount: str, nonce: int, invoice: int) -> dict[str, Any]:
-    """The agent asks the vault to sign a USDC payment from wallet main."""
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+async def _pay(
+    call: ToolCall, amount: str, nonce: int, invoice: int, answer: type[Answer]
+) -> Answer:
+    """The agent asks the vault to sign a USDC payment from wallet main; the tool's result, read
+    as the `answer` this payment should get."""
     _, res, _ = await call(
         "sign_transaction",
         {
@@ -329,7 +349,7 @@ async def _pay(call: ToolCall, amount: str, nonce: int, invoice: int) -> dict[st
             "description": f"pay invoice #{invoice}",
         },
     )
-    return res
+    return answer.model_validate(res)
 
 
 async def _payments(call: ToolCall, vault: Vault) -> None:
@@ -338,13 +358,13 @@ async def _payments(call: ToolCall, vault: Vault) -> None:
     from keysafe.service import approvals
 
     _step(7, "An allowed payment: 5 USDC → signed inside the vault, key never exposed.")
-    res = await _pay(call, "5", 0, 41)
-    _say(f"{res['status']}: {res['summary']}; tx {res['tx_hash'][:18]}…")
+    signed = await _pay(call, "5", 0, 41, SignResult)
+    _say(f"{signed.status}: {signed.summary}; tx {str(signed.tx_hash)[:18]}…")
 
     _step(8, "12.5 USDC is above approve_above: the request waits for the owner.")
-    res = await _pay(call, "12.5", 1, 42)
-    approval_id = res["approval_id"]
-    _say(f"{res['status']}: {approval_id} — {res['summary']}")
+    pending = await _pay(call, "12.5", 1, 42, PendingApproval)
+    approval_id = pending.approval_id
+    _say(f"{pending.status}: {approval_id} — {pending.summary}")
 
     def owner_approves() -> None:
         time.sleep(1.0)
@@ -352,11 +372,10 @@ async def _payments(call: ToolCall, vault: Vault) -> None:
 
     threading.Thread(target=owner_approves, daemon=True).start()
     _say("the owner approves (here: the demo, after a second; for you: the web page or CLI)")
-    _, res, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
-    _say(
-        f"approval_status → {res['status']}; result {res['result']['status']}, "
-        f"tx {res['result']['tx_hash'][:18]}…"
-    )
+    _, answer, _ = await call("approval_status", {"approval_id": approval_id, "wait_seconds": 30})
+    view = ApprovalView.model_validate(answer)
+    result = SignResult.model_validate(view.result)
+    _say(f"approval_status → {view.status}; result {result.status}, tx {str(result.tx_hash)[:18]}…")
 
 
 async def _refusals(call: ToolCall) -> None:
@@ -393,8 +412,8 @@ async def _api_call(call: ToolCall, upstream: Upstream, api_key: str) -> None:
     )
     got = upstream.seen[-1] if upstream.seen else ""
     _say(f"upstream received: Authorization: Bearer {api_key[:10]}… (the real key)")
-    _say(f"agent received:    {res['body']}")
-    if api_key in json.dumps(res):
+    _say(f"agent received:    {HttpResult.model_validate(res).body}")
+    if api_key in json.dumps(res):  # anywhere in what the agent got, not only the body
         raise KeysafeError("The API key reached the agent.", next_step="report this keysafe bug.")
     if api_key not in got:
         raise KeysafeError(

@@ -13,6 +13,8 @@ import getpass
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from keysafe.errors import MalformedRequestError
@@ -99,6 +101,35 @@ def passphrase(
         f"No {label.lower()} given and no terminal to ask on.",
         next_step=f"set {env[0]} or pass --passphrase-file FILE.",
     )
+
+
+def recovery_passphrase(*, confirm: bool = False) -> SecretBytes:
+    """The passphrase of a 2-of-3 wallet's recovery file: KEYSAFE_RECOVERY_PASSPHRASE, else a
+    hidden prompt (asked twice with `confirm`, for a new file)."""
+    return passphrase(
+        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=confirm
+    )
+
+
+@contextmanager
+def phrase_and_new_passphrase(file: Path | None) -> Iterator[tuple[SecretBytes, SecretBytes]]:
+    """The recovery phrase (`stdin_line`) and then a new vault passphrase (`file`,
+    KEYSAFE_NEW_PASSPHRASE, KEYSAFE_PASSPHRASE or a prompt, asked twice): what rebuilding a vault
+    from its phrase needs. Both are wiped on leaving the block.
+
+    Raises:
+        MalformedRequestError: no passphrase given and no terminal to ask on.
+    """
+    with (
+        stdin_line("Recovery phrase") as phrase,
+        passphrase(
+            file,
+            env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
+            label="New vault passphrase",
+            confirm=True,
+        ) as new,
+    ):
+        yield phrase, new
 
 
 def kms_token(file: Path | None) -> SecretBytes | None:

@@ -10,12 +10,15 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from keysafe import files, remote, wire
 from keysafe.agent_models import KeygenPost, KeygenView
 from keysafe.chains import Chain
 from keysafe.cli import inputs, owner, render
+from keysafe.cli.options import OwnerCeremony
 from keysafe.client import AgentClient
 from keysafe.errors import MalformedRequestError
 from keysafe.mpc import ceremony, share_file
@@ -26,6 +29,28 @@ from keysafe.service.owner_keygen import KeygenExchange, KeygenStart, ReshareSta
 from keysafe.service.vault_admin import check_new_passphrase
 
 _WHY = "the vault's party runs there and the recovery party here, never both in one process"
+
+
+class Created(BaseModel):
+    """A new 2-of-3 wallet, as `wallet create --threshold 2-of-3 --json` prints it."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    chain: str
+    address: str
+    threshold: Literal["2-of-3"] = "2-of-3"
+    recovery_file: str
+
+
+class Reshared(BaseModel):
+    """A reshared 2-of-3 wallet, as `wallet refresh --json` prints it (`with`: the two parties
+    that dealt)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    name: str
+    with_: str = Field(alias="with")
+    address: str
+    recovery_file: str
 
 
 def _say(text: str) -> None:
@@ -42,10 +67,10 @@ def _refuse_existing(path: Path) -> None:
         )
 
 
-def _owner_send(passphrase_file: Path | None, url: str | None) -> ceremony.Send:
+def _owner_send(side: OwnerCeremony) -> ceremony.Send:
     def send(keygen_id: str, post: KeygenPost) -> KeygenView:
         op = KeygenExchange(keygen_id=keygen_id, post=post)
-        return owner.perform_on_server(op, passphrase_file, why=_WHY, url=url)
+        return owner.perform_on_server(op, side.passphrase_file, why=_WHY, url=side.vault_url)
 
     return send
 
@@ -87,61 +112,53 @@ def _show_join(
     )
 
 
-def create_apart(
-    name: str,
-    chain: Chain,
-    agent: str,
-    recovery_file: Path,
-    passphrase_file: Path | None,
-    join_code_file: Path | None,
-    join_key_file: Path | None = None,
-    vault_url: str | None = None,
+def _run_recovery_party(
+    party: ceremony.Party, name: str, vault_id: str, recovery: SecretBytes
 ) -> dict[str, Any]:
+    """Run the recovery party's side of the ceremony to its end and seal its new share under the
+    recovery passphrase: the recovery file's document. The share is dropped as soon as it is
+    sealed."""
+    share = party.run()
+    doc = share_file.seal_recovery_share(name, vault_id, share, recovery)
+    del share
+    return doc
+
+
+def create_apart(name: str, chain: Chain, agent: str, side: OwnerCeremony) -> Created:
     """The owner's side: open the keygen in the running server, play the recovery party here,
     wait for the agent's host to join (with the code, or by itself with the join key in
-    `join_key_file`), keep the recovery file.
+    `side.join_key_file`), keep the recovery file.
 
     Raises:
         MalformedRequestError: no server, a bad name, or the recovery file exists.
         IntegrityError: the keygen failed (the party at fault is named) or timed out.
     """
     wire.pin_recursion_limit()  # eth-account's py_ecc raised it to 100,000 on import
-    _refuse_existing(recovery_file)
-    owner.require_server(_WHY, vault_url)  # before the recovery passphrase is asked for
-    join_key = _join_key(join_key_file)
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase", confirm=True
-    )
-    with recovery:
+    _refuse_existing(side.recovery_file)
+    owner.require_server(_WHY, side.vault_url)  # before the recovery passphrase is asked for
+    join_key = _join_key(side.join_key_file)
+    with inputs.recovery_passphrase(confirm=True) as recovery:
         check_new_passphrase(recovery, what="recovery-file passphrase")
         key, public = ceremony.recovery_key()
         started = owner.perform_on_server(
             KeygenStart(wallet=name, chain=chain, agent=agent, recovery_key=public),
-            passphrase_file,
+            side.passphrase_file,
             why=_WHY,
-            url=vault_url,
+            url=side.vault_url,
         )
 
-        party = ceremony.Party.recovery(
-            _owner_send(passphrase_file, vault_url), key, started, join_key=join_key
-        )
-        _show_join(party, agent, name, join_code_file, join_key is not None)
-        share = party.run()
-        doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
-        del share
-    address = ceremony.keep_and_confirm(party, recovery_file, doc)
-    return {
-        "name": name,
-        "chain": str(chain),
-        "address": address,
-        "threshold": "2-of-3",
-        "recovery_file": str(recovery_file),
-    }
+        party = ceremony.Party.recovery(_owner_send(side), key, started, join_key=join_key)
+        _show_join(party, agent, name, side.join_code_file, join_key is not None)
+        doc = _run_recovery_party(party, name, started.vault_id, recovery)
+    address = ceremony.keep_and_confirm(party, side.recovery_file, doc)
+    return Created(
+        name=name, chain=str(chain), address=address, recovery_file=str(side.recovery_file)
+    )
 
 
 def join(
     share_file_path: Path, code_text: str | None, join_key_file: Path | None = None
-) -> dict[str, Any]:
+) -> ceremony.Joined:
     """The agent's side: join the keygen or reshare the code names; keep the agent's new share
     under KEYSAFE_AGENT_SHARE_KEY (which never leaves this host). In a reshare an existing
     --share-file is the agent's current share (it deals with it when it is in the quorum) and
@@ -192,7 +209,7 @@ def join(
                 client.keygen_exchange, code, share_file_path, share_key, old
             )
             del old
-    return joined.to_dict()
+    return joined
 
 
 _PARTIES: Final = {"agent": ceremony.AGENT, "vault": ceremony.USER, "recovery": ceremony.RECOVERY}
@@ -243,18 +260,12 @@ def _vault_share_rebuild(
 
 
 def reshare_apart(
-    name: str,
-    with_parties: str,
-    recovery_file: Path,
-    passphrase_file: Path | None,
-    join_code_file: Path | None,
-    agent: str | None = None,
-    join_key_file: Path | None = None,
-    vault_url: str | None = None,
-) -> dict[str, Any]:
+    name: str, with_parties: str, side: OwnerCeremony, agent: str | None = None
+) -> Reshared:
     """The owner's side of a reshare by two parties (`with_parties`), each in its own process:
     the recovery party here (dealing with its current file when it is one of the two, else
-    receiving a new one at `recovery_file`), the vault's in the server, the agent's on its host.
+    receiving a new one at `side.recovery_file`), the vault's in the server, the agent's on its
+    host; `agent` rebuilds the vault's share on a vault with no record of the wallet.
 
     Raises:
         MalformedRequestError: no server; a bad --with; the recovery file missing when it
@@ -266,45 +277,32 @@ def reshare_apart(
     quorum = _quorum(with_parties)
     deals = ceremony.RECOVERY in quorum
     if not deals:
-        _refuse_existing(recovery_file)
-    doc = share_file.read(recovery_file, "recovery file") if deals else None
-    owner.require_server(_WHY, vault_url)
-    join_key = _join_key(join_key_file)
-    recovery = inputs.passphrase(
-        None,
-        env=("KEYSAFE_RECOVERY_PASSPHRASE",),
-        label="Recovery passphrase",
-        confirm=not deals,
-    )
-    with recovery:
+        _refuse_existing(side.recovery_file)
+    doc = share_file.read(side.recovery_file, "recovery file") if deals else None
+    owner.require_server(_WHY, side.vault_url)
+    join_key = _join_key(side.join_key_file)
+    with inputs.recovery_passphrase(confirm=not deals) as recovery:
         old = _open_old_share(doc, recovery)  # fails before anything runs
         key, public = ceremony.recovery_key()
         rebuild = _vault_share_rebuild(agent, old, quorum)
         start = ReshareStart(wallet=name, quorum=quorum, recovery_key=public, rebuild=rebuild)
-        started = owner.perform_on_server(start, passphrase_file, why=_WHY, url=vault_url)
-        party = ceremony.Party.recovery(
-            _owner_send(passphrase_file, vault_url), key, started, old, join_key=join_key
-        )
+        started = owner.perform_on_server(start, side.passphrase_file, why=_WHY, url=side.vault_url)
+        party = ceremony.Party.recovery(_owner_send(side), key, started, old, join_key=join_key)
         del old
-        _show_join(party, started.agent, name, join_code_file, join_key is not None)
-        share = party.run()
-        new_doc = share_file.seal_recovery_share(name, started.vault_id, share, recovery)
-        del share
-    address = ceremony.keep_and_confirm(party, recovery_file, new_doc)
-    return {
-        "name": name,
-        "with": with_parties,
-        "address": address,
-        "recovery_file": str(recovery_file),
-    }
+        _show_join(party, started.agent, name, side.join_code_file, join_key is not None)
+        new_doc = _run_recovery_party(party, name, started.vault_id, recovery)
+    address = ceremony.keep_and_confirm(party, side.recovery_file, new_doc)
+    return Reshared(
+        name=name, with_=with_parties, address=address, recovery_file=str(side.recovery_file)
+    )
 
 
-def show_created(made: dict[str, Any], json_out: bool) -> None:
-    if json_out:
-        render.as_json(made)
-        return
-    render.out.print(
-        f"Wallet '{made['name']}' ({made['chain']}, 2-of-3): {made['address']}\n"
-        f"recovery share: {made['recovery_file']} (store it offline, with its passphrase)",
+def show_created(made: Created, json_out: bool) -> None:
+    """A new 2-of-3 wallet, for a script (`json_out`) or a person."""
+    render.answer(
+        made.model_dump(),
+        f"Wallet '{made.name}' ({made.chain}, 2-of-3): {made.address}\n"
+        f"recovery share: {made.recovery_file} (store it offline, with its passphrase)",
+        json_out=json_out,
         markup=False,
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.home import home
+from keysafe.cli.home import home, read_vault
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
 from keysafe.service import notify, notify_channels, notify_telegram, owner_notify, owner_ops
@@ -166,8 +166,7 @@ def _row(c: ChannelView) -> tuple[str, str, str, str, str]:
 @notify_app.command("list")
 def notify_list(json_out: JsonFlag = False) -> None:
     """List the notification channels (no passphrase: nothing secret is shown)."""
-    with open_vault(home()) as vault:
-        channels = notify_channels.list_channels(vault)
+    channels = read_vault(notify_channels.list_channels)
     render.listing(
         "Notification channels",
         ["name", "type", "target", "events", "telegram approves up to"],

@@ -6,6 +6,7 @@ command that takes `--json` or `--passphrase-file` spells and explains it the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -33,3 +34,16 @@ SealYesFlag = Annotated[
     bool, typer.Option("--yes", help="Seal what is listed without asking (scripts).")
 ]
 Port = Annotated[int, typer.Option("--port", help="Port.", min=1, max=65535)]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerCeremony:
+    """The owner's side of a 2-of-3 ceremony (`wallet create --threshold`, `wallet refresh`), as
+    its options give it: the recovery file this process writes, how to reach and unlock the
+    vault's server, and how the agent's host learns to join."""
+
+    recovery_file: Path
+    passphrase_file: Path | None
+    join_code_file: Path | None
+    join_key_file: Path | None
+    vault_url: str | None

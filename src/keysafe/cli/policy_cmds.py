@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import owner, render
-from keysafe.cli.home import home
+from keysafe.cli.home import home, read_vault
 from keysafe.cli.inputs import read_text
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.errors import MalformedRequestError
@@ -49,8 +49,7 @@ def policy_set(agent: str, file: PolicyFile, passphrase_file: PassphraseFile = N
 @policy_app.command("show")
 def policy_show(agent: str, json_out: JsonFlag = False) -> None:
     """Print AGENT's policy as set, with its hash."""
-    with open_vault(home()) as vault:
-        view = policies.show_policy(vault, agent)
+    view = read_vault(lambda vault: policies.show_policy(vault, agent))
     if json_out:
         render.as_json(
             None
@@ -137,8 +136,7 @@ def policy_check(
             next_step="write one JSON object with at least an 'action'.",
         ) from None
     intent = intent_from_json(raw, source="the request file")
-    with open_vault(home()) as vault:
-        decision = policies.check(vault, agent, intent)
+    decision = read_vault(lambda vault: policies.check(vault, agent, intent))
     if json_out:
         render.as_json(decision.to_dict())
     else:

@@ -78,10 +78,11 @@ def listing(
         table(title, columns, rows, empty=empty)
 
 
-def answer(json_value: Any, text: str, *, json_out: bool) -> None:
+def answer(json_value: Any, text: str, *, json_out: bool, markup: bool = True) -> None:
     """What a command that did one thing prints: `json_value` with --json (scripts), else
-    `text` for people (Rich markup allowed: the caller's own words, never an agent's)."""
+    `text` for people (Rich markup allowed: the caller's own words, never an agent's; `markup`
+    False prints brackets in it, such as a path's or a summary's, as they are)."""
     if json_out:
         as_json(json_value)
     else:
-        out.print(text)
+        out.print(text, markup=markup)

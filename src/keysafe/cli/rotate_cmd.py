@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from keysafe.cli import owner, render
-from keysafe.cli.home import home
+from keysafe.cli.home import read_vault
 from keysafe.cli.options import JsonFlag, PassphraseFile
 from keysafe.service import owner_ops, rotation_due
-from keysafe.service.context import open_vault
 from keysafe.service.rotation_due import DueRotation
 
 # `keysafe rotate | rotation-policy`, mounted at the top by cli/app.py.
@@ -67,8 +66,7 @@ def rotation_policy(
         )
         described, due = done.after, done.due
     else:
-        with open_vault(home()) as vault:
-            pol, due = rotation_due.due(vault)
+        pol, due = read_vault(rotation_due.due)
         described = pol.describe()
     if json_out:
         render.as_json({"policy": described, "due": [d.model_dump() for d in due]})

@@ -247,15 +247,7 @@ def recover(
     if h.exists():
         with open_vault(h) as before:
             was = vault_admin.key_provider(before)
-    with (
-        inputs.stdin_line("Recovery phrase") as phrase,
-        inputs.passphrase(
-            passphrase_file,
-            env=("KEYSAFE_NEW_PASSPHRASE", "KEYSAFE_PASSPHRASE"),
-            label="New vault passphrase",
-            confirm=True,
-        ) as pw,
-    ):
+    with inputs.phrase_and_new_passphrase(passphrase_file) as (phrase, pw):
         vault, rebuilt = vault_admin.recover_vault(h, phrase, pw)
     left_kms = was is not None and was.kind is not KmsKind.LOCAL
     with vault:

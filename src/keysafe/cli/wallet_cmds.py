@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from keysafe.chains import Chain
 from keysafe.cli import inputs, owner, render
-from keysafe.cli.options import JsonFlag, PassphraseFile
+from keysafe.cli.options import JsonFlag, OwnerCeremony, PassphraseFile
 from keysafe.errors import MalformedRequestError
 from keysafe.service import owner_ops
+
+Step = TypeVar("Step", bound=BaseModel)  # a step of an owner signature, sent to the server
 
 wallet_app = typer.Typer(
     help="EVM and Solana wallets whose keys never leave the vault.", no_args_is_help=True
@@ -103,18 +106,13 @@ def wallet_create(
     (`keysafe agent threshold join`); messages between them are end-to-end encrypted.
     """
     if threshold is not None:
-        _create_two_of_three(
-            name,
-            chain,
-            threshold,
-            agent,
-            recovery_file,
-            passphrase_file,
-            join_code_file,
-            join_key_file,
-            vault_url,
-            json_out=json_out,
+        agent, recovery_file = _two_of_three(threshold, agent, recovery_file)
+        from keysafe.cli import keygen  # the MPC code, only for this command
+
+        side = OwnerCeremony(
+            recovery_file, passphrase_file, join_code_file, join_key_file, vault_url
         )
+        keygen.show_created(keygen.create_apart(name, chain, agent, side), json_out)
         return
     if agent or recovery_file or join_code_file or join_key_file or vault_url:
         raise MalformedRequestError(
@@ -132,21 +130,11 @@ def wallet_create(
     )
 
 
-def _create_two_of_three(
-    name: str,
-    chain: Chain,
-    threshold: str,
-    agent: str | None,
-    recovery_file: Path | None,
-    passphrase_file: Path | None,
-    join_code_file: Path | None,
-    join_key_file: Path | None,
-    vault_url: str | None,
-    *,
-    json_out: bool,
-) -> None:
-    """`wallet create --threshold 2-of-3`: this process runs the recovery party of the key
-    generation (cli/keygen.py).
+def _two_of_three(
+    threshold: str, agent: str | None, recovery_file: Path | None
+) -> tuple[str, Path]:
+    """The agent and the recovery file of `wallet create --threshold 2-of-3`, whose key
+    generation this process joins as the recovery party (cli/keygen.py).
 
     Raises:
         MalformedRequestError: another threshold, or --agent or --recovery-file missing.
@@ -161,19 +149,7 @@ def _create_two_of_three(
             "A 2-of-3 wallet needs --agent NAME and --recovery-file PATH.",
             next_step="add the missing options.",
         )
-    from keysafe.cli import keygen  # the MPC code, only for this command
-
-    made = keygen.create_apart(
-        name,
-        chain,
-        agent,
-        recovery_file,
-        passphrase_file,
-        join_code_file,
-        join_key_file,
-        vault_url,
-    )
-    keygen.show_created(made, json_out)
+    return agent, recovery_file
 
 
 RefreshRecoveryFile = Annotated[
@@ -228,22 +204,13 @@ def wallet_refresh(
     """
     from keysafe.cli import keygen  # the MPC code, only for this command
 
-    made = keygen.reshare_apart(
-        name,
-        with_parties,
-        recovery_file,
-        passphrase_file,
-        join_code_file,
-        agent,
-        join_key_file,
-        vault_url,
-    )
-    if json_out:
-        render.as_json(made)
-        return
-    render.out.print(
-        f"Wallet '{name}' reshared by {made['with']}; address unchanged: {made['address']}\n"
-        f"recovery file: {made['recovery_file']} (new share; store it offline)",
+    side = OwnerCeremony(recovery_file, passphrase_file, join_code_file, join_key_file, vault_url)
+    made = keygen.reshare_apart(name, with_parties, side, agent)
+    render.answer(
+        made.model_dump(by_alias=True),
+        f"Wallet '{name}' reshared by {made.with_}; address unchanged: {made.address}\n"
+        f"recovery file: {made.recovery_file} (new share; store it offline)",
+        json_out=json_out,
         markup=False,
     )
 
@@ -288,9 +255,7 @@ def wallet_recover_sign(
         token = inputs.passphrase(
             None, env=("KEYSAFE_AGENT_TOKEN",), label="Agent token (ks_agent_…)"
         )
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
-    )
+    recovery = inputs.recovery_passphrase()
     with token, recovery:
         out = threshold_offline.sign_without_vault(
             agent_share_file,
@@ -355,9 +320,7 @@ def _sign_with_recovery(
     doc = share_file.read(recovery_file, "recovery file")
     why = "the vault's share signs there and the recovery share here, never both in one process"
     owner.require_server(why)  # before the recovery passphrase is asked for
-    recovery = inputs.passphrase(
-        None, env=("KEYSAFE_RECOVERY_PASSPHRASE",), label="Recovery passphrase"
-    )
+    recovery = inputs.recovery_passphrase()
     with recovery:  # a wrong passphrase or an altered file fails before the vault commits
         share = share_file.open_recovery_share(doc, recovery)
     answer = owner.perform_on_server(ThresholdCommit(wallet=name), passphrase_file, why=why)
@@ -365,48 +328,33 @@ def _sign_with_recovery(
         state, first = threshold_owner.recovery_start(
             name, answer.model_dump(), doc, share, message
         )
-        exchange = ThresholdExchange(
-            wallet=name,
-            message=message,
-            session_id=first["session_id"],
-            round1=first["round1"],
-            verifying_share=first["verifying_share"],
-        )
+        exchange = _recovery_step(ThresholdExchange, name, message, first)
         rounds = owner.perform_on_server(exchange, passphrase_file, why=why)
         part = threshold_owner.recovery_finish(state, rounds.model_dump())
-        cosign = ThresholdCosign(
-            wallet=name,
-            message=message,
-            session_id=part["session_id"],
-            round2=part["round2"],
-            round3=part["round3"],
-        )
     else:
-        fields = threshold_owner.recovery_part(
+        part = threshold_owner.recovery_part(
             name, answer.model_dump(), doc, share.key, message.encode()
         )
-        cosign = ThresholdCosign(
-            wallet=name,
-            message=message,
-            session_id=fields["session_id"],
-            hiding=fields["hiding"],
-            binding=fields["binding"],
-            share=fields["share"],
-        )
     del share
+    cosign = _recovery_step(ThresholdCosign, name, message, part)
     done = owner.perform_on_server(cosign, passphrase_file, why=why)
     _show_cosigned(done.address, done.signature, json_out=json_out)
 
 
+def _recovery_step(op: type[Step], wallet: str, message: str, part: dict[str, str]) -> Step:
+    """The server's next step of an owner signature over `message`, carrying the recovery
+    share's `part` of it (its fields are named as the op names them)."""
+    return op.model_validate({"wallet": wallet, "message": message, **part})
+
+
 def _show_cosigned(address: str, signature: str, *, json_out: bool) -> None:
     """The vault's and the recovery share's signature, for a script or a person."""
-    if json_out:
-        render.as_json({"signature": signature, "address": address, "signers": "user+recovery"})
-    else:
-        render.out.print(
-            f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}",
-            markup=False,
-        )
+    render.answer(
+        {"signature": signature, "address": address, "signers": "user+recovery"},
+        f"signer:    {address} (2-of-3: vault + recovery)\nsignature: {signature}",
+        json_out=json_out,
+        markup=False,
+    )
 
 
 @wallet_app.command("sign-message")
@@ -440,10 +388,9 @@ def wallet_sign_message(
     from keysafe.service.owner_signing import SignMessage
 
     result = owner.perform(SignMessage(wallet=name, message=message), passphrase_file)
-    if json_out:
-        render.as_json({"signature": result.signature, "address": result.address})
-    else:
-        render.out.print(
-            f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
-            markup=False,
-        )
+    render.answer(
+        {"signature": result.signature, "address": result.address},
+        f"{result.summary}\nsigner:    {result.address}\nsignature: {result.signature}",
+        json_out=json_out,
+        markup=False,
+    )
