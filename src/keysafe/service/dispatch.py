@@ -111,18 +111,12 @@ def _dumped(run: Callable[[Vault, str, Any, How], SignResult]) -> Runner:
     return lambda vault, agent, r, how: run(vault, agent, r, how).model_dump(mode="json")
 
 
-def _sign_typed(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> dict[str, Any]:
-    # The agent's DKLs23 part travels with the request, as for transactions and messages: an
-    # approved 2-of-3 signature cannot run without it.
+def sign_typed_data(vault: Vault, agent: str, r: SignTypedDataRequest, how: How) -> SignResult:
+    """Sign the EIP-712 typed data in `r` as `agent` (with the agent's DKLs23 part on a 2-of-3
+    wallet: an approved run needs it as much as the first one)."""
     return signing.sign_typed_data(
-        vault,
-        agent,
-        r.wallet,
-        r.typed_data,
-        threshold=r.threshold,
-        approval_id=how.approval_id,
-        dry_run=how.dry_run,
-    ).model_dump(mode="json")
+        vault, agent, r.wallet, r.typed_data, threshold=r.threshold, **how.options()
+    )
 
 
 def _http(vault: Vault, agent: str, r: HttpRequestRequest, how: How) -> dict[str, Any]:
@@ -166,7 +160,7 @@ _ENTRIES: dict[Kind, _Entry] = {
     ),
     Kind.TRANSFER: _Entry(TransferRequest, _dumped(transfer_asset)),
     Kind.SIGN_MESSAGE: _Entry(SignMessageRequest, _dumped(sign_message)),
-    Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _sign_typed),
+    Kind.SIGN_TYPED_DATA: _Entry(SignTypedDataRequest, _dumped(sign_typed_data)),
     Kind.HTTP_REQUEST: _Entry(HttpRequestRequest, _http),
     Kind.READ_DATA: _Entry(ReadDataRequest, _read),
     Kind.RELEASE_CREDENTIAL: _Entry(ReleaseRequest, _release),

@@ -105,7 +105,10 @@ def get_address(request: Request, agent: Agent, wallet: str) -> answers.Address:
 
 
 def _how(
-    body: models.SignTransactionRequest | models.TransferRequest | models.SignMessageRequest,
+    body: models.SignTransactionRequest
+    | models.TransferRequest
+    | models.SignMessageRequest
+    | models.SignTypedDataRequest,
 ) -> dispatch.How:
     """A route's run: only the agent's idempotency key sets it apart."""
     return dispatch.How(idempotency_key=body.idempotency_key)
@@ -156,16 +159,8 @@ def sign_message(request: Request, agent: Agent, body: models.SignMessageRequest
 def sign_typed_data(
     request: Request, agent: Agent, body: models.SignTypedDataRequest
 ) -> JSONResponse:
-    return _result(
-        signing.sign_typed_data(
-            server_state(request).vault,
-            agent,
-            body.wallet,
-            body.typed_data,
-            idempotency_key=body.idempotency_key,
-            threshold=body.threshold,
-        )
-    )
+    vault = server_state(request).vault
+    return _result(dispatch.sign_typed_data(vault, agent, body, _how(body)))
 
 
 @routes.get("/v1/agent/whoami", **_answer(answers.WhoAmI))
