@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
+from keysafe.agent_models import (
+    BudgetWindow,
+    Capabilities,
+    CredentialInfo,
+    DataInfo,
+    PolicyInfo,
+    WalletInfo,
+)
 from keysafe.policy.limits import Usage, window_spend
 from keysafe.policy.registry import Registry, from_base_units, to_base_units
 from keysafe.policy.rules import Policy, Rule, stored_policy
@@ -21,7 +28,7 @@ from keysafe.store import tables as t
 from keysafe.vault.vault import Vault
 
 
-def _amounts(caps: dict[str, Any]) -> str:
+def _amounts(caps: Mapping[str, object]) -> str:
     return ", ".join(f"{v} {k}" for k, v in caps.items())
 
 
@@ -64,21 +71,21 @@ def describe_rule(rule: Rule) -> str:
     return f"{rule.name}: {text}."
 
 
-def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list[BudgetWindow]:
+    out: list[BudgetWindow] = []
     for rule in policy.rules:
         for lim in rule.limits or []:
             since = now - timedelta(seconds=lim.seconds)
             by_key, used = usage(rule.name, since)
             if lim.max_count is not None:
                 out.append(
-                    {
-                        "rule": rule.name,
-                        "window": lim.window,
-                        "asset": None,
-                        "limit": str(lim.max_count),
-                        "left": str(max(lim.max_count - used, 0)),
-                    }
+                    BudgetWindow(
+                        rule=rule.name,
+                        window=lim.window,
+                        asset=None,
+                        limit=str(lim.max_count),
+                        left=str(max(lim.max_count - used, 0)),
+                    )
                 )
             for sym, cap in (lim.max or {}).items():
                 # Summed over every asset with this symbol, as the engine judges the window.
@@ -88,20 +95,22 @@ def _windows(policy: Policy, reg: Registry, usage: Usage, now: datetime) -> list
                 units, scale = spend
                 left = max(to_base_units(cap, scale) - units, 0)
                 out.append(
-                    {
-                        "rule": rule.name,
-                        "window": lim.window,
-                        "asset": sym,
-                        "limit": str(cap),
-                        "left": from_base_units(left, scale),
-                    }
+                    BudgetWindow(
+                        rule=rule.name,
+                        window=lim.window,
+                        asset=sym,
+                        limit=str(cap),
+                        left=from_base_units(left, scale),
+                    )
                 )
     return out
 
 
-def _wallet_entry(wallet: Wallet) -> dict[str, str]:
-    entry = {"name": wallet.name, "chain": str(wallet.chain), "address": wallet.address}
-    return entry | ({"threshold": wallet.threshold.threshold} if wallet.threshold else {})
+def _wallet_entry(wallet: Wallet) -> WalletInfo:
+    entry = WalletInfo(name=wallet.name, chain=str(wallet.chain), address=wallet.address)
+    if wallet.threshold:  # set only here, so a plain wallet's answer has no "threshold" key
+        entry.threshold = wallet.threshold.threshold
+    return entry
 
 
 def _signing_wallets(policy: Policy | None) -> set[tuple[str, str]]:
@@ -132,7 +141,7 @@ def _named(
     return named
 
 
-def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
+def capabilities(vault: Vault, agent: str) -> Capabilities:
     """What `agent` may do, as it asks with list_capabilities: its wallets, credentials and
     readable data, its policy in plain words and the budget left per window (never a secret).
 
@@ -161,27 +170,27 @@ def capabilities(vault: Vault, agent: str) -> dict[str, Any]:
         usage = ledger.usage_reader(conn, agent, now=now)
         windows = _windows(policy, reg, usage, now) if policy else []
     usable = _signing_wallets(policy)
-    wallets = [w for w in wallets if (w["name"], w["chain"]) in usable]
+    wallets = [w for w in wallets if (w.name, w.chain) in usable]
     named_creds = _named(policy, "http.request", lambda rule: rule.credentials)
     named_data = _named(policy, "data.read", lambda rule: rule.data)
-    return {
-        "agent": agent,
-        "status": row.status,
-        "wallets": wallets,
-        "credentials": [
-            {"name": c.name, "hosts": credential_meta(c).hosts}
+    return Capabilities(
+        agent=agent,
+        status=row.status,
+        wallets=wallets,
+        credentials=[
+            CredentialInfo(name=c.name, hosts=credential_meta(c).hosts)
             for c in creds
             if named_creds is None or c.name in named_creds
         ],
-        "data": [
-            {"name": d.name, "class": d.data_class, "fields": data_meta(d).fields}
+        data=[
+            DataInfo(name=d.name, data_class=d.data_class, fields=data_meta(d).fields)
             for d in data
             if named_data is None or d.name in named_data
         ],
-        "policy": {
-            "rules": [describe_rule(r) for r in policy.rules] if policy else [],
-            "expires": policy.expires.isoformat() if policy and policy.expires else None,
-            "summary": "deny beats ask beats allow; anything no rule allows is denied",
-        },
-        "budget": windows,
-    }
+        policy=PolicyInfo(
+            rules=[describe_rule(r) for r in policy.rules] if policy else [],
+            expires=policy.expires.isoformat() if policy and policy.expires else None,
+            summary="deny beats ask beats allow; anything no rule allows is denied",
+        ),
+        budget=windows,
+    )

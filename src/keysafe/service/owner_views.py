@@ -38,5 +38,6 @@ def agents_for_owner(vault: Vault) -> list[dict[str, Any]]:
     out = []
     for a in agents.list_agents(vault):
         caps = capabilities.capabilities(vault, a.name)
-        out.append(a.to_dict() | {"rules": caps["policy"]["rules"], "budget": caps["budget"]})
+        budget = [w.model_dump(mode="json") for w in caps.budget]
+        out.append(a.to_dict() | {"rules": caps.policy.rules, "budget": budget})
     return out

@@ -90,15 +90,15 @@ def health(request: Request) -> answers.Health:
 
 
 @routes.get("/v1/agent/capabilities", **_answer(answers.Capabilities))
-def get_capabilities(request: Request, agent: Agent) -> dict[str, Any]:
+def get_capabilities(request: Request, agent: Agent) -> answers.Capabilities:
     return capabilities.capabilities(server_state(request).vault, agent)
 
 
 @routes.get("/v1/agent/address/{wallet}", **_answer(answers.Address))
 def get_address(request: Request, agent: Agent, wallet: str) -> answers.Address:
-    for w in capabilities.capabilities(server_state(request).vault, agent)["wallets"]:
-        if w["name"] == wallet:
-            return answers.Address(wallet=wallet, address=w["address"], chain=w["chain"])
+    for w in capabilities.capabilities(server_state(request).vault, agent).wallets:
+        if w.name == wallet:
+            return answers.Address(wallet=wallet, address=w.address, chain=w.chain)
     raise NotFoundError(
         f"No wallet named '{wallet[:64]}'.", next_step="see /v1/agent/capabilities."
     )
