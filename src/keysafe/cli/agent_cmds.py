@@ -73,7 +73,9 @@ def agent_add(
     snippet = _mcp_config(tok, mcp_config) if mcp_config and tok else None
     if json_out:
         render.as_json(
-            view.to_dict() | {"token": tok} | ({"mcp_config": snippet} if snippet else {})
+            view.model_dump(mode="json")
+            | {"token": tok}
+            | ({"mcp_config": snippet} if snippet else {})
         )
     elif snippet is not None:
         render.note(f"Agent '{name}' added. Its MCP server entry (holds the token; shown once):")
@@ -143,7 +145,7 @@ def agent_list(json_out: JsonFlag = False) -> None:
             for v in views
         ],
         empty="No agents yet. Add one with `keysafe agent add NAME --policy FILE`.",
-        json_value=[v.to_dict() for v in views],
+        json_value=[v.model_dump(mode="json") for v in views],
         json_out=json_out,
     )
 

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, insert, select, update
 
 from keysafe.crypto.secret import SecretBytes
@@ -36,24 +37,18 @@ TOKEN_PREFIX: Final = "ks_agent_"  # noqa: S105 - a prefix, not a token
 Status = Literal["active", "paused", "revoked"]
 
 
-@dataclass(frozen=True, slots=True)
-class AgentView:
+class AgentView(BaseModel):
+    """An agent as the owner sees it (never its token). Its policy's digest is `policy_hash` on
+    every surface: the agent list, `keysafe agent … --json` and `/v1/owner/ops` answers."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
     name: str
     status: Status
     created_at: str
     last_seen: str | None
-    policy_digest: str | None
+    policy_digest: str | None = Field(alias="policy_hash")
     auth: str  # token | ed25519 | token+ed25519
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "created_at": self.created_at,
-            "last_seen": self.last_seen,
-            "policy_hash": self.policy_digest,
-            "auth": self.auth,
-        }
 
 
 def _audit_change(vault: Vault, conn: Connection, action: str, name: str, **more: str) -> None:
@@ -96,7 +91,12 @@ def _views(conn: Connection) -> list[AgentView]:
         auth = "+".join(x for x, v in (("token", r.token_hash), ("ed25519", r.public_key)) if v)
         out.append(
             AgentView(
-                r.name, r.status, r.created_at, r.last_seen, digests.get(r.name), auth or "none"
+                name=r.name,
+                status=r.status,
+                created_at=r.created_at,
+                last_seen=r.last_seen,
+                policy_digest=digests.get(r.name),
+                auth=auth or "none",
             )
         )
     return out

@@ -39,5 +39,5 @@ def agents_for_owner(vault: Vault) -> list[dict[str, Any]]:
     for a in agents.list_agents(vault):
         caps = capabilities.capabilities(vault, a.name)
         budget = [w.model_dump(mode="json") for w in caps.budget]
-        out.append(a.to_dict() | {"rules": caps.policy.rules, "budget": budget})
+        out.append(a.model_dump(mode="json") | {"rules": caps.policy.rules, "budget": budget})
     return out

@@ -187,7 +187,7 @@ def agent_action(request: Request, name: str, action: str) -> dict[str, Any]:
         raise MalformedRequestError(
             f"Unknown agent action '{action[:20]}'.", next_step="use pause, resume or revoke."
         )
-    return agents.set_status(server_state(request).vault, name, status).to_dict()
+    return agents.set_status(server_state(request).vault, name, status).model_dump(mode="json")
 
 
 @routes.get("/v1/owner/wallets")
