@@ -118,25 +118,30 @@ def error_response(err: KeysafeError, status: int | None = None) -> JSONResponse
     )
 
 
-async def http_error(_: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (no such route, a method the route does not take) as keysafe
-    error bodies, for the surfaces built on plain Starlette; FastAPI's are in api/errors.py."""
-    if not isinstance(exc, HTTPException):  # Starlette calls this for HTTPException only
-        raise exc
-    err = from_dict(
-        {
-            "code": code_for_status(exc.status_code),
-            "message": str(exc.detail)[:200],
-            "next": "check the path and the method.",
-        }
-    )
-    answer = error_response(err, exc.status_code)
-    answer.headers.update(exc.headers or {})  # e.g. Allow, on a 405
-    return answer
+def http_error_handler(next_step: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler for Starlette's own refusals (no such route, a method the route does not take)
+    that answers keysafe error bodies with `next_step`; every HTTP surface installs one (the API
+    with its own next step), so a refusal reads the same everywhere."""
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        if not isinstance(exc, HTTPException):  # Starlette calls this for HTTPException only
+            raise exc
+        err = from_dict(
+            {
+                "code": code_for_status(exc.status_code),
+                "message": str(exc.detail)[:200],
+                "next": next_step,
+            }
+        )
+        answer = error_response(err, exc.status_code)
+        answer.headers.update(exc.headers or {})  # e.g. Allow, which a 405 must carry
+        return answer
+
+    return http_error
 
 
 # For Starlette(exception_handlers=…): every refusal of such a surface is an error body.
-EXCEPTION_HANDLERS: Final = {HTTPException: http_error}
+EXCEPTION_HANDLERS: Final = {HTTPException: http_error_handler("check the path and the method.")}
 
 
 class BodyGuard:

@@ -88,6 +88,19 @@ def test_every_refusal_of_the_server_carries_its_error_code(
             _check(client.request(method, path, **kwargs), code)
 
 
+def test_a_405_from_the_server_names_the_methods_the_route_takes(
+    served: tuple[Server, Pristine],
+) -> None:
+    """RFC 9110 15.5.6: a 405 must carry Allow. The API's handler once dropped routing's
+    headers (the proxy's and the sidecar's kept them); one handler serves all three now."""
+    server, vault = served
+    with server.client() as client:
+        r = client.delete("/v1/agent/capabilities", headers=agent_headers(vault.tokens["bot"]))
+    _check(r, ErrorCode.METHOD_NOT_ALLOWED)
+    assert "GET" in r.headers["allow"].split(", "), r.headers
+    assert error_of(r)["next"] == "see /openapi.json for the routes."
+
+
 def test_the_openapi_document_lists_the_codes_of_each_error_status(
     served: tuple[Server, Pristine],
 ) -> None:

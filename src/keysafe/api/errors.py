@@ -16,12 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keysafe import wire
 from keysafe.errors import (
     STATUS,
     ErrorCode,
     InternalError,
     KeysafeError,
-    code_for_status,
     codes_by_status,
 )
 from keysafe.service.context import known_fault
@@ -78,13 +78,10 @@ def install(app: FastAPI) -> None:
         )
         return JSONResponse(body, status_code=STATUS[ErrorCode.MALFORMED_REQUEST][0])
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = code_for_status(exc.status_code)
-        return JSONResponse(
-            error_body(code, str(exc.detail)[:200], "see /openapi.json for the routes."),
-            status_code=exc.status_code,
-        )
+    # Routing's own refusals (404, 405 with its Allow header), as the other surfaces answer them.
+    app.add_exception_handler(
+        StarletteHTTPException, wire.http_error_handler("see /openapi.json for the routes.")
+    )
 
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
