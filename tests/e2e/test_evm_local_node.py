@@ -99,7 +99,7 @@ def fee_wei(result: SignResult) -> int:
 def send(world: World, tx: dict[str, Any], declared: dict[str, Any] | None = None) -> SignResult:
     """The agent "payer" sends `tx` from the wallet "main"."""
     ask = SignTransactionRequest(wallet="main", transaction=tx, declared=declared)
-    return signing.send_transaction(world.vault, "payer", ask)
+    return signing.sign_transaction(world.vault, "payer", ask, broadcast=True)
 
 
 def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:

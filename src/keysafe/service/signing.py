@@ -6,6 +6,11 @@ hands both to the gate (service/gate.py), which decides, reserves, parks or runs
 The act opens the key (or, for a 2-of-3 wallet, adds the vault's share to the agent's), signs,
 and verifies the result (signer recovered, transaction re-decoded) before anything is returned;
 a send broadcasts through the chain's RPC.
+
+The errors every agent use case here may raise: VaultLockedError (locked vault), NotFoundError (no
+such wallet), MalformedRequestError (besides each one's own cases: the agent's 2-of-3 part
+missing for a 2-of-3 wallet, or given for another), PolicyDeniedError (BudgetExceededError over
+a budget) and IdempotencyConflictError (a key reused for another request).
 """
 
 from __future__ import annotations
@@ -86,10 +91,16 @@ def sign_transaction(
     approval_id: str | None = None,
     dry_run: bool = False,
 ) -> SignResult:
-    """Sign (and with `broadcast`, send) the transaction in `request` for `agent`.
+    """Sign (and with `broadcast`, send through the chain's RPC) the transaction in `request`
+    for `agent`.
 
     `approval_id` is set only when an owner-approved parked request runs (service/approvals.py).
     `request.threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
+
+    Raises:
+        MalformedRequestError: a malformed transaction, or one that does not do what was
+            declared (besides the errors every use case here may raise: see above).
+        ChainUnavailableError: with `broadcast`, the chain's RPC did not take it.
     """
     vault.require_unlocked()  # before anything is decoded or reserved
     wallet, payload, chain = request.wallet, request.transaction, request.chain
@@ -129,7 +140,7 @@ def transaction_act(
     vault: Vault, found: Wallet, decoded: Decoded, *, broadcast: bool
 ) -> Callable[[str], SignResult]:
     """The gate's act for a decoded transaction: open the key, sign and verify, and with
-    `broadcast` send it through the chain's RPC (send_transaction and transfer share it)."""
+    `broadcast` send it through the chain's RPC (a send and a transfer share it)."""
     chain_info = decoded.chain
 
     def act(request_id: str) -> SignResult:
@@ -155,21 +166,6 @@ def transaction_act(
         )
 
     return act
-
-
-def send_transaction(
-    vault: Vault,
-    agent: str,
-    request: SignTransactionRequest,
-    *,
-    approval_id: str | None = None,
-    dry_run: bool = False,
-) -> SignResult:
-    """`sign_transaction`, then broadcast it through the chain's RPC (same arguments and
-    errors, plus ChainUnavailableError when the RPC does not take it)."""
-    return sign_transaction(
-        vault, agent, request, broadcast=True, approval_id=approval_id, dry_run=dry_run
-    )
 
 
 def threshold_exchange(
@@ -301,7 +297,12 @@ def sign_message(
     dry_run: bool = False,
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
-    agent's part in `request.threshold`), signed for `agent` as its policy allows."""
+    agent's part in `request.threshold`), signed for `agent` as its policy allows.
+
+    Raises:
+        MalformedRequestError: a bad encoding (besides the errors every use case here may
+            raise: see above).
+    """
     wallet = request.wallet
     found, intent, data = _message_of(vault, wallet, request.message, request.encoding)
     fields = threshold_fields(vault, agent, found, request.threshold, dry_run=dry_run)
@@ -360,7 +361,12 @@ def sign_typed_data(
     dry_run: bool = False,
 ) -> SignResult:
     """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …); a
-    2-of-3 wallet signs with the agent's DKLs23 rounds in `request.threshold`."""
+    2-of-3 wallet signs with the agent's DKLs23 rounds in `request.threshold`.
+
+    Raises:
+        MalformedRequestError: not an EVM wallet, or malformed typed data (besides the
+            errors every use case here may raise: see above).
+    """
     vault.require_unlocked()
     wallet, typed_data = request.wallet, request.typed_data
     found = wallet_record(vault, wallet)
