@@ -150,10 +150,12 @@ def _charges_of_one_signature(vault: Any, sol_address: str) -> list[tuple[str, s
     from sqlalchemy import func, select
 
     from keysafe.service import signing
+    from keysafe.service.models import SignTransactionRequest
     from keysafe.store import tables as t
 
     tx = common.solana_transfers(sol_address, 1)[0]
-    res = signing.sign_transaction(vault, common.agent_name(0), "sol", tx)
+    ask = SignTransactionRequest(wallet="sol", transaction=tx)
+    res = signing.sign_transaction(vault, common.agent_name(0), ask)
     if res.status != "signed":
         raise RuntimeError(f"the benchmark policy did not allow a plain transfer: {res}")
     with vault.db.read() as conn:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi import encode
@@ -19,6 +20,7 @@ from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import PolicyDeniedError
 from keysafe.service import agents, audit, policies, registry, signing, wallets
+from keysafe.service.models import SignTransactionRequest
 from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -94,11 +96,17 @@ def fee_wei(result: SignResult) -> int:
     return int(Decimal(result.intent["fee"]) * ETH)
 
 
+def send(world: World, tx: dict[str, Any], declared: dict[str, Any] | None = None) -> SignResult:
+    """The agent "payer" sends `tx` from the wallet "main"."""
+    ask = SignTransactionRequest(wallet="main", transaction=tx, declared=declared)
+    return signing.sign_transaction(world.vault, "payer", ask, broadcast=True)
+
+
 def test_send_allowed_eth_transfer_lands_on_the_node(world: World) -> None:
     before = world.node.balance(BOB)
     tx = {"to": BOB, "value": hex(ETH // 2), "chainId": 31337}  # nonce, gas, fees from the node
 
-    result = signing.send_transaction(world.vault, "payer", "main", tx)
+    result = send(world, tx)
 
     assert result.status == "sent"
     receipt = world.node.wait(result.tx_hash or "")
@@ -115,9 +123,7 @@ def test_send_allowed_erc20_transfer_lands_on_the_node(world: World) -> None:
     data = "0xa9059cbb" + encode(["address", "uint256"], [BOB, 50 * TKN]).hex()
     tx = {"to": world.token, "data": data, "value": "0x0", "chainId": 31337}
 
-    result = signing.send_transaction(
-        world.vault, "payer", "main", tx, declared={"asset": "TKN", "amount": "50", "to": BOB}
-    )
+    result = send(world, tx, declared={"asset": "TKN", "amount": "50", "to": BOB})
 
     assert result.status == "sent"
     assert world.node.wait(result.tx_hash or "")["status"] == "0x1"
@@ -130,9 +136,7 @@ def test_send_over_limit_is_refused_nothing_broadcast_no_budget_used(world: Worl
     balance_before = world.node.balance(BOB)
 
     with pytest.raises(PolicyDeniedError) as info:
-        signing.send_transaction(
-            world.vault, "payer", "main", {"to": BOB, "value": hex(2 * ETH), "chainId": 31337}
-        )
+        send(world, {"to": BOB, "value": hex(2 * ETH), "chainId": 31337})
 
     assert info.value.facts["reason_code"] == "OVER_PER_TX_LIMIT"
     assert info.value.facts["rule"] == "pay-bob"
@@ -143,16 +147,12 @@ def test_send_over_limit_is_refused_nothing_broadcast_no_budget_used(world: Worl
 
 
 def test_send_over_the_24h_window_is_refused_after_earlier_spends(world: World) -> None:
-    first = signing.send_transaction(
-        world.vault, "payer", "main", {"to": BOB, "value": hex(ETH * 9 // 10), "chainId": 31337}
-    )
+    first = send(world, {"to": BOB, "value": hex(ETH * 9 // 10), "chainId": 31337})
     nonce_before = world.node.nonce(world.address)
 
     # 0.9 + 0.6 ETH of value is exactly the 1.5 ETH window; with the fees it is over.
     with pytest.raises(PolicyDeniedError) as info:
-        signing.send_transaction(
-            world.vault, "payer", "main", {"to": BOB, "value": hex(ETH * 6 // 10), "chainId": 31337}
-        )
+        send(world, {"to": BOB, "value": hex(ETH * 6 // 10), "chainId": 31337})
 
     assert info.value.code == "BUDGET_EXCEEDED"
     assert world.node.nonce(world.address) == nonce_before
@@ -163,10 +163,8 @@ def test_declared_amount_that_differs_from_the_transaction_is_refused(world: Wor
     from keysafe.errors import MalformedRequestError
 
     with pytest.raises(MalformedRequestError, match="declares amount"):
-        signing.send_transaction(
-            world.vault,
-            "payer",
-            "main",
+        send(
+            world,
             {"to": BOB, "value": hex(ETH // 10), "chainId": 31337},
             declared={"amount": "0.01"},
         )

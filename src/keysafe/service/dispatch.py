@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypedDict
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -30,13 +30,10 @@ from keysafe.service.models import (
 from keysafe.service.signing_gate import SignResult
 from keysafe.vault.vault import Vault
 
-
-class _Options(TypedDict):
-    """The keyword options every agent use case takes (see `How`)."""
-
-    approval_id: str | None
-    dry_run: bool
-    idempotency_key: str | None
+# The wire models that carry an idempotency key.
+_Keyed = TypeVar(
+    "_Keyed", SignTransactionRequest, TransferRequest, SignMessageRequest, SignTypedDataRequest
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +45,10 @@ class How:
     dry_run: bool = False
     idempotency_key: str | None = None
 
-    def options(self) -> _Options:
-        """These as the keyword arguments of a use case."""
-        return {
-            "approval_id": self.approval_id,
-            "dry_run": self.dry_run,
-            "idempotency_key": self.idempotency_key,
-        }
+    def keyed(self, r: _Keyed) -> _Keyed:
+        """`r` with this run's idempotency key (a route's, or none when an approved or dry run
+        repeats the request)."""
+        return r.model_copy(update={"idempotency_key": self.idempotency_key})
 
 
 Runner = Callable[[Vault, str, Any, How], dict[str, Any]]
@@ -73,36 +67,24 @@ def sign_transaction(
     return signing.sign_transaction(
         vault,
         agent,
-        r.wallet,
-        r.transaction,
-        chain=r.chain,
-        description=r.description,
-        declared=r.declared,
+        how.keyed(r),
         broadcast=broadcast,
-        threshold=r.threshold,
-        **how.options(),
+        approval_id=how.approval_id,
+        dry_run=how.dry_run,
     )
 
 
 def transfer_asset(vault: Vault, agent: str, r: TransferRequest, how: How) -> SignResult:
-    """Build, judge, sign and send the transfer in `r` as `agent` (the idempotency key is the
-    one `how` carries: a route's, or none when an approved or dry run repeats the request)."""
-    request = r.model_copy(update={"idempotency_key": how.idempotency_key})
+    """Build, judge, sign and send the transfer in `r` as `agent`."""
     return transfer.transfer(
-        vault, agent, request, approval_id=how.approval_id, dry_run=how.dry_run
+        vault, agent, how.keyed(r), approval_id=how.approval_id, dry_run=how.dry_run
     )
 
 
 def sign_message(vault: Vault, agent: str, r: SignMessageRequest, how: How) -> SignResult:
     """Sign the message in `r` as `agent`."""
     return signing.sign_message(
-        vault,
-        agent,
-        r.wallet,
-        r.message,
-        encoding=r.encoding,
-        threshold=r.threshold,
-        **how.options(),
+        vault, agent, how.keyed(r), approval_id=how.approval_id, dry_run=how.dry_run
     )
 
 
@@ -115,7 +97,7 @@ def sign_typed_data(vault: Vault, agent: str, r: SignTypedDataRequest, how: How)
     """Sign the EIP-712 typed data in `r` as `agent` (with the agent's DKLs23 part on a 2-of-3
     wallet: an approved run needs it as much as the first one)."""
     return signing.sign_typed_data(
-        vault, agent, r.wallet, r.typed_data, threshold=r.threshold, **how.options()
+        vault, agent, how.keyed(r), approval_id=how.approval_id, dry_run=how.dry_run
     )
 
 

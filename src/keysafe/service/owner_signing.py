@@ -30,7 +30,7 @@ class SignMessage(Op[MessageSigned]):
     message: str
 
     def run(self, vault: Vault) -> MessageSigned:
-        done = signing.sign_message(vault, None, self.wallet, self.message)
+        done = signing.sign_message_as_owner(vault, self.wallet, self.message)
         assert done.signature is not None  # the owner is never asked: it signs or raises
         return MessageSigned(summary=done.summary, address=done.address, signature=done.signature)
 

@@ -6,11 +6,16 @@ hands both to the gate (service/gate.py), which decides, reserves, parks or runs
 The act opens the key (or, for a 2-of-3 wallet, adds the vault's share to the agent's), signs,
 and verifies the result (signer recovered, transaction re-decoded) before anything is returned;
 a send broadcasts through the chain's RPC.
+
+The errors every agent use case here may raise: VaultLockedError (locked vault), NotFoundError (no
+such wallet), MalformedRequestError (besides each one's own cases: the agent's 2-of-3 part
+missing for a 2-of-3 wallet, or given for another), PolicyDeniedError (BudgetExceededError over
+a budget) and IdempotencyConflictError (a key reused for another request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from keysafe import approvals
@@ -80,38 +85,30 @@ def wallet_and_registry(vault: Vault, name: str) -> tuple[Wallet, Registry]:
 def sign_transaction(
     vault: Vault,
     agent: str,
-    wallet: str,
-    payload: str | dict[str, Any],
+    request: SignTransactionRequest,
     *,
-    chain: str | None = None,
-    description: str | None = None,
-    declared: Mapping[str, Any] | None = None,
-    idempotency_key: str | None = None,
     broadcast: bool = False,
     approval_id: str | None = None,
-    threshold: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> SignResult:
-    """Sign (and with `broadcast`, send) a transaction for `agent` from the vault wallet.
+    """Sign (and with `broadcast`, send through the chain's RPC) the transaction in `request`
+    for `agent`.
 
     `approval_id` is set only when an owner-approved parked request runs (service/approvals.py).
-    `threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
+    `request.threshold` carries the agent's part for a 2-of-3 wallet (service/threshold.py).
+
+    Raises:
+        MalformedRequestError: a malformed transaction, or one that does not do what was
+            declared (besides the errors every use case here may raise: see above).
+        ChainUnavailableError: with `broadcast`, the chain's RPC did not take it.
     """
     vault.require_unlocked()  # before anything is decoded or reserved
-    wire = SignTransactionRequest(
-        wallet=wallet,
-        transaction=payload,
-        chain=chain,
-        description=description,
-        declared=dict(declared) if declared else None,
-        idempotency_key=idempotency_key,
-        threshold=dict(threshold) if threshold else None,
-    )
+    wallet, payload, chain = request.wallet, request.transaction, request.chain
     found, reg = wallet_and_registry(vault, wallet)
-    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
+    fields = threshold_fields(vault, agent, found, request.threshold, dry_run=dry_run)
     try:
         decoded = decode_transaction(
-            vault, agent, found, payload, reg, chain=chain, declared=declared, fields=fields
+            vault, agent, found, payload, reg, chain=chain, declared=request.declared, fields=fields
         )
     except BaseException:
         discard(vault, agent, fields)  # never reaches the gate: its 2-of-3 commitment goes now
@@ -120,14 +117,17 @@ def sign_transaction(
     req = gate.Request(
         agent=agent,
         kind=Kind.SEND_TRANSACTION if broadcast else Kind.SIGN_TRANSACTION,
-        wire=wire,
+        # Parked as sent, except that an empty `declared` or `threshold` is parked as none.
+        wire=request.model_copy(
+            update={"declared": request.declared or None, "threshold": request.threshold or None}
+        ),
         intent=decoded.intent,
         # The transaction as the agent sent it: the vault may fill nonce and fees from the chain,
         # and a retry must match its first request even after the chain moved on.
         payload=jcs.dumps(approvals.jsonable({"transaction": payload, "chain": chain})),
         target=f"wallet:{wallet}",
         audit_action=f"{family}.send_transaction" if broadcast else f"{family}.sign_transaction",
-        idempotency_key=idempotency_key,
+        idempotency_key=request.idempotency_key,
         approval_id=approval_id,
         reaches_out=broadcast,
         dry_run=dry_run,
@@ -140,7 +140,7 @@ def transaction_act(
     vault: Vault, found: Wallet, decoded: Decoded, *, broadcast: bool
 ) -> Callable[[str], SignResult]:
     """The gate's act for a decoded transaction: open the key, sign and verify, and with
-    `broadcast` send it through the chain's RPC (send_transaction and transfer share it)."""
+    `broadcast` send it through the chain's RPC (a send and a transfer share it)."""
     chain_info = decoded.chain
 
     def act(request_id: str) -> SignResult:
@@ -166,14 +166,6 @@ def transaction_act(
         )
 
     return act
-
-
-def send_transaction(
-    vault: Vault, agent: str, wallet: str, payload: str | dict[str, Any], **kw: Any
-) -> SignResult:
-    """`sign_transaction`, then broadcast it through the chain's RPC (same arguments and
-    errors, plus ChainUnavailableError when the RPC does not take it)."""
-    return sign_transaction(vault, agent, wallet, payload, broadcast=True, **kw)
 
 
 def threshold_exchange(
@@ -244,8 +236,29 @@ def _sign_message_bytes(found: Wallet, data: bytes, key: SecretBytes) -> str:
     return sol_signing.sign_message(data, key)
 
 
-def _owner_sign_message(vault: Vault, found: Wallet, intent: Intent, data: bytes) -> SignResult:
-    """The owner (CLI, after unlocking) signs: no policy, but audited all the same."""
+def _message_of(
+    vault: Vault, wallet: str, message: str, encoding: str
+) -> tuple[Wallet, Intent, bytes]:
+    """The wallet, the intent its message is judged by, and the bytes that are signed."""
+    vault.require_unlocked()
+    found = wallet_record(vault, wallet)
+    reg = load_registry(vault)
+    intent, data = _message_intent(found, reg, message, encoding)
+    return found, intent.model_copy(update={"wallet": wallet}), data
+
+
+def sign_message_as_owner(
+    vault: Vault, wallet: str, message: str, encoding: str = "utf8"
+) -> SignResult:
+    """The owner (CLI, after unlocking) signs `message` as `sign_message` would: no policy, but
+    audited all the same.
+
+    Raises:
+        MalformedRequestError: a 2-of-3 wallet (two parties sign its messages), or a bad
+            encoding.
+        NotFoundError: no wallet of that name.
+    """
+    found, intent, data = _message_of(vault, wallet, message, encoding)
     if found.threshold is not None:
         raise MalformedRequestError(
             f"Wallet '{found.name}' is a 2-of-3 threshold wallet; its messages are signed by two "
@@ -277,42 +290,31 @@ def _owner_sign_message(vault: Vault, found: Wallet, intent: Intent, data: bytes
 
 def sign_message(
     vault: Vault,
-    agent: str | None,
-    wallet: str,
-    message: str,
+    agent: str,
+    request: SignMessageRequest,
     *,
-    encoding: str = "utf8",
-    idempotency_key: str | None = None,
     approval_id: str | None = None,
-    threshold: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> SignResult:
     """EIP-191 for EVM wallets, Ed25519 over the raw bytes for Solana (a 2-of-3 wallet with the
-    agent's part in `threshold`). `agent=None` is the owner: no policy, audited all the same."""
-    vault.require_unlocked()
-    found = wallet_record(vault, wallet)
-    reg = load_registry(vault)
-    intent, data = _message_intent(found, reg, message, encoding)
-    intent = intent.model_copy(update={"wallet": wallet})
-    if agent is None:
-        return _owner_sign_message(vault, found, intent, data)
-    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
-    wire = SignMessageRequest(
-        wallet=wallet,
-        message=message,
-        encoding=encoding,
-        idempotency_key=idempotency_key,
-        threshold=fields,
-    )
+    agent's part in `request.threshold`), signed for `agent` as its policy allows.
+
+    Raises:
+        MalformedRequestError: a bad encoding (besides the errors every use case here may
+            raise: see above).
+    """
+    wallet = request.wallet
+    found, intent, data = _message_of(vault, wallet, request.message, request.encoding)
+    fields = threshold_fields(vault, agent, found, request.threshold, dry_run=dry_run)
     req = gate.Request(
         agent=agent,
         kind=Kind.SIGN_MESSAGE,
-        wire=wire,
+        wire=request,
         intent=intent,
         payload=data,
         target=f"wallet:{wallet}",
         audit_action=f"{found.chain}.sign_message",
-        idempotency_key=idempotency_key,
+        idempotency_key=request.idempotency_key,
         approval_id=approval_id,
         dry_run=dry_run,
     )
@@ -353,36 +355,36 @@ def _typed_data_intent(
 def sign_typed_data(
     vault: Vault,
     agent: str,
-    wallet: str,
-    typed_data: dict[str, Any],
+    request: SignTypedDataRequest,
     *,
-    idempotency_key: str | None = None,
     approval_id: str | None = None,
-    threshold: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> SignResult:
     """EIP-712 typed data, judged by what it grants (permits become approvals, transfers …); a
-    2-of-3 wallet signs with the agent's DKLs23 rounds in `threshold`."""
+    2-of-3 wallet signs with the agent's DKLs23 rounds in `request.threshold`.
+
+    Raises:
+        MalformedRequestError: not an EVM wallet, or malformed typed data (besides the
+            errors every use case here may raise: see above).
+    """
     vault.require_unlocked()
+    wallet, typed_data = request.wallet, request.typed_data
     found = wallet_record(vault, wallet)
     if found.chain != Chain.EVM:
         raise MalformedRequestError(
             "EIP-712 typed data is signed by EVM wallets only.", next_step="use an EVM wallet."
         )
-    fields = threshold_fields(vault, agent, found, threshold, dry_run=dry_run)
+    fields = threshold_fields(vault, agent, found, request.threshold, dry_run=dry_run)
     chain_info, intent = _typed_data_intent(vault, wallet, found, typed_data)
-    wire = SignTypedDataRequest(
-        wallet=wallet, typed_data=typed_data, idempotency_key=idempotency_key, threshold=fields
-    )
     req = gate.Request(
         agent=agent,
         kind=Kind.SIGN_TYPED_DATA,
-        wire=wire,
+        wire=request,
         intent=intent,
         payload=evm_intents.typed_data_digest(typed_data),  # the EIP-712 digest that is signed
         target=f"wallet:{wallet}",
         audit_action="evm.sign_typed_data",
-        idempotency_key=idempotency_key,
+        idempotency_key=request.idempotency_key,
         approval_id=approval_id,
         dry_run=dry_run,
     )

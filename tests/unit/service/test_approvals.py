@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -15,6 +16,7 @@ from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import MalformedRequestError, NotFoundError
 from keysafe.service import agents, approvals, policies, signing, wallets
+from keysafe.service.models import SignTransactionRequest
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
 from keysafe.testing import CHEAP_KDF, ManualClock
@@ -59,7 +61,7 @@ def made(tmp_path: Path, database_url: str | None) -> Iterator[Made]:
     vault.db.close()
 
 
-def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:
+def tx(value_eth: float, nonce: int = 0) -> dict[str, Any]:
     return {
         "to": BOB,
         "value": hex(int(value_eth * 10**18)),
@@ -68,6 +70,11 @@ def tx(value_eth: float, nonce: int = 0) -> dict[str, object]:
         "gas": 21000,
         "gasPrice": 10**9,
     }
+
+
+def from_main(payload: dict[str, Any], description: str | None = None) -> SignTransactionRequest:
+    """`payload` as the agent asks to sign it with the wallet "main"."""
+    return SignTransactionRequest(wallet="main", transaction=payload, description=description)
 
 
 FEE = 21000 * 10**9  # gas × gasPrice of `tx`: booked with the value (native caps see both)
@@ -82,7 +89,7 @@ def live(vault: Vault) -> int:
 
 
 def test_ask_parks_the_request_and_reserves_nothing(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     assert res.status == "pending_approval"
     assert res.approval_id and res.approval_id.startswith("apr_")
     assert live(made.vault) == 0
@@ -92,7 +99,7 @@ def test_ask_parks_the_request_and_reserves_nothing(made: Made) -> None:
 
 
 def test_approve_runs_the_parked_request_exactly_and_stores_the_result(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5, nonce=7))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5, nonce=7)))
     done = approvals.approve(made.vault, res.approval_id or "")
     assert done.status == "approved"
     assert done.result is not None and done.result["status"] == "signed"
@@ -103,7 +110,7 @@ def test_approve_runs_the_parked_request_exactly_and_stores_the_result(made: Mad
 
 
 def test_approval_is_single_use(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     approvals.approve(made.vault, res.approval_id or "")
     with pytest.raises(MalformedRequestError, match="already approved"):
         approvals.approve(made.vault, res.approval_id or "")
@@ -111,7 +118,7 @@ def test_approval_is_single_use(made: Made) -> None:
 
 
 def test_deny_leaves_the_budget_untouched(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     assert approvals.deny(made.vault, res.approval_id or "").status == "denied"
     assert live(made.vault) == 0
     with pytest.raises(MalformedRequestError, match="already denied"):
@@ -119,7 +126,7 @@ def test_deny_leaves_the_budget_untouched(made: Made) -> None:
 
 
 def test_expired_approval_cannot_be_approved(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     made.clock.now += timedelta(minutes=6)
     assert approvals.get(made.vault, res.approval_id or "").status == "expired"
     with pytest.raises(MalformedRequestError, match="already expired"):
@@ -128,8 +135,8 @@ def test_expired_approval_cannot_be_approved(made: Made) -> None:
 
 
 def test_approval_rechecks_budget_at_execution(made: Made) -> None:
-    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.9))
-    second = signing.sign_transaction(made.vault, "bot", "main", tx(0.9, nonce=1))
+    first = signing.sign_transaction(made.vault, "bot", from_main(tx(0.9)))
+    second = signing.sign_transaction(made.vault, "bot", from_main(tx(0.9, nonce=1)))
     assert approvals.approve(made.vault, first.approval_id or "").status == "approved"
     late = approvals.approve(made.vault, second.approval_id or "")
     assert late.status == "failed"
@@ -138,18 +145,18 @@ def test_approval_rechecks_budget_at_execution(made: Made) -> None:
 
 
 def test_session_grant_lets_the_next_request_pass_without_asking(made: Made) -> None:
-    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.2))
+    first = signing.sign_transaction(made.vault, "bot", from_main(tx(0.2)))
     approvals.approve(made.vault, first.approval_id or "", grant_seconds=3600)
-    again = signing.sign_transaction(made.vault, "bot", "main", tx(0.2, nonce=1))
+    again = signing.sign_transaction(made.vault, "bot", from_main(tx(0.2, nonce=1)))
     assert again.status == "signed"
     made.clock.now += timedelta(hours=2)
-    later = signing.sign_transaction(made.vault, "bot", "main", tx(0.2, nonce=2))
+    later = signing.sign_transaction(made.vault, "bot", from_main(tx(0.2, nonce=2)))
     assert later.status == "pending_approval"
 
 
 def test_another_agent_cannot_read_the_approval(made: Made) -> None:
     agents.add_agent(made.vault, "other")
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     with pytest.raises(NotFoundError):
         approvals.get(made.vault, res.approval_id or "", agent="other")
 
@@ -163,7 +170,7 @@ def test_json_number_beyond_2_53_is_parked_and_runs_the_same_amount(made: Made) 
         "gas": 21000,
         "gasPrice": 10**9,
     }
-    res = signing.sign_transaction(made.vault, "bot", "main", big)
+    res = signing.sign_transaction(made.vault, "bot", from_main(big))
     assert res.status == "pending_approval"
     done = approvals.approve(made.vault, res.approval_id or "")
     assert done.status == "approved"
@@ -171,7 +178,7 @@ def test_json_number_beyond_2_53_is_parked_and_runs_the_same_amount(made: Made) 
 
 
 def test_owner_view_carries_the_decoded_intent_with_full_addresses(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     view = approvals.get(made.vault, res.approval_id or "").for_owner()
     assert view["request"]["intent"]["to"].lower() == BOB
     assert view["request"]["intent"]["amount"] == "0.5"
@@ -180,7 +187,7 @@ def test_owner_view_carries_the_decoded_intent_with_full_addresses(made: Made) -
 def test_a_bug_while_executing_marks_the_approval_failed_not_stuck(
     made: Made, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
 
     def boom(*_: object) -> dict[str, object]:
         raise RuntimeError("bug")
@@ -215,14 +222,14 @@ def _fake_approval(vault: Vault, approval_id: str) -> None:
 
 
 def test_resolve_unique_prefix_with_or_without_apr_gives_the_whole_id(made: Made) -> None:
-    whole = signing.sign_transaction(made.vault, "bot", "main", tx(0.5)).approval_id or ""
+    whole = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5))).approval_id or ""
     assert approvals.resolve(made.vault, whole[:10]) == whole
     assert approvals.resolve(made.vault, whole[4:12].upper()) == whole
     assert approvals.deny(made.vault, whole[:10]).id == whole
 
 
 def test_resolve_too_short_or_unknown_prefix_is_refused(made: Made) -> None:
-    signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     with pytest.raises(MalformedRequestError, match="too short") as short:
         approvals.resolve(made.vault, "apr_12345")
     assert "at least 6 characters" in short.value.next_step
@@ -233,7 +240,7 @@ def test_resolve_too_short_or_unknown_prefix_is_refused(made: Made) -> None:
 
 
 def test_resolve_ambiguous_prefix_lists_every_candidate_whole(made: Made) -> None:
-    whole = signing.sign_transaction(made.vault, "bot", "main", tx(0.5)).approval_id or ""
+    whole = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5))).approval_id or ""
     twin = whole[:12] + "0" * (len(whole) - 12)
     _fake_approval(made.vault, twin if twin != whole else whole[:12] + "1" * (len(whole) - 12))
     with pytest.raises(MalformedRequestError, match="starts 2 approval ids") as err:
@@ -247,7 +254,7 @@ def test_resolve_ambiguous_prefix_lists_every_candidate_whole(made: Made) -> Non
 
 
 def test_deny_reason_is_stored_cleaned_and_shown_to_the_agent(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     hostile = "Not\nthis\u202e one\x00 <b>x</b>"
     done = approvals.deny(made.vault, res.approval_id or "", reason=hostile)
     assert done.reason == "Not this one <b>x</b>"  # line breaks, bidi, NUL: gone; markup: text
@@ -257,14 +264,14 @@ def test_deny_reason_is_stored_cleaned_and_shown_to_the_agent(made: Made) -> Non
 
 
 def test_deny_reason_over_the_cap_is_refused_and_nothing_is_decided(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     with pytest.raises(MalformedRequestError, match="at most 300"):
         approvals.deny(made.vault, res.approval_id or "", reason="x" * 301)
     assert approvals.get(made.vault, res.approval_id or "").status == "pending"
 
 
 def test_approve_without_reason_and_deny_without_reason_carry_none(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     done = approvals.deny(made.vault, res.approval_id or "", reason="   ")
     assert done.reason is None and "reason" not in done.for_agent()
 
@@ -273,7 +280,7 @@ def test_approve_without_reason_and_deny_without_reason_carry_none(made: Made) -
 
 
 def test_owner_view_says_what_is_signed_and_whether_a_grant_can_apply(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5), description="invoice 42")
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5), description="invoice 42"))
     view = approvals.get(made.vault, res.approval_id or "").for_owner()
     assert view["description"] == "invoice 42"
     assert view["signs"] is True and view["grantable"] is True
@@ -288,7 +295,7 @@ def test_owner_view_says_what_is_signed_and_whether_a_grant_can_apply(made: Made
 
 
 def test_approve_for_a_while_is_refused_where_no_grant_can_apply(made: Made) -> None:
-    res = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    res = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     with made.vault.db.write() as conn:  # as a request no rule asked about would be parked
         conn.execute(
             t.approvals.update().where(t.approvals.c.id == res.approval_id).values(rule=None)
@@ -300,16 +307,16 @@ def test_approve_for_a_while_is_refused_where_no_grant_can_apply(made: Made) -> 
 
 
 def test_budget_effect_is_the_gates_window_before_and_after(made: Made) -> None:
-    first = signing.sign_transaction(made.vault, "bot", "main", tx(0.5))
+    first = signing.sign_transaction(made.vault, "bot", from_main(tx(0.5)))
     approvals.approve(made.vault, first.approval_id or "")
-    ask = signing.sign_transaction(made.vault, "bot", "main", tx(0.4, nonce=1))
+    ask = signing.sign_transaction(made.vault, "bot", from_main(tx(0.4, nonce=1)))
     windows = approvals.budget_effect(made.vault, approvals.get(made.vault, ask.approval_id or ""))
     assert windows is not None
     [w] = windows
     # 1.5 ETH a day; 0.5 + fee used; this one is 0.4 + fee.
     assert (w.rule, w.window, w.asset) == ("pay", "24h", "ETH")
     assert (w.left, w.after, w.ok) == ("0.999979", "0.599958", True)
-    big = signing.sign_transaction(made.vault, "bot", "main", tx(0.99, nonce=2))
+    big = signing.sign_transaction(made.vault, "bot", from_main(tx(0.99, nonce=2)))
     approvals.approve(made.vault, ask.approval_id or "")  # now 0.599958 left: 0.99 cannot fit
     [over] = (
         approvals.budget_effect(made.vault, approvals.get(made.vault, big.approval_id or "")) or []

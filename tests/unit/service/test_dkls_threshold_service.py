@@ -25,7 +25,11 @@ from keysafe.mpc.frost.keys import RECOVERY as RECOVERY_ID
 from keysafe.mpc.frost.keys import USER
 from keysafe.service import agents, approvals, backup, policies, threshold, threshold_records
 from keysafe.service import signing as sign_service
-from keysafe.service.models import ThresholdExchangeRequest
+from keysafe.service.models import (
+    SignMessageRequest,
+    SignTypedDataRequest,
+    ThresholdExchangeRequest,
+)
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
@@ -91,7 +95,9 @@ class World:
         return cosigner.finish(state, answer)
 
     def sign(self, message: str, part: dict[str, str]) -> Any:
-        return sign_service.sign_message(self.vault, "bot", "team", message, threshold=part)
+        return sign_service.sign_message(
+            self.vault, "bot", SignMessageRequest(wallet="team", message=message, threshold=part)
+        )
 
 
 def _bend(part: dict[str, str], field: str) -> dict[str, str]:
@@ -183,7 +189,9 @@ def _typed_part(world: World, doc: dict[str, Any]) -> dict[str, str]:
 
 def test_dkls_typed_data_signature_recovers_to_the_wallet(world: World) -> None:
     got = sign_service.sign_typed_data(
-        world.vault, "bot", "team", MAIL, threshold=_typed_part(world, MAIL)
+        world.vault,
+        "bot",
+        SignTypedDataRequest(wallet="team", typed_data=MAIL, threshold=_typed_part(world, MAIL)),
     )
     signed = encode_typed_data(full_message=MAIL)
     assert Account.recover_message(signed, signature=got.signature) == world.address
@@ -195,9 +203,14 @@ def test_attack_typed_data_swapped_after_the_exchange_is_refused_and_nothing_sig
     part = _typed_part(world, MAIL)
     other = MAIL | {"message": {"body": "hello, send everything"}}
     with pytest.raises(MalformedRequestError, match="not the one the threshold session"):
-        sign_service.sign_typed_data(world.vault, "bot", "team", other, threshold=part)
+        sign_service.sign_typed_data(
+            world.vault,
+            "bot",
+            SignTypedDataRequest(wallet="team", typed_data=other, threshold=part),
+        )
     with pytest.raises(MalformedRequestError, match="2-of-3 threshold wallet"):
-        sign_service.sign_typed_data(world.vault, "bot", "team", MAIL)  # no agent part
+        no_part = SignTypedDataRequest(wallet="team", typed_data=MAIL)  # no agent part
+        sign_service.sign_typed_data(world.vault, "bot", no_part)
 
 
 def test_dkls_a_paused_agent_gets_no_vault_rounds(world: World) -> None:
@@ -273,7 +286,9 @@ def test_an_approved_2_of_3_typed_data_signature_runs_with_the_agents_part(
     share')."""
     policies.set_policy(world.vault, "bot", ASK_FOR_MAIL)
     asked = sign_service.sign_typed_data(
-        world.vault, "bot", "team", MAIL, threshold=_typed_part(world, MAIL)
+        world.vault,
+        "bot",
+        SignTypedDataRequest(wallet="team", typed_data=MAIL, threshold=_typed_part(world, MAIL)),
     )
     assert asked.status == "pending_approval" and asked.approval_id is not None
     done = approvals.approve(world.vault, asked.approval_id)

@@ -57,6 +57,7 @@ from keysafe.service import (
     wallets,
 )
 from keysafe.service import signing as sign_service
+from keysafe.service.models import SignTransactionRequest
 from keysafe.service.record_meta import ThresholdWallet
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -511,7 +512,9 @@ def _sol_tx(address: str, lamports: int) -> str:
 def _sign(world: World, lamports: int) -> Any:
     tx = _sol_tx(world.addresses["team"], lamports)
     fields = agent_fields(world.preprocess(), world.keys["team"], message_of(tx))
-    return sign_service.sign_transaction(world.vault, "bot", "team", tx, threshold=fields)
+    return sign_service.sign_transaction(
+        world.vault, "bot", SignTransactionRequest(wallet="team", transaction=tx, threshold=fields)
+    )
 
 
 @pytest.fixture

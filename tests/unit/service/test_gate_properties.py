@@ -47,6 +47,7 @@ from keysafe.errors import (
 )
 from keysafe.service import agents, approvals, policies, signing, wallets
 from keysafe.service.context import open_vault
+from keysafe.service.models import SignMessageRequest, SignTransactionRequest, SignTypedDataRequest
 from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.store import tables as t
@@ -208,10 +209,18 @@ def call(vault: Vault, agent: str, key: str | None, req: Request) -> SignResult:
             "gas": 21000,
             "gasPrice": 10**9,
         }
-        return signing.sign_transaction(vault, agent, "main", tx, idempotency_key=key)
+        return signing.sign_transaction(
+            vault, agent, SignTransactionRequest(wallet="main", transaction=tx, idempotency_key=key)
+        )
     if req[0] == "msg":
-        return signing.sign_message(vault, agent, "main", req[1], idempotency_key=key)
-    return signing.sign_typed_data(vault, agent, "main", mail(req[1]), idempotency_key=key)
+        return signing.sign_message(
+            vault, agent, SignMessageRequest(wallet="main", message=req[1], idempotency_key=key)
+        )
+    return signing.sign_typed_data(
+        vault,
+        agent,
+        SignTypedDataRequest(wallet="main", typed_data=mail(req[1]), idempotency_key=key),
+    )
 
 
 def check_signature(

@@ -27,6 +27,7 @@ from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.errors import KeysafeError
 from keysafe.service import agents, policies, signing, wallets
+from keysafe.service.models import SignMessageRequest, SignTransactionRequest, SignTypedDataRequest
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF
 from keysafe.vault.home import Home
@@ -95,16 +96,30 @@ def test_private_keys_never_leave_in_outputs_logs_audit_or_errors(
         policies.set_policy(vault, "bot", POLICY)
         base = {"to": BOB, "chainId": 1, "nonce": 0, "gas": 21000, "gasPrice": 10**9}
         calls = [
-            lambda: signing.sign_transaction(vault, "bot", "evm", base | {"value": hex(10**15)}),
             lambda: signing.sign_transaction(
-                vault, "bot", "evm", base | {"value": hex(10**18)}
+                vault,
+                "bot",
+                SignTransactionRequest(wallet="evm", transaction=base | {"value": hex(10**15)}),
+            ),
+            lambda: signing.sign_transaction(
+                vault,
+                "bot",
+                SignTransactionRequest(wallet="evm", transaction=base | {"value": hex(10**18)}),
             ),  # denied
             lambda: signing.sign_transaction(
-                vault, "bot", "evm", base | {"value": "0x1"}, declared={"amount": "5"}
+                vault,
+                "bot",
+                SignTransactionRequest(
+                    wallet="evm", transaction=base | {"value": "0x1"}, declared={"amount": "5"}
+                ),
             ),
-            lambda: signing.sign_message(vault, "bot", "evm", "hello"),
-            lambda: signing.sign_typed_data(vault, "bot", "evm", MAIL),
-            lambda: signing.sign_message(vault, None, "sol", "gm"),
+            lambda: signing.sign_message(
+                vault, "bot", SignMessageRequest(wallet="evm", message="hello")
+            ),
+            lambda: signing.sign_typed_data(
+                vault, "bot", SignTypedDataRequest(wallet="evm", typed_data=MAIL)
+            ),
+            lambda: signing.sign_message_as_owner(vault, "sol", "gm"),
         ]
         payer = Pubkey.from_string(sol.address)
         ix = transfer(
@@ -115,7 +130,11 @@ def test_private_keys_never_leave_in_outputs_logs_audit_or_errors(
             msg, [Keypair().sign_message(b"x")]
         )  # placeholder sig
         sol_b64 = base64.b64encode(bytes(unsigned)).decode()
-        calls.append(lambda: signing.sign_transaction(vault, "bot", "sol", sol_b64))
+        calls.append(
+            lambda: signing.sign_transaction(
+                vault, "bot", SignTransactionRequest(wallet="sol", transaction=sol_b64)
+            )
+        )
         for call in calls:
             try:
                 outputs.append(call().model_dump(mode="json"))

@@ -11,6 +11,7 @@ import pytest
 from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
 from keysafe.service import agents, approvals, audit, policies, signing, spending, wallets
+from keysafe.service.models import SignTransactionRequest
 from keysafe.service.signing_gate import SignResult
 from keysafe.service.vault_admin import init_vault
 from keysafe.testing import CHEAP_KDF, ManualClock
@@ -61,7 +62,7 @@ def pay(v: Vault, agent: str, eth: str, nonce: int) -> SignResult:
         "gas": 21000,
         "gasPrice": 10**9,
     }
-    return signing.sign_transaction(v, agent, "main", tx)
+    return signing.sign_transaction(v, agent, SignTransactionRequest(wallet="main", transaction=tx))
 
 
 def test_spending_counts_each_request_once_per_asset_in_its_hour(
