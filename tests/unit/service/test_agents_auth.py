@@ -106,8 +106,8 @@ def test_add_agent_token_shown_once_only_sha256_is_stored(made: Made) -> None:
     assert token.removeprefix("ks_agent_").encode() not in on_disk
     assert hashlib.sha256(token.encode()).hexdigest().encode() in on_disk
     view = next(v for v in agents.list_agents(made.vault) if v.name == "bot")
-    assert token not in repr(view.to_dict())
-    assert view.to_dict()["auth"] == "token"
+    assert token not in repr(view.model_dump(mode="json"))
+    assert view.model_dump(mode="json")["auth"] == "token"
 
 
 def test_add_agent_twice_tokens_differ(made: Made) -> None:
