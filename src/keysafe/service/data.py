@@ -130,7 +130,8 @@ class ReadResult(MaybePending):
     owner must give first ("pending_approval")."""
 
     name: str
-    value: Any = None
+    # Kept out of repr: a result that reaches a log line or a traceback shows no secret.
+    value: Any = Field(default=None, repr=False)
 
 
 def _read_facts(r: ReadResult) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr
 
 from keysafe.chains import Chain
 from keysafe.crypto.secret import SecretBytes
@@ -57,7 +57,8 @@ class Done(BaseModel):
 
 class AgentAdded(BaseModel):
     agent: AgentView
-    token: str | None  # shown once to the owner; None for key-only agents
+    # Shown once to the owner (None for key-only agents); never in a repr, log line or traceback.
+    token: str | None = Field(repr=False)
 
 
 class AgentChanged(BaseModel):
@@ -66,7 +67,7 @@ class AgentChanged(BaseModel):
 
 class AgentToken(BaseModel):
     name: str
-    token: str
+    token: str = Field(repr=False)  # shown once to the owner; never in a repr
 
 
 class PolicyWarning(BaseModel):

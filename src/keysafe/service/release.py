@@ -11,6 +11,8 @@ Rules this module enforces:
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from keysafe.approvals import Kind
 from keysafe.crypto import jcs
 from keysafe.policy.intent import Intent
@@ -25,7 +27,8 @@ class ReleaseResult(MaybePending):
     ("released"), only to the agent that collects it."""
 
     credential: str
-    value: str | None = None
+    # Kept out of repr: a result that reaches a log line or a traceback shows no secret.
+    value: str | None = Field(default=None, repr=False)
 
 
 # The value is never stored: releases carry no idempotency key and are produced on collection.
